@@ -1,0 +1,3 @@
+//! Halcyon configuration.
+pub mod model;
+pub use model::*;

@@ -1,0 +1,587 @@
+//! The validated configuration model.
+//!
+//! Values of these types only come out of [`crate::load`] (or are built by tests and
+//! the simulator): every cross-reference has been checked, so a `NodeName` in a
+//! package's node list names a node of the cluster, a dependency names a package,
+//! and so on. The types derive serde because the configuration is replicated state
+//! (SPEC 4: "a configuration that is applied is the same on every node").
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Hard limits (TigerBeetle: "put a limit on everything").
+pub mod limits {
+    /// Most nodes a cluster may have (SPEC 1: 2 to 64 servers; the engine is
+    /// benchmarked at 256 so the bound has head-room).
+    pub const NODES_MAX: usize = 256;
+    /// Most packages a cluster may have.
+    pub const PACKAGES_MAX: usize = 10_000;
+    /// Most networks a cluster may have.
+    pub const NETWORKS_MAX: usize = 16;
+    /// Heartbeat interval bounds.
+    pub const HEARTBEAT_INTERVAL_MIN_MS: u64 = 10;
+    pub const HEARTBEAT_INTERVAL_MAX_MS: u64 = 10_000;
+    /// Missed heartbeats before a path is declared down.
+    pub const SENSITIVITY_MIN: u32 = 2;
+    pub const SENSITIVITY_MAX: u32 = 100;
+    /// Service restart count bound.
+    pub const SERVICE_RESTART_MAX: u32 = 1_000;
+    /// Node numbers are 1..=NODE_NUMBER_MAX.
+    pub const NODE_NUMBER_MAX: u32 = 65_535;
+}
+
+/// Default heartbeat interval (see ARCHITECTURE.md, "Failover budget").
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// Default number of missed heartbeats before a path is down.
+pub const DEFAULT_SENSITIVITY: u32 = 4;
+/// Default time after which a package failure on a node no longer excludes it.
+pub const DEFAULT_FAILURE_EXPIRY: Duration = Duration::from_secs(3600);
+/// Default timeout for a script's run or halt command.
+pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a service is given between SIGTERM and SIGKILL.
+pub const DEFAULT_SERVICE_HALT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default maximum event duration before a warning (HACMP's config_too_long).
+pub const DEFAULT_MAX_EVENT_DURATION: Duration = Duration::from_secs(360);
+/// Default base port: heartbeats on `port`, consensus on `port + 1`, API on `port + 2`.
+pub const DEFAULT_PORT: u16 = 7400;
+
+macro_rules! name_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A node's name, unique in the cluster.
+    NodeName
+);
+name_type!(
+    /// A network's name, unique in the cluster.
+    NetworkName
+);
+name_type!(
+    /// A package's name, unique in the cluster.
+    PackageName
+);
+
+/// The whole configuration: one cluster and its packages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub cluster: Cluster,
+    /// Packages by name.
+    pub packages: BTreeMap<PackageName, Package>,
+}
+
+impl Config {
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.cluster.nodes.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// The network with this name.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.cluster
+            .networks
+            .iter()
+            .find(|n| n.name.as_str() == name)
+    }
+
+    /// The package with this name.
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.get(name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    pub id: u64,
+    /// Base port (heartbeats `port`, consensus `port + 1`, API `port + 2`).
+    pub port: u16,
+    /// Nodes in configured order (the order of `["*"]` node lists).
+    pub nodes: Vec<Node>,
+    /// Networks in configured order; a network's number is its position + 1.
+    pub networks: Vec<Network>,
+    pub heartbeat: Heartbeat,
+    pub quorum: Quorum,
+    pub events: EventDefaults,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: NodeName,
+    /// Node number: orders events (SPEC 7) and is the node's Raft id.
+    pub number: u32,
+    /// Interfaces on the cluster's networks.
+    pub interfaces: Vec<Interface>,
+    /// Optional fencing agent for this node.
+    pub fencing: Option<Fencing>,
+}
+
+impl Node {
+    /// The node's primary (non-standby) interface on a network.
+    pub fn interface_on(&self, network: &str) -> Option<&Interface> {
+        self.interfaces
+            .iter()
+            .find(|i| i.network.as_str() == network && !i.standby)
+    }
+
+    /// The node's standby interfaces on a network.
+    pub fn standby_interfaces_on<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = &'a Interface> + 'a {
+        self.interfaces
+            .iter()
+            .filter(move |i| i.network.as_str() == network && i.standby)
+    }
+
+    /// True when the node has a (primary) interface on the network.
+    pub fn is_on_network(&self, network: &str) -> bool {
+        self.interface_on(network).is_some()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interface {
+    pub network: NetworkName,
+    /// The node's stationary address on this network (absent for `disk` networks).
+    pub address: Option<IpAddr>,
+    /// The kernel's interface name (found from the address at run time when absent).
+    pub device: Option<String>,
+    /// A standby interface takes over service addresses when the primary fails
+    /// (local LAN failover, HACMP's adapter swap).
+    pub standby: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fencing {
+    /// The fence agent program (fence-agents convention: options on stdin as key=value).
+    pub agent: String,
+    pub options: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkKind {
+    Ip,
+    Disk,
+}
+
+impl fmt::Display for NetworkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkKind::Ip => "ip",
+            NetworkKind::Disk => "disk",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: NetworkName,
+    /// 1-based position in the cluster file; orders events (SPEC 7).
+    pub number: u32,
+    pub kind: NetworkKind,
+    /// Subnets of an `ip` network (node and relocatable addresses must lie in one).
+    pub subnets: Vec<Subnet>,
+    /// Shared file or block device of a `disk` network.
+    pub device: Option<String>,
+    /// Heartbeat settings of this network (the cluster's unless overridden).
+    pub heartbeat: Heartbeat,
+}
+
+/// An IP subnet: an address and a prefix length, normalised to the network address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// True when `addr` lies in this subnet.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self.address, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = prefix_mask_u32(self.prefix);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = prefix_mask_u128(self.prefix);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_mask_u32(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+fn prefix_mask_u128(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    /// Consecutive missed heartbeats before a path is declared down.
+    pub sensitivity: u32,
+}
+
+impl Heartbeat {
+    /// About how long it takes to declare a path down.
+    pub fn detection_time(&self) -> Duration {
+        self.interval * self.sensitivity
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: DEFAULT_HEARTBEAT_INTERVAL,
+            sensitivity: DEFAULT_SENSITIVITY,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quorum {
+    /// A witness: a Raft voter that runs no packages (two-node clusters).
+    pub witness: Option<Witness>,
+    /// Shrink the voter set after a committed node_down (never below `min_voters`).
+    pub auto_shrink: bool,
+    pub min_voters: u32,
+    /// How long a node may run failover packages after the quorum last confirmed it.
+    /// `None`: derived from the heartbeat settings (see ARCHITECTURE.md).
+    pub lease: Option<Duration>,
+    /// Linux watchdog device, if the node should arm one.
+    pub watchdog: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Witness {
+    pub name: NodeName,
+    pub number: u32,
+    pub address: IpAddr,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventDefaults {
+    /// Run before and after every event (with the outcome in the environment).
+    pub notify: Option<String>,
+    pub pre_event: Option<String>,
+    pub post_event: Option<String>,
+    /// The rules file (events -> recovery programs), relative to the cluster file.
+    pub rules: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// After this long a running event logs a warning event (config_too_long).
+    pub max_event_duration: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_duration: DEFAULT_MAX_EVENT_DURATION,
+        }
+    }
+}
+
+/// Package type (SPEC 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageType {
+    /// Runs on one node at a time.
+    Failover,
+    /// Runs on every eligible node of its node list.
+    MultiNode,
+    /// Runs on every node of the cluster.
+    SystemMultiNode,
+}
+
+impl fmt::Display for PackageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PackageType::Failover => "failover",
+            PackageType::MultiNode => "multi_node",
+            PackageType::SystemMultiNode => "system_multi_node",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverPolicy {
+    /// The highest-priority eligible node in the node list.
+    ConfiguredNode,
+    /// The eligible node running the fewest packages (ties: node-list order).
+    MinPackageNode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailbackPolicy {
+    /// Stay where it is when a higher-priority node joins.
+    Manual,
+    /// Move back to the (acting) primary node when it joins.
+    Automatic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyLocation {
+    /// The dependee must be up on the same node.
+    SameNode,
+    /// The dependee must be up on some node.
+    AnyNode,
+    /// The dependee must be up on another node than this package.
+    DifferentNode,
+}
+
+impl fmt::Display for DependencyLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DependencyLocation::SameNode => "same_node",
+            DependencyLocation::AnyNode => "any_node",
+            DependencyLocation::DifferentNode => "different_node",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub package: PackageName,
+    pub location: DependencyLocation,
+}
+
+/// When a package with automatic failback may move back (SPEC 8, HACMP's delayed
+/// fallback timer). Times are UTC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackTimer {
+    Daily {
+        hour: i8,
+        minute: i8,
+    },
+    /// `weekday`: 1 = Monday .. 7 = Sunday.
+    Weekly {
+        weekday: i8,
+        hour: i8,
+        minute: i8,
+    },
+    Monthly {
+        day: i8,
+        hour: i8,
+        minute: i8,
+    },
+    Yearly {
+        month: i8,
+        day: i8,
+        hour: i8,
+        minute: i8,
+    },
+    /// One specific moment.
+    Date { at: jiff::Timestamp },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: PackageName,
+    pub package_type: PackageType,
+    /// Ordered node list (`["*"]` is expanded to every node in configured order).
+    pub nodes: Vec<NodeName>,
+    pub auto_run: bool,
+    pub failover_policy: FailoverPolicy,
+    pub failback_policy: FailbackPolicy,
+    pub fallback_timer: Option<FallbackTimer>,
+    /// Lower number = more important; packages are placed in this order.
+    /// `None` is "no priority" (placed after every prioritised package).
+    pub priority: Option<u32>,
+    pub dependencies: Vec<Dependency>,
+    /// Networks that must be up on a node for the package to run there: the
+    /// networks of its `ip` resources plus any listed explicitly.
+    pub networks: Vec<NetworkName>,
+    pub local_lan_failover_allowed: bool,
+    /// `None`: a failure on a node excludes that node until cleared.
+    pub failure_expiry: Option<Duration>,
+    pub run_timeout: Duration,
+    pub halt_timeout: Duration,
+    /// Resources in start order (stopped in reverse).
+    pub resources: Vec<Resource>,
+    pub monitors: Vec<Monitor>,
+}
+
+impl Package {
+    /// Position of `node` in the node list (0 = primary).
+    pub fn node_rank(&self, node: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.as_str() == node)
+    }
+
+    pub fn is_failover(&self) -> bool {
+        self.package_type == PackageType::Failover
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    Ip(IpResource),
+    Service(ServiceResource),
+    Script(ScriptResource),
+    Ocf(OcfResource),
+    Volume(VolumeResource),
+    Filesystem(FilesystemResource),
+}
+
+impl Resource {
+    /// A short name for logs and plans, e.g. `ip 198.18.1.50/24`.
+    pub fn describe(&self) -> String {
+        match self {
+            Resource::Ip(ip) => {
+                let addresses: Vec<String> = ip
+                    .addresses
+                    .iter()
+                    .map(|a| format!("{}/{}", a.address, a.prefix))
+                    .collect();
+                format!("ip {}", addresses.join(","))
+            }
+            Resource::Service(s) => format!("service {}", s.name),
+            Resource::Script(s) => format!("script {}", s.name),
+            Resource::Ocf(o) => format!("ocf {}", o.agent),
+            Resource::Volume(v) => format!("volume {}", v.name),
+            Resource::Filesystem(f) => format!("filesystem {}", f.mount_point),
+        }
+    }
+}
+
+/// A relocatable address. Cross-subnet clusters list one address per subnet;
+/// the adoptive node uses the one in its own subnet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IpResource {
+    pub network: NetworkName,
+    pub addresses: Vec<Subnet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceResource {
+    pub name: String,
+    pub command: String,
+    /// Restarts on this node before the package fails.
+    pub restart: u32,
+    /// The restart counter resets after this long without a failure.
+    pub restart_window: Option<Duration>,
+    /// The node leaves the cluster (fails fast) when this service fails.
+    pub node_fail_fast: bool,
+    /// Time between SIGTERM and SIGKILL.
+    pub halt_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScriptResource {
+    pub name: String,
+    pub run: String,
+    pub halt: String,
+    pub run_timeout: Duration,
+    pub halt_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OcfResource {
+    /// `provider:type`, e.g. `heartbeat:Dummy`.
+    pub agent: String,
+    pub params: BTreeMap<String, String>,
+    pub monitor_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeResource {
+    pub name: String,
+    pub activate: String,
+    pub deactivate: String,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilesystemResource {
+    pub device: String,
+    pub mount_point: String,
+    pub fstype: String,
+    pub options: Option<String>,
+    /// Run before mounting (e.g. `fsck -p`); a non-zero exit refuses the mount.
+    pub check: Option<String>,
+    pub timeout: Duration,
+}
+
+/// What a monitor does when its predicate becomes true.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorAction {
+    /// Fire a user-defined event of this name.
+    Event(String),
+    /// Fail the package on this node.
+    FailPackage,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Monitor {
+    pub name: String,
+    /// The sampler: a command printing a number or a record, or a built-in
+    /// (`builtin:process_count NAME`, `builtin:fs_use PATH`, `builtin:memory`, `builtin:load`).
+    pub sample: String,
+    pub interval: Duration,
+    pub predicate: String,
+    pub rearm: Option<String>,
+    pub action: MonitorAction,
+}
