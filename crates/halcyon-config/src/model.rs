@@ -106,15 +106,12 @@ pub struct Config {
 impl Config {
     /// The node with this name.
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.cluster.nodes.iter().find(|n| n.name.as_str() == name)
+        self.cluster.node(name)
     }
 
     /// The network with this name.
     pub fn network(&self, name: &str) -> Option<&Network> {
-        self.cluster
-            .networks
-            .iter()
-            .find(|n| n.name.as_str() == name)
+        self.cluster.network(name)
     }
 
     /// The package with this name.
@@ -137,6 +134,18 @@ pub struct Cluster {
     pub quorum: Quorum,
     pub events: EventDefaults,
     pub limits: Limits,
+}
+
+impl Cluster {
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// The network with this name.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name.as_str() == name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -432,7 +441,9 @@ pub enum FallbackTimer {
         minute: i8,
     },
     /// One specific moment.
-    Date { at: jiff::Timestamp },
+    Date {
+        at: jiff::Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

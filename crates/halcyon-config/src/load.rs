@@ -1,0 +1,1393 @@
+//! Loading a configuration from files: find them, parse each into a spanned tree,
+//! read the cluster file and the package files, then validate across files.
+//!
+//! Invariant: `load` returns either a fully validated [`Config`] or every mistake
+//! it found; it never returns a half-checked configuration.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use crate::model::*;
+use crate::reader::*;
+use crate::validate::{self, ClusterSpans, InterfaceSpans, NodeSpans, QuorumSpans};
+
+/// Where each object came from, for cross-file diagnostics.
+#[derive(Debug, Default)]
+pub(crate) struct Origins {
+    /// (file index, span) of each node's table, by node name.
+    pub nodes: BTreeMap<String, (usize, Span)>,
+    pub cluster_file: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PackageOrigin {
+    pub file: usize,
+    pub name: Span,
+    /// Span of each node-list entry.
+    pub nodes: Vec<Span>,
+    pub nodes_field: Span,
+    /// Span of each dependency table, in order.
+    pub dependencies: Vec<Span>,
+    /// Span of each resource table, in order.
+    pub resources: Vec<Span>,
+    /// For each resource (in order): the spans of an ip resource's network and addresses.
+    pub ip_fields: Vec<Option<(Span, Vec<Span>)>>,
+    pub networks: Vec<Span>,
+    pub run_timeout: Option<Span>,
+    pub fallback_timer: Option<Span>,
+}
+
+/// A loaded set of files, kept so validation can point into them.
+pub(crate) struct Files {
+    pub sources: Vec<SourceFile>,
+}
+
+/// Summary counts for `halcyon check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub nodes: usize,
+    pub networks: usize,
+    pub packages: usize,
+}
+
+impl Config {
+    pub fn summary(&self, files: usize) -> Summary {
+        Summary {
+            files,
+            nodes: self.cluster.nodes.len(),
+            networks: self.cluster.networks.len(),
+            packages: self.packages.len(),
+        }
+    }
+}
+
+/// The files a configuration is made of: each path is a `.toml` file, or a
+/// directory searched recursively for `.toml` files (sorted by path).
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found = Vec::new();
+            if let Err(e) = walk(path, &mut found) {
+                diagnostics.push(io_diagnostic(path, &e));
+            }
+            found.sort();
+            if found.is_empty() {
+                diagnostics.push(no_position(
+                    path,
+                    "directory",
+                    "contains no .toml file",
+                    Some("a cluster file and package files ending in .toml"),
+                ));
+            }
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            diagnostics.push(no_position(
+                path,
+                "path",
+                "does not exist",
+                Some("a configuration directory or .toml files"),
+            ));
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(files)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn io_diagnostic(path: &Path, error: &std::io::Error) -> Diagnostic {
+    no_position(path, "file", &format!("cannot be read: {error}"), None)
+}
+
+fn no_position(path: &Path, field: &str, problem: &str, expected: Option<&str>) -> Diagnostic {
+    Diagnostic {
+        file: path.to_owned(),
+        line: 0,
+        column: 0,
+        field: field.to_owned(),
+        problem: problem.to_owned(),
+        expected: expected.map(str::to_owned),
+        hint: None,
+    }
+}
+
+/// Loads and validates the configuration in `paths` (files or directories).
+pub fn load(paths: &[PathBuf]) -> Result<(Config, usize), Diagnostics> {
+    let files = collect_files(paths)?;
+    let mut sources = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in &files {
+        match fs::read_to_string(path) {
+            Ok(text) => sources.push(SourceFile::new(path.clone(), text)),
+            Err(e) => diagnostics.push(io_diagnostic(path, &e)),
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(Diagnostics(diagnostics));
+    }
+    let count = sources.len();
+    load_sources(sources).map(|c| (c, count))
+}
+
+/// Loads and validates a configuration from in-memory files `(path, text)`.
+pub fn load_texts(files: &[(&str, &str)]) -> Result<Config, Diagnostics> {
+    load_sources(
+        files
+            .iter()
+            .map(|(p, t)| SourceFile::new(PathBuf::from(p), (*t).to_owned()))
+            .collect(),
+    )
+}
+
+fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    let mut cluster: Option<Cluster> = None;
+    let mut packages: Vec<(Package, PackageOrigin)> = Vec::new();
+    let mut origins = Origins::default();
+
+    for (file_index, source) in sources.iter().enumerate() {
+        let (root, parse_errors) = DeTable::parse_recoverable(&source.text);
+        if !parse_errors.is_empty() {
+            for e in parse_errors {
+                let span = e.span().unwrap_or(0..0);
+                diagnostics.push(
+                    source
+                        .diagnostic(
+                            span,
+                            "toml",
+                            format!("syntax error: {}", e.message().trim()),
+                        )
+                        .expected("valid TOML"),
+                );
+            }
+            continue;
+        }
+        let table = root.get_ref();
+        let has = |name: &str| table.keys().any(|k| k.get_ref().eq_ignore_ascii_case(name));
+        let mut sink = Sink::new(source);
+        if has("cluster") {
+            if let Some(first) = origins.cluster_file {
+                sink.error(0..0, "cluster", "a second cluster file").hint = Some(format!(
+                    "the cluster is already defined in {}",
+                    sources[first].path.display()
+                ));
+            } else {
+                origins.cluster_file = Some(file_index);
+                cluster = read_cluster(&mut sink, table, root.span(), file_index, &mut origins);
+            }
+        } else if has("package") {
+            if let Some(p) = read_package(&mut sink, table, root.span(), file_index) {
+                packages.push(p);
+            }
+        } else {
+            sink.error(0..0, "file", "is neither a cluster file nor a package file")
+                .expected = Some(
+                "a [cluster] table (cluster file) or a [package] table (package file)".to_owned(),
+            );
+        }
+        diagnostics.extend(sink.diagnostics);
+    }
+
+    if origins.cluster_file.is_none() {
+        let file = sources.first().map(|s| s.path.clone()).unwrap_or_default();
+        diagnostics.push(Diagnostic {
+            file,
+            line: 0,
+            column: 0,
+            field: "cluster".to_owned(),
+            problem: "no cluster file among the files given".to_owned(),
+            expected: Some("one file with a [cluster] table".to_owned()),
+            hint: Some(
+                "pass the configuration directory, or the cluster file with the package files"
+                    .to_owned(),
+            ),
+        });
+    }
+
+    let files = Files { sources };
+    let config = match cluster {
+        Some(cluster) => validate::assemble(&files, cluster, packages, &origins, &mut diagnostics),
+        None => None,
+    };
+    let mut diagnostics = Diagnostics(diagnostics);
+    diagnostics.sort();
+    match config {
+        Some(config) if diagnostics.is_empty() => Ok(config),
+        _ => Err(diagnostics),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The cluster file
+
+const CLUSTER_FILE_FIELDS: &[FieldSpec] = &[
+    field("cluster"),
+    field("heartbeat"),
+    field("quorum"),
+    field("events"),
+    field("limits"),
+    field("network"),
+    field("node"),
+];
+const CLUSTER_FIELDS: &[FieldSpec] = &[
+    field_aliased("name", &["cluster_name"]),
+    field("id"),
+    field("port"),
+];
+const HEARTBEAT_FIELDS: &[FieldSpec] = &[
+    field_aliased("interval", &["heartbeat_interval"]),
+    field_aliased("sensitivity", &["fibrillate_count"]),
+];
+const QUORUM_FIELDS: &[FieldSpec] = &[
+    field("witness"),
+    field("auto_shrink"),
+    field("min_voters"),
+    field("lease"),
+    field("watchdog"),
+];
+const WITNESS_FIELDS: &[FieldSpec] = &[field("name"), field("number"), field("address")];
+const EVENTS_FIELDS: &[FieldSpec] = &[
+    field("notify"),
+    field("pre_event"),
+    field("post_event"),
+    field("rules"),
+];
+const LIMITS_FIELDS: &[FieldSpec] = &[field("max_event_duration")];
+const NETWORK_FIELDS: &[FieldSpec] = &[
+    field("name"),
+    field("kind"),
+    field("subnets"),
+    field("device"),
+    field_aliased("interval", &["heartbeat_interval"]),
+    field_aliased("sensitivity", &["fibrillate_count"]),
+];
+const NODE_FIELDS: &[FieldSpec] = &[
+    field_aliased("name", &["node_name"]),
+    field("number"),
+    field("interface"),
+    field("fencing"),
+];
+const INTERFACE_FIELDS: &[FieldSpec] = &[
+    field("network"),
+    field("address"),
+    field("device"),
+    field("standby"),
+];
+const FENCING_FIELDS: &[FieldSpec] = &[field("agent"), field("options"), field("timeout")];
+
+fn read_cluster(
+    sink: &mut Sink<'_>,
+    root: &DeTable<'_>,
+    root_span: Span,
+    file: usize,
+    origins: &mut Origins,
+) -> Option<Cluster> {
+    let mut top = TableReader::new("", root_span.clone(), root, CLUSTER_FILE_FIELDS);
+
+    let (cluster_table, cluster_span) = top.table(sink, "cluster")?;
+    let mut c = TableReader::new("cluster", cluster_span, cluster_table, CLUSTER_FIELDS);
+    let name = c
+        .require_string(sink, "name", "the cluster's name, e.g. \"prod\"")
+        .map(|(s, _)| s);
+    let id = c
+        .require_integer(sink, "id", 1, i64::from(u32::MAX))
+        .map(|(n, _)| n as u64);
+    let port = c
+        .integer(sink, "port", 1024, 65_000)
+        .map_or(DEFAULT_PORT, |(n, _)| n as u16);
+    c.finish(sink);
+
+    let heartbeat = match top.table(sink, "heartbeat") {
+        Some((t, span)) => read_heartbeat(
+            sink,
+            "heartbeat",
+            t,
+            span,
+            Heartbeat::default(),
+            HEARTBEAT_FIELDS,
+        ),
+        None => Heartbeat::default(),
+    };
+
+    let mut quorum_spans = QuorumSpans::default();
+    let quorum = match top.table(sink, "quorum") {
+        Some((t, span)) => read_quorum(sink, t, span, &mut quorum_spans),
+        None => Quorum {
+            witness: None,
+            auto_shrink: false,
+            min_voters: 0,
+            lease: None,
+            watchdog: None,
+        },
+    };
+
+    let events = match top.table(sink, "events") {
+        Some((t, span)) => {
+            let mut e = TableReader::new("events", span, t, EVENTS_FIELDS);
+            let out = EventDefaults {
+                notify: e.string(sink, "notify").map(|(s, _)| s),
+                pre_event: e.string(sink, "pre_event").map(|(s, _)| s),
+                post_event: e.string(sink, "post_event").map(|(s, _)| s),
+                rules: e.string(sink, "rules").map(|(s, _)| s),
+            };
+            e.finish(sink);
+            out
+        }
+        None => EventDefaults::default(),
+    };
+
+    let limits = match top.table(sink, "limits") {
+        Some((t, span)) => {
+            let mut l = TableReader::new("limits", span, t, LIMITS_FIELDS);
+            let out = Limits {
+                max_event_duration: l
+                    .duration(sink, "max_event_duration")
+                    .map_or(DEFAULT_MAX_EVENT_DURATION, |(d, _)| d),
+            };
+            l.finish(sink);
+            out
+        }
+        None => Limits::default(),
+    };
+
+    let mut spans = ClusterSpans {
+        root: root_span.clone(),
+        ..ClusterSpans::default()
+    };
+    let mut networks = Vec::new();
+    let network_tables = top.tables(sink, "network");
+    if network_tables.is_empty() {
+        sink.error(root_span.clone(), "network", "no network is defined")
+            .expected = Some("at least one [[network]] of kind \"ip\"".to_owned());
+    }
+    for (index, table, span) in network_tables {
+        if let Some((n, name_span)) = read_network(sink, index, table, span.clone(), heartbeat) {
+            networks.push(n);
+            spans.networks.push((span, name_span));
+        }
+    }
+
+    let mut nodes = Vec::new();
+    let node_tables = top.tables(sink, "node");
+    if node_tables.is_empty() {
+        sink.error(root_span, "node", "no node is defined").expected =
+            Some("at least one [[node]] with a name, a number and interfaces".to_owned());
+    }
+    for (index, table, span) in node_tables {
+        if let Some((n, node_spans)) = read_node(sink, index, table, span.clone()) {
+            origins
+                .nodes
+                .entry(n.name.0.clone())
+                .or_insert((file, span));
+            nodes.push(n);
+            spans.nodes.push(node_spans);
+        }
+    }
+    top.finish(sink);
+
+    let cluster = Cluster {
+        name: name?,
+        id: id?,
+        port,
+        nodes,
+        networks,
+        heartbeat,
+        quorum,
+        events,
+        limits,
+    };
+    spans.quorum = quorum_spans;
+    validate::check_cluster(sink, &cluster, &spans);
+    Some(cluster)
+}
+
+fn read_heartbeat(
+    sink: &mut Sink<'_>,
+    path: &str,
+    table: &DeTable<'_>,
+    span: Span,
+    defaults: Heartbeat,
+    fields: &'static [FieldSpec],
+) -> Heartbeat {
+    let mut h = TableReader::new(path, span, table, fields);
+    let heartbeat = read_heartbeat_fields(sink, &mut h, defaults);
+    h.finish(sink);
+    heartbeat
+}
+
+fn read_heartbeat_fields(
+    sink: &mut Sink<'_>,
+    h: &mut TableReader<'_, '_>,
+    defaults: Heartbeat,
+) -> Heartbeat {
+    let mut out = defaults;
+    if let Some((interval, span)) = h.duration(sink, "interval") {
+        let ms = interval.as_millis() as u64;
+        if (limits::HEARTBEAT_INTERVAL_MIN_MS..=limits::HEARTBEAT_INTERVAL_MAX_MS).contains(&ms) {
+            out.interval = interval;
+        } else {
+            sink.error(
+                span,
+                &h.field_path("interval"),
+                format!("{} is out of range", humantime::format_duration(interval)),
+            )
+            .expected = Some(format!(
+                "from {}ms to {}s",
+                limits::HEARTBEAT_INTERVAL_MIN_MS,
+                limits::HEARTBEAT_INTERVAL_MAX_MS / 1000
+            ));
+        }
+    }
+    if let Some((n, _)) = h.integer(
+        sink,
+        "sensitivity",
+        i64::from(limits::SENSITIVITY_MIN),
+        i64::from(limits::SENSITIVITY_MAX),
+    ) {
+        out.sensitivity = n as u32;
+    }
+    out
+}
+
+fn read_quorum(
+    sink: &mut Sink<'_>,
+    table: &DeTable<'_>,
+    span: Span,
+    spans: &mut QuorumSpans,
+) -> Quorum {
+    let mut q = TableReader::new("quorum", span, table, QUORUM_FIELDS);
+    let witness = q.table(sink, "witness").and_then(|(t, span)| {
+        spans.witness = Some(span.clone());
+        let mut w = TableReader::new("quorum.witness", span, t, WITNESS_FIELDS);
+        let name = w.require_string(sink, "name", "the witness's name");
+        let number = w.require_integer(sink, "number", 1, i64::from(limits::NODE_NUMBER_MAX));
+        let address = w
+            .require_string(sink, "address", "the witness's IP address")
+            .and_then(|(s, span)| parse_ip(sink, "quorum.witness.address", &s, span));
+        w.finish(sink);
+        Some(Witness {
+            name: NodeName(name?.0),
+            number: number?.0 as u32,
+            address: address?,
+        })
+    });
+    let min_voters = q.integer(sink, "min_voters", 1, limits::NODES_MAX as i64);
+    spans.min_voters = min_voters.as_ref().map(|(_, s)| s.clone());
+    let lease = q.duration(sink, "lease");
+    spans.lease = lease.as_ref().map(|(_, s)| s.clone());
+    let out = Quorum {
+        witness,
+        auto_shrink: q.bool(sink, "auto_shrink").unwrap_or(false),
+        min_voters: min_voters.map_or(0, |(n, _)| n as u32),
+        lease: lease.map(|(d, _)| d),
+        watchdog: q.string(sink, "watchdog").map(|(s, _)| s),
+    };
+    q.finish(sink);
+    out
+}
+
+fn read_network(
+    sink: &mut Sink<'_>,
+    index: usize,
+    table: &DeTable<'_>,
+    span: Span,
+    cluster_heartbeat: Heartbeat,
+) -> Option<(Network, Span)> {
+    let path = format!("network[{index}]");
+    let mut n = TableReader::new(path.clone(), span, table, NETWORK_FIELDS);
+    let name = n.require_string(sink, "name", "the network's name, e.g. \"lan1\"");
+    let kind = n
+        .require_string(sink, "kind", "\"ip\" or \"disk\"")
+        .and_then(|(s, span)| {
+            keyword(
+                sink,
+                &format!("{path}.kind"),
+                &s,
+                span,
+                &[("ip", NetworkKind::Ip), ("disk", NetworkKind::Disk)],
+            )
+        });
+    let mut subnets = Vec::new();
+    let subnets_field = n.strings(sink, "subnets");
+    if let Some((items, _)) = &subnets_field {
+        for (i, (text, span)) in items.iter().enumerate() {
+            if let Some(s) = parse_cidr(
+                sink,
+                &format!("{path}.subnets[{}]", i + 1),
+                text,
+                span.clone(),
+                true,
+            ) {
+                subnets.push(s);
+            }
+        }
+    }
+    let device = n.string(sink, "device");
+    let heartbeat = read_heartbeat_fields(sink, &mut n, cluster_heartbeat);
+    match kind {
+        Some(NetworkKind::Ip) => {
+            if subnets_field.is_none() {
+                sink.error(
+                    n.span.clone(),
+                    &format!("{path}.subnets"),
+                    "missing for an ip network",
+                )
+                .expected =
+                    Some("the network's subnets, e.g. subnets = [\"198.18.1.0/24\"]".to_owned());
+            }
+            if let Some((_, span)) = &device {
+                sink.error(
+                    span.clone(),
+                    &format!("{path}.device"),
+                    "an ip network has no device",
+                )
+                .hint = Some("device is for kind = \"disk\"".to_owned());
+            }
+        }
+        Some(NetworkKind::Disk) => {
+            if device.is_none() {
+                sink.error(
+                    n.span.clone(),
+                    &format!("{path}.device"),
+                    "missing for a disk network",
+                )
+                .expected = Some(
+                    "the shared file or block device, e.g. device = \"/dev/disk/by-id/hb\""
+                        .to_owned(),
+                );
+            }
+            if let Some((_, span)) = &subnets_field {
+                sink.error(
+                    span.clone(),
+                    &format!("{path}.subnets"),
+                    "a disk network has no subnets",
+                )
+                .hint = Some("subnets are for kind = \"ip\"".to_owned());
+            }
+        }
+        None => {}
+    }
+    n.finish(sink);
+    let (name, name_span) = name?;
+    let network = Network {
+        name: NetworkName(name),
+        number: index as u32,
+        kind: kind?,
+        subnets,
+        device: device.map(|(d, _)| d),
+        heartbeat,
+    };
+    Some((network, name_span))
+}
+
+fn read_node(
+    sink: &mut Sink<'_>,
+    index: usize,
+    table: &DeTable<'_>,
+    span: Span,
+) -> Option<(Node, NodeSpans)> {
+    let path = format!("node[{index}]");
+    let mut spans = NodeSpans {
+        table: span.clone(),
+        ..NodeSpans::default()
+    };
+    let mut n = TableReader::new(path.clone(), span, table, NODE_FIELDS);
+    let name = n.require_string(sink, "name", "the node's name, e.g. \"node1\"");
+    let number = n.require_integer(sink, "number", 1, i64::from(limits::NODE_NUMBER_MAX));
+    let mut interfaces = Vec::new();
+    for (i, t, span) in n.tables(sink, "interface") {
+        let ipath = format!("{path}.interface[{i}]");
+        let mut r = TableReader::new(ipath.clone(), span, t, INTERFACE_FIELDS);
+        let network = r.require_string(sink, "network", "the name of a [[network]]");
+        let address_field = r.string(sink, "address");
+        let address_span = address_field.as_ref().map(|(_, s)| s.clone());
+        let address = address_field
+            .and_then(|(s, span)| parse_ip(sink, &format!("{ipath}.address"), &s, span));
+        let device = r.string(sink, "device").map(|(s, _)| s);
+        let standby = r.bool(sink, "standby").unwrap_or(false);
+        r.finish(sink);
+        if let Some((network, network_span)) = network {
+            spans.interfaces.push(InterfaceSpans {
+                network: network_span,
+                address: address_span,
+            });
+            interfaces.push(Interface {
+                network: NetworkName(network),
+                address,
+                device,
+                standby,
+            });
+        }
+    }
+    let fencing = n.table(sink, "fencing").and_then(|(t, span)| {
+        let mut f = TableReader::new(format!("{path}.fencing"), span, t, FENCING_FIELDS);
+        let agent = f.require_string(
+            sink,
+            "agent",
+            "a fence agent program, e.g. \"fence_ipmilan\"",
+        );
+        let options = f.string_map(sink, "options").into_iter().collect();
+        let timeout = f
+            .duration(sink, "timeout")
+            .map_or(Duration::from_secs(60), |(d, _)| d);
+        f.finish(sink);
+        Some(Fencing {
+            agent: agent?.0,
+            options,
+            timeout,
+        })
+    });
+    n.finish(sink);
+    let (name, name_span) = name?;
+    let (number, number_span) = number?;
+    spans.name = name_span;
+    spans.number = number_span;
+    let node = Node {
+        name: NodeName(name),
+        number: number as u32,
+        interfaces,
+        fencing,
+    };
+    Some((node, spans))
+}
+
+// ---------------------------------------------------------------------------
+// Package files
+
+const PACKAGE_FILE_FIELDS: &[FieldSpec] = &[
+    field("package"),
+    field("resource"),
+    field_aliased("dependency", &["depends"]),
+    field("monitor"),
+    field("fallback_timer"),
+];
+const PACKAGE_FIELDS: &[FieldSpec] = &[
+    field_aliased("name", &["package_name"]),
+    field_aliased("type", &["package_type"]),
+    field_aliased("nodes", &["node_name"]),
+    field_aliased("auto_run", &["pkg_switching_enabled"]),
+    field("failover_policy"),
+    field("failback_policy"),
+    field("priority"),
+    field("networks"),
+    field_aliased("local_lan_failover_allowed", &["net_switching_enabled"]),
+    field("failure_expiry"),
+    field("run_timeout"),
+    field("halt_timeout"),
+];
+const DEPENDENCY_FIELDS: &[FieldSpec] = &[field("package"), field("location"), field("condition")];
+const FALLBACK_TIMER_FIELDS: &[FieldSpec] = &[
+    field("daily"),
+    field("weekly"),
+    field("monthly"),
+    field("yearly"),
+    field("date"),
+];
+const RESOURCE_FIELDS: &[FieldSpec] = &[
+    field("kind"),
+    field("name"),
+    field("network"),
+    field("address"),
+    field("addresses"),
+    field("command"),
+    field_aliased("restart", &["service_restart"]),
+    field("restart_window"),
+    field_aliased("node_fail_fast", &["service_fail_fast_enabled"]),
+    field("halt_timeout"),
+    field("run_timeout"),
+    field("run"),
+    field("halt"),
+    field("agent"),
+    field("params"),
+    field("monitor_interval"),
+    field("timeout"),
+    field("activate"),
+    field("deactivate"),
+    field("device"),
+    field("mount_point"),
+    field("fstype"),
+    field("options"),
+    field("check"),
+];
+const MONITOR_FIELDS: &[FieldSpec] = &[
+    field("name"),
+    field("sample"),
+    field("interval"),
+    field("predicate"),
+    field("rearm"),
+    field("event"),
+    field("fail_package"),
+];
+
+/// The placeholder node list entry meaning every node, in configured order.
+pub const ALL_NODES: &str = "*";
+
+fn read_package(
+    sink: &mut Sink<'_>,
+    root: &DeTable<'_>,
+    root_span: Span,
+    file: usize,
+) -> Option<(Package, PackageOrigin)> {
+    let mut top = TableReader::new("", root_span, root, PACKAGE_FILE_FIELDS);
+    let (ptable, pspan) = top.table(sink, "package")?;
+    let mut p = TableReader::new("package", pspan.clone(), ptable, PACKAGE_FIELDS);
+    let mut origin = PackageOrigin {
+        file,
+        nodes_field: pspan.clone(),
+        ..PackageOrigin::default()
+    };
+
+    let name = p.require_string(sink, "name", "the package's name, e.g. \"db\"");
+    if let Some((_, span)) = &name {
+        origin.name = span.clone();
+    }
+    let package_type = p
+        .string(sink, "type")
+        .map(|(s, span)| {
+            keyword(
+                sink,
+                "package.type",
+                &s,
+                span,
+                &[
+                    ("failover", PackageType::Failover),
+                    ("multi_node", PackageType::MultiNode),
+                    ("system_multi_node", PackageType::SystemMultiNode),
+                ],
+            )
+        })
+        .unwrap_or(Some(PackageType::Failover));
+    let nodes: Vec<NodeName> = match p.strings(sink, "nodes") {
+        Some((items, span)) => {
+            origin.nodes_field = span.clone();
+            if items.is_empty() {
+                sink.error(span, "package.nodes", "the node list is empty")
+                    .expected =
+                    Some("at least one node name, or [\"*\"] for every node".to_owned());
+            }
+            origin.nodes = items.iter().map(|(_, s)| s.clone()).collect();
+            items.into_iter().map(|(s, _)| NodeName(s)).collect()
+        }
+        None => {
+            sink.error(pspan.clone(), "package.nodes", "missing in [package]")
+                .expected = Some(
+                "the ordered node list, e.g. nodes = [\"node1\", \"node2\"], or [\"*\"]".to_owned(),
+            );
+            Vec::new()
+        }
+    };
+    let auto_run = p.bool(sink, "auto_run").unwrap_or(true);
+    let failover_policy = p
+        .string(sink, "failover_policy")
+        .map(|(s, span)| {
+            keyword(
+                sink,
+                "package.failover_policy",
+                &s,
+                span,
+                &[
+                    ("configured_node", FailoverPolicy::ConfiguredNode),
+                    ("min_package_node", FailoverPolicy::MinPackageNode),
+                ],
+            )
+        })
+        .unwrap_or(Some(FailoverPolicy::ConfiguredNode));
+    let failback_policy = p
+        .string(sink, "failback_policy")
+        .map(|(s, span)| {
+            keyword(
+                sink,
+                "package.failback_policy",
+                &s,
+                span,
+                &[
+                    ("manual", FailbackPolicy::Manual),
+                    ("automatic", FailbackPolicy::Automatic),
+                ],
+            )
+        })
+        .unwrap_or(Some(FailbackPolicy::Manual));
+    let priority = p.integer(sink, "priority", 1, 3000).map(|(n, _)| n as u32);
+    let networks: Vec<NetworkName> = p
+        .strings(sink, "networks")
+        .map(|(items, _)| {
+            origin.networks = items.iter().map(|(_, s)| s.clone()).collect();
+            items.into_iter().map(|(s, _)| NetworkName(s)).collect()
+        })
+        .unwrap_or_default();
+    let local_lan_failover_allowed = p.bool(sink, "local_lan_failover_allowed").unwrap_or(true);
+    let failure_expiry = match p.get(sink, "failure_expiry") {
+        Some(v) if matches!(v.get_ref(), DeValue::String(s) if s.eq_ignore_ascii_case("never")) => {
+            None
+        }
+        Some(v) => as_duration(sink, "package.failure_expiry", v).map(|(d, _)| d),
+        None => Some(DEFAULT_FAILURE_EXPIRY),
+    };
+    let run_timeout = p.duration(sink, "run_timeout");
+    origin.run_timeout = run_timeout.as_ref().map(|(_, s)| s.clone());
+    let run_timeout = run_timeout.map_or(DEFAULT_SCRIPT_TIMEOUT, |(d, _)| d);
+    let halt_timeout = p
+        .duration(sink, "halt_timeout")
+        .map_or(DEFAULT_SCRIPT_TIMEOUT, |(d, _)| d);
+    p.finish(sink);
+
+    let mut dependencies = Vec::new();
+    for (i, t, span) in top.tables(sink, "dependency") {
+        origin.dependencies.push(span.clone());
+        let dpath = format!("dependency[{i}]");
+        let mut d = TableReader::new(dpath.clone(), span, t, DEPENDENCY_FIELDS);
+        let package = d.require_string(
+            sink,
+            "package",
+            "the name of the package this one depends on",
+        );
+        let location = d
+            .string(sink, "location")
+            .map(|(s, span)| {
+                keyword(
+                    sink,
+                    &format!("{dpath}.location"),
+                    &s,
+                    span,
+                    &[
+                        ("same_node", DependencyLocation::SameNode),
+                        ("any_node", DependencyLocation::AnyNode),
+                        ("different_node", DependencyLocation::DifferentNode),
+                    ],
+                )
+            })
+            .unwrap_or(Some(DependencyLocation::SameNode));
+        if let Some((condition, span)) = d.string(sink, "condition") {
+            keyword(
+                sink,
+                &format!("{dpath}.condition"),
+                &condition,
+                span,
+                &[("up", ())],
+            );
+        }
+        d.finish(sink);
+        if let (Some((package, _)), Some(location)) = (package, location) {
+            dependencies.push(Dependency {
+                package: PackageName(package),
+                location,
+            });
+        } else {
+            // Keep spans aligned with dependencies.
+            origin.dependencies.pop();
+        }
+    }
+
+    let fallback_timer = top.table(sink, "fallback_timer").and_then(|(t, span)| {
+        origin.fallback_timer = Some(span.clone());
+        read_fallback_timer(sink, t, span)
+    });
+
+    let mut resources = Vec::new();
+    for (i, t, span) in top.tables(sink, "resource") {
+        if let Some((r, ip_fields)) =
+            read_resource(sink, i, t, span.clone(), run_timeout, halt_timeout)
+        {
+            origin.resources.push(span);
+            origin.ip_fields.push(ip_fields);
+            resources.push(r);
+        }
+    }
+
+    let mut monitors = Vec::new();
+    for (i, t, span) in top.tables(sink, "monitor") {
+        if let Some(m) = read_monitor(sink, i, t, span) {
+            monitors.push(m);
+        }
+    }
+    top.finish(sink);
+
+    let package = Package {
+        name: PackageName(name?.0),
+        package_type: package_type?,
+        nodes,
+        auto_run,
+        failover_policy: failover_policy?,
+        failback_policy: failback_policy?,
+        fallback_timer,
+        priority,
+        dependencies,
+        networks,
+        local_lan_failover_allowed,
+        failure_expiry,
+        run_timeout,
+        halt_timeout,
+        resources,
+        monitors,
+    };
+    Some((package, origin))
+}
+
+fn read_fallback_timer(
+    sink: &mut Sink<'_>,
+    table: &DeTable<'_>,
+    span: Span,
+) -> Option<FallbackTimer> {
+    let mut f = TableReader::new("fallback_timer", span.clone(), table, FALLBACK_TIMER_FIELDS);
+    let mut found = Vec::new();
+    for key in ["daily", "weekly", "monthly", "yearly", "date"] {
+        if let Some(value) = f.get(sink, key) {
+            found.push((key, value));
+        }
+    }
+    f.finish(sink);
+    let expected = "exactly one of daily = \"HH:MM\", weekly = \"sunday HH:MM\", monthly = \"DD HH:MM\", yearly = \"MM-DD HH:MM\", date = \"2026-12-24T02:00:00Z\"";
+    if found.len() != 1 {
+        sink.error(
+            span,
+            "fallback_timer",
+            format!("{} recurrences given", found.len()),
+        )
+        .expected = Some(expected.to_owned());
+        return None;
+    }
+    let (key, value) = found[0];
+    let path = format!("fallback_timer.{key}");
+    let (text, vspan) = match value.get_ref() {
+        DeValue::String(s) => (s.to_string(), value.span()),
+        DeValue::Datetime(d) => (d.to_string(), value.span()),
+        other => {
+            wrong_type(sink, &path, value.span(), other, "a string");
+            return None;
+        }
+    };
+    match parse_fallback_timer(key, &text) {
+        Ok(t) => Some(t),
+        Err(problem) => {
+            sink.error(vspan, &path, format!("\"{text}\" {problem}"))
+                .expected = Some(expected.to_owned());
+            None
+        }
+    }
+}
+
+fn parse_hour_minute(text: &str) -> Result<(i8, i8), String> {
+    let (h, m) = text.split_once(':').ok_or("has no HH:MM time")?;
+    let hour: i8 = h.trim().parse().map_err(|_| "has an invalid hour")?;
+    let minute: i8 = m.trim().parse().map_err(|_| "has an invalid minute")?;
+    if !(0..24).contains(&hour) {
+        return Err("has an hour outside 0..23".into());
+    }
+    if !(0..60).contains(&minute) {
+        return Err("has a minute outside 0..59".into());
+    }
+    Ok((hour, minute))
+}
+
+pub(crate) fn parse_fallback_timer(key: &str, text: &str) -> Result<FallbackTimer, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match key {
+        "daily" => {
+            let (hour, minute) = parse_hour_minute(text)?;
+            Ok(FallbackTimer::Daily { hour, minute })
+        }
+        "weekly" => {
+            let [day, time] = words[..] else {
+                return Err("is not \"DAY HH:MM\"".into());
+            };
+            const DAYS: [&str; 7] = [
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            ];
+            let day_lower = day.to_ascii_lowercase();
+            let weekday = DAYS
+                .iter()
+                .position(|d| d.starts_with(&day_lower) && day_lower.len() >= 3)
+                .ok_or("has no valid day of the week")? as i8
+                + 1;
+            let (hour, minute) = parse_hour_minute(time)?;
+            Ok(FallbackTimer::Weekly {
+                weekday,
+                hour,
+                minute,
+            })
+        }
+        "monthly" => {
+            let [day, time] = words[..] else {
+                return Err("is not \"DD HH:MM\"".into());
+            };
+            let day: i8 = day.parse().map_err(|_| "has an invalid day of the month")?;
+            if !(1..=31).contains(&day) {
+                return Err("has a day outside 1..31".into());
+            }
+            let (hour, minute) = parse_hour_minute(time)?;
+            Ok(FallbackTimer::Monthly { day, hour, minute })
+        }
+        "yearly" => {
+            let [date, time] = words[..] else {
+                return Err("is not \"MM-DD HH:MM\"".into());
+            };
+            let (m, d) = date.split_once('-').ok_or("has no MM-DD date")?;
+            let month: i8 = m.parse().map_err(|_| "has an invalid month")?;
+            let day: i8 = d.parse().map_err(|_| "has an invalid day")?;
+            if !(1..=12).contains(&month) {
+                return Err("has a month outside 1..12".into());
+            }
+            jiff::civil::Date::new(2024, month, day).map_err(|_| "is not a day of the year")?;
+            let (hour, minute) = parse_hour_minute(time)?;
+            Ok(FallbackTimer::Yearly {
+                month,
+                day,
+                hour,
+                minute,
+            })
+        }
+        "date" => {
+            let at: jiff::Timestamp = text
+                .parse()
+                .map_err(|e| format!("is not a UTC date-time ({e})"))?;
+            Ok(FallbackTimer::Date { at })
+        }
+        _ => Err("is not a recurrence".into()),
+    }
+}
+
+type IpFieldSpans = Option<(Span, Vec<Span>)>;
+
+fn read_resource(
+    sink: &mut Sink<'_>,
+    index: usize,
+    table: &DeTable<'_>,
+    span: Span,
+    run_timeout: Duration,
+    halt_timeout: Duration,
+) -> Option<(Resource, IpFieldSpans)> {
+    let path = format!("resource[{index}]");
+    let mut r = TableReader::new(path.clone(), span.clone(), table, RESOURCE_FIELDS);
+    let kind = r.require_string(
+        sink,
+        "kind",
+        "one of ip, service, script, ocf, volume, filesystem",
+    )?;
+    const KINDS: &[(&str, u8)] = &[
+        ("ip", 0),
+        ("service", 1),
+        ("script", 2),
+        ("ocf", 3),
+        ("volume", 4),
+        ("filesystem", 5),
+    ];
+    let Some(kind) = keyword(sink, &format!("{path}.kind"), &kind.0, kind.1, KINDS) else {
+        // Mark the other keys as read: the kind is wrong, not them.
+        return None;
+    };
+    let default_name = format!("{}{index}", KINDS[kind as usize].0);
+    // The fields each kind accepts; others are reported as not belonging here.
+    let allowed: &[&str] = match kind {
+        0 => &["kind", "network", "address", "addresses"],
+        1 => &[
+            "kind",
+            "name",
+            "command",
+            "restart",
+            "restart_window",
+            "node_fail_fast",
+            "halt_timeout",
+        ],
+        2 => &[
+            "kind",
+            "name",
+            "run",
+            "halt",
+            "run_timeout",
+            "halt_timeout",
+            "timeout",
+        ],
+        3 => &["kind", "agent", "params", "monitor_interval", "timeout"],
+        4 => &["kind", "name", "activate", "deactivate", "timeout"],
+        _ => &[
+            "kind",
+            "device",
+            "mount_point",
+            "fstype",
+            "options",
+            "check",
+            "timeout",
+        ],
+    };
+    for f in RESOURCE_FIELDS
+        .iter()
+        .filter(|f| !allowed.contains(&f.name))
+    {
+        if let Some(v) = r.get(sink, f.name) {
+            sink.error(
+                v.span(),
+                &r.field_path(f.name),
+                format!("does not apply to a {} resource", KINDS[kind as usize].0),
+            )
+            .hint = Some(format!(
+                "fields of a {} resource: {}",
+                KINDS[kind as usize].0,
+                allowed.join(", ")
+            ));
+        }
+    }
+    let timeout = r.duration(sink, "timeout").map(|(d, _)| d);
+    let mut ip_fields = None;
+    let resource = match kind {
+        0 => {
+            let network = r.require_string(
+                sink,
+                "network",
+                "the name of the [[network]] the address lives on",
+            );
+            let mut addresses = Vec::new();
+            let mut address_spans = Vec::new();
+            let single = r.string(sink, "address");
+            let many = r.strings(sink, "addresses");
+            match (&single, &many) {
+                (Some((text, span)), None) => {
+                    if let Some(a) =
+                        parse_cidr(sink, &format!("{path}.address"), text, span.clone(), false)
+                    {
+                        addresses.push(a);
+                        address_spans.push(span.clone());
+                    }
+                }
+                (None, Some((items, _))) => {
+                    for (i, (text, span)) in items.iter().enumerate() {
+                        if let Some(a) = parse_cidr(
+                            sink,
+                            &format!("{path}.addresses[{}]", i + 1),
+                            text,
+                            span.clone(),
+                            false,
+                        ) {
+                            addresses.push(a);
+                            address_spans.push(span.clone());
+                        }
+                    }
+                }
+                (Some((_, span)), Some(_)) => {
+                    sink.error(
+                        span.clone(),
+                        &format!("{path}.address"),
+                        "both address and addresses are given",
+                    )
+                    .hint = Some(
+                        "use addresses = [...] for one address per subnet, or address for one"
+                            .to_owned(),
+                    );
+                }
+                (None, None) => {
+                    sink.error(
+                        span,
+                        &format!("{path}.address"),
+                        "missing in an ip resource",
+                    )
+                    .expected = Some(
+                        "an address with prefix, e.g. address = \"198.18.1.50/24\"".to_owned(),
+                    );
+                }
+            }
+            let (network, network_span) = network?;
+            ip_fields = Some((network_span, address_spans));
+            Resource::Ip(IpResource {
+                network: NetworkName(network),
+                addresses,
+            })
+        }
+        1 => {
+            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+            let command = r.require_string(
+                sink,
+                "command",
+                "the command line that runs the service in the foreground",
+            );
+            Resource::Service(ServiceResource {
+                name,
+                command: command?.0,
+                restart: r
+                    .integer(sink, "restart", 0, i64::from(limits::SERVICE_RESTART_MAX))
+                    .map_or(0, |(n, _)| n as u32),
+                restart_window: r.duration(sink, "restart_window").map(|(d, _)| d),
+                node_fail_fast: r.bool(sink, "node_fail_fast").unwrap_or(false),
+                halt_timeout: r
+                    .duration(sink, "halt_timeout")
+                    .map_or(DEFAULT_SERVICE_HALT_TIMEOUT, |(d, _)| d),
+            })
+        }
+        2 => {
+            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+            let run = r.require_string(
+                sink,
+                "run",
+                "the command that starts the package's part (customer_defined_run_cmds)",
+            );
+            let halt = r.require_string(
+                sink,
+                "halt",
+                "the command that stops it (customer_defined_halt_cmds)",
+            );
+            let run_timeout = r
+                .duration(sink, "run_timeout")
+                .map(|(d, _)| d)
+                .or(timeout)
+                .unwrap_or(run_timeout);
+            let halt_timeout = r
+                .duration(sink, "halt_timeout")
+                .map(|(d, _)| d)
+                .or(timeout)
+                .unwrap_or(halt_timeout);
+            Resource::Script(ScriptResource {
+                name,
+                run: run?.0,
+                halt: halt?.0,
+                run_timeout,
+                halt_timeout,
+            })
+        }
+        3 => {
+            let agent = r.require_string(sink, "agent", "provider:type, e.g. \"heartbeat:Dummy\"");
+            if let Some((text, span)) = &agent {
+                let parts: Vec<&str> = text.trim_start_matches("ocf:").split(':').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    sink.error(
+                        span.clone(),
+                        &format!("{path}.agent"),
+                        format!("\"{text}\" is not provider:type"),
+                    )
+                    .expected = Some("e.g. \"heartbeat:IPaddr2\"".to_owned());
+                }
+            }
+            Resource::Ocf(OcfResource {
+                agent: agent?.0.trim_start_matches("ocf:").to_owned(),
+                params: r.string_map(sink, "params").into_iter().collect(),
+                monitor_interval: r
+                    .duration(sink, "monitor_interval")
+                    .map_or(Duration::from_secs(10), |(d, _)| d),
+                timeout: timeout.unwrap_or(Duration::from_secs(20)),
+            })
+        }
+        4 => {
+            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+            let activate =
+                r.require_string(sink, "activate", "the command that activates the volume");
+            let deactivate = r.require_string(
+                sink,
+                "deactivate",
+                "the command that deactivates the volume",
+            );
+            Resource::Volume(VolumeResource {
+                name,
+                activate: activate?.0,
+                deactivate: deactivate?.0,
+                timeout: timeout.unwrap_or(Duration::from_secs(60)),
+            })
+        }
+        _ => {
+            let device = r.require_string(sink, "device", "the block device or image to mount");
+            let mount_point = r.require_string(sink, "mount_point", "an absolute directory path");
+            if let Some((mp, span)) = &mount_point
+                && !mp.starts_with('/')
+            {
+                sink.error(
+                    span.clone(),
+                    &format!("{path}.mount_point"),
+                    format!("\"{mp}\" is not an absolute path"),
+                )
+                .expected = Some("an absolute directory path such as \"/srv/data\"".to_owned());
+            }
+            let fstype = r.require_string(sink, "fstype", "the file system type, e.g. \"ext4\"");
+            Resource::Filesystem(FilesystemResource {
+                device: device?.0,
+                mount_point: mount_point?.0,
+                fstype: fstype?.0,
+                options: r.string(sink, "options").map(|(s, _)| s),
+                check: r.string(sink, "check").map(|(s, _)| s),
+                timeout: timeout.unwrap_or(Duration::from_secs(120)),
+            })
+        }
+    };
+    r.finish(sink);
+    Some((resource, ip_fields))
+}
+
+fn read_monitor(
+    sink: &mut Sink<'_>,
+    index: usize,
+    table: &DeTable<'_>,
+    span: Span,
+) -> Option<Monitor> {
+    let path = format!("monitor[{index}]");
+    let mut m = TableReader::new(path.clone(), span.clone(), table, MONITOR_FIELDS);
+    let name = m
+        .string(sink, "name")
+        .map_or(format!("monitor{index}"), |(s, _)| s);
+    let sample = m.require_string(
+        sink,
+        "sample",
+        "a command printing a number or record, or builtin:NAME",
+    );
+    let interval = m
+        .duration(sink, "interval")
+        .map_or(Duration::from_secs(10), |(d, _)| d);
+    let predicate = m.require_string(sink, "predicate", "an expression such as \"X > 90\"");
+    let rearm = m.string(sink, "rearm").map(|(s, _)| s);
+    let event = m.string(sink, "event");
+    let fail_package = m.bool(sink, "fail_package").unwrap_or(false);
+    m.finish(sink);
+    let action = match (event, fail_package) {
+        (Some((e, _)), false) => MonitorAction::Event(e),
+        (None, true) => MonitorAction::FailPackage,
+        (Some((_, espan)), true) => {
+            sink.error(
+                espan,
+                &format!("{path}.event"),
+                "both event and fail_package are given",
+            )
+            .hint = Some("a monitor either fires an event or fails its package".to_owned());
+            return None;
+        }
+        (None, false) => {
+            sink.error(
+                span,
+                &format!("{path}.event"),
+                "the monitor does nothing when it fires",
+            )
+            .expected = Some("event = \"NAME\" or fail_package = true".to_owned());
+            return None;
+        }
+    };
+    Some(Monitor {
+        name,
+        sample: sample?.0,
+        interval,
+        predicate: predicate?.0,
+        rearm,
+        action,
+    })
+}

@@ -1,0 +1,852 @@
+//! Checks that need more than one field: duplicates, cross-references between the
+//! cluster file and the package files, dependency cycles and unsatisfiable
+//! dependencies, address plans, and timing combinations that cannot work.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::load::{ALL_NODES, Files, Origins, PackageOrigin};
+use crate::model::*;
+use crate::reader::{Sink, Span};
+
+#[derive(Debug, Default)]
+pub(crate) struct ClusterSpans {
+    pub root: Span,
+    pub nodes: Vec<NodeSpans>,
+    /// (table, name) of each network.
+    pub networks: Vec<(Span, Span)>,
+    pub quorum: QuorumSpans,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct QuorumSpans {
+    pub witness: Option<Span>,
+    pub min_voters: Option<Span>,
+    pub lease: Option<Span>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct NodeSpans {
+    pub table: Span,
+    pub name: Span,
+    pub number: Span,
+    pub interfaces: Vec<InterfaceSpans>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct InterfaceSpans {
+    pub network: Span,
+    pub address: Option<Span>,
+}
+
+impl Cluster {
+    /// The longest failure detection time over the IP networks
+    /// (`interval * sensitivity`).
+    pub fn detection_time(&self) -> std::time::Duration {
+        self.networks
+            .iter()
+            .filter(|n| n.kind == NetworkKind::Ip)
+            .map(|n| n.heartbeat.detection_time())
+            .max()
+            .unwrap_or_else(|| self.heartbeat.detection_time())
+    }
+
+    /// How many Raft voters the cluster has (nodes plus the witness).
+    pub fn voter_count(&self) -> usize {
+        self.nodes.len() + usize::from(self.quorum.witness.is_some())
+    }
+}
+
+/// Checks within the cluster file.
+pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &ClusterSpans) {
+    // Duplicate names and numbers.
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut numbers: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let s = &spans.nodes[i];
+        if let Some(&first) = names.get(node.name.as_str()) {
+            let line = sink.source.position(spans.nodes[first].name.start).0;
+            sink.error(
+                s.name.clone(),
+                &format!("node[{}].name", i + 1),
+                format!("node \"{}\" is defined twice", node.name),
+            )
+            .hint = Some(format!(
+                "the first definition is on line {line}; node names must be unique"
+            ));
+        } else {
+            names.insert(node.name.as_str(), i);
+        }
+        if let Some(&first) = numbers.get(&node.number) {
+            let line = sink.source.position(spans.nodes[first].number.start).0;
+            sink.error(
+                s.number.clone(),
+                &format!("node[{}].number", i + 1),
+                format!(
+                    "node number {} is used by \"{}\" too",
+                    node.number, cluster.nodes[first].name
+                ),
+            )
+            .hint = Some(format!(
+                "node numbers must be unique (the other is on line {line})"
+            ));
+        } else {
+            numbers.insert(node.number, i);
+        }
+    }
+    let mut network_names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, network) in cluster.networks.iter().enumerate() {
+        if let Some(&first) = network_names.get(network.name.as_str()) {
+            let line = sink.source.position(spans.networks[first].1.start).0;
+            sink.error(
+                spans.networks[i].1.clone(),
+                &format!("network[{}].name", i + 1),
+                format!("network \"{}\" is defined twice", network.name),
+            )
+            .hint = Some(format!("the first definition is on line {line}"));
+        } else {
+            network_names.insert(network.name.as_str(), i);
+        }
+    }
+    if cluster.nodes.len() > limits::NODES_MAX {
+        sink.error(
+            spans.root.clone(),
+            "node",
+            format!("{} nodes", cluster.nodes.len()),
+        )
+        .expected = Some(format!("at most {}", limits::NODES_MAX));
+    }
+    if cluster.networks.len() > limits::NETWORKS_MAX {
+        sink.error(
+            spans.root.clone(),
+            "network",
+            format!("{} networks", cluster.networks.len()),
+        )
+        .expected = Some(format!("at most {}", limits::NETWORKS_MAX));
+    }
+
+    // Interfaces.
+    let mut stationary: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let node_path = format!("node[{}]", i + 1);
+        let mut primaries: BTreeSet<&str> = BTreeSet::new();
+        let mut has_ip = false;
+        for (j, interface) in node.interfaces.iter().enumerate() {
+            let s = &spans.nodes[i].interfaces[j];
+            let path = format!("{node_path}.interface[{}]", j + 1);
+            let Some(network) = cluster
+                .networks
+                .iter()
+                .find(|n| n.name == interface.network)
+            else {
+                let hint = did_you_mean(
+                    interface.network.as_str(),
+                    cluster.networks.iter().map(|n| n.name.as_str()),
+                );
+                sink.error(
+                    s.network.clone(),
+                    &format!("{path}.network"),
+                    format!("network \"{}\" is not defined", interface.network),
+                )
+                .expected = Some(format!(
+                    "one of {}",
+                    list(cluster.networks.iter().map(|n| n.name.as_str()))
+                ));
+                sink.diagnostics.last_mut().expect("pushed").hint = hint;
+                continue;
+            };
+            if network.kind == NetworkKind::Disk {
+                sink.error(s.network.clone(), &format!("{path}.network"), format!("\"{}\" is a disk network", network.name))
+                    .hint = Some("every node takes part in a disk network through its node number; list only ip interfaces".to_owned());
+                continue;
+            }
+            has_ip = true;
+            if !interface.standby && !primaries.insert(network.name.as_str()) {
+                sink.error(
+                    s.network.clone(),
+                    &format!("{path}.network"),
+                    format!("a second primary interface on network \"{}\"", network.name),
+                )
+                .hint = Some(
+                    "mark extra interfaces on the same network with standby = true".to_owned(),
+                );
+            }
+            let Some(address) = interface.address else {
+                if s.address.is_none() {
+                    sink.error(s.network.clone(), &format!("{path}.address"), "missing for an interface on an ip network")
+                        .expected = Some("the node's stationary address on that network, e.g. address = \"198.18.1.1\"".to_owned());
+                }
+                continue;
+            };
+            let address_span = s.address.clone().unwrap_or_else(|| s.network.clone());
+            if !network.subnets.is_empty()
+                && !network.subnets.iter().any(|sub| sub.contains(address))
+            {
+                sink.error(
+                    address_span.clone(),
+                    &format!("{path}.address"),
+                    format!(
+                        "{address} is outside every subnet of network \"{}\"",
+                        network.name
+                    ),
+                )
+                .expected = Some(format!(
+                    "an address in {}",
+                    list(network.subnets.iter().map(|s| s.to_string()))
+                ));
+            }
+            if let Some(other) = stationary.insert(address, node.name.as_str()) {
+                sink.error(
+                    address_span,
+                    &format!("{path}.address"),
+                    format!("{address} is already the address of node \"{other}\""),
+                )
+                .hint = Some("each interface needs its own stationary address".to_owned());
+            }
+        }
+        for interface in node.interfaces.iter().filter(|i| i.standby) {
+            if !primaries.contains(interface.network.as_str())
+                && cluster
+                    .network(interface.network.as_str())
+                    .is_some_and(|n| n.kind == NetworkKind::Ip)
+            {
+                sink.error(
+                    spans.nodes[i].table.clone(),
+                    &format!("{node_path}.interface"),
+                    format!(
+                        "a standby interface on \"{}\" but no primary one",
+                        interface.network
+                    ),
+                )
+                .hint = Some(
+                    "a standby interface takes over from a primary interface on the same network"
+                        .to_owned(),
+                );
+            }
+        }
+        if !has_ip && !node.interfaces.is_empty() || node.interfaces.is_empty() {
+            sink.error(
+                spans.nodes[i].table.clone(),
+                &format!("{node_path}.interface"),
+                format!("node \"{}\" has no interface on an ip network", node.name),
+            )
+            .expected = Some("at least one [[node.interface]] with network and address".to_owned());
+        }
+    }
+
+    // Quorum.
+    let witness_span = spans
+        .quorum
+        .witness
+        .clone()
+        .unwrap_or_else(|| spans.root.clone());
+    if let Some(witness) = &cluster.quorum.witness {
+        if cluster.node(witness.name.as_str()).is_some() {
+            sink.error(
+                witness_span.clone(),
+                "quorum.witness.name",
+                format!("\"{}\" is also a node", witness.name),
+            )
+            .hint = Some("the witness runs no packages; give it a name of its own".to_owned());
+        }
+        if let Some(node) = cluster.nodes.iter().find(|n| n.number == witness.number) {
+            sink.error(
+                witness_span.clone(),
+                "quorum.witness.number",
+                format!("number {} is also node \"{}\"'s", witness.number, node.name),
+            )
+            .hint = Some("witness and node numbers share one space (they are Raft ids)".to_owned());
+        }
+    }
+    let voters = cluster.voter_count();
+    if cluster.nodes.len() == 2 && cluster.quorum.witness.is_none() {
+        sink.error(
+            spans.root.clone(),
+            "quorum.witness",
+            "a two-node cluster without a witness loses its quorum when either node fails",
+        )
+        .hint = Some(
+            "add [quorum.witness] with name, number and address (run `halcyon witness` there)"
+                .to_owned(),
+        );
+    }
+    if cluster.quorum.min_voters as usize > voters {
+        sink.error(
+            spans
+                .quorum
+                .min_voters
+                .clone()
+                .unwrap_or_else(|| spans.root.clone()),
+            "quorum.min_voters",
+            format!(
+                "{} is more than the cluster's {voters} voters",
+                cluster.quorum.min_voters
+            ),
+        )
+        .expected = Some(format!("from 1 to {voters}"));
+    }
+    if let Some(lease) = cluster.quorum.lease {
+        let detection = cluster.detection_time();
+        if lease < detection {
+            sink.error(
+                spans
+                    .quorum
+                    .lease
+                    .clone()
+                    .unwrap_or_else(|| spans.root.clone()),
+                "quorum.lease",
+                format!(
+                    "a lease of {} is shorter than failure detection ({} = interval x sensitivity)",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(detection)
+                ),
+            )
+            .expected = Some(format!(
+                "at least {}",
+                humantime::format_duration(detection)
+            ));
+            sink.diagnostics.last_mut().expect("pushed").hint = Some("a node would give up its packages before the others could even notice a problem; leave lease unset to derive it".to_owned());
+        }
+    }
+}
+
+fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items
+        .into_iter()
+        .map(|s| format!("\"{}\"", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Joins the cluster and the packages into a configuration, checking everything
+/// that crosses files. Returns `None` if any mistake was found (in `diagnostics`).
+pub(crate) fn assemble(
+    files: &Files,
+    cluster: Cluster,
+    packages: Vec<(Package, PackageOrigin)>,
+    _origins: &Origins,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Config> {
+    let errors_before = diagnostics.len();
+    let mut out: BTreeMap<PackageName, Package> = BTreeMap::new();
+    let mut origin_of: BTreeMap<PackageName, PackageOrigin> = BTreeMap::new();
+    let node_names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+
+    for (mut package, origin) in packages {
+        let source = &files.sources[origin.file];
+        let mut sink = Sink::new(source);
+        if let Some(first) = origin_of.get(&package.name) {
+            let first_file = &files.sources[first.file];
+            let (line, _) = first_file.position(first.name.start);
+            sink.error(
+                origin.name.clone(),
+                "package.name",
+                format!("package \"{}\" is defined twice", package.name),
+            )
+            .hint = Some(format!(
+                "the first definition is in {}:{line}",
+                first_file.path.display()
+            ));
+            diagnostics.extend(sink.diagnostics);
+            continue;
+        }
+
+        expand_node_list(&mut sink, &cluster, &mut package, &origin, &node_names);
+        check_networks(&mut sink, &cluster, &mut package, &origin);
+        check_timing(&mut sink, &cluster, &package, &origin);
+        if package.fallback_timer.is_some() {
+            let span = origin.fallback_timer.clone().unwrap_or_default();
+            if package.failback_policy == FailbackPolicy::Manual {
+                sink.error(
+                    span.clone(),
+                    "fallback_timer",
+                    "has no effect with failback_policy = \"manual\"",
+                )
+                .hint = Some(
+                    "set failback_policy = \"automatic\" or remove [fallback_timer]".to_owned(),
+                );
+            }
+            if !package.is_failover() {
+                sink.error(
+                    span,
+                    "fallback_timer",
+                    format!("has no effect on a {} package", package.package_type),
+                )
+                .hint = Some("only failover packages fail back".to_owned());
+            }
+        }
+        diagnostics.extend(sink.diagnostics);
+        origin_of.insert(package.name.clone(), origin);
+        out.insert(package.name.clone(), package);
+    }
+
+    check_addresses(files, &cluster, &out, &origin_of, diagnostics);
+    check_dependencies(files, &out, &origin_of, diagnostics);
+    if out.len() > limits::PACKAGES_MAX {
+        diagnostics.push(Diagnostic {
+            file: files.sources[0].path.clone(),
+            line: 0,
+            column: 0,
+            field: "package".to_owned(),
+            problem: format!("{} packages", out.len()),
+            expected: Some(format!("at most {}", limits::PACKAGES_MAX)),
+            hint: None,
+        });
+    }
+
+    (diagnostics.len() == errors_before).then_some(Config {
+        cluster,
+        packages: out,
+    })
+}
+
+fn expand_node_list(
+    sink: &mut Sink<'_>,
+    cluster: &Cluster,
+    package: &mut Package,
+    origin: &PackageOrigin,
+    node_names: &[&str],
+) {
+    let has_star = package.nodes.iter().any(|n| n.as_str() == ALL_NODES);
+    if has_star {
+        if package.nodes.len() > 1 {
+            sink.error(
+                origin.nodes_field.clone(),
+                "package.nodes",
+                "\"*\" is mixed with node names",
+            )
+            .expected = Some(
+                "either [\"*\"] (every node in configured order) or a list of node names"
+                    .to_owned(),
+            );
+        }
+        package.nodes = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        return;
+    }
+    if package.package_type == PackageType::SystemMultiNode && !package.nodes.is_empty() {
+        sink.error(
+            origin.nodes_field.clone(),
+            "package.nodes",
+            "a system multi-node package runs on every node",
+        )
+        .expected = Some("nodes = [\"*\"]".to_owned());
+    }
+    let mut seen = BTreeSet::new();
+    for (i, node) in package.nodes.iter().enumerate() {
+        let span = origin
+            .nodes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| origin.nodes_field.clone());
+        let path = format!("package.nodes[{}]", i + 1);
+        if cluster.node(node.as_str()).is_none() {
+            let hint = did_you_mean(node.as_str(), node_names.iter().copied());
+            sink.error(
+                span,
+                &path,
+                format!("node \"{node}\" is not defined in the cluster"),
+            )
+            .expected = Some(format!("one of {}", list(node_names)));
+            sink.diagnostics.last_mut().expect("pushed").hint = hint;
+        } else if !seen.insert(node.as_str()) {
+            sink.error(span, &path, format!("node \"{node}\" is listed twice"))
+                .hint = Some("each node appears once; its position is its priority".to_owned());
+        }
+    }
+}
+
+fn check_networks(
+    sink: &mut Sink<'_>,
+    cluster: &Cluster,
+    package: &mut Package,
+    origin: &PackageOrigin,
+) {
+    let network_names: Vec<&str> = cluster.networks.iter().map(|n| n.name.as_str()).collect();
+    let mut required: Vec<NetworkName> = Vec::new();
+    for (i, name) in package.networks.iter().enumerate() {
+        let span = origin.networks.get(i).cloned().unwrap_or_default();
+        match cluster.network(name.as_str()) {
+            None => {
+                let hint = did_you_mean(name.as_str(), network_names.iter().copied());
+                sink.error(
+                    span,
+                    &format!("package.networks[{}]", i + 1),
+                    format!("network \"{name}\" is not defined"),
+                )
+                .expected = Some(format!("one of {}", list(&network_names)));
+                sink.diagnostics.last_mut().expect("pushed").hint = hint;
+            }
+            Some(n) if n.kind == NetworkKind::Disk => {
+                sink.error(
+                    span,
+                    &format!("package.networks[{}]", i + 1),
+                    format!("\"{name}\" is a disk network"),
+                )
+                .hint = Some("a package can only require ip networks".to_owned());
+            }
+            Some(_) => {
+                if !required.contains(name) {
+                    required.push(name.clone());
+                }
+            }
+        }
+    }
+    for (i, resource) in package.resources.iter().enumerate() {
+        let Resource::Ip(ip) = resource else { continue };
+        let (network_span, address_spans) = origin
+            .ip_fields
+            .get(i)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let path = format!("resource[{}]", i + 1);
+        let Some(network) = cluster.network(ip.network.as_str()) else {
+            let hint = did_you_mean(ip.network.as_str(), network_names.iter().copied());
+            sink.error(
+                network_span,
+                &format!("{path}.network"),
+                format!("network \"{}\" is not defined", ip.network),
+            )
+            .expected = Some(format!("one of {}", list(&network_names)));
+            sink.diagnostics.last_mut().expect("pushed").hint = hint;
+            continue;
+        };
+        if network.kind == NetworkKind::Disk {
+            sink.error(
+                network_span,
+                &format!("{path}.network"),
+                format!("\"{}\" is a disk network", network.name),
+            )
+            .hint = Some("relocatable addresses live on ip networks".to_owned());
+            continue;
+        }
+        let mut used_subnets: BTreeSet<usize> = BTreeSet::new();
+        for (j, address) in ip.addresses.iter().enumerate() {
+            let span = address_spans.get(j).cloned().unwrap_or_default();
+            let field = if ip.addresses.len() == 1 && address_spans.len() == 1 {
+                format!("{path}.address")
+            } else {
+                format!("{path}.addresses[{}]", j + 1)
+            };
+            match network
+                .subnets
+                .iter()
+                .position(|s| s.contains(address.address))
+            {
+                None => {
+                    sink.error(
+                        span,
+                        &field,
+                        format!(
+                            "{}/{} is outside every subnet of network \"{}\"",
+                            address.address, address.prefix, network.name
+                        ),
+                    )
+                    .expected = Some(format!(
+                        "an address in {}",
+                        list(network.subnets.iter().map(|s| s.to_string()))
+                    ));
+                }
+                Some(k) => {
+                    if address.prefix != network.subnets[k].prefix {
+                        sink.error(
+                            span.clone(),
+                            &field,
+                            format!(
+                                "prefix /{} differs from the subnet's /{}",
+                                address.prefix, network.subnets[k].prefix
+                            ),
+                        )
+                        .expected =
+                            Some(format!("{}/{}", address.address, network.subnets[k].prefix));
+                    }
+                    if !used_subnets.insert(k) {
+                        sink.error(span, &field, format!("a second address in subnet {}", network.subnets[k]))
+                            .hint = Some("list at most one address per subnet; the adoptive node uses the one of its own subnet".to_owned());
+                    }
+                }
+            }
+        }
+        if !required.contains(&ip.network) {
+            required.push(ip.network.clone());
+        }
+    }
+    // Every node of the node list must be able to carry the package's networks,
+    // and for cross-subnet addresses, find an address in its own subnet.
+    for (i, node_name) in package.nodes.iter().enumerate() {
+        let Some(node) = cluster.node(node_name.as_str()) else {
+            continue;
+        };
+        let span = origin
+            .nodes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| origin.nodes_field.clone());
+        for network in &required {
+            let Some(interface) = node.interface_on(network.as_str()) else {
+                sink.error(span.clone(), &format!("package.nodes[{}]", i + 1), format!("node \"{node_name}\" has no interface on network \"{network}\", which the package needs"))
+                    .hint = Some("the package could never run there: remove the node from the list or add the interface".to_owned());
+                continue;
+            };
+            let (Some(address), Some(net)) = (interface.address, cluster.network(network.as_str()))
+            else {
+                continue;
+            };
+            let node_subnet = net.subnets.iter().find(|s| s.contains(address));
+            for resource in &package.resources {
+                let Resource::Ip(ip) = resource else { continue };
+                if ip.network != *network || ip.addresses.is_empty() {
+                    continue;
+                }
+                if let Some(subnet) = node_subnet
+                    && !ip.addresses.iter().any(|a| subnet.contains(a.address))
+                {
+                    sink.error(span.clone(), &format!("package.nodes[{}]", i + 1), format!("node \"{node_name}\" is in subnet {subnet}, where the package has no address"))
+                        .hint = Some("add an address for that subnet to the ip resource's addresses".to_owned());
+                }
+            }
+        }
+    }
+    package.networks = required;
+}
+
+fn check_timing(sink: &mut Sink<'_>, cluster: &Cluster, package: &Package, origin: &PackageOrigin) {
+    let max = cluster.limits.max_event_duration;
+    let too_long = |d: std::time::Duration| d > max;
+    if too_long(package.run_timeout) {
+        sink.error(
+            origin
+                .run_timeout
+                .clone()
+                .unwrap_or_else(|| origin.name.clone()),
+            "package.run_timeout",
+            format!(
+                "{} is longer than the event's maximum duration ({})",
+                humantime::format_duration(package.run_timeout),
+                humantime::format_duration(max)
+            ),
+        )
+        .hint = Some(
+            "raise [limits] max_event_duration in the cluster file or shorten the timeout"
+                .to_owned(),
+        );
+    }
+    for (i, resource) in package.resources.iter().enumerate() {
+        let (what, d) = match resource {
+            Resource::Script(s) => ("run_timeout", s.run_timeout.max(s.halt_timeout)),
+            Resource::Service(s) => ("halt_timeout", s.halt_timeout),
+            Resource::Ocf(o) => ("timeout", o.timeout),
+            Resource::Volume(v) => ("timeout", v.timeout),
+            Resource::Filesystem(f) => ("timeout", f.timeout),
+            Resource::Ip(_) => continue,
+        };
+        if too_long(d) {
+            sink.error(origin.resources[i].clone(), &format!("resource[{}].{what}", i + 1), format!(
+                "a timeout of {} is longer than the event's maximum duration ({})",
+                humantime::format_duration(d),
+                humantime::format_duration(max)
+            ))
+            .hint = Some("the event would be reported as hung while the command is still allowed to run; raise [limits] max_event_duration".to_owned());
+        }
+    }
+}
+
+fn check_addresses(
+    files: &Files,
+    cluster: &Cluster,
+    packages: &BTreeMap<PackageName, Package>,
+    origins: &BTreeMap<PackageName, PackageOrigin>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut seen: BTreeMap<IpAddr, &PackageName> = BTreeMap::new();
+    let stationary: BTreeMap<IpAddr, &NodeName> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.interfaces
+                .iter()
+                .filter_map(move |i| i.address.map(|a| (a, &n.name)))
+        })
+        .collect();
+    for (name, package) in packages {
+        let origin = &origins[name];
+        let mut sink = Sink::new(&files.sources[origin.file]);
+        for (i, resource) in package.resources.iter().enumerate() {
+            let Resource::Ip(ip) = resource else { continue };
+            let spans = origin
+                .ip_fields
+                .get(i)
+                .cloned()
+                .flatten()
+                .map(|(_, a)| a)
+                .unwrap_or_default();
+            for (j, address) in ip.addresses.iter().enumerate() {
+                let span = spans.get(j).cloned().unwrap_or_default();
+                let field = format!("resource[{}].address", i + 1);
+                if let Some(node) = stationary.get(&address.address) {
+                    sink.error(
+                        span.clone(),
+                        &field,
+                        format!(
+                            "{} is node \"{node}\"'s stationary address",
+                            address.address
+                        ),
+                    )
+                    .hint = Some("a relocatable address must not belong to any node".to_owned());
+                }
+                if let Some(other) = seen.insert(address.address, name) {
+                    let problem = if other == name {
+                        format!("{} is listed twice in this package", address.address)
+                    } else {
+                        format!(
+                            "{} is also a relocatable address of package \"{other}\"",
+                            address.address
+                        )
+                    };
+                    sink.error(span, &field, problem).hint = Some(
+                        "two packages with one address would answer for each other".to_owned(),
+                    );
+                }
+            }
+        }
+        diagnostics.extend(sink.diagnostics);
+    }
+}
+
+fn check_dependencies(
+    files: &Files,
+    packages: &BTreeMap<PackageName, Package>,
+    origins: &BTreeMap<PackageName, PackageOrigin>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let names: Vec<&str> = packages.keys().map(|k| k.as_str()).collect();
+    for (name, package) in packages {
+        let origin = &origins[name];
+        let mut sink = Sink::new(&files.sources[origin.file]);
+        let mut locations: BTreeMap<&PackageName, DependencyLocation> = BTreeMap::new();
+        for (i, dependency) in package.dependencies.iter().enumerate() {
+            let span = origin.dependencies.get(i).cloned().unwrap_or_default();
+            let path = format!("dependency[{}].package", i + 1);
+            if dependency.package == *name {
+                sink.error(span, &path, "the package depends on itself")
+                    .hint = Some("remove this dependency".to_owned());
+                continue;
+            }
+            let Some(dependee) = packages.get(&dependency.package) else {
+                let hint = did_you_mean(dependency.package.as_str(), names.iter().copied());
+                sink.error(
+                    span,
+                    &path,
+                    format!("package \"{}\" is not defined", dependency.package),
+                )
+                .expected = Some("the name of a package in this configuration".to_owned());
+                sink.diagnostics.last_mut().expect("pushed").hint = hint;
+                continue;
+            };
+            if let Some(previous) = locations.insert(&dependency.package, dependency.location) {
+                let problem = if previous == dependency.location {
+                    format!("a second dependency on \"{}\"", dependency.package)
+                } else {
+                    format!(
+                        "\"{}\" is required both {previous} and {}, which contradict each other",
+                        dependency.package, dependency.location
+                    )
+                };
+                sink.error(span.clone(), &path, problem).hint =
+                    Some("keep one dependency per package".to_owned());
+                continue;
+            }
+            let ours: BTreeSet<&str> = package.nodes.iter().map(|n| n.as_str()).collect();
+            let theirs: BTreeSet<&str> = dependee.nodes.iter().map(|n| n.as_str()).collect();
+            match dependency.location {
+                DependencyLocation::SameNode if ours.is_disjoint(&theirs) => {
+                    sink.error(span, &path, format!("same_node on \"{}\" can never be satisfied: the node lists share no node", dependency.package))
+                        .hint = Some("the two packages must have a node in common".to_owned());
+                }
+                DependencyLocation::DifferentNode => {
+                    let possible = if dependee.is_failover() {
+                        ours.iter().any(|a| theirs.iter().any(|b| a != b))
+                    } else {
+                        // A multi-node dependee runs on every node of its list.
+                        ours.iter().any(|a| !theirs.contains(a)) && !theirs.is_empty()
+                    };
+                    if !possible {
+                        sink.error(
+                            span,
+                            &path,
+                            format!(
+                                "different_node on \"{}\" can never be satisfied",
+                                dependency.package
+                            ),
+                        )
+                        .hint = Some(format!(
+                            "\"{name}\" can run on {} and \"{}\" on {}: there is no pair of distinct nodes",
+                            list(&ours),
+                            dependency.package,
+                            list(&theirs)
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        diagnostics.extend(sink.diagnostics);
+    }
+
+    // Cycles: depth-first search, reporting each cycle once (at its smallest package).
+    let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
+    for start in packages.keys() {
+        let mut stack: Vec<(&PackageName, usize)> = vec![(start, 0)];
+        let mut path: Vec<&PackageName> = vec![start];
+        while let Some((current, next)) = stack.pop() {
+            let deps = &packages[current].dependencies;
+            if next >= deps.len() {
+                path.pop();
+                continue;
+            }
+            stack.push((current, next + 1));
+            let target = &deps[next].package;
+            if !packages.contains_key(target) || target == current {
+                continue;
+            }
+            if let Some(pos) = path.iter().position(|p| *p == target) {
+                let cycle: Vec<&str> = path[pos..].iter().map(|p| p.as_str()).collect();
+                let mut key = cycle.clone();
+                key.sort();
+                if reported.insert(key) && target == start {
+                    let origin = &origins[start];
+                    let source = &files.sources[origin.file];
+                    let index = deps.iter().position(|d| d.package == *target).unwrap_or(0);
+                    let span = origins[current]
+                        .dependencies
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_default();
+                    let source = if current == start {
+                        source
+                    } else {
+                        &files.sources[origins[current].file]
+                    };
+                    let mut names = cycle.clone();
+                    names.push(start.as_str());
+                    diagnostics.push(
+                        source
+                            .diagnostic(span, format!("dependency[{}].package", index + 1), format!("dependency cycle: {}", names.join(" -> ")))
+                            .hint("packages depending on each other could never start; remove one dependency"),
+                    );
+                } else if target != start {
+                    // Found a cycle not through `start`; it is reported from its own start.
+                    reported.remove(&{
+                        let mut k = cycle.clone();
+                        k.sort();
+                        k
+                    });
+                }
+                continue;
+            }
+            path.push(target);
+            stack.push((target, 0));
+        }
+    }
+}
