@@ -1,0 +1,459 @@
+//! Halcyon's replicated log: openraft 0.9 persisted in redb, spoken over TCP on every IP network.
+//!
+//! Everything the cluster agrees on is an entry of this log; the Raft leader is the cluster
+//! coordinator. This crate knows nothing of Halcyon's state types: the application plugs in
+//! through [`Application`] and exchanges opaque bytes ([`Command`] in, [`Reply`] out).
+//!
+//! Map:
+//! - `lib.rs`: the type configuration, [`Application`], [`RaftTimings`] and the [`Consensus`]
+//!   facade the daemon calls;
+//! - `store.rs`: the redb log store and state machine (one database file per node);
+//! - `net.rs`: length-prefixed JSON RPCs over a pluggable stream [`Transport`], the
+//!   [`FaultHook`] that partitions nodes in tests, and the server that feeds a Raft instance.
+//!
+//! Invariants:
+//! - a log entry is reported flushed to openraft only after the redb transaction holding it has
+//!   committed durably;
+//! - the application's state is persisted only as snapshots; after a restart it is restored from
+//!   the latest snapshot and openraft re-applies the committed log after it, so
+//!   [`Application::apply`] must be deterministic;
+//! - every network call is bounded by the deadline openraft gives it (`RPCOption::hard_ttl`), so
+//!   a hung peer never blocks the Raft core;
+//! - this crate spawns tasks only for the RPC server (and openraft spawns its own); it reads no
+//!   wall clock: deadlines use tokio's monotonic time.
+//! - "I am leader" is not a lease: a leader cut off from the majority keeps believing it leads in
+//!   openraft 0.9. Use [`Consensus::millis_since_quorum_ack`] for lease decisions.
+
+pub mod net;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use net::{FaultHook, Listener, ServerHandle, TcpTransport, Transport};
+
+/// A node's identifier in the Raft group.
+pub type NodeId = u64;
+
+/// The largest command [`Consensus::write`] accepts. With [`MAX_PAYLOAD_ENTRIES`] it bounds the
+/// size of one append-entries frame well below [`net::MAX_FRAME_BYTES`].
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// The most entries sent in one append-entries RPC.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
+
+/// Size of one chunk when a snapshot is streamed to a follower.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// How long shutting down the Raft core may take before it is abandoned.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An application command: opaque bytes, encoded and decoded by the application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Vec<u8>);
+
+/// What the application returned when it applied a [`Command`]: opaque bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(pub Vec<u8>);
+
+/// The addresses a node listens on for consensus traffic: one per IP network, in preference
+/// order. Peers try them in this order and move to the next network when one fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddrs {
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl NodeAddrs {
+    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self {
+            addrs: addrs.into_iter().collect(),
+        }
+    }
+}
+
+impl fmt::Display for NodeAddrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addrs: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        write!(f, "[{}]", addrs.join(", "))
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Halcyon's openraft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = NodeId,
+        Node = NodeAddrs,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// Raft's view of the cluster as published by openraft.
+pub type Metrics = RaftMetrics<NodeId, NodeAddrs>;
+
+/// The replicated state machine, supplied by the application.
+///
+/// The application must start empty: at open, the crate restores it from the latest snapshot
+/// (if any) and re-applies the committed log after it.
+pub trait Application: Send + Sync + 'static {
+    /// Applies the command committed at log `index`; the returned bytes go back to the caller of
+    /// [`Consensus::write`] on the leader. Must be deterministic.
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// The whole state, as bytes that [`Application::restore`] accepts.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole state with a snapshot.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+}
+
+/// Raft's timing and compaction settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTimings {
+    /// How often the leader sends heartbeats (openraft ticks at 1.5 x this).
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the random election timeout.
+    pub election_timeout_min: Duration,
+    /// Upper bound of the random election timeout; also a follower's leader lease.
+    pub election_timeout_max: Duration,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// How long [`Consensus::write`] waits for its entry to be applied.
+    pub write_timeout: Duration,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            snapshot_logs_since_last: 1000,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RaftTimings {
+    fn to_config(&self) -> Result<openraft::Config, OpenError> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = openraft::Config {
+            cluster_name: "halcyon".to_string(),
+            heartbeat_interval: millis(self.heartbeat_interval),
+            election_timeout_min: millis(self.election_timeout_min),
+            election_timeout_max: millis(self.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| OpenError::Config(e.to_string()))
+    }
+}
+
+/// Why [`Consensus::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid Raft timings: {0}")]
+    Config(String),
+    #[error("consensus database {path}: {source}")]
+    Store {
+        path: String,
+        source: store::StoreError,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("a node needs at least one listening address")]
+    NoAddress,
+    #[error("starting Raft: {0}")]
+    Raft(String),
+}
+
+/// Why a write (or a membership change) did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("this node is not the leader; the leader is {}", leader_name(.leader))]
+    NotLeader {
+        leader: Option<NodeId>,
+        leader_addrs: Option<NodeAddrs>,
+    },
+    #[error("command of {size} bytes exceeds the limit of {MAX_COMMAND_BYTES} bytes")]
+    TooLarge { size: usize },
+    #[error("no answer within {timeout:?}; the entry may or may not commit")]
+    Timeout { timeout: Duration },
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error("consensus stopped: {0}")]
+    Stopped(String),
+}
+
+fn leader_name(leader: &Option<NodeId>) -> String {
+    match leader {
+        Some(id) => format!("node {id}"),
+        None => "unknown".to_string(),
+    }
+}
+
+impl WriteError {
+    fn from_raft(e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddrs>>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
+                leader: f.leader_id,
+                leader_addrs: f.leader_node,
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                WriteError::Membership(e.to_string())
+            }
+            RaftError::Fatal(f) => WriteError::Stopped(f.to_string()),
+        }
+    }
+}
+
+/// Why [`Consensus::initialize`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitializeFailed {
+    #[error("this node ({node}) is not among the initial members")]
+    NotAMember { node: NodeId },
+    #[error("consensus stopped: {0}")]
+    Stopped(String),
+}
+
+/// One node's consensus: the Raft instance, its storage and its RPC server.
+pub struct Consensus {
+    node_id: NodeId,
+    node: NodeAddrs,
+    raft: Raft<TypeConfig>,
+    server: ServerHandle,
+    fault_hook: FaultHook,
+    timings: RaftTimings,
+}
+
+impl Consensus {
+    /// Opens (or creates) the node's database at `db_path`, listens on every address of `node`
+    /// with TCP and starts Raft. An existing database restores vote, log and state machine.
+    pub async fn open<A: Application>(
+        node_id: NodeId,
+        node: NodeAddrs,
+        db_path: &Path,
+        app: A,
+        timings: RaftTimings,
+    ) -> Result<Self, OpenError> {
+        let mut listeners = Vec::with_capacity(node.addrs.len());
+        for addr in &node.addrs {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| OpenError::Listen {
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push(listener);
+        }
+        Self::open_with(
+            node_id,
+            db_path,
+            app,
+            timings,
+            TcpTransport,
+            listeners,
+            FaultHook::default(),
+        )
+        .await
+    }
+
+    /// Like [`Consensus::open`], with already bound listeners (their local addresses, in order,
+    /// become the node's addresses), a chosen transport for outgoing RPCs and a fault hook
+    /// (which may be shared between nodes of one test process).
+    pub async fn open_with<A: Application, T: Transport, L: Listener<Stream = T::Stream>>(
+        node_id: NodeId,
+        db_path: &Path,
+        app: A,
+        timings: RaftTimings,
+        transport: T,
+        listeners: Vec<L>,
+        fault_hook: FaultHook,
+    ) -> Result<Self, OpenError> {
+        if listeners.is_empty() {
+            return Err(OpenError::NoAddress);
+        }
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for listener in &listeners {
+            let addr = listener.local_addr().map_err(|source| OpenError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            addrs.push(addr);
+        }
+        let node = NodeAddrs::new(addrs);
+        let config = Arc::new(timings.to_config()?);
+        let (log_store, state_machine) =
+            store::open(db_path, Box::new(app)).map_err(|source| OpenError::Store {
+                path: db_path.display().to_string(),
+                source,
+            })?;
+        let network = net::NetworkFactory::new(node_id, transport, fault_hook.clone());
+        let raft = Raft::new(node_id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let server = net::serve(listeners, node_id, raft.clone(), fault_hook.clone());
+        tracing::info!(node_id, addrs = %node, "consensus open");
+        Ok(Self {
+            node_id,
+            node,
+            raft,
+            server,
+            fault_hook,
+            timings,
+        })
+    }
+
+    /// Bootstraps a new cluster with these voters. A no-op when this node already has a
+    /// membership (initialized before, or joined an existing cluster).
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, NodeAddrs>,
+    ) -> Result<(), InitializeFailed> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| InitializeFailed::Stopped(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotInMembers(_))) => {
+                Err(InitializeFailed::NotAMember { node: self.node_id })
+            }
+            Err(RaftError::Fatal(f)) => Err(InitializeFailed::Stopped(f.to_string())),
+        }
+    }
+
+    /// Appends a command to the replicated log and returns what the application's `apply`
+    /// returned for it, once it is committed and applied on this node (the leader).
+    pub async fn write(&self, command: Vec<u8>) -> Result<Reply, WriteError> {
+        if command.len() > MAX_COMMAND_BYTES {
+            return Err(WriteError::TooLarge {
+                size: command.len(),
+            });
+        }
+        let timeout = self.timings.write_timeout;
+        match tokio::time::timeout(timeout, self.raft.client_write(Command(command))).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
+        }
+    }
+
+    /// Whether this node currently believes it is the leader. Not a lease: see
+    /// [`Consensus::millis_since_quorum_ack`].
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// openraft's metrics, updated as they change.
+    pub fn metrics(&self) -> watch::Receiver<Metrics> {
+        self.raft.metrics()
+    }
+
+    /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`
+    /// elsewhere, or before the first acknowledgement). Frozen if the Raft core stalls.
+    pub fn millis_since_quorum_ack(&self) -> Option<u64> {
+        self.raft.metrics().borrow().millis_since_quorum_ack
+    }
+
+    /// The current voters.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// On the leader: adds `id` as a learner, waits until it has caught up, then makes it a
+    /// voter.
+    pub async fn add_voter(&self, id: NodeId, node: NodeAddrs) -> Result<(), WriteError> {
+        let timeout = self.timings.write_timeout;
+        let change = async {
+            self.raft.add_learner(id, node, true).await?;
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+        };
+        match tokio::time::timeout(timeout, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
+        }
+    }
+
+    /// On the leader: removes voter `id` from the cluster (it is not kept as a learner).
+    pub async fn remove_voter(&self, id: NodeId) -> Result<(), WriteError> {
+        let timeout = self.timings.write_timeout;
+        let change = self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false);
+        match tokio::time::timeout(timeout, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// This node's consensus addresses (the listeners' bound addresses).
+    pub fn node(&self) -> &NodeAddrs {
+        &self.node
+    }
+
+    /// The fault hook the network layer consults (tests partition nodes with it).
+    pub fn fault_hook(&self) -> &FaultHook {
+        &self.fault_hook
+    }
+
+    /// The underlying Raft instance, for what the facade does not cover.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// Stops serving RPCs and shuts the Raft core down, releasing the database.
+    pub async fn shutdown(self) {
+        self.server.stop().await;
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "raft shutdown: {e}"),
+            Err(_) => tracing::warn!(node_id = self.node_id, "raft shutdown timed out"),
+        }
+        tracing::info!(node_id = self.node_id, "consensus shut down");
+    }
+}

@@ -1,0 +1,646 @@
+//! Raft RPCs over streams: length-prefixed JSON frames, one request and one reply at a time on a
+//! connection, on every IP network of a peer.
+//!
+//! Wire format: a frame is a 4-byte big-endian length followed by that many bytes of JSON. The
+//! client sends a [`RequestFrame`] (sender, addressee, RPC); the server answers with one
+//! [`ReplyFrame`]. A connection carries one exchange at a time; an idle connection returns to
+//! a small per-peer pool.
+//!
+//! Invariants:
+//! - every client call finishes within the `hard_ttl` openraft gives it; a connection whose
+//!   exchange did not finish is dropped, never reused (so a late reply is never read as the
+//!   answer to another request);
+//! - a peer's addresses are tried in preference order, except that addresses which failed in
+//!   the last [`ADDRESS_RETRY_AFTER`] are tried last; each connect gets a share of the remaining
+//!   deadline so a black-holed first network leaves time for the second;
+//! - the [`FaultHook`] is consulted on both sides: a blocked link or address fails on the client
+//!   before connecting and is dropped by the server, so a partition is symmetric even when only
+//!   one process's hook is set;
+//! - frames larger than [`MAX_FRAME_BYTES`] are refused on both sides.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{RPCTypes, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::{NodeAddrs, NodeId, TypeConfig};
+
+/// Largest frame sent or accepted.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
+/// Longest a single connect may take, even when the RPC's deadline is longer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long an address that failed is tried after the peer's other addresses.
+pub const ADDRESS_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Idle connections kept per peer.
+pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 4;
+/// Connections a listener serves at once; more are closed at accept.
+pub const MAX_CONNECTIONS_PER_LISTENER: usize = 256;
+/// A served connection with no request for this long is closed.
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause before replication retries a peer none of whose addresses answered.
+pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Outgoing connections. The tokio TCP implementation is [`TcpTransport`]; a simulator can plug
+/// in its own sockets.
+pub trait Transport: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Incoming connections on one address.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// TCP through tokio, with Nagle's algorithm off (frames are small and latency matters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpTransport;
+
+impl Transport for TcpTransport {
+    type Stream = tokio::net::TcpStream;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::TcpListener::local_addr(self)
+    }
+}
+
+/// Injected network faults, shared by clones: blocked links between nodes and blocked
+/// addresses. Tests partition nodes with it; it is empty (everything allowed) by default.
+#[derive(Debug, Clone, Default)]
+pub struct FaultHook {
+    faults: Arc<RwLock<Faults>>,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    /// Ordered pairs (from, to) whose traffic is dropped.
+    blocked_links: HashSet<(NodeId, NodeId)>,
+    /// Nodes cut off from every other node, both ways.
+    isolated: HashSet<NodeId>,
+    /// Destination addresses whose traffic is dropped.
+    blocked_addrs: HashSet<SocketAddr>,
+}
+
+impl FaultHook {
+    /// Cuts `node` off from every other node, both ways.
+    pub fn isolate(&self, node: NodeId) {
+        self.write().isolated.insert(node);
+    }
+
+    /// Drops traffic between `a` and `b`, both ways.
+    pub fn block_link(&self, a: NodeId, b: NodeId) {
+        let mut faults = self.write();
+        faults.blocked_links.insert((a, b));
+        faults.blocked_links.insert((b, a));
+    }
+
+    /// Drops traffic to `addr` (connects fail; the server closes connections accepted on it).
+    pub fn block_addr(&self, addr: SocketAddr) {
+        self.write().blocked_addrs.insert(addr);
+    }
+
+    pub fn unblock_addr(&self, addr: SocketAddr) {
+        self.write().blocked_addrs.remove(&addr);
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        *self.write() = Faults::default();
+    }
+
+    /// Whether traffic from node `from` to node `to` passes.
+    pub fn allows(&self, from: NodeId, to: NodeId) -> bool {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        if from == to {
+            return true;
+        }
+        !(faults.isolated.contains(&from)
+            || faults.isolated.contains(&to)
+            || faults.blocked_links.contains(&(from, to)))
+    }
+
+    /// Whether traffic to `addr` passes.
+    pub fn allows_addr(&self, addr: SocketAddr) -> bool {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        !faults.blocked_addrs.contains(&addr)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Faults> {
+        self.faults.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestFrame {
+    from: NodeId,
+    to: NodeId,
+    rpc: Rpc,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Rpc {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ReplyFrame {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    /// The request was addressed to another node than the one listening here.
+    WrongNode {
+        serving: NodeId,
+    },
+}
+
+fn encode_frame<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4];
+    serde_json::to_writer(&mut buf, value).map_err(io::Error::other)?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}"),
+        ));
+    }
+    let len = u32::try_from(len).expect("MAX_FRAME_BYTES fits in u32");
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+async fn read_frame<S: AsyncRead + Unpin, T: DeserializeOwned>(stream: &mut S) -> io::Result<T> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &[u8],
+) -> io::Result<ReplyFrame> {
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    read_frame(stream).await
+}
+
+struct Pooled<S> {
+    addr: SocketAddr,
+    stream: S,
+}
+
+struct Shared<T: Transport> {
+    local: NodeId,
+    transport: T,
+    fault_hook: FaultHook,
+    idle: Mutex<HashMap<NodeId, Vec<Pooled<T::Stream>>>>,
+    failed_at: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl<T: Transport> Shared<T> {
+    fn take_idle(&self, peer: NodeId) -> Option<Pooled<T::Stream>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get_mut(&peer).and_then(Vec::pop)
+    }
+
+    fn put_idle(&self, peer: NodeId, conn: Pooled<T::Stream>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.entry(peer).or_default();
+        if conns.len() < MAX_IDLE_CONNECTIONS_PER_PEER {
+            conns.push(conn);
+        }
+    }
+
+    fn drop_idle(&self, peer: NodeId) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.remove(&peer);
+    }
+
+    fn mark_failed(&self, addr: SocketAddr) {
+        let mut failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(addr, Instant::now());
+    }
+
+    fn mark_ok(&self, addr: SocketAddr) {
+        let mut failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        failed.remove(&addr);
+    }
+
+    /// `addrs` in preference order, recently failed ones moved to the end.
+    fn connect_order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        let failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let recently_failed = |addr: &SocketAddr| {
+            failed
+                .get(addr)
+                .is_some_and(|at| at.elapsed() < ADDRESS_RETRY_AFTER)
+        };
+        let (fresh, failed): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            addrs.iter().partition(|addr| !recently_failed(addr));
+        fresh.into_iter().chain(failed).collect()
+    }
+}
+
+/// Why one call failed, before it becomes openraft's error type.
+#[derive(Debug)]
+enum CallError {
+    /// No address could be reached (or the fault hook blocks the peer).
+    Unreachable(io::Error),
+    /// The deadline passed.
+    Timeout,
+    /// The request could not be encoded or is too large.
+    Encode(io::Error),
+}
+
+/// Creates one [`PeerClient`] per peer; all share the connection pool and the address health.
+pub struct NetworkFactory<T: Transport> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Transport> NetworkFactory<T> {
+    pub fn new(local: NodeId, transport: T, fault_hook: FaultHook) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                local,
+                transport,
+                fault_hook,
+                idle: Mutex::new(HashMap::new()),
+                failed_at: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
+    type Network = PeerClient<T>;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddrs) -> Self::Network {
+        PeerClient {
+            target,
+            node: node.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// RPCs to one peer.
+pub struct PeerClient<T: Transport> {
+    target: NodeId,
+    node: NodeAddrs,
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Transport> PeerClient<T> {
+    async fn call(&self, rpc: Rpc, ttl: Duration) -> Result<ReplyFrame, CallError> {
+        let deadline = Instant::now() + ttl;
+        let shared = &self.shared;
+        if !shared.fault_hook.allows(shared.local, self.target) {
+            shared.drop_idle(self.target);
+            return Err(CallError::Unreachable(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "link {} -> {} blocked by the fault hook",
+                    shared.local, self.target
+                ),
+            )));
+        }
+        let request = encode_frame(&RequestFrame {
+            from: shared.local,
+            to: self.target,
+            rpc,
+        })
+        .map_err(CallError::Encode)?;
+        match tokio::time::timeout_at(deadline, self.call_until(&request, deadline)).await {
+            Ok(result) => result.map_err(CallError::Unreachable),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    async fn call_until(&self, request: &[u8], deadline: Instant) -> io::Result<ReplyFrame> {
+        let shared = &self.shared;
+        // An idle connection first: no connect cost. A failure there may just be a stale
+        // connection, so fall through to fresh ones.
+        while let Some(mut conn) = shared.take_idle(self.target) {
+            if !shared.fault_hook.allows_addr(conn.addr) || !self.node.addrs.contains(&conn.addr) {
+                continue;
+            }
+            match exchange(&mut conn.stream, request).await {
+                Ok(reply) => {
+                    shared.put_idle(self.target, conn);
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    tracing::debug!(target = self.target, addr = %conn.addr, "pooled connection failed: {e}");
+                }
+            }
+        }
+        let order = shared.connect_order(&self.node.addrs);
+        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "peer has no address");
+        for (position, addr) in order.iter().enumerate() {
+            if !shared.fault_hook.allows_addr(*addr) {
+                shared.mark_failed(*addr);
+                last_error = io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("address {addr} blocked by the fault hook"),
+                );
+                continue;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let left = u32::try_from(order.len() - position).unwrap_or(u32::MAX);
+            let connect_timeout = CONNECT_TIMEOUT.min(remaining / left);
+            let result = match tokio::time::timeout(
+                connect_timeout,
+                shared.transport.connect(*addr),
+            )
+            .await
+            {
+                Ok(Ok(mut stream)) => exchange(&mut stream, request).await.map(|r| (r, stream)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} took over {connect_timeout:?}"),
+                )),
+            };
+            match result {
+                Ok((reply, stream)) => {
+                    shared.mark_ok(*addr);
+                    shared.put_idle(
+                        self.target,
+                        Pooled {
+                            addr: *addr,
+                            stream,
+                        },
+                    );
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    tracing::debug!(target = self.target, %addr, "address failed: {e}");
+                    shared.mark_failed(*addr);
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        error: CallError,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<NodeId, NodeAddrs, E> {
+        match error {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.shared.local,
+                target: self.target,
+                timeout: ttl,
+            }),
+            CallError::Encode(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(
+        &self,
+        reply: ReplyFrame,
+    ) -> RPCError<NodeId, NodeAddrs, E> {
+        let e = match reply {
+            ReplyFrame::WrongNode { serving } => io::Error::other(format!(
+                "node {serving} answers at the addresses of node {}",
+                self.target
+            )),
+            _ => io::Error::new(io::ErrorKind::InvalidData, "reply of the wrong kind"),
+        };
+        RPCError::Network(NetworkError::new(&e))
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, NodeAddrs, E> {
+        RPCError::RemoteError(RemoteError::new_with_node(
+            self.target,
+            self.node.clone(),
+            e,
+        ))
+    }
+}
+
+type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, NodeAddrs, E>>;
+
+impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let ttl = option.hard_ttl();
+        match self.call(Rpc::AppendEntries(rpc), ttl).await {
+            Ok(ReplyFrame::AppendEntries(Ok(response))) => Ok(response),
+            Ok(ReplyFrame::AppendEntries(Err(e))) => Err(self.remote(e)),
+            Ok(other) => Err(self.unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, RPCTypes::AppendEntries, ttl)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let ttl = option.hard_ttl();
+        match self.call(Rpc::InstallSnapshot(rpc), ttl).await {
+            Ok(ReplyFrame::InstallSnapshot(Ok(response))) => Ok(response),
+            Ok(ReplyFrame::InstallSnapshot(Err(e))) => Err(self.remote(e)),
+            Ok(other) => Err(self.unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, RPCTypes::InstallSnapshot, ttl)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        let ttl = option.hard_ttl();
+        match self.call(Rpc::Vote(rpc), ttl).await {
+            Ok(ReplyFrame::Vote(Ok(response))) => Ok(response),
+            Ok(ReplyFrame::Vote(Err(e))) => Err(self.remote(e)),
+            Ok(other) => Err(self.unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, RPCTypes::Vote, ttl)),
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+}
+
+/// The running RPC server of one node; stops (closing every served connection) when stopped or
+/// dropped.
+pub struct ServerHandle {
+    tasks: JoinSet<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting and closes every served connection.
+    pub async fn stop(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Serves Raft RPCs for node `node_id` on every listener.
+pub fn serve<L: Listener>(
+    listeners: Vec<L>,
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    fault_hook: FaultHook,
+) -> ServerHandle {
+    let mut tasks = JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(accept_loop(
+            listener,
+            node_id,
+            raft.clone(),
+            fault_hook.clone(),
+        ));
+    }
+    ServerHandle { tasks }
+}
+
+async fn accept_loop<L: Listener>(
+    mut listener: L,
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    fault_hook: FaultHook,
+) {
+    let local_addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(node_id, "listener without address: {e}");
+            return;
+        }
+    };
+    // Dropping this set (when the accept task is aborted) aborts every connection task.
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(node_id, %local_addr, "accept failed: {e}");
+                tokio::time::sleep(UNREACHABLE_BACKOFF).await;
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_CONNECTIONS_PER_LISTENER {
+            tracing::warn!(node_id, %local_addr, %peer, "too many connections; closing");
+            continue;
+        }
+        connections.spawn(serve_connection(
+            stream,
+            local_addr,
+            node_id,
+            raft.clone(),
+            fault_hook.clone(),
+        ));
+    }
+}
+
+/// Answers requests on one connection until it closes, idles out or is blocked by the hook.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    local_addr: SocketAddr,
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    fault_hook: FaultHook,
+) {
+    loop {
+        let request: RequestFrame =
+            match tokio::time::timeout(SERVER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
+                Ok(Ok(request)) => request,
+                Ok(Err(e)) => {
+                    if e.kind() != io::ErrorKind::UnexpectedEof {
+                        tracing::debug!(node_id, %local_addr, "bad request: {e}");
+                    }
+                    return;
+                }
+                Err(_) => return,
+            };
+        if !fault_hook.allows(request.from, node_id) || !fault_hook.allows_addr(local_addr) {
+            return;
+        }
+        let reply = if request.to != node_id {
+            ReplyFrame::WrongNode { serving: node_id }
+        } else {
+            match request.rpc {
+                Rpc::AppendEntries(rpc) => {
+                    ReplyFrame::AppendEntries(raft.append_entries(rpc).await)
+                }
+                Rpc::Vote(rpc) => ReplyFrame::Vote(raft.vote(rpc).await),
+                Rpc::InstallSnapshot(rpc) => {
+                    ReplyFrame::InstallSnapshot(raft.install_snapshot(rpc).await)
+                }
+            }
+        };
+        // Faults injected while the request was handled drop the reply too.
+        if !fault_hook.allows(node_id, request.from) {
+            return;
+        }
+        let frame = match encode_frame(&reply) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!(node_id, "reply not encodable: {e}");
+                return;
+            }
+        };
+        if stream.write_all(&frame).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+    }
+}

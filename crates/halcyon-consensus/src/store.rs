@@ -1,0 +1,481 @@
+//! The redb storage of one node: the Raft log, its metadata and the state machine's snapshot.
+//!
+//! One database file holds two tables:
+//! - `log`: entry index -> JSON of the entry;
+//! - `meta`: `vote`, `committed`, `last_purged` (JSON log ids or vote), `snapshot_meta` (JSON of
+//!   the snapshot's metadata: last applied log id, membership, id) and `snapshot_data` (the
+//!   application's snapshot bytes).
+//!
+//! Invariants:
+//! - [`LogStore`] reports an append flushed only after its write transaction committed with
+//!   `Durability::Immediate`; the vote and purges are written durably too. The committed log id
+//!   is written with `Durability::None` (made durable by the next durable commit): losing it only
+//!   means less is re-applied at start, which openraft allows.
+//! - the entries kept are exactly those after `last_purged`: purge writes the new `last_purged`
+//!   and deletes up to it in one transaction;
+//! - the application's state is persisted only as a snapshot, together with the last applied
+//!   log id and membership it contains. A stored snapshot is only replaced by one that is not
+//!   older (by last log id). At open the application is restored from it; openraft then
+//!   re-applies the committed entries after it.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend,
+    RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Application, NodeAddrs, NodeId, Reply, TypeConfig};
+
+const LOG_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+const KEY_SNAPSHOT_META: &str = "snapshot_meta";
+const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
+
+type Meta = SnapshotMeta<NodeId, NodeAddrs>;
+type Membership = StoredMembership<NodeId, NodeAddrs>;
+type Error = StorageError<NodeId>;
+
+/// A failure of the database or of its contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening: {0}")]
+    Database(#[from] redb::DatabaseError),
+    #[error("transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("durability: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
+    #[error("encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
+    #[error("the application refused the snapshot: {0}")]
+    Restore(String),
+    #[cfg(test)]
+    #[error("injected commit failure")]
+    Injected,
+}
+
+fn io_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: StoreError) -> Error {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+/// Opens (or creates) the database at `path` and returns its log store and state machine. When
+/// the database holds a snapshot, `app` is restored from it.
+pub fn open(
+    path: &Path,
+    app: Box<dyn Application>,
+) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let db = Arc::new(Database::create(path)?);
+    let txn = db.begin_write()?;
+    txn.open_table(LOG_TABLE)?;
+    txn.open_table(META_TABLE)?;
+    txn.commit()?;
+    let log_store = LogStore {
+        db: db.clone(),
+        #[cfg(test)]
+        fail_next_commit: Default::default(),
+    };
+    let state_machine = StateMachineStore::open(db, app)?;
+    Ok((log_store, state_machine))
+}
+
+fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META_TABLE)?;
+    match table.get(key)? {
+        Some(value) => Ok(Some(serde_json::from_slice(value.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn write_meta<T: Serialize>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(value)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)?;
+    {
+        let mut table = txn.open_table(META_TABLE)?;
+        table.insert(key, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The Raft log, vote and committed log id. Cloning shares the database (a clone is also the
+/// log reader openraft asks for).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+    #[cfg(test)]
+    fail_next_commit: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LogStore {
+    fn entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOG_TABLE)?;
+        let mut entries = Vec::new();
+        for item in table.range::<u64>(range)? {
+            let (_, value) = item?;
+            entries.push(serde_json::from_slice(value.value())?);
+        }
+        Ok(entries)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let last_purged_log_id: Option<LogId<NodeId>> = read_meta(&self.db, KEY_LAST_PURGED)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOG_TABLE)?;
+        let last_log_id = match table.last()? {
+            Some((_, value)) => {
+                let entry: Entry<TypeConfig> = serde_json::from_slice(value.value())?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    /// Writes `entries` in one durable transaction, then calls `on_durable` with the outcome.
+    /// `on_durable(Ok)` happens only after the commit returned.
+    fn append_then<I, F>(&self, entries: I, on_durable: F) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>>,
+        F: FnOnce(Result<(), std::io::Error>),
+    {
+        let result = self.append_durably(entries);
+        match &result {
+            Ok(()) => on_durable(Ok(())),
+            Err(e) => on_durable(Err(std::io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    fn append_durably<I>(&self, entries: I) -> Result<(), StoreError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>>,
+    {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(LOG_TABLE)?;
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry)?;
+                table.insert(entry.log_id.index, bytes.as_slice())?;
+            }
+        }
+        #[cfg(test)]
+        if self
+            .fail_next_commit
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            txn.abort()?;
+            return Err(StoreError::Injected);
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes every entry at or after `index`.
+    fn truncate_from(&self, index: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(LOG_TABLE)?;
+            table.retain_in::<u64, _>(index.., |_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records `log_id` as purged and deletes every entry up to it, atomically.
+    fn purge_upto(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(log_id)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META_TABLE)?;
+            meta.insert(KEY_LAST_PURGED, bytes.as_slice())?;
+            let mut table = txn.open_table(LOG_TABLE)?;
+            table.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, Error> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.entries(bounds)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, Error> {
+        self.log_state()
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), Error> {
+        write_meta(&self.db, KEY_VOTE, vote, Durability::Immediate)
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, Error> {
+        read_meta(&self.db, KEY_VOTE).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), Error> {
+        write_meta(&self.db, KEY_COMMITTED, &committed, Durability::None)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, Error> {
+        let committed: Option<Option<LogId<NodeId>>> = read_meta(&self.db, KEY_COMMITTED)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.append_then(entries, |result| callback.log_io_completed(result))
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
+        tracing::debug!(%log_id, "truncate log");
+        self.truncate_from(log_id.index)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
+        tracing::debug!(%log_id, "purge log");
+        self.purge_upto(&log_id)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+/// Stores `meta` + `data` as the current snapshot unless the stored one is newer.
+fn save_snapshot(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
+    let meta_bytes = serde_json::to_vec(meta)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut table = txn.open_table(META_TABLE)?;
+        let stored: Option<Meta> = match table.get(KEY_SNAPSHOT_META)? {
+            Some(value) => Some(serde_json::from_slice(value.value())?),
+            None => None,
+        };
+        if let Some(stored) = stored.filter(|stored| stored.last_log_id > meta.last_log_id) {
+            tracing::debug!(stored = %stored, offered = %meta, "keeping the newer stored snapshot");
+            return Ok(());
+        }
+        table.insert(KEY_SNAPSHOT_META, meta_bytes.as_slice())?;
+        table.insert(KEY_SNAPSHOT_DATA, data)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn load_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META_TABLE)?;
+    let meta: Meta = match table.get(KEY_SNAPSHOT_META)? {
+        Some(value) => serde_json::from_slice(value.value())?,
+        None => return Ok(None),
+    };
+    let data = match table.get(KEY_SNAPSHOT_DATA)? {
+        Some(value) => value.value().to_vec(),
+        None => Vec::new(),
+    };
+    Ok(Some((meta, data)))
+}
+
+/// The state machine: the application plus the last applied log id and membership.
+pub struct StateMachineStore {
+    db: Arc<Database>,
+    app: Box<dyn Application>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    snapshots_built: u64,
+}
+
+impl StateMachineStore {
+    fn open(db: Arc<Database>, mut app: Box<dyn Application>) -> Result<Self, StoreError> {
+        let mut last_applied = None;
+        let mut membership = Membership::default();
+        if let Some((meta, data)) = load_snapshot(&db)? {
+            app.restore(&data).map_err(StoreError::Restore)?;
+            tracing::info!(snapshot = %meta, "state machine restored from snapshot");
+            last_applied = meta.last_log_id;
+            membership = meta.last_membership;
+        }
+        Ok(Self {
+            db,
+            app,
+            last_applied,
+            membership,
+            snapshots_built: 0,
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), Error> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, Error>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            assert!(
+                Some(entry.log_id) > self.last_applied,
+                "entries are applied in order and once: {} after {:?}",
+                entry.log_id,
+                self.last_applied
+            );
+            self.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => Reply::default(),
+                EntryPayload::Normal(command) => {
+                    Reply(self.app.apply(entry.log_id.index, &command.0))
+                }
+                EntryPayload::Membership(membership) => {
+                    self.membership = Membership::new(Some(entry.log_id), membership);
+                    Reply::default()
+                }
+            };
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // The state is captured here, at a consistent point between applies; the builder runs
+        // concurrently with further applies and only persists it.
+        self.snapshots_built += 1;
+        let snapshot_id = match self.last_applied {
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id.term, log_id.index, self.snapshots_built
+            ),
+            None => format!("none-{}", self.snapshots_built),
+        };
+        SnapshotBuilder {
+            db: self.db.clone(),
+            meta: Meta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+                snapshot_id,
+            },
+            data: self.app.snapshot(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, Error> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), Error> {
+        let data = snapshot.into_inner();
+        let signature = Some(meta.signature());
+        self.app.restore(&data).map_err(|e| {
+            io_error(
+                ErrorSubject::Snapshot(signature.clone()),
+                ErrorVerb::Write,
+                StoreError::Restore(e),
+            )
+        })?;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        save_snapshot(&self.db, meta, &data)
+            .map_err(|e| io_error(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))?;
+        tracing::info!(snapshot = %meta, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, Error> {
+        let loaded = load_snapshot(&self.db)
+            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(loaded.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Persists a snapshot captured by [`StateMachineStore::get_snapshot_builder`].
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, Error> {
+        save_snapshot(&self.db, &self.meta, &self.data).map_err(|e| {
+            io_error(
+                ErrorSubject::Snapshot(Some(self.meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
+        tracing::info!(snapshot = %self.meta, "snapshot built");
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.data.clone())),
+        })
+    }
+}
