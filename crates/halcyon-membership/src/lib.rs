@@ -1,0 +1,29 @@
+//! Halcyon membership: heartbeats over every network and failure detection (SPEC 5).
+//!
+//! Layers, from pure to I/O:
+//! - [`detector`]: the failure detector. Pure: no I/O, no clock reads, no threads; time is an
+//!   input, so the deterministic simulator drives the same code as the daemon.
+//! - [`wire`]: the fixed-size heartbeat message, encoded through a [`wire::Sealer`] (plain now,
+//!   authenticated later).
+//! - [`link`]: the [`link::HeartbeatLink`] transport trait, with [`udp`] (ip networks) and
+//!   [`disk`] (disk networks) implementations; a simulator supplies its own.
+//! - [`runner`]: the heartbeat thread (std thread, real-time priority when permitted) that sends,
+//!   receives, feeds the detector and publishes changes and a status snapshot.
+//!
+//! Invariants: only [`runner`] and [`disk`] spawn threads; nothing here uses async; the detector
+//! reads no clock; every queue, buffer and loop is bounded (limits are named constants).
+
+pub mod detector;
+pub mod disk;
+pub mod link;
+pub mod runner;
+pub mod udp;
+pub mod wire;
+
+pub use detector::{
+    AdapterAction, Change, Detector, DetectorConfig, DetectorError, DownCause, Heard, NetworkSpec,
+    NodeState, PathSpec, PathState, Snapshot,
+};
+pub use link::{HeartbeatLink, SetupError, links_from_cluster};
+pub use runner::{ChangeBatch, Counters, Runner, RunnerSettings, StartError, Status};
+pub use wire::{HeartbeatMessage, Plain, SealError, Sealer, WireError};

@@ -1,0 +1,629 @@
+//! The failure detector: path, adapter and node judgements from this node's point of view.
+//!
+//! Invariants:
+//! - Pure: no I/O, no clock reads, no threads, no randomness. Time is an input (`now`, a
+//!   monotonic [`Duration`] since an arbitrary epoch) and must never go backwards (asserted).
+//! - A path (peer node, network) is [`PathState::Unknown`] until first heard or until one
+//!   detection time (`interval * sensitivity`) has passed since the detector started; it is
+//!   [`PathState::Down`] once `now - last_heard >= interval * sensitivity`, or at once when the
+//!   local link of its network loses carrier; it is [`PathState::Up`] again on the first
+//!   heartbeat heard (with a newer sequence number, see below).
+//! - A peer is [`NodeState::Reachable`] while at least one of its paths (any network, disk
+//!   included) is up, [`NodeState::Unreachable`] when all of them are down.
+//! - An adapter judgement (SPEC 5: `network_down` or `swap_adapter`, not `node_down`) is made
+//!   for a down path only when the peer is *heard on another path after* that path went down:
+//!   a dead node whose paths time out one after the other never produces one.
+//! - Heartbeats from an older incarnation, and sequence numbers not above the last one accepted
+//!   on that path, are ignored (they do not refresh the path): this is where replay protection
+//!   hooks in.
+//! - Every transition is reported once, as a [`Change`], in a deterministic order: by node
+//!   number, then network number (peer-level changes first, node-level ones last), and in the
+//!   order they happened among equal keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use halcyon_config::limits::{NETWORKS_MAX, NODES_MAX};
+use halcyon_config::{Cluster, Heartbeat, NetworkKind};
+
+/// Most paths one detector tracks.
+pub const PATHS_MAX: usize = NODES_MAX * NETWORKS_MAX;
+
+/// One network as the detector sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// 1-based network number (its position in the cluster file).
+    pub number: u32,
+    pub kind: NetworkKind,
+    pub heartbeat: Heartbeat,
+}
+
+/// One path (peer, network) to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathSpec {
+    pub node: u32,
+    pub network: u32,
+    /// The peer has a standby interface on this network (its adapter can be swapped).
+    pub peer_has_standby: bool,
+}
+
+/// What the detector watches: built from the cluster configuration, or by hand in tests and
+/// the simulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectorConfig {
+    pub local_node: u32,
+    pub networks: Vec<NetworkSpec>,
+    /// Every peer of the cluster, also those sharing no network with this node (they are
+    /// reported unreachable).
+    pub peers: Vec<u32>,
+    pub paths: Vec<PathSpec>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DetectorError {
+    #[error("node {0} is not in the cluster")]
+    UnknownNode(u32),
+    #[error("network {0} is not in the cluster")]
+    UnknownNetwork(u32),
+}
+
+/// True when `node` takes part in `network`: an ip network needs a primary interface on it; a
+/// disk network needs an interface entry naming it, or, when no node lists one, every node
+/// shares the device.
+pub fn is_on_network(
+    cluster: &Cluster,
+    node: &halcyon_config::Node,
+    network: &halcyon_config::Network,
+) -> bool {
+    let name = network.name.as_str();
+    match network.kind {
+        NetworkKind::Ip => node.interface_on(name).is_some(),
+        NetworkKind::Disk => {
+            let listed =
+                |n: &halcyon_config::Node| n.interfaces.iter().any(|i| i.network.as_str() == name);
+            listed(node) || !cluster.nodes.iter().any(listed)
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// The paths from `local_node` to every peer on every network both are on.
+    pub fn from_cluster(cluster: &Cluster, local_node: u32) -> Result<Self, DetectorError> {
+        let local = cluster
+            .nodes
+            .iter()
+            .find(|n| n.number == local_node)
+            .ok_or(DetectorError::UnknownNode(local_node))?;
+        let networks: Vec<NetworkSpec> = cluster
+            .networks
+            .iter()
+            .map(|n| NetworkSpec {
+                number: n.number,
+                kind: n.kind,
+                heartbeat: n.heartbeat,
+            })
+            .collect();
+        let mut peers = Vec::new();
+        let mut paths = Vec::new();
+        for peer in cluster.nodes.iter().filter(|n| n.number != local_node) {
+            peers.push(peer.number);
+            for network in &cluster.networks {
+                if is_on_network(cluster, local, network) && is_on_network(cluster, peer, network) {
+                    paths.push(PathSpec {
+                        node: peer.number,
+                        network: network.number,
+                        peer_has_standby: peer
+                            .standby_interfaces_on(network.name.as_str())
+                            .next()
+                            .is_some(),
+                    });
+                }
+            }
+        }
+        Ok(DetectorConfig {
+            local_node,
+            networks,
+            peers,
+            paths,
+        })
+    }
+
+    /// The heartbeat settings of a network.
+    pub fn heartbeat(&self, network: u32) -> Option<Heartbeat> {
+        self.networks
+            .iter()
+            .find(|n| n.number == network)
+            .map(|n| n.heartbeat)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathState {
+    /// Not heard yet, and the first detection time has not passed.
+    Unknown,
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// No path up yet, and not all of them judged down.
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownCause {
+    /// `sensitivity` heartbeat intervals passed with nothing heard.
+    MissedHeartbeats,
+    /// The local interface on this network lost its carrier.
+    LocalLinkDown,
+}
+
+/// What the local judgement suggests for a down adapter (the coordinator decides, from every
+/// node's view, whether the adapter is down: SPEC 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterAction {
+    /// No standby interface: the peer has lost this network (`network_down`).
+    NetworkDown,
+    /// The peer has a standby interface on this network (`swap_adapter`).
+    SwapAdapter,
+}
+
+/// A transition, reported once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The peer's daemon restarted (a higher incarnation was heard).
+    PeerRestarted {
+        node: u32,
+        old: u64,
+        new: u64,
+    },
+    PathUp {
+        node: u32,
+        network: u32,
+    },
+    PathDown {
+        node: u32,
+        network: u32,
+        cause: DownCause,
+    },
+    /// The path is down while the peer is heard on another network: an adapter or network
+    /// problem, not a node failure.
+    AdapterDown {
+        node: u32,
+        network: u32,
+        action: AdapterAction,
+    },
+    /// A path previously reported by [`Change::AdapterDown`] is up again.
+    AdapterUp {
+        node: u32,
+        network: u32,
+    },
+    NodeReachable {
+        node: u32,
+        incarnation: u64,
+    },
+    NodeUnreachable {
+        node: u32,
+    },
+}
+
+impl Change {
+    pub fn node(&self) -> u32 {
+        match *self {
+            Change::PeerRestarted { node, .. }
+            | Change::PathUp { node, .. }
+            | Change::PathDown { node, .. }
+            | Change::AdapterDown { node, .. }
+            | Change::AdapterUp { node, .. }
+            | Change::NodeReachable { node, .. }
+            | Change::NodeUnreachable { node } => node,
+        }
+    }
+
+    /// Order key: node number, then network number; peer-level changes before the node's
+    /// paths, node-level changes after them.
+    fn order_key(&self) -> (u32, u32) {
+        match *self {
+            Change::PeerRestarted { node, .. } => (node, 0),
+            Change::PathUp { node, network }
+            | Change::PathDown { node, network, .. }
+            | Change::AdapterDown { node, network, .. }
+            | Change::AdapterUp { node, network } => (node, network),
+            Change::NodeReachable { node, .. } | Change::NodeUnreachable { node } => {
+                (node, u32::MAX)
+            }
+        }
+    }
+}
+
+/// What happened to one heartbeat given to [`Detector::heard`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    Accepted,
+    /// No such path (unknown node or network, or this node itself).
+    UnknownPath,
+    /// The local link of that network is down: a buffered beat, ignored.
+    LocalLinkDown,
+    /// From an incarnation older than the one already heard.
+    StaleIncarnation,
+    /// Sequence number not above the last accepted one on this path (duplicate or replay).
+    StaleSequence,
+}
+
+#[derive(Clone, Debug)]
+struct Path {
+    detection: Duration,
+    peer_has_standby: bool,
+    state: PathState,
+    last_heard: Option<Duration>,
+    down_at: Option<Duration>,
+    seq_last: Option<u64>,
+    adapter_down: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    state: NodeState,
+    incarnation: Option<u64>,
+}
+
+/// Status of one path, for `halcyon status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathStatus {
+    pub node: u32,
+    pub network: u32,
+    pub state: PathState,
+    /// Time since the last accepted heartbeat (`None`: never heard).
+    pub last_heard_age: Option<Duration>,
+    /// An adapter judgement is standing for this path.
+    pub adapter_down: bool,
+    pub seq_last: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node: u32,
+    pub state: NodeState,
+    pub incarnation: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkStatus {
+    pub network: u32,
+    pub local_link_up: bool,
+}
+
+/// Every state the detector holds, sorted by node then network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub at: Duration,
+    pub local_node: u32,
+    pub nodes: Vec<NodeStatus>,
+    pub paths: Vec<PathStatus>,
+    pub networks: Vec<NetworkStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Detector {
+    local_node: u32,
+    started: Duration,
+    now_last: Duration,
+    /// Network number -> local link up.
+    local_link_up: BTreeMap<u32, bool>,
+    peers: BTreeMap<u32, Peer>,
+    paths: BTreeMap<(u32, u32), Path>,
+    pending: Vec<Change>,
+}
+
+impl Detector {
+    /// A detector started at `now`: every path unknown, every local link up.
+    pub fn new(config: &DetectorConfig, now: Duration) -> Result<Self, DetectorError> {
+        assert!(
+            config.paths.len() <= PATHS_MAX,
+            "too many paths: {}",
+            config.paths.len()
+        );
+        let mut peers = BTreeMap::new();
+        for &node in &config.peers {
+            assert_ne!(
+                node, config.local_node,
+                "the local node is not its own peer"
+            );
+            peers.insert(
+                node,
+                Peer {
+                    state: NodeState::Unknown,
+                    incarnation: None,
+                },
+            );
+        }
+        let mut paths = BTreeMap::new();
+        for spec in &config.paths {
+            if !peers.contains_key(&spec.node) {
+                return Err(DetectorError::UnknownNode(spec.node));
+            }
+            let heartbeat = config
+                .heartbeat(spec.network)
+                .ok_or(DetectorError::UnknownNetwork(spec.network))?;
+            assert!(
+                heartbeat.sensitivity >= 1 && !heartbeat.interval.is_zero(),
+                "bad heartbeat settings"
+            );
+            let path = Path {
+                detection: heartbeat.detection_time(),
+                peer_has_standby: spec.peer_has_standby,
+                state: PathState::Unknown,
+                last_heard: None,
+                down_at: None,
+                seq_last: None,
+                adapter_down: false,
+            };
+            let previous = paths.insert((spec.node, spec.network), path);
+            assert!(
+                previous.is_none(),
+                "duplicate path {}/{}",
+                spec.node,
+                spec.network
+            );
+        }
+        Ok(Detector {
+            local_node: config.local_node,
+            started: now,
+            now_last: now,
+            local_link_up: config.networks.iter().map(|n| (n.number, true)).collect(),
+            peers,
+            paths,
+            pending: Vec::new(),
+        })
+    }
+
+    fn advance(&mut self, now: Duration) {
+        assert!(
+            now >= self.now_last,
+            "time went backwards: {now:?} < {:?}",
+            self.now_last
+        );
+        self.now_last = now;
+    }
+
+    /// A heartbeat from `node` arrived on `network` at `now`.
+    pub fn heard(
+        &mut self,
+        now: Duration,
+        node: u32,
+        network: u32,
+        incarnation: u64,
+        seq: u64,
+    ) -> Heard {
+        self.advance(now);
+        if !self.paths.contains_key(&(node, network)) {
+            return Heard::UnknownPath;
+        }
+        if !self.local_link_up.get(&network).copied().unwrap_or(true) {
+            return Heard::LocalLinkDown;
+        }
+        let peer = self.peers.get_mut(&node).expect("a path's peer exists");
+        match peer.incarnation {
+            Some(old) if incarnation < old => return Heard::StaleIncarnation,
+            Some(old) if incarnation > old => {
+                peer.incarnation = Some(incarnation);
+                self.pending.push(Change::PeerRestarted {
+                    node,
+                    old,
+                    new: incarnation,
+                });
+                for path in self
+                    .paths
+                    .range_mut((node, 0)..=(node, u32::MAX))
+                    .map(|(_, p)| p)
+                {
+                    path.seq_last = None;
+                }
+            }
+            Some(_) => {}
+            None => peer.incarnation = Some(incarnation),
+        }
+        let path = self.paths.get_mut(&(node, network)).expect("checked above");
+        if path.seq_last.is_some_and(|last| seq <= last) {
+            return Heard::StaleSequence;
+        }
+        path.seq_last = Some(seq);
+        path.last_heard = Some(now);
+        if path.state != PathState::Up {
+            path.state = PathState::Up;
+            path.down_at = None;
+            self.pending.push(Change::PathUp { node, network });
+            if path.adapter_down {
+                path.adapter_down = false;
+                self.pending.push(Change::AdapterUp { node, network });
+            }
+        }
+        // The peer is alive now: its paths that went down before now are adapter problems.
+        for (&(_, other), path) in self.paths.range_mut((node, 0)..=(node, u32::MAX)) {
+            if path.state == PathState::Down
+                && !path.adapter_down
+                && path.down_at.is_some_and(|t| t < now)
+            {
+                path.adapter_down = true;
+                let action = if path.peer_has_standby {
+                    AdapterAction::SwapAdapter
+                } else {
+                    AdapterAction::NetworkDown
+                };
+                self.pending.push(Change::AdapterDown {
+                    node,
+                    network: other,
+                    action,
+                });
+            }
+        }
+        self.update_node(node);
+        Heard::Accepted
+    }
+
+    /// The local interface on `network` gained (`up`) or lost its carrier at `now`. Losing it
+    /// takes every path on that network down at once; they come up again when heard.
+    pub fn local_link(
+        &mut self,
+        now: Duration,
+        network: u32,
+        up: bool,
+    ) -> Result<(), DetectorError> {
+        self.advance(now);
+        let link_up = self
+            .local_link_up
+            .get_mut(&network)
+            .ok_or(DetectorError::UnknownNetwork(network))?;
+        *link_up = up;
+        if up {
+            return Ok(());
+        }
+        let mut affected = Vec::new();
+        for (&(node, path_network), path) in self.paths.iter_mut() {
+            if path_network == network && path.state != PathState::Down {
+                path.state = PathState::Down;
+                path.down_at = Some(now);
+                affected.push(node);
+                self.pending.push(Change::PathDown {
+                    node,
+                    network,
+                    cause: DownCause::LocalLinkDown,
+                });
+            }
+        }
+        for node in affected {
+            self.update_node(node);
+        }
+        Ok(())
+    }
+
+    /// Judge timeouts at `now` and return every change since the last call, in order.
+    pub fn tick(&mut self, now: Duration) -> Vec<Change> {
+        self.advance(now);
+        let since_start = now - self.started;
+        let mut affected = Vec::new();
+        for (&(node, network), path) in self.paths.iter_mut() {
+            let expired = match (path.state, path.last_heard) {
+                (PathState::Up, Some(last)) => now - last >= path.detection,
+                (PathState::Unknown, _) => since_start >= path.detection,
+                _ => false,
+            };
+            if expired {
+                path.state = PathState::Down;
+                path.down_at = Some(now);
+                self.pending.push(Change::PathDown {
+                    node,
+                    network,
+                    cause: DownCause::MissedHeartbeats,
+                });
+                if affected.last() != Some(&node) {
+                    affected.push(node);
+                }
+            }
+        }
+        // Nodes are judged after all their paths: a dead node's paths expiring in the same
+        // tick give one node change, not a series of adapter changes.
+        for node in affected {
+            self.update_node(node);
+        }
+        // Peers with no path at all are unreachable from the start.
+        let pathless: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == NodeState::Unknown)
+            .map(|(&n, _)| n)
+            .filter(|&n| self.paths.range((n, 0)..=(n, u32::MAX)).next().is_none())
+            .collect();
+        for node in pathless {
+            self.update_node(node);
+        }
+        let mut changes = std::mem::take(&mut self.pending);
+        changes.sort_by_key(Change::order_key); // Stable: keeps the order of equal keys.
+        changes
+    }
+
+    fn update_node(&mut self, node: u32) {
+        let mut any_up = false;
+        let mut all_down = true;
+        for path in self
+            .paths
+            .range((node, 0)..=(node, u32::MAX))
+            .map(|(_, p)| p)
+        {
+            any_up |= path.state == PathState::Up;
+            all_down &= path.state == PathState::Down;
+        }
+        let peer = self.peers.get_mut(&node).expect("known peer");
+        let state = if any_up {
+            NodeState::Reachable
+        } else if all_down {
+            NodeState::Unreachable
+        } else {
+            peer.state
+        };
+        if state == peer.state {
+            return;
+        }
+        peer.state = state;
+        self.pending.push(match state {
+            NodeState::Reachable => Change::NodeReachable {
+                node,
+                incarnation: peer.incarnation.expect("a reachable peer was heard"),
+            },
+            NodeState::Unreachable => Change::NodeUnreachable { node },
+            NodeState::Unknown => unreachable!("never goes back to unknown"),
+        });
+    }
+
+    /// The state of every node and path at `now` (ages are computed against `now`).
+    pub fn snapshot(&self, now: Duration) -> Snapshot {
+        let now = now.max(self.now_last);
+        Snapshot {
+            at: now,
+            local_node: self.local_node,
+            nodes: self
+                .peers
+                .iter()
+                .map(|(&node, p)| NodeStatus {
+                    node,
+                    state: p.state,
+                    incarnation: p.incarnation,
+                })
+                .collect(),
+            paths: self
+                .paths
+                .iter()
+                .map(|(&(node, network), p)| PathStatus {
+                    node,
+                    network,
+                    state: p.state,
+                    last_heard_age: p.last_heard.map(|t| now - t),
+                    adapter_down: p.adapter_down,
+                    seq_last: p.seq_last,
+                })
+                .collect(),
+            networks: self
+                .local_link_up
+                .iter()
+                .map(|(&network, &up)| NetworkStatus {
+                    network,
+                    local_link_up: up,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn node_state(&self, node: u32) -> Option<NodeState> {
+        self.peers.get(&node).map(|p| p.state)
+    }
+
+    pub fn path_state(&self, node: u32, network: u32) -> Option<PathState> {
+        self.paths.get(&(node, network)).map(|p| p.state)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+//! Detector behaviour an administrator relies on: when paths and nodes are declared down or up,
+//! and what kind of failure is reported.
+
+use super::*;
+use halcyon_config::{
+    Cluster, EventDefaults, Interface, Limits, Network, NetworkName, Node, NodeName, Quorum,
+};
+
+const LAN: u32 = 1;
+const BACKUP_LAN: u32 = 2;
+const DISK: u32 = 3;
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Local node 1. Ip networks 1 and 2: 100 ms x 4; disk network 3: 200 ms x 3 (600 ms).
+/// `paths`: (peer, network, peer has a standby there).
+fn config(paths: &[(u32, u32, bool)]) -> DetectorConfig {
+    let ip = Heartbeat {
+        interval: ms(100),
+        sensitivity: 4,
+    };
+    let disk = Heartbeat {
+        interval: ms(200),
+        sensitivity: 3,
+    };
+    let mut peers: Vec<u32> = paths.iter().map(|p| p.0).collect();
+    peers.sort();
+    peers.dedup();
+    DetectorConfig {
+        local_node: 1,
+        networks: vec![
+            NetworkSpec {
+                number: LAN,
+                kind: NetworkKind::Ip,
+                heartbeat: ip,
+            },
+            NetworkSpec {
+                number: BACKUP_LAN,
+                kind: NetworkKind::Ip,
+                heartbeat: ip,
+            },
+            NetworkSpec {
+                number: DISK,
+                kind: NetworkKind::Disk,
+                heartbeat: disk,
+            },
+        ],
+        peers,
+        paths: paths
+            .iter()
+            .map(|&(node, network, peer_has_standby)| PathSpec {
+                node,
+                network,
+                peer_has_standby,
+            })
+            .collect(),
+    }
+}
+
+fn detector(paths: &[(u32, u32, bool)]) -> Detector {
+    Detector::new(&config(paths), Duration::ZERO).unwrap()
+}
+
+/// Feeds heartbeats from `node` on `networks` every `every_ms` in `[from_ms, to_ms]`, ticking
+/// after each; returns every change seen.
+fn beat(
+    d: &mut Detector,
+    node: u32,
+    networks: &[u32],
+    from_ms: u64,
+    to_ms: u64,
+    every_ms: u64,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut t = from_ms;
+    while t <= to_ms {
+        for &network in networks {
+            assert_eq!(
+                d.heard(ms(t), node, network, 1, t + 1),
+                Heard::Accepted,
+                "t={t} network={network}"
+            );
+        }
+        changes.extend(d.tick(ms(t)));
+        t += every_ms;
+    }
+    changes
+}
+
+fn up(node: u32, network: u32) -> Change {
+    Change::PathUp { node, network }
+}
+
+fn down(node: u32, network: u32) -> Change {
+    Change::PathDown {
+        node,
+        network,
+        cause: DownCause::MissedHeartbeats,
+    }
+}
+
+#[test]
+fn path_goes_down_after_exactly_sensitivity_missed_intervals_and_not_before() {
+    let mut d = detector(&[(2, LAN, false)]);
+    let changes = beat(&mut d, 2, &[LAN], 0, 1000, 100);
+    assert_eq!(
+        changes,
+        vec![
+            up(2, LAN),
+            Change::NodeReachable {
+                node: 2,
+                incarnation: 1
+            }
+        ]
+    );
+    // Last heard at 1000 ms; 4 intervals of 100 ms end at 1400 ms.
+    assert_eq!(d.tick(ms(1399)), vec![]);
+    assert_eq!(d.path_state(2, LAN), Some(PathState::Up));
+    assert_eq!(
+        d.tick(ms(1400)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+}
+
+#[test]
+fn late_but_within_sensitivity_heartbeats_keep_the_path_up() {
+    let mut d = detector(&[(2, LAN, false)]);
+    // A beat every 399 ms (3.99 intervals): never 4 full intervals of silence.
+    let changes = beat(&mut d, 2, &[LAN], 0, 4000, 399);
+    assert!(
+        !changes.iter().any(|c| matches!(c, Change::PathDown { .. })),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn a_path_never_heard_is_down_after_the_first_detection_time() {
+    let mut d = detector(&[(2, LAN, false)]);
+    assert_eq!(d.tick(ms(399)), vec![]);
+    assert_eq!(d.node_state(2), Some(NodeState::Unknown));
+    assert_eq!(
+        d.tick(ms(400)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+}
+
+#[test]
+fn path_is_up_again_on_the_first_heartbeat() {
+    let mut d = detector(&[(2, LAN, false)]);
+    assert_eq!(d.tick(ms(400)).len(), 2);
+    assert_eq!(d.heard(ms(5000), 2, LAN, 1, 1), Heard::Accepted);
+    assert_eq!(
+        d.tick(ms(5000)),
+        vec![
+            up(2, LAN),
+            Change::NodeReachable {
+                node: 2,
+                incarnation: 1
+            }
+        ]
+    );
+}
+
+#[test]
+fn node_is_unreachable_only_when_every_path_is_down() {
+    let mut d = detector(&[(2, LAN, false), (2, BACKUP_LAN, false), (2, DISK, false)]);
+    beat(&mut d, 2, &[LAN, BACKUP_LAN, DISK], 0, 1000, 100);
+    // The LAN goes quiet; the backup LAN and the disk go on.
+    let changes = beat(&mut d, 2, &[BACKUP_LAN, DISK], 1100, 2000, 100);
+    assert!(changes.contains(&down(2, LAN)));
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::NodeUnreachable { .. }))
+    );
+    // Then the backup LAN.
+    let changes = beat(&mut d, 2, &[DISK], 2100, 3000, 100);
+    assert!(changes.contains(&down(2, BACKUP_LAN)));
+    assert_eq!(d.node_state(2), Some(NodeState::Reachable));
+    // Then the disk: last heard at 3000 ms, 600 ms detection.
+    assert!(
+        !d.tick(ms(3599))
+            .contains(&Change::NodeUnreachable { node: 2 })
+    );
+    assert_eq!(
+        d.tick(ms(3600)),
+        vec![down(2, DISK), Change::NodeUnreachable { node: 2 }]
+    );
+}
+
+#[test]
+fn peer_heard_only_on_disk_is_network_down_not_node_down() {
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
+    beat(&mut d, 2, &[LAN, DISK], 0, 1000, 100);
+    let changes = beat(&mut d, 2, &[DISK], 1100, 3000, 100);
+    assert_eq!(
+        changes,
+        vec![
+            down(2, LAN),
+            Change::AdapterDown {
+                node: 2,
+                network: LAN,
+                action: AdapterAction::NetworkDown
+            },
+        ]
+    );
+    assert_eq!(d.node_state(2), Some(NodeState::Reachable));
+    // The LAN comes back.
+    let changes = beat(&mut d, 2, &[LAN, DISK], 3100, 3200, 100);
+    assert_eq!(
+        changes,
+        vec![
+            up(2, LAN),
+            Change::AdapterUp {
+                node: 2,
+                network: LAN
+            }
+        ]
+    );
+}
+
+#[test]
+fn adapter_with_a_standby_suggests_swap_adapter() {
+    let mut d = detector(&[(2, LAN, true), (2, DISK, false)]);
+    beat(&mut d, 2, &[LAN, DISK], 0, 1000, 100);
+    let changes = beat(&mut d, 2, &[DISK], 1100, 2000, 100);
+    assert!(changes.contains(&Change::AdapterDown {
+        node: 2,
+        network: LAN,
+        action: AdapterAction::SwapAdapter
+    }));
+}
+
+#[test]
+fn dead_node_gives_node_unreachable_and_no_adapter_change() {
+    // The disk's detection (600 ms) is longer than the LAN's (400 ms): the LAN path is down
+    // for 200 ms while the disk path is still up, but nothing is heard after it went down.
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
+    beat(&mut d, 2, &[LAN, DISK], 0, 1000, 100);
+    let mut changes = Vec::new();
+    for t in (1001..=2000).step_by(10) {
+        changes.extend(d.tick(ms(t)));
+    }
+    assert_eq!(
+        changes,
+        vec![
+            down(2, LAN),
+            down(2, DISK),
+            Change::NodeUnreachable { node: 2 }
+        ]
+    );
+}
+
+#[test]
+fn local_link_down_takes_paths_down_at_once() {
+    let mut d = detector(&[
+        (2, LAN, false),
+        (2, DISK, false),
+        (3, LAN, false),
+        (3, DISK, false),
+    ]);
+    for t in [0, 100] {
+        for node in [2, 3] {
+            d.heard(ms(t), node, LAN, 1, t + 1);
+            d.heard(ms(t), node, DISK, 1, t + 1);
+        }
+    }
+    d.tick(ms(100));
+    d.local_link(ms(110), LAN, false).unwrap();
+    let local = |node| Change::PathDown {
+        node,
+        network: LAN,
+        cause: DownCause::LocalLinkDown,
+    };
+    assert_eq!(d.tick(ms(110)), vec![local(2), local(3)]);
+    // A beat still buffered for the dead interface does not bring the path back.
+    assert_eq!(d.heard(ms(120), 2, LAN, 1, 500), Heard::LocalLinkDown);
+    assert_eq!(d.path_state(2, LAN), Some(PathState::Down));
+    // Carrier back: up again with the next heartbeat.
+    d.local_link(ms(130), LAN, true).unwrap();
+    assert_eq!(d.tick(ms(130)), vec![]);
+    d.heard(ms(140), 2, LAN, 1, 501);
+    assert_eq!(d.tick(ms(140)), vec![up(2, LAN)]);
+    assert_eq!(
+        d.local_link(ms(150), 9, false),
+        Err(DetectorError::UnknownNetwork(9))
+    );
+}
+
+#[test]
+fn new_incarnation_is_reported_and_old_one_ignored() {
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
+    assert_eq!(d.heard(ms(0), 2, LAN, 5, 1000), Heard::Accepted);
+    assert_eq!(d.heard(ms(0), 2, DISK, 5, 1001), Heard::Accepted);
+    d.tick(ms(0));
+    // Restarted daemon: sequence numbers start again from 1.
+    assert_eq!(d.heard(ms(100), 2, LAN, 6, 1), Heard::Accepted);
+    assert_eq!(
+        d.tick(ms(100)),
+        vec![Change::PeerRestarted {
+            node: 2,
+            old: 5,
+            new: 6
+        }]
+    );
+    assert_eq!(d.heard(ms(110), 2, DISK, 5, 1002), Heard::StaleIncarnation);
+    assert_eq!(d.heard(ms(120), 2, DISK, 6, 2), Heard::Accepted);
+    assert_eq!(d.tick(ms(120)), vec![]);
+    assert_eq!(d.snapshot(ms(120)).nodes[0].incarnation, Some(6));
+}
+
+#[test]
+fn replayed_or_duplicate_sequence_numbers_do_not_keep_a_path_up() {
+    let mut d = detector(&[(2, LAN, false)]);
+    assert_eq!(d.heard(ms(0), 2, LAN, 1, 10), Heard::Accepted);
+    assert_eq!(d.heard(ms(300), 2, LAN, 1, 10), Heard::StaleSequence);
+    assert_eq!(d.heard(ms(350), 2, LAN, 1, 9), Heard::StaleSequence);
+    assert!(d.tick(ms(400)).contains(&down(2, LAN)));
+}
+
+#[test]
+fn each_transition_is_reported_once() {
+    let mut d = detector(&[(2, LAN, false)]);
+    assert_eq!(beat(&mut d, 2, &[LAN], 0, 1000, 100).len(), 2);
+    assert_eq!(d.tick(ms(1400)).len(), 2);
+    for t in (1400..3000).step_by(50) {
+        assert_eq!(d.tick(ms(t)), vec![]);
+    }
+    assert_eq!(beat(&mut d, 2, &[LAN], 3000, 4000, 100).len(), 2);
+}
+
+#[test]
+fn changes_are_sorted_by_node_then_network_whatever_the_arrival_order() {
+    let paths = [
+        (2, LAN, false),
+        (2, DISK, false),
+        (3, LAN, false),
+        (3, DISK, false),
+        (4, BACKUP_LAN, false),
+    ];
+    let run = |order: &[(u32, u32)]| {
+        let mut d = detector(&paths);
+        for (i, &(node, network)) in order.iter().enumerate() {
+            d.heard(ms(i as u64), node, network, 7, 1);
+        }
+        d.tick(ms(10))
+    };
+    let forward = run(&[(2, LAN), (2, DISK), (3, LAN), (3, DISK), (4, BACKUP_LAN)]);
+    let backward = run(&[(4, BACKUP_LAN), (3, DISK), (3, LAN), (2, DISK), (2, LAN)]);
+    let reachable = |node| Change::NodeReachable {
+        node,
+        incarnation: 7,
+    };
+    let expected = vec![
+        up(2, LAN),
+        up(2, DISK),
+        reachable(2),
+        up(3, LAN),
+        up(3, DISK),
+        reachable(3),
+        up(4, BACKUP_LAN),
+        reachable(4),
+    ];
+    assert_eq!(forward, expected);
+    assert_eq!(backward, expected);
+}
+
+#[test]
+fn heartbeats_from_unknown_nodes_networks_or_ourselves_are_ignored() {
+    let mut d = detector(&[(2, LAN, false)]);
+    assert_eq!(d.heard(ms(0), 9, LAN, 1, 1), Heard::UnknownPath);
+    assert_eq!(d.heard(ms(0), 2, DISK, 1, 1), Heard::UnknownPath);
+    assert_eq!(d.heard(ms(0), 1, LAN, 1, 1), Heard::UnknownPath);
+    assert_eq!(d.tick(ms(0)), vec![]);
+}
+
+#[test]
+fn peer_sharing_no_network_is_unreachable() {
+    let mut cfg = config(&[(2, LAN, false)]);
+    cfg.peers.push(5);
+    let mut d = Detector::new(&cfg, Duration::ZERO).unwrap();
+    assert_eq!(d.tick(ms(0)), vec![Change::NodeUnreachable { node: 5 }]);
+}
+
+#[test]
+fn snapshot_shows_states_and_last_heard_ages() {
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
+    d.heard(ms(100), 2, LAN, 3, 1);
+    d.tick(ms(100));
+    let s = d.snapshot(ms(250));
+    assert_eq!(s.local_node, 1);
+    assert_eq!(
+        s.nodes,
+        vec![NodeStatus {
+            node: 2,
+            state: NodeState::Reachable,
+            incarnation: Some(3)
+        }]
+    );
+    assert_eq!(s.paths[0].network, LAN);
+    assert_eq!(s.paths[0].state, PathState::Up);
+    assert_eq!(s.paths[0].last_heard_age, Some(ms(150)));
+    assert_eq!(s.paths[1].state, PathState::Unknown);
+    assert_eq!(s.paths[1].last_heard_age, None);
+    assert!(s.networks.iter().all(|n| n.local_link_up));
+}
+
+#[test]
+#[should_panic(expected = "time went backwards")]
+fn time_going_backwards_is_a_programmer_error() {
+    let mut d = detector(&[(2, LAN, false)]);
+    d.tick(ms(10));
+    d.tick(ms(5));
+}
+
+fn node(name: &str, number: u32, interfaces: Vec<Interface>) -> Node {
+    Node {
+        name: NodeName::from(name),
+        number,
+        interfaces,
+        fencing: None,
+    }
+}
+
+fn interface(network: &str, address: Option<&str>, standby: bool) -> Interface {
+    Interface {
+        network: NetworkName::from(network),
+        address: address.map(|a| a.parse().unwrap()),
+        device: None,
+        standby,
+    }
+}
+
+pub(crate) fn cluster() -> Cluster {
+    let network = |name: &str, number, kind| Network {
+        name: NetworkName::from(name),
+        number,
+        kind,
+        subnets: vec![],
+        device: (kind == NetworkKind::Disk).then(|| "/dev/null".to_owned()),
+        heartbeat: Heartbeat::default(),
+    };
+    Cluster {
+        name: "test".to_owned(),
+        id: 1,
+        port: 7400,
+        nodes: vec![
+            node("a", 1, vec![interface("lan", Some("127.0.0.1"), false)]),
+            node(
+                "b",
+                2,
+                vec![
+                    interface("lan", Some("127.0.0.2"), false),
+                    interface("lan", Some("127.0.0.22"), true),
+                ],
+            ),
+            node("c", 3, vec![]),
+        ],
+        networks: vec![
+            network("lan", 1, NetworkKind::Ip),
+            network("hb", 2, NetworkKind::Disk),
+        ],
+        heartbeat: Heartbeat::default(),
+        quorum: Quorum {
+            witness: None,
+            auto_shrink: false,
+            min_voters: 1,
+            lease: None,
+            watchdog: None,
+        },
+        events: EventDefaults::default(),
+        limits: Limits::default(),
+    }
+}
+
+#[test]
+fn config_from_cluster_has_a_path_per_shared_network() {
+    let c = DetectorConfig::from_cluster(&cluster(), 1).unwrap();
+    assert_eq!(c.peers, vec![2, 3]);
+    // Node c has no lan interface; the disk network lists no interfaces, so all share it.
+    assert_eq!(
+        c.paths,
+        vec![
+            PathSpec {
+                node: 2,
+                network: 1,
+                peer_has_standby: true
+            },
+            PathSpec {
+                node: 2,
+                network: 2,
+                peer_has_standby: false
+            },
+            PathSpec {
+                node: 3,
+                network: 2,
+                peer_has_standby: false
+            },
+        ]
+    );
+    assert_eq!(
+        DetectorConfig::from_cluster(&cluster(), 9),
+        Err(DetectorError::UnknownNode(9))
+    );
+}

@@ -1,0 +1,121 @@
+//! The transport trait heartbeats travel over, and building the real links from the cluster.
+//!
+//! Invariants: a link carries opaque sealed bytes for exactly one network; `send` never blocks
+//! for longer than a local socket write or a queue push (disk I/O happens on the disk link's
+//! own thread); `recv` returns within its timeout (plus one system call).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use halcyon_config::{Cluster, NetworkKind};
+
+use crate::detector::is_on_network;
+use crate::disk::DiskLink;
+use crate::udp::UdpLink;
+
+/// One network's heartbeat transport, replaceable by a simulator.
+pub trait HeartbeatLink: Send {
+    /// The network this link carries.
+    fn network(&self) -> u32;
+    /// Send one sealed heartbeat to every peer on this network.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// The next sealed heartbeat from a peer, waiting at most `timeout` (zero: do not wait).
+    /// `Ok(None)` when nothing arrived in time.
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("node {0} is not in the cluster")]
+    UnknownNode(u32),
+    #[error("node {node} has no address on ip network {network}")]
+    NoAddress { node: String, network: String },
+    #[error("disk network {0} has no device")]
+    NoDevice(String),
+    #[error("disk network {network}: {path}: {source}")]
+    Disk {
+        network: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("ip network {network}: cannot bind {address}: {source}")]
+    Bind {
+        network: String,
+        address: SocketAddr,
+        source: io::Error,
+    },
+}
+
+/// One link per network `local_node` is on: UDP on `cluster.port` for ip networks, the shared
+/// device for disk networks.
+pub fn links_from_cluster(
+    cluster: &Cluster,
+    local_node: u32,
+) -> Result<Vec<Box<dyn HeartbeatLink>>, SetupError> {
+    let local = cluster
+        .nodes
+        .iter()
+        .find(|n| n.number == local_node)
+        .ok_or(SetupError::UnknownNode(local_node))?;
+    let mut links: Vec<Box<dyn HeartbeatLink>> = Vec::new();
+    for network in cluster
+        .networks
+        .iter()
+        .filter(|n| is_on_network(cluster, local, n))
+    {
+        let peers = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.number != local_node && is_on_network(cluster, n, network));
+        match network.kind {
+            NetworkKind::Ip => {
+                let address_of = |node: &halcyon_config::Node| {
+                    node.interface_on(network.name.as_str())
+                        .and_then(|i| i.address)
+                        .map(|ip| SocketAddr::new(ip, cluster.port))
+                        .ok_or_else(|| SetupError::NoAddress {
+                            node: node.name.to_string(),
+                            network: network.name.to_string(),
+                        })
+                };
+                let local_address = address_of(local)?;
+                let peer_addresses = peers
+                    .map(|p| address_of(p).map(|a| (p.number, a)))
+                    .collect::<Result<_, _>>()?;
+                let link = UdpLink::bind(network.number, local_address, peer_addresses).map_err(
+                    |source| SetupError::Bind {
+                        network: network.name.to_string(),
+                        address: local_address,
+                        source,
+                    },
+                )?;
+                links.push(Box::new(link));
+            }
+            NetworkKind::Disk => {
+                let path = PathBuf::from(
+                    network
+                        .device
+                        .as_ref()
+                        .ok_or_else(|| SetupError::NoDevice(network.name.to_string()))?,
+                );
+                let peer_numbers: Vec<u32> = peers.map(|p| p.number).collect();
+                let link = DiskLink::open(
+                    &path,
+                    network.number,
+                    local_node,
+                    &peer_numbers,
+                    network.heartbeat.interval,
+                )
+                .map_err(|source| SetupError::Disk {
+                    network: network.name.to_string(),
+                    path: path.clone(),
+                    source,
+                })?;
+                links.push(Box::new(link));
+            }
+        }
+    }
+    Ok(links)
+}

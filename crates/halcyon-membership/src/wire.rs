@@ -1,0 +1,292 @@
+//! The heartbeat message on the wire (UDP datagram or disk slot).
+//!
+//! Invariants:
+//! - The plain message is exactly [`MESSAGE_SIZE_BYTES`] bytes, little endian:
+//!
+//!   | offset | size | field |
+//!   | --- | --- | --- |
+//!   | 0 | 4 | magic `HLHB` |
+//!   | 4 | 2 | version (1) |
+//!   | 6 | 8 | cluster id |
+//!   | 14 | 4 | sender node number |
+//!   | 18 | 8 | sender incarnation |
+//!   | 26 | 4 | network number |
+//!   | 30 | 8 | sequence number (increases with every message a sender sends) |
+//!   | 38 | 8 | sender's monotonic send time, ms (meaningful to the sender only) |
+//!
+//! - Bytes only cross the wire through a [`Sealer`]: [`encode`] seals, [`decode`] opens first
+//!   and then checks magic, version, length and cluster id, in that order. An authenticating
+//!   sealer (HMAC) replaces [`Plain`] without changing this layout; the sequence number is what
+//!   its replay window will use (the detector already ignores sequence numbers that do not
+//!   increase).
+//! - A sealed message is at most [`SEALED_SIZE_MAX_BYTES`] bytes (asserted).
+
+/// Magic at the start of every heartbeat.
+pub const MAGIC: [u8; 4] = *b"HLHB";
+/// The only version this code speaks.
+pub const VERSION: u16 = 1;
+/// Size of the plain (unsealed) message.
+pub const MESSAGE_SIZE_BYTES: usize = 46;
+/// Most bytes a sealed message may take (receive buffers and disk slots are sized from it).
+pub const SEALED_SIZE_MAX_BYTES: usize = 512;
+
+/// One heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatMessage {
+    pub cluster_id: u64,
+    pub node: u32,
+    pub incarnation: u64,
+    pub network: u32,
+    pub seq: u64,
+    pub send_time_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("message failed authentication")]
+    Authentication,
+    #[error("sealed message is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("truncated heartbeat: {len} bytes, expected {expected}")]
+    Truncated { len: usize, expected: usize },
+    #[error("heartbeat too long: {len} bytes, expected {expected}")]
+    TooLong { len: usize, expected: usize },
+    #[error("not a heartbeat: bad magic {found:02x?}")]
+    BadMagic { found: [u8; 4] },
+    #[error("heartbeat version {found} is not supported (this node speaks {supported})")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    #[error("heartbeat from cluster id {found}, this cluster is {expected}")]
+    WrongCluster { expected: u64, found: u64 },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// Seals outgoing bytes and opens incoming ones (authentication, later).
+pub trait Sealer: Send + Sync {
+    fn seal(&self, plain: &[u8]) -> Vec<u8>;
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError>;
+}
+
+/// No protection: sealed bytes are the plain bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl Sealer for Plain {
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        plain.to_vec()
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        Ok(sealed.to_vec())
+    }
+}
+
+/// Encode and seal a heartbeat.
+pub fn encode(message: &HeartbeatMessage, sealer: &dyn Sealer) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(MESSAGE_SIZE_BYTES);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&message.cluster_id.to_le_bytes());
+    bytes.extend_from_slice(&message.node.to_le_bytes());
+    bytes.extend_from_slice(&message.incarnation.to_le_bytes());
+    bytes.extend_from_slice(&message.network.to_le_bytes());
+    bytes.extend_from_slice(&message.seq.to_le_bytes());
+    bytes.extend_from_slice(&message.send_time_ms.to_le_bytes());
+    assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES);
+    let sealed = sealer.seal(&bytes);
+    assert!(
+        sealed.len() <= SEALED_SIZE_MAX_BYTES,
+        "sealer output too long: {}",
+        sealed.len()
+    );
+    sealed
+}
+
+/// Open and decode a heartbeat of cluster `cluster_id`.
+pub fn decode(
+    sealed: &[u8],
+    cluster_id: u64,
+    sealer: &dyn Sealer,
+) -> Result<HeartbeatMessage, WireError> {
+    let bytes = sealer.open(sealed)?;
+    let truncated = |expected| WireError::Truncated {
+        len: bytes.len(),
+        expected,
+    };
+    let magic: [u8; 4] = bytes
+        .get(0..4)
+        .ok_or_else(|| truncated(MESSAGE_SIZE_BYTES))?
+        .try_into()
+        .unwrap();
+    if magic != MAGIC {
+        return Err(WireError::BadMagic { found: magic });
+    }
+    let version = u16::from_le_bytes(
+        bytes
+            .get(4..6)
+            .ok_or_else(|| truncated(MESSAGE_SIZE_BYTES))?
+            .try_into()
+            .unwrap(),
+    );
+    if version != VERSION {
+        return Err(WireError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if bytes.len() < MESSAGE_SIZE_BYTES {
+        return Err(truncated(MESSAGE_SIZE_BYTES));
+    }
+    if bytes.len() > MESSAGE_SIZE_BYTES {
+        return Err(WireError::TooLong {
+            len: bytes.len(),
+            expected: MESSAGE_SIZE_BYTES,
+        });
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let found = u64_at(6);
+    if found != cluster_id {
+        return Err(WireError::WrongCluster {
+            expected: cluster_id,
+            found,
+        });
+    }
+    Ok(HeartbeatMessage {
+        cluster_id: found,
+        node: u32_at(14),
+        incarnation: u64_at(18),
+        network: u32_at(26),
+        seq: u64_at(30),
+        send_time_ms: u64_at(38),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: HeartbeatMessage = HeartbeatMessage {
+        cluster_id: 0x1122_3344_5566_7788,
+        node: 7,
+        incarnation: 42,
+        network: 2,
+        seq: u64::MAX - 1,
+        send_time_ms: 123_456,
+    };
+
+    #[test]
+    fn round_trip() {
+        let bytes = encode(&MESSAGE, &Plain);
+        assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES);
+        assert_eq!(&bytes[0..4], b"HLHB");
+        assert_eq!(decode(&bytes, MESSAGE.cluster_id, &Plain), Ok(MESSAGE));
+    }
+
+    #[test]
+    fn layout_is_little_endian_at_documented_offsets() {
+        let bytes = encode(&MESSAGE, &Plain);
+        assert_eq!(bytes[4..6], [1, 0]);
+        assert_eq!(bytes[14..18], [7, 0, 0, 0]);
+        assert_eq!(bytes[18], 42);
+        assert_eq!(bytes[26], 2);
+        assert_eq!(bytes[30], 0xfe);
+    }
+
+    #[test]
+    fn truncated() {
+        let bytes = encode(&MESSAGE, &Plain);
+        for len in [0, 3, 5, 45] {
+            assert_eq!(
+                decode(&bytes[..len], MESSAGE.cluster_id, &Plain),
+                Err(WireError::Truncated { len, expected: 46 }),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_long() {
+        let mut bytes = encode(&MESSAGE, &Plain);
+        bytes.push(0);
+        assert_eq!(
+            decode(&bytes, MESSAGE.cluster_id, &Plain),
+            Err(WireError::TooLong {
+                len: 47,
+                expected: 46
+            })
+        );
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut bytes = encode(&MESSAGE, &Plain);
+        bytes[0] = b'X';
+        assert_eq!(
+            decode(&bytes, MESSAGE.cluster_id, &Plain),
+            Err(WireError::BadMagic { found: *b"XLHB" })
+        );
+    }
+
+    #[test]
+    fn wrong_version_is_reported_before_length() {
+        let mut bytes = encode(&MESSAGE, &Plain);
+        bytes[4] = 2;
+        bytes.truncate(20);
+        assert_eq!(
+            decode(&bytes, MESSAGE.cluster_id, &Plain),
+            Err(WireError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_cluster() {
+        let bytes = encode(&MESSAGE, &Plain);
+        assert_eq!(
+            decode(&bytes, 99, &Plain),
+            Err(WireError::WrongCluster {
+                expected: 99,
+                found: MESSAGE.cluster_id
+            })
+        );
+    }
+
+    /// A sealer that appends a one-byte tag: proves encode/decode go through the sealer and
+    /// that its errors come out of decode.
+    struct Tagged;
+
+    impl Sealer for Tagged {
+        fn seal(&self, plain: &[u8]) -> Vec<u8> {
+            let mut v = plain.to_vec();
+            v.push(plain.iter().fold(0u8, |a, b| a.wrapping_add(*b)));
+            v
+        }
+
+        fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+            let (tag, plain) = sealed.split_last().ok_or(SealError::Malformed("empty"))?;
+            if plain.iter().fold(0u8, |a, b| a.wrapping_add(*b)) != *tag {
+                return Err(SealError::Authentication);
+            }
+            Ok(plain.to_vec())
+        }
+    }
+
+    #[test]
+    fn sealer_is_used_both_ways() {
+        let mut bytes = encode(&MESSAGE, &Tagged);
+        assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES + 1);
+        assert_eq!(decode(&bytes, MESSAGE.cluster_id, &Tagged), Ok(MESSAGE));
+        bytes[31] ^= 1;
+        assert_eq!(
+            decode(&bytes, MESSAGE.cluster_id, &Tagged),
+            Err(WireError::Seal(SealError::Authentication))
+        );
+    }
+}
