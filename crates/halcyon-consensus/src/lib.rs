@@ -59,6 +59,9 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 /// How long shutting down the Raft core may take before it is abandoned.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often shutdown checks whether the database has been released.
+const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
 /// An application command: opaque bytes, encoded and decoded by the application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command(pub Vec<u8>);
@@ -242,6 +245,8 @@ pub struct Consensus {
     server: ServerHandle,
     fault_hook: FaultHook,
     timings: RaftTimings,
+    /// Lets [`Consensus::shutdown`] wait until openraft's tasks have dropped the storage.
+    database: std::sync::Weak<redb::Database>,
 }
 
 impl Consensus {
@@ -306,6 +311,7 @@ impl Consensus {
                 path: db_path.display().to_string(),
                 source,
             })?;
+        let database = log_store.database_handle();
         let network = net::NetworkFactory::new(node_id, transport, fault_hook.clone());
         let raft = Raft::new(node_id, config, network, log_store, state_machine)
             .await
@@ -319,6 +325,7 @@ impl Consensus {
             server,
             fault_hook,
             timings,
+            database,
         })
     }
 
@@ -446,13 +453,26 @@ impl Consensus {
         &self.raft
     }
 
-    /// Stops serving RPCs and shuts the Raft core down, releasing the database.
+    /// Stops serving RPCs, shuts the Raft core down and waits (at most [`SHUTDOWN_TIMEOUT`])
+    /// until openraft's tasks have released the database, so the node can be reopened.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
         self.server.stop().await;
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.raft.shutdown()).await {
+        match tokio::time::timeout_at(deadline, self.raft.shutdown()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(node_id = self.node_id, "raft shutdown: {e}"),
             Err(_) => tracing::warn!(node_id = self.node_id, "raft shutdown timed out"),
+        }
+        drop(self.raft);
+        while self.database.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    node_id = self.node_id,
+                    "database still in use after shutdown"
+                );
+                break;
+            }
+            tokio::time::sleep(SHUTDOWN_POLL_INTERVAL).await;
         }
         tracing::info!(node_id = self.node_id, "consensus shut down");
     }

@@ -133,6 +133,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// A handle that tells whether any store object still holds the database open.
+    pub(crate) fn database_handle(&self) -> std::sync::Weak<Database> {
+        Arc::downgrade(&self.db)
+    }
+
     fn entries(
         &self,
         range: (Bound<u64>, Bound<u64>),
@@ -477,5 +482,201 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(self.data.clone())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::testing::log_id;
+
+    use super::*;
+    use crate::Command;
+
+    /// Records every applied command; its snapshot is the JSON of that record.
+    #[derive(Default)]
+    struct Recorder {
+        applied: Vec<(u64, Vec<u8>)>,
+    }
+
+    impl Application for Recorder {
+        fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+            self.applied.push((index, command.to_vec()));
+            index.to_be_bytes().to_vec()
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            serde_json::to_vec(&self.applied).expect("encodable")
+        }
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+            self.applied = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(term, 1, index),
+            payload: EntryPayload::Normal(Command(format!("c{index}").into_bytes())),
+        }
+    }
+
+    fn indexes(entries: &[Entry<TypeConfig>]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    fn open_log(path: &Path) -> LogStore {
+        open(path, Box::new(Recorder::default())).expect("open").0
+    }
+
+    #[tokio::test]
+    async fn log_and_vote_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.redb");
+        {
+            let mut store = open_log(&path);
+            assert_eq!(store.read_vote().await.expect("vote"), None);
+            store
+                .blocking_append((1..=10).map(|i| entry(1, i)))
+                .await
+                .expect("append");
+            store.save_vote(&Vote::new(3, 2)).await.expect("vote");
+            store
+                .save_committed(Some(log_id(1, 1, 7)))
+                .await
+                .expect("committed");
+            // Conflicting suffix from index 8, replaced by a term-2 entry.
+            store.truncate(log_id(1, 1, 8)).await.expect("truncate");
+            store.blocking_append([entry(2, 8)]).await.expect("append");
+            store.purge(log_id(1, 1, 3)).await.expect("purge");
+            // The vote write is durable; the committed id rides on the next durable commit.
+            store
+                .save_vote(&Vote::new_committed(3, 2))
+                .await
+                .expect("vote");
+        }
+        let mut store = open_log(&path);
+        assert_eq!(
+            store.read_vote().await.expect("vote"),
+            Some(Vote::new_committed(3, 2))
+        );
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 1, 7))
+        );
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 1, 8)));
+        let entries = store.try_get_log_entries(0..100).await.expect("read");
+        assert_eq!(indexes(&entries), vec![4, 5, 6, 7, 8]);
+        assert_eq!(entries[4].log_id, log_id(2, 1, 8));
+        let entries = store.try_get_log_entries(5..=6).await.expect("read");
+        assert_eq!(indexes(&entries), vec![5, 6]);
+    }
+
+    #[tokio::test]
+    async fn purging_everything_keeps_the_last_log_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.redb");
+        {
+            let mut store = open_log(&path);
+            store
+                .blocking_append((1..=5).map(|i| entry(1, i)))
+                .await
+                .expect("append");
+            store.purge(log_id(1, 1, 5)).await.expect("purge");
+        }
+        let mut store = open_log(&path);
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 5)));
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+        assert!(
+            store
+                .try_get_log_entries(..)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn flush_is_reported_only_after_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_log(&dir.path().join("node.redb"));
+        let visible_when_flushed = |store: &LogStore| {
+            let store_for_check = store.clone();
+            move |result: Result<(), std::io::Error>| {
+                // A read transaction sees only committed data.
+                let seen = store_for_check
+                    .entries((Bound::Unbounded, Bound::Unbounded))
+                    .expect("read");
+                (result.is_ok(), indexes(&seen))
+            }
+        };
+
+        let mut outcome = None;
+        let check = visible_when_flushed(&store);
+        store
+            .append_then((1..=3).map(|i| entry(1, i)), |r| outcome = Some(check(r)))
+            .expect("append");
+        assert_eq!(outcome, Some((true, vec![1, 2, 3])));
+
+        store.fail_next_commit.store(true, Ordering::SeqCst);
+        let mut outcome = None;
+        let check = visible_when_flushed(&store);
+        let result = store.append_then([entry(1, 4)], |r| outcome = Some(check(r)));
+        assert!(result.is_err());
+        assert_eq!(
+            outcome,
+            Some((false, vec![1, 2, 3])),
+            "a failed commit is never reported flushed"
+        );
+    }
+
+    #[tokio::test]
+    async fn state_machine_restores_from_its_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.redb");
+        let snapshot_log_id = {
+            let (_, mut sm) = open(&path, Box::new(Recorder::default())).expect("open");
+            assert!(sm.get_current_snapshot().await.expect("snapshot").is_none());
+            let replies = sm.apply((1..=4).map(|i| entry(1, i))).await.expect("apply");
+            assert_eq!(replies[3], Reply(4u64.to_be_bytes().to_vec()));
+            let mut builder = sm.get_snapshot_builder().await;
+            let snapshot = builder.build_snapshot().await.expect("build");
+            assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 4)));
+            // Applied after the snapshot: not persisted, re-applied by openraft from the log.
+            sm.apply([entry(1, 5)]).await.expect("apply");
+            snapshot.meta.last_log_id
+        };
+        let (_, mut sm) = open(&path, Box::new(Recorder::default())).expect("reopen");
+        let (last_applied, _) = sm.applied_state().await.expect("applied");
+        assert_eq!(last_applied, snapshot_log_id);
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("snapshot")
+            .expect("present");
+        let restored: Vec<(u64, Vec<u8>)> =
+            serde_json::from_slice(current.snapshot.get_ref()).expect("decode");
+        assert_eq!(
+            restored.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+
+        // An older snapshot never replaces a newer one.
+        let older = Meta {
+            last_log_id: Some(log_id(1, 1, 2)),
+            last_membership: Membership::default(),
+            snapshot_id: "older".into(),
+        };
+        save_snapshot(&sm.db, &older, b"[]").expect("save");
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("snapshot")
+            .expect("present");
+        assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 4)));
     }
 }

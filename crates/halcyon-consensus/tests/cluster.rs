@@ -1,0 +1,511 @@
+//! Clusters of real nodes on 127.0.0.0/8 in one process: election, replication, leader loss,
+//! restart from disk, partitions through the fault hook, a second network, membership changes.
+//!
+//! Every test runs under [`TEST_TIMEOUT`] and keeps its databases in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use halcyon_consensus::{
+    Application, Consensus, FaultHook, NodeAddrs, NodeId, RaftTimings, TcpTransport, WriteError,
+};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, sleep, timeout};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+type Applied = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+/// Records every applied command (shared with the test); its snapshot is that record.
+struct Recorder {
+    applied: Applied,
+}
+
+impl Application for Recorder {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let mut applied = self.applied.lock().unwrap();
+        applied.push((index, command.to_vec()));
+        (applied.len() as u64).to_be_bytes().to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.applied.lock().unwrap()).unwrap()
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let restored = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+        *self.applied.lock().unwrap() = restored;
+        Ok(())
+    }
+}
+
+struct Node {
+    id: NodeId,
+    addrs: Vec<SocketAddr>,
+    db_path: PathBuf,
+    applied: Applied,
+    consensus: Option<Consensus>,
+}
+
+impl Node {
+    fn c(&self) -> &Consensus {
+        self.consensus.as_ref().expect("node is running")
+    }
+
+    fn commands(&self) -> Vec<Vec<u8>> {
+        self.applied
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    hook: FaultHook,
+    timings: RaftTimings,
+    nodes: Vec<Node>,
+}
+
+fn test_timings() -> RaftTimings {
+    RaftTimings {
+        write_timeout: Duration::from_secs(1),
+        ..RaftTimings::default()
+    }
+}
+
+impl Cluster {
+    /// `hosts`: the loopback addresses each node listens on, one per "network".
+    async fn start(count: u64, hosts: &[[u8; 4]], timings: RaftTimings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            _dir: dir,
+            hook: FaultHook::default(),
+            timings,
+            nodes: Vec::new(),
+        };
+        for id in 1..=count {
+            cluster.add_node(id, hosts).await;
+        }
+        let members: BTreeMap<NodeId, NodeAddrs> = cluster
+            .nodes
+            .iter()
+            .map(|n| (n.id, NodeAddrs::new(n.addrs.clone())))
+            .collect();
+        for node in &cluster.nodes {
+            node.c().initialize(members.clone()).await.unwrap();
+        }
+        cluster
+    }
+
+    /// Starts a new, uninitialized node on fresh ports.
+    async fn add_node(&mut self, id: NodeId, hosts: &[[u8; 4]]) -> &Node {
+        let mut listeners = Vec::new();
+        for host in hosts {
+            listeners.push(
+                TcpListener::bind(SocketAddr::from((*host, 0)))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let db_path = self._dir.path().join(format!("node-{id}.redb"));
+        let mut node = Node {
+            id,
+            addrs,
+            db_path,
+            applied: Applied::default(),
+            consensus: None,
+        };
+        self.open(&mut node, listeners).await;
+        self.nodes.push(node);
+        self.nodes.last().unwrap()
+    }
+
+    async fn open(&self, node: &mut Node, listeners: Vec<TcpListener>) {
+        node.applied = Applied::default();
+        let app = Recorder {
+            applied: node.applied.clone(),
+        };
+        let consensus = Consensus::open_with(
+            node.id,
+            &node.db_path,
+            app,
+            self.timings.clone(),
+            TcpTransport,
+            listeners,
+            self.hook.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(consensus.node().addrs, node.addrs);
+        node.consensus = Some(consensus);
+    }
+
+    /// Reopens a stopped node from its database, on its old addresses.
+    async fn restart(&mut self, id: NodeId) {
+        let mut node = self.take(id);
+        assert!(node.consensus.is_none());
+        let mut listeners = Vec::new();
+        for addr in &node.addrs {
+            listeners.push(TcpListener::bind(addr).await.unwrap());
+        }
+        self.open(&mut node, listeners).await;
+        self.nodes.push(node);
+    }
+
+    async fn stop(&mut self, id: NodeId) {
+        let node = self.node_mut(id);
+        node.consensus.take().expect("running").shutdown().await;
+    }
+
+    fn take(&mut self, id: NodeId) -> Node {
+        let at = self.nodes.iter().position(|n| n.id == id).unwrap();
+        self.nodes.remove(at)
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.consensus.is_some())
+    }
+
+    /// Waits until a node among `among` leads and every node of `among` follows it.
+    async fn wait_leader(&self, among: &[NodeId]) -> NodeId {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let leaders: Vec<Option<NodeId>> =
+                among.iter().map(|id| self.node(*id).c().leader()).collect();
+            let agreed = leaders
+                .first()
+                .copied()
+                .flatten()
+                .filter(|leader| leaders.iter().all(|l| *l == Some(*leader)))
+                .filter(|leader| among.contains(leader) && self.node(*leader).c().is_leader());
+            if let Some(leader) = agreed {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?}: {leaders:?}"
+            );
+            sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn write(&self, leader: NodeId, command: &str) {
+        self.node(leader)
+            .c()
+            .write(command.as_bytes().to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("write {command:?} on {leader}: {e}"));
+    }
+
+    /// Waits until every node of `ids` has applied exactly `expected` (as commands).
+    async fn wait_applied(&self, ids: &[NodeId], expected: &[&str]) {
+        let expected: Vec<Vec<u8>> = expected.iter().map(|c| c.as_bytes().to_vec()).collect();
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let states: Vec<Vec<Vec<u8>>> =
+                ids.iter().map(|id| self.node(*id).commands()).collect();
+            if states.iter().all(|s| *s == expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "applied states differ from the expected {expected:?}: {states:?}"
+            );
+            sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn ids(&self) -> Vec<NodeId> {
+        self.running().map(|n| n.id).collect()
+    }
+
+    async fn shutdown(mut self) {
+        for node in &mut self.nodes {
+            if let Some(consensus) = node.consensus.take() {
+                consensus.shutdown().await;
+            }
+        }
+    }
+}
+
+const ONE_NETWORK: &[[u8; 4]] = &[[127, 0, 0, 1]];
+const TWO_NETWORKS: &[[u8; 4]] = &[[127, 0, 0, 1], [127, 0, 0, 2]];
+
+/// Applied (index, command) records, which must be identical on every node.
+fn records(cluster: &Cluster, id: NodeId) -> Vec<(u64, Vec<u8>)> {
+    cluster.node(id).applied.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_and_apply_the_same_sequence() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        let mut expected = Vec::new();
+        for i in 0..20 {
+            let command = format!("set x={i}");
+            let reply = cluster
+                .node(leader)
+                .c()
+                .write(command.clone().into_bytes())
+                .await
+                .unwrap();
+            expected.push(command);
+            // The reply is what the leader's application returned: its applied count.
+            assert_eq!(reply.0, (expected.len() as u64).to_be_bytes().to_vec());
+        }
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        cluster.wait_applied(&[1, 2, 3], &expected).await;
+        assert_eq!(records(&cluster, 1), records(&cluster, 2));
+        assert_eq!(records(&cluster, 1), records(&cluster, 3));
+
+        // A follower refuses writes and names the leader.
+        let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+        let refused = cluster.node(follower).c().write(b"nope".to_vec()).await;
+        assert!(
+            matches!(refused, Err(WriteError::NotLeader { leader: Some(l), .. }) if l == leader),
+            "{refused:?}"
+        );
+        // Initializing again is a no-op.
+        let members = BTreeMap::from([(1, cluster.node(1).c().node().clone())]);
+        cluster.node(1).c().initialize(members).await.unwrap();
+        assert!(cluster.node(leader).c().millis_since_quorum_ack().is_some());
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_loss_elects_a_new_leader_and_loses_nothing_committed() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let old = cluster.wait_leader(&[1, 2, 3]).await;
+        for command in ["a", "b", "c"] {
+            cluster.write(old, command).await;
+        }
+        let stopped_at = Instant::now();
+        cluster.stop(old).await;
+        let rest = cluster.ids();
+        let new = cluster.wait_leader(&rest).await;
+        eprintln!(
+            "new leader {new} {:?} after leader {old} shut down",
+            stopped_at.elapsed()
+        );
+        assert_ne!(new, old);
+        cluster.write(new, "d").await;
+        cluster.wait_applied(&rest, &["a", "b", "c", "d"]).await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_restarting_every_node() {
+    timeout(TEST_TIMEOUT, async {
+        // Snapshots every 5 entries: a restart restores a snapshot and re-applies the log.
+        let timings = RaftTimings {
+            snapshot_logs_since_last: 5,
+            ..test_timings()
+        };
+        let mut cluster = Cluster::start(3, ONE_NETWORK, timings).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        let commands: Vec<String> = (0..12).map(|i| format!("cmd-{i}")).collect();
+        for command in &commands {
+            cluster.write(leader, command).await;
+        }
+        let expected: Vec<&str> = commands.iter().map(String::as_str).collect();
+        cluster.wait_applied(&[1, 2, 3], &expected).await;
+        let before: Vec<_> = (1..=3).map(|id| records(&cluster, id)).collect();
+        let snapshot = cluster.node(leader).c().metrics().borrow().snapshot;
+        assert!(snapshot.is_some(), "a snapshot was built");
+
+        for id in 1..=3 {
+            cluster.stop(id).await;
+        }
+        for id in 1..=3 {
+            cluster.restart(id).await;
+        }
+        // Restored before any new leader exists: snapshot + committed log re-applied.
+        let after: Vec<_> = (1..=3).map(|id| records(&cluster, id)).collect();
+        assert_eq!(after, before, "applied state right after reopening");
+
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "after-restart").await;
+        let mut expected = expected.clone();
+        expected.push("after-restart");
+        cluster.wait_applied(&[1, 2, 3], &expected).await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_commits_nothing_and_catches_up_after_healing() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let old = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(old, "before").await;
+        cluster.wait_applied(&[1, 2, 3], &["before"]).await;
+
+        cluster.hook.isolate(old);
+        let lost = cluster.node(old).c().write(b"lost".to_vec()).await;
+        assert!(
+            matches!(lost, Err(WriteError::Timeout { .. })),
+            "isolated leader's write: {lost:?}"
+        );
+        // openraft 0.9: the isolated leader still believes it leads, but the quorum is silent.
+        let since_ack = cluster.node(old).c().millis_since_quorum_ack();
+        if cluster.node(old).c().is_leader() {
+            assert!(
+                since_ack.is_some_and(|ms| ms >= 500),
+                "quorum ack age {since_ack:?}"
+            );
+        }
+
+        let majority: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
+        let new = cluster.wait_leader(&majority).await;
+        assert_ne!(new, old);
+        cluster.write(new, "during").await;
+        cluster.wait_applied(&majority, &["before", "during"]).await;
+        assert_eq!(cluster.node(old).commands(), vec![b"before".to_vec()]);
+
+        cluster.hook.heal();
+        cluster.write(new, "after").await;
+        cluster
+            .wait_applied(&[1, 2, 3], &["before", "during", "after"])
+            .await;
+        assert_eq!(cluster.wait_leader(&[1, 2, 3]).await, new);
+        assert!(!cluster.node(old).c().is_leader());
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_network_carries_the_cluster_when_the_first_is_blocked() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, TWO_NETWORKS, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "both").await;
+
+        for node in &cluster.nodes {
+            assert_eq!(node.addrs[0].ip().to_string(), "127.0.0.1");
+            cluster.hook.block_addr(node.addrs[0]);
+        }
+        cluster.write(leader, "second-only").await;
+        cluster
+            .wait_applied(&[1, 2, 3], &["both", "second-only"])
+            .await;
+
+        // An election over the second network alone.
+        cluster.stop(leader).await;
+        let rest = cluster.ids();
+        let new = cluster.wait_leader(&rest).await;
+        cluster.write(new, "new-leader").await;
+        cluster
+            .wait_applied(&rest, &["both", "second-only", "new-leader"])
+            .await;
+
+        // Block the second network too: nothing commits any more.
+        for node in &cluster.nodes {
+            cluster.hook.block_addr(node.addrs[1]);
+        }
+        let blocked = cluster.node(new).c().write(b"nowhere".to_vec()).await;
+        assert!(
+            matches!(blocked, Err(WriteError::Timeout { .. })),
+            "{blocked:?}"
+        );
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_voter_joins_from_a_snapshot_and_leaves() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        for command in ["a", "b", "c"] {
+            cluster.write(leader, command).await;
+        }
+        // Compact the leader's log so the newcomer must receive a snapshot over the network.
+        let raft = cluster.node(leader).c().raft().clone();
+        raft.trigger().snapshot().await.unwrap();
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        while raft.metrics().borrow().snapshot.is_none() {
+            assert!(Instant::now() < deadline, "no snapshot built");
+            sleep(POLL_INTERVAL).await;
+        }
+        let snapshot_index = raft.metrics().borrow().snapshot.unwrap().index;
+        raft.trigger().purge_log(snapshot_index).await.unwrap();
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        while raft.metrics().borrow().purged.is_none() {
+            assert!(Instant::now() < deadline, "log not purged");
+            sleep(POLL_INTERVAL).await;
+        }
+
+        let addrs = NodeAddrs::new(cluster.add_node(4, ONE_NETWORK).await.addrs.clone());
+        cluster.node(leader).c().add_voter(4, addrs).await.unwrap();
+        assert_eq!(
+            cluster
+                .node(leader)
+                .c()
+                .voters()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        cluster.write(leader, "d").await;
+        cluster
+            .wait_applied(&[1, 2, 3, 4], &["a", "b", "c", "d"])
+            .await;
+        assert!(
+            cluster.node(4).c().metrics().borrow().snapshot.is_some(),
+            "node 4 caught up from a snapshot"
+        );
+
+        cluster.node(leader).c().remove_voter(4).await.unwrap();
+        assert_eq!(
+            cluster
+                .node(leader)
+                .c()
+                .voters()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        cluster.write(leader, "e").await;
+        cluster
+            .wait_applied(&[1, 2, 3], &["a", "b", "c", "d", "e"])
+            .await;
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            cluster.node(4).commands().len(),
+            4,
+            "a removed node receives nothing"
+        );
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
