@@ -356,28 +356,55 @@ impl<T: Transport> PeerClient<T> {
             rpc,
         })
         .map_err(CallError::Encode)?;
+        // `call_until` watches the deadline itself; this outer bound only backs it up.
         match tokio::time::timeout_at(deadline, self.call_until(&request, deadline)).await {
-            Ok(result) => result.map_err(CallError::Unreachable),
+            Ok(result) => result,
             Err(_) => Err(CallError::Timeout),
         }
     }
 
-    async fn call_until(&self, request: &[u8], deadline: Instant) -> io::Result<ReplyFrame> {
+    /// One exchange on `stream`, bounded by `deadline`. An address whose exchange fails or
+    /// outlives the deadline is marked failed, so the next call prefers another network.
+    async fn exchange_until(
+        &self,
+        stream: &mut T::Stream,
+        addr: SocketAddr,
+        request: &[u8],
+        deadline: Instant,
+    ) -> Result<ReplyFrame, CallError> {
+        match tokio::time::timeout_at(deadline, exchange(stream, request)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                tracing::debug!(target = self.target, %addr, "exchange failed: {e}");
+                self.shared.mark_failed(addr);
+                Err(CallError::Unreachable(e))
+            }
+            Err(_) => {
+                tracing::debug!(target = self.target, %addr, "no reply before the deadline");
+                self.shared.mark_failed(addr);
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    async fn call_until(&self, request: &[u8], deadline: Instant) -> Result<ReplyFrame, CallError> {
         let shared = &self.shared;
-        // An idle connection first: no connect cost. A failure there may just be a stale
-        // connection, so fall through to fresh ones.
+        // An idle connection first: no connect cost. An error there may just mean a stale
+        // connection, so fall through to fresh ones; a timeout ends the call.
         while let Some(mut conn) = shared.take_idle(self.target) {
             if !shared.fault_hook.allows_addr(conn.addr) || !self.node.addrs.contains(&conn.addr) {
                 continue;
             }
-            match exchange(&mut conn.stream, request).await {
+            match self
+                .exchange_until(&mut conn.stream, conn.addr, request, deadline)
+                .await
+            {
                 Ok(reply) => {
                     shared.put_idle(self.target, conn);
                     return Ok(reply);
                 }
-                Err(e) => {
-                    tracing::debug!(target = self.target, addr = %conn.addr, "pooled connection failed: {e}");
-                }
+                Err(CallError::Timeout) => return Err(CallError::Timeout),
+                Err(_) => {}
             }
         }
         let order = shared.connect_order(&self.node.addrs);
@@ -394,21 +421,34 @@ impl<T: Transport> PeerClient<T> {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let left = u32::try_from(order.len() - position).unwrap_or(u32::MAX);
             let connect_timeout = CONNECT_TIMEOUT.min(remaining / left);
-            let result = match tokio::time::timeout(
+            let mut stream = match tokio::time::timeout(
                 connect_timeout,
                 shared.transport.connect(*addr),
             )
             .await
             {
-                Ok(Ok(mut stream)) => exchange(&mut stream, request).await.map(|r| (r, stream)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {addr} took over {connect_timeout:?}"),
-                )),
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(target = self.target, %addr, "connect failed: {e}");
+                    shared.mark_failed(*addr);
+                    last_error = e;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(target = self.target, %addr, "connect timed out");
+                    shared.mark_failed(*addr);
+                    last_error = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect to {addr} took over {connect_timeout:?}"),
+                    );
+                    continue;
+                }
             };
-            match result {
-                Ok((reply, stream)) => {
+            match self
+                .exchange_until(&mut stream, *addr, request, deadline)
+                .await
+            {
+                Ok(reply) => {
                     shared.mark_ok(*addr);
                     shared.put_idle(
                         self.target,
@@ -419,14 +459,11 @@ impl<T: Transport> PeerClient<T> {
                     );
                     return Ok(reply);
                 }
-                Err(e) => {
-                    tracing::debug!(target = self.target, %addr, "address failed: {e}");
-                    shared.mark_failed(*addr);
-                    last_error = e;
-                }
+                Err(CallError::Unreachable(e)) => last_error = e,
+                Err(other) => return Err(other),
             }
         }
-        Err(last_error)
+        Err(CallError::Unreachable(last_error))
     }
 
     fn rpc_error<E: std::error::Error>(
@@ -642,5 +679,148 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         if stream.write_all(&frame).await.is_err() || stream.flush().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::Vote;
+
+    use super::*;
+
+    /// Accepts connections and never answers.
+    async fn hung_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        (addr, task)
+    }
+
+    /// Grants every vote; counts the requests it answered.
+    async fn granting_peer(
+        host: &str,
+    ) -> (SocketAddr, Arc<Mutex<u32>>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(Mutex::new(0));
+        let counter = answered.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    while let Ok(request) = read_frame::<_, RequestFrame>(&mut stream).await {
+                        assert_eq!((request.from, request.to), (1, 2));
+                        let reply =
+                            ReplyFrame::Vote(Ok(VoteResponse::new(Vote::new(1, 1), None, true)));
+                        stream
+                            .write_all(&encode_frame(&reply).unwrap())
+                            .await
+                            .unwrap();
+                        *counter.lock().unwrap() += 1;
+                    }
+                });
+            }
+        });
+        (addr, answered, task)
+    }
+
+    /// An address where nothing listens.
+    async fn closed_addr() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    async fn client(addrs: Vec<SocketAddr>, hook: FaultHook) -> PeerClient<TcpTransport> {
+        let mut factory = NetworkFactory::new(1, TcpTransport, hook);
+        factory.new_client(2, &NodeAddrs::new(addrs)).await
+    }
+
+    async fn vote(
+        client: &mut PeerClient<TcpTransport>,
+        ttl: Duration,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        client
+            .vote(VoteRequest::new(Vote::new(1, 1), None), RPCOption::new(ttl))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_hung_peer_costs_no_more_than_the_hard_ttl() {
+        let (hung, task) = hung_peer().await;
+        let mut client = client(vec![hung], FaultHook::default()).await;
+        let started = Instant::now();
+        let result = vote(&mut client, Duration::from_millis(100)).await;
+        let elapsed = started.elapsed();
+        assert!(matches!(result, Err(RPCError::Timeout(_))), "{result:?}");
+        assert!(elapsed < Duration::from_millis(300), "took {elapsed:?}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_next_network_answers_when_the_first_refuses() {
+        let (second, answered, task) = granting_peer("127.0.0.2").await;
+        let mut client = client(vec![closed_addr().await, second], FaultHook::default()).await;
+        for _ in 0..3 {
+            let response = vote(&mut client, Duration::from_millis(500)).await.unwrap();
+            assert!(response.vote_granted);
+        }
+        assert_eq!(*answered.lock().unwrap(), 3);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_network_that_hangs_is_avoided_on_the_next_call() {
+        let (hung, hung_task) = hung_peer().await;
+        let (second, answered, task) = granting_peer("127.0.0.2").await;
+        let mut client = client(vec![hung, second], FaultHook::default()).await;
+        let result = vote(&mut client, Duration::from_millis(100)).await;
+        assert!(matches!(result, Err(RPCError::Timeout(_))), "{result:?}");
+        let response = vote(&mut client, Duration::from_millis(100)).await.unwrap();
+        assert!(response.vote_granted);
+        assert_eq!(*answered.lock().unwrap(), 1);
+        hung_task.abort();
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_fault_hook_blocks_links_and_addresses() {
+        let (first, answered, task) = granting_peer("127.0.0.1").await;
+        let hook = FaultHook::default();
+        let mut client = client(vec![first], hook.clone()).await;
+        vote(&mut client, Duration::from_millis(500)).await.unwrap();
+
+        hook.isolate(2);
+        assert!(!hook.allows(2, 3) && !hook.allows(3, 2) && hook.allows(1, 3));
+        let result = vote(&mut client, Duration::from_millis(500)).await;
+        assert!(
+            matches!(result, Err(RPCError::Unreachable(_))),
+            "{result:?}"
+        );
+        hook.heal();
+        vote(&mut client, Duration::from_millis(500)).await.unwrap();
+
+        // A blocked address is not used even through a pooled connection.
+        hook.block_addr(first);
+        let result = vote(&mut client, Duration::from_millis(500)).await;
+        assert!(
+            matches!(result, Err(RPCError::Unreachable(_))),
+            "{result:?}"
+        );
+        assert_eq!(*answered.lock().unwrap(), 2);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let too_long = u32::try_from(MAX_FRAME_BYTES + 1).unwrap().to_be_bytes();
+        a.write_all(&too_long).await.unwrap();
+        let result = read_frame::<_, RequestFrame>(&mut b).await;
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -47,6 +47,8 @@ struct Node {
     addrs: Vec<SocketAddr>,
     db_path: PathBuf,
     applied: Applied,
+    /// This node's own hook (the cluster's shared one unless each node has its own).
+    hook: FaultHook,
     consensus: Option<Consensus>,
 }
 
@@ -67,7 +69,10 @@ impl Node {
 
 struct Cluster {
     _dir: tempfile::TempDir,
+    /// Shared by every node, unless `own_hooks`: then each node has its own, as separate
+    /// daemon processes would.
     hook: FaultHook,
+    own_hooks: bool,
     timings: RaftTimings,
     nodes: Vec<Node>,
 }
@@ -82,10 +87,20 @@ fn test_timings() -> RaftTimings {
 impl Cluster {
     /// `hosts`: the loopback addresses each node listens on, one per "network".
     async fn start(count: u64, hosts: &[[u8; 4]], timings: RaftTimings) -> Self {
+        Self::start_with(count, hosts, timings, false).await
+    }
+
+    async fn start_with(
+        count: u64,
+        hosts: &[[u8; 4]],
+        timings: RaftTimings,
+        own_hooks: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Cluster {
             _dir: dir,
             hook: FaultHook::default(),
+            own_hooks,
             timings,
             nodes: Vec::new(),
         };
@@ -120,6 +135,11 @@ impl Cluster {
             addrs,
             db_path,
             applied: Applied::default(),
+            hook: if self.own_hooks {
+                FaultHook::default()
+            } else {
+                self.hook.clone()
+            },
             consensus: None,
         };
         self.open(&mut node, listeners).await;
@@ -139,7 +159,7 @@ impl Cluster {
             self.timings.clone(),
             TcpTransport,
             listeners,
-            self.hook.clone(),
+            node.hook.clone(),
         )
         .await
         .unwrap();
@@ -357,47 +377,59 @@ async fn state_survives_restarting_every_node() {
     .expect("test timed out");
 }
 
+/// The old leader is cut off: on the shared hook, or (`own_hooks`) only on its own hook, as a
+/// daemon told to simulate a minority partition would be.
+async fn isolated_leader_scenario(own_hooks: bool) {
+    let cluster = Cluster::start_with(3, ONE_NETWORK, test_timings(), own_hooks).await;
+    let old = cluster.wait_leader(&[1, 2, 3]).await;
+    cluster.write(old, "before").await;
+    cluster.wait_applied(&[1, 2, 3], &["before"]).await;
+
+    let hook = cluster.node(old).hook.clone();
+    hook.isolate(old);
+    let lost = cluster.node(old).c().write(b"lost".to_vec()).await;
+    assert!(
+        matches!(lost, Err(WriteError::Timeout { .. })),
+        "isolated leader's write: {lost:?}"
+    );
+    // openraft 0.9: the isolated leader still believes it leads, but the quorum is silent.
+    let since_ack = cluster.node(old).c().millis_since_quorum_ack();
+    if cluster.node(old).c().is_leader() {
+        assert!(
+            since_ack.is_some_and(|ms| ms >= 500),
+            "quorum ack age {since_ack:?}"
+        );
+    }
+
+    let majority: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
+    let new = cluster.wait_leader(&majority).await;
+    assert_ne!(new, old);
+    cluster.write(new, "during").await;
+    cluster.wait_applied(&majority, &["before", "during"]).await;
+    assert_eq!(cluster.node(old).commands(), vec![b"before".to_vec()]);
+
+    hook.heal();
+    cluster.write(new, "after").await;
+    cluster
+        .wait_applied(&[1, 2, 3], &["before", "during", "after"])
+        .await;
+    assert_eq!(cluster.wait_leader(&[1, 2, 3]).await, new);
+    assert!(!cluster.node(old).c().is_leader());
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_commits_nothing_and_catches_up_after_healing() {
-    timeout(TEST_TIMEOUT, async {
-        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
-        let old = cluster.wait_leader(&[1, 2, 3]).await;
-        cluster.write(old, "before").await;
-        cluster.wait_applied(&[1, 2, 3], &["before"]).await;
+    timeout(TEST_TIMEOUT, isolated_leader_scenario(false))
+        .await
+        .expect("test timed out");
+}
 
-        cluster.hook.isolate(old);
-        let lost = cluster.node(old).c().write(b"lost".to_vec()).await;
-        assert!(
-            matches!(lost, Err(WriteError::Timeout { .. })),
-            "isolated leader's write: {lost:?}"
-        );
-        // openraft 0.9: the isolated leader still believes it leads, but the quorum is silent.
-        let since_ack = cluster.node(old).c().millis_since_quorum_ack();
-        if cluster.node(old).c().is_leader() {
-            assert!(
-                since_ack.is_some_and(|ms| ms >= 500),
-                "quorum ack age {since_ack:?}"
-            );
-        }
-
-        let majority: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
-        let new = cluster.wait_leader(&majority).await;
-        assert_ne!(new, old);
-        cluster.write(new, "during").await;
-        cluster.wait_applied(&majority, &["before", "during"]).await;
-        assert_eq!(cluster.node(old).commands(), vec![b"before".to_vec()]);
-
-        cluster.hook.heal();
-        cluster.write(new, "after").await;
-        cluster
-            .wait_applied(&[1, 2, 3], &["before", "during", "after"])
-            .await;
-        assert_eq!(cluster.wait_leader(&[1, 2, 3]).await, new);
-        assert!(!cluster.node(old).c().is_leader());
-        cluster.shutdown().await;
-    })
-    .await
-    .expect("test timed out");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolating_a_leader_on_its_own_hook_alone_partitions_it() {
+    timeout(TEST_TIMEOUT, isolated_leader_scenario(true))
+        .await
+        .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
