@@ -8,7 +8,9 @@
 //! Invariants:
 //! - All disk I/O runs on the link's own worker thread, so a stalled device never delays the
 //!   heartbeat thread (and so never the UDP heartbeats): `send` only queues (bounded, it fails
-//!   with `WouldBlock` when the worker is behind), `recv` only waits on a bounded queue.
+//!   with `WouldBlock` when the worker is behind), `recv` only waits on a bounded queue. The
+//!   worker is spawned by the first `send` or `recv`, that is on the heartbeat thread, so it
+//!   inherits that thread's real-time scheduling.
 //! - The worker writes its own slot when given a heartbeat (then `fdatasync`, or `O_DSYNC` with
 //!   `O_DIRECT`), and reads every peer slot once per read period; a slot is delivered only when
 //!   its content changed since it was last delivered (every heartbeat carries a new sequence
@@ -53,6 +55,8 @@ pub struct DiskLink {
     direct: bool,
     writes: Option<SyncSender<Vec<u8>>>,
     reads: Receiver<io::Result<Vec<u8>>>,
+    /// The worker until it is spawned.
+    unstarted: Option<Worker>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -168,7 +172,7 @@ impl DiskLink {
         let (writes, write_queue) = mpsc::sync_channel(WRITE_QUEUE_MAX);
         let (read_queue, reads) = mpsc::sync_channel(READ_QUEUE_MAX);
         let read_period = (interval / READS_PER_INTERVAL).clamp(READ_PERIOD_MIN, READ_PERIOD_MAX);
-        let mut worker = Worker {
+        let worker = Worker {
             file,
             direct,
             local_node,
@@ -177,17 +181,27 @@ impl DiskLink {
             pending: VecDeque::new(),
             slot: AlignedSlot::new(),
             read_period,
+            write_queue,
+            read_queue,
         };
-        let worker = std::thread::Builder::new()
-            .name(format!("halcyon-disk-hb-{network}"))
-            .spawn(move || worker.run(write_queue, read_queue))?;
         Ok(DiskLink {
             network,
             direct,
             writes: Some(writes),
             reads,
-            worker: Some(worker),
+            unstarted: Some(worker),
+            worker: None,
         })
+    }
+
+    fn ensure_started(&mut self) -> io::Result<()> {
+        if let Some(mut worker) = self.unstarted.take() {
+            let thread = std::thread::Builder::new()
+                .name(format!("halcyon-disk-hb-{}", self.network))
+                .spawn(move || worker.run())?;
+            self.worker = Some(thread);
+        }
+        Ok(())
     }
 
     /// True when the device was opened with `O_DIRECT`.
@@ -202,6 +216,7 @@ impl HeartbeatLink for DiskLink {
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.ensure_started()?;
         let writes = self.writes.as_ref().expect("present until drop");
         match writes.try_send(bytes.to_vec()) {
             Ok(()) => Ok(()),
@@ -216,6 +231,7 @@ impl HeartbeatLink for DiskLink {
     }
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        self.ensure_started()?;
         let received = if timeout.is_zero() {
             self.reads.try_recv().ok()
         } else {
@@ -255,14 +271,16 @@ struct Worker {
     pending: VecDeque<io::Result<Vec<u8>>>,
     slot: AlignedSlot,
     read_period: Duration,
+    write_queue: Receiver<Vec<u8>>,
+    read_queue: SyncSender<io::Result<Vec<u8>>>,
 }
 
 impl Worker {
-    fn run(&mut self, write_queue: Receiver<Vec<u8>>, read_queue: SyncSender<io::Result<Vec<u8>>>) {
+    fn run(&mut self) {
         let mut next_read = Instant::now();
         loop {
             let wait = next_read.saturating_duration_since(Instant::now());
-            match write_queue.recv_timeout(wait) {
+            match self.write_queue.recv_timeout(wait) {
                 Ok(bytes) => {
                     let result = self.write(&bytes);
                     if let Err(e) = result {
@@ -277,7 +295,7 @@ impl Worker {
                 next_read = Instant::now() + self.read_period;
             }
             while let Some(item) = self.pending.pop_front() {
-                match read_queue.try_send(item) {
+                match self.read_queue.try_send(item) {
                     Ok(()) => {}
                     Err(TrySendError::Full(item)) => {
                         self.pending.push_front(item);

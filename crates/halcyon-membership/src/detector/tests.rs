@@ -505,3 +505,31 @@ fn config_from_cluster_has_a_path_per_shared_network() {
         Err(DetectorError::UnknownNode(9))
     );
 }
+
+#[test]
+fn adapter_judgement_needs_a_heartbeat_heard_after_the_path_went_down() {
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
+    d.heard(ms(0), 2, LAN, 1, 1);
+    d.heard(ms(0), 2, DISK, 1, 2);
+    d.tick(ms(0));
+    d.local_link(ms(100), LAN, false).unwrap();
+    // A disk beat processed at the same instant proves nothing about after the failure.
+    d.heard(ms(100), 2, DISK, 1, 3);
+    assert_eq!(
+        d.tick(ms(100)),
+        vec![Change::PathDown {
+            node: 2,
+            network: LAN,
+            cause: DownCause::LocalLinkDown
+        }]
+    );
+    d.heard(ms(101), 2, DISK, 1, 4);
+    assert_eq!(
+        d.tick(ms(101)),
+        vec![Change::AdapterDown {
+            node: 2,
+            network: LAN,
+            action: AdapterAction::NetworkDown
+        }]
+    );
+}

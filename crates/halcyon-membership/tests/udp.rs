@@ -1,0 +1,173 @@
+//! Three runners heartbeating over UDP on loopback addresses (127.0.0.1-3 only).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use halcyon_config::NetworkKind;
+use halcyon_membership::detector::{DownCause, NodeState, PathState};
+use halcyon_membership::{Change, RunnerSettings};
+
+const LAN: u32 = 1;
+/// Generous bound for CI machines; detection itself is 4 x 50 ms.
+const DETECTION_LIMIT: Duration = Duration::from_secs(2);
+
+fn three_node_cluster() -> halcyon_config::Cluster {
+    cluster(
+        free_port(),
+        (1..=3)
+            .map(|n| node(n, vec![lan_interface(&format!("127.0.0.{n}"))]))
+            .collect(),
+        vec![network("lan", LAN, NetworkKind::Ip, None)],
+    )
+}
+
+fn all_peers_reachable(started: &Started) -> bool {
+    let status = started.runner.status().detector;
+    status.nodes.len() == 2 && status.nodes.iter().all(|n| n.state == NodeState::Reachable)
+}
+
+#[test]
+fn three_nodes_see_each_other_and_a_stopped_node_becomes_unreachable() {
+    let c = three_node_cluster();
+    // Node 1 runs with the daemon's settings (real-time priority, locked memory; a warning
+    // when not permitted), the others plainly.
+    let mut nodes: Vec<Started> = vec![
+        start(&c, 1, RunnerSettings::new(c.id, 100)),
+        start(&c, 2, plain_settings(&c, 200)),
+        start(&c, 3, plain_settings(&c, 300)),
+    ];
+    wait_for(DETECTION_LIMIT, "all paths up", || {
+        nodes.iter().all(all_peers_reachable)
+    });
+    for s in &nodes {
+        let status = s.runner.status();
+        assert!(
+            status
+                .detector
+                .paths
+                .iter()
+                .all(|p| p.state == PathState::Up)
+        );
+        assert!(status.counters.sent > 0 && status.counters.received > 0);
+        assert_eq!(status.counters.decode_errors, 0);
+        let changes = drain(&s.changes);
+        for peer in (1..=3).filter(|&p| p != s.node) {
+            let incarnation = u64::from(peer) * 100;
+            assert!(
+                changes.contains(&Change::NodeReachable {
+                    node: peer,
+                    incarnation
+                }),
+                "node {} did not report {peer} reachable: {changes:?}",
+                s.node
+            );
+        }
+    }
+
+    // Node 3 stops heartbeating.
+    nodes.pop().unwrap().runner.stop();
+    let mut seen = [Vec::new(), Vec::new()];
+    let took = wait_for(
+        DETECTION_LIMIT,
+        "node 3 unreachable on nodes 1 and 2",
+        || {
+            for (s, seen) in nodes.iter().zip(seen.iter_mut()) {
+                seen.extend(drain(&s.changes));
+            }
+            seen.iter()
+                .all(|c| c.contains(&Change::NodeUnreachable { node: 3 }))
+        },
+    );
+    assert!(took < DETECTION_LIMIT);
+    for (s, seen) in nodes.iter().zip(&seen) {
+        assert!(seen.contains(&Change::PathDown {
+            node: 3,
+            network: LAN,
+            cause: DownCause::MissedHeartbeats
+        }));
+        assert!(
+            !seen
+                .iter()
+                .any(|c| matches!(c, Change::NodeUnreachable { node } if *node != 3)),
+            "false failure on node {}: {seen:?}",
+            s.node
+        );
+    }
+    // The survivors still see each other.
+    for s in &nodes {
+        let peer = 3 - s.node;
+        assert_eq!(
+            s.runner
+                .status()
+                .detector
+                .nodes
+                .iter()
+                .find(|n| n.node == peer)
+                .unwrap()
+                .state,
+            NodeState::Reachable
+        );
+    }
+}
+
+#[test]
+fn local_carrier_loss_is_reported_at_once_and_a_restart_as_a_new_incarnation() {
+    let c = three_node_cluster();
+    let first = start(&c, 1, plain_settings(&c, 1));
+    let mut second = start(&c, 2, plain_settings(&c, 1));
+    wait_for(DETECTION_LIMIT, "node 2 reachable from node 1", || {
+        first
+            .runner
+            .status()
+            .detector
+            .nodes
+            .iter()
+            .any(|n| n.node == 2 && n.state == NodeState::Reachable)
+    });
+    drain(&first.changes);
+
+    // Carrier lost on node 1's lan: down well before 4 missed beats (200 ms).
+    first.runner.local_link(LAN, false).unwrap();
+    let took = wait_for(DETECTION_LIMIT, "local link down reported", || {
+        first
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .any(|p| p.node == 2 && p.state == PathState::Down)
+    });
+    assert!(took < Duration::from_millis(150), "took {took:?}");
+    let changes = drain(&first.changes);
+    assert!(changes.contains(&Change::PathDown {
+        node: 2,
+        network: LAN,
+        cause: DownCause::LocalLinkDown
+    }));
+    first.runner.local_link(LAN, true).unwrap();
+    wait_for(DETECTION_LIMIT, "path up after carrier back", || {
+        first
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .any(|p| p.node == 2 && p.state == PathState::Up)
+    });
+
+    // Node 2's daemon restarts with a higher incarnation.
+    second.runner.stop();
+    second = start(&c, 2, plain_settings(&c, 2));
+    let mut seen = Vec::new();
+    wait_for(DETECTION_LIMIT, "restart reported", || {
+        seen.extend(drain(&first.changes));
+        seen.contains(&Change::PeerRestarted {
+            node: 2,
+            old: 1,
+            new: 2,
+        })
+    });
+    assert!(second.runner.is_running());
+}
