@@ -477,3 +477,34 @@ impl Consensus {
         tracing::info!(node_id = self.node_id, "consensus shut down");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_that_openraft_rejects_are_refused() {
+        assert!(RaftTimings::default().to_config().is_ok());
+        let heartbeat_too_slow = RaftTimings {
+            heartbeat_interval: Duration::from_millis(500),
+            ..RaftTimings::default()
+        };
+        assert!(matches!(
+            heartbeat_too_slow.to_config(),
+            Err(OpenError::Config(_))
+        ));
+        let inverted = RaftTimings {
+            election_timeout_min: Duration::from_millis(400),
+            ..RaftTimings::default()
+        };
+        assert!(matches!(inverted.to_config(), Err(OpenError::Config(_))));
+    }
+
+    #[test]
+    fn the_frame_limit_holds_a_full_append_entries() {
+        // JSON spells a byte as up to 4 characters ("255,").
+        const _: () =
+            assert!(MAX_COMMAND_BYTES * 4 * (MAX_PAYLOAD_ENTRIES as usize) < net::MAX_FRAME_BYTES);
+        const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 4 < net::MAX_FRAME_BYTES);
+    }
+}

@@ -2,8 +2,8 @@
 //! connection, on every IP network of a peer.
 //!
 //! Wire format: a frame is a 4-byte big-endian length followed by that many bytes of JSON. The
-//! client sends a [`RequestFrame`] (sender, addressee, RPC); the server answers with one
-//! [`ReplyFrame`]. A connection carries one exchange at a time; an idle connection returns to
+//! client sends a `RequestFrame` (sender, addressee, RPC); the server answers with one
+//! `ReplyFrame`. A connection carries one exchange at a time; an idle connection returns to
 //! a small per-peer pool.
 //!
 //! Invariants:

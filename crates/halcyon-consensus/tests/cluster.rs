@@ -301,6 +301,12 @@ async fn three_nodes_elect_a_leader_and_apply_the_same_sequence() {
             matches!(refused, Err(WriteError::NotLeader { leader: Some(l), .. }) if l == leader),
             "{refused:?}"
         );
+        let oversized = vec![0u8; halcyon_consensus::MAX_COMMAND_BYTES + 1];
+        let refused = cluster.node(leader).c().write(oversized).await;
+        assert!(
+            matches!(refused, Err(WriteError::TooLarge { .. })),
+            "{refused:?}"
+        );
         // Initializing again is a no-op.
         let members = BTreeMap::from([(1, cluster.node(1).c().node().clone())]);
         cluster.node(1).c().initialize(members).await.unwrap();
