@@ -1,0 +1,287 @@
+//! Events the policy engine plans for, and the order in which pending events are
+//! processed (SPEC 7 "Ordering", from the HACMP ES event priority).
+
+use std::fmt;
+
+use halcyon_config::{Config, NetworkName, NodeName, PackageName};
+use serde::{Deserialize, Serialize};
+
+/// How a node leaves the cluster (SPEC 8, planned departures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Departure {
+    /// The node failed (or was cut off): its packages move once it is safe.
+    #[default]
+    Failure,
+    /// `node halt`: packages stop and are not taken over.
+    Graceful,
+    /// `node halt --takeover`: packages stop and move to other nodes.
+    GracefulTakeover,
+    /// `node halt --force`: treated like a failure, packages halted at once.
+    Forced,
+}
+
+impl fmt::Display for Departure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Departure::Failure => "failure",
+            Departure::Graceful => "graceful",
+            Departure::GracefulTakeover => "graceful_takeover",
+            Departure::Forced => "forced",
+        })
+    }
+}
+
+/// Something that happened in the cluster, or a request, to plan for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// The cluster has formed with the current members: start `auto_run` packages.
+    ClusterStart,
+    /// Halt every package; the cluster stops.
+    ClusterHalt,
+    NodeUp {
+        node: NodeName,
+    },
+    NodeDown {
+        node: NodeName,
+        #[serde(default)]
+        how: Departure,
+    },
+    NetworkUp {
+        node: NodeName,
+        network: NetworkName,
+    },
+    NetworkDown {
+        node: NodeName,
+        network: NetworkName,
+    },
+    /// The node's interface on `network` failed and a standby interface took over.
+    SwapAdapter {
+        node: NodeName,
+        network: NetworkName,
+    },
+    /// A standby interface failed: local LAN failover is unavailable there.
+    FailStandby {
+        node: NodeName,
+        network: NetworkName,
+    },
+    /// A standby interface returned.
+    JoinStandby {
+        node: NodeName,
+        network: NetworkName,
+    },
+    /// A service exhausted its restarts, a monitor failed the package, or it
+    /// failed to start.
+    PackageFailed {
+        package: PackageName,
+        node: NodeName,
+    },
+    /// `package run PKG [NODE]`.
+    PackageRun {
+        package: PackageName,
+        #[serde(default)]
+        node: Option<NodeName>,
+    },
+    /// `package halt PKG`.
+    PackageHalt {
+        package: PackageName,
+    },
+    /// `package move PKG [NODE]`.
+    PackageMove {
+        package: PackageName,
+        #[serde(default)]
+        node: Option<NodeName>,
+    },
+    /// `package enable PKG [--node NODE]`.
+    PackageEnable {
+        package: PackageName,
+        #[serde(default)]
+        node: Option<NodeName>,
+    },
+    /// `package disable PKG [--node NODE]`.
+    PackageDisable {
+        package: PackageName,
+        #[serde(default)]
+        node: Option<NodeName>,
+    },
+    /// `package clear PKG [--node NODE]`: forget recorded failures.
+    PackageClear {
+        package: PackageName,
+        #[serde(default)]
+        node: Option<NodeName>,
+    },
+    /// A user-defined event (from a monitor); its recovery program does the work.
+    UserDefined {
+        name: String,
+        node: NodeName,
+    },
+    /// A new configuration was applied.
+    ConfigChange,
+    /// Time passed (delayed fallback timer, failure expiry): re-evaluate.
+    Timer,
+}
+
+impl Event {
+    /// The event's name as in rules files and the event log (`node_up`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            Event::ClusterStart => "cluster_start",
+            Event::ClusterHalt => "cluster_halt",
+            Event::NodeUp { .. } => "node_up",
+            Event::NodeDown { .. } => "node_down",
+            Event::NetworkUp { .. } => "network_up",
+            Event::NetworkDown { .. } => "network_down",
+            Event::SwapAdapter { .. } => "swap_adapter",
+            Event::FailStandby { .. } => "fail_standby",
+            Event::JoinStandby { .. } => "join_standby",
+            Event::PackageFailed { .. } => "package_failed",
+            Event::PackageRun { .. } => "package_run",
+            Event::PackageHalt { .. } => "package_halt",
+            Event::PackageMove { .. } => "package_move",
+            Event::PackageEnable { .. } => "package_enable",
+            Event::PackageDisable { .. } => "package_disable",
+            Event::PackageClear { .. } => "package_clear",
+            Event::UserDefined { name, .. } => name,
+            Event::ConfigChange => "config_change",
+            Event::Timer => "timer",
+        }
+    }
+
+    /// The node where the event happened, if any.
+    pub fn node(&self) -> Option<&NodeName> {
+        match self {
+            Event::NodeUp { node }
+            | Event::NodeDown { node, .. }
+            | Event::NetworkUp { node, .. }
+            | Event::NetworkDown { node, .. }
+            | Event::SwapAdapter { node, .. }
+            | Event::FailStandby { node, .. }
+            | Event::JoinStandby { node, .. }
+            | Event::PackageFailed { node, .. }
+            | Event::UserDefined { node, .. } => Some(node),
+            Event::PackageRun { node, .. }
+            | Event::PackageMove { node, .. }
+            | Event::PackageEnable { node, .. }
+            | Event::PackageDisable { node, .. }
+            | Event::PackageClear { node, .. } => node.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The network the event is about, if any.
+    pub fn network(&self) -> Option<&NetworkName> {
+        match self {
+            Event::NetworkUp { network, .. }
+            | Event::NetworkDown { network, .. }
+            | Event::SwapAdapter { network, .. }
+            | Event::FailStandby { network, .. }
+            | Event::JoinStandby { network, .. } => Some(network),
+            _ => None,
+        }
+    }
+
+    /// The priority class (lower is processed first): node joins, node failures,
+    /// adapter swaps, network up, network down, standby changes, user-defined
+    /// events, then requests and re-evaluations.
+    pub fn class(&self) -> EventClass {
+        match self {
+            Event::NodeUp { .. } | Event::ClusterStart => EventClass::NodeJoin,
+            Event::NodeDown { .. } => EventClass::NodeFailure,
+            Event::SwapAdapter { .. } => EventClass::SwapAdapter,
+            Event::NetworkUp { .. } => EventClass::NetworkUp,
+            Event::NetworkDown { .. } => EventClass::NetworkDown,
+            Event::FailStandby { .. } | Event::JoinStandby { .. } => EventClass::Standby,
+            Event::UserDefined { .. } | Event::PackageFailed { .. } => EventClass::UserDefined,
+            Event::PackageRun { .. }
+            | Event::PackageHalt { .. }
+            | Event::PackageMove { .. }
+            | Event::PackageEnable { .. }
+            | Event::PackageDisable { .. }
+            | Event::PackageClear { .. }
+            | Event::ClusterHalt => EventClass::Request,
+            Event::ConfigChange => EventClass::ConfigChange,
+            Event::Timer => EventClass::Timer,
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        match self {
+            Event::NodeDown { node, how } => write!(f, " {node} ({how})"),
+            Event::PackageFailed { package, node } => write!(f, " {package} on {node}"),
+            Event::PackageRun { package, node }
+            | Event::PackageMove { package, node }
+            | Event::PackageEnable { package, node }
+            | Event::PackageDisable { package, node }
+            | Event::PackageClear { package, node } => {
+                write!(f, " {package}")?;
+                if let Some(node) = node {
+                    write!(f, " {node}")?;
+                }
+                Ok(())
+            }
+            Event::PackageHalt { package } => write!(f, " {package}"),
+            Event::UserDefined { node, .. } => write!(f, " on {node}"),
+            _ => {
+                if let Some(node) = self.node() {
+                    write!(f, " {node}")?;
+                }
+                if let Some(network) = self.network() {
+                    write!(f, " {network}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Event priority classes, in processing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventClass {
+    NodeJoin,
+    NodeFailure,
+    SwapAdapter,
+    NetworkUp,
+    NetworkDown,
+    Standby,
+    UserDefined,
+    Request,
+    ConfigChange,
+    Timer,
+}
+
+/// The sort key of a pending event: class, then node number, then network number,
+/// then arrival order (`sequence`).
+pub fn priority_key(config: &Config, event: &Event, sequence: u64) -> (EventClass, u32, u32, u64) {
+    let node_number = event
+        .node()
+        .and_then(|n| config.node(n.as_str()))
+        .map_or(u32::MAX, |n| n.number);
+    let network_number = event
+        .network()
+        .and_then(|n| config.network(n.as_str()))
+        .map_or(0, |n| n.number);
+    (event.class(), node_number, network_number, sequence)
+}
+
+/// Which pending event to process next: the index into `pending`, whose entries
+/// are (arrival sequence, event). `None` when nothing is pending.
+pub fn next_event(config: &Config, pending: &[(u64, Event)]) -> Option<usize> {
+    pending
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (sequence, event))| priority_key(config, event, *sequence))
+        .map(|(index, _)| index)
+}
+
+/// The order in which a set of pending events will be processed, if no new event
+/// arrives meanwhile.
+pub fn processing_order(config: &Config, pending: &[(u64, Event)]) -> Vec<(u64, Event)> {
+    let mut sorted = pending.to_vec();
+    sorted.sort_by_key(|(sequence, event)| priority_key(config, event, *sequence));
+    sorted
+}

@@ -1,0 +1,297 @@
+//! A plan: what to stop and start where, in which order, and why; and the
+//! node-by-node eligibility verdicts that `halcyon explain` prints.
+
+use std::fmt::{self, Write as _};
+
+use halcyon_config::{NetworkName, NodeName, PackageName};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::state::ClusterState;
+
+/// The engine's answer to an event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub event: Event,
+    pub now: Timestamp,
+    /// Steps run one after the other; the actions within a step run in parallel.
+    pub steps: Vec<Step>,
+    /// The cluster state once every step has completed.
+    pub state: ClusterState,
+    /// Decisions that need no action but are worth telling (a package left down,
+    /// a failback deferred, ...).
+    pub notes: Vec<Note>,
+    /// When the engine wants to be asked again (`Event::Timer`): the delayed
+    /// fallback timer or a failure expiry.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Plan {
+    /// Every action of the plan, in order.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.steps.iter().flat_map(|s| s.actions.iter())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// `None` for actions about a node rather than a package (`AwaitRelease`).
+    pub package: Option<PackageName>,
+    pub node: NodeName,
+    /// Why this action was chosen, in words an administrator reads.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Wait until the failed node's lease has certainly expired or a fencing
+    /// agent confirmed it is off; only then may its failover packages start
+    /// elsewhere (SPEC 6).
+    AwaitRelease,
+    /// Stop the package's resources on the node (reverse order).
+    Halt,
+    /// Stop at once, as for a failure (forced departure).
+    HaltForced,
+    /// Start the package's resources on the node (in order).
+    Run,
+    /// Move the package's addresses on `network` to the node's standby interface.
+    SwapAdapter { network: NetworkName },
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionKind::AwaitRelease => f.write_str("await release"),
+            ActionKind::Halt => f.write_str("halt"),
+            ActionKind::HaltForced => f.write_str("halt (forced)"),
+            ActionKind::Run => f.write_str("run"),
+            ActionKind::SwapAdapter { network } => write!(f, "swap adapter on {network}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub package: Option<PackageName>,
+    pub text: String,
+}
+
+/// Why a node may not run a package (now).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Ineligible {
+    NotInNodeList,
+    NotMember,
+    SwitchingDisabledOnNode,
+    NetworkDown {
+        network: NetworkName,
+    },
+    FailedHere {
+        at: Timestamp,
+        until: Option<Timestamp>,
+    },
+    HeldForNode {
+        node: NodeName,
+    },
+    DependencyDown {
+        package: PackageName,
+    },
+    DependencyElsewhere {
+        package: PackageName,
+    },
+    DependencyHere {
+        package: PackageName,
+    },
+    /// The event requires the package to leave this node.
+    MustLeave {
+        why: String,
+    },
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ineligible::NotInNodeList => f.write_str("not in the node list"),
+            Ineligible::NotMember => f.write_str("not a member of the cluster"),
+            Ineligible::SwitchingDisabledOnNode => {
+                f.write_str("switching disabled for this package on this node")
+            }
+            Ineligible::NetworkDown { network } => write!(f, "network {network} down"),
+            Ineligible::FailedHere {
+                at,
+                until: Some(until),
+            } => {
+                write!(
+                    f,
+                    "failed here at {at}; excluded until {until} (or `halcyon package clear`)"
+                )
+            }
+            Ineligible::FailedHere { at, until: None } => {
+                write!(
+                    f,
+                    "failed here at {at}; excluded until `halcyon package clear`"
+                )
+            }
+            Ineligible::HeldForNode { node } => {
+                write!(
+                    f,
+                    "waiting for {node} (halted gracefully; `halcyon package run` to start elsewhere)"
+                )
+            }
+            Ineligible::DependencyDown { package } => {
+                write!(f, "depends on {package}, which is not up")
+            }
+            Ineligible::DependencyElsewhere { package } => {
+                write!(
+                    f,
+                    "depends on {package} on the same node, which does not run here"
+                )
+            }
+            Ineligible::DependencyHere { package } => {
+                write!(
+                    f,
+                    "depends on {package} on a different node, which runs here"
+                )
+            }
+            Ineligible::MustLeave { why } => f.write_str(why),
+        }
+    }
+}
+
+/// One node's verdict for one package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeVerdict {
+    pub node: NodeName,
+    /// Position in the node list (1 = primary), if listed.
+    pub rank: Option<usize>,
+    pub eligible: bool,
+    pub reasons: Vec<Ineligible>,
+    /// Facts that rank an eligible node: current node, (acting) primary, package count.
+    pub notes: Vec<String>,
+}
+
+/// Why a package runs where it runs, or why it does not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub package: PackageName,
+    pub status: crate::state::PackageStatus,
+    pub nodes: Vec<NodeName>,
+    pub summary: Vec<String>,
+    pub verdicts: Vec<NodeVerdict>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "package {}: {}", self.package, self.status)?;
+        if !self.nodes.is_empty() {
+            let nodes: Vec<&str> = self.nodes.iter().map(|n| n.as_str()).collect();
+            write!(f, " on {}", nodes.join(", "))?;
+        }
+        writeln!(f)?;
+        for line in &self.summary {
+            writeln!(f, "  {line}")?;
+        }
+        writeln!(f, "nodes:")?;
+        let width = self
+            .verdicts
+            .iter()
+            .map(|v| v.node.as_str().len())
+            .max()
+            .unwrap_or(0);
+        for v in &self.verdicts {
+            let rank = v.rank.map_or("-".to_owned(), |r| format!("#{r}"));
+            let verdict = if v.eligible {
+                "eligible"
+            } else {
+                "not eligible"
+            };
+            let mut detail: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
+            detail.extend(v.notes.iter().cloned());
+            write!(f, "  {:width$}  {rank:>3}  {verdict}", v.node.as_str())?;
+            if !detail.is_empty() {
+                write!(f, ": {}", detail.join("; "))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// A plan in the form an administrator reads at a glance (also the format of the
+/// scenario files' expectations).
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "event: {} at {}", plan.event, plan.now);
+    if plan.steps.is_empty() {
+        let _ = writeln!(out, "no action");
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let parallel = if step.actions.len() > 1 {
+            " (in parallel)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "step {}{parallel}:", i + 1);
+        for a in &step.actions {
+            match &a.package {
+                Some(p) => {
+                    let _ = writeln!(out, "  {} {p} on {}: {}", a.kind, a.node, a.reason);
+                }
+                None => {
+                    let _ = writeln!(out, "  {} of {}: {}", a.kind, a.node, a.reason);
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "result:");
+    let width = plan
+        .state
+        .packages
+        .keys()
+        .map(|k| k.as_str().len())
+        .max()
+        .unwrap_or(0);
+    for (name, p) in &plan.state.packages {
+        let nodes: Vec<&str> = p.nodes.iter().map(|n| n.as_str()).collect();
+        let mut line = format!("  {:width$}  {}", name.as_str(), p.status());
+        if !nodes.is_empty() {
+            let _ = write!(line, " on {}", nodes.join(", "));
+        }
+        if let Some(e) = &p.error {
+            let _ = write!(line, " ({e})");
+        }
+        if p.switching == Some(false) {
+            line.push_str(" [switching disabled]");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(out, "notes:");
+        for n in &plan.notes {
+            match &n.package {
+                Some(p) => {
+                    let _ = writeln!(out, "  {p}: {}", n.text);
+                }
+                None => {
+                    let _ = writeln!(out, "  {}", n.text);
+                }
+            }
+        }
+    }
+    if let Some(t) = plan.wake_at {
+        let _ = writeln!(out, "re-evaluate at: {t}");
+    }
+    out
+}
