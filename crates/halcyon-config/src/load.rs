@@ -4,14 +4,14 @@
 //! Invariant: `load` returns either a fully validated [`Config`] or every mistake
 //! it found; it never returns a half-checked configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, did_you_mean};
 use crate::model::*;
 use crate::reader::*;
 use crate::validate::{self, ClusterSpans, InterfaceSpans, NodeSpans, QuorumSpans};
@@ -22,6 +22,11 @@ pub(crate) struct Origins {
     /// (file index, span) of each node's table, by node name.
     pub nodes: BTreeMap<String, (usize, Span)>,
     pub cluster_file: Option<usize>,
+    /// The cluster file is not valid TOML (already reported).
+    pub unreadable_cluster: bool,
+    /// Packages whose file has mistakes that kept them out of the configuration
+    /// (already reported): a dependency on one of them is not "undefined".
+    pub unreadable_packages: BTreeSet<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -31,15 +36,61 @@ pub(crate) struct PackageOrigin {
     /// Span of each node-list entry.
     pub nodes: Vec<Span>,
     pub nodes_field: Span,
-    /// Span of each dependency table, in order.
-    pub dependencies: Vec<Span>,
-    /// Span of each resource table, in order.
-    pub resources: Vec<Span>,
-    /// For each resource (in order): the spans of an ip resource's network and addresses.
-    pub ip_fields: Vec<Option<(Span, Vec<Span>)>>,
+    /// Each dependency of the model, in order.
+    pub dependencies: Vec<DependencyOrigin>,
+    /// Each resource of the model, in order.
+    pub resources: Vec<ResourceOrigin>,
     pub networks: Vec<Span>,
     pub run_timeout: Option<Span>,
+    pub halt_timeout: Option<Span>,
     pub fallback_timer: Option<Span>,
+    /// The node list has a mistake (already reported): checks that compare node
+    /// lists would only add knock-on errors.
+    pub nodes_invalid: bool,
+    /// The node list was `["*"]`; `nodes` then holds the span of the `"*"` for
+    /// every node.
+    pub nodes_from_star: bool,
+}
+
+/// Where a dependency came from. A dependency table with a mistake is left out of
+/// the model, so the model's index and the file's can differ.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DependencyOrigin {
+    /// 1-based position among the file's `[[dependency]]` tables.
+    pub number: usize,
+    /// The `package = "..."` value.
+    pub package: Span,
+}
+
+/// Where a resource came from (see [`DependencyOrigin`] on numbering).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ResourceOrigin {
+    /// 1-based position among the file's `[[resource]]` tables.
+    pub number: usize,
+    pub table: Span,
+    /// An ip resource's fields.
+    pub ip: Option<IpOrigin>,
+    /// The timeouts written in this table (field name, value), as opposed to
+    /// defaults or values inherited from the package.
+    pub timeouts: Vec<(&'static str, Span)>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct IpOrigin {
+    /// The `network` value.
+    pub network: Span,
+    /// For each address of the model: its field (`address`, `addresses[2]`) and value.
+    pub addresses: Vec<(String, Span)>,
+    /// Some address given could not be used (already reported): checks that need
+    /// every address would only add knock-on errors.
+    pub addresses_invalid: bool,
+}
+
+impl ResourceOrigin {
+    /// The field path of one of this resource's fields, e.g. `resource[2].network`.
+    pub fn path(&self, field: &str) -> String {
+        format!("resource[{}].{field}", self.number)
+    }
 }
 
 /// A loaded set of files, kept so validation can point into them.
@@ -170,27 +221,30 @@ fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
 
     for (file_index, source) in sources.iter().enumerate() {
         let (root, parse_errors) = DeTable::parse_recoverable(&source.text);
+        let table = root.get_ref();
+        let key_of = |name: &str| {
+            table
+                .keys()
+                .find(|k| k.get_ref().eq_ignore_ascii_case(name))
+        };
         if !parse_errors.is_empty() {
-            for e in parse_errors {
-                let span = e.span().unwrap_or(0..0);
-                diagnostics.push(
-                    source
-                        .diagnostic(
-                            span,
-                            "toml",
-                            format!("syntax error: {}", e.message().trim()),
-                        )
-                        .expected("valid TOML"),
-                );
+            diagnostics.push(syntax_error(source, &parse_errors));
+            // What the recovered tree still tells: whether this was the cluster file
+            // (then "no cluster file" would be a knock-on) or which package it
+            // defines (then dependencies on it are not "unknown").
+            if key_of("cluster").is_some() {
+                origins.cluster_file.get_or_insert(file_index);
+                origins.unreadable_cluster = true;
+            } else if let Some(name) = package_name_of(table) {
+                origins.unreadable_packages.insert(name);
             }
             continue;
         }
-        let table = root.get_ref();
-        let has = |name: &str| table.keys().any(|k| k.get_ref().eq_ignore_ascii_case(name));
         let mut sink = Sink::new(source);
-        if has("cluster") {
+        if let Some(key) = key_of("cluster") {
             if let Some(first) = origins.cluster_file {
-                sink.error(0..0, "cluster", "a second cluster file").hint = Some(format!(
+                sink.error(key.span(), "cluster", "a second cluster file")
+                    .hint = Some(format!(
                     "the cluster is already defined in {}",
                     sources[first].path.display()
                 ));
@@ -198,15 +252,25 @@ fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
                 origins.cluster_file = Some(file_index);
                 cluster = read_cluster(&mut sink, table, root.span(), file_index, &mut origins);
             }
-        } else if has("package") {
-            if let Some(p) = read_package(&mut sink, table, root.span(), file_index) {
-                packages.push(p);
+        } else if key_of("package").is_some() {
+            match read_package(&mut sink, table, root.span(), file_index) {
+                Some(p) => packages.push(p),
+                None => {
+                    if let Some(name) = package_name_of(table) {
+                        origins.unreadable_packages.insert(name);
+                    }
+                }
             }
         } else {
-            sink.error(0..0, "file", "is neither a cluster file nor a package file")
+            // Point at the first key: it is usually the misspelt table name.
+            let first = table.keys().next();
+            let span = first.map_or(0..0, |k| k.span());
+            let hint = first.and_then(|k| did_you_mean(k.get_ref(), ["cluster", "package"]));
+            sink.error(span, "file", "is neither a cluster file nor a package file")
                 .expected = Some(
                 "a [cluster] table (cluster file) or a [package] table (package file)".to_owned(),
             );
+            sink.diagnostics.last_mut().expect("pushed").hint = hint;
         }
         diagnostics.extend(sink.diagnostics);
     }
@@ -229,6 +293,9 @@ fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
 
     let files = Files { sources };
     let config = match cluster {
+        // An unreadable cluster file was reported; checking the packages against
+        // no cluster would only add knock-on errors.
+        _ if origins.unreadable_cluster => None,
         Some(cluster) => validate::assemble(&files, cluster, packages, &origins, &mut diagnostics),
         None => None,
     };
@@ -238,6 +305,53 @@ fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
+}
+
+/// One diagnostic for a file that is not valid TOML. The parser recovers and
+/// reports on, but after the first mistake most later ones are its echoes (an
+/// unclosed `[` turns every following line into "missing comma"), so only the
+/// first is shown, with a word on an unclosed bracket or string if there is one.
+fn syntax_error(source: &SourceFile, errors: &[toml::de::Error]) -> Diagnostic {
+    let start = |e: &toml::de::Error| e.span().map_or(0, |s| s.start);
+    let first = errors.iter().min_by_key(|e| start(e)).expect("not empty");
+    let mut diagnostic = source
+        .diagnostic(
+            first.span().unwrap_or(0..0),
+            "toml",
+            format!("syntax error: {}", first.message().trim()),
+        )
+        .expected("valid TOML");
+    let unclosed = errors
+        .iter()
+        .find(|e| !std::ptr::eq(*e, first) && e.message().starts_with("unclosed"));
+    if let Some(unclosed) = unclosed {
+        let what = unclosed.message().trim();
+        let what = what.split(',').next().unwrap_or(what);
+        diagnostic.hint = Some(format!(
+            "the file ends with an {what}: a bracket or quote opened on or before line {} is never closed",
+            diagnostic.line
+        ));
+    }
+    diagnostic
+}
+
+/// The `name` of the `[package]` table, if it is there and a string.
+fn package_name_of(root: &DeTable<'_>) -> Option<String> {
+    let (_, package) = root
+        .iter()
+        .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("package"))?;
+    let DeValue::Table(package) = package.get_ref() else {
+        return None;
+    };
+    package.iter().find_map(|(k, v)| match v.get_ref() {
+        DeValue::String(name)
+            if k.get_ref().eq_ignore_ascii_case("name")
+                || k.get_ref().eq_ignore_ascii_case("package_name") =>
+        {
+            Some(name.to_string())
+        }
+        _ => None,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -308,6 +422,11 @@ fn read_cluster(
     let mut top = TableReader::new("", root_span.clone(), root, CLUSTER_FILE_FIELDS);
 
     let (cluster_table, cluster_span) = top.table(sink, "cluster")?;
+    let mut spans = ClusterSpans {
+        root: root_span.clone(),
+        cluster: cluster_span.clone(),
+        ..ClusterSpans::default()
+    };
     let mut c = TableReader::new("cluster", cluster_span, cluster_table, CLUSTER_FIELDS);
     let name = c
         .require_string(sink, "name", "the cluster's name, e.g. \"prod\"")
@@ -334,7 +453,10 @@ fn read_cluster(
 
     let mut quorum_spans = QuorumSpans::default();
     let quorum = match top.table(sink, "quorum") {
-        Some((t, span)) => read_quorum(sink, t, span, &mut quorum_spans),
+        Some((t, span)) => {
+            quorum_spans.table = Some(span.clone());
+            read_quorum(sink, t, span, &mut quorum_spans)
+        }
         None => Quorum {
             witness: None,
             auto_shrink: false,
@@ -373,10 +495,6 @@ fn read_cluster(
         None => Limits::default(),
     };
 
-    let mut spans = ClusterSpans {
-        root: root_span.clone(),
-        ..ClusterSpans::default()
-    };
     let mut networks = Vec::new();
     let network_tables = top.tables(sink, "network");
     if network_tables.is_empty() {
@@ -404,13 +522,17 @@ fn read_cluster(
                 .or_insert((file, span));
             nodes.push(n);
             spans.nodes.push(node_spans);
+        } else {
+            spans.unnamed_nodes += 1;
         }
     }
     top.finish(sink);
 
+    // A missing name or id is reported; the packages are still checked against
+    // the rest (the mistake makes the load fail).
     let cluster = Cluster {
-        name: name?,
-        id: id?,
+        name: name.unwrap_or_default(),
+        id: id.unwrap_or(0),
         port,
         nodes,
         networks,
@@ -484,6 +606,8 @@ fn read_quorum(
         let mut w = TableReader::new("quorum.witness", span, t, WITNESS_FIELDS);
         let name = w.require_string(sink, "name", "the witness's name");
         let number = w.require_integer(sink, "number", 1, i64::from(limits::NODE_NUMBER_MAX));
+        spans.witness_name = name.as_ref().map(|(_, s)| s.clone());
+        spans.witness_number = number.as_ref().map(|(_, s)| s.clone());
         let address = w
             .require_string(sink, "address", "the witness's IP address")
             .and_then(|(s, span)| parse_ip(sink, "quorum.witness.address", &s, span));
@@ -662,7 +786,9 @@ fn read_node(
     });
     n.finish(sink);
     let (name, name_span) = name?;
-    let (number, number_span) = number?;
+    // A node with a bad number is kept (as number 0, which no node has) so that
+    // the package files can still refer to it; the mistake is reported.
+    let (number, number_span) = number.unwrap_or((0, name_span.clone()));
     spans.name = name_span;
     spans.number = number_span;
     let node = Node {
@@ -780,6 +906,7 @@ fn read_package(
             )
         })
         .unwrap_or(Some(PackageType::Failover));
+    let errors_before_nodes = sink.diagnostics.len();
     let nodes: Vec<NodeName> = match p.strings(sink, "nodes") {
         Some((items, span)) => {
             origin.nodes_field = span.clone();
@@ -789,9 +916,11 @@ fn read_package(
                     Some("at least one node name, or [\"*\"] for every node".to_owned());
             }
             origin.nodes = items.iter().map(|(_, s)| s.clone()).collect();
+            origin.nodes_invalid = sink.diagnostics.len() > errors_before_nodes;
             items.into_iter().map(|(s, _)| NodeName(s)).collect()
         }
         None => {
+            origin.nodes_invalid = true;
             sink.error(pspan.clone(), "package.nodes", "missing in [package]")
                 .expected = Some(
                 "the ordered node list, e.g. nodes = [\"node1\", \"node2\"], or [\"*\"]".to_owned(),
@@ -849,14 +978,13 @@ fn read_package(
     let run_timeout = p.duration(sink, "run_timeout");
     origin.run_timeout = run_timeout.as_ref().map(|(_, s)| s.clone());
     let run_timeout = run_timeout.map_or(DEFAULT_SCRIPT_TIMEOUT, |(d, _)| d);
-    let halt_timeout = p
-        .duration(sink, "halt_timeout")
-        .map_or(DEFAULT_SCRIPT_TIMEOUT, |(d, _)| d);
+    let halt_timeout = p.duration(sink, "halt_timeout");
+    origin.halt_timeout = halt_timeout.as_ref().map(|(_, s)| s.clone());
+    let halt_timeout = halt_timeout.map_or(DEFAULT_SCRIPT_TIMEOUT, |(d, _)| d);
     p.finish(sink);
 
     let mut dependencies = Vec::new();
     for (i, t, span) in top.tables(sink, "dependency") {
-        origin.dependencies.push(span.clone());
         let dpath = format!("dependency[{i}]");
         let mut d = TableReader::new(dpath.clone(), span, t, DEPENDENCY_FIELDS);
         let package = d.require_string(
@@ -890,14 +1018,15 @@ fn read_package(
             );
         }
         d.finish(sink);
-        if let (Some((package, _)), Some(location)) = (package, location) {
+        if let (Some((package, package_span)), Some(location)) = (package, location) {
+            origin.dependencies.push(DependencyOrigin {
+                number: i,
+                package: package_span,
+            });
             dependencies.push(Dependency {
                 package: PackageName(package),
                 location,
             });
-        } else {
-            // Keep spans aligned with dependencies.
-            origin.dependencies.pop();
         }
     }
 
@@ -908,11 +1037,10 @@ fn read_package(
 
     let mut resources = Vec::new();
     for (i, t, span) in top.tables(sink, "resource") {
-        if let Some((r, ip_fields)) =
+        if let Some((r, resource_origin)) =
             read_resource(sink, i, t, span.clone(), run_timeout, halt_timeout)
         {
-            origin.resources.push(span);
-            origin.ip_fields.push(ip_fields);
+            origin.resources.push(resource_origin);
             resources.push(r);
         }
     }
@@ -925,13 +1053,16 @@ fn read_package(
     }
     top.finish(sink);
 
+    // A package with a mistake in a field is still returned (with the field's
+    // default) so that cross-file checks know it: otherwise every dependency on it
+    // would be reported as undefined. The mistake itself makes the load fail.
     let package = Package {
         name: PackageName(name?.0),
-        package_type: package_type?,
+        package_type: package_type.unwrap_or(PackageType::Failover),
         nodes,
         auto_run,
-        failover_policy: failover_policy?,
-        failback_policy: failback_policy?,
+        failover_policy: failover_policy.unwrap_or(FailoverPolicy::ConfiguredNode),
+        failback_policy: failback_policy.unwrap_or(FailbackPolicy::Manual),
         fallback_timer,
         priority,
         dependencies,
@@ -1075,8 +1206,6 @@ pub(crate) fn parse_fallback_timer(key: &str, text: &str) -> Result<FallbackTime
     }
 }
 
-type IpFieldSpans = Option<(Span, Vec<Span>)>;
-
 fn read_resource(
     sink: &mut Sink<'_>,
     index: usize,
@@ -1084,14 +1213,24 @@ fn read_resource(
     span: Span,
     run_timeout: Duration,
     halt_timeout: Duration,
-) -> Option<(Resource, IpFieldSpans)> {
+) -> Option<(Resource, ResourceOrigin)> {
     let path = format!("resource[{index}]");
     let mut r = TableReader::new(path.clone(), span.clone(), table, RESOURCE_FIELDS);
-    let kind = r.require_string(
+    let mut origin = ResourceOrigin {
+        number: index,
+        table: span.clone(),
+        ..ResourceOrigin::default()
+    };
+    let Some(kind) = r.require_string(
         sink,
         "kind",
         "one of ip, service, script, ocf, volume, filesystem",
-    )?;
+    ) else {
+        // The other fields depend on the kind; only report keys that are no
+        // resource field at all (e.g. a misspelt `kind`).
+        r.finish_unknown_only(sink);
+        return None;
+    };
     const KINDS: &[(&str, u8)] = &[
         ("ip", 0),
         ("service", 1),
@@ -1101,7 +1240,8 @@ fn read_resource(
         ("filesystem", 5),
     ];
     let Some(kind) = keyword(sink, &format!("{path}.kind"), &kind.0, kind.1, KINDS) else {
-        // Mark the other keys as read: the kind is wrong, not them.
+        // The kind is wrong, not the other fields.
+        r.finish_unknown_only(sink);
         return None;
     };
     let default_name = format!("{}{index}", KINDS[kind as usize].0);
@@ -1155,185 +1295,216 @@ fn read_resource(
             ));
         }
     }
-    let timeout = r.duration(sink, "timeout").map(|(d, _)| d);
-    let mut ip_fields = None;
-    let resource = match kind {
-        0 => {
-            let network = r.require_string(
-                sink,
-                "network",
-                "the name of the [[network]] the address lives on",
-            );
-            let mut addresses = Vec::new();
-            let mut address_spans = Vec::new();
-            let single = r.string(sink, "address");
-            let many = r.strings(sink, "addresses");
-            match (&single, &many) {
-                (Some((text, span)), None) => {
-                    if let Some(a) =
-                        parse_cidr(sink, &format!("{path}.address"), text, span.clone(), false)
-                    {
-                        addresses.push(a);
-                        address_spans.push(span.clone());
-                    }
-                }
-                (None, Some((items, _))) => {
-                    for (i, (text, span)) in items.iter().enumerate() {
-                        if let Some(a) = parse_cidr(
-                            sink,
-                            &format!("{path}.addresses[{}]", i + 1),
-                            text,
-                            span.clone(),
-                            false,
-                        ) {
+    // The timeouts written in this table (not those that do not apply to its kind).
+    let mut explicit = |field: &'static str| {
+        if !allowed.contains(&field) {
+            return None;
+        }
+        r.duration(sink, field).map(|(d, span)| {
+            origin.timeouts.push((field, span));
+            d
+        })
+    };
+    let timeout = explicit("timeout");
+    let run_timeout_field = explicit("run_timeout");
+    let halt_timeout_field = explicit("halt_timeout");
+    // The fields of each kind; `?` on a missing one leaves this closure, not the
+    // function, so that `finish` below still reports unknown (e.g. misspelt) keys.
+    let read_kind = || -> Option<Resource> {
+        Some(match kind {
+            0 => {
+                let network = r.require_string(
+                    sink,
+                    "network",
+                    "the name of the [[network]] the address lives on",
+                );
+                let mut addresses = Vec::new();
+                let mut ip = IpOrigin::default();
+                let errors_before = sink.diagnostics.len();
+                let single = r.string(sink, "address");
+                let many = r.strings(sink, "addresses");
+                match (&single, &many) {
+                    (Some((text, span)), None) => {
+                        if let Some(a) =
+                            parse_cidr(sink, &format!("{path}.address"), text, span.clone(), false)
+                        {
                             addresses.push(a);
-                            address_spans.push(span.clone());
+                            ip.addresses.push(("address".to_owned(), span.clone()));
                         }
                     }
+                    (None, Some((items, list_span))) => {
+                        if items.is_empty() {
+                            sink.error(
+                                list_span.clone(),
+                                &format!("{path}.addresses"),
+                                "the address list is empty",
+                            )
+                            .expected = Some(
+                                "one address with prefix per subnet, e.g. [\"198.18.1.50/24\"]"
+                                    .to_owned(),
+                            );
+                        }
+                        for (i, (text, span)) in items.iter().enumerate() {
+                            let field = format!("addresses[{}]", i + 1);
+                            if let Some(a) = parse_cidr(
+                                sink,
+                                &format!("{path}.{field}"),
+                                text,
+                                span.clone(),
+                                false,
+                            ) {
+                                addresses.push(a);
+                                ip.addresses.push((field, span.clone()));
+                            }
+                        }
+                    }
+                    (Some((_, span)), Some(_)) => {
+                        sink.error(
+                            span.clone(),
+                            &format!("{path}.address"),
+                            "both address and addresses are given",
+                        )
+                        .hint = Some(
+                            "use addresses = [...] for one address per subnet, or address for one"
+                                .to_owned(),
+                        );
+                    }
+                    (None, None) => {
+                        sink.error(
+                            span,
+                            &format!("{path}.address"),
+                            "missing in an ip resource",
+                        )
+                        .expected = Some(
+                            "an address with prefix, e.g. address = \"198.18.1.50/24\"".to_owned(),
+                        );
+                    }
                 }
-                (Some((_, span)), Some(_)) => {
-                    sink.error(
-                        span.clone(),
-                        &format!("{path}.address"),
-                        "both address and addresses are given",
-                    )
-                    .hint = Some(
-                        "use addresses = [...] for one address per subnet, or address for one"
-                            .to_owned(),
-                    );
-                }
-                (None, None) => {
-                    sink.error(
-                        span,
-                        &format!("{path}.address"),
-                        "missing in an ip resource",
-                    )
-                    .expected = Some(
-                        "an address with prefix, e.g. address = \"198.18.1.50/24\"".to_owned(),
-                    );
-                }
+                let (network, network_span) = network?;
+                ip.network = network_span;
+                ip.addresses_invalid = sink.diagnostics.len() > errors_before;
+                origin.ip = Some(ip);
+                Resource::Ip(IpResource {
+                    network: NetworkName(network),
+                    addresses,
+                })
             }
-            let (network, network_span) = network?;
-            ip_fields = Some((network_span, address_spans));
-            Resource::Ip(IpResource {
-                network: NetworkName(network),
-                addresses,
-            })
-        }
-        1 => {
-            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
-            let command = r.require_string(
-                sink,
-                "command",
-                "the command line that runs the service in the foreground",
-            );
-            Resource::Service(ServiceResource {
-                name,
-                command: command?.0,
-                restart: r
+            1 => {
+                let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+                let command = r.require_string(
+                    sink,
+                    "command",
+                    "the command line that runs the service in the foreground",
+                );
+                let restart = r
                     .integer(sink, "restart", 0, i64::from(limits::SERVICE_RESTART_MAX))
-                    .map_or(0, |(n, _)| n as u32),
-                restart_window: r.duration(sink, "restart_window").map(|(d, _)| d),
-                node_fail_fast: r.bool(sink, "node_fail_fast").unwrap_or(false),
-                halt_timeout: r
-                    .duration(sink, "halt_timeout")
-                    .map_or(DEFAULT_SERVICE_HALT_TIMEOUT, |(d, _)| d),
-            })
-        }
-        2 => {
-            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
-            let run = r.require_string(
-                sink,
-                "run",
-                "the command that starts the package's part (customer_defined_run_cmds)",
-            );
-            let halt = r.require_string(
-                sink,
-                "halt",
-                "the command that stops it (customer_defined_halt_cmds)",
-            );
-            let run_timeout = r
-                .duration(sink, "run_timeout")
-                .map(|(d, _)| d)
-                .or(timeout)
-                .unwrap_or(run_timeout);
-            let halt_timeout = r
-                .duration(sink, "halt_timeout")
-                .map(|(d, _)| d)
-                .or(timeout)
-                .unwrap_or(halt_timeout);
-            Resource::Script(ScriptResource {
-                name,
-                run: run?.0,
-                halt: halt?.0,
-                run_timeout,
-                halt_timeout,
-            })
-        }
-        3 => {
-            let agent = r.require_string(sink, "agent", "provider:type, e.g. \"heartbeat:Dummy\"");
-            if let Some((text, span)) = &agent {
-                let parts: Vec<&str> = text.trim_start_matches("ocf:").split(':').collect();
-                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    .map_or(0, |(n, _)| n as u32);
+                let restart_window = r.duration(sink, "restart_window").map(|(d, _)| d);
+                let node_fail_fast = r.bool(sink, "node_fail_fast").unwrap_or(false);
+                Resource::Service(ServiceResource {
+                    name,
+                    command: command?.0,
+                    restart,
+                    restart_window,
+                    node_fail_fast,
+                    halt_timeout: halt_timeout_field.unwrap_or(DEFAULT_SERVICE_HALT_TIMEOUT),
+                })
+            }
+            2 => {
+                let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+                let run = r.require_string(
+                    sink,
+                    "run",
+                    "the command that starts the package's part (customer_defined_run_cmds)",
+                );
+                let halt = r.require_string(
+                    sink,
+                    "halt",
+                    "the command that stops it (customer_defined_halt_cmds)",
+                );
+                let run_timeout = run_timeout_field.or(timeout).unwrap_or(run_timeout);
+                let halt_timeout = halt_timeout_field.or(timeout).unwrap_or(halt_timeout);
+                Resource::Script(ScriptResource {
+                    name,
+                    run: run?.0,
+                    halt: halt?.0,
+                    run_timeout,
+                    halt_timeout,
+                })
+            }
+            3 => {
+                let agent =
+                    r.require_string(sink, "agent", "provider:type, e.g. \"heartbeat:Dummy\"");
+                if let Some((text, span)) = &agent {
+                    let parts: Vec<&str> = text.trim_start_matches("ocf:").split(':').collect();
+                    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                        sink.error(
+                            span.clone(),
+                            &format!("{path}.agent"),
+                            format!("\"{text}\" is not provider:type"),
+                        )
+                        .expected = Some("e.g. \"heartbeat:IPaddr2\"".to_owned());
+                    }
+                }
+                let params = r.string_map(sink, "params").into_iter().collect();
+                let monitor_interval = r
+                    .duration(sink, "monitor_interval")
+                    .map_or(Duration::from_secs(10), |(d, _)| d);
+                Resource::Ocf(OcfResource {
+                    agent: agent?.0.trim_start_matches("ocf:").to_owned(),
+                    params,
+                    monitor_interval,
+                    timeout: timeout.unwrap_or(Duration::from_secs(20)),
+                })
+            }
+            4 => {
+                let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
+                let activate =
+                    r.require_string(sink, "activate", "the command that activates the volume");
+                let deactivate = r.require_string(
+                    sink,
+                    "deactivate",
+                    "the command that deactivates the volume",
+                );
+                Resource::Volume(VolumeResource {
+                    name,
+                    activate: activate?.0,
+                    deactivate: deactivate?.0,
+                    timeout: timeout.unwrap_or(Duration::from_secs(60)),
+                })
+            }
+            _ => {
+                let device = r.require_string(sink, "device", "the block device or image to mount");
+                let mount_point =
+                    r.require_string(sink, "mount_point", "an absolute directory path");
+                if let Some((mp, span)) = &mount_point
+                    && !mp.starts_with('/')
+                {
                     sink.error(
                         span.clone(),
-                        &format!("{path}.agent"),
-                        format!("\"{text}\" is not provider:type"),
+                        &format!("{path}.mount_point"),
+                        format!("\"{mp}\" is not an absolute path"),
                     )
-                    .expected = Some("e.g. \"heartbeat:IPaddr2\"".to_owned());
+                    .expected = Some("an absolute directory path such as \"/srv/data\"".to_owned());
                 }
+                let fstype =
+                    r.require_string(sink, "fstype", "the file system type, e.g. \"ext4\"");
+                let options = r.string(sink, "options").map(|(s, _)| s);
+                let check = r.string(sink, "check").map(|(s, _)| s);
+                Resource::Filesystem(FilesystemResource {
+                    device: device?.0,
+                    mount_point: mount_point?.0,
+                    fstype: fstype?.0,
+                    options,
+                    check,
+                    timeout: timeout.unwrap_or(Duration::from_secs(120)),
+                })
             }
-            Resource::Ocf(OcfResource {
-                agent: agent?.0.trim_start_matches("ocf:").to_owned(),
-                params: r.string_map(sink, "params").into_iter().collect(),
-                monitor_interval: r
-                    .duration(sink, "monitor_interval")
-                    .map_or(Duration::from_secs(10), |(d, _)| d),
-                timeout: timeout.unwrap_or(Duration::from_secs(20)),
-            })
-        }
-        4 => {
-            let name = r.string(sink, "name").map_or(default_name, |(s, _)| s);
-            let activate =
-                r.require_string(sink, "activate", "the command that activates the volume");
-            let deactivate = r.require_string(
-                sink,
-                "deactivate",
-                "the command that deactivates the volume",
-            );
-            Resource::Volume(VolumeResource {
-                name,
-                activate: activate?.0,
-                deactivate: deactivate?.0,
-                timeout: timeout.unwrap_or(Duration::from_secs(60)),
-            })
-        }
-        _ => {
-            let device = r.require_string(sink, "device", "the block device or image to mount");
-            let mount_point = r.require_string(sink, "mount_point", "an absolute directory path");
-            if let Some((mp, span)) = &mount_point
-                && !mp.starts_with('/')
-            {
-                sink.error(
-                    span.clone(),
-                    &format!("{path}.mount_point"),
-                    format!("\"{mp}\" is not an absolute path"),
-                )
-                .expected = Some("an absolute directory path such as \"/srv/data\"".to_owned());
-            }
-            let fstype = r.require_string(sink, "fstype", "the file system type, e.g. \"ext4\"");
-            Resource::Filesystem(FilesystemResource {
-                device: device?.0,
-                mount_point: mount_point?.0,
-                fstype: fstype?.0,
-                options: r.string(sink, "options").map(|(s, _)| s),
-                check: r.string(sink, "check").map(|(s, _)| s),
-                timeout: timeout.unwrap_or(Duration::from_secs(120)),
-            })
-        }
+        })
     };
+    let resource = read_kind();
     r.finish(sink);
-    Some((resource, ip_fields))
+    Some((resource?, origin))
 }
 
 fn read_monitor(

@@ -118,15 +118,21 @@ impl<'t, 'i> TableReader<'t, 'i> {
             }
             self.used[index] = true;
             if let Some((_, first)) = found {
+                let legacy = [first, key_str]
+                    .into_iter()
+                    .find(|k| aliases.iter().any(|a| k.eq_ignore_ascii_case(a)));
+                let hint = match legacy {
+                    Some(legacy) => {
+                        format!("\"{legacy}\" is the legacy name of \"{name}\"; keep one")
+                    }
+                    None => "keys are matched without regard to case; keep one".to_owned(),
+                };
                 sink.error(
                     key.span(),
                     &self.field_path(name),
                     format!("given twice, as \"{first}\" and as \"{key_str}\""),
                 )
-                .hint = Some(format!(
-                    "\"{}\" is the legacy name of \"{name}\"; keep one",
-                    aliases.first().copied().unwrap_or(name)
-                ));
+                .hint = Some(hint);
             } else {
                 found = Some((value, key_str));
             }
@@ -142,17 +148,63 @@ impl<'t, 'i> TableReader<'t, 'i> {
         expected: &str,
     ) -> Option<&'t Spanned<DeValue<'i>>> {
         let value = self.get(sink, name);
-        if value.is_none() {
+        // A misspelt key (`nmae`) is reported by `finish` as an unknown field with
+        // "did you mean"; saying the field is missing too would be one mistake twice.
+        if value.is_none() && !self.has_misspelling_of(name) {
             let path = self.field_path(name);
-            let table = if self.path.is_empty() {
-                "the file".to_owned()
-            } else {
-                format!("[{}]", self.path)
-            };
-            sink.error(self.span.clone(), &path, format!("missing in {table}"))
-                .expected = Some(expected.to_owned());
+            sink.error(
+                self.span.clone(),
+                &path,
+                format!("missing in {}", self.describe_table()),
+            )
+            .expected = Some(expected.to_owned());
         }
         value
+    }
+
+    /// How to name this table in a message: `the file`, `[package]`, `[[resource]]`.
+    fn describe_table(&self) -> String {
+        if self.path.is_empty() {
+            return "the file".to_owned();
+        }
+        let is_array_element = self.path.ends_with(']');
+        let mut plain = String::new();
+        let mut depth = 0;
+        for c in self.path.chars() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ if depth == 0 => plain.push(c),
+                _ => {}
+            }
+        }
+        if is_array_element {
+            format!("[[{plain}]]")
+        } else {
+            format!("[{plain}]")
+        }
+    }
+
+    /// True when a key of this table is no known field but a near miss of `name`.
+    fn has_misspelling_of(&self, name: &str) -> bool {
+        let aliases = self
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .map_or(&[][..], |f| f.aliases);
+        self.table.keys().any(|key| {
+            let key: &str = key.get_ref();
+            !self.is_known(key)
+                && did_you_mean(key, std::iter::once(name).chain(aliases.iter().copied())).is_some()
+        })
+    }
+
+    /// True when `key` is a field (or alias) of this table.
+    fn is_known(&self, key: &str) -> bool {
+        self.fields.iter().any(|f| {
+            f.name.eq_ignore_ascii_case(key)
+                || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(key))
+        })
     }
 
     pub fn string(&mut self, sink: &mut Sink<'_>, name: &str) -> Option<(String, Span)> {
@@ -309,8 +361,19 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// Reports every key nobody read, with a "did you mean" among the known fields.
     pub fn finish(self, sink: &mut Sink<'_>) {
+        self.report_unread(sink, false);
+    }
+
+    /// Like `finish`, but only for keys that are no field of this table at all: for
+    /// a table whose other fields were not read because it is broken (e.g. a
+    /// resource without a valid kind).
+    pub fn finish_unknown_only(self, sink: &mut Sink<'_>) {
+        self.report_unread(sink, true);
+    }
+
+    fn report_unread(self, sink: &mut Sink<'_>, unknown_only: bool) {
         for (index, (key, _)) in self.table.iter().enumerate() {
-            if self.used[index] {
+            if self.used[index] || unknown_only && self.is_known(key.get_ref()) {
                 continue;
             }
             let key_str: &str = key.get_ref();

@@ -13,6 +13,11 @@ use crate::reader::{Sink, Span};
 #[derive(Debug, Default)]
 pub(crate) struct ClusterSpans {
     pub root: Span,
+    /// The `[cluster]` table.
+    pub cluster: Span,
+    /// `[[node]]` tables left out because they have no valid name (already
+    /// reported); they still count as voters.
+    pub unnamed_nodes: usize,
     pub nodes: Vec<NodeSpans>,
     /// (table, name) of each network.
     pub networks: Vec<(Span, Span)>,
@@ -21,7 +26,10 @@ pub(crate) struct ClusterSpans {
 
 #[derive(Debug, Default)]
 pub(crate) struct QuorumSpans {
+    pub table: Option<Span>,
     pub witness: Option<Span>,
+    pub witness_name: Option<Span>,
+    pub witness_number: Option<Span>,
     pub min_voters: Option<Span>,
     pub lease: Option<Span>,
 }
@@ -78,7 +86,9 @@ pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &Clus
         } else {
             names.insert(node.name.as_str(), i);
         }
-        if let Some(&first) = numbers.get(&node.number) {
+        if node.number == 0 {
+            // Its number has a mistake, already reported.
+        } else if let Some(&first) = numbers.get(&node.number) {
             let line = sink.source.position(spans.nodes[first].number.start).0;
             sink.error(
                 s.number.clone(),
@@ -244,7 +254,11 @@ pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &Clus
     if let Some(witness) = &cluster.quorum.witness {
         if cluster.node(witness.name.as_str()).is_some() {
             sink.error(
-                witness_span.clone(),
+                spans
+                    .quorum
+                    .witness_name
+                    .clone()
+                    .unwrap_or_else(|| witness_span.clone()),
                 "quorum.witness.name",
                 format!("\"{}\" is also a node", witness.name),
             )
@@ -252,17 +266,25 @@ pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &Clus
         }
         if let Some(node) = cluster.nodes.iter().find(|n| n.number == witness.number) {
             sink.error(
-                witness_span.clone(),
+                spans
+                    .quorum
+                    .witness_number
+                    .clone()
+                    .unwrap_or_else(|| witness_span.clone()),
                 "quorum.witness.number",
                 format!("number {} is also node \"{}\"'s", witness.number, node.name),
             )
             .hint = Some("witness and node numbers share one space (they are Raft ids)".to_owned());
         }
     }
-    let voters = cluster.voter_count();
-    if cluster.nodes.len() == 2 && cluster.quorum.witness.is_none() {
+    let voters = cluster.voter_count() + spans.unnamed_nodes;
+    if cluster.nodes.len() + spans.unnamed_nodes == 2 && cluster.quorum.witness.is_none() {
         sink.error(
-            spans.root.clone(),
+            spans
+                .quorum
+                .table
+                .clone()
+                .unwrap_or_else(|| spans.cluster.clone()),
             "quorum.witness",
             "a two-node cluster without a witness loses its quorum when either node fails",
         )
@@ -325,7 +347,7 @@ pub(crate) fn assemble(
     files: &Files,
     cluster: Cluster,
     packages: Vec<(Package, PackageOrigin)>,
-    _origins: &Origins,
+    origins: &Origins,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Config> {
     let errors_before = diagnostics.len();
@@ -333,7 +355,7 @@ pub(crate) fn assemble(
     let mut origin_of: BTreeMap<PackageName, PackageOrigin> = BTreeMap::new();
     let node_names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
 
-    for (mut package, origin) in packages {
+    for (mut package, mut origin) in packages {
         let source = &files.sources[origin.file];
         let mut sink = Sink::new(source);
         if let Some(first) = origin_of.get(&package.name) {
@@ -352,7 +374,7 @@ pub(crate) fn assemble(
             continue;
         }
 
-        expand_node_list(&mut sink, &cluster, &mut package, &origin, &node_names);
+        expand_node_list(&mut sink, &cluster, &mut package, &mut origin, &node_names);
         check_networks(&mut sink, &cluster, &mut package, &origin);
         check_timing(&mut sink, &cluster, &package, &origin);
         if package.fallback_timer.is_some() {
@@ -382,7 +404,7 @@ pub(crate) fn assemble(
     }
 
     check_addresses(files, &cluster, &out, &origin_of, diagnostics);
-    check_dependencies(files, &out, &origin_of, diagnostics);
+    check_dependencies(files, &out, &origin_of, origins, diagnostics);
     if out.len() > limits::PACKAGES_MAX {
         diagnostics.push(Diagnostic {
             file: files.sources[0].path.clone(),
@@ -405,11 +427,31 @@ fn expand_node_list(
     sink: &mut Sink<'_>,
     cluster: &Cluster,
     package: &mut Package,
-    origin: &PackageOrigin,
+    origin: &mut PackageOrigin,
     node_names: &[&str],
 ) {
-    let has_star = package.nodes.iter().any(|n| n.as_str() == ALL_NODES);
-    if has_star {
+    let errors_before = sink.diagnostics.len();
+    expand_node_list_checked(sink, cluster, package, origin, node_names);
+    origin.nodes_invalid |= sink.diagnostics.len() > errors_before;
+}
+
+fn expand_node_list_checked(
+    sink: &mut Sink<'_>,
+    cluster: &Cluster,
+    package: &mut Package,
+    origin: &mut PackageOrigin,
+    node_names: &[&str],
+) {
+    let star = package.nodes.iter().position(|n| n.as_str() == ALL_NODES);
+    if let Some(star) = star {
+        // Every node comes from the "*": point there when one of them is wrong.
+        let star_span = origin
+            .nodes
+            .get(star)
+            .cloned()
+            .unwrap_or_else(|| origin.nodes_field.clone());
+        origin.nodes = vec![star_span; cluster.nodes.len()];
+        origin.nodes_from_star = true;
         if package.nodes.len() > 1 {
             sink.error(
                 origin.nodes_field.clone(),
@@ -492,20 +534,18 @@ fn check_networks(
             }
         }
     }
+    // Ip resources whose addresses all made sense: only for those is it worth
+    // asking whether every node finds an address in its own subnet.
+    let mut sound: Vec<usize> = Vec::new();
     for (i, resource) in package.resources.iter().enumerate() {
         let Resource::Ip(ip) = resource else { continue };
-        let (network_span, address_spans) = origin
-            .ip_fields
-            .get(i)
-            .cloned()
-            .flatten()
-            .unwrap_or_default();
-        let path = format!("resource[{}]", i + 1);
+        let resource_origin = origin.resources.get(i).cloned().unwrap_or_default();
+        let ip_origin = resource_origin.ip.clone().unwrap_or_default();
         let Some(network) = cluster.network(ip.network.as_str()) else {
             let hint = did_you_mean(ip.network.as_str(), network_names.iter().copied());
             sink.error(
-                network_span,
-                &format!("{path}.network"),
+                ip_origin.network,
+                &resource_origin.path("network"),
                 format!("network \"{}\" is not defined", ip.network),
             )
             .expected = Some(format!("one of {}", list(&network_names)));
@@ -514,21 +554,22 @@ fn check_networks(
         };
         if network.kind == NetworkKind::Disk {
             sink.error(
-                network_span,
-                &format!("{path}.network"),
+                ip_origin.network,
+                &resource_origin.path("network"),
                 format!("\"{}\" is a disk network", network.name),
             )
             .hint = Some("relocatable addresses live on ip networks".to_owned());
             continue;
         }
+        let errors_before = sink.diagnostics.len();
         let mut used_subnets: BTreeSet<usize> = BTreeSet::new();
         for (j, address) in ip.addresses.iter().enumerate() {
-            let span = address_spans.get(j).cloned().unwrap_or_default();
-            let field = if ip.addresses.len() == 1 && address_spans.len() == 1 {
-                format!("{path}.address")
-            } else {
-                format!("{path}.addresses[{}]", j + 1)
-            };
+            let (field, span) = ip_origin
+                .addresses
+                .get(j)
+                .cloned()
+                .unwrap_or_else(|| ("address".to_owned(), resource_origin.table.clone()));
+            let field = resource_origin.path(&field);
             match network
                 .subnets
                 .iter()
@@ -568,6 +609,9 @@ fn check_networks(
                 }
             }
         }
+        if sink.diagnostics.len() == errors_before && !ip_origin.addresses_invalid {
+            sound.push(i);
+        }
         if !required.contains(&ip.network) {
             required.push(ip.network.clone());
         }
@@ -583,10 +627,23 @@ fn check_networks(
             .get(i)
             .cloned()
             .unwrap_or_else(|| origin.nodes_field.clone());
+        let (field, node_text, fix) = if origin.nodes_from_star {
+            (
+                "package.nodes".to_owned(),
+                format!("node \"{node_name}\" (included by \"*\")"),
+                "list the nodes instead of \"*\"",
+            )
+        } else {
+            (
+                format!("package.nodes[{}]", i + 1),
+                format!("node \"{node_name}\""),
+                "remove the node from the list",
+            )
+        };
         for network in &required {
             let Some(interface) = node.interface_on(network.as_str()) else {
-                sink.error(span.clone(), &format!("package.nodes[{}]", i + 1), format!("node \"{node_name}\" has no interface on network \"{network}\", which the package needs"))
-                    .hint = Some("the package could never run there: remove the node from the list or add the interface".to_owned());
+                sink.error(span.clone(), &field, format!("{node_text} has no interface on network \"{network}\", which the package needs"))
+                    .hint = Some(format!("the package could never run there: {fix} or add the interface"));
                 continue;
             };
             let (Some(address), Some(net)) = (interface.address, cluster.network(network.as_str()))
@@ -594,16 +651,27 @@ fn check_networks(
                 continue;
             };
             let node_subnet = net.subnets.iter().find(|s| s.contains(address));
-            for resource in &package.resources {
-                let Resource::Ip(ip) = resource else { continue };
+            for &r in &sound {
+                let Resource::Ip(ip) = &package.resources[r] else {
+                    continue;
+                };
                 if ip.network != *network || ip.addresses.is_empty() {
                     continue;
                 }
                 if let Some(subnet) = node_subnet
                     && !ip.addresses.iter().any(|a| subnet.contains(a.address))
                 {
-                    sink.error(span.clone(), &format!("package.nodes[{}]", i + 1), format!("node \"{node_name}\" is in subnet {subnet}, where the package has no address"))
-                        .hint = Some("add an address for that subnet to the ip resource's addresses".to_owned());
+                    sink.error(
+                        span.clone(),
+                        &field,
+                        format!(
+                            "{node_text} is in subnet {subnet}, where the package has no address"
+                        ),
+                    )
+                    .hint = Some(format!(
+                        "add an address in {subnet} to {}",
+                        origin.resources[r].path("addresses")
+                    ));
                 }
             }
         }
@@ -613,41 +681,93 @@ fn check_networks(
 
 fn check_timing(sink: &mut Sink<'_>, cluster: &Cluster, package: &Package, origin: &PackageOrigin) {
     let max = cluster.limits.max_event_duration;
-    let too_long = |d: std::time::Duration| d > max;
-    if too_long(package.run_timeout) {
-        sink.error(
-            origin
-                .run_timeout
-                .clone()
-                .unwrap_or_else(|| origin.name.clone()),
-            "package.run_timeout",
-            format!(
-                "{} is longer than the event's maximum duration ({})",
-                humantime::format_duration(package.run_timeout),
-                humantime::format_duration(max)
-            ),
-        )
-        .hint = Some(
-            "raise [limits] max_event_duration in the cluster file or shorten the timeout"
-                .to_owned(),
-        );
+    let show = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    for (field, value, span) in [
+        ("run_timeout", package.run_timeout, &origin.run_timeout),
+        ("halt_timeout", package.halt_timeout, &origin.halt_timeout),
+    ] {
+        // The package's timeouts are the defaults of its scripts. A value
+        // written here is reported here; a built-in default only matters for the
+        // scripts that inherit it, and is reported at each of them.
+        if let Some(span) = span
+            && value > max
+        {
+            sink.error(
+                span.clone(),
+                &format!("package.{field}"),
+                format!(
+                    "{} is longer than the event's maximum duration ({})",
+                    show(value),
+                    show(max)
+                ),
+            )
+            .hint = Some(
+                "raise [limits] max_event_duration in the cluster file or shorten the timeout"
+                    .to_owned(),
+            );
+        }
     }
     for (i, resource) in package.resources.iter().enumerate() {
-        let (what, d) = match resource {
-            Resource::Script(s) => ("run_timeout", s.run_timeout.max(s.halt_timeout)),
-            Resource::Service(s) => ("halt_timeout", s.halt_timeout),
-            Resource::Ocf(o) => ("timeout", o.timeout),
-            Resource::Volume(v) => ("timeout", v.timeout),
-            Resource::Filesystem(f) => ("timeout", f.timeout),
+        let resource_origin = &origin.resources[i];
+        let timeouts: Vec<(&str, std::time::Duration)> = match resource {
+            Resource::Script(s) => vec![
+                ("run_timeout", s.run_timeout),
+                ("halt_timeout", s.halt_timeout),
+            ],
+            Resource::Service(s) => vec![("halt_timeout", s.halt_timeout)],
+            Resource::Ocf(o) => vec![("timeout", o.timeout)],
+            Resource::Volume(v) => vec![("timeout", v.timeout)],
+            Resource::Filesystem(f) => vec![("timeout", f.timeout)],
             Resource::Ip(_) => continue,
         };
-        if too_long(d) {
-            sink.error(origin.resources[i].clone(), &format!("resource[{}].{what}", i + 1), format!(
-                "a timeout of {} is longer than the event's maximum duration ({})",
-                humantime::format_duration(d),
-                humantime::format_duration(max)
-            ))
-            .hint = Some("the event would be reported as hung while the command is still allowed to run; raise [limits] max_event_duration".to_owned());
+        for (field, value) in timeouts {
+            if value <= max {
+                continue;
+            }
+            // Where the value came from: this field, the resource's `timeout`
+            // (scripts), the package (reported there), or a built-in default.
+            let written = resource_origin
+                .timeouts
+                .iter()
+                .find(|(f, _)| *f == field)
+                .or_else(|| {
+                    resource_origin
+                        .timeouts
+                        .iter()
+                        .find(|(f, _)| *f == "timeout")
+                });
+            let from_package = match field {
+                "run_timeout" => origin.run_timeout.is_some(),
+                _ => origin.halt_timeout.is_some(),
+            };
+            let hung =
+                "the event would be reported as hung while the command is still allowed to run";
+            let (span, path, problem, hint) = match written {
+                Some((f, span)) => (
+                    span.clone(),
+                    resource_origin.path(f),
+                    format!("a timeout of {}", show(value)),
+                    format!("{hung}; raise [limits] max_event_duration or shorten the timeout"),
+                ),
+                None if matches!(resource, Resource::Script(_)) && from_package => continue,
+                None => (
+                    resource_origin.table.clone(),
+                    resource_origin.path(field),
+                    format!("the default {field} of {}", show(value)),
+                    format!(
+                        "{hung}; set {field} in this resource or raise [limits] max_event_duration"
+                    ),
+                ),
+            };
+            sink.error(
+                span,
+                &path,
+                format!(
+                    "{problem} is longer than the event's maximum duration ({})",
+                    show(max)
+                ),
+            )
+            .hint = Some(hint);
         }
     }
 }
@@ -659,7 +779,8 @@ fn check_addresses(
     origins: &BTreeMap<PackageName, PackageOrigin>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let mut seen: BTreeMap<IpAddr, &PackageName> = BTreeMap::new();
+    // Where each relocatable address was first seen: package, file, position.
+    let mut seen: BTreeMap<IpAddr, (&PackageName, String)> = BTreeMap::new();
     let stationary: BTreeMap<IpAddr, &NodeName> = cluster
         .nodes
         .iter()
@@ -671,19 +792,19 @@ fn check_addresses(
         .collect();
     for (name, package) in packages {
         let origin = &origins[name];
-        let mut sink = Sink::new(&files.sources[origin.file]);
+        let source = &files.sources[origin.file];
+        let mut sink = Sink::new(source);
         for (i, resource) in package.resources.iter().enumerate() {
             let Resource::Ip(ip) = resource else { continue };
-            let spans = origin
-                .ip_fields
-                .get(i)
-                .cloned()
-                .flatten()
-                .map(|(_, a)| a)
-                .unwrap_or_default();
+            let resource_origin = &origin.resources[i];
+            let ip_origin = resource_origin.ip.clone().unwrap_or_default();
             for (j, address) in ip.addresses.iter().enumerate() {
-                let span = spans.get(j).cloned().unwrap_or_default();
-                let field = format!("resource[{}].address", i + 1);
+                let (field, span) = ip_origin
+                    .addresses
+                    .get(j)
+                    .cloned()
+                    .unwrap_or_else(|| ("address".to_owned(), resource_origin.table.clone()));
+                let field = resource_origin.path(&field);
                 if let Some(node) = stationary.get(&address.address) {
                     sink.error(
                         span.clone(),
@@ -695,18 +816,25 @@ fn check_addresses(
                     )
                     .hint = Some("a relocatable address must not belong to any node".to_owned());
                 }
-                if let Some(other) = seen.insert(address.address, name) {
-                    let problem = if other == name {
-                        format!("{} is listed twice in this package", address.address)
-                    } else {
-                        format!(
-                            "{} is also a relocatable address of package \"{other}\"",
-                            address.address
-                        )
-                    };
-                    sink.error(span, &field, problem).hint = Some(
-                        "two packages with one address would answer for each other".to_owned(),
-                    );
+                let (line, column) = source.position(span.start);
+                let here = format!("{}:{line}:{column}", source.path.display());
+                match seen.get(&address.address) {
+                    None => {
+                        seen.insert(address.address, (name, here));
+                    }
+                    Some((other, there)) => {
+                        let problem = if *other == name {
+                            format!("{} is listed twice in this package", address.address)
+                        } else {
+                            format!(
+                                "{} is also a relocatable address of package \"{other}\"",
+                                address.address
+                            )
+                        };
+                        sink.error(span, &field, problem).hint = Some(format!(
+                            "the other is at {there}; two packages with one address would answer for each other"
+                        ));
+                    }
                 }
             }
         }
@@ -718,22 +846,34 @@ fn check_dependencies(
     files: &Files,
     packages: &BTreeMap<PackageName, Package>,
     origins: &BTreeMap<PackageName, PackageOrigin>,
+    load_origins: &Origins,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let names: Vec<&str> = packages.keys().map(|k| k.as_str()).collect();
+    // The dependencies that make sense one by one: the cycle search uses only these.
+    let mut edges: BTreeMap<&PackageName, Vec<(usize, &PackageName)>> = BTreeMap::new();
     for (name, package) in packages {
         let origin = &origins[name];
         let mut sink = Sink::new(&files.sources[origin.file]);
         let mut locations: BTreeMap<&PackageName, DependencyLocation> = BTreeMap::new();
+        let out = edges.entry(name).or_default();
         for (i, dependency) in package.dependencies.iter().enumerate() {
-            let span = origin.dependencies.get(i).cloned().unwrap_or_default();
-            let path = format!("dependency[{}].package", i + 1);
+            let dependency_origin = origin.dependencies.get(i).cloned().unwrap_or_default();
+            let span = dependency_origin.package;
+            let path = format!("dependency[{}].package", dependency_origin.number);
             if dependency.package == *name {
                 sink.error(span, &path, "the package depends on itself")
                     .hint = Some("remove this dependency".to_owned());
                 continue;
             }
             let Some(dependee) = packages.get(&dependency.package) else {
+                if load_origins
+                    .unreadable_packages
+                    .contains(dependency.package.as_str())
+                {
+                    // Defined in a file with mistakes, which are reported there.
+                    continue;
+                }
                 let hint = did_you_mean(dependency.package.as_str(), names.iter().copied());
                 sink.error(
                     span,
@@ -757,21 +897,44 @@ fn check_dependencies(
                     Some("keep one dependency per package".to_owned());
                 continue;
             }
+            out.push((i, &dependency.package));
+            if origin.nodes_invalid || origins[&dependency.package].nodes_invalid {
+                // A node list with a mistake (reported) says nothing reliable.
+                continue;
+            }
             let ours: BTreeSet<&str> = package.nodes.iter().map(|n| n.as_str()).collect();
             let theirs: BTreeSet<&str> = dependee.nodes.iter().map(|n| n.as_str()).collect();
             match dependency.location {
                 DependencyLocation::SameNode if ours.is_disjoint(&theirs) => {
                     sink.error(span, &path, format!("same_node on \"{}\" can never be satisfied: the node lists share no node", dependency.package))
-                        .hint = Some("the two packages must have a node in common".to_owned());
+                        .hint = Some(format!(
+                            "\"{name}\" can run on {} and \"{}\" on {}; the two packages need a node in common",
+                            list(&ours),
+                            dependency.package,
+                            list(&theirs)
+                        ));
                 }
                 DependencyLocation::DifferentNode => {
-                    let possible = if dependee.is_failover() {
-                        ours.iter().any(|a| theirs.iter().any(|b| a != b))
+                    let hint = if dependee.is_failover() {
+                        let possible = ours.iter().any(|a| theirs.iter().any(|b| a != b));
+                        (!possible).then(|| format!(
+                            "\"{name}\" can run on {} and \"{}\" on {}: there is no pair of distinct nodes",
+                            list(&ours),
+                            dependency.package,
+                            list(&theirs)
+                        ))
                     } else {
                         // A multi-node dependee runs on every node of its list.
-                        ours.iter().any(|a| !theirs.contains(a)) && !theirs.is_empty()
+                        let possible = ours.iter().any(|a| !theirs.contains(a));
+                        (!possible).then(|| format!(
+                            "\"{}\" is a {} package, up on every node of its list ({}), which covers every node \"{name}\" can run on ({})",
+                            dependency.package,
+                            dependee.package_type,
+                            list(&theirs),
+                            list(&ours)
+                        ))
                     };
-                    if !possible {
+                    if let Some(hint) = hint {
                         sink.error(
                             span,
                             &path,
@@ -780,12 +943,7 @@ fn check_dependencies(
                                 dependency.package
                             ),
                         )
-                        .hint = Some(format!(
-                            "\"{name}\" can run on {} and \"{}\" on {}: there is no pair of distinct nodes",
-                            list(&ours),
-                            dependency.package,
-                            list(&theirs)
-                        ));
+                        .hint = Some(hint);
                     }
                 }
                 _ => {}
@@ -793,60 +951,159 @@ fn check_dependencies(
         }
         diagnostics.extend(sink.diagnostics);
     }
+    report_cycles(files, &edges, origins, diagnostics);
+}
 
-    // Cycles: depth-first search, reporting each cycle once (at its smallest package).
-    let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
-    for start in packages.keys() {
-        let mut stack: Vec<(&PackageName, usize)> = vec![(start, 0)];
-        let mut path: Vec<&PackageName> = vec![start];
-        while let Some((current, next)) = stack.pop() {
-            let deps = &packages[current].dependencies;
-            if next >= deps.len() {
-                path.pop();
-                continue;
+/// Reports each dependency cycle once. Tarjan's algorithm finds the strongly
+/// connected components in linear time (a search of every path would be
+/// exponential on a large, densely dependent configuration); each component
+/// of more than one package holds at least one cycle, and one of them is shown,
+/// starting at the component's first package (by name) and reported at that
+/// package's dependency that begins it.
+fn report_cycles(
+    files: &Files,
+    edges: &BTreeMap<&PackageName, Vec<(usize, &PackageName)>>,
+    origins: &BTreeMap<PackageName, PackageOrigin>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for component in strongly_connected(edges) {
+        if component.len() < 2 {
+            continue;
+        }
+        let members: BTreeSet<&PackageName> = component.iter().copied().collect();
+        let start = *members.first().expect("not empty");
+        // A shortest path back to `start` inside the component (breadth first).
+        let mut previous: BTreeMap<&PackageName, (&PackageName, usize)> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut closing = None;
+        'search: while let Some(current) = queue.pop_front() {
+            for &(index, next) in &edges[current] {
+                if !members.contains(next) {
+                    continue;
+                }
+                if next == start {
+                    closing = Some((current, index));
+                    break 'search;
+                }
+                if !previous.contains_key(next) {
+                    previous.insert(next, (current, index));
+                    queue.push_back(next);
+                }
             }
-            stack.push((current, next + 1));
-            let target = &deps[next].package;
-            if !packages.contains_key(target) || target == current {
-                continue;
+        }
+        let Some((last, _)) = closing else { continue };
+        let mut cycle = vec![last];
+        let mut first_index = None;
+        let mut at = last;
+        while at != start {
+            let (before, index) = previous[at];
+            if before == start {
+                first_index = Some(index);
             }
-            if let Some(pos) = path.iter().position(|p| *p == target) {
-                let cycle: Vec<&str> = path[pos..].iter().map(|p| p.as_str()).collect();
-                let mut key = cycle.clone();
-                key.sort();
-                if reported.insert(key) && target == start {
-                    let origin = &origins[start];
-                    let source = &files.sources[origin.file];
-                    let index = deps.iter().position(|d| d.package == *target).unwrap_or(0);
-                    let span = origins[current]
-                        .dependencies
-                        .get(index)
-                        .cloned()
-                        .unwrap_or_default();
-                    let source = if current == start {
-                        source
-                    } else {
-                        &files.sources[origins[current].file]
-                    };
-                    let mut names = cycle.clone();
-                    names.push(start.as_str());
-                    diagnostics.push(
-                        source
-                            .diagnostic(span, format!("dependency[{}].package", index + 1), format!("dependency cycle: {}", names.join(" -> ")))
-                            .hint("packages depending on each other could never start; remove one dependency"),
-                    );
-                } else if target != start {
-                    // Found a cycle not through `start`; it is reported from its own start.
-                    reported.remove(&{
-                        let mut k = cycle.clone();
-                        k.sort();
-                        k
-                    });
+            cycle.push(before);
+            at = before;
+        }
+        cycle.reverse();
+        let first_index = first_index.or(closing.map(|(_, i)| i)).expect("a cycle");
+        let origin = &origins[start];
+        let dependency_origin = origin
+            .dependencies
+            .get(first_index)
+            .cloned()
+            .unwrap_or_default();
+        let mut names: Vec<&str> = cycle.iter().map(|p| p.as_str()).collect();
+        names.push(start.as_str());
+        diagnostics.push(
+            files.sources[origin.file]
+                .diagnostic(
+                    dependency_origin.package,
+                    format!("dependency[{}].package", dependency_origin.number),
+                    format!("dependency cycle: {}", names.join(" -> ")),
+                )
+                .hint("packages depending on each other could never start; remove one dependency"),
+        );
+    }
+}
+
+/// Tarjan's strongly connected components, iteratively (no recursion depth
+/// limit on long dependency chains).
+fn strongly_connected<'a>(
+    edges: &BTreeMap<&'a PackageName, Vec<(usize, &'a PackageName)>>,
+) -> Vec<Vec<&'a PackageName>> {
+    #[derive(Clone, Copy)]
+    struct Mark {
+        index: usize,
+        low: usize,
+        on_stack: bool,
+    }
+    let mut marks: BTreeMap<&PackageName, Mark> = BTreeMap::new();
+    let mut stack: Vec<&PackageName> = Vec::new();
+    let mut components = Vec::new();
+    let mut counter = 0;
+    for &root in edges.keys() {
+        if marks.contains_key(root) {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut work: Vec<(&PackageName, usize)> = vec![(root, 0)];
+        marks.insert(
+            root,
+            Mark {
+                index: counter,
+                low: counter,
+                on_stack: true,
+            },
+        );
+        counter += 1;
+        stack.push(root);
+        while let Some(&mut (node, ref mut next)) = work.last_mut() {
+            let out = edges.get(node).map_or(&[][..], |v| &v[..]);
+            if let Some(&(_, target)) = out.get(*next) {
+                *next += 1;
+                if !edges.contains_key(target) {
+                    continue;
+                }
+                match marks.get(target).copied() {
+                    None => {
+                        marks.insert(
+                            target,
+                            Mark {
+                                index: counter,
+                                low: counter,
+                                on_stack: true,
+                            },
+                        );
+                        counter += 1;
+                        stack.push(target);
+                        work.push((target, 0));
+                    }
+                    Some(t) if t.on_stack => {
+                        let m = marks.get_mut(node).expect("marked");
+                        m.low = m.low.min(t.index);
+                    }
+                    Some(_) => {}
                 }
                 continue;
             }
-            path.push(target);
-            stack.push((target, 0));
+            work.pop();
+            let mark = marks[node];
+            if let Some(&(parent, _)) = work.last() {
+                let p = marks.get_mut(parent).expect("marked");
+                p.low = p.low.min(mark.low);
+            }
+            if mark.low == mark.index {
+                let mut component = Vec::new();
+                loop {
+                    let member = stack.pop().expect("on the stack");
+                    marks.get_mut(member).expect("marked").on_stack = false;
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                components.push(component);
+            }
         }
     }
+    components
 }

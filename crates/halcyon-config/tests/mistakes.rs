@@ -1,0 +1,957 @@
+use halcyon_config::{Config, load_texts};
+
+/// One small change to the base configuration.
+#[derive(Clone, Copy, Debug)]
+enum Edit {
+    /// Replace the only occurrence of `from` in `file` by `to`.
+    Replace(&'static str, &'static str, &'static str),
+    /// Add text at the end of a file.
+    Append(&'static str, &'static str),
+    /// Add a file.
+    Add(&'static str, &'static str),
+    /// Leave a file out.
+    Remove(&'static str),
+}
+use Edit::*;
+
+struct Case {
+    name: &'static str,
+    edits: &'static [Edit],
+    /// Every diagnostic, rendered, in the order the loader sorts them. Empty: the
+    /// configuration must load.
+    expect: &'static [&'static str],
+}
+
+const BASE: [(&str, &str); 4] = [
+    ("cluster.toml", CLUSTER),
+    ("packages/db.toml", DB),
+    ("packages/web.toml", WEB),
+    ("packages/mon.toml", MON),
+];
+
+fn apply(edits: &[Edit]) -> Result<Vec<(String, String)>, String> {
+    let mut files: Vec<(String, String)> = BASE
+        .iter()
+        .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+        .collect();
+    for edit in edits {
+        let find = |files: &mut Vec<(String, String)>, name: &str| {
+            files
+                .iter()
+                .position(|(p, _)| p == name)
+                .ok_or_else(|| format!("edit {edit:?}: no file {name}"))
+        };
+        match *edit {
+            Replace(file, from, to) => {
+                let i = find(&mut files, file)?;
+                let text = &mut files[i].1;
+                let count = text.matches(from).count();
+                if count != 1 {
+                    return Err(format!("edit {edit:?}: {count} matches, expected 1"));
+                }
+                *text = text.replacen(from, to, 1);
+            }
+            Append(file, more) => {
+                let i = find(&mut files, file)?;
+                files[i].1.push_str(more);
+            }
+            Add(file, text) => files.push((file.to_owned(), text.to_owned())),
+            Remove(file) => {
+                let i = find(&mut files, file)?;
+                files.remove(i);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The only caller of the loader: applies the case's edits to the base
+/// configuration, loads it, and compares every rendered diagnostic.
+fn check(case: &Case) -> Result<Option<Config>, String> {
+    let files = apply(case.edits).map_err(|e| format!("{}: {e}", case.name))?;
+    let texts: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let result = load_texts(&texts);
+    let actual: Vec<String> = match &result {
+        Ok(_) => Vec::new(),
+        Err(diagnostics) => diagnostics.iter().map(|d| d.to_string()).collect(),
+    };
+    if actual != case.expect {
+        let mut message = format!(
+            "case {}: expected {} diagnostic(s), got {}:\n",
+            case.name,
+            case.expect.len(),
+            actual.len()
+        );
+        for line in &actual {
+            message.push_str(&format!("    {line:?},\n"));
+        }
+        return Err(message);
+    }
+    Ok(result.ok())
+}
+const CASES: &[Case] = &[
+    // --- names and node lists
+    Case {
+        name: "unknown node in a node list",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"["alpha", "bravo"]"#,
+            r#"["alpha", "brvo"]"#,
+        )],
+        expect: &[
+            "packages/db.toml:4:19: package.nodes[2]: node \"brvo\" is not defined in the cluster; expected one of \"alpha\", \"bravo\", \"charlie\"; hint: did you mean \"bravo\"?",
+        ],
+    },
+    Case {
+        name: "duplicate node names",
+        edits: &[Replace(
+            "cluster.toml",
+            r#"name = "charlie""#,
+            r#"name = "bravo""#,
+        )],
+        expect: &[
+            "cluster.toml:41:8: node[3].name: node \"bravo\" is defined twice; hint: the first definition is on line 31; node names must be unique",
+        ],
+    },
+    Case {
+        name: "duplicate node numbers",
+        edits: &[Replace("cluster.toml", "number = 3", "number = 2")],
+        expect: &[
+            "cluster.toml:42:10: node[3].number: node number 2 is used by \"bravo\" too; hint: node numbers must be unique (the other is on line 32)",
+        ],
+    },
+    Case {
+        name: "duplicate package names across two files",
+        edits: &[Add(
+            "packages/db2.toml",
+            "# a copy\n[package]\nname = \"db\"\nnodes = [\"charlie\"]\n",
+        )],
+        expect: &[
+            "packages/db2.toml:3:8: package.name: package \"db\" is defined twice; hint: the first definition is in packages/db.toml:2",
+        ],
+    },
+    Case {
+        name: "empty node list",
+        edits: &[Replace("packages/db.toml", r#"["alpha", "bravo"]"#, "[]")],
+        expect: &[
+            "packages/db.toml:4:9: package.nodes: the node list is empty; expected at least one node name, or [\"*\"] for every node",
+        ],
+    },
+    Case {
+        name: "star mixed with names",
+        edits: &[Replace(
+            "packages/web.toml",
+            r#"["*"]"#,
+            r#"["*", "alpha"]"#,
+        )],
+        expect: &[
+            "packages/web.toml:3:9: package.nodes: \"*\" is mixed with node names; expected either [\"*\"] (every node in configured order) or a list of node names",
+        ],
+    },
+    Case {
+        name: "system_multi_node without star",
+        edits: &[Replace(
+            "packages/mon.toml",
+            r#"["*"]"#,
+            r#"["alpha", "bravo", "charlie"]"#,
+        )],
+        expect: &[
+            "packages/mon.toml:4:9: package.nodes: a system multi-node package runs on every node; expected nodes = [\"*\"]",
+        ],
+    },
+    Case {
+        name: "node listed twice",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"["alpha", "bravo"]"#,
+            r#"["alpha", "bravo", "alpha"]"#,
+        )],
+        expect: &[
+            "packages/db.toml:4:28: package.nodes[3]: node \"alpha\" is listed twice; hint: each node appears once; its position is its priority",
+        ],
+    },
+    // --- dependencies
+    Case {
+        name: "dependency cycle of two",
+        edits: &[Append(
+            "packages/db.toml",
+            "\n[[dependency]]\npackage = \"web\"\nlocation = \"any_node\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:22:11: dependency[1].package: dependency cycle: db -> web -> db; hint: packages depending on each other could never start; remove one dependency",
+        ],
+    },
+    Case {
+        name: "dependency cycle of three",
+        edits: &[
+            Append(
+                "packages/db.toml",
+                "\n[[dependency]]\npackage = \"mon\"\nlocation = \"any_node\"\n",
+            ),
+            Append(
+                "packages/mon.toml",
+                "\n[[dependency]]\npackage = \"web\"\nlocation = \"any_node\"\n",
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:22:11: dependency[1].package: dependency cycle: db -> mon -> web -> db; hint: packages depending on each other could never start; remove one dependency",
+        ],
+    },
+    Case {
+        name: "different_node dependency that can never be satisfied",
+        edits: &[Append(
+            "packages/db.toml",
+            "\n[[dependency]]\npackage = \"mon\"\nlocation = \"different_node\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:22:11: dependency[1].package: different_node on \"mon\" can never be satisfied; hint: \"mon\" is a system_multi_node package, up on every node of its list (\"alpha\", \"bravo\", \"charlie\"), which covers every node \"db\" can run on (\"alpha\", \"bravo\")",
+        ],
+    },
+    Case {
+        name: "same_node dependency with disjoint node lists",
+        edits: &[
+            Replace(
+                "packages/web.toml",
+                r#"nodes = ["*"]"#,
+                r#"nodes = ["charlie"]"#,
+            ),
+            Replace("packages/web.toml", r#""any_node""#, r#""same_node""#),
+        ],
+        expect: &[
+            "packages/web.toml:7:11: dependency[1].package: same_node on \"db\" can never be satisfied: the node lists share no node; hint: \"web\" can run on \"charlie\" and \"db\" on \"alpha\", \"bravo\"; the two packages need a node in common",
+        ],
+    },
+    Case {
+        name: "same package required same_node and different_node",
+        edits: &[
+            Replace("packages/web.toml", r#""any_node""#, r#""same_node""#),
+            Replace(
+                "packages/web.toml",
+                "\n[[resource]]\nkind = \"ip\"",
+                "\n[[dependency]]\npackage = \"db\"\nlocation = \"different_node\"\n\n[[resource]]\nkind = \"ip\"",
+            ),
+        ],
+        expect: &[
+            "packages/web.toml:11:11: dependency[2].package: \"db\" is required both same_node and different_node, which contradict each other; hint: keep one dependency per package",
+        ],
+    },
+    Case {
+        name: "dependency on an unknown package",
+        edits: &[Replace(
+            "packages/web.toml",
+            r#"package = "db""#,
+            r#"package = "dbx""#,
+        )],
+        expect: &[
+            "packages/web.toml:7:11: dependency[1].package: package \"dbx\" is not defined; expected the name of a package in this configuration; hint: did you mean \"db\"?",
+        ],
+    },
+    Case {
+        name: "self-dependency",
+        edits: &[Replace(
+            "packages/web.toml",
+            r#"package = "db""#,
+            r#"package = "web""#,
+        )],
+        expect: &[
+            "packages/web.toml:7:11: dependency[1].package: the package depends on itself; hint: remove this dependency",
+        ],
+    },
+    Case {
+        name: "invalid dependency location",
+        edits: &[Replace(
+            "packages/web.toml",
+            r#""any_node""#,
+            r#""anynode""#,
+        )],
+        expect: &[
+            "packages/web.toml:8:12: dependency[1].location: \"anynode\" is not a valid value; expected one of same_node, any_node, different_node; hint: did you mean \"any_node\"?",
+        ],
+    },
+    // --- networks and addresses
+    Case {
+        name: "unknown network in an interface",
+        edits: &[Replace(
+            "cluster.toml",
+            "network = \"lan2\"\naddress = \"10.0.2.1\"",
+            "network = \"lan-2\"\naddress = \"10.0.2.1\"",
+        )],
+        expect: &[
+            "cluster.toml:27:11: node[1].interface[2].network: network \"lan-2\" is not defined; expected one of \"lan1\", \"lan2\"; hint: did you mean \"lan2\"?",
+        ],
+    },
+    Case {
+        name: "unknown network in an ip resource",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"network = "lan1""#,
+            r#"network = "lna1""#,
+        )],
+        expect: &[
+            "packages/db.toml:12:11: resource[1].network: network \"lna1\" is not defined; expected one of \"lan1\", \"lan2\"; hint: did you mean \"lan1\"?",
+        ],
+    },
+    Case {
+        name: "unknown network in package.networks",
+        edits: &[Replace(
+            "packages/db.toml",
+            "priority = 10\n",
+            "priority = 10\nnetworks = [\"lan2\", \"storage\"]\n",
+        )],
+        expect: &[
+            "packages/db.toml:9:21: package.networks[2]: network \"storage\" is not defined; expected one of \"lan1\", \"lan2\"",
+        ],
+    },
+    Case {
+        name: "invalid node address",
+        edits: &[Replace("cluster.toml", r#""10.0.1.2""#, r#""10.0.1.300""#)],
+        expect: &[
+            "cluster.toml:35:11: node[2].interface[1].address: \"10.0.1.300\" is not an IP address; expected an IPv4 or IPv6 address such as \"198.18.1.10\"",
+        ],
+    },
+    Case {
+        name: "invalid prefix",
+        edits: &[Replace("packages/db.toml", "10.0.1.50/24", "10.0.1.50/33")],
+        expect: &[
+            "packages/db.toml:13:11: resource[1].address: prefix length \"33\" is invalid; expected a prefix length from 0 to 32",
+        ],
+    },
+    Case {
+        name: "relocatable address without prefix",
+        edits: &[Replace("packages/db.toml", "10.0.1.50/24", "10.0.1.50")],
+        expect: &[
+            "packages/db.toml:13:11: resource[1].address: \"10.0.1.50\" has no prefix length; expected an address with a prefix length, such as \"198.18.1.50/24\"",
+        ],
+    },
+    Case {
+        name: "same relocatable address in two packages",
+        edits: &[Replace("packages/web.toml", "10.0.1.51/24", "10.0.1.50/24")],
+        expect: &[
+            "packages/web.toml:13:11: resource[1].address: 10.0.1.50 is also a relocatable address of package \"db\"; hint: the other is at packages/db.toml:13:11; two packages with one address would answer for each other",
+        ],
+    },
+    Case {
+        name: "relocatable address equal to a stationary address",
+        edits: &[Replace("packages/db.toml", "10.0.1.50/24", "10.0.1.2/24")],
+        expect: &[
+            "packages/db.toml:13:11: resource[1].address: 10.0.1.2 is node \"bravo\"'s stationary address; hint: a relocatable address must not belong to any node",
+        ],
+    },
+    Case {
+        name: "relocatable address outside every subnet",
+        edits: &[Replace("packages/db.toml", "10.0.1.50/24", "10.9.1.50/24")],
+        expect: &[
+            "packages/db.toml:13:11: resource[1].address: 10.9.1.50/24 is outside every subnet of network \"lan1\"; expected an address in \"10.0.1.0/24\"",
+        ],
+    },
+    Case {
+        name: "node address outside its network's subnets",
+        edits: &[Replace("cluster.toml", r#""10.0.1.2""#, r#""10.0.7.2""#)],
+        expect: &[
+            "cluster.toml:35:11: node[2].interface[1].address: 10.0.7.2 is outside every subnet of network \"lan1\"; expected an address in \"10.0.1.0/24\"",
+        ],
+    },
+    Case {
+        name: "node in the node list without an interface on a network the package needs",
+        edits: &[Replace(
+            "cluster.toml",
+            "[[node.interface]]\nnetwork = \"lan1\"\naddress = \"10.0.1.3\"\n",
+            "",
+        )],
+        expect: &[
+            "packages/web.toml:3:10: package.nodes: node \"charlie\" (included by \"*\") has no interface on network \"lan1\", which the package needs; hint: the package could never run there: list the nodes instead of \"*\" or add the interface",
+        ],
+    },
+    Case {
+        name: "ip resource with both address and addresses",
+        edits: &[Replace(
+            "packages/db.toml",
+            "address = \"10.0.1.50/24\"\n",
+            "address = \"10.0.1.50/24\"\naddresses = [\"10.0.1.52/24\"]\n",
+        )],
+        expect: &[
+            "packages/db.toml:13:11: resource[1].address: both address and addresses are given; hint: use addresses = [...] for one address per subnet, or address for one",
+        ],
+    },
+    // --- heartbeat, quorum, timing
+    Case {
+        name: "heartbeat interval out of range",
+        edits: &[Replace("cluster.toml", r#""100ms""#, r#""5ms""#)],
+        expect: &[
+            "cluster.toml:7:12: heartbeat.interval: 5ms is out of range; expected from 10ms to 10s",
+        ],
+    },
+    Case {
+        name: "sensitivity out of range",
+        edits: &[Replace(
+            "cluster.toml",
+            "sensitivity = 4",
+            "sensitivity = 1",
+        )],
+        expect: &[
+            "cluster.toml:8:15: heartbeat.sensitivity: 1 is out of range; expected an integer from 2 to 100",
+        ],
+    },
+    Case {
+        name: "two-node cluster without a witness",
+        edits: &[Replace(
+            "cluster.toml",
+            "\n[[node]]\nname = \"charlie\"\nnumber = 3\n[[node.interface]]\nnetwork = \"lan1\"\naddress = \"10.0.1.3\"\n[[node.interface]]\nnetwork = \"lan2\"\naddress = \"10.0.2.3\"\n",
+            "",
+        )],
+        expect: &[
+            "cluster.toml:2:1: quorum.witness: a two-node cluster without a witness loses its quorum when either node fails; hint: add [quorum.witness] with name, number and address (run `halcyon witness` there)",
+        ],
+    },
+    Case {
+        name: "witness named like a node",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[quorum.witness]\nname = \"alpha\"\nnumber = 9\naddress = \"10.0.1.9\"\n",
+        )],
+        expect: &[
+            "cluster.toml:51:8: quorum.witness.name: \"alpha\" is also a node; hint: the witness runs no packages; give it a name of its own",
+        ],
+    },
+    Case {
+        name: "witness numbered like a node",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[quorum.witness]\nname = \"tiebreaker\"\nnumber = 3\naddress = \"10.0.1.9\"\n",
+        )],
+        expect: &[
+            "cluster.toml:52:10: quorum.witness.number: number 3 is also node \"charlie\"'s; hint: witness and node numbers share one space (they are Raft ids)",
+        ],
+    },
+    Case {
+        name: "min_voters above the voter count",
+        edits: &[Append("cluster.toml", "\n[quorum]\nmin_voters = 4\n")],
+        expect: &[
+            "cluster.toml:51:14: quorum.min_voters: 4 is more than the cluster's 3 voters; expected from 1 to 3",
+        ],
+    },
+    Case {
+        name: "quorum lease shorter than detection",
+        edits: &[Append("cluster.toml", "\n[quorum]\nlease = \"300ms\"\n")],
+        expect: &[
+            "cluster.toml:51:9: quorum.lease: a lease of 300ms is shorter than failure detection (400ms = interval x sensitivity); expected at least 400ms; hint: a node would give up its packages before the others could even notice a problem; leave lease unset to derive it",
+        ],
+    },
+    Case {
+        name: "script timeout longer than the event's maximum duration",
+        edits: &[Replace(
+            "packages/web.toml",
+            "halt = \"cache-warm stop\"\n",
+            "halt = \"cache-warm stop\"\nrun_timeout = \"10m\"\n",
+        )],
+        expect: &[
+            "packages/web.toml:20:15: resource[2].run_timeout: a timeout of 10m is longer than the event's maximum duration (6m); hint: the event would be reported as hung while the command is still allowed to run; raise [limits] max_event_duration or shorten the timeout",
+        ],
+    },
+    Case {
+        name: "package run_timeout longer than the event's maximum duration",
+        edits: &[Replace(
+            "packages/web.toml",
+            "failover_policy",
+            "run_timeout = \"7m\"\nfailover_policy",
+        )],
+        expect: &[
+            "packages/web.toml:4:15: package.run_timeout: 7m is longer than the event's maximum duration (6m); hint: raise [limits] max_event_duration in the cluster file or shorten the timeout",
+        ],
+    },
+    // --- policies and legacy names
+    Case {
+        name: "fallback timer with manual failback",
+        edits: &[Append(
+            "packages/db.toml",
+            "\n[fallback_timer]\ndaily = \"02:00\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:21:1: fallback_timer: has no effect with failback_policy = \"manual\"; hint: set failback_policy = \"automatic\" or remove [fallback_timer]",
+        ],
+    },
+    Case {
+        name: "invalid fallback timer text",
+        edits: &[
+            Replace("packages/db.toml", r#""manual""#, r#""automatic""#),
+            Append(
+                "packages/db.toml",
+                "\n[fallback_timer]\nweekly = \"funday 02:00\"\n",
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:22:10: fallback_timer.weekly: \"funday 02:00\" has no valid day of the week; expected exactly one of daily = \"HH:MM\", weekly = \"sunday HH:MM\", monthly = \"DD HH:MM\", yearly = \"MM-DD HH:MM\", date = \"2026-12-24T02:00:00Z\"",
+        ],
+    },
+    Case {
+        name: "invalid policy value",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#""configured_node""#,
+            r#""CONFIGURED_NOD""#,
+        )],
+        expect: &[
+            "packages/db.toml:6:19: package.failover_policy: \"CONFIGURED_NOD\" is not a valid value; expected one of configured_node, min_package_node; hint: did you mean \"configured_node\"?",
+        ],
+    },
+    Case {
+        name: "auto_run and PKG_SWITCHING_ENABLED both given",
+        edits: &[Replace(
+            "packages/db.toml",
+            "auto_run = true\n",
+            "auto_run = true\nPKG_SWITCHING_ENABLED = \"NO\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:6:1: package.auto_run: given twice, as \"auto_run\" and as \"PKG_SWITCHING_ENABLED\"; hint: \"PKG_SWITCHING_ENABLED\" is the legacy name of \"auto_run\"; keep one",
+        ],
+    },
+    Case {
+        name: "same key in two cases",
+        edits: &[Replace(
+            "packages/db.toml",
+            "priority = 10\n",
+            "priority = 10\nPRIORITY = 20\n",
+        )],
+        expect: &[
+            "packages/db.toml:9:1: package.priority: given twice, as \"priority\" and as \"PRIORITY\"; hint: keys are matched without regard to case; keep one",
+        ],
+    },
+    Case {
+        name: "unknown field with did you mean",
+        edits: &[Replace(
+            "packages/db.toml",
+            "failover_policy",
+            "failover_polcy",
+        )],
+        expect: &[
+            "packages/db.toml:6:1: package.failover_polcy: unknown field; hint: did you mean \"failover_policy\"?",
+        ],
+    },
+    Case {
+        name: "unknown field with no close match",
+        edits: &[Replace(
+            "packages/db.toml",
+            "priority = 10\n",
+            "priority = 10\ncolour = \"blue\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:9:1: package.colour: unknown field; hint: known fields here: name, type, nodes, auto_run, failover_policy, failback_policy, priority, networks, local_lan_failover_allowed, failure_expiry, run_timeout, halt_timeout",
+        ],
+    },
+    Case {
+        name: "string where an integer is expected",
+        edits: &[Replace("cluster.toml", "number = 2", "number = \"2\"")],
+        expect: &[
+            "cluster.toml:32:10: node[2].number: wrong type: a string; expected an integer from 1 to 65535",
+        ],
+    },
+    Case {
+        name: "duration without a unit",
+        edits: &[Replace(
+            "cluster.toml",
+            r#"interval = "100ms""#,
+            "interval = 100",
+        )],
+        expect: &[
+            "cluster.toml:7:12: heartbeat.interval: 100 has no unit; expected a duration such as \"500ms\", \"2s\" or \"10m\"; hint: write \"100s\" for seconds",
+        ],
+    },
+    // --- files
+    Case {
+        name: "TOML syntax error",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"["alpha", "bravo"]"#,
+            r#"["alpha", "bravo""#,
+        )],
+        expect: &[
+            "packages/db.toml:5:1: toml: syntax error: missing comma between array elements, expected `,`; expected valid TOML; hint: the file ends with an unclosed array: a bracket or quote opened on or before line 5 is never closed",
+        ],
+    },
+    Case {
+        name: "TOML syntax error in the cluster file",
+        edits: &[Replace("cluster.toml", "id = 1", "id = = 1")],
+        expect: &[
+            "cluster.toml:4:6: toml: syntax error: extra `=`, expected nothing; expected valid TOML",
+        ],
+    },
+    Case {
+        name: "a file that is neither cluster nor package",
+        edits: &[Add("packages/notes.toml", "[pakage]\nname = \"x\"\n")],
+        expect: &[
+            "packages/notes.toml:1:2: file: is neither a cluster file nor a package file; expected a [cluster] table (cluster file) or a [package] table (package file); hint: did you mean \"package\"?",
+        ],
+    },
+    Case {
+        name: "no cluster file",
+        edits: &[Remove("cluster.toml")],
+        expect: &[
+            "packages/db.toml: cluster: no cluster file among the files given; expected one file with a [cluster] table; hint: pass the configuration directory, or the cluster file with the package files",
+        ],
+    },
+    Case {
+        name: "two cluster files",
+        edits: &[Add("cluster2.toml", CLUSTER)],
+        expect: &[
+            "cluster2.toml:2:2: cluster: a second cluster file; hint: the cluster is already defined in cluster.toml",
+        ],
+    },
+    // --- resources and monitors
+    Case {
+        name: "resource field that does not apply to its kind",
+        edits: &[Replace(
+            "packages/db.toml",
+            "restart = 2\n",
+            "restart = 2\nmount_point = \"/srv\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:20:15: resource[2].mount_point: does not apply to a service resource; hint: fields of a service resource: kind, name, command, restart, restart_window, node_fail_fast, halt_timeout",
+        ],
+    },
+    Case {
+        name: "monitor with no action",
+        edits: &[Replace("packages/web.toml", "fail_package = true\n", "")],
+        expect: &[
+            "packages/web.toml:21:1: monitor[1].event: the monitor does nothing when it fires; expected event = \"NAME\" or fail_package = true",
+        ],
+    },
+    Case {
+        name: "unknown resource kind",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"kind = "service""#,
+            r#"kind = "servise""#,
+        )],
+        expect: &[
+            "packages/db.toml:16:8: resource[2].kind: \"servise\" is not a valid value; expected one of ip, service, script, ocf, volume, filesystem; hint: did you mean \"service\"?",
+        ],
+    },
+    Case {
+        name: "mistake in an earlier resource keeps later resources' positions",
+        edits: &[
+            Replace(
+                "packages/web.toml",
+                "[[resource]]\nkind = \"ip\"",
+                "[[resource]]\nkind = \"script\"\nhalt = \"true\"\n\n[[resource]]\nkind = \"ip\"",
+            ),
+            Replace(
+                "packages/web.toml",
+                r#"network = "lan1""#,
+                r#"network = "lan3""#,
+            ),
+        ],
+        expect: &[
+            "packages/web.toml:10:1: resource[1].run: missing in [[resource]]; expected the command that starts the package's part (customer_defined_run_cmds)",
+            "packages/web.toml:16:11: resource[2].network: network \"lan3\" is not defined; expected one of \"lan1\", \"lan2\"; hint: did you mean \"lan1\"?",
+        ],
+    },
+    Case {
+        name: "a broken package is still known to its dependents",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#""configured_node""#,
+            r#""nearest""#,
+        )],
+        expect: &[
+            "packages/db.toml:6:19: package.failover_policy: \"nearest\" is not a valid value; expected one of configured_node, min_package_node",
+        ],
+    },
+    Case {
+        name: "misspelt required field is reported once",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"command = "postgres"#,
+            r#"comand = "postgres"#,
+        )],
+        expect: &[
+            "packages/db.toml:18:1: resource[2].comand: unknown field; hint: did you mean \"command\"?",
+        ],
+    },
+    Case {
+        name: "misspelt resource kind is reported once",
+        edits: &[Replace(
+            "packages/db.toml",
+            r#"kind = "service""#,
+            r#"knd = "service""#,
+        )],
+        expect: &[
+            "packages/db.toml:16:1: resource[2].knd: unknown field; hint: did you mean \"kind\"?",
+        ],
+    },
+    Case {
+        name: "node without a name is still a voter",
+        edits: &[Replace(
+            "cluster.toml",
+            r#"name = "charlie""#,
+            r#"nmae = "charlie""#,
+        )],
+        expect: &["cluster.toml:41:1: node[3].nmae: unknown field; hint: did you mean \"name\"?"],
+    },
+    Case {
+        name: "node in a subnet where the package has no address",
+        edits: &[
+            Replace(
+                "packages/web.toml",
+                r#"nodes = ["*"]"#,
+                r#"nodes = ["alpha", "bravo"]"#,
+            ),
+            Replace(
+                "cluster.toml",
+                r#"subnets = ["10.0.1.0/24"]"#,
+                r#"subnets = ["10.0.1.0/24", "10.0.3.0/24"]"#,
+            ),
+            Replace("cluster.toml", r#""10.0.1.3""#, r#""10.0.3.3""#),
+            Replace(
+                "packages/db.toml",
+                r#"["alpha", "bravo"]"#,
+                r#"["alpha", "charlie"]"#,
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:4:19: package.nodes[2]: node \"charlie\" is in subnet 10.0.3.0/24, where the package has no address; hint: add an address in 10.0.3.0/24 to resource[1].addresses",
+        ],
+    },
+    Case {
+        name: "cross-subnet addresses cover every node",
+        edits: &[
+            Replace(
+                "packages/web.toml",
+                r#"nodes = ["*"]"#,
+                r#"nodes = ["alpha", "bravo"]"#,
+            ),
+            Replace(
+                "cluster.toml",
+                r#"subnets = ["10.0.1.0/24"]"#,
+                r#"subnets = ["10.0.1.0/24", "10.0.3.0/24"]"#,
+            ),
+            Replace("cluster.toml", r#""10.0.1.3""#, r#""10.0.3.3""#),
+            Replace(
+                "packages/db.toml",
+                r#"["alpha", "bravo"]"#,
+                r#"["alpha", "charlie"]"#,
+            ),
+            Replace(
+                "packages/db.toml",
+                r#"address = "10.0.1.50/24""#,
+                r#"addresses = ["10.0.1.50/24", "10.0.3.50/24"]"#,
+            ),
+        ],
+        expect: &[],
+    },
+    Case {
+        name: "one unusable address of several",
+        edits: &[
+            Replace(
+                "packages/web.toml",
+                r#"nodes = ["*"]"#,
+                r#"nodes = ["alpha", "bravo"]"#,
+            ),
+            Replace(
+                "cluster.toml",
+                r#"subnets = ["10.0.1.0/24"]"#,
+                r#"subnets = ["10.0.1.0/24", "10.0.3.0/24"]"#,
+            ),
+            Replace("cluster.toml", r#""10.0.1.3""#, r#""10.0.3.3""#),
+            Replace(
+                "packages/db.toml",
+                r#"["alpha", "bravo"]"#,
+                r#"["alpha", "charlie"]"#,
+            ),
+            Replace(
+                "packages/db.toml",
+                r#"address = "10.0.1.50/24""#,
+                r#"addresses = ["10.0.1.50/24", "10.0.3.50/99"]"#,
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:13:30: resource[1].addresses[2]: prefix length \"99\" is invalid; expected a prefix length from 0 to 32",
+        ],
+    },
+    Case {
+        name: "default timeout longer than a lowered maximum event duration",
+        edits: &[
+            Replace(
+                "cluster.toml",
+                "\n[[network]]\nname = \"lan1\"",
+                "\n[limits]\nmax_event_duration = \"15s\"\n\n[[network]]\nname = \"lan1\"",
+            ),
+            Replace(
+                "packages/web.toml",
+                "failover_policy",
+                "run_timeout = \"10s\"\nhalt_timeout = \"10s\"\nfailover_policy",
+            ),
+            Append(
+                "packages/db.toml",
+                "\n[[resource]]\nkind = \"volume\"\nactivate = \"vg on\"\ndeactivate = \"vg off\"\n",
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:21:1: resource[3].timeout: the default timeout of 1m is longer than the event's maximum duration (15s); hint: the event would be reported as hung while the command is still allowed to run; set timeout in this resource or raise [limits] max_event_duration",
+        ],
+    },
+    Case {
+        name: "a cycle among packages that others depend on is reported once",
+        edits: &[
+            Append(
+                "packages/db.toml",
+                "\n[[dependency]]\npackage = \"mon\"\nlocation = \"any_node\"\n",
+            ),
+            Append(
+                "packages/mon.toml",
+                "\n[[dependency]]\npackage = \"db\"\nlocation = \"any_node\"\n",
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:22:11: dependency[1].package: dependency cycle: db -> mon -> db; hint: packages depending on each other could never start; remove one dependency",
+        ],
+    },
+    // --- several at once
+    Case {
+        name: "several independent mistakes in several files",
+        edits: &[
+            Replace("packages/web.toml", "failover_policy", "failover_polcy"),
+            Replace("cluster.toml", "sensitivity = 4", "sensitivity = 0"),
+            Replace(
+                "packages/db.toml",
+                r#"["alpha", "bravo"]"#,
+                r#"["alpha", "delta"]"#,
+            ),
+            Replace(
+                "packages/mon.toml",
+                r#"command = "node-exporter""#,
+                "command = 7",
+            ),
+            Replace("packages/db.toml", "10.0.1.50/24", "10.0.1.51/24"),
+        ],
+        expect: &[
+            "cluster.toml:8:15: heartbeat.sensitivity: 0 is out of range; expected an integer from 2 to 100",
+            "packages/db.toml:4:19: package.nodes[2]: node \"delta\" is not defined in the cluster; expected one of \"alpha\", \"bravo\", \"charlie\"",
+            "packages/mon.toml:9:11: resource[1].command: wrong type: an integer; expected a string",
+            "packages/web.toml:4:1: package.failover_polcy: unknown field; hint: did you mean \"failover_policy\"?",
+            "packages/web.toml:13:11: resource[1].address: 10.0.1.51 is also a relocatable address of package \"db\"; hint: the other is at packages/db.toml:13:11; two packages with one address would answer for each other",
+        ],
+    },
+];
+
+#[test]
+fn every_mistake_is_reported_exactly() {
+    let failures: Vec<String> = CASES.iter().filter_map(|c| check(c).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+const CLUSTER: &str = r#"# A small cluster for the mistakes tests: three nodes on two ip networks.
+[cluster]
+name = "test"
+id = 1
+
+[heartbeat]
+interval = "100ms"
+sensitivity = 4
+
+[[network]]
+name = "lan1"
+kind = "ip"
+subnets = ["10.0.1.0/24"]
+
+[[network]]
+name = "lan2"
+kind = "ip"
+subnets = ["10.0.2.0/24"]
+
+[[node]]
+name = "alpha"
+number = 1
+[[node.interface]]
+network = "lan1"
+address = "10.0.1.1"
+[[node.interface]]
+network = "lan2"
+address = "10.0.2.1"
+
+[[node]]
+name = "bravo"
+number = 2
+[[node.interface]]
+network = "lan1"
+address = "10.0.1.2"
+[[node.interface]]
+network = "lan2"
+address = "10.0.2.2"
+
+[[node]]
+name = "charlie"
+number = 3
+[[node.interface]]
+network = "lan1"
+address = "10.0.1.3"
+[[node.interface]]
+network = "lan2"
+address = "10.0.2.3"
+"#;
+
+const DB: &str = r#"[package]
+name = "db"
+type = "failover"
+nodes = ["alpha", "bravo"]
+auto_run = true
+failover_policy = "configured_node"
+failback_policy = "manual"
+priority = 10
+
+[[resource]]
+kind = "ip"
+network = "lan1"
+address = "10.0.1.50/24"
+
+[[resource]]
+kind = "service"
+name = "postgres"
+command = "postgres -D /srv/pg"
+restart = 2
+"#;
+
+const WEB: &str = r#"[package]
+name = "web"
+nodes = ["*"]
+failover_policy = "min_package_node"
+
+[[dependency]]
+package = "db"
+location = "any_node"
+
+[[resource]]
+kind = "ip"
+network = "lan1"
+address = "10.0.1.51/24"
+
+[[resource]]
+kind = "script"
+name = "cache"
+run = "cache-warm start"
+halt = "cache-warm stop"
+
+[[monitor]]
+name = "http"
+sample = "curl -s http://10.0.1.51/health"
+predicate = "X != 200"
+fail_package = true
+"#;
+
+const MON: &str = r#"[package]
+name = "mon"
+type = "system_multi_node"
+nodes = ["*"]
+
+[[resource]]
+kind = "service"
+name = "exporter"
+command = "node-exporter"
+"#;
