@@ -1,4 +1,105 @@
-use halcyon_config::{Config, load_texts};
+//! Configuration mistakes, one small edit each to a valid base configuration
+//! (`cluster.toml`: three nodes on two ip networks; `packages/db.toml`,
+//! `packages/web.toml` (`["*"]`, depends on db), `packages/mon.toml`
+//! (system_multi_node), at the end of this file). Every case asserts each
+//! diagnostic's full rendered line (`file:line:column: field: problem; expected
+//! ...; hint ...`) and their exact number, so a wrong position, a changed wording
+//! or a knock-on error fails it. `check` is the only caller of the loader.
+//!
+//! Cases in `CASES` (an empty expectation means "must load"):
+//!
+//! *Names and node lists:*
+//! - unknown node in a node list
+//! - duplicate node names
+//! - duplicate node numbers
+//! - duplicate package names across two files
+//! - empty node list
+//! - star mixed with names
+//! - system_multi_node without star
+//! - node listed twice
+//!
+//! *Dependencies:*
+//! - dependency cycle of two
+//! - dependency cycle of three
+//! - different_node dependency that can never be satisfied
+//! - same_node dependency with disjoint node lists
+//! - same package required same_node and different_node
+//! - dependency on an unknown package
+//! - self-dependency
+//! - invalid dependency location
+//!
+//! *Networks and addresses:*
+//! - unknown network in an interface
+//! - unknown network in an ip resource
+//! - unknown network in package.networks
+//! - invalid node address
+//! - invalid prefix
+//! - relocatable address without prefix
+//! - same relocatable address in two packages
+//! - relocatable address equal to a stationary address
+//! - relocatable address outside every subnet
+//! - node address outside its network's subnets
+//! - node in the node list without an interface on a network the package needs
+//! - ip resource with both address and addresses
+//!
+//! *Heartbeat, quorum, timing:*
+//! - heartbeat interval out of range
+//! - sensitivity out of range
+//! - two-node cluster without a witness
+//! - witness named like a node
+//! - witness numbered like a node
+//! - min_voters above the voter count
+//! - quorum lease shorter than detection
+//! - script timeout longer than the event's maximum duration
+//! - package run_timeout longer than the event's maximum duration
+//!
+//! *Policies and legacy names:*
+//! - fallback timer with manual failback
+//! - invalid fallback timer text
+//! - invalid policy value
+//! - auto_run and PKG_SWITCHING_ENABLED both given
+//! - same key in two cases
+//! - unknown field with did you mean
+//! - unknown field with no close match
+//! - string where an integer is expected
+//! - duration without a unit
+//!
+//! *Files:*
+//! - TOML syntax error
+//! - TOML syntax error in the cluster file
+//! - a file that is neither cluster nor package
+//! - no cluster file
+//! - two cluster files
+//!
+//! *Resources and monitors:*
+//! - resource field that does not apply to its kind
+//! - monitor with no action
+//! - unknown resource kind
+//! - mistake in an earlier resource keeps later resources' positions
+//! - a broken package is still known to its dependents
+//!
+//! *One mistake, one diagnostic (no knock-on errors); cross-subnet addresses:*
+//! - misspelt required field is reported once
+//! - misspelt resource kind is reported once
+//! - node without a name is still a voter
+//! - node in a subnet where the package has no address
+//! - cross-subnet addresses cover every node
+//! - one unusable address of several
+//! - default timeout longer than a lowered maximum event duration
+//! - a cycle among packages that others depend on is reported once
+//!
+//! *Several at once:*
+//! - several independent mistakes in several files
+//!
+//! Separate tests: the base configuration loads; legacy names and values
+//! (`PKG_SWITCHING_ENABLED = "YES"`, `NET_SWITCHING_ENABLED`, `AUTO_RUN`,
+//! `CONFIGURED_NODE`, `MIN_PACKAGE_NODE`, `AUTOMATIC`, `MANUAL`, ...) load to the
+//! right model values; defaults are those `model.rs` documents; a cycle in a
+//! large, densely dependent configuration is found quickly and reported once.
+
+use std::time::Duration;
+
+use halcyon_config::*;
 
 /// One small change to the base configuration.
 #[derive(Clone, Copy, Debug)]
@@ -659,6 +760,7 @@ const CASES: &[Case] = &[
             "packages/db.toml:6:19: package.failover_policy: \"nearest\" is not a valid value; expected one of configured_node, min_package_node",
         ],
     },
+    // --- one mistake, one diagnostic (no knock-on errors); cross-subnet addresses
     Case {
         name: "misspelt required field is reported once",
         edits: &[Replace(
@@ -845,6 +947,218 @@ fn every_mistake_is_reported_exactly() {
         failures.len(),
         CASES.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn the_base_configuration_loads() {
+    let config = check(&Case {
+        name: "base",
+        edits: &[],
+        expect: &[],
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("loads");
+    assert_eq!(config.cluster.nodes.len(), 3);
+    assert_eq!(config.packages.len(), 3);
+}
+
+#[test]
+fn legacy_names_and_values_load_to_the_model() {
+    let config = check(&Case {
+        name: "legacy names and values",
+        edits: &[
+            Replace("packages/db.toml", "name = \"db\"", "PACKAGE_NAME = \"db\""),
+            Replace("packages/db.toml", "type = \"failover\"", "PACKAGE_TYPE = \"FAILOVER\""),
+            Replace("packages/db.toml", "auto_run = true", "PKG_SWITCHING_ENABLED = \"NO\"\nNET_SWITCHING_ENABLED = \"NO\""),
+            Replace("packages/db.toml", "\"configured_node\"", "\"CONFIGURED_NODE\""),
+            Replace("packages/db.toml", "\"manual\"", "\"AUTOMATIC\""),
+            Replace("packages/db.toml", "restart = 2", "SERVICE_RESTART = 5\nSERVICE_FAIL_FAST_ENABLED = \"YES\""),
+            Replace("packages/web.toml", "nodes = [\"*\"]", "NODE_NAME = [\"charlie\", \"alpha\"]\nAUTO_RUN = \"YES\"\nFAILBACK_POLICY = \"MANUAL\""),
+            Replace("packages/web.toml", "\"min_package_node\"", "\"MIN_PACKAGE_NODE\""),
+            Replace("cluster.toml", "interval = \"100ms\"", "HEARTBEAT_INTERVAL = \"200ms\""),
+            Replace("cluster.toml", "sensitivity = 4", "FIBRILLATE_COUNT = 5"),
+            Replace("cluster.toml", "name = \"test\"", "CLUSTER_NAME = \"legacy\""),
+        ],
+        expect: &[],
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("loads");
+
+    let db = config.package("db").expect("db");
+    assert_eq!(db.package_type, PackageType::Failover);
+    assert!(!db.auto_run, "PKG_SWITCHING_ENABLED = NO");
+    assert!(!db.local_lan_failover_allowed, "NET_SWITCHING_ENABLED = NO");
+    assert_eq!(db.failover_policy, FailoverPolicy::ConfiguredNode);
+    assert_eq!(db.failback_policy, FailbackPolicy::Automatic);
+    let Resource::Service(postgres) = &db.resources[1] else {
+        panic!("resource 2 of db is the service: {:?}", db.resources[1]);
+    };
+    assert_eq!(postgres.restart, 5);
+    assert!(postgres.node_fail_fast);
+
+    let web = config.package("web").expect("web");
+    assert!(web.auto_run, "AUTO_RUN = YES");
+    assert_eq!(
+        web.nodes,
+        [NodeName::from("charlie"), NodeName::from("alpha")]
+    );
+    assert_eq!(web.failover_policy, FailoverPolicy::MinPackageNode);
+    assert_eq!(web.failback_policy, FailbackPolicy::Manual);
+
+    assert_eq!(config.cluster.name, "legacy");
+    assert_eq!(
+        config.cluster.heartbeat.interval,
+        Duration::from_millis(200)
+    );
+    assert_eq!(config.cluster.heartbeat.sensitivity, 5);
+    // Networks inherit the cluster's heartbeat.
+    assert_eq!(
+        config.cluster.networks[0].heartbeat,
+        config.cluster.heartbeat
+    );
+}
+
+#[test]
+fn defaults_are_what_the_model_documents() {
+    let config = check(&Case {
+        name: "defaults",
+        edits: &[
+            Replace(
+                "cluster.toml",
+                "[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n",
+                "",
+            ),
+            Replace("packages/web.toml", "location = \"any_node\"\n", ""),
+        ],
+        expect: &[],
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("loads");
+
+    let cluster = &config.cluster;
+    assert_eq!(cluster.port, DEFAULT_PORT);
+    assert_eq!(cluster.heartbeat, Heartbeat::default());
+    assert_eq!(cluster.heartbeat.interval, DEFAULT_HEARTBEAT_INTERVAL);
+    assert_eq!(cluster.heartbeat.sensitivity, DEFAULT_SENSITIVITY);
+    assert!(
+        cluster
+            .networks
+            .iter()
+            .all(|n| n.heartbeat == Heartbeat::default())
+    );
+    assert_eq!(
+        cluster.networks[1].number, 2,
+        "a network's number is its position + 1"
+    );
+    assert_eq!(
+        cluster.limits.max_event_duration,
+        DEFAULT_MAX_EVENT_DURATION
+    );
+    assert_eq!(cluster.events, EventDefaults::default());
+    assert_eq!(cluster.quorum.witness, None);
+    assert!(!cluster.quorum.auto_shrink);
+    assert_eq!(
+        cluster.quorum.lease, None,
+        "derived from the heartbeat settings"
+    );
+    assert_eq!(cluster.quorum.watchdog, None);
+
+    // web leaves out type, auto_run, failback_policy, priority and timeouts.
+    let web = config.package("web").expect("web");
+    assert_eq!(web.package_type, PackageType::Failover);
+    assert!(web.auto_run);
+    assert_eq!(web.failback_policy, FailbackPolicy::Manual);
+    assert_eq!(web.fallback_timer, None);
+    assert_eq!(web.priority, None);
+    assert!(web.local_lan_failover_allowed);
+    assert_eq!(web.failure_expiry, Some(DEFAULT_FAILURE_EXPIRY));
+    assert_eq!(web.run_timeout, DEFAULT_SCRIPT_TIMEOUT);
+    assert_eq!(web.halt_timeout, DEFAULT_SCRIPT_TIMEOUT);
+    let all: Vec<NodeName> = ["alpha", "bravo", "charlie"].map(NodeName::from).into();
+    assert_eq!(web.nodes, all, "[\"*\"] is every node in configured order");
+    assert_eq!(
+        web.networks,
+        [NetworkName::from("lan1")],
+        "the ip resources' networks"
+    );
+    assert_eq!(
+        web.dependencies,
+        [Dependency {
+            package: PackageName::from("db"),
+            location: DependencyLocation::SameNode,
+        }]
+    );
+    let Resource::Script(cache) = &web.resources[1] else {
+        panic!("resource 2 of web is the script: {:?}", web.resources[1]);
+    };
+    assert_eq!(cache.run_timeout, DEFAULT_SCRIPT_TIMEOUT);
+    assert_eq!(cache.halt_timeout, DEFAULT_SCRIPT_TIMEOUT);
+    assert_eq!(web.monitors[0].interval, Duration::from_secs(10));
+    assert_eq!(web.monitors[0].action, MonitorAction::FailPackage);
+    assert_eq!(web.monitors[0].rearm, None);
+
+    let mon = config.package("mon").expect("mon");
+    assert_eq!(mon.nodes, all);
+    let Resource::Service(exporter) = &mon.resources[0] else {
+        panic!("resource 1 of mon is the service: {:?}", mon.resources[0]);
+    };
+    assert_eq!(exporter.restart, 0);
+    assert_eq!(exporter.restart_window, None);
+    assert!(!exporter.node_fail_fast);
+    assert_eq!(exporter.halt_timeout, DEFAULT_SERVICE_HALT_TIMEOUT);
+}
+
+/// A long chain where each package depends on the two before it has
+/// exponentially many dependency paths; the cycle search must not walk them.
+#[test]
+fn a_cycle_in_a_large_dense_dependency_graph_is_found_quickly() {
+    const COUNT: usize = 60;
+    let mut edits = Vec::new();
+    for i in 0..COUNT {
+        let mut text = format!("[package]\nname = \"p{i:02}\"\nnodes = [\"*\"]\n");
+        for back in [1, 2] {
+            if i >= back {
+                text.push_str(&format!(
+                    "\n[[dependency]]\npackage = \"p{:02}\"\nlocation = \"any_node\"\n",
+                    i - back
+                ));
+            }
+        }
+        if i == 2 {
+            // Closes cycles p02 -> p59 -> ... -> p02.
+            text.push_str("\n[[dependency]]\npackage = \"p59\"\nlocation = \"any_node\"\n");
+        }
+        let file: &'static str = Box::leak(format!("packages/p{i:02}.toml").into_boxed_str());
+        edits.push(Add(file, Box::leak(text.into_boxed_str())));
+    }
+    let case = Case {
+        name: "dense dependencies",
+        edits: Box::leak(edits.into_boxed_slice()),
+        expect: &[],
+    };
+    let started = std::time::Instant::now();
+    let error = check(&case).expect_err("a cycle");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // One diagnostic, for a shortest cycle through the first package (by name),
+    // at that package's dependency that begins it.
+    let chain: Vec<String> = (2..=58)
+        .rev()
+        .step_by(2)
+        .map(|i| format!("p{i:02}"))
+        .collect();
+    let expected = format!(
+        "packages/p02.toml:14:11: dependency[3].package: dependency cycle: p02 -> p59 -> {} -> p02; \
+         hint: packages depending on each other could never start; remove one dependency",
+        chain[..chain.len() - 1].join(" -> ")
+    );
+    assert_eq!(
+        error,
+        format!("case dense dependencies: expected 0 diagnostic(s), got 1:\n    {expected:?},\n")
     );
 }
 const CLUSTER: &str = r#"# A small cluster for the mistakes tests: three nodes on two ip networks.
