@@ -740,10 +740,12 @@ impl<'e, 'c> Work<'e, 'c> {
         let mut rejected = Vec::new();
         let mut best: Option<(u32, usize, usize)> = None; // (count, position, node)
         for (position, n) in self.preference(p).into_iter().enumerate() {
-            if Some(n) == exclude {
-                continue;
+            let mut reasons = self.ineligible(p, n, false, false);
+            if Some(n) == exclude && reasons.is_empty() {
+                reasons.push(Ineligible::MustLeave {
+                    why: "the package is leaving it".to_owned(),
+                });
             }
-            let reasons = self.ineligible(p, n, false, false);
             if !reasons.is_empty() {
                 rejected.push((n, reasons));
                 continue;
@@ -1317,7 +1319,7 @@ impl<'e, 'c> Work<'e, 'c> {
                     && package.is_failover()
                     && self.members[n]
                 {
-                    notes.push(format!("runs {} packages", self.counts[n]));
+                    notes.push(format!("runs {} package{}", self.counts[n], if self.counts[n] == 1 { "" } else { "s" }));
                 }
                 NodeVerdict {
                     node: e.node_names[n].clone(),

@@ -1,1 +1,92 @@
-fn main() {}
+//! The `halcyon` binary: the CLI. The work lives in the library crates; this file
+//! holds the command-line definition and the glue (ripgrep's layout).
+//!
+//! Exit codes (decided here only): 0 success; 1 the command failed (e.g. a request
+//! was refused); 2 invalid input (configuration, state file or arguments).
+
+mod offline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Halcyon: a high-availability cluster manager for Linux.
+///
+/// Packages (an application, its addresses and storage) are kept running on
+/// exactly one suitable node, failed over in under a second, and never run on
+/// two nodes at once.
+#[derive(Parser, Debug)]
+#[command(name = "halcyon", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration without a running cluster
+    /// (Serviceguard: cmcheckconf; HACMP: clverify).
+    ///
+    /// Prints every mistake as `file:line:column: field: what is wrong; expected
+    /// ...; hint ...`. Exit 0 and a one-line summary when valid, 2 otherwise.
+    Check {
+        /// The configuration directory, or the cluster file and package files.
+        #[arg(required = true, value_name = "DIR_OR_FILES")]
+        paths: Vec<PathBuf>,
+    },
+    /// Say why a package runs where it runs, or why it does not run, node by node
+    /// (Serviceguard: cmviewcl -v -p PKG; HACMP: clRGinfo -v).
+    ///
+    /// Offline: against a configuration and a cluster state file.
+    Explain {
+        /// The package.
+        package: String,
+        #[command(flatten)]
+        input: offline::Input,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what an event would do, without changing anything
+    /// (HACMP: cluster event emulation; Pacemaker: crm_simulate).
+    ///
+    /// Offline: plays EVENT against a configuration and a cluster state file and
+    /// prints the plan: what halts and runs where, in which steps, and why.
+    /// Events: cluster_start, cluster_halt, timer, config_change;
+    /// node_up NODE; node_down NODE [failure|graceful|graceful_takeover|forced];
+    /// network_up|network_down|swap_adapter|fail_standby|join_standby NODE NETWORK;
+    /// package_failed PACKAGE NODE; package_halt PACKAGE;
+    /// package_run|package_move|package_enable|package_disable|package_clear PACKAGE [NODE];
+    /// user EVENT_NAME NODE.
+    Emulate {
+        /// The event's name, then its arguments.
+        #[arg(required = true, num_args = 1.., value_name = "EVENT [ARGS]")]
+        event: Vec<String>,
+        #[command(flatten)]
+        input: offline::Input,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { paths } => offline::check(&paths),
+        Command::Explain {
+            package,
+            input,
+            json,
+        } => offline::explain(&package, &input, json),
+        Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("halcyon: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Commands that work without a running cluster: `check`, and `explain` and
+//! `emulate` against a configuration and a cluster state file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use halcyon_config::{Config, NetworkName, NodeName, PackageName};
+use halcyon_policy::{ClusterState, Departure, Engine, Event, render};
+use jiff::Timestamp;
+
+/// Exit code for invalid input.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(clap::Args, Debug)]
+pub struct Input {
+    /// The configuration directory (or files).
+    #[arg(long, short = 'c', value_name = "DIR", default_value = "/etc/halcyon")]
+    config: Vec<PathBuf>,
+    /// A cluster state file (TOML: members, networks_down, packages). Without it,
+    /// every node is a member and every auto_run package runs where the cluster
+    /// would start it.
+    #[arg(long, short = 's', value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// The time of the event (RFC 3339, UTC); default: now.
+    #[arg(long, value_name = "TIME")]
+    at: Option<Timestamp>,
+}
+
+/// `halcyon check`.
+pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    match halcyon_config::load(paths) {
+        Ok((config, files)) => {
+            let s = config.summary(files);
+            println!(
+                "ok: cluster \"{}\": {} nodes, {} networks, {} packages in {} files",
+                config.cluster.name, s.nodes, s.networks, s.packages, s.files
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diagnostics) => {
+            print!("{diagnostics}");
+            eprintln!(
+                "{} error{} found",
+                diagnostics.len(),
+                if diagnostics.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+/// The configuration and state an offline command works on, or the exit code
+/// after printing why they are unusable.
+fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCode> {
+    let config = match halcyon_config::load(&input.config) {
+        Ok((config, _)) => config,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let now = input.at.unwrap_or_else(Timestamp::now);
+    let state = match &input.state {
+        Some(path) => match read_state(path, &config) {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return Err(ExitCode::from(EXIT_INVALID));
+            }
+        },
+        None => started_cluster(&config, now),
+    };
+    Ok((config, state, now))
+}
+
+fn read_state(path: &Path, config: &Config) -> anyhow::Result<ClusterState> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot be read", path.display()))?;
+    let state: ClusterState = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| position(&text, s.start));
+        anyhow::anyhow!("{}:{line}:{column}: {}", path.display(), e.message())
+    })?;
+    if let Err(errors) = state.validate(config) {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    }
+    Ok(state)
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The state of a cluster whose nodes are all members and whose packages were
+/// started by `cluster_start`.
+fn started_cluster(config: &Config, now: Timestamp) -> ClusterState {
+    let state = ClusterState {
+        members: config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect(),
+        ..ClusterState::default()
+    };
+    match Engine::new(config).plan(&state, &Event::ClusterStart, now) {
+        Ok(plan) => plan.state,
+        Err(_) => state,
+    }
+}
+
+/// `halcyon explain PKG` (offline).
+pub fn explain(package: &str, input: &Input, json: bool) -> anyhow::Result<ExitCode> {
+    let (config, state, now) = match load_input(input) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    match Engine::new(&config).explain(&state, package, now) {
+        Ok(explanation) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{explanation}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("halcyon explain: {e}");
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+/// `halcyon emulate EVENT [ARGS]` (offline).
+pub fn emulate(words: &[String], input: &Input, json: bool) -> anyhow::Result<ExitCode> {
+    let event = match parse_event(words) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("halcyon emulate: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let (config, state, now) = match load_input(input) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    match Engine::new(&config).plan(&state, &event, now) {
+        Ok(plan) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", render(&plan));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("halcyon emulate: {event}: refused: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Parses `EVENT ARGS...` from the command line, with a usage line on error.
+pub fn parse_event(words: &[String]) -> Result<Event, String> {
+    let (name, args) = words.split_first().ok_or("no event given")?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let usage = |shape: &str| {
+        format!(
+            "{name}: expected `halcyon emulate {name} {shape}`, got {} argument(s)",
+            args.len()
+        )
+    };
+    let node = |s: &str| NodeName::from(s);
+    let package = |s: &str| PackageName::from(s);
+    let network = |s: &str| NetworkName::from(s);
+    let event = match (name.as_str(), args.as_slice()) {
+        ("cluster_start", []) => Event::ClusterStart,
+        ("cluster_halt", []) => Event::ClusterHalt,
+        ("timer", []) => Event::Timer,
+        ("config_change", []) => Event::ConfigChange,
+        ("cluster_start" | "cluster_halt" | "timer" | "config_change", _) => return Err(usage("")),
+        ("node_up", [n]) => Event::NodeUp { node: node(n) },
+        ("node_up", _) => return Err(usage("NODE")),
+        ("node_down", [n]) => Event::NodeDown {
+            node: node(n),
+            how: Departure::Failure,
+        },
+        ("node_down", [n, how]) => {
+            let how = match *how {
+                "failure" => Departure::Failure,
+                "graceful" => Departure::Graceful,
+                "graceful_takeover" | "takeover" => Departure::GracefulTakeover,
+                "forced" | "force" => Departure::Forced,
+                other => {
+                    return Err(format!(
+                        "node_down: \"{other}\" is not a departure; expected failure, graceful, graceful_takeover or forced"
+                    ));
+                }
+            };
+            Event::NodeDown { node: node(n), how }
+        }
+        ("node_down", _) => return Err(usage("NODE [failure|graceful|graceful_takeover|forced]")),
+        ("network_up", [n, w]) => Event::NetworkUp {
+            node: node(n),
+            network: network(w),
+        },
+        ("network_down", [n, w]) => Event::NetworkDown {
+            node: node(n),
+            network: network(w),
+        },
+        ("swap_adapter", [n, w]) => Event::SwapAdapter {
+            node: node(n),
+            network: network(w),
+        },
+        ("fail_standby", [n, w]) => Event::FailStandby {
+            node: node(n),
+            network: network(w),
+        },
+        ("join_standby", [n, w]) => Event::JoinStandby {
+            node: node(n),
+            network: network(w),
+        },
+        ("network_up" | "network_down" | "swap_adapter" | "fail_standby" | "join_standby", _) => {
+            return Err(usage("NODE NETWORK"));
+        }
+        ("package_failed", [p, n]) => Event::PackageFailed {
+            package: package(p),
+            node: node(n),
+        },
+        ("package_failed", _) => return Err(usage("PACKAGE NODE")),
+        ("package_halt", [p]) => Event::PackageHalt {
+            package: package(p),
+        },
+        ("package_halt", _) => return Err(usage("PACKAGE")),
+        (
+            "package_run" | "package_move" | "package_enable" | "package_disable" | "package_clear",
+            [p, rest @ ..],
+        ) if rest.len() <= 1 => {
+            let package = package(p);
+            let node = rest.first().map(|n| node(n));
+            match name.as_str() {
+                "package_run" => Event::PackageRun { package, node },
+                "package_move" => Event::PackageMove { package, node },
+                "package_enable" => Event::PackageEnable { package, node },
+                "package_disable" => Event::PackageDisable { package, node },
+                _ => Event::PackageClear { package, node },
+            }
+        }
+        (
+            "package_run" | "package_move" | "package_enable" | "package_disable" | "package_clear",
+            _,
+        ) => {
+            return Err(usage("PACKAGE [NODE]"));
+        }
+        ("user", [event_name, n]) => Event::UserDefined {
+            name: (*event_name).to_owned(),
+            node: node(n),
+        },
+        ("user", _) => return Err(usage("EVENT_NAME NODE")),
+        (other, _) => {
+            return Err(format!(
+                "\"{other}\" is not an event; expected one of cluster_start, cluster_halt, timer, config_change, node_up, node_down, \
+                 network_up, network_down, swap_adapter, fail_standby, join_standby, package_failed, package_run, package_halt, \
+                 package_move, package_enable, package_disable, package_clear, user"
+            ));
+        }
+    };
+    Ok(event)
+}

@@ -1,0 +1,186 @@
+//! The CLI as an administrator uses it: exit codes, error lines, readable plans.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn halcyon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_halcyon"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("the halcyon binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_example_with_a_one_line_summary() {
+    let o = halcyon(&["check", "examples/cluster"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "ok: cluster \"example\": 4 nodes, 3 networks, 5 packages in 6 files\n"
+    );
+}
+
+#[test]
+fn check_lists_every_mistake_with_its_position_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        std::fs::read_to_string("../../examples/cluster/cluster.toml")
+            .unwrap()
+            .replace("sensitivity = 4 ", "sensitivity = 1 "),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("db.toml"),
+        "[package]\nname = \"db\"\nnodes = [\"node1\", \"nod2\"]\nauto_runn = true\n",
+    )
+    .unwrap();
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with("cluster.toml:11:15: heartbeat.sensitivity: 1 is out of range; expected an integer from 2 to 100"), "{out}");
+    assert!(lines[1].ends_with("db.toml:3:19: package.nodes[2]: node \"nod2\" is not defined in the cluster; expected one of \"node1\", \"node2\", \"node3\", \"node4\"; hint: did you mean \"node2\"?"), "{out}");
+    assert!(
+        lines[2].ends_with(
+            "db.toml:4:1: package.auto_runn: unknown field; hint: did you mean \"auto_run\"?"
+        ),
+        "{out}"
+    );
+    assert_eq!(stderr(&o), "3 errors found\n");
+}
+
+#[test]
+fn emulate_prints_a_readable_failover_plan() {
+    let o = halcyon(&[
+        "emulate",
+        "-c",
+        "examples/cluster",
+        "--at",
+        "2026-03-01T10:00:00Z",
+        "node_down",
+        "node1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("event: node_down node1 (failure) at 2026-03-01T10:00:00Z\n"),
+        "{out}"
+    );
+    assert!(out.contains("await release of node1"), "{out}");
+    assert!(out.contains("run db on node2: node1 failed; configured_node: node2 is the highest-priority eligible node"), "{out}");
+}
+
+#[test]
+fn emulate_json_is_machine_readable() {
+    let o = halcyon(&[
+        "emulate",
+        "-c",
+        "examples/cluster",
+        "--json",
+        "node_down",
+        "node2",
+        "graceful",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["event"]["kind"], "node_down");
+    assert_eq!(plan["event"]["how"], "graceful");
+    let halted: Vec<&str> = plan["steps"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["package"].as_str().unwrap_or(""))
+        .collect();
+    assert!(halted.contains(&"nfs"), "{plan}");
+}
+
+#[test]
+fn emulate_refuses_bad_events_and_requests_precisely() {
+    let o = halcyon(&["emulate", "-c", "examples/cluster", "node_down"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("node_down: expected `halcyon emulate node_down NODE [failure|graceful|graceful_takeover|forced]`, got 0 argument(s)"), "{}", stderr(&o));
+
+    let o = halcyon(&[
+        "emulate",
+        "-c",
+        "examples/cluster",
+        "package_move",
+        "db",
+        "node3",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refused: package db cannot run on node3: not in the node list"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = halcyon(&["emulate", "-c", "examples/cluster", "node_up", "node9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("node \"node9\" is not in the configuration"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn explain_says_node_by_node_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.toml");
+    std::fs::write(
+        &state,
+        "members = [\"node2\", \"node3\", \"node4\"]\n[packages.db]\nnodes = [\"node2\"]\nfailures = { node1 = \"2026-03-01T09:00:00Z\" }\n",
+    )
+    .unwrap();
+    let o = halcyon(&[
+        "explain",
+        "db",
+        "-c",
+        "examples/cluster",
+        "-s",
+        state.to_str().unwrap(),
+        "--at",
+        "2026-03-01T09:30:00Z",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("package db: up on node2\n"), "{out}");
+    assert!(out.contains("node1   #1  not eligible: not a member of the cluster; failed here at 2026-03-01T09:00:00Z; excluded until 2026-03-01T10:00:00Z"), "{out}");
+    assert!(
+        out.contains("node3    -  not eligible: not in the node list"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_state_file_naming_unknown_nodes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.toml");
+    std::fs::write(&state, "members = [\"node1\", \"node7\"]\n").unwrap();
+    let o = halcyon(&[
+        "explain",
+        "db",
+        "-c",
+        "examples/cluster",
+        "-s",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("members: node \"node7\" is not in the configuration"),
+        "{}",
+        stderr(&o)
+    );
+}
