@@ -640,8 +640,17 @@ fn check_networks(
                 "remove the node from the list",
             )
         };
+        // An interface on an undefined network is reported in the cluster file;
+        // it was probably meant for one of the networks the package needs.
+        let misnamed_interface = node
+            .interfaces
+            .iter()
+            .any(|i| cluster.network(i.network.as_str()).is_none());
         for network in &required {
             let Some(interface) = node.interface_on(network.as_str()) else {
+                if misnamed_interface {
+                    continue;
+                }
                 sink.error(span.clone(), &field, format!("{node_text} has no interface on network \"{network}\", which the package needs"))
                     .hint = Some(format!("the package could never run there: {fix} or add the interface"));
                 continue;

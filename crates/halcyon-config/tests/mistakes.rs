@@ -87,6 +87,8 @@
 //! - one unusable address of several
 //! - default timeout longer than a lowered maximum event duration
 //! - a cycle among packages that others depend on is reported once
+//! - misspelt interface network is not also a missing interface
+//! - duplicate key
 //!
 //! *Several at once:*
 //! - several independent mistakes in several files
@@ -909,6 +911,26 @@ const CASES: &[Case] = &[
         expect: &[
             "packages/db.toml:22:11: dependency[1].package: dependency cycle: db -> mon -> db; hint: packages depending on each other could never start; remove one dependency",
         ],
+    },
+    Case {
+        name: "misspelt interface network is not also a missing interface",
+        edits: &[Replace(
+            "cluster.toml",
+            "network = \"lan1\"\naddress = \"10.0.1.3\"",
+            "network = \"lan\"\naddress = \"10.0.1.3\"",
+        )],
+        expect: &[
+            "cluster.toml:44:11: node[3].interface[1].network: network \"lan\" is not defined; expected one of \"lan1\", \"lan2\"; hint: did you mean \"lan1\"?",
+        ],
+    },
+    Case {
+        name: "duplicate key",
+        edits: &[Replace(
+            "cluster.toml",
+            "name = \"lan1\"",
+            "name = \"lan1\"\nkind = \"ip\"",
+        )],
+        expect: &["cluster.toml:13:1: toml: syntax error: duplicate key; expected valid TOML"],
     },
     // --- several at once
     Case {
