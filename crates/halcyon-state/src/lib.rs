@@ -1,0 +1,626 @@
+//! Halcyon's replicated state machine: everything the cluster agrees on.
+//!
+//! The state holds the applied configuration, the policy engine's [`ClusterState`], each node's
+//! daemon incarnation, service restart counters, the queue of pending events, the plan being
+//! executed (with the actions done so far) and a bounded event log. It changes only through
+//! [`Command`]s committed in the Raft log ([`State::apply`]).
+//!
+//! Invariants:
+//! - `apply` is deterministic: time comes inside the command (`at`), never from a clock; no I/O,
+//!   no randomness, no async;
+//! - at most one plan executes at a time (events are processed one at a time, cluster-wide);
+//! - a step's actions all report done before the next step is current (the barrier), and when
+//!   the last step is done the plan's resulting state becomes the cluster state;
+//! - every queue and log is bounded ([`PENDING_MAX`], [`LOG_MAX`]);
+//! - a failover package is never placed on two nodes: asserted when a plan is committed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_policy::{ActionKind, ClusterState, Event, Plan};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Most events waiting to be processed; beyond this new events are refused.
+pub const PENDING_MAX: usize = 1024;
+/// Most events kept in the event log (the oldest are dropped).
+pub const LOG_MAX: usize = 256;
+/// Most characters of an action's detail (command output, error) kept in the log.
+pub const DETAIL_MAX: usize = 2048;
+
+/// A change to the replicated state. Encoded as JSON in the Raft log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// The first configuration of a new cluster. Ignored once a configuration is applied.
+    Bootstrap { config: Box<Config>, at: Timestamp },
+    /// A node's daemon started with this incarnation (must increase at every start).
+    Register {
+        node: NodeName,
+        incarnation: u64,
+        at: Timestamp,
+    },
+    /// An event to process (from membership, a failed service, or a request by `by`).
+    Enqueue {
+        event: Event,
+        by: String,
+        at: Timestamp,
+    },
+    /// The coordinator's plan for the pending event `sequence`: it becomes the execution.
+    PlanCommitted {
+        sequence: u64,
+        plan: Box<Plan>,
+        at: Timestamp,
+    },
+    /// The policy engine refused the pending event `sequence`: it is dropped and logged.
+    EventRefused {
+        sequence: u64,
+        error: String,
+        at: Timestamp,
+    },
+    /// An action of the current execution finished (on its node, or on the coordinator for
+    /// `AwaitRelease`).
+    ActionDone {
+        execution: u64,
+        step: usize,
+        index: usize,
+        ok: bool,
+        detail: String,
+        at: Timestamp,
+    },
+    /// A supervised service exited unexpectedly on `node`: count one restart.
+    RestartCounted {
+        package: PackageName,
+        node: NodeName,
+        service: String,
+        at: Timestamp,
+    },
+    /// A node halted by an administrator may join again (`node start`).
+    NodeStartAllowed { node: NodeName, at: Timestamp },
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a command always serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// What applying a command answered (to the writer, on the leader).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    /// Bootstrap: whether this command applied the configuration.
+    Bootstrapped {
+        fresh: bool,
+    },
+    /// Enqueue: the event's sequence number (an identical pending event's, if any).
+    Queued {
+        sequence: u64,
+        duplicate: bool,
+    },
+    /// PlanCommitted: the execution's id.
+    Executing {
+        execution: u64,
+    },
+    /// RestartCounted: restarts counted for this service on this node (within its window).
+    Restarts {
+        count: u32,
+    },
+    /// The command changed nothing, and why.
+    Ignored {
+        why: String,
+    },
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reply always serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The plan being carried out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The id of its event-log record.
+    pub id: u64,
+    pub plan: Plan,
+    /// The current step (index into `plan.steps`).
+    pub step: usize,
+    /// Actions of the current step that are done (indices into the step's actions).
+    pub done: BTreeSet<usize>,
+    /// `Run` actions that failed: (package, node), failed once the plan completes.
+    pub run_failures: Vec<(PackageName, NodeName)>,
+}
+
+impl Execution {
+    /// The current step's actions with their index, not yet done.
+    pub fn open_actions(&self) -> Vec<(usize, &halcyon_policy::Action)> {
+        self.plan
+            .steps
+            .get(self.step)
+            .map(|s| {
+                s.actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !self.done.contains(i))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Running,
+    Done,
+    /// Done, but some actions failed (listed in the record's actions).
+    DoneWithFailures,
+    Refused,
+}
+
+/// The outcome of one action, as the event log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub step: usize,
+    pub index: usize,
+    pub kind: ActionKind,
+    pub package: Option<PackageName>,
+    pub node: NodeName,
+    pub ok: bool,
+    pub detail: String,
+    pub at: Timestamp,
+}
+
+/// One event of the event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: u64,
+    pub event: Event,
+    pub by: String,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: Outcome,
+    /// The plan as an administrator reads it (`halcyon_policy::render`).
+    pub plan_text: Option<String>,
+    pub plan: Option<Plan>,
+    pub error: Option<String>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// A pending event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub sequence: u64,
+    pub event: Event,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+/// One service's restart counter on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartCounter {
+    pub count: u32,
+    pub last: Option<Timestamp>,
+}
+
+/// The whole replicated state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The last applied log index.
+    pub applied_index: u64,
+    pub config: Option<Config>,
+    pub cluster: ClusterState,
+    /// Each node's daemon incarnation, as last registered.
+    pub incarnations: BTreeMap<NodeName, u64>,
+    /// Nodes declared down by a committed `node_down` (no lease is granted to them until a
+    /// `node_up` is committed).
+    pub departed: BTreeSet<NodeName>,
+    /// Nodes halted by an administrator: membership does not bring them back by itself.
+    pub halted_by_admin: BTreeSet<NodeName>,
+    /// package -> node -> service -> counter.
+    pub restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
+    pub pending: Vec<Pending>,
+    pub next_sequence: u64,
+    pub execution: Option<Execution>,
+    pub log: VecDeque<EventRecord>,
+    pub next_record: u64,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one committed command; deterministic.
+    pub fn apply(&mut self, index: u64, command: Command) -> Reply {
+        self.applied_index = index;
+        match command {
+            Command::Bootstrap { config, .. } => {
+                if self.config.is_some() {
+                    return Reply::Bootstrapped { fresh: false };
+                }
+                self.config = Some(*config);
+                Reply::Bootstrapped { fresh: true }
+            }
+            Command::Register {
+                node, incarnation, ..
+            } => {
+                let known = self.incarnations.get(&node).copied().unwrap_or(0);
+                if incarnation <= known {
+                    return Reply::Ignored {
+                        why: format!("incarnation {incarnation} is not above {known}"),
+                    };
+                }
+                self.incarnations.insert(node, incarnation);
+                Reply::Done
+            }
+            Command::Enqueue { event, by, at } => self.enqueue(event, by, at),
+            Command::PlanCommitted { sequence, plan, at } => {
+                self.plan_committed(sequence, *plan, at)
+            }
+            Command::EventRefused {
+                sequence,
+                error,
+                at,
+            } => {
+                let Some(position) = self.pending.iter().position(|p| p.sequence == sequence)
+                else {
+                    return Reply::Ignored {
+                        why: format!("no pending event {sequence}"),
+                    };
+                };
+                let pending = self.pending.remove(position);
+                let id = self.new_record(&pending);
+                if let Some(r) = self.record_mut(id) {
+                    r.outcome = Outcome::Refused;
+                    r.error = Some(error);
+                    r.started_at = Some(at);
+                    r.finished_at = Some(at);
+                }
+                Reply::Done
+            }
+            Command::ActionDone {
+                execution,
+                step,
+                index,
+                ok,
+                detail,
+                at,
+            } => self.action_done(execution, step, index, ok, detail, at),
+            Command::RestartCounted {
+                package,
+                node,
+                service,
+                at,
+            } => {
+                let window = self.restart_window(package.as_str(), &service);
+                let counter = self
+                    .restarts
+                    .entry(package)
+                    .or_default()
+                    .entry(node)
+                    .or_default()
+                    .entry(service)
+                    .or_default();
+                let expired = match (window, counter.last) {
+                    (Some(window), Some(last)) => at
+                        .duration_since(last)
+                        .try_into()
+                        .is_ok_and(|elapsed: Duration| elapsed > window),
+                    _ => false,
+                };
+                counter.count = if expired { 1 } else { counter.count + 1 };
+                counter.last = Some(at);
+                Reply::Restarts {
+                    count: counter.count,
+                }
+            }
+            Command::NodeStartAllowed { node, .. } => {
+                self.halted_by_admin.remove(&node);
+                Reply::Done
+            }
+        }
+    }
+
+    fn restart_window(&self, package: &str, service: &str) -> Option<Duration> {
+        let package = self.config.as_ref()?.package(package)?;
+        package.resources.iter().find_map(|r| match r {
+            halcyon_config::Resource::Service(s) if s.name == service => s.restart_window,
+            _ => None,
+        })
+    }
+
+    /// Restarts counted for a service on a node.
+    pub fn restart_count(&self, package: &str, node: &str, service: &str) -> u32 {
+        self.restarts
+            .get(package)
+            .and_then(|n| n.get(node))
+            .and_then(|s| s.get(service))
+            .map_or(0, |c| c.count)
+    }
+
+    fn enqueue(&mut self, event: Event, by: String, at: Timestamp) -> Reply {
+        if let Some(p) = self.pending.iter().find(|p| p.event == event) {
+            return Reply::Queued {
+                sequence: p.sequence,
+                duplicate: true,
+            };
+        }
+        if self.pending.len() >= PENDING_MAX {
+            return Reply::Ignored {
+                why: format!("{PENDING_MAX} events already pending"),
+            };
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.pending.push(Pending {
+            sequence,
+            event,
+            by,
+            at,
+        });
+        Reply::Queued {
+            sequence,
+            duplicate: false,
+        }
+    }
+
+    fn plan_committed(&mut self, sequence: u64, plan: Plan, at: Timestamp) -> Reply {
+        if let Some(e) = &self.execution {
+            return Reply::Ignored {
+                why: format!("execution {} is still running", e.id),
+            };
+        }
+        let Some(position) = self.pending.iter().position(|p| p.sequence == sequence) else {
+            return Reply::Ignored {
+                why: format!("no pending event {sequence}"),
+            };
+        };
+        if let Some(config) = &self.config {
+            for (name, p) in &plan.state.packages {
+                let failover = config
+                    .package(name.as_str())
+                    .is_some_and(|c| c.is_failover());
+                assert!(
+                    !failover || p.nodes.len() <= 1,
+                    "plan places failover package {name} on {} nodes",
+                    p.nodes.len()
+                );
+            }
+        }
+        let pending = self.pending.remove(position);
+        match &pending.event {
+            Event::NodeDown { node, how } => {
+                self.departed.insert(node.clone());
+                if *how != halcyon_policy::Departure::Failure {
+                    self.halted_by_admin.insert(node.clone());
+                }
+            }
+            Event::NodeUp { node } => {
+                self.departed.remove(node);
+            }
+            _ => {}
+        }
+        let id = self.new_record(&pending);
+        if let Some(r) = self.record_mut(id) {
+            r.started_at = Some(at);
+            r.plan_text = Some(halcyon_policy::render(&plan));
+            r.plan = Some(plan.clone());
+        }
+        self.execution = Some(Execution {
+            id,
+            plan,
+            step: 0,
+            done: BTreeSet::new(),
+            run_failures: Vec::new(),
+        });
+        self.advance(at);
+        Reply::Executing { execution: id }
+    }
+
+    fn action_done(
+        &mut self,
+        execution: u64,
+        step: usize,
+        index: usize,
+        ok: bool,
+        mut detail: String,
+        at: Timestamp,
+    ) -> Reply {
+        let Some(e) = self.execution.as_mut() else {
+            return Reply::Ignored {
+                why: "no execution is running".to_owned(),
+            };
+        };
+        if e.id != execution || e.step != step {
+            return Reply::Ignored {
+                why: format!(
+                    "execution {} is at step {}, not execution {execution} step {step}",
+                    e.id, e.step
+                ),
+            };
+        }
+        let Some(action) = e.plan.steps[step].actions.get(index).cloned() else {
+            return Reply::Ignored {
+                why: format!("step {step} has no action {index}"),
+            };
+        };
+        if !e.done.insert(index) {
+            return Reply::Ignored {
+                why: "already done".to_owned(),
+            };
+        }
+        if !ok
+            && action.kind == ActionKind::Run
+            && let Some(package) = &action.package
+        {
+            e.run_failures.push((package.clone(), action.node.clone()));
+        }
+        if detail.len() > DETAIL_MAX {
+            let mut cut = DETAIL_MAX;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+        }
+        let id = e.id;
+        if let Some(r) = self.record_mut(id) {
+            r.actions.push(ActionRecord {
+                step,
+                index,
+                kind: action.kind,
+                package: action.package,
+                node: action.node,
+                ok,
+                detail,
+                at,
+            });
+        }
+        self.advance(at);
+        Reply::Done
+    }
+
+    /// Moves past completed steps; completes the execution after the last one.
+    fn advance(&mut self, at: Timestamp) {
+        let Some(e) = self.execution.as_mut() else {
+            return;
+        };
+        while let Some(step) = e.plan.steps.get(e.step) {
+            if e.done.len() < step.actions.len() {
+                return;
+            }
+            e.step += 1;
+            e.done.clear();
+        }
+        let e = self.execution.take().expect("checked above");
+        self.cluster = e.plan.state.clone();
+        let failed_any = self
+            .record_mut(e.id)
+            .map(|r| r.actions.iter().any(|a| !a.ok))
+            .unwrap_or(false);
+        if let Some(r) = self.record_mut(e.id) {
+            r.finished_at = Some(at);
+            r.outcome = if failed_any {
+                Outcome::DoneWithFailures
+            } else {
+                Outcome::Done
+            };
+        }
+        for (package, node) in e.run_failures {
+            self.enqueue(
+                Event::PackageFailed { package, node },
+                "failed to start".to_owned(),
+                at,
+            );
+        }
+    }
+
+    fn new_record(&mut self, pending: &Pending) -> u64 {
+        let id = self.next_record;
+        self.next_record += 1;
+        self.log.push_back(EventRecord {
+            id,
+            event: pending.event.clone(),
+            by: pending.by.clone(),
+            queued_at: pending.at,
+            started_at: None,
+            finished_at: None,
+            outcome: Outcome::Running,
+            plan_text: None,
+            plan: None,
+            error: None,
+            actions: Vec::new(),
+        });
+        while self.log.len() > LOG_MAX {
+            self.log.pop_front();
+        }
+        id
+    }
+
+    fn record_mut(&mut self, id: u64) -> Option<&mut EventRecord> {
+        self.log.iter_mut().rev().find(|r| r.id == id)
+    }
+
+    /// The event-log record with this id, if still kept.
+    pub fn record(&self, id: u64) -> Option<&EventRecord> {
+        self.log.iter().rev().find(|r| r.id == id)
+    }
+
+    /// The pending events as the policy engine's `next_event` takes them.
+    pub fn pending_events(&self) -> Vec<(u64, Event)> {
+        self.pending
+            .iter()
+            .map(|p| (p.sequence, p.event.clone()))
+            .collect()
+    }
+
+    /// True when `event` is pending or being executed.
+    pub fn is_pending_or_running(&self, event: &Event) -> bool {
+        self.pending.iter().any(|p| &p.event == event)
+            || self
+                .execution
+                .as_ref()
+                .is_some_and(|e| &e.plan.event == event)
+    }
+}
+
+/// The state machine as the consensus layer runs it: the [`State`] behind a mutex shared with
+/// the daemon, and a callback told of every applied index.
+pub struct Replicated {
+    state: Arc<Mutex<State>>,
+    on_apply: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+impl Replicated {
+    pub fn new(state: Arc<Mutex<State>>, on_apply: Box<dyn Fn(u64) + Send + Sync>) -> Self {
+        Replicated { state, on_apply }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl halcyon_consensus::Application for Replicated {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let reply = match Command::decode(command) {
+            Ok(command) => self.lock().apply(index, command),
+            Err(e) => {
+                self.lock().applied_index = index;
+                Reply::Ignored {
+                    why: format!("undecodable command: {e}"),
+                }
+            }
+        };
+        (self.on_apply)(index);
+        reply.encode()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.lock()).expect("the state always serialises")
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let state: State = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+        let index = state.applied_index;
+        *self.lock() = state;
+        (self.on_apply)(index);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,420 @@
+use super::*;
+use halcyon_consensus::Application;
+use halcyon_policy::Engine;
+
+const CLUSTER: &str = r#"
+[cluster]
+name = "t"
+id = 1
+port = 7400
+[[network]]
+name = "lan"
+kind = "ip"
+subnets = ["127.0.0.0/8"]
+[[node]]
+name = "n1"
+number = 1
+[[node.interface]]
+network = "lan"
+address = "127.0.0.1"
+[[node]]
+name = "n2"
+number = 2
+[[node.interface]]
+network = "lan"
+address = "127.0.0.2"
+[[node]]
+name = "n3"
+number = 3
+[[node.interface]]
+network = "lan"
+address = "127.0.0.3"
+"#;
+
+const PACKAGE: &str = r#"
+[package]
+name = "web"
+type = "failover"
+nodes = ["n1", "n2"]
+auto_run = true
+[[resource]]
+kind = "service"
+name = "srv"
+command = "sleep 100"
+restart = 2
+restart_window = "10s"
+"#;
+
+fn config() -> Config {
+    halcyon_config::load_texts(&[("cluster.toml", CLUSTER), ("web.toml", PACKAGE)])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+}
+
+fn booted() -> State {
+    let mut s = State::new();
+    let reply = s.apply(
+        1,
+        Command::Bootstrap {
+            config: Box::new(config()),
+            at: t(0),
+        },
+    );
+    assert_eq!(reply, Reply::Bootstrapped { fresh: true });
+    s
+}
+
+/// Plans the next pending event the way the coordinator does and commits the plan.
+fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
+    let config = s.config.clone().unwrap();
+    let pending = s.pending_events();
+    let i = halcyon_policy::next_event(&config, &pending).expect("an event is pending");
+    let (sequence, event) = pending[i].clone();
+    let plan = Engine::new(&config).plan(&s.cluster, &event, at).unwrap();
+    match s.apply(
+        index,
+        Command::PlanCommitted {
+            sequence,
+            plan: Box::new(plan),
+            at,
+        },
+    ) {
+        Reply::Executing { execution } => execution,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn done_all(s: &mut State, mut index: u64, ok: bool) -> u64 {
+    while let Some(e) = s.execution.clone() {
+        for (i, _) in e.open_actions() {
+            index += 1;
+            assert_eq!(
+                s.apply(
+                    index,
+                    Command::ActionDone {
+                        execution: e.id,
+                        step: e.step,
+                        index: i,
+                        ok,
+                        detail: String::new(),
+                        at: t(index as i64),
+                    }
+                ),
+                Reply::Done
+            );
+        }
+    }
+    index
+}
+
+#[test]
+fn bootstrap_is_applied_once() {
+    let mut s = booted();
+    let reply = s.apply(
+        2,
+        Command::Bootstrap {
+            config: Box::new(config()),
+            at: t(1),
+        },
+    );
+    assert_eq!(reply, Reply::Bootstrapped { fresh: false });
+    assert_eq!(s.applied_index, 2);
+}
+
+#[test]
+fn a_node_up_runs_the_package_through_the_barrier() {
+    let mut s = booted();
+    let up = Event::NodeUp { node: "n1".into() };
+    assert_eq!(
+        s.apply(
+            2,
+            Command::Enqueue {
+                event: up.clone(),
+                by: "membership".into(),
+                at: t(1)
+            }
+        ),
+        Reply::Queued {
+            sequence: 0,
+            duplicate: false
+        }
+    );
+    assert_eq!(
+        s.apply(
+            3,
+            Command::Enqueue {
+                event: up.clone(),
+                by: "membership".into(),
+                at: t(1)
+            }
+        ),
+        Reply::Queued {
+            sequence: 0,
+            duplicate: true
+        }
+    );
+    let id = plan_next(&mut s, 4, t(2));
+    assert!(s.pending.is_empty());
+    let e = s.execution.clone().unwrap();
+    assert_eq!(e.open_actions().len(), 1);
+    // A second plan is refused while one runs.
+    s.apply(
+        5,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n2".into() },
+            by: "m".into(),
+            at: t(3),
+        },
+    );
+    let plan = e.plan.clone();
+    assert!(matches!(
+        s.apply(
+            6,
+            Command::PlanCommitted {
+                sequence: 1,
+                plan: Box::new(plan),
+                at: t(3)
+            }
+        ),
+        Reply::Ignored { .. }
+    ));
+    // A stale ActionDone is ignored.
+    assert!(matches!(
+        s.apply(
+            7,
+            Command::ActionDone {
+                execution: id,
+                step: 5,
+                index: 0,
+                ok: true,
+                detail: String::new(),
+                at: t(4)
+            }
+        ),
+        Reply::Ignored { .. }
+    ));
+    done_all(&mut s, 7, true);
+    assert!(s.execution.is_none());
+    assert!(s.cluster.members.contains("n1"));
+    assert!(s.cluster.package("web").nodes.contains("n1"));
+    let record = s.record(id).unwrap();
+    assert_eq!(record.outcome, Outcome::Done);
+    assert!(record.plan_text.as_ref().unwrap().contains("run web on n1"));
+}
+
+#[test]
+fn a_failed_run_enqueues_package_failed() {
+    let mut s = booted();
+    s.apply(
+        2,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(1),
+        },
+    );
+    plan_next(&mut s, 3, t(2));
+    done_all(&mut s, 3, false);
+    assert_eq!(
+        s.pending_events(),
+        vec![(
+            1,
+            Event::PackageFailed {
+                package: "web".into(),
+                node: "n1".into()
+            }
+        )]
+    );
+    assert_eq!(s.log.back().unwrap().outcome, Outcome::DoneWithFailures);
+}
+
+#[test]
+fn node_down_marks_departed_and_node_up_clears_it() {
+    let mut s = booted();
+    s.apply(
+        2,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(1),
+        },
+    );
+    plan_next(&mut s, 3, t(1));
+    let i = done_all(&mut s, 3, true);
+    s.apply(
+        i + 1,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n2".into() },
+            by: "m".into(),
+            at: t(1),
+        },
+    );
+    plan_next(&mut s, i + 2, t(2));
+    let i = done_all(&mut s, i + 2, true);
+    s.apply(
+        i + 1,
+        Command::Enqueue {
+            event: Event::NodeDown {
+                node: "n1".into(),
+                how: Default::default(),
+            },
+            by: "m".into(),
+            at: t(3),
+        },
+    );
+    plan_next(&mut s, i + 2, t(3));
+    assert!(s.departed.contains("n1"));
+    let e = s.execution.clone().unwrap();
+    assert_eq!(e.plan.steps[0].actions[0].kind, ActionKind::AwaitRelease);
+    done_all(&mut s, i + 2, true);
+    assert_eq!(
+        s.cluster
+            .package("web")
+            .nodes
+            .iter()
+            .next()
+            .unwrap()
+            .as_str(),
+        "n2"
+    );
+    s.apply(
+        100,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(4),
+        },
+    );
+    plan_next(&mut s, 101, t(4));
+    assert!(!s.departed.contains("n1"));
+}
+
+#[test]
+fn restart_counter_counts_within_its_window() {
+    let mut s = booted();
+    let count = |s: &mut State, i: u64, at| match s.apply(
+        i,
+        Command::RestartCounted {
+            package: "web".into(),
+            node: "n1".into(),
+            service: "srv".into(),
+            at,
+        },
+    ) {
+        Reply::Restarts { count } => count,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(&mut s, 2, t(1)), 1);
+    assert_eq!(count(&mut s, 3, t(2)), 2);
+    assert_eq!(count(&mut s, 4, t(3)), 3);
+    assert_eq!(s.restart_count("web", "n1", "srv"), 3);
+    // 10 s window: a failure 20 s later starts a new count.
+    assert_eq!(count(&mut s, 5, t(23)), 1);
+    assert_eq!(s.restart_count("web", "n2", "srv"), 0);
+}
+
+#[test]
+fn register_needs_a_higher_incarnation() {
+    let mut s = booted();
+    assert_eq!(
+        s.apply(
+            2,
+            Command::Register {
+                node: "n1".into(),
+                incarnation: 5,
+                at: t(1)
+            }
+        ),
+        Reply::Done
+    );
+    assert!(matches!(
+        s.apply(
+            3,
+            Command::Register {
+                node: "n1".into(),
+                incarnation: 5,
+                at: t(1)
+            }
+        ),
+        Reply::Ignored { .. }
+    ));
+}
+
+#[test]
+fn snapshot_and_restore_round_trip_through_the_application() {
+    let shared = Arc::new(Mutex::new(State::new()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = Arc::clone(&seen);
+    let mut app = Replicated::new(
+        Arc::clone(&shared),
+        Box::new(move |i| seen2.lock().unwrap().push(i)),
+    );
+    let reply = app.apply(
+        1,
+        &Command::Bootstrap {
+            config: Box::new(config()),
+            at: t(0),
+        }
+        .encode(),
+    );
+    assert_eq!(
+        Reply::decode(&reply).unwrap(),
+        Reply::Bootstrapped { fresh: true }
+    );
+    app.apply(
+        2,
+        &Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(1),
+        }
+        .encode(),
+    );
+    let garbage = app.apply(3, b"not json");
+    assert!(matches!(
+        Reply::decode(&garbage).unwrap(),
+        Reply::Ignored { .. }
+    ));
+    let snapshot = app.snapshot();
+
+    let other = Arc::new(Mutex::new(State::new()));
+    let mut restored = Replicated::new(Arc::clone(&other), Box::new(|_| {}));
+    restored.restore(&snapshot).unwrap();
+    assert_eq!(*other.lock().unwrap(), *shared.lock().unwrap());
+    assert_eq!(other.lock().unwrap().applied_index, 3);
+    assert!(restored.restore(b"{").is_err());
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+}
+
+#[test]
+fn the_event_log_is_bounded() {
+    let mut s = booted();
+    let mut i = 1;
+    for n in 0..(LOG_MAX + 10) {
+        i += 1;
+        s.apply(
+            i,
+            Command::Enqueue {
+                event: Event::PackageHalt {
+                    package: "web".into(),
+                },
+                by: "admin".into(),
+                at: t(n as i64),
+            },
+        );
+        i += 1;
+        s.apply(
+            i,
+            Command::EventRefused {
+                sequence: n as u64,
+                error: "not running".into(),
+                at: t(n as i64),
+            },
+        );
+    }
+    assert_eq!(s.log.len(), LOG_MAX);
+    assert_eq!(s.log.back().unwrap().outcome, Outcome::Refused);
+}
