@@ -1,0 +1,584 @@
+//! Halcyon's resource drivers (SPEC 9) behind one trait, [`Resource`].
+//!
+//! Drivers now: [`Service`] (a supervised long-running command in its own process group) and
+//! [`Script`] (run and halt commands with timeouts). `ip`, `ocf`, `volume`, `filesystem` and
+//! `monitor` drivers implement the same trait later; [`PackageResources::from_config`] reports
+//! them as unsupported until then.
+//!
+//! Invariants:
+//! - every command runs through `sh -c` in a process group of its own, with the package
+//!   environment ([`PackageEnv`]); killing a resource kills its whole group;
+//! - every external command is bounded by a timeout; a command that times out has its process
+//!   group killed, and the error says so;
+//! - captured output is bounded ([`OUTPUT_MAX`] bytes, the end kept);
+//! - this crate spawns processes, never tasks or threads: a service's exit is awaited by the
+//!   caller through [`Resource::exited`].
+
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use halcyon_config::{Resource as ResourceConfig, ScriptResource, ServiceResource};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+/// Most bytes of a command's output kept (the last ones).
+pub const OUTPUT_MAX: usize = 2048;
+/// How often a process group is polled while waiting for it to vanish.
+const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long to wait for a process group to vanish after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Environment given to every command of a package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageEnv {
+    pub cluster: String,
+    pub package: String,
+    pub node: String,
+}
+
+impl PackageEnv {
+    pub fn vars(&self) -> [(&'static str, &str); 3] {
+        [
+            ("HALCYON_CLUSTER", self.cluster.as_str()),
+            ("HALCYON_PACKAGE", self.package.as_str()),
+            ("HALCYON_NODE", self.node.as_str()),
+        ]
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResourceError {
+    #[error("{what}: cannot start `{command}`: {error}")]
+    Spawn {
+        what: String,
+        command: String,
+        error: String,
+    },
+    #[error("{what}: `{command}` exited with {status}{}", output_suffix(.output))]
+    Failed {
+        what: String,
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("{what}: `{command}` timed out after {timeout:?}; its process group was killed{}", output_suffix(.output))]
+    TimedOut {
+        what: String,
+        command: String,
+        timeout: Duration,
+        output: String,
+    },
+    #[error("{what}: exited at once with {status}")]
+    ExitedAtStart { what: String, status: String },
+    #[error("{what}: resource kind not supported yet")]
+    Unsupported { what: String },
+}
+
+fn output_suffix(output: &str) -> String {
+    let trimmed = output.trim();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("; output: {trimmed}")
+    }
+}
+
+/// How a resource is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Orderly: SIGTERM then SIGKILL after the halt timeout; halt commands run.
+    Graceful,
+    /// At once (self-fencing, forced halt): processes get SIGKILL; halt commands still run,
+    /// bounded by their timeouts.
+    Immediate,
+}
+
+/// What stopping did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Processes had to be killed with SIGKILL (they ignored SIGTERM or timed out).
+    pub killed: bool,
+    pub detail: String,
+}
+
+/// A resource's health as [`Resource::check`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    Running,
+    Stopped,
+    /// A supervised process exited by itself.
+    Exited(String),
+}
+
+/// One resource of a package on this node.
+pub trait Resource: Send {
+    /// For logs and errors, e.g. `service web`.
+    fn describe(&self) -> String;
+    /// Acquire the resource (start the process, run the run command).
+    fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>>;
+    /// Release it.
+    fn stop<'a>(
+        &'a mut self,
+        env: &'a PackageEnv,
+        mode: StopMode,
+    ) -> BoxFuture<'a, Result<StopReport, ResourceError>>;
+    /// Non-blocking health check.
+    fn check(&mut self) -> Health;
+    /// Resolves when a supervised process exits by itself (never, for resources without one).
+    /// Cancel-safe: dropping the future loses nothing.
+    fn exited(&mut self) -> BoxFuture<'_, String>;
+    /// The process group to kill if the daemon restarts while this resource runs.
+    fn process_group(&self) -> Option<i32> {
+        None
+    }
+}
+
+fn shell(command: &str, env: &PackageEnv) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(command)
+        .envs(env.vars())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false);
+    c
+}
+
+/// Sends `signal` to process group `pgid`; false when no process of the group is left.
+pub fn signal_group(pgid: i32, signal: i32) -> bool {
+    assert!(pgid > 1, "refusing to signal process group {pgid}");
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+/// True while some process of group `pgid` exists.
+pub fn group_alive(pgid: i32) -> bool {
+    signal_group(pgid, 0)
+}
+
+/// Waits until group `pgid` has no process left, at most `limit`. True when it is gone.
+async fn wait_group_gone(pgid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(GROUP_POLL_INTERVAL).await;
+    }
+}
+
+/// SIGKILLs a process group and waits for it to vanish (bounded).
+pub async fn kill_group(pgid: i32) -> bool {
+    signal_group(pgid, libc::SIGKILL);
+    wait_group_gone(pgid, KILL_WAIT).await
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// A long-running command supervised by the daemon (SPEC 9.2).
+pub struct Service {
+    config: ServiceResource,
+    child: Option<Child>,
+    pgid: Option<i32>,
+    /// Set once the child's exit has been reaped.
+    exit: Option<String>,
+}
+
+impl Service {
+    pub fn new(config: ServiceResource) -> Self {
+        Service {
+            config,
+            child: None,
+            pgid: None,
+            exit: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn config(&self) -> &ServiceResource {
+        &self.config
+    }
+
+    fn reap(&mut self) {
+        if self.exit.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.exit = Some(describe_status(status));
+        }
+    }
+}
+
+impl Resource for Service {
+    fn describe(&self) -> String {
+        format!("service {}", self.config.name)
+    }
+
+    fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
+        Box::pin(async move {
+            if let Some(old) = self.pgid.take() {
+                // A previous run (exited by itself) may have left processes in its group.
+                kill_group(old).await;
+            }
+            let child = shell(&self.config.command, env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| ResourceError::Spawn {
+                    what: self.describe(),
+                    command: self.config.command.clone(),
+                    error: e.to_string(),
+                })?;
+            let pid = child.id().map(|p| p as i32);
+            self.pgid = pid;
+            self.child = Some(child);
+            self.exit = None;
+            tracing::info!(service = %self.config.name, pid, package = %env.package, "service started");
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(
+        &'a mut self,
+        _env: &'a PackageEnv,
+        mode: StopMode,
+    ) -> BoxFuture<'a, Result<StopReport, ResourceError>> {
+        Box::pin(async move {
+            let Some(pgid) = self.pgid.take() else {
+                return Ok(StopReport::default());
+            };
+            let mut report = StopReport::default();
+            let halt_timeout = self.config.halt_timeout;
+            if mode == StopMode::Graceful {
+                signal_group(pgid, libc::SIGTERM);
+                let deadline = Instant::now() + halt_timeout;
+                if let Some(child) = self.child.as_mut() {
+                    let _ = timeout(halt_timeout, child.wait()).await;
+                }
+                let rest = deadline.saturating_duration_since(Instant::now());
+                if !wait_group_gone(pgid, rest).await {
+                    report.killed = true;
+                    report.detail = format!(
+                        "{} ignored SIGTERM for {halt_timeout:?}: killed",
+                        self.describe()
+                    );
+                }
+            } else {
+                report.killed = group_alive(pgid);
+            }
+            if report.killed || mode == StopMode::Immediate {
+                signal_group(pgid, libc::SIGKILL);
+            }
+            // Reap the child first: until then it counts as a member of its group.
+            if let Some(mut child) = self.child.take() {
+                let _ = timeout(KILL_WAIT, child.wait()).await;
+            }
+            wait_group_gone(pgid, KILL_WAIT).await;
+            self.exit = None;
+            Ok(report)
+        })
+    }
+
+    fn check(&mut self) -> Health {
+        self.reap();
+        match (&self.child, &self.exit) {
+            (None, _) => Health::Stopped,
+            (Some(_), Some(e)) => Health::Exited(e.clone()),
+            (Some(_), None) => Health::Running,
+        }
+    }
+
+    fn exited(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            if let Some(e) = &self.exit {
+                return e.clone();
+            }
+            match self.child.as_mut() {
+                Some(child) => {
+                    let status = match child.wait().await {
+                        Ok(status) => describe_status(status),
+                        Err(e) => format!("wait failed: {e}"),
+                    };
+                    self.exit = Some(status.clone());
+                    status
+                }
+                None => std::future::pending().await,
+            }
+        })
+    }
+
+    fn process_group(&self) -> Option<i32> {
+        self.pgid
+    }
+}
+
+/// Run and halt commands with timeouts (SPEC 9.3).
+pub struct Script {
+    config: ScriptResource,
+}
+
+impl Script {
+    pub fn new(config: ScriptResource) -> Self {
+        Script { config }
+    }
+}
+
+/// Runs `command` to completion within `limit`; on timeout its process group is killed.
+pub async fn run_command(
+    what: &str,
+    command: &str,
+    env: &PackageEnv,
+    limit: Duration,
+) -> Result<String, ResourceError> {
+    let spawn_error = |e: std::io::Error| ResourceError::Spawn {
+        what: what.to_owned(),
+        command: command.to_owned(),
+        error: e.to_string(),
+    };
+    let mut output = tempfile::tempfile().map_err(spawn_error)?;
+    let stdout = output.try_clone().map_err(spawn_error)?;
+    let stderr = output.try_clone().map_err(spawn_error)?;
+    let mut child = shell(command, env)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(spawn_error)?;
+    let pgid = child.id().map(|p| p as i32);
+    let waited = timeout(limit, child.wait()).await;
+    let read_output = |file: &mut std::fs::File| {
+        let len = file.seek(SeekFrom::End(0)).unwrap_or(0);
+        let start = len.saturating_sub(OUTPUT_MAX as u64);
+        let _ = file.seek(SeekFrom::Start(start));
+        let mut bytes = Vec::new();
+        let _ = file.take(OUTPUT_MAX as u64).read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    match waited {
+        Ok(Ok(status)) => {
+            // Leftover background processes of a finished command are not ours to keep.
+            let text = read_output(&mut output);
+            if status.success() {
+                Ok(text)
+            } else {
+                Err(ResourceError::Failed {
+                    what: what.to_owned(),
+                    command: command.to_owned(),
+                    status: describe_status(status),
+                    output: text,
+                })
+            }
+        }
+        Ok(Err(e)) => Err(spawn_error(e)),
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                signal_group(pgid, libc::SIGKILL);
+            }
+            let _ = timeout(KILL_WAIT, child.wait()).await;
+            if let Some(pgid) = pgid {
+                wait_group_gone(pgid, KILL_WAIT).await;
+            }
+            Err(ResourceError::TimedOut {
+                what: what.to_owned(),
+                command: command.to_owned(),
+                timeout: limit,
+                output: read_output(&mut output),
+            })
+        }
+    }
+}
+
+impl Resource for Script {
+    fn describe(&self) -> String {
+        format!("script {}", self.config.name)
+    }
+
+    fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
+        Box::pin(async move {
+            let what = format!("{} run", self.describe());
+            run_command(&what, &self.config.run, env, self.config.run_timeout)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn stop<'a>(
+        &'a mut self,
+        env: &'a PackageEnv,
+        _mode: StopMode,
+    ) -> BoxFuture<'a, Result<StopReport, ResourceError>> {
+        Box::pin(async move {
+            let what = format!("{} halt", self.describe());
+            match run_command(&what, &self.config.halt, env, self.config.halt_timeout).await {
+                Ok(_) => Ok(StopReport::default()),
+                Err(e @ ResourceError::TimedOut { .. }) => Ok(StopReport {
+                    killed: true,
+                    detail: e.to_string(),
+                }),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn check(&mut self) -> Health {
+        Health::Running
+    }
+
+    fn exited(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Builds the driver for one configured resource.
+pub fn driver(config: &ResourceConfig) -> Result<Box<dyn Resource>, ResourceError> {
+    match config {
+        ResourceConfig::Service(s) => Ok(Box::new(Service::new(s.clone()))),
+        ResourceConfig::Script(s) => Ok(Box::new(Script::new(s.clone()))),
+        other => Err(ResourceError::Unsupported {
+            what: other.describe(),
+        }),
+    }
+}
+
+/// A package's resources on this node, started in order and stopped in reverse.
+pub struct PackageResources {
+    pub env: PackageEnv,
+    pub resources: Vec<Box<dyn Resource>>,
+    /// How many resources (from the front) are started.
+    started: usize,
+}
+
+impl PackageResources {
+    pub fn new(env: PackageEnv, resources: Vec<Box<dyn Resource>>) -> Self {
+        PackageResources {
+            env,
+            resources,
+            started: 0,
+        }
+    }
+
+    pub fn from_config(
+        env: PackageEnv,
+        package: &halcyon_config::Package,
+    ) -> Result<Self, ResourceError> {
+        let resources = package
+            .resources
+            .iter()
+            .map(driver)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(env, resources))
+    }
+
+    /// Starts every resource in order; on a failure, stops what was started (reverse order)
+    /// and returns the failure.
+    pub async fn start(&mut self) -> Result<(), ResourceError> {
+        while self.started < self.resources.len() {
+            let i = self.started;
+            if let Err(e) = self.resources[i].start(&self.env).await {
+                let _ = self.stop(StopMode::Graceful).await;
+                return Err(e);
+            }
+            self.started += 1;
+        }
+        Ok(())
+    }
+
+    /// Stops the started resources in reverse order. Every resource is stopped even when one
+    /// fails; the first error is returned with the others' details.
+    pub async fn stop(&mut self, mode: StopMode) -> Result<StopReport, ResourceError> {
+        let mut report = StopReport::default();
+        let mut first_error = None;
+        while self.started > 0 {
+            self.started -= 1;
+            let i = self.started;
+            match self.resources[i].stop(&self.env, mode).await {
+                Ok(r) => {
+                    report.killed |= r.killed;
+                    if !r.detail.is_empty() {
+                        if !report.detail.is_empty() {
+                            report.detail.push_str("; ");
+                        }
+                        report.detail.push_str(&r.detail);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Starts resource `index` again (a service that exited by itself).
+    pub async fn restart(&mut self, index: usize) -> Result<(), ResourceError> {
+        assert!(index < self.started, "resource {index} was not started");
+        self.resources[index].start(&self.env).await
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started > 0
+    }
+
+    /// Process groups of running services (to kill after a daemon restart).
+    pub fn process_groups(&self) -> Vec<i32> {
+        self.resources[..self.started]
+            .iter()
+            .filter_map(|r| r.process_group())
+            .collect()
+    }
+
+    /// Resolves when a started resource's supervised process exits: (index, exit description).
+    /// Cancel-safe. Pending forever when none is supervised.
+    pub fn exited(&mut self) -> BoxFuture<'_, (usize, String)> {
+        let started = self.started;
+        Box::pin(async move {
+            if started == 0 {
+                return std::future::pending().await;
+            }
+            let futures: Vec<_> = self.resources[..started]
+                .iter_mut()
+                .enumerate()
+                .map(|(i, r)| {
+                    Box::pin(async move { (i, r.exited().await) }) as BoxFuture<'_, (usize, String)>
+                })
+                .collect();
+            select_first(futures).await
+        })
+    }
+}
+
+/// The first of several futures to complete (a small `select_all`).
+async fn select_first<T>(mut futures: Vec<BoxFuture<'_, T>>) -> T {
+    std::future::poll_fn(move |cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use super::*;
+use std::time::Duration;
+
+fn env() -> PackageEnv {
+    PackageEnv {
+        cluster: "c".into(),
+        package: "p".into(),
+        node: "n1".into(),
+    }
+}
+
+fn service(command: &str, halt_timeout_ms: u64) -> Service {
+    Service::new(ServiceResource {
+        name: "s".into(),
+        command: command.into(),
+        restart: 0,
+        restart_window: None,
+        node_fail_fast: false,
+        halt_timeout: Duration::from_millis(halt_timeout_ms),
+    })
+}
+
+fn script(run: &str, halt: &str, timeout_ms: u64) -> Script {
+    Script::new(ScriptResource {
+        name: "x".into(),
+        run: run.into(),
+        halt: halt.into(),
+        run_timeout: Duration::from_millis(timeout_ms),
+        halt_timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+#[tokio::test]
+async fn a_service_exit_is_seen_at_once() {
+    let mut s = service("sleep 0.1; exit 3", 1000);
+    s.start(&env()).await.unwrap();
+    assert_eq!(s.check(), Health::Running);
+    let started = Instant::now();
+    let exit = tokio::time::timeout(Duration::from_secs(5), s.exited())
+        .await
+        .unwrap();
+    assert_eq!(exit, "exit status 3");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(s.check(), Health::Exited("exit status 3".into()));
+}
+
+#[tokio::test]
+async fn stop_terminates_the_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("child.pid");
+    // A background grandchild in the same group.
+    let command = format!("sleep 30 & echo $! > {}; wait", marker.display());
+    let mut s = service(&command, 2000);
+    s.start(&env()).await.unwrap();
+    let pgid = s.process_group().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(group_alive(pgid));
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(!report.killed, "{report:?}");
+    assert!(!group_alive(pgid));
+    assert_eq!(s.check(), Health::Stopped);
+}
+
+#[tokio::test]
+async fn a_service_ignoring_sigterm_is_killed_after_its_halt_timeout() {
+    let mut s = service("trap '' TERM; while :; do sleep 0.05; done", 300);
+    s.start(&env()).await.unwrap();
+    let pgid = s.process_group().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(report.killed);
+    assert!(
+        report.detail.contains("ignored SIGTERM"),
+        "{}",
+        report.detail
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(!group_alive(pgid));
+}
+
+#[tokio::test]
+async fn an_immediate_stop_kills_without_waiting() {
+    let mut s = service("trap '' TERM; while :; do sleep 0.05; done", 10_000);
+    s.start(&env()).await.unwrap();
+    let pgid = s.process_group().unwrap();
+    let started = Instant::now();
+    s.stop(&env(), StopMode::Immediate).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(!group_alive(pgid));
+}
+
+#[tokio::test]
+async fn the_package_environment_is_given_to_commands() {
+    let out = run_command(
+        "t",
+        "echo $HALCYON_CLUSTER/$HALCYON_PACKAGE/$HALCYON_NODE",
+        &env(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.trim(), "c/p/n1");
+}
+
+#[tokio::test]
+async fn script_results_and_timeouts_are_reported() {
+    let mut ok = script("true", "true", 2000);
+    ok.start(&env()).await.unwrap();
+    assert_eq!(
+        ok.stop(&env(), StopMode::Graceful).await.unwrap(),
+        StopReport::default()
+    );
+
+    let mut failing = script("echo broken; false", "true", 2000);
+    let e = failing.start(&env()).await.unwrap_err();
+    assert!(
+        matches!(&e, ResourceError::Failed { status, output, .. } if status == "exit status 1" && output.contains("broken")),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "script x run: `echo broken; false` exited with exit status 1; output: broken"
+    );
+
+    let mut slow = script("sleep 30", "sleep 30", 200);
+    let started = Instant::now();
+    let e = slow.start(&env()).await.unwrap_err();
+    assert!(matches!(e, ResourceError::TimedOut { .. }), "{e}");
+    assert!(e.to_string().contains("process group was killed"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let report = slow.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(
+        report.killed && report.detail.contains("timed out"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_package_stops_what_it_started_when_a_resource_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let l = log.display();
+    let resources: Vec<Box<dyn Resource>> = vec![
+        Box::new(script(
+            &format!("echo run1 >> {l}"),
+            &format!("echo halt1 >> {l}"),
+            2000,
+        )),
+        Box::new(service("sleep 30", 1000)),
+        Box::new(script("false", &format!("echo halt3 >> {l}"), 2000)),
+    ];
+    let mut p = PackageResources::new(env(), resources);
+    assert!(p.start().await.is_err());
+    assert!(!p.is_started());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "run1\nhalt1\n");
+}
+
+#[tokio::test]
+async fn a_package_reports_its_service_exit_and_restarts_it() {
+    let resources: Vec<Box<dyn Resource>> = vec![
+        Box::new(script("true", "true", 2000)),
+        Box::new(service("sleep 0.1", 1000)),
+    ];
+    let mut p = PackageResources::new(env(), resources);
+    p.start().await.unwrap();
+    let (i, why) = tokio::time::timeout(Duration::from_secs(5), p.exited())
+        .await
+        .unwrap();
+    assert_eq!((i, why.as_str()), (1, "exit status 0"));
+    p.restart(1).await.unwrap();
+    assert_eq!(p.process_groups().len(), 1);
+    p.stop(StopMode::Graceful).await.unwrap();
+    assert!(p.process_groups().is_empty());
+}
