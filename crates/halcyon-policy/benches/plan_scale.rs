@@ -21,7 +21,11 @@ fn config() -> Config {
             number: i as u32 + 1,
             interfaces: vec![Interface {
                 network: NetworkName::from("lan1"),
-                address: Some(format!("198.18.{}.{}", i / 250, i % 250 + 1).parse().unwrap()),
+                address: Some(
+                    format!("198.18.{}.{}", i / 250, i % 250 + 1)
+                        .parse()
+                        .unwrap(),
+                ),
                 device: None,
                 standby: false,
             }],
@@ -37,7 +41,9 @@ fn config() -> Config {
         let list: Vec<NodeName> = if everywhere {
             nodes.iter().map(|n| n.name.clone()).collect()
         } else {
-            (0..8).map(|k| nodes[(p + k * 31) % NODES].name.clone()).collect()
+            (0..8)
+                .map(|k| nodes[(p + k * 31) % NODES].name.clone())
+                .collect()
         };
         let dependencies = if p % 20 == 1 {
             vec![Dependency {
@@ -55,8 +61,16 @@ fn config() -> Config {
                 package_type: PackageType::Failover,
                 nodes: list,
                 auto_run: true,
-                failover_policy: if everywhere { FailoverPolicy::MinPackageNode } else { FailoverPolicy::ConfiguredNode },
-                failback_policy: if p % 3 == 0 { FailbackPolicy::Automatic } else { FailbackPolicy::Manual },
+                failover_policy: if everywhere {
+                    FailoverPolicy::MinPackageNode
+                } else {
+                    FailoverPolicy::ConfiguredNode
+                },
+                failback_policy: if p % 3 == 0 {
+                    FailbackPolicy::Automatic
+                } else {
+                    FailbackPolicy::Manual
+                },
                 fallback_timer: None,
                 priority: Some((p % 7) as u32 + 1),
                 dependencies,
@@ -80,12 +94,21 @@ fn config() -> Config {
                 name: NetworkName::from("lan1"),
                 number: 1,
                 kind: NetworkKind::Ip,
-                subnets: vec![Subnet { address: "198.18.0.0".parse().unwrap(), prefix: 15 }],
+                subnets: vec![Subnet {
+                    address: "198.18.0.0".parse().unwrap(),
+                    prefix: 15,
+                }],
                 device: None,
                 heartbeat: Heartbeat::default(),
             }],
             heartbeat: Heartbeat::default(),
-            quorum: Quorum { witness: None, auto_shrink: false, min_voters: 0, lease: None, watchdog: None },
+            quorum: Quorum {
+                witness: None,
+                auto_shrink: false,
+                min_voters: 0,
+                lease: None,
+                watchdog: None,
+            },
             events: EventDefaults::default(),
             limits: Limits::default(),
         },
@@ -115,16 +138,32 @@ fn main() {
     println!("policy engine: {NODES} nodes x {PACKAGES} packages (target: one plan <= 50 ms)");
     let build = Instant::now();
     let engine = Engine::new(&config);
-    println!("{:<44} {:>8.2} ms (once per configuration)", "engine set-up", build.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "{:<44} {:>8.2} ms (once per configuration)",
+        "engine set-up",
+        build.elapsed().as_secs_f64() * 1e3
+    );
 
     let all_members = ClusterState {
-        members: config.cluster.nodes.iter().map(|n| n.name.clone()).collect(),
+        members: config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect(),
         ..ClusterState::default()
     };
     measure("cluster start (place every package)", || {
-        engine.plan(&all_members, &Event::ClusterStart, now).unwrap().actions().count()
+        engine
+            .plan(&all_members, &Event::ClusterStart, now)
+            .unwrap()
+            .actions()
+            .count()
     });
-    let running = engine.plan(&all_members, &Event::ClusterStart, now).unwrap().state;
+    let running = engine
+        .plan(&all_members, &Event::ClusterStart, now)
+        .unwrap()
+        .state;
 
     // The node running the most packages fails.
     let mut per_node: BTreeMap<&NodeName, usize> = BTreeMap::new();
@@ -133,16 +172,36 @@ fn main() {
             *per_node.entry(n).or_default() += 1;
         }
     }
-    let (busiest, count) = per_node.iter().max_by_key(|(_, c)| **c).map(|(n, c)| ((*n).clone(), *c)).unwrap();
-    let failure = Event::NodeDown { node: busiest.clone(), how: Departure::Failure };
-    measure(&format!("node failure ({busiest}, {count} packages)"), || {
-        engine.plan(&running, &failure, now).unwrap().actions().count()
-    });
+    let (busiest, count) = per_node
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(n, c)| ((*n).clone(), *c))
+        .unwrap();
+    let failure = Event::NodeDown {
+        node: busiest.clone(),
+        how: Departure::Failure,
+    };
+    measure(
+        &format!("node failure ({busiest}, {count} packages)"),
+        || {
+            engine
+                .plan(&running, &failure, now)
+                .unwrap()
+                .actions()
+                .count()
+        },
+    );
 
     // It rejoins: automatic-failback packages return.
     let after_failure = engine.plan(&running, &failure, now).unwrap().state;
-    let join = Event::NodeUp { node: busiest.clone() };
+    let join = Event::NodeUp {
+        node: busiest.clone(),
+    };
     measure(&format!("node join ({busiest} rejoins)"), || {
-        engine.plan(&after_failure, &join, now).unwrap().actions().count()
+        engine
+            .plan(&after_failure, &join, now)
+            .unwrap()
+            .actions()
+            .count()
     });
 }

@@ -46,7 +46,7 @@ pub enum PlanError {
     NotRunning(String),
     #[error("package {0} is a multi-node package; it cannot be moved")]
     NotFailover(String),
-    #[error("package {package} has no other eligible node: {reasons}")]
+    #[error("package {package} has no eligible node: {reasons}")]
     NoTarget { package: String, reasons: String },
     #[error("node {0} is not a member of the cluster")]
     NotMember(String),
@@ -245,6 +245,9 @@ pub fn explain(
 ) -> Result<Explanation, PlanError> {
     Engine::new(config).explain(state, package, now)
 }
+
+/// Nodes passed over for a package, each with its reasons.
+type Rejected = Vec<(usize, Vec<Ineligible>)>;
 
 /// What the event asks of one package beyond normal placement.
 #[derive(Clone, Debug)]
@@ -730,11 +733,7 @@ impl<'e, 'c> Work<'e, 'c> {
 
     /// The best eligible node for a failover package, with the reason, or every
     /// node's reasons when there is none.
-    fn choose(
-        &self,
-        p: usize,
-        exclude: Option<usize>,
-    ) -> Result<(usize, String), Vec<(usize, Vec<Ineligible>)>> {
+    fn choose(&self, p: usize, exclude: Option<usize>) -> Result<(usize, String), Rejected> {
         let e = self.e;
         let package = e.packages[p];
         let mut rejected = Vec::new();
@@ -774,7 +773,7 @@ impl<'e, 'c> Work<'e, 'c> {
                 } else {
                     let skipped: Vec<String> = rejected
                         .iter()
-                        .map(|(m, r)| format!("{} {}", e.node_names[*m], join(r)))
+                        .map(|(m, r)| self.node_reasons(*m, r))
                         .collect();
                     format!(
                         "configured_node: {name} is the highest-priority eligible node ({})",
@@ -887,6 +886,14 @@ impl<'e, 'c> Work<'e, 'c> {
                 self.set_placement(p, Vec::new());
                 return Ok(());
             }
+            if !self.members.iter().any(|&m| m) {
+                // The cluster halts (or its last member left): there is nowhere
+                // to go and nothing is wrong with the package; it starts again
+                // with the cluster.
+                self.reasons.insert(p, why);
+                self.set_placement(p, Vec::new());
+                return Ok(());
+            }
             match self.choose(p, Some(n)) {
                 Ok((target, how)) => {
                     if moving_away {
@@ -904,12 +911,20 @@ impl<'e, 'c> Work<'e, 'c> {
                             reasons: self.rejected_text(&rejected),
                         });
                     }
-                    let held = self.pstate(p).held_for.is_some();
-                    let text =
-                        format!("{why}; no eligible node: {}", self.rejected_text(&rejected));
-                    if !held {
-                        self.pstate_mut(p).error = Some(format!("no eligible node after {why}"));
-                    }
+                    // Waiting for a gracefully halted node, or for a dependency
+                    // that is not up, is not an error: the package starts again
+                    // by itself when the node returns or the dependency runs.
+                    let text = match (self.pstate(p).held_for.clone(), self.dependency_down(p)) {
+                        (Some(h), _) => format!(
+                            "{why}; it waits for {h} to return (halted gracefully: not taken over)"
+                        ),
+                        (None, Some(d)) => format!("{why}; it starts again when {d} is up"),
+                        (None, None) => {
+                            self.pstate_mut(p).error =
+                                Some(format!("no eligible node after {why}"));
+                            format!("{why}; no eligible node: {}", self.rejected_text(&rejected))
+                        }
+                    };
                     self.reasons.insert(p, text);
                     self.set_placement(p, Vec::new());
                     self.wake_for_failures(p);
@@ -939,6 +954,15 @@ impl<'e, 'c> Work<'e, 'c> {
                 self.set_placement(p, vec![target]);
             }
             Err(rejected) => {
+                if matches!(event, Event::PackageRun { package: named, .. } if *named == package.name)
+                {
+                    // `package run` that cannot be honoured is refused: nothing
+                    // changes (an ERROR package stays in ERROR).
+                    return Err(PlanError::NoTarget {
+                        package: package.name.to_string(),
+                        reasons: self.rejected_text(&rejected),
+                    });
+                }
                 self.set_placement(p, Vec::new());
                 if !self.members.iter().any(|&m| m) {
                     return Ok(());
@@ -946,12 +970,16 @@ impl<'e, 'c> Work<'e, 'c> {
                 let text = self.rejected_text(&rejected);
                 let previously_error = self.pstate(p).error.is_some();
                 let held = self.pstate(p).held_for.clone();
-                match (previously_error, held) {
-                    (true, _) => {
+                match (previously_error, held, self.dependency_down(p)) {
+                    (true, _, _) => {
                         self.note(Some(p), format!("still in ERROR: no eligible node: {text}"))
                     }
-                    (false, Some(h)) => self.note(Some(p), format!("waiting for {h} to return")),
-                    (false, None) => {
+                    (false, Some(h), _) => self.note(Some(p), format!("waiting for {h} to return")),
+                    (false, None, Some(d)) => self.note(
+                        Some(p),
+                        format!("not started: waiting for {d}, which is not up"),
+                    ),
+                    (false, None, None) => {
                         self.note(Some(p), format!("not started: no eligible node: {text}"))
                     }
                 }
@@ -959,6 +987,21 @@ impl<'e, 'c> Work<'e, 'c> {
             }
         }
         Ok(())
+    }
+
+    /// The first package that `p` depends on and that is not up (in the
+    /// placement decided so far).
+    fn dependency_down(&self, p: usize) -> Option<PackageName> {
+        self.e.dependencies[p]
+            .iter()
+            .find(|&&(d, _)| {
+                if self.decided[d] {
+                    self.desired[d].is_empty()
+                } else {
+                    self.current[d].is_empty()
+                }
+            })
+            .map(|&(d, _)| self.e.packages[d].name.clone())
     }
 
     /// Why the package must leave its node, in words tied to the event.
@@ -974,6 +1017,10 @@ impl<'e, 'c> Work<'e, 'c> {
             .map_or_else(String::new, ToString::to_string);
         match reasons.first() {
             Some(Ineligible::NotMember) => format!("{name} left the cluster"),
+            Some(Ineligible::DependencyDown { .. }) => first,
+            Some(Ineligible::DependencyHere { package }) => {
+                format!("{package} comes to {name}, and the two must run on different nodes")
+            }
             Some(Ineligible::DependencyElsewhere { package }) => {
                 let placed = &self.desired[self.e.package_index[package.as_str()]];
                 match placed.first() {
@@ -994,9 +1041,25 @@ impl<'e, 'c> Work<'e, 'c> {
         }
         rejected
             .iter()
-            .map(|(n, r)| format!("{} {}", self.e.node_names[*n], join(r)))
+            .map(|(n, r)| self.node_reasons(*n, r))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// A node and why it was passed over. The node the package leaves is named
+    /// as such: why it leaves is already the first part of the reason.
+    fn node_reasons(&self, n: usize, reasons: &[Ineligible]) -> String {
+        let name = self.e.node_names[n];
+        let shown: Vec<Ineligible> = reasons
+            .iter()
+            .filter(|r| !matches!(r, Ineligible::MustLeave { .. }))
+            .cloned()
+            .collect();
+        if shown.is_empty() {
+            format!("{name} is the node it leaves")
+        } else {
+            format!("{name} {}", join(&shown))
+        }
     }
 
     /// Automatic failback: move to the (acting) primary node when it is eligible,
@@ -1076,6 +1139,8 @@ impl<'e, 'c> Work<'e, 'c> {
                     nodes.push(n);
                 }
             }
+            // An instance excluded by a failure returns when the failure expires.
+            self.wake_for_failures(p);
         }
         self.set_placement(p, nodes);
     }
@@ -1086,6 +1151,9 @@ impl<'e, 'c> Work<'e, 'c> {
         let mut halts: Vec<(usize, usize, ActionKind, String)> = Vec::new();
         let mut runs: Vec<(usize, usize, String)> = Vec::new();
         let mut released: BTreeSet<usize> = BTreeSet::new();
+        // Packages that stopped with a failed node: no action carries their
+        // reason, so a note must when they do not start elsewhere.
+        let mut lost: Vec<(usize, usize, String)> = Vec::new();
         for p in 0..e.packages.len() {
             let package = e.packages[p];
             let before = &self.current[p];
@@ -1107,6 +1175,7 @@ impl<'e, 'c> Work<'e, 'c> {
                 match self.failed_node {
                     Some((f, Departure::Failure)) if f == n => {
                         released.insert(n);
+                        lost.push((p, n, why));
                     }
                     Some((f, Departure::Forced)) if f == n => {
                         halts.push((p, n, ActionKind::HaltForced, why));
@@ -1122,6 +1191,18 @@ impl<'e, 'c> Work<'e, 'c> {
                 };
                 runs.push((p, n, why));
             }
+        }
+
+        for (p, n, why) in lost {
+            if runs.iter().any(|(q, ..)| *q == p) {
+                continue;
+            }
+            let text = if e.packages[p].is_failover() {
+                format!("stopped with {}: {why}", e.node_names[n])
+            } else {
+                format!("its instance on {} stopped: {why}", e.node_names[n])
+            };
+            self.note(Some(p), text);
         }
 
         // A failed node's failover packages may start elsewhere only once it has
@@ -1151,14 +1232,16 @@ impl<'e, 'c> Work<'e, 'c> {
             });
         }
 
-        // Halts: a package halts after the packages that depend on it.
+        // Halts: a package halts after the packages that depend on it. Its
+        // level is the length of the chain of halting dependents above it, so
+        // the dependents (level 0) halt first and the bottom dependee last.
         let halting: BTreeSet<usize> = halts.iter().map(|(p, ..)| *p).collect();
         let halt_level = levels(&halting, |p| e.dependents[p].clone());
         let depth = halt_level.values().copied().max().unwrap_or(0);
         let mut halt_steps: Vec<Vec<Action>> =
             vec![Vec::new(); depth + usize::from(!halts.is_empty())];
         for (p, n, kind, why) in halts {
-            halt_steps[depth - halt_level[&p]].push(Action {
+            halt_steps[halt_level[&p]].push(Action {
                 kind,
                 package: Some(e.packages[p].name.clone()),
                 node: e.node_names[n].clone(),
@@ -1319,7 +1402,11 @@ impl<'e, 'c> Work<'e, 'c> {
                     && package.is_failover()
                     && self.members[n]
                 {
-                    notes.push(format!("runs {} package{}", self.counts[n], if self.counts[n] == 1 { "" } else { "s" }));
+                    notes.push(format!(
+                        "runs {} package{}",
+                        self.counts[n],
+                        if self.counts[n] == 1 { "" } else { "s" }
+                    ));
                 }
                 NodeVerdict {
                     node: e.node_names[n].clone(),

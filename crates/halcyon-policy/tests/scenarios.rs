@@ -1,7 +1,8 @@
 //! Scenario tests for the policy engine, after Pacemaker's scheduler regression
 //! tests: each `tests/scenarios/NAME.toml` holds a configuration (by name, from
 //! `tests/configs/NAME/`), a cluster state and one or more events; the rendered
-//! plans must equal `NAME.expected`. A scenario may instead list pending events
+//! plans must equal `NAME.expected`. A `config_change` scenario names the old
+//! configuration in `state_config` (the state is checked against it). A scenario may instead list pending events
 //! (`[ordering]`) and expect their processing order.
 //!
 //! Run one: `cargo nextest run -p halcyon-policy --test scenarios NAME`.
@@ -22,6 +23,10 @@ struct Scenario {
     description: String,
     /// A directory under tests/configs.
     config: String,
+    /// The configuration the state was recorded under, when it is not `config`
+    /// (a `config_change` scenario: the state still names removed packages).
+    #[serde(default)]
+    state_config: Option<String>,
     /// The time of the first event (each event may set its own).
     #[serde(default = "default_now")]
     now: Timestamp,
@@ -58,10 +63,17 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
     let scenario: Scenario =
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let config_dir = root.join("configs").join(&scenario.config);
-    let (config, _) = halcyon_config::load(&[config_dir])
-        .map_err(|d| format!("config {}:\n{d}", scenario.config))?;
-    if let Err(errors) = scenario.state.validate(&config) {
+    let load = |name: &str| {
+        halcyon_config::load(&[root.join("configs").join(name)])
+            .map(|(config, _)| config)
+            .map_err(|d| format!("config {name}:\n{d}"))
+    };
+    let config = load(&scenario.config)?;
+    let state_config = match &scenario.state_config {
+        Some(name) => load(name)?,
+        None => config.clone(),
+    };
+    if let Err(errors) = scenario.state.validate(&state_config) {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(format!("{}: invalid state: {}", path.display(), list.join("; ")).into());
     }
