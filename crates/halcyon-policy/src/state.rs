@@ -48,6 +48,10 @@ pub struct PackageState {
     /// After a graceful halt of its node: the package waits for that node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_for: Option<NodeName>,
+    /// When the package started where it runs now. Automatic failback moves it
+    /// only when its primary became available after this moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
     /// Why the package is in ERROR (it could not be started anywhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
