@@ -144,12 +144,23 @@ fn main() {
         build.elapsed().as_secs_f64() * 1e3
     );
 
+    // The nodes joined a minute before the cluster started its packages; one
+    // fails a minute later and rejoins a minute after that.
+    let joined = now - jiff::SignedDuration::from_secs(60);
+    let failed_at = now + jiff::SignedDuration::from_secs(60);
+    let rejoined_at = now + jiff::SignedDuration::from_secs(120);
     let all_members = ClusterState {
         members: config
             .cluster
             .nodes
             .iter()
             .map(|n| n.name.clone())
+            .collect(),
+        available_since: config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), joined))
             .collect(),
         ..ClusterState::default()
     };
@@ -185,7 +196,7 @@ fn main() {
         &format!("node failure ({busiest}, {count} packages)"),
         || {
             engine
-                .plan(&running, &failure, now)
+                .plan(&running, &failure, failed_at)
                 .unwrap()
                 .actions()
                 .count()
@@ -193,13 +204,13 @@ fn main() {
     );
 
     // It rejoins: automatic-failback packages return.
-    let after_failure = engine.plan(&running, &failure, now).unwrap().state;
+    let after_failure = engine.plan(&running, &failure, failed_at).unwrap().state;
     let join = Event::NodeUp {
         node: busiest.clone(),
     };
     measure(&format!("node join ({busiest} rejoins)"), || {
         engine
-            .plan(&after_failure, &join, now)
+            .plan(&after_failure, &join, rejoined_at)
             .unwrap()
             .actions()
             .count()

@@ -1095,9 +1095,15 @@ impl<'e, 'c> Work<'e, 'c> {
         // Failback is the answer to the primary becoming available again: a
         // package that was placed elsewhere while its primary was already
         // available (min_package_node at start, say) stays where it is.
-        let primary_since = self.next.available_since.get(e.node_names[primary]);
-        if let (Some(placed), Some(available)) = (self.pstate(p).since, primary_since)
-            && *available <= placed
+        // When it is not known since when the primary is available (no node_up
+        // recorded it), there is no return to answer.
+        let Some(&available) = self.next.available_since.get(e.node_names[primary]) else {
+            return;
+        };
+        if self
+            .pstate(p)
+            .since
+            .is_some_and(|placed| available <= placed)
         {
             return;
         }
