@@ -187,6 +187,8 @@ pub struct ActionRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: u64,
+    /// The pending event's sequence number it came from.
+    pub sequence: u64,
     pub event: Event,
     pub by: String,
     pub queued_at: Timestamp,
@@ -533,6 +535,7 @@ impl State {
         self.next_record += 1;
         self.log.push_back(EventRecord {
             id,
+            sequence: pending.sequence,
             event: pending.event.clone(),
             by: pending.by.clone(),
             queued_at: pending.at,
@@ -557,6 +560,11 @@ impl State {
     /// The event-log record with this id, if still kept.
     pub fn record(&self, id: u64) -> Option<&EventRecord> {
         self.log.iter().rev().find(|r| r.id == id)
+    }
+
+    /// The event-log record made from pending event `sequence`, if any.
+    pub fn record_of_sequence(&self, sequence: u64) -> Option<&EventRecord> {
+        self.log.iter().rev().find(|r| r.sequence == sequence)
     }
 
     /// The pending events as the policy engine's `next_event` takes them.

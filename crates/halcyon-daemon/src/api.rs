@@ -1,0 +1,513 @@
+//! The daemon's HTTP/JSON API (axum), at the node's first address, port `cluster.port + 2`.
+//!
+//! Reads are answered by any node from its applied state; writes are executed by the leader
+//! (other nodes forward them). Errors are `{"error": "..."}` with the cause first:
+//! `no quorum: ...`, `not leader: forward to ...`, `unknown package ...`, `refused: ...`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use halcyon_config::{NodeName, PackageName};
+use halcyon_membership::NodeState;
+use halcyon_policy::{Departure, Engine, Event};
+use halcyon_state::{Command, Outcome};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep};
+
+use crate::client;
+use crate::node::Node;
+
+/// How long a write request waits for its event to finish before answering "queued".
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+/// Events shown by `GET /v1/status`.
+const STATUS_EVENTS: usize = 10;
+
+type Shared = Arc<Node>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/explain/{package}", get(explain))
+        .route("/v1/packages/{package}/{op}", post(package_op))
+        .route("/v1/nodes/{node}/{op}", post(node_op))
+        .route("/v1/internal/write", post(internal_write))
+        .route("/v1/internal/lease", post(internal_lease))
+        .route("/v1/debug/isolate", post(debug_isolate))
+        .fallback(|uri: Uri| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no such API endpoint: {uri}"),
+            )
+        })
+        .with_state(node);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("API server stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)".
+fn no_quorum(node: &Node) -> String {
+    let config = node.config();
+    let reach = node.reachability();
+    let mut reachable = 0;
+    let mut unreachable = Vec::new();
+    for n in &config.cluster.nodes {
+        if !node.is_isolated() && matches!(reach.get(&n.number), Some(NodeState::Reachable))
+            || n.number == node.number
+        {
+            reachable += 1;
+        } else {
+            unreachable.push(n.name.to_string());
+        }
+    }
+    let voters = config.cluster.voter_count();
+    let mut text = format!(
+        "no quorum: {reachable} of {voters} voters reachable from {}",
+        node.name
+    );
+    if !unreachable.is_empty() {
+        text.push_str(&format!(" ({} unreachable)", unreachable.join(", ")));
+    }
+    text
+}
+
+pub fn status_json(node: &Node) -> Value {
+    let state = node.snapshot();
+    let config = state
+        .config
+        .clone()
+        .unwrap_or_else(|| node.boot_config.clone());
+    let metrics = node.consensus.metrics().borrow().clone();
+    let leader = metrics.current_leader.map(|id| node.node_name_of(id));
+    let reach = node.reachability();
+    let nodes: Vec<Value> = config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let reachable = match reach.get(&n.number) {
+                Some(NodeState::Reachable) => "reachable",
+                Some(NodeState::Unreachable) => "unreachable",
+                _ => "unknown",
+            };
+            json!({
+                "name": n.name,
+                "number": n.number,
+                "member": state.cluster.members.contains(&n.name),
+                "reachable": reachable,
+                "departed": state.departed.contains(&n.name),
+                "halted_by_admin": state.halted_by_admin.contains(&n.name),
+                "incarnation": state.incarnations.get(&n.name),
+            })
+        })
+        .collect();
+    let packages: Vec<Value> = config
+        .packages
+        .keys()
+        .map(|name| {
+            let p = state.cluster.package(name.as_str());
+            json!({
+                "name": name,
+                "status": p.status().to_string(),
+                "nodes": p.nodes,
+                "switching": p.switching_enabled(config.package(name.as_str()).is_some_and(|c| c.auto_run)),
+                "failures": p.failures,
+                "error": p.error,
+                "restarts": state.restarts.get(name),
+            })
+        })
+        .collect();
+    let events: Vec<Value> = state
+        .log
+        .iter()
+        .rev()
+        .take(STATUS_EVENTS)
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "event": r.event.to_string(),
+                "by": r.by,
+                "outcome": r.outcome,
+                "queued_at": r.queued_at,
+                "finished_at": r.finished_at,
+                "error": r.error,
+                "plan": r.plan_text,
+                "actions": r.actions,
+            })
+        })
+        .collect();
+    let has_quorum = !node.is_isolated()
+        && leader.is_some()
+        && (node.consensus.is_leader()
+            && metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000)
+            || !node.consensus.is_leader());
+    json!({
+        "cluster": config.cluster.name,
+        "answered_by": node.name,
+        "coordinator": leader,
+        "quorum": {
+            "has_quorum": has_quorum,
+            "term": metrics.current_term,
+            "voters": node.consensus.voters().iter().map(|id| node.node_name_of(*id)).collect::<Vec<_>>(),
+            "last_applied": state.applied_index,
+            "detail": if has_quorum { Value::Null } else { Value::String(no_quorum(node)) },
+        },
+        "lease": {
+            "remaining_ms": node.lease_remaining().as_millis() as u64,
+            "duration_ms": node.lease_duration.as_millis() as u64,
+        },
+        "nodes": nodes,
+        "packages": packages,
+        "execution": state.execution.as_ref().map(|e| json!({
+            "id": e.id, "event": e.plan.event.to_string(), "step": e.step + 1, "steps": e.plan.steps.len(),
+        })),
+        "pending": state.pending.iter().map(|p| p.event.to_string()).collect::<Vec<_>>(),
+        "events": events,
+    })
+}
+
+async fn status(State(node): State<Shared>) -> Response {
+    ok(status_json(&node))
+}
+
+async fn explain(State(node): State<Shared>, Path(package): Path<String>) -> Response {
+    let state = node.snapshot();
+    let Some(config) = state.config.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is not bootstrapped yet",
+        );
+    };
+    if config.package(&package).is_none() {
+        return error(StatusCode::NOT_FOUND, unknown_package(config, &package));
+    }
+    match Engine::new(config).explain(&state.cluster, &package, Timestamp::now()) {
+        Ok(e) => ok(json!({ "text": e.to_string(), "explanation": e })),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+fn unknown_package(config: &halcyon_config::Config, package: &str) -> String {
+    let known: Vec<&str> = config.packages.keys().map(|p| p.as_str()).collect();
+    format!(
+        "unknown package \"{package}\" (packages: {})",
+        known.join(", ")
+    )
+}
+
+fn unknown_node(config: &halcyon_config::Config, node: &str) -> String {
+    let known: Vec<&str> = config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    format!("unknown node \"{node}\" (nodes: {})", known.join(", "))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PackageBody {
+    node: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NodeBody {
+    how: Option<String>,
+}
+
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: {e}"),
+        ))
+    })
+}
+
+/// Forwards a write to the leader, or says why it cannot.
+async fn forward(node: &Node, method: Method, uri: &Uri, body: &Bytes) -> Response {
+    if node.is_isolated() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(node));
+    }
+    let Some((leader, addr)) = node.leader_api() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(node));
+    };
+    let body_text = String::from_utf8_lossy(body);
+    match client::request(
+        addr,
+        method.as_str(),
+        &uri.to_string(),
+        Some(&body_text),
+        EVENT_WAIT + Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(r) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let value =
+                serde_json::from_str::<Value>(&r.body).unwrap_or(json!({ "error": r.body }));
+            (status, axum::Json(value)).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not leader: forward to {leader} at {addr} (it did not answer: {e})"),
+        ),
+    }
+}
+
+/// Checks the event against the current state (nothing changes when the engine refuses),
+/// enqueues it and waits for its outcome.
+async fn submit_event(node: &Node, event: Event, by: &str) -> Response {
+    let state = node.snapshot();
+    let Some(config) = state.config.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is not bootstrapped yet",
+        );
+    };
+    if let Err(e) = Engine::new(config).plan(&state.cluster, &event, Timestamp::now()) {
+        return error(StatusCode::CONFLICT, format!("refused: {e}"));
+    }
+    let sequence = match node.enqueue(event.clone(), by).await {
+        Ok(halcyon_state::Reply::Queued { sequence, .. }) => sequence,
+        Ok(other) => return error(StatusCode::CONFLICT, format!("refused: {other:?}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        if let Some(r) = node.snapshot().record_of_sequence(sequence).cloned()
+            && r.outcome != Outcome::Running
+        {
+            let body = json!({
+                "event": r.event.to_string(),
+                "id": r.id,
+                "outcome": r.outcome,
+                "plan": r.plan_text,
+                "actions": r.actions,
+                "error": r.error,
+            });
+            return if r.outcome == Outcome::Refused {
+                (StatusCode::CONFLICT, axum::Json(json!({ "error": format!("refused: {}", r.error.unwrap_or_default()), "event": body }))).into_response()
+            } else {
+                ok(body)
+            };
+        }
+        if Instant::now() >= deadline {
+            return (StatusCode::ACCEPTED, axum::Json(json!({ "queued": sequence, "event": event.to_string(), "note": "still running; see `halcyon status`" }))).into_response();
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn package_op(
+    State(node): State<Shared>,
+    Path((package, op)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let config = node.config();
+    if !["run", "halt", "move", "enable", "disable"].contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown package operation \"{op}\"; expected run, halt, move, enable or disable"
+            ),
+        );
+    }
+    if config.package(&package).is_none() {
+        return error(StatusCode::NOT_FOUND, unknown_package(&config, &package));
+    }
+    let body: PackageBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Some(n) = &body.node
+        && config.node(n).is_none()
+    {
+        return error(StatusCode::NOT_FOUND, unknown_node(&config, n));
+    }
+    if !node.consensus.is_leader() || node.is_isolated() {
+        let raw = match &body.node {
+            Some(n) => Bytes::from(json!({ "node": n }).to_string()),
+            None => Bytes::new(),
+        };
+        return forward(&node, method, &uri, &raw).await;
+    }
+    let package = PackageName(package);
+    let target = body.node.map(NodeName);
+    let event = match op.as_str() {
+        "run" => Event::PackageRun {
+            package,
+            node: target,
+        },
+        "halt" => {
+            if target.is_some() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad request body: halt takes no node",
+                );
+            }
+            Event::PackageHalt { package }
+        }
+        "move" => Event::PackageMove {
+            package,
+            node: target,
+        },
+        "enable" => Event::PackageEnable {
+            package,
+            node: target,
+        },
+        _ => Event::PackageDisable {
+            package,
+            node: target,
+        },
+    };
+    submit_event(&node, event, "api").await
+}
+
+async fn node_op(
+    State(node): State<Shared>,
+    Path((name, op)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let config = node.config();
+    if !["start", "halt"].contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown node operation \"{op}\"; expected start or halt"),
+        );
+    }
+    if config.node(&name).is_none() {
+        return error(StatusCode::NOT_FOUND, unknown_node(&config, &name));
+    }
+    let body: NodeBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let how = match body.how.as_deref() {
+        None | Some("graceful") => Departure::Graceful,
+        Some("takeover") => Departure::GracefulTakeover,
+        Some("force") => Departure::Forced,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad request body: how \"{other}\"; expected graceful, takeover or force"),
+            );
+        }
+    };
+    if op == "start" && body.how.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad request body: start takes no `how`",
+        );
+    }
+    if !node.consensus.is_leader() || node.is_isolated() {
+        let raw = match &body.how {
+            Some(h) => Bytes::from(json!({ "how": h }).to_string()),
+            None => Bytes::new(),
+        };
+        return forward(&node, method, &uri, &raw).await;
+    }
+    let name = NodeName(name);
+    if op == "start" {
+        if let Err(e) = node
+            .submit(&Command::NodeStartAllowed {
+                node: name.clone(),
+                at: Timestamp::now(),
+            })
+            .await
+        {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
+        let state = node.snapshot();
+        if state.cluster.members.contains(&name) {
+            return ok(json!({ "note": format!("{name} is already a member") }));
+        }
+        return submit_event(&node, Event::NodeUp { node: name }, "api").await;
+    }
+    submit_event(&node, Event::NodeDown { node: name, how }, "api").await
+}
+
+async fn internal_write(State(node): State<Shared>, body: Bytes) -> Response {
+    if node.is_isolated() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(&node));
+    }
+    let command = match Command::decode(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad command: {e}")),
+    };
+    if !node.consensus.is_leader() {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            match node.leader_api() {
+                Some((n, a)) => format!("not leader: forward to {n} at {a}"),
+                None => no_quorum(&node),
+            },
+        );
+    }
+    match node.consensus.write(command.encode()).await {
+        Ok(reply) => (
+            StatusCode::OK,
+            String::from_utf8_lossy(&reply.0).into_owned(),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("no quorum: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseRequest {
+    node: String,
+}
+
+async fn internal_lease(State(node): State<Shared>, body: Bytes) -> Response {
+    let request: LeaseRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let answer = node.grant_lease(&request.node).await;
+    ok(serde_json::to_value(answer).unwrap_or(Value::Null))
+}
+
+async fn debug_isolate(State(node): State<Shared>) -> Response {
+    if !node.test_faults {
+        return error(
+            StatusCode::FORBIDDEN,
+            "test faults are not enabled on this daemon (--test-faults)",
+        );
+    }
+    node.isolate();
+    ok(json!({ "isolated": node.name }))
+}

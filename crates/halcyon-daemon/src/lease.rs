@@ -1,0 +1,93 @@
+//! Lease arithmetic (SPEC 6), kept free of I/O so the timing rule reads in one place.
+//!
+//! Clock: tokio's `Instant` (CLOCK_MONOTONIC on Linux) on each machine, never compared across
+//! machines. Assumption: the rates of any two nodes' monotonic clocks differ by at most
+//! [`DRIFT`] (1 %); a suspended machine (whose CLOCK_MONOTONIC stops) violates it, which is why
+//! a watchdog or fencing is still wanted for paused hosts.
+//!
+//! The holder: takes `t_send` BEFORE it sends a renewal; on a grant its lease runs until
+//! `t_send + lease` on its own clock. It starts halting its failover packages [`fence_lead`]
+//! before that, and starts none without a lease.
+//!
+//! The grantor (the Raft leader): grants only after `ensure_linearizable()` confirmed with a
+//! quorum that it still leads, and only to a node not committed as departed; it records the
+//! grant time `t_grant` (after receiving the request, so later than `t_send` in real time).
+//!
+//! The coordinator: runs `AwaitRelease` of node X only at
+//! `max(last grant to X, leadership start) + lease * (1 + DRIFT) + MARGIN` on its own clock.
+//! Real time elapsed from the holder's `t_send` to that moment is at least
+//! `lease * (1 + DRIFT) / (1 + DRIFT) + MARGIN > lease` measured by the holder's clock
+//! (to first order), so the holder's lease has expired, and it began halting `fence_lead`
+//! earlier. A new coordinator assumes it granted every node a lease when it became leader: any
+//! grant by an older leader needed a quorum acknowledgement after the holder's `t_send` and
+//! before a quorum voted for the new term, so that grant's `t_send` precedes the new
+//! leadership.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Bound on the relative rate difference of two nodes' monotonic clocks.
+pub const DRIFT: f64 = 0.01;
+/// Added to every release wait (scheduling delays, the holder's fencing time).
+pub const MARGIN: Duration = Duration::from_millis(50);
+
+/// How long before its lease expires a holder starts halting its failover packages.
+pub fn fence_lead(lease: Duration, renew_interval: Duration) -> Duration {
+    (lease / 4).min(renew_interval)
+}
+
+/// When the coordinator may consider a node's lease certainly expired.
+pub fn release_deadline(last_grant: Instant, lease: Duration) -> Instant {
+    last_grant + lease.mul_f64(1.0 + DRIFT) + MARGIN
+}
+
+/// The holder's side of a lease.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Holder {
+    expiry: Option<Instant>,
+}
+
+impl Holder {
+    /// A grant answering a renewal sent at `t_send`.
+    pub fn granted(&mut self, t_send: Instant, lease: Duration) {
+        let expiry = t_send + lease;
+        self.expiry = Some(self.expiry.map_or(expiry, |e| e.max(expiry)));
+    }
+
+    /// True while failover packages may run or start at `now`.
+    pub fn valid(&self, now: Instant, fence_lead: Duration) -> bool {
+        self.expiry.is_some_and(|e| now + fence_lead < e)
+    }
+
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.expiry
+            .map_or(Duration::ZERO, |e| e.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_wait_outlasts_the_lease_with_the_drift_bound() {
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(400);
+        let mut h = Holder::default();
+        assert!(!h.valid(t0, Duration::ZERO));
+        h.granted(t0, lease);
+        // An old answer never shortens the lease.
+        h.granted(t0 - Duration::from_millis(100), lease);
+        assert_eq!(h.remaining(t0), lease);
+        let lead = fence_lead(lease, Duration::from_millis(100));
+        assert_eq!(lead, Duration::from_millis(100));
+        assert!(h.valid(t0 + Duration::from_millis(299), lead));
+        assert!(!h.valid(t0 + Duration::from_millis(300), lead));
+        // The grantor's wait, seen on a holder clock running 1 % slow, still exceeds the lease.
+        let deadline = release_deadline(t0, lease);
+        let wait = deadline - t0;
+        assert!(wait.mul_f64(1.0 / (1.0 + DRIFT)) > lease);
+        assert_eq!(wait, Duration::from_millis(454));
+    }
+}

@@ -1,0 +1,954 @@
+//! One node's daemon: consensus, membership, the coordinator, the executor, leases.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
+use halcyon_membership::{
+    ChangeBatch, DetectorConfig, NodeState, Plain, Runner, RunnerSettings, Status,
+    links_from_cluster,
+};
+use halcyon_policy::{ActionKind, Engine, Event};
+use halcyon_resources::{PackageEnv, PackageResources, StopMode};
+use halcyon_state::{Command, Replicated, Reply, State};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep};
+
+use crate::client;
+use crate::lease::{self, Holder};
+
+/// How often the coordinator and the executor look at the state when nothing wakes them.
+const TICK: Duration = Duration::from_millis(20);
+/// How long a node tries to get one command committed through the leader.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one node-to-node API call.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of one daemon.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub config_paths: Vec<PathBuf>,
+    pub node: String,
+    pub state_dir: PathBuf,
+    /// Enables `POST /v1/debug/isolate` (tests only).
+    pub test_faults: bool,
+}
+
+/// A package running (or starting) on this node.
+pub(crate) struct LocalPackage {
+    pub failover: bool,
+    control: mpsc::Sender<(StopMode, oneshot::Sender<Result<String, String>>)>,
+}
+
+/// Everything a daemon's tasks share.
+pub struct Node {
+    pub name: NodeName,
+    pub number: u32,
+    /// The configuration read at start (bootstrap only); the applied one is in the state.
+    pub boot_config: Config,
+    pub consensus: Consensus,
+    pub state: Arc<Mutex<State>>,
+    pub applied: watch::Receiver<u64>,
+    pub membership: Arc<Mutex<Status>>,
+    runner: Mutex<Option<Runner>>,
+    /// API address of every Raft member (node number -> address).
+    pub api_addrs: BTreeMap<NodeId, SocketAddr>,
+    pub lease_duration: Duration,
+    pub renew_interval: Duration,
+    holder: Mutex<Holder>,
+    /// Leader side: when each node was last granted a lease.
+    grants: Mutex<BTreeMap<NodeName, Instant>>,
+    /// Leader side: (term, when this node saw itself become leader of that term).
+    leader_since: Mutex<Option<(u64, Instant)>>,
+    pub(crate) local: Mutex<BTreeMap<PackageName, LocalPackage>>,
+    /// Packages that failed here (restarts exhausted, or start failed): not restarted by
+    /// reconciliation until the state no longer places them here.
+    failed_here: Mutex<BTreeSet<PackageName>>,
+    /// Actions being executed here: (execution, step, index).
+    in_flight: Mutex<BTreeSet<(u64, usize, usize)>>,
+    pub incarnation: u64,
+    pub isolated: AtomicBool,
+    pub test_faults: bool,
+    run_dir: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Consensus addresses of every node (and the witness): each IP interface at `port + 1`.
+pub fn raft_members(config: &Config) -> BTreeMap<NodeId, NodeAddrs> {
+    let port = config.cluster.port + 1;
+    let mut members: BTreeMap<NodeId, NodeAddrs> = config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let addrs = n
+                .interfaces
+                .iter()
+                .filter(|i| !i.standby)
+                .filter_map(|i| i.address)
+                .map(|a| SocketAddr::new(a, port));
+            (NodeId::from(n.number), NodeAddrs::new(addrs))
+        })
+        .collect();
+    if let Some(w) = &config.cluster.quorum.witness {
+        members.insert(
+            NodeId::from(w.number),
+            NodeAddrs::new([SocketAddr::new(w.address, port)]),
+        );
+    }
+    members
+}
+
+/// The API address of every node: its first address at `port + 2`.
+pub fn api_addrs(config: &Config) -> BTreeMap<NodeId, SocketAddr> {
+    config
+        .cluster
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let a = n.interfaces.iter().find_map(|i| i.address)?;
+            Some((
+                NodeId::from(n.number),
+                SocketAddr::new(a, config.cluster.port + 2),
+            ))
+        })
+        .collect()
+}
+
+fn next_incarnation(state_dir: &Path) -> anyhow::Result<u64> {
+    let path = state_dir.join("incarnation");
+    let previous = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let next = previous + 1;
+    std::fs::write(&path, next.to_string())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(next)
+}
+
+/// Kills process groups of services a previous incarnation left running (SPEC 6: a restarted
+/// node first stops anything left running).
+fn kill_leftovers(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Some(pgid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            && pgid > 1
+            && halcyon_resources::group_alive(pgid)
+        {
+            tracing::warn!(pgid, file = %path.display(), "killing a process group left by a previous incarnation");
+            halcyon_resources::signal_group(pgid, libc::SIGKILL);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// What `POST /v1/internal/lease` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    pub granted: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Node {
+    /// Opens everything and starts the node's tasks; returns once the API listens.
+    pub async fn start(settings: Settings) -> anyhow::Result<Arc<Node>> {
+        let (config, _) = halcyon_config::load(&settings.config_paths)
+            .map_err(|d| anyhow::anyhow!("configuration is not valid:\n{d}"))?;
+        let Some(me) = config.node(&settings.node).cloned() else {
+            let known: Vec<&str> = config
+                .cluster
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect();
+            bail!(
+                "node \"{}\" is not in the configuration (nodes: {})",
+                settings.node,
+                known.join(", ")
+            );
+        };
+        std::fs::create_dir_all(&settings.state_dir)
+            .with_context(|| format!("creating {}", settings.state_dir.display()))?;
+        let run_dir = settings.state_dir.join("run");
+        std::fs::create_dir_all(&run_dir)?;
+        kill_leftovers(&run_dir);
+        let incarnation = next_incarnation(&settings.state_dir)?;
+
+        let state = Arc::new(Mutex::new(State::new()));
+        let (applied_tx, applied) = watch::channel(0u64);
+        let app = Replicated::new(
+            Arc::clone(&state),
+            Box::new(move |index| {
+                applied_tx.send_replace(index);
+            }),
+        );
+        let members = raft_members(&config);
+        let id = NodeId::from(me.number);
+        let addrs = members.get(&id).cloned().unwrap_or_default();
+        let consensus = Consensus::open(
+            id,
+            addrs,
+            &settings.state_dir.join("raft.redb"),
+            app,
+            RaftTimings::default(),
+        )
+        .await
+        .context("opening consensus")?;
+        let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
+        if lowest == Some(me.number) {
+            consensus
+                .initialize(members.clone())
+                .await
+                .context("initializing the Raft membership")?;
+        }
+
+        let detector =
+            DetectorConfig::from_cluster(&config.cluster, me.number).context("failure detector")?;
+        let links = links_from_cluster(&config.cluster, me.number).context("heartbeat links")?;
+        let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
+        let runner = Runner::start(
+            RunnerSettings::new(config.cluster.id, incarnation),
+            detector,
+            links,
+            Box::new(Plain),
+            changes_tx,
+        )
+        .context("starting heartbeats")?;
+        // Membership is read level-triggered from the status; the change stream is logged.
+        std::thread::Builder::new()
+            .name("halcyon-changes".into())
+            .spawn(move || {
+                while let Ok(batch) = changes_rx.recv() {
+                    for change in batch.changes {
+                        tracing::info!(?change, "membership");
+                    }
+                }
+            })?;
+
+        let lease_duration = config
+            .cluster
+            .quorum
+            .lease
+            .unwrap_or_else(|| config.cluster.detection_time());
+        let renew_interval = config.cluster.heartbeat.interval;
+        let node = Arc::new(Node {
+            name: me.name.clone(),
+            number: me.number,
+            api_addrs: api_addrs(&config),
+            boot_config: config,
+            consensus,
+            state,
+            applied,
+            membership: runner.status_handle(),
+            runner: Mutex::new(Some(runner)),
+            lease_duration,
+            renew_interval,
+            holder: Mutex::new(Holder::default()),
+            grants: Mutex::new(BTreeMap::new()),
+            leader_since: Mutex::new(None),
+            local: Mutex::new(BTreeMap::new()),
+            failed_here: Mutex::new(BTreeSet::new()),
+            in_flight: Mutex::new(BTreeSet::new()),
+            incarnation,
+            isolated: AtomicBool::new(false),
+            test_faults: settings.test_faults,
+            run_dir,
+        });
+        let api_addr = node.api_addrs[&NodeId::from(node.number)];
+        crate::api::serve(Arc::clone(&node), api_addr).await?;
+        tokio::spawn(Arc::clone(&node).coordinator_loop());
+        tokio::spawn(Arc::clone(&node).executor_loop());
+        tokio::spawn(Arc::clone(&node).lease_loop());
+        tokio::spawn(Arc::clone(&node).fence_loop());
+        let register = Arc::clone(&node);
+        tokio::spawn(async move {
+            loop {
+                let cmd = Command::Register {
+                    node: register.name.clone(),
+                    incarnation: register.incarnation,
+                    at: Timestamp::now(),
+                };
+                if register.submit(&cmd).await.is_ok() {
+                    break;
+                }
+                sleep(Duration::from_millis(200)).await;
+            }
+        });
+        tracing::info!(node = %node.name, incarnation, %api_addr, "daemon started");
+        Ok(node)
+    }
+
+    pub fn snapshot(&self) -> State {
+        lock(&self.state).clone()
+    }
+
+    /// The configuration in force: the replicated one once bootstrapped.
+    pub fn config(&self) -> Config {
+        lock(&self.state)
+            .config
+            .clone()
+            .unwrap_or_else(|| self.boot_config.clone())
+    }
+
+    pub fn node_name_of(&self, id: NodeId) -> String {
+        self.boot_config
+            .cluster
+            .nodes
+            .iter()
+            .find(|n| NodeId::from(n.number) == id)
+            .map(|n| n.name.to_string())
+            .or_else(|| {
+                self.boot_config
+                    .cluster
+                    .quorum
+                    .witness
+                    .as_ref()
+                    .filter(|w| NodeId::from(w.number) == id)
+                    .map(|w| w.name.to_string())
+            })
+            .unwrap_or_else(|| format!("node {id}"))
+    }
+
+    /// Reachability of every configured node from here (this node is always reachable).
+    pub fn reachability(&self) -> BTreeMap<u32, NodeState> {
+        let mut out: BTreeMap<u32, NodeState> = lock(&self.membership)
+            .detector
+            .nodes
+            .iter()
+            .map(|n| (n.node, n.state))
+            .collect();
+        out.insert(self.number, NodeState::Reachable);
+        out
+    }
+
+    pub fn lease_remaining(&self) -> Duration {
+        lock(&self.holder).remaining(Instant::now())
+    }
+
+    fn lease_valid(&self) -> bool {
+        lock(&self.holder).valid(
+            Instant::now(),
+            lease::fence_lead(self.lease_duration, self.renew_interval),
+        )
+    }
+
+    /// Isolates this node (tests): no consensus traffic, no heartbeats, no node-to-node API.
+    pub fn isolate(&self) {
+        self.isolated.store(true, Ordering::SeqCst);
+        self.consensus
+            .fault_hook()
+            .isolate(NodeId::from(self.number));
+        if let Some(runner) = lock(&self.runner).take() {
+            runner.stop();
+        }
+        tracing::warn!(node = %self.name, "isolated by a test fault");
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// The leader's API address, if a leader is known and it is not this node.
+    pub fn leader_api(&self) -> Option<(String, SocketAddr)> {
+        let leader = self.consensus.leader()?;
+        let addr = *self.api_addrs.get(&leader)?;
+        Some((self.node_name_of(leader), addr))
+    }
+
+    /// Commits a command through the leader (locally when this node leads).
+    pub async fn submit(&self, command: &Command) -> Result<Reply, String> {
+        let deadline = Instant::now() + SUBMIT_TIMEOUT;
+        let bytes = command.encode();
+        let mut last_error = String::from("no leader known");
+        while Instant::now() < deadline {
+            if self.is_isolated() {
+                return Err("no quorum: this node is isolated".into());
+            }
+            if self.consensus.is_leader() {
+                match self.consensus.write(bytes.clone()).await {
+                    Ok(reply) => return Reply::decode(&reply.0),
+                    Err(WriteError::NotLeader { .. }) => {}
+                    Err(e) => last_error = e.to_string(),
+                }
+            } else if let Some((leader, addr)) = self.leader_api() {
+                let body = String::from_utf8_lossy(&bytes).into_owned();
+                match client::request(
+                    addr,
+                    "POST",
+                    "/v1/internal/write",
+                    Some(&body),
+                    PEER_CALL_TIMEOUT,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => return Reply::decode(r.body.as_bytes()),
+                    Ok(r) => last_error = format!("leader {leader}: {}", r.body),
+                    Err(e) => last_error = format!("leader {leader}: {e}"),
+                }
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "no quorum: could not commit within {SUBMIT_TIMEOUT:?} ({last_error})"
+        ))
+    }
+
+    // ---------------------------------------------------------------- leases
+
+    /// Leader side of a renewal: quorum check, departed check, then the grant is recorded.
+    pub async fn grant_lease(&self, node: &str) -> LeaseAnswer {
+        let refuse = |error: String| LeaseAnswer {
+            granted: false,
+            error: Some(error),
+        };
+        if self.is_isolated() {
+            return refuse("no quorum: this node is isolated".into());
+        }
+        if !self.consensus.is_leader() {
+            return refuse(match self.leader_api() {
+                Some((name, addr)) => format!("not leader: forward to {name} at {addr}"),
+                None => "not leader: no leader known".into(),
+            });
+        }
+        let confirm = tokio::time::timeout(
+            self.renew_interval * 2,
+            self.consensus.raft().ensure_linearizable(),
+        )
+        .await;
+        match confirm {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return refuse(format!("no quorum: {e}")),
+            Err(_) => {
+                return refuse("no quorum: the quorum did not confirm the leader in time".into());
+            }
+        }
+        let state = lock(&self.state);
+        let Some(config) = state.config.as_ref() else {
+            return refuse("the cluster is not bootstrapped yet".into());
+        };
+        if config.node(node).is_none() {
+            return refuse(format!("node \"{node}\" is not in the configuration"));
+        }
+        if state.departed.contains(node) {
+            return refuse(format!(
+                "node {node} is committed as down; it must join again first"
+            ));
+        }
+        lock(&self.grants).insert(NodeName::from(node), Instant::now());
+        LeaseAnswer {
+            granted: true,
+            error: None,
+        }
+    }
+
+    async fn lease_loop(self: Arc<Self>) {
+        loop {
+            let t_send = Instant::now();
+            let answer = if self.is_isolated() {
+                None
+            } else if self.consensus.is_leader() {
+                Some(self.grant_lease(self.name.as_str()).await)
+            } else if let Some((_, addr)) = self.leader_api() {
+                let body = serde_json::json!({ "node": self.name }).to_string();
+                match client::request(
+                    addr,
+                    "POST",
+                    "/v1/internal/lease",
+                    Some(&body),
+                    self.lease_duration,
+                )
+                .await
+                {
+                    Ok(r) => serde_json::from_str::<LeaseAnswer>(&r.body).ok(),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            if let Some(LeaseAnswer { granted: true, .. }) = answer {
+                lock(&self.holder).granted(t_send, self.lease_duration);
+            }
+            let next = t_send + self.renew_interval;
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    /// Halts every failover package at once when the lease is about to expire.
+    async fn fence_loop(self: Arc<Self>) {
+        let period = Duration::from_millis(5);
+        loop {
+            sleep(period).await;
+            if self.lease_valid() {
+                continue;
+            }
+            let victims: Vec<(PackageName, LocalPackage)> = {
+                let mut local = lock(&self.local);
+                let names: Vec<PackageName> = local
+                    .iter()
+                    .filter(|(_, p)| p.failover)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                names
+                    .into_iter()
+                    .filter_map(|n| local.remove(&n).map(|p| (n, p)))
+                    .collect()
+            };
+            for (name, package) in victims {
+                tracing::warn!(node = %self.name, package = %name, "lease expiring: halting the package at once");
+                let (tx, rx) = oneshot::channel();
+                if package
+                    .control
+                    .send((StopMode::Immediate, tx))
+                    .await
+                    .is_ok()
+                {
+                    let _ = rx.await;
+                }
+                tracing::warn!(node = %self.name, package = %name, "halted for lack of a lease");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- coordinator
+
+    fn release_deadline(&self, node: &str) -> Instant {
+        let since = lock(&self.leader_since).map(|(_, t)| t);
+        let grant = lock(&self.grants).get(node).copied();
+        let last = match (since, grant) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or_else(Instant::now),
+        };
+        lease::release_deadline(last, self.lease_duration)
+    }
+
+    async fn coordinator_loop(self: Arc<Self>) {
+        let mut applied = self.applied.clone();
+        loop {
+            tokio::select! {
+                _ = sleep(TICK) => {}
+                _ = applied.changed() => {}
+            }
+            if self.is_isolated() || !self.consensus.is_leader() {
+                *lock(&self.leader_since) = None;
+                continue;
+            }
+            let term = self.consensus.metrics().borrow().current_term;
+            {
+                let mut since = lock(&self.leader_since);
+                if since.is_none_or(|(t, _)| t != term) {
+                    tracing::info!(node = %self.name, term, "coordinator: this node leads");
+                    *since = Some((term, Instant::now()));
+                    lock(&self.grants).clear();
+                }
+            }
+            if let Err(e) = self.coordinate().await {
+                tracing::debug!("coordinator: {e}");
+            }
+        }
+    }
+
+    async fn coordinate(&self) -> Result<(), String> {
+        let state = self.snapshot();
+        let Some(config) = state.config.clone() else {
+            self.submit(&Command::Bootstrap {
+                config: Box::new(self.boot_config.clone()),
+                at: Timestamp::now(),
+            })
+            .await?;
+            return Ok(());
+        };
+        // Membership, level-triggered: the coordinator's view against the committed members.
+        let reach = self.reachability();
+        for n in &config.cluster.nodes {
+            let member = state.cluster.members.contains(&n.name);
+            let up = Event::NodeUp {
+                node: n.name.clone(),
+            };
+            match reach.get(&n.number) {
+                Some(NodeState::Reachable)
+                    if !member
+                        && !state.halted_by_admin.contains(&n.name)
+                        && !state.is_pending_or_running(&up)
+                        && state.incarnations.contains_key(&n.name) =>
+                {
+                    self.enqueue(up, "membership").await?;
+                }
+                Some(NodeState::Unreachable) if member => {
+                    let pending = state.pending.iter().any(|p| {
+                        matches!(&p.event, Event::NodeDown { node, .. } if *node == n.name)
+                    }) || state.execution.as_ref().is_some_and(|e| {
+                        matches!(&e.plan.event, Event::NodeDown { node, .. } if *node == n.name)
+                    });
+                    if !pending {
+                        let down = Event::NodeDown {
+                            node: n.name.clone(),
+                            how: halcyon_policy::Departure::Failure,
+                        };
+                        self.enqueue(down, "membership").await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(execution) = state.execution.clone() else {
+            let pending = state.pending_events();
+            if let Some(i) = halcyon_policy::next_event(&config, &pending) {
+                let (sequence, event) = pending[i].clone();
+                let now = Timestamp::now();
+                let command = match Engine::new(&config).plan(&state.cluster, &event, now) {
+                    Ok(plan) => {
+                        tracing::info!(event = %event, "plan:\n{}", halcyon_policy::render(&plan));
+                        Command::PlanCommitted {
+                            sequence,
+                            plan: Box::new(plan),
+                            at: now,
+                        }
+                    }
+                    Err(e) => Command::EventRefused {
+                        sequence,
+                        error: e.to_string(),
+                        at: now,
+                    },
+                };
+                self.submit(&command).await?;
+            }
+            return Ok(());
+        };
+        // Drive the current step: release waits here, and actions whose node lost its lease.
+        for (index, action) in execution.open_actions() {
+            let deadline = self.release_deadline(action.node.as_str());
+            let expired = Instant::now() >= deadline;
+            let unreachable = matches!(
+                reach.get(&config.node(action.node.as_str()).map_or(0, |n| n.number)),
+                Some(NodeState::Unreachable)
+            );
+            let (ok, detail) = match action.kind {
+                ActionKind::AwaitRelease if expired => (
+                    true,
+                    format!(
+                        "the lease of {} has certainly expired (lease {:?}, drift {} %, margin {:?})",
+                        action.node,
+                        self.lease_duration,
+                        lease::DRIFT * 100.0,
+                        lease::MARGIN
+                    ),
+                ),
+                ActionKind::Halt | ActionKind::HaltForced if expired && unreachable => (
+                    true,
+                    format!(
+                        "{} is unreachable and its lease has expired: its packages are halted",
+                        action.node
+                    ),
+                ),
+                ActionKind::Run if expired && unreachable => (
+                    false,
+                    format!("{} is unreachable and holds no lease", action.node),
+                ),
+                _ => continue,
+            };
+            self.submit(&Command::ActionDone {
+                execution: execution.id,
+                step: execution.step,
+                index,
+                ok,
+                detail,
+                at: Timestamp::now(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn enqueue(&self, event: Event, by: &str) -> Result<Reply, String> {
+        tracing::info!(event = %event, by, "enqueue");
+        self.submit(&Command::Enqueue {
+            event,
+            by: by.to_owned(),
+            at: Timestamp::now(),
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- executor
+
+    async fn executor_loop(self: Arc<Self>) {
+        let mut applied = self.applied.clone();
+        loop {
+            tokio::select! {
+                _ = sleep(TICK) => {}
+                _ = applied.changed() => {}
+            }
+            let state = self.snapshot();
+            let Some(config) = state.config.clone() else {
+                continue;
+            };
+            match &state.execution {
+                Some(execution) => {
+                    for (index, action) in execution.open_actions() {
+                        if action.node != self.name {
+                            continue;
+                        }
+                        let key = (execution.id, execution.step, index);
+                        let Some(package) = action.package.clone() else {
+                            continue;
+                        };
+                        let stop = match action.kind {
+                            ActionKind::Run => None,
+                            ActionKind::Halt => Some(StopMode::Graceful),
+                            ActionKind::HaltForced => Some(StopMode::Immediate),
+                            _ => continue,
+                        };
+                        let failover = config
+                            .package(package.as_str())
+                            .is_some_and(|p| p.is_failover());
+                        if stop.is_none() && failover && !self.lease_valid() {
+                            continue; // no lease: wait for one
+                        }
+                        if !lock(&self.in_flight).insert(key) {
+                            continue;
+                        }
+                        let node = Arc::clone(&self);
+                        let config = config.clone();
+                        tokio::spawn(async move {
+                            let result = match stop {
+                                None => node.run_package(&config, &package).await,
+                                Some(mode) => node.halt_package(&package, mode).await,
+                            };
+                            let (ok, detail) = match result {
+                                Ok(d) => (true, d),
+                                Err(e) => (false, e),
+                            };
+                            let _ = node
+                                .submit(&Command::ActionDone {
+                                    execution: key.0,
+                                    step: key.1,
+                                    index: key.2,
+                                    ok,
+                                    detail,
+                                    at: Timestamp::now(),
+                                })
+                                .await;
+                            lock(&node.in_flight).remove(&key);
+                        });
+                    }
+                }
+                None => self.reconcile(&config, &state).await,
+            }
+        }
+    }
+
+    /// With no plan running: run what the state places here and is not running (when a lease
+    /// allows), stop what runs here and the state places elsewhere.
+    async fn reconcile(self: &Arc<Self>, config: &Config, state: &State) {
+        let placed: BTreeSet<PackageName> = state
+            .cluster
+            .packages
+            .iter()
+            .filter(|(_, p)| p.nodes.contains(&self.name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        lock(&self.failed_here).retain(|p| placed.contains(p));
+        let running: BTreeSet<PackageName> = lock(&self.local).keys().cloned().collect();
+        for package in running.difference(&placed) {
+            tracing::warn!(package = %package, "runs here but is placed elsewhere: halting");
+            let _ = self.halt_package(package, StopMode::Graceful).await;
+        }
+        let lease = self.lease_valid();
+        for package in placed.difference(&running) {
+            let failover = config
+                .package(package.as_str())
+                .is_some_and(|p| p.is_failover());
+            if (failover && !lease) || lock(&self.failed_here).contains(package) {
+                continue;
+            }
+            if !lock(&self.in_flight).insert((u64::MAX, 0, 0)) {
+                continue;
+            }
+            tracing::info!(package = %package, "placed here but not running: starting");
+            let result = self.run_package(config, package).await;
+            lock(&self.in_flight).remove(&(u64::MAX, 0, 0));
+            if let Err(e) = result {
+                tracing::warn!(package = %package, "restart failed: {e}");
+                lock(&self.failed_here).insert(package.clone());
+                let _ = self
+                    .enqueue(
+                        Event::PackageFailed {
+                            package: package.clone(),
+                            node: self.name.clone(),
+                        },
+                        "reconcile",
+                    )
+                    .await;
+            }
+        }
+    }
+
+    fn pid_file(&self, package: &str, index: usize) -> PathBuf {
+        self.run_dir.join(format!("{package}.{index}.pgid"))
+    }
+
+    fn write_pid_files(&self, package: &str, resources: &PackageResources) {
+        for (i, pgid) in resources.process_groups().iter().enumerate() {
+            let _ = std::fs::write(self.pid_file(package, i), pgid.to_string());
+        }
+    }
+
+    fn remove_pid_files(&self, package: &str) {
+        for i in 0..64 {
+            let _ = std::fs::remove_file(self.pid_file(package, i));
+        }
+    }
+
+    /// Starts a package here and supervises it.
+    async fn run_package(
+        self: &Arc<Self>,
+        config: &Config,
+        package: &PackageName,
+    ) -> Result<String, String> {
+        if lock(&self.local).contains_key(package) {
+            return Ok(format!("{package} already runs on {}", self.name));
+        }
+        let Some(p) = config.package(package.as_str()).cloned() else {
+            return Err(format!("package {package} is not in the configuration"));
+        };
+        let env = PackageEnv {
+            cluster: config.cluster.name.clone(),
+            package: package.to_string(),
+            node: self.name.to_string(),
+        };
+        let mut resources = PackageResources::from_config(env, &p).map_err(|e| e.to_string())?;
+        let started = tokio::time::timeout(p.run_timeout, resources.start()).await;
+        match started {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                lock(&self.failed_here).insert(package.clone());
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                let _ = resources.stop(StopMode::Immediate).await;
+                lock(&self.failed_here).insert(package.clone());
+                return Err(format!(
+                    "{package} did not start within {:?}",
+                    p.run_timeout
+                ));
+            }
+        }
+        self.write_pid_files(package.as_str(), &resources);
+        let (control, rx) = mpsc::channel(4);
+        lock(&self.local).insert(
+            package.clone(),
+            LocalPackage {
+                failover: p.is_failover(),
+                control,
+            },
+        );
+        lock(&self.failed_here).remove(package);
+        tokio::spawn(Arc::clone(self).supervise(p, resources, rx));
+        tracing::info!(node = %self.name, package = %package, "package started");
+        Ok(format!("{package} started on {}", self.name))
+    }
+
+    async fn halt_package(&self, package: &PackageName, mode: StopMode) -> Result<String, String> {
+        let entry = lock(&self.local).remove(package);
+        let Some(entry) = entry else {
+            return Ok(format!("{package} was not running on {}", self.name));
+        };
+        let (tx, rx) = oneshot::channel();
+        if entry.control.send((mode, tx)).await.is_err() {
+            return Ok(format!("{package} had already stopped on {}", self.name));
+        }
+        rx.await
+            .unwrap_or_else(|_| Ok(format!("{package} stopped on {}", self.name)))
+    }
+
+    /// Owns a running package: restarts exited services within their restart count, fails the
+    /// package beyond it, and stops it on request.
+    async fn supervise(
+        self: Arc<Self>,
+        package: halcyon_config::Package,
+        mut resources: PackageResources,
+        mut control: mpsc::Receiver<(StopMode, oneshot::Sender<Result<String, String>>)>,
+    ) {
+        let name = package.name.clone();
+        loop {
+            tokio::select! {
+                request = control.recv() => {
+                    let (mode, reply) = match request {
+                        Some(r) => r,
+                        None => (StopMode::Graceful, oneshot::channel().0),
+                    };
+                    let result = resources.stop(mode).await;
+                    self.remove_pid_files(name.as_str());
+                    let _ = reply.send(match result {
+                        Ok(r) if r.detail.is_empty() => Ok(format!("{name} halted on {}", self.name)),
+                        Ok(r) => Ok(format!("{name} halted on {}: {}", self.name, r.detail)),
+                        Err(e) => Err(e.to_string()),
+                    });
+                    return;
+                }
+                (index, why) = resources.exited() => {
+                    let Some(halcyon_config::Resource::Service(service)) = package.resources.get(index) else {
+                        continue;
+                    };
+                    tracing::warn!(package = %name, service = %service.name, "service exited: {why}");
+                    let counted = self.submit(&Command::RestartCounted {
+                        package: name.clone(),
+                        node: self.name.clone(),
+                        service: service.name.clone(),
+                        at: Timestamp::now(),
+                    }).await;
+                    let count = match counted {
+                        Ok(Reply::Restarts { count }) => count,
+                        _ => u32::MAX, // no quorum: do not restart blindly
+                    };
+                    if count <= service.restart && self.lease_valid_for(&package) {
+                        tracing::info!(package = %name, service = %service.name, count, limit = service.restart, "restarting service");
+                        if resources.restart(index).await.is_ok() {
+                            self.write_pid_files(name.as_str(), &resources);
+                            continue;
+                        }
+                    }
+                    tracing::warn!(package = %name, service = %service.name, count, "restarts exhausted: the package fails here");
+                    lock(&self.failed_here).insert(name.clone());
+                    lock(&self.local).remove(&name);
+                    let _ = resources.stop(StopMode::Graceful).await;
+                    self.remove_pid_files(name.as_str());
+                    let _ = self
+                        .enqueue(Event::PackageFailed { package: name.clone(), node: self.name.clone() }, "service restarts exhausted")
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {
+        !package.is_failover() || self.lease_valid()
+    }
+
+    /// Stops every local package (daemon shutdown).
+    pub async fn stop_all(&self) {
+        let names: Vec<PackageName> = lock(&self.local).keys().cloned().collect();
+        for name in names {
+            let _ = self.halt_package(&name, StopMode::Graceful).await;
+        }
+    }
+}
