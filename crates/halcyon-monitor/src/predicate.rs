@@ -485,8 +485,11 @@ fn lex(text: &str) -> Result<Vec<Token>, PredicateError> {
                             .hint("write X@0 or X@P with no blank around \"@\""));
                     }
                     _ => {
-                        return Err(PredicateError::new(column, format!("unexpected {c:?}"))
-                            .expected(EXPECTED_OPERAND.to_owned() + ", or an operator"));
+                        return Err(PredicateError::new(
+                            column,
+                            format!("unexpected {}", describe_char(c)),
+                        )
+                        .expected(EXPECTED_OPERAND.to_owned() + ", or an operator"));
                     }
                 };
                 (kind, length)
@@ -504,6 +507,14 @@ fn lex(text: &str) -> Result<Vec<Token>, PredicateError> {
         text: String::new(),
     });
     Ok(tokens)
+}
+
+/// A character as "unexpected ..." messages name it.
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' | '\t' => "blank".to_owned(),
+        _ => format!("\"{c}\""),
+    }
 }
 
 fn single(column: usize, c: char, double: &str, what: &str) -> PredicateError {
@@ -543,7 +554,7 @@ fn field_reference(chars: &[char], start: usize) -> Result<(TokenKind, usize), P
     if suffix.is_empty() {
         let found = match chars.get(start) {
             None => "end of expression".to_owned(),
-            Some(c) => format!("{c:?}"),
+            Some(c) => describe_char(*c),
         };
         return Err(
             PredicateError::new(column, format!("unexpected {found}")).expected(EXPECTED_AFTER_AT)

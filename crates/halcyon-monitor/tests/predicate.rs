@@ -180,7 +180,7 @@ fn parse_errors() {
         // The OCR'd seed writes the letter O.
         ("X@O==0&&X@1!=0", "column 3: unknown field \"O\"; expected a field number or P after \"X@\"; hint: did you mean X@0? (the letter O is not a zero)".into()),
         ("X@p > 1", "column 3: unknown field \"p\"; expected a field number or P after \"X@\"; hint: did you mean X@P? (the previous value)".into()),
-        ("X@ > 1", "column 3: unexpected ' '; expected a field number or P after \"X@\"".into()),
+        ("X@ > 1", "column 3: unexpected blank; expected a field number or P after \"X@\"".into()),
         ("X@", "column 3: unexpected end of expression; expected a field number or P after \"X@\"".into()),
         ("X @0 > 1", format!("column 3: unexpected \"@\"; {operand}; hint: write X@0 or X@P with no blank around \"@\"")),
         ("X@64 > 1", "column 3: field number 64 is too large; expected at most 63 (a record has at most 64 fields)".into()),
@@ -193,15 +193,15 @@ fn parse_errors() {
         ("X > 1.2.3", "column 5: invalid number \"1.2.3\"; expected digits with an optional decimal point, such as 90 or 0.5".into()),
         ("X > 1e5", "column 5: invalid number \"1e5\"; expected digits with an optional decimal point, such as 90 or 0.5".into()),
         ("X > 90%%", format!("column 8: unexpected \"%\"; {operand}")),
-        ("X > $1", format!("column 5: unexpected '$'; {operand}, or an operator")),
-        ("X > 90 # comment", format!("column 8: unexpected '#'; {operand}, or an operator")),
+        ("X > $1", format!("column 5: unexpected \"$\"; {operand}, or an operator")),
+        ("X > 90 # comment", format!("column 8: unexpected \"#\"; {operand}, or an operator")),
         ("1 < X < 5", "column 7: \"<\" after \"<\": comparisons do not chain; expected \"&&\" or \"||\" between two comparisons; hint: a < b < c compares (a < b), which is 0 or 1, with c; write a < b && b < c, or add parentheses".into()),
         ("X == 1 != 0", "column 8: \"!=\" after \"==\": comparisons do not chain; expected \"&&\" or \"||\" between two comparisons; hint: a == b != c compares (a == b), which is 0 or 1, with c; write a == b && b != c, or add parentheses".into()),
         ("X > * 2", format!("column 5: unexpected \"*\"; {operand}")),
         ("()", format!("column 2: unexpected \")\"; {operand}")),
         // Columns count characters, not bytes.
-        ("é > 1", format!("column 1: unexpected 'é'; {operand}, or an operator")),
-        ("X > 1 && é", format!("column 10: unexpected 'é'; {operand}, or an operator")),
+        ("é > 1", format!("column 1: unexpected \"é\"; {operand}, or an operator")),
+        ("X > 1 && é", format!("column 10: unexpected \"é\"; {operand}, or an operator")),
     ];
     let mut failures = Vec::new();
     for (text, expected) in &cases {
