@@ -612,7 +612,12 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
             .iter()
             .filter_map(|f| self.get(f).map(|v| (*f, v.span())))
             .collect();
-        let monitor = self.monitor();
+        // For a built-in event the monitor fields are reported below, once each.
+        let monitor = if name.as_ref().is_some_and(|(n, _)| is_builtin(n)) {
+            Some(None)
+        } else {
+            self.monitor()
+        };
         self.report_unknown();
 
         let (name, name_span) = name?;
