@@ -29,6 +29,9 @@ use crate::lease::{self, Holder};
 const TICK: Duration = Duration::from_millis(20);
 /// How long a node tries to get one command committed through the leader.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a coordinator of a cluster without members waits for every node before it
+/// forms the cluster with the nodes that joined (Serviceguard's AUTO_START_TIMEOUT).
+const FORMATION_GRACE: Duration = Duration::from_secs(5);
 /// Timeout of one node-to-node API call.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -609,6 +612,20 @@ impl Node {
             }
         }
         let Some(execution) = state.execution.clone() else {
+            // Cluster formation: with no member yet, wait (bounded) for every node to join,
+            // so that packages start on their first node in node-list order, not on whichever
+            // node happened to answer first.
+            let forming = state.cluster.members.is_empty()
+                && !config.cluster.nodes.iter().all(|n| {
+                    state.is_pending_or_running(&Event::NodeUp {
+                        node: n.name.clone(),
+                    })
+                })
+                && lock(&self.leader_since)
+                    .is_some_and(|(_, since)| since.elapsed() < FORMATION_GRACE);
+            if forming {
+                return Ok(());
+            }
             let pending = state.pending_events();
             if let Some(i) = halcyon_policy::next_event(&config, &pending) {
                 let (sequence, event) = pending[i].clone();
