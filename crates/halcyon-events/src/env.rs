@@ -112,7 +112,10 @@ pub fn environment(context: &EventContext) -> Vec<(String, String)> {
         .map_or(String::new(), |n| n.to_string());
     let timestamp = context.timestamp.to_string();
     vars.push(("HALCYON_EVENT", context.event.clone()));
-    vars.push(("HALCYON_EVENT_STATE", context.state.clone().unwrap_or_default()));
+    vars.push((
+        "HALCYON_EVENT_STATE",
+        context.state.clone().unwrap_or_default(),
+    ));
     vars.push(("HALCYON_EVENT_NODE", node));
     vars.push(("HALCYON_EVENT_NODE_NUMBER", number.clone()));
     vars.push((

@@ -101,7 +101,9 @@ pub fn import_hacmp(rules_path: &Path, rp_dir: Option<&Path>) -> Result<Imported
             hint: None,
         }])
     })?;
-    import_hacmp_text(rules_path, &text, rp_dir, &mut |p| std::fs::read_to_string(p))
+    import_hacmp_text(rules_path, &text, rp_dir, &mut |p| {
+        std::fs::read_to_string(p)
+    })
 }
 
 /// [`import_hacmp`] on text, with `.rp` files read through `read_file`.
@@ -130,8 +132,7 @@ pub fn import_hacmp_text(
     let mut origins: Vec<(String, Option<String>, usize, String)> = Vec::new();
     for (number, record) in records.iter().enumerate() {
         let number = number + 1;
-        let Some(imported) =
-            importer.record(number, record, &rules_dir, rp_dir, &mut *read_file)
+        let Some(imported) = importer.record(number, record, &rules_dir, rp_dir, &mut *read_file)
         else {
             continue;
         };
@@ -291,34 +292,18 @@ impl Importer {
         let mut records = Vec::new();
         for (n, &start) in starts.iter().enumerate() {
             let end = starts.get(n + 1).copied().unwrap_or(lines.len());
-            let mut record: Vec<(usize, &str)> = lines[start..end].to_vec();
+            let record: Vec<(usize, &str)> = lines[start..end].to_vec();
             let is_last = n + 1 == starts.len();
-            if is_last && record.len() > RECORD_LINES {
-                let extra = &record[RECORD_LINES..];
-                if extra.iter().all(|(_, l)| l.trim().is_empty()) {
-                    self.error(
-                        extra[0].0,
-                        "rules file",
-                        format!(
-                            "{} blank line(s) after the last record (record {}, lines {} to {})",
-                            extra.len(),
-                            n + 1,
-                            record[0].0,
-                            record[RECORD_LINES - 1].0
-                        ),
-                        "the end of the file (the old product hung on these)",
-                        Some("remove them".to_owned()),
-                    );
-                    record.truncate(RECORD_LINES);
-                    records.push(record);
-                    continue;
-                }
-            }
             if record.len() != RECORD_LINES {
                 let last = record.last().expect("a start line").0;
                 let name = record[0].1.trim();
+                let trailing_blank = is_last
+                    && record.len() > RECORD_LINES
+                    && record.last().is_some_and(|(_, l)| l.trim().is_empty());
                 let hint = if record.len() < RECORD_LINES {
                     "a field left empty still needs its (blank) line"
+                } else if trailing_blank {
+                    "blank lines at the end of the file count as fields (the old product hung on them): remove them, or the extra line in the record"
                 } else {
                     "remove the extra lines, or comment them out with #"
                 };
@@ -519,9 +504,10 @@ impl Importer {
             return None;
         }
         let (program, found_at) = program.expect("found, or an error was reported");
-        let rp_name = found_at
-            .file_name()
-            .map_or_else(|| "program.rp".to_owned(), |n| n.to_string_lossy().into_owned());
+        let rp_name = found_at.file_name().map_or_else(
+            || "program.rp".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let (rule_program, program_text) = if builtin {
             (
                 self.builtin_program(number, &name, &legacy_name, &program, &found_at)?,
@@ -566,7 +552,9 @@ impl Importer {
         found_at: &Path,
     ) -> Option<RuleProgram> {
         let is_stock = |line: &Line| match line {
-            Line::Command(c) => !c.command.contains('/') && !c.command.contains(char::is_whitespace),
+            Line::Command(c) => {
+                !c.command.contains('/') && !c.command.contains(char::is_whitespace)
+            }
             Line::Barrier => false,
         };
         let stock: Vec<usize> = (0..program.lines.len())

@@ -341,10 +341,7 @@ impl LineParser<'_> {
         let word = &self.text[start..set_end];
         let Some(node_set) = NodeSet::parse(word) else {
             let word = word.to_owned();
-            let hint = did_you_mean(
-                &word,
-                NodeSet::NAMES.iter().copied().chain(["barrier"]),
-            );
+            let hint = did_you_mean(&word, NodeSet::NAMES.iter().copied().chain(["barrier"]));
             self.error(
                 start,
                 "node set",

@@ -121,7 +121,11 @@ impl Rules {
                 .iter()
                 .find(|r| r.name == name && r.state.as_deref() == Some(s))
         });
-        exact.or_else(|| self.rules.iter().find(|r| r.name == name && r.state.is_none()))
+        exact.or_else(|| {
+            self.rules
+                .iter()
+                .find(|r| r.name == name && r.state.is_none())
+        })
     }
 
     /// The program and options of an event, rule over cluster defaults. `None` for
@@ -137,10 +141,9 @@ impl Rules {
         let program = match rule.map(|r| &r.program) {
             None | Some(RuleProgram::Default) => default_program(name)?,
             Some(RuleProgram::Replace { program, .. }) => program.clone(),
-            Some(RuleProgram::Wrap { before, after }) => before
-                .clone()
-                .then(&default_program(name)?)
-                .then(after),
+            Some(RuleProgram::Wrap { before, after }) => {
+                before.clone().then(&default_program(name)?).then(after)
+            }
         };
         let custom = rule.map(|r| r.customisation.clone()).unwrap_or_default();
         let pre = custom.pre_event.or_else(|| defaults.pre_event.clone());
@@ -219,7 +222,11 @@ impl Rules {
                 );
             }
             if let Some(m) = &rule.monitor {
-                let _ = writeln!(out, "resource_variable = {}", toml_string(&m.resource_variable));
+                let _ = writeln!(
+                    out,
+                    "resource_variable = {}",
+                    toml_string(&m.resource_variable)
+                );
                 if let Some(v) = &m.instance_vector {
                     let _ = writeln!(out, "instance_vector = {}", toml_string(v));
                 }
@@ -853,8 +860,7 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
                 DeValue::String(s) => match humantime::parse_duration(s) {
                     Ok(d) if !d.is_zero() => Some(d),
                     Ok(_) => {
-                        self.sink
-                            .error(v.span(), &path, "is zero", expected, None);
+                        self.sink.error(v.span(), &path, "is zero", expected, None);
                         None
                     }
                     Err(e) => {

@@ -50,7 +50,11 @@ pub struct Segment {
 /// that same barrier). Within a segment the commands are grouped by node, in member
 /// order, then in program order. An `event` line runs nowhere when the event node is
 /// not a member (a failed node).
-pub fn expand(program: &Program, event_node: Option<&NodeName>, members: &[NodeName]) -> Vec<Segment> {
+pub fn expand(
+    program: &Program,
+    event_node: Option<&NodeName>,
+    members: &[NodeName],
+) -> Vec<Segment> {
     let mut segments = vec![Vec::new()];
     for line in &program.lines {
         match line {
@@ -133,18 +137,37 @@ pub struct Options {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CommandState {
     /// Not launched yet. `attempt` counts runs in this round (1 + recoveries).
-    Pending { attempt: u32 },
-    Running { launch: u64, attempt: u32 },
+    Pending {
+        attempt: u32,
+    },
+    Running {
+        launch: u64,
+        attempt: u32,
+    },
     /// Failed; its recovery command is to be launched.
-    RecoveryPending { attempt: u32, failure: Outcome },
-    RecoveryRunning { launch: u64, attempt: u32, failure: Outcome },
-    Succeeded { outcome: Outcome },
-    Failed { outcome: Outcome },
+    RecoveryPending {
+        attempt: u32,
+        failure: Outcome,
+    },
+    RecoveryRunning {
+        launch: u64,
+        attempt: u32,
+        failure: Outcome,
+    },
+    Succeeded {
+        outcome: Outcome,
+    },
+    Failed {
+        outcome: Outcome,
+    },
 }
 
 impl CommandState {
     fn is_finished(&self) -> bool {
-        matches!(self, CommandState::Succeeded { .. } | CommandState::Failed { .. })
+        matches!(
+            self,
+            CommandState::Succeeded { .. } | CommandState::Failed { .. }
+        )
     }
 }
 
@@ -194,7 +217,9 @@ impl fmt::Display for Failure {
 pub enum EventState {
     Running,
     /// Stopped at a barrier: waits for `resume`, `retry` or `skip`.
-    Error { failures: Vec<Failure> },
+    Error {
+        failures: Vec<Failure>,
+    },
     Completed,
     /// The administrator abandoned the rest of the program.
     Skipped,
@@ -226,12 +251,23 @@ impl NotifyPhase {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LaunchKind {
     /// A command of the program: segment and index (0-based).
-    Command { segment: usize, index: usize, attempt: u32 },
+    Command {
+        segment: usize,
+        index: usize,
+        attempt: u32,
+    },
     /// The recovery command for a failed command.
-    Recovery { segment: usize, index: usize, attempt: u32 },
+    Recovery {
+        segment: usize,
+        index: usize,
+        attempt: u32,
+    },
     /// The notify command; its status is not checked. `result` is `success`,
     /// `failure` or `skipped` for `after` and `error`.
-    Notify { phase: NotifyPhase, result: Option<String> },
+    Notify {
+        phase: NotifyPhase,
+        result: Option<String>,
+    },
 }
 
 /// A command to start now.
@@ -288,7 +324,10 @@ pub struct Progress {
 impl Progress {
     pub fn new(segments: Vec<Segment>, options: Options) -> Progress {
         if let Some(r) = &options.recovery {
-            assert!(r.retry <= RETRY_MAX, "retry is validated by the rules loader");
+            assert!(
+                r.retry <= RETRY_MAX,
+                "retry is validated by the rules loader"
+            );
         }
         let states = segments
             .iter()
@@ -589,7 +628,9 @@ impl Progress {
             return Err("current segment beyond the program".to_owned());
         }
         if self.last_completed_barrier != self.current.checked_sub(1) {
-            return Err("the last completed barrier is not the one before the current segment".to_owned());
+            return Err(
+                "the last completed barrier is not the one before the current segment".to_owned(),
+            );
         }
         match &self.state {
             EventState::Completed if self.current != self.segments.len() => {
@@ -690,7 +731,8 @@ impl Progress {
 
     /// Passes empty segments; completes the event at the end.
     fn advance(&mut self) {
-        while self.current < self.segments.len() && self.segments[self.current].invocations.is_empty()
+        while self.current < self.segments.len()
+            && self.segments[self.current].invocations.is_empty()
         {
             self.pass_barrier();
         }

@@ -113,9 +113,12 @@ fn check_rules(input: &str, files: &[(&str, &str)], expected: &str) {
     assert_eq!(got, expected, "rules:\n{input}");
 }
 
+/// (rules file, .rp files as (path, text), expected messages).
+type RulesCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn rules_mistakes() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[RulesCase] = &[
         (
             "[[event]]\nname = \"node_upp\"\nprogram = 'all \"/bin/x\" 0'\n",
             &[],

@@ -21,7 +21,10 @@ all \"/bin/complete\" 0
 fn progress(options: Options) -> Progress {
     let program = Program::parse(Path::new("t.rp"), PROGRAM).expect("parses");
     let members: Vec<NodeName> = ["n1", "n2", "n3"].map(NodeName::from).to_vec();
-    Progress::new(expand(&program, Some(&NodeName::from("n2")), &members), options)
+    Progress::new(
+        expand(&program, Some(&NodeName::from("n2")), &members),
+        options,
+    )
 }
 
 /// `node: command` of each launch, for readable assertions.
@@ -32,7 +35,11 @@ fn names(launches: &[Launch]) -> Vec<String> {
             (Some(n), LaunchKind::Recovery { .. }) => format!("{n}: recovery {}", l.command),
             (Some(n), _) => format!("{n}: {}", l.command),
             (None, LaunchKind::Notify { phase, result }) => {
-                format!("notify {} {}", phase.as_str(), result.as_deref().unwrap_or("-"))
+                format!(
+                    "notify {} {}",
+                    phase.as_str(),
+                    result.as_deref().unwrap_or("-")
+                )
             }
             (None, _) => unreachable!(),
         })
@@ -42,7 +49,10 @@ fn names(launches: &[Launch]) -> Vec<String> {
 /// Completes every launch with `status_of(node, command)`.
 fn complete_all(p: &mut Progress, launches: &[Launch], status_of: impl Fn(&str, &str) -> i32) {
     for l in launches {
-        let node = l.node.clone().unwrap_or_else(|| NodeName::from("coordinator"));
+        let node = l
+            .node
+            .clone()
+            .unwrap_or_else(|| NodeName::from("coordinator"));
         let status = status_of(node.as_str(), &l.command);
         p.completed(&node, l.launch, status, &format!("output of {}", l.command))
             .expect("a running launch");
@@ -56,19 +66,29 @@ fn a_normal_run_passes_each_barrier_in_turn() {
     assert_eq!(names(&first), ["n1: /bin/release", "n3: /bin/release"]);
     assert_eq!(p.last_completed_barrier(), None);
     // One of two done: the barrier waits.
-    p.completed(&NodeName::from("n1"), first[0].launch, 0, "").unwrap();
+    p.completed(&NodeName::from("n1"), first[0].launch, 0, "")
+        .unwrap();
     assert!(p.next_commands().is_empty());
     assert_eq!(p.current_segment(), Some(0));
-    p.completed(&NodeName::from("n3"), first[1].launch, 0, "").unwrap();
+    p.completed(&NodeName::from("n3"), first[1].launch, 0, "")
+        .unwrap();
     assert_eq!(p.last_completed_barrier(), Some(0));
     let second = p.next_commands();
     // Commands on one node between two barriers run in parallel.
     assert_eq!(names(&second), ["n2: /bin/acquire", "n2: /bin/check"]);
-    complete_all(&mut p, &second, |_, c| if c == "/bin/check" { 7 } else { 0 });
+    complete_all(
+        &mut p,
+        &second,
+        |_, c| if c == "/bin/check" { 7 } else { 0 },
+    );
     let third = p.next_commands();
     assert_eq!(
         names(&third),
-        ["n1: /bin/complete", "n2: /bin/complete", "n3: /bin/complete"]
+        [
+            "n1: /bin/complete",
+            "n2: /bin/complete",
+            "n3: /bin/complete"
+        ]
     );
     complete_all(&mut p, &third, |_, _| 0);
     assert_eq!(p.state(), &EventState::Completed);
@@ -88,9 +108,14 @@ fn run_into_error(options: Options) -> Progress {
         .collect();
     p.completed(&NodeName::from("n3"), first[1].launch, 3, "disk busy\n")
         .unwrap();
-    assert_eq!(p.state(), &EventState::Running, "the rest of the segment runs");
+    assert_eq!(
+        p.state(),
+        &EventState::Running,
+        "the rest of the segment runs"
+    );
     assert!(p.next_commands().iter().all(|l| l.node.is_none()));
-    p.completed(&NodeName::from("n1"), first[0].launch, 0, "").unwrap();
+    p.completed(&NodeName::from("n1"), first[0].launch, 0, "")
+        .unwrap();
     p
 }
 
@@ -103,7 +128,12 @@ fn a_failing_command_puts_the_event_in_error_at_the_barrier() {
     assert_eq!(failures.len(), 1);
     let f = &failures[0];
     assert_eq!(
-        (f.node.as_str(), f.command.as_str(), f.status, f.output_tail.as_str()),
+        (
+            f.node.as_str(),
+            f.command.as_str(),
+            f.status,
+            f.output_tail.as_str()
+        ),
         ("n3", "/bin/release", 3, "disk busy\n")
     );
     assert_eq!(
@@ -111,7 +141,10 @@ fn a_failing_command_puts_the_event_in_error_at_the_barrier() {
         "on n3: \"/bin/release\" returned 3 (expected 0); output ends: disk busy"
     );
     assert_eq!(p.last_completed_barrier(), None);
-    assert!(p.next_commands().is_empty(), "nothing after the barrier starts");
+    assert!(
+        p.next_commands().is_empty(),
+        "nothing after the barrier starts"
+    );
 }
 
 #[test]
@@ -130,7 +163,11 @@ fn retry_runs_the_failed_commands_again() {
     let mut p = run_into_error(Options::default());
     p.retry().unwrap();
     let again = p.next_commands();
-    assert_eq!(names(&again), ["n3: /bin/release"], "only the failed command");
+    assert_eq!(
+        names(&again),
+        ["n3: /bin/release"],
+        "only the failed command"
+    );
     complete_all(&mut p, &again, |_, _| 0);
     assert_eq!(p.last_completed_barrier(), Some(0));
     assert_eq!(
@@ -169,7 +206,8 @@ fn stale_and_misrouted_completions_are_refused() {
             node: NodeName::from("n2"),
         })
     );
-    p.completed(&NodeName::from("n1"), first[0].launch, 0, "").unwrap();
+    p.completed(&NodeName::from("n1"), first[0].launch, 0, "")
+        .unwrap();
     assert_eq!(
         p.completed(&NodeName::from("n1"), first[0].launch, 0, ""),
         Err(ProgressError::UnknownLaunch {
@@ -193,15 +231,16 @@ fn recovery_command_then_the_command_again_up_to_retry_times() {
     let mut p = progress(with_recovery(2));
     let first = p.next_commands();
     // n1 succeeds; n3 fails.
-    p.completed(&NodeName::from("n1"), first[0].launch, 0, "").unwrap();
-    p.completed(&NodeName::from("n3"), first[1].launch, 1, "").unwrap();
+    p.completed(&NodeName::from("n1"), first[0].launch, 0, "")
+        .unwrap();
+    p.completed(&NodeName::from("n3"), first[1].launch, 1, "")
+        .unwrap();
     let recovery = p.next_commands();
     assert_eq!(names(&recovery), ["n3: recovery /bin/fix"]);
-    assert!(
-        recovery[0]
-            .env
-            .contains(&("HALCYON_FAILED_COMMAND".to_owned(), "/bin/release".to_owned()))
-    );
+    assert!(recovery[0].env.contains(&(
+        "HALCYON_FAILED_COMMAND".to_owned(),
+        "/bin/release".to_owned()
+    )));
     complete_all(&mut p, &recovery, |_, _| 0);
     // Second run (retry 1 of 2) fails again, recovery, third run (retry 2) fails.
     let second = p.next_commands();

@@ -124,7 +124,10 @@ end barrier
     let mut progress = halcyon_events::Progress::new(segments, Default::default());
     let first = progress.next_commands();
     assert_eq!(first.len(), 3);
-    assert!(progress.next_commands().is_empty(), "nothing new before the barrier");
+    assert!(
+        progress.next_commands().is_empty(),
+        "nothing new before the barrier"
+    );
     for launch in &first {
         let node = launch.node.clone().expect("on a node");
         progress
