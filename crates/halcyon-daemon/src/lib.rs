@@ -56,12 +56,6 @@ pub enum LiveCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Explain why a package runs where it runs, or why not (cmviewcl -v; clRGinfo).
-    Explain {
-        package: String,
-        #[command(flatten)]
-        target: Target,
-    },
     /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
     /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
     Package {
@@ -177,15 +171,6 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        LiveCommand::Explain { package, target } => {
-            match get(&target, &format!("/v1/explain/{package}")).await {
-                Ok(v) => {
-                    print!("{}", v["text"].as_str().unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(code) => code,
-            }
-        }
         LiveCommand::Package {
             op,
             package,
@@ -217,6 +202,27 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
         LiveCommand::Demo { port } => demo::run_demo(port).await,
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
     }
+}
+
+/// `halcyon explain PKG` against the live cluster (the binary's `explain` can call this when
+/// given `--api`/`--config` of a running cluster): prints the coordinator's explanation.
+pub fn explain_live(target: &Target, package: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        match get(target, &format!("/v1/explain/{package}")).await {
+            Ok(v) => {
+                print!("{}", v["text"].as_str().unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        }
+    })
 }
 
 /// Runs a daemon until SIGTERM or SIGINT, then halts its packages.

@@ -69,6 +69,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Live(halcyon_daemon::LiveCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
             json,
         } => offline::explain(&package, &input, json),
         Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
+        Command::Live(cmd) => Ok(halcyon_daemon::run_live(cmd)),
     };
     match result {
         Ok(code) => code,
