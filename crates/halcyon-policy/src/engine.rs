@@ -25,6 +25,9 @@ use crate::plan::{Action, ActionKind, Explanation, Ineligible, NodeVerdict, Note
 use crate::state::{ClusterState, PackageState};
 use crate::timer;
 
+/// At most this many other nodes are named in a `min_package_node` reason.
+const REASON_NODES_MAX: usize = 4;
+
 /// A request the engine refuses: nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -285,6 +288,9 @@ struct Work<'e, 'c> {
     wake_at: Option<Timestamp>,
     /// Packages removed from the configuration that still run (config_change).
     orphans: Vec<(PackageName, BTreeSet<NodeName>)>,
+    /// Package states by index (moved out of `next.packages` while planning, put
+    /// back by `finish`): the hot paths look them up thousands of times.
+    states: Vec<PackageState>,
 }
 
 impl<'e, 'c> Work<'e, 'c> {
@@ -317,6 +323,11 @@ impl<'e, 'c> Work<'e, 'c> {
                     .collect()
             })
             .collect();
+        let states: Vec<PackageState> = e
+            .packages
+            .iter()
+            .map(|p| next.packages.remove(&p.name).unwrap_or_default())
+            .collect();
         let mut counts = vec![0u32; e.node_names.len()];
         for (p, nodes) in current.iter().enumerate() {
             if e.packages[p].is_failover() {
@@ -342,19 +353,16 @@ impl<'e, 'c> Work<'e, 'c> {
             notes: Vec::new(),
             wake_at: None,
             orphans,
+            states,
         }
     }
 
     fn pstate(&self, p: usize) -> &PackageState {
-        &self.next.packages[&self.e.packages[p].name]
+        &self.states[p]
     }
 
     fn pstate_mut(&mut self, p: usize) -> &mut PackageState {
-        let name = &self.e.packages[p].name;
-        self.next
-            .packages
-            .get_mut(name)
-            .expect("every configured package has a state")
+        &mut self.states[p]
     }
 
     fn note(&mut self, package: Option<usize>, text: impl Into<String>) {
@@ -738,6 +746,7 @@ impl<'e, 'c> Work<'e, 'c> {
         let package = e.packages[p];
         let mut rejected = Vec::new();
         let mut best: Option<(u32, usize, usize)> = None; // (count, position, node)
+        let mut eligible: Vec<usize> = Vec::new();
         for (position, n) in self.preference(p).into_iter().enumerate() {
             let mut reasons = self.ineligible(p, n, false, false);
             if Some(n) == exclude && reasons.is_empty() {
@@ -749,6 +758,7 @@ impl<'e, 'c> Work<'e, 'c> {
                 rejected.push((n, reasons));
                 continue;
             }
+            eligible.push(n);
             let count = match package.failover_policy {
                 FailoverPolicy::ConfiguredNode => 0,
                 FailoverPolicy::MinPackageNode => self.counts[n],
@@ -782,23 +792,27 @@ impl<'e, 'c> Work<'e, 'c> {
                 }
             }
             FailoverPolicy::MinPackageNode => {
-                let others: Vec<String> = self
-                    .preference(p)
-                    .into_iter()
-                    .filter(|&m| {
-                        m != n
-                            && Some(m) != exclude
-                            && self.ineligible(p, m, false, false).is_empty()
-                    })
-                    .map(|m| format!("{}: {}", e.node_names[m], self.counts[m]))
+                // The other eligible nodes' counts, a few of them (a reason is read
+                // by a person; 255 counts are not).
+                let mut others: Vec<String> = eligible
+                    .iter()
+                    .filter(|&&m| m != n)
+                    .take(REASON_NODES_MAX)
+                    .map(|&m| format!("{}: {}", e.node_names[m], self.counts[m]))
                     .collect();
+                let more = eligible.len().saturating_sub(1 + REASON_NODES_MAX);
+                if more > 0 {
+                    others.push(format!("and {more} more"));
+                }
                 if others.is_empty() {
                     format!(
-                        "min_package_node: {name} runs {count} packages and is the only eligible node"
+                        "min_package_node: {name} runs {count} package{} and is the only eligible node",
+                        plural(count)
                     )
                 } else {
                     format!(
-                        "min_package_node: {name} runs {count} packages ({})",
+                        "min_package_node: {name} runs {count} package{} ({})",
+                        plural(count),
                         others.join(", ")
                     )
                 }
@@ -846,7 +860,9 @@ impl<'e, 'c> Work<'e, 'c> {
         if let Some(Request::RunOn(n)) = request {
             let why = match event {
                 Event::PackageMove { .. } => {
-                    self.pstate_mut(p).acting_primary = Some(e.node_names[n].clone());
+                    if package.failback_policy == FailbackPolicy::Automatic {
+                        self.pstate_mut(p).acting_primary = Some(e.node_names[n].clone());
+                    }
                     format!("moved by the administrator to {}", e.node_names[n])
                 }
                 _ => format!("started by the administrator on {}", e.node_names[n]),
@@ -897,7 +913,9 @@ impl<'e, 'c> Work<'e, 'c> {
             match self.choose(p, Some(n)) {
                 Ok((target, how)) => {
                     if moving_away {
-                        self.pstate_mut(p).acting_primary = Some(e.node_names[target].clone());
+                        if package.failback_policy == FailbackPolicy::Automatic {
+                            self.pstate_mut(p).acting_primary = Some(e.node_names[target].clone());
+                        }
                     }
                     self.reasons.insert(p, format!("{why}; {how}"));
                     self.pstate_mut(p).error = None;
@@ -1072,6 +1090,21 @@ impl<'e, 'c> Work<'e, 'c> {
         }
         let primary = self.primary(p);
         if primary == n || !self.ineligible(p, primary, false, false).is_empty() {
+            return;
+        }
+        // Failback is the answer to the primary becoming available again: a
+        // package that was placed elsewhere while its primary was already
+        // available (min_package_node at start, say) stays where it is.
+        // When it is not known since when the primary is available (no node_up
+        // recorded it), there is no return to answer.
+        let Some(&available) = self.next.available_since.get(e.node_names[primary]) else {
+            return;
+        };
+        if self
+            .pstate(p)
+            .since
+            .is_some_and(|placed| available <= placed)
+        {
             return;
         }
         let primary_name = e.node_names[primary];
@@ -1296,7 +1329,11 @@ impl<'e, 'c> Work<'e, 'c> {
                 .map(|&n| e.node_names[n].clone())
                 .collect();
             let package = e.packages[p];
+            let moved = self.desired[p] != self.current[p];
             let ps = self.pstate_mut(p);
+            if moved {
+                ps.since = (!nodes.is_empty()).then_some(now);
+            }
             ps.nodes = nodes;
             if !ps.nodes.is_empty() {
                 ps.error = None;
@@ -1309,6 +1346,9 @@ impl<'e, 'c> Work<'e, 'c> {
                 ps.failures
                     .retain(|_, at| at.checked_add(expiry).is_ok_and(|until| until > now));
             }
+        }
+        for (p, ps) in std::mem::take(&mut self.states).into_iter().enumerate() {
+            self.next.packages.insert(e.packages[p].name.clone(), ps);
         }
         let plan = Plan {
             event: event.clone(),
@@ -1425,6 +1465,10 @@ impl<'e, 'c> Work<'e, 'c> {
             verdicts,
         }
     }
+}
+
+fn plural(count: u32) -> &'static str {
+    if count == 1 { "" } else { "s" }
 }
 
 fn join(reasons: &[Ineligible]) -> String {
