@@ -912,10 +912,8 @@ impl<'e, 'c> Work<'e, 'c> {
             }
             match self.choose(p, Some(n)) {
                 Ok((target, how)) => {
-                    if moving_away {
-                        if package.failback_policy == FailbackPolicy::Automatic {
-                            self.pstate_mut(p).acting_primary = Some(e.node_names[target].clone());
-                        }
+                    if moving_away && package.failback_policy == FailbackPolicy::Automatic {
+                        self.pstate_mut(p).acting_primary = Some(e.node_names[target].clone());
                     }
                     self.reasons.insert(p, format!("{why}; {how}"));
                     self.pstate_mut(p).error = None;
