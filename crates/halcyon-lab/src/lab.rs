@@ -204,7 +204,13 @@ impl Lab {
             let path = netns_path(&namespace);
             netns::in_namespace(&path, || -> std::io::Result<()> {
                 for name in ["all", "default"] {
-                    fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1")?;
+                    match fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
+                        // A kernel without IPv6 has nothing to disable.
+                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(error);
+                        }
+                        _ => {}
+                    }
                 }
                 Ok(())
             })
