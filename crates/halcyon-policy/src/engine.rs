@@ -1400,7 +1400,7 @@ impl<'e, 'c> Work<'e, 'c> {
             ));
         }
         summary.push(format!(
-            "policies: {}, failover {}, failback {}{}",
+            "type {}; failover policy {}; failback policy {}{}",
             package.package_type,
             match package.failover_policy {
                 FailoverPolicy::ConfiguredNode => "configured_node",

@@ -38,13 +38,21 @@ enum Command {
     /// Say why a package runs where it runs, or why it does not run, node by node
     /// (Serviceguard: cmviewcl -v -p PKG; HACMP: clRGinfo -v).
     ///
-    /// Offline: against a configuration and a cluster state file.
+    /// Asks the running cluster (found like `halcyon status` finds it, or at
+    /// `--api`); with `--offline` or `--state`, works on a configuration and a
+    /// cluster state file instead.
     Explain {
         /// The package.
         package: String,
+        /// Explain from files, without a running cluster.
+        #[arg(long)]
+        offline: bool,
+        /// API address (host:port) of any node of the running cluster.
+        #[arg(long, value_name = "ADDR")]
+        api: Option<std::net::SocketAddr>,
         #[command(flatten)]
         input: offline::Input,
-        /// Print JSON instead of text.
+        /// Print JSON instead of text (offline).
         #[arg(long)]
         json: bool,
     },
@@ -79,9 +87,24 @@ fn main() -> ExitCode {
         Command::Check { paths } => offline::check(&paths),
         Command::Explain {
             package,
+            offline,
+            api,
             input,
             json,
-        } => offline::explain(&package, &input, json),
+        } => {
+            if offline || input.is_offline() {
+                offline::explain(&package, &input, json)
+            } else if json {
+                eprintln!("halcyon explain: --json is for --offline; the live answer is text");
+                Ok(ExitCode::from(2))
+            } else {
+                let target = halcyon_daemon::Target {
+                    api,
+                    config: input.config_dir(),
+                };
+                Ok(halcyon_daemon::explain_live(&target, &package))
+            }
+        }
         Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
         Command::Live(cmd) => Ok(halcyon_daemon::run_live(cmd)),
     };

@@ -14,8 +14,8 @@ const EXIT_INVALID: u8 = 2;
 
 #[derive(clap::Args, Debug)]
 pub struct Input {
-    /// The configuration directory (or files).
-    #[arg(long, short = 'c', value_name = "DIR", default_value = "/etc/halcyon")]
+    /// The configuration directory (or files); default /etc/halcyon.
+    #[arg(long, short = 'c', value_name = "DIR")]
     config: Vec<PathBuf>,
     /// A cluster state file (TOML: members, networks_down, packages). Without it,
     /// every node is a member and every auto_run package runs where the cluster
@@ -26,6 +26,29 @@ pub struct Input {
     #[arg(long, value_name = "TIME")]
     at: Option<Timestamp>,
 }
+
+impl Input {
+    /// True when a state file or a time was given: only offline commands take them.
+    pub fn is_offline(&self) -> bool {
+        self.state.is_some() || self.at.is_some()
+    }
+
+    /// The configuration directory given with `--config`, if any.
+    pub fn config_dir(&self) -> Option<PathBuf> {
+        self.config.first().cloned()
+    }
+
+    fn config_paths(&self) -> Vec<PathBuf> {
+        if self.config.is_empty() {
+            vec![PathBuf::from(DEFAULT_CONFIG_DIR)]
+        } else {
+            self.config.clone()
+        }
+    }
+}
+
+/// Where the configuration is when `--config` is not given.
+const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
 /// `halcyon check`.
 pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -53,7 +76,7 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// The configuration and state an offline command works on, or the exit code
 /// after printing why they are unusable.
 fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCode> {
-    let config = match halcyon_config::load(&input.config) {
+    let config = match halcyon_config::load(&input.config_paths()) {
         Ok((config, _)) => config,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
