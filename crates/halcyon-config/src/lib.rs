@@ -6,12 +6,14 @@
 //! refers to exists, no dependency cycles, addresses inside their subnets, timings
 //! that can work); this crate reads files but never writes, and reads no clock.
 
+pub mod checks;
 pub mod diagnostic;
 mod load;
 pub mod model;
 mod reader;
 mod validate;
 
+pub use checks::{ValueChecks, ValueError};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use load::{ALL_NODES, Summary, collect_files, load, load_texts};
+pub use load::{ALL_NODES, Summary, collect_files, load, load_texts, load_texts_with, load_with};
 pub use model::*;

@@ -187,6 +187,14 @@ fn no_position(path: &Path, field: &str, problem: &str, expected: Option<&str>) 
 
 /// Loads and validates the configuration in `paths` (files or directories).
 pub fn load(paths: &[PathBuf]) -> Result<(Config, usize), Diagnostics> {
+    load_with(paths, None)
+}
+
+/// Like [`load`], also checking monitor predicates and samplers with `checks`.
+pub fn load_with(
+    paths: &[PathBuf],
+    checks: Option<&dyn crate::checks::ValueChecks>,
+) -> Result<(Config, usize), Diagnostics> {
     let files = collect_files(paths)?;
     let mut sources = Vec::new();
     let mut diagnostics = Vec::new();
@@ -200,20 +208,32 @@ pub fn load(paths: &[PathBuf]) -> Result<(Config, usize), Diagnostics> {
         return Err(Diagnostics(diagnostics));
     }
     let count = sources.len();
-    load_sources(sources).map(|c| (c, count))
+    load_sources(sources, checks).map(|c| (c, count))
 }
 
 /// Loads and validates a configuration from in-memory files `(path, text)`.
 pub fn load_texts(files: &[(&str, &str)]) -> Result<Config, Diagnostics> {
+    load_texts_with(files, None)
+}
+
+/// Like [`load_texts`], also checking monitor predicates and samplers with `checks`.
+pub fn load_texts_with(
+    files: &[(&str, &str)],
+    checks: Option<&dyn crate::checks::ValueChecks>,
+) -> Result<Config, Diagnostics> {
     load_sources(
         files
             .iter()
             .map(|(p, t)| SourceFile::new(PathBuf::from(p), (*t).to_owned()))
             .collect(),
+        checks,
     )
 }
 
-fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
+fn load_sources(
+    sources: Vec<SourceFile>,
+    checks: Option<&dyn crate::checks::ValueChecks>,
+) -> Result<Config, Diagnostics> {
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     let mut cluster: Option<Cluster> = None;
     let mut packages: Vec<(Package, PackageOrigin)> = Vec::new();
@@ -241,6 +261,7 @@ fn load_sources(sources: Vec<SourceFile>) -> Result<Config, Diagnostics> {
             continue;
         }
         let mut sink = Sink::new(source);
+        sink.checks = checks;
         if let Some(key) = key_of("cluster") {
             if let Some(first) = origins.cluster_file {
                 sink.error(key.span(), "cluster", "a second cluster file")
@@ -1527,7 +1548,22 @@ fn read_monitor(
         .duration(sink, "interval")
         .map_or(Duration::from_secs(10), |(d, _)| d);
     let predicate = m.require_string(sink, "predicate", "an expression such as \"X > 90\"");
-    let rearm = m.string(sink, "rearm").map(|(s, _)| s);
+    let rearm = m.string(sink, "rearm");
+    if let Some(checks) = sink.checks {
+        if let Some((text, span)) = &sample
+            && let Err(e) = checks.sampler(text)
+        {
+            sink.value_error(span.clone(), &format!("{path}.sample"), e);
+        }
+        for (field, value) in [("predicate", &predicate), ("rearm", &rearm)] {
+            if let Some((text, span)) = value
+                && let Err(e) = checks.predicate(text)
+            {
+                sink.value_error(span.clone(), &format!("{path}.{field}"), e);
+            }
+        }
+    }
+    let rearm = rearm.map(|(s, _)| s);
     let event = m.string(sink, "event");
     let fail_package = m.bool(sink, "fail_package").unwrap_or(false);
     m.finish(sink);

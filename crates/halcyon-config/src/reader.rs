@@ -24,6 +24,8 @@ pub(crate) type Span = Range<usize>;
 pub(crate) struct Sink<'s> {
     pub source: &'s SourceFile,
     pub diagnostics: Vec<Diagnostic>,
+    /// Checks of values in other crates' languages, if the caller gave them.
+    pub checks: Option<&'s dyn crate::checks::ValueChecks>,
 }
 
 impl<'s> Sink<'s> {
@@ -31,7 +33,20 @@ impl<'s> Sink<'s> {
         Sink {
             source,
             diagnostics: Vec::new(),
+            checks: None,
         }
+    }
+
+    /// Reports a mistake found inside a string value by a [`crate::checks::ValueChecks`].
+    pub fn value_error(&mut self, span: Span, field: &str, error: crate::checks::ValueError) {
+        let start = span.start.min(self.source.text.len());
+        let offset = error.column.map_or(0, |c| {
+            crate::checks::raw_offset(&self.source.text[start..], c)
+        });
+        let at = start + offset;
+        let d = self.error(at..at, field, error.problem);
+        d.expected = error.expected;
+        d.hint = error.hint;
     }
 
     pub fn error(

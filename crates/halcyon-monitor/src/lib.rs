@@ -51,6 +51,31 @@ pub fn check_predicate(text: &str) -> Result<(), PredicateError> {
     Predicate::parse(text).map(|_| ())
 }
 
+/// The monitor languages' checks for the configuration loader
+/// (`halcyon_config::load_with(paths, Some(&Checks))`), so `halcyon check` and the
+/// daemon report predicate and sampler mistakes at their file positions.
+pub struct Checks;
+
+impl halcyon_config::ValueChecks for Checks {
+    fn predicate(&self, text: &str) -> Result<(), halcyon_config::ValueError> {
+        check_predicate(text).map_err(|e| halcyon_config::ValueError {
+            column: Some(e.column),
+            problem: e.problem,
+            expected: e.expected,
+            hint: e.hint,
+        })
+    }
+
+    fn sampler(&self, text: &str) -> Result<(), halcyon_config::ValueError> {
+        check_sampler(text).map_err(|e| halcyon_config::ValueError {
+            column: None,
+            problem: e.to_string(),
+            expected: None,
+            hint: None,
+        })
+    }
+}
+
 /// Checks a sampler specification (for `halcyon check`).
 pub fn check_sampler(spec: &str) -> Result<(), SamplerSpecError> {
     Sampler::parse(spec).map(|_| ())

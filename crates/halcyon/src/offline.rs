@@ -52,7 +52,7 @@ const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
 /// `halcyon check`.
 pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    match halcyon_config::load(paths) {
+    match halcyon_config::load_with(paths, Some(&halcyon_monitor::Checks)) {
         Ok((config, files)) => {
             let s = config.summary(files);
             println!(
@@ -76,14 +76,15 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// The configuration and state an offline command works on, or the exit code
 /// after printing why they are unusable.
 fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCode> {
-    let config = match halcyon_config::load(&input.config_paths()) {
-        Ok((config, _)) => config,
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
-            return Err(ExitCode::from(EXIT_INVALID));
-        }
-    };
+    let config =
+        match halcyon_config::load_with(&input.config_paths(), Some(&halcyon_monitor::Checks)) {
+            Ok((config, _)) => config,
+            Err(diagnostics) => {
+                eprint!("{diagnostics}");
+                eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
+                return Err(ExitCode::from(EXIT_INVALID));
+            }
+        };
     let now = input.at.unwrap_or_else(Timestamp::now);
     let state = match &input.state {
         Some(path) => match read_state(path, &config) {

@@ -184,3 +184,37 @@ fn a_state_file_naming_unknown_nodes_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn check_reports_monitor_predicate_and_sampler_mistakes_at_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "../../examples/cluster/cluster.toml",
+        dir.path().join("cluster.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.toml"),
+        "[package]\nname = \"web\"\nnodes = [\"node1\", \"node2\"]\n\n[[monitor]]\nsample = \"builtin:fs_usage /srv\"\npredicate = \"X > 90 &&\"\nrearm = \"X <> 80\"\nevent = \"web_full\"\n",
+    )
+    .unwrap();
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains(
+            "web.toml:6:10: monitor[1].sample: unknown built-in sampler \"builtin:fs_usage\""
+        ),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("web.toml:7:23: monitor[1].predicate: unexpected end of expression"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("web.toml:8:12: monitor[1].rearm: "),
+        "{out}"
+    );
+}
