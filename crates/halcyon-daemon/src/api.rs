@@ -44,6 +44,7 @@ fn ok(value: Value) -> Response {
 pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
         .route("/v1/explain/{package}", get(explain))
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
@@ -145,19 +146,7 @@ pub fn status_json(node: &Node) -> Value {
         .iter()
         .rev()
         .take(STATUS_EVENTS)
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "event": r.event.to_string(),
-                "by": r.by,
-                "outcome": r.outcome,
-                "queued_at": r.queued_at,
-                "finished_at": r.finished_at,
-                "error": r.error,
-                "plan": r.plan_text,
-                "actions": r.actions,
-            })
-        })
+        .map(record_json)
         .collect();
     let has_quorum = !node.is_isolated()
         && leader.is_some()
@@ -187,6 +176,27 @@ pub fn status_json(node: &Node) -> Value {
         "pending": state.pending.iter().map(|p| p.event.to_string()).collect::<Vec<_>>(),
         "events": events,
     })
+}
+
+fn record_json(r: &halcyon_state::EventRecord) -> Value {
+    json!({
+        "id": r.id,
+        "event": r.event.to_string(),
+        "by": r.by,
+        "outcome": r.outcome,
+        "queued_at": r.queued_at,
+        "finished_at": r.finished_at,
+        "error": r.error,
+        "plan": r.plan_text,
+        "actions": r.actions,
+    })
+}
+
+/// The whole event log this node holds (oldest first, at most `halcyon_state::LOG_MAX`).
+async fn events(State(node): State<Shared>) -> Response {
+    let state = node.snapshot();
+    let events: Vec<Value> = state.log.iter().map(record_json).collect();
+    ok(json!({ "answered_by": node.name, "last_applied": state.applied_index, "events": events }))
 }
 
 async fn status(State(node): State<Shared>) -> Response {

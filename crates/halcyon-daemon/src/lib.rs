@@ -343,6 +343,21 @@ async fn post(target: &Target, path: &str, body: Option<String>) -> ExitCode {
     }
 }
 
+/// Restart counters as `NODE:SERVICE=COUNT ...` (`-` when none).
+fn render_restarts(restarts: &Value) -> String {
+    let mut parts = Vec::new();
+    for (node, services) in restarts.as_object().into_iter().flatten() {
+        for (service, counter) in services.as_object().into_iter().flatten() {
+            parts.push(format!("{node}:{service}={}", counter["count"]));
+        }
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// `halcyon status` for people.
 pub fn render_status(v: &Value) -> String {
     use std::fmt::Write as _;
@@ -399,11 +414,7 @@ pub fn render_status(v: &Value) -> String {
             } else {
                 "disabled"
             },
-            if p["restarts"].is_null() {
-                "-".into()
-            } else {
-                p["restarts"].to_string()
-            },
+            render_restarts(&p["restarts"]),
         );
     }
     if let Some(e) = v["execution"].as_object() {

@@ -1,0 +1,213 @@
+//! Failback, coordinator loss and restart exhaustion on a 3-node loopback cluster.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Kill n1 (package and coordinator), let web move to n2, restart n1; returns the cluster
+/// once n1 is a member again (incarnation 2).
+fn kill_and_rejoin_n1(failback: &str, port: u16) -> Cluster {
+    let mut spec = Spec::new(port);
+    spec.web = format!("failback_policy = \"{failback}\"");
+    let mut c = Cluster::start_with(spec);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(2, FORM_TIMEOUT);
+    c.kill(1);
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    c.wait_activity_from("n2", Duration::from_secs(5));
+    c.start(1);
+    c.wait_member(2, "n1", 2, FORM_TIMEOUT);
+    c
+}
+
+#[test]
+fn automatic_failback_returns_the_package_when_its_node_rejoins() {
+    let c = kill_and_rejoin_n1("automatic", 27500);
+    let took = c.wait_web_on(2, "n1", FAILOVER_TIMEOUT);
+    eprintln!("failback to n1 observed {took:?} after n1 became a member");
+    c.wait_activity_from("n1", Duration::from_secs(5));
+    // n1, then n2, then n1 again: two moves, never two nodes at once.
+    assert_no_overlap(&c.activity(), 2);
+    let events = c.events(3);
+    let rejoin = events
+        .iter()
+        .rposition(|e| e == "node_up n1")
+        .expect("node_up n1 logged");
+    assert!(
+        events[..rejoin]
+            .iter()
+            .any(|e| e == "node_down n1 (failure)"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn manual_failback_leaves_the_package_where_it_is_when_its_node_rejoins() {
+    let c = kill_and_rejoin_n1("manual", 27510);
+    // Give a failback every chance to happen (several coordinator ticks and a full plan).
+    std::thread::sleep(Duration::from_secs(2));
+    let v = c.status(1).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n2", "{v:#}");
+    assert!(v["execution"].is_null() && v["pending"].as_array().unwrap().is_empty());
+    c.wait_activity_from("n2", Duration::from_secs(5));
+    assert!(
+        !c.activity()
+            .iter()
+            .skip_while(|(n, _)| n == "n1")
+            .any(|(n, _)| n == "n1"),
+        "web ran on n1 again"
+    );
+    assert_no_overlap(&c.activity(), 1);
+}
+
+fn pgid_of_web(c: &Cluster, i: usize) -> i32 {
+    std::fs::read_to_string(c.state_dir(i).join("run/web.0.pgid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pgid file for web on n{i}"))
+}
+
+#[test]
+fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
+    let mut c = Cluster::start_with(Spec::new(27520));
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    // Put web on a node that is not the coordinator.
+    let coordinator = c.status(1).unwrap()["coordinator"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holder = if coordinator == "n2" { "n3" } else { "n2" };
+    let (code, body) = c.request(
+        1,
+        "POST",
+        "/v1/packages/web/move",
+        Some(&format!(r#"{{"node":"{holder}"}}"#)),
+    );
+    assert_eq!(code, 200, "{body}");
+    let h: usize = holder[1..].parse().unwrap();
+    c.wait_web_on(h, holder, FAILOVER_TIMEOUT);
+    c.wait_activity_from(holder, Duration::from_secs(5));
+    let k: usize = coordinator[1..].parse().unwrap();
+    let before = c.request(h, "GET", "/v1/events", None).1;
+    let pgid = pgid_of_web(&c, h);
+    let applied_before = c.status(h).unwrap()["quorum"]["last_applied"]
+        .as_u64()
+        .unwrap();
+
+    let killed = Instant::now();
+    c.kill(k);
+    let survivor = (1..=3).find(|&i| i != k && i != h).unwrap();
+    let took = c.wait_for(h, "a new coordinator", FAILOVER_TIMEOUT, |v| {
+        v["coordinator"].is_string()
+            && v["coordinator"] != coordinator.as_str()
+            && v["quorum"]["has_quorum"] == true
+    });
+    eprintln!(
+        "new coordinator after SIGKILL of {coordinator} in {:?}",
+        killed.elapsed().min(took)
+    );
+    // The dead coordinator is declared down; web stays on its node.
+    c.wait_for(
+        h,
+        "node_down of the old coordinator",
+        FAILOVER_TIMEOUT,
+        |v| node_of(v, &coordinator)["member"] == false && v["execution"].is_null(),
+    );
+    for i in [h, survivor] {
+        let v = c.status(i).unwrap();
+        assert_eq!(package_of(&v, "web")["nodes"][0], holder, "{v:#}");
+        assert_eq!(package_of(&v, "web")["status"], "up", "{v:#}");
+        assert!(v["quorum"]["last_applied"].as_u64().unwrap() > applied_before);
+    }
+    // Nothing committed is lost: every record before the kill is still there, unchanged.
+    let after = c.request(survivor, "GET", "/v1/events", None).1;
+    let before = before["events"].as_array().unwrap();
+    let after = after["events"].as_array().unwrap();
+    assert!(after.len() > before.len());
+    for (b, a) in before.iter().zip(after.iter()) {
+        assert_eq!(b, a, "a committed event-log record changed");
+    }
+    assert!(
+        after
+            .iter()
+            .any(|e| e["event"] == format!("node_down {coordinator} (failure)")),
+        "{after:#?}"
+    );
+    // The package kept running untouched: same process group, alive, still writing, and no
+    // restart was counted for it.
+    assert_eq!(pgid_of_web(&c, h), pgid);
+    assert!(halcyon_resources::group_alive(pgid));
+    c.wait_activity_from(holder, Duration::from_secs(5));
+    assert_no_overlap(&c.activity(), 1);
+    let v = c.status(h).unwrap();
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}
+
+#[test]
+fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
+    let mut spec = Spec::new(27530);
+    let starts = "STARTS";
+    spec.web_restart = 2;
+    // Crashes 300 ms after every start on n1; runs normally elsewhere.
+    spec.web_command = Some(format!(
+        "echo \"start $HALCYON_NODE\" >> {starts}; if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; while :; do sleep 1; done"
+    ));
+    let c = Cluster::configure(&spec);
+    // The command is written before the directory is known: point it at the test directory.
+    let web = c.path().join("config/web.toml");
+    let starts_log = c.path().join("starts.log");
+    let text = std::fs::read_to_string(&web)
+        .unwrap()
+        .replace(starts, &starts_log.display().to_string());
+    std::fs::write(&web, text).unwrap();
+    let mut c = c;
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let took = c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    eprintln!("web moved off n1 after exhausting its restarts ({took:?} after formation)");
+    let starts: Vec<String> = std::fs::read_to_string(&starts_log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // One start and two restarts on n1, then n2.
+    assert_eq!(
+        starts,
+        ["start n1", "start n1", "start n1", "start n2"],
+        "{starts:?}"
+    );
+    for i in 1..=3 {
+        let v = c.status(i).unwrap();
+        let p = package_of(&v, "web");
+        assert_eq!(p["restarts"]["n1"]["srv"]["count"], 3, "n{i}: {p:#}");
+        assert!(p["restarts"]["n2"].is_null(), "n{i}: {p:#}");
+        assert!(p["failures"]["n1"].is_string(), "n{i}: {p:#}");
+    }
+    let events = c.events(2);
+    assert!(
+        events.iter().any(|e| e == "package_failed web on n1"),
+        "{events:?}"
+    );
+    // Still right once the coordinator changes (the counters are replicated state).
+    let coordinator = c.status(2).unwrap()["coordinator"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if coordinator != "n2" {
+        let k: usize = coordinator[1..].parse().unwrap();
+        c.kill(k);
+        let other = (1..=3).find(|&i| i != k && i != 2).unwrap();
+        c.wait_for(2, "a new coordinator", FAILOVER_TIMEOUT, |v| {
+            v["coordinator"].is_string() && v["coordinator"] != coordinator.as_str()
+        });
+        let v = c.status(other).unwrap();
+        assert_eq!(package_of(&v, "web")["restarts"]["n1"]["srv"]["count"], 3);
+    }
+    let text = halcyon_daemon::render_status(&c.status(2).unwrap());
+    assert!(text.contains("n1:srv=3"), "{text}");
+}
