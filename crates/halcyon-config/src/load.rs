@@ -260,6 +260,11 @@ fn load_sources(
             }
             continue;
         }
+        // A rules file (`[[event]]` tables) belongs to the event engine, which
+        // checks it; it is not part of the cluster and package configuration.
+        if key_of("event").is_some() && key_of("cluster").is_none() && key_of("package").is_none() {
+            continue;
+        }
         let mut sink = Sink::new(source);
         sink.checks = checks;
         if let Some(key) = key_of("cluster") {

@@ -77,8 +77,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Translate legacy configuration files into native ones.
+    Import {
+        #[command(subcommand)]
+        what: Import,
+    },
     #[command(flatten)]
     Live(halcyon_daemon::LiveCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum Import {
+    /// An HACMP rules file (`rules.hacmprd`, 9-line records) and its `.rp` recovery
+    /// programs -> a native rules file and programs (HACMP ES: the event
+    /// management rules of `/usr/sbin/cluster/events`).
+    ///
+    /// Each record's `.rp` file is found at the path the record names, else by file
+    /// name in `--rp-dir`, else beside the rules file. Malformed records are refused
+    /// with the record number and line; nothing is written then.
+    Hacmp {
+        /// The legacy rules file.
+        rules: PathBuf,
+        /// Where to look for `.rp` files not found at their recorded path.
+        #[arg(long, value_name = "DIR")]
+        rp_dir: Option<PathBuf>,
+        /// Where to write `rules.toml` and the programs.
+        #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +135,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
+        Command::Import {
+            what:
+                Import::Hacmp {
+                    rules,
+                    rp_dir,
+                    out,
+                    force,
+                },
+        } => offline::import_hacmp(&rules, rp_dir.as_deref(), &out, force),
         Command::Live(cmd) => Ok(halcyon_daemon::run_live(cmd)),
     };
     match result {

@@ -50,27 +50,153 @@ impl Input {
 /// Where the configuration is when `--config` is not given.
 const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
-/// `halcyon check`.
+/// `halcyon check`: the configuration, and the event rules files (those in the
+/// given directories and the one the cluster file names).
 pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    match halcyon_config::load_with(paths, Some(&halcyon_monitor::Checks)) {
-        Ok((config, files)) => {
-            let s = config.summary(files);
-            println!(
-                "ok: cluster \"{}\": {} nodes, {} networks, {} packages in {} files",
-                config.cluster.name, s.nodes, s.networks, s.packages, s.files
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(diagnostics) => {
-            print!("{diagnostics}");
-            eprintln!(
-                "{} error{} found",
-                diagnostics.len(),
-                if diagnostics.len() == 1 { "" } else { "s" }
-            );
-            Ok(ExitCode::from(EXIT_INVALID))
+    let loaded = halcyon_config::load_with(paths, Some(&halcyon_monitor::Checks));
+    let mut diagnostics = match &loaded {
+        Ok(_) => Vec::new(),
+        Err(d) => d.0.clone(),
+    };
+    let referenced = loaded
+        .as_ref()
+        .ok()
+        .and_then(|(c, _)| c.cluster.events.rules.clone());
+    let (rule_count, rule_diagnostics) = check_rules(paths, referenced.as_deref());
+    diagnostics.extend(rule_diagnostics);
+    if diagnostics.is_empty()
+        && let Ok((config, files)) = loaded
+    {
+        let s = config.summary(files);
+        let rules = if rule_count > 0 {
+            format!(", {rule_count} event rules")
+        } else {
+            String::new()
+        };
+        println!(
+            "ok: cluster \"{}\": {} nodes, {} networks, {} packages in {} files{rules}",
+            config.cluster.name, s.nodes, s.networks, s.packages, s.files
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let diagnostics = halcyon_config::Diagnostics(diagnostics);
+    print!("{diagnostics}");
+    eprintln!(
+        "{} error{} found",
+        diagnostics.len(),
+        if diagnostics.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::from(EXIT_INVALID))
+}
+
+/// Checks every rules file: the `.toml` files with `[[event]]` tables among
+/// `paths`, and `referenced` (the cluster file's `[events] rules`, relative to the
+/// configuration directory). Returns the number of rules and the mistakes.
+fn check_rules(
+    paths: &[PathBuf],
+    referenced: Option<&str>,
+) -> (usize, Vec<halcyon_config::Diagnostic>) {
+    let mut files: Vec<PathBuf> = halcyon_config::collect_files(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| is_rules_file(f))
+        .collect();
+    let mut diagnostics = Vec::new();
+    if let Some(rel) = referenced {
+        let base = paths.first().map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        });
+        let path = base.unwrap_or_default().join(rel);
+        if !path.exists() {
+            diagnostics.push(halcyon_config::Diagnostic {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                field: "events.rules".to_owned(),
+                problem: "the rules file named in the cluster file does not exist".to_owned(),
+                expected: Some("a rules file (TOML with [[event]] tables) relative to the configuration directory".to_owned()),
+                hint: None,
+            });
+        } else if !files.iter().any(|f| same_file(f, &path)) {
+            files.push(path);
         }
     }
+    let mut count = 0;
+    for file in files {
+        match halcyon_events::load_rules(&file) {
+            Ok(rules) => count += rules.rules.len(),
+            Err(d) => diagnostics.extend(d.0),
+        }
+    }
+    (count, diagnostics)
+}
+
+fn is_rules_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|t| {
+            t.contains_key("event") && !t.contains_key("cluster") && !t.contains_key("package")
+        })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// `halcyon import hacmp RULES`: writes the native rules file and recovery
+/// programs into `out`, refusing to overwrite anything unless `force`.
+pub fn import_hacmp(
+    rules: &Path,
+    rp_dir: Option<&Path>,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let imported = match halcyon_events::import_hacmp(rules, rp_dir) {
+        Ok(i) => i,
+        Err(diagnostics) => {
+            print!("{diagnostics}");
+            eprintln!("nothing was written");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let files = imported.files();
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(name, _)| out.join(name))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        eprintln!(
+            "halcyon import: these files exist already and were left untouched: {}; use --force to overwrite, or another --out directory",
+            existing.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the directory", out.display()))?;
+    for (name, text) in &files {
+        let path = out.join(name);
+        std::fs::write(&path, text)
+            .with_context(|| format!("{}: cannot be written", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    for note in &imported.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "imported {} rules; name the rules file in the cluster file ([events] rules = \"rules.toml\") and run `halcyon check`",
+        imported.rules.rules.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration and state an offline command works on, or the exit code

@@ -218,3 +218,105 @@ fn check_reports_monitor_predicate_and_sampler_mistakes_at_their_position() {
         "{out}"
     );
 }
+
+#[test]
+fn import_hacmp_writes_native_rules_that_check_accepts_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let fixtures = "crates/halcyon-events/tests/fixtures/hacmp";
+    let args = [
+        "import",
+        "hacmp",
+        &format!("{fixtures}/rules.hacmprd"),
+        "--rp-dir",
+        &format!("{fixtures}/rp"),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let o = halcyon(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("imported 2 rules"), "{}", stdout(&o));
+    assert!(out.join("rules.toml").exists() && out.join("rwho.rp").exists());
+
+    // A second import refuses to overwrite what is there.
+    let before = std::fs::read_to_string(out.join("rules.toml")).unwrap();
+    std::fs::write(
+        out.join("rules.toml"),
+        format!("{before}\n# edited by the administrator\n"),
+    )
+    .unwrap();
+    let o = halcyon(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("exist already and were left untouched"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read_to_string(out.join("rules.toml"))
+            .unwrap()
+            .ends_with("# edited by the administrator\n")
+    );
+
+    // The imported rules live beside the configuration and are checked with it.
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).unwrap();
+    for f in ["cluster.toml", "packages/db.toml"] {
+        std::fs::copy(
+            format!("../../examples/cluster/{f}"),
+            cfg.join(f.rsplit('/').next().unwrap()),
+        )
+        .unwrap();
+    }
+    for f in ["rules.toml", "rwho.rp"] {
+        std::fs::copy(out.join(f), cfg.join(f)).unwrap();
+    }
+    let o = halcyon(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).ends_with(", 2 event rules\n"), "{}", stdout(&o));
+
+    // A mistake in a recovery program is reported at its line.
+    let rp = std::fs::read_to_string(cfg.join("rwho.rp")).unwrap();
+    let lines = rp.lines().count();
+    std::fs::write(cfg.join("rwho.rp"), format!("{rp}all \"echo x\" Q\n")).unwrap();
+    let o = halcyon(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains(&format!("rwho.rp:{}:", lines + 1)),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("\"Q\" is not an exit status"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn import_hacmp_refuses_a_malformed_record_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.hacmprd");
+    // A record one line short: name, state, program, type, level, variable, vector, predicate.
+    std::fs::write(
+        &rules,
+        "TE_JOIN_NODE\n0\n/usr/sbin/cluster/events/node_up.rp\n2\n0\n\n\n\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = halcyon(&[
+        "import",
+        "hacmp",
+        rules.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("rules.hacmprd:1:1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).to_lowercase().contains("record 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!out.exists(), "nothing is written for a malformed file");
+}
