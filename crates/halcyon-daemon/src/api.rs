@@ -199,8 +199,31 @@ async fn events(State(node): State<Shared>) -> Response {
     ok(json!({ "answered_by": node.name, "last_applied": state.applied_index, "events": events }))
 }
 
+/// How long `GET /v1/status` waits for the witness's own status.
+const WITNESS_STATUS_TIMEOUT: Duration = Duration::from_millis(300);
+
 async fn status(State(node): State<Shared>) -> Response {
-    ok(status_json(&node))
+    let mut value = status_json(&node);
+    let config = node.config();
+    if let Some(w) = &config.cluster.quorum.witness {
+        let addr = SocketAddr::new(w.address, config.cluster.port + 2);
+        let answer = client::request(addr, "GET", "/v1/status", None, WITNESS_STATUS_TIMEOUT)
+            .await
+            .ok()
+            .and_then(|r| r.json().ok());
+        let voter = node
+            .consensus
+            .voters()
+            .contains(&halcyon_consensus::NodeId::from(w.number));
+        value["witness"] = json!({
+            "name": w.name,
+            "address": addr.to_string(),
+            "voter": voter,
+            "reachable": answer.is_some(),
+            "last_applied": answer.as_ref().map(|a| a["last_applied"].clone()),
+        });
+    }
+    ok(value)
 }
 
 async fn explain(State(node): State<Shared>, Path(package): Path<String>) -> Response {

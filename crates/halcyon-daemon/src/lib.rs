@@ -19,6 +19,7 @@ pub mod client;
 mod demo;
 pub mod lease;
 pub mod node;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +43,19 @@ pub enum LiveCommand {
         #[arg(long)]
         node: String,
         /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Enable test-only fault injection endpoints.
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
+    /// Run the quorum witness: a Raft voter that runs no packages, for two-node clusters and
+    /// even splits (Serviceguard: the quorum server, qs). Configured in `[quorum.witness]`.
+    Witness {
+        /// Configuration directory or files (the same as the nodes').
+        #[arg(long, default_value = "/etc/halcyon")]
+        config: PathBuf,
+        /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Enable test-only fault injection endpoints.
@@ -149,6 +163,25 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
                 test_faults,
             };
             match run(settings).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        LiveCommand::Witness {
+            config,
+            state_dir,
+            test_faults,
+        } => {
+            init_logging();
+            let settings = witness::WitnessSettings {
+                config_paths: vec![config],
+                state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
+                test_faults,
+            };
+            match witness::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -377,6 +410,29 @@ pub fn render_status(v: &Value) -> String {
     );
     if let Some(d) = v["quorum"]["detail"].as_str() {
         let _ = writeln!(out, "  {d}");
+    }
+    if let Some(voters) = v["quorum"]["voters"].as_array() {
+        let names: Vec<String> = voters.iter().map(s).collect();
+        let _ = writeln!(out, "  voters: {}", names.join(", "));
+    }
+    if v["witness"].is_object() {
+        let w = &v["witness"];
+        let _ = writeln!(
+            out,
+            "  witness {} at {}: {}{}",
+            s(&w["name"]),
+            s(&w["address"]),
+            if w["reachable"].as_bool() == Some(true) {
+                "reachable"
+            } else {
+                "UNREACHABLE"
+            },
+            if w["voter"].as_bool() == Some(true) {
+                ", voter"
+            } else {
+                ", not a voter"
+            },
+        );
     }
     let _ = writeln!(out, "\nNODE        MEMBER  REACHABLE    INCARNATION");
     for n in v["nodes"].as_array().into_iter().flatten() {

@@ -1,0 +1,307 @@
+//! `halcyon witness`: a Raft voter that runs no packages (SPEC 6; Serviceguard's quorum server).
+//!
+//! The witness is configured in `[quorum.witness]` (name, number, address). It opens the
+//! replicated log like a node (same state machine, so snapshots from the leader restore on it)
+//! and votes, but runs no heartbeats, no coordinator, no executor and no packages. It serves a
+//! small API at `address:port + 2`: `GET /v1/status` (its view: term, leader, voters, last
+//! applied) and refusals for the node-to-node endpoints, so that a node never mistakes it for
+//! a coordinator.
+//!
+//! Invariants:
+//! - the witness never campaigns while a leader is known: elections are disabled on it, so
+//!   the coordinator is always a node that can grant leases and run plans;
+//! - rescue: when no leader has been known for [`RESCUE_AFTER`] (a surviving node cannot win
+//!   because the witness holds log entries it lacks, which Raft's voting rule then requires),
+//!   the witness campaigns once, and as soon as it leads and a node has caught up to its log
+//!   it restarts its Raft instance with elections disabled again, so that the caught-up node
+//!   wins the next election. While it leads nothing is granted: nodes' leases run out and
+//!   their failover packages stop (safe, and bounded by the rescue).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use halcyon_config::Config;
+use halcyon_consensus::{Consensus, NodeId, RaftTimings};
+use halcyon_state::{Replicated, State};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep};
+
+use crate::node::raft_members;
+
+/// How long without a known leader before the witness campaigns (several election timeouts).
+pub const RESCUE_AFTER: Duration = Duration::from_secs(3);
+/// How long the witness leads at most during a rescue before it restarts its Raft instance.
+const RESCUE_LEAD_MAX: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Settings of the witness process.
+#[derive(Clone, Debug)]
+pub struct WitnessSettings {
+    pub config_paths: Vec<std::path::PathBuf>,
+    pub state_dir: std::path::PathBuf,
+    pub test_faults: bool,
+}
+
+struct Witness {
+    name: String,
+    id: NodeId,
+    config: Config,
+    state: Arc<Mutex<State>>,
+    consensus: Mutex<Option<Arc<Consensus>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Witness {
+    fn consensus(&self) -> Option<Arc<Consensus>> {
+        lock(&self.consensus).clone()
+    }
+
+    fn node_name_of(&self, id: NodeId) -> String {
+        self.config
+            .cluster
+            .nodes
+            .iter()
+            .find(|n| NodeId::from(n.number) == id)
+            .map(|n| n.name.to_string())
+            .unwrap_or_else(|| {
+                if id == self.id {
+                    self.name.clone()
+                } else {
+                    format!("node {id}")
+                }
+            })
+    }
+
+    fn status(&self) -> Value {
+        let state = lock(&self.state);
+        let (term, leader, voters) = match self.consensus() {
+            Some(c) => {
+                let m = c.metrics().borrow().clone();
+                (
+                    m.current_term,
+                    m.current_leader.map(|id| self.node_name_of(id)),
+                    c.voters()
+                        .iter()
+                        .map(|id| self.node_name_of(*id))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            None => (0, None, Vec::new()),
+        };
+        json!({
+            "witness": self.name,
+            "number": self.id,
+            "cluster": self.config.cluster.name,
+            "term": term,
+            "coordinator": leader,
+            "voters": voters,
+            "last_applied": state.applied_index,
+        })
+    }
+}
+
+async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<Arc<Consensus>> {
+    let members = raft_members(&witness.config);
+    let addrs = members.get(&witness.id).cloned().unwrap_or_default();
+    let state = Arc::clone(&witness.state);
+    let app = Replicated::new(state, Box::new(|_| {}));
+    let consensus = Consensus::open(
+        witness.id,
+        addrs,
+        &settings.state_dir.join("raft.redb"),
+        app,
+        RaftTimings::default(),
+    )
+    .await
+    .context("opening consensus")?;
+    consensus.raft().runtime_config().elect(false);
+    Ok(Arc::new(consensus))
+}
+
+/// Runs the witness until SIGTERM or SIGINT.
+pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
+    let (config, _) = halcyon_config::load(&settings.config_paths)
+        .map_err(|d| anyhow::anyhow!("configuration is not valid:\n{d}"))?;
+    let Some(w) = config.cluster.quorum.witness.clone() else {
+        bail!(
+            "the configuration has no witness: add a [quorum.witness] table with name, number and address"
+        );
+    };
+    std::fs::create_dir_all(&settings.state_dir)
+        .with_context(|| format!("creating {}", settings.state_dir.display()))?;
+    let api_addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
+    let witness = Arc::new(Witness {
+        name: w.name.to_string(),
+        id: NodeId::from(w.number),
+        config,
+        state: Arc::new(Mutex::new(State::new())),
+        consensus: Mutex::new(None),
+    });
+    let consensus = open(&witness, &settings).await?;
+    *lock(&witness.consensus) = Some(consensus);
+    serve(Arc::clone(&witness), api_addr, settings.test_faults).await?;
+    tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), settings, stop_rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = rescue.await;
+    shutdown(&witness).await;
+    tracing::info!(witness = %witness.name, "witness stopped");
+    Ok(())
+}
+
+/// Watches for a cluster without a leader (see the module's invariants).
+async fn rescue_loop(
+    witness: Arc<Witness>,
+    settings: WitnessSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut leaderless_since: Option<Instant> = None;
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = sleep(POLL) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(consensus) = witness.consensus() else {
+            continue;
+        };
+        let metrics = consensus.metrics().borrow().clone();
+        let leader = metrics.current_leader;
+        if leader == Some(witness.id) {
+            let since = *leading_since.get_or_insert_with(Instant::now);
+            let last = metrics.last_log_index.unwrap_or(0);
+            let caught_up = metrics.replication.as_ref().is_some_and(|r| {
+                r.iter().any(|(id, matched)| {
+                    *id != witness.id && matched.is_some_and(|m| m.index >= last)
+                })
+            });
+            if caught_up || since.elapsed() >= RESCUE_LEAD_MAX {
+                tracing::warn!(
+                    caught_up,
+                    "witness leads after a rescue: restarting its Raft instance so a node can lead"
+                );
+                drop(consensus);
+                shutdown(&witness).await;
+                match open(&witness, &settings).await {
+                    Ok(c) => *lock(&witness.consensus) = Some(c),
+                    Err(e) => {
+                        tracing::error!("witness: reopening consensus failed: {e:#}");
+                        return;
+                    }
+                }
+                leading_since = None;
+                leaderless_since = None;
+            }
+            continue;
+        }
+        leading_since = None;
+        if leader.is_some() {
+            if leaderless_since.take().is_some() {
+                consensus.raft().runtime_config().elect(false);
+            }
+            continue;
+        }
+        let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= RESCUE_AFTER {
+            tracing::warn!(
+                "no coordinator for {:?}: the witness campaigns to hand its log over",
+                since.elapsed()
+            );
+            consensus.raft().runtime_config().elect(true);
+            leaderless_since = Some(Instant::now());
+        }
+    }
+}
+
+/// Takes the witness's consensus out and shuts it down, once no request holds it (bounded).
+async fn shutdown(witness: &Witness) {
+    let Some(mut c) = lock(&witness.consensus).take() else {
+        return;
+    };
+    for _ in 0..100 {
+        match Arc::try_unwrap(c) {
+            Ok(consensus) => {
+                consensus.shutdown().await;
+                return;
+            }
+            Err(shared) => c = shared,
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    tracing::error!("witness: consensus still in use; not shut down cleanly");
+}
+
+fn refuse(message: impl Into<String>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+async fn serve(
+    witness: Arc<Witness>,
+    addr: std::net::SocketAddr,
+    _test_faults: bool,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route(
+            "/v1/status",
+            get(|AxumState(w): AxumState<Arc<Witness>>| async move {
+                axum::Json(w.status()).into_response()
+            }),
+        )
+        .route(
+            "/v1/internal/lease",
+            post(|AxumState(w): AxumState<Arc<Witness>>| async move {
+                refuse(format!(
+                    "not leader: {} is the witness; it grants no leases",
+                    w.name
+                ))
+            }),
+        )
+        .route(
+            "/v1/internal/write",
+            post(|AxumState(w): AxumState<Arc<Witness>>| async move {
+                refuse(format!(
+                    "not leader: {} is the witness; it coordinates nothing",
+                    w.name
+                ))
+            }),
+        )
+        .fallback(|uri: Uri| async move {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(
+                    json!({ "error": format!("no such API endpoint on the witness: {uri}") }),
+                ),
+            )
+                .into_response()
+        })
+        .with_state(witness);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("witness API: cannot listen on {addr}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("witness API stopped: {e}");
+        }
+    });
+    Ok(())
+}
