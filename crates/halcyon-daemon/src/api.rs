@@ -48,6 +48,7 @@ pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
         .route("/v1/explain/{package}", get(explain))
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
+        .route("/v1/cluster/{op}", post(cluster_op))
         .route("/v1/internal/write", post(internal_write))
         .route("/v1/internal/lease", post(internal_lease))
         .route("/v1/debug/isolate", post(debug_isolate))
@@ -156,6 +157,7 @@ pub fn status_json(node: &Node) -> Value {
     json!({
         "cluster": config.cluster.name,
         "answered_by": node.name,
+        "halted": state.cluster_halted,
         "coordinator": leader,
         "quorum": {
             "has_quorum": has_quorum,
@@ -490,6 +492,80 @@ async fn node_op(
         return submit_event(&node, Event::NodeUp { node: name }, "api").await;
     }
     submit_event(&node, Event::NodeDown { node: name, how }, "api").await
+}
+
+/// `cluster start` (cmruncl) and `cluster halt` (cmhaltcl).
+async fn cluster_op(
+    State(node): State<Shared>,
+    Path(op): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if !["start", "halt"].contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown cluster operation \"{op}\"; expected start or halt"),
+        );
+    }
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: cluster {op} takes no body"),
+        );
+    }
+    if !node.consensus.is_leader() || node.is_isolated() {
+        return forward(&node, method, &uri, &Bytes::new()).await;
+    }
+    let state = node.snapshot();
+    if op == "halt" {
+        if state.cluster_halted {
+            return error(
+                StatusCode::CONFLICT,
+                "refused: the cluster is already halted (`halcyon cluster start` starts it)",
+            );
+        }
+        return submit_event(&node, Event::ClusterHalt, "api").await;
+    }
+    if state.cluster_halted {
+        if let Err(e) = node
+            .submit(&Command::ClusterStartAllowed {
+                at: Timestamp::now(),
+            })
+            .await
+        {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
+        // The coordinator brings the reachable nodes back as members (node_up each); wait for
+        // that, then plan cluster_start.
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            let state = node.snapshot();
+            let reach = node.reachability();
+            let config = node.config();
+            let joined = config.cluster.nodes.iter().all(|n| {
+                state.cluster.members.contains(&n.name)
+                    || state.halted_by_admin.contains(&n.name)
+                    || !matches!(reach.get(&n.number), Some(NodeState::Reachable))
+            });
+            if joined
+                && !state.cluster.members.is_empty()
+                && state.pending.is_empty()
+                && state.execution.is_none()
+            {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return (
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({ "note": "the cluster is starting; nodes are still joining (see `halcyon status`)" })),
+                )
+                    .into_response();
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+    submit_event(&node, Event::ClusterStart, "api").await
 }
 
 async fn internal_write(State(node): State<Shared>, body: Bytes) -> Response {

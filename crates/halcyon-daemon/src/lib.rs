@@ -96,6 +96,15 @@ pub enum LiveCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Start or halt the whole cluster: `start` lets every node join and starts the `auto_run`
+    /// packages (cmruncl; HACMP clstart on all nodes); `halt` halts every package and leaves the
+    /// daemons running idle (cmhaltcl; HACMP clstop on all nodes).
+    Cluster {
+        /// start or halt.
+        op: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
     Demo {
         /// Base port of the demo cluster.
@@ -231,6 +240,13 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
             };
             let body = how.map(|h| serde_json::json!({ "how": h }).to_string());
             post(&target, &format!("/v1/nodes/{node}/{op}"), body).await
+        }
+        LiveCommand::Cluster { op, target } => {
+            if !["start", "halt"].contains(&op.as_str()) {
+                eprintln!("error: unknown cluster operation \"{op}\"; expected start or halt");
+                return ExitCode::from(2);
+            }
+            post(&target, &format!("/v1/cluster/{op}"), None).await
         }
         LiveCommand::Demo { port } => demo::run_demo(port).await,
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
@@ -408,6 +424,12 @@ pub fn render_status(v: &Value) -> String {
         },
         s(&v["answered_by"]),
     );
+    if v["halted"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "  the cluster is HALTED: daemons run idle (`halcyon cluster start` starts it)"
+        );
+    }
     if let Some(d) = v["quorum"]["detail"].as_str() {
         let _ = writeln!(out, "  {d}");
     }

@@ -588,6 +588,7 @@ impl Node {
             match reach.get(&n.number) {
                 Some(NodeState::Reachable)
                     if !member
+                        && !state.cluster_halted
                         && !state.halted_by_admin.contains(&n.name)
                         && !state.is_pending_or_running(&up)
                         && state.incarnations.contains_key(&n.name) =>

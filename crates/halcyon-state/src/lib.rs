@@ -79,6 +79,8 @@ pub enum Command {
     },
     /// A node halted by an administrator may join again (`node start`).
     NodeStartAllowed { node: NodeName, at: Timestamp },
+    /// `cluster start` after `cluster halt`: nodes may join again.
+    ClusterStartAllowed { at: Timestamp },
 }
 
 impl Command {
@@ -232,6 +234,9 @@ pub struct State {
     pub departed: BTreeSet<NodeName>,
     /// Nodes halted by an administrator: membership does not bring them back by itself.
     pub halted_by_admin: BTreeSet<NodeName>,
+    /// The cluster was halted (`cluster halt`): no node joins until `cluster start`.
+    #[serde(default)]
+    pub cluster_halted: bool,
     /// package -> node -> service -> counter.
     pub restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
     pub pending: Vec<Pending>,
@@ -334,6 +339,15 @@ impl State {
                 self.halted_by_admin.remove(&node);
                 Reply::Done
             }
+            Command::ClusterStartAllowed { .. } => {
+                if !self.cluster_halted {
+                    return Reply::Ignored {
+                        why: "the cluster is not halted".to_owned(),
+                    };
+                }
+                self.cluster_halted = false;
+                Reply::Done
+            }
         }
     }
 
@@ -413,6 +427,9 @@ impl State {
             }
             Event::NodeUp { node } => {
                 self.departed.remove(node);
+            }
+            Event::ClusterHalt => {
+                self.cluster_halted = true;
             }
             _ => {}
         }

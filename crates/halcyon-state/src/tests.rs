@@ -418,3 +418,48 @@ fn the_event_log_is_bounded() {
     assert_eq!(s.log.len(), LOG_MAX);
     assert_eq!(s.log.back().unwrap().outcome, Outcome::Refused);
 }
+
+#[test]
+fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
+    let mut s = booted();
+    let enqueue = |s: &mut State, index: u64, event: Event| {
+        s.apply(
+            index,
+            Command::Enqueue {
+                event,
+                by: "test".into(),
+                at: t(index as i64),
+            },
+        )
+    };
+    enqueue(&mut s, 2, Event::NodeUp { node: "n1".into() });
+    plan_next(&mut s, 3, t(3));
+    let index = done_all(&mut s, 3, true);
+    assert_eq!(s.cluster.package("web").nodes.len(), 1);
+    assert_eq!(
+        s.apply(index + 1, Command::ClusterStartAllowed { at: t(9) }),
+        Reply::Ignored {
+            why: "the cluster is not halted".into()
+        }
+    );
+    enqueue(&mut s, index + 2, Event::ClusterHalt);
+    plan_next(&mut s, index + 3, t(20));
+    assert!(s.cluster_halted, "halted once the plan is committed");
+    let index = done_all(&mut s, index + 3, true);
+    assert!(s.cluster.members.is_empty());
+    assert!(s.cluster.package("web").nodes.is_empty());
+    assert_eq!(
+        s.apply(index + 1, Command::ClusterStartAllowed { at: t(30) }),
+        Reply::Done
+    );
+    assert!(!s.cluster_halted);
+    // The halted flag survives a snapshot and restore.
+    let mut copy = Replicated::new(
+        std::sync::Arc::new(std::sync::Mutex::new(State::new())),
+        Box::new(|_| {}),
+    );
+    s.cluster_halted = true;
+    let bytes = serde_json::to_vec(&s).unwrap();
+    copy.restore(&bytes).unwrap();
+    assert!(copy.lock().cluster_halted);
+}

@@ -1,0 +1,110 @@
+//! Cluster-wide operations: `cluster halt` and `cluster start`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn cli(c: &Cluster, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--api")
+        .arg(c.api(2).to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
+    let mut spec = Spec::new(27700);
+    // A multi-node package too: it runs on every node and must stop everywhere.
+    spec.packages.push((
+        "agent.toml".into(),
+        "[package]\nname = \"agent\"\ntype = \"multi_node\"\nnodes = [\"*\"]\nauto_run = true\n\
+         [[resource]]\nkind = \"service\"\nname = \"a\"\ncommand = \"sleep 1000\"\nhalt_timeout = \"1s\"\n"
+            .into(),
+    ));
+    let mut c = Cluster::start_with(spec);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_for(1, "agent on every node", FORM_TIMEOUT, |v| {
+        package_of(v, "agent")["nodes"].as_array().unwrap().len() == 3
+    });
+
+    let (code, out) = cli(&c, &["cluster", "halt"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "everything halted", FAILOVER_TIMEOUT, |v| {
+            v["halted"] == true
+                && v["execution"].is_null()
+                && package_of(v, "web")["nodes"]
+                    .as_array()
+                    .is_none_or(|n| n.is_empty())
+                && package_of(v, "agent")["nodes"]
+                    .as_array()
+                    .is_none_or(|n| n.is_empty())
+        });
+    }
+    // The services are gone, the daemons still run and stay idle (no node joins by itself).
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 1..=3 {
+        assert!(c.service_groups(i).is_empty(), "n{i} still runs a service");
+        assert!(c.is_running(i));
+        let v = c.status(i).unwrap();
+        assert!(
+            v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["member"] == false),
+            "{v:#}"
+        );
+        assert!(v["pending"].as_array().unwrap().is_empty(), "{v:#}");
+    }
+    let text = halcyon_daemon::render_status(&c.status(3).unwrap());
+    assert!(text.contains("HALTED"), "{text}");
+    let lines = c.activity().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.activity().len(), lines, "web's service still writes");
+    // A second halt is refused, with the way out named.
+    let (code, out) = cli(&c, &["cluster", "halt"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused: the cluster is already halted"),
+        "{out}"
+    );
+
+    let (code, out) = cli(&c, &["cluster", "start"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_web_on(3, "n1", FORM_TIMEOUT);
+    c.wait_all_members(3, FORM_TIMEOUT);
+    c.wait_for(3, "agent on every node again", FORM_TIMEOUT, |v| {
+        package_of(v, "agent")["nodes"].as_array().unwrap().len() == 3 && v["halted"] == false
+    });
+    c.wait_activity_from("n1", Duration::from_secs(5));
+    let events = c.events(1);
+    let halt = events
+        .iter()
+        .position(|e| e == "cluster_halt")
+        .expect("cluster_halt logged");
+    let start = events
+        .iter()
+        .rposition(|e| e == "cluster_start")
+        .expect("cluster_start logged");
+    assert!(halt < start, "{events:?}");
+    // Started again while running: cluster_start changes nothing and is accepted.
+    let (code, out) = cli(&c, &["cluster", "start"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&c, &["cluster", "restart"]);
+    assert_eq!(code, 2, "{out}");
+}
