@@ -1,18 +1,27 @@
 //! Halcyon's resource drivers (SPEC 9) behind one trait, [`Resource`].
 //!
-//! Drivers now: [`Service`] (a supervised long-running command in its own process group) and
-//! [`Script`] (run and halt commands with timeouts). `ip`, `ocf`, `volume`, `filesystem` and
-//! `monitor` drivers implement the same trait later; [`PackageResources::from_config`] reports
-//! them as unsupported until then.
+//! Drivers: [`Service`] (a supervised long-running command in its own process group),
+//! [`Script`] (run and halt commands with timeouts), [`ip::IpAddress`] (a relocatable address
+//! added through netlink and announced with gratuitous ARP / unsolicited neighbour
+//! advertisements, with local LAN failover by [`ip::IpAddress::swap`]), [`ocf::OcfAgent`] (an
+//! OCF resource agent), [`storage::Volume`] and [`storage::Filesystem`] (activate and mount
+//! shared storage, with a consistency check before mounting).
+//!
+//! [`PackageResources::from_config_on_node`] builds every kind; the older
+//! [`PackageResources::from_config`] (no node) builds everything except `ip`, which needs the
+//! local node's interfaces.
 //!
 //! Invariants:
-//! - every command runs through `sh -c` in a process group of its own, with the package
-//!   environment ([`PackageEnv`]); killing a resource kills its whole group;
+//! - every command runs in a process group of its own, with the package environment
+//!   ([`PackageEnv`]); killing a resource kills its whole group. Scripts run through `sh -c`,
+//!   OCF agents are executed directly;
 //! - every external command is bounded by a timeout; a command that times out has its process
 //!   group killed, and the error says so;
 //! - captured output is bounded ([`OUTPUT_MAX`] bytes, the end kept);
 //! - this crate spawns processes, never tasks or threads: a service's exit is awaited by the
-//!   caller through [`Resource::exited`].
+//!   caller through [`Resource::exited`], and an address's repeated announcements are sent
+//!   while the caller awaits [`Resource::exited`] (the daemon's supervision loop always does);
+//! - every loop is bounded (by a count or a deadline), and so is every socket wait.
 
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
@@ -20,7 +29,7 @@ use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use halcyon_config::{Resource as ResourceConfig, ScriptResource, ServiceResource};
+use halcyon_config::{Node, Resource as ResourceConfig, ScriptResource, ServiceResource};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -77,6 +86,23 @@ pub enum ResourceError {
     ExitedAtStart { what: String, status: String },
     #[error("{what}: resource kind not supported yet")]
     Unsupported { what: String },
+    /// A safety check refused the action (an address already answering elsewhere, a device
+    /// already mounted, a failed consistency check...).
+    #[error("{what}: {reason}")]
+    Refused { what: String, reason: String },
+    /// A system call or kernel request failed.
+    #[error("{what}: {error}")]
+    Io { what: String, error: String },
+    /// The driver needs to know the local node (its interfaces), see
+    /// [`PackageResources::from_config_on_node`].
+    #[error(
+        "{what}: needs the local node's interfaces (build the package with PackageResources::from_config_on_node)"
+    )]
+    NeedsNode { what: String },
+    /// The configuration cannot be used on this node (no address for its subnet, no interface
+    /// on the network...).
+    #[error("{what}: {reason}")]
+    Config { what: String, reason: String },
 }
 
 fn output_suffix(output: &str) -> String {
@@ -113,6 +139,9 @@ pub enum Health {
     Stopped,
     /// A supervised process exited by itself.
     Exited(String),
+    /// The resource should run but does not (an address gone from its interface, an agent's
+    /// monitor saying "not running" or "failed", a file system no longer mounted).
+    Failed(String),
 }
 
 /// One resource of a package on this node.
@@ -134,6 +163,22 @@ pub trait Resource: Send {
     fn exited(&mut self) -> BoxFuture<'_, String>;
     /// The process group to kill if the daemon restarts while this resource runs.
     fn process_group(&self) -> Option<i32> {
+        None
+    }
+    /// An active health probe, which may run a command (an OCF agent's `monitor`) and so takes
+    /// time; bounded by the resource's timeout. The default is [`Resource::check`]. The caller
+    /// runs it every [`Resource::monitor_interval`].
+    fn monitor<'a>(&'a mut self, _env: &'a PackageEnv) -> BoxFuture<'a, Health> {
+        let health = self.check();
+        Box::pin(async move { health })
+    }
+    /// How often [`Resource::monitor`] should run; `None`: only when the caller wants to.
+    fn monitor_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// The relocatable address driver behind this resource, if it is one (for local LAN
+    /// failover, [`PackageResources::swap_adapter`]).
+    fn as_ip_address(&mut self) -> Option<&mut ip::IpAddress> {
         None
     }
 }
@@ -341,22 +386,46 @@ impl Script {
     }
 }
 
-/// Runs `command` to completion within `limit`; on timeout its process group is killed.
+/// Runs `command` through `sh -c` to completion within `limit`; on timeout its process group is
+/// killed. A non-zero exit is an error.
 pub async fn run_command(
     what: &str,
     command: &str,
     env: &PackageEnv,
     limit: Duration,
 ) -> Result<String, ResourceError> {
+    let (status, output) = run_captured(what, command, shell(command, env), limit).await?;
+    if status.success() {
+        Ok(output)
+    } else {
+        Err(ResourceError::Failed {
+            what: what.to_owned(),
+            command: command.to_owned(),
+            status: describe_status(status),
+            output,
+        })
+    }
+}
+
+/// Runs a prepared command (already in its own process group) to completion within `limit`,
+/// capturing stdout and stderr together (the last [`OUTPUT_MAX`] bytes). On timeout its process
+/// group is killed and [`ResourceError::TimedOut`] returned. `shown` is the command as errors
+/// quote it.
+pub(crate) async fn run_captured(
+    what: &str,
+    shown: &str,
+    mut command: Command,
+    limit: Duration,
+) -> Result<(ExitStatus, String), ResourceError> {
     let spawn_error = |e: std::io::Error| ResourceError::Spawn {
         what: what.to_owned(),
-        command: command.to_owned(),
+        command: shown.to_owned(),
         error: e.to_string(),
     };
     let mut output = tempfile::tempfile().map_err(spawn_error)?;
     let stdout = output.try_clone().map_err(spawn_error)?;
     let stderr = output.try_clone().map_err(spawn_error)?;
-    let mut child = shell(command, env)
+    let mut child = command
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
@@ -372,20 +441,8 @@ pub async fn run_command(
         String::from_utf8_lossy(&bytes).into_owned()
     };
     match waited {
-        Ok(Ok(status)) => {
-            // Leftover background processes of a finished command are not ours to keep.
-            let text = read_output(&mut output);
-            if status.success() {
-                Ok(text)
-            } else {
-                Err(ResourceError::Failed {
-                    what: what.to_owned(),
-                    command: command.to_owned(),
-                    status: describe_status(status),
-                    output: text,
-                })
-            }
-        }
+        // Leftover background processes of a finished command are not ours to keep.
+        Ok(Ok(status)) => Ok((status, read_output(&mut output))),
         Ok(Err(e)) => Err(spawn_error(e)),
         Err(_) => {
             if let Some(pgid) = pgid {
@@ -397,7 +454,7 @@ pub async fn run_command(
             }
             Err(ResourceError::TimedOut {
                 what: what.to_owned(),
-                command: command.to_owned(),
+                command: shown.to_owned(),
                 timeout: limit,
                 output: read_output(&mut output),
             })
@@ -446,15 +503,70 @@ impl Resource for Script {
     }
 }
 
-/// Builds the driver for one configured resource.
+/// Builds the driver for one configured resource, without knowing the local node: every kind
+/// except `ip` (which returns [`ResourceError::NeedsNode`]); see [`driver_on_node`].
 pub fn driver(config: &ResourceConfig) -> Result<Box<dyn Resource>, ResourceError> {
+    build_driver(config, None, None)
+}
+
+/// Builds the driver for one configured resource of package `package` on node `node` (the
+/// node's interfaces place `ip` resources; the package name names OCF instances).
+pub fn driver_on_node(
+    config: &ResourceConfig,
+    node: &Node,
+    package: &str,
+) -> Result<Box<dyn Resource>, ResourceError> {
+    let instance = match config {
+        ResourceConfig::Ocf(o) => Some(ocf::instance_name(package, &o.agent)),
+        _ => None,
+    };
+    build_driver(config, Some(node), instance.as_deref())
+}
+
+fn build_driver(
+    config: &ResourceConfig,
+    node: Option<&Node>,
+    ocf_instance: Option<&str>,
+) -> Result<Box<dyn Resource>, ResourceError> {
     match config {
         ResourceConfig::Service(s) => Ok(Box::new(Service::new(s.clone()))),
         ResourceConfig::Script(s) => Ok(Box::new(Script::new(s.clone()))),
-        other => Err(ResourceError::Unsupported {
-            what: other.describe(),
-        }),
+        ResourceConfig::Ip(ip) => match node {
+            Some(node) => Ok(Box::new(ip::IpAddress::new(ip.clone(), node)?)),
+            None => Err(ResourceError::NeedsNode {
+                what: config.describe(),
+            }),
+        },
+        ResourceConfig::Ocf(o) => {
+            let instance = match ocf_instance {
+                Some(i) => i.to_owned(),
+                None => ocf::instance_name("halcyon", &o.agent),
+            };
+            Ok(Box::new(ocf::OcfAgent::new(o.clone(), &instance)?))
+        }
+        ResourceConfig::Volume(v) => Ok(Box::new(storage::Volume::new(v.clone()))),
+        ResourceConfig::Filesystem(f) => Ok(Box::new(storage::Filesystem::new(f.clone()))),
     }
+}
+
+/// OCF instance names of a package's resources (`None` for other kinds): `PACKAGE.TYPE`, with
+/// `.2`, `.3`... for further resources of the same agent. The same on every node, so an agent
+/// finds its instance's state after a failover.
+fn ocf_instances(package: &halcyon_config::Package) -> Vec<Option<String>> {
+    let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+    package
+        .resources
+        .iter()
+        .map(|r| match r {
+            ResourceConfig::Ocf(o) => {
+                let n = seen.entry(o.agent.as_str()).or_insert(0);
+                *n += 1;
+                let base = ocf::instance_name(package.name.as_str(), &o.agent);
+                Some(if *n > 1 { format!("{base}.{n}") } else { base })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A package's resources on this node, started in order and stopped in reverse.
@@ -474,16 +586,78 @@ impl PackageResources {
         }
     }
 
+    /// Builds a package's drivers without the local node: every kind but `ip` (an `ip`
+    /// resource returns [`ResourceError::NeedsNode`]). Kept for callers that do not know the
+    /// node; the daemon should call [`PackageResources::from_config_on_node`].
     pub fn from_config(
         env: PackageEnv,
         package: &halcyon_config::Package,
     ) -> Result<Self, ResourceError> {
+        Self::build(env, package, None)
+    }
+
+    /// Builds a package's drivers on node `node` (this node's entry of the configuration:
+    /// `config.node(&env.node)`). Its interfaces place `ip` resources: the interface on the
+    /// resource's network is the configured `device`, or else the one carrying the node's
+    /// stationary address; cross-subnet resources use the address whose subnet contains the
+    /// node's stationary address on that network.
+    pub fn from_config_on_node(
+        env: PackageEnv,
+        package: &halcyon_config::Package,
+        node: &Node,
+    ) -> Result<Self, ResourceError> {
+        Self::build(env, package, Some(node))
+    }
+
+    fn build(
+        env: PackageEnv,
+        package: &halcyon_config::Package,
+        node: Option<&Node>,
+    ) -> Result<Self, ResourceError> {
         let resources = package
             .resources
             .iter()
-            .map(driver)
+            .zip(ocf_instances(package))
+            .map(|(r, instance)| build_driver(r, node, instance.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(env, resources))
+    }
+
+    /// Local LAN failover (HACMP's swap_adapter): moves every started `ip` resource of
+    /// `network` to the interface `to_device` (a standby interface of this node on that
+    /// network), announcing each moved address. Returns what moved, e.g.
+    /// `198.18.0.50/24: eth0 -> eth1`. Stops at the first failure (the addresses moved so far
+    /// stay moved).
+    pub async fn swap_adapter(
+        &mut self,
+        network: &str,
+        to_device: &str,
+    ) -> Result<Vec<String>, ResourceError> {
+        let mut moved = Vec::new();
+        for r in self.resources[..self.started].iter_mut() {
+            if let Some(ip) = r.as_ip_address()
+                && ip.network() == network
+            {
+                moved.push(ip.swap(to_device)?);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Runs resource `index`'s active health probe ([`Resource::monitor`]).
+    pub async fn monitor(&mut self, index: usize) -> Health {
+        assert!(index < self.resources.len(), "no resource {index}");
+        self.resources[index].monitor(&self.env).await
+    }
+
+    /// The started resources that want [`PackageResources::monitor`] at an interval
+    /// (index, interval): OCF agents at their `monitor_interval`.
+    pub fn monitor_intervals(&self) -> Vec<(usize, Duration)> {
+        self.resources[..self.started]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.monitor_interval().map(|d| (i, d)))
+            .collect()
     }
 
     /// Starts every resource in order; on a failure, stops what was started (reverse order)
@@ -580,5 +754,17 @@ async fn select_first<T>(mut futures: Vec<BoxFuture<'_, T>>) -> T {
     .await
 }
 
+mod announce;
+pub mod ip;
+mod netlink;
+pub mod ocf;
+pub mod storage;
+
+#[cfg(test)]
+mod ip_tests;
+#[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
