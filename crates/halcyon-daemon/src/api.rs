@@ -52,6 +52,7 @@ pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
         .route("/v1/internal/write", post(internal_write))
         .route("/v1/internal/lease", post(internal_lease))
         .route("/v1/debug/isolate", post(debug_isolate))
+        .route("/v1/debug/heartbeats", post(debug_heartbeats))
         .fallback(|uri: Uri| async move {
             error(
                 StatusCode::NOT_FOUND,
@@ -96,6 +97,16 @@ fn no_quorum(node: &Node) -> String {
     text
 }
 
+/// This node's view of every path (peer, network).
+fn lock_status(node: &Node) -> Vec<halcyon_membership::detector::PathStatus> {
+    node.membership
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .detector
+        .paths
+        .clone()
+}
+
 pub fn status_json(node: &Node) -> Value {
     let state = node.snapshot();
     let config = state
@@ -105,11 +116,39 @@ pub fn status_json(node: &Node) -> Value {
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
     let reach = node.reachability();
+    let paths = lock_status(node);
     let nodes: Vec<Value> = config
         .cluster
         .nodes
         .iter()
         .map(|n| {
+            let networks: Vec<Value> = config
+                .cluster
+                .networks
+                .iter()
+                .filter(|net| halcyon_membership::detector::is_on_network(&config.cluster, n, net))
+                .map(|net| {
+                    let path = paths
+                        .iter()
+                        .find(|p| p.node == n.number && p.network == net.number);
+                    let seen = if n.number == node.number {
+                        "local"
+                    } else {
+                        match path.map(|p| p.state) {
+                            Some(halcyon_membership::PathState::Up) => "up",
+                            Some(halcyon_membership::PathState::Down) => "down",
+                            _ => "unknown",
+                        }
+                    };
+                    let key = (n.name.clone(), net.name.clone());
+                    json!({
+                        "network": net.name,
+                        "path": seen,
+                        "adapter_down": path.is_some_and(|p| p.adapter_down),
+                        "down": state.adapters_down.contains(&key),
+                    })
+                })
+                .collect();
             let reachable = match reach.get(&n.number) {
                 Some(NodeState::Reachable) => "reachable",
                 Some(NodeState::Unreachable) => "unreachable",
@@ -123,6 +162,7 @@ pub fn status_json(node: &Node) -> Value {
                 "departed": state.departed.contains(&n.name),
                 "halted_by_admin": state.halted_by_admin.contains(&n.name),
                 "incarnation": state.incarnations.get(&n.name),
+                "networks": networks,
             })
         })
         .collect();
@@ -536,8 +576,8 @@ async fn cluster_op(
         {
             return error(StatusCode::SERVICE_UNAVAILABLE, e);
         }
-        // The coordinator brings the reachable nodes back as members (node_up each); wait for
-        // that, then plan cluster_start.
+        // The coordinator brings the reachable nodes back as members and forms the cluster
+        // with one cluster_start; wait for that.
         let deadline = Instant::now() + EVENT_WAIT;
         loop {
             let state = node.snapshot();
@@ -553,7 +593,15 @@ async fn cluster_op(
                 && state.pending.is_empty()
                 && state.execution.is_none()
             {
-                break;
+                let formed = state
+                    .log
+                    .iter()
+                    .rev()
+                    .find(|r| r.event == Event::ClusterStart)
+                    .map(|r| {
+                        json!({ "event": r.event.to_string(), "id": r.id, "outcome": r.outcome, "plan": r.plan_text, "actions": r.actions })
+                    });
+                return ok(formed.unwrap_or(json!({ "note": "the cluster has started" })));
             }
             if Instant::now() >= deadline {
                 return (
@@ -619,4 +667,50 @@ async fn debug_isolate(State(node): State<Shared>) -> Response {
     }
     node.isolate();
     ok(json!({ "isolated": node.name }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatFaultRequest {
+    network: String,
+    /// Nodes whose heartbeats on `network` this node drops (empty: heal).
+    drop_from: Vec<String>,
+}
+
+/// Test only: drop the heartbeats of chosen peers on one network, on this node.
+async fn debug_heartbeats(State(node): State<Shared>, body: Bytes) -> Response {
+    if !node.test_faults {
+        return error(
+            StatusCode::FORBIDDEN,
+            "test faults are not enabled on this daemon (--test-faults)",
+        );
+    }
+    let request: HeartbeatFaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let config = node.config();
+    let Some(network) = config
+        .cluster
+        .networks
+        .iter()
+        .find(|n| n.name.as_str() == request.network)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown network \"{}\"", request.network),
+        );
+    };
+    let mut peers = std::collections::BTreeSet::new();
+    for name in &request.drop_from {
+        match config.node(name) {
+            Some(n) => {
+                peers.insert(n.number);
+            }
+            None => return error(StatusCode::NOT_FOUND, unknown_node(&config, name)),
+        }
+    }
+    tracing::warn!(node = %node.name, network = %network.name, drop_from = ?request.drop_from, "test fault: heartbeats dropped");
+    node.heartbeat_faults.set(network.number, peers);
+    ok(json!({ "node": node.name, "network": network.name, "drop_from": request.drop_from }))
 }

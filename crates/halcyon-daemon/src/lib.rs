@@ -17,6 +17,7 @@
 pub mod api;
 pub mod client;
 mod demo;
+pub mod faults;
 pub mod lease;
 pub mod node;
 pub mod witness;
@@ -456,8 +457,26 @@ pub fn render_status(v: &Value) -> String {
             },
         );
     }
-    let _ = writeln!(out, "\nNODE        MEMBER  REACHABLE    INCARNATION");
+    let _ = writeln!(
+        out,
+        "\nNODE        MEMBER  REACHABLE    INCARNATION  NETWORKS (path from {})",
+        s(&v["answered_by"])
+    );
     for n in v["nodes"].as_array().into_iter().flatten() {
+        let networks: Vec<String> = n["networks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|net| {
+                let mut text = format!("{}:{}", s(&net["network"]), s(&net["path"]));
+                if net["down"].as_bool() == Some(true) {
+                    text.push_str("(DOWN)");
+                } else if net["adapter_down"].as_bool() == Some(true) {
+                    text.push_str("(adapter?)");
+                }
+                text
+            })
+            .collect();
         let member = if n["member"].as_bool() == Some(true) {
             "yes"
         } else if n["halted_by_admin"].as_bool() == Some(true) {
@@ -467,11 +486,12 @@ pub fn render_status(v: &Value) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<11} {:<7} {:<12} {}",
+            "{:<11} {:<7} {:<12} {:<12} {}",
             s(&n["name"]),
             member,
             s(&n["reachable"]),
-            n["incarnation"]
+            n["incarnation"].to_string(),
+            networks.join(" ")
         );
     }
     let _ = writeln!(out, "\nPACKAGE     STATUS  NODE        SWITCHING  RESTARTS");

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
+use halcyon_membership::detector::is_on_network;
 use halcyon_membership::{
-    ChangeBatch, DetectorConfig, NodeState, Plain, Runner, RunnerSettings, Status,
+    ChangeBatch, DetectorConfig, NodeState, PathState, Plain, Runner, RunnerSettings, Status,
     links_from_cluster,
 };
 use halcyon_policy::{ActionKind, Engine, Event};
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep};
 
 use crate::client;
+use crate::faults::{FaultyLink, HeartbeatFaults};
 use crate::lease::{self, Holder};
 
 /// How often the coordinator and the executor look at the state when nothing wakes them.
@@ -71,6 +73,8 @@ pub struct Node {
     grants: Mutex<BTreeMap<NodeName, Instant>>,
     /// Leader side: (term, when this node saw itself become leader of that term).
     leader_since: Mutex<Option<(u64, Instant)>>,
+    /// Leader side: since when a cluster without members has had nodes waiting to join.
+    forming_since: Mutex<Option<Instant>>,
     pub(crate) local: Mutex<BTreeMap<PackageName, LocalPackage>>,
     /// Packages that failed here (restarts exhausted, or start failed): not restarted by
     /// reconciliation until the state no longer places them here.
@@ -80,6 +84,8 @@ pub struct Node {
     pub incarnation: u64,
     pub isolated: AtomicBool,
     pub test_faults: bool,
+    /// Test-only heartbeat drops (`--test-faults`).
+    pub heartbeat_faults: HeartbeatFaults,
     run_dir: PathBuf,
 }
 
@@ -225,7 +231,15 @@ impl Node {
 
         let detector =
             DetectorConfig::from_cluster(&config.cluster, me.number).context("failure detector")?;
-        let links = links_from_cluster(&config.cluster, me.number).context("heartbeat links")?;
+        let mut links =
+            links_from_cluster(&config.cluster, me.number).context("heartbeat links")?;
+        let heartbeat_faults = HeartbeatFaults::default();
+        if settings.test_faults {
+            links = links
+                .into_iter()
+                .map(|l| FaultyLink::wrap(l, heartbeat_faults.clone(), config.cluster.id))
+                .collect();
+        }
         let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
         let runner = Runner::start(
             RunnerSettings::new(config.cluster.id, incarnation),
@@ -267,12 +281,14 @@ impl Node {
             holder: Mutex::new(Holder::default()),
             grants: Mutex::new(BTreeMap::new()),
             leader_since: Mutex::new(None),
+            forming_since: Mutex::new(None),
             local: Mutex::new(BTreeMap::new()),
             failed_here: Mutex::new(BTreeSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             incarnation,
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
+            heartbeat_faults,
             run_dir,
         });
         let api_addr = node.api_addrs[&NodeId::from(node.number)];
@@ -281,6 +297,7 @@ impl Node {
         tokio::spawn(Arc::clone(&node).executor_loop());
         tokio::spawn(Arc::clone(&node).lease_loop());
         tokio::spawn(Arc::clone(&node).fence_loop());
+        tokio::spawn(Arc::clone(&node).adapter_report_loop());
         let register = Arc::clone(&node);
         tokio::spawn(async move {
             loop {
@@ -530,6 +547,127 @@ impl Node {
         }
     }
 
+    // ---------------------------------------------------------------- adapters
+
+    /// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
+    /// peer is heard on another network.
+    fn adapter_judgements(&self, config: &Config) -> BTreeSet<(NodeName, NetworkName)> {
+        let status = lock(&self.membership);
+        status
+            .detector
+            .paths
+            .iter()
+            .filter(|p| p.adapter_down && p.state == PathState::Down)
+            .filter_map(|p| {
+                let node = config.cluster.nodes.iter().find(|n| n.number == p.node)?;
+                let network = config
+                    .cluster
+                    .networks
+                    .iter()
+                    .find(|n| n.number == p.network)?;
+                Some((node.name.clone(), network.name.clone()))
+            })
+            .collect()
+    }
+
+    /// Commits this node's adapter judgements whenever they differ from its committed report.
+    async fn adapter_report_loop(self: Arc<Self>) {
+        loop {
+            sleep(self.renew_interval).await;
+            if self.is_isolated() {
+                continue;
+            }
+            let state = self.snapshot();
+            let Some(config) = state.config.as_ref() else {
+                continue;
+            };
+            if !state.cluster.members.contains(&self.name) {
+                continue;
+            }
+            let down = self.adapter_judgements(config);
+            let committed = state
+                .adapter_reports
+                .get(&self.name)
+                .cloned()
+                .unwrap_or_default();
+            if down == committed {
+                continue;
+            }
+            tracing::info!(node = %self.name, ?down, "adapter report");
+            let _ = self
+                .submit(&Command::AdapterReport {
+                    reporter: self.name.clone(),
+                    down,
+                    at: Timestamp::now(),
+                })
+                .await;
+        }
+    }
+
+    /// Coordinator: adapter events from the committed reports. An adapter (node X, network N)
+    /// is down when every other member on N reports its path to X on N down while X is heard
+    /// elsewhere: `swap_adapter` when X has a standby interface on N, else `network_down`;
+    /// `network_up` once no member reports it down any more. A node with no path up at all is
+    /// a node failure instead (membership above), never an adapter event.
+    fn adapter_events(&self, config: &Config, state: &State) -> Vec<Event> {
+        let reach = self.reachability();
+        let mut events = Vec::new();
+        for x in &config.cluster.nodes {
+            if !state.cluster.members.contains(&x.name)
+                || !matches!(reach.get(&x.number), Some(NodeState::Reachable))
+            {
+                continue;
+            }
+            for network in &config.cluster.networks {
+                let key = (x.name.clone(), network.name.clone());
+                if !is_on_network(&config.cluster, x, network) {
+                    continue;
+                }
+                let peers: Vec<&halcyon_config::Node> = config
+                    .cluster
+                    .nodes
+                    .iter()
+                    .filter(|p| {
+                        p.number != x.number
+                            && state.cluster.members.contains(&p.name)
+                            && is_on_network(&config.cluster, p, network)
+                    })
+                    .collect();
+                let reported = |p: &&halcyon_config::Node| {
+                    state
+                        .adapter_reports
+                        .get(&p.name)
+                        .is_some_and(|r| r.contains(&key))
+                };
+                let down = !peers.is_empty() && peers.iter().all(reported);
+                let committed = state.adapters_down.contains(&key);
+                if down && !committed {
+                    let standby = x
+                        .standby_interfaces_on(network.name.as_str())
+                        .next()
+                        .is_some();
+                    events.push(if standby {
+                        Event::SwapAdapter {
+                            node: x.name.clone(),
+                            network: network.name.clone(),
+                        }
+                    } else {
+                        Event::NetworkDown {
+                            node: x.name.clone(),
+                            network: network.name.clone(),
+                        }
+                    });
+                } else if committed && !peers.iter().any(reported) {
+                    events.push(Event::NetworkUp {
+                        node: x.name.clone(),
+                        network: network.name.clone(),
+                    });
+                }
+            }
+        }
+        events
+    }
+
     // ---------------------------------------------------------------- coordinator
 
     fn release_deadline(&self, node: &str) -> Instant {
@@ -612,20 +750,78 @@ impl Node {
                 _ => {}
             }
         }
+        for event in self.adapter_events(&config, &state) {
+            if !state.is_pending_or_running(&event) {
+                self.enqueue(event, "membership").await?;
+            }
+        }
         let Some(execution) = state.execution.clone() else {
             // Cluster formation: with no member yet, wait (bounded) for every node to join,
-            // so that packages start on their first node in node-list order, not on whichever
-            // node happened to answer first.
-            let forming = state.cluster.members.is_empty()
-                && !config.cluster.nodes.iter().all(|n| {
-                    state.is_pending_or_running(&Event::NodeUp {
-                        node: n.name.clone(),
+            // then form the cluster with all of them at once (one `cluster_start` planned with
+            // every joining node a member), so that packages start on their first node in
+            // node-list order, not on whichever node happened to answer first. The node_up
+            // events stay queued and find their node already a member.
+            if state.cluster.members.is_empty() {
+                let joining: Vec<NodeName> = config
+                    .cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        state
+                            .pending
+                            .iter()
+                            .any(|p| matches!(&p.event, Event::NodeUp { node } if *node == n.name))
                     })
-                })
-                && lock(&self.leader_since)
-                    .is_some_and(|(_, since)| since.elapsed() < FORMATION_GRACE);
-            if forming {
-                return Ok(());
+                    .map(|n| n.name.clone())
+                    .collect();
+                if joining.is_empty() {
+                    *lock(&self.forming_since) = None;
+                } else {
+                    let since = *lock(&self.forming_since).get_or_insert_with(Instant::now);
+                    let everyone = joining.len() == config.cluster.nodes.len();
+                    if !everyone && since.elapsed() < FORMATION_GRACE {
+                        return Ok(());
+                    }
+                    let start = state
+                        .pending
+                        .iter()
+                        .find(|p| p.event == Event::ClusterStart)
+                        .map(|p| p.sequence);
+                    let Some(sequence) = start else {
+                        self.enqueue(Event::ClusterStart, "formation").await?;
+                        return Ok(());
+                    };
+                    let now = Timestamp::now();
+                    let mut forming = state.cluster.clone();
+                    for n in &joining {
+                        forming.members.insert(n.clone());
+                        forming.available_since.insert(n.clone(), now);
+                        forming.networks_down.remove(n);
+                    }
+                    let command = match Engine::new(&config).plan(
+                        &forming,
+                        &Event::ClusterStart,
+                        now,
+                    ) {
+                        Ok(plan) => {
+                            tracing::info!(members = ?joining, "forming the cluster; plan:\n{}", halcyon_policy::render(&plan));
+                            Command::PlanCommitted {
+                                sequence,
+                                plan: Box::new(plan),
+                                at: now,
+                            }
+                        }
+                        Err(e) => Command::EventRefused {
+                            sequence,
+                            error: e.to_string(),
+                            at: now,
+                        },
+                    };
+                    self.submit(&command).await?;
+                    return Ok(());
+                }
+            } else {
+                *lock(&self.forming_since) = None;
             }
             let pending = state.pending_events();
             if let Some(i) = halcyon_policy::next_event(&config, &pending) {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_policy::{ActionKind, ClusterState, Event, Plan};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,13 @@ pub enum Command {
     NodeStartAllowed { node: NodeName, at: Timestamp },
     /// `cluster start` after `cluster halt`: nodes may join again.
     ClusterStartAllowed { at: Timestamp },
+    /// `reporter`'s failure detector judges these adapters down: (peer, network) paths that
+    /// are down while the peer is heard on another network. Replaces its previous report.
+    AdapterReport {
+        reporter: NodeName,
+        down: BTreeSet<(NodeName, NetworkName)>,
+        at: Timestamp,
+    },
 }
 
 impl Command {
@@ -237,6 +244,13 @@ pub struct State {
     /// The cluster was halted (`cluster halt`): no node joins until `cluster start`.
     #[serde(default)]
     pub cluster_halted: bool,
+    /// Each node's latest adapter report (see [`Command::AdapterReport`]).
+    #[serde(default)]
+    pub adapter_reports: BTreeMap<NodeName, BTreeSet<(NodeName, NetworkName)>>,
+    /// Adapters committed as down (a `network_down` or `swap_adapter` plan was committed),
+    /// until a `network_up` (or the node's next `node_up` / `node_down`).
+    #[serde(default)]
+    pub adapters_down: BTreeSet<(NodeName, NetworkName)>,
     /// package -> node -> service -> counter.
     pub restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
     pub pending: Vec<Pending>,
@@ -339,6 +353,14 @@ impl State {
                 self.halted_by_admin.remove(&node);
                 Reply::Done
             }
+            Command::AdapterReport { reporter, down, .. } => {
+                if down.is_empty() {
+                    self.adapter_reports.remove(&reporter);
+                } else {
+                    self.adapter_reports.insert(reporter, down);
+                }
+                Reply::Done
+            }
             Command::ClusterStartAllowed { .. } => {
                 if !self.cluster_halted {
                     return Reply::Ignored {
@@ -421,12 +443,21 @@ impl State {
         match &pending.event {
             Event::NodeDown { node, how } => {
                 self.departed.insert(node.clone());
+                self.adapters_down.retain(|(n, _)| n != node);
+                self.adapter_reports.remove(node);
                 if *how != halcyon_policy::Departure::Failure {
                     self.halted_by_admin.insert(node.clone());
                 }
             }
             Event::NodeUp { node } => {
                 self.departed.remove(node);
+                self.adapters_down.retain(|(n, _)| n != node);
+            }
+            Event::NetworkDown { node, network } | Event::SwapAdapter { node, network } => {
+                self.adapters_down.insert((node.clone(), network.clone()));
+            }
+            Event::NetworkUp { node, network } => {
+                self.adapters_down.remove(&(node.clone(), network.clone()));
             }
             Event::ClusterHalt => {
                 self.cluster_halted = true;

@@ -1,0 +1,85 @@
+//! Test-only heartbeat faults (enabled by the hidden `--test-faults` flag): a wrapper around a
+//! network's heartbeat link that drops what chosen peers send on it, so loopback tests can cut
+//! one network of one node without root (the lab does it for real with nftables).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use halcyon_membership::{HeartbeatLink, Plain, wire};
+
+/// Most heartbeats dropped in one `recv` before it gives the runner its turn back.
+const DROPS_PER_RECV_MAX: usize = 512;
+
+/// Per network number, the peers (node numbers) whose heartbeats are dropped on arrival.
+#[derive(Clone, Debug, Default)]
+pub struct HeartbeatFaults {
+    blocked: Arc<Mutex<BTreeMap<u32, BTreeSet<u32>>>>,
+}
+
+impl HeartbeatFaults {
+    /// Replaces the set of peers dropped on `network` (empty: heal it).
+    pub fn set(&self, network: u32, peers: BTreeSet<u32>) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.is_empty() {
+            blocked.remove(&network);
+        } else {
+            blocked.insert(network, peers);
+        }
+    }
+
+    fn drops(&self, network: u32, node: u32) -> bool {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&network)
+            .is_some_and(|peers| peers.contains(&node))
+    }
+}
+
+/// A heartbeat link whose incoming heartbeats from blocked peers vanish.
+pub struct FaultyLink {
+    inner: Box<dyn HeartbeatLink>,
+    faults: HeartbeatFaults,
+    cluster_id: u64,
+}
+
+impl FaultyLink {
+    pub fn wrap(
+        inner: Box<dyn HeartbeatLink>,
+        faults: HeartbeatFaults,
+        cluster_id: u64,
+    ) -> Box<dyn HeartbeatLink> {
+        Box::new(FaultyLink {
+            inner,
+            faults,
+            cluster_id,
+        })
+    }
+}
+
+impl HeartbeatLink for FaultyLink {
+    fn network(&self) -> u32 {
+        self.inner.network()
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.send(bytes)
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let network = self.inner.network();
+        let mut timeout = timeout;
+        for _ in 0..DROPS_PER_RECV_MAX {
+            let Some(bytes) = self.inner.recv(timeout)? else {
+                return Ok(None);
+            };
+            match wire::decode(&bytes, self.cluster_id, &Plain) {
+                Ok(m) if self.faults.drops(network, m.node) => timeout = Duration::ZERO,
+                _ => return Ok(Some(bytes)),
+            }
+        }
+        Ok(None)
+    }
+}
