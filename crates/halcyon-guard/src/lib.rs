@@ -89,6 +89,10 @@
 //!   each package in a cgroup v2 and has the guard write `cgroup.kill`.
 //! - A group ID is only killed if registered; after all its processes exit the number could
 //!   be reused by an unrelated group: unregister a group when the daemon has reaped it.
+//! - Deleting the *primary* IPv4 address of a subnet also deletes the secondaries of that
+//!   subnet unless `net.ipv4.conf.IF.promote_secondaries` is 1: a relocatable address must be
+//!   a secondary (added after the node's own address of that subnet), or the daemon sets
+//!   promote_secondaries on the interfaces that carry relocatable addresses.
 //! - A process in uninterruptible sleep (D state, e.g. a hung NFS write) dies only when
 //!   that I/O completes; addresses are deleted regardless.
 //! - A whole-machine freeze stops the guard too: on resume the BOOTTIME timer fires at once

@@ -2,7 +2,7 @@
 //!
 //! The socket is opened once when the guard starts, so it belongs to the network namespace the
 //! guard was started in (the daemon's), and a fence needs no socket(2) call. Replies must arrive
-//! within [`RECEIVE_TIMEOUT`], so a fence can never hang on the kernel.
+//! within 200 ms (`RECEIVE_TIMEOUT`), so a fence can never hang on the kernel.
 
 use std::io;
 use std::net::IpAddr;
