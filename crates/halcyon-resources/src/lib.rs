@@ -763,6 +763,8 @@ pub mod storage;
 #[cfg(test)]
 mod ip_tests;
 #[cfg(test)]
+mod ocf_tests;
+#[cfg(test)]
 mod storage_tests;
 #[cfg(test)]
 mod testing;

@@ -173,3 +173,114 @@ async fn a_package_reports_its_service_exit_and_restarts_it() {
     p.stop(StopMode::Graceful).await.unwrap();
     assert!(p.process_groups().is_empty());
 }
+
+fn package_with_every_kind() -> halcyon_config::Package {
+    use halcyon_config::{
+        FailbackPolicy, FailoverPolicy, FilesystemResource, IpResource, OcfResource, Package,
+        PackageType, Resource as R, Subnet, VolumeResource,
+    };
+    let ocf = OcfResource {
+        agent: "heartbeat:Dummy".into(),
+        params: Default::default(),
+        monitor_interval: Duration::from_secs(7),
+        timeout: Duration::from_secs(20),
+    };
+    Package {
+        name: "web".into(),
+        package_type: PackageType::Failover,
+        nodes: vec!["n1".into()],
+        auto_run: true,
+        failover_policy: FailoverPolicy::ConfiguredNode,
+        failback_policy: FailbackPolicy::Manual,
+        fallback_timer: None,
+        priority: None,
+        dependencies: vec![],
+        networks: vec!["lan".into()],
+        local_lan_failover_allowed: true,
+        failure_expiry: None,
+        run_timeout: Duration::from_secs(60),
+        halt_timeout: Duration::from_secs(60),
+        resources: vec![
+            R::Volume(VolumeResource {
+                name: "vg01".into(),
+                activate: "true".into(),
+                deactivate: "true".into(),
+                timeout: Duration::from_secs(5),
+            }),
+            R::Filesystem(FilesystemResource {
+                device: "/dev/vg01/data".into(),
+                mount_point: "/srv/data".into(),
+                fstype: "ext4".into(),
+                options: None,
+                check: None,
+                timeout: Duration::from_secs(5),
+            }),
+            R::Ip(IpResource {
+                network: "lan".into(),
+                addresses: vec![
+                    Subnet {
+                        address: "198.18.1.50".parse().unwrap(),
+                        prefix: 24,
+                    },
+                    Subnet {
+                        address: "198.18.2.50".parse().unwrap(),
+                        prefix: 24,
+                    },
+                ],
+            }),
+            R::Ocf(ocf.clone()),
+            R::Ocf(ocf),
+        ],
+        monitors: vec![],
+    }
+}
+
+#[test]
+fn every_resource_kind_builds_on_a_node() {
+    let package = package_with_every_kind();
+    let node = halcyon_config::Node {
+        name: "n1".into(),
+        number: 1,
+        interfaces: vec![halcyon_config::Interface {
+            network: "lan".into(),
+            address: Some("198.18.2.1".parse().unwrap()),
+            device: None,
+            standby: false,
+        }],
+        fencing: None,
+    };
+    let p = PackageResources::from_config_on_node(env(), &package, &node).unwrap();
+    let described: Vec<String> = p.resources.iter().map(|r| r.describe()).collect();
+    assert_eq!(
+        described,
+        [
+            "volume vg01",
+            "filesystem /srv/data",
+            "ip 198.18.2.50/24",
+            "ocf heartbeat:Dummy (web.Dummy)",
+            "ocf heartbeat:Dummy (web.Dummy.2)",
+        ]
+    );
+    assert!(p.monitor_intervals().is_empty(), "nothing started yet");
+
+    // Without the node, everything but the address builds, and the error says what to call.
+    let e = PackageResources::from_config(env(), &package)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "ip 198.18.1.50/24,198.18.2.50/24: needs the local node's interfaces (build the \
+         package with PackageResources::from_config_on_node)"
+    );
+    let mut without_ip = package.clone();
+    without_ip
+        .resources
+        .retain(|r| !matches!(r, halcyon_config::Resource::Ip(_)));
+    assert_eq!(
+        PackageResources::from_config(env(), &without_ip)
+            .unwrap()
+            .resources
+            .len(),
+        4
+    );
+}
