@@ -8,6 +8,8 @@
 //! - [`checker::Checker`] samples every host from outside every few milliseconds and reports
 //!   double activations and outages; it never asks the cluster.
 //! - [`cleanup::remove_stale`] removes what labs of dead processes left behind.
+//! - [`cluster::LabCluster`] runs a Halcyon daemon on every host of a lab with a generated
+//!   configuration; [`campaign`] applies random faults from a seed to such a cluster.
 //!
 //! Invariants: nothing a lab creates is named without the `hl<pid><letter>` id; no lab
 //! namespace can send outside 198.18.0.0/15 and 127.0.0.0/8 (an nftables guard drops and counts
@@ -15,8 +17,10 @@
 //! the checker's sampling path spawns no process. Needs root, `ip` (iproute2) and `nft`
 //! (nftables); the tests also use `ping` (iputils-ping).
 
+pub mod campaign;
 pub mod checker;
 pub mod cleanup;
+pub mod cluster;
 pub mod command;
 pub mod fault;
 mod lab;
@@ -26,6 +30,7 @@ pub mod netns;
 pub mod serve;
 
 pub use checker::{Checker, CheckerOptions, PackageWatch, Report, ServiceMatch};
+pub use cluster::{ClusterSpec, LabCluster, PackageSpec};
 pub use fault::Fault;
 pub use lab::{GUARD_TABLE, HostProcess, Lab, LabSpec, PARTITION_TABLE, Topology, host_label};
 pub use names::{CLIENT, LabId};

@@ -1,14 +1,17 @@
 //! `halcyon-lab`: build a lab and keep it up, remove leftovers, and (hidden) the tiny HTTP
-//! responder used as a package's service in lab tests. Later: `campaign` and `bench`.
+//! responder used as a package's service in lab tests; `campaign` runs random faults against a
+//! Halcyon cluster on a lab (exit 1 when an invariant is violated). Later: `bench`.
 //!
 //! Exit codes: 0 success, 1 failure (the error is printed), 2 usage error (clap).
 
 use std::net::SocketAddrV4;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use halcyon_lab::campaign::{self, CampaignOptions};
 use halcyon_lab::{Lab, LabSpec, cleanup, names, serve};
 
 #[derive(Parser)]
@@ -42,6 +45,35 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run random faults from a seed against a Halcyon cluster on a lab, with the external
+    /// checker; exit 1 if any invariant is violated.
+    Campaign {
+        #[arg(long, default_value_t = 5)]
+        hosts: usize,
+        #[arg(long, default_value_t = 2)]
+        networks: usize,
+        #[arg(long, default_value_t = 2)]
+        packages: usize,
+        #[arg(long, default_value_t = 10)]
+        faults: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The halcyon binary (default: `halcyon` next to this executable).
+        #[arg(long)]
+        halcyon: Option<PathBuf>,
+        /// Also pause daemons (SIGSTOP longer than detection); needs the lease guard process.
+        #[arg(long)]
+        with_pause: bool,
+        /// No disk heartbeat network.
+        #[arg(long)]
+        no_disk: bool,
+        /// Seconds the cluster may take to recover after each heal.
+        #[arg(long, default_value_t = 30)]
+        recovery_seconds: u64,
+        /// Keep the lab directory (daemon logs, configuration) afterwards.
+        #[arg(long)]
+        keep_directory: bool,
+    },
     /// Answer HTTP GETs with a name (a lab test service; run inside a host by the lab).
     #[command(hide = true)]
     ServeName {
@@ -62,20 +94,68 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(error) = run(cli) {
-        eprintln!("halcyon-lab: {error:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(error) => {
+            eprintln!("halcyon-lab: {error:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Ok(false) when the command ran but found a violation.
+fn run(cli: Cli) -> Result<bool> {
     match cli.command {
+        Command::Campaign {
+            hosts,
+            networks,
+            packages,
+            faults,
+            seed,
+            halcyon,
+            with_pause,
+            no_disk,
+            recovery_seconds,
+            keep_directory,
+        } => {
+            let halcyon = match halcyon {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("finding this executable")?
+                    .with_file_name("halcyon"),
+            };
+            let options = CampaignOptions {
+                hosts,
+                networks,
+                packages,
+                faults,
+                seed,
+                halcyon,
+                with_pause,
+                disk_heartbeat: !no_disk,
+                recovery_bound: Duration::from_secs(recovery_seconds),
+                keep_directory,
+            };
+            install_signal_handlers();
+            let report = campaign::run(&options, &mut std::io::stdout(), &SIGNALLED)
+                .context("running the campaign")?;
+            println!("{report}");
+            Ok(report.passed())
+        }
         Command::Up {
             hosts,
             networks,
             seconds,
             keep_directory,
-        } => up(hosts, networks, seconds, keep_directory),
+        } => up(hosts, networks, seconds, keep_directory).map(|()| true),
         Command::Cleanup { dry_run } => {
             let removed = cleanup::remove_stale(dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
@@ -91,7 +171,7 @@ fn run(cli: Cli) -> Result<()> {
             for directory in &removed.directories {
                 println!("  {}", directory.display());
             }
-            Ok(())
+            Ok(true)
         }
         Command::ServeName {
             bind,
@@ -103,16 +183,14 @@ fn run(cli: Cli) -> Result<()> {
                 "{bind} is outside 198.18.0.0/15"
             );
             serve::serve_name(bind, &name, Duration::from_secs(lifetime_seconds))
-                .with_context(|| format!("serving on {bind}"))
+                .with_context(|| format!("serving on {bind}"))?;
+            Ok(true)
         }
     }
 }
 
 fn up(hosts: usize, networks: usize, seconds: Option<u64>, keep_directory: bool) -> Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-    }
+    install_signal_handlers();
     let lab = Lab::build(LabSpec {
         hosts,
         networks,

@@ -1,0 +1,809 @@
+//! A Halcyon cluster on a lab: one `halcyon daemon` per host, a configuration written for the
+//! lab's addresses, and the helpers the lab tests and the fault campaign share.
+//!
+//! The configuration: every host is a node (`h1`, `h2`, ... numbered like the hosts) with its
+//! lab address on each IP network (`net1`, `net2`); the lab's shared file is a `disk` network
+//! (optional); every package is a failover package made of
+//!
+//! 1. a `script` resource that adds the package's relocatable address (run:
+//!    `ip addr replace ADDRESS/24 dev eth1`, halt: `ip addr del ...`), a stand-in for the `ip`
+//!    resource driver until it lands (then this becomes a configuration change), and
+//! 2. a `service` resource, `halcyon demo-http --bind ADDRESS:PORT --name $HALCYON_NODE`, which
+//!    answers every request with `hello from NODE`.
+//!
+//! Because the script sends no gratuitous ARP, a *move announcer* thread (on by default) stands
+//! in for it: when a package's address appears on a host where it was not, it flushes the client
+//! namespace's neighbour entry for that address (what a gratuitous ARP would update), so the
+//! client's next packet is resolved to the new holder. It polls every 5 ms, like the checker.
+//!
+//! Each daemon runs with its own state directory `<lab>/hN/state`; its output is in the host's
+//! log `<lab>/hN.log`. The API (port + 2 on the node's network-1 address) is asked from inside
+//! the node's own namespace, so a cut link or a partition never hides a node's own view.
+//!
+//! Invariants: every wait is bounded (`ClusterSpec::start_timeout`, [`API_TIMEOUT`]); only
+//! processes this cluster spawned are signalled, by PID; dropping the cluster stops the
+//! announcer, and dropping the lab removes everything else.
+
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::checker::{PackageWatch, ServiceMatch};
+use crate::command::Invocation;
+use crate::lab::{HostProcess, Lab, io_error};
+use crate::names::{self, CLIENT};
+use crate::netlink::RouteSocket;
+use crate::{LabError, fault};
+
+/// Longest time one API request may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default base port (heartbeats; consensus on +1, API on +2). Namespaces keep labs apart.
+pub const DEFAULT_PORT: u16 = 7400;
+/// Period of the polls in waits and of the move announcer.
+const POLL_PERIOD: Duration = Duration::from_millis(20);
+const ANNOUNCER_PERIOD: Duration = Duration::from_millis(5);
+/// The announcer stops by itself after this long.
+const ANNOUNCER_RUN_TIME_MAX: Duration = Duration::from_secs(6 * 3600);
+/// Longest API response read.
+const RESPONSE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// How long a daemon is given to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One failover package: a relocatable address on network 1 and a demo HTTP service on it.
+#[derive(Debug, Clone)]
+pub struct PackageSpec {
+    pub name: String,
+    /// Relocatable address on network 1, 198.18.1.200 ..= 198.18.1.249.
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// The nodes (host numbers) in order of preference; empty: every host in order.
+    pub nodes: Vec<usize>,
+}
+
+impl PackageSpec {
+    /// Package number `index` (0-based): `web` at 198.18.1.200 for 0, `pkg1` at .201, ...
+    pub fn numbered(index: u8) -> PackageSpec {
+        PackageSpec {
+            name: if index == 0 {
+                "web".to_string()
+            } else {
+                format!("pkg{index}")
+            },
+            address: names::relocatable_address(1, index),
+            port: 8080,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Text that appears in the command line of the package's service and nowhere else.
+    pub fn marker(&self) -> String {
+        format!("--bind {}:{}", self.address, self.port)
+    }
+
+    pub fn target(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.address, self.port)
+    }
+
+    /// What the external checker watches for this package.
+    pub fn watch(&self) -> PackageWatch {
+        PackageWatch {
+            name: self.name.clone(),
+            address: self.address,
+            service: Some(ServiceMatch::CommandLineContains(self.marker())),
+            probe_port: Some(self.port),
+        }
+    }
+}
+
+/// What to run on the lab.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The `halcyon` binary.
+    pub halcyon: PathBuf,
+    pub packages: Vec<PackageSpec>,
+    pub heartbeat_interval: Duration,
+    pub sensitivity: u32,
+    /// `quorum.lease`; None: the daemon's default (the detection time).
+    pub lease: Option<Duration>,
+    /// Configure the lab's shared file as a `disk` network.
+    pub disk_heartbeat: bool,
+    pub port: u16,
+    /// Longest wait for the cluster to form and start every package.
+    pub start_timeout: Duration,
+    /// Run the move announcer (see the module documentation).
+    pub announce_moves: bool,
+    /// `RUST_LOG` of the daemons.
+    pub log_filter: String,
+}
+
+impl ClusterSpec {
+    /// One package (`web`), default timing (100 ms x 4), the disk network, the announcer.
+    pub fn new(halcyon: impl Into<PathBuf>) -> ClusterSpec {
+        ClusterSpec {
+            halcyon: halcyon.into(),
+            packages: vec![PackageSpec::numbered(0)],
+            heartbeat_interval: Duration::from_millis(100),
+            sensitivity: 4,
+            lease: None,
+            disk_heartbeat: true,
+            port: DEFAULT_PORT,
+            start_timeout: Duration::from_secs(90),
+            announce_moves: true,
+            log_filter: "info,openraft=warn".to_string(),
+        }
+    }
+
+    /// About how long a path takes to be declared down: interval x sensitivity.
+    pub fn detection(&self) -> Duration {
+        self.heartbeat_interval * self.sensitivity
+    }
+
+    /// The lease in force (the daemon's default is the detection time).
+    pub fn lease(&self) -> Duration {
+        self.lease.unwrap_or_else(|| self.detection())
+    }
+
+    /// The daemon's own arithmetic for a node failure: detection, then the lease waited out
+    /// with 1 % drift and 50 ms margin (halcyon-daemon `lease::release_deadline`).
+    pub fn nominal_takeover(&self) -> Duration {
+        self.detection() + self.lease().mul_f64(1.01) + Duration::from_millis(50)
+    }
+
+    /// The outage bound the lab tests assert: three times the nominal takeover (an election,
+    /// a re-sent renewal and the package's start fit in that) plus 4 s for a loaded 2-core
+    /// machine running debug builds. Generous on purpose: the benchmark measures, the tests
+    /// catch what is clearly wrong.
+    pub fn outage_bound(&self) -> Duration {
+        self.nominal_takeover() * 3 + Duration::from_secs(4)
+    }
+
+    fn host_numbers(&self, package: &PackageSpec, hosts: usize) -> Vec<usize> {
+        if package.nodes.is_empty() {
+            (1..=hosts).collect()
+        } else {
+            package.nodes.clone()
+        }
+    }
+}
+
+/// `h1`, `h2`, ...: node names are the hosts' labels.
+pub fn node_name(host: usize) -> String {
+    format!("h{host}")
+}
+
+/// The host of a node name `hN`.
+pub fn host_of_node(name: &str) -> Option<usize> {
+    name.strip_prefix('h')?.parse().ok()
+}
+
+/// The body the demo service answers with on `host`.
+pub fn answer_of(host: usize) -> String {
+    format!("hello from {}", node_name(host))
+}
+
+/// The host named in a demo service answer.
+pub fn host_of_answer(answer: &str) -> Option<usize> {
+    host_of_node(answer.strip_prefix("hello from ")?)
+}
+
+fn milliseconds(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            _ => quoted.push(character),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// The cluster file for `hosts` hosts on `networks` IP networks.
+pub fn cluster_file(spec: &ClusterSpec, hosts: usize, networks: usize, disk: &Path) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Written by halcyon-lab for a lab of {hosts} hosts.\n[cluster]\nname = \"lab\"\nid = 1\nport = {}\n\n\
+         [heartbeat]\ninterval = \"{}\"\nsensitivity = {}\n",
+        spec.port,
+        milliseconds(spec.heartbeat_interval),
+        spec.sensitivity
+    );
+    if let Some(lease) = spec.lease {
+        let _ = writeln!(text, "[quorum]\nlease = \"{}\"\n", milliseconds(lease));
+    }
+    for network in 1..=networks {
+        let _ = writeln!(
+            text,
+            "[[network]]\nname = \"net{network}\"\nkind = \"ip\"\nsubnets = [\"198.18.{network}.0/24\"]\n"
+        );
+    }
+    if spec.disk_heartbeat {
+        let _ = writeln!(
+            text,
+            "[[network]]\nname = \"disk\"\nkind = \"disk\"\ndevice = {}\n",
+            toml_string(&disk.display().to_string())
+        );
+    }
+    for host in 1..=hosts {
+        let _ = writeln!(
+            text,
+            "[[node]]\nname = \"{}\"\nnumber = {host}",
+            node_name(host)
+        );
+        for network in 1..=networks {
+            let _ = writeln!(
+                text,
+                "[[node.interface]]\nnetwork = \"net{network}\"\naddress = \"{}\"\ndevice = \"{}\"",
+                names::host_address(host, network),
+                names::interface(network)
+            );
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The package file of `package`.
+pub fn package_file(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> String {
+    let nodes: Vec<String> = spec
+        .host_numbers(package, hosts)
+        .into_iter()
+        .map(|host| format!("\"{}\"", node_name(host)))
+        .collect();
+    let address = package.address;
+    let device = names::interface(1);
+    let prefix = names::NETWORK_PREFIX_LENGTH;
+    // Idempotent both ways: a run finds the address possibly left by a killed daemon, a halt
+    // succeeds when the address is already gone (it fails only if the address stays).
+    let run = format!("ip addr replace {address}/{prefix} dev {device}");
+    let halt = format!(
+        "ip addr del {address}/{prefix} dev {device} 2>/dev/null; ! ip -o -4 addr show dev {device} | grep -qF ' {address}/'"
+    );
+    let service = format!(
+        "exec '{}' demo-http --bind {}:{} --name \"$HALCYON_NODE\"",
+        spec.halcyon.display(),
+        address,
+        package.port
+    );
+    format!(
+        "[package]\nname = \"{}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
+         failover_policy = \"configured_node\"\nfailback_policy = \"manual\"\n\n\
+         # The relocatable address, until the ip driver lands.\n\
+         [[resource]]\nkind = \"script\"\nname = \"address\"\nrun = {}\nhalt = {}\nrun_timeout = \"5s\"\nhalt_timeout = \"5s\"\n\n\
+         [[resource]]\nkind = \"service\"\nname = \"http\"\ncommand = {}\nrestart = 3\nhalt_timeout = \"2s\"\n",
+        package.name,
+        nodes.join(", "),
+        toml_string(&run),
+        toml_string(&halt),
+        toml_string(&service)
+    )
+}
+
+/// A Halcyon cluster running on a lab. Owns the lab: dropping the cluster stops the announcer
+/// and then tears the lab down (every process killed by the lab's own cleanup).
+pub struct LabCluster {
+    spec: ClusterSpec,
+    config_directory: PathBuf,
+    daemons: Mutex<Vec<Option<HostProcess>>>,
+    announcer: Option<Announcer>,
+    // Declared last: dropped after the announcer.
+    lab: Lab,
+}
+
+impl LabCluster {
+    /// Writes the configuration, starts a daemon on every host (from the calling thread, which
+    /// must outlive the cluster: see [`Lab::spawn`]), and waits until every node's API answers
+    /// and every package is served (its demo service answers the client).
+    pub fn start(lab: Lab, spec: ClusterSpec) -> Result<LabCluster, LabError> {
+        if spec.packages.is_empty() || spec.packages.len() > names::RELOCATABLE_COUNT as usize {
+            return Err(LabError::Spec(format!(
+                "1..={} packages",
+                names::RELOCATABLE_COUNT
+            )));
+        }
+        for package in &spec.packages {
+            if !names::is_lab_address(package.address) {
+                return Err(LabError::Spec(format!(
+                    "{} is outside 198.18.0.0/15",
+                    package.address
+                )));
+            }
+        }
+        if !spec.halcyon.is_file() {
+            return Err(LabError::Spec(format!(
+                "no halcyon binary at {} (build it with `cargo build -p halcyon`)",
+                spec.halcyon.display()
+            )));
+        }
+        let hosts = lab.spec().hosts;
+        let networks = lab.spec().networks;
+        let config_directory = lab.directory().join("config");
+        std::fs::create_dir_all(&config_directory)
+            .map_err(io_error("creating the configuration directory"))?;
+        std::fs::write(
+            config_directory.join("cluster.toml"),
+            cluster_file(&spec, hosts, networks, &lab.disk_heartbeat_path()),
+        )
+        .map_err(io_error("writing cluster.toml"))?;
+        for package in &spec.packages {
+            std::fs::write(
+                config_directory.join(format!("{}.toml", package.name)),
+                package_file(&spec, package, hosts),
+            )
+            .map_err(io_error("writing a package file"))?;
+        }
+        let announcer = if spec.announce_moves {
+            Some(Announcer::start(&lab, &spec.packages)?)
+        } else {
+            None
+        };
+        let cluster = LabCluster {
+            spec,
+            config_directory,
+            daemons: Mutex::new(vec![None; hosts + 1]),
+            announcer,
+            lab,
+        };
+        for host in cluster.lab.hosts() {
+            cluster.start_daemon(host)?;
+        }
+        let deadline = Instant::now() + cluster.spec.start_timeout;
+        for host in cluster.lab.hosts() {
+            cluster.wait_for("the API of every node", deadline, || {
+                cluster.status(host).is_ok().then_some(())
+            })?;
+        }
+        cluster.wait_until_served(deadline)?;
+        Ok(cluster)
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    pub fn config_directory(&self) -> &Path {
+        &self.config_directory
+    }
+
+    pub fn hosts(&self) -> std::ops::RangeInclusive<usize> {
+        self.lab.hosts()
+    }
+
+    pub fn package(&self, name: &str) -> Option<&PackageSpec> {
+        self.spec
+            .packages
+            .iter()
+            .find(|package| package.name == name)
+    }
+
+    /// The checker's watches, one per package.
+    pub fn watches(&self) -> Vec<PackageWatch> {
+        self.spec.packages.iter().map(PackageSpec::watch).collect()
+    }
+
+    /// Moves the announcer has made so far.
+    pub fn announced_moves(&self) -> u64 {
+        self.announcer
+            .as_ref()
+            .map_or(0, |announcer| announcer.flushes.load(Ordering::Relaxed))
+    }
+
+    fn lock_daemons(&self) -> MutexGuard<'_, Vec<Option<HostProcess>>> {
+        self.daemons
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The daemon process of `host` (also when it has exited or is stopped).
+    pub fn daemon(&self, host: usize) -> Option<HostProcess> {
+        self.lock_daemons()[host]
+    }
+
+    pub fn daemon_running(&self, host: usize) -> bool {
+        self.daemon(host)
+            .is_some_and(|process| self.lab.is_running(&process))
+    }
+
+    /// Starts `host`'s daemon (again, if it ran before and has exited). No-op while it runs.
+    pub fn start_daemon(&self, host: usize) -> Result<HostProcess, LabError> {
+        if let Some(process) = self.daemon(host)
+            && self.lab.is_running(&process)
+        {
+            return Ok(process);
+        }
+        let state_directory = self.lab.host_directory(host).join("state");
+        let config = self.config_directory.display().to_string();
+        let state = state_directory.display().to_string();
+        let node = node_name(host);
+        let halcyon = self.spec.halcyon.display().to_string();
+        let process = self.lab.spawn(
+            host,
+            &halcyon,
+            &[
+                "daemon",
+                "--config",
+                &config,
+                "--node",
+                &node,
+                "--state-dir",
+                &state,
+            ],
+            &[("RUST_LOG", &self.spec.log_filter), ("NO_COLOR", "1")],
+        )?;
+        self.lock_daemons()[host] = Some(process);
+        Ok(process)
+    }
+
+    /// SIGKILL of `host`'s daemon only (its services keep running); waits until it has exited.
+    /// Returns the instant of the signal.
+    pub fn kill_daemon(&self, host: usize) -> Result<Instant, LabError> {
+        let process = self
+            .daemon(host)
+            .ok_or_else(|| LabError::Spec(format!("no daemon was started on h{host}")))?;
+        // A stopped process dies of SIGKILL too.
+        self.lab.signal(&process, libc::SIGKILL)?;
+        let at = Instant::now();
+        if self.lab.wait_exit(&process, STOP_TIMEOUT).is_none() {
+            return Err(LabError::StillRunning { pid: process.pid });
+        }
+        Ok(at)
+    }
+
+    /// Daemon restart: SIGKILL of the daemon only, then started again at once. Returns the
+    /// instant of the kill.
+    pub fn restart_daemon(&self, host: usize) -> Result<Instant, LabError> {
+        let at = self.kill_daemon(host)?;
+        self.start_daemon(host)?;
+        Ok(at)
+    }
+
+    /// SIGSTOP of `host`'s daemon (its services keep running).
+    pub fn pause_daemon(&self, host: usize) -> Result<Instant, LabError> {
+        let process = self
+            .daemon(host)
+            .ok_or_else(|| LabError::Spec(format!("no daemon on h{host}")))?;
+        fault::pause(&self.lab, &process)
+    }
+
+    pub fn resume_daemon(&self, host: usize) -> Result<Instant, LabError> {
+        let process = self
+            .daemon(host)
+            .ok_or_else(|| LabError::Spec(format!("no daemon on h{host}")))?;
+        fault::resume(&self.lab, &process)
+    }
+
+    /// Power loss of `host`: links down, every process killed, and the relocatable addresses
+    /// gone with the machine's memory. Returns the instant the links went down.
+    pub fn power_off(&self, host: usize) -> Result<Instant, LabError> {
+        let at = fault::power_off(&self.lab, host)?;
+        self.forget_relocatable_addresses(host)?;
+        Ok(at)
+    }
+
+    /// Power back on: links up, the daemon started (a boot).
+    pub fn power_on(&self, host: usize) -> Result<Instant, LabError> {
+        let at = fault::power_on(&self.lab, host)?;
+        self.start_daemon(host)?;
+        Ok(at)
+    }
+
+    /// Removes every package address from `host` (what a reboot does to interface addresses).
+    pub fn forget_relocatable_addresses(&self, host: usize) -> Result<(), LabError> {
+        let present = self.lab.addresses(host)?;
+        for package in &self.spec.packages {
+            if present.contains(&package.address) {
+                self.lab
+                    .delete_address(host, 1, package.address, names::NETWORK_PREFIX_LENGTH)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET path` of `host`'s API, asked from inside `host`'s namespace.
+    pub fn api_get(&self, host: usize, path: &str) -> Result<Value, LabError> {
+        let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
+        let path = path.to_string();
+        crate::netns::in_namespace(self.lab.namespace_path(host), move || {
+            get_json(address, &path, API_TIMEOUT)
+        })
+        .and_then(|result| result)
+        .map_err(io_error("asking a node's API"))
+    }
+
+    /// `GET /v1/status` of `host`.
+    pub fn status(&self, host: usize) -> Result<Value, LabError> {
+        self.api_get(host, "/v1/status")
+    }
+
+    /// The status of every host whose daemon runs and answers.
+    pub fn statuses(&self) -> Vec<(usize, Value)> {
+        self.hosts()
+            .filter(|&host| self.daemon_running(host))
+            .filter_map(|host| Some((host, self.status(host).ok()?)))
+            .collect()
+    }
+
+    /// The node running `package` according to the API: asked of every answering node, the
+    /// first answer from a node that has a quorum and shows the package up.
+    pub fn holder(&self, package: &str) -> Option<usize> {
+        self.statuses()
+            .into_iter()
+            .filter(|(_, status)| has_quorum(status))
+            .find_map(|(_, status)| holder_in(&status, package))
+    }
+
+    /// Which host serves `package` to the client right now (one HTTP GET).
+    pub fn serving_host(&self, package: &str) -> Option<usize> {
+        let target = self.package(package)?.target();
+        let answer = self
+            .lab
+            .http_get(CLIENT, target, Duration::from_millis(300))
+            .ok()?;
+        host_of_answer(&answer)
+    }
+
+    /// Waits until every package is served to the client and the API names the same holder.
+    pub fn wait_until_served(&self, deadline: Instant) -> Result<Vec<usize>, LabError> {
+        let mut holders = Vec::new();
+        for package in &self.spec.packages {
+            let host = self.wait_for(
+                &format!("package {} to be served", package.name),
+                deadline,
+                || {
+                    let serving = self.serving_host(&package.name)?;
+                    (self.holder(&package.name) == Some(serving)).then_some(serving)
+                },
+            )?;
+            holders.push(host);
+        }
+        Ok(holders)
+    }
+
+    /// Polls `probe` every 20 ms until it gives a value or `deadline` passes.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Result<T, LabError> {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = probe() {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: what.to_string(),
+                    after: started.elapsed(),
+                });
+            }
+            std::thread::sleep(POLL_PERIOD);
+        }
+    }
+
+    /// The event log as `host` shows it (the last events, newest first).
+    pub fn events(&self, host: usize) -> Result<Vec<Value>, LabError> {
+        Ok(self.status(host)?["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The last lines of `host`'s log (daemon and services), for failure messages.
+    pub fn log_tail(&self, host: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.lab.log_path(host)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Log lines of `host` containing `needle`.
+    pub fn log_lines_containing(&self, host: usize, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(self.lab.log_path(host))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// SIGTERM to every running daemon (each halts its packages), waiting at most 10 s in
+    /// total, then SIGKILL of what is left. Services are left to the lab's cleanup.
+    pub fn stop_all(&self) {
+        let running: Vec<HostProcess> = self
+            .hosts()
+            .filter_map(|host| self.daemon(host))
+            .filter(|process| self.lab.is_running(process))
+            .collect();
+        for process in &running {
+            let _ = self.lab.signal(process, libc::SIGCONT);
+            let _ = self.lab.signal(process, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for process in &running {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if self.lab.wait_exit(process, remaining).is_none() {
+                let _ = self.lab.signal(process, libc::SIGKILL);
+                let _ = self.lab.wait_exit(process, Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+impl Drop for LabCluster {
+    fn drop(&mut self) {
+        if let Some(announcer) = self.announcer.take() {
+            announcer.stop();
+        }
+    }
+}
+
+/// True when `status` comes from a node that sees a quorum.
+pub fn has_quorum(status: &Value) -> bool {
+    status["quorum"]["has_quorum"].as_bool() == Some(true)
+}
+
+/// The host running `package` in a status answer, if it is up.
+pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
+    let entry = status["packages"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == package)?;
+    if entry["status"] != "up" {
+        return None;
+    }
+    host_of_node(entry["nodes"].as_array()?.first()?.as_str()?)
+}
+
+/// HTTP/1.0 GET of `path`, the body parsed as JSON (any status: errors are JSON too).
+fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(remaining))?;
+    stream.set_write_timeout(Some(remaining))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "no end of HTTP header")
+    })?;
+    serde_json::from_str(body)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+}
+
+/// The move announcer (see the module documentation).
+struct Announcer {
+    stop: Arc<AtomicBool>,
+    flushes: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Announcer {
+    fn start(lab: &Lab, packages: &[PackageSpec]) -> Result<Announcer, LabError> {
+        let mut sockets = Vec::new();
+        for host in lab.hosts() {
+            sockets.push(
+                RouteSocket::open_in(lab.namespace_path(host))
+                    .map_err(io_error("opening netlink in a host"))?,
+            );
+        }
+        let client = lab.namespace_path(CLIENT).to_path_buf();
+        let addresses: Vec<Ipv4Addr> = packages.iter().map(|package| package.address).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flushes = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let stop = stop.clone();
+            let flushes = flushes.clone();
+            std::thread::Builder::new()
+                .name("lab-announcer".into())
+                .spawn(move || announce(sockets, client, addresses, stop, flushes))
+                .map_err(io_error("starting the move announcer"))?
+        };
+        Ok(Announcer {
+            stop,
+            flushes,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn announce(
+    mut sockets: Vec<RouteSocket>,
+    client: PathBuf,
+    addresses: Vec<Ipv4Addr>,
+    stop: Arc<AtomicBool>,
+    flushes: Arc<AtomicU64>,
+) {
+    let started = Instant::now();
+    let mut holders: Vec<Vec<bool>> = vec![vec![false; sockets.len()]; addresses.len()];
+    let device = names::interface(1);
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < ANNOUNCER_RUN_TIME_MAX {
+        for (host_index, socket) in sockets.iter_mut().enumerate() {
+            let Ok(present) = socket.ipv4_addresses() else {
+                continue;
+            };
+            for (package, address) in addresses.iter().enumerate() {
+                let now = present.iter().any(|entry| entry.address == *address);
+                if now && !holders[package][host_index] {
+                    let address = address.to_string();
+                    let flushed =
+                        Invocation::new("ip", &["neigh", "flush", "to", &address, "dev", &device])
+                            .in_netns(&client)
+                            .timeout(Duration::from_secs(2))
+                            .output();
+                    if flushed.is_ok() {
+                        flushes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                holders[package][host_index] = now;
+            }
+        }
+        std::thread::sleep(ANNOUNCER_PERIOD);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_names_nodes_networks_disk_and_the_package_resources() {
+        let mut spec = ClusterSpec::new("/opt/halcyon");
+        spec.lease = Some(Duration::from_millis(600));
+        let cluster = cluster_file(&spec, 3, 2, Path::new("/tmp/lab/disk-heartbeat"));
+        assert!(cluster.contains("interval = \"100ms\"\nsensitivity = 4"));
+        assert!(cluster.contains("[quorum]\nlease = \"600ms\""));
+        assert!(cluster.contains("subnets = [\"198.18.2.0/24\"]"));
+        assert!(cluster.contains("kind = \"disk\"\ndevice = \"/tmp/lab/disk-heartbeat\""));
+        assert!(cluster.contains("name = \"h3\"\nnumber = 3"));
+        assert!(cluster.contains("address = \"198.18.2.3\"\ndevice = \"eth2\""));
+        let package = package_file(&spec, &spec.packages[0], 3);
+        assert!(package.contains("nodes = [\"h1\", \"h2\", \"h3\"]"));
+        assert!(package.contains("run = \"ip addr replace 198.18.1.200/24 dev eth1\""));
+        assert!(package.contains(
+            "command = \"exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \\\"$HALCYON_NODE\\\"\""
+        ));
+        assert!(spec.outage_bound() > spec.nominal_takeover());
+    }
+
+    #[test]
+    fn answers_and_node_names_map_to_hosts() {
+        assert_eq!(host_of_answer(&answer_of(4)), Some(4));
+        assert_eq!(host_of_node("h12"), Some(12));
+        assert_eq!(host_of_answer("hello from x"), None);
+        let status = serde_json::json!({
+            "quorum": {"has_quorum": true},
+            "packages": [{"name": "web", "status": "up", "nodes": ["h2"]}],
+        });
+        assert!(has_quorum(&status));
+        assert_eq!(holder_in(&status, "web"), Some(2));
+        assert_eq!(holder_in(&status, "db"), None);
+    }
+}
