@@ -44,7 +44,6 @@ fn skip_without_agents(test: &str) -> bool {
         return false;
     }
     eprintln!("skipped: needs the resource-agents package ({test})");
-    println!("skipped: needs the resource-agents package ({test})");
     true
 }
 

@@ -17,7 +17,6 @@ pub fn skip_unless_root(test: &str) -> bool {
         return false;
     }
     eprintln!("skipped: needs root ({test})");
-    println!("skipped: needs root ({test})");
     true
 }
 
