@@ -477,14 +477,38 @@ async fn node_op(
     body: Bytes,
 ) -> Response {
     let config = node.config();
-    if !["start", "halt"].contains(&op.as_str()) {
+    if !["start", "halt", "add", "remove"].contains(&op.as_str()) {
         return error(
             StatusCode::NOT_FOUND,
-            format!("unknown node operation \"{op}\"; expected start or halt"),
+            format!("unknown node operation \"{op}\"; expected start, halt, add or remove"),
         );
     }
-    if config.node(&name).is_none() {
-        return error(StatusCode::NOT_FOUND, unknown_node(&config, &name));
+    let witness = config
+        .cluster
+        .quorum
+        .witness
+        .as_ref()
+        .filter(|w| w.name.as_str() == name);
+    if config.node(&name).is_none() && !(witness.is_some() && (op == "add" || op == "remove")) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{}; a voter must be in the applied configuration",
+                unknown_node(&config, &name)
+            ),
+        );
+    }
+    if op == "add" || op == "remove" {
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad request body: node {op} takes no body"),
+            );
+        }
+        if !node.consensus.is_leader() || node.is_isolated() {
+            return forward(&node, method, &uri, &Bytes::new()).await;
+        }
+        return voter_change(&node, &config, &name, op == "add").await;
     }
     let body: NodeBody = match parse_body(&body) {
         Ok(b) => b,
@@ -532,6 +556,115 @@ async fn node_op(
         return submit_event(&node, Event::NodeUp { node: name }, "api").await;
     }
     submit_event(&node, Event::NodeDown { node: name, how }, "api").await
+}
+
+/// How long a voter change may take.
+const VOTER_CHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The smallest voter set allowed: `quorum.min_voters`, by default a majority of the
+/// configured voters (nodes and witness).
+pub fn min_voters(config: &halcyon_config::Config) -> usize {
+    match config.cluster.quorum.min_voters {
+        0 => config.cluster.voter_count() / 2 + 1,
+        n => n as usize,
+    }
+}
+
+/// `node add|remove NAME`: changes the Raft voter set (on the leader).
+async fn voter_change(
+    node: &Node,
+    config: &halcyon_config::Config,
+    name: &str,
+    add: bool,
+) -> Response {
+    let members = crate::node::raft_members(config);
+    let number = config
+        .node(name)
+        .map(|n| n.number)
+        .or_else(|| config.cluster.quorum.witness.as_ref().map(|w| w.number))
+        .expect("checked by the caller");
+    let id = halcyon_consensus::NodeId::from(number);
+    let voters = node.consensus.voters();
+    let names = |set: &std::collections::BTreeSet<halcyon_consensus::NodeId>| {
+        set.iter()
+            .map(|id| node.node_name_of(*id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let result = if add {
+        if voters.contains(&id) {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "refused: {name} is already a voter (voters: {})",
+                    names(&voters)
+                ),
+            );
+        }
+        let Some(addrs) = members.get(&id).cloned() else {
+            return error(
+                StatusCode::CONFLICT,
+                format!("refused: {name} has no consensus address in the configuration"),
+            );
+        };
+        node.consensus
+            .add_voter(id, addrs)
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        if !voters.contains(&id) {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "refused: {name} is not a voter (voters: {})",
+                    names(&voters)
+                ),
+            );
+        }
+        let minimum = min_voters(config);
+        if voters.len() - 1 < minimum {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "refused: removing {name} would leave {} voter(s); the minimum is {minimum} (quorum.min_voters)",
+                    voters.len() - 1
+                ),
+            );
+        }
+        if id == node.consensus.node_id() {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "refused: {name} is the coordinator; remove it from another coordinator (halt it first)"
+                ),
+            );
+        }
+        // Kept as a learner: the node still receives the log (plans, leases' state), it
+        // only stops voting. `Consensus::remove_voter` drops it entirely.
+        let change = node.consensus.raft().change_membership(
+            openraft::ChangeMembers::RemoveVoters(std::collections::BTreeSet::from([id])),
+            true,
+        );
+        match tokio::time::timeout(VOTER_CHANGE_TIMEOUT, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {VOTER_CHANGE_TIMEOUT:?}")),
+        }
+    };
+    match result {
+        Ok(()) => {
+            let after = node.consensus.voters();
+            tracing::info!(node = %name, add, voters = %names(&after), "voter set changed");
+            ok(json!({
+                "note": format!("{name} {}; voters: {}", if add { "is a voter" } else { "is no longer a voter" }, names(&after)),
+                "voters": after.iter().map(|id| node.node_name_of(*id)).collect::<Vec<_>>(),
+            }))
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("voter change failed: {e}"),
+        ),
+    }
 }
 
 /// `cluster start` (cmruncl) and `cluster halt` (cmhaltcl).

@@ -1,0 +1,97 @@
+//! Voter set changes over the API and the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--api")
+        .arg(c.api(i).to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn voters_are_removed_and_added_with_precise_refusals() {
+    let mut spec = Spec::new(27900);
+    spec.quorum = "min_voters = 2".into();
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let coordinator = c.status(1).unwrap()["coordinator"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| *n != coordinator)
+        .unwrap();
+    let third = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| *n != coordinator && *n != other)
+        .unwrap();
+
+    let (code, out) = cli(&c, 1, &["node", "add", "n7"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "unknown node \"n7\" (nodes: n1, n2, n3); a voter must be in the applied configuration"
+        ),
+        "{out}"
+    );
+    let (code, out) = cli(&c, 2, &["node", "add", other]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("refused: {other} is already a voter")),
+        "{out}"
+    );
+
+    // Remove one voter (asked through a follower: forwarded to the coordinator).
+    let (code, out) = cli(&c, 3, &["node", "remove", other]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{other} is no longer a voter")),
+        "{out}"
+    );
+    c.wait_for(1, "two voters", FORM_TIMEOUT, |v| {
+        v["quorum"]["voters"].as_array().unwrap().len() == 2
+    });
+    // The minimum holds.
+    let (code, out) = cli(&c, 1, &["node", "remove", third]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "refused: removing {third} would leave 1 voter(s); the minimum is 2"
+        )),
+        "{out}"
+    );
+    let (code, out) = cli(&c, 1, &["node", "remove", other]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("refused: {other} is not a voter")),
+        "{out}"
+    );
+    // The cluster still commits: a package operation works.
+    let (code, body) = c.request(1, "POST", "/v1/packages/web/disable", None);
+    assert_eq!(code, 200, "{body}");
+
+    // Added back.
+    let (code, out) = cli(&c, 1, &["node", "add", other]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(2, "three voters", FORM_TIMEOUT, |v| {
+        v["quorum"]["voters"].as_array().unwrap().len() == 3
+    });
+    let text = halcyon_daemon::render_status(&c.status(3).unwrap());
+    assert!(text.contains("voters: n1, n2, n3"), "{text}");
+}
