@@ -1,8 +1,9 @@
 //! Checks of values written in languages other crates own (monitor predicates and
 //! samplers), so that `load` reports their mistakes with positions like every
 //! other mistake. The configuration crate cannot depend on those crates (they
-//! depend on it), so the caller passes an implementation in: `halcyon check` and the
-//! daemon pass `halcyon_monitor::Checks`.
+//! depend on it), so the caller passes an implementation in (`halcyon check`
+//! combines `halcyon_monitor::Checks` with the OCF meta-data check of
+//! `halcyon_resources::ocf`).
 
 /// A mistake inside a value. `column` is 1-based, in characters of the value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +19,15 @@ pub trait ValueChecks {
     fn predicate(&self, text: &str) -> Result<(), ValueError>;
     /// A monitor's sampler (`builtin:...` or a command).
     fn sampler(&self, text: &str) -> Result<(), ValueError>;
+    /// An OCF resource's parameters against its agent's meta-data (reported at the
+    /// `agent` value). By default nothing is checked.
+    fn ocf_params(
+        &self,
+        _agent: &str,
+        _params: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<ValueError> {
+        Vec::new()
+    }
 }
 
 /// The byte offset in `raw` (the source text of a TOML string value, starting at its

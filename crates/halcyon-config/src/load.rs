@@ -1472,7 +1472,14 @@ fn read_resource(
                         .expected = Some("e.g. \"heartbeat:IPaddr2\"".to_owned());
                     }
                 }
-                let params = r.string_map(sink, "params").into_iter().collect();
+                let params: BTreeMap<String, String> =
+                    r.string_map(sink, "params").into_iter().collect();
+                if let (Some(checks), Some((text, span))) = (sink.checks, &agent) {
+                    let agent = text.trim_start_matches("ocf:");
+                    for e in checks.ocf_params(agent, &params) {
+                        sink.value_error(span.clone(), &format!("{path}.params"), e);
+                    }
+                }
                 let monitor_interval = r
                     .duration(sink, "monitor_interval")
                     .map_or(Duration::from_secs(10), |(d, _)| d);

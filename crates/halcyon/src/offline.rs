@@ -50,10 +50,40 @@ impl Input {
 /// Where the configuration is when `--config` is not given.
 const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
+/// The value checks of `halcyon check`: monitor predicates and samplers, and OCF
+/// parameters against the agents' meta-data.
+struct Checks;
+
+impl halcyon_config::ValueChecks for Checks {
+    fn predicate(&self, text: &str) -> Result<(), halcyon_config::ValueError> {
+        halcyon_monitor::Checks.predicate(text)
+    }
+
+    fn sampler(&self, text: &str) -> Result<(), halcyon_config::ValueError> {
+        halcyon_monitor::Checks.sampler(text)
+    }
+
+    fn ocf_params(
+        &self,
+        agent: &str,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<halcyon_config::ValueError> {
+        halcyon_resources::ocf::validate_params(agent, params)
+            .into_iter()
+            .map(|problem| halcyon_config::ValueError {
+                column: None,
+                problem,
+                expected: None,
+                hint: None,
+            })
+            .collect()
+    }
+}
+
 /// `halcyon check`: the configuration, and the event rules files (those in the
 /// given directories and the one the cluster file names).
 pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let loaded = halcyon_config::load_with(paths, Some(&halcyon_monitor::Checks));
+    let loaded = halcyon_config::load_with(paths, Some(&Checks));
     let mut diagnostics = match &loaded {
         Ok(_) => Vec::new(),
         Err(d) => d.0.clone(),
@@ -202,15 +232,14 @@ pub fn import_hacmp(
 /// The configuration and state an offline command works on, or the exit code
 /// after printing why they are unusable.
 fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCode> {
-    let config =
-        match halcyon_config::load_with(&input.config_paths(), Some(&halcyon_monitor::Checks)) {
-            Ok((config, _)) => config,
-            Err(diagnostics) => {
-                eprint!("{diagnostics}");
-                eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
-                return Err(ExitCode::from(EXIT_INVALID));
-            }
-        };
+    let config = match halcyon_config::load_with(&input.config_paths(), Some(&Checks)) {
+        Ok((config, _)) => config,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let now = input.at.unwrap_or_else(Timestamp::now);
     let state = match &input.state {
         Some(path) => match read_state(path, &config) {

@@ -320,3 +320,42 @@ fn import_hacmp_refuses_a_malformed_record_and_writes_nothing() {
     );
     assert!(!out.exists(), "nothing is written for a malformed file");
 }
+
+#[test]
+fn check_validates_ocf_parameters_against_the_agents_meta_data() {
+    if !std::path::Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").exists() {
+        println!("skipped: needs the resource-agents package (ocf:heartbeat:Dummy)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "../../examples/cluster/cluster.toml",
+        dir.path().join("cluster.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dummy.toml"),
+        "[package]\nname = \"dummy\"\nnodes = [\"node1\", \"node2\"]\n\n[[resource]]\nkind = \"ocf\"\nagent = \"heartbeat:Dummy\"\nparams = { stat = \"/run/dummy.state\" }\n",
+    )
+    .unwrap();
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("dummy.toml:7:9: resource[1].params: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("stat") && out.contains("did you mean \"state\""),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("dummy.toml"),
+        "[package]\nname = \"dummy\"\nnodes = [\"node1\", \"node2\"]\n\n[[resource]]\nkind = \"ocf\"\nagent = \"heartbeat:Dummy\"\nparams = { state = \"/run/dummy.state\" }\n",
+    )
+    .unwrap();
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
