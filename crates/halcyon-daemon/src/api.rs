@@ -206,6 +206,7 @@ pub fn status_json(node: &Node) -> Value {
             "last_applied": state.applied_index,
             "detail": if has_quorum { Value::Null } else { Value::String(no_quorum(node)) },
         },
+        "watchdog": node.watchdog_state,
         "lease": {
             "remaining_ms": node.lease_remaining().as_millis() as u64,
             "duration_ms": node.lease_duration.as_millis() as u64,

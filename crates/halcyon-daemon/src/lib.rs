@@ -20,6 +20,7 @@ mod demo;
 pub mod faults;
 pub mod lease;
 pub mod node;
+pub mod watchdog;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -285,6 +286,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;
+    node.close_watchdog();
     Ok(())
 }
 
@@ -437,6 +439,11 @@ pub fn render_status(v: &Value) -> String {
     if let Some(voters) = v["quorum"]["voters"].as_array() {
         let names: Vec<String> = voters.iter().map(s).collect();
         let _ = writeln!(out, "  voters: {}", names.join(", "));
+    }
+    if let Some(w) = v["watchdog"].as_str()
+        && w != "not configured"
+    {
+        let _ = writeln!(out, "  watchdog on {}: {w}", s(&v["answered_by"]));
     }
     if v["witness"].is_object() {
         let w = &v["witness"];

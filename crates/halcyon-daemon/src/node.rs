@@ -86,6 +86,10 @@ pub struct Node {
     pub test_faults: bool,
     /// Test-only heartbeat drops (`--test-faults`).
     pub heartbeat_faults: HeartbeatFaults,
+    /// The watchdog device, when configured and present.
+    watchdog: Mutex<Option<crate::watchdog::Watchdog>>,
+    /// What `halcyon status` says about the watchdog.
+    pub watchdog_state: String,
     run_dir: PathBuf,
 }
 
@@ -266,6 +270,17 @@ impl Node {
             .lease
             .unwrap_or_else(|| config.cluster.detection_time());
         let renew_interval = config.cluster.heartbeat.interval;
+        let watchdog = config
+            .cluster
+            .quorum
+            .watchdog
+            .as_ref()
+            .and_then(|path| crate::watchdog::Watchdog::open(Path::new(path)));
+        let watchdog_state = match (&config.cluster.quorum.watchdog, &watchdog) {
+            (None, _) => "not configured".to_owned(),
+            (Some(p), Some(_)) => format!("armed ({p})"),
+            (Some(p), None) => format!("ABSENT ({p} cannot be opened)"),
+        };
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -289,6 +304,8 @@ impl Node {
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
+            watchdog: Mutex::new(watchdog),
+            watchdog_state,
             run_dir,
         });
         let api_addr = node.api_addrs[&NodeId::from(node.number)];
@@ -505,6 +522,14 @@ impl Node {
             };
             if let Some(LeaseAnswer { granted: true, .. }) = answer {
                 lock(&self.holder).granted(t_send, self.lease_duration);
+            }
+            // The watchdog is fed only while the lease is valid and the heartbeat thread runs.
+            let healthy = lock(&self.runner).as_ref().is_some_and(|r| r.is_running());
+            if healthy
+                && self.lease_valid()
+                && let Some(w) = lock(&self.watchdog).as_mut()
+            {
+                w.keepalive();
             }
             let next = t_send + self.renew_interval;
             tokio::time::sleep_until(next).await;
@@ -1156,6 +1181,13 @@ impl Node {
 
     fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {
         !package.is_failover() || self.lease_valid()
+    }
+
+    /// Disarms the watchdog with the magic close (clean shutdown only).
+    pub fn close_watchdog(&self) {
+        if let Some(w) = lock(&self.watchdog).take() {
+            w.close();
+        }
     }
 
     /// Stops every local package (daemon shutdown).

@@ -1,0 +1,68 @@
+//! The optional Linux watchdog (`quorum.watchdog = "/dev/watchdog"`; SPEC 6).
+//!
+//! Opened at start; kept alive from the lease loop only while this node holds a valid lease and
+//! the daemon is healthy (its heartbeat thread runs); closed with the magic character `V` on a
+//! clean shutdown, so that stopping the daemon does not reset the machine. A daemon that hangs,
+//! or keeps running without a lease, stops feeding it and the kernel resets the machine after
+//! the device's timeout (whole seconds; it is not shortened here). When the device cannot be
+//! opened the daemon says so clearly and runs without it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An open watchdog device.
+pub struct Watchdog {
+    path: PathBuf,
+    file: File,
+    keepalives: u64,
+}
+
+impl Watchdog {
+    /// Opens the device; `None` (with an error logged) when it cannot be opened.
+    pub fn open(path: &Path) -> Option<Watchdog> {
+        match OpenOptions::new().append(true).open(path) {
+            Ok(file) => {
+                tracing::info!(device = %path.display(), "watchdog armed: kept alive only while this node holds a lease");
+                Some(Watchdog {
+                    path: path.to_owned(),
+                    file,
+                    keepalives: 0,
+                })
+            }
+            Err(e) => {
+                tracing::error!(
+                    device = %path.display(),
+                    "watchdog device cannot be opened ({e}): running WITHOUT a watchdog; a hung daemon will not reset this machine (load softdog or fix quorum.watchdog)"
+                );
+                None
+            }
+        }
+    }
+
+    /// One keepalive (any byte other than `V`).
+    pub fn keepalive(&mut self) {
+        match self.file.write_all(b"k") {
+            Ok(()) => self.keepalives += 1,
+            Err(e) => {
+                tracing::error!(device = %self.path.display(), "watchdog keepalive failed: {e}")
+            }
+        }
+    }
+
+    /// Clean shutdown: the magic close character, then close.
+    pub fn close(mut self) {
+        match self.file.write_all(b"V").and_then(|()| self.file.flush()) {
+            Ok(()) => {
+                tracing::info!(device = %self.path.display(), keepalives = self.keepalives, "watchdog disarmed (magic close)")
+            }
+            Err(e) => {
+                tracing::error!(device = %self.path.display(), "watchdog magic close failed: {e}; the machine may reset")
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
