@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod diagnostic;
+pub mod import_sg;
 mod load;
 pub mod model;
 mod reader;
@@ -15,5 +16,6 @@ mod validate;
 
 pub use checks::{ValueChecks, ValueError};
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use import_sg::{ServiceguardImport, import_serviceguard};
 pub use load::{ALL_NODES, Summary, collect_files, load, load_texts, load_texts_with, load_with};
 pub use model::*;

@@ -88,6 +88,30 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum Import {
+    /// A Serviceguard package ASCII file (`cmmakepkg` format) and its package
+    /// control script (`IP[]`, `SERVICE_NAME[]`/`SERVICE_CMD[]`/`SERVICE_RESTART[]`,
+    /// `VG[]`, `LV[]`/`FS[]`, `customer_defined_run_cmds` and `_halt_cmds`) -> a
+    /// native package file and the customer commands as scripts
+    /// (Serviceguard: cmgetconf + the control script).
+    ///
+    /// Addresses are matched to the networks of the cluster configuration, and the
+    /// result is validated with it before anything is written.
+    Serviceguard {
+        /// The package ASCII file.
+        package: PathBuf,
+        /// The package control script (default: the file's RUN_SCRIPT, if it exists).
+        #[arg(long, value_name = "FILE")]
+        control_script: Option<PathBuf>,
+        /// The cluster configuration the package joins (default /etc/halcyon).
+        #[arg(long, short = 'c', value_name = "DIR")]
+        config: Vec<PathBuf>,
+        /// Where to write the package file and scripts.
+        #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// An HACMP rules file (`rules.hacmprd`, 9-line records) and its `.rp` recovery
     /// programs -> a native rules file and programs (HACMP ES: the event
     /// management rules of `/usr/sbin/cluster/events`).
@@ -135,6 +159,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
+        Command::Import {
+            what:
+                Import::Serviceguard {
+                    package,
+                    control_script,
+                    config,
+                    out,
+                    force,
+                },
+        } => {
+            offline::import_serviceguard(&package, control_script.as_deref(), &config, &out, force)
+        }
         Command::Import {
             what:
                 Import::Hacmp {

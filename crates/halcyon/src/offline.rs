@@ -181,6 +181,128 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Writes `files` into `out`; refuses (exit 1, nothing written) when any exists
+/// already, unless `force`. Returns the exit code when it refused.
+fn write_new_files(
+    out: &Path,
+    files: &[(PathBuf, String)],
+    force: bool,
+) -> anyhow::Result<Option<ExitCode>> {
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(name, _)| out.join(name))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        eprintln!(
+            "halcyon import: these files exist already and were left untouched: {}; use --force to overwrite, or another --out directory",
+            existing.join(", ")
+        );
+        return Ok(Some(ExitCode::from(1)));
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the directory", out.display()))?;
+    for (name, text) in files {
+        let path = out.join(name);
+        std::fs::write(&path, text)
+            .with_context(|| format!("{}: cannot be written", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(None)
+}
+
+/// `halcyon import serviceguard PKG.conf`: the package file (and control script)
+/// against the cluster configuration in `config`; the result is validated with
+/// that configuration before anything is written.
+pub fn import_serviceguard(
+    package: &Path,
+    control: Option<&Path>,
+    config: &[PathBuf],
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let config_paths = if config.is_empty() {
+        vec![PathBuf::from(DEFAULT_CONFIG_DIR)]
+    } else {
+        config.to_vec()
+    };
+    let cluster_config = match halcyon_config::load(&config_paths) {
+        Ok((c, _)) => c,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("the cluster configuration is invalid; fix it first (`halcyon check`)");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let package_text = std::fs::read_to_string(package)
+        .with_context(|| format!("{}: cannot be read", package.display()))?;
+    // The control script: given, or the package file's RUN_SCRIPT when it exists.
+    let control_path = control.map(Path::to_path_buf).or_else(|| {
+        package_text
+            .lines()
+            .map(str::trim)
+            .find_map(|l| {
+                l.strip_prefix("RUN_SCRIPT ")
+                    .or_else(|| l.strip_prefix("RUN_SCRIPT\t"))
+            })
+            .map(|p| PathBuf::from(p.trim()))
+            .filter(|p| p.exists())
+    });
+    let control_text = match &control_path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot be read", p.display()))?,
+        ),
+        None => None,
+    };
+    let control_input = control_path.as_deref().zip(control_text.as_deref());
+    let imported = match halcyon_config::import_serviceguard(
+        package,
+        &package_text,
+        control_input,
+        &cluster_config.cluster,
+    ) {
+        Ok(i) => i,
+        Err(diagnostics) => {
+            print!("{diagnostics}");
+            eprintln!("nothing was written");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    // Validate the new package together with the existing configuration.
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for f in halcyon_config::collect_files(&config_paths).unwrap_or_default() {
+        if let Ok(t) = std::fs::read_to_string(&f) {
+            texts.push((f.display().to_string(), t));
+        }
+    }
+    let (name, text) = &imported.files[0];
+    let new_path = out.join(name).display().to_string();
+    texts.retain(|(p, _)| *p != new_path);
+    texts.push((new_path, text.clone()));
+    let borrowed: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    if let Err(diagnostics) = halcyon_config::load_texts_with(&borrowed, Some(&Checks)) {
+        print!("{diagnostics}");
+        eprintln!("the imported package does not fit the configuration; nothing was written");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    if let Some(code) = write_new_files(out, &imported.files, force)? {
+        return Ok(code);
+    }
+    for note in &imported.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "imported package \"{}\"; run `halcyon check` on the configuration directory",
+        imported.package
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `halcyon import hacmp RULES`: writes the native rules file and recovery
 /// programs into `out`, refusing to overwrite anything unless `force`.
 pub fn import_hacmp(
@@ -197,27 +319,8 @@ pub fn import_hacmp(
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
-    let files = imported.files();
-    let existing: Vec<String> = files
-        .iter()
-        .map(|(name, _)| out.join(name))
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !existing.is_empty() && !force {
-        eprintln!(
-            "halcyon import: these files exist already and were left untouched: {}; use --force to overwrite, or another --out directory",
-            existing.join(", ")
-        );
-        return Ok(ExitCode::from(1));
-    }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create the directory", out.display()))?;
-    for (name, text) in &files {
-        let path = out.join(name);
-        std::fs::write(&path, text)
-            .with_context(|| format!("{}: cannot be written", path.display()))?;
-        println!("wrote {}", path.display());
+    if let Some(code) = write_new_files(out, &imported.files(), force)? {
+        return Ok(code);
     }
     for note in &imported.notes {
         println!("note: {note}");

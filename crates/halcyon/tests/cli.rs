@@ -359,3 +359,119 @@ fn check_validates_ocf_parameters_against_the_agents_meta_data() {
     let o = halcyon(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn import_serviceguard_translates_a_package_and_its_control_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = "crates/halcyon/tests/fixtures/serviceguard";
+    let out = dir.path().join("out");
+    let o = halcyon(&[
+        "import",
+        "serviceguard",
+        &format!("{fixtures}/sna.conf"),
+        "--control-script",
+        &format!("{fixtures}/sna.cntl"),
+        "-c",
+        "examples/cluster",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let notes = stdout(&o);
+    assert!(
+        notes.contains("sna.conf:21: STORAGE_GROUP is not imported"),
+        "{notes}"
+    );
+    assert!(notes.contains("HALT_SCRIPT_TIMEOUT NO_TIMEOUT"), "{notes}");
+    assert!(notes.contains("test_return"), "{notes}");
+
+    let package = std::fs::read_to_string(out.join("sna.toml")).unwrap();
+    for expected in [
+        "name = \"sna\"",
+        "nodes = [\"node1\", \"node2\"]",
+        "failover_policy = \"configured_node\"",
+        "run_timeout = \"300s\"",
+        "kind = \"volume\"\nname = \"vg_sna\"\nactivate = \"vgchange -a e vg_sna\"",
+        "kind = \"filesystem\"\ndevice = \"/dev/vg_sna/lvol1\"\nmount_point = \"/var/opt/sna\"\nfstype = \"ext4\"\noptions = \"rw\"",
+        "kind = \"ip\"\nnetwork = \"lan1\"\naddress = \"198.18.1.60/24\"",
+        "kind = \"service\"\nname = \"snad\"\ncommand = \"/opt/sna/bin/snad -f\"\nrestart = 2\nhalt_timeout = \"30s\"",
+    ] {
+        assert!(
+            package.contains(expected),
+            "missing {expected:?} in:\n{package}"
+        );
+    }
+    // Resources keep Serviceguard's order: volume, file system, address, customer commands, service.
+    let order: Vec<usize> = [
+        "kind = \"volume\"",
+        "kind = \"filesystem\"",
+        "kind = \"ip\"",
+        "kind = \"script\"",
+        "kind = \"service\"",
+    ]
+    .iter()
+    .map(|k| package.find(k).unwrap())
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{package}");
+    let run = std::fs::read_to_string(out.join("sna-run.sh")).unwrap();
+    assert!(
+        run.contains("snap stop\nsnap start\nsnapadmin start_ls, ls_name=HALS"),
+        "{run}"
+    );
+
+    // The result is a valid package of the example cluster.
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).unwrap();
+    std::fs::copy(
+        "../../examples/cluster/cluster.toml",
+        cfg.join("cluster.toml"),
+    )
+    .unwrap();
+    std::fs::copy(out.join("sna.toml"), cfg.join("sna.toml")).unwrap();
+    let o = halcyon(&["check", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn import_serviceguard_refuses_what_it_cannot_translate_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(
+        &conf,
+        "PACKAGE_NAME bad\nNODE_NAME node1\nNODE_NAME node2\nAUTO_RUN MAYBE\nSERVICE_NAME ghost\n",
+    )
+    .unwrap();
+    let cntl = dir.path().join("bad.cntl");
+    std::fs::write(&cntl, "IP[0]=\"10.1.2.3\"\n").unwrap();
+    let out = dir.path().join("out");
+    let o = halcyon(&[
+        "import",
+        "serviceguard",
+        conf.to_str().unwrap(),
+        "--control-script",
+        cntl.to_str().unwrap(),
+        "-c",
+        "examples/cluster",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let text = stdout(&o);
+    assert!(
+        text.contains("bad.conf:4:1: AUTO_RUN: \"MAYBE\" is not YES or NO"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bad.conf:5:1: SERVICE_NAME: service \"ghost\" has no SERVICE_CMD in the control script"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bad.cntl:1:1: IP[0]: 10.1.2.3 is in none of the cluster's networks' subnets"
+        ),
+        "{text}"
+    );
+    assert!(!out.exists(), "nothing is written");
+}
