@@ -1,0 +1,298 @@
+//! `footprint`: N idle daemons with one package; every daemon's resident memory (VmRSS from
+//! /proc/PID/status) and CPU time (utime + stime from /proc/PID/stat, in clock ticks) sampled
+//! every second over a window, once the cluster has formed and settled.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cluster::{Cluster, Ports};
+use crate::stats::summarize;
+use crate::{interrupt, loadavg};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// After formation, before the window: the start-up work (formation plan, package start,
+/// first lease rounds) is not idle.
+const SETTLE: Duration = Duration::from_secs(5);
+const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+pub const SECONDS_MAX: u64 = 3600;
+
+/// SPEC 12's target per node at 16 nodes, idle.
+pub const TARGET_RSS_MB: f64 = 20.0;
+pub const TARGET_CPU_PERCENT: f64 = 1.0;
+pub const TARGET_NODES: usize = 16;
+
+pub struct Options {
+    pub nodes: usize,
+    pub seconds: u64,
+    pub halcyon: PathBuf,
+    pub port_start: u16,
+}
+
+pub struct NodeFootprint {
+    pub name: String,
+    pub pid: u32,
+    pub rss_median_mb: f64,
+    pub rss_max_mb: f64,
+    /// CPU time over the whole window, as a percentage of one core.
+    pub cpu_percent: f64,
+    /// The busiest one-second interval (clock-tick resolution).
+    pub cpu_max_second_percent: f64,
+}
+
+pub struct Report {
+    pub nodes: Vec<NodeFootprint>,
+    pub window: Duration,
+    pub events_during_window: Option<usize>,
+    pub holder_before: String,
+    pub holder_after: Option<String>,
+    pub load_before: String,
+    pub load_after: String,
+    pub halcyon: PathBuf,
+    pub clock_ticks_per_second: u64,
+}
+
+struct Sample {
+    rss_kib: u64,
+    cpu_ticks: u64,
+}
+
+pub fn run(options: &Options) -> anyhow::Result<Report> {
+    if !(1..=SECONDS_MAX).contains(&options.seconds) {
+        bail!("--seconds must be from 1 to {SECONDS_MAX}");
+    }
+    // SAFETY: sysconf reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks)
+        .ok()
+        .filter(|&t| t > 0)
+        .context("sysconf(_SC_CLK_TCK) failed")?;
+    let mut ports = Ports::new(options.port_start);
+    let port = ports.take(options.nodes)?;
+    let mut cluster = Cluster::start(&options.halcyon, options.nodes, port, None)?;
+    println!(
+        "started {} daemons on 127.0.0.1-{} (base port {port}); waiting for formation...",
+        options.nodes, options.nodes
+    );
+    let formed = Instant::now();
+    let ready = cluster.wait_ready(READY_TIMEOUT)?;
+    println!(
+        "formed after {:.1} s (package on {}, coordinator {}); settling {} s, then sampling every {} s for {} s",
+        formed.elapsed().as_secs_f64(),
+        cluster.daemons[ready.holder].name,
+        ready.coordinator,
+        SETTLE.as_secs(),
+        SAMPLE_PERIOD.as_secs(),
+        options.seconds
+    );
+    let holder_before = cluster.daemons[ready.holder].name.clone();
+    interrupt::sleep(SETTLE)?;
+    let events_before = event_count(&cluster);
+    let load_before = loadavg();
+
+    let pids: Vec<u32> = cluster.daemons.iter().map(|d| d.pid).collect();
+    let mut samples: Vec<Vec<Sample>> = pids.iter().map(|_| Vec::new()).collect();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    let window = Duration::from_secs(options.seconds);
+    let mut k = 0u32;
+    loop {
+        let at = start + SAMPLE_PERIOD * k;
+        if at > start + window {
+            break;
+        }
+        interrupt::sleep_until(at)?;
+        cluster.check_alive()?;
+        times.push(Instant::now());
+        for (pid, out) in pids.iter().zip(samples.iter_mut()) {
+            out.push(sample(*pid)?);
+        }
+        k += 1;
+    }
+    let load_after = loadavg();
+    let events_after = event_count(&cluster);
+    let holder_after = cluster.wait_ready(Duration::from_secs(5)).ok();
+
+    let window_measured = times[times.len() - 1] - times[0];
+    let nodes = cluster
+        .daemons
+        .iter()
+        .zip(&samples)
+        .map(|(d, s)| footprint(&d.name, d.pid, s, &times, ticks))
+        .collect();
+    Ok(Report {
+        nodes,
+        window: window_measured,
+        events_during_window: events_before
+            .zip(events_after)
+            .map(|(b, a)| a.saturating_sub(b)),
+        holder_before,
+        holder_after: holder_after.map(|r| cluster.daemons[r.holder].name.clone()),
+        load_before,
+        load_after,
+        halcyon: options.halcyon.clone(),
+        clock_ticks_per_second: ticks,
+    })
+}
+
+fn footprint(
+    name: &str,
+    pid: u32,
+    samples: &[Sample],
+    times: &[Instant],
+    ticks_per_second: u64,
+) -> NodeFootprint {
+    let mb = |kib: u64| kib as f64 * 1024.0 / 1_000_000.0;
+    let rss: Vec<f64> = samples.iter().map(|s| mb(s.rss_kib)).collect();
+    let rss = summarize(&rss).expect("at least one sample");
+    let percent = |ticks: u64, over: Duration| {
+        ticks as f64 / ticks_per_second as f64 / over.as_secs_f64().max(1e-9) * 100.0
+    };
+    let total = samples[samples.len() - 1]
+        .cpu_ticks
+        .saturating_sub(samples[0].cpu_ticks);
+    let cpu_max_second_percent = samples
+        .windows(2)
+        .zip(times.windows(2))
+        .map(|(s, t)| percent(s[1].cpu_ticks.saturating_sub(s[0].cpu_ticks), t[1] - t[0]))
+        .fold(0.0, f64::max);
+    NodeFootprint {
+        name: name.to_owned(),
+        pid,
+        rss_median_mb: rss.median,
+        rss_max_mb: rss.max,
+        cpu_percent: percent(total, times[times.len() - 1] - times[0]),
+        cpu_max_second_percent,
+    }
+}
+
+/// VmRSS and utime + stime of one process.
+fn sample(pid: u32) -> anyhow::Result<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    Ok(Sample {
+        rss_kib: parse_rss_kib(&status).context("no VmRSS in /proc/PID/status")?,
+        cpu_ticks: parse_cpu_ticks(&stat).context("cannot parse /proc/PID/stat")?,
+    })
+}
+
+fn parse_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// utime + stime: fields 14 and 15 of /proc/PID/stat, counted after the command name, which
+/// is in parentheses and may itself contain spaces or parentheses.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn event_count(cluster: &Cluster) -> Option<usize> {
+    cluster
+        .get_json("/v1/events")
+        .and_then(|v| v["events"].as_array().map(Vec::len))
+}
+
+/// The closing table.
+pub fn render(report: &Report, command_line: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let n = report.nodes.len();
+    let _ = writeln!(out, "\n== halcyon-bench footprint ==");
+    let _ = writeln!(out, "command  : {command_line}");
+    let _ = writeln!(out, "halcyon  : {}", report.halcyon.display());
+    let _ = writeln!(
+        out,
+        "cluster  : {n} idle daemons on 127.0.0.1-{n}, default settings, one failover package (on {})",
+        report.holder_before
+    );
+    let _ = writeln!(
+        out,
+        "window   : {:.1} s, a sample every {} s; CPU from utime+stime at {} ticks/s; MB = 10^6 bytes",
+        report.window.as_secs_f64(),
+        SAMPLE_PERIOD.as_secs(),
+        report.clock_ticks_per_second
+    );
+    let _ = writeln!(
+        out,
+        "load avg : before {}, after {} (1/5/15 min, /proc/loadavg)",
+        report.load_before, report.load_after
+    );
+    let _ = writeln!(
+        out,
+        "events   : {} committed during the window; package on {} after it",
+        report
+            .events_during_window
+            .map_or_else(|| "unknown".into(), |e| e.to_string()),
+        report.holder_after.as_deref().unwrap_or("(not settled)")
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:>8} {:>14} {:>12} {:>14} {:>18}",
+        "node", "pid", "RSS median MB", "RSS max MB", "CPU % (window)", "CPU % (max 1 s)"
+    );
+    for f in &report.nodes {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>8} {:>14.1} {:>12.1} {:>14.2} {:>18.1}",
+            f.name, f.pid, f.rss_median_mb, f.rss_max_mb, f.cpu_percent, f.cpu_max_second_percent
+        );
+    }
+    let rss_medians: Vec<f64> = report.nodes.iter().map(|f| f.rss_median_mb).collect();
+    let rss_max: Vec<f64> = report.nodes.iter().map(|f| f.rss_max_mb).collect();
+    let cpu: Vec<f64> = report.nodes.iter().map(|f| f.cpu_percent).collect();
+    if let (Some(rm), Some(rx), Some(c)) = (
+        summarize(&rss_medians),
+        summarize(&rss_max),
+        summarize(&cpu),
+    ) {
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+        let scope = if n == TARGET_NODES {
+            String::new()
+        } else {
+            format!(" (the target is stated for {TARGET_NODES} nodes; this is {n})")
+        };
+        let _ = writeln!(
+            out,
+            "\nacross nodes: RSS median {:.1} MB, largest {:.1} MB; CPU median {:.2} %, busiest node {:.2} % of one core",
+            rm.median, rx.max, c.median, c.max
+        );
+        let _ = writeln!(
+            out,
+            "SPEC 12 footprint per node: RSS <= {TARGET_RSS_MB:.0} MB -> largest {:.1} MB: {}; CPU <= {TARGET_CPU_PERCENT:.0} % of one core -> busiest {:.2} %: {}{scope}",
+            rx.max,
+            verdict(rx.max <= TARGET_RSS_MB),
+            c.max,
+            verdict(c.max <= TARGET_CPU_PERCENT)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_and_cpu_ticks_are_read_from_proc_formats() {
+        let status = "Name:\thalcyon\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_rss_kib(status), Some(12345));
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 8 0 1234";
+        assert_eq!(parse_cpu_ticks(stat), Some(22));
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(parse_cpu_ticks(&own).is_some());
+    }
+}

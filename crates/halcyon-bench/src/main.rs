@@ -1,0 +1,148 @@
+//! `halcyon-bench`: figures for SPEC 12, measured on a live loopback cluster built from the
+//! `halcyon` binary (build both first: `cargo build --release -p halcyon -p halcyon-bench`).
+//!
+//! - `failover [--runs N] [--fast]`: SIGKILL of the package's node (daemon and service process
+//!   group) -> the service answering on another node; median, p90 and worst, split by whether
+//!   the killed node was the coordinator.
+//! - `footprint [--nodes N] [--seconds S]`: idle RSS and CPU of every daemon.
+//!
+//! Loopback only (127.0.0.x); every wait is bounded; every process started is killed by pid on
+//! exit, on error and on Ctrl-C. Exit codes: 0 figures printed, 1 the measurement failed or was
+//! interrupted, 2 invalid input.
+
+mod cluster;
+mod failover;
+mod footprint;
+mod http;
+mod interrupt;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "halcyon-bench",
+    about = "Measure Halcyon's failover time and idle footprint on a loopback cluster (SPEC 12)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Time from SIGKILL of the package's node (daemon + service group) to the service
+    /// answering on another node, over fresh 3-node clusters.
+    Failover {
+        /// Number of runs (alternating: the holder is / is not the coordinator).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        runs: u64,
+        /// The fast profile: heartbeat 50 ms, sensitivity 3 (lease derived by the daemon).
+        #[arg(long)]
+        fast: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Idle RSS and CPU of every daemon of an N-node cluster with one package.
+    Footprint {
+        /// Nodes (127.0.0.1..N).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=cluster::NODES_MAX as u64))]
+        nodes: u64,
+        /// Length of the sampling window.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=footprint::SECONDS_MAX))]
+        seconds: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The halcyon binary (default: `halcyon` next to this program).
+    #[arg(long)]
+    halcyon: Option<PathBuf>,
+    /// First base port to try (each cluster takes the next free one, 100 ports apart;
+    /// default: derived from this process's id).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(20_000..=64_000))]
+    port_start: Option<u16>,
+}
+
+impl Common {
+    fn halcyon(&self) -> Result<PathBuf, String> {
+        let path = match &self.halcyon {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find this program's path: {e}"))?
+                .with_file_name("halcyon"),
+        };
+        if !path.is_file() {
+            return Err(format!(
+                "{} does not exist; build it first (cargo build --release -p halcyon -p halcyon-bench) or pass --halcyon PATH",
+                path.display()
+            ));
+        }
+        Ok(path)
+    }
+
+    fn port_start(&self) -> u16 {
+        self.port_start
+            .unwrap_or_else(|| 20_000 + (std::process::id() % 400) as u16 * cluster::PORT_STRIDE)
+    }
+}
+
+/// /proc/loadavg's three averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo run --release -p halcyon-bench -- {}", args.join(" "))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    interrupt::install();
+    let common = match &cli.command {
+        Command::Failover { common, .. } | Command::Footprint { common, .. } => common,
+    };
+    let halcyon = match common.halcyon() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let port_start = common.port_start();
+    let result = match &cli.command {
+        Command::Failover { runs, fast, .. } => failover::run(&failover::Options {
+            runs: *runs as usize,
+            fast: *fast,
+            halcyon,
+            port_start,
+        })
+        .map(|report| failover::render(&report, &command_line())),
+        Command::Footprint { nodes, seconds, .. } => footprint::run(&footprint::Options {
+            nodes: *nodes as usize,
+            seconds: *seconds,
+            halcyon,
+            port_start,
+        })
+        .map(|report| footprint::render(&report, &command_line())),
+    };
+    match result {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
