@@ -39,6 +39,11 @@ pub struct NodeFootprint {
     pub cpu_percent: f64,
     /// The busiest one-second interval (clock-tick resolution).
     pub cpu_max_second_percent: f64,
+    /// Medians over the window.
+    pub locked_mb: f64,
+    pub anon_mb: f64,
+    pub file_mb: f64,
+    pub threads: f64,
 }
 
 pub struct Report {
@@ -56,6 +61,12 @@ pub struct Report {
 struct Sample {
     rss_kib: u64,
     cpu_ticks: u64,
+    /// What the RSS is made of: locked memory (the heartbeat thread's `mlockall` when
+    /// permitted locks every mapped page), anonymous and file-backed pages, and threads.
+    locked_kib: u64,
+    anon_kib: u64,
+    file_kib: u64,
+    threads: u64,
 }
 
 pub fn run(options: &Options) -> anyhow::Result<Report> {
@@ -144,6 +155,10 @@ fn footprint(
     ticks_per_second: u64,
 ) -> NodeFootprint {
     let mb = |kib: u64| kib as f64 * 1024.0 / 1_000_000.0;
+    let median = |f: &dyn Fn(&Sample) -> f64| {
+        let v: Vec<f64> = samples.iter().map(f).collect();
+        summarize(&v).map_or(0.0, |s| s.median)
+    };
     let rss: Vec<f64> = samples.iter().map(|s| mb(s.rss_kib)).collect();
     let rss = summarize(&rss).expect("at least one sample");
     let percent = |ticks: u64, over: Duration| {
@@ -164,6 +179,10 @@ fn footprint(
         rss_max_mb: rss.max,
         cpu_percent: percent(total, times[times.len() - 1] - times[0]),
         cpu_max_second_percent,
+        locked_mb: median(&|s| mb(s.locked_kib)),
+        anon_mb: median(&|s| mb(s.anon_kib)),
+        file_mb: median(&|s| mb(s.file_kib)),
+        threads: median(&|s| s.threads as f64),
     }
 }
 
@@ -174,15 +193,20 @@ fn sample(pid: u32) -> anyhow::Result<Sample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     Ok(Sample {
-        rss_kib: parse_rss_kib(&status).context("no VmRSS in /proc/PID/status")?,
+        rss_kib: status_field(&status, "VmRSS").context("no VmRSS in /proc/PID/status")?,
         cpu_ticks: parse_cpu_ticks(&stat).context("cannot parse /proc/PID/stat")?,
+        locked_kib: status_field(&status, "VmLck").unwrap_or(0),
+        anon_kib: status_field(&status, "RssAnon").unwrap_or(0),
+        file_kib: status_field(&status, "RssFile").unwrap_or(0),
+        threads: status_field(&status, "Threads").unwrap_or(0),
     })
 }
 
-fn parse_rss_kib(status: &str) -> Option<u64> {
+/// The number of a `Name:   value [kB]` line of /proc/PID/status.
+fn status_field(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()
@@ -241,14 +265,32 @@ pub fn render(report: &Report, command_line: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "\n{:<8} {:>8} {:>14} {:>12} {:>14} {:>18}",
-        "node", "pid", "RSS median MB", "RSS max MB", "CPU % (window)", "CPU % (max 1 s)"
+        "\n{:<8} {:>8} {:>14} {:>11} {:>15} {:>16} {:>10} {:>8} {:>8} {:>8}",
+        "node",
+        "pid",
+        "RSS median MB",
+        "RSS max MB",
+        "CPU % (window)",
+        "CPU % (max 1 s)",
+        "locked MB",
+        "anon MB",
+        "file MB",
+        "threads"
     );
     for f in &report.nodes {
         let _ = writeln!(
             out,
-            "{:<8} {:>8} {:>14.1} {:>12.1} {:>14.2} {:>18.1}",
-            f.name, f.pid, f.rss_median_mb, f.rss_max_mb, f.cpu_percent, f.cpu_max_second_percent
+            "{:<8} {:>8} {:>14.1} {:>11.1} {:>15.2} {:>16.1} {:>10.1} {:>8.1} {:>8.1} {:>8.0}",
+            f.name,
+            f.pid,
+            f.rss_median_mb,
+            f.rss_max_mb,
+            f.cpu_percent,
+            f.cpu_max_second_percent,
+            f.locked_mb,
+            f.anon_mb,
+            f.file_mb,
+            f.threads
         );
     }
     let rss_medians: Vec<f64> = report.nodes.iter().map(|f| f.rss_median_mb).collect();
@@ -289,7 +331,8 @@ mod tests {
     #[test]
     fn rss_and_cpu_ticks_are_read_from_proc_formats() {
         let status = "Name:\thalcyon\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n";
-        assert_eq!(parse_rss_kib(status), Some(12345));
+        assert_eq!(status_field(status, "VmRSS"), Some(12345));
+        assert_eq!(status_field(status, "VmLck"), None);
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 8 0 1234";
         assert_eq!(parse_cpu_ticks(stat), Some(22));
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
