@@ -22,6 +22,7 @@ pub mod checker;
 pub mod cleanup;
 pub mod cluster;
 pub mod command;
+pub mod compare;
 pub mod fault;
 mod lab;
 pub mod names;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use halcyon_lab::campaign::{self, CampaignOptions};
-use halcyon_lab::{Lab, LabSpec, cleanup, names, serve};
+use halcyon_lab::{Lab, LabSpec, cleanup, compare, names, serve};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +71,28 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         recovery_seconds: u64,
         /// Keep the lab directory (daemon logs, configuration) afterwards.
+        #[arg(long)]
+        keep_directory: bool,
+    },
+    /// The failover benchmark side by side: the same node failure on the same lab for Halcyon,
+    /// Pacemaker+Corosync and keepalived; prints the table and the ratios (exit 1 on a guard
+    /// violation or a system that could not be measured).
+    Compare {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// The halcyon binary (default: `halcyon` next to this executable).
+        #[arg(long)]
+        halcyon: Option<PathBuf>,
+        /// Systems to measure, in order: halcyon, pacemaker, keepalived.
+        #[arg(long, value_delimiter = ',', default_value = "halcyon,pacemaker,keepalived")]
+        systems: Vec<String>,
+        /// keepalived advert_int values (seconds), one run set each.
+        #[arg(long, value_delimiter = ',', default_value = "1,0.1")]
+        keepalived_advert: Vec<f64>,
+        /// Length of the idle footprint window per system.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+        /// Keep the lab directories (logs) afterwards.
         #[arg(long)]
         keep_directory: bool,
     },
@@ -147,6 +169,38 @@ fn run(cli: Cli) -> Result<bool> {
             install_signal_handlers();
             let report = campaign::run(&options, &mut std::io::stdout(), &SIGNALLED)
                 .context("running the campaign")?;
+            println!("{report}");
+            Ok(report.passed())
+        }
+        Command::Compare {
+            runs,
+            halcyon,
+            systems,
+            keepalived_advert,
+            idle_seconds,
+            keep_directory,
+        } => {
+            let halcyon = match halcyon {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("finding this executable")?
+                    .with_file_name("halcyon"),
+            };
+            let options = compare::CompareOptions {
+                runs,
+                systems: systems
+                    .iter()
+                    .map(|name| compare::SystemKind::parse(name))
+                    .collect::<Result<_>>()?,
+                halcyon,
+                lab_binary: std::env::current_exe().context("finding this executable")?,
+                keepalived_adverts: keepalived_advert,
+                idle: Duration::from_secs(idle_seconds),
+                keep_directory,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            install_signal_handlers();
+            let report = compare::run(&options, &mut std::io::stderr(), &SIGNALLED)?;
             println!("{report}");
             Ok(report.passed())
         }
