@@ -370,21 +370,29 @@ impl Cluster {
             && cmdline.contains(&format!(":{} --name", self.port + SERVICE_OFFSET))
     }
 
-    /// Power-loss style: SIGKILL the daemon and its service's process group, back to back.
+    /// Power-loss style: SIGKILL, back to back, the daemon's process group, the groups of the
+    /// processes it started (a lease guard, if the daemon runs one) and its service's group.
     /// Returns the moment just before the first signal.
     pub fn power_off(&mut self, index: usize) -> anyhow::Result<Instant> {
-        let group = self.service_group(index).with_context(|| {
+        let service = self.service_group(index).with_context(|| {
             format!(
                 "no service process group found on {}",
                 self.daemons[index].name
             )
         })?;
         let d = &mut self.daemons[index];
+        let mut groups = child_groups(d.pid);
+        if !groups.contains(&service) {
+            groups.push(service);
+        }
         let t0 = Instant::now();
-        // SAFETY: kill(2) on our own child's pid and on the group its service runs in.
+        // SAFETY: kill(2) on our own child's group (it leads it: `process_group(0)`; not
+        // reaped, so the id is still its) and on groups its children lead.
         unsafe {
-            libc::kill(d.pid as i32, libc::SIGKILL);
-            libc::kill(-group, libc::SIGKILL);
+            libc::kill(-(d.pid as i32), libc::SIGKILL);
+            for g in &groups {
+                libc::kill(-g, libc::SIGKILL);
+            }
         }
         d.alive = false;
         Ok(t0)
@@ -430,9 +438,14 @@ impl Cluster {
     /// Kills what this cluster started; idempotent.
     fn stop(&mut self) {
         for d in self.daemons.iter_mut().filter(|d| !d.reaped) {
-            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            let groups = child_groups(d.pid);
+            // SAFETY: kill(2) on our own child's group, which we have not reaped yet, and on
+            // the groups of the processes it started.
             unsafe {
-                libc::kill(d.pid as i32, libc::SIGKILL);
+                libc::kill(-(d.pid as i32), libc::SIGKILL);
+                for g in groups {
+                    libc::kill(-g, libc::SIGKILL);
+                }
             }
             d.alive = false;
         }
@@ -483,6 +496,46 @@ pub fn probe(addr: SocketAddr) -> Option<String> {
     (r.status == 200).then(|| name.to_owned())
 }
 
+/// The daemon's own helper processes (e.g. its lease guard): its direct children other than
+/// the package's service (whose command line names `demo-http`).
+pub fn helper_pids(pid: u32) -> Vec<u32> {
+    proc_pids()
+        .into_iter()
+        .filter(|&child| {
+            let parent = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| parent_and_group(&stat));
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            parent.is_some_and(|(ppid, _)| ppid == pid as i32)
+                && !String::from_utf8_lossy(&cmdline).contains("demo-http")
+        })
+        .filter_map(|child| u32::try_from(child).ok())
+        .collect()
+}
+
+/// The process groups of `pid`'s direct children, other than our own group.
+fn child_groups(pid: u32) -> Vec<i32> {
+    // SAFETY: getpgrp cannot fail and touches no memory.
+    let ours = unsafe { libc::getpgrp() };
+    let mut groups: Vec<i32> = proc_pids()
+        .into_iter()
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let (ppid, pgrp) = parent_and_group(&stat)?;
+            (ppid == pid as i32 && pgrp > 1 && pgrp != ours).then_some(pgrp)
+        })
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// Fields 4 (ppid) and 5 (pgrp) of /proc/PID/stat, after the parenthesised command name.
+fn parent_and_group(stat: &str) -> Option<(i32, i32)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(1);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
 fn proc_pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
         .map(|entries| {
@@ -518,5 +571,12 @@ mod tests {
         let (cluster, _) = config_files(16, 21_000, Some(fast), Path::new("/x/halcyon"));
         assert!(cluster.contains("interval = \"50ms\"\nsensitivity = 3"));
         assert!(cluster.contains("address = \"127.0.0.16\""));
+    }
+
+    #[test]
+    fn parent_and_group_are_read_after_the_command_name() {
+        let stat = "4242 (a (b) c) S 17 4200 4200 0 -1 4194560";
+        assert_eq!(parent_and_group(stat), Some((17, 4200)));
+        assert_eq!(parent_and_group("garbage"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `failover`: the time from a power-loss-style kill of the node running the package (its
-//! daemon and its service's process group, SIGKILL, back to back: T0) to the package's service
+//! daemon, the processes it started and its service's process group, SIGKILL, back to back:
+//! T0) to the package's service
 //! answering on another node (T1), on a fresh 3-node loopback cluster per run.
 //!
 //! Runs alternate between "the holder is the coordinator" (the slow path: a Raft election,
@@ -371,7 +372,7 @@ pub fn render(report: &Report, command_line: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "measured : SIGKILL of the holder's daemon and service group (T0) -> first HTTP answer naming another node (T1); probes every {} ms per address",
+        "measured : SIGKILL of the holder's daemon, its child process groups and its service group (T0) -> first HTTP answer naming another node (T1); probes every {} ms per address",
         PROBE_PERIOD.as_millis()
     );
     let _ = writeln!(
