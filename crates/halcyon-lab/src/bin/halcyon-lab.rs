@@ -84,7 +84,11 @@ enum Command {
         #[arg(long)]
         halcyon: Option<PathBuf>,
         /// Systems to measure, in order: halcyon, pacemaker, keepalived.
-        #[arg(long, value_delimiter = ',', default_value = "halcyon,pacemaker,keepalived")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "halcyon,pacemaker,keepalived"
+        )]
         systems: Vec<String>,
         /// keepalived advert_int values (seconds), one run set each.
         #[arg(long, value_delimiter = ',', default_value = "1,0.1")]

@@ -16,11 +16,17 @@ pub const SYSTEM: &str = "Halcyon";
 
 struct HalcyonSystem {
     cluster: LabCluster,
+    /// The coordinator (Raft leader) when the cluster was last seen stable.
+    coordinator: Option<usize>,
 }
 
 impl System for HalcyonSystem {
     fn lab(&self) -> &Lab {
         self.cluster.lab()
+    }
+
+    fn role(&self, host: usize) -> Option<&'static str> {
+        (self.coordinator == Some(host)).then_some("coordinator")
     }
 
     fn power_off(&mut self, host: usize) -> Result<Instant> {
@@ -35,22 +41,26 @@ impl System for HalcyonSystem {
     fn wait_stable(&mut self, deadline: Instant) -> Result<usize> {
         let mut gap = String::from("nothing checked");
         let cluster = &self.cluster;
-        let result = cluster.wait_for("a stable Halcyon cluster", deadline, || {
-            match stability_gap(cluster) {
+        let result = cluster.wait_for(
+            "a stable Halcyon cluster",
+            deadline,
+            || match stability_gap(cluster) {
                 Ok(holder) => Some(holder),
                 Err(missing) => {
                     gap = missing;
                     None
                 }
-            }
-        });
-        result.map_err(|error| anyhow::anyhow!("{error}: {gap}"))
+            },
+        );
+        let (holder, coordinator) = result.map_err(|error| anyhow::anyhow!("{error}: {gap}"))?;
+        self.coordinator = coordinator;
+        Ok(holder)
     }
 }
 
 /// Every node answers with a quorum and counts every node as a member; the package is served
-/// by the node the API names. Ok(holder) or what is missing.
-fn stability_gap(cluster: &LabCluster) -> Result<usize, String> {
+/// by the node the API names. Ok((holder, coordinator)) or what is missing.
+fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>), String> {
     let mut statuses = Vec::new();
     for host in cluster.hosts() {
         match cluster.status(host) {
@@ -72,12 +82,15 @@ fn stability_gap(cluster: &LabCluster) -> Result<usize, String> {
             return Err(format!("h{} sees {outsiders} non-members", index + 1));
         }
     }
-    let named = statuses
-        .iter()
-        .find_map(|status| holder_in(status, "web"));
+    let named = statuses.iter().find_map(|status| holder_in(status, "web"));
     let serving = cluster.serving_host("web");
     match (named, serving) {
-        (Some(named), Some(serving)) if named == serving => Ok(serving),
+        (Some(named), Some(serving)) if named == serving => {
+            let coordinator = statuses[0]["coordinator"]
+                .as_str()
+                .and_then(|name| name.strip_prefix('h')?.parse().ok());
+            Ok((serving, coordinator))
+        }
         _ => Err(format!("web placed on {named:?}, served by {serving:?}")),
     }
 }
@@ -92,7 +105,11 @@ fn settings(spec: &ClusterSpec) -> String {
     )
 }
 
-pub(super) fn measure(options: &CompareOptions, progress: &mut dyn Write, stop: &AtomicBool) -> Row {
+pub(super) fn measure(
+    options: &CompareOptions,
+    progress: &mut dyn Write,
+    stop: &AtomicBool,
+) -> Row {
     let spec = ClusterSpec::new(&options.halcyon);
     let mut row = Row::new(SYSTEM, settings(&spec), options.runs);
     let _ = writeln!(progress, "{SYSTEM}: starting 3 daemons ({})", row.settings);
@@ -105,7 +122,10 @@ pub(super) fn measure(options: &CompareOptions, progress: &mut dyn Write, stop: 
         }
         let lab = build_lab(options.keep_directory)?;
         let cluster = LabCluster::start(lab, spec).context("starting Halcyon on the lab")?;
-        Ok(HalcyonSystem { cluster })
+        Ok(HalcyonSystem {
+            cluster,
+            coordinator: None,
+        })
     })();
     let mut system = match started {
         Ok(system) => system,

@@ -32,7 +32,11 @@ pub fn missing_packages() -> Option<String> {
 pub fn configuration(host: usize, hosts: usize, advert_seconds: f64) -> String {
     let version_3 = advert_seconds < 1.0;
     let mut text = String::new();
-    let _ = writeln!(text, "# Written by halcyon-lab compare for {}", host_label(host));
+    let _ = writeln!(
+        text,
+        "# Written by halcyon-lab compare for {}",
+        host_label(host)
+    );
     let _ = writeln!(text, "global_defs {{\n  router_id {}", host_label(host));
     if version_3 {
         let _ = writeln!(text, "  vrrp_version 3");

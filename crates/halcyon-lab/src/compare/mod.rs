@@ -111,6 +111,8 @@ pub struct Row {
     /// Moments the checker saw the service address on two hosts at once.
     pub double_activations: usize,
     pub guard_violations: u64,
+    /// How many measured runs powered off a host with a role (e.g. Pacemaker's DC).
+    pub killed_roles: std::collections::BTreeMap<&'static str, usize>,
     /// Set when the system could not be measured at all (or not to the end).
     pub error: Option<String>,
 }
@@ -126,6 +128,7 @@ impl Row {
             footprint: None,
             double_activations: 0,
             guard_violations: 0,
+            killed_roles: std::collections::BTreeMap::new(),
             error: None,
         }
     }
@@ -198,6 +201,10 @@ trait System {
     fn scaffolding(&self, _host: usize) -> Vec<u32> {
         Vec::new()
     }
+    /// A role of `host` that matters for the failover time (Pacemaker: "DC"), if any.
+    fn role(&self, _host: usize) -> Option<&'static str> {
+        None
+    }
 
     /// Power loss of `host`: links down, every process killed, and the interface addresses it
     /// had gone (what a reboot does). Returns T0, the instant the links went down.
@@ -211,7 +218,12 @@ trait System {
 /// Removes the service address from `host` if present (after a power loss).
 fn forget_service_address(lab: &Lab, host: usize) -> Result<()> {
     if lab.addresses(host)?.contains(&SERVICE_ADDRESS) {
-        lab.delete_address(host, 1, SERVICE_ADDRESS, crate::names::NETWORK_PREFIX_LENGTH)?;
+        lab.delete_address(
+            host,
+            1,
+            SERVICE_ADDRESS,
+            crate::names::NETWORK_PREFIX_LENGTH,
+        )?;
     }
     Ok(())
 }
@@ -337,15 +349,20 @@ fn measure_system(
         let holder = system
             .wait_stable(Instant::now() + STABLE_TIMEOUT)
             .with_context(|| format!("waiting for a stable cluster before run {run}"))?;
+        let role = system.role(holder);
         match one_failover(system, holder) {
             Ok((failover, new_holder, double)) => {
                 row.double_activations += double;
+                if let Some(role) = role {
+                    *row.killed_roles.entry(role).or_default() += 1;
+                }
                 let _ = writeln!(
                     progress,
-                    "{} [{}] run {run}/{}: h{holder} powered off, h{new_holder} answered after {:.3} s",
+                    "{} [{}] run {run}/{}: h{holder}{} powered off, h{new_holder} answered after {:.3} s",
                     row.system,
                     row.settings_short(),
                     options.runs,
+                    role.map(|role| format!(" ({role})")).unwrap_or_default(),
                     failover.as_secs_f64()
                 );
                 row.failovers.push(failover);
@@ -556,7 +573,10 @@ fn seconds(duration: Option<Duration>) -> String {
 fn ratio(numerator: Option<Duration>, denominator: Option<Duration>) -> String {
     match (numerator, denominator) {
         (Some(numerator), Some(denominator)) if !denominator.is_zero() => {
-            format!("{:.2}x", numerator.as_secs_f64() / denominator.as_secs_f64())
+            format!(
+                "{:.2}x",
+                numerator.as_secs_f64() / denominator.as_secs_f64()
+            )
         }
         _ => "n/a".to_string(),
     }
@@ -580,8 +600,7 @@ impl fmt::Display for CompareReport {
         ];
         let mut lines: Vec<[String; 8]> = vec![header.map(str::to_string)];
         for row in &self.rows {
-            let runs = if row.failed_runs.is_empty() && row.failovers.len() == row.runs_requested
-            {
+            let runs = if row.failed_runs.is_empty() && row.failovers.len() == row.runs_requested {
                 format!("{}", row.failovers.len())
             } else {
                 format!("{}/{}", row.failovers.len(), row.runs_requested)
@@ -672,6 +691,14 @@ impl fmt::Display for CompareReport {
                 row.double_activations,
                 row.failovers.len()
             )?;
+            for (role, count) in &row.killed_roles {
+                writeln!(
+                    formatter,
+                    "  {} of {} measured runs powered off the {role}",
+                    count,
+                    row.failovers.len()
+                )?;
+            }
         }
         for note in &self.notes {
             writeln!(formatter, "note: {note}")?;
@@ -695,8 +722,14 @@ mod tests {
     #[test]
     fn percentiles_interpolate() {
         let samples: Vec<Duration> = (1..=10).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&samples, 50.0), Some(Duration::from_millis(5500)));
-        assert_eq!(percentile(&samples, 90.0), Some(Duration::from_millis(9100)));
+        assert_eq!(
+            percentile(&samples, 50.0),
+            Some(Duration::from_millis(5500))
+        );
+        assert_eq!(
+            percentile(&samples, 90.0),
+            Some(Duration::from_millis(9100))
+        );
         assert_eq!(percentile(&samples, 100.0), Some(Duration::from_secs(10)));
         assert_eq!(percentile(&[], 50.0), None);
     }

@@ -228,7 +228,10 @@ fn placement(xml: &str, hosts: usize) -> Result<usize, String> {
         holders.push(on[0].clone());
     }
     if holders[0] != holders[1] {
-        return Err(format!("address on {}, service on {}", holders[0], holders[1]));
+        return Err(format!(
+            "address on {}, service on {}",
+            holders[0], holders[1]
+        ));
     }
     holders[0]
         .strip_prefix('h')
@@ -243,6 +246,8 @@ struct Pacemaker {
     configured: bool,
     /// Corosync's token timeout as it runs (from corosync-cmapctl).
     token: Option<String>,
+    /// The designated controller when the cluster was last seen stable.
+    dc: Option<usize>,
 }
 
 impl Pacemaker {
@@ -293,9 +298,9 @@ impl Pacemaker {
 
     /// The first host whose init runs.
     fn any_live_host(&self) -> Option<usize> {
-        self.lab.hosts().find(|&host| {
-            self.inits[host].is_some_and(|init| self.lab.is_running(&init))
-        })
+        self.lab
+            .hosts()
+            .find(|&host| self.inits[host].is_some_and(|init| self.lab.is_running(&init)))
     }
 
     fn configure(&mut self, host: usize) -> Result<()> {
@@ -324,7 +329,17 @@ impl Pacemaker {
             ],
         )?;
         let xml = resources_xml(&self.serve_script);
-        self.on_host_checked(host, &["cibadmin", "--create", "-o", "resources", "--xml-text", &xml])?;
+        self.on_host_checked(
+            host,
+            &[
+                "cibadmin",
+                "--create",
+                "-o",
+                "resources",
+                "--xml-text",
+                &xml,
+            ],
+        )?;
         self.configured = true;
         Ok(())
     }
@@ -340,6 +355,10 @@ impl System for Pacemaker {
         self.start_host(host)
     }
 
+    fn role(&self, host: usize) -> Option<&'static str> {
+        (self.dc == Some(host)).then_some("DC")
+    }
+
     fn scaffolding(&self, host: usize) -> Vec<u32> {
         self.inits[host].map(|init| init.pid).into_iter().collect()
     }
@@ -351,7 +370,10 @@ impl System for Pacemaker {
             for host in self.lab.hosts() {
                 let init = self.inits[host].with_context(|| format!("h{host} never started"))?;
                 if !self.lab.is_running(&init) {
-                    bail!("the init of h{host} has exited (see its log {})", self.lab.log_path(host).display());
+                    bail!(
+                        "the init of h{host} has exited (see its log {})",
+                        self.lab.log_path(host).display()
+                    );
                 }
             }
             let state = match self.any_live_host() {
@@ -372,7 +394,13 @@ impl System for Pacemaker {
                         other => other,
                     }
                 }
-                Ok(xml) => placement(&xml, HOSTS),
+                Ok(xml) => {
+                    self.dc = tags(&xml, "current_dc")
+                        .first()
+                        .and_then(|attributes| attributes.get("name"))
+                        .and_then(|name| name.strip_prefix('h')?.parse().ok());
+                    placement(&xml, HOSTS)
+                }
                 Err(error) => Err(format!("crm_mon: {error:#}")),
             };
             let outcome = outcome.and_then(|holder| {
@@ -395,10 +423,17 @@ impl System for Pacemaker {
                     Some((since, known)) if known == holder && since.elapsed() >= SETTLE => {
                         if self.token.is_none() {
                             self.token = self
-                                .on_host(holder, &["corosync-cmapctl", "-g", "runtime.config.totem.token"])
+                                .on_host(
+                                    holder,
+                                    &["corosync-cmapctl", "-g", "runtime.config.totem.token"],
+                                )
                                 .ok()
                                 .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-                                .and_then(|text| text.rsplit('=').next().map(|value| value.trim().to_string()))
+                                .and_then(|text| {
+                                    text.rsplit('=')
+                                        .next()
+                                        .map(|value| value.trim().to_string())
+                                })
                                 .filter(|value| !value.is_empty());
                         }
                         return Ok(holder);
@@ -419,13 +454,16 @@ impl System for Pacemaker {
     }
 }
 
-pub(super) fn measure(options: &CompareOptions, progress: &mut dyn Write, stop: &AtomicBool) -> Row {
-    let mut row = Row::new(
-        SYSTEM,
-        "Debian defaults, knet".to_string(),
-        options.runs,
+pub(super) fn measure(
+    options: &CompareOptions,
+    progress: &mut dyn Write,
+    stop: &AtomicBool,
+) -> Row {
+    let mut row = Row::new(SYSTEM, "Debian defaults, knet".to_string(), options.runs);
+    let _ = writeln!(
+        progress,
+        "{SYSTEM}: starting on 3 hosts (the first start takes about 20 s)"
     );
-    let _ = writeln!(progress, "{SYSTEM}: starting on 3 hosts (the first start takes about 20 s)");
     let started = (|| -> Result<Pacemaker> {
         let lab = build_lab(options.keep_directory)?;
         let serve_script = lab.directory().join("serve-http.sh");
@@ -446,6 +484,7 @@ pub(super) fn measure(options: &CompareOptions, progress: &mut dyn Write, stop: 
             serve_script,
             configured: false,
             token: None,
+            dc: None,
         };
         for host in 1..=HOSTS {
             system.start_host(host)?;
@@ -502,9 +541,15 @@ mod tests {
   </resources>
 </pacemaker-result>"#;
         assert_eq!(placement(xml, 3), Ok(2));
-        let offline = xml.replace(r#"name="h3" id="3" online="true""#, r#"name="h3" id="3" online="false""#);
+        let offline = xml.replace(
+            r#"name="h3" id="3" online="true""#,
+            r#"name="h3" id="3" online="false""#,
+        );
         assert!(placement(&offline, 3).is_err());
-        let stopped = xml.replace(r#"id="web-http" resource_agent="ocf:heartbeat:anything" role="Started""#, r#"id="web-http" resource_agent="ocf:heartbeat:anything" role="Stopped""#);
+        let stopped = xml.replace(
+            r#"id="web-http" resource_agent="ocf:heartbeat:anything" role="Started""#,
+            r#"id="web-http" resource_agent="ocf:heartbeat:anything" role="Stopped""#,
+        );
         assert!(placement(&stopped, 3).is_err());
         assert_eq!(placement("<x/>", 3), Err("no DC".into()));
     }
