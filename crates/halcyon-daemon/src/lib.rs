@@ -18,6 +18,7 @@ pub mod api;
 pub mod client;
 mod demo;
 pub mod faults;
+pub mod guard;
 pub mod lease;
 pub mod node;
 pub mod watchdog;
@@ -113,6 +114,13 @@ pub enum LiveCommand {
         #[arg(long, default_value_t = 17400)]
         port: u16,
     },
+    /// The lease guard process the daemon spawns (halcyon-guard): options `--lead-ms N
+    /// --tick-ms N --rt-priority N|off --mlock|--no-mlock`; the protocol on stdin/stdout.
+    #[command(hide = true)]
+    Guard {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
     /// The demo's tiny HTTP service: answers every request with its node's name.
     #[command(hide = true)]
     DemoHttp {
@@ -137,6 +145,16 @@ pub struct Target {
 /// Runs a live command; the exit code is decided here: 0 success, 1 refused or failed,
 /// 2 no cluster reachable or bad usage.
 pub fn run_live(cmd: LiveCommand) -> ExitCode {
+    // The guard runs without an async runtime (its loop allocates nothing and never returns).
+    if let LiveCommand::Guard { options } = &cmd {
+        match halcyon_guard::GuardConfig::from_args(options.iter().cloned()) {
+            Ok(config) => halcyon_guard::guard_main_stdio(config),
+            Err(e) => {
+                eprintln!("error: halcyon guard: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -250,6 +268,7 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
             }
             post(&target, &format!("/v1/cluster/{op}"), None).await
         }
+        LiveCommand::Guard { .. } => ExitCode::from(2), // handled in run_live
         LiveCommand::Demo { port } => demo::run_demo(port).await,
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
     }
@@ -286,6 +305,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;
+    node.guard.shutdown();
     node.close_watchdog();
     Ok(())
 }

@@ -10,13 +10,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
+use halcyon_guard::{Address, BootTime};
 use halcyon_membership::detector::is_on_network;
 use halcyon_membership::{
     ChangeBatch, DetectorConfig, NodeState, PathState, Plain, Runner, RunnerSettings, Status,
     links_from_cluster,
 };
 use halcyon_policy::{ActionKind, Engine, Event};
-use halcyon_resources::{PackageEnv, PackageResources, StopMode};
+use halcyon_resources::{Health, PackageEnv, PackageResources, StopMode};
 use halcyon_state::{Command, Replicated, Reply, State};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::client;
 use crate::faults::{FaultyLink, HeartbeatFaults};
+use crate::guard::{Gate, Guard};
 use crate::lease::{self, Holder};
 
 /// How often the coordinator and the executor look at the state when nothing wakes them.
@@ -34,6 +36,9 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a coordinator of a cluster without members waits for every node before it
 /// forms the cluster with the nodes that joined (Serviceguard's AUTO_START_TIMEOUT).
 const FORMATION_GRACE: Duration = Duration::from_secs(5);
+/// Restarts in place of a resource whose monitor fails (OCF agents have no `restart` setting
+/// yet), before the package fails over; counted like a service's restarts.
+const OCF_RESTARTS: u32 = 1;
 /// Timeout of one node-to-node API call.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -47,10 +52,94 @@ pub struct Settings {
     pub test_faults: bool,
 }
 
+/// What the daemon asks of a package's supervision task.
+pub(crate) enum Control {
+    Stop(StopMode),
+    /// Local LAN failover: move the package's addresses on this network to a standby interface.
+    SwapAdapter(NetworkName),
+}
+
+type ControlMessage = (Control, oneshot::Sender<Result<String, String>>);
+
 /// A package running (or starting) on this node.
 pub(crate) struct LocalPackage {
     pub failover: bool,
-    control: mpsc::Sender<(StopMode, oneshot::Sender<Result<String, String>>)>,
+    control: mpsc::Sender<ControlMessage>,
+}
+
+/// What a failover package has under the lease guard: its services' start gates, their
+/// registered process groups (by resource index) and its registered addresses.
+#[derive(Default)]
+struct Guarded {
+    gates: BTreeMap<usize, Gate>,
+    groups: BTreeMap<usize, i32>,
+    addresses: Vec<Address>,
+}
+
+impl Guarded {
+    /// Registers resource `index`'s process group with the guard, then opens its start gate.
+    fn admit(
+        &mut self,
+        guard: &Guard,
+        resources: &mut PackageResources,
+        index: usize,
+    ) -> Result<(), String> {
+        let Some(gate) = self.gates.get_mut(&index) else {
+            return Ok(());
+        };
+        let Some(pgid) = resources.resources[index].process_group() else {
+            return Ok(());
+        };
+        guard.register_group(pgid)?;
+        self.groups.insert(index, pgid);
+        gate.open()
+            .map_err(|e| format!("opening the start gate of resource {index}: {e}"))
+    }
+
+    fn forget_group(&mut self, guard: &Guard, index: usize) {
+        if let Some(pgid) = self.groups.remove(&index) {
+            guard.unregister_group(pgid);
+        }
+        if let Some(gate) = self.gates.get_mut(&index) {
+            gate.drain();
+        }
+    }
+
+    fn register_address(&mut self, guard: &Guard, address: Address) -> Result<(), String> {
+        if !self.addresses.contains(&address) {
+            guard.register_address(address)?;
+            self.addresses.push(address);
+        }
+        Ok(())
+    }
+
+    /// The package stopped: nothing of it is left for the guard.
+    fn unregister_all(&mut self, guard: &Guard) {
+        for (_, pgid) in std::mem::take(&mut self.groups) {
+            guard.unregister_group(pgid);
+        }
+        for address in std::mem::take(&mut self.addresses) {
+            guard.unregister_address(address);
+        }
+    }
+}
+
+fn interface_index(device: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(device).ok()?;
+    // SAFETY: if_nametoindex(3) reads a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The address of `ip` (resource `index`) as the guard knows it, on interface `device`.
+fn guard_address(resources: &mut PackageResources, index: usize, device: &str) -> Option<Address> {
+    let ip = resources.resources[index].as_ip_address()?;
+    let subnet = ip.address();
+    Some(Address {
+        interface_index: interface_index(device)?,
+        address: subnet.address,
+        prefix_length: subnet.prefix,
+    })
 }
 
 /// Everything a daemon's tasks share.
@@ -91,6 +180,18 @@ pub struct Node {
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     run_dir: PathBuf,
+    /// Start gates (FIFOs) of guarded services.
+    gates_dir: PathBuf,
+    /// The lease guard process.
+    pub guard: Guard,
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,6 +273,58 @@ fn kill_leftovers(run_dir: &Path) {
     }
 }
 
+/// Restart cleanup (SPEC 6): runs the halt side of every resource of every failover package
+/// configured for `node` (scripts' halt, addresses removed, file systems unmounted, OCF stop),
+/// idempotently, and logs what each did. Every package configured here, not only those the
+/// replicated state places here: the state may not show a run that was in flight when the
+/// previous incarnation died, and this node may not reach a quorum yet. Service process
+/// groups were killed before (`kill_leftovers`).
+async fn halt_leftovers(config: &Config, node: &str) {
+    let Some(me) = config.node(node).cloned() else {
+        return;
+    };
+    for package in config.packages.values() {
+        if !package.is_failover() || package.node_rank(node).is_none() {
+            continue;
+        }
+        let env = PackageEnv {
+            cluster: config.cluster.name.clone(),
+            package: package.name.to_string(),
+            node: node.to_owned(),
+        };
+        let mut resources = match PackageResources::from_config_on_node(env.clone(), package, &me) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(package = %package.name, "restart cleanup: cannot build the package here: {e}");
+                continue;
+            }
+        };
+        for resource in resources.resources.iter_mut().rev() {
+            let what = resource.describe();
+            let stopped = tokio::time::timeout(
+                package.halt_timeout,
+                resource.stop(&env, StopMode::Immediate),
+            )
+            .await;
+            match stopped {
+                Ok(Ok(report)) => tracing::warn!(
+                    package = %package.name,
+                    "restart cleanup: {what}: halt side done{}",
+                    if report.detail.is_empty() { String::new() } else { format!(": {}", report.detail) }
+                ),
+                Ok(Err(e)) => {
+                    tracing::error!(package = %package.name, "restart cleanup: {what}: halt failed: {e}")
+                }
+                Err(_) => tracing::error!(
+                    package = %package.name,
+                    "restart cleanup: {what}: halt did not finish within {:?}",
+                    package.halt_timeout
+                ),
+            }
+        }
+    }
+}
+
 /// What `POST /v1/internal/lease` answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LeaseAnswer {
@@ -203,7 +356,19 @@ impl Node {
         let run_dir = settings.state_dir.join("run");
         std::fs::create_dir_all(&run_dir)?;
         kill_leftovers(&run_dir);
+        let gates_dir = settings.state_dir.join("gates");
+        let _ = std::fs::remove_dir_all(&gates_dir);
+        std::fs::create_dir_all(&gates_dir)?;
         let incarnation = next_incarnation(&settings.state_dir)?;
+        let lease_duration = config
+            .cluster
+            .quorum
+            .lease
+            .unwrap_or_else(|| config.cluster.detection_time());
+        let renew_interval = config.cluster.heartbeat.interval;
+        // The guard first: no failover package may run here before it is ready.
+        let guard = Guard::start((lease_duration / 2).max(Duration::from_millis(100)))
+            .context("starting the lease guard (`halcyon guard`)")?;
 
         let state = Arc::new(Mutex::new(State::new()));
         let (applied_tx, applied) = watch::channel(0u64);
@@ -225,6 +390,16 @@ impl Node {
         )
         .await
         .context("opening consensus")?;
+        // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
+        // registers (rejoins). The packages are those of the configuration in force as far as
+        // this node knows it (its applied state, else the files).
+        let cleanup_config = state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config
+            .clone()
+            .unwrap_or_else(|| config.clone());
+        halt_leftovers(&cleanup_config, &settings.node).await;
         let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
         if lowest == Some(me.number) {
             consensus
@@ -264,12 +439,6 @@ impl Node {
                 }
             })?;
 
-        let lease_duration = config
-            .cluster
-            .quorum
-            .lease
-            .unwrap_or_else(|| config.cluster.detection_time());
-        let renew_interval = config.cluster.heartbeat.interval;
         let watchdog = config
             .cluster
             .quorum
@@ -307,6 +476,8 @@ impl Node {
             watchdog: Mutex::new(watchdog),
             watchdog_state,
             run_dir,
+            gates_dir,
+            guard,
         });
         let api_addr = node.api_addrs[&NodeId::from(node.number)];
         crate::api::serve(Arc::clone(&node), api_addr).await?;
@@ -380,11 +551,13 @@ impl Node {
         lock(&self.holder).remaining(Instant::now())
     }
 
+    /// A lease is held: granted, not about to expire, and the guard protects it (a dead,
+    /// stalled or fenced guard is a lost lease).
     fn lease_valid(&self) -> bool {
         lock(&self.holder).valid(
             Instant::now(),
             lease::fence_lead(self.lease_duration, self.renew_interval),
-        )
+        ) && self.guard.lost().is_none()
     }
 
     /// Isolates this node (tests): no consensus traffic, no heartbeats, no node-to-node API.
@@ -498,6 +671,12 @@ impl Node {
 
     async fn lease_loop(self: Arc<Self>) {
         loop {
+            if self.guard.respawn_if_needed() {
+                // A new guard is unarmed: no lease until the next grant extends it.
+                *lock(&self.holder) = Holder::default();
+            }
+            // CLOCK_BOOTTIME before the Instant: the guard's deadline comes no later.
+            let t_boot = BootTime::now();
             let t_send = Instant::now();
             let answer = if self.is_isolated() {
                 None
@@ -521,6 +700,8 @@ impl Node {
                 None
             };
             if let Some(LeaseAnswer { granted: true, .. }) = answer {
+                self.guard
+                    .extend(BootTime::lease_deadline(t_boot, self.lease_duration));
                 lock(&self.holder).granted(t_send, self.lease_duration);
             }
             // The watchdog is fed only while the lease is valid and the heartbeat thread runs.
@@ -544,6 +725,18 @@ impl Node {
             if self.lease_valid() {
                 continue;
             }
+            if self.guard.fenced() {
+                // The guard killed and deleted what it held: the lease is lost until the next
+                // grant (which re-arms the guard); forget the holder's lease first.
+                *lock(&self.holder) = Holder::default();
+                for fence in self.guard.take_fences() {
+                    if fence.groups_killed + fence.addresses_deleted > 0 {
+                        tracing::error!(node = %self.name, "the lease guard fenced this node's failover packages: {}", fence.line);
+                    } else {
+                        tracing::info!(node = %self.name, "the lease guard fenced (nothing registered): {}", fence.line);
+                    }
+                }
+            }
             let victims: Vec<(PackageName, LocalPackage)> = {
                 let mut local = lock(&self.local);
                 let names: Vec<PackageName> = local
@@ -561,7 +754,7 @@ impl Node {
                 let (tx, rx) = oneshot::channel();
                 if package
                     .control
-                    .send((StopMode::Immediate, tx))
+                    .send((Control::Stop(StopMode::Immediate), tx))
                     .await
                     .is_ok()
                 {
@@ -879,6 +1072,11 @@ impl Node {
                 reach.get(&config.node(action.node.as_str()).map_or(0, |n| n.number)),
                 Some(NodeState::Unreachable)
             );
+            let failover = action
+                .package
+                .as_ref()
+                .and_then(|p| config.package(p.as_str()))
+                .is_some_and(|p| p.is_failover());
             let (ok, detail) = match action.kind {
                 ActionKind::AwaitRelease if expired => (
                     true,
@@ -897,6 +1095,28 @@ impl Node {
                         action.node
                     ),
                 ),
+                // Heard (e.g. on the disk network) but cut off from the quorum: it cannot report
+                // the halt, but without a lease since the release deadline it has halted its
+                // failover packages itself (its fence loop, or the guard if it is paused), the
+                // same rule as `AwaitRelease`.
+                ActionKind::Halt | ActionKind::HaltForced if expired && failover => {
+                    let detail = format!(
+                        "{} holds no lease (none granted for {:?} x (1 + {} %) + {:?}): cut off from the quorum, it has halted {} itself",
+                        action.node,
+                        self.lease_duration,
+                        lease::DRIFT * 100.0,
+                        lease::MARGIN,
+                        action
+                            .package
+                            .as_ref()
+                            .map_or("its packages", |p| p.as_str()),
+                    );
+                    tracing::warn!(
+                        execution = execution.id,
+                        "coordinator completes a halt: {detail}"
+                    );
+                    (true, detail)
+                }
                 ActionKind::Run if expired && unreachable => (
                     false,
                     format!("{} is unreachable and holds no lease", action.node),
@@ -949,16 +1169,20 @@ impl Node {
                         let Some(package) = action.package.clone() else {
                             continue;
                         };
-                        let stop = match action.kind {
+                        let what = match &action.kind {
                             ActionKind::Run => None,
-                            ActionKind::Halt => Some(StopMode::Graceful),
-                            ActionKind::HaltForced => Some(StopMode::Immediate),
-                            _ => continue,
+                            ActionKind::Halt => Some(Control::Stop(StopMode::Graceful)),
+                            ActionKind::HaltForced => Some(Control::Stop(StopMode::Immediate)),
+                            ActionKind::SwapAdapter { network } => {
+                                Some(Control::SwapAdapter(network.clone()))
+                            }
+                            ActionKind::AwaitRelease => continue,
                         };
                         let failover = config
                             .package(package.as_str())
                             .is_some_and(|p| p.is_failover());
-                        if stop.is_none() && failover && !self.lease_valid() {
+                        let needs_lease = !matches!(what, Some(Control::Stop(_)));
+                        if needs_lease && failover && !self.lease_valid() {
                             continue; // no lease: wait for one
                         }
                         if !lock(&self.in_flight).insert(key) {
@@ -967,9 +1191,14 @@ impl Node {
                         let node = Arc::clone(&self);
                         let config = config.clone();
                         tokio::spawn(async move {
-                            let result = match stop {
+                            let result = match what {
                                 None => node.run_package(&config, &package).await,
-                                Some(mode) => node.halt_package(&package, mode).await,
+                                Some(Control::Stop(mode)) => {
+                                    node.halt_package(&package, mode).await
+                                }
+                                Some(Control::SwapAdapter(network)) => {
+                                    node.swap_adapter(&package, network).await
+                                }
                             };
                             let (ok, detail) = match result {
                                 Ok(d) => (true, d),
@@ -1056,7 +1285,9 @@ impl Node {
         }
     }
 
-    /// Starts a package here and supervises it.
+    /// Starts a package here and supervises it. A failover package is put under the lease
+    /// guard before it can act: its addresses are registered before they are added, and each
+    /// service waits at its start gate until its process group is registered.
     async fn run_package(
         self: &Arc<Self>,
         config: &Config,
@@ -1068,27 +1299,55 @@ impl Node {
         let Some(p) = config.package(package.as_str()).cloned() else {
             return Err(format!("package {package} is not in the configuration"));
         };
+        let Some(me) = config.node(self.name.as_str()).cloned() else {
+            return Err(format!("node {} is not in the configuration", self.name));
+        };
         let env = PackageEnv {
             cluster: config.cluster.name.clone(),
             package: package.to_string(),
             node: self.name.to_string(),
         };
-        let mut resources = PackageResources::from_config(env, &p).map_err(|e| e.to_string())?;
+        let mut guarded = Guarded::default();
+        let mut gated = p.clone();
+        if p.is_failover() {
+            for (index, resource) in gated.resources.iter_mut().enumerate() {
+                if let halcyon_config::Resource::Service(service) = resource {
+                    let path = self.gates_dir.join(format!("{package}.{index}.gate"));
+                    let gate = Gate::create(&path)
+                        .map_err(|e| format!("creating the start gate {}: {e}", path.display()))?;
+                    service.command = gate.wrap(&service.command);
+                    guarded.gates.insert(index, gate);
+                }
+            }
+        }
+        let mut resources =
+            PackageResources::from_config_on_node(env, &gated, &me).map_err(|e| e.to_string())?;
+        if p.is_failover() {
+            for (index, resource) in p.resources.iter().enumerate() {
+                if let halcyon_config::Resource::Ip(ip) = resource
+                    && let Some(device) = me
+                        .interface_on(ip.network.as_str())
+                        .and_then(|i| i.device.clone())
+                    && let Some(address) = guard_address(&mut resources, index, &device)
+                {
+                    guarded.register_address(&self.guard, address)?;
+                }
+            }
+        }
         let started = tokio::time::timeout(p.run_timeout, resources.start()).await;
-        match started {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                lock(&self.failed_here).insert(package.clone());
-                return Err(e.to_string());
-            }
-            Err(_) => {
-                let _ = resources.stop(StopMode::Immediate).await;
-                lock(&self.failed_here).insert(package.clone());
-                return Err(format!(
-                    "{package} did not start within {:?}",
-                    p.run_timeout
-                ));
-            }
+        let admitted = match started {
+            Ok(Ok(())) => self.admit_all(&mut guarded, &mut resources),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "{package} did not start within {:?}",
+                p.run_timeout
+            )),
+        };
+        if let Err(e) = admitted {
+            let _ = resources.stop(StopMode::Immediate).await;
+            guarded.unregister_all(&self.guard);
+            lock(&self.failed_here).insert(package.clone());
+            return Err(e);
         }
         self.write_pid_files(package.as_str(), &resources);
         let (control, rx) = mpsc::channel(4);
@@ -1100,9 +1359,44 @@ impl Node {
             },
         );
         lock(&self.failed_here).remove(package);
-        tokio::spawn(Arc::clone(self).supervise(p, resources, rx));
+        tokio::spawn(Arc::clone(self).supervise(p, resources, guarded, rx));
         tracing::info!(node = %self.name, package = %package, "package started");
         Ok(format!("{package} started on {}", self.name))
+    }
+
+    /// After a start: every gated service admitted, and the addresses registered where they
+    /// really are (an interface found by address, not by name, is known only now).
+    fn admit_all(
+        &self,
+        guarded: &mut Guarded,
+        resources: &mut PackageResources,
+    ) -> Result<(), String> {
+        let indices: Vec<usize> = guarded.gates.keys().copied().collect();
+        for index in indices {
+            guarded.admit(&self.guard, resources, index)?;
+        }
+        if !guarded.gates.is_empty() || !guarded.addresses.is_empty() {
+            self.register_current_addresses(guarded, resources)?;
+        }
+        Ok(())
+    }
+
+    fn register_current_addresses(
+        &self,
+        guarded: &mut Guarded,
+        resources: &mut PackageResources,
+    ) -> Result<(), String> {
+        for index in 0..resources.resources.len() {
+            let device = resources.resources[index]
+                .as_ip_address()
+                .and_then(|ip| ip.device().map(str::to_owned));
+            if let Some(device) = device
+                && let Some(address) = guard_address(resources, index, &device)
+            {
+                guarded.register_address(&self.guard, address)?;
+            }
+        }
+        Ok(())
     }
 
     async fn halt_package(&self, package: &PackageName, mode: StopMode) -> Result<String, String> {
@@ -1111,72 +1405,200 @@ impl Node {
             return Ok(format!("{package} was not running on {}", self.name));
         };
         let (tx, rx) = oneshot::channel();
-        if entry.control.send((mode, tx)).await.is_err() {
+        if entry.control.send((Control::Stop(mode), tx)).await.is_err() {
             return Ok(format!("{package} had already stopped on {}", self.name));
         }
         rx.await
             .unwrap_or_else(|_| Ok(format!("{package} stopped on {}", self.name)))
     }
 
-    /// Owns a running package: restarts exited services within their restart count, fails the
-    /// package beyond it, and stops it on request.
+    /// The `swap_adapter` action: the package's supervision task moves its addresses.
+    async fn swap_adapter(
+        &self,
+        package: &PackageName,
+        network: NetworkName,
+    ) -> Result<String, String> {
+        let control = lock(&self.local).get(package).map(|p| p.control.clone());
+        let Some(control) = control else {
+            return Err(format!("{package} does not run on {}", self.name));
+        };
+        let (tx, rx) = oneshot::channel();
+        if control
+            .send((Control::SwapAdapter(network), tx))
+            .await
+            .is_err()
+        {
+            return Err(format!("{package} stopped on {}", self.name));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(format!("{package} stopped on {}", self.name)))
+    }
+
+    /// Owns a running package: restarts exited services (and failed monitored resources)
+    /// within their restart count, fails the package beyond it, moves its addresses on
+    /// `swap_adapter`, and stops it on request.
     async fn supervise(
         self: Arc<Self>,
         package: halcyon_config::Package,
         mut resources: PackageResources,
-        mut control: mpsc::Receiver<(StopMode, oneshot::Sender<Result<String, String>>)>,
+        mut guarded: Guarded,
+        mut control: mpsc::Receiver<ControlMessage>,
     ) {
         let name = package.name.clone();
+        let start = Instant::now();
+        let mut next_monitor: BTreeMap<usize, Instant> = resources
+            .monitor_intervals()
+            .into_iter()
+            .map(|(i, every)| (i, start + every))
+            .collect();
         loop {
-            tokio::select! {
+            let due = next_monitor
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(i, at)| (*i, *at));
+            let failure: (usize, String, String, u32) = tokio::select! {
                 request = control.recv() => {
-                    let (mode, reply) = match request {
+                    let (what, reply) = match request {
                         Some(r) => r,
-                        None => (StopMode::Graceful, oneshot::channel().0),
+                        None => (Control::Stop(StopMode::Graceful), oneshot::channel().0),
                     };
-                    let result = resources.stop(mode).await;
-                    self.remove_pid_files(name.as_str());
-                    let _ = reply.send(match result {
-                        Ok(r) if r.detail.is_empty() => Ok(format!("{name} halted on {}", self.name)),
-                        Ok(r) => Ok(format!("{name} halted on {}: {}", self.name, r.detail)),
-                        Err(e) => Err(e.to_string()),
-                    });
-                    return;
+                    match what {
+                        Control::Stop(mode) => {
+                            let result = resources.stop(mode).await;
+                            guarded.unregister_all(&self.guard);
+                            self.remove_pid_files(name.as_str());
+                            let _ = reply.send(match result {
+                                Ok(r) if r.detail.is_empty() => Ok(format!("{name} halted on {}", self.name)),
+                                Ok(r) => Ok(format!("{name} halted on {}: {}", self.name, r.detail)),
+                                Err(e) => Err(e.to_string()),
+                            });
+                            return;
+                        }
+                        Control::SwapAdapter(network) => {
+                            let result = self.swap_addresses(&mut resources, &mut guarded, network.as_str()).await;
+                            let _ = reply.send(result);
+                            continue;
+                        }
+                    }
                 }
                 (index, why) = resources.exited() => {
                     let Some(halcyon_config::Resource::Service(service)) = package.resources.get(index) else {
                         continue;
                     };
-                    tracing::warn!(package = %name, service = %service.name, "service exited: {why}");
-                    let counted = self.submit(&Command::RestartCounted {
+                    (index, service.name.clone(), format!("service exited: {why}"), service.restart)
+                }
+                _ = sleep_until_opt(due.map(|(_, at)| at)) => {
+                    let Some((index, _)) = due else { continue };
+                    let every = resources.resources[index].monitor_interval().unwrap_or(Duration::from_secs(10));
+                    next_monitor.insert(index, Instant::now() + every);
+                    match resources.monitor(index).await {
+                        Health::Failed(why) => {
+                            let what = resources.resources[index].describe();
+                            (index, what, format!("monitor failed: {why}"), OCF_RESTARTS)
+                        }
+                        _ => continue,
+                    }
+                }
+            };
+            let (index, resource, why, limit) = failure;
+            if package.is_failover() && !self.lease_valid() {
+                // Fenced (by the guard or the fence loop): not a failure of the package.
+                tracing::warn!(package = %name, resource, "{why} while this node holds no lease: stopped for lack of a lease");
+                lock(&self.local).remove(&name);
+                let _ = resources.stop(StopMode::Immediate).await;
+                guarded.unregister_all(&self.guard);
+                self.remove_pid_files(name.as_str());
+                return;
+            }
+            tracing::warn!(package = %name, resource, "{why}");
+            let counted = self
+                .submit(&Command::RestartCounted {
+                    package: name.clone(),
+                    node: self.name.clone(),
+                    service: resource.clone(),
+                    at: Timestamp::now(),
+                })
+                .await;
+            let count = match counted {
+                Ok(Reply::Restarts { count }) => count,
+                _ => u32::MAX, // no quorum: do not restart blindly
+            };
+            if count <= limit && self.lease_valid_for(&package) {
+                tracing::info!(package = %name, resource, count, limit, "restarting");
+                guarded.forget_group(&self.guard, index);
+                let restarted = match resources.restart(index).await {
+                    Ok(()) => guarded.admit(&self.guard, &mut resources, index),
+                    Err(e) => Err(e.to_string()),
+                };
+                match restarted {
+                    Ok(()) => {
+                        self.write_pid_files(name.as_str(), &resources);
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(package = %name, resource, "restart failed: {e}"),
+                }
+            }
+            tracing::warn!(package = %name, resource, count, "restarts exhausted: the package fails here");
+            lock(&self.failed_here).insert(name.clone());
+            lock(&self.local).remove(&name);
+            let _ = resources.stop(StopMode::Graceful).await;
+            guarded.unregister_all(&self.guard);
+            self.remove_pid_files(name.as_str());
+            let _ = self
+                .enqueue(
+                    Event::PackageFailed {
                         package: name.clone(),
                         node: self.name.clone(),
-                        service: service.name.clone(),
-                        at: Timestamp::now(),
-                    }).await;
-                    let count = match counted {
-                        Ok(Reply::Restarts { count }) => count,
-                        _ => u32::MAX, // no quorum: do not restart blindly
-                    };
-                    if count <= service.restart && self.lease_valid_for(&package) {
-                        tracing::info!(package = %name, service = %service.name, count, limit = service.restart, "restarting service");
-                        if resources.restart(index).await.is_ok() {
-                            self.write_pid_files(name.as_str(), &resources);
-                            continue;
-                        }
-                    }
-                    tracing::warn!(package = %name, service = %service.name, count, "restarts exhausted: the package fails here");
-                    lock(&self.failed_here).insert(name.clone());
-                    lock(&self.local).remove(&name);
-                    let _ = resources.stop(StopMode::Graceful).await;
-                    self.remove_pid_files(name.as_str());
-                    let _ = self
-                        .enqueue(Event::PackageFailed { package: name.clone(), node: self.name.clone() }, "service restarts exhausted")
-                        .await;
-                    return;
+                    },
+                    "restarts exhausted",
+                )
+                .await;
+            return;
+        }
+    }
+
+    /// Local LAN failover of a running package: every address on `network` moves to the first
+    /// usable standby interface; the guard learns the new interface before the move.
+    async fn swap_addresses(
+        &self,
+        resources: &mut PackageResources,
+        guarded: &mut Guarded,
+        network: &str,
+    ) -> Result<String, String> {
+        let mut standby = None;
+        for r in resources.resources.iter_mut() {
+            if let Some(ip) = r.as_ip_address()
+                && ip.network() == network
+            {
+                standby = ip.usable_standby().map_err(|e| e.to_string())?;
+                break;
+            }
+        }
+        let Some(device) = standby else {
+            return Err(format!(
+                "no usable standby interface on {network} on {} (up, with a carrier)",
+                self.name
+            ));
+        };
+        if !guarded.addresses.is_empty() || !guarded.gates.is_empty() {
+            for index in 0..resources.resources.len() {
+                let on_network = resources.resources[index]
+                    .as_ip_address()
+                    .is_some_and(|ip| ip.network() == network);
+                if on_network && let Some(address) = guard_address(resources, index, &device) {
+                    guarded.register_address(&self.guard, address)?;
                 }
             }
         }
+        let moved = resources
+            .swap_adapter(network, &device)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(if moved.is_empty() {
+            format!("no address of the package is on {network}")
+        } else {
+            moved.join("; ")
+        })
     }
 
     fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {

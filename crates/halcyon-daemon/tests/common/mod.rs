@@ -276,6 +276,11 @@ impl Cluster {
         }
     }
 
+    /// The PID of node `i`'s daemon, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.daemons[i - 1].as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self, i: usize) -> bool {
         self.daemons[i - 1]
             .as_mut()

@@ -1,0 +1,148 @@
+//! A restarted daemon stops what its previous incarnation left (SPEC 6), and a paused daemon's
+//! packages are stopped by its lease guard before the majority starts them elsewhere.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+fn wall_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// `(what, node, nanos)` lines of the marker package's log.
+fn marks(c: &Cluster) -> Vec<(String, String, u128)> {
+    std::fs::read_to_string(c.path().join("marks.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((
+                p.next()?.to_owned(),
+                p.next()?.to_owned(),
+                p.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn a_restarted_daemon_halts_what_its_previous_incarnation_left_before_it_rejoins() {
+    let spec = Spec::new(27620);
+    let mut c = Cluster::configure(&spec);
+    let dir = c.path().to_owned();
+    let package = format!(
+        "[package]\nname = \"mark\"\ntype = \"failover\"\nnodes = [\"n1\", \"n2\", \"n3\"]\nauto_run = true\n\
+         [[resource]]\nkind = \"script\"\nname = \"marker\"\n\
+         run = '''echo \"run $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; touch {d}/marker.$HALCYON_NODE'''\n\
+         halt = '''echo \"halt $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; rm -f {d}/marker.$HALCYON_NODE'''\n",
+        d = dir.display()
+    );
+    // The script's run leaves a marker (and a log line); its halt removes it.
+    std::fs::write(dir.join("config/mark.toml"), package).unwrap();
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_package_on(1, "mark", "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    assert!(dir.join("marker.n1").exists());
+    let runs_before = marks(&c).len();
+
+    c.kill_daemon_only(1);
+    c.start(1);
+    // Rejoined: a member again with the new incarnation, seen from n2.
+    c.wait_for(2, "n1 a member with incarnation 2", FAILOVER_TIMEOUT, |v| {
+        node_of(v, "n1")["member"] == true && node_of(v, "n1")["incarnation"] == 2
+    });
+    let rejoined_seen = wall_nanos();
+    let after: Vec<_> = marks(&c).into_iter().skip(runs_before).collect();
+    let first_n1 = after
+        .iter()
+        .find(|(_, node, _)| node == "n1")
+        .unwrap_or_else(|| panic!("no halt on n1 after the restart: {after:?}"));
+    assert_eq!(
+        first_n1.0, "halt",
+        "the restarted n1 ran before halting: {after:?}"
+    );
+    assert!(first_n1.2 < rejoined_seen);
+    let log = std::fs::read_to_string(dir.join("n1.log")).unwrap();
+    assert!(
+        log.contains("restart cleanup: script marker: halt side done"),
+        "no cleanup logged"
+    );
+    // The cleanup ran before this incarnation registered (its rejoin).
+    let cleanup = log.rfind("restart cleanup: script marker").unwrap();
+    let started = log.rfind("daemon started").unwrap();
+    assert!(cleanup < started, "cleanup logged after the daemon started");
+    eprintln!("marks after the restart: {after:?}");
+}
+
+/// Whether the leader of group `pgid` runs (a killed child of the paused daemon stays a zombie
+/// until the daemon reaps it, and a zombie still takes signals).
+fn running(pgid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pgid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let state = s.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
+    let c = Cluster::start_with(Spec::new(27640));
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_activity_from("n1", Duration::from_secs(5));
+    let pid = c.pid(1).unwrap() as i32;
+    let groups = c.service_groups(1);
+    assert!(!groups.is_empty());
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let paused = Instant::now();
+    // The guard kills the service group by the lease deadline (400 ms), long before the
+    // majority's takeover.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while groups.iter().any(|&g| running(g)) {
+        assert!(
+            Instant::now() < deadline,
+            "the guard did not kill the service"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let fenced_after = paused.elapsed();
+    let took = c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    c.wait_activity_from("n2", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_secs(3));
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    assert_no_overlap(&c.activity(), 1);
+    let last_n1 = c
+        .activity()
+        .iter()
+        .filter(|(n, _)| n == "n1")
+        .map(|(_, t)| *t)
+        .max()
+        .unwrap();
+    let first_n2 = c
+        .activity()
+        .iter()
+        .filter(|(n, _)| n == "n2")
+        .map(|(_, t)| *t)
+        .min()
+        .unwrap();
+    eprintln!(
+        "paused n1: service fenced after {fenced_after:?}; web up on n2 after {took:?}; gap {} ms",
+        (first_n2 as i128 - last_n1 as i128) / 1_000_000
+    );
+    assert!(last_n1 < first_n2);
+    let log = std::fs::read_to_string(c.path().join("n1.log")).unwrap();
+    assert!(log.contains("the lease guard fenced"), "no fence logged");
+}
