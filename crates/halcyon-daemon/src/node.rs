@@ -918,19 +918,25 @@ impl Node {
                     lock(&self.grants).clear();
                 }
             }
-            if let Err(e) = self.coordinate().await {
+            if let Err(e) = self.coordinate(term).await {
                 tracing::debug!("coordinator: {e}");
             }
         }
     }
 
-    async fn coordinate(&self) -> Result<(), String> {
+    /// One round of the coordinator as leader of `term`. Everything it commits goes through
+    /// [`Node::submit_as_leader`]: decisions taken from this node's view are never forwarded
+    /// to another leader.
+    async fn coordinate(&self, term: u64) -> Result<(), String> {
         let state = self.snapshot();
         let Some(config) = state.config.clone() else {
-            self.submit(&Command::Bootstrap {
-                config: Box::new(self.boot_config.clone()),
-                at: Timestamp::now(),
-            })
+            self.submit_as_leader(
+                term,
+                &Command::Bootstrap {
+                    config: Box::new(self.boot_config.clone()),
+                    at: Timestamp::now(),
+                },
+            )
             .await?;
             return Ok(());
         };
@@ -949,7 +955,7 @@ impl Node {
                         && !state.is_pending_or_running(&up)
                         && state.incarnations.contains_key(&n.name) =>
                 {
-                    self.enqueue(up, "membership").await?;
+                    self.enqueue_as_leader(term, up, "membership").await?;
                 }
                 Some(NodeState::Unreachable) if member => {
                     let pending = state.pending.iter().any(|p| {
@@ -962,7 +968,7 @@ impl Node {
                             node: n.name.clone(),
                             how: halcyon_policy::Departure::Failure,
                         };
-                        self.enqueue(down, "membership").await?;
+                        self.enqueue_as_leader(term, down, "membership").await?;
                     }
                 }
                 _ => {}
@@ -970,7 +976,7 @@ impl Node {
         }
         for event in self.adapter_events(&config, &state) {
             if !state.is_pending_or_running(&event) {
-                self.enqueue(event, "membership").await?;
+                self.enqueue_as_leader(term, event, "membership").await?;
             }
         }
         let Some(execution) = state.execution.clone() else {
@@ -1006,7 +1012,8 @@ impl Node {
                         .find(|p| p.event == Event::ClusterStart)
                         .map(|p| p.sequence);
                     let Some(sequence) = start else {
-                        self.enqueue(Event::ClusterStart, "formation").await?;
+                        self.enqueue_as_leader(term, Event::ClusterStart, "formation")
+                            .await?;
                         return Ok(());
                     };
                     let now = Timestamp::now();
@@ -1035,7 +1042,7 @@ impl Node {
                             at: now,
                         },
                     };
-                    self.submit(&command).await?;
+                    self.submit_as_leader(term, &command).await?;
                     return Ok(());
                 }
             } else {
@@ -1060,7 +1067,7 @@ impl Node {
                         at: now,
                     },
                 };
-                self.submit(&command).await?;
+                self.submit_as_leader(term, &command).await?;
             }
             return Ok(());
         };
@@ -1123,17 +1130,69 @@ impl Node {
                 ),
                 _ => continue,
             };
-            self.submit(&Command::ActionDone {
-                execution: execution.id,
-                step: execution.step,
-                index,
-                ok,
-                detail,
-                at: Timestamp::now(),
-            })
+            self.submit_as_leader(
+                term,
+                &Command::ActionDone {
+                    execution: execution.id,
+                    step: execution.step,
+                    index,
+                    ok,
+                    detail,
+                    at: Timestamp::now(),
+                },
+            )
             .await?;
         }
         Ok(())
+    }
+
+    /// Commits a coordinator decision only as the leader of `term`. A leader cut off from the
+    /// majority keeps believing it leads (openraft 0.9) and judges the majority's nodes
+    /// unreachable; were its commands forwarded to the new leader once the partition heals (as
+    /// [`Node::submit`] does), its stale `node_down` of the majority's nodes would be committed
+    /// (false failovers after a heal). A write in `term` either commits in that term or not at
+    /// all.
+    async fn submit_as_leader(&self, term: u64, command: &Command) -> Result<Reply, String> {
+        let deadline = Instant::now() + SUBMIT_TIMEOUT;
+        let bytes = command.encode();
+        let mut last_error = String::from("not tried");
+        while Instant::now() < deadline {
+            if self.is_isolated() {
+                return Err("no quorum: this node is isolated".into());
+            }
+            let current = self.consensus.metrics().borrow().current_term;
+            if !self.consensus.is_leader() || current != term {
+                return Err(format!(
+                    "no longer the coordinator of term {term} (term {current}): the decision is dropped"
+                ));
+            }
+            match self.consensus.write(bytes.clone()).await {
+                Ok(reply) => return Reply::decode(&reply.0),
+                Err(WriteError::NotLeader { .. }) => {
+                    return Err(format!(
+                        "no longer the coordinator of term {term}: the decision is dropped"
+                    ));
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "no quorum: could not commit within {SUBMIT_TIMEOUT:?} ({last_error})"
+        ))
+    }
+
+    async fn enqueue_as_leader(&self, term: u64, event: Event, by: &str) -> Result<Reply, String> {
+        tracing::info!(event = %event, by, term, "enqueue");
+        self.submit_as_leader(
+            term,
+            &Command::Enqueue {
+                event,
+                by: by.to_owned(),
+                at: Timestamp::now(),
+            },
+        )
+        .await
     }
 
     pub async fn enqueue(&self, event: Event, by: &str) -> Result<Reply, String> {
@@ -1481,7 +1540,7 @@ impl Node {
                         }
                     }
                 }
-                (index, why) = resources.exited() => {
+                (index, why) = self.while_leased(package.is_failover(), resources.exited()) => {
                     let Some(halcyon_config::Resource::Service(service)) = package.resources.get(index) else {
                         continue;
                     };
@@ -1555,6 +1614,25 @@ impl Node {
                 .await;
             return;
         }
+    }
+
+    /// Polls `future` only while this node holds a lease (for a failover package): the
+    /// address driver sends its repeated gratuitous ARPs while its `exited` future is polled,
+    /// and a daemon resumed after a pause must not announce an address the guard deleted (the
+    /// client would follow it away from the new holder) before its fence loop stops the package.
+    fn while_leased<'a, T: 'a>(
+        &'a self,
+        failover: bool,
+        future: halcyon_resources::BoxFuture<'a, T>,
+    ) -> impl std::future::Future<Output = T> + 'a {
+        let mut future = future;
+        std::future::poll_fn(move |cx| {
+            if failover && !self.lease_valid() {
+                // The fence loop's stop request (on the control channel) wakes the select.
+                return std::task::Poll::Pending;
+            }
+            future.as_mut().poll(cx)
+        })
     }
 
     /// Local LAN failover of a running package: every address on `network` moves to the first

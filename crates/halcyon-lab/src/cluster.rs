@@ -5,16 +5,17 @@
 //! lab address on each IP network (`net1`, `net2`); the lab's shared file is a `disk` network
 //! (optional); every package is a failover package made of
 //!
-//! 1. a `script` resource that adds the package's relocatable address (run:
-//!    `ip addr replace ADDRESS/24 dev eth1`, halt: `ip addr del ...`), a stand-in for the `ip`
-//!    resource driver until it lands (then this becomes a configuration change), and
+//! 1. an `ip` resource, the package's relocatable address on network 1 (the daemon's driver adds
+//!    it through netlink, registers it with the lease guard and announces it with gratuitous
+//!    ARP), and
 //! 2. a `service` resource, `halcyon demo-http --bind ADDRESS:PORT --name $HALCYON_NODE`, which
 //!    answers every request with `hello from NODE`.
 //!
-//! Because the script sends no gratuitous ARP, a *move announcer* thread (on by default) stands
-//! in for it: when a package's address appears on a host where it was not, it flushes the client
-//! namespace's neighbour entry for that address (what a gratuitous ARP would update), so the
-//! client's next packet is resolved to the new holder. It polls every 5 ms, like the checker.
+//! The driver's gratuitous ARP updates the client's neighbour entry. An optional *move
+//! announcer* thread (off by default, `announce_moves`) can still stand in for it: when a
+//! package's address appears on a host where it was not, it flushes the client namespace's
+//! neighbour entry for that address, so the client's next packet is resolved to the new holder.
+//! It polls every 5 ms, like the checker.
 //!
 //! Each daemon runs with its own state directory `<lab>/hN/state`; its output is in the host's
 //! log `<lab>/hN.log`. The API (port + 2 on the node's network-1 address) is asked from inside
@@ -117,14 +118,15 @@ pub struct ClusterSpec {
     pub port: u16,
     /// Longest wait for the cluster to form and start every package.
     pub start_timeout: Duration,
-    /// Run the move announcer (see the module documentation).
+    /// Run the move announcer (see the module documentation); off by default, the `ip`
+    /// driver sends gratuitous ARP itself.
     pub announce_moves: bool,
     /// `RUST_LOG` of the daemons.
     pub log_filter: String,
 }
 
 impl ClusterSpec {
-    /// One package (`web`), default timing (100 ms x 4), the disk network, the announcer.
+    /// One package (`web`), default timing (100 ms x 4), the disk network, no announcer.
     pub fn new(halcyon: impl Into<PathBuf>) -> ClusterSpec {
         ClusterSpec {
             halcyon: halcyon.into(),
@@ -135,7 +137,7 @@ impl ClusterSpec {
             disk_heartbeat: true,
             port: DEFAULT_PORT,
             start_timeout: Duration::from_secs(90),
-            announce_moves: true,
+            announce_moves: false,
             log_filter: "info,openraft=warn".to_string(),
         }
     }
@@ -264,14 +266,7 @@ pub fn package_file(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> 
         .map(|host| format!("\"{}\"", node_name(host)))
         .collect();
     let address = package.address;
-    let device = names::interface(1);
     let prefix = names::NETWORK_PREFIX_LENGTH;
-    // Idempotent both ways: a run finds the address possibly left by a killed daemon, a halt
-    // succeeds when the address is already gone (it fails only if the address stays).
-    let run = format!("ip addr replace {address}/{prefix} dev {device}");
-    let halt = format!(
-        "ip addr del {address}/{prefix} dev {device} 2>/dev/null; ! ip -o -4 addr show dev {device} | grep -qF ' {address}/'"
-    );
     let service = format!(
         "exec '{}' demo-http --bind {}:{} --name \"$HALCYON_NODE\"",
         spec.halcyon.display(),
@@ -281,13 +276,10 @@ pub fn package_file(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> 
     format!(
         "[package]\nname = \"{}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
          failover_policy = \"configured_node\"\nfailback_policy = \"manual\"\n\n\
-         # The relocatable address, until the ip driver lands.\n\
-         [[resource]]\nkind = \"script\"\nname = \"address\"\nrun = {}\nhalt = {}\nrun_timeout = \"5s\"\nhalt_timeout = \"5s\"\n\n\
+         [[resource]]\nkind = \"ip\"\nnetwork = \"net1\"\naddress = \"{address}/{prefix}\"\n\n\
          [[resource]]\nkind = \"service\"\nname = \"http\"\ncommand = {}\nrestart = 3\nhalt_timeout = \"2s\"\n",
         package.name,
         nodes.join(", "),
-        toml_string(&run),
-        toml_string(&halt),
         toml_string(&service)
     )
 }
@@ -786,7 +778,9 @@ mod tests {
         assert!(cluster.contains("address = \"198.18.2.3\"\ndevice = \"eth2\""));
         let package = package_file(&spec, &spec.packages[0], 3);
         assert!(package.contains("nodes = [\"h1\", \"h2\", \"h3\"]"));
-        assert!(package.contains("run = \"ip addr replace 198.18.1.200/24 dev eth1\""));
+        assert!(
+            package.contains("kind = \"ip\"\nnetwork = \"net1\"\naddress = \"198.18.1.200/24\"")
+        );
         assert!(package.contains(
             "command = \"exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \\\"$HALCYON_NODE\\\"\""
         ));

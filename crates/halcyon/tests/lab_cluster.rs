@@ -255,8 +255,7 @@ fn minority_partition_halts_before_the_majority_starts_and_heals_cleanly() {
     assert!(served_by.is_some());
     // The old holder must not come back with what it ran before the cut. It may run the
     // package again only by a new decision: a later event that took the package from the
-    // majority's holder (today a false `node_down` right after the heal does exactly that;
-    // see `heal_leaves_the_package_where_the_majority_put_it`).
+    // majority's holder (there should be none: `heal_leaves_the_package_where_the_majority_put_it`).
     let back_on_old = report
         .timeline
         .iter()
@@ -287,7 +286,6 @@ fn minority_partition_halts_before_the_majority_starts_and_heals_cleanly() {
 }
 
 #[test]
-#[ignore = "daemon: a node rejoining after a partition declares the majority's holder down (false node_down after heal)"]
 fn heal_leaves_the_package_where_the_majority_put_it() {
     if !running_as_root_or_skip("heal_leaves_the_package") {
         return;
@@ -401,7 +399,6 @@ fn all_ip_networks_cut_with_the_disk_heartbeat_is_safe() {
 }
 
 #[test]
-#[ignore = "daemon: network_down of every IP network of a node still heard on disk is logged, but its plan does not move the package (halted by the lease, it stays down until the heal)"]
 fn all_ip_networks_cut_with_the_disk_heartbeat_moves_the_package() {
     if !running_as_root_or_skip("ip_networks_cut_disk_moves") {
         return;
@@ -410,12 +407,11 @@ fn all_ip_networks_cut_with_the_disk_heartbeat_moves_the_package() {
 }
 
 #[test]
-#[ignore = "needs the lease guard process (issue 6)"]
 fn paused_daemon_on_the_holder_does_not_come_back_serving() {
     // A SIGSTOPped daemon cannot halt its packages when its lease expires: its services keep
     // running and its address stays while the majority starts the package elsewhere. The lease
-    // guard process (being built) is what halts them; until it lands this test fails, and
-    // `--ignored` shows by how much (the double activation length).
+    // guard process (a separate process the daemon feeds) kills the service's process group and
+    // deletes the address by the lease deadline.
     if !running_as_root_or_skip("paused_daemon") {
         return;
     }
