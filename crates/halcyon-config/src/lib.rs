@@ -19,3 +19,4 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use import_sg::{ServiceguardImport, import_serviceguard};
 pub use load::{ALL_NODES, Summary, collect_files, load, load_texts, load_texts_with, load_with};
 pub use model::*;
+pub use validate::{LEASE_MARGIN, RaftTiming};

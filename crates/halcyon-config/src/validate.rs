@@ -10,6 +10,17 @@ use crate::load::{ALL_NODES, Files, Origins, PackageOrigin};
 use crate::model::*;
 use crate::reader::{Sink, Span};
 
+/// openraft's timings for a cluster (see [`Cluster::raft_timings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat: std::time::Duration,
+    pub election_min: std::time::Duration,
+    pub election_max: std::time::Duration,
+}
+
+/// Added to the election time when the lease is derived.
+pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[derive(Debug, Default)]
 pub(crate) struct ClusterSpans {
     pub root: Span,
@@ -58,6 +69,46 @@ impl Cluster {
             .map(|n| n.heartbeat.detection_time())
             .max()
             .unwrap_or_else(|| self.heartbeat.detection_time())
+    }
+
+    /// openraft's timings, derived from the heartbeat interval `i`: heartbeat `i/3`,
+    /// election timeout between `4i/5` and `8i/5` (150 ms / 300 ms would be openraft's
+    /// defaults at `i` = 100 ms; these are shorter so that an election fits in the
+    /// lease).
+    pub fn raft_timings(&self) -> RaftTiming {
+        let i = self.heartbeat.interval.as_millis() as u64;
+        let ms = std::time::Duration::from_millis;
+        RaftTiming {
+            heartbeat: ms((i / 3).max(1)),
+            election_min: ms((i * 4 / 5).max(2)),
+            election_max: ms((i * 8 / 5).max(3)),
+        }
+    }
+
+    /// The longest a new coordinator takes to be elected after the coordinator died:
+    /// a follower waits out its leader lease (`election_max`) and then a random
+    /// election timeout (at most `election_max`), checked on openraft's tick
+    /// (1.5 x its heartbeat).
+    pub fn election_time_max(&self) -> std::time::Duration {
+        let t = self.raft_timings();
+        let tick_ms = t.heartbeat.as_millis() as u64 * 3 / 2;
+        t.election_max * 2 + std::time::Duration::from_millis(tick_ms)
+    }
+
+    /// The shortest lease with which the holders keep their leases while a new
+    /// coordinator is elected: an election, plus one renewal interval (the last
+    /// renewal may have gone out that long before the coordinator died), plus the
+    /// holder's fencing lead (one interval), plus a margin.
+    pub fn lease_min_for_elections(&self) -> std::time::Duration {
+        self.election_time_max() + self.heartbeat.interval * 2 + LEASE_MARGIN
+    }
+
+    /// The lease (SPEC 6): as configured, or the longer of failure detection and
+    /// [`Cluster::lease_min_for_elections`].
+    pub fn lease(&self) -> std::time::Duration {
+        self.quorum
+            .lease
+            .unwrap_or_else(|| self.detection_time().max(self.lease_min_for_elections()))
     }
 
     /// How many Raft voters the cluster has (nodes plus the witness).
@@ -329,6 +380,24 @@ pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &Clus
                 humantime::format_duration(detection)
             ));
             sink.diagnostics.last_mut().expect("pushed").hint = Some("a node would give up its packages before the others could even notice a problem; leave lease unset to derive it".to_owned());
+        } else if lease < cluster.lease_min_for_elections() {
+            let minimum = cluster.lease_min_for_elections();
+            sink.error(
+                spans
+                    .quorum
+                    .lease
+                    .clone()
+                    .unwrap_or_else(|| spans.root.clone()),
+                "quorum.lease",
+                format!(
+                    "a lease of {} is shorter than electing a new coordinator takes ({} with this heartbeat interval, plus a renewal interval, the fencing lead and {} margin)",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(cluster.election_time_max()),
+                    humantime::format_duration(LEASE_MARGIN)
+                ),
+            )
+            .expected = Some(format!("at least {}", humantime::format_duration(minimum)));
+            sink.diagnostics.last_mut().expect("pushed").hint = Some("when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it".to_owned());
         }
     }
 }

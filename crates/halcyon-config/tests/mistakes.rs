@@ -50,6 +50,7 @@
 //! - witness numbered like a node
 //! - min_voters above the voter count
 //! - quorum lease shorter than detection
+//! - quorum lease shorter than a coordinator election
 //! - script timeout longer than the event's maximum duration
 //! - package run_timeout longer than the event's maximum duration
 //!
@@ -541,6 +542,13 @@ const CASES: &[Case] = &[
         edits: &[Append("cluster.toml", "\n[quorum]\nlease = \"300ms\"\n")],
         expect: &[
             "cluster.toml:51:9: quorum.lease: a lease of 300ms is shorter than failure detection (400ms = interval x sensitivity); expected at least 400ms; hint: a node would give up its packages before the others could even notice a problem; leave lease unset to derive it",
+        ],
+    },
+    Case {
+        name: "quorum lease shorter than a coordinator election",
+        edits: &[Append("cluster.toml", "\n[quorum]\nlease = \"450ms\"\n")],
+        expect: &[
+            "cluster.toml:51:9: quorum.lease: a lease of 450ms is shorter than electing a new coordinator takes (369ms with this heartbeat interval, plus a renewal interval, the fencing lead and 50ms margin); expected at least 619ms; hint: when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it",
         ],
     },
     Case {

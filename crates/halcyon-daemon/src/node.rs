@@ -360,11 +360,9 @@ impl Node {
         let _ = std::fs::remove_dir_all(&gates_dir);
         std::fs::create_dir_all(&gates_dir)?;
         let incarnation = next_incarnation(&settings.state_dir)?;
-        let lease_duration = config
-            .cluster
-            .quorum
-            .lease
-            .unwrap_or_else(|| config.cluster.detection_time());
+        // Long enough to outlast failure detection and a coordinator election, so the
+        // holders keep their leases while a new coordinator is elected.
+        let lease_duration = config.cluster.lease();
         let renew_interval = config.cluster.heartbeat.interval;
         // The guard first: no failover package may run here before it is ready.
         let guard = Guard::start((lease_duration / 2).max(Duration::from_millis(100)))
@@ -386,7 +384,7 @@ impl Node {
             addrs,
             &settings.state_dir.join("raft.redb"),
             app,
-            RaftTimings::default(),
+            raft_timings(&config.cluster),
         )
         .await
         .context("opening consensus")?;
@@ -1696,5 +1694,17 @@ impl Node {
         for name in names {
             let _ = self.halt_package(&name, StopMode::Graceful).await;
         }
+    }
+}
+
+/// openraft's timings for this cluster: derived from the heartbeat interval so that
+/// an election fits in the lease (see `Cluster::raft_timings` and `Cluster::lease`).
+pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
+    let t = cluster.raft_timings();
+    RaftTimings {
+        heartbeat_interval: t.heartbeat,
+        election_timeout_min: t.election_min,
+        election_timeout_max: t.election_max,
+        ..RaftTimings::default()
     }
 }

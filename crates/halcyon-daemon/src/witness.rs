@@ -27,7 +27,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use halcyon_config::Config;
-use halcyon_consensus::{Consensus, NodeId, RaftTimings};
+use halcyon_consensus::{Consensus, NodeId};
 use halcyon_state::{Replicated, State};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -120,7 +120,7 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
         addrs,
         &settings.state_dir.join("raft.redb"),
         app,
-        RaftTimings::default(),
+        crate::node::raft_timings(&witness.config.cluster),
     )
     .await
     .context("opening consensus")?;
