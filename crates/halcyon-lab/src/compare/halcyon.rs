@@ -6,11 +6,33 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use std::io::Read as _;
+use std::net::{SocketAddrV4, TcpStream};
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 
 use super::{CompareOptions, Row, System, build_lab, measure_system};
 use crate::cluster::{has_quorum, holder_in};
-use crate::{ClusterSpec, Lab, LabCluster};
+use crate::{ClusterSpec, Lab, LabCluster, names};
+
+/// HTTP/1.0 POST of a JSON body; the whole response as text.
+fn post(address: SocketAddrV4, path: &str, body: &str) -> std::io::Result<String> {
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(
+        format!(
+            "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
+    let mut response = Vec::new();
+    stream.take(1024 * 1024).read_to_end(&mut response)?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
 
 pub const SYSTEM: &str = "Halcyon";
 
@@ -18,6 +40,8 @@ struct HalcyonSystem {
     cluster: LabCluster,
     /// The coordinator (Raft leader) when the cluster was last seen stable.
     coordinator: Option<usize>,
+    /// The lease in force, as the daemon reports it.
+    lease_ms: Option<u64>,
 }
 
 impl System for HalcyonSystem {
@@ -27,6 +51,25 @@ impl System for HalcyonSystem {
 
     fn role(&self, host: usize) -> Option<&'static str> {
         (self.coordinator == Some(host)).then_some("coordinator")
+    }
+
+    fn role_host(&self) -> Option<usize> {
+        self.coordinator
+    }
+
+    /// `POST /v1/packages/web/move {"node": "hN"}` to the target's own API (the API forwards
+    /// it to the coordinator): what `halcyon` sends for a move.
+    fn move_package(&mut self, host: usize) -> Result<()> {
+        // A node back from a power-off may be refused as a target for a moment (its networks
+        // not yet seen up everywhere): retry for a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.request_move(host) {
+                Ok(()) => return Ok(()),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
     }
 
     fn power_off(&mut self, host: usize) -> Result<Instant> {
@@ -52,15 +95,36 @@ impl System for HalcyonSystem {
                 }
             },
         );
-        let (holder, coordinator) = result.map_err(|error| anyhow::anyhow!("{error}: {gap}"))?;
+        let (holder, coordinator, lease) =
+            result.map_err(|error| anyhow::anyhow!("{error}: {gap}"))?;
         self.coordinator = coordinator;
+        if lease.is_some() {
+            self.lease_ms = lease;
+        }
         Ok(holder)
     }
 }
 
+impl HalcyonSystem {
+    fn request_move(&self, host: usize) -> Result<()> {
+        let address = SocketAddrV4::new(names::host_address(host, 1), self.cluster.spec().port + 2);
+        let body = format!("{{\"node\": \"h{host}\"}}");
+        let response =
+            crate::netns::in_namespace(self.cluster.lab().namespace_path(host), move || {
+                post(address, "/v1/packages/web/move", &body)
+            })
+            .context("entering the host's namespace")?
+            .context("POST /v1/packages/web/move")?;
+        if !(response.starts_with("HTTP/1.1 2") || response.starts_with("HTTP/1.0 2")) {
+            bail!("move refused: {}", response.lines().last().unwrap_or(""));
+        }
+        Ok(())
+    }
+}
+
 /// Every node answers with a quorum and counts every node as a member; the package is served
-/// by the node the API names. Ok((holder, coordinator)) or what is missing.
-fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>), String> {
+/// by the node the API names. Ok((holder, coordinator, lease in ms)) or what is missing.
+fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>, Option<u64>), String> {
     let mut statuses = Vec::new();
     for host in cluster.hosts() {
         match cluster.status(host) {
@@ -76,10 +140,21 @@ fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>), String>
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|node| node["member"] != true)
+            .filter(|node| {
+                node["member"] != true
+                    || node["reachable"] != "reachable"
+                    || node["networks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|network| network["down"] == true)
+            })
             .count();
         if outsiders > 0 {
-            return Err(format!("h{} sees {outsiders} non-members", index + 1));
+            return Err(format!(
+                "h{} sees {outsiders} nodes not (yet) members, reachable and with every network up",
+                index + 1
+            ));
         }
     }
     let named = statuses.iter().find_map(|status| holder_in(status, "web"));
@@ -89,19 +164,20 @@ fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>), String>
             let coordinator = statuses[0]["coordinator"]
                 .as_str()
                 .and_then(|name| name.strip_prefix('h')?.parse().ok());
-            Ok((serving, coordinator))
+            let lease = statuses[0]["lease"]["duration_ms"].as_u64();
+            Ok((serving, coordinator, lease))
         }
         _ => Err(format!("web placed on {named:?}, served by {serving:?}")),
     }
 }
 
-fn settings(spec: &ClusterSpec) -> String {
+fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
     format!(
-        "defaults: heartbeat {} ms x {} (detection {} ms), lease {} ms; 1 IP network + disk heartbeat",
+        "defaults: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network + disk heartbeat",
         spec.heartbeat_interval.as_millis(),
         spec.sensitivity,
         spec.detection().as_millis(),
-        spec.lease().as_millis()
+        lease_ms.map_or("?".to_string(), |lease| format!("{lease} ms"))
     )
 }
 
@@ -111,7 +187,7 @@ pub(super) fn measure(
     stop: &AtomicBool,
 ) -> Row {
     let spec = ClusterSpec::new(&options.halcyon);
-    let mut row = Row::new(SYSTEM, settings(&spec), options.runs);
+    let mut row = Row::new(SYSTEM, settings(&spec, None), options.runs);
     let _ = writeln!(progress, "{SYSTEM}: starting 3 daemons ({})", row.settings);
     let started = (|| -> Result<HalcyonSystem> {
         if !options.halcyon.is_file() {
@@ -125,6 +201,7 @@ pub(super) fn measure(
         Ok(HalcyonSystem {
             cluster,
             coordinator: None,
+            lease_ms: None,
         })
     })();
     let mut system = match started {
@@ -135,6 +212,7 @@ pub(super) fn measure(
         }
     };
     let result = measure_system(&mut system, &mut row, options, progress, stop);
+    row.settings = settings(system.cluster.spec(), system.lease_ms);
     super::finish_row(&mut row, Some(system.lab()), result);
     system.cluster.stop_all();
     row

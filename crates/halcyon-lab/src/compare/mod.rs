@@ -111,8 +111,9 @@ pub struct Row {
     /// Moments the checker saw the service address on two hosts at once.
     pub double_activations: usize,
     pub guard_violations: u64,
-    /// How many measured runs powered off a host with a role (e.g. Pacemaker's DC).
-    pub killed_roles: std::collections::BTreeMap<&'static str, usize>,
+    /// The role of the powered-off host in each measured run (parallel to `failovers`), e.g.
+    /// Pacemaker's DC or Halcyon's coordinator.
+    pub roles: Vec<Option<&'static str>>,
     /// Set when the system could not be measured at all (or not to the end).
     pub error: Option<String>,
 }
@@ -128,7 +129,7 @@ impl Row {
             footprint: None,
             double_activations: 0,
             guard_violations: 0,
-            killed_roles: std::collections::BTreeMap::new(),
+            roles: Vec::new(),
             error: None,
         }
     }
@@ -204,6 +205,19 @@ trait System {
     /// A role of `host` that matters for the failover time (Pacemaker: "DC"), if any.
     fn role(&self, _host: usize) -> Option<&'static str> {
         None
+    }
+    /// The host with the role (DC, coordinator) when last seen stable, if the system has one.
+    fn role_host(&self) -> Option<usize> {
+        None
+    }
+    /// After a move has completed (Pacemaker: clear the move's location constraint).
+    fn moved(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Moves the package to `host` with the system's own move command (then the caller waits
+    /// for stability).
+    fn move_package(&mut self, _host: usize) -> Result<()> {
+        bail!("this system has no move command here")
     }
 
     /// Power loss of `host`: links down, every process killed, and the interface addresses it
@@ -346,16 +360,46 @@ fn measure_system(
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted after {} runs", run - 1);
         }
-        let holder = system
+        let mut holder = system
             .wait_stable(Instant::now() + STABLE_TIMEOUT)
             .with_context(|| format!("waiting for a stable cluster before run {run}"))?;
+        // Where the killed host's role changes the failover path (Pacemaker's DC, Halcyon's
+        // coordinator), odd runs kill the host with the role and even runs another one: the
+        // package is moved there first with the system's own move command.
+        if let Some(role_host) = system.role_host() {
+            let want_role = run % 2 == 1;
+            if want_role != (holder == role_host) {
+                let target = if want_role {
+                    role_host
+                } else {
+                    system
+                        .lab()
+                        .hosts()
+                        .find(|&host| host != role_host)
+                        .unwrap_or(holder)
+                };
+                system
+                    .move_package(target)
+                    .with_context(|| format!("moving the package to h{target} before run {run}"))?;
+                let deadline = Instant::now() + STABLE_TIMEOUT;
+                loop {
+                    holder = system.wait_stable(deadline)?;
+                    if holder == target {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        bail!("the package did not move to h{target} before run {run}");
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                system.moved()?;
+            }
+        }
         let role = system.role(holder);
         match one_failover(system, holder) {
             Ok((failover, new_holder, double)) => {
                 row.double_activations += double;
-                if let Some(role) = role {
-                    *row.killed_roles.entry(role).or_default() += 1;
-                }
+                row.roles.push(role);
                 let _ = writeln!(
                     progress,
                     "{} [{}] run {run}/{}: h{holder}{} powered off, h{new_holder} answered after {:.3} s",
@@ -691,12 +735,24 @@ impl fmt::Display for CompareReport {
                 row.double_activations,
                 row.failovers.len()
             )?;
-            for (role, count) in &row.killed_roles {
+            let mut roles: Vec<&'static str> = row.roles.iter().flatten().copied().collect();
+            roles.sort();
+            roles.dedup();
+            for role in roles {
+                let (with, without): (Vec<_>, Vec<_>) = row
+                    .failovers
+                    .iter()
+                    .zip(&row.roles)
+                    .partition(|(_, killed)| **killed == Some(role));
+                let with: Vec<Duration> = with.into_iter().map(|(time, _)| *time).collect();
+                let without: Vec<Duration> = without.into_iter().map(|(time, _)| *time).collect();
                 writeln!(
                     formatter,
-                    "  {} of {} measured runs powered off the {role}",
-                    count,
-                    row.failovers.len()
+                    "  {} of {} measured runs powered off the {role} (median {}), the others a non-{role} (median {})",
+                    with.len(),
+                    row.failovers.len(),
+                    seconds(percentile(&with, 50.0)),
+                    seconds(percentile(&without, 50.0))
                 )?;
             }
         }

@@ -359,6 +359,23 @@ impl System for Pacemaker {
         (self.dc == Some(host)).then_some("DC")
     }
 
+    fn role_host(&self) -> Option<usize> {
+        self.dc
+    }
+
+    fn move_package(&mut self, host: usize) -> Result<()> {
+        let on = self.any_live_host().context("no host runs")?;
+        let node = host_label(host);
+        self.on_host_checked(on, &["crm_resource", "--move", "-r", "web", "-N", &node])?;
+        Ok(())
+    }
+
+    fn moved(&mut self) -> Result<()> {
+        let on = self.any_live_host().context("no host runs")?;
+        self.on_host_checked(on, &["crm_resource", "--clear", "-r", "web"])?;
+        Ok(())
+    }
+
     fn scaffolding(&self, host: usize) -> Vec<u32> {
         self.inits[host].map(|init| init.pid).into_iter().collect()
     }
