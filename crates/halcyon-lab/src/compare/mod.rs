@@ -114,6 +114,8 @@ pub struct Row {
     /// The role of the powered-off host in each measured run (parallel to `failovers`), e.g.
     /// Pacemaker's DC or Halcyon's coordinator.
     pub roles: Vec<Option<&'static str>>,
+    /// Moves (to mix the roles) the system refused, with its answer.
+    pub refused_moves: Vec<String>,
     /// Set when the system could not be measured at all (or not to the end).
     pub error: Option<String>,
 }
@@ -130,6 +132,7 @@ impl Row {
             double_activations: 0,
             guard_violations: 0,
             roles: Vec::new(),
+            refused_moves: Vec::new(),
             error: None,
         }
     }
@@ -378,21 +381,33 @@ fn measure_system(
                         .find(|&host| host != role_host)
                         .unwrap_or(holder)
                 };
-                system
-                    .move_package(target)
-                    .with_context(|| format!("moving the package to h{target} before run {run}"))?;
-                let deadline = Instant::now() + STABLE_TIMEOUT;
-                loop {
-                    holder = system.wait_stable(deadline)?;
-                    if holder == target {
-                        break;
+                // Best effort: a refused move is reported and this run kills the current
+                // holder (its role is recorded either way).
+                match system.move_package(target) {
+                    Ok(()) => {
+                        let deadline = Instant::now() + STABLE_TIMEOUT;
+                        loop {
+                            holder = system.wait_stable(deadline)?;
+                            if holder == target {
+                                break;
+                            }
+                            if Instant::now() >= deadline {
+                                bail!("the package did not move to h{target} before run {run}");
+                            }
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        system.moved()?;
                     }
-                    if Instant::now() >= deadline {
-                        bail!("the package did not move to h{target} before run {run}");
+                    Err(error) => {
+                        let _ = writeln!(
+                            progress,
+                            "{} run {run}: moving the package to h{target} failed ({error:#}); this run powers off the holder h{holder}",
+                            row.system
+                        );
+                        row.refused_moves
+                            .push(format!("before run {run}: {error:#}"));
                     }
-                    std::thread::sleep(Duration::from_millis(200));
                 }
-                system.moved()?;
             }
         }
         let role = system.role(holder);
@@ -697,6 +712,14 @@ impl fmt::Display for CompareReport {
                     formatter,
                     "{} [{}]: not measured to the end: {error}",
                     row.system, row.settings
+                )?;
+            }
+            for refused in &row.refused_moves {
+                writeln!(
+                    formatter,
+                    "{} [{}]: move refused {refused}",
+                    row.system,
+                    row.settings_short()
                 )?;
             }
             for failed in &row.failed_runs {
