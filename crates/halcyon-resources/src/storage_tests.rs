@@ -156,6 +156,14 @@ async fn a_busy_filesystem_names_its_holders_and_stays_mounted() {
         .current_dir(&m1)
         .spawn()
         .unwrap();
+    // The child is named after the test thread until it has exec'd `sleep`.
+    let comm = format!("/proc/{}/comm", holder.id());
+    for _ in 0..200 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let e = fs.stop(&env(), StopMode::Graceful).await.unwrap_err();
     let text = e.to_string();
     assert!(text.contains("busy, held by"), "{text}");
