@@ -151,13 +151,23 @@ async fn a_busy_filesystem_names_its_holders_and_stays_mounted() {
     let m1 = disk.mount_point("m1");
     let mut fs = filesystem(&disk.device.device, &m1, None);
     fs.start(&env()).await.unwrap();
-    let mut holder = std::process::Command::new("sleep")
-        .arg("30")
-        .current_dir(&m1)
-        .spawn()
-        .unwrap();
+    // Killed on drop, also when an assertion fails.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut holder = Holder(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&m1)
+            .spawn()
+            .unwrap(),
+    );
     // The child is named after the test thread until it has exec'd `sleep`.
-    let comm = format!("/proc/{}/comm", holder.id());
+    let comm = format!("/proc/{}/comm", holder.0.id());
     for _ in 0..200 {
         if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
             break;
@@ -168,13 +178,13 @@ async fn a_busy_filesystem_names_its_holders_and_stays_mounted() {
     let text = e.to_string();
     assert!(text.contains("busy, held by"), "{text}");
     assert!(
-        text.contains(&format!("pid {} (sleep: cwd)", holder.id())),
+        text.contains(&format!("pid {} (sleep: cwd)", holder.0.id())),
         "{text}"
     );
     assert!(text.ends_with("not unmounted lazily"), "{text}");
     assert!(mounted_at(&m1));
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
     fs.stop(&env(), StopMode::Graceful).await.unwrap();
     assert!(!mounted_at(&m1));
 }
