@@ -35,6 +35,8 @@ fn post(address: SocketAddrV4, path: &str, body: &str) -> std::io::Result<String
 }
 
 pub const SYSTEM: &str = "Halcyon";
+/// How long the stable state must hold before a run (the same as for Pacemaker).
+const SETTLE: Duration = Duration::from_secs(2);
 
 struct HalcyonSystem {
     cluster: LabCluster,
@@ -84,12 +86,25 @@ impl System for HalcyonSystem {
     fn wait_stable(&mut self, deadline: Instant) -> Result<usize> {
         let mut gap = String::from("nothing checked");
         let cluster = &self.cluster;
+        // The same state seen continuously for SETTLE (as for Pacemaker): a node just powered
+        // on answers its API before its restart cleanup and rejoin are over.
+        let mut since: Option<(Instant, usize)> = None;
         let result = cluster.wait_for(
             "a stable Halcyon cluster",
             deadline,
             || match stability_gap(cluster) {
-                Ok(holder) => Some(holder),
+                Ok(found) => match since {
+                    Some((at, holder)) if holder == found.0 && at.elapsed() >= SETTLE => {
+                        Some(found)
+                    }
+                    Some((_, holder)) if holder == found.0 => None,
+                    _ => {
+                        since = Some((Instant::now(), found.0));
+                        None
+                    }
+                },
                 Err(missing) => {
+                    since = None;
                     gap = missing;
                     None
                 }
