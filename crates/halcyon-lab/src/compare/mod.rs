@@ -166,11 +166,15 @@ impl CompareReport {
         self.rows.iter().map(|row| row.guard_violations).sum()
     }
 
-    /// True when every measured system finished without error and the guards counted nothing.
+    /// True when every measured system finished every run without error and the guards
+    /// counted nothing.
     pub fn passed(&self) -> bool {
         self.guard_violations() == 0
             && !self.interrupted
-            && self.rows.iter().all(|row| row.error.is_none())
+            && self
+                .rows
+                .iter()
+                .all(|row| row.error.is_none() && row.failed_runs.is_empty())
     }
 }
 
