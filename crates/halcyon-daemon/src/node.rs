@@ -151,6 +151,11 @@ pub struct Node {
     pub consensus: Consensus,
     pub state: Arc<Mutex<State>>,
     pub applied: watch::Receiver<u64>,
+    /// The highest log index a lease grant said was committed when it was granted.
+    /// This node acts on placements (reconcile) only once its replica has applied at
+    /// least that far: a node back from a power-off must not start a package its
+    /// stale replica still places on it.
+    fresh_from: std::sync::atomic::AtomicU64,
     pub membership: Arc<Mutex<Status>>,
     runner: Mutex<Option<Runner>>,
     /// API address of every Raft member (node number -> address).
@@ -331,6 +336,10 @@ pub struct LeaseAnswer {
     pub granted: bool,
     #[serde(default)]
     pub error: Option<String>,
+    /// The log index the quorum confirmed as committed for this grant (the read
+    /// index): the holder's replica must have applied it before it acts on placements.
+    #[serde(default)]
+    pub read_index: u64,
 }
 
 impl Node {
@@ -456,6 +465,7 @@ impl Node {
             consensus,
             state,
             applied,
+            fresh_from: std::sync::atomic::AtomicU64::new(0),
             membership: runner.status_handle(),
             runner: Mutex::new(Some(runner)),
             lease_duration,
@@ -626,6 +636,7 @@ impl Node {
         let refuse = |error: String| LeaseAnswer {
             granted: false,
             error: Some(error),
+            read_index: 0,
         };
         if self.is_isolated() {
             return refuse("no quorum: this node is isolated".into());
@@ -641,13 +652,13 @@ impl Node {
             self.consensus.raft().ensure_linearizable(),
         )
         .await;
-        match confirm {
-            Ok(Ok(_)) => {}
+        let read_index = match confirm {
+            Ok(Ok(read)) => read.map_or(0, |l| l.index),
             Ok(Err(e)) => return refuse(format!("no quorum: {e}")),
             Err(_) => {
                 return refuse("no quorum: the quorum did not confirm the leader in time".into());
             }
-        }
+        };
         let state = lock(&self.state);
         let Some(config) = state.config.as_ref() else {
             return refuse("the cluster is not bootstrapped yet".into());
@@ -664,6 +675,7 @@ impl Node {
         LeaseAnswer {
             granted: true,
             error: None,
+            read_index,
         }
     }
 
@@ -697,7 +709,14 @@ impl Node {
             } else {
                 None
             };
-            if let Some(LeaseAnswer { granted: true, .. }) = answer {
+            if let Some(LeaseAnswer {
+                granted: true,
+                read_index,
+                ..
+            }) = answer
+            {
+                self.fresh_from
+                    .fetch_max(read_index, std::sync::atomic::Ordering::SeqCst);
                 self.guard
                     .extend(BootTime::lease_deadline(t_boot, self.lease_duration));
                 lock(&self.holder).granted(t_send, self.lease_duration);
@@ -1296,7 +1315,12 @@ impl Node {
             tracing::warn!(package = %package, "runs here but is placed elsewhere: halting");
             let _ = self.halt_package(package, StopMode::Graceful).await;
         }
-        let lease = self.lease_valid();
+        // A replica behind the committed log (a node back from a power-off) may still
+        // place packages here that moved away meanwhile: start nothing until it has
+        // caught up with what the last grant confirmed.
+        let fresh =
+            *self.applied.borrow() >= self.fresh_from.load(std::sync::atomic::Ordering::SeqCst);
+        let lease = self.lease_valid() && fresh;
         for package in placed.difference(&running) {
             let failover = config
                 .package(package.as_str())
