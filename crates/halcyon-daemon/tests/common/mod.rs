@@ -429,6 +429,35 @@ impl Cluster {
     }
 }
 
+/// Kills every process whose command line mentions `dir` (this test's own temporary
+/// directory, so only processes this test started): services a daemon started but had
+/// not yet recorded (e.g. still waiting at the guard's start gate) when it was killed.
+fn kill_processes_mentioning(dir: &std::path::Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) with a PID read just now from /proc.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 1..=self.nodes {
@@ -437,6 +466,7 @@ impl Drop for Cluster {
         if self.witness {
             self.kill_witness();
         }
+        kill_processes_mentioning(self.dir.path());
         if std::thread::panicking() {
             eprintln!("test failed; cluster logs:");
             let mut names: Vec<String> = (1..=self.nodes).map(|i| format!("n{i}")).collect();
