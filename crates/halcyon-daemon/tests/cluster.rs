@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use halcyon_daemon::client;
 use serde_json::Value;
 
@@ -221,6 +223,7 @@ impl Drop for Cluster {
         for i in 1..=3 {
             self.kill(i);
         }
+        common::kill_processes_mentioning(self.dir.path());
         if std::thread::panicking() {
             eprintln!("test failed; cluster logs:");
             for i in 1..=3 {

@@ -432,7 +432,7 @@ impl Cluster {
 /// Kills every process whose command line mentions `dir` (this test's own temporary
 /// directory, so only processes this test started): services a daemon started but had
 /// not yet recorded (e.g. still waiting at the guard's start gate) when it was killed.
-fn kill_processes_mentioning(dir: &std::path::Path) {
+pub fn kill_processes_mentioning(dir: &std::path::Path) {
     let needle = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
