@@ -23,7 +23,7 @@ pub use import::{Imported, import_hacmp, import_hacmp_text};
 pub use program::{CommandLine, Expected, Line, NodeSet, Program};
 pub use rules::{
     Customisation, MonitorDefinition, Resolved, Rule, RuleProgram, Rules, default_rules,
-    default_rules_text, load_rules, parse_rules,
+    default_rules_text, is_rules_file, load_cluster_rules, load_rules, parse_rules,
 };
 pub use run::{
     CommandState, EventState, Failure, Invocation, Launch, LaunchKind, NotifyPhase, Options,

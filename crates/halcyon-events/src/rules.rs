@@ -956,3 +956,104 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
         }
     }
 }
+
+/// Every rules file of a configuration, read and merged: the `.toml` files with
+/// `[[event]]` tables among `paths` (files or directories, as the configuration
+/// loader takes them), and `referenced` (the cluster file's `[events] rules`,
+/// relative to the configuration directory). All mistakes of all files are
+/// reported; the same event and state in two files is a mistake too.
+pub fn load_cluster_rules(
+    paths: &[std::path::PathBuf],
+    referenced: Option<&str>,
+) -> Result<Rules, Diagnostics> {
+    let mut files: Vec<PathBuf> = halcyon_config::collect_files(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| is_rules_file(f))
+        .collect();
+    let mut diagnostics = Vec::new();
+    if let Some(rel) = referenced {
+        let base = paths.first().map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        });
+        let path = base.unwrap_or_default().join(rel);
+        if !path.exists() {
+            diagnostics.push(Diagnostic {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                field: "events.rules".to_owned(),
+                problem: "the rules file named in the cluster file does not exist".to_owned(),
+                expected: Some(
+                    "a rules file (TOML with [[event]] tables) relative to the configuration directory"
+                        .to_owned(),
+                ),
+                hint: None,
+            });
+        } else if !files.iter().any(|f| same_file(f, &path)) {
+            files.push(path);
+        }
+    }
+    let mut merged = Rules::default();
+    let mut origin: Vec<PathBuf> = Vec::new();
+    for file in files {
+        match load_rules(&file) {
+            Ok(rules) => {
+                for rule in rules.rules {
+                    if let Some(i) = merged
+                        .rules
+                        .iter()
+                        .position(|r| r.name == rule.name && r.state == rule.state)
+                    {
+                        diagnostics.push(Diagnostic {
+                            file: file.clone(),
+                            line: 0,
+                            column: 0,
+                            field: "event.name".to_owned(),
+                            problem: format!(
+                                "event \"{}\"{} already has a rule in {}",
+                                rule.name,
+                                rule.state
+                                    .as_deref()
+                                    .map_or(String::new(), |s| format!(" (state {s})")),
+                                origin[i].display()
+                            ),
+                            expected: Some("one rule per event and state".to_owned()),
+                            hint: None,
+                        });
+                        continue;
+                    }
+                    merged.rules.push(rule);
+                    origin.push(file.clone());
+                }
+            }
+            Err(d) => diagnostics.extend(d.0),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(merged)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+/// A `.toml` file with `[[event]]` tables and neither `[cluster]` nor `[package]`.
+pub fn is_rules_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|t| {
+            t.contains_key("event") && !t.contains_key("cluster") && !t.contains_key("package")
+        })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -160,13 +160,21 @@ pub enum CommandState {
     Failed {
         outcome: Outcome,
     },
+    /// Will not run or finish: its node failed or was cut off from the quorum during
+    /// the event (the event of that node's departure deals with it). Finished, not
+    /// failed: the barrier does not wait for a node that is gone.
+    Abandoned {
+        why: String,
+    },
 }
 
 impl CommandState {
     fn is_finished(&self) -> bool {
         matches!(
             self,
-            CommandState::Succeeded { .. } | CommandState::Failed { .. }
+            CommandState::Succeeded { .. }
+                | CommandState::Failed { .. }
+                | CommandState::Abandoned { .. }
         )
     }
 }
@@ -486,15 +494,7 @@ impl Progress {
             self.notifications_running.remove(i);
             return Ok(());
         }
-        let segment = self.current;
-        let found = self.states.get(segment).and_then(|states| {
-            states.iter().position(|s| match s {
-                CommandState::Running { launch: l, .. }
-                | CommandState::RecoveryRunning { launch: l, .. } => *l == launch,
-                _ => false,
-            })
-        });
-        let Some(index) = found else {
+        let Some((segment, index)) = self.running_launch(launch) else {
             return Err(ProgressError::UnknownLaunch { launch });
         };
         let invocation = &self.segments[segment].invocations[index];
@@ -585,6 +585,56 @@ impl Progress {
         true
     }
 
+    /// `node` failed or was cut off from the quorum: its commands not finished, in
+    /// the current segment and the later ones, are abandoned (they finish without
+    /// running). Returns the launches that were running on it. The barrier of the
+    /// current segment completes if nothing else is left.
+    pub fn abandon_node(&mut self, node: &NodeName, why: &str) -> Vec<u64> {
+        let mut running = Vec::new();
+        for segment in self.current..self.segments.len() {
+            for index in 0..self.states[segment].len() {
+                if &self.segments[segment].invocations[index].node != node {
+                    continue;
+                }
+                match &self.states[segment][index] {
+                    CommandState::Running { launch, .. }
+                    | CommandState::RecoveryRunning { launch, .. } => running.push(*launch),
+                    CommandState::Pending { .. } | CommandState::RecoveryPending { .. } => {}
+                    _ => continue,
+                }
+                self.states[segment][index] = CommandState::Abandoned {
+                    why: why.to_owned(),
+                };
+            }
+        }
+        if self.state == EventState::Running && self.current < self.segments.len() {
+            self.finish_segment_if_done();
+        }
+        self.assert_valid();
+        running
+    }
+
+    /// Whether `node` has commands not finished in the current or a later segment.
+    pub fn has_unfinished(&self, node: &NodeName) -> bool {
+        (self.current..self.segments.len()).any(|segment| {
+            self.states[segment]
+                .iter()
+                .zip(&self.segments[segment].invocations)
+                .any(|(state, inv)| &inv.node == node && !state.is_finished())
+        })
+    }
+
+    /// The launch running as `launch`, if any: (segment, index).
+    pub fn running_launch(&self, launch: u64) -> Option<(usize, usize)> {
+        let segment = self.current;
+        let index = self.states.get(segment)?.iter().position(|s| match s {
+            CommandState::Running { launch: l, .. }
+            | CommandState::RecoveryRunning { launch: l, .. } => *l == launch,
+            _ => false,
+        })?;
+        Some((segment, index))
+    }
+
     /// For a new coordinator, after deserializing: what was launched and not
     /// finished in the current segment is launched again by the next
     /// [`Progress::next_commands`]; notifications in flight are not repeated.
@@ -614,9 +664,12 @@ impl Progress {
             if states.len() != segment.invocations.len() {
                 return Err(format!("segment {i}: one state per command"));
             }
-            let launched = states
-                .iter()
-                .any(|s| !matches!(s, CommandState::Pending { attempt: 1 }));
+            let launched = states.iter().any(|s| {
+                !matches!(
+                    s,
+                    CommandState::Pending { attempt: 1 } | CommandState::Abandoned { .. }
+                )
+            });
             if i < self.current && !states.iter().all(CommandState::is_finished) {
                 return Err(format!("segment {i} is passed but not finished"));
             }

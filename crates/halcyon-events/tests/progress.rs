@@ -393,3 +393,34 @@ fn an_empty_program_completes_at_once() {
     let p = Progress::new(Vec::new(), Options::default());
     assert_eq!(p.state(), &EventState::Completed);
 }
+
+#[test]
+fn a_node_lost_mid_event_is_abandoned_and_the_barrier_completes_without_it() {
+    let mut p = progress(Options::default());
+    let first = p.next_commands();
+    assert_eq!(names(&first), ["n1: /bin/release", "n3: /bin/release"]);
+    let n1 = NodeName::from("n1");
+    let n3 = NodeName::from("n3");
+    // n1 finishes; n3 dies while its release runs.
+    p.completed(&n1, first[0].launch, 0, "").expect("running");
+    assert!(p.has_unfinished(&n3));
+    let abandoned = p.abandon_node(&n3, "n3 failed during the event");
+    assert_eq!(abandoned, [first[1].launch]);
+    assert!(!p.has_unfinished(&n3));
+    // The barrier passed; n3's later commands never launch; a late report of the
+    // abandoned launch is refused.
+    assert_eq!(p.last_completed_barrier(), Some(0));
+    assert_eq!(
+        p.completed(&n3, first[1].launch, 0, ""),
+        Err(ProgressError::UnknownLaunch {
+            launch: first[1].launch
+        })
+    );
+    let second = p.next_commands();
+    assert_eq!(names(&second), ["n2: /bin/acquire", "n2: /bin/check"]);
+    complete_all(&mut p, &second, |_, _| 0);
+    let third = p.next_commands();
+    assert_eq!(names(&third), ["n1: /bin/complete", "n2: /bin/complete"]);
+    complete_all(&mut p, &third, |_, _| 0);
+    assert_eq!(p.state(), &EventState::Completed);
+}

@@ -92,7 +92,11 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .as_ref()
         .ok()
         .and_then(|(c, _)| c.cluster.events.rules.clone());
-    let (rule_count, rule_diagnostics) = check_rules(paths, referenced.as_deref());
+    let (rule_count, rule_diagnostics) =
+        match halcyon_events::load_cluster_rules(paths, referenced.as_deref()) {
+            Ok(rules) => (rules.rules.len(), Vec::new()),
+            Err(d) => (0, d.0),
+        };
     diagnostics.extend(rule_diagnostics);
     if diagnostics.is_empty()
         && let Ok((config, files)) = loaded
@@ -117,68 +121,6 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if diagnostics.len() == 1 { "" } else { "s" }
     );
     Ok(ExitCode::from(EXIT_INVALID))
-}
-
-/// Checks every rules file: the `.toml` files with `[[event]]` tables among
-/// `paths`, and `referenced` (the cluster file's `[events] rules`, relative to the
-/// configuration directory). Returns the number of rules and the mistakes.
-fn check_rules(
-    paths: &[PathBuf],
-    referenced: Option<&str>,
-) -> (usize, Vec<halcyon_config::Diagnostic>) {
-    let mut files: Vec<PathBuf> = halcyon_config::collect_files(paths)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|f| is_rules_file(f))
-        .collect();
-    let mut diagnostics = Vec::new();
-    if let Some(rel) = referenced {
-        let base = paths.first().map(|p| {
-            if p.is_dir() {
-                p.clone()
-            } else {
-                p.parent().map(Path::to_path_buf).unwrap_or_default()
-            }
-        });
-        let path = base.unwrap_or_default().join(rel);
-        if !path.exists() {
-            diagnostics.push(halcyon_config::Diagnostic {
-                file: path.clone(),
-                line: 0,
-                column: 0,
-                field: "events.rules".to_owned(),
-                problem: "the rules file named in the cluster file does not exist".to_owned(),
-                expected: Some("a rules file (TOML with [[event]] tables) relative to the configuration directory".to_owned()),
-                hint: None,
-            });
-        } else if !files.iter().any(|f| same_file(f, &path)) {
-            files.push(path);
-        }
-    }
-    let mut count = 0;
-    for file in files {
-        match halcyon_events::load_rules(&file) {
-            Ok(rules) => count += rules.rules.len(),
-            Err(d) => diagnostics.extend(d.0),
-        }
-    }
-    (count, diagnostics)
-}
-
-fn is_rules_file(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|t| {
-            t.contains_key("event") && !t.contains_key("cluster") && !t.contains_key("package")
-        })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 /// Writes `files` into `out`; refuses (exit 1, nothing written) when any exists
