@@ -213,11 +213,37 @@ pub fn status_json(node: &Node) -> Value {
         },
         "nodes": nodes,
         "packages": packages,
-        "execution": state.execution.as_ref().map(|e| json!({
-            "id": e.id, "event": e.plan.event.to_string(), "step": e.step + 1, "steps": e.plan.steps.len(),
-        })),
+        "execution": state.execution.as_ref().map(execution_json),
         "pending": state.pending.iter().map(|p| p.event.to_string()).collect::<Vec<_>>(),
         "events": events,
+    })
+}
+
+/// The event being processed: where its program stands, what runs, and in ERROR what
+/// failed (node, command, status, output tail).
+fn execution_json(e: &halcyon_state::Execution) -> Value {
+    let (state, failures) = match e.progress.state() {
+        halcyon_events::EventState::Running => ("running", Vec::new()),
+        halcyon_events::EventState::Error { failures } => ("error", failures.clone()),
+        halcyon_events::EventState::Completed => ("completed", Vec::new()),
+        halcyon_events::EventState::Skipped => ("skipped", Vec::new()),
+    };
+    json!({
+        "id": e.id,
+        "event": e.plan.event.to_string(),
+        "state": state,
+        "segment": e.progress.current_segment().map(|s| s + 1),
+        "segments": e.progress.segments().len(),
+        "last_completed_barrier": e.progress.last_completed_barrier().map(|b| b + 1),
+        "failures": failures,
+        "running": e.launches.values().map(|l| json!({
+            "launch": l.launch,
+            "node": l.node,
+            "command": l.command,
+        })).collect::<Vec<_>>(),
+        "open_actions": e.open_actions().len(),
+        "started_at": e.started_at,
+        "max_duration_ms": e.max_duration.as_millis() as u64,
     })
 }
 
@@ -228,10 +254,14 @@ fn record_json(r: &halcyon_state::EventRecord) -> Value {
         "by": r.by,
         "outcome": r.outcome,
         "queued_at": r.queued_at,
+        "started_at": r.started_at,
         "finished_at": r.finished_at,
         "error": r.error,
         "plan": r.plan_text,
+        "program": r.program_text,
         "actions": r.actions,
+        "launches": r.launches,
+        "notes": r.notes,
     })
 }
 

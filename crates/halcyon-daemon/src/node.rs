@@ -29,6 +29,8 @@ use crate::faults::{FaultyLink, HeartbeatFaults};
 use crate::guard::{Gate, Guard};
 use crate::lease::{self, Holder};
 
+mod program;
+
 /// How often the coordinator and the executor look at the state when nothing wakes them.
 const TICK: Duration = Duration::from_millis(20);
 /// How long a node tries to get one command committed through the leader.
@@ -148,6 +150,8 @@ pub struct Node {
     pub number: u32,
     /// The configuration read at start (bootstrap only); the applied one is in the state.
     pub boot_config: Config,
+    /// The event rules read at start with it (bootstrap only).
+    boot_rules: halcyon_events::Rules,
     pub consensus: Consensus,
     pub state: Arc<Mutex<State>>,
     pub applied: watch::Receiver<u64>,
@@ -175,6 +179,12 @@ pub struct Node {
     failed_here: Mutex<BTreeSet<PackageName>>,
     /// Actions being executed here: (execution, step, index).
     in_flight: Mutex<BTreeSet<(u64, usize, usize)>>,
+    /// Event commands running here: (execution, launch).
+    launches_in_flight: Mutex<BTreeSet<(u64, u64)>>,
+    /// Coordinator side: the execution it drives and since when it has seen it.
+    execution_seen: Mutex<Option<(u64, Instant)>>,
+    /// Coordinator side: when an execution in ERROR was last logged.
+    error_logged: Mutex<Option<(u64, Instant)>>,
     pub incarnation: u64,
     pub isolated: AtomicBool,
     pub test_faults: bool,
@@ -360,6 +370,11 @@ impl Node {
                 known.join(", ")
             );
         };
+        let rules = halcyon_events::load_cluster_rules(
+            &settings.config_paths,
+            config.cluster.events.rules.as_deref(),
+        )
+        .map_err(|d| anyhow::anyhow!("event rules are not valid:\n{d}"))?;
         std::fs::create_dir_all(&settings.state_dir)
             .with_context(|| format!("creating {}", settings.state_dir.display()))?;
         let run_dir = settings.state_dir.join("run");
@@ -462,6 +477,7 @@ impl Node {
             number: me.number,
             api_addrs: api_addrs(&config),
             boot_config: config,
+            boot_rules: rules,
             consensus,
             state,
             applied,
@@ -477,6 +493,9 @@ impl Node {
             local: Mutex::new(BTreeMap::new()),
             failed_here: Mutex::new(BTreeSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
+            launches_in_flight: Mutex::new(BTreeSet::new()),
+            execution_seen: Mutex::new(None),
+            error_logged: Mutex::new(None),
             incarnation,
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
@@ -951,6 +970,7 @@ impl Node {
                 term,
                 &Command::Bootstrap {
                     config: Box::new(self.boot_config.clone()),
+                    rules: self.boot_rules.clone(),
                     at: Timestamp::now(),
                 },
             )
@@ -1088,8 +1108,8 @@ impl Node {
             }
             return Ok(());
         };
-        // Drive the current step: release waits here, and actions whose node lost its lease.
-        for (index, action) in execution.open_actions() {
+        // Release waits, and the actions of nodes that lost their lease.
+        for (step, index, action) in execution.open_actions() {
             let deadline = self.release_deadline(action.node.as_str());
             let expired = Instant::now() >= deadline;
             let unreachable = matches!(
@@ -1151,7 +1171,7 @@ impl Node {
                 term,
                 &Command::ActionDone {
                     execution: execution.id,
-                    step: execution.step,
+                    step,
                     index,
                     ok,
                     detail,
@@ -1160,7 +1180,7 @@ impl Node {
             )
             .await?;
         }
-        Ok(())
+        self.watch_program(term, &config, &execution).await
     }
 
     /// Commits a coordinator decision only as the leader of `term`. A leader cut off from the
@@ -1207,6 +1227,7 @@ impl Node {
                 event,
                 by: by.to_owned(),
                 at: Timestamp::now(),
+                sample: None,
             },
         )
         .await
@@ -1218,6 +1239,7 @@ impl Node {
             event,
             by: by.to_owned(),
             at: Timestamp::now(),
+            sample: None,
         })
         .await
     }
@@ -1237,11 +1259,12 @@ impl Node {
             };
             match &state.execution {
                 Some(execution) => {
-                    for (index, action) in execution.open_actions() {
+                    self.run_launches(&config, execution);
+                    for (step, index, action) in execution.ready_actions() {
                         if action.node != self.name {
                             continue;
                         }
-                        let key = (execution.id, execution.step, index);
+                        let key = (execution.id, step, index);
                         let Some(package) = action.package.clone() else {
                             continue;
                         };

@@ -574,6 +574,11 @@ impl Progress {
         Ok(())
     }
 
+    /// Whether the `too_long` warning was given already.
+    pub fn too_long_notified(&self) -> bool {
+        self.too_long_notified
+    }
+
     /// The event has run longer than its maximum duration: queues the `too_long`
     /// notification, once. True the first time.
     pub fn duration_exceeded(&mut self) -> bool {

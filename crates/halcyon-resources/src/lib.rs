@@ -411,7 +411,7 @@ pub async fn run_command(
 /// capturing stdout and stderr together (the last [`OUTPUT_MAX`] bytes). On timeout its process
 /// group is killed and [`ResourceError::TimedOut`] returned. `shown` is the command as errors
 /// quote it.
-pub(crate) async fn run_captured(
+pub async fn run_captured(
     what: &str,
     shown: &str,
     mut command: Command,

@@ -19,9 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
+use halcyon_events::{Builtin, EventState, LaunchKind, Rules, Sample};
 use halcyon_policy::{ActionKind, ClusterState, Event, Plan};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+mod execution;
+
+pub use execution::{Execution, LaunchReport};
 
 /// Most events waiting to be processed; beyond this new events are refused.
 pub const PENDING_MAX: usize = 1024;
@@ -34,19 +39,28 @@ pub const DETAIL_MAX: usize = 2048;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    /// The first configuration of a new cluster. Ignored once a configuration is applied.
-    Bootstrap { config: Box<Config>, at: Timestamp },
+    /// The first configuration of a new cluster, with its event rules. Ignored once a
+    /// configuration is applied.
+    Bootstrap {
+        config: Box<Config>,
+        #[serde(default)]
+        rules: Rules,
+        at: Timestamp,
+    },
     /// A node's daemon started with this incarnation (must increase at every start).
     Register {
         node: NodeName,
         incarnation: u64,
         at: Timestamp,
     },
-    /// An event to process (from membership, a failed service, or a request by `by`).
+    /// An event to process (from membership, a failed service, a monitor, or a request
+    /// by `by`). A monitor's event carries the sample that fired it.
     Enqueue {
         event: Event,
         by: String,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sample: Option<Sample>,
     },
     /// The coordinator's plan for the pending event `sequence`: it becomes the execution.
     PlanCommitted {
@@ -61,7 +75,7 @@ pub enum Command {
         at: Timestamp,
     },
     /// An action of the current execution finished (on its node, or on the coordinator for
-    /// `AwaitRelease`).
+    /// `AwaitRelease` and for a node whose lease has certainly expired).
     ActionDone {
         execution: u64,
         step: usize,
@@ -70,6 +84,32 @@ pub enum Command {
         detail: String,
         at: Timestamp,
     },
+    /// A command of the current execution's program (or its recovery or notify command)
+    /// ended; `node` is `None` for a notify command (run by the coordinator).
+    LaunchDone {
+        execution: u64,
+        launch: u64,
+        node: Option<NodeName>,
+        report: LaunchReport,
+        at: Timestamp,
+    },
+    /// `node` failed or was cut off from the quorum (its lease has certainly expired)
+    /// while it had commands of the current execution to run: they are abandoned.
+    NodeLost {
+        execution: u64,
+        node: NodeName,
+        why: String,
+        at: Timestamp,
+    },
+    /// The administrator's answer to an execution in ERROR.
+    EventControl {
+        execution: u64,
+        answer: Answer,
+        by: String,
+        at: Timestamp,
+    },
+    /// The current execution has run longer than its maximum duration.
+    EventTooLong { execution: u64, at: Timestamp },
     /// A supervised service exited unexpectedly on `node`: count one restart.
     RestartCounted {
         package: PackageName,
@@ -88,6 +128,43 @@ pub enum Command {
         down: BTreeSet<(NodeName, NetworkName)>,
         at: Timestamp,
     },
+}
+
+/// What the administrator answers to an event in ERROR (`halcyon event ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// Continue after the barrier as if the failed commands had succeeded.
+    Resume,
+    /// Run the failed commands again.
+    Retry,
+    /// Abandon the rest of the program (the plan's actions are still carried out).
+    Skip,
+}
+
+impl std::str::FromStr for Answer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "resume" => Ok(Answer::Resume),
+            "retry" => Ok(Answer::Retry),
+            "skip" => Ok(Answer::Skip),
+            other => Err(format!(
+                "unknown answer \"{other}\"; expected resume, retry or skip"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Answer::Resume => "resume",
+            Answer::Retry => "retry",
+            Answer::Skip => "skip",
+        })
+    }
 }
 
 impl Command {
@@ -138,44 +215,15 @@ impl Reply {
     }
 }
 
-/// The plan being carried out.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Execution {
-    /// The id of its event-log record.
-    pub id: u64,
-    pub plan: Plan,
-    /// The current step (index into `plan.steps`).
-    pub step: usize,
-    /// Actions of the current step that are done (indices into the step's actions).
-    pub done: BTreeSet<usize>,
-    /// `Run` actions that failed: (package, node), failed once the plan completes.
-    pub run_failures: Vec<(PackageName, NodeName)>,
-}
-
-impl Execution {
-    /// The current step's actions with their index, not yet done.
-    pub fn open_actions(&self) -> Vec<(usize, &halcyon_policy::Action)> {
-        self.plan
-            .steps
-            .get(self.step)
-            .map(|s| {
-                s.actions
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !self.done.contains(i))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Running,
     Done,
-    /// Done, but some actions failed (listed in the record's actions).
+    /// Done, but some actions or commands failed (listed in the record).
     DoneWithFailures,
+    /// The administrator skipped the rest of its program after an ERROR.
+    Skipped,
     Refused,
 }
 
@@ -209,6 +257,43 @@ pub struct EventRecord {
     pub plan: Option<Plan>,
     pub error: Option<String>,
     pub actions: Vec<ActionRecord>,
+    /// The recovery program as run: segments, commands per node, barriers.
+    #[serde(default)]
+    pub program_text: Option<String>,
+    /// Every command launched, in launch order.
+    #[serde(default)]
+    pub launches: Vec<LaunchRecord>,
+    /// ERROR entries, administrator answers, duration warnings, abandoned nodes.
+    #[serde(default)]
+    pub notes: Vec<NoteRecord>,
+}
+
+/// One command of an event's program (or its recovery or notify command), as the event
+/// log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchRecord {
+    pub launch: u64,
+    /// `None`: the coordinator (notify).
+    pub node: Option<NodeName>,
+    pub command: String,
+    pub kind: LaunchKind,
+    /// When it was handed out (committed).
+    pub assigned_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub status: Option<i32>,
+    /// The end of its output (at most [`DETAIL_MAX`] bytes).
+    pub output: String,
+    /// Why it did not run or finish (abandoned).
+    #[serde(default)]
+    pub abandoned: Option<String>,
+}
+
+/// Something worth telling about an event while it ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRecord {
+    pub at: Timestamp,
+    pub text: String,
 }
 
 /// A pending event.
@@ -218,6 +303,9 @@ pub struct Pending {
     pub event: Event,
     pub by: String,
     pub at: Timestamp,
+    /// A monitor's sample (user-defined events).
+    #[serde(default)]
+    pub sample: Option<Sample>,
 }
 
 /// One service's restart counter on one node.
@@ -233,6 +321,9 @@ pub struct State {
     /// The last applied log index.
     pub applied_index: u64,
     pub config: Option<Config>,
+    /// The event rules (recovery programs and customisation), with the configuration.
+    #[serde(default)]
+    pub rules: Rules,
     pub cluster: ClusterState,
     /// Each node's daemon incarnation, as last registered.
     pub incarnations: BTreeMap<NodeName, u64>,
@@ -269,11 +360,12 @@ impl State {
     pub fn apply(&mut self, index: u64, command: Command) -> Reply {
         self.applied_index = index;
         match command {
-            Command::Bootstrap { config, .. } => {
+            Command::Bootstrap { config, rules, .. } => {
                 if self.config.is_some() {
                     return Reply::Bootstrapped { fresh: false };
                 }
                 self.config = Some(*config);
+                self.rules = rules;
                 Reply::Bootstrapped { fresh: true }
             }
             Command::Register {
@@ -288,7 +380,12 @@ impl State {
                 self.incarnations.insert(node, incarnation);
                 Reply::Done
             }
-            Command::Enqueue { event, by, at } => self.enqueue(event, by, at),
+            Command::Enqueue {
+                event,
+                by,
+                at,
+                sample,
+            } => self.enqueue(event, by, at, sample),
             Command::PlanCommitted { sequence, plan, at } => {
                 self.plan_committed(sequence, *plan, at)
             }
@@ -321,6 +418,26 @@ impl State {
                 detail,
                 at,
             } => self.action_done(execution, step, index, ok, detail, at),
+            Command::LaunchDone {
+                execution,
+                launch,
+                node,
+                report,
+                at,
+            } => self.launch_done(execution, launch, node, report, at),
+            Command::NodeLost {
+                execution,
+                node,
+                why,
+                at,
+            } => self.node_lost(execution, &node, &why, at),
+            Command::EventControl {
+                execution,
+                answer,
+                by,
+                at,
+            } => self.event_control(execution, answer, &by, at),
+            Command::EventTooLong { execution, at } => self.event_too_long(execution, at),
             Command::RestartCounted {
                 package,
                 node,
@@ -390,7 +507,13 @@ impl State {
             .map_or(0, |c| c.count)
     }
 
-    fn enqueue(&mut self, event: Event, by: String, at: Timestamp) -> Reply {
+    fn enqueue(
+        &mut self,
+        event: Event,
+        by: String,
+        at: Timestamp,
+        sample: Option<Sample>,
+    ) -> Reply {
         if let Some(p) = self.pending.iter().find(|p| p.event == event) {
             return Reply::Queued {
                 sequence: p.sequence,
@@ -409,6 +532,7 @@ impl State {
             event,
             by,
             at,
+            sample,
         });
         Reply::Queued {
             sequence,
@@ -427,19 +551,44 @@ impl State {
                 why: format!("no pending event {sequence}"),
             };
         };
-        if let Some(config) = &self.config {
-            for (name, p) in &plan.state.packages {
-                let failover = config
-                    .package(name.as_str())
-                    .is_some_and(|c| c.is_failover());
-                assert!(
-                    !failover || p.nodes.len() <= 1,
-                    "plan places failover package {name} on {} nodes",
-                    p.nodes.len()
-                );
-            }
+        let Some(config) = self.config.clone() else {
+            return Reply::Ignored {
+                why: "the cluster is not bootstrapped".to_owned(),
+            };
+        };
+        for (name, p) in &plan.state.packages {
+            let failover = config
+                .package(name.as_str())
+                .is_some_and(|c| c.is_failover());
+            assert!(
+                !failover || p.nodes.len() <= 1,
+                "plan places failover package {name} on {} nodes",
+                p.nodes.len()
+            );
         }
         let pending = self.pending.remove(position);
+        let id = self.next_record;
+        let execution = match Execution::new(
+            id,
+            &config,
+            &self.rules,
+            plan.clone(),
+            &self.cluster.members,
+            pending.sample.clone(),
+            at,
+        ) {
+            Ok(e) => e,
+            Err(error) => {
+                let id = self.new_record(&pending);
+                if let Some(r) = self.record_mut(id) {
+                    r.outcome = Outcome::Refused;
+                    r.error = Some(error);
+                    r.started_at = Some(at);
+                    r.finished_at = Some(at);
+                }
+                return Reply::Done;
+            }
+        };
         match &pending.event {
             Event::NodeDown { node, how } => {
                 self.departed.insert(node.clone());
@@ -464,21 +613,31 @@ impl State {
             }
             _ => {}
         }
-        let id = self.new_record(&pending);
+        let record = self.new_record(&pending);
+        debug_assert_eq!(record, id);
+        let program_text = execution.program_text();
         if let Some(r) = self.record_mut(id) {
             r.started_at = Some(at);
             r.plan_text = Some(halcyon_policy::render(&plan));
-            r.plan = Some(plan.clone());
+            r.plan = Some(plan);
+            r.program_text = Some(program_text);
         }
-        self.execution = Some(Execution {
-            id,
-            plan,
-            step: 0,
-            done: BTreeSet::new(),
-            run_failures: Vec::new(),
-        });
-        self.advance(at);
+        self.execution = Some(execution);
+        self.drive(at);
         Reply::Executing { execution: id }
+    }
+
+    /// The current execution, if it is `id`.
+    fn execution_mut(&mut self, id: u64) -> Result<&mut Execution, Reply> {
+        match self.execution.as_mut() {
+            Some(e) if e.id == id => Ok(e),
+            Some(e) => Err(Reply::Ignored {
+                why: format!("execution {} is running, not {id}", e.id),
+            }),
+            None => Err(Reply::Ignored {
+                why: "no execution is running".to_owned(),
+            }),
+        }
     }
 
     fn action_done(
@@ -487,47 +646,32 @@ impl State {
         step: usize,
         index: usize,
         ok: bool,
-        mut detail: String,
+        detail: String,
         at: Timestamp,
     ) -> Reply {
-        let Some(e) = self.execution.as_mut() else {
-            return Reply::Ignored {
-                why: "no execution is running".to_owned(),
-            };
+        let e = match self.execution_mut(execution) {
+            Ok(e) => e,
+            Err(reply) => return reply,
         };
-        if e.id != execution || e.step != step {
-            return Reply::Ignored {
-                why: format!(
-                    "execution {} is at step {}, not execution {execution} step {step}",
-                    e.id, e.step
-                ),
-            };
-        }
-        let Some(action) = e.plan.steps[step].actions.get(index).cloned() else {
+        let Some(action) = e.action(step, index).cloned() else {
             return Reply::Ignored {
                 why: format!("step {step} has no action {index}"),
             };
         };
-        if !e.done.insert(index) {
+        if !e.done.insert((step, index)) {
             return Reply::Ignored {
                 why: "already done".to_owned(),
             };
         }
-        if !ok
-            && action.kind == ActionKind::Run
-            && let Some(package) = &action.package
-        {
-            e.run_failures.push((package.clone(), action.node.clone()));
-        }
-        if detail.len() > DETAIL_MAX {
-            let mut cut = DETAIL_MAX;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
+        if !ok {
+            e.failed.insert((step, index));
+            if action.kind == ActionKind::Run
+                && let Some(package) = &action.package
+            {
+                e.run_failures.push((package.clone(), action.node.clone()));
             }
-            detail.truncate(cut);
         }
-        let id = e.id;
-        if let Some(r) = self.record_mut(id) {
+        if let Some(r) = self.record_mut(execution) {
             r.actions.push(ActionRecord {
                 step,
                 index,
@@ -535,35 +679,250 @@ impl State {
                 package: action.package,
                 node: action.node,
                 ok,
-                detail,
+                detail: truncated(detail),
                 at,
             });
         }
-        self.advance(at);
+        self.drive(at);
         Reply::Done
     }
 
-    /// Moves past completed steps; completes the execution after the last one.
-    fn advance(&mut self, at: Timestamp) {
-        let Some(e) = self.execution.as_mut() else {
+    fn launch_done(
+        &mut self,
+        execution: u64,
+        launch: u64,
+        node: Option<NodeName>,
+        report: LaunchReport,
+        at: Timestamp,
+    ) -> Reply {
+        let e = match self.execution_mut(execution) {
+            Ok(e) => e,
+            Err(reply) => return reply,
+        };
+        let Some(l) = e.launches.get(&launch) else {
+            return Reply::Ignored {
+                why: format!("launch {launch} is not running (finished, abandoned or retried)"),
+            };
+        };
+        if l.node != node || Builtin::parse(&l.command).is_some() {
+            return Reply::Ignored {
+                why: format!(
+                    "launch {launch} runs on {}, as {}",
+                    l.node.as_ref().map_or("the coordinator", |n| n.as_str()),
+                    l.command
+                ),
+            };
+        }
+        let reporter = node.clone().unwrap_or_else(|| COORDINATOR.into());
+        let runner = l.node.clone().unwrap_or_else(|| COORDINATOR.into());
+        if let Err(error) = e
+            .progress
+            .completed(&runner, launch, report.status, &report.output)
+        {
+            return Reply::Ignored {
+                why: format!("{reporter}: {error}"),
+            };
+        }
+        e.launches.remove(&launch);
+        if let Some(r) = self.launch_record_mut(execution, launch) {
+            r.started_at = Some(report.started_at);
+            r.finished_at = Some(report.finished_at);
+            r.status = Some(report.status);
+            r.output = truncated(report.output);
+        }
+        self.note_error(execution, at);
+        self.drive(at);
+        Reply::Done
+    }
+
+    fn node_lost(&mut self, execution: u64, node: &NodeName, why: &str, at: Timestamp) -> Reply {
+        let e = match self.execution_mut(execution) {
+            Ok(e) => e,
+            Err(reply) => return reply,
+        };
+        if !e.progress.has_unfinished(node) {
+            return Reply::Ignored {
+                why: format!("{node} has no command left in execution {execution}"),
+            };
+        }
+        let running = e.progress.abandon_node(node, why);
+        for launch in &running {
+            e.launches.remove(launch);
+        }
+        for launch in running {
+            if let Some(r) = self.launch_record_mut(execution, launch) {
+                r.finished_at = Some(at);
+                r.abandoned = Some(why.to_owned());
+            }
+        }
+        self.note(
+            execution,
+            at,
+            format!("commands of {node} abandoned: {why}"),
+        );
+        self.drive(at);
+        Reply::Done
+    }
+
+    fn event_control(&mut self, execution: u64, answer: Answer, by: &str, at: Timestamp) -> Reply {
+        let e = match self.execution_mut(execution) {
+            Ok(e) => e,
+            Err(reply) => return reply,
+        };
+        let result = match answer {
+            Answer::Resume => e.progress.resume(),
+            Answer::Retry => e.progress.retry(),
+            Answer::Skip => e.progress.skip(),
+        };
+        if let Err(error) = result {
+            return Reply::Ignored {
+                why: format!("cannot {answer} execution {execution}: {error}"),
+            };
+        }
+        self.note(execution, at, format!("{answer} by {by}"));
+        self.drive(at);
+        Reply::Done
+    }
+
+    fn event_too_long(&mut self, execution: u64, at: Timestamp) -> Reply {
+        let e = match self.execution_mut(execution) {
+            Ok(e) => e,
+            Err(reply) => return reply,
+        };
+        if !e.progress.duration_exceeded() {
+            return Reply::Ignored {
+                why: "already warned, or finished".to_owned(),
+            };
+        }
+        let text = format!(
+            "WARNING: the event has run longer than its maximum duration ({})",
+            humantime::format_duration(e.max_duration)
+        );
+        self.note(execution, at, text);
+        self.drive(at);
+        Reply::Done
+    }
+
+    /// Hands out the program's next launches, completes built-in commands whose share of
+    /// the plan is done, and completes the execution when everything is done.
+    fn drive(&mut self, at: Timestamp) {
+        loop {
+            let Some(e) = self.execution.as_mut() else {
+                return;
+            };
+            let id = e.id;
+            let launches = e.progress.next_commands();
+            let handed_out = !launches.is_empty();
+            let mut records = Vec::new();
+            for launch in launches {
+                e.reopen_share(&launch);
+                records.push(LaunchRecord {
+                    launch: launch.launch,
+                    node: launch.node.clone(),
+                    command: launch.command.clone(),
+                    kind: launch.kind.clone(),
+                    assigned_at: at,
+                    started_at: None,
+                    finished_at: None,
+                    status: None,
+                    output: String::new(),
+                    abandoned: None,
+                });
+                e.launches.insert(launch.launch, launch);
+            }
+            let details: BTreeMap<(usize, usize), String> = self
+                .record(id)
+                .map(|r| {
+                    r.actions
+                        .iter()
+                        .map(|a| ((a.step, a.index), a.detail.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let e = self.execution.as_mut().expect("checked above");
+            let finished = e.finished_builtins(&details);
+            for (launch, node, status, output) in &finished {
+                e.progress
+                    .completed(node, *launch, *status, output)
+                    .expect("a running built-in command completes");
+                e.launches.remove(launch);
+            }
+            if let Some(r) = self.record_mut(id) {
+                r.launches.extend(records);
+            }
+            for (launch, _, status, output) in &finished {
+                if let Some(r) = self.launch_record_mut(id, *launch) {
+                    r.started_at = Some(r.assigned_at);
+                    r.finished_at = Some(at);
+                    r.status = Some(*status);
+                    r.output = truncated(output.clone());
+                }
+            }
+            if !finished.is_empty() {
+                self.note_error(id, at);
+            }
+            if !handed_out && finished.is_empty() {
+                break;
+            }
+        }
+        if self.execution.as_ref().is_some_and(Execution::is_complete) {
+            self.finish(at);
+        }
+    }
+
+    /// Notes the ERROR the execution just entered, if it did.
+    fn note_error(&mut self, execution: u64, at: Timestamp) {
+        let Some(e) = self.execution.as_ref().filter(|e| e.id == execution) else {
             return;
         };
-        while let Some(step) = e.plan.steps.get(e.step) {
-            if e.done.len() < step.actions.len() {
-                return;
-            }
-            e.step += 1;
-            e.done.clear();
+        let EventState::Error { failures } = e.progress.state() else {
+            return;
+        };
+        let text = format!(
+            "ERROR at barrier {}: {}; answer with `halcyon event resume|retry|skip {execution}`",
+            failures.first().map_or(0, |f| f.segment + 1),
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let already = self
+            .record(execution)
+            .is_some_and(|r| r.notes.last().is_some_and(|n| n.text == text));
+        if !already {
+            self.note(execution, at, text);
         }
-        let e = self.execution.take().expect("checked above");
+    }
+
+    fn note(&mut self, execution: u64, at: Timestamp, text: String) {
+        if let Some(r) = self.record_mut(execution) {
+            r.notes.push(NoteRecord {
+                at,
+                text: truncated(text),
+            });
+        }
+    }
+
+    /// The execution is complete: the plan's state becomes the cluster state.
+    fn finish(&mut self, at: Timestamp) {
+        let e = self.execution.take().expect("checked by the caller");
         self.cluster = e.plan.state.clone();
-        let failed_any = self
-            .record_mut(e.id)
-            .map(|r| r.actions.iter().any(|a| !a.ok))
-            .unwrap_or(false);
+        let skipped = matches!(e.progress.state(), EventState::Skipped);
+        let failed_commands = e
+            .progress
+            .command_states()
+            .iter()
+            .flatten()
+            .any(|s| matches!(s, halcyon_events::CommandState::Failed { .. }));
         if let Some(r) = self.record_mut(e.id) {
             r.finished_at = Some(at);
-            r.outcome = if failed_any {
+            // The final result: a halt that failed and then succeeded on retry is no
+            // failure (the log keeps both).
+            let failed_any = !e.failed.is_empty() || failed_commands;
+            r.outcome = if skipped {
+                Outcome::Skipped
+            } else if failed_any {
                 Outcome::DoneWithFailures
             } else {
                 Outcome::Done
@@ -574,6 +933,7 @@ impl State {
                 Event::PackageFailed { package, node },
                 "failed to start".to_owned(),
                 at,
+                None,
             );
         }
     }
@@ -594,11 +954,21 @@ impl State {
             plan: None,
             error: None,
             actions: Vec::new(),
+            program_text: None,
+            launches: Vec::new(),
+            notes: Vec::new(),
         });
         while self.log.len() > LOG_MAX {
             self.log.pop_front();
         }
         id
+    }
+
+    fn launch_record_mut(&mut self, id: u64, launch: u64) -> Option<&mut LaunchRecord> {
+        self.record_mut(id)?
+            .launches
+            .iter_mut()
+            .find(|l| l.launch == launch)
     }
 
     fn record_mut(&mut self, id: u64) -> Option<&mut EventRecord> {
@@ -631,6 +1001,21 @@ impl State {
                 .as_ref()
                 .is_some_and(|e| &e.plan.event == event)
     }
+}
+
+/// The name a notify command's launch is completed under (it runs on the coordinator).
+const COORDINATOR: &str = "coordinator";
+
+/// `text` cut to [`DETAIL_MAX`] bytes (its end kept, at a character boundary).
+fn truncated(mut text: String) -> String {
+    if text.len() > DETAIL_MAX {
+        let mut start = text.len() - DETAIL_MAX;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text = text.split_off(start);
+    }
+    text
 }
 
 /// The state machine as the consensus layer runs it: the [`State`] behind a mutex shared with
@@ -680,3 +1065,5 @@ impl halcyon_consensus::Application for Replicated {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;

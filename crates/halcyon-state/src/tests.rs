@@ -60,6 +60,7 @@ fn booted() -> State {
         1,
         Command::Bootstrap {
             config: Box::new(config()),
+            rules: Rules::default(),
             at: t(0),
         },
     );
@@ -89,14 +90,16 @@ fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
 
 fn done_all(s: &mut State, mut index: u64, ok: bool) -> u64 {
     while let Some(e) = s.execution.clone() {
-        for (i, _) in e.open_actions() {
+        let ready = e.ready_actions();
+        assert!(!ready.is_empty(), "the execution is stuck: {e:#?}");
+        for (step, i, _) in ready {
             index += 1;
             assert_eq!(
                 s.apply(
                     index,
                     Command::ActionDone {
                         execution: e.id,
-                        step: e.step,
+                        step,
                         index: i,
                         ok,
                         detail: String::new(),
@@ -117,6 +120,7 @@ fn bootstrap_is_applied_once() {
         2,
         Command::Bootstrap {
             config: Box::new(config()),
+            rules: Rules::default(),
             at: t(1),
         },
     );
@@ -134,7 +138,8 @@ fn a_node_up_runs_the_package_through_the_barrier() {
             Command::Enqueue {
                 event: up.clone(),
                 by: "membership".into(),
-                at: t(1)
+                at: t(1),
+                sample: None,
             }
         ),
         Reply::Queued {
@@ -148,7 +153,8 @@ fn a_node_up_runs_the_package_through_the_barrier() {
             Command::Enqueue {
                 event: up.clone(),
                 by: "membership".into(),
-                at: t(1)
+                at: t(1),
+                sample: None,
             }
         ),
         Reply::Queued {
@@ -160,6 +166,7 @@ fn a_node_up_runs_the_package_through_the_barrier() {
     assert!(s.pending.is_empty());
     let e = s.execution.clone().unwrap();
     assert_eq!(e.open_actions().len(), 1);
+    assert_eq!(e.ready_actions().len(), 1);
     // A second plan is refused while one runs.
     s.apply(
         5,
@@ -167,6 +174,7 @@ fn a_node_up_runs_the_package_through_the_barrier() {
             event: Event::NodeUp { node: "n2".into() },
             by: "m".into(),
             at: t(3),
+            sample: None,
         },
     );
     let plan = e.plan.clone();
@@ -214,6 +222,7 @@ fn a_failed_run_enqueues_package_failed() {
             event: Event::NodeUp { node: "n1".into() },
             by: "m".into(),
             at: t(1),
+            sample: None,
         },
     );
     plan_next(&mut s, 3, t(2));
@@ -240,6 +249,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             event: Event::NodeUp { node: "n1".into() },
             by: "m".into(),
             at: t(1),
+            sample: None,
         },
     );
     plan_next(&mut s, 3, t(1));
@@ -250,6 +260,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             event: Event::NodeUp { node: "n2".into() },
             by: "m".into(),
             at: t(1),
+            sample: None,
         },
     );
     plan_next(&mut s, i + 2, t(2));
@@ -263,6 +274,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             },
             by: "m".into(),
             at: t(3),
+            sample: None,
         },
     );
     plan_next(&mut s, i + 2, t(3));
@@ -286,6 +298,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             event: Event::NodeUp { node: "n1".into() },
             by: "m".into(),
             at: t(4),
+            sample: None,
         },
     );
     plan_next(&mut s, 101, t(4));
@@ -356,6 +369,7 @@ fn snapshot_and_restore_round_trip_through_the_application() {
         1,
         &Command::Bootstrap {
             config: Box::new(config()),
+            rules: Rules::default(),
             at: t(0),
         }
         .encode(),
@@ -370,6 +384,7 @@ fn snapshot_and_restore_round_trip_through_the_application() {
             event: Event::NodeUp { node: "n1".into() },
             by: "m".into(),
             at: t(1),
+            sample: None,
         }
         .encode(),
     );
@@ -403,6 +418,7 @@ fn the_event_log_is_bounded() {
                 },
                 by: "admin".into(),
                 at: t(n as i64),
+                sample: None,
             },
         );
         i += 1;
@@ -429,6 +445,7 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
                 event,
                 by: "test".into(),
                 at: t(index as i64),
+                sample: None,
             },
         )
     };
