@@ -45,6 +45,9 @@ pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
+        .route("/v1/events/raise", post(raise_event))
+        .route("/v1/events/{id}/{answer}", post(answer_event))
+        .route("/v1/emulate", post(emulate))
         .route("/v1/explain/{package}", get(explain))
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
@@ -265,11 +268,273 @@ fn record_json(r: &halcyon_state::EventRecord) -> Value {
     })
 }
 
-/// The whole event log this node holds (oldest first, at most `halcyon_state::LOG_MAX`).
-async fn events(State(node): State<Shared>) -> Response {
+/// Filters of `GET /v1/events`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// RFC 3339 time, or a duration back from now (`10m`, `2h`).
+    since: Option<String>,
+    package: Option<String>,
+    node: Option<String>,
+    /// Only records with a larger id (for following the log).
+    after: Option<u64>,
+}
+
+/// Whether a record concerns `package` (its event, or one of its actions).
+fn record_has_package(r: &halcyon_state::EventRecord, package: &str) -> bool {
+    let of_event = match &r.event {
+        Event::PackageFailed { package: p, .. }
+        | Event::PackageRun { package: p, .. }
+        | Event::PackageHalt { package: p }
+        | Event::PackageMove { package: p, .. }
+        | Event::PackageEnable { package: p, .. }
+        | Event::PackageDisable { package: p, .. }
+        | Event::PackageClear { package: p, .. } => p.as_str() == package,
+        _ => false,
+    };
+    of_event
+        || r.actions
+            .iter()
+            .any(|a| a.package.as_ref().is_some_and(|p| p.as_str() == package))
+}
+
+/// Whether a record concerns `node` (its event, its actions, or its commands).
+fn record_has_node(r: &halcyon_state::EventRecord, node: &str) -> bool {
+    r.event.node().is_some_and(|n| n.as_str() == node)
+        || r.actions.iter().any(|a| a.node.as_str() == node)
+        || r.launches
+            .iter()
+            .any(|l| l.node.as_ref().is_some_and(|n| n.as_str() == node))
+}
+
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let back = humantime::parse_duration(text).map_err(|_| {
+        format!("since: \"{text}\" is neither an RFC 3339 time (2026-11-23T10:00:00Z) nor a duration (10m, 2h)")
+    })?;
+    let span = jiff::SignedDuration::try_from(back).map_err(|e| format!("since: {e}"))?;
+    Timestamp::now()
+        .checked_sub(span)
+        .map_err(|e| format!("since: {e}"))
+}
+
+/// The event log this node holds (oldest first, at most `halcyon_state::LOG_MAX`),
+/// filtered: `?since=10m&package=db&node=n2&after=ID`. Each record has its plan, the
+/// actions with their node and detail, and every command with its node, start, end,
+/// status and output. Clients follow the log by asking again with `after`.
+async fn events(
+    State(node): State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+) -> Response {
+    let since = match query.since.as_deref().map(parse_since).transpose() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let state = node.snapshot();
-    let events: Vec<Value> = state.log.iter().map(record_json).collect();
-    ok(json!({ "answered_by": node.name, "last_applied": state.applied_index, "events": events }))
+    if let Some(config) = &state.config {
+        if let Some(p) = &query.package
+            && config.package(p).is_none()
+        {
+            return error(StatusCode::NOT_FOUND, unknown_package(config, p));
+        }
+        if let Some(n) = &query.node
+            && config.node(n).is_none()
+        {
+            return error(StatusCode::NOT_FOUND, unknown_node(config, n));
+        }
+    }
+    let events: Vec<Value> = state
+        .log
+        .iter()
+        .filter(|r| query.after.is_none_or(|a| r.id > a))
+        .filter(|r| since.is_none_or(|s| r.queued_at >= s || r.finished_at.is_none_or(|f| f >= s)))
+        .filter(|r| {
+            query
+                .package
+                .as_deref()
+                .is_none_or(|p| record_has_package(r, p))
+        })
+        .filter(|r| query.node.as_deref().is_none_or(|n| record_has_node(r, n)))
+        .map(record_json)
+        .collect();
+    ok(json!({
+        "answered_by": node.name,
+        "last_applied": state.applied_index,
+        "running": state.execution.as_ref().map(|e| e.id),
+        "events": events,
+    }))
+}
+
+/// `POST /v1/events/{id}/{resume|retry|skip}`: the administrator's answer to the event
+/// in ERROR (`id` may be `current`).
+async fn answer_event(
+    State(node): State<Shared>,
+    Path((id, answer)): Path<(String, String)>,
+) -> Response {
+    let answer: halcyon_state::Answer = match answer.parse() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let state = node.snapshot();
+    let Some(current) = state.execution.as_ref() else {
+        return error(StatusCode::CONFLICT, "refused: no event is being processed");
+    };
+    let execution = if id == "current" {
+        current.id
+    } else {
+        match id.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("event id \"{id}\" is not a number (or `current`)"),
+                );
+            }
+        }
+    };
+    let command = Command::EventControl {
+        execution,
+        answer,
+        by: "admin".to_owned(),
+        at: Timestamp::now(),
+    };
+    match node.submit(&command).await {
+        Ok(halcyon_state::Reply::Ignored { why }) => {
+            error(StatusCode::CONFLICT, format!("refused: {why}"))
+        }
+        Ok(_) => ok(json!({ "note": format!("{answer}: event #{execution} continues") })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RaiseBody {
+    name: String,
+    node: String,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+/// `POST /v1/events/raise {"name", "node", "values"}`: queues a user-defined event as a
+/// monitor would (for testing a recovery program; HACMP: none, the event was raised by
+/// Event Management). Answers once it is queued.
+async fn raise_event(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: RaiseBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let state = node.snapshot();
+    let Some(config) = state.config.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is not bootstrapped yet",
+        );
+    };
+    if config.node(&body.node).is_none() {
+        return error(StatusCode::NOT_FOUND, unknown_node(config, &body.node));
+    }
+    let Some(rule) = state.rules.rule(&body.name, None) else {
+        let known: Vec<&str> = state
+            .rules
+            .rules
+            .iter()
+            .filter(|r| !halcyon_events::builtin::is_builtin(&r.name))
+            .map(|r| r.name.as_str())
+            .collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no rule for the user-defined event \"{}\" (user-defined events: {})",
+                body.name,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    };
+    if halcyon_events::builtin::is_builtin(&rule.name) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: {} is a built-in event; only user-defined events are raised",
+                rule.name
+            ),
+        );
+    }
+    let sample = halcyon_events::Sample {
+        resource_variable: rule
+            .monitor
+            .as_ref()
+            .map(|m| m.resource_variable.clone())
+            .unwrap_or_default(),
+        instance_vector: rule
+            .monitor
+            .as_ref()
+            .and_then(|m| m.instance_vector.clone())
+            .unwrap_or_default(),
+        values: body.values,
+    };
+    let command = Command::Enqueue {
+        event: Event::UserDefined {
+            name: body.name.clone(),
+            node: NodeName::from(body.node.as_str()),
+        },
+        by: "admin (raise)".to_owned(),
+        at: Timestamp::now(),
+        sample: Some(sample),
+    };
+    match node.submit(&command).await {
+        Ok(halcyon_state::Reply::Queued {
+            sequence,
+            duplicate,
+        }) => ok(json!({
+            "queued": sequence,
+            "note": if duplicate {
+                format!("{} on {} is already queued (#{sequence})", body.name, body.node)
+            } else {
+                format!("{} on {} queued (#{sequence}); `halcyon events --follow` shows it run", body.name, body.node)
+            },
+        })),
+        Ok(other) => error(StatusCode::CONFLICT, format!("refused: {other:?}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct EmulateBody {
+    event: Event,
+}
+
+/// `POST /v1/emulate {"event": ...}`: what the event would do now on this cluster (the
+/// plan and the recovery program per node, with its barriers). Changes nothing.
+async fn emulate(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: EmulateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let state = node.snapshot();
+    let Some(config) = state.config.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is not bootstrapped yet",
+        );
+    };
+    match halcyon_state::emulate(
+        config,
+        &state.rules,
+        &state.cluster,
+        &body.event,
+        Timestamp::now(),
+    ) {
+        Ok(e) => ok(json!({ "text": e.render(), "emulation": e })),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
 }
 
 /// How long `GET /v1/status` waits for the witness's own status.

@@ -108,6 +108,46 @@ pub enum LiveCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// The event log: every event with its plan, each command's node, start, end, status and
+    /// output, and the ERROR entries and answers (HACMP: hacmp.out / cluster.log; Serviceguard:
+    /// syslog's cmcld lines).
+    Events {
+        /// Only events since this time (RFC 3339) or this long ago (`10m`, `2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events concerning this package.
+        #[arg(long)]
+        package: Option<String>,
+        /// Only events concerning this node (event node, actions or commands).
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing events as they finish (until interrupted).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Machine-readable output (one JSON record per line).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Answer an event stopped in ERROR: `resume` (continue after the barrier), `retry` (run
+    /// the failed commands again) or `skip` (abandon the rest of its program) [ID, default
+    /// the current event]; or `raise NAME --node NODE [--value V ...]` a user-defined event
+    /// (HACMP: clruncmd / "recover from script failure").
+    Event {
+        /// resume, retry, skip or raise.
+        op: String,
+        /// The event id (resume, retry, skip) or the user-defined event's name (raise).
+        arg: Option<String>,
+        /// raise: the event node.
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// raise: the sampled values (X@0, X@1, ...) the commands get.
+        #[arg(long = "value")]
+        values: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
     Demo {
         /// Base port of the demo cluster.
@@ -268,6 +308,54 @@ async fn run_async(cmd: LiveCommand) -> ExitCode {
             }
             post(&target, &format!("/v1/cluster/{op}"), None).await
         }
+        LiveCommand::Events {
+            since,
+            package,
+            node,
+            follow,
+            json,
+            target,
+        } => {
+            let mut query = Vec::new();
+            for (key, value) in [("since", &since), ("package", &package), ("node", &node)] {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", url_escape(v)));
+                }
+            }
+            show_events(&target, query, follow, json).await
+        }
+        LiveCommand::Event {
+            op,
+            arg,
+            node,
+            values,
+            target,
+        } => match op.as_str() {
+            "resume" | "retry" | "skip" => {
+                if node.is_some() || !values.is_empty() {
+                    eprintln!("error: --node and --value are for `halcyon event raise`");
+                    return ExitCode::from(2);
+                }
+                let id = arg.unwrap_or_else(|| "current".to_owned());
+                post(&target, &format!("/v1/events/{id}/{op}"), None).await
+            }
+            "raise" => {
+                let (Some(name), Some(node)) = (arg, node) else {
+                    eprintln!(
+                        "error: expected `halcyon event raise NAME --node NODE [--value V ...]`"
+                    );
+                    return ExitCode::from(2);
+                };
+                let body = serde_json::json!({ "name": name, "node": node, "values": values });
+                post(&target, "/v1/events/raise", Some(body.to_string())).await
+            }
+            other => {
+                eprintln!(
+                    "error: unknown event operation \"{other}\"; expected resume, retry, skip or raise"
+                );
+                ExitCode::from(2)
+            }
+        },
         LiveCommand::Guard { .. } => ExitCode::from(2), // handled in run_live
         LiveCommand::Demo { port } => demo::run_demo(port).await,
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
@@ -293,6 +381,173 @@ pub fn explain_live(target: &Target, package: &str) -> ExitCode {
             Err(code) => code,
         }
     })
+}
+
+/// `halcyon emulate --live EVENT ...`: what the event would do now on the running cluster
+/// (the plan and the recovery program per node with its barriers). Changes nothing.
+pub fn emulate_live(target: &Target, event: &halcyon_policy::Event, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let body = serde_json::json!({ "event": event }).to_string();
+        match call(target, "POST", "/v1/emulate", Some(body)).await {
+            Ok((200, v)) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v["emulation"]).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", v["text"].as_str().unwrap_or_default());
+                }
+                ExitCode::SUCCESS
+            }
+            Ok((_, v)) => {
+                eprintln!("error: {}", v["error"].as_str().unwrap_or(&v.to_string()));
+                ExitCode::from(1)
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Percent-escapes a query value.
+fn url_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// How often `halcyon events --follow` asks again.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// `halcyon events`: prints the finished events (and, without `--follow`, the one running),
+/// then with `--follow` each event as it finishes.
+async fn show_events(target: &Target, query: Vec<String>, follow: bool, json: bool) -> ExitCode {
+    let mut after: Option<u64> = None;
+    loop {
+        let mut q = query.clone();
+        if let Some(a) = after {
+            q.push(format!("after={a}"));
+        }
+        let path = if q.is_empty() {
+            "/v1/events".to_owned()
+        } else {
+            format!("/v1/events?{}", q.join("&"))
+        };
+        let value = match get(target, &path).await {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
+        for record in value["events"].as_array().into_iter().flatten() {
+            let running = record["outcome"].as_str() == Some("running");
+            if running && follow {
+                break; // printed once it finishes
+            }
+            if json {
+                println!("{record}");
+            } else {
+                print!("{}", render_event(record));
+            }
+            if !running {
+                after = record["id"].as_u64().or(after);
+            }
+        }
+        if !follow {
+            return ExitCode::SUCCESS;
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// One event-log record for people.
+pub fn render_event(r: &Value) -> String {
+    use std::fmt::Write as _;
+    let s = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "#{} {}  [{}]  by {}  queued {}  started {}  finished {}",
+        r["id"],
+        s(&r["event"]),
+        s(&r["outcome"]).to_uppercase(),
+        s(&r["by"]),
+        s(&r["queued_at"]),
+        s(&r["started_at"]),
+        s(&r["finished_at"]),
+    );
+    if let Some(e) = r["error"].as_str() {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    if let Some(plan) = r["plan"].as_str() {
+        for line in plan.lines() {
+            let _ = writeln!(out, "  | {line}");
+        }
+    }
+    let launches = r["launches"].as_array().cloned().unwrap_or_default();
+    if !launches.is_empty() {
+        let _ = writeln!(out, "  commands:");
+    }
+    for l in &launches {
+        let segment = match (l["kind"]["kind"].as_str(), l["kind"]["segment"].as_u64()) {
+            (Some("notify"), _) => format!("notify {}", s(&l["kind"]["phase"])),
+            (Some("recovery"), Some(seg)) => format!("segment {} recovery", seg + 1),
+            (_, Some(seg)) => format!("segment {}", seg + 1),
+            _ => "-".into(),
+        };
+        let status = match (&l["abandoned"], &l["status"]) {
+            (Value::String(why), _) => format!("ABANDONED ({why})"),
+            (_, Value::Number(n)) => format!("status {n}"),
+            _ => "running".into(),
+        };
+        let _ = writeln!(
+            out,
+            "    {:<10} {:<16} {}  start {}  end {}  {}",
+            l["node"].as_str().unwrap_or("coordinator"),
+            segment,
+            s(&l["command"]),
+            s(&l["started_at"]),
+            s(&l["finished_at"]),
+            status,
+        );
+        for line in l["output"].as_str().unwrap_or_default().lines() {
+            let _ = writeln!(out, "        > {line}");
+        }
+    }
+    for a in r["actions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  action: {} {} on {}: {}{}",
+            s(&a["kind"]),
+            a["package"].as_str().unwrap_or(""),
+            s(&a["node"]),
+            if a["ok"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            a["detail"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+        );
+    }
+    for n in r["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  note {}: {}", s(&n["at"]), s(&n["text"]));
+    }
+    out
 }
 
 /// Runs a daemon until SIGTERM or SIGINT, then halts its packages.
@@ -543,13 +798,48 @@ pub fn render_status(v: &Value) -> String {
         );
     }
     if let Some(e) = v["execution"].as_object() {
+        let error = e["state"].as_str() == Some("error");
         let _ = writeln!(
             out,
-            "\nRUNNING: {} (step {} of {})",
+            "\n{}: #{} {} (segment {} of {}, last barrier passed: {})",
+            if error { "EVENT IN ERROR" } else { "RUNNING" },
+            e["id"],
             s(&e["event"]),
-            e["step"],
-            e["steps"]
+            e["segment"],
+            e["segments"],
+            e["last_completed_barrier"]
+                .as_u64()
+                .map_or("none".to_owned(), |b| b.to_string()),
         );
+        for f in e["failures"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  FAILED on {}: \"{}\" exited {} (expected {}), attempts {}",
+                s(&f["node"]),
+                s(&f["command"]),
+                f["status"],
+                f["expected"],
+                f["attempts"],
+            );
+            for line in f["output_tail"].as_str().unwrap_or_default().lines() {
+                let _ = writeln!(out, "    > {line}");
+            }
+        }
+        if error {
+            let _ = writeln!(
+                out,
+                "  answer with `halcyon event resume|retry|skip {}`",
+                e["id"]
+            );
+        }
+        for l in e["running"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  running on {}: {}",
+                l["node"].as_str().unwrap_or("coordinator"),
+                s(&l["command"]),
+            );
+        }
     }
     let _ = writeln!(out, "\nLAST EVENTS");
     for e in v["events"].as_array().into_iter().flatten() {

@@ -338,3 +338,92 @@ fn participants(
     nodes.sort();
     nodes.into_iter().map(|(_, n)| n).collect()
 }
+
+/// What an event would do (`halcyon emulate`): the policy engine's plan and the
+/// recovery program it would run, command by command, with each built-in command's
+/// share of the plan. Changes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Emulation {
+    pub plan: Plan,
+    /// The participants, in node number order.
+    pub participants: Vec<NodeName>,
+    /// The program as it would run (segments, barriers, built-in shares).
+    pub program: String,
+    /// The variables every command would get.
+    pub environment: Vec<(String, String)>,
+}
+
+/// Emulates `event` on `cluster` at `now` with `rules` (see [`Emulation`]).
+pub fn emulate(
+    config: &Config,
+    rules: &Rules,
+    cluster: &halcyon_policy::ClusterState,
+    event: &Event,
+    now: Timestamp,
+) -> Result<Emulation, String> {
+    let plan = halcyon_policy::Engine::new(config)
+        .plan(cluster, event, now)
+        .map_err(|e| format!("{event}: refused: {e}"))?;
+    let execution = Execution::new(0, config, rules, plan, &cluster.members, None, now)?;
+    let mut program = String::new();
+    let segments = execution.progress.segments();
+    for (i, segment) in segments.iter().enumerate() {
+        program.push_str(&format!("segment {}:\n", i + 1));
+        if segment.invocations.is_empty() {
+            program.push_str("  (no command)\n");
+        }
+        for inv in &segment.invocations {
+            program.push_str(&format!(
+                "  {}: \"{}\" {}",
+                inv.node, inv.command, inv.expected
+            ));
+            if let Some(builtin) = Builtin::parse(&inv.command) {
+                let share: Vec<String> = execution
+                    .share(builtin, &inv.node)
+                    .into_iter()
+                    .filter_map(|(s, x)| execution.action(s, x))
+                    .map(|a| match &a.package {
+                        Some(p) => format!("{} {p}", a.kind),
+                        None => a.kind.to_string(),
+                    })
+                    .collect();
+                if share.is_empty() {
+                    program.push_str("   -> nothing to do");
+                } else {
+                    program.push_str(&format!("   -> {}", share.join(", ")));
+                }
+            }
+            program.push('\n');
+        }
+        if i + 1 == segments.len() {
+            program.push_str("end barrier\n");
+        } else {
+            program.push_str(&format!("barrier {}\n", i + 1));
+        }
+    }
+    let environment = halcyon_events::environment(&execution.context);
+    Ok(Emulation {
+        participants: execution.context.members.clone(),
+        plan: execution.plan,
+        program,
+        environment,
+    })
+}
+
+impl Emulation {
+    /// The plan, then the program, as an administrator reads them.
+    pub fn render(&self) -> String {
+        let mut out = halcyon_policy::render(&self.plan);
+        let names: Vec<&str> = self.participants.iter().map(NodeName::as_str).collect();
+        out.push_str(&format!(
+            "\nRecovery program (participants: {}):\n{}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            },
+            self.program
+        ));
+        out
+    }
+}

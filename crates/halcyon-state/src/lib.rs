@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 mod execution;
 
-pub use execution::{Execution, LaunchReport};
+pub use execution::{Emulation, Execution, LaunchReport, emulate};
 
 /// Most events waiting to be processed; beyond this new events are refused.
 pub const PENDING_MAX: usize = 1024;

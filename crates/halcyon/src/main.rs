@@ -59,8 +59,11 @@ enum Command {
     /// Show what an event would do, without changing anything
     /// (HACMP: cluster event emulation; Pacemaker: crm_simulate).
     ///
-    /// Offline: plays EVENT against a configuration and a cluster state file and
-    /// prints the plan: what halts and runs where, in which steps, and why.
+    /// Offline (default): plays EVENT against a configuration and a cluster state
+    /// file. Live (`--live`, or `--api ADDR`): against the running cluster's state.
+    /// Either way it prints the plan (what halts and runs where, in which steps, and
+    /// why) and the recovery program per node with its barriers, each built-in
+    /// command with its share of the plan.
     /// Events: cluster_start, cluster_halt, timer, config_change;
     /// node_up NODE; node_down NODE [failure|graceful|graceful_takeover|forced];
     /// network_up|network_down|swap_adapter|fail_standby|join_standby NODE NETWORK;
@@ -76,6 +79,13 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Against the running cluster (its API found with `--api`, `--config` or the
+        /// demo cluster).
+        #[arg(long)]
+        live: bool,
+        /// API address (host:port) of any node of the running cluster (implies --live).
+        #[arg(long, value_name = "ADDR")]
+        api: Option<std::net::SocketAddr>,
     },
     /// Translate legacy configuration files into native ones.
     Import {
@@ -158,7 +168,37 @@ fn main() -> ExitCode {
                 Ok(halcyon_daemon::explain_live(&target, &package))
             }
         }
-        Command::Emulate { event, input, json } => offline::emulate(&event, &input, json),
+        Command::Emulate {
+            event,
+            input,
+            json,
+            live,
+            api,
+        } => {
+            if live || api.is_some() {
+                if input.is_offline() {
+                    eprintln!(
+                        "halcyon emulate: --state and --at are for offline emulation, not --live"
+                    );
+                    return ExitCode::from(2);
+                }
+                match offline::parse_event(&event) {
+                    Ok(e) => {
+                        let target = halcyon_daemon::Target {
+                            api,
+                            config: input.config_dir(),
+                        };
+                        Ok(halcyon_daemon::emulate_live(&target, &e, json))
+                    }
+                    Err(e) => {
+                        eprintln!("halcyon emulate: {e}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            } else {
+                offline::emulate(&event, &input, json)
+            }
+        }
         Command::Import {
             what:
                 Import::Serviceguard {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
-use halcyon_policy::{ClusterState, Departure, Engine, Event, render};
+use halcyon_policy::{ClusterState, Departure, Engine, Event};
 use jiff::Timestamp;
 
 /// Exit code for invalid input.
@@ -376,17 +376,28 @@ pub fn emulate(words: &[String], input: &Input, json: bool) -> anyhow::Result<Ex
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    match Engine::new(&config).plan(&state, &event, now) {
-        Ok(plan) => {
+    let rules = match halcyon_events::load_cluster_rules(
+        &input.config_paths(),
+        config.cluster.events.rules.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(d) => {
+            eprint!("{d}");
+            eprintln!("the event rules are invalid; `halcyon check` lists the same errors");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    match halcyon_state::emulate(&config, &rules, &state, &event, now) {
+        Ok(emulation) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                println!("{}", serde_json::to_string_pretty(&emulation)?);
             } else {
-                print!("{}", render(&plan));
+                print!("{}", emulation.render());
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("halcyon emulate: {event}: refused: {e}");
+            eprintln!("halcyon emulate: {e}");
             Ok(ExitCode::from(1))
         }
     }

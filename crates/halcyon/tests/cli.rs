@@ -93,8 +93,18 @@ fn emulate_json_is_machine_readable() {
         "graceful",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let emulation: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = &emulation["plan"];
     assert_eq!(plan["event"]["kind"], "node_down");
+    // node2 leaves gracefully: it releases its packages; the others take over.
+    let program = emulation["program"].as_str().unwrap();
+    assert!(
+        program.lines().any(
+            |l| l.starts_with("  node2: \"halcyon:release\" 0   -> ") && l.contains("halt nfs")
+        ),
+        "{program}"
+    );
+    assert!(!program.contains("node2: \"halcyon:acquire\""), "{program}");
     assert_eq!(plan["event"]["how"], "graceful");
     let halted: Vec<&str> = plan["steps"][0]["actions"]
         .as_array()
