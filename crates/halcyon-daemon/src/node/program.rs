@@ -57,8 +57,12 @@ impl Node {
             let node = Arc::clone(self);
             let launch = launch.clone();
             let cluster = config.cluster.name.clone();
+            // The command's process group is recorded like a service's: a restarted daemon
+            // kills what its previous incarnation left running.
+            let pgid_file = self.run_dir.join(format!("event-{}-{}.pgid", key.0, key.1));
             tokio::spawn(async move {
-                let report = run_command(&launch, &env, limit).await;
+                let report = run_command(&launch, &env, limit, &pgid_file).await;
+                let _ = std::fs::remove_file(&pgid_file);
                 tracing::info!(
                     execution = key.0,
                     launch = key.1,
@@ -205,12 +209,22 @@ impl Node {
 }
 
 /// Runs one command of an event with `sh -c`, in its own process group, output captured.
-async fn run_command(launch: &Launch, env: &[(String, String)], limit: Duration) -> LaunchReport {
+/// The shell writes its PID (its process group's id) to `pgid_file` first.
+async fn run_command(
+    launch: &Launch,
+    env: &[(String, String)],
+    limit: Duration,
+    pgid_file: &std::path::Path,
+) -> LaunchReport {
     let started_at = Timestamp::now();
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
-        .arg(&launch.command)
+        .arg(format!(
+            "printf %s $$ > '{}'; {}",
+            pgid_file.display(),
+            launch.command
+        ))
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
         .process_group(0)
