@@ -1260,6 +1260,11 @@ impl Node {
             match &state.execution {
                 Some(execution) => {
                     self.run_launches(&config, execution);
+                    // An action stays in flight until this replica has applied its
+                    // report (the leader may answer before this replica applies it).
+                    lock(&self.in_flight).retain(|(e, step, index)| {
+                        *e == execution.id && !execution.done.contains(&(*step, *index))
+                    });
                     for (step, index, action) in execution.ready_actions() {
                         if action.node != self.name {
                             continue;
@@ -1303,22 +1308,45 @@ impl Node {
                                 Ok(d) => (true, d),
                                 Err(e) => (false, e),
                             };
-                            let _ = node
-                                .submit(&Command::ActionDone {
-                                    execution: key.0,
-                                    step: key.1,
-                                    index: key.2,
-                                    ok,
-                                    detail,
-                                    at: Timestamp::now(),
-                                })
-                                .await;
-                            lock(&node.in_flight).remove(&key);
+                            node.report_action(key, ok, detail).await;
                         });
                     }
                 }
                 None => self.reconcile(&config, &state).await,
             }
+        }
+    }
+
+    /// Commits an action's end, until it is accepted, refused, or no longer awaited.
+    async fn report_action(&self, key: (u64, usize, usize), ok: bool, detail: String) {
+        let command = Command::ActionDone {
+            execution: key.0,
+            step: key.1,
+            index: key.2,
+            ok,
+            detail,
+            at: Timestamp::now(),
+        };
+        for _ in 0..60 {
+            match self.submit(&command).await {
+                Ok(_) => return,
+                Err(e) => {
+                    let awaited = lock(&self.state)
+                        .execution
+                        .as_ref()
+                        .is_some_and(|x| x.id == key.0 && !x.done.contains(&(key.1, key.2)));
+                    if !awaited {
+                        return;
+                    }
+                    tracing::warn!(
+                        execution = key.0,
+                        step = key.1,
+                        index = key.2,
+                        "cannot report yet: {e}"
+                    );
+                }
+            }
+            sleep(Duration::from_millis(500)).await;
         }
     }
 

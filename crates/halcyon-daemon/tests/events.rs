@@ -159,10 +159,10 @@ fn the_seeds_node_up_walk_through_on_four_nodes() {
             "[[event]]\nname = \"node_up\"\nprogram = '''\n\
              other \"{}\" 0\nall \"halcyon:release\" 0\nbarrier\n\
              event \"{}\" 0\nall \"halcyon:acquire\" 0\nbarrier\n\
-             all \"{}\" X\n'''\n",
+             all \"{}; exit 3\" X\n'''\n",
             note(dir, "node_up"),
             note(dir, "node_up"),
-            format!("{}; exit 3", note(dir, "node_up_complete")),
+            note(dir, "node_up_complete"),
         )
     });
     c.wait_for(1, "nodes 1, 2, 4 members", FORM_TIMEOUT, |v| {

@@ -31,6 +31,8 @@ impl Node {
     /// processes: they let this node carry out its share of the plan (the actions).
     pub(super) fn run_launches(self: &Arc<Self>, config: &Config, execution: &Execution) {
         let leader = self.consensus.is_leader() && !self.is_isolated();
+        lock(&self.launches_in_flight)
+            .retain(|(e, l)| *e == execution.id && execution.launches.contains_key(l));
         for launch in execution.launches.values() {
             if Builtin::parse(&launch.command).is_some() {
                 continue;
@@ -71,8 +73,10 @@ impl Node {
                     %cluster,
                     "event command finished"
                 );
+                // The key stays until this node's replica no longer lists the launch
+                // (pruned above): the commit of the report may reach this replica after
+                // the leader answered, and the command must not run again meanwhile.
                 node.report_launch(key.0, &launch, report).await;
-                lock(&node.launches_in_flight).remove(&key);
             });
         }
     }
