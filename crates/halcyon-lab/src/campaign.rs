@@ -447,6 +447,7 @@ pub fn run(
         hosts: options.hosts,
         networks: options.networks,
         keep_directory: options.keep_directory,
+        standby_networks: Vec::new(),
     })?;
     let mut spec = ClusterSpec::new(&options.halcyon);
     spec.disk_heartbeat = options.disk_heartbeat;

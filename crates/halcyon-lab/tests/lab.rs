@@ -20,6 +20,7 @@ fn three_hosts_two_networks() -> Lab {
         hosts: 3,
         networks: 2,
         keep_directory: false,
+        standby_networks: Vec::new(),
     })
     .expect("lab builds")
 }
@@ -129,6 +130,48 @@ fn link_down_stops_traffic_to_that_host_and_link_up_restores_it() {
     fault::link_up(&lab, 2, 1).expect("link up");
     assert!(ping_eventually(&lab, 1, lab.address(2, 1), 5), "restored");
     assert_no_guard_violations(&lab);
+}
+
+#[test]
+fn a_standby_interface_keeps_the_host_on_the_network_when_the_primary_link_fails() {
+    if !running_as_root_or_skip("standby_interface") {
+        return;
+    }
+    let lab = Lab::build(LabSpec {
+        hosts: 2,
+        networks: 2,
+        standby_networks: vec![1],
+        ..LabSpec::default()
+    })
+    .expect("lab builds");
+    assert_eq!(lab.standby_interface(1).as_deref(), Some("eth1s"));
+    assert_eq!(lab.standby_interface(2), None);
+    let standby = lab
+        .standby_address(2, 1)
+        .expect("h2 has a standby on network 1");
+    assert_eq!(standby, Ipv4Addr::new(198, 18, 1, 102));
+    assert!(lab.addresses(2).unwrap().contains(&standby));
+    assert!(
+        ping_eventually(&lab, CLIENT, standby, 3),
+        "client -> standby"
+    );
+    fault::link_down(&lab, 2, 1).expect("primary link down");
+    // The host stays on the LAN through its standby (for its primary address too: Linux
+    // answers for any of its addresses on any interface, and skips the linkdown route).
+    for address in [standby, lab.address(2, 1)] {
+        assert!(
+            ping_eventually(&lab, CLIENT, address, 3),
+            "client -> {address} through the standby"
+        );
+    }
+    fault::standby_link_down(&lab, 2, 1).expect("standby link down");
+    for address in [standby, lab.address(2, 1)] {
+        assert!(!lab.ping(CLIENT, address).unwrap(), "both links are down");
+    }
+    fault::power_on(&lab, 2).expect("every link up");
+    assert!(ping_eventually(&lab, CLIENT, lab.address(2, 1), 5));
+    assert!(ping_eventually(&lab, CLIENT, standby, 5));
+    assert_eq!(lab.guard_violations().unwrap(), 0);
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn start_cluster(hosts: usize, disk: bool) -> LabCluster {
         hosts,
         networks: 2,
         keep_directory: keep_directory(),
+        standby_networks: Vec::new(),
     })
     .expect("lab builds");
     let mut spec = ClusterSpec::new(HALCYON);
