@@ -573,6 +573,39 @@ impl LabCluster {
         .map_err(io_error("asking a node's API"))
     }
 
+    /// `POST path` with a JSON `body` to `host`'s API, asked from inside `host`'s namespace:
+    /// the status code and the answer.
+    pub fn api_post(&self, host: usize, path: &str, body: &str) -> Result<(u16, Value), LabError> {
+        let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
+        let (path, body) = (path.to_string(), body.to_string());
+        crate::netns::in_namespace(self.lab.namespace_path(host), move || {
+            request_json(address, "POST", &path, Some(&body), API_TIMEOUT)
+        })
+        .and_then(|result| result)
+        .map_err(io_error("asking a node's API"))
+    }
+
+    /// Asks `host`'s API to move `package` to `to` (what `halcyon package move` sends); Ok
+    /// when accepted. The move itself takes place afterwards: wait with [`Self::holder`].
+    pub fn move_package(&self, host: usize, package: &str, to: usize) -> Result<(), LabError> {
+        let body = serde_json::json!({ "node": node_name(to) }).to_string();
+        let (status, answer) =
+            self.api_post(host, &format!("/v1/packages/{package}/move"), &body)?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(LabError::Spec(format!(
+                "moving {package} to {} refused ({status}): {answer}",
+                node_name(to)
+            )))
+        }
+    }
+
+    /// The coordinator (Raft leader) as `host` names it.
+    pub fn coordinator(&self, host: usize) -> Option<usize> {
+        host_of_node(self.status(host).ok()?["coordinator"].as_str()?)
+    }
+
     /// `GET /v1/status` of `host`.
     pub fn status(&self, host: usize) -> Result<Value, LabError> {
         self.api_get(host, "/v1/status")
@@ -719,6 +752,17 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
 
 /// HTTP/1.0 GET of `path`, the body parsed as JSON (any status: errors are JSON too).
 fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Result<Value> {
+    request_json(address, "GET", path, None, timeout).map(|(_, value)| value)
+}
+
+/// An HTTP/1.0 request with an optional JSON body; the status code and the body parsed as JSON.
+fn request_json(
+    address: SocketAddrV4,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<(u16, Value)> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
     let remaining = deadline
@@ -726,15 +770,33 @@ fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Re
         .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(remaining))?;
     stream.set_write_timeout(Some(remaining))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
+    if let Some(body) = body {
+        let _ = write!(
+            request,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
-    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "no end of HTTP header")
-    })?;
-    serde_json::from_str(body)
-        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("no end of HTTP header"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no HTTP status"))?;
+    let value = serde_json::from_str(body)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
+    Ok((status, value))
 }
 
 /// The move announcer (see the module documentation).

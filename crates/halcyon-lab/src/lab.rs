@@ -29,6 +29,11 @@ const KILL_ROUNDS_MAX: usize = 500;
 /// Longest time `Lab::http_get` and `Lab::ping` may take.
 pub const PROBE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
+/// Routing tables of the source routes of hosts with standby interfaces: primary + network,
+/// standby + network.
+const PRIMARY_ROUTE_TABLE: u32 = 100;
+const STANDBY_ROUTE_TABLE: u32 = 200;
+
 static NEXT_SLOT: AtomicU8 = AtomicU8::new(0);
 
 /// What to build.
@@ -42,8 +47,8 @@ pub struct LabSpec {
     pub keep_directory: bool,
     /// Networks on which every host also has a standby interface (`eth<n>s`, address
     /// `198.18.<n>.<100 + host>`) into the same bridge: a second adapter on the same LAN, for
-    /// local LAN failover. Hosts of such a lab set `ignore_routes_with_linkdown` (see
-    /// `create`). Empty by default.
+    /// local LAN failover. Hosts of such a lab set `ignore_routes_with_linkdown`, `arp_ignore`
+    /// and `arp_announce` (see `create`). Empty by default.
     pub standby_networks: Vec<usize>,
 }
 
@@ -123,6 +128,8 @@ pub struct Lab {
     port_indexes: Vec<Vec<u32>>,
     /// Index of the bridge port of each standby interface: `(host, network)`.
     standby_port_indexes: HashMap<(usize, usize), u32>,
+    /// Index of each standby interface inside its namespace: `(host, network)`.
+    standby_interface_indexes: HashMap<(usize, usize), u32>,
     root_netlink: Mutex<RouteSocket>,
     namespace_netlink: Vec<Mutex<RouteSocket>>,
     processes: Mutex<Vec<ProcessRecord>>,
@@ -179,6 +186,7 @@ impl Lab {
             interface_indexes: Vec::new(),
             port_indexes: Vec::new(),
             standby_port_indexes: HashMap::new(),
+            standby_interface_indexes: HashMap::new(),
             root_netlink: Mutex::new(root_netlink),
             namespace_netlink: Vec::new(),
             processes: Mutex::new(Vec::new()),
@@ -235,15 +243,21 @@ impl Lab {
                         _ => {}
                     }
                     if standby {
-                        // Primary and standby interface share a subnet, so there are two
-                        // connected routes to it. A primary that lost its carrier keeps its
-                        // route (flagged linkdown) and, first in the table, would still carry
-                        // every reply: skip such routes, as a host set up for local LAN
-                        // failover must.
-                        fs::write(
-                            format!("/proc/sys/net/ipv4/conf/{name}/ignore_routes_with_linkdown"),
-                            "1",
-                        )?;
+                        // A host set up for local LAN failover (with the source routes of
+                        // `source_route`). Primary and standby share a subnet, so there are two
+                        // connected routes to it; a primary that lost its carrier keeps its
+                        // route (flagged linkdown), first in the table, and it would carry every
+                        // reply: skip such routes. And each interface answers ARP only for its
+                        // own addresses (no "ARP flux": otherwise the standby answers for the
+                        // primary's addresses and the client may reach a package through it
+                        // before any swap).
+                        for (setting, value) in [
+                            ("ignore_routes_with_linkdown", "1"),
+                            ("arp_ignore", "1"),
+                            ("arp_announce", "2"),
+                        ] {
+                            fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{setting}"), value)?;
+                        }
                     }
                 }
                 Ok(())
@@ -282,7 +296,7 @@ impl Lab {
             }
             if host != CLIENT {
                 for network in self.spec.standby_networks.clone() {
-                    let (port_index, _) = self.add_interface(
+                    let (port_index, interface_index) = self.add_interface(
                         host,
                         network,
                         &id.standby_port(host, network),
@@ -291,6 +305,22 @@ impl Lab {
                     )?;
                     self.standby_port_indexes
                         .insert((host, network), port_index);
+                    self.standby_interface_indexes
+                        .insert((host, network), interface_index);
+                    for (interface, address, table) in [
+                        (
+                            names::interface(network),
+                            names::host_address(host, network),
+                            PRIMARY_ROUTE_TABLE + network as u32,
+                        ),
+                        (
+                            names::standby_interface(network),
+                            names::standby_address(host, network),
+                            STANDBY_ROUTE_TABLE + network as u32,
+                        ),
+                    ] {
+                        source_route(&path, network, &interface, address, table)?;
+                    }
                 }
             }
             self.interface_indexes.push(interface_indexes);
@@ -793,6 +823,37 @@ impl Lab {
         Ok(Instant::now())
     }
 
+    /// The name of the interface (`eth<n>` or `eth<n>s`) that carries `address` in `host`'s
+    /// namespace; None when the address is not configured there.
+    pub fn interface_of_address(
+        &self,
+        host: usize,
+        address: Ipv4Addr,
+    ) -> Result<Option<String>, LabError> {
+        let entries = self
+            .namespace_netlink(host)
+            .ipv4_addresses()
+            .map_err(io_error("listing addresses"))?;
+        let Some(entry) = entries.iter().find(|entry| entry.address == address) else {
+            return Ok(None);
+        };
+        let index = entry.interface_index;
+        let primary = self.networks_of(host).find_map(|network| {
+            (self.interface_indexes[host][network - 1] == index).then(|| names::interface(network))
+        });
+        let standby = || {
+            self.standby_interface_indexes
+                .iter()
+                .find(|&(&(owner, _), &candidate)| owner == host && candidate == index)
+                .map(|(&(_, network), _)| names::standby_interface(network))
+        };
+        Ok(Some(
+            primary
+                .or_else(standby)
+                .unwrap_or_else(|| format!("interface {index}")),
+        ))
+    }
+
     /// Every IPv4 address configured in `host`'s namespace.
     pub fn addresses(&self, host: usize) -> Result<Vec<Ipv4Addr>, LabError> {
         Ok(self
@@ -920,6 +981,44 @@ fn reap(record: &mut ProcessRecord) -> Option<ExitStatus> {
         record.exit = record.child.try_wait().ok().flatten();
     }
     record.exit
+}
+
+/// Source routing for a host with two interfaces on one subnet: what `address` sends leaves
+/// through `interface` only (a rule `from address` and a table with the subnet on that
+/// interface), and nowhere while the interface has no carrier (the table's blackhole catches
+/// what the skipped linkdown route no longer does). Without it a host that lost its primary
+/// link would keep sending its heartbeats, from the primary's address, through the standby:
+/// its peers would hear it and never see the adapter fail.
+fn source_route(
+    namespace: &Path,
+    network: usize,
+    interface: &str,
+    address: Ipv4Addr,
+    table: u32,
+) -> Result<(), LabError> {
+    let subnet = format!("198.18.{network}.0/{}", names::NETWORK_PREFIX_LENGTH);
+    let table = table.to_string();
+    let source = address.to_string();
+    let commands: [&[&str]; 3] = [
+        &[
+            "route", "add", &subnet, "dev", interface, "src", &source, "table", &table,
+        ],
+        &[
+            "route",
+            "add",
+            "blackhole",
+            &subnet,
+            "metric",
+            "4096",
+            "table",
+            &table,
+        ],
+        &["rule", "add", "from", &source, "lookup", &table],
+    ];
+    for args in commands {
+        Invocation::new("ip", args).in_netns(namespace).run()?;
+    }
+    Ok(())
 }
 
 /// SIGKILLs every process in the namespace with inode `inode` until none is left (bounded).

@@ -155,19 +155,45 @@ fn a_standby_interface_keeps_the_host_on_the_network_when_the_primary_link_fails
         ping_eventually(&lab, CLIENT, standby, 3),
         "client -> standby"
     );
+    assert_eq!(
+        lab.interface_of_address(2, standby).unwrap().as_deref(),
+        Some("eth1s")
+    );
+    assert_eq!(
+        lab.interface_of_address(2, lab.address(2, 1))
+            .unwrap()
+            .as_deref(),
+        Some("eth1")
+    );
     fault::link_down(&lab, 2, 1).expect("primary link down");
-    // The host stays on the LAN through its standby (for its primary address too: Linux
-    // answers for any of its addresses on any interface, and skips the linkdown route).
-    for address in [standby, lab.address(2, 1)] {
-        assert!(
-            ping_eventually(&lab, CLIENT, address, 3),
-            "client -> {address} through the standby"
-        );
-    }
+    // Each interface answers ARP for its own addresses only: the primary's address is cut,
+    // the standby's still answers (its replies skip the primary's linkdown route).
+    assert!(
+        !lab.ping(CLIENT, lab.address(2, 1)).unwrap(),
+        "h2's primary address is cut"
+    );
+    assert!(
+        ping_eventually(&lab, CLIENT, standby, 3),
+        "the standby still answers the client"
+    );
+    // What h2 sends from its primary address stays on the primary (source routes): nothing
+    // leaks through the standby, so its peers notice the failed adapter.
+    let ping_from = |source: Ipv4Addr| {
+        let (source, target) = (source.to_string(), lab.address(1, 1).to_string());
+        lab.run(
+            2,
+            "ping",
+            &["-n", "-q", "-c", "1", "-W", "1", "-I", &source, &target],
+            Duration::from_secs(3),
+        )
+        .expect("ping runs")
+        .status
+        .success()
+    };
+    assert!(!ping_from(lab.address(2, 1)), "sent from eth1's address");
+    assert!(ping_from(standby), "sent from eth1s's address");
     fault::standby_link_down(&lab, 2, 1).expect("standby link down");
-    for address in [standby, lab.address(2, 1)] {
-        assert!(!lab.ping(CLIENT, address).unwrap(), "both links are down");
-    }
+    assert!(!lab.ping(CLIENT, standby).unwrap(), "both links are down");
     fault::power_on(&lab, 2).expect("every link up");
     assert!(ping_eventually(&lab, CLIENT, lab.address(2, 1), 5));
     assert!(ping_eventually(&lab, CLIENT, standby, 5));
