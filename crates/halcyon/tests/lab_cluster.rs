@@ -11,7 +11,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use halcyon_lab::campaign::{self, CampaignOptions};
+use halcyon_lab::campaign::{self, CampaignFault, CampaignOptions, Target};
 use halcyon_lab::checker::Report;
 use halcyon_lab::cluster::{answer_of, host_of_answer, host_of_node};
 use halcyon_lab::{
@@ -522,6 +522,69 @@ fn short_fault_campaign_keeps_every_invariant() {
     assert_eq!(report.faults.len(), 6);
     assert!(report.passed(), "{report}");
     assert!(host_of_node("h1").is_some());
+}
+
+#[test]
+fn short_fault_campaign_with_pauses_keeps_every_invariant() {
+    // `--with-pause`: daemons SIGSTOPped for longer than detection + lease, then SIGCONTed,
+    // among the other faults. The first seed whose 6 faults hold two pauses or more, one of
+    // them of a package's holder.
+    if !running_as_root_or_skip("short_fault_campaign_with_pauses") {
+        return;
+    }
+    let mut options = CampaignOptions::new(HALCYON);
+    options.hosts = 5;
+    options.faults = 6;
+    options.with_pause = true;
+    options.keep_directory = keep_directory();
+    let pauses = |seed| {
+        let faults = campaign::draw_faults(
+            seed,
+            options.faults,
+            options.hosts,
+            options.networks,
+            options.packages,
+            true,
+            Duration::ZERO,
+        );
+        let all = faults
+            .iter()
+            .filter(|fault| fault.kind() == "pause")
+            .count();
+        let of_a_holder = faults.iter().any(|fault| {
+            matches!(
+                fault,
+                CampaignFault::Pause {
+                    target: Target::HolderOf(_),
+                    ..
+                }
+            )
+        });
+        (all, of_a_holder)
+    };
+    options.seed = (1..=1000)
+        .find(|&seed| matches!(pauses(seed), (2.., true)))
+        .expect("a seed");
+    println!(
+        "seed {} draws {:?} pauses",
+        options.seed,
+        pauses(options.seed)
+    );
+    let stop = AtomicBool::new(false);
+    let report = campaign::run(&options, &mut std::io::stdout(), &stop).expect("the campaign runs");
+    println!("{report}");
+    assert_eq!(report.faults.len(), 6);
+    assert!(
+        report
+            .faults
+            .iter()
+            .filter(|fault| fault.kind == "pause")
+            .count()
+            >= 2,
+        "{report}"
+    );
+    assert!(report.double_activations.is_empty(), "{report}");
+    assert!(report.passed(), "{report}");
 }
 
 /// Every node's event log (newest first), joined: what `event_lines` prints.

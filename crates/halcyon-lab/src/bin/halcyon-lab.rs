@@ -64,7 +64,7 @@ enum Command {
         /// The halcyon binary (default: `halcyon` next to this executable).
         #[arg(long)]
         halcyon: Option<PathBuf>,
-        /// Also pause daemons (SIGSTOP longer than detection); needs the lease guard process.
+        /// Also pause daemons (SIGSTOP for longer than detection + lease, then SIGCONT).
         #[arg(long)]
         with_pause: bool,
         /// No disk heartbeat network.
