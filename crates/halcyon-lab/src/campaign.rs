@@ -45,8 +45,9 @@ pub struct CampaignOptions {
     pub faults: usize,
     pub seed: u64,
     pub halcyon: PathBuf,
-    /// Also draw daemon pauses (SIGSTOP longer than detection, then SIGCONT). Off until the
-    /// lease guard process lands: a stopped daemon cannot halt its packages.
+    /// Also draw daemon pauses (SIGSTOP for longer than detection + lease, then SIGCONT). A
+    /// stopped daemon cannot halt its packages itself: its lease guard process does. Off by
+    /// default (`--with-pause`).
     pub with_pause: bool,
     pub disk_heartbeat: bool,
     /// How long the cluster may take to recover after a fault is healed.
@@ -447,6 +448,7 @@ pub fn run(
         hosts: options.hosts,
         networks: options.networks,
         keep_directory: options.keep_directory,
+        standby_networks: Vec::new(),
     })?;
     let mut spec = ClusterSpec::new(&options.halcyon);
     spec.disk_heartbeat = options.disk_heartbeat;

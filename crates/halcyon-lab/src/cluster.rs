@@ -17,6 +17,11 @@
 //! neighbour entry for that address, so the client's next packet is resolved to the new holder.
 //! It polls every 5 ms, like the checker.
 //!
+//! Optionally one host is the quorum witness (`ClusterSpec::witness`): it runs `halcyon witness`
+//! (configured as `[quorum.witness]` with the host's network-1 address) instead of a node, and
+//! no package lists it. Where the lab gives hosts standby interfaces (`LabSpec::standby_networks`),
+//! every node's configuration lists them with `standby = true` (local LAN failover).
+//!
 //! Each daemon runs with its own state directory `<lab>/hN/state`; its output is in the host's
 //! log `<lab>/hN.log`. The API (port + 2 on the node's network-1 address) is asked from inside
 //! the node's own namespace, so a cut link or a partition never hides a node's own view.
@@ -38,7 +43,7 @@ use serde_json::Value;
 
 use crate::checker::{PackageWatch, ServiceMatch};
 use crate::command::Invocation;
-use crate::lab::{HostProcess, Lab, io_error};
+use crate::lab::{HostProcess, Lab, LabSpec, io_error};
 use crate::names::{self, CLIENT};
 use crate::netlink::RouteSocket;
 use crate::{LabError, fault};
@@ -123,6 +128,8 @@ pub struct ClusterSpec {
     pub announce_moves: bool,
     /// `RUST_LOG` of the daemons.
     pub log_filter: String,
+    /// The host that runs the quorum witness (`halcyon witness`) instead of a node, if any.
+    pub witness: Option<usize>,
 }
 
 impl ClusterSpec {
@@ -139,6 +146,7 @@ impl ClusterSpec {
             start_timeout: Duration::from_secs(90),
             announce_moves: false,
             log_filter: "info,openraft=warn".to_string(),
+            witness: None,
         }
     }
 
@@ -168,10 +176,16 @@ impl ClusterSpec {
 
     fn host_numbers(&self, package: &PackageSpec, hosts: usize) -> Vec<usize> {
         if package.nodes.is_empty() {
-            (1..=hosts).collect()
+            self.node_hosts(hosts).collect()
         } else {
             package.nodes.clone()
         }
+    }
+
+    /// The hosts that run a node (every host but the witness's), out of `hosts` hosts.
+    pub fn node_hosts(&self, hosts: usize) -> impl Iterator<Item = usize> + use<> {
+        let witness = self.witness;
+        (1..=hosts).filter(move |&host| Some(host) != witness)
     }
 }
 
@@ -212,8 +226,9 @@ fn toml_string(text: &str) -> String {
     quoted
 }
 
-/// The cluster file for `hosts` hosts on `networks` IP networks.
-pub fn cluster_file(spec: &ClusterSpec, hosts: usize, networks: usize, disk: &Path) -> String {
+/// The cluster file for the hosts and IP networks of `lab` (standby interfaces included).
+pub fn cluster_file(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> String {
+    let (hosts, networks) = (lab.hosts, lab.networks);
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -225,6 +240,14 @@ pub fn cluster_file(spec: &ClusterSpec, hosts: usize, networks: usize, disk: &Pa
     );
     if let Some(lease) = spec.lease {
         let _ = writeln!(text, "[quorum]\nlease = \"{}\"\n", milliseconds(lease));
+    }
+    if let Some(witness) = spec.witness {
+        let _ = writeln!(
+            text,
+            "[quorum.witness]\nname = \"{}\"\nnumber = {witness}\naddress = \"{}\"\n",
+            node_name(witness),
+            names::host_address(witness, 1)
+        );
     }
     for network in 1..=networks {
         let _ = writeln!(
@@ -239,7 +262,7 @@ pub fn cluster_file(spec: &ClusterSpec, hosts: usize, networks: usize, disk: &Pa
             toml_string(&disk.display().to_string())
         );
     }
-    for host in 1..=hosts {
+    for host in spec.node_hosts(hosts) {
         let _ = writeln!(
             text,
             "[[node]]\nname = \"{}\"\nnumber = {host}",
@@ -251,6 +274,14 @@ pub fn cluster_file(spec: &ClusterSpec, hosts: usize, networks: usize, disk: &Pa
                 "[[node.interface]]\nnetwork = \"net{network}\"\naddress = \"{}\"\ndevice = \"{}\"",
                 names::host_address(host, network),
                 names::interface(network)
+            );
+        }
+        for &network in &lab.standby_networks {
+            let _ = writeln!(
+                text,
+                "[[node.interface]]\nnetwork = \"net{network}\"\naddress = \"{}\"\ndevice = \"{}\"\nstandby = true",
+                names::standby_address(host, network),
+                names::standby_interface(network)
             );
         }
         text.push('\n');
@@ -321,13 +352,19 @@ impl LabCluster {
             )));
         }
         let hosts = lab.spec().hosts;
-        let networks = lab.spec().networks;
+        if let Some(witness) = spec.witness
+            && (witness == CLIENT || witness > hosts || spec.node_hosts(hosts).count() < 2)
+        {
+            return Err(LabError::Spec(format!(
+                "the witness must be one of hosts 1..={hosts} and leave two or more nodes, not {witness}"
+            )));
+        }
         let config_directory = lab.directory().join("config");
         std::fs::create_dir_all(&config_directory)
             .map_err(io_error("creating the configuration directory"))?;
         std::fs::write(
             config_directory.join("cluster.toml"),
-            cluster_file(&spec, hosts, networks, &lab.disk_heartbeat_path()),
+            cluster_file(&spec, lab.spec(), &lab.disk_heartbeat_path()),
         )
         .map_err(io_error("writing cluster.toml"))?;
         for package in &spec.packages {
@@ -374,8 +411,19 @@ impl LabCluster {
         &self.config_directory
     }
 
+    /// Every host of the lab (the witness's too).
     pub fn hosts(&self) -> std::ops::RangeInclusive<usize> {
         self.lab.hosts()
+    }
+
+    /// The hosts that run a node: every host but the witness's.
+    pub fn nodes(&self) -> impl Iterator<Item = usize> + use<> {
+        self.spec.node_hosts(self.lab.spec().hosts)
+    }
+
+    /// The host running the quorum witness, if any.
+    pub fn witness(&self) -> Option<usize> {
+        self.spec.witness
     }
 
     pub fn package(&self, name: &str) -> Option<&PackageSpec> {
@@ -414,6 +462,7 @@ impl LabCluster {
     }
 
     /// Starts `host`'s daemon (again, if it ran before and has exited). No-op while it runs.
+    /// On the witness's host the "daemon" is `halcyon witness`.
     pub fn start_daemon(&self, host: usize) -> Result<HostProcess, LabError> {
         if let Some(process) = self.daemon(host)
             && self.lab.is_running(&process)
@@ -425,9 +474,9 @@ impl LabCluster {
         let state = state_directory.display().to_string();
         let node = node_name(host);
         let halcyon = self.spec.halcyon.display().to_string();
-        let process = self.lab.spawn(
-            host,
-            &halcyon,
+        let args: &[&str] = if self.spec.witness == Some(host) {
+            &["witness", "--config", &config, "--state-dir", &state]
+        } else {
             &[
                 "daemon",
                 "--config",
@@ -436,7 +485,12 @@ impl LabCluster {
                 &node,
                 "--state-dir",
                 &state,
-            ],
+            ]
+        };
+        let process = self.lab.spawn(
+            host,
+            &halcyon,
+            args,
             &[("RUST_LOG", &self.spec.log_filter), ("NO_COLOR", "1")],
         )?;
         self.lock_daemons()[host] = Some(process);
@@ -519,14 +573,47 @@ impl LabCluster {
         .map_err(io_error("asking a node's API"))
     }
 
+    /// `POST path` with a JSON `body` to `host`'s API, asked from inside `host`'s namespace:
+    /// the status code and the answer.
+    pub fn api_post(&self, host: usize, path: &str, body: &str) -> Result<(u16, Value), LabError> {
+        let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
+        let (path, body) = (path.to_string(), body.to_string());
+        crate::netns::in_namespace(self.lab.namespace_path(host), move || {
+            request_json(address, "POST", &path, Some(&body), API_TIMEOUT)
+        })
+        .and_then(|result| result)
+        .map_err(io_error("asking a node's API"))
+    }
+
+    /// Asks `host`'s API to move `package` to `to` (what `halcyon package move` sends); Ok
+    /// when accepted. The move itself takes place afterwards: wait with [`Self::holder`].
+    pub fn move_package(&self, host: usize, package: &str, to: usize) -> Result<(), LabError> {
+        let body = serde_json::json!({ "node": node_name(to) }).to_string();
+        let (status, answer) =
+            self.api_post(host, &format!("/v1/packages/{package}/move"), &body)?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(LabError::Spec(format!(
+                "moving {package} to {} refused ({status}): {answer}",
+                node_name(to)
+            )))
+        }
+    }
+
+    /// The coordinator (Raft leader) as `host` names it.
+    pub fn coordinator(&self, host: usize) -> Option<usize> {
+        host_of_node(self.status(host).ok()?["coordinator"].as_str()?)
+    }
+
     /// `GET /v1/status` of `host`.
     pub fn status(&self, host: usize) -> Result<Value, LabError> {
         self.api_get(host, "/v1/status")
     }
 
-    /// The status of every host whose daemon runs and answers.
+    /// The status of every node whose daemon runs and answers (not the witness's).
     pub fn statuses(&self) -> Vec<(usize, Value)> {
-        self.hosts()
+        self.nodes()
             .filter(|&host| self.daemon_running(host))
             .filter_map(|host| Some((host, self.status(host).ok()?)))
             .collect()
@@ -665,6 +752,17 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
 
 /// HTTP/1.0 GET of `path`, the body parsed as JSON (any status: errors are JSON too).
 fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Result<Value> {
+    request_json(address, "GET", path, None, timeout).map(|(_, value)| value)
+}
+
+/// An HTTP/1.0 request with an optional JSON body; the status code and the body parsed as JSON.
+fn request_json(
+    address: SocketAddrV4,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<(u16, Value)> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
     let remaining = deadline
@@ -672,15 +770,33 @@ fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Re
         .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(remaining))?;
     stream.set_write_timeout(Some(remaining))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
+    if let Some(body) = body {
+        let _ = write!(
+            request,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
-    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "no end of HTTP header")
-    })?;
-    serde_json::from_str(body)
-        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("no end of HTTP header"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no HTTP status"))?;
+    let value = serde_json::from_str(body)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
+    Ok((status, value))
 }
 
 /// The move announcer (see the module documentation).
@@ -769,7 +885,12 @@ mod tests {
     fn configuration_names_nodes_networks_disk_and_the_package_resources() {
         let mut spec = ClusterSpec::new("/opt/halcyon");
         spec.lease = Some(Duration::from_millis(600));
-        let cluster = cluster_file(&spec, 3, 2, Path::new("/tmp/lab/disk-heartbeat"));
+        let lab = LabSpec {
+            hosts: 3,
+            networks: 2,
+            ..LabSpec::default()
+        };
+        let cluster = cluster_file(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
         assert!(cluster.contains("interval = \"100ms\"\nsensitivity = 4"));
         assert!(cluster.contains("[quorum]\nlease = \"600ms\""));
         assert!(cluster.contains("subnets = [\"198.18.2.0/24\"]"));
@@ -785,6 +906,30 @@ mod tests {
             "command = \"exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \\\"$HALCYON_NODE\\\"\""
         ));
         assert!(spec.outage_bound() > spec.nominal_takeover());
+        assert!(!cluster.contains("standby") && !cluster.contains("witness"));
+    }
+
+    #[test]
+    fn a_witness_host_is_no_node_and_standby_interfaces_are_listed() {
+        let mut spec = ClusterSpec::new("/opt/halcyon");
+        spec.witness = Some(3);
+        let lab = LabSpec {
+            hosts: 3,
+            networks: 2,
+            standby_networks: vec![1],
+            ..LabSpec::default()
+        };
+        let cluster = cluster_file(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        assert!(
+            cluster
+                .contains("[quorum.witness]\nname = \"h3\"\nnumber = 3\naddress = \"198.18.1.3\"")
+        );
+        assert!(!cluster.contains("[[node]]\nname = \"h3\""));
+        assert!(cluster.contains(
+            "network = \"net1\"\naddress = \"198.18.1.102\"\ndevice = \"eth1s\"\nstandby = true"
+        ));
+        let package = package_file(&spec, &spec.packages[0], 3);
+        assert!(package.contains("nodes = [\"h1\", \"h2\"]"));
     }
 
     #[test]

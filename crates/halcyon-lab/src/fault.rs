@@ -7,7 +7,8 @@
 //! | pause / resume | SIGSTOP / SIGCONT to one process (the host's daemon) |
 //! | partition / heal | nftables drop of the other side's host addresses, in each host's namespace |
 //! | link down / up | the bridge-side veth end set down / up: the host sees its carrier go, its peers see silence |
-//! | power off | every link of the host down, then crash |
+//! | standby link down / up | the same for the host's standby interface on a network |
+//! | power off | every link of the host (standby interfaces too) down, then crash |
 //! | restart | the command of an exited process started again |
 
 use std::collections::HashMap;
@@ -46,8 +47,9 @@ pub fn restart(lab: &Lab, process: &HostProcess) -> Result<(HostProcess, Instant
 /// `networks` is empty). Hosts not named in any group (and the client, unless named) keep
 /// talking to everyone. Partitions accumulate until [`heal`].
 ///
-/// Each namespace drops packets to and from the other groups' host addresses. Relocatable
-/// addresses are not covered: a partition cuts the cluster's own traffic, not clients.
+/// Each namespace drops packets to and from the other groups' host addresses (those of
+/// standby interfaces included). Relocatable addresses are not covered: a partition cuts the
+/// cluster's own traffic, not clients.
 pub fn partition(
     lab: &Lab,
     groups: &[Vec<usize>],
@@ -87,7 +89,12 @@ pub fn partition(
                 networks
                     .iter()
                     .filter(move |&&network| peer != CLIENT || network == 1)
-                    .map(move |&network| names::host_address(peer, network).to_string())
+                    .flat_map(move |&network| {
+                        // The standby interface's own address too, where the peer has one.
+                        std::iter::once(names::host_address(peer, network))
+                            .chain(lab.standby_address(peer, network))
+                            .map(|address| address.to_string())
+                    })
             })
             .collect();
         if blocked.is_empty() {
@@ -128,12 +135,37 @@ pub fn link_up(lab: &Lab, host: usize, network: usize) -> Result<Instant, LabErr
     set_link(lab, host, network, true)
 }
 
+/// Sets `host`'s standby interface on `network` down (its bridge-side veth end, as
+/// [`link_down`] does for the primary one). The lab must have standby interfaces there.
+pub fn standby_link_down(lab: &Lab, host: usize, network: usize) -> Result<Instant, LabError> {
+    set_standby_link(lab, host, network, false)
+}
+
+/// Sets `host`'s standby interface on `network` up again.
+pub fn standby_link_up(lab: &Lab, host: usize, network: usize) -> Result<Instant, LabError> {
+    set_standby_link(lab, host, network, true)
+}
+
 fn set_link(lab: &Lab, host: usize, network: usize, up: bool) -> Result<Instant, LabError> {
     check_host(lab, host)?;
     if network == 0 || network > lab.spec().networks {
         return Err(LabError::Spec(format!("no network {network} in this lab")));
     }
-    let index = lab.port_index(host, network);
+    set_port(lab, lab.port_index(host, network), up)
+}
+
+fn set_standby_link(lab: &Lab, host: usize, network: usize, up: bool) -> Result<Instant, LabError> {
+    check_host(lab, host)?;
+    let index = lab.standby_port_index(host, network).ok_or_else(|| {
+        LabError::Spec(format!(
+            "{} has no standby interface on network {network}",
+            host_label(host)
+        ))
+    })?;
+    set_port(lab, index, up)
+}
+
+fn set_port(lab: &Lab, index: u32, up: bool) -> Result<Instant, LabError> {
     lab.root_netlink()
         .set_link_up(index, up)
         .map_err(io_error("setting a bridge port up or down"))?;
@@ -149,6 +181,9 @@ pub fn power_off(lab: &Lab, host: usize) -> Result<Instant, LabError> {
         let at = link_down(lab, host, network)?;
         first.get_or_insert(at);
     }
+    for &network in lab.standby_networks() {
+        standby_link_down(lab, host, network)?;
+    }
     lab.kill_host(host);
     Ok(first.unwrap_or_else(Instant::now))
 }
@@ -158,6 +193,9 @@ pub fn power_on(lab: &Lab, host: usize) -> Result<Instant, LabError> {
     check_host(lab, host)?;
     for network in 1..=lab.spec().networks {
         link_up(lab, host, network)?;
+    }
+    for &network in lab.standby_networks() {
+        standby_link_up(lab, host, network)?;
     }
     Ok(Instant::now())
 }

@@ -29,6 +29,11 @@ const KILL_ROUNDS_MAX: usize = 500;
 /// Longest time `Lab::http_get` and `Lab::ping` may take.
 pub const PROBE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 
+/// Routing tables of the source routes of hosts with standby interfaces: primary + network,
+/// standby + network.
+const PRIMARY_ROUTE_TABLE: u32 = 100;
+const STANDBY_ROUTE_TABLE: u32 = 200;
+
 static NEXT_SLOT: AtomicU8 = AtomicU8::new(0);
 
 /// What to build.
@@ -40,6 +45,11 @@ pub struct LabSpec {
     pub networks: usize,
     /// Keep the lab directory (logs, host directories) after the lab is dropped.
     pub keep_directory: bool,
+    /// Networks on which every host also has a standby interface (`eth<n>s`, address
+    /// `198.18.<n>.<100 + host>`) into the same bridge: a second adapter on the same LAN, for
+    /// local LAN failover. Hosts of such a lab set `ignore_routes_with_linkdown`, `arp_ignore`
+    /// and `arp_announce` (see `create`). Empty by default.
+    pub standby_networks: Vec<usize>,
 }
 
 impl Default for LabSpec {
@@ -48,6 +58,7 @@ impl Default for LabSpec {
             hosts: 3,
             networks: 2,
             keep_directory: false,
+            standby_networks: Vec::new(),
         }
     }
 }
@@ -115,6 +126,10 @@ pub struct Lab {
     interface_indexes: Vec<Vec<u32>>,
     /// Index of each bridge port in the lab owner's namespace: `[namespace][network - 1]`.
     port_indexes: Vec<Vec<u32>>,
+    /// Index of the bridge port of each standby interface: `(host, network)`.
+    standby_port_indexes: HashMap<(usize, usize), u32>,
+    /// Index of each standby interface inside its namespace: `(host, network)`.
+    standby_interface_indexes: HashMap<(usize, usize), u32>,
     root_netlink: Mutex<RouteSocket>,
     namespace_netlink: Vec<Mutex<RouteSocket>>,
     processes: Mutex<Vec<ProcessRecord>>,
@@ -135,6 +150,19 @@ impl Lab {
                 "networks must be 1..={NETWORKS_MAX}, not {}",
                 spec.networks
             )));
+        }
+        for (position, &network) in spec.standby_networks.iter().enumerate() {
+            if network == 0 || network > spec.networks {
+                return Err(LabError::Spec(format!(
+                    "standby interface on network {network}, but the networks are 1..={}",
+                    spec.networks
+                )));
+            }
+            if spec.standby_networks[..position].contains(&network) {
+                return Err(LabError::Spec(format!(
+                    "network {network} is listed twice among the standby networks"
+                )));
+            }
         }
         check_tools()?;
         if let Err(error) = cleanup::remove_stale(false) {
@@ -157,6 +185,8 @@ impl Lab {
             },
             interface_indexes: Vec::new(),
             port_indexes: Vec::new(),
+            standby_port_indexes: HashMap::new(),
+            standby_interface_indexes: HashMap::new(),
             root_netlink: Mutex::new(root_netlink),
             namespace_netlink: Vec::new(),
             processes: Mutex::new(Vec::new()),
@@ -202,7 +232,8 @@ impl Lab {
             command::run("ip", &["netns", "add", &namespace])?;
             self.created.namespaces.push(namespace.clone());
             let path = netns_path(&namespace);
-            netns::in_namespace(&path, || -> std::io::Result<()> {
+            let standby = host != CLIENT && !self.spec.standby_networks.is_empty();
+            netns::in_namespace(&path, move || -> std::io::Result<()> {
                 for name in ["all", "default"] {
                     match fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
                         // A kernel without IPv6 has nothing to disable.
@@ -211,11 +242,28 @@ impl Lab {
                         }
                         _ => {}
                     }
+                    if standby {
+                        // A host set up for local LAN failover (with the source routes of
+                        // `source_route`). Primary and standby share a subnet, so there are two
+                        // connected routes to it; a primary that lost its carrier keeps its
+                        // route (flagged linkdown), first in the table, and it would carry every
+                        // reply: skip such routes. And each interface answers ARP only for its
+                        // own addresses (no "ARP flux": otherwise the standby answers for the
+                        // primary's addresses and the client may reach a package through it
+                        // before any swap).
+                        for (setting, value) in [
+                            ("ignore_routes_with_linkdown", "1"),
+                            ("arp_ignore", "1"),
+                            ("arp_announce", "2"),
+                        ] {
+                            fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{setting}"), value)?;
+                        }
+                    }
                 }
                 Ok(())
             })
             .and_then(|result| result)
-            .map_err(io_error("disabling IPv6 in a namespace"))?;
+            .map_err(io_error("setting sysctls in a namespace"))?;
             Invocation::new("ip", &["link", "set", "lo", "up"])
                 .in_netns(&path)
                 .run()?;
@@ -236,46 +284,44 @@ impl Lab {
             let mut interface_indexes = Vec::new();
             let mut port_indexes = Vec::new();
             for network in self.networks_of(host) {
-                let port = id.bridge_port(host, network);
-                let inner = names::interface(network);
-                command::run(
-                    "ip",
-                    &[
-                        "link", "add", &port, "type", "veth", "peer", "name", &inner, "netns",
-                        &namespace,
-                    ],
-                )?;
-                self.created.ports.push(port.clone());
-                disable_ipv6_on_root_interface(&port);
-                command::run(
-                    "ip",
-                    &["link", "set", &port, "master", &id.bridge(network), "up"],
-                )?;
-                let address = format!(
-                    "{}/{}",
+                let (port_index, interface_index) = self.add_interface(
+                    host,
+                    network,
+                    &id.bridge_port(host, network),
+                    &names::interface(network),
                     names::host_address(host, network),
-                    names::NETWORK_PREFIX_LENGTH
-                );
-                Invocation::new("ip", &["addr", "add", &address, "dev", &inner])
-                    .in_netns(&path)
-                    .run()?;
-                Invocation::new("ip", &["link", "set", &inner, "up"])
-                    .in_netns(&path)
-                    .run()?;
-                port_indexes.push(
-                    self.root_netlink
-                        .get_mut()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .link_index(&port)
-                        .map_err(io_error("finding a bridge port"))?,
-                );
-                let mut socket = RouteSocket::open_in(&path)
-                    .map_err(io_error("opening netlink in a namespace"))?;
-                interface_indexes.push(
-                    socket
-                        .link_index(&inner)
-                        .map_err(io_error("finding eth<n>"))?,
-                );
+                )?;
+                port_indexes.push(port_index);
+                interface_indexes.push(interface_index);
+            }
+            if host != CLIENT {
+                for network in self.spec.standby_networks.clone() {
+                    let (port_index, interface_index) = self.add_interface(
+                        host,
+                        network,
+                        &id.standby_port(host, network),
+                        &names::standby_interface(network),
+                        names::standby_address(host, network),
+                    )?;
+                    self.standby_port_indexes
+                        .insert((host, network), port_index);
+                    self.standby_interface_indexes
+                        .insert((host, network), interface_index);
+                    for (interface, address, table) in [
+                        (
+                            names::interface(network),
+                            names::host_address(host, network),
+                            PRIMARY_ROUTE_TABLE + network as u32,
+                        ),
+                        (
+                            names::standby_interface(network),
+                            names::standby_address(host, network),
+                            STANDBY_ROUTE_TABLE + network as u32,
+                        ),
+                    ] {
+                        source_route(&path, network, &interface, address, table)?;
+                    }
+                }
             }
             self.interface_indexes.push(interface_indexes);
             self.port_indexes.push(port_indexes);
@@ -284,6 +330,59 @@ impl Lab {
             self.namespace_netlink.push(Mutex::new(socket));
         }
         Ok(())
+    }
+
+    /// One veth from `host`'s namespace (inside: `inner`, with `address`) into `network`'s
+    /// bridge (outside: `port`), both ends up. Returns the indexes of the bridge port (in the
+    /// owner's namespace) and of the inner interface.
+    fn add_interface(
+        &mut self,
+        host: usize,
+        network: usize,
+        port: &str,
+        inner: &str,
+        address: Ipv4Addr,
+    ) -> Result<(u32, u32), LabError> {
+        let namespace = self.id.host_namespace(host);
+        let path = netns_path(&namespace);
+        command::run(
+            "ip",
+            &[
+                "link", "add", port, "type", "veth", "peer", "name", inner, "netns", &namespace,
+            ],
+        )?;
+        self.created.ports.push(port.to_string());
+        disable_ipv6_on_root_interface(port);
+        command::run(
+            "ip",
+            &[
+                "link",
+                "set",
+                port,
+                "master",
+                &self.id.bridge(network),
+                "up",
+            ],
+        )?;
+        let address = format!("{address}/{}", names::NETWORK_PREFIX_LENGTH);
+        Invocation::new("ip", &["addr", "add", &address, "dev", inner])
+            .in_netns(&path)
+            .run()?;
+        Invocation::new("ip", &["link", "set", inner, "up"])
+            .in_netns(&path)
+            .run()?;
+        let port_index = self
+            .root_netlink
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .link_index(port)
+            .map_err(io_error("finding a bridge port"))?;
+        let mut socket =
+            RouteSocket::open_in(&path).map_err(io_error("opening netlink in a namespace"))?;
+        let interface_index = socket
+            .link_index(inner)
+            .map_err(io_error("finding an interface in a namespace"))?;
+        Ok((port_index, interface_index))
     }
 
     /// CLIENT, then every host.
@@ -376,6 +475,31 @@ impl Lab {
         self.port_indexes[host][network - 1]
     }
 
+    /// Name of the standby interface on `network` inside each host namespace, if the lab has
+    /// standby interfaces on that network.
+    pub fn standby_interface(&self, network: usize) -> Option<String> {
+        self.spec
+            .standby_networks
+            .contains(&network)
+            .then(|| names::standby_interface(network))
+    }
+
+    /// Address of `host`'s standby interface on `network`, if it has one.
+    pub fn standby_address(&self, host: usize, network: usize) -> Option<Ipv4Addr> {
+        self.check_namespace(host);
+        (host != CLIENT && self.spec.standby_networks.contains(&network))
+            .then(|| names::standby_address(host, network))
+    }
+
+    /// The networks with standby interfaces, in the order of the spec.
+    pub fn standby_networks(&self) -> &[usize] {
+        &self.spec.standby_networks
+    }
+
+    pub(crate) fn standby_port_index(&self, host: usize, network: usize) -> Option<u32> {
+        self.standby_port_indexes.get(&(host, network)).copied()
+    }
+
     pub(crate) fn root_netlink(&self) -> MutexGuard<'_, RouteSocket> {
         self.root_netlink
             .lock()
@@ -418,6 +542,19 @@ impl Lab {
                     )
                 })
                 .collect();
+            let standby = self
+                .spec
+                .standby_networks
+                .iter()
+                .filter(|_| host != CLIENT)
+                .map(|&network| {
+                    format!(
+                        "{} {} (standby)",
+                        names::standby_interface(network),
+                        names::standby_address(host, network)
+                    )
+                });
+            let addresses: Vec<String> = addresses.into_iter().chain(standby).collect();
             let _ = writeln!(
                 text,
                 "  {:<6} namespace {:<12} {}",
@@ -686,6 +823,37 @@ impl Lab {
         Ok(Instant::now())
     }
 
+    /// The name of the interface (`eth<n>` or `eth<n>s`) that carries `address` in `host`'s
+    /// namespace; None when the address is not configured there.
+    pub fn interface_of_address(
+        &self,
+        host: usize,
+        address: Ipv4Addr,
+    ) -> Result<Option<String>, LabError> {
+        let entries = self
+            .namespace_netlink(host)
+            .ipv4_addresses()
+            .map_err(io_error("listing addresses"))?;
+        let Some(entry) = entries.iter().find(|entry| entry.address == address) else {
+            return Ok(None);
+        };
+        let index = entry.interface_index;
+        let primary = self.networks_of(host).find_map(|network| {
+            (self.interface_indexes[host][network - 1] == index).then(|| names::interface(network))
+        });
+        let standby = || {
+            self.standby_interface_indexes
+                .iter()
+                .find(|&(&(owner, _), &candidate)| owner == host && candidate == index)
+                .map(|(&(_, network), _)| names::standby_interface(network))
+        };
+        Ok(Some(
+            primary
+                .or_else(standby)
+                .unwrap_or_else(|| format!("interface {index}")),
+        ))
+    }
+
     /// Every IPv4 address configured in `host`'s namespace.
     pub fn addresses(&self, host: usize) -> Result<Vec<Ipv4Addr>, LabError> {
         Ok(self
@@ -813,6 +981,44 @@ fn reap(record: &mut ProcessRecord) -> Option<ExitStatus> {
         record.exit = record.child.try_wait().ok().flatten();
     }
     record.exit
+}
+
+/// Source routing for a host with two interfaces on one subnet: what `address` sends leaves
+/// through `interface` only (a rule `from address` and a table with the subnet on that
+/// interface), and nowhere while the interface has no carrier (the table's blackhole catches
+/// what the skipped linkdown route no longer does). Without it a host that lost its primary
+/// link would keep sending its heartbeats, from the primary's address, through the standby:
+/// its peers would hear it and never see the adapter fail.
+fn source_route(
+    namespace: &Path,
+    network: usize,
+    interface: &str,
+    address: Ipv4Addr,
+    table: u32,
+) -> Result<(), LabError> {
+    let subnet = format!("198.18.{network}.0/{}", names::NETWORK_PREFIX_LENGTH);
+    let table = table.to_string();
+    let source = address.to_string();
+    let commands: [&[&str]; 3] = [
+        &[
+            "route", "add", &subnet, "dev", interface, "src", &source, "table", &table,
+        ],
+        &[
+            "route",
+            "add",
+            "blackhole",
+            &subnet,
+            "metric",
+            "4096",
+            "table",
+            &table,
+        ],
+        &["rule", "add", "from", &source, "lookup", &table],
+    ];
+    for args in commands {
+        Invocation::new("ip", args).in_netns(namespace).run()?;
+    }
+    Ok(())
 }
 
 /// SIGKILLs every process in the namespace with inode `inode` until none is left (bounded).

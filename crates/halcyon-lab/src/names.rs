@@ -9,7 +9,9 @@
 //! | client namespace | `hl<id>c` | `hl4711bc` |
 //! | bridge of network n | `hl<id>b<n>` | `hl4711bb1` |
 //! | bridge-side veth of host i on network n (client: i = 0) | `hl<id>v<i>n<n>` | `hl4711bv2n1` |
+//! | bridge-side veth of host i's standby interface on network n | `hl<id>s<i>n<n>` | `hl4711bs2n1` |
 //! | interface inside a namespace on network n | `eth<n>` | `eth1` |
+//! | standby interface inside a host namespace on network n | `eth<n>s` | `eth1s` |
 //! | lab directory | `$TMPDIR/halcyon-lab-<id>` | |
 //! | owner record | `/run/halcyon-lab/<id>` (PID and start time of the owner) | |
 //!
@@ -23,6 +25,7 @@
 //! | --- | --- |
 //! | network n (1 or 2) | `198.18.<n>.0/24` |
 //! | host i (1..=32) on network n | `198.18.<n>.<i>` |
+//! | host i's standby interface on network n (when the lab has one) | `198.18.<n>.<100 + i>` |
 //! | relocatable (package) addresses on network n | `198.18.<n>.200` .. `198.18.<n>.249` |
 //! | client (network 1 only) | `198.18.1.250` |
 
@@ -44,12 +47,15 @@ pub const CLIENT: usize = 0;
 pub const CLIENT_HOST_OCTET: u8 = 250;
 /// First host part of the relocatable (package) addresses.
 pub const RELOCATABLE_FIRST_OCTET: u8 = 200;
+/// Added to the host number for the host part of a standby interface's address.
+pub const STANDBY_HOST_OFFSET: u8 = 100;
 /// Number of relocatable addresses per network.
 pub const RELOCATABLE_COUNT: u8 = 50;
 /// Prefix length of every lab network.
 pub const NETWORK_PREFIX_LENGTH: u8 = 24;
 
-const _: () = assert!(HOSTS_MAX < RELOCATABLE_FIRST_OCTET as usize);
+const _: () = assert!(HOSTS_MAX < STANDBY_HOST_OFFSET as usize);
+const _: () = assert!(STANDBY_HOST_OFFSET as usize + HOSTS_MAX < RELOCATABLE_FIRST_OCTET as usize);
 const _: () = assert!(
     (RELOCATABLE_FIRST_OCTET as usize + RELOCATABLE_COUNT as usize) <= CLIENT_HOST_OCTET as usize
 );
@@ -88,6 +94,11 @@ impl LabId {
     /// The bridge-side end of the veth of `host` (CLIENT for the client) on `network`.
     pub fn bridge_port(&self, host: usize, network: usize) -> String {
         format!("{PREFIX}{self}v{host}n{network}")
+    }
+
+    /// The bridge-side end of the veth of `host`'s standby interface on `network`.
+    pub fn standby_port(&self, host: usize, network: usize) -> String {
+        format!("{PREFIX}{self}s{host}n{network}")
     }
 
     pub fn directory(&self) -> PathBuf {
@@ -133,7 +144,7 @@ pub fn lab_of(name: &str) -> Option<LabId> {
     };
     match role {
         'c' if tail.is_empty() => Some(id),
-        'h' | 'b' | 'v' if numbers_ok(tail) => Some(id),
+        'h' | 'b' | 'v' | 's' if numbers_ok(tail) => Some(id),
         _ => None,
     }
 }
@@ -157,9 +168,23 @@ pub fn relocatable_address(network: usize, index: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, network as u8, RELOCATABLE_FIRST_OCTET + index)
 }
 
+/// Address of `host`'s standby interface on `network`.
+pub fn standby_address(host: usize, network: usize) -> Ipv4Addr {
+    assert!(
+        host != CLIENT && host <= HOSTS_MAX,
+        "no standby interface on host {host}"
+    );
+    Ipv4Addr::new(198, 18, network as u8, STANDBY_HOST_OFFSET + host as u8)
+}
+
 /// Name of the interface on `network` inside every namespace.
 pub fn interface(network: usize) -> String {
     format!("eth{network}")
+}
+
+/// Name of the standby interface on `network` inside a host namespace that has one.
+pub fn standby_interface(network: usize) -> String {
+    format!("eth{network}s")
 }
 
 /// True for addresses a lab may send to: 198.18.0.0/15 and loopback.
@@ -185,11 +210,13 @@ mod tests {
             id.bridge(2),
             id.bridge_port(32, 2),
             id.bridge_port(CLIENT, 1),
+            id.standby_port(32, 2),
         ];
         for name in &names {
             assert_eq!(lab_of(name), Some(id), "{name}");
         }
         assert_eq!(id.bridge_port(32, 2).len(), 15);
+        assert_eq!(id.standby_port(32, 2).len(), 15);
         assert_eq!(LabId::parse(&id.to_string()), Some(id));
     }
 
@@ -207,9 +234,11 @@ mod tests {
         assert_eq!(host_address(3, 2), Ipv4Addr::new(198, 18, 2, 3));
         assert_eq!(host_address(CLIENT, 1), Ipv4Addr::new(198, 18, 1, 250));
         assert_eq!(relocatable_address(1, 0), Ipv4Addr::new(198, 18, 1, 200));
+        assert_eq!(standby_address(3, 1), Ipv4Addr::new(198, 18, 1, 103));
         for address in [
             host_address(HOSTS_MAX, NETWORKS_MAX),
             relocatable_address(2, RELOCATABLE_COUNT - 1),
+            standby_address(HOSTS_MAX, NETWORKS_MAX),
         ] {
             assert!(is_lab_address(address));
         }

@@ -20,6 +20,7 @@ fn three_hosts_two_networks() -> Lab {
         hosts: 3,
         networks: 2,
         keep_directory: false,
+        standby_networks: Vec::new(),
     })
     .expect("lab builds")
 }
@@ -129,6 +130,74 @@ fn link_down_stops_traffic_to_that_host_and_link_up_restores_it() {
     fault::link_up(&lab, 2, 1).expect("link up");
     assert!(ping_eventually(&lab, 1, lab.address(2, 1), 5), "restored");
     assert_no_guard_violations(&lab);
+}
+
+#[test]
+fn a_standby_interface_keeps_the_host_on_the_network_when_the_primary_link_fails() {
+    if !running_as_root_or_skip("standby_interface") {
+        return;
+    }
+    let lab = Lab::build(LabSpec {
+        hosts: 2,
+        networks: 2,
+        standby_networks: vec![1],
+        ..LabSpec::default()
+    })
+    .expect("lab builds");
+    assert_eq!(lab.standby_interface(1).as_deref(), Some("eth1s"));
+    assert_eq!(lab.standby_interface(2), None);
+    let standby = lab
+        .standby_address(2, 1)
+        .expect("h2 has a standby on network 1");
+    assert_eq!(standby, Ipv4Addr::new(198, 18, 1, 102));
+    assert!(lab.addresses(2).unwrap().contains(&standby));
+    assert!(
+        ping_eventually(&lab, CLIENT, standby, 3),
+        "client -> standby"
+    );
+    assert_eq!(
+        lab.interface_of_address(2, standby).unwrap().as_deref(),
+        Some("eth1s")
+    );
+    assert_eq!(
+        lab.interface_of_address(2, lab.address(2, 1))
+            .unwrap()
+            .as_deref(),
+        Some("eth1")
+    );
+    fault::link_down(&lab, 2, 1).expect("primary link down");
+    // Each interface answers ARP for its own addresses only: the primary's address is cut,
+    // the standby's still answers (its replies skip the primary's linkdown route).
+    assert!(
+        !lab.ping(CLIENT, lab.address(2, 1)).unwrap(),
+        "h2's primary address is cut"
+    );
+    assert!(
+        ping_eventually(&lab, CLIENT, standby, 3),
+        "the standby still answers the client"
+    );
+    // What h2 sends from its primary address stays on the primary (source routes): nothing
+    // leaks through the standby, so its peers notice the failed adapter.
+    let ping_from = |source: Ipv4Addr| {
+        let (source, target) = (source.to_string(), lab.address(1, 1).to_string());
+        lab.run(
+            2,
+            "ping",
+            &["-n", "-q", "-c", "1", "-W", "1", "-I", &source, &target],
+            Duration::from_secs(3),
+        )
+        .expect("ping runs")
+        .status
+        .success()
+    };
+    assert!(!ping_from(lab.address(2, 1)), "sent from eth1's address");
+    assert!(ping_from(standby), "sent from eth1s's address");
+    fault::standby_link_down(&lab, 2, 1).expect("standby link down");
+    assert!(!lab.ping(CLIENT, standby).unwrap(), "both links are down");
+    fault::power_on(&lab, 2).expect("every link up");
+    assert!(ping_eventually(&lab, CLIENT, lab.address(2, 1), 5));
+    assert!(ping_eventually(&lab, CLIENT, standby, 5));
+    assert_eq!(lab.guard_violations().unwrap(), 0);
 }
 
 #[test]

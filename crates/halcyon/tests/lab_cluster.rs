@@ -11,7 +11,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use halcyon_lab::campaign::{self, CampaignOptions};
+use halcyon_lab::campaign::{self, CampaignFault, CampaignOptions, Target};
 use halcyon_lab::checker::Report;
 use halcyon_lab::cluster::{answer_of, host_of_answer, host_of_node};
 use halcyon_lab::{
@@ -27,17 +27,37 @@ fn keep_directory() -> bool {
 
 /// A lab of `hosts` hosts on two IP networks, the disk network when `disk`, one package `web`.
 fn start_cluster(hosts: usize, disk: bool) -> LabCluster {
-    let lab = Lab::build(LabSpec {
-        hosts,
-        networks: 2,
-        keep_directory: keep_directory(),
-    })
-    .expect("lab builds");
     let mut spec = ClusterSpec::new(HALCYON);
     spec.disk_heartbeat = disk;
+    start_cluster_with(
+        LabSpec {
+            hosts,
+            networks: 2,
+            ..LabSpec::default()
+        },
+        spec,
+    )
+}
+
+/// A cluster as `spec` says on a lab as `lab` says (the lab directory kept on request).
+fn start_cluster_with(lab: LabSpec, spec: ClusterSpec) -> LabCluster {
+    let hosts = lab.hosts;
+    let disk = spec.disk_heartbeat;
+    let lab = Lab::build(LabSpec {
+        keep_directory: keep_directory(),
+        ..lab
+    })
+    .expect("lab builds");
     let cluster = LabCluster::start(lab, spec).expect("the cluster forms and serves the package");
+    let witness = cluster
+        .witness()
+        .map_or(String::new(), |host| format!(", witness on h{host}"));
+    let standby = match cluster.lab().standby_networks() {
+        [] => String::new(),
+        networks => format!(", standby interfaces on networks {networks:?}"),
+    };
     println!(
-        "cluster of {hosts} hosts{}: heartbeat {:?} x {}, lease {:?}, nominal takeover {:?}, outage bound {:?}",
+        "cluster of {hosts} hosts{}{witness}{standby}: heartbeat {:?} x {}, lease {:?}, nominal takeover {:?}, outage bound {:?}",
         if disk { " + disk" } else { "" },
         cluster.spec().heartbeat_interval,
         cluster.spec().sensitivity,
@@ -502,4 +522,418 @@ fn short_fault_campaign_keeps_every_invariant() {
     assert_eq!(report.faults.len(), 6);
     assert!(report.passed(), "{report}");
     assert!(host_of_node("h1").is_some());
+}
+
+#[test]
+fn short_fault_campaign_with_pauses_keeps_every_invariant() {
+    // `--with-pause`: daemons SIGSTOPped for longer than detection + lease, then SIGCONTed,
+    // among the other faults. The first seed whose 6 faults hold two pauses or more, one of
+    // them of a package's holder.
+    if !running_as_root_or_skip("short_fault_campaign_with_pauses") {
+        return;
+    }
+    let mut options = CampaignOptions::new(HALCYON);
+    options.hosts = 5;
+    options.faults = 6;
+    options.with_pause = true;
+    options.keep_directory = keep_directory();
+    let pauses = |seed| {
+        let faults = campaign::draw_faults(
+            seed,
+            options.faults,
+            options.hosts,
+            options.networks,
+            options.packages,
+            true,
+            Duration::ZERO,
+        );
+        let all = faults
+            .iter()
+            .filter(|fault| fault.kind() == "pause")
+            .count();
+        let of_a_holder = faults.iter().any(|fault| {
+            matches!(
+                fault,
+                CampaignFault::Pause {
+                    target: Target::HolderOf(_),
+                    ..
+                }
+            )
+        });
+        (all, of_a_holder)
+    };
+    options.seed = (1..=1000)
+        .find(|&seed| matches!(pauses(seed), (2.., true)))
+        .expect("a seed");
+    println!(
+        "seed {} draws {:?} pauses",
+        options.seed,
+        pauses(options.seed)
+    );
+    let stop = AtomicBool::new(false);
+    let report = campaign::run(&options, &mut std::io::stdout(), &stop).expect("the campaign runs");
+    println!("{report}");
+    assert_eq!(report.faults.len(), 6);
+    assert!(
+        report
+            .faults
+            .iter()
+            .filter(|fault| fault.kind == "pause")
+            .count()
+            >= 2,
+        "{report}"
+    );
+    assert!(report.double_activations.is_empty(), "{report}");
+    assert!(report.passed(), "{report}");
+}
+
+/// Every node's event log (newest first), joined: what `event_lines` prints.
+fn all_events(cluster: &LabCluster) -> String {
+    event_lines(cluster).join("\n")
+}
+
+/// Puts the package on the coordinator (or on another node) with `halcyon package move`'s
+/// request; returns its holder once the client is served there.
+fn place_package(cluster: &LabCluster, on_coordinator: bool) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    cluster
+        .wait_for(
+            "the package placed where the test needs it",
+            deadline,
+            || {
+                let holder = cluster.holder(PACKAGE)?;
+                let coordinator = cluster.coordinator(holder)?;
+                if (holder == coordinator) == on_coordinator {
+                    return (cluster.serving_host(PACKAGE) == Some(holder)).then_some(holder);
+                }
+                let target = if on_coordinator {
+                    coordinator
+                } else {
+                    cluster.nodes().find(|&host| host != coordinator)?
+                };
+                if let Err(error) = cluster.move_package(holder, PACKAGE, target) {
+                    println!("{error}");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            },
+        )
+        .expect("the package can be moved")
+}
+
+/// Local LAN failover (SPEC 5, HACMP's adapter swap): the holder's primary interface on net1
+/// loses its link while a standby interface on the same LAN is up. The peers stop hearing it
+/// on net1 but still on net2 and the disk, so the event is swap_adapter, and the package's
+/// address moves to the standby on the same host: no failover, no restart. `on_coordinator`:
+/// the holder is also the coordinator (Raft leader) when the link fails.
+fn interface_failure_with_a_standby(on_coordinator: bool) {
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            standby_networks: vec![1],
+            ..LabSpec::default()
+        },
+        ClusterSpec::new(HALCYON),
+    );
+    let lab = cluster.lab();
+    let old = place_package(&cluster, on_coordinator);
+    println!(
+        "holder h{old}, coordinator {:?}",
+        cluster.coordinator(old).map(|host| format!("h{host}"))
+    );
+    let address = cluster.package(PACKAGE).unwrap().address;
+    let interface = |host| lab.interface_of_address(host, address).expect("addresses");
+    assert_eq!(interface(old).as_deref(), Some("eth1"), "before the fault");
+    let checker = start_checker(&cluster);
+    let bound = cluster.spec().outage_bound();
+    let cut_at = fault::link_down(lab, old, 1).expect("link down");
+    let swapped_at = cluster
+        .wait_for(
+            "the package address on the standby interface",
+            cut_at + bound + Duration::from_secs(5),
+            || (interface(old).as_deref() == Some("eth1s")).then(Instant::now),
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}\nevents:\n{}\nlog of h{old}:\n{}",
+                all_events(&cluster),
+                cluster.log_tail(old, 40)
+            )
+        });
+    let old_answer = answer_of(old);
+    let answered_at = cluster
+        .wait_for(
+            "the client to reach the address on the standby",
+            swapped_at + bound,
+            || {
+                checker
+                    .report()
+                    .probe_answers
+                    .iter()
+                    .find(|answer| {
+                        answer.package == PACKAGE
+                            && answer.at >= swapped_at
+                            && answer.answer.as_deref() == Some(old_answer.as_str())
+                    })
+                    .map(|answer| answer.at)
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", checker.report()));
+    // Hold a while with the link still down: the package must stay where it is.
+    std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
+    let report = checker.report();
+    let client_outage: Duration = report
+        .probe_outages
+        .iter()
+        .filter(|outage| outage.package == PACKAGE && outage.start + outage.length >= cut_at)
+        .map(|outage| outage.length)
+        .sum();
+    println!(
+        "link of h{old}'s eth1 down: address on eth1s after {:?}, client answered again by h{old} \
+         after {:?} (probe outage {client_outage:?}, bound {bound:?})",
+        swapped_at - cut_at,
+        answered_at - cut_at
+    );
+    assert!(answered_at - cut_at <= bound, "{:?}", answered_at - cut_at);
+    assert!(client_outage <= bound, "client outage {client_outage:?}");
+    // No failover: nothing ever on another host, the API still names the old holder, and the
+    // service was never restarted (the swap left it running).
+    let elsewhere = report
+        .timeline
+        .iter()
+        .filter(|entry| entry.package == PACKAGE && entry.at >= cut_at)
+        .find(|entry| {
+            entry
+                .address_hosts
+                .iter()
+                .chain(&entry.service_hosts)
+                .any(|&host| host != old)
+        });
+    assert!(
+        elsewhere.is_none(),
+        "the package became active elsewhere: {elsewhere:?}"
+    );
+    assert_eq!(cluster.holder(PACKAGE), Some(old));
+    assert_eq!(cluster.serving_host(PACKAGE), Some(old));
+    assert!(
+        cluster.log_lines_containing(old, "restarting").is_empty(),
+        "the service was restarted"
+    );
+    let events = all_events(&cluster);
+    println!("events:\n{events}");
+    let swap_lines = cluster.log_lines_containing(old, "swap_adapter:");
+    println!("h{old}: {swap_lines:#?}");
+    assert!(
+        events.contains(&format!("swap_adapter h{old}")),
+        "no swap_adapter h{old} in the event log"
+    );
+    assert!(
+        !events.contains("node_down"),
+        "node_down in the event log instead of swap_adapter"
+    );
+    assert!(!swap_lines.is_empty(), "h{old} did not log the swap");
+    // The link comes back; still nothing moves.
+    fault::link_up(lab, old, 1).expect("link up");
+    std::thread::sleep(Duration::from_secs(2));
+    let report = checker.stop();
+    assert_safe(&cluster, &report);
+    assert_eq!(cluster.serving_host(PACKAGE), Some(old));
+    println!("events after link up:\n{}", all_events(&cluster));
+}
+
+#[test]
+fn interface_failure_with_a_standby_swaps_the_address_on_the_same_host() {
+    if !running_as_root_or_skip("interface_failure_with_a_standby") {
+        return;
+    }
+    interface_failure_with_a_standby(false);
+}
+
+#[test]
+#[ignore = "daemon bug: nodes reach the coordinator's API only at its first (net1) address, so \
+            when the coordinator's net1 adapter fails no adapter report commits, leases are not \
+            renewed and swap_adapter never comes (see the lab report of issue 6)"]
+fn interface_failure_with_a_standby_on_the_coordinator_swaps_the_address_on_the_same_host() {
+    if !running_as_root_or_skip("interface_failure_with_a_standby_on_the_coordinator") {
+        return;
+    }
+    interface_failure_with_a_standby(true);
+}
+
+/// Two nodes (h1, h2) and the quorum witness on h3.
+fn start_two_nodes_and_a_witness(disk: bool) -> LabCluster {
+    let mut spec = ClusterSpec::new(HALCYON);
+    spec.witness = Some(3);
+    spec.disk_heartbeat = disk;
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            ..LabSpec::default()
+        },
+        spec,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    cluster
+        .wait_for("the witness to be a reachable voter", deadline, || {
+            cluster
+                .nodes()
+                .all(|host| {
+                    cluster.status(host).is_ok_and(|status| {
+                        status["witness"]["voter"] == true && status["witness"]["reachable"] == true
+                    })
+                })
+                .then_some(())
+        })
+        .expect("the witness joins");
+    cluster
+}
+
+#[test]
+fn two_nodes_and_a_witness_crash_of_the_holder_moves_the_package() {
+    if !running_as_root_or_skip("two_nodes_and_a_witness_crash") {
+        return;
+    }
+    let cluster = start_two_nodes_and_a_witness(true);
+    let old = holder(&cluster);
+    let other = cluster.nodes().find(|&host| host != old).unwrap();
+    let checker = start_checker(&cluster);
+    let crashed_at = cluster.power_off(old).expect("power off");
+    let failover = wait_for_failover(&cluster, &checker, old, crashed_at);
+    std::thread::sleep(Duration::from_millis(500));
+    let report = checker.stop();
+    println!(
+        "two nodes + witness, crash of h{old}: h{other} answered after {failover:?} (nominal \
+         takeover {:?}, bound {:?})",
+        cluster.spec().nominal_takeover(),
+        cluster.spec().outage_bound()
+    );
+    assert_eq!(cluster.serving_host(PACKAGE), Some(other));
+    assert_eq!(cluster.holder(PACKAGE), Some(other));
+    assert!(failover <= cluster.spec().outage_bound(), "{failover:?}");
+    assert_safe(&cluster, &report);
+    let events = all_events(&cluster);
+    println!("events:\n{events}");
+    assert!(events.contains(&format!("node_down h{old}")), "{events}");
+}
+
+/// The two nodes cut from each other on every IP network (no disk network), the witness on the
+/// side of `with_holder`'s choice. The side with the witness has the quorum.
+fn two_nodes_split_with_the_witness(witness_with_holder: bool) {
+    let cluster = start_two_nodes_and_a_witness(false);
+    let witness = cluster.witness().unwrap();
+    let old = holder(&cluster);
+    let other = cluster.nodes().find(|&host| host != old).unwrap();
+    let (with_witness, alone) = if witness_with_holder {
+        (old, other)
+    } else {
+        (other, old)
+    };
+    let checker = start_checker(&cluster);
+    let cut_at = fault::partition(
+        cluster.lab(),
+        &[vec![with_witness, witness], vec![alone]],
+        &[],
+    )
+    .expect("partition");
+    let bound = cluster.spec().outage_bound();
+    if witness_with_holder {
+        // Nothing may move: the holder keeps its quorum and its lease.
+        std::thread::sleep(bound + Duration::from_secs(1));
+        let moved = checker
+            .report()
+            .first_answer_after(PACKAGE, cut_at, Some(&answer_of(old)));
+        println!(
+            "h{old} (holder) + witness | h{other}: another host answered after {moved:?} (expected never)"
+        );
+        assert_eq!(moved, None, "the package left the side with the quorum");
+    } else {
+        let failover = wait_for_failover(&cluster, &checker, old, cut_at);
+        let (halted, started) = halt_and_start(&checker.report(), old, cut_at);
+        let halted = halted.expect("the holder halted its package");
+        let started = started.expect("the other node started the package");
+        println!(
+            "h{old} (holder) | h{other} + witness: h{old} halted after {:?}, h{other} started after \
+             {:?} (gap {:?}); the client was answered by h{other} after {failover:?} (bound {bound:?})",
+            halted - cut_at,
+            started - cut_at,
+            started.saturating_duration_since(halted)
+        );
+        assert!(halted <= started, "h{other} started before h{old} halted");
+        assert!(failover <= bound, "{failover:?}");
+    }
+    let status = cluster.status(alone).expect("the lone node answers");
+    assert!(
+        !halcyon_lab::cluster::has_quorum(&status),
+        "h{alone}, cut from the other node and the witness, still has a quorum"
+    );
+    let newest_event = |host| {
+        cluster
+            .events(host)
+            .ok()?
+            .iter()
+            .filter_map(|event| event["id"].as_u64())
+            .max()
+    };
+    let last_before_heal = newest_event(with_witness).expect("an event log");
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    let deadline = healed_at + Duration::from_secs(30);
+    cluster
+        .wait_for("both nodes members with a quorum", deadline, || {
+            cluster
+                .nodes()
+                .all(|host| {
+                    cluster.status(host).is_ok_and(|status| {
+                        halcyon_lab::cluster::has_quorum(&status)
+                            && status["nodes"]
+                                .as_array()
+                                .is_some_and(|nodes| nodes.iter().all(|n| n["member"] == true))
+                    })
+                })
+                .then_some(())
+        })
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(alone, 40)));
+    std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events:\n{}", all_events(&cluster));
+    assert_safe(&cluster, &report);
+    // After the heal the package stays with the side that had the quorum, unless a new event
+    // (after the heal) moved it: seen once, a network_down of the holder's net1 while the
+    // rejoining node's paths came up (reported with the issue-6 lab work).
+    let served_by = cluster.serving_host(PACKAGE);
+    if served_by != Some(with_witness) {
+        let after_heal: Vec<String> = cluster
+            .events(with_witness)
+            .unwrap_or_default()
+            .iter()
+            .filter(|event| event["id"].as_u64().is_some_and(|id| id > last_before_heal))
+            .map(|event| event["event"].as_str().unwrap_or("?").to_string())
+            .collect();
+        println!("NOTE: after the heal the package moved to {served_by:?} by {after_heal:?}");
+        assert!(
+            after_heal
+                .iter()
+                .any(|event| event.starts_with("network_down") || event.starts_with("node_down")),
+            "the package moved after the heal without a new down event: {after_heal:?}"
+        );
+    } else {
+        old_holder_is_quiet(&cluster, alone);
+    }
+}
+
+#[test]
+fn two_nodes_and_a_witness_split_the_witness_sides_with_the_other_node() {
+    if !running_as_root_or_skip("two_nodes_and_a_witness_split_away_from_holder") {
+        return;
+    }
+    two_nodes_split_with_the_witness(false);
+}
+
+#[test]
+fn two_nodes_and_a_witness_split_the_witness_sides_with_the_holder() {
+    if !running_as_root_or_skip("two_nodes_and_a_witness_split_with_holder") {
+        return;
+    }
+    two_nodes_split_with_the_witness(true);
 }

@@ -32,6 +32,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 2)]
         networks: usize,
+        /// Networks on which every host also gets a standby interface (`eth<n>s`), e.g. `1`.
+        #[arg(long, value_delimiter = ',')]
+        standby_networks: Vec<usize>,
         /// Tear down after this many seconds instead of waiting for a signal.
         #[arg(long)]
         seconds: Option<u64>,
@@ -61,7 +64,7 @@ enum Command {
         /// The halcyon binary (default: `halcyon` next to this executable).
         #[arg(long)]
         halcyon: Option<PathBuf>,
-        /// Also pause daemons (SIGSTOP longer than detection); needs the lease guard process.
+        /// Also pause daemons (SIGSTOP for longer than detection + lease, then SIGCONT).
         #[arg(long)]
         with_pause: bool,
         /// No disk heartbeat network.
@@ -211,9 +214,19 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Up {
             hosts,
             networks,
+            standby_networks,
             seconds,
             keep_directory,
-        } => up(hosts, networks, seconds, keep_directory).map(|()| true),
+        } => up(
+            LabSpec {
+                hosts,
+                networks,
+                keep_directory,
+                standby_networks,
+            },
+            seconds,
+        )
+        .map(|()| true),
         Command::Cleanup { dry_run } => {
             let removed = cleanup::remove_stale(dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
@@ -247,14 +260,9 @@ fn run(cli: Cli) -> Result<bool> {
     }
 }
 
-fn up(hosts: usize, networks: usize, seconds: Option<u64>, keep_directory: bool) -> Result<()> {
+fn up(spec: LabSpec, seconds: Option<u64>) -> Result<()> {
     install_signal_handlers();
-    let lab = Lab::build(LabSpec {
-        hosts,
-        networks,
-        keep_directory,
-    })
-    .context("building the lab")?;
+    let lab = Lab::build(spec).context("building the lab")?;
     println!("{}", lab.describe());
     println!("ready; Ctrl-C to tear down");
     let deadline = seconds.map(|seconds| Instant::now() + Duration::from_secs(seconds));

@@ -273,6 +273,7 @@ fn build_lab(keep_directory: bool) -> Result<Lab> {
         hosts: HOSTS,
         networks: 1,
         keep_directory,
+        standby_networks: Vec::new(),
     })
     .context("building the lab")
 }
