@@ -41,7 +41,8 @@ fn ok(value: Value) -> Response {
     (StatusCode::OK, axum::Json(value)).into_response()
 }
 
-pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
+/// Serves the API on every one of `addrs` (the node's IP interfaces).
+pub async fn serve(node: Shared, addrs: &[SocketAddr]) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
@@ -63,14 +64,17 @@ pub async fn serve(node: Shared, addr: SocketAddr) -> anyhow::Result<()> {
             )
         })
         .with_state(node);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("API server stopped: {e}");
-        }
-    });
+    for addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("API server stopped: {e}");
+            }
+        });
+    }
     Ok(())
 }
 
@@ -628,20 +632,20 @@ async fn forward(node: &Node, method: Method, uri: &Uri, body: &Bytes) -> Respon
     if node.is_isolated() {
         return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(node));
     }
-    let Some((leader, addr)) = node.leader_api() else {
+    let Some((leader, addrs)) = node.leader_api() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(node));
     };
     let body_text = String::from_utf8_lossy(body);
-    match client::request(
-        addr,
-        method.as_str(),
-        &uri.to_string(),
-        Some(&body_text),
-        EVENT_WAIT + Duration::from_secs(5),
-    )
-    .await
+    match node
+        .leader_request(
+            method.as_str(),
+            &uri.to_string(),
+            Some(&body_text),
+            EVENT_WAIT + Duration::from_secs(5),
+        )
+        .await
     {
-        Ok(r) => {
+        Ok((_, r)) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
             let value =
                 serde_json::from_str::<Value>(&r.body).unwrap_or(json!({ "error": r.body }));
@@ -649,7 +653,10 @@ async fn forward(node: &Node, method: Method, uri: &Uri, body: &Bytes) -> Respon
         }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not leader: forward to {leader} at {addr} (it did not answer: {e})"),
+            format!(
+                "not leader: forward to {leader} at {} (it did not answer: {e})",
+                crate::node::join_addrs(&addrs)
+            ),
         ),
     }
 }
@@ -1057,7 +1064,10 @@ async fn internal_write(State(node): State<Shared>, body: Bytes) -> Response {
         return error(
             StatusCode::MISDIRECTED_REQUEST,
             match node.leader_api() {
-                Some((n, a)) => format!("not leader: forward to {n} at {a}"),
+                Some((n, a)) => format!(
+                    "not leader: forward to {n} at {}",
+                    crate::node::join_addrs(&a)
+                ),
                 None => no_quorum(&node),
             },
         );

@@ -573,7 +573,7 @@ fn candidates(target: &Target) -> Result<Vec<SocketAddr>, String> {
     if let Some(dir) = &target.config {
         let (config, _) =
             halcyon_config::load(std::slice::from_ref(dir)).map_err(|d| d.to_string())?;
-        return Ok(node::api_addrs(&config).into_values().collect());
+        return Ok(node::api_addrs(&config).into_values().flatten().collect());
     }
     let file = demo::demo_file();
     let text = std::fs::read_to_string(&file).map_err(|_| {

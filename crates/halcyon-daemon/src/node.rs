@@ -162,8 +162,10 @@ pub struct Node {
     fresh_from: std::sync::atomic::AtomicU64,
     pub membership: Arc<Mutex<Status>>,
     runner: Mutex<Option<Runner>>,
-    /// API address of every Raft member (node number -> address).
-    pub api_addrs: BTreeMap<NodeId, SocketAddr>,
+    /// API addresses of every node (node number -> addresses).
+    pub api_addrs: BTreeMap<NodeId, Vec<SocketAddr>>,
+    /// The address of each peer that answered last (tried first).
+    preferred_api: Mutex<BTreeMap<NodeId, SocketAddr>>,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     holder: Mutex<Holder>,
@@ -199,6 +201,40 @@ pub struct Node {
     gates_dir: PathBuf,
     /// The lease guard process.
     pub guard: Guard,
+}
+
+/// `a, b, c` for messages.
+pub fn join_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The value of the first of `futures` to succeed (the others are dropped); `None` when
+/// all fail.
+async fn futures_select_ok<T, E, F>(futures: impl IntoIterator<Item = F>) -> Option<T>
+where
+    F: std::future::Future<Output = Result<T, E>> + Unpin,
+{
+    let mut pending: Vec<F> = futures.into_iter().collect();
+    while !pending.is_empty() {
+        let (result, index) = std::future::poll_fn(|cx| {
+            for (i, f) in pending.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(r) = std::pin::Pin::new(f).poll(cx) {
+                    return std::task::Poll::Ready((r, i));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        drop(pending.swap_remove(index));
+        if let Ok(value) = result {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
@@ -239,19 +275,26 @@ pub fn raft_members(config: &Config) -> BTreeMap<NodeId, NodeAddrs> {
     members
 }
 
-/// The API address of every node: its first address at `port + 2`.
-pub fn api_addrs(config: &Config) -> BTreeMap<NodeId, SocketAddr> {
+/// The API addresses of every node: each of its IP interfaces (standby interfaces aside)
+/// at `port + 2`, in configuration order. A node listens on all of them and its peers try
+/// all of them, so that losing one network does not cut a node off from the leader's API
+/// (lease renewals, forwarded writes) while Raft still reaches it on another.
+pub fn api_addrs(config: &Config) -> BTreeMap<NodeId, Vec<SocketAddr>> {
     config
         .cluster
         .nodes
         .iter()
-        .filter_map(|n| {
-            let a = n.interfaces.iter().find_map(|i| i.address)?;
-            Some((
-                NodeId::from(n.number),
-                SocketAddr::new(a, config.cluster.port + 2),
-            ))
+        .map(|n| {
+            let addrs: Vec<SocketAddr> = n
+                .interfaces
+                .iter()
+                .filter(|i| !i.standby)
+                .filter_map(|i| i.address)
+                .map(|a| SocketAddr::new(a, config.cluster.port + 2))
+                .collect();
+            (NodeId::from(n.number), addrs)
         })
+        .filter(|(_, addrs)| !addrs.is_empty())
         .collect()
 }
 
@@ -476,6 +519,7 @@ impl Node {
             name: me.name.clone(),
             number: me.number,
             api_addrs: api_addrs(&config),
+            preferred_api: Mutex::new(BTreeMap::new()),
             boot_config: config,
             boot_rules: rules,
             consensus,
@@ -506,8 +550,9 @@ impl Node {
             gates_dir,
             guard,
         });
-        let api_addr = node.api_addrs[&NodeId::from(node.number)];
-        crate::api::serve(Arc::clone(&node), api_addr).await?;
+        let own_api = node.api_addrs[&NodeId::from(node.number)].clone();
+        crate::api::serve(Arc::clone(&node), &own_api).await?;
+        let api_addr = own_api[0];
         tokio::spawn(Arc::clone(&node).coordinator_loop());
         tokio::spawn(Arc::clone(&node).executor_loop());
         tokio::spawn(Arc::clone(&node).lease_loop());
@@ -603,11 +648,72 @@ impl Node {
         self.isolated.load(Ordering::SeqCst)
     }
 
-    /// The leader's API address, if a leader is known and it is not this node.
-    pub fn leader_api(&self) -> Option<(String, SocketAddr)> {
+    /// The leader's name and API addresses (the one that answered last first), if a
+    /// leader is known.
+    pub fn leader_api(&self) -> Option<(String, Vec<SocketAddr>)> {
         let leader = self.consensus.leader()?;
-        let addr = *self.api_addrs.get(&leader)?;
-        Some((self.node_name_of(leader), addr))
+        let mut addrs = self.api_addrs.get(&leader)?.clone();
+        if let Some(p) = lock(&self.preferred_api).get(&leader)
+            && let Some(i) = addrs.iter().position(|a| a == p)
+        {
+            addrs[..=i].rotate_right(1);
+        }
+        Some((self.node_name_of(leader), addrs))
+    }
+
+    /// A request to the leader's API: its addresses one after the other (the one that
+    /// answered last first), each within `limit`. Not for requests that must not be sent
+    /// twice unless a failed attempt cannot have reached the leader (the write path
+    /// retries the same command, which the state machine's replies make visible).
+    pub async fn leader_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<(String, client::Response), String> {
+        let Some((leader, addrs)) = self.leader_api() else {
+            return Err("no leader known".into());
+        };
+        let id = self.consensus.leader();
+        let mut errors = Vec::new();
+        for addr in addrs {
+            match client::request(addr, method, path, body, limit).await {
+                Ok(r) => {
+                    if let Some(id) = id {
+                        lock(&self.preferred_api).insert(id, addr);
+                    }
+                    return Ok((leader, r));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(format!("leader {leader}: {}", errors.join("; ")))
+    }
+
+    /// A request to the leader's API on all its addresses at once; the first answer wins
+    /// (for idempotent requests: lease renewals).
+    async fn leader_request_race(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Option<client::Response> {
+        let (_, addrs) = self.leader_api()?;
+        let id = self.consensus.leader();
+        let attempts = addrs.into_iter().map(|addr| {
+            Box::pin(async move {
+                client::request(addr, method, path, body, limit)
+                    .await
+                    .map(|r| (addr, r))
+            })
+        });
+        let (addr, response) = futures_select_ok(attempts).await?;
+        if let Some(id) = id {
+            lock(&self.preferred_api).insert(id, addr);
+        }
+        Some(response)
     }
 
     /// Commits a command through the leader (locally when this node leads).
@@ -625,20 +731,15 @@ impl Node {
                     Err(WriteError::NotLeader { .. }) => {}
                     Err(e) => last_error = e.to_string(),
                 }
-            } else if let Some((leader, addr)) = self.leader_api() {
+            } else if self.consensus.leader().is_some() {
                 let body = String::from_utf8_lossy(&bytes).into_owned();
-                match client::request(
-                    addr,
-                    "POST",
-                    "/v1/internal/write",
-                    Some(&body),
-                    PEER_CALL_TIMEOUT,
-                )
-                .await
+                match self
+                    .leader_request("POST", "/v1/internal/write", Some(&body), PEER_CALL_TIMEOUT)
+                    .await
                 {
-                    Ok(r) if r.status == 200 => return Reply::decode(r.body.as_bytes()),
-                    Ok(r) => last_error = format!("leader {leader}: {}", r.body),
-                    Err(e) => last_error = format!("leader {leader}: {e}"),
+                    Ok((_, r)) if r.status == 200 => return Reply::decode(r.body.as_bytes()),
+                    Ok((leader, r)) => last_error = format!("leader {leader}: {}", r.body),
+                    Err(e) => last_error = e,
                 }
             }
             sleep(Duration::from_millis(50)).await;
@@ -662,7 +763,9 @@ impl Node {
         }
         if !self.consensus.is_leader() {
             return refuse(match self.leader_api() {
-                Some((name, addr)) => format!("not leader: forward to {name} at {addr}"),
+                Some((name, addrs)) => {
+                    format!("not leader: forward to {name} at {}", join_addrs(&addrs))
+                }
                 None => "not leader: no leader known".into(),
             });
         }
@@ -711,20 +814,16 @@ impl Node {
                 None
             } else if self.consensus.is_leader() {
                 Some(self.grant_lease(self.name.as_str()).await)
-            } else if let Some((_, addr)) = self.leader_api() {
+            } else if self.consensus.leader().is_some() {
                 let body = serde_json::json!({ "node": self.name }).to_string();
-                match client::request(
-                    addr,
+                self.leader_request_race(
                     "POST",
                     "/v1/internal/lease",
                     Some(&body),
                     self.lease_duration,
                 )
                 .await
-                {
-                    Ok(r) => serde_json::from_str::<LeaseAnswer>(&r.body).ok(),
-                    Err(_) => None,
-                }
+                .and_then(|r| serde_json::from_str::<LeaseAnswer>(&r.body).ok())
             } else {
                 None
             };
