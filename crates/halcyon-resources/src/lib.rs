@@ -39,6 +39,8 @@ pub const OUTPUT_MAX: usize = 2048;
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long to wait for a process group to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Most `/proc` entries looked at when looking for a group's live members.
+const PROC_ENTRIES_MAX: usize = 1_000_000;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -201,9 +203,51 @@ pub fn signal_group(pgid: i32, signal: i32) -> bool {
     unsafe { libc::kill(-pgid, signal) == 0 }
 }
 
-/// True while some process of group `pgid` exists.
+/// True while some live process of group `pgid` exists. Zombies do not count: a killed
+/// process whose parent died is reparented to init and stays a zombie until init reaps it
+/// (seconds, with some inits), yet holds nothing (no memory, files, sockets or mounts).
 pub fn group_alive(pgid: i32) -> bool {
-    signal_group(pgid, 0)
+    // Cheap and exact when the group has no process at all, zombie or not.
+    signal_group(pgid, 0) && live_members(pgid)
+}
+
+/// Whether `/proc` shows a process of group `pgid` that is not a zombie (or dead). When
+/// `/proc` cannot be read, every member counts as live.
+fn live_members(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in entries.take(PROC_ENTRIES_MAX).flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // exited meanwhile
+        };
+        if let Some((state, group)) = state_and_group(&stat)
+            && group == pgid
+            && state != 'Z'
+            && state != 'X'
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The state letter and process group of a `/proc/PID/stat` line (`pid (comm) S ppid pgrp
+/// ...`; the command may contain spaces and parentheses, so fields count from the last `)`).
+fn state_and_group(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
 }
 
 /// Waits until group `pgid` has no process left, at most `limit`. True when it is gone.

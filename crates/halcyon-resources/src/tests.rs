@@ -284,3 +284,32 @@ fn every_resource_kind_builds_on_a_node() {
         4
     );
 }
+
+#[test]
+fn proc_stat_lines_give_state_and_group_even_with_odd_command_names() {
+    assert_eq!(
+        state_and_group("42 (sleep) S 1 40 40 0 -1 4194560 97 0"),
+        Some(('S', 40))
+    );
+    assert_eq!(state_and_group("43 (a b) c)) Z 1 41 41 0"), Some(('Z', 41)));
+    assert_eq!(state_and_group("garbage"), None);
+}
+
+#[tokio::test]
+async fn a_killed_group_whose_orphans_await_reaping_by_init_counts_as_gone() {
+    // The grandchild is reparented to init when its shell dies; some inits reap orphans only
+    // every few seconds, and a zombie holds nothing.
+    let mut s = service("sleep 30 & wait", 10_000);
+    s.start(&env()).await.unwrap();
+    let pgid = s.process_group().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(group_alive(pgid));
+    let started = Instant::now();
+    s.stop(&env(), StopMode::Immediate).await.unwrap();
+    assert!(!group_alive(pgid));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
