@@ -17,11 +17,14 @@
 //!   OCF agents are executed directly;
 //! - every external command is bounded by a timeout; a command that times out has its process
 //!   group killed, and the error says so;
-//! - captured output is bounded ([`OUTPUT_MAX`] bytes, the end kept);
+//! - captured output is bounded ([`OUTPUT_MAX`] bytes of a command, [`SERVICE_OUTPUT_MAX`]
+//!   of a service, the end kept);
 //! - this crate spawns processes, never tasks or threads: a service's exit is awaited by the
-//!   caller through [`Resource::exited`], and an address's repeated announcements are sent
-//!   while the caller awaits [`Resource::exited`] (the daemon's supervision loop always does);
-//! - every loop is bounded (by a count or a deadline), and so is every socket wait.
+//!   caller through [`Resource::exited`], and an address's repeated announcements are sent and
+//!   a service's output is read while the caller awaits [`Resource::exited`] (the daemon's
+//!   supervision loop always does);
+//! - every loop is bounded (by a count or a deadline), and so is every socket wait; the one
+//!   exception is the loop reading a service's output, which lasts as long as the service.
 
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
@@ -35,6 +38,14 @@ use tokio::time::{Instant, sleep, timeout};
 
 /// Most bytes of a command's output kept (the last ones).
 pub const OUTPUT_MAX: usize = 2048;
+/// Most bytes of a service's output kept (the last ones), see [`Resource::output_tail`].
+pub const SERVICE_OUTPUT_MAX: usize = 4096;
+/// Capacity asked for the pipe carrying a service's output: what the service may write while
+/// the caller is not awaiting [`Resource::exited`] before a write blocks (Linux's default
+/// limit for unprivileged processes; the default capacity is 64 KiB).
+const SERVICE_PIPE_BYTES: i32 = 1 << 20;
+/// Bytes read from a service's output pipe at a time.
+const SERVICE_READ_BYTES: usize = 8192;
 /// How often a process group is polled while waiting for it to vanish.
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long to wait for a process group to vanish after SIGKILL.
@@ -167,6 +178,13 @@ pub trait Resource: Send {
     fn process_group(&self) -> Option<i32> {
         None
     }
+    /// The end of what the resource's process printed (stdout and stderr together, at most
+    /// [`SERVICE_OUTPUT_MAX`] bytes, cut at a character boundary) since it was last started;
+    /// for the event log when a service exits or fails. `None` when nothing was printed or the
+    /// resource captures no output (only services do).
+    fn output_tail(&mut self) -> Option<String> {
+        None
+    }
     /// An active health probe, which may run a command (an OCF agent's `monitor`) and so takes
     /// time; bounded by the resource's timeout. The default is [`Resource::check`]. The caller
     /// runs it every [`Resource::monitor_interval`].
@@ -279,13 +297,97 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// A long-running command supervised by the daemon (SPEC 9.2).
+/// The last bytes a service printed, and the pipe they come through.
+#[derive(Default)]
+struct ServiceOutput {
+    /// The read end of the pipe that is the service's stdout and stderr; `None` before the
+    /// start, after the end of the output (every writer gone) and after a stop.
+    pipe: Option<tokio::net::unix::pipe::Receiver>,
+    tail: OutputTail,
+}
+
+impl ServiceOutput {
+    /// Reads what is waiting in the pipe without blocking (bounded: a pipe holds at most
+    /// [`SERVICE_PIPE_BYTES`]; a service writing faster than this reads is cut off here and
+    /// read on by [`Resource::exited`]).
+    fn drain(&mut self) {
+        let Some(pipe) = &self.pipe else { return };
+        let mut buffer = [0u8; SERVICE_READ_BYTES];
+        for _ in 0..=(SERVICE_PIPE_BYTES as usize / SERVICE_READ_BYTES) {
+            match pipe.try_read(&mut buffer) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => self.tail.push(&buffer[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.pipe = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The last [`SERVICE_OUTPUT_MAX`] bytes of a stream.
+#[derive(Default)]
+struct OutputTail {
+    bytes: std::collections::VecDeque<u8>,
+}
+
+impl OutputTail {
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(SERVICE_OUTPUT_MAX)..];
+        let excess = (self.bytes.len() + data.len()).saturating_sub(SERVICE_OUTPUT_MAX);
+        self.bytes.drain(..excess);
+        self.bytes.extend(data);
+    }
+
+    /// The kept bytes as text: a character cut at the front is dropped whole, other invalid
+    /// UTF-8 becomes U+FFFD.
+    fn text(&self) -> Option<String> {
+        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
+        // A UTF-8 character is at most 4 bytes: at most 3 continuation bytes lead.
+        let start = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (0x80..0xc0).contains(*b))
+            .count();
+        let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// A pipe for a service's output: (read end, write end), close-on-exec, enlarged to
+/// [`SERVICE_PIPE_BYTES`] when the kernel allows.
+fn output_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills the two-element array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two fresh descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl(2) on a live descriptor; a failure only leaves the default capacity.
+    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, SERVICE_PIPE_BYTES) };
+    Ok((read, write))
+}
+
+/// A long-running command supervised by the daemon (SPEC 9.2). Its stdout and stderr go to a
+/// pipe read while the caller awaits [`Resource::exited`]; the last [`SERVICE_OUTPUT_MAX`]
+/// bytes are kept for [`Resource::output_tail`]. A service that prints more than the pipe
+/// holds ([`SERVICE_PIPE_BYTES`]) while nobody awaits `exited` blocks in its write until the
+/// caller does.
 pub struct Service {
     config: ServiceResource,
     child: Option<Child>,
     pgid: Option<i32>,
     /// Set once the child's exit has been reaped.
     exit: Option<String>,
+    output: ServiceOutput,
 }
 
 impl Service {
@@ -295,6 +397,7 @@ impl Service {
             child: None,
             pgid: None,
             exit: None,
+            output: ServiceOutput::default(),
         }
     }
 
@@ -327,19 +430,29 @@ impl Resource for Service {
                 // A previous run (exited by itself) may have left processes in its group.
                 kill_group(old).await;
             }
+            let spawn_error = |e: std::io::Error| ResourceError::Spawn {
+                what: self.describe(),
+                command: self.config.command.clone(),
+                error: e.to_string(),
+            };
+            let (read, write) = output_pipe().map_err(spawn_error)?;
+            let pipe =
+                tokio::net::unix::pipe::Receiver::from_owned_fd(read).map_err(spawn_error)?;
+            let stderr = write.try_clone().map_err(spawn_error)?;
+            // The write ends are dropped with the command: only the service holds them.
             let child = shell(&self.config.command, env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stdout(write)
+                .stderr(stderr)
                 .spawn()
-                .map_err(|e| ResourceError::Spawn {
-                    what: self.describe(),
-                    command: self.config.command.clone(),
-                    error: e.to_string(),
-                })?;
+                .map_err(spawn_error)?;
             let pid = child.id().map(|p| p as i32);
             self.pgid = pid;
             self.child = Some(child);
             self.exit = None;
+            self.output = ServiceOutput {
+                pipe: Some(pipe),
+                tail: OutputTail::default(),
+            };
             tracing::info!(service = %self.config.name, pid, package = %env.package, "service started");
             Ok(())
         })
@@ -356,6 +469,7 @@ impl Resource for Service {
             };
             let mut report = StopReport::default();
             let halt_timeout = self.config.halt_timeout;
+            self.output.drain();
             if mode == StopMode::Graceful {
                 signal_group(pgid, libc::SIGTERM);
                 let deadline = Instant::now() + halt_timeout;
@@ -382,6 +496,9 @@ impl Resource for Service {
             }
             wait_group_gone(pgid, KILL_WAIT).await;
             self.exit = None;
+            // What it printed while stopping is kept; the pipe is closed.
+            self.output.drain();
+            self.output.pipe = None;
             Ok(report)
         })
     }
@@ -395,27 +512,52 @@ impl Resource for Service {
         }
     }
 
+    /// Reads the service's output while waiting for its exit. Cancel-safe: the output read so
+    /// far is in `self`, and both the read and the wait lose nothing when dropped.
     fn exited(&mut self) -> BoxFuture<'_, String> {
         Box::pin(async move {
             if let Some(e) = &self.exit {
                 return e.clone();
             }
-            match self.child.as_mut() {
-                Some(child) => {
-                    let status = match child.wait().await {
-                        Ok(status) => describe_status(status),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                    self.exit = Some(status.clone());
-                    status
+            let Some(child) = self.child.as_mut() else {
+                return std::future::pending().await;
+            };
+            let output = &mut self.output;
+            let mut buffer = [0u8; SERVICE_READ_BYTES];
+            // Lasts as long as the service: each turn reads output or ends with its exit.
+            let waited = loop {
+                let read = async {
+                    match output.pipe.as_mut() {
+                        Some(pipe) => tokio::io::AsyncReadExt::read(pipe, &mut buffer).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    waited = child.wait() => break waited,
+                    read = read => match read {
+                        Ok(0) | Err(_) => output.pipe = None,
+                        Ok(n) => output.tail.push(&buffer[..n]),
+                    },
                 }
-                None => std::future::pending().await,
-            }
+            };
+            // What it printed just before exiting.
+            output.drain();
+            let status = match waited {
+                Ok(status) => describe_status(status),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            self.exit = Some(status.clone());
+            status
         })
     }
 
     fn process_group(&self) -> Option<i32> {
         self.pgid
+    }
+
+    fn output_tail(&mut self) -> Option<String> {
+        self.output.drain();
+        self.output.tail.text()
     }
 }
 
@@ -745,6 +887,16 @@ impl PackageResources {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// The end of what resource `index` printed since its last start (a service's stdout and
+    /// stderr, at most [`SERVICE_OUTPUT_MAX`] bytes): for the event log when the service exits
+    /// ([`PackageResources::exited`]) or fails, read before [`PackageResources::restart`],
+    /// which starts a new tail. `None` when nothing was printed or the resource captures no
+    /// output.
+    pub fn output_tail(&mut self, index: usize) -> Option<String> {
+        assert!(index < self.resources.len(), "no resource {index}");
+        self.resources[index].output_tail()
     }
 
     /// Starts resource `index` again (a service that exited by itself).

@@ -160,7 +160,7 @@ async fn a_package_stops_what_it_started_when_a_resource_fails() {
 async fn a_package_reports_its_service_exit_and_restarts_it() {
     let resources: Vec<Box<dyn Resource>> = vec![
         Box::new(script("true", "true", 2000)),
-        Box::new(service("sleep 0.1", 1000)),
+        Box::new(service("echo run $HALCYON_PACKAGE; sleep 0.1", 1000)),
     ];
     let mut p = PackageResources::new(env(), resources);
     p.start().await.unwrap();
@@ -168,6 +168,18 @@ async fn a_package_reports_its_service_exit_and_restarts_it() {
         .await
         .unwrap();
     assert_eq!((i, why.as_str()), (1, "exit status 0"));
+    assert_eq!(p.output_tail(1).as_deref(), Some("run p\n"));
+    assert_eq!(
+        p.output_tail(0),
+        None,
+        "a script's run output is not a service's"
+    );
+    p.restart(1).await.unwrap();
+    // A restart starts a new tail.
+    let (i, _) = tokio::time::timeout(Duration::from_secs(5), p.exited())
+        .await
+        .unwrap();
+    assert_eq!((i, p.output_tail(1).as_deref()), (1, Some("run p\n")));
     p.restart(1).await.unwrap();
     assert_eq!(p.process_groups().len(), 1);
     p.stop(StopMode::Graceful).await.unwrap();
@@ -312,4 +324,86 @@ async fn a_killed_group_whose_orphans_await_reaping_by_init_counts_as_gone() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_services_output_is_kept_as_a_bounded_tail_for_the_event_log() {
+    // 20,000 numbered lines on stdout (far beyond the kept tail), then the reason on stderr.
+    let mut s = service(
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo \"line $i\"; done; \
+         echo 'fatal: /etc/web.conf missing' >&2; exit 3",
+        1000,
+    );
+    assert_eq!(s.output_tail(), None, "not started");
+    s.start(&env()).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), s.exited())
+        .await
+        .unwrap();
+    assert_eq!(exit, "exit status 3");
+    let tail = s.output_tail().unwrap();
+    assert!(tail.len() <= SERVICE_OUTPUT_MAX, "{}", tail.len());
+    assert!(tail.len() > SERVICE_OUTPUT_MAX - 20, "{}", tail.len());
+    assert!(
+        tail.ends_with("line 19999\nline 20000\nfatal: /etc/web.conf missing\n"),
+        "{tail}"
+    );
+    assert!(!tail.contains("line 1\n"), "the start is dropped");
+}
+
+#[tokio::test]
+async fn a_service_printing_more_than_its_pipe_holds_is_read_to_its_exit() {
+    // 3 MB, three times the pipe's capacity: a service that nobody read would block forever.
+    let mut s = service(
+        "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo done; exit 0",
+        1000,
+    );
+    s.start(&env()).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), s.exited())
+        .await
+        .expect("the service blocked in a write");
+    assert_eq!(exit, "exit status 0");
+    let tail = s.output_tail().unwrap();
+    assert!(
+        tail.ends_with("aaa\ndone\n"),
+        "{}",
+        &tail[tail.len() - 20..]
+    );
+    assert_eq!(tail.len(), SERVICE_OUTPUT_MAX);
+}
+
+#[tokio::test]
+async fn what_a_service_prints_while_stopping_is_kept() {
+    let mut s = service(
+        "echo ready; trap 'echo terminating on SIGTERM; exit 0' TERM; \
+         while :; do sleep 0.05; done",
+        5000,
+    );
+    s.start(&env()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(!report.killed, "{report:?}");
+    // (The shell may also say that its `sleep` was terminated: SIGTERM goes to the group.)
+    let tail = s.output_tail().unwrap();
+    assert!(tail.starts_with("ready\n"), "{tail}");
+    assert!(tail.ends_with("terminating on SIGTERM\n"), "{tail}");
+}
+
+#[test]
+fn an_output_tail_is_cut_at_a_character_boundary() {
+    let mut tail = OutputTail::default();
+    // 4,097 bytes: the kept 4,096 start with the second byte of the first 'é'.
+    tail.push("é".repeat(2048).as_bytes());
+    tail.push(b"x");
+    let text = tail.text().unwrap();
+    assert_eq!(text, format!("{}x", "é".repeat(2047)));
+    // Pushed in pieces that split characters, the end is kept whole.
+    let mut tail = OutputTail::default();
+    let data = "日本語のログ".repeat(400);
+    for piece in data.as_bytes().chunks(7) {
+        tail.push(piece);
+    }
+    let text = tail.text().unwrap();
+    assert!(data.ends_with(&text));
+    assert!(text.len() > SERVICE_OUTPUT_MAX - 3);
+    assert_eq!(OutputTail::default().text(), None);
 }
