@@ -561,14 +561,52 @@ impl Resource for Service {
     }
 }
 
-/// Run and halt commands with timeouts (SPEC 9.3).
+/// Run and halt commands with timeouts (SPEC 9.3), in the package environment.
+///
+/// A run command often starts the package's processes in the background (`myapp &`). They
+/// stay in the run command's process group, which the script keeps as its
+/// [`Resource::process_group`] while a process of it lives: the daemon hands it to its lease
+/// guard like a service's group. Stopping runs the halt command, then ends what the run
+/// command left (SIGTERM, SIGKILL after the halt timeout; at once with SIGKILL for an
+/// immediate stop, before the halt command), so nothing of the package stays on the node.
+/// A process that left the group (`setsid`, a double-forking daemon) is not seen.
 pub struct Script {
     config: ScriptResource,
+    /// The run command's process group while processes it left run.
+    run_group: Option<i32>,
 }
 
 impl Script {
     pub fn new(config: ScriptResource) -> Self {
-        Script { config }
+        Script {
+            config,
+            run_group: None,
+        }
+    }
+
+    /// Ends what the run command left running; a description of it when something had to be
+    /// ended (SIGTERM with `grace`, then SIGKILL).
+    async fn end_run_group(&mut self, grace: Option<Duration>) -> Option<(bool, String)> {
+        let pgid = self.run_group.take()?;
+        if !group_alive(pgid) {
+            return None;
+        }
+        let left = format!(
+            "{}: processes the run command left in process group {pgid}",
+            self.describe()
+        );
+        if let Some(grace) = grace {
+            signal_group(pgid, libc::SIGTERM);
+            if wait_group_gone(pgid, grace).await {
+                return Some((false, format!("{left} were still running: terminated")));
+            }
+        }
+        kill_group(pgid).await;
+        let how = match grace {
+            Some(grace) => format!("ignored SIGTERM for {grace:?}: killed"),
+            None => "were killed".to_owned(),
+        };
+        Some((true, format!("{left} {how}")))
     }
 }
 
@@ -600,9 +638,22 @@ pub async fn run_command(
 pub(crate) async fn run_captured(
     what: &str,
     shown: &str,
-    mut command: Command,
+    command: Command,
     limit: Duration,
 ) -> Result<(ExitStatus, String), ResourceError> {
+    run_captured_in_group(what, shown, command, limit)
+        .await
+        .map(|(status, output, _)| (status, output))
+}
+
+/// [`run_captured`], also returning the command's process group (which processes it left in
+/// the background are still in).
+async fn run_captured_in_group(
+    what: &str,
+    shown: &str,
+    mut command: Command,
+    limit: Duration,
+) -> Result<(ExitStatus, String, Option<i32>), ResourceError> {
     let spawn_error = |e: std::io::Error| ResourceError::Spawn {
         what: what.to_owned(),
         command: shown.to_owned(),
@@ -628,7 +679,7 @@ pub(crate) async fn run_captured(
     };
     match waited {
         // Leftover background processes of a finished command are not ours to keep.
-        Ok(Ok(status)) => Ok((status, read_output(&mut output))),
+        Ok(Ok(status)) => Ok((status, read_output(&mut output), pgid)),
         Ok(Err(e)) => Err(spawn_error(e)),
         Err(_) => {
             if let Some(pgid) = pgid {
@@ -653,30 +704,75 @@ impl Resource for Script {
         format!("script {}", self.config.name)
     }
 
+    /// Runs the run command. When it fails (or times out), what it left running is killed.
     fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
         Box::pin(async move {
+            // A previous run's leftovers (a start without a stop) are not this run's.
+            self.end_run_group(None).await;
             let what = format!("{} run", self.describe());
-            run_command(&what, &self.config.run, env, self.config.run_timeout)
-                .await
-                .map(|_| ())
+            let command = self.config.run.clone();
+            let (status, output, pgid) = run_captured_in_group(
+                &what,
+                &command,
+                shell(&command, env),
+                self.config.run_timeout,
+            )
+            .await?;
+            self.run_group = pgid.filter(|g| group_alive(*g));
+            if status.success() {
+                if let Some(pgid) = self.run_group {
+                    tracing::info!(script = %self.config.name, pgid, "the run command left processes running");
+                }
+                return Ok(());
+            }
+            self.end_run_group(None).await;
+            Err(ResourceError::Failed {
+                what,
+                command,
+                status: describe_status(status),
+                output,
+            })
         })
     }
 
+    /// Runs the halt command, then ends what the run command left running. A halt command
+    /// that times out has its process group killed; both are reported in the
+    /// [`StopReport`] (`killed` and `detail`), not as errors: the package is off this node.
+    /// A halt command that fails is an error.
     fn stop<'a>(
         &'a mut self,
         env: &'a PackageEnv,
-        _mode: StopMode,
+        mode: StopMode,
     ) -> BoxFuture<'a, Result<StopReport, ResourceError>> {
         Box::pin(async move {
-            let what = format!("{} halt", self.describe());
-            match run_command(&what, &self.config.halt, env, self.config.halt_timeout).await {
-                Ok(_) => Ok(StopReport::default()),
-                Err(e @ ResourceError::TimedOut { .. }) => Ok(StopReport {
-                    killed: true,
-                    detail: e.to_string(),
-                }),
-                Err(e) => Err(e),
+            let mut report = StopReport::default();
+            let mut note = |killed: bool, detail: String| {
+                report.killed |= killed;
+                if !report.detail.is_empty() {
+                    report.detail.push_str("; ");
+                }
+                report.detail.push_str(&detail);
+            };
+            if mode == StopMode::Immediate
+                && let Some((killed, detail)) = self.end_run_group(None).await
+            {
+                note(killed, detail);
             }
+            let what = format!("{} halt", self.describe());
+            let halted =
+                match run_command(&what, &self.config.halt, env, self.config.halt_timeout).await {
+                    Ok(_) => Ok(()),
+                    Err(e @ ResourceError::TimedOut { .. }) => {
+                        note(true, e.to_string());
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+            if let Some((killed, detail)) = self.end_run_group(Some(self.config.halt_timeout)).await
+            {
+                note(killed, detail);
+            }
+            halted.map(|()| report)
         })
     }
 
@@ -686,6 +782,10 @@ impl Resource for Script {
 
     fn exited(&mut self) -> BoxFuture<'_, String> {
         Box::pin(std::future::pending())
+    }
+
+    fn process_group(&self) -> Option<i32> {
+        self.run_group.filter(|g| group_alive(*g))
     }
 }
 

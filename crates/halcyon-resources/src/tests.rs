@@ -1,4 +1,5 @@
 use super::*;
+use crate::testing::process_alive;
 use std::time::Duration;
 
 fn env() -> PackageEnv {
@@ -406,4 +407,133 @@ fn an_output_tail_is_cut_at_a_character_boundary() {
     assert!(data.ends_with(&text));
     assert!(text.len() > SERVICE_OUTPUT_MAX - 3);
     assert_eq!(OutputTail::default().text(), None);
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_halt_command_that_times_out_has_its_group_killed_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("halt-child.pid");
+    // The halt command hangs, with a child in the background of its group.
+    let mut s = script(
+        "true",
+        &format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+        300,
+    );
+    s.start(&env()).await.unwrap();
+    let started = Instant::now();
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(report.killed, "{report:?}");
+    assert!(
+        report.detail.starts_with("script x halt: `sleep 30 & echo")
+            && report
+                .detail
+                .contains("timed out after 300ms; its process group was killed"),
+        "{}",
+        report.detail
+    );
+    assert!(
+        !process_alive(read_pid(&pid_file)),
+        "the halt's child survived"
+    );
+}
+
+#[tokio::test]
+async fn what_a_run_command_starts_in_the_background_is_its_process_group_until_halted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    let p = pid_file.display();
+    let mut s = script(
+        &format!("sleep 30 & echo $! > {p}"),
+        &format!("kill $(cat {p})"),
+        2000,
+    );
+    s.start(&env()).await.unwrap();
+    let app = read_pid(&pid_file);
+    assert!(process_alive(app));
+    let pgid = s.process_group().expect("the run command's group");
+    // SAFETY: getpgid(2) reads another process's group; no memory is involved.
+    assert_eq!(unsafe { libc::getpgid(app) }, pgid);
+    // The halt command ends it: nothing else to do, nothing to report.
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert_eq!(report, StopReport::default());
+    assert!(!process_alive(app));
+    assert_eq!(s.process_group(), None);
+
+    // A run command that leaves nothing behind has no group.
+    let mut plain = script("true", "true", 2000);
+    plain.start(&env()).await.unwrap();
+    assert_eq!(plain.process_group(), None);
+}
+
+#[tokio::test]
+async fn processes_a_halt_command_leaves_running_are_ended_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    let p = pid_file.display();
+    // The halt command forgets the application; one that ignores SIGTERM.
+    let mut s = script(
+        &format!("sh -c \"trap '' TERM; while :; do sleep 0.05; done\" & echo $! > {p}"),
+        "true",
+        300,
+    );
+    s.start(&env()).await.unwrap();
+    let app = read_pid(&pid_file);
+    let pgid = s.process_group().unwrap();
+    let report = s.stop(&env(), StopMode::Graceful).await.unwrap();
+    assert!(report.killed, "{report:?}");
+    assert_eq!(
+        report.detail,
+        format!(
+            "script x: processes the run command left in process group {pgid} ignored SIGTERM \
+             for 300ms: killed"
+        )
+    );
+    assert!(!process_alive(app));
+
+    // An immediate stop kills them before the halt command runs.
+    let log = dir.path().join("log");
+    let mut s = script(
+        &format!("sleep 30 & echo $! > {p}"),
+        &format!(
+            "pid=$(cat {p}); if [ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' \
+             /proc/$pid/status; then echo alive; else echo gone; fi >> {l}",
+            l = log.display()
+        ),
+        2000,
+    );
+    s.start(&env()).await.unwrap();
+    let report = s.stop(&env(), StopMode::Immediate).await.unwrap();
+    assert!(
+        report.killed && report.detail.ends_with("were killed"),
+        "{report:?}"
+    );
+    assert!(!process_alive(read_pid(&pid_file)));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "gone\n");
+}
+
+#[tokio::test]
+async fn a_failing_run_command_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    let mut s = script(
+        &format!("sleep 30 & echo $! > {}; exit 2", pid_file.display()),
+        "true",
+        2000,
+    );
+    let e = s.start(&env()).await.unwrap_err();
+    assert!(
+        matches!(&e, ResourceError::Failed { status, .. } if status == "exit status 2"),
+        "{e}"
+    );
+    assert!(!process_alive(read_pid(&pid_file)));
+    assert_eq!(s.process_group(), None);
 }
