@@ -924,7 +924,7 @@ impl PackageResources {
             if let Some(ip) = r.as_ip_address()
                 && ip.network() == network
             {
-                moved.push(ip.swap(to_device)?);
+                moved.push(ip.swap(to_device).await?);
             }
         }
         Ok(moved)
