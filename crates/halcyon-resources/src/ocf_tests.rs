@@ -32,6 +32,8 @@ fn config(agent: &str, params: &[(&str, &str)], timeout: Duration) -> OcfResourc
             .collect(),
         monitor_interval: Duration::from_secs(10),
         timeout,
+        restart: 1,
+        restart_window: None,
     }
 }
 

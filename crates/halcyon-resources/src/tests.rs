@@ -197,6 +197,8 @@ fn package_with_every_kind() -> halcyon_config::Package {
         params: Default::default(),
         monitor_interval: Duration::from_secs(7),
         timeout: Duration::from_secs(20),
+        restart: 1,
+        restart_window: None,
     };
     Package {
         name: "web".into(),
