@@ -13,7 +13,7 @@ use crate::ocf::{
     parse_metadata, validate_params,
 };
 use crate::testing::{Netns, process_alive, skip_unless_root};
-use crate::{Health, PackageEnv, Resource, ResourceError, StopMode};
+use crate::{Health, PackageEnv, PackageResources, Resource, ResourceError, StopMode};
 
 fn env() -> PackageEnv {
     PackageEnv {
@@ -325,4 +325,113 @@ fn ipaddr2_adds_monitors_and_removes_an_address_in_a_namespace() {
         assert_eq!(agent.monitor(&env()).await, Health::Stopped);
     });
     assert!(!ns.has_address("eth0", "198.18.1.77"));
+}
+
+#[tokio::test]
+async fn not_running_and_failed_monitors_are_told_apart_and_a_restart_stops_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mode, log) = (dir.path().join("mode"), dir.path().join("log"));
+    // monitor: 0 when the mode file says ok, 1 (generic error) when it says broken, 7 (not
+    // running) without it; start writes "ok", stop removes it.
+    let root = fake_agent(&format!(
+        r#"echo $1 >> {log}
+case $1 in
+start) echo ok > {mode}; exit 0;;
+stop) rm -f {mode}; exit 0;;
+monitor) [ -e {mode} ] || exit 7; [ "$(cat {mode})" = ok ] && exit 0; echo "backend unreachable"; exit 1;;
+esac
+exit 3"#,
+        log = log.display(),
+        mode = mode.display()
+    ));
+    let agent = OcfAgent::new(config("test:Fake", &[], Duration::from_secs(5)), "web.Fake")
+        .unwrap()
+        .with_root(root.path());
+    let mut package = PackageResources::new(env(), vec![Box::new(agent)]);
+    package.start().await.unwrap();
+    assert_eq!(package.monitor_intervals(), [(0, Duration::from_secs(10))]);
+    assert_eq!(package.monitor(0).await, Health::Running);
+
+    std::fs::write(&mode, "broken").unwrap();
+    let failed = package.monitor(0).await;
+    assert_eq!(
+        failed,
+        Health::Failed(
+            "ocf test:Fake (web.Fake) monitor: 1 (generic error); output: backend unreachable"
+                .into()
+        )
+    );
+    std::fs::remove_file(&mode).unwrap();
+    let gone = package.monitor(0).await;
+    assert_eq!(
+        gone,
+        Health::Failed("ocf test:Fake (web.Fake) monitor: 7 (not running)".into())
+    );
+
+    // The daemon's recovery: restart, which stops the instance before starting it again.
+    std::fs::write(&log, "").unwrap();
+    package.restart(0).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop\nstart\nmonitor\n",
+        "stop, start, and the monitor that confirms the start"
+    );
+    assert_eq!(package.monitor(0).await, Health::Running);
+    package.stop(StopMode::Graceful).await.unwrap();
+}
+
+#[tokio::test]
+async fn last_status_names_the_monitors_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    let root = fake_agent(&format!(
+        "case $1 in monitor) exit $(cat {});; esac; exit 0",
+        code.display()
+    ));
+    let mut agent = OcfAgent::new(config("test:Fake", &[], Duration::from_secs(5)), "x")
+        .unwrap()
+        .with_root(root.path());
+    assert_eq!(agent.last_status(), None);
+    std::fs::write(&code, "0").unwrap();
+    agent.start(&env()).await.unwrap();
+    assert_eq!(agent.last_status(), Some(OcfStatus::Success));
+    for (written, status) in [
+        ("7", OcfStatus::NotRunning),
+        ("1", OcfStatus::GenericError),
+        ("5", OcfStatus::NotInstalled),
+    ] {
+        std::fs::write(&code, written).unwrap();
+        assert!(matches!(agent.monitor(&env()).await, Health::Failed(_)));
+        assert_eq!(agent.last_status(), Some(status));
+    }
+}
+
+#[tokio::test]
+async fn a_dummy_whose_state_file_is_removed_is_recovered_by_a_restart() {
+    if skip_without_agents("a_dummy_whose_state_file_is_removed_is_recovered_by_a_restart") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dummy.state");
+    let dummy = OcfAgent::new(
+        config(
+            "heartbeat:Dummy",
+            &[("state", state.to_str().unwrap())],
+            Duration::from_secs(20),
+        ),
+        "web.Dummy",
+    )
+    .unwrap();
+    let mut package = PackageResources::new(env(), vec![Box::new(dummy)]);
+    package.start().await.unwrap();
+    assert_eq!(package.monitor(0).await, Health::Running);
+    std::fs::remove_file(&state).unwrap();
+    assert!(
+        matches!(package.monitor(0).await, Health::Failed(why) if why.contains("7 (not running)"))
+    );
+    package.restart(0).await.unwrap();
+    assert!(state.exists(), "Dummy started again");
+    assert_eq!(package.monitor(0).await, Health::Running);
+    package.stop(StopMode::Graceful).await.unwrap();
+    assert!(!state.exists());
 }
