@@ -150,12 +150,14 @@ fn meta_data_parameters_are_read_and_checked() {
 
 #[tokio::test]
 async fn a_fake_agent_gets_the_ocf_environment_and_its_codes_are_typed() {
-    let log = tempfile::NamedTempFile::new().unwrap();
+    // In a directory of its own: the `.up` file next to the log goes with it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
     let root = fake_agent(&format!(
         r#"echo "$1 $OCF_ROOT $OCF_RESOURCE_INSTANCE $OCF_RESOURCE_PROVIDER:$OCF_RESOURCE_TYPE $OCF_RESKEY_colour $HALCYON_PACKAGE" >> {log}
 case $1 in start) exit 0;; monitor) [ -e {log}.up ] && exit 0; exit 7;; stop) exit 7;; esac
 exit 3"#,
-        log = log.path().display()
+        log = log.display()
     ));
     let mut agent = OcfAgent::new(
         config("test:Fake", &[("colour", "blue")], Duration::from_secs(5)),
@@ -170,14 +172,14 @@ exit 3"#,
             .contains("start succeeded but the monitor after it failed"),
         "{e}"
     );
-    std::fs::write(format!("{}.up", log.path().display()), "").unwrap();
+    std::fs::write(format!("{}.up", log.display()), "").unwrap();
     agent.start(&env()).await.unwrap();
     assert_eq!(agent.monitor(&env()).await, Health::Running);
     // stop of a resource that is not running (7) is a success.
     agent.stop(&env(), StopMode::Graceful).await.unwrap();
     let outcome = agent.run("migrate_to", &env()).await.unwrap();
     assert_eq!(outcome.status, OcfStatus::Unimplemented);
-    let lines = std::fs::read_to_string(log.path()).unwrap();
+    let lines = std::fs::read_to_string(&log).unwrap();
     let first = lines.lines().next().unwrap();
     assert_eq!(
         first,
