@@ -1292,7 +1292,15 @@ fn read_resource(
             "halt_timeout",
             "timeout",
         ],
-        3 => &["kind", "agent", "params", "monitor_interval", "timeout"],
+        3 => &[
+            "kind",
+            "agent",
+            "params",
+            "monitor_interval",
+            "timeout",
+            "restart",
+            "restart_window",
+        ],
         4 => &["kind", "name", "activate", "deactivate", "timeout"],
         _ => &[
             "kind",
@@ -1483,11 +1491,17 @@ fn read_resource(
                 let monitor_interval = r
                     .duration(sink, "monitor_interval")
                     .map_or(Duration::from_secs(10), |(d, _)| d);
+                let restart = r
+                    .integer(sink, "restart", 0, i64::from(limits::SERVICE_RESTART_MAX))
+                    .map_or(DEFAULT_OCF_RESTART, |(n, _)| n as u32);
+                let restart_window = r.duration(sink, "restart_window").map(|(d, _)| d);
                 Resource::Ocf(OcfResource {
                     agent: agent?.0.trim_start_matches("ocf:").to_owned(),
                     params,
                     monitor_interval,
                     timeout: timeout.unwrap_or(Duration::from_secs(20)),
+                    restart,
+                    restart_window,
                 })
             }
             4 => {

@@ -44,6 +44,9 @@ pub const DEFAULT_FAILURE_EXPIRY: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default time a service is given between SIGTERM and SIGKILL.
 pub const DEFAULT_SERVICE_HALT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default restarts of an OCF resource on a node after its monitor fails, before the
+/// package fails there.
+pub const DEFAULT_OCF_RESTART: u32 = 1;
 /// Default maximum event duration before a warning (HACMP's config_too_long).
 pub const DEFAULT_MAX_EVENT_DURATION: Duration = Duration::from_secs(360);
 /// Default base port: heartbeats on `port`, consensus on `port + 1`, API on `port + 2`.
@@ -496,6 +499,18 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// How a resource that fails by itself on a node (a service exits, an OCF monitor fails)
+    /// is restarted there: (restarts allowed before the package fails, the window after which
+    /// the counter resets). `None` for kinds that fail only when acted on (ip, script,
+    /// volume, filesystem).
+    pub fn restarts(&self) -> Option<(u32, Option<Duration>)> {
+        match self {
+            Resource::Service(s) => Some((s.restart, s.restart_window)),
+            Resource::Ocf(o) => Some((o.restart, o.restart_window)),
+            _ => None,
+        }
+    }
+
     /// A short name for logs and plans, e.g. `ip 198.18.1.50/24`.
     pub fn describe(&self) -> String {
         match self {
@@ -554,6 +569,17 @@ pub struct OcfResource {
     pub params: BTreeMap<String, String>,
     pub monitor_interval: Duration,
     pub timeout: Duration,
+    /// Restarts (stop, then start) on this node after a failed monitor before the package
+    /// fails; [`DEFAULT_OCF_RESTART`] when not given.
+    #[serde(default = "default_ocf_restart")]
+    pub restart: u32,
+    /// The restart counter resets after this long without a failure.
+    #[serde(default)]
+    pub restart_window: Option<Duration>,
+}
+
+fn default_ocf_restart() -> u32 {
+    DEFAULT_OCF_RESTART
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

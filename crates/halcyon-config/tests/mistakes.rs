@@ -74,6 +74,7 @@
 //!
 //! *Resources and monitors:*
 //! - resource field that does not apply to its kind
+//! - OCF resource restart count out of range
 //! - monitor with no action
 //! - unknown resource kind
 //! - mistake in an earlier resource keeps later resources' positions
@@ -723,6 +724,17 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "OCF resource restart count out of range",
+        edits: &[Replace(
+            "packages/web.toml",
+            "[[monitor]]\n",
+            "[[resource]]\nkind = \"ocf\"\nagent = \"heartbeat:Dummy\"\nrestart = 5000\n\n[[monitor]]\n",
+        )],
+        expect: &[
+            "packages/web.toml:24:11: resource[3].restart: 5000 is out of range; expected an integer from 0 to 1000",
+        ],
+    },
+    Case {
         name: "monitor with no action",
         edits: &[Replace("packages/web.toml", "fail_package = true\n", "")],
         expect: &[
@@ -1047,6 +1059,36 @@ fn legacy_names_and_values_load_to_the_model() {
         config.cluster.networks[0].heartbeat,
         config.cluster.heartbeat
     );
+}
+
+#[test]
+fn ocf_restart_settings_load_with_their_defaults() {
+    let config = check(&Case {
+        name: "ocf restarts",
+        edits: &[Replace(
+            "packages/web.toml",
+            "[[monitor]]\n",
+            "[[resource]]\nkind = \"ocf\"\nagent = \"heartbeat:Dummy\"\nrestart = 3\n\
+             restart_window = \"10m\"\n\n[[resource]]\nkind = \"ocf\"\nagent = \"heartbeat:Dummy\"\n\n\
+             [[monitor]]\n",
+        )],
+        expect: &[],
+    })
+    .unwrap()
+    .unwrap();
+    let web = config.package("web").unwrap();
+    let restarts: Vec<_> = web.resources.iter().map(|r| r.restarts()).collect();
+    assert_eq!(
+        restarts,
+        [
+            None,
+            None,
+            Some((3, Some(std::time::Duration::from_secs(600)))),
+            Some((halcyon_config::DEFAULT_OCF_RESTART, None)),
+        ]
+    );
+    let db = config.package("db").unwrap();
+    assert_eq!(db.resources[1].restarts(), Some((2, None)), "a service's");
 }
 
 #[test]

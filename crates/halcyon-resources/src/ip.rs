@@ -283,7 +283,7 @@ impl IpAddress {
 
     /// Adds the address on interface `index` (idempotent), waits for IPv6 duplicate address
     /// detection, sends the first announcement and schedules the others.
-    fn add_and_announce(
+    async fn add_and_announce(
         &mut self,
         netlink: &mut Netlink,
         index: u32,
@@ -294,7 +294,7 @@ impl IpAddress {
             .replace_address(index, self.address.address, self.address.prefix)
             .map_err(|e| self.io_error(&format!("adding it on {device}"), e))?;
         if self.address.address.is_ipv6() {
-            self.wait_dad(netlink, device)?;
+            self.wait_dad(netlink, device).await?;
         }
         self.current = Some((index, device.to_owned()));
         self.announcer = None;
@@ -323,8 +323,10 @@ impl IpAddress {
         Ok(())
     }
 
-    fn wait_dad(&self, netlink: &mut Netlink, device: &str) -> Result<(), ResourceError> {
-        let deadline = std::time::Instant::now() + DAD_WAIT;
+    /// Waits (asynchronously, at most [`DAD_WAIT`]) until the kernel's duplicate address
+    /// detection is done with the address.
+    async fn wait_dad(&self, netlink: &mut Netlink, device: &str) -> Result<(), ResourceError> {
+        let deadline = Instant::now() + DAD_WAIT;
         loop {
             let found = self.find(netlink)?;
             let flags = found.first().map_or(0, |m| m.all_flags());
@@ -343,13 +345,13 @@ impl IpAddress {
             if flags & netlink::IFA_F_TENTATIVE == 0 {
                 return Ok(());
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return Err(ResourceError::Refused {
                     what: self.what(),
                     reason: format!("still tentative on {device} after {DAD_WAIT:?}"),
                 });
             }
-            std::thread::sleep(DAD_POLL);
+            tokio::time::sleep(DAD_POLL).await;
         }
     }
 
@@ -360,7 +362,7 @@ impl IpAddress {
     }
 
     /// Acquires the address on the primary interface.
-    fn acquire(&mut self) -> Result<(), ResourceError> {
+    async fn acquire(&mut self) -> Result<(), ResourceError> {
         let mut netlink = self.open()?;
         let index = self.resolve(&mut netlink, &self.primary.clone())?;
         let link = self.link(&mut netlink, index)?;
@@ -377,6 +379,7 @@ impl IpAddress {
             }
         }
         self.add_and_announce(&mut netlink, index, link.mac(), &link.name)
+            .await
     }
 
     /// Removes the address from every interface of this node.
@@ -399,7 +402,7 @@ impl IpAddress {
     /// Local LAN failover: moves the address to interface `to_device` (remove from the old
     /// interface, add on the new one, announce). Returns what moved, e.g.
     /// `198.18.0.50/24: eth0 -> eth1`.
-    pub fn swap(&mut self, to_device: &str) -> Result<String, ResourceError> {
+    pub async fn swap(&mut self, to_device: &str) -> Result<String, ResourceError> {
         let Some((_, from)) = self.current.clone() else {
             return Err(ResourceError::Refused {
                 what: self.what(),
@@ -418,7 +421,8 @@ impl IpAddress {
                     .map_err(|e| self.io_error(&format!("removing it from {from}"), e))?;
             }
         }
-        self.add_and_announce(&mut netlink, index, link.mac(), &link.name)?;
+        self.add_and_announce(&mut netlink, index, link.mac(), &link.name)
+            .await?;
         let moved = format!("{}: {from} -> {}", self.what(), link.name);
         tracing::info!("swap_adapter: {moved}");
         Ok(moved)
@@ -470,7 +474,7 @@ impl Resource for IpAddress {
     }
 
     fn start<'a>(&'a mut self, _env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
-        Box::pin(async move { self.acquire() })
+        Box::pin(self.acquire())
     }
 
     fn stop<'a>(

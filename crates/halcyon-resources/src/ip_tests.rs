@@ -108,8 +108,13 @@ async fn announce_for(r: &mut dyn Resource, time: Duration) {
 
 /// Waits (bounded) until the client's neighbour entry for the service address is `mac`.
 fn wait_neighbour(client: &Netns, mac: &str) -> bool {
+    wait_neighbour_of(client, SERVICE, mac)
+}
+
+/// Waits (bounded, 2 s) until the client's neighbour entry for `address` is `mac`.
+fn wait_neighbour_of(client: &Netns, address: &str, mac: &str) -> bool {
     for _ in 0..40 {
-        if client.neighbour(SERVICE).as_deref() == Some(mac) {
+        if client.neighbour(address).as_deref() == Some(mac) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -295,4 +300,119 @@ fn a_node_without_an_interface_on_the_network_is_a_configuration_error() {
         e.to_string(),
         "ip 198.18.0.50/24 on node a: the node has no interface on network lan"
     );
+}
+
+/// IPv6 addresses of the benchmarking range (RFC 5180), only inside our namespaces.
+const CLIENT6: &str = "2001:2:0:1::100";
+const SERVICE6: &str = "2001:2:0:1::50";
+
+#[test]
+fn an_ipv6_address_is_checked_by_dad_announced_and_moved_between_hosts() {
+    if skip_unless_root("an_ipv6_address_is_checked_by_dad_announced_and_moved_between_hosts") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // Stationary addresses without duplicate address detection (setup, not under test).
+    lab.client
+        .ip(&format!("addr add {CLIENT6}/64 dev br0 nodad"));
+    let a = lab.host("a", &[("eth0", "198.18.0.1")]);
+    let b = lab.host("b", &[("eth0", "198.18.0.2")]);
+    let (a, b) = (&lab.hosts[a], &lab.hosts[b]);
+    a.ip("addr add 2001:2:0:1::1/64 dev eth0 nodad");
+    b.ip("addr add 2001:2:0:1::2/64 dev eth0 nodad");
+    // The kernel itself sends no neighbour advertisement when an address is added
+    // (ndisc_notify is off): a client that follows the address follows the driver's.
+    for host in [a, b] {
+        let out = host.exec(&["sysctl", "-n", "net.ipv6.conf.eth0.ndisc_notify"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    }
+    let config = resource(&[&format!("{SERVICE6}/64")]);
+    let v6_node = |name: &str, own: &str| Node {
+        name: name.into(),
+        number: 1,
+        interfaces: vec![Interface {
+            network: "lan".into(),
+            address: Some(own.parse().unwrap()),
+            device: Some("eth0".into()),
+            standby: false,
+        }],
+        fencing: None,
+    };
+    let on_a = IpAddress::new(config.clone(), &v6_node("a", "2001:2:0:1::1")).unwrap();
+    let on_b = IpAddress::new(config, &v6_node("b", "2001:2:0:1::2")).unwrap();
+    assert_eq!(on_a.address().to_string(), format!("{SERVICE6}/64"));
+
+    // a adds it: duplicate address detection passes (nobody has it), then it is announced.
+    let mut on_a = a.block_on(|| async move {
+        let mut on_a = on_a;
+        on_a.start(&env()).await.unwrap();
+        assert_eq!(on_a.check(), Health::Running);
+        assert_eq!(
+            on_a.announcements_sent(),
+            1,
+            "the first advertisement at once"
+        );
+        on_a
+    });
+    assert!(a.has_address("eth0", SERVICE6));
+    let flags = String::from_utf8_lossy(&a.ip("-6 addr show dev eth0").stdout).into_owned();
+    let line = flags.lines().find(|l| l.contains(SERVICE6)).unwrap();
+    assert!(
+        !line.contains("tentative") && !line.contains("dadfailed"),
+        "{line}"
+    );
+    assert!(lab.client.pings(SERVICE6));
+    assert_eq!(lab.client.neighbour(SERVICE6), Some(a.mac("eth0")));
+
+    // While a answers for it, b's duplicate address detection fails: refused, not kept.
+    let on_b = b.block_on(|| async move {
+        let mut on_b = on_b;
+        let e = on_b.start(&env()).await.unwrap_err();
+        assert!(
+            matches!(&e, ResourceError::Refused { reason, .. }
+                if reason.contains("duplicate address detection failed on eth0")),
+            "{e}"
+        );
+        assert_eq!(on_b.check(), Health::Stopped);
+        on_b
+    });
+    assert!(
+        !b.has_address("eth0", SERVICE6),
+        "a refused address is removed"
+    );
+    assert!(lab.client.pings(SERVICE6), "a still serves it");
+    assert_eq!(lab.client.neighbour(SERVICE6), Some(a.mac("eth0")));
+
+    // a releases it; b takes it over and advertises it: the client's entry follows at once
+    // (without the advertisement it would keep a's hardware address until its entry expires).
+    a.block_on(|| async {
+        on_a.stop(&env(), StopMode::Graceful).await.unwrap();
+        assert_eq!(on_a.check(), Health::Stopped);
+    });
+    assert!(!a.has_address("eth0", SERVICE6));
+    let b_mac = b.mac("eth0");
+    let client = &lab.client;
+    let mut on_b = b.block_on(|| async move {
+        let mut on_b = on_b;
+        on_b.start(&env()).await.unwrap();
+        // The repeated advertisements are sent while exited() is awaited.
+        announce_for(&mut on_b, Duration::from_millis(300)).await;
+        assert!(
+            on_b.announcements_sent() >= 2,
+            "{}",
+            on_b.announcements_sent()
+        );
+        on_b
+    });
+    assert!(
+        wait_neighbour_of(client, SERVICE6, &b_mac),
+        "client's entry: {:?}, b is {b_mac}",
+        client.neighbour(SERVICE6)
+    );
+    assert!(lab.client.pings(SERVICE6), "reached on b");
+    b.block_on(|| async {
+        on_b.stop(&env(), StopMode::Graceful).await.unwrap();
+    });
+    assert!(!b.has_address("eth0", SERVICE6));
+    assert!(!lab.client.pings(SERVICE6), "released everywhere");
 }

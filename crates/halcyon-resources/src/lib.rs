@@ -17,11 +17,14 @@
 //!   OCF agents are executed directly;
 //! - every external command is bounded by a timeout; a command that times out has its process
 //!   group killed, and the error says so;
-//! - captured output is bounded ([`OUTPUT_MAX`] bytes, the end kept);
+//! - captured output is bounded ([`OUTPUT_MAX`] bytes of a command, [`SERVICE_OUTPUT_MAX`]
+//!   of a service, the end kept);
 //! - this crate spawns processes, never tasks or threads: a service's exit is awaited by the
-//!   caller through [`Resource::exited`], and an address's repeated announcements are sent
-//!   while the caller awaits [`Resource::exited`] (the daemon's supervision loop always does);
-//! - every loop is bounded (by a count or a deadline), and so is every socket wait.
+//!   caller through [`Resource::exited`], and an address's repeated announcements are sent and
+//!   a service's output is read while the caller awaits [`Resource::exited`] (the daemon's
+//!   supervision loop always does);
+//! - every loop is bounded (by a count or a deadline), and so is every socket wait; the one
+//!   exception is the loop reading a service's output, which lasts as long as the service.
 
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
@@ -35,10 +38,20 @@ use tokio::time::{Instant, sleep, timeout};
 
 /// Most bytes of a command's output kept (the last ones).
 pub const OUTPUT_MAX: usize = 2048;
+/// Most bytes of a service's output kept (the last ones), see [`Resource::output_tail`].
+pub const SERVICE_OUTPUT_MAX: usize = 4096;
+/// Capacity asked for the pipe carrying a service's output: what the service may write while
+/// the caller is not awaiting [`Resource::exited`] before a write blocks (Linux's default
+/// limit for unprivileged processes; the default capacity is 64 KiB).
+const SERVICE_PIPE_BYTES: i32 = 1 << 20;
+/// Bytes read from a service's output pipe at a time.
+const SERVICE_READ_BYTES: usize = 8192;
 /// How often a process group is polled while waiting for it to vanish.
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long to wait for a process group to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Most `/proc` entries looked at when looking for a group's live members.
+const PROC_ENTRIES_MAX: usize = 1_000_000;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -165,6 +178,13 @@ pub trait Resource: Send {
     fn process_group(&self) -> Option<i32> {
         None
     }
+    /// The end of what the resource's process printed (stdout and stderr together, at most
+    /// [`SERVICE_OUTPUT_MAX`] bytes, cut at a character boundary) since it was last started;
+    /// for the event log when a service exits or fails. `None` when nothing was printed or the
+    /// resource captures no output (only services do).
+    fn output_tail(&mut self) -> Option<String> {
+        None
+    }
     /// An active health probe, which may run a command (an OCF agent's `monitor`) and so takes
     /// time; bounded by the resource's timeout. The default is [`Resource::check`]. The caller
     /// runs it every [`Resource::monitor_interval`].
@@ -201,9 +221,51 @@ pub fn signal_group(pgid: i32, signal: i32) -> bool {
     unsafe { libc::kill(-pgid, signal) == 0 }
 }
 
-/// True while some process of group `pgid` exists.
+/// True while some live process of group `pgid` exists. Zombies do not count: a killed
+/// process whose parent died is reparented to init and stays a zombie until init reaps it
+/// (seconds, with some inits), yet holds nothing (no memory, files, sockets or mounts).
 pub fn group_alive(pgid: i32) -> bool {
-    signal_group(pgid, 0)
+    // Cheap and exact when the group has no process at all, zombie or not.
+    signal_group(pgid, 0) && live_members(pgid)
+}
+
+/// Whether `/proc` shows a process of group `pgid` that is not a zombie (or dead). When
+/// `/proc` cannot be read, every member counts as live.
+fn live_members(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in entries.take(PROC_ENTRIES_MAX).flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // exited meanwhile
+        };
+        if let Some((state, group)) = state_and_group(&stat)
+            && group == pgid
+            && state != 'Z'
+            && state != 'X'
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The state letter and process group of a `/proc/PID/stat` line (`pid (comm) S ppid pgrp
+/// ...`; the command may contain spaces and parentheses, so fields count from the last `)`).
+fn state_and_group(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
 }
 
 /// Waits until group `pgid` has no process left, at most `limit`. True when it is gone.
@@ -235,13 +297,97 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// A long-running command supervised by the daemon (SPEC 9.2).
+/// The last bytes a service printed, and the pipe they come through.
+#[derive(Default)]
+struct ServiceOutput {
+    /// The read end of the pipe that is the service's stdout and stderr; `None` before the
+    /// start, after the end of the output (every writer gone) and after a stop.
+    pipe: Option<tokio::net::unix::pipe::Receiver>,
+    tail: OutputTail,
+}
+
+impl ServiceOutput {
+    /// Reads what is waiting in the pipe without blocking (bounded: a pipe holds at most
+    /// [`SERVICE_PIPE_BYTES`]; a service writing faster than this reads is cut off here and
+    /// read on by [`Resource::exited`]).
+    fn drain(&mut self) {
+        let Some(pipe) = &self.pipe else { return };
+        let mut buffer = [0u8; SERVICE_READ_BYTES];
+        for _ in 0..=(SERVICE_PIPE_BYTES as usize / SERVICE_READ_BYTES) {
+            match pipe.try_read(&mut buffer) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => self.tail.push(&buffer[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.pipe = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The last [`SERVICE_OUTPUT_MAX`] bytes of a stream.
+#[derive(Default)]
+struct OutputTail {
+    bytes: std::collections::VecDeque<u8>,
+}
+
+impl OutputTail {
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(SERVICE_OUTPUT_MAX)..];
+        let excess = (self.bytes.len() + data.len()).saturating_sub(SERVICE_OUTPUT_MAX);
+        self.bytes.drain(..excess);
+        self.bytes.extend(data);
+    }
+
+    /// The kept bytes as text: a character cut at the front is dropped whole, other invalid
+    /// UTF-8 becomes U+FFFD.
+    fn text(&self) -> Option<String> {
+        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
+        // A UTF-8 character is at most 4 bytes: at most 3 continuation bytes lead.
+        let start = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (0x80..0xc0).contains(*b))
+            .count();
+        let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// A pipe for a service's output: (read end, write end), close-on-exec, enlarged to
+/// [`SERVICE_PIPE_BYTES`] when the kernel allows.
+fn output_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills the two-element array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two fresh descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl(2) on a live descriptor; a failure only leaves the default capacity.
+    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, SERVICE_PIPE_BYTES) };
+    Ok((read, write))
+}
+
+/// A long-running command supervised by the daemon (SPEC 9.2). Its stdout and stderr go to a
+/// pipe read while the caller awaits [`Resource::exited`]; the last [`SERVICE_OUTPUT_MAX`]
+/// bytes are kept for [`Resource::output_tail`]. A service that prints more than the pipe
+/// holds ([`SERVICE_PIPE_BYTES`]) while nobody awaits `exited` blocks in its write until the
+/// caller does.
 pub struct Service {
     config: ServiceResource,
     child: Option<Child>,
     pgid: Option<i32>,
     /// Set once the child's exit has been reaped.
     exit: Option<String>,
+    output: ServiceOutput,
 }
 
 impl Service {
@@ -251,6 +397,7 @@ impl Service {
             child: None,
             pgid: None,
             exit: None,
+            output: ServiceOutput::default(),
         }
     }
 
@@ -283,19 +430,29 @@ impl Resource for Service {
                 // A previous run (exited by itself) may have left processes in its group.
                 kill_group(old).await;
             }
+            let spawn_error = |e: std::io::Error| ResourceError::Spawn {
+                what: self.describe(),
+                command: self.config.command.clone(),
+                error: e.to_string(),
+            };
+            let (read, write) = output_pipe().map_err(spawn_error)?;
+            let pipe =
+                tokio::net::unix::pipe::Receiver::from_owned_fd(read).map_err(spawn_error)?;
+            let stderr = write.try_clone().map_err(spawn_error)?;
+            // The write ends are dropped with the command: only the service holds them.
             let child = shell(&self.config.command, env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stdout(write)
+                .stderr(stderr)
                 .spawn()
-                .map_err(|e| ResourceError::Spawn {
-                    what: self.describe(),
-                    command: self.config.command.clone(),
-                    error: e.to_string(),
-                })?;
+                .map_err(spawn_error)?;
             let pid = child.id().map(|p| p as i32);
             self.pgid = pid;
             self.child = Some(child);
             self.exit = None;
+            self.output = ServiceOutput {
+                pipe: Some(pipe),
+                tail: OutputTail::default(),
+            };
             tracing::info!(service = %self.config.name, pid, package = %env.package, "service started");
             Ok(())
         })
@@ -312,6 +469,7 @@ impl Resource for Service {
             };
             let mut report = StopReport::default();
             let halt_timeout = self.config.halt_timeout;
+            self.output.drain();
             if mode == StopMode::Graceful {
                 signal_group(pgid, libc::SIGTERM);
                 let deadline = Instant::now() + halt_timeout;
@@ -338,6 +496,9 @@ impl Resource for Service {
             }
             wait_group_gone(pgid, KILL_WAIT).await;
             self.exit = None;
+            // What it printed while stopping is kept; the pipe is closed.
+            self.output.drain();
+            self.output.pipe = None;
             Ok(report)
         })
     }
@@ -351,38 +512,101 @@ impl Resource for Service {
         }
     }
 
+    /// Reads the service's output while waiting for its exit. Cancel-safe: the output read so
+    /// far is in `self`, and both the read and the wait lose nothing when dropped.
     fn exited(&mut self) -> BoxFuture<'_, String> {
         Box::pin(async move {
             if let Some(e) = &self.exit {
                 return e.clone();
             }
-            match self.child.as_mut() {
-                Some(child) => {
-                    let status = match child.wait().await {
-                        Ok(status) => describe_status(status),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                    self.exit = Some(status.clone());
-                    status
+            let Some(child) = self.child.as_mut() else {
+                return std::future::pending().await;
+            };
+            let output = &mut self.output;
+            let mut buffer = [0u8; SERVICE_READ_BYTES];
+            // Lasts as long as the service: each turn reads output or ends with its exit.
+            let waited = loop {
+                let read = async {
+                    match output.pipe.as_mut() {
+                        Some(pipe) => tokio::io::AsyncReadExt::read(pipe, &mut buffer).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    waited = child.wait() => break waited,
+                    read = read => match read {
+                        Ok(0) | Err(_) => output.pipe = None,
+                        Ok(n) => output.tail.push(&buffer[..n]),
+                    },
                 }
-                None => std::future::pending().await,
-            }
+            };
+            // What it printed just before exiting.
+            output.drain();
+            let status = match waited {
+                Ok(status) => describe_status(status),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            self.exit = Some(status.clone());
+            status
         })
     }
 
     fn process_group(&self) -> Option<i32> {
         self.pgid
     }
+
+    fn output_tail(&mut self) -> Option<String> {
+        self.output.drain();
+        self.output.tail.text()
+    }
 }
 
-/// Run and halt commands with timeouts (SPEC 9.3).
+/// Run and halt commands with timeouts (SPEC 9.3), in the package environment.
+///
+/// A run command often starts the package's processes in the background (`myapp &`). They
+/// stay in the run command's process group, which the script keeps as its
+/// [`Resource::process_group`] while a process of it lives: the daemon hands it to its lease
+/// guard like a service's group. Stopping runs the halt command, then ends what the run
+/// command left (SIGTERM, SIGKILL after the halt timeout; at once with SIGKILL for an
+/// immediate stop, before the halt command), so nothing of the package stays on the node.
+/// A process that left the group (`setsid`, a double-forking daemon) is not seen.
 pub struct Script {
     config: ScriptResource,
+    /// The run command's process group while processes it left run.
+    run_group: Option<i32>,
 }
 
 impl Script {
     pub fn new(config: ScriptResource) -> Self {
-        Script { config }
+        Script {
+            config,
+            run_group: None,
+        }
+    }
+
+    /// Ends what the run command left running; a description of it when something had to be
+    /// ended (SIGTERM with `grace`, then SIGKILL).
+    async fn end_run_group(&mut self, grace: Option<Duration>) -> Option<(bool, String)> {
+        let pgid = self.run_group.take()?;
+        if !group_alive(pgid) {
+            return None;
+        }
+        let left = format!(
+            "{}: processes the run command left in process group {pgid}",
+            self.describe()
+        );
+        if let Some(grace) = grace {
+            signal_group(pgid, libc::SIGTERM);
+            if wait_group_gone(pgid, grace).await {
+                return Some((false, format!("{left} were still running: terminated")));
+            }
+        }
+        kill_group(pgid).await;
+        let how = match grace {
+            Some(grace) => format!("ignored SIGTERM for {grace:?}: killed"),
+            None => "were killed".to_owned(),
+        };
+        Some((true, format!("{left} {how}")))
     }
 }
 
@@ -414,9 +638,22 @@ pub async fn run_command(
 pub async fn run_captured(
     what: &str,
     shown: &str,
-    mut command: Command,
+    command: Command,
     limit: Duration,
 ) -> Result<(ExitStatus, String), ResourceError> {
+    run_captured_in_group(what, shown, command, limit)
+        .await
+        .map(|(status, output, _)| (status, output))
+}
+
+/// [`run_captured`], also returning the command's process group (which processes it left in
+/// the background are still in).
+async fn run_captured_in_group(
+    what: &str,
+    shown: &str,
+    mut command: Command,
+    limit: Duration,
+) -> Result<(ExitStatus, String, Option<i32>), ResourceError> {
     let spawn_error = |e: std::io::Error| ResourceError::Spawn {
         what: what.to_owned(),
         command: shown.to_owned(),
@@ -442,7 +679,7 @@ pub async fn run_captured(
     };
     match waited {
         // Leftover background processes of a finished command are not ours to keep.
-        Ok(Ok(status)) => Ok((status, read_output(&mut output))),
+        Ok(Ok(status)) => Ok((status, read_output(&mut output), pgid)),
         Ok(Err(e)) => Err(spawn_error(e)),
         Err(_) => {
             if let Some(pgid) = pgid {
@@ -467,30 +704,75 @@ impl Resource for Script {
         format!("script {}", self.config.name)
     }
 
+    /// Runs the run command. When it fails (or times out), what it left running is killed.
     fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
         Box::pin(async move {
+            // A previous run's leftovers (a start without a stop) are not this run's.
+            self.end_run_group(None).await;
             let what = format!("{} run", self.describe());
-            run_command(&what, &self.config.run, env, self.config.run_timeout)
-                .await
-                .map(|_| ())
+            let command = self.config.run.clone();
+            let (status, output, pgid) = run_captured_in_group(
+                &what,
+                &command,
+                shell(&command, env),
+                self.config.run_timeout,
+            )
+            .await?;
+            self.run_group = pgid.filter(|g| group_alive(*g));
+            if status.success() {
+                if let Some(pgid) = self.run_group {
+                    tracing::info!(script = %self.config.name, pgid, "the run command left processes running");
+                }
+                return Ok(());
+            }
+            self.end_run_group(None).await;
+            Err(ResourceError::Failed {
+                what,
+                command,
+                status: describe_status(status),
+                output,
+            })
         })
     }
 
+    /// Runs the halt command, then ends what the run command left running. A halt command
+    /// that times out has its process group killed; both are reported in the
+    /// [`StopReport`] (`killed` and `detail`), not as errors: the package is off this node.
+    /// A halt command that fails is an error.
     fn stop<'a>(
         &'a mut self,
         env: &'a PackageEnv,
-        _mode: StopMode,
+        mode: StopMode,
     ) -> BoxFuture<'a, Result<StopReport, ResourceError>> {
         Box::pin(async move {
-            let what = format!("{} halt", self.describe());
-            match run_command(&what, &self.config.halt, env, self.config.halt_timeout).await {
-                Ok(_) => Ok(StopReport::default()),
-                Err(e @ ResourceError::TimedOut { .. }) => Ok(StopReport {
-                    killed: true,
-                    detail: e.to_string(),
-                }),
-                Err(e) => Err(e),
+            let mut report = StopReport::default();
+            let mut note = |killed: bool, detail: String| {
+                report.killed |= killed;
+                if !report.detail.is_empty() {
+                    report.detail.push_str("; ");
+                }
+                report.detail.push_str(&detail);
+            };
+            if mode == StopMode::Immediate
+                && let Some((killed, detail)) = self.end_run_group(None).await
+            {
+                note(killed, detail);
             }
+            let what = format!("{} halt", self.describe());
+            let halted =
+                match run_command(&what, &self.config.halt, env, self.config.halt_timeout).await {
+                    Ok(_) => Ok(()),
+                    Err(e @ ResourceError::TimedOut { .. }) => {
+                        note(true, e.to_string());
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+            if let Some((killed, detail)) = self.end_run_group(Some(self.config.halt_timeout)).await
+            {
+                note(killed, detail);
+            }
+            halted.map(|()| report)
         })
     }
 
@@ -500,6 +782,10 @@ impl Resource for Script {
 
     fn exited(&mut self) -> BoxFuture<'_, String> {
         Box::pin(std::future::pending())
+    }
+
+    fn process_group(&self) -> Option<i32> {
+        self.run_group.filter(|g| group_alive(*g))
     }
 }
 
@@ -638,7 +924,7 @@ impl PackageResources {
             if let Some(ip) = r.as_ip_address()
                 && ip.network() == network
             {
-                moved.push(ip.swap(to_device)?);
+                moved.push(ip.swap(to_device).await?);
             }
         }
         Ok(moved)
@@ -701,6 +987,16 @@ impl PackageResources {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// The end of what resource `index` printed since its last start (a service's stdout and
+    /// stderr, at most [`SERVICE_OUTPUT_MAX`] bytes): for the event log when the service exits
+    /// ([`PackageResources::exited`]) or fails, read before [`PackageResources::restart`],
+    /// which starts a new tail. `None` when nothing was printed or the resource captures no
+    /// output.
+    pub fn output_tail(&mut self, index: usize) -> Option<String> {
+        assert!(index < self.resources.len(), "no resource {index}");
+        self.resources[index].output_tail()
     }
 
     /// Starts resource `index` again (a service that exited by itself).

@@ -166,6 +166,8 @@ pub struct OcfAgent {
     started: bool,
     /// The last monitor's verdict, for [`Resource::check`].
     last_health: Option<Health>,
+    /// The last monitor's exit code (`None`: none ran, or the agent could not be run).
+    last_status: Option<OcfStatus>,
 }
 
 impl OcfAgent {
@@ -181,6 +183,7 @@ impl OcfAgent {
             instance: instance.to_owned(),
             started: false,
             last_health: None,
+            last_status: None,
         })
     }
 
@@ -192,6 +195,14 @@ impl OcfAgent {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The exit code of the last `monitor`: [`OcfStatus::NotRunning`] (the agent says the
+    /// resource is cleanly stopped: its state is gone) and [`OcfStatus::GenericError`] (it
+    /// runs but is broken) are both failures while the resource should run, and the caller
+    /// may treat them differently (e.g. in the event log).
+    pub fn last_status(&self) -> Option<OcfStatus> {
+        self.last_status
     }
 
     fn what(&self) -> String {
@@ -262,7 +273,9 @@ impl OcfAgent {
 
     /// One monitor: the verdict as a [`Health`] (never an error; failures are described).
     async fn monitor_once(&mut self, env: &PackageEnv) -> Health {
-        let health = match self.run("monitor", env).await {
+        let outcome = self.run("monitor", env).await;
+        self.last_status = outcome.as_ref().ok().map(|o| o.status);
+        let health = match outcome {
             Ok(o) => match o.status {
                 OcfStatus::Success | OcfStatus::RunningMaster => Health::Running,
                 OcfStatus::NotRunning if !self.started => Health::Stopped,
@@ -285,8 +298,13 @@ impl Resource for OcfAgent {
         self.what()
     }
 
+    /// Starts the agent; when it was started before (a restart after a failed monitor), it is
+    /// stopped first, as OCF recovery is (an agent may refuse to start over a failed instance).
     fn start<'a>(&'a mut self, env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
         Box::pin(async move {
+            if self.started {
+                self.stop(env, StopMode::Graceful).await?;
+            }
             let outcome = self.run("start", env).await?;
             if outcome.status != OcfStatus::Success {
                 return Err(self.failed("start", outcome));

@@ -12,8 +12,8 @@ use crate::ocf::{
     AgentMetadata, AgentName, OCF_ROOT, OcfAgent, OcfStatus, ParameterMetadata, check_params,
     parse_metadata, validate_params,
 };
-use crate::testing::{Netns, skip_unless_root};
-use crate::{Health, PackageEnv, Resource, ResourceError, StopMode};
+use crate::testing::{Netns, process_alive, skip_unless_root};
+use crate::{Health, PackageEnv, PackageResources, Resource, ResourceError, StopMode};
 
 fn env() -> PackageEnv {
     PackageEnv {
@@ -32,6 +32,8 @@ fn config(agent: &str, params: &[(&str, &str)], timeout: Duration) -> OcfResourc
             .collect(),
         monitor_interval: Duration::from_secs(10),
         timeout,
+        restart: 1,
+        restart_window: None,
     }
 }
 
@@ -148,12 +150,14 @@ fn meta_data_parameters_are_read_and_checked() {
 
 #[tokio::test]
 async fn a_fake_agent_gets_the_ocf_environment_and_its_codes_are_typed() {
-    let log = tempfile::NamedTempFile::new().unwrap();
+    // In a directory of its own: the `.up` file next to the log goes with it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
     let root = fake_agent(&format!(
         r#"echo "$1 $OCF_ROOT $OCF_RESOURCE_INSTANCE $OCF_RESOURCE_PROVIDER:$OCF_RESOURCE_TYPE $OCF_RESKEY_colour $HALCYON_PACKAGE" >> {log}
 case $1 in start) exit 0;; monitor) [ -e {log}.up ] && exit 0; exit 7;; stop) exit 7;; esac
 exit 3"#,
-        log = log.path().display()
+        log = log.display()
     ));
     let mut agent = OcfAgent::new(
         config("test:Fake", &[("colour", "blue")], Duration::from_secs(5)),
@@ -168,14 +172,14 @@ exit 3"#,
             .contains("start succeeded but the monitor after it failed"),
         "{e}"
     );
-    std::fs::write(format!("{}.up", log.path().display()), "").unwrap();
+    std::fs::write(format!("{}.up", log.display()), "").unwrap();
     agent.start(&env()).await.unwrap();
     assert_eq!(agent.monitor(&env()).await, Health::Running);
     // stop of a resource that is not running (7) is a success.
     agent.stop(&env(), StopMode::Graceful).await.unwrap();
     let outcome = agent.run("migrate_to", &env()).await.unwrap();
     assert_eq!(outcome.status, OcfStatus::Unimplemented);
-    let lines = std::fs::read_to_string(log.path()).unwrap();
+    let lines = std::fs::read_to_string(&log).unwrap();
     let first = lines.lines().next().unwrap();
     assert_eq!(
         first,
@@ -204,12 +208,7 @@ async fn an_agent_that_times_out_has_its_process_group_killed() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: kill(2) with signal 0 only checks whether the process exists.
-    assert_ne!(
-        unsafe { libc::kill(pid, 0) },
-        0,
-        "the agent's child survived"
-    );
+    assert!(!process_alive(pid), "the agent's child survived");
     // A missing agent is a clear error.
     let mut missing = OcfAgent::new(config("test:Nope", &[], Duration::from_secs(1)), "x")
         .unwrap()
@@ -328,4 +327,113 @@ fn ipaddr2_adds_monitors_and_removes_an_address_in_a_namespace() {
         assert_eq!(agent.monitor(&env()).await, Health::Stopped);
     });
     assert!(!ns.has_address("eth0", "198.18.1.77"));
+}
+
+#[tokio::test]
+async fn not_running_and_failed_monitors_are_told_apart_and_a_restart_stops_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mode, log) = (dir.path().join("mode"), dir.path().join("log"));
+    // monitor: 0 when the mode file says ok, 1 (generic error) when it says broken, 7 (not
+    // running) without it; start writes "ok", stop removes it.
+    let root = fake_agent(&format!(
+        r#"echo $1 >> {log}
+case $1 in
+start) echo ok > {mode}; exit 0;;
+stop) rm -f {mode}; exit 0;;
+monitor) [ -e {mode} ] || exit 7; [ "$(cat {mode})" = ok ] && exit 0; echo "backend unreachable"; exit 1;;
+esac
+exit 3"#,
+        log = log.display(),
+        mode = mode.display()
+    ));
+    let agent = OcfAgent::new(config("test:Fake", &[], Duration::from_secs(5)), "web.Fake")
+        .unwrap()
+        .with_root(root.path());
+    let mut package = PackageResources::new(env(), vec![Box::new(agent)]);
+    package.start().await.unwrap();
+    assert_eq!(package.monitor_intervals(), [(0, Duration::from_secs(10))]);
+    assert_eq!(package.monitor(0).await, Health::Running);
+
+    std::fs::write(&mode, "broken").unwrap();
+    let failed = package.monitor(0).await;
+    assert_eq!(
+        failed,
+        Health::Failed(
+            "ocf test:Fake (web.Fake) monitor: 1 (generic error); output: backend unreachable"
+                .into()
+        )
+    );
+    std::fs::remove_file(&mode).unwrap();
+    let gone = package.monitor(0).await;
+    assert_eq!(
+        gone,
+        Health::Failed("ocf test:Fake (web.Fake) monitor: 7 (not running)".into())
+    );
+
+    // The daemon's recovery: restart, which stops the instance before starting it again.
+    std::fs::write(&log, "").unwrap();
+    package.restart(0).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop\nstart\nmonitor\n",
+        "stop, start, and the monitor that confirms the start"
+    );
+    assert_eq!(package.monitor(0).await, Health::Running);
+    package.stop(StopMode::Graceful).await.unwrap();
+}
+
+#[tokio::test]
+async fn last_status_names_the_monitors_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    let root = fake_agent(&format!(
+        "case $1 in monitor) exit $(cat {});; esac; exit 0",
+        code.display()
+    ));
+    let mut agent = OcfAgent::new(config("test:Fake", &[], Duration::from_secs(5)), "x")
+        .unwrap()
+        .with_root(root.path());
+    assert_eq!(agent.last_status(), None);
+    std::fs::write(&code, "0").unwrap();
+    agent.start(&env()).await.unwrap();
+    assert_eq!(agent.last_status(), Some(OcfStatus::Success));
+    for (written, status) in [
+        ("7", OcfStatus::NotRunning),
+        ("1", OcfStatus::GenericError),
+        ("5", OcfStatus::NotInstalled),
+    ] {
+        std::fs::write(&code, written).unwrap();
+        assert!(matches!(agent.monitor(&env()).await, Health::Failed(_)));
+        assert_eq!(agent.last_status(), Some(status));
+    }
+}
+
+#[tokio::test]
+async fn a_dummy_whose_state_file_is_removed_is_recovered_by_a_restart() {
+    if skip_without_agents("a_dummy_whose_state_file_is_removed_is_recovered_by_a_restart") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dummy.state");
+    let dummy = OcfAgent::new(
+        config(
+            "heartbeat:Dummy",
+            &[("state", state.to_str().unwrap())],
+            Duration::from_secs(20),
+        ),
+        "web.Dummy",
+    )
+    .unwrap();
+    let mut package = PackageResources::new(env(), vec![Box::new(dummy)]);
+    package.start().await.unwrap();
+    assert_eq!(package.monitor(0).await, Health::Running);
+    std::fs::remove_file(&state).unwrap();
+    assert!(
+        matches!(package.monitor(0).await, Health::Failed(why) if why.contains("7 (not running)"))
+    );
+    package.restart(0).await.unwrap();
+    assert!(state.exists(), "Dummy started again");
+    assert_eq!(package.monitor(0).await, Health::Running);
+    package.stop(StopMode::Graceful).await.unwrap();
+    assert!(!state.exists());
 }

@@ -5,7 +5,10 @@
 //! starts a failover package on one node at a time, and a node halts its packages before its
 //! lease expires): this driver cannot see other hosts. What it does check, on this node:
 //! a device already mounted elsewhere is not mounted again at a second mount point, and a mount
-//! point that already has something else mounted is refused.
+//! point that already has something else mounted is refused. Across hosts, ext4's multiple
+//! mount protection (`mkfs.ext4 -O mmp`, or `tune2fs -O mmp`) is a second line behind the
+//! lease: the kernel refuses to mount a file system another host has mounted (after
+//! `2 * mmp_check_interval + 1` seconds), and the driver reports that refusal.
 //!
 //! Unmounting a busy file system fails with the processes holding it (found by scanning
 //! `/proc/*/cwd`, `root` and `fd`); the driver never unmounts lazily, because a lazily
@@ -385,6 +388,15 @@ impl Filesystem {
         };
         if rc != 0 {
             let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                // Not mounted here (checked before): the kernel or the device refuses.
+                return Err(self.refused(format!(
+                    "the kernel refused to mount {}: {e}; the file system may be active on \
+                     another node (ext4 multiple mount protection, see the kernel log) or the \
+                     device held by another user; not mounted",
+                    self.config.device
+                )));
+            }
             return Err(ResourceError::Io {
                 what: self.what(),
                 error: format!(

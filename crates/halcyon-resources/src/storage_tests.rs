@@ -6,7 +6,7 @@ use std::time::Duration;
 use halcyon_config::{FilesystemResource, VolumeResource};
 
 use crate::storage::{Filesystem, Volume, mounts};
-use crate::testing::{LoopDevice, UnmountOnDrop, ext4_image, skip_unless_root};
+use crate::testing::{LoopDevice, UnmountOnDrop, ext4_image, run, skip_unless_root};
 use crate::{Health, PackageEnv, Resource, ResourceError, StopMode};
 
 fn env() -> PackageEnv {
@@ -219,4 +219,60 @@ async fn a_volume_runs_its_commands_and_reports_failures() {
             .starts_with("volume vg02 deactivate: `sleep 30` timed out after 200ms"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_filesystem_fails_over_and_is_not_mounted_on_two_hosts_at_once() {
+    if skip_unless_root("a_filesystem_fails_over_and_is_not_mounted_on_two_hosts_at_once") {
+        return;
+    }
+    // Shared storage seen by two hosts: one image, a loop device per host (the kernel treats
+    // them as two disks, as two hosts would). Multiple mount protection is on.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("shared.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-O",
+            "mmp",
+            "-E",
+            "mmp_update_interval=1",
+            image.to_str().unwrap(),
+        ],
+    );
+    let (disk_a, disk_b) = (LoopDevice::attach(&image), LoopDevice::attach(&image));
+    let (m_a, m_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&m_a).unwrap();
+    std::fs::create_dir(&m_b).unwrap();
+    // Dropped first (declared last): unmount before the loop devices go.
+    let _unmount = [UnmountOnDrop(m_a.clone()), UnmountOnDrop(m_b.clone())];
+    let mut on_a = filesystem(&disk_a.device, &m_a, None);
+    let mut on_b = filesystem(&disk_b.device, &m_b, None);
+
+    on_a.start(&env()).await.unwrap();
+    std::fs::write(m_a.join("orders"), "42").unwrap();
+    // Host b tries while host a has it mounted: refused, with the reason.
+    let e = on_b.start(&env()).await.unwrap_err();
+    assert!(matches!(e, ResourceError::Refused { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "the kernel refused to mount {}: Device or resource busy",
+            disk_b.device
+        )) && e.to_string().contains("may be active on another node"),
+        "{e}"
+    );
+    assert!(!mounted_at(&m_b));
+    assert_eq!(on_b.check(), Health::Stopped);
+
+    // Failover: a releases it, b mounts it and finds a's data.
+    on_a.stop(&env(), StopMode::Graceful).await.unwrap();
+    on_b.start(&env()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(m_b.join("orders")).unwrap(), "42");
+    on_b.stop(&env(), StopMode::Graceful).await.unwrap();
 }

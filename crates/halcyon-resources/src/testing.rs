@@ -1,14 +1,29 @@
 //! Test helpers: root detection, network namespaces, loop devices, mounts — each cleaned up by
-//! a guard's Drop, also when a test fails. Names carry this process's id (`hr<pid>x...`), so
-//! nothing of another run or of the host is touched.
+//! a guard's Drop, also when a test fails. Names carry this process's id and a counter
+//! (`hr<pid>x<n><tag>`), so nothing of another run, of a test running in parallel, or of the
+//! host is touched.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Numbers the namespaces of this process: tests run in parallel threads, and two labs asking
+/// for the same tag must not delete each other's namespace.
+static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no failure mode and touches no memory.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether process `pid` exists and is not a zombie (a killed orphan waits for init to reap
+/// it, which some inits do only every few seconds).
+pub fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| crate::state_and_group(&stat))
+        .is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
 /// True (after printing a visible skip line) when the test cannot run: not root.
@@ -43,7 +58,8 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Self {
-        let name = format!("hr{}x{tag}", std::process::id());
+        let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("hr{}x{n}{tag}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         run("ip", &["netns", "add", &name]);
         let ns = Netns { name };
