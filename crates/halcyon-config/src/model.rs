@@ -511,6 +511,15 @@ impl Resource {
         }
     }
 
+    /// The name its restarts are counted under on a node: a service's name, else
+    /// [`Resource::describe`].
+    pub fn restart_key(&self) -> String {
+        match self {
+            Resource::Service(s) => s.name.clone(),
+            other => other.describe(),
+        }
+    }
+
     /// A short name for logs and plans, e.g. `ip 198.18.1.50/24`.
     pub fn describe(&self) -> String {
         match self {

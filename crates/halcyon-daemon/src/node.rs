@@ -38,9 +38,6 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a coordinator of a cluster without members waits for every node before it
 /// forms the cluster with the nodes that joined (Serviceguard's AUTO_START_TIMEOUT).
 const FORMATION_GRACE: Duration = Duration::from_secs(5);
-/// Restarts in place of a resource whose monitor fails (OCF agents have no `restart` setting
-/// yet), before the package fails over; counted like a service's restarts.
-const OCF_RESTARTS: u32 = 1;
 /// Timeout of one node-to-node API call.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -1716,7 +1713,12 @@ impl Node {
                     let Some(halcyon_config::Resource::Service(service)) = package.resources.get(index) else {
                         continue;
                     };
-                    (index, service.name.clone(), format!("service exited: {why}"), service.restart)
+                    let output = resources.output_tail(index).filter(|o| !o.trim().is_empty());
+                    let why = match output {
+                        Some(o) => format!("service exited: {why}; its output ended with:\n{}", o.trim_end()),
+                        None => format!("service exited: {why}"),
+                    };
+                    (index, service.name.clone(), why, service.restart)
                 }
                 _ = sleep_until_opt(due.map(|(_, at)| at)) => {
                     let Some((index, _)) = due else { continue };
@@ -1724,8 +1726,9 @@ impl Node {
                     next_monitor.insert(index, Instant::now() + every);
                     match resources.monitor(index).await {
                         Health::Failed(why) => {
-                            let what = resources.resources[index].describe();
-                            (index, what, format!("monitor failed: {why}"), OCF_RESTARTS)
+                            let resource = &package.resources[index];
+                            let limit = resource.restarts().map_or(0, |(n, _)| n);
+                            (index, resource.restart_key(), format!("monitor failed: {why}"), limit)
                         }
                         _ => continue,
                     }
@@ -1747,6 +1750,7 @@ impl Node {
                     package: name.clone(),
                     node: self.name.clone(),
                     service: resource.clone(),
+                    detail: Some(why.clone()),
                     at: Timestamp::now(),
                 })
                 .await;
@@ -1770,6 +1774,10 @@ impl Node {
                 }
             }
             tracing::warn!(package = %name, resource, count, "restarts exhausted: the package fails here");
+            let fail_fast = matches!(
+                package.resources.get(index),
+                Some(halcyon_config::Resource::Service(s)) if s.node_fail_fast
+            );
             lock(&self.failed_here).insert(name.clone());
             lock(&self.local).remove(&name);
             let _ = resources.stop(StopMode::Graceful).await;
@@ -1781,9 +1789,15 @@ impl Node {
                         package: name.clone(),
                         node: self.name.clone(),
                     },
-                    "restarts exhausted",
+                    &format!("restarts exhausted: {resource}: {why}"),
                 )
                 .await;
+            if fail_fast {
+                self.fail_fast(&format!(
+                    "{name}: {resource} failed ({why}) and has node_fail_fast"
+                ))
+                .await;
+            }
             return;
         }
     }
@@ -1853,6 +1867,20 @@ impl Node {
 
     fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {
         !package.is_failover() || self.lease_valid()
+    }
+
+    /// `node_fail_fast` (Serviceguard's SERVICE_FAIL_FAST_ENABLED): the node leaves the
+    /// cluster at once. Every local package is stopped immediately, the guard is told to
+    /// forget them, and the daemon exits; the others take its packages over once its lease
+    /// has expired, as for a crash.
+    async fn fail_fast(&self, why: &str) -> ! {
+        tracing::error!(node = %self.name, "FAIL FAST: {why}; this node leaves the cluster now");
+        let names: Vec<PackageName> = lock(&self.local).keys().cloned().collect();
+        for name in names {
+            let _ = self.halt_package(&name, StopMode::Immediate).await;
+        }
+        self.guard.shutdown();
+        std::process::exit(70);
     }
 
     /// Disarms the watchdog with the magic close (clean shutdown only).

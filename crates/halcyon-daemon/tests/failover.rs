@@ -153,7 +153,7 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
     spec.web_restart = 2;
     // Crashes 300 ms after every start on n1; runs normally elsewhere.
     spec.web_command = Some(format!(
-        "echo \"start $HALCYON_NODE\" >> {starts}; if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; while :; do sleep 1; done"
+        "echo \"start $HALCYON_NODE\" >> {starts}; if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; echo \"disk full on $HALCYON_NODE\"; exit 3; fi; while :; do sleep 1; done"
     ));
     let c = Cluster::configure(&spec);
     // The command is written before the directory is known: point it at the test directory.
@@ -185,6 +185,14 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
         let v = c.status(i).unwrap();
         let p = package_of(&v, "web");
         assert_eq!(p["restarts"]["n1"]["srv"]["count"], 3, "n{i}: {p:#}");
+        // Why, with the end of the service's output, is kept with the counter.
+        let last_exit = p["restarts"]["n1"]["srv"]["last_exit"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            last_exit.contains("exit status 3") && last_exit.contains("disk full on n1"),
+            "n{i}: {p:#}"
+        );
         assert!(p["restarts"]["n2"].is_null(), "n{i}: {p:#}");
         assert!(p["failures"]["n1"].is_string(), "n{i}: {p:#}");
     }
@@ -210,4 +218,43 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
     }
     let text = halcyon_daemon::render_status(&c.status(2).unwrap());
     assert!(text.contains("n1:srv=3"), "{text}");
+}
+
+#[test]
+fn a_failing_service_with_node_fail_fast_takes_its_node_out_of_the_cluster() {
+    let mut spec = Spec::new(27540);
+    spec.web_restart = 0;
+    spec.web_command = Some(
+        "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.5; exit 3; fi; while :; do sleep 1; done"
+            .to_owned(),
+    );
+    let c = Cluster::configure(&spec);
+    let web = c.path().join("config/web.toml");
+    let mut text = std::fs::read_to_string(&web).unwrap();
+    text.push_str("node_fail_fast = true\n");
+    std::fs::write(&web, text).unwrap();
+    let mut c = c;
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(2, FORM_TIMEOUT);
+    let took = c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    eprintln!("web runs on n2 {took:?} after n1 failed fast");
+    // n1's daemon left: its process ended by itself, and the others saw it go.
+    let started = std::time::Instant::now();
+    while c.is_running(1) {
+        assert!(
+            started.elapsed() < FAILOVER_TIMEOUT,
+            "n1's daemon still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.wait_for(2, "n1 no longer a member", FAILOVER_TIMEOUT, |v| {
+        node_of(v, "n1")["member"] == false
+    });
+    let events = c.events(2);
+    assert!(
+        events.iter().any(|e| e == "package_failed web on n1"),
+        "{events:?}"
+    );
 }

@@ -110,11 +110,15 @@ pub enum Command {
     },
     /// The current execution has run longer than its maximum duration.
     EventTooLong { execution: u64, at: Timestamp },
-    /// A supervised service exited unexpectedly on `node`: count one restart.
+    /// A supervised service exited unexpectedly (or a monitored resource failed) on
+    /// `node`: count one restart. `service` is the resource's restart key
+    /// (`halcyon_config::Resource::restart_key`); `detail` why, with the end of its output.
     RestartCounted {
         package: PackageName,
         node: NodeName,
         service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
         at: Timestamp,
     },
     /// A node halted by an administrator may join again (`node start`).
@@ -313,6 +317,9 @@ pub struct Pending {
 pub struct RestartCounter {
     pub count: u32,
     pub last: Option<Timestamp>,
+    /// Why it last exited or failed, with the end of its output.
+    #[serde(default)]
+    pub last_exit: Option<String>,
 }
 
 /// The whole replicated state.
@@ -442,6 +449,7 @@ impl State {
                 package,
                 node,
                 service,
+                detail,
                 at,
             } => {
                 let window = self.restart_window(package.as_str(), &service);
@@ -462,6 +470,7 @@ impl State {
                 };
                 counter.count = if expired { 1 } else { counter.count + 1 };
                 counter.last = Some(at);
+                counter.last_exit = detail.map(truncated);
                 Reply::Restarts {
                     count: counter.count,
                 }
@@ -492,10 +501,12 @@ impl State {
 
     fn restart_window(&self, package: &str, service: &str) -> Option<Duration> {
         let package = self.config.as_ref()?.package(package)?;
-        package.resources.iter().find_map(|r| match r {
-            halcyon_config::Resource::Service(s) if s.name == service => s.restart_window,
-            _ => None,
-        })
+        package
+            .resources
+            .iter()
+            .find(|r| r.restart_key() == service)
+            .and_then(|r| r.restarts())
+            .and_then(|(_, window)| window)
     }
 
     /// Restarts counted for a service on a node.

@@ -311,6 +311,7 @@ fn restart_counter_counts_within_its_window() {
     let count = |s: &mut State, i: u64, at| match s.apply(
         i,
         Command::RestartCounted {
+            detail: None,
             package: "web".into(),
             node: "n1".into(),
             service: "srv".into(),
