@@ -751,9 +751,6 @@ fn interface_failure_with_a_standby_swaps_the_address_on_the_same_host() {
 }
 
 #[test]
-#[ignore = "daemon bug: nodes reach the coordinator's API only at its first (net1) address, so \
-            when the coordinator's net1 adapter fails no adapter report commits, leases are not \
-            renewed and swap_adapter never comes (see the lab report of issue 6)"]
 fn interface_failure_with_a_standby_on_the_coordinator_swaps_the_address_on_the_same_host() {
     if !running_as_root_or_skip("interface_failure_with_a_standby_on_the_coordinator") {
         return;
