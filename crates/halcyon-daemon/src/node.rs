@@ -234,6 +234,80 @@ where
     None
 }
 
+/// Whether link `device` is up with a carrier (`IFF_UP` and `IFF_RUNNING`, from the
+/// SIOCGIFFLAGS ioctl: it answers for this process's network namespace, where
+/// `/sys/class/net` shows the namespace that mounted sysfs).
+fn link_is_up(device: &str) -> bool {
+    let name = device.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return false;
+    }
+    // SAFETY: a plain datagram socket, closed below.
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if socket < 0 {
+        return false;
+    }
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes ifru_flags.
+    let rc = unsafe { libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) };
+    // SAFETY: our socket, closed once.
+    unsafe { libc::close(socket) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = i32::from(unsafe { request.ifr_ifru.ifru_flags });
+    let wanted = libc::IFF_UP | libc::IFF_RUNNING;
+    flags & wanted == wanted
+}
+
+/// The interface carrying `address`, if any (getifaddrs(3)).
+fn device_with_address(address: std::net::IpAddr) -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        let ip = match family {
+            libc::AF_INET => {
+                // SAFETY: AF_INET: a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: AF_INET6: a sockaddr_in6.
+                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => continue,
+        };
+        if ip == address {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+            found = Some(name.to_string_lossy().into_owned());
+            break;
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
@@ -555,6 +629,7 @@ impl Node {
         tokio::spawn(Arc::clone(&node).lease_loop());
         tokio::spawn(Arc::clone(&node).fence_loop());
         tokio::spawn(Arc::clone(&node).adapter_report_loop());
+        tokio::spawn(Arc::clone(&node).standby_report_loop());
         let register = Arc::clone(&node);
         tokio::spawn(async move {
             loop {
@@ -954,6 +1029,103 @@ impl Node {
         }
     }
 
+    /// This node's standby interfaces that are down, by network: the kernel's view of
+    /// each standby link (`operstate` not `up`, or the device gone). A standby whose
+    /// device is not configured is found by its address.
+    fn standby_judgements(&self, config: &Config) -> BTreeSet<NetworkName> {
+        let Some(me) = config.node(self.name.as_str()) else {
+            return BTreeSet::new();
+        };
+        me.interfaces
+            .iter()
+            .filter(|i| i.standby)
+            .filter(|i| {
+                let device = i
+                    .device
+                    .clone()
+                    .or_else(|| i.address.and_then(device_with_address));
+                !device.is_some_and(|d| link_is_up(&d))
+            })
+            .map(|i| i.network.clone())
+            .collect()
+    }
+
+    /// Commits this node's standby judgements whenever they differ from its committed
+    /// report (`fail_standby` / `join_standby` follow on the coordinator).
+    async fn standby_report_loop(self: Arc<Self>) {
+        loop {
+            sleep(self.renew_interval).await;
+            if self.is_isolated() {
+                continue;
+            }
+            let (config, committed, member) = {
+                let state = lock(&self.state);
+                let Some(config) = state.config.clone() else {
+                    continue;
+                };
+                (
+                    config,
+                    state
+                        .standby_reports
+                        .get(&self.name)
+                        .cloned()
+                        .unwrap_or_default(),
+                    state.cluster.members.contains(&self.name),
+                )
+            };
+            if !member {
+                continue;
+            }
+            let down = self.standby_judgements(&config);
+            if down == committed {
+                continue;
+            }
+            tracing::info!(node = %self.name, ?down, "standby report");
+            let _ = self
+                .submit(&Command::StandbyReport {
+                    reporter: self.name.clone(),
+                    down,
+                    at: Timestamp::now(),
+                })
+                .await;
+        }
+    }
+
+    /// Coordinator: `fail_standby` / `join_standby` from the committed standby reports.
+    fn standby_events(&self, config: &Config, state: &State) -> Vec<Event> {
+        let mut events = Vec::new();
+        for node in &config.cluster.nodes {
+            if !state.cluster.members.contains(&node.name) {
+                continue;
+            }
+            let reported = state.standby_reports.get(&node.name);
+            for network in &config.cluster.networks {
+                if node
+                    .standby_interfaces_on(network.name.as_str())
+                    .next()
+                    .is_none()
+                {
+                    continue;
+                }
+                let key = (node.name.clone(), network.name.clone());
+                let down = reported.is_some_and(|r| r.contains(&network.name));
+                let committed = state.standbys_down.contains(&key);
+                if down && !committed {
+                    events.push(Event::FailStandby {
+                        node: key.0,
+                        network: key.1,
+                    });
+                } else if committed && !down {
+                    events.push(Event::JoinStandby {
+                        node: key.0,
+                        network: key.1,
+                    });
+                }
+            }
+        }
+        events
+    }
+
     /// Coordinator: adapter events from the committed reports. An adapter (node X, network N)
     /// is down when every other member on N reports its path to X on N down while X is heard
     /// elsewhere: `swap_adapter` when X has a standby interface on N, else `network_down`;
@@ -992,10 +1164,14 @@ impl Node {
                 let down = !peers.is_empty() && peers.iter().all(reported);
                 let committed = state.adapters_down.contains(&key);
                 if down && !committed {
+                    // A failed standby (committed fail_standby) cannot take the addresses.
                     let standby = x
                         .standby_interfaces_on(network.name.as_str())
                         .next()
-                        .is_some();
+                        .is_some()
+                        && !state
+                            .standbys_down
+                            .contains(&(x.name.clone(), network.name.clone()));
                     events.push(if standby {
                         Event::SwapAdapter {
                             node: x.name.clone(),
@@ -1107,7 +1283,9 @@ impl Node {
                 _ => {}
             }
         }
-        for event in self.adapter_events(&config, &state) {
+        let adapter_events = self.adapter_events(&config, &state);
+        let standby_events = self.standby_events(&config, &state);
+        for event in adapter_events.into_iter().chain(standby_events) {
             if !state.is_pending_or_running(&event) {
                 self.enqueue_as_leader(term, event, "membership").await?;
             }
@@ -1908,5 +2086,23 @@ pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
         election_timeout_min: t.election_min,
         election_timeout_max: t.election_max,
         ..RaftTimings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_and_addresses_are_read_in_this_network_namespace() {
+        assert!(link_is_up("lo"), "the loopback interface is up");
+        assert!(!link_is_up("halcyon-none0"), "no such interface");
+        assert!(!link_is_up(""), "no name");
+        assert!(!link_is_up("a-name-longer-than-ifnamsiz"));
+        assert_eq!(
+            device_with_address("127.0.0.1".parse().unwrap()).as_deref(),
+            Some("lo")
+        );
+        assert_eq!(device_with_address("198.18.255.254".parse().unwrap()), None);
     }
 }

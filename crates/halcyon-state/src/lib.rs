@@ -123,6 +123,13 @@ pub enum Command {
     },
     /// A node halted by an administrator may join again (`node start`).
     NodeStartAllowed { node: NodeName, at: Timestamp },
+    /// `reporter`'s standby interfaces that are down, by network (its own links' state).
+    /// Replaces its previous report.
+    StandbyReport {
+        reporter: NodeName,
+        down: BTreeSet<NetworkName>,
+        at: Timestamp,
+    },
     /// `cluster start` after `cluster halt`: nodes may join again.
     ClusterStartAllowed { at: Timestamp },
     /// `reporter`'s failure detector judges these adapters down: (peer, network) paths that
@@ -349,6 +356,13 @@ pub struct State {
     /// until a `network_up` (or the node's next `node_up` / `node_down`).
     #[serde(default)]
     pub adapters_down: BTreeSet<(NodeName, NetworkName)>,
+    /// Each node's latest standby report (see [`Command::StandbyReport`]).
+    #[serde(default)]
+    pub standby_reports: BTreeMap<NodeName, BTreeSet<NetworkName>>,
+    /// Standby interfaces committed as failed (a `fail_standby` plan was committed),
+    /// until a `join_standby` (or the node's next `node_up` / `node_down`).
+    #[serde(default)]
+    pub standbys_down: BTreeSet<(NodeName, NetworkName)>,
     /// package -> node -> service -> counter.
     pub restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
     pub pending: Vec<Pending>,
@@ -487,6 +501,14 @@ impl State {
                 }
                 Reply::Done
             }
+            Command::StandbyReport { reporter, down, .. } => {
+                if down.is_empty() {
+                    self.standby_reports.remove(&reporter);
+                } else {
+                    self.standby_reports.insert(reporter, down);
+                }
+                Reply::Done
+            }
             Command::ClusterStartAllowed { .. } => {
                 if !self.cluster_halted {
                     return Reply::Ignored {
@@ -605,6 +627,8 @@ impl State {
                 self.departed.insert(node.clone());
                 self.adapters_down.retain(|(n, _)| n != node);
                 self.adapter_reports.remove(node);
+                self.standbys_down.retain(|(n, _)| n != node);
+                self.standby_reports.remove(node);
                 if *how != halcyon_policy::Departure::Failure {
                     self.halted_by_admin.insert(node.clone());
                 }
@@ -612,6 +636,13 @@ impl State {
             Event::NodeUp { node } => {
                 self.departed.remove(node);
                 self.adapters_down.retain(|(n, _)| n != node);
+                self.standbys_down.retain(|(n, _)| n != node);
+            }
+            Event::FailStandby { node, network } => {
+                self.standbys_down.insert((node.clone(), network.clone()));
+            }
+            Event::JoinStandby { node, network } => {
+                self.standbys_down.remove(&(node.clone(), network.clone()));
             }
             Event::NetworkDown { node, network } | Event::SwapAdapter { node, network } => {
                 self.adapters_down.insert((node.clone(), network.clone()));

@@ -758,6 +758,62 @@ fn interface_failure_with_a_standby_on_the_coordinator_swaps_the_address_on_the_
     interface_failure_with_a_standby(true);
 }
 
+#[test]
+fn a_failed_standby_is_reported_and_the_next_interface_failure_fails_over() {
+    if !running_as_root_or_skip("a_failed_standby_is_reported") {
+        return;
+    }
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            standby_networks: vec![1],
+            ..LabSpec::default()
+        },
+        ClusterSpec::new(HALCYON),
+    );
+    let lab = cluster.lab();
+    let old = place_package(&cluster, false);
+    // The standby's link goes down: fail_standby, and nothing moves.
+    fault::standby_link_down(lab, old, 1).expect("standby link down");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    cluster
+        .wait_for("fail_standby in the event log", deadline, || {
+            all_events(&cluster)
+                .contains(&format!("fail_standby h{old}"))
+                .then_some(())
+        })
+        .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)));
+    assert_eq!(cluster.holder(PACKAGE), Some(old));
+    // With its standby down, the service interface failing is a network_down: the package
+    // fails over to another host instead of swapping to a dead interface.
+    let checker = start_checker(&cluster);
+    let cut_at = fault::link_down(lab, old, 1).expect("link down");
+    let took = wait_for_failover(&cluster, &checker, old, cut_at);
+    let report = checker.stop();
+    assert_safe(&cluster, &report);
+    let events = all_events(&cluster);
+    println!("standby down, then eth1 down on h{old}: served elsewhere after {took:?}\n{events}");
+    assert!(
+        events.contains(&format!("network_down h{old} net1")),
+        "no network_down h{old} net1:\n{events}"
+    );
+    assert!(
+        !events.contains(&format!("swap_adapter h{old}")),
+        "swapped to a failed standby:\n{events}"
+    );
+    // The standby comes back: join_standby.
+    fault::standby_link_up(lab, old, 1).expect("standby link up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    cluster
+        .wait_for("join_standby in the event log", deadline, || {
+            all_events(&cluster)
+                .contains(&format!("join_standby h{old}"))
+                .then_some(())
+        })
+        .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)));
+}
+
 /// Two nodes (h1, h2) and the quorum witness on h3.
 fn start_two_nodes_and_a_witness(disk: bool) -> LabCluster {
     let mut spec = ClusterSpec::new(HALCYON);
