@@ -230,6 +230,16 @@ fn the_seeds_node_up_walk_through_on_four_nodes() {
     assert!(out.contains("segment 2"), "{out}");
 }
 
+/// A child process killed (by its PID) when the test ends, also on a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn rwho_rules(dir: &Path) -> String {
     // Seed 001, A.2: the rwho.rp program and its scripts (messages with $TIMESTAMP,
     // $EVNAME and $EVLOCATION; a restart on the event node).
@@ -264,6 +274,28 @@ fn the_seeds_rwho_user_defined_event_runs_end_to_end() {
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_for(1, "stable", FORM_TIMEOUT, |v| {
         v["execution"].is_null() && v["pending"].as_array().is_some_and(|p| p.is_empty())
+    });
+    // A cluster-aware client follows the log: `halcyon events --follow --json`.
+    let mut follower = KillOnDrop(
+        Command::new(BIN)
+            .args(["events", "--follow", "--json", "--node", "n2", "--api"])
+            .arg(c.api(3).to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = follower.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
     });
     let (code, out) = cli(
         &c,
@@ -329,6 +361,21 @@ fn the_seeds_rwho_user_defined_event_runs_end_to_end() {
         "{:?}",
         journal(&c)
     );
+    // The follower printed the record once it finished, after the node_up records.
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    let followed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines_rx
+            .recv_timeout(left)
+            .expect("the follower prints the user event's record");
+        let record: Value = serde_json::from_str(&line).unwrap();
+        if record["event"] == "UE_PGMRWHO_DOWN on n2" {
+            break record;
+        }
+    };
+    assert_eq!(followed["outcome"], "done");
+    assert_eq!(followed["launches"].as_array().unwrap().len(), 7);
+    drop(follower);
     // Unknown user events are refused precisely, and change nothing.
     let (code, out) = cli(&c, 1, &["event", "raise", "UE_NOPE", "--node", "n2"]);
     assert_eq!(code, 1, "{out}");
