@@ -288,6 +288,17 @@ impl Sampler {
     /// Takes one sample. `timeout` bounds a command and `fs_use`; it is capped at
     /// [`SAMPLE_TIMEOUT_MAX`].
     pub fn sample(&self, timeout: Duration) -> Result<Sample, SampleError> {
+        self.sample_with_env(timeout, &[])
+    }
+
+    /// [`Sampler::sample`], a command getting the variables `env` besides the caller's
+    /// environment (the daemon gives a package monitor's command the package's
+    /// `HALCYON_CLUSTER`, `HALCYON_PACKAGE` and `HALCYON_NODE`, as its scripts get them).
+    pub fn sample_with_env(
+        &self,
+        timeout: Duration,
+        env: &[(&str, &str)],
+    ) -> Result<Sample, SampleError> {
         let timeout = timeout.min(SAMPLE_TIMEOUT_MAX);
         match self {
             Sampler::ProcessCount(name) => Ok(Sample::number(process_count(name)? as f64)),
@@ -295,7 +306,7 @@ impl Sampler {
             Sampler::Memory => Ok(Sample::number(parse_meminfo(&read_proc("/proc/meminfo")?)?)),
             Sampler::Load => Ok(Sample::number(parse_loadavg(&read_proc("/proc/loadavg")?)?)),
             Sampler::Command(command) => {
-                let output = run_command(command, timeout)?;
+                let output = run_command_with_env(command, timeout, env)?;
                 parse_output(&output).map_err(|error| SampleError::Output {
                     command: command.clone(),
                     error,
@@ -579,10 +590,20 @@ fn capture(
 /// `timeout` the group is killed and the error says so; a non-zero exit is an error carrying
 /// the start of standard error; more than [`OUTPUT_MAX`] bytes of output is an error.
 pub fn run_command(command: &str, timeout: Duration) -> Result<String, SampleError> {
+    run_command_with_env(command, timeout, &[])
+}
+
+/// [`run_command`] with the variables `env` added to the command's environment.
+pub fn run_command_with_env(
+    command: &str,
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Result<String, SampleError> {
     let deadline = Instant::now() + timeout;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -388,3 +388,15 @@ fn process_count_skips_zombies_and_filters_by_user() {
     }
     child.wait().unwrap();
 }
+
+#[test]
+fn a_command_gets_the_variables_it_is_given() {
+    let sampled = Sampler::parse("echo $HALCYON_VALUE_A $HALCYON_VALUE_B")
+        .unwrap()
+        .sample_with_env(
+            TIMEOUT,
+            &[("HALCYON_VALUE_A", "4"), ("HALCYON_VALUE_B", "2")],
+        )
+        .unwrap();
+    assert_eq!(sampled, Sample::record(&[4.0, 2.0]));
+}

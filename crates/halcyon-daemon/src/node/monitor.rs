@@ -10,13 +10,15 @@
 //!   user-defined event NAME on this node; `fail_package = true` fails the package here:
 //!   marked failed here, halted through its supervision task like any halt, and
 //!   `package_failed` queued, so the policy moves it (the same steps as a service whose
-//!   restarts are exhausted). The event's sample names the sampler as its resource variable
-//!   and `Package=P;Monitor=M` as its instance vector.
+//!   restarts are exhausted). A sampler command gets the package's variables
+//!   (`HALCYON_CLUSTER`, `HALCYON_PACKAGE`, `HALCYON_NODE`). The event's sample names the
+//!   sampler as its resource variable and `Package=P;Monitor=M` as its instance vector.
 //! - **Rule monitors** (a rules file's user-defined event with `resource_variable`): run on
 //!   every member node, or only on node N for `NodeNum=N`; what they sample is decoded by
 //!   `halcyon_events::resource` (`IBM.PSSP.Prog.pcount`/`xpcount` count the processes named
 //!   `ProgName` — of `UserName` when given —, `xpcount` as the record `[count, previous
-//!   count]`; `cmd:COMMAND` runs a command). They sample every [`RULE_INTERVAL`]. A firing
+//!   count]`; `cmd:COMMAND` runs a command, with `HALCYON_CLUSTER`, `HALCYON_NODE` and
+//!   `HALCYON_EVENT`). They sample every [`RULE_INTERVAL`]. A firing
 //!   queues the rule's event on this node with the rule's resource variable and instance
 //!   vector and the sample's fields, which reach the recovery program's commands as
 //!   `HALCYON_VALUE_0..n`.
@@ -80,6 +82,10 @@ struct Spec {
     /// For logs and the event's `by`: `PACKAGE:MONITOR`, or the event's name.
     name: String,
     probe: Probe,
+    /// Variables of a sampler command: the package's (`HALCYON_CLUSTER`,
+    /// `HALCYON_PACKAGE`, `HALCYON_NODE`, as its scripts get them), or for a rule's
+    /// `cmd:` the cluster, the node and the event's name (`HALCYON_EVENT`).
+    env: Vec<(String, String)>,
     interval: Duration,
     predicate: String,
     rearm: Option<String>,
@@ -115,7 +121,7 @@ enum Action {
 /// A probe ready to sample (parsed, user resolved).
 #[derive(Clone)]
 enum Ready {
-    Sampler(Sampler),
+    Sampler(Sampler, Vec<(String, String)>),
     Programs {
         program: String,
         uid: Option<u32>,
@@ -127,7 +133,13 @@ impl Ready {
     /// One observation (blocking): a number or a record, and for `xpcount` the bare count.
     fn take(&self, timeout: Duration) -> Result<Sample, String> {
         match self {
-            Ready::Sampler(sampler) => sampler.sample(timeout).map_err(|e| e.to_string()),
+            Ready::Sampler(sampler, env) => {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                sampler
+                    .sample_with_env(timeout, &env)
+                    .map_err(|e| e.to_string())
+            }
             Ready::Programs { program, uid, .. } => process_count_of(program, *uid)
                 .map(|n| Sample::number(n as f64))
                 .map_err(|e| e.to_string()),
@@ -227,6 +239,11 @@ impl Node {
                     Spec {
                         name: format!("{package}:{}", m.name),
                         probe: Probe::Sampler(m.sample.clone()),
+                        env: vec![
+                            ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
+                            ("HALCYON_PACKAGE".to_owned(), package.to_string()),
+                            ("HALCYON_NODE".to_owned(), self.name.to_string()),
+                        ],
                         interval: m.interval.max(INTERVAL_MIN),
                         predicate: m.predicate.clone(),
                         rearm: m.rearm.clone(),
@@ -274,6 +291,11 @@ impl Node {
                 Spec {
                     name: rule.name.clone(),
                     probe,
+                    env: vec![
+                        ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
+                        ("HALCYON_NODE".to_owned(), self.name.to_string()),
+                        ("HALCYON_EVENT".to_owned(), rule.name.clone()),
+                    ],
                     interval: RULE_INTERVAL,
                     predicate: definition.predicate.clone(),
                     rearm: definition.rearm_predicate.clone(),
@@ -367,7 +389,7 @@ impl Node {
     fn prepare(&self, spec: &Spec) -> Result<Ready, String> {
         match &spec.probe {
             Probe::Sampler(text) => Sampler::parse(text)
-                .map(Ready::Sampler)
+                .map(|sampler| Ready::Sampler(sampler, spec.env.clone()))
                 .map_err(|e| format!("sample: {e}")),
             Probe::Programs {
                 program,
