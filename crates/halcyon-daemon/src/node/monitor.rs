@@ -57,7 +57,7 @@ use super::{Node, lock};
 /// bounds the detection delay of a dead program at one second, for the price of one scan of
 /// `/proc` per second (about a millisecond with a few hundred processes); the recovery
 /// program that follows takes longer than that anyway.
-pub(super) const RULE_INTERVAL: Duration = Duration::from_secs(1);
+const RULE_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest interval a monitor samples at, whatever its configuration says.
 const INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// How often the monitors that run are compared with those that should.
