@@ -29,6 +29,7 @@ use crate::faults::{FaultyLink, HeartbeatFaults};
 use crate::guard::{Gate, Guard};
 use crate::lease::{self, Holder};
 
+mod monitor;
 mod program;
 
 /// How often the coordinator and the executor look at the state when nothing wakes them.
@@ -630,6 +631,7 @@ impl Node {
         tokio::spawn(Arc::clone(&node).fence_loop());
         tokio::spawn(Arc::clone(&node).adapter_report_loop());
         tokio::spawn(Arc::clone(&node).standby_report_loop());
+        tokio::spawn(Arc::clone(&node).monitor_loop());
         let register = Arc::clone(&node);
         tokio::spawn(async move {
             loop {

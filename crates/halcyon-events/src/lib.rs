@@ -2,8 +2,8 @@
 //! ([`program`]), the native rules file ([`rules`]), the default programs of the
 //! built-in events ([`builtin`]), the execution of a program across nodes as a state
 //! machine with barriers, failures and coordinator takeover ([`run`]), the
-//! environment given to commands ([`env`]), and the HACMP `rules.hacmprd` importer
-//! ([`import`]).
+//! environment given to commands ([`env`]), the HACMP `rules.hacmprd` importer
+//! ([`import`]), and what a user-defined event's monitor samples ([`resource`]).
 //!
 //! Invariants: no I/O except reading rules and `.rp` files (`load_rules`,
 //! `import_hacmp`), no clock (time is an input), no async, no threads. A
@@ -14,6 +14,7 @@ pub mod builtin;
 pub mod env;
 pub mod import;
 pub mod program;
+pub mod resource;
 pub mod rules;
 pub mod run;
 

@@ -28,8 +28,9 @@
 //! default program, `before` / `after` (program text run before / after the default
 //! program of a built-in event, with a barrier in between), `notify`, `pre_event`,
 //! `post_event`, `recovery`, `retry`, `max_duration`; for user-defined events also
-//! `resource_variable`, `instance_vector`, `predicate`, `rearm_predicate`. Every
-//! mistake is reported with file:line:column.
+//! `resource_variable`, `instance_vector`, `predicate`, `rearm_predicate` (the resource
+//! variable and instance vector must name something a node can sample, see
+//! [`crate::resource`]). Every mistake is reported with file:line:column.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -431,6 +432,20 @@ impl Sink<'_> {
         d.expected = expected;
         d.hint = hint;
         self.diagnostics.push(d);
+    }
+}
+
+/// The offset in the file of byte `at` of a string value's text (`span`: the value, from
+/// its opening quote). The value's own position when escapes or a multi-line string make
+/// the mapping uncertain.
+fn offset_in_string(text: &str, span: &Span, at: usize) -> usize {
+    let raw = &text[span.clone()];
+    let simple = (raw.starts_with('"') && !raw.starts_with("\"\"\"") && !raw.contains('\\'))
+        || (raw.starts_with('\'') && !raw.starts_with("'''"));
+    if simple && 1 + at < raw.len() {
+        span.start + 1 + at
+    } else {
+        span.start
     }
 }
 
@@ -905,7 +920,7 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
     fn monitor(&mut self) -> Option<Option<MonitorDefinition>> {
         let errors = self.sink.diagnostics.len();
         let resource_variable = self.string("resource_variable");
-        let instance_vector = self.string("instance_vector").map(|s| s.0);
+        let instance_vector = self.string("instance_vector");
         let predicate = self.string("predicate");
         let rearm_predicate = self.string("rearm_predicate").map(|s| s.0);
         let any = MONITOR_FIELDS.iter().any(|f| self.get(f).is_some());
@@ -930,12 +945,32 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
                 );
             }
         }
+        if let Some((variable, variable_span)) = &resource_variable
+            && let Err(mistakes) =
+                crate::resource::check(variable, instance_vector.as_ref().map(|(v, _)| v.as_str()))
+        {
+            for mistake in mistakes {
+                let span = match (&instance_vector, mistake.field) {
+                    (Some((_, span)), "instance_vector") => span.clone(),
+                    _ => variable_span.clone(),
+                };
+                let at = offset_in_string(&self.sink.source.text, &span, mistake.at);
+                let path = self.field_path(mistake.field);
+                self.sink.error(
+                    at..at,
+                    &path,
+                    mistake.problem,
+                    mistake.expected,
+                    mistake.hint,
+                );
+            }
+        }
         if self.sink.diagnostics.len() > errors {
             return None;
         }
         Some(Some(MonitorDefinition {
             resource_variable: resource_variable?.0,
-            instance_vector,
+            instance_vector: instance_vector.map(|v| v.0),
             predicate: predicate?.0,
             rearm_predicate,
         }))

@@ -141,9 +141,34 @@ fn rules_mistakes() {
             "etc/rules.toml:3:9: event[1].state: \"gracefull\" is not a state of node_down; expected one of failure, graceful, graceful_takeover, forced; hint: did you mean \"graceful\"?\n",
         ),
         (
-            "[[event]]\nname = \"UE_DISK\"\nprogram_file = \"disk.rp\"\nresource_variable = \"fs.used\"\n",
+            "[[event]]\nname = \"UE_DISK\"\nprogram_file = \"disk.rp\"\nresource_variable = \"cmd:/bin/fs-used\"\n",
             &[("etc/disk.rp", "all \"/bin/x\" 0\n")],
             "etc/rules.toml:1:1: event[1].predicate: missing in [[event]]; expected predicate with the other fields of a user-defined event's monitor\n",
+        ),
+        (
+            // A resource variable Halcyon cannot sample is reported, not silently ignored.
+            "[[event]]\nname = \"UE_TMP\"\nprogram = 'all \"/bin/x\" 0'\n\
+             resource_variable = \"IBM.PSSP.aixos.FS.%totused\"\ninstance_vector = \"NodeNum=6\"\n\
+             predicate = \"X>90\"\nrearm_predicate = \"X<80\"\n",
+            &[],
+            "etc/rules.toml:4:22: event[1].resource_variable: \"IBM.PSSP.aixos.FS.%totused\" is not a resource variable Halcyon can sample; expected IBM.PSSP.Prog.pcount or IBM.PSSP.Prog.xpcount (with ProgName=NAME in the instance vector), or cmd:COMMAND printing a number or a record; hint: other PSSP resource variables have no equivalent here: sample them with cmd:COMMAND\n",
+        ),
+        (
+            "[[event]]\nname = \"UE_RWHO\"\nprogram = 'all \"/bin/x\" 0'\n\
+             resource_variable = \"IBM.PSSP.Prog.xpcnt\"\n\
+             instance_vector = \"NodeNum=*;ProgName=rwhod\"\npredicate = \"X@0==0\"\n",
+            &[],
+            "etc/rules.toml:4:22: event[1].resource_variable: \"IBM.PSSP.Prog.xpcnt\" is not a resource variable Halcyon can sample; expected IBM.PSSP.Prog.pcount or IBM.PSSP.Prog.xpcount (with ProgName=NAME in the instance vector), or cmd:COMMAND printing a number or a record; hint: did you mean \"IBM.PSSP.Prog.xpcount\"?\n",
+        ),
+        (
+            // Instance vector mistakes are located at their element.
+            "[[event]]\nname = \"UE_RWHO\"\nprogram = 'all \"/bin/x\" 0'\n\
+             resource_variable = \"IBM.PSSP.Prog.xpcount\"\n\
+             instance_vector = \"NodeNum=two;ProgNam=rwhod\"\npredicate = \"X@0==0\"\n",
+            &[],
+            "etc/rules.toml:5:20: event[1].instance_vector: IBM.PSSP.Prog.xpcount needs ProgName, the program to count; expected an instance vector such as \"NodeNum=*;ProgName=rwhod;UserName=root\"\n\
+             etc/rules.toml:5:20: event[1].instance_vector: NodeNum=two: not a node number; expected NodeNum=* (every node) or a node's number such as NodeNum=2\n\
+             etc/rules.toml:5:32: event[1].instance_vector: unknown element \"ProgNam\"; expected NodeNum, ProgName, UserName; hint: did you mean \"ProgName\"?\n",
         ),
         (
             "[[event]]\nname = \"UE_DISK\"\nprogram_file = \"disk.rp\"\n",

@@ -3,8 +3,8 @@
 //! A sampler is given in the configuration as a string ([`Sampler::parse`]):
 //!
 //! - `builtin:process_count NAME` — the number of processes whose `comm` (`/proc/PID/comm`) or
-//!   `argv[0]` basename (`/proc/PID/cmdline`) equals NAME. `comm` is cut to 15 characters by the
-//!   kernel, so a longer NAME matches through `argv[0]` only.
+//!   `argv[0]` basename (`/proc/PID/cmdline`) equals NAME; zombies are not counted. `comm` is
+//!   cut to 15 characters by the kernel, so a longer NAME matches through `argv[0]` only.
 //! - `builtin:fs_use PATH` — percent of the file system holding PATH in use, as `df` computes
 //!   it: used / (used + available to unprivileged users) × 100, from `statvfs(3)`.
 //! - `builtin:memory` — percent of memory in use: (MemTotal − MemAvailable) / MemTotal × 100,
@@ -288,6 +288,17 @@ impl Sampler {
     /// Takes one sample. `timeout` bounds a command and `fs_use`; it is capped at
     /// [`SAMPLE_TIMEOUT_MAX`].
     pub fn sample(&self, timeout: Duration) -> Result<Sample, SampleError> {
+        self.sample_with_env(timeout, &[])
+    }
+
+    /// [`Sampler::sample`], a command getting the variables `env` besides the caller's
+    /// environment (the daemon gives a package monitor's command the package's
+    /// `HALCYON_CLUSTER`, `HALCYON_PACKAGE` and `HALCYON_NODE`, as its scripts get them).
+    pub fn sample_with_env(
+        &self,
+        timeout: Duration,
+        env: &[(&str, &str)],
+    ) -> Result<Sample, SampleError> {
         let timeout = timeout.min(SAMPLE_TIMEOUT_MAX);
         match self {
             Sampler::ProcessCount(name) => Ok(Sample::number(process_count(name)? as f64)),
@@ -295,7 +306,7 @@ impl Sampler {
             Sampler::Memory => Ok(Sample::number(parse_meminfo(&read_proc("/proc/meminfo")?)?)),
             Sampler::Load => Ok(Sample::number(parse_loadavg(&read_proc("/proc/loadavg")?)?)),
             Sampler::Command(command) => {
-                let output = run_command(command, timeout)?;
+                let output = run_command_with_env(command, timeout, env)?;
                 parse_output(&output).map_err(|error| SampleError::Output {
                     command: command.clone(),
                     error,
@@ -325,8 +336,13 @@ fn read_proc(path: &str) -> Result<String, SampleError> {
 }
 
 /// Number of processes whose `comm` or `argv[0]` basename is `name`. Processes that exit while
-/// `/proc` is read are skipped.
+/// `/proc` is read are skipped, and so are zombies (dead, not yet reaped by their parent).
 pub fn process_count(name: &str) -> Result<usize, SampleError> {
+    process_count_of(name, None)
+}
+
+/// [`process_count`], counting only the processes whose real user id is `uid` when given.
+pub fn process_count_of(name: &str, uid: Option<u32>) -> Result<usize, SampleError> {
     let entries = std::fs::read_dir("/proc").map_err(|e| SampleError::Read {
         path: "/proc".to_owned(),
         error: e.to_string(),
@@ -346,11 +362,67 @@ pub fn process_count(name: &str) -> Result<usize, SampleError> {
             let basename = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
             !basename.is_empty() && basename == name.as_bytes()
         };
-        if matches {
+        if matches && alive(&directory) && uid.is_none_or(|uid| real_uid(&directory) == Some(uid)) {
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// False for a zombie (or a process gone meanwhile): the state after the command in
+/// `/proc/PID/stat` is `Z` or `X`.
+fn alive(directory: &Path) -> bool {
+    let stat = std::fs::read(directory.join("stat")).unwrap_or_default();
+    let Some(close) = stat.iter().rposition(|b| *b == b')') else {
+        return false;
+    };
+    let state = stat[close + 1..].iter().find(|b| !b.is_ascii_whitespace());
+    matches!(state, Some(s) if *s != b'Z' && *s != b'X')
+}
+
+/// The real user id of a process, from the `Uid:` line of `/proc/PID/status`.
+fn real_uid(directory: &Path) -> Option<u32> {
+    let status = std::fs::read_to_string(directory.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The user id of user `name` (the system's user database, through `getpwnam_r(3)`);
+/// `None` when there is no such user. A number is taken as a user id.
+pub fn user_id(name: &str) -> Result<u32, String> {
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok(uid);
+    }
+    let c_name = CString::new(name).map_err(|_| format!("user {name:?}: holds a NUL byte"))?;
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value of this plain C struct.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buffer` outlives it and its length is given.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "user {name:?}: cannot be looked up: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    if found.is_null() {
+        return Err(format!("user {name:?}: no such user on this node"));
+    }
+    Ok(entry.pw_uid)
 }
 
 /// Percent of memory in use from the text of `/proc/meminfo`.
@@ -518,10 +590,20 @@ fn capture(
 /// `timeout` the group is killed and the error says so; a non-zero exit is an error carrying
 /// the start of standard error; more than [`OUTPUT_MAX`] bytes of output is an error.
 pub fn run_command(command: &str, timeout: Duration) -> Result<String, SampleError> {
+    run_command_with_env(command, timeout, &[])
+}
+
+/// [`run_command`] with the variables `env` added to the command's environment.
+pub fn run_command_with_env(
+    command: &str,
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Result<String, SampleError> {
     let deadline = Instant::now() + timeout;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use halcyon_monitor::sample::{
     FIELDS_MAX, OUTPUT_MAX, fs_use, parse_loadavg, parse_meminfo, parse_output, process_count,
-    run_command,
+    process_count_of, run_command, user_id,
 };
 use halcyon_monitor::{Sample, Sampler, check_sampler};
 
@@ -347,4 +347,56 @@ fn a_command_past_its_timeout_is_killed_with_its_group() {
             .ends_with("timed out after 300ms; its process group was killed"),
         "{error}"
     );
+}
+
+#[test]
+fn process_count_skips_zombies_and_filters_by_user() {
+    // A copy of sleep(1) under a name of its own: its comm is that name.
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("zmb{}", std::process::id() % 100_000);
+    let program = dir.path().join(&name);
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let mut child = std::process::Command::new(&program)
+        .arg("30")
+        .spawn()
+        .unwrap();
+    assert_eq!(process_count(&name).unwrap(), 1);
+    let me = own("status");
+    let uid: u32 = String::from_utf8(me)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(process_count_of(&name, Some(uid)).unwrap(), 1);
+    assert_eq!(process_count_of(&name, Some(uid + 1)).unwrap(), 0);
+    assert_eq!(user_id(&uid.to_string()), Ok(uid));
+    assert_eq!(user_id("root"), Ok(0));
+    assert_eq!(
+        user_id("no-such-user-here"),
+        Err("user \"no-such-user-here\": no such user on this node".to_owned())
+    );
+    // Killed and not yet reaped: a zombie, not counted.
+    child.kill().unwrap();
+    let started = std::time::Instant::now();
+    while process_count(&name).unwrap() != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the zombie is counted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_command_gets_the_variables_it_is_given() {
+    let sampled = Sampler::parse("echo $HALCYON_VALUE_A $HALCYON_VALUE_B")
+        .unwrap()
+        .sample_with_env(
+            TIMEOUT,
+            &[("HALCYON_VALUE_A", "4"), ("HALCYON_VALUE_B", "2")],
+        )
+        .unwrap();
+    assert_eq!(sampled, Sample::record(&[4.0, 2.0]));
 }

@@ -40,6 +40,10 @@ pub struct Spec {
     pub web_command: Option<String>,
     /// More package files: (file name, contents).
     pub packages: Vec<(String, String)>,
+    /// Each daemon in a PID namespace of its own with its own /proc (`unshare --pid
+    /// --mount-proc`), so that each node sees only its own processes, as on separate
+    /// hosts (process-count monitors). Killing a node kills its whole namespace.
+    pub pid_namespaces: bool,
 }
 
 impl Spec {
@@ -55,6 +59,7 @@ impl Spec {
             web_restart: 1,
             web_command: None,
             packages: Vec::new(),
+            pid_namespaces: false,
         }
     }
 }
@@ -66,6 +71,7 @@ pub struct Cluster {
     /// Daemons by node number - 1; the witness is the last slot when configured.
     daemons: Vec<Option<Child>>,
     witness: bool,
+    pid_namespaces: bool,
 }
 
 /// A service command that appends `alive NODE NANOS` to `log` every 10 ms.
@@ -162,6 +168,7 @@ impl Cluster {
             nodes: spec.nodes,
             daemons: (0..slots).map(|_| None).collect(),
             witness: spec.witness,
+            pid_namespaces: spec.pid_namespaces,
         }
     }
 
@@ -183,7 +190,17 @@ impl Cluster {
 
     pub fn start(&mut self, i: usize) {
         let log = self.log_file(&format!("n{i}"));
-        let child = Command::new(BIN)
+        let mut command = if self.pid_namespaces {
+            // The daemon is the namespace's init: it dies with unshare (--kill-child), and
+            // every process of the namespace with it.
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                .arg(BIN);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let child = command
             .args(["daemon", "--test-faults", "--node", &format!("n{i}")])
             .arg("--config")
             .arg(self.dir.path().join("config"))
@@ -240,7 +257,13 @@ impl Cluster {
 
     /// SIGKILL of a node: its daemon and its services' process groups.
     pub fn kill(&mut self, i: usize) {
-        let groups = self.service_groups(i);
+        // In a PID namespace the recorded groups are the namespace's numbers (not ours to
+        // signal); the namespace dies with its daemon.
+        let groups = if self.pid_namespaces {
+            Vec::new()
+        } else {
+            self.service_groups(i)
+        };
         if let Some(mut child) = self.daemons[i - 1].take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -276,7 +299,7 @@ impl Cluster {
         }
     }
 
-    /// The PID of node `i`'s daemon, while it runs.
+    /// The PID of node `i`'s daemon, while it runs (with `pid_namespaces`, of its unshare).
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.daemons[i - 1].as_ref().map(|c| c.id())
     }
