@@ -484,14 +484,19 @@ fn daemon_restart_on_the_holder_stops_leftovers_without_double_activation() {
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(old, 40)));
     std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
     let report = checker.stop();
+    // The service the killed daemon left running is stopped: by its lease guard the moment
+    // the daemon's pipe closed, or else by the new incarnation's restart cleanup.
     let leftovers = cluster.log_lines_containing(old, "left by a previous incarnation");
+    let fenced = cluster.log_lines_containing(old, "FENCED (the daemon's pipe closed)");
     println!(
-        "daemon restart on h{old}: package served by h{now_served_by}; leftover process groups killed: {}",
+        "daemon restart on h{old}: package served by h{now_served_by}; fenced by the guard: {fenced:?}; \
+         leftover process groups killed by the new incarnation: {}",
         leftovers.len()
     );
     assert!(
-        !leftovers.is_empty(),
-        "the new incarnation did not stop the service left running"
+        !leftovers.is_empty() || fenced.iter().any(|l| l.contains("1 killed")),
+        "neither the guard nor the new incarnation stopped the service left running:\n{}",
+        cluster.log_tail(old, 60)
     );
     if now_served_by != old {
         old_holder_is_quiet(&cluster, old);
