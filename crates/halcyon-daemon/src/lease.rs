@@ -18,10 +18,17 @@
 //! Real time elapsed from the holder's `t_send` to that moment is at least
 //! `lease * (1 + DRIFT) / (1 + DRIFT) + MARGIN > lease` measured by the holder's clock
 //! (to first order), so the holder's lease has expired, and it began halting `fence_lead`
-//! earlier. A new coordinator assumes it granted every node a lease when it became leader: any
-//! grant by an older leader needed a quorum acknowledgement after the holder's `t_send` and
-//! before a quorum voted for the new term, so that grant's `t_send` precedes the new
-//! leadership.
+//! earlier.
+//!
+//! A new coordinator: any grant by an older leader needed a quorum acknowledgement of a
+//! heartbeat sent after the holder's `t_send`; the new leader needed a quorum of votes; the two
+//! quorums share a voter V. openraft 0.9 followers reject vote requests while inside their
+//! leader lease (`election_timeout_max` since they last heard a leader; a candidate waits it
+//! out too), so V voted at least `election_max` (V's clock) after it acknowledged that
+//! heartbeat, which came after `t_send`. Hence every older grant's lease expires, in real time,
+//! by `lease x (1 + DRIFT) - election_max x (1 - DRIFT)` after the new leadership began, and
+//! the new coordinator waits [`release_deadline_after_election`] from when it saw itself lead
+//! (later than it began). Its own grants it times with [`release_deadline`].
 
 use std::time::Duration;
 
@@ -40,6 +47,21 @@ pub fn fence_lead(lease: Duration, renew_interval: Duration) -> Duration {
 /// When the coordinator may consider a node's lease certainly expired.
 pub fn release_deadline(last_grant: Instant, lease: Duration) -> Instant {
     last_grant + lease.mul_f64(1.0 + DRIFT) + MARGIN
+}
+
+/// When a new coordinator (leading since `leader_since`) may consider every lease granted
+/// by an older leader certainly expired (see the module documentation): a lease, less the
+/// `election_max` every voter of the new term waited after last hearing the old leader, with
+/// the drift bound applied against us on both sides, then measured on our clock.
+pub fn release_deadline_after_election(
+    leader_since: Instant,
+    lease: Duration,
+    election_max: Duration,
+) -> Instant {
+    let longest_lease = lease.mul_f64(1.0 + DRIFT);
+    let shortest_wait = election_max.mul_f64(1.0 - DRIFT);
+    let left = longest_lease.saturating_sub(shortest_wait);
+    leader_since + left.mul_f64(1.0 + DRIFT) + MARGIN
 }
 
 /// The holder's side of a lease.
@@ -69,6 +91,28 @@ impl Holder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_coordinator_waits_a_lease_less_the_voters_election_wait() {
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(619);
+        let election_max = Duration::from_millis(160);
+        let after = release_deadline_after_election(t0, lease, election_max) - t0;
+        // 619 x 1.01 - 160 x 0.99 = 466.79 ms, x 1.01 = 471.46 ms, + 50 ms.
+        assert!(
+            after > Duration::from_micros(521_450) && after < Duration::from_micros(521_470),
+            "{after:?}"
+        );
+        // Never shorter than the margin, whatever the election wait.
+        assert_eq!(
+            release_deadline_after_election(t0, lease, Duration::from_secs(5)) - t0,
+            MARGIN
+        );
+        // Shorter than a full lease from the leadership start, longer than the lease less
+        // the election wait with no drift.
+        assert!(after < release_deadline(t0, lease) - t0);
+        assert!(after > lease - election_max + MARGIN);
+    }
 
     #[test]
     fn the_release_wait_outlasts_the_lease_with_the_drift_bound() {

@@ -166,6 +166,9 @@ pub struct Node {
     preferred_api: Mutex<BTreeMap<NodeId, SocketAddr>>,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
+    /// openraft's `election_timeout_max`: every voter of a new term waited this long after
+    /// it last heard the old leader (the new coordinator's release wait counts on it).
+    election_max: Duration,
     holder: Mutex<Holder>,
     /// Leader side: when each node was last granted a lease.
     grants: Mutex<BTreeMap<NodeName, Instant>>,
@@ -587,6 +590,7 @@ impl Node {
             (Some(p), Some(_)) => format!("armed ({p})"),
             (Some(p), None) => format!("ABSENT ({p} cannot be opened)"),
         };
+        let election_max = raft_timings(&config.cluster).election_timeout_max;
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -602,6 +606,7 @@ impl Node {
             runner: Mutex::new(Some(runner)),
             lease_duration,
             renew_interval,
+            election_max,
             holder: Mutex::new(Holder::default()),
             grants: Mutex::new(BTreeMap::new()),
             leader_since: Mutex::new(None),
@@ -1198,14 +1203,26 @@ impl Node {
 
     // ---------------------------------------------------------------- coordinator
 
+    /// When `node`'s lease has certainly expired: after this coordinator's last grant to
+    /// it, and after any older leader's grant (bounded from this leadership's start, see
+    /// `lease::release_deadline_after_election`).
     fn release_deadline(&self, node: &str) -> Instant {
         let since = lock(&self.leader_since).map(|(_, t)| t);
         let grant = lock(&self.grants).get(node).copied();
-        let last = match (since, grant) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => a.or(b).unwrap_or_else(Instant::now),
-        };
-        lease::release_deadline(last, self.lease_duration)
+        let older = since.map_or_else(
+            || lease::release_deadline(Instant::now(), self.lease_duration),
+            |since| {
+                lease::release_deadline_after_election(
+                    since,
+                    self.lease_duration,
+                    self.election_max,
+                )
+            },
+        );
+        match grant {
+            Some(grant) => older.max(lease::release_deadline(grant, self.lease_duration)),
+            None => older,
+        }
     }
 
     async fn coordinator_loop(self: Arc<Self>) {
