@@ -922,7 +922,23 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
         let resource_variable = self.string("resource_variable");
         let instance_vector = self.string("instance_vector");
         let predicate = self.string("predicate");
-        let rearm_predicate = self.string("rearm_predicate").map(|s| s.0);
+        let rearm = self.string("rearm_predicate");
+        for (field, value) in [("predicate", &predicate), ("rearm_predicate", &rearm)] {
+            let Some((text, span)) = value else {
+                continue;
+            };
+            if let Err(e) = halcyon_monitor::check_predicate(text) {
+                let byte = text
+                    .char_indices()
+                    .nth(e.column.saturating_sub(1))
+                    .map_or(text.len(), |(b, _)| b);
+                let at = offset_in_string(&self.sink.source.text, span, byte);
+                let path = self.field_path(field);
+                self.sink
+                    .error(at..at, &path, e.problem, e.expected, e.hint);
+            }
+        }
+        let rearm_predicate = rearm.map(|s| s.0);
         let any = MONITOR_FIELDS.iter().any(|f| self.get(f).is_some());
         if !any {
             return Some(None);

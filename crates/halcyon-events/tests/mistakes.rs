@@ -146,6 +146,15 @@ fn rules_mistakes() {
             "etc/rules.toml:1:1: event[1].predicate: missing in [[event]]; expected predicate with the other fields of a user-defined event's monitor\n",
         ),
         (
+            // Predicates are checked where they are written, with the column of the mistake.
+            "[[event]]\nname = \"UE_RWHO\"\nprogram = 'all \"/bin/x\" 0'\n\
+             resource_variable = \"IBM.PSSP.Prog.xpcount\"\ninstance_vector = \"ProgName=rwhod\"\n\
+             predicate = \"X@0==0&&\"\nrearm_predicate = \"X@0 >> 0\"\n",
+            &[],
+            "etc/rules.toml:6:22: event[1].predicate: unexpected end of expression; expected a number, X, \"(\", \"!\" or \"-\"\n\
+             etc/rules.toml:7:25: event[1].rearm_predicate: unexpected \">\"; expected a number, X, \"(\", \"!\" or \"-\"\n",
+        ),
+        (
             // A resource variable Halcyon cannot sample is reported, not silently ignored.
             "[[event]]\nname = \"UE_TMP\"\nprogram = 'all \"/bin/x\" 0'\n\
              resource_variable = \"IBM.PSSP.aixos.FS.%totused\"\ninstance_vector = \"NodeNum=6\"\n\
