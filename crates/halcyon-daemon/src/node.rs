@@ -659,6 +659,11 @@ impl Node {
         lock(&self.state).clone()
     }
 
+    /// The state without its event log, for the loops that poll it.
+    fn snapshot_without_log(&self) -> State {
+        lock(&self.state).clone_without_log()
+    }
+
     /// The configuration in force: the replicated one once bootstrapped.
     pub fn config(&self) -> Config {
         lock(&self.state)
@@ -1009,7 +1014,7 @@ impl Node {
             if self.is_isolated() {
                 continue;
             }
-            let state = self.snapshot();
+            let state = self.snapshot_without_log();
             let Some(config) = state.config.as_ref() else {
                 continue;
             };
@@ -1255,7 +1260,7 @@ impl Node {
     /// [`Node::submit_as_leader`]: decisions taken from this node's view are never forwarded
     /// to another leader.
     async fn coordinate(&self, term: u64) -> Result<(), String> {
-        let state = self.snapshot();
+        let state = self.snapshot_without_log();
         let Some(config) = state.config.clone() else {
             self.submit_as_leader(
                 term,
@@ -1546,7 +1551,7 @@ impl Node {
                 _ = sleep(TICK) => {}
                 _ = applied.changed() => {}
             }
-            let state = self.snapshot();
+            let state = self.snapshot_without_log();
             let Some(config) = state.config.clone() else {
                 continue;
             };

@@ -531,6 +531,52 @@ impl State {
             .and_then(|(_, window)| window)
     }
 
+    /// A copy without the event log (the daemon's loops read the state every few
+    /// milliseconds; the log, with every command's output, is the bulk of it). Every
+    /// field is named, so a new field cannot be forgotten here.
+    pub fn clone_without_log(&self) -> State {
+        let State {
+            applied_index,
+            config,
+            rules,
+            cluster,
+            incarnations,
+            departed,
+            halted_by_admin,
+            cluster_halted,
+            adapter_reports,
+            adapters_down,
+            standby_reports,
+            standbys_down,
+            restarts,
+            pending,
+            next_sequence,
+            execution,
+            log: _,
+            next_record,
+        } = self;
+        State {
+            applied_index: *applied_index,
+            config: config.clone(),
+            rules: rules.clone(),
+            cluster: cluster.clone(),
+            incarnations: incarnations.clone(),
+            departed: departed.clone(),
+            halted_by_admin: halted_by_admin.clone(),
+            cluster_halted: *cluster_halted,
+            adapter_reports: adapter_reports.clone(),
+            adapters_down: adapters_down.clone(),
+            standby_reports: standby_reports.clone(),
+            standbys_down: standbys_down.clone(),
+            restarts: restarts.clone(),
+            pending: pending.clone(),
+            next_sequence: *next_sequence,
+            execution: execution.clone(),
+            log: VecDeque::new(),
+            next_record: *next_record,
+        }
+    }
+
     /// Restarts counted for a service on a node.
     pub fn restart_count(&self, package: &str, node: &str, service: &str) -> u32 {
         self.restarts

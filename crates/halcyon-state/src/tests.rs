@@ -481,3 +481,24 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     copy.restore(&bytes).unwrap();
     assert!(copy.lock().cluster_halted);
 }
+
+#[test]
+fn a_copy_without_the_log_differs_only_by_the_log() {
+    let mut s = booted();
+    s.apply(
+        2,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(1),
+            sample: None,
+        },
+    );
+    plan_next(&mut s, 3, t(2));
+    assert!(!s.log.is_empty() && s.execution.is_some());
+    let lite = s.clone_without_log();
+    assert!(lite.log.is_empty());
+    let mut full = s.clone();
+    full.log.clear();
+    assert_eq!(lite, full);
+}
