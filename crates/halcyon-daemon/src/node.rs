@@ -238,80 +238,6 @@ where
     None
 }
 
-/// Whether link `device` is up with a carrier (`IFF_UP` and `IFF_RUNNING`, from the
-/// SIOCGIFFLAGS ioctl: it answers for this process's network namespace, where
-/// `/sys/class/net` shows the namespace that mounted sysfs).
-fn link_is_up(device: &str) -> bool {
-    let name = device.as_bytes();
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return false;
-    }
-    // SAFETY: a plain datagram socket, closed below.
-    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if socket < 0 {
-        return false;
-    }
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name) {
-        *slot = *byte as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes ifru_flags.
-    let rc = unsafe { libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) };
-    // SAFETY: our socket, closed once.
-    unsafe { libc::close(socket) };
-    if rc != 0 {
-        return false;
-    }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    let flags = i32::from(unsafe { request.ifr_ifru.ifru_flags });
-    let wanted = libc::IFF_UP | libc::IFF_RUNNING;
-    flags & wanted == wanted
-}
-
-/// The interface carrying `address`, if any (getifaddrs(3)).
-fn device_with_address(address: std::net::IpAddr) -> Option<String> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list we free with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return None;
-    }
-    let mut found = None;
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
-        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
-        let ip = match family {
-            libc::AF_INET => {
-                // SAFETY: AF_INET: a sockaddr_in.
-                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
-            }
-            libc::AF_INET6 => {
-                // SAFETY: AF_INET6: a sockaddr_in6.
-                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
-            }
-            _ => continue,
-        };
-        if ip == address {
-            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-            let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-            found = Some(name.to_string_lossy().into_owned());
-            break;
-        }
-    }
-    // SAFETY: the list from getifaddrs, freed once.
-    unsafe { libc::freeifaddrs(list) };
-    found
-}
-
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
@@ -1041,23 +967,15 @@ impl Node {
         }
     }
 
-    /// This node's standby interfaces that are down, by network: the kernel's view of
-    /// each standby link (`operstate` not `up`, or the device gone). A standby whose
-    /// device is not configured is found by its address.
+    /// This node's standby interfaces that are down, by network: the kernel's view of each
+    /// standby link (not up with a carrier, or gone; found by name, else by its address).
     fn standby_judgements(&self, config: &Config) -> BTreeSet<NetworkName> {
         let Some(me) = config.node(self.name.as_str()) else {
             return BTreeSet::new();
         };
         me.interfaces
             .iter()
-            .filter(|i| i.standby)
-            .filter(|i| {
-                let device = i
-                    .device
-                    .clone()
-                    .or_else(|| i.address.and_then(device_with_address));
-                !device.is_some_and(|d| link_is_up(&d))
-            })
+            .filter(|i| i.standby && !halcyon_resources::ip::interface_usable(i))
             .map(|i| i.network.clone())
             .collect()
     }
@@ -2110,23 +2028,5 @@ pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
         election_timeout_min: t.election_min,
         election_timeout_max: t.election_max,
         ..RaftTimings::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_and_addresses_are_read_in_this_network_namespace() {
-        assert!(link_is_up("lo"), "the loopback interface is up");
-        assert!(!link_is_up("halcyon-none0"), "no such interface");
-        assert!(!link_is_up(""), "no name");
-        assert!(!link_is_up("a-name-longer-than-ifnamsiz"));
-        assert_eq!(
-            device_with_address("127.0.0.1".parse().unwrap()).as_deref(),
-            Some("lo")
-        );
-        assert_eq!(device_with_address("198.18.255.254".parse().unwrap()), None);
     }
 }

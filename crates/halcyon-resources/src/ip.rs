@@ -114,6 +114,28 @@ impl InterfaceSpec {
     }
 }
 
+/// The link with this index, if it is up with a carrier.
+fn usable_link(netlink: &mut Netlink, index: u32) -> Option<crate::netlink::Link> {
+    netlink
+        .link(index)
+        .ok()
+        .filter(|link| link.is_up() && link.has_carrier())
+}
+
+/// Whether a configured interface (found by name, else by its stationary address) is up
+/// with a carrier, in this process's network namespace: what a standby must be to take
+/// addresses over, and what the daemon reports for `fail_standby` / `join_standby`.
+pub fn interface_usable(interface: &Interface) -> bool {
+    let Ok(mut netlink) = Netlink::open() else {
+        return false;
+    };
+    InterfaceSpec::of(interface)
+        .resolve(&mut netlink)
+        .ok()
+        .and_then(|index| usable_link(&mut netlink, index))
+        .is_some()
+}
+
 /// The announcements still to send for an address that was just added.
 struct Announcer {
     sender: Sender,
@@ -441,10 +463,7 @@ impl IpAddress {
             if Some(index) == current {
                 continue;
             }
-            if let Ok(link) = netlink.link(index)
-                && link.is_up()
-                && link.has_carrier()
-            {
+            if let Some(link) = usable_link(&mut netlink, index) {
                 return Ok(Some(link.name));
             }
         }

@@ -416,3 +416,27 @@ fn an_ipv6_address_is_checked_by_dad_announced_and_moved_between_hosts() {
     assert!(!b.has_address("eth0", SERVICE6));
     assert!(!lab.client.pings(SERVICE6), "released everywhere");
 }
+
+#[test]
+fn an_interface_is_usable_when_up_with_a_carrier_found_by_name_or_address() {
+    let interface = |device: Option<&str>, address: Option<&str>| Interface {
+        network: "lan".into(),
+        address: address.map(|a| a.parse().unwrap()),
+        device: device.map(str::to_owned),
+        standby: true,
+    };
+    assert!(crate::ip::interface_usable(&interface(Some("lo"), None)));
+    assert!(crate::ip::interface_usable(&interface(
+        None,
+        Some("127.0.0.1")
+    )));
+    assert!(!crate::ip::interface_usable(&interface(
+        Some("halcyon-none0"),
+        None
+    )));
+    assert!(!crate::ip::interface_usable(&interface(
+        None,
+        Some("198.18.255.254")
+    )));
+    assert!(!crate::ip::interface_usable(&interface(None, None)));
+}
