@@ -1543,23 +1543,34 @@ impl Node {
             detail,
             at: Timestamp::now(),
         };
+        let what = format!("action {}/{}/{}", key.0, key.1, key.2);
+        self.report(&command, &what, |x| {
+            x.id == key.0 && !x.done.contains(&(key.1, key.2))
+        })
+        .await;
+    }
+
+    /// Commits a node's report on the current execution, retrying while `awaited` says the
+    /// execution still waits for it (bounded: 60 tries, 500 ms apart, each within
+    /// `SUBMIT_TIMEOUT`). A refusal is logged and ends it.
+    pub(crate) async fn report(
+        &self,
+        command: &Command,
+        what: &str,
+        awaited: impl Fn(&halcyon_state::Execution) -> bool,
+    ) {
         for _ in 0..60 {
-            match self.submit(&command).await {
+            match self.submit(command).await {
+                Ok(Reply::Ignored { why }) => {
+                    tracing::warn!("{what}: report refused: {why}");
+                    return;
+                }
                 Ok(_) => return,
                 Err(e) => {
-                    let awaited = lock(&self.state)
-                        .execution
-                        .as_ref()
-                        .is_some_and(|x| x.id == key.0 && !x.done.contains(&(key.1, key.2)));
-                    if !awaited {
+                    if !lock(&self.state).execution.as_ref().is_some_and(&awaited) {
                         return;
                     }
-                    tracing::warn!(
-                        execution = key.0,
-                        step = key.1,
-                        index = key.2,
-                        "cannot report yet: {e}"
-                    );
+                    tracing::warn!("{what}: cannot report yet: {e}");
                 }
             }
             sleep(Duration::from_millis(500)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use halcyon_config::Config;
 use halcyon_events::{Builtin, EventState, Launch};
 use halcyon_membership::NodeState;
-use halcyon_state::{Command, Execution, LaunchReport, Reply};
+use halcyon_state::{Command, Execution, LaunchReport};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
@@ -90,25 +90,11 @@ impl Node {
             report,
             at: Timestamp::now(),
         };
-        for _ in 0..60 {
-            match self.submit(&command).await {
-                Ok(Reply::Ignored { why }) => {
-                    tracing::warn!(execution, launch = launch.launch, "report refused: {why}");
-                    return;
-                }
-                Ok(_) => return,
-                Err(e) => {
-                    let awaited = lock(&self.state).execution.as_ref().is_some_and(|x| {
-                        x.id == execution && x.launches.contains_key(&launch.launch)
-                    });
-                    if !awaited {
-                        return;
-                    }
-                    tracing::warn!(execution, launch = launch.launch, "cannot report yet: {e}");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let what = format!("event command {execution}/{}", launch.launch);
+        self.report(&command, &what, |x| {
+            x.id == execution && x.launches.contains_key(&launch.launch)
+        })
+        .await;
     }
 
     /// Coordinator side, each round: abandons the commands of nodes whose lease has
