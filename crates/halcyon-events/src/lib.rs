@@ -28,5 +28,5 @@ pub use rules::{
 };
 pub use run::{
     CommandState, EventState, Failure, Invocation, Launch, LaunchKind, NotifyPhase, Options,
-    Outcome, Progress, ProgressError, Recovery, Segment, expand, render_segments,
+    Outcome, Progress, ProgressError, Recovery, Segment, expand, output_tail, render_segments,
 };

@@ -505,7 +505,7 @@ impl Progress {
                 node: node.clone(),
             });
         }
-        let output_tail = tail(output_tail);
+        let output_tail = self::output_tail(output_tail, OUTPUT_TAIL_MAX);
         let retry = self.options.recovery.as_ref().map_or(0, |r| r.retry);
         self.states[segment][index] = match self.states[segment][index].clone() {
             CommandState::Running { attempt, .. } => {
@@ -801,12 +801,13 @@ impl Progress {
     }
 }
 
-/// The last [`OUTPUT_TAIL_MAX`] bytes of `output`, cut at a character boundary.
-fn tail(output: &str) -> String {
-    if output.len() <= OUTPUT_TAIL_MAX {
+/// The last `max` bytes of `output`, cut at a character boundary (the event log keeps
+/// the end of a command's output).
+pub fn output_tail(output: &str, max: usize) -> String {
+    if output.len() <= max {
         return output.to_owned();
     }
-    let mut start = output.len() - OUTPUT_TAIL_MAX;
+    let mut start = output.len() - max;
     while !output.is_char_boundary(start) {
         start += 1;
     }

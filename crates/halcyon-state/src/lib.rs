@@ -1095,15 +1095,8 @@ impl State {
 const COORDINATOR: &str = "coordinator";
 
 /// `text` cut to [`DETAIL_MAX`] bytes (its end kept, at a character boundary).
-fn truncated(mut text: String) -> String {
-    if text.len() > DETAIL_MAX {
-        let mut start = text.len() - DETAIL_MAX;
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text = text.split_off(start);
-    }
-    text
+fn truncated(text: String) -> String {
+    halcyon_events::output_tail(&text, DETAIL_MAX)
 }
 
 /// The state machine as the consensus layer runs it: the [`State`] behind a mutex shared with
