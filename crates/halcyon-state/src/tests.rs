@@ -2,7 +2,7 @@ use super::*;
 use halcyon_consensus::Application;
 use halcyon_policy::Engine;
 
-const CLUSTER: &str = r#"
+pub(super) const CLUSTER: &str = r#"
 [cluster]
 name = "t"
 id = 1
@@ -50,7 +50,7 @@ fn config() -> Config {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn t(seconds: i64) -> Timestamp {
+pub(super) fn t(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
 

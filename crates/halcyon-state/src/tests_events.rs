@@ -3,37 +3,9 @@
 
 use std::path::Path;
 
+use super::tests::{CLUSTER, t};
 use super::*;
 use halcyon_policy::Engine;
-
-const CLUSTER: &str = r#"
-[cluster]
-name = "t"
-id = 1
-port = 7400
-[[network]]
-name = "lan"
-kind = "ip"
-subnets = ["127.0.0.0/8"]
-[[node]]
-name = "n1"
-number = 1
-[[node.interface]]
-network = "lan"
-address = "127.0.0.1"
-[[node]]
-name = "n2"
-number = 2
-[[node.interface]]
-network = "lan"
-address = "127.0.0.2"
-[[node]]
-name = "n3"
-number = 3
-[[node.interface]]
-network = "lan"
-address = "127.0.0.3"
-"#;
 
 const PACKAGE: &str = r#"
 [package]
@@ -66,10 +38,6 @@ barrier
 all "/bin/done" 0
 '''
 "#;
-
-fn t(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_700_000_000 + seconds).unwrap()
-}
 
 struct Cluster {
     s: State,
