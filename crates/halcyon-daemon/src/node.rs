@@ -213,31 +213,6 @@ pub fn join_addrs(addrs: &[SocketAddr]) -> String {
         .join(", ")
 }
 
-/// The value of the first of `futures` to succeed (the others are dropped); `None` when
-/// all fail.
-async fn futures_select_ok<T, E, F>(futures: impl IntoIterator<Item = F>) -> Option<T>
-where
-    F: std::future::Future<Output = Result<T, E>> + Unpin,
-{
-    let mut pending: Vec<F> = futures.into_iter().collect();
-    while !pending.is_empty() {
-        let (result, index) = std::future::poll_fn(|cx| {
-            for (i, f) in pending.iter_mut().enumerate() {
-                if let std::task::Poll::Ready(r) = std::pin::Pin::new(f).poll(cx) {
-                    return std::task::Poll::Ready((r, i));
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await;
-        drop(pending.swap_remove(index));
-        if let Ok(value) = result {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
@@ -710,7 +685,7 @@ impl Node {
         body: Option<&str>,
         limit: Duration,
     ) -> Option<client::Response> {
-        let (_, addrs) = self.leader_api()?;
+        let (_, addrs) = self.leader_api().filter(|(_, a)| !a.is_empty())?;
         let id = self.consensus.leader();
         let attempts = addrs.into_iter().map(|addr| {
             Box::pin(async move {
@@ -719,7 +694,7 @@ impl Node {
                     .map(|r| (addr, r))
             })
         });
-        let (addr, response) = futures_select_ok(attempts).await?;
+        let ((addr, response), _) = futures_util::future::select_ok(attempts).await.ok()?;
         if let Some(id) = id {
             lock(&self.preferred_api).insert(id, addr);
         }
