@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
-use crate::client;
 use crate::node::Node;
 
 /// How long a write request waits for its event to finish before answering "queued".
@@ -42,7 +41,7 @@ fn ok(value: Value) -> Response {
 }
 
 /// Serves the API on every one of `addrs` (the node's IP interfaces).
-pub async fn serve(node: Shared, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+pub async fn serve(node: Shared, addrs: Vec<SocketAddr>) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
@@ -63,19 +62,8 @@ pub async fn serve(node: Shared, addrs: &[SocketAddr]) -> anyhow::Result<()> {
                 format!("no such API endpoint: {uri}"),
             )
         })
-        .with_state(node);
-    for addr in addrs {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("API server stopped: {e}");
-            }
-        });
-    }
-    Ok(())
+        .with_state(Arc::clone(&node));
+    node.platform.network.serve_api(app, addrs).await
 }
 
 /// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)".
@@ -402,7 +390,7 @@ async fn answer_event(
         execution,
         answer,
         by: "admin".to_owned(),
-        at: Timestamp::now(),
+        at: node.timestamp(),
     };
     match node.submit(&command).await {
         Ok(halcyon_state::Reply::Ignored { why }) => {
@@ -489,7 +477,7 @@ async fn raise_event(State(node): State<Shared>, body: Bytes) -> Response {
             node: NodeName::from(body.node.as_str()),
         },
         by: "admin (raise)".to_owned(),
-        at: Timestamp::now(),
+        at: node.timestamp(),
         sample: Some(sample),
     };
     match node.submit(&command).await {
@@ -534,7 +522,7 @@ async fn emulate(State(node): State<Shared>, body: Bytes) -> Response {
         &state.rules,
         &state.cluster,
         &body.event,
-        Timestamp::now(),
+        node.timestamp(),
     ) {
         Ok(e) => ok(json!({ "text": e.render(), "emulation": e })),
         Err(e) => error(StatusCode::CONFLICT, e),
@@ -549,7 +537,8 @@ async fn status(State(node): State<Shared>) -> Response {
     let config = node.config();
     if let Some(w) = &config.cluster.quorum.witness {
         let addr = SocketAddr::new(w.address, config.cluster.port + 2);
-        let answer = client::request(addr, "GET", "/v1/status", None, WITNESS_STATUS_TIMEOUT)
+        let answer = node
+            .request(addr, "GET", "/v1/status", None, WITNESS_STATUS_TIMEOUT)
             .await
             .ok()
             .and_then(|r| r.json().ok());
@@ -579,7 +568,7 @@ async fn explain(State(node): State<Shared>, Path(package): Path<String>) -> Res
     if config.package(&package).is_none() {
         return error(StatusCode::NOT_FOUND, unknown_package(config, &package));
     }
-    match Engine::new(config).explain(&state.cluster, &package, Timestamp::now()) {
+    match Engine::new(config).explain(&state.cluster, &package, node.timestamp()) {
         Ok(e) => ok(json!({ "text": e.to_string(), "explanation": e })),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
@@ -671,7 +660,7 @@ async fn submit_event(node: &Node, event: Event, by: &str) -> Response {
             "the cluster is not bootstrapped yet",
         );
     };
-    if let Err(e) = Engine::new(config).plan(&state.cluster, &event, Timestamp::now()) {
+    if let Err(e) = Engine::new(config).plan(&state.cluster, &event, node.timestamp()) {
         return error(StatusCode::CONFLICT, format!("refused: {e}"));
     }
     let sequence = match node.enqueue(event.clone(), by).await {
@@ -846,7 +835,7 @@ async fn node_op(
         if let Err(e) = node
             .submit(&Command::NodeStartAllowed {
                 node: name.clone(),
-                at: Timestamp::now(),
+                at: node.timestamp(),
             })
             .await
         {
@@ -1006,7 +995,7 @@ async fn cluster_op(
     if state.cluster_halted {
         if let Err(e) = node
             .submit(&Command::ClusterStartAllowed {
-                at: Timestamp::now(),
+                at: node.timestamp(),
             })
             .await
         {

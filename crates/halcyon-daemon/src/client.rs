@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::platform::{Network, TcpNetwork};
 
 /// Largest response body accepted.
 pub const RESPONSE_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -24,7 +25,7 @@ impl Response {
     }
 }
 
-/// Sends one request; `body` is sent as JSON when given.
+/// Sends one request over TCP; `body` is sent as JSON when given.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -32,18 +33,32 @@ pub async fn request(
     body: Option<&str>,
     limit: Duration,
 ) -> Result<Response, String> {
-    timeout(limit, request_inner(addr, method, path, body))
+    request_via(&TcpNetwork, addr, method, path, body, limit).await
+}
+
+/// [`request`] over a given network (the simulator's, for node-to-node calls).
+pub async fn request_via(
+    network: &dyn Network,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    timeout(limit, request_inner(network, addr, method, path, body))
         .await
         .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
 }
 
 async fn request_inner(
+    network: &dyn Network,
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<Response, String> {
-    let mut stream = TcpStream::connect(addr)
+    let mut stream = network
+        .connect(addr)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let body = body.unwrap_or("");

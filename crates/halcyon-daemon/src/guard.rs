@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use halcyon_guard::{Address, BootTime, FenceSummary, GuardConfig, GuardHandle, Health};
 
+use crate::platform::LeaseGuard;
+
 /// Longest wait for the guard's answer to a registration.
 const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 /// A guard that has not answered for this long is replaced.
@@ -67,12 +69,33 @@ impl Guard {
         })
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    fn call(
+        &self,
+        what: &str,
+        send: impl FnOnce(&mut GuardHandle) -> Result<halcyon_guard::Ticket, halcyon_guard::GuardError>,
+    ) -> Result<(), String> {
+        blocking(|| {
+            let mut handle = lock(&self.handle);
+            let h = handle.as_mut().ok_or("no guard process")?;
+            let ticket = send(h).map_err(|e| format!("lease guard: {what}: {e}"))?;
+            h.wait(ticket, REPLY_TIMEOUT)
+                .map(|_| ())
+                .map_err(|e| format!("lease guard: {what}: {e}"))
+        })
+    }
+}
+
+impl LeaseGuard for Guard {
+    fn clock(&self) -> BootTime {
+        BootTime::now()
+    }
+
+    fn pid(&self) -> Option<u32> {
         lock(&self.handle).as_ref().map(|h| h.pid())
     }
 
     /// `None` while the guard protects the lease; otherwise why not (dead, stalled, fenced).
-    pub fn lost(&self) -> Option<String> {
+    fn lost(&self) -> Option<String> {
         let mut handle = lock(&self.handle);
         let Some(h) = handle.as_mut() else {
             return Some("no guard process".into());
@@ -88,14 +111,14 @@ impl Guard {
     }
 
     /// Whether the guard reported a fence not yet taken.
-    pub fn fenced(&self) -> bool {
+    fn fenced(&self) -> bool {
         lock(&self.handle)
             .as_mut()
             .is_some_and(|h| matches!(h.health(Duration::MAX), Health::Fenced(_)))
     }
 
     /// Takes the fences reported since the last call.
-    pub fn take_fences(&self) -> Vec<FenceSummary> {
+    fn take_fences(&self) -> Vec<FenceSummary> {
         lock(&self.handle)
             .as_mut()
             .map(|h| h.take_fences())
@@ -103,7 +126,7 @@ impl Guard {
     }
 
     /// Replaces a dead guard, or one stalled for [`STALL_RESPAWN`]. True when it did.
-    pub fn respawn_if_needed(&self) -> bool {
+    fn respawn_if_needed(&self) -> bool {
         let needed = match lock(&self.handle).as_mut() {
             None => true,
             Some(h) => match h.health(STALL_RESPAWN) {
@@ -133,7 +156,7 @@ impl Guard {
     }
 
     /// Extends the guard's deadline (no wait: a refusal or silence shows in [`Guard::lost`]).
-    pub fn extend(&self, deadline: BootTime) {
+    fn extend(&self, deadline: BootTime) {
         if let Some(h) = lock(&self.handle).as_mut()
             && let Err(e) = h.extend(deadline)
         {
@@ -141,54 +164,39 @@ impl Guard {
         }
     }
 
-    fn call(
-        &self,
-        what: &str,
-        send: impl FnOnce(&mut GuardHandle) -> Result<halcyon_guard::Ticket, halcyon_guard::GuardError>,
-    ) -> Result<(), String> {
-        blocking(|| {
-            let mut handle = lock(&self.handle);
-            let h = handle.as_mut().ok_or("no guard process")?;
-            let ticket = send(h).map_err(|e| format!("lease guard: {what}: {e}"))?;
-            h.wait(ticket, REPLY_TIMEOUT)
-                .map(|_| ())
-                .map_err(|e| format!("lease guard: {what}: {e}"))
-        })
-    }
-
-    pub fn register_group(&self, pgid: i32) -> Result<(), String> {
+    fn register_group(&self, pgid: i32) -> Result<(), String> {
         self.call(&format!("register_group {pgid}"), |h| {
             h.register_group(pgid)
         })
     }
 
-    pub fn register_address(&self, address: Address) -> Result<(), String> {
+    fn register_address(&self, address: Address) -> Result<(), String> {
         self.call(&format!("register_address {address}"), |h| {
             h.register_address(address)
         })
     }
 
-    pub fn unregister_group(&self, pgid: i32) {
+    fn unregister_group(&self, pgid: i32) {
         if let Some(h) = lock(&self.handle).as_mut() {
             let _ = h.unregister_group(pgid);
         }
     }
 
-    pub fn unregister_address(&self, address: Address) {
+    fn unregister_address(&self, address: Address) {
         if let Some(h) = lock(&self.handle).as_mut() {
             let _ = h.unregister_address(address);
         }
     }
 
     /// Everything was halted for lack of a lease: the guard forgets and disarms.
-    pub fn release(&self) {
+    fn release(&self) {
         if let Some(h) = lock(&self.handle).as_mut() {
             let _ = h.release();
         }
     }
 
     /// Clean stop (after halting every package): release, close, wait for the exit.
-    pub fn shutdown(&self) {
+    fn shutdown(&self) {
         if let Some(h) = lock(&self.handle).take() {
             let _ = blocking(|| h.shutdown(Duration::from_secs(2)));
         }

@@ -21,6 +21,7 @@ pub mod faults;
 pub mod guard;
 pub mod lease;
 pub mod node;
+pub mod platform;
 pub mod watchdog;
 pub mod witness;
 

@@ -12,10 +12,7 @@ use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
 use halcyon_guard::{Address, BootTime};
 use halcyon_membership::detector::is_on_network;
-use halcyon_membership::{
-    ChangeBatch, DetectorConfig, NodeState, PathState, Plain, Runner, RunnerSettings, Status,
-    links_from_cluster,
-};
+use halcyon_membership::{NodeState, PathState, Status};
 use halcyon_policy::{ActionKind, Engine, Event};
 use halcyon_resources::{Health, PackageEnv, PackageResources, StopMode};
 use halcyon_state::{Command, Replicated, Reply, State};
@@ -25,9 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep};
 
 use crate::client;
-use crate::faults::{FaultyLink, HeartbeatFaults};
-use crate::guard::{Gate, Guard};
+use crate::faults::HeartbeatFaults;
+use crate::guard::Gate;
 use crate::lease::{self, Holder};
+use crate::platform::{HeartbeatHandle, LeaseGuard, NodeApplication, Platform, ResourceFactory};
 
 mod monitor;
 mod program;
@@ -80,7 +78,7 @@ impl Guarded {
     /// Registers resource `index`'s process group with the guard, then opens its start gate.
     fn admit(
         &mut self,
-        guard: &Guard,
+        guard: &dyn LeaseGuard,
         resources: &mut PackageResources,
         index: usize,
     ) -> Result<(), String> {
@@ -96,7 +94,7 @@ impl Guarded {
             .map_err(|e| format!("opening the start gate of resource {index}: {e}"))
     }
 
-    fn forget_group(&mut self, guard: &Guard, index: usize) {
+    fn forget_group(&mut self, guard: &dyn LeaseGuard, index: usize) {
         if let Some(pgid) = self.groups.remove(&index) {
             guard.unregister_group(pgid);
         }
@@ -105,7 +103,7 @@ impl Guarded {
         }
     }
 
-    fn register_address(&mut self, guard: &Guard, address: Address) -> Result<(), String> {
+    fn register_address(&mut self, guard: &dyn LeaseGuard, address: Address) -> Result<(), String> {
         if !self.addresses.contains(&address) {
             guard.register_address(address)?;
             self.addresses.push(address);
@@ -114,7 +112,7 @@ impl Guarded {
     }
 
     /// The package stopped: nothing of it is left for the guard.
-    fn unregister_all(&mut self, guard: &Guard) {
+    fn unregister_all(&mut self, guard: &dyn LeaseGuard) {
         for (_, pgid) in std::mem::take(&mut self.groups) {
             guard.unregister_group(pgid);
         }
@@ -159,7 +157,7 @@ pub struct Node {
     /// stale replica still places on it.
     fresh_from: std::sync::atomic::AtomicU64,
     pub membership: Arc<Mutex<Status>>,
-    runner: Mutex<Option<Runner>>,
+    heartbeats: Mutex<Option<Box<dyn HeartbeatHandle>>>,
     /// API addresses of every node (node number -> addresses).
     pub api_addrs: BTreeMap<NodeId, Vec<SocketAddr>>,
     /// The address of each peer that answered last (tried first).
@@ -200,8 +198,10 @@ pub struct Node {
     run_dir: PathBuf,
     /// Start gates (FIFOs) of guarded services.
     gates_dir: PathBuf,
-    /// The lease guard process.
-    pub guard: Guard,
+    /// The lease guard.
+    pub guard: Box<dyn LeaseGuard>,
+    /// Clocks, network and resources of the machine (or the simulator).
+    pub platform: Platform,
 }
 
 /// `a, b, c` for messages.
@@ -288,7 +288,7 @@ fn next_incarnation(state_dir: &Path) -> anyhow::Result<u64> {
 
 /// Kills process groups of services a previous incarnation left running (SPEC 6: a restarted
 /// node first stops anything left running).
-fn kill_leftovers(run_dir: &Path) {
+fn kill_leftovers(run_dir: &Path, resources: &dyn ResourceFactory) {
     let Ok(entries) = std::fs::read_dir(run_dir) else {
         return;
     };
@@ -298,10 +298,10 @@ fn kill_leftovers(run_dir: &Path) {
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
             && pgid > 1
-            && halcyon_resources::group_alive(pgid)
+            && resources.group_alive(pgid)
         {
             tracing::warn!(pgid, file = %path.display(), "killing a process group left by a previous incarnation");
-            halcyon_resources::signal_group(pgid, libc::SIGKILL);
+            resources.kill_group(pgid);
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -313,7 +313,7 @@ fn kill_leftovers(run_dir: &Path) {
 /// replicated state places here: the state may not show a run that was in flight when the
 /// previous incarnation died, and this node may not reach a quorum yet. Service process
 /// groups were killed before (`kill_leftovers`).
-async fn halt_leftovers(config: &Config, node: &str) {
+async fn halt_leftovers(config: &Config, node: &str, factory: &dyn ResourceFactory) {
     let Some(me) = config.node(node).cloned() else {
         return;
     };
@@ -326,7 +326,7 @@ async fn halt_leftovers(config: &Config, node: &str) {
             package: package.name.to_string(),
             node: node.to_owned(),
         };
-        let mut resources = match PackageResources::from_config_on_node(env.clone(), package, &me) {
+        let mut resources = match factory.build(env.clone(), package, &me) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(package = %package.name, "restart cleanup: cannot build the package here: {e}");
@@ -374,6 +374,11 @@ pub struct LeaseAnswer {
 impl Node {
     /// Opens everything and starts the node's tasks; returns once the API listens.
     pub async fn start(settings: Settings) -> anyhow::Result<Arc<Node>> {
+        Node::start_on(settings, Platform::host()).await
+    }
+
+    /// [`Node::start`] on a given platform (the simulator's).
+    pub async fn start_on(settings: Settings, platform: Platform) -> anyhow::Result<Arc<Node>> {
         let (config, _) = halcyon_config::load(&settings.config_paths)
             .map_err(|d| anyhow::anyhow!("configuration is not valid:\n{d}"))?;
         let Some(me) = config.node(&settings.node).cloned() else {
@@ -398,7 +403,7 @@ impl Node {
             .with_context(|| format!("creating {}", settings.state_dir.display()))?;
         let run_dir = settings.state_dir.join("run");
         std::fs::create_dir_all(&run_dir)?;
-        kill_leftovers(&run_dir);
+        kill_leftovers(&run_dir, platform.resources.as_ref());
         let gates_dir = settings.state_dir.join("gates");
         let _ = std::fs::remove_dir_all(&gates_dir);
         std::fs::create_dir_all(&gates_dir)?;
@@ -408,29 +413,36 @@ impl Node {
         let lease_duration = config.cluster.lease();
         let renew_interval = config.cluster.heartbeat.interval;
         // The guard first: no failover package may run here before it is ready.
-        let guard = Guard::start((lease_duration / 2).max(Duration::from_millis(100)))
+        let guard = platform
+            .guards
+            .start((lease_duration / 2).max(Duration::from_millis(100)))
             .context("starting the lease guard (`halcyon guard`)")?;
 
         let state = Arc::new(Mutex::new(State::new()));
         let (applied_tx, applied) = watch::channel(0u64);
-        let app = Replicated::new(
-            Arc::clone(&state),
-            Box::new(move |index| {
-                applied_tx.send_replace(index);
-            }),
+        let app = NodeApplication::new(
+            Replicated::new(
+                Arc::clone(&state),
+                Box::new(move |index| {
+                    applied_tx.send_replace(index);
+                }),
+            ),
+            platform.applied.clone(),
         );
         let members = raft_members(&config);
         let id = NodeId::from(me.number);
         let addrs = members.get(&id).cloned().unwrap_or_default();
-        let consensus = Consensus::open(
-            id,
-            addrs,
-            &settings.state_dir.join("raft.redb"),
-            app,
-            raft_timings(&config.cluster),
-        )
-        .await
-        .context("opening consensus")?;
+        let consensus = platform
+            .network
+            .open_consensus(
+                id,
+                addrs,
+                &settings.state_dir.join("raft.redb"),
+                app,
+                raft_timings(&config.cluster),
+            )
+            .await
+            .context("opening consensus")?;
         // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
         // registers (rejoins). The packages are those of the configuration in force as far as
         // this node knows it (its applied state, else the files).
@@ -440,7 +452,7 @@ impl Node {
             .config
             .clone()
             .unwrap_or_else(|| config.clone());
-        halt_leftovers(&cleanup_config, &settings.node).await;
+        halt_leftovers(&cleanup_config, &settings.node, platform.resources.as_ref()).await;
         let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
         if lowest == Some(me.number) {
             consensus
@@ -449,36 +461,13 @@ impl Node {
                 .context("initializing the Raft membership")?;
         }
 
-        let detector =
-            DetectorConfig::from_cluster(&config.cluster, me.number).context("failure detector")?;
-        let mut links =
-            links_from_cluster(&config.cluster, me.number).context("heartbeat links")?;
         let heartbeat_faults = HeartbeatFaults::default();
-        if settings.test_faults {
-            links = links
-                .into_iter()
-                .map(|l| FaultyLink::wrap(l, heartbeat_faults.clone(), config.cluster.id))
-                .collect();
-        }
-        let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
-        let runner = Runner::start(
-            RunnerSettings::new(config.cluster.id, incarnation),
-            detector,
-            links,
-            Box::new(Plain),
-            changes_tx,
-        )
-        .context("starting heartbeats")?;
-        // Membership is read level-triggered from the status; the change stream is logged.
-        std::thread::Builder::new()
-            .name("halcyon-changes".into())
-            .spawn(move || {
-                while let Ok(batch) = changes_rx.recv() {
-                    for change in batch.changes {
-                        tracing::info!(?change, "membership");
-                    }
-                }
-            })?;
+        let heartbeats = platform.heartbeats.start(
+            &config.cluster,
+            me.number,
+            incarnation,
+            settings.test_faults.then(|| heartbeat_faults.clone()),
+        )?;
 
         let watchdog = config
             .cluster
@@ -503,8 +492,8 @@ impl Node {
             state,
             applied,
             fresh_from: std::sync::atomic::AtomicU64::new(0),
-            membership: runner.status_handle(),
-            runner: Mutex::new(Some(runner)),
+            membership: heartbeats.status(),
+            heartbeats: Mutex::new(Some(heartbeats)),
             lease_duration,
             renew_interval,
             election_max,
@@ -527,9 +516,10 @@ impl Node {
             run_dir,
             gates_dir,
             guard,
+            platform,
         });
         let own_api = node.api_addrs[&NodeId::from(node.number)].clone();
-        crate::api::serve(Arc::clone(&node), &own_api).await?;
+        crate::api::serve(Arc::clone(&node), own_api.clone()).await?;
         let api_addr = own_api[0];
         tokio::spawn(Arc::clone(&node).coordinator_loop());
         tokio::spawn(Arc::clone(&node).executor_loop());
@@ -544,7 +534,7 @@ impl Node {
                 let cmd = Command::Register {
                     node: register.name.clone(),
                     incarnation: register.incarnation,
-                    at: Timestamp::now(),
+                    at: register.timestamp(),
                 };
                 if register.submit(&cmd).await.is_ok() {
                     break;
@@ -554,6 +544,31 @@ impl Node {
         });
         tracing::info!(node = %node.name, incarnation, %api_addr, "daemon started");
         Ok(node)
+    }
+
+    /// Wall-clock time (the platform's).
+    pub fn timestamp(&self) -> Timestamp {
+        self.platform.clock.timestamp()
+    }
+
+    /// One request to a peer's API over the platform's network.
+    pub(crate) async fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<client::Response, String> {
+        client::request_via(
+            self.platform.network.as_ref(),
+            addr,
+            method,
+            path,
+            body,
+            limit,
+        )
+        .await
     }
 
     pub fn snapshot(&self) -> State {
@@ -605,14 +620,14 @@ impl Node {
     }
 
     pub fn lease_remaining(&self) -> Duration {
-        lock(&self.holder).remaining(Instant::now())
+        lock(&self.holder).remaining(self.platform.clock.now())
     }
 
     /// A lease is held: granted, not about to expire, and the guard protects it (a dead,
     /// stalled or fenced guard is a lost lease).
     fn lease_valid(&self) -> bool {
         lock(&self.holder).valid(
-            Instant::now(),
+            self.platform.clock.now(),
             lease::fence_lead(self.lease_duration, self.renew_interval),
         ) && self.guard.lost().is_none()
     }
@@ -623,8 +638,8 @@ impl Node {
         self.consensus
             .fault_hook()
             .isolate(NodeId::from(self.number));
-        if let Some(runner) = lock(&self.runner).take() {
-            runner.stop();
+        if let Some(heartbeats) = lock(&self.heartbeats).take() {
+            heartbeats.stop();
         }
         tracing::warn!(node = %self.name, "isolated by a test fault");
     }
@@ -663,7 +678,7 @@ impl Node {
         let id = self.consensus.leader();
         let mut errors = Vec::new();
         for addr in addrs {
-            match client::request(addr, method, path, body, limit).await {
+            match self.request(addr, method, path, body, limit).await {
                 Ok(r) => {
                     if let Some(id) = id {
                         lock(&self.preferred_api).insert(id, addr);
@@ -689,7 +704,7 @@ impl Node {
         let id = self.consensus.leader();
         let attempts = addrs.into_iter().map(|addr| {
             Box::pin(async move {
-                client::request(addr, method, path, body, limit)
+                self.request(addr, method, path, body, limit)
                     .await
                     .map(|r| (addr, r))
             })
@@ -778,7 +793,7 @@ impl Node {
                 "node {node} is committed as down; it must join again first"
             ));
         }
-        lock(&self.grants).insert(NodeName::from(node), Instant::now());
+        lock(&self.grants).insert(NodeName::from(node), self.platform.clock.now());
         LeaseAnswer {
             granted: true,
             error: None,
@@ -793,8 +808,9 @@ impl Node {
                 *lock(&self.holder) = Holder::default();
             }
             // CLOCK_BOOTTIME before the Instant: the guard's deadline comes no later.
-            let t_boot = BootTime::now();
-            let t_send = Instant::now();
+            let t_boot = self.guard.clock();
+            let t_send = self.platform.clock.now();
+            let next = Instant::now() + self.renew_interval;
             let answer = if self.is_isolated() {
                 None
             } else if self.consensus.is_leader() {
@@ -825,14 +841,15 @@ impl Node {
                 lock(&self.holder).granted(t_send, self.lease_duration);
             }
             // The watchdog is fed only while the lease is valid and the heartbeat thread runs.
-            let healthy = lock(&self.runner).as_ref().is_some_and(|r| r.is_running());
+            let healthy = lock(&self.heartbeats)
+                .as_ref()
+                .is_some_and(|h| h.is_running());
             if healthy
                 && self.lease_valid()
                 && let Some(w) = lock(&self.watchdog).as_mut()
             {
                 w.keepalive();
             }
-            let next = t_send + self.renew_interval;
             tokio::time::sleep_until(next).await;
         }
     }
@@ -936,7 +953,7 @@ impl Node {
                 .submit(&Command::AdapterReport {
                     reporter: self.name.clone(),
                     down,
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 })
                 .await;
         }
@@ -990,7 +1007,7 @@ impl Node {
                 .submit(&Command::StandbyReport {
                     reporter: self.name.clone(),
                     down,
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 })
                 .await;
         }
@@ -1108,7 +1125,7 @@ impl Node {
         let since = lock(&self.leader_since).map(|(_, t)| t);
         let grant = lock(&self.grants).get(node).copied();
         let older = since.map_or_else(
-            || lease::release_deadline(Instant::now(), self.lease_duration),
+            || lease::release_deadline(self.platform.clock.now(), self.lease_duration),
             |since| {
                 lease::release_deadline_after_election(
                     since,
@@ -1127,6 +1144,7 @@ impl Node {
         let mut applied = self.applied.clone();
         loop {
             tokio::select! {
+                biased;
                 _ = sleep(TICK) => {}
                 _ = applied.changed() => {}
             }
@@ -1139,7 +1157,7 @@ impl Node {
                 let mut since = lock(&self.leader_since);
                 if since.is_none_or(|(t, _)| t != term) {
                     tracing::info!(node = %self.name, term, "coordinator: this node leads");
-                    *since = Some((term, Instant::now()));
+                    *since = Some((term, self.platform.clock.now()));
                     lock(&self.grants).clear();
                 }
             }
@@ -1160,7 +1178,7 @@ impl Node {
                 &Command::Bootstrap {
                     config: Box::new(self.boot_config.clone()),
                     rules: self.boot_rules.clone(),
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 },
             )
             .await?;
@@ -1244,7 +1262,7 @@ impl Node {
                             .await?;
                         return Ok(());
                     };
-                    let now = Timestamp::now();
+                    let now = self.timestamp();
                     let mut forming = state.cluster.clone();
                     for n in &joining {
                         forming.members.insert(n.clone());
@@ -1279,7 +1297,7 @@ impl Node {
             let pending = state.pending_events();
             if let Some(i) = halcyon_policy::next_event(&config, &pending) {
                 let (sequence, event) = pending[i].clone();
-                let now = Timestamp::now();
+                let now = self.timestamp();
                 let command = match Engine::new(&config).plan(&state.cluster, &event, now) {
                     Ok(plan) => {
                         tracing::info!(event = %event, "plan:\n{}", halcyon_policy::render(&plan));
@@ -1302,7 +1320,7 @@ impl Node {
         // Release waits, and the actions of nodes that lost their lease.
         for (step, index, action) in execution.open_actions() {
             let deadline = self.release_deadline(action.node.as_str());
-            let expired = Instant::now() >= deadline;
+            let expired = self.platform.clock.now() >= deadline;
             let unreachable = matches!(
                 reach.get(&config.node(action.node.as_str()).map_or(0, |n| n.number)),
                 Some(NodeState::Unreachable)
@@ -1366,7 +1384,7 @@ impl Node {
                     index,
                     ok,
                     detail,
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 },
             )
             .await?;
@@ -1417,7 +1435,7 @@ impl Node {
             &Command::Enqueue {
                 event,
                 by: by.to_owned(),
-                at: Timestamp::now(),
+                at: self.timestamp(),
                 sample: None,
             },
         )
@@ -1429,7 +1447,7 @@ impl Node {
         self.submit(&Command::Enqueue {
             event,
             by: by.to_owned(),
-            at: Timestamp::now(),
+            at: self.timestamp(),
             sample: None,
         })
         .await
@@ -1441,6 +1459,7 @@ impl Node {
         let mut applied = self.applied.clone();
         loop {
             tokio::select! {
+                biased;
                 _ = sleep(TICK) => {}
                 _ = applied.changed() => {}
             }
@@ -1516,7 +1535,7 @@ impl Node {
             index: key.2,
             ok,
             detail,
-            at: Timestamp::now(),
+            at: self.timestamp(),
         };
         let what = format!("action {}/{}/{}", key.0, key.1, key.2);
         self.report(&command, &what, |x| {
@@ -1654,8 +1673,7 @@ impl Node {
                 }
             }
         }
-        let mut resources =
-            PackageResources::from_config_on_node(env, &gated, &me).map_err(|e| e.to_string())?;
+        let mut resources = self.platform.resources.build(env, &gated, &me)?;
         if p.is_failover() {
             for (index, resource) in p.resources.iter().enumerate() {
                 if let halcyon_config::Resource::Ip(ip) = resource
@@ -1664,7 +1682,7 @@ impl Node {
                         .and_then(|i| i.device.clone())
                     && let Some(address) = guard_address(&mut resources, index, &device)
                 {
-                    guarded.register_address(&self.guard, address)?;
+                    guarded.register_address(self.guard.as_ref(), address)?;
                 }
             }
         }
@@ -1679,7 +1697,7 @@ impl Node {
         };
         if let Err(e) = admitted {
             let _ = resources.stop(StopMode::Immediate).await;
-            guarded.unregister_all(&self.guard);
+            guarded.unregister_all(self.guard.as_ref());
             lock(&self.failed_here).insert(package.clone());
             return Err(e);
         }
@@ -1707,7 +1725,7 @@ impl Node {
     ) -> Result<(), String> {
         let indices: Vec<usize> = guarded.gates.keys().copied().collect();
         for index in indices {
-            guarded.admit(&self.guard, resources, index)?;
+            guarded.admit(self.guard.as_ref(), resources, index)?;
         }
         if !guarded.gates.is_empty() || !guarded.addresses.is_empty() {
             self.register_current_addresses(guarded, resources)?;
@@ -1727,7 +1745,7 @@ impl Node {
             if let Some(device) = device
                 && let Some(address) = guard_address(resources, index, &device)
             {
-                guarded.register_address(&self.guard, address)?;
+                guarded.register_address(self.guard.as_ref(), address)?;
             }
         }
         Ok(())
@@ -1791,6 +1809,7 @@ impl Node {
                 .min_by_key(|(_, at)| **at)
                 .map(|(i, at)| (*i, *at));
             let failure: (usize, String, String, u32) = tokio::select! {
+                biased;
                 request = control.recv() => {
                     let (what, reply) = match request {
                         Some(r) => r,
@@ -1799,7 +1818,7 @@ impl Node {
                     match what {
                         Control::Stop(mode) => {
                             let result = resources.stop(mode).await;
-                            guarded.unregister_all(&self.guard);
+                            guarded.unregister_all(self.guard.as_ref());
                             self.remove_pid_files(name.as_str());
                             let _ = reply.send(match result {
                                 Ok(r) if r.detail.is_empty() => Ok(format!("{name} halted on {}", self.name)),
@@ -1846,7 +1865,7 @@ impl Node {
                 tracing::warn!(package = %name, resource, "{why} while this node holds no lease: stopped for lack of a lease");
                 lock(&self.local).remove(&name);
                 let _ = resources.stop(StopMode::Immediate).await;
-                guarded.unregister_all(&self.guard);
+                guarded.unregister_all(self.guard.as_ref());
                 self.remove_pid_files(name.as_str());
                 return;
             }
@@ -1857,7 +1876,7 @@ impl Node {
                     node: self.name.clone(),
                     service: resource.clone(),
                     detail: Some(why.clone()),
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 })
                 .await;
             let count = match counted {
@@ -1866,9 +1885,9 @@ impl Node {
             };
             if count <= limit && self.lease_valid_for(&package) {
                 tracing::info!(package = %name, resource, count, limit, "restarting");
-                guarded.forget_group(&self.guard, index);
+                guarded.forget_group(self.guard.as_ref(), index);
                 let restarted = match resources.restart(index).await {
-                    Ok(()) => guarded.admit(&self.guard, &mut resources, index),
+                    Ok(()) => guarded.admit(self.guard.as_ref(), &mut resources, index),
                     Err(e) => Err(e.to_string()),
                 };
                 match restarted {
@@ -1887,7 +1906,7 @@ impl Node {
             lock(&self.failed_here).insert(name.clone());
             lock(&self.local).remove(&name);
             let _ = resources.stop(StopMode::Graceful).await;
-            guarded.unregister_all(&self.guard);
+            guarded.unregister_all(self.guard.as_ref());
             self.remove_pid_files(name.as_str());
             let _ = self
                 .enqueue(
@@ -1956,7 +1975,7 @@ impl Node {
                     .as_ip_address()
                     .is_some_and(|ip| ip.network() == network);
                 if on_network && let Some(address) = guard_address(resources, index, &device) {
-                    guarded.register_address(&self.guard, address)?;
+                    guarded.register_address(self.guard.as_ref(), address)?;
                 }
             }
         }

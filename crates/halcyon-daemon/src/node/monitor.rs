@@ -46,7 +46,6 @@ use halcyon_monitor::{Arming, Outcome, Predicate, Sample, Sampler};
 use halcyon_policy::Event;
 use halcyon_resources::StopMode;
 use halcyon_state::{Command, Reply};
-use jiff::Timestamp;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, sleep};
 
@@ -419,7 +418,7 @@ impl Node {
                         node: self.name.clone(),
                     },
                     by: by.clone(),
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                     sample: Some(halcyon_events::Sample {
                         resource_variable,
                         instance_vector,

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::platform::Clock;
 use halcyon_config::Config;
 use halcyon_events::{Builtin, EventState, Launch};
 use halcyon_membership::NodeState;
 use halcyon_state::{Command, Execution, LaunchReport};
-use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::{Node, lock};
@@ -63,7 +63,14 @@ impl Node {
             // kills what its previous incarnation left running.
             let pgid_file = self.run_dir.join(format!("event-{}-{}.pgid", key.0, key.1));
             tokio::spawn(async move {
-                let report = run_command(&launch, &env, limit, &pgid_file).await;
+                let report = run_command(
+                    &launch,
+                    &env,
+                    limit,
+                    &pgid_file,
+                    node.platform.clock.as_ref(),
+                )
+                .await;
                 let _ = std::fs::remove_file(&pgid_file);
                 tracing::info!(
                     execution = key.0,
@@ -88,7 +95,7 @@ impl Node {
             launch: launch.launch,
             node: launch.node.clone(),
             report,
-            at: Timestamp::now(),
+            at: self.timestamp(),
         };
         let what = format!("event command {execution}/{}", launch.launch);
         self.report(&command, &what, |x| {
@@ -152,12 +159,13 @@ impl Node {
                     execution: execution.id,
                     node: node.clone(),
                     why,
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 },
             )
             .await?;
         }
-        let elapsed: Option<Duration> = Timestamp::now()
+        let elapsed: Option<Duration> = self
+            .timestamp()
             .duration_since(execution.started_at)
             .try_into()
             .ok();
@@ -175,7 +183,7 @@ impl Node {
                 term,
                 &Command::EventTooLong {
                     execution: execution.id,
-                    at: Timestamp::now(),
+                    at: self.timestamp(),
                 },
             )
             .await?;
@@ -205,8 +213,9 @@ async fn run_command(
     env: &[(String, String)],
     limit: Duration,
     pgid_file: &std::path::Path,
+    clock: &dyn Clock,
 ) -> LaunchReport {
-    let started_at = Timestamp::now();
+    let started_at = clock.timestamp();
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
@@ -233,7 +242,7 @@ async fn run_command(
         status,
         output,
         started_at,
-        finished_at: Timestamp::now(),
+        finished_at: clock.timestamp(),
     }
 }
 

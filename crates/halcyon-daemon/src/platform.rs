@@ -1,0 +1,329 @@
+//! What a node needs from the machine it runs on, behind traits, so that the deterministic
+//! simulator (`halcyon-sim`) runs this daemon's code with simulated time, network, lease guard
+//! and resources (ARCHITECTURE.md, "Deterministic simulation").
+//!
+//! [`Platform::host`] is the real machine: tokio's clock and the system clock, TCP, the
+//! heartbeat thread over UDP and disk, the `halcyon guard` process and the real resource
+//! drivers. Nothing in `node.rs` reaches the operating system for these except through here.
+//!
+//! Not behind the platform (the simulator configures none of them): event-program commands
+//! (`sh -c`), monitor samplers, the watchdog device, the witness.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use halcyon_config::{Cluster, Package};
+use halcyon_consensus::{Application, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings};
+use halcyon_guard::{Address, BootTime, FenceSummary};
+use halcyon_membership::{
+    ChangeBatch, DetectorConfig, Plain, Runner, RunnerSettings, Status, links_from_cluster,
+};
+use halcyon_resources::{PackageEnv, PackageResources};
+use jiff::Timestamp;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::faults::{FaultyLink, HeartbeatFaults};
+
+/// Everything machine-dependent a node uses.
+#[derive(Clone)]
+pub struct Platform {
+    pub clock: Arc<dyn Clock>,
+    pub network: Arc<dyn Network>,
+    pub heartbeats: Arc<dyn Heartbeats>,
+    pub guards: Arc<dyn GuardFactory>,
+    pub resources: Arc<dyn ResourceFactory>,
+    /// Told of every command the node's replica applies (index, bytes): the simulator checks
+    /// that a committed entry never changes.
+    pub applied: Option<ApplyObserver>,
+}
+
+pub type ApplyObserver = Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
+
+impl Platform {
+    /// The real machine.
+    pub fn host() -> Platform {
+        Platform {
+            clock: Arc::new(SystemClock),
+            network: Arc::new(TcpNetwork),
+            heartbeats: Arc::new(HostHeartbeats),
+            guards: Arc::new(ProcessGuards),
+            resources: Arc::new(HostResources),
+            applied: None,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------ clock
+
+/// The node's clocks.
+pub trait Clock: Send + Sync {
+    /// Monotonic time for lease bookkeeping (holder expiry, grant times, release waits). The
+    /// simulator's runs at a rate within `lease::DRIFT` of the others'.
+    fn now(&self) -> Instant;
+    /// Wall-clock time for commands and the event log.
+    fn timestamp(&self) -> Timestamp;
+}
+
+/// tokio's monotonic clock and the system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn timestamp(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+// ---------------------------------------------------------------------------------- network
+
+/// A byte stream to or from a peer.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Node-to-node connections: the API (server and client) and consensus.
+pub trait Network: Send + Sync {
+    /// Opens a connection to a peer's API.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>>;
+    /// Serves `router` on every address (spawned tasks); returns once all listen.
+    fn serve_api(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Opens the node's consensus (its database at `db_path`) on `addrs`.
+    fn open_consensus(
+        &self,
+        id: NodeId,
+        addrs: NodeAddrs,
+        db_path: &Path,
+        app: NodeApplication,
+        timings: RaftTimings,
+    ) -> BoxFuture<'static, Result<Consensus, OpenError>>;
+}
+
+/// TCP through tokio.
+pub struct TcpNetwork;
+
+impl Network for TcpNetwork {
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            Ok(Box::pin(stream) as Pin<Box<dyn Stream>>)
+        })
+    }
+
+    fn serve_api(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            for addr in addrs {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+                let app = router.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!("API server stopped: {e}");
+                    }
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn open_consensus(
+        &self,
+        id: NodeId,
+        addrs: NodeAddrs,
+        db_path: &Path,
+        app: NodeApplication,
+        timings: RaftTimings,
+    ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
+        let db_path = db_path.to_owned();
+        Box::pin(async move { Consensus::open(id, addrs, &db_path, app, timings).await })
+    }
+}
+
+/// The state machine as consensus runs it, with the platform's observer of applied entries.
+pub struct NodeApplication {
+    inner: halcyon_state::Replicated,
+    observer: Option<ApplyObserver>,
+}
+
+impl NodeApplication {
+    pub fn new(inner: halcyon_state::Replicated, observer: Option<ApplyObserver>) -> Self {
+        NodeApplication { inner, observer }
+    }
+}
+
+impl Application for NodeApplication {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let reply = self.inner.apply(index, command);
+        if let Some(observer) = &self.observer {
+            observer(index, command);
+        }
+        reply
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.inner.snapshot()
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.inner.restore(snapshot)
+    }
+}
+
+// ------------------------------------------------------------------------------- heartbeats
+
+/// Starts the node's heartbeats and failure detector.
+pub trait Heartbeats: Send + Sync {
+    fn start(
+        &self,
+        cluster: &Cluster,
+        node: u32,
+        incarnation: u64,
+        faults: Option<HeartbeatFaults>,
+    ) -> anyhow::Result<Box<dyn HeartbeatHandle>>;
+}
+
+/// Running heartbeats.
+pub trait HeartbeatHandle: Send {
+    /// The detector's judgement, kept current.
+    fn status(&self) -> Arc<Mutex<Status>>;
+    fn is_running(&self) -> bool;
+    fn stop(self: Box<Self>);
+}
+
+/// The heartbeat thread over UDP and disk links.
+pub struct HostHeartbeats;
+
+impl Heartbeats for HostHeartbeats {
+    fn start(
+        &self,
+        cluster: &Cluster,
+        node: u32,
+        incarnation: u64,
+        faults: Option<HeartbeatFaults>,
+    ) -> anyhow::Result<Box<dyn HeartbeatHandle>> {
+        use anyhow::Context;
+        let detector = DetectorConfig::from_cluster(cluster, node).context("failure detector")?;
+        let mut links = links_from_cluster(cluster, node).context("heartbeat links")?;
+        if let Some(faults) = faults {
+            links = links
+                .into_iter()
+                .map(|l| FaultyLink::wrap(l, faults.clone(), cluster.id))
+                .collect();
+        }
+        let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
+        let runner = Runner::start(
+            RunnerSettings::new(cluster.id, incarnation),
+            detector,
+            links,
+            Box::new(Plain),
+            changes_tx,
+        )
+        .context("starting heartbeats")?;
+        // Membership is read level-triggered from the status; the change stream is logged.
+        std::thread::Builder::new()
+            .name("halcyon-changes".into())
+            .spawn(move || {
+                while let Ok(batch) = changes_rx.recv() {
+                    for change in batch.changes {
+                        tracing::info!(?change, "membership");
+                    }
+                }
+            })?;
+        Ok(Box::new(runner))
+    }
+}
+
+impl HeartbeatHandle for Runner {
+    fn status(&self) -> Arc<Mutex<Status>> {
+        self.status_handle()
+    }
+    fn is_running(&self) -> bool {
+        Runner::is_running(self)
+    }
+    fn stop(self: Box<Self>) {
+        Runner::stop(*self)
+    }
+}
+
+// ------------------------------------------------------------------------------ lease guard
+
+/// Starts the node's lease guard.
+pub trait GuardFactory: Send + Sync {
+    fn start(&self, max_reply_delay: std::time::Duration) -> anyhow::Result<Box<dyn LeaseGuard>>;
+}
+
+/// What the daemon asks of its lease guard (see `guard.rs` for the contract).
+pub trait LeaseGuard: Send + Sync {
+    /// The guard's clock (CLOCK_BOOTTIME for the process), read before a renewal is sent.
+    fn clock(&self) -> BootTime;
+    fn pid(&self) -> Option<u32>;
+    /// `None` while the guard protects the lease; otherwise why not.
+    fn lost(&self) -> Option<String>;
+    fn fenced(&self) -> bool;
+    fn take_fences(&self) -> Vec<FenceSummary>;
+    fn respawn_if_needed(&self) -> bool;
+    fn extend(&self, deadline: BootTime);
+    fn register_group(&self, pgid: i32) -> Result<(), String>;
+    fn register_address(&self, address: Address) -> Result<(), String>;
+    fn unregister_group(&self, pgid: i32);
+    fn unregister_address(&self, address: Address);
+    fn release(&self);
+    fn shutdown(&self);
+}
+
+/// The `halcyon guard` process.
+pub struct ProcessGuards;
+
+impl GuardFactory for ProcessGuards {
+    fn start(&self, max_reply_delay: std::time::Duration) -> anyhow::Result<Box<dyn LeaseGuard>> {
+        Ok(Box::new(crate::guard::Guard::start(max_reply_delay)?))
+    }
+}
+
+// -------------------------------------------------------------------------------- resources
+
+/// Builds a package's resources on this node, and handles what a previous incarnation left.
+pub trait ResourceFactory: Send + Sync {
+    fn build(
+        &self,
+        env: PackageEnv,
+        package: &Package,
+        node: &halcyon_config::Node,
+    ) -> Result<PackageResources, String>;
+    /// Whether process group `pgid` still has a live member.
+    fn group_alive(&self, pgid: i32) -> bool;
+    /// SIGKILL to process group `pgid`.
+    fn kill_group(&self, pgid: i32);
+}
+
+/// The real resource drivers.
+pub struct HostResources;
+
+impl ResourceFactory for HostResources {
+    fn build(
+        &self,
+        env: PackageEnv,
+        package: &Package,
+        node: &halcyon_config::Node,
+    ) -> Result<PackageResources, String> {
+        PackageResources::from_config_on_node(env, package, node).map_err(|e| e.to_string())
+    }
+    fn group_alive(&self, pgid: i32) -> bool {
+        halcyon_resources::group_alive(pgid)
+    }
+    fn kill_group(&self, pgid: i32) {
+        halcyon_resources::signal_group(pgid, libc::SIGKILL);
+    }
+}
