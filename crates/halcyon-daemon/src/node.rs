@@ -15,7 +15,7 @@ use halcyon_membership::detector::is_on_network;
 use halcyon_membership::{NodeState, PathState, Status};
 use halcyon_policy::{ActionKind, Engine, Event};
 use halcyon_resources::{Health, PackageEnv, PackageResources, StopMode};
-use halcyon_state::{Command, Replicated, Reply, State};
+use halcyon_state::{Command, Reply, State};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -421,12 +421,10 @@ impl Node {
         let state = Arc::new(Mutex::new(State::new()));
         let (applied_tx, applied) = watch::channel(0u64);
         let app = NodeApplication::new(
-            Replicated::new(
-                Arc::clone(&state),
-                Box::new(move |index| {
-                    applied_tx.send_replace(index);
-                }),
-            ),
+            Arc::clone(&state),
+            Box::new(move |index| {
+                applied_tx.send_replace(index);
+            }),
             platform.applied.clone(),
         );
         let members = raft_members(&config);

@@ -23,6 +23,7 @@ use halcyon_membership::{
     ChangeBatch, DetectorConfig, Plain, Runner, RunnerSettings, Status, links_from_cluster,
 };
 use halcyon_resources::{PackageEnv, PackageResources};
+use halcyon_state::{Replicated, State};
 use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -37,12 +38,13 @@ pub struct Platform {
     pub heartbeats: Arc<dyn Heartbeats>,
     pub guards: Arc<dyn GuardFactory>,
     pub resources: Arc<dyn ResourceFactory>,
-    /// Told of every command the node's replica applies (index, bytes): the simulator checks
-    /// that a committed entry never changes.
+    /// Told of every command the node's replica applies (index, bytes, the state after it):
+    /// the simulator checks that a committed entry never changes and that every transition
+    /// of the state keeps its invariants.
     pub applied: Option<ApplyObserver>,
 }
 
-pub type ApplyObserver = Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
+pub type ApplyObserver = Arc<dyn Fn(u64, &[u8], &State) + Send + Sync>;
 
 impl Platform {
     /// The real machine.
@@ -155,13 +157,23 @@ impl Network for TcpNetwork {
 
 /// The state machine as consensus runs it, with the platform's observer of applied entries.
 pub struct NodeApplication {
-    inner: halcyon_state::Replicated,
+    inner: Replicated,
+    state: Arc<Mutex<State>>,
     observer: Option<ApplyObserver>,
 }
 
 impl NodeApplication {
-    pub fn new(inner: halcyon_state::Replicated, observer: Option<ApplyObserver>) -> Self {
-        NodeApplication { inner, observer }
+    /// The node's state machine over `state`; `on_apply` is told of every applied index.
+    pub fn new(
+        state: Arc<Mutex<State>>,
+        on_apply: Box<dyn Fn(u64) + Send + Sync>,
+        observer: Option<ApplyObserver>,
+    ) -> Self {
+        NodeApplication {
+            inner: Replicated::new(Arc::clone(&state), on_apply),
+            state,
+            observer,
+        }
     }
 }
 
@@ -169,7 +181,8 @@ impl Application for NodeApplication {
     fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
         let reply = self.inner.apply(index, command);
         if let Some(observer) = &self.observer {
-            observer(index, command);
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            observer(index, command, &state);
         }
         reply
     }
