@@ -15,6 +15,7 @@
 
 pub mod detector;
 pub mod disk;
+mod heartbeat;
 pub mod link;
 pub mod runner;
 pub mod udp;
