@@ -34,6 +34,7 @@ pub(crate) const COMMAND_QUEUE_MAX: usize = 64;
 const WARN_PERIOD: Duration = Duration::from_secs(10);
 
 /// What a driver's control handle asks of its loop.
+#[derive(Debug)]
 pub(crate) enum Command {
     LocalLink { network: u32, up: bool },
 }
