@@ -449,3 +449,45 @@ async fn a_link_on_a_network_the_detector_does_not_know_is_refused() {
         Err(StartError::UnknownLinkNetwork(BACKUP_LAN))
     ));
 }
+
+/// A link whose every receive fails at once.
+struct BrokenLink;
+
+impl AsyncHeartbeatLink for BrokenLink {
+    fn network(&self) -> u32 {
+        LAN
+    }
+
+    fn send<'a>(&'a mut self, _bytes: &'a [u8]) -> SendFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn recv(&mut self) -> RecvFuture<'_> {
+        Box::pin(async { Err(io::Error::other("broken")) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_link_is_retried_once_a_step_and_heartbeats_go_on() {
+    let c = cluster(false);
+    let interval = heartbeat(&c, LAN).interval;
+    let status = Arc::new(Mutex::new(Status::default()));
+    let task = HeartbeatTask::new(
+        RunnerSettings::new(c.id, 1),
+        DetectorConfig::from_cluster(&c, 1).unwrap(),
+        vec![Box::new(BrokenLink)],
+        Box::new(Plain),
+        Arc::clone(&status),
+        None,
+    )
+    .unwrap();
+    let step = task.step();
+    tokio::spawn(task.run());
+    // A spinning task would never let paused time reach this point.
+    tokio::time::sleep(10 * interval + step / 2).await;
+    let counters = status.lock().unwrap().counters;
+    let steps = (10 * interval).as_millis() / step.as_millis();
+    // One failure per step, each published with the next tick.
+    assert_eq!(counters.recv_errors, steps as u64, "{counters:?}");
+    assert_eq!(counters.sent, 11, "{counters:?}");
+}
