@@ -7,16 +7,25 @@
 //!   authenticated later).
 //! - [`link`]: the [`link::HeartbeatLink`] transport trait, with [`udp`] (ip networks) and
 //!   [`disk`] (disk networks) implementations; a simulator supplies its own.
+//! - `heartbeat` (private): what every driver does with a heartbeat (build, seal, open, route,
+//!   judge, count, publish changes and the status), time an input: one implementation for both
+//!   drivers below.
 //! - [`runner`]: the heartbeat thread (std thread, real-time priority when permitted) that sends,
-//!   receives, feeds the detector and publishes changes and a status snapshot.
+//!   receives, feeds the detector and publishes changes and a status snapshot: the daemon's
+//!   driver.
+//! - [`task`]: the same driver as a future on tokio's clock, over [`task::AsyncHeartbeatLink`]s:
+//!   the deterministic simulator's driver (a current-thread runtime with paused time).
 //!
-//! Invariants: only [`runner`] and [`disk`] spawn threads; nothing here uses async; the detector
-//! reads no clock; every queue, buffer and loop is bounded (limits are named constants).
+//! Invariants: only [`runner`] and [`disk`] spawn threads; only [`task`] uses async, and it
+//! spawns nothing and reads no clock but tokio's; the detector reads no clock; every queue,
+//! buffer and loop is bounded (limits are named constants).
 
 pub mod detector;
 pub mod disk;
+mod heartbeat;
 pub mod link;
 pub mod runner;
+pub mod task;
 pub mod udp;
 pub mod wire;
 
@@ -26,4 +35,5 @@ pub use detector::{
 };
 pub use link::{HeartbeatLink, SetupError, links_from_cluster};
 pub use runner::{ChangeBatch, Counters, Runner, RunnerSettings, StartError, Status};
+pub use task::{AsyncHeartbeatLink, HeartbeatControl, HeartbeatTask};
 pub use wire::{HeartbeatMessage, Plain, SealError, Sealer, WireError};

@@ -1,5 +1,9 @@
 //! The heartbeat runner: one OS thread that sends, receives and judges.
 //!
+//! The thread owns the links, the OS clock and the waiting; what it does with a heartbeat
+//! (build, seal, open, judge, count, publish) is the private `heartbeat` module, shared with
+//! the async driver in [`crate::task`].
+//!
 //! Invariants:
 //! - All heartbeat work happens on the runner's own thread, which asks for `SCHED_FIFO`
 //!   priority [`REALTIME_PRIORITY`] and locks the process's memory (`mlockall`); when either is
@@ -14,7 +18,6 @@
 //! - Each link sends one heartbeat per interval of its network; when the thread falls behind it
 //!   skips beats rather than bursting them. Sequence numbers increase with every heartbeat sent.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -22,24 +25,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::detector::{Change, Detector, DetectorConfig, DetectorError, Heard, Snapshot};
+use crate::detector::{Change, DetectorConfig, DetectorError, Snapshot};
+use crate::heartbeat::{self, COMMAND_QUEUE_MAX, Command, Heartbeats, RECV_PER_STEP_MAX};
 use crate::link::HeartbeatLink;
-use crate::wire::{self, HeartbeatMessage, Sealer};
+use crate::wire::Sealer;
 
 /// `SCHED_FIFO` priority of the heartbeat thread.
 pub const REALTIME_PRIORITY: i32 = 10;
 /// Change batches kept while the daemon's channel is full.
 pub const CHANGE_BACKLOG_MAX: usize = 1024;
-/// Loop steps per (shortest) heartbeat interval, and bounds on a step.
-const STEPS_PER_INTERVAL: u32 = 4;
-const STEP_MIN: Duration = Duration::from_millis(1);
-const STEP_MAX: Duration = Duration::from_millis(50);
-/// Most heartbeats taken from one link in one step.
-const RECV_PER_STEP_MAX: usize = 512;
-/// Pending local-link commands.
-const COMMAND_QUEUE_MAX: usize = 64;
-/// At most one warning of each kind per period.
-const WARN_PERIOD: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunnerSettings {
@@ -101,10 +95,6 @@ pub enum StartError {
     Spawn(#[from] io::Error),
 }
 
-enum Command {
-    LocalLink { network: u32, up: bool },
-}
-
 /// A running heartbeat thread; stopped (and joined) by [`Runner::stop`] or on drop.
 pub struct Runner {
     stop: Arc<AtomicBool>,
@@ -123,41 +113,20 @@ impl Runner {
         sealer: Box<dyn Sealer>,
         changes: SyncSender<ChangeBatch>,
     ) -> Result<Runner, StartError> {
-        let detector = Detector::new(&config, Duration::ZERO)?;
-        let mut intervals = Vec::with_capacity(links.len());
-        for link in &links {
-            let heartbeat = config
-                .heartbeat(link.network())
-                .ok_or(StartError::UnknownLinkNetwork(link.network()))?;
-            intervals.push(heartbeat.interval);
-        }
-        let shortest = config
-            .networks
-            .iter()
-            .map(|n| n.heartbeat.interval)
-            .min()
-            .unwrap_or(STEP_MAX);
+        let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
+        let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Mutex::new(Status {
-            detector: detector.snapshot(Duration::ZERO),
-            counters: Counters::default(),
-        }));
+        let status = Arc::new(Mutex::new(heartbeats.status(Duration::ZERO)));
         let (commands, command_queue) = mpsc::sync_channel(COMMAND_QUEUE_MAX);
         let mut heartbeat = Heartbeater {
             settings,
-            local_node: config.local_node,
-            detector,
+            heartbeats,
             links,
             intervals,
-            sealer,
-            step: (shortest / STEPS_PER_INTERVAL).clamp(STEP_MIN, STEP_MAX),
+            step: heartbeat::step(&config),
             changes,
-            backlog: VecDeque::new(),
             commands: command_queue,
             status: Arc::clone(&status),
-            counters: Counters::default(),
-            seq: 0,
-            warned: [None; Warning::COUNT],
         };
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -189,11 +158,8 @@ impl Runner {
     pub fn local_link(&self, network: u32, up: bool) -> io::Result<()> {
         self.commands
             .try_send(Command::LocalLink { network, up })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => {
-                    io::Error::new(io::ErrorKind::WouldBlock, "heartbeat command queue full")
-                }
-                TrySendError::Disconnected(_) => io::Error::other("heartbeat thread has stopped"),
+            .map_err(|e| {
+                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
             })
     }
 
@@ -224,35 +190,16 @@ impl Drop for Runner {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Warning {
-    Send,
-    Recv,
-    Decode,
-    Backlog,
-    Disconnected,
-}
-
-impl Warning {
-    const COUNT: usize = 5;
-}
-
 struct Heartbeater {
     settings: RunnerSettings,
-    local_node: u32,
-    detector: Detector,
+    heartbeats: Heartbeats,
     links: Vec<Box<dyn HeartbeatLink>>,
     /// Heartbeat interval of each link's network.
     intervals: Vec<Duration>,
-    sealer: Box<dyn Sealer>,
     step: Duration,
     changes: SyncSender<ChangeBatch>,
-    backlog: VecDeque<ChangeBatch>,
     commands: Receiver<Command>,
     status: Arc<Mutex<Status>>,
-    counters: Counters,
-    seq: u64,
-    warned: [Option<Instant>; Warning::COUNT],
 }
 
 impl Heartbeater {
@@ -266,30 +213,18 @@ impl Heartbeater {
         let epoch = Instant::now();
         let mut next_send = vec![Duration::ZERO; self.links.len()];
         while !stop.load(Ordering::Acquire) {
-            while let Ok(Command::LocalLink { network, up }) = self.commands.try_recv() {
-                if let Err(e) = self.detector.local_link(epoch.elapsed(), network, up) {
-                    tracing::error!("local link change ignored: {e}");
-                }
+            while let Ok(command) = self.commands.try_recv() {
+                self.heartbeats.command(command, epoch.elapsed());
             }
             for (i, next) in next_send.iter_mut().enumerate() {
                 let now = epoch.elapsed();
                 if now >= *next {
                     self.send(i, now);
-                    let after = *next + self.intervals[i];
-                    *next = if after <= now {
-                        now + self.intervals[i]
-                    } else {
-                        after
-                    };
+                    *next = heartbeat::next_send(*next, self.intervals[i], now);
                 }
             }
             let now = epoch.elapsed();
-            let changes = self.detector.tick(now);
-            self.publish(now, changes);
-            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Status {
-                detector: self.detector.snapshot(now),
-                counters: self.counters,
-            };
+            self.heartbeats.tick(now, &self.changes, &self.status);
 
             let until_send = next_send
                 .iter()
@@ -307,112 +242,26 @@ impl Heartbeater {
     }
 
     fn send(&mut self, link: usize, now: Duration) {
-        self.seq += 1;
-        let message = HeartbeatMessage {
-            cluster_id: self.settings.cluster_id,
-            node: self.local_node,
-            incarnation: self.settings.incarnation,
-            network: self.links[link].network(),
-            seq: self.seq,
-            send_time_ms: now.as_millis() as u64,
-        };
-        let bytes = wire::encode(&message, self.sealer.as_ref());
-        match self.links[link].send(&bytes) {
-            Ok(()) => self.counters.sent += 1,
-            Err(e) => {
-                self.counters.send_errors += 1;
-                if self.should_warn(Warning::Send) {
-                    tracing::warn!(network = message.network, "heartbeat send failed: {e}");
-                }
-            }
-        }
+        let network = self.links[link].network();
+        let bytes = self.heartbeats.heartbeat(network, now);
+        let result = self.links[link].send(&bytes);
+        self.heartbeats.sent(network, result, now);
     }
 
     fn receive(&mut self, link: usize, timeout: Duration, epoch: Instant) {
         let network = self.links[link].network();
         let mut timeout = timeout;
         for _ in 0..RECV_PER_STEP_MAX {
-            let bytes = match self.links[link].recv(timeout) {
-                Ok(Some(bytes)) => bytes,
+            match self.links[link].recv(timeout) {
+                Ok(Some(bytes)) => self.heartbeats.received(network, &bytes, epoch.elapsed()),
                 Ok(None) => return,
                 Err(e) => {
-                    self.counters.recv_errors += 1;
-                    if self.should_warn(Warning::Recv) {
-                        tracing::warn!(network, "heartbeat receive failed: {e}");
-                    }
+                    self.heartbeats.recv_failed(network, &e, epoch.elapsed());
                     return;
                 }
-            };
+            }
             timeout = Duration::ZERO; // Drain what is there, then move on to the next link.
-            self.counters.received += 1;
-            let message = match wire::decode(&bytes, self.settings.cluster_id, self.sealer.as_ref())
-            {
-                Ok(message) => message,
-                Err(e) => {
-                    self.counters.decode_errors += 1;
-                    if self.should_warn(Warning::Decode) {
-                        tracing::warn!(network, "heartbeat dropped: {e}");
-                    }
-                    continue;
-                }
-            };
-            if message.network != network {
-                self.counters.ignored += 1; // Misrouted: it says another network.
-                continue;
-            }
-            let heard = self.detector.heard(
-                epoch.elapsed(),
-                message.node,
-                message.network,
-                message.incarnation,
-                message.seq,
-            );
-            if heard != Heard::Accepted {
-                self.counters.ignored += 1;
-            }
         }
-    }
-
-    fn publish(&mut self, at: Duration, changes: Vec<Change>) {
-        if !changes.is_empty() {
-            for change in &changes {
-                tracing::info!(?change, "membership change");
-            }
-            if self.backlog.len() == CHANGE_BACKLOG_MAX {
-                self.backlog.pop_front();
-                self.counters.change_batches_dropped += 1;
-                if self.should_warn(Warning::Backlog) {
-                    tracing::warn!("membership changes dropped: the daemon is not reading them");
-                }
-            }
-            self.backlog.push_back(ChangeBatch { at, changes });
-        }
-        while let Some(batch) = self.backlog.pop_front() {
-            match self.changes.try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(batch)) => {
-                    self.backlog.push_front(batch);
-                    return;
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.backlog.clear();
-                    if self.should_warn(Warning::Disconnected) {
-                        tracing::warn!("membership changes have no reader; heartbeats continue");
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn should_warn(&mut self, warning: Warning) -> bool {
-        let last = &mut self.warned[warning as usize];
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < WARN_PERIOD) {
-            return false;
-        }
-        *last = Some(now);
-        true
     }
 }
 

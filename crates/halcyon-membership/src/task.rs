@@ -1,0 +1,218 @@
+//! The async heartbeat driver, for the deterministic simulator (turmoil: one current-thread
+//! tokio runtime per host, time paused and advanced by the simulation).
+//!
+//! It does what the heartbeat thread in [`crate::runner`] does, with the same code for every
+//! heartbeat (the private `heartbeat` module: building, sealing, opening, routing, judging,
+//! counting, publishing): one heartbeat per link per interval of its network, skipping beats
+//! rather than bursting them when behind; received heartbeats go to the detector; the detector
+//! ticks once per step (a fraction of the shortest interval) and the [`Status`] is published
+//! after every tick; changes are logged and sent as [`ChangeBatch`]es.
+//!
+//! Invariants:
+//! - Time comes only from tokio ([`tokio::time::Instant`], [`tokio::time::sleep_until`]), so
+//!   simulated time drives it; the epoch (time zero of the detector and of every
+//!   [`ChangeBatch::at`]) is the instant [`HeartbeatTask::run`] is first polled.
+//! - Deterministic: every `select!` is `biased` (timers, then commands, then links in their
+//!   order), nothing iterates a hash map, nothing reads randomness.
+//! - Never blocks on the daemon: changes go out with `try_send` and wait in the shared bounded
+//!   backlog while the channel is full (the oldest are dropped and counted beyond it).
+//! - Bounded: at most `RECV_PER_STEP_MAX` (512) heartbeats are taken from one link per step, and a
+//!   link whose `recv` failed is not polled again before the next step, so a flooding or
+//!   failing link neither starves the timers nor spins.
+//! - Spawns nothing, starts no thread, and ignores [`RunnerSettings::realtime_priority`] and
+//!   [`RunnerSettings::lock_memory`] (there is no thread of its own to raise or memory to lock
+//!   for a task on someone else's runtime).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::detector::DetectorConfig;
+use crate::heartbeat::{self, COMMAND_QUEUE_MAX, Command, Heartbeats, RECV_PER_STEP_MAX};
+use crate::runner::{ChangeBatch, RunnerSettings, StartError, Status};
+use crate::wire::Sealer;
+
+/// What [`AsyncHeartbeatLink::recv`] returns.
+pub type RecvFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<u8>>> + Send + 'a>>;
+/// What [`AsyncHeartbeatLink::send`] returns.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>;
+
+/// One network's heartbeat transport for the async driver (a simulated socket or disk).
+pub trait AsyncHeartbeatLink: Send {
+    /// The network this link carries.
+    fn network(&self) -> u32;
+    /// Send one sealed heartbeat to every peer on this network. Should not wait longer than a
+    /// local socket write: the driver awaits it before anything else.
+    fn send<'a>(&'a mut self, bytes: &'a [u8]) -> SendFuture<'a>;
+    /// The next sealed heartbeat from a peer, waiting as long as it takes.
+    ///
+    /// Must be cancel-safe: the driver drops this future whenever a timer or another link is
+    /// ready first, and dropping it must lose nothing it has not returned.
+    fn recv(&mut self) -> RecvFuture<'_>;
+}
+
+/// A validated heartbeat driver, not yet running: [`HeartbeatTask::new`] checks what
+/// [`crate::Runner::start`] checks, [`HeartbeatTask::run`] is the future that heartbeats.
+///
+/// ```ignore
+/// let task = HeartbeatTask::new(settings, config, links, Box::new(Plain), status, Some(changes))?;
+/// let control = task.control(); // Local carrier changes, as netlink would report them.
+/// match task.run().await {} // Runs until dropped.
+/// ```
+pub struct HeartbeatTask {
+    heartbeats: Heartbeats,
+    links: Vec<Box<dyn AsyncHeartbeatLink>>,
+    /// Heartbeat interval of each link's network.
+    intervals: Vec<Duration>,
+    step: Duration,
+    status: Arc<Mutex<Status>>,
+    changes: Option<mpsc::Sender<ChangeBatch>>,
+    commands: mpsc::Receiver<Command>,
+    control: HeartbeatControl,
+}
+
+/// Tells a [`HeartbeatTask`] what the node's netlink would tell the thread runner.
+#[derive(Clone, Debug)]
+pub struct HeartbeatControl {
+    commands: mpsc::Sender<Command>,
+}
+
+impl HeartbeatControl {
+    /// The local interface on `network` gained or lost its carrier. Fails only when the task
+    /// is gone or its command queue is full.
+    pub fn local_link(&self, network: u32, up: bool) -> io::Result<()> {
+        self.commands
+            .try_send(Command::LocalLink { network, up })
+            .map_err(|e| {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                heartbeat::command_not_queued(full, "task")
+            })
+    }
+}
+
+impl HeartbeatTask {
+    /// Check `config` and the links' networks as [`crate::Runner::start`] does, and publish
+    /// the initial status into `status`. `changes: None`: changes are only logged.
+    pub fn new(
+        settings: RunnerSettings,
+        config: DetectorConfig,
+        links: Vec<Box<dyn AsyncHeartbeatLink>>,
+        sealer: Box<dyn Sealer>,
+        status: Arc<Mutex<Status>>,
+        changes: Option<mpsc::Sender<ChangeBatch>>,
+    ) -> Result<HeartbeatTask, StartError> {
+        let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
+        let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
+        *status.lock().unwrap_or_else(|e| e.into_inner()) = heartbeats.status(Duration::ZERO);
+        let (commands, command_queue) = mpsc::channel(COMMAND_QUEUE_MAX);
+        Ok(HeartbeatTask {
+            heartbeats,
+            links,
+            intervals,
+            step: heartbeat::step(&config),
+            status,
+            changes,
+            commands: command_queue,
+            control: HeartbeatControl { commands },
+        })
+    }
+
+    /// A handle for local link changes; take it before [`HeartbeatTask::run`].
+    pub fn control(&self) -> HeartbeatControl {
+        self.control.clone()
+    }
+
+    /// The loop step: the detector ticks and the status is published at least this often.
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
+    /// Heartbeat until dropped (it never returns).
+    pub async fn run(self) -> Infallible {
+        let HeartbeatTask {
+            mut heartbeats,
+            mut links,
+            intervals,
+            step,
+            status,
+            changes,
+            mut commands,
+            control,
+        } = self;
+        drop(control); // Only the handles taken keep the command queue open.
+        let networks: Vec<u32> = links.iter().map(|l| l.network()).collect();
+        let epoch = Instant::now();
+        let mut next_send = vec![Duration::ZERO; links.len()];
+        let mut next_tick = Duration::ZERO;
+        // Heartbeats each link may still deliver before the next tick.
+        let mut budget = vec![RECV_PER_STEP_MAX; links.len()];
+        let mut commands_open = true;
+        loop {
+            for i in 0..links.len() {
+                let now = epoch.elapsed();
+                if now >= next_send[i] {
+                    let bytes = heartbeats.heartbeat(networks[i], now);
+                    let result = links[i].send(&bytes).await;
+                    heartbeats.sent(networks[i], result, now);
+                    next_send[i] = heartbeat::next_send(next_send[i], intervals[i], now);
+                }
+            }
+            let now = epoch.elapsed();
+            if now >= next_tick {
+                heartbeats.tick(now, &changes, &status);
+                next_tick = now + step;
+                budget.fill(RECV_PER_STEP_MAX);
+            }
+            let wake = next_send.iter().fold(next_tick, |wake, &t| wake.min(t));
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(epoch + wake) => {}
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => heartbeats.command(command, epoch.elapsed()),
+                    None => commands_open = false,
+                },
+                (i, received) = recv_any(&mut links, &budget) => match received {
+                    Ok(bytes) => {
+                        heartbeats.received(networks[i], &bytes, epoch.elapsed());
+                        budget[i] -= 1;
+                    }
+                    Err(e) => {
+                        heartbeats.recv_failed(networks[i], &e, epoch.elapsed());
+                        budget[i] = 0;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The first heartbeat (or error) of any link with budget left, links polled in order.
+fn recv_any<'a>(
+    links: &'a mut [Box<dyn AsyncHeartbeatLink>],
+    budget: &[usize],
+) -> impl Future<Output = (usize, io::Result<Vec<u8>>)> + use<'a> {
+    let mut receiving: Vec<(usize, RecvFuture<'a>)> = links
+        .iter_mut()
+        .enumerate()
+        .filter(|&(i, _)| budget[i] > 0)
+        .map(|(i, link)| (i, link.recv()))
+        .collect();
+    std::future::poll_fn(move |cx| {
+        for (i, recv) in &mut receiving {
+            if let Poll::Ready(received) = recv.as_mut().poll(cx) {
+                return Poll::Ready((*i, received));
+            }
+        }
+        Poll::Pending
+    })
+}
+
+#[cfg(test)]
+mod tests;
