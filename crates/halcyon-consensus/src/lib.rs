@@ -9,7 +9,10 @@
 //!   facade the daemon calls;
 //! - `store.rs`: the redb log store and state machine (one database file per node);
 //! - `net.rs`: length-prefixed JSON RPCs over a pluggable stream [`Transport`], the
-//!   [`FaultHook`] that partitions nodes in tests, and the server that feeds a Raft instance.
+//!   [`FaultHook`] that partitions nodes in tests, and the server that feeds a Raft instance;
+//! - `runtime.rs`: [`HalcyonRuntime`], openraft's tokio runtime with a thread-local random
+//!   generator that [`seed_thread_rng`] seeds, so a simulator run (all hosts on one thread) draws
+//!   the same election timeouts for the same seed. Unseeded, it is seeded from OS entropy.
 //!
 //! Invariants:
 //! - a log entry is reported flushed to openraft only after the redb transaction holding it has
@@ -25,6 +28,7 @@
 //!   openraft 0.9. Use [`Consensus::millis_since_quorum_ack`] for lease decisions.
 
 pub mod net;
+pub mod runtime;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +46,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use net::{FaultHook, Listener, ServerHandle, TcpTransport, Transport};
+pub use runtime::{HalcyonRng, HalcyonRuntime, seed_thread_rng};
 
 /// A node's identifier in the Raft group.
 pub type NodeId = u64;
@@ -101,7 +106,7 @@ openraft::declare_raft_types!(
         Node = NodeAddrs,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = HalcyonRuntime,
 );
 
 /// Raft's view of the cluster as published by openraft.
