@@ -9,7 +9,11 @@
 //!   facade the daemon calls;
 //! - `store.rs`: the redb log store and state machine (one database file per node);
 //! - `net.rs`: length-prefixed JSON RPCs over a pluggable stream [`Transport`], the
-//!   [`FaultHook`] that partitions nodes in tests, and the server that feeds a Raft instance.
+//!   [`FaultHook`] that partitions nodes and slows disks in tests, and the server that feeds a
+//!   Raft instance;
+//! - `runtime.rs`: [`HalcyonRuntime`], openraft's tokio runtime with a thread-local random
+//!   generator that [`seed_thread_rng`] seeds, so a simulator run (all hosts on one thread) draws
+//!   the same election timeouts for the same seed. Unseeded, it is seeded from OS entropy.
 //!
 //! Invariants:
 //! - a log entry is reported flushed to openraft only after the redb transaction holding it has
@@ -20,11 +24,16 @@
 //! - every network call is bounded by the deadline openraft gives it (`RPCOption::hard_ttl`), so
 //!   a hung peer never blocks the Raft core;
 //! - this crate spawns tasks only for the RPC server (and openraft spawns its own); it reads no
-//!   wall clock: deadlines use tokio's monotonic time.
+//!   wall clock: deadlines use tokio's monotonic time;
+//! - a slow disk ([`FaultHook::set_disk_delay`]) is a `tokio::time::sleep` in the log store
+//!   before the durable write of an append or a vote, so it never blocks the runtime's thread and
+//!   runs on simulated time in a simulator. openraft 0.9's Raft core awaits the log store, so
+//!   while a node's disk is slow its core does nothing else (a leader sends no heartbeats);
 //! - "I am leader" is not a lease: a leader cut off from the majority keeps believing it leads in
 //!   openraft 0.9. Use [`Consensus::millis_since_quorum_ack`] for lease decisions.
 
 pub mod net;
+pub mod runtime;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +51,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use net::{FaultHook, Listener, ServerHandle, TcpTransport, Transport};
+pub use runtime::{HalcyonRng, HalcyonRuntime, seed_thread_rng};
 
 /// A node's identifier in the Raft group.
 pub type NodeId = u64;
@@ -101,7 +111,7 @@ openraft::declare_raft_types!(
         Node = NodeAddrs,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = HalcyonRuntime,
 );
 
 /// Raft's view of the cluster as published by openraft.
@@ -307,9 +317,11 @@ impl Consensus {
         let node = NodeAddrs::new(addrs);
         let config = Arc::new(timings.to_config()?);
         let (log_store, state_machine) =
-            store::open(db_path, Box::new(app)).map_err(|source| OpenError::Store {
-                path: db_path.display().to_string(),
-                source,
+            store::open(db_path, Box::new(app), node_id, fault_hook.clone()).map_err(|source| {
+                OpenError::Store {
+                    path: db_path.display().to_string(),
+                    source,
+                }
             })?;
         let database = log_store.database_handle();
         let network = net::NetworkFactory::new(node_id, transport, fault_hook.clone());

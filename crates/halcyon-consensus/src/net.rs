@@ -99,8 +99,8 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
-/// Injected network faults, shared by clones: blocked links between nodes and blocked
-/// addresses. Tests partition nodes with it; it is empty (everything allowed) by default.
+/// Injected faults, shared by clones: blocked links between nodes, blocked addresses and slow
+/// disks. Tests partition nodes with it; it is empty (everything allowed, no delay) by default.
 #[derive(Debug, Clone, Default)]
 pub struct FaultHook {
     faults: Arc<RwLock<Faults>>,
@@ -114,6 +114,8 @@ struct Faults {
     isolated: HashSet<NodeId>,
     /// Destination addresses whose traffic is dropped.
     blocked_addrs: HashSet<SocketAddr>,
+    /// Nodes whose log store waits this long (never zero) before each durable append or vote.
+    disk_delays: HashMap<NodeId, Duration>,
 }
 
 impl FaultHook {
@@ -138,7 +140,32 @@ impl FaultHook {
         self.write().blocked_addrs.remove(&addr);
     }
 
-    /// Removes every fault.
+    /// Makes node `node`'s log store wait `delay` (tokio time) before it makes an append durable
+    /// or saves a vote, as a slow disk would. A zero delay clears it.
+    pub fn set_disk_delay(&self, node: NodeId, delay: Duration) {
+        let mut faults = self.write();
+        if delay.is_zero() {
+            faults.disk_delays.remove(&node);
+        } else {
+            faults.disk_delays.insert(node, delay);
+        }
+    }
+
+    pub fn clear_disk_delay(&self, node: NodeId) {
+        self.write().disk_delays.remove(&node);
+    }
+
+    /// How long node `node`'s log store waits before a durable write (zero: no delay).
+    pub fn disk_delay(&self, node: NodeId) -> Duration {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        faults
+            .disk_delays
+            .get(&node)
+            .copied()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Removes every fault, disk delays included.
     pub fn heal(&self) {
         *self.write() = Faults::default();
     }

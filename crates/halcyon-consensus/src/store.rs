@@ -17,6 +17,10 @@
 //!   log id and membership it contains. A stored snapshot is only replaced by one that is not
 //!   older (by last log id). At open the application is restored from it; openraft then
 //!   re-applies the committed entries after it.
+//! - a slow disk is simulated only by waiting: when the [`FaultHook`] sets a disk delay for this
+//!   node, [`LogStore`] sleeps that long (tokio time, so simulated time in a simulator) before
+//!   the durable write of an append or a vote, never while holding a transaction. Without a
+//!   delay it does not wait at all.
 
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -34,7 +38,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Application, NodeAddrs, NodeId, Reply, TypeConfig};
+use crate::{Application, FaultHook, NodeAddrs, NodeId, Reply, TypeConfig};
 
 const LOG_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -77,11 +81,14 @@ fn io_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: StoreError) -> Er
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
-/// Opens (or creates) the database at `path` and returns its log store and state machine. When
-/// the database holds a snapshot, `app` is restored from it.
+/// Opens (or creates) node `node_id`'s database at `path` and returns its log store and state
+/// machine. When the database holds a snapshot, `app` is restored from it. The log store takes
+/// its disk delay for `node_id` from `fault_hook`.
 pub fn open(
     path: &Path,
     app: Box<dyn Application>,
+    node_id: NodeId,
+    fault_hook: FaultHook,
 ) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = Arc::new(Database::create(path)?);
     let txn = db.begin_write()?;
@@ -90,6 +97,8 @@ pub fn open(
     txn.commit()?;
     let log_store = LogStore {
         db: db.clone(),
+        node_id,
+        fault_hook,
         #[cfg(test)]
         fail_next_commit: Default::default(),
     };
@@ -128,6 +137,9 @@ fn write_meta<T: Serialize>(
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    node_id: NodeId,
+    /// Says how slow this node's disk is (a fault injected by tests and the simulator).
+    fault_hook: FaultHook,
     #[cfg(test)]
     fail_next_commit: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -136,6 +148,15 @@ impl LogStore {
     /// A handle that tells whether any store object still holds the database open.
     pub(crate) fn database_handle(&self) -> std::sync::Weak<Database> {
         Arc::downgrade(&self.db)
+    }
+
+    /// Waits as long as a write to a slow disk would take: the disk delay the fault hook sets
+    /// for this node. Returns at once (without yielding) when there is none.
+    async fn wait_for_slow_disk(&self) {
+        let delay = self.fault_hook.disk_delay(self.node_id);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn entries(
@@ -261,6 +282,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), Error> {
+        self.wait_for_slow_disk().await;
         write_meta(&self.db, KEY_VOTE, vote, Durability::Immediate)
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
@@ -285,6 +307,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.wait_for_slow_disk().await;
         self.append_then(entries, |result| callback.log_io_completed(result))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
@@ -488,6 +511,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     use openraft::storage::RaftLogStorageExt;
     use openraft::testing::log_id;
@@ -527,7 +551,9 @@ mod tests {
     }
 
     fn open_log(path: &Path) -> LogStore {
-        open(path, Box::new(Recorder::default())).expect("open").0
+        open(path, Box::new(Recorder::default()), 1, FaultHook::default())
+            .expect("open")
+            .0
     }
 
     #[tokio::test]
@@ -635,11 +661,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_disk_delays_appends_and_votes_before_writing_them() {
+        const DELAY: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hook = FaultHook::default();
+        let (mut store, _) = open(
+            &dir.path().join("node.redb"),
+            Box::new(Recorder::default()),
+            2,
+            hook.clone(),
+        )
+        .expect("open");
+        hook.set_disk_delay(1, DELAY * 10);
+        hook.set_disk_delay(2, DELAY);
+
+        let reader = store.clone();
+        let started = tokio::time::Instant::now();
+        // Looks at what is durable halfway through the append's delay, then halfway through
+        // the vote's.
+        let during_delays = async {
+            let seen = || {
+                let entries = reader.entries((Bound::Unbounded, Bound::Unbounded));
+                let vote: Option<Vote<NodeId>> = read_meta(&reader.db, KEY_VOTE).expect("read");
+                (entries.expect("read").len(), vote)
+            };
+            tokio::time::sleep_until(started + DELAY / 2).await;
+            let during_append = seen();
+            tokio::time::sleep_until(started + DELAY * 3 / 2).await;
+            (during_append, seen())
+        };
+        let appended = async {
+            store
+                .blocking_append((1..=3).map(|i| entry(1, i)))
+                .await
+                .expect("append");
+            let appended_after = started.elapsed();
+            store.save_vote(&Vote::new(1, 2)).await.expect("vote");
+            (appended_after, started.elapsed())
+        };
+        let ((appended_after, voted_after), (during_append, during_vote)) =
+            tokio::join!(appended, during_delays);
+        assert_eq!(
+            during_append,
+            (0, None),
+            "nothing is written during the delay"
+        );
+        assert_eq!(
+            during_vote,
+            (3, None),
+            "the vote is not written during its delay"
+        );
+        assert!(appended_after >= DELAY, "append took {appended_after:?}");
+        assert!(
+            voted_after >= DELAY * 2,
+            "append and vote took {voted_after:?}"
+        );
+        assert!(
+            voted_after < DELAY * 10,
+            "only this node's delay applies: {voted_after:?}"
+        );
+
+        hook.clear_disk_delay(2);
+        assert_eq!(hook.disk_delay(2), Duration::ZERO);
+        let started = tokio::time::Instant::now();
+        store.blocking_append([entry(1, 4)]).await.expect("append");
+        store.save_vote(&Vote::new(2, 2)).await.expect("vote");
+        assert!(started.elapsed() < DELAY, "no delay once cleared");
+        hook.set_disk_delay(2, DELAY);
+        hook.set_disk_delay(2, Duration::ZERO);
+        assert_eq!(hook.disk_delay(2), Duration::ZERO, "a zero delay clears");
+    }
+
+    #[tokio::test]
     async fn state_machine_restores_from_its_snapshot() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.redb");
         let snapshot_log_id = {
-            let (_, mut sm) = open(&path, Box::new(Recorder::default())).expect("open");
+            let (_, mut sm) = open(
+                &path,
+                Box::new(Recorder::default()),
+                1,
+                FaultHook::default(),
+            )
+            .expect("open");
             assert!(sm.get_current_snapshot().await.expect("snapshot").is_none());
             let replies = sm.apply((1..=4).map(|i| entry(1, i))).await.expect("apply");
             assert_eq!(replies[3], Reply(4u64.to_be_bytes().to_vec()));
@@ -650,7 +754,13 @@ mod tests {
             sm.apply([entry(1, 5)]).await.expect("apply");
             snapshot.meta.last_log_id
         };
-        let (_, mut sm) = open(&path, Box::new(Recorder::default())).expect("reopen");
+        let (_, mut sm) = open(
+            &path,
+            Box::new(Recorder::default()),
+            1,
+            FaultHook::default(),
+        )
+        .expect("reopen");
         let (last_applied, _) = sm.applied_state().await.expect("applied");
         assert_eq!(last_applied, snapshot_log_id);
         let current = sm

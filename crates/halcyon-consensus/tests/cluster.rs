@@ -547,3 +547,52 @@ async fn a_fourth_voter_joins_from_a_snapshot_and_leaves() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_disk_slows_commits_but_writes_still_commit() {
+    const DISK_DELAY: Duration = Duration::from_millis(300);
+    timeout(TEST_TIMEOUT, async {
+        // openraft 0.9's Raft core awaits the log store, so while the leader's disk is slow
+        // it sends no heartbeats; a follower that hears nothing for election_timeout_max plus
+        // a random election timeout elects. The default timings (450 ms at least) happen to
+        // tolerate 300 ms; these leave room for a loaded machine. Slower disks that do cause
+        // elections are a case for the simulator; here the leader must stay.
+        let timings = RaftTimings {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(1500),
+            write_timeout: Duration::from_secs(5),
+            ..test_timings()
+        };
+        let cluster = Cluster::start(3, ONE_NETWORK, timings).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "fast").await;
+
+        for id in 1..=3 {
+            cluster.hook.set_disk_delay(id, DISK_DELAY);
+        }
+        let started = Instant::now();
+        cluster.write(leader, "slow").await;
+        let took = started.elapsed();
+        eprintln!("a write with a {DISK_DELAY:?} disk delay on every node took {took:?}");
+        // openraft 0.9 replicates an entry only once the leader's own append returned; the
+        // followers then append it (in parallel) before they acknowledge: two delays.
+        assert!(took >= DISK_DELAY * 2, "write took {took:?}");
+        cluster.wait_applied(&[1, 2, 3], &["fast", "slow"]).await;
+        assert_eq!(cluster.wait_leader(&[1, 2, 3]).await, leader);
+
+        for id in 1..=3 {
+            cluster.hook.clear_disk_delay(id);
+        }
+        let started = Instant::now();
+        cluster.write(leader, "fast again").await;
+        let took = started.elapsed();
+        assert!(took < DISK_DELAY, "write without delay took {took:?}");
+        cluster
+            .wait_applied(&[1, 2, 3], &["fast", "slow", "fast again"])
+            .await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
