@@ -1,0 +1,210 @@
+//! `halcyon-sim`: runs seeds of the deterministic cluster simulation.
+//!
+//! ```text
+//! halcyon-sim --seeds 1000 --nodes 5          one line per seed, a summary at the end
+//! halcyon-sim --seed 42 --nodes 5 --history   one seed with its whole history
+//! halcyon-sim --seed 42 --faults 3,7          replay only those faults of seed 42's schedule
+//! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use halcyon_sim::{Options, Outcome, minimize, run, scale};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "halcyon-sim",
+    about = "Deterministic simulation of a Halcyon cluster"
+)]
+struct Cli {
+    /// How many seeds to run (from --first on).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    first: u64,
+    /// Run this one seed (same as --first S --seeds 1).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 5)]
+    nodes: u32,
+    #[arg(long, default_value_t = 3)]
+    packages: usize,
+    /// Seconds of simulated time over which faults are drawn.
+    #[arg(long, default_value_t = 20)]
+    span: u64,
+    /// Seconds the cluster has after the last fault before every package must run.
+    #[arg(long, default_value_t = 15)]
+    settle: u64,
+    /// Inject only these faults (indices into the seed's schedule), e.g. `3,7`, or `none`.
+    #[arg(long, value_parser = parse_faults)]
+    faults: Option<Vec<usize>>,
+    /// Print the whole history of each run.
+    #[arg(long)]
+    history: bool,
+    /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
+    #[arg(long)]
+    logs: bool,
+    /// The scale run: 64 nodes, 1000 packages, one crash of a busy node.
+    #[arg(long)]
+    scale: bool,
+}
+
+fn parse_faults(text: &str) -> Result<Vec<usize>, String> {
+    if text == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("\"{part}\" is not a fault index (expected e.g. 3,7 or none)"))
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.logs {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .without_time()
+            .init();
+    }
+    if cli.scale {
+        return match scale::run(cli.nodes.max(64), cli.packages.max(1000), cli.first) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("halcyon-sim: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let (first, count) = match cli.seed {
+        Some(seed) => (seed, 1),
+        None => (cli.first, cli.seeds),
+    };
+    let mut failed = Vec::new();
+    let mut real = Duration::ZERO;
+    let mut simulated = Duration::ZERO;
+    for seed in first..first + count {
+        let options = Options {
+            seed,
+            nodes: cli.nodes,
+            packages: cli.packages,
+            fault_span: Duration::from_secs(cli.span),
+            settle: Duration::from_secs(cli.settle),
+            only: cli.faults.clone(),
+            script: None,
+        };
+        let outcome = match run(&options) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                eprintln!("seed {seed}: the simulation could not run: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        real += outcome.real;
+        simulated += outcome.simulated;
+        println!("{}", line(&outcome));
+        if cli.history {
+            print!("{}", outcome.history);
+        }
+        if !outcome.passed() {
+            report_failure(&options, &outcome);
+            failed.push(seed);
+        }
+    }
+    println!(
+        "{count} seeds, {} failed{}; {:.0} s simulated in {:.1} s",
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                failed
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        simulated.as_secs_f64(),
+        real.as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn line(outcome: &Outcome) -> String {
+    let takeover = outcome.takeovers.iter().max().map_or(String::new(), |t| {
+        format!(", slowest takeover {:.3} s", t.as_secs_f64())
+    });
+    format!(
+        "seed {}: {} — {} faults, {:.0} s simulated in {:.2} s{takeover}, history {:016x}",
+        outcome.seed,
+        if outcome.passed() { "ok" } else { "FAILED" },
+        outcome.faults.len(),
+        outcome.simulated.as_secs_f64(),
+        outcome.real.as_secs_f64(),
+        outcome.digest
+    )
+}
+
+/// Prints the violation, the shortest fault list that still shows it, that run's history up
+/// to the violation, and the command that replays it.
+fn report_failure(options: &Options, outcome: &Outcome) {
+    for violation in &outcome.violations {
+        println!("  violation: {violation}");
+    }
+    println!(
+        "  minimizing the fault schedule ({} faults)...",
+        outcome.faults.len()
+    );
+    let (shortest, history) = match minimize(options, outcome) {
+        Ok(found) => found,
+        Err(e) => {
+            println!("  could not minimize: {e:#}");
+            return;
+        }
+    };
+    println!(
+        "  shortest failing schedule: {} of {} faults:",
+        shortest.faults.len(),
+        outcome.faults.len()
+    );
+    for (index, fault) in &shortest.faults {
+        println!(
+            "    fault {index} at {:.3} s: {fault}",
+            fault.at.as_secs_f64()
+        );
+    }
+    println!("  history up to the violation:");
+    print!("{history}");
+    let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
+    println!(
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {} --history",
+        options.seed,
+        options.nodes,
+        options.packages,
+        options.fault_span.as_secs(),
+        options.settle.as_secs(),
+        if indices.is_empty() {
+            "none".to_string()
+        } else {
+            indices.join(",")
+        }
+    );
+}

@@ -1,0 +1,202 @@
+//! The fault schedule: drawn from the seed, so the same seed gives the same faults.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A small deterministic generator (SplitMix64): the schedule must not depend on a crate's
+/// choice of algorithm across versions.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `low..=high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+
+    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(self.range(low, high))
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What a fault does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Power loss: the daemon, its services and its guard stop; the node boots after `for`.
+    Crash,
+    /// The daemon alone is killed (its services and guard keep running); restarted after `for`.
+    DaemonKill,
+    /// The daemon stops answering: every message to and from it is held, then delivered at
+    /// once (turmoil cannot stop a host's runtime; the node's own timers keep running).
+    Pause,
+    /// `nodes` cut off from the others both ways.
+    Partition,
+    /// Messages from `nodes` to the others are dropped; the other direction works.
+    OneWay,
+    /// A share of the messages to and from `nodes` is lost.
+    Loss(f64),
+    /// Messages to and from `nodes` take up to this long (and so are reordered).
+    Delay(Duration),
+    /// Every log append and vote save on `nodes` takes this long.
+    SlowDisk(Duration),
+    /// A service of package number `package` exits by itself (the daemon restarts it or
+    /// fails the package over).
+    ServiceExit { package: usize },
+}
+
+/// One fault of a schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub at: Duration,
+    pub kind: Kind,
+    pub nodes: Vec<u32>,
+    pub lasts: Duration,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("n{n}")).collect();
+        let nodes = nodes.join(",");
+        let lasts = self.lasts.as_secs_f64();
+        match &self.kind {
+            Kind::Crash => write!(f, "crash {nodes}, off {lasts:.2} s"),
+            Kind::DaemonKill => write!(f, "kill the daemon of {nodes}, down {lasts:.2} s"),
+            Kind::Pause => write!(f, "pause {nodes} for {lasts:.2} s"),
+            Kind::Partition => write!(f, "partition {nodes} from the rest for {lasts:.2} s"),
+            Kind::OneWay => write!(f, "drop messages from {nodes} to the rest for {lasts:.2} s"),
+            Kind::Loss(rate) => write!(
+                f,
+                "lose {:.0} % of {nodes}'s messages for {lasts:.2} s",
+                rate * 100.0
+            ),
+            Kind::Delay(max) => write!(
+                f,
+                "delay {nodes}'s messages up to {} ms for {lasts:.2} s",
+                max.as_millis()
+            ),
+            Kind::SlowDisk(delay) => write!(
+                f,
+                "slow disk on {nodes} ({} ms a write) for {lasts:.2} s",
+                delay.as_millis()
+            ),
+            Kind::ServiceExit { package } => write!(f, "the service of package p{package} exits"),
+        }
+    }
+}
+
+/// Draws a schedule of faults for `nodes` nodes and `packages` packages over `span`: one
+/// fault after another, each healed before the next begins, with gaps between them.
+pub fn draw(seed: u64, nodes: u32, packages: usize, span: Duration) -> Vec<Fault> {
+    let mut rng = Rng::new(seed);
+    let mut faults = Vec::new();
+    let mut at = rng.millis(500, 3_000);
+    let minority_max = ((nodes - 1) / 2).max(1) as u64;
+    while at < span {
+        let node = rng.range(1, u64::from(nodes)) as u32;
+        let (kind, lasts, group) = match rng.range(0, 9) {
+            0 => (Kind::Crash, rng.millis(300, 4_000), vec![node]),
+            1 => (Kind::DaemonKill, rng.millis(100, 3_000), vec![node]),
+            2 => (Kind::Pause, rng.millis(200, 3_000), vec![node]),
+            3 => {
+                let size = rng.range(1, minority_max) as u32;
+                let group = (0..size).map(|i| (node - 1 + i) % nodes + 1).collect();
+                (Kind::Partition, rng.millis(300, 4_000), group)
+            }
+            4 => (Kind::OneWay, rng.millis(300, 3_000), vec![node]),
+            5 => (
+                Kind::Loss(0.1 + rng.unit() * 0.6),
+                rng.millis(500, 4_000),
+                vec![node],
+            ),
+            6 => (
+                Kind::Delay(rng.millis(10, 150)),
+                rng.millis(500, 4_000),
+                vec![node],
+            ),
+            7 => (
+                Kind::SlowDisk(rng.millis(20, 400)),
+                rng.millis(500, 4_000),
+                vec![node],
+            ),
+            _ => (
+                Kind::ServiceExit {
+                    package: rng.range(0, packages as u64 - 1) as usize,
+                },
+                Duration::ZERO,
+                Vec::new(),
+            ),
+        };
+        faults.push(Fault {
+            at,
+            kind,
+            nodes: group,
+            lasts,
+        });
+        at += lasts + rng.millis(300, 3_000);
+    }
+    faults
+}
+
+/// Clock rates of the nodes: each within half the drift bound of exact, so that any two
+/// differ by at most the bound the lease arithmetic assumes (`lease::DRIFT`).
+pub fn clock_rates(seed: u64, nodes: u32, drift: f64) -> Vec<f64> {
+    let mut rng = Rng::new(seed.rotate_left(17) ^ 0x5eed);
+    (0..nodes)
+        .map(|_| 1.0 + (rng.unit() * 2.0 - 1.0) * drift / 2.0 * 0.999)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedule_and_another_seed_another() {
+        let span = Duration::from_secs(30);
+        assert_eq!(draw(7, 5, 3, span), draw(7, 5, 3, span));
+        assert_ne!(draw(7, 5, 3, span), draw(8, 5, 3, span));
+    }
+
+    #[test]
+    fn partitions_cut_off_a_minority_and_faults_do_not_overlap() {
+        for seed in 0..200 {
+            let faults = draw(seed, 5, 3, Duration::from_secs(60));
+            for pair in faults.windows(2) {
+                assert!(pair[0].at + pair[0].lasts < pair[1].at, "seed {seed}");
+            }
+            for fault in faults.iter().filter(|f| f.kind == Kind::Partition) {
+                assert!(
+                    !fault.nodes.is_empty() && fault.nodes.len() <= 2,
+                    "seed {seed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clock_rates_stay_within_the_drift_bound_of_each_other() {
+        for seed in 0..100 {
+            let rates = clock_rates(seed, 7, 0.01);
+            let low = rates.iter().copied().fold(f64::MAX, f64::min);
+            let high = rates.iter().copied().fold(f64::MIN, f64::max);
+            assert!(high / low - 1.0 <= 0.01, "seed {seed}: {rates:?}");
+        }
+    }
+}

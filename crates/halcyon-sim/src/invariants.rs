@@ -1,0 +1,154 @@
+//! Invariants checked on every state transition a replica applies (the daemon's platform
+//! observer calls [`Transitions::applied`] after each applied log entry), besides the ones the
+//! [`World`](crate::world::World) checks itself (one activity per failover package, the same
+//! command at each log index everywhere).
+//!
+//! - Events are processed one at a time: a new execution starts only after the previous one
+//!   finished.
+//! - In priority order: no event that was pending before an execution started, and still is
+//!   after, has a lower priority key (`halcyon_policy::priority_key`) than the started one.
+//! - Restart counters never go backwards: a counter only grows, except that a failure counted
+//!   after its window restarts it at 1 (and then its last failure time advances).
+
+use std::collections::BTreeMap;
+
+use halcyon_policy::event::priority_key;
+use halcyon_state::State;
+use jiff::Timestamp;
+
+use crate::world::World;
+
+type CounterKey = (String, String, String);
+
+/// What a replica's previous state looked like, for comparing with the next.
+#[derive(Default)]
+struct Seen {
+    pending: Vec<(u64, halcyon_policy::Event)>,
+    execution: Option<u64>,
+    /// The cluster had no members (it is being formed).
+    forming: bool,
+    counters: BTreeMap<CounterKey, (u32, Option<Timestamp>)>,
+}
+
+/// Per-node memory of the last state seen.
+#[derive(Default)]
+pub struct Transitions {
+    seen: BTreeMap<u32, Seen>,
+}
+
+impl Transitions {
+    /// A node booted again: its replica starts over from its own storage.
+    pub fn forget(&mut self, node: u32) {
+        self.seen.remove(&node);
+    }
+
+    pub fn applied(&mut self, world: &World, node: u32, index: u64, state: &State) {
+        let seen = self.seen.entry(node).or_default();
+        let execution = state.execution.as_ref().map(|x| x.id);
+        if let Some(id) = execution
+            && seen.execution != Some(id)
+        {
+            if let Some(previous) = seen.execution {
+                let finished = state
+                    .log
+                    .iter()
+                    .any(|r| r.id == previous && r.finished_at.is_some());
+                if !finished {
+                    world.violation(format!(
+                        "n{node} (entry {index}): execution {id} started while execution {previous} had not finished"
+                    ));
+                }
+            }
+            started(world, node, index, state, id, &seen.pending, seen.forming);
+        }
+        for (package, nodes) in &state.restarts {
+            for (holder, services) in nodes {
+                for (service, counter) in services {
+                    let key = (package.to_string(), holder.to_string(), service.clone());
+                    if let Some((count, last)) = seen.counters.get(&key)
+                        && counter.count < *count
+                        && !(counter.count == 1 && counter.last > *last)
+                    {
+                        world.violation(format!(
+                            "n{node} (entry {index}): the restart counter of {service} of {package} on {holder} went back from {count} to {}",
+                            counter.count
+                        ));
+                    }
+                    seen.counters.insert(key, (counter.count, counter.last));
+                }
+            }
+        }
+        if seen.counters.len()
+            > state
+                .restarts
+                .values()
+                .flat_map(|n| n.values())
+                .map(|s| s.len())
+                .sum::<usize>()
+        {
+            world.violation(format!(
+                "n{node} (entry {index}): a restart counter disappeared"
+            ));
+        }
+        seen.execution = execution;
+        seen.forming = state.cluster.members.is_empty();
+        seen.pending = state
+            .pending
+            .iter()
+            .map(|p| (p.sequence, p.event.clone()))
+            .collect();
+    }
+}
+
+/// Execution `id` just started: its event must come first among what was pending.
+fn started(
+    world: &World,
+    node: u32,
+    index: u64,
+    state: &State,
+    id: u64,
+    before: &[(u64, halcyon_policy::Event)],
+    forming: bool,
+) {
+    let Some(config) = state.config.as_ref() else {
+        return;
+    };
+    let Some(record) = state.log.iter().find(|r| r.id == id) else {
+        return;
+    };
+    // Formation (SPEC: the first cluster start takes every node waiting to join at once)
+    // comes before the joins it absorbs.
+    if forming && record.event == halcyon_policy::Event::ClusterStart {
+        note_start(world, node, index, record);
+        return;
+    }
+    let key = priority_key(config, &record.event, record.sequence);
+    for (sequence, event) in before {
+        // An event the same entry consumed (merged or discarded) is not passed over.
+        if *sequence == record.sequence || !state.pending.iter().any(|p| p.sequence == *sequence) {
+            continue;
+        }
+        let other = priority_key(config, event, *sequence);
+        if other < key {
+            world.violation(format!(
+                "n{node} (entry {index}): event #{} ({:?}) started before #{sequence} ({event:?}), which comes first",
+                record.sequence, record.event
+            ));
+        }
+    }
+    note_start(world, node, index, record);
+}
+
+fn note_start(world: &World, node: u32, index: u64, record: &halcyon_state::EventRecord) {
+    if node == first_reporter(world, index) {
+        world.note(format!(
+            "event #{} started: {:?}",
+            record.sequence, record.event
+        ));
+    }
+}
+
+/// Notes each event once: by the node whose replica applied the entry first.
+fn first_reporter(world: &World, index: u64) -> u32 {
+    world.first_to_apply(index).unwrap_or(0)
+}

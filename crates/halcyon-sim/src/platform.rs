@@ -1,0 +1,566 @@
+//! The daemon's [`Platform`] inside the simulation: turmoil's network, a drifting clock, a
+//! lease guard kept by the [`World`] (so it outlives a killed daemon), simulated resources that
+//! record what runs where, and heartbeats over turmoil UDP driven by the membership crate's
+//! async task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use halcyon_config::{Cluster, Package};
+use halcyon_consensus::{
+    Consensus, FaultHook, Listener, NodeAddrs, NodeId, OpenError, RaftTimings, Transport,
+};
+use halcyon_daemon::faults::HeartbeatFaults;
+use halcyon_daemon::platform::{
+    Clock, GuardFactory, HeartbeatHandle, Heartbeats, LeaseGuard, Network, NodeApplication,
+    Platform, ResourceFactory, Stream,
+};
+use halcyon_guard::{Address, BootTime, FenceSummary};
+use halcyon_membership::task::{RecvFuture, SendFuture};
+use halcyon_membership::{
+    AsyncHeartbeatLink, DetectorConfig, HeartbeatTask as Detecting, Plain, RunnerSettings, Status,
+};
+use halcyon_resources::{
+    Health, PackageEnv, PackageResources, Resource, ResourceError, StopMode, StopReport,
+};
+use jiff::Timestamp;
+use tokio::time::Instant;
+
+use crate::world::World;
+
+/// How long a simulated resource takes to start.
+const START_TIME: Duration = Duration::from_millis(20);
+/// How often a simulated service looks whether it was killed.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+/// The wall-clock time at simulated time zero (2026-01-01T00:00:00Z).
+const EPOCH_SECONDS: i64 = 1_767_225_600;
+
+/// The platform of node `node` (built inside its host, on every boot).
+pub fn platform(world: &World, node: u32, fault_hook: &FaultHook) -> Platform {
+    Platform {
+        clock: Arc::new(SimClock::new(world.clone(), node)),
+        network: Arc::new(SimNetwork {
+            fault_hook: fault_hook.clone(),
+        }),
+        heartbeats: Arc::new(SimHeartbeats),
+        guards: Arc::new(SimGuards {
+            world: world.clone(),
+            node,
+        }),
+        resources: Arc::new(SimResources {
+            world: world.clone(),
+            node,
+        }),
+        // Set by the caller (`run::boot`), which checks the invariants.
+        applied: None,
+    }
+}
+
+// ------------------------------------------------------------------------------------ clock
+
+/// Simulated time at the node's clock rate.
+pub struct SimClock {
+    world: World,
+    node: u32,
+    base: Instant,
+    base_sim: Duration,
+}
+
+impl SimClock {
+    fn new(world: World, node: u32) -> SimClock {
+        let base_sim = world.now();
+        SimClock {
+            world,
+            node,
+            base: Instant::now(),
+            base_sim,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.world
+            .lock()
+            .rates
+            .get(&self.node)
+            .copied()
+            .unwrap_or(1.0)
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        let elapsed = self.world.now().saturating_sub(self.base_sim);
+        self.base + elapsed.mul_f64(self.rate())
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        let nanos = self.world.now().mul_f64(self.rate()).as_nanos() as i128;
+        Timestamp::from_nanosecond(i128::from(EPOCH_SECONDS) * 1_000_000_000 + nanos)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}
+
+// ---------------------------------------------------------------------------------- network
+
+/// turmoil's TCP.
+pub struct SimNetwork {
+    fault_hook: FaultHook,
+}
+
+struct TurmoilTransport;
+
+impl Transport for TurmoilTransport {
+    type Stream = turmoil::net::TcpStream;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
+        turmoil::net::TcpStream::connect(addr).await
+    }
+}
+
+/// A turmoil listener (bound to the unspecified address: turmoil binds nothing else) that
+/// reports the node's configured address as its own.
+struct TurmoilListener {
+    listener: turmoil::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl TurmoilListener {
+    async fn bind(addr: SocketAddr) -> io::Result<TurmoilListener> {
+        let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+        Ok(TurmoilListener {
+            listener: turmoil::net::TcpListener::bind(any).await?,
+            addr,
+        })
+    }
+}
+
+impl Listener for TurmoilListener {
+    type Stream = turmoil::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        self.listener.accept().await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+impl axum::serve::Listener for TurmoilListener {
+    type Io = turmoil::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Ok(accepted) = self.listener.accept().await {
+                return accepted;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+impl Network for SimNetwork {
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>> {
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(addr).await?;
+            Ok(Box::pin(stream) as Pin<Box<dyn Stream>>)
+        })
+    }
+
+    fn serve_api(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            for addr in addrs {
+                let listener = TurmoilListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+                let app = router.clone();
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn open_consensus(
+        &self,
+        id: NodeId,
+        addrs: NodeAddrs,
+        db_path: &Path,
+        app: NodeApplication,
+        timings: RaftTimings,
+    ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
+        let db_path = db_path.to_owned();
+        let hook = self.fault_hook.clone();
+        Box::pin(async move {
+            let mut listeners = Vec::new();
+            for addr in addrs.addrs.iter().copied() {
+                let listener = TurmoilListener::bind(addr)
+                    .await
+                    .map_err(|source| OpenError::Listen { addr, source })?;
+                listeners.push(listener);
+            }
+            Consensus::open_with(
+                id,
+                &db_path,
+                app,
+                timings,
+                TurmoilTransport,
+                listeners,
+                hook,
+            )
+            .await
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------- heartbeats
+
+/// Heartbeats over turmoil UDP, judged by the membership crate's detector in a task.
+pub struct SimHeartbeats;
+
+struct UdpLink {
+    network: u32,
+    socket: turmoil::net::UdpSocket,
+    peers: Vec<SocketAddr>,
+}
+
+impl AsyncHeartbeatLink for UdpLink {
+    fn network(&self) -> u32 {
+        self.network
+    }
+
+    fn send<'a>(&'a mut self, bytes: &'a [u8]) -> SendFuture<'a> {
+        Box::pin(async move {
+            for peer in &self.peers {
+                // A datagram to a crashed host is lost, as on a LAN.
+                let _ = self.socket.send_to(bytes, *peer).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn recv(&mut self) -> RecvFuture<'_> {
+        Box::pin(async move {
+            let mut buf = vec![0u8; 512];
+            let (n, _) = self.socket.recv_from(&mut buf).await?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    }
+}
+
+struct HeartbeatTask {
+    status: Arc<Mutex<Status>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeats for SimHeartbeats {
+    fn start(
+        &self,
+        cluster: &Cluster,
+        node: u32,
+        incarnation: u64,
+        _faults: Option<HeartbeatFaults>,
+    ) -> anyhow::Result<Box<dyn HeartbeatHandle>> {
+        let config = DetectorConfig::from_cluster(cluster, node)?;
+        let me = cluster
+            .nodes
+            .iter()
+            .find(|n| n.number == node)
+            .ok_or_else(|| anyhow::anyhow!("node {node} is not in the cluster"))?;
+        let mut networks = Vec::new();
+        for network in &cluster.networks {
+            let Some(local) = me
+                .interface_on(network.name.as_str())
+                .and_then(|i| i.address)
+            else {
+                continue;
+            };
+            let peers: Vec<SocketAddr> = cluster
+                .nodes
+                .iter()
+                .filter(|n| n.number != node)
+                .filter_map(|n| {
+                    n.interface_on(network.name.as_str())
+                        .and_then(|i| i.address)
+                })
+                .map(|a| SocketAddr::new(a, cluster.port))
+                .collect();
+            networks.push((network.number, SocketAddr::new(local, cluster.port), peers));
+        }
+        let status = Arc::new(Mutex::new(Status::default()));
+        let published = Arc::clone(&status);
+        let settings = RunnerSettings {
+            cluster_id: cluster.id,
+            incarnation,
+            realtime_priority: None,
+            lock_memory: false,
+        };
+        // The sockets are bound inside the task (turmoil binds asynchronously).
+        let task = tokio::spawn(async move {
+            let mut links: Vec<Box<dyn AsyncHeartbeatLink>> = Vec::new();
+            for (network, local, peers) in networks {
+                let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), local.port());
+                match turmoil::net::UdpSocket::bind(any).await {
+                    Ok(socket) => links.push(Box::new(UdpLink {
+                        network,
+                        socket,
+                        peers,
+                    })),
+                    Err(e) => tracing::error!("heartbeats: cannot bind {local}: {e}"),
+                }
+            }
+            match Detecting::new(settings, config, links, Box::new(Plain), published, None) {
+                Ok(detecting) => match detecting.run().await {},
+                Err(e) => tracing::error!("heartbeats: {e}"),
+            }
+        });
+        Ok(Box::new(HeartbeatTask { status, task }))
+    }
+}
+
+impl HeartbeatHandle for HeartbeatTask {
+    fn status(&self) -> Arc<Mutex<Status>> {
+        Arc::clone(&self.status)
+    }
+    fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+    fn stop(self: Box<Self>) {
+        self.task.abort();
+    }
+}
+
+// ------------------------------------------------------------------------------ lease guard
+
+/// Lease guards kept in the [`World`]: fired by the harness on the node's clock.
+pub struct SimGuards {
+    world: World,
+    node: u32,
+}
+
+impl GuardFactory for SimGuards {
+    fn start(&self, _max_reply_delay: Duration) -> anyhow::Result<Box<dyn LeaseGuard>> {
+        // A new daemon's guard: like the real one, a previous incarnation's armed guard
+        // keeps its deadline (it fences what it registered if the lease runs out).
+        Ok(Box::new(SimGuard {
+            world: self.world.clone(),
+            node: self.node,
+            shut: AtomicBool::new(false),
+        }))
+    }
+}
+
+struct SimGuard {
+    world: World,
+    node: u32,
+    shut: AtomicBool,
+}
+
+impl LeaseGuard for SimGuard {
+    fn clock(&self) -> BootTime {
+        self.world.node_clock(self.node)
+    }
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+    fn lost(&self) -> Option<String> {
+        if self.shut.load(Ordering::SeqCst) {
+            return Some("no guard".into());
+        }
+        let guard = self.world.guard(self.node);
+        guard
+            .fences
+            .first()
+            .map(|f| format!("the guard fenced: {}", f.line))
+    }
+    fn fenced(&self) -> bool {
+        !self.world.guard(self.node).fences.is_empty()
+    }
+    fn take_fences(&self) -> Vec<FenceSummary> {
+        self.world
+            .with_guard(self.node, |g| std::mem::take(&mut g.fences))
+    }
+    fn respawn_if_needed(&self) -> bool {
+        false
+    }
+    fn extend(&self, deadline: BootTime) {
+        self.world.with_guard(self.node, |g| {
+            g.deadline = Some(g.deadline.map_or(deadline, |d| d.max(deadline)));
+        });
+    }
+    fn register_group(&self, pgid: i32) -> Result<(), String> {
+        self.world.with_guard(self.node, |g| g.groups.insert(pgid));
+        Ok(())
+    }
+    fn register_address(&self, _address: Address) -> Result<(), String> {
+        Ok(())
+    }
+    fn unregister_group(&self, pgid: i32) {
+        self.world.with_guard(self.node, |g| g.groups.remove(&pgid));
+    }
+    fn unregister_address(&self, _address: Address) {}
+    fn release(&self) {
+        self.world.with_guard(self.node, |g| {
+            g.deadline = None;
+            g.groups.clear();
+        });
+    }
+    fn shutdown(&self) {
+        self.release();
+        self.shut.store(true, Ordering::SeqCst);
+    }
+}
+
+// -------------------------------------------------------------------------------- resources
+
+/// Resources that record their activity in the [`World`].
+pub struct SimResources {
+    world: World,
+    node: u32,
+}
+
+impl ResourceFactory for SimResources {
+    fn build(
+        &self,
+        env: PackageEnv,
+        package: &Package,
+        _node: &halcyon_config::Node,
+    ) -> Result<PackageResources, String> {
+        let resources = package
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(index, resource)| {
+                Box::new(SimResource {
+                    world: self.world.clone(),
+                    node: self.node,
+                    package: package.name.to_string(),
+                    index,
+                    what: resource.describe(),
+                    process: matches!(resource, halcyon_config::Resource::Service(_)),
+                    group: None,
+                }) as Box<dyn Resource>
+            })
+            .collect();
+        Ok(PackageResources::new(env, resources))
+    }
+
+    fn group_alive(&self, pgid: i32) -> bool {
+        self.world.running(pgid)
+    }
+
+    fn kill_group(&self, pgid: i32) {
+        self.world
+            .stop_activity(pgid, "killed by a restarted daemon");
+    }
+}
+
+struct SimResource {
+    world: World,
+    node: u32,
+    package: String,
+    index: usize,
+    what: String,
+    /// A supervised process (a service): it has a process group the guard can kill.
+    process: bool,
+    group: Option<i32>,
+}
+
+impl Resource for SimResource {
+    fn describe(&self) -> String {
+        self.what.clone()
+    }
+
+    fn start<'a>(&'a mut self, _env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(START_TIME).await;
+            self.group = Some(
+                self.world
+                    .start_activity(self.node, &self.package, self.index),
+            );
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(
+        &'a mut self,
+        _env: &'a PackageEnv,
+        _mode: StopMode,
+    ) -> BoxFuture<'a, Result<StopReport, ResourceError>> {
+        Box::pin(async move {
+            match self.group.take() {
+                Some(group) => {
+                    self.world.stop_activity(group, "halted");
+                }
+                None if !self.process => {
+                    // Like `ip addr del` or a script's halt: stops what is there, whoever
+                    // started it (a previous incarnation's leftovers).
+                    let leftovers: Vec<i32> = self
+                        .world
+                        .running_of(&self.package)
+                        .into_iter()
+                        .filter(|(node, group)| {
+                            *node == self.node
+                                && self
+                                    .world
+                                    .lock()
+                                    .activities
+                                    .get(group)
+                                    .is_some_and(|a| a.resource == self.index)
+                        })
+                        .map(|(_, group)| group)
+                        .collect();
+                    for group in leftovers {
+                        self.world.stop_activity(group, "halted (leftover)");
+                    }
+                }
+                None => {}
+            }
+            Ok(StopReport {
+                killed: false,
+                detail: String::new(),
+            })
+        })
+    }
+
+    fn check(&mut self) -> Health {
+        match self.group {
+            Some(group) if self.world.running(group) => Health::Running,
+            Some(_) => Health::Exited("killed".into()),
+            None => Health::Stopped,
+        }
+    }
+
+    fn exited(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            let Some(group) = self.group.filter(|_| self.process) else {
+                return std::future::pending().await;
+            };
+            while self.world.running(group) {
+                tokio::time::sleep(EXIT_POLL).await;
+            }
+            "killed".to_owned()
+        })
+    }
+
+    fn process_group(&self) -> Option<i32> {
+        self.group.filter(|_| self.process)
+    }
+}

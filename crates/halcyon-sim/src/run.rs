@@ -1,0 +1,454 @@
+//! One simulated run: a cluster of real daemons (`halcyon_daemon::node::Node`) on turmoil
+//! hosts, a fault schedule drawn from the seed, the invariants checked as the run goes, and
+//! at the end the liveness check.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use halcyon_consensus::{FaultHook, NodeId};
+use halcyon_daemon::node::{Node, Settings};
+
+use crate::faults::{self, Fault, Kind};
+use crate::invariants::Transitions;
+use crate::platform::platform;
+use crate::world::{World, digest};
+
+/// The heartbeat port; Raft listens on the next one, the API on the one after.
+const PORT: u16 = 7400;
+/// turmoil's step.
+const TICK: Duration = Duration::from_millis(1);
+/// Message latency on a healthy link (turmoil draws each message's between these).
+const LATENCY_MIN: Duration = Duration::from_micros(200);
+const LATENCY_MAX: Duration = Duration::from_millis(3);
+/// The simulator's clocks differ by at most this (the daemon's `lease::DRIFT`).
+pub const DRIFT: f64 = halcyon_daemon::lease::DRIFT;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    pub nodes: u32,
+    pub packages: usize,
+    /// How long faults are drawn for.
+    pub fault_span: Duration,
+    /// After the last fault is healed: how long the cluster has to make every `auto_run`
+    /// package active (the liveness invariant is checked at the end of it).
+    pub settle: Duration,
+    /// Only these faults of the drawn schedule (by index), for minimizing and replaying.
+    pub only: Option<Vec<usize>>,
+    /// These faults instead of a drawn schedule (the scale run).
+    pub script: Option<Vec<Fault>>,
+}
+
+impl Options {
+    pub fn new(seed: u64, nodes: u32) -> Options {
+        Options {
+            seed,
+            nodes,
+            packages: 3,
+            fault_span: Duration::from_secs(20),
+            settle: Duration::from_secs(15),
+            only: None,
+            script: None,
+        }
+    }
+
+    /// The schedule this run injects, with each fault's index in the drawn schedule.
+    pub fn schedule(&self) -> Vec<(usize, Fault)> {
+        let faults = match &self.script {
+            Some(script) => script.clone(),
+            None => faults::draw(self.seed, self.nodes, self.packages, self.fault_span),
+        };
+        faults
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.only.as_ref().is_none_or(|only| only.contains(i)))
+            .collect()
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub faults: Vec<(usize, Fault)>,
+    pub violations: Vec<String>,
+    /// The run's history (faults, activities, fences, events, violations), oldest first.
+    pub history: String,
+    /// Digest of the history: equal for equal runs.
+    pub digest: u64,
+    pub simulated: Duration,
+    pub real: Duration,
+    /// For each crash or daemon kill of a node running packages: how long until every one of
+    /// them ran again (on any node).
+    pub takeovers: Vec<Duration>,
+    /// When every package first ran.
+    pub all_running_at: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The history up to and including the first violation.
+    pub fn history_to_violation(&self) -> String {
+        let mut out = String::new();
+        for line in self.history.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.contains("VIOLATION") {
+                break;
+            }
+        }
+        out
+    }
+}
+
+fn node_ip(node: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        198,
+        18,
+        (node / 250) as u8,
+        (node % 250) as u8,
+    ))
+}
+
+/// Writes the cluster's configuration: one IP network, `packages` failover packages with
+/// one service each, spread over the nodes (package i prefers node i mod n).
+pub fn write_config(dir: &Path, nodes: u32, packages: usize) -> std::io::Result<()> {
+    let mut cluster = format!(
+        "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n\
+         [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n"
+    );
+    for n in 1..=nodes {
+        let _ = write!(
+            cluster,
+            "[[node]]\nname = \"n{n}\"\nnumber = {n}\n[[node.interface]]\nnetwork = \"lan\"\naddress = \"{}\"\n",
+            node_ip(n)
+        );
+    }
+    std::fs::write(dir.join("cluster.toml"), cluster)?;
+    for p in 0..packages {
+        let first = p as u32 % nodes;
+        let list: Vec<String> = (0..nodes)
+            .map(|i| format!("\"n{}\"", (first + i) % nodes + 1))
+            .collect();
+        let text = format!(
+            "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
+             [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = 1\nhalt_timeout = \"1s\"\n\
+             command = \"simulated\"\n",
+            list.join(", ")
+        );
+        std::fs::write(dir.join(format!("p{p}.toml")), text)?;
+    }
+    Ok(())
+}
+
+/// Runs one seed.
+pub fn run(options: &Options) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let directory = tempfile::tempdir()?;
+    let config_dir = directory.path().join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    write_config(&config_dir, options.nodes, options.packages)?;
+    halcyon_consensus::seed_thread_rng(options.seed);
+
+    let rates: BTreeMap<u32, f64> = faults::clock_rates(options.seed, options.nodes, DRIFT)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i as u32 + 1, r))
+        .collect();
+    let world = World::new(rates);
+    let transitions = Arc::new(Mutex::new(Transitions::default()));
+    let hook = FaultHook::default();
+    let schedule = options.schedule();
+    let end_of_faults = schedule
+        .last()
+        .map_or(Duration::ZERO, |(_, f)| f.at + f.lasts);
+    let end = end_of_faults.max(options.fault_span) + options.settle;
+
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(end + Duration::from_secs(1))
+        .tick_duration(TICK)
+        .min_message_latency(LATENCY_MIN)
+        .max_message_latency(LATENCY_MAX)
+        .tcp_capacity(1 << 16)
+        .udp_capacity(1 << 16)
+        .enable_random_order()
+        .rng_seed(options.seed)
+        .build();
+    for n in 1..=options.nodes {
+        let world = world.clone();
+        let transitions = Arc::clone(&transitions);
+        let hook = hook.clone();
+        let settings = Settings {
+            config_paths: vec![config_dir.clone()],
+            node: format!("n{n}"),
+            state_dir: directory.path().join(format!("state/n{n}")),
+            test_faults: false,
+        };
+        sim.host(node_ip(n), move || {
+            boot(
+                world.clone(),
+                Arc::clone(&transitions),
+                hook.clone(),
+                settings.clone(),
+                n,
+            )
+        });
+    }
+
+    let mut pending: Vec<&(usize, Fault)> = schedule.iter().collect();
+    pending.reverse();
+    let mut heals: Vec<(Duration, usize, Fault)> = Vec::new();
+    let mut takeovers = Vec::new();
+    let mut awaiting: Vec<(Duration, Vec<String>)> = Vec::new();
+    let mut all_running_at = None;
+    let mut steps: u64 = 0;
+    loop {
+        steps += 1;
+        let now = sim.elapsed();
+        if now >= end {
+            break;
+        }
+        while pending.last().is_some_and(|(_, f)| f.at <= now) {
+            let (index, fault) = pending.pop().expect("checked");
+            world.note(format!("fault {index}: {fault}"));
+            if matches!(fault.kind, Kind::Crash | Kind::DaemonKill) {
+                let packages = packages_on(&world, fault.nodes[0], options.packages);
+                if !packages.is_empty() {
+                    awaiting.push((now, packages));
+                }
+            }
+            inject(&mut sim, &world, &hook, fault, options);
+            heals.push((now + fault.lasts, *index, fault.clone()));
+        }
+        heals.sort_by_key(|(at, _, _)| *at);
+        while heals.first().is_some_and(|(at, _, _)| *at <= now) {
+            let (_, index, fault) = heals.remove(0);
+            world.note(format!("fault {index} healed"));
+            heal(&mut sim, &hook, &fault, &transitions, options);
+        }
+        if let Err(e) = sim.step() {
+            world.violation(format!("a simulated host failed: {e}"));
+            break;
+        }
+        world.lock().now = sim.elapsed();
+        world.fire_guards();
+        if all_running_at.is_none()
+            && steps % 50 == 0
+            && world.packages_running() == options.packages
+        {
+            all_running_at = Some(sim.elapsed());
+            world.note(format!("all {} packages run", options.packages));
+        }
+        awaiting.retain(|(since, packages)| {
+            let back = packages.iter().all(|p| !world.active_nodes(p).is_empty());
+            if back {
+                takeovers.push(sim.elapsed() - *since);
+            }
+            !back
+        });
+        if !world.violations().is_empty() {
+            break;
+        }
+    }
+    if world.violations().is_empty() {
+        liveness(&world, options);
+    }
+    let history = world.history_text(usize::MAX);
+    Ok(Outcome {
+        seed: options.seed,
+        faults: schedule,
+        violations: world.violations(),
+        digest: digest(history.as_bytes()),
+        history,
+        simulated: sim.elapsed(),
+        real: started.elapsed(),
+        takeovers,
+        all_running_at,
+    })
+}
+
+/// The shortest fault list (found by removing faults one at a time while the run still
+/// fails, at most [`MINIMIZE_RUNS`] reruns) and its history up to the first violation.
+pub fn minimize(options: &Options, failed: &Outcome) -> anyhow::Result<(Outcome, String)> {
+    let mut best = failed.clone();
+    let mut current: Vec<usize> = failed.faults.iter().map(|(i, _)| *i).collect();
+    let mut runs = 0;
+    let mut changed = true;
+    while changed && runs < MINIMIZE_RUNS {
+        changed = false;
+        let mut position = current.len();
+        while position > 0 && runs < MINIMIZE_RUNS {
+            position -= 1;
+            let mut trial = current.clone();
+            trial.remove(position);
+            let outcome = run(&Options {
+                only: Some(trial.clone()),
+                ..options.clone()
+            })?;
+            runs += 1;
+            if !outcome.passed() {
+                current = trial;
+                best = outcome;
+                changed = true;
+            }
+        }
+    }
+    let history = best.history_to_violation();
+    Ok((best, history))
+}
+
+/// Most reruns [`minimize`] makes.
+pub const MINIMIZE_RUNS: usize = 40;
+
+/// One boot of node `n`'s daemon; returns only if the host is crashed (dropped).
+async fn boot(
+    world: World,
+    transitions: Arc<Mutex<Transitions>>,
+    hook: FaultHook,
+    settings: Settings,
+    n: u32,
+) -> turmoil::Result {
+    transitions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget(n);
+    let mut platform = platform(&world, n, &hook);
+    let observed = world.clone();
+    platform.applied = Some(Arc::new(move |index, command: &[u8], state| {
+        observed.applied(n, index, command);
+        transitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied(&observed, n, index, state);
+    }));
+    loop {
+        match Node::start_on(settings.clone(), platform.clone()).await {
+            Ok(node) => {
+                world.note(format!(
+                    "n{n}: daemon started (incarnation {})",
+                    node.incarnation
+                ));
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                world.note(format!("n{n}: daemon failed to start: {e:#}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Packages with a resource running on `node` now.
+fn packages_on(world: &World, node: u32, packages: usize) -> Vec<String> {
+    (0..packages)
+        .map(|p| format!("p{p}"))
+        .filter(|p| world.active_nodes(p).contains(&node))
+        .collect()
+}
+
+fn others(node_set: &[u32], nodes: u32) -> Vec<IpAddr> {
+    (1..=nodes)
+        .filter(|n| !node_set.contains(n))
+        .map(node_ip)
+        .collect()
+}
+
+fn ips(nodes: &[u32]) -> Vec<IpAddr> {
+    nodes.iter().copied().map(node_ip).collect()
+}
+
+fn inject(sim: &mut turmoil::Sim<'_>, world: &World, hook: &FaultHook, fault: &Fault, o: &Options) {
+    let group = ips(&fault.nodes);
+    let rest = others(&fault.nodes, o.nodes);
+    match &fault.kind {
+        Kind::Crash => {
+            world.power_off(fault.nodes[0]);
+            sim.crash(group[0]);
+        }
+        Kind::DaemonKill => sim.crash(group[0]),
+        Kind::Pause => each_pair(&group, &rest, |a, b| sim.hold(a, b)),
+        Kind::Partition => each_pair(&group, &rest, |a, b| sim.partition(a, b)),
+        Kind::OneWay => each_pair(&group, &rest, |a, b| sim.partition_oneway(a, b)),
+        Kind::Loss(rate) => each_pair(&group, &rest, |a, b| sim.set_link_fail_rate(a, b, *rate)),
+        Kind::Delay(max) => each_pair(&group, &rest, |a, b| {
+            sim.set_link_max_message_latency(a, b, *max)
+        }),
+        Kind::SlowDisk(delay) => {
+            for node in &fault.nodes {
+                hook.set_disk_delay(NodeId::from(*node), *delay);
+            }
+        }
+        Kind::ServiceExit { package } => {
+            let name = format!("p{package}");
+            for (_, group) in world.running_of(&name) {
+                world.stop_activity(group, "exited (fault)");
+            }
+        }
+    }
+}
+
+fn heal(
+    sim: &mut turmoil::Sim<'_>,
+    hook: &FaultHook,
+    fault: &Fault,
+    transitions: &Arc<Mutex<Transitions>>,
+    o: &Options,
+) {
+    let group = ips(&fault.nodes);
+    let rest = others(&fault.nodes, o.nodes);
+    match &fault.kind {
+        Kind::Crash | Kind::DaemonKill => {
+            transitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(fault.nodes[0]);
+            sim.bounce(group[0]);
+        }
+        Kind::Pause => each_pair(&group, &rest, |a, b| sim.release(a, b)),
+        Kind::Partition => each_pair(&group, &rest, |a, b| sim.repair(a, b)),
+        Kind::OneWay => each_pair(&group, &rest, |a, b| sim.repair_oneway(a, b)),
+        Kind::Loss(_) => each_pair(&group, &rest, |a, b| sim.set_link_fail_rate(a, b, 0.0)),
+        Kind::Delay(_) => each_pair(&group, &rest, |a, b| {
+            sim.set_link_max_message_latency(a, b, LATENCY_MAX)
+        }),
+        Kind::SlowDisk(_) => {
+            for node in &fault.nodes {
+                hook.set_disk_delay(NodeId::from(*node), Duration::ZERO);
+            }
+        }
+        Kind::ServiceExit { .. } => {}
+    }
+}
+
+fn each_pair(a: &[IpAddr], b: &[IpAddr], mut f: impl FnMut(IpAddr, IpAddr)) {
+    for x in a {
+        for y in b {
+            f(*x, *y);
+        }
+    }
+}
+
+/// Every fault healed long enough ago, every node up and connected: every `auto_run` package
+/// must be active, on exactly one node.
+fn liveness(world: &World, o: &Options) {
+    for p in 0..o.packages {
+        let name = format!("p{p}");
+        let active = world.active_nodes(&name);
+        if active.len() != 1 {
+            world.violation(format!(
+                "{name} is active on {} node(s) {:?} {} s after the last fault was healed, with every node up",
+                active.len(),
+                active,
+                o.settle.as_secs()
+            ));
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The scale run: a large simulated cluster (64 nodes, 1000 packages by default), one crash
+//! of a node that runs packages once everything runs; reports the simulated failover time and
+//! the real time the simulation took.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::faults::{Fault, Kind};
+use crate::run::Options;
+
+/// When the node crashes (every package should run well before).
+const CRASH_AT: Duration = Duration::from_secs(40);
+
+pub struct Report {
+    pub nodes: u32,
+    pub packages: usize,
+    pub all_running_at: Option<Duration>,
+    pub takeover: Option<Duration>,
+    pub violations: Vec<String>,
+    pub simulated: Duration,
+    pub real: Duration,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = |d: Option<Duration>| {
+            d.map_or("never".to_string(), |d| format!("{:.3} s", d.as_secs_f64()))
+        };
+        writeln!(
+            f,
+            "scale run: {} nodes, {} packages",
+            self.nodes, self.packages
+        )?;
+        writeln!(
+            f,
+            "  every package running after {} (simulated)",
+            seconds(self.all_running_at)
+        )?;
+        writeln!(
+            f,
+            "  crash of n1 at {:.0} s: its packages ran elsewhere after {} (simulated)",
+            CRASH_AT.as_secs_f64(),
+            seconds(self.takeover)
+        )?;
+        writeln!(
+            f,
+            "  invariants: {}",
+            if self.violations.is_empty() {
+                "all held".to_string()
+            } else {
+                self.violations.join("; ")
+            }
+        )?;
+        write!(
+            f,
+            "  {:.0} s simulated in {:.1} s of real time ({:.2}x real time)",
+            self.simulated.as_secs_f64(),
+            self.real.as_secs_f64(),
+            self.simulated.as_secs_f64() / self.real.as_secs_f64().max(1e-9)
+        )
+    }
+}
+
+pub fn run(nodes: u32, packages: usize, seed: u64) -> anyhow::Result<Report> {
+    let options = Options {
+        seed,
+        nodes,
+        packages,
+        fault_span: CRASH_AT,
+        settle: Duration::from_secs(30),
+        only: None,
+        script: Some(vec![Fault {
+            at: CRASH_AT,
+            kind: Kind::Crash,
+            nodes: vec![1],
+            lasts: Duration::from_secs(20),
+        }]),
+    };
+    let outcome = crate::run::run(&options)?;
+    Ok(Report {
+        nodes,
+        packages,
+        all_running_at: outcome.all_running_at,
+        takeover: outcome.takeovers.first().copied(),
+        violations: outcome.violations,
+        simulated: outcome.simulated,
+        real: outcome.real,
+    })
+}

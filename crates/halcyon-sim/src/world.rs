@@ -1,0 +1,322 @@
+//! What the simulation knows outside the daemons: the activity ledger of the simulated
+//! resources, the lease guards (which outlive a killed daemon, like the real guard process),
+//! the log entries every replica applied, and the history of a run.
+//!
+//! Everything runs on the simulation's one thread; the mutex only satisfies the daemon's
+//! `Send + Sync` bounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use halcyon_guard::{BootTime, FenceSummary};
+
+/// A resource started by a node's daemon (through the simulated resource factory).
+#[derive(Clone, Debug)]
+pub struct Activity {
+    /// The simulated process group (unique in a run).
+    pub group: i32,
+    pub node: u32,
+    pub package: String,
+    pub resource: usize,
+    pub started: Duration,
+    /// When and why it stopped (halted, fenced, power loss, failure injected).
+    pub stopped: Option<(Duration, String)>,
+}
+
+/// One node's lease guard: armed with a deadline on the node's (drifting) clock.
+#[derive(Clone, Debug, Default)]
+pub struct GuardState {
+    pub deadline: Option<BootTime>,
+    pub groups: BTreeSet<i32>,
+    /// Fences not yet taken by the daemon.
+    pub fences: Vec<FenceSummary>,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    pub now: Duration,
+    /// Every activity, by group (in start order).
+    pub activities: BTreeMap<i32, Activity>,
+    /// Running activities: package -> (node, group).
+    running: BTreeMap<String, BTreeSet<(u32, i32)>>,
+    next_group: i32,
+    pub guards: BTreeMap<u32, GuardState>,
+    /// Clock rate of each node (1.0 = exact), within the lease's drift bound.
+    pub rates: BTreeMap<u32, f64>,
+    /// Every applied log entry: index -> (digest of the command, first node that applied it).
+    applied: BTreeMap<u64, (u64, u32)>,
+    /// Every node's highest applied index and whether it jumped back.
+    pub violations: Vec<String>,
+    pub history: Vec<(Duration, String)>,
+}
+
+/// Shared by the harness and every simulated host.
+#[derive(Clone, Default)]
+pub struct World {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl World {
+    pub fn new(rates: BTreeMap<u32, f64>) -> World {
+        let world = World::default();
+        world.lock().rates = rates;
+        world.lock().next_group = 1000;
+        world
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Simulated time as seen by the current host, or the harness's last step.
+    pub fn now(&self) -> Duration {
+        turmoil::sim_elapsed().unwrap_or_else(|| self.lock().now)
+    }
+
+    pub fn note(&self, line: impl Into<String>) {
+        let now = self.now();
+        self.lock().history.push((now, line.into()));
+    }
+
+    /// A node's clock reading (its rate applied to simulated time), as the guard's boot time.
+    pub fn node_clock(&self, node: u32) -> BootTime {
+        let now = self.now();
+        let rate = self.lock().rates.get(&node).copied().unwrap_or(1.0);
+        BootTime::from_nanos(now.mul_f64(rate).as_nanos() as u64)
+    }
+
+    // ------------------------------------------------------------------ activities
+
+    pub fn start_activity(&self, node: u32, package: &str, resource: usize) -> i32 {
+        let now = self.now();
+        let mut inner = self.lock();
+        inner.next_group += 1;
+        let group = inner.next_group;
+        inner.activities.insert(
+            group,
+            Activity {
+                group,
+                node,
+                package: package.to_owned(),
+                resource,
+                started: now,
+                stopped: None,
+            },
+        );
+        inner.history.push((
+            now,
+            format!("n{node}: {package} resource {resource} started"),
+        ));
+        let running = inner.running.entry(package.to_owned()).or_default();
+        let elsewhere: BTreeSet<u32> = running
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| *n != node)
+            .collect();
+        running.insert((node, group));
+        drop(inner);
+        if !elsewhere.is_empty() {
+            self.violation(format!(
+                "failover package {package} started on n{node} while active on {}",
+                elsewhere
+                    .iter()
+                    .map(|n| format!("n{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        group
+    }
+
+    /// Stops an activity; false when it was not running.
+    pub fn stop_activity(&self, group: i32, why: &str) -> bool {
+        let now = self.now();
+        let mut inner = self.lock();
+        let Some(activity) = inner
+            .activities
+            .get_mut(&group)
+            .filter(|a| a.stopped.is_none())
+        else {
+            return false;
+        };
+        activity.stopped = Some((now, why.to_owned()));
+        let (node, package) = (activity.node, activity.package.clone());
+        let line = format!(
+            "n{node}: {package} resource {} stopped ({why})",
+            activity.resource
+        );
+        if let Some(running) = inner.running.get_mut(&package) {
+            running.remove(&(node, group));
+        }
+        inner.history.push((now, line));
+        true
+    }
+
+    pub fn running(&self, group: i32) -> bool {
+        self.lock()
+            .activities
+            .get(&group)
+            .is_some_and(|a| a.stopped.is_none())
+    }
+
+    /// Power loss of `node`: everything it ran stops, its guard dies with it.
+    pub fn power_off(&self, node: u32) {
+        let groups: Vec<i32> = self
+            .lock()
+            .running
+            .values()
+            .flatten()
+            .filter(|(n, _)| *n == node)
+            .map(|(_, group)| *group)
+            .collect();
+        for group in groups {
+            self.stop_activity(group, "power loss");
+        }
+        self.lock().guards.remove(&node);
+    }
+
+    /// Nodes on which `package` has a resource running now.
+    pub fn active_nodes(&self, package: &str) -> BTreeSet<u32> {
+        self.lock()
+            .running
+            .get(package)
+            .map(|r| r.iter().map(|(node, _)| *node).collect())
+            .unwrap_or_default()
+    }
+
+    /// The running activities of `package` (node, group).
+    pub fn running_of(&self, package: &str) -> Vec<(u32, i32)> {
+        self.lock()
+            .running
+            .get(package)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many packages have something running.
+    pub fn packages_running(&self) -> usize {
+        self.lock()
+            .running
+            .values()
+            .filter(|r| !r.is_empty())
+            .count()
+    }
+
+    // ---------------------------------------------------------------------- guards
+
+    pub fn guard(&self, node: u32) -> GuardState {
+        self.lock().guards.get(&node).cloned().unwrap_or_default()
+    }
+
+    pub fn with_guard<T>(&self, node: u32, f: impl FnOnce(&mut GuardState) -> T) -> T {
+        f(self.lock().guards.entry(node).or_default())
+    }
+
+    /// Fires every armed guard whose deadline passed on its node's clock: the registered
+    /// groups are killed, as `halcyon guard` does.
+    pub fn fire_guards(&self) {
+        let nodes: Vec<u32> = self.lock().guards.keys().copied().collect();
+        for node in nodes {
+            let clock = self.node_clock(node);
+            let due = self
+                .guard(node)
+                .deadline
+                .is_some_and(|deadline| clock >= deadline);
+            if !due {
+                continue;
+            }
+            let (deadline, groups) = self.with_guard(node, |g| {
+                (
+                    g.deadline.take().expect("due"),
+                    std::mem::take(&mut g.groups),
+                )
+            });
+            let mut killed = 0;
+            for group in &groups {
+                if self.stop_activity(*group, "fenced by the lease guard") {
+                    killed += 1;
+                }
+            }
+            let line = format!(
+                "reason=expired deadline={} groups_killed={killed}",
+                deadline.as_nanos()
+            );
+            self.note(format!("n{node}: lease guard fenced ({killed} killed)"));
+            self.with_guard(node, |g| {
+                g.fences.push(FenceSummary {
+                    reason: "expired".into(),
+                    deadline,
+                    fire_at: clock,
+                    started: clock,
+                    finished: clock,
+                    groups_killed: killed,
+                    groups_failed: 0,
+                    addresses_deleted: 0,
+                    addresses_failed: 0,
+                    line,
+                })
+            });
+        }
+    }
+
+    // --------------------------------------------------------------------- applied
+
+    /// A replica applied `command` at `index`: the same index must hold the same command on
+    /// every node, forever (a committed change is never lost or changed).
+    pub fn applied(&self, node: u32, index: u64, command: &[u8]) {
+        let digest = digest(command);
+        let now = self.now();
+        let mut inner = self.lock();
+        match inner.applied.get(&index).copied() {
+            None => {
+                inner.applied.insert(index, (digest, node));
+            }
+            Some((d, _)) if d == digest => {}
+            Some((_, first)) => {
+                let line = format!(
+                    "committed entry {index} differs: n{first} applied one command, n{node} another"
+                );
+                inner.violations.push(line.clone());
+                inner.history.push((now, format!("VIOLATION {line}")));
+            }
+        }
+    }
+
+    /// The node whose replica applied log entry `index` first.
+    pub fn first_to_apply(&self, index: u64) -> Option<u32> {
+        self.lock().applied.get(&index).map(|(_, node)| *node)
+    }
+
+    pub fn violation(&self, line: String) {
+        let now = self.now();
+        let mut inner = self.lock();
+        inner.history.push((now, format!("VIOLATION {line}")));
+        inner.violations.push(line);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    pub fn history_text(&self, last: usize) -> String {
+        let inner = self.lock();
+        let skip = inner.history.len().saturating_sub(last);
+        let mut out = String::new();
+        for (at, line) in inner.history.iter().skip(skip) {
+            let _ = writeln!(out, "  {:>9.3} s  {line}", at.as_secs_f64());
+        }
+        out
+    }
+}
+
+/// FNV-1a: a stable digest (the same in every run, unlike the standard hasher).
+pub fn digest(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
