@@ -837,6 +837,12 @@ impl Node {
                 self.guard
                     .extend(BootTime::lease_deadline(t_boot, self.lease_duration));
                 lock(&self.holder).granted(t_send, self.lease_duration);
+            } else {
+                let why = match &answer {
+                    Some(a) => a.error.clone().unwrap_or_default(),
+                    None => "no answer".into(),
+                };
+                tracing::debug!(node = %self.name, "lease not renewed: {why}");
             }
             // The watchdog is fed only while the lease is valid and the heartbeat thread runs.
             let healthy = lock(&self.heartbeats)
@@ -1588,8 +1594,17 @@ impl Node {
         // A replica behind the committed log (a node back from a power-off) may still
         // place packages here that moved away meanwhile: start nothing until it has
         // caught up with what the last grant confirmed.
-        let fresh =
-            *self.applied.borrow() >= self.fresh_from.load(std::sync::atomic::Ordering::SeqCst);
+        // Raft's applied index, not the state's: the read index a grant confirms may be a
+        // new leader's blank entry, which never reaches the state machine (seed 5 of the
+        // simulation: every lease lost in an election, then no package restarted until the
+        // next real entry).
+        let applied = self
+            .consensus
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        let fresh = applied >= self.fresh_from.load(std::sync::atomic::Ordering::SeqCst);
         let lease = self.lease_valid() && fresh;
         for package in placed.difference(&running) {
             let failover = config

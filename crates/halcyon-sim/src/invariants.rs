@@ -152,3 +152,52 @@ fn note_start(world: &World, node: u32, index: u64, record: &halcyon_state::Even
 fn first_reporter(world: &World, index: u64) -> u32 {
     world.first_to_apply(index).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use halcyon_state::RestartCounter;
+
+    use super::*;
+
+    fn with_counter(count: u32, last_second: i64) -> State {
+        let mut state = State::new();
+        let counter = RestartCounter {
+            count,
+            last: Some(Timestamp::from_second(last_second).unwrap()),
+            last_exit: None,
+        };
+        state.restarts.insert(
+            "p0".into(),
+            BTreeMap::from([(
+                "n1".into(),
+                BTreeMap::from([("service srv".to_string(), counter)]),
+            )]),
+        );
+        state
+    }
+
+    #[test]
+    fn a_restart_counter_going_back_is_a_violation_unless_its_window_restarted_it() {
+        let world = World::new(BTreeMap::new());
+        let mut transitions = Transitions::default();
+        transitions.applied(&world, 1, 1, &with_counter(1, 100));
+        transitions.applied(&world, 1, 2, &with_counter(2, 101));
+        assert!(world.violations().is_empty());
+        // A new failure after the window: back to 1, later.
+        transitions.applied(&world, 1, 3, &with_counter(1, 500));
+        assert!(world.violations().is_empty());
+        transitions.applied(&world, 1, 4, &with_counter(3, 501));
+        // Back to 2 with no new failure: a violation.
+        transitions.applied(&world, 1, 5, &with_counter(2, 501));
+        assert_eq!(world.violations().len(), 1, "{:?}", world.violations());
+        // A counter that disappears is one too.
+        transitions.applied(&world, 1, 6, &State::new());
+        assert_eq!(world.violations().len(), 2, "{:?}", world.violations());
+        // Another node's replica is judged on its own; a reboot starts over.
+        transitions.forget(1);
+        transitions.applied(&world, 1, 7, &with_counter(1, 100));
+        assert_eq!(world.violations().len(), 2);
+    }
+}

@@ -261,6 +261,9 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     if world.violations().is_empty() {
         liveness(&world, options);
     }
+    if !world.violations().is_empty() {
+        describe_nodes(&world);
+    }
     let history = world.history_text(usize::MAX);
     Ok(Outcome {
         seed: options.seed,
@@ -336,6 +339,7 @@ async fn boot(
                     "n{n}: daemon started (incarnation {})",
                     node.incarnation
                 ));
+                world.lock().nodes.insert(n, Arc::downgrade(&node));
                 std::future::pending::<()>().await;
             }
             Err(e) => {
@@ -343,6 +347,33 @@ async fn boot(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Notes what each live daemon thinks at the end of a failed run.
+fn describe_nodes(world: &World) {
+    let nodes: Vec<(u32, Arc<Node>)> = world
+        .lock()
+        .nodes
+        .iter()
+        .filter_map(|(n, node)| node.upgrade().map(|node| (*n, node)))
+        .collect();
+    for (n, node) in nodes {
+        let state = node.snapshot();
+        let execution = state.execution.as_ref().map_or("none".to_string(), |x| {
+            format!(
+                "#{} {:?}, actions done {:?} failed {:?}",
+                x.id, x.plan.event, x.done, x.failed
+            )
+        });
+        world.note(format!(
+            "at the end, n{n}: leader {:?}, applied {}, lease {:?} left, members {:?}, pending {}, execution {execution}",
+            node.consensus.leader(),
+            state.applied_index,
+            node.lease_remaining(),
+            state.cluster.members,
+            state.pending.len(),
+        ));
     }
 }
 

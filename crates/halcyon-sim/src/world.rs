@@ -50,6 +50,8 @@ pub struct Inner {
     /// Every node's highest applied index and whether it jumped back.
     pub violations: Vec<String>,
     pub history: Vec<(Duration, String)>,
+    /// The running daemons (for the end-of-run report).
+    pub nodes: BTreeMap<u32, std::sync::Weak<halcyon_daemon::node::Node>>,
 }
 
 /// Shared by the harness and every simulated host.
@@ -319,4 +321,81 @@ pub fn digest(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(world: &World, millis: u64) {
+        world.lock().now = Duration::from_millis(millis);
+    }
+
+    #[test]
+    fn a_failover_package_started_where_it_already_runs_elsewhere_is_a_violation() {
+        let world = World::new(BTreeMap::new());
+        let first = world.start_activity(1, "p0", 0);
+        assert!(world.violations().is_empty());
+        world.start_activity(2, "p0", 0);
+        assert_eq!(world.violations().len(), 1, "{:?}", world.violations());
+        assert!(world.violations()[0].contains("p0 started on n2 while active on n1"));
+        // Stopped first, then started elsewhere: fine.
+        let world = World::new(BTreeMap::new());
+        let first_again = world.start_activity(1, "p0", 0);
+        assert!(world.stop_activity(first_again, "halted"));
+        assert!(!world.stop_activity(first_again, "halted"), "stops once");
+        world.start_activity(2, "p0", 0);
+        assert!(world.violations().is_empty());
+        assert_eq!(world.active_nodes("p0"), BTreeSet::from([2]));
+        let _ = first;
+    }
+
+    #[test]
+    fn a_log_index_applied_with_another_command_is_a_violation() {
+        let world = World::new(BTreeMap::new());
+        world.applied(1, 5, b"register n1");
+        world.applied(2, 5, b"register n1");
+        assert!(world.violations().is_empty());
+        world.applied(3, 5, b"register n3");
+        assert_eq!(world.violations().len(), 1);
+        assert_eq!(world.first_to_apply(5), Some(1));
+    }
+
+    #[test]
+    fn a_guard_fences_its_groups_when_its_deadline_passes_on_its_node_clock() {
+        // Node 1's clock runs 0.5 % fast.
+        let world = World::new(BTreeMap::from([(1, 1.005)]));
+        at(&world, 0);
+        let group = world.start_activity(1, "p0", 0);
+        world.with_guard(1, |g| {
+            g.groups.insert(group);
+            g.deadline = Some(BootTime::from_nanos(1_000_000_000));
+        });
+        at(&world, 990);
+        world.fire_guards();
+        assert!(world.running(group));
+        // 995 ms of simulated time is 1000 ms on node 1's clock.
+        at(&world, 996);
+        world.fire_guards();
+        assert!(!world.running(group));
+        let fences = world.guard(1).fences;
+        assert_eq!(fences.len(), 1);
+        assert_eq!(fences[0].groups_killed, 1);
+        assert!(
+            world.guard(1).deadline.is_none(),
+            "a fired guard is disarmed"
+        );
+    }
+
+    #[test]
+    fn power_loss_stops_everything_of_the_node_and_its_guard() {
+        let world = World::new(BTreeMap::new());
+        let a = world.start_activity(1, "p0", 0);
+        let b = world.start_activity(2, "p1", 0);
+        world.with_guard(1, |g| g.deadline = Some(BootTime::from_nanos(1)));
+        world.power_off(1);
+        assert!(!world.running(a));
+        assert!(world.running(b));
+        assert!(world.guard(1).deadline.is_none());
+    }
 }

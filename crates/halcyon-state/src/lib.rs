@@ -635,6 +635,21 @@ impl State {
                 why: "the cluster is not bootstrapped".to_owned(),
             };
         };
+        // One event at a time, in priority order: a plan made before a more urgent event
+        // arrived is refused, and the coordinator plans again (simulation seed 31). The
+        // cluster's formation goes before the joins it absorbs.
+        let forming = plan.event == Event::ClusterStart && self.cluster.members.is_empty();
+        if !forming
+            && let Some(first) = halcyon_policy::next_event(&config, &self.pending_events())
+            && self.pending[first].sequence != sequence
+        {
+            return Reply::Ignored {
+                why: format!(
+                    "event #{} ({}) comes before #{sequence}",
+                    self.pending[first].sequence, self.pending[first].event
+                ),
+            };
+        }
         for (name, p) in &plan.state.packages {
             let failover = config
                 .package(name.as_str())

@@ -39,8 +39,8 @@ struct Cli {
     #[arg(long, default_value_t = 15)]
     settle: u64,
     /// Inject only these faults (indices into the seed's schedule), e.g. `3,7`, or `none`.
-    #[arg(long, value_parser = parse_faults)]
-    faults: Option<Vec<usize>>,
+    #[arg(long)]
+    faults: Option<String>,
     /// Print the whole history of each run.
     #[arg(long)]
     history: bool,
@@ -88,6 +88,13 @@ fn main() -> ExitCode {
             }
         };
     }
+    let only = match cli.faults.as_deref().map(parse_faults).transpose() {
+        Ok(only) => only,
+        Err(e) => {
+            eprintln!("halcyon-sim: --faults: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (first, count) = match cli.seed {
         Some(seed) => (seed, 1),
         None => (cli.first, cli.seeds),
@@ -102,7 +109,7 @@ fn main() -> ExitCode {
             packages: cli.packages,
             fault_span: Duration::from_secs(cli.span),
             settle: Duration::from_secs(cli.settle),
-            only: cli.faults.clone(),
+            only: only.clone(),
             script: None,
         };
         let outcome = match run(&options) {
