@@ -83,7 +83,7 @@ pub struct Outcome {
     pub digest: u64,
     pub simulated: Duration,
     pub real: Duration,
-    /// For each crash or daemon kill of a node running packages: how long until every one of
+    /// For each crash (power loss) of a node running packages: how long until every one of
     /// them ran again (on any node).
     pub takeovers: Vec<Duration>,
     /// When every package first ran.
@@ -219,7 +219,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         while pending.last().is_some_and(|(_, f)| f.at <= now) {
             let (index, fault) = pending.pop().expect("checked");
             world.note(format!("fault {index}: {fault}"));
-            if matches!(fault.kind, Kind::Crash | Kind::DaemonKill) {
+            if fault.kind == Kind::Crash {
                 let packages = packages_on(&world, fault.nodes[0], options.packages);
                 if !packages.is_empty() {
                     awaiting.push((now, packages));
@@ -241,7 +241,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         world.lock().now = sim.elapsed();
         world.fire_guards();
         if all_running_at.is_none()
-            && steps % 50 == 0
+            && steps.is_multiple_of(50)
             && world.packages_running() == options.packages
         {
             all_running_at = Some(sim.elapsed());

@@ -502,3 +502,66 @@ fn a_copy_without_the_log_differs_only_by_the_log() {
     full.log.clear();
     assert_eq!(lite, full);
 }
+
+/// Simulation seed 31: a plan made while only a node_down was pending must not be committed
+/// once a node_up (which comes first) has arrived; the coordinator plans again.
+#[test]
+fn a_plan_overtaken_by_a_more_urgent_event_is_refused() {
+    let mut s = booted();
+    let enqueue = |s: &mut State, index: u64, event: Event| {
+        s.apply(
+            index,
+            Command::Enqueue {
+                event,
+                by: "membership".into(),
+                at: t(1),
+                sample: None,
+            },
+        )
+    };
+    enqueue(&mut s, 2, Event::NodeUp { node: "n1".into() });
+    plan_next(&mut s, 3, t(1));
+    let i = done_all(&mut s, 3, true);
+    enqueue(&mut s, i + 1, Event::NodeUp { node: "n2".into() });
+    plan_next(&mut s, i + 2, t(2));
+    let i = done_all(&mut s, i + 2, true);
+    let down = Event::NodeDown {
+        node: "n1".into(),
+        how: halcyon_policy::Departure::Failure,
+    };
+    let Reply::Queued { sequence: late, .. } = enqueue(&mut s, i + 1, down.clone()) else {
+        panic!("not queued");
+    };
+    // The coordinator plans the node_down from its view...
+    let config = s.config.clone().unwrap();
+    let stale = Engine::new(&config).plan(&s.cluster, &down, t(3)).unwrap();
+    // ...while a node_up arrives and is committed first.
+    enqueue(&mut s, i + 2, Event::NodeUp { node: "n3".into() });
+    let reply = s.apply(
+        i + 3,
+        Command::PlanCommitted {
+            sequence: late,
+            plan: Box::new(stale),
+            at: t(3),
+        },
+    );
+    let Reply::Ignored { why } = reply else {
+        panic!("the stale plan was committed: {reply:?}");
+    };
+    assert!(why.contains("comes before"), "{why}");
+    assert!(s.execution.is_none());
+    assert_eq!(s.pending.len(), 2, "both events still wait");
+    // Planned again in order: the node_up first.
+    plan_next(&mut s, i + 4, t(4));
+    let started: Vec<&Event> = s
+        .log
+        .iter()
+        .filter(|r| r.started_at.is_some())
+        .map(|r| &r.event)
+        .collect();
+    assert_eq!(started.last(), Some(&&Event::NodeUp { node: "n3".into() }));
+    assert!(
+        s.pending.iter().any(|p| p.sequence == late),
+        "node_down waits"
+    );
+}
