@@ -57,11 +57,13 @@ pub use runtime::{HalcyonRng, HalcyonRuntime, seed_thread_rng};
 pub type NodeId = u64;
 
 /// The largest command [`Consensus::write`] accepts. With [`MAX_PAYLOAD_ENTRIES`] it bounds the
-/// size of one append-entries frame well below [`net::MAX_FRAME_BYTES`].
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// size of one append-entries frame well below [`net::MAX_FRAME_BYTES`]. A bootstrap carries
+/// the whole configuration: 1,000 packages need about 1 MiB (the simulation's scale run found
+/// that 64 KiB refused it, silently).
+pub const MAX_COMMAND_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most entries sent in one append-entries RPC.
-pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
+pub const MAX_PAYLOAD_ENTRIES: u64 = 8;
 
 /// Size of one chunk when a snapshot is streamed to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;

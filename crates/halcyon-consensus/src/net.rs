@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use crate::{NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
-pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// Longest a single connect may take, even when the RPC's deadline is longer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long an address that failed is tried after the peer's other addresses.

@@ -576,6 +576,9 @@ pub struct Script {
     run_group: Option<i32>,
 }
 
+/// How long processes a halt command signalled get to exit before they count as left over.
+const HALT_SETTLE: Duration = Duration::from_millis(300);
+
 impl Script {
     pub fn new(config: ScriptResource) -> Self {
         Script {
@@ -588,7 +591,9 @@ impl Script {
     /// ended (SIGTERM with `grace`, then SIGKILL).
     async fn end_run_group(&mut self, grace: Option<Duration>) -> Option<(bool, String)> {
         let pgid = self.run_group.take()?;
-        if !group_alive(pgid) {
+        // A halt command's `kill` returns before its target is gone: give what it signalled
+        // a moment to exit before calling it left over (seen under load in CI).
+        if !group_alive(pgid) || wait_group_gone(pgid, HALT_SETTLE).await {
             return None;
         }
         let left = format!(

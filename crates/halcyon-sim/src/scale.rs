@@ -9,7 +9,7 @@ use crate::faults::{Fault, Kind};
 use crate::run::Options;
 
 /// When the node crashes (every package should run well before).
-const CRASH_AT: Duration = Duration::from_secs(40);
+const CRASH_AT: Duration = Duration::from_secs(8);
 
 pub struct Report {
     pub nodes: u32,
@@ -67,13 +67,13 @@ pub fn run(nodes: u32, packages: usize, seed: u64) -> anyhow::Result<Report> {
         nodes,
         packages,
         fault_span: CRASH_AT,
-        settle: Duration::from_secs(30),
+        settle: Duration::from_secs(12),
         only: None,
         script: Some(vec![Fault {
             at: CRASH_AT,
             kind: Kind::Crash,
             nodes: vec![1],
-            lasts: Duration::from_secs(20),
+            lasts: Duration::from_secs(10),
         }]),
     };
     let outcome = crate::run::run(&options)?;
