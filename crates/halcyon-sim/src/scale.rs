@@ -8,10 +8,11 @@ use std::time::Duration;
 use crate::faults::{Fault, Kind};
 use crate::run::Options;
 
-/// When the node crashes (every package should run well before).
-const CRASH_AT: Duration = Duration::from_secs(8);
+/// When the node crashes by default (every package should run well before).
+pub const CRASH_AT: Duration = Duration::from_secs(8);
 
 pub struct Report {
+    pub crash_at: Duration,
     pub nodes: u32,
     pub packages: usize,
     pub all_running_at: Option<Duration>,
@@ -61,16 +62,18 @@ impl fmt::Display for Report {
     }
 }
 
-pub fn run(nodes: u32, packages: usize, seed: u64) -> anyhow::Result<Report> {
+/// `nodes` nodes, `packages` packages; node 1 loses power at `crash_at`, for 10 s; the run
+/// ends 12 s later.
+pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow::Result<Report> {
     let options = Options {
         seed,
         nodes,
         packages,
-        fault_span: CRASH_AT,
+        fault_span: crash_at,
         settle: Duration::from_secs(12),
         only: None,
         script: Some(vec![Fault {
-            at: CRASH_AT,
+            at: crash_at,
             kind: Kind::Crash,
             nodes: vec![1],
             lasts: Duration::from_secs(10),
@@ -78,6 +81,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64) -> anyhow::Result<Report> {
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {
+        crash_at,
         nodes,
         packages,
         all_running_at: outcome.all_running_at,

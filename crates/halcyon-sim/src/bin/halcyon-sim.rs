@@ -50,6 +50,9 @@ struct Cli {
     /// The scale run: 64 nodes, 1000 packages, one crash of a busy node.
     #[arg(long)]
     scale: bool,
+    /// Scale run: when node 1 loses power (seconds of simulated time).
+    #[arg(long, default_value_t = 8)]
+    crash_at: u64,
 }
 
 fn parse_faults(text: &str) -> Result<Vec<usize>, String> {
@@ -77,7 +80,12 @@ fn main() -> ExitCode {
             .init();
     }
     if cli.scale {
-        return match scale::run(cli.nodes.max(64), cli.packages.max(1000), cli.first) {
+        return match scale::run(
+            cli.nodes.max(64),
+            cli.packages.max(1000),
+            cli.first,
+            Duration::from_secs(cli.crash_at),
+        ) {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
