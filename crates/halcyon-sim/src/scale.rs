@@ -40,7 +40,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "  crash of n1 at {:.0} s: its packages ran elsewhere after {} (simulated)",
-            CRASH_AT.as_secs_f64(),
+            self.crash_at.as_secs_f64(),
             seconds(self.takeover)
         )?;
         writeln!(

@@ -50,6 +50,12 @@ struct Cli {
     /// The scale run: 64 nodes, 1000 packages, one crash of a busy node.
     #[arg(long)]
     scale: bool,
+    /// Scale run: how many nodes.
+    #[arg(long, default_value_t = 64)]
+    scale_nodes: u32,
+    /// Scale run: how many packages.
+    #[arg(long, default_value_t = 1000)]
+    scale_packages: usize,
     /// Scale run: when node 1 loses power (seconds of simulated time).
     #[arg(long, default_value_t = 8)]
     crash_at: u64,
@@ -81,8 +87,8 @@ fn main() -> ExitCode {
     }
     if cli.scale {
         return match scale::run(
-            cli.nodes.max(64),
-            cli.packages.max(1000),
+            cli.scale_nodes,
+            cli.scale_packages,
             cli.first,
             Duration::from_secs(cli.crash_at),
         ) {
