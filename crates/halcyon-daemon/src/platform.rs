@@ -110,6 +110,19 @@ pub trait Network: Send + Sync {
     ) -> BoxFuture<'static, Result<Consensus, OpenError>>;
 }
 
+/// Serves `router` on `listener` in a spawned task (any listener: tokio's, the simulator's).
+pub fn spawn_api_server<L>(listener: L, router: axum::Router)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("API server stopped: {e}");
+        }
+    });
+}
+
 /// TCP through tokio.
 pub struct TcpNetwork;
 
@@ -131,12 +144,7 @@ impl Network for TcpNetwork {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-                let app = router.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
-                        tracing::error!("API server stopped: {e}");
-                    }
-                });
+                spawn_api_server(listener, router.clone());
             }
             Ok(())
         })

@@ -19,7 +19,7 @@ use halcyon_consensus::{
 use halcyon_daemon::faults::HeartbeatFaults;
 use halcyon_daemon::platform::{
     Clock, GuardFactory, HeartbeatHandle, Heartbeats, LeaseGuard, Network, NodeApplication,
-    Platform, ResourceFactory, Stream,
+    Platform, ResourceFactory, Stream, spawn_api_server,
 };
 use halcyon_guard::{Address, BootTime, FenceSummary};
 use halcyon_membership::task::{RecvFuture, SendFuture};
@@ -188,10 +188,7 @@ impl Network for SimNetwork {
                 let listener = TurmoilListener::bind(addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-                let app = router.clone();
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app).await;
-                });
+                spawn_api_server(listener, router.clone());
             }
             Ok(())
         })
