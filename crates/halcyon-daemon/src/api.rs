@@ -107,7 +107,7 @@ pub fn status_json(node: &Node) -> Value {
     let config = state
         .config
         .clone()
-        .unwrap_or_else(|| node.boot_config.clone());
+        .unwrap_or_else(|| Arc::clone(&node.boot_config));
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
     let reach = node.reachability();

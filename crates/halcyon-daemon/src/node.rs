@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,17 +145,24 @@ pub struct Node {
     pub name: NodeName,
     pub number: u32,
     /// The configuration read at start (bootstrap only); the applied one is in the state.
-    pub boot_config: Config,
+    pub boot_config: Arc<Config>,
     /// The event rules read at start with it (bootstrap only).
     boot_rules: halcyon_events::Rules,
     pub consensus: Consensus,
     pub state: Arc<Mutex<State>>,
     pub applied: watch::Receiver<u64>,
+    /// How many times the state machine has changed (applied entries and restores): it is
+    /// bumped after each change, so a copy taken after reading it holds at least those.
+    changes: Arc<AtomicU64>,
+    /// The loops' shared copy of the state (without its event log) and the change count it
+    /// was taken at: they poll every few milliseconds, and copying a state with a
+    /// thousand packages each time cost more than everything else the daemon does.
+    view: Mutex<Option<(u64, Arc<State>)>>,
     /// The highest log index a lease grant said was committed when it was granted.
     /// This node acts on placements (reconcile) only once its replica has applied at
     /// least that far: a node back from a power-off must not start a package its
     /// stale replica still places on it.
-    fresh_from: std::sync::atomic::AtomicU64,
+    fresh_from: AtomicU64,
     pub membership: Arc<Mutex<Status>>,
     heartbeats: Mutex<Option<Box<dyn HeartbeatHandle>>>,
     /// API addresses of every node (node number -> addresses).
@@ -420,10 +427,15 @@ impl Node {
 
         let state = Arc::new(Mutex::new(State::new()));
         let (applied_tx, applied) = watch::channel(0u64);
+        let changes = Arc::new(AtomicU64::new(0));
         let app = NodeApplication::new(
             Arc::clone(&state),
-            Box::new(move |index| {
-                applied_tx.send_replace(index);
+            Box::new({
+                let changes = Arc::clone(&changes);
+                move |index| {
+                    changes.fetch_add(1, Ordering::AcqRel);
+                    applied_tx.send_replace(index);
+                }
             }),
             platform.applied.clone(),
         );
@@ -449,7 +461,7 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .config
             .clone()
-            .unwrap_or_else(|| config.clone());
+            .unwrap_or_else(|| Arc::new(config.clone()));
         halt_leftovers(&cleanup_config, &settings.node, platform.resources.as_ref()).await;
         let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
         if lowest == Some(me.number) {
@@ -484,12 +496,14 @@ impl Node {
             number: me.number,
             api_addrs: api_addrs(&config),
             preferred_api: Mutex::new(BTreeMap::new()),
-            boot_config: config,
+            boot_config: Arc::new(config),
             boot_rules: rules,
             consensus,
             state,
             applied,
-            fresh_from: std::sync::atomic::AtomicU64::new(0),
+            changes,
+            view: Mutex::new(None),
+            fresh_from: AtomicU64::new(0),
             membership: heartbeats.status(),
             heartbeats: Mutex::new(Some(heartbeats)),
             lease_duration,
@@ -573,17 +587,27 @@ impl Node {
         lock(&self.state).clone()
     }
 
-    /// The state without its event log, for the loops that poll it.
-    fn snapshot_without_log(&self) -> State {
-        lock(&self.state).clone_without_log()
+    /// The state without its event log, for the loops that poll it: copied once per change
+    /// of the state machine and shared until the next one.
+    fn snapshot_without_log(&self) -> Arc<State> {
+        let mut view = lock(&self.view);
+        let changes = self.changes.load(Ordering::Acquire);
+        if let Some((at, state)) = &*view
+            && *at == changes
+        {
+            return Arc::clone(state);
+        }
+        let state = Arc::new(lock(&self.state).clone_without_log());
+        *view = Some((changes, Arc::clone(&state)));
+        state
     }
 
     /// The configuration in force: the replicated one once bootstrapped.
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> Arc<Config> {
         lock(&self.state)
             .config
             .clone()
-            .unwrap_or_else(|| self.boot_config.clone())
+            .unwrap_or_else(|| Arc::clone(&self.boot_config))
     }
 
     pub fn node_name_of(&self, id: NodeId) -> String {
@@ -1180,7 +1204,7 @@ impl Node {
             self.submit_as_leader(
                 term,
                 &Command::Bootstrap {
-                    config: Box::new(self.boot_config.clone()),
+                    config: Box::new(Config::clone(&self.boot_config)),
                     rules: self.boot_rules.clone(),
                     at: self.timestamp(),
                 },

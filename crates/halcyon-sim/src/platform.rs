@@ -36,8 +36,6 @@ use crate::world::World;
 
 /// How long a simulated resource takes to start.
 const START_TIME: Duration = Duration::from_millis(20);
-/// How often a simulated service looks whether it was killed.
-const EXIT_POLL: Duration = Duration::from_millis(10);
 /// The wall-clock time at simulated time zero (2026-01-01T00:00:00Z).
 const EPOCH_SECONDS: i64 = 1_767_225_600;
 
@@ -381,14 +379,15 @@ impl LeaseGuard for SimGuard {
         if self.shut.load(Ordering::SeqCst) {
             return Some("no guard".into());
         }
-        let guard = self.world.guard(self.node);
-        guard
-            .fences
-            .first()
-            .map(|f| format!("the guard fenced: {}", f.line))
+        self.world.read_guard(self.node, |guard| {
+            guard
+                .and_then(|g| g.fences.first())
+                .map(|f| format!("the guard fenced: {}", f.line))
+        })
     }
     fn fenced(&self) -> bool {
-        !self.world.guard(self.node).fences.is_empty()
+        self.world
+            .read_guard(self.node, |g| g.is_some_and(|g| !g.fences.is_empty()))
     }
     fn take_fences(&self) -> Vec<FenceSummary> {
         self.world
@@ -550,9 +549,7 @@ impl Resource for SimResource {
             let Some(group) = self.group.filter(|_| self.process) else {
                 return std::future::pending().await;
             };
-            while self.world.running(group) {
-                tokio::time::sleep(EXIT_POLL).await;
-            }
+            self.world.ended(group).await;
             "killed".to_owned()
         })
     }

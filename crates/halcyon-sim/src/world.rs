@@ -23,6 +23,8 @@ pub struct Activity {
     pub started: Duration,
     /// When and why it stopped (halted, fenced, power loss, failure injected).
     pub stopped: Option<(Duration, String)>,
+    /// Woken when it stops: the supervisor waits on this instead of polling.
+    pub ended: Arc<tokio::sync::Notify>,
 }
 
 /// One node's lease guard: armed with a deadline on the node's (drifting) clock.
@@ -105,6 +107,7 @@ impl World {
                 resource,
                 started: now,
                 stopped: None,
+                ended: Arc::new(tokio::sync::Notify::new()),
             },
         );
         inner.history.push((
@@ -144,6 +147,7 @@ impl World {
             return false;
         };
         activity.stopped = Some((now, why.to_owned()));
+        activity.ended.notify_waiters();
         let (node, package) = (activity.node, activity.package.clone());
         let line = format!(
             "n{node}: {package} resource {} stopped ({why})",
@@ -161,6 +165,25 @@ impl World {
             .activities
             .get(&group)
             .is_some_and(|a| a.stopped.is_none())
+    }
+
+    /// Resolves once `group` is not running (at once if it never ran).
+    pub async fn ended(&self, group: i32) {
+        let Some(ended) = self
+            .lock()
+            .activities
+            .get(&group)
+            .map(|a| Arc::clone(&a.ended))
+        else {
+            return;
+        };
+        loop {
+            let notified = ended.notified();
+            if !self.running(group) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Power loss of `node`: everything it ran stops, its guard dies with it.
@@ -212,6 +235,11 @@ impl World {
         self.lock().guards.get(&node).cloned().unwrap_or_default()
     }
 
+    /// Reads `node`'s guard without copying it (`None` after a power loss).
+    pub fn read_guard<T>(&self, node: u32, f: impl FnOnce(Option<&GuardState>) -> T) -> T {
+        f(self.lock().guards.get(&node))
+    }
+
     pub fn with_guard<T>(&self, node: u32, f: impl FnOnce(&mut GuardState) -> T) -> T {
         f(self.lock().guards.entry(node).or_default())
     }
@@ -222,10 +250,10 @@ impl World {
         let nodes: Vec<u32> = self.lock().guards.keys().copied().collect();
         for node in nodes {
             let clock = self.node_clock(node);
-            let due = self
-                .guard(node)
-                .deadline
-                .is_some_and(|deadline| clock >= deadline);
+            let due = self.read_guard(node, |g| {
+                g.and_then(|g| g.deadline)
+                    .is_some_and(|deadline| clock >= deadline)
+            });
             if !due {
                 continue;
             }

@@ -334,7 +334,9 @@ pub struct RestartCounter {
 pub struct State {
     /// The last applied log index.
     pub applied_index: u64,
-    pub config: Option<Config>,
+    /// Shared: the loops that poll the state copy it often, and a configuration of a
+    /// thousand packages is large.
+    pub config: Option<Arc<Config>>,
     /// The event rules (recovery programs and customisation), with the configuration.
     #[serde(default)]
     pub rules: Rules,
@@ -385,7 +387,7 @@ impl State {
                 if self.config.is_some() {
                     return Reply::Bootstrapped { fresh: false };
                 }
-                self.config = Some(*config);
+                self.config = Some(Arc::new(*config));
                 self.rules = rules;
                 Reply::Bootstrapped { fresh: true }
             }
