@@ -91,3 +91,49 @@ fn regression_seed_5_packages_restart_after_an_election_that_cost_every_lease() 
 fn regression_seed_31_events_start_in_priority_order_even_when_one_arrives_mid_plan() {
     assert_seed_passes(31);
 }
+
+/// Every message between any two nodes takes up to 50 ms for 6 s (a congested network, with
+/// reordering): no node may lose its lease over it, so no package stops. With the default
+/// 100 ms heartbeat interval (Raft election timeout 80-160 ms), this run with delays of up to
+/// 65 ms or more does lose leases: a slower network needs a longer interval.
+#[test]
+fn a_slow_network_everywhere_costs_no_lease_and_stops_no_package() {
+    use halcyon_sim::faults::{Fault, Kind};
+    use std::time::Duration;
+    let slow = |node| Fault {
+        at: Duration::from_secs(3),
+        kind: Kind::Delay(Duration::from_millis(50)),
+        nodes: vec![node],
+        lasts: Duration::from_secs(6),
+    };
+    let options = Options {
+        fault_span: Duration::from_secs(9),
+        settle: Duration::from_secs(3),
+        // Each node's links to every other: together, every link of the cluster.
+        script: Some((1..=4).map(slow).collect()),
+        ..Options::new(7, 5)
+    };
+    let outcome = run(&options).unwrap();
+    assert!(
+        outcome.passed(),
+        "{}\n{}",
+        outcome.violations.join("; "),
+        outcome.history_to_violation()
+    );
+    assert!(
+        outcome.history.contains("all 3 packages run"),
+        "{}",
+        outcome.history
+    );
+    let stops: Vec<&str> = outcome
+        .history
+        .lines()
+        .filter(|l| l.contains(" stopped ("))
+        .collect();
+    assert!(
+        stops.is_empty(),
+        "{}\n\n{}",
+        stops.join("\n"),
+        outcome.history
+    );
+}
