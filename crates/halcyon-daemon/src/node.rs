@@ -587,6 +587,19 @@ impl Node {
         lock(&self.state).clone()
     }
 
+    /// Raft's applied index. Not the state's: the read index a lease grant confirms may be a
+    /// new leader's blank entry, which never reaches the state machine (seed 5 of the
+    /// simulation: every lease lost in an election, then no package restarted until the next
+    /// real entry). openraft publishes it after the state machine applied the entry, so a
+    /// copy of the state taken after reading it is at least that recent.
+    fn raft_applied(&self) -> u64 {
+        self.consensus
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
     /// The state without its event log, for the loops that poll it: copied once per change
     /// of the state machine and shared until the next one.
     fn snapshot_without_log(&self) -> Arc<State> {
@@ -1491,10 +1504,19 @@ impl Node {
                 _ = sleep(TICK) => {}
                 _ = applied.changed() => {}
             }
+            // Before the copy: the copy is at least as recent as this.
+            let applied = self.raft_applied();
             let state = self.snapshot_without_log();
             let Some(config) = state.config.clone() else {
                 continue;
             };
+            // A replica behind the committed log (a node back from a partition or a
+            // power-off) may still show a step, or a placement, that the cluster has since
+            // moved past: start nothing until this replica has caught up with what the last
+            // lease grant confirmed (seed 547 of the simulation: a node back from a minority
+            // partition, while catching up, ran a step of an event abandoned long before,
+            // with the lease it had just been granted, and the package ran on two nodes).
+            let fresh = applied >= self.fresh_from.load(Ordering::SeqCst);
             match &state.execution {
                 Some(execution) => {
                     self.run_launches(&config, execution);
@@ -1524,8 +1546,8 @@ impl Node {
                             .package(package.as_str())
                             .is_some_and(|p| p.is_failover());
                         let needs_lease = !matches!(what, Some(Control::Stop(_)));
-                        if needs_lease && failover && !self.lease_valid() {
-                            continue; // no lease: wait for one
+                        if needs_lease && failover && !(fresh && self.lease_valid()) {
+                            continue; // no lease, or not caught up: wait
                         }
                         if !lock(&self.in_flight).insert(key) {
                             continue;
@@ -1550,7 +1572,7 @@ impl Node {
                         });
                     }
                 }
-                None => self.reconcile(&config, &state).await,
+                None => self.reconcile(&config, &state, fresh).await,
             }
         }
     }
@@ -1601,7 +1623,8 @@ impl Node {
 
     /// With no plan running: run what the state places here and is not running (when a lease
     /// allows), stop what runs here and the state places elsewhere.
-    async fn reconcile(self: &Arc<Self>, config: &Config, state: &State) {
+    /// `fresh`: `state` is at least as recent as what the last lease grant confirmed.
+    async fn reconcile(self: &Arc<Self>, config: &Config, state: &State, fresh: bool) {
         let placed: BTreeSet<PackageName> = state
             .cluster
             .packages
@@ -1615,20 +1638,6 @@ impl Node {
             tracing::warn!(package = %package, "runs here but is placed elsewhere: halting");
             let _ = self.halt_package(package, StopMode::Graceful).await;
         }
-        // A replica behind the committed log (a node back from a power-off) may still
-        // place packages here that moved away meanwhile: start nothing until it has
-        // caught up with what the last grant confirmed.
-        // Raft's applied index, not the state's: the read index a grant confirms may be a
-        // new leader's blank entry, which never reaches the state machine (seed 5 of the
-        // simulation: every lease lost in an election, then no package restarted until the
-        // next real entry).
-        let applied = self
-            .consensus
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
-        let fresh = applied >= self.fresh_from.load(std::sync::atomic::Ordering::SeqCst);
         let lease = self.lease_valid() && fresh;
         for package in placed.difference(&running) {
             let failover = config

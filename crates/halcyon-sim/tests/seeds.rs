@@ -92,6 +92,15 @@ fn regression_seed_31_events_start_in_priority_order_even_when_one_arrives_mid_p
     assert_seed_passes(31);
 }
 
+/// A node back from a minority partition, while its replica caught up, ran a step of an event
+/// abandoned long before (run p0 here) with the lease it had just been granted: p0 ran on two
+/// nodes. A node now acts on a plan step or a placement only once its replica has applied
+/// what its last lease grant confirmed.
+#[test]
+fn regression_seed_547_a_node_catching_up_does_not_run_a_step_the_cluster_moved_past() {
+    assert_seed_passes(547);
+}
+
 /// Every message between any two nodes takes up to 50 ms for 6 s (a congested network, with
 /// reordering): no node may lose its lease over it, so no package stops. With the default
 /// 100 ms heartbeat interval (Raft election timeout 80-160 ms), this run with delays of up to
