@@ -88,6 +88,19 @@ fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
     }
 }
 
+/// Applies `event` as queued by `by` at `at`.
+fn enqueue(s: &mut State, index: u64, event: Event, by: &str, at: Timestamp) -> Reply {
+    s.apply(
+        index,
+        Command::Enqueue {
+            event,
+            by: by.into(),
+            at,
+            sample: None,
+        },
+    )
+}
+
 fn done_all(s: &mut State, mut index: u64, ok: bool) -> u64 {
     while let Some(e) = s.execution.clone() {
         let ready = e.ready_actions();
@@ -439,17 +452,8 @@ fn the_event_log_is_bounded() {
 #[test]
 fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     let mut s = booted();
-    let enqueue = |s: &mut State, index: u64, event: Event| {
-        s.apply(
-            index,
-            Command::Enqueue {
-                event,
-                by: "test".into(),
-                at: t(index as i64),
-                sample: None,
-            },
-        )
-    };
+    let enqueue =
+        |s: &mut State, index: u64, event: Event| enqueue(s, index, event, "test", t(index as i64));
     enqueue(&mut s, 2, Event::NodeUp { node: "n1".into() });
     plan_next(&mut s, 3, t(3));
     let index = done_all(&mut s, 3, true);
@@ -508,17 +512,8 @@ fn a_copy_without_the_log_differs_only_by_the_log() {
 #[test]
 fn a_plan_overtaken_by_a_more_urgent_event_is_refused() {
     let mut s = booted();
-    let enqueue = |s: &mut State, index: u64, event: Event| {
-        s.apply(
-            index,
-            Command::Enqueue {
-                event,
-                by: "membership".into(),
-                at: t(1),
-                sample: None,
-            },
-        )
-    };
+    let enqueue =
+        |s: &mut State, index: u64, event: Event| enqueue(s, index, event, "membership", t(1));
     enqueue(&mut s, 2, Event::NodeUp { node: "n1".into() });
     plan_next(&mut s, 3, t(1));
     let i = done_all(&mut s, 3, true);
