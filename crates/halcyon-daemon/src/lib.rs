@@ -17,6 +17,7 @@
 pub mod api;
 pub mod client;
 mod demo;
+pub mod executor;
 pub mod faults;
 pub mod guard;
 pub mod lease;

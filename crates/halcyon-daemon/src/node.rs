@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep};
 
 use crate::client;
+use crate::executor::decide::{self, LocalAction, What};
+use crate::executor::{INBOX_CAPACITY, Inbox};
 use crate::faults::HeartbeatFaults;
 use crate::guard::Gate;
 use crate::lease::{self, Holder};
@@ -182,13 +184,8 @@ pub struct Node {
     /// Leader side: since when a cluster without members has had nodes waiting to join.
     forming_since: Mutex<Option<Instant>>,
     pub(crate) local: Mutex<BTreeMap<PackageName, LocalPackage>>,
-    /// Packages that failed here (restarts exhausted, or start failed): not restarted by
-    /// reconciliation until the state no longer places them here.
-    failed_here: Mutex<BTreeSet<PackageName>>,
-    /// Actions being executed here: (execution, step, index).
-    in_flight: Mutex<BTreeSet<(u64, usize, usize)>>,
-    /// Event commands running here: (execution, launch).
-    launches_in_flight: Mutex<BTreeSet<(u64, u64)>>,
+    /// The executor's inbox (what supervisors and monitors tell it).
+    executor_inbox: mpsc::Sender<Inbox>,
     /// Coordinator side: the execution it drives and since when it has seen it.
     execution_seen: Mutex<Option<(u64, Instant)>>,
     /// Coordinator side: when an execution in ERROR was last logged.
@@ -491,6 +488,7 @@ impl Node {
             (Some(p), None) => format!("ABSENT ({p} cannot be opened)"),
         };
         let election_max = raft_timings(&config.cluster).election_timeout_max;
+        let (executor_inbox, executor_messages) = mpsc::channel(INBOX_CAPACITY);
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -514,9 +512,7 @@ impl Node {
             leader_since: Mutex::new(None),
             forming_since: Mutex::new(None),
             local: Mutex::new(BTreeMap::new()),
-            failed_here: Mutex::new(BTreeSet::new()),
-            in_flight: Mutex::new(BTreeSet::new()),
-            launches_in_flight: Mutex::new(BTreeSet::new()),
+            executor_inbox,
             execution_seen: Mutex::new(None),
             error_logged: Mutex::new(None),
             incarnation,
@@ -534,7 +530,7 @@ impl Node {
         crate::api::serve(Arc::clone(&node), own_api.clone()).await?;
         let api_addr = own_api[0];
         tokio::spawn(Arc::clone(&node).coordinator_loop());
-        tokio::spawn(Arc::clone(&node).executor_loop());
+        tokio::spawn(Arc::clone(&node).executor_loop(executor_messages));
         tokio::spawn(Arc::clone(&node).lease_loop());
         tokio::spawn(Arc::clone(&node).fence_loop());
         tokio::spawn(Arc::clone(&node).adapter_report_loop());
@@ -1496,83 +1492,112 @@ impl Node {
 
     // ---------------------------------------------------------------- executor
 
-    async fn executor_loop(self: Arc<Self>) {
+    /// Decides on every change of the view (and every [`TICK`]) what this node must do, and
+    /// does it: plan actions and event commands in tasks of their own, reconciliation in
+    /// order. Owns the executor's memory; other tasks tell it of failures through `inbox`.
+    async fn executor_loop(self: Arc<Self>, mut inbox: mpsc::Receiver<Inbox>) {
         let mut applied = self.applied.clone();
+        let mut memory = decide::Memory::default();
         loop {
             tokio::select! {
                 biased;
+                Some(message) = inbox.recv() => memory.note(message),
                 _ = sleep(TICK) => {}
                 _ = applied.changed() => {}
             }
             // Before the copy: the copy is at least as recent as this.
-            let applied = self.raft_applied();
+            let raft_applied = self.raft_applied();
             let state = self.snapshot_without_log();
             let Some(config) = state.config.clone() else {
                 continue;
             };
-            // A replica behind the committed log (a node back from a partition or a
-            // power-off) may still show a step, or a placement, that the cluster has since
-            // moved past: start nothing until this replica has caught up with what the last
-            // lease grant confirmed (seed 547 of the simulation: a node back from a minority
-            // partition, while catching up, ran a step of an event abandoned long before,
-            // with the lease it had just been granted, and the package ran on two nodes).
-            let fresh = applied >= self.fresh_from.load(Ordering::SeqCst);
-            match &state.execution {
-                Some(execution) => {
-                    self.run_launches(&config, execution);
-                    // An action stays in flight until this replica has applied its
-                    // report (the leader may answer before this replica applies it).
-                    lock(&self.in_flight).retain(|(e, step, index)| {
-                        *e == execution.id && !execution.done.contains(&(*step, *index))
-                    });
-                    for (step, index, action) in execution.ready_actions() {
-                        if action.node != self.name {
-                            continue;
-                        }
-                        let key = (execution.id, step, index);
-                        let Some(package) = action.package.clone() else {
-                            continue;
-                        };
-                        let what = match &action.kind {
-                            ActionKind::Run => None,
-                            ActionKind::Halt => Some(Control::Stop(StopMode::Graceful)),
-                            ActionKind::HaltForced => Some(Control::Stop(StopMode::Immediate)),
-                            ActionKind::SwapAdapter { network } => {
-                                Some(Control::SwapAdapter(network.clone()))
-                            }
-                            ActionKind::AwaitRelease => continue,
-                        };
-                        let failover = config
-                            .package(package.as_str())
-                            .is_some_and(|p| p.is_failover());
-                        let needs_lease = !matches!(what, Some(Control::Stop(_)));
-                        if needs_lease && failover && !(fresh && self.lease_valid()) {
-                            continue; // no lease, or not caught up: wait
-                        }
-                        if !lock(&self.in_flight).insert(key) {
-                            continue;
-                        }
-                        let node = Arc::clone(&self);
-                        let config = config.clone();
-                        tokio::spawn(async move {
-                            let result = match what {
-                                None => node.run_package(&config, &package).await,
-                                Some(Control::Stop(mode)) => {
-                                    node.halt_package(&package, mode).await
-                                }
-                                Some(Control::SwapAdapter(network)) => {
-                                    node.swap_adapter(&package, network).await
-                                }
+            // What runs here first, then the inbox: a package leaves `local` only after its
+            // failure was sent, so a decision that does not see it running knows it failed.
+            let running: BTreeMap<PackageName, bool> = lock(&self.local)
+                .iter()
+                .map(|(name, p)| (name.clone(), p.failover))
+                .collect();
+            while let Ok(message) = inbox.try_recv() {
+                memory.note(message);
+            }
+            let input = decide::Input {
+                node: &self.name,
+                state: &state,
+                config: &config,
+                raft_applied,
+                confirmed: self.fresh_from.load(Ordering::SeqCst),
+                lease_valid: self.lease_valid(),
+                leader: self.consensus.is_leader() && !self.is_isolated(),
+                running: &running,
+            };
+            for action in decide::decide(&input, &mut memory) {
+                self.carry_out(&config, action, &mut memory).await;
+            }
+        }
+    }
+
+    /// Carries out one decision of the executor.
+    async fn carry_out(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        action: LocalAction,
+        memory: &mut decide::Memory,
+    ) {
+        match action {
+            LocalAction::Act { key, package, what } => {
+                let node = Arc::clone(self);
+                let config = Arc::clone(config);
+                tokio::spawn(async move {
+                    let result = match what {
+                        What::Run => {
+                            let result = node.run_package(&config, &package).await;
+                            let message = match &result {
+                                Ok(_) => Inbox::Started(package.clone()),
+                                Err(_) => Inbox::Failed(package.clone()),
                             };
-                            let (ok, detail) = match result {
-                                Ok(d) => (true, d),
-                                Err(e) => (false, e),
-                            };
-                            node.report_action(key, ok, detail).await;
-                        });
+                            let _ = node.executor_inbox.send(message).await;
+                            result
+                        }
+                        What::Stop(mode) => node.halt_package(&package, mode).await,
+                        What::SwapAdapter(network) => node.swap_adapter(&package, network).await,
+                    };
+                    let (ok, detail) = match result {
+                        Ok(d) => (true, d),
+                        Err(e) => (false, e),
+                    };
+                    node.report_action(key, ok, detail).await;
+                });
+            }
+            LocalAction::Launch {
+                key,
+                launch,
+                env,
+                limit,
+            } => self.spawn_launch(config, key, launch, env, limit),
+            LocalAction::Halt { package } => {
+                tracing::warn!(package = %package, "runs here but is placed elsewhere: halting");
+                let _ = self.halt_package(&package, StopMode::Graceful).await;
+            }
+            LocalAction::Start { package } => {
+                tracing::info!(package = %package, "placed here but not running: starting");
+                match self.run_package(config, &package).await {
+                    Ok(_) => {
+                        memory.failed_here.remove(&package);
+                    }
+                    Err(e) => {
+                        tracing::warn!(package = %package, "restart failed: {e}");
+                        memory.failed_here.insert(package.clone());
+                        let _ = self
+                            .enqueue(
+                                Event::PackageFailed {
+                                    package,
+                                    node: self.name.clone(),
+                                },
+                                "reconcile",
+                            )
+                            .await;
                     }
                 }
-                None => self.reconcile(&config, &state, fresh).await,
             }
         }
     }
@@ -1618,53 +1643,6 @@ impl Node {
                 }
             }
             sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// With no plan running: run what the state places here and is not running (when a lease
-    /// allows), stop what runs here and the state places elsewhere.
-    /// `fresh`: `state` is at least as recent as what the last lease grant confirmed.
-    async fn reconcile(self: &Arc<Self>, config: &Config, state: &State, fresh: bool) {
-        let placed: BTreeSet<PackageName> = state
-            .cluster
-            .packages
-            .iter()
-            .filter(|(_, p)| p.nodes.contains(&self.name))
-            .map(|(n, _)| n.clone())
-            .collect();
-        lock(&self.failed_here).retain(|p| placed.contains(p));
-        let running: BTreeSet<PackageName> = lock(&self.local).keys().cloned().collect();
-        for package in running.difference(&placed) {
-            tracing::warn!(package = %package, "runs here but is placed elsewhere: halting");
-            let _ = self.halt_package(package, StopMode::Graceful).await;
-        }
-        let lease = self.lease_valid() && fresh;
-        for package in placed.difference(&running) {
-            let failover = config
-                .package(package.as_str())
-                .is_some_and(|p| p.is_failover());
-            if (failover && !lease) || lock(&self.failed_here).contains(package) {
-                continue;
-            }
-            if !lock(&self.in_flight).insert((u64::MAX, 0, 0)) {
-                continue;
-            }
-            tracing::info!(package = %package, "placed here but not running: starting");
-            let result = self.run_package(config, package).await;
-            lock(&self.in_flight).remove(&(u64::MAX, 0, 0));
-            if let Err(e) = result {
-                tracing::warn!(package = %package, "restart failed: {e}");
-                lock(&self.failed_here).insert(package.clone());
-                let _ = self
-                    .enqueue(
-                        Event::PackageFailed {
-                            package: package.clone(),
-                            node: self.name.clone(),
-                        },
-                        "reconcile",
-                    )
-                    .await;
-            }
         }
     }
 
@@ -1744,7 +1722,6 @@ impl Node {
         if let Err(e) = admitted {
             let _ = resources.stop(StopMode::Immediate).await;
             guarded.unregister_all(self.guard.as_ref());
-            lock(&self.failed_here).insert(package.clone());
             return Err(e);
         }
         self.write_pid_files(package.as_str(), &resources);
@@ -1756,7 +1733,6 @@ impl Node {
                 control,
             },
         );
-        lock(&self.failed_here).remove(package);
         tokio::spawn(Arc::clone(self).supervise(p, resources, guarded, rx));
         tracing::info!(node = %self.name, package = %package, "package started");
         Ok(format!("{package} started on {}", self.name))
@@ -1949,7 +1925,7 @@ impl Node {
                 package.resources.get(index),
                 Some(halcyon_config::Resource::Service(s)) if s.node_fail_fast
             );
-            lock(&self.failed_here).insert(name.clone());
+            let _ = self.executor_inbox.send(Inbox::Failed(name.clone())).await;
             lock(&self.local).remove(&name);
             let _ = resources.stop(StopMode::Graceful).await;
             guarded.unregister_all(self.guard.as_ref());

@@ -468,7 +468,10 @@ impl Node {
             return;
         }
         tracing::warn!(package = %package, by, "the package fails here");
-        lock(&self.failed_here).insert(package.clone());
+        let _ = self
+            .executor_inbox
+            .send(crate::executor::Inbox::Failed(package.clone()))
+            .await;
         match self.halt_package(&package, StopMode::Graceful).await {
             Ok(detail) => tracing::info!(package = %package, "{detail}"),
             Err(e) => tracing::error!(package = %package, "halting the failed package: {e}"),

@@ -6,18 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::executor::decide::LaunchKey;
 use crate::platform::Clock;
 use halcyon_config::Config;
-use halcyon_events::{Builtin, EventState, Launch};
+use halcyon_events::{EventState, Launch};
 use halcyon_membership::NodeState;
 use halcyon_state::{Command, Execution, LaunchReport};
 use tokio::time::Instant;
 
 use super::{Node, lock};
 
-/// Longest a program command may run before its process group is killed (status 124);
-/// the event's maximum duration warns long before.
-const COMMAND_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// How often an event waiting in ERROR is logged again.
 const ERROR_REMINDER: Duration = Duration::from_secs(30);
 /// Exit status reported for a command killed at its time limit (as timeout(1)).
@@ -26,66 +24,44 @@ const STATUS_TIMED_OUT: i32 = 124;
 const STATUS_NOT_STARTED: i32 = 127;
 
 impl Node {
-    /// Executor side: runs the launches of the current execution handed out to this node
-    /// (and, on the coordinator, the notify commands). Built-in commands are not
-    /// processes: they let this node carry out its share of the plan (the actions).
-    pub(super) fn run_launches(self: &Arc<Self>, config: &Config, execution: &Execution) {
-        let leader = self.consensus.is_leader() && !self.is_isolated();
-        lock(&self.launches_in_flight)
-            .retain(|(e, l)| *e == execution.id && execution.launches.contains_key(l));
-        for launch in execution.launches.values() {
-            if Builtin::parse(&launch.command).is_some() {
-                continue;
-            }
-            let mine = match &launch.node {
-                Some(node) => *node == self.name,
-                None => leader,
-            };
-            if !mine {
-                continue;
-            }
-            let key = (execution.id, launch.launch);
-            if !lock(&self.launches_in_flight).insert(key) {
-                continue;
-            }
-            let limit = if launch.node.is_none() {
-                execution.max_duration
-            } else {
-                COMMAND_LIMIT
-            };
-            let mut env = halcyon_events::environment(&execution.context);
-            env.extend(launch.env.iter().cloned());
-            env.push(("HALCYON_NODE".to_owned(), self.name.to_string()));
-            let node = Arc::clone(self);
-            let launch = launch.clone();
-            let cluster = config.cluster.name.clone();
-            // The command's process group is recorded like a service's: a restarted daemon
-            // kills what its previous incarnation left running.
-            let pgid_file = self.run_dir.join(format!("event-{}-{}.pgid", key.0, key.1));
-            tokio::spawn(async move {
-                let report = run_command(
-                    &launch,
-                    &env,
-                    limit,
-                    &pgid_file,
-                    node.platform.clock.as_ref(),
-                )
-                .await;
-                let _ = std::fs::remove_file(&pgid_file);
-                tracing::info!(
-                    execution = key.0,
-                    launch = key.1,
-                    command = %launch.command,
-                    status = report.status,
-                    %cluster,
-                    "event command finished"
-                );
-                // The key stays until this node's replica no longer lists the launch
-                // (pruned above): the commit of the report may reach this replica after
-                // the leader answered, and the command must not run again meanwhile.
-                node.report_launch(key.0, &launch, report).await;
-            });
-        }
+    /// Executor side: runs one event command handed out to this node (or, on the
+    /// coordinator, a notify command) in a task of its own, and reports its end.
+    pub(crate) fn spawn_launch(
+        self: &Arc<Self>,
+        config: &Config,
+        key: LaunchKey,
+        launch: Launch,
+        env: Vec<(String, String)>,
+        limit: Duration,
+    ) {
+        let node = Arc::clone(self);
+        let cluster = config.cluster.name.clone();
+        // The command's process group is recorded like a service's: a restarted daemon
+        // kills what its previous incarnation left running.
+        let pgid_file = self.run_dir.join(format!("event-{}-{}.pgid", key.0, key.1));
+        tokio::spawn(async move {
+            let report = run_command(
+                &launch,
+                &env,
+                limit,
+                &pgid_file,
+                node.platform.clock.as_ref(),
+            )
+            .await;
+            let _ = std::fs::remove_file(&pgid_file);
+            tracing::info!(
+                execution = key.0,
+                launch = key.1,
+                command = %launch.command,
+                status = report.status,
+                %cluster,
+                "event command finished"
+            );
+            // The key stays in the executor's memory until this node's replica no longer
+            // lists the launch: the commit of the report may reach this replica after the
+            // leader answered, and the command must not run again meanwhile.
+            node.report_launch(key.0, &launch, report).await;
+        });
     }
 
     /// Commits a launch's end, until it is accepted, refused, or no longer awaited.
