@@ -292,10 +292,17 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
             Step::Form(nodes) => history.form(nodes)?,
             Step::Register(nodes) => history.register(nodes)?,
             Step::Enqueue(event) => history.enqueue(event.clone())?,
-            Step::Plan(_) => history.plan()?,
+            Step::Plan(true) => history.plan()?,
             Step::Done(node) => drop(history.report(Some(node), true)?),
             Step::Failed(node) => drop(history.report(Some(node), false)?),
-            Step::Finish(_) => history.finish()?,
+            Step::Finish(true) => history.finish()?,
+            Step::Plan(false) | Step::Finish(false) => {
+                return Err(format!(
+                    "{}: a step `= false` does nothing: remove it",
+                    path.display()
+                )
+                .into());
+            }
         }
     }
     let state = history.state.clone_without_log();
