@@ -182,7 +182,7 @@ pub fn status_json(node: &Node) -> Value {
         .iter()
         .rev()
         .take(STATUS_EVENTS)
-        .map(record_json)
+        .map(|r| record_json(r))
         .collect();
     let has_quorum = !node.is_isolated()
         && leader.is_some()
@@ -349,7 +349,7 @@ async fn events(
                 .is_none_or(|p| record_has_package(r, p))
         })
         .filter(|r| query.node.as_deref().is_none_or(|n| record_has_node(r, n)))
-        .map(record_json)
+        .map(|r| record_json(r))
         .collect();
     ok(json!({
         "answered_by": node.name,

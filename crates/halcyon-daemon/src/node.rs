@@ -151,15 +151,9 @@ pub struct Node {
     /// The event rules read at start with it (bootstrap only).
     boot_rules: halcyon_events::Rules,
     pub consensus: Consensus,
-    pub state: Arc<Mutex<State>>,
-    pub applied: watch::Receiver<u64>,
-    /// How many times the state machine has changed (applied entries and restores): it is
-    /// bumped after each change, so a copy taken after reading it holds at least those.
-    changes: Arc<AtomicU64>,
-    /// The loops' shared copy of the state (without its event log) and the change count it
-    /// was taken at: they poll every few milliseconds, and copying a state with a
-    /// thousand packages each time cost more than everything else the daemon does.
-    view: Mutex<Option<(u64, Arc<State>)>>,
+    /// The replicated state as this node's replica last applied it, published by the
+    /// replica (`NodeApplication`) after every applied entry or restore.
+    view: watch::Receiver<Arc<State>>,
     /// The highest log index a lease grant said was committed when it was granted.
     /// This node acts on placements (reconcile) only once its replica has applied at
     /// least that far: a node back from a power-off must not start a package its
@@ -422,20 +416,8 @@ impl Node {
             .start((lease_duration / 2).max(Duration::from_millis(100)))
             .context("starting the lease guard (`halcyon guard`)")?;
 
-        let state = Arc::new(Mutex::new(State::new()));
-        let (applied_tx, applied) = watch::channel(0u64);
-        let changes = Arc::new(AtomicU64::new(0));
-        let app = NodeApplication::new(
-            Arc::clone(&state),
-            Box::new({
-                let changes = Arc::clone(&changes);
-                move |index| {
-                    changes.fetch_add(1, Ordering::AcqRel);
-                    applied_tx.send_replace(index);
-                }
-            }),
-            platform.applied.clone(),
-        );
+        let (views, view) = watch::channel(Arc::new(State::new()));
+        let app = NodeApplication::new(views, platform.applied.clone());
         let members = raft_members(&config);
         let id = NodeId::from(me.number);
         let addrs = members.get(&id).cloned().unwrap_or_default();
@@ -453,9 +435,8 @@ impl Node {
         // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
         // registers (rejoins). The packages are those of the configuration in force as far as
         // this node knows it (its applied state, else the files).
-        let cleanup_config = state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let cleanup_config = view
+            .borrow()
             .config
             .clone()
             .unwrap_or_else(|| Arc::new(config.clone()));
@@ -497,10 +478,7 @@ impl Node {
             boot_config: Arc::new(config),
             boot_rules: rules,
             consensus,
-            state,
-            applied,
-            changes,
-            view: Mutex::new(None),
+            view,
             fresh_from: AtomicU64::new(0),
             membership: heartbeats.status(),
             heartbeats: Mutex::new(Some(heartbeats)),
@@ -579,8 +557,9 @@ impl Node {
         .await
     }
 
-    pub fn snapshot(&self) -> State {
-        lock(&self.state).clone()
+    /// The replicated state as this node last applied it.
+    pub fn snapshot(&self) -> Arc<State> {
+        Arc::clone(&self.view.borrow())
     }
 
     /// Raft's applied index. Not the state's: the read index a lease grant confirms may be a
@@ -596,24 +575,10 @@ impl Node {
             .map_or(0, |l| l.index)
     }
 
-    /// The state without its event log, for the loops that poll it: copied once per change
-    /// of the state machine and shared until the next one.
-    fn snapshot_without_log(&self) -> Arc<State> {
-        let mut view = lock(&self.view);
-        let changes = self.changes.load(Ordering::Acquire);
-        if let Some((at, state)) = &*view
-            && *at == changes
-        {
-            return Arc::clone(state);
-        }
-        let state = Arc::new(lock(&self.state).clone_without_log());
-        *view = Some((changes, Arc::clone(&state)));
-        state
-    }
-
     /// The configuration in force: the replicated one once bootstrapped.
     pub fn config(&self) -> Arc<Config> {
-        lock(&self.state)
+        self.view
+            .borrow()
             .config
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.boot_config))
@@ -812,7 +777,7 @@ impl Node {
                 return refuse("no quorum: the quorum did not confirm the leader in time".into());
             }
         };
-        let state = lock(&self.state);
+        let state = self.snapshot();
         let Some(config) = state.config.as_ref() else {
             return refuse("the cluster is not bootstrapped yet".into());
         };
@@ -969,7 +934,7 @@ impl Node {
             if self.is_isolated() {
                 continue;
             }
-            let state = self.snapshot_without_log();
+            let state = self.snapshot();
             let Some(config) = state.config.as_ref() else {
                 continue;
             };
@@ -1018,7 +983,7 @@ impl Node {
                 continue;
             }
             let (config, committed, member) = {
-                let state = lock(&self.state);
+                let state = self.snapshot();
                 let Some(config) = state.config.clone() else {
                     continue;
                 };
@@ -1178,7 +1143,7 @@ impl Node {
     }
 
     async fn coordinator_loop(self: Arc<Self>) {
-        let mut applied = self.applied.clone();
+        let mut applied = self.view.clone();
         loop {
             tokio::select! {
                 biased;
@@ -1208,7 +1173,7 @@ impl Node {
     /// [`Node::submit_as_leader`]: decisions taken from this node's view are never forwarded
     /// to another leader.
     async fn coordinate(&self, term: u64) -> Result<(), String> {
-        let state = self.snapshot_without_log();
+        let state = self.snapshot();
         let Some(config) = state.config.clone() else {
             self.submit_as_leader(
                 term,
@@ -1496,7 +1461,7 @@ impl Node {
     /// does it: plan actions and event commands in tasks of their own, reconciliation in
     /// order. Owns the executor's memory; other tasks tell it of failures through `inbox`.
     async fn executor_loop(self: Arc<Self>, mut inbox: mpsc::Receiver<Inbox>) {
-        let mut applied = self.applied.clone();
+        let mut applied = self.view.clone();
         let mut memory = decide::Memory::default();
         loop {
             tokio::select! {
@@ -1507,7 +1472,7 @@ impl Node {
             }
             // Before the copy: the copy is at least as recent as this.
             let raft_applied = self.raft_applied();
-            let state = self.snapshot_without_log();
+            let state = self.snapshot();
             let Some(config) = state.config.clone() else {
                 continue;
             };
@@ -1636,7 +1601,7 @@ impl Node {
                 }
                 Ok(_) => return,
                 Err(e) => {
-                    if !lock(&self.state).execution.as_ref().is_some_and(&awaited) {
+                    if !self.snapshot().execution.as_ref().is_some_and(&awaited) {
                         return;
                     }
                     tracing::warn!("{what}: cannot report yet: {e}");

@@ -26,6 +26,7 @@ use halcyon_resources::{PackageEnv, PackageResources};
 use halcyon_state::{Replicated, State};
 use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::faults::{FaultyLink, HeartbeatFaults};
@@ -163,36 +164,36 @@ impl Network for TcpNetwork {
     }
 }
 
-/// The state machine as consensus runs it, with the platform's observer of applied entries.
+/// The state machine as consensus runs it: the replica, the only writer of the node's
+/// [`State`]. After every applied entry or restore it publishes the new state as the view
+/// the node's tasks read (a `watch`: they wake on a change instead of polling), then shows
+/// the platform's observer the applied entry.
 pub struct NodeApplication {
     inner: Replicated,
-    state: Arc<Mutex<State>>,
-    observer: Option<ApplyObserver>,
 }
 
 impl NodeApplication {
-    /// The node's state machine over `state`; `on_apply` is told of every applied index.
-    pub fn new(
-        state: Arc<Mutex<State>>,
-        on_apply: Box<dyn Fn(u64) + Send + Sync>,
-        observer: Option<ApplyObserver>,
-    ) -> Self {
+    pub fn new(views: watch::Sender<Arc<State>>, observer: Option<ApplyObserver>) -> Self {
+        let publish = move |index: u64, command: Option<&[u8]>, state: &State| {
+            assert_eq!(
+                state.applied_index, index,
+                "the view is published after the change"
+            );
+            // Copies pointers for the configuration and the event-log records.
+            views.send_replace(Arc::new(state.clone()));
+            if let (Some(observer), Some(command)) = (&observer, command) {
+                observer(index, command, state);
+            }
+        };
         NodeApplication {
-            inner: Replicated::new(Arc::clone(&state), on_apply),
-            state,
-            observer,
+            inner: Replicated::new(Box::new(publish)),
         }
     }
 }
 
 impl Application for NodeApplication {
     fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
-        let reply = self.inner.apply(index, command);
-        if let Some(observer) = &self.observer {
-            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            observer(index, command, &state);
-        }
-        reply
+        self.inner.apply(index, command)
     }
     fn snapshot(&self) -> Vec<u8> {
         self.inner.snapshot()

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use halcyon_config::Config;
 use halcyon_consensus::{Consensus, NodeId};
-use halcyon_state::{Replicated, State};
+use halcyon_state::Replicated;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
@@ -53,7 +53,9 @@ struct Witness {
     name: String,
     id: NodeId,
     config: Config,
-    state: Arc<Mutex<State>>,
+    /// The last log index the witness's replica applied (published by the replica).
+    applied: watch::Receiver<u64>,
+    applied_tx: watch::Sender<u64>,
     consensus: Mutex<Option<Arc<Consensus>>>,
 }
 
@@ -83,7 +85,7 @@ impl Witness {
     }
 
     fn status(&self) -> Value {
-        let state = lock(&self.state);
+        let last_applied = *self.applied.borrow();
         let (term, leader, voters) = match self.consensus() {
             Some(c) => {
                 let m = c.metrics().borrow().clone();
@@ -105,7 +107,7 @@ impl Witness {
             "term": term,
             "coordinator": leader,
             "voters": voters,
-            "last_applied": state.applied_index,
+            "last_applied": last_applied,
         })
     }
 }
@@ -113,8 +115,10 @@ impl Witness {
 async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<Arc<Consensus>> {
     let members = raft_members(&witness.config);
     let addrs = members.get(&witness.id).cloned().unwrap_or_default();
-    let state = Arc::clone(&witness.state);
-    let app = Replicated::new(state, Box::new(|_| {}));
+    let applied = witness.applied_tx.clone();
+    let app = Replicated::new(Box::new(move |index, _, _| {
+        applied.send_replace(index);
+    }));
     let consensus = Consensus::open(
         witness.id,
         addrs,
@@ -140,11 +144,13 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("creating {}", settings.state_dir.display()))?;
     let api_addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
+    let (applied_tx, applied) = watch::channel(0);
     let witness = Arc::new(Witness {
         name: w.name.to_string(),
         id: NodeId::from(w.number),
         config,
-        state: Arc::new(Mutex::new(State::new())),
+        applied,
+        applied_tx,
         consensus: Mutex::new(None),
     });
     let consensus = open(&witness, &settings).await?;

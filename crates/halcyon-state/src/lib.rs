@@ -15,7 +15,7 @@
 //! - a failover package is never placed on two nodes: asserted when a plan is committed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
@@ -370,7 +370,10 @@ pub struct State {
     pub pending: Vec<Pending>,
     pub next_sequence: u64,
     pub execution: Option<Execution>,
-    pub log: VecDeque<EventRecord>,
+    /// Shared records: a copy of the state (the view every task of the daemon reads)
+    /// copies pointers, not the records; a record is copied when it changes while a view
+    /// still holds it.
+    pub log: VecDeque<Arc<EventRecord>>,
     pub next_record: u64,
 }
 
@@ -1046,7 +1049,7 @@ impl State {
     fn new_record(&mut self, pending: &Pending) -> u64 {
         let id = self.next_record;
         self.next_record += 1;
-        self.log.push_back(EventRecord {
+        self.log.push_back(Arc::new(EventRecord {
             id,
             sequence: pending.sequence,
             event: pending.event.clone(),
@@ -1062,7 +1065,7 @@ impl State {
             program_text: None,
             launches: Vec::new(),
             notes: Vec::new(),
-        });
+        }));
         while self.log.len() > LOG_MAX {
             self.log.pop_front();
         }
@@ -1077,17 +1080,25 @@ impl State {
     }
 
     fn record_mut(&mut self, id: u64) -> Option<&mut EventRecord> {
-        self.log.iter_mut().rev().find(|r| r.id == id)
+        self.log
+            .iter_mut()
+            .rev()
+            .find(|r| r.id == id)
+            .map(Arc::make_mut)
     }
 
     /// The event-log record with this id, if still kept.
     pub fn record(&self, id: u64) -> Option<&EventRecord> {
-        self.log.iter().rev().find(|r| r.id == id)
+        self.log.iter().rev().find(|r| r.id == id).map(|r| &**r)
     }
 
     /// The event-log record made from pending event `sequence`, if any.
     pub fn record_of_sequence(&self, sequence: u64) -> Option<&EventRecord> {
-        self.log.iter().rev().find(|r| r.sequence == sequence)
+        self.log
+            .iter()
+            .rev()
+            .find(|r| r.sequence == sequence)
+            .map(|r| &**r)
     }
 
     /// The pending events as the policy engine's `next_event` takes them.
@@ -1116,47 +1127,59 @@ fn truncated(text: String) -> String {
     halcyon_events::output_tail(&text, DETAIL_MAX)
 }
 
-/// The state machine as the consensus layer runs it: the [`State`] behind a mutex shared with
-/// the daemon, and a callback told of every applied index.
+/// What the replica tells its owner after every applied command or restore: the index
+/// and the new state (the daemon publishes it as the view its tasks read).
+pub type OnApply = Box<dyn FnMut(u64, Option<&[u8]>, &State) + Send + Sync>;
+
+/// The state machine as the consensus layer runs it: it alone owns and writes the [`State`],
+/// and tells `on_apply` of every change (with the command's bytes; `None` for a restore).
 pub struct Replicated {
-    state: Arc<Mutex<State>>,
-    on_apply: Box<dyn Fn(u64) + Send + Sync>,
+    state: State,
+    on_apply: OnApply,
 }
 
 impl Replicated {
-    pub fn new(state: Arc<Mutex<State>>, on_apply: Box<dyn Fn(u64) + Send + Sync>) -> Self {
-        Replicated { state, on_apply }
+    pub fn new(on_apply: OnApply) -> Self {
+        Replicated {
+            state: State::new(),
+            on_apply,
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state as applied so far.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 }
 
 impl halcyon_consensus::Application for Replicated {
     fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        assert!(
+            index > self.state.applied_index,
+            "log index {index} applied after {}",
+            self.state.applied_index
+        );
         let reply = match Command::decode(command) {
-            Ok(command) => self.lock().apply(index, command),
+            Ok(command) => self.state.apply(index, command),
             Err(e) => {
-                self.lock().applied_index = index;
+                self.state.applied_index = index;
                 Reply::Ignored {
                     why: format!("undecodable command: {e}"),
                 }
             }
         };
-        (self.on_apply)(index);
+        (self.on_apply)(index, Some(command), &self.state);
         reply.encode()
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&*self.lock()).expect("the state always serialises")
+        serde_json::to_vec(&self.state).expect("the state always serialises")
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         let state: State = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
-        let index = state.applied_index;
-        *self.lock() = state;
-        (self.on_apply)(index);
+        self.state = state;
+        (self.on_apply)(self.state.applied_index, None, &self.state);
         Ok(())
     }
 }

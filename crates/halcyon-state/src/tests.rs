@@ -1,6 +1,7 @@
 use super::*;
 use halcyon_consensus::Application;
 use halcyon_policy::Engine;
+use std::sync::Mutex;
 
 pub(super) const CLUSTER: &str = r#"
 [cluster]
@@ -372,13 +373,12 @@ fn register_needs_a_higher_incarnation() {
 
 #[test]
 fn snapshot_and_restore_round_trip_through_the_application() {
-    let shared = Arc::new(Mutex::new(State::new()));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = Arc::clone(&seen);
-    let mut app = Replicated::new(
-        Arc::clone(&shared),
-        Box::new(move |i| seen2.lock().unwrap().push(i)),
-    );
+    let mut app = Replicated::new(Box::new(move |i, command, state| {
+        assert_eq!(state.applied_index, i, "told after the state changed");
+        seen2.lock().unwrap().push((i, command.is_some()));
+    }));
     let reply = app.apply(
         1,
         &Command::Bootstrap {
@@ -409,13 +409,22 @@ fn snapshot_and_restore_round_trip_through_the_application() {
     ));
     let snapshot = app.snapshot();
 
-    let other = Arc::new(Mutex::new(State::new()));
-    let mut restored = Replicated::new(Arc::clone(&other), Box::new(|_| {}));
+    let restored_seen = Arc::new(Mutex::new(Vec::new()));
+    let restored_seen2 = Arc::clone(&restored_seen);
+    let mut restored = Replicated::new(Box::new(move |i, command, _| {
+        restored_seen2.lock().unwrap().push((i, command.is_some()));
+    }));
     restored.restore(&snapshot).unwrap();
-    assert_eq!(*other.lock().unwrap(), *shared.lock().unwrap());
-    assert_eq!(other.lock().unwrap().applied_index, 3);
+    assert_eq!(restored.state(), app.state());
+    assert_eq!(restored.state().applied_index, 3);
     assert!(restored.restore(b"{").is_err());
-    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        restored.state(),
+        app.state(),
+        "a failed restore changes nothing"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![(1, true), (2, true), (3, true)]);
+    assert_eq!(*restored_seen.lock().unwrap(), vec![(3, false)]);
 }
 
 #[test]
@@ -476,14 +485,11 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     );
     assert!(!s.cluster_halted);
     // The halted flag survives a snapshot and restore.
-    let mut copy = Replicated::new(
-        std::sync::Arc::new(std::sync::Mutex::new(State::new())),
-        Box::new(|_| {}),
-    );
+    let mut copy = Replicated::new(Box::new(|_, _, _| {}));
     s.cluster_halted = true;
     let bytes = serde_json::to_vec(&s).unwrap();
     copy.restore(&bytes).unwrap();
-    assert!(copy.lock().cluster_halted);
+    assert!(copy.state().cluster_halted);
 }
 
 #[test]

@@ -216,7 +216,7 @@ impl Node {
         }
         // `local` first, on its own: no other lock is held with it.
         let local: Vec<PackageName> = lock(&self.local).keys().cloned().collect();
-        let state = lock(&self.state);
+        let state = self.snapshot();
         let Some(config) = state.config.as_ref() else {
             return wanted;
         };
@@ -333,7 +333,7 @@ impl Node {
             }
         };
         if let Action::Event { name: event, .. } = &spec.action
-            && lock(&self.state).rules.rule(event, None).is_none()
+            && self.snapshot().rules.rule(event, None).is_none()
         {
             tracing::warn!(
                 monitor = name,
