@@ -165,6 +165,15 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| format!("did you mean \"{c}\"?"))
 }
 
+/// The items quoted and separated by commas: `"a", "b"`.
+pub(crate) fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items
+        .into_iter()
+        .map(|s| format!("\"{}\"", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,6 +149,11 @@ impl Cluster {
     pub fn network(&self, name: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.name.as_str() == name)
     }
+
+    /// How many Raft voters the cluster has (nodes plus the witness).
+    pub fn voter_count(&self) -> usize {
+        self.nodes.len() + usize::from(self.quorum.witness.is_some())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -287,13 +292,6 @@ pub struct Heartbeat {
     pub interval: Duration,
     /// Consecutive missed heartbeats before a path is declared down.
     pub sensitivity: u32,
-}
-
-impl Heartbeat {
-    /// About how long it takes to declare a path down.
-    pub fn detection_time(&self) -> Duration {
-        self.interval * self.sensitivity
-    }
 }
 
 impl Default for Heartbeat {

@@ -1,124 +1,32 @@
-//! Checks that need more than one field: duplicates, cross-references between the
-//! cluster file and the package files, dependency cycles and unsatisfiable
-//! dependencies, address plans, and timing combinations that cannot work.
+//! Validating: checks on the assembled configuration that change nothing in it:
+//! duplicates and interfaces in the cluster file, the lease against the timing
+//! rule (`timing`), timeouts against the event's maximum duration, fallback timers,
+//! relocatable addresses across packages, and dependencies (undefined, contradictory,
+//! unsatisfiable, cyclic).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::load::{ALL_NODES, Files, Origins, PackageOrigin};
+use crate::assemble::Assembled;
+use crate::diagnostic::{Diagnostic, SourceFile, did_you_mean, list};
 use crate::model::*;
-use crate::reader::{Sink, Span};
+use crate::read::{ClusterSpans, Files, Origins, PackageOrigin};
+use crate::reader::Sink;
+use crate::timing::{self, LeaseTooShort};
 
-/// openraft's timings for a cluster (see [`Cluster::raft_timings`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RaftTiming {
-    pub heartbeat: std::time::Duration,
-    pub election_min: std::time::Duration,
-    pub election_max: std::time::Duration,
+/// Checks within the cluster file (`source`).
+pub(crate) fn check_cluster(
+    source: &SourceFile,
+    cluster: &Cluster,
+    spans: &ClusterSpans,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut sink = Sink::new(source);
+    check_cluster_in(&mut sink, cluster, spans);
+    diagnostics.extend(sink.diagnostics);
 }
 
-/// Added to the election time when the lease is derived.
-pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
-
-#[derive(Debug, Default)]
-pub(crate) struct ClusterSpans {
-    pub root: Span,
-    /// The `[cluster]` table.
-    pub cluster: Span,
-    /// `[[node]]` tables left out because they have no valid name (already
-    /// reported); they still count as voters.
-    pub unnamed_nodes: usize,
-    pub nodes: Vec<NodeSpans>,
-    /// (table, name) of each network.
-    pub networks: Vec<(Span, Span)>,
-    pub quorum: QuorumSpans,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct QuorumSpans {
-    pub table: Option<Span>,
-    pub witness: Option<Span>,
-    pub witness_name: Option<Span>,
-    pub witness_number: Option<Span>,
-    pub min_voters: Option<Span>,
-    pub lease: Option<Span>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct NodeSpans {
-    pub table: Span,
-    pub name: Span,
-    pub number: Span,
-    pub interfaces: Vec<InterfaceSpans>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct InterfaceSpans {
-    pub network: Span,
-    pub address: Option<Span>,
-}
-
-impl Cluster {
-    /// The longest failure detection time over the IP networks
-    /// (`interval * sensitivity`).
-    pub fn detection_time(&self) -> std::time::Duration {
-        self.networks
-            .iter()
-            .filter(|n| n.kind == NetworkKind::Ip)
-            .map(|n| n.heartbeat.detection_time())
-            .max()
-            .unwrap_or_else(|| self.heartbeat.detection_time())
-    }
-
-    /// openraft's timings, derived from the heartbeat interval `i`: heartbeat `i/3`,
-    /// election timeout between `4i/5` and `8i/5` (150 ms / 300 ms would be openraft's
-    /// defaults at `i` = 100 ms; these are shorter so that an election fits in the
-    /// lease).
-    pub fn raft_timings(&self) -> RaftTiming {
-        let i = self.heartbeat.interval.as_millis() as u64;
-        let ms = std::time::Duration::from_millis;
-        RaftTiming {
-            heartbeat: ms((i / 3).max(1)),
-            election_min: ms((i * 4 / 5).max(2)),
-            election_max: ms((i * 8 / 5).max(3)),
-        }
-    }
-
-    /// The longest a new coordinator takes to be elected after the coordinator died:
-    /// a follower waits out its leader lease (`election_max`) and then a random
-    /// election timeout (at most `election_max`), checked on openraft's tick
-    /// (1.5 x its heartbeat).
-    pub fn election_time_max(&self) -> std::time::Duration {
-        let t = self.raft_timings();
-        let tick_ms = t.heartbeat.as_millis() as u64 * 3 / 2;
-        t.election_max * 2 + std::time::Duration::from_millis(tick_ms)
-    }
-
-    /// The shortest lease with which the holders keep their leases while a new
-    /// coordinator is elected: an election, plus one renewal interval (the last
-    /// renewal may have gone out that long before the coordinator died), plus the
-    /// holder's fencing lead (one interval), plus a margin.
-    pub fn lease_min_for_elections(&self) -> std::time::Duration {
-        self.election_time_max() + self.heartbeat.interval * 2 + LEASE_MARGIN
-    }
-
-    /// The lease (SPEC 6): as configured, or the longer of failure detection and
-    /// [`Cluster::lease_min_for_elections`].
-    pub fn lease(&self) -> std::time::Duration {
-        self.quorum
-            .lease
-            .unwrap_or_else(|| self.detection_time().max(self.lease_min_for_elections()))
-    }
-
-    /// How many Raft voters the cluster has (nodes plus the witness).
-    pub fn voter_count(&self) -> usize {
-        self.nodes.len() + usize::from(self.quorum.witness.is_some())
-    }
-}
-
-/// Checks within the cluster file.
-pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &ClusterSpans) {
+fn check_cluster_in(sink: &mut Sink<'_>, cluster: &Cluster, spans: &ClusterSpans) {
     // Duplicate names and numbers.
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut numbers: BTreeMap<u32, usize> = BTreeMap::new();
@@ -360,92 +268,63 @@ pub(crate) fn check_cluster(sink: &mut Sink<'_>, cluster: &Cluster, spans: &Clus
         .expected = Some(format!("from 1 to {voters}"));
     }
     if let Some(lease) = cluster.quorum.lease {
-        let detection = cluster.detection_time();
-        if lease < detection {
-            sink.error(
-                spans
-                    .quorum
-                    .lease
-                    .clone()
-                    .unwrap_or_else(|| spans.root.clone()),
-                "quorum.lease",
-                format!(
-                    "a lease of {} is shorter than failure detection ({} = interval x sensitivity)",
-                    humantime::format_duration(lease),
-                    humantime::format_duration(detection)
-                ),
-            )
-            .expected = Some(format!(
-                "at least {}",
-                humantime::format_duration(detection)
-            ));
-            sink.diagnostics.last_mut().expect("pushed").hint = Some("a node would give up its packages before the others could even notice a problem; leave lease unset to derive it".to_owned());
-        } else if lease < cluster.lease_min_for_elections() {
-            let minimum = cluster.lease_min_for_elections();
-            sink.error(
-                spans
-                    .quorum
-                    .lease
-                    .clone()
-                    .unwrap_or_else(|| spans.root.clone()),
-                "quorum.lease",
-                format!(
-                    "a lease of {} is shorter than electing a new coordinator takes ({} with this heartbeat interval, plus a renewal interval, the fencing lead and {} margin)",
-                    humantime::format_duration(lease),
-                    humantime::format_duration(cluster.election_time_max()),
-                    humantime::format_duration(LEASE_MARGIN)
-                ),
-            )
-            .expected = Some(format!("at least {}", humantime::format_duration(minimum)));
-            sink.diagnostics.last_mut().expect("pushed").hint = Some("when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it".to_owned());
+        let span = spans
+            .quorum
+            .lease
+            .clone()
+            .unwrap_or_else(|| spans.root.clone());
+        let show = humantime::format_duration;
+        match timing::check_lease(lease, cluster.heartbeat.interval, cluster.detection_time()) {
+            Ok(()) => {}
+            Err(LeaseTooShort::Detection { detection }) => {
+                sink.error(
+                    span,
+                    "quorum.lease",
+                    format!(
+                        "a lease of {} is shorter than failure detection ({} = interval x sensitivity)",
+                        show(lease),
+                        show(detection)
+                    ),
+                )
+                .expected = Some(format!("at least {}", show(detection)));
+                sink.diagnostics.last_mut().expect("pushed").hint = Some("a node would give up its packages before the others could even notice a problem; leave lease unset to derive it".to_owned());
+            }
+            Err(LeaseTooShort::Election { election, minimum }) => {
+                sink.error(
+                    span,
+                    "quorum.lease",
+                    format!(
+                        "a lease of {} is shorter than electing a new coordinator takes ({} with this heartbeat interval, plus a renewal interval, the fencing lead and {} margin)",
+                        show(lease),
+                        show(election),
+                        show(timing::LEASE_MARGIN)
+                    ),
+                )
+                .expected = Some(format!("at least {}", show(minimum)));
+                sink.diagnostics.last_mut().expect("pushed").hint = Some("when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it".to_owned());
+            }
         }
     }
 }
 
-fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
-    items
-        .into_iter()
-        .map(|s| format!("\"{}\"", s.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Joins the cluster and the packages into a configuration, checking everything
-/// that crosses files. Returns `None` if any mistake was found (in `diagnostics`).
-pub(crate) fn assemble(
+/// Checks across the packages of an assembled configuration (the cluster file is
+/// checked by [`check_cluster`]). `origins` tells which packages were defined in
+/// files with mistakes, so that a dependency on one is not reported as undefined.
+pub(crate) fn check_packages(
     files: &Files,
-    cluster: Cluster,
-    packages: Vec<(Package, PackageOrigin)>,
+    assembled: &Assembled,
     origins: &Origins,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Config> {
-    let errors_before = diagnostics.len();
-    let mut out: BTreeMap<PackageName, Package> = BTreeMap::new();
-    let mut origin_of: BTreeMap<PackageName, PackageOrigin> = BTreeMap::new();
-    let node_names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
-
-    for (mut package, mut origin) in packages {
-        let source = &files.sources[origin.file];
-        let mut sink = Sink::new(source);
-        if let Some(first) = origin_of.get(&package.name) {
-            let first_file = &files.sources[first.file];
-            let (line, _) = first_file.position(first.name.start);
-            sink.error(
-                origin.name.clone(),
-                "package.name",
-                format!("package \"{}\" is defined twice", package.name),
-            )
-            .hint = Some(format!(
-                "the first definition is in {}:{line}",
-                first_file.path.display()
-            ));
-            diagnostics.extend(sink.diagnostics);
-            continue;
-        }
-
-        expand_node_list(&mut sink, &cluster, &mut package, &mut origin, &node_names);
-        check_networks(&mut sink, &cluster, &mut package, &origin);
-        check_timing(&mut sink, &cluster, &package, &origin);
+) {
+    let Assembled {
+        cluster,
+        packages,
+        origins: origin_of,
+    } = assembled;
+    for (name, package) in packages {
+        let origin = &origin_of[name];
+        let mut sink = Sink::new(&files.sources[origin.file]);
+        check_timing(&mut sink, cluster, package, origin);
         if package.fallback_timer.is_some() {
             let span = origin.fallback_timer.clone().unwrap_or_default();
             if package.failback_policy == FailbackPolicy::Manual {
@@ -468,293 +347,20 @@ pub(crate) fn assemble(
             }
         }
         diagnostics.extend(sink.diagnostics);
-        origin_of.insert(package.name.clone(), origin);
-        out.insert(package.name.clone(), package);
     }
-
-    check_addresses(files, &cluster, &out, &origin_of, diagnostics);
-    check_dependencies(files, &out, &origin_of, origins, diagnostics);
-    if out.len() > limits::PACKAGES_MAX {
+    check_addresses(files, cluster, packages, origin_of, diagnostics);
+    check_dependencies(files, packages, origin_of, origins, diagnostics);
+    if packages.len() > limits::PACKAGES_MAX {
         diagnostics.push(Diagnostic {
             file: files.sources[0].path.clone(),
             line: 0,
             column: 0,
             field: "package".to_owned(),
-            problem: format!("{} packages", out.len()),
+            problem: format!("{} packages", packages.len()),
             expected: Some(format!("at most {}", limits::PACKAGES_MAX)),
             hint: None,
         });
     }
-
-    (diagnostics.len() == errors_before).then_some(Config {
-        cluster,
-        packages: out,
-    })
-}
-
-fn expand_node_list(
-    sink: &mut Sink<'_>,
-    cluster: &Cluster,
-    package: &mut Package,
-    origin: &mut PackageOrigin,
-    node_names: &[&str],
-) {
-    let errors_before = sink.diagnostics.len();
-    expand_node_list_checked(sink, cluster, package, origin, node_names);
-    origin.nodes_invalid |= sink.diagnostics.len() > errors_before;
-}
-
-fn expand_node_list_checked(
-    sink: &mut Sink<'_>,
-    cluster: &Cluster,
-    package: &mut Package,
-    origin: &mut PackageOrigin,
-    node_names: &[&str],
-) {
-    let star = package.nodes.iter().position(|n| n.as_str() == ALL_NODES);
-    if let Some(star) = star {
-        // Every node comes from the "*": point there when one of them is wrong.
-        let star_span = origin
-            .nodes
-            .get(star)
-            .cloned()
-            .unwrap_or_else(|| origin.nodes_field.clone());
-        origin.nodes = vec![star_span; cluster.nodes.len()];
-        origin.nodes_from_star = true;
-        if package.nodes.len() > 1 {
-            sink.error(
-                origin.nodes_field.clone(),
-                "package.nodes",
-                "\"*\" is mixed with node names",
-            )
-            .expected = Some(
-                "either [\"*\"] (every node in configured order) or a list of node names"
-                    .to_owned(),
-            );
-        }
-        package.nodes = cluster.nodes.iter().map(|n| n.name.clone()).collect();
-        return;
-    }
-    if package.package_type == PackageType::SystemMultiNode && !package.nodes.is_empty() {
-        sink.error(
-            origin.nodes_field.clone(),
-            "package.nodes",
-            "a system multi-node package runs on every node",
-        )
-        .expected = Some("nodes = [\"*\"]".to_owned());
-    }
-    let mut seen = BTreeSet::new();
-    for (i, node) in package.nodes.iter().enumerate() {
-        let span = origin
-            .nodes
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| origin.nodes_field.clone());
-        let path = format!("package.nodes[{}]", i + 1);
-        if cluster.node(node.as_str()).is_none() {
-            let hint = did_you_mean(node.as_str(), node_names.iter().copied());
-            sink.error(
-                span,
-                &path,
-                format!("node \"{node}\" is not defined in the cluster"),
-            )
-            .expected = Some(format!("one of {}", list(node_names)));
-            sink.diagnostics.last_mut().expect("pushed").hint = hint;
-        } else if !seen.insert(node.as_str()) {
-            sink.error(span, &path, format!("node \"{node}\" is listed twice"))
-                .hint = Some("each node appears once; its position is its priority".to_owned());
-        }
-    }
-}
-
-fn check_networks(
-    sink: &mut Sink<'_>,
-    cluster: &Cluster,
-    package: &mut Package,
-    origin: &PackageOrigin,
-) {
-    let network_names: Vec<&str> = cluster.networks.iter().map(|n| n.name.as_str()).collect();
-    let mut required: Vec<NetworkName> = Vec::new();
-    for (i, name) in package.networks.iter().enumerate() {
-        let span = origin.networks.get(i).cloned().unwrap_or_default();
-        match cluster.network(name.as_str()) {
-            None => {
-                let hint = did_you_mean(name.as_str(), network_names.iter().copied());
-                sink.error(
-                    span,
-                    &format!("package.networks[{}]", i + 1),
-                    format!("network \"{name}\" is not defined"),
-                )
-                .expected = Some(format!("one of {}", list(&network_names)));
-                sink.diagnostics.last_mut().expect("pushed").hint = hint;
-            }
-            Some(n) if n.kind == NetworkKind::Disk => {
-                sink.error(
-                    span,
-                    &format!("package.networks[{}]", i + 1),
-                    format!("\"{name}\" is a disk network"),
-                )
-                .hint = Some("a package can only require ip networks".to_owned());
-            }
-            Some(_) => {
-                if !required.contains(name) {
-                    required.push(name.clone());
-                }
-            }
-        }
-    }
-    // Ip resources whose addresses all made sense: only for those is it worth
-    // asking whether every node finds an address in its own subnet.
-    let mut sound: Vec<usize> = Vec::new();
-    for (i, resource) in package.resources.iter().enumerate() {
-        let Resource::Ip(ip) = resource else { continue };
-        let resource_origin = origin.resources.get(i).cloned().unwrap_or_default();
-        let ip_origin = resource_origin.ip.clone().unwrap_or_default();
-        let Some(network) = cluster.network(ip.network.as_str()) else {
-            let hint = did_you_mean(ip.network.as_str(), network_names.iter().copied());
-            sink.error(
-                ip_origin.network,
-                &resource_origin.path("network"),
-                format!("network \"{}\" is not defined", ip.network),
-            )
-            .expected = Some(format!("one of {}", list(&network_names)));
-            sink.diagnostics.last_mut().expect("pushed").hint = hint;
-            continue;
-        };
-        if network.kind == NetworkKind::Disk {
-            sink.error(
-                ip_origin.network,
-                &resource_origin.path("network"),
-                format!("\"{}\" is a disk network", network.name),
-            )
-            .hint = Some("relocatable addresses live on ip networks".to_owned());
-            continue;
-        }
-        let errors_before = sink.diagnostics.len();
-        let mut used_subnets: BTreeSet<usize> = BTreeSet::new();
-        for (j, address) in ip.addresses.iter().enumerate() {
-            let (field, span) = ip_origin
-                .addresses
-                .get(j)
-                .cloned()
-                .unwrap_or_else(|| ("address".to_owned(), resource_origin.table.clone()));
-            let field = resource_origin.path(&field);
-            match network
-                .subnets
-                .iter()
-                .position(|s| s.contains(address.address))
-            {
-                None => {
-                    sink.error(
-                        span,
-                        &field,
-                        format!(
-                            "{}/{} is outside every subnet of network \"{}\"",
-                            address.address, address.prefix, network.name
-                        ),
-                    )
-                    .expected = Some(format!(
-                        "an address in {}",
-                        list(network.subnets.iter().map(|s| s.to_string()))
-                    ));
-                }
-                Some(k) => {
-                    if address.prefix != network.subnets[k].prefix {
-                        sink.error(
-                            span.clone(),
-                            &field,
-                            format!(
-                                "prefix /{} differs from the subnet's /{}",
-                                address.prefix, network.subnets[k].prefix
-                            ),
-                        )
-                        .expected =
-                            Some(format!("{}/{}", address.address, network.subnets[k].prefix));
-                    }
-                    if !used_subnets.insert(k) {
-                        sink.error(span, &field, format!("a second address in subnet {}", network.subnets[k]))
-                            .hint = Some("list at most one address per subnet; the adoptive node uses the one of its own subnet".to_owned());
-                    }
-                }
-            }
-        }
-        if sink.diagnostics.len() == errors_before && !ip_origin.addresses_invalid {
-            sound.push(i);
-        }
-        if !required.contains(&ip.network) {
-            required.push(ip.network.clone());
-        }
-    }
-    // Every node of the node list must be able to carry the package's networks,
-    // and for cross-subnet addresses, find an address in its own subnet.
-    for (i, node_name) in package.nodes.iter().enumerate() {
-        let Some(node) = cluster.node(node_name.as_str()) else {
-            continue;
-        };
-        let span = origin
-            .nodes
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| origin.nodes_field.clone());
-        let (field, node_text, fix) = if origin.nodes_from_star {
-            (
-                "package.nodes".to_owned(),
-                format!("node \"{node_name}\" (included by \"*\")"),
-                "list the nodes instead of \"*\"",
-            )
-        } else {
-            (
-                format!("package.nodes[{}]", i + 1),
-                format!("node \"{node_name}\""),
-                "remove the node from the list",
-            )
-        };
-        // An interface on an undefined network is reported in the cluster file;
-        // it was probably meant for one of the networks the package needs.
-        let misnamed_interface = node
-            .interfaces
-            .iter()
-            .any(|i| cluster.network(i.network.as_str()).is_none());
-        for network in &required {
-            let Some(interface) = node.interface_on(network.as_str()) else {
-                if misnamed_interface {
-                    continue;
-                }
-                sink.error(span.clone(), &field, format!("{node_text} has no interface on network \"{network}\", which the package needs"))
-                    .hint = Some(format!("the package could never run there: {fix} or add the interface"));
-                continue;
-            };
-            let (Some(address), Some(net)) = (interface.address, cluster.network(network.as_str()))
-            else {
-                continue;
-            };
-            let node_subnet = net.subnets.iter().find(|s| s.contains(address));
-            for &r in &sound {
-                let Resource::Ip(ip) = &package.resources[r] else {
-                    continue;
-                };
-                if ip.network != *network || ip.addresses.is_empty() {
-                    continue;
-                }
-                if let Some(subnet) = node_subnet
-                    && !ip.addresses.iter().any(|a| subnet.contains(a.address))
-                {
-                    sink.error(
-                        span.clone(),
-                        &field,
-                        format!(
-                            "{node_text} is in subnet {subnet}, where the package has no address"
-                        ),
-                    )
-                    .hint = Some(format!(
-                        "add an address in {subnet} to {}",
-                        origin.resources[r].path("addresses")
-                    ));
-                }
-            }
-        }
-    }
-    package.networks = required;
 }
 
 fn check_timing(sink: &mut Sink<'_>, cluster: &Cluster, package: &Package, origin: &PackageOrigin) {

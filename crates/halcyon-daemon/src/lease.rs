@@ -1,4 +1,8 @@
-//! Lease arithmetic (SPEC 6), kept free of I/O so the timing rule reads in one place.
+//! Lease arithmetic (SPEC 6): the holder's expiry and the grantor's release deadlines, kept
+//! free of I/O. The timings they work with (the lease, the renewal interval, the fencing lead,
+//! openraft's `election_max`) and the inequalities between them are the configuration's
+//! (`halcyon_config::timing`, which `halcyon check` enforces); this module takes them as inputs
+//! and derives none of them again.
 //!
 //! Clock: tokio's `Instant` (CLOCK_MONOTONIC on Linux) on each machine, never compared across
 //! machines. Assumption: the rates of any two nodes' monotonic clocks differ by at most
@@ -39,10 +43,9 @@ pub const DRIFT: f64 = 0.01;
 /// Added to every release wait (scheduling delays, the holder's fencing time).
 pub const MARGIN: Duration = Duration::from_millis(50);
 
-/// How long before its lease expires a holder starts halting its failover packages.
-pub fn fence_lead(lease: Duration, renew_interval: Duration) -> Duration {
-    (lease / 4).min(renew_interval)
-}
+/// How long before its lease expires a holder starts halting its failover packages: the
+/// configuration's timing rule (`min(lease / 4, renewal interval)`).
+pub use halcyon_config::timing::fence_lead;
 
 /// When the coordinator may consider a node's lease certainly expired.
 pub fn release_deadline(last_grant: Instant, lease: Duration) -> Instant {

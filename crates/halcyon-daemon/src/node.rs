@@ -2014,7 +2014,7 @@ impl Node {
 /// openraft's timings for this cluster: derived from the heartbeat interval so that
 /// an election fits in the lease (see `Cluster::raft_timings` and `Cluster::lease`).
 pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
-    let t = cluster.raft_timings();
+    let t = halcyon_config::timing::raft_timing(cluster.heartbeat.interval);
     RaftTimings {
         heartbeat_interval: t.heartbeat,
         election_timeout_min: t.election_min,

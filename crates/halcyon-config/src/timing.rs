@@ -1,0 +1,310 @@
+//! The lease and Raft timing rule (SPEC 6), written once: every timing the cluster
+//! runs with is derived here from the configured heartbeat, and the inequalities
+//! between them are checked here. `halcyon check` (through `validate`) refuses a
+//! configured lease that breaks them; the daemon takes its Raft timings, its fencing
+//! lead and its lease from these functions (directly or through the methods of
+//! [`Cluster`] and [`Heartbeat`] at the end of this file, which only feed them the
+//! configured values), and its `lease.rs` builds the holder's and the grantor's
+//! arithmetic on them. The rule is pure functions of durations: no I/O, no clock.
+//!
+//! The argument, with `i` the cluster's heartbeat interval:
+//!
+//! 1. **Failure detection** ([`detection_time`]): a path is down after `sensitivity`
+//!    missed heartbeats, `interval x sensitivity` (400 ms with the defaults, 100 ms and
+//!    4). The cluster's detection time is the longest over its IP networks.
+//! 2. **Raft** ([`raft_timing`]): heartbeat `i/3`, election timeout `4i/5`..`8i/5`
+//!    (33 ms, 80–160 ms at the defaults; openraft's own 50 ms and 150–300 ms made an
+//!    election take 511–607 ms on loopback, longer than a lease). The heartbeat is
+//!    shorter than the shortest election timeout, so a live leader is never voted
+//!    out by followers that merely missed one heartbeat.
+//! 3. **The longest election** ([`election_time_max`]): after the coordinator dies a
+//!    follower waits out its leader lease (`election_max`), then a random election
+//!    timeout (at most `election_max`), checked on openraft's tick (1.5 x its
+//!    heartbeat): `2 x election_max + 1.5 x raft heartbeat`, 369 ms at the defaults.
+//! 4. **Renewal** ([`renew_interval`]): a holder asks the coordinator for a renewal
+//!    every heartbeat interval.
+//! 5. **Fencing lead** ([`fence_lead`]): a holder starts halting its failover
+//!    packages `min(lease / 4, renewal interval)` before its lease ends, so never
+//!    more than one renewal interval ([`fence_lead_max`]) and always less than the
+//!    lease.
+//! 6. **Minimum lease** ([`lease_min_for_elections`]): when the coordinator dies, the
+//!    holders must keep their leases until a new coordinator renews them: its
+//!    election, plus one renewal interval (the last renewal may have gone out that
+//!    long before the coordinator died), plus the fencing lead, plus
+//!    [`LEASE_MARGIN`]: 369 + 100 + 100 + 50 = 619 ms at the defaults. A shorter
+//!    lease makes every node give up its packages whenever the coordinator dies.
+//! 7. **The lease** ([`lease`]): as configured, else the longer of failure detection
+//!    and the minimum lease ([`default_lease`]). A configured lease shorter than
+//!    failure detection (a node would give up its packages before the others could
+//!    notice a problem) or than the minimum lease is refused ([`check_lease`]).
+
+use std::time::Duration;
+
+use crate::model::{Cluster, Heartbeat, NetworkKind};
+
+/// openraft's timings for a cluster (see [`raft_timing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+/// Added to the election time when the lease is derived (scheduling delays).
+pub const LEASE_MARGIN: Duration = Duration::from_millis(50);
+
+/// How long it takes to declare a path down: `interval x sensitivity` missed
+/// heartbeats (rule 1).
+pub fn detection_time(interval: Duration, sensitivity: u32) -> Duration {
+    interval * sensitivity
+}
+
+/// openraft's timings, derived from the heartbeat interval `i` (rule 2): heartbeat
+/// `i/3`, election timeout between `4i/5` and `8i/5`, rounded down to whole
+/// milliseconds and never zero.
+pub fn raft_timing(heartbeat_interval: Duration) -> RaftTiming {
+    let i = heartbeat_interval.as_millis() as u64;
+    let ms = Duration::from_millis;
+    RaftTiming {
+        heartbeat: ms((i / 3).max(1)),
+        election_min: ms((i * 4 / 5).max(2)),
+        election_max: ms((i * 8 / 5).max(3)),
+    }
+}
+
+/// The longest a new coordinator takes to be elected after the coordinator died
+/// (rule 3): `2 x election_max` plus openraft's tick (1.5 x its heartbeat).
+pub fn election_time_max(heartbeat_interval: Duration) -> Duration {
+    let t = raft_timing(heartbeat_interval);
+    let tick_ms = t.heartbeat.as_millis() as u64 * 3 / 2;
+    t.election_max * 2 + Duration::from_millis(tick_ms)
+}
+
+/// How often a holder asks for a renewal of its lease (rule 4).
+pub fn renew_interval(heartbeat_interval: Duration) -> Duration {
+    heartbeat_interval
+}
+
+/// How long before its lease expires a holder starts halting its failover packages
+/// (rule 5).
+pub fn fence_lead(lease: Duration, renew_interval: Duration) -> Duration {
+    (lease / 4).min(renew_interval)
+}
+
+/// The longest [`fence_lead`] can be, whatever the lease (rule 5).
+pub fn fence_lead_max(renew_interval: Duration) -> Duration {
+    renew_interval
+}
+
+/// The shortest lease with which the holders keep their leases while a new
+/// coordinator is elected (rule 6).
+pub fn lease_min_for_elections(heartbeat_interval: Duration) -> Duration {
+    let renew = renew_interval(heartbeat_interval);
+    election_time_max(heartbeat_interval) + renew + fence_lead_max(renew) + LEASE_MARGIN
+}
+
+/// The lease when none is configured (rule 7): the longer of failure detection and
+/// [`lease_min_for_elections`].
+pub fn default_lease(heartbeat_interval: Duration, detection: Duration) -> Duration {
+    detection.max(lease_min_for_elections(heartbeat_interval))
+}
+
+/// The lease (rule 7): `configured`, or [`default_lease`].
+pub fn lease(
+    configured: Option<Duration>,
+    heartbeat_interval: Duration,
+    detection: Duration,
+) -> Duration {
+    configured.unwrap_or_else(|| default_lease(heartbeat_interval, detection))
+}
+
+/// Why a configured lease cannot work (rule 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseTooShort {
+    /// Shorter than failure detection.
+    Detection { detection: Duration },
+    /// Shorter than [`lease_min_for_elections`]; `election` is [`election_time_max`].
+    Election {
+        election: Duration,
+        minimum: Duration,
+    },
+}
+
+/// Checks a configured lease against failure detection and the minimum lease
+/// (rule 7); detection is checked first.
+pub fn check_lease(
+    lease: Duration,
+    heartbeat_interval: Duration,
+    detection: Duration,
+) -> Result<(), LeaseTooShort> {
+    let minimum = lease_min_for_elections(heartbeat_interval);
+    if lease < detection {
+        Err(LeaseTooShort::Detection { detection })
+    } else if lease < minimum {
+        Err(LeaseTooShort::Election {
+            election: election_time_max(heartbeat_interval),
+            minimum,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl Heartbeat {
+    /// About how long it takes to declare a path down ([`detection_time`]).
+    pub fn detection_time(&self) -> Duration {
+        detection_time(self.interval, self.sensitivity)
+    }
+}
+
+impl Cluster {
+    /// The longest failure detection time over the IP networks (rule 1).
+    pub fn detection_time(&self) -> Duration {
+        self.networks
+            .iter()
+            .filter(|n| n.kind == NetworkKind::Ip)
+            .map(|n| n.heartbeat.detection_time())
+            .max()
+            .unwrap_or_else(|| self.heartbeat.detection_time())
+    }
+
+    /// openraft's timings ([`raft_timing`] of the cluster's heartbeat interval).
+    pub fn raft_timings(&self) -> RaftTiming {
+        raft_timing(self.heartbeat.interval)
+    }
+
+    /// The longest a new coordinator takes to be elected ([`election_time_max`]).
+    pub fn election_time_max(&self) -> Duration {
+        election_time_max(self.heartbeat.interval)
+    }
+
+    /// The shortest lease that outlasts an election ([`lease_min_for_elections`]).
+    pub fn lease_min_for_elections(&self) -> Duration {
+        lease_min_for_elections(self.heartbeat.interval)
+    }
+
+    /// The lease (SPEC 6, [`lease`]): as configured, or the longer of failure
+    /// detection and [`Cluster::lease_min_for_elections`].
+    pub fn lease(&self) -> Duration {
+        lease(
+            self.quorum.lease,
+            self.heartbeat.interval,
+            self.detection_time(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SENSITIVITY, limits};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Every heartbeat interval the configuration accepts, in whole milliseconds.
+    fn intervals() -> impl Iterator<Item = Duration> {
+        (limits::HEARTBEAT_INTERVAL_MIN_MS..=limits::HEARTBEAT_INTERVAL_MAX_MS).map(ms)
+    }
+
+    #[test]
+    fn the_defaults_give_the_documented_figures() {
+        let i = DEFAULT_HEARTBEAT_INTERVAL;
+        assert_eq!(detection_time(i, DEFAULT_SENSITIVITY), ms(400));
+        assert_eq!(
+            raft_timing(i),
+            RaftTiming {
+                heartbeat: ms(33),
+                election_min: ms(80),
+                election_max: ms(160),
+            }
+        );
+        assert_eq!(election_time_max(i), ms(369));
+        assert_eq!(lease_min_for_elections(i), ms(619));
+        assert_eq!(default_lease(i, ms(400)), ms(619));
+        assert_eq!(fence_lead(ms(619), renew_interval(i)), ms(100));
+    }
+
+    #[test]
+    fn the_raft_heartbeat_is_shorter_than_the_shortest_election_timeout() {
+        for i in intervals() {
+            let t = raft_timing(i);
+            assert!(t.heartbeat > Duration::ZERO, "{i:?}");
+            assert!(t.heartbeat < t.election_min, "{i:?}: {t:?}");
+            assert!(t.election_min < t.election_max, "{i:?}: {t:?}");
+            assert!(election_time_max(i) >= t.election_max * 2, "{i:?}");
+        }
+    }
+
+    #[test]
+    fn the_fencing_lead_is_at_most_one_renewal_and_shorter_than_the_lease() {
+        for i in intervals().step_by(7) {
+            let renew = renew_interval(i);
+            for lease in [ms(1), ms(4), i / 2, i, i * 4, i * 40, ms(60_000)] {
+                let lead = fence_lead(lease, renew);
+                assert!(lead <= fence_lead_max(renew), "{i:?} {lease:?}");
+                assert!(lead < lease, "{i:?} {lease:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_lease_outlasts_detection_and_an_election_with_a_renewal_and_the_fencing_lead() {
+        for i in intervals() {
+            let renew = renew_interval(i);
+            for sensitivity in limits::SENSITIVITY_MIN..=limits::SENSITIVITY_MAX {
+                let detection = detection_time(i, sensitivity);
+                let lease = default_lease(i, detection);
+                assert_eq!(
+                    check_lease(lease, i, detection),
+                    Ok(()),
+                    "{i:?} x {sensitivity}"
+                );
+                assert!(lease >= detection);
+                // With the fencing lead this lease actually gets, not only its bound.
+                assert!(
+                    lease >= election_time_max(i) + renew + fence_lead(lease, renew) + LEASE_MARGIN,
+                    "{i:?} x {sensitivity}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_configured_lease_is_refused_one_millisecond_below_either_bound() {
+        let i = DEFAULT_HEARTBEAT_INTERVAL;
+        // Detection longer than the minimum lease: detection is the bound.
+        let long_detection = ms(2_000);
+        assert_eq!(check_lease(long_detection, i, long_detection), Ok(()));
+        assert_eq!(
+            check_lease(long_detection - ms(1), i, long_detection),
+            Err(LeaseTooShort::Detection {
+                detection: long_detection
+            })
+        );
+        // Detection shorter than the minimum lease: the election is the bound.
+        let minimum = lease_min_for_elections(i);
+        assert_eq!(check_lease(minimum, i, ms(400)), Ok(()));
+        assert_eq!(
+            check_lease(minimum - ms(1), i, ms(400)),
+            Err(LeaseTooShort::Election {
+                election: ms(369),
+                minimum
+            })
+        );
+        // Below both: detection is reported first.
+        assert_eq!(
+            check_lease(ms(300), i, ms(400)),
+            Err(LeaseTooShort::Detection { detection: ms(400) })
+        );
+    }
+
+    #[test]
+    fn a_configured_lease_is_used_as_written() {
+        let i = DEFAULT_HEARTBEAT_INTERVAL;
+        assert_eq!(lease(Some(ms(5_000)), i, ms(400)), ms(5_000));
+        assert_eq!(lease(None, i, ms(400)), ms(619));
+        assert_eq!(lease(None, i, ms(1_000)), ms(1_000));
+    }
+}
