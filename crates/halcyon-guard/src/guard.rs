@@ -12,7 +12,6 @@ use std::fmt::{self, Write};
 use std::time::Duration;
 
 use crate::clock::BootTime;
-use crate::netlink::DeleteOutcome;
 use crate::protocol::{Address, ParseError, Request};
 
 /// Most process groups one guard holds.
@@ -27,6 +26,16 @@ pub enum KillOutcome {
     /// No process was left in the group (ESRCH).
     Gone,
     /// The errno of the failure (EPERM: not ours to kill).
+    Failed(i32),
+}
+
+/// What deleting one address did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Already gone (EADDRNOTAVAIL), or its interface is (ENODEV).
+    Absent,
+    /// The errno of the failure.
     Failed(i32),
 }
 

@@ -12,9 +12,9 @@
 //! failover services and scripts, and its relocatable addresses. When the deadline passes
 //! without an extension, or the daemon's pipe closes, the guard SIGKILLs every registered
 //! process group and deletes every registered address (RTM_DELADDR on its own netlink
-//! socket), reports what it did on its stdout (`event fenced ...`) and stderr, and keeps
-//! running, refusing registrations until the next `extend`: a daemon that wakes up learns
-//! that its packages were fenced.
+//! socket, `halcyon-netlink`'s allocation-free `Socket`), reports what it did on its stdout
+//! (`event fenced ...`) and stderr, and keeps running, refusing registrations until the next
+//! `extend`: a daemon that wakes up learns that its packages were fenced.
 //!
 //! ## Why a separate process (and not a thread, a watchdog or a cgroup)
 //! - A thread of the daemon stops with the daemon (SIGSTOP stops every thread; a deadlock
@@ -104,7 +104,6 @@ pub mod clock;
 pub mod config;
 pub mod guard;
 pub mod handle;
-pub mod netlink;
 pub mod protocol;
 mod runtime;
 

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use crate::clock::BootTime;
 use crate::config::GuardConfig;
-use crate::guard::{Actuator, FenceReport, Guard, KillOutcome};
-use crate::netlink::{DeleteOutcome, RouteSocket};
+use halcyon_netlink::{AddressChange, InterfaceAddress, Socket, SocketOptions};
+
+use crate::guard::{Actuator, DeleteOutcome, FenceReport, Guard, KillOutcome};
 use crate::protocol::{Address, LINE_MAX};
 
 /// Room kept free in the output buffer before a request is read: one reply (at most about 700
@@ -23,6 +24,15 @@ const OUTPUT_BYTES: usize = 16 * 1024;
 const INPUT_BYTES: usize = 4096;
 /// How long the guard tries to hand its last lines to the daemon after the pipe closed.
 const FINAL_FLUSH: Duration = Duration::from_millis(100);
+/// The netlink socket's limits: an answer within 200 ms, at most 16 datagrams read for one
+/// (late answers to an earlier deletion that timed out are skipped), so a fence can never
+/// hang on the kernel.
+const NETLINK_OPTIONS: SocketOptions = SocketOptions {
+    receive_timeout: Duration::from_millis(200),
+    datagrams_per_answer_max: 16,
+};
+/// The netlink receive buffer (an acknowledgement is a few dozen bytes).
+const NETLINK_RECEIVE_BYTES: usize = 8192;
 
 /// Runs the guard on `input` (requests from the daemon) and `output` (replies and events);
 /// exits the process when the daemon's end of `input` closes (after fencing if armed).
@@ -57,6 +67,18 @@ fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+/// What a deletion's result means for the fence: already gone (EADDRNOTAVAIL) or its
+/// interface gone (ENODEV) is not a failure.
+fn delete_outcome(result: Result<(), halcyon_netlink::Error>) -> DeleteOutcome {
+    match result {
+        Ok(()) => DeleteOutcome::Deleted,
+        Err(halcyon_netlink::Error::Refused {
+            code: libc::EADDRNOTAVAIL | libc::ENODEV,
+        }) => DeleteOutcome::Absent,
+        Err(error) => DeleteOutcome::Failed(error.errno()),
+    }
 }
 
 fn describe(errno: i32) -> io::Error {
@@ -146,7 +168,10 @@ fn setup(config: &GuardConfig, log: &Log) -> Setup {
 
 /// The real actuator: kill(2) and RTM_DELADDR.
 struct System {
-    netlink: Option<RouteSocket>,
+    /// Opened when the guard starts, so it belongs to the network namespace the guard was
+    /// started in (the daemon's), and a fence needs no socket(2) call.
+    netlink: Option<Socket>,
+    receive: [u8; NETLINK_RECEIVE_BYTES],
 }
 
 impl Actuator for System {
@@ -165,7 +190,15 @@ impl Actuator for System {
 
     fn delete_address(&mut self, address: &Address) -> DeleteOutcome {
         match self.netlink.as_mut() {
-            Some(socket) => socket.delete_address(address),
+            Some(socket) => delete_outcome(socket.change_address(
+                AddressChange::Delete,
+                &InterfaceAddress {
+                    interface_index: address.interface_index,
+                    address: address.address,
+                    prefix_length: address.prefix_length,
+                },
+                &mut self.receive,
+            )),
             None => DeleteOutcome::Failed(libc::ENOTSOCK),
         }
     }
@@ -177,7 +210,7 @@ impl Actuator for System {
 
 fn run(config: GuardConfig, input: OwnedFd, output: OwnedFd, log: &Log) -> io::Result<()> {
     let setup = setup(&config, log);
-    let netlink = match RouteSocket::open() {
+    let netlink = match Socket::open(NETLINK_OPTIONS) {
         Ok(socket) => Some(socket),
         Err(error) => {
             log.line(format_args!(
@@ -187,7 +220,11 @@ fn run(config: GuardConfig, input: OwnedFd, output: OwnedFd, log: &Log) -> io::R
         }
     };
     let netlink_ready = netlink.is_some();
-    let mut guard = Guard::new(System { netlink }, config.lead, setup.pgid);
+    let system = System {
+        netlink,
+        receive: [0; NETLINK_RECEIVE_BYTES],
+    };
+    let mut guard = Guard::new(system, config.lead, setup.pgid);
     let timer = timerfd()?;
     for fd in [input.as_raw_fd(), output.as_raw_fd()] {
         make_nonblocking_if_private(fd)?;
@@ -631,6 +668,53 @@ impl<const N: usize> Write for Truncating<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deletion_results_become_fence_outcomes() {
+        use halcyon_netlink::Error;
+        assert_eq!(delete_outcome(Ok(())), DeleteOutcome::Deleted);
+        for code in [libc::EADDRNOTAVAIL, libc::ENODEV] {
+            assert_eq!(
+                delete_outcome(Err(Error::Refused { code })),
+                DeleteOutcome::Absent
+            );
+        }
+        assert_eq!(
+            delete_outcome(Err(Error::Refused { code: libc::EPERM })),
+            DeleteOutcome::Failed(libc::EPERM)
+        );
+        assert_eq!(
+            delete_outcome(Err(Error::TimedOut {
+                timeout: NETLINK_OPTIONS.receive_timeout
+            })),
+            DeleteOutcome::Failed(libc::EAGAIN)
+        );
+        assert_eq!(
+            delete_outcome(Err(Error::AnswerUnfinished { datagrams: 16 })),
+            DeleteOutcome::Failed(libc::ETIMEDOUT)
+        );
+    }
+
+    #[test]
+    fn deleting_an_absent_address_is_not_a_failure_or_needs_privilege() {
+        let mut system = System {
+            netlink: Some(Socket::open(NETLINK_OPTIONS).expect("netlink socket")),
+            receive: [0; NETLINK_RECEIVE_BYTES],
+        };
+        let address = Address {
+            interface_index: 1,
+            address: "198.18.250.251".parse().unwrap(),
+            prefix_length: 32,
+        };
+        let outcome = system.delete_address(&address);
+        assert!(
+            matches!(
+                outcome,
+                DeleteOutcome::Absent | DeleteOutcome::Failed(libc::EPERM)
+            ),
+            "{outcome:?}"
+        );
+    }
 
     #[test]
     fn fixed_buffer_drops_whole_lines_that_do_not_fit() {

@@ -668,6 +668,22 @@ impl Netns {
         full.extend_from_slice(args);
         ip(&full)
     }
+
+    /// The index of `interface` in the namespace (`halcyon_netlink::interface_index` on a
+    /// thread that entered it: setns(2) changes only the calling thread).
+    fn interface_index(&self, interface: &str) -> u32 {
+        let path = format!("/run/netns/{}", self.name);
+        let interface = interface.to_owned();
+        std::thread::spawn(move || {
+            let namespace = fs::File::open(&path).expect("netns file");
+            // SAFETY: setns(2) on a descriptor kept open by `namespace`; this thread only.
+            let entered = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            halcyon_netlink::interface_index(&interface).expect("interface index")
+        })
+        .join()
+        .expect("thread in the namespace")
+    }
 }
 
 impl Drop for Netns {
@@ -705,12 +721,7 @@ fn expiry_deletes_registered_addresses_in_the_guards_namespace() {
     netns
         .ip(&["addr", "add", "198.18.5.10/24", "dev", interface])
         .expect("add the relocatable address");
-    let link = netns.ip(&["-o", "link", "show", interface]).expect("link");
-    let index: u32 = link
-        .split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no index in {link:?}"));
+    let index = netns.interface_index(interface);
 
     // The guard runs inside the namespace (as the daemon's guard runs in the daemon's).
     let namespace = fs::File::open(format!("/run/netns/{}", netns.name)).expect("netns file");

@@ -23,7 +23,9 @@ use halcyon_config::{Interface, IpResource, Node, Subnet};
 use tokio::time::Instant;
 
 use crate::announce::{ArpSocket, NeighbourAdvertiser};
-use crate::netlink::{self, AddressMessage, Netlink};
+use halcyon_netlink::wire::{IFA_F_DADFAILED, IFA_F_TENTATIVE};
+use halcyon_netlink::{AddressFamily, Client, InterfaceAddress, Link, ReportedAddress};
+
 use crate::{BoxFuture, Health, PackageEnv, Resource, ResourceError, StopMode, StopReport};
 
 /// How long an ARP probe waits for another host to answer.
@@ -94,28 +96,28 @@ impl InterfaceSpec {
     }
 
     /// The interface index, found by name or by the stationary address.
-    fn resolve(&self, netlink: &mut Netlink) -> Result<u32, String> {
+    fn resolve(&self, netlink: &mut Client) -> Result<u32, String> {
         if let Some(device) = &self.device {
             return netlink
-                .index_of(device)
+                .interface_index(device)
                 .map_err(|e| format!("interface {device}: {e}"));
         }
         let Some(address) = self.address else {
             return Err("the interface has neither a device name nor an address".to_owned());
         };
         let addresses = netlink
-            .addresses()
+            .addresses(AddressFamily::All)
             .map_err(|e| format!("listing addresses: {e}"))?;
         addresses
             .iter()
             .find(|m| m.address() == Some(address))
-            .map(|m| m.index)
+            .map(|m| m.interface_index())
             .ok_or_else(|| format!("no interface has this node's address {address}"))
     }
 }
 
 /// The link with this index, if it is up with a carrier.
-fn usable_link(netlink: &mut Netlink, index: u32) -> Option<crate::netlink::Link> {
+fn usable_link(netlink: &mut Client, index: u32) -> Option<Link> {
     netlink
         .link(index)
         .ok()
@@ -126,7 +128,7 @@ fn usable_link(netlink: &mut Netlink, index: u32) -> Option<crate::netlink::Link
 /// with a carrier, in this process's network namespace: what a standby must be to take
 /// addresses over, and what the daemon reports for `fail_standby` / `join_standby`.
 pub fn interface_usable(interface: &Interface) -> bool {
-    let Ok(mut netlink) = Netlink::open() else {
+    let Ok(mut netlink) = Client::open() else {
         return false;
     };
     InterfaceSpec::of(interface)
@@ -256,14 +258,14 @@ impl IpAddress {
         }
     }
 
-    fn open(&self) -> Result<Netlink, ResourceError> {
-        Netlink::open().map_err(|e| self.io_error("netlink socket", e))
+    fn open(&self) -> Result<Client, ResourceError> {
+        Client::open().map_err(|e| self.io_error("netlink socket", e))
     }
 
     /// The address's messages on this node (on any interface).
-    fn find(&self, netlink: &mut Netlink) -> Result<Vec<AddressMessage>, ResourceError> {
+    fn find(&self, netlink: &mut Client) -> Result<Vec<ReportedAddress>, ResourceError> {
         let addresses = netlink
-            .addresses()
+            .addresses(AddressFamily::All)
             .map_err(|e| self.io_error("listing addresses", e))?;
         Ok(addresses
             .into_iter()
@@ -271,7 +273,7 @@ impl IpAddress {
             .collect())
     }
 
-    fn resolve(&self, netlink: &mut Netlink, spec: &InterfaceSpec) -> Result<u32, ResourceError> {
+    fn resolve(&self, netlink: &mut Client, spec: &InterfaceSpec) -> Result<u32, ResourceError> {
         spec.resolve(netlink)
             .map_err(|reason| ResourceError::Config {
                 what: self.what(),
@@ -307,13 +309,17 @@ impl IpAddress {
     /// detection, sends the first announcement and schedules the others.
     async fn add_and_announce(
         &mut self,
-        netlink: &mut Netlink,
+        netlink: &mut Client,
         index: u32,
         mac: Option<[u8; 6]>,
         device: &str,
     ) -> Result<(), ResourceError> {
         netlink
-            .replace_address(index, self.address.address, self.address.prefix)
+            .replace_address(&InterfaceAddress {
+                interface_index: index,
+                address: self.address.address,
+                prefix_length: self.address.prefix,
+            })
             .map_err(|e| self.io_error(&format!("adding it on {device}"), e))?;
         if self.address.address.is_ipv6() {
             self.wait_dad(netlink, device).await?;
@@ -347,14 +353,14 @@ impl IpAddress {
 
     /// Waits (asynchronously, at most [`DAD_WAIT`]) until the kernel's duplicate address
     /// detection is done with the address.
-    async fn wait_dad(&self, netlink: &mut Netlink, device: &str) -> Result<(), ResourceError> {
+    async fn wait_dad(&self, netlink: &mut Client, device: &str) -> Result<(), ResourceError> {
         let deadline = Instant::now() + DAD_WAIT;
         loop {
             let found = self.find(netlink)?;
             let flags = found.first().map_or(0, |m| m.all_flags());
-            if flags & netlink::IFA_F_DADFAILED != 0 {
+            if flags & IFA_F_DADFAILED != 0 {
                 for m in &found {
-                    let _ = netlink.delete_address(m);
+                    let _ = netlink.delete_reported(m);
                 }
                 return Err(ResourceError::Refused {
                     what: self.what(),
@@ -364,7 +370,7 @@ impl IpAddress {
                     ),
                 });
             }
-            if flags & netlink::IFA_F_TENTATIVE == 0 {
+            if flags & IFA_F_TENTATIVE == 0 {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -377,7 +383,7 @@ impl IpAddress {
         }
     }
 
-    fn link(&self, netlink: &mut Netlink, index: u32) -> Result<netlink::Link, ResourceError> {
+    fn link(&self, netlink: &mut Client, index: u32) -> Result<Link, ResourceError> {
         netlink
             .link(index)
             .map_err(|e| self.io_error(&format!("interface {index}"), e))
@@ -389,11 +395,11 @@ impl IpAddress {
         let index = self.resolve(&mut netlink, &self.primary.clone())?;
         let link = self.link(&mut netlink, index)?;
         let present = self.find(&mut netlink)?;
-        if !present.iter().any(|m| m.index == index) {
+        if !present.iter().any(|m| m.interface_index() == index) {
             // On another of our interfaces (left by an earlier swap): ours, move it.
             for m in &present {
                 netlink
-                    .delete_address(m)
+                    .delete_reported(m)
                     .map_err(|e| self.io_error("removing it from another interface", e))?;
             }
             if present.is_empty() {
@@ -410,10 +416,12 @@ impl IpAddress {
         self.current = None;
         let mut netlink = self.open()?;
         for m in self.find(&mut netlink)? {
-            match netlink.delete_address(&m) {
+            match netlink.delete_reported(&m) {
                 Ok(()) => {}
                 // Gone meanwhile (the interface vanished with it): released.
-                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+                Err(halcyon_netlink::Error::Refused {
+                    code: libc::EADDRNOTAVAIL,
+                }) => {}
                 Err(e) => return Err(self.io_error("removing it", e)),
             }
         }
@@ -433,13 +441,13 @@ impl IpAddress {
         };
         let mut netlink = self.open()?;
         let index = netlink
-            .index_of(to_device)
+            .interface_index(to_device)
             .map_err(|e| self.io_error(&format!("interface {to_device}"), e))?;
         let link = self.link(&mut netlink, index)?;
         for m in self.find(&mut netlink)? {
-            if m.index != index {
+            if m.interface_index() != index {
                 netlink
-                    .delete_address(&m)
+                    .delete_reported(&m)
                     .map_err(|e| self.io_error(&format!("removing it from {from}"), e))?;
             }
         }
@@ -476,7 +484,10 @@ impl IpAddress {
             return Ok(false);
         };
         let mut netlink = self.open()?;
-        Ok(self.find(&mut netlink)?.iter().any(|m| m.index == index))
+        Ok(self
+            .find(&mut netlink)?
+            .iter()
+            .any(|m| m.interface_index() == index))
     }
 }
 

@@ -1057,7 +1057,6 @@ async fn select_first<T>(mut futures: Vec<BoxFuture<'_, T>>) -> T {
 
 mod announce;
 pub mod ip;
-mod netlink;
 pub mod ocf;
 pub mod storage;
 
