@@ -124,19 +124,12 @@ impl Guarded {
     }
 }
 
-fn interface_index(device: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(device).ok()?;
-    // SAFETY: if_nametoindex(3) reads a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
 /// The address of `ip` (resource `index`) as the guard knows it, on interface `device`.
 fn guard_address(resources: &mut PackageResources, index: usize, device: &str) -> Option<Address> {
     let ip = resources.resources[index].as_ip_address()?;
     let subnet = ip.address();
     Some(Address {
-        interface_index: interface_index(device)?,
+        interface_index: halcyon_netlink::interface_index(device).ok()?,
         address: subnet.address,
         prefix_length: subnet.prefix,
     })
@@ -409,7 +402,8 @@ impl Node {
         // Long enough to outlast failure detection and a coordinator election, so the
         // holders keep their leases while a new coordinator is elected.
         let lease_duration = config.cluster.lease();
-        let renew_interval = config.cluster.heartbeat.interval;
+        let renew_interval =
+            halcyon_config::timing::renew_interval(config.cluster.heartbeat.interval);
         // The guard first: no failover package may run here before it is ready.
         let guard = platform
             .guards
