@@ -681,3 +681,45 @@ fn remind_error(round: &mut Round, execution: &Execution) {
     let last = round.memory().error_logged.map_or(now, |(_, at)| at);
     round.wake(last + ERROR_REMINDER);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round cut short by a failed submit keeps the memory and emits the log lines of
+    /// the commands before the failure only.
+    #[test]
+    fn a_round_cut_short_remembers_and_logs_what_came_before_the_failed_command() {
+        let t0 = Instant::now();
+        let seen = Memory {
+            execution_seen: Some((7, t0)),
+            ..Memory::default()
+        };
+        let logged = Memory {
+            error_logged: Some((7, t0)),
+            ..seen
+        };
+        let log = |after: usize| Log {
+            after,
+            level: Level::INFO,
+            message: format!("line {after}"),
+        };
+        let decision = Decision {
+            commands: vec![
+                Command::EventTooLong {
+                    execution: 7,
+                    at: Timestamp::UNIX_EPOCH,
+                };
+                2
+            ],
+            logs: vec![log(0), log(1), log(2)],
+            memory: vec![(0, Memory::default()), (1, seen), (2, logged)],
+            wake_at: None,
+        };
+        assert_eq!(decision.memory_after(0), Memory::default());
+        assert_eq!(decision.memory_after(1), seen);
+        assert_eq!(decision.memory_after(2), logged);
+        let lines: Vec<&str> = decision.logs_at(1).map(|l| l.message.as_str()).collect();
+        assert_eq!(lines, ["line 1"]);
+    }
+}
