@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod client;
+pub mod coordinator;
 mod demo;
 pub mod executor;
 pub mod faults;

@@ -11,9 +11,8 @@ use anyhow::{Context, bail};
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
 use halcyon_guard::{Address, BootTime};
-use halcyon_membership::detector::is_on_network;
 use halcyon_membership::{NodeState, PathState, Status};
-use halcyon_policy::{ActionKind, Engine, Event};
+use halcyon_policy::Event;
 use halcyon_resources::{Health, PackageEnv, PackageResources, StopMode};
 use halcyon_state::{Command, Reply, State};
 use jiff::Timestamp;
@@ -24,6 +23,8 @@ use tokio::time::{Instant, sleep};
 use crate::client;
 use crate::executor::decide::{self, LocalAction, What};
 use crate::executor::{INBOX_CAPACITY, Inbox};
+use crate::coordinator::decide::{Input, LeaseFacts, Memory, decide};
+use crate::coordinator::emit;
 use crate::faults::HeartbeatFaults;
 use crate::guard::Gate;
 use crate::lease::{self, Holder};
@@ -36,9 +37,6 @@ mod program;
 const TICK: Duration = Duration::from_millis(20);
 /// How long a node tries to get one command committed through the leader.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a coordinator of a cluster without members waits for every node before it
-/// forms the cluster with the nodes that joined (Serviceguard's AUTO_START_TIMEOUT).
-const FORMATION_GRACE: Duration = Duration::from_secs(5);
 /// Timeout of one node-to-node API call.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -166,17 +164,9 @@ pub struct Node {
     holder: Mutex<Holder>,
     /// Leader side: when each node was last granted a lease.
     grants: Mutex<BTreeMap<NodeName, Instant>>,
-    /// Leader side: (term, when this node saw itself become leader of that term).
-    leader_since: Mutex<Option<(u64, Instant)>>,
-    /// Leader side: since when a cluster without members has had nodes waiting to join.
-    forming_since: Mutex<Option<Instant>>,
     pub(crate) local: Mutex<BTreeMap<PackageName, LocalPackage>>,
     /// The executor's inbox (what supervisors and monitors tell it).
     executor_inbox: mpsc::Sender<Inbox>,
-    /// Coordinator side: the execution it drives and since when it has seen it.
-    execution_seen: Mutex<Option<(u64, Instant)>>,
-    /// Coordinator side: when an execution in ERROR was last logged.
-    error_logged: Mutex<Option<(u64, Instant)>>,
     pub incarnation: u64,
     pub isolated: AtomicBool,
     pub test_faults: bool,
@@ -481,12 +471,8 @@ impl Node {
             election_max,
             holder: Mutex::new(Holder::default()),
             grants: Mutex::new(BTreeMap::new()),
-            leader_since: Mutex::new(None),
-            forming_since: Mutex::new(None),
             local: Mutex::new(BTreeMap::new()),
             executor_inbox,
-            execution_seen: Mutex::new(None),
-            error_logged: Mutex::new(None),
             incarnation,
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
@@ -1009,135 +995,13 @@ impl Node {
         }
     }
 
-    /// Coordinator: `fail_standby` / `join_standby` from the committed standby reports.
-    fn standby_events(&self, config: &Config, state: &State) -> Vec<Event> {
-        let mut events = Vec::new();
-        for node in &config.cluster.nodes {
-            if !state.cluster.members.contains(&node.name) {
-                continue;
-            }
-            let reported = state.standby_reports.get(&node.name);
-            for network in &config.cluster.networks {
-                if node
-                    .standby_interfaces_on(network.name.as_str())
-                    .next()
-                    .is_none()
-                {
-                    continue;
-                }
-                let key = (node.name.clone(), network.name.clone());
-                let down = reported.is_some_and(|r| r.contains(&network.name));
-                let committed = state.standbys_down.contains(&key);
-                if down && !committed {
-                    events.push(Event::FailStandby {
-                        node: key.0,
-                        network: key.1,
-                    });
-                } else if committed && !down {
-                    events.push(Event::JoinStandby {
-                        node: key.0,
-                        network: key.1,
-                    });
-                }
-            }
-        }
-        events
-    }
-
-    /// Coordinator: adapter events from the committed reports. An adapter (node X, network N)
-    /// is down when every other member on N reports its path to X on N down while X is heard
-    /// elsewhere: `swap_adapter` when X has a standby interface on N, else `network_down`;
-    /// `network_up` once no member reports it down any more. A node with no path up at all is
-    /// a node failure instead (membership above), never an adapter event.
-    fn adapter_events(&self, config: &Config, state: &State) -> Vec<Event> {
-        let reach = self.reachability();
-        let mut events = Vec::new();
-        for x in &config.cluster.nodes {
-            if !state.cluster.members.contains(&x.name)
-                || !matches!(reach.get(&x.number), Some(NodeState::Reachable))
-            {
-                continue;
-            }
-            for network in &config.cluster.networks {
-                let key = (x.name.clone(), network.name.clone());
-                if !is_on_network(&config.cluster, x, network) {
-                    continue;
-                }
-                let peers: Vec<&halcyon_config::Node> = config
-                    .cluster
-                    .nodes
-                    .iter()
-                    .filter(|p| {
-                        p.number != x.number
-                            && state.cluster.members.contains(&p.name)
-                            && is_on_network(&config.cluster, p, network)
-                    })
-                    .collect();
-                let reported = |p: &&halcyon_config::Node| {
-                    state
-                        .adapter_reports
-                        .get(&p.name)
-                        .is_some_and(|r| r.contains(&key))
-                };
-                let down = !peers.is_empty() && peers.iter().all(reported);
-                let committed = state.adapters_down.contains(&key);
-                if down && !committed {
-                    // A failed standby (committed fail_standby) cannot take the addresses.
-                    let standby = x
-                        .standby_interfaces_on(network.name.as_str())
-                        .next()
-                        .is_some()
-                        && !state
-                            .standbys_down
-                            .contains(&(x.name.clone(), network.name.clone()));
-                    events.push(if standby {
-                        Event::SwapAdapter {
-                            node: x.name.clone(),
-                            network: network.name.clone(),
-                        }
-                    } else {
-                        Event::NetworkDown {
-                            node: x.name.clone(),
-                            network: network.name.clone(),
-                        }
-                    });
-                } else if committed && !peers.iter().any(reported) {
-                    events.push(Event::NetworkUp {
-                        node: x.name.clone(),
-                        network: network.name.clone(),
-                    });
-                }
-            }
-        }
-        events
-    }
-
     // ---------------------------------------------------------------- coordinator
-
-    /// When `node`'s lease has certainly expired: after this coordinator's last grant to
-    /// it, and after any older leader's grant (bounded from this leadership's start, see
-    /// `lease::release_deadline_after_election`).
-    fn release_deadline(&self, node: &str) -> Instant {
-        let since = lock(&self.leader_since).map(|(_, t)| t);
-        let grant = lock(&self.grants).get(node).copied();
-        let older = since.map_or_else(
-            || lease::release_deadline(self.platform.clock.now(), self.lease_duration),
-            |since| {
-                lease::release_deadline_after_election(
-                    since,
-                    self.lease_duration,
-                    self.election_max,
-                )
-            },
-        );
-        match grant {
-            Some(grant) => older.max(lease::release_deadline(grant, self.lease_duration)),
-            None => older,
-        }
-    }
 
     async fn coordinator_loop(self: Arc<Self>) {
         let mut applied = self.view.clone();
+        // (term, when this node saw itself become leader of that term).
+        let mut leadership: Option<(u64, Instant)> = None;
+        let mut memory = Memory::default();
         loop {
             tokio::select! {
                 biased;
@@ -1145,247 +1009,71 @@ impl Node {
                 _ = applied.changed() => {}
             }
             if self.is_isolated() || !self.consensus.is_leader() {
-                *lock(&self.leader_since) = None;
+                leadership = None;
                 continue;
             }
             let term = self.consensus.metrics().borrow().current_term;
-            {
-                let mut since = lock(&self.leader_since);
-                if since.is_none_or(|(t, _)| t != term) {
+            let since = match leadership {
+                Some((t, since)) if t == term => since,
+                _ => {
                     tracing::info!(node = %self.name, term, "coordinator: this node leads");
-                    *since = Some((term, self.platform.clock.now()));
+                    let since = self.platform.clock.now();
+                    leadership = Some((term, since));
                     lock(&self.grants).clear();
+                    since
                 }
-            }
-            if let Err(e) = self.coordinate(term).await {
+            };
+            if let Err(e) = self.coordinate(term, since, &mut memory).await {
                 tracing::debug!("coordinator: {e}");
             }
         }
     }
 
-    /// One round of the coordinator as leader of `term`. Everything it commits goes through
-    /// [`Node::submit_as_leader`]: decisions taken from this node's view are never forwarded
-    /// to another leader.
-    async fn coordinate(&self, term: u64) -> Result<(), String> {
-        let state = self.snapshot();
-        let Some(config) = state.config.clone() else {
-            self.submit_as_leader(
+    /// One round of the coordinator as leader of `term` (since `leader_since`): the decision
+    /// taken from this node's view ([`decide`]), its commands committed in order through
+    /// [`Node::submit_as_leader`] (decisions taken from this node's view are never forwarded
+    /// to another leader) until one fails, which ends the round.
+    async fn coordinate(
+        &self,
+        term: u64,
+        leader_since: Instant,
+        memory: &mut Memory,
+    ) -> Result<(), String> {
+        let view = self.snapshot();
+        let reachability = self.reachability();
+        let grants = lock(&self.grants).clone();
+        let input = Input {
+            view: &view,
+            boot_config: &self.boot_config,
+            boot_rules: &self.boot_rules,
+            reachability: &reachability,
+            lease: LeaseFacts {
+                duration: self.lease_duration,
+                election_max: self.election_max,
                 term,
-                &Command::Bootstrap {
-                    config: Box::new(Config::clone(&self.boot_config)),
-                    rules: self.boot_rules.clone(),
-                    at: self.timestamp(),
-                },
-            )
-            .await?;
-            return Ok(());
+                leader_since,
+                grants: &grants,
+            },
+            memory: *memory,
+            now: self.platform.clock.now(),
+            timestamp: self.timestamp(),
         };
-        // Membership, level-triggered: the coordinator's view against the committed members.
-        let reach = self.reachability();
-        for n in &config.cluster.nodes {
-            let member = state.cluster.members.contains(&n.name);
-            let up = Event::NodeUp {
-                node: n.name.clone(),
+        let decision = decide(&input);
+        let mut committed = 0;
+        let outcome = loop {
+            for line in decision.logs_at(committed) {
+                emit(line);
+            }
+            let Some(command) = decision.commands.get(committed) else {
+                break Ok(());
             };
-            match reach.get(&n.number) {
-                Some(NodeState::Reachable)
-                    if !member
-                        && !state.cluster_halted
-                        && !state.halted_by_admin.contains(&n.name)
-                        && !state.is_pending_or_running(&up)
-                        && state.incarnations.contains_key(&n.name) =>
-                {
-                    self.enqueue_as_leader(term, up, "membership").await?;
-                }
-                Some(NodeState::Unreachable) if member => {
-                    let pending = state.pending.iter().any(|p| {
-                        matches!(&p.event, Event::NodeDown { node, .. } if *node == n.name)
-                    }) || state.execution.as_ref().is_some_and(|e| {
-                        matches!(&e.plan.event, Event::NodeDown { node, .. } if *node == n.name)
-                    });
-                    if !pending {
-                        let down = Event::NodeDown {
-                            node: n.name.clone(),
-                            how: halcyon_policy::Departure::Failure,
-                        };
-                        self.enqueue_as_leader(term, down, "membership").await?;
-                    }
-                }
-                _ => {}
+            if let Err(e) = self.submit_as_leader(term, command).await {
+                break Err(e);
             }
-        }
-        let adapter_events = self.adapter_events(&config, &state);
-        let standby_events = self.standby_events(&config, &state);
-        for event in adapter_events.into_iter().chain(standby_events) {
-            if !state.is_pending_or_running(&event) {
-                self.enqueue_as_leader(term, event, "membership").await?;
-            }
-        }
-        let Some(execution) = state.execution.clone() else {
-            // Cluster formation: with no member yet, wait (bounded) for every node to join,
-            // then form the cluster with all of them at once (one `cluster_start` planned with
-            // every joining node a member), so that packages start on their first node in
-            // node-list order, not on whichever node happened to answer first. The node_up
-            // events stay queued and find their node already a member.
-            if state.cluster.members.is_empty() {
-                let joining: Vec<NodeName> = config
-                    .cluster
-                    .nodes
-                    .iter()
-                    .filter(|n| {
-                        state
-                            .pending
-                            .iter()
-                            .any(|p| matches!(&p.event, Event::NodeUp { node } if *node == n.name))
-                    })
-                    .map(|n| n.name.clone())
-                    .collect();
-                if joining.is_empty() {
-                    *lock(&self.forming_since) = None;
-                } else {
-                    let since = *lock(&self.forming_since).get_or_insert_with(Instant::now);
-                    let everyone = joining.len() == config.cluster.nodes.len();
-                    if !everyone && since.elapsed() < FORMATION_GRACE {
-                        return Ok(());
-                    }
-                    let start = state
-                        .pending
-                        .iter()
-                        .find(|p| p.event == Event::ClusterStart)
-                        .map(|p| p.sequence);
-                    let Some(sequence) = start else {
-                        self.enqueue_as_leader(term, Event::ClusterStart, "formation")
-                            .await?;
-                        return Ok(());
-                    };
-                    let now = self.timestamp();
-                    let mut forming = state.cluster.clone();
-                    for n in &joining {
-                        forming.members.insert(n.clone());
-                        forming.available_since.insert(n.clone(), now);
-                        forming.networks_down.remove(n);
-                    }
-                    let command = match Engine::new(&config).plan(
-                        &forming,
-                        &Event::ClusterStart,
-                        now,
-                    ) {
-                        Ok(plan) => {
-                            tracing::info!(members = ?joining, "forming the cluster; plan:\n{}", halcyon_policy::render(&plan));
-                            Command::PlanCommitted {
-                                sequence,
-                                plan: Box::new(plan),
-                                at: now,
-                            }
-                        }
-                        Err(e) => Command::EventRefused {
-                            sequence,
-                            error: e.to_string(),
-                            at: now,
-                        },
-                    };
-                    self.submit_as_leader(term, &command).await?;
-                    return Ok(());
-                }
-            } else {
-                *lock(&self.forming_since) = None;
-            }
-            let pending = state.pending_events();
-            if let Some(i) = halcyon_policy::next_event(&config, &pending) {
-                let (sequence, event) = pending[i].clone();
-                let now = self.timestamp();
-                let command = match Engine::new(&config).plan(&state.cluster, &event, now) {
-                    Ok(plan) => {
-                        tracing::info!(event = %event, "plan:\n{}", halcyon_policy::render(&plan));
-                        Command::PlanCommitted {
-                            sequence,
-                            plan: Box::new(plan),
-                            at: now,
-                        }
-                    }
-                    Err(e) => Command::EventRefused {
-                        sequence,
-                        error: e.to_string(),
-                        at: now,
-                    },
-                };
-                self.submit_as_leader(term, &command).await?;
-            }
-            return Ok(());
+            committed += 1;
         };
-        // Release waits, and the actions of nodes that lost their lease.
-        for (step, index, action) in execution.open_actions() {
-            let deadline = self.release_deadline(action.node.as_str());
-            let expired = self.platform.clock.now() >= deadline;
-            let unreachable = matches!(
-                reach.get(&config.node(action.node.as_str()).map_or(0, |n| n.number)),
-                Some(NodeState::Unreachable)
-            );
-            let failover = action
-                .package
-                .as_ref()
-                .and_then(|p| config.package(p.as_str()))
-                .is_some_and(|p| p.is_failover());
-            let (ok, detail) = match action.kind {
-                ActionKind::AwaitRelease if expired => (
-                    true,
-                    format!(
-                        "the lease of {} has certainly expired (lease {:?}, drift {} %, margin {:?})",
-                        action.node,
-                        self.lease_duration,
-                        lease::DRIFT * 100.0,
-                        lease::MARGIN
-                    ),
-                ),
-                ActionKind::Halt | ActionKind::HaltForced if expired && unreachable => (
-                    true,
-                    format!(
-                        "{} is unreachable and its lease has expired: its packages are halted",
-                        action.node
-                    ),
-                ),
-                // Heard (e.g. on the disk network) but cut off from the quorum: it cannot report
-                // the halt, but without a lease since the release deadline it has halted its
-                // failover packages itself (its fence loop, or the guard if it is paused), the
-                // same rule as `AwaitRelease`.
-                ActionKind::Halt | ActionKind::HaltForced if expired && failover => {
-                    let detail = format!(
-                        "{} holds no lease (none granted for {:?} x (1 + {} %) + {:?}): cut off from the quorum, it has halted {} itself",
-                        action.node,
-                        self.lease_duration,
-                        lease::DRIFT * 100.0,
-                        lease::MARGIN,
-                        action
-                            .package
-                            .as_ref()
-                            .map_or("its packages", |p| p.as_str()),
-                    );
-                    tracing::warn!(
-                        execution = execution.id,
-                        "coordinator completes a halt: {detail}"
-                    );
-                    (true, detail)
-                }
-                ActionKind::Run if expired && unreachable => (
-                    false,
-                    format!("{} is unreachable and holds no lease", action.node),
-                ),
-                _ => continue,
-            };
-            self.submit_as_leader(
-                term,
-                &Command::ActionDone {
-                    execution: execution.id,
-                    step,
-                    index,
-                    ok,
-                    detail,
-                    at: self.timestamp(),
-                },
-            )
-            .await?;
-        }
-        self.watch_program(term, &config, &execution).await
+        *memory = decision.memory_after(committed);
+        outcome
     }
 
     /// Commits a coordinator decision only as the leader of `term`. A leader cut off from the
@@ -1422,20 +1110,6 @@ impl Node {
         Err(format!(
             "no quorum: could not commit within {SUBMIT_TIMEOUT:?} ({last_error})"
         ))
-    }
-
-    async fn enqueue_as_leader(&self, term: u64, event: Event, by: &str) -> Result<Reply, String> {
-        tracing::info!(event = %event, by, term, "enqueue");
-        self.submit_as_leader(
-            term,
-            &Command::Enqueue {
-                event,
-                by: by.to_owned(),
-                at: self.timestamp(),
-                sample: None,
-            },
-        )
-        .await
     }
 
     pub async fn enqueue(&self, event: Event, by: &str) -> Result<Reply, String> {

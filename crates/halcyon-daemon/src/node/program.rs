@@ -1,7 +1,8 @@
 //! The event's recovery program on a live node (see `halcyon_state::execution` for
-//! what is replicated): every node runs the commands handed out to it, the coordinator
-//! runs the notify commands, abandons the commands of nodes that are gone, and warns
-//! about events running too long or waiting in ERROR.
+//! what is replicated): every node runs the commands handed out to it, and the coordinator
+//! runs the notify commands. The coordinator's decisions about the program (abandoning
+//! the commands of nodes that are gone, events running too long or waiting in ERROR) are
+//! in `coordinator::decide`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +10,11 @@ use std::time::Duration;
 use crate::executor::decide::LaunchKey;
 use crate::platform::Clock;
 use halcyon_config::Config;
-use halcyon_events::{EventState, Launch};
-use halcyon_membership::NodeState;
-use halcyon_state::{Command, Execution, LaunchReport};
-use tokio::time::Instant;
+use halcyon_events::Launch;
+use halcyon_state::{Command, LaunchReport};
 
-use super::{Node, lock};
+use super::Node;
 
-/// How often an event waiting in ERROR is logged again.
-const ERROR_REMINDER: Duration = Duration::from_secs(30);
 /// Exit status reported for a command killed at its time limit (as timeout(1)).
 const STATUS_TIMED_OUT: i32 = 124;
 /// Exit status reported for a command that could not be started.
@@ -78,107 +75,6 @@ impl Node {
             x.id == execution && x.launches.contains_key(&launch.launch)
         })
         .await;
-    }
-
-    /// Coordinator side, each round: abandons the commands of nodes whose lease has
-    /// certainly expired, warns once when the event runs longer than its maximum
-    /// duration, and reminds the log of an event waiting in ERROR.
-    pub(super) async fn watch_program(
-        &self,
-        term: u64,
-        config: &Config,
-        execution: &Execution,
-    ) -> Result<(), String> {
-        let seen = {
-            let mut seen = lock(&self.execution_seen);
-            match *seen {
-                Some((id, at)) if id == execution.id => at,
-                _ => {
-                    let now = Instant::now();
-                    *seen = Some((execution.id, now));
-                    now
-                }
-            }
-        };
-        let reach = self.reachability();
-        for node in execution.nodes_with_unfinished_commands() {
-            // Not before a full lease from when this coordinator saw the execution: a
-            // node joining with this event has had no grant yet.
-            let deadline = self
-                .release_deadline(node.as_str())
-                .max(crate::lease::release_deadline(seen, self.lease_duration));
-            if Instant::now() < deadline {
-                continue;
-            }
-            let unreachable = matches!(
-                reach.get(&config.node(node.as_str()).map_or(0, |n| n.number)),
-                Some(NodeState::Unreachable)
-            );
-            let why = format!(
-                "{node} {} and holds no lease (none granted for {:?} x (1 + {} %) + {:?})",
-                if unreachable {
-                    "failed during the event"
-                } else {
-                    "is cut off from the quorum"
-                },
-                self.lease_duration,
-                crate::lease::DRIFT * 100.0,
-                crate::lease::MARGIN,
-            );
-            tracing::warn!(
-                execution = execution.id,
-                "abandoning the commands of {node}: {why}"
-            );
-            self.submit_as_leader(
-                term,
-                &Command::NodeLost {
-                    execution: execution.id,
-                    node: node.clone(),
-                    why,
-                    at: self.timestamp(),
-                },
-            )
-            .await?;
-        }
-        let elapsed: Option<Duration> = self
-            .timestamp()
-            .duration_since(execution.started_at)
-            .try_into()
-            .ok();
-        if elapsed.is_some_and(|e| e > execution.max_duration)
-            && !execution.progress.too_long_notified()
-            && !execution.progress.is_finished()
-        {
-            tracing::warn!(
-                execution = execution.id,
-                event = %execution.plan.event,
-                "the event has run longer than its maximum duration ({:?})",
-                execution.max_duration
-            );
-            self.submit_as_leader(
-                term,
-                &Command::EventTooLong {
-                    execution: execution.id,
-                    at: self.timestamp(),
-                },
-            )
-            .await?;
-        }
-        if let EventState::Error { failures } = execution.progress.state() {
-            let mut last = lock(&self.error_logged);
-            if last.is_none_or(|(id, at)| id != execution.id || at.elapsed() >= ERROR_REMINDER) {
-                *last = Some((execution.id, Instant::now()));
-                for failure in failures {
-                    tracing::error!(
-                        execution = execution.id,
-                        event = %execution.plan.event,
-                        "event in ERROR: {failure}; answer with `halcyon event resume|retry|skip {}`",
-                        execution.id
-                    );
-                }
-            }
-        }
-        Ok(())
     }
 }
 

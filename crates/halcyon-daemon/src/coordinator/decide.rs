@@ -1,0 +1,725 @@
+//! The coordinator's decisions as a pure function: [`decide`] takes everything one round of
+//! the coordinator reads ([`Input`]: the replicated view, membership, lease facts, the
+//! coordinator's own memory, the time) and returns what the round does ([`Decision`]: the
+//! commands to commit in order, log lines, the memory to keep, and when to look again).
+//!
+//! Invariants:
+//! - no I/O, no clock, no randomness, no async: the same input gives the same decision;
+//! - one round decides from one view: a command of the round is never assumed to be
+//!   applied by a later decision of the same round (a plan may so be made for an event
+//!   queued before a more urgent one the round enqueues: the state machine refuses it and
+//!   the next round plans again);
+//! - the runtime commits the commands in order, as the leader of the round's term only,
+//!   and stops at the first that fails: log lines and memory updates are positioned
+//!   between commands ([`Log::after`], [`Decision::memory_after`]) so that a cut-short
+//!   round logs and remembers exactly what it did;
+//! - every instant (`now`, the memory, the lease facts, `wake_at`) is on one clock, the
+//!   node's lease clock (`platform::Clock::now`).
+//!
+//! The scenario tests (`tests/coordinator_scenarios.rs`) call it on files.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use halcyon_config::{Config, NodeName};
+use halcyon_events::{EventState, Rules};
+use halcyon_membership::NodeState;
+use halcyon_membership::detector::is_on_network;
+use halcyon_policy::{ActionKind, ClusterState, Engine, Event};
+use halcyon_state::{Command, Execution, State};
+use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
+use tracing::Level;
+
+use crate::lease;
+
+/// How long a coordinator of a cluster without members waits for every node before it
+/// forms the cluster with the nodes that joined (Serviceguard's AUTO_START_TIMEOUT).
+pub const FORMATION_GRACE: Duration = Duration::from_secs(5);
+/// How often an event waiting in ERROR is logged again.
+pub const ERROR_REMINDER: Duration = Duration::from_secs(30);
+/// The smallest step of the clocks: a moment strictly after a deadline.
+const CLOCK_RESOLUTION: Duration = Duration::from_nanos(1);
+
+/// Everything one round of the coordinator reads.
+pub struct Input<'a> {
+    /// The replicated state as the loops see it (its event log may be left out).
+    pub view: &'a State,
+    /// The configuration read at start, committed with `Bootstrap` when the view has none.
+    pub boot_config: &'a Config,
+    /// The event rules read at start with it.
+    pub boot_rules: &'a Rules,
+    /// Reachability of every configured node by number (this node reachable).
+    pub reachability: &'a BTreeMap<u32, NodeState>,
+    pub lease: LeaseFacts<'a>,
+    pub memory: Memory,
+    /// Now on the node's lease clock.
+    pub now: Instant,
+    /// Now on the wall clock (the time inside commands).
+    pub timestamp: Timestamp,
+}
+
+/// What the coordinator knows of leases.
+pub struct LeaseFacts<'a> {
+    /// The lease every node is granted.
+    pub duration: Duration,
+    /// openraft's `election_timeout_max`: every voter of a new term waited this long after
+    /// it last heard the old leader.
+    pub election_max: Duration,
+    /// The term this node leads; its decisions are committed in this term only.
+    pub term: u64,
+    /// When this node saw itself become leader of `term`.
+    pub leader_since: Instant,
+    /// When this node, as leader of `term`, last granted each node a lease.
+    pub grants: &'a BTreeMap<NodeName, Instant>,
+}
+
+/// What the coordinator remembers from one round to the next (not replicated: a new
+/// coordinator starts afresh).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Since when a cluster without members has had nodes waiting to join.
+    pub forming_since: Option<Instant>,
+    /// The execution driven and since when it has been seen.
+    pub execution_seen: Option<(u64, Instant)>,
+    /// The execution in ERROR last logged, and when.
+    pub error_logged: Option<(u64, Instant)>,
+}
+
+/// A line for the runtime's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    /// Emitted once this many of the round's commands are committed (before the next).
+    pub after: usize,
+    pub level: Level,
+    pub message: String,
+}
+
+/// What one round does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The commands to commit, in order; the round ends at the first that fails.
+    pub commands: Vec<Command>,
+    /// Log lines, in order.
+    pub logs: Vec<Log>,
+    /// The memory once `n` commands are committed: (n, memory), `n` nondecreasing; the
+    /// first entry is the input's memory at 0.
+    pub memory: Vec<(usize, Memory)>,
+    /// The earliest moment at which, with no new input, the decision could differ.
+    pub wake_at: Option<Instant>,
+}
+
+impl Decision {
+    /// The memory to keep when `committed` of the commands were committed.
+    pub fn memory_after(&self, committed: usize) -> Memory {
+        self.memory
+            .iter()
+            .take_while(|(after, _)| *after <= committed)
+            .last()
+            .map(|(_, m)| *m)
+            .unwrap_or_default()
+    }
+
+    /// The log lines to emit once `committed` commands are committed (before the next).
+    pub fn logs_at(&self, committed: usize) -> impl Iterator<Item = &Log> {
+        self.logs.iter().filter(move |l| l.after == committed)
+    }
+}
+
+/// One round of the coordinator, as leader of `input.lease.term`.
+pub fn decide(input: &Input) -> Decision {
+    let mut round = Round::new(input);
+    let Some(config) = input.view.config.as_deref() else {
+        round.commit(Command::Bootstrap {
+            config: Box::new(input.boot_config.clone()),
+            rules: input.boot_rules.clone(),
+            at: input.timestamp,
+        });
+        return round.decision;
+    };
+    membership(&mut round, config);
+    let view = input.view;
+    let reported = adapter_events(config, view, input.reachability)
+        .into_iter()
+        .chain(standby_events(config, view));
+    for event in reported {
+        if !view.is_pending_or_running(&event) {
+            round.enqueue(event, "membership");
+        }
+    }
+    match &view.execution {
+        None => next_event(&mut round, config),
+        Some(execution) => {
+            complete_actions(&mut round, config, execution);
+            watch_program(&mut round, config, execution);
+        }
+    }
+    round.decision
+}
+
+/// A decision being built.
+struct Round<'a> {
+    input: &'a Input<'a>,
+    decision: Decision,
+}
+
+impl<'a> Round<'a> {
+    fn new(input: &'a Input<'a>) -> Self {
+        Round {
+            input,
+            decision: Decision {
+                commands: Vec::new(),
+                logs: Vec::new(),
+                memory: vec![(0, input.memory)],
+                wake_at: None,
+            },
+        }
+    }
+
+    fn commit(&mut self, command: Command) {
+        self.decision.commands.push(command);
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        let after = self.decision.commands.len();
+        self.decision.logs.push(Log {
+            after,
+            level,
+            message,
+        });
+    }
+
+    fn memory(&self) -> Memory {
+        self.decision
+            .memory
+            .last()
+            .map(|(_, m)| *m)
+            .unwrap_or_default()
+    }
+
+    /// Changes the memory from this point of the round on.
+    fn remember(&mut self, change: impl FnOnce(&mut Memory)) {
+        let mut memory = self.memory();
+        change(&mut memory);
+        if memory != self.memory() {
+            let after = self.decision.commands.len();
+            self.decision.memory.push((after, memory));
+        }
+    }
+
+    /// The decision may differ at `at` (ignored unless it is still to come).
+    fn wake(&mut self, at: Instant) {
+        if at > self.input.now {
+            self.decision.wake_at = Some(self.decision.wake_at.map_or(at, |w| w.min(at)));
+        }
+    }
+
+    fn enqueue(&mut self, event: Event, by: &str) {
+        let term = self.input.lease.term;
+        self.log(
+            Level::INFO,
+            format!("enqueue event={event} by={by:?} term={term}"),
+        );
+        self.commit(Command::Enqueue {
+            event,
+            by: by.to_owned(),
+            at: self.input.timestamp,
+            sample: None,
+        });
+    }
+
+    /// When `node`'s lease has certainly expired: after this coordinator's last grant to
+    /// it, and after any older leader's grant (bounded from this leadership's start, see
+    /// `lease::release_deadline_after_election`).
+    fn release_deadline(&self, node: &str) -> Instant {
+        let facts = &self.input.lease;
+        let older = lease::release_deadline_after_election(
+            facts.leader_since,
+            facts.duration,
+            facts.election_max,
+        );
+        match facts.grants.get(node) {
+            Some(grant) => older.max(lease::release_deadline(*grant, facts.duration)),
+            None => older,
+        }
+    }
+
+    fn reach(&self, config: &Config, node: &str) -> Option<NodeState> {
+        let number = config.node(node).map_or(0, |n| n.number);
+        self.input.reachability.get(&number).copied()
+    }
+}
+
+/// Membership, level-triggered: the coordinator's view against the committed members.
+/// `node_up` for a reachable non-member that registered (unless halted), `node_down` for
+/// an unreachable member (once).
+fn membership(round: &mut Round, config: &Config) {
+    let view = round.input.view;
+    for n in &config.cluster.nodes {
+        let member = view.cluster.members.contains(&n.name);
+        let up = Event::NodeUp {
+            node: n.name.clone(),
+        };
+        match round.input.reachability.get(&n.number) {
+            Some(NodeState::Reachable)
+                if !member
+                    && !view.cluster_halted
+                    && !view.halted_by_admin.contains(&n.name)
+                    && !view.is_pending_or_running(&up)
+                    && view.incarnations.contains_key(&n.name) =>
+            {
+                round.enqueue(up, "membership");
+            }
+            Some(NodeState::Unreachable) if member && !node_down_known(view, &n.name) => {
+                let down = Event::NodeDown {
+                    node: n.name.clone(),
+                    how: halcyon_policy::Departure::Failure,
+                };
+                round.enqueue(down, "membership");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A `node_down` of `node` (of any kind) is pending or running.
+fn node_down_known(view: &State, node: &NodeName) -> bool {
+    let is_down = |e: &Event| matches!(e, Event::NodeDown { node: n, .. } if n == node);
+    view.pending.iter().any(|p| is_down(&p.event))
+        || view
+            .execution
+            .as_ref()
+            .is_some_and(|e| is_down(&e.plan.event))
+}
+
+/// `fail_standby` / `join_standby` from the committed standby reports.
+fn standby_events(config: &Config, view: &State) -> Vec<Event> {
+    let mut events = Vec::new();
+    for node in &config.cluster.nodes {
+        if !view.cluster.members.contains(&node.name) {
+            continue;
+        }
+        let reported = view.standby_reports.get(&node.name);
+        for network in &config.cluster.networks {
+            if node
+                .standby_interfaces_on(network.name.as_str())
+                .next()
+                .is_none()
+            {
+                continue;
+            }
+            let key = (node.name.clone(), network.name.clone());
+            let down = reported.is_some_and(|r| r.contains(&network.name));
+            let committed = view.standbys_down.contains(&key);
+            if down && !committed {
+                events.push(Event::FailStandby {
+                    node: key.0,
+                    network: key.1,
+                });
+            } else if committed && !down {
+                events.push(Event::JoinStandby {
+                    node: key.0,
+                    network: key.1,
+                });
+            }
+        }
+    }
+    events
+}
+
+/// Adapter events from the committed reports. An adapter (node X, network N) is down when
+/// every other member on N reports its path to X on N down while X is heard elsewhere:
+/// `swap_adapter` when X has a standby interface on N, else `network_down`; `network_up`
+/// once no member reports it down any more. A node with no path up at all is a node
+/// failure instead (membership), never an adapter event.
+fn adapter_events(
+    config: &Config,
+    view: &State,
+    reachability: &BTreeMap<u32, NodeState>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for x in &config.cluster.nodes {
+        if !view.cluster.members.contains(&x.name)
+            || !matches!(reachability.get(&x.number), Some(NodeState::Reachable))
+        {
+            continue;
+        }
+        for network in &config.cluster.networks {
+            let key = (x.name.clone(), network.name.clone());
+            if !is_on_network(&config.cluster, x, network) {
+                continue;
+            }
+            let peers: Vec<&halcyon_config::Node> = config
+                .cluster
+                .nodes
+                .iter()
+                .filter(|p| {
+                    p.number != x.number
+                        && view.cluster.members.contains(&p.name)
+                        && is_on_network(&config.cluster, p, network)
+                })
+                .collect();
+            let reported = |p: &&halcyon_config::Node| {
+                view.adapter_reports
+                    .get(&p.name)
+                    .is_some_and(|r| r.contains(&key))
+            };
+            let down = !peers.is_empty() && peers.iter().all(reported);
+            let committed = view.adapters_down.contains(&key);
+            if down && !committed {
+                // A failed standby (committed fail_standby) cannot take the addresses.
+                let standby = x
+                    .standby_interfaces_on(network.name.as_str())
+                    .next()
+                    .is_some()
+                    && !view.standbys_down.contains(&key);
+                let (node, network) = key;
+                events.push(if standby {
+                    Event::SwapAdapter { node, network }
+                } else {
+                    Event::NetworkDown { node, network }
+                });
+            } else if committed && !peers.iter().any(reported) {
+                let (node, network) = key;
+                events.push(Event::NetworkUp { node, network });
+            }
+        }
+    }
+    events
+}
+
+/// No execution: the cluster's formation, else the plan of the most urgent pending event.
+fn next_event(round: &mut Round, config: &Config) {
+    let view = round.input.view;
+    if view.cluster.members.is_empty() {
+        let joining: Vec<NodeName> = config
+            .cluster
+            .nodes
+            .iter()
+            .filter(|n| {
+                view.pending
+                    .iter()
+                    .any(|p| matches!(&p.event, Event::NodeUp { node } if *node == n.name))
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        if !joining.is_empty() {
+            form(round, config, &joining);
+            return;
+        }
+    }
+    round.remember(|m| m.forming_since = None);
+    let pending = view.pending_events();
+    if let Some(i) = halcyon_policy::next_event(config, &pending) {
+        let (sequence, event) = pending[i].clone();
+        plan_or_refuse(round, config, &view.cluster, sequence, &event, None);
+    }
+}
+
+/// Cluster formation: with no member yet, wait (bounded) for every node to join, then
+/// form the cluster with all of them at once (one `cluster_start` planned with every
+/// joining node a member), so that packages start on their first node in node-list
+/// order, not on whichever node happened to answer first. The `node_up` events stay
+/// queued and find their node already a member.
+fn form(round: &mut Round, config: &Config, joining: &[NodeName]) {
+    let now = round.input.now;
+    round.remember(|m| {
+        m.forming_since.get_or_insert(now);
+    });
+    let since = round.memory().forming_since.unwrap_or(now);
+    let everyone = joining.len() == config.cluster.nodes.len();
+    if !everyone && now.saturating_duration_since(since) < FORMATION_GRACE {
+        round.wake(since + FORMATION_GRACE);
+        return;
+    }
+    let view = round.input.view;
+    let start = view
+        .pending
+        .iter()
+        .find(|p| p.event == Event::ClusterStart)
+        .map(|p| p.sequence);
+    let Some(sequence) = start else {
+        round.enqueue(Event::ClusterStart, "formation");
+        return;
+    };
+    let timestamp = round.input.timestamp;
+    let mut forming = view.cluster.clone();
+    for n in joining {
+        forming.members.insert(n.clone());
+        forming.available_since.insert(n.clone(), timestamp);
+        forming.networks_down.remove(n);
+    }
+    plan_or_refuse(
+        round,
+        config,
+        &forming,
+        sequence,
+        &Event::ClusterStart,
+        Some(joining),
+    );
+}
+
+/// The policy engine's plan for the pending event `sequence` committed, or the event
+/// refused with the engine's error. `members`: the joining nodes of a formation.
+fn plan_or_refuse(
+    round: &mut Round,
+    config: &Config,
+    cluster: &ClusterState,
+    sequence: u64,
+    event: &Event,
+    members: Option<&[NodeName]>,
+) {
+    let at = round.input.timestamp;
+    let command = match Engine::new(config).plan(cluster, event, at) {
+        Ok(plan) => {
+            let text = halcyon_policy::render(&plan);
+            round.log(
+                Level::INFO,
+                match members {
+                    Some(members) => {
+                        format!("forming the cluster; plan:\n{text} members={members:?}")
+                    }
+                    None => format!("plan:\n{text} event={event}"),
+                },
+            );
+            Command::PlanCommitted {
+                sequence,
+                plan: Box::new(plan),
+                at,
+            }
+        }
+        Err(e) => Command::EventRefused {
+            sequence,
+            error: e.to_string(),
+            at,
+        },
+    };
+    round.commit(command);
+}
+
+/// Release waits, and the actions of nodes that lost their lease: `AwaitRelease` once the
+/// node's lease has certainly expired; a halt on a node whose lease expired, when the node
+/// is unreachable or the package is a failover package (a node cut off from the quorum
+/// halts its failover packages itself); a run on an unreachable node without a lease
+/// fails.
+fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
+    let facts = &round.input.lease;
+    let (duration, drift, margin) = (facts.duration, lease::DRIFT * 100.0, lease::MARGIN);
+    for (step, index, action) in execution.open_actions() {
+        let deadline = round.release_deadline(action.node.as_str());
+        let expired = round.input.now >= deadline;
+        let unreachable = round.reach(config, action.node.as_str()) == Some(NodeState::Unreachable);
+        let failover = action
+            .package
+            .as_ref()
+            .and_then(|p| config.package(p.as_str()))
+            .is_some_and(|p| p.is_failover());
+        let is_halt = matches!(action.kind, ActionKind::Halt | ActionKind::HaltForced);
+        let waits = match action.kind {
+            ActionKind::AwaitRelease => true,
+            ActionKind::Run => unreachable,
+            _ => is_halt && (unreachable || failover),
+        };
+        if !waits {
+            continue;
+        }
+        if !expired {
+            round.wake(deadline);
+            continue;
+        }
+        let node = &action.node;
+        let (ok, detail) = match action.kind {
+            ActionKind::AwaitRelease => (
+                true,
+                format!(
+                    "the lease of {node} has certainly expired (lease {duration:?}, drift {drift} %, margin {margin:?})"
+                ),
+            ),
+            ActionKind::Run => (false, format!("{node} is unreachable and holds no lease")),
+            _ if unreachable => (
+                true,
+                format!("{node} is unreachable and its lease has expired: its packages are halted"),
+            ),
+            // Heard (e.g. on the disk network) but cut off from the quorum: it cannot
+            // report the halt, but without a lease since the release deadline it has
+            // halted its failover packages itself (its fence loop, or the guard if it is
+            // paused), the same rule as `AwaitRelease`.
+            _ => {
+                let package = action
+                    .package
+                    .as_ref()
+                    .map_or("its packages", |p| p.as_str());
+                let detail = format!(
+                    "{node} holds no lease (none granted for {duration:?} x (1 + {drift} %) + {margin:?}): cut off from the quorum, it has halted {package} itself"
+                );
+                round.log(
+                    Level::WARN,
+                    format!(
+                        "coordinator completes a halt: {detail} execution={}",
+                        execution.id
+                    ),
+                );
+                (true, detail)
+            }
+        };
+        round.commit(Command::ActionDone {
+            execution: execution.id,
+            step,
+            index,
+            ok,
+            detail,
+            at: round.input.timestamp,
+        });
+    }
+}
+
+/// The program: abandons the commands of nodes whose lease has certainly expired, warns
+/// once when the event runs longer than its maximum duration, and reminds the log of an
+/// event waiting in ERROR.
+fn watch_program(round: &mut Round, config: &Config, execution: &Execution) {
+    let now = round.input.now;
+    round.remember(|m| {
+        if m.execution_seen.is_none_or(|(id, _)| id != execution.id) {
+            m.execution_seen = Some((execution.id, now));
+        }
+    });
+    let seen = round.memory().execution_seen.map_or(now, |(_, at)| at);
+    abandon_lost_nodes(round, config, execution, seen);
+    too_long(round, execution);
+    remind_error(round, execution);
+}
+
+fn abandon_lost_nodes(round: &mut Round, config: &Config, execution: &Execution, seen: Instant) {
+    let duration = round.input.lease.duration;
+    for node in execution.nodes_with_unfinished_commands() {
+        // Not before a full lease from when this coordinator saw the execution: a node
+        // joining with this event has had no grant yet.
+        let deadline = round
+            .release_deadline(node.as_str())
+            .max(lease::release_deadline(seen, duration));
+        if round.input.now < deadline {
+            round.wake(deadline);
+            continue;
+        }
+        let unreachable = round.reach(config, node.as_str()) == Some(NodeState::Unreachable);
+        let why = format!(
+            "{node} {} and holds no lease (none granted for {duration:?} x (1 + {} %) + {:?})",
+            if unreachable {
+                "failed during the event"
+            } else {
+                "is cut off from the quorum"
+            },
+            lease::DRIFT * 100.0,
+            lease::MARGIN,
+        );
+        round.log(
+            Level::WARN,
+            format!(
+                "abandoning the commands of {node}: {why} execution={}",
+                execution.id
+            ),
+        );
+        round.commit(Command::NodeLost {
+            execution: execution.id,
+            node,
+            why,
+            at: round.input.timestamp,
+        });
+    }
+}
+
+fn too_long(round: &mut Round, execution: &Execution) {
+    if execution.progress.too_long_notified() || execution.progress.is_finished() {
+        return;
+    }
+    let elapsed = round.input.timestamp.duration_since(execution.started_at);
+    let Ok(max) = SignedDuration::try_from(execution.max_duration) else {
+        return;
+    };
+    let left = max.checked_sub(elapsed).unwrap_or(SignedDuration::MAX);
+    if left.is_negative() {
+        round.log(
+            Level::WARN,
+            format!(
+                "the event has run longer than its maximum duration ({:?}) execution={} event={}",
+                execution.max_duration, execution.id, execution.plan.event
+            ),
+        );
+        round.commit(Command::EventTooLong {
+            execution: execution.id,
+            at: round.input.timestamp,
+        });
+    } else if let Ok(left) = Duration::try_from(left)
+        && let Some(at) = round.input.now.checked_add(left + CLOCK_RESOLUTION)
+    {
+        // Longer than the maximum: strictly after it.
+        round.wake(at);
+    }
+}
+
+fn remind_error(round: &mut Round, execution: &Execution) {
+    let EventState::Error { failures } = execution.progress.state() else {
+        return;
+    };
+    let now = round.input.now;
+    let due = round.memory().error_logged.is_none_or(|(id, at)| {
+        id != execution.id || now.saturating_duration_since(at) >= ERROR_REMINDER
+    });
+    if due {
+        round.remember(|m| m.error_logged = Some((execution.id, now)));
+        for failure in failures {
+            round.log(
+                Level::ERROR,
+                format!(
+                    "event in ERROR: {failure}; answer with `halcyon event resume|retry|skip {id}` execution={id} event={event}",
+                    id = execution.id,
+                    event = execution.plan.event
+                ),
+            );
+        }
+    }
+    let last = round.memory().error_logged.map_or(now, |(_, at)| at);
+    round.wake(last + ERROR_REMINDER);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round cut short by a failed submit keeps the memory and emits the log lines of
+    /// the commands before the failure only.
+    #[test]
+    fn a_round_cut_short_remembers_and_logs_what_came_before_the_failed_command() {
+        let t0 = Instant::now();
+        let seen = Memory {
+            execution_seen: Some((7, t0)),
+            ..Memory::default()
+        };
+        let logged = Memory {
+            error_logged: Some((7, t0)),
+            ..seen
+        };
+        let log = |after: usize| Log {
+            after,
+            level: Level::INFO,
+            message: format!("line {after}"),
+        };
+        let decision = Decision {
+            commands: vec![
+                Command::EventTooLong {
+                    execution: 7,
+                    at: Timestamp::UNIX_EPOCH,
+                };
+                2
+            ],
+            logs: vec![log(0), log(1), log(2)],
+            memory: vec![(0, Memory::default()), (1, seen), (2, logged)],
+            wake_at: None,
+        };
+        assert_eq!(decision.memory_after(0), Memory::default());
+        assert_eq!(decision.memory_after(1), seen);
+        assert_eq!(decision.memory_after(2), logged);
+        let lines: Vec<&str> = decision.logs_at(1).map(|l| l.message.as_str()).collect();
+        assert_eq!(lines, ["line 1"]);
+    }
+}
