@@ -26,10 +26,10 @@ use axum::extract::State as AxumState;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use halcyon_api::{ErrorBody, SCHEMA_VERSION, WitnessOwnStatus};
 use halcyon_config::Config;
 use halcyon_consensus::{Consensus, NodeId};
 use halcyon_state::{Replicated, State};
-use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
@@ -82,7 +82,7 @@ impl Witness {
             })
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> WitnessOwnStatus {
         let state = lock(&self.state);
         let (term, leader, voters) = match self.consensus() {
             Some(c) => {
@@ -98,15 +98,16 @@ impl Witness {
             }
             None => (0, None, Vec::new()),
         };
-        json!({
-            "witness": self.name,
-            "number": self.id,
-            "cluster": self.config.cluster.name,
-            "term": term,
-            "coordinator": leader,
-            "voters": voters,
-            "last_applied": state.applied_index,
-        })
+        WitnessOwnStatus {
+            schema_version: SCHEMA_VERSION,
+            witness: self.name.to_string(),
+            number: self.id,
+            cluster: self.config.cluster.name.clone(),
+            term,
+            coordinator: leader,
+            voters,
+            last_applied: state.applied_index,
+        }
     }
 }
 
@@ -247,10 +248,18 @@ async fn shutdown(witness: &Witness) {
     tracing::error!("witness: consensus still in use; not shut down cleanly");
 }
 
+fn error_body(error: String) -> ErrorBody {
+    ErrorBody {
+        schema_version: SCHEMA_VERSION,
+        error,
+        event: None,
+    }
+}
+
 fn refuse(message: impl Into<String>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({ "error": message.into() })),
+        axum::Json(error_body(message.into())),
     )
         .into_response()
 }
@@ -288,9 +297,9 @@ async fn serve(
         .fallback(|uri: Uri| async move {
             (
                 StatusCode::NOT_FOUND,
-                axum::Json(
-                    json!({ "error": format!("no such API endpoint on the witness: {uri}") }),
-                ),
+                axum::Json(error_body(format!(
+                    "no such API endpoint on the witness: {uri}"
+                ))),
             )
                 .into_response()
         })
