@@ -2,8 +2,8 @@
 //! holds the command-line definition and the glue (ripgrep's layout); `live` holds the
 //! commands against a running cluster (and the daemon's), `offline` those on files.
 //!
-//! Exit codes (decided here only, in [`exit_code`] and for the offline commands in
-//! `offline.rs`): 0 success; 1 the command failed (a request was refused, a daemon
+//! Exit codes (decided here only, in [`exit_code`]; every command ends in `Ok(())` or a
+//! [`Failure`]): 0 success; 1 the command failed (a request was refused, a daemon
 //! stopped on an error, no node answered); 2 invalid input (configuration, state file or
 //! arguments; an unknown package, node, event or operation).
 //!
@@ -113,6 +113,13 @@ pub enum Failure {
     Invalid(String),
 }
 
+impl From<anyhow::Error> for Failure {
+    /// What the binary's edge reports: a file that could not be read or written.
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Failed(format!("halcyon: {e:#}"))
+    }
+}
+
 /// The exit code of a command's end (and the line that says why, on stderr).
 fn exit_code(result: Result<(), Failure>) -> ExitCode {
     match result {
@@ -190,15 +197,15 @@ pub fn main() -> ExitCode {
             if offline || input.is_offline() {
                 offline::explain(&package, &input, json)
             } else if json {
-                Ok(exit_code(Err(Failure::Invalid(
+                Err(Failure::Invalid(
                     "halcyon explain: --json is for --offline; the live answer is text".into(),
-                ))))
+                ))
             } else {
                 let target = live::Target {
                     api,
                     config: input.config_dir(),
                 };
-                Ok(exit_code(live::explain(&target, &package)))
+                live::explain(&target, &package)
             }
         }
         Command::Emulate {
@@ -213,7 +220,7 @@ pub fn main() -> ExitCode {
                     api,
                     config: input.config_dir(),
                 };
-                let result = if input.is_offline() {
+                if input.is_offline() {
                     Err(Failure::Invalid(
                         "halcyon emulate: --state and --at are for offline emulation, not --live"
                             .into(),
@@ -222,8 +229,7 @@ pub fn main() -> ExitCode {
                     offline::parse_event(&event)
                         .map_err(|e| Failure::Invalid(format!("halcyon emulate: {e}")))
                         .and_then(|e| live::emulate(&target, &e, json))
-                };
-                Ok(exit_code(result))
+                }
             } else {
                 offline::emulate(&event, &input, json)
             }
@@ -249,13 +255,7 @@ pub fn main() -> ExitCode {
                     force,
                 },
         } => offline::import_hacmp(&rules, rp_dir.as_deref(), &out, force),
-        Command::Live(cmd) => Ok(exit_code(live::run(cmd))),
+        Command::Live(cmd) => live::run(cmd),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("halcyon: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    exit_code(result)
 }
