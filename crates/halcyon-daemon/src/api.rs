@@ -112,7 +112,7 @@ fn is_empty(body: &Bytes) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
-/// A JSON body; an empty one is `T::default()` when `empty_is_default`.
+/// A JSON body; an empty one is `T::default()`.
 fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if is_empty(body) {
         return Ok(T::default());

@@ -639,3 +639,171 @@ pub async fn raise_event(node: &Node, request: RaiseRequest) -> Result<Answer, A
         Err(e) => Err(ApiError::unavailable(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        halcyon_config::load(&[dir]).unwrap().0
+    }
+
+    fn no_body<T>() -> Result<T, ApiError> {
+        panic!("the body is not read for this request")
+    }
+
+    #[test]
+    fn cluster_operations_are_start_or_halt_without_a_body() {
+        assert_eq!(check_cluster_operation("start", true), Ok(true));
+        assert_eq!(check_cluster_operation("halt", true), Ok(false));
+        assert_eq!(
+            check_cluster_operation("restart", true),
+            Err(ApiError::not_found(
+                "unknown cluster operation \"restart\"; expected start or halt"
+            ))
+        );
+        assert_eq!(
+            check_cluster_operation("halt", false),
+            Err(ApiError::bad_request(
+                "bad request body: cluster halt takes no body"
+            ))
+        );
+    }
+
+    #[test]
+    fn package_operations_name_what_exists() {
+        let config = example();
+        let e = check_package_operation(&config, "db", "jump", no_body).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(
+            e.message,
+            "unknown package operation \"jump\"; expected run, halt, move, enable or disable"
+        );
+        let e = check_package_operation(&config, "nope", "run", no_body).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorKind::NotFound,
+                "unknown package \"nope\" (packages: batch, db, monitoring, nfs, web)"
+            )
+        );
+        let to = |node: &str| {
+            Ok(PackageRequest {
+                node: Some(node.to_owned()),
+            })
+        };
+        let e = check_package_operation(&config, "db", "move", || to("node9")).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorKind::NotFound,
+                "unknown node \"node9\" (nodes: node1, node2, node3, node4)"
+            )
+        );
+        let halt = check_package_operation(&config, "db", "halt", || to("node2")).unwrap();
+        assert_eq!(
+            halt.event(),
+            Err(ApiError::bad_request(
+                "bad request body: halt takes no node"
+            ))
+        );
+        let moved = check_package_operation(&config, "db", "move", || to("node2")).unwrap();
+        assert_eq!(
+            moved.event(),
+            Ok(Event::PackageMove {
+                package: PackageName::from("db"),
+                node: Some(NodeName::from("node2")),
+            })
+        );
+    }
+
+    #[test]
+    fn node_operations_check_names_bodies_and_how() {
+        let config = example();
+        let e = check_node_operation(&config, "node9", "add", true, no_body).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorKind::NotFound,
+                "unknown node \"node9\" (nodes: node1, node2, node3, node4); a voter must be in the applied configuration"
+            )
+        );
+        let e = check_node_operation(&config, "node1", "reboot", true, no_body).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let e = check_node_operation(&config, "node1", "add", false, no_body).unwrap_err();
+        assert_eq!(
+            e,
+            ApiError::bad_request("bad request body: node add takes no body")
+        );
+        assert_eq!(
+            check_node_operation(&config, "node1", "remove", true, no_body),
+            Ok(NodeOperation::Voters {
+                name: "node1".into(),
+                add: false
+            })
+        );
+        let how = |h: &str| {
+            let h = h.to_owned();
+            move || Ok(NodeRequest { how: Some(h) })
+        };
+        let e = check_node_operation(&config, "node1", "halt", false, how("gently")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad request body: how \"gently\"; expected graceful, takeover or force"
+        );
+        let e = check_node_operation(&config, "node1", "start", false, how("force")).unwrap_err();
+        assert_eq!(e.message, "bad request body: start takes no `how`");
+        match check_node_operation(&config, "node2", "halt", false, how("takeover")) {
+            Ok(NodeOperation::Membership {
+                name, start, how, ..
+            }) => {
+                assert_eq!(name.as_str(), "node2");
+                assert!(!start);
+                assert_eq!(how, Departure::GracefulTakeover);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn voter_changes_are_refused_precisely() {
+        let config = example();
+        // Four voters configured: at least a majority, 3, must stay.
+        assert_eq!(min_voters(&config), 3);
+        let names = |set: &BTreeSet<NodeId>| {
+            set.iter()
+                .map(|id| format!("n{id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let four = BTreeSet::from([1, 2, 3, 4]);
+        let three = BTreeSet::from([1, 2, 3]);
+        let refuse = |voters: &BTreeSet<NodeId>, name: &str, id: NodeId, add: bool| {
+            refuse_voter_change(&config, voters, 1, name, id, add, names)
+        };
+        assert_eq!(
+            refuse(&three, "n2", 2, true).as_deref(),
+            Some("refused: n2 is already a voter (voters: n1, n2, n3)")
+        );
+        assert_eq!(refuse(&three, "n4", 4, true), None);
+        assert_eq!(
+            refuse(&three, "n4", 4, false).as_deref(),
+            Some("refused: n4 is not a voter (voters: n1, n2, n3)")
+        );
+        assert_eq!(
+            refuse(&three, "n3", 3, false).as_deref(),
+            Some(
+                "refused: removing n3 would leave 2 voter(s); the minimum is 3 (quorum.min_voters)"
+            )
+        );
+        assert_eq!(
+            refuse(&four, "n1", 1, false).as_deref(),
+            Some(
+                "refused: n1 is the coordinator; remove it from another coordinator (halt it first)"
+            )
+        );
+        assert_eq!(refuse(&four, "n3", 3, false), None);
+    }
+}
