@@ -26,10 +26,10 @@ use axum::extract::State as AxumState;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use halcyon_api::{ErrorBody, SCHEMA_VERSION, WitnessOwnStatus};
 use halcyon_config::Config;
 use halcyon_consensus::{Consensus, NodeId};
 use halcyon_state::Replicated;
-use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
@@ -84,7 +84,7 @@ impl Witness {
             })
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> WitnessOwnStatus {
         let last_applied = *self.applied.borrow();
         let (term, leader, voters) = match self.consensus() {
             Some(c) => {
@@ -100,15 +100,16 @@ impl Witness {
             }
             None => (0, None, Vec::new()),
         };
-        json!({
-            "witness": self.name,
-            "number": self.id,
-            "cluster": self.config.cluster.name,
-            "term": term,
-            "coordinator": leader,
-            "voters": voters,
-            "last_applied": last_applied,
-        })
+        WitnessOwnStatus {
+            schema_version: SCHEMA_VERSION,
+            witness: self.name.to_string(),
+            number: self.id,
+            cluster: self.config.cluster.name.clone(),
+            term,
+            coordinator: leader,
+            voters,
+            last_applied,
+        }
     }
 }
 
@@ -253,10 +254,18 @@ async fn shutdown(witness: &Witness) {
     tracing::error!("witness: consensus still in use; not shut down cleanly");
 }
 
+fn error_body(error: String) -> ErrorBody {
+    ErrorBody {
+        schema_version: SCHEMA_VERSION,
+        error,
+        event: None,
+    }
+}
+
 fn refuse(message: impl Into<String>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({ "error": message.into() })),
+        axum::Json(error_body(message.into())),
     )
         .into_response()
 }
@@ -294,9 +303,9 @@ async fn serve(
         .fallback(|uri: Uri| async move {
             (
                 StatusCode::NOT_FOUND,
-                axum::Json(
-                    json!({ "error": format!("no such API endpoint on the witness: {uri}") }),
-                ),
+                axum::Json(error_body(format!(
+                    "no such API endpoint on the witness: {uri}"
+                ))),
             )
                 .into_response()
         })

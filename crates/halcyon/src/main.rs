@@ -1,9 +1,17 @@
 //! The `halcyon` binary: the CLI. The work lives in the library crates; this file
-//! holds the command-line definition and the glue (ripgrep's layout).
+//! holds the command-line definition and the glue (ripgrep's layout); `live` holds the
+//! commands against a running cluster (and the daemon's), `offline` those on files.
 //!
-//! Exit codes (decided here only): 0 success; 1 the command failed (e.g. a request
-//! was refused); 2 invalid input (configuration, state file or arguments).
+//! Exit codes (decided here only, in [`exit_code`]; every command ends in `Ok(())` or a
+//! [`Failure`]): 0 success; 1 the command failed (a request was refused, a daemon
+//! stopped on an error, no node answered); 2 invalid input (configuration, state file or
+//! arguments; an unknown package, node, event or operation).
+//!
+//! The daemon crate's test harness binary (`halcyond`) is this file too (it includes it
+//! by path, since that crate cannot depend on this one): relative paths only, no
+//! `crate::` in this file's modules.
 
+mod live;
 mod offline;
 
 use std::path::PathBuf;
@@ -93,7 +101,38 @@ enum Command {
         what: Import,
     },
     #[command(flatten)]
-    Live(halcyon_daemon::LiveCommand),
+    Live(live::LiveCommand),
+}
+
+/// How a command that did not succeed ended, with the line that says why.
+#[derive(Debug)]
+pub enum Failure {
+    /// The cluster refused the request, or the command failed.
+    Failed(String),
+    /// Invalid input: arguments, files, an unknown package, node, event or operation.
+    Invalid(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    /// What the binary's edge reports: a file that could not be read or written.
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Failed(format!("halcyon: {e:#}"))
+    }
+}
+
+/// The exit code of a command's end (and the line that says why, on stderr).
+fn exit_code(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Failed(line)) => {
+            eprintln!("{line}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Invalid(line)) => {
+            eprintln!("{line}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +183,7 @@ enum Import {
     },
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths } => offline::check(&paths),
@@ -158,14 +197,15 @@ fn main() -> ExitCode {
             if offline || input.is_offline() {
                 offline::explain(&package, &input, json)
             } else if json {
-                eprintln!("halcyon explain: --json is for --offline; the live answer is text");
-                Ok(ExitCode::from(2))
+                Err(Failure::Invalid(
+                    "halcyon explain: --json is for --offline; the live answer is text".into(),
+                ))
             } else {
-                let target = halcyon_daemon::Target {
+                let target = live::Target {
                     api,
                     config: input.config_dir(),
                 };
-                Ok(halcyon_daemon::explain_live(&target, &package))
+                live::explain(&target, &package)
             }
         }
         Command::Emulate {
@@ -176,24 +216,19 @@ fn main() -> ExitCode {
             api,
         } => {
             if live || api.is_some() {
+                let target = live::Target {
+                    api,
+                    config: input.config_dir(),
+                };
                 if input.is_offline() {
-                    eprintln!(
+                    Err(Failure::Invalid(
                         "halcyon emulate: --state and --at are for offline emulation, not --live"
-                    );
-                    return ExitCode::from(2);
-                }
-                match offline::parse_event(&event) {
-                    Ok(e) => {
-                        let target = halcyon_daemon::Target {
-                            api,
-                            config: input.config_dir(),
-                        };
-                        Ok(halcyon_daemon::emulate_live(&target, &e, json))
-                    }
-                    Err(e) => {
-                        eprintln!("halcyon emulate: {e}");
-                        Ok(ExitCode::from(2))
-                    }
+                            .into(),
+                    ))
+                } else {
+                    offline::parse_event(&event)
+                        .map_err(|e| Failure::Invalid(format!("halcyon emulate: {e}")))
+                        .and_then(|e| live::emulate(&target, &e, json))
                 }
             } else {
                 offline::emulate(&event, &input, json)
@@ -220,13 +255,7 @@ fn main() -> ExitCode {
                     force,
                 },
         } => offline::import_hacmp(&rules, rp_dir.as_deref(), &out, force),
-        Command::Live(cmd) => Ok(halcyon_daemon::run_live(cmd)),
+        Command::Live(cmd) => live::run(cmd),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("halcyon: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    exit_code(result)
 }

@@ -2,15 +2,13 @@
 //! `emulate` against a configuration and a cluster state file.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_policy::{ClusterState, Departure, Engine, Event};
 use jiff::Timestamp;
 
-/// Exit code for invalid input.
-const EXIT_INVALID: u8 = 2;
+use super::Failure;
 
 #[derive(clap::Args, Debug)]
 pub struct Input {
@@ -82,7 +80,7 @@ impl halcyon_config::ValueChecks for Checks {
 
 /// `halcyon check`: the configuration, and the event rules files (those in the
 /// given directories and the one the cluster file names).
-pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub fn check(paths: &[PathBuf]) -> Result<(), Failure> {
     let loaded = halcyon_config::load_with(paths, Some(&Checks));
     let mut diagnostics = match &loaded {
         Ok(_) => Vec::new(),
@@ -111,25 +109,20 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             "ok: cluster \"{}\": {} nodes, {} networks, {} packages in {} files{rules}",
             config.cluster.name, s.nodes, s.networks, s.packages, s.files
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let diagnostics = halcyon_config::Diagnostics(diagnostics);
     print!("{diagnostics}");
-    eprintln!(
+    Err(Failure::Invalid(format!(
         "{} error{} found",
         diagnostics.len(),
         if diagnostics.len() == 1 { "" } else { "s" }
-    );
-    Ok(ExitCode::from(EXIT_INVALID))
+    )))
 }
 
 /// Writes `files` into `out`; refuses (exit 1, nothing written) when any exists
-/// already, unless `force`. Returns the exit code when it refused.
-fn write_new_files(
-    out: &Path,
-    files: &[(PathBuf, String)],
-    force: bool,
-) -> anyhow::Result<Option<ExitCode>> {
+/// already, unless `force`.
+fn write_new_files(out: &Path, files: &[(PathBuf, String)], force: bool) -> Result<(), Failure> {
     let existing: Vec<String> = files
         .iter()
         .map(|(name, _)| out.join(name))
@@ -137,11 +130,10 @@ fn write_new_files(
         .map(|p| p.display().to_string())
         .collect();
     if !existing.is_empty() && !force {
-        eprintln!(
+        return Err(Failure::Failed(format!(
             "halcyon import: these files exist already and were left untouched: {}; use --force to overwrite, or another --out directory",
             existing.join(", ")
-        );
-        return Ok(Some(ExitCode::from(1)));
+        )));
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create the directory", out.display()))?;
@@ -151,7 +143,7 @@ fn write_new_files(
             .with_context(|| format!("{}: cannot be written", path.display()))?;
         println!("wrote {}", path.display());
     }
-    Ok(None)
+    Ok(())
 }
 
 /// `halcyon import serviceguard PKG.conf`: the package file (and control script)
@@ -163,7 +155,7 @@ pub fn import_serviceguard(
     config: &[PathBuf],
     out: &Path,
     force: bool,
-) -> anyhow::Result<ExitCode> {
+) -> Result<(), Failure> {
     let config_paths = if config.is_empty() {
         vec![PathBuf::from(DEFAULT_CONFIG_DIR)]
     } else {
@@ -173,8 +165,9 @@ pub fn import_serviceguard(
         Ok((c, _)) => c,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
-            eprintln!("the cluster configuration is invalid; fix it first (`halcyon check`)");
-            return Ok(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid(
+                "the cluster configuration is invalid; fix it first (`halcyon check`)".into(),
+            ));
         }
     };
     let package_text = std::fs::read_to_string(package)
@@ -208,8 +201,7 @@ pub fn import_serviceguard(
         Ok(i) => i,
         Err(diagnostics) => {
             print!("{diagnostics}");
-            eprintln!("nothing was written");
-            return Ok(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid("nothing was written".into()));
         }
     };
     // Validate the new package together with the existing configuration.
@@ -229,12 +221,11 @@ pub fn import_serviceguard(
         .collect();
     if let Err(diagnostics) = halcyon_config::load_texts_with(&borrowed, Some(&Checks)) {
         print!("{diagnostics}");
-        eprintln!("the imported package does not fit the configuration; nothing was written");
-        return Ok(ExitCode::from(EXIT_INVALID));
+        return Err(Failure::Invalid(
+            "the imported package does not fit the configuration; nothing was written".into(),
+        ));
     }
-    if let Some(code) = write_new_files(out, &imported.files, force)? {
-        return Ok(code);
-    }
+    write_new_files(out, &imported.files, force)?;
     for note in &imported.notes {
         println!("note: {note}");
     }
@@ -242,7 +233,7 @@ pub fn import_serviceguard(
         "imported package \"{}\"; run `halcyon check` on the configuration directory",
         imported.package
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `halcyon import hacmp RULES`: writes the native rules file and recovery
@@ -252,18 +243,15 @@ pub fn import_hacmp(
     rp_dir: Option<&Path>,
     out: &Path,
     force: bool,
-) -> anyhow::Result<ExitCode> {
+) -> Result<(), Failure> {
     let imported = match halcyon_events::import_hacmp(rules, rp_dir) {
         Ok(i) => i,
         Err(diagnostics) => {
             print!("{diagnostics}");
-            eprintln!("nothing was written");
-            return Ok(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid("nothing was written".into()));
         }
     };
-    if let Some(code) = write_new_files(out, &imported.files(), force)? {
-        return Ok(code);
-    }
+    write_new_files(out, &imported.files(), force)?;
     for note in &imported.notes {
         println!("note: {note}");
     }
@@ -271,18 +259,19 @@ pub fn import_hacmp(
         "imported {} rules; name the rules file in the cluster file ([events] rules = \"rules.toml\") and run `halcyon check`",
         imported.rules.rules.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// The configuration and state an offline command works on, or the exit code
-/// after printing why they are unusable.
-fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCode> {
+/// The configuration and state an offline command works on, or why they are unusable
+/// (the diagnostics printed first).
+fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), Failure> {
     let config = match halcyon_config::load_with(&input.config_paths(), Some(&Checks)) {
         Ok((config, _)) => config,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
-            eprintln!("the configuration is invalid; `halcyon check` lists the same errors");
-            return Err(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid(
+                "the configuration is invalid; `halcyon check` lists the same errors".into(),
+            ));
         }
     };
     let now = input.at.unwrap_or_else(Timestamp::now);
@@ -290,8 +279,7 @@ fn load_input(input: &Input) -> Result<(Config, ClusterState, Timestamp), ExitCo
         Some(path) => match read_state(path, &config) {
             Ok(state) => state,
             Err(e) => {
-                eprintln!("{e:#}");
-                return Err(ExitCode::from(EXIT_INVALID));
+                return Err(Failure::Invalid(format!("{e:#}")));
             }
         },
         None => started_cluster(&config, now),
@@ -342,40 +330,33 @@ fn started_cluster(config: &Config, now: Timestamp) -> ClusterState {
 }
 
 /// `halcyon explain PKG` (offline).
-pub fn explain(package: &str, input: &Input, json: bool) -> anyhow::Result<ExitCode> {
-    let (config, state, now) = match load_input(input) {
-        Ok(x) => x,
-        Err(code) => return Ok(code),
-    };
+pub fn explain(package: &str, input: &Input, json: bool) -> Result<(), Failure> {
+    let (config, state, now) = load_input(input)?;
     match Engine::new(&config).explain(&state, package, now) {
         Ok(explanation) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&explanation)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&explanation).map_err(anyhow::Error::from)?
+                );
             } else {
                 print!("{explanation}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("halcyon explain: {e}");
-            Ok(ExitCode::from(EXIT_INVALID))
-        }
+        Err(e) => Err(Failure::Invalid(format!("halcyon explain: {e}"))),
     }
 }
 
 /// `halcyon emulate EVENT [ARGS]` (offline).
-pub fn emulate(words: &[String], input: &Input, json: bool) -> anyhow::Result<ExitCode> {
+pub fn emulate(words: &[String], input: &Input, json: bool) -> Result<(), Failure> {
     let event = match parse_event(words) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("halcyon emulate: {e}");
-            return Ok(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid(format!("halcyon emulate: {e}")));
         }
     };
-    let (config, state, now) = match load_input(input) {
-        Ok(x) => x,
-        Err(code) => return Ok(code),
-    };
+    let (config, state, now) = load_input(input)?;
     let rules = match halcyon_events::load_cluster_rules(
         &input.config_paths(),
         config.cluster.events.rules.as_deref(),
@@ -383,23 +364,24 @@ pub fn emulate(words: &[String], input: &Input, json: bool) -> anyhow::Result<Ex
         Ok(r) => r,
         Err(d) => {
             eprint!("{d}");
-            eprintln!("the event rules are invalid; `halcyon check` lists the same errors");
-            return Ok(ExitCode::from(EXIT_INVALID));
+            return Err(Failure::Invalid(
+                "the event rules are invalid; `halcyon check` lists the same errors".into(),
+            ));
         }
     };
     match halcyon_state::emulate(&config, &rules, &state, &event, now) {
         Ok(emulation) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&emulation)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&emulation).map_err(anyhow::Error::from)?
+                );
             } else {
                 print!("{}", emulation.render());
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("halcyon emulate: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Err(Failure::Failed(format!("halcyon emulate: {e}"))),
     }
 }
 

@@ -485,3 +485,191 @@ fn import_serviceguard_refuses_what_it_cannot_translate_and_writes_nothing() {
     );
     assert!(!out.exists(), "nothing is written");
 }
+
+/// A one-request API on loopback that answers `status` with `body`, and the request it got.
+fn one_answer(
+    status: u16,
+    body: &'static str,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "no request came");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then the body its Content-Length announces.
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length || n == 0 {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let reason = if status < 300 { "OK" } else { "Error" };
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    (addr, server)
+}
+
+#[test]
+fn an_unknown_package_is_invalid_input_and_exits_2() {
+    let (addr, server) = one_answer(
+        404,
+        r#"{"schema_version":1,"error":"unknown package \"nope\" (packages: db, web)"}"#,
+    );
+    let o = halcyon(&["package", "run", "nope", "--api", &addr.to_string()]);
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("POST /v1/packages/nope/run "),
+        "{request}"
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: unknown package \"nope\" (packages: db, web)\n"
+    );
+}
+
+#[test]
+fn a_refused_operation_exits_1() {
+    let (addr, server) = one_answer(
+        409,
+        r#"{"schema_version":1,"error":"refused: n2 is already a voter (voters: n1, n2, n3)"}"#,
+    );
+    let o = halcyon(&["node", "add", "n2", "--api", &addr.to_string()]);
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /v1/nodes/n2/add "), "{request}");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: refused: n2 is already a voter (voters: n1, n2, n3)\n"
+    );
+}
+
+#[test]
+fn an_accepted_operation_prints_its_note_and_exits_0() {
+    let (addr, server) = one_answer(
+        200,
+        r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
+    );
+    let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "n2 is no longer a voter; voters: n1, n3\n");
+}
+
+#[test]
+fn an_answer_of_another_schema_version_is_not_read() {
+    let (addr, server) = one_answer(200, r#"{"schema_version":2,"cluster":"x"}"#);
+    let o = halcyon(&["status", "--api", &addr.to_string()]);
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the API answered schema version 2; this halcyon reads version 1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn invalid_live_arguments_exit_2_before_any_request() {
+    // Nothing listens there: a request would fail with 1, not 2.
+    let nowhere = "127.0.0.1:9";
+    for (args, message) in [
+        (
+            &["cluster", "restart", "--api", nowhere][..],
+            "error: unknown cluster operation \"restart\"; expected start or halt\n",
+        ),
+        (
+            &[
+                "node",
+                "halt",
+                "n1",
+                "--takeover",
+                "--force",
+                "--api",
+                nowhere,
+            ][..],
+            "error: --takeover and --force exclude each other\n",
+        ),
+        (
+            &["event", "again", "--api", nowhere][..],
+            "error: unknown event operation \"again\"; expected resume, retry, skip or raise\n",
+        ),
+        (
+            &["event", "raise", "UE_X", "--api", nowhere][..],
+            "error: expected `halcyon event raise NAME --node NODE [--value V ...]`\n",
+        ),
+    ] {
+        let o = halcyon(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), message, "{args:?}");
+    }
+}
+
+#[test]
+fn no_node_answering_is_a_failure_and_exits_1() {
+    // A port nothing listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let o = halcyon(&["status", "--api", &addr.to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: no node answered: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn no_cluster_given_is_invalid_input_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_halcyon"))
+        .args(["status"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: no cluster given: use --api ADDR or --config DIR"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,15 +1,11 @@
-//! The daemon and live commands as a standalone binary (the tests run it; the `halcyon`
-//! binary offers the same commands).
+//! The `halcyon` command built inside this package, for the daemon's integration tests:
+//! cargo hands a test the binaries of its own package only (`CARGO_BIN_EXE_halcyond`), and
+//! this package cannot depend on the `halcyon` binary crate, which depends on it. So the
+//! CLI's source is included by path: one CLI, two names.
 
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(name = "halcyond", about = "Halcyon daemon and live-cluster commands")]
-struct Cli {
-    #[command(subcommand)]
-    command: halcyon_daemon::LiveCommand,
-}
+#[path = "../../../halcyon/src/main.rs"]
+mod halcyon;
 
 fn main() -> std::process::ExitCode {
-    halcyon_daemon::run_live(Cli::parse().command)
+    halcyon::main()
 }

@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode};
+use std::process::Child;
 use std::time::Duration;
 
+use halcyon_api::StatusResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Failure;
 
 /// Where the demo tells `halcyon status` how to reach it.
 pub fn demo_file() -> PathBuf {
@@ -85,14 +88,10 @@ impl Drop for Children {
     }
 }
 
-pub async fn run_demo(port: u16) -> ExitCode {
-    match demo(port).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+pub async fn run_demo(port: u16) -> Result<(), Failure> {
+    demo(port)
+        .await
+        .map_err(|e| Failure::Failed(format!("error: {e:#}")))
 }
 
 async fn demo(port: u16) -> anyhow::Result<()> {
@@ -144,20 +143,25 @@ async fn demo(port: u16) -> anyhow::Result<()> {
             let Ok(addr) = a.parse::<SocketAddr>() else {
                 continue;
             };
-            if let Ok(r) =
-                crate::client::request(addr, "GET", "/v1/status", None, Duration::from_secs(2))
-                    .await
-                && let Ok(v) = r.json()
+            if let Ok(r) = halcyon_daemon::client::request(
+                addr,
+                "GET",
+                "/v1/status",
+                None,
+                Duration::from_secs(2),
+            )
+            .await
+                && let Ok(v) = serde_json::from_str::<StatusResponse>(&r.body)
             {
                 answer = Some(v);
                 break;
             }
         }
         if let Some(v) = answer
-            && v["packages"][0]["status"] == "up"
+            && v.packages.first().is_some_and(|p| p.status == "up")
         {
             println!();
-            print!("{}", crate::render_status(&v));
+            print!("{}", super::render::status(&v));
             break;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -193,14 +197,10 @@ async fn demo(port: u16) -> anyhow::Result<()> {
 }
 
 /// The demo service: answers every HTTP request with "hello from NODE".
-pub async fn serve_http(bind: SocketAddr, name: String) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {bind}: {e}");
-            return ExitCode::from(1);
-        }
-    };
+pub async fn serve_http(bind: SocketAddr, name: String) -> Result<(), Failure> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| Failure::Failed(format!("error: cannot listen on {bind}: {e}")))?;
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;

@@ -1,0 +1,82 @@
+//! The event log as the API shows it: `GET /v1/events` and the one shape of a record.
+
+use halcyon_state::{ActionRecord, LaunchRecord, NoteRecord, Outcome};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One event of the event log: the event, who raised it, when it was queued, started and
+/// finished, its outcome, the plan and the program as an administrator reads them, every
+/// action with its node and detail, every command with its node, start, end, status and
+/// output, and the notes (ERROR, answers, warnings, abandoned nodes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: u64,
+    /// The event as displayed (`node_down n2 failure`).
+    pub event: String,
+    pub by: String,
+    pub outcome: Outcome,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+    /// The plan, rendered.
+    pub plan: Option<String>,
+    /// The recovery program as run, rendered.
+    pub program: Option<String>,
+    pub actions: Vec<ActionRecord>,
+    pub launches: Vec<LaunchRecord>,
+    pub notes: Vec<NoteRecord>,
+}
+
+/// The replicated log keeps its records shared (`Arc`): a view copies pointers.
+impl From<&std::sync::Arc<halcyon_state::EventRecord>> for EventRecord {
+    fn from(record: &std::sync::Arc<halcyon_state::EventRecord>) -> Self {
+        EventRecord::from(&**record)
+    }
+}
+
+impl From<&halcyon_state::EventRecord> for EventRecord {
+    fn from(r: &halcyon_state::EventRecord) -> Self {
+        EventRecord {
+            id: r.id,
+            event: r.event.to_string(),
+            by: r.by.clone(),
+            outcome: r.outcome.clone(),
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error.clone(),
+            plan: r.plan_text.clone(),
+            program: r.program_text.clone(),
+            actions: r.actions.clone(),
+            launches: r.launches.clone(),
+            notes: r.notes.clone(),
+        }
+    }
+}
+
+/// The filters of `GET /v1/events?since=10m&package=db&node=n2&after=ID`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// An RFC 3339 time, or a duration back from now (`10m`, `2h`).
+    pub since: Option<String>,
+    /// Only records concerning this package (its event or one of its actions).
+    pub package: Option<String>,
+    /// Only records concerning this node (its event, actions or commands).
+    pub node: Option<String>,
+    /// Only records with a larger id (for following the log).
+    pub after: Option<u64>,
+}
+
+/// `GET /v1/events`: the event log the answering node holds, oldest first, filtered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    pub schema_version: u32,
+    pub answered_by: String,
+    /// The answering node's last applied log index.
+    pub last_applied: u64,
+    /// The id of the event being processed, if any.
+    pub running: Option<u64>,
+    pub events: Vec<EventRecord>,
+}

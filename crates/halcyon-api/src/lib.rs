@@ -1,0 +1,38 @@
+//! The types of Halcyon's HTTP/JSON API (`/v1/...`): every request body and every
+//! response, used by the daemon's server (`halcyon-daemon`'s `api.rs`), the `halcyon` CLI
+//! and the tests. Types only: serde and the model types they embed, no I/O.
+//!
+//! Invariants:
+//! - every response a client reads carries [`SCHEMA_VERSION`] as `schema_version`, so a
+//!   client can tell an answer it understands from one it does not;
+//! - an event of the event log has one shape everywhere ([`EventRecord`]): in
+//!   `GET /v1/status`, `GET /v1/events`, the answers of operations and refusals;
+//! - field names and meanings are those the API had before it had types; new fields are
+//!   added, none renamed.
+//!
+//! The exception, node to node only: `POST /v1/internal/write` answers with the state
+//! machine's own reply (`halcyon_state::Reply`, see [`WriteResponse`]).
+
+mod events;
+mod internal;
+mod operations;
+mod status;
+
+pub use events::{EventRecord, EventsQuery, EventsResponse};
+pub use internal::{
+    HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse, LeaseRequest, LeaseResponse,
+    WitnessOwnStatus, WriteResponse,
+};
+pub use operations::{
+    EmulateRequest, EmulateResponse, ErrorBody, EventDoneResponse, ExplainResponse, NodeRequest,
+    NoteResponse, OperationResponse, PackageRequest, QueuedResponse, RaiseRequest,
+    VoterChangeResponse,
+};
+pub use status::{
+    ExecutionState, ExecutionStatus, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
+    Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
+};
+
+/// The version of the API's JSON that this build speaks; every response carries it as
+/// `schema_version`. Raised when a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,165 @@
+//! `GET /v1/status`: the cluster as one node sees it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use halcyon_config::{NetworkName, NodeName, PackageName};
+use halcyon_state::RestartCounter;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::EventRecord;
+
+/// `GET /v1/status`: coordinator, quorum, lease, nodes with their networks, packages, the
+/// event being processed, pending events and the last events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub schema_version: u32,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node that answered.
+    pub answered_by: String,
+    /// `halcyon cluster halt` is in force: daemons run idle.
+    pub halted: bool,
+    /// The coordinator (Raft leader) the answering node knows of.
+    pub coordinator: Option<String>,
+    pub quorum: Quorum,
+    /// The answering node's watchdog (`not configured` when none).
+    pub watchdog: String,
+    /// The answering node's lease.
+    pub lease: LeaseStatus,
+    pub nodes: Vec<NodeStatus>,
+    pub packages: Vec<PackageStatus>,
+    pub execution: Option<ExecutionStatus>,
+    /// Pending events, as displayed, in queue order.
+    pub pending: Vec<String>,
+    /// The last events (newest first).
+    pub events: Vec<EventRecord>,
+    /// The quorum witness, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<WitnessStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quorum {
+    pub has_quorum: bool,
+    pub term: u64,
+    pub voters: Vec<String>,
+    pub last_applied: u64,
+    /// Without quorum: why (`no quorum: 1 of 3 voters reachable from n1 (n2, n3 unreachable)`).
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    pub remaining_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// One configured node as the answering node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: NodeName,
+    pub number: u32,
+    pub member: bool,
+    pub reachable: Reachability,
+    pub departed: bool,
+    pub halted_by_admin: bool,
+    pub incarnation: Option<u64>,
+    pub networks: Vec<NetworkView>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reachability {
+    Reachable,
+    Unreachable,
+    Unknown,
+}
+
+/// A node on one of its networks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkView {
+    pub network: NetworkName,
+    /// The heartbeat path from the answering node.
+    pub path: PathView,
+    /// The answering node's detector suspects the node's adapter.
+    pub adapter_down: bool,
+    /// The cluster committed the node's adapter on this network as down.
+    pub down: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathView {
+    /// The answering node itself.
+    Local,
+    Up,
+    Down,
+    Unknown,
+}
+
+/// One configured package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageStatus {
+    pub name: PackageName,
+    /// `up`, `down`, `halting`, ... (`halcyon_policy::PackageStatus` as displayed).
+    pub status: String,
+    /// Where it runs.
+    pub nodes: BTreeSet<NodeName>,
+    pub switching: bool,
+    /// Nodes it failed on, and when.
+    pub failures: BTreeMap<NodeName, Timestamp>,
+    pub error: Option<String>,
+    /// Restart counters per node and service.
+    pub restarts: Option<BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
+}
+
+/// The event being processed: where its program stands, what runs, and in ERROR what
+/// failed (node, command, status, output tail).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionStatus {
+    pub id: u64,
+    /// The event as displayed.
+    pub event: String,
+    pub state: ExecutionState,
+    /// 1-based current segment of the program.
+    pub segment: Option<usize>,
+    pub segments: usize,
+    /// 1-based.
+    pub last_completed_barrier: Option<usize>,
+    pub failures: Vec<halcyon_events::Failure>,
+    pub running: Vec<RunningCommand>,
+    pub open_actions: usize,
+    pub started_at: Timestamp,
+    pub max_duration_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    Running,
+    Error,
+    Completed,
+    Skipped,
+}
+
+/// A command of the event's program that runs now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningCommand {
+    pub launch: u64,
+    /// `None`: the coordinator (notify).
+    pub node: Option<NodeName>,
+    pub command: String,
+}
+
+/// The quorum witness as the answering node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessStatus {
+    pub name: NodeName,
+    pub address: String,
+    pub voter: bool,
+    /// It answered its own status just now.
+    pub reachable: bool,
+    /// Its last applied log index, when it answered.
+    pub last_applied: Option<u64>,
+}

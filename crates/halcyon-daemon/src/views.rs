@@ -1,0 +1,367 @@
+//! What the API shows: the status, the filtered event log, explanations and emulations,
+//! built as `halcyon-api` types from a node's applied state. Nothing here changes the
+//! cluster; `api.rs` serves these, `operations.rs` holds the writes.
+
+use std::sync::Arc;
+
+use halcyon_api::{
+    EmulateResponse, EventRecord, EventsQuery, EventsResponse, ExecutionState, ExecutionStatus,
+    ExplainResponse, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView, Quorum,
+    Reachability, RunningCommand, SCHEMA_VERSION, StatusResponse,
+};
+use halcyon_config::Config;
+use halcyon_membership::NodeState;
+use halcyon_membership::detector::PathStatus;
+use halcyon_policy::{Engine, Event};
+use halcyon_state::State;
+use jiff::Timestamp;
+
+use crate::node::Node;
+use crate::operations::ApiError;
+
+/// Events shown by `GET /v1/status`.
+pub const STATUS_EVENTS: usize = 10;
+
+/// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)".
+pub fn no_quorum(node: &Node) -> String {
+    let config = node.config();
+    let reach = node.reachability();
+    let mut reachable = 0;
+    let mut unreachable = Vec::new();
+    for n in &config.cluster.nodes {
+        if !node.is_isolated() && matches!(reach.get(&n.number), Some(NodeState::Reachable))
+            || n.number == node.number
+        {
+            reachable += 1;
+        } else {
+            unreachable.push(n.name.to_string());
+        }
+    }
+    let voters = config.cluster.voter_count();
+    let mut text = format!(
+        "no quorum: {reachable} of {voters} voters reachable from {}",
+        node.name
+    );
+    if !unreachable.is_empty() {
+        text.push_str(&format!(" ({} unreachable)", unreachable.join(", ")));
+    }
+    text
+}
+
+pub fn unknown_package(config: &Config, package: &str) -> String {
+    let known: Vec<&str> = config.packages.keys().map(|p| p.as_str()).collect();
+    format!(
+        "unknown package \"{package}\" (packages: {})",
+        known.join(", ")
+    )
+}
+
+pub fn unknown_node(config: &Config, node: &str) -> String {
+    let known: Vec<&str> = config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    format!("unknown node \"{node}\" (nodes: {})", known.join(", "))
+}
+
+/// The applied configuration, or why there is none yet.
+pub fn applied_config(state: &State) -> Result<&Arc<Config>, ApiError> {
+    state
+        .config
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("the cluster is not bootstrapped yet"))
+}
+
+/// This node's view of every path (peer, network).
+fn paths(node: &Node) -> Vec<PathStatus> {
+    node.membership
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .detector
+        .paths
+        .clone()
+}
+
+/// `GET /v1/status` without the witness (which `api.rs` asks over the network).
+pub fn status(node: &Node) -> StatusResponse {
+    let state = node.snapshot();
+    let config = state
+        .config
+        .clone()
+        .unwrap_or_else(|| Arc::clone(&node.boot_config));
+    let metrics = node.consensus.metrics().borrow().clone();
+    let leader = metrics.current_leader.map(|id| node.node_name_of(id));
+    let is_leader = node.consensus.is_leader();
+    // A follower trusts its leader; a leader needs a quorum's recent acknowledgement.
+    let has_quorum = !node.is_isolated()
+        && leader.is_some()
+        && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
+    StatusResponse {
+        schema_version: SCHEMA_VERSION,
+        cluster: config.cluster.name.clone(),
+        answered_by: node.name.to_string(),
+        halted: state.cluster_halted,
+        coordinator: leader,
+        quorum: Quorum {
+            has_quorum,
+            term: metrics.current_term,
+            voters: node
+                .consensus
+                .voters()
+                .iter()
+                .map(|id| node.node_name_of(*id))
+                .collect(),
+            last_applied: state.applied_index,
+            detail: (!has_quorum).then(|| no_quorum(node)),
+        },
+        watchdog: node.watchdog_state.clone(),
+        lease: LeaseStatus {
+            remaining_ms: node.lease_remaining().as_millis() as u64,
+            duration_ms: node.lease_duration.as_millis() as u64,
+        },
+        nodes: node_statuses(node, &config, &state),
+        packages: package_statuses(&config, &state),
+        execution: state.execution.as_ref().map(execution_status),
+        pending: state.pending.iter().map(|p| p.event.to_string()).collect(),
+        events: state
+            .log
+            .iter()
+            .rev()
+            .take(STATUS_EVENTS)
+            .map(EventRecord::from)
+            .collect(),
+        witness: None,
+    }
+}
+
+fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus> {
+    let reach = node.reachability();
+    let paths = paths(node);
+    config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let networks = config
+                .cluster
+                .networks
+                .iter()
+                .filter(|net| halcyon_membership::detector::is_on_network(&config.cluster, n, net))
+                .map(|net| {
+                    let path = paths
+                        .iter()
+                        .find(|p| p.node == n.number && p.network == net.number);
+                    let seen = if n.number == node.number {
+                        PathView::Local
+                    } else {
+                        match path.map(|p| p.state) {
+                            Some(halcyon_membership::PathState::Up) => PathView::Up,
+                            Some(halcyon_membership::PathState::Down) => PathView::Down,
+                            _ => PathView::Unknown,
+                        }
+                    };
+                    NetworkView {
+                        network: net.name.clone(),
+                        path: seen,
+                        adapter_down: path.is_some_and(|p| p.adapter_down),
+                        down: state
+                            .adapters_down
+                            .contains(&(n.name.clone(), net.name.clone())),
+                    }
+                })
+                .collect();
+            NodeStatus {
+                name: n.name.clone(),
+                number: n.number,
+                member: state.cluster.members.contains(&n.name),
+                reachable: match reach.get(&n.number) {
+                    Some(NodeState::Reachable) => Reachability::Reachable,
+                    Some(NodeState::Unreachable) => Reachability::Unreachable,
+                    _ => Reachability::Unknown,
+                },
+                departed: state.departed.contains(&n.name),
+                halted_by_admin: state.halted_by_admin.contains(&n.name),
+                incarnation: state.incarnations.get(&n.name).copied(),
+                networks,
+            }
+        })
+        .collect()
+}
+
+fn package_statuses(config: &Config, state: &State) -> Vec<PackageStatus> {
+    config
+        .packages
+        .keys()
+        .map(|name| {
+            let p = state.cluster.package(name.as_str());
+            let auto_run = config.package(name.as_str()).is_some_and(|c| c.auto_run);
+            PackageStatus {
+                name: name.clone(),
+                status: p.status().to_string(),
+                nodes: p.nodes.clone(),
+                switching: p.switching_enabled(auto_run),
+                failures: p.failures.clone(),
+                error: p.error.clone(),
+                restarts: state.restarts.get(name).cloned(),
+            }
+        })
+        .collect()
+}
+
+/// The event being processed: where its program stands, what runs, and in ERROR what
+/// failed (node, command, status, output tail).
+fn execution_status(e: &halcyon_state::Execution) -> ExecutionStatus {
+    let (state, failures) = match e.progress.state() {
+        halcyon_events::EventState::Running => (ExecutionState::Running, Vec::new()),
+        halcyon_events::EventState::Error { failures } => (ExecutionState::Error, failures.clone()),
+        halcyon_events::EventState::Completed => (ExecutionState::Completed, Vec::new()),
+        halcyon_events::EventState::Skipped => (ExecutionState::Skipped, Vec::new()),
+    };
+    ExecutionStatus {
+        id: e.id,
+        event: e.plan.event.to_string(),
+        state,
+        segment: e.progress.current_segment().map(|s| s + 1),
+        segments: e.progress.segments().len(),
+        last_completed_barrier: e.progress.last_completed_barrier().map(|b| b + 1),
+        failures,
+        running: e
+            .launches
+            .values()
+            .map(|l| RunningCommand {
+                launch: l.launch,
+                node: l.node.clone(),
+                command: l.command.clone(),
+            })
+            .collect(),
+        open_actions: e.open_actions().len(),
+        started_at: e.started_at,
+        max_duration_ms: e.max_duration.as_millis() as u64,
+    }
+}
+
+/// Whether a record concerns `package` (its event, or one of its actions).
+fn record_has_package(r: &halcyon_state::EventRecord, package: &str) -> bool {
+    let of_event = match &r.event {
+        Event::PackageFailed { package: p, .. }
+        | Event::PackageRun { package: p, .. }
+        | Event::PackageHalt { package: p }
+        | Event::PackageMove { package: p, .. }
+        | Event::PackageEnable { package: p, .. }
+        | Event::PackageDisable { package: p, .. }
+        | Event::PackageClear { package: p, .. } => p.as_str() == package,
+        _ => false,
+    };
+    of_event
+        || r.actions
+            .iter()
+            .any(|a| a.package.as_ref().is_some_and(|p| p.as_str() == package))
+}
+
+/// Whether a record concerns `node` (its event, its actions, or its commands).
+fn record_has_node(r: &halcyon_state::EventRecord, node: &str) -> bool {
+    r.event.node().is_some_and(|n| n.as_str() == node)
+        || r.actions.iter().any(|a| a.node.as_str() == node)
+        || r.launches
+            .iter()
+            .any(|l| l.node.as_ref().is_some_and(|n| n.as_str() == node))
+}
+
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let back = humantime::parse_duration(text).map_err(|_| {
+        format!("since: \"{text}\" is neither an RFC 3339 time (2026-11-23T10:00:00Z) nor a duration (10m, 2h)")
+    })?;
+    let span = jiff::SignedDuration::try_from(back).map_err(|e| format!("since: {e}"))?;
+    Timestamp::now()
+        .checked_sub(span)
+        .map_err(|e| format!("since: {e}"))
+}
+
+/// The event log this node holds (oldest first, at most `halcyon_state::LOG_MAX`),
+/// filtered by `query`. Each record has its plan, the actions with their node and detail,
+/// and every command with its node, start, end, status and output.
+pub fn events(node: &Node, query: &EventsQuery) -> Result<EventsResponse, ApiError> {
+    let since = query
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let state = node.snapshot();
+    if let Some(config) = &state.config {
+        if let Some(p) = &query.package
+            && config.package(p).is_none()
+        {
+            return Err(ApiError::not_found(unknown_package(config, p)));
+        }
+        if let Some(n) = &query.node
+            && config.node(n).is_none()
+        {
+            return Err(ApiError::not_found(unknown_node(config, n)));
+        }
+    }
+    let events = state
+        .log
+        .iter()
+        .filter(|r| query.after.is_none_or(|a| r.id > a))
+        .filter(|r| since.is_none_or(|s| r.queued_at >= s || r.finished_at.is_none_or(|f| f >= s)))
+        .filter(|r| {
+            query
+                .package
+                .as_deref()
+                .is_none_or(|p| record_has_package(r, p))
+        })
+        .filter(|r| query.node.as_deref().is_none_or(|n| record_has_node(r, n)))
+        .map(EventRecord::from)
+        .collect();
+    Ok(EventsResponse {
+        schema_version: SCHEMA_VERSION,
+        answered_by: node.name.to_string(),
+        last_applied: state.applied_index,
+        running: state.execution.as_ref().map(|e| e.id),
+        events,
+    })
+}
+
+/// What `event` would do now on this cluster (the plan and the recovery program per
+/// node, with its barriers). Changes nothing.
+pub fn emulate(node: &Node, event: &Event) -> Result<EmulateResponse, ApiError> {
+    let state = node.snapshot();
+    let config = applied_config(&state)?;
+    match halcyon_state::emulate(
+        config,
+        &state.rules,
+        &state.cluster,
+        event,
+        node.timestamp(),
+    ) {
+        Ok(e) => Ok(EmulateResponse {
+            schema_version: SCHEMA_VERSION,
+            text: e.render(),
+            emulation: e,
+        }),
+        Err(e) => Err(ApiError::conflict(e)),
+    }
+}
+
+/// Why `package` runs where it runs, or does not run, node by node.
+pub fn explain(node: &Node, package: &str) -> Result<ExplainResponse, ApiError> {
+    let state = node.snapshot();
+    let config = applied_config(&state)?;
+    if config.package(package).is_none() {
+        return Err(ApiError::not_found(unknown_package(config, package)));
+    }
+    match Engine::new(config).explain(&state.cluster, package, node.timestamp()) {
+        Ok(e) => Ok(ExplainResponse {
+            schema_version: SCHEMA_VERSION,
+            text: e.to_string(),
+            explanation: e,
+        }),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}

@@ -1,0 +1,144 @@
+//! The CLI's side of the API: finding a running cluster, sending a request to its nodes
+//! in turn, and reading the typed answer. The HTTP itself is the daemon's
+//! (`halcyon_daemon::client::request`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use halcyon_api::{ErrorBody, OperationResponse, SCHEMA_VERSION};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Failure, Target, demo};
+
+/// How long the CLI waits for one node's answer (an operation waits up to 30 s for its
+/// event, plus forwarding).
+const CLI_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A request body as JSON.
+pub fn body(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub fn compact(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// The demo cluster's file, as `halcyon demo` writes it.
+#[derive(serde::Deserialize)]
+struct DemoFile {
+    api: Vec<String>,
+}
+
+/// The API addresses to try for a target.
+fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
+    if let Some(a) = target.api {
+        return Ok(vec![a]);
+    }
+    if let Some(dir) = &target.config {
+        let (config, _) = halcyon_config::load(std::slice::from_ref(dir))
+            .map_err(|d| Failure::Invalid(format!("error: {d}")))?;
+        return Ok(halcyon_daemon::node::api_addrs(&config)
+            .into_values()
+            .flatten()
+            .collect());
+    }
+    let file = demo::demo_file();
+    let text = std::fs::read_to_string(&file).map_err(|_| {
+        Failure::Invalid(format!(
+            "error: no cluster given: use --api ADDR or --config DIR (no demo cluster found at {})",
+            file.display()
+        ))
+    })?;
+    let addrs = serde_json::from_str::<DemoFile>(&text)
+        .map(|d| d.api)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Ok(addrs)
+}
+
+/// Sends a request to the target's nodes in turn; the first that answers gives the status
+/// and the body.
+async fn call(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), Failure> {
+    let mut errors = Vec::new();
+    for addr in candidates(target)? {
+        match halcyon_daemon::client::request(addr, method, path, body.as_deref(), CLI_TIMEOUT)
+            .await
+        {
+            Ok(r) => return Ok((r.status, r.body)),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(Failure::Failed(format!(
+        "error: no node answered: {}",
+        errors.join("; ")
+    )))
+}
+
+/// Reads a successful answer: it must be of this build's schema version.
+fn parse<T: DeserializeOwned>(body: &str) -> Result<T, Failure> {
+    let value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| Failure::Failed(format!("error: bad JSON from the API: {e}")))?;
+    let version = value.get("schema_version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(Failure::Failed(format!(
+            "error: the API answered schema version {}; this halcyon reads version {SCHEMA_VERSION}",
+            version.map_or("(none)".to_owned(), |v| v.to_string())
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Failure::Failed(format!("error: unexpected answer from the API: {e}")))
+}
+
+/// An error answer: invalid input when the request named something that does not exist or
+/// was malformed (404, 400), otherwise refused or failed.
+fn refusal(status: u16, body: &str) -> Failure {
+    let message = serde_json::from_str::<ErrorBody>(body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| body.to_owned());
+    let line = format!("error: {message}");
+    match status {
+        400 | 404 => Failure::Invalid(line),
+        _ => Failure::Failed(line),
+    }
+}
+
+/// `GET path`, answered with 200.
+pub async fn get<T: DeserializeOwned>(target: &Target, path: &str) -> Result<T, Failure> {
+    match call(target, "GET", path, None).await? {
+        (200, body) => parse(&body),
+        (status, body) => Err(refusal(status, &body)),
+    }
+}
+
+/// `POST path`, answered with 2xx.
+pub async fn post_as<T: DeserializeOwned>(
+    target: &Target,
+    path: &str,
+    body: Option<String>,
+) -> Result<T, Failure> {
+    match call(target, "POST", path, body).await? {
+        (status, body) if status < 300 => parse(&body),
+        (status, body) => Err(refusal(status, &body)),
+    }
+}
+
+/// An operation (`POST` of packages, nodes, cluster, events).
+pub async fn post(
+    target: &Target,
+    path: &str,
+    body: Option<String>,
+) -> Result<OperationResponse, Failure> {
+    post_as(target, path, body).await
+}

@@ -1,0 +1,434 @@
+//! The commands against a running cluster (`status`, `events`, `event`, `package`, `node`,
+//! `cluster`, `explain`, `emulate --live`), the daemon and witness themselves, and the
+//! demo. Each returns `Ok(())` or a [`Failure`]; `main.rs` decides the exit code.
+
+mod client;
+mod demo;
+pub mod render;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use halcyon_api::{
+    EmulateRequest, EmulateResponse, ExplainResponse, NodeRequest, PackageRequest, RaiseRequest,
+};
+use halcyon_daemon::Settings;
+
+use super::Failure;
+use client::{get, post};
+
+/// Live-cluster commands: the daemon, status and operations against a running cluster.
+#[derive(Debug, Subcommand)]
+pub enum LiveCommand {
+    /// Run this node's daemon (Serviceguard: cmcld started by cmrunnode; HACMP: clstrmgr).
+    Daemon {
+        /// Configuration directory or files (used to bootstrap a new cluster).
+        #[arg(long, default_value = "/etc/halcyon")]
+        config: PathBuf,
+        /// This node's name in the configuration.
+        #[arg(long)]
+        node: String,
+        /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Enable test-only fault injection endpoints.
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
+    /// Run the quorum witness: a Raft voter that runs no packages, for two-node clusters and
+    /// even splits (Serviceguard: the quorum server, qs). Configured in `[quorum.witness]`.
+    Witness {
+        /// Configuration directory or files (the same as the nodes').
+        #[arg(long, default_value = "/etc/halcyon")]
+        config: PathBuf,
+        /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Enable test-only fault injection endpoints.
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
+    /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
+    /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
+    Package {
+        /// run, halt, move, enable or disable.
+        op: String,
+        package: String,
+        /// Target node (run, move, enable, disable).
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop).
+    Node {
+        /// start or halt.
+        op: String,
+        node: String,
+        /// For halt: packages move to other nodes (cmhaltnode -f with takeover).
+        #[arg(long)]
+        takeover: bool,
+        /// For halt: treat as a failure, halt at once.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start or halt the whole cluster: `start` lets every node join and starts the `auto_run`
+    /// packages (cmruncl; HACMP clstart on all nodes); `halt` halts every package and leaves the
+    /// daemons running idle (cmhaltcl; HACMP clstop on all nodes).
+    Cluster {
+        /// start or halt.
+        op: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The event log: every event with its plan, each command's node, start, end, status and
+    /// output, and the ERROR entries and answers (HACMP: hacmp.out / cluster.log; Serviceguard:
+    /// syslog's cmcld lines).
+    Events {
+        /// Only events since this time (RFC 3339) or this long ago (`10m`, `2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events concerning this package.
+        #[arg(long)]
+        package: Option<String>,
+        /// Only events concerning this node (event node, actions or commands).
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing events as they finish (until interrupted).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Machine-readable output (one JSON record per line).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Answer an event stopped in ERROR: `resume` (continue after the barrier), `retry` (run
+    /// the failed commands again) or `skip` (abandon the rest of its program) [ID, default
+    /// the current event]; or `raise NAME --node NODE [--value V ...]` a user-defined event
+    /// (HACMP: clruncmd / "recover from script failure").
+    Event {
+        /// resume, retry, skip or raise.
+        op: String,
+        /// The event id (resume, retry, skip) or the user-defined event's name (raise).
+        arg: Option<String>,
+        /// raise: the event node.
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// raise: the sampled values (X@0, X@1, ...) the commands get.
+        #[arg(long = "value")]
+        values: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
+    Demo {
+        /// Base port of the demo cluster.
+        #[arg(long, default_value_t = 17400)]
+        port: u16,
+    },
+    /// The lease guard process the daemon spawns (halcyon-guard): options `--lead-ms N
+    /// --tick-ms N --rt-priority N|off --mlock|--no-mlock`; the protocol on stdin/stdout.
+    #[command(hide = true)]
+    Guard {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// The demo's tiny HTTP service: answers every request with its node's name.
+    #[command(hide = true)]
+    DemoHttp {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// How the CLI finds a running cluster's API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// API address of any node (host:port).
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
+    /// Configuration directory: the API addresses of its nodes are tried in turn.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs a live command.
+pub fn run(cmd: LiveCommand) -> Result<(), Failure> {
+    // The guard runs without an async runtime (its loop allocates nothing and never returns).
+    if let LiveCommand::Guard { options } = &cmd {
+        match halcyon_guard::GuardConfig::from_args(options.iter().cloned()) {
+            Ok(config) => halcyon_guard::guard_main_stdio(config),
+            Err(e) => return Err(Failure::Invalid(format!("error: halcyon guard: {e}"))),
+        }
+    }
+    block_on(run_async(cmd))
+}
+
+/// Runs `future` on a new multi-threaded runtime.
+fn block_on(future: impl Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::Failed(format!("error: cannot start the runtime: {e}")))?;
+    runtime.block_on(future)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
+    match cmd {
+        LiveCommand::Daemon {
+            config,
+            node,
+            state_dir,
+            test_faults,
+        } => {
+            init_logging();
+            let state_dir =
+                state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon").join(&node));
+            let settings = Settings {
+                config_paths: vec![config],
+                node,
+                state_dir,
+                test_faults,
+            };
+            halcyon_daemon::run(settings)
+                .await
+                .map_err(|e| Failure::Failed(format!("error: {e:#}")))
+        }
+        LiveCommand::Witness {
+            config,
+            state_dir,
+            test_faults,
+        } => {
+            init_logging();
+            let settings = halcyon_daemon::witness::WitnessSettings {
+                config_paths: vec![config],
+                state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
+                test_faults,
+            };
+            halcyon_daemon::witness::run(settings)
+                .await
+                .map_err(|e| Failure::Failed(format!("error: {e:#}")))
+        }
+        LiveCommand::Status { target, json } => {
+            let status: halcyon_api::StatusResponse = get(&target, "/v1/status").await?;
+            if json {
+                println!("{}", client::pretty(&status));
+            } else {
+                print!("{}", render::status(&status));
+            }
+            Ok(())
+        }
+        LiveCommand::Package {
+            op,
+            package,
+            node,
+            target,
+        } => {
+            let body = node.map(|node| client::body(&PackageRequest { node: Some(node) }));
+            operation(&target, &format!("/v1/packages/{package}/{op}"), body).await
+        }
+        LiveCommand::Node {
+            op,
+            node,
+            takeover,
+            force,
+            target,
+        } => {
+            let how = match (takeover, force) {
+                (true, true) => {
+                    return Err(Failure::Invalid(
+                        "error: --takeover and --force exclude each other".into(),
+                    ));
+                }
+                (true, false) => Some("takeover"),
+                (false, true) => Some("force"),
+                _ => None,
+            };
+            let body = how.map(|h| {
+                client::body(&NodeRequest {
+                    how: Some(h.to_owned()),
+                })
+            });
+            operation(&target, &format!("/v1/nodes/{node}/{op}"), body).await
+        }
+        LiveCommand::Cluster { op, target } => {
+            if !["start", "halt"].contains(&op.as_str()) {
+                return Err(Failure::Invalid(format!(
+                    "error: unknown cluster operation \"{op}\"; expected start or halt"
+                )));
+            }
+            operation(&target, &format!("/v1/cluster/{op}"), None).await
+        }
+        LiveCommand::Events {
+            since,
+            package,
+            node,
+            follow,
+            json,
+            target,
+        } => {
+            let mut query = Vec::new();
+            for (key, value) in [("since", &since), ("package", &package), ("node", &node)] {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", url_escape(v)));
+                }
+            }
+            show_events(&target, query, follow, json).await
+        }
+        LiveCommand::Event {
+            op,
+            arg,
+            node,
+            values,
+            target,
+        } => event(&target, &op, arg, node, values).await,
+        LiveCommand::Guard { .. } => unreachable!("handled in run"),
+        LiveCommand::Demo { port } => demo::run_demo(port).await,
+        LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
+    }
+}
+
+/// `halcyon event resume|retry|skip [ID]` and `halcyon event raise NAME --node NODE`.
+async fn event(
+    target: &Target,
+    op: &str,
+    arg: Option<String>,
+    node: Option<String>,
+    values: Vec<String>,
+) -> Result<(), Failure> {
+    match op {
+        "resume" | "retry" | "skip" => {
+            if node.is_some() || !values.is_empty() {
+                return Err(Failure::Invalid(
+                    "error: --node and --value are for `halcyon event raise`".into(),
+                ));
+            }
+            let id = arg.unwrap_or_else(|| "current".to_owned());
+            operation(target, &format!("/v1/events/{id}/{op}"), None).await
+        }
+        "raise" => {
+            let (Some(name), Some(node)) = (arg, node) else {
+                return Err(Failure::Invalid(
+                    "error: expected `halcyon event raise NAME --node NODE [--value V ...]`".into(),
+                ));
+            };
+            let body = client::body(&RaiseRequest { name, node, values });
+            operation(target, "/v1/events/raise", Some(body)).await
+        }
+        other => Err(Failure::Invalid(format!(
+            "error: unknown event operation \"{other}\"; expected resume, retry, skip or raise"
+        ))),
+    }
+}
+
+/// Posts an operation and prints its answer.
+async fn operation(target: &Target, path: &str, body: Option<String>) -> Result<(), Failure> {
+    let response = post(target, path, body).await?;
+    print!("{}", render::operation(&response));
+    Ok(())
+}
+
+/// `halcyon explain PKG` against the live cluster: prints the coordinator's explanation.
+pub fn explain(target: &Target, package: &str) -> Result<(), Failure> {
+    block_on(async {
+        let answer: ExplainResponse = get(target, &format!("/v1/explain/{package}")).await?;
+        print!("{}", answer.text);
+        Ok(())
+    })
+}
+
+/// `halcyon emulate --live EVENT ...`: what the event would do now on the running cluster
+/// (the plan and the recovery program per node with its barriers). Changes nothing.
+pub fn emulate(target: &Target, event: &halcyon_policy::Event, json: bool) -> Result<(), Failure> {
+    block_on(async {
+        let body = client::body(&EmulateRequest {
+            event: event.clone(),
+        });
+        let answer: EmulateResponse = client::post_as(target, "/v1/emulate", Some(body)).await?;
+        if json {
+            println!("{}", client::pretty(&answer.emulation));
+        } else {
+            print!("{}", answer.text);
+        }
+        Ok(())
+    })
+}
+
+/// Percent-escapes a query value.
+fn url_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// How often `halcyon events --follow` asks again.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// `halcyon events`: prints the finished events (and, without `--follow`, the one running),
+/// then with `--follow` each event as it finishes.
+async fn show_events(
+    target: &Target,
+    query: Vec<String>,
+    follow: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut after: Option<u64> = None;
+    loop {
+        let mut q = query.clone();
+        if let Some(a) = after {
+            q.push(format!("after={a}"));
+        }
+        let path = if q.is_empty() {
+            "/v1/events".to_owned()
+        } else {
+            format!("/v1/events?{}", q.join("&"))
+        };
+        let answer: halcyon_api::EventsResponse = get(target, &path).await?;
+        for record in &answer.events {
+            let running = record.outcome == halcyon_state::Outcome::Running;
+            if running && follow {
+                break; // printed once it finishes
+            }
+            if json {
+                println!("{}", client::compact(record));
+            } else {
+                print!("{}", render::event(record));
+            }
+            if !running {
+                after = Some(record.id);
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
