@@ -2,31 +2,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--api")
-        .arg(c.api(i).to_string())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[test]
 fn voters_are_removed_and_added_with_precise_refusals() {
-    let mut spec = Spec::new(27900);
-    spec.quorum = "min_voters = 2".into();
+    let mut spec = Spec::new();
+    spec.quorum.min_voters = Some(2);
     let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     let coordinator = c.status(1).unwrap()["coordinator"]

@@ -174,7 +174,10 @@ impl Cluster {
 
     /// The number (1-based) of the node called `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|s| s.name == name).map(|p| p + 1)
+        self.nodes
+            .iter()
+            .position(|s| s.name == name)
+            .map(|p| p + 1)
     }
 
     pub fn state_dir(&self, i: usize) -> PathBuf {

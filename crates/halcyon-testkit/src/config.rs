@@ -39,9 +39,13 @@ pub struct Quorum {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkKind {
-    Ip { subnets: Vec<String> },
+    Ip {
+        subnets: Vec<String>,
+    },
     /// A heartbeat over a shared file or block device.
-    Disk { device: PathBuf },
+    Disk {
+        device: PathBuf,
+    },
 }
 
 /// `[[network]]`.
@@ -252,8 +256,16 @@ impl Package {
         package.insert("type".into(), kind.into());
         package.insert("nodes".into(), strings(&self.nodes));
         package.insert("auto_run".into(), self.auto_run.into());
-        insert_some(&mut package, "failover_policy", self.failover_policy.clone());
-        insert_some(&mut package, "failback_policy", self.failback_policy.clone());
+        insert_some(
+            &mut package,
+            "failover_policy",
+            self.failover_policy.clone(),
+        );
+        insert_some(
+            &mut package,
+            "failback_policy",
+            self.failback_policy.clone(),
+        );
         insert_some(&mut package, "priority", self.priority.map(i64::from));
         if !self.networks.is_empty() {
             package.insert("networks".into(), strings(&self.networks));

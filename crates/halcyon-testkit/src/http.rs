@@ -75,7 +75,11 @@ pub fn request(
     limit: Duration,
 ) -> Result<Response, Error> {
     let deadline = Instant::now() + limit;
-    let remaining = || deadline.saturating_duration_since(Instant::now()).max(STEP_MIN);
+    let remaining = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(STEP_MIN)
+    };
     let io = |source| Error::Io { address, source };
     let mut stream = TcpStream::connect_timeout(&address, limit.max(STEP_MIN)).map_err(io)?;
     let _ = stream.set_nodelay(true);

@@ -56,8 +56,7 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
     };
     let mut web = Package::failover("web", &["n1", "n2", "n3"]).resource(Resource::Service {
         name: "srv".into(),
-        command: r#"while :; do echo "alive $HALCYON_NODE" >> '/tmp/a b'; sleep 0.01; done"#
-            .into(),
+        command: r#"while :; do echo "alive $HALCYON_NODE" >> '/tmp/a b'; sleep 0.01; done"#.into(),
         restart: Some(2),
         halt_timeout: Some(Duration::from_secs(1)),
         node_fail_fast: true,
@@ -94,23 +93,21 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
         location: Some("same_node".into()),
         condition: Some("up".into()),
     }];
-    let agent =
-        Package::multi_node("agent").resource(Resource::service("a", "sleep 1000"));
-    config = config
-        .package(web)
-        .package(mark)
-        .package(agent)
-        .file(
-            "rules.toml",
-            "[[event]]\nname = \"UE_WEB_LOAD\"\nprogram = 'event \"true\" 0'\n",
-        );
+    let agent = Package::multi_node("agent").resource(Resource::service("a", "sleep 1000"));
+    config = config.package(web).package(mark).package(agent).file(
+        "rules.toml",
+        "[[event]]\nname = \"UE_WEB_LOAD\"\nprogram = 'event \"true\" 0'\n",
+    );
     let loaded = load(&config);
     assert_eq!(loaded.cluster.nodes.len(), 3);
     assert_eq!(loaded.cluster.networks.len(), 3);
     assert_eq!(loaded.packages.len(), 3);
     let text = config.cluster_toml();
     assert!(text.contains("[quorum.witness]"), "{text}");
-    assert!(text.contains("watchdog = '/tmp/watchdog \"quoted\"'"), "{text}");
+    assert!(
+        text.contains("watchdog = '/tmp/watchdog \"quoted\"'"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -135,8 +132,9 @@ fn a_lab_like_cluster_with_devices_standby_interfaces_and_relocatable_addresses_
         })
         .resource(Resource::Service {
             name: "http".into(),
-            command: "exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \"$HALCYON_NODE\""
-                .into(),
+            command:
+                "exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \"$HALCYON_NODE\""
+                    .into(),
             restart: Some(3),
             halt_timeout: Some(Duration::from_secs(2)),
             node_fail_fast: false,
@@ -150,13 +148,17 @@ fn a_lab_like_cluster_with_devices_standby_interfaces_and_relocatable_addresses_
 
 #[test]
 fn a_cluster_without_heartbeat_or_quorum_sections_loads_with_the_defaults() {
-    let config = ClusterConfig::loopback("bench", 21_000, 16, "node", "lo", "127.0.0.0/8")
-        .package(Package::failover("hello", &["node1", "node2"]).resource(Resource::service(
+    let config = ClusterConfig::loopback("bench", 21_000, 16, "node", "lo", "127.0.0.0/8").package(
+        Package::failover("hello", &["node1", "node2"]).resource(Resource::service(
             "http",
             "exec halcyon demo-http --bind 127.0.0.${HALCYON_NODE#node}:21003",
-        )));
+        )),
+    );
     let text = config.cluster_toml();
-    assert!(!text.contains("[heartbeat]") && !text.contains("[quorum]"), "{text}");
+    assert!(
+        !text.contains("[heartbeat]") && !text.contains("[quorum]"),
+        "{text}"
+    );
     let loaded = load(&config);
     assert_eq!(loaded.cluster.nodes.len(), 16);
     assert_eq!(loaded.cluster.nodes[15].name.to_string(), "node16");
