@@ -851,12 +851,13 @@ mod tests {
             package.contains("kind = \"ip\"\nnetwork = \"net1\"\naddress = \"198.18.1.200/24\""),
             "{package}"
         );
-        assert!(
-            package.contains(
-                "command = \"exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \\\"$HALCYON_NODE\\\"\""
+        match &config.packages[0].resources[1] {
+            Resource::Service { command, .. } => assert_eq!(
+                command,
+                "exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \"$HALCYON_NODE\""
             ),
-            "{package}"
-        );
+            other => panic!("the second resource is the service, not {other:?}"),
+        }
         assert!(spec.outage_bound() > spec.nominal_takeover());
         assert!(!cluster.contains("standby") && !cluster.contains("witness"));
     }
