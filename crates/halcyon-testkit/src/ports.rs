@@ -18,6 +18,7 @@
 use std::fs::{File, OpenOptions};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The directory of the lock files, shared by every process on the machine.
@@ -28,6 +29,9 @@ pub const PORTS_LOW: u16 = 20_000;
 pub const PORTS_HIGH: u16 = 27_000;
 /// Longest block.
 pub const BLOCK_PORTS_MAX: u16 = 100;
+/// Modes of the lock directory (everyone may create files, like /tmp) and of a lock file.
+const DIRECTORY_MODE: u32 = 0o1777;
+const LOCK_FILE_MODE: u32 = 0o666;
 /// Most addresses a block is checked on.
 pub const CHECK_ADDRESSES_MAX: usize = 256;
 
@@ -164,10 +168,7 @@ impl PortAllocator {
                 len,
             });
         }
-        std::fs::create_dir_all(&self.directory).map_err(|source| PortError::LockDirectory {
-            path: self.directory.clone(),
-            source,
-        })?;
+        self.create_directory()?;
         let first = std::process::id() as usize % candidates;
         let (mut locked, mut in_use) = (0, 0);
         for k in 0..candidates {
@@ -202,18 +203,40 @@ impl PortAllocator {
         })
     }
 
+    /// Creates the lock directory, writable by every user like /tmp (sticky), so that tests
+    /// run by different users still see each other's locks.
+    fn create_directory(&self) -> Result<(), PortError> {
+        let error = |source| PortError::LockDirectory {
+            path: self.directory.clone(),
+            source,
+        };
+        if !self.directory.is_dir() {
+            std::fs::create_dir_all(&self.directory).map_err(error)?;
+            // Another user's directory keeps its own mode; ours is opened to everyone.
+            let _ = std::fs::set_permissions(
+                &self.directory,
+                std::fs::Permissions::from_mode(DIRECTORY_MODE),
+            );
+        }
+        Ok(())
+    }
+
     /// The locks of every port of the block, or None when one is held elsewhere (the locks
     /// taken so far are released on return).
     fn lock_block(&self, base: u16, len: u16) -> Result<Option<Vec<File>>, PortError> {
         let mut locks = Vec::with_capacity(usize::from(len));
         for port in base..base + len {
             let path = self.directory.join(format!("port-{port}.lock"));
+            // A lock file another user created may be read-only to us: flock needs no write
+            // access.
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
+                .mode(LOCK_FILE_MODE)
                 .open(&path)
+                .or_else(|_| File::open(&path))
                 .map_err(|source| PortError::LockFile {
                     path: path.clone(),
                     source,
