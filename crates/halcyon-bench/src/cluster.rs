@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use halcyon_testkit::cluster::{self as testkit_cluster, Launch};
-use halcyon_testkit::config::loopback_address;
-use halcyon_testkit::{ClusterConfig, Package, Resource, http};
+use halcyon_testkit::config::{self as testkit_config, loopback_address};
+use halcyon_testkit::{ClusterConfig, http};
 use serde_json::Value;
 
 use crate::interrupt;
 
 /// The package every benchmark cluster runs.
-pub const PACKAGE: &str = "hello";
+pub const PACKAGE: &str = testkit_config::DEMO_PACKAGE;
 /// Most nodes a loopback cluster may have here (one 127.0.0.x address each).
 pub const NODES_MAX: usize = 64;
 /// The demo service's port, after the daemon's own (heartbeats on the base port, Raft on +1,
@@ -65,37 +65,27 @@ pub struct Cluster {
     inner: testkit_cluster::Cluster,
 }
 
-/// The cluster's configuration: `nodes` nodes `node<i>` on 127.0.0.i, one failover package
-/// whose service serves `hello from NODE` on the node's address at `port + SERVICE_OFFSET`.
+/// The cluster's configuration: the demo's (see `halcyon_testkit::config::demo`) with `nodes`
+/// nodes, whose service serves `hello from NODE` on the node's address at
+/// `port + SERVICE_OFFSET`.
 pub fn config(
     nodes: usize,
     port: u16,
     heartbeat: Option<Heartbeat>,
     halcyon: &Path,
 ) -> ClusterConfig {
-    let mut config = ClusterConfig::loopback("bench", port, nodes, "node", "lo", "127.0.0.0/8");
-    config.id = u32::from(port);
-    if let Some(h) = heartbeat {
-        config = config.heartbeat(Duration::from_millis(h.interval_ms), h.sensitivity);
-    }
-    let names = config.node_names();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     // node<i> serves on 127.0.0.<i>, as the cluster file places the nodes.
     let command = format!(
         "exec '{}' demo-http --bind 127.0.0.${{HALCYON_NODE#node}}:{} --name $HALCYON_NODE",
         halcyon.display(),
         port + SERVICE_OFFSET
     );
-    let mut package = Package::failover(PACKAGE, &names).resource(Resource::Service {
-        name: "http".into(),
-        command,
-        restart: Some(2),
-        halt_timeout: Some(Duration::from_secs(2)),
-        node_fail_fast: false,
-    });
-    package.failover_policy = Some("configured_node".into());
-    package.failback_policy = Some("manual".into());
-    config.package(package)
+    let mut config = testkit_config::demo("bench", port, nodes, command);
+    config.id = u32::from(port);
+    if let Some(h) = heartbeat {
+        config = config.heartbeat(Duration::from_millis(h.interval_ms), h.sensitivity);
+    }
+    config
 }
 
 impl Cluster {

@@ -438,6 +438,29 @@ impl ClusterConfig {
     }
 }
 
+/// The package every demo cluster runs.
+pub const DEMO_PACKAGE: &str = "hello";
+
+/// The cluster of `halcyon demo`, which the benchmark measures too: `nodes` nodes `node1`,
+/// `node2`, ... on 127.0.0.i (network `lo`, 127.0.0.0/8) and one failover package
+/// [`DEMO_PACKAGE`] on every node in order, whose service `http` runs `command` (two restarts,
+/// 2 s to halt), failing over in the configured order and never back by itself.
+pub fn demo(name: &str, port: u16, nodes: usize, command: impl Into<String>) -> ClusterConfig {
+    let config = ClusterConfig::loopback(name, port, nodes, "node", "lo", "127.0.0.0/8");
+    let names = config.node_names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut package = Package::failover(DEMO_PACKAGE, &names).resource(Resource::Service {
+        name: "http".into(),
+        command: command.into(),
+        restart: Some(2),
+        halt_timeout: Some(Duration::from_secs(2)),
+        node_fail_fast: false,
+    });
+    package.failover_policy = Some("configured_node".into());
+    package.failback_policy = Some("manual".into());
+    config.package(package)
+}
+
 /// `127.0.0.i`: node `i`'s loopback address.
 pub fn loopback_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(
