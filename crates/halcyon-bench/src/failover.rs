@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::Value;
 
-use crate::cluster::{self, Cluster, Heartbeat, Ports, Ready};
+use crate::cluster::{self, Cluster, Heartbeat, Ready};
 use crate::stats::{Summary, summarize};
 use crate::{interrupt, loadavg};
 
@@ -49,7 +49,6 @@ pub struct Options {
     pub runs: usize,
     pub fast: bool,
     pub halcyon: PathBuf,
-    pub port_start: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +95,6 @@ pub struct Report {
 
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let heartbeat = options.fast.then_some(FAST);
-    let mut ports = Ports::new(options.port_start);
     let mut report = Report {
         runs: Vec::new(),
         failures: Vec::new(),
@@ -114,7 +112,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         } else {
             Class::HolderIsNotCoordinator
         };
-        match one_run(options, heartbeat, &mut ports, want, &mut report.lease_ms) {
+        match one_run(options, heartbeat, want, &mut report.lease_ms) {
             Ok(run) => {
                 failures_in_a_row = 0;
                 println!(
@@ -150,12 +148,10 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
 fn one_run(
     options: &Options,
     heartbeat: Option<Heartbeat>,
-    ports: &mut Ports,
     want: Class,
     lease_ms: &mut Option<u64>,
 ) -> anyhow::Result<Run> {
-    let port = ports.take(NODES)?;
-    let mut cluster = Cluster::start(&options.halcyon, NODES, port, heartbeat)?;
+    let mut cluster = Cluster::start(&options.halcyon, NODES, heartbeat)?;
     let ready = cluster.wait_ready(READY_TIMEOUT)?;
     let holder = cluster.daemons[ready.holder].name.clone();
     let target = match want {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cluster::{Cluster, Ports};
+use crate::cluster::Cluster;
 use crate::stats::summarize;
 use crate::{interrupt, loadavg};
 
@@ -27,7 +27,6 @@ pub struct Options {
     pub nodes: usize,
     pub seconds: u64,
     pub halcyon: PathBuf,
-    pub port_start: u16,
 }
 
 pub struct NodeFootprint {
@@ -86,9 +85,8 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         .ok()
         .filter(|&t| t > 0)
         .context("sysconf(_SC_CLK_TCK) failed")?;
-    let mut ports = Ports::new(options.port_start);
-    let port = ports.take(options.nodes)?;
-    let mut cluster = Cluster::start(&options.halcyon, options.nodes, port, None)?;
+    let mut cluster = Cluster::start(&options.halcyon, options.nodes, None)?;
+    let port = cluster.port;
     println!(
         "started {} daemons on 127.0.0.1-{} (base port {port}); waiting for formation...",
         options.nodes, options.nodes

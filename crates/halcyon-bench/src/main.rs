@@ -13,7 +13,6 @@
 mod cluster;
 mod failover;
 mod footprint;
-mod http;
 mod interrupt;
 mod stats;
 
@@ -64,10 +63,6 @@ struct Common {
     /// The halcyon binary (default: `halcyon` next to this program).
     #[arg(long)]
     halcyon: Option<PathBuf>,
-    /// First base port to try (each cluster takes the next free one, 100 ports apart;
-    /// default: derived from this process's id).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(20_000..=64_000))]
-    port_start: Option<u16>,
 }
 
 impl Common {
@@ -85,11 +80,6 @@ impl Common {
             ));
         }
         Ok(path)
-    }
-
-    fn port_start(&self) -> u16 {
-        self.port_start
-            .unwrap_or_else(|| 20_000 + (std::process::id() % 400) as u16 * cluster::PORT_STRIDE)
     }
 }
 
@@ -118,20 +108,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let port_start = common.port_start();
     let result = match &cli.command {
         Command::Failover { runs, fast, .. } => failover::run(&failover::Options {
             runs: *runs as usize,
             fast: *fast,
             halcyon,
-            port_start,
         })
         .map(|report| failover::render(&report, &command_line())),
         Command::Footprint { nodes, seconds, .. } => footprint::run(&footprint::Options {
             nodes: *nodes as usize,
             seconds: *seconds,
             halcyon,
-            port_start,
         })
         .map(|report| footprint::render(&report, &command_line())),
     };

@@ -21,10 +21,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep};
 
 use crate::client;
-use crate::executor::decide::{self, LocalAction, What};
-use crate::executor::{INBOX_CAPACITY, Inbox};
 use crate::coordinator::decide::{Input, LeaseFacts, Memory, decide};
 use crate::coordinator::emit;
+use crate::executor::decide::{self, LocalAction, What};
+use crate::executor::{INBOX_CAPACITY, Inbox};
 use crate::faults::HeartbeatFaults;
 use crate::guard::Gate;
 use crate::lease::{self, Holder};

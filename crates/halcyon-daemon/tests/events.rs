@@ -14,31 +14,17 @@ use serde_json::Value;
 
 /// Starts the nodes in `start` of a cluster configured by `spec`, with `rules(dir)` as
 /// its rules file (`dir`: the test directory, for journals and flags).
-fn cluster_with_rules(spec: Spec, start: &[usize], rules: impl Fn(&Path) -> String) -> Cluster {
-    let mut c = Cluster::configure(&spec);
-    let text = rules(c.path());
-    std::fs::write(c.path().join("config/rules.toml"), text).unwrap();
+fn cluster_with_rules(
+    mut spec: Spec,
+    start: &[usize],
+    rules: impl FnOnce(&Path) -> String + 'static,
+) -> Cluster {
+    spec.rules(rules);
+    let mut c = Cluster::configure(spec);
     for &i in start {
         c.start(i);
     }
     c
-}
-
-fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--api")
-        .arg(c.api(i).to_string())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// The event log as node `i` holds it.
@@ -152,7 +138,7 @@ fn the_seeds_node_up_walk_through_on_four_nodes() {
     // members, barrier, `event` runs node_up on node 3, barrier, `all` runs
     // node_up_complete (status ignored). The built-in release and acquire keep their
     // places around the same barriers.
-    let mut spec = Spec::new(27800);
+    let mut spec = Spec::new();
     spec.nodes = 4;
     let mut c = cluster_with_rules(spec, &[1, 2, 4], |dir| {
         format!(
@@ -270,7 +256,7 @@ fn rwho_rules(dir: &Path) -> String {
 
 #[test]
 fn the_seeds_rwho_user_defined_event_runs_end_to_end() {
-    let c = cluster_with_rules(Spec::new(27810), &[1, 2, 3], rwho_rules);
+    let c = cluster_with_rules(Spec::new(), &[1, 2, 3], rwho_rules);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_for(1, "stable", FORM_TIMEOUT, |v| {
         v["execution"].is_null() && v["pending"].as_array().is_some_and(|p| p.is_empty())
@@ -378,7 +364,7 @@ fn the_seeds_rwho_user_defined_event_runs_end_to_end() {
     drop(follower);
     // Unknown user events are refused precisely, and change nothing.
     let (code, out) = cli(&c, 1, &["event", "raise", "UE_NOPE", "--node", "n2"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "an unknown event is invalid input: {out}");
     assert!(
         out.contains(
             "no rule for the user-defined event \"UE_NOPE\" (user-defined events: UE_PGMRWHO_DOWN)"
@@ -393,7 +379,7 @@ fn node_3_failing_while_3_4_5_join_is_processed_after_the_joins() {
     // node_up 3, 4, 5, then node_down 3. The queue is held by a user event waiting for
     // a flag file while the joins and the failure are detected.
     // Seven nodes: the four others (1, 2, 6, 7) are a Raft majority without 3, 4, 5.
-    let mut spec = Spec::new(27820);
+    let mut spec = Spec::new();
     spec.nodes = 7;
     let mut c = cluster_with_rules(spec, &[1, 2, 6, 7], |dir| {
         format!(
@@ -455,7 +441,7 @@ fn node_3_failing_while_3_4_5_join_is_processed_after_the_joins() {
 
 #[test]
 fn a_failing_command_stops_the_event_in_error_until_resume_retry_or_skip() {
-    let c = cluster_with_rules(Spec::new(27830), &[1, 2, 3], |dir| {
+    let c = cluster_with_rules(Spec::new(), &[1, 2, 3], |dir| {
         format!(
             "[[event]]\nname = \"UE_CHECK\"\nprogram = '''\n\
              event \"echo checking; test -f {}\" 0\n\
@@ -556,7 +542,7 @@ fn a_failing_command_stops_the_event_in_error_until_resume_retry_or_skip() {
 
 #[test]
 fn the_coordinator_killed_between_two_barriers_does_not_rerun_the_first_segment() {
-    let c0 = cluster_with_rules(Spec::new(27840), &[1, 2, 3], |dir| {
+    let c0 = cluster_with_rules(Spec::new(), &[1, 2, 3], |dir| {
         let j = dir.join("journal");
         let j = j.display();
         format!(
@@ -626,7 +612,7 @@ fn the_coordinator_killed_between_two_barriers_does_not_rerun_the_first_segment(
 
 #[test]
 fn recovery_with_retries_duration_warning_and_notify_before_and_after() {
-    let c = cluster_with_rules(Spec::new(27850), &[1, 2, 3], |dir| {
+    let c = cluster_with_rules(Spec::new(), &[1, 2, 3], |dir| {
         let j = dir.join("journal");
         let j = j.display();
         let count = dir.join("count");

@@ -5,12 +5,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use halcyon_testkit::{Package, Resource};
 
 /// Kill n1 (package and coordinator), let web move to n2, restart n1; returns the cluster
 /// once n1 is a member again (incarnation 2).
-fn kill_and_rejoin_n1(failback: &str, port: u16) -> Cluster {
-    let mut spec = Spec::new(port);
-    spec.web = format!("failback_policy = \"{failback}\"");
+fn kill_and_rejoin_n1(failback: &str) -> Cluster {
+    let mut spec = Spec::new();
+    let failback = failback.to_owned();
+    spec.web(|_, web| web.failback_policy = Some(failback));
     let mut c = Cluster::start_with(spec);
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(2, FORM_TIMEOUT);
@@ -24,7 +26,7 @@ fn kill_and_rejoin_n1(failback: &str, port: u16) -> Cluster {
 
 #[test]
 fn automatic_failback_returns_the_package_when_its_node_rejoins() {
-    let c = kill_and_rejoin_n1("automatic", 27500);
+    let c = kill_and_rejoin_n1("automatic");
     let took = c.wait_web_on(2, "n1", FAILOVER_TIMEOUT);
     eprintln!("failback to n1 observed {took:?} after n1 became a member");
     c.wait_activity_from("n1", Duration::from_secs(5));
@@ -45,7 +47,7 @@ fn automatic_failback_returns_the_package_when_its_node_rejoins() {
 
 #[test]
 fn manual_failback_leaves_the_package_where_it_is_when_its_node_rejoins() {
-    let c = kill_and_rejoin_n1("manual", 27510);
+    let c = kill_and_rejoin_n1("manual");
     // Give a failback every chance to happen (several coordinator ticks and a full plan).
     std::thread::sleep(Duration::from_secs(2));
     let v = c.status(1).unwrap();
@@ -62,6 +64,18 @@ fn manual_failback_leaves_the_package_where_it_is_when_its_node_rejoins() {
     assert_no_overlap(&c.activity(), 1);
 }
 
+/// Changes the command and `node_fail_fast` of `web`'s service.
+fn set_service(web: &mut Package, change: impl FnOnce(&mut String, &mut bool)) {
+    match &mut web.resources[0] {
+        Resource::Service {
+            command,
+            node_fail_fast,
+            ..
+        } => change(command, node_fail_fast),
+        other => panic!("web's first resource is a service, not {other:?}"),
+    }
+}
+
 fn pgid_of_web(c: &Cluster, i: usize) -> i32 {
     std::fs::read_to_string(c.state_dir(i).join("run/web.0.pgid"))
         .ok()
@@ -71,7 +85,7 @@ fn pgid_of_web(c: &Cluster, i: usize) -> i32 {
 
 #[test]
 fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
-    let mut c = Cluster::start_with(Spec::new(27520));
+    let mut c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
     // Put web on a node that is not the coordinator.
@@ -148,22 +162,19 @@ fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
 
 #[test]
 fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
-    let mut spec = Spec::new(27530);
-    let starts = "STARTS";
+    let mut spec = Spec::new();
     spec.web_restart = 2;
     // Crashes 300 ms after every start on n1; runs normally elsewhere.
-    spec.web_command = Some(format!(
-        "echo \"start $HALCYON_NODE\" >> {starts}; if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; echo \"disk full on $HALCYON_NODE\"; exit 3; fi; while :; do sleep 1; done"
-    ));
-    let c = Cluster::configure(&spec);
-    // The command is written before the directory is known: point it at the test directory.
-    let web = c.path().join("config/web.toml");
+    spec.web(|dir, web| {
+        set_service(web, |command, _| {
+            *command = format!(
+                "echo \"start $HALCYON_NODE\" >> {}; if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; echo \"disk full on $HALCYON_NODE\"; exit 3; fi; while :; do sleep 1; done",
+                dir.join("starts.log").display()
+            )
+        })
+    });
+    let mut c = Cluster::configure(spec);
     let starts_log = c.path().join("starts.log");
-    let text = std::fs::read_to_string(&web)
-        .unwrap()
-        .replace(starts, &starts_log.display().to_string());
-    std::fs::write(&web, text).unwrap();
-    let mut c = c;
     for i in 1..=3 {
         c.start(i);
     }
@@ -222,18 +233,14 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
 
 #[test]
 fn a_failing_service_with_node_fail_fast_takes_its_node_out_of_the_cluster() {
-    let mut spec = Spec::new(27540);
+    let mut spec = Spec::new();
     spec.web_restart = 0;
     spec.web_command = Some(
         "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.5; exit 3; fi; while :; do sleep 1; done"
             .to_owned(),
     );
-    let c = Cluster::configure(&spec);
-    let web = c.path().join("config/web.toml");
-    let mut text = std::fs::read_to_string(&web).unwrap();
-    text.push_str("node_fail_fast = true\n");
-    std::fs::write(&web, text).unwrap();
-    let mut c = c;
+    spec.web(|_, web| set_service(web, |_, node_fail_fast| *node_fail_fast = true));
+    let mut c = Cluster::configure(spec);
     for i in 1..=3 {
         c.start(i);
     }

@@ -10,14 +10,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use halcyon_testkit::config::{Monitor, MonitorAction};
 use serde_json::Value;
 
 /// Starts the nodes in `start` of a cluster configured by `spec`, with `rules(dir)` as
 /// its rules file (`dir`: the test directory).
-fn cluster_with_rules(spec: Spec, start: &[usize], rules: impl Fn(&Path) -> String) -> Cluster {
-    let mut c = Cluster::configure(&spec);
-    let text = rules(c.path());
-    std::fs::write(c.path().join("config/rules.toml"), text).unwrap();
+fn cluster_with_rules(
+    mut spec: Spec,
+    start: &[usize],
+    rules: impl FnOnce(&Path) -> String + 'static,
+) -> Cluster {
+    spec.rules(rules);
+    let mut c = Cluster::configure(spec);
     for &i in start {
         c.start(i);
     }
@@ -235,7 +239,7 @@ fn the_seeds_rwho_event_fires_when_rwhod_dies_on_n2_and_again_only_after_it_came
         return;
     }
     // Each node in a PID namespace of its own: like separate hosts, only n2 sees its rwhod.
-    let mut spec = Spec::new(28100);
+    let mut spec = Spec::new();
     spec.pid_namespaces = true;
     let c = cluster_with_rules(spec, &[1, 2, 3], rwho_rules);
     let dir: PathBuf = c.path().to_owned();
@@ -331,14 +335,16 @@ fn the_seeds_rwho_event_fires_when_rwhod_dies_on_n2_and_again_only_after_it_came
 
 // ------------------------------------------------------------------ package monitors
 
-/// `web`'s extra lines: a monitor sampling `value.NODE` (its node's value file) every
-/// 200 ms with `action`.
-fn web_monitor(dir: &Path, predicate: &str, rearm: &str, action: &str) -> String {
-    format!(
-        "[[monitor]]\nname = \"load\"\nsample = \"cat {}/value.$HALCYON_NODE\"\ninterval = \"200ms\"\n\
-         predicate = \"{predicate}\"\n{rearm}{action}\n",
-        dir.display()
-    )
+/// `web`'s monitor sampling `value.NODE` (its node's value file) every 200 ms with `action`.
+fn web_monitor(dir: &Path, predicate: &str, rearm: Option<&str>, action: MonitorAction) -> Monitor {
+    Monitor {
+        name: "load".into(),
+        sample: format!("cat {}/value.$HALCYON_NODE", dir.display()),
+        interval: Duration::from_millis(200),
+        predicate: predicate.into(),
+        rearm: rearm.map(str::to_owned),
+        action,
+    }
 }
 
 fn set_value(dir: &Path, node: &str, value: u32) {
@@ -352,15 +358,13 @@ fn set_value(dir: &Path, node: &str, value: u32) {
 fn a_package_monitor_with_fail_package_fails_the_package_over() {
     // The value files are written before the daemons start: the monitor's directory is
     // the cluster's, so configure first, then write, then start.
-    let mut spec = Spec::new(28110);
-    let placeholder = PathBuf::from("/nonexistent");
-    spec.web = web_monitor(&placeholder, "X>90", "", "fail_package = true");
-    let mut c = Cluster::configure(&spec);
+    let mut spec = Spec::new();
+    spec.web(|dir, web| {
+        web.monitors
+            .push(web_monitor(dir, "X>90", None, MonitorAction::FailPackage))
+    });
+    let mut c = Cluster::configure(spec);
     let dir: PathBuf = c.path().to_owned();
-    let web = std::fs::read_to_string(dir.join("config/web.toml"))
-        .unwrap()
-        .replace("/nonexistent", &dir.to_string_lossy());
-    std::fs::write(dir.join("config/web.toml"), web).unwrap();
     for node in ["n1", "n2", "n3"] {
         set_value(&dir, node, 10);
     }
@@ -410,29 +414,24 @@ fn a_package_monitor_with_fail_package_fails_the_package_over() {
 
 #[test]
 fn a_package_monitor_event_fires_once_until_its_rearm_predicate_held() {
-    let mut spec = Spec::new(28120);
-    let placeholder = PathBuf::from("/nonexistent");
-    spec.web = web_monitor(
-        &placeholder,
-        "X>90",
-        "rearm = \"X<80\"\n",
-        "event = \"UE_WEB_LOAD\"",
-    );
-    let mut c = Cluster::configure(&spec);
-    let dir: PathBuf = c.path().to_owned();
-    let web = std::fs::read_to_string(dir.join("config/web.toml"))
-        .unwrap()
-        .replace("/nonexistent", &dir.to_string_lossy());
-    std::fs::write(dir.join("config/web.toml"), web).unwrap();
-    std::fs::write(
-        dir.join("config/rules.toml"),
+    let mut spec = Spec::new();
+    spec.web(|dir, web| {
+        web.monitors.push(web_monitor(
+            dir,
+            "X>90",
+            Some("X<80"),
+            MonitorAction::Event("UE_WEB_LOAD".into()),
+        ))
+    });
+    spec.rules(|dir| {
         format!(
             "[[event]]\nname = \"UE_WEB_LOAD\"\nprogram = '''\n\
              event \"echo \\\"$HALCYON_NODE load $HALCYON_VALUE $HALCYON_RESOURCE_VARIABLE $HALCYON_INSTANCE_VECTOR\\\" >> {}\" 0\n'''\n",
             dir.join("journal").display()
-        ),
-    )
-    .unwrap();
+        )
+    });
+    let mut c = Cluster::configure(spec);
+    let dir: PathBuf = c.path().to_owned();
     set_value(&dir, "n1", 50);
     for i in 1..=3 {
         c.start(i);

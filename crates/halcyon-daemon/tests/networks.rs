@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use halcyon_testkit::{Package, Resource};
 
 fn cut_lan2_of_n2(c: &Cluster, cut: bool) {
     for i in 1..=3 {
@@ -30,21 +31,22 @@ fn pgid(c: &Cluster, i: usize, package: &str) -> i32 {
 
 #[test]
 fn losing_one_network_on_one_node_is_network_down_not_node_down() {
-    let mut spec = Spec::new(27800);
+    let mut spec = Spec::new();
     spec.lan2 = true;
     spec.disk = true;
-    let package = |name: &str, networks: &str| {
-        format!(
-            "[package]\nname = \"{name}\"\ntype = \"failover\"\nnodes = [\"n2\", \"n1\", \"n3\"]\nauto_run = true\n{networks}\n\
-             [[resource]]\nkind = \"service\"\nname = \"s\"\ncommand = \"sleep 1000\"\nhalt_timeout = \"1s\"\n"
-        )
+    let package = |name: &str, networks: &[&str]| {
+        let mut p = Package::failover(name, &["n2", "n1", "n3"]).resource(Resource::Service {
+            name: "s".into(),
+            command: "sleep 1000".into(),
+            restart: None,
+            halt_timeout: Some(Duration::from_secs(1)),
+            node_fail_fast: false,
+        });
+        p.networks = networks.iter().map(|&n| n.to_owned()).collect();
+        p
     };
-    spec.packages.push((
-        "needs2.toml".into(),
-        package("needs2", "networks = [\"lan2\"]"),
-    ));
-    spec.packages
-        .push(("plain.toml".into(), package("plain", "")));
+    spec.packages.push(package("needs2", &["lan2"]));
+    spec.packages.push(package("plain", &[]));
     let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_package_on(1, "needs2", "n2", FORM_TIMEOUT);

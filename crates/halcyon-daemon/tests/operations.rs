@@ -2,38 +2,23 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn cli(c: &Cluster, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--api")
-        .arg(c.api(2).to_string())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use halcyon_testkit::{Package, Resource};
 
 #[test]
 fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
-    let mut spec = Spec::new(27700);
+    let mut spec = Spec::new();
     // A multi-node package too: it runs on every node and must stop everywhere.
-    spec.packages.push((
-        "agent.toml".into(),
-        "[package]\nname = \"agent\"\ntype = \"multi_node\"\nnodes = [\"*\"]\nauto_run = true\n\
-         [[resource]]\nkind = \"service\"\nname = \"a\"\ncommand = \"sleep 1000\"\nhalt_timeout = \"1s\"\n"
-            .into(),
-    ));
+    spec.packages
+        .push(Package::multi_node("agent").resource(Resource::Service {
+            name: "a".into(),
+            command: "sleep 1000".into(),
+            restart: None,
+            halt_timeout: Some(Duration::from_secs(1)),
+            node_fail_fast: false,
+        }));
     let mut c = Cluster::start_with(spec);
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
@@ -41,7 +26,7 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
         package_of(v, "agent")["nodes"].as_array().unwrap().len() == 3
     });
 
-    let (code, out) = cli(&c, &["cluster", "halt"]);
+    let (code, out) = cli(&c, 2, &["cluster", "halt"]);
     assert_eq!(code, 0, "{out}");
     for i in 1..=3 {
         c.wait_for(i, "everything halted", FAILOVER_TIMEOUT, |v| {
@@ -77,14 +62,14 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(c.activity().len(), lines, "web's service still writes");
     // A second halt is refused, with the way out named.
-    let (code, out) = cli(&c, &["cluster", "halt"]);
+    let (code, out) = cli(&c, 2, &["cluster", "halt"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("refused: the cluster is already halted"),
         "{out}"
     );
 
-    let (code, out) = cli(&c, &["cluster", "start"]);
+    let (code, out) = cli(&c, 2, &["cluster", "start"]);
     assert_eq!(code, 0, "{out}");
     c.wait_web_on(3, "n1", FORM_TIMEOUT);
     c.wait_all_members(3, FORM_TIMEOUT);
@@ -103,8 +88,8 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
         .expect("cluster_start logged");
     assert!(halt < start, "{events:?}");
     // Started again while running: cluster_start changes nothing and is accepted.
-    let (code, out) = cli(&c, &["cluster", "start"]);
+    let (code, out) = cli(&c, 2, &["cluster", "start"]);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = cli(&c, &["cluster", "restart"]);
+    let (code, out) = cli(&c, 2, &["cluster", "restart"]);
     assert_eq!(code, 2, "{out}");
 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use halcyon_testkit::{Package, Resource};
 
 fn wall_nanos() -> u128 {
     SystemTime::now()
@@ -32,18 +33,22 @@ fn marks(c: &Cluster) -> Vec<(String, String, u128)> {
 
 #[test]
 fn a_restarted_daemon_halts_what_its_previous_incarnation_left_before_it_rejoins() {
-    let spec = Spec::new(27620);
-    let mut c = Cluster::configure(&spec);
-    let dir = c.path().to_owned();
-    let package = format!(
-        "[package]\nname = \"mark\"\ntype = \"failover\"\nnodes = [\"n1\", \"n2\", \"n3\"]\nauto_run = true\n\
-         [[resource]]\nkind = \"script\"\nname = \"marker\"\n\
-         run = '''echo \"run $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; touch {d}/marker.$HALCYON_NODE'''\n\
-         halt = '''echo \"halt $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; rm -f {d}/marker.$HALCYON_NODE'''\n",
-        d = dir.display()
-    );
+    let mut spec = Spec::new();
     // The script's run leaves a marker (and a log line); its halt removes it.
-    std::fs::write(dir.join("config/mark.toml"), package).unwrap();
+    spec.package(|dir| {
+        let d = dir.display();
+        Package::failover("mark", &["n1", "n2", "n3"]).resource(Resource::Script {
+            name: "marker".into(),
+            run: format!(
+                "echo \"run $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; touch {d}/marker.$HALCYON_NODE"
+            ),
+            halt: format!(
+                "echo \"halt $HALCYON_NODE $(date +%s%N)\" >> {d}/marks.log; rm -f {d}/marker.$HALCYON_NODE"
+            ),
+        })
+    });
+    let mut c = Cluster::configure(spec);
+    let dir = c.path().to_owned();
     for i in 1..=3 {
         c.start(i);
     }
@@ -95,7 +100,7 @@ fn running(pgid: i32) -> bool {
 
 #[test]
 fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
-    let c = Cluster::start_with(Spec::new(27640));
+    let c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_activity_from("n1", Duration::from_secs(5));

@@ -12,8 +12,8 @@ fn the_watchdog_is_fed_while_the_lease_holds_and_disarmed_on_a_clean_stop() {
     let device = dir.path().join("watchdog");
     std::fs::write(&device, b"").unwrap();
     // The three daemons share one stand-in file (a real device is per machine).
-    let mut spec = Spec::new(28000);
-    spec.quorum = format!("watchdog = \"{}\"", device.display());
+    let mut spec = Spec::new();
+    spec.quorum.watchdog = Some(device.clone());
     let mut c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     let v = c.status(1).unwrap();

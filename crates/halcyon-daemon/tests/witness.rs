@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::*;
 
-fn two_nodes_and_a_witness(port: u16) -> Cluster {
-    let mut spec = Spec::new(port);
+fn two_nodes_and_a_witness() -> Cluster {
+    let mut spec = Spec::new();
     spec.nodes = 2;
     spec.witness = true;
     let c = Cluster::start_with(spec);
@@ -21,7 +21,7 @@ fn two_nodes_and_a_witness(port: u16) -> Cluster {
 
 #[test]
 fn the_witness_dying_changes_nothing_then_a_dead_node_is_taken_over() {
-    let mut c = two_nodes_and_a_witness(27600);
+    let mut c = two_nodes_and_a_witness();
     let voters = c.status(1).unwrap()["quorum"]["voters"].clone();
     assert_eq!(voters, serde_json::json!(["n1", "n2", "w"]));
     let text = halcyon_daemon::render_status(&c.status(1).unwrap());
@@ -60,7 +60,7 @@ fn the_witness_dying_changes_nothing_then_a_dead_node_is_taken_over() {
 
 #[test]
 fn with_a_witness_either_node_may_die() {
-    let mut c = two_nodes_and_a_witness(27610);
+    let mut c = two_nodes_and_a_witness();
     // web on n2, then n2 dies: n1 takes over (n1 may or may not be the coordinator).
     let (code, body) = c.request(1, "POST", "/v1/packages/web/move", Some(r#"{"node":"n2"}"#));
     assert_eq!(code, 200, "{body}");

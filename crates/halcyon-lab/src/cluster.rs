@@ -30,15 +30,15 @@
 //! processes this cluster spawned are signalled, by PID; dropping the cluster stops the
 //! announcer, and dropping the lab removes everything else.
 
-use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use halcyon_testkit::config::Witness;
+use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
 
 use crate::checker::{PackageWatch, ServiceMatch};
@@ -57,8 +57,6 @@ const POLL_PERIOD: Duration = Duration::from_millis(20);
 const ANNOUNCER_PERIOD: Duration = Duration::from_millis(5);
 /// The announcer stops by itself after this long.
 const ANNOUNCER_RUN_TIME_MAX: Duration = Duration::from_secs(6 * 3600);
-/// Longest API response read.
-const RESPONSE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// How long a daemon is given to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -209,110 +207,84 @@ pub fn host_of_answer(answer: &str) -> Option<usize> {
     host_of_node(answer.strip_prefix("hello from ")?)
 }
 
-fn milliseconds(duration: Duration) -> String {
-    format!("{}ms", duration.as_millis().max(1))
-}
-
-fn toml_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            _ => quoted.push(character),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-/// The cluster file for the hosts and IP networks of `lab` (standby interfaces included).
-pub fn cluster_file(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> String {
+/// The cluster's configuration for the hosts and IP networks of `lab` (standby interfaces
+/// included) and every package of `spec`.
+pub fn config(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> ClusterConfig {
     let (hosts, networks) = (lab.hosts, lab.networks);
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "# Written by halcyon-lab for a lab of {hosts} hosts.\n[cluster]\nname = \"lab\"\nid = 1\nport = {}\n\n\
-         [heartbeat]\ninterval = \"{}\"\nsensitivity = {}\n",
-        spec.port,
-        milliseconds(spec.heartbeat_interval),
-        spec.sensitivity
-    );
-    if let Some(lease) = spec.lease {
-        let _ = writeln!(text, "[quorum]\nlease = \"{}\"\n", milliseconds(lease));
-    }
-    if let Some(witness) = spec.witness {
-        let _ = writeln!(
-            text,
-            "[quorum.witness]\nname = \"{}\"\nnumber = {witness}\naddress = \"{}\"\n",
-            node_name(witness),
-            names::host_address(witness, 1)
-        );
-    }
+    let mut config = ClusterConfig::new("lab", 1, spec.port)
+        .heartbeat(spec.heartbeat_interval, spec.sensitivity);
+    config.quorum.lease = spec.lease;
+    config.quorum.witness = spec.witness.map(|witness| Witness {
+        name: node_name(witness),
+        number: u32::try_from(witness).expect("a host number fits u32"),
+        address: names::host_address(witness, 1),
+    });
     for network in 1..=networks {
-        let _ = writeln!(
-            text,
-            "[[network]]\nname = \"net{network}\"\nkind = \"ip\"\nsubnets = [\"198.18.{network}.0/24\"]\n"
+        config = config.ip_network(
+            &format!("net{network}"),
+            &[&format!("198.18.{network}.0/24")],
         );
     }
     if spec.disk_heartbeat {
-        let _ = writeln!(
-            text,
-            "[[network]]\nname = \"disk\"\nkind = \"disk\"\ndevice = {}\n",
-            toml_string(&disk.display().to_string())
-        );
+        config = config.disk_network("disk", disk);
     }
     for host in spec.node_hosts(hosts) {
-        let _ = writeln!(
-            text,
-            "[[node]]\nname = \"{}\"\nnumber = {host}",
-            node_name(host)
+        let mut node = Node::new(
+            node_name(host),
+            u32::try_from(host).expect("a host number fits u32"),
         );
         for network in 1..=networks {
-            let _ = writeln!(
-                text,
-                "[[node.interface]]\nnetwork = \"net{network}\"\naddress = \"{}\"\ndevice = \"{}\"",
+            node = node.interface_on(
+                &format!("net{network}"),
                 names::host_address(host, network),
-                names::interface(network)
+                &names::interface(network),
             );
         }
         for &network in &lab.standby_networks {
-            let _ = writeln!(
-                text,
-                "[[node.interface]]\nnetwork = \"net{network}\"\naddress = \"{}\"\ndevice = \"{}\"\nstandby = true",
+            node = node.standby_interface(
+                &format!("net{network}"),
                 names::standby_address(host, network),
-                names::standby_interface(network)
+                &names::standby_interface(network),
             );
         }
-        text.push('\n');
+        config = config.node(node);
     }
-    text
+    for package in &spec.packages {
+        config = config.package(package_config(spec, package, hosts));
+    }
+    config
 }
 
-/// The package file of `package`.
-pub fn package_file(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> String {
+/// The package `package`: its relocatable address on network 1, then its demo service.
+fn package_config(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> Package {
     let nodes: Vec<String> = spec
         .host_numbers(package, hosts)
         .into_iter()
-        .map(|host| format!("\"{}\"", node_name(host)))
+        .map(node_name)
         .collect();
-    let address = package.address;
-    let prefix = names::NETWORK_PREFIX_LENGTH;
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
     let service = format!(
         "exec '{}' demo-http --bind {}:{} --name \"$HALCYON_NODE\"",
         spec.halcyon.display(),
-        address,
+        package.address,
         package.port
     );
-    format!(
-        "[package]\nname = \"{}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
-         failover_policy = \"configured_node\"\nfailback_policy = \"manual\"\n\n\
-         [[resource]]\nkind = \"ip\"\nnetwork = \"net1\"\naddress = \"{address}/{prefix}\"\n\n\
-         [[resource]]\nkind = \"service\"\nname = \"http\"\ncommand = {}\nrestart = 3\nhalt_timeout = \"2s\"\n",
-        package.name,
-        nodes.join(", "),
-        toml_string(&service)
-    )
+    let mut config = Package::failover(&package.name, &nodes)
+        .resource(Resource::Ip {
+            network: "net1".into(),
+            address: package.address,
+            prefix: names::NETWORK_PREFIX_LENGTH,
+        })
+        .resource(Resource::Service {
+            name: "http".into(),
+            command: service,
+            restart: Some(3),
+            halt_timeout: Some(Duration::from_secs(2)),
+            node_fail_fast: false,
+        });
+    config.failover_policy = Some("configured_node".into());
+    config.failback_policy = Some("manual".into());
+    config
 }
 
 /// A Halcyon cluster running on a lab. Owns the lab: dropping the cluster stops the announcer
@@ -360,20 +332,9 @@ impl LabCluster {
             )));
         }
         let config_directory = lab.directory().join("config");
-        std::fs::create_dir_all(&config_directory)
-            .map_err(io_error("creating the configuration directory"))?;
-        std::fs::write(
-            config_directory.join("cluster.toml"),
-            cluster_file(&spec, lab.spec(), &lab.disk_heartbeat_path()),
-        )
-        .map_err(io_error("writing cluster.toml"))?;
-        for package in &spec.packages {
-            std::fs::write(
-                config_directory.join(format!("{}.toml", package.name)),
-                package_file(&spec, package, hosts),
-            )
-            .map_err(io_error("writing a package file"))?;
-        }
+        config(&spec, lab.spec(), &lab.disk_heartbeat_path())
+            .write(&config_directory)
+            .map_err(io_error("writing the configuration"))?;
         let announcer = if spec.announce_moves {
             Some(Announcer::start(&lab, &spec.packages)?)
         } else {
@@ -750,12 +711,12 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
     host_of_node(entry["nodes"].as_array()?.first()?.as_str()?)
 }
 
-/// HTTP/1.0 GET of `path`, the body parsed as JSON (any status: errors are JSON too).
+/// GET of `path`, the body parsed as JSON (any status: errors are JSON too).
 fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Result<Value> {
     request_json(address, "GET", path, None, timeout).map(|(_, value)| value)
 }
 
-/// An HTTP/1.0 request with an optional JSON body; the status code and the body parsed as JSON.
+/// A request with an optional JSON body; the status code and the body parsed as JSON.
 fn request_json(
     address: SocketAddrV4,
     method: &str,
@@ -763,40 +724,11 @@ fn request_json(
     body: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<(u16, Value)> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    stream.set_read_timeout(Some(remaining))?;
-    stream.set_write_timeout(Some(remaining))?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
-    if let Some(body) = body {
-        let _ = write!(
-            request,
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-    } else {
-        request.push_str("\r\n");
-    }
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| invalid("no end of HTTP header"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no HTTP status"))?;
-    let value = serde_json::from_str(body)
+    let response = http::request(address.into(), method, path, body, timeout)
+        .map_err(std::io::Error::other)?;
+    let value = serde_json::from_str(&response.body)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
-    Ok((status, value))
+    Ok((response.status, value))
 }
 
 /// The move announcer (see the module documentation).
@@ -890,21 +822,42 @@ mod tests {
             networks: 2,
             ..LabSpec::default()
         };
-        let cluster = cluster_file(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
-        assert!(cluster.contains("interval = \"100ms\"\nsensitivity = 4"));
-        assert!(cluster.contains("[quorum]\nlease = \"600ms\""));
-        assert!(cluster.contains("subnets = [\"198.18.2.0/24\"]"));
-        assert!(cluster.contains("kind = \"disk\"\ndevice = \"/tmp/lab/disk-heartbeat\""));
-        assert!(cluster.contains("name = \"h3\"\nnumber = 3"));
-        assert!(cluster.contains("address = \"198.18.2.3\"\ndevice = \"eth2\""));
-        let package = package_file(&spec, &spec.packages[0], 3);
-        assert!(package.contains("nodes = [\"h1\", \"h2\", \"h3\"]"));
+        let config = config(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        let cluster = config.cluster_toml();
         assert!(
-            package.contains("kind = \"ip\"\nnetwork = \"net1\"\naddress = \"198.18.1.200/24\"")
+            cluster.contains("interval = \"100ms\"\nsensitivity = 4"),
+            "{cluster}"
         );
-        assert!(package.contains(
-            "command = \"exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \\\"$HALCYON_NODE\\\"\""
-        ));
+        assert!(cluster.contains("[quorum]\nlease = \"600ms\""), "{cluster}");
+        assert!(
+            cluster.contains("subnets = [\"198.18.2.0/24\"]"),
+            "{cluster}"
+        );
+        assert!(
+            cluster.contains("kind = \"disk\"\ndevice = \"/tmp/lab/disk-heartbeat\""),
+            "{cluster}"
+        );
+        assert!(cluster.contains("name = \"h3\"\nnumber = 3"), "{cluster}");
+        assert!(
+            cluster.contains("address = \"198.18.2.3\"\ndevice = \"eth2\""),
+            "{cluster}"
+        );
+        let package = config.packages[0].to_toml();
+        assert!(
+            package.contains("nodes = [\"h1\", \"h2\", \"h3\"]"),
+            "{package}"
+        );
+        assert!(
+            package.contains("kind = \"ip\"\nnetwork = \"net1\"\naddress = \"198.18.1.200/24\""),
+            "{package}"
+        );
+        match &config.packages[0].resources[1] {
+            Resource::Service { command, .. } => assert_eq!(
+                command,
+                "exec '/opt/halcyon' demo-http --bind 198.18.1.200:8080 --name \"$HALCYON_NODE\""
+            ),
+            other => panic!("the second resource is the service, not {other:?}"),
+        }
         assert!(spec.outage_bound() > spec.nominal_takeover());
         assert!(!cluster.contains("standby") && !cluster.contains("witness"));
     }
@@ -919,17 +872,22 @@ mod tests {
             standby_networks: vec![1],
             ..LabSpec::default()
         };
-        let cluster = cluster_file(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        let config = config(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        let cluster = config.cluster_toml();
         assert!(
             cluster
-                .contains("[quorum.witness]\nname = \"h3\"\nnumber = 3\naddress = \"198.18.1.3\"")
+                .contains("[quorum.witness]\nname = \"h3\"\nnumber = 3\naddress = \"198.18.1.3\""),
+            "{cluster}"
         );
-        assert!(!cluster.contains("[[node]]\nname = \"h3\""));
-        assert!(cluster.contains(
-            "network = \"net1\"\naddress = \"198.18.1.102\"\ndevice = \"eth1s\"\nstandby = true"
-        ));
-        let package = package_file(&spec, &spec.packages[0], 3);
-        assert!(package.contains("nodes = [\"h1\", \"h2\"]"));
+        assert!(!cluster.contains("[[node]]\nname = \"h3\""), "{cluster}");
+        assert!(
+            cluster.contains(
+                "network = \"net1\"\naddress = \"198.18.1.102\"\ndevice = \"eth1s\"\nstandby = true"
+            ),
+            "{cluster}"
+        );
+        let package = config.packages[0].to_toml();
+        assert!(package.contains("nodes = [\"h1\", \"h2\"]"), "{package}");
     }
 
     #[test]

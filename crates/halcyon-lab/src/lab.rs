@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -774,7 +773,7 @@ impl Lab {
         Ok(output.status.success())
     }
 
-    /// An HTTP/1.0 GET of `/` from `from`'s namespace; the response body, trimmed.
+    /// An HTTP GET of `/` from `from`'s namespace; the response body, trimmed.
     pub fn http_get(
         &self,
         from: usize,
@@ -1135,32 +1134,17 @@ pub(crate) fn io_error(context: &'static str) -> impl Fn(std::io::Error) -> LabE
     }
 }
 
-/// Longest HTTP response read.
-const RESPONSE_BYTES_MAX: u64 = 64 * 1024;
-
-/// HTTP/1.0 GET of `/`; the body, trimmed, if the status is 200.
+/// GET of `/`; the body, trimmed, if the status is 200.
 pub(crate) fn http_get(address: SocketAddrV4, timeout: Duration) -> std::io::Result<String> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    stream.set_read_timeout(Some(remaining))?;
-    stream.set_write_timeout(Some(remaining))?;
-    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
-    let mut response = Vec::new();
-    stream.take(RESPONSE_BYTES_MAX).read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "no end of HTTP header")
-    })?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+    let response =
+        halcyon_testkit::http::get(address.into(), "/", timeout).map_err(std::io::Error::other)?;
+    if response.status != 200 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "HTTP status not 200",
+            format!("HTTP status {}, not 200", response.status),
         ));
     }
-    Ok(body.trim().to_string())
+    Ok(response.body.trim().to_string())
 }
 
 #[cfg(test)]

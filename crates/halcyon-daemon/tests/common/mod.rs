@@ -1,77 +1,113 @@
-//! A configurable multi-process cluster on loopback for the daemon's integration tests.
+//! A configurable multi-process cluster on loopback for the daemon's integration tests, on
+//! `halcyon-testkit`'s harness: its ports come from the machine-wide allocator (no two test
+//! processes share one), its configuration from the typed builder.
 //!
 //! Node `i` has the address `127.0.0.i` on network `lan1` and, when a second IP network is
 //! configured, `127.0.1.i` on `lan2`; the witness (when configured) is `127.0.0.9`, number 9.
-//! Every daemon runs the `halcyond` binary with `--test-faults`. `Drop` kills every process the
-//! test started (daemons by PID, services by process group), passing or failing.
+//! Every daemon runs the `halcyond` binary with `--test-faults`. Dropping the cluster kills
+//! every process the test started (daemons by PID, services by process group), passing or
+//! failing.
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use halcyon_daemon::client;
+use halcyon_testkit::cluster::{self, Launch};
+use halcyon_testkit::config::{Quorum, Witness, loopback_address};
+use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_halcyond");
 pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for one API request (a write may wait for a commit).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a stopped daemon is given to halt its packages.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The witness's number and address.
 pub const WITNESS_NUMBER: usize = 9;
 
+/// A change of the configuration made once the test directory is known.
+type Edit = Box<dyn FnOnce(&Path, &mut ClusterConfig)>;
+
 /// What the test cluster looks like.
 pub struct Spec {
-    pub port: u16,
     pub nodes: usize,
     /// A second IP network `lan2` (127.0.1.i) besides `lan1`.
     pub lan2: bool,
     /// A disk heartbeat network `disk` (a file in the test directory).
     pub disk: bool,
     pub witness: bool,
-    /// Extra lines of the `[quorum]` table.
-    pub quorum: String,
-    /// Extra lines of package `web`'s `[package]` table (e.g. `failback_policy = "automatic"`).
-    pub web: String,
+    /// `[quorum]` (the witness is added by `witness`).
+    pub quorum: Quorum,
     /// The `service` resource of `web`: `restart` count and command (default: the activity
     /// loop appending `alive NODE NANOS` to `activity.log` every 10 ms).
     pub web_restart: u32,
     pub web_command: Option<String>,
-    /// More package files: (file name, contents).
-    pub packages: Vec<(String, String)>,
+    /// More packages.
+    pub packages: Vec<Package>,
     /// Each daemon in a PID namespace of its own with its own /proc (`unshare --pid
     /// --mount-proc`), so that each node sees only its own processes, as on separate
     /// hosts (process-count monitors). Killing a node kills its whole namespace.
     pub pid_namespaces: bool,
+    edits: Vec<Edit>,
 }
 
 impl Spec {
-    pub fn new(port: u16) -> Spec {
+    pub fn new() -> Spec {
         Spec {
-            port,
             nodes: 3,
             lan2: false,
             disk: false,
             witness: false,
-            quorum: String::new(),
-            web: String::new(),
+            quorum: Quorum::default(),
             web_restart: 1,
             web_command: None,
             packages: Vec::new(),
             pid_namespaces: false,
+            edits: Vec::new(),
         }
+    }
+
+    /// Changes package `web` once the test directory is known.
+    pub fn web(&mut self, edit: impl FnOnce(&Path, &mut Package) + 'static) {
+        self.edits.push(Box::new(|dir, config| {
+            edit(dir, config.package_mut("web").expect("package web"))
+        }));
+    }
+
+    /// Adds a package written once the test directory is known.
+    pub fn package(&mut self, package: impl FnOnce(&Path) -> Package + 'static) {
+        self.edits
+            .push(Box::new(|dir, config| config.packages.push(package(dir))));
+    }
+
+    /// The rules file `rules.toml`, written once the test directory is known.
+    pub fn rules(&mut self, rules: impl FnOnce(&Path) -> String + 'static) {
+        self.edits.push(Box::new(|dir, config| {
+            config.files.push(("rules.toml".into(), rules(dir)))
+        }));
     }
 }
 
-pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    pub nodes: usize,
-    /// Daemons by node number - 1; the witness is the last slot when configured.
-    daemons: Vec<Option<Child>>,
-    witness: bool,
-    pid_namespaces: bool,
+/// The harness with the test's conventions: requests with a generous timeout, waits that
+/// panic with the last status.
+pub struct Cluster(cluster::Cluster);
+
+impl Deref for Cluster {
+    type Target = cluster::Cluster;
+    fn deref(&self) -> &cluster::Cluster {
+        &self.0
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut cluster::Cluster {
+        &mut self.0
+    }
 }
 
 /// A service command that appends `alive NODE NANOS` to `log` every 10 ms.
@@ -82,232 +118,103 @@ pub fn activity_command(log: &Path) -> String {
     )
 }
 
+fn lan2_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        127,
+        0,
+        1,
+        u8::try_from(i).expect("node index fits an octet"),
+    )
+}
+
 impl Cluster {
     /// Writes the configuration and starts every daemon (and the witness).
     pub fn start_with(spec: Spec) -> Cluster {
-        let c = Cluster::configure(&spec);
-        let mut c = c;
-        for i in 1..=spec.nodes {
+        let (nodes, witness) = (spec.nodes, spec.witness);
+        let mut c = Cluster::configure(spec);
+        for i in 1..=nodes {
             c.start(i);
         }
-        if spec.witness {
+        if witness {
             c.start_witness();
         }
         c
     }
 
-    pub fn configure(spec: &Spec) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("halcyon-test-")
-            .tempdir()
-            .unwrap();
-        let config = dir.path().join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        let port = spec.port;
-        let mut cluster = format!(
-            "[cluster]\nname = \"t\"\nid = 1\nport = {port}\n[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n"
-        );
-        if spec.witness || !spec.quorum.is_empty() {
-            cluster.push_str("[quorum]\n");
-            cluster.push_str(&spec.quorum);
-            cluster.push('\n');
-            if spec.witness {
-                cluster.push_str(&format!(
-                    "[quorum.witness]\nname = \"w\"\nnumber = {WITNESS_NUMBER}\naddress = \"127.0.0.{WITNESS_NUMBER}\"\n"
-                ));
-            }
-        }
-        cluster.push_str(
-            "[[network]]\nname = \"lan1\"\nkind = \"ip\"\nsubnets = [\"127.0.0.0/24\"]\n",
-        );
+    /// Writes the configuration; starts nothing.
+    pub fn configure(spec: Spec) -> Cluster {
+        let dir = cluster::temp_dir("halcyon-test-").unwrap();
+        let mut addresses: Vec<IpAddr> = (1..=spec.nodes)
+            .map(|i| IpAddr::V4(loopback_address(i)))
+            .collect();
         if spec.lan2 {
-            cluster.push_str(
-                "[[network]]\nname = \"lan2\"\nkind = \"ip\"\nsubnets = [\"127.0.1.0/24\"]\n",
-            );
+            addresses.extend((1..=spec.nodes).map(|i| IpAddr::V4(lan2_address(i))));
+        }
+        if spec.witness {
+            addresses.push(IpAddr::V4(loopback_address(WITNESS_NUMBER)));
+        }
+        let ports = cluster::allocate_ports(0, addresses).unwrap();
+        let mut config = ClusterConfig::new("t", 1, ports.base())
+            .heartbeat(Duration::from_millis(100), 4)
+            .ip_network("lan1", &["127.0.0.0/24"]);
+        if spec.lan2 {
+            config = config.ip_network("lan2", &["127.0.1.0/24"]);
         }
         if spec.disk {
-            cluster.push_str(&format!(
-                "[[network]]\nname = \"disk\"\nkind = \"disk\"\ndevice = \"{}\"\n",
-                dir.path().join("heartbeat.disk").display()
-            ));
+            config = config.disk_network("disk", &dir.path().join("heartbeat.disk"));
         }
         for i in 1..=spec.nodes {
-            cluster.push_str(&format!(
-                "[[node]]\nname = \"n{i}\"\nnumber = {i}\n[[node.interface]]\nnetwork = \"lan1\"\naddress = \"127.0.0.{i}\"\n"
-            ));
+            let mut node =
+                Node::new(format!("n{i}"), i as u32).interface("lan1", loopback_address(i));
             if spec.lan2 {
-                cluster.push_str(&format!(
-                    "[[node.interface]]\nnetwork = \"lan2\"\naddress = \"127.0.1.{i}\"\n"
-                ));
+                node = node.interface("lan2", lan2_address(i));
             }
+            config = config.node(node);
         }
-        std::fs::write(config.join("cluster.toml"), cluster).unwrap();
-        let log = dir.path().join("activity.log");
-        let node_list: Vec<String> = (1..=spec.nodes).map(|i| format!("\"n{i}\"")).collect();
+        config.quorum = spec.quorum;
+        if spec.witness {
+            config.quorum.witness = Some(Witness {
+                name: "w".into(),
+                number: WITNESS_NUMBER as u32,
+                address: loopback_address(WITNESS_NUMBER),
+            });
+        }
         let command = spec
             .web_command
-            .clone()
-            .unwrap_or_else(|| activity_command(&log));
-        let package = format!(
-            "[package]\nname = \"web\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n{}\n\
-             [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = {}\nhalt_timeout = \"1s\"\n\
-             command = '''{}'''\n",
-            node_list.join(", "),
-            spec.web,
-            spec.web_restart,
-            command
+            .unwrap_or_else(|| activity_command(&dir.path().join("activity.log")));
+        let names: Vec<String> = (1..=spec.nodes).map(|i| format!("n{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        config = config.package(
+            Package::failover("web", &names).resource(Resource::Service {
+                name: "srv".into(),
+                command,
+                restart: Some(spec.web_restart),
+                halt_timeout: Some(Duration::from_secs(1)),
+                node_fail_fast: false,
+            }),
         );
-        std::fs::write(config.join("web.toml"), package).unwrap();
-        for (name, text) in &spec.packages {
-            std::fs::write(config.join(name), text).unwrap();
+        config.packages.extend(spec.packages);
+        for edit in spec.edits {
+            edit(dir.path(), &mut config);
         }
-        let slots = spec.nodes + usize::from(spec.witness);
-        Cluster {
-            dir,
-            port,
-            nodes: spec.nodes,
-            daemons: (0..slots).map(|_| None).collect(),
-            witness: spec.witness,
-            pid_namespaces: spec.pid_namespaces,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn state_dir(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("state/n{i}"))
-    }
-
-    fn log_file(&self, name: &str) -> std::fs::File {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .unwrap()
+        let mut launch = Launch::new(BIN);
+        launch.extra_args = vec!["--test-faults".into()];
+        launch.env = vec![("RUST_LOG".into(), "info,openraft=warn".into())];
+        launch.pid_namespaces = spec.pid_namespaces;
+        Cluster(cluster::Cluster::create(dir, config, launch, Some(ports)).unwrap())
     }
 
     pub fn start(&mut self, i: usize) {
-        let log = self.log_file(&format!("n{i}"));
-        let mut command = if self.pid_namespaces {
-            // The daemon is the namespace's init: it dies with unshare (--kill-child), and
-            // every process of the namespace with it.
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-                .arg(BIN);
-            c
-        } else {
-            Command::new(BIN)
-        };
-        let child = command
-            .args(["daemon", "--test-faults", "--node", &format!("n{i}")])
-            .arg("--config")
-            .arg(self.dir.path().join("config"))
-            .arg("--state-dir")
-            .arg(self.state_dir(i))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemons[i - 1] = Some(child);
+        self.0.start(i).unwrap();
     }
 
     pub fn start_witness(&mut self) {
-        assert!(self.witness, "no witness configured");
-        let log = self.log_file("w");
-        let child = Command::new(BIN)
-            .args(["witness", "--test-faults"])
-            .arg("--config")
-            .arg(self.dir.path().join("config"))
-            .arg("--state-dir")
-            .arg(self.dir.path().join("state/w"))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let slot = self.nodes;
-        self.daemons[slot] = Some(child);
-    }
-
-    pub fn kill_witness(&mut self) {
-        let slot = self.nodes;
-        if let Some(mut child) = self.daemons[slot].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn api(&self, i: usize) -> SocketAddr {
-        format!("127.0.0.{i}:{}", self.port + 2).parse().unwrap()
-    }
-
-    pub fn service_groups(&self, i: usize) -> Vec<i32> {
-        std::fs::read_dir(self.state_dir(i).join("run"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
-            .collect()
-    }
-
-    /// SIGKILL of a node: its daemon and its services' process groups.
-    pub fn kill(&mut self, i: usize) {
-        // In a PID namespace the recorded groups are the namespace's numbers (not ours to
-        // signal); the namespace dies with its daemon.
-        let groups = if self.pid_namespaces {
-            Vec::new()
-        } else {
-            self.service_groups(i)
-        };
-        if let Some(mut child) = self.daemons[i - 1].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for g in groups {
-            halcyon_resources::signal_group(g, libc::SIGKILL);
-        }
-    }
-
-    /// SIGKILL of a node's daemon only: its services keep running (until the restarted
-    /// daemon kills what it finds left over).
-    pub fn kill_daemon_only(&mut self, i: usize) {
-        if let Some(mut child) = self.daemons[i - 1].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.start_witness().unwrap();
     }
 
     /// SIGTERM: the daemon halts its packages and exits.
     pub fn stop(&mut self, i: usize) {
-        if let Some(mut child) = self.daemons[i - 1].take() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The PID of node `i`'s daemon, while it runs (with `pid_namespaces`, of its unshare).
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.daemons[i - 1].as_ref().map(|c| c.id())
-    }
-
-    pub fn is_running(&mut self, i: usize) -> bool {
-        self.daemons[i - 1]
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.0.stop(i, STOP_TIMEOUT);
     }
 
     pub fn request_to(
@@ -317,19 +224,9 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        match rt.block_on(client::request(
-            addr,
-            method,
-            path,
-            body,
-            Duration::from_secs(40),
-        )) {
+        match http::request(addr, method, path, body, REQUEST_TIMEOUT) {
             Ok(r) => (r.status, r.json().unwrap_or(Value::String(r.body))),
-            Err(e) => (0, Value::String(e)),
+            Err(e) => (0, Value::String(e.to_string())),
         }
     }
 
@@ -338,10 +235,7 @@ impl Cluster {
     }
 
     pub fn status(&self, i: usize) -> Option<Value> {
-        match self.request(i, "GET", "/v1/status", None) {
-            (200, v) => Some(v),
-            _ => None,
-        }
+        self.0.status(i, REQUEST_TIMEOUT)
     }
 
     /// Waits until `check` holds for node `i`'s status; panics with the status after `limit`.
@@ -352,21 +246,9 @@ impl Cluster {
         limit: Duration,
         check: impl Fn(&Value) -> bool,
     ) -> Duration {
-        let started = Instant::now();
-        loop {
-            if let Some(v) = self.status(i)
-                && check(&v)
-            {
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < limit,
-                "{what}: not within {limit:?}; status from n{i}: {:#}\nlogs in {}",
-                self.status(i).unwrap_or_default(),
-                self.dir.path().display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0
+            .wait_for(i, what, limit, check)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until node `i` reports `package` up on `node` with no plan running.
@@ -389,15 +271,9 @@ impl Cluster {
 
     /// Waits until node `i` reports every node a member and nothing pending or running.
     pub fn wait_all_members(&self, i: usize, limit: Duration) {
-        self.wait_for(i, "every node a member", limit, |v| {
-            v["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|n| n["member"] == true)
-                && v["execution"].is_null()
-                && v["pending"].as_array().is_some_and(|p| p.is_empty())
-        });
+        self.0
+            .wait_formed(i, limit)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Waits until node `i` reports `node` a member with `incarnation`, and nothing pending.
@@ -408,17 +284,14 @@ impl Cluster {
             limit,
             |v| {
                 let n = node_of(v, node);
-                n["member"] == true
-                    && n["incarnation"] == incarnation
-                    && v["execution"].is_null()
-                    && v["pending"].as_array().is_some_and(|p| p.is_empty())
+                n["member"] == true && n["incarnation"] == incarnation && cluster::is_idle(v)
             },
         );
     }
 
     /// `(node, nanos)` lines of the service activity log.
     pub fn activity(&self) -> Vec<(String, u128)> {
-        read_activity(&self.dir.path().join("activity.log"))
+        read_activity(&self.path().join("activity.log"))
     }
 
     /// Waits until the activity log has new lines from `node` (the service really runs there).
@@ -444,68 +317,6 @@ impl Cluster {
             .iter()
             .map(|e| e["event"].as_str().unwrap().to_owned())
             .collect()
-    }
-
-    pub fn leak(self) {
-        let path = self.dir.path().to_owned();
-        eprintln!("cluster directory: {}", path.display());
-    }
-}
-
-/// Kills every process whose command line mentions `dir` (this test's own temporary
-/// directory, so only processes this test started): services a daemon started but had
-/// not yet recorded (e.g. still waiting at the guard's start gate) when it was killed.
-pub fn kill_processes_mentioning(dir: &std::path::Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() as i32 {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            // SAFETY: kill(2) with a PID read just now from /proc.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 1..=self.nodes {
-            self.kill(i);
-        }
-        if self.witness {
-            self.kill_witness();
-        }
-        kill_processes_mentioning(self.dir.path());
-        if std::thread::panicking() {
-            eprintln!("test failed; cluster logs:");
-            let mut names: Vec<String> = (1..=self.nodes).map(|i| format!("n{i}")).collect();
-            if self.witness {
-                names.push("w".into());
-            }
-            for name in names {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- {name} (last lines) ---");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
     }
 }
 
@@ -550,4 +361,22 @@ pub fn assert_no_overlap(activity: &[(String, u128)], moves: usize) {
         runs.len() <= moves + 1,
         "the package was active on several nodes at once: activity runs {runs:?}"
     );
+}
+
+/// `halcyon ARGS --api <node i's API>`: the exit code and the output (stdout, then stderr).
+pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--api")
+        .arg(c.api(i).to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

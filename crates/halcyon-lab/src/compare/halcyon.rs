@@ -3,36 +3,19 @@
 //! heartbeat file. The daemon has no separate fast profile, so only the defaults are measured.
 
 use std::io::Write;
+use std::net::SocketAddrV4;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
-use std::io::Read as _;
-use std::net::{SocketAddrV4, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use halcyon_testkit::http;
 
 use super::{CompareOptions, Row, System, build_lab, measure_system};
 use crate::cluster::{has_quorum, holder_in};
 use crate::{ClusterSpec, Lab, LabCluster, names};
 
-/// HTTP/1.0 POST of a JSON body; the whole response as text.
-fn post(address: SocketAddrV4, path: &str, body: &str) -> std::io::Result<String> {
-    let timeout = Duration::from_secs(10);
-    let mut stream = TcpStream::connect_timeout(&address.into(), timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(
-        format!(
-            "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )?;
-    let mut response = Vec::new();
-    stream.take(1024 * 1024).read_to_end(&mut response)?;
-    Ok(String::from_utf8_lossy(&response).into_owned())
-}
+/// Longest time a move request may take.
+const MOVE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const SYSTEM: &str = "Halcyon";
 /// How long the stable state must hold before a run (the same as for Pacemaker).
@@ -126,12 +109,20 @@ impl HalcyonSystem {
         let body = format!("{{\"node\": \"h{host}\"}}");
         let response =
             crate::netns::in_namespace(self.cluster.lab().namespace_path(host), move || {
-                post(address, "/v1/packages/web/move", &body)
+                http::post(
+                    address.into(),
+                    "/v1/packages/web/move",
+                    &body,
+                    MOVE_REQUEST_TIMEOUT,
+                )
             })
             .context("entering the host's namespace")?
             .context("POST /v1/packages/web/move")?;
-        if !(response.starts_with("HTTP/1.1 2") || response.starts_with("HTTP/1.0 2")) {
-            bail!("move refused: {}", response.lines().last().unwrap_or(""));
+        if !response.is_success() {
+            bail!(
+                "move refused: {}",
+                response.body.lines().last().unwrap_or("")
+            );
         }
         Ok(())
     }
