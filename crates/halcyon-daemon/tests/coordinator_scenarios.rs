@@ -166,7 +166,7 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
     let scenario: Scenario =
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let out = render_scenario(&scenario).map_err(|e| format!("{}: {e}", path.display()))?;
-    check(path, &out)
+    Ok(halcyon_testkit::expect::check(path, &out)?)
 }
 
 fn load(scenario: &Scenario) -> Result<(Config, Rules), Error> {
@@ -640,39 +640,6 @@ fn describe_memory(memory: &Memory, base: &Base) -> String {
         of_execution(memory.execution_seen),
         of_execution(memory.error_logged)
     )
-}
-
-/// Compares with the expected file (or writes it when blessing), with a diff on failure.
-fn check(path: &Path, out: &str) -> datatest_stable::Result<()> {
-    let expected_path = path.with_extension("expected");
-    if std::env::var_os("HALCYON_BLESS").is_some() {
-        std::fs::write(&expected_path, out)?;
-        return Ok(());
-    }
-    let expected = std::fs::read_to_string(&expected_path).map_err(|e| {
-        format!(
-            "{}: {e} (bless with HALCYON_BLESS=1)",
-            expected_path.display()
-        )
-    })?;
-    if expected != out {
-        let diff = similar::TextDiff::from_lines(expected.as_str(), out);
-        let mut text = format!(
-            "{}: the decision differs from {}\n",
-            path.display(),
-            expected_path.display()
-        );
-        for change in diff.iter_all_changes() {
-            let sign = match change.tag() {
-                similar::ChangeTag::Delete => "-",
-                similar::ChangeTag::Insert => "+",
-                similar::ChangeTag::Equal => " ",
-            };
-            write!(text, "{sign}{change}")?;
-        }
-        return Err(text.into());
-    }
-    Ok(())
 }
 
 datatest_stable::harness! {

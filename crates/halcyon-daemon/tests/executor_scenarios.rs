@@ -359,27 +359,7 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
     }
     render_memory(&mut out, &memory)?;
 
-    let expected_path = path.with_extension("expected");
-    if std::env::var_os("HALCYON_BLESS").is_some() {
-        std::fs::write(&expected_path, &out)?;
-        return Ok(());
-    }
-    let expected = std::fs::read_to_string(&expected_path).map_err(|e| {
-        format!(
-            "{}: {e} (bless with HALCYON_BLESS=1)",
-            expected_path.display()
-        )
-    })?;
-    if expected != out {
-        let diff = similar::TextDiff::from_lines(&expected, &out);
-        return Err(format!(
-            "{}: the decision differs from the expectation:\n{}",
-            path.display(),
-            diff.unified_diff().header("expected", "actual")
-        )
-        .into());
-    }
-    Ok(())
+    Ok(halcyon_testkit::expect::check(path, &out)?)
 }
 
 datatest_stable::harness! {

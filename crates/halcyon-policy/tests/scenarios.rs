@@ -126,35 +126,7 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
         }
     }
 
-    let expected_path = path.with_extension("expected");
-    if std::env::var_os("HALCYON_BLESS").is_some() {
-        std::fs::write(&expected_path, &out)?;
-        return Ok(());
-    }
-    let expected = std::fs::read_to_string(&expected_path).map_err(|e| {
-        format!(
-            "{}: {e} (bless with HALCYON_BLESS=1)",
-            expected_path.display()
-        )
-    })?;
-    if expected != out {
-        let diff = similar::TextDiff::from_lines(&expected, &out);
-        let mut text = format!(
-            "{}: the plan differs from {}\n",
-            path.display(),
-            expected_path.display()
-        );
-        for change in diff.iter_all_changes() {
-            let sign = match change.tag() {
-                similar::ChangeTag::Delete => "-",
-                similar::ChangeTag::Insert => "+",
-                similar::ChangeTag::Equal => " ",
-            };
-            write!(text, "{sign}{change}")?;
-        }
-        return Err(text.into());
-    }
-    Ok(())
+    Ok(halcyon_testkit::expect::check(path, &out)?)
 }
 
 datatest_stable::harness! {

@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod expect;
 pub mod http;
 pub mod ports;
 
