@@ -32,6 +32,11 @@
 //! - "I am leader" is not a lease: a leader cut off from the majority keeps believing it leads in
 //!   openraft 0.9. Use [`Consensus::millis_since_quorum_ack`] for lease decisions.
 
+/// What a lock taken after a panic says. A thread that panicked while holding a lock may
+/// have left what it guards half changed: the taker panics too rather than go on with it
+/// (poisoning is never ignored).
+pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
+
 pub mod net;
 pub mod runtime;
 pub mod store;

@@ -157,7 +157,7 @@ impl FaultHook {
 
     /// How long node `node`'s log store waits before a durable write (zero: no delay).
     pub fn disk_delay(&self, node: NodeId) -> Duration {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        let faults = self.faults.read().expect(crate::POISONED);
         faults
             .disk_delays
             .get(&node)
@@ -172,7 +172,7 @@ impl FaultHook {
 
     /// Whether traffic from node `from` to node `to` passes.
     pub fn allows(&self, from: NodeId, to: NodeId) -> bool {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        let faults = self.faults.read().expect(crate::POISONED);
         if from == to {
             return true;
         }
@@ -183,12 +183,12 @@ impl FaultHook {
 
     /// Whether traffic to `addr` passes.
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        let faults = self.faults.read().expect(crate::POISONED);
         !faults.blocked_addrs.contains(&addr)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Faults> {
-        self.faults.write().unwrap_or_else(|e| e.into_inner())
+        self.faults.write().expect(crate::POISONED)
     }
 }
 
@@ -273,12 +273,12 @@ struct Shared<T: Transport> {
 
 impl<T: Transport> Shared<T> {
     fn take_idle(&self, peer: NodeId) -> Option<Pooled<T::Stream>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().expect(crate::POISONED);
         idle.get_mut(&peer).and_then(Vec::pop)
     }
 
     fn put_idle(&self, peer: NodeId, conn: Pooled<T::Stream>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().expect(crate::POISONED);
         let conns = idle.entry(peer).or_default();
         if conns.len() < MAX_IDLE_CONNECTIONS_PER_PEER {
             conns.push(conn);
@@ -286,23 +286,23 @@ impl<T: Transport> Shared<T> {
     }
 
     fn drop_idle(&self, peer: NodeId) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().expect(crate::POISONED);
         idle.remove(&peer);
     }
 
     fn mark_failed(&self, addr: SocketAddr) {
-        let mut failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.failed_at.lock().expect(crate::POISONED);
         failed.insert(addr, Instant::now());
     }
 
     fn mark_ok(&self, addr: SocketAddr) {
-        let mut failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.failed_at.lock().expect(crate::POISONED);
         failed.remove(&addr);
     }
 
     /// `addrs` in preference order, recently failed ones moved to the end.
     fn connect_order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
-        let failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let failed = self.failed_at.lock().expect(crate::POISONED);
         let recently_failed = |addr: &SocketAddr| {
             failed
                 .get(addr)

@@ -21,7 +21,7 @@ pub struct HeartbeatFaults {
 impl HeartbeatFaults {
     /// Replaces the set of peers dropped on `network` (empty: heal it).
     pub fn set(&self, network: u32, peers: BTreeSet<u32>) {
-        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = self.blocked.lock().expect(crate::POISONED);
         if peers.is_empty() {
             blocked.remove(&network);
         } else {
@@ -32,7 +32,7 @@ impl HeartbeatFaults {
     fn drops(&self, network: u32, node: u32) -> bool {
         self.blocked
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .expect(crate::POISONED)
             .get(&network)
             .is_some_and(|peers| peers.contains(&node))
     }

@@ -33,7 +33,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 const STALL_RESPAWN: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().expect(crate::POISONED)
 }
 
 /// Runs a blocking guard call without stalling the async runtime's other tasks.

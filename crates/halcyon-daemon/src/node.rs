@@ -203,7 +203,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().expect(crate::POISONED)
 }
 
 /// Consensus addresses of every node (and the witness): each IP interface at `port + 1`.

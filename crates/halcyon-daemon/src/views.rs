@@ -78,7 +78,7 @@ pub fn applied_config(state: &State) -> Result<&Arc<Config>, ApiError> {
 fn paths(node: &Node) -> Vec<PathStatus> {
     node.membership
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .expect(crate::POISONED)
         .detector
         .paths
         .clone()

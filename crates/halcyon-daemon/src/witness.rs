@@ -60,7 +60,7 @@ struct Witness {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().expect(crate::POISONED)
 }
 
 impl Witness {

@@ -275,7 +275,7 @@ impl Heartbeats {
             self.backlog.push_back(ChangeBatch { at: now, changes });
         }
         self.flush(sink, now);
-        *status.lock().unwrap_or_else(|e| e.into_inner()) = self.status(now);
+        *status.lock().expect(crate::POISONED) = self.status(now);
     }
 
     fn flush(&mut self, sink: &impl ChangeSink, now: Duration) {

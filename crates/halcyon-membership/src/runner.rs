@@ -142,10 +142,7 @@ impl Runner {
 
     /// The latest status (updated every step).
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.lock().expect(crate::POISONED).clone()
     }
 
     /// A handle to the status for readers that outlive a borrow of the runner.

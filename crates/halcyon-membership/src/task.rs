@@ -110,7 +110,7 @@ impl HeartbeatTask {
     ) -> Result<HeartbeatTask, StartError> {
         let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
         let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
-        *status.lock().unwrap_or_else(|e| e.into_inner()) = heartbeats.status(Duration::ZERO);
+        *status.lock().expect(crate::POISONED) = heartbeats.status(Duration::ZERO);
         let (commands, command_queue) = mpsc::channel(COMMAND_QUEUE_MAX);
         Ok(HeartbeatTask {
             heartbeats,
