@@ -8,12 +8,21 @@
 //! halcyon-resources), leases (see `lease`), and the HTTP API (`api`).
 //!
 //! Invariants:
-//! - this is the only crate that spawns tasks;
+//! - the node's tasks are spawned here and in `node` (openraft and the heartbeat runner
+//!   start their own); no decision spawns anything: `coordinator::decide` and
+//!   `executor::decide` are pure, and their runtimes act on what they return;
+//! - the replicated state has one writer, the replica (`platform::NodeApplication`), which
+//!   publishes every new state as the view the tasks read;
 //! - a failover package runs or starts on a node only while that node holds a lease; the
 //!   coordinator starts a failed node's packages elsewhere only after `AwaitRelease` has waited
 //!   out that node's lease (module `lease` has the timing argument);
 //! - a node without a leader confirmed by a quorum commits nothing and starts nothing;
 //! - every network call and external command is bounded in time.
+
+/// What a lock taken after a panic says. A thread that panicked while holding a lock may
+/// have left what it guards half changed: the taker panics too rather than go on with it
+/// (poisoning is never ignored).
+pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
 pub mod api;
 pub mod client;
