@@ -1,6 +1,6 @@
 //! One node's daemon: consensus, membership, the coordinator, the executor, leases.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
 use halcyon_consensus::{Consensus, NodeAddrs, NodeId, RaftTimings, WriteError};
 use halcyon_guard::{Address, BootTime};
-use halcyon_membership::{NodeState, PathState, Status};
+use halcyon_membership::{NodeState, Status};
 use halcyon_policy::Event;
 use halcyon_resources::{Health, PackageEnv, PackageResources, StopMode};
 use halcyon_state::{Command, Reply, State};
@@ -32,6 +32,7 @@ use crate::platform::{HeartbeatHandle, LeaseGuard, NodeApplication, Platform, Re
 
 mod monitor;
 mod program;
+mod reports;
 
 /// How often the coordinator and the executor look at the state when nothing wakes them.
 const TICK: Duration = Duration::from_millis(20);
@@ -491,8 +492,8 @@ impl Node {
         tokio::spawn(Arc::clone(&node).executor_loop(executor_messages));
         tokio::spawn(Arc::clone(&node).lease_loop());
         tokio::spawn(Arc::clone(&node).fence_loop());
-        tokio::spawn(Arc::clone(&node).adapter_report_loop());
-        tokio::spawn(Arc::clone(&node).standby_report_loop());
+        tokio::spawn(Arc::clone(&node).report_loop(reports::ADAPTERS));
+        tokio::spawn(Arc::clone(&node).report_loop(reports::STANDBYS));
         tokio::spawn(Arc::clone(&node).monitor_loop());
         let register = Arc::clone(&node);
         tokio::spawn(async move {
@@ -881,117 +882,6 @@ impl Node {
                 }
                 tracing::warn!(node = %self.name, package = %name, "halted for lack of a lease");
             }
-        }
-    }
-
-    // ---------------------------------------------------------------- adapters
-
-    /// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
-    /// peer is heard on another network.
-    fn adapter_judgements(&self, config: &Config) -> BTreeSet<(NodeName, NetworkName)> {
-        let status = lock(&self.membership);
-        status
-            .detector
-            .paths
-            .iter()
-            .filter(|p| p.adapter_down && p.state == PathState::Down)
-            .filter_map(|p| {
-                let node = config.cluster.nodes.iter().find(|n| n.number == p.node)?;
-                let network = config
-                    .cluster
-                    .networks
-                    .iter()
-                    .find(|n| n.number == p.network)?;
-                Some((node.name.clone(), network.name.clone()))
-            })
-            .collect()
-    }
-
-    /// Commits this node's adapter judgements whenever they differ from its committed report.
-    async fn adapter_report_loop(self: Arc<Self>) {
-        loop {
-            sleep(self.renew_interval).await;
-            if self.is_isolated() {
-                continue;
-            }
-            let state = self.snapshot();
-            let Some(config) = state.config.as_ref() else {
-                continue;
-            };
-            if !state.cluster.members.contains(&self.name) {
-                continue;
-            }
-            let down = self.adapter_judgements(config);
-            let committed = state
-                .adapter_reports
-                .get(&self.name)
-                .cloned()
-                .unwrap_or_default();
-            if down == committed {
-                continue;
-            }
-            tracing::info!(node = %self.name, ?down, "adapter report");
-            let _ = self
-                .submit(&Command::AdapterReport {
-                    reporter: self.name.clone(),
-                    down,
-                    at: self.timestamp(),
-                })
-                .await;
-        }
-    }
-
-    /// This node's standby interfaces that are down, by network: the kernel's view of each
-    /// standby link (not up with a carrier, or gone; found by name, else by its address).
-    fn standby_judgements(&self, config: &Config) -> BTreeSet<NetworkName> {
-        let Some(me) = config.node(self.name.as_str()) else {
-            return BTreeSet::new();
-        };
-        me.interfaces
-            .iter()
-            .filter(|i| i.standby && !halcyon_resources::ip::interface_usable(i))
-            .map(|i| i.network.clone())
-            .collect()
-    }
-
-    /// Commits this node's standby judgements whenever they differ from its committed
-    /// report (`fail_standby` / `join_standby` follow on the coordinator).
-    async fn standby_report_loop(self: Arc<Self>) {
-        loop {
-            sleep(self.renew_interval).await;
-            if self.is_isolated() {
-                continue;
-            }
-            let (config, committed, member) = {
-                let state = self.snapshot();
-                let Some(config) = state.config.clone() else {
-                    continue;
-                };
-                (
-                    config,
-                    state
-                        .standby_reports
-                        .get(&self.name)
-                        .cloned()
-                        .unwrap_or_default(),
-                    state.cluster.members.contains(&self.name),
-                )
-            };
-            if !member {
-                continue;
-            }
-            let down = self.standby_judgements(&config);
-            if down == committed {
-                continue;
-            }
-            tracing::info!(node = %self.name, ?down, "standby report");
-            let _ = self
-                .submit(&Command::StandbyReport {
-                    reporter: self.name.clone(),
-                    down,
-                    at: self.timestamp(),
-                })
-                .await;
         }
     }
 

@@ -1,0 +1,120 @@
+//! A node's judgements that the coordinator acts on, committed whenever they change: the
+//! adapter report (paths down while the peer is heard elsewhere, SPEC 5) and the standby
+//! report (standby interfaces down). One loop serves both ([`Node::report_loop`]); a
+//! [`Report`] says how to judge, where the committed report is, and which command commits
+//! a new one.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use halcyon_config::{Config, NetworkName, NodeName};
+use halcyon_membership::PathState;
+use halcyon_state::{Command, State};
+use jiff::Timestamp;
+use tokio::time::sleep;
+
+use super::{Node, lock};
+
+/// One kind of report.
+pub(super) struct Report<T> {
+    /// For the log: "adapter", "standby".
+    pub name: &'static str,
+    /// This node's judgement now.
+    pub judge: fn(&Node, &Config) -> T,
+    /// This node's report as committed in the view (empty when none).
+    pub committed: fn(&State, &NodeName) -> T,
+    /// The command that commits a new report.
+    pub command: fn(NodeName, T, Timestamp) -> Command,
+}
+
+/// Paths (peer, network) that are down while the peer is heard on another network
+/// (`fail_standby`/`network_down`/`swap_adapter` follow on the coordinator).
+pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
+    name: "adapter",
+    judge: adapter_judgements,
+    committed: |state, node| {
+        state
+            .adapter_reports
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    },
+    command: |reporter, down, at| Command::AdapterReport { reporter, down, at },
+};
+
+/// This node's standby interfaces that are down, by network (`fail_standby` /
+/// `join_standby` follow on the coordinator).
+pub(super) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
+    name: "standby",
+    judge: standby_judgements,
+    committed: |state, node| {
+        state
+            .standby_reports
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    },
+    command: |reporter, down, at| Command::StandbyReport { reporter, down, at },
+};
+
+/// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
+/// peer is heard on another network.
+fn adapter_judgements(node: &Node, config: &Config) -> BTreeSet<(NodeName, NetworkName)> {
+    let status = lock(&node.membership);
+    status
+        .detector
+        .paths
+        .iter()
+        .filter(|p| p.adapter_down && p.state == PathState::Down)
+        .filter_map(|p| {
+            let node = config.cluster.nodes.iter().find(|n| n.number == p.node)?;
+            let network = config
+                .cluster
+                .networks
+                .iter()
+                .find(|n| n.number == p.network)?;
+            Some((node.name.clone(), network.name.clone()))
+        })
+        .collect()
+}
+
+/// This node's standby interfaces that are down, by network: the kernel's view of each
+/// standby link (not up with a carrier, or gone; found by name, else by its address).
+fn standby_judgements(node: &Node, config: &Config) -> BTreeSet<NetworkName> {
+    let Some(me) = config.node(node.name.as_str()) else {
+        return BTreeSet::new();
+    };
+    me.interfaces
+        .iter()
+        .filter(|i| i.standby && !halcyon_resources::ip::interface_usable(i))
+        .map(|i| i.network.clone())
+        .collect()
+}
+
+impl Node {
+    /// Every renewal interval, while this node is a member and not isolated: commits its
+    /// judgement when it differs from its committed report.
+    pub(super) async fn report_loop<T: PartialEq + Debug>(self: Arc<Self>, report: Report<T>) {
+        loop {
+            sleep(self.renew_interval).await;
+            if self.is_isolated() {
+                continue;
+            }
+            let state = self.snapshot();
+            let Some(config) = state.config.as_ref() else {
+                continue;
+            };
+            if !state.cluster.members.contains(&self.name) {
+                continue;
+            }
+            let judged = (report.judge)(&self, config);
+            if judged == (report.committed)(&state, &self.name) {
+                continue;
+            }
+            tracing::info!(node = %self.name, down = ?judged, "{} report", report.name);
+            let command = (report.command)(self.name.clone(), judged, self.timestamp());
+            let _ = self.submit(&command).await;
+        }
+    }
+}
