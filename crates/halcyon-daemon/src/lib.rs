@@ -54,19 +54,3 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     node.close_watchdog();
     Ok(())
 }
-
-/// The CLI's rendering of `halcyon status` (the `halcyon` binary's `live/render.rs`),
-/// included here only for [`render_status`].
-#[allow(dead_code)]
-#[path = "../../halcyon/src/live/render.rs"]
-mod cli_render;
-
-/// Transitional, for the daemon's integration tests until they render through the
-/// `halcyon` CLI: `halcyon status`'s text for a `GET /v1/status` answer.
-#[doc(hidden)]
-pub fn render_status(status: &serde_json::Value) -> String {
-    match serde_json::from_value::<halcyon_api::StatusResponse>(status.clone()) {
-        Ok(s) => cli_render::status(&s),
-        Err(e) => format!("not a status answer: {e}\n"),
-    }
-}

@@ -41,7 +41,7 @@ const PANIC_LOG_LINES: usize = 40;
 /// How the cluster's processes are started.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    /// The `halcyon` binary or the daemon's `halcyond` test binary.
+    /// The `halcyon` binary.
     pub program: PathBuf,
     /// Arguments after the subcommand (e.g. `--test-faults`).
     pub extra_args: Vec<String>,

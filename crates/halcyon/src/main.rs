@@ -7,9 +7,8 @@
 //! stopped on an error, no node answered); 2 invalid input (configuration, state file or
 //! arguments; an unknown package, node, event or operation).
 //!
-//! The daemon crate's test harness binary (`halcyond`) is this file too (it includes it
-//! by path, since that crate cannot depend on this one): relative paths only, no
-//! `crate::` in this file's modules.
+//! The live-cluster integration tests (`tests/cluster.rs`, `failover.rs`, ... with
+//! `tests/common`) run this binary as their daemons and CLI.
 
 mod live;
 mod offline;

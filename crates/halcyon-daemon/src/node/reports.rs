@@ -33,13 +33,7 @@ pub(super) struct Report<T> {
 pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
     name: "adapter",
     judge: adapter_judgements,
-    committed: |state, node| {
-        state
-            .adapter_reports
-            .get(node)
-            .cloned()
-            .unwrap_or_default()
-    },
+    committed: |state, node| state.adapter_reports.get(node).cloned().unwrap_or_default(),
     command: |reporter, down, at| Command::AdapterReport { reporter, down, at },
 };
 
@@ -48,13 +42,7 @@ pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
 pub(super) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
     name: "standby",
     judge: standby_judgements,
-    committed: |state, node| {
-        state
-            .standby_reports
-            .get(node)
-            .cloned()
-            .unwrap_or_default()
-    },
+    committed: |state, node| state.standby_reports.get(node).cloned().unwrap_or_default(),
     command: |reporter, down, at| Command::StandbyReport { reporter, down, at },
 };
 

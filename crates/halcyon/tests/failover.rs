@@ -227,7 +227,7 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
         let v = c.status(other).unwrap();
         assert_eq!(package_of(&v, "web")["restarts"]["n1"]["srv"]["count"], 3);
     }
-    let text = halcyon_daemon::render_status(&c.status(2).unwrap());
+    let text = status_text(&c, 2);
     assert!(text.contains("n1:srv=3"), "{text}");
 }
 

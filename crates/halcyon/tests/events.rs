@@ -479,7 +479,7 @@ fn a_failing_command_stops_the_event_in_error_until_resume_retry_or_skip() {
             .unwrap()
             .contains("checking")
     );
-    let text = halcyon_daemon::render_status(&c.status(3).unwrap());
+    let text = status_text(&c, 3);
     assert!(text.contains("EVENT IN ERROR"), "{text}");
     assert!(text.contains("FAILED on n2"), "{text}");
     assert!(text.contains("halcyon event resume|retry|skip"), "{text}");

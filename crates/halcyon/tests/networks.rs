@@ -93,7 +93,7 @@ fn losing_one_network_on_one_node_is_network_down_not_node_down() {
         .find(|n| n["network"] == "lan2")
         .unwrap();
     assert_eq!(lan2["down"], true, "{n2:#}");
-    let text = halcyon_daemon::render_status(&v);
+    let text = status_text(&c, 1);
     assert!(text.contains("lan2:down(DOWN)"), "{text}");
 
     // Healed: network_up, and nothing moves back by itself (needs2 fails back manually).

@@ -1,4 +1,4 @@
-//! Multi-process clusters on loopback (127.0.0.1-3), no root: the `halcyond` binary runs each
+//! Multi-process clusters on loopback (127.0.0.1-3), no root: the `halcyon` binary runs each
 //! node. Every test is bounded in time and kills its processes (daemons by PID, services by
 //! process group) when it ends, passing or failing (see `common`).
 

@@ -4,7 +4,7 @@
 //!
 //! Node `i` has the address `127.0.0.i` on network `lan1` and, when a second IP network is
 //! configured, `127.0.1.i` on `lan2`; the witness (when configured) is `127.0.0.9`, number 9.
-//! Every daemon runs the `halcyond` binary with `--test-faults`. Dropping the cluster kills
+//! Every daemon runs the `halcyon` binary with `--test-faults`. Dropping the cluster kills
 //! every process the test started (daemons by PID, services by process group), passing or
 //! failing.
 
@@ -20,7 +20,7 @@ use halcyon_testkit::config::{Quorum, Witness, loopback_address};
 use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_halcyond");
+pub const BIN: &str = env!("CARGO_BIN_EXE_halcyon");
 pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for one API request (a write may wait for a commit).
@@ -364,6 +364,13 @@ pub fn assert_no_overlap(activity: &[(String, u128)], moves: usize) {
 }
 
 /// `halcyon ARGS --api <node i's API>`: the exit code and the output (stdout, then stderr).
+/// `halcyon status` against node `i`, as a person reads it.
+pub fn status_text(c: &Cluster, i: usize) -> String {
+    let (code, out) = cli(c, i, &["status"]);
+    assert_eq!(code, 0, "halcyon status: {out}");
+    out
+}
+
 pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(BIN)
         .args(args)

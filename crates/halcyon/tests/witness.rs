@@ -24,7 +24,7 @@ fn the_witness_dying_changes_nothing_then_a_dead_node_is_taken_over() {
     let mut c = two_nodes_and_a_witness();
     let voters = c.status(1).unwrap()["quorum"]["voters"].clone();
     assert_eq!(voters, serde_json::json!(["n1", "n2", "w"]));
-    let text = halcyon_daemon::render_status(&c.status(1).unwrap());
+    let text = status_text(&c, 1);
     assert!(text.contains("witness w at 127.0.0.9:"), "{text}");
     let events_before = c.events(1);
     c.kill_witness();

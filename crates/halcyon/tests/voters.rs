@@ -73,6 +73,6 @@ fn voters_are_removed_and_added_with_precise_refusals() {
     c.wait_for(2, "three voters", FORM_TIMEOUT, |v| {
         v["quorum"]["voters"].as_array().unwrap().len() == 3
     });
-    let text = halcyon_daemon::render_status(&c.status(3).unwrap());
+    let text = status_text(&c, 3);
     assert!(text.contains("voters: n1, n2, n3"), "{text}");
 }

@@ -56,7 +56,7 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
         );
         assert!(v["pending"].as_array().unwrap().is_empty(), "{v:#}");
     }
-    let text = halcyon_daemon::render_status(&c.status(3).unwrap());
+    let text = status_text(&c, 3);
     assert!(text.contains("HALTED"), "{text}");
     let lines = c.activity().len();
     std::thread::sleep(Duration::from_millis(300));
