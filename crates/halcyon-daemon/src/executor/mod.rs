@@ -9,8 +9,13 @@ pub mod decide;
 
 use halcyon_config::PackageName;
 
-/// How many messages may wait in the executor's inbox before a sender waits.
-pub(crate) const INBOX_CAPACITY: usize = 64;
+/// How many messages may wait in the executor's inbox. A package has at most three
+/// outstanding at once (its supervisor's `Failed`, then it ends; a monitor's `Failed`; a
+/// plan action's `Started` or `Failed`), so with this capacity no sender ever waits: a
+/// supervisor blocked on a full inbox while the executor awaits that supervisor's halt
+/// would be a deadlock. tokio allocates the queue in small blocks as it fills, not up
+/// front.
+pub(crate) const INBOX_CAPACITY: usize = 3 * halcyon_config::limits::PACKAGES_MAX;
 
 /// What other tasks tell the executor.
 #[derive(Debug)]
