@@ -123,6 +123,9 @@ openraft::declare_raft_types!(
 
 /// Raft's view of the cluster as published by openraft.
 pub type Metrics = RaftMetrics<NodeId, NodeAddrs>;
+/// openraft's server metrics: the vote, the state, the leader and the membership. They
+/// change only with those (not with every append), so a task may wait on them.
+pub type ServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, NodeAddrs>;
 
 /// The replicated state machine, supplied by the application.
 ///
@@ -404,6 +407,12 @@ impl Consensus {
     /// openraft's metrics, updated as they change.
     pub fn metrics(&self) -> watch::Receiver<Metrics> {
         self.raft.metrics()
+    }
+
+    /// openraft's server metrics ([`ServerMetrics`]): marked changed when the vote, the
+    /// leader, the server state or the membership changes.
+    pub fn server_metrics(&self) -> watch::Receiver<ServerMetrics> {
+        self.raft.server_metrics()
     }
 
     /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`

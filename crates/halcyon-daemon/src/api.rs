@@ -213,7 +213,7 @@ async fn forward(node: &Node, method: Method, uri: &Uri, body: &str) -> Response
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "not leader: forward to {leader} at {} (it did not answer: {e})",
-                crate::node::join_addrs(&addrs)
+                crate::peers::join_addrs(&addrs)
             ),
         ),
     }
@@ -309,7 +309,7 @@ async fn internal_write(State(node): State<Shared>, body: Bytes) -> Response {
             match node.leader_api() {
                 Some((n, a)) => format!(
                     "not leader: forward to {n} at {}",
-                    crate::node::join_addrs(&a)
+                    crate::peers::join_addrs(&a)
                 ),
                 None => no_quorum(&node),
             },

@@ -68,7 +68,7 @@ pub fn release_deadline_after_election(
 }
 
 /// The holder's side of a lease.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Holder {
     expiry: Option<Instant>,
 }
@@ -88,6 +88,58 @@ impl Holder {
     pub fn remaining(&self, now: Instant) -> Duration {
         self.expiry
             .map_or(Duration::ZERO, |e| e.saturating_duration_since(now))
+    }
+
+    /// When failover packages must start halting: `fence_lead` before the expiry.
+    pub fn fence_at(&self, fence_lead: Duration) -> Option<Instant> {
+        self.expiry.map(|e| e - fence_lead)
+    }
+}
+
+/// What the node's lease task publishes (a `watch`): the holder's lease, whether the guard
+/// protects it, and how far a grant said the log was committed. Readers wake when the lease
+/// becomes valid, is lost, or the confirmed index grows; a renewal that only extends a valid
+/// lease does not wake them (they read the new expiry when their fence moment comes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: Holder,
+    /// The guard is neither dead, stalled nor fenced (as of the lease task's last look;
+    /// starts ask the guard again).
+    pub guarded: bool,
+    /// The highest log index a lease grant said was committed when it was granted. This
+    /// node acts on placements (reconcile) only once its replica has applied at least that
+    /// far: a node back from a power-off must not start a package its stale replica still
+    /// places on it.
+    pub confirmed: u64,
+}
+
+impl Lease {
+    /// True while failover packages may run or start at `now`.
+    pub fn valid(&self, now: Instant, fence_lead: Duration) -> bool {
+        self.guarded && self.holder.valid(now, fence_lead)
+    }
+
+    /// A grant answering a renewal sent at `t_send`, confirming the log up to `read_index`.
+    /// True when readers must wake: the lease became valid at `now`, or the confirmed index
+    /// grew.
+    pub fn granted(
+        &mut self,
+        t_send: Instant,
+        lease: Duration,
+        read_index: u64,
+        now: Instant,
+        fence_lead: Duration,
+    ) -> bool {
+        let was_valid = self.valid(now, fence_lead);
+        self.holder.granted(t_send, lease);
+        let grew = read_index > self.confirmed;
+        self.confirmed = self.confirmed.max(read_index);
+        grew || (!was_valid && self.valid(now, fence_lead))
+    }
+
+    /// The lease is gone (the guard fenced or was replaced): no lease until the next grant.
+    pub fn lost(&mut self) {
+        self.holder = Holder::default();
     }
 }
 
@@ -115,6 +167,42 @@ mod tests {
         // the election wait with no drift.
         assert!(after < release_deadline(t0, lease) - t0);
         assert!(after > lease - election_max + MARGIN);
+    }
+
+    #[test]
+    fn readers_wake_when_the_lease_becomes_valid_or_the_log_grows_not_on_every_renewal() {
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(400);
+        let lead = Duration::from_millis(100);
+        let mut l = Lease {
+            guarded: true,
+            ..Lease::default()
+        };
+        assert!(!l.valid(t0, lead));
+        assert!(l.granted(t0, lease, 5, t0, lead), "became valid");
+        assert!(l.valid(t0, lead));
+        assert_eq!(
+            l.holder.fence_at(lead),
+            Some(t0 + Duration::from_millis(300))
+        );
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(!l.granted(t1, lease, 5, t1, lead), "an extension alone");
+        assert_eq!(
+            l.holder.fence_at(lead),
+            Some(t1 + Duration::from_millis(300))
+        );
+        assert!(
+            l.granted(t1, lease, 6, t1, lead),
+            "the confirmed index grew"
+        );
+        assert!(!l.granted(t1, lease, 4, t1, lead), "an older read index");
+        assert_eq!(l.confirmed, 6);
+        l.guarded = false;
+        assert!(!l.valid(t1, lead), "an unguarded lease is no lease");
+        l.guarded = true;
+        l.lost();
+        assert!(!l.valid(t1, lead));
+        assert_eq!(l.confirmed, 6, "what was confirmed stays confirmed");
     }
 
     #[test]

@@ -8,9 +8,14 @@
 //! halcyon-resources), leases (see `lease`), and the HTTP API (`api`).
 //!
 //! Invariants:
-//! - the node's tasks are spawned here and in `node` (openraft and the heartbeat runner
-//!   start their own); no decision spawns anything: `coordinator::decide` and
-//!   `executor::decide` are pure, and their runtimes act on what they return;
+//! - the node's long-running tasks are spawned here ([`start_on`], through
+//!   `Node::spawn_tasks`; openraft and the heartbeat runner start their own); other spawns
+//!   are named where they happen and end with what they serve (a package's supervisor, a
+//!   plan action, an event command, a monitor); no decision spawns anything:
+//!   `coordinator::decide` and `executor::decide` are pure, and their runtimes act on what
+//!   they return;
+//! - no task's state is behind a lock: each task owns its state, and tasks talk through
+//!   `watch` channels (current values) and `mpsc` queues with closed message enums;
 //! - the replicated state has one writer, the replica (`platform::NodeApplication`), which
 //!   publishes every new state as the view the tasks read;
 //! - a failover package runs or starts on a node only while that node holds a lease; the
@@ -33,6 +38,7 @@ pub mod guard;
 pub mod lease;
 pub mod node;
 pub mod operations;
+pub mod peers;
 pub mod platform;
 pub mod views;
 pub mod watchdog;
@@ -40,9 +46,27 @@ pub mod witness;
 
 pub use node::{Node, Settings};
 
+/// Opens a node on `platform` (the host's, or the simulator's), serves its API and starts
+/// its long-running tasks; returns once the API listens.
+pub async fn start_on(
+    settings: Settings,
+    platform: platform::Platform,
+) -> anyhow::Result<std::sync::Arc<Node>> {
+    let (node, tasks) = Node::open(settings, platform).await?;
+    let own_api = node
+        .peers
+        .api(halcyon_consensus::NodeId::from(node.number))
+        .expect("a configured node has API addresses")
+        .to_vec();
+    api::serve(std::sync::Arc::clone(&node), own_api.clone()).await?;
+    node.spawn_tasks(tasks);
+    tracing::info!(node = %node.name, incarnation = node.incarnation, api = %own_api[0], "daemon started");
+    Ok(node)
+}
+
 /// Runs a daemon until SIGTERM or SIGINT, then halts its packages.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let node = Node::start(settings).await?;
+    let node = start_on(settings, platform::Platform::host()).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -51,6 +75,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;
     node.guard.shutdown();
-    node.close_watchdog();
+    node.close_watchdog().await;
     Ok(())
 }

@@ -407,7 +407,7 @@ async fn voter_change(
         return Err(ApiError::conflict(why));
     }
     let result = if add {
-        let Some(addrs) = crate::node::raft_members(config).get(&id).cloned() else {
+        let Some(addrs) = crate::peers::raft_members(config).get(&id).cloned() else {
             return Err(ApiError::conflict(format!(
                 "refused: {name} has no consensus address in the configuration"
             )));

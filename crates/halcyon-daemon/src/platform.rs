@@ -13,7 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use halcyon_config::{Cluster, Package};
@@ -218,8 +218,8 @@ pub trait Heartbeats: Send + Sync {
 
 /// Running heartbeats.
 pub trait HeartbeatHandle: Send {
-    /// The detector's judgement, kept current.
-    fn status(&self) -> Arc<Mutex<Status>>;
+    /// The detector's judgement, kept current; marked changed when a judgement changes.
+    fn status(&self) -> watch::Receiver<Status>;
     fn is_running(&self) -> bool;
     fn stop(self: Box<Self>);
 }
@@ -268,8 +268,8 @@ impl Heartbeats for HostHeartbeats {
 }
 
 impl HeartbeatHandle for Runner {
-    fn status(&self) -> Arc<Mutex<Status>> {
-        self.status_handle()
+    fn status(&self) -> watch::Receiver<Status> {
+        self.subscribe()
     }
     fn is_running(&self) -> bool {
         Runner::is_running(self)

@@ -76,12 +76,7 @@ pub fn applied_config(state: &State) -> Result<&Arc<Config>, ApiError> {
 
 /// This node's view of every path (peer, network).
 fn paths(node: &Node) -> Vec<PathStatus> {
-    node.membership
-        .lock()
-        .expect(crate::POISONED)
-        .detector
-        .paths
-        .clone()
+    node.membership.borrow().detector.paths.clone()
 }
 
 /// `GET /v1/status` without the witness (which `api.rs` asks over the network).

@@ -66,3 +66,16 @@ impl Watchdog {
         &self.path
     }
 }
+
+/// The cluster's configured watchdog opened (or `None`), and what `halcyon status` says
+/// about it.
+pub fn open_configured(cluster: &halcyon_config::Cluster) -> (Option<Watchdog>, String) {
+    let path = cluster.quorum.watchdog.as_ref();
+    let watchdog = path.and_then(|p| Watchdog::open(Path::new(p)));
+    let state = match (path, &watchdog) {
+        (None, _) => "not configured".to_owned(),
+        (Some(p), Some(_)) => format!("armed ({p})"),
+        (Some(p), None) => format!("ABSENT ({p} cannot be opened)"),
+    };
+    (watchdog, state)
+}

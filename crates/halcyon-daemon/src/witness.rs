@@ -17,7 +17,7 @@
 //!   wins the next election. While it leads nothing is granted: nodes' leases run out and
 //!   their failover packages stop (safe, and bounded by the rescue).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -33,7 +33,7 @@ use halcyon_state::Replicated;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
-use crate::node::raft_members;
+use crate::peers::raft_members;
 
 /// How long without a known leader before the witness campaigns (several election timeouts).
 pub const RESCUE_AFTER: Duration = Duration::from_secs(3);
@@ -56,32 +56,17 @@ struct Witness {
     /// The last log index the witness's replica applied (published by the replica).
     applied: watch::Receiver<u64>,
     applied_tx: watch::Sender<u64>,
-    consensus: Mutex<Option<Arc<Consensus>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().expect(crate::POISONED)
+    /// The consensus in use (replaced when the rescue loop reopens it), for the API.
+    consensus: watch::Sender<Option<Arc<Consensus>>>,
 }
 
 impl Witness {
     fn consensus(&self) -> Option<Arc<Consensus>> {
-        lock(&self.consensus).clone()
+        self.consensus.borrow().clone()
     }
 
     fn node_name_of(&self, id: NodeId) -> String {
-        self.config
-            .cluster
-            .nodes
-            .iter()
-            .find(|n| NodeId::from(n.number) == id)
-            .map(|n| n.name.to_string())
-            .unwrap_or_else(|| {
-                if id == self.id {
-                    self.name.clone()
-                } else {
-                    format!("node {id}")
-                }
-            })
+        crate::peers::name_of(&self.config, id)
     }
 
     fn status(&self) -> WitnessOwnStatus {
@@ -152,10 +137,10 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         config,
         applied,
         applied_tx,
-        consensus: Mutex::new(None),
+        consensus: watch::Sender::new(None),
     });
     let consensus = open(&witness, &settings).await?;
-    *lock(&witness.consensus) = Some(consensus);
+    witness.consensus.send_replace(Some(consensus));
     serve(Arc::clone(&witness), api_addr, settings.test_faults).await?;
     tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -206,7 +191,9 @@ async fn rescue_loop(
                 drop(consensus);
                 shutdown(&witness).await;
                 match open(&witness, &settings).await {
-                    Ok(c) => *lock(&witness.consensus) = Some(c),
+                    Ok(c) => {
+                        witness.consensus.send_replace(Some(c));
+                    }
                     Err(e) => {
                         tracing::error!("witness: reopening consensus failed: {e:#}");
                         return;
@@ -238,7 +225,7 @@ async fn rescue_loop(
 
 /// Takes the witness's consensus out and shuts it down, once no request holds it (bounded).
 async fn shutdown(witness: &Witness) {
-    let Some(mut c) = lock(&witness.consensus).take() else {
+    let Some(mut c) = witness.consensus.send_replace(None) else {
         return;
     };
     for _ in 0..100 {

@@ -13,8 +13,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::detector::{Detector, DetectorConfig, Heard};
 use crate::runner::{
@@ -259,7 +260,12 @@ impl Heartbeats {
 
     /// Judge timeouts, log and send the changes (keeping those the channel cannot take yet),
     /// and publish the status.
-    pub(crate) fn tick(&mut self, now: Duration, sink: &impl ChangeSink, status: &Mutex<Status>) {
+    pub(crate) fn tick(
+        &mut self,
+        now: Duration,
+        sink: &impl ChangeSink,
+        status: &watch::Sender<Status>,
+    ) {
         let changes = self.detector.tick(now);
         if !changes.is_empty() {
             for change in &changes {
@@ -275,7 +281,14 @@ impl Heartbeats {
             self.backlog.push_back(ChangeBatch { at: now, changes });
         }
         self.flush(sink, now);
-        *status.lock().expect(crate::POISONED) = self.status(now);
+        let new = self.status(now);
+        // Readers always see the latest counters and ages; they are woken only when a
+        // judgement changes (see [`Status::judged_alike`]).
+        status.send_if_modified(|current| {
+            let changed = !current.judged_alike(&new);
+            *current = new;
+            changed
+        });
     }
 
     fn flush(&mut self, sink: &impl ChangeSink, now: Duration) {

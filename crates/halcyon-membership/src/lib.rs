@@ -20,11 +20,6 @@
 //! spawns nothing and reads no clock but tokio's; the detector reads no clock; every queue,
 //! buffer and loop is bounded (limits are named constants).
 
-/// What a lock taken after a panic says. A thread that panicked while holding a lock may
-/// have left what it guards half changed: the taker panics too rather than go on with it
-/// (poisoning is never ignored).
-pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
-
 pub mod detector;
 pub mod disk;
 mod heartbeat;

@@ -19,11 +19,13 @@
 //!   skips beats rather than bursting them. Sequence numbers increase with every heartbeat sent.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::detector::{Change, DetectorConfig, DetectorError, Snapshot};
 use crate::heartbeat::{self, COMMAND_QUEUE_MAX, Command, Heartbeats, RECV_PER_STEP_MAX};
@@ -78,11 +80,28 @@ pub struct Counters {
     pub change_batches_dropped: u64,
 }
 
-/// What `halcyon status` shows.
+/// What `halcyon status` shows, published on a `watch` channel by the runner (or the task).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     pub detector: Snapshot,
     pub counters: Counters,
+}
+
+impl Status {
+    /// Whether `self` and `other` judge every node, path and network the same (states,
+    /// incarnations, adapter judgements, local links), whatever their times and counters. The
+    /// status channel wakes its readers only when this changes, so a reader that waits for
+    /// `changed()` is woken by a judgement, not by every step.
+    pub fn judged_alike(&self, other: &Status) -> bool {
+        let (a, b) = (&self.detector, &other.detector);
+        a.nodes == b.nodes
+            && a.networks == b.networks
+            && a.paths.len() == b.paths.len()
+            && a.paths.iter().zip(&b.paths).all(|(x, y)| {
+                (x.node, x.network, x.state, x.adapter_down)
+                    == (y.node, y.network, y.state, y.adapter_down)
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +118,7 @@ pub enum StartError {
 pub struct Runner {
     stop: Arc<AtomicBool>,
     commands: SyncSender<Command>,
-    status: Arc<Mutex<Status>>,
+    status: watch::Receiver<Status>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -116,7 +135,7 @@ impl Runner {
         let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
         let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Mutex::new(heartbeats.status(Duration::ZERO)));
+        let (status_tx, status) = watch::channel(heartbeats.status(Duration::ZERO));
         let (commands, command_queue) = mpsc::sync_channel(COMMAND_QUEUE_MAX);
         let mut heartbeat = Heartbeater {
             settings,
@@ -126,7 +145,7 @@ impl Runner {
             step: heartbeat::step(&config),
             changes,
             commands: command_queue,
-            status: Arc::clone(&status),
+            status: status_tx,
         };
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -142,12 +161,13 @@ impl Runner {
 
     /// The latest status (updated every step).
     pub fn status(&self) -> Status {
-        self.status.lock().expect(crate::POISONED).clone()
+        self.status.borrow().clone()
     }
 
-    /// A handle to the status for readers that outlive a borrow of the runner.
-    pub fn status_handle(&self) -> Arc<Mutex<Status>> {
-        Arc::clone(&self.status)
+    /// A receiver of the status for readers that outlive a borrow of the runner; it is
+    /// marked changed only when a judgement changes ([`Status::judged_alike`]).
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.clone()
     }
 
     /// Tell the detector that the local interface on `network` gained or lost its carrier
@@ -196,7 +216,7 @@ struct Heartbeater {
     step: Duration,
     changes: SyncSender<ChangeBatch>,
     commands: Receiver<Command>,
-    status: Arc<Mutex<Status>>,
+    status: watch::Sender<Status>,
 }
 
 impl Heartbeater {

@@ -27,11 +27,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::detector::DetectorConfig;
@@ -72,7 +71,7 @@ pub struct HeartbeatTask {
     /// Heartbeat interval of each link's network.
     intervals: Vec<Duration>,
     step: Duration,
-    status: Arc<Mutex<Status>>,
+    status: watch::Sender<Status>,
     changes: Option<mpsc::Sender<ChangeBatch>>,
     commands: mpsc::Receiver<Command>,
     control: HeartbeatControl,
@@ -105,12 +104,12 @@ impl HeartbeatTask {
         config: DetectorConfig,
         links: Vec<Box<dyn AsyncHeartbeatLink>>,
         sealer: Box<dyn Sealer>,
-        status: Arc<Mutex<Status>>,
+        status: watch::Sender<Status>,
         changes: Option<mpsc::Sender<ChangeBatch>>,
     ) -> Result<HeartbeatTask, StartError> {
         let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
         let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
-        *status.lock().expect(crate::POISONED) = heartbeats.status(Duration::ZERO);
+        status.send_replace(heartbeats.status(Duration::ZERO));
         let (commands, command_queue) = mpsc::channel(COMMAND_QUEUE_MAX);
         Ok(HeartbeatTask {
             heartbeats,

@@ -7,8 +7,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -261,7 +261,7 @@ impl AsyncHeartbeatLink for UdpLink {
 }
 
 struct HeartbeatTask {
-    status: Arc<Mutex<Status>>,
+    status: tokio::sync::watch::Receiver<Status>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -299,8 +299,7 @@ impl Heartbeats for SimHeartbeats {
                 .collect();
             networks.push((network.number, SocketAddr::new(local, cluster.port), peers));
         }
-        let status = Arc::new(Mutex::new(Status::default()));
-        let published = Arc::clone(&status);
+        let (published, status) = tokio::sync::watch::channel(Status::default());
         let settings = RunnerSettings {
             cluster_id: cluster.id,
             incarnation,
@@ -331,8 +330,8 @@ impl Heartbeats for SimHeartbeats {
 }
 
 impl HeartbeatHandle for HeartbeatTask {
-    fn status(&self) -> Arc<Mutex<Status>> {
-        Arc::clone(&self.status)
+    fn status(&self) -> tokio::sync::watch::Receiver<Status> {
+        self.status.clone()
     }
     fn is_running(&self) -> bool {
         !self.task.is_finished()

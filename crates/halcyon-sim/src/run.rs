@@ -333,7 +333,7 @@ async fn boot(
             .applied(&observed, n, index, state);
     }));
     loop {
-        match Node::start_on(settings.clone(), platform.clone()).await {
+        match halcyon_daemon::start_on(settings.clone(), platform.clone()).await {
             Ok(node) => {
                 world.note(format!(
                     "n{n}: daemon started (incarnation {})",

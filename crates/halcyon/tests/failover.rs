@@ -83,12 +83,11 @@ fn pgid_of_web(c: &Cluster, i: usize) -> i32 {
         .unwrap_or_else(|| panic!("no pgid file for web on n{i}"))
 }
 
-#[test]
-fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
-    let mut c = Cluster::start_with(Spec::new());
+/// A formed cluster with web moved to a node that is not the coordinator: (the
+/// coordinator's name, the holder's name, the holder's index, the coordinator's index).
+fn web_away_from_the_coordinator(c: &Cluster) -> (String, &'static str, usize, usize) {
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
-    // Put web on a node that is not the coordinator.
     let coordinator = c.status(1).unwrap()["coordinator"]
         .as_str()
         .unwrap()
@@ -105,6 +104,36 @@ fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
     c.wait_web_on(h, holder, FAILOVER_TIMEOUT);
     c.wait_activity_from(holder, Duration::from_secs(5));
     let k: usize = coordinator[1..].parse().unwrap();
+    (coordinator, holder, h, k)
+}
+
+/// Issue 15, finding 1: a coordinator paused for longer than a lease while another node
+/// holds web. The holder's renewals must leave the paused leader (whose kernel still accepts
+/// connections) for the new one in time: web keeps running, untouched, on its node.
+#[test]
+fn pausing_the_coordinator_leaves_a_package_on_another_node_untouched() {
+    let c = Cluster::start_with(Spec::new());
+    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let pgid = pgid_of_web(&c, h);
+    assert!(c.signal(k, libc::SIGSTOP), "pausing {coordinator}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(c.signal(k, libc::SIGCONT), "resuming {coordinator}");
+    c.wait_for(h, "a settled cluster", FAILOVER_TIMEOUT, |v| {
+        v["quorum"]["has_quorum"] == true && v["execution"].is_null()
+    });
+    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
+    assert!(halcyon_resources::group_alive(pgid));
+    c.wait_activity_from(holder, Duration::from_secs(5));
+    assert_no_overlap(&c.activity(), 1);
+    let v = c.status(h).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], holder, "{v:#}");
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}
+
+#[test]
+fn killing_the_coordinator_loses_nothing_and_leaves_the_package_untouched() {
+    let mut c = Cluster::start_with(Spec::new());
+    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
     let before = c.request(h, "GET", "/v1/events", None).1;
     let pgid = pgid_of_web(&c, h);
     let applied_before = c.status(h).unwrap()["quorum"]["last_applied"]

@@ -542,7 +542,7 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
             ),
             // Heard (e.g. on the disk network) but cut off from the quorum: it cannot
             // report the halt, but without a lease since the release deadline it has
-            // halted its failover packages itself (its fence loop, or the guard if it is
+            // halted its failover packages itself (its supervisors fence them, or the guard if it is
             // paused), the same rule as `AwaitRelease`.
             _ => {
                 let package = action

@@ -44,12 +44,11 @@ use halcyon_events::resource::Source;
 use halcyon_monitor::sample::{SAMPLE_TIMEOUT_MAX, process_count_of, user_id};
 use halcyon_monitor::{Arming, Outcome, Predicate, Sample, Sampler};
 use halcyon_policy::Event;
-use halcyon_resources::StopMode;
 use halcyon_state::{Command, Reply};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, sleep};
 
-use super::{Node, lock};
+use super::{Inbox, Node};
 
 /// Sampling interval of rule monitors (a rules file has no interval field). The seeds give
 /// none; PSSP's Event Management observed program counts as they changed. One second
@@ -59,8 +58,6 @@ use super::{Node, lock};
 const RULE_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest interval a monitor samples at, whatever its configuration says.
 const INTERVAL_MIN: Duration = Duration::from_millis(100);
-/// How often the monitors that run are compared with those that should.
-const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 /// How often a monitor that keeps failing is logged again.
 const ERROR_REMINDER: Duration = Duration::from_secs(60);
 /// How long a firing keeps trying to queue its event (each attempt is a `Node::submit`).
@@ -182,11 +179,14 @@ impl Trouble {
 }
 
 impl Node {
-    /// Runs the monitors that should run on this node, for as long as the daemon runs.
+    /// Runs the monitors that should run on this node, for as long as the daemon runs:
+    /// compared with those that should whenever the packages running here or the view
+    /// change.
     pub(super) async fn monitor_loop(self: Arc<Self>) {
         let mut running: BTreeMap<Key, (Spec, JoinHandle<()>)> = BTreeMap::new();
+        let mut packages = self.running.clone();
+        let mut view = self.view.clone();
         loop {
-            sleep(RECONCILE_EVERY).await;
             let wanted = self.wanted_monitors();
             running.retain(|key, (spec, task)| {
                 let keep = wanted.get(key) == Some(spec);
@@ -204,6 +204,11 @@ impl Node {
                 let task = tokio::spawn(Arc::clone(&self).run_monitor(spec.clone()));
                 running.insert(key, (spec, task));
             }
+            tokio::select! {
+                Ok(()) = packages.changed() => {}
+                Ok(()) = view.changed() => {}
+                else => return,
+            }
         }
     }
 
@@ -214,47 +219,64 @@ impl Node {
         if self.is_isolated() {
             return wanted;
         }
-        // `local` first, on its own: no other lock is held with it.
-        let local: Vec<PackageName> = lock(&self.local).keys().cloned().collect();
+        let local: Vec<PackageName> = self.running.borrow().keys().cloned().collect();
         let state = self.snapshot();
         let Some(config) = state.config.as_ref() else {
             return wanted;
         };
         for package in &local {
-            let Some(p) = config.package(package.as_str()) else {
-                continue;
-            };
-            for m in &p.monitors {
-                let action = match &m.action {
-                    MonitorAction::Event(name) => Action::Event {
-                        name: name.clone(),
-                        resource_variable: m.sample.clone(),
-                        instance_vector: format!("Package={package};Monitor={}", m.name),
-                    },
-                    MonitorAction::FailPackage => Action::FailPackage(package.clone()),
-                };
-                wanted.insert(
-                    Key::Package(package.clone(), m.name.clone()),
-                    Spec {
-                        name: format!("{package}:{}", m.name),
-                        probe: Probe::Sampler(m.sample.clone()),
-                        env: vec![
-                            ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
-                            ("HALCYON_PACKAGE".to_owned(), package.to_string()),
-                            ("HALCYON_NODE".to_owned(), self.name.to_string()),
-                        ],
-                        interval: m.interval.max(INTERVAL_MIN),
-                        predicate: m.predicate.clone(),
-                        rearm: m.rearm.clone(),
-                        action,
-                    },
-                );
+            if let Some(p) = config.package(package.as_str()) {
+                self.package_monitors(config, p, &mut wanted);
             }
         }
-        if !state.cluster.members.contains(&self.name) {
-            return wanted;
+        if state.cluster.members.contains(&self.name) {
+            self.rule_monitors(config, &state.rules, &mut wanted);
         }
-        for rule in &state.rules.rules {
+        wanted
+    }
+
+    /// The monitors of `package`, which runs here.
+    fn package_monitors(
+        &self,
+        config: &halcyon_config::Config,
+        package: &halcyon_config::Package,
+        wanted: &mut BTreeMap<Key, Spec>,
+    ) {
+        let name = &package.name;
+        for m in &package.monitors {
+            let action = match &m.action {
+                MonitorAction::Event(event) => Action::Event {
+                    name: event.clone(),
+                    resource_variable: m.sample.clone(),
+                    instance_vector: format!("Package={name};Monitor={}", m.name),
+                },
+                MonitorAction::FailPackage => Action::FailPackage(name.clone()),
+            };
+            let spec = Spec {
+                name: format!("{name}:{}", m.name),
+                probe: Probe::Sampler(m.sample.clone()),
+                env: vec![
+                    ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
+                    ("HALCYON_PACKAGE".to_owned(), name.to_string()),
+                    ("HALCYON_NODE".to_owned(), self.name.to_string()),
+                ],
+                interval: m.interval.max(INTERVAL_MIN),
+                predicate: m.predicate.clone(),
+                rearm: m.rearm.clone(),
+                action,
+            };
+            wanted.insert(Key::Package(name.clone(), m.name.clone()), spec);
+        }
+    }
+
+    /// The monitors of the rules whose monitors run on this node.
+    fn rule_monitors(
+        &self,
+        config: &halcyon_config::Config,
+        rules: &halcyon_events::Rules,
+        wanted: &mut BTreeMap<Key, Spec>,
+    ) {
+        for rule in &rules.rules {
             let Some(definition) = &rule.monitor else {
                 continue;
             };
@@ -285,45 +307,35 @@ impl Node {
                         .join("; "),
                 ),
             };
-            wanted.insert(
-                key,
-                Spec {
+            let spec = Spec {
+                name: rule.name.clone(),
+                probe,
+                env: vec![
+                    ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
+                    ("HALCYON_NODE".to_owned(), self.name.to_string()),
+                    ("HALCYON_EVENT".to_owned(), rule.name.clone()),
+                ],
+                interval: RULE_INTERVAL,
+                predicate: definition.predicate.clone(),
+                rearm: definition.rearm_predicate.clone(),
+                action: Action::Event {
                     name: rule.name.clone(),
-                    probe,
-                    env: vec![
-                        ("HALCYON_CLUSTER".to_owned(), config.cluster.name.clone()),
-                        ("HALCYON_NODE".to_owned(), self.name.to_string()),
-                        ("HALCYON_EVENT".to_owned(), rule.name.clone()),
-                    ],
-                    interval: RULE_INTERVAL,
-                    predicate: definition.predicate.clone(),
-                    rearm: definition.rearm_predicate.clone(),
-                    action: Action::Event {
-                        name: rule.name.clone(),
-                        resource_variable: definition.resource_variable.clone(),
-                        instance_vector: definition.instance_vector_text().to_owned(),
-                    },
+                    resource_variable: definition.resource_variable.clone(),
+                    instance_vector: definition.instance_vector_text().to_owned(),
                 },
-            );
+            };
+            wanted.insert(key, spec);
         }
-        wanted
     }
 
     /// One monitor: samples at its interval until aborted.
     async fn run_monitor(self: Arc<Self>, spec: Spec) {
         let name = spec.name.as_str();
-        let ready = match self.prepare(&spec) {
-            Ok(ready) => ready,
-            Err(e) => {
-                tracing::error!(
-                    monitor = name,
-                    "monitor cannot run: {e}; it stays idle until its definition changes"
-                );
-                return std::future::pending().await;
-            }
-        };
-        let (predicate, rearm) = match parse_predicates(&spec) {
-            Ok(p) => p,
+        let prepared = self
+            .prepare(&spec)
+            .and_then(|ready| Ok((ready, parse_predicates(&spec)?)));
+        let (ready, (predicate, rearm)) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => {
                 tracing::error!(
                     monitor = name,
@@ -456,7 +468,7 @@ impl Node {
     /// does not start it again), halted through its supervision task, and `package_failed`
     /// is queued so that the policy moves it — as when a service's restarts are exhausted.
     async fn fail_by_monitor(&self, package: PackageName, by: &str) {
-        if !lock(&self.local).contains_key(&package) {
+        if !self.running.borrow().contains_key(&package) {
             return; // stopped meanwhile: nothing of it to fail here
         }
         let failover = self
@@ -468,13 +480,20 @@ impl Node {
             return;
         }
         tracing::warn!(package = %package, by, "the package fails here");
-        let _ = self
-            .executor_inbox
-            .send(crate::executor::Inbox::Failed(package.clone()))
-            .await;
-        match self.halt_package(&package, StopMode::Graceful).await {
-            Ok(detail) => tracing::info!(package = %package, "{detail}"),
-            Err(e) => tracing::error!(package = %package, "halting the failed package: {e}"),
+        let (reply, halted) = tokio::sync::oneshot::channel();
+        let fail = Inbox::Fail {
+            package: package.clone(),
+            reply,
+        };
+        if self.executor_inbox.send(fail).await.is_err() {
+            return;
+        }
+        match halted.await {
+            Ok(Some(Ok(detail))) => tracing::info!(package = %package, "{detail}"),
+            Ok(Some(Err(e))) => {
+                tracing::error!(package = %package, "halting the failed package: {e}")
+            }
+            Ok(None) | Err(_) => return, // stopped meanwhile
         }
         let _ = self
             .enqueue(

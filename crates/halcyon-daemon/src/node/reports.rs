@@ -8,13 +8,11 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use super::Node;
 use halcyon_config::{Config, NetworkName, NodeName};
 use halcyon_membership::PathState;
 use halcyon_state::{Command, State};
 use jiff::Timestamp;
-use tokio::time::sleep;
-
-use super::{Node, lock};
 
 /// One kind of report.
 pub(super) struct Report<T> {
@@ -26,6 +24,9 @@ pub(super) struct Report<T> {
     pub committed: fn(&State, &NodeName) -> T,
     /// The command that commits a new report.
     pub command: fn(NodeName, T, Timestamp) -> Command,
+    /// The judgement reads the kernel, which tells nothing when it changes: judged every
+    /// renewal interval. Otherwise judged when the membership or the view changes.
+    pub polls: bool,
 }
 
 /// Paths (peer, network) that are down while the peer is heard on another network
@@ -35,6 +36,7 @@ pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
     judge: adapter_judgements,
     committed: |state, node| state.adapter_reports.get(node).cloned().unwrap_or_default(),
     command: |reporter, down, at| Command::AdapterReport { reporter, down, at },
+    polls: false,
 };
 
 /// This node's standby interfaces that are down, by network (`fail_standby` /
@@ -44,12 +46,13 @@ pub(super) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
     judge: standby_judgements,
     committed: |state, node| state.standby_reports.get(node).cloned().unwrap_or_default(),
     command: |reporter, down, at| Command::StandbyReport { reporter, down, at },
+    polls: true,
 };
 
 /// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
 /// peer is heard on another network.
 fn adapter_judgements(node: &Node, config: &Config) -> BTreeSet<(NodeName, NetworkName)> {
-    let status = lock(&node.membership);
+    let status = node.membership.borrow();
     status
         .detector
         .paths
@@ -81,11 +84,21 @@ fn standby_judgements(node: &Node, config: &Config) -> BTreeSet<NetworkName> {
 }
 
 impl Node {
-    /// Every renewal interval, while this node is a member and not isolated: commits its
-    /// judgement when it differs from its committed report.
+    /// While this node is a member and not isolated: commits its judgement when it differs
+    /// from its committed report. Judged again when what it reads changes, every renewal
+    /// interval for a judgement that polls, and a renewal interval after a failed commit.
     pub(super) async fn report_loop<T: PartialEq + Debug>(self: Arc<Self>, report: Report<T>) {
+        let mut membership = self.membership.clone();
+        let mut view = self.view.clone();
+        let mut again = report.polls;
         loop {
-            sleep(self.renew_interval).await;
+            tokio::select! {
+                Ok(()) = membership.changed() => {}
+                Ok(()) = view.changed() => {}
+                () = tokio::time::sleep(self.renew_interval), if again => {}
+                else => return,
+            }
+            again = report.polls;
             if self.is_isolated() {
                 continue;
             }
@@ -102,7 +115,9 @@ impl Node {
             }
             tracing::info!(node = %self.name, down = ?judged, "{} report", report.name);
             let command = (report.command)(self.name.clone(), judged, self.timestamp());
-            let _ = self.submit(&command).await;
+            if self.submit(&command).await.is_err() {
+                again = true;
+            }
         }
     }
 }

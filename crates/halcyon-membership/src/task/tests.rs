@@ -3,6 +3,7 @@
 //! detector's own (detection time, one interval, one step), not allowances for a slow machine.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use halcyon_config::Cluster;
@@ -126,7 +127,7 @@ fn memory_network(network: u32) -> BTreeMap<u32, MemoryLink> {
 /// A running node, seen from outside.
 struct Node {
     number: u32,
-    status: Arc<Mutex<Status>>,
+    status: watch::Receiver<Status>,
     changes: mpsc::Receiver<ChangeBatch>,
     control: HeartbeatControl,
     /// Network number -> the cut switch of this node's link.
@@ -137,7 +138,7 @@ struct Node {
 
 impl Node {
     fn status(&self) -> Status {
-        self.status.lock().unwrap().clone()
+        self.status.borrow().clone()
     }
 
     /// Take what the task has published; every change seen so far.
@@ -184,14 +185,14 @@ fn start(cluster: &Cluster) -> (Vec<Node>, Duration) {
                 .into_iter()
                 .map(|l| Box::new(l) as Box<dyn AsyncHeartbeatLink>)
                 .collect();
-            let status = Arc::new(Mutex::new(Status::default()));
+            let (status_tx, status) = watch::channel(Status::default());
             let (sender, changes) = mpsc::channel(CHANGES_MAX);
             let task = HeartbeatTask::new(
                 RunnerSettings::new(cluster.id, u64::from(n) * 100),
                 DetectorConfig::from_cluster(cluster, n).unwrap(),
                 links,
                 Box::new(Plain),
-                Arc::clone(&status),
+                status_tx,
                 Some(sender),
             )
             .unwrap();
@@ -273,6 +274,35 @@ async fn three_nodes_see_each_other_up_within_a_few_intervals() {
             );
         }
     }
+}
+
+/// The status channel wakes a reader when a judgement changes, and not on the steps in
+/// between (which still update the counters a reader sees).
+#[tokio::test(start_paused = true)]
+async fn the_status_channel_wakes_readers_only_when_a_judgement_changes() {
+    let c = cluster(false);
+    let interval = heartbeat(&c, LAN).interval;
+    let start_at = Instant::now();
+    let (nodes, _) = start(&c);
+    sleep_until(start_at, 3 * interval).await;
+    let mut status = nodes[0].status.clone();
+    status.mark_unchanged();
+    let sent = status.borrow().counters.sent;
+    sleep_until(start_at, 10 * interval).await;
+    assert!(!status.has_changed().unwrap(), "woken without a change");
+    assert!(
+        status.borrow().counters.sent > sent,
+        "counters still published"
+    );
+    nodes[2].cut(LAN);
+    tokio::time::timeout(20 * interval, status.changed())
+        .await
+        .expect("node 3's silence wakes the reader")
+        .unwrap();
+    assert_eq!(
+        status.borrow().detector.nodes[1].state,
+        NodeState::Unreachable
+    );
 }
 
 /// Every batch nodes 1 and 2 published while node 3 went silent at 1030 ms, and the bounds
@@ -441,7 +471,7 @@ async fn a_link_on_a_network_the_detector_does_not_know_is_refused() {
         DetectorConfig::from_cluster(&c, 1).unwrap(),
         vec![link],
         Box::new(Plain),
-        Arc::new(Mutex::new(Status::default())),
+        watch::channel(Status::default()).0,
         None,
     );
     assert!(matches!(
@@ -471,13 +501,13 @@ impl AsyncHeartbeatLink for BrokenLink {
 async fn a_failing_link_is_retried_once_a_step_and_heartbeats_go_on() {
     let c = cluster(false);
     let interval = heartbeat(&c, LAN).interval;
-    let status = Arc::new(Mutex::new(Status::default()));
+    let (status_tx, status) = watch::channel(Status::default());
     let task = HeartbeatTask::new(
         RunnerSettings::new(c.id, 1),
         DetectorConfig::from_cluster(&c, 1).unwrap(),
         vec![Box::new(BrokenLink)],
         Box::new(Plain),
-        Arc::clone(&status),
+        status_tx,
         None,
     )
     .unwrap();
@@ -485,7 +515,7 @@ async fn a_failing_link_is_retried_once_a_step_and_heartbeats_go_on() {
     tokio::spawn(task.run());
     // A spinning task would never let paused time reach this point.
     tokio::time::sleep(10 * interval + step / 2).await;
-    let counters = status.lock().unwrap().counters;
+    let counters = status.borrow().counters;
     let steps = (10 * interval).as_millis() / step.as_millis();
     // One failure per step, each published with the next tick.
     assert_eq!(counters.recv_errors, steps as u64, "{counters:?}");

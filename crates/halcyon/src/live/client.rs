@@ -42,7 +42,7 @@ fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(dir) = &target.config {
         let (config, _) = halcyon_config::load(std::slice::from_ref(dir))
             .map_err(|d| Failure::Invalid(format!("error: {d}")))?;
-        return Ok(halcyon_daemon::node::api_addrs(&config)
+        return Ok(halcyon_daemon::peers::api_addrs(&config)
             .into_values()
             .flatten()
             .collect());

@@ -1,0 +1,129 @@
+//! The coordinator's runtime. On every node, idle unless the node leads: it wakes when the
+//! view, the membership or the Raft leadership changes, or at the moment the last decision
+//! asked for (`Decision::wake_at`), decides (`coordinator::decide`, pure) and commits the
+//! decision's commands in order as leader of its term. It owns its memory and the grant
+//! table (when each node was last granted a lease by this node as leader).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halcyon_config::NodeName;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Grant, Node};
+use crate::coordinator::decide::{Input, LeaseFacts, Memory, decide};
+use crate::coordinator::emit;
+
+/// After a round cut short (no quorum, or leadership lost), the next try comes this long
+/// after (unless something changes first).
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// What the coordinator owns.
+#[derive(Default)]
+struct Coordinator {
+    memory: Memory,
+    /// (term, when this node saw itself become leader of that term).
+    leadership: Option<(u64, Instant)>,
+    /// Leader side: when each node was last granted a lease (this term).
+    grants: BTreeMap<NodeName, Instant>,
+    wake_at: Option<Instant>,
+}
+
+impl Node {
+    pub(super) async fn coordinator_loop(self: Arc<Self>, mut granted: mpsc::Receiver<Grant>) {
+        let mut view = self.view.clone();
+        let mut membership = self.membership.clone();
+        let mut server = self.consensus.server_metrics();
+        let mut c = Coordinator::default();
+        loop {
+            tokio::select! {
+                biased;
+                Some((node, at)) = granted.recv() => {
+                    // Recorded now; a grant alone changes no decision before `wake_at`.
+                    c.grants.insert(node, at);
+                    continue;
+                }
+                Ok(()) = view.changed() => {}
+                Ok(()) = membership.changed() => {}
+                Ok(()) = server.changed() => {}
+                () = self.sleep_until_opt(c.wake_at) => {}
+            }
+            // Every grant answered so far is in the table before the decision.
+            while let Ok((node, at)) = granted.try_recv() {
+                c.grants.insert(node, at);
+            }
+            if self.is_isolated() || !self.consensus.is_leader() {
+                c.leadership = None;
+                c.wake_at = None;
+                continue;
+            }
+            let term = self.consensus.metrics().borrow().current_term;
+            let since = match c.leadership {
+                Some((t, since)) if t == term => since,
+                _ => {
+                    tracing::info!(node = %self.name, term, "coordinator: this node leads");
+                    let since = self.platform.clock.now();
+                    c.leadership = Some((term, since));
+                    c.grants.clear();
+                    since
+                }
+            };
+            c.wake_at = match self.coordinate(term, since, &mut c).await {
+                Ok(wake_at) => wake_at,
+                Err(e) => {
+                    tracing::debug!("coordinator: {e}");
+                    Some(self.platform.clock.now() + RETRY_AFTER)
+                }
+            };
+        }
+    }
+
+    /// One round of the coordinator as leader of `term` (since `leader_since`): the decision
+    /// taken from this node's view ([`decide`]), its commands committed in order through
+    /// [`Node::submit_as_leader`] (decisions taken from this node's view are never forwarded
+    /// to another leader) until one fails, which ends the round. Returns when to decide
+    /// again if nothing changes before.
+    async fn coordinate(
+        &self,
+        term: u64,
+        leader_since: Instant,
+        c: &mut Coordinator,
+    ) -> Result<Option<Instant>, String> {
+        let view = self.snapshot();
+        let reachability = self.reachability();
+        let input = Input {
+            view: &view,
+            boot_config: &self.boot_config,
+            boot_rules: &self.boot_rules,
+            reachability: &reachability,
+            lease: LeaseFacts {
+                duration: self.lease_duration,
+                election_max: self.election_max,
+                term,
+                leader_since,
+                grants: &c.grants,
+            },
+            memory: c.memory,
+            now: self.platform.clock.now(),
+            timestamp: self.timestamp(),
+        };
+        let decision = decide(&input);
+        let mut committed = 0;
+        let outcome = loop {
+            for line in decision.logs_at(committed) {
+                emit(line);
+            }
+            let Some(command) = decision.commands.get(committed) else {
+                break Ok(decision.wake_at);
+            };
+            if let Err(e) = self.submit_as_leader(term, command).await {
+                break Err(e);
+            }
+            committed += 1;
+        };
+        c.memory = decision.memory_after(committed);
+        outcome
+    }
+}

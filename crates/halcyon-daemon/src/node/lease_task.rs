@@ -1,0 +1,297 @@
+//! The lease task: renews this node's lease every renewal interval, publishes it
+//! ([`Lease`] on a `watch`), keeps the guard armed, feeds the watchdog, and owns the
+//! heartbeat runner's handle. The leader's side of a renewal ([`Node::grant_lease`]) is
+//! here too. The rule (expiry, fencing lead, release deadlines) is `crate::lease`'s.
+//!
+//! Fencing is the supervisors' (`package`): each failover package's supervisor waits for
+//! its lease's fencing moment on the published lease and halts the package at once; the
+//! lease task resets the published lease when the guard fenced or was replaced, which wakes
+//! them.
+
+use std::sync::Arc;
+
+use halcyon_guard::BootTime;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::{LeaseAnswer, Node};
+use crate::lease::Lease;
+use crate::peers::join_addrs;
+use crate::platform::HeartbeatHandle;
+use crate::watchdog::Watchdog;
+
+/// What other tasks ask of the lease task.
+#[derive(Debug)]
+pub(crate) enum LeaseCommand {
+    /// A test fault isolates the node: its heartbeats stop.
+    Isolate,
+    /// Clean shutdown: disarm the watchdog (magic close), then answer.
+    CloseWatchdog(oneshot::Sender<()>),
+}
+
+/// How many commands may wait: one isolation and one close are all a node ever sends.
+const COMMANDS_QUEUED_MAX: usize = 4;
+
+/// How one renewal attempt ended.
+enum Renewal {
+    Granted(LeaseAnswer),
+    NotGranted(String),
+    /// The leader changed while it was asked: ask the new one at once.
+    LeaderChanged,
+}
+
+/// What the lease task owns.
+pub(crate) struct LeaseTask {
+    publish: watch::Sender<Lease>,
+    commands: mpsc::Receiver<LeaseCommand>,
+    /// The heartbeat runner (stopped on isolation): the watchdog is fed only while it runs.
+    heartbeats: Option<Box<dyn HeartbeatHandle>>,
+    /// The watchdog device, when configured and present.
+    watchdog: Option<Watchdog>,
+}
+
+impl LeaseTask {
+    pub(crate) fn new(
+        heartbeats: Box<dyn HeartbeatHandle>,
+        watchdog: Option<Watchdog>,
+    ) -> (
+        watch::Receiver<Lease>,
+        mpsc::Sender<LeaseCommand>,
+        LeaseTask,
+    ) {
+        // No lease yet, and the guard (just started) protects none.
+        let (publish, lease) = watch::channel(Lease {
+            guarded: true,
+            ..Lease::default()
+        });
+        let (commands_tx, commands) = mpsc::channel(COMMANDS_QUEUED_MAX);
+        let task = LeaseTask {
+            publish,
+            commands,
+            heartbeats: Some(heartbeats),
+            watchdog,
+        };
+        (lease, commands_tx, task)
+    }
+
+    fn handle(&mut self, command: LeaseCommand) {
+        match command {
+            LeaseCommand::Isolate => {
+                if let Some(heartbeats) = self.heartbeats.take() {
+                    heartbeats.stop();
+                }
+            }
+            LeaseCommand::CloseWatchdog(done) => {
+                if let Some(w) = self.watchdog.take() {
+                    w.close();
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Renews the lease every renewal interval (the answer awaited while commands are
+    /// still taken), publishes it, and feeds the watchdog while the lease is valid and the
+    /// heartbeat thread runs.
+    pub(super) async fn lease_loop(self: Arc<Self>, mut task: LeaseTask) {
+        let mut server = self.consensus.server_metrics();
+        loop {
+            let next = Instant::now() + self.renew_interval;
+            self.check_guard(&task.publish);
+            // CLOCK_BOOTTIME before the Instant: the guard's deadline comes no later.
+            let t_boot = self.guard.clock();
+            let t_send = self.platform.clock.now();
+            let asked = self.consensus.leader();
+            server.mark_unchanged();
+            let renewal = tokio::time::timeout(self.renew_attempt(), self.renew());
+            tokio::pin!(renewal);
+            let renewal = loop {
+                tokio::select! {
+                    biased;
+                    answer = &mut renewal => break match answer {
+                        Ok(Ok(answer)) => Renewal::Granted(answer),
+                        Ok(Err(why)) => Renewal::NotGranted(why),
+                        Err(_) => Renewal::NotGranted(format!("no answer within {:?}", self.renew_attempt())),
+                    },
+                    Some(command) = task.commands.recv() => task.handle(command),
+                    // A new leader: the one asked may be paused or gone (its kernel still
+                    // accepting connections); ask the new one now (issue 15, finding 1).
+                    Ok(()) = server.changed(), if asked.is_some() => {
+                        if self.consensus.leader() != asked {
+                            break Renewal::LeaderChanged;
+                        }
+                    }
+                }
+            };
+            match renewal {
+                Renewal::Granted(answer) => {
+                    self.granted(&task.publish, t_boot, t_send, answer.read_index)
+                }
+                Renewal::LeaderChanged => {
+                    tracing::debug!(node = %self.name, "lease renewal: the leader changed; asking the new one");
+                    continue;
+                }
+                Renewal::NotGranted(why) => {
+                    tracing::debug!(node = %self.name, "lease not renewed: {why}")
+                }
+            }
+            let healthy = task.heartbeats.as_ref().is_some_and(|h| h.is_running());
+            if healthy
+                && self.lease_valid()
+                && let Some(w) = task.watchdog.as_mut()
+            {
+                w.keepalive();
+            }
+            // Until the next renewal, or until a leader other than the one asked is known.
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(command) = task.commands.recv() => task.handle(command),
+                    () = tokio::time::sleep_until(next) => break,
+                    Ok(()) = server.changed() => {
+                        let leader = self.consensus.leader();
+                        if leader.is_some() && leader != asked {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A grant: the guard's deadline moves first, then the published lease.
+    fn granted(
+        &self,
+        publish: &watch::Sender<Lease>,
+        t_boot: BootTime,
+        t_send: Instant,
+        read_index: u64,
+    ) {
+        self.guard
+            .extend(BootTime::lease_deadline(t_boot, self.lease_duration));
+        let now = self.platform.clock.now();
+        let lead = self.fence_lead();
+        publish.send_if_modified(|lease| {
+            lease.granted(t_send, self.lease_duration, read_index, now, lead)
+        });
+    }
+
+    /// The guard's health, published: a replaced guard is unarmed and a fenced guard has
+    /// killed what it held, so either way the lease is gone until the next grant.
+    fn check_guard(&self, publish: &watch::Sender<Lease>) {
+        let respawned = self.guard.respawn_if_needed();
+        let fenced = self.guard.fenced();
+        if fenced {
+            for fence in self.guard.take_fences() {
+                if fence.groups_killed + fence.addresses_deleted > 0 {
+                    tracing::error!(node = %self.name, "the lease guard fenced this node's failover packages: {}", fence.line);
+                } else {
+                    tracing::info!(node = %self.name, "the lease guard fenced (nothing registered): {}", fence.line);
+                }
+            }
+        }
+        let guarded = self.guard.lost().is_none();
+        publish.send_if_modified(|lease| {
+            let changed = respawned || fenced || lease.guarded != guarded;
+            if respawned || fenced {
+                lease.lost();
+            }
+            lease.guarded = guarded;
+            changed
+        });
+    }
+
+    /// How long one renewal attempt may take: two renewal intervals, far below the lease,
+    /// so that an attempt stuck on a paused leader leaves room for several more before the
+    /// lease's fencing moment. The leader's own quorum check is bounded the same way.
+    fn renew_attempt(&self) -> std::time::Duration {
+        self.renew_interval * 2
+    }
+
+    /// One renewal: granted here when this node leads, else asked of the leader on all its
+    /// addresses at once.
+    async fn renew(&self) -> Result<LeaseAnswer, String> {
+        let answer = if self.is_isolated() {
+            return Err("isolated".into());
+        } else if self.consensus.is_leader() {
+            self.grant_lease(self.name.as_str()).await
+        } else if self.consensus.leader().is_some() {
+            let body = serde_json::json!({ "node": self.name }).to_string();
+            let response = self
+                .leader_request_race(
+                    "POST",
+                    "/v1/internal/lease",
+                    Some(&body),
+                    self.lease_duration,
+                )
+                .await
+                .ok_or("no answer")?;
+            serde_json::from_str::<LeaseAnswer>(&response.body)
+                .map_err(|e| format!("the leader's answer cannot be read: {e}"))?
+        } else {
+            return Err("no leader known".into());
+        };
+        if answer.granted {
+            Ok(answer)
+        } else {
+            Err(answer.error.unwrap_or_default())
+        }
+    }
+
+    /// Leader side of a renewal: quorum check, departed check, then the grant is handed to
+    /// the coordinator (which keeps the grant table) before it is answered.
+    pub async fn grant_lease(&self, node: &str) -> LeaseAnswer {
+        let refuse = |error: String| LeaseAnswer {
+            granted: false,
+            error: Some(error),
+            read_index: 0,
+        };
+        if self.is_isolated() {
+            return refuse("no quorum: this node is isolated".into());
+        }
+        if !self.consensus.is_leader() {
+            return refuse(match self.leader_api() {
+                Some((name, addrs)) => {
+                    format!("not leader: forward to {name} at {}", join_addrs(&addrs))
+                }
+                None => "not leader: no leader known".into(),
+            });
+        }
+        let confirm = tokio::time::timeout(
+            self.renew_attempt(),
+            self.consensus.raft().ensure_linearizable(),
+        )
+        .await;
+        let read_index = match confirm {
+            Ok(Ok(read)) => read.map_or(0, |l| l.index),
+            Ok(Err(e)) => return refuse(format!("no quorum: {e}")),
+            Err(_) => {
+                return refuse("no quorum: the quorum did not confirm the leader in time".into());
+            }
+        };
+        let state = self.snapshot();
+        let Some(config) = state.config.as_ref() else {
+            return refuse("the cluster is not bootstrapped yet".into());
+        };
+        if config.node(node).is_none() {
+            return refuse(format!("node \"{node}\" is not in the configuration"));
+        }
+        if state.departed.contains(node) {
+            return refuse(format!(
+                "node {node} is committed as down; it must join again first"
+            ));
+        }
+        let grant = (node.into(), self.platform.clock.now());
+        if self.grants.try_send(grant).is_err() {
+            // Unrecorded, a grant could be outlived by a release wait: refuse it.
+            return refuse("the coordinator is not taking grants: not granted".into());
+        }
+        LeaseAnswer {
+            granted: true,
+            error: None,
+            read_index,
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! One node's daemon: what its tasks share (read-only after start, or published on `watch`
+//! channels), and the tasks themselves, one module each:
+//!
+//! | module | task | owns |
+//! | --- | --- | --- |
+//! | `lease` | the lease task (renewals, watchdog, heartbeats handle) | the holder's lease, published as [`Lease`] |
+//! | `coordinator` | the coordinator (acts on the Raft leader only) | its memory and the grant table |
+//! | `executor` | the executor | the packages running here, its memory |
+//! | `package` | one supervisor per running package | the package's resources and guard registrations |
+//! | `reports` | adapter and standby reports | – |
+//! | `monitor` | user-defined monitors | the running monitors |
+//! | `program` | one task per event command | its process |
+//! | `writer` | – (functions) | the one retry policy for writes |
+//!
+//! Tasks talk through `watch` channels (current values: the replica's view, the membership
+//! status, the lease, the packages running here) and `mpsc` queues with closed message
+//! enums (the executor's [`Inbox`], the lease task's [`LeaseCommand`], grants to the
+//! coordinator). No task's state is behind a lock. The long-running tasks are spawned by
+//! [`crate::start_on`] from the [`Tasks`] that [`Node::open`] returns; other spawns (a
+//! package's supervisor, a plan action, an event command, a monitor) are named where they
+//! happen and end with what they serve.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_consensus::{Consensus, NodeId, RaftTimings};
+use halcyon_membership::{NodeState, Status};
+use halcyon_resources::{PackageEnv, StopMode};
+use halcyon_state::State;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::client;
+use crate::faults::HeartbeatFaults;
+use crate::lease::{self, Lease};
+use crate::peers::{self, Peers};
+use crate::platform::{LeaseGuard, NodeApplication, Platform, ResourceFactory};
+
+mod coordinator;
+mod executor;
+mod lease_task;
+mod monitor;
+mod package;
+mod program;
+mod reports;
+mod writer;
+
+pub(crate) use executor::{Inbox, LocalPackage};
+pub(crate) use lease_task::LeaseCommand;
+
+/// Settings of one daemon.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub config_paths: Vec<PathBuf>,
+    pub node: String,
+    pub state_dir: PathBuf,
+    /// Enables `POST /v1/debug/isolate` (tests only).
+    pub test_faults: bool,
+}
+
+/// What a daemon's tasks share: settings fixed at start, handles, and the receiving ends of
+/// the `watch` channels the tasks publish on.
+pub struct Node {
+    pub name: NodeName,
+    pub number: u32,
+    /// The configuration read at start (bootstrap only); the applied one is in the state.
+    pub boot_config: Arc<Config>,
+    /// The event rules read at start with it (bootstrap only).
+    pub(crate) boot_rules: halcyon_events::Rules,
+    pub consensus: Consensus,
+    /// The replicated state as this node's replica last applied it, published by the
+    /// replica (`NodeApplication`) after every applied entry or restore.
+    pub(crate) view: watch::Receiver<Arc<State>>,
+    /// The failure detector's status, published by the heartbeat runner; marked changed
+    /// when a judgement changes.
+    pub(crate) membership: watch::Receiver<Status>,
+    /// This node's lease, published by the lease task.
+    pub(crate) lease: watch::Receiver<Lease>,
+    /// The packages running (or stopping) here, with whether each is a failover package,
+    /// published by the executor.
+    pub(crate) running: watch::Receiver<BTreeMap<PackageName, bool>>,
+    pub(crate) peers: Peers,
+    pub lease_duration: Duration,
+    pub renew_interval: Duration,
+    /// openraft's `election_timeout_max`: every voter of a new term waited this long after
+    /// it last heard the old leader (the new coordinator's release wait counts on it).
+    pub(crate) election_max: Duration,
+    /// The lease task's queue (isolation, the watchdog's close).
+    pub(crate) lease_commands: mpsc::Sender<LeaseCommand>,
+    /// Grants of this node as leader, to the coordinator that owns the grant table.
+    pub(crate) grants: mpsc::Sender<Grant>,
+    /// The executor's inbox (what supervisors, plan actions and monitors tell it).
+    pub(crate) executor_inbox: mpsc::Sender<Inbox>,
+    pub incarnation: u64,
+    pub isolated: AtomicBool,
+    pub test_faults: bool,
+    /// Test-only heartbeat drops (`--test-faults`).
+    pub heartbeat_faults: HeartbeatFaults,
+    /// What `halcyon status` says about the watchdog.
+    pub watchdog_state: String,
+    pub(crate) run_dir: PathBuf,
+    /// Start gates (FIFOs) of guarded services.
+    pub(crate) gates_dir: PathBuf,
+    /// The lease guard.
+    pub guard: Box<dyn LeaseGuard>,
+    /// Clocks, network and resources of the machine (or the simulator).
+    pub platform: Platform,
+}
+
+/// A lease granted by this node as leader: to whom, and when on this node's lease clock.
+pub(crate) type Grant = (NodeName, Instant);
+
+/// How many grants may wait for the coordinator: every node renews once per renewal
+/// interval and the coordinator takes them as they come, so this is never reached unless
+/// the coordinator is stuck, and then a grant is refused rather than left unrecorded.
+const GRANTS_QUEUED_MAX: usize = 8 * halcyon_config::limits::NODES_MAX;
+
+/// The state each long-running task starts with and owns; [`crate::start_on`] spawns them.
+pub struct Tasks {
+    lease: lease_task::LeaseTask,
+    coordinator: mpsc::Receiver<Grant>,
+    executor: executor::Executor,
+}
+
+/// What `POST /v1/internal/lease` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    pub granted: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The log index the quorum confirmed as committed for this grant (the read
+    /// index): the holder's replica must have applied it before it acts on placements.
+    #[serde(default)]
+    pub read_index: u64,
+}
+
+/// The node's configuration and rules, read and checked.
+fn read_configuration(settings: &Settings) -> anyhow::Result<(Config, halcyon_events::Rules)> {
+    let (config, _) = halcyon_config::load(&settings.config_paths)
+        .map_err(|d| anyhow::anyhow!("configuration is not valid:\n{d}"))?;
+    if config.node(&settings.node).is_none() {
+        let known: Vec<&str> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        bail!(
+            "node \"{}\" is not in the configuration (nodes: {})",
+            settings.node,
+            known.join(", ")
+        );
+    }
+    let rules = halcyon_events::load_cluster_rules(
+        &settings.config_paths,
+        config.cluster.events.rules.as_deref(),
+    )
+    .map_err(|d| anyhow::anyhow!("event rules are not valid:\n{d}"))?;
+    Ok((config, rules))
+}
+
+/// The state directory's run and gate directories, what a previous incarnation left in
+/// them killed or removed, and this incarnation's number.
+fn prepare_state_dir(
+    state_dir: &Path,
+    resources: &dyn ResourceFactory,
+) -> anyhow::Result<(PathBuf, PathBuf, u64)> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let run_dir = state_dir.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    kill_leftovers(&run_dir, resources);
+    let gates_dir = state_dir.join("gates");
+    let _ = std::fs::remove_dir_all(&gates_dir);
+    std::fs::create_dir_all(&gates_dir)?;
+    Ok((run_dir, gates_dir, next_incarnation(state_dir)?))
+}
+
+impl Node {
+    /// Opens everything a node needs (the guard, consensus, heartbeats) and returns it with
+    /// its tasks' state, not yet running: [`crate::start_on`] serves the API and spawns them.
+    pub async fn open(
+        settings: Settings,
+        platform: Platform,
+    ) -> anyhow::Result<(Arc<Node>, Tasks)> {
+        let (config, rules) = read_configuration(&settings)?;
+        let me = config
+            .node(&settings.node)
+            .cloned()
+            .expect("checked on read");
+        let (run_dir, gates_dir, incarnation) =
+            prepare_state_dir(&settings.state_dir, platform.resources.as_ref())?;
+        // Long enough to outlast failure detection and a coordinator election, so the
+        // holders keep their leases while a new coordinator is elected.
+        let lease_duration = config.cluster.lease();
+        let renew_interval =
+            halcyon_config::timing::renew_interval(config.cluster.heartbeat.interval);
+        // The guard first: no failover package may run here before it is ready.
+        let guard = platform
+            .guards
+            .start((lease_duration / 2).max(Duration::from_millis(100)))
+            .context("starting the lease guard (`halcyon guard`)")?;
+        let (view, consensus) = open_consensus(&settings, &config, &platform).await?;
+        let heartbeat_faults = HeartbeatFaults::default();
+        let heartbeats = platform.heartbeats.start(
+            &config.cluster,
+            me.number,
+            incarnation,
+            settings.test_faults.then(|| heartbeat_faults.clone()),
+        )?;
+        let membership = heartbeats.status();
+        let (watchdog, watchdog_state) = crate::watchdog::open_configured(&config.cluster);
+        let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
+        let (executor, executor_inbox, running) = executor::Executor::new();
+        let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
+        let node = Arc::new(Node {
+            name: me.name.clone(),
+            number: me.number,
+            peers: Peers::new(&config),
+            election_max: raft_timings(&config.cluster).election_timeout_max,
+            boot_config: Arc::new(config),
+            boot_rules: rules,
+            consensus,
+            view,
+            membership,
+            lease,
+            running,
+            lease_duration,
+            renew_interval,
+            lease_commands,
+            grants,
+            executor_inbox,
+            incarnation,
+            isolated: AtomicBool::new(false),
+            test_faults: settings.test_faults,
+            heartbeat_faults,
+            watchdog_state,
+            run_dir,
+            gates_dir,
+            guard,
+            platform,
+        });
+        let tasks = Tasks {
+            lease: lease_task,
+            coordinator,
+            executor,
+        };
+        Ok((node, tasks))
+    }
+
+    /// Spawns the node's long-running tasks (called by [`crate::start_on`] only).
+    pub(crate) fn spawn_tasks(self: &Arc<Self>, tasks: Tasks) {
+        tokio::spawn(Arc::clone(self).lease_loop(tasks.lease));
+        tokio::spawn(Arc::clone(self).coordinator_loop(tasks.coordinator));
+        tokio::spawn(Arc::clone(self).executor_loop(tasks.executor));
+        tokio::spawn(Arc::clone(self).report_loop(reports::ADAPTERS));
+        tokio::spawn(Arc::clone(self).report_loop(reports::STANDBYS));
+        tokio::spawn(Arc::clone(self).monitor_loop());
+        tokio::spawn(Arc::clone(self).register());
+    }
+
+    /// Wall-clock time (the platform's).
+    pub fn timestamp(&self) -> Timestamp {
+        self.platform.clock.timestamp()
+    }
+
+    /// Sleeps until `at` on the platform's lease clock (which the simulator runs at a rate
+    /// of its own): tokio sleeps what is left, then the clock is read again.
+    pub(crate) async fn sleep_until(&self, at: Instant) {
+        /// Shortest sleep, so that a clock running slower than tokio's never spins.
+        const STEP_MIN: Duration = Duration::from_millis(1);
+        loop {
+            let left = at.saturating_duration_since(self.platform.clock.now());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.max(STEP_MIN)).await;
+        }
+    }
+
+    /// [`Node::sleep_until`], or forever when there is nothing to wait for.
+    pub(crate) async fn sleep_until_opt(&self, at: Option<Instant>) {
+        match at {
+            Some(at) => self.sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// One request to a peer's API over the platform's network.
+    pub(crate) async fn request(
+        &self,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<client::Response, String> {
+        client::request_via(
+            self.platform.network.as_ref(),
+            addr,
+            method,
+            path,
+            body,
+            limit,
+        )
+        .await
+    }
+
+    /// The replicated state as this node last applied it.
+    pub fn snapshot(&self) -> Arc<State> {
+        Arc::clone(&self.view.borrow())
+    }
+
+    /// Raft's applied index. Not the state's: the read index a lease grant confirms may be a
+    /// new leader's blank entry, which never reaches the state machine (seed 5 of the
+    /// simulation: every lease lost in an election, then no package restarted until the next
+    /// real entry). openraft publishes it after the state machine applied the entry, so a
+    /// copy of the state taken after reading it is at least that recent.
+    fn raft_applied(&self) -> u64 {
+        self.consensus
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
+    /// The configuration in force: the replicated one once bootstrapped.
+    pub fn config(&self) -> Arc<Config> {
+        self.view
+            .borrow()
+            .config
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.boot_config))
+    }
+
+    pub fn node_name_of(&self, id: NodeId) -> String {
+        peers::name_of(&self.boot_config, id)
+    }
+
+    /// The failure detector's status as last published.
+    pub fn membership(&self) -> Status {
+        self.membership.borrow().clone()
+    }
+
+    /// Reachability of every configured node from here (this node is always reachable).
+    pub fn reachability(&self) -> BTreeMap<u32, NodeState> {
+        let mut out: BTreeMap<u32, NodeState> = self
+            .membership
+            .borrow()
+            .detector
+            .nodes
+            .iter()
+            .map(|n| (n.node, n.state))
+            .collect();
+        out.insert(self.number, NodeState::Reachable);
+        out
+    }
+
+    pub fn lease_remaining(&self) -> Duration {
+        self.lease
+            .borrow()
+            .holder
+            .remaining(self.platform.clock.now())
+    }
+
+    fn fence_lead(&self) -> Duration {
+        lease::fence_lead(self.lease_duration, self.renew_interval)
+    }
+
+    /// A lease is held: granted, not about to expire, and the guard protects it (a dead,
+    /// stalled or fenced guard is a lost lease; asked now, not as the lease task last saw it).
+    pub(crate) fn lease_valid(&self) -> bool {
+        self.lease
+            .borrow()
+            .valid(self.platform.clock.now(), self.fence_lead())
+            && self.guard.lost().is_none()
+    }
+
+    fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {
+        !package.is_failover() || self.lease_valid()
+    }
+
+    /// Isolates this node (tests): no consensus traffic, no heartbeats, no node-to-node API.
+    pub fn isolate(&self) {
+        self.isolated.store(true, Ordering::SeqCst);
+        self.consensus
+            .fault_hook()
+            .isolate(NodeId::from(self.number));
+        if self.lease_commands.try_send(LeaseCommand::Isolate).is_err() {
+            tracing::error!(node = %self.name, "isolation: the lease task did not take the command; heartbeats go on");
+        }
+        tracing::warn!(node = %self.name, "isolated by a test fault");
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// The leader's name and API addresses (the one that answered last first), if a
+    /// leader is known.
+    pub fn leader_api(&self) -> Option<(String, Vec<std::net::SocketAddr>)> {
+        let leader = self.consensus.leader()?;
+        let addrs = self.peers.api_preferred_first(leader)?;
+        Some((self.node_name_of(leader), addrs))
+    }
+
+    /// Disarms the watchdog with the magic close (clean shutdown only).
+    pub async fn close_watchdog(&self) {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self
+            .lease_commands
+            .send(LeaseCommand::CloseWatchdog(done))
+            .await
+            .is_ok()
+        {
+            let _ = closed.await;
+        }
+    }
+}
+
+/// Opens consensus on the replica that publishes the view, cleans up what a previous
+/// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node.
+async fn open_consensus(
+    settings: &Settings,
+    config: &Config,
+    platform: &Platform,
+) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus)> {
+    let (views, view) = watch::channel(Arc::new(State::new()));
+    let app = NodeApplication::new(views, platform.applied.clone());
+    let members = peers::raft_members(config);
+    let me = config.node(&settings.node).expect("checked on read");
+    let id = NodeId::from(me.number);
+    let addrs = members.get(&id).cloned().unwrap_or_default();
+    let consensus = platform
+        .network
+        .open_consensus(
+            id,
+            addrs,
+            &settings.state_dir.join("raft.redb"),
+            app,
+            raft_timings(&config.cluster),
+        )
+        .await
+        .context("opening consensus")?;
+    // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
+    // registers (rejoins). The packages are those of the configuration in force as far as
+    // this node knows it (its applied state, else the files).
+    let cleanup_config = view
+        .borrow()
+        .config
+        .clone()
+        .unwrap_or_else(|| Arc::new(config.clone()));
+    halt_leftovers(&cleanup_config, &settings.node, platform.resources.as_ref()).await;
+    let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
+    if lowest == Some(me.number) {
+        consensus
+            .initialize(members)
+            .await
+            .context("initializing the Raft membership")?;
+    }
+    Ok((view, consensus))
+}
+
+fn next_incarnation(state_dir: &Path) -> anyhow::Result<u64> {
+    let path = state_dir.join("incarnation");
+    let previous = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let next = previous + 1;
+    std::fs::write(&path, next.to_string())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(next)
+}
+
+/// Kills process groups of services a previous incarnation left running (SPEC 6: a restarted
+/// node first stops anything left running).
+fn kill_leftovers(run_dir: &Path, resources: &dyn ResourceFactory) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Some(pgid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            && pgid > 1
+            && resources.group_alive(pgid)
+        {
+            tracing::warn!(pgid, file = %path.display(), "killing a process group left by a previous incarnation");
+            resources.kill_group(pgid);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Restart cleanup (SPEC 6): runs the halt side of every resource of every failover package
+/// configured for `node` (scripts' halt, addresses removed, file systems unmounted, OCF stop),
+/// idempotently, and logs what each did. Every package configured here, not only those the
+/// replicated state places here: the state may not show a run that was in flight when the
+/// previous incarnation died, and this node may not reach a quorum yet. Service process
+/// groups were killed before (`kill_leftovers`).
+async fn halt_leftovers(config: &Config, node: &str, factory: &dyn ResourceFactory) {
+    let Some(me) = config.node(node).cloned() else {
+        return;
+    };
+    for package in config.packages.values() {
+        if !package.is_failover() || package.node_rank(node).is_none() {
+            continue;
+        }
+        let env = PackageEnv {
+            cluster: config.cluster.name.clone(),
+            package: package.name.to_string(),
+            node: node.to_owned(),
+        };
+        let mut resources = match factory.build(env.clone(), package, &me) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(package = %package.name, "restart cleanup: cannot build the package here: {e}");
+                continue;
+            }
+        };
+        for resource in resources.resources.iter_mut().rev() {
+            let what = resource.describe();
+            let stopped = tokio::time::timeout(
+                package.halt_timeout,
+                resource.stop(&env, StopMode::Immediate),
+            )
+            .await;
+            match stopped {
+                Ok(Ok(report)) => tracing::warn!(
+                    package = %package.name,
+                    "restart cleanup: {what}: halt side done{}",
+                    if report.detail.is_empty() { String::new() } else { format!(": {}", report.detail) }
+                ),
+                Ok(Err(e)) => {
+                    tracing::error!(package = %package.name, "restart cleanup: {what}: halt failed: {e}")
+                }
+                Err(_) => tracing::error!(
+                    package = %package.name,
+                    "restart cleanup: {what}: halt did not finish within {:?}",
+                    package.halt_timeout
+                ),
+            }
+        }
+    }
+}
+
+/// openraft's timings for this cluster: derived from the heartbeat interval so that
+/// an election fits in the lease (see `Cluster::raft_timings` and `Cluster::lease`).
+pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
+    let t = halcyon_config::timing::raft_timing(cluster.heartbeat.interval);
+    RaftTimings {
+        heartbeat_interval: t.heartbeat,
+        election_timeout_min: t.election_min,
+        election_timeout_max: t.election_max,
+        ..RaftTimings::default()
+    }
+}
