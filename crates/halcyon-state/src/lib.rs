@@ -14,7 +14,7 @@
 //! - every queue and log is bounded ([`PENDING_MAX`], [`LOG_MAX`]);
 //! - a failover package is never placed on two nodes: asserted when a plan is committed.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,10 @@ use halcyon_policy::{ActionKind, ClusterState, Event, Plan};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+mod event_log;
 mod execution;
 
+pub use event_log::EventLog;
 pub use execution::{Emulation, Execution, LaunchReport, emulate};
 
 /// Most events waiting to be processed; beyond this new events are refused.
@@ -370,10 +372,8 @@ pub struct State {
     pub pending: Vec<Pending>,
     pub next_sequence: u64,
     pub execution: Option<Execution>,
-    /// Shared records: a copy of the state (the view every task of the daemon reads)
-    /// copies pointers, not the records; a record is copied when it changes while a view
-    /// still holds it.
-    pub log: VecDeque<Arc<EventRecord>>,
+    /// Shared with every copy of the state (see [`EventLog`]).
+    pub log: EventLog,
     pub next_record: u64,
 }
 
@@ -577,7 +577,7 @@ impl State {
             pending: pending.clone(),
             next_sequence: *next_sequence,
             execution: execution.clone(),
-            log: VecDeque::new(),
+            log: EventLog::default(),
             next_record: *next_record,
         }
     }
@@ -1049,7 +1049,7 @@ impl State {
     fn new_record(&mut self, pending: &Pending) -> u64 {
         let id = self.next_record;
         self.next_record += 1;
-        self.log.push_back(Arc::new(EventRecord {
+        self.log.push(EventRecord {
             id,
             sequence: pending.sequence,
             event: pending.event.clone(),
@@ -1065,10 +1065,7 @@ impl State {
             program_text: None,
             launches: Vec::new(),
             notes: Vec::new(),
-        }));
-        while self.log.len() > LOG_MAX {
-            self.log.pop_front();
-        }
+        });
         id
     }
 
@@ -1080,25 +1077,17 @@ impl State {
     }
 
     fn record_mut(&mut self, id: u64) -> Option<&mut EventRecord> {
-        self.log
-            .iter_mut()
-            .rev()
-            .find(|r| r.id == id)
-            .map(Arc::make_mut)
+        self.log.get_mut(id)
     }
 
     /// The event-log record with this id, if still kept.
     pub fn record(&self, id: u64) -> Option<&EventRecord> {
-        self.log.iter().rev().find(|r| r.id == id).map(|r| &**r)
+        self.log.iter().rev().find(|r| r.id == id)
     }
 
     /// The event-log record made from pending event `sequence`, if any.
     pub fn record_of_sequence(&self, sequence: u64) -> Option<&EventRecord> {
-        self.log
-            .iter()
-            .rev()
-            .find(|r| r.sequence == sequence)
-            .map(|r| &**r)
+        self.log.iter().rev().find(|r| r.sequence == sequence)
     }
 
     /// The pending events as the policy engine's `next_event` takes them.

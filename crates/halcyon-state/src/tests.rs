@@ -492,6 +492,39 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     assert!(copy.state().cluster_halted);
 }
 
+/// A copy of the state (a daemon's view) shares the event log: an entry that does not
+/// touch the log leaves it shared, one that does copies it and leaves the copy unchanged.
+#[test]
+fn copies_of_the_state_share_the_event_log_until_it_changes() {
+    let mut s = booted();
+    s.apply(
+        2,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n1".into() },
+            by: "m".into(),
+            at: t(1),
+            sample: None,
+        },
+    );
+    let view = s.clone();
+    assert!(view.log.shares_with(&s.log));
+    let registered = Command::Register {
+        node: "n2".into(),
+        incarnation: 7,
+        at: t(2),
+    };
+    assert_eq!(s.apply(3, registered), Reply::Done);
+    assert!(
+        view.log.shares_with(&s.log),
+        "an entry without a record kept the log shared"
+    );
+    let records = view.log.len();
+    plan_next(&mut s, 4, t(3));
+    assert!(!view.log.shares_with(&s.log));
+    assert_eq!(view.log.len(), records, "the view's log did not change");
+    assert!(s.log.len() > records);
+}
+
 #[test]
 fn a_copy_without_the_log_differs_only_by_the_log() {
     let mut s = booted();
