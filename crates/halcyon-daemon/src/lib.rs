@@ -8,8 +8,7 @@
 //! halcyon-resources), leases (see `lease`), and the HTTP API (`api`).
 //!
 //! Invariants:
-//! - the node's long-running tasks are spawned here ([`start_on`], through
-//!   `Node::spawn_tasks`; openraft and the heartbeat runner start their own); other spawns
+//! - the node's long-running tasks are spawned here ([`start_on`]; openraft and the heartbeat runner start their own); other spawns
 //!   are named where they happen and end with what they serve (a package's supervisor, a
 //!   plan action, an event command, a monitor); no decision spawns anything:
 //!   `coordinator::decide` and `executor::decide` are pure, and their runtimes act on what
@@ -44,6 +43,8 @@ pub mod views;
 pub mod watchdog;
 pub mod witness;
 
+use std::sync::Arc;
+
 pub use node::{Node, Settings};
 
 /// Opens a node on `platform` (the host's, or the simulator's), serves its API and starts
@@ -58,9 +59,20 @@ pub async fn start_on(
         .api(halcyon_consensus::NodeId::from(node.number))
         .expect("a configured node has API addresses")
         .to_vec();
-    api::serve(std::sync::Arc::clone(&node), own_api.clone()).await?;
-    node.spawn_tasks(tasks);
-    tracing::info!(node = %node.name, incarnation = node.incarnation, api = %own_api[0], "daemon started");
+    api::serve(Arc::clone(&node), own_api.clone()).await?;
+    let node::Tasks {
+        lease,
+        coordinator,
+        executor,
+    } = tasks;
+    tokio::spawn(Arc::clone(&node).lease_loop(lease));
+    tokio::spawn(Arc::clone(&node).coordinator_loop(coordinator));
+    tokio::spawn(Arc::clone(&node).executor_loop(executor));
+    tokio::spawn(Arc::clone(&node).report_loop(node::reports::ADAPTERS));
+    tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
+    tokio::spawn(Arc::clone(&node).monitor_loop());
+    tokio::spawn(Arc::clone(&node).register());
+    tracing::info!(node = %node.name, incarnation = node.incarnation(), api = %own_api[0], "daemon started");
     Ok(node)
 }
 

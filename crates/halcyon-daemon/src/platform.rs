@@ -221,6 +221,8 @@ pub trait HeartbeatHandle: Send {
     /// The detector's judgement, kept current; marked changed when a judgement changes.
     fn status(&self) -> watch::Receiver<Status>;
     fn is_running(&self) -> bool;
+    /// Heartbeat as `incarnation` (above the current one) from now on.
+    fn reincarnate(&self, incarnation: u64) -> Result<(), String>;
     fn stop(self: Box<Self>);
 }
 
@@ -273,6 +275,9 @@ impl HeartbeatHandle for Runner {
     }
     fn is_running(&self) -> bool {
         Runner::is_running(self)
+    }
+    fn reincarnate(&self, incarnation: u64) -> Result<(), String> {
+        Runner::reincarnate(self, incarnation).map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {
         Runner::stop(*self)

@@ -37,7 +37,16 @@ const WARN_PERIOD: Duration = Duration::from_secs(10);
 /// What a driver's control handle asks of its loop.
 #[derive(Debug)]
 pub(crate) enum Command {
-    LocalLink { network: u32, up: bool },
+    LocalLink {
+        network: u32,
+        up: bool,
+    },
+    /// From now on this node heartbeats as `incarnation` (above its current one): a node
+    /// whose state directory was wiped learned from the cluster that its old incarnation
+    /// was higher.
+    Reincarnate {
+        incarnation: u64,
+    },
 }
 
 /// The error a control handle returns when its command cannot be queued (`driver`: "thread"
@@ -255,6 +264,18 @@ impl Heartbeats {
                     tracing::error!("local link change ignored: {e}");
                 }
             }
+            Command::Reincarnate { incarnation } if incarnation > self.incarnation => {
+                tracing::warn!(
+                    old = self.incarnation,
+                    new = incarnation,
+                    "heartbeating as a new incarnation"
+                );
+                self.incarnation = incarnation;
+            }
+            Command::Reincarnate { incarnation } => tracing::error!(
+                "reincarnation ignored: {incarnation} is not above {}",
+                self.incarnation
+            ),
         }
     }
 

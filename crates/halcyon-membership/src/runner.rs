@@ -180,6 +180,16 @@ impl Runner {
             })
     }
 
+    /// Heartbeat as `incarnation` from now on (it must be above the current one). Fails only
+    /// when the runner is gone or its command queue is full.
+    pub fn reincarnate(&self, incarnation: u64) -> io::Result<()> {
+        self.commands
+            .try_send(Command::Reincarnate { incarnation })
+            .map_err(|e| {
+                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
+            })
+    }
+
     /// False once the heartbeat thread has ended (stopped, or panicked).
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())

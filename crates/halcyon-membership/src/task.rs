@@ -94,6 +94,16 @@ impl HeartbeatControl {
                 heartbeat::command_not_queued(full, "task")
             })
     }
+
+    /// Heartbeat as `incarnation` from now on (it must be above the current one).
+    pub fn reincarnate(&self, incarnation: u64) -> io::Result<()> {
+        self.commands
+            .try_send(Command::Reincarnate { incarnation })
+            .map_err(|e| {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                heartbeat::command_not_queued(full, "task")
+            })
+    }
 }
 
 impl HeartbeatTask {

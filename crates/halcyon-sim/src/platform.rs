@@ -262,6 +262,8 @@ impl AsyncHeartbeatLink for UdpLink {
 
 struct HeartbeatTask {
     status: tokio::sync::watch::Receiver<Status>,
+    /// Set once the task has bound its sockets and started detecting.
+    control: Arc<std::sync::OnceLock<halcyon_membership::task::HeartbeatControl>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -306,6 +308,8 @@ impl Heartbeats for SimHeartbeats {
             realtime_priority: None,
             lock_memory: false,
         };
+        let control = Arc::new(std::sync::OnceLock::new());
+        let control_set = Arc::clone(&control);
         // The sockets are bound inside the task (turmoil binds asynchronously).
         let task = tokio::spawn(async move {
             let mut links: Vec<Box<dyn AsyncHeartbeatLink>> = Vec::new();
@@ -321,11 +325,18 @@ impl Heartbeats for SimHeartbeats {
                 }
             }
             match Detecting::new(settings, config, links, Box::new(Plain), published, None) {
-                Ok(detecting) => match detecting.run().await {},
+                Ok(detecting) => {
+                    let _ = control_set.set(detecting.control());
+                    match detecting.run().await {}
+                }
                 Err(e) => tracing::error!("heartbeats: {e}"),
             }
         });
-        Ok(Box::new(HeartbeatTask { status, task }))
+        Ok(Box::new(HeartbeatTask {
+            status,
+            control,
+            task,
+        }))
     }
 }
 
@@ -335,6 +346,10 @@ impl HeartbeatHandle for HeartbeatTask {
     }
     fn is_running(&self) -> bool {
         !self.task.is_finished()
+    }
+    fn reincarnate(&self, incarnation: u64) -> Result<(), String> {
+        let control = self.control.get().ok_or("heartbeats not started yet")?;
+        control.reincarnate(incarnation).map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {
         self.task.abort();

@@ -337,7 +337,7 @@ async fn boot(
             Ok(node) => {
                 world.note(format!(
                     "n{n}: daemon started (incarnation {})",
-                    node.incarnation
+                    node.incarnation()
                 ));
                 world.lock().nodes.insert(n, Arc::downgrade(&node));
                 std::future::pending::<()>().await;

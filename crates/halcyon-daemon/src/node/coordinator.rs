@@ -32,7 +32,7 @@ struct Coordinator {
 }
 
 impl Node {
-    pub(super) async fn coordinator_loop(self: Arc<Self>, mut granted: mpsc::Receiver<Grant>) {
+    pub(crate) async fn coordinator_loop(self: Arc<Self>, mut granted: mpsc::Receiver<Grant>) {
         let mut view = self.view.clone();
         let mut membership = self.membership.clone();
         let mut server = self.consensus.server_metrics();

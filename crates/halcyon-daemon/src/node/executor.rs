@@ -53,7 +53,7 @@ pub(crate) enum Inbox {
 }
 
 /// What the executor owns.
-pub(crate) struct Executor {
+pub struct Executor {
     inbox: mpsc::Receiver<Inbox>,
     memory: decide::Memory,
     local: BTreeMap<PackageName, LocalPackage>,
@@ -139,7 +139,7 @@ impl Node {
     /// Decides on every change of what it reads (the view, the lease, leadership, its
     /// inbox) what this node must do, and does it: plan actions and event commands in tasks
     /// of their own, reconciliation in order.
-    pub(super) async fn executor_loop(self: Arc<Self>, mut executor: Executor) {
+    pub(crate) async fn executor_loop(self: Arc<Self>, mut executor: Executor) {
         let mut view = self.view.clone();
         let mut lease = self.lease.clone();
         let mut server = self.consensus.server_metrics();

@@ -27,9 +27,12 @@ pub(crate) enum LeaseCommand {
     Isolate,
     /// Clean shutdown: disarm the watchdog (magic close), then answer.
     CloseWatchdog(oneshot::Sender<()>),
+    /// Heartbeat as this (higher) incarnation from now on, then answer.
+    Reincarnate(u64, oneshot::Sender<Result<(), String>>),
 }
 
-/// How many commands may wait: one isolation and one close are all a node ever sends.
+/// How many commands may wait: one isolation, one close and one reincarnation are all a
+/// node ever sends.
 const COMMANDS_QUEUED_MAX: usize = 4;
 
 /// How one renewal attempt ended.
@@ -41,7 +44,7 @@ enum Renewal {
 }
 
 /// What the lease task owns.
-pub(crate) struct LeaseTask {
+pub struct LeaseTask {
     publish: watch::Sender<Lease>,
     commands: mpsc::Receiver<LeaseCommand>,
     /// The heartbeat runner (stopped on isolation): the watchdog is fed only while it runs.
@@ -81,6 +84,13 @@ impl LeaseTask {
                     heartbeats.stop();
                 }
             }
+            LeaseCommand::Reincarnate(incarnation, done) => {
+                let result = match &self.heartbeats {
+                    Some(heartbeats) => heartbeats.reincarnate(incarnation),
+                    None => Err("heartbeats are stopped (isolated)".into()),
+                };
+                let _ = done.send(result);
+            }
             LeaseCommand::CloseWatchdog(done) => {
                 if let Some(w) = self.watchdog.take() {
                     w.close();
@@ -95,7 +105,7 @@ impl Node {
     /// Renews the lease every renewal interval (the answer awaited while commands are
     /// still taken), publishes it, and feeds the watchdog while the lease is valid and the
     /// heartbeat thread runs.
-    pub(super) async fn lease_loop(self: Arc<Self>, mut task: LeaseTask) {
+    pub(crate) async fn lease_loop(self: Arc<Self>, mut task: LeaseTask) {
         let mut server = self.consensus.server_metrics();
         loop {
             let next = Instant::now() + self.renew_interval;

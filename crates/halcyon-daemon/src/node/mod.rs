@@ -16,14 +16,14 @@
 //! status, the lease, the packages running here) and `mpsc` queues with closed message
 //! enums (the executor's [`Inbox`], the lease task's [`LeaseCommand`], grants to the
 //! coordinator). No task's state is behind a lock. The long-running tasks are spawned by
-//! [`crate::start_on`] from the [`Tasks`] that [`Node::open`] returns; other spawns (a
+//! [`crate::start_on`] (in `lib.rs`) from the [`Tasks`] that [`Node::open`] returns; other spawns (a
 //! package's supervisor, a plan action, an event command, a monitor) are named where they
 //! happen and end with what they serve.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -49,7 +49,7 @@ mod lease_task;
 mod monitor;
 mod package;
 mod program;
-mod reports;
+pub(crate) mod reports;
 mod writer;
 
 pub(crate) use executor::{Inbox, LocalPackage};
@@ -98,7 +98,11 @@ pub struct Node {
     pub(crate) grants: mpsc::Sender<Grant>,
     /// The executor's inbox (what supervisors, plan actions and monitors tell it).
     pub(crate) executor_inbox: mpsc::Sender<Inbox>,
-    pub incarnation: u64,
+    /// This daemon's incarnation: from the state directory at start, raised once when the
+    /// cluster has a higher one committed (a wiped state directory; see `Node::register`).
+    incarnation: AtomicU64,
+    /// Where the incarnation is kept across restarts.
+    incarnation_file: PathBuf,
     pub isolated: AtomicBool,
     pub test_faults: bool,
     /// Test-only heartbeat drops (`--test-faults`).
@@ -124,9 +128,9 @@ const GRANTS_QUEUED_MAX: usize = 8 * halcyon_config::limits::NODES_MAX;
 
 /// The state each long-running task starts with and owns; [`crate::start_on`] spawns them.
 pub struct Tasks {
-    lease: lease_task::LeaseTask,
-    coordinator: mpsc::Receiver<Grant>,
-    executor: executor::Executor,
+    pub(crate) lease: lease_task::LeaseTask,
+    pub(crate) coordinator: mpsc::Receiver<Grant>,
+    pub(crate) executor: executor::Executor,
 }
 
 /// What `POST /v1/internal/lease` answers.
@@ -237,7 +241,8 @@ impl Node {
             lease_commands,
             grants,
             executor_inbox,
-            incarnation,
+            incarnation: AtomicU64::new(incarnation),
+            incarnation_file: incarnation_file(&settings.state_dir),
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
@@ -253,17 +258,6 @@ impl Node {
             executor,
         };
         Ok((node, tasks))
-    }
-
-    /// Spawns the node's long-running tasks (called by [`crate::start_on`] only).
-    pub(crate) fn spawn_tasks(self: &Arc<Self>, tasks: Tasks) {
-        tokio::spawn(Arc::clone(self).lease_loop(tasks.lease));
-        tokio::spawn(Arc::clone(self).coordinator_loop(tasks.coordinator));
-        tokio::spawn(Arc::clone(self).executor_loop(tasks.executor));
-        tokio::spawn(Arc::clone(self).report_loop(reports::ADAPTERS));
-        tokio::spawn(Arc::clone(self).report_loop(reports::STANDBYS));
-        tokio::spawn(Arc::clone(self).monitor_loop());
-        tokio::spawn(Arc::clone(self).register());
     }
 
     /// Wall-clock time (the platform's).
@@ -342,6 +336,29 @@ impl Node {
 
     pub fn node_name_of(&self, id: NodeId) -> String {
         peers::name_of(&self.boot_config, id)
+    }
+
+    /// This daemon's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// Becomes incarnation `incarnation` (above the current one): kept in the state
+    /// directory, and heartbeated from now on.
+    pub(crate) async fn reincarnate(&self, incarnation: u64) -> Result<(), String> {
+        let current = self.incarnation();
+        assert!(incarnation > current, "an incarnation only grows");
+        std::fs::write(&self.incarnation_file, incarnation.to_string())
+            .map_err(|e| format!("writing {}: {e}", self.incarnation_file.display()))?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.lease_commands
+            .send(LeaseCommand::Reincarnate(incarnation, reply))
+            .await
+            .map_err(|_| "the lease task is gone".to_owned())?;
+        done.await
+            .map_err(|_| "the lease task is gone".to_owned())??;
+        self.incarnation.store(incarnation, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The failure detector's status as last published.
@@ -468,8 +485,12 @@ async fn open_consensus(
     Ok((view, consensus))
 }
 
+fn incarnation_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("incarnation")
+}
+
 fn next_incarnation(state_dir: &Path) -> anyhow::Result<u64> {
-    let path = state_dir.join("incarnation");
+    let path = incarnation_file(state_dir);
     let previous = std::fs::read_to_string(&path)
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())

@@ -182,7 +182,7 @@ impl Node {
     /// Runs the monitors that should run on this node, for as long as the daemon runs:
     /// compared with those that should whenever the packages running here or the view
     /// change.
-    pub(super) async fn monitor_loop(self: Arc<Self>) {
+    pub(crate) async fn monitor_loop(self: Arc<Self>) {
         let mut running: BTreeMap<Key, (Spec, JoinHandle<()>)> = BTreeMap::new();
         let mut packages = self.running.clone();
         let mut view = self.view.clone();

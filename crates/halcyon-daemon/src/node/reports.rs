@@ -15,7 +15,7 @@ use halcyon_state::{Command, State};
 use jiff::Timestamp;
 
 /// One kind of report.
-pub(super) struct Report<T> {
+pub(crate) struct Report<T> {
     /// For the log: "adapter", "standby".
     pub name: &'static str,
     /// This node's judgement now.
@@ -31,7 +31,7 @@ pub(super) struct Report<T> {
 
 /// Paths (peer, network) that are down while the peer is heard on another network
 /// (`fail_standby`/`network_down`/`swap_adapter` follow on the coordinator).
-pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
+pub(crate) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
     name: "adapter",
     judge: adapter_judgements,
     committed: |state, node| state.adapter_reports.get(node).cloned().unwrap_or_default(),
@@ -41,7 +41,7 @@ pub(super) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
 
 /// This node's standby interfaces that are down, by network (`fail_standby` /
 /// `join_standby` follow on the coordinator).
-pub(super) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
+pub(crate) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
     name: "standby",
     judge: standby_judgements,
     committed: |state, node| state.standby_reports.get(node).cloned().unwrap_or_default(),
@@ -87,7 +87,7 @@ impl Node {
     /// While this node is a member and not isolated: commits its judgement when it differs
     /// from its committed report. Judged again when what it reads changes, every renewal
     /// interval for a judgement that polls, and a renewal interval after a failed commit.
-    pub(super) async fn report_loop<T: PartialEq + Debug>(self: Arc<Self>, report: Report<T>) {
+    pub(crate) async fn report_loop<T: PartialEq + Debug>(self: Arc<Self>, report: Report<T>) {
         let mut membership = self.membership.clone();
         let mut view = self.view.clone();
         let mut again = report.polls;

@@ -173,24 +173,63 @@ impl Node {
         .await
     }
 
-    /// Registers this incarnation of the node (its rejoin), until it is committed.
-    pub(super) async fn register(self: std::sync::Arc<Self>) {
+    /// Registers this incarnation of the node (its rejoin), until it is committed. A
+    /// registration refused because the cluster has a higher incarnation of this node
+    /// committed (its state directory was wiped, or restored from an old copy) makes the
+    /// node that incarnation plus one, heartbeated and kept, and registers again: without it
+    /// the node's heartbeats would be dropped as stale forever (issue 15, finding 4).
+    pub(crate) async fn register(self: std::sync::Arc<Self>) {
         let this = &self;
         let registered = REGISTER
             .run(move || async move {
                 let command = Command::Register {
                     node: this.name.clone(),
-                    incarnation: this.incarnation,
+                    incarnation: this.incarnation(),
                     at: this.timestamp(),
                 };
                 match this.submit(&command).await {
+                    Ok(Reply::Ignored { why }) => this.registration_refused(&why).await,
                     Ok(_) => Attempt::Done(()),
                     Err(e) => Attempt::Retry(e),
                 }
             })
             .await;
-        if let Err(e) = registered {
-            tracing::error!(node = %self.name, "registration: {}", REGISTER.write_failed(e));
+        match registered {
+            Ok(()) => {
+                tracing::info!(node = %self.name, incarnation = self.incarnation(), "registered")
+            }
+            Err(e) => {
+                tracing::error!(node = %self.name, "registration: {}", REGISTER.write_failed(e))
+            }
+        }
+    }
+
+    /// The cluster refused this incarnation: once this replica shows the committed one, the
+    /// node becomes the next.
+    async fn registration_refused(&self, why: &str) -> Attempt<()> {
+        let ours = self.incarnation();
+        let committed = self
+            .snapshot()
+            .incarnations
+            .get(&self.name)
+            .copied()
+            .unwrap_or(0);
+        if committed < ours {
+            // This replica has not applied the refusing state yet.
+            return Attempt::Retry(format!(
+                "registration refused ({why}); waiting for the replica"
+            ));
+        }
+        let next = committed + 1;
+        tracing::warn!(
+            node = %self.name,
+            ours,
+            committed,
+            "the cluster knows a later incarnation of this node (was its state directory wiped?): rejoining as incarnation {next}"
+        );
+        match self.reincarnate(next).await {
+            Ok(()) => Attempt::Retry(format!("rejoining as incarnation {next}")),
+            Err(e) => Attempt::Stop(format!("cannot become incarnation {next}: {e}")),
         }
     }
 

@@ -305,6 +305,38 @@ async fn the_status_channel_wakes_readers_only_when_a_judgement_changes() {
     );
 }
 
+/// A node told to heartbeat as a higher incarnation (its wiped state directory made it
+/// start too low) is seen by its peers as restarted, with the new incarnation; a lower one
+/// is ignored.
+#[tokio::test(start_paused = true)]
+async fn a_reincarnated_node_is_seen_restarted_with_its_new_incarnation() {
+    let c = cluster(false);
+    let interval = heartbeat(&c, LAN).interval;
+    let start_at = Instant::now();
+    let (mut nodes, _) = start(&c);
+    sleep_until(start_at, 3 * interval).await;
+    nodes[2].control.reincarnate(250).unwrap();
+    sleep_until(start_at, 6 * interval).await;
+    assert_eq!(
+        nodes[0].status().detector.nodes[1].incarnation,
+        Some(300),
+        "lower: ignored"
+    );
+    nodes[2].control.reincarnate(301).unwrap();
+    sleep_until(start_at, 9 * interval).await;
+    let restarted = Change::PeerRestarted {
+        node: 3,
+        old: 300,
+        new: 301,
+    };
+    assert!(nodes[0].when(&restarted).is_some());
+    assert_eq!(nodes[0].status().detector.nodes[1].incarnation, Some(301));
+    assert_eq!(
+        nodes[0].status().detector.nodes[1].state,
+        NodeState::Reachable
+    );
+}
+
 /// Every batch nodes 1 and 2 published while node 3 went silent at 1030 ms, and the bounds
 /// checked on the way.
 async fn node_3_goes_silent() -> Vec<Vec<ChangeBatch>> {
