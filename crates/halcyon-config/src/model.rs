@@ -49,7 +49,8 @@ pub const DEFAULT_SERVICE_HALT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_OCF_RESTART: u32 = 1;
 /// Default maximum event duration before a warning (HACMP's config_too_long).
 pub const DEFAULT_MAX_EVENT_DURATION: Duration = Duration::from_secs(360);
-/// Default base port: heartbeats on `port`, consensus on `port + 1`, API on `port + 2`.
+/// Default base port: heartbeats on `port`, consensus on `port + 1`, API on `port + 2`, the
+/// nodes' internal API on `port + 3`.
 pub const DEFAULT_PORT: u16 = 7400;
 
 macro_rules! name_type {
@@ -127,7 +128,8 @@ impl Config {
 pub struct Cluster {
     pub name: String,
     pub id: u64,
-    /// Base port (heartbeats `port`, consensus `port + 1`, API `port + 2`).
+    /// Base port (heartbeats `port`, consensus `port + 1`, API `port + 2`, internal API
+    /// `port + 3`).
     pub port: u16,
     /// Nodes in configured order (the order of `["*"]` node lists).
     pub nodes: Vec<Node>,

@@ -83,8 +83,20 @@ fn answered(result: Result<Answer, ApiError>) -> Response {
 }
 
 /// Serves the API on every one of `addrs` (the node's IP interfaces).
-pub async fn serve(node: Shared, addrs: Vec<SocketAddr>) -> anyhow::Result<()> {
-    let app = Router::new()
+/// Public requests handled at once on a node; more wait.
+const PUBLIC_CONCURRENCY: usize = 16;
+
+/// Serves the API on `addrs` (on a runtime of its own, see `platform::Network::serve_api`)
+/// and the internal API (what nodes ask of each other) on `internal` (on the node's runtime).
+pub async fn serve(
+    node: Shared,
+    addrs: Vec<SocketAddr>,
+    internal: Vec<SocketAddr>,
+) -> anyhow::Result<()> {
+    // What administrators and programs ask: at most `PUBLIC_CONCURRENCY` at once, the
+    // others wait their turn, so that a flood of them cannot crowd out what nodes ask of
+    // each other (lease renewals, forwarded writes), which is not limited.
+    let public = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
         .route("/v1/events/raise", post(raise_event))
@@ -94,18 +106,32 @@ pub async fn serve(node: Shared, addrs: Vec<SocketAddr>) -> anyhow::Result<()> {
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
         .route("/v1/cluster/{op}", post(cluster_op))
-        .route("/v1/internal/write", post(internal_write))
-        .route("/v1/internal/lease", post(internal_lease))
+        .route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            PUBLIC_CONCURRENCY,
+        ));
+    let app = Router::new()
         .route("/v1/debug/isolate", post(debug_isolate))
         .route("/v1/debug/heartbeats", post(debug_heartbeats))
-        .fallback(|uri: Uri| async move {
-            error(
-                StatusCode::NOT_FOUND,
-                format!("no such API endpoint: {uri}"),
-            )
-        })
+        .merge(public)
+        .fallback(not_found)
         .with_state(Arc::clone(&node));
+    let nodes = Router::new()
+        .route("/v1/internal/write", post(internal_write))
+        .route("/v1/internal/lease", post(internal_lease))
+        .fallback(not_found)
+        .with_state(Arc::clone(&node));
+    node.platform
+        .network
+        .serve_internal(nodes, internal)
+        .await?;
     node.platform.network.serve_api(app, addrs).await
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such API endpoint: {uri}"),
+    )
 }
 
 fn is_empty(body: &Bytes) -> bool {

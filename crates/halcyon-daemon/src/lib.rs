@@ -54,12 +54,14 @@ pub async fn start_on(
     platform: platform::Platform,
 ) -> anyhow::Result<std::sync::Arc<Node>> {
     let (node, tasks) = Node::open(settings, platform).await?;
+    let me = halcyon_consensus::NodeId::from(node.number);
     let own_api = node
         .peers
-        .api(halcyon_consensus::NodeId::from(node.number))
+        .api(me)
         .expect("a configured node has API addresses")
         .to_vec();
-    api::serve(Arc::clone(&node), own_api.clone()).await?;
+    let own_internal = node.peers.internal(me).expect("as its API").to_vec();
+    api::serve(Arc::clone(&node), own_api.clone(), own_internal).await?;
     let node::Tasks {
         lease,
         coordinator,

@@ -1,6 +1,11 @@
 //! Where the other nodes are: the port layout (the only place that knows that Raft listens
-//! at `port + 1` and the API at `port + 2`), the nodes' names by Raft id, and which of a
-//! peer's API addresses answered last.
+//! at `port + 1`, the API at `port + 2` and the nodes' internal API at `port + 3`), the
+//! nodes' names by Raft id, and which of a peer's addresses answered last.
+//!
+//! The internal API (lease renewals, forwarded writes) has a listener of its own, served on
+//! the node's runtime, so that a flood of administrators' and programs' requests on the
+//! API's listener (served on a runtime of its own) cannot delay a renewal in its accept
+//! queue (issue 15, finding 5).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +18,11 @@ use halcyon_consensus::{NodeAddrs, NodeId};
 const RAFT_PORT_OFFSET: u16 = 1;
 /// The API listens at the cluster port plus this.
 const API_PORT_OFFSET: u16 = 2;
+/// The internal API (node to node) listens at the cluster port plus this.
+const INTERNAL_PORT_OFFSET: u16 = 3;
+/// How many ports above the cluster port a node uses (`halcyon check` keeps the cluster
+/// port low enough for all of them).
+pub const PORTS_USED: u16 = INTERNAL_PORT_OFFSET + 1;
 
 /// The addresses of one node's IP interfaces, standby interfaces aside, in configuration
 /// order, at `port`.
@@ -51,7 +61,15 @@ pub fn raft_members(config: &Config) -> BTreeMap<NodeId, NodeAddrs> {
 /// all of them, so that losing one network does not cut a node off from the leader's API
 /// (lease renewals, forwarded writes) while Raft still reaches it on another.
 pub fn api_addrs(config: &Config) -> BTreeMap<NodeId, Vec<SocketAddr>> {
-    let port = config.cluster.port + API_PORT_OFFSET;
+    addrs_at(config, config.cluster.port + API_PORT_OFFSET)
+}
+
+/// The internal API addresses of every node: as [`api_addrs`], at `port + 3`.
+pub fn internal_addrs(config: &Config) -> BTreeMap<NodeId, Vec<SocketAddr>> {
+    addrs_at(config, config.cluster.port + INTERNAL_PORT_OFFSET)
+}
+
+fn addrs_at(config: &Config, port: u16) -> BTreeMap<NodeId, Vec<SocketAddr>> {
     config
         .cluster
         .nodes
@@ -91,19 +109,32 @@ pub fn join_addrs(addrs: &[SocketAddr]) -> String {
         .join(", ")
 }
 
-/// Every node's API addresses, and for each the one that answered last (tried first).
+/// Every node's API and internal API addresses, and for each node which of its interfaces
+/// answered last (tried first).
 pub struct Peers {
     addrs: BTreeMap<NodeId, Vec<SocketAddr>>,
-    /// Index into `addrs[id]` of the address that answered last. An atomic per peer, not a
-    /// lock: it is a hint, and a stale one costs one failed attempt.
+    internal: BTreeMap<NodeId, Vec<SocketAddr>>,
+    /// Index (into `addrs[id]` and `internal[id]`, both in interface order) of the interface
+    /// that answered last. An atomic per peer, not a lock: it is a hint, and a stale one
+    /// costs one failed attempt.
     preferred: BTreeMap<NodeId, AtomicUsize>,
 }
 
 impl Peers {
     pub fn new(config: &Config) -> Peers {
         let addrs = api_addrs(config);
+        let internal = internal_addrs(config);
         let preferred = addrs.keys().map(|id| (*id, AtomicUsize::new(0))).collect();
-        Peers { addrs, preferred }
+        Peers {
+            addrs,
+            internal,
+            preferred,
+        }
+    }
+
+    /// Node `id`'s internal API addresses in configuration order.
+    pub fn internal(&self, id: NodeId) -> Option<&[SocketAddr]> {
+        self.internal.get(&id).map(Vec::as_slice)
     }
 
     /// Node `id`'s API addresses in configuration order.
@@ -111,9 +142,15 @@ impl Peers {
         self.addrs.get(&id).map(Vec::as_slice)
     }
 
-    /// Node `id`'s API addresses, the one that answered last first.
-    pub fn api_preferred_first(&self, id: NodeId) -> Option<Vec<SocketAddr>> {
-        let mut addrs = self.addrs.get(&id)?.clone();
+    /// Node `id`'s API addresses (`internal`: its internal API's), the interface that
+    /// answered last first.
+    pub fn preferred_first(&self, id: NodeId, internal: bool) -> Option<Vec<SocketAddr>> {
+        let table = if internal {
+            &self.internal
+        } else {
+            &self.addrs
+        };
+        let mut addrs = table.get(&id)?.clone();
         let i = self.preferred.get(&id)?.load(Ordering::Relaxed);
         if i < addrs.len() {
             addrs[..=i].rotate_right(1);
@@ -121,10 +158,14 @@ impl Peers {
         Some(addrs)
     }
 
-    /// `addr` of node `id` answered: try it first next time.
+    /// `addr` of node `id` (API or internal API) answered: try its interface first next
+    /// time.
     pub fn answered(&self, id: NodeId, addr: SocketAddr) {
-        if let (Some(addrs), Some(preferred)) = (self.addrs.get(&id), self.preferred.get(&id))
-            && let Some(i) = addrs.iter().position(|a| *a == addr)
+        let position = |table: &BTreeMap<NodeId, Vec<SocketAddr>>| {
+            table.get(&id)?.iter().position(|a| *a == addr)
+        };
+        if let Some(preferred) = self.preferred.get(&id)
+            && let Some(i) = position(&self.addrs).or_else(|| position(&self.internal))
         {
             preferred.store(i, Ordering::Relaxed);
         }
@@ -153,6 +194,10 @@ mod tests {
         for addrs in api.values() {
             assert!(addrs.iter().all(|a| a.port() == port + 2));
         }
+        for addrs in internal_addrs(&c).values() {
+            assert!(addrs.iter().all(|a| a.port() == port + 3));
+        }
+        assert_eq!(PORTS_USED, 4);
         assert_eq!(
             name_of(&c, NodeId::from(2u32)),
             c.cluster.nodes[1].name.to_string()
@@ -166,12 +211,15 @@ mod tests {
         let peers = Peers::new(&c);
         let id = NodeId::from(1u32);
         let addrs = peers.api(id).unwrap().to_vec();
-        assert_eq!(peers.api_preferred_first(id).unwrap(), addrs);
+        assert_eq!(peers.preferred_first(id, false).unwrap(), addrs);
         let last = *addrs.last().unwrap();
         peers.answered(id, last);
-        assert_eq!(peers.api_preferred_first(id).unwrap()[0], last);
+        assert_eq!(peers.preferred_first(id, false).unwrap()[0], last);
         // An unknown address changes nothing.
         peers.answered(id, "127.9.9.9:1".parse().unwrap());
-        assert_eq!(peers.api_preferred_first(id).unwrap()[0], last);
+        assert_eq!(peers.preferred_first(id, false).unwrap()[0], last);
+        // The internal API's address on the same interface comes first too.
+        let internal = peers.preferred_first(id, true).unwrap();
+        assert_eq!(internal[0].ip(), last.ip());
     }
 }

@@ -94,6 +94,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 pub trait Network: Send + Sync {
     /// Opens a connection to a peer's API.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>>;
+    /// Serves the internal API `router` on every address, on the node's runtime (spawned
+    /// tasks); returns once all listen.
+    fn serve_internal(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>>;
     /// Serves `router` on every address (spawned tasks); returns once all listen.
     fn serve_api(
         &self,
@@ -135,7 +142,7 @@ impl Network for TcpNetwork {
         })
     }
 
-    fn serve_api(
+    fn serve_internal(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
@@ -144,9 +151,48 @@ impl Network for TcpNetwork {
             for addr in addrs {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("internal API: cannot listen on {addr}: {e}"))?;
                 spawn_api_server(listener, router.clone());
             }
+            Ok(())
+        })
+    }
+
+    /// Serves the API on a runtime of its own, on its own thread (`halcyon-api`): requests,
+    /// however many, are handled there, and the node's runtime — consensus, leases, the
+    /// coordinator — keeps its threads (issue 15, finding 5). Handlers still call into the
+    /// node; what they await (a commit, a lease grant's quorum check) runs where it is.
+    fn serve_api(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut listeners = Vec::new();
+            for addr in addrs {
+                let listener = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+                listeners.push(listener);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("API: cannot build its runtime: {e}"))?;
+            std::thread::Builder::new()
+                .name("halcyon-api".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        for listener in listeners {
+                            match tokio::net::TcpListener::from_std(listener) {
+                                Ok(l) => spawn_api_server(l, router.clone()),
+                                Err(e) => tracing::error!("API: {e}"),
+                            }
+                        }
+                        std::future::pending::<()>().await
+                    })
+                })
+                .map_err(|e| anyhow::anyhow!("API: cannot start its thread: {e}"))?;
             Ok(())
         })
     }

@@ -176,6 +176,14 @@ impl Network for SimNetwork {
         })
     }
 
+    fn serve_internal(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.serve_api(router, addrs)
+    }
+
     fn serve_api(
         &self,
         router: axum::Router,

@@ -30,7 +30,7 @@ use crate::ports::{PortBlock, PortError};
 pub const RAFT_OFFSET: u16 = 1;
 pub const API_OFFSET: u16 = 2;
 /// Ports a cluster's daemons use from the base port on.
-pub const DAEMON_PORTS: u16 = 3;
+pub const DAEMON_PORTS: u16 = 4;
 /// Period of every poll.
 const POLL_PERIOD: Duration = Duration::from_millis(20);
 /// Longest wait for a killed child to be reaped.

@@ -293,7 +293,8 @@ impl Package {
 pub struct ClusterConfig {
     pub name: String,
     pub id: u32,
-    /// The base port: heartbeats; consensus on `port + 1`, the API on `port + 2`.
+    /// The base port: heartbeats; consensus on `port + 1`, the API on `port + 2`, the internal
+    /// API on `port + 3`.
     pub port: u16,
     /// None: no `[heartbeat]` section (the daemon's defaults).
     pub heartbeat: Option<Heartbeat>,

@@ -294,3 +294,40 @@ fn a_failing_service_with_node_fail_fast_takes_its_node_out_of_the_cluster() {
         "{events:?}"
     );
 }
+
+/// Issue 15, finding 5: a flood of API requests aimed at the coordinator must not reach
+/// consensus or the leases: no election, and web on another node keeps running untouched.
+#[test]
+fn an_api_flood_on_the_coordinator_costs_no_election_and_no_lease() {
+    const CLIENTS: usize = 500;
+    let c = Cluster::start_with(Spec::new());
+    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let pgid = pgid_of_web(&c, h);
+    let term = |v: &serde_json::Value| v["quorum"]["term"].as_u64().unwrap();
+    let before = term(&c.status(h).unwrap());
+    let addr = c.api(k);
+    let flood: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..4 {
+                    let _ = halcyon_testkit::http::request(
+                        addr,
+                        "GET",
+                        "/v1/status",
+                        None,
+                        Duration::from_secs(10),
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in flood {
+        client.join().unwrap();
+    }
+    let v = c.status(h).unwrap();
+    assert_eq!(v["coordinator"], coordinator.as_str(), "{v:#}");
+    assert_eq!(term(&v), before, "an election during the flood");
+    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
+    assert!(halcyon_resources::group_alive(pgid));
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}

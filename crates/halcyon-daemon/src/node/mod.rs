@@ -423,8 +423,17 @@ impl Node {
     /// The leader's name and API addresses (the one that answered last first), if a
     /// leader is known.
     pub fn leader_api(&self) -> Option<(String, Vec<std::net::SocketAddr>)> {
+        self.leader_addrs(false)
+    }
+
+    /// The leader's name and API (`internal`: internal API) addresses, the interface that
+    /// answered last first.
+    pub(crate) fn leader_addrs(
+        &self,
+        internal: bool,
+    ) -> Option<(String, Vec<std::net::SocketAddr>)> {
         let leader = self.consensus.leader()?;
-        let addrs = self.peers.api_preferred_first(leader)?;
+        let addrs = self.peers.preferred_first(leader, internal)?;
         Some((self.node_name_of(leader), addrs))
     }
 

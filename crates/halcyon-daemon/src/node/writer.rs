@@ -109,7 +109,7 @@ impl Node {
                 } else if self.consensus.leader().is_some() {
                     let path = "/v1/internal/write";
                     match self
-                        .leader_request("POST", path, Some(body), PEER_CALL_TIMEOUT)
+                        .leader_internal_request("POST", path, Some(body), PEER_CALL_TIMEOUT)
                         .await
                     {
                         Ok((_, r)) if r.status == 200 => {
@@ -291,7 +291,31 @@ impl Node {
         body: Option<&str>,
         limit: Duration,
     ) -> Result<(String, client::Response), String> {
-        let Some((leader, addrs)) = self.leader_api() else {
+        self.leader_request_at(false, method, path, body, limit)
+            .await
+    }
+
+    /// [`Node::leader_request`] to the leader's internal API.
+    async fn leader_internal_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<(String, client::Response), String> {
+        self.leader_request_at(true, method, path, body, limit)
+            .await
+    }
+
+    async fn leader_request_at(
+        &self,
+        internal: bool,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<(String, client::Response), String> {
+        let Some((leader, addrs)) = self.leader_addrs(internal) else {
             return Err("no leader known".into());
         };
         let id = self.consensus.leader();
@@ -310,8 +334,8 @@ impl Node {
         Err(format!("leader {leader}: {}", errors.join("; ")))
     }
 
-    /// A request to the leader's API on all its addresses at once; the first answer wins
-    /// (for idempotent requests: lease renewals).
+    /// A request to the leader's internal API on all its addresses at once; the first
+    /// answer wins (for idempotent requests: lease renewals).
     pub(super) async fn leader_request_race(
         &self,
         method: &str,
@@ -319,7 +343,7 @@ impl Node {
         body: Option<&str>,
         limit: Duration,
     ) -> Option<client::Response> {
-        let (_, addrs) = self.leader_api().filter(|(_, a)| !a.is_empty())?;
+        let (_, addrs) = self.leader_addrs(true).filter(|(_, a)| !a.is_empty())?;
         let id = self.consensus.leader();
         let attempts = addrs.into_iter().map(|addr: SocketAddr| {
             Box::pin(async move {
