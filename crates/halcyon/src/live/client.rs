@@ -28,12 +28,6 @@ pub fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The demo cluster's file, as `halcyon demo` writes it.
-#[derive(serde::Deserialize)]
-struct DemoFile {
-    api: Vec<String>,
-}
-
 /// The API addresses to try for a target.
 fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(a) = target.api {
@@ -47,20 +41,7 @@ fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
             .flatten()
             .collect());
     }
-    let file = demo::demo_file();
-    let text = std::fs::read_to_string(&file).map_err(|_| {
-        Failure::Invalid(format!(
-            "error: no cluster given: use --api ADDR or --config DIR (no demo cluster found at {})",
-            file.display()
-        ))
-    })?;
-    let addrs = serde_json::from_str::<DemoFile>(&text)
-        .map(|d| d.api)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    Ok(addrs)
+    demo::find_demo_api()
 }
 
 /// Sends a request to the target's nodes in turn; the first that answers gives the status

@@ -6,170 +6,42 @@ mod client;
 mod demo;
 pub mod render;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
 use halcyon_api::{
     EmulateRequest, EmulateResponse, ExplainResponse, NodeRequest, PackageRequest, RaiseRequest,
 };
 use halcyon_daemon::Settings;
 
 use super::Failure;
+pub use crate::cli::{LiveCommand, Target};
 use client::{get, post};
-
-/// Live-cluster commands: the daemon, status and operations against a running cluster.
-#[derive(Debug, Subcommand)]
-pub enum LiveCommand {
-    /// Run this node's daemon (Serviceguard: cmcld started by cmrunnode; HACMP: clstrmgr).
-    Daemon {
-        /// Configuration directory or files (used to bootstrap a new cluster).
-        #[arg(long, default_value = "/etc/halcyon")]
-        config: PathBuf,
-        /// This node's name in the configuration.
-        #[arg(long)]
-        node: String,
-        /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
-        #[arg(long, hide = true)]
-        test_faults: bool,
-    },
-    /// Run the quorum witness: a Raft voter that runs no packages, for two-node clusters and
-    /// even splits (Serviceguard: the quorum server, qs). Configured in `[quorum.witness]`.
-    Witness {
-        /// Configuration directory or files (the same as the nodes').
-        #[arg(long, default_value = "/etc/halcyon")]
-        config: PathBuf,
-        /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
-        #[arg(long, hide = true)]
-        test_faults: bool,
-    },
-    /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
-    Status {
-        #[command(flatten)]
-        target: Target,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
-    /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
-    Package {
-        /// run, halt, move, enable or disable.
-        op: String,
-        package: String,
-        /// Target node (run, move, enable, disable).
-        #[arg(long, short = 'n')]
-        node: Option<String>,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop).
-    Node {
-        /// start or halt.
-        op: String,
-        node: String,
-        /// For halt: packages move to other nodes (cmhaltnode -f with takeover).
-        #[arg(long)]
-        takeover: bool,
-        /// For halt: treat as a failure, halt at once.
-        #[arg(long)]
-        force: bool,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start or halt the whole cluster: `start` lets every node join and starts the `auto_run`
-    /// packages (cmruncl; HACMP clstart on all nodes); `halt` halts every package and leaves the
-    /// daemons running idle (cmhaltcl; HACMP clstop on all nodes).
-    Cluster {
-        /// start or halt.
-        op: String,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// The event log: every event with its plan, each command's node, start, end, status and
-    /// output, and the ERROR entries and answers (HACMP: hacmp.out / cluster.log; Serviceguard:
-    /// syslog's cmcld lines).
-    Events {
-        /// Only events since this time (RFC 3339) or this long ago (`10m`, `2h`).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only events concerning this package.
-        #[arg(long)]
-        package: Option<String>,
-        /// Only events concerning this node (event node, actions or commands).
-        #[arg(long)]
-        node: Option<String>,
-        /// Keep printing events as they finish (until interrupted).
-        #[arg(long, short = 'f')]
-        follow: bool,
-        /// Machine-readable output (one JSON record per line).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Answer an event stopped in ERROR: `resume` (continue after the barrier), `retry` (run
-    /// the failed commands again) or `skip` (abandon the rest of its program) [ID, default
-    /// the current event]; or `raise NAME --node NODE [--value V ...]` a user-defined event
-    /// (HACMP: clruncmd / "recover from script failure").
-    Event {
-        /// resume, retry, skip or raise.
-        op: String,
-        /// The event id (resume, retry, skip) or the user-defined event's name (raise).
-        arg: Option<String>,
-        /// raise: the event node.
-        #[arg(long, short = 'n')]
-        node: Option<String>,
-        /// raise: the sampled values (X@0, X@1, ...) the commands get.
-        #[arg(long = "value")]
-        values: Vec<String>,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
-    Demo {
-        /// Base port of the demo cluster.
-        #[arg(long, default_value_t = 17400)]
-        port: u16,
-    },
-    /// The lease guard process the daemon spawns (halcyon-guard): options `--lead-ms N
-    /// --tick-ms N --rt-priority N|off --mlock|--no-mlock`; the protocol on stdin/stdout.
-    #[command(hide = true)]
-    Guard {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        options: Vec<String>,
-    },
-    /// The demo's tiny HTTP service: answers every request with its node's name.
-    #[command(hide = true)]
-    DemoHttp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long)]
-        name: String,
-    },
-}
-
-/// How the CLI finds a running cluster's API.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Target {
-    /// API address of any node (host:port).
-    #[arg(long)]
-    pub api: Option<SocketAddr>,
-    /// Configuration directory: the API addresses of its nodes are tried in turn.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-}
 
 /// Runs a live command.
 pub fn run(cmd: LiveCommand) -> Result<(), Failure> {
     // The guard runs without an async runtime (its loop allocates nothing and never returns).
+    // Neither needs a runtime; the keeper must not start threads it would leave behind.
+    match &cmd {
+        LiveCommand::Demo {
+            port,
+            restart: Some(node),
+            keep,
+        } => {
+            if *keep {
+                return Err(Failure::Invalid(
+                    "error: --keep is for starting a demo, not with --restart".into(),
+                ));
+            }
+            return demo::request_restart(*port, node);
+        }
+        LiveCommand::DemoKeeper {
+            port,
+            directory,
+            keep,
+        } => return demo::keeper(*port, directory.clone(), *keep),
+        _ => {}
+    }
     if let LiveCommand::Guard { options } = &cmd {
         match halcyon_guard::GuardConfig::from_args(options.iter().cloned()) {
             Ok(config) => halcyon_guard::guard_main_stdio(config),
@@ -305,7 +177,10 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             target,
         } => event(&target, &op, arg, node, values).await,
         LiveCommand::Guard { .. } => unreachable!("handled in run"),
-        LiveCommand::Demo { port } => demo::run_demo(port).await,
+        LiveCommand::Demo { port, keep, .. } => {
+            demo::run_demo(demo::DemoOptions { port, keep }).await
+        }
+        LiveCommand::DemoKeeper { .. } => unreachable!("handled in run"),
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
     }
 }
