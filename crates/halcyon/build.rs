@@ -3,7 +3,7 @@
 //! (`src/cli.rs`, included here), so they cannot drift from what `halcyon` parses.
 //!
 //! Written under `OUT_DIR` as cargo expects, then copied whole to `target/PROFILE/assets/`
-//! (`man/*.1`, `completions/{halcyon.bash,_halcyon,halcyon.fish}`): the one stable place
+//! (`man/*.1.gz`, `completions/{halcyon.bash,_halcyon,halcyon.fish}`): the one stable place
 //! the Debian package's assets (`[package.metadata.deb]`) can name, since `OUT_DIR` has a
 //! hash in its path.
 
@@ -39,6 +39,20 @@ fn main() -> std::io::Result<()> {
         }) {
             std::fs::remove_file(path)?;
         }
+    }
+    // Compressed as Debian policy wants them (cargo-deb compresses only files it did not
+    // find under target/); no timestamp in the header, so a build is reproducible.
+    for entry in std::fs::read_dir(&man)? {
+        let path = entry?.path();
+        let page = std::fs::read(&path)?;
+        let mut gz = path.clone().into_os_string();
+        gz.push(".gz");
+        let mut encoder = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(std::fs::File::create(&gz)?, flate2::Compression::best());
+        std::io::Write::write_all(&mut encoder, &page)?;
+        encoder.finish()?;
+        std::fs::remove_file(&path)?;
     }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut command, "halcyon", &completions)?;
