@@ -17,6 +17,12 @@
 //! PID. A lock file per port, held by the demo and its keeper, closes the race between two
 //! demos started at once and keeps a new demo out until the old one's cleanup is finished.
 //!
+//! As root, the three nodes share one `lo`: a restarted node's restart cleanup (which halts
+//! every package configured for it, addresses included) removes 127.0.0.100 even while
+//! another node runs the package. The service still answers there (127.0.0.0/8 is local);
+//! the address comes back with the package's next start or move. Known, not fixed: the
+//! daemon has no way to tell a shared interface from its own.
+//!
 //! The daemons' logs go to a directory that outlives the demo ([`logs_directory`], one per
 //! port, emptied when the next demo on that port starts); the working directory (configuration
 //! and state) is removed on exit unless `--keep`.
