@@ -631,6 +631,22 @@ fn interface_index_field(index: u32) -> Result<[u8; 4], EncodeError> {
     }
 }
 
+/// `RT_SCOPE_HOST`: valid only inside this host.
+pub const RT_SCOPE_HOST: u8 = 254;
+/// `RT_SCOPE_UNIVERSE`: a global address.
+pub const RT_SCOPE_UNIVERSE: u8 = 0;
+
+/// The scope an address is added with, as `ip address add` chooses it: host for loopback
+/// addresses (the kernel refuses any other scope for them with EINVAL, "ipv4: Invalid scope
+/// value"), universe otherwise.
+pub fn address_scope(address: IpAddr) -> u8 {
+    if address.is_loopback() {
+        RT_SCOPE_HOST
+    } else {
+        RT_SCOPE_UNIVERSE
+    }
+}
+
 /// Encodes an acknowledged address request into `buffer`; returns its length. The address is
 /// given as both `IFA_LOCAL` and `IFA_ADDRESS` (no peer), so the kernel matches the
 /// configured address, its prefix length and its interface.
@@ -666,7 +682,7 @@ pub fn encode_address_change(
         family,
         prefix_length: address.prefix_length,
         flags: 0,
-        scope: 0,
+        scope: address_scope(address.address),
         interface_index: address.interface_index,
     }
     .write(&mut header);

@@ -70,6 +70,21 @@ fn link_payload() -> Vec<u8> {
 }
 
 #[test]
+fn a_loopback_address_is_added_with_host_scope_like_ip_does() {
+    // The kernel refuses any other scope for 127.0.0.0/8 ("ipv4: Invalid scope value").
+    let mut out = [0u8; REQUEST_BYTES_MAX];
+    encode_address_change(&mut out, 1, AddressChange::Add, &v4(1, "127.0.0.100", 8)).unwrap();
+    assert_eq!(&out[16..20], &[AF_INET, 8, 0, RT_SCOPE_HOST]);
+    encode_address_change(&mut out, 1, AddressChange::Add, &v4(1, "198.18.0.1", 24)).unwrap();
+    assert_eq!(&out[16..20], &[AF_INET, 24, 0, RT_SCOPE_UNIVERSE]);
+    assert_eq!(address_scope("::1".parse().unwrap()), RT_SCOPE_HOST);
+    assert_eq!(
+        address_scope("2001:2::1".parse().unwrap()),
+        RT_SCOPE_UNIVERSE
+    );
+}
+
+#[test]
 fn a_delete_request_has_the_kernels_layout() {
     let mut out = [0u8; REQUEST_BYTES_MAX];
     let length = encode_address_change(

@@ -9,21 +9,7 @@ use halcyon_policy::{ClusterState, Departure, Engine, Event};
 use jiff::Timestamp;
 
 use super::Failure;
-
-#[derive(clap::Args, Debug)]
-pub struct Input {
-    /// The configuration directory (or files); default /etc/halcyon.
-    #[arg(long, short = 'c', value_name = "DIR")]
-    config: Vec<PathBuf>,
-    /// A cluster state file (TOML: members, networks_down, packages). Without it,
-    /// every node is a member and every auto_run package runs where the cluster
-    /// would start it.
-    #[arg(long, short = 's', value_name = "FILE")]
-    state: Option<PathBuf>,
-    /// The time of the event (RFC 3339, UTC); default: now.
-    #[arg(long, value_name = "TIME")]
-    at: Option<Timestamp>,
-}
+pub use crate::cli::Input;
 
 impl Input {
     /// True when a state file or a time was given: only offline commands take them.

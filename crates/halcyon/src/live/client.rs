@@ -28,12 +28,6 @@ pub fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The demo cluster's file, as `halcyon demo` writes it.
-#[derive(serde::Deserialize)]
-struct DemoFile {
-    api: Vec<String>,
-}
-
 /// The API addresses to try for a target.
 fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(a) = target.api {
@@ -42,25 +36,22 @@ fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(dir) = &target.config {
         let (config, _) = halcyon_config::load(std::slice::from_ref(dir))
             .map_err(|d| Failure::Invalid(format!("error: {d}")))?;
-        return Ok(halcyon_daemon::peers::api_addrs(&config)
+        let mut addrs: Vec<SocketAddr> = halcyon_daemon::peers::api_addrs(&config)
             .into_values()
             .flatten()
-            .collect());
+            .collect();
+        // This machine's own node first: it answers for the whole cluster, and a dead peer
+        // earlier in the list would cost a connect timeout (its link may be gone, so nothing
+        // refuses the connection).
+        addrs.sort_by_key(|a| !is_local(a.ip()));
+        return Ok(addrs);
     }
-    let file = demo::demo_file();
-    let text = std::fs::read_to_string(&file).map_err(|_| {
-        Failure::Invalid(format!(
-            "error: no cluster given: use --api ADDR or --config DIR (no demo cluster found at {})",
-            file.display()
-        ))
-    })?;
-    let addrs = serde_json::from_str::<DemoFile>(&text)
-        .map(|d| d.api)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    Ok(addrs)
+    demo::find_demo_api()
+}
+
+/// True when `ip` is an address of this machine (a socket can be bound to it).
+fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// Sends a request to the target's nodes in turn; the first that answers gives the status

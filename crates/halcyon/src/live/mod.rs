@@ -10,166 +10,39 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
 use halcyon_api::{
     EmulateRequest, EmulateResponse, ExplainResponse, NodeRequest, PackageRequest, RaiseRequest,
 };
 use halcyon_daemon::Settings;
 
 use super::Failure;
+pub use crate::cli::{LiveCommand, Target};
 use client::{get, post};
-
-/// Live-cluster commands: the daemon, status and operations against a running cluster.
-#[derive(Debug, Subcommand)]
-pub enum LiveCommand {
-    /// Run this node's daemon (Serviceguard: cmcld started by cmrunnode; HACMP: clstrmgr).
-    Daemon {
-        /// Configuration directory or files (used to bootstrap a new cluster).
-        #[arg(long, default_value = "/etc/halcyon")]
-        config: PathBuf,
-        /// This node's name in the configuration.
-        #[arg(long)]
-        node: String,
-        /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
-        #[arg(long, hide = true)]
-        test_faults: bool,
-    },
-    /// Run the quorum witness: a Raft voter that runs no packages, for two-node clusters and
-    /// even splits (Serviceguard: the quorum server, qs). Configured in `[quorum.witness]`.
-    Witness {
-        /// Configuration directory or files (the same as the nodes').
-        #[arg(long, default_value = "/etc/halcyon")]
-        config: PathBuf,
-        /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
-        #[arg(long, hide = true)]
-        test_faults: bool,
-    },
-    /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
-    Status {
-        #[command(flatten)]
-        target: Target,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
-    /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
-    Package {
-        /// run, halt, move, enable or disable.
-        op: String,
-        package: String,
-        /// Target node (run, move, enable, disable).
-        #[arg(long, short = 'n')]
-        node: Option<String>,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop).
-    Node {
-        /// start or halt.
-        op: String,
-        node: String,
-        /// For halt: packages move to other nodes (cmhaltnode -f with takeover).
-        #[arg(long)]
-        takeover: bool,
-        /// For halt: treat as a failure, halt at once.
-        #[arg(long)]
-        force: bool,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start or halt the whole cluster: `start` lets every node join and starts the `auto_run`
-    /// packages (cmruncl; HACMP clstart on all nodes); `halt` halts every package and leaves the
-    /// daemons running idle (cmhaltcl; HACMP clstop on all nodes).
-    Cluster {
-        /// start or halt.
-        op: String,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// The event log: every event with its plan, each command's node, start, end, status and
-    /// output, and the ERROR entries and answers (HACMP: hacmp.out / cluster.log; Serviceguard:
-    /// syslog's cmcld lines).
-    Events {
-        /// Only events since this time (RFC 3339) or this long ago (`10m`, `2h`).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only events concerning this package.
-        #[arg(long)]
-        package: Option<String>,
-        /// Only events concerning this node (event node, actions or commands).
-        #[arg(long)]
-        node: Option<String>,
-        /// Keep printing events as they finish (until interrupted).
-        #[arg(long, short = 'f')]
-        follow: bool,
-        /// Machine-readable output (one JSON record per line).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Answer an event stopped in ERROR: `resume` (continue after the barrier), `retry` (run
-    /// the failed commands again) or `skip` (abandon the rest of its program) [ID, default
-    /// the current event]; or `raise NAME --node NODE [--value V ...]` a user-defined event
-    /// (HACMP: clruncmd / "recover from script failure").
-    Event {
-        /// resume, retry, skip or raise.
-        op: String,
-        /// The event id (resume, retry, skip) or the user-defined event's name (raise).
-        arg: Option<String>,
-        /// raise: the event node.
-        #[arg(long, short = 'n')]
-        node: Option<String>,
-        /// raise: the sampled values (X@0, X@1, ...) the commands get.
-        #[arg(long = "value")]
-        values: Vec<String>,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
-    Demo {
-        /// Base port of the demo cluster.
-        #[arg(long, default_value_t = 17400)]
-        port: u16,
-    },
-    /// The lease guard process the daemon spawns (halcyon-guard): options `--lead-ms N
-    /// --tick-ms N --rt-priority N|off --mlock|--no-mlock`; the protocol on stdin/stdout.
-    #[command(hide = true)]
-    Guard {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        options: Vec<String>,
-    },
-    /// The demo's tiny HTTP service: answers every request with its node's name.
-    #[command(hide = true)]
-    DemoHttp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long)]
-        name: String,
-    },
-}
-
-/// How the CLI finds a running cluster's API.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Target {
-    /// API address of any node (host:port).
-    #[arg(long)]
-    pub api: Option<SocketAddr>,
-    /// Configuration directory: the API addresses of its nodes are tried in turn.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-}
 
 /// Runs a live command.
 pub fn run(cmd: LiveCommand) -> Result<(), Failure> {
     // The guard runs without an async runtime (its loop allocates nothing and never returns).
+    // Neither needs a runtime; the keeper must not start threads it would leave behind.
+    match &cmd {
+        LiveCommand::Demo {
+            port,
+            restart: Some(node),
+            keep,
+        } => {
+            if *keep {
+                return Err(Failure::Invalid(
+                    "error: --keep is for starting a demo, not with --restart".into(),
+                ));
+            }
+            return demo::request_restart(*port, node);
+        }
+        LiveCommand::DemoKeeper {
+            port,
+            directory,
+            keep,
+        } => return demo::keeper(*port, directory.clone(), *keep),
+        _ => {}
+    }
     if let LiveCommand::Guard { options } = &cmd {
         match halcyon_guard::GuardConfig::from_args(options.iter().cloned()) {
             Ok(config) => halcyon_guard::guard_main_stdio(config),
@@ -206,6 +79,9 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             init_logging();
             let state_dir =
                 state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon").join(&node));
+            if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                tokio::spawn(notify_when_joined(config.clone(), node.clone()));
+            }
             let settings = Settings {
                 config_paths: vec![config],
                 node,
@@ -305,8 +181,64 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             target,
         } => event(&target, &op, arg, node, values).await,
         LiveCommand::Guard { .. } => unreachable!("handled in run"),
-        LiveCommand::Demo { port } => demo::run_demo(port).await,
+        LiveCommand::Demo { port, keep, .. } => {
+            demo::run_demo(demo::DemoOptions { port, keep }).await
+        }
+        LiveCommand::DemoKeeper { .. } => unreachable!("handled in run"),
         LiveCommand::DemoHttp { bind, name } => demo::serve_http(bind, name).await,
+    }
+}
+
+/// How long a daemon started by systemd (`Type=notify`) waits to join before it reports
+/// ready anyway ("gave up joining": it keeps trying, e.g. the first node of a new cluster
+/// waiting for a quorum). Below the unit's `TimeoutStartSec=` (120 s), so systemd does not
+/// kill a node that simply waits for its peers.
+const JOIN_WAIT: Duration = Duration::from_secs(90);
+/// How often the daemon asks its own API whether it has joined.
+const JOIN_POLL: Duration = Duration::from_millis(250);
+
+/// systemd's readiness (`READY=1`, sd_notify) for `halcyon.service`: sent once this node is
+/// a member of the cluster, as its own API reports it, or after [`JOIN_WAIT`] with a status
+/// line saying it has not joined. Only when systemd asked for it (`NOTIFY_SOCKET`).
+async fn notify_when_joined(config: PathBuf, node: String) {
+    use sd_notify::NotifyState;
+    let started = tokio::time::Instant::now();
+    let own_api: Vec<SocketAddr> = halcyon_config::load(std::slice::from_ref(&config))
+        .ok()
+        .and_then(|(c, _)| {
+            let number = c.node(&node)?.number;
+            halcyon_daemon::peers::api_addrs(&c).remove(&number.into())
+        })
+        .unwrap_or_default();
+    let status = loop {
+        let mut joined = None;
+        for &addr in &own_api {
+            if let Ok(r) =
+                halcyon_daemon::client::request(addr, "GET", "/v1/status", None, JOIN_POLL * 4)
+                    .await
+                && let Ok(s) = serde_json::from_str::<halcyon_api::StatusResponse>(&r.body)
+            {
+                joined = Some(s.nodes.iter().any(|n| n.name.as_str() == node && n.member));
+                if joined == Some(true) {
+                    break;
+                }
+            }
+        }
+        if joined == Some(true) {
+            break format!("{node} joined the cluster");
+        }
+        if started.elapsed() >= JOIN_WAIT {
+            break format!(
+                "{node} has not joined within {} s (no quorum yet?); still trying",
+                JOIN_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(JOIN_POLL).await;
+    };
+    if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {
+        tracing::warn!("cannot tell systemd the daemon is ready: {e}");
+    } else {
+        tracing::info!("told systemd: ready ({status})");
     }
 }
 

@@ -1,0 +1,326 @@
+//! The command-line definition, and only that: clap types with no code, so that `build.rs`
+//! includes this file to generate the man pages and shell completions from the very
+//! definition the binary parses with. What each command does is in `main.rs`, `live` and
+//! `offline`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Halcyon: a high-availability cluster manager for Linux.
+///
+/// Packages (an application, its addresses and storage) are kept running on
+/// exactly one suitable node, failed over in under a second, and never run on
+/// two nodes at once.
+#[derive(Parser, Debug)]
+#[command(name = "halcyon", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a configuration without a running cluster
+    /// (Serviceguard: cmcheckconf; HACMP: clverify).
+    ///
+    /// Prints every mistake as `file:line:column: field: what is wrong; expected
+    /// ...; hint ...`. Exit 0 and a one-line summary when valid, 2 otherwise.
+    Check {
+        /// The configuration directory, or the cluster file and package files.
+        #[arg(required = true, value_name = "DIR_OR_FILES")]
+        paths: Vec<PathBuf>,
+    },
+    /// Say why a package runs where it runs, or why it does not run, node by node
+    /// (Serviceguard: cmviewcl -v -p PKG; HACMP: clRGinfo -v).
+    ///
+    /// Asks the running cluster (found like `halcyon status` finds it, or at
+    /// `--api`); with `--offline` or `--state`, works on a configuration and a
+    /// cluster state file instead.
+    Explain {
+        /// The package.
+        package: String,
+        /// Explain from files, without a running cluster.
+        #[arg(long)]
+        offline: bool,
+        /// API address (host:port) of any node of the running cluster.
+        #[arg(long, value_name = "ADDR")]
+        api: Option<SocketAddr>,
+        #[command(flatten)]
+        input: Input,
+        /// Print JSON instead of text (offline).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what an event would do, without changing anything
+    /// (HACMP: cluster event emulation; Pacemaker: crm_simulate).
+    ///
+    /// Offline (default): plays EVENT against a configuration and a cluster state
+    /// file. Live (`--live`, or `--api ADDR`): against the running cluster's state.
+    /// Either way it prints the plan (what halts and runs where, in which steps, and
+    /// why) and the recovery program per node with its barriers, each built-in
+    /// command with its share of the plan.
+    /// Events: cluster_start, cluster_halt, timer, config_change;
+    /// node_up NODE; node_down NODE [failure|graceful|graceful_takeover|forced];
+    /// network_up|network_down|swap_adapter|fail_standby|join_standby NODE NETWORK;
+    /// package_failed PACKAGE NODE; package_halt PACKAGE;
+    /// package_run|package_move|package_enable|package_disable|package_clear PACKAGE [NODE];
+    /// user EVENT_NAME NODE.
+    Emulate {
+        /// The event's name, then its arguments.
+        #[arg(required = true, num_args = 1.., value_name = "EVENT [ARGS]")]
+        event: Vec<String>,
+        #[command(flatten)]
+        input: Input,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Against the running cluster (its API found with `--api`, `--config` or the
+        /// demo cluster).
+        #[arg(long)]
+        live: bool,
+        /// API address (host:port) of any node of the running cluster (implies --live).
+        #[arg(long, value_name = "ADDR")]
+        api: Option<SocketAddr>,
+    },
+    /// Translate legacy configuration files into native ones.
+    Import {
+        #[command(subcommand)]
+        what: Import,
+    },
+    #[command(flatten)]
+    Live(LiveCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Import {
+    /// A Serviceguard package ASCII file (`cmmakepkg` format) and its package
+    /// control script (`IP[]`, `SERVICE_NAME[]`/`SERVICE_CMD[]`/`SERVICE_RESTART[]`,
+    /// `VG[]`, `LV[]`/`FS[]`, `customer_defined_run_cmds` and `_halt_cmds`) -> a
+    /// native package file and the customer commands as scripts
+    /// (Serviceguard: cmgetconf + the control script).
+    ///
+    /// Addresses are matched to the networks of the cluster configuration, and the
+    /// result is validated with it before anything is written.
+    Serviceguard {
+        /// The package ASCII file.
+        package: PathBuf,
+        /// The package control script (default: the file's RUN_SCRIPT, if it exists).
+        #[arg(long, value_name = "FILE")]
+        control_script: Option<PathBuf>,
+        /// The cluster configuration the package joins (default /etc/halcyon).
+        #[arg(long, short = 'c', value_name = "DIR")]
+        config: Vec<PathBuf>,
+        /// Where to write the package file and scripts.
+        #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// An HACMP rules file (`rules.hacmprd`, 9-line records) and its `.rp` recovery
+    /// programs -> a native rules file and programs (HACMP ES: the event
+    /// management rules of `/usr/sbin/cluster/events`).
+    ///
+    /// Each record's `.rp` file is found at the path the record names, else by file
+    /// name in `--rp-dir`, else beside the rules file. Malformed records are refused
+    /// with the record number and line; nothing is written then.
+    Hacmp {
+        /// The legacy rules file.
+        rules: PathBuf,
+        /// Where to look for `.rp` files not found at their recorded path.
+        #[arg(long, value_name = "DIR")]
+        rp_dir: Option<PathBuf>,
+        /// Where to write `rules.toml` and the programs.
+        #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Live-cluster commands: the daemon, status and operations against a running cluster.
+#[derive(Debug, Subcommand)]
+pub enum LiveCommand {
+    /// Run this node's daemon (Serviceguard: cmcld started by cmrunnode; HACMP: clstrmgr).
+    Daemon {
+        /// Configuration directory or files (used to bootstrap a new cluster).
+        #[arg(long, default_value = "/etc/halcyon")]
+        config: PathBuf,
+        /// This node's name in the configuration.
+        #[arg(long)]
+        node: String,
+        /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Enable test-only fault injection endpoints.
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
+    /// Run the quorum witness: a Raft voter that runs no packages, for two-node clusters and
+    /// even splits (Serviceguard: the quorum server, qs). Configured in `[quorum.witness]`.
+    Witness {
+        /// Configuration directory or files (the same as the nodes').
+        #[arg(long, default_value = "/etc/halcyon")]
+        config: PathBuf,
+        /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Enable test-only fault injection endpoints.
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
+    /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
+    /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
+    Package {
+        /// run, halt, move, enable or disable.
+        op: String,
+        package: String,
+        /// Target node (run, move, enable, disable).
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop).
+    Node {
+        /// start or halt.
+        op: String,
+        node: String,
+        /// For halt: packages move to other nodes (cmhaltnode -f with takeover).
+        #[arg(long)]
+        takeover: bool,
+        /// For halt: treat as a failure, halt at once.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start or halt the whole cluster: `start` lets every node join and starts the `auto_run`
+    /// packages (cmruncl; HACMP clstart on all nodes); `halt` halts every package and leaves the
+    /// daemons running idle (cmhaltcl; HACMP clstop on all nodes).
+    Cluster {
+        /// start or halt.
+        op: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The event log: every event with its plan, each command's node, start, end, status and
+    /// output, and the ERROR entries and answers (HACMP: hacmp.out / cluster.log; Serviceguard:
+    /// syslog's cmcld lines).
+    Events {
+        /// Only events since this time (RFC 3339) or this long ago (`10m`, `2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events concerning this package.
+        #[arg(long)]
+        package: Option<String>,
+        /// Only events concerning this node (event node, actions or commands).
+        #[arg(long)]
+        node: Option<String>,
+        /// Keep printing events as they finish (until interrupted).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Machine-readable output (one JSON record per line).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Answer an event stopped in ERROR: `resume` (continue after the barrier), `retry` (run
+    /// the failed commands again) or `skip` (abandon the rest of its program) [ID, default
+    /// the current event]; or `raise NAME --node NODE [--value V ...]` a user-defined event
+    /// (HACMP: clruncmd / "recover from script failure").
+    Event {
+        /// resume, retry, skip or raise.
+        op: String,
+        /// The event id (resume, retry, skip) or the user-defined event's name (raise).
+        arg: Option<String>,
+        /// raise: the event node.
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// raise: the sampled values (X@0, X@1, ...) the commands get.
+        #[arg(long = "value")]
+        values: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start a 3-node demo cluster on 127.0.0.1-3 with an example package; no root needed.
+    ///
+    /// Everything it starts stops with it, however it ends (Ctrl-C, SIGTERM, a closed
+    /// terminal, even SIGKILL: a keeper process cleans up then). As root, the package also
+    /// gets the address 127.0.0.100 on `lo`. The daemons' logs are kept in
+    /// `$XDG_STATE_HOME/halcyon/demo-PORT` (else `~/.local/state/...`).
+    Demo {
+        /// Base port of the demo cluster (it uses this port and the next 80).
+        #[arg(long, default_value_t = 17400)]
+        port: u16,
+        /// Keep the working directory (configuration and node state) on exit.
+        #[arg(long)]
+        keep: bool,
+        /// Ask the running demo on `--port` to restart this node's daemon (after it died).
+        #[arg(long, value_name = "NODE")]
+        restart: Option<String>,
+    },
+    /// The demo's keeper: cleans up after a demo that was killed (see `halcyon demo`).
+    #[command(hide = true)]
+    DemoKeeper {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        directory: PathBuf,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The lease guard process the daemon spawns (halcyon-guard): options `--lead-ms N
+    /// --tick-ms N --rt-priority N|off --mlock|--no-mlock`; the protocol on stdin/stdout.
+    #[command(hide = true)]
+    Guard {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// The demo's tiny HTTP service: answers every request with its node's name.
+    #[command(hide = true)]
+    DemoHttp {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// How the CLI finds a running cluster's API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// API address of any node (host:port).
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
+    /// Configuration directory: the API addresses of its nodes are tried in turn.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Input {
+    /// The configuration directory (or files); default /etc/halcyon.
+    #[arg(long, short = 'c', value_name = "DIR")]
+    pub(crate) config: Vec<PathBuf>,
+    /// A cluster state file (TOML: members, networks_down, packages). Without it,
+    /// every node is a member and every auto_run package runs where the cluster
+    /// would start it.
+    #[arg(long, short = 's', value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+    /// The time of the event (RFC 3339, UTC); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) at: Option<jiff::Timestamp>,
+}

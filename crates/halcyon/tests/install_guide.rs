@@ -1,0 +1,545 @@
+//! The install guide (`docs/install.md`) is tested: its marked blocks run, in order, on three
+//! lab hosts (network namespaces, root only; elsewhere the test prints "skipped: needs root"
+//! and passes), and what it says the reader sees is asserted.
+//!
+//! - The package: `$HALCYON_DEB`, else the newest `target/debian/halcyon_*.deb`, extracted
+//!   with `dpkg-deb -x` into a root directory per host; when no package was built (CI builds
+//!   none), the same layout from the debug binary and `packaging/` (the assets of
+//!   `[package.metadata.deb]`). `/var/lib/halcyon` is made as the postinst makes it.
+//! - The lab hosts share this machine's file system, so the guide's `/etc/halcyon`,
+//!   `/etc/default/halcyon`, `/var/lib/halcyon` and `/usr/bin/halcyon` are rewritten to the
+//!   host's root directory, and the extracted `/usr/bin` comes first in `PATH`. The ports are
+//!   the guide's own (7400..7402, 8080): each host has its own network namespace.
+//! - Markers (HTML comments, invisible when rendered): `<!-- guide: install HOSTS -->` (the
+//!   `dpkg -i` block: extraction), `<!-- guide: run HOSTS -->` (the next fenced block, run with
+//!   `sh -e` on each host), `<!-- guide: expect -->` (each line of the next block must appear,
+//!   whitespace collapsed, in a line of the previous command's output; the command is run again
+//!   until it does or [`EXPECT_TIMEOUT`] passes), `<!-- guide: boot HOST -->` (the host is
+//!   powered on again: its enabled unit starts).
+//! - `systemctl` is emulated from the unit file of the package: `enable --now halcyon` starts
+//!   its `ExecStart` with its `Environment=` and `EnvironmentFile=` and a `NOTIFY_SOCKET`, and
+//!   waits for `READY=1` (`Type=notify`) within its `TimeoutStartSec=`; `stop halcyon` sends
+//!   SIGTERM to the daemon only (`KillMode=mixed`) and waits; `poweroff --force --force` is the
+//!   lab's power loss (links down, every process killed, addresses gone).
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use halcyon_lab::{HostProcess, Lab, LabSpec, fault, running_as_root_or_skip};
+
+const BIN: &str = env!("CARGO_BIN_EXE_halcyon");
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// How long an expectation may take to come true (the guide says "within a few seconds").
+const EXPECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one command of the guide may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `systemctl stop` waits (below the unit's TimeoutStopSec, enough for one package).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const HOSTS: usize = 3;
+/// The service address of the guide's package (removed at power loss, as by a reboot).
+const SERVICE_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 1, 200);
+const SERVICE_PREFIX: u8 = 24;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Install(Vec<usize>),
+    Run { hosts: Vec<usize>, script: String },
+    Expect(Vec<String>),
+    Boot(usize),
+}
+
+/// `node2` -> host 2.
+fn host_of(word: &str) -> usize {
+    word.strip_prefix("node")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=HOSTS).contains(n))
+        .unwrap_or_else(|| panic!("the guide names {word:?}; the lab has node1..node{HOSTS}"))
+}
+
+/// The guide's marked steps, in order.
+fn steps(guide: &str) -> Vec<Step> {
+    let lines: Vec<&str> = guide.lines().collect();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        i += 1;
+        let Some(marker) = line
+            .strip_prefix("<!-- guide:")
+            .and_then(|m| m.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let mut words = marker.split_whitespace();
+        let kind = words.next().expect("a marker names its kind");
+        let hosts: Vec<usize> = words.map(host_of).collect();
+        if kind == "boot" {
+            assert_eq!(hosts.len(), 1, "boot names one host");
+            steps.push(Step::Boot(hosts[0]));
+            continue;
+        }
+        // The next fenced block is the step's body.
+        while !lines[i].trim_start().starts_with("```") {
+            i += 1;
+        }
+        i += 1;
+        let mut body = Vec::new();
+        while !lines[i].trim_start().starts_with("```") {
+            body.push(lines[i]);
+            i += 1;
+        }
+        i += 1;
+        steps.push(match kind {
+            "install" => Step::Install(hosts),
+            "run" => Step::Run {
+                hosts,
+                script: body.join("\n") + "\n",
+            },
+            "expect" => Step::Expect(body.iter().map(|l| collapse(l)).collect()),
+            other => panic!("unknown guide marker {other:?}"),
+        });
+    }
+    steps
+}
+
+fn collapse(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// True when every expected line is part of some line of `output`.
+fn shows(output: &str, expected: &[String]) -> bool {
+    let lines: Vec<String> = output.lines().map(collapse).collect();
+    expected
+        .iter()
+        .all(|e| lines.iter().any(|l| l.contains(e.as_str())))
+}
+
+/// The package to install, if one was built.
+fn built_package() -> Option<PathBuf> {
+    if let Some(deb) = std::env::var_os("HALCYON_DEB") {
+        return Some(PathBuf::from(deb));
+    }
+    let dir = Path::new(WORKSPACE).join("target/debian");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("halcyon_"))
+                && p.extension().is_some_and(|e| e == "deb")
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// Installs the package's files under `root`.
+fn install(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    if let Some(deb) = built_package() {
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(root)
+            .status()
+            .expect("dpkg-deb runs");
+        assert!(status.success(), "dpkg-deb -x {}", deb.display());
+    } else {
+        // The assets of [package.metadata.deb], from the debug build.
+        let packaging = Path::new(WORKSPACE).join("packaging");
+        let files: [(PathBuf, &str); 6] = [
+            (PathBuf::from(BIN), "usr/bin/halcyon"),
+            (
+                packaging.join("systemd/halcyon.service"),
+                "lib/systemd/system/halcyon.service",
+            ),
+            (
+                packaging.join("systemd/halcyon-witness.service"),
+                "lib/systemd/system/halcyon-witness.service",
+            ),
+            (packaging.join("default/halcyon"), "etc/default/halcyon"),
+            (
+                packaging.join("etc/halcyon/cluster.toml.example"),
+                "etc/halcyon/cluster.toml.example",
+            ),
+            (
+                packaging.join("etc/halcyon/packages/web.toml.example"),
+                "etc/halcyon/packages/web.toml.example",
+            ),
+        ];
+        for (from, to) in files {
+            let to = root.join(to);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            if from == Path::new(BIN) {
+                std::os::unix::fs::symlink(&from, &to).unwrap();
+            } else {
+                std::fs::copy(&from, &to)
+                    .unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), to.display()));
+            }
+        }
+    }
+    // What the postinst does.
+    let state = root.join("var/lib/halcyon");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+}
+
+/// The guide's absolute paths, inside `root`.
+fn rewrite(text: &str, root: &Path) -> String {
+    let root = root.display();
+    text.replace(
+        "/etc/default/halcyon",
+        &format!("{root}/etc/default/halcyon"),
+    )
+    .replace("/etc/halcyon", &format!("{root}/etc/halcyon"))
+    .replace("/var/lib/halcyon", &format!("{root}/var/lib/halcyon"))
+    .replace("/usr/bin/halcyon", &format!("{root}/usr/bin/halcyon"))
+}
+
+/// One `KEY=VALUE` setting of a unit, `Section.Key` -> values in order.
+fn unit_settings(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut section = String::new();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_owned();
+        } else if let Some((key, value)) = line.split_once('=') {
+            out.entry(format!("{section}.{key}"))
+                .or_default()
+                .push(value.to_owned());
+        }
+    }
+    out
+}
+
+fn seconds(value: &str) -> Duration {
+    if let Some(m) = value.strip_suffix("min") {
+        Duration::from_secs(m.parse::<u64>().unwrap() * 60)
+    } else {
+        Duration::from_secs(value.trim_end_matches('s').parse().unwrap())
+    }
+}
+
+struct Host {
+    root: PathBuf,
+    daemon: Option<HostProcess>,
+    starts: usize,
+    /// The running daemon's notify socket, its start, and the unit's TimeoutStartSec.
+    notify: Option<(UnixDatagram, Instant, Duration)>,
+    /// The daemon's sd_notify message once it sent READY=1.
+    ready: Option<String>,
+}
+
+struct Guide {
+    lab: Lab,
+    hosts: BTreeMap<usize, Host>,
+    /// The last single-host command and its output, for `expect`.
+    last: Option<(usize, String, String)>,
+}
+
+impl Guide {
+    fn root(&self, host: usize) -> &Path {
+        &self.hosts[&host].root
+    }
+
+    fn path_variable(&self, host: usize) -> String {
+        format!(
+            "PATH={}/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.root(host).display()
+        )
+    }
+
+    fn shell(&self, host: usize, script: &str) -> String {
+        let script = rewrite(script, self.root(host));
+        let output = self
+            .lab
+            .run(
+                host,
+                "env",
+                &[&self.path_variable(host), "sh", "-ec", &script],
+                COMMAND_TIMEOUT,
+            )
+            .expect("the command runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "node{host}: `{}` failed ({}):\n{stdout}{}",
+            script.trim(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!("node{host}$ {}\n{stdout}", script.trim());
+        stdout
+    }
+
+    /// `systemctl enable --now halcyon` (or a boot with the unit enabled): the unit's
+    /// `ExecStart` with its environment, ready when `READY=1` arrives.
+    fn start_unit(&mut self, host: usize) {
+        let root = self.root(host).to_owned();
+        let unit_text =
+            std::fs::read_to_string(root.join("lib/systemd/system/halcyon.service")).unwrap();
+        let unit = unit_settings(&unit_text);
+        assert_eq!(unit["Service.Type"], ["notify"]);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let mut environment: BTreeMap<String, String> = BTreeMap::new();
+        for setting in unit.get("Service.Environment").into_iter().flatten() {
+            let (key, value) = setting.split_once('=').unwrap();
+            environment.insert(key.to_owned(), value.replace("%H", hostname.trim()));
+        }
+        for file in unit.get("Service.EnvironmentFile").into_iter().flatten() {
+            let (optional, path) = match file.strip_prefix('-') {
+                Some(p) => (true, p),
+                None => (false, file.as_str()),
+            };
+            let path = rewrite(path, &root);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for line in text.lines().map(str::trim) {
+                        if let Some((k, v)) = line.split_once('=')
+                            && !line.starts_with('#')
+                        {
+                            environment.insert(k.to_owned(), v.to_owned());
+                        }
+                    }
+                }
+                Err(e) => assert!(optional, "EnvironmentFile {path}: {e}"),
+            }
+        }
+        let mut exec = unit["Service.ExecStart"][0].clone();
+        for (key, value) in &environment {
+            exec = exec.replace(&format!("${{{key}}}"), value);
+        }
+        let exec = rewrite(&exec, &root);
+        let words: Vec<&str> = exec.split_whitespace().collect();
+        let host_state = self.hosts.get_mut(&host).unwrap();
+        host_state.starts += 1;
+        let socket_path = self
+            .lab
+            .host_directory(host)
+            .join(format!("notify-{}.sock", host_state.starts));
+        let socket = UnixDatagram::bind(&socket_path).expect("the notify socket");
+        socket.set_nonblocking(true).unwrap();
+        let timeout = seconds(&unit["Service.TimeoutStartSec"][0]);
+        let path_variable = self.path_variable(host);
+        let path = path_variable.strip_prefix("PATH=").unwrap();
+        let notify = socket_path.to_string_lossy().into_owned();
+        let process = self
+            .lab
+            .spawn(
+                host,
+                words[0],
+                &words[1..],
+                &[("NOTIFY_SOCKET", &notify), ("PATH", path)],
+            )
+            .expect("the daemon starts");
+        let state = self.hosts.get_mut(&host).unwrap();
+        state.daemon = Some(process);
+        state.ready = None;
+        state.notify = Some((socket, Instant::now(), timeout));
+    }
+
+    /// `systemctl is-active halcyon`: `active` once READY=1 arrived, `activating` before;
+    /// fails the test past TimeoutStartSec (systemd would fail the unit then).
+    fn is_active(&mut self, host: usize) -> String {
+        let log = self.lab.log_path(host);
+        let state = self.hosts.get_mut(&host).unwrap();
+        if state.ready.is_some() {
+            return "active\n".into();
+        }
+        let Some((socket, started, timeout)) = &state.notify else {
+            return "inactive\n".into();
+        };
+        let mut buffer = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buffer) {
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            eprintln!(
+                "node{host}: sd_notify after {:?}: {message:?}",
+                started.elapsed()
+            );
+            assert!(message.lines().any(|l| l == "READY=1"), "{message}");
+            assert!(
+                message.contains("joined the cluster"),
+                "a node of a cluster with a quorum reports ready once it joined: {message}"
+            );
+            state.ready = Some(message);
+            return "active\n".into();
+        }
+        assert!(
+            started.elapsed() < *timeout,
+            "node{host}: no READY=1 within TimeoutStartSec ({timeout:?}); log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        "activating\n".into()
+    }
+
+    /// Waits until the daemon of `host` is active (ready).
+    fn wait_active(&mut self, host: usize) {
+        while self.is_active(host) != "active\n" {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs one line of the guide on `host`: `systemctl` emulated, anything else in `sh`.
+    fn execute(&mut self, host: usize, script: &str) -> String {
+        if script.trim_start().starts_with("systemctl ") {
+            self.systemctl(host, script.trim())
+        } else {
+            self.shell(host, script)
+        }
+    }
+
+    fn systemctl(&mut self, host: usize, command: &str) -> String {
+        eprintln!("node{host}$ {command}");
+        match command {
+            "systemctl enable --now --no-block halcyon" => self.start_unit(host),
+            "systemctl enable --now halcyon" => {
+                self.start_unit(host);
+                self.wait_active(host);
+            }
+            "systemctl is-active halcyon" => return self.is_active(host),
+            "systemctl stop halcyon" => {
+                let daemon = self.hosts.get_mut(&host).unwrap().daemon.take();
+                let daemon = daemon.expect("the daemon runs");
+                // KillMode=mixed: SIGTERM to the daemon only.
+                // SAFETY: kill(2) of the lab's unreaped child.
+                unsafe {
+                    libc::kill(daemon.pid as i32, libc::SIGTERM);
+                }
+                let status = self.lab.wait_exit(&daemon, STOP_TIMEOUT);
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "node{host}: the daemon stops cleanly on SIGTERM: {status:?}"
+                );
+            }
+            "systemctl poweroff --force --force" => {
+                fault::power_off(&self.lab, host).expect("power off");
+                self.hosts.get_mut(&host).unwrap().daemon = None;
+                // A reboot loses the interface addresses.
+                if self.lab.addresses(host).unwrap().contains(&SERVICE_ADDRESS) {
+                    self.lab
+                        .delete_address(host, 1, SERVICE_ADDRESS, SERVICE_PREFIX)
+                        .expect("address removed");
+                }
+            }
+            other => panic!("the test cannot emulate `{other}`; teach it"),
+        }
+        String::new()
+    }
+}
+
+#[test]
+fn the_install_guide_works_as_written_on_three_hosts() {
+    if !running_as_root_or_skip("the_install_guide_works_as_written_on_three_hosts") {
+        return;
+    }
+    let guide_text = std::fs::read_to_string(Path::new(WORKSPACE).join("docs/install.md")).unwrap();
+    let steps = steps(&guide_text);
+    assert!(
+        steps.len() > 10,
+        "the guide has its marked steps: {steps:?}"
+    );
+    eprintln!(
+        "installing {}",
+        built_package().map_or("the debug build's layout (no .deb built)".into(), |p| p
+            .display()
+            .to_string())
+    );
+    let lab = Lab::build(LabSpec {
+        hosts: HOSTS,
+        networks: 2,
+        keep_directory: false,
+        standby_networks: Vec::new(),
+    })
+    .expect("lab builds");
+    let hosts = (1..=HOSTS)
+        .map(|h| {
+            let host = Host {
+                root: lab.host_directory(h).join("root"),
+                daemon: None,
+                starts: 0,
+                notify: None,
+                ready: None,
+            };
+            (h, host)
+        })
+        .collect();
+    let mut guide = Guide {
+        lab,
+        hosts,
+        last: None,
+    };
+    for step in steps {
+        match step {
+            Step::Install(hosts) => {
+                for h in hosts {
+                    install(guide.root(h).to_owned().as_path());
+                }
+            }
+            Step::Run { hosts, script } => {
+                for &h in &hosts {
+                    let output = guide.execute(h, &script);
+                    guide.last = Some((h, script.clone(), output));
+                }
+                if hosts.len() > 1 {
+                    guide.last = None;
+                }
+            }
+            Step::Expect(expected) => {
+                let (host, script, mut output) = guide
+                    .last
+                    .clone()
+                    .expect("an expect block follows a command run on one node");
+                let deadline = Instant::now() + EXPECT_TIMEOUT;
+                while !shows(&output, &expected) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "node{host}: `{}` did not show {expected:?} within {EXPECT_TIMEOUT:?}; \
+                         last output:\n{output}",
+                        script.trim()
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                    output = guide.execute(host, &script);
+                }
+            }
+            Step::Boot(h) => {
+                fault::power_on(&guide.lab, h).expect("power on");
+                guide.start_unit(h);
+                guide.wait_active(h);
+            }
+        }
+    }
+    // Every daemon that runs has reported ready, once it had joined.
+    for h in 1..=HOSTS {
+        if guide.hosts[&h].daemon.is_some() {
+            guide.wait_active(h);
+        }
+    }
+}
+
+#[test]
+fn the_guide_parser_reads_markers_blocks_and_expectations() {
+    let text = "intro\n<!-- guide: run node1 node3 -->\n```sh\necho a\necho b\n```\n\
+                <!-- guide: expect -->\n```text\n web   up  node1\n```\n<!-- guide: boot node2 -->\n\
+                ```sh\nnot marked\n```\n";
+    assert_eq!(
+        steps(text),
+        [
+            Step::Run {
+                hosts: vec![1, 3],
+                script: "echo a\necho b\n".into()
+            },
+            Step::Expect(vec!["web up node1".into()]),
+            Step::Boot(2),
+        ]
+    );
+    assert!(shows(
+        "PACKAGE STATUS\nweb         up      node1       enabled\n",
+        &["web up node1".into()]
+    ));
+    assert!(!shows("web up node2\n", &["web up node1".into()]));
+}
