@@ -45,7 +45,8 @@ pub(crate) enum Inbox {
         package: PackageName,
         reply: oneshot::Sender<Option<Result<String, String>>>,
     },
-    /// Halt every package running here (shutdown, fail-fast), then answer.
+    /// Halt every package running here (shutdown, fail-fast), then answer; from then on
+    /// the executor starts nothing.
     HaltAll {
         mode: StopMode,
         reply: oneshot::Sender<()>,
@@ -59,6 +60,9 @@ pub struct Executor {
     local: BTreeMap<PackageName, LocalPackage>,
     /// The number of the next start.
     next_instance: u64,
+    /// Everything was halted for the daemon's end (shutdown, fail-fast): nothing starts
+    /// again, whatever the view still places here.
+    ending: bool,
     running: watch::Sender<BTreeMap<PackageName, bool>>,
 }
 
@@ -75,6 +79,7 @@ impl Executor {
             memory: decide::Memory::default(),
             local: BTreeMap::new(),
             next_instance: 1,
+            ending: false,
             running,
         };
         (executor, inbox_tx, running_rx)
@@ -162,6 +167,9 @@ impl Node {
             while let Ok(message) = executor.inbox.try_recv() {
                 self.take(&mut executor, message).await;
             }
+            if executor.ending {
+                continue;
+            }
             let running: BTreeMap<PackageName, bool> = executor.running.borrow().clone();
             let input = decide::Input {
                 node: &self.name,
@@ -216,6 +224,7 @@ impl Node {
                 let _ = reply.send(halted);
             }
             Inbox::HaltAll { mode, reply } => {
+                executor.ending = true;
                 let names: Vec<PackageName> = executor.local.keys().cloned().collect();
                 for name in names {
                     if let Some(handle) = executor.remove(&name) {
