@@ -44,6 +44,8 @@ use crate::{NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+/// Most bytes reserved for a frame's body before they arrive.
+pub const FRAME_PREALLOCATE_MAX_BYTES: usize = 64 * 1024;
 /// Longest a single connect may take, even when the RPC's deadline is longer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long an address that failed is tried after the peer's other addresses.
@@ -219,7 +221,8 @@ enum ReplyFrame {
     },
 }
 
-fn encode_frame<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+/// Encodes one frame: the length, then the JSON (public for the fuzz tests).
+pub fn encode_frame<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4];
     serde_json::to_writer(&mut buf, value).map_err(io::Error::other)?;
     let len = buf.len() - 4;
@@ -234,7 +237,15 @@ fn encode_frame<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn read_frame<S: AsyncRead + Unpin, T: DeserializeOwned>(stream: &mut S) -> io::Result<T> {
+/// Reads one frame and decodes its JSON (the frame decoder; public for the fuzz tests).
+///
+/// Memory follows the bytes that actually arrive, not the length a peer claims: the body
+/// buffer starts at most [`FRAME_PREALLOCATE_MAX_BYTES`] and grows as data comes (a 4-byte
+/// header claiming [`MAX_FRAME_BYTES`] used to allocate all of it at once, from any
+/// connection).
+pub async fn read_frame<S: AsyncRead + Unpin, T: DeserializeOwned>(
+    stream: &mut S,
+) -> io::Result<T> {
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).await?;
     let len = u32::from_be_bytes(header) as usize;
@@ -244,8 +255,17 @@ async fn read_frame<S: AsyncRead + Unpin, T: DeserializeOwned>(stream: &mut S) -
             format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}"),
         ));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(FRAME_PREALLOCATE_MAX_BYTES));
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame truncated: {} of {len} bytes", body.len()),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -3,8 +3,9 @@
 //! Layers, from pure to I/O:
 //! - [`detector`]: the failure detector. Pure: no I/O, no clock reads, no threads; time is an
 //!   input, so the deterministic simulator drives the same code as the daemon.
-//! - [`wire`]: the fixed-size heartbeat message, encoded through a [`wire::Sealer`] (plain now,
-//!   authenticated later).
+//! - [`wire`]: the fixed-size heartbeat message, encoded through a [`wire::Sealer`]:
+//!   [`wire::Plain`], or [`hmac_sealer::HmacSealer`] (HMAC-SHA256 with the cluster key and a
+//!   replay window per path; forged, replayed and other-cluster heartbeats counted).
 //! - [`link`]: the [`link::HeartbeatLink`] transport trait, with [`udp`] (ip networks) and
 //!   [`disk`] (disk networks) implementations; a simulator supplies its own.
 //! - `heartbeat` (private): what every driver does with a heartbeat (build, seal, open, route,
@@ -20,9 +21,13 @@
 //! spawns nothing and reads no clock but tokio's; the detector reads no clock; every queue,
 //! buffer and loop is bounded (limits are named constants).
 
+/// The message of a lock's `expect`: a poisoned lock means a thread panicked holding it.
+pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
+
 pub mod detector;
 pub mod disk;
 mod heartbeat;
+pub mod hmac_sealer;
 pub mod link;
 pub mod runner;
 pub mod task;
@@ -33,6 +38,7 @@ pub use detector::{
     AdapterAction, Change, Detector, DetectorConfig, DetectorError, DownCause, Heard, NetworkSpec,
     NodeState, PathSpec, PathState, Snapshot,
 };
+pub use hmac_sealer::{HmacSealer, SealCounts, SealerHandle};
 pub use link::{HeartbeatLink, SetupError, links_from_cluster};
 pub use runner::{ChangeBatch, Counters, Runner, RunnerSettings, StartError, Status};
 pub use task::{AsyncHeartbeatLink, HeartbeatControl, HeartbeatTask};

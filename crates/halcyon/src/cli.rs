@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Halcyon: a high-availability cluster manager for Linux.
 ///
@@ -89,6 +89,13 @@ pub enum Command {
         #[command(subcommand)]
         what: Import,
     },
+    /// Create the cluster's credentials: a cluster CA, a certificate and key per node
+    /// (its name, addresses and the cluster id in it), the heartbeat key and the API
+    /// tokens `admin` and `read-only` (printed once, stored hashed).
+    ///
+    /// Files are owner-only; existing credentials are never overwritten without
+    /// `--force`. Exit 2 for an invalid configuration or node, 1 when refused.
+    Init(InitArgs),
     #[command(flatten)]
     Live(LiveCommand),
 }
@@ -323,4 +330,35 @@ pub struct Input {
     /// The time of the event (RFC 3339, UTC); default: now.
     #[arg(long, value_name = "TIME")]
     pub(crate) at: Option<jiff::Timestamp>,
+}
+
+/// Where `halcyon init` writes, and whom for.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(subcommand)]
+    pub what: Option<InitWhat>,
+    /// Where the credentials are written.
+    #[arg(long, value_name = "DIR", global = true, default_value = DEFAULT_PKI_DIR)]
+    pub dir: PathBuf,
+    /// The cluster configuration (directory or files; default /etc/halcyon): its nodes,
+    /// their addresses and the cluster id go into the certificates.
+    #[arg(long, short = 'c', value_name = "DIR", global = true)]
+    pub config: Vec<PathBuf>,
+    /// Replace existing credentials (every peer must then get the new ones).
+    #[arg(long, global = true)]
+    pub force: bool,
+}
+
+/// The default of `halcyon init --dir`: `halcyon_pki::DEFAULT_DIR`, written out because
+/// `build.rs` compiles this file without the workspace's crates (a test checks they agree).
+pub const DEFAULT_PKI_DIR: &str = "/etc/halcyon/pki";
+
+#[derive(Subcommand, Debug)]
+pub enum InitWhat {
+    /// Issue a certificate and key for a node added to the configuration after `init`,
+    /// with the existing cluster CA (`ca.key` must be in `--dir`).
+    Node {
+        /// The node's name in the configuration.
+        name: String,
+    },
 }

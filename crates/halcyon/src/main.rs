@@ -11,6 +11,7 @@
 //! `tests/common`) run this binary as their daemons and CLI.
 
 mod cli;
+mod init;
 mod live;
 mod offline;
 
@@ -122,6 +123,7 @@ pub fn main() -> ExitCode {
                     force,
                 },
         } => offline::import_hacmp(&rules, rp_dir.as_deref(), &out, force),
+        Command::Init(args) => init::run(&args),
         Command::Live(cmd) => live::run(cmd),
     };
     exit_code(result)

@@ -1,0 +1,130 @@
+//! `halcyon init`: a cluster's credentials from its configuration (the work is in
+//! `halcyon_pki`; this is the command line and the report).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use halcyon_pki::{ClusterSpec, InitError, Layout, NodeSpec};
+
+use crate::Failure;
+use crate::cli::{InitArgs, InitWhat};
+
+/// Where the configuration is when `--config` is not given.
+const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
+
+pub fn run(args: &InitArgs) -> Result<(), Failure> {
+    let command = match &args.what {
+        None => "halcyon init",
+        Some(InitWhat::Node { .. }) => "halcyon init node",
+    };
+    let cluster = load_cluster(&args.config, command)?;
+    let failure = |e: InitError| {
+        let line = format!("{command}: {e}");
+        if e.is_invalid_input() {
+            Failure::Invalid(line)
+        } else {
+            Failure::Failed(line)
+        }
+    };
+    let layout = Layout::new(&args.dir);
+    match &args.what {
+        None => {
+            let made = halcyon_pki::init(&args.dir, &cluster, args.force, SystemTime::now())
+                .map_err(failure)?;
+            println!(
+                "credentials for cluster \"{}\" (id {}) written to {}:",
+                cluster.name,
+                cluster.id,
+                args.dir.display()
+            );
+            for path in &made.written {
+                println!("  {}", relative(path, &args.dir));
+            }
+            println!("API tokens (shown only now; the nodes keep their SHA-256 in tokens.toml):");
+            for token in &made.tokens {
+                println!(
+                    "  {:<10} {:<10} {}",
+                    token.name,
+                    token.role.as_str(),
+                    token.secret
+                );
+            }
+            println!(
+                "Copy to each node NAME: ca.crt, heartbeat.key, tokens.toml and nodes/NAME/ \
+                 (keep modes; owner-only). Keep {} off the nodes: it issues certificates.",
+                relative(&layout.ca_key(), &args.dir)
+            );
+        }
+        Some(InitWhat::Node { name }) => {
+            let written =
+                halcyon_pki::issue_node(&args.dir, &cluster, name, args.force, SystemTime::now())
+                    .map_err(failure)?;
+            println!(
+                "credentials for node \"{name}\" of cluster \"{}\" (id {}) written to {}:",
+                cluster.name,
+                cluster.id,
+                args.dir.display()
+            );
+            for path in &written {
+                println!("  {}", relative(path, &args.dir));
+            }
+            println!("Copy to node {name}: ca.crt, heartbeat.key, tokens.toml and nodes/{name}/.");
+        }
+    }
+    Ok(())
+}
+
+/// The cluster part of the configuration, as the credentials need it.
+fn load_cluster(config: &[PathBuf], command: &str) -> Result<ClusterSpec, Failure> {
+    let paths = if config.is_empty() {
+        vec![PathBuf::from(DEFAULT_CONFIG_DIR)]
+    } else {
+        config.to_vec()
+    };
+    let (config, _) = halcyon_config::load(&paths).map_err(|diagnostics| {
+        eprint!("{diagnostics}");
+        Failure::Invalid(format!(
+            "{command}: the cluster configuration is invalid; fix it first (`halcyon check`)"
+        ))
+    })?;
+    Ok(cluster_spec(&config.cluster))
+}
+
+/// Every node, and the quorum witness (a Raft voter: it needs a certificate too).
+fn cluster_spec(cluster: &halcyon_config::Cluster) -> ClusterSpec {
+    let mut nodes: Vec<NodeSpec> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut addresses: Vec<_> = node.interfaces.iter().filter_map(|i| i.address).collect();
+            addresses.dedup();
+            NodeSpec {
+                name: node.name.as_str().to_owned(),
+                addresses,
+            }
+        })
+        .collect();
+    if let Some(witness) = &cluster.quorum.witness {
+        nodes.push(NodeSpec {
+            name: witness.name.as_str().to_owned(),
+            addresses: vec![witness.address],
+        });
+    }
+    ClusterSpec {
+        name: cluster.name.clone(),
+        id: cluster.id,
+        nodes,
+    }
+}
+
+fn relative(path: &Path, dir: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_directory_is_the_one_the_daemon_reads() {
+        assert_eq!(crate::cli::DEFAULT_PKI_DIR, halcyon_pki::DEFAULT_DIR);
+    }
+}
