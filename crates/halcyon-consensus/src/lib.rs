@@ -415,6 +415,26 @@ impl Consensus {
         self.raft.server_metrics()
     }
 
+    /// Resolves when openraft's core has stopped on an error, with that error: a storage
+    /// failure (a full disk, an I/O error, an entry that does not decode). From then on this
+    /// replica neither appends nor applies anything. Never resolves after a shutdown asked for
+    /// ([`Consensus::shutdown`]). Wakes only when the server metrics change (rarely), so
+    /// waiting on it costs nothing while all is well.
+    pub async fn failed(&self) -> String {
+        let mut server = self.raft.server_metrics();
+        // The core owns the only sender: `changed` fails once the core has ended.
+        while server.changed().await.is_ok() {}
+        let why = match &self.raft.metrics().borrow().running_state {
+            Err(openraft::error::Fatal::Stopped) => None,
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => Some("openraft's core ended without an error".to_owned()),
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    }
+
     /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`
     /// elsewhere, or before the first acknowledgement). Frozen if the Raft core stalls.
     pub fn millis_since_quorum_ack(&self) -> Option<u64> {

@@ -78,13 +78,16 @@ pub async fn start_on(
     Ok(node)
 }
 
-/// Runs a daemon until SIGTERM or SIGINT, then halts its packages.
+/// Runs a daemon until SIGTERM or SIGINT, then halts its packages. When the node's replica
+/// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
+/// see [`Node::leave_on_storage_failure`].
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let node = start_on(settings, platform::Platform::host()).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        why = node.consensus.failed() => return Err(node.leave_on_storage_failure(&why).await),
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;

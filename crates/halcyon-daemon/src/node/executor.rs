@@ -389,6 +389,28 @@ impl Node {
         self.halt_all(StopMode::Graceful).await;
     }
 
+    /// The node's replica stopped on a storage error (issue 15: a node whose disk filled kept
+    /// heartbeating and being granted leases with a frozen replica, and a move to it hung
+    /// forever). It leaves the cluster as a crashed node would, but cleanly: every local
+    /// package is stopped at once (its lease must not outlive what it protects), the guard
+    /// forgets them, the watchdog is closed (a reboot repairs no disk), and the error to exit
+    /// with is returned. Its heartbeats end with the process, so the others declare it down
+    /// and take its packages over once its lease has expired.
+    pub async fn leave_on_storage_failure(&self, why: &str) -> anyhow::Error {
+        let state_dir = self.run_dir.parent().unwrap_or(&self.run_dir).display();
+        tracing::error!(
+            node = %self.name,
+            "the replicated log stopped: {why}; this node halts its packages and leaves the \
+             cluster (check the space and health of {state_dir}, then start it again)"
+        );
+        self.halt_all(StopMode::Immediate).await;
+        self.guard.shutdown();
+        self.close_watchdog().await;
+        anyhow::anyhow!(
+            "the replicated log in {state_dir} stopped: {why}; packages halted, node left the cluster"
+        )
+    }
+
     /// `node_fail_fast` (Serviceguard's SERVICE_FAIL_FAST_ENABLED): the node leaves the
     /// cluster at once. Every local package is stopped immediately, the guard is told to
     /// forget them, and the daemon exits; the others take its packages over once its lease
