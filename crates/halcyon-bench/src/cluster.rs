@@ -25,7 +25,7 @@ pub const PACKAGE: &str = testkit_config::DEMO_PACKAGE;
 /// Most nodes a loopback cluster may have here (one 127.0.0.x address each).
 pub const NODES_MAX: usize = 64;
 /// The demo service's port, after the daemon's own (heartbeats on the base port, Raft on +1,
-/// the API on +2).
+/// the API on +2, the internal API on +3).
 const SERVICE_OFFSET: u16 = testkit_cluster::DAEMON_PORTS;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -335,7 +335,8 @@ mod tests {
         assert!(!cluster.contains("[heartbeat]"));
         assert!(cluster.contains("address = \"127.0.0.3\""));
         assert!(package.contains("nodes = [\"node1\", \"node2\", \"node3\"]"));
-        assert!(package.contains(":21003 --name"));
+        let service = format!(":{} --name", 21_000 + SERVICE_OFFSET);
+        assert!(package.contains(&service), "{package}");
         let fast = Heartbeat {
             interval_ms: 50,
             sensitivity: 3,

@@ -3,8 +3,15 @@
 //! One database file holds two tables:
 //! - `log`: entry index -> JSON of the entry;
 //! - `meta`: `vote`, `committed`, `last_purged` (JSON log ids or vote), `snapshot_meta` (JSON of
-//!   the snapshot's metadata: last applied log id, membership, id) and `snapshot_data` (the
-//!   application's snapshot bytes).
+//!   the snapshot's metadata: last applied log id, membership, id), `snapshot_data` (the
+//!   application's snapshot bytes) and `format` (the layout below).
+//!
+//! Every value is stored sealed (`Sealed`): a 4-byte mark, the CRC-32 of the payload, the
+//! payload. redb keeps no checksums of its own, and a changed digit in an entry used to be
+//! applied without a word (issue 15). Every value is checked where it is read, and the whole
+//! database once at open: a mismatch is a [`StoreError::Corrupt`] naming the file, the table
+//! and the log index or key, and the node refuses to start. A database of the earlier layout
+//! (values unsealed, no `format` key) is sealed in place, in one transaction, at open.
 //!
 //! Invariants:
 //! - [`LogStore`] reports an append flushed only after its write transaction committed with
@@ -25,7 +32,7 @@
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -48,6 +55,12 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 const KEY_SNAPSHOT_META: &str = "snapshot_meta";
 const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
+const KEY_FORMAT: &str = "format";
+/// The layout written by this version: every value sealed.
+const FORMAT_SEALED: &[u8] = b"sealed-crc32-v1";
+/// What a sealed value starts with.
+const SEAL_MARK: &[u8; 4] = b"hcs\x01";
+const SEAL_HEADER: usize = 8;
 
 type Meta = SnapshotMeta<NodeId, NodeAddrs>;
 type Membership = StoredMembership<NodeId, NodeAddrs>;
@@ -70,6 +83,22 @@ pub enum StoreError {
     Durability(#[from] redb::SetDurabilityError),
     #[error("encoding: {0}")]
     Encoding(#[from] serde_json::Error),
+    /// A stored value that fails its checksum or does not decode.
+    #[error(
+        "{file}: table `{table}`, {key}: {what}. This node's copy of the replicated log cannot \
+         be trusted and it will not start with it. Rebuild the node: stop it, move its state \
+         directory aside (keep it for analysis) and start it again; it copies the log from the \
+         other nodes",
+        file = file.display()
+    )]
+    Corrupt {
+        file: PathBuf,
+        table: &'static str,
+        key: String,
+        what: String,
+    },
+    #[error("{file}: unknown store format {format:?} (written by a newer Halcyon?)", file = file.display())]
+    UnknownFormat { file: PathBuf, format: String },
     #[error("the application refused the snapshot: {0}")]
     Restore(String),
     #[cfg(test)]
@@ -79,6 +108,175 @@ pub enum StoreError {
 
 fn io_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: StoreError) -> Error {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+/// `payload` with its seal: the mark, the CRC-32 of the payload (little endian), the payload.
+fn seal(payload: &[u8]) -> Vec<u8> {
+    let mut sealed = Vec::with_capacity(SEAL_HEADER + payload.len());
+    sealed.extend_from_slice(SEAL_MARK);
+    sealed.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    sealed.extend_from_slice(payload);
+    sealed
+}
+
+/// The payload of a sealed value, or what is wrong with it.
+fn unseal(sealed: &[u8]) -> Result<&[u8], String> {
+    if sealed.len() < SEAL_HEADER || &sealed[..4] != SEAL_MARK {
+        return Err("the value is not sealed (its checksum header is damaged)".to_owned());
+    }
+    let stored = u32::from_le_bytes(sealed[4..8].try_into().expect("4 bytes"));
+    let payload = &sealed[SEAL_HEADER..];
+    let actual = crc32fast::hash(payload);
+    if stored != actual {
+        return Err(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the bytes changed on disk"
+        ));
+    }
+    Ok(payload)
+}
+
+/// Where a value lives, to name it when it is corrupt.
+#[derive(Clone, Debug)]
+struct Place {
+    file: Arc<Path>,
+}
+
+impl Place {
+    fn corrupt(
+        &self,
+        table: &'static str,
+        key: &dyn std::fmt::Display,
+        what: String,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            file: self.file.to_path_buf(),
+            table,
+            key: key.to_string(),
+            what,
+        }
+    }
+
+    /// The checked payload of a value read from `table` under `key`.
+    fn payload<'a>(
+        &self,
+        table: &'static str,
+        key: &dyn std::fmt::Display,
+        sealed: &'a [u8],
+    ) -> Result<&'a [u8], StoreError> {
+        unseal(sealed).map_err(|what| self.corrupt(table, key, what))
+    }
+
+    /// The checked and decoded JSON value read from `table` under `key`.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &dyn std::fmt::Display,
+        sealed: &[u8],
+    ) -> Result<T, StoreError> {
+        let payload = self.payload(table, key, sealed)?;
+        serde_json::from_slice(payload)
+            .map_err(|e| self.corrupt(table, key, format!("the value does not decode: {e}")))
+    }
+}
+
+/// A log table key, as an error names it.
+struct LogIndex(u64);
+
+impl std::fmt::Display for LogIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "log index {}", self.0)
+    }
+}
+
+/// A meta table key, as an error names it.
+struct MetaKey<'a>(&'a str);
+
+impl std::fmt::Display for MetaKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key `{}`", self.0)
+    }
+}
+
+/// Brings the database to the sealed layout and checks every value in it: a new database is
+/// marked sealed, one of the earlier layout is sealed in one transaction, a sealed one is read
+/// through (every entry and meta value), so corruption stops the node at start.
+fn check_or_seal(db: &Database, place: &Place) -> Result<(), StoreError> {
+    let format = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META_TABLE)?;
+        meta.get(KEY_FORMAT)?.map(|v| v.value().to_vec())
+    };
+    match format {
+        Some(format) if place.payload("meta", &MetaKey(KEY_FORMAT), &format)? == FORMAT_SEALED => {
+            let txn = db.begin_read()?;
+            let log = txn.open_table(LOG_TABLE)?;
+            for item in log.iter()? {
+                let (index, value) = item?;
+                let index = index.value();
+                let entry: Entry<TypeConfig> =
+                    place.decode("log", &LogIndex(index), value.value())?;
+                if entry.log_id.index != index {
+                    return Err(place.corrupt(
+                        "log",
+                        &LogIndex(index),
+                        format!("it holds the entry of log index {}", entry.log_id.index),
+                    ));
+                }
+            }
+            let meta = txn.open_table(META_TABLE)?;
+            for item in meta.iter()? {
+                let (key, value) = item?;
+                place.payload("meta", &MetaKey(key.value()), value.value())?;
+            }
+            Ok(())
+        }
+        Some(format) => Err(StoreError::UnknownFormat {
+            file: place.file.to_path_buf(),
+            format: String::from_utf8_lossy(unseal(&format).unwrap_or(&format)).into_owned(),
+        }),
+        None => seal_in_place(db, place),
+    }
+}
+
+/// Seals every value of a database of the earlier layout (or marks a new one), in one
+/// durable transaction: a crash leaves either layout whole.
+fn seal_in_place(db: &Database, place: &Place) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut sealed = 0usize;
+    {
+        let mut log = txn.open_table(LOG_TABLE)?;
+        let values: Vec<(u64, Vec<u8>)> = log
+            .iter()?
+            .map(|item| item.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (index, value) in values {
+            let _: Entry<TypeConfig> = serde_json::from_slice(&value).map_err(|e| {
+                place.corrupt(
+                    "log",
+                    &LogIndex(index),
+                    format!("the value does not decode: {e}"),
+                )
+            })?;
+            log.insert(index, seal(&value).as_slice())?;
+            sealed += 1;
+        }
+        let mut meta = txn.open_table(META_TABLE)?;
+        let values: Vec<(String, Vec<u8>)> = meta
+            .iter()?
+            .map(|item| item.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (key, value) in values {
+            meta.insert(key.as_str(), seal(&value).as_slice())?;
+            sealed += 1;
+        }
+        meta.insert(KEY_FORMAT, seal(FORMAT_SEALED).as_slice())?;
+    }
+    txn.commit()?;
+    if sealed > 0 {
+        tracing::info!(file = %place.file.display(), values = sealed, "store upgraded: every value now carries a checksum");
+    }
+    Ok(())
 }
 
 /// Opens (or creates) node `node_id`'s database at `path` and returns its log store and state
@@ -95,22 +293,31 @@ pub fn open(
     txn.open_table(LOG_TABLE)?;
     txn.open_table(META_TABLE)?;
     txn.commit()?;
+    let place = Place {
+        file: Arc::from(path),
+    };
+    check_or_seal(&db, &place)?;
     let log_store = LogStore {
         db: db.clone(),
+        place: place.clone(),
         node_id,
         fault_hook,
         #[cfg(test)]
         fail_next_commit: Default::default(),
     };
-    let state_machine = StateMachineStore::open(db, app)?;
+    let state_machine = StateMachineStore::open(db, place, app)?;
     Ok((log_store, state_machine))
 }
 
-fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, StoreError> {
+fn read_meta<T: DeserializeOwned>(
+    db: &Database,
+    place: &Place,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(META_TABLE)?;
     match table.get(key)? {
-        Some(value) => Ok(Some(serde_json::from_slice(value.value())?)),
+        Some(value) => Ok(Some(place.decode("meta", &MetaKey(key), value.value())?)),
         None => Ok(None),
     }
 }
@@ -121,7 +328,7 @@ fn write_meta<T: Serialize>(
     value: &T,
     durability: Durability,
 ) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(value)?;
+    let bytes = seal(&serde_json::to_vec(value)?);
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     {
@@ -137,6 +344,7 @@ fn write_meta<T: Serialize>(
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    place: Place,
     node_id: NodeId,
     /// Says how slow this node's disk is (a fault injected by tests and the simulator).
     fault_hook: FaultHook,
@@ -167,19 +375,30 @@ impl LogStore {
         let table = txn.open_table(LOG_TABLE)?;
         let mut entries = Vec::new();
         for item in table.range::<u64>(range)? {
-            let (_, value) = item?;
-            entries.push(serde_json::from_slice(value.value())?);
+            let (index, value) = item?;
+            let entry: Entry<TypeConfig> =
+                self.place
+                    .decode("log", &LogIndex(index.value()), value.value())?;
+            assert_eq!(
+                entry.log_id.index,
+                index.value(),
+                "an entry is stored under its index"
+            );
+            entries.push(entry);
         }
         Ok(entries)
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
-        let last_purged_log_id: Option<LogId<NodeId>> = read_meta(&self.db, KEY_LAST_PURGED)?;
+        let last_purged_log_id: Option<LogId<NodeId>> =
+            read_meta(&self.db, &self.place, KEY_LAST_PURGED)?;
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG_TABLE)?;
         let last_log_id = match table.last()? {
-            Some((_, value)) => {
-                let entry: Entry<TypeConfig> = serde_json::from_slice(value.value())?;
+            Some((index, value)) => {
+                let entry: Entry<TypeConfig> =
+                    self.place
+                        .decode("log", &LogIndex(index.value()), value.value())?;
                 Some(entry.log_id)
             }
             None => last_purged_log_id,
@@ -214,7 +433,7 @@ impl LogStore {
         {
             let mut table = txn.open_table(LOG_TABLE)?;
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry)?;
+                let bytes = seal(&serde_json::to_vec(&entry)?);
                 table.insert(entry.log_id.index, bytes.as_slice())?;
             }
         }
@@ -244,7 +463,7 @@ impl LogStore {
 
     /// Records `log_id` as purged and deletes every entry up to it, atomically.
     fn purge_upto(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(log_id)?;
+        let bytes = seal(&serde_json::to_vec(log_id)?);
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -288,7 +507,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, Error> {
-        read_meta(&self.db, KEY_VOTE).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+        read_meta(&self.db, &self.place, KEY_VOTE)
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Read, e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), Error> {
@@ -297,8 +517,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, Error> {
-        let committed: Option<Option<LogId<NodeId>>> = read_meta(&self.db, KEY_COMMITTED)
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        let committed: Option<Option<LogId<NodeId>>> =
+            read_meta(&self.db, &self.place, KEY_COMMITTED)
+                .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
         Ok(committed.flatten())
     }
 
@@ -326,14 +547,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 /// Stores `meta` + `data` as the current snapshot unless the stored one is newer.
-fn save_snapshot(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
-    let meta_bytes = serde_json::to_vec(meta)?;
+fn save_snapshot(db: &Database, place: &Place, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
+    let meta_bytes = seal(&serde_json::to_vec(meta)?);
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     {
         let mut table = txn.open_table(META_TABLE)?;
         let stored: Option<Meta> = match table.get(KEY_SNAPSHOT_META)? {
-            Some(value) => Some(serde_json::from_slice(value.value())?),
+            Some(value) => {
+                Some(place.decode("meta", &MetaKey(KEY_SNAPSHOT_META), value.value())?)
+            }
             None => None,
         };
         if let Some(stored) = stored.filter(|stored| stored.last_log_id > meta.last_log_id) {
@@ -341,21 +564,23 @@ fn save_snapshot(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), StoreErr
             return Ok(());
         }
         table.insert(KEY_SNAPSHOT_META, meta_bytes.as_slice())?;
-        table.insert(KEY_SNAPSHOT_DATA, data)?;
+        table.insert(KEY_SNAPSHOT_DATA, seal(data).as_slice())?;
     }
     txn.commit()?;
     Ok(())
 }
 
-fn load_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
+fn load_snapshot(db: &Database, place: &Place) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(META_TABLE)?;
     let meta: Meta = match table.get(KEY_SNAPSHOT_META)? {
-        Some(value) => serde_json::from_slice(value.value())?,
+        Some(value) => place.decode("meta", &MetaKey(KEY_SNAPSHOT_META), value.value())?,
         None => return Ok(None),
     };
     let data = match table.get(KEY_SNAPSHOT_DATA)? {
-        Some(value) => value.value().to_vec(),
+        Some(value) => place
+            .payload("meta", &MetaKey(KEY_SNAPSHOT_DATA), value.value())?
+            .to_vec(),
         None => Vec::new(),
     };
     Ok(Some((meta, data)))
@@ -364,6 +589,7 @@ fn load_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
 /// The state machine: the application plus the last applied log id and membership.
 pub struct StateMachineStore {
     db: Arc<Database>,
+    place: Place,
     app: Box<dyn Application>,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
@@ -371,10 +597,14 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    fn open(db: Arc<Database>, mut app: Box<dyn Application>) -> Result<Self, StoreError> {
+    fn open(
+        db: Arc<Database>,
+        place: Place,
+        mut app: Box<dyn Application>,
+    ) -> Result<Self, StoreError> {
         let mut last_applied = None;
         let mut membership = Membership::default();
-        if let Some((meta, data)) = load_snapshot(&db)? {
+        if let Some((meta, data)) = load_snapshot(&db, &place)? {
             app.restore(&data).map_err(StoreError::Restore)?;
             tracing::info!(snapshot = %meta, "state machine restored from snapshot");
             last_applied = meta.last_log_id;
@@ -382,6 +612,7 @@ impl StateMachineStore {
         }
         Ok(Self {
             db,
+            place,
             app,
             last_applied,
             membership,
@@ -439,6 +670,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         SnapshotBuilder {
             db: self.db.clone(),
+            place: self.place.clone(),
             meta: Meta {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
@@ -468,14 +700,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        save_snapshot(&self.db, meta, &data)
+        save_snapshot(&self.db, &self.place, meta, &data)
             .map_err(|e| io_error(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))?;
         tracing::info!(snapshot = %meta, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, Error> {
-        let loaded = load_snapshot(&self.db)
+        let loaded = load_snapshot(&self.db, &self.place)
             .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
         Ok(loaded.map(|(meta, data)| Snapshot {
             meta,
@@ -487,13 +719,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// Persists a snapshot captured by [`StateMachineStore::get_snapshot_builder`].
 pub struct SnapshotBuilder {
     db: Arc<Database>,
+    place: Place,
     meta: Meta,
     data: Vec<u8>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, Error> {
-        save_snapshot(&self.db, &self.meta, &self.data).map_err(|e| {
+        save_snapshot(&self.db, &self.place, &self.meta, &self.data).map_err(|e| {
             io_error(
                 ErrorSubject::Snapshot(Some(self.meta.signature())),
                 ErrorVerb::Write,
@@ -601,6 +834,133 @@ mod tests {
         assert_eq!(indexes(&entries), vec![5, 6]);
     }
 
+    /// Replaces every copy of `find` in the file at `path` with `replace` (same length): a
+    /// disk that changed some bytes. Returns how many copies it changed.
+    fn damage(path: &Path, find: &[u8], replace: &[u8]) -> usize {
+        assert_eq!(find.len(), replace.len());
+        let mut bytes = std::fs::read(path).expect("read the database");
+        let mut changed = 0;
+        let mut at = 0;
+        while let Some(offset) = bytes[at..].windows(find.len()).position(|w| w == find) {
+            let start = at + offset;
+            bytes[start..start + find.len()].copy_from_slice(replace);
+            changed += 1;
+            at = start + find.len();
+        }
+        std::fs::write(path, bytes).expect("write the database");
+        changed
+    }
+
+    fn open_error(path: &Path) -> String {
+        match open(path, Box::new(Recorder::default()), 1, FaultHook::default()) {
+            Ok(_) => panic!("{} opened although damaged", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_digit_in_a_log_entry_refuses_the_start_naming_file_table_and_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        {
+            let mut store = open_log(&path);
+            let mut entries: Vec<_> = (1..=5).map(|i| entry(1, i)).collect();
+            entries[2].payload = EntryPayload::Normal(Command(b"move web to n2".to_vec()));
+            store.blocking_append(entries).await.expect("append");
+        }
+        // "move web to n2" is stored as its bytes' decimal numbers: "... 110,50]" ends it.
+        let stored = serde_json::to_vec(&Command(b" n2".to_vec())).expect("json");
+        assert_eq!(stored, b"[32,110,50]");
+        assert!(
+            damage(&path, b",32,110,50]", b",32,110,51]") > 0,
+            "the entry is in the file"
+        );
+        let error = open_error(&path);
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("table `log`, log index 3"), "{error}");
+        assert!(error.contains("checksum mismatch"), "{error}");
+        assert!(error.contains("move its state directory aside"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_vote_or_snapshot_refuses_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vote_path = dir.path().join("vote.redb");
+        {
+            let mut store = open_log(&vote_path);
+            store.save_vote(&Vote::new(777, 2)).await.expect("vote");
+        }
+        assert!(damage(&vote_path, b"777", b"778") > 0);
+        let error = open_error(&vote_path);
+        assert!(error.contains("table `meta`, key `vote`"), "{error}");
+
+        let snapshot_path = dir.path().join("snapshot.redb");
+        {
+            let (_, mut machine) = open(
+                &snapshot_path,
+                Box::new(Recorder::default()),
+                1,
+                FaultHook::default(),
+            )
+            .expect("open");
+            machine
+                .apply([Entry {
+                    log_id: log_id(1, 1, 1),
+                    payload: EntryPayload::Normal(Command(b"zz".to_vec())),
+                }])
+                .await
+                .expect("apply");
+            machine
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("snapshot");
+        }
+        // The recorder's snapshot is [[1,[122,122]]]: "zz" becomes "zy".
+        assert!(damage(&snapshot_path, b"[122,122]", b"[122,121]") > 0);
+        let error = open_error(&snapshot_path);
+        assert!(error.contains("key `snapshot_data`"), "{error}");
+    }
+
+    /// A database written before values were sealed (round one) is sealed in place at open and
+    /// reads the same: nothing committed is lost by the upgrade.
+    #[tokio::test]
+    async fn a_database_of_the_earlier_layout_is_sealed_at_open_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut log = txn.open_table(LOG_TABLE).expect("log");
+                for i in 1..=4 {
+                    let json = serde_json::to_vec(&entry(1, i)).expect("json");
+                    log.insert(i, json.as_slice()).expect("insert");
+                }
+                let mut meta = txn.open_table(META_TABLE).expect("meta");
+                let vote = serde_json::to_vec(&Vote::new_committed(5, 1)).expect("json");
+                meta.insert(KEY_VOTE, vote.as_slice()).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        for _ in 0..2 {
+            let mut store = open_log(&path);
+            assert_eq!(
+                store.read_vote().await.expect("vote"),
+                Some(Vote::new_committed(5, 1))
+            );
+            let entries = store.try_get_log_entries(0..100).await.expect("read");
+            assert_eq!(entries, (1..=4).map(|i| entry(1, i)).collect::<Vec<_>>());
+        }
+        // Sealed now: a changed byte is caught.
+        assert!(
+            damage(&path, b"[99,52]", b"[99,53]") > 0,
+            "c4 is stored as [99,52]"
+        );
+        assert!(open_error(&path).contains("log index 4"));
+    }
+
     #[tokio::test]
     async fn purging_everything_keeps_the_last_log_id() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -682,7 +1042,8 @@ mod tests {
         let during_delays = async {
             let seen = || {
                 let entries = reader.entries((Bound::Unbounded, Bound::Unbounded));
-                let vote: Option<Vote<NodeId>> = read_meta(&reader.db, KEY_VOTE).expect("read");
+                let vote: Option<Vote<NodeId>> =
+                    read_meta(&reader.db, &reader.place, KEY_VOTE).expect("read");
                 (entries.expect("read").len(), vote)
             };
             tokio::time::sleep_until(started + DELAY / 2).await;
@@ -781,7 +1142,7 @@ mod tests {
             last_membership: Membership::default(),
             snapshot_id: "older".into(),
         };
-        save_snapshot(&sm.db, &older, b"[]").expect("save");
+        save_snapshot(&sm.db, &sm.place, &older, b"[]").expect("save");
         let current = sm
             .get_current_snapshot()
             .await
