@@ -47,6 +47,10 @@ pub struct Quorum {
     pub last_applied: u64,
     /// Without quorum: why (`no quorum: 1 of 3 voters reachable from n1 (n2, n3 unreachable)`).
     pub detail: Option<String>,
+    /// Raft requests of another cluster (another cluster id) the answering node dropped
+    /// since it started: a node elsewhere names this node's address.
+    #[serde(default)]
+    pub foreign_requests: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -106,6 +106,7 @@ fn status() -> StatusResponse {
             voters: vec!["node1".into(), "node2".into()],
             last_applied: 42,
             detail: None,
+            foreign_requests: 0,
         },
         watchdog: "not configured".into(),
         lease: LeaseStatus {

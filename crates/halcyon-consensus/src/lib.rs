@@ -257,6 +257,10 @@ pub enum InitializeFailed {
     Stopped(String),
 }
 
+/// The cluster's id (`[cluster] id`): carried by every Raft request, so that nodes of another
+/// cluster that name this cluster's addresses are never answered.
+pub type ClusterId = u64;
+
 /// One node's consensus: the Raft instance, its storage and its RPC server.
 pub struct Consensus {
     node_id: NodeId,
@@ -273,6 +277,7 @@ impl Consensus {
     /// Opens (or creates) the node's database at `db_path`, listens on every address of `node`
     /// with TCP and starts Raft. An existing database restores vote, log and state machine.
     pub async fn open<A: Application>(
+        cluster: ClusterId,
         node_id: NodeId,
         node: NodeAddrs,
         db_path: &Path,
@@ -290,6 +295,7 @@ impl Consensus {
             listeners.push(listener);
         }
         Self::open_with(
+            cluster,
             node_id,
             db_path,
             app,
@@ -305,6 +311,7 @@ impl Consensus {
     /// become the node's addresses), a chosen transport for outgoing RPCs and a fault hook
     /// (which may be shared between nodes of one test process).
     pub async fn open_with<A: Application, T: Transport, L: Listener<Stream = T::Stream>>(
+        cluster: ClusterId,
         node_id: NodeId,
         db_path: &Path,
         app: A,
@@ -334,11 +341,17 @@ impl Consensus {
                 }
             })?;
         let database = log_store.database_handle();
-        let network = net::NetworkFactory::new(node_id, transport, fault_hook.clone());
+        let network = net::NetworkFactory::new(node_id, cluster, transport, fault_hook.clone());
         let raft = Raft::new(node_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
-        let server = net::serve(listeners, node_id, raft.clone(), fault_hook.clone());
+        let server = net::serve(
+            listeners,
+            node_id,
+            cluster,
+            raft.clone(),
+            fault_hook.clone(),
+        );
         tracing::info!(node_id, addrs = %node, "consensus open");
         Ok(Self {
             node_id,
@@ -439,6 +452,11 @@ impl Consensus {
     /// elsewhere, or before the first acknowledgement). Frozen if the Raft core stalls.
     pub fn millis_since_quorum_ack(&self) -> Option<u64> {
         self.raft.metrics().borrow().millis_since_quorum_ack
+    }
+
+    /// Raft requests of another cluster dropped by this node's server since it started.
+    pub fn foreign_requests(&self) -> u64 {
+        self.server.foreign_requests()
     }
 
     /// The current voters.

@@ -2,8 +2,8 @@
 //! connection, on every IP network of a peer.
 //!
 //! Wire format: a frame is a 4-byte big-endian length followed by that many bytes of JSON. The
-//! client sends a `RequestFrame` (sender, addressee, RPC); the server answers with one
-//! `ReplyFrame`. A connection carries one exchange at a time; an idle connection returns to
+//! client sends a `RequestFrame` (cluster id, sender, addressee, RPC); the server answers with
+//! one `ReplyFrame`. A connection carries one exchange at a time; an idle connection returns to
 //! a small per-peer pool.
 //!
 //! Invariants:
@@ -16,12 +16,17 @@
 //! - the [`FaultHook`] is consulted on both sides: a blocked link or address fails on the client
 //!   before connecting and is dropped by the server, so a partition is symmetric even when only
 //!   one process's hook is set;
-//! - frames larger than [`MAX_FRAME_BYTES`] are refused on both sides.
+//! - frames larger than [`MAX_FRAME_BYTES`] are refused on both sides;
+//! - a request of another cluster (another cluster id) never reaches Raft: the connection is
+//!   closed unanswered, the request counted ([`ServerHandle::foreign_requests`]) and logged at
+//!   most once per [`FOREIGN_LOG_INTERVAL`] (a node of another cluster whose configuration
+//!   names this cluster's addresses used to get vote answers, issue 15).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -40,7 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::{NodeAddrs, NodeId, TypeConfig};
+use crate::{ClusterId, NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
@@ -56,6 +61,8 @@ pub const MAX_IDLE_CONNECTIONS_PER_PEER: usize = 4;
 pub const MAX_CONNECTIONS_PER_LISTENER: usize = 256;
 /// A served connection with no request for this long is closed.
 pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Least time between two log lines about requests of another cluster.
+pub const FOREIGN_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause before replication retries a peer none of whose addresses answered.
 pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -196,6 +203,7 @@ impl FaultHook {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RequestFrame {
+    cluster: ClusterId,
     from: NodeId,
     to: NodeId,
     rpc: Rpc,
@@ -285,6 +293,7 @@ struct Pooled<S> {
 
 struct Shared<T: Transport> {
     local: NodeId,
+    cluster: ClusterId,
     transport: T,
     fault_hook: FaultHook,
     idle: Mutex<HashMap<NodeId, Vec<Pooled<T::Stream>>>>,
@@ -351,10 +360,11 @@ pub struct NetworkFactory<T: Transport> {
 }
 
 impl<T: Transport> NetworkFactory<T> {
-    pub fn new(local: NodeId, transport: T, fault_hook: FaultHook) -> Self {
+    pub fn new(local: NodeId, cluster: ClusterId, transport: T, fault_hook: FaultHook) -> Self {
         Self {
             shared: Arc::new(Shared {
                 local,
+                cluster,
                 transport,
                 fault_hook,
                 idle: Mutex::new(HashMap::new()),
@@ -398,6 +408,7 @@ impl<T: Transport> PeerClient<T> {
             )));
         }
         let request = encode_frame(&RequestFrame {
+            cluster: shared.cluster,
             from: shared.local,
             to: self.target,
             rpc,
@@ -608,9 +619,42 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
 /// dropped.
 pub struct ServerHandle {
     tasks: JoinSet<()>,
+    foreign: Arc<Foreign>,
+}
+
+/// Requests of another cluster seen by one node's server.
+#[derive(Default)]
+struct Foreign {
+    count: AtomicU64,
+    /// When the last line about them was logged.
+    logged_at: Mutex<Option<Instant>>,
+}
+
+impl Foreign {
+    /// Counts a request of `cluster` from `peer`; logs it unless a line was logged less than
+    /// [`FOREIGN_LOG_INTERVAL`] ago.
+    fn record(&self, node_id: NodeId, ours: ClusterId, cluster: ClusterId, peer: SocketAddr) {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut logged_at = self.logged_at.lock().expect(crate::POISONED);
+        if logged_at.is_none_or(|at| now.duration_since(at) >= FOREIGN_LOG_INTERVAL) {
+            *logged_at = Some(now);
+            tracing::warn!(
+                node_id,
+                %peer,
+                "dropped a Raft request of cluster {cluster} (this is cluster {ours}); \
+                 {count} so far: a node of another cluster names this node's address"
+            );
+        }
+    }
 }
 
 impl ServerHandle {
+    /// Requests of another cluster dropped since the server started.
+    pub fn foreign_requests(&self) -> u64 {
+        self.foreign.count.load(Ordering::Relaxed)
+    }
+
     /// Stops accepting and closes every served connection.
     pub async fn stop(mut self) {
         self.tasks.abort_all();
@@ -622,27 +666,37 @@ impl ServerHandle {
 pub fn serve<L: Listener>(
     listeners: Vec<L>,
     node_id: NodeId,
+    cluster: ClusterId,
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
 ) -> ServerHandle {
     let mut tasks = JoinSet::new();
+    let foreign = Arc::new(Foreign::default());
     for listener in listeners {
-        tasks.spawn(accept_loop(
-            listener,
+        let served = Served {
             node_id,
-            raft.clone(),
-            fault_hook.clone(),
-        ));
+            cluster,
+            raft: raft.clone(),
+            fault_hook: fault_hook.clone(),
+            foreign: foreign.clone(),
+        };
+        tasks.spawn(accept_loop(listener, served));
     }
-    ServerHandle { tasks }
+    ServerHandle { tasks, foreign }
 }
 
-async fn accept_loop<L: Listener>(
-    mut listener: L,
+/// What every served connection of a node shares.
+#[derive(Clone)]
+struct Served {
     node_id: NodeId,
+    cluster: ClusterId,
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
-) {
+    foreign: Arc<Foreign>,
+}
+
+async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
+    let node_id = served.node_id;
     let local_addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
@@ -666,24 +720,24 @@ async fn accept_loop<L: Listener>(
             tracing::warn!(node_id, %local_addr, %peer, "too many connections; closing");
             continue;
         }
-        connections.spawn(serve_connection(
-            stream,
-            local_addr,
-            node_id,
-            raft.clone(),
-            fault_hook.clone(),
-        ));
+        connections.spawn(serve_connection(stream, local_addr, peer, served.clone()));
     }
 }
 
 /// Answers requests on one connection until it closes, idles out or is blocked by the hook.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     local_addr: SocketAddr,
-    node_id: NodeId,
-    raft: Raft<TypeConfig>,
-    fault_hook: FaultHook,
+    peer: SocketAddr,
+    served: Served,
 ) {
+    let Served {
+        node_id,
+        cluster,
+        raft,
+        fault_hook,
+        foreign,
+    } = served;
     loop {
         let request: RequestFrame =
             match tokio::time::timeout(SERVER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
@@ -696,6 +750,10 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Err(_) => return,
             };
+        if request.cluster != cluster {
+            foreign.record(node_id, cluster, request.cluster, peer);
+            return;
+        }
         if !fault_hook.allows(request.from, node_id) || !fault_hook.allows_addr(local_addr) {
             return;
         }
@@ -783,7 +841,7 @@ mod tests {
     }
 
     async fn client(addrs: Vec<SocketAddr>, hook: FaultHook) -> PeerClient<TcpTransport> {
-        let mut factory = NetworkFactory::new(1, TcpTransport, hook);
+        let mut factory = NetworkFactory::new(1, 7, TcpTransport, hook);
         factory.new_client(2, &NodeAddrs::new(addrs)).await
     }
 

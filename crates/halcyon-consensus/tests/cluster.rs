@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use halcyon_consensus::{
-    Application, Consensus, FaultHook, NodeAddrs, NodeId, RaftTimings, TcpTransport, WriteError,
+    Application, ClusterId, Consensus, FaultHook, NodeAddrs, NodeId, RaftTimings, TcpTransport,
+    WriteError,
 };
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep, timeout};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CLUSTER: ClusterId = 7;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -153,6 +155,7 @@ impl Cluster {
             applied: node.applied.clone(),
         };
         let consensus = Consensus::open_with(
+            CLUSTER,
             node.id,
             &node.db_path,
             app,
@@ -591,6 +594,82 @@ async fn a_slow_disk_slows_commits_but_writes_still_commit() {
         cluster
             .wait_applied(&[1, 2, 3], &["fast", "slow", "fast again"])
             .await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Issue 15, finding 6: a node of another cluster whose membership names this cluster's
+/// addresses (a copied configuration, a reused address) got vote answers, its term climbing.
+/// Its requests now carry its cluster id and are dropped unanswered and counted: it never
+/// leads, and this cluster keeps its leader and term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_never_answered() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "before").await;
+        let term = cluster.node(leader).c().metrics().borrow().current_term;
+
+        // Cluster 8's node 2, whose membership is this cluster's nodes 1 and 3 and itself.
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let outsider_addr = listener.local_addr().unwrap();
+        let outsider_dir = tempfile::tempdir().unwrap();
+        let outsider = Consensus::open_with(
+            CLUSTER + 1,
+            2,
+            &outsider_dir.path().join("outsider.redb"),
+            Recorder {
+                applied: Applied::default(),
+            },
+            test_timings(),
+            TcpTransport,
+            vec![listener],
+            FaultHook::default(),
+        )
+        .await
+        .unwrap();
+        let members = BTreeMap::from([
+            (1, cluster.node(1).c().node().clone()),
+            (2, NodeAddrs::new([outsider_addr])),
+            (3, cluster.node(3).c().node().clone()),
+        ]);
+        outsider.initialize(members).await.unwrap();
+
+        // Several of its election timeouts (150-300 ms).
+        sleep(Duration::from_millis(2000)).await;
+        let outsider_term = outsider.metrics().borrow().current_term;
+        assert!(
+            !outsider.is_leader(),
+            "the outsider leads with term {outsider_term}"
+        );
+        assert!(
+            outsider_term >= 2,
+            "the outsider kept trying (term {outsider_term})"
+        );
+        let dropped =
+            cluster.node(1).c().foreign_requests() + cluster.node(3).c().foreign_requests();
+        assert!(dropped > 0, "no request of cluster 8 was counted");
+        assert_eq!(
+            cluster.node(2).c().foreign_requests(),
+            0,
+            "nothing was sent to node 2"
+        );
+        for id in [1, 2, 3] {
+            let metrics = cluster.node(id).c().metrics().borrow().clone();
+            assert_eq!(metrics.current_term, term, "node {id}'s term moved");
+            assert_eq!(
+                metrics.current_leader,
+                Some(leader),
+                "node {id}'s leader changed"
+            );
+        }
+        cluster.write(leader, "after").await;
+        cluster.wait_applied(&[1, 2, 3], &["before", "after"]).await;
+        outsider.shutdown().await;
         cluster.shutdown().await;
     })
     .await

@@ -21,7 +21,10 @@
 //!   coordinator starts a failed node's packages elsewhere only after `AwaitRelease` has waited
 //!   out that node's lease (module `lease` has the timing argument);
 //! - a node without a leader confirmed by a quorum commits nothing and starts nothing;
-//! - every network call and external command is bounded in time.
+//! - every network call and external command is bounded in time;
+//! - every `select!` is `biased`: tokio picks an unbiased branch at random, which orders
+//!   timer and channel wake-ups differently from run to run, and the simulator's histories
+//!   must repeat for a seed (two packages halted in either order broke it).
 
 /// What a lock taken after a panic says. A thread that panicked while holding a lock may
 /// have left what it guards half changed: the taker panics too rather than go on with it
@@ -85,6 +88,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let node = start_on(settings, platform::Platform::host()).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
+        biased;
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
         why = node.consensus.failed() => return Err(node.leave_on_storage_failure(&why).await),

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use halcyon_config::{Cluster, Package};
-use halcyon_consensus::{Application, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings};
+use halcyon_consensus::{
+    Application, ClusterId, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings,
+};
 use halcyon_guard::{Address, BootTime, FenceSummary};
 use halcyon_membership::{
     ChangeBatch, DetectorConfig, Plain, Runner, RunnerSettings, Status, links_from_cluster,
@@ -110,6 +112,7 @@ pub trait Network: Send + Sync {
     /// Opens the node's consensus (its database at `db_path`) on `addrs`.
     fn open_consensus(
         &self,
+        cluster: ClusterId,
         id: NodeId,
         addrs: NodeAddrs,
         db_path: &Path,
@@ -199,6 +202,7 @@ impl Network for TcpNetwork {
 
     fn open_consensus(
         &self,
+        cluster: ClusterId,
         id: NodeId,
         addrs: NodeAddrs,
         db_path: &Path,
@@ -206,7 +210,7 @@ impl Network for TcpNetwork {
         timings: RaftTimings,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
         let db_path = db_path.to_owned();
-        Box::pin(async move { Consensus::open(id, addrs, &db_path, app, timings).await })
+        Box::pin(async move { Consensus::open(cluster, id, addrs, &db_path, app, timings).await })
     }
 }
 

@@ -110,6 +110,7 @@ pub fn status(node: &Node) -> StatusResponse {
                 .collect(),
             last_applied: state.applied_index,
             detail: (!has_quorum).then(|| no_quorum(node)),
+            foreign_requests: node.consensus.foreign_requests(),
         },
         watchdog: node.watchdog_state.clone(),
         lease: LeaseStatus {

@@ -106,6 +106,7 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
         applied.send_replace(index);
     }));
     let consensus = Consensus::open(
+        witness.config.cluster.id,
         witness.id,
         addrs,
         &settings.state_dir.join("raft.redb"),
@@ -147,6 +148,7 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), settings, stop_rx));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
+        biased;
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
@@ -167,6 +169,7 @@ async fn rescue_loop(
     let mut leading_since: Option<Instant> = None;
     loop {
         tokio::select! {
+            biased;
             _ = sleep(POLL) => {}
             _ = stop.changed() => return,
         }

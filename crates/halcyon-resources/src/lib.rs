@@ -533,6 +533,7 @@ impl Resource for Service {
                     }
                 };
                 tokio::select! {
+                    biased;
                     waited = child.wait() => break waited,
                     read = read => match read {
                         Ok(0) | Err(_) => output.pipe = None,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use halcyon_config::{Cluster, Package};
 use halcyon_consensus::{
-    Consensus, FaultHook, Listener, NodeAddrs, NodeId, OpenError, RaftTimings, Transport,
+    ClusterId, Consensus, FaultHook, Listener, NodeAddrs, NodeId, OpenError, RaftTimings, Transport,
 };
 use halcyon_daemon::faults::HeartbeatFaults;
 use halcyon_daemon::platform::{
@@ -202,6 +202,7 @@ impl Network for SimNetwork {
 
     fn open_consensus(
         &self,
+        cluster: ClusterId,
         id: NodeId,
         addrs: NodeAddrs,
         db_path: &Path,
@@ -219,6 +220,7 @@ impl Network for SimNetwork {
                 listeners.push(listener);
             }
             Consensus::open_with(
+                cluster,
                 id,
                 &db_path,
                 app,

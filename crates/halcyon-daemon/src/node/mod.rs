@@ -467,6 +467,7 @@ async fn open_consensus(
     let consensus = platform
         .network
         .open_consensus(
+            config.cluster.id,
             id,
             addrs,
             &settings.state_dir.join("raft.redb"),

@@ -205,6 +205,7 @@ impl Node {
                 running.insert(key, (spec, task));
             }
             tokio::select! {
+                biased;
                 Ok(()) = packages.changed() => {}
                 Ok(()) = view.changed() => {}
                 else => return,

@@ -275,6 +275,7 @@ impl Node {
                 .fence_at(lead)
                 .expect("a valid lease has an expiry");
             tokio::select! {
+                biased;
                 () = self.sleep_until(at) => {}
                 changed = lease.changed() => if changed.is_err() { return },
             }

@@ -93,6 +93,7 @@ impl Node {
         let mut again = report.polls;
         loop {
             tokio::select! {
+                biased;
                 Ok(()) = membership.changed() => {}
                 Ok(()) = view.changed() => {}
                 () = tokio::time::sleep(self.renew_interval), if again => {}

@@ -49,6 +49,14 @@ pub fn status(v: &StatusResponse) -> String {
         let _ = writeln!(out, "  {d}");
     }
     let _ = writeln!(out, "  voters: {}", v.quorum.voters.join(", "));
+    if v.quorum.foreign_requests > 0 {
+        let _ = writeln!(
+            out,
+            "  {} dropped {} Raft requests of another cluster: a node elsewhere names its \
+             address (its log says from where)",
+            v.answered_by, v.quorum.foreign_requests
+        );
+    }
     if v.watchdog != "not configured" {
         let _ = writeln!(out, "  watchdog on {}: {}", v.answered_by, v.watchdog);
     }
