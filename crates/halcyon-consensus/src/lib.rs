@@ -310,6 +310,9 @@ impl Consensus {
     /// Like [`Consensus::open`], with already bound listeners (their local addresses, in order,
     /// become the node's addresses), a chosen transport for outgoing RPCs and a fault hook
     /// (which may be shared between nodes of one test process).
+    // Each argument is a separate choice of the daemon, the simulator or a test; a struct
+    // would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open_with<A: Application, T: Transport, L: Listener<Stream = T::Stream>>(
         cluster: ClusterId,
         node_id: NodeId,
