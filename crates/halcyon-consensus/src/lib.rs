@@ -431,6 +431,27 @@ impl Consensus {
         self.raft.server_metrics()
     }
 
+    /// Resolves once this replica has applied the entry at `index` (any entry: also the blank
+    /// entry a new leader appends, which reaches no [`Application`]). Wakes on every change of
+    /// openraft's metrics while it waits, so it is meant for short waits.
+    pub async fn applied_at_least(&self, index: u64) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics
+                .borrow_and_update()
+                .last_applied
+                .map_or(0, |l| l.index)
+                >= index
+            {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                // The core has ended: nothing will be applied any more.
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Resolves when openraft's core has stopped on an error, with that error: a storage
     /// failure (a full disk, an I/O error, an entry that does not decode). From then on this
     /// replica neither appends nor applies anything. Never resolves after a shutdown asked for

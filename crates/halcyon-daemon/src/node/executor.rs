@@ -148,6 +148,11 @@ impl Node {
         let mut view = self.view.clone();
         let mut lease = self.lease.clone();
         let mut server = self.consensus.server_metrics();
+        // The log index a lease grant confirmed and this replica had not applied at the last
+        // decision: a failover package waits for it (`fresh`). Applying it changes no view
+        // when it is a new leader's blank entry, so the wait is on Raft's applied index
+        // (seed 18 of the simulator: p2 never restarted after its node's lease came back).
+        let mut unapplied: Option<u64> = None;
         loop {
             tokio::select! {
                 biased;
@@ -155,7 +160,10 @@ impl Node {
                 Ok(()) = view.changed() => {}
                 Ok(()) = lease.changed() => {}
                 Ok(()) = server.changed() => {}
+                () = self.consensus.applied_at_least(unapplied.unwrap_or(0)), if unapplied.is_some() => {}
             }
+            // Set again below, by the decision that still waits for it.
+            unapplied = None;
             // Before the copy: the copy is at least as recent as this.
             let raft_applied = self.raft_applied();
             let state = self.snapshot();
@@ -171,12 +179,14 @@ impl Node {
                 continue;
             }
             let running: BTreeMap<PackageName, bool> = executor.running.borrow().clone();
+            let confirmed = self.lease.borrow().confirmed;
+            unapplied = (raft_applied < confirmed).then_some(confirmed);
             let input = decide::Input {
                 node: &self.name,
                 state: &state,
                 config: &config,
                 raft_applied,
-                confirmed: self.lease.borrow().confirmed,
+                confirmed,
                 lease_valid: self.lease_valid(),
                 leader: self.consensus.is_leader() && !self.is_isolated(),
                 running: &running,
