@@ -25,7 +25,7 @@ pub use internal::{
 };
 pub use operations::{
     EmulateRequest, EmulateResponse, ErrorBody, EventDoneResponse, ExplainResponse, NodeRequest,
-    NoteResponse, OperationResponse, PackageRequest, QueuedResponse, RaiseRequest,
+    NoteResponse, OperationQuery, OperationResponse, PackageRequest, QueuedResponse, RaiseRequest,
     VoterChangeResponse,
 };
 pub use status::{

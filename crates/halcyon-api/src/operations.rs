@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::EventRecord;
 
+/// The query of an operation (`POST /v1/packages/...`, `/v1/nodes/...`, `/v1/cluster/...`):
+/// `?request=ID`, the client's id for this request (1 to 64 of `A-Z a-z 0-9 - _`). The
+/// cluster enqueues one event per id: a client that lost the answer (its node's leader
+/// died mid-request) sends the same request with the same id again and is answered with
+/// the outcome of the event it already enqueued.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
 /// The body of `POST /v1/packages/{package}/{run|halt|move|enable|disable}` (may be empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

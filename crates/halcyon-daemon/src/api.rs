@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use halcyon_api::{
     EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse,
-    LeaseRequest, LeaseResponse, NodeRequest, RaiseRequest, SCHEMA_VERSION, WitnessOwnStatus,
-    WitnessStatus,
+    LeaseRequest, LeaseResponse, NodeRequest, OperationQuery, RaiseRequest, SCHEMA_VERSION,
+    WitnessOwnStatus, WitnessStatus,
 };
 use halcyon_state::Command;
 use serde::Serialize;
@@ -257,10 +257,20 @@ fn forwarded_body<T: Serialize + Default + PartialEq>(request: &T) -> String {
 async fn package_op(
     State(node): State<Shared>,
     Path((package, op)): Path<(String, String)>,
+    Query(query): Query<OperationQuery>,
     method: Method,
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    let request = query.request.as_deref();
+    if let Err(e) = operations::check_request_id(request) {
+        return failed(e);
+    }
+    if !must_forward(&node)
+        && let Some(answer) = operations::known_request(&node, request).await
+    {
+        return answered(answer);
+    }
     let config = node.config();
     let operation =
         match operations::check_package_operation(&config, &package, &op, || parse(&body)) {
@@ -271,7 +281,7 @@ async fn package_op(
         return forward(&node, method, &uri, &forwarded_body(&operation.request)).await;
     }
     match operation.event() {
-        Ok(event) => answered(operations::submit_event(&node, event, "api").await),
+        Ok(event) => answered(operations::submit_event(&node, event, "api", request).await),
         Err(e) => failed(e),
     }
 }
@@ -279,10 +289,15 @@ async fn package_op(
 async fn node_op(
     State(node): State<Shared>,
     Path((name, op)): Path<(String, String)>,
+    Query(query): Query<OperationQuery>,
     method: Method,
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    let request = query.request.as_deref();
+    if let Err(e) = operations::check_request_id(request) {
+        return failed(e);
+    }
     let config = node.config();
     let operation =
         match operations::check_node_operation(&config, &name, &op, is_empty(&body), || {
@@ -298,17 +313,22 @@ async fn node_op(
         };
         return forward(&node, method, &uri, &body).await;
     }
-    answered(operations::node_operation(&node, &config, operation).await)
+    answered(operations::node_operation(&node, &config, operation, request).await)
 }
 
 /// `cluster start` (cmruncl) and `cluster halt` (cmhaltcl).
 async fn cluster_op(
     State(node): State<Shared>,
     Path(op): Path<String>,
+    Query(query): Query<OperationQuery>,
     method: Method,
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    let request = query.request.as_deref();
+    if let Err(e) = operations::check_request_id(request) {
+        return failed(e);
+    }
     let start = match operations::check_cluster_operation(&op, is_empty(&body)) {
         Ok(s) => s,
         Err(e) => return failed(e),
@@ -316,7 +336,7 @@ async fn cluster_op(
     if must_forward(&node) {
         return forward(&node, method, &uri, "").await;
     }
-    answered(operations::cluster_operation(&node, start).await)
+    answered(operations::cluster_operation(&node, start, request).await)
 }
 
 /// Node to node: commits an encoded `Command` on the leader and answers the state

@@ -105,9 +105,57 @@ pub fn must_forward(node: &Node) -> bool {
     !node.consensus.is_leader() || node.is_isolated()
 }
 
+/// Checks a client's request id (`?request=`): 1 to 64 of `A-Z a-z 0-9 - _`.
+pub fn check_request_id(request: Option<&str>) -> Result<(), ApiError> {
+    match request {
+        Some(id)
+            if id.is_empty()
+                || id.len() > halcyon_state::REQUEST_ID_MAX
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Err(ApiError::bad_request(format!(
+                "bad request id {id:?}: expected 1 to {} of A-Z a-z 0-9 - _",
+                halcyon_state::REQUEST_ID_MAX
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The answer to a request whose id already enqueued an event (the client asks again after
+/// losing the answer): that event's outcome, waited for as the first time. `None` when the
+/// cluster does not know the id.
+pub async fn known_request(node: &Node, request: Option<&str>) -> Option<Result<Answer, ApiError>> {
+    let request = request?;
+    let state = node.snapshot();
+    let &(_, sequence) = state.requests.iter().find(|(id, _)| id == request)?;
+    let event = state
+        .pending
+        .iter()
+        .find(|p| p.sequence == sequence)
+        .map(|p| p.event.to_string());
+    drop(state);
+    tracing::info!(
+        request,
+        sequence,
+        "a request asked again: answering with its event's outcome"
+    );
+    Some(await_outcome(node, sequence, event).await)
+}
+
 /// Checks the event against the current state (nothing changes when the engine refuses),
-/// enqueues it and waits for its outcome.
-pub async fn submit_event(node: &Node, event: Event, by: &str) -> Result<Answer, ApiError> {
+/// enqueues it (once per `request` id) and waits for its outcome.
+pub async fn submit_event(
+    node: &Node,
+    event: Event,
+    by: &str,
+    request: Option<&str>,
+) -> Result<Answer, ApiError> {
+    if let Some(answer) = known_request(node, request).await {
+        return answer;
+    }
     {
         let state = node.snapshot();
         let config = applied_config(&state)?;
@@ -115,11 +163,21 @@ pub async fn submit_event(node: &Node, event: Event, by: &str) -> Result<Answer,
             return Err(ApiError::conflict(format!("refused: {e}")));
         }
     }
-    let sequence = match node.enqueue(event.clone(), by).await {
+    let sequence = match node.enqueue_request(event.clone(), by, request).await {
         Ok(Reply::Queued { sequence, .. }) => sequence,
         Ok(other) => return Err(ApiError::conflict(format!("refused: {other:?}"))),
         Err(e) => return Err(ApiError::unavailable(e)),
     };
+    await_outcome(node, sequence, Some(event.to_string())).await
+}
+
+/// Waits (up to [`EVENT_WAIT`]) for the event enqueued as `sequence` to end, and answers
+/// with its record, or says it still runs.
+async fn await_outcome(
+    node: &Node,
+    sequence: u64,
+    event: Option<String>,
+) -> Result<Answer, ApiError> {
     let deadline = Instant::now() + EVENT_WAIT;
     loop {
         if let Some(r) = node.snapshot().record_of_sequence(sequence)
@@ -144,7 +202,7 @@ pub async fn submit_event(node: &Node, event: Event, by: &str) -> Result<Answer,
                 response: OperationResponse::Queued(QueuedResponse {
                     schema_version: SCHEMA_VERSION,
                     queued: sequence,
-                    event: Some(event.to_string()),
+                    event,
                     note: "still running; see `halcyon status`".to_owned(),
                 }),
                 pending: true,
@@ -300,7 +358,11 @@ pub async fn node_operation(
     node: &Node,
     config: &Config,
     operation: NodeOperation,
+    request: Option<&str>,
 ) -> Result<Answer, ApiError> {
+    if let Some(answer) = known_request(node, request).await {
+        return answer;
+    }
     match operation {
         NodeOperation::Voters { name, add } => voter_change(node, config, &name, add).await,
         NodeOperation::Membership {
@@ -315,10 +377,10 @@ pub async fn node_operation(
             if node.snapshot().cluster.members.contains(&name) {
                 return Ok(Answer::note(format!("{name} is already a member")));
             }
-            submit_event(node, Event::NodeUp { node: name }, "api").await
+            submit_event(node, Event::NodeUp { node: name }, "api", request).await
         }
         NodeOperation::Membership { name, how, .. } => {
-            submit_event(node, Event::NodeDown { node: name, how }, "api").await
+            submit_event(node, Event::NodeDown { node: name, how }, "api", request).await
         }
     }
 }
@@ -464,7 +526,14 @@ pub fn check_cluster_operation(op: &str, body_empty: bool) -> Result<bool, ApiEr
 }
 
 /// `cluster start` (cmruncl) and `cluster halt` (cmhaltcl), on the leader.
-pub async fn cluster_operation(node: &Node, start: bool) -> Result<Answer, ApiError> {
+pub async fn cluster_operation(
+    node: &Node,
+    start: bool,
+    request: Option<&str>,
+) -> Result<Answer, ApiError> {
+    if let Some(answer) = known_request(node, request).await {
+        return answer;
+    }
     let halted = node.snapshot().cluster_halted;
     if !start {
         if halted {
@@ -472,10 +541,10 @@ pub async fn cluster_operation(node: &Node, start: bool) -> Result<Answer, ApiEr
                 "refused: the cluster is already halted (`halcyon cluster start` starts it)",
             ));
         }
-        return submit_event(node, Event::ClusterHalt, "api").await;
+        return submit_event(node, Event::ClusterHalt, "api", request).await;
     }
     if !halted {
-        return submit_event(node, Event::ClusterStart, "api").await;
+        return submit_event(node, Event::ClusterStart, "api", request).await;
     }
     node.submit(&Command::ClusterStartAllowed {
         at: node.timestamp(),
@@ -617,6 +686,7 @@ pub async fn raise_event(node: &Node, request: RaiseRequest) -> Result<Answer, A
         by: "admin (raise)".to_owned(),
         at: node.timestamp(),
         sample: Some(sample),
+        request: None,
     };
     let (name, on) = (&request.name, &request.node);
     match node.submit(&command).await {

@@ -407,6 +407,7 @@ impl View {
             by: by.to_owned(),
             at,
             sample: None,
+            request: None,
         })
     }
 

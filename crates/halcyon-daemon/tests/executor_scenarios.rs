@@ -153,6 +153,7 @@ impl History {
             by: "scenario".into(),
             at,
             sample: None,
+            request: None,
         })
         .map(drop)
     }

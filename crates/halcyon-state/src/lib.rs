@@ -32,6 +32,12 @@ pub use execution::{Emulation, Execution, LaunchReport, emulate};
 
 /// Most events waiting to be processed; beyond this new events are refused.
 pub const PENDING_MAX: usize = 1024;
+/// Request ids remembered (the latest ones): a client that lost the answer to an operation
+/// (its leader died mid-request) asks again with the same id and learns the outcome of the
+/// event it already enqueued instead of enqueuing it twice.
+pub const REQUESTS_MAX: usize = 1024;
+/// Longest request id accepted.
+pub const REQUEST_ID_MAX: usize = 64;
 /// Most events kept in the event log (the oldest are dropped).
 pub const LOG_MAX: usize = 256;
 /// Most characters of an action's detail (command output, error) kept in the log.
@@ -63,6 +69,10 @@ pub enum Command {
         at: Timestamp,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sample: Option<Sample>,
+        /// The client's id for this request (`?request=` of an operation): enqueued once
+        /// per id (see [`REQUESTS_MAX`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     /// The coordinator's plan for the pending event `sequence`: it becomes the execution.
     PlanCommitted {
@@ -375,6 +385,10 @@ pub struct State {
     /// Shared with every copy of the state (see [`EventLog`]).
     pub log: EventLog,
     pub next_record: u64,
+    /// The latest request ids with the sequence of the event each enqueued, oldest first
+    /// (at most [`REQUESTS_MAX`]).
+    #[serde(default)]
+    pub requests: std::collections::VecDeque<(String, u64)>,
 }
 
 impl State {
@@ -411,7 +425,30 @@ impl State {
                 by,
                 at,
                 sample,
-            } => self.enqueue(event, by, at, sample),
+                request,
+            } => {
+                if let Some(&(_, sequence)) = request
+                    .as_ref()
+                    .and_then(|r| self.requests.iter().find(|(id, _)| id == r))
+                {
+                    return Reply::Queued {
+                        sequence,
+                        duplicate: true,
+                    };
+                }
+                let reply = self.enqueue(event, by, at, sample);
+                if let (Some(request), Reply::Queued { sequence, .. }) = (request, &reply) {
+                    assert!(
+                        request.len() <= REQUEST_ID_MAX,
+                        "request ids are checked at the API"
+                    );
+                    if self.requests.len() == REQUESTS_MAX {
+                        self.requests.pop_front();
+                    }
+                    self.requests.push_back((request, *sequence));
+                }
+                reply
+            }
             Command::PlanCommitted { sequence, plan, at } => {
                 self.plan_committed(sequence, *plan, at)
             }
@@ -559,6 +596,7 @@ impl State {
             execution,
             log: _,
             next_record,
+            requests,
         } = self;
         State {
             applied_index: *applied_index,
@@ -579,6 +617,7 @@ impl State {
             execution: execution.clone(),
             log: EventLog::default(),
             next_record: *next_record,
+            requests: requests.clone(),
         }
     }
 

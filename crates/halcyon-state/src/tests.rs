@@ -98,6 +98,7 @@ fn enqueue(s: &mut State, index: u64, event: Event, by: &str, at: Timestamp) -> 
             by: by.into(),
             at,
             sample: None,
+            request: None,
         },
     )
 }
@@ -154,6 +155,7 @@ fn a_node_up_runs_the_package_through_the_barrier() {
                 by: "membership".into(),
                 at: t(1),
                 sample: None,
+                request: None,
             }
         ),
         Reply::Queued {
@@ -169,6 +171,7 @@ fn a_node_up_runs_the_package_through_the_barrier() {
                 by: "membership".into(),
                 at: t(1),
                 sample: None,
+                request: None,
             }
         ),
         Reply::Queued {
@@ -189,6 +192,7 @@ fn a_node_up_runs_the_package_through_the_barrier() {
             by: "m".into(),
             at: t(3),
             sample: None,
+            request: None,
         },
     );
     let plan = e.plan.clone();
@@ -237,6 +241,7 @@ fn a_failed_run_enqueues_package_failed() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, 3, t(2));
@@ -264,6 +269,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, 3, t(1));
@@ -275,6 +281,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, i + 2, t(2));
@@ -289,6 +296,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             by: "m".into(),
             at: t(3),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, i + 2, t(3));
@@ -313,6 +321,7 @@ fn node_down_marks_departed_and_node_up_clears_it() {
             by: "m".into(),
             at: t(4),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, 101, t(4));
@@ -399,6 +408,7 @@ fn snapshot_and_restore_round_trip_through_the_application() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         }
         .encode(),
     );
@@ -442,6 +452,7 @@ fn the_event_log_is_bounded() {
                 by: "admin".into(),
                 at: t(n as i64),
                 sample: None,
+                request: None,
             },
         );
         i += 1;
@@ -504,6 +515,7 @@ fn copies_of_the_state_share_the_event_log_until_it_changes() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         },
     );
     let view = s.clone();
@@ -535,6 +547,7 @@ fn a_copy_without_the_log_differs_only_by_the_log() {
             by: "m".into(),
             at: t(1),
             sample: None,
+            request: None,
         },
     );
     plan_next(&mut s, 3, t(2));
@@ -598,4 +611,71 @@ fn a_plan_overtaken_by_a_more_urgent_event_is_refused() {
         s.pending.iter().any(|p| p.sequence == late),
         "node_down waits"
     );
+}
+
+/// Issue 15, finding 9: a client that lost the answer asks again with the same request id.
+/// The event is enqueued once, and the id still names it after it left the queue (when a
+/// second enqueue of the same event would be a new event).
+#[test]
+fn a_request_id_enqueues_its_event_once_even_after_it_ran() {
+    let mut s = booted();
+    let up = Event::NodeUp { node: "n1".into() };
+    let asked = |request: &str| Command::Enqueue {
+        event: up.clone(),
+        by: "api".into(),
+        at: t(1),
+        sample: None,
+        request: Some(request.into()),
+    };
+    let first = s.apply(2, asked("r1"));
+    assert_eq!(
+        first,
+        Reply::Queued {
+            sequence: 0,
+            duplicate: false
+        }
+    );
+    let index = plan_next(&mut s, 3, t(2));
+    assert!(s.pending.is_empty() && s.execution.is_some());
+    let index = done_all(&mut s, index, true);
+    assert!(s.execution.is_none());
+    // Asked again after it ran: the same event, nothing new queued.
+    assert_eq!(
+        s.apply(index + 1, asked("r1")),
+        Reply::Queued {
+            sequence: 0,
+            duplicate: true
+        }
+    );
+    assert!(s.pending.is_empty());
+    // Another id is another request.
+    assert_eq!(
+        s.apply(index + 2, asked("r2")),
+        Reply::Queued {
+            sequence: 1,
+            duplicate: false
+        }
+    );
+    // The ids kept are bounded: the oldest go first.
+    for i in 0..crate::REQUESTS_MAX {
+        s.requests.push_back((format!("x{i}"), 99));
+        if s.requests.len() > crate::REQUESTS_MAX {
+            s.requests.pop_front();
+        }
+    }
+    assert!(!s.requests.iter().any(|(id, _)| id == "r1"));
+    let before = s.pending.len();
+    s.apply(
+        index + 3,
+        Command::Enqueue {
+            event: Event::NodeUp { node: "n2".into() },
+            by: "api".into(),
+            at: t(3),
+            sample: None,
+            request: Some("fresh".into()),
+        },
+    );
+    assert_eq!(s.pending.len(), before + 1);
+    assert_eq!(s.requests.len(), crate::REQUESTS_MAX);
+    assert_eq!(s.requests.back(), Some(&("fresh".to_owned(), 2)));
 }

@@ -76,6 +76,7 @@ impl Cluster {
             by: "test".into(),
             at: t(1),
             sample: None,
+            request: None,
         });
         assert!(matches!(reply, Reply::Queued { .. }), "{reply:?}");
     }

@@ -491,57 +491,71 @@ fn one_answer(
     status: u16,
     body: &'static str,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    let (addr, server) = answers_in_turn(vec![(status, body)]);
+    let server = std::thread::spawn(move || server.join().unwrap().remove(0));
+    (addr, server)
+}
+
+/// A loopback API that answers one request per connection with each of `answers` in turn
+/// and returns the requests it read.
+fn answers_in_turn(
+    answers: Vec<(u16, &'static str)>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     let server = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "no request came");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+        let mut requests = Vec::new();
+        for (status, body) in answers {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < deadline, "no request came");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("accept: {e}"),
                 }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Headers, then the body its Content-Length announces.
-        loop {
-            let n = stream.read(&mut buf).unwrap();
-            request.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&request).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length: usize = text
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if request.len() >= end + 4 + length || n == 0 {
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the body its Content-Length announces.
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
                     break;
                 }
             }
-            if n == 0 {
-                break;
-            }
+            let reason = if status < 300 { "OK" } else { "Error" };
+            let response = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+            requests.push(String::from_utf8_lossy(&request).into_owned());
         }
-        let reason = if status < 300 { "OK" } else { "Error" };
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).unwrap();
-        String::from_utf8_lossy(&request).into_owned()
+        requests
     });
     (addr, server)
 }
@@ -555,7 +569,7 @@ fn an_unknown_package_is_invalid_input_and_exits_2() {
     let o = halcyon(&["package", "run", "nope", "--api", &addr.to_string()]);
     let request = server.join().unwrap();
     assert!(
-        request.starts_with("POST /v1/packages/nope/run "),
+        request.starts_with("POST /v1/packages/nope/run?request="),
         "{request}"
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -573,7 +587,10 @@ fn a_refused_operation_exits_1() {
     );
     let o = halcyon(&["node", "add", "n2", "--api", &addr.to_string()]);
     let request = server.join().unwrap();
-    assert!(request.starts_with("POST /v1/nodes/n2/add "), "{request}");
+    assert!(
+        request.starts_with("POST /v1/nodes/n2/add?request="),
+        "{request}"
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
@@ -672,4 +689,35 @@ fn no_cluster_given_is_invalid_input_and_exits_2() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Issue 15, finding 9: an operation whose answer was lost (503: the leader did not answer
+/// the forwarded request) is asked again with the same request id, and the CLI reports the
+/// outcome the cluster then gives.
+#[test]
+fn an_unanswered_operation_is_asked_again_with_the_same_request_id() {
+    let (addr, server) = answers_in_turn(vec![
+        (
+            503,
+            r#"{"schema_version":1,"error":"not leader: forward to n1 at 127.0.0.1:1 (it did not answer: incomplete HTTP response)"}"#,
+        ),
+        (
+            200,
+            r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
+        ),
+    ]);
+    let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
+    let requests = server.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "n2 is no longer a voter; voters: n1, n3\n");
+    assert!(stderr(&o).contains("asking again"), "{}", stderr(&o));
+    let first_line = |r: &str| r.lines().next().unwrap().to_owned();
+    assert_eq!(first_line(&requests[0]), first_line(&requests[1]));
+    let id = first_line(&requests[0]);
+    let id = id
+        .strip_prefix("POST /v1/nodes/n2/remove?request=")
+        .and_then(|rest| rest.strip_suffix(" HTTP/1.1"))
+        .unwrap_or_else(|| panic!("{id}"));
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
 }

@@ -93,3 +93,46 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
     let (code, out) = cli(&c, 2, &["cluster", "restart"]);
     assert_eq!(code, 2, "{out}");
 }
+
+/// Issue 15, finding 9: an operation asked again with its request id (as the CLI does when
+/// the answer was lost with a dying leader) is answered with the outcome of the event it
+/// already enqueued, from any node, and the event runs once.
+#[test]
+fn an_operation_asked_again_with_its_request_id_gets_its_outcome_and_runs_once() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let coordinator = c.status(1).unwrap()["coordinator"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let k: usize = coordinator[1..].parse().unwrap();
+    let other = if k == 3 { 2 } else { 3 };
+    let path = "/v1/packages/web/move?request=move-web-1";
+    let body = Some(r#"{"node":"n2"}"#);
+    // Through a node that forwards it, then straight to the coordinator.
+    let (code, first) = c.request(other, "POST", path, body);
+    assert_eq!(code, 200, "{first}");
+    c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    let (code, again) = c.request(k, "POST", path, body);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again, first, "asked again, the same event's outcome");
+    let moves = c
+        .events(1)
+        .into_iter()
+        .filter(|e| e == "package_move web n2")
+        .count();
+    assert_eq!(moves, 1, "{:?}", c.events(1));
+
+    let (code, bad) = c.request(
+        other,
+        "POST",
+        "/v1/packages/web/move?request=no%20spaces",
+        body,
+    );
+    assert_eq!(code, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap().contains("bad request id"),
+        "{bad}"
+    );
+}

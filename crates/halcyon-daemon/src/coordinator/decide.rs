@@ -225,6 +225,7 @@ impl<'a> Round<'a> {
             by: by.to_owned(),
             at: self.input.timestamp,
             sample: None,
+            request: None,
         });
     }
 

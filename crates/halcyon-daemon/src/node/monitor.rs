@@ -437,6 +437,7 @@ impl Node {
                         instance_vector,
                         values: sample.fields.iter().map(ToString::to_string).collect(),
                     }),
+                    request: None,
                 };
                 for attempt in 1..=QUEUE_ATTEMPTS {
                     match self.submit(&command).await {

@@ -163,12 +163,23 @@ impl Node {
     }
 
     pub async fn enqueue(&self, event: Event, by: &str) -> Result<Reply, String> {
-        tracing::info!(event = %event, by, "enqueue");
+        self.enqueue_request(event, by, None).await
+    }
+
+    /// [`Node::enqueue`] on behalf of a client's request `request` (enqueued once per id).
+    pub async fn enqueue_request(
+        &self,
+        event: Event,
+        by: &str,
+        request: Option<&str>,
+    ) -> Result<Reply, String> {
+        tracing::info!(event = %event, by, request, "enqueue");
         self.submit(&Command::Enqueue {
             event,
             by: by.to_owned(),
             at: self.timestamp(),
             sample: None,
+            request: request.map(str::to_owned),
         })
         .await
     }

@@ -15,6 +15,13 @@ use super::{Failure, Target, demo};
 /// event, plus forwarding).
 const CLI_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// How long an operation is asked again, with the same request id, while no node can give
+/// its outcome (a leader that died mid-request, an election): the answer is then the real
+/// outcome of the event already enqueued, never a second event.
+const RETRY_FOR: Duration = Duration::from_secs(20);
+/// Pause between two tries of an operation.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// A request body as JSON.
 pub fn body(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -125,11 +132,60 @@ pub async fn post_as<T: DeserializeOwned>(
     }
 }
 
-/// An operation (`POST` of packages, nodes, cluster, events).
+/// An operation (`POST` of packages, nodes, cluster, events). Package, node and cluster
+/// operations carry a request id (`?request=`) and are asked again with it while no node
+/// can answer (see [`RETRY_FOR`]).
 pub async fn post(
     target: &Target,
     path: &str,
     body: Option<String>,
 ) -> Result<OperationResponse, Failure> {
-    post_as(target, path, body).await
+    if path.starts_with("/v1/events/") {
+        return post_as(target, path, body).await;
+    }
+    let path = format!("{path}?request={}", request_id());
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut told = false;
+    loop {
+        let answer = call(target, "POST", &path, body.clone()).await;
+        let unanswered = match &answer {
+            Err(Failure::Failed(why)) => Some(why.clone()),
+            Ok((503, body)) => match refusal(503, body) {
+                Failure::Failed(line) | Failure::Invalid(line) => Some(line),
+            },
+            _ => None,
+        };
+        match unanswered {
+            Some(why) if tokio::time::Instant::now() < deadline => {
+                if !told {
+                    eprintln!("{why}; asking again (the same request: it is carried out once)");
+                    told = true;
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            _ => {
+                return match answer? {
+                    (status, body) if status < 300 => parse(&body),
+                    (status, body) => Err(refusal(status, &body)),
+                };
+            }
+        }
+    }
+}
+
+/// A new request id: 128 random bits in hex.
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+    {
+        // Unique enough without the kernel's randomness: this process, now.
+        tracing::debug!("no /dev/urandom ({e}): request id from the pid and the clock");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (now ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
