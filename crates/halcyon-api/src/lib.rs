@@ -29,8 +29,8 @@ pub use operations::{
     VoterChangeResponse,
 };
 pub use status::{
-    ExecutionState, ExecutionStatus, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
-    Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
+    ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
+    PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
 };
 
 /// The version of the API's JSON that this build speaks; every response carries it as

@@ -37,6 +37,25 @@ pub struct StatusResponse {
     /// The quorum witness, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<WitnessStatus>,
+    /// How the answering node's heartbeats are protected, and what it refused.
+    #[serde(default)]
+    pub heartbeat_auth: HeartbeatAuth,
+}
+
+/// The answering node's heartbeat authentication: HMAC-SHA256 with the cluster's
+/// heartbeat key when it has credentials (`halcyon init`), otherwise none. The counts are
+/// heartbeats received since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAuth {
+    pub authenticated: bool,
+    pub accepted: u64,
+    /// Right format, wrong tag: not made with this cluster's key.
+    pub forged: u64,
+    /// Authentic but already seen, too old, or of an older incarnation.
+    pub replayed: u64,
+    /// Of another cluster id.
+    pub other_cluster: u64,
+    pub malformed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,6 +95,7 @@ fn status() -> StatusResponse {
         )]),
     )]);
     StatusResponse {
+        heartbeat_auth: Default::default(),
         schema_version: SCHEMA_VERSION,
         cluster: "example".into(),
         answered_by: "node1".into(),

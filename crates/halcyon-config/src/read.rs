@@ -278,15 +278,20 @@ pub(crate) fn source_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Diagnos
     }
 }
 
+/// The directory of a configuration directory that holds the node credentials
+/// (`halcyon init`'s default is `/etc/halcyon/pki`): not configuration, never read here.
+pub const CREDENTIALS_DIR: &str = "pki";
+
 /// The files a configuration is made of: each path is a `.toml` file, or a
-/// directory searched recursively for `.toml` files (sorted by path).
+/// directory searched recursively for `.toml` files (sorted by path), except its
+/// credentials directory ([`CREDENTIALS_DIR`]).
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut found = Vec::new();
-            if let Err(e) = walk(path, &mut found) {
+            if let Err(e) = walk(path, &mut found, true) {
                 diagnostics.push(io_diagnostic(path, &e));
             }
             found.sort();
@@ -317,11 +322,14 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, top: bool) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            walk(&path, out)?;
+            if top && path.file_name().is_some_and(|n| n == CREDENTIALS_DIR) {
+                continue;
+            }
+            walk(&path, out, false)?;
         } else if path.extension().is_some_and(|e| e == "toml") {
             out.push(path);
         }

@@ -21,8 +21,10 @@ use halcyon_consensus::{
     Application, ClusterId, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings,
 };
 use halcyon_guard::{Address, BootTime, FenceSummary};
+use halcyon_membership::wire::Sealer;
 use halcyon_membership::{
-    ChangeBatch, DetectorConfig, Plain, Runner, RunnerSettings, Status, links_from_cluster,
+    ChangeBatch, DetectorConfig, HmacSealer, Plain, Runner, RunnerSettings, SealerHandle, Status,
+    links_from_cluster,
 };
 use halcyon_resources::{PackageEnv, PackageResources};
 use halcyon_state::{Replicated, State};
@@ -257,12 +259,15 @@ impl Application for NodeApplication {
 
 /// Starts the node's heartbeats and failure detector.
 pub trait Heartbeats: Send + Sync {
+    /// `keys`: the cluster's heartbeat keys (HMAC-SHA256; the first signs); `None`:
+    /// heartbeats unauthenticated.
     fn start(
         &self,
         cluster: &Cluster,
         node: u32,
         incarnation: u64,
         faults: Option<HeartbeatFaults>,
+        keys: Option<Vec<[u8; halcyon_membership::hmac_sealer::KEY_BYTES]>>,
     ) -> anyhow::Result<Box<dyn HeartbeatHandle>>;
 }
 
@@ -273,6 +278,10 @@ pub trait HeartbeatHandle: Send {
     fn is_running(&self) -> bool;
     /// Heartbeat as `incarnation` (above the current one) from now on.
     fn reincarnate(&self, incarnation: u64) -> Result<(), String>;
+    /// The sealer's handle when heartbeats are authenticated (its refusal counts).
+    fn sealer(&self) -> Option<SealerHandle> {
+        None
+    }
     fn stop(self: Box<Self>);
 }
 
@@ -286,6 +295,7 @@ impl Heartbeats for HostHeartbeats {
         node: u32,
         incarnation: u64,
         faults: Option<HeartbeatFaults>,
+        keys: Option<Vec<[u8; halcyon_membership::hmac_sealer::KEY_BYTES]>>,
     ) -> anyhow::Result<Box<dyn HeartbeatHandle>> {
         use anyhow::Context;
         let detector = DetectorConfig::from_cluster(cluster, node).context("failure detector")?;
@@ -297,11 +307,19 @@ impl Heartbeats for HostHeartbeats {
                 .collect();
         }
         let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
+        let (sealer, handle): (Box<dyn Sealer>, _) = match keys {
+            Some(keys) => {
+                let sealer = HmacSealer::new(cluster.id, &keys).context("heartbeat keys")?;
+                let handle = sealer.handle();
+                (Box::new(sealer), Some(handle))
+            }
+            None => (Box::new(Plain), None),
+        };
         let runner = Runner::start(
             RunnerSettings::new(cluster.id, incarnation),
             detector,
             links,
-            Box::new(Plain),
+            sealer,
             changes_tx,
         )
         .context("starting heartbeats")?;
@@ -315,22 +333,33 @@ impl Heartbeats for HostHeartbeats {
                     }
                 }
             })?;
-        Ok(Box::new(runner))
+        Ok(Box::new(HostHeartbeatHandle { runner, handle }))
     }
 }
 
-impl HeartbeatHandle for Runner {
+/// The heartbeat thread, and its sealer's handle when heartbeats are authenticated.
+struct HostHeartbeatHandle {
+    runner: Runner,
+    handle: Option<SealerHandle>,
+}
+
+impl HeartbeatHandle for HostHeartbeatHandle {
     fn status(&self) -> watch::Receiver<Status> {
-        self.subscribe()
+        self.runner.subscribe()
     }
     fn is_running(&self) -> bool {
-        Runner::is_running(self)
+        self.runner.is_running()
+    }
+    fn sealer(&self) -> Option<SealerHandle> {
+        self.handle.clone()
     }
     fn reincarnate(&self, incarnation: u64) -> Result<(), String> {
-        Runner::reincarnate(self, incarnation).map_err(|e| e.to_string())
+        self.runner
+            .reincarnate(incarnation)
+            .map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {
-        Runner::stop(*self)
+        self.runner.stop()
     }
 }
 

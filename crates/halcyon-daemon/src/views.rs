@@ -80,6 +80,24 @@ fn paths(node: &Node) -> Vec<PathStatus> {
 }
 
 /// `GET /v1/status` without the witness (which `api.rs` asks over the network).
+/// The answering node's heartbeat authentication and its counts.
+fn heartbeat_auth(node: &Node) -> halcyon_api::HeartbeatAuth {
+    match &node.heartbeat_sealer {
+        Some(sealer) => {
+            let c = sealer.counts();
+            halcyon_api::HeartbeatAuth {
+                authenticated: true,
+                accepted: c.accepted,
+                forged: c.forged,
+                replayed: c.replayed,
+                other_cluster: c.other_cluster,
+                malformed: c.malformed,
+            }
+        }
+        None => halcyon_api::HeartbeatAuth::default(),
+    }
+}
+
 pub fn status(node: &Node) -> StatusResponse {
     let state = node.snapshot();
     let config = state
@@ -94,6 +112,7 @@ pub fn status(node: &Node) -> StatusResponse {
         && leader.is_some()
         && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
     StatusResponse {
+        heartbeat_auth: heartbeat_auth(node),
         schema_version: SCHEMA_VERSION,
         cluster: config.cluster.name.clone(),
         answered_by: node.name.to_string(),

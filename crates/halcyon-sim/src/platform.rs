@@ -284,6 +284,8 @@ impl Heartbeats for SimHeartbeats {
         node: u32,
         incarnation: u64,
         _faults: Option<HeartbeatFaults>,
+        // The simulator's heartbeats are plain: it configures no credentials.
+        _keys: Option<Vec<[u8; halcyon_membership::hmac_sealer::KEY_BYTES]>>,
     ) -> anyhow::Result<Box<dyn HeartbeatHandle>> {
         let config = DetectorConfig::from_cluster(cluster, node)?;
         let me = cluster

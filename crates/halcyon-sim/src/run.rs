@@ -191,6 +191,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             node: format!("n{n}"),
             state_dir: directory.path().join(format!("state/n{n}")),
             test_faults: false,
+            pki_dir: None,
         };
         sim.host(node_ip(n), move || {
             boot(

@@ -162,6 +162,11 @@ pub enum LiveCommand {
         /// Where the node keeps its Raft database (default /var/lib/halcyon/NODE).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// This node's credentials from `halcyon init` (default: `pki` in the configuration
+        /// directory, when it exists). Heartbeats are authenticated with its heartbeat key;
+        /// credentials that fail a check refuse the start, naming the file.
+        #[arg(long, value_name = "DIR")]
+        pki: Option<PathBuf>,
         /// Enable test-only fault injection endpoints.
         #[arg(long, hide = true)]
         test_faults: bool,

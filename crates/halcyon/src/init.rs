@@ -74,6 +74,20 @@ pub fn run(args: &InitArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Credentials for every node of the configuration in `config_dir`, written to
+/// `config_dir/pki`, where the daemons find them by default (the demo's cluster).
+pub fn credentials_beside(config_dir: &Path) -> anyhow::Result<()> {
+    let (config, _) =
+        halcyon_config::load(&[config_dir.to_owned()]).map_err(|d| anyhow::anyhow!("{d}"))?;
+    halcyon_pki::init(
+        &config_dir.join("pki"),
+        &cluster_spec(&config.cluster),
+        false,
+        SystemTime::now(),
+    )?;
+    Ok(())
+}
+
 /// The cluster part of the configuration, as the credentials need it.
 fn load_cluster(config: &[PathBuf], command: &str) -> Result<ClusterSpec, Failure> {
     let paths = if config.is_empty() {

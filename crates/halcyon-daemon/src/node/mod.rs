@@ -63,6 +63,9 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Enables `POST /v1/debug/isolate` (tests only).
     pub test_faults: bool,
+    /// Where this node's credentials are (`halcyon init`). `None`: `pki` in the configuration
+    /// directory, when it exists; without credentials heartbeats are not authenticated.
+    pub pki_dir: Option<PathBuf>,
 }
 
 /// What a daemon's tasks share: settings fixed at start, handles, and the receiving ends of
@@ -107,6 +110,8 @@ pub struct Node {
     pub test_faults: bool,
     /// Test-only heartbeat drops (`--test-faults`).
     pub heartbeat_faults: HeartbeatFaults,
+    /// The heartbeat sealer's counts (authenticated heartbeats only).
+    pub heartbeat_sealer: Option<halcyon_membership::SealerHandle>,
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     pub(crate) run_dir: PathBuf,
@@ -218,7 +223,9 @@ impl Node {
             me.number,
             incarnation,
             settings.test_faults.then(|| heartbeat_faults.clone()),
+            heartbeat_keys(&settings, &config)?,
         )?;
+        let heartbeat_sealer = heartbeats.sealer();
         let membership = heartbeats.status();
         let (watchdog, watchdog_state) = crate::watchdog::open_configured(&config.cluster);
         let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
@@ -246,6 +253,7 @@ impl Node {
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
+            heartbeat_sealer,
             watchdog_state,
             run_dir,
             gates_dir,
@@ -449,6 +457,46 @@ impl Node {
             let _ = closed.await;
         }
     }
+}
+
+/// This node's heartbeat keys, from its credentials (`halcyon init`): from `--pki DIR`, or
+/// from `pki` in the configuration directory when that exists. Credentials that fail any
+/// check (a key others may read, a certificate of another cluster or node, ...) refuse the
+/// start, naming the file; so does a `--pki` directory that does not exist. No credentials:
+/// `None`, and heartbeats go unauthenticated, which is logged.
+fn heartbeat_keys(
+    settings: &Settings,
+    config: &Config,
+) -> anyhow::Result<Option<Vec<[u8; halcyon_pki::HEARTBEAT_KEY_BYTES]>>> {
+    let beside_config = settings
+        .config_paths
+        .first()
+        .filter(|p| p.is_dir())
+        .map(|p| p.join("pki"));
+    let dir = match (&settings.pki_dir, beside_config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) if dir.exists() => dir,
+        (None, beside) => {
+            tracing::warn!(
+                node = %settings.node,
+                "no credentials ({} does not exist): heartbeats are NOT authenticated; \
+                 `halcyon init` creates them",
+                beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string())
+            );
+            return Ok(None);
+        }
+    };
+    let credentials = halcyon_pki::load(&dir, &settings.node)
+        .with_context(|| format!("the credentials in {}", dir.display()))?;
+    anyhow::ensure!(
+        credentials.cluster_id == config.cluster.id,
+        "the credentials in {} are for cluster id {}, the configuration's is {}",
+        dir.display(),
+        credentials.cluster_id,
+        config.cluster.id
+    );
+    tracing::info!(node = %settings.node, pki = %dir.display(), keys = credentials.heartbeat_keys.len(), "heartbeats authenticated (HMAC-SHA256)");
+    Ok(Some(credentials.heartbeat_keys))
 }
 
 /// Opens consensus on the replica that publishes the view, cleans up what a previous

@@ -672,6 +672,8 @@ fn start(
     let (cluster, package) = demo_config(port, &exe, address);
     std::fs::write(config.join("cluster.toml"), cluster)?;
     std::fs::write(config.join("hello.toml"), package)?;
+    // Authenticated heartbeats, as on a cluster set up with `halcyon init`.
+    crate::init::credentials_beside(&config)?;
     let logs = logs_directory(port);
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;

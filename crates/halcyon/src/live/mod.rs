@@ -74,6 +74,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             config,
             node,
             state_dir,
+            pki,
             test_faults,
         } => {
             init_logging();
@@ -87,6 +88,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                 node,
                 state_dir,
                 test_faults,
+                pki_dir: pki,
             };
             halcyon_daemon::run(settings)
                 .await

@@ -57,6 +57,20 @@ pub fn status(v: &StatusResponse) -> String {
             v.answered_by, v.quorum.foreign_requests
         );
     }
+    let auth = &v.heartbeat_auth;
+    if !auth.authenticated {
+        let _ = writeln!(
+            out,
+            "  heartbeats of {} are NOT authenticated (no credentials: `halcyon init`)",
+            v.answered_by
+        );
+    } else if auth.forged + auth.replayed + auth.other_cluster + auth.malformed > 0 {
+        let _ = writeln!(
+            out,
+            "  heartbeats of {} are authenticated; refused: {} forged, {} replayed, {} of another cluster, {} malformed",
+            v.answered_by, auth.forged, auth.replayed, auth.other_cluster, auth.malformed
+        );
+    }
     if v.watchdog != "not configured" {
         let _ = writeln!(out, "  watchdog on {}: {}", v.answered_by, v.watchdog);
     }
