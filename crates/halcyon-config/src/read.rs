@@ -666,9 +666,21 @@ fn read_quorum(
     spans.min_voters = min_voters.as_ref().map(|(_, s)| s.clone());
     let lease = q.duration(sink, "lease");
     spans.lease = lease.as_ref().map(|(_, s)| s.clone());
+    // Parsed and never acted on, it was a setting that did nothing: refused until the
+    // daemon implements it (issue 18).
+    let auto_shrink_span = q.get(sink, "auto_shrink").map(|v| v.span());
+    let auto_shrink = q.bool(sink, "auto_shrink").unwrap_or(false);
+    if let (true, Some(span)) = (auto_shrink, auto_shrink_span) {
+        sink.error(
+            span,
+            &q.field_path("auto_shrink"),
+            "is not implemented: the voters change only with `halcyon node add|remove`",
+        )
+        .hint = Some("remove it (or set it to false)".to_owned());
+    }
     let out = Quorum {
         witness,
-        auto_shrink: q.bool(sink, "auto_shrink").unwrap_or(false),
+        auto_shrink,
         min_voters: min_voters.map_or(0, |(n, _)| n as u32),
         lease: lease.map(|(d, _)| d),
         watchdog: q.string(sink, "watchdog").map(|(s, _)| s),
@@ -811,6 +823,19 @@ fn read_node(
         }
     }
     let fencing = n.table(sink, "fencing").and_then(|(t, span)| {
+        // Parsed and never called, it let an administrator believe the cluster fenced its
+        // nodes: refused until fence agents are run (issue 18). Safety rests on the lease
+        // and the guard (ARCHITECTURE, "The lease rule").
+        sink.error(
+            span.clone(),
+            &format!("{path}.fencing"),
+            "fence agents are not run by this version: the node would not be fenced",
+        )
+        .hint = Some(
+            "remove the table; a failed node's packages move once its lease has expired and \
+             its guard has stopped them"
+                .to_owned(),
+        );
         let mut f = TableReader::new(format!("{path}.fencing"), span, t, FENCING_FIELDS);
         let agent = f.require_string(
             sink,

@@ -539,6 +539,28 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "quorum auto_shrink is refused: nothing implements it",
+        edits: &[Append("cluster.toml", "\n[quorum]\nauto_shrink = true\n")],
+        expect: &[
+            "cluster.toml:51:15: quorum.auto_shrink: is not implemented: the voters change only with `halcyon node add|remove`; hint: remove it (or set it to false)",
+        ],
+    },
+    Case {
+        name: "auto_shrink = false is accepted",
+        edits: &[Append("cluster.toml", "\n[quorum]\nauto_shrink = false\n")],
+        expect: &[],
+    },
+    Case {
+        name: "a fencing agent is refused: no fence agent is run",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[node.fencing]\nagent = \"fence_ipmilan\"\n",
+        )],
+        expect: &[
+            "cluster.toml:50:1: node[3].fencing: fence agents are not run by this version: the node would not be fenced; hint: remove the table; a failed node's packages move once its lease has expired and its guard has stopped them",
+        ],
+    },
+    Case {
         name: "quorum lease shorter than detection",
         edits: &[Append("cluster.toml", "\n[quorum]\nlease = \"300ms\"\n")],
         expect: &[
