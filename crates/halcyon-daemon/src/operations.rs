@@ -213,7 +213,7 @@ async fn await_outcome(
 }
 
 /// The operations of `POST /v1/packages/{package}/{op}`.
-const PACKAGE_OPS: [&str; 5] = ["run", "halt", "move", "enable", "disable"];
+const PACKAGE_OPS: [&str; 6] = ["run", "halt", "move", "enable", "disable", "clear"];
 
 /// A package operation that names an existing package, operation and node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +232,7 @@ pub fn check_package_operation(
 ) -> Result<PackageOperation, ApiError> {
     if !PACKAGE_OPS.contains(&op) {
         return Err(ApiError::not_found(format!(
-            "unknown package operation \"{op}\"; expected run, halt, move, enable or disable"
+            "unknown package operation \"{op}\"; expected run, halt, move, enable, disable or clear"
         )));
     }
     if config.package(package).is_none() {
@@ -268,6 +268,7 @@ impl PackageOperation {
             }
             "move" => Event::PackageMove { package, node },
             "enable" => Event::PackageEnable { package, node },
+            "clear" => Event::PackageClear { package, node },
             _ => Event::PackageDisable { package, node },
         })
     }

@@ -193,12 +193,13 @@ pub enum LiveCommand {
         json: bool,
     },
     /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
-    /// clRGmove), enable/disable switching (cmmodpkg -e / -d).
+    /// clRGmove), enable/disable switching (cmmodpkg -e / -d), clear its failures.
     Package {
-        /// run, halt, move, enable or disable.
+        /// run, halt, move, enable, disable or clear (forget the package's failures: on
+        /// NODE, or on every node; cmmodpkg -e after a failure).
         op: String,
         package: String,
-        /// Target node (run, move, enable, disable).
+        /// Target node (run, move, enable, disable, clear).
         #[arg(long, short = 'n')]
         node: Option<String>,
         #[command(flatten)]

@@ -331,3 +331,59 @@ fn an_api_flood_on_the_coordinator_costs_no_election_and_no_lease() {
     assert!(halcyon_resources::group_alive(pgid));
     assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
 }
+
+/// Issue 16, item 4: `explain`, `emulate` and a refused `move` recommend
+/// `halcyon package clear`; it exists live. A package that failed on n1 is excluded there
+/// until its failure is cleared; cleared, n1 takes it again.
+#[test]
+fn package_clear_makes_a_node_the_package_failed_on_eligible_again() {
+    let mut spec = Spec::new();
+    spec.web_restart = 0;
+    // Crashes on n1 while crash.on exists; runs normally elsewhere and afterwards.
+    spec.web(|dir, web| {
+        set_service(web, |command, _| {
+            *command = format!(
+                "if [ \"$HALCYON_NODE\" = n1 ] && [ -e {} ]; then sleep 0.3; exit 3; fi; {}",
+                dir.join("crash.on").display(),
+                activity_command(&dir.join("activity.log"))
+            )
+        })
+    });
+    let mut c = Cluster::configure(spec);
+    std::fs::write(c.path().join("crash.on"), "").unwrap();
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    c.wait_for(1, "settled", FAILOVER_TIMEOUT, |v| v["execution"].is_null());
+    let v = c.status(1).unwrap();
+    assert!(package_of(&v, "web")["failures"]["n1"].is_string(), "{v:#}");
+    let text = status_text(&c, 2);
+    assert!(
+        text.contains("failed on n1 at") && text.contains("`halcyon package clear web -n n1`"),
+        "{text}"
+    );
+
+    let (code, out) = cli(&c, 1, &["package", "move", "web", "-n", "n1"]);
+    assert_eq!(code, 1, "a move to the node it failed on is refused: {out}");
+    assert!(out.contains("halcyon package clear"), "{out}");
+
+    std::fs::remove_file(c.path().join("crash.on")).unwrap();
+    let (code, out) = cli(&c, 3, &["package", "clear", "web", "-n", "n1"]);
+    assert_eq!(code, 0, "{out}");
+    let v = c.status(1).unwrap();
+    assert!(package_of(&v, "web")["failures"]["n1"].is_null(), "{v:#}");
+    assert!(!status_text(&c, 2).contains("failed on n1"));
+    assert!(
+        c.events(1).iter().any(|e| e == "package_clear web n1"),
+        "{:?}",
+        c.events(1)
+    );
+
+    let (code, out) = cli(&c, 1, &["package", "move", "web", "-n", "n1"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_web_on(1, "n1", FAILOVER_TIMEOUT);
+    c.wait_activity_from("n1", Duration::from_secs(5));
+    assert_no_overlap(&c.activity(), 1);
+}

@@ -169,7 +169,7 @@ fn restarts(p: &PackageStatus) -> String {
 
 fn package_line(p: &PackageStatus) -> String {
     let nodes: Vec<&str> = p.nodes.iter().map(|n| n.as_str()).collect();
-    format!(
+    let mut line = format!(
         "{:<11} {:<7} {:<11} {:<10} {}\n",
         p.name.as_str(),
         p.status,
@@ -180,7 +180,15 @@ fn package_line(p: &PackageStatus) -> String {
         },
         if p.switching { "enabled" } else { "disabled" },
         restarts(p),
-    )
+    );
+    for (node, at) in &p.failures {
+        let _ = writeln!(
+            line,
+            "            failed on {node} at {at}: excluded there (`halcyon package clear {} -n {node}`)",
+            p.name.as_str()
+        );
+    }
+    line
 }
 
 fn execution(e: &ExecutionStatus) -> String {
