@@ -389,6 +389,11 @@ pub struct State {
     /// (at most [`REQUESTS_MAX`]).
     #[serde(default)]
     pub requests: std::collections::VecDeque<(String, u64)>,
+    /// When the policy engine wants to be asked again with no other event (the delayed
+    /// fallback timer, a failure's expiry): the `wake_at` of the last committed plan, if
+    /// still to come when it was committed. The coordinator raises `timer` then.
+    #[serde(default)]
+    pub wake_at: Option<Timestamp>,
 }
 
 impl State {
@@ -464,6 +469,10 @@ impl State {
                     };
                 };
                 let pending = self.pending.remove(position);
+                if pending.event == Event::Timer {
+                    // Refused: not raised again until a plan asks for it.
+                    self.wake_at = None;
+                }
                 let id = self.new_record(&pending);
                 if let Some(r) = self.record_mut(id) {
                     r.outcome = Outcome::Refused;
@@ -597,6 +606,7 @@ impl State {
             log: _,
             next_record,
             requests,
+            wake_at,
         } = self;
         State {
             applied_index: *applied_index,
@@ -618,6 +628,7 @@ impl State {
             log: EventLog::default(),
             next_record: *next_record,
             requests: requests.clone(),
+            wake_at: *wake_at,
         }
     }
 
@@ -705,6 +716,10 @@ impl State {
             );
         }
         let pending = self.pending.remove(position);
+        if pending.event == Event::Timer {
+            // Taken: a plan that fails below must not leave it to be raised again at once.
+            self.wake_at = None;
+        }
         let id = self.next_record;
         let execution = match Execution::new(
             id,
@@ -727,6 +742,9 @@ impl State {
                 return Reply::Done;
             }
         };
+        // Every plan looks at the whole cluster: its wake-up replaces the previous one. One
+        // not after the plan's own time would raise `timer` again at once: dropped.
+        self.wake_at = plan.wake_at.filter(|w| *w > at);
         match &pending.event {
             Event::NodeDown { node, how } => {
                 self.departed.insert(node.clone());

@@ -206,6 +206,8 @@ pub struct Package {
     pub auto_run: bool,
     pub failover_policy: Option<String>,
     pub failback_policy: Option<String>,
+    /// How long a failure excludes a node (`"2s"`, `"never"`).
+    pub failure_expiry: Option<String>,
     pub priority: Option<u32>,
     /// The IP networks the package needs.
     pub networks: Vec<String>,
@@ -224,6 +226,7 @@ impl Package {
             auto_run: true,
             failover_policy: None,
             failback_policy: None,
+            failure_expiry: None,
             priority: None,
             networks: Vec::new(),
             resources: Vec::new(),
@@ -266,6 +269,7 @@ impl Package {
             "failback_policy",
             self.failback_policy.clone(),
         );
+        insert_some(&mut package, "failure_expiry", self.failure_expiry.clone());
         insert_some(&mut package, "priority", self.priority.map(i64::from));
         if !self.networks.is_empty() {
             package.insert("networks".into(), strings(&self.networks));

@@ -387,3 +387,52 @@ fn package_clear_makes_a_node_the_package_failed_on_eligible_again() {
     c.wait_activity_from("n1", Duration::from_secs(5));
     assert_no_overlap(&c.activity(), 1);
 }
+
+/// Issue 16, item 5: time-driven actions happen on their own. `solo` may run on n1 only;
+/// it fails there, so it runs nowhere until its failure expires (2 s); then the
+/// coordinator raises `timer` with no other event, and solo runs on n1 again.
+#[test]
+fn a_failure_that_expires_starts_the_package_again_with_no_other_event() {
+    let mut spec = Spec::new();
+    spec.package(|dir| {
+        let mut solo = Package::failover("solo", &["n1"]).resource(Resource::Service {
+            name: "s".into(),
+            command: format!(
+                "if [ -e {crash} ]; then rm -f {crash}; sleep 0.3; exit 3; fi; while :; do sleep 1; done",
+                crash = dir.join("crash.on").display(),
+            ),
+            restart: Some(0),
+            halt_timeout: Some(Duration::from_secs(1)),
+            node_fail_fast: false,
+        });
+        solo.failure_expiry = Some("2s".into());
+        solo
+    });
+    let mut c = Cluster::configure(spec);
+    std::fs::write(c.path().join("crash.on"), "").unwrap();
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_for(1, "solo failed and down", FAILOVER_TIMEOUT, |v| {
+        package_of(v, "solo")["failures"]["n1"].is_string() && v["execution"].is_null()
+    });
+    let failed = std::time::Instant::now();
+    c.wait_package_on(1, "solo", "n1", FAILOVER_TIMEOUT);
+    eprintln!("solo runs again {:?} after its failure", failed.elapsed());
+    let events = c.events(1);
+    let timer = events
+        .iter()
+        .position(|e| e == "timer")
+        .unwrap_or_else(|| panic!("no timer event: {events:?}"));
+    let failure = events
+        .iter()
+        .position(|e| e.starts_with("package_failed solo"))
+        .unwrap_or_else(|| panic!("no failure: {events:?}"));
+    assert!(failure < timer, "{events:?}");
+    assert_eq!(
+        events[failure + 1..timer].len(),
+        0,
+        "the timer came with no event between: {events:?}"
+    );
+}

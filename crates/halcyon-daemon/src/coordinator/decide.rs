@@ -414,6 +414,24 @@ fn next_event(round: &mut Round, config: &Config) {
     if let Some(i) = halcyon_policy::next_event(config, &pending) {
         let (sequence, event) = pending[i].clone();
         plan_or_refuse(round, config, &view.cluster, sequence, &event, None);
+        return;
+    }
+    timer(round);
+}
+
+/// With nothing to do: the engine's wake-up (the delayed fallback timer, a failure's
+/// expiry) raises `timer` when it comes, whichever coordinator is in office then; until
+/// then the coordinator wakes for it.
+fn timer(round: &mut Round) {
+    let Some(wake_at) = round.input.view.wake_at else {
+        return;
+    };
+    let timestamp = round.input.timestamp;
+    if timestamp >= wake_at {
+        round.enqueue(Event::Timer, "timer");
+    } else {
+        let left = wake_at.duration_since(timestamp).unsigned_abs();
+        round.wake(round.input.now + left);
     }
 }
 
