@@ -369,6 +369,17 @@ pub async fn node_operation(
         NodeOperation::Membership {
             name, start: true, ..
         } => {
+            // A node whose daemon does not run (or that is cut off) cannot join: allowed,
+            // it was recorded as joining and then as failing (issue 16, item 9).
+            let number = config.node(name.as_str()).map_or(0, |n| n.number);
+            if !matches!(node.reachability().get(&number), Some(NodeState::Reachable)) {
+                return Err(ApiError::conflict(format!(
+                    "refused: {name} is not reachable from {}: its daemon is not running or \
+                     its networks are cut; start its daemon (systemctl start halcyon), it \
+                     joins by itself unless it was halted, then run this again",
+                    node.name
+                )));
+            }
             node.submit(&Command::NodeStartAllowed {
                 node: name.clone(),
                 at: node.timestamp(),

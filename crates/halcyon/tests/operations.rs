@@ -136,3 +136,25 @@ fn an_operation_asked_again_with_its_request_id_gets_its_outcome_and_runs_once()
         "{bad}"
     );
 }
+
+/// Issue 16, item 9: `node start` of a node whose daemon is not running was accepted and
+/// recorded a node_up and then a node_down. It is refused, saying why and what to do.
+#[test]
+fn node_start_of_a_node_whose_daemon_is_down_is_refused_with_the_reason() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.stop(3);
+    c.wait_for(1, "n3 down", FAILOVER_TIMEOUT, |v| {
+        node_of(v, "n3")["member"] == false && v["execution"].is_null()
+    });
+    let before = c.events(1).len();
+    let (code, out) = cli(&c, 1, &["node", "start", "n3"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("n3 is not reachable"), "{out}");
+    assert_eq!(c.events(1).len(), before, "{:?}", c.events(1));
+    // Its daemon started, it joins by itself.
+    c.start(3);
+    c.wait_for(1, "n3 back", FORM_TIMEOUT, |v| {
+        node_of(v, "n3")["member"] == true
+    });
+}
