@@ -7,7 +7,8 @@
 //!   finished.
 //! - In priority order: no event that was pending before an execution started, and still is
 //!   after, has a lower priority key (`halcyon_policy::priority_key`) than the started one.
-//! - Restart counters never go backwards: a counter only grows, except that a failure counted
+//! - Restart counters never go backwards: a counter only grows (a package halt starts its
+//!   counters again, as Serviceguard's), except that a failure counted
 //!   after its window restarts it at 1 (and then its last failure time advances).
 
 use std::collections::BTreeMap;
@@ -60,6 +61,14 @@ impl Transitions {
                 }
             }
             started(world, node, index, state, id, &seen.pending, seen.forming);
+            // A package halt (or the cluster's) starts its restart counters again.
+            match state.execution.as_ref().map(|x| &x.plan.event) {
+                Some(halcyon_policy::Event::PackageHalt { package }) => {
+                    seen.counters.retain(|(p, _, _), _| p != package.as_str());
+                }
+                Some(halcyon_policy::Event::ClusterHalt) => seen.counters.clear(),
+                _ => {}
+            }
         }
         for (package, nodes) in &state.restarts {
             for (holder, services) in nodes {

@@ -745,6 +745,15 @@ impl State {
         // Every plan looks at the whole cluster: its wake-up replaces the previous one. One
         // not after the plan's own time would raise `timer` again at once: dropped.
         self.wake_at = plan.wake_at.filter(|w| *w > at);
+        // Restart counters start again when the package is halted (and later started), as
+        // Serviceguard's do (seed 004); a move or a coordinator change keeps them.
+        match &pending.event {
+            Event::PackageHalt { package } => {
+                self.restarts.remove(package);
+            }
+            Event::ClusterHalt => self.restarts.clear(),
+            _ => {}
+        }
         match &pending.event {
             Event::NodeDown { node, how } => {
                 self.departed.insert(node.clone());

@@ -679,3 +679,39 @@ fn a_request_id_enqueues_its_event_once_even_after_it_ran() {
     assert_eq!(s.requests.len(), crate::REQUESTS_MAX);
     assert_eq!(s.requests.back(), Some(&("fresh".to_owned(), 2)));
 }
+
+/// Issue 16, item 6: restart counters start again when the package is halted (seed 004's
+/// Serviceguard rule); a move keeps them.
+#[test]
+fn restart_counters_start_again_when_the_package_is_halted() {
+    let mut s = booted();
+    let up = Event::NodeUp { node: "n1".into() };
+    enqueue(&mut s, 2, up, "membership", t(1));
+    let index = plan_next(&mut s, 3, t(1));
+    let mut index = done_all(&mut s, index, true);
+    index += 1;
+    s.apply(
+        index,
+        Command::RestartCounted {
+            detail: None,
+            package: "web".into(),
+            node: "n1".into(),
+            service: "srv".into(),
+            at: t(2),
+        },
+    );
+    assert_eq!(s.restart_count("web", "n1", "srv"), 1);
+    index += 1;
+    enqueue(
+        &mut s,
+        index,
+        Event::PackageHalt {
+            package: "web".into(),
+        },
+        "api",
+        t(3),
+    );
+    let index = plan_next(&mut s, index + 1, t(3));
+    done_all(&mut s, index, true);
+    assert_eq!(s.restart_count("web", "n1", "srv"), 0);
+}
