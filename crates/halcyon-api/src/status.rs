@@ -40,6 +40,11 @@ pub struct StatusResponse {
     /// How the answering node's heartbeats are protected, and what it refused.
     #[serde(default)]
     pub heartbeat_auth: HeartbeatAuth,
+    /// How the configuration files the answering node read at start differ from the
+    /// configuration the cluster runs (one line each; empty when they are the same). The
+    /// cluster keeps running its own: edited files are not applied to a running cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_drift: Vec<String>,
 }
 
 /// The answering node's heartbeat authentication: HMAC-SHA256 with the cluster's

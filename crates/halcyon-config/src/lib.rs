@@ -25,6 +25,8 @@
 // In pipeline order; the blank lines keep rustfmt from sorting them.
 pub mod diagnostic;
 
+pub mod drift;
+
 pub mod checks;
 
 pub mod model;

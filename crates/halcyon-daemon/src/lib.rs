@@ -77,6 +77,7 @@ pub async fn start_on(
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).register());
+    tokio::spawn(Arc::clone(&node).report_drift());
     tracing::info!(node = %node.name, incarnation = node.incarnation(), api = %own_api[0], "daemon started");
     Ok(node)
 }

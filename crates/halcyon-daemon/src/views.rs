@@ -80,6 +80,19 @@ fn paths(node: &Node) -> Vec<PathStatus> {
 }
 
 /// `GET /v1/status` without the witness (which `api.rs` asks over the network).
+/// How this node's configuration files (read at start) differ from the running
+/// configuration.
+pub fn config_drift(node: &Node, state: &halcyon_state::State) -> Vec<String> {
+    let Some(running) = state.config.as_deref() else {
+        return Vec::new();
+    };
+    let mut drift = halcyon_config::drift::differences(&node.boot_config, running);
+    if node.boot_rules != state.rules {
+        drift.push("the event rules differ".to_owned());
+    }
+    drift
+}
+
 /// The answering node's heartbeat authentication and its counts.
 fn heartbeat_auth(node: &Node) -> halcyon_api::HeartbeatAuth {
     match &node.heartbeat_sealer {
@@ -113,6 +126,7 @@ pub fn status(node: &Node) -> StatusResponse {
         && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
+        config_drift: config_drift(node, &state),
         schema_version: SCHEMA_VERSION,
         cluster: config.cluster.name.clone(),
         answered_by: node.name.to_string(),

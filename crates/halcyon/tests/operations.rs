@@ -158,3 +158,32 @@ fn node_start_of_a_node_whose_daemon_is_down_is_refused_with_the_reason() {
         node_of(v, "n3")["member"] == true
     });
 }
+
+/// Issue 16, item 2: edited files were silently ignored by a running cluster. A node
+/// started after its files were edited says how they differ from the running
+/// configuration, in its log and in status; a node started before says nothing.
+#[test]
+fn a_node_whose_files_differ_from_the_running_configuration_says_so() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.stop(2);
+    let web = c.config_dir().join("web.toml");
+    let text = std::fs::read_to_string(&web).unwrap();
+    assert!(text.contains("auto_run = true"), "{text}");
+    std::fs::write(&web, text.replace("auto_run = true", "auto_run = false")).unwrap();
+    c.start(2);
+    c.wait_for(2, "n2 back", FORM_TIMEOUT, |v| {
+        node_of(v, "n2")["member"] == true && !v["config_drift"].is_null()
+    });
+    let v = c.status(2).unwrap();
+    assert_eq!(v["config_drift"][0], "package web differs", "{v:#}");
+    let text = status_text(&c, 2);
+    assert!(
+        text.contains("configuration files on n2 differ from the running configuration"),
+        "{text}"
+    );
+    assert!(c.log_tail("n2", 200).contains("package web differs"));
+    assert!(c.status(1).unwrap()["config_drift"].is_null());
+    // The cluster runs its own configuration: web still runs.
+    assert_eq!(package_of(&v, "web")["status"], "up", "{v:#}");
+}

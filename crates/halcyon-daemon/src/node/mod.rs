@@ -268,6 +268,21 @@ impl Node {
         Ok((node, tasks))
     }
 
+    /// Once the replica holds the running configuration: logs how this node's
+    /// configuration files differ from it (they are not applied to a running cluster), then
+    /// ends. `status` says the same (`config_drift`).
+    pub(crate) async fn report_drift(self: Arc<Self>) {
+        let mut view = self.view.clone();
+        let Ok(state) = view.wait_for(|s| s.config.is_some()).await else {
+            return;
+        };
+        let drift = crate::views::config_drift(&self, &state);
+        drop(state);
+        for line in &drift {
+            tracing::warn!(node = %self.name, "configuration files differ from the running cluster's: {line}; the cluster keeps running its own");
+        }
+    }
+
     /// Wall-clock time (the platform's).
     pub fn timestamp(&self) -> Timestamp {
         self.platform.clock.timestamp()

@@ -57,6 +57,16 @@ pub fn status(v: &StatusResponse) -> String {
             v.answered_by, v.quorum.foreign_requests
         );
     }
+    if !v.config_drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "  configuration files on {} differ from the running configuration (not applied to a running cluster):",
+            v.answered_by
+        );
+        for line in &v.config_drift {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
     let auth = &v.heartbeat_auth;
     if !auth.authenticated {
         let _ = writeln!(
