@@ -88,10 +88,7 @@ fn pgid_of_web(c: &Cluster, i: usize) -> i32 {
 fn web_away_from_the_coordinator(c: &Cluster) -> (String, &'static str, usize, usize) {
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
-    let coordinator = c.status(1).unwrap()["coordinator"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (coordinator, k) = c.coordinator(1);
     let holder = if coordinator == "n2" { "n3" } else { "n2" };
     let (code, body) = c.request(
         1,
@@ -103,7 +100,6 @@ fn web_away_from_the_coordinator(c: &Cluster) -> (String, &'static str, usize, u
     let h: usize = holder[1..].parse().unwrap();
     c.wait_web_on(h, holder, FAILOVER_TIMEOUT);
     c.wait_activity_from(holder, Duration::from_secs(5));
-    let k: usize = coordinator[1..].parse().unwrap();
     (coordinator, holder, h, k)
 }
 
@@ -242,12 +238,8 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
         "{events:?}"
     );
     // Still right once the coordinator changes (the counters are replicated state).
-    let coordinator = c.status(2).unwrap()["coordinator"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (coordinator, k) = c.coordinator(2);
     if coordinator != "n2" {
-        let k: usize = coordinator[1..].parse().unwrap();
         c.kill(k);
         let other = (1..=3).find(|&i| i != k && i != 2).unwrap();
         c.wait_for(2, "a new coordinator", FAILOVER_TIMEOUT, |v| {

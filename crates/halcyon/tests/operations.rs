@@ -102,11 +102,7 @@ fn an_operation_asked_again_with_its_request_id_gets_its_outcome_and_runs_once()
     let c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
-    let coordinator = c.status(1).unwrap()["coordinator"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let k: usize = coordinator[1..].parse().unwrap();
+    let (_, k) = c.coordinator(1);
     let other = if k == 3 { 2 } else { 3 };
     let path = "/v1/packages/web/move?request=move-web-1";
     let body = Some(r#"{"node":"n2"}"#);

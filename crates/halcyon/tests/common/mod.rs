@@ -208,6 +208,16 @@ impl Cluster {
         self.0.start(i).unwrap();
     }
 
+    /// The coordinator node `i` knows of: its name and index.
+    pub fn coordinator(&self, i: usize) -> (String, usize) {
+        let name = self.status(i).unwrap()["coordinator"]
+            .as_str()
+            .unwrap_or_else(|| panic!("n{i} knows no coordinator"))
+            .to_owned();
+        let index = name[1..].parse().unwrap();
+        (name, index)
+    }
+
     pub fn start_witness(&mut self) {
         self.0.start_witness().unwrap();
     }
