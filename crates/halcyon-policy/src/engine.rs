@@ -261,6 +261,21 @@ enum Request {
     MoveAway,
 }
 
+/// What automatic failback asks of a package now (see `Work::failback`).
+enum Failback {
+    No,
+    /// To `primary`, now, for this reason.
+    Now {
+        primary: usize,
+        why: String,
+    },
+    /// To `primary`, at the delayed fallback timer's next time.
+    Deferred {
+        primary: usize,
+        at: Timestamp,
+    },
+}
+
 /// The working copy of one planning pass, by index.
 struct Work<'e, 'c> {
     e: &'e Engine<'c>,
@@ -1081,14 +1096,36 @@ impl<'e, 'c> Work<'e, 'c> {
     /// Automatic failback: move to the (acting) primary node when it is eligible,
     /// at once or at the delayed fallback timer's next time.
     fn consider_failback(&mut self, p: usize, n: usize) {
+        match self.failback(p, n) {
+            Failback::No => {}
+            Failback::Deferred { primary, at } => {
+                let primary_name = self.e.node_names[primary];
+                self.note(
+                    Some(p),
+                    format!(
+                        "failback to {primary_name} deferred until {at} (delayed fallback timer)"
+                    ),
+                );
+                self.wake(at);
+            }
+            Failback::Now { primary, why } => {
+                self.reasons.insert(p, why);
+                self.set_placement(p, vec![primary]);
+            }
+        }
+    }
+
+    /// Whether package `p`, on node `n`, fails back to its (acting) primary now, later
+    /// (the delayed fallback timer), or not. Changes nothing: `explain` asks it too.
+    fn failback(&self, p: usize, n: usize) -> Failback {
         let e = self.e;
         let package = e.packages[p];
         if package.failback_policy != FailbackPolicy::Automatic {
-            return;
+            return Failback::No;
         }
         let primary = self.primary(p);
         if primary == n || !self.ineligible(p, primary, false, false).is_empty() {
-            return;
+            return Failback::No;
         }
         // Failback is the answer to the primary becoming available again: a
         // package that was placed elsewhere while its primary was already
@@ -1096,14 +1133,14 @@ impl<'e, 'c> Work<'e, 'c> {
         // When it is not known since when the primary is available (no node_up
         // recorded it), there is no return to answer.
         let Some(&available) = self.next.available_since.get(e.node_names[primary]) else {
-            return;
+            return Failback::No;
         };
         if self
             .pstate(p)
             .since
             .is_some_and(|placed| available <= placed)
         {
-            return;
+            return Failback::No;
         }
         let primary_name = e.node_names[primary];
         let mut why = format!(
@@ -1115,26 +1152,15 @@ impl<'e, 'c> Work<'e, 'c> {
             }
         );
         if let Some(timer) = &package.fallback_timer {
-            let since = self
-                .next
-                .available_since
-                .get(primary_name)
-                .copied()
-                .unwrap_or(self.now);
-            match timer::next_occurrence(timer, since) {
+            match timer::next_occurrence(timer, available) {
                 Some(at) if at <= self.now => {
                     why.push_str(&format!(" and the fallback timer time {at} has come"));
                 }
-                Some(at) => {
-                    self.note(Some(p), format!("failback to {primary_name} deferred until {at} (delayed fallback timer)"));
-                    self.wake(at);
-                    return;
-                }
-                None => return,
+                Some(at) => return Failback::Deferred { primary, at },
+                None => return Failback::No,
             }
         }
-        self.reasons.insert(p, why);
-        self.set_placement(p, vec![primary]);
+        Failback::Now { primary, why }
     }
 
     /// A package that could not be placed may become placeable when a failure
@@ -1397,6 +1423,14 @@ impl<'e, 'c> Work<'e, 'c> {
         if let Some(a) = &ps.acting_primary {
             summary.push(format!(
                 "{a} is the acting primary node after a manual move"
+            ));
+        }
+        if let [n] = current.iter().copied().collect::<Vec<usize>>()[..]
+            && let Failback::Deferred { primary, at } = self.failback(p, n)
+        {
+            summary.push(format!(
+                "failback to {} deferred until {at} (delayed fallback timer)",
+                e.node_names[primary]
             ));
         }
         summary.push(format!(
