@@ -1425,7 +1425,7 @@ impl<'e, 'c> Work<'e, 'c> {
                 "{a} is the acting primary node after a manual move"
             ));
         }
-        if let [n] = current.iter().copied().collect::<Vec<usize>>()[..]
+        if let [n] = current[..]
             && let Failback::Deferred { primary, at } = self.failback(p, n)
         {
             summary.push(format!(
