@@ -21,11 +21,11 @@
 //! 8. `validate`: checks across fields and files on the assembled model.
 //! 9. `load`: runs the pipeline; the public entry points.
 //! 10. `import_sg`: the Serviceguard importer (writes TOML; uses only the model).
+//! 11. `drift`: how two models differ, said for an administrator (a node's files against
+//!     the running configuration).
 
 // In pipeline order; the blank lines keep rustfmt from sorting them.
 pub mod diagnostic;
-
-pub mod drift;
 
 pub mod checks;
 
@@ -44,6 +44,8 @@ mod validate;
 mod load;
 
 pub mod import_sg;
+
+pub mod drift;
 
 pub use checks::{ValueChecks, ValueError};
 pub use diagnostic::{Diagnostic, Diagnostics};

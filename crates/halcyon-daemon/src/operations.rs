@@ -761,7 +761,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert_eq!(
             e.message,
-            "unknown package operation \"jump\"; expected run, halt, move, enable or disable"
+            "unknown package operation \"jump\"; expected run, halt, move, enable, disable or clear"
         );
         let e = check_package_operation(&config, "nope", "run", no_body).unwrap_err();
         assert_eq!(

@@ -201,7 +201,7 @@ fn bad_requests_get_precise_errors_and_change_nothing() {
             "/v1/packages/web/explode",
             None,
             404,
-            "unknown package operation \"explode\"; expected run, halt, move, enable or disable",
+            "unknown package operation \"explode\"; expected run, halt, move, enable, disable or clear",
         ),
         (
             "/v1/packages/web/move",
