@@ -16,6 +16,16 @@
 //! committed log entry never changes; events run one at a time in priority order; restart
 //! counters never go back; and, after the faults, every `auto_run` package runs.
 
+// Without it tokio draws its own random numbers from the OS (a `watch` channel parks each
+// waiter on one of eight lists chosen at random), turmoil cannot seed them, and a seed no
+// longer replays its history. `.cargo/config.toml` sets it; a RUSTFLAGS variable replaces
+// that setting.
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "halcyon-sim needs `--cfg tokio_unstable` (set in .cargo/config.toml; RUSTFLAGS in the \
+     environment overrides it): without it a seed does not replay the same history"
+);
+
 pub mod faults;
 pub mod invariants;
 pub mod platform;
