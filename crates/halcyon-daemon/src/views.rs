@@ -148,7 +148,7 @@ pub fn status(node: &Node) -> StatusResponse {
         watchdog: node.watchdog_state.clone(),
         lease: LeaseStatus {
             remaining_ms: node.lease_remaining().as_millis() as u64,
-            duration_ms: node.lease_duration.as_millis() as u64,
+            duration_ms: node.holding_lease().as_millis() as u64,
         },
         nodes: node_statuses(node, &config, &state),
         packages: package_statuses(&config, &state),

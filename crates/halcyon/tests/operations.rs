@@ -183,3 +183,37 @@ fn a_node_whose_files_differ_from_the_running_configuration_says_so() {
     // The cluster runs its own configuration: web still runs.
     assert_eq!(package_of(&v, "web")["status"], "up", "{v:#}");
 }
+
+/// A node restarted with an edited heartbeat (a rolling change of the timings, or a
+/// mistake) computed a longer lease from its files than the coordinator waits out: a holder
+/// outliving the wait is how a package runs on two nodes. The holder now holds the shorter
+/// of its files' lease and the running configuration's (and a coordinator waits the
+/// longer), and says that its files differ.
+#[test]
+fn a_node_restarted_with_a_slower_heartbeat_holds_no_longer_lease_than_the_cluster() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let lease = c.status(1).unwrap()["lease"]["duration_ms"]
+        .as_u64()
+        .unwrap();
+    c.stop(2);
+    let cluster = c.config_dir().join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    assert!(text.contains("interval = \"100ms\""), "{text}");
+    std::fs::write(
+        &cluster,
+        text.replace("interval = \"100ms\"", "interval = \"300ms\""),
+    )
+    .unwrap();
+    c.start(2);
+    c.wait_for(2, "n2 back", FORM_TIMEOUT, |v| {
+        node_of(v, "n2")["member"] == true && !v["config_drift"].is_null()
+    });
+    let v = c.status(2).unwrap();
+    // Each network's heartbeat defaults to the cluster's: both differ.
+    assert_eq!(
+        v["config_drift"][0], "cluster settings differ: networks, heartbeat",
+        "{v:#}"
+    );
+    assert_eq!(v["lease"]["duration_ms"].as_u64().unwrap(), lease, "{v:#}");
+}

@@ -99,8 +99,8 @@ impl Node {
             boot_rules: &self.boot_rules,
             reachability: &reachability,
             lease: LeaseFacts {
-                duration: self.lease_duration,
-                election_max: self.election_max,
+                duration: self.waiting_lease(),
+                election_max: self.shortest_election_max(),
                 term,
                 leader_since,
                 grants: &c.grants,

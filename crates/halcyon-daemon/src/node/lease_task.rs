@@ -179,13 +179,12 @@ impl Node {
         t_send: Instant,
         read_index: u64,
     ) {
-        self.guard
-            .extend(BootTime::lease_deadline(t_boot, self.lease_duration));
+        // Read before the published lease is locked (the view has a lock of its own).
+        let holding = self.holding_lease();
+        self.guard.extend(BootTime::lease_deadline(t_boot, holding));
         let now = self.platform.clock.now();
         let lead = self.fence_lead();
-        publish.send_if_modified(|lease| {
-            lease.granted(t_send, self.lease_duration, read_index, now, lead)
-        });
+        publish.send_if_modified(|lease| lease.granted(t_send, holding, read_index, now, lead));
     }
 
     /// The guard's health, published: a replaced guard is unarmed and a fenced guard has
@@ -234,7 +233,7 @@ impl Node {
                     "POST",
                     "/v1/internal/lease",
                     Some(&body),
-                    self.lease_duration,
+                    self.holding_lease(),
                 )
                 .await
                 .ok_or("no answer")?;

@@ -411,16 +411,53 @@ impl Node {
     }
 
     fn fence_lead(&self) -> Duration {
-        lease::fence_lead(self.lease_duration, self.renew_interval)
+        lease::fence_lead(self.holding_lease(), self.renew_interval)
+    }
+
+    /// The lease of the running configuration (the same on every node), once the replica
+    /// holds it.
+    fn running_lease(&self) -> Option<Duration> {
+        self.view
+            .borrow()
+            .config
+            .as_ref()
+            .map(|c| c.cluster.lease())
+    }
+
+    /// How long this node holds a lease: the shorter of its own files' lease and the running
+    /// configuration's. A node restarted with edited timings (a rolling change of the
+    /// heartbeat) must never hold a lease longer than a coordinator waits one out.
+    pub fn holding_lease(&self) -> Duration {
+        self.running_lease()
+            .map_or(self.lease_duration, |l| l.min(self.lease_duration))
+    }
+
+    /// How long this node, as coordinator, waits a lease out: the longer of the two, for
+    /// the same reason.
+    pub fn waiting_lease(&self) -> Duration {
+        self.running_lease()
+            .map_or(self.lease_duration, |l| l.max(self.lease_duration))
+    }
+
+    /// The election timeout a new coordinator may count on every voter having waited: the
+    /// shorter of its own and the running configuration's.
+    fn shortest_election_max(&self) -> Duration {
+        let running = self
+            .view
+            .borrow()
+            .config
+            .as_ref()
+            .map(|c| raft_timings(&c.cluster).election_timeout_max);
+        running.map_or(self.election_max, |r| r.min(self.election_max))
     }
 
     /// A lease is held: granted, not about to expire, and the guard protects it (a dead,
     /// stalled or fenced guard is a lost lease; asked now, not as the lease task last saw it).
     pub(crate) fn lease_valid(&self) -> bool {
-        self.lease
-            .borrow()
-            .valid(self.platform.clock.now(), self.fence_lead())
-            && self.guard.lost().is_none()
+        // The lead first: it reads the view, which is not read while the lease is borrowed.
+        let lead = self.fence_lead();
+        let now = self.platform.clock.now();
+        self.lease.borrow().valid(now, lead) && self.guard.lost().is_none()
     }
 
     fn lease_valid_for(&self, package: &halcyon_config::Package) -> bool {
