@@ -42,6 +42,10 @@ pub struct Options {
     pub only: Option<Vec<usize>>,
     /// These faults instead of a drawn schedule (the scale run).
     pub script: Option<Vec<Fault>>,
+    /// The last node reads files whose heartbeat is three times slower than the others'
+    /// (a rolling change of the timings caught half way): the lease its own files give is
+    /// longer than the running configuration's, which the lease rule must not let it hold.
+    pub drift: bool,
 }
 
 impl Options {
@@ -54,6 +58,7 @@ impl Options {
             settle: Duration::from_secs(15),
             only: None,
             script: None,
+            drift: false,
         }
     }
 
@@ -121,8 +126,18 @@ fn node_ip(node: u32) -> IpAddr {
 /// Writes the cluster's configuration: one IP network, `packages` failover packages with
 /// one service each, spread over the nodes (package i prefers node i mod n).
 pub fn write_config(dir: &Path, nodes: u32, packages: usize) -> std::io::Result<()> {
+    write_config_with(dir, nodes, packages, 100)
+}
+
+/// [`write_config`] with a heartbeat interval of `interval_ms`.
+fn write_config_with(
+    dir: &Path,
+    nodes: u32,
+    packages: usize,
+    interval_ms: u32,
+) -> std::io::Result<()> {
     let mut cluster = format!(
-        "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n\
+        "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\ninterval = \"{interval_ms}ms\"\nsensitivity = 4\n\
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n"
     );
     for n in 1..=nodes {
@@ -156,6 +171,11 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     let config_dir = directory.path().join("config");
     std::fs::create_dir_all(&config_dir)?;
     write_config(&config_dir, options.nodes, options.packages)?;
+    let drift_dir = directory.path().join("config-drift");
+    if options.drift {
+        std::fs::create_dir_all(&drift_dir)?;
+        write_config_with(&drift_dir, options.nodes, options.packages, 300)?;
+    }
     halcyon_consensus::seed_thread_rng(options.seed);
 
     let rates: BTreeMap<u32, f64> = faults::clock_rates(options.seed, options.nodes, DRIFT)
@@ -187,7 +207,11 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         let transitions = Arc::clone(&transitions);
         let hook = hook.clone();
         let settings = Settings {
-            config_paths: vec![config_dir.clone()],
+            config_paths: vec![if options.drift && n == options.nodes {
+                drift_dir.clone()
+            } else {
+                config_dir.clone()
+            }],
             node: format!("n{n}"),
             state_dir: directory.path().join(format!("state/n{n}")),
             test_faults: false,

@@ -78,6 +78,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
             nodes: vec![1],
             lasts: Duration::from_secs(10),
         }]),
+        drift: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

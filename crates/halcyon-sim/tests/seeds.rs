@@ -146,3 +146,26 @@ fn a_slow_network_everywhere_costs_no_lease_and_stops_no_package() {
         outcome.history
     );
 }
+
+/// A node whose files give a 3x slower heartbeat than the cluster runs with (a rolling change
+/// of the timings caught half way) must never hold a lease longer than a coordinator waits
+/// one out. Seed 65 found a package on two nodes when the node held its files' lease (a
+/// partition, then a pause of the drifted node); with the rule, it and the first seeds pass.
+#[test]
+fn a_node_with_slower_heartbeat_files_never_outholds_the_coordinators_wait() {
+    let mut failures = Vec::new();
+    for seed in [65].into_iter().chain(1..=8) {
+        let options = Options {
+            drift: true,
+            ..Options::new(seed, 5)
+        };
+        let outcome = run(&options).expect("the simulation runs");
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed} with --drift: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --drift --history",
+                outcome.violations.join("; ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

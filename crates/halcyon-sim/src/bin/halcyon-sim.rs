@@ -44,6 +44,10 @@ struct Cli {
     /// Print the whole history of each run.
     #[arg(long)]
     history: bool,
+    /// The last node reads files with a 3x slower heartbeat than the cluster runs with (a
+    /// rolling change of the timings caught half way).
+    #[arg(long)]
+    drift: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
             settle: Duration::from_secs(cli.settle),
             only: only.clone(),
             script: None,
+            drift: cli.drift,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
@@ -216,7 +221,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -226,6 +231,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
             "none".to_string()
         } else {
             indices.join(",")
-        }
+        },
+        if options.drift { " --drift" } else { "" }
     );
 }
