@@ -146,16 +146,15 @@ pub async fn known_request(node: &Node, request: Option<&str>) -> Option<Result<
 }
 
 /// Checks the event against the current state (nothing changes when the engine refuses),
-/// enqueues it (once per `request` id) and waits for its outcome.
+/// enqueues it (once per `request` id) and waits for its outcome. Callers answer a known
+/// `request` first ([`known_request`], before their own checks); an id committed since is
+/// still enqueued once (the state machine answers it with its first event).
 pub async fn submit_event(
     node: &Node,
     event: Event,
     by: &str,
     request: Option<&str>,
 ) -> Result<Answer, ApiError> {
-    if let Some(answer) = known_request(node, request).await {
-        return answer;
-    }
     {
         let state = node.snapshot();
         let config = applied_config(&state)?;
