@@ -4,35 +4,44 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use halcyon_membership::{HeartbeatLink, wire};
+use tokio::sync::watch;
 
 /// Most heartbeats dropped in one `recv` before it gives the runner its turn back.
 const DROPS_PER_RECV_MAX: usize = 512;
 
-/// Per network number, the peers (node numbers) whose heartbeats are dropped on arrival.
-#[derive(Clone, Debug, Default)]
+/// Per network number, the peers (node numbers) whose heartbeats are dropped on arrival:
+/// a current value that the debug API replaces and the links read.
+#[derive(Clone, Debug)]
 pub struct HeartbeatFaults {
-    blocked: Arc<Mutex<BTreeMap<u32, BTreeSet<u32>>>>,
+    blocked: watch::Sender<BTreeMap<u32, BTreeSet<u32>>>,
+}
+
+impl Default for HeartbeatFaults {
+    fn default() -> Self {
+        HeartbeatFaults {
+            blocked: watch::Sender::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl HeartbeatFaults {
     /// Replaces the set of peers dropped on `network` (empty: heal it).
     pub fn set(&self, network: u32, peers: BTreeSet<u32>) {
-        let mut blocked = self.blocked.lock().expect(crate::POISONED);
-        if peers.is_empty() {
-            blocked.remove(&network);
-        } else {
-            blocked.insert(network, peers);
-        }
+        self.blocked.send_modify(|blocked| {
+            if peers.is_empty() {
+                blocked.remove(&network);
+            } else {
+                blocked.insert(network, peers);
+            }
+        });
     }
 
     fn drops(&self, network: u32, node: u32) -> bool {
         self.blocked
-            .lock()
-            .expect(crate::POISONED)
+            .borrow()
             .get(&network)
             .is_some_and(|peers| peers.contains(&node))
     }

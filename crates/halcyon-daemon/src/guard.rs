@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use halcyon_guard::{Address, BootTime, FenceSummary, GuardConfig, GuardHandle, Health};
@@ -29,12 +29,10 @@ use crate::platform::LeaseGuard;
 
 /// Longest wait for the guard's answer to a registration.
 const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
+/// Why every call fails once the guard client thread is gone (only a panic ends it).
+const GONE: &str = "the lease guard's client thread is gone";
 /// A guard that has not answered for this long is replaced.
 const STALL_RESPAWN: Duration = Duration::from_secs(2);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().expect(crate::POISONED)
-}
 
 /// Runs a blocking guard call without stalling the async runtime's other tasks.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -46,42 +44,91 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The daemon's handle on its guard process.
-pub struct Guard {
-    handle: Mutex<Option<GuardHandle>>,
+/// What the guard client thread owns: the guard process's handle (none after a failed
+/// respawn or the shutdown) and how to spawn another.
+struct Owner {
+    handle: Option<GuardHandle>,
     program: PathBuf,
     config: GuardConfig,
+}
+
+/// A piece of work for the guard client thread, run with exclusive use of the handle.
+type Job = Box<dyn FnOnce(&mut Owner) + Send>;
+
+/// The daemon's handle on its guard process. The process's pipe is owned by one thread
+/// (`guard-client`), which runs the callers' requests one at a time in the order sent: the
+/// lease task's extensions and the supervisors' registrations never interleave on the pipe,
+/// and no lock is shared between tasks.
+pub struct Guard {
+    jobs: mpsc::Sender<Job>,
     /// A request unanswered for longer than this makes the guard stalled (a lost lease).
     max_reply_delay: Duration,
 }
 
 impl Guard {
-    /// Spawns `halcyon guard` from the running executable and waits for `event ready`.
+    /// Spawns `halcyon guard` from the running executable, waits for `event ready`, and
+    /// starts the thread that owns its pipe.
     pub fn start(max_reply_delay: Duration) -> anyhow::Result<Guard> {
         let program = std::env::current_exe()?;
         let config = GuardConfig::default();
         let handle = spawn(&program, &config)?;
-        Ok(Guard {
-            handle: Mutex::new(Some(handle)),
+        let mut owner = Owner {
+            handle: Some(handle),
             program,
             config,
+        };
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("guard-client".into())
+            .spawn(move || {
+                // Ends when the daemon drops its `Guard`; dropping the handle then closes the
+                // pipe (an armed guard fences) as a dying daemon's would.
+                for job in inbox {
+                    job(&mut owner);
+                }
+            })?;
+        Ok(Guard {
+            jobs,
             max_reply_delay,
         })
     }
 
+    /// Runs `f` on the guard client thread and waits for its result; `None` if the thread
+    /// is gone (it ends only by a panic, which the caller treats as a lost guard).
+    fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Owner) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |owner| {
+            let _ = reply.send(f(owner));
+        });
+        self.jobs.send(job).ok()?;
+        blocking(|| answer.recv().ok())
+    }
+
+    /// Sends `f` to the guard client thread without waiting.
+    fn tell(&self, f: impl FnOnce(&mut Owner) + Send + 'static) {
+        if self.jobs.send(Box::new(f)).is_err() {
+            tracing::error!("{GONE}");
+        }
+    }
+
     fn call(
         &self,
-        what: &str,
-        send: impl FnOnce(&mut GuardHandle) -> Result<halcyon_guard::Ticket, halcyon_guard::GuardError>,
+        what: String,
+        send: impl FnOnce(&mut GuardHandle) -> Result<halcyon_guard::Ticket, halcyon_guard::GuardError>
+        + Send
+        + 'static,
     ) -> Result<(), String> {
-        blocking(|| {
-            let mut handle = lock(&self.handle);
-            let h = handle.as_mut().ok_or("no guard process")?;
+        self.ask(move |owner| {
+            let h = owner.handle.as_mut().ok_or("no guard process")?;
             let ticket = send(h).map_err(|e| format!("lease guard: {what}: {e}"))?;
             h.wait(ticket, REPLY_TIMEOUT)
                 .map(|_| ())
                 .map_err(|e| format!("lease guard: {what}: {e}"))
         })
+        .unwrap_or_else(|| Err(GONE.into()))
     }
 }
 
@@ -91,60 +138,68 @@ impl LeaseGuard for Guard {
     }
 
     fn pid(&self) -> Option<u32> {
-        lock(&self.handle).as_ref().map(|h| h.pid())
+        self.ask(|o| o.handle.as_ref().map(|h| h.pid())).flatten()
     }
 
     /// `None` while the guard protects the lease; otherwise why not (dead, stalled, fenced).
     fn lost(&self) -> Option<String> {
-        let mut handle = lock(&self.handle);
-        let Some(h) = handle.as_mut() else {
-            return Some("no guard process".into());
-        };
-        match h.health(self.max_reply_delay) {
-            Health::Ok => None,
-            Health::Fenced(f) => Some(format!("the guard fenced: {}", f.line)),
-            Health::Stalled { unanswered, oldest } => Some(format!(
-                "the guard is stalled ({unanswered} requests unanswered, oldest {oldest:?})"
-            )),
-            Health::Dead(status) => Some(format!("the guard is dead ({status:?})")),
-        }
+        let max_reply_delay = self.max_reply_delay;
+        self.ask(move |o| {
+            let Some(h) = o.handle.as_mut() else {
+                return Some("no guard process".to_string());
+            };
+            match h.health(max_reply_delay) {
+                Health::Ok => None,
+                Health::Fenced(f) => Some(format!("the guard fenced: {}", f.line)),
+                Health::Stalled { unanswered, oldest } => Some(format!(
+                    "the guard is stalled ({unanswered} requests unanswered, oldest {oldest:?})"
+                )),
+                Health::Dead(status) => Some(format!("the guard is dead ({status:?})")),
+            }
+        })
+        .unwrap_or_else(|| Some(GONE.into()))
     }
 
     /// Whether the guard reported a fence not yet taken.
     fn fenced(&self) -> bool {
-        lock(&self.handle)
-            .as_mut()
-            .is_some_and(|h| matches!(h.health(Duration::MAX), Health::Fenced(_)))
+        self.ask(|o| {
+            o.handle
+                .as_mut()
+                .is_some_and(|h| matches!(h.health(Duration::MAX), Health::Fenced(_)))
+        })
+        .unwrap_or(false)
     }
 
     /// Takes the fences reported since the last call.
     fn take_fences(&self) -> Vec<FenceSummary> {
-        lock(&self.handle)
-            .as_mut()
-            .map(|h| h.take_fences())
-            .unwrap_or_default()
+        self.ask(|o| {
+            o.handle
+                .as_mut()
+                .map(|h| h.take_fences())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 
     /// Replaces a dead guard, or one stalled for [`STALL_RESPAWN`]. True when it did.
     fn respawn_if_needed(&self) -> bool {
-        let needed = match lock(&self.handle).as_mut() {
-            None => true,
-            Some(h) => match h.health(STALL_RESPAWN) {
-                Health::Dead(_) | Health::Stalled { .. } => true,
-                Health::Ok | Health::Fenced(_) => false,
-            },
-        };
-        if !needed {
-            return false;
-        }
-        let old = lock(&self.handle).take();
-        blocking(|| {
+        self.ask(|o| {
+            let needed = match o.handle.as_mut() {
+                None => true,
+                Some(h) => match h.health(STALL_RESPAWN) {
+                    Health::Dead(_) | Health::Stalled { .. } => true,
+                    Health::Ok | Health::Fenced(_) => false,
+                },
+            };
+            if !needed {
+                return false;
+            }
             // Dropping closes the pipe (an armed guard fences) and kills it after a second.
-            drop(old);
-            match spawn(&self.program, &self.config) {
+            drop(o.handle.take());
+            match spawn(&o.program, &o.config) {
                 Ok(h) => {
                     tracing::warn!(pid = h.pid(), "lease guard respawned");
-                    *lock(&self.handle) = Some(h);
+                    o.handle = Some(h);
                     true
                 }
                 Err(e) => {
@@ -153,53 +208,64 @@ impl LeaseGuard for Guard {
                 }
             }
         })
+        .unwrap_or(false)
     }
 
     /// Extends the guard's deadline (no wait: a refusal or silence shows in [`Guard::lost`]).
     fn extend(&self, deadline: BootTime) {
-        if let Some(h) = lock(&self.handle).as_mut()
-            && let Err(e) = h.extend(deadline)
-        {
-            tracing::warn!("lease guard: extend: {e}");
-        }
+        self.tell(move |o| {
+            if let Some(h) = o.handle.as_mut()
+                && let Err(e) = h.extend(deadline)
+            {
+                tracing::warn!("lease guard: extend: {e}");
+            }
+        });
     }
 
     fn register_group(&self, pgid: i32) -> Result<(), String> {
-        self.call(&format!("register_group {pgid}"), |h| {
+        self.call(format!("register_group {pgid}"), move |h| {
             h.register_group(pgid)
         })
     }
 
     fn register_address(&self, address: Address) -> Result<(), String> {
-        self.call(&format!("register_address {address}"), |h| {
+        self.call(format!("register_address {address}"), move |h| {
             h.register_address(address)
         })
     }
 
     fn unregister_group(&self, pgid: i32) {
-        if let Some(h) = lock(&self.handle).as_mut() {
-            let _ = h.unregister_group(pgid);
-        }
+        self.tell(move |o| {
+            if let Some(h) = o.handle.as_mut() {
+                let _ = h.unregister_group(pgid);
+            }
+        });
     }
 
     fn unregister_address(&self, address: Address) {
-        if let Some(h) = lock(&self.handle).as_mut() {
-            let _ = h.unregister_address(address);
-        }
+        self.tell(move |o| {
+            if let Some(h) = o.handle.as_mut() {
+                let _ = h.unregister_address(address);
+            }
+        });
     }
 
     /// Everything was halted for lack of a lease: the guard forgets and disarms.
     fn release(&self) {
-        if let Some(h) = lock(&self.handle).as_mut() {
-            let _ = h.release();
-        }
+        self.tell(|o| {
+            if let Some(h) = o.handle.as_mut() {
+                let _ = h.release();
+            }
+        });
     }
 
     /// Clean stop (after halting every package): release, close, wait for the exit.
     fn shutdown(&self) {
-        if let Some(h) = lock(&self.handle).take() {
-            let _ = blocking(|| h.shutdown(Duration::from_secs(2)));
-        }
+        self.ask(|o| {
+            if let Some(h) = o.handle.take() {
+                let _ = h.shutdown(Duration::from_secs(2));
+            }
+        });
     }
 }
 

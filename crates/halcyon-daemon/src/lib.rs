@@ -13,8 +13,10 @@
 //!   plan action, an event command, a monitor); no decision spawns anything:
 //!   `coordinator::decide` and `executor::decide` are pure, and their runtimes act on what
 //!   they return;
-//! - no task's state is behind a lock: each task owns its state, and tasks talk through
-//!   `watch` channels (current values) and `mpsc` queues with closed message enums;
+//! - no task's state is behind a lock (the crate has no `Mutex`): each task owns its state,
+//!   and tasks talk through `watch` channels (current values) and `mpsc` queues with closed
+//!   message enums; the lease guard's pipe is owned by one thread that runs the callers'
+//!   requests in order (`guard`);
 //! - the replicated state has one writer, the replica (`platform::NodeApplication`), which
 //!   publishes every new state as the view the tasks read;
 //! - a failover package runs or starts on a node only while that node holds a lease; the
@@ -25,11 +27,6 @@
 //! - every `select!` is `biased`: tokio picks an unbiased branch at random, which orders
 //!   timer and channel wake-ups differently from run to run, and the simulator's histories
 //!   must repeat for a seed (two packages halted in either order broke it).
-
-/// What a lock taken after a panic says. A thread that panicked while holding a lock may
-/// have left what it guards half changed: the taker panics too rather than go on with it
-/// (poisoning is never ignored).
-pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
 pub mod api;
 pub mod client;

@@ -130,9 +130,9 @@ pub fn check_request_id(request: Option<&str>) -> Result<(), ApiError> {
 pub async fn known_request(node: &Node, request: Option<&str>) -> Option<Result<Answer, ApiError>> {
     let request = request?;
     let state = node.snapshot();
-    let &(_, sequence) = state.requests.iter().find(|(id, _)| id == request)?;
+    let &(_, sequence) = state.requests().iter().find(|(id, _)| id == request)?;
     let event = state
-        .pending
+        .pending()
         .iter()
         .find(|p| p.sequence == sequence)
         .map(|p| p.event.to_string());
@@ -158,7 +158,7 @@ pub async fn submit_event(
     {
         let state = node.snapshot();
         let config = applied_config(&state)?;
-        if let Err(e) = Engine::new(config).plan(&state.cluster, &event, node.timestamp()) {
+        if let Err(e) = Engine::new(config).plan(state.cluster(), &event, node.timestamp()) {
             return Err(ApiError::conflict(format!("refused: {e}")));
         }
     }
@@ -385,7 +385,7 @@ pub async fn node_operation(
             })
             .await
             .map_err(ApiError::unavailable)?;
-            if node.snapshot().cluster.members.contains(&name) {
+            if node.snapshot().cluster().members.contains(&name) {
                 return Ok(Answer::note(format!("{name} is already a member")));
             }
             submit_event(node, Event::NodeUp { node: name }, "api", request).await
@@ -545,7 +545,7 @@ pub async fn cluster_operation(
     if let Some(answer) = known_request(node, request).await {
         return answer;
     }
-    let halted = node.snapshot().cluster_halted;
+    let halted = node.snapshot().cluster_halted();
     if !start {
         if halted {
             return Err(ApiError::conflict(
@@ -590,20 +590,20 @@ fn cluster_started(node: &Node) -> Option<Answer> {
     let reach = node.reachability();
     let config = node.config();
     let joined = config.cluster.nodes.iter().all(|n| {
-        state.cluster.members.contains(&n.name)
-            || state.halted_by_admin.contains(&n.name)
+        state.cluster().members.contains(&n.name)
+            || state.halted_by_admin().contains(&n.name)
             || !matches!(reach.get(&n.number), Some(NodeState::Reachable))
     });
     if !joined
-        || state.cluster.members.is_empty()
-        || !state.pending.is_empty()
-        || state.execution.is_some()
+        || state.cluster().members.is_empty()
+        || !state.pending().is_empty()
+        || state.execution().is_some()
     {
         return None;
     }
     Some(
         match state
-            .log
+            .log()
             .iter()
             .rev()
             .find(|r| r.event == Event::ClusterStart)
@@ -621,7 +621,7 @@ fn cluster_started(node: &Node) -> Option<Answer> {
 /// ERROR (`id` may be `current`).
 pub async fn answer_event(node: &Node, id: &str, answer: &str) -> Result<Answer, ApiError> {
     let answer: halcyon_state::Answer = answer.parse().map_err(ApiError::not_found)?;
-    let Some(current) = node.snapshot().execution.as_ref().map(|e| e.id) else {
+    let Some(current) = node.snapshot().execution().map(|e| e.id) else {
         return Err(ApiError::conflict("refused: no event is being processed"));
     };
     let execution = if id == "current" {
@@ -655,9 +655,9 @@ pub async fn raise_event(node: &Node, request: RaiseRequest) -> Result<Answer, A
     if config.node(&request.node).is_none() {
         return Err(ApiError::not_found(unknown_node(config, &request.node)));
     }
-    let Some(rule) = state.rules.rule(&request.name, None) else {
+    let Some(rule) = state.rules().rule(&request.name, None) else {
         let known: Vec<&str> = state
-            .rules
+            .rules()
             .rules
             .iter()
             .filter(|r| !halcyon_events::builtin::is_builtin(&r.name))

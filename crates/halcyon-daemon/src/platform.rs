@@ -228,7 +228,8 @@ impl NodeApplication {
     pub fn new(views: watch::Sender<Arc<State>>, observer: Option<ApplyObserver>) -> Self {
         let publish = move |index: u64, command: Option<&[u8]>, state: &State| {
             assert_eq!(
-                state.applied_index, index,
+                state.applied_index(),
+                index,
                 "the view is published after the change"
             );
             // Copies pointers for the configuration and the event-log records.

@@ -69,8 +69,7 @@ pub fn unknown_node(config: &Config, node: &str) -> String {
 /// The applied configuration, or why there is none yet.
 pub fn applied_config(state: &State) -> Result<&Arc<Config>, ApiError> {
     state
-        .config
-        .as_ref()
+        .config()
         .ok_or_else(|| ApiError::unavailable("the cluster is not bootstrapped yet"))
 }
 
@@ -83,11 +82,11 @@ fn paths(node: &Node) -> Vec<PathStatus> {
 /// How this node's configuration files (read at start) differ from the running
 /// configuration.
 pub fn config_drift(node: &Node, state: &halcyon_state::State) -> Vec<String> {
-    let Some(running) = state.config.as_deref() else {
+    let Some(running) = state.config().map(|c| c.as_ref()) else {
         return Vec::new();
     };
     let mut drift = halcyon_config::drift::differences(&node.boot_config, running);
-    if node.boot_rules != state.rules {
+    if &node.boot_rules != state.rules() {
         drift.push("the event rules differ".to_owned());
     }
     drift
@@ -114,8 +113,8 @@ fn heartbeat_auth(node: &Node) -> halcyon_api::HeartbeatAuth {
 pub fn status(node: &Node) -> StatusResponse {
     let state = node.snapshot();
     let config = state
-        .config
-        .clone()
+        .config()
+        .cloned()
         .unwrap_or_else(|| Arc::clone(&node.boot_config));
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
@@ -130,7 +129,7 @@ pub fn status(node: &Node) -> StatusResponse {
         schema_version: SCHEMA_VERSION,
         cluster: config.cluster.name.clone(),
         answered_by: node.name.to_string(),
-        halted: state.cluster_halted,
+        halted: state.cluster_halted(),
         coordinator: leader,
         quorum: Quorum {
             has_quorum,
@@ -141,7 +140,7 @@ pub fn status(node: &Node) -> StatusResponse {
                 .iter()
                 .map(|id| node.node_name_of(*id))
                 .collect(),
-            last_applied: state.applied_index,
+            last_applied: state.applied_index(),
             detail: (!has_quorum).then(|| no_quorum(node)),
             foreign_requests: node.consensus.foreign_requests(),
         },
@@ -152,10 +151,14 @@ pub fn status(node: &Node) -> StatusResponse {
         },
         nodes: node_statuses(node, &config, &state),
         packages: package_statuses(&config, &state),
-        execution: state.execution.as_ref().map(execution_status),
-        pending: state.pending.iter().map(|p| p.event.to_string()).collect(),
+        execution: state.execution().map(execution_status),
+        pending: state
+            .pending()
+            .iter()
+            .map(|p| p.event.to_string())
+            .collect(),
         events: state
-            .log
+            .log()
             .iter()
             .rev()
             .take(STATUS_EVENTS)
@@ -196,7 +199,7 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
                         path: seen,
                         adapter_down: path.is_some_and(|p| p.adapter_down),
                         down: state
-                            .adapters_down
+                            .adapters_down()
                             .contains(&(n.name.clone(), net.name.clone())),
                     }
                 })
@@ -204,15 +207,15 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
             NodeStatus {
                 name: n.name.clone(),
                 number: n.number,
-                member: state.cluster.members.contains(&n.name),
+                member: state.cluster().members.contains(&n.name),
                 reachable: match reach.get(&n.number) {
                     Some(NodeState::Reachable) => Reachability::Reachable,
                     Some(NodeState::Unreachable) => Reachability::Unreachable,
                     _ => Reachability::Unknown,
                 },
-                departed: state.departed.contains(&n.name),
-                halted_by_admin: state.halted_by_admin.contains(&n.name),
-                incarnation: state.incarnations.get(&n.name).copied(),
+                departed: state.departed().contains(&n.name),
+                halted_by_admin: state.halted_by_admin().contains(&n.name),
+                incarnation: state.incarnations().get(&n.name).copied(),
                 networks,
             }
         })
@@ -224,7 +227,7 @@ fn package_statuses(config: &Config, state: &State) -> Vec<PackageStatus> {
         .packages
         .keys()
         .map(|name| {
-            let p = state.cluster.package(name.as_str());
+            let p = state.cluster().package(name.as_str());
             let auto_run = config.package(name.as_str()).is_some_and(|c| c.auto_run);
             PackageStatus {
                 name: name.clone(),
@@ -233,7 +236,7 @@ fn package_statuses(config: &Config, state: &State) -> Vec<PackageStatus> {
                 switching: p.switching_enabled(auto_run),
                 failures: p.failures.clone(),
                 error: p.error.clone(),
-                restarts: state.restarts.get(name).cloned(),
+                restarts: state.restarts().get(name).cloned(),
             }
         })
         .collect()
@@ -322,7 +325,7 @@ pub fn events(node: &Node, query: &EventsQuery) -> Result<EventsResponse, ApiErr
         .transpose()
         .map_err(ApiError::bad_request)?;
     let state = node.snapshot();
-    if let Some(config) = &state.config {
+    if let Some(config) = &state.config() {
         if let Some(p) = &query.package
             && config.package(p).is_none()
         {
@@ -335,7 +338,7 @@ pub fn events(node: &Node, query: &EventsQuery) -> Result<EventsResponse, ApiErr
         }
     }
     let events = state
-        .log
+        .log()
         .iter()
         .filter(|r| query.after.is_none_or(|a| r.id > a))
         .filter(|r| since.is_none_or(|s| r.queued_at >= s || r.finished_at.is_none_or(|f| f >= s)))
@@ -351,8 +354,8 @@ pub fn events(node: &Node, query: &EventsQuery) -> Result<EventsResponse, ApiErr
     Ok(EventsResponse {
         schema_version: SCHEMA_VERSION,
         answered_by: node.name.to_string(),
-        last_applied: state.applied_index,
-        running: state.execution.as_ref().map(|e| e.id),
+        last_applied: state.applied_index(),
+        running: state.execution().map(|e| e.id),
         events,
     })
 }
@@ -364,8 +367,8 @@ pub fn emulate(node: &Node, event: &Event) -> Result<EmulateResponse, ApiError> 
     let config = applied_config(&state)?;
     match halcyon_state::emulate(
         config,
-        &state.rules,
-        &state.cluster,
+        state.rules(),
+        state.cluster(),
         event,
         node.timestamp(),
     ) {
@@ -385,7 +388,7 @@ pub fn explain(node: &Node, package: &str) -> Result<ExplainResponse, ApiError> 
     if config.package(package).is_none() {
         return Err(ApiError::not_found(unknown_package(config, package)));
     }
-    match Engine::new(config).explain(&state.cluster, package, node.timestamp()) {
+    match Engine::new(config).explain(state.cluster(), package, node.timestamp()) {
         Ok(e) => Ok(ExplainResponse {
             schema_version: SCHEMA_VERSION,
             text: e.to_string(),

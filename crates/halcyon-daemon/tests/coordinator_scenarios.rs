@@ -360,7 +360,7 @@ impl View {
     fn form(&mut self, members: &[NodeName], at: Timestamp) -> Result<(), Error> {
         let config = self.config()?;
         for node in members {
-            if !self.state.incarnations.contains_key(node) {
+            if !self.state.incarnations().contains_key(node) {
                 self.apply(Command::Register {
                     node: node.clone(),
                     incarnation: 1,
@@ -372,12 +372,12 @@ impl View {
         self.enqueue(Event::ClusterStart, "formation", at)?;
         let sequence = self
             .state
-            .pending
+            .pending()
             .iter()
             .find(|p| p.event == Event::ClusterStart)
             .map(|p| p.sequence)
             .ok_or("cluster_start is not pending")?;
-        let mut forming = self.state.cluster.clone();
+        let mut forming = self.state.cluster().clone();
         for node in members {
             forming.members.insert(node.clone());
             forming.available_since.insert(node.clone(), at);
@@ -391,10 +391,10 @@ impl View {
         })?;
         loop {
             self.complete(at)?;
-            if let Some(e) = &self.state.execution {
+            if let Some(e) = &self.state.execution() {
                 return Err(format!("execution {} is stuck while forming", e.id).into());
             }
-            if self.state.pending.is_empty() {
+            if self.state.pending().is_empty() {
                 return Ok(());
             }
             self.plan_next(at)?;
@@ -412,7 +412,7 @@ impl View {
     }
 
     fn config(&self) -> Result<std::sync::Arc<Config>, Error> {
-        Ok(self.state.config.clone().ok_or("not bootstrapped")?)
+        Ok(self.state.config().cloned().ok_or("not bootstrapped")?)
     }
 
     /// Commits the plan of the next pending event as the coordinator does.
@@ -421,7 +421,7 @@ impl View {
         let pending = self.state.pending_events();
         let i = halcyon_policy::next_event(&config, &pending).ok_or("no event is pending")?;
         let (sequence, event) = pending[i].clone();
-        let plan = Engine::new(&config).plan(&self.state.cluster, &event, at)?;
+        let plan = Engine::new(&config).plan(self.state.cluster(), &event, at)?;
         self.apply(Command::PlanCommitted {
             sequence,
             plan: Box::new(plan),
@@ -432,7 +432,7 @@ impl View {
 
     /// Every ready action reported done (ok), until none is ready.
     fn complete(&mut self, at: Timestamp) -> Result<(), Error> {
-        while let Some(execution) = self.state.execution.clone() {
+        while let Some(execution) = self.state.execution().cloned() {
             let ready = execution.ready_actions();
             if ready.is_empty() {
                 return Ok(());
@@ -460,7 +460,7 @@ fn render_decision(
 ) -> Result<(), Error> {
     // The replies: the decision's commands applied in order to the view.
     let mut state = input.view.clone();
-    let mut index = state.applied_index;
+    let mut index = state.applied_index();
     writeln!(out, "\ncommands:")?;
     if decision.commands.is_empty() {
         writeln!(out, "  none")?;
@@ -570,7 +570,7 @@ fn describe(command: &Command, view: &State) -> String {
             ..
         } => {
             let action = view
-                .execution
+                .execution()
                 .as_ref()
                 .and_then(|e| e.action(*step, *index))
                 .map_or_else(|| "an unknown action".to_owned(), describe_action);

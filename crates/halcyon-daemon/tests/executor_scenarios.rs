@@ -122,13 +122,13 @@ impl History {
         self.enqueue(Event::ClusterStart)?;
         let sequence = self
             .state
-            .pending
+            .pending()
             .iter()
             .find(|p| p.event == Event::ClusterStart)
             .map(|p| p.sequence)
             .ok_or("cluster_start is not pending")?;
         let now = self.at();
-        let mut forming = self.state.cluster.clone();
+        let mut forming = self.state.cluster().clone();
         for node in nodes {
             let node = NodeName::from(node.as_str());
             forming.members.insert(node.clone());
@@ -163,7 +163,7 @@ impl History {
         let i = halcyon_policy::next_event(&self.config, &pending).ok_or("nothing pending")?;
         let (sequence, event) = pending[i].clone();
         let now = self.at();
-        let command = match Engine::new(&self.config).plan(&self.state.cluster, &event, now) {
+        let command = match Engine::new(&self.config).plan(self.state.cluster(), &event, now) {
             Ok(plan) => Command::PlanCommitted {
                 sequence,
                 plan: Box::new(plan),
@@ -180,7 +180,7 @@ impl History {
 
     /// The ready actions of `node` (every node: `None`) report `ok`; returns how many.
     fn report(&mut self, node: Option<&str>, ok: bool) -> Result<usize, String> {
-        let Some(execution) = self.state.execution.clone() else {
+        let Some(execution) = self.state.execution().cloned() else {
             return Err("no event is running".into());
         };
         let ready: Vec<(usize, usize)> = execution
@@ -205,7 +205,7 @@ impl History {
 
     fn finish(&mut self) -> Result<(), String> {
         for _ in 0..100 {
-            let Some(execution) = self.state.execution.clone() else {
+            let Some(execution) = self.state.execution().cloned() else {
                 return Ok(());
             };
             let mut progress = self.report(None, true)?;
@@ -335,8 +335,8 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
         node: &node,
         state: &state,
         config: &config,
-        raft_applied: state.applied_index + scenario.raft_applied_ahead,
-        confirmed: state.applied_index + scenario.confirmed_ahead,
+        raft_applied: state.applied_index() + scenario.raft_applied_ahead,
+        confirmed: state.applied_index() + scenario.confirmed_ahead,
         lease_valid: scenario.lease_valid,
         leader: scenario.leader,
         running: &running,

@@ -126,7 +126,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inbox> {
         self.inbox
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 }
 
@@ -215,7 +215,7 @@ impl GuardHandle {
                 .shared
                 .changed
                 .wait_timeout(inbox, give_up - now)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .expect("a lock was poisoned: a thread panicked while holding it")
                 .0;
         }
     }
@@ -329,7 +329,7 @@ impl GuardHandle {
                 .shared
                 .changed
                 .wait_timeout(inbox, give_up - now)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .expect("a lock was poisoned: a thread panicked while holding it")
                 .0;
         }
     }

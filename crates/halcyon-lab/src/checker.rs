@@ -124,7 +124,7 @@ impl Shared {
     fn recording(&self) -> MutexGuard<'_, Recording> {
         self.recording
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 }
 
@@ -214,7 +214,7 @@ impl Checker {
             .shared
             .service_pids
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+            .expect("a lock was poisoned: a thread panicked while holding it");
         pids[package].push(pid);
     }
 
@@ -308,7 +308,7 @@ impl Sampler {
                     .shared
                     .service_pids
                     .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
+                    .expect("a lock was poisoned: a thread panicked while holding it");
                 for (package, pids) in pids.iter().enumerate() {
                     for &pid in pids {
                         if let Some(host) = self.host_of_process(pid)

@@ -409,7 +409,7 @@ impl LabCluster {
     fn lock_daemons(&self) -> MutexGuard<'_, Vec<Option<HostProcess>>> {
         self.daemons
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 
     /// The daemon process of `host` (also when it has exited or is stopped).

@@ -373,7 +373,7 @@ impl Lab {
         let port_index = self
             .root_netlink
             .get_mut()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
             .link_index(port)
             .map_err(io_error("finding a bridge port"))?;
         let mut socket =
@@ -502,7 +502,7 @@ impl Lab {
     pub(crate) fn root_netlink(&self) -> MutexGuard<'_, RouteSocket> {
         self.root_netlink
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 
     fn check_namespace(&self, host: usize) {
@@ -743,7 +743,7 @@ impl Lab {
     fn lock_processes(&self) -> MutexGuard<'_, Vec<ProcessRecord>> {
         self.processes
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 
     /// Runs a short command in `host`'s namespace and returns its output whatever its status,
@@ -868,7 +868,7 @@ impl Lab {
         self.check_namespace(host);
         self.namespace_netlink[host]
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+            .expect("a lock was poisoned: a thread panicked while holding it")
     }
 
     /// Packets dropped by the guard in each namespace (index 0 the client, then each host):

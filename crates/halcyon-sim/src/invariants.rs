@@ -45,13 +45,13 @@ impl Transitions {
 
     pub fn applied(&mut self, world: &World, node: u32, index: u64, state: &State) {
         let seen = self.seen.entry(node).or_default();
-        let execution = state.execution.as_ref().map(|x| x.id);
+        let execution = state.execution().map(|x| x.id);
         if let Some(id) = execution
             && seen.execution != Some(id)
         {
             if let Some(previous) = seen.execution {
                 let finished = state
-                    .log
+                    .log()
                     .iter()
                     .any(|r| r.id == previous && r.finished_at.is_some());
                 if !finished {
@@ -62,7 +62,7 @@ impl Transitions {
             }
             started(world, node, index, state, id, &seen.pending, seen.forming);
             // A package halt (or the cluster's) starts its restart counters again.
-            match state.execution.as_ref().map(|x| &x.plan.event) {
+            match state.execution().map(|x| &x.plan.event) {
                 Some(halcyon_policy::Event::PackageHalt { package }) => {
                     seen.counters.retain(|(p, _, _), _| p != package.as_str());
                 }
@@ -70,7 +70,7 @@ impl Transitions {
                 _ => {}
             }
         }
-        for (package, nodes) in &state.restarts {
+        for (package, nodes) in state.restarts() {
             for (holder, services) in nodes {
                 for (service, counter) in services {
                     let key = (package.to_string(), holder.to_string(), service.clone());
@@ -89,7 +89,7 @@ impl Transitions {
         }
         if seen.counters.len()
             > state
-                .restarts
+                .restarts()
                 .values()
                 .flat_map(|n| n.values())
                 .map(|s| s.len())
@@ -100,9 +100,9 @@ impl Transitions {
             ));
         }
         seen.execution = execution;
-        seen.forming = state.cluster.members.is_empty();
+        seen.forming = state.cluster().members.is_empty();
         seen.pending = state
-            .pending
+            .pending()
             .iter()
             .map(|p| (p.sequence, p.event.clone()))
             .collect();
@@ -119,10 +119,10 @@ fn started(
     before: &[(u64, halcyon_policy::Event)],
     forming: bool,
 ) {
-    let Some(config) = state.config.as_ref() else {
+    let Some(config) = state.config() else {
         return;
     };
-    let Some(record) = state.log.iter().find(|r| r.id == id) else {
+    let Some(record) = state.log().iter().find(|r| r.id == id) else {
         return;
     };
     // Formation (SPEC: the first cluster start takes every node waiting to join at once)
@@ -134,7 +134,8 @@ fn started(
     let key = priority_key(config, &record.event, record.sequence);
     for (sequence, event) in before {
         // An event the same entry consumed (merged or discarded) is not passed over.
-        if *sequence == record.sequence || !state.pending.iter().any(|p| p.sequence == *sequence) {
+        if *sequence == record.sequence || !state.pending().iter().any(|p| p.sequence == *sequence)
+        {
             continue;
         }
         let other = priority_key(config, event, *sequence);
@@ -166,24 +167,26 @@ fn first_reporter(world: &World, index: u64) -> u32 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use halcyon_state::RestartCounter;
-
     use super::*;
 
+    /// A state whose one counter (p0 on n1) has `count` restarts, the last at
+    /// `last_second`: counted through the state machine (no configuration, so no window).
     fn with_counter(count: u32, last_second: i64) -> State {
         let mut state = State::new();
-        let counter = RestartCounter {
-            count,
-            last: Some(Timestamp::from_second(last_second).unwrap()),
-            last_exit: None,
-        };
-        state.restarts.insert(
-            "p0".into(),
-            BTreeMap::from([(
-                "n1".into(),
-                BTreeMap::from([("service srv".to_string(), counter)]),
-            )]),
-        );
+        let at = Timestamp::from_second(last_second).unwrap();
+        for index in 1..=u64::from(count) {
+            state.apply(
+                index,
+                halcyon_state::Command::RestartCounted {
+                    package: "p0".into(),
+                    node: "n1".into(),
+                    service: "service srv".into(),
+                    detail: None,
+                    at,
+                },
+            );
+        }
+        assert_eq!(state.restart_count("p0", "n1", "service srv"), count);
         state
     }
 

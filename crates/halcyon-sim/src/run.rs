@@ -385,7 +385,7 @@ fn describe_nodes(world: &World) {
         .collect();
     for (n, node) in nodes {
         let state = node.snapshot();
-        let execution = state.execution.as_ref().map_or("none".to_string(), |x| {
+        let execution = state.execution().map_or("none".to_string(), |x| {
             format!(
                 "#{} {:?}, actions done {:?} failed {:?}",
                 x.id, x.plan.event, x.done, x.failed
@@ -394,10 +394,10 @@ fn describe_nodes(world: &World) {
         world.note(format!(
             "at the end, n{n}: leader {:?}, applied {}, lease {:?} left, members {:?}, pending {}, execution {execution}",
             node.consensus.leader(),
-            state.applied_index,
+            state.applied_index(),
             node.lease_remaining(),
-            state.cluster.members,
-            state.pending.len(),
+            state.cluster().members,
+            state.pending().len(),
         ));
     }
 }

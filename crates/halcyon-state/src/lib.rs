@@ -345,60 +345,162 @@ pub struct RestartCounter {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// The last applied log index.
-    pub applied_index: u64,
+    applied_index: u64,
     /// Shared: the loops that poll the state copy it often, and a configuration of a
     /// thousand packages is large.
-    pub config: Option<Arc<Config>>,
+    config: Option<Arc<Config>>,
     /// The event rules (recovery programs and customisation), with the configuration.
     #[serde(default)]
-    pub rules: Rules,
-    pub cluster: ClusterState,
+    rules: Rules,
+    cluster: ClusterState,
     /// Each node's daemon incarnation, as last registered.
-    pub incarnations: BTreeMap<NodeName, u64>,
+    incarnations: BTreeMap<NodeName, u64>,
     /// Nodes declared down by a committed `node_down` (no lease is granted to them until a
     /// `node_up` is committed).
-    pub departed: BTreeSet<NodeName>,
+    departed: BTreeSet<NodeName>,
     /// Nodes halted by an administrator: membership does not bring them back by itself.
-    pub halted_by_admin: BTreeSet<NodeName>,
+    halted_by_admin: BTreeSet<NodeName>,
     /// The cluster was halted (`cluster halt`): no node joins until `cluster start`.
     #[serde(default)]
-    pub cluster_halted: bool,
+    cluster_halted: bool,
     /// Each node's latest adapter report (see [`Command::AdapterReport`]).
     #[serde(default)]
-    pub adapter_reports: BTreeMap<NodeName, BTreeSet<(NodeName, NetworkName)>>,
+    adapter_reports: BTreeMap<NodeName, BTreeSet<(NodeName, NetworkName)>>,
     /// Adapters committed as down (a `network_down` or `swap_adapter` plan was committed),
     /// until a `network_up` (or the node's next `node_up` / `node_down`).
     #[serde(default)]
-    pub adapters_down: BTreeSet<(NodeName, NetworkName)>,
+    adapters_down: BTreeSet<(NodeName, NetworkName)>,
     /// Each node's latest standby report (see [`Command::StandbyReport`]).
     #[serde(default)]
-    pub standby_reports: BTreeMap<NodeName, BTreeSet<NetworkName>>,
+    standby_reports: BTreeMap<NodeName, BTreeSet<NetworkName>>,
     /// Standby interfaces committed as failed (a `fail_standby` plan was committed),
     /// until a `join_standby` (or the node's next `node_up` / `node_down`).
     #[serde(default)]
-    pub standbys_down: BTreeSet<(NodeName, NetworkName)>,
+    standbys_down: BTreeSet<(NodeName, NetworkName)>,
     /// package -> node -> service -> counter.
-    pub restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
-    pub pending: Vec<Pending>,
-    pub next_sequence: u64,
-    pub execution: Option<Execution>,
+    restarts: BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
+    pending: Vec<Pending>,
+    next_sequence: u64,
+    execution: Option<Execution>,
     /// Shared with every copy of the state (see [`EventLog`]).
-    pub log: EventLog,
-    pub next_record: u64,
+    log: EventLog,
+    next_record: u64,
     /// The latest request ids with the sequence of the event each enqueued, oldest first
     /// (at most [`REQUESTS_MAX`]).
     #[serde(default)]
-    pub requests: std::collections::VecDeque<(String, u64)>,
+    requests: std::collections::VecDeque<(String, u64)>,
     /// When the policy engine wants to be asked again with no other event (the delayed
     /// fallback timer, a failure's expiry): the `wake_at` of the last committed plan, if
     /// still to come when it was committed. The coordinator raises `timer` then.
     #[serde(default)]
-    pub wake_at: Option<Timestamp>,
+    wake_at: Option<Timestamp>,
 }
 
 impl State {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The running configuration (none before the bootstrap is applied).
+    pub fn config(&self) -> Option<&Arc<Config>> {
+        self.config.as_ref()
+    }
+
+    /// The event rules that came with the running configuration.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The policy engine's view of the cluster.
+    pub fn cluster(&self) -> &ClusterState {
+        &self.cluster
+    }
+
+    /// Each node's daemon incarnation, as last registered.
+    pub fn incarnations(&self) -> &BTreeMap<NodeName, u64> {
+        &self.incarnations
+    }
+
+    /// Nodes declared down by a committed `node_down`.
+    pub fn departed(&self) -> &BTreeSet<NodeName> {
+        &self.departed
+    }
+
+    /// Nodes halted by an administrator.
+    pub fn halted_by_admin(&self) -> &BTreeSet<NodeName> {
+        &self.halted_by_admin
+    }
+
+    /// Whether the cluster was halted (`cluster halt`) and not started since.
+    pub fn cluster_halted(&self) -> bool {
+        self.cluster_halted
+    }
+
+    /// Each node's latest adapter report.
+    pub fn adapter_reports(&self) -> &BTreeMap<NodeName, BTreeSet<(NodeName, NetworkName)>> {
+        &self.adapter_reports
+    }
+
+    /// Adapters committed as down.
+    pub fn adapters_down(&self) -> &BTreeSet<(NodeName, NetworkName)> {
+        &self.adapters_down
+    }
+
+    /// Each node's latest standby report.
+    pub fn standby_reports(&self) -> &BTreeMap<NodeName, BTreeSet<NetworkName>> {
+        &self.standby_reports
+    }
+
+    /// Standby interfaces committed as failed.
+    pub fn standbys_down(&self) -> &BTreeSet<(NodeName, NetworkName)> {
+        &self.standbys_down
+    }
+
+    /// package -> node -> service -> restart counter.
+    pub fn restarts(
+        &self,
+    ) -> &BTreeMap<PackageName, BTreeMap<NodeName, BTreeMap<String, RestartCounter>>> {
+        &self.restarts
+    }
+
+    /// The events waiting to be processed, in the order they were enqueued.
+    pub fn pending(&self) -> &[Pending] {
+        &self.pending
+    }
+
+    /// The sequence number the next enqueued event gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The event being processed, if any.
+    pub fn execution(&self) -> Option<&Execution> {
+        self.execution.as_ref()
+    }
+
+    /// The event log (shared by every copy of the state).
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// The id the next event record gets.
+    pub fn next_record(&self) -> u64 {
+        self.next_record
+    }
+
+    /// The latest request ids with the sequence of the event each enqueued, oldest first.
+    pub fn requests(&self) -> &std::collections::VecDeque<(String, u64)> {
+        &self.requests
+    }
+
+    /// When the policy engine wants to be asked again with no other event.
+    pub fn wake_at(&self) -> Option<Timestamp> {
+        self.wake_at
     }
 
     /// Applies one committed command; deterministic.

@@ -163,34 +163,3 @@ fn a_cluster_without_heartbeat_or_quorum_sections_loads_with_the_defaults() {
     assert_eq!(loaded.cluster.nodes.len(), 16);
     assert_eq!(loaded.cluster.nodes[15].name.to_string(), "node16");
 }
-
-/// What `halcyon-daemon`'s `demo_config(21000, "/x/halcyon")` writes today (src/demo.rs), to
-/// show that `config::demo` with these arguments is the same configuration once loaded. Delete
-/// this copy when the demo builds its cluster with `config::demo`.
-const DEMO_CLUSTER: &str = "[cluster]\nname = \"demo\"\nid = 1\nport = 21000\n\n[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n\n\
-[[network]]\nname = \"lo\"\nkind = \"ip\"\nsubnets = [\"127.0.0.0/8\"]\n\
-\n[[node]]\nname = \"node1\"\nnumber = 1\n[[node.interface]]\nnetwork = \"lo\"\naddress = \"127.0.0.1\"\n\
-\n[[node]]\nname = \"node2\"\nnumber = 2\n[[node.interface]]\nnetwork = \"lo\"\naddress = \"127.0.0.2\"\n\
-\n[[node]]\nname = \"node3\"\nnumber = 3\n[[node.interface]]\nnetwork = \"lo\"\naddress = \"127.0.0.3\"\n";
-const DEMO_COMMAND: &str = "case $HALCYON_NODE in node1) A=127.0.0.1;; node2) A=127.0.0.2;; *) A=127.0.0.3;; esac; exec '/x/halcyon' demo-http --bind $A:21080 --name $HALCYON_NODE";
-
-#[test]
-fn the_demo_builder_gives_the_demos_configuration() {
-    let package = format!(
-        "[package]\nname = \"hello\"\ntype = \"failover\"\nnodes = [\"node1\", \"node2\", \"node3\"]\nauto_run = true\n\
-         failover_policy = \"configured_node\"\nfailback_policy = \"manual\"\n\n\
-         [[resource]]\nkind = \"service\"\nname = \"http\"\ncommand = \"{}\"\nrestart = 2\nhalt_timeout = \"2s\"\n",
-        DEMO_COMMAND.replace('\\', "\\\\").replace('"', "\\\"")
-    );
-    let expected =
-        halcyon_config::load_texts(&[("cluster.toml", DEMO_CLUSTER), ("hello.toml", &package)])
-            .unwrap();
-    let built = halcyon_testkit::config::demo("demo", 21_000, 3, DEMO_COMMAND)
-        .heartbeat(Duration::from_millis(100), 4);
-    let cluster = built.cluster_toml();
-    let package = built.packages[0].to_toml();
-    let loaded =
-        halcyon_config::load_texts(&[("cluster.toml", &cluster), ("hello.toml", &package)])
-            .unwrap();
-    assert_eq!(loaded, expected);
-}

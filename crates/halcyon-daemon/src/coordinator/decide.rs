@@ -129,7 +129,7 @@ impl Decision {
 /// One round of the coordinator, as leader of `input.lease.term`.
 pub fn decide(input: &Input) -> Decision {
     let mut round = Round::new(input);
-    let Some(config) = input.view.config.as_deref() else {
+    let Some(config) = input.view.config().map(|c| c.as_ref()) else {
         round.commit(Command::Bootstrap {
             config: Box::new(input.boot_config.clone()),
             rules: input.boot_rules.clone(),
@@ -147,7 +147,7 @@ pub fn decide(input: &Input) -> Decision {
             round.enqueue(event, "membership");
         }
     }
-    match &view.execution {
+    match &view.execution() {
         None => next_event(&mut round, config),
         Some(execution) => {
             complete_actions(&mut round, config, execution);
@@ -257,17 +257,17 @@ impl<'a> Round<'a> {
 fn membership(round: &mut Round, config: &Config) {
     let view = round.input.view;
     for n in &config.cluster.nodes {
-        let member = view.cluster.members.contains(&n.name);
+        let member = view.cluster().members.contains(&n.name);
         let up = Event::NodeUp {
             node: n.name.clone(),
         };
         match round.input.reachability.get(&n.number) {
             Some(NodeState::Reachable)
                 if !member
-                    && !view.cluster_halted
-                    && !view.halted_by_admin.contains(&n.name)
+                    && !view.cluster_halted()
+                    && !view.halted_by_admin().contains(&n.name)
                     && !view.is_pending_or_running(&up)
-                    && view.incarnations.contains_key(&n.name) =>
+                    && view.incarnations().contains_key(&n.name) =>
             {
                 round.enqueue(up, "membership");
             }
@@ -286,9 +286,9 @@ fn membership(round: &mut Round, config: &Config) {
 /// A `node_down` of `node` (of any kind) is pending or running.
 fn node_down_known(view: &State, node: &NodeName) -> bool {
     let is_down = |e: &Event| matches!(e, Event::NodeDown { node: n, .. } if n == node);
-    view.pending.iter().any(|p| is_down(&p.event))
+    view.pending().iter().any(|p| is_down(&p.event))
         || view
-            .execution
+            .execution()
             .as_ref()
             .is_some_and(|e| is_down(&e.plan.event))
 }
@@ -297,10 +297,10 @@ fn node_down_known(view: &State, node: &NodeName) -> bool {
 fn standby_events(config: &Config, view: &State) -> Vec<Event> {
     let mut events = Vec::new();
     for node in &config.cluster.nodes {
-        if !view.cluster.members.contains(&node.name) {
+        if !view.cluster().members.contains(&node.name) {
             continue;
         }
-        let reported = view.standby_reports.get(&node.name);
+        let reported = view.standby_reports().get(&node.name);
         for network in &config.cluster.networks {
             if node
                 .standby_interfaces_on(network.name.as_str())
@@ -311,7 +311,7 @@ fn standby_events(config: &Config, view: &State) -> Vec<Event> {
             }
             let key = (node.name.clone(), network.name.clone());
             let down = reported.is_some_and(|r| r.contains(&network.name));
-            let committed = view.standbys_down.contains(&key);
+            let committed = view.standbys_down().contains(&key);
             if down && !committed {
                 events.push(Event::FailStandby {
                     node: key.0,
@@ -340,7 +340,7 @@ fn adapter_events(
 ) -> Vec<Event> {
     let mut events = Vec::new();
     for x in &config.cluster.nodes {
-        if !view.cluster.members.contains(&x.name)
+        if !view.cluster().members.contains(&x.name)
             || !matches!(reachability.get(&x.number), Some(NodeState::Reachable))
         {
             continue;
@@ -356,24 +356,24 @@ fn adapter_events(
                 .iter()
                 .filter(|p| {
                     p.number != x.number
-                        && view.cluster.members.contains(&p.name)
+                        && view.cluster().members.contains(&p.name)
                         && is_on_network(&config.cluster, p, network)
                 })
                 .collect();
             let reported = |p: &&halcyon_config::Node| {
-                view.adapter_reports
+                view.adapter_reports()
                     .get(&p.name)
                     .is_some_and(|r| r.contains(&key))
             };
             let down = !peers.is_empty() && peers.iter().all(reported);
-            let committed = view.adapters_down.contains(&key);
+            let committed = view.adapters_down().contains(&key);
             if down && !committed {
                 // A failed standby (committed fail_standby) cannot take the addresses.
                 let standby = x
                     .standby_interfaces_on(network.name.as_str())
                     .next()
                     .is_some()
-                    && !view.standbys_down.contains(&key);
+                    && !view.standbys_down().contains(&key);
                 let (node, network) = key;
                 events.push(if standby {
                     Event::SwapAdapter { node, network }
@@ -392,13 +392,13 @@ fn adapter_events(
 /// No execution: the cluster's formation, else the plan of the most urgent pending event.
 fn next_event(round: &mut Round, config: &Config) {
     let view = round.input.view;
-    if view.cluster.members.is_empty() {
+    if view.cluster().members.is_empty() {
         let joining: Vec<NodeName> = config
             .cluster
             .nodes
             .iter()
             .filter(|n| {
-                view.pending
+                view.pending()
                     .iter()
                     .any(|p| matches!(&p.event, Event::NodeUp { node } if *node == n.name))
             })
@@ -413,7 +413,7 @@ fn next_event(round: &mut Round, config: &Config) {
     let pending = view.pending_events();
     if let Some(i) = halcyon_policy::next_event(config, &pending) {
         let (sequence, event) = pending[i].clone();
-        plan_or_refuse(round, config, &view.cluster, sequence, &event, None);
+        plan_or_refuse(round, config, view.cluster(), sequence, &event, None);
         return;
     }
     timer(round);
@@ -423,7 +423,7 @@ fn next_event(round: &mut Round, config: &Config) {
 /// expiry) raises `timer` when it comes, whichever coordinator is in office then; until
 /// then the coordinator wakes for it.
 fn timer(round: &mut Round) {
-    let Some(wake_at) = round.input.view.wake_at else {
+    let Some(wake_at) = round.input.view.wake_at() else {
         return;
     };
     let timestamp = round.input.timestamp;
@@ -453,7 +453,7 @@ fn form(round: &mut Round, config: &Config, joining: &[NodeName]) {
     }
     let view = round.input.view;
     let start = view
-        .pending
+        .pending()
         .iter()
         .find(|p| p.event == Event::ClusterStart)
         .map(|p| p.sequence);
@@ -462,7 +462,7 @@ fn form(round: &mut Round, config: &Config, joining: &[NodeName]) {
         return;
     };
     let timestamp = round.input.timestamp;
-    let mut forming = view.cluster.clone();
+    let mut forming = view.cluster().clone();
     for n in joining {
         forming.members.insert(n.clone());
         forming.available_since.insert(n.clone(), timestamp);

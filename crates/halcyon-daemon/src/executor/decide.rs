@@ -103,7 +103,7 @@ pub enum LocalAction {
 /// view shows finished.
 pub fn decide(input: &Input<'_>, memory: &mut Memory) -> Vec<LocalAction> {
     let fresh = input.raft_applied >= input.confirmed;
-    match &input.state.execution {
+    match &input.state.execution() {
         Some(execution) => {
             let mut actions = launches(input, execution, memory);
             actions.extend(plan_actions(input, execution, fresh, memory));
@@ -200,7 +200,7 @@ fn plan_actions(
 fn reconcile(input: &Input<'_>, fresh: bool, memory: &mut Memory) -> Vec<LocalAction> {
     let placed: BTreeSet<&PackageName> = input
         .state
-        .cluster
+        .cluster()
         .packages
         .iter()
         .filter(|(_, p)| p.nodes.contains(input.node))
@@ -226,7 +226,7 @@ fn reconcile(input: &Input<'_>, fresh: bool, memory: &mut Memory) -> Vec<LocalAc
             if !lease {
                 continue;
             }
-            let nodes = &input.state.cluster.packages[package].nodes;
+            let nodes = &input.state.cluster().packages[package].nodes;
             assert!(
                 nodes.len() == 1,
                 "failover package {package} placed on {nodes:?}: never on two nodes"

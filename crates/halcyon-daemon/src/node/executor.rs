@@ -167,7 +167,7 @@ impl Node {
             // Before the copy: the copy is at least as recent as this.
             let raft_applied = self.raft_applied();
             let state = self.snapshot();
-            let Some(config) = state.config.clone() else {
+            let Some(config) = state.config().cloned() else {
                 continue;
             };
             // After the copy: whatever a plan action told before its report was committed

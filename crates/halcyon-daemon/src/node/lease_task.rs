@@ -281,13 +281,13 @@ impl Node {
             }
         };
         let state = self.snapshot();
-        let Some(config) = state.config.as_ref() else {
+        let Some(config) = state.config() else {
             return refuse("the cluster is not bootstrapped yet".into());
         };
         if config.node(node).is_none() {
             return refuse(format!("node \"{node}\" is not in the configuration"));
         }
-        if state.departed.contains(node) {
+        if state.departed().contains(node) {
             return refuse(format!(
                 "node {node} is committed as down; it must join again first"
             ));

@@ -273,7 +273,7 @@ impl Node {
     /// ends. `status` says the same (`config_drift`).
     pub(crate) async fn report_drift(self: Arc<Self>) {
         let mut view = self.view.clone();
-        let Ok(state) = view.wait_for(|s| s.config.is_some()).await else {
+        let Ok(state) = view.wait_for(|s| s.config().is_some()).await else {
             return;
         };
         let drift = crate::views::config_drift(&self, &state);
@@ -352,8 +352,8 @@ impl Node {
     pub fn config(&self) -> Arc<Config> {
         self.view
             .borrow()
-            .config
-            .clone()
+            .config()
+            .cloned()
             .unwrap_or_else(|| Arc::clone(&self.boot_config))
     }
 
@@ -419,7 +419,7 @@ impl Node {
     fn running_lease(&self) -> Option<Duration> {
         self.view
             .borrow()
-            .config
+            .config()
             .as_ref()
             .map(|c| c.cluster.lease())
     }
@@ -445,7 +445,7 @@ impl Node {
         let running = self
             .view
             .borrow()
-            .config
+            .config()
             .as_ref()
             .map(|c| raft_timings(&c.cluster).election_timeout_max);
         running.map_or(self.election_max, |r| r.min(self.election_max))
@@ -581,8 +581,8 @@ async fn open_consensus(
     // this node knows it (its applied state, else the files).
     let cleanup_config = view
         .borrow()
-        .config
-        .clone()
+        .config()
+        .cloned()
         .unwrap_or_else(|| Arc::new(config.clone()));
     halt_leftovers(&cleanup_config, &settings.node, platform.resources.as_ref()).await;
     let lowest = config.cluster.nodes.iter().map(|n| n.number).min();

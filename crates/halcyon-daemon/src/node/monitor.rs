@@ -222,7 +222,7 @@ impl Node {
         }
         let local: Vec<PackageName> = self.running.borrow().keys().cloned().collect();
         let state = self.snapshot();
-        let Some(config) = state.config.as_ref() else {
+        let Some(config) = state.config() else {
             return wanted;
         };
         for package in &local {
@@ -230,8 +230,8 @@ impl Node {
                 self.package_monitors(config, p, &mut wanted);
             }
         }
-        if state.cluster.members.contains(&self.name) {
-            self.rule_monitors(config, &state.rules, &mut wanted);
+        if state.cluster().members.contains(&self.name) {
+            self.rule_monitors(config, state.rules(), &mut wanted);
         }
         wanted
     }
@@ -346,7 +346,7 @@ impl Node {
             }
         };
         if let Action::Event { name: event, .. } = &spec.action
-            && self.snapshot().rules.rule(event, None).is_none()
+            && self.snapshot().rules().rule(event, None).is_none()
         {
             tracing::warn!(
                 monitor = name,

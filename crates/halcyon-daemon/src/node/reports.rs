@@ -34,7 +34,13 @@ pub(crate) struct Report<T> {
 pub(crate) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
     name: "adapter",
     judge: adapter_judgements,
-    committed: |state, node| state.adapter_reports.get(node).cloned().unwrap_or_default(),
+    committed: |state, node| {
+        state
+            .adapter_reports()
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    },
     command: |reporter, down, at| Command::AdapterReport { reporter, down, at },
     polls: false,
 };
@@ -44,7 +50,13 @@ pub(crate) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
 pub(crate) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
     name: "standby",
     judge: standby_judgements,
-    committed: |state, node| state.standby_reports.get(node).cloned().unwrap_or_default(),
+    committed: |state, node| {
+        state
+            .standby_reports()
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    },
     command: |reporter, down, at| Command::StandbyReport { reporter, down, at },
     polls: true,
 };
@@ -104,10 +116,10 @@ impl Node {
                 continue;
             }
             let state = self.snapshot();
-            let Some(config) = state.config.as_ref() else {
+            let Some(config) = state.config() else {
                 continue;
             };
-            if !state.cluster.members.contains(&self.name) {
+            if !state.cluster().members.contains(&self.name) {
                 continue;
             }
             let judged = (report.judge)(&self, config);

@@ -221,7 +221,7 @@ impl Node {
         let ours = self.incarnation();
         let committed = self
             .snapshot()
-            .incarnations
+            .incarnations()
             .get(&self.name)
             .copied()
             .unwrap_or(0);
@@ -278,7 +278,7 @@ impl Node {
                         Attempt::Done(())
                     }
                     Ok(_) => Attempt::Done(()),
-                    Err(e) if self.snapshot().execution.as_ref().is_some_and(awaited) => {
+                    Err(e) if self.snapshot().execution().is_some_and(awaited) => {
                         tracing::warn!("{what}: cannot report yet: {e}");
                         Attempt::Retry(e)
                     }

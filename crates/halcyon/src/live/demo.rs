@@ -37,6 +37,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use halcyon_api::StatusResponse;
+use halcyon_testkit::config::{ClusterConfig, Resource};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
@@ -228,19 +229,11 @@ pub fn find_demo_api() -> Result<Vec<SocketAddr>, Failure> {
     }
 }
 
-/// The demo's configuration: three nodes, one failover package whose service answers HTTP
-/// with the node's name, port `port + 80`: on `address` when given (the package's
-/// relocatable address, added on `lo` by an `ip` resource), else on the node's own address.
-pub fn demo_config(port: u16, exe: &Path, address: Option<Ipv4Addr>) -> (String, String) {
-    let mut cluster = format!(
-        "[cluster]\nname = \"demo\"\nid = 1\nport = {port}\n\n[heartbeat]\ninterval = \"100ms\"\nsensitivity = 4\n\n\
-         [[network]]\nname = \"lo\"\nkind = \"ip\"\nsubnets = [\"127.0.0.0/8\"]\n"
-    );
-    for i in 1..=NODES {
-        cluster.push_str(&format!(
-            "\n[[node]]\nname = \"node{i}\"\nnumber = {i}\n[[node.interface]]\nnetwork = \"lo\"\naddress = \"127.0.0.{i}\"\n"
-        ));
-    }
+/// The demo's configuration: the test kit's demo cluster (three nodes on 127.0.0.1-3, the
+/// failover package `hello`), whose service answers HTTP with the node's name, port
+/// `port + 80`: on `address` when given (the package's relocatable address, added on `lo`
+/// by an `ip` resource that comes before the service), else on the node's own address.
+pub fn demo_config(port: u16, exe: &Path, address: Option<Ipv4Addr>) -> ClusterConfig {
     let http_port = port + HTTP_OFFSET;
     let bind = match address {
         Some(a) => format!("A={a}"),
@@ -253,19 +246,22 @@ pub fn demo_config(port: u16, exe: &Path, address: Option<Ipv4Addr>) -> (String,
         "{bind}; exec '{}' demo-http --bind $A:{http_port} --name $HALCYON_NODE",
         exe.display()
     );
-    let mut package = "[package]\nname = \"hello\"\ntype = \"failover\"\nnodes = [\"node1\", \"node2\", \"node3\"]\nauto_run = true\n\
-         failover_policy = \"configured_node\"\nfailback_policy = \"manual\"\n"
-        .to_owned();
-    if let Some(a) = address {
-        package.push_str(&format!(
-            "\n[[resource]]\nkind = \"ip\"\nnetwork = \"lo\"\naddress = \"{a}/{PACKAGE_PREFIX}\"\n"
-        ));
+    let mut config = halcyon_testkit::config::demo("demo", port, usize::from(NODES), command)
+        .heartbeat(Duration::from_millis(100), 4);
+    if let Some(address) = address {
+        let package = config
+            .package_mut(halcyon_testkit::config::DEMO_PACKAGE)
+            .expect("the demo cluster has its package");
+        package.resources.insert(
+            0,
+            Resource::Ip {
+                network: "lo".into(),
+                address,
+                prefix: PACKAGE_PREFIX,
+            },
+        );
     }
-    package.push_str(&format!(
-        "\n[[resource]]\nkind = \"service\"\nname = \"http\"\ncommand = \"{}\"\nrestart = 2\nhalt_timeout = \"2s\"\n",
-        command.replace('\\', "\\\\").replace('"', "\\\"")
-    ));
-    (cluster, package)
+    config
 }
 
 /// What `halcyon demo` was asked to do.
@@ -669,9 +665,7 @@ fn start(
     std::fs::create_dir_all(&config)?;
     std::fs::create_dir_all(directory.join("requests"))?;
     let address = lo_lock.is_some().then_some(PACKAGE_ADDRESS);
-    let (cluster, package) = demo_config(port, &exe, address);
-    std::fs::write(config.join("cluster.toml"), cluster)?;
-    std::fs::write(config.join("hello.toml"), package)?;
+    demo_config(port, &exe, address).write(&config)?;
     // Authenticated heartbeats, as on a cluster set up with `halcyon init`.
     crate::init::credentials_beside(&config)?;
     let logs = logs_directory(port);
@@ -1010,5 +1004,37 @@ pub async fn serve_http(bind: SocketAddr, name: String) -> Result<(), Failure> {
             );
             let _ = stream.write_all(response.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(config: &ClusterConfig) -> halcyon_config::Config {
+        let cluster = config.cluster_toml();
+        let package = config.packages[0].to_toml();
+        halcyon_config::load_texts(&[("cluster.toml", &cluster), ("hello.toml", &package)])
+            .unwrap_or_else(|e| panic!("the demo's configuration does not load: {e:?}"))
+    }
+
+    #[test]
+    fn the_demos_configuration_loads_with_its_address_before_its_service() {
+        let exe = Path::new("/x/halcyon");
+        let plain = loaded(&demo_config(21_000, exe, None));
+        assert_eq!(plain.cluster.nodes.len(), usize::from(NODES));
+        assert_eq!(plain.cluster.port, 21_000);
+        let hello = &plain.packages["hello"];
+        assert_eq!(hello.resources.len(), 1);
+        let only = format!("{:?}", hello.resources[0]);
+        assert!(only.contains("demo-http --bind $A:21080"), "{only}");
+
+        let with_address = loaded(&demo_config(21_000, exe, Some(PACKAGE_ADDRESS)));
+        let hello = &with_address.packages["hello"];
+        assert_eq!(hello.resources.len(), 2);
+        let first = format!("{:?}", hello.resources[0]);
+        assert!(first.contains(&PACKAGE_ADDRESS.to_string()), "{first}");
+        let second = format!("{:?}", hello.resources[1]);
+        assert!(second.contains(&format!("A={PACKAGE_ADDRESS}")), "{second}");
     }
 }
