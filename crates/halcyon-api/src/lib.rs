@@ -13,11 +13,13 @@
 //! The exception, node to node only: `POST /v1/internal/write` answers with the state
 //! machine's own reply (`halcyon_state::Reply`, see [`WriteResponse`]).
 
+mod config;
 mod events;
 mod internal;
 mod operations;
 mod status;
 
+pub use config::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, StagedConfig};
 pub use events::{EventRecord, EventsQuery, EventsResponse};
 pub use internal::{
     HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse, LeaseRequest, LeaseResponse,

@@ -45,6 +45,13 @@ pub struct StatusResponse {
     /// cluster keeps running its own: edited files are not applied to a running cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_drift: Vec<String>,
+    /// The running configuration's generation (1 from the bootstrap, one more at each
+    /// `halcyon apply`).
+    #[serde(default)]
+    pub generation: u64,
+    /// A reconfiguration in progress (`halcyon apply`): the cluster-wide lock's holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfiguration: Option<crate::StagedConfig>,
 }
 
 /// The answering node's heartbeat authentication: HMAC-SHA256 with the cluster's

@@ -97,6 +97,8 @@ fn status() -> StatusResponse {
     StatusResponse {
         heartbeat_auth: Default::default(),
         config_drift: Vec::new(),
+        generation: 2,
+        reconfiguration: None,
         schema_version: SCHEMA_VERSION,
         cluster: "example".into(),
         answered_by: "node1".into(),

@@ -106,6 +106,8 @@ pub async fn serve(
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
         .route("/v1/cluster/{op}", post(cluster_op))
+        .route("/v1/config", get(config_running))
+        .route("/v1/config/{op}", post(config_op))
         .route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             PUBLIC_CONCURRENCY,
         ));
@@ -149,6 +151,46 @@ fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
 fn parse_required<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("bad request body: {e}")))
+}
+
+async fn config_running(State(node): State<Shared>) -> Response {
+    reply(crate::reconfigure::running(&node))
+}
+
+/// `POST /v1/config/preview` (any node: what the files would do now) and
+/// `POST /v1/config/apply` (the leader: stage them and run their `config_change`).
+async fn config_op(
+    State(node): State<Shared>,
+    Path(op): Path<String>,
+    Query(query): Query<OperationQuery>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let request = query.request.as_deref();
+    if let Err(e) = operations::check_request_id(request) {
+        return failed(e);
+    }
+    let files: halcyon_api::ApplyRequest = match parse_required(&body) {
+        Ok(files) => files,
+        Err(e) => return failed(e),
+    };
+    match op.as_str() {
+        "preview" => reply(crate::reconfigure::preview(&node, &files)),
+        "apply" => {
+            if must_forward(&node) {
+                let text = String::from_utf8_lossy(&body);
+                return forward(&node, method, &uri, &text).await;
+            }
+            if let Some(answer) = operations::known_request(&node, request).await {
+                return answered(answer);
+            }
+            answered(crate::reconfigure::apply(&node, &files, "admin (apply)", request).await)
+        }
+        other => failed(ApiError::not_found(format!(
+            "unknown configuration operation \"{other}\"; expected preview or apply"
+        ))),
+    }
 }
 
 async fn status(State(node): State<Shared>) -> Response {

@@ -39,6 +39,7 @@ pub mod node;
 pub mod operations;
 pub mod peers;
 pub mod platform;
+pub mod reconfigure;
 pub mod views;
 pub mod watchdog;
 pub mod witness;

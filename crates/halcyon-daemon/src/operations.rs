@@ -86,13 +86,13 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn done(response: OperationResponse) -> Self {
+    pub(crate) fn done(response: OperationResponse) -> Self {
         Answer {
             response,
             pending: false,
         }
     }
-    fn note(text: impl Into<String>) -> Self {
+    pub(crate) fn note(text: impl Into<String>) -> Self {
         Self::done(OperationResponse::Note(NoteResponse {
             schema_version: SCHEMA_VERSION,
             note: text.into(),
@@ -172,7 +172,7 @@ pub async fn submit_event(
 
 /// Waits (up to [`EVENT_WAIT`]) for the event enqueued as `sequence` to end, and answers
 /// with its record, or says it still runs.
-async fn await_outcome(
+pub(crate) async fn await_outcome(
     node: &Node,
     sequence: u64,
     event: Option<String>,

@@ -126,6 +126,13 @@ pub fn status(node: &Node) -> StatusResponse {
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
         config_drift: config_drift(node, &state),
+        generation: state.generation(),
+        reconfiguration: state.staged().map(|s| halcyon_api::StagedConfig {
+            generation: s.generation,
+            by: s.by.clone(),
+            since: s.since,
+            sequence: s.sequence,
+        }),
         schema_version: SCHEMA_VERSION,
         cluster: config.cluster.name.clone(),
         answered_by: node.name.to_string(),

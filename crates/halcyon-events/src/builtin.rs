@@ -295,7 +295,10 @@ mod tests {
                 package,
                 node: None,
             },
-            Event::ConfigChange,
+            Event::ConfigChange {
+                generation: 0,
+                restart: Default::default(),
+            },
             Event::Timer,
         ];
         let names: Vec<&str> = events.iter().map(Event::name).collect();

@@ -397,7 +397,7 @@ impl<'e, 'c> Work<'e, 'c> {
     fn apply(&mut self, event: &Event) -> Result<(), PlanError> {
         let e = self.e;
         match event {
-            Event::ClusterStart | Event::Timer | Event::ConfigChange => {}
+            Event::ClusterStart | Event::Timer | Event::ConfigChange { .. } => {}
             Event::ClusterHalt => {
                 for p in 0..e.packages.len() {
                     for &n in &self.current[p].clone() {
@@ -1247,6 +1247,18 @@ impl<'e, 'c> Work<'e, 'c> {
                     format!("multi-node package: {} is eligible", e.node_names[n])
                 };
                 runs.push((p, n, why));
+            }
+            // `halcyon apply` changed its definition: where it stays, it halts with the old
+            // definition and runs with the new one (a package that moves does both anyway).
+            if let Event::ConfigChange { restart, .. } = event
+                && restart.contains(&package.name)
+            {
+                for &n in after.iter().filter(|n| before.contains(n)) {
+                    let why =
+                        "its definition changed (halcyon apply): it runs again with the new one";
+                    halts.push((p, n, ActionKind::Halt, why.to_owned()));
+                    runs.push((p, n, why.to_owned()));
+                }
             }
         }
 

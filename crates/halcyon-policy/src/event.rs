@@ -1,6 +1,7 @@
 //! Events the policy engine plans for, and the order in which pending events are
 //! processed (SPEC 7 "Ordering", from the HACMP ES event priority).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use halcyon_config::{Config, NetworkName, NodeName, PackageName};
@@ -116,8 +117,16 @@ pub enum Event {
         name: String,
         node: NodeName,
     },
-    /// A new configuration was applied.
-    ConfigChange,
+    /// `halcyon apply`: the configuration staged as `generation` replaces the running one.
+    /// `restart`: the packages whose definition changed (each running one halts and runs
+    /// again where it runs, with its new definition); packages removed halt, packages added
+    /// are placed, the others are left alone.
+    ConfigChange {
+        #[serde(default)]
+        generation: u64,
+        #[serde(default)]
+        restart: BTreeSet<PackageName>,
+    },
     /// Time passed (delayed fallback timer, failure expiry): re-evaluate.
     Timer,
 }
@@ -143,7 +152,7 @@ impl Event {
             Event::PackageDisable { .. } => "package_disable",
             Event::PackageClear { .. } => "package_clear",
             Event::UserDefined { name, .. } => name,
-            Event::ConfigChange => "config_change",
+            Event::ConfigChange { .. } => "config_change",
             Event::Timer => "timer",
         }
     }
@@ -200,7 +209,7 @@ impl Event {
             | Event::PackageDisable { .. }
             | Event::PackageClear { .. }
             | Event::ClusterHalt => EventClass::Request,
-            Event::ConfigChange => EventClass::ConfigChange,
+            Event::ConfigChange { .. } => EventClass::ConfigChange,
             Event::Timer => EventClass::Timer,
         }
     }
@@ -225,6 +234,19 @@ impl fmt::Display for Event {
             }
             Event::PackageHalt { package } => write!(f, " {package}"),
             Event::UserDefined { node, .. } => write!(f, " on {node}"),
+            Event::ConfigChange {
+                generation,
+                restart,
+            } => {
+                if *generation > 0 {
+                    write!(f, " to generation {generation}")?;
+                }
+                if !restart.is_empty() {
+                    let names: Vec<&str> = restart.iter().map(PackageName::as_str).collect();
+                    write!(f, " (restarts {})", names.join(", "))?;
+                }
+                Ok(())
+            }
             _ => {
                 if let Some(node) = self.node() {
                     write!(f, " {node}")?;

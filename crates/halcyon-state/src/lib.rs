@@ -55,6 +55,18 @@ pub enum Command {
         rules: Rules,
         at: Timestamp,
     },
+    /// `halcyon apply`: stages `config` (with its rules) as the next generation and enqueues
+    /// the `config_change` event that switches to it. Refused while another is staged (the
+    /// cluster-wide reconfiguration lock, held until that event ends).
+    ConfigApply {
+        config: Box<Config>,
+        #[serde(default)]
+        rules: Rules,
+        by: String,
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+    },
     /// A node's daemon started with this incarnation (must increase at every start).
     Register {
         node: NodeName,
@@ -394,6 +406,27 @@ pub struct State {
     /// still to come when it was committed. The coordinator raises `timer` then.
     #[serde(default)]
     wake_at: Option<Timestamp>,
+    /// The running configuration's generation: 1 from the bootstrap, one more at each
+    /// applied `config_change` (0 in a state written before generations existed).
+    #[serde(default)]
+    generation: u64,
+    /// The configuration `halcyon apply` staged, until its `config_change` event ends: the
+    /// cluster-wide reconfiguration lock.
+    #[serde(default)]
+    staged: Option<Staged>,
+}
+
+/// A configuration staged by `halcyon apply` (see [`Command::ConfigApply`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Staged {
+    pub config: Arc<Config>,
+    pub rules: Rules,
+    pub generation: u64,
+    /// Who asked, and when.
+    pub by: String,
+    pub since: Timestamp,
+    /// The `config_change` event's sequence.
+    pub sequence: u64,
 }
 
 impl State {
@@ -503,6 +536,28 @@ impl State {
         self.wake_at
     }
 
+    /// The running configuration's generation (0 before the bootstrap).
+    pub fn generation(&self) -> u64 {
+        match self.config {
+            Some(_) => self.generation.max(1),
+            None => 0,
+        }
+    }
+
+    /// The configuration staged by `halcyon apply`, while its `config_change` runs.
+    pub fn staged(&self) -> Option<&Staged> {
+        self.staged.as_ref()
+    }
+
+    /// The configuration an event is planned with: the staged one for its `config_change`,
+    /// else the running one.
+    pub fn config_for(&self, sequence: u64) -> Option<&Arc<Config>> {
+        match &self.staged {
+            Some(staged) if staged.sequence == sequence => Some(&staged.config),
+            _ => self.config.as_ref(),
+        }
+    }
+
     /// Applies one committed command; deterministic.
     pub fn apply(&mut self, index: u64, command: Command) -> Reply {
         self.applied_index = index;
@@ -513,8 +568,16 @@ impl State {
                 }
                 self.config = Some(Arc::new(*config));
                 self.rules = rules;
+                self.generation = 1;
                 Reply::Bootstrapped { fresh: true }
             }
+            Command::ConfigApply {
+                config,
+                rules,
+                by,
+                at,
+                request,
+            } => self.config_apply(*config, rules, by, at, request),
             Command::Register {
                 node, incarnation, ..
             } => {
@@ -574,6 +637,10 @@ impl State {
                 if pending.event == Event::Timer {
                     // Refused: not raised again until a plan asks for it.
                     self.wake_at = None;
+                }
+                if self.staged.as_ref().is_some_and(|s| s.sequence == sequence) {
+                    // Nothing was applied: the lock goes with the event.
+                    self.staged = None;
                 }
                 let id = self.new_record(&pending);
                 if let Some(r) = self.record_mut(id) {
@@ -709,6 +776,8 @@ impl State {
             next_record,
             requests,
             wake_at,
+            generation,
+            staged,
         } = self;
         State {
             applied_index: *applied_index,
@@ -731,6 +800,8 @@ impl State {
             next_record: *next_record,
             requests: requests.clone(),
             wake_at: *wake_at,
+            generation: *generation,
+            staged: staged.clone(),
         }
     }
 
@@ -776,6 +847,78 @@ impl State {
         }
     }
 
+    /// [`Command::ConfigApply`]: stage the configuration and enqueue its `config_change`.
+    fn config_apply(
+        &mut self,
+        config: Config,
+        rules: Rules,
+        by: String,
+        at: Timestamp,
+        request: Option<String>,
+    ) -> Reply {
+        if let Some(&(_, sequence)) = request
+            .as_ref()
+            .and_then(|r| self.requests.iter().find(|(id, _)| id == r))
+        {
+            return Reply::Queued {
+                sequence,
+                duplicate: true,
+            };
+        }
+        let Some(running) = self.config.clone() else {
+            return Reply::Ignored {
+                why: "the cluster is not bootstrapped".to_owned(),
+            };
+        };
+        if let Some(staged) = &self.staged {
+            return Reply::Ignored {
+                why: format!(
+                    "another reconfiguration holds the lock: generation {} applied by {} at {} \
+                     (event sequence {}); it is released when that config_change ends",
+                    staged.generation, staged.by, staged.since, staged.sequence
+                ),
+            };
+        }
+        let restart = config
+            .packages
+            .iter()
+            .filter(|(name, package)| running.packages.get(*name).is_some_and(|r| r != *package))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let generation = self.generation() + 1;
+        let event = Event::ConfigChange {
+            generation,
+            restart,
+        };
+        let reply = self.enqueue(event, by.clone(), at, None);
+        let Reply::Queued {
+            sequence,
+            duplicate: false,
+        } = reply
+        else {
+            return reply;
+        };
+        self.staged = Some(Staged {
+            config: Arc::new(config),
+            rules,
+            generation,
+            by,
+            since: at,
+            sequence,
+        });
+        if let Some(request) = request {
+            assert!(
+                request.len() <= REQUEST_ID_MAX,
+                "request ids are checked at the API"
+            );
+            if self.requests.len() == REQUESTS_MAX {
+                self.requests.pop_front();
+            }
+            self.requests.push_back((request, sequence));
+        }
+        reply
+    }
+
     fn plan_committed(&mut self, sequence: u64, plan: Plan, at: Timestamp) -> Reply {
         if let Some(e) = &self.execution {
             return Reply::Ignored {
@@ -787,11 +930,16 @@ impl State {
                 why: format!("no pending event {sequence}"),
             };
         };
-        let Some(config) = self.config.clone() else {
+        let Some(config) = self.config_for(sequence).cloned() else {
             return Reply::Ignored {
                 why: "the cluster is not bootstrapped".to_owned(),
             };
         };
+        let staged = self
+            .staged
+            .as_ref()
+            .filter(|s| s.sequence == sequence)
+            .cloned();
         // One event at a time, in priority order: a plan made before a more urgent event
         // arrived is refused, and the coordinator plans again (simulation seed 31). The
         // cluster's formation goes before the joins it absorbs.
@@ -823,10 +971,11 @@ impl State {
             self.wake_at = None;
         }
         let id = self.next_record;
+        let rules = staged.as_ref().map_or(&self.rules, |s| &s.rules);
         let execution = match Execution::new(
             id,
             &config,
-            &self.rules,
+            rules,
             plan.clone(),
             &self.cluster.members,
             pending.sample.clone(),
@@ -841,9 +990,23 @@ impl State {
                     r.started_at = Some(at);
                     r.finished_at = Some(at);
                 }
+                if staged.is_some() {
+                    self.staged = None;
+                }
                 return Reply::Done;
             }
         };
+        // `halcyon apply`: every node switches to the staged configuration as it applies
+        // this entry; the lock stays until the event ends.
+        if let Some(staged) = staged {
+            assert!(
+                matches!(pending.event, Event::ConfigChange { generation, .. } if generation == staged.generation),
+                "a staged configuration is switched to only by its own config_change"
+            );
+            self.config = Some(Arc::clone(&staged.config));
+            self.rules = staged.rules;
+            self.generation = staged.generation;
+        }
         // Every plan looks at the whole cluster: its wake-up replaces the previous one. One
         // not after the plan's own time would raise `timer` again at once: dropped.
         self.wake_at = plan.wake_at.filter(|w| *w > at);
@@ -1184,6 +1347,10 @@ impl State {
     fn finish(&mut self, at: Timestamp) {
         let e = self.execution.take().expect("checked by the caller");
         self.cluster = e.plan.state.clone();
+        if matches!(e.plan.event, Event::ConfigChange { .. }) {
+            // The reconfiguration is over (done, with failures, or skipped): the lock goes.
+            self.staged = None;
+        }
         let skipped = matches!(e.progress.state(), EventState::Skipped);
         let failed_commands = e
             .progress
@@ -1343,5 +1510,7 @@ impl halcyon_consensus::Application for Replicated {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apply;
 #[cfg(test)]
 mod tests_events;

@@ -32,7 +32,7 @@ network = "lan"
 address = "127.0.0.3"
 "#;
 
-const PACKAGE: &str = r#"
+pub(super) const PACKAGE: &str = r#"
 [package]
 name = "web"
 type = "failover"
@@ -55,7 +55,7 @@ pub(super) fn t(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
 
-fn booted() -> State {
+pub(super) fn booted() -> State {
     let mut s = State::new();
     let reply = s.apply(
         1,
@@ -70,11 +70,13 @@ fn booted() -> State {
 }
 
 /// Plans the next pending event the way the coordinator does and commits the plan.
-fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
+pub(super) fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
     let config = s.config.clone().unwrap();
     let pending = s.pending_events();
     let i = halcyon_policy::next_event(&config, &pending).expect("an event is pending");
     let (sequence, event) = pending[i].clone();
+    // A config_change is planned with the staged configuration, as the coordinator does.
+    let config = s.config_for(sequence).cloned().unwrap();
     let plan = Engine::new(&config).plan(&s.cluster, &event, at).unwrap();
     match s.apply(
         index,
@@ -90,7 +92,7 @@ fn plan_next(s: &mut State, index: u64, at: Timestamp) -> u64 {
 }
 
 /// Applies `event` as queued by `by` at `at`.
-fn enqueue(s: &mut State, index: u64, event: Event, by: &str, at: Timestamp) -> Reply {
+pub(super) fn enqueue(s: &mut State, index: u64, event: Event, by: &str, at: Timestamp) -> Reply {
     s.apply(
         index,
         Command::Enqueue {
@@ -103,7 +105,7 @@ fn enqueue(s: &mut State, index: u64, event: Event, by: &str, at: Timestamp) -> 
     )
 }
 
-fn done_all(s: &mut State, mut index: u64, ok: bool) -> u64 {
+pub(super) fn done_all(s: &mut State, mut index: u64, ok: bool) -> u64 {
     while let Some(e) = s.execution.clone() {
         let ready = e.ready_actions();
         assert!(!ready.is_empty(), "the execution is stuck: {e:#?}");

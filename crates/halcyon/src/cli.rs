@@ -184,6 +184,27 @@ pub enum LiveCommand {
         #[arg(long, hide = true)]
         test_faults: bool,
     },
+    /// Change the running cluster's configuration (Serviceguard: cmapplyconf; HACMP: DARE).
+    ///
+    /// Checks DIR as `halcyon check` does (every mistake, exit 2, nothing changed), shows
+    /// what differs from the running configuration field by field and the plan of the
+    /// `config_change` event, asks (unless --yes), then takes the cluster-wide
+    /// reconfiguration lock and commits the change: removed packages halt, changed ones
+    /// halt and run again where they run, added ones are placed, the others keep running
+    /// untouched. Packages, `[events]` and the event rules can change; a change of nodes,
+    /// networks, heartbeat, quorum or limits is refused with the setting named.
+    Apply {
+        /// The new configuration directory.
+        dir: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Show the differences and the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
     Status {
         #[command(flatten)]

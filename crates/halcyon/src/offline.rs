@@ -388,7 +388,10 @@ pub fn parse_event(words: &[String]) -> Result<Event, String> {
         ("cluster_start", []) => Event::ClusterStart,
         ("cluster_halt", []) => Event::ClusterHalt,
         ("timer", []) => Event::Timer,
-        ("config_change", []) => Event::ConfigChange,
+        ("config_change", []) => Event::ConfigChange {
+            generation: 0,
+            restart: Default::default(),
+        },
         ("cluster_start" | "cluster_halt" | "timer" | "config_change", _) => return Err(usage("")),
         ("node_up", [n]) => Event::NodeUp { node: node(n) },
         ("node_up", _) => return Err(usage("NODE")),

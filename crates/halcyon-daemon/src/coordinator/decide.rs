@@ -413,7 +413,9 @@ fn next_event(round: &mut Round, config: &Config) {
     let pending = view.pending_events();
     if let Some(i) = halcyon_policy::next_event(config, &pending) {
         let (sequence, event) = pending[i].clone();
-        plan_or_refuse(round, config, view.cluster(), sequence, &event, None);
+        // A `config_change` is planned with the configuration `halcyon apply` staged.
+        let planned_with = view.config_for(sequence).map_or(config, |c| c.as_ref());
+        plan_or_refuse(round, planned_with, view.cluster(), sequence, &event, None);
         return;
     }
     timer(round);

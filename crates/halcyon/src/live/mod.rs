@@ -2,6 +2,7 @@
 //! `cluster`, `explain`, `emulate --live`), the daemon and witness themselves, and the
 //! demo. Each returns `Ok(())` or a [`Failure`]; `main.rs` decides the exit code.
 
+mod apply;
 mod client;
 mod demo;
 pub mod render;
@@ -108,6 +109,22 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             halcyon_daemon::witness::run(settings)
                 .await
                 .map_err(|e| Failure::Failed(format!("error: {e:#}")))
+        }
+        LiveCommand::Apply {
+            dir,
+            yes,
+            dry_run,
+            target,
+        } => {
+            // With no target, the nodes of DIR itself (apply cannot change them).
+            let target = match (&target.api, &target.config) {
+                (None, None) => Target {
+                    api: None,
+                    config: Some(dir.clone()),
+                },
+                _ => target,
+            };
+            apply::apply(&apply::ApplyOptions { dir, yes, dry_run }, &target).await
         }
         LiveCommand::Status { target, json } => {
             let status: halcyon_api::StatusResponse = get(&target, "/v1/status").await?;

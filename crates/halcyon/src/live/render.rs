@@ -33,12 +33,20 @@ pub fn status(v: &StatusResponse) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "CLUSTER {}   coordinator {}   quorum {}   (answered by {})",
+        "CLUSTER {}   configuration generation {}   coordinator {}   quorum {}   (answered by {})",
         v.cluster,
+        v.generation,
         or_dash(v.coordinator.as_ref()),
         if v.quorum.has_quorum { "yes" } else { "NO" },
         v.answered_by,
     );
+    if let Some(r) = &v.reconfiguration {
+        let _ = writeln!(
+            out,
+            "  reconfiguration in progress: generation {} applied by {} at {} (event sequence {})",
+            r.generation, r.by, r.since, r.sequence
+        );
+    }
     if v.halted {
         let _ = writeln!(
             out,
@@ -60,8 +68,9 @@ pub fn status(v: &StatusResponse) -> String {
     if !v.config_drift.is_empty() {
         let _ = writeln!(
             out,
-            "  configuration files on {} differ from the running configuration (not applied to a running cluster):",
-            v.answered_by
+            "  configuration files on {} differ from the running generation {} (`halcyon apply DIR` \
+             changes the cluster; until then it runs its own):",
+            v.answered_by, v.generation
         );
         for line in &v.config_drift {
             let _ = writeln!(out, "    {line}");

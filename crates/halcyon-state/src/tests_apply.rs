@@ -1,0 +1,133 @@
+//! `halcyon apply` in the state machine: the staged configuration, the lock, the switch.
+
+use super::tests::{CLUSTER, PACKAGE, booted, done_all, enqueue, plan_next, t};
+use super::*;
+
+/// The running configuration with `web`'s command changed and a package `db` added.
+fn next_config() -> Config {
+    let web = PACKAGE.replace("sleep 100", "sleep 200");
+    let db = PACKAGE.replace("\"web\"", "\"db\"");
+    halcyon_config::load_texts(&[
+        ("cluster.toml", CLUSTER),
+        ("web.toml", &web),
+        ("db.toml", &db),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config_apply(s: &mut State, index: u64, by: &str, at: Timestamp) -> Reply {
+    s.apply(
+        index,
+        Command::ConfigApply {
+            config: Box::new(next_config()),
+            rules: Rules::default(),
+            by: by.into(),
+            at,
+            request: None,
+        },
+    )
+}
+
+/// A booted state whose `web` runs on n1.
+fn running() -> (State, u64) {
+    let mut s = booted();
+    enqueue(&mut s, 2, Event::NodeUp { node: "n1".into() }, "m", t(1));
+    plan_next(&mut s, 3, t(2));
+    let index = done_all(&mut s, 3, true);
+    assert!(s.cluster.packages["web"].nodes.contains("n1"));
+    (s, index)
+}
+
+#[test]
+fn an_apply_stages_its_configuration_and_switches_when_its_plan_is_committed() {
+    let (mut s, index) = running();
+    assert_eq!(s.generation(), 1);
+    let reply = config_apply(&mut s, index + 1, "admin", t(10));
+    let Reply::Queued { sequence, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    // Staged, not switched: the running configuration is still generation 1.
+    assert_eq!(s.generation(), 1);
+    assert!(!s.config().unwrap().packages.contains_key("db"));
+    let staged = s.staged().expect("staged");
+    assert_eq!((staged.generation, staged.sequence), (2, sequence));
+    assert_eq!(
+        s.pending()[0].event,
+        Event::ConfigChange {
+            generation: 2,
+            restart: ["web".into()].into()
+        }
+    );
+    // A second apply is refused while the first holds the lock, naming it.
+    let second = config_apply(&mut s, index + 2, "someone else", t(11));
+    assert!(
+        matches!(&second, Reply::Ignored { why } if why.contains("generation 2 applied by admin")),
+        "{second:?}"
+    );
+    assert_eq!(s.pending().len(), 1);
+
+    plan_next(&mut s, index + 3, t(12));
+    assert_eq!(s.generation(), 2);
+    assert!(s.config().unwrap().packages.contains_key("db"));
+    assert!(s.staged().is_some(), "the lock stays while the event runs");
+    let plan = &s.execution().unwrap().plan;
+    let web: Vec<_> = plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter(|a| a.package.as_ref().is_some_and(|p| p.as_str() == "web"))
+        .map(|a| (a.kind.clone(), a.node.to_string()))
+        .collect();
+    assert_eq!(
+        web,
+        [
+            (halcyon_policy::ActionKind::Halt, "n1".to_owned()),
+            (halcyon_policy::ActionKind::Run, "n1".to_owned())
+        ],
+        "the changed package halts and runs again where it runs"
+    );
+    done_all(&mut s, index + 3, true);
+    assert!(s.staged().is_none(), "the lock goes with the event");
+    assert_eq!(s.generation(), 2);
+    assert!(s.cluster.packages["db"].nodes.contains("n1"));
+}
+
+#[test]
+fn a_refused_config_change_applies_nothing_and_releases_the_lock() {
+    let (mut s, index) = running();
+    let Reply::Queued { sequence, .. } = config_apply(&mut s, index + 1, "admin", t(10)) else {
+        panic!()
+    };
+    s.apply(
+        index + 2,
+        Command::EventRefused {
+            sequence,
+            error: "no".into(),
+            at: t(11),
+        },
+    );
+    assert!(s.staged().is_none());
+    assert_eq!(s.generation(), 1);
+    assert!(!s.config().unwrap().packages.contains_key("db"));
+    // The next apply may go.
+    assert!(matches!(
+        config_apply(&mut s, index + 3, "admin", t(12)),
+        Reply::Queued {
+            duplicate: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_state_from_before_generations_reads_as_generation_one() {
+    let (s, _) = running();
+    let mut value = serde_json::to_value(&s).unwrap();
+    let object = value.as_object_mut().unwrap();
+    object.remove("generation");
+    object.remove("staged");
+    let old: State = serde_json::from_value(value).unwrap();
+    assert_eq!(old.generation(), 1);
+    assert!(old.staged().is_none());
+    assert_eq!(State::new().generation(), 0);
+}

@@ -1,0 +1,224 @@
+//! `halcyon apply DIR` (Serviceguard `cmapplyconf`, HACMP DARE): check the directory as
+//! `halcyon check` does, show what differs from the running configuration field by field
+//! and the plan of the `config_change`, ask, then stage it on the cluster and wait for
+//! the change to end. The daemon loads and checks the files again and decides (see
+//! `halcyon_daemon::reconfigure`); this side only reads, shows and asks.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use halcyon_api::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse};
+use halcyon_config::Config;
+use serde_json::Value;
+
+use super::client::{self, get, post, post_as};
+use super::{Failure, Target, render};
+
+/// What `halcyon apply` was asked.
+pub struct ApplyOptions {
+    pub dir: PathBuf,
+    pub yes: bool,
+    pub dry_run: bool,
+}
+
+pub async fn apply(options: &ApplyOptions, target: &Target) -> Result<(), Failure> {
+    let dir = &options.dir;
+    if !dir.is_dir() {
+        return Err(Failure::Invalid(format!(
+            "error: {}: expected a configuration directory",
+            dir.display()
+        )));
+    }
+    // Every mistake with its position, exit 2, before the cluster is asked anything.
+    crate::offline::check(std::slice::from_ref(dir))?;
+    let (new, _) = halcyon_config::load(std::slice::from_ref(dir))
+        .map_err(|d| Failure::Invalid(d.to_string()))?;
+    let request = ApplyRequest {
+        files: files_of(dir)?,
+    };
+    let running: ConfigResponse = get(target, "/v1/config").await?;
+    if let Some(s) = &running.staged {
+        return Err(Failure::Failed(format!(
+            "error: refused: another reconfiguration holds the lock: generation {} applied by {} \
+             at {} (event sequence {}); it is released when that config_change ends",
+            s.generation, s.by, s.since, s.sequence
+        )));
+    }
+    let preview: ApplyPreview =
+        post_as(target, "/v1/config/preview", Some(client::body(&request))).await?;
+    let lines = differences(&running.config, &new, &preview);
+    if preview.next_generation == preview.generation {
+        println!(
+            "nothing to apply: {} is the running configuration (generation {})",
+            dir.display(),
+            preview.generation
+        );
+        return Ok(());
+    }
+    println!(
+        "changes from generation {} to {}:",
+        preview.generation, preview.next_generation
+    );
+    for line in &lines {
+        println!("  {line}");
+    }
+    println!("plan of the config_change:");
+    print!("{}", preview.plan_text);
+    if options.dry_run {
+        println!("dry run: nothing was changed");
+        return Ok(());
+    }
+    if !options.yes && !confirmed(preview.next_generation)? {
+        return Err(Failure::Failed("not applied: not confirmed".to_owned()));
+    }
+    let answer = post(target, "/v1/config/apply", Some(client::body(&request))).await?;
+    print!("{}", render::operation(&answer));
+    Ok(())
+}
+
+/// Asks on the terminal; refuses to guess when there is none.
+fn confirmed(generation: u64) -> Result<bool, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::Invalid(
+            "error: apply asks for confirmation and standard input is not a terminal: \
+             run it with --yes (or --dry-run to see the plan only)"
+                .to_owned(),
+        ));
+    }
+    print!("apply generation {generation}? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Failed(format!("error: reading the answer: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// The configuration files of `dir` (those `halcyon check` reads: `.toml` files, the
+/// credentials directory left out), named relative to it.
+fn files_of(dir: &Path) -> Result<Vec<ConfigFile>, Failure> {
+    let paths = halcyon_config::collect_files(&[dir.to_path_buf()])
+        .map_err(|d| Failure::Invalid(d.to_string()))?;
+    paths
+        .iter()
+        .map(|path| {
+            let name = path
+                .strip_prefix(dir)
+                .map_err(|_| {
+                    Failure::Invalid(format!(
+                        "error: {} is not inside {}",
+                        path.display(),
+                        dir.display()
+                    ))
+                })?
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Failed(format!("error: {}: {e}", path.display())))?;
+            Ok(ConfigFile { name, text })
+        })
+        .collect()
+}
+
+/// One line per difference: packages added, removed (halted first where they run),
+/// changed field by field; cluster settings field by field; the event rules.
+pub fn differences(running: &Config, new: &Config, preview: &ApplyPreview) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in new.packages.keys() {
+        if !running.packages.contains_key(name) {
+            out.push(format!("+ package {name} (added)"));
+        }
+    }
+    for name in running.packages.keys() {
+        if !new.packages.contains_key(name) {
+            out.push(format!(
+                "- package {name} (removed: halted first where it runs)"
+            ));
+        }
+    }
+    for (name, package) in &new.packages {
+        if let Some(old) = running.packages.get(name)
+            && old != package
+        {
+            let restarts = if preview.restart.iter().any(|r| r == name.as_str()) {
+                " (halts and runs again where it runs)"
+            } else {
+                ""
+            };
+            out.push(format!("~ package {name}{restarts}:"));
+            walk(
+                "",
+                &to_value(old),
+                &to_value(package),
+                &mut |path, change| out.push(format!("    {path}: {change}")),
+            );
+        }
+    }
+    walk(
+        "cluster",
+        &to_value(&running.cluster),
+        &to_value(&new.cluster),
+        &mut |path, change| out.push(format!("~ {path}: {change}")),
+    );
+    if preview.rules_changed {
+        out.push("~ the event rules (recovery programs) changed".to_owned());
+    }
+    out
+}
+
+fn to_value(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Calls `report(path, "old -> new")` for every leaf that differs between `a` and `b`.
+fn walk(path: &str, a: &Value, b: &Value, report: &mut impl FnMut(&str, String)) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let null = Value::Null;
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(
+                    &child,
+                    x.get(key).unwrap_or(&null),
+                    y.get(key).unwrap_or(&null),
+                    report,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                walk(&format!("{path}[{i}]"), u, v, report);
+            }
+        }
+        _ if a != b => report(path, format!("{a} -> {b}")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_field_is_named_with_its_path_and_both_values() {
+        let a =
+            serde_json::json!({"name": "web", "resources": [{"command": "a"}, {"command": "b"}]});
+        let b =
+            serde_json::json!({"name": "web", "resources": [{"command": "a"}, {"command": "c"}]});
+        let mut lines = Vec::new();
+        walk("", &a, &b, &mut |p, c| lines.push(format!("{p}: {c}")));
+        assert_eq!(lines, ["resources[1].command: \"b\" -> \"c\""]);
+        let c = serde_json::json!({"name": "web", "resources": [{"command": "a"}]});
+        lines.clear();
+        walk("", &a, &c, &mut |p, c| lines.push(format!("{p}: {c}")));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("resources: [{"), "{lines:?}");
+    }
+}
