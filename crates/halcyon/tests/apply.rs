@@ -1,0 +1,246 @@
+//! `halcyon apply` against a running 3-node loopback cluster (issue 16): packages added,
+//! changed and removed while the cluster runs; untouched packages keep their processes;
+//! bad directories and settings apply cannot change are refused and change nothing; a
+//! second apply while one runs is refused naming the first.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use halcyon_testkit::{ClusterConfig, Package, Resource};
+
+/// A service that appends its shell's PID to `<dir>/<name>.pids` at each start, then
+/// sleeps; `slow_halt`: it ignores SIGTERM (its halt waits for the 3 s halt timeout).
+fn pid_service(dir: &Path, name: &str, variant: &str, slow_halt: bool) -> Resource {
+    let trap = if slow_halt { "trap '' TERM; " } else { "" };
+    Resource::Service {
+        name: "srv".into(),
+        command: format!(
+            "{trap}echo $$ >> {}/{name}.pids; while :; do sleep 0.2; done # {variant}",
+            dir.display()
+        ),
+        restart: Some(1),
+        halt_timeout: Some(Duration::from_secs(3)),
+        node_fail_fast: false,
+    }
+}
+
+fn pid_package(dir: &Path, name: &str, variant: &str, slow_halt: bool) -> Package {
+    Package::failover(name, &["n1", "n2", "n3"])
+        .resource(pid_service(dir, name, variant, slow_halt))
+}
+
+fn pids(dir: &Path, name: &str) -> Vec<u32> {
+    std::fs::read_to_string(dir.join(format!("{name}.pids")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Writes `config` as a configuration directory `<test dir>/<name>`.
+fn write(c: &Cluster, config: &ClusterConfig, name: &str) -> PathBuf {
+    let dir = c.path().join(name);
+    config.write(&dir).unwrap();
+    dir
+}
+
+fn apply(c: &Cluster, dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["apply", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli(c, 1, &args)
+}
+
+fn generation(c: &Cluster) -> u64 {
+    c.status(1).expect("status")["generation"].as_u64().unwrap()
+}
+
+fn package_names(c: &Cluster) -> Vec<String> {
+    c.status(1).expect("status")["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
+    let mut spec = Spec::new();
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    spec.package(|dir| pid_package(dir, "change", "v1", true));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    for p in ["web", "keep", "change"] {
+        c.wait_package_on(1, p, "n1", FORM_TIMEOUT);
+    }
+    assert_eq!(generation(&c), 1);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    let base = c.config().clone();
+
+    // Nothing to apply: the running configuration itself.
+    let same = write(&c, &base, "same");
+    let (code, out) = apply(&c, &same, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nothing to apply"), "{out}");
+
+    // A changed package, an added one.
+    let mut next = base.clone();
+    *next.package_mut("change").unwrap() = pid_package(&dir, "change", "v2", true);
+    next.packages.push(pid_package(&dir, "added", "v1", false));
+    let next_dir = write(&c, &next, "next");
+
+    // Without --yes and without a terminal: refused as invalid use, nothing changes.
+    let (code, out) = apply(&c, &next_dir, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--yes"), "{out}");
+    // A dry run shows the differences and the plan, and changes nothing.
+    let (code, out) = apply(&c, &next_dir, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("+ package added (added)"), "{out}");
+    assert!(
+        out.contains("~ package change (halts and runs again where it runs):"),
+        "{out}"
+    );
+    assert!(out.contains("resources[0].command"), "{out}");
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert_eq!(generation(&c), 1);
+
+    // The change itself, with a second apply tried while it runs (the changed package's
+    // old process ignores SIGTERM: its halt takes the 3 s halt timeout).
+    let started = Instant::now();
+    let mut first = Command::new(BIN)
+        .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
+        .arg(c.api(1).to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.wait_for(1, "the reconfiguration lock taken", REQUEST_TIMEOUT, |v| {
+        !v["reconfiguration"].is_null()
+    });
+    let mut other = base.clone();
+    other.packages.push(pid_package(&dir, "other", "v1", false));
+    let other_dir = write(&c, &other, "other");
+    let (code, out) = apply(&c, &other_dir, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("another reconfiguration holds the lock: generation 2 applied by"),
+        "{out}"
+    );
+    let status = first.wait().unwrap();
+    let applied_in = started.elapsed();
+    let mut out = String::new();
+    use std::io::Read;
+    first
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    first
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{out}");
+    c.wait_package_on(1, "added", "n1", FAILOVER_TIMEOUT);
+    c.wait_package_on(1, "change", "n1", FAILOVER_TIMEOUT);
+    eprintln!("apply to the added package running: {applied_in:?}");
+    assert_eq!(generation(&c), 2);
+    assert!(c.status(1).unwrap()["reconfiguration"].is_null());
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert!(alive(keep[0]));
+    let change = pids(&dir, "change");
+    assert_eq!(
+        change.len(),
+        2,
+        "the changed package runs again once: {change:?}"
+    );
+    assert!(!alive(change[0]) && alive(change[1]), "{change:?}");
+    assert_eq!(pids(&dir, "added").len(), 1);
+    assert!(!package_names(&c).contains(&"other".to_owned()));
+    eprintln!(
+        "keep's PID before and after: {} and {}",
+        keep[0],
+        pids(&dir, "keep")[0]
+    );
+
+    // A package removed while it runs is halted; the others stay.
+    let added = pids(&dir, "added")[0];
+    let mut removed = next.clone();
+    removed.packages.retain(|p| p.name != "added");
+    let removed_dir = write(&c, &removed, "removed");
+    let (code, out) = apply(&c, &removed_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removed from the configuration"), "{out}");
+    assert_eq!(generation(&c), 3);
+    assert!(!package_names(&c).contains(&"added".to_owned()));
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    while alive(added) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(added), "the removed package still runs");
+    assert_eq!(pids(&dir, "keep"), keep);
+
+    // Only an added package: the time from `apply` to its service running.
+    let mut late = removed.clone();
+    late.packages.push(pid_package(&dir, "late", "v1", false));
+    let late_dir = write(&c, &late, "late");
+    let started = Instant::now();
+    let (code, out) = apply(&c, &late_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    while pids(&dir, "late").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "apply of one new package to its service running: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pids(&dir, "late").len(), 1);
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert_eq!(generation(&c), 4);
+    let removed = late;
+
+    // An invalid directory: every mistake with its position, exit 2, nothing changed.
+    let bad = write(&c, &removed, "bad");
+    let cluster_file = bad.join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster_file).unwrap();
+    std::fs::write(
+        &cluster_file,
+        text.replace("[cluster]", "[cluster]\nbogus = 1"),
+    )
+    .unwrap();
+    let (code, out) = apply(&c, &bad, &["--yes"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cluster.toml:"), "{out}");
+    assert_eq!(generation(&c), 4);
+
+    // A setting apply cannot change: refused with the setting named, nothing changed.
+    let faster = removed.clone().heartbeat(Duration::from_millis(200), 4);
+    let faster_dir = write(&c, &faster, "faster");
+    let (code, out) = apply(&c, &faster_dir, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused: apply cannot change") && out.contains("[heartbeat]"),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 4);
+    assert_eq!(pids(&dir, "keep"), keep);
+    c.kill_all();
+}
