@@ -16,6 +16,10 @@ pub struct ConfigResponse {
     /// has not ended.
     #[serde(default)]
     pub staged: Option<StagedConfig>,
+    /// The files the running configuration was read from (empty for a cluster formed by
+    /// a version that did not keep them, until its next `apply`).
+    #[serde(default)]
+    pub sources: Vec<ConfigFile>,
 }
 
 /// A configuration staged by `apply`, until its `config_change` event ends.

@@ -48,6 +48,14 @@ pub fn running(node: &Node) -> Result<ConfigResponse, ApiError> {
             since: s.since,
             sequence: s.sequence,
         }),
+        sources: state
+            .sources()
+            .iter()
+            .map(|f| halcyon_api::ConfigFile {
+                name: f.name.clone(),
+                text: f.text.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -229,6 +237,14 @@ pub async fn apply(
     let command = Command::ConfigApply {
         config: Box::new(staging.config),
         rules: staging.rules,
+        sources: request
+            .files
+            .iter()
+            .map(|f| halcyon_state::SourceFile {
+                name: f.name.clone(),
+                text: f.text.clone(),
+            })
+            .collect(),
         by: by.to_owned(),
         at: node.timestamp(),
         request: request_id.map(str::to_owned),

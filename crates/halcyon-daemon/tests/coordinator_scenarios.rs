@@ -255,6 +255,7 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         view: &view,
         boot_config: &config,
         boot_rules: &rules,
+        boot_sources: &[],
         reachability: &reachability,
         lease,
         memory,
@@ -293,6 +294,7 @@ fn build_view(
             "bootstrap" => view.apply(Command::Bootstrap {
                 config: Box::new(config.clone()),
                 rules: rules.clone(),
+                sources: Vec::new(),
                 at,
             }),
             "form" => {

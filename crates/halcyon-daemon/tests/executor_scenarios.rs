@@ -286,6 +286,7 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
     history.apply(Command::Bootstrap {
         config: Box::new(config.clone()),
         rules,
+        sources: Vec::new(),
         at,
     })?;
     for step in &scenario.step {

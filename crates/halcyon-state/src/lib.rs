@@ -53,6 +53,9 @@ pub enum Command {
         config: Box<Config>,
         #[serde(default)]
         rules: Rules,
+        /// The files it was read from (`halcyon snapshot save` writes them back).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<SourceFile>,
         at: Timestamp,
     },
     /// `halcyon apply`: stages `config` (with its rules) as the next generation and enqueues
@@ -62,6 +65,9 @@ pub enum Command {
         config: Box<Config>,
         #[serde(default)]
         rules: Rules,
+        /// The files it was read from.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<SourceFile>,
         by: String,
         at: Timestamp,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,6 +420,17 @@ pub struct State {
     /// cluster-wide reconfiguration lock.
     #[serde(default)]
     staged: Option<Staged>,
+    /// The files of the running configuration (empty for a cluster formed before they were
+    /// kept): shared, like the configuration.
+    #[serde(default)]
+    sources: Arc<Vec<SourceFile>>,
+}
+
+/// One file of a configuration directory as text: `name` relative to the directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
 }
 
 /// A configuration staged by `halcyon apply` (see [`Command::ConfigApply`]).
@@ -421,6 +438,8 @@ pub struct State {
 pub struct Staged {
     pub config: Arc<Config>,
     pub rules: Rules,
+    #[serde(default)]
+    pub sources: Arc<Vec<SourceFile>>,
     pub generation: u64,
     /// Who asked, and when.
     pub by: String,
@@ -544,6 +563,11 @@ impl State {
         }
     }
 
+    /// The files the running configuration was read from (empty when not recorded).
+    pub fn sources(&self) -> &[SourceFile] {
+        &self.sources
+    }
+
     /// The configuration staged by `halcyon apply`, while its `config_change` runs.
     pub fn staged(&self) -> Option<&Staged> {
         self.staged.as_ref()
@@ -562,22 +586,29 @@ impl State {
     pub fn apply(&mut self, index: u64, command: Command) -> Reply {
         self.applied_index = index;
         match command {
-            Command::Bootstrap { config, rules, .. } => {
+            Command::Bootstrap {
+                config,
+                rules,
+                sources,
+                ..
+            } => {
                 if self.config.is_some() {
                     return Reply::Bootstrapped { fresh: false };
                 }
                 self.config = Some(Arc::new(*config));
                 self.rules = rules;
+                self.sources = Arc::new(sources);
                 self.generation = 1;
                 Reply::Bootstrapped { fresh: true }
             }
             Command::ConfigApply {
                 config,
                 rules,
+                sources,
                 by,
                 at,
                 request,
-            } => self.config_apply(*config, rules, by, at, request),
+            } => self.config_apply(*config, rules, sources, by, at, request),
             Command::Register {
                 node, incarnation, ..
             } => {
@@ -778,6 +809,7 @@ impl State {
             wake_at,
             generation,
             staged,
+            sources,
         } = self;
         State {
             applied_index: *applied_index,
@@ -802,6 +834,7 @@ impl State {
             wake_at: *wake_at,
             generation: *generation,
             staged: staged.clone(),
+            sources: Arc::clone(sources),
         }
     }
 
@@ -852,6 +885,7 @@ impl State {
         &mut self,
         config: Config,
         rules: Rules,
+        sources: Vec<SourceFile>,
         by: String,
         at: Timestamp,
         request: Option<String>,
@@ -901,6 +935,7 @@ impl State {
         self.staged = Some(Staged {
             config: Arc::new(config),
             rules,
+            sources: Arc::new(sources),
             generation,
             by,
             since: at,
@@ -1005,6 +1040,7 @@ impl State {
             );
             self.config = Some(Arc::clone(&staged.config));
             self.rules = staged.rules;
+            self.sources = staged.sources;
             self.generation = staged.generation;
         }
         // Every plan looks at the whole cluster: its wake-up replaces the previous one. One

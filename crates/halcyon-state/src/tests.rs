@@ -62,6 +62,7 @@ pub(super) fn booted() -> State {
         Command::Bootstrap {
             config: Box::new(config()),
             rules: Rules::default(),
+            sources: Vec::new(),
             at: t(0),
         },
     );
@@ -138,6 +139,7 @@ fn bootstrap_is_applied_once() {
         Command::Bootstrap {
             config: Box::new(config()),
             rules: Rules::default(),
+            sources: Vec::new(),
             at: t(1),
         },
     );
@@ -395,6 +397,7 @@ fn snapshot_and_restore_round_trip_through_the_application() {
         &Command::Bootstrap {
             config: Box::new(config()),
             rules: Rules::default(),
+            sources: Vec::new(),
             at: t(0),
         }
         .encode(),

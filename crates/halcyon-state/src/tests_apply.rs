@@ -21,6 +21,7 @@ fn config_apply(s: &mut State, index: u64, by: &str, at: Timestamp) -> Reply {
         Command::ConfigApply {
             config: Box::new(next_config()),
             rules: Rules::default(),
+            sources: Vec::new(),
             by: by.into(),
             at,
             request: None,

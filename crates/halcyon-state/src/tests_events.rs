@@ -60,6 +60,7 @@ impl Cluster {
         c.apply(Command::Bootstrap {
             config: Box::new(config),
             rules,
+            sources: Vec::new(),
             at: t(0),
         });
         c

@@ -148,6 +148,40 @@ pub enum Import {
     },
 }
 
+/// `halcyon snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotOp {
+    /// Write the running configuration's files into DIR (with a SNAPSHOT file naming the
+    /// cluster, the generation and the time); `halcyon check DIR` accepts them and
+    /// `snapshot restore DIR` applies them again (cmgetconf).
+    Save {
+        dir: PathBuf,
+        /// Write into a directory that is not empty (files of the same names are replaced).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show what differs between DIR and the running configuration, field by field.
+    Diff {
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Apply a saved snapshot: `halcyon apply DIR`.
+    Restore {
+        dir: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Show the differences and the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
 /// Live-cluster commands: the daemon, status and operations against a running cluster.
 #[derive(Debug, Subcommand)]
 pub enum LiveCommand {
@@ -204,6 +238,12 @@ pub enum LiveCommand {
         dry_run: bool,
         #[command(flatten)]
         target: Target,
+    },
+    /// Cluster snapshots (HACMP: cluster snapshots; Serviceguard: cmgetconf): the running
+    /// configuration as the files it was applied from.
+    Snapshot {
+        #[command(subcommand)]
+        op: SnapshotOp,
     },
     /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
     Status {

@@ -244,3 +244,63 @@ fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
     assert_eq!(pids(&dir, "keep"), keep);
     c.kill_all();
 }
+
+#[test]
+fn a_saved_snapshot_checks_shows_its_differences_and_restores_the_configuration() {
+    let mut spec = Spec::new();
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    let before = package_names(&c);
+
+    let saved = dir.join("snapshot");
+    let (code, out) = cli(&c, 1, &["snapshot", "save", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("saved generation 1 of cluster \"t\""), "{out}");
+    let about = std::fs::read_to_string(saved.join("SNAPSHOT")).unwrap();
+    assert!(about.contains("generation: 1"), "{about}");
+    let check = Command::new(BIN)
+        .args(["check", saved.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    // Not over a snapshot without --force.
+    let (code, out) = cli(&c, 1, &["snapshot", "save", saved.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = cli(&c, 1, &["snapshot", "diff", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no differences"), "{out}");
+
+    // The cluster changes; the snapshot shows how, and restores it.
+    let mut changed = c.config().clone();
+    changed
+        .packages
+        .push(pid_package(&dir, "extra", "v1", false));
+    let changed_dir = write(&c, &changed, "changed");
+    let (code, out) = apply(&c, &changed_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_package_on(1, "extra", "n1", FAILOVER_TIMEOUT);
+    let (code, out) = cli(&c, 1, &["snapshot", "diff", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("- package extra (removed"), "{out}");
+    let (code, out) = cli(
+        &c,
+        1,
+        &["snapshot", "restore", saved.to_str().unwrap(), "--yes"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(generation(&c), 3);
+    assert_eq!(package_names(&c), before);
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "restore restarted an untouched package"
+    );
+    let (code, out) = cli(&c, 1, &["snapshot", "diff", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no differences"), "{out}");
+    c.kill_all();
+}

@@ -49,6 +49,8 @@ pub struct Input<'a> {
     pub boot_config: &'a Config,
     /// The event rules read at start with it.
     pub boot_rules: &'a Rules,
+    /// The files they were read from (kept for `halcyon snapshot save`).
+    pub boot_sources: &'a [halcyon_state::SourceFile],
     /// Reachability of every configured node by number (this node reachable).
     pub reachability: &'a BTreeMap<u32, NodeState>,
     pub lease: LeaseFacts<'a>,
@@ -133,6 +135,7 @@ pub fn decide(input: &Input) -> Decision {
         round.commit(Command::Bootstrap {
             config: Box::new(input.boot_config.clone()),
             rules: input.boot_rules.clone(),
+            sources: input.boot_sources.to_vec(),
             at: input.timestamp,
         });
         return round.decision;

@@ -97,6 +97,7 @@ impl Node {
             view: &view,
             boot_config: &self.boot_config,
             boot_rules: &self.boot_rules,
+            boot_sources: &self.boot_sources,
             reachability: &reachability,
             lease: LeaseFacts {
                 duration: self.waiting_lease(),

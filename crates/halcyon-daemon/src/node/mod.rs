@@ -77,6 +77,8 @@ pub struct Node {
     pub boot_config: Arc<Config>,
     /// The event rules read at start with it (bootstrap only).
     pub(crate) boot_rules: halcyon_events::Rules,
+    /// The files of the configuration read at start, as text (see [`read_sources`]).
+    pub(crate) boot_sources: Vec<halcyon_state::SourceFile>,
     pub consensus: Consensus,
     /// The replicated state as this node's replica last applied it, published by the
     /// replica (`NodeApplication`) after every applied entry or restore.
@@ -148,6 +150,30 @@ pub struct LeaseAnswer {
     /// index): the holder's replica must have applied it before it acts on placements.
     #[serde(default)]
     pub read_index: u64,
+}
+
+/// The configuration files as text, named relative to their directory (a file given by
+/// itself by its name): what the cluster's `Bootstrap` keeps for `halcyon snapshot save`.
+fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<halcyon_state::SourceFile>> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let files = halcyon_config::collect_files(std::slice::from_ref(path))
+            .map_err(|d| anyhow::anyhow!("configuration is not readable:\n{d}"))?;
+        for file in files {
+            let name = if path.is_dir() {
+                file.strip_prefix(path).unwrap_or(&file)
+            } else {
+                Path::new(file.file_name().unwrap_or(file.as_os_str()))
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            sources.push(halcyon_state::SourceFile {
+                name: name.to_string_lossy().into_owned(),
+                text,
+            });
+        }
+    }
+    Ok(sources)
 }
 
 /// The node's configuration and rules, read and checked.
@@ -238,6 +264,7 @@ impl Node {
             election_max: raft_timings(&config.cluster).election_timeout_max,
             boot_config: Arc::new(config),
             boot_rules: rules,
+            boot_sources: read_sources(&settings.config_paths)?,
             consensus,
             view,
             membership,

@@ -76,6 +76,126 @@ pub async fn apply(options: &ApplyOptions, target: &Target) -> Result<(), Failur
     Ok(())
 }
 
+/// `halcyon snapshot save DIR`: the running configuration's files, checked to load as the
+/// running configuration, and a `SNAPSHOT` file saying what and when.
+pub async fn snapshot_save(dir: &Path, force: bool, target: &Target) -> Result<(), Failure> {
+    let running: ConfigResponse = get(target, "/v1/config").await?;
+    if running.sources.is_empty() {
+        return Err(Failure::Failed(
+            "error: the running configuration's files were not recorded (the cluster was \
+             formed by an earlier version of halcyon): apply its directory once with \
+             `halcyon apply DIR` to record them"
+                .to_owned(),
+        ));
+    }
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied && !force {
+        return Err(Failure::Invalid(format!(
+            "error: {} is not empty; choose an empty or new directory, or --force",
+            dir.display()
+        )));
+    }
+    for file in &running.sources {
+        let relative = Path::new(&file.name);
+        let plain = relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(Failure::Failed(format!(
+                "error: the cluster recorded a file name that is not a plain relative path: {:?}",
+                file.name
+            )));
+        }
+        let path = dir.join(relative);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, &file.text));
+        written.map_err(|e| Failure::Failed(format!("error: {}: {e}", path.display())))?;
+    }
+    let saved = jiff::Timestamp::now();
+    let about = format!(
+        "Halcyon configuration snapshot (halcyon snapshot save)\ncluster: {}\ngeneration: {}\nsaved: {saved}\n",
+        running.config.cluster.name, running.generation
+    );
+    std::fs::write(dir.join("SNAPSHOT"), about)
+        .map_err(|e| Failure::Failed(format!("error: {}: {e}", dir.display())))?;
+    // The files must be the running configuration, or the snapshot would lie.
+    let (loaded, _) = halcyon_config::load(&[dir.to_path_buf()]).map_err(|d| {
+        Failure::Failed(format!(
+            "error: the saved files do not load: {d}\n(they are what the cluster recorded)"
+        ))
+    })?;
+    if loaded != running.config {
+        return Err(Failure::Failed(format!(
+            "error: the files saved in {} do not load as the running configuration \
+             (generation {}); compare with `halcyon snapshot diff {}`",
+            dir.display(),
+            running.generation,
+            dir.display()
+        )));
+    }
+    println!(
+        "saved generation {} of cluster \"{}\" ({} files) in {}",
+        running.generation,
+        running.config.cluster.name,
+        running.sources.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `halcyon snapshot diff DIR`: the differences `apply` would show, without the plan.
+pub async fn snapshot_diff(dir: &Path, target: &Target) -> Result<(), Failure> {
+    let (new, _) =
+        halcyon_config::load(&[dir.to_path_buf()]).map_err(|d| Failure::Invalid(format!("{d}")))?;
+    let running: ConfigResponse = get(target, "/v1/config").await?;
+    let request = ApplyRequest {
+        files: files_of(dir)?,
+    };
+    // The rules' and restarts' part comes from the daemon; a refusal (a setting `apply`
+    // cannot change) still leaves the differences to show, with the refusal.
+    let (preview, refusal) =
+        match post_as::<ApplyPreview>(target, "/v1/config/preview", Some(client::body(&request)))
+            .await
+        {
+            Ok(preview) => (preview, None),
+            Err(Failure::Failed(why)) => (
+                ApplyPreview {
+                    schema_version: halcyon_api::SCHEMA_VERSION,
+                    generation: running.generation,
+                    next_generation: running.generation,
+                    restart: Vec::new(),
+                    rules_changed: false,
+                    plan_text: String::new(),
+                },
+                Some(why),
+            ),
+            Err(invalid) => return Err(invalid),
+        };
+    let lines = differences(&running.config, &new, &preview);
+    if let Some(why) = refusal {
+        println!("apply would refuse it: {why}");
+    }
+    if lines.is_empty() {
+        println!(
+            "no differences: {} is the running configuration (generation {})",
+            dir.display(),
+            running.generation
+        );
+    } else {
+        println!(
+            "{} against the running configuration (generation {}):",
+            dir.display(),
+            running.generation
+        );
+        for line in &lines {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
 /// Asks on the terminal; refuses to guess when there is none.
 fn confirmed(generation: u64) -> Result<bool, Failure> {
     let stdin = std::io::stdin();

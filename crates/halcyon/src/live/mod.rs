@@ -17,7 +17,7 @@ use halcyon_api::{
 use halcyon_daemon::Settings;
 
 use super::Failure;
-pub use crate::cli::{LiveCommand, Target};
+pub use crate::cli::{LiveCommand, SnapshotOp, Target};
 use client::{get, post};
 
 /// Runs a live command.
@@ -116,16 +116,26 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             dry_run,
             target,
         } => {
-            // With no target, the nodes of DIR itself (apply cannot change them).
-            let target = match (&target.api, &target.config) {
-                (None, None) => Target {
-                    api: None,
-                    config: Some(dir.clone()),
-                },
-                _ => target,
-            };
+            let target = apply_target(&dir, target);
             apply::apply(&apply::ApplyOptions { dir, yes, dry_run }, &target).await
         }
+        LiveCommand::Snapshot { op } => match op {
+            SnapshotOp::Save { dir, force, target } => {
+                apply::snapshot_save(&dir, force, &target).await
+            }
+            SnapshotOp::Diff { dir, target } => {
+                apply::snapshot_diff(&dir, &apply_target(&dir, target)).await
+            }
+            SnapshotOp::Restore {
+                dir,
+                yes,
+                dry_run,
+                target,
+            } => {
+                let target = apply_target(&dir, target);
+                apply::apply(&apply::ApplyOptions { dir, yes, dry_run }, &target).await
+            }
+        },
         LiveCommand::Status { target, json } => {
             let status: halcyon_api::StatusResponse = get(&target, "/v1/status").await?;
             if json {
@@ -291,6 +301,18 @@ async fn event(
         other => Err(Failure::Invalid(format!(
             "error: unknown event operation \"{other}\"; expected resume, retry, skip or raise"
         ))),
+    }
+}
+
+/// The cluster an `apply` of `dir` goes to: the one named, else the nodes of `dir` itself
+/// (apply cannot change them).
+fn apply_target(dir: &std::path::Path, target: Target) -> Target {
+    match (&target.api, &target.config) {
+        (None, None) => Target {
+            api: None,
+            config: Some(dir.to_path_buf()),
+        },
+        _ => target,
     }
 }
 
