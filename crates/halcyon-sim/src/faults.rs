@@ -200,3 +200,34 @@ mod tests {
         }
     }
 }
+
+/// A `halcyon apply` of `--apply`: at `at`, sent to `node`'s daemon, changing package
+/// number `package`'s definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Apply {
+    pub at: Duration,
+    pub node: u32,
+    pub package: usize,
+}
+
+/// `count` applies over `span`, in time order, from a stream of the seed's own (the fault
+/// schedule of a seed is the same with and without them).
+pub fn draw_applies(
+    seed: u64,
+    nodes: u32,
+    packages: usize,
+    span: Duration,
+    count: usize,
+) -> Vec<Apply> {
+    let mut rng = Rng::new(seed ^ 0x6170_706c_7921);
+    let span_ms = span.as_millis().max(1) as u64;
+    let mut applies: Vec<Apply> = (0..count)
+        .map(|_| Apply {
+            at: rng.millis(500, span_ms),
+            node: rng.range(1, u64::from(nodes)) as u32,
+            package: rng.range(0, packages.saturating_sub(1) as u64) as usize,
+        })
+        .collect();
+    applies.sort_by_key(|a| a.at);
+    applies
+}

@@ -46,7 +46,14 @@ pub struct Options {
     /// (a rolling change of the timings caught half way): the lease its own files give is
     /// longer than the running configuration's, which the lease rule must not let it hold.
     pub drift: bool,
+    /// `halcyon apply` during the faults: [`APPLIES`] reconfigurations at times drawn from
+    /// the seed (apart from the fault schedule, which stays as without), each changing one
+    /// package's definition so that it halts and runs again where it runs.
+    pub apply: bool,
 }
+
+/// How many reconfigurations `--apply` makes in a run.
+const APPLIES: usize = 3;
 
 impl Options {
     pub fn new(seed: u64, nodes: u32) -> Options {
@@ -59,6 +66,7 @@ impl Options {
             only: None,
             script: None,
             drift: false,
+            apply: false,
         }
     }
 
@@ -136,6 +144,18 @@ fn write_config_with(
     packages: usize,
     interval_ms: u32,
 ) -> std::io::Result<()> {
+    write_config_variant(dir, nodes, packages, interval_ms, &[])
+}
+
+/// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
+/// not given): what `--apply` changes.
+fn write_config_variant(
+    dir: &Path,
+    nodes: u32,
+    packages: usize,
+    interval_ms: u32,
+    restarts: &[u32],
+) -> std::io::Result<()> {
     let mut cluster = format!(
         "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\ninterval = \"{interval_ms}ms\"\nsensitivity = 4\n\
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n"
@@ -155,13 +175,37 @@ fn write_config_with(
             .collect();
         let text = format!(
             "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
-             [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = 1\nhalt_timeout = \"1s\"\n\
+             [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = {}\nhalt_timeout = \"1s\"\n\
              command = \"simulated\"\n",
-            list.join(", ")
+            list.join(", "),
+            restarts.get(p).copied().unwrap_or(1)
         );
         std::fs::write(dir.join(format!("p{p}.toml")), text)?;
     }
     Ok(())
+}
+
+/// The configuration directory `--apply` sends: the cluster's, each package with its
+/// number of restarts.
+fn apply_request(
+    directory: &Path,
+    options: &Options,
+    restarts: &[u32],
+) -> anyhow::Result<halcyon_api::ApplyRequest> {
+    let dir = directory.join("apply");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    write_config_variant(&dir, options.nodes, options.packages, 100, restarts)?;
+    let mut files = Vec::new();
+    for path in halcyon_config::collect_files(std::slice::from_ref(&dir))
+        .map_err(|d| anyhow::anyhow!("{d}"))?
+    {
+        files.push(halcyon_api::ConfigFile {
+            name: path.strip_prefix(&dir)?.to_string_lossy().into_owned(),
+            text: std::fs::read_to_string(&path)?,
+        });
+    }
+    Ok(halcyon_api::ApplyRequest { files })
 }
 
 /// Runs one seed.
@@ -228,6 +272,19 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         });
     }
 
+    let mut applies = if options.apply {
+        faults::draw_applies(
+            options.seed,
+            options.nodes,
+            options.packages,
+            options.fault_span,
+            APPLIES,
+        )
+    } else {
+        Vec::new()
+    };
+    applies.reverse();
+    let mut restarts = vec![1u32; options.packages];
     let mut pending: Vec<&(usize, Fault)> = schedule.iter().collect();
     pending.reverse();
     let mut heals: Vec<(Duration, usize, Fault)> = Vec::new();
@@ -252,6 +309,20 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             }
             inject(&mut sim, &world, &hook, fault, options);
             heals.push((now + fault.lasts, *index, fault.clone()));
+        }
+        while applies.last().is_some_and(|a| a.at <= now) {
+            let apply = applies.pop().expect("checked");
+            restarts[apply.package] = 3 - restarts[apply.package];
+            let request = apply_request(directory.path(), options, &restarts)?;
+            let inbox = world.lock().appliers.get(&apply.node).cloned();
+            let sent = inbox.is_some_and(|inbox| inbox.send(request).is_ok());
+            world.note(format!(
+                "apply to n{}: p{} with restart = {} ({})",
+                apply.node,
+                apply.package,
+                restarts[apply.package],
+                if sent { "sent" } else { "its daemon is down" }
+            ));
         }
         heals.sort_by_key(|(at, _, _)| *at);
         while heals.first().is_some_and(|(at, _, _)| *at <= now) {
@@ -365,6 +436,23 @@ async fn boot(
                     node.incarnation()
                 ));
                 world.lock().nodes.insert(n, Arc::downgrade(&node));
+                // `--apply`: the harness hands this daemon `halcyon apply` requests, which it
+                // carries out as its API would (any node may: writes go to the leader).
+                let (applier, mut requests) = tokio::sync::mpsc::unbounded_channel();
+                world.lock().appliers.insert(n, applier);
+                while let Some(request) = requests.recv().await {
+                    let (node, world) = (Arc::clone(&node), world.clone());
+                    tokio::spawn(async move {
+                        let answer =
+                            halcyon_daemon::reconfigure::apply(&node, &request, "sim", None).await;
+                        let told = match answer {
+                            Ok(a) if a.pending => "still running after the wait".to_owned(),
+                            Ok(_) => "done".to_owned(),
+                            Err(e) => format!("not applied: {}", e.message),
+                        };
+                        world.note(format!("n{n}: apply: {told}"));
+                    });
+                }
                 std::future::pending::<()>().await;
             }
             Err(e) => {

@@ -79,6 +79,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
             lasts: Duration::from_secs(10),
         }]),
         drift: false,
+        apply: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

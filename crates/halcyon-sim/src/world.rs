@@ -54,6 +54,8 @@ pub struct Inner {
     pub history: Vec<(Duration, String)>,
     /// The running daemons (for the end-of-run report).
     pub nodes: BTreeMap<u32, std::sync::Weak<halcyon_daemon::node::Node>>,
+    /// Each running daemon's inbox for `halcyon apply` requests (`--apply`).
+    pub appliers: BTreeMap<u32, tokio::sync::mpsc::UnboundedSender<halcyon_api::ApplyRequest>>,
 }
 
 /// Shared by the harness and every simulated host.

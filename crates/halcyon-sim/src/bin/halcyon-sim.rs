@@ -48,6 +48,10 @@ struct Cli {
     /// rolling change of the timings caught half way).
     #[arg(long)]
     drift: bool,
+    /// Three `halcyon apply`s during the faults, at times drawn from the seed, each changing
+    /// one package's definition (it halts and runs again where it runs).
+    #[arg(long)]
+    apply: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
             only: only.clone(),
             script: None,
             drift: cli.drift,
+            apply: cli.apply,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
@@ -221,7 +226,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -232,6 +237,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
         } else {
             indices.join(",")
         },
-        if options.drift { " --drift" } else { "" }
+        if options.drift { " --drift" } else { "" },
+        if options.apply { " --apply" } else { "" }
     );
 }
