@@ -326,7 +326,7 @@ pub struct Witness {
     pub address: IpAddr,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventDefaults {
     /// Run before and after every event (with the outcome in the environment).
     pub notify: Option<String>,
@@ -334,6 +334,40 @@ pub struct EventDefaults {
     pub post_event: Option<String>,
     /// The rules file (events -> recovery programs), relative to the cluster file.
     pub rules: Option<String>,
+    /// How long each node keeps event records in its durable event log (`events.redb`).
+    #[serde(default = "default_keep_events_for")]
+    pub keep_events_for: Duration,
+    /// The most MiB of records that log keeps (the oldest go first).
+    #[serde(default = "default_keep_events_mib")]
+    pub keep_events_mib: u64,
+}
+
+/// Default of `[events] keep_events_for`: 90 days.
+pub const DEFAULT_KEEP_EVENTS_FOR: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Default of `[events] keep_events_mib`.
+pub const DEFAULT_KEEP_EVENTS_MIB: u64 = 256;
+/// Largest `[events] keep_events_mib`.
+pub const KEEP_EVENTS_MIB_MAX: u64 = 1 << 20;
+
+fn default_keep_events_for() -> Duration {
+    DEFAULT_KEEP_EVENTS_FOR
+}
+
+fn default_keep_events_mib() -> u64 {
+    DEFAULT_KEEP_EVENTS_MIB
+}
+
+impl Default for EventDefaults {
+    fn default() -> Self {
+        EventDefaults {
+            notify: None,
+            pre_event: None,
+            post_event: None,
+            rules: None,
+            keep_events_for: DEFAULT_KEEP_EVENTS_FOR,
+            keep_events_mib: DEFAULT_KEEP_EVENTS_MIB,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -433,6 +433,8 @@ const EVENTS_FIELDS: &[FieldSpec] = &[
     field("pre_event"),
     field("post_event"),
     field("rules"),
+    field("keep_events_for"),
+    field("keep_events_mib"),
 ];
 const LIMITS_FIELDS: &[FieldSpec] = &[field("max_event_duration")];
 const NETWORK_FIELDS: &[FieldSpec] = &[
@@ -519,6 +521,17 @@ fn read_cluster(
                 pre_event: e.string(sink, "pre_event").map(|(s, _)| s),
                 post_event: e.string(sink, "post_event").map(|(s, _)| s),
                 rules: e.string(sink, "rules").map(|(s, _)| s),
+                keep_events_for: e
+                    .duration(sink, "keep_events_for")
+                    .map_or(crate::model::DEFAULT_KEEP_EVENTS_FOR, |(d, _)| d),
+                keep_events_mib: e
+                    .integer(
+                        sink,
+                        "keep_events_mib",
+                        1,
+                        crate::model::KEEP_EVENTS_MIB_MAX as i64,
+                    )
+                    .map_or(crate::model::DEFAULT_KEEP_EVENTS_MIB, |(n, _)| n as u64),
             };
             e.finish(sink);
             out

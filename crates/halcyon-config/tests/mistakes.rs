@@ -596,6 +596,17 @@ const CASES: &[Case] = &[
             "packages/web.toml:4:15: package.run_timeout: 7m is longer than the event's maximum duration (6m); hint: raise [limits] max_event_duration in the cluster file or shorten the timeout",
         ],
     },
+    Case {
+        name: "durable event log size of zero",
+        edits: &[Replace(
+            "cluster.toml",
+            "\n[[network]]\nname = \"lan1\"",
+            "\n[events]\nkeep_events_mib = 0\n\n[[network]]\nname = \"lan1\"",
+        )],
+        expect: &[
+            "cluster.toml:11:19: events.keep_events_mib: 0 is out of range; expected an integer from 1 to 1048576",
+        ],
+    },
     // --- policies and legacy names
     Case {
         name: "fallback timer with manual failback",

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use halcyon_guard::{Address, BootTime, FenceSummary, GuardConfig, GuardHandle, Health};
 
+use crate::blocking;
 use crate::platform::LeaseGuard;
 
 /// Longest wait for the guard's answer to a registration.
@@ -33,16 +34,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 const GONE: &str = "the lease guard's client thread is gone";
 /// A guard that has not answered for this long is replaced.
 const STALL_RESPAWN: Duration = Duration::from_secs(2);
-
-/// Runs a blocking guard call without stalling the async runtime's other tasks.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
 
 /// What the guard client thread owns: the guard process's handle (none after a failed
 /// respawn or the shutdown) and how to spawn another.

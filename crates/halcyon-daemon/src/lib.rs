@@ -29,6 +29,7 @@
 //!   must repeat for a seed (two packages halted in either order broke it).
 
 pub mod api;
+pub mod archive;
 pub mod client;
 pub mod coordinator;
 pub mod executor;
@@ -45,6 +46,18 @@ pub mod watchdog;
 pub mod witness;
 
 use std::sync::Arc;
+
+/// Runs a blocking call (a pipe, a file) without stalling the async runtime's other tasks:
+/// on a multi-thread runtime the worker hands its tasks over first; on a current-thread
+/// one (the simulator's) it runs in place.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 pub use node::{Node, Settings};
 
@@ -76,6 +89,7 @@ pub async fn start_on(
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).register());
     tokio::spawn(Arc::clone(&node).report_drift());
+    tokio::spawn(archive::keep_events(Arc::clone(&node)));
     tracing::info!(node = %node.name, incarnation = node.incarnation(), api = %own_api[0], "daemon started");
     Ok(node)
 }

@@ -344,9 +344,18 @@ pub fn events(node: &Node, query: &EventsQuery) -> Result<EventsResponse, ApiErr
             return Err(ApiError::not_found(unknown_node(config, n)));
         }
     }
-    let events = state
-        .log()
+    // Records older than the replicated log's window come from this node's durable event
+    // log, when a time is asked for.
+    let older = match since {
+        Some(_) => {
+            let first = state.log().iter().next().map(|r| r.id);
+            node.archive.records(first).map_err(ApiError::unavailable)?
+        }
+        None => Vec::new(),
+    };
+    let events = older
         .iter()
+        .chain(state.log().iter())
         .filter(|r| query.after.is_none_or(|a| r.id > a))
         .filter(|r| since.is_none_or(|s| r.queued_at >= s || r.finished_at.is_none_or(|f| f >= s)))
         .filter(|r| {

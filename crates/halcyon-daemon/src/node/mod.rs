@@ -79,6 +79,8 @@ pub struct Node {
     pub(crate) boot_rules: halcyon_events::Rules,
     /// The files of the configuration read at start, as text (see [`read_sources`]).
     pub(crate) boot_sources: Vec<halcyon_state::SourceFile>,
+    /// The durable event log (`events.redb` in the state directory).
+    pub archive: Arc<crate::archive::Archive>,
     pub consensus: Consensus,
     /// The replicated state as this node's replica last applied it, published by the
     /// replica (`NodeApplication`) after every applied entry or restore.
@@ -232,6 +234,7 @@ impl Node {
             .expect("checked on read");
         let (run_dir, gates_dir, incarnation) =
             prepare_state_dir(&settings.state_dir, platform.resources.as_ref())?;
+        let archive = Arc::new(crate::archive::Archive::open(&settings.state_dir)?);
         // Long enough to outlast failure detection and a coordinator election, so the
         // holders keep their leases while a new coordinator is elected.
         let lease_duration = config.cluster.lease();
@@ -277,6 +280,7 @@ impl Node {
             executor_inbox,
             incarnation: AtomicU64::new(incarnation),
             incarnation_file: incarnation_file(&settings.state_dir),
+            archive,
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
