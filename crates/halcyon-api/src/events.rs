@@ -80,3 +80,39 @@ pub struct EventsResponse {
     pub running: Option<u64>,
     pub events: Vec<EventRecord>,
 }
+
+/// `GET /v1/availability/{package}?since=&until=`: the period (RFC 3339 times or durations
+/// back from now; default: since the oldest record the node keeps, until now).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityQuery {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// A package's availability over a period (HACMP's Application Availability Analysis),
+/// computed from the durable event log of the answering node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AvailabilityResponse {
+    pub schema_version: u32,
+    pub package: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub up_seconds: f64,
+    pub down_seconds: f64,
+    /// Up time over the period, in percent.
+    pub percent: f64,
+    pub outages: Vec<Outage>,
+}
+
+/// One time the package was not running anywhere, within the period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    pub start: Timestamp,
+    /// `None`: still down at the end of the period.
+    pub end: Option<Timestamp>,
+    pub seconds: f64,
+    /// Why: `node failure (n2)`, `package failure on n1`, `administrator halt`, ...
+    pub cause: String,
+    /// The event record that began it.
+    pub event: u64,
+}

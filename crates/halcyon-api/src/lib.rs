@@ -20,7 +20,9 @@ mod operations;
 mod status;
 
 pub use config::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, StagedConfig};
-pub use events::{EventRecord, EventsQuery, EventsResponse};
+pub use events::{
+    AvailabilityQuery, AvailabilityResponse, EventRecord, EventsQuery, EventsResponse, Outage,
+};
 pub use internal::{
     HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse, LeaseRequest, LeaseResponse,
     WitnessOwnStatus, WriteResponse,

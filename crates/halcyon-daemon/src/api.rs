@@ -106,6 +106,7 @@ pub async fn serve(
         .route("/v1/packages/{package}/{op}", post(package_op))
         .route("/v1/nodes/{node}/{op}", post(node_op))
         .route("/v1/cluster/{op}", post(cluster_op))
+        .route("/v1/availability/{package}", get(availability))
         .route("/v1/config", get(config_running))
         .route("/v1/config/{op}", post(config_op))
         .route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -151,6 +152,14 @@ fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
 fn parse_required<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("bad request body: {e}")))
+}
+
+async fn availability(
+    State(node): State<Shared>,
+    Path(package): Path<String>,
+    Query(query): Query<halcyon_api::AvailabilityQuery>,
+) -> Response {
+    reply(views::availability(&node, &package, &query))
 }
 
 async fn config_running(State(node): State<Shared>) -> Response {

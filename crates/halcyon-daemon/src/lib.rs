@@ -30,6 +30,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod availability;
 pub mod client;
 pub mod coordinator;
 pub mod executor;

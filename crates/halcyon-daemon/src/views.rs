@@ -321,6 +321,44 @@ fn parse_since(text: &str) -> Result<Timestamp, String> {
         .map_err(|e| format!("since: {e}"))
 }
 
+/// `GET /v1/availability/{package}`: from this node's durable event log and the window.
+pub fn availability(
+    node: &Node,
+    package: &str,
+    query: &halcyon_api::AvailabilityQuery,
+) -> Result<halcyon_api::AvailabilityResponse, ApiError> {
+    let parse = |text: &Option<String>| {
+        text.as_deref()
+            .map(parse_since)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.replacen("since", "time", 1)))
+    };
+    let (since, until) = (parse(&query.since)?, parse(&query.until)?);
+    let state = node.snapshot();
+    let first = state.log().iter().next().map(|r| r.id);
+    let older = node.archive.records(first).map_err(ApiError::unavailable)?;
+    let records: Vec<&halcyon_state::EventRecord> =
+        older.iter().chain(state.log().iter()).collect();
+    let known = state.config().is_some_and(|c| c.package(package).is_some())
+        || records.iter().any(|r| record_has_package(r, package));
+    if !known {
+        let config = applied_config(&state)?;
+        return Err(ApiError::not_found(unknown_package(config, package)));
+    }
+    let until = until.unwrap_or_else(|| node.timestamp());
+    let since = since
+        .or_else(|| records.iter().map(|r| r.queued_at).min())
+        .unwrap_or(until);
+    if since > until {
+        return Err(ApiError::bad_request(format!(
+            "the period is empty: since {since} is after until {until}"
+        )));
+    }
+    Ok(crate::availability::compute(
+        &records, package, since, until,
+    ))
+}
+
 /// The event log this node holds (oldest first, at most `halcyon_state::LOG_MAX`),
 /// filtered by `query`. Each record has its plan, the actions with their node and detail,
 /// and every command with its node, start, end, status and output.

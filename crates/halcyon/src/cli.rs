@@ -239,6 +239,23 @@ pub enum LiveCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// A package's availability over a period: up and down time, and each outage with its
+    /// start, end, duration and cause, from the durable event log (HACMP: Application
+    /// Availability Analysis).
+    Availability {
+        package: String,
+        /// From this time (RFC 3339) or this long ago (`30d`); default: the oldest record kept.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time or this long ago; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Cluster snapshots (HACMP: cluster snapshots; Serviceguard: cmgetconf): the running
     /// configuration as the files it was applied from.
     Snapshot {

@@ -68,3 +68,31 @@ fn records_beyond_the_replicated_window_are_kept_and_survive_a_restart() {
     );
     c.kill_all();
 }
+
+#[test]
+fn availability_shows_a_node_failure_as_an_outage_with_its_cause() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_web_on(2, "n1", FORM_TIMEOUT);
+    c.kill(1);
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    let (code, out) = cli(&c, 2, &["availability", "web", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let a: Value = serde_json::from_str(&out).unwrap();
+    let outages = a["outages"].as_array().unwrap();
+    let failure = outages
+        .iter()
+        .find(|o| o["cause"] == "node failure (n1)")
+        .unwrap_or_else(|| panic!("no node failure outage: {a:#}"));
+    let seconds = failure["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds < 5.0, "{a:#}");
+    assert!(!failure["end"].is_null(), "{a:#}");
+    assert!(a["percent"].as_f64().unwrap() < 100.0);
+    eprintln!("availability after a failover: {out}");
+    let (code, out) = cli(&c, 2, &["availability", "web"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("node failure (n1)"), "{out}");
+    let (code, out) = cli(&c, 2, &["availability", "nope"]);
+    assert_eq!(code, 2, "{out}");
+    c.kill_all();
+}

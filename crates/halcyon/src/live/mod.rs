@@ -119,6 +119,33 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             let target = apply_target(&dir, target);
             apply::apply(&apply::ApplyOptions { dir, yes, dry_run }, &target).await
         }
+        LiveCommand::Availability {
+            package,
+            since,
+            until,
+            json,
+            target,
+        } => {
+            let mut query = Vec::new();
+            if let Some(s) = since {
+                query.push(format!("since={}", url_escape(&s)));
+            }
+            if let Some(u) = until {
+                query.push(format!("until={}", url_escape(&u)));
+            }
+            let path = format!(
+                "/v1/availability/{}?{}",
+                url_escape(&package),
+                query.join("&")
+            );
+            let answer: halcyon_api::AvailabilityResponse = get(&target, &path).await?;
+            if json {
+                println!("{}", client::pretty(&answer));
+            } else {
+                print!("{}", render::availability(&answer));
+            }
+            Ok(())
+        }
         LiveCommand::Snapshot { op } => match op {
             SnapshotOp::Save { dir, force, target } => {
                 apply::snapshot_save(&dir, force, &target).await

@@ -357,3 +357,29 @@ pub fn operation(response: &OperationResponse) -> String {
     }
     out
 }
+
+/// `halcyon availability` for people.
+pub fn availability(a: &halcyon_api::AvailabilityResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {:.3} % available from {} to {} (up {:.1} s, down {:.1} s)",
+        a.package, a.percent, a.since, a.until, a.up_seconds, a.down_seconds
+    );
+    if a.outages.is_empty() {
+        let _ = writeln!(out, "no outage");
+        return out;
+    }
+    let _ = writeln!(out, "outages:");
+    for o in &a.outages {
+        let end = o
+            .end
+            .map_or_else(|| "(still down)".to_owned(), |e| e.to_string());
+        let _ = writeln!(
+            out,
+            "  {} .. {}  {:.3} s  {}  (event #{})",
+            o.start, end, o.seconds, o.cause, o.event
+        );
+    }
+    out
+}
