@@ -304,3 +304,71 @@ fn a_saved_snapshot_checks_shows_its_differences_and_restores_the_configuration(
     assert!(out.contains("no differences"), "{out}");
     c.kill_all();
 }
+
+#[test]
+fn a_coordinator_killed_during_an_apply_leaves_it_applied_once_and_no_lock() {
+    let mut spec = Spec::new();
+    spec.package(|dir| pid_package(dir, "change", "v1", true));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "change", "n1", FORM_TIMEOUT);
+    let (coordinator, index) = c.coordinator(1);
+    let survivor = if index == 3 { 2 } else { 3 };
+
+    let mut next = c.config().clone();
+    *next.package_mut("change").unwrap() = pid_package(&dir, "change", "v2", true);
+    let next_dir = write(&c, &next, "next");
+    // The changed package's old process ignores SIGTERM: its halt takes 3 s, time enough
+    // to kill the coordinator in the middle of the config_change.
+    let mut apply = Command::new(BIN)
+        .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
+        .arg(c.api(survivor).to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.wait_for(
+        survivor,
+        "the config_change running",
+        REQUEST_TIMEOUT,
+        |v| {
+            v["execution"]["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("config_change"))
+        },
+    );
+    eprintln!("killing the coordinator {coordinator} during the config_change");
+    c.kill(index);
+    c.wait_for(survivor, "generation 2 and no lock", REQUEST_TIMEOUT, |v| {
+        v["generation"] == 2 && v["reconfiguration"].is_null() && v["execution"].is_null()
+    });
+    let killed = coordinator.clone();
+    c.wait_for(
+        survivor,
+        "change running on a live node",
+        FAILOVER_TIMEOUT,
+        |v| {
+            let p = package_of(v, "change");
+            p["status"] == "up" && p["nodes"][0] != killed.as_str() && v["execution"].is_null()
+        },
+    );
+    let _ = apply.wait();
+    // Applied once: the new definition runs (its start was logged after the change).
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    while pids(&dir, "change").len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runs = pids(&dir, "change");
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(alive(*runs.last().unwrap()), "{runs:?}");
+    // Nothing more to apply: the cluster runs exactly the new files.
+    let (code, out) = cli(
+        &c,
+        survivor,
+        &["apply", next_dir.to_str().unwrap(), "--yes"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nothing to apply"), "{out}");
+    c.kill_all();
+}
