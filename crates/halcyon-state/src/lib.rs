@@ -628,10 +628,7 @@ impl State {
                 sample,
                 request,
             } => {
-                if let Some(&(_, sequence)) = request
-                    .as_ref()
-                    .and_then(|r| self.requests.iter().find(|(id, _)| id == r))
-                {
+                if let Some(sequence) = self.known_request(request.as_deref()) {
                     return Reply::Queued {
                         sequence,
                         duplicate: true,
@@ -639,14 +636,7 @@ impl State {
                 }
                 let reply = self.enqueue(event, by, at, sample);
                 if let (Some(request), Reply::Queued { sequence, .. }) = (request, &reply) {
-                    assert!(
-                        request.len() <= REQUEST_ID_MAX,
-                        "request ids are checked at the API"
-                    );
-                    if self.requests.len() == REQUESTS_MAX {
-                        self.requests.pop_front();
-                    }
-                    self.requests.push_back((request, *sequence));
+                    self.remember_request(request, *sequence);
                 }
                 reply
             }
@@ -890,10 +880,7 @@ impl State {
         at: Timestamp,
         request: Option<String>,
     ) -> Reply {
-        if let Some(&(_, sequence)) = request
-            .as_ref()
-            .and_then(|r| self.requests.iter().find(|(id, _)| id == r))
-        {
+        if let Some(sequence) = self.known_request(request.as_deref()) {
             return Reply::Queued {
                 sequence,
                 duplicate: true,
@@ -942,16 +929,31 @@ impl State {
             sequence,
         });
         if let Some(request) = request {
-            assert!(
-                request.len() <= REQUEST_ID_MAX,
-                "request ids are checked at the API"
-            );
-            if self.requests.len() == REQUESTS_MAX {
-                self.requests.pop_front();
-            }
-            self.requests.push_back((request, sequence));
+            self.remember_request(request, sequence);
         }
         reply
+    }
+
+    /// The sequence of the event a request id already enqueued.
+    fn known_request(&self, request: Option<&str>) -> Option<u64> {
+        let request = request?;
+        self.requests
+            .iter()
+            .find(|(id, _)| id == request)
+            .map(|&(_, sequence)| sequence)
+    }
+
+    /// Remembers that `request` enqueued `sequence` (the oldest id goes beyond
+    /// [`REQUESTS_MAX`]).
+    fn remember_request(&mut self, request: String, sequence: u64) {
+        assert!(
+            request.len() <= REQUEST_ID_MAX,
+            "request ids are checked at the API"
+        );
+        if self.requests.len() == REQUESTS_MAX {
+            self.requests.pop_front();
+        }
+        self.requests.push_back((request, sequence));
     }
 
     fn plan_committed(&mut self, sequence: u64, plan: Plan, at: Timestamp) -> Reply {
