@@ -70,6 +70,74 @@ fn taken_down(record: &EventRecord, package: &str, node: &str) -> Option<(Timest
     }
 }
 
+/// The outages found so far, clipped to the period.
+struct Timeline {
+    since: Timestamp,
+    until: Timestamp,
+    standing: Standing,
+    outages: Vec<Outage>,
+}
+
+impl Timeline {
+    /// An outage from `start` to `end` (`None`: still down at the end of the period).
+    fn outage(&mut self, start: Timestamp, end: Option<Timestamp>, cause: String, event: u64) {
+        let start = start.max(self.since);
+        let until = end.map_or(self.until, |e| e.min(self.until));
+        if start < until {
+            self.outages.push(Outage {
+                start,
+                end: end.map(|_| until),
+                seconds: (until - start).as_secs_f64(),
+                cause,
+                event,
+            });
+        }
+    }
+
+    /// The package ran on `node` at `at`.
+    fn up(&mut self, node: &str, at: Timestamp) {
+        let previous = std::mem::replace(
+            &mut self.standing,
+            Standing::Up {
+                node: node.to_owned(),
+            },
+        );
+        if let Standing::Down {
+            since,
+            cause,
+            event,
+        } = previous
+        {
+            self.outage(since, Some(at), cause, event);
+        }
+    }
+
+    /// What `record` did to the package.
+    fn replay(&mut self, record: &EventRecord, package: &str) {
+        if let Standing::Up { node } = &self.standing
+            && let Some((since, cause)) = taken_down(record, package, node)
+        {
+            self.standing = Standing::Down {
+                since,
+                cause,
+                event: record.id,
+            };
+        }
+        let first_run = record
+            .actions
+            .iter()
+            .filter(|a| {
+                a.kind == ActionKind::Run
+                    && a.ok
+                    && a.package.as_ref().is_some_and(|p| p.as_str() == package)
+            })
+            .min_by_key(|a| a.at);
+        if let Some(run) = first_run {
+            self.up(run.node.as_str(), run.at);
+        }
+    }
+}
+
 /// The package's availability over `[since, until]` from `records` (any order; replayed by
 /// id). `since` before `until` is the caller's check.
 pub fn compute(
@@ -81,75 +149,32 @@ pub fn compute(
     assert!(since <= until, "the period is checked by the caller");
     let mut ordered: Vec<&EventRecord> = records.to_vec();
     ordered.sort_by_key(|r| r.id);
-    let mut standing = Standing::Down {
-        since: Timestamp::MIN,
-        cause: "not started".to_owned(),
-        event: 0,
-    };
-    let mut outages: Vec<Outage> = Vec::new();
-    let mut close = |start: Timestamp, end: Timestamp, cause: String, event: u64| {
-        let (start, end) = (start.max(since), end.min(until));
-        if start < end {
-            outages.push(Outage {
-                start,
-                end: Some(end),
-                seconds: (end - start).as_secs_f64(),
-                cause,
-                event,
-            });
-        }
+    let mut timeline = Timeline {
+        since,
+        until,
+        standing: Standing::Down {
+            since: Timestamp::MIN,
+            cause: "not started".to_owned(),
+            event: 0,
+        },
+        outages: Vec::new(),
     };
     for record in ordered.iter().filter(|r| r.outcome != Outcome::Refused) {
-        if let Standing::Up { node } = &standing
-            && let Some((at, cause)) = taken_down(record, package, node)
-        {
-            standing = Standing::Down {
-                since: at,
-                cause,
-                event: record.id,
-            };
-        }
-        let mut runs: Vec<_> = record
-            .actions
-            .iter()
-            .filter(|a| {
-                a.kind == ActionKind::Run
-                    && a.ok
-                    && a.package.as_ref().is_some_and(|p| p.as_str() == package)
-            })
-            .collect();
-        runs.sort_by_key(|a| a.at);
-        if let Some(run) = runs.first() {
-            if let Standing::Down {
-                since: from,
-                cause,
-                event,
-            } = &standing
-            {
-                close(*from, run.at, cause.clone(), *event);
-            }
-            standing = Standing::Up {
-                node: run.node.to_string(),
-            };
-        }
+        timeline.replay(record, package);
     }
     if let Standing::Down {
-        since: from,
+        since,
         cause,
         event,
-    } = standing
-    {
-        let start = from.max(since);
-        if start < until {
-            outages.push(Outage {
-                start,
-                end: None,
-                seconds: (until - start).as_secs_f64(),
-                cause,
-                event,
-            });
-        }
+    } = std::mem::replace(
+        &mut timeline.standing,
+        Standing::Up {
+            node: String::new(),
+        },
+    ) {
+        timeline.outage(since, None, cause, event);
     }
+    let outages = timeline.outages;
     let period = (until - since).as_secs_f64();
     let down: f64 = outages.iter().map(|o| o.seconds).sum();
     assert!(down <= period + 1e-6, "outages lie within the period");

@@ -234,9 +234,7 @@ impl Node {
             .expect("checked on read");
         let (run_dir, gates_dir, incarnation) =
             prepare_state_dir(&settings.state_dir, platform.resources.as_ref())?;
-        let archive = Arc::new(crate::archive::Archive::open(&settings.state_dir)?);
-        // Long enough to outlast failure detection and a coordinator election, so the
-        // holders keep their leases while a new coordinator is elected.
+        // Outlasts failure detection and an election: holders keep it through a new election.
         let lease_duration = config.cluster.lease();
         let renew_interval =
             halcyon_config::timing::renew_interval(config.cluster.heartbeat.interval);
@@ -280,7 +278,7 @@ impl Node {
             executor_inbox,
             incarnation: AtomicU64::new(incarnation),
             incarnation_file: incarnation_file(&settings.state_dir),
-            archive,
+            archive: Arc::new(crate::archive::Archive::open(&settings.state_dir)?),
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
