@@ -336,6 +336,79 @@ fn heal_leaves_the_package_where_the_majority_put_it() {
     assert_eq!(cluster.serving_host(PACKAGE), Some(new));
 }
 
+/// `halcyon apply` changes the package's definition while its old holder is cut off: the
+/// majority restarts it where it runs with the new definition, the old holder (which halted
+/// with its lease) rejoins on the new generation, and the checker sees no double activation.
+#[test]
+fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() {
+    if !running_as_root_or_skip("reconfiguration_while_cut_off") {
+        return;
+    }
+    let cluster = start_cluster(3, false);
+    let old = holder(&cluster);
+    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
+    let checker = start_checker(&cluster);
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
+    wait_for_failover(&cluster, &checker, old, cut_at);
+
+    // The configuration directory with web's restart count changed.
+    let dir = cluster.config_directory().to_path_buf();
+    let mut changed = false;
+    let files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::collect_files(std::slice::from_ref(&dir))
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|path| {
+                let mut text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("name = \"web\"") && text.contains("restart = 3") {
+                    text = text.replace("restart = 3", "restart = 4");
+                    changed = true;
+                }
+                halcyon_api::ConfigFile {
+                    name: path
+                        .strip_prefix(&dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    text,
+                }
+            })
+            .collect();
+    assert!(
+        changed,
+        "web's definition was not found in {}",
+        dir.display()
+    );
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
+    let applied_at = Instant::now();
+    let (code, answer) = cluster
+        .api_post(majority[0], "/v1/config/apply", &body)
+        .expect("the majority answers");
+    assert!(code < 300, "apply: {code} {answer}");
+    println!(
+        "apply during the partition: {code} after {:?}",
+        applied_at.elapsed()
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    cluster
+        .wait_for(
+            "the old holder on generation 2",
+            healed_at + Duration::from_secs(30),
+            || {
+                let status = cluster.status(old).ok()?;
+                (status["generation"] == 2 && halcyon_lab::cluster::has_quorum(&status))
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(old, 40)));
+    std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+    assert!(cluster.serving_host(PACKAGE).is_some());
+}
+
 /// The holder's IP networks cut from the others while the disk heartbeat still works. The
 /// isolated side loses its lease and halts; the event on the majority should be network_down
 /// (SPEC 5). With `require_move`, the package must also be served elsewhere within the bound.
