@@ -288,8 +288,11 @@ struct Work<'e, 'c> {
     /// Decided placement, filled in placement order.
     desired: Vec<Vec<usize>>,
     decided: Vec<bool>,
-    /// Failover packages per node (desired so far + current for the undecided).
+    /// Failover packages per node (desired so far + current for the undecided, except that
+    /// an undecided `same_node` dependent counts where its dependee was placed).
     counts: Vec<u32>,
+    /// Where each failover package is counted in `counts`.
+    counted_at: Vec<Option<usize>>,
     /// A node whose packages must leave it, with the reason (per package).
     must_leave: HashMap<usize, (usize, String)>,
     /// A node that left without an orderly stop (failure, forced): no halt runs
@@ -344,10 +347,16 @@ impl<'e, 'c> Work<'e, 'c> {
             .map(|p| next.packages.remove(&p.name).unwrap_or_default())
             .collect();
         let mut counts = vec![0u32; e.node_names.len()];
+        let mut counted_at = vec![None; current.len()];
         for (p, nodes) in current.iter().enumerate() {
             if e.packages[p].is_failover() {
+                assert!(
+                    nodes.len() <= 1,
+                    "a failover package runs on one node at most"
+                );
                 for &n in nodes {
                     counts[n] += 1;
+                    counted_at[p] = Some(n);
                 }
             }
         }
@@ -360,6 +369,7 @@ impl<'e, 'c> Work<'e, 'c> {
             decided: vec![false; current.len()],
             current,
             counts,
+            counted_at,
             must_leave: HashMap::new(),
             failed_node: None,
             requests: HashMap::new(),
@@ -843,15 +853,46 @@ impl<'e, 'c> Work<'e, 'c> {
                 "a failover package placed on {} nodes",
                 nodes.len()
             );
-            for &n in &self.current[p] {
-                self.counts[n] -= 1;
-            }
-            for &n in &nodes {
-                self.counts[n] += 1;
+            let to = nodes.first().copied();
+            self.count_at(p, to);
+            if let Some(n) = to {
+                self.count_followers_at(p, n);
             }
         }
         self.desired[p] = nodes;
         self.decided[p] = true;
+    }
+
+    /// Counts failover package `p` on `to` (nowhere: `None`) instead of where it was.
+    fn count_at(&mut self, p: usize, to: Option<usize>) {
+        if let Some(from) = self.counted_at[p] {
+            self.counts[from] -= 1;
+        }
+        if let Some(n) = to {
+            self.counts[n] += 1;
+        }
+        self.counted_at[p] = to;
+    }
+
+    /// `p` was placed on `n`: its undecided `same_node` dependents that are counted
+    /// somewhere will run there too, so they count there from now on (min_package_node
+    /// must not stack other packages beside them on the strength of a count that no longer
+    /// holds), and theirs after them.
+    fn count_followers_at(&mut self, p: usize, n: usize) {
+        let e = self.e;
+        for &q in &e.dependents[p] {
+            let follows = e.dependencies[q]
+                .iter()
+                .any(|&(d, location)| d == p && location == DependencyLocation::SameNode);
+            if follows
+                && !self.decided[q]
+                && e.packages[q].is_failover()
+                && self.counted_at[q].is_some_and(|at| at != n)
+            {
+                self.count_at(q, Some(n));
+                self.count_followers_at(q, n);
+            }
+        }
     }
 
     /// Decides every package's placement, in placement order.
