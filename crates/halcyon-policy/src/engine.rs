@@ -53,6 +53,16 @@ pub enum PlanError {
     NoTarget { package: String, reasons: String },
     #[error("node {0} is not a member of the cluster")]
     NotMember(String),
+    #[error(
+        "moving {package} to {node} would stop {dependent}, which runs on the same node as \
+         {package} and cannot run on {node}: {reasons}; halt it first (`halcyon package halt {dependent}`)"
+    )]
+    StrandsDependent {
+        package: String,
+        node: String,
+        dependent: String,
+        reasons: String,
+    },
 }
 
 /// The engine for one configuration. Building it precomputes indices and the
@@ -574,6 +584,7 @@ impl<'e, 'c> Work<'e, 'c> {
                             });
                         }
                         self.require_eligible(p, n)?;
+                        self.require_followers_eligible(p, p, n)?;
                         self.requests.insert(p, Request::RunOn(n));
                     }
                     None => {
@@ -629,6 +640,47 @@ impl<'e, 'c> Work<'e, 'c> {
             .network(name)
             .map(|_| ())
             .ok_or_else(|| PlanError::UnknownNetwork(name.to_owned()))
+    }
+
+    /// A move of `moved` to `n`: every running `same_node` dependent of `p` (and theirs)
+    /// must be able to follow it there, apart from the dependency itself.
+    fn require_followers_eligible(
+        &self,
+        moved: usize,
+        p: usize,
+        n: usize,
+    ) -> Result<(), PlanError> {
+        let e = self.e;
+        for &q in &e.dependents[p] {
+            let follows = e.dependencies[q]
+                .iter()
+                .any(|&(d, location)| d == p && location == DependencyLocation::SameNode);
+            if !follows || self.current[q].is_empty() {
+                continue;
+            }
+            let reasons: Vec<Ineligible> = self
+                .ineligible(q, n, false, true)
+                .into_iter()
+                .filter(|r| {
+                    !matches!(
+                        r,
+                        Ineligible::DependencyDown { .. }
+                            | Ineligible::DependencyElsewhere { .. }
+                            | Ineligible::DependencyHere { .. }
+                    )
+                })
+                .collect();
+            if !reasons.is_empty() {
+                return Err(PlanError::StrandsDependent {
+                    package: e.packages[moved].name.to_string(),
+                    node: e.node_names[n].to_string(),
+                    dependent: e.packages[q].name.to_string(),
+                    reasons: join(&reasons),
+                });
+            }
+            self.require_followers_eligible(moved, q, n)?;
+        }
+        Ok(())
     }
 
     fn require_eligible(&self, p: usize, n: usize) -> Result<(), PlanError> {
