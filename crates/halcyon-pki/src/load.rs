@@ -95,6 +95,8 @@ pub enum Problem {
     HeartbeatKeyCount { count: usize },
     #[error("{0}")]
     Tokens(TokensError),
+    #[error("does not hold one API token ({}...)", crate::TOKEN_PREFIX)]
+    NotToken,
 }
 
 /// Load node `node`'s credentials from `dir`, checked now (see [`load_at`]).
@@ -204,6 +206,30 @@ pub fn load_at(dir: &Path, node: &str, now: SystemTime) -> Result<Credentials, L
         tokens,
         not_after_unix_seconds,
     })
+}
+
+/// The admin token in `dir/admin.token` (written by [`crate::init`]), for the CLI: `None`
+/// when the file does not exist; an error naming the file when it cannot be read, is not
+/// owner-only or not owned by this user, or does not hold one token.
+pub fn read_admin_token(dir: &Path) -> Result<Option<String>, LoadError> {
+    let path = Layout::new(dir).admin_token();
+    let bytes = match read(&path, true) {
+        Ok(bytes) => bytes,
+        Err(LoadError {
+            problem: Problem::Missing,
+            ..
+        }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let token = std::str::from_utf8(&bytes)
+        .ok()
+        .map(str::trim)
+        .filter(|t| {
+            t.starts_with(crate::TOKEN_PREFIX)
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .ok_or_else(|| at(&path, Problem::NotToken))?;
+    Ok(Some(token.to_owned()))
 }
 
 /// The cluster id in a CA certificate (PEM), for `halcyon init node`.
