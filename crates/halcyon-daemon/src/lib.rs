@@ -32,6 +32,7 @@
 pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod coordinator;
 pub mod executor;
@@ -86,7 +87,14 @@ pub async fn start_on(
 /// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
 /// see [`Node::leave_on_storage_failure`].
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    run_then(settings, |_| {}).await
+}
+
+/// [`run`], calling `started` with the node once its API listens (systemd's readiness
+/// watches it in-process: the API would want a token).
+pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> anyhow::Result<()> {
     let node = start_on(settings, platform::Platform::host()).await?;
+    started(Arc::clone(&node));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         biased;

@@ -47,6 +47,9 @@ pub enum Command {
         /// API address (host:port) of any node of the running cluster.
         #[arg(long, value_name = "ADDR")]
         api: Option<SocketAddr>,
+        /// The API token's file (live; see `halcyon status --help`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         input: Input,
         /// Print JSON instead of text (offline).
@@ -83,6 +86,9 @@ pub enum Command {
         /// API address (host:port) of any node of the running cluster (implies --live).
         #[arg(long, value_name = "ADDR")]
         api: Option<SocketAddr>,
+        /// The API token's file (live; see `halcyon status --help`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Translate legacy configuration files into native ones.
     Import {
@@ -163,11 +169,17 @@ pub enum LiveCommand {
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// This node's credentials from `halcyon init` (default: `pki` in the configuration
-        /// directory, when it exists). Heartbeats are authenticated with its heartbeat key;
-        /// credentials that fail a check refuse the start, naming the file.
+        /// directory). Heartbeats and node-to-node requests are signed with its cluster key
+        /// and the API requires its tokens; credentials that fail a check refuse the start,
+        /// naming the file, and so does a node without credentials unless `--insecure`.
         #[arg(long, value_name = "DIR")]
         pki: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
+        /// Run without credentials: heartbeats, the API and node-to-node requests are NOT
+        /// authenticated (anyone reaching the node's ports can operate the cluster). Logged
+        /// and shown by `halcyon status`; refused when the node has credentials.
+        #[arg(long)]
+        insecure: bool,
+        /// Enable test-only fault injection endpoints (`/v1/debug/*`).
         #[arg(long, hide = true)]
         test_faults: bool,
     },
@@ -312,7 +324,7 @@ pub enum LiveCommand {
     },
 }
 
-/// How the CLI finds a running cluster's API.
+/// How the CLI finds a running cluster's API, and its token.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// API address of any node (host:port).
@@ -321,6 +333,10 @@ pub struct Target {
     /// Configuration directory: the API addresses of its nodes are tried in turn.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// A file holding the API token (else $HALCYON_TOKEN, else `admin.token` in the
+    /// credentials directory: `pki` in --config, the demo's, or /etc/halcyon/pki).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

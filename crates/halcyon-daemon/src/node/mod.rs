@@ -64,8 +64,12 @@ pub struct Settings {
     /// Enables `POST /v1/debug/isolate` (tests only).
     pub test_faults: bool,
     /// Where this node's credentials are (`halcyon init`). `None`: `pki` in the configuration
-    /// directory, when it exists; without credentials heartbeats are not authenticated.
+    /// directory.
     pub pki_dir: Option<PathBuf>,
+    /// Run without credentials: heartbeats, the API and node-to-node requests are not
+    /// authenticated (`--insecure`, logged). Without it a node without credentials refuses
+    /// to start; with it, a node that has credentials refuses too (the flag would be a lie).
+    pub insecure: bool,
 }
 
 /// What a daemon's tasks share: settings fixed at start, handles, and the receiving ends of
@@ -112,6 +116,8 @@ pub struct Node {
     pub heartbeat_faults: HeartbeatFaults,
     /// The heartbeat sealer's counts (authenticated heartbeats only).
     pub heartbeat_sealer: Option<halcyon_membership::SealerHandle>,
+    /// Who may call the API, and how node requests are signed (see `auth`).
+    pub auth: crate::auth::Auth,
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     pub(crate) run_dir: PathBuf,
@@ -218,12 +224,17 @@ impl Node {
             .context("starting the lease guard (`halcyon guard`)")?;
         let (view, consensus) = open_consensus(&settings, &config, &platform).await?;
         let heartbeat_faults = HeartbeatFaults::default();
+        let credentials = credentials(&settings, &config)?;
+        let auth = credentials.as_ref().map_or_else(
+            crate::auth::Auth::insecure,
+            crate::auth::Auth::from_credentials,
+        );
         let heartbeats = platform.heartbeats.start(
             &config.cluster,
             me.number,
             incarnation,
             settings.test_faults.then(|| heartbeat_faults.clone()),
-            heartbeat_keys(&settings, &config)?,
+            credentials.map(|c| c.heartbeat_keys),
         )?;
         let heartbeat_sealer = heartbeats.sealer();
         let membership = heartbeats.status();
@@ -254,6 +265,7 @@ impl Node {
             test_faults: settings.test_faults,
             heartbeat_faults,
             heartbeat_sealer,
+            auth,
             watchdog_state,
             run_dir,
             gates_dir,
@@ -310,7 +322,8 @@ impl Node {
         }
     }
 
-    /// One request to a peer's API over the platform's network.
+    /// One request to a peer's API over the platform's network, signed by this node (see
+    /// `auth`); `caller`: who asked, when this node forwards a client's request.
     pub(crate) async fn request(
         &self,
         addr: std::net::SocketAddr,
@@ -318,12 +331,21 @@ impl Node {
         path: &str,
         body: Option<&str>,
         limit: Duration,
+        caller: Option<&crate::auth::Caller>,
     ) -> Result<client::Response, String> {
-        client::request_via(
+        let headers = self.auth.sign(
+            method,
+            path,
+            body.unwrap_or("").as_bytes(),
+            caller,
+            self.timestamp().as_millisecond(),
+        );
+        client::request_with(
             self.platform.network.as_ref(),
             addr,
             method,
             path,
+            &headers,
             body,
             limit,
         )
@@ -511,15 +533,16 @@ impl Node {
     }
 }
 
-/// This node's heartbeat keys, from its credentials (`halcyon init`): from `--pki DIR`, or
-/// from `pki` in the configuration directory when that exists. Credentials that fail any
-/// check (a key others may read, a certificate of another cluster or node, ...) refuse the
-/// start, naming the file; so does a `--pki` directory that does not exist. No credentials:
-/// `None`, and heartbeats go unauthenticated, which is logged.
-fn heartbeat_keys(
+/// This node's credentials (`halcyon init`): from `--pki DIR`, or from `pki` in the
+/// configuration directory. Credentials that fail any check (a key others may read, a
+/// certificate of another cluster or node, ...) refuse the start, naming the file; so does a
+/// node without credentials, unless it is started `--insecure` (then `None`: heartbeats, the
+/// API and node requests go unauthenticated, which is logged), and a node with credentials
+/// started `--insecure`.
+fn credentials(
     settings: &Settings,
     config: &Config,
-) -> anyhow::Result<Option<Vec<[u8; halcyon_pki::HEARTBEAT_KEY_BYTES]>>> {
+) -> anyhow::Result<Option<halcyon_pki::Credentials>> {
     let beside_config = settings
         .config_paths
         .first()
@@ -529,15 +552,30 @@ fn heartbeat_keys(
         (Some(dir), _) => dir.clone(),
         (None, Some(dir)) if dir.exists() => dir,
         (None, beside) => {
+            let missing = beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string());
+            if !settings.insecure {
+                bail!(
+                    "no credentials ({missing} does not exist): `halcyon init -c CONFIG --dir \
+                     {missing}` creates them (or `--pki DIR`); `--insecure` runs without any \
+                     authentication, on a trusted network only"
+                );
+            }
             tracing::warn!(
                 node = %settings.node,
-                "no credentials ({} does not exist): heartbeats are NOT authenticated; \
-                 `halcyon init` creates them",
-                beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string())
+                "INSECURE (--insecure): no credentials ({missing} does not exist): heartbeats, \
+                 the API and node-to-node requests are NOT authenticated; anyone who reaches \
+                 this node's ports can operate the cluster"
             );
             return Ok(None);
         }
     };
+    if settings.insecure {
+        bail!(
+            "--insecure is for a node without credentials, and {} holds this node's: \
+             remove --insecure (or the credentials)",
+            dir.display()
+        );
+    }
     let credentials = halcyon_pki::load(&dir, &settings.node)
         .with_context(|| format!("the credentials in {}", dir.display()))?;
     anyhow::ensure!(
@@ -547,8 +585,14 @@ fn heartbeat_keys(
         credentials.cluster_id,
         config.cluster.id
     );
-    tracing::info!(node = %settings.node, pki = %dir.display(), keys = credentials.heartbeat_keys.len(), "heartbeats authenticated (HMAC-SHA256)");
-    Ok(Some(credentials.heartbeat_keys))
+    tracing::info!(
+        node = %settings.node,
+        pki = %dir.display(),
+        keys = credentials.heartbeat_keys.len(),
+        tokens = credentials.tokens.tokens.len(),
+        "credentials loaded: heartbeats and node requests signed (HMAC-SHA256), API tokens required"
+    );
+    Ok(Some(credentials))
 }
 
 /// Opens consensus on the replica that publishes the view, cleans up what a previous
