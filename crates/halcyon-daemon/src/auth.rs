@@ -8,13 +8,15 @@
 //!   route is admin-only unless listed). No token, or a token that is not the cluster's:
 //!   401; a token whose role is not enough: 403. Both an [`ErrorBody`], and nothing is done.
 //! - **Node-to-node requests** (the internal API at `port + 3`, and writes a node forwards to
-//!   the leader's public API): signed with HMAC-SHA256 and the cluster key (the heartbeat
-//!   key, [`SIGNATURE_CONTEXT`]) over the method, the path with its query, the body, the
-//!   sending node's name, a timestamp and a random nonce (and, for a forwarded write, who
-//!   asked it and from where). A signature is accepted once, within [`REPLAY_WINDOW`] of
-//!   the receiving node's clock; anything else is refused with 401 before the body is
-//!   parsed. This is the interim before mutual TLS: the key is the cluster's, so a signature
-//!   proves the sender holds the cluster's credentials, not which node it is.
+//!   the leader's public API): signed by the sending node with its own key (ECDSA P-256,
+//!   `halcyon_pki::NodeSigner`, [`SIGNATURE_CONTEXT`]) over the method, the path with its
+//!   query, the body, the node's name, a timestamp and a random nonce (and, for a forwarded
+//!   write, who asked it and from where), with its certificate. Accepted when the
+//!   certificate is signed by the cluster CA, carries the cluster id, is valid, and names
+//!   the node the request claims (`halcyon_pki::PeerVerifier`), the node is configured, and
+//!   the signature was not accepted before, within [`REPLAY_WINDOW`] of the receiving node's
+//!   clock; anything else is refused with 401 before the body is parsed. This is the interim
+//!   before mutual TLS: it authenticates each request, it does not encrypt it.
 //! - **Refusals** are counted ([`Refusals`], shown by `halcyon status`) and logged at most
 //!   once per [`REFUSAL_LOG_INTERVAL`] (with how many were not logged), so that a flood of
 //!   bad requests cannot flood the log.
@@ -40,17 +42,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use halcyon_api::{ErrorBody, SCHEMA_VERSION};
-use halcyon_pki::{Credentials, HEARTBEAT_KEY_BYTES, Role, Tokens};
-use hmac::{KeyInit, Mac};
-use sha2::Sha256;
+use halcyon_pki::{Credentials, NodeSigner, PeerRefusal, PeerVerifier, Role, Tokens};
+use sha2::{Digest, Sha256};
 
 use crate::POISONED;
 use crate::platform::PeerAddr;
 
-type HmacSha256 = hmac::Hmac<Sha256>;
-
 /// What a signature covers first: the protocol and its version.
-pub const SIGNATURE_CONTEXT: &str = "halcyon-node-request/1";
+pub const SIGNATURE_CONTEXT: &str = "halcyon-node-request/2";
 /// How far a signed request's time may be from the receiver's clock (either way). The nodes'
 /// wall clocks must agree within this (NTP).
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(30);
@@ -66,6 +65,12 @@ pub const NODE_HEADER: &str = "x-halcyon-node";
 pub const TIME_HEADER: &str = "x-halcyon-time";
 pub const NONCE_HEADER: &str = "x-halcyon-nonce";
 pub const SIGNATURE_HEADER: &str = "x-halcyon-signature";
+/// The signing node's certificate (DER, hex).
+pub const CERTIFICATE_HEADER: &str = "x-halcyon-certificate";
+/// Largest signature (hex of an ASN.1 ECDSA P-256 signature: at most 72 bytes).
+const SIGNATURE_HEX_MAX: usize = 2 * 80;
+/// Largest certificate (hex of its DER).
+const CERTIFICATE_HEX_MAX: usize = 2 * 4096;
 /// Who asked a forwarded write, and from where (signed with it).
 pub const CALLER_HEADER: &str = "x-halcyon-caller";
 pub const CALLER_ADDRESS_HEADER: &str = "x-halcyon-caller-address";
@@ -144,12 +149,12 @@ impl RateLimitedLog {
     }
 }
 
-/// The node's keys for signing and checking node requests.
+/// This node's key for signing node requests, and the CA for checking others'.
 struct NodeKeys {
     cluster_id: u64,
     node: String,
-    /// The first signs; every one is accepted (a key rollover).
-    keys: Vec<HmacSha256>,
+    signer: NodeSigner,
+    verifier: PeerVerifier,
 }
 
 /// Signatures accepted recently: each is accepted once.
@@ -178,8 +183,8 @@ pub enum NodeRefusal {
     Malformed(&'static str),
     #[error("\"{0}\" is not a node of this cluster")]
     UnknownNode(String),
-    #[error("the signature is not the cluster key's")]
-    BadSignature,
+    #[error("{0}")]
+    Peer(PeerRefusal),
     #[error(
         "signed at {signed_ms} ms, {skew_ms} ms from this node's clock (window {window_ms} ms)"
     )]
@@ -210,15 +215,14 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.is_ascii() {
+fn unhex(text: &str, max: usize) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() > max || !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// The fields a signature covers, in order.
@@ -233,17 +237,17 @@ struct Signed<'a> {
 }
 
 impl Signed<'_> {
-    fn mac(&self, cluster_id: u64, key: &HmacSha256) -> HmacSha256 {
-        let mut mac = key.clone();
+    /// What is signed: the fields, one a line, then the body.
+    fn message(&self, cluster_id: u64) -> Vec<u8> {
         let (who, from) = self.caller.unwrap_or(("", ""));
         // Header values and paths hold no newline: the fields cannot run into each other.
         let head = format!(
             "{SIGNATURE_CONTEXT}\n{cluster_id}\n{}\n{}\n{}\n{}\n{}\n{who}\n{from}\n",
             self.node, self.time_ms, self.nonce, self.method, self.path
         );
-        mac.update(head.as_bytes());
-        mac.update(self.body);
-        mac
+        let mut message = head.into_bytes();
+        message.extend_from_slice(self.body);
+        message
     }
 }
 
@@ -259,40 +263,20 @@ impl Auth {
         }
     }
 
-    /// Tokens and the cluster key from a node's credentials.
-    pub fn from_credentials(credentials: &Credentials) -> Auth {
-        Auth::new(
-            credentials.tokens.clone(),
-            credentials.cluster_id,
-            &credentials.node,
-            &credentials.heartbeat_keys,
-        )
-    }
-
-    pub fn new(
-        tokens: Tokens,
-        cluster_id: u64,
-        node: &str,
-        keys: &[[u8; HEARTBEAT_KEY_BYTES]],
-    ) -> Auth {
-        assert!(
-            !keys.is_empty(),
-            "credentials hold at least one cluster key"
-        );
-        Auth {
-            tokens: Some(tokens),
+    /// The tokens, this node's key and the CA from a node's credentials.
+    pub fn from_credentials(credentials: &Credentials) -> Result<Auth, String> {
+        Ok(Auth {
+            tokens: Some(credentials.tokens.clone()),
             keys: Some(NodeKeys {
-                cluster_id,
-                node: node.to_owned(),
-                keys: keys
-                    .iter()
-                    .map(|k| HmacSha256::new_from_slice(k).expect("HMAC takes keys of any length"))
-                    .collect(),
+                cluster_id: credentials.cluster_id,
+                node: credentials.node.clone(),
+                signer: NodeSigner::new(credentials)?,
+                verifier: PeerVerifier::new(credentials),
             }),
             seen: Mutex::default(),
             refusals: Refusals::default(),
             log: RateLimitedLog::default(),
-        }
+        })
     }
 
     /// True when requests are checked (the node has credentials).
@@ -328,15 +312,13 @@ impl Auth {
                 .map(|(w, f)| (w.as_str(), f.as_str())),
             body,
         };
-        let signature = hex(&signed
-            .mac(keys.cluster_id, &keys.keys[0])
-            .finalize()
-            .into_bytes());
+        let signature = hex(&keys.signer.sign(&signed.message(keys.cluster_id)));
         let mut headers = vec![
             (NODE_HEADER, keys.node.clone()),
             (TIME_HEADER, now_ms.to_string()),
             (NONCE_HEADER, nonce),
             (SIGNATURE_HEADER, signature),
+            (CERTIFICATE_HEADER, hex(keys.signer.certificate_der())),
         ];
         if let Some((who, from)) = caller_fields {
             headers.push((CALLER_HEADER, who));
@@ -368,8 +350,11 @@ impl Auth {
         };
         let node = text(headers, NODE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
         let signature = text(headers, SIGNATURE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
-        let signature: [u8; 32] =
-            unhex(signature).ok_or(NodeRefusal::Malformed(SIGNATURE_HEADER))?;
+        let signature =
+            unhex(signature, SIGNATURE_HEX_MAX).ok_or(NodeRefusal::Malformed(SIGNATURE_HEADER))?;
+        let certificate = text(headers, CERTIFICATE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
+        let certificate = unhex(certificate, CERTIFICATE_HEX_MAX)
+            .ok_or(NodeRefusal::Malformed(CERTIFICATE_HEADER))?;
         let time_ms: i64 = text(headers, TIME_HEADER)?
             .and_then(|t| t.parse().ok())
             .ok_or(NodeRefusal::Malformed(TIME_HEADER))?;
@@ -389,15 +374,15 @@ impl Auth {
             caller: caller.as_ref().map(|(w, f)| (w.as_str(), f.as_str())),
             body,
         };
-        let genuine = keys.keys.iter().any(|key| {
-            signed
-                .mac(keys.cluster_id, key)
-                .verify_slice(&signature)
-                .is_ok()
-        });
-        if !genuine {
-            return Err(NodeRefusal::BadSignature);
-        }
+        keys.verifier
+            .verify(
+                &certificate,
+                node,
+                &signed.message(keys.cluster_id),
+                &signature,
+                now_ms.div_euclid(1000),
+            )
+            .map_err(NodeRefusal::Peer)?;
         let skew_ms = now_ms.saturating_sub(time_ms);
         let window_ms = REPLAY_WINDOW.as_millis();
         if skew_ms.unsigned_abs() as u128 > window_ms {
@@ -407,7 +392,7 @@ impl Auth {
                 window_ms,
             });
         }
-        self.remember(signature, time_ms, now_ms)?;
+        self.remember(Sha256::digest(&signature).into(), time_ms, now_ms)?;
         Ok(SignedBy {
             node: node.to_owned(),
             caller,
@@ -696,10 +681,12 @@ impl Gate for crate::node::Node {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use halcyon_pki::{Token, token_hash};
+    use std::path::Path;
+    use std::time::SystemTime;
 
-    const KEY: [u8; 32] = [1; 32];
+    use super::*;
+    use halcyon_pki::{ClusterSpec, NodeSpec, Token, token_hash};
+
     const NOW: i64 = 1_800_000_000_000;
 
     fn tokens() -> Tokens {
@@ -719,8 +706,52 @@ mod tests {
         }
     }
 
-    fn auth(node: &str, keys: &[[u8; 32]]) -> Auth {
-        Auth::new(tokens(), 7, node, keys)
+    /// Credentials of cluster 7 (nodes n1, n2, n3, n9) made in `dir`.
+    fn cluster(dir: &Path) -> Vec<Credentials> {
+        let spec = ClusterSpec {
+            name: "t".into(),
+            id: 7,
+            nodes: ["n1", "n2", "n3", "n9"]
+                .iter()
+                .map(|n| NodeSpec {
+                    name: (*n).into(),
+                    addresses: Vec::new(),
+                })
+                .collect(),
+        };
+        // Valid around NOW (the tests' clock).
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(NOW as u64);
+        halcyon_pki::init(dir, &spec, false, at).unwrap();
+        ["n1", "n2", "n3", "n9"]
+            .iter()
+            .map(|n| {
+                let mut c = halcyon_pki::load_at(dir, n, at).unwrap();
+                c.tokens = tokens();
+                c
+            })
+            .collect()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        nodes: Vec<Credentials>,
+        /// n2 of another `halcyon init` (another CA, same cluster id and names).
+        stranger: Credentials,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = cluster(&dir.path().join("ours"));
+        let stranger = cluster(&dir.path().join("theirs")).swap_remove(1);
+        Fixture {
+            _dir: dir,
+            nodes,
+            stranger,
+        }
+    }
+
+    fn auth(credentials: &Credentials) -> Auth {
+        Auth::from_credentials(credentials).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
@@ -733,6 +764,10 @@ mod tests {
 
     fn bearer(token: &str) -> HeaderMap {
         headers(&[("authorization", format!("Bearer {token}"))])
+    }
+
+    fn is_node(name: &str) -> bool {
+        ["n1", "n2", "n3"].contains(&name)
     }
 
     #[test]
@@ -755,7 +790,8 @@ mod tests {
 
     #[test]
     fn tokens_are_checked_for_the_role_with_exact_refusals() {
-        let a = auth("n1", &[KEY]);
+        let f = fixture();
+        let a = auth(&f.nodes[0]);
         let post = Method::POST;
         let path = "/v1/packages/web/move";
         assert_eq!(
@@ -819,26 +855,16 @@ mod tests {
         );
     }
 
-    fn is_node(name: &str) -> bool {
-        ["n1", "n2", "n3"].contains(&name)
-    }
-
     #[test]
     fn a_signed_request_is_accepted_once_and_any_change_is_refused() {
-        let sender = auth("n2", &[KEY]);
-        let receiver = auth("n1", &[KEY]);
+        let f = fixture();
+        let sender = auth(&f.nodes[1]);
+        let receiver = auth(&f.nodes[0]);
         let body = br#"{"node":"n2"}"#;
-        let signed = headers(&sender.sign("POST", "/v1/internal/lease", body, None, NOW));
-        let ok = receiver.verify_node(
-            &signed,
-            "POST",
-            "/v1/internal/lease",
-            body,
-            NOW + 5,
-            is_node,
-        );
+        let path = "/v1/internal/lease";
+        let signed = headers(&sender.sign("POST", path, body, None, NOW));
         assert_eq!(
-            ok,
+            receiver.verify_node(&signed, "POST", path, body, NOW + 5, is_node),
             Ok(SignedBy {
                 node: "n2".into(),
                 caller: None
@@ -846,42 +872,45 @@ mod tests {
         );
         // The same request again: a replay.
         assert_eq!(
-            receiver.verify_node(
-                &signed,
-                "POST",
-                "/v1/internal/lease",
-                body,
-                NOW + 6,
-                is_node
-            ),
+            receiver.verify_node(&signed, "POST", path, body, NOW + 6, is_node),
             Err(NodeRefusal::Replay)
         );
-        // Another body, path or method under the same signature: not the cluster key's.
-        let fresh = headers(&sender.sign("POST", "/v1/internal/lease", body, None, NOW));
+        // Another body, path or method under the same signature: refused.
+        let fresh = headers(&sender.sign("POST", path, body, None, NOW));
         for (method, path, body) in [
-            ("POST", "/v1/internal/lease", &br#"{"node":"n3"}"#[..]),
+            ("POST", path, &br#"{"node":"n3"}"#[..]),
             ("POST", "/v1/internal/write", &body[..]),
-            ("GET", "/v1/internal/lease", &body[..]),
+            ("GET", path, &body[..]),
         ] {
             assert_eq!(
                 receiver.verify_node(&fresh, method, path, body, NOW, is_node),
-                Err(NodeRefusal::BadSignature)
+                Err(NodeRefusal::Peer(PeerRefusal::BadSignature))
             );
         }
+        // n2's genuine certificate and key, claiming to be n3: refused.
+        let mut claimed = headers(&sender.sign("POST", path, body, None, NOW));
+        claimed.insert(NODE_HEADER, "n3".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&claimed, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::WrongNode {
+                node: "n3".into(),
+                names: vec!["n2".into()]
+            }))
+        );
     }
 
     #[test]
-    fn wrong_keys_old_times_unknown_nodes_and_missing_headers_are_refused() {
-        let receiver = auth("n1", &[KEY]);
+    fn another_ca_old_times_unknown_nodes_and_missing_headers_are_refused() {
+        let f = fixture();
+        let receiver = auth(&f.nodes[0]);
         let body = b"x";
         let path = "/v1/internal/write";
-        let forger = auth("n2", &[[9; 32]]);
-        let forged = headers(&forger.sign("POST", path, body, None, NOW));
+        let forged = headers(&auth(&f.stranger).sign("POST", path, body, None, NOW));
         assert_eq!(
             receiver.verify_node(&forged, "POST", path, body, NOW, is_node),
-            Err(NodeRefusal::BadSignature)
+            Err(NodeRefusal::Peer(PeerRefusal::NotOurCa))
         );
-        let sender = auth("n2", &[KEY]);
+        let sender = auth(&f.nodes[1]);
         let window = REPLAY_WINDOW.as_millis() as i64;
         let old = headers(&sender.sign("POST", path, body, None, NOW - window - 1));
         assert_eq!(
@@ -892,8 +921,8 @@ mod tests {
                 window_ms: window as u128
             })
         );
-        let stranger = auth("n9", &[KEY]);
-        let unknown = headers(&stranger.sign("POST", path, body, None, NOW));
+        // n9 has a certificate of the cluster but is not a configured node.
+        let unknown = headers(&auth(&f.nodes[3]).sign("POST", path, body, None, NOW));
         assert_eq!(
             receiver.verify_node(&unknown, "POST", path, body, NOW, is_node),
             Err(NodeRefusal::UnknownNode("n9".into()))
@@ -908,14 +937,19 @@ mod tests {
             receiver.verify_node(&bad_time, "POST", path, body, NOW, is_node),
             Err(NodeRefusal::Malformed(TIME_HEADER))
         );
+        let mut bad_certificate = headers(&sender.sign("POST", path, body, None, NOW));
+        bad_certificate.insert(CERTIFICATE_HEADER, "zz".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&bad_certificate, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Malformed(CERTIFICATE_HEADER))
+        );
     }
 
     #[test]
-    fn a_forwarded_caller_is_signed_with_the_request_and_the_previous_key_is_accepted() {
-        let old = [2u8; 32];
-        // The sender still signs with the previous key; the receiver has both (a rollover).
-        let sender = auth("n2", &[old]);
-        let receiver = auth("n1", &[KEY, old]);
+    fn a_forwarded_caller_is_signed_with_the_request() {
+        let f = fixture();
+        let sender = auth(&f.nodes[1]);
+        let receiver = auth(&f.nodes[0]);
         let caller = Caller {
             who: "token admin".into(),
             from: "127.0.0.1:5000".into(),
@@ -935,7 +969,7 @@ mod tests {
         changed.insert(CALLER_HEADER, "token read-only".parse().unwrap());
         assert_eq!(
             receiver.verify_node(&changed, "POST", path, b"", NOW, is_node),
-            Err(NodeRefusal::BadSignature)
+            Err(NodeRefusal::Peer(PeerRefusal::BadSignature))
         );
         assert_eq!(
             Caller {
@@ -949,8 +983,9 @@ mod tests {
 
     #[test]
     fn the_replay_set_forgets_what_left_the_window() {
-        let receiver = auth("n1", &[KEY]);
-        let sender = auth("n2", &[KEY]);
+        let f = fixture();
+        let receiver = auth(&f.nodes[0]);
+        let sender = auth(&f.nodes[1]);
         let window = REPLAY_WINDOW.as_millis() as i64;
         let first = headers(&sender.sign("POST", "/p", b"", None, NOW));
         receiver

@@ -306,7 +306,7 @@ fn pem_certificate(bytes: &[u8]) -> Result<Vec<u8>, Problem> {
     Ok(pem.contents)
 }
 
-fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Problem> {
+pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Problem> {
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], certificate)) => Ok(certificate),
         Ok(_) => Err(Problem::NotCertificate(
@@ -338,7 +338,7 @@ fn general_names<'a>(certificate: &'a X509Certificate<'_>) -> Vec<&'a GeneralNam
     }
 }
 
-fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
+pub(crate) fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
     general_names(certificate)
         .into_iter()
         .filter_map(|n| match n {
@@ -349,7 +349,7 @@ fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
 }
 
 /// The one `halcyon://cluster/ID` URI the certificate carries.
-fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Problem> {
+pub(crate) fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Problem> {
     let ids: Vec<&str> = general_names(certificate)
         .into_iter()
         .filter_map(|n| match n {

@@ -344,7 +344,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     let internal = std::net::SocketAddr::new(c.api(k).ip(), c.port() + 3);
     let before = records(&c, k).len();
     // A command that would halt web, committed by whoever asks: refused unsigned, and
-    // refused signed with a key that is not the cluster's.
+    // refused signed by a node of another cluster.
     let command = halcyon_state::Command::Enqueue {
         event: halcyon_policy::Event::PackageHalt {
             package: "web".into(),
@@ -361,13 +361,22 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
         v["error"],
         "unauthenticated: node request refused: no node signature (this endpoint is for the cluster's nodes)"
     );
+    // n2's credentials from another `halcyon init` (another CA, same cluster id and names):
+    // a node of another cluster.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere_pki = elsewhere.path().join("pki");
+    halcyon_pki::init(
+        &elsewhere_pki,
+        &c.config().credentials_spec(),
+        false,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let forger = halcyon_daemon::auth::Auth::from_credentials(
+        &halcyon_pki::load(&elsewhere_pki, "n2").unwrap(),
+    )
+    .unwrap();
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    let forger = halcyon_daemon::auth::Auth::new(
-        halcyon_pki::Tokens::default(),
-        u64::from(c.config().id),
-        "n2",
-        &[[7u8; 32]],
-    );
     let mut request = format!(
         "POST /v1/internal/write HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -380,7 +389,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     let answer = raw_request(internal, &request);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(
-        answer.contains("the signature is not the cluster key's"),
+        answer.contains("node request refused: its certificate is not signed by this cluster's CA"),
         "{answer}"
     );
     // Nothing was committed: web still runs on n1, no event by the intruder.

@@ -225,10 +225,11 @@ impl Node {
         let (view, consensus) = open_consensus(&settings, &config, &platform).await?;
         let heartbeat_faults = HeartbeatFaults::default();
         let credentials = credentials(&settings, &config)?;
-        let auth = credentials.as_ref().map_or_else(
-            crate::auth::Auth::insecure,
-            crate::auth::Auth::from_credentials,
-        );
+        let auth = match &credentials {
+            Some(c) => crate::auth::Auth::from_credentials(c)
+                .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
+            None => crate::auth::Auth::insecure(),
+        };
         let heartbeats = platform.heartbeats.start(
             &config.cluster,
             me.number,
@@ -590,7 +591,7 @@ fn credentials(
         pki = %dir.display(),
         keys = credentials.heartbeat_keys.len(),
         tokens = credentials.tokens.tokens.len(),
-        "credentials loaded: heartbeats and node requests signed (HMAC-SHA256), API tokens required"
+        "credentials loaded: heartbeats authenticated (HMAC-SHA256), node requests signed with the node key, API tokens required"
     );
     Ok(Some(credentials))
 }

@@ -93,7 +93,7 @@ pub fn status(v: &StatusResponse) -> String {
         let _ = writeln!(
             out,
             "  the API of {} requires tokens; refused: {} without a valid token, {} for their \
-             role, {} unsigned node requests",
+             role, {} node requests without a valid node signature",
             v.answered_by, api.unauthenticated, api.forbidden, api.nodes
         );
     }
