@@ -565,6 +565,9 @@ pub async fn cluster_operation(
     })
     .await
     .map_err(ApiError::unavailable)?;
+    // The coordinator's `cluster_start` that follows is recorded as `formation`: who asked
+    // is in the daemon's log.
+    tracing::info!(by, "cluster start after a halt: nodes may join again");
     // The coordinator brings the reachable nodes back as members and forms the cluster
     // with one cluster_start; wait for that.
     let deadline = Instant::now() + EVENT_WAIT;
