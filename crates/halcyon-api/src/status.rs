@@ -79,6 +79,12 @@ pub struct ApiAuth {
     pub forbidden: u64,
     /// Node requests without a valid signature (401).
     pub nodes: u64,
+    /// Raft runs over mutual TLS (node certificates of the cluster CA).
+    #[serde(default)]
+    pub raft_tls: bool,
+    /// Raft connections refused (no or another CA's certificate, a name of no node).
+    #[serde(default)]
+    pub raft_refused: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,6 +43,7 @@ pub mod node;
 pub mod operations;
 pub mod peers;
 pub mod platform;
+pub mod raft_tls;
 pub mod views;
 pub mod watchdog;
 pub mod witness;

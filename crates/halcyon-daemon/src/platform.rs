@@ -111,7 +111,10 @@ pub trait Network: Send + Sync {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
     ) -> BoxFuture<'_, anyhow::Result<()>>;
-    /// Opens the node's consensus (its database at `db_path`) on `addrs`.
+    /// Opens the node's consensus (its database at `db_path`) on `addrs`; over mutual TLS
+    /// when `tls` is given (a node with credentials).
+    // Each argument is the node's own; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn open_consensus(
         &self,
         cluster: ClusterId,
@@ -120,6 +123,7 @@ pub trait Network: Send + Sync {
         db_path: &Path,
         app: NodeApplication,
         timings: RaftTimings,
+        tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>>;
 }
 
@@ -246,9 +250,17 @@ impl Network for TcpNetwork {
         db_path: &Path,
         app: NodeApplication,
         timings: RaftTimings,
+        tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
         let db_path = db_path.to_owned();
-        Box::pin(async move { Consensus::open(cluster, id, addrs, &db_path, app, timings).await })
+        Box::pin(async move {
+            match tls {
+                Some(tls) => {
+                    crate::raft_tls::open(&tls, cluster, id, addrs, &db_path, app, timings).await
+                }
+                None => Consensus::open(cluster, id, addrs, &db_path, app, timings).await,
+            }
+        })
     }
 }
 

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use issue::{InitError, Initialised, IssuedToken, init, issue_node};
 pub use load::{Credentials, LoadError, Problem, heartbeat_keys, load, load_at, read_admin_token};
-pub use peer::{NodeSigner, PeerRefusal, PeerVerifier};
+pub use peer::{NodeSigner, PeerRefusal, PeerVerifier, certificate_names};
 pub use tokens::{Role, TOKEN_PREFIX, Token, Tokens, TokensError, token_hash};
 
 /// Where `halcyon init` writes and the daemon reads, unless told otherwise.

@@ -25,6 +25,13 @@ use crate::load::{cluster_id, dns_names, parse_certificate};
 /// over for renewed certificates).
 const CHECKED_MAX: usize = 256;
 
+/// The DNS names (node names) a certificate (DER) carries; empty when it does not parse.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    parse_certificate(der)
+        .map(|c| dns_names(&c))
+        .unwrap_or_default()
+}
+
 /// Signs with this node's key.
 pub struct NodeSigner {
     key: EcdsaKeyPair,

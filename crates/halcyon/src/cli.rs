@@ -192,6 +192,15 @@ pub enum LiveCommand {
         /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// The witness's credentials from `halcyon init` (default: `pki` in the
+        /// configuration directory): Raft runs over mutual TLS with its certificate. Without
+        /// credentials it refuses to start unless `--insecure`.
+        #[arg(long, value_name = "DIR")]
+        pki: Option<PathBuf>,
+        /// Run without credentials: Raft with the witness is NOT authenticated. Logged;
+        /// refused when the witness has credentials.
+        #[arg(long)]
+        insecure: bool,
         /// Enable test-only fault injection endpoints.
         #[arg(long, hide = true)]
         test_faults: bool,

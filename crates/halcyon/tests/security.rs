@@ -419,3 +419,72 @@ fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+#[test]
+fn the_raft_port_refuses_peers_without_a_certificate_of_the_cluster_ca() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let v = c.status(1).unwrap();
+    assert_eq!(v["api_auth"]["raft_tls"], true, "{v:#}");
+    assert_eq!(v["api_auth"]["raft_refused"], 0, "{v:#}");
+    let raft = std::net::SocketAddr::new(c.api(1).ip(), c.port() + 1);
+
+    // A client without TLS (a Raft frame in the clear): closed, never answered with a frame.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(raft).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(b"\0\0\0\x02{}").unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        // At most a TLS alert (content type 21), never a length-prefixed JSON reply.
+        assert!(answer.is_empty() || answer[0] == 21, "{answer:?}");
+    }
+
+    // A node of another cluster (another `halcyon init`: same names, another CA): the
+    // handshake fails both ways and nothing reaches Raft.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pki = elsewhere.path().join("pki");
+    halcyon_pki::init(
+        &pki,
+        &c.config().credentials_spec(),
+        false,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let stranger = halcyon_pki::load(&pki, "n2").unwrap();
+    let names = ["n1", "n2", "n3"].iter().map(|n| n.to_string()).collect();
+    let tls = halcyon_daemon::raft_tls::RaftTls::new(&stranger, names).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connected = runtime.block_on(async {
+        use halcyon_consensus::Transport;
+        tls.transport().connect(raft).await
+    });
+    let Err(error) = connected else {
+        panic!("the stranger's handshake succeeded");
+    };
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
+
+    // The node counted the refusals and the cluster is as it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = c.status(1).unwrap();
+        if v["api_auth"]["raft_refused"].as_u64().unwrap() >= 2 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "refusals not counted: {v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    let log = c.log_tail("n1", 400);
+    assert!(log.contains("Raft connection refused"), "{log}");
+}

@@ -118,6 +118,8 @@ pub struct Node {
     pub heartbeat_sealer: Option<halcyon_membership::SealerHandle>,
     /// Who may call the API, and how node requests are signed (see `auth`).
     pub auth: crate::auth::Auth,
+    /// Mutual TLS on the Raft port (a node with credentials).
+    pub raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     pub(crate) run_dir: PathBuf,
@@ -222,14 +224,26 @@ impl Node {
             .guards
             .start((lease_duration / 2).max(Duration::from_millis(100)))
             .context("starting the lease guard (`halcyon guard`)")?;
-        let (view, consensus) = open_consensus(&settings, &config, &platform).await?;
-        let heartbeat_faults = HeartbeatFaults::default();
-        let credentials = credentials(&settings, &config)?;
+        let credentials = credentials(
+            &settings.config_paths,
+            settings.pki_dir.as_deref(),
+            settings.insecure,
+            &settings.node,
+            &config,
+        )?;
         let auth = match &credentials {
             Some(c) => crate::auth::Auth::from_credentials(c)
                 .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
             None => crate::auth::Auth::insecure(),
         };
+        let raft_tls = credentials
+            .as_ref()
+            .map(|c| crate::raft_tls::RaftTls::new(c, raft_member_names(&config)).map(Arc::new))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
+        let (view, consensus) =
+            open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
+        let heartbeat_faults = HeartbeatFaults::default();
         let heartbeats = platform.heartbeats.start(
             &config.cluster,
             me.number,
@@ -267,6 +281,7 @@ impl Node {
             heartbeat_faults,
             heartbeat_sealer,
             auth,
+            raft_tls,
             watchdog_state,
             run_dir,
             gates_dir,
@@ -540,21 +555,23 @@ impl Node {
 /// node without credentials, unless it is started `--insecure` (then `None`: heartbeats, the
 /// API and node requests go unauthenticated, which is logged), and a node with credentials
 /// started `--insecure`.
-fn credentials(
-    settings: &Settings,
+pub(crate) fn credentials(
+    config_paths: &[PathBuf],
+    pki_dir: Option<&Path>,
+    insecure: bool,
+    name: &str,
     config: &Config,
 ) -> anyhow::Result<Option<halcyon_pki::Credentials>> {
-    let beside_config = settings
-        .config_paths
+    let beside_config = config_paths
         .first()
         .filter(|p| p.is_dir())
         .map(|p| p.join("pki"));
-    let dir = match (&settings.pki_dir, beside_config) {
-        (Some(dir), _) => dir.clone(),
+    let dir = match (pki_dir, beside_config) {
+        (Some(dir), _) => dir.to_path_buf(),
         (None, Some(dir)) if dir.exists() => dir,
         (None, beside) => {
             let missing = beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string());
-            if !settings.insecure {
+            if !insecure {
                 bail!(
                     "no credentials ({missing} does not exist): `halcyon init -c CONFIG --dir \
                      {missing}` creates them (or `--pki DIR`); `--insecure` runs without any \
@@ -562,7 +579,7 @@ fn credentials(
                 );
             }
             tracing::warn!(
-                node = %settings.node,
+                node = %name,
                 "INSECURE (--insecure): no credentials ({missing} does not exist): heartbeats, \
                  the API and node-to-node requests are NOT authenticated; anyone who reaches \
                  this node's ports can operate the cluster"
@@ -570,14 +587,14 @@ fn credentials(
             return Ok(None);
         }
     };
-    if settings.insecure {
+    if insecure {
         bail!(
             "--insecure is for a node without credentials, and {} holds this node's: \
              remove --insecure (or the credentials)",
             dir.display()
         );
     }
-    let credentials = halcyon_pki::load(&dir, &settings.node)
+    let credentials = halcyon_pki::load(&dir, name)
         .with_context(|| format!("the credentials in {}", dir.display()))?;
     anyhow::ensure!(
         credentials.cluster_id == config.cluster.id,
@@ -587,7 +604,7 @@ fn credentials(
         config.cluster.id
     );
     tracing::info!(
-        node = %settings.node,
+        node = %name,
         pki = %dir.display(),
         keys = credentials.heartbeat_keys.len(),
         tokens = credentials.tokens.tokens.len(),
@@ -596,12 +613,32 @@ fn credentials(
     Ok(Some(credentials))
 }
 
+/// The names of the cluster's Raft members (the nodes and the witness): whom a Raft peer's
+/// certificate may name.
+pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<String> {
+    config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.to_string())
+        .chain(
+            config
+                .cluster
+                .quorum
+                .witness
+                .iter()
+                .map(|w| w.name.to_string()),
+        )
+        .collect()
+}
+
 /// Opens consensus on the replica that publishes the view, cleans up what a previous
 /// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node.
 async fn open_consensus(
     settings: &Settings,
     config: &Config,
     platform: &Platform,
+    tls: Option<Arc<crate::raft_tls::RaftTls>>,
 ) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus)> {
     let (views, view) = watch::channel(Arc::new(State::new()));
     let app = NodeApplication::new(views, platform.applied.clone());
@@ -618,6 +655,7 @@ async fn open_consensus(
             &settings.state_dir.join("raft.redb"),
             app,
             raft_timings(&config.cluster),
+            tls,
         )
         .await
         .context("opening consensus")?;

@@ -100,6 +100,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
         LiveCommand::Witness {
             config,
             state_dir,
+            pki,
+            insecure,
             test_faults,
         } => {
             init_logging();
@@ -107,6 +109,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                 config_paths: vec![config],
                 state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
                 test_faults,
+                pki_dir: pki,
+                insecure,
             };
             halcyon_daemon::witness::run(settings)
                 .await

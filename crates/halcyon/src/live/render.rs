@@ -89,12 +89,13 @@ pub fn status(v: &StatusResponse) -> String {
              reaches its ports can operate the cluster",
             v.answered_by
         );
-    } else if api.unauthenticated + api.forbidden + api.nodes > 0 {
+    } else if api.unauthenticated + api.forbidden + api.nodes + api.raft_refused > 0 {
         let _ = writeln!(
             out,
             "  the API of {} requires tokens; refused: {} without a valid token, {} for their \
-             role, {} node requests without a valid node signature",
-            v.answered_by, api.unauthenticated, api.forbidden, api.nodes
+             role, {} node requests without a valid node signature, {} Raft connections \
+             without a node certificate",
+            v.answered_by, api.unauthenticated, api.forbidden, api.nodes, api.raft_refused
         );
     }
     if v.watchdog != "not configured" {
