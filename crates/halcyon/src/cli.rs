@@ -169,7 +169,8 @@ pub enum LiveCommand {
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// This node's credentials from `halcyon init` (default: `pki` in the configuration
-        /// directory). Heartbeats and node-to-node requests are signed with its cluster key
+        /// directory). Heartbeats are authenticated with its cluster key, node-to-node
+        /// requests signed with its node key, Raft runs over mutual TLS with its certificate
         /// and the API requires its tokens; credentials that fail a check refuse the start,
         /// naming the file, and so does a node without credentials unless `--insecure`.
         #[arg(long, value_name = "DIR")]
