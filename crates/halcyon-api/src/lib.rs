@@ -33,7 +33,7 @@ pub use operations::{
     VoterChangeResponse,
 };
 pub use status::{
-    ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
+    ApiAuth, ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
     PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
 };
 

@@ -40,6 +40,10 @@ pub struct StatusResponse {
     /// How the answering node's heartbeats are protected, and what it refused.
     #[serde(default)]
     pub heartbeat_auth: HeartbeatAuth,
+    /// Whether the answering node requires API tokens and node signatures, and what it
+    /// refused.
+    #[serde(default)]
+    pub api_auth: ApiAuth,
     /// How the configuration files the answering node read at start differ from the
     /// configuration the cluster runs (one line each; empty when they are the same). The
     /// cluster keeps running its own: edited files are not applied to a running cluster.
@@ -68,6 +72,26 @@ pub struct HeartbeatAuth {
     /// Of another cluster id.
     pub other_cluster: u64,
     pub malformed: u64,
+}
+
+/// The answering node's API authentication: tokens with roles on the API and signed
+/// node-to-node requests when it has credentials; none when it runs `--insecure`. The counts
+/// are requests refused since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiAuth {
+    pub enforced: bool,
+    /// Requests without a valid token (401).
+    pub unauthenticated: u64,
+    /// Requests whose token's role is not enough (403).
+    pub forbidden: u64,
+    /// Node requests without a valid signature (401).
+    pub nodes: u64,
+    /// Raft runs over mutual TLS (node certificates of the cluster CA).
+    #[serde(default)]
+    pub raft_tls: bool,
+    /// Raft connections refused (no or another CA's certificate, a name of no node).
+    #[serde(default)]
+    pub raft_refused: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,6 +96,7 @@ fn status() -> StatusResponse {
     )]);
     StatusResponse {
         heartbeat_auth: Default::default(),
+        api_auth: Default::default(),
         config_drift: Vec::new(),
         generation: 2,
         reconfiguration: None,

@@ -153,14 +153,30 @@ impl Cluster {
             .zip(&self.killed)
             .filter(|(_, killed)| !**killed)
             .find_map(|(d, _)| {
-                let r = http::get(self.api_addr(d), path, STATUS_TIMEOUT).ok()?;
+                let r = http::request_as(
+                    self.api_addr(d),
+                    "GET",
+                    path,
+                    self.inner.admin_token(),
+                    None,
+                    STATUS_TIMEOUT,
+                )
+                .ok()?;
                 (r.status == 200).then(|| r.json())?
             })
     }
 
     /// `/v1/status` from the given daemon.
     pub fn status_of(&self, d: &Daemon) -> Option<Value> {
-        let r = http::get(self.api_addr(d), "/v1/status", STATUS_TIMEOUT).ok()?;
+        let r = http::request_as(
+            self.api_addr(d),
+            "GET",
+            "/v1/status",
+            self.inner.admin_token(),
+            None,
+            STATUS_TIMEOUT,
+        )
+        .ok()?;
         (r.status == 200).then(|| r.json())?
     }
 

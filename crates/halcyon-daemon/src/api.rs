@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use halcyon_api::{
     EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse,
     LeaseRequest, LeaseResponse, NodeRequest, OperationQuery, RaiseRequest, SCHEMA_VERSION,
@@ -28,6 +28,7 @@ use halcyon_state::Command;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{self, Caller};
 use crate::node::Node;
 use crate::operations::{self, Answer, ApiError, EVENT_WAIT, ErrorKind, must_forward};
 use crate::views::{self, no_quorum, unknown_node};
@@ -112,17 +113,32 @@ pub async fn serve(
         .route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             PUBLIC_CONCURRENCY,
         ));
-    let app = Router::new()
-        .route("/v1/debug/isolate", post(debug_isolate))
-        .route("/v1/debug/heartbeats", post(debug_heartbeats))
+    // The test-only fault endpoints exist only on a daemon started with `--test-faults`.
+    let mut app = Router::new();
+    if node.test_faults {
+        app = app
+            .route("/v1/debug/isolate", post(debug_isolate))
+            .route("/v1/debug/heartbeats", post(debug_heartbeats));
+    }
+    // Every request, unknown paths included, needs a token with the role it asks for, or a
+    // node's signature (`auth`).
+    let app = app
         .merge(public)
         .fallback(not_found)
-        .with_state(Arc::clone(&node));
+        .with_state(Arc::clone(&node))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&node),
+            auth::public::<Node>,
+        ));
     let nodes = Router::new()
         .route("/v1/internal/write", post(internal_write))
         .route("/v1/internal/lease", post(internal_lease))
         .fallback(not_found)
-        .with_state(Arc::clone(&node));
+        .with_state(Arc::clone(&node))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&node),
+            auth::internal::<Node>,
+        ));
     node.platform
         .network
         .serve_internal(nodes, internal)
@@ -170,6 +186,7 @@ async fn config_running(State(node): State<Shared>) -> Response {
 /// `POST /v1/config/apply` (the leader: stage them and run their `config_change`).
 async fn config_op(
     State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(op): Path<String>,
     Query(query): Query<OperationQuery>,
     method: Method,
@@ -189,12 +206,12 @@ async fn config_op(
         "apply" => {
             if must_forward(&node) {
                 let text = String::from_utf8_lossy(&body);
-                return forward(&node, method, &uri, &text).await;
+                return forward(&node, &caller, method, &uri, &text).await;
             }
             if let Some(answer) = operations::known_request(&node, request).await {
                 return answered(answer);
             }
-            answered(crate::reconfigure::apply(&node, &files, "admin (apply)", request).await)
+            answered(crate::reconfigure::apply(&node, &files, &caller.audit(), request).await)
         }
         other => failed(ApiError::not_found(format!(
             "unknown configuration operation \"{other}\"; expected preview or apply"
@@ -208,7 +225,14 @@ async fn status(State(node): State<Shared>) -> Response {
     if let Some(w) = &config.cluster.quorum.witness {
         let addr = SocketAddr::new(w.address, config.cluster.port + 2);
         let answer = node
-            .request(addr, "GET", "/v1/status", None, WITNESS_STATUS_TIMEOUT)
+            .request(
+                addr,
+                "GET",
+                "/v1/status",
+                None,
+                WITNESS_STATUS_TIMEOUT,
+                None,
+            )
             .await
             .ok()
             .and_then(|r| serde_json::from_str::<WitnessOwnStatus>(&r.body).ok());
@@ -238,14 +262,19 @@ async fn events(
 
 async fn answer_event(
     State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((id, answer)): Path<(String, String)>,
 ) -> Response {
-    answered(operations::answer_event(&node, &id, &answer).await)
+    answered(operations::answer_event(&node, &id, &answer, &caller.audit()).await)
 }
 
-async fn raise_event(State(node): State<Shared>, body: Bytes) -> Response {
+async fn raise_event(
+    State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
     match parse_required::<RaiseRequest>(&body) {
-        Ok(request) => answered(operations::raise_event(&node, request).await),
+        Ok(request) => answered(operations::raise_event(&node, request, &caller.audit()).await),
         Err(e) => failed(e),
     }
 }
@@ -262,8 +291,8 @@ async fn explain(State(node): State<Shared>, Path(package): Path<String>) -> Res
     reply(views::explain(&node, &package))
 }
 
-/// Forwards a write to the leader, or says why it cannot.
-async fn forward(node: &Node, method: Method, uri: &Uri, body: &str) -> Response {
+/// Forwards a write to the leader on behalf of `caller`, or says why it cannot.
+async fn forward(node: &Node, caller: &Caller, method: Method, uri: &Uri, body: &str) -> Response {
     if node.is_isolated() {
         return error(StatusCode::SERVICE_UNAVAILABLE, no_quorum(node));
     }
@@ -276,6 +305,7 @@ async fn forward(node: &Node, method: Method, uri: &Uri, body: &str) -> Response
             &uri.to_string(),
             Some(body),
             EVENT_WAIT + Duration::from_secs(5),
+            caller,
         )
         .await
     {
@@ -307,6 +337,7 @@ fn forwarded_body<T: Serialize + Default + PartialEq>(request: &T) -> String {
 
 async fn package_op(
     State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((package, op)): Path<(String, String)>,
     Query(query): Query<OperationQuery>,
     method: Method,
@@ -329,16 +360,26 @@ async fn package_op(
             Err(e) => return failed(e),
         };
     if must_forward(&node) {
-        return forward(&node, method, &uri, &forwarded_body(&operation.request)).await;
+        return forward(
+            &node,
+            &caller,
+            method,
+            &uri,
+            &forwarded_body(&operation.request),
+        )
+        .await;
     }
     match operation.event() {
-        Ok(event) => answered(operations::submit_event(&node, event, "api", request).await),
+        Ok(event) => {
+            answered(operations::submit_event(&node, event, &caller.audit(), request).await)
+        }
         Err(e) => failed(e),
     }
 }
 
 async fn node_op(
     State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((name, op)): Path<(String, String)>,
     Query(query): Query<OperationQuery>,
     method: Method,
@@ -362,14 +403,15 @@ async fn node_op(
             operations::NodeOperation::Voters { .. } => String::new(),
             operations::NodeOperation::Membership { request, .. } => forwarded_body(request),
         };
-        return forward(&node, method, &uri, &body).await;
+        return forward(&node, &caller, method, &uri, &body).await;
     }
-    answered(operations::node_operation(&node, &config, operation, request).await)
+    answered(operations::node_operation(&node, &config, operation, request, &caller.audit()).await)
 }
 
 /// `cluster start` (cmruncl) and `cluster halt` (cmhaltcl).
 async fn cluster_op(
     State(node): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(op): Path<String>,
     Query(query): Query<OperationQuery>,
     method: Method,
@@ -385,9 +427,9 @@ async fn cluster_op(
         Err(e) => return failed(e),
     };
     if must_forward(&node) {
-        return forward(&node, method, &uri, "").await;
+        return forward(&node, &caller, method, &uri, "").await;
     }
-    answered(operations::cluster_operation(&node, start, request).await)
+    answered(operations::cluster_operation(&node, start, request, &caller.audit()).await)
 }
 
 /// Node to node: commits an encoded `Command` on the leader and answers the state

@@ -45,9 +45,32 @@ pub async fn request_via(
     body: Option<&str>,
     limit: Duration,
 ) -> Result<Response, String> {
-    timeout(limit, request_inner(network, addr, method, path, body))
-        .await
-        .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+    request_with(network, addr, method, path, &[], body, limit).await
+}
+
+/// [`request_via`] with more headers (a token, a node's signature). A header whose name or
+/// value holds a line break is refused, not sent.
+pub async fn request_with(
+    network: &dyn Network,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    if let Some((name, _)) = headers
+        .iter()
+        .find(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
+    {
+        return Err(format!("{addr}: header {name:?} holds a line break"));
+    }
+    timeout(
+        limit,
+        request_inner(network, addr, method, path, headers, body),
+    )
+    .await
+    .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
 }
 
 async fn request_inner(
@@ -55,6 +78,7 @@ async fn request_inner(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    headers: &[(&str, String)],
     body: Option<&str>,
 ) -> Result<Response, String> {
     let mut stream = network
@@ -62,8 +86,12 @@ async fn request_inner(
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream

@@ -13,10 +13,12 @@
 //!   plan action, an event command, a monitor); no decision spawns anything:
 //!   `coordinator::decide` and `executor::decide` are pure, and their runtimes act on what
 //!   they return;
-//! - no task's state is behind a lock (the crate has no `Mutex`): each task owns its state,
-//!   and tasks talk through `watch` channels (current values) and `mpsc` queues with closed
-//!   message enums; the lease guard's pipe is owned by one thread that runs the callers'
-//!   requests in order (`guard`);
+//! - no task's state is behind a lock: each task owns its state, and tasks talk through
+//!   `watch` channels (current values) and `mpsc` queues with closed message enums; the
+//!   lease guard's pipe is owned by one thread that runs the callers' requests in order
+//!   (`guard`); the only mutexes guard what concurrent request handlers share, never held
+//!   across an await: the signed-request replay window and the log rate limits of `auth`
+//!   and `raft_tls`;
 //! - the replicated state has one writer, the replica (`platform::NodeApplication`), which
 //!   publishes every new state as the view the tasks read;
 //! - a failover package runs or starts on a node only while that node holds a lease; the
@@ -28,8 +30,14 @@
 //!   timer and channel wake-ups differently from run to run, and the simulator's histories
 //!   must repeat for a seed (two packages halted in either order broke it).
 
+/// What a lock taken after a panic says. A thread that panicked while holding a lock may
+/// have left what it guards half changed: the taker panics too rather than go on with it
+/// (poisoning is never ignored).
+pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
+
 pub mod api;
 pub mod archive;
+pub mod auth;
 pub mod availability;
 pub mod client;
 pub mod coordinator;
@@ -41,6 +49,7 @@ pub mod node;
 pub mod operations;
 pub mod peers;
 pub mod platform;
+pub mod raft_tls;
 pub mod reconfigure;
 pub mod views;
 pub mod watchdog;
@@ -99,7 +108,14 @@ pub async fn start_on(
 /// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
 /// see [`Node::leave_on_storage_failure`].
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    run_then(settings, |_| {}).await
+}
+
+/// [`run`], calling `started` with the node once its API listens (systemd's readiness
+/// watches it in-process: the API would want a token).
+pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> anyhow::Result<()> {
     let node = start_on(settings, platform::Platform::host()).await?;
+    started(Arc::clone(&node));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         biased;

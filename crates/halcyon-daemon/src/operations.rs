@@ -359,12 +359,13 @@ pub async fn node_operation(
     config: &Config,
     operation: NodeOperation,
     request: Option<&str>,
+    by: &str,
 ) -> Result<Answer, ApiError> {
     if let Some(answer) = known_request(node, request).await {
         return answer;
     }
     match operation {
-        NodeOperation::Voters { name, add } => voter_change(node, config, &name, add).await,
+        NodeOperation::Voters { name, add } => voter_change(node, config, &name, add, by).await,
         NodeOperation::Membership {
             name, start: true, ..
         } => {
@@ -388,10 +389,10 @@ pub async fn node_operation(
             if node.snapshot().cluster().members.contains(&name) {
                 return Ok(Answer::note(format!("{name} is already a member")));
             }
-            submit_event(node, Event::NodeUp { node: name }, "api", request).await
+            submit_event(node, Event::NodeUp { node: name }, by, request).await
         }
         NodeOperation::Membership { name, how, .. } => {
-            submit_event(node, Event::NodeDown { node: name, how }, "api", request).await
+            submit_event(node, Event::NodeDown { node: name, how }, by, request).await
         }
     }
 }
@@ -454,6 +455,7 @@ async fn voter_change(
     config: &Config,
     name: &str,
     add: bool,
+    by: &str,
 ) -> Result<Answer, ApiError> {
     let number = config
         .node(name)
@@ -502,7 +504,7 @@ async fn voter_change(
     };
     result.map_err(|e| ApiError::unavailable(format!("voter change failed: {e}")))?;
     let after = node.consensus.voters();
-    tracing::info!(node = %name, add, voters = %names(&after), "voter set changed");
+    tracing::info!(node = %name, add, voters = %names(&after), by, "voter set changed");
     Ok(Answer::done(OperationResponse::Voters(
         VoterChangeResponse {
             schema_version: SCHEMA_VERSION,
@@ -541,6 +543,7 @@ pub async fn cluster_operation(
     node: &Node,
     start: bool,
     request: Option<&str>,
+    by: &str,
 ) -> Result<Answer, ApiError> {
     if let Some(answer) = known_request(node, request).await {
         return answer;
@@ -552,16 +555,19 @@ pub async fn cluster_operation(
                 "refused: the cluster is already halted (`halcyon cluster start` starts it)",
             ));
         }
-        return submit_event(node, Event::ClusterHalt, "api", request).await;
+        return submit_event(node, Event::ClusterHalt, by, request).await;
     }
     if !halted {
-        return submit_event(node, Event::ClusterStart, "api", request).await;
+        return submit_event(node, Event::ClusterStart, by, request).await;
     }
     node.submit(&Command::ClusterStartAllowed {
         at: node.timestamp(),
     })
     .await
     .map_err(ApiError::unavailable)?;
+    // The coordinator's `cluster_start` that follows is recorded as `formation`: who asked
+    // is in the daemon's log.
+    tracing::info!(by, "cluster start after a halt: nodes may join again");
     // The coordinator brings the reachable nodes back as members and forms the cluster
     // with one cluster_start; wait for that.
     let deadline = Instant::now() + EVENT_WAIT;
@@ -619,7 +625,12 @@ fn cluster_started(node: &Node) -> Option<Answer> {
 
 /// `POST /v1/events/{id}/{resume|retry|skip}`: the administrator's answer to the event in
 /// ERROR (`id` may be `current`).
-pub async fn answer_event(node: &Node, id: &str, answer: &str) -> Result<Answer, ApiError> {
+pub async fn answer_event(
+    node: &Node,
+    id: &str,
+    answer: &str,
+    by: &str,
+) -> Result<Answer, ApiError> {
     let answer: halcyon_state::Answer = answer.parse().map_err(ApiError::not_found)?;
     let Some(current) = node.snapshot().execution().map(|e| e.id) else {
         return Err(ApiError::conflict("refused: no event is being processed"));
@@ -634,7 +645,7 @@ pub async fn answer_event(node: &Node, id: &str, answer: &str) -> Result<Answer,
     let command = Command::EventControl {
         execution,
         answer,
-        by: "admin".to_owned(),
+        by: by.to_owned(),
         at: node.timestamp(),
     };
     match node.submit(&command).await {
@@ -649,7 +660,7 @@ pub async fn answer_event(node: &Node, id: &str, answer: &str) -> Result<Answer,
 /// `POST /v1/events/raise`: queues a user-defined event as a monitor would (for testing a
 /// recovery program; HACMP: none, the event was raised by Event Management). Answers once
 /// it is queued.
-pub async fn raise_event(node: &Node, request: RaiseRequest) -> Result<Answer, ApiError> {
+pub async fn raise_event(node: &Node, request: RaiseRequest, by: &str) -> Result<Answer, ApiError> {
     let state = node.snapshot();
     let config = applied_config(&state)?;
     if config.node(&request.node).is_none() {
@@ -694,7 +705,7 @@ pub async fn raise_event(node: &Node, request: RaiseRequest) -> Result<Answer, A
             name: request.name.clone(),
             node: NodeName::from(request.node.as_str()),
         },
-        by: "admin (raise)".to_owned(),
+        by: format!("{by} (raise)"),
         at: node.timestamp(),
         sample: Some(sample),
         request: None,

@@ -111,7 +111,10 @@ pub trait Network: Send + Sync {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
     ) -> BoxFuture<'_, anyhow::Result<()>>;
-    /// Opens the node's consensus (its database at `db_path`) on `addrs`.
+    /// Opens the node's consensus (its database at `db_path`) on `addrs`; over mutual TLS
+    /// when `tls` is given (a node with credentials).
+    // Each argument is the node's own; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn open_consensus(
         &self,
         cluster: ClusterId,
@@ -120,17 +123,54 @@ pub trait Network: Send + Sync {
         db_path: &Path,
         app: NodeApplication,
         timings: RaftTimings,
+        tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>>;
 }
 
+/// A connection's peer address, for handlers and middleware (`ConnectInfo<PeerAddr>`: the
+/// audit trail, refusals), from any listener whose addresses are socket addresses (axum
+/// provides this for tokio's listener only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// A listener as it is, named so that its connections can give a [`PeerAddr`].
+struct PeerListener<L>(L);
+
+impl<L> axum::serve::Listener for PeerListener<L>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    type Io = L::Io;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl<L> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PeerListener<L>>>
+    for PeerAddr
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PeerListener<L>>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// Serves `router` on `listener` in a spawned task (any listener: tokio's, the simulator's).
+/// Handlers see the client's address ([`PeerAddr`]).
 pub fn spawn_api_server<L>(listener: L, router: axum::Router)
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        let service = router.into_make_service_with_connect_info::<PeerAddr>();
+        if let Err(e) = axum::serve(PeerListener(listener), service).await {
             tracing::error!("API server stopped: {e}");
         }
     });
@@ -210,9 +250,17 @@ impl Network for TcpNetwork {
         db_path: &Path,
         app: NodeApplication,
         timings: RaftTimings,
+        tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
         let db_path = db_path.to_owned();
-        Box::pin(async move { Consensus::open(cluster, id, addrs, &db_path, app, timings).await })
+        Box::pin(async move {
+            match tls {
+                Some(tls) => {
+                    crate::raft_tls::open(&tls, cluster, id, addrs, &db_path, app, timings).await
+                }
+                None => Consensus::open(cluster, id, addrs, &db_path, app, timings).await,
+            }
+        })
     }
 }
 

@@ -110,6 +110,20 @@ fn heartbeat_auth(node: &Node) -> halcyon_api::HeartbeatAuth {
     }
 }
 
+/// The answering node's API authentication and its refusals.
+fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
+    let refusals = &node.auth.refusals;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    halcyon_api::ApiAuth {
+        enforced: node.auth.enforced(),
+        unauthenticated: count(&refusals.unauthenticated),
+        forbidden: count(&refusals.forbidden),
+        nodes: count(&refusals.nodes),
+        raft_tls: node.raft_tls.is_some(),
+        raft_refused: node.raft_tls.as_ref().map_or(0, |t| t.refused()),
+    }
+}
+
 pub fn status(node: &Node) -> StatusResponse {
     let state = node.snapshot();
     let config = state
@@ -125,6 +139,7 @@ pub fn status(node: &Node) -> StatusResponse {
         && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
+        api_auth: api_auth(node),
         config_drift: config_drift(node, &state),
         generation: state.generation(),
         reconfiguration: state.staged().map(|s| halcyon_api::StagedConfig {

@@ -47,6 +47,11 @@ pub struct WitnessSettings {
     pub config_paths: Vec<std::path::PathBuf>,
     pub state_dir: std::path::PathBuf,
     pub test_faults: bool,
+    /// The witness's credentials (its certificate from `halcyon init`), as a node's
+    /// (`Settings::pki_dir`): Raft runs over mutual TLS with them.
+    pub pki_dir: Option<std::path::PathBuf>,
+    /// Run without credentials (`Settings::insecure`).
+    pub insecure: bool,
 }
 
 struct Witness {
@@ -58,6 +63,8 @@ struct Witness {
     applied_tx: watch::Sender<u64>,
     /// The consensus in use (replaced when the rescue loop reopens it), for the API.
     consensus: watch::Sender<Option<Arc<Consensus>>>,
+    /// Mutual TLS on the Raft port (with credentials).
+    raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
 }
 
 impl Witness {
@@ -105,15 +112,15 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
     let app = Replicated::new(Box::new(move |index, _, _| {
         applied.send_replace(index);
     }));
-    let consensus = Consensus::open(
-        witness.config.cluster.id,
-        witness.id,
-        addrs,
-        &settings.state_dir.join("raft.redb"),
-        app,
-        crate::node::raft_timings(&witness.config.cluster),
-    )
-    .await
+    let db_path = settings.state_dir.join("raft.redb");
+    let timings = crate::node::raft_timings(&witness.config.cluster);
+    let cluster = witness.config.cluster.id;
+    let consensus = match &witness.raft_tls {
+        Some(tls) => {
+            crate::raft_tls::open(tls, cluster, witness.id, addrs, &db_path, app, timings).await
+        }
+        None => Consensus::open(cluster, witness.id, addrs, &db_path, app, timings).await,
+    }
     .context("opening consensus")?;
     consensus.raft().runtime_config().elect(false);
     Ok(Arc::new(consensus))
@@ -132,6 +139,20 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", settings.state_dir.display()))?;
     let api_addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
     let (applied_tx, applied) = watch::channel(0);
+    let credentials = crate::node::credentials(
+        &settings.config_paths,
+        settings.pki_dir.as_deref(),
+        settings.insecure,
+        w.name.as_str(),
+        &config,
+    )?;
+    let raft_tls = credentials
+        .as_ref()
+        .map(|c| {
+            crate::raft_tls::RaftTls::new(c, crate::node::raft_member_names(&config)).map(Arc::new)
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("the witness's credentials for Raft's TLS: {e}"))?;
     let witness = Arc::new(Witness {
         name: w.name.to_string(),
         id: NodeId::from(w.number),
@@ -139,6 +160,7 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         applied,
         applied_tx,
         consensus: watch::Sender::new(None),
+        raft_tls,
     });
     let consensus = open(&witness, &settings).await?;
     witness.consensus.send_replace(Some(consensus));

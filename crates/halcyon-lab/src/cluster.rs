@@ -292,6 +292,8 @@ fn package_config(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> Pa
 pub struct LabCluster {
     spec: ClusterSpec,
     config_directory: PathBuf,
+    /// The admin token of the credentials made in `config/pki` (the API needs it).
+    admin_token: String,
     daemons: Mutex<Vec<Option<HostProcess>>>,
     announcer: Option<Announcer>,
     // Declared last: dropped after the announcer.
@@ -332,9 +334,24 @@ impl LabCluster {
             )));
         }
         let config_directory = lab.directory().join("config");
-        config(&spec, lab.spec(), &lab.disk_heartbeat_path())
+        let cluster_config = config(&spec, lab.spec(), &lab.disk_heartbeat_path());
+        cluster_config
             .write(&config_directory)
             .map_err(io_error("writing the configuration"))?;
+        // The credentials `halcyon init` makes, where every daemon finds them (`config/pki`).
+        let made = halcyon_pki::init(
+            &config_directory.join("pki"),
+            &cluster_config.credentials_spec(),
+            false,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| LabError::Spec(format!("creating the cluster's credentials: {e}")))?;
+        let admin_token = made
+            .tokens
+            .iter()
+            .find(|t| t.role == halcyon_pki::Role::Admin)
+            .map(|t| t.secret.clone())
+            .expect("init makes an admin token");
         let announcer = if spec.announce_moves {
             Some(Announcer::start(&lab, &spec.packages)?)
         } else {
@@ -343,6 +360,7 @@ impl LabCluster {
         let cluster = LabCluster {
             spec,
             config_directory,
+            admin_token,
             daemons: Mutex::new(vec![None; hosts + 1]),
             announcer,
             lab,
@@ -366,6 +384,11 @@ impl LabCluster {
 
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
+    }
+
+    /// The admin token of the cluster's credentials.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     pub fn config_directory(&self) -> &Path {
@@ -527,8 +550,9 @@ impl LabCluster {
     pub fn api_get(&self, host: usize, path: &str) -> Result<Value, LabError> {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let path = path.to_string();
+        let token = self.admin_token.clone();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            get_json(address, &path, API_TIMEOUT)
+            get_json(address, &path, &token, API_TIMEOUT)
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -539,8 +563,9 @@ impl LabCluster {
     pub fn api_post(&self, host: usize, path: &str, body: &str) -> Result<(u16, Value), LabError> {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let (path, body) = (path.to_string(), body.to_string());
+        let token = self.admin_token.clone();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            request_json(address, "POST", &path, Some(&body), API_TIMEOUT)
+            request_json(address, "POST", &path, &token, Some(&body), API_TIMEOUT)
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -712,8 +737,13 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
 }
 
 /// GET of `path`, the body parsed as JSON (any status: errors are JSON too).
-fn get_json(address: SocketAddrV4, path: &str, timeout: Duration) -> std::io::Result<Value> {
-    request_json(address, "GET", path, None, timeout).map(|(_, value)| value)
+fn get_json(
+    address: SocketAddrV4,
+    path: &str,
+    token: &str,
+    timeout: Duration,
+) -> std::io::Result<Value> {
+    request_json(address, "GET", path, token, None, timeout).map(|(_, value)| value)
 }
 
 /// A request with an optional JSON body; the status code and the body parsed as JSON.
@@ -721,10 +751,11 @@ fn request_json(
     address: SocketAddrV4,
     method: &str,
     path: &str,
+    token: &str,
     body: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<(u16, Value)> {
-    let response = http::request(address.into(), method, path, body, timeout)
+    let response = http::request_as(address.into(), method, path, Some(token), body, timeout)
         .map_err(std::io::Error::other)?;
     let value = serde_json::from_str(&response.body)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;

@@ -114,7 +114,8 @@ pub struct Initialised {
 }
 
 /// Create a cluster's credentials in `dir`: the CA, a certificate and key for every node of
-/// `cluster`, the heartbeat key and the `admin` and `read-only` tokens. Refuses, writing
+/// `cluster`, the heartbeat key, the `admin` and `read-only` tokens (hashed) and the admin
+/// token itself in `admin.token`, for the CLI on this machine. Refuses, writing
 /// nothing, when any of these files exists, unless `force`.
 pub fn init(
     dir: &Path,
@@ -134,6 +135,7 @@ pub fn init(
         layout.ca_key(),
         layout.heartbeat_key(),
         layout.tokens(),
+        layout.admin_token(),
     ];
     for node in &cluster.nodes {
         targets.push(layout.node_certificate(&node.name));
@@ -205,6 +207,16 @@ pub fn init(
     write(
         &layout.tokens(),
         tokens.render(&header).as_bytes(),
+        SECRET_FILE_MODE,
+        &mut written,
+    )?;
+    let admin = issued
+        .iter()
+        .find(|t| t.role == Role::Admin)
+        .expect("INITIAL_TOKENS has an admin token");
+    write(
+        &layout.admin_token(),
+        format!("{}\n", admin.secret).as_bytes(),
         SECRET_FILE_MODE,
         &mut written,
     )?;

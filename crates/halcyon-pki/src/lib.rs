@@ -9,6 +9,7 @@
 //! | `ca.key` | 0600 | the CA's private key: needed only by `halcyon init node`; keep it off the nodes |
 //! | `heartbeat.key` | 0600 | the cluster key for heartbeat HMACs: 1 or 2 hex lines, the first one signs |
 //! | `tokens.toml` | 0600 | the API tokens' names, roles and SHA-256 hashes (never the tokens) |
+//! | `admin.token` | 0600 | the `admin` token itself, for the CLI on the machine where `halcyon init` ran (and where an administrator copies it); the daemon never reads it |
 //! | `nodes/NAME/node.crt` | 0644 | node NAME's certificate, signed by the CA |
 //! | `nodes/NAME/node.key` | 0600 | node NAME's private key |
 //!
@@ -25,20 +26,23 @@
 //!   user and not readable by group or others, the node certificate is signed by the CA, names
 //!   the node, carries the CA's cluster id, is within its validity period, and matches the node
 //!   key; otherwise an error naming the file.
-//! - Token secrets exist only in the value [`init`] returns (the CLI prints them once);
-//!   files hold their SHA-256.
+//! - Token secrets exist only in the value [`init`] returns (the CLI prints them once) and,
+//!   for the `admin` token only, in the owner-only `admin.token` the CLI reads
+//!   ([`read_admin_token`]); `tokens.toml`, the file the nodes need, holds their SHA-256.
 //! - Every file read is bounded ([`FILE_SIZE_MAX_BYTES`]); no panics on file contents.
 
 mod files;
 mod issue;
 mod load;
+mod peer;
 mod tokens;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use issue::{InitError, Initialised, IssuedToken, init, issue_node};
-pub use load::{Credentials, LoadError, Problem, heartbeat_keys, load, load_at};
+pub use load::{Credentials, LoadError, Problem, heartbeat_keys, load, load_at, read_admin_token};
+pub use peer::{NodeSigner, PeerRefusal, PeerVerifier, certificate_names};
 pub use tokens::{Role, TOKEN_PREFIX, Token, Tokens, TokensError, token_hash};
 
 /// Where `halcyon init` writes and the daemon reads, unless told otherwise.
@@ -112,6 +116,11 @@ impl Layout {
 
     pub fn tokens(&self) -> PathBuf {
         self.dir.join("tokens.toml")
+    }
+
+    /// The `admin` token itself (for the CLI; see the table above).
+    pub fn admin_token(&self) -> PathBuf {
+        self.dir.join("admin.token")
     }
 
     pub fn nodes_dir(&self) -> PathBuf {

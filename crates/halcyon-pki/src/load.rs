@@ -95,6 +95,8 @@ pub enum Problem {
     HeartbeatKeyCount { count: usize },
     #[error("{0}")]
     Tokens(TokensError),
+    #[error("does not hold one API token ({}...)", crate::TOKEN_PREFIX)]
+    NotToken,
 }
 
 /// Load node `node`'s credentials from `dir`, checked now (see [`load_at`]).
@@ -206,6 +208,30 @@ pub fn load_at(dir: &Path, node: &str, now: SystemTime) -> Result<Credentials, L
     })
 }
 
+/// The admin token in `dir/admin.token` (written by [`crate::init`]), for the CLI: `None`
+/// when the file does not exist; an error naming the file when it cannot be read, is not
+/// owner-only or not owned by this user, or does not hold one token.
+pub fn read_admin_token(dir: &Path) -> Result<Option<String>, LoadError> {
+    let path = Layout::new(dir).admin_token();
+    let bytes = match read(&path, true) {
+        Ok(bytes) => bytes,
+        Err(LoadError {
+            problem: Problem::Missing,
+            ..
+        }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let token = std::str::from_utf8(&bytes)
+        .ok()
+        .map(str::trim)
+        .filter(|t| {
+            t.starts_with(crate::TOKEN_PREFIX)
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .ok_or_else(|| at(&path, Problem::NotToken))?;
+    Ok(Some(token.to_owned()))
+}
+
 /// The cluster id in a CA certificate (PEM), for `halcyon init node`.
 pub(crate) fn ca_cluster_id(pem: &[u8]) -> Result<u64, String> {
     let der = pem_certificate(pem).map_err(|p| p.to_string())?;
@@ -280,7 +306,7 @@ fn pem_certificate(bytes: &[u8]) -> Result<Vec<u8>, Problem> {
     Ok(pem.contents)
 }
 
-fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Problem> {
+pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Problem> {
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], certificate)) => Ok(certificate),
         Ok(_) => Err(Problem::NotCertificate(
@@ -312,7 +338,7 @@ fn general_names<'a>(certificate: &'a X509Certificate<'_>) -> Vec<&'a GeneralNam
     }
 }
 
-fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
+pub(crate) fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
     general_names(certificate)
         .into_iter()
         .filter_map(|n| match n {
@@ -323,7 +349,7 @@ fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
 }
 
 /// The one `halcyon://cluster/ID` URI the certificate carries.
-fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Problem> {
+pub(crate) fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Problem> {
     let ids: Vec<&str> = general_names(certificate)
         .into_iter()
         .filter_map(|n| match n {

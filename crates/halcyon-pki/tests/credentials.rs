@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use halcyon_pki::{
     ClusterSpec, InitError, Layout, LoadError, NODE_VALIDITY_DAYS, NodeSpec, Problem, Role, init,
-    issue_node, load, load_at,
+    issue_node, load, load_at, read_admin_token,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -72,6 +72,7 @@ fn init_writes_owner_only_credentials_that_load_for_every_node() {
         layout.ca_key(),
         layout.heartbeat_key(),
         layout.tokens(),
+        layout.admin_token(),
         layout.node_key("node1"),
         layout.node_key("node2"),
     ] {
@@ -79,7 +80,7 @@ fn init_writes_owner_only_credentials_that_load_for_every_node() {
     }
     assert_eq!(mode(&layout.ca_certificate()), 0o644);
     assert_eq!(mode(&layout.node_certificate("node2")), 0o644);
-    assert_eq!(made.written.len(), 8);
+    assert_eq!(made.written.len(), 9);
 
     // The token secrets are returned once and stored only hashed.
     let names: Vec<(&str, Role)> = made
@@ -147,7 +148,13 @@ fn init_refuses_to_overwrite_without_force_and_writes_nothing() {
     // Only a node's files left over are enough to refuse.
     let other = temp.path().join("other");
     init(&other, &spec(7, &["node1"]), false, SystemTime::now()).unwrap();
-    for file in ["ca.crt", "ca.key", "heartbeat.key", "tokens.toml"] {
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "heartbeat.key",
+        "tokens.toml",
+        "admin.token",
+    ] {
         fs::remove_file(other.join(file)).unwrap();
     }
     let e = init(&other, &spec(7, &["node1"]), false, SystemTime::now()).unwrap_err();
@@ -498,4 +505,38 @@ fn an_existing_directory_open_to_others_is_refused_and_left_alone() {
         e.to_string(),
         format!("{}: exists and is not a directory", file.display())
     );
+}
+
+#[test]
+fn the_admin_token_is_kept_owner_only_for_the_cli_and_refused_when_others_may_read_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("pki");
+    let made = init(&dir, &spec(7, &["node1"]), false, SystemTime::now()).unwrap();
+    let layout = Layout::new(&dir);
+    let admin = &made.tokens[0];
+    assert_eq!(admin.role, Role::Admin);
+    assert_eq!(
+        read_admin_token(&dir).unwrap().as_deref(),
+        Some(admin.secret.as_str())
+    );
+    // The read-only token is not on disk.
+    let text = fs::read_to_string(layout.admin_token()).unwrap();
+    assert!(!text.contains(&made.tokens[1].secret));
+
+    chmod(&layout.admin_token(), 0o640);
+    assert_eq!(
+        read_admin_token(&dir).unwrap_err().to_string(),
+        format!(
+            "{}: is accessible by group or others (mode 0640); secret files must be owner-only (chmod 600)",
+            layout.admin_token().display()
+        )
+    );
+    chmod(&layout.admin_token(), 0o600);
+    fs::write(layout.admin_token(), "not a token\n").unwrap();
+    assert_eq!(
+        read_admin_token(&dir).unwrap_err().problem,
+        Problem::NotToken
+    );
+    fs::remove_file(layout.admin_token()).unwrap();
+    assert_eq!(read_admin_token(&dir).unwrap(), None);
 }

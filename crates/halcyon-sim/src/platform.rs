@@ -208,7 +208,12 @@ impl Network for SimNetwork {
         db_path: &Path,
         app: NodeApplication,
         timings: RaftTimings,
+        tls: Option<Arc<halcyon_daemon::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
+        assert!(
+            tls.is_none(),
+            "simulated nodes run without credentials (insecure): the simulator has no TLS"
+        );
         let db_path = db_path.to_owned();
         let hook = self.fault_hook.clone();
         Box::pin(async move {

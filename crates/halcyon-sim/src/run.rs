@@ -260,6 +260,9 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             state_dir: directory.path().join(format!("state/n{n}")),
             test_faults: false,
             pki_dir: None,
+            // The simulator checks placement, leases and consensus under faults, not
+            // authentication: its nodes run without credentials, explicitly.
+            insecure: true,
         };
         sim.host(node_ip(n), move || {
             boot(

@@ -1,6 +1,7 @@
 //! One loopback cluster of daemon processes.
 //!
-//! A [`Cluster`] owns a directory (`config/` written from a [`ClusterConfig`], `state/NAME/`
+//! A [`Cluster`] owns a directory (`config/` written from a [`ClusterConfig`] with the
+//! cluster's credentials in `config/pki` unless [`Launch::credentials`] is off, `state/NAME/`
 //! per node, the log `NAME.log` of each process), the port block its configuration uses, and
 //! the processes it starts: one per node (`PROGRAM daemon --node NAME --config DIR
 //! --state-dir DIR`, plus the launch's extra arguments) and the witness (`PROGRAM witness`).
@@ -59,6 +60,9 @@ pub struct Launch {
     /// Strings that name this cluster's processes in their command lines besides the
     /// cluster's directory (e.g. a service's own port): such processes are killed on drop.
     pub markers: Vec<String>,
+    /// Create the cluster's credentials in `config/pki` (as `halcyon init` does), where the
+    /// daemons find them (default). Without them the daemons need `--insecure`.
+    pub credentials: bool,
 }
 
 impl Launch {
@@ -71,6 +75,7 @@ impl Launch {
             own_process_group: false,
             die_with_parent: false,
             markers: Vec::new(),
+            credentials: true,
         }
     }
 }
@@ -98,7 +103,16 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Slot>,
     witness: Option<Slot>,
+    /// The `admin` and `read-only` tokens of its credentials (none without).
+    tokens: Option<Tokens>,
     _ports: Option<PortBlock>,
+}
+
+/// A test cluster's API tokens.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub admin: String,
+    pub read_only: String,
 }
 
 /// A fresh temporary directory for a cluster, `/tmp/PREFIX...`.
@@ -124,6 +138,28 @@ impl Cluster {
         ports: Option<PortBlock>,
     ) -> std::io::Result<Cluster> {
         config.write(&dir.path().join("config"))?;
+        let tokens = if launch.credentials {
+            let made = halcyon_pki::init(
+                &dir.path().join("config").join("pki"),
+                &config.credentials_spec(),
+                false,
+                std::time::SystemTime::now(),
+            )
+            .map_err(std::io::Error::other)?;
+            let secret = |role| {
+                made.tokens
+                    .iter()
+                    .find(|t| t.role == role)
+                    .map(|t| t.secret.clone())
+                    .expect("init makes an admin and a read-only token")
+            };
+            Some(Tokens {
+                admin: secret(halcyon_pki::Role::Admin),
+                read_only: secret(halcyon_pki::Role::ReadOnly),
+            })
+        } else {
+            None
+        };
         let nodes = config
             .nodes
             .iter()
@@ -142,8 +178,19 @@ impl Cluster {
             dir,
             nodes,
             witness,
+            tokens,
             _ports: ports,
         })
+    }
+
+    /// The API tokens of the cluster's credentials (`None` when made without).
+    pub fn tokens(&self) -> Option<&Tokens> {
+        self.tokens.as_ref()
+    }
+
+    /// The `admin` token, which [`Cluster::request`] sends (`None` without credentials).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.tokens.as_ref().map(|t| t.admin.as_str())
     }
 
     pub fn path(&self) -> &Path {
@@ -402,7 +449,7 @@ impl Cluster {
         }
     }
 
-    /// One request to node `i`'s API.
+    /// One request to node `i`'s API, with the admin token.
     pub fn request(
         &self,
         i: usize,
@@ -411,7 +458,7 @@ impl Cluster {
         body: Option<&str>,
         limit: Duration,
     ) -> Result<http::Response, http::Error> {
-        http::request(self.api(i), method, path, body, limit)
+        http::request_as(self.api(i), method, path, self.admin_token(), body, limit)
     }
 
     /// `GET /v1/status` of node `i`, when it answers 200 with JSON within `limit`.

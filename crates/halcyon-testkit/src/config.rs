@@ -311,6 +311,30 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// What `halcyon init` makes credentials for: every node with its addresses, and the
+    /// witness.
+    pub fn credentials_spec(&self) -> halcyon_pki::ClusterSpec {
+        let mut nodes: Vec<halcyon_pki::NodeSpec> = self
+            .nodes
+            .iter()
+            .map(|n| halcyon_pki::NodeSpec {
+                name: n.name.clone(),
+                addresses: n.interfaces.iter().map(|i| i.address.into()).collect(),
+            })
+            .collect();
+        if let Some(w) = &self.quorum.witness {
+            nodes.push(halcyon_pki::NodeSpec {
+                name: w.name.clone(),
+                addresses: vec![w.address.into()],
+            });
+        }
+        halcyon_pki::ClusterSpec {
+            name: self.name.clone(),
+            id: u64::from(self.id),
+            nodes,
+        }
+    }
+
     pub fn new(name: &str, id: u32, port: u16) -> ClusterConfig {
         ClusterConfig {
             name: name.to_owned(),

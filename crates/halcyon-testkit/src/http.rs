@@ -74,6 +74,18 @@ pub fn request(
     body: Option<&str>,
     limit: Duration,
 ) -> Result<Response, Error> {
+    request_as(address, method, path, None, body, limit)
+}
+
+/// [`request`] with an API token (`Authorization: Bearer TOKEN`), when given.
+pub fn request_as(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, Error> {
     let deadline = Instant::now() + limit;
     let remaining = || {
         deadline
@@ -84,8 +96,10 @@ pub fn request(
     let mut stream = TcpStream::connect_timeout(&address, limit.max(STEP_MIN)).map_err(io)?;
     let _ = stream.set_nodelay(true);
     let body = body.unwrap_or("");
+    let authorization =
+        token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream

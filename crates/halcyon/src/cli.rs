@@ -47,6 +47,9 @@ pub enum Command {
         /// API address (host:port) of any node of the running cluster.
         #[arg(long, value_name = "ADDR")]
         api: Option<SocketAddr>,
+        /// The API token's file (live; see `halcyon status --help`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         input: Input,
         /// Print JSON instead of text (offline).
@@ -83,6 +86,9 @@ pub enum Command {
         /// API address (host:port) of any node of the running cluster (implies --live).
         #[arg(long, value_name = "ADDR")]
         api: Option<SocketAddr>,
+        /// The API token's file (live; see `halcyon status --help`).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Translate legacy configuration files into native ones.
     Import {
@@ -197,11 +203,18 @@ pub enum LiveCommand {
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// This node's credentials from `halcyon init` (default: `pki` in the configuration
-        /// directory, when it exists). Heartbeats are authenticated with its heartbeat key;
-        /// credentials that fail a check refuse the start, naming the file.
+        /// directory). Heartbeats are authenticated with its cluster key, node-to-node
+        /// requests signed with its node key, Raft runs over mutual TLS with its certificate
+        /// and the API requires its tokens; credentials that fail a check refuse the start,
+        /// naming the file, and so does a node without credentials unless `--insecure`.
         #[arg(long, value_name = "DIR")]
         pki: Option<PathBuf>,
-        /// Enable test-only fault injection endpoints.
+        /// Run without credentials: heartbeats, the API and node-to-node requests are NOT
+        /// authenticated (anyone reaching the node's ports can operate the cluster). Logged
+        /// and shown by `halcyon status`; refused when the node has credentials.
+        #[arg(long)]
+        insecure: bool,
+        /// Enable test-only fault injection endpoints (`/v1/debug/*`).
         #[arg(long, hide = true)]
         test_faults: bool,
     },
@@ -214,6 +227,15 @@ pub enum LiveCommand {
         /// Where the witness keeps its Raft database (default /var/lib/halcyon/witness).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// The witness's credentials from `halcyon init` (default: `pki` in the
+        /// configuration directory): Raft runs over mutual TLS with its certificate. Without
+        /// credentials it refuses to start unless `--insecure`.
+        #[arg(long, value_name = "DIR")]
+        pki: Option<PathBuf>,
+        /// Run without credentials: Raft with the witness is NOT authenticated. Logged;
+        /// refused when the witness has credentials.
+        #[arg(long)]
+        insecure: bool,
         /// Enable test-only fault injection endpoints.
         #[arg(long, hide = true)]
         test_faults: bool,
@@ -390,7 +412,7 @@ pub enum LiveCommand {
     },
 }
 
-/// How the CLI finds a running cluster's API.
+/// How the CLI finds a running cluster's API, and its token.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// API address of any node (host:port).
@@ -399,6 +421,10 @@ pub struct Target {
     /// Configuration directory: the API addresses of its nodes are tried in turn.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// A file holding the API token (else $HALCYON_TOKEN, else `admin.token` in the
+    /// credentials directory: `pki` in --config, the demo's, or /etc/halcyon/pki).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

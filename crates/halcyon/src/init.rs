@@ -51,8 +51,11 @@ pub fn run(args: &InitArgs) -> Result<(), Failure> {
             }
             println!(
                 "Copy to each node NAME: ca.crt, heartbeat.key, tokens.toml and nodes/NAME/ \
-                 (keep modes; owner-only). Keep {} off the nodes: it issues certificates.",
-                relative(&layout.ca_key(), &args.dir)
+                 (keep modes; owner-only). Keep {} off the nodes: it issues certificates. \
+                 {} is the admin token the CLI reads on this machine (copy it, owner-only, \
+                 only where administrators run halcyon).",
+                relative(&layout.ca_key(), &args.dir),
+                relative(&layout.admin_token(), &args.dir)
             );
         }
         Some(InitWhat::Node { name }) => {

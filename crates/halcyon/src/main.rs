@@ -59,6 +59,7 @@ pub fn main() -> ExitCode {
             package,
             offline,
             api,
+            token_file,
             input,
             json,
         } => {
@@ -72,6 +73,7 @@ pub fn main() -> ExitCode {
                 let target = live::Target {
                     api,
                     config: input.config_dir(),
+                    token_file,
                 };
                 live::explain(&target, &package)
             }
@@ -82,11 +84,13 @@ pub fn main() -> ExitCode {
             json,
             live,
             api,
+            token_file,
         } => {
             if live || api.is_some() {
                 let target = live::Target {
                     api,
                     config: input.config_dir(),
+                    token_file,
                 };
                 if input.is_offline() {
                     Err(Failure::Invalid(

@@ -721,3 +721,60 @@ fn an_unanswered_operation_is_asked_again_with_the_same_request_id() {
     assert_eq!(id.len(), 32, "{id}");
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
 }
+
+#[test]
+fn the_token_comes_from_token_file_then_halcyon_token_and_an_unreadable_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "hct_from_file\n").unwrap();
+    let answer = r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#;
+    let (addr, server) = one_answer(200, answer);
+    let o = Command::new(env!("CARGO_BIN_EXE_halcyon"))
+        .args([
+            "node",
+            "remove",
+            "n2",
+            "--api",
+            &addr.to_string(),
+            "--token-file",
+        ])
+        .arg(&file)
+        .env("HALCYON_TOKEN", "hct_from_env")
+        .output()
+        .unwrap();
+    let request = server.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        request.contains("Authorization: Bearer hct_from_file\r\n"),
+        "{request}"
+    );
+    let (addr, server) = one_answer(200, answer);
+    let o = Command::new(env!("CARGO_BIN_EXE_halcyon"))
+        .args(["node", "remove", "n2", "--api", &addr.to_string()])
+        .env("HALCYON_TOKEN", "hct_from_env")
+        .output()
+        .unwrap();
+    let request = server.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        request.contains("Authorization: Bearer hct_from_env\r\n"),
+        "{request}"
+    );
+    let missing = dir.path().join("missing");
+    let o = halcyon(&[
+        "status",
+        "--api",
+        "127.0.0.1:9",
+        "--token-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "error: --token-file {}: cannot be read: ",
+            missing.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -407,16 +407,27 @@ fn a_killed_daemon_is_announced_with_a_restart_command_that_works_and_sigkill_le
     let api = SocketAddr::from(([127, 0, 0, 1], demo.port() + 2));
     let deadline = Instant::now() + REJOIN_TIMEOUT;
     loop {
-        let node2 = http::get(api, "/v1/status", Duration::from_secs(2))
-            .ok()
-            .and_then(|r| r.json())
-            .and_then(|v| {
-                v["nodes"]
-                    .as_array()?
-                    .iter()
-                    .find(|n| n["name"] == "node2")
-                    .cloned()
-            });
+        // The demo's admin token, as the CLI finds it (`pki` in its configuration).
+        let token = halcyon_pki::read_admin_token(&pointer.directory.join("config/pki"))
+            .expect("the demo's admin token is readable")
+            .expect("the demo writes its admin token");
+        let node2 = http::request_as(
+            api,
+            "GET",
+            "/v1/status",
+            Some(&token),
+            None,
+            Duration::from_secs(2),
+        )
+        .ok()
+        .and_then(|r| r.json())
+        .and_then(|v| {
+            v["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["name"] == "node2")
+                .cloned()
+        });
         if let Some(n) = &node2
             && n["member"] == true
             && n["incarnation"].as_u64() == Some(2)

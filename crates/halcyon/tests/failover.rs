@@ -298,14 +298,17 @@ fn an_api_flood_on_the_coordinator_costs_no_election_and_no_lease() {
     let term = |v: &serde_json::Value| v["quorum"]["term"].as_u64().unwrap();
     let before = term(&c.status(h).unwrap());
     let addr = c.api(k);
+    let token = c.admin_token().map(str::to_owned);
     let flood: Vec<_> = (0..CLIENTS)
         .map(|_| {
+            let token = token.clone();
             std::thread::spawn(move || {
                 for _ in 0..4 {
-                    let _ = halcyon_testkit::http::request(
+                    let _ = halcyon_testkit::http::request_as(
                         addr,
                         "GET",
                         "/v1/status",
+                        token.as_deref(),
                         None,
                         Duration::from_secs(10),
                     );

@@ -16,6 +16,7 @@
 //!   whitespace collapsed, in a line of the previous command's output; the command is run again
 //!   until it does or [`EXPECT_TIMEOUT`] passes), `<!-- guide: boot HOST -->` (the host is
 //!   powered on again: its enabled unit starts).
+//! - `scp -rp PATH nodeN:DIR` is a copy into node N's root directory (`cp -rp`).
 //! - `systemctl` is emulated from the unit file of the package: `enable --now halcyon` starts
 //!   its `ExecStart` with its `Environment=` and `EnvironmentFile=` and a `NOTIFY_SOCKET`, and
 //!   waits for `READY=1` (`Type=notify`) within its `TimeoutStartSec=`; `stop halcyon` sends
@@ -384,13 +385,40 @@ impl Guide {
         }
     }
 
-    /// Runs one line of the guide on `host`: `systemctl` emulated, anything else in `sh`.
+    /// Runs one line of the guide on `host`: `systemctl` and `scp` emulated, anything else in
+    /// `sh`.
     fn execute(&mut self, host: usize, script: &str) -> String {
         if script.trim_start().starts_with("systemctl ") {
             self.systemctl(host, script.trim())
+        } else if script.trim_start().starts_with("scp ") {
+            self.scp(host, script)
         } else {
             self.shell(host, script)
         }
+    }
+
+    /// `scp -rp PATH nodeN:DIR`, one a line: `PATH` of this host copied into `DIR` of node N
+    /// with its modes and owner (`cp -rp`: the lab hosts share this machine's file system).
+    fn scp(&self, host: usize, script: &str) -> String {
+        for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            eprintln!("node{host}$ {line}");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let ["scp", "-rp", from, to] = words.as_slice() else {
+                panic!("the test emulates `scp -rp PATH nodeN:DIR`, not `{line}`; teach it");
+            };
+            let (target, dir) = to
+                .split_once(':')
+                .unwrap_or_else(|| panic!("`{line}`: the target is nodeN:DIR"));
+            let target = host_of(target);
+            let from = rewrite(from, self.root(host));
+            let dir = rewrite(dir, self.root(target));
+            let status = Command::new("cp")
+                .args(["-rp", &from, &dir])
+                .status()
+                .expect("cp runs");
+            assert!(status.success(), "node{host}: `{line}` failed ({status})");
+        }
+        String::new()
     }
 
     fn systemctl(&mut self, host: usize, command: &str) -> String {

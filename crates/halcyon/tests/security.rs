@@ -1,6 +1,9 @@
-//! Credentials in the daemon (issue 17): with the credentials `halcyon init` writes beside
-//! the configuration, heartbeats are authenticated with the cluster's key; forged ones are
-//! refused and counted and change nothing; credentials that fail a check refuse the start.
+//! Security in the daemon (issue 17): with the credentials `halcyon init` writes beside the
+//! configuration (the harness makes them per cluster), heartbeats are authenticated with the
+//! cluster's key, forged ones are refused, counted and change nothing; the API needs a token
+//! with the right role and the event log names who asked; the nodes' internal API refuses
+//! whoever is not a node; the debug endpoints exist only with `--test-faults`; a node without
+//! credentials starts only `--insecure`, and credentials that fail a check refuse the start.
 
 mod common;
 
@@ -11,31 +14,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use halcyon_membership::HmacSealer;
 use halcyon_membership::wire::{self, HeartbeatMessage};
-
-/// `halcyon init` for the test cluster, into `pki` beside its configuration.
-fn init_credentials(c: &Cluster) {
-    let out = Command::new(BIN)
-        .arg("init")
-        .arg("--config")
-        .arg(c.config_dir())
-        .arg("--dir")
-        .arg(c.config_dir().join("pki"))
-        .output()
-        .expect("running halcyon init");
-    assert!(
-        out.status.success(),
-        "halcyon init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use serde_json::Value;
 
 #[test]
 fn with_credentials_heartbeats_are_authenticated_and_forged_ones_change_nothing() {
-    let mut c = Cluster::configure(Spec::new());
-    init_credentials(&c);
-    for i in 1..=3 {
-        c.start(i);
-    }
+    let c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
     let v = c.status(1).unwrap();
@@ -89,19 +72,30 @@ fn with_credentials_heartbeats_are_authenticated_and_forged_ones_change_nothing(
 }
 
 #[test]
-fn without_credentials_status_says_heartbeats_are_not_authenticated() {
-    let c = Cluster::start_with(Spec::new());
+fn an_insecure_node_says_in_status_that_nothing_is_authenticated() {
+    let mut spec = Spec::new();
+    spec.insecure = true;
+    let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     let v = c.status(1).unwrap();
     assert_eq!(v["heartbeat_auth"]["authenticated"], false, "{v:#}");
+    assert_eq!(v["api_auth"]["enforced"], false, "{v:#}");
     let text = status_text(&c, 1);
-    assert!(text.contains("NOT authenticated"), "{text}");
+    assert!(
+        text.contains("heartbeats of n1 are NOT authenticated"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the API and node requests of n1 are NOT authenticated (--insecure)"),
+        "{text}"
+    );
+    let log = c.log_tail("n1", 200);
+    assert!(log.contains("INSECURE (--insecure)"), "{log}");
 }
 
 #[test]
 fn a_heartbeat_key_others_may_read_refuses_the_start_naming_the_file() {
     let mut c = Cluster::configure(Spec::new());
-    init_credentials(&c);
     let key = c.config_dir().join("pki/heartbeat.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     c.start(1);
@@ -120,4 +114,377 @@ fn a_heartbeat_key_others_may_read_refuses_the_start_naming_the_file() {
     assert_eq!(status.code(), Some(1), "{}", c.log_tail("n1", 20));
     let log = c.log_tail("n1", 20);
     assert!(log.contains(&key.display().to_string()), "{log}");
+}
+
+/// Waits until node `i`'s daemon has exited; its exit code.
+fn exit_code_of(c: &mut Cluster, i: usize) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = c.exited(i) {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n{i} did not exit:\n{}",
+            c.log_tail(&format!("n{i}"), 20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_node_without_credentials_refuses_to_start_unless_insecure() {
+    let mut c = Cluster::configure(Spec::new());
+    let pki = c.config_dir().join("pki");
+    std::fs::remove_dir_all(&pki).unwrap();
+    c.start(1);
+    assert_eq!(exit_code_of(&mut c, 1), Some(1));
+    let log = c.log_tail("n1", 20);
+    assert!(
+        log.contains(&format!(
+            "no credentials ({} does not exist)",
+            pki.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("`--insecure` runs without any authentication"),
+        "{log}"
+    );
+}
+
+#[test]
+fn insecure_is_refused_on_a_node_that_has_credentials() {
+    let mut c = Cluster::configure(Spec::new());
+    let pki = c.config_dir().join("pki");
+    let out = Command::new(BIN)
+        .args(["daemon", "--node", "n1", "--insecure", "--config"])
+        .arg(c.config_dir())
+        .arg("--state-dir")
+        .arg(c.state_dir(1))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--insecure is for a node without credentials, and {} holds this node's",
+            pki.display()
+        )),
+        "{stderr}"
+    );
+    // Nothing was started.
+    assert!(c.exited(1).is_none());
+}
+
+/// An HTTP request with an optional token: the status and the JSON answer.
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let r = halcyon_testkit::http::request_as(addr, method, path, token, body, REQUEST_TIMEOUT)
+        .unwrap();
+    (r.status, r.json().unwrap_or(Value::String(r.body)))
+}
+
+/// The event log's records, oldest first (admin token).
+fn records(c: &Cluster, i: usize) -> Vec<Value> {
+    let (code, v) = c.request(i, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{v}");
+    v["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let tokens = c.tokens().unwrap().clone();
+    let (coordinator, k) = c.coordinator(1);
+    let before = records(&c, k).len();
+    let api = c.api(k);
+    let move_to_n2 = Some(r#"{"node":"n2"}"#);
+    let path = "/v1/packages/web/move";
+
+    // No token: 401 on reads and writes, with the reason; nothing changes.
+    let (code, v) = call(api, "GET", "/v1/status", None, None);
+    assert_eq!(code, 401, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().starts_with(
+            "unauthenticated: this API needs a token (`Authorization: Bearer hct_...`)"
+        ),
+        "{v}"
+    );
+    let (code, v) = call(api, "POST", path, None, move_to_n2);
+    assert_eq!(code, 401, "{v}");
+    // A token that is not the cluster's: 401.
+    let forged = format!("hct_{}", "0".repeat(64));
+    let (code, v) = call(api, "POST", path, Some(&forged), move_to_n2);
+    assert_eq!(code, 401, "{v}");
+    assert_eq!(
+        v["error"],
+        "unauthenticated: the token is not one of this cluster's (tokens.toml)"
+    );
+    // The read-only token reads, emulates, but may not move: 403.
+    let (code, v) = call(api, "GET", "/v1/status", Some(&tokens.read_only), None);
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = call(
+        api,
+        "POST",
+        "/v1/emulate",
+        Some(&tokens.read_only),
+        Some(r#"{"event":{"kind":"package_move","package":"web","node":"n2"}}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = call(api, "POST", path, Some(&tokens.read_only), move_to_n2);
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["error"],
+        "forbidden: token \"read-only\" has role read-only; POST /v1/packages/web/move needs role admin"
+    );
+    // Nothing changed: web still on n1, no new event.
+    std::thread::sleep(Duration::from_millis(500));
+    let v = c.status(k).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    assert_eq!(records(&c, k).len(), before);
+    assert!(v["api_auth"]["enforced"].as_bool().unwrap(), "{v:#}");
+    assert!(
+        v["api_auth"]["unauthenticated"].as_u64().unwrap() >= 3,
+        "{v:#}"
+    );
+    assert!(v["api_auth"]["forbidden"].as_u64().unwrap() >= 1, "{v:#}");
+
+    // The CLI with the read-only token: refused, exit 1, the reason on stderr.
+    let out = Command::new(BIN)
+        .args(["package", "move", "web", "-n", "n2", "--api"])
+        .arg(api.to_string())
+        .env("HALCYON_TOKEN", &tokens.read_only)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden: token \"read-only\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without any token it can find: 401, and where it looked.
+    let out = Command::new(BIN)
+        .args(["status", "--api"])
+        .arg(api.to_string())
+        .env_remove("HALCYON_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: unauthenticated: this API needs a token"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(no token found: no --token-file; $HALCYON_TOKEN not set;"),
+        "{stderr}"
+    );
+
+    // The admin token, through a node that is not the coordinator (forwarded): the move
+    // runs, and the event log names the token, the client's address and the forwarding node.
+    let other = if k == 1 { 2 } else { 1 };
+    let (code, v) = call(
+        c.api(other),
+        "POST",
+        path,
+        Some(&tokens.admin),
+        Some(r#"{"node":"n3"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    c.wait_web_on(k, "n3", FAILOVER_TIMEOUT);
+    let record = records(&c, k)
+        .into_iter()
+        .rev()
+        .find(|r| r["event"].as_str().unwrap().starts_with("package_move web"))
+        .unwrap();
+    let by = record["by"].as_str().unwrap();
+    assert!(by.starts_with("token admin from 127.0.0.1:"), "{record:#}");
+    assert!(
+        by.ends_with(&format!(" via n{other}")),
+        "{record:#} (coordinator {coordinator})"
+    );
+
+    // The CLI finds the admin token in `pki` beside the configuration (as README's commands
+    // and the demo do): no token given, the move runs directly on the coordinator.
+    let out = Command::new(BIN)
+        .args(["package", "move", "web", "-n", "n2", "--config"])
+        .arg(c.config_dir())
+        .env_remove("HALCYON_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_web_on(k, "n2", FAILOVER_TIMEOUT);
+    // `halcyon events` shows who asked.
+    let (code, text) = cli(&c, k, &["events", "--package", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("token admin from 127.0.0.1:"), "{text}");
+}
+
+#[test]
+fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() {
+    let mut spec = Spec::new();
+    spec.test_faults = false;
+    let c = Cluster::start_with(spec);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (_, k) = c.coordinator(1);
+    let internal = std::net::SocketAddr::new(c.api(k).ip(), c.port() + 3);
+    let before = records(&c, k).len();
+    // A command that would halt web, committed by whoever asks: refused unsigned, and
+    // refused signed by a node of another cluster.
+    let command = halcyon_state::Command::Enqueue {
+        event: halcyon_policy::Event::PackageHalt {
+            package: "web".into(),
+        },
+        by: "intruder".into(),
+        at: jiff::Timestamp::now(),
+        sample: None,
+        request: None,
+    };
+    let body = String::from_utf8(command.encode()).unwrap();
+    let (code, v) = call(internal, "POST", "/v1/internal/write", None, Some(&body));
+    assert_eq!(code, 401, "{v}");
+    assert_eq!(
+        v["error"],
+        "unauthenticated: node request refused: no node signature (this endpoint is for the cluster's nodes)"
+    );
+    // n2's credentials from another `halcyon init` (another CA, same cluster id and names):
+    // a node of another cluster.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere_pki = elsewhere.path().join("pki");
+    halcyon_pki::init(
+        &elsewhere_pki,
+        &c.config().credentials_spec(),
+        false,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let forger = halcyon_daemon::auth::Auth::from_credentials(
+        &halcyon_pki::load(&elsewhere_pki, "n2").unwrap(),
+    )
+    .unwrap();
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let mut request = format!(
+        "POST /v1/internal/write HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in forger.sign("POST", "/v1/internal/write", body.as_bytes(), None, now_ms) {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let answer = raw_request(internal, &request);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains("node request refused: its certificate is not signed by this cluster's CA"),
+        "{answer}"
+    );
+    // Nothing was committed: web still runs on n1, no event by the intruder.
+    std::thread::sleep(Duration::from_millis(500));
+    let v = c.status(k).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    let after = records(&c, k);
+    assert_eq!(after.len(), before);
+    assert!(after.iter().all(|r| r["by"] != "intruder"));
+    assert!(v["api_auth"]["nodes"].as_u64().unwrap() >= 2, "{v:#}");
+    // The leases of the nodes (signed internal requests) keep working.
+    assert_eq!(node_of(&v, "n2")["member"], true, "{v:#}");
+
+    // Without --test-faults the debug endpoints do not exist, even for the admin token.
+    let (code, v) = c.request(k, "POST", "/v1/debug/isolate", None);
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(v["error"], "no such API endpoint: /v1/debug/isolate");
+}
+
+/// Sends `request` as is; the whole answer as text.
+fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn the_raft_port_refuses_peers_without_a_certificate_of_the_cluster_ca() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let v = c.status(1).unwrap();
+    assert_eq!(v["api_auth"]["raft_tls"], true, "{v:#}");
+    assert_eq!(v["api_auth"]["raft_refused"], 0, "{v:#}");
+    let raft = std::net::SocketAddr::new(c.api(1).ip(), c.port() + 1);
+
+    // A client without TLS (a Raft frame in the clear): closed, never answered with a frame.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(raft).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(b"\0\0\0\x02{}").unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        // At most a TLS alert (content type 21), never a length-prefixed JSON reply.
+        assert!(answer.is_empty() || answer[0] == 21, "{answer:?}");
+    }
+
+    // A node of another cluster (another `halcyon init`: same names, another CA): the
+    // handshake fails both ways and nothing reaches Raft.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pki = elsewhere.path().join("pki");
+    halcyon_pki::init(
+        &pki,
+        &c.config().credentials_spec(),
+        false,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let stranger = halcyon_pki::load(&pki, "n2").unwrap();
+    let names = ["n1", "n2", "n3"].iter().map(|n| n.to_string()).collect();
+    let tls = halcyon_daemon::raft_tls::RaftTls::new(&stranger, names).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connected = runtime.block_on(async {
+        use halcyon_consensus::Transport;
+        tls.transport().connect(raft).await
+    });
+    let Err(error) = connected else {
+        panic!("the stranger's handshake succeeded");
+    };
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
+
+    // The node counted the refusals and the cluster is as it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = c.status(1).unwrap();
+        if v["api_auth"]["raft_refused"].as_u64().unwrap() >= 2 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "refusals not counted: {v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    let log = c.log_tail("n1", 400);
+    assert!(log.contains("Raft connection refused"), "{log}");
 }

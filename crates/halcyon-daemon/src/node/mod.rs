@@ -64,8 +64,12 @@ pub struct Settings {
     /// Enables `POST /v1/debug/isolate` (tests only).
     pub test_faults: bool,
     /// Where this node's credentials are (`halcyon init`). `None`: `pki` in the configuration
-    /// directory, when it exists; without credentials heartbeats are not authenticated.
+    /// directory.
     pub pki_dir: Option<PathBuf>,
+    /// Run without credentials: heartbeats, the API and node-to-node requests are not
+    /// authenticated (`--insecure`, logged). Without it a node without credentials refuses
+    /// to start; with it, a node that has credentials refuses too (the flag would be a lie).
+    pub insecure: bool,
 }
 
 /// What a daemon's tasks share: settings fixed at start, handles, and the receiving ends of
@@ -116,6 +120,10 @@ pub struct Node {
     pub heartbeat_faults: HeartbeatFaults,
     /// The heartbeat sealer's counts (authenticated heartbeats only).
     pub heartbeat_sealer: Option<halcyon_membership::SealerHandle>,
+    /// Who may call the API, and how node requests are signed (see `auth`).
+    pub auth: crate::auth::Auth,
+    /// Mutual TLS on the Raft port (a node with credentials).
+    pub raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     pub(crate) run_dir: PathBuf,
@@ -243,14 +251,32 @@ impl Node {
             .guards
             .start((lease_duration / 2).max(Duration::from_millis(100)))
             .context("starting the lease guard (`halcyon guard`)")?;
-        let (view, consensus) = open_consensus(&settings, &config, &platform).await?;
+        let credentials = credentials(
+            &settings.config_paths,
+            settings.pki_dir.as_deref(),
+            settings.insecure,
+            &settings.node,
+            &config,
+        )?;
+        let auth = match &credentials {
+            Some(c) => crate::auth::Auth::from_credentials(c)
+                .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
+            None => crate::auth::Auth::insecure(),
+        };
+        let raft_tls = credentials
+            .as_ref()
+            .map(|c| crate::raft_tls::RaftTls::new(c, raft_member_names(&config)).map(Arc::new))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
+        let (view, consensus) =
+            open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
         let heartbeat_faults = HeartbeatFaults::default();
         let heartbeats = platform.heartbeats.start(
             &config.cluster,
             me.number,
             incarnation,
             settings.test_faults.then(|| heartbeat_faults.clone()),
-            heartbeat_keys(&settings, &config)?,
+            credentials.map(|c| c.heartbeat_keys),
         )?;
         let heartbeat_sealer = heartbeats.sealer();
         let membership = heartbeats.status();
@@ -283,6 +309,8 @@ impl Node {
             test_faults: settings.test_faults,
             heartbeat_faults,
             heartbeat_sealer,
+            auth,
+            raft_tls,
             watchdog_state,
             run_dir,
             gates_dir,
@@ -339,7 +367,8 @@ impl Node {
         }
     }
 
-    /// One request to a peer's API over the platform's network.
+    /// One request to a peer's API over the platform's network, signed by this node (see
+    /// `auth`); `caller`: who asked, when this node forwards a client's request.
     pub(crate) async fn request(
         &self,
         addr: std::net::SocketAddr,
@@ -347,12 +376,21 @@ impl Node {
         path: &str,
         body: Option<&str>,
         limit: Duration,
+        caller: Option<&crate::auth::Caller>,
     ) -> Result<client::Response, String> {
-        client::request_via(
+        let headers = self.auth.sign(
+            method,
+            path,
+            body.unwrap_or("").as_bytes(),
+            caller,
+            self.timestamp().as_millisecond(),
+        );
+        client::request_with(
             self.platform.network.as_ref(),
             addr,
             method,
             path,
+            &headers,
             body,
             limit,
         )
@@ -540,34 +578,52 @@ impl Node {
     }
 }
 
-/// This node's heartbeat keys, from its credentials (`halcyon init`): from `--pki DIR`, or
-/// from `pki` in the configuration directory when that exists. Credentials that fail any
-/// check (a key others may read, a certificate of another cluster or node, ...) refuse the
-/// start, naming the file; so does a `--pki` directory that does not exist. No credentials:
-/// `None`, and heartbeats go unauthenticated, which is logged.
-fn heartbeat_keys(
-    settings: &Settings,
+/// This node's credentials (`halcyon init`): from `--pki DIR`, or from `pki` in the
+/// configuration directory. Credentials that fail any check (a key others may read, a
+/// certificate of another cluster or node, ...) refuse the start, naming the file; so does a
+/// node without credentials, unless it is started `--insecure` (then `None`: heartbeats, the
+/// API and node requests go unauthenticated, which is logged), and a node with credentials
+/// started `--insecure`.
+pub(crate) fn credentials(
+    config_paths: &[PathBuf],
+    pki_dir: Option<&Path>,
+    insecure: bool,
+    name: &str,
     config: &Config,
-) -> anyhow::Result<Option<Vec<[u8; halcyon_pki::HEARTBEAT_KEY_BYTES]>>> {
-    let beside_config = settings
-        .config_paths
+) -> anyhow::Result<Option<halcyon_pki::Credentials>> {
+    let beside_config = config_paths
         .first()
         .filter(|p| p.is_dir())
         .map(|p| p.join("pki"));
-    let dir = match (&settings.pki_dir, beside_config) {
-        (Some(dir), _) => dir.clone(),
+    let dir = match (pki_dir, beside_config) {
+        (Some(dir), _) => dir.to_path_buf(),
         (None, Some(dir)) if dir.exists() => dir,
         (None, beside) => {
+            let missing = beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string());
+            if !insecure {
+                bail!(
+                    "no credentials ({missing} does not exist): `halcyon init -c CONFIG --dir \
+                     {missing}` creates them (or `--pki DIR`); `--insecure` runs without any \
+                     authentication, on a trusted network only"
+                );
+            }
             tracing::warn!(
-                node = %settings.node,
-                "no credentials ({} does not exist): heartbeats are NOT authenticated; \
-                 `halcyon init` creates them",
-                beside.map_or_else(|| "--pki".to_owned(), |d| d.display().to_string())
+                node = %name,
+                "INSECURE (--insecure): no credentials ({missing} does not exist): heartbeats, \
+                 the API and node-to-node requests are NOT authenticated; anyone who reaches \
+                 this node's ports can operate the cluster"
             );
             return Ok(None);
         }
     };
-    let credentials = halcyon_pki::load(&dir, &settings.node)
+    if insecure {
+        bail!(
+            "--insecure is for a node without credentials, and {} holds this node's: \
+             remove --insecure (or the credentials)",
+            dir.display()
+        );
+    }
+    let credentials = halcyon_pki::load(&dir, name)
         .with_context(|| format!("the credentials in {}", dir.display()))?;
     anyhow::ensure!(
         credentials.cluster_id == config.cluster.id,
@@ -576,8 +632,33 @@ fn heartbeat_keys(
         credentials.cluster_id,
         config.cluster.id
     );
-    tracing::info!(node = %settings.node, pki = %dir.display(), keys = credentials.heartbeat_keys.len(), "heartbeats authenticated (HMAC-SHA256)");
-    Ok(Some(credentials.heartbeat_keys))
+    tracing::info!(
+        node = %name,
+        pki = %dir.display(),
+        keys = credentials.heartbeat_keys.len(),
+        tokens = credentials.tokens.tokens.len(),
+        "credentials loaded: heartbeats authenticated (HMAC-SHA256), node requests signed with the node key, API tokens required"
+    );
+    Ok(Some(credentials))
+}
+
+/// The names of the cluster's Raft members (the nodes and the witness): whom a Raft peer's
+/// certificate may name.
+pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<String> {
+    config
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.to_string())
+        .chain(
+            config
+                .cluster
+                .quorum
+                .witness
+                .iter()
+                .map(|w| w.name.to_string()),
+        )
+        .collect()
 }
 
 /// Opens consensus on the replica that publishes the view, cleans up what a previous
@@ -586,6 +667,7 @@ async fn open_consensus(
     settings: &Settings,
     config: &Config,
     platform: &Platform,
+    tls: Option<Arc<crate::raft_tls::RaftTls>>,
 ) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus)> {
     let (views, view) = watch::channel(Arc::new(State::new()));
     let app = NodeApplication::new(views, platform.applied.clone());
@@ -602,6 +684,7 @@ async fn open_consensus(
             &settings.state_dir.join("raft.redb"),
             app,
             raft_timings(&config.cluster),
+            tls,
         )
         .await
         .context("opening consensus")?;

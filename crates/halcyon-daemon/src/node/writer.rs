@@ -295,14 +295,16 @@ impl Node {
     /// answered last first), each within `limit`. Not for requests that must not be sent
     /// twice unless a failed attempt cannot have reached the leader (the write path
     /// retries the same command, which the state machine's replies make visible).
+    /// `caller`: who asked (the request is forwarded on their behalf).
     pub async fn leader_request(
         &self,
         method: &str,
         path: &str,
         body: Option<&str>,
         limit: Duration,
+        caller: &crate::auth::Caller,
     ) -> Result<(String, client::Response), String> {
-        self.leader_request_at(false, method, path, body, limit)
+        self.leader_request_at(false, method, path, body, limit, Some(caller))
             .await
     }
 
@@ -314,7 +316,7 @@ impl Node {
         body: Option<&str>,
         limit: Duration,
     ) -> Result<(String, client::Response), String> {
-        self.leader_request_at(true, method, path, body, limit)
+        self.leader_request_at(true, method, path, body, limit, None)
             .await
     }
 
@@ -325,6 +327,7 @@ impl Node {
         path: &str,
         body: Option<&str>,
         limit: Duration,
+        caller: Option<&crate::auth::Caller>,
     ) -> Result<(String, client::Response), String> {
         let Some((leader, addrs)) = self.leader_addrs(internal) else {
             return Err("no leader known".into());
@@ -332,7 +335,7 @@ impl Node {
         let id = self.consensus.leader();
         let mut errors = Vec::new();
         for addr in addrs {
-            match self.request(addr, method, path, body, limit).await {
+            match self.request(addr, method, path, body, limit, caller).await {
                 Ok(r) => {
                     if let Some(id) = id {
                         self.peers.answered(id, addr);
@@ -358,7 +361,7 @@ impl Node {
         let id = self.consensus.leader();
         let attempts = addrs.into_iter().map(|addr: SocketAddr| {
             Box::pin(async move {
-                self.request(addr, method, path, body, limit)
+                self.request(addr, method, path, body, limit, None)
                     .await
                     .map(|r| (addr, r))
             })

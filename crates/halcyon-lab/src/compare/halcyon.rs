@@ -107,12 +107,15 @@ impl HalcyonSystem {
     fn request_move(&self, host: usize) -> Result<()> {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.cluster.spec().port + 2);
         let body = format!("{{\"node\": \"h{host}\"}}");
+        let token = self.cluster.admin_token().to_owned();
         let response =
             crate::netns::in_namespace(self.cluster.lab().namespace_path(host), move || {
-                http::post(
+                http::request_as(
                     address.into(),
+                    "POST",
                     "/v1/packages/web/move",
-                    &body,
+                    Some(&token),
+                    Some(&body),
                     MOVE_REQUEST_TIMEOUT,
                 )
             })

@@ -3,6 +3,7 @@
 //! (`halcyon_daemon::client::request`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use halcyon_api::{ErrorBody, OperationResponse, SCHEMA_VERSION};
@@ -61,6 +62,75 @@ fn is_local(ip: std::net::IpAddr) -> bool {
     std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
+/// The API token the CLI sends, and where it looked when it found none.
+struct FoundToken {
+    token: Option<String>,
+    looked: Vec<String>,
+}
+
+/// The token: `--token-file`, else `$HALCYON_TOKEN`, else `admin.token` in the credentials
+/// directory (`pki` in `--config`, then `/etc/halcyon/pki`: `halcyon apply NEWDIR` on a node
+/// finds the node's own; without `--config`, the running demo's, then `/etc/halcyon/pki`)
+/// when this user may read it. A `--token-file` that cannot be read is
+/// invalid input.
+fn find_token(target: &Target) -> Result<FoundToken, Failure> {
+    if let Some(file) = &target.token_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Failure::Invalid(format!(
+                "error: --token-file {}: cannot be read: {e}",
+                file.display()
+            ))
+        })?;
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(Failure::Invalid(format!(
+                "error: --token-file {}: must hold one token (hct_...)",
+                file.display()
+            )));
+        }
+        return Ok(FoundToken {
+            token: Some(token.to_owned()),
+            looked: Vec::new(),
+        });
+    }
+    if let Ok(token) = std::env::var("HALCYON_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok(FoundToken {
+            token: Some(token.trim().to_owned()),
+            looked: Vec::new(),
+        });
+    }
+    let mut looked = vec![
+        "no --token-file".to_owned(),
+        "$HALCYON_TOKEN not set".to_owned(),
+    ];
+    let dirs: Vec<PathBuf> = match &target.config {
+        Some(config) => vec![config.join("pki"), PathBuf::from(halcyon_pki::DEFAULT_DIR)],
+        None => demo::running_demo_config()
+            .map(|c| c.join("pki"))
+            .into_iter()
+            .chain([PathBuf::from(halcyon_pki::DEFAULT_DIR)])
+            .collect(),
+    };
+    for dir in dirs {
+        match halcyon_pki::read_admin_token(&dir) {
+            Ok(Some(token)) => {
+                return Ok(FoundToken {
+                    token: Some(token),
+                    looked: Vec::new(),
+                });
+            }
+            Ok(None) => looked.push(format!("{}/admin.token does not exist", dir.display())),
+            Err(e) => looked.push(e.to_string()),
+        }
+    }
+    Ok(FoundToken {
+        token: None,
+        looked,
+    })
+}
+
 /// Sends a request to the target's nodes in turn; the first that answers gives the status
 /// and the body.
 async fn call(
@@ -69,11 +139,32 @@ async fn call(
     path: &str,
     body: Option<String>,
 ) -> Result<(u16, String), Failure> {
+    let found = find_token(target)?;
+    let headers: Vec<(&str, String)> = found
+        .token
+        .iter()
+        .map(|t| ("Authorization", format!("Bearer {t}")))
+        .collect();
     let mut errors = Vec::new();
     for addr in candidates(target)? {
-        match halcyon_daemon::client::request(addr, method, path, body.as_deref(), CLI_TIMEOUT)
-            .await
+        match halcyon_daemon::client::request_with(
+            &halcyon_daemon::platform::TcpNetwork,
+            addr,
+            method,
+            path,
+            &headers,
+            body.as_deref(),
+            CLI_TIMEOUT,
+        )
+        .await
         {
+            Ok(r) if r.status == 401 && found.token.is_none() => {
+                let (Failure::Failed(line) | Failure::Invalid(line)) = refusal(r.status, &r.body);
+                return Err(Failure::Failed(format!(
+                    "{line}\n(no token found: {})",
+                    found.looked.join("; ")
+                )));
+            }
             Ok(r) => return Ok((r.status, r.body)),
             Err(e) => errors.push(e),
         }

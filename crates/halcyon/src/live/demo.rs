@@ -202,6 +202,15 @@ fn running_demos() -> Vec<Pointer> {
     demos
 }
 
+/// The configuration directory of the running demo (when exactly one runs): the CLI finds
+/// its admin token in `pki` there.
+pub fn running_demo_config() -> Option<PathBuf> {
+    match running_demos().as_slice() {
+        [demo] => Some(demo.config.clone()),
+        _ => None,
+    }
+}
+
 /// The API addresses of the running demo, for commands given no `--api` or `--config`.
 pub fn find_demo_api() -> Result<Vec<SocketAddr>, Failure> {
     let demos = running_demos();
@@ -803,7 +812,7 @@ async fn watch(demo: &mut Demo, signals: &mut Signals) -> anyhow::Result<()> {
         if announced {
             continue;
         }
-        if let Some(status) = package_status(&api).await {
+        if let Some(status) = package_status(&api, &demo.config).await {
             let running = status.packages.first().filter(|p| p.status == "up");
             if let Some(package) = running {
                 say!("\n{}", super::render::status(&status));
@@ -825,11 +834,21 @@ async fn watch(demo: &mut Demo, signals: &mut Signals) -> anyhow::Result<()> {
     }
 }
 
-async fn package_status(api: &[SocketAddr]) -> Option<StatusResponse> {
+/// The demo's status, asked with the admin token its credentials hold (in `config/pki`).
+async fn package_status(api: &[SocketAddr], config: &Path) -> Option<StatusResponse> {
+    let token = halcyon_pki::read_admin_token(&config.join("pki")).ok()??;
+    let headers = [("Authorization", format!("Bearer {token}"))];
     for &addr in api {
-        if let Ok(r) =
-            halcyon_daemon::client::request(addr, "GET", "/v1/status", None, Duration::from_secs(2))
-                .await
+        if let Ok(r) = halcyon_daemon::client::request_with(
+            &halcyon_daemon::platform::TcpNetwork,
+            addr,
+            "GET",
+            "/v1/status",
+            &headers,
+            None,
+            Duration::from_secs(2),
+        )
+        .await
             && let Ok(v) = serde_json::from_str::<StatusResponse>(&r.body)
         {
             return Some(v);

@@ -7,7 +7,6 @@ mod client;
 mod demo;
 pub mod render;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,28 +75,34 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             node,
             state_dir,
             pki,
+            insecure,
             test_faults,
         } => {
             init_logging();
             let state_dir =
                 state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon").join(&node));
-            if std::env::var_os("NOTIFY_SOCKET").is_some() {
-                tokio::spawn(notify_when_joined(config.clone(), node.clone()));
-            }
+            let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
             let settings = Settings {
                 config_paths: vec![config],
                 node,
                 state_dir,
                 test_faults,
                 pki_dir: pki,
+                insecure,
             };
-            halcyon_daemon::run(settings)
-                .await
-                .map_err(|e| Failure::Failed(format!("error: {e:#}")))
+            halcyon_daemon::run_then(settings, |node| {
+                if notify {
+                    tokio::spawn(notify_when_joined(node));
+                }
+            })
+            .await
+            .map_err(|e| Failure::Failed(format!("error: {e:#}")))
         }
         LiveCommand::Witness {
             config,
             state_dir,
+            pki,
+            insecure,
             test_faults,
         } => {
             init_logging();
@@ -105,6 +110,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                 config_paths: vec![config],
                 state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
                 test_faults,
+                pki_dir: pki,
+                insecure,
             };
             halcyon_daemon::witness::run(settings)
                 .await
@@ -250,42 +257,27 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
 /// waiting for a quorum). Below the unit's `TimeoutStartSec=` (120 s), so systemd does not
 /// kill a node that simply waits for its peers.
 const JOIN_WAIT: Duration = Duration::from_secs(90);
-/// How often the daemon asks its own API whether it has joined.
+/// How often the daemon looks whether it has joined.
 const JOIN_POLL: Duration = Duration::from_millis(250);
 
 /// systemd's readiness (`READY=1`, sd_notify) for `halcyon.service`: sent once this node is
-/// a member of the cluster, as its own API reports it, or after [`JOIN_WAIT`] with a status
+/// a member of the cluster, as its own status says, or after [`JOIN_WAIT`] with a status
 /// line saying it has not joined. Only when systemd asked for it (`NOTIFY_SOCKET`).
-async fn notify_when_joined(config: PathBuf, node: String) {
+async fn notify_when_joined(node: std::sync::Arc<halcyon_daemon::Node>) {
     use sd_notify::NotifyState;
     let started = tokio::time::Instant::now();
-    let own_api: Vec<SocketAddr> = halcyon_config::load(std::slice::from_ref(&config))
-        .ok()
-        .and_then(|(c, _)| {
-            let number = c.node(&node)?.number;
-            halcyon_daemon::peers::api_addrs(&c).remove(&number.into())
-        })
-        .unwrap_or_default();
+    let name = node.name.to_string();
     let status = loop {
-        let mut joined = None;
-        for &addr in &own_api {
-            if let Ok(r) =
-                halcyon_daemon::client::request(addr, "GET", "/v1/status", None, JOIN_POLL * 4)
-                    .await
-                && let Ok(s) = serde_json::from_str::<halcyon_api::StatusResponse>(&r.body)
-            {
-                joined = Some(s.nodes.iter().any(|n| n.name.as_str() == node && n.member));
-                if joined == Some(true) {
-                    break;
-                }
-            }
-        }
-        if joined == Some(true) {
-            break format!("{node} joined the cluster");
+        let joined = halcyon_daemon::views::status(&node)
+            .nodes
+            .iter()
+            .any(|n| n.name.as_str() == name && n.member);
+        if joined {
+            break format!("{name} joined the cluster");
         }
         if started.elapsed() >= JOIN_WAIT {
             break format!(
-                "{node} has not joined within {} s (no quorum yet?); still trying",
+                "{name} has not joined within {} s (no quorum yet?); still trying",
                 JOIN_WAIT.as_secs()
             );
         }
@@ -336,8 +328,8 @@ async fn event(
 fn apply_target(dir: &std::path::Path, target: Target) -> Target {
     match (&target.api, &target.config) {
         (None, None) => Target {
-            api: None,
             config: Some(dir.to_path_buf()),
+            ..target
         },
         _ => target,
     }

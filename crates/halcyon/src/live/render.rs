@@ -90,6 +90,23 @@ pub fn status(v: &StatusResponse) -> String {
             v.answered_by, auth.forged, auth.replayed, auth.other_cluster, auth.malformed
         );
     }
+    let api = &v.api_auth;
+    if !api.enforced {
+        let _ = writeln!(
+            out,
+            "  the API and node requests of {} are NOT authenticated (--insecure): anyone who \
+             reaches its ports can operate the cluster",
+            v.answered_by
+        );
+    } else if api.unauthenticated + api.forbidden + api.nodes + api.raft_refused > 0 {
+        let _ = writeln!(
+            out,
+            "  the API of {} requires tokens; refused: {} without a valid token, {} for their \
+             role, {} node requests without a valid node signature, {} Raft connections \
+             without a node certificate",
+            v.answered_by, api.unauthenticated, api.forbidden, api.nodes, api.raft_refused
+        );
+    }
     if v.watchdog != "not configured" {
         let _ = writeln!(out, "  watchdog on {}: {}", v.answered_by, v.watchdog);
     }

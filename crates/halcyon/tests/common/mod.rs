@@ -4,7 +4,8 @@
 //!
 //! Node `i` has the address `127.0.0.i` on network `lan1` and, when a second IP network is
 //! configured, `127.0.1.i` on `lan2`; the witness (when configured) is `127.0.0.9`, number 9.
-//! Every daemon runs the `halcyon` binary with `--test-faults`. Dropping the cluster kills
+//! Every daemon runs the `halcyon` binary with `--test-faults`, with the credentials the
+//! harness makes for each cluster (requests and the CLI use its admin token). Dropping the cluster kills
 //! every process the test started (daemons by PID, services by process group), passing or
 //! failing.
 
@@ -53,6 +54,10 @@ pub struct Spec {
     /// --mount-proc`), so that each node sees only its own processes, as on separate
     /// hosts (process-count monitors). Killing a node kills its whole namespace.
     pub pid_namespaces: bool,
+    /// No credentials: the daemons run `--insecure` (default: the harness makes credentials).
+    pub insecure: bool,
+    /// `--test-faults` (the `/v1/debug/*` endpoints); default on.
+    pub test_faults: bool,
     edits: Vec<Edit>,
 }
 
@@ -68,6 +73,8 @@ impl Spec {
             web_command: None,
             packages: Vec::new(),
             pid_namespaces: false,
+            insecure: false,
+            test_faults: true,
             edits: Vec::new(),
         }
     }
@@ -198,7 +205,13 @@ impl Cluster {
             edit(dir.path(), &mut config);
         }
         let mut launch = Launch::new(BIN);
-        launch.extra_args = vec!["--test-faults".into()];
+        if spec.test_faults {
+            launch.extra_args.push("--test-faults".into());
+        }
+        if spec.insecure {
+            launch.credentials = false;
+            launch.extra_args.push("--insecure".into());
+        }
         launch.env = vec![("RUST_LOG".into(), "info,openraft=warn".into())];
         launch.pid_namespaces = spec.pid_namespaces;
         Cluster(cluster::Cluster::create(dir, config, launch, Some(ports)).unwrap())
@@ -234,7 +247,14 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
-        match http::request(addr, method, path, body, REQUEST_TIMEOUT) {
+        match http::request_as(
+            addr,
+            method,
+            path,
+            self.admin_token(),
+            body,
+            REQUEST_TIMEOUT,
+        ) {
             Ok(r) => (r.status, r.json().unwrap_or(Value::String(r.body))),
             Err(e) => (0, Value::String(e.to_string())),
         }
@@ -382,12 +402,12 @@ pub fn status_text(c: &Cluster, i: usize) -> String {
 }
 
 pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .arg("--api")
-        .arg(c.api(i).to_string())
-        .output()
-        .unwrap();
+    let mut command = std::process::Command::new(BIN);
+    command.args(args).arg("--api").arg(c.api(i).to_string());
+    if let Some(token) = c.admin_token() {
+        command.env("HALCYON_TOKEN", token);
+    }
+    let out = command.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(

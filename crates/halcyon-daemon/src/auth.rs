@@ -1,0 +1,1003 @@
+//! Who may call the API (SPEC 11, issue 17): API tokens and roles on the public API, signed
+//! requests between nodes on the internal API, and who asked, for the event log.
+//!
+//! - **Public API** (`port + 2`): every request carries `Authorization: Bearer TOKEN`, checked
+//!   against the SHA-256 hashes in the node's `tokens.toml` (constant-time compare, every
+//!   hash compared). Reads (`GET`, and `POST /v1/emulate`, which changes nothing) need role
+//!   `read-only` or `admin`; everything else needs `admin` ([`required_role`]: a new `POST`
+//!   route is admin-only unless listed). No token, or a token that is not the cluster's:
+//!   401; a token whose role is not enough: 403. Both an [`ErrorBody`], and nothing is done.
+//! - **Node-to-node requests** (the internal API at `port + 3`, and writes a node forwards to
+//!   the leader's public API): signed by the sending node with its own key (ECDSA P-256,
+//!   `halcyon_pki::NodeSigner`, [`SIGNATURE_CONTEXT`]) over the method, the path with its
+//!   query, the body, the node's name, a timestamp and a random nonce (and, for a forwarded
+//!   write, who asked it and from where), with its certificate. Accepted when the
+//!   certificate is signed by the cluster CA, carries the cluster id, is valid, and names
+//!   the node the request claims (`halcyon_pki::PeerVerifier`), the node is configured, and
+//!   the signature was not accepted before, within [`REPLAY_WINDOW`] of the receiving node's
+//!   clock; anything else is refused with 401 before the body is parsed. This is the interim
+//!   before mutual TLS: it authenticates each request, it does not encrypt it.
+//! - **Refusals** are counted ([`Refusals`], shown by `halcyon status`) and logged at most
+//!   once per [`REFUSAL_LOG_INTERVAL`] (with how many were not logged), so that a flood of
+//!   bad requests cannot flood the log.
+//! - **Insecure** (`halcyon daemon --insecure`, a node without credentials): every request is
+//!   accepted, as `anonymous`; the daemon says so at start and in `halcyon status`.
+//!
+//! Every accepted public request carries a [`Caller`] (request extension) that handlers put
+//! in the commands they commit (`by`), so that the event log says who asked and from where.
+//!
+//! Invariants: a request refused here reaches no handler; a signature is accepted at most
+//! once (the replay set is bounded by [`SEEN_MAX`]: when it is full of signatures still
+//! inside the window, new ones are refused rather than remembered less).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use halcyon_api::{ErrorBody, SCHEMA_VERSION};
+use halcyon_pki::{Credentials, NodeSigner, PeerRefusal, PeerVerifier, Role, Tokens};
+use sha2::{Digest, Sha256};
+
+use crate::POISONED;
+use crate::platform::PeerAddr;
+
+/// What a signature covers first: the protocol and its version.
+pub const SIGNATURE_CONTEXT: &str = "halcyon-node-request/2";
+/// How far a signed request's time may be from the receiver's clock (either way). The nodes'
+/// wall clocks must agree within this (NTP).
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(30);
+/// Most signatures remembered (those inside [`REPLAY_WINDOW`]).
+pub const SEEN_MAX: usize = 65_536;
+/// At most one refusal is logged per this interval.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest request body a node-signed request may have (it is read whole to be checked).
+pub const SIGNED_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The headers of a signed node request.
+pub const NODE_HEADER: &str = "x-halcyon-node";
+pub const TIME_HEADER: &str = "x-halcyon-time";
+pub const NONCE_HEADER: &str = "x-halcyon-nonce";
+pub const SIGNATURE_HEADER: &str = "x-halcyon-signature";
+/// The signing node's certificate (DER, hex).
+pub const CERTIFICATE_HEADER: &str = "x-halcyon-certificate";
+/// Largest signature (hex of an ASN.1 ECDSA P-256 signature: at most 72 bytes).
+const SIGNATURE_HEX_MAX: usize = 2 * 80;
+/// Largest certificate (hex of its DER).
+const CERTIFICATE_HEX_MAX: usize = 2 * 4096;
+/// Who asked a forwarded write, and from where (signed with it).
+pub const CALLER_HEADER: &str = "x-halcyon-caller";
+pub const CALLER_ADDRESS_HEADER: &str = "x-halcyon-caller-address";
+
+/// Who asked: put into the commands a request commits (the event log's `by`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// `token admin`, `node n2`, or `anonymous` (insecure daemon).
+    pub who: String,
+    /// The client's address as the first node saw it.
+    pub from: String,
+    /// The node that forwarded the request to this one, if any.
+    pub via: Option<String>,
+}
+
+impl Caller {
+    /// What the event log records: `token admin from 127.0.0.1:4242` (`via n2` when
+    /// forwarded).
+    pub fn audit(&self) -> String {
+        match &self.via {
+            Some(node) => format!("{} from {} via {node}", self.who, self.from),
+            None => format!("{} from {}", self.who, self.from),
+        }
+    }
+}
+
+/// The role a public request needs: reads (`GET`, `HEAD`, and `POST /v1/emulate` and
+/// `POST /v1/config/preview`, which change nothing) need `read-only`; everything else
+/// needs `admin`.
+pub fn required_role(method: &Method, path: &str) -> Role {
+    let read = *method == Method::GET
+        || *method == Method::HEAD
+        || (*method == Method::POST && matches!(path, "/v1/emulate" | "/v1/config/preview"));
+    if read { Role::ReadOnly } else { Role::Admin }
+}
+
+fn allows(held: Role, needed: Role) -> bool {
+    held == Role::Admin || needed == Role::ReadOnly
+}
+
+/// Requests refused since the daemon started.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Public requests without a valid token (401).
+    pub unauthenticated: AtomicU64,
+    /// Public requests whose token's role is not enough (403).
+    pub forbidden: AtomicU64,
+    /// Node requests (internal API, forwarded writes) without a valid signature (401).
+    pub nodes: AtomicU64,
+}
+
+/// Logs at most one line per [`REFUSAL_LOG_INTERVAL`], saying how many were not logged.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedLog {
+    fn warn(&self, line: &str) {
+        let now = Instant::now();
+        let mut last = self.last.lock().expect(POISONED);
+        if last.is_some_and(|l| now.duration_since(l) < REFUSAL_LOG_INTERVAL) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        if suppressed > 0 {
+            tracing::warn!(
+                "{line} ({suppressed} more refusals since the last one logged: see `halcyon status`)"
+            );
+        } else {
+            tracing::warn!("{line}");
+        }
+    }
+}
+
+/// This node's key for signing node requests, and the CA for checking others'.
+struct NodeKeys {
+    cluster_id: u64,
+    node: String,
+    signer: NodeSigner,
+    verifier: PeerVerifier,
+}
+
+/// Signatures accepted recently: each is accepted once.
+#[derive(Default)]
+struct Seen {
+    by_signature: BTreeMap<[u8; 32], i64>,
+    /// In arrival order, for pruning.
+    order: VecDeque<([u8; 32], i64)>,
+}
+
+/// The daemon's authentication: tokens and node keys from its credentials, or insecure.
+pub struct Auth {
+    tokens: Option<Tokens>,
+    keys: Option<NodeKeys>,
+    seen: Mutex<Seen>,
+    pub refusals: Refusals,
+    log: RateLimitedLog,
+}
+
+/// Why a node request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRefusal {
+    #[error("no node signature (this endpoint is for the cluster's nodes)")]
+    Unsigned,
+    #[error("malformed {0} header")]
+    Malformed(&'static str),
+    #[error("\"{0}\" is not a node of this cluster")]
+    UnknownNode(String),
+    #[error("{0}")]
+    Peer(PeerRefusal),
+    #[error(
+        "signed at {signed_ms} ms, {skew_ms} ms from this node's clock (window {window_ms} ms)"
+    )]
+    OutOfWindow {
+        signed_ms: i64,
+        skew_ms: i64,
+        window_ms: u128,
+    },
+    #[error("a replay: this signature was accepted already")]
+    Replay,
+    #[error("too many signed requests within the replay window ({SEEN_MAX})")]
+    Saturated,
+}
+
+/// What a checked node request says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBy {
+    pub node: String,
+    /// Who asked, when the node forwards a client's request.
+    pub caller: Option<(String, String)>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(text: &str, max: usize) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() > max || !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// The fields a signature covers, in order.
+struct Signed<'a> {
+    node: &'a str,
+    time_ms: i64,
+    nonce: &'a str,
+    method: &'a str,
+    path: &'a str,
+    caller: Option<(&'a str, &'a str)>,
+    body: &'a [u8],
+}
+
+impl Signed<'_> {
+    /// What is signed: the fields, one a line, then the body.
+    fn message(&self, cluster_id: u64) -> Vec<u8> {
+        let (who, from) = self.caller.unwrap_or(("", ""));
+        // Header values and paths hold no newline: the fields cannot run into each other.
+        let head = format!(
+            "{SIGNATURE_CONTEXT}\n{cluster_id}\n{}\n{}\n{}\n{}\n{}\n{who}\n{from}\n",
+            self.node, self.time_ms, self.nonce, self.method, self.path
+        );
+        let mut message = head.into_bytes();
+        message.extend_from_slice(self.body);
+        message
+    }
+}
+
+impl Auth {
+    /// No authentication: every request accepted (`--insecure`).
+    pub fn insecure() -> Auth {
+        Auth {
+            tokens: None,
+            keys: None,
+            seen: Mutex::default(),
+            refusals: Refusals::default(),
+            log: RateLimitedLog::default(),
+        }
+    }
+
+    /// The tokens, this node's key and the CA from a node's credentials.
+    pub fn from_credentials(credentials: &Credentials) -> Result<Auth, String> {
+        Ok(Auth {
+            tokens: Some(credentials.tokens.clone()),
+            keys: Some(NodeKeys {
+                cluster_id: credentials.cluster_id,
+                node: credentials.node.clone(),
+                signer: NodeSigner::new(credentials)?,
+                verifier: PeerVerifier::new(credentials),
+            }),
+            seen: Mutex::default(),
+            refusals: Refusals::default(),
+            log: RateLimitedLog::default(),
+        })
+    }
+
+    /// True when requests are checked (the node has credentials).
+    pub fn enforced(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// The headers that sign a request from this node (none when insecure). `caller`: who
+    /// asked, when this node forwards a client's request.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<&Caller>,
+        now_ms: i64,
+    ) -> Vec<(&'static str, String)> {
+        let Some(keys) = &self.keys else {
+            return Vec::new();
+        };
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).expect("the system's random number generator works");
+        let nonce = hex(&nonce);
+        let caller_fields = caller.map(|c| (c.who.clone(), c.from.clone()));
+        let signed = Signed {
+            node: &keys.node,
+            time_ms: now_ms,
+            nonce: &nonce,
+            method,
+            path,
+            caller: caller_fields
+                .as_ref()
+                .map(|(w, f)| (w.as_str(), f.as_str())),
+            body,
+        };
+        let signature = hex(&keys.signer.sign(&signed.message(keys.cluster_id)));
+        let mut headers = vec![
+            (NODE_HEADER, keys.node.clone()),
+            (TIME_HEADER, now_ms.to_string()),
+            (NONCE_HEADER, nonce),
+            (SIGNATURE_HEADER, signature),
+            (CERTIFICATE_HEADER, hex(keys.signer.certificate_der())),
+        ];
+        if let Some((who, from)) = caller_fields {
+            headers.push((CALLER_HEADER, who));
+            headers.push((CALLER_ADDRESS_HEADER, from));
+        }
+        headers
+    }
+
+    /// Checks a node's signature on a request; `is_node` says whether a name is a node of
+    /// this cluster. Accepts each signature once.
+    pub fn verify_node(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_ms: i64,
+        is_node: impl Fn(&str) -> bool,
+    ) -> Result<SignedBy, NodeRefusal> {
+        let Some(keys) = &self.keys else {
+            // Insecure: a claimed node is taken at its word.
+            let node = text(headers, NODE_HEADER)?
+                .unwrap_or("anonymous")
+                .to_owned();
+            return Ok(SignedBy {
+                node,
+                caller: caller_of(headers)?,
+            });
+        };
+        let node = text(headers, NODE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
+        let signature = text(headers, SIGNATURE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
+        let signature =
+            unhex(signature, SIGNATURE_HEX_MAX).ok_or(NodeRefusal::Malformed(SIGNATURE_HEADER))?;
+        let certificate = text(headers, CERTIFICATE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
+        let certificate = unhex(certificate, CERTIFICATE_HEX_MAX)
+            .ok_or(NodeRefusal::Malformed(CERTIFICATE_HEADER))?;
+        let time_ms: i64 = text(headers, TIME_HEADER)?
+            .and_then(|t| t.parse().ok())
+            .ok_or(NodeRefusal::Malformed(TIME_HEADER))?;
+        let nonce = text(headers, NONCE_HEADER)?
+            .filter(|n| n.len() == 32 && n.chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or(NodeRefusal::Malformed(NONCE_HEADER))?;
+        let caller = caller_of(headers)?;
+        if !is_node(node) {
+            return Err(NodeRefusal::UnknownNode(node.to_owned()));
+        }
+        let signed = Signed {
+            node,
+            time_ms,
+            nonce,
+            method,
+            path,
+            caller: caller.as_ref().map(|(w, f)| (w.as_str(), f.as_str())),
+            body,
+        };
+        keys.verifier
+            .verify(
+                &certificate,
+                node,
+                &signed.message(keys.cluster_id),
+                &signature,
+                now_ms.div_euclid(1000),
+            )
+            .map_err(NodeRefusal::Peer)?;
+        let skew_ms = now_ms.saturating_sub(time_ms);
+        let window_ms = REPLAY_WINDOW.as_millis();
+        if skew_ms.unsigned_abs() as u128 > window_ms {
+            return Err(NodeRefusal::OutOfWindow {
+                signed_ms: time_ms,
+                skew_ms,
+                window_ms,
+            });
+        }
+        self.remember(Sha256::digest(&signature).into(), time_ms, now_ms)?;
+        Ok(SignedBy {
+            node: node.to_owned(),
+            caller,
+        })
+    }
+
+    /// Accepts `signature` once: forgets those out of the window, refuses one already seen.
+    fn remember(&self, signature: [u8; 32], time_ms: i64, now_ms: i64) -> Result<(), NodeRefusal> {
+        let oldest = now_ms.saturating_sub(REPLAY_WINDOW.as_millis() as i64);
+        let mut seen = self.seen.lock().expect(POISONED);
+        while let Some(&(old, at)) = seen.order.front() {
+            if at >= oldest {
+                break;
+            }
+            seen.order.pop_front();
+            seen.by_signature.remove(&old);
+        }
+        // Out-of-order arrivals may leave old entries behind the front: prune them too when
+        // full.
+        if seen.by_signature.len() >= SEEN_MAX {
+            seen.by_signature.retain(|_, at| *at >= oldest);
+            seen.order.retain(|(_, at)| *at >= oldest);
+        }
+        if seen.by_signature.contains_key(&signature) {
+            return Err(NodeRefusal::Replay);
+        }
+        if seen.by_signature.len() >= SEEN_MAX {
+            return Err(NodeRefusal::Saturated);
+        }
+        seen.by_signature.insert(signature, time_ms);
+        seen.order.push_back((signature, time_ms));
+        Ok(())
+    }
+
+    /// Checks a public request's token for `needed`: the caller's name, or why not
+    /// (status and message).
+    pub fn verify_token(
+        &self,
+        headers: &HeaderMap,
+        needed: Role,
+        method: &Method,
+        path: &str,
+    ) -> Result<String, (StatusCode, String)> {
+        let Some(tokens) = &self.tokens else {
+            return Ok("anonymous".to_owned());
+        };
+        let presented = match headers.get(header::AUTHORIZATION) {
+            None => {
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated: this API needs a token (`Authorization: Bearer hct_...`); \
+                     the CLI reads --token-file, $HALCYON_TOKEN or admin.token in the \
+                     credentials directory"
+                        .to_owned(),
+                ));
+            }
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated: the Authorization header must be `Bearer TOKEN`"
+                            .to_owned(),
+                    )
+                })?,
+        };
+        let Some(token) = tokens.verify(presented) else {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated: the token is not one of this cluster's (tokens.toml)".to_owned(),
+            ));
+        };
+        if !allows(token.role, needed) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "forbidden: token \"{}\" has role {}; {method} {path} needs role {}",
+                    token.name,
+                    token.role.as_str(),
+                    needed.as_str()
+                ),
+            ));
+        }
+        Ok(format!("token {}", token.name))
+    }
+
+    fn refused(&self, counter: &AtomicU64, line: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.log.warn(&line);
+    }
+}
+
+/// A header's text, if present; malformed (not visible ASCII) is an error.
+fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, NodeRefusal> {
+    headers
+        .get(name)
+        .map(|v: &HeaderValue| v.to_str().map_err(|_| NodeRefusal::Malformed(name)))
+        .transpose()
+}
+
+fn caller_of(headers: &HeaderMap) -> Result<Option<(String, String)>, NodeRefusal> {
+    match (
+        text(headers, CALLER_HEADER)?,
+        text(headers, CALLER_ADDRESS_HEADER)?,
+    ) {
+        (None, None) => Ok(None),
+        (Some(who), Some(from)) => Ok(Some((who.to_owned(), from.to_owned()))),
+        (None, Some(_)) => Err(NodeRefusal::Malformed(CALLER_HEADER)),
+        (Some(_), None) => Err(NodeRefusal::Malformed(CALLER_ADDRESS_HEADER)),
+    }
+}
+
+fn refusal(status: StatusCode, message: String) -> Response {
+    let mut response = (
+        status,
+        axum::Json(ErrorBody {
+            schema_version: SCHEMA_VERSION,
+            error: message,
+            event: None,
+        }),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn path_of(request: &Request<Body>) -> String {
+    request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    )
+}
+
+/// What the middleware needs of the node: its authentication, its clock and its
+/// configuration's node names.
+pub trait Gate: Send + Sync + 'static {
+    fn auth(&self) -> &Auth;
+    fn now_ms(&self) -> i64;
+    fn is_node(&self, name: &str) -> bool;
+}
+
+/// Reads a request's body whole (bounded) and checks its node signature; the request
+/// rebuilt with the body, or the refusal.
+async fn check_signed<G: Gate>(
+    gate: &G,
+    peer: SocketAddr,
+    request: Request<Body>,
+) -> Result<(Request<Body>, SignedBy), Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, SIGNED_BODY_MAX_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("bad request body: {e} (at most {SIGNED_BODY_MAX_BYTES} bytes)"),
+            ));
+        }
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let checked = gate.auth().verify_node(
+        &parts.headers,
+        parts.method.as_str(),
+        &path,
+        &bytes,
+        gate.now_ms(),
+        |n| gate.is_node(n),
+    );
+    match checked {
+        Ok(signed) => Ok((Request::from_parts(parts, Body::from(bytes)), signed)),
+        Err(why) => {
+            let auth = gate.auth();
+            auth.refused(
+                &auth.refusals.nodes,
+                format!(
+                    "refused a node request {} {path} from {peer}: {why}",
+                    parts.method
+                ),
+            );
+            Err(refusal(
+                StatusCode::UNAUTHORIZED,
+                format!("unauthenticated: node request refused: {why}"),
+            ))
+        }
+    }
+}
+
+/// Middleware of the internal API: only signed requests of the cluster's nodes pass.
+pub async fn internal<G: Gate>(
+    State(gate): State<std::sync::Arc<G>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    match check_signed(&*gate, peer, request).await {
+        Ok((request, _)) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Middleware of the public API: a token with the role the request needs, or a node's
+/// signature (a write forwarded to the leader); puts the [`Caller`] into the request.
+pub async fn public<G: Gate>(
+    State(gate): State<std::sync::Arc<G>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let auth = gate.auth();
+    let request = if request.headers().contains_key(SIGNATURE_HEADER)
+        || (!auth.enforced() && request.headers().contains_key(NODE_HEADER))
+    {
+        let (mut request, signed) = match check_signed(&*gate, peer, request).await {
+            Ok(checked) => checked,
+            Err(refused) => return refused,
+        };
+        let caller = match signed.caller {
+            Some((who, from)) => Caller {
+                who,
+                from,
+                via: Some(signed.node),
+            },
+            None => Caller {
+                who: format!("node {}", signed.node),
+                from: peer.to_string(),
+                via: None,
+            },
+        };
+        request.extensions_mut().insert(caller);
+        request
+    } else {
+        let path = path_of(&request);
+        let needed = required_role(request.method(), request.uri().path());
+        match auth.verify_token(request.headers(), needed, request.method(), &path) {
+            Ok(who) => {
+                let mut request = request;
+                request.extensions_mut().insert(Caller {
+                    who,
+                    from: peer.to_string(),
+                    via: None,
+                });
+                request
+            }
+            Err((status, message)) => {
+                let counter = if status == StatusCode::FORBIDDEN {
+                    &auth.refusals.forbidden
+                } else {
+                    &auth.refusals.unauthenticated
+                };
+                auth.refused(
+                    counter,
+                    format!(
+                        "refused an API request {} {path} from {peer}: {message}",
+                        request.method()
+                    ),
+                );
+                return refusal(status, message);
+            }
+        }
+    };
+    next.run(request).await
+}
+
+impl Gate for crate::node::Node {
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.timestamp().as_millisecond()
+    }
+
+    fn is_node(&self, name: &str) -> bool {
+        self.config().node(name).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use super::*;
+    use halcyon_pki::{ClusterSpec, NodeSpec, Token, token_hash};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn tokens() -> Tokens {
+        Tokens {
+            tokens: vec![
+                Token {
+                    name: "admin".into(),
+                    role: Role::Admin,
+                    sha256: token_hash("hct_admin"),
+                },
+                Token {
+                    name: "read-only".into(),
+                    role: Role::ReadOnly,
+                    sha256: token_hash("hct_reader"),
+                },
+            ],
+        }
+    }
+
+    /// Credentials of cluster 7 (nodes n1, n2, n3, n9) made in `dir`.
+    fn cluster(dir: &Path) -> Vec<Credentials> {
+        let spec = ClusterSpec {
+            name: "t".into(),
+            id: 7,
+            nodes: ["n1", "n2", "n3", "n9"]
+                .iter()
+                .map(|n| NodeSpec {
+                    name: (*n).into(),
+                    addresses: Vec::new(),
+                })
+                .collect(),
+        };
+        // Valid around NOW (the tests' clock).
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(NOW as u64);
+        halcyon_pki::init(dir, &spec, false, at).unwrap();
+        ["n1", "n2", "n3", "n9"]
+            .iter()
+            .map(|n| {
+                let mut c = halcyon_pki::load_at(dir, n, at).unwrap();
+                c.tokens = tokens();
+                c
+            })
+            .collect()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        nodes: Vec<Credentials>,
+        /// n2 of another `halcyon init` (another CA, same cluster id and names).
+        stranger: Credentials,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = cluster(&dir.path().join("ours"));
+        let stranger = cluster(&dir.path().join("theirs")).swap_remove(1);
+        Fixture {
+            _dir: dir,
+            nodes,
+            stranger,
+        }
+    }
+
+    fn auth(credentials: &Credentials) -> Auth {
+        Auth::from_credentials(credentials).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        headers(&[("authorization", format!("Bearer {token}"))])
+    }
+
+    fn is_node(name: &str) -> bool {
+        ["n1", "n2", "n3"].contains(&name)
+    }
+
+    #[test]
+    fn reads_need_read_only_and_everything_else_admin() {
+        assert_eq!(required_role(&Method::GET, "/v1/status"), Role::ReadOnly);
+        assert_eq!(required_role(&Method::GET, "/metrics"), Role::ReadOnly);
+        assert_eq!(required_role(&Method::POST, "/v1/emulate"), Role::ReadOnly);
+        for path in [
+            "/v1/packages/web/move",
+            "/v1/nodes/n1/halt",
+            "/v1/cluster/halt",
+            "/v1/events/raise",
+            "/v1/events/current/skip",
+            "/v1/something-new",
+        ] {
+            assert_eq!(required_role(&Method::POST, path), Role::Admin, "{path}");
+        }
+        assert_eq!(required_role(&Method::DELETE, "/v1/status"), Role::Admin);
+    }
+
+    #[test]
+    fn tokens_are_checked_for_the_role_with_exact_refusals() {
+        let f = fixture();
+        let a = auth(&f.nodes[0]);
+        let post = Method::POST;
+        let path = "/v1/packages/web/move";
+        assert_eq!(
+            a.verify_token(&bearer("hct_admin"), Role::Admin, &post, path),
+            Ok("token admin".to_owned())
+        );
+        assert_eq!(
+            a.verify_token(
+                &bearer("hct_reader"),
+                Role::ReadOnly,
+                &Method::GET,
+                "/v1/status"
+            ),
+            Ok("token read-only".to_owned())
+        );
+        assert_eq!(
+            a.verify_token(&bearer("hct_reader"), Role::Admin, &post, path),
+            Err((
+                StatusCode::FORBIDDEN,
+                "forbidden: token \"read-only\" has role read-only; POST /v1/packages/web/move \
+                 needs role admin"
+                    .to_owned()
+            ))
+        );
+        let (status, message) = a
+            .verify_token(
+                &HeaderMap::new(),
+                Role::ReadOnly,
+                &Method::GET,
+                "/v1/status",
+            )
+            .unwrap_err();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            message.starts_with("unauthenticated: this API needs a token"),
+            "{message}"
+        );
+        assert_eq!(
+            a.verify_token(
+                &bearer("hct_wrong"),
+                Role::ReadOnly,
+                &Method::GET,
+                "/v1/status"
+            ),
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated: the token is not one of this cluster's (tokens.toml)".to_owned()
+            ))
+        );
+        let basic = headers(&[("authorization", "Basic YWRtaW4=".to_owned())]);
+        assert_eq!(
+            a.verify_token(&basic, Role::ReadOnly, &Method::GET, "/v1/status")
+                .unwrap_err()
+                .1,
+            "unauthenticated: the Authorization header must be `Bearer TOKEN`"
+        );
+        // Insecure: anyone, as anonymous.
+        assert_eq!(
+            Auth::insecure().verify_token(&HeaderMap::new(), Role::Admin, &post, path),
+            Ok("anonymous".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_signed_request_is_accepted_once_and_any_change_is_refused() {
+        let f = fixture();
+        let sender = auth(&f.nodes[1]);
+        let receiver = auth(&f.nodes[0]);
+        let body = br#"{"node":"n2"}"#;
+        let path = "/v1/internal/lease";
+        let signed = headers(&sender.sign("POST", path, body, None, NOW));
+        assert_eq!(
+            receiver.verify_node(&signed, "POST", path, body, NOW + 5, is_node),
+            Ok(SignedBy {
+                node: "n2".into(),
+                caller: None
+            })
+        );
+        // The same request again: a replay.
+        assert_eq!(
+            receiver.verify_node(&signed, "POST", path, body, NOW + 6, is_node),
+            Err(NodeRefusal::Replay)
+        );
+        // Another body, path or method under the same signature: refused.
+        let fresh = headers(&sender.sign("POST", path, body, None, NOW));
+        for (method, path, body) in [
+            ("POST", path, &br#"{"node":"n3"}"#[..]),
+            ("POST", "/v1/internal/write", &body[..]),
+            ("GET", path, &body[..]),
+        ] {
+            assert_eq!(
+                receiver.verify_node(&fresh, method, path, body, NOW, is_node),
+                Err(NodeRefusal::Peer(PeerRefusal::BadSignature))
+            );
+        }
+        // n2's genuine certificate and key, claiming to be n3: refused.
+        let mut claimed = headers(&sender.sign("POST", path, body, None, NOW));
+        claimed.insert(NODE_HEADER, "n3".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&claimed, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::WrongNode {
+                node: "n3".into(),
+                names: vec!["n2".into()]
+            }))
+        );
+    }
+
+    #[test]
+    fn another_ca_old_times_unknown_nodes_and_missing_headers_are_refused() {
+        let f = fixture();
+        let receiver = auth(&f.nodes[0]);
+        let body = b"x";
+        let path = "/v1/internal/write";
+        let forged = headers(&auth(&f.stranger).sign("POST", path, body, None, NOW));
+        assert_eq!(
+            receiver.verify_node(&forged, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::NotOurCa))
+        );
+        let sender = auth(&f.nodes[1]);
+        let window = REPLAY_WINDOW.as_millis() as i64;
+        let old = headers(&sender.sign("POST", path, body, None, NOW - window - 1));
+        assert_eq!(
+            receiver.verify_node(&old, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::OutOfWindow {
+                signed_ms: NOW - window - 1,
+                skew_ms: window + 1,
+                window_ms: window as u128
+            })
+        );
+        // n9 has a certificate of the cluster but is not a configured node.
+        let unknown = headers(&auth(&f.nodes[3]).sign("POST", path, body, None, NOW));
+        assert_eq!(
+            receiver.verify_node(&unknown, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::UnknownNode("n9".into()))
+        );
+        assert_eq!(
+            receiver.verify_node(&HeaderMap::new(), "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Unsigned)
+        );
+        let mut bad_time = headers(&sender.sign("POST", path, body, None, NOW));
+        bad_time.insert(TIME_HEADER, "soon".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&bad_time, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Malformed(TIME_HEADER))
+        );
+        let mut bad_certificate = headers(&sender.sign("POST", path, body, None, NOW));
+        bad_certificate.insert(CERTIFICATE_HEADER, "zz".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&bad_certificate, "POST", path, body, NOW, is_node),
+            Err(NodeRefusal::Malformed(CERTIFICATE_HEADER))
+        );
+    }
+
+    #[test]
+    fn a_forwarded_caller_is_signed_with_the_request() {
+        let f = fixture();
+        let sender = auth(&f.nodes[1]);
+        let receiver = auth(&f.nodes[0]);
+        let caller = Caller {
+            who: "token admin".into(),
+            from: "127.0.0.1:5000".into(),
+            via: None,
+        };
+        let path = "/v1/packages/web/move?request=ab";
+        let signed = sender.sign("POST", path, b"", Some(&caller), NOW);
+        let by = receiver
+            .verify_node(&headers(&signed), "POST", path, b"", NOW, is_node)
+            .unwrap();
+        assert_eq!(
+            by.caller,
+            Some(("token admin".to_owned(), "127.0.0.1:5000".to_owned()))
+        );
+        // Claiming another caller under the same signature fails.
+        let mut changed = headers(&sender.sign("POST", path, b"", Some(&caller), NOW));
+        changed.insert(CALLER_HEADER, "token read-only".parse().unwrap());
+        assert_eq!(
+            receiver.verify_node(&changed, "POST", path, b"", NOW, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::BadSignature))
+        );
+        assert_eq!(
+            Caller {
+                via: Some("n2".into()),
+                ..caller
+            }
+            .audit(),
+            "token admin from 127.0.0.1:5000 via n2"
+        );
+    }
+
+    #[test]
+    fn the_replay_set_forgets_what_left_the_window() {
+        let f = fixture();
+        let receiver = auth(&f.nodes[0]);
+        let sender = auth(&f.nodes[1]);
+        let window = REPLAY_WINDOW.as_millis() as i64;
+        let first = headers(&sender.sign("POST", "/p", b"", None, NOW));
+        receiver
+            .verify_node(&first, "POST", "/p", b"", NOW, is_node)
+            .unwrap();
+        let later = headers(&sender.sign("POST", "/p", b"", None, NOW + window + 10));
+        receiver
+            .verify_node(&later, "POST", "/p", b"", NOW + window + 10, is_node)
+            .unwrap();
+        let seen = receiver.seen.lock().unwrap();
+        assert_eq!(seen.by_signature.len(), 1);
+        assert_eq!(seen.order.len(), 1);
+    }
+}

@@ -1,0 +1,243 @@
+//! Mutual TLS on the Raft port (`port + 1`), with the node certificates of `halcyon init`.
+//!
+//! Both ends present their node certificate. A peer is accepted only when its certificate
+//! chains to the cluster CA (rustls' WebPKI verifiers, the CA as the only root) and, on the
+//! server side, names a configured node of this cluster (a DNS subject alternative name);
+//! the client checks the server's certificate against the address it dialled (node
+//! certificates carry every address of their node). Nothing of a refused connection reaches
+//! the Raft frame decoder. Refusals are counted ([`RaftTls::refused`]) and logged at most
+//! once per [`REFUSAL_LOG_INTERVAL`]. Connections stay open in the consensus transport's
+//! pool: one handshake per connection, not per request.
+//!
+//! Handshakes of accepted connections run concurrently, each within [`HANDSHAKE_TIMEOUT`],
+//! at most [`HANDSHAKES_MAX`] at once (more are closed at accept), so a slow or silent
+//! client cannot hold the accept loop.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use halcyon_consensus::{ClusterId, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings};
+use halcyon_pki::Credentials;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use crate::POISONED;
+
+/// Longest a TLS handshake may take on the server.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Handshakes in progress at once per listener.
+pub const HANDSHAKES_MAX: usize = 64;
+/// At most one refusal is logged per this interval.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The node's TLS settings for Raft: built once from its credentials.
+pub struct RaftTls {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    /// The names a peer's certificate may carry: the configured nodes and the witness.
+    nodes: Arc<BTreeSet<String>>,
+    refused: Arc<AtomicU64>,
+    last_log: Arc<Mutex<Option<Instant>>>,
+}
+
+impl RaftTls {
+    /// From a node's (or the witness's) credentials; `nodes`: the names of the cluster's
+    /// Raft members.
+    pub fn new(credentials: &Credentials, nodes: BTreeSet<String>) -> Result<RaftTls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(credentials.ca_certificate_der.clone()))
+            .map_err(|e| format!("the CA certificate: {e}"))?;
+        let roots = Arc::new(roots);
+        let chain = vec![CertificateDer::from(credentials.certificate_der.clone())];
+        let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(credentials.key_der.clone()));
+        let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(Arc::clone(&roots))
+            .with_client_auth_cert(chain.clone(), key())
+            .map_err(|e| format!("the node certificate and key: {e}"))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+            .build()
+            .map_err(|e| format!("the client verifier: {e}"))?;
+        let server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key())
+            .map_err(|e| format!("the node certificate and key: {e}"))?;
+        Ok(RaftTls {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            nodes: Arc::new(nodes),
+            refused: Arc::default(),
+            last_log: Arc::default(),
+        })
+    }
+
+    /// Connections refused since start (handshake failed, or a certificate naming no node).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The transport for outgoing Raft connections.
+    pub fn transport(&self) -> TlsTransport {
+        TlsTransport {
+            connector: TlsConnector::from(Arc::clone(&self.client)),
+        }
+    }
+
+    /// A listener for incoming Raft connections on `tcp`.
+    pub fn listener(&self, tcp: TcpListener) -> TlsListener {
+        TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::clone(&self.server)),
+            nodes: Arc::clone(&self.nodes),
+            refused: Arc::clone(&self.refused),
+            last_log: Arc::clone(&self.last_log),
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+/// Opens consensus as `Consensus::open` does, on TLS listeners and transport.
+pub async fn open<A: halcyon_consensus::Application>(
+    tls: &RaftTls,
+    cluster: ClusterId,
+    id: NodeId,
+    addrs: NodeAddrs,
+    db_path: &std::path::Path,
+    app: A,
+    timings: RaftTimings,
+) -> Result<Consensus, OpenError> {
+    let mut listeners = Vec::with_capacity(addrs.addrs.len());
+    for addr in &addrs.addrs {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| OpenError::Listen {
+                addr: *addr,
+                source,
+            })?;
+        listeners.push(tls.listener(tcp));
+    }
+    Consensus::open_with(
+        cluster,
+        id,
+        db_path,
+        app,
+        timings,
+        tls.transport(),
+        listeners,
+        halcyon_consensus::FaultHook::default(),
+    )
+    .await
+}
+
+/// Outgoing Raft connections over TLS.
+pub struct TlsTransport {
+    connector: TlsConnector,
+}
+
+impl halcyon_consensus::Transport for TlsTransport {
+    type Stream = TlsStream<TcpStream>;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::IpAddress(addr.ip().into());
+        let tls = self.connector.connect(name, tcp).await?;
+        Ok(TlsStream::Client(tls))
+    }
+}
+
+/// Incoming Raft connections over TLS: only peers with a certificate of the cluster CA
+/// naming a configured node come out of `accept`.
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    nodes: Arc<BTreeSet<String>>,
+    refused: Arc<AtomicU64>,
+    last_log: Arc<Mutex<Option<Instant>>>,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+}
+
+impl TlsListener {
+    fn handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
+        let acceptor = self.acceptor.clone();
+        let nodes = Arc::clone(&self.nodes);
+        let refused = Arc::clone(&self.refused);
+        let last_log = Arc::clone(&self.last_log);
+        let local = self.tcp.local_addr().ok();
+        self.handshakes.spawn(async move {
+            let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Err(_) => format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                Ok(Err(e)) => format!("TLS handshake failed: {e}"),
+                Ok(Ok(tls)) => {
+                    let names = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| halcyon_pki::certificate_names(c))
+                        .unwrap_or_default();
+                    if names.iter().any(|n| nodes.contains(n)) {
+                        return Some((TlsStream::Server(tls), peer));
+                    }
+                    format!("its certificate names no node of this cluster ({names:?})")
+                }
+            };
+            refused.fetch_add(1, Ordering::Relaxed);
+            let mut last = last_log.lock().expect(POISONED);
+            let now = Instant::now();
+            if last.is_none_or(|l| now.duration_since(l) >= REFUSAL_LOG_INTERVAL) {
+                *last = Some(now);
+                tracing::warn!(
+                    ?local,
+                    %peer,
+                    refused = refused.load(Ordering::Relaxed),
+                    "Raft connection refused: {why}"
+                );
+            }
+            None
+        });
+    }
+}
+
+impl halcyon_consensus::Listener for TlsListener {
+    type Stream = TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        loop {
+            tokio::select! {
+                biased;
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(accepted)) = done {
+                        return Ok(accepted);
+                    }
+                }
+                accepted = self.tcp.accept() => {
+                    let (tcp, peer) = accepted?;
+                    if self.handshakes.len() >= HANDSHAKES_MAX {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    self.handshake(tcp, peer);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
