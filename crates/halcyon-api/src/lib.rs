@@ -17,6 +17,7 @@ mod events;
 mod internal;
 mod operations;
 mod status;
+mod stream;
 
 pub use events::{EventRecord, EventsQuery, EventsResponse};
 pub use internal::{
@@ -32,6 +33,7 @@ pub use status::{
     ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
     PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
 };
+pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
 
 /// The version of the API's JSON that this build speaks; every response carries it as
 /// `schema_version`. Raised when a field changes meaning or disappears.

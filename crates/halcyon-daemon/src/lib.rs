@@ -38,10 +38,12 @@ pub mod executor;
 pub mod faults;
 pub mod guard;
 pub mod lease;
+pub mod metrics;
 pub mod node;
 pub mod operations;
 pub mod peers;
 pub mod platform;
+pub mod stream;
 pub mod views;
 pub mod watchdog;
 pub mod witness;
@@ -51,10 +53,20 @@ use std::sync::Arc;
 pub use node::{Node, Settings};
 
 /// Opens a node on `platform` (the host's, or the simulator's), serves its API and starts
-/// its long-running tasks; returns once the API listens.
+/// its long-running tasks; returns once the API listens. No observer runs (what `/metrics`
+/// counts and the event stream sends): another task waking on every view would change the
+/// simulator's histories; [`run`] starts one.
 pub async fn start_on(
     settings: Settings,
     platform: platform::Platform,
+) -> anyhow::Result<std::sync::Arc<Node>> {
+    start(settings, platform, false).await
+}
+
+async fn start(
+    settings: Settings,
+    platform: platform::Platform,
+    observe: bool,
 ) -> anyhow::Result<std::sync::Arc<Node>> {
     let (node, tasks) = Node::open(settings, platform).await?;
     let me = halcyon_consensus::NodeId::from(node.number);
@@ -69,7 +81,11 @@ pub async fn start_on(
         lease,
         coordinator,
         executor,
+        observer,
     } = tasks;
+    if observe {
+        tokio::spawn(Arc::clone(&node).observer_loop(observer));
+    }
     tokio::spawn(Arc::clone(&node).lease_loop(lease));
     tokio::spawn(Arc::clone(&node).coordinator_loop(coordinator));
     tokio::spawn(Arc::clone(&node).executor_loop(executor));
@@ -86,7 +102,7 @@ pub async fn start_on(
 /// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
 /// see [`Node::leave_on_storage_failure`].
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let node = start_on(settings, platform::Platform::host()).await?;
+    let node = start(settings, platform::Platform::host(), true).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         biased;

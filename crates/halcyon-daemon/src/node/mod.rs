@@ -34,7 +34,7 @@ use halcyon_resources::{PackageEnv, StopMode};
 use halcyon_state::State;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::client;
@@ -47,6 +47,7 @@ mod coordinator;
 mod executor;
 mod lease_task;
 mod monitor;
+pub(crate) mod observer;
 mod package;
 mod program;
 pub(crate) mod reports;
@@ -121,6 +122,10 @@ pub struct Node {
     pub guard: Box<dyn LeaseGuard>,
     /// Clocks, network and resources of the machine (or the simulator).
     pub platform: Platform,
+    /// The event stream's ring, which the observer sends on (`stream.rs`).
+    pub(crate) stream: broadcast::Sender<crate::stream::Item>,
+    /// What the observer counted of the event log (for `GET /metrics`).
+    pub(crate) event_counts: watch::Receiver<Arc<observer::EventCounts>>,
 }
 
 /// A lease granted by this node as leader: to whom, and when on this node's lease clock.
@@ -136,6 +141,7 @@ pub struct Tasks {
     pub(crate) lease: lease_task::LeaseTask,
     pub(crate) coordinator: mpsc::Receiver<Grant>,
     pub(crate) executor: executor::Executor,
+    pub(crate) observer: observer::Observer,
 }
 
 /// What `POST /v1/internal/lease` answers.
@@ -231,6 +237,8 @@ impl Node {
         let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
         let (executor, executor_inbox, running) = executor::Executor::new();
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
+        let (stream, _) = broadcast::channel(crate::stream::STREAM_BUFFER);
+        let (counts_sender, event_counts) = watch::channel(Arc::default());
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -259,11 +267,17 @@ impl Node {
             gates_dir,
             guard,
             platform,
+            stream: stream.clone(),
+            event_counts,
         });
         let tasks = Tasks {
             lease: lease_task,
             coordinator,
             executor,
+            observer: observer::Observer {
+                stream,
+                counts: counts_sender,
+            },
         };
         Ok((node, tasks))
     }
@@ -328,6 +342,12 @@ impl Node {
             limit,
         )
         .await
+    }
+
+    /// Whether the observer runs (it counts events for `/metrics` and feeds the event
+    /// stream): in the daemon, not in the simulator.
+    pub(crate) fn observed(&self) -> bool {
+        self.event_counts.has_changed().is_ok()
     }
 
     /// The replicated state as this node last applied it.

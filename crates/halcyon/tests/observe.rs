@@ -1,0 +1,190 @@
+//! Watching a live loopback cluster: the event stream (`GET /v1/events/stream`) and its
+//! resume after a reconnect, and the Prometheus metrics (`GET /metrics`), during a failover.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use halcyon_daemon::client::{SseMessage, event_stream};
+use serde_json::Value;
+
+/// How long the stream may stay silent before the test gives it up.
+const IDLE: Duration = Duration::from_secs(15);
+
+/// Reads the event stream at `addr` (resuming after `last`) on a thread of its own; its
+/// messages come on the channel until the stream ends or the receiver is dropped.
+fn follow(addr: SocketAddr, path: &str, last: Option<u64>) -> mpsc::Receiver<SseMessage> {
+    let (tx, rx) = mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut stream = event_stream(addr, &path, last, IDLE).await.unwrap();
+            while let Ok(Some(message)) = stream.next().await {
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    rx
+}
+
+/// The next message, within `limit`.
+fn next(rx: &mpsc::Receiver<SseMessage>, limit: Duration) -> SseMessage {
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|e| panic!("no stream message within {limit:?}: {e}"))
+}
+
+/// Takes messages until `check` holds for one; returns it and everything before it.
+fn until(
+    rx: &mpsc::Receiver<SseMessage>,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&SseMessage, &Value) -> bool,
+) -> (SseMessage, Vec<SseMessage>) {
+    let deadline = Instant::now() + limit;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = rx.recv_timeout(left).unwrap_or_else(|e| {
+            panic!("{what}: not on the stream within {limit:?} ({e}); got {before:#?}")
+        });
+        let data: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+        if check(&m, &data) {
+            return (m, before);
+        }
+        before.push(m);
+    }
+}
+
+fn record_ids(messages: &[SseMessage]) -> Vec<u64> {
+    messages
+        .iter()
+        .filter(|m| m.event == "record")
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(3, FORM_TIMEOUT);
+    let rx = follow(c.api(3), "/v1/events/stream", None);
+    // It opens with the status, then every record the node keeps, each with the mark.
+    let first = next(&rx, Duration::from_secs(5));
+    assert_eq!(first.event, "status", "{first:?}");
+    let status: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(package_of(&status, "web")["nodes"][0], "n1");
+    let (cluster_start, _) = until(&rx, Duration::from_secs(5), "cluster_start", |m, d| {
+        m.event == "record" && d["event"] == "cluster_start"
+    });
+    assert!(cluster_start.id.is_some(), "{cluster_start:?}");
+
+    let killed = Instant::now();
+    c.kill(1);
+    // The failover, live: the record of n1's failure finished, and web up on another node
+    // (in either order: the package may be up before its event is finished).
+    let mut down: Option<Value> = None;
+    let mut moved: Option<Value> = None;
+    while down.is_none() || moved.is_none() {
+        let m = next(&rx, FAILOVER_TIMEOUT);
+        let d: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+        if m.event == "record"
+            && d["event"] == "node_down n1 (failure)"
+            && d["outcome"] != "running"
+        {
+            down = Some(d);
+        } else if m.event == "status"
+            && package_of(&d, "web")["status"] == "up"
+            && package_of(&d, "web")["nodes"][0] != "n1"
+        {
+            moved = Some(d);
+        }
+    }
+    eprintln!(
+        "failover seen on the stream {:?} after the kill",
+        killed.elapsed()
+    );
+    let (down, moved) = (down.unwrap(), moved.unwrap());
+    let down_id = down["id"].as_u64().unwrap();
+    assert!(
+        down["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "run"),
+        "{down:#}"
+    );
+    assert_eq!(
+        node_of(&moved, "n1")["reachable"],
+        "unreachable",
+        "{moved:#}"
+    );
+    drop(rx);
+
+    // Resume: after a mark, only the records after it come again.
+    let rx = follow(c.api(3), "/v1/events/stream", Some(down_id - 1));
+    let (last, before) = until(
+        &rx,
+        Duration::from_secs(5),
+        "the node_down record again",
+        |m, d| m.event == "record" && d["id"] == down_id,
+    );
+    assert_eq!(before[0].event, "status");
+    assert!(record_ids(&before).is_empty(), "{before:#?}");
+    let mark: u64 = last.id.as_deref().unwrap().parse().unwrap();
+    assert!(
+        mark >= down_id,
+        "the finished record is under the mark: {last:?}"
+    );
+    drop(rx);
+    // A client that has everything gets no record, and the mark in a comment message.
+    let rx = follow(c.api(3), "/v1/events/stream", Some(mark));
+    assert_eq!(next(&rx, Duration::from_secs(5)).event, "status");
+    assert!(
+        !matches!(rx.recv_timeout(Duration::from_millis(500)), Ok(m) if m.event == "record"),
+        "a record after the mark"
+    );
+    drop(rx);
+
+    // Filters: an unknown package is refused before any stream.
+    let (code, body) = c.request(3, "GET", "/v1/events/stream?package=nope", None);
+    assert_eq!(code, 404, "{body}");
+
+    // A quiet stream sends a heartbeat comment (every 5 s).
+    let mut raw = TcpStream::connect(c.api(2)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    write!(
+        raw,
+        "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {mark}\r\n\r\n"
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(":heartbeat") && !seen.contains(": heartbeat") {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no heartbeat within 8 s: {seen}"
+        );
+        let n = raw.read(&mut buf).expect("the stream stays open");
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+}
