@@ -188,3 +188,151 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     }
     assert!(seen.contains("content-type: text/event-stream"), "{seen}");
 }
+
+/// `GET /metrics` of node `i`: every sample as `name{labels}` -> value.
+fn scrape(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, f64> {
+    let r =
+        halcyon_testkit::http::request(c.api(i), "GET", "/metrics", None, REQUEST_TIMEOUT).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
+    r.body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l.rsplit_once(' ').unwrap();
+            (key.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn sample(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("{key} not scraped: {:#?}", m.keys().collect::<Vec<_>>()))
+}
+
+#[test]
+fn metrics_follow_a_failover() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(2, FORM_TIMEOUT);
+    let before = scrape(&c, 2);
+    for (key, value) in [
+        ("halcyon_quorum", 1.0),
+        ("halcyon_node_member{node=\"n1\"}", 1.0),
+        ("halcyon_node_reachable{node=\"n1\"}", 1.0),
+        ("halcyon_path_up{node=\"n1\",network=\"lan1\"}", 1.0),
+        ("halcyon_package_running{package=\"web\",node=\"n1\"}", 1.0),
+        ("halcyon_package_running{package=\"web\",node=\"n2\"}", 0.0),
+        ("halcyon_package_status{package=\"web\",status=\"up\"}", 1.0),
+        ("halcyon_failover_duration_seconds_count", 0.0),
+        ("halcyon_heartbeat_authenticated", 0.0),
+    ] {
+        assert_eq!(sample(&before, key), value, "{key}");
+    }
+    assert!(sample(&before, "halcyon_raft_term") >= 1.0);
+    assert!(sample(&before, "halcyon_process_resident_memory_bytes") > 1e6);
+    assert!(sample(&before, "halcyon_process_cpu_seconds_total") > 0.0);
+    assert!(sample(&before, "halcyon_lease_remaining_seconds") > 0.0);
+    assert!(sample(&before, "halcyon_heartbeats_received_total") > 0.0);
+    let coordinators: f64 = (1..=3)
+        .map(|i| sample(&scrape(&c, i), "halcyon_is_coordinator"))
+        .sum();
+    assert_eq!(coordinators, 1.0);
+    let node_down = "halcyon_events_total{kind=\"node_down\",outcome=\"done\"}";
+    assert!(!before.contains_key(node_down), "{before:#?}");
+
+    c.kill(1);
+    // Scraped during the failover: n1 unreachable first, then the package on another node.
+    let started = Instant::now();
+    let mut saw_unreachable_before_moved = false;
+    let after = loop {
+        let m = scrape(&c, 2);
+        let moved = ["n2", "n3"].iter().any(|n| {
+            m.get(&format!(
+                "halcyon_package_running{{package=\"web\",node=\"{n}\"}}"
+            )) == Some(&1.0)
+        });
+        if !moved && m.get("halcyon_node_reachable{node=\"n1\"}") == Some(&0.0) {
+            saw_unreachable_before_moved = true;
+        }
+        if moved && m.get("halcyon_failover_duration_seconds_count") == Some(&1.0) {
+            break m;
+        }
+        assert!(
+            started.elapsed() < FAILOVER_TIMEOUT,
+            "no failover in the metrics: {m:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        saw_unreachable_before_moved,
+        "n1 unreachable was never scraped before the move"
+    );
+    for (key, value) in [
+        ("halcyon_node_reachable{node=\"n1\"}", 0.0),
+        ("halcyon_node_member{node=\"n1\"}", 0.0),
+        ("halcyon_path_up{node=\"n1\",network=\"lan1\"}", 0.0),
+        ("halcyon_package_running{package=\"web\",node=\"n1\"}", 0.0),
+        ("halcyon_quorum", 1.0),
+        (node_down, 1.0),
+        (
+            "halcyon_event_duration_seconds_count{kind=\"node_down\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&after, key), value, "{key}");
+    }
+    let failover = sample(&after, "halcyon_failover_duration_seconds_sum");
+    assert!(
+        failover > 0.0 && failover < FAILOVER_TIMEOUT.as_secs_f64(),
+        "{failover}"
+    );
+    assert!(sample(&after, "halcyon_raft_term") >= sample(&before, "halcyon_raft_term"));
+    let coordinators: f64 = (2..=3)
+        .map(|i| sample(&scrape(&c, i), "halcyon_is_coordinator"))
+        .sum();
+    assert_eq!(coordinators, 1.0);
+    eprintln!(
+        "failover in the metrics: {failover:.3} s (from the failure committed to the package started)"
+    );
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let r =
+        halcyon_testkit::http::request(c.api(1), "GET", "/metrics", None, REQUEST_TIMEOUT).unwrap();
+    let families: std::collections::BTreeSet<&str> = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/halcyon.json"),
+    )
+    .unwrap();
+    let parsed: Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(parsed["panels"].as_array().unwrap().len() > 10);
+    let mut used = std::collections::BTreeSet::new();
+    let mut rest = dashboard.as_str();
+    while let Some(at) = rest.find("halcyon_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        used.insert(name);
+    }
+    for name in &used {
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            families.contains(name.as_str()) || families.contains(family),
+            "the dashboard uses {name}, which /metrics does not export: {families:?}"
+        );
+    }
+}
