@@ -129,11 +129,23 @@ pub async fn serve(
 }
 
 /// What watches the cluster: the event stream (long-lived: outside the public concurrency
-/// limit, bounded by its own subscriber limit) and the metrics.
+/// limit, bounded by its own subscriber limit), the metrics and the status page.
 fn observe_routes() -> Router<Shared> {
     Router::new()
         .route("/v1/events/stream", get(events_stream))
         .route("/metrics", get(metrics))
+        .route("/", get(status_page))
+}
+
+async fn status_page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::page::PAGE.as_str(),
+    )
+        .into_response()
 }
 
 /// `GET /v1/events/stream?since=&package=&node=&after=` (`Last-Event-ID` wins over `after`).

@@ -41,6 +41,7 @@ pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod operations;
+pub mod page;
 pub mod peers;
 pub mod platform;
 pub mod stream;

@@ -863,8 +863,12 @@ fn announce(demo: &Demo, node: Option<&str>) {
         .iter()
         .map(|(n, c)| format!("{n}={}", c.as_ref().map_or(0, Child::id)))
         .collect();
+    let api = demo.port + API_OFFSET;
     say!(
-        "\nWhat to try (in another terminal):\n\
+        "\nstatus page: http://127.0.0.1:{api}/\n\
+         (live, served by every node: also http://127.0.0.2:{api}/ and http://127.0.0.3:{api}/; \
+         Prometheus metrics at /metrics)\n\
+         \nWhat to try (in another terminal):\n\
          \x20 halcyon status                       # finds this demo cluster\n\
          \x20 {curl}\n\
          \x20 halcyon package move hello -n node2  # move it\n\
