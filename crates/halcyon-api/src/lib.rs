@@ -16,6 +16,7 @@
 mod events;
 mod internal;
 mod operations;
+pub mod schema;
 mod status;
 mod stream;
 

@@ -20,6 +20,7 @@
 //! A comment line (`: heartbeat`) comes whenever nothing else was sent for a while, so a
 //! client can tell a quiet cluster from a dead connection.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A [`crate::StatusResponse`].
@@ -32,7 +33,7 @@ pub const STREAM_LOST: &str = "lost";
 pub const STREAM_DROPPED: &str = "dropped";
 
 /// What [`STREAM_LOST`] and [`STREAM_DROPPED`] carry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamNotice {
     pub schema_version: u32,
     /// For a person: what happened and what to do.

@@ -129,12 +129,17 @@ pub async fn serve(
 }
 
 /// What watches the cluster: the event stream (long-lived: outside the public concurrency
-/// limit, bounded by its own subscriber limit), the metrics and the status page.
+/// limit, bounded by its own subscriber limit), the metrics, the status page and the JSON
+/// Schema of the status and event records.
 fn observe_routes() -> Router<Shared> {
     Router::new()
         .route("/v1/events/stream", get(events_stream))
         .route("/metrics", get(metrics))
         .route("/", get(status_page))
+        .route(
+            "/v1/schema",
+            get(async || ok(halcyon_api::schema::generate())),
+        )
 }
 
 async fn status_page() -> Response {

@@ -12,6 +12,20 @@ use common::*;
 use halcyon_daemon::client::{SseMessage, event_stream};
 use serde_json::Value;
 
+/// Asserts that `value` is a `definition` of the published schema
+/// (`docs/api/halcyon-api.schema.json`): the schema describes what the daemon answers.
+fn assert_schema(definition: &str, value: &Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/api/halcyon-api.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let reference = serde_json::json!({ "$ref": format!("#/$defs/{definition}") });
+    let problems = halcyon_testkit::schema::check(&schema, &reference, value, "$");
+    assert!(
+        problems.is_empty(),
+        "not a {definition} of the schema: {problems:#?}\n{value:#}"
+    );
+}
+
 /// How long the stream may stay silent before the test gives it up.
 const IDLE: Duration = Duration::from_secs(15);
 
@@ -39,8 +53,22 @@ fn follow(addr: SocketAddr, path: &str, last: Option<u64>) -> mpsc::Receiver<Sse
 
 /// The next message, within `limit`.
 fn next(rx: &mpsc::Receiver<SseMessage>, limit: Duration) -> SseMessage {
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|e| panic!("no stream message within {limit:?}: {e}"))
+    let m = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|e| panic!("no stream message within {limit:?}: {e}"));
+    conforms(&m);
+    m
+}
+
+/// Asserts that a stream message's data is what the schema says.
+fn conforms(m: &SseMessage) {
+    let definition = match m.event.as_str() {
+        "status" => "StatusResponse",
+        "record" => "EventRecord",
+        "lost" | "dropped" => "StreamNotice",
+        other => panic!("unexpected stream message {other:?}: {m:?}"),
+    };
+    assert_schema(definition, &serde_json::from_str(&m.data).unwrap());
 }
 
 /// Takes messages until `check` holds for one; returns it and everything before it.
@@ -57,6 +85,7 @@ fn until(
         let m = rx.recv_timeout(left).unwrap_or_else(|e| {
             panic!("{what}: not on the stream within {limit:?} ({e}); got {before:#?}")
         });
+        conforms(&m);
         let data: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
         if check(&m, &data) {
             return (m, before);
