@@ -19,6 +19,7 @@ mod operations;
 pub mod schema;
 mod status;
 mod stream;
+mod webhook;
 
 pub use events::{EventRecord, EventsQuery, EventsResponse};
 pub use internal::{
@@ -35,6 +36,7 @@ pub use status::{
     PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
 };
 pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
+pub use webhook::{WebhookPayload, WebhookReason};
 
 /// The version of the API's JSON that this build speaks; every response carries it as
 /// `schema_version`. Raised when a field changes meaning or disappears.

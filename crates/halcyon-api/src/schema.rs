@@ -1,5 +1,5 @@
 //! The JSON Schema (draft 2020-12) of the status and event records: `GET /v1/status`,
-//! `GET /v1/events`, one event record, and the event stream's notices. Generated from this
+//! `GET /v1/events`, one event record, the event stream's notices and a webhook's body. Generated from this
 //! crate's types with `schemars`; the repository keeps it as `docs/api/halcyon-api.schema.json`
 //! and a test fails when the committed file differs from [`generate`]'s (write it again with
 //! `HALCYON_BLESS=1 cargo test -p halcyon-api --test schema`).
@@ -165,6 +165,7 @@ pub fn generate() -> serde_json::Value {
         generator.subschema_for::<crate::EventsResponse>(),
         generator.subschema_for::<crate::EventRecord>(),
         generator.subschema_for::<crate::StreamNotice>(),
+        generator.subschema_for::<crate::WebhookPayload>(),
     ];
     let definitions = generator.take_definitions(true);
     serde_json::json!({
@@ -174,7 +175,8 @@ pub fn generate() -> serde_json::Value {
             "The answers of GET /v1/status (StatusResponse), GET /v1/events (EventsResponse), \
              one event record (EventRecord: in both, and the data of the event stream's \
              `record` messages; a `status` message's data is a StatusResponse) and the event \
-             stream's `lost` and `dropped` notices (StreamNotice). schema_version {}: fields \
+             stream's `lost` and `dropped` notices (StreamNotice), and the body a webhook \
+             receives (WebhookPayload). schema_version {}: fields \
              are added, never renamed.",
             crate::SCHEMA_VERSION
         ),

@@ -83,9 +83,11 @@ async fn start(
         coordinator,
         executor,
         observer,
+        webhooks,
     } = tasks;
     if observe {
         tokio::spawn(Arc::clone(&node).observer_loop(observer));
+        tokio::spawn(webhooks.run(node.name.to_string()));
     }
     tokio::spawn(Arc::clone(&node).lease_loop(lease));
     tokio::spawn(Arc::clone(&node).coordinator_loop(coordinator));

@@ -458,6 +458,28 @@ pub fn render(node: &Node) -> Result<String, String> {
         vec![(Vec::new(), Value::Histogram(counts.failovers.clone()))],
     );
 
+    // Webhooks.
+    let mut deliveries = Vec::new();
+    let webhooks = node.webhook_counts.borrow().clone();
+    let mut urls: std::collections::BTreeSet<&String> = webhooks.by_url.keys().collect();
+    urls.extend(counts.webhooks_dropped.keys());
+    for url in urls {
+        let (delivered, failed, _) = webhooks.by_url.get(url).copied().unwrap_or_default();
+        let dropped = counts.webhooks_dropped.get(url).copied().unwrap_or(0);
+        for (result, n) in [
+            ("delivered", delivered),
+            ("failed", failed),
+            ("dropped", dropped),
+        ] {
+            deliveries.push((labels([("url", url.as_str()), ("result", result)]), n));
+        }
+    }
+    scrape.counter(
+        "webhook_deliveries",
+        "webhook deliveries by URL and result: delivered, failed (every attempt), dropped (queue full)",
+        deliveries,
+    );
+
     // The process.
     let (rss, cpu) = process_figures();
     if let Some(rss) = rss {

@@ -23,5 +23,5 @@ pub mod ports;
 pub mod schema;
 
 pub use cluster::{Cluster, Launch, WaitError};
-pub use config::{ClusterConfig, Node, Package, Resource};
+pub use config::{ClusterConfig, Node, Package, Resource, Webhook};
 pub use ports::{PortAllocator, PortBlock, PortError};

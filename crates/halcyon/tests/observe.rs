@@ -365,3 +365,111 @@ fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
         );
     }
 }
+
+#[test]
+fn webhooks_receive_the_failover_record_and_failures_are_counted() {
+    // A receiver that answers 200 and hands over every body, and an address nobody listens
+    // on (bound, then closed: connections are refused).
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let live = receiver.local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (bodies_tx, bodies) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for stream in receiver.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            let body = loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break Some(body[..length].to_owned());
+                    }
+                }
+            };
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Some(body) = body
+                && bodies_tx
+                    .send(serde_json::from_str(&body).unwrap())
+                    .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut spec = Spec::new();
+    spec.edits_cluster(move |config| {
+        config.webhooks = vec![
+            halcyon_testkit::Webhook {
+                url: format!("http://{live}/halcyon"),
+                events: vec!["node_down".into(), "error".into()],
+                timeout: None,
+                retries: None,
+            },
+            halcyon_testkit::Webhook {
+                url: format!("http://{dead}/nobody"),
+                events: vec!["node_down".into()],
+                timeout: Some(Duration::from_millis(500)),
+                retries: Some(1),
+            },
+        ];
+    });
+    let mut c = Cluster::start_with(spec);
+    c.wait_web_on(2, "n1", FORM_TIMEOUT);
+    c.wait_all_members(2, FORM_TIMEOUT);
+    // Only node_down is chosen: the joins were not sent.
+    assert!(bodies.recv_timeout(Duration::from_millis(300)).is_err());
+    c.kill(1);
+    let body = bodies
+        .recv_timeout(FAILOVER_TIMEOUT)
+        .expect("the webhook receives the node_down record");
+    assert_schema("WebhookPayload", &body);
+    assert_eq!(body["reason"], "finished");
+    assert_eq!(body["record"]["event"], "node_down n1 (failure)");
+    assert_eq!(body["record"]["outcome"], "done");
+    let sender = body["sent_by"].as_str().unwrap().to_owned();
+    assert_ne!(sender, "n1");
+    let coordinator: usize = sender[1..].parse().unwrap();
+    // The dead one: two attempts (0.5 s apart), then counted as failed on the sender.
+    let started = Instant::now();
+    let dead_failed = format!(
+        "halcyon_webhook_deliveries_total{{url=\"http://{dead}/nobody\",result=\"failed\"}}"
+    );
+    let live_delivered = format!(
+        "halcyon_webhook_deliveries_total{{url=\"http://{live}/halcyon\",result=\"delivered\"}}"
+    );
+    loop {
+        let m = scrape(&c, coordinator);
+        if m.get(&dead_failed) == Some(&1.0) {
+            assert_eq!(m.get(&live_delivered), Some(&1.0), "{m:#?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no failed delivery counted: {m:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Exactly once here (no coordinator change).
+    assert!(bodies.recv_timeout(Duration::from_millis(500)).is_err());
+}

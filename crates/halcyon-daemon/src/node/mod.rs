@@ -51,6 +51,7 @@ pub(crate) mod observer;
 mod package;
 mod program;
 pub(crate) mod reports;
+pub(crate) mod webhooks;
 mod writer;
 
 pub(crate) use executor::{Inbox, LocalPackage};
@@ -126,6 +127,8 @@ pub struct Node {
     pub(crate) stream: broadcast::Sender<crate::stream::Item>,
     /// What the observer counted of the event log (for `GET /metrics`).
     pub(crate) event_counts: watch::Receiver<Arc<observer::EventCounts>>,
+    /// What the webhook task delivered and failed to (for `GET /metrics`).
+    pub(crate) webhook_counts: watch::Receiver<webhooks::WebhookCounts>,
 }
 
 /// A lease granted by this node as leader: to whom, and when on this node's lease clock.
@@ -142,6 +145,7 @@ pub struct Tasks {
     pub(crate) coordinator: mpsc::Receiver<Grant>,
     pub(crate) executor: executor::Executor,
     pub(crate) observer: observer::Observer,
+    pub(crate) webhooks: webhooks::WebhookTask,
 }
 
 /// What `POST /v1/internal/lease` answers.
@@ -239,6 +243,8 @@ impl Node {
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
         let (stream, _) = broadcast::channel(crate::stream::STREAM_BUFFER);
         let (counts_sender, event_counts) = watch::channel(Arc::default());
+        let (deliveries, delivery_queue) = mpsc::channel(webhooks::QUEUE_MAX);
+        let (webhook_counts_sender, webhook_counts) = watch::channel(Default::default());
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -269,6 +275,7 @@ impl Node {
             platform,
             stream: stream.clone(),
             event_counts,
+            webhook_counts,
         });
         let tasks = Tasks {
             lease: lease_task,
@@ -277,6 +284,11 @@ impl Node {
             observer: observer::Observer {
                 stream,
                 counts: counts_sender,
+                webhooks: deliveries,
+            },
+            webhooks: webhooks::WebhookTask {
+                queue: delivery_queue,
+                counts: webhook_counts_sender,
             },
         };
         Ok((node, tasks))

@@ -2,6 +2,7 @@
 //!
 //! - counts every event record once it finishes ([`EventCounts`], published on a `watch`
 //!   channel for `GET /metrics`): by kind and outcome, durations, failovers;
+//! - on the coordinator, picks the records webhooks get (`webhooks.rs`);
 //! - while anyone follows the event stream, turns each change into stream items
 //!   (`stream::Item`) once, for every subscriber: the records that changed, and the status
 //!   when it changed.
@@ -86,6 +87,8 @@ pub struct EventCounts {
     /// Failovers: `node_down` (failure), `package_failed` and `network_down` events that
     /// started a package somewhere, from queued (the failure committed) to finished.
     pub failovers: Durations,
+    /// Webhook deliveries dropped with the queue full, per URL.
+    pub webhooks_dropped: BTreeMap<String, u64>,
 }
 
 fn outcome_name(outcome: &Outcome) -> &'static str {
@@ -134,6 +137,8 @@ impl EventCounts {
 pub(crate) struct Observer {
     pub(crate) stream: broadcast::Sender<Item>,
     pub(crate) counts: watch::Sender<Arc<EventCounts>>,
+    /// The webhook task's queue (`webhooks.rs`).
+    pub(crate) webhooks: tokio::sync::mpsc::Sender<super::webhooks::Delivery>,
 }
 
 /// The records of `current` that differ from `previous` (new, or changed: a changed record is
@@ -179,6 +184,7 @@ impl Node {
         }
         observer.counts.send_replace(Arc::new(counts.clone()));
         let mut last_status: Option<halcyon_api::StatusResponse> = None;
+        let mut picker = super::webhooks::Picker::default();
         let mut refresh = tokio::time::interval(STATUS_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -194,12 +200,24 @@ impl Node {
             membership.borrow_and_update();
             server.borrow_and_update();
             let records = changed(&previous, &current);
-            let mut counted_more = false;
+            let mut finished = Vec::new();
             for r in &records {
                 if r.outcome != Outcome::Running && counted.insert(r.id) {
                     counts.count(r);
-                    counted_more = true;
+                    finished.push(r.id);
                 }
+            }
+            let mut counted_more = !finished.is_empty();
+            if picker.pick(
+                &observer.webhooks,
+                self.name.as_str(),
+                self.consensus.is_leader(),
+                &current,
+                &finished,
+                tokio::time::Instant::now(),
+            ) {
+                counts.webhooks_dropped = picker.dropped.clone();
+                counted_more = true;
             }
             if let Some(oldest) = current.log.iter().next() {
                 counted = counted.split_off(&oldest.id);

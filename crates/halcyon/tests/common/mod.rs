@@ -85,6 +85,11 @@ impl Spec {
             .push(Box::new(|dir, config| config.packages.push(package(dir))));
     }
 
+    /// Changes the cluster's configuration (cluster-wide settings such as webhooks).
+    pub fn edits_cluster(&mut self, edit: impl FnOnce(&mut ClusterConfig) + 'static) {
+        self.edits.push(Box::new(|_, config| edit(config)));
+    }
+
     /// The rules file `rules.toml`, written once the test directory is known.
     pub fn rules(&mut self, rules: impl FnOnce(&Path) -> String + 'static) {
         self.edits.push(Box::new(|dir, config| {
