@@ -4,8 +4,8 @@
 //!
 //! Messages, by their `event:` name:
 //! - [`STREAM_STATUS`]: a [`crate::StatusResponse`] (as `GET /v1/status` answers, without the
-//!   witness), first when the stream opens, then whenever the answering node's view of the
-//!   cluster changes;
+//!   witness and with `events` empty: records come as messages of their own), first when the
+//!   stream opens, then whenever the answering node's view of the cluster changes;
 //! - [`STREAM_RECORD`]: an [`crate::EventRecord`], once for every record the stream opens
 //!   with, then each time a record changes (started, a command handed out or finished,
 //!   finished). A client keeps the latest message per record `id`. Its SSE `id:` is the

@@ -68,6 +68,15 @@ pub fn mark(log: &halcyon_state::EventLog) -> u64 {
     mark
 }
 
+/// The status as the stream sends it: without the last events, which come as `record`
+/// messages of their own (and without the witness, which `GET /v1/status` asks over the
+/// network).
+pub fn streamed_status(node: &Node) -> halcyon_api::StatusResponse {
+    let mut status = views::status(node);
+    status.events.clear();
+    status
+}
+
 /// A record as the stream sends it.
 pub fn record_json(r: &halcyon_state::EventRecord) -> String {
     serde_json::to_string(&EventRecord::from(r)).unwrap_or_default()
@@ -156,7 +165,7 @@ pub fn subscribe(
         node: query.node.clone(),
     };
     let mut first = vec![SseEvent::default().retry(STREAM_RETRY)];
-    let status = views::status(node);
+    let status = streamed_status(node);
     first.push(
         SseEvent::default()
             .event(STREAM_STATUS)

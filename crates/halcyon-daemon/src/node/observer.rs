@@ -253,7 +253,7 @@ impl Node {
                 last: oldest.id - 1,
             });
         }
-        let status = crate::views::status(self);
+        let status = stream::streamed_status(self);
         let status_changed = last_status
             .as_ref()
             .is_none_or(|last| comparable(last) != comparable(&status));
