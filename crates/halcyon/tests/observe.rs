@@ -373,53 +373,11 @@ fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
 fn webhooks_receive_the_failover_record_and_failures_are_counted() {
     // A receiver that answers 200 and hands over every body, and an address nobody listens
     // on (bound, then closed: connections are refused).
-    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let live = receiver.local_addr().unwrap();
+    let (live, bodies) = webhook_receiver();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (bodies_tx, bodies) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for stream in receiver.incoming() {
-            let Ok(mut stream) = stream else { return };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 65536];
-            let body = loop {
-                let n = stream.read(&mut buf).unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                raw.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&raw).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break Some(body[..length].to_owned());
-                    }
-                }
-            };
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            if let Some(body) = body
-                && bodies_tx
-                    .send(serde_json::from_str(&body).unwrap())
-                    .is_err()
-            {
-                return;
-            }
-        }
-    });
     let mut spec = Spec::new();
     spec.edits_cluster(move |config| {
         config.webhooks = vec![

@@ -228,10 +228,18 @@ impl Cdp {
         r["result"]["value"].clone()
     }
 
-    /// Waits until `expression` is true in the page.
+    /// Waits until `expression` is true in the page (one that throws, e.g. on the page before
+    /// the navigation, is not true yet).
     fn wait_true(&mut self, expression: &str, limit: Duration) -> Duration {
         let started = Instant::now();
-        while self.eval(expression) != Value::Bool(true) {
+        loop {
+            let r = self.call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            );
+            if r["exceptionDetails"].is_null() && r["result"]["value"] == Value::Bool(true) {
+                break;
+            }
             assert!(
                 started.elapsed() < limit,
                 "not true in the page within {limit:?}: {expression}\nthe page shows:\n{}",
@@ -396,4 +404,92 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
     let path = artifacts_dir().join("status-page-phone.png");
     std::fs::write(&path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
     eprintln!("screenshot: {}", path.display());
+}
+
+#[test]
+fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    let (hook, bodies) = webhook_receiver();
+    let mut spec = Spec::new();
+    spec.rules(|dir| {
+        format!(
+            "[[event]]\nname = \"UE_CHECK\"\nprogram = '''\n\
+             event \"echo checking; test -f {}\" 0\n'''\n",
+            dir.join("ok").display()
+        )
+    });
+    spec.edits_cluster(move |config| {
+        config.webhooks = vec![halcyon_testkit::Webhook {
+            url: format!("http://{hook}/"),
+            events: vec!["error".into(), "user".into()],
+            timeout: None,
+            retries: None,
+        }];
+    });
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let browser = Browser::start(&binary);
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/", c.api(3))}),
+    );
+    cdp.wait_true(
+        "document.getElementById('conn').className === 'live'",
+        Duration::from_secs(10),
+    );
+    let (code, out) = cli(&c, 1, &["event", "raise", "UE_CHECK", "--node", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    // The page shows the ERROR: node, command, status, output and the three choices.
+    cdp.wait_true("!!document.getElementById('error-event')", FAILOVER_TIMEOUT);
+    let text = cdp.eval("document.getElementById('error-event').innerText");
+    let text = text.as_str().unwrap();
+    for expected in [
+        "stopped in ERROR",
+        "n2",
+        "test -f",
+        "exited 1",
+        "checking",
+        "resume",
+        "retry",
+        "skip",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} in the ERROR box: {text}"
+        );
+    }
+    let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"}));
+    let path = artifacts_dir().join("status-page-error.png");
+    std::fs::write(&path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
+    eprintln!("screenshot: {}", path.display());
+    // The webhook heard of the ERROR when it happened.
+    let body = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the ERROR is posted");
+    assert_eq!(body["reason"], "error", "{body:#}");
+    assert_eq!(body["record"]["event"], "UE_CHECK on n2");
+    // `skip`, answered from the page (its confirmation accepted): the event ends skipped, the
+    // ERROR box goes, and the webhook gets the finished record.
+    cdp.eval("window.confirm = () => true");
+    cdp.eval(
+        "[...document.querySelectorAll('#error-event button')].find(b => b.textContent === 'skip').click()",
+    );
+    cdp.wait_true(
+        "!document.getElementById('error-event') \
+         && !!document.querySelector('details[data-event=\"UE_CHECK on n2\"][data-outcome=\"skipped\"]')",
+        FAILOVER_TIMEOUT,
+    );
+    let body = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the finished record is posted");
+    assert_eq!(body["reason"], "finished", "{body:#}");
+    assert_eq!(body["record"]["outcome"], "skipped");
 }

@@ -147,7 +147,9 @@ function renderRecord(r) {
       ' ', h('span', { class: 'muted' }, clock(l.started_at) + (l.finished_at ? ' → ' + clock(l.finished_at) : '')), idle ? ' · nothing to do on this node' : l.output ? h('pre', {}, l.output) : null);
   }));
   if (r.notes.length) body.push(h('div', {}, h('b', {}, 'notes')), ...r.notes.map((n) => h('div', { class: 'warn' }, clock(n.at) + ' ' + n.text)));
-  d.append(h('summary', {}, h('span', { class: 'muted' }, '#' + r.id), h('span', { class: 'ev' }, r.event), badge(r.outcome, outcomeClass(r.outcome)),
+  const e = st.status && st.status.execution;
+  const inError = r.outcome === 'running' && e && e.id === r.id && e.state === 'error';
+  d.append(h('summary', {}, h('span', { class: 'muted' }, '#' + r.id), h('span', { class: 'ev' }, r.event), inError ? badge('ERROR', 'bad') : badge(r.outcome, outcomeClass(r.outcome)),
     when(r.started_at || r.queued_at), h('span', { class: 'muted' }, secs(r.started_at, r.finished_at)), h('span', { class: 'muted' }, 'by ' + r.by)), ...body);
   return d;
 }
