@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -433,4 +433,67 @@ fn webhooks_receive_the_failover_record_and_failures_are_counted() {
     }
     // Exactly once here (no coordinator change).
     assert!(bodies.recv_timeout(Duration::from_millis(500)).is_err());
+}
+
+/// Kills the child on drop (a `halcyon events --follow` of the test).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn events_follow_moves_to_another_node_when_its_node_dies_and_prints_each_event_once() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(2, "n1", FORM_TIMEOUT);
+    c.wait_all_members(2, FORM_TIMEOUT);
+    // With the configuration, the CLI tries the nodes in order: n1 first, the one killed.
+    let mut follower = KillOnDrop(
+        std::process::Command::new(BIN)
+            .args(["events", "--follow", "--json", "--config"])
+            .arg(c.config_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stdout = follower.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<Value> = Vec::new();
+    let mut take_until = |event: &str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{event} not followed within {limit:?}; got {seen:#?}"));
+            let record: Value = serde_json::from_str(&line).unwrap();
+            seen.push(record.clone());
+            if record["event"] == event {
+                return;
+            }
+        }
+    };
+    take_until("node_up n3", Duration::from_secs(10));
+    c.kill(1);
+    take_until("node_down n1 (failure)", FAILOVER_TIMEOUT);
+    // Everything once, in order, finished.
+    let ids: Vec<u64> = seen.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "each record once, in order: {seen:#?}");
+    assert!(seen.iter().all(|r| r["outcome"] != "running"), "{seen:#?}");
+    assert_eq!(ids.first(), Some(&0), "from the first record kept");
+    drop(follower);
 }
