@@ -380,6 +380,12 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
             "{expected:?} in the record: {text}"
         );
     }
+    // explain, from the package's button: why web runs where it runs, node by node.
+    cdp.eval("document.querySelector('tr[data-package=\"web\"] button').click()");
+    cdp.wait_true(
+        "(document.querySelector('#explain pre')?.textContent || '').includes('n1')",
+        Duration::from_secs(5),
+    );
     let shot = cdp.call(
         "Page.captureScreenshot",
         json!({"format": "png", "captureBeyondViewport": true}),
