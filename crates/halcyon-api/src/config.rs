@@ -23,11 +23,12 @@ pub struct ConfigResponse {
 }
 
 /// A configuration staged by `apply`, until its `config_change` event ends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StagedConfig {
     pub generation: u64,
     /// Who applied it (the API's caller).
     pub by: String,
+    #[schemars(with = "String")]
     pub since: Timestamp,
     /// The `config_change` event's sequence number.
     pub sequence: u64,

@@ -2,29 +2,37 @@
 
 use halcyon_state::{ActionRecord, LaunchRecord, NoteRecord, Outcome};
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One event of the event log: the event, who raised it, when it was queued, started and
 /// finished, its outcome, the plan and the program as an administrator reads them, every
 /// action with its node and detail, every command with its node, start, end, status and
 /// output, and the notes (ERROR, answers, warnings, abandoned nodes).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventRecord {
     pub id: u64,
     /// The event as displayed (`node_down n2 failure`).
     pub event: String,
     pub by: String,
+    #[schemars(with = "crate::schema::Outcome")]
     pub outcome: Outcome,
+    #[schemars(with = "crate::schema::Time")]
     pub queued_at: Timestamp,
+    #[schemars(with = "Option<crate::schema::Time>")]
     pub started_at: Option<Timestamp>,
+    #[schemars(with = "Option<crate::schema::Time>")]
     pub finished_at: Option<Timestamp>,
     pub error: Option<String>,
     /// The plan, rendered.
     pub plan: Option<String>,
     /// The recovery program as run, rendered.
     pub program: Option<String>,
+    #[schemars(with = "Vec<crate::schema::ActionRecord>")]
     pub actions: Vec<ActionRecord>,
+    #[schemars(with = "Vec<crate::schema::LaunchRecord>")]
     pub launches: Vec<LaunchRecord>,
+    #[schemars(with = "Vec<crate::schema::NoteRecord>")]
     pub notes: Vec<NoteRecord>,
 }
 
@@ -70,7 +78,7 @@ pub struct EventsQuery {
 }
 
 /// `GET /v1/events`: the event log the answering node holds, oldest first, filtered.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventsResponse {
     pub schema_version: u32,
     pub answered_by: String,

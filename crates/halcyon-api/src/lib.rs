@@ -17,7 +17,10 @@ mod config;
 mod events;
 mod internal;
 mod operations;
+pub mod schema;
 mod status;
+mod stream;
+mod webhook;
 
 pub use config::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, StagedConfig};
 pub use events::{
@@ -36,6 +39,8 @@ pub use status::{
     ApiAuth, ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
     PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
 };
+pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
+pub use webhook::{WebhookPayload, WebhookReason};
 
 /// The version of the API's JSON that this build speaks; every response carries it as
 /// `schema_version`. Raised when a field changes meaning or disappears.

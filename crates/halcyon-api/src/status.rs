@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use halcyon_config::{NetworkName, NodeName, PackageName};
 use halcyon_state::RestartCounter;
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::EventRecord;
 
 /// `GET /v1/status`: coordinator, quorum, lease, nodes with their networks, packages, the
 /// event being processed, pending events and the last events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusResponse {
     pub schema_version: u32,
     /// The cluster's name.
@@ -61,7 +62,7 @@ pub struct StatusResponse {
 /// The answering node's heartbeat authentication: HMAC-SHA256 with the cluster's
 /// heartbeat key when it has credentials (`halcyon init`), otherwise none. The counts are
 /// heartbeats received since the daemon started.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatAuth {
     pub authenticated: bool,
     pub accepted: u64,
@@ -77,7 +78,7 @@ pub struct HeartbeatAuth {
 /// The answering node's API authentication: tokens with roles on the API and signed
 /// node-to-node requests when it has credentials; none when it runs `--insecure`. The counts
 /// are requests refused since the daemon started.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApiAuth {
     pub enforced: bool,
     /// Requests without a valid token (401).
@@ -94,7 +95,7 @@ pub struct ApiAuth {
     pub raft_refused: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Quorum {
     pub has_quorum: bool,
     pub term: u64,
@@ -108,15 +109,16 @@ pub struct Quorum {
     pub foreign_requests: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseStatus {
     pub remaining_ms: u64,
     pub duration_ms: u64,
 }
 
 /// One configured node as the answering node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeStatus {
+    #[schemars(with = "String")]
     pub name: NodeName,
     pub number: u32,
     pub member: bool,
@@ -127,7 +129,7 @@ pub struct NodeStatus {
     pub networks: Vec<NetworkView>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reachability {
     Reachable,
@@ -136,8 +138,9 @@ pub enum Reachability {
 }
 
 /// A node on one of its networks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NetworkView {
+    #[schemars(with = "String")]
     pub network: NetworkName,
     /// The heartbeat path from the answering node.
     pub path: PathView,
@@ -147,7 +150,7 @@ pub struct NetworkView {
     pub down: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathView {
     /// The answering node itself.
@@ -158,24 +161,28 @@ pub enum PathView {
 }
 
 /// One configured package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PackageStatus {
+    #[schemars(with = "String")]
     pub name: PackageName,
     /// `up`, `down`, `halting`, ... (`halcyon_policy::PackageStatus` as displayed).
     pub status: String,
     /// Where it runs.
+    #[schemars(with = "BTreeSet<String>")]
     pub nodes: BTreeSet<NodeName>,
     pub switching: bool,
     /// Nodes it failed on, and when.
+    #[schemars(with = "BTreeMap<String, crate::schema::Time>")]
     pub failures: BTreeMap<NodeName, Timestamp>,
     pub error: Option<String>,
     /// Restart counters per node and service.
+    #[schemars(with = "Option<BTreeMap<String, BTreeMap<String, crate::schema::RestartCounter>>>")]
     pub restarts: Option<BTreeMap<NodeName, BTreeMap<String, RestartCounter>>>,
 }
 
 /// The event being processed: where its program stands, what runs, and in ERROR what
 /// failed (node, command, status, output tail).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExecutionStatus {
     pub id: u64,
     /// The event as displayed.
@@ -186,14 +193,16 @@ pub struct ExecutionStatus {
     pub segments: usize,
     /// 1-based.
     pub last_completed_barrier: Option<usize>,
+    #[schemars(with = "Vec<crate::schema::Failure>")]
     pub failures: Vec<halcyon_events::Failure>,
     pub running: Vec<RunningCommand>,
     pub open_actions: usize,
+    #[schemars(with = "crate::schema::Time")]
     pub started_at: Timestamp,
     pub max_duration_ms: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionState {
     Running,
@@ -203,17 +212,19 @@ pub enum ExecutionState {
 }
 
 /// A command of the event's program that runs now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RunningCommand {
     pub launch: u64,
     /// `None`: the coordinator (notify).
+    #[schemars(with = "Option<String>")]
     pub node: Option<NodeName>,
     pub command: String,
 }
 
 /// The quorum witness as the answering node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WitnessStatus {
+    #[schemars(with = "String")]
     pub name: NodeName,
     pub address: String,
     pub voter: bool,

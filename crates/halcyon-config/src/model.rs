@@ -340,6 +340,9 @@ pub struct EventDefaults {
     /// The most MiB of records that log keeps (the oldest go first).
     #[serde(default = "default_keep_events_mib")]
     pub keep_events_mib: u64,
+    /// Where event records are POSTed as JSON (`[[events.webhook]]`).
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
 }
 
 /// Default of `[events] keep_events_for`: 90 days.
@@ -366,8 +369,105 @@ impl Default for EventDefaults {
             rules: None,
             keep_events_for: DEFAULT_KEEP_EVENTS_FOR,
             keep_events_mib: DEFAULT_KEEP_EVENTS_MIB,
+            webhooks: Vec::new(),
         }
     }
+}
+
+/// A webhook (`[[events.webhook]]`): the coordinator POSTs the record of every chosen event
+/// to `url` as JSON, bounded by `timeout` per attempt, with `retries` more attempts after a
+/// failure (backing off 0.5 s, 1 s, 2 s, ...), never holding up the event itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// `http://HOST[:PORT]/PATH` (plain HTTP).
+    pub url: String,
+    /// The event kinds sent ([`WEBHOOK_EVENTS`]); empty: every event, once finished.
+    pub events: Vec<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// Webhooks at most.
+pub const WEBHOOKS_MAX: usize = 8;
+pub const WEBHOOK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
+pub const WEBHOOK_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+pub const WEBHOOK_RETRIES_DEFAULT: u32 = 3;
+pub const WEBHOOK_RETRIES_MAX: u32 = 10;
+/// What a webhook's `events` may name: the built-in events (sent once finished), `user` (every
+/// user-defined event, once finished) and `error` (an event stopped in ERROR, when it stops).
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "cluster_start",
+    "cluster_halt",
+    "node_up",
+    "node_down",
+    "network_up",
+    "network_down",
+    "swap_adapter",
+    "fail_standby",
+    "join_standby",
+    "package_failed",
+    "package_run",
+    "package_halt",
+    "package_move",
+    "package_enable",
+    "package_disable",
+    "package_clear",
+    "config_change",
+    "timer",
+    "user",
+    "error",
+];
+
+impl Webhook {
+    /// The host, port and path of [`Webhook::url`].
+    pub fn target(&self) -> Result<(String, u16, String), String> {
+        parse_http_url(&self.url)
+    }
+}
+
+/// `http://HOST[:PORT][/PATH]` as host, port (80 by default) and path (`/` by default).
+pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(if url.starts_with("https://") {
+            "https is not supported (the daemon's client speaks plain HTTP)".to_owned()
+        } else {
+            "not an http:// URL".to_owned()
+        });
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("an unclosed [ in the host")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("port \"{p}\" is not a port number"))?,
+            None if after.is_empty() => 80,
+            None => return Err(format!("unexpected \"{after}\" after the host")),
+        };
+        (h.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse::<u16>()
+                    .map_err(|_| format!("port \"{p}\" is not a port number"))?,
+            ),
+            None => (authority.to_owned(), 80),
+        }
+    };
+    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
+        return Err(format!("\"{host}\" is not a host"));
+    }
+    if port == 0 {
+        return Err("port 0".to_owned());
+    }
+    if path.contains([' ', '\r', '\n']) {
+        return Err("the path contains spaces or line breaks".to_owned());
+    }
+    Ok((host, port, path.to_owned()))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -402,6 +402,78 @@ fn package_name_of(root: &DeTable<'_>) -> Option<String> {
 // ---------------------------------------------------------------------------
 // The cluster file
 
+/// `[[events.webhook]]`: each checked where it is written.
+fn read_webhooks(sink: &mut Sink<'_>, events: &mut TableReader<'_, '_>) -> Vec<Webhook> {
+    let tables = events.tables(sink, "webhook");
+    if tables.len() > WEBHOOKS_MAX {
+        let span = tables[WEBHOOKS_MAX].2.clone();
+        sink.error(span, "events.webhook", format!("{} webhooks", tables.len()))
+            .expected = Some(format!("at most {WEBHOOKS_MAX}"));
+    }
+    let mut out = Vec::new();
+    for (index, table, span) in tables.into_iter().take(WEBHOOKS_MAX) {
+        let path = format!("events.webhook[{index}]");
+        let mut w = TableReader::new(path.clone(), span, table, WEBHOOK_FIELDS);
+        let url = w.require_string(sink, "url", "an http:// URL");
+        if let Some((url, span)) = &url
+            && let Err(problem) = parse_http_url(url)
+        {
+            let d = sink.error(
+                span.clone(),
+                &format!("{path}.url"),
+                format!("\"{url}\": {problem}"),
+            );
+            d.expected = Some("http://HOST[:PORT]/PATH".to_owned());
+            if url.starts_with("https://") {
+                d.hint = Some("point it at a local relay that forwards over TLS".to_owned());
+            }
+        }
+        let mut kinds = Vec::new();
+        for (kind, span) in w
+            .strings(sink, "events")
+            .map(|(k, _)| k)
+            .unwrap_or_default()
+        {
+            if WEBHOOK_EVENTS.contains(&kind.as_str()) {
+                kinds.push(kind);
+            } else {
+                let d = sink.error(
+                    span,
+                    &format!("{path}.events"),
+                    format!("unknown event kind \"{kind}\""),
+                );
+                d.expected = Some(format!(
+                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR)",
+                    crate::diagnostic::list(WEBHOOK_EVENTS)
+                ));
+                d.hint = did_you_mean(&kind, WEBHOOK_EVENTS.iter().copied());
+            }
+        }
+        let timeout = match w.duration(sink, "timeout") {
+            Some((t, span)) if t.is_zero() || t > WEBHOOK_TIMEOUT_MAX => {
+                sink.error(span, &format!("{path}.timeout"), format!("{t:?}"))
+                    .expected = Some(format!("more than 0 and at most {WEBHOOK_TIMEOUT_MAX:?}"));
+                WEBHOOK_TIMEOUT_DEFAULT
+            }
+            Some((t, _)) => t,
+            None => WEBHOOK_TIMEOUT_DEFAULT,
+        };
+        let retries = w
+            .integer(sink, "retries", 0, i64::from(WEBHOOK_RETRIES_MAX))
+            .map_or(WEBHOOK_RETRIES_DEFAULT, |(r, _)| r as u32);
+        w.finish(sink);
+        if let Some((url, _)) = url {
+            out.push(Webhook {
+                url,
+                events: kinds,
+                timeout,
+                retries,
+            });
+        }
+    }
+    out
+}
+
 const CLUSTER_FILE_FIELDS: &[FieldSpec] = &[
     field("cluster"),
     field("heartbeat"),
@@ -435,6 +507,13 @@ const EVENTS_FIELDS: &[FieldSpec] = &[
     field("rules"),
     field("keep_events_for"),
     field("keep_events_mib"),
+    field("webhook"),
+];
+const WEBHOOK_FIELDS: &[FieldSpec] = &[
+    field("url"),
+    field("events"),
+    field("timeout"),
+    field("retries"),
 ];
 const LIMITS_FIELDS: &[FieldSpec] = &[field("max_event_duration")];
 const NETWORK_FIELDS: &[FieldSpec] = &[
@@ -532,6 +611,7 @@ fn read_cluster(
                         crate::model::KEEP_EVENTS_MIB_MAX as i64,
                     )
                     .map_or(crate::model::DEFAULT_KEEP_EVENTS_MIB, |(n, _)| n as u64),
+                webhooks: read_webhooks(sink, &mut e),
             };
             e.finish(sink);
             out

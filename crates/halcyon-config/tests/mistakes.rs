@@ -64,6 +64,7 @@
 //! - unknown field with no close match
 //! - string where an integer is expected
 //! - duration without a unit
+//! - webhook: https URL, unknown event kind, timeout too long
 //!
 //! *Files:*
 //! - TOML syntax error
@@ -702,6 +703,18 @@ const CASES: &[Case] = &[
         )],
         expect: &[
             "cluster.toml:7:12: heartbeat.interval: 100 has no unit; expected a duration such as \"500ms\", \"2s\" or \"10m\"; hint: write \"100s\" for seconds",
+        ],
+    },
+    Case {
+        name: "webhook: https URL, unknown event kind, timeout too long",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[[events.webhook]]\nurl = \"https://pager.example/halcyon\"\nevents = [\"node_dwn\", \"error\"]\ntimeout = \"1m\"\n",
+        )],
+        expect: &[
+            "cluster.toml:51:7: events.webhook[1].url: \"https://pager.example/halcyon\": https is not supported (the daemon's client speaks plain HTTP); expected http://HOST[:PORT]/PATH; hint: point it at a local relay that forwards over TLS",
+            "cluster.toml:52:11: events.webhook[1].events: unknown event kind \"node_dwn\"; expected one of \"cluster_start\", \"cluster_halt\", \"node_up\", \"node_down\", \"network_up\", \"network_down\", \"swap_adapter\", \"fail_standby\", \"join_standby\", \"package_failed\", \"package_run\", \"package_halt\", \"package_move\", \"package_enable\", \"package_disable\", \"package_clear\", \"config_change\", \"timer\", \"user\", \"error\" (`user`: every user-defined event; `error`: an event stopped in ERROR); hint: did you mean \"node_down\"?",
+            "cluster.toml:53:11: events.webhook[1].timeout: 60s; expected more than 0 and at most 30s",
         ],
     },
     // --- files

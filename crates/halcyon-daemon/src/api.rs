@@ -123,6 +123,7 @@ pub async fn serve(
     // Every request, unknown paths included, needs a token with the role it asks for, or a
     // node's signature (`auth`).
     let app = app
+        .merge(observe_routes())
         .merge(public)
         .fallback(not_found)
         .with_state(Arc::clone(&node))
@@ -144,6 +145,76 @@ pub async fn serve(
         .serve_internal(nodes, internal)
         .await?;
     node.platform.network.serve_api(app, addrs).await
+}
+
+/// What watches the cluster: the event stream (long-lived: outside the public concurrency
+/// limit, bounded by its own subscriber limit), the metrics, the status page and the JSON
+/// Schema of the status and event records.
+fn observe_routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/events/stream", get(events_stream))
+        .route("/metrics", get(metrics))
+        .route("/", get(status_page))
+        .route(
+            "/v1/schema",
+            get(async || ok(halcyon_api::schema::generate())),
+        )
+}
+
+async fn status_page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::page::PAGE.as_str(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/events/stream?since=&package=&node=&after=` (`Last-Event-ID` wins over `after`).
+async fn events_stream(
+    State(node): State<Shared>,
+    Query(query): Query<halcyon_api::EventsQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u64>());
+    match last {
+        Some(Err(_)) => error(
+            StatusCode::BAD_REQUEST,
+            "Last-Event-ID: expected the number of the stream's last record message",
+        ),
+        Some(Ok(id)) => crate::stream::subscribe(&node, &query, Some(id))
+            .map_or_else(failed, IntoResponse::into_response),
+        None => crate::stream::subscribe(&node, &query, None)
+            .map_or_else(failed, IntoResponse::into_response),
+    }
+}
+
+async fn metrics(State(node): State<Shared>) -> Response {
+    if !node.observed() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "metrics are not collected on {} (no observer runs)",
+                node.name
+            ),
+        );
+    }
+    match crate::metrics::render(&node) {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {

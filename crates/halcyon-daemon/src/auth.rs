@@ -612,6 +612,18 @@ pub async fn public<G: Gate>(
     next: Next,
 ) -> Response {
     let auth = gate.auth();
+    // The status page's document is static (HTML, CSS and script, no cluster data): a browser
+    // loads it without a token, and the page sends the token it is given with every request
+    // for data (`#token=` in its address, kept in the tab).
+    if request.method() == Method::GET && request.uri().path() == "/" {
+        let mut request = request;
+        request.extensions_mut().insert(Caller {
+            who: "anonymous (the status page's document)".to_owned(),
+            from: peer.to_string(),
+            via: None,
+        });
+        return next.run(request).await;
+    }
     let request = if request.headers().contains_key(SIGNATURE_HEADER)
         || (!auth.enforced() && request.headers().contains_key(NODE_HEADER))
     {

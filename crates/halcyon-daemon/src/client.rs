@@ -160,6 +160,224 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// One message of a server-sent event stream (`GET /v1/events/stream`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseMessage {
+    /// The `event:` name (`message` when none was given).
+    pub event: String,
+    pub data: String,
+    /// The `id:` field, when the message had one.
+    pub id: Option<String>,
+}
+
+/// A server-sent event stream being read: one connection, its messages in order. Every
+/// wait is bounded: a stream that sends nothing, not even a heartbeat comment, for `idle`
+/// is given up.
+pub struct EventStream {
+    addr: SocketAddr,
+    stream: tokio::net::TcpStream,
+    chunked: bool,
+    /// Bytes received and not yet decoded (chunk framing).
+    raw: Vec<u8>,
+    /// The decoded body not yet split into messages.
+    body: Vec<u8>,
+    idle: Duration,
+    ended: bool,
+}
+
+/// Opens `GET path` as an event stream at `addr`, resuming after `last_event_id`; `idle`
+/// bounds every wait (the connection, the answer's head, each read).
+pub async fn event_stream(
+    addr: SocketAddr,
+    path: &str,
+    last_event_id: Option<u64>,
+    idle: Duration,
+) -> Result<EventStream, String> {
+    let mut stream = timeout(idle, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut raw = Vec::new();
+    let split = loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break split;
+        }
+        if raw.len() > RESPONSE_MAX_BYTES {
+            return Err(format!(
+                "{addr}: an HTTP head larger than {RESPONSE_MAX_BYTES} bytes"
+            ));
+        }
+        let mut buf = [0u8; 8192];
+        let n = timeout(idle, stream.read(&mut buf))
+            .await
+            .map_err(|_| format!("{addr}: no answer within {idle:?}"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        if n == 0 {
+            return Err(format!("{addr}: the connection closed before an answer"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let rest = raw[split + 4..].to_vec();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("{addr}: bad HTTP answer {head:?}"))?;
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    if status != 200 {
+        // An error body: read what is there (bounded) to say why.
+        let mut response = EventStream {
+            addr,
+            stream,
+            chunked,
+            raw: rest,
+            body: Vec::new(),
+            idle,
+            ended: false,
+        };
+        let mut text = Vec::new();
+        if !chunked {
+            let length = header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(RESPONSE_MAX_BYTES);
+            while response.raw.len() < length && response.fill().await.unwrap_or(false) {}
+            text = response.raw;
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
+        return Err(format!("{addr}: HTTP {status}: {message}"));
+    }
+    if !header("content-type").is_some_and(|v| v.starts_with("text/event-stream")) {
+        return Err(format!("{addr}: the answer is not an event stream"));
+    }
+    Ok(EventStream {
+        addr,
+        stream,
+        chunked,
+        raw: rest,
+        body: Vec::new(),
+        idle,
+        ended: false,
+    })
+}
+
+impl EventStream {
+    /// Reads more bytes into `raw`; `false` at the end of the connection.
+    async fn fill(&mut self) -> Result<bool, String> {
+        let addr = self.addr;
+        let mut buf = [0u8; 16384];
+        let n = timeout(self.idle, self.stream.read(&mut buf))
+            .await
+            .map_err(|_| format!("{addr}: nothing received for {:?}", self.idle))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        self.raw.extend_from_slice(&buf[..n]);
+        Ok(n > 0)
+    }
+
+    /// Moves whole chunks (or everything, unchunked) from `raw` to `body`.
+    fn decode(&mut self) -> Result<(), String> {
+        if !self.chunked {
+            self.body.append(&mut self.raw);
+            return Ok(());
+        }
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(());
+            };
+            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("{}: bad chunk size {size_text:?}", self.addr))?;
+            if size == 0 {
+                self.ended = true;
+                self.raw.clear();
+                return Ok(());
+            }
+            let end = line_end + 2 + size;
+            if self.raw.len() < end + 2 {
+                return Ok(());
+            }
+            self.body.extend_from_slice(&self.raw[line_end + 2..end]);
+            self.raw.drain(..end + 2);
+        }
+    }
+
+    /// The next message; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<SseMessage>, String> {
+        loop {
+            self.decode()?;
+            if let Some(message) = take_message(&mut self.body) {
+                if message.event.is_empty() && message.data.is_empty() && message.id.is_none() {
+                    continue; // comments only: a heartbeat
+                }
+                return Ok(Some(message));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            if self.body.len() + self.raw.len() > RESPONSE_MAX_BYTES {
+                return Err(format!(
+                    "{}: a message larger than {RESPONSE_MAX_BYTES} bytes",
+                    self.addr
+                ));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Takes the first complete message (up to a blank line) out of `body`. A block of comments
+/// only comes out as an empty message.
+fn take_message(body: &mut Vec<u8>) -> Option<SseMessage> {
+    let text = String::from_utf8_lossy(body);
+    let normalized_end = text.find("\n\n").map(|i| (i, 2));
+    let (end, skip) = normalized_end?;
+    let block = text[..end].to_owned();
+    body.drain(..end + skip);
+    let mut message = SseMessage::default();
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => message.event = value.to_owned(),
+            "data" => data.push(value),
+            "id" => message.id = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    message.data = data.join("\n");
+    if message.event.is_empty() && (!message.data.is_empty()) {
+        message.event = "message".to_owned();
+    }
+    Some(message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +392,22 @@ mod tests {
         .unwrap();
         assert_eq!(r.body, "abcde");
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn event_stream_messages_are_split_at_blank_lines_and_comments_skipped() {
+        let mut body =
+            b": heartbeat\n\nid: 4\nevent: record\ndata: {\"id\":4}\n\nevent: st".to_vec();
+        assert_eq!(take_message(&mut body), Some(SseMessage::default()));
+        assert_eq!(
+            take_message(&mut body),
+            Some(SseMessage {
+                event: "record".into(),
+                data: "{\"id\":4}".into(),
+                id: Some("4".into()),
+            })
+        );
+        assert_eq!(take_message(&mut body), None);
+        assert_eq!(body, b"event: st");
     }
 }

@@ -45,12 +45,15 @@ pub mod executor;
 pub mod faults;
 pub mod guard;
 pub mod lease;
+pub mod metrics;
 pub mod node;
 pub mod operations;
+pub mod page;
 pub mod peers;
 pub mod platform;
 pub mod raft_tls;
 pub mod reconfigure;
+pub mod stream;
 pub mod views;
 pub mod watchdog;
 pub mod witness;
@@ -72,10 +75,20 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 pub use node::{Node, Settings};
 
 /// Opens a node on `platform` (the host's, or the simulator's), serves its API and starts
-/// its long-running tasks; returns once the API listens.
+/// its long-running tasks; returns once the API listens. No observer runs (what `/metrics`
+/// counts and the event stream sends): another task waking on every view would change the
+/// simulator's histories; [`run`] starts one.
 pub async fn start_on(
     settings: Settings,
     platform: platform::Platform,
+) -> anyhow::Result<std::sync::Arc<Node>> {
+    start(settings, platform, false).await
+}
+
+async fn start(
+    settings: Settings,
+    platform: platform::Platform,
+    observe: bool,
 ) -> anyhow::Result<std::sync::Arc<Node>> {
     let (node, tasks) = Node::open(settings, platform).await?;
     let me = halcyon_consensus::NodeId::from(node.number);
@@ -90,7 +103,13 @@ pub async fn start_on(
         lease,
         coordinator,
         executor,
+        observer,
+        webhooks,
     } = tasks;
+    if observe {
+        tokio::spawn(Arc::clone(&node).observer_loop(observer));
+        tokio::spawn(webhooks.run(node.name.to_string()));
+    }
     tokio::spawn(Arc::clone(&node).lease_loop(lease));
     tokio::spawn(Arc::clone(&node).coordinator_loop(coordinator));
     tokio::spawn(Arc::clone(&node).executor_loop(executor));
@@ -114,7 +133,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// [`run`], calling `started` with the node once its API listens (systemd's readiness
 /// watches it in-process: the API would want a token).
 pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> anyhow::Result<()> {
-    let node = start_on(settings, platform::Platform::host()).await?;
+    let node = start(settings, platform::Platform::host(), true).await?;
     started(Arc::clone(&node));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -297,7 +297,7 @@ fn execution_status(e: &halcyon_state::Execution) -> ExecutionStatus {
 }
 
 /// Whether a record concerns `package` (its event, or one of its actions).
-fn record_has_package(r: &halcyon_state::EventRecord, package: &str) -> bool {
+pub(crate) fn record_has_package(r: &halcyon_state::EventRecord, package: &str) -> bool {
     let of_event = match &r.event {
         Event::PackageFailed { package: p, .. }
         | Event::PackageRun { package: p, .. }
@@ -315,7 +315,7 @@ fn record_has_package(r: &halcyon_state::EventRecord, package: &str) -> bool {
 }
 
 /// Whether a record concerns `node` (its event, its actions, or its commands).
-fn record_has_node(r: &halcyon_state::EventRecord, node: &str) -> bool {
+pub(crate) fn record_has_node(r: &halcyon_state::EventRecord, node: &str) -> bool {
     r.event.node().is_some_and(|n| n.as_str() == node)
         || r.actions.iter().any(|a| a.node.as_str() == node)
         || r.launches

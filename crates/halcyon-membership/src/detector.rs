@@ -256,13 +256,21 @@ pub enum Heard {
 #[derive(Clone, Debug)]
 struct Path {
     detection: Duration,
+    interval: Duration,
     peer_has_standby: bool,
     state: PathState,
     last_heard: Option<Duration>,
     down_at: Option<Duration>,
     seq_last: Option<u64>,
     adapter_down: bool,
+    /// Heartbeats that came more than [`LATE_INTERVALS`] intervals after the previous one.
+    late: u64,
+    /// Intervals that passed without a heartbeat between two that came.
+    missed: u64,
 }
+
+/// A heartbeat this many intervals after the previous one on its path is counted late.
+pub const LATE_INTERVALS: f64 = 1.5;
 
 #[derive(Clone, Debug)]
 struct Peer {
@@ -281,6 +289,12 @@ pub struct PathStatus {
     /// An adapter judgement is standing for this path.
     pub adapter_down: bool,
     pub seq_last: Option<u64>,
+    /// Heartbeats accepted more than [`LATE_INTERVALS`] intervals after the previous one
+    /// on this path, since the detector started.
+    pub late: u64,
+    /// Heartbeat intervals that passed with nothing accepted on this path between two
+    /// heartbeats that were (lost or late heartbeats; a path down is not counted).
+    pub missed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,12 +368,15 @@ impl Detector {
             );
             let path = Path {
                 detection: heartbeat.detection_time(),
+                interval: heartbeat.interval,
                 peer_has_standby: spec.peer_has_standby,
                 state: PathState::Unknown,
                 last_heard: None,
                 down_at: None,
                 seq_last: None,
                 adapter_down: false,
+                late: 0,
+                missed: 0,
             };
             let previous = paths.insert((spec.node, spec.network), path);
             assert!(
@@ -431,6 +448,15 @@ impl Detector {
             return Heard::StaleSequence;
         }
         path.seq_last = Some(seq);
+        if path.state == PathState::Up
+            && let Some(before) = path.last_heard
+        {
+            let intervals = (now - before).as_secs_f64() / path.interval.as_secs_f64();
+            if intervals > LATE_INTERVALS {
+                path.late += 1;
+                path.missed += (intervals.round() as u64).saturating_sub(1);
+            }
+        }
         path.last_heard = Some(now);
         if path.state != PathState::Up {
             path.state = PathState::Up;
@@ -603,6 +629,8 @@ impl Detector {
                     last_heard_age: p.last_heard.map(|t| now - t),
                     adapter_down: p.adapter_down,
                     seq_last: p.seq_last,
+                    late: p.late,
+                    missed: p.missed,
                 })
                 .collect(),
             networks: self

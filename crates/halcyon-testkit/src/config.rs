@@ -308,6 +308,17 @@ pub struct ClusterConfig {
     pub packages: Vec<Package>,
     /// Other files of the directory (a rules file): name and text.
     pub files: Vec<(String, String)>,
+    /// `[[events.webhook]]`.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook (`[[events.webhook]]`); `None`: the daemon's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub events: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
 }
 
 impl ClusterConfig {
@@ -346,6 +357,7 @@ impl ClusterConfig {
             nodes: Vec::new(),
             packages: Vec::new(),
             files: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -446,6 +458,28 @@ impl ClusterConfig {
         file.insert("network".into(), networks.into());
         let nodes: Vec<Value> = self.nodes.iter().map(node_table).collect();
         file.insert("node".into(), nodes.into());
+        if !self.webhooks.is_empty() {
+            let hooks: Vec<Value> = self
+                .webhooks
+                .iter()
+                .map(|w| {
+                    let mut t = Table::new();
+                    t.insert("url".into(), w.url.clone().into());
+                    let events: Vec<Value> = w.events.iter().map(|e| e.clone().into()).collect();
+                    t.insert("events".into(), events.into());
+                    if let Some(timeout) = w.timeout {
+                        t.insert("timeout".into(), duration(timeout));
+                    }
+                    if let Some(retries) = w.retries {
+                        t.insert("retries".into(), i64::from(retries).into());
+                    }
+                    t.into()
+                })
+                .collect();
+            let mut events = Table::new();
+            events.insert("webhook".into(), hooks.into());
+            file.insert("events".into(), events.into());
+        }
         to_text(&file)
     }
 

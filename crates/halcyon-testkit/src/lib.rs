@@ -9,6 +9,7 @@
 //! - [`cluster`]: one loopback cluster of daemon processes, which signals only the processes it
 //!   started (by PID), also when dropped during a panic;
 //! - [`http`]: a small blocking HTTP/1.1 client with one deadline per request.
+//! - [`schema`]: checks a JSON value against the JSON Schema subset `schemars` writes.
 //!
 //! Invariants: every wait is bounded; nothing here signals a process it did not start or that
 //! was not started by one of its daemons (service process groups recorded in a daemon's run
@@ -19,7 +20,8 @@ pub mod config;
 pub mod expect;
 pub mod http;
 pub mod ports;
+pub mod schema;
 
 pub use cluster::{Cluster, Launch, WaitError};
-pub use config::{ClusterConfig, Node, Package, Resource};
+pub use config::{ClusterConfig, Node, Package, Resource, Webhook};
 pub use ports::{PortAllocator, PortBlock, PortError};

@@ -143,7 +143,17 @@ fn a_panicking_test_still_kills_its_cluster() {
     for pid in pids {
         wait_dead(pid);
     }
-    assert!(mentioning(&dir).is_empty());
+    // The other processes were signalled too; on a loaded machine they may take a moment
+    // to be gone (the full suite on two busy cores caught one still there).
+    let started = Instant::now();
+    while !mentioning(&dir).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running after the cluster was dropped: {:?}",
+            mentioning(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -113,6 +113,13 @@ impl RunningDemo {
                 "the demo reported {node}'s pid {pid}"
             );
         }
+        // The status page, on a line of its own, answers.
+        let page = format!("status page: http://127.0.0.1:{}/", demo.port() + 2);
+        assert!(demo.seen.contains(&page), "{page:?} in {:#?}", demo.seen);
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", demo.port() + 2).parse().unwrap();
+        let r = halcyon_testkit::http::request(addr, "GET", "/", None, Duration::from_secs(10))
+            .expect("the status page answers");
+        assert!(r.status == 200 && r.body.contains("EventSource"), "{r:?}");
         demo.pointer = Some(pointer);
         demo
     }

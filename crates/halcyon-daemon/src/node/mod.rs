@@ -34,7 +34,7 @@ use halcyon_resources::{PackageEnv, StopMode};
 use halcyon_state::State;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::client;
@@ -47,9 +47,11 @@ mod coordinator;
 mod executor;
 mod lease_task;
 mod monitor;
+pub(crate) mod observer;
 mod package;
 mod program;
 pub(crate) mod reports;
+pub(crate) mod webhooks;
 mod writer;
 
 pub(crate) use executor::{Inbox, LocalPackage};
@@ -133,6 +135,12 @@ pub struct Node {
     pub guard: Box<dyn LeaseGuard>,
     /// Clocks, network and resources of the machine (or the simulator).
     pub platform: Platform,
+    /// The event stream's ring, which the observer sends on (`stream.rs`).
+    pub(crate) stream: broadcast::Sender<crate::stream::Item>,
+    /// What the observer counted of the event log (for `GET /metrics`).
+    pub(crate) event_counts: watch::Receiver<Arc<observer::EventCounts>>,
+    /// What the webhook task delivered and failed to (for `GET /metrics`).
+    pub(crate) webhook_counts: watch::Receiver<webhooks::WebhookCounts>,
 }
 
 /// A lease granted by this node as leader: to whom, and when on this node's lease clock.
@@ -148,6 +156,8 @@ pub struct Tasks {
     pub(crate) lease: lease_task::LeaseTask,
     pub(crate) coordinator: mpsc::Receiver<Grant>,
     pub(crate) executor: executor::Executor,
+    pub(crate) observer: observer::Observer,
+    pub(crate) webhooks: webhooks::WebhookTask,
 }
 
 /// What `POST /v1/internal/lease` answers.
@@ -284,6 +294,10 @@ impl Node {
         let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
         let (executor, executor_inbox, running) = executor::Executor::new();
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
+        let (stream, _) = broadcast::channel(crate::stream::STREAM_BUFFER);
+        let (counts_sender, event_counts) = watch::channel(Arc::default());
+        let (deliveries, delivery_queue) = mpsc::channel(webhooks::QUEUE_MAX);
+        let (webhook_counts_sender, webhook_counts) = watch::channel(Default::default());
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -316,11 +330,23 @@ impl Node {
             gates_dir,
             guard,
             platform,
+            stream: stream.clone(),
+            event_counts,
+            webhook_counts,
         });
         let tasks = Tasks {
             lease: lease_task,
             coordinator,
             executor,
+            observer: observer::Observer {
+                stream,
+                counts: counts_sender,
+                webhooks: deliveries,
+            },
+            webhooks: webhooks::WebhookTask {
+                queue: delivery_queue,
+                counts: webhook_counts_sender,
+            },
         };
         Ok((node, tasks))
     }
@@ -395,6 +421,12 @@ impl Node {
             limit,
         )
         .await
+    }
+
+    /// Whether the observer runs (it counts events for `/metrics` and feeds the event
+    /// stream): in the daemon, not in the simulator.
+    pub(crate) fn observed(&self) -> bool {
+        self.event_counts.has_changed().is_ok()
     }
 
     /// The replicated state as this node last applied it.

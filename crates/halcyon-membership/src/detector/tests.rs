@@ -136,6 +136,30 @@ fn late_but_within_sensitivity_heartbeats_keep_the_path_up() {
 }
 
 #[test]
+fn late_heartbeats_and_the_intervals_missed_between_them_are_counted_per_path() {
+    let mut d = detector(&[(2, LAN, false), (2, BACKUP_LAN, false)]);
+    // On time (100 ms apart, or 140: within 1.5 intervals): nothing counted.
+    beat(&mut d, 2, &[LAN, BACKUP_LAN], 0, 500, 100);
+    beat(&mut d, 2, &[LAN], 640, 640, 100);
+    // 160 ms after the previous one (about two intervals): late, the one between missed;
+    // then 300 ms: late, 2 missed.
+    beat(&mut d, 2, &[LAN], 800, 800, 100);
+    beat(&mut d, 2, &[LAN], 1100, 1100, 100);
+    fn counts(d: &Detector, network: u32, now: u64) -> (u64, u64) {
+        let s = d.snapshot(ms(now));
+        let p = s.paths.iter().find(|p| p.network == network).unwrap();
+        (p.late, p.missed)
+    }
+    assert_eq!(counts(&d, LAN, 1100), (2, 3));
+    assert_eq!(counts(&d, BACKUP_LAN, 1100), (0, 0));
+    // A path that went down and comes back: the silence is not counted as late heartbeats.
+    d.tick(ms(2000));
+    assert_eq!(d.path_state(2, BACKUP_LAN), Some(PathState::Down));
+    beat(&mut d, 2, &[BACKUP_LAN], 2100, 2100, 100);
+    assert_eq!(counts(&d, BACKUP_LAN, 2100), (0, 0));
+}
+
+#[test]
 fn a_path_never_heard_is_down_after_the_first_detection_time() {
     let mut d = detector(&[(2, LAN, false)]);
     assert_eq!(d.tick(ms(399)), vec![]);

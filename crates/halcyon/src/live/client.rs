@@ -37,7 +37,7 @@ pub fn pretty(value: &impl Serialize) -> String {
 }
 
 /// The API addresses to try for a target.
-fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
+pub fn candidates(target: &Target) -> Result<Vec<SocketAddr>, Failure> {
     if let Some(a) = target.api {
         return Ok(vec![a]);
     }

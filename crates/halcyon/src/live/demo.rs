@@ -876,8 +876,18 @@ fn announce(demo: &Demo, node: Option<&str>) {
         .iter()
         .map(|(n, c)| format!("{n}={}", c.as_ref().map_or(0, Child::id)))
         .collect();
+    let api = demo.port + API_OFFSET;
+    // The page asks for data with the token after `#` (the browser keeps it; it is not sent
+    // as part of the address). The demo's own admin token: the demo is this user's.
+    let token = halcyon_pki::read_admin_token(&demo.directory.join("config").join("pki"))
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |t| format!("#token={t}"));
     say!(
-        "\nWhat to try (in another terminal):\n\
+        "\nstatus page: http://127.0.0.1:{api}/{token}\n\
+         (live, served by every node: also http://127.0.0.2:{api}/ and http://127.0.0.3:{api}/ \
+         with the same #token=...; Prometheus metrics at /metrics with the token as a bearer token)\n\
+         \nWhat to try (in another terminal):\n\
          \x20 halcyon status                       # finds this demo cluster\n\
          \x20 {curl}\n\
          \x20 halcyon package move hello -n node2  # move it\n\

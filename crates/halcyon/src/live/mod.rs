@@ -381,46 +381,117 @@ fn url_escape(value: &str) -> String {
         .collect()
 }
 
-/// How often `halcyon events --follow` asks again.
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How long `halcyon events --follow` waits for a message or a heartbeat comment (the
+/// daemon sends one every 5 s) before it takes the connection for dead.
+const FOLLOW_IDLE: Duration = Duration::from_secs(12);
+/// Pause before `halcyon events --follow` connects again after losing its stream.
+const FOLLOW_RECONNECT: Duration = Duration::from_millis(500);
 
 /// `halcyon events`: prints the finished events (and, without `--follow`, the one running),
-/// then with `--follow` each event as it finishes.
+/// then with `--follow` each event as it finishes, from the event stream.
 async fn show_events(
     target: &Target,
     query: Vec<String>,
     follow: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut after: Option<u64> = None;
+    if follow {
+        return follow_events(target, query, json).await;
+    }
+    let path = if query.is_empty() {
+        "/v1/events".to_owned()
+    } else {
+        format!("/v1/events?{}", query.join("&"))
+    };
+    let answer: halcyon_api::EventsResponse = get(target, &path).await?;
+    for record in &answer.events {
+        print_record(record, json);
+    }
+    Ok(())
+}
+
+fn print_record(record: &halcyon_api::EventRecord, json: bool) {
+    if json {
+        println!("{}", client::compact(record));
+    } else {
+        print!("{}", render::event(record));
+    }
+}
+
+/// `halcyon events --follow`: reads `GET /v1/events/stream` and prints each record once it
+/// is finished; when the stream ends (its node died, the client was too slow), connects again
+/// to the target's nodes in turn with `Last-Event-ID`, so no event is missed or printed twice.
+async fn follow_events(target: &Target, query: Vec<String>, json: bool) -> Result<(), Failure> {
+    let path = if query.is_empty() {
+        "/v1/events/stream".to_owned()
+    } else {
+        format!("/v1/events/stream?{}", query.join("&"))
+    };
+    let mut printed: Option<u64> = None;
+    let mut said = false;
     loop {
-        let mut q = query.clone();
-        if let Some(a) = after {
-            q.push(format!("after={a}"));
+        let mut errors = Vec::new();
+        for addr in client::candidates(target)? {
+            let mut stream =
+                match halcyon_daemon::client::event_stream(addr, &path, printed, FOLLOW_IDLE).await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // A refusal of the request itself (unknown package, bad filter) is final.
+                        if e.contains("HTTP 400") || e.contains("HTTP 404") {
+                            return Err(Failure::Invalid(format!("error: {e}")));
+                        }
+                        errors.push(e);
+                        continue;
+                    }
+                };
+            said = false;
+            let why = loop {
+                let message = match stream.next().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break format!("{addr}: the stream ended"),
+                    Err(e) => break e,
+                };
+                match message.event.as_str() {
+                    halcyon_api::STREAM_RECORD => {
+                        let record: halcyon_api::EventRecord = serde_json::from_str(&message.data)
+                            .map_err(|e| {
+                                Failure::Failed(format!(
+                                    "error: unexpected record from the API: {e}"
+                                ))
+                            })?;
+                        let finished = record.outcome != halcyon_state::Outcome::Running;
+                        if finished && printed.is_none_or(|p| record.id > p) {
+                            print_record(&record, json);
+                            printed = Some(record.id);
+                        }
+                    }
+                    halcyon_api::STREAM_STATUS => {
+                        let version = serde_json::from_str::<serde_json::Value>(&message.data)
+                            .ok()
+                            .and_then(|v| v.get("schema_version")?.as_u64());
+                        if version != Some(u64::from(halcyon_api::SCHEMA_VERSION)) {
+                            return Err(Failure::Failed(format!(
+                                "error: the API answered schema version {}; this halcyon reads version {}",
+                                version.map_or("(none)".to_owned(), |v| v.to_string()),
+                                halcyon_api::SCHEMA_VERSION
+                            )));
+                        }
+                    }
+                    halcyon_api::STREAM_LOST | halcyon_api::STREAM_DROPPED => {
+                        let notice: Option<halcyon_api::StreamNotice> =
+                            serde_json::from_str(&message.data).ok();
+                        eprintln!("{}", notice.map_or(message.data.clone(), |n| n.message));
+                    }
+                    _ => {}
+                }
+            };
+            eprintln!("{why}; connecting again");
         }
-        let path = if q.is_empty() {
-            "/v1/events".to_owned()
-        } else {
-            format!("/v1/events?{}", q.join("&"))
-        };
-        let answer: halcyon_api::EventsResponse = get(target, &path).await?;
-        for record in &answer.events {
-            let running = record.outcome == halcyon_state::Outcome::Running;
-            if running && follow {
-                break; // printed once it finishes
-            }
-            if json {
-                println!("{}", client::compact(record));
-            } else {
-                print!("{}", render::event(record));
-            }
-            if !running {
-                after = Some(record.id);
-            }
+        if !errors.is_empty() && !said {
+            eprintln!("no node answered: {}; trying again", errors.join("; "));
+            said = true;
         }
-        if !follow {
-            return Ok(());
-        }
-        tokio::time::sleep(FOLLOW_EVERY).await;
+        tokio::time::sleep(FOLLOW_RECONNECT).await;
     }
 }

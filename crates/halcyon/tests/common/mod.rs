@@ -92,6 +92,11 @@ impl Spec {
             .push(Box::new(|dir, config| config.packages.push(package(dir))));
     }
 
+    /// Changes the cluster's configuration (cluster-wide settings such as webhooks).
+    pub fn edits_cluster(&mut self, edit: impl FnOnce(&mut ClusterConfig) + 'static) {
+        self.edits.push(Box::new(|_, config| edit(config)));
+    }
+
     /// The rules file `rules.toml`, written once the test directory is known.
     pub fn rules(&mut self, rules: impl FnOnce(&Path) -> String + 'static) {
         self.edits.push(Box::new(|dir, config| {
@@ -416,4 +421,54 @@ pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// A webhook receiver on loopback (an OS-chosen port): answers every `POST` with 200 and hands
+/// over its JSON body. Its thread ends with the test process.
+pub fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<Value>) {
+    use std::io::{Read, Write};
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let (bodies_tx, bodies) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for stream in receiver.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            let body = loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break Some(body[..length].to_owned());
+                    }
+                }
+            };
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Some(body) = body
+                && bodies_tx
+                    .send(serde_json::from_str(&body).unwrap())
+                    .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (addr, bodies)
 }
