@@ -185,11 +185,12 @@ pub struct EventStream {
     ended: bool,
 }
 
-/// Opens `GET path` as an event stream at `addr`, resuming after `last_event_id`; `idle`
-/// bounds every wait (the connection, the answer's head, each read).
+/// Opens `GET path` as an event stream at `addr` with the API `token`, resuming after
+/// `last_event_id`; `idle` bounds every wait (the connection, the answer's head, each read).
 pub async fn event_stream(
     addr: SocketAddr,
     path: &str,
+    token: Option<&str>,
     last_event_id: Option<u64>,
     idle: Duration,
 ) -> Result<EventStream, String> {
@@ -198,8 +199,11 @@ pub async fn event_stream(
         .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
         .map_err(|e| format!("{addr}: {e}"))?;
     let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
-    let head =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n");
+    let authorization =
+        token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{authorization}{resume}\r\n"
+    );
     stream
         .write_all(head.as_bytes())
         .await

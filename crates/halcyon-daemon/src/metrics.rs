@@ -169,7 +169,28 @@ pub fn render(node: &Node) -> Result<String, String> {
     let membership = node.membership();
     let me = node.name.as_str();
 
-    // Nodes and paths.
+    nodes_and_paths(&mut scrape, node, &config, &status, &membership);
+    quorum_and_raft(&mut scrape, node, &status, me);
+    packages(&mut scrape, &state, &config, &status);
+    events(&mut scrape, node);
+    webhooks(&mut scrape, node);
+    process(&mut scrape);
+    let mut registry = Registry::with_prefix("halcyon");
+    registry.register_collector(Box::new(scrape));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|e| format!("encoding the metrics: {e}"))?;
+    Ok(text)
+}
+
+/// Metrics of nodes and paths.
+fn nodes_and_paths(
+    scrape: &mut Scrape,
+    node: &Node,
+    config: &halcyon_config::Config,
+    status: &halcyon_api::StatusResponse,
+    membership: &halcyon_membership::Status,
+) {
     let reach = node.reachability();
     scrape.gauge(
         "node_member",
@@ -242,6 +263,16 @@ pub fn render(node: &Node) -> Result<String, String> {
         "heartbeat intervals that passed with nothing accepted on the path between two heartbeats that were (lost heartbeats)",
         paths.iter().map(|p| (path_labels(p), p.missed)).collect(),
     );
+    heartbeats_and_refusals(scrape, membership, status);
+}
+
+/// Heartbeat counters, and what authentication refused (heartbeats, API requests, node
+/// requests, Raft connections) and other clusters' Raft requests.
+fn heartbeats_and_refusals(
+    scrape: &mut Scrape,
+    membership: &halcyon_membership::Status,
+    status: &halcyon_api::StatusResponse,
+) {
     let c = membership.counters;
     scrape.counter(
         "heartbeats_sent",
@@ -284,8 +315,31 @@ pub fn render(node: &Node) -> Result<String, String> {
         "Raft requests of another cluster id this node dropped",
         vec![(Vec::new(), status.quorum.foreign_requests)],
     );
+    let api = &status.api_auth;
+    scrape.gauge(
+        "api_authenticated",
+        "1 when this node's API needs tokens and node signatures (0: started --insecure)",
+        vec![(Vec::new(), flag(api.enforced))],
+    );
+    scrape.counter(
+        "requests_refused",
+        "requests and connections refused by authentication since the daemon started, by reason",
+        vec![
+            (labels([("reason", "no_token")]), api.unauthenticated),
+            (labels([("reason", "role")]), api.forbidden),
+            (labels([("reason", "node_signature")]), api.nodes),
+            (labels([("reason", "raft_tls")]), api.raft_refused),
+        ],
+    );
+}
 
-    // Quorum, coordinator, lease, Raft.
+/// Metrics of quorum, coordinator, lease, Raft.
+fn quorum_and_raft(
+    scrape: &mut Scrape,
+    node: &Node,
+    status: &halcyon_api::StatusResponse,
+    me: &str,
+) {
     scrape.gauge(
         "quorum",
         "1 when this node is in a partition with a quorum (it knows a leader a quorum follows)",
@@ -337,8 +391,15 @@ pub fn render(node: &Node) -> Result<String, String> {
             raft.last_applied.map_or(0, |l| l.index) as f64,
         )],
     );
+}
 
-    // Packages.
+/// Metrics of packages.
+fn packages(
+    scrape: &mut Scrape,
+    state: &halcyon_state::State,
+    config: &halcyon_config::Config,
+    status: &halcyon_api::StatusResponse,
+) {
     let mut state_samples = Vec::new();
     let mut status_samples = Vec::new();
     let mut failed_samples = Vec::new();
@@ -417,8 +478,10 @@ pub fn render(node: &Node) -> Result<String, String> {
             },
         )],
     );
+}
 
-    // Events, from the observer's counts.
+/// Metrics of events, from the observer's counts.
+fn events(scrape: &mut Scrape, node: &Node) {
     let counts = node.event_counts.borrow().clone();
     scrape.counter(
         "events",
@@ -457,8 +520,11 @@ pub fn render(node: &Node) -> Result<String, String> {
         MetricType::Histogram,
         vec![(Vec::new(), Value::Histogram(counts.failovers.clone()))],
     );
+}
 
-    // Webhooks.
+/// Metrics of webhooks.
+fn webhooks(scrape: &mut Scrape, node: &Node) {
+    let counts = node.event_counts.borrow().clone();
     let mut deliveries = Vec::new();
     let webhooks = node.webhook_counts.borrow().clone();
     let mut urls: std::collections::BTreeSet<&String> = webhooks.by_url.keys().collect();
@@ -479,8 +545,10 @@ pub fn render(node: &Node) -> Result<String, String> {
         "webhook deliveries by URL and result: delivered, failed (every attempt), dropped (queue full)",
         deliveries,
     );
+}
 
-    // The process.
+/// Metrics of the process.
+fn process(scrape: &mut Scrape) {
     let (rss, cpu) = process_figures();
     if let Some(rss) = rss {
         scrape.add(
@@ -500,12 +568,6 @@ pub fn render(node: &Node) -> Result<String, String> {
             vec![(Vec::new(), Value::CounterSeconds(cpu))],
         );
     }
-    let mut registry = Registry::with_prefix("halcyon");
-    registry.register_collector(Box::new(scrape));
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry)
-        .map_err(|e| format!("encoding the metrics: {e}"))?;
-    Ok(text)
 }
 
 #[cfg(test)]

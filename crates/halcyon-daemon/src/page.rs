@@ -25,7 +25,7 @@ mod tests {
     #[test]
     fn the_page_inlines_its_style_and_script_and_loads_nothing_else() {
         assert!(!PAGE.contains("/*STYLE*/") && !PAGE.contains("/*SCRIPT*/"));
-        assert!(PAGE.contains("new EventSource('v1/events/stream')"));
+        assert!(PAGE.contains("api('v1/events/stream'") && PAGE.contains("Last-Event-ID"));
         for external in ["http://", "https://", "src=", "<link"] {
             assert!(!PAGE.contains(external), "the page refers to {external}");
         }

@@ -121,6 +121,10 @@ fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
     let mut first = Command::new(BIN)
         .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
         .arg(c.api(1).to_string())
+        .env(
+            "HALCYON_TOKEN",
+            c.admin_token().expect("the test cluster has credentials"),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -324,6 +328,10 @@ fn a_coordinator_killed_during_an_apply_leaves_it_applied_once_and_no_lock() {
     let mut apply = Command::new(BIN)
         .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
         .arg(c.api(survivor).to_string())
+        .env(
+            "HALCYON_TOKEN",
+            c.admin_token().expect("the test cluster has credentials"),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

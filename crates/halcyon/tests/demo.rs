@@ -115,11 +115,20 @@ impl RunningDemo {
         }
         // The status page, on a line of its own, answers.
         let page = format!("status page: http://127.0.0.1:{}/", demo.port() + 2);
-        assert!(demo.seen.contains(&page), "{page:?} in {:#?}", demo.seen);
+        assert!(
+            demo.seen
+                .iter()
+                .any(|l| l.starts_with(&format!("{page}#token=hct_"))),
+            "{page:?} with its token in {:#?}",
+            demo.seen
+        );
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", demo.port() + 2).parse().unwrap();
         let r = halcyon_testkit::http::request(addr, "GET", "/", None, Duration::from_secs(10))
             .expect("the status page answers");
-        assert!(r.status == 200 && r.body.contains("EventSource"), "{r:?}");
+        assert!(
+            r.status == 200 && r.body.contains("v1/events/stream"),
+            "{r:?}"
+        );
         demo.pointer = Some(pointer);
         demo
     }

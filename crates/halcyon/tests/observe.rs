@@ -31,16 +31,24 @@ const IDLE: Duration = Duration::from_secs(15);
 
 /// Reads the event stream at `addr` (resuming after `last`) on a thread of its own; its
 /// messages come on the channel until the stream ends or the receiver is dropped.
-fn follow(addr: SocketAddr, path: &str, last: Option<u64>) -> mpsc::Receiver<SseMessage> {
+fn follow(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    last: Option<u64>,
+) -> mpsc::Receiver<SseMessage> {
     let (tx, rx) = mpsc::channel();
     let path = path.to_owned();
+    let token = token.map(str::to_owned);
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let mut stream = event_stream(addr, &path, last, IDLE).await.unwrap();
+            let mut stream = event_stream(addr, &path, token.as_deref(), last, IDLE)
+                .await
+                .unwrap();
             while let Ok(Some(message)) = stream.next().await {
                 if tx.send(message).is_err() {
                     return;
@@ -114,7 +122,7 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     let mut c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(3, FORM_TIMEOUT);
-    let rx = follow(c.api(3), "/v1/events/stream", None);
+    let rx = follow(c.api(3), "/v1/events/stream", c.admin_token(), None);
     // It opens with the status, then every record the node keeps, each with the mark.
     let first = next(&rx, Duration::from_secs(5));
     assert_eq!(first.event, "status", "{first:?}");
@@ -170,7 +178,12 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     drop(rx);
 
     // Resume: after a mark, only the records after it come again.
-    let rx = follow(c.api(3), "/v1/events/stream", Some(down_id - 1));
+    let rx = follow(
+        c.api(3),
+        "/v1/events/stream",
+        c.admin_token(),
+        Some(down_id - 1),
+    );
     let (last, before) = until(
         &rx,
         Duration::from_secs(5),
@@ -186,7 +199,7 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     );
     drop(rx);
     // A client that has everything gets no record, and the mark in a comment message.
-    let rx = follow(c.api(3), "/v1/events/stream", Some(mark));
+    let rx = follow(c.api(3), "/v1/events/stream", c.admin_token(), Some(mark));
     assert_eq!(next(&rx, Duration::from_secs(5)).event, "status");
     assert!(
         !matches!(rx.recv_timeout(Duration::from_millis(500)), Ok(m) if m.event == "record"),
@@ -203,7 +216,8 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     raw.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     write!(
         raw,
-        "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {mark}\r\n\r\n"
+        "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nLast-Event-ID: {mark}\r\n\r\n",
+        c.admin_token().expect("the test cluster has credentials")
     )
     .unwrap();
     let started = Instant::now();
@@ -223,8 +237,15 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
 
 /// `GET /metrics` of node `i`: every sample as `name{labels}` -> value.
 fn scrape(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, f64> {
-    let r =
-        halcyon_testkit::http::request(c.api(i), "GET", "/metrics", None, REQUEST_TIMEOUT).unwrap();
+    let r = halcyon_testkit::http::request_as(
+        c.api(i),
+        "GET",
+        "/metrics",
+        c.admin_token(),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
     r.body
@@ -257,7 +278,7 @@ fn metrics_follow_a_failover() {
         ("halcyon_package_running{package=\"web\",node=\"n2\"}", 0.0),
         ("halcyon_package_status{package=\"web\",status=\"up\"}", 1.0),
         ("halcyon_failover_duration_seconds_count", 0.0),
-        ("halcyon_heartbeat_authenticated", 0.0),
+        ("halcyon_heartbeat_authenticated", 1.0),
     ] {
         assert_eq!(sample(&before, key), value, "{key}");
     }
@@ -333,8 +354,15 @@ fn metrics_follow_a_failover() {
 fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
     let c = Cluster::start_with(Spec::new());
     c.wait_all_members(1, FORM_TIMEOUT);
-    let r =
-        halcyon_testkit::http::request(c.api(1), "GET", "/metrics", None, REQUEST_TIMEOUT).unwrap();
+    let r = halcyon_testkit::http::request_as(
+        c.api(1),
+        "GET",
+        "/metrics",
+        c.admin_token(),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
     let families: std::collections::BTreeSet<&str> = r
         .body
         .lines()

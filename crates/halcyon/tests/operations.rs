@@ -175,7 +175,7 @@ fn a_node_whose_files_differ_from_the_running_configuration_says_so() {
     assert_eq!(v["config_drift"][0], "package web differs", "{v:#}");
     let text = status_text(&c, 2);
     assert!(
-        text.contains("configuration files on n2 differ from the running configuration"),
+        text.contains("configuration files on n2 differ from the running generation 1"),
         "{text}"
     );
     assert!(c.log_tail("n2", 200).contains("package web differs"));

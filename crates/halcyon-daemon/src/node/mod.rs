@@ -261,23 +261,7 @@ impl Node {
             .guards
             .start((lease_duration / 2).max(Duration::from_millis(100)))
             .context("starting the lease guard (`halcyon guard`)")?;
-        let credentials = credentials(
-            &settings.config_paths,
-            settings.pki_dir.as_deref(),
-            settings.insecure,
-            &settings.node,
-            &config,
-        )?;
-        let auth = match &credentials {
-            Some(c) => crate::auth::Auth::from_credentials(c)
-                .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
-            None => crate::auth::Auth::insecure(),
-        };
-        let raft_tls = credentials
-            .as_ref()
-            .map(|c| crate::raft_tls::RaftTls::new(c, raft_member_names(&config)).map(Arc::new))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
+        let (credentials, auth, raft_tls) = security(&settings, &config)?;
         let (view, consensus) =
             open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
         let heartbeat_faults = HeartbeatFaults::default();
@@ -294,10 +278,7 @@ impl Node {
         let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
         let (executor, executor_inbox, running) = executor::Executor::new();
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
-        let (stream, _) = broadcast::channel(crate::stream::STREAM_BUFFER);
-        let (counts_sender, event_counts) = watch::channel(Arc::default());
-        let (deliveries, delivery_queue) = mpsc::channel(webhooks::QUEUE_MAX);
-        let (webhook_counts_sender, webhook_counts) = watch::channel(Default::default());
+        let (stream, event_counts, webhook_counts, observer, webhooks) = observing();
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -330,7 +311,7 @@ impl Node {
             gates_dir,
             guard,
             platform,
-            stream: stream.clone(),
+            stream,
             event_counts,
             webhook_counts,
         });
@@ -338,15 +319,8 @@ impl Node {
             lease: lease_task,
             coordinator,
             executor,
-            observer: observer::Observer {
-                stream,
-                counts: counts_sender,
-                webhooks: deliveries,
-            },
-            webhooks: webhooks::WebhookTask {
-                queue: delivery_queue,
-                counts: webhook_counts_sender,
-            },
+            observer,
+            webhooks,
         };
         Ok((node, tasks))
     }
@@ -616,6 +590,63 @@ impl Node {
 /// node without credentials, unless it is started `--insecure` (then `None`: heartbeats, the
 /// API and node requests go unauthenticated, which is logged), and a node with credentials
 /// started `--insecure`.
+/// The node's credentials (none when it runs `--insecure`), what the API checks with them,
+/// and Raft's TLS.
+#[allow(clippy::type_complexity)]
+fn security(
+    settings: &Settings,
+    config: &Config,
+) -> anyhow::Result<(
+    Option<halcyon_pki::Credentials>,
+    crate::auth::Auth,
+    Option<Arc<crate::raft_tls::RaftTls>>,
+)> {
+    let credentials = credentials(
+        &settings.config_paths,
+        settings.pki_dir.as_deref(),
+        settings.insecure,
+        &settings.node,
+        config,
+    )?;
+    let auth = match &credentials {
+        Some(c) => crate::auth::Auth::from_credentials(c)
+            .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
+        None => crate::auth::Auth::insecure(),
+    };
+    let raft_tls = credentials
+        .as_ref()
+        .map(|c| crate::raft_tls::RaftTls::new(c, raft_member_names(config)).map(Arc::new))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
+    Ok((credentials, auth, raft_tls))
+}
+
+/// The channels of what is watched: the event stream, the event and webhook counts, and the
+/// observer and webhook tasks that feed them.
+#[allow(clippy::type_complexity)]
+fn observing() -> (
+    broadcast::Sender<crate::stream::Item>,
+    watch::Receiver<Arc<observer::EventCounts>>,
+    watch::Receiver<webhooks::WebhookCounts>,
+    observer::Observer,
+    webhooks::WebhookTask,
+) {
+    let (stream, _) = broadcast::channel(crate::stream::STREAM_BUFFER);
+    let (counts, event_counts) = watch::channel(Arc::default());
+    let (deliveries, queue) = mpsc::channel(webhooks::QUEUE_MAX);
+    let (webhook_counts_sender, webhook_counts) = watch::channel(Default::default());
+    let observer = observer::Observer {
+        stream: stream.clone(),
+        counts,
+        webhooks: deliveries,
+    };
+    let task = webhooks::WebhookTask {
+        queue,
+        counts: webhook_counts_sender,
+    };
+    (stream, event_counts, webhook_counts, observer, task)
+}
+
 pub(crate) fn credentials(
     config_paths: &[PathBuf],
     pki_dir: Option<&Path>,

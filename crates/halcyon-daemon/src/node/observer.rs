@@ -160,10 +160,12 @@ fn changed<'a>(previous: &State, current: &'a State) -> Vec<&'a EventRecord> {
 }
 
 /// The status that matters for the stream: the lease's remaining time changes with every
-/// renewal and is left out of the comparison.
+/// renewal and the count of accepted heartbeats with every heartbeat; both are left out of
+/// the comparison (refusals are not: they are news).
 fn comparable(status: &halcyon_api::StatusResponse) -> halcyon_api::StatusResponse {
     let mut s = status.clone();
     s.lease.remaining_ms = 0;
+    s.heartbeat_auth.accepted = 0;
     s
 }
 

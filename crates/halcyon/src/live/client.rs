@@ -73,6 +73,11 @@ struct FoundToken {
 /// finds the node's own; without `--config`, the running demo's, then `/etc/halcyon/pki`)
 /// when this user may read it. A `--token-file` that cannot be read is
 /// invalid input.
+/// The API token the CLI sends for `target`, if it found one.
+pub fn token(target: &Target) -> Result<Option<String>, Failure> {
+    find_token(target).map(|found| found.token)
+}
+
 fn find_token(target: &Target) -> Result<FoundToken, Failure> {
     if let Some(file) = &target.token_file {
         let text = std::fs::read_to_string(file).map_err(|e| {

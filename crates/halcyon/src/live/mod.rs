@@ -429,22 +429,29 @@ async fn follow_events(target: &Target, query: Vec<String>, json: bool) -> Resul
     };
     let mut printed: Option<u64> = None;
     let mut said = false;
+    let token = client::token(target)?;
     loop {
         let mut errors = Vec::new();
         for addr in client::candidates(target)? {
-            let mut stream =
-                match halcyon_daemon::client::event_stream(addr, &path, printed, FOLLOW_IDLE).await
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // A refusal of the request itself (unknown package, bad filter) is final.
-                        if e.contains("HTTP 400") || e.contains("HTTP 404") {
-                            return Err(Failure::Invalid(format!("error: {e}")));
-                        }
-                        errors.push(e);
-                        continue;
+            let mut stream = match halcyon_daemon::client::event_stream(
+                addr,
+                &path,
+                token.as_deref(),
+                printed,
+                FOLLOW_IDLE,
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    // A refusal of the request itself (unknown package, bad filter) is final.
+                    if e.contains("HTTP 400") || e.contains("HTTP 404") {
+                        return Err(Failure::Invalid(format!("error: {e}")));
                     }
-                };
+                    errors.push(e);
+                    continue;
+                }
+            };
             said = false;
             let why = loop {
                 let message = match stream.next().await {
