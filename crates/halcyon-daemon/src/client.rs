@@ -185,29 +185,13 @@ pub struct EventStream {
     ended: bool,
 }
 
-/// Opens `GET path` as an event stream at `addr` with the API `token`, resuming after
-/// `last_event_id`; `idle` bounds every wait (the connection, the answer's head, each read).
-pub async fn event_stream(
+/// Reads an answer's status line and headers (`idle` bounding each read): the status, the
+/// head as text and the bytes read after it.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
     addr: SocketAddr,
-    path: &str,
-    token: Option<&str>,
-    last_event_id: Option<u64>,
     idle: Duration,
-) -> Result<EventStream, String> {
-    let mut stream = timeout(idle, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
-    let authorization =
-        token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{authorization}{resume}\r\n"
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+) -> Result<(u16, String, Vec<u8>), String> {
     let mut raw = Vec::new();
     let split = loop {
         if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -236,6 +220,33 @@ pub async fn event_stream(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| format!("{addr}: bad HTTP answer {head:?}"))?;
+    Ok((status, head, rest))
+}
+
+/// Opens `GET path` as an event stream at `addr` with the API `token`, resuming after
+/// `last_event_id`; `idle` bounds every wait (the connection, the answer's head, each read).
+pub async fn event_stream(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    last_event_id: Option<u64>,
+    idle: Duration,
+) -> Result<EventStream, String> {
+    let mut stream = timeout(idle, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
+    let authorization =
+        token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{authorization}{resume}\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let (status, head, rest) = read_head(&mut stream, addr, idle).await?;
     let header = |name: &str| {
         head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;

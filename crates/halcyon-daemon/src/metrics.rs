@@ -214,6 +214,16 @@ fn nodes_and_paths(
             })
             .collect(),
     );
+    paths(scrape, config, membership);
+    heartbeats_and_refusals(scrape, membership, status);
+}
+
+/// The failure detector's heartbeat paths, per node and network.
+fn paths(
+    scrape: &mut Scrape,
+    config: &halcyon_config::Config,
+    membership: &halcyon_membership::Status,
+) {
     let network_name = |number: u32| {
         config
             .cluster
@@ -263,7 +273,6 @@ fn nodes_and_paths(
         "heartbeat intervals that passed with nothing accepted on the path between two heartbeats that were (lost heartbeats)",
         paths.iter().map(|p| (path_labels(p), p.missed)).collect(),
     );
-    heartbeats_and_refusals(scrape, membership, status);
 }
 
 /// Heartbeat counters, and what authentication refused (heartbeats, API requests, node
@@ -423,18 +432,7 @@ fn packages(
             ));
         }
         switching_samples.push((labels([("package", p.name.as_str())]), flag(p.switching)));
-        for (node, services) in p.restarts.iter().flatten() {
-            for (service, counter) in services {
-                restart_samples.push((
-                    labels([
-                        ("package", p.name.as_str()),
-                        ("node", node.as_str()),
-                        ("service", service.as_str()),
-                    ]),
-                    f64::from(counter.count),
-                ));
-            }
-        }
+        restart_samples.extend(restarts(p));
     }
     scrape.gauge(
         "package_running",
@@ -461,6 +459,11 @@ fn packages(
         "restarts the service used on the node (counted again from 0 when its package halts)",
         restart_samples,
     );
+    queue(scrape, state, status);
+}
+
+/// The event queue: pending events and the event processed.
+fn queue(scrape: &mut Scrape, state: &halcyon_state::State, status: &halcyon_api::StatusResponse) {
     scrape.gauge(
         "events_pending",
         "events queued and not yet started",
@@ -478,6 +481,24 @@ fn packages(
             },
         )],
     );
+}
+
+/// A package's restart counters, per node and service.
+fn restarts(p: &halcyon_api::PackageStatus) -> Vec<(Labels, f64)> {
+    let mut samples = Vec::new();
+    for (node, services) in p.restarts.iter().flatten() {
+        for (service, counter) in services {
+            samples.push((
+                labels([
+                    ("package", p.name.as_str()),
+                    ("node", node.as_str()),
+                    ("service", service.as_str()),
+                ]),
+                f64::from(counter.count),
+            ));
+        }
+    }
+    samples
 }
 
 /// Metrics of events, from the observer's counts.

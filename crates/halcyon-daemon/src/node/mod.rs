@@ -252,15 +252,8 @@ impl Node {
             .expect("checked on read");
         let (run_dir, gates_dir, incarnation) =
             prepare_state_dir(&settings.state_dir, platform.resources.as_ref())?;
-        // Outlasts failure detection and an election: holders keep it through a new election.
-        let lease_duration = config.cluster.lease();
-        let renew_interval =
-            halcyon_config::timing::renew_interval(config.cluster.heartbeat.interval);
         // The guard first: no failover package may run here before it is ready.
-        let guard = platform
-            .guards
-            .start((lease_duration / 2).max(Duration::from_millis(100)))
-            .context("starting the lease guard (`halcyon guard`)")?;
+        let (lease_duration, renew_interval, guard) = lease_and_guard(&config, &platform)?;
         let (credentials, auth, raft_tls) = security(&settings, &config)?;
         let (view, consensus) =
             open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
@@ -590,6 +583,21 @@ impl Node {
 /// node without credentials, unless it is started `--insecure` (then `None`: heartbeats, the
 /// API and node requests go unauthenticated, which is logged), and a node with credentials
 /// started `--insecure`.
+/// The lease (it outlasts failure detection and an election: holders keep it through a new
+/// election), how often it is renewed, and the started lease guard.
+fn lease_and_guard(
+    config: &Config,
+    platform: &Platform,
+) -> anyhow::Result<(Duration, Duration, Box<dyn crate::platform::LeaseGuard>)> {
+    let lease_duration = config.cluster.lease();
+    let renew_interval = halcyon_config::timing::renew_interval(config.cluster.heartbeat.interval);
+    let guard = platform
+        .guards
+        .start((lease_duration / 2).max(Duration::from_millis(100)))
+        .context("starting the lease guard (`halcyon guard`)")?;
+    Ok((lease_duration, renew_interval, guard))
+}
+
 /// The node's credentials (none when it runs `--insecure`), what the API checks with them,
 /// and Raft's TLS.
 #[allow(clippy::type_complexity)]
