@@ -223,6 +223,18 @@ pub(crate) fn required_builtins(event: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// `halcyon-config` cannot depend on this crate, so it keeps its own list of the event
+    /// kinds a webhook may name: the built-in events and `user` and `error`, no more.
+    #[test]
+    fn the_webhook_event_kinds_are_the_built_in_events_and_user_and_error() {
+        let mut expected: Vec<&str> = BUILTIN_EVENTS.to_vec();
+        expected.extend(["user", "error"]);
+        let mut named: Vec<&str> = halcyon_config::WEBHOOK_EVENTS.to_vec();
+        expected.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(named, expected);
+    }
     use super::*;
     use halcyon_policy::{Departure, Event};
 

@@ -117,6 +117,13 @@ fn an_isolated_node_halts_its_package_before_the_majority_starts_it() {
     assert!(c.is_running(1));
     let v = c.status(1).unwrap();
     assert_eq!(v["quorum"]["has_quorum"], false, "{v:#}");
+    // Its `status` does not state its stale placement as fact.
+    let text = status_text(&c, 1);
+    assert!(
+        text.contains("no quorum: the last known placements as n1 applied them")
+            && text.contains("up (last known)"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let gaps = assert_periods_apart(&c.activity());
     eprintln!(

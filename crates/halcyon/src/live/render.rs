@@ -133,8 +133,16 @@ pub fn status(v: &StatusResponse) -> String {
         out.push_str(&node_line(n));
     }
     let _ = writeln!(out, "\nPACKAGE     STATUS  NODE        SWITCHING  RESTARTS");
+    if !v.quorum.has_quorum {
+        // Without a quorum this node cannot know where packages run now.
+        let _ = writeln!(
+            out,
+            "  (no quorum: the last known placements as {} applied them, not confirmed)",
+            v.answered_by
+        );
+    }
     for p in &v.packages {
-        out.push_str(&package_line(p));
+        out.push_str(&package_line(p, v.quorum.has_quorum));
     }
     if let Some(e) = &v.execution {
         out.push_str(&execution(e));
@@ -203,17 +211,22 @@ fn restarts(p: &PackageStatus) -> String {
     }
 }
 
-fn package_line(p: &PackageStatus) -> String {
+fn package_line(p: &PackageStatus, confirmed: bool) -> String {
     let nodes: Vec<&str> = p.nodes.iter().map(|n| n.as_str()).collect();
+    let placed = if nodes.is_empty() {
+        "-".into()
+    } else {
+        nodes.join(",")
+    };
     let mut line = format!(
         "{:<11} {:<7} {:<11} {:<10} {}\n",
         p.name.as_str(),
-        p.status,
-        if nodes.is_empty() {
-            "-".into()
+        if confirmed {
+            p.status.clone()
         } else {
-            nodes.join(",")
+            format!("{} (last known)", p.status)
         },
+        placed,
         if p.switching { "enabled" } else { "disabled" },
         restarts(p),
     );
