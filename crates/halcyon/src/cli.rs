@@ -347,6 +347,10 @@ pub enum LiveCommand {
         /// Machine-readable output (one JSON record per line).
         #[arg(long)]
         json: bool,
+        /// Also list the built-in commands that had nothing to do on their node (hidden and
+        /// counted otherwise).
+        #[arg(long, short = 'v')]
+        verbose: bool,
         #[command(flatten)]
         target: Target,
     },

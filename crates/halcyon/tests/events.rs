@@ -214,6 +214,16 @@ fn the_seeds_node_up_walk_through_on_four_nodes() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("node_up n3  [DONE]"), "{out}");
     assert!(out.contains("segment 2"), "{out}");
+    // Built-in commands that had nothing to do on their node are counted, and listed with -v.
+    assert!(!out.contains("> nothing to do on this node"), "{out}");
+    assert!(
+        out.contains("with nothing to do on their node; -v lists them)"),
+        "{out}"
+    );
+    let (code, all) = cli(&c, 2, &["events", "--node", "n3", "-v"]);
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("> nothing to do on this node"), "{all}");
+    assert!(!all.contains("-v lists them"), "{all}");
 }
 
 /// A child process killed (by its PID) when the test ends, also on a panic.

@@ -226,6 +226,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             node,
             follow,
             json,
+            verbose,
             target,
         } => {
             let mut query = Vec::new();
@@ -234,7 +235,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                     query.push(format!("{key}={}", url_escape(v)));
                 }
             }
-            show_events(&target, query, follow, json).await
+            let output = Output { json, verbose };
+            show_events(&target, query, follow, output).await
         }
         LiveCommand::Event {
             op,
@@ -389,14 +391,22 @@ const FOLLOW_RECONNECT: Duration = Duration::from_millis(500);
 
 /// `halcyon events`: prints the finished events (and, without `--follow`, the one running),
 /// then with `--follow` each event as it finishes, from the event stream.
+/// How `halcyon events` prints records.
+#[derive(Clone, Copy, Debug)]
+struct Output {
+    json: bool,
+    /// Also the built-in commands that had nothing to do on their node.
+    verbose: bool,
+}
+
 async fn show_events(
     target: &Target,
     query: Vec<String>,
     follow: bool,
-    json: bool,
+    output: Output,
 ) -> Result<(), Failure> {
     if follow {
-        return follow_events(target, query, json).await;
+        return follow_events(target, query, output).await;
     }
     let path = if query.is_empty() {
         "/v1/events".to_owned()
@@ -405,23 +415,23 @@ async fn show_events(
     };
     let answer: halcyon_api::EventsResponse = get(target, &path).await?;
     for record in &answer.events {
-        print_record(record, json);
+        print_record(record, output);
     }
     Ok(())
 }
 
-fn print_record(record: &halcyon_api::EventRecord, json: bool) {
-    if json {
+fn print_record(record: &halcyon_api::EventRecord, output: Output) {
+    if output.json {
         println!("{}", client::compact(record));
     } else {
-        print!("{}", render::event(record));
+        print!("{}", render::event(record, output.verbose));
     }
 }
 
 /// `halcyon events --follow`: reads `GET /v1/events/stream` and prints each record once it
 /// is finished; when the stream ends (its node died, the client was too slow), connects again
 /// to the target's nodes in turn with `Last-Event-ID`, so no event is missed or printed twice.
-async fn follow_events(target: &Target, query: Vec<String>, json: bool) -> Result<(), Failure> {
+async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> Result<(), Failure> {
     let path = if query.is_empty() {
         "/v1/events/stream".to_owned()
     } else {
@@ -469,7 +479,7 @@ async fn follow_events(target: &Target, query: Vec<String>, json: bool) -> Resul
                             })?;
                         let finished = record.outcome != halcyon_state::Outcome::Running;
                         if finished && printed.is_none_or(|p| record.id > p) {
-                            print_record(&record, json);
+                            print_record(&record, output);
                             printed = Some(record.id);
                         }
                     }

@@ -286,8 +286,12 @@ fn execution(e: &ExecutionStatus) -> String {
     out
 }
 
-/// One event-log record for people (`halcyon events`).
-pub fn event(r: &EventRecord) -> String {
+/// What a built-in command that had nothing to do on its node answers.
+const NOTHING_TO_DO: &str = "nothing to do on this node";
+
+/// One event-log record for people (`halcyon events`); `verbose`: also the built-in commands
+/// that had nothing to do on their node (otherwise counted in one line).
+pub fn event(r: &EventRecord, verbose: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -311,7 +315,15 @@ pub fn event(r: &EventRecord) -> String {
     if !r.launches.is_empty() {
         let _ = writeln!(out, "  commands:");
     }
-    for l in &r.launches {
+    let idle = |l: &&halcyon_state::LaunchRecord| {
+        l.status == Some(0) && l.abandoned.is_none() && l.output.trim() == NOTHING_TO_DO
+    };
+    let hidden = if verbose {
+        0
+    } else {
+        r.launches.iter().filter(idle).count()
+    };
+    for l in r.launches.iter().filter(|l| verbose || !idle(l)) {
         let segment = match &l.kind {
             halcyon_events::LaunchKind::Notify { phase, .. } => format!("notify {}", name(phase)),
             halcyon_events::LaunchKind::Recovery { segment, .. } => {
@@ -339,6 +351,14 @@ pub fn event(r: &EventRecord) -> String {
         for line in l.output.lines() {
             let _ = writeln!(out, "        > {line}");
         }
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "    ({hidden} built-in command{} with nothing to do on {} node; -v lists them)",
+            if hidden == 1 { "" } else { "s" },
+            if hidden == 1 { "its" } else { "their" }
+        );
     }
     for a in &r.actions {
         let detail = Some(a.detail.as_str()).filter(|d| !d.is_empty());
