@@ -52,5 +52,5 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use import_sg::{ServiceguardImport, import_serviceguard};
 pub use load::{Summary, load, load_texts, load_texts_with, load_with};
 pub use model::*;
-pub use read::{ALL_NODES, collect_files};
+pub use read::{ALL_NODES, collect_files, named_sources};
 pub use timing::{LEASE_MARGIN, RaftTiming};

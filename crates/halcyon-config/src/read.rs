@@ -278,6 +278,32 @@ pub(crate) fn source_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Diagnos
     }
 }
 
+/// The configuration files of `paths` as text, each named as its directory holds it: relative
+/// to the directory (`packages/web.toml`), a file given by itself by its file name. What
+/// `halcyon apply` sends and what the cluster keeps for `halcyon snapshot save`.
+pub fn named_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, Diagnostics> {
+    let mut sources = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in paths {
+        for file in collect_files(std::slice::from_ref(path))? {
+            let name = if path.is_dir() {
+                file.strip_prefix(path).unwrap_or(&file)
+            } else {
+                Path::new(file.file_name().unwrap_or(file.as_os_str()))
+            };
+            match fs::read_to_string(&file) {
+                Ok(text) => sources.push((name.to_string_lossy().into_owned(), text)),
+                Err(e) => diagnostics.push(io_diagnostic(&file, &e)),
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(sources)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
 /// The directory of a configuration directory that holds the node credentials
 /// (`halcyon init`'s default is `/etc/halcyon/pki`): not configuration, never read here.
 pub const CREDENTIALS_DIR: &str = "pki";

@@ -196,15 +196,11 @@ fn apply_request(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     write_config_variant(&dir, options.nodes, options.packages, 100, restarts)?;
-    let mut files = Vec::new();
-    for path in halcyon_config::collect_files(std::slice::from_ref(&dir))
+    let files = halcyon_config::named_sources(std::slice::from_ref(&dir))
         .map_err(|d| anyhow::anyhow!("{d}"))?
-    {
-        files.push(halcyon_api::ConfigFile {
-            name: path.strip_prefix(&dir)?.to_string_lossy().into_owned(),
-            text: std::fs::read_to_string(&path)?,
-        });
-    }
+        .into_iter()
+        .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+        .collect();
     Ok(halcyon_api::ApplyRequest { files })
 }
 

@@ -356,23 +356,15 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
     let dir = cluster.config_directory().to_path_buf();
     let mut changed = false;
     let files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::collect_files(std::slice::from_ref(&dir))
+        halcyon_config::named_sources(std::slice::from_ref(&dir))
             .expect("the lab's configuration")
             .into_iter()
-            .map(|path| {
-                let mut text = std::fs::read_to_string(&path).unwrap();
+            .map(|(name, mut text)| {
                 if text.contains("name = \"web\"") && text.contains("restart = 3") {
                     text = text.replace("restart = 3", "restart = 4");
                     changed = true;
                 }
-                halcyon_api::ConfigFile {
-                    name: path
-                        .strip_prefix(&dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                    text,
-                }
+                halcyon_api::ConfigFile { name, text }
             })
             .collect();
     assert!(

@@ -175,25 +175,12 @@ pub struct LeaseAnswer {
 /// The configuration files as text, named relative to their directory (a file given by
 /// itself by its name): what the cluster's `Bootstrap` keeps for `halcyon snapshot save`.
 fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<halcyon_state::SourceFile>> {
-    let mut sources = Vec::new();
-    for path in paths {
-        let files = halcyon_config::collect_files(std::slice::from_ref(path))
-            .map_err(|d| anyhow::anyhow!("configuration is not readable:\n{d}"))?;
-        for file in files {
-            let name = if path.is_dir() {
-                file.strip_prefix(path).unwrap_or(&file)
-            } else {
-                Path::new(file.file_name().unwrap_or(file.as_os_str()))
-            };
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            sources.push(halcyon_state::SourceFile {
-                name: name.to_string_lossy().into_owned(),
-                text,
-            });
-        }
-    }
-    Ok(sources)
+    let sources = halcyon_config::named_sources(paths)
+        .map_err(|d| anyhow::anyhow!("configuration is not readable:\n{d}"))?;
+    Ok(sources
+        .into_iter()
+        .map(|(name, text)| halcyon_state::SourceFile { name, text })
+        .collect())
 }
 
 /// The node's configuration and rules, read and checked.

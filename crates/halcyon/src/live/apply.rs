@@ -219,27 +219,12 @@ fn confirmed(generation: u64) -> Result<bool, Failure> {
 /// The configuration files of `dir` (those `halcyon check` reads: `.toml` files, the
 /// credentials directory left out), named relative to it.
 fn files_of(dir: &Path) -> Result<Vec<ConfigFile>, Failure> {
-    let paths = halcyon_config::collect_files(&[dir.to_path_buf()])
+    let sources = halcyon_config::named_sources(&[dir.to_path_buf()])
         .map_err(|d| Failure::Invalid(d.to_string()))?;
-    paths
-        .iter()
-        .map(|path| {
-            let name = path
-                .strip_prefix(dir)
-                .map_err(|_| {
-                    Failure::Invalid(format!(
-                        "error: {} is not inside {}",
-                        path.display(),
-                        dir.display()
-                    ))
-                })?
-                .to_string_lossy()
-                .into_owned();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::Failed(format!("error: {}: {e}", path.display())))?;
-            Ok(ConfigFile { name, text })
-        })
-        .collect()
+    Ok(sources
+        .into_iter()
+        .map(|(name, text)| ConfigFile { name, text })
+        .collect())
 }
 
 /// One line per difference: packages added, removed (halted first where they run),
