@@ -45,6 +45,7 @@ pub mod executor;
 pub mod faults;
 pub mod guard;
 pub mod lease;
+pub mod links;
 pub mod metrics;
 pub mod node;
 pub mod operations;

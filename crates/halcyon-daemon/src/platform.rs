@@ -382,14 +382,21 @@ impl Heartbeats for HostHeartbeats {
                     }
                 }
             })?;
-        Ok(Box::new(HostHeartbeatHandle { runner, handle }))
+        let links = crate::links::LinkWatch::start(cluster, node, runner.links());
+        Ok(Box::new(HostHeartbeatHandle {
+            runner,
+            handle,
+            links,
+        }))
     }
 }
 
-/// The heartbeat thread, and its sealer's handle when heartbeats are authenticated.
+/// The heartbeat thread, its sealer's handle when heartbeats are authenticated, and the
+/// thread that tells it of local carrier changes.
 struct HostHeartbeatHandle {
     runner: Runner,
     handle: Option<SealerHandle>,
+    links: Option<crate::links::LinkWatch>,
 }
 
 impl HeartbeatHandle for HostHeartbeatHandle {
@@ -408,6 +415,9 @@ impl HeartbeatHandle for HostHeartbeatHandle {
             .map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {
+        if let Some(links) = self.links {
+            links.stop();
+        }
         self.runner.stop()
     }
 }

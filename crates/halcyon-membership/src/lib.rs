@@ -40,6 +40,6 @@ pub use detector::{
 };
 pub use hmac_sealer::{HmacSealer, SealCounts, SealerHandle};
 pub use link::{HeartbeatLink, SetupError, links_from_cluster};
-pub use runner::{ChangeBatch, Counters, Runner, RunnerSettings, StartError, Status};
+pub use runner::{ChangeBatch, Counters, LinkControl, Runner, RunnerSettings, StartError, Status};
 pub use task::{AsyncHeartbeatLink, HeartbeatControl, HeartbeatTask};
 pub use wire::{HeartbeatMessage, Plain, SealError, Sealer, WireError};

@@ -115,6 +115,25 @@ pub enum StartError {
 }
 
 /// A running heartbeat thread; stopped (and joined) by [`Runner::stop`] or on drop.
+/// Tells the heartbeat thread of local carrier changes, from another thread
+/// ([`Runner::links`]).
+#[derive(Clone, Debug)]
+pub struct LinkControl {
+    commands: SyncSender<Command>,
+}
+
+impl LinkControl {
+    /// The local interface on `network` gained (`up`) or lost its carrier. Fails only when
+    /// the runner is gone or its command queue is full.
+    pub fn local_link(&self, network: u32, up: bool) -> io::Result<()> {
+        self.commands
+            .try_send(Command::LocalLink { network, up })
+            .map_err(|e| {
+                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
+            })
+    }
+}
+
 pub struct Runner {
     stop: Arc<AtomicBool>,
     commands: SyncSender<Command>,
@@ -173,11 +192,14 @@ impl Runner {
     /// Tell the detector that the local interface on `network` gained or lost its carrier
     /// (netlink). Fails only when the runner is gone or its command queue is full.
     pub fn local_link(&self, network: u32, up: bool) -> io::Result<()> {
-        self.commands
-            .try_send(Command::LocalLink { network, up })
-            .map_err(|e| {
-                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
-            })
+        self.links().local_link(network, up)
+    }
+
+    /// A handle for the thread that reads the kernel's link changes.
+    pub fn links(&self) -> LinkControl {
+        LinkControl {
+            commands: self.commands.clone(),
+        }
     }
 
     /// Heartbeat as `incarnation` from now on (it must be above the current one). Fails only

@@ -6,7 +6,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::socket::{Error, Socket, SocketOptions};
-use crate::wire::{AddressChange, AddressFamily, AddressHeader, AddressMessage, InterfaceAddress};
+use crate::wire::{
+    AddressChange, AddressFamily, AddressHeader, AddressMessage, InterfaceAddress, LinkMessage,
+};
 
 /// The receive buffer of a [`Client`]: a dump datagram from the kernel is at most 32 KiB.
 pub const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
@@ -67,6 +69,15 @@ pub struct Link {
 }
 
 impl Link {
+    pub fn from_message(link: &LinkMessage<'_>) -> Link {
+        Link {
+            index: link.index,
+            name: String::from_utf8_lossy(link.name().unwrap_or_default()).into_owned(),
+            flags: link.flags,
+            hardware_address: link.hardware_address().unwrap_or_default().to_vec(),
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.flags & crate::wire::IFF_UP != 0
     }
@@ -126,12 +137,8 @@ impl Client {
 
     /// The interface with this index.
     pub fn link(&mut self, index: u32) -> Result<Link, Error> {
-        self.socket.link(index, &mut self.buffer, |link| Link {
-            index: link.index,
-            name: String::from_utf8_lossy(link.name().unwrap_or_default()).into_owned(),
-            flags: link.flags,
-            hardware_address: link.hardware_address().unwrap_or_default().to_vec(),
-        })
+        self.socket
+            .link(index, &mut self.buffer, Link::from_message)
     }
 
     /// The index of the interface called `name` ([`Socket::interface_index`]).
@@ -165,5 +172,63 @@ impl Client {
     /// Sets the interface administratively up or down.
     pub fn set_link_up(&mut self, index: u32, up: bool) -> Result<(), Error> {
         self.socket.set_link_up(index, up, &mut self.buffer)
+    }
+}
+
+/// One interface change the kernel announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkChange {
+    pub link: Link,
+    /// `RTM_DELLINK`: the interface is gone.
+    pub removed: bool,
+}
+
+/// The kernel's announcements of interface changes (`RTNLGRP_LINK`): carrier lost or
+/// regained, set up or down, added or removed, as they happen. A burst the socket could not
+/// hold is [`Error::System`] with `ENOBUFS`: the reader must then read the interfaces it
+/// cares about again, since announcements were lost.
+pub struct LinkEvents {
+    socket: Socket,
+    buffer: Vec<u8>,
+}
+
+impl fmt::Debug for LinkEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkEvents")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkEvents {
+    /// Subscribes in the calling thread's network namespace; each [`LinkEvents::receive`]
+    /// waits at most `receive_timeout`.
+    pub fn open(receive_timeout: std::time::Duration) -> Result<LinkEvents, Error> {
+        let socket = Socket::open(SocketOptions {
+            receive_timeout,
+            ..SocketOptions::DEFAULT
+        })?;
+        socket.join_group(crate::wire::RTNLGRP_LINK)?;
+        Ok(LinkEvents {
+            socket,
+            buffer: vec![0; RECEIVE_BUFFER_BYTES],
+        })
+    }
+
+    /// The changes of the next announcement, in the kernel's order; [`Error::TimedOut`]
+    /// when none came within the receive timeout.
+    pub fn receive(&mut self) -> Result<Vec<LinkChange>, Error> {
+        let datagram = self.socket.receive(&mut self.buffer)?;
+        let mut changes = Vec::new();
+        for message in crate::wire::messages(datagram) {
+            let message = message?;
+            if let crate::wire::Body::Link(link) = message.body()? {
+                changes.push(LinkChange {
+                    link: Link::from_message(&link),
+                    removed: message.header.kind == crate::wire::RTM_DELLINK,
+                });
+            }
+        }
+        Ok(changes)
     }
 }

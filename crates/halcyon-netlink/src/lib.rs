@@ -28,7 +28,9 @@ pub mod client;
 pub mod socket;
 pub mod wire;
 
-pub use client::{Client, DUMP_ADDRESSES_MAX, Link, RECEIVE_BUFFER_BYTES, ReportedAddress};
+pub use client::{
+    Client, DUMP_ADDRESSES_MAX, Link, LinkChange, LinkEvents, RECEIVE_BUFFER_BYTES, ReportedAddress,
+};
 pub use socket::{Error, Socket, SocketOptions};
 pub use wire::{
     AddressChange, AddressFamily, AddressHeader, AddressMessage, DecodeError, EncodeError,

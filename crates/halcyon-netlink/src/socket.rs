@@ -195,6 +195,26 @@ impl Socket {
         self.options
     }
 
+    /// Joins the multicast group `group` (`RTNLGRP_*`, e.g. [`crate::wire::RTNLGRP_LINK`]):
+    /// the kernel then sends this socket a notification for every change of that kind,
+    /// read with [`Socket::receive`].
+    pub fn join_group(&self, group: u32) -> Result<(), Error> {
+        // SAFETY: valid descriptor, pointer and length of a live u32.
+        let result = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                libc::NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            return Err(system("setsockopt(NETLINK_ADD_MEMBERSHIP)"));
+        }
+        Ok(())
+    }
+
     /// The sequence number for the next request (never 0, which the kernel uses for
     /// notifications).
     pub fn next_sequence(&mut self) -> u32 {

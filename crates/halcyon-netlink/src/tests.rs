@@ -177,3 +177,43 @@ fn every_error_has_an_errno_and_an_io_error() {
     });
     assert_eq!(refused.raw_os_error(), Some(libc::EADDRNOTAVAIL));
 }
+
+/// The kernel announces a link change to a subscribed socket at once. Run in a network
+/// namespace of this test's own thread (`unshare`: only the thread moves, and the namespace
+/// goes with it), where setting `lo` down and up disturbs nothing else; needs root.
+#[test]
+fn a_subscribed_socket_hears_a_link_go_down_and_up() {
+    // SAFETY: plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (a_subscribed_socket_hears_a_link_go_down_and_up)");
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: moves only this thread, which ends with the test.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let mut events = crate::LinkEvents::open(Duration::from_millis(500)).unwrap();
+        let mut client = Client::open().unwrap();
+        let lo = client.interface_index("lo").unwrap();
+        let mut heard = |up: bool| {
+            client.set_link_up(lo, up).unwrap();
+            let started = Instant::now();
+            loop {
+                assert!(started.elapsed() < Duration::from_secs(2), "not announced");
+                let changes = events.receive().unwrap();
+                if changes
+                    .iter()
+                    .any(|c| c.link.index == lo && !c.removed && c.link.is_up() == up)
+                {
+                    return started.elapsed();
+                }
+            }
+        };
+        let up = heard(true);
+        let down = heard(false);
+        eprintln!("announced after {up:?} (up) and {down:?} (down)");
+        // With nothing changing, a read times out.
+        assert!(matches!(events.receive(), Err(Error::TimedOut { .. })));
+    })
+    .join()
+    .unwrap();
+}

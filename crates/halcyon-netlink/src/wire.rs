@@ -56,6 +56,9 @@ pub const IFA_FLAGS: u16 = 8;
 pub const IFA_F_DADFAILED: u32 = 0x08;
 pub const IFA_F_TENTATIVE: u32 = 0x40;
 
+// Multicast groups (`RTNLGRP_*`).
+pub const RTNLGRP_LINK: u32 = 1;
+
 // Link attributes (`IFLA_*`) and flags (`IFF_*`).
 pub const IFLA_ADDRESS: u16 = 1;
 pub const IFLA_IFNAME: u16 = 3;

@@ -127,6 +127,12 @@ fn usable_link(netlink: &mut Client, index: u32) -> Option<Link> {
 /// Whether a configured interface (found by name, else by its stationary address) is up
 /// with a carrier, in this process's network namespace: what a standby must be to take
 /// addresses over, and what the daemon reports for `fail_standby` / `join_standby`.
+/// The kernel's index of a configured interface (by its device name, else by its stationary
+/// address), with the reason when it cannot be found.
+pub fn interface_index_of(interface: &Interface, netlink: &mut Client) -> Result<u32, String> {
+    InterfaceSpec::of(interface).resolve(netlink)
+}
+
 pub fn interface_usable(interface: &Interface) -> bool {
     let Ok(mut netlink) = Client::open() else {
         return false;

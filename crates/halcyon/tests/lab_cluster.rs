@@ -884,6 +884,62 @@ fn a_failed_standby_is_reported_and_the_next_interface_failure_fails_over() {
         .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)));
 }
 
+/// Issue 18, item 3 (HACMP 5.4, seed 003): after a swap the standby carries the service
+/// address; when that standby fails too, the node has no interface left on the network, so
+/// the event is `network_down` and the package moves to another host (before this, a note
+/// was written and the package stayed without its address). Never on two hosts at once.
+#[test]
+fn the_standby_that_took_over_failing_moves_the_package() {
+    if !running_as_root_or_skip("the_standby_that_took_over_failing_moves_the_package") {
+        return;
+    }
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            standby_networks: vec![1],
+            ..LabSpec::default()
+        },
+        ClusterSpec::new(HALCYON),
+    );
+    let lab = cluster.lab();
+    let old = place_package(&cluster, false);
+    let address = cluster.package(PACKAGE).unwrap().address;
+    let interface = |host| lab.interface_of_address(host, address).expect("addresses");
+    let checker = start_checker(&cluster);
+    let bound = cluster.spec().outage_bound();
+    let cut_at = fault::link_down(lab, old, 1).expect("link down");
+    cluster
+        .wait_for(
+            "the package address on the standby interface",
+            cut_at + bound + Duration::from_secs(5),
+            || (interface(old).as_deref() == Some("eth1s")).then_some(()),
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}
+events:
+{}",
+                all_events(&cluster)
+            )
+        });
+    // The standby that now carries the address loses its link as well.
+    let failed_at = fault::standby_link_down(lab, old, 1).expect("standby link down");
+    let took = wait_for_failover(&cluster, &checker, old, failed_at);
+    let report = checker.stop();
+    assert_safe(&cluster, &report);
+    let events = all_events(&cluster);
+    println!(
+        "eth1 then eth1s down on h{old}: served elsewhere {took:?} after the standby failed\n{events}"
+    );
+    assert!(
+        events.contains(&format!("network_down h{old} net1")),
+        "no network_down h{old} net1:\n{events}"
+    );
+    assert_ne!(cluster.serving_host(PACKAGE), Some(old));
+    assert_eq!(interface(old), None, "the address stayed on h{old}");
+}
+
 /// Two nodes (h1, h2) and the quorum witness on h3.
 fn start_two_nodes_and_a_witness(disk: bool) -> LabCluster {
     let mut spec = ClusterSpec::new(HALCYON);

@@ -296,7 +296,8 @@ fn node_down_known(view: &State, node: &NodeName) -> bool {
             .is_some_and(|e| is_down(&e.plan.event))
 }
 
-/// `fail_standby` / `join_standby` from the committed standby reports.
+/// `fail_standby` / `join_standby` from the committed standby reports, and `network_down`
+/// when the standby that failed carried the addresses after a swap.
 fn standby_events(config: &Config, view: &State) -> Vec<Event> {
     let mut events = Vec::new();
     for node in &config.cluster.nodes {
@@ -316,10 +317,24 @@ fn standby_events(config: &Config, view: &State) -> Vec<Event> {
             let down = reported.is_some_and(|r| r.contains(&network.name));
             let committed = view.standbys_down().contains(&key);
             if down && !committed {
+                // After a swap the standby carries the service addresses: its failure
+                // leaves the node without the network, so the packages move (HACMP 5.4).
+                let swapped = view.adapters_down().contains(&key)
+                    && !view
+                        .cluster()
+                        .networks_down
+                        .get(&key.0)
+                        .is_some_and(|n| n.contains(&key.1));
                 events.push(Event::FailStandby {
-                    node: key.0,
-                    network: key.1,
+                    node: key.0.clone(),
+                    network: key.1.clone(),
                 });
+                if swapped {
+                    events.push(Event::NetworkDown {
+                        node: key.0,
+                        network: key.1,
+                    });
+                }
             } else if committed && !down {
                 events.push(Event::JoinStandby {
                     node: key.0,
@@ -332,10 +347,11 @@ fn standby_events(config: &Config, view: &State) -> Vec<Event> {
 }
 
 /// Adapter events from the committed reports. An adapter (node X, network N) is down when
-/// every other member on N reports its path to X on N down while X is heard elsewhere:
+/// every other member on N reports its path to X on N down while X is heard elsewhere, or
+/// when X itself reports it (its kernel says the interface lost its carrier: known at once):
 /// `swap_adapter` when X has a standby interface on N, else `network_down`; `network_up`
-/// once no member reports it down any more. A node with no path up at all is a node
-/// failure instead (membership), never an adapter event.
+/// once no member (X included) reports it down any more. A node with no path up at all is a
+/// node failure instead (membership), never an adapter event.
 fn adapter_events(
     config: &Config,
     view: &State,
@@ -368,7 +384,8 @@ fn adapter_events(
                     .get(&p.name)
                     .is_some_and(|r| r.contains(&key))
             };
-            let down = !peers.is_empty() && peers.iter().all(reported);
+            let own = reported(&x);
+            let down = own || (!peers.is_empty() && peers.iter().all(reported));
             let committed = view.adapters_down().contains(&key);
             if down && !committed {
                 // A failed standby (committed fail_standby) cannot take the addresses.
@@ -383,7 +400,7 @@ fn adapter_events(
                 } else {
                     Event::NetworkDown { node, network }
                 });
-            } else if committed && !peers.iter().any(reported) {
+            } else if committed && !own && !peers.iter().any(reported) {
                 let (node, network) = key;
                 events.push(Event::NetworkUp { node, network });
             }

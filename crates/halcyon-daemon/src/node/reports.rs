@@ -29,8 +29,9 @@ pub(crate) struct Report<T> {
     pub polls: bool,
 }
 
-/// Paths (peer, network) that are down while the peer is heard on another network
-/// (`fail_standby`/`network_down`/`swap_adapter` follow on the coordinator).
+/// Paths (peer, network) that are down while the peer is heard on another network, and this
+/// node's own interfaces without a carrier (`network_down`/`swap_adapter` follow on the
+/// coordinator).
 pub(crate) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
     name: "adapter",
     judge: adapter_judgements,
@@ -62,24 +63,35 @@ pub(crate) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
 };
 
 /// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
-/// peer is heard on another network.
+/// peer is heard on another network, and (this node, network) for each of its own
+/// interfaces that the kernel says lost its carrier (`crate::links`): this node knows that
+/// at once, before its peers miss a heartbeat.
 fn adapter_judgements(node: &Node, config: &Config) -> BTreeSet<(NodeName, NetworkName)> {
     let status = node.membership.borrow();
-    status
+    let network_name = |number: u32| {
+        config
+            .cluster
+            .networks
+            .iter()
+            .find(|n| n.number == number)
+            .map(|n| n.name.clone())
+    };
+    let peers = status
         .detector
         .paths
         .iter()
         .filter(|p| p.adapter_down && p.state == PathState::Down)
         .filter_map(|p| {
             let node = config.cluster.nodes.iter().find(|n| n.number == p.node)?;
-            let network = config
-                .cluster
-                .networks
-                .iter()
-                .find(|n| n.number == p.network)?;
-            Some((node.name.clone(), network.name.clone()))
-        })
-        .collect()
+            Some((node.name.clone(), network_name(p.network)?))
+        });
+    let own = status
+        .detector
+        .networks
+        .iter()
+        .filter(|n| !n.local_link_up)
+        .filter_map(|n| Some((node.name.clone(), network_name(n.network)?)));
+    peers.chain(own).collect()
 }
 
 /// This node's standby interfaces that are down, by network: the kernel's view of each
