@@ -752,6 +752,9 @@ pub enum MonitorAction {
     Event(String),
     /// Fail the package on this node.
     FailPackage,
+    /// Run this command (with the package's variables, the monitor's name and the sample)
+    /// and change nothing: a notification only.
+    Notify(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -764,4 +767,8 @@ pub struct Monitor {
     pub predicate: String,
     pub rearm: Option<String>,
     pub action: MonitorAction,
+    /// How long after its package has started the monitor waits before its first sample
+    /// (HACMP's stabilization interval: an application still starting is not failed).
+    #[serde(default)]
+    pub stabilization: Duration,
 }

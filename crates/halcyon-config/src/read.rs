@@ -1054,6 +1054,8 @@ const MONITOR_FIELDS: &[FieldSpec] = &[
     field("rearm"),
     field("event"),
     field("fail_package"),
+    field("notify"),
+    field("stabilization"),
 ];
 
 /// The placeholder node list entry meaning every node, in configured order.
@@ -1752,28 +1754,59 @@ fn read_monitor(
         }
     }
     let rearm = rearm.map(|(s, _)| s);
+    let stabilization = m
+        .duration(sink, "stabilization")
+        .map_or(Duration::ZERO, |(d, _)| d);
     let event = m.string(sink, "event");
-    let fail_package = m.bool(sink, "fail_package").unwrap_or(false);
+    let fail_package = m
+        .get(sink, "fail_package")
+        .map(|v| v.span())
+        .filter(|_| m.bool(sink, "fail_package").unwrap_or(false));
+    let notify = m.string(sink, "notify");
     m.finish(sink);
-    let action = match (event, fail_package) {
-        (Some((e, _)), false) => MonitorAction::Event(e),
-        (None, true) => MonitorAction::FailPackage,
-        (Some((_, espan)), true) => {
+    let mut actions = Vec::new();
+    if let Some((e, espan)) = event {
+        actions.push(("event", espan, MonitorAction::Event(e)));
+    }
+    if let Some(fspan) = fail_package {
+        actions.push(("fail_package", fspan, MonitorAction::FailPackage));
+    }
+    if let Some((command, nspan)) = notify {
+        if command.trim().is_empty() {
             sink.error(
-                espan,
-                &format!("{path}.event"),
-                "both event and fail_package are given",
+                nspan,
+                &format!("{path}.notify"),
+                "the notify command is empty",
             )
-            .hint = Some("a monitor either fires an event or fails its package".to_owned());
+            .expected = Some("a shell command".to_owned());
             return None;
         }
-        (None, false) => {
+        actions.push(("notify", nspan, MonitorAction::Notify(command)));
+    }
+    let action = match actions.len() {
+        0 => {
             sink.error(
                 span,
                 &format!("{path}.event"),
                 "the monitor does nothing when it fires",
             )
-            .expected = Some("event = \"NAME\" or fail_package = true".to_owned());
+            .expected =
+                Some("event = \"NAME\", fail_package = true or notify = \"COMMAND\"".to_owned());
+            return None;
+        }
+        1 => actions.remove(0).2,
+        _ => {
+            let names: Vec<&str> = actions.iter().map(|(n, _, _)| *n).collect();
+            let (field, second, _) = actions.remove(1);
+            sink.error(
+                second,
+                &format!("{path}.{field}"),
+                format!("{} are given together", names.join(" and ")),
+            )
+            .hint = Some(
+                "a monitor fires an event, fails its package, or only notifies: one of them"
+                    .to_owned(),
+            );
             return None;
         }
     };
@@ -1784,5 +1817,6 @@ fn read_monitor(
         predicate: predicate?.0,
         rearm,
         action,
+        stabilization,
     })
 }

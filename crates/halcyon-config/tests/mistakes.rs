@@ -784,7 +784,40 @@ const CASES: &[Case] = &[
         name: "monitor with no action",
         edits: &[Replace("packages/web.toml", "fail_package = true\n", "")],
         expect: &[
-            "packages/web.toml:21:1: monitor[1].event: the monitor does nothing when it fires; expected event = \"NAME\" or fail_package = true",
+            "packages/web.toml:21:1: monitor[1].event: the monitor does nothing when it fires; expected event = \"NAME\", fail_package = true or notify = \"COMMAND\"",
+        ],
+    },
+    Case {
+        name: "monitor that fails its package and only notifies",
+        edits: &[Replace(
+            "packages/web.toml",
+            "fail_package = true\n",
+            "fail_package = true\nnotify = \"logger web\"\n",
+        )],
+        expect: &[
+            "packages/web.toml:26:10: monitor[1].notify: fail_package and notify are given together; hint: a monitor fires an event, fails its package, or only notifies: one of them",
+        ],
+    },
+    Case {
+        name: "monitor with an empty notify command",
+        edits: &[Replace(
+            "packages/web.toml",
+            "fail_package = true\n",
+            "notify = \" \"\n",
+        )],
+        expect: &[
+            "packages/web.toml:25:10: monitor[1].notify: the notify command is empty; expected a shell command",
+        ],
+    },
+    Case {
+        name: "monitor stabilization that is no duration",
+        edits: &[Replace(
+            "packages/web.toml",
+            "fail_package = true\n",
+            "fail_package = true\nstabilization = 30\n",
+        )],
+        expect: &[
+            "packages/web.toml:26:17: monitor[1].stabilization: 30 has no unit; expected a duration such as \"500ms\", \"2s\" or \"10m\"; hint: write \"30s\" for seconds",
         ],
     },
     Case {

@@ -135,6 +135,7 @@ fn monitor(sample: &str, predicate: &str, rearm: Option<&str>) -> Monitor {
         predicate: predicate.to_owned(),
         rearm: rearm.map(str::to_owned),
         action: MonitorAction::Event("tmp_full".to_owned()),
+        stabilization: Duration::ZERO,
     }
 }
 

@@ -173,6 +173,8 @@ pub enum MonitorAction {
     Event(String),
     /// Fail the package on the node.
     FailPackage,
+    /// `notify = "COMMAND"`.
+    Notify(String),
 }
 
 /// A package's `[[monitor]]`.
@@ -184,6 +186,8 @@ pub struct Monitor {
     pub predicate: String,
     pub rearm: Option<String>,
     pub action: MonitorAction,
+    /// `stabilization` (written when not zero).
+    pub stabilization: Duration,
 }
 
 /// A package's `[[dependency]]`.
@@ -658,6 +662,12 @@ fn monitor_table(m: &Monitor) -> Value {
         MonitorAction::FailPackage => {
             t.insert("fail_package".into(), true.into());
         }
+        MonitorAction::Notify(command) => {
+            t.insert("notify".into(), command.clone().into());
+        }
+    }
+    if !m.stabilization.is_zero() {
+        t.insert("stabilization".into(), duration(m.stabilization));
     }
     t.into()
 }

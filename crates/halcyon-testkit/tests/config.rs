@@ -73,6 +73,7 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
             predicate: "X>90".into(),
             rearm: Some("X<80".into()),
             action: MonitorAction::Event("UE_WEB_LOAD".into()),
+            stabilization: Duration::ZERO,
         },
         Monitor {
             name: "full".into(),
@@ -81,6 +82,7 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
             predicate: "X>0".into(),
             rearm: None,
             action: MonitorAction::FailPackage,
+            stabilization: Duration::ZERO,
         },
     ];
     let mut mark = Package::failover("mark", &["n2", "n1"]).resource(Resource::Script {

@@ -344,6 +344,7 @@ fn web_monitor(dir: &Path, predicate: &str, rearm: Option<&str>, action: Monitor
         predicate: predicate.into(),
         rearm: rearm.map(str::to_owned),
         action,
+        stabilization: Duration::ZERO,
     }
 }
 
@@ -477,4 +478,92 @@ fn a_package_monitor_event_fires_once_until_its_rearm_predicate_held() {
     // The package was never failed by its event monitor.
     let status = c.status(1).unwrap();
     assert_eq!(package_of(&status, "web")["nodes"][0], "n1", "{status:#}");
+}
+
+/// Issue 18, item 5: a notify-only monitor runs its command with the monitor's name and the
+/// sample, and changes nothing: no event, web stays where it runs.
+#[test]
+fn a_notify_only_monitor_runs_its_command_and_changes_nothing() {
+    let mut spec = Spec::new();
+    spec.web(|dir, web| {
+        let command = format!(
+            "echo \"$HALCYON_NODE $HALCYON_PACKAGE $HALCYON_MONITOR $HALCYON_SAMPLE\" >> {}",
+            dir.join("notified").display()
+        );
+        web.monitors.push(web_monitor(
+            dir,
+            "X>90",
+            Some("X<80"),
+            MonitorAction::Notify(command),
+        ))
+    });
+    let mut c = Cluster::configure(spec);
+    let dir: PathBuf = c.path().to_owned();
+    for node in ["n1", "n2", "n3"] {
+        set_value(&dir, node, 10);
+    }
+    for i in 1..=3 {
+        c.start(i);
+    }
+    wait_stable(&c);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let events_before = event_log(&c, 1).len();
+    set_value(&dir, "n1", 95);
+    let journal = dir.join("notified");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&journal).is_ok_and(|t| !t.is_empty()) {
+        assert!(
+            started.elapsed() < FAILOVER_TIMEOUT,
+            "the notify command never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Held above the predicate: one firing, not one per sample.
+    std::thread::sleep(Duration::from_secs(1));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text, "n1 web web:load 95\n", "{text}");
+    let status = c.status(1).unwrap();
+    assert_eq!(package_of(&status, "web")["nodes"][0], "n1", "{status:#}");
+    assert_eq!(event_log(&c, 1).len(), events_before, "an event was queued");
+}
+
+/// Issue 18, item 5: a monitor with a stabilization interval takes no sample before it has
+/// passed since its package started, so an application still starting is not failed; once
+/// it has passed, the monitor works as without one.
+#[test]
+fn a_monitor_waits_its_stabilization_interval_before_it_may_fail_the_package() {
+    const STABILIZATION: Duration = Duration::from_secs(3);
+    let mut spec = Spec::new();
+    spec.web(|dir, web| {
+        let mut monitor = web_monitor(dir, "X>90", None, MonitorAction::FailPackage);
+        monitor.stabilization = STABILIZATION;
+        web.monitors.push(monitor)
+    });
+    let mut c = Cluster::configure(spec);
+    let dir: PathBuf = c.path().to_owned();
+    // n1's value is bad from the start: without the interval web would fail at its first
+    // sample (200 ms).
+    for (node, value) in [("n1", 95), ("n2", 10), ("n3", 10)] {
+        set_value(&dir, node, value);
+    }
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let up = Instant::now();
+    let log_has_waited = || node_log(&c, 1).contains("monitor waits for its package to stabilize");
+    std::thread::sleep(STABILIZATION / 2);
+    let status = c.status(1).unwrap();
+    assert_eq!(package_of(&status, "web")["nodes"][0], "n1", "{status:#}");
+    assert!(log_has_waited(), "{}", node_log(&c, 1));
+    let moved = c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    let after = up.elapsed();
+    eprintln!(
+        "web up on n1, failed over to n2 {after:?} later (stabilization {STABILIZATION:?}, waited {moved:?})"
+    );
+    assert!(
+        after >= STABILIZATION - Duration::from_millis(500),
+        "{after:?}"
+    );
+    assert_no_overlap(&c.activity(), 1);
 }

@@ -13,6 +13,9 @@
 //!   restarts are exhausted). A sampler command gets the package's variables
 //!   (`HALCYON_CLUSTER`, `HALCYON_PACKAGE`, `HALCYON_NODE`). The event's sample names the
 //!   sampler as its resource variable and `Package=P;Monitor=M` as its instance vector.
+//!   `notify = "COMMAND"` only runs the command (with those variables, `HALCYON_MONITOR`
+//!   and `HALCYON_SAMPLE`) and changes nothing. `stabilization` delays the first sample
+//!   after the package has started (HACMP's stabilization interval).
 //! - **Rule monitors** (a rules file's user-defined event with `resource_variable`): run on
 //!   every member node, or only on node N for `NodeNum=N`; what they sample is decoded by
 //!   `halcyon_events::resource` (`IBM.PSSP.Prog.pcount`/`xpcount` count the processes named
@@ -86,6 +89,8 @@ struct Spec {
     predicate: String,
     rearm: Option<String>,
     action: Action,
+    /// Waited before the first sample (a package monitor's `stabilization`).
+    stabilization: Duration,
 }
 
 /// What is sampled.
@@ -112,6 +117,8 @@ enum Action {
         instance_vector: String,
     },
     FailPackage(PackageName),
+    /// Runs the command (the sampler's variables, `HALCYON_MONITOR`, `HALCYON_SAMPLE`).
+    Notify(String),
 }
 
 /// A probe ready to sample (parsed, user resolved).
@@ -252,6 +259,7 @@ impl Node {
                     instance_vector: format!("Package={name};Monitor={}", m.name),
                 },
                 MonitorAction::FailPackage => Action::FailPackage(name.clone()),
+                MonitorAction::Notify(command) => Action::Notify(command.clone()),
             };
             let spec = Spec {
                 name: format!("{name}:{}", m.name),
@@ -265,6 +273,7 @@ impl Node {
                 predicate: m.predicate.clone(),
                 rearm: m.rearm.clone(),
                 action,
+                stabilization: m.stabilization,
             };
             wanted.insert(Key::Package(name.clone(), m.name.clone()), spec);
         }
@@ -324,6 +333,7 @@ impl Node {
                     resource_variable: definition.resource_variable.clone(),
                     instance_vector: definition.instance_vector_text().to_owned(),
                 },
+                stabilization: Duration::ZERO,
             };
             wanted.insert(key, spec);
         }
@@ -352,6 +362,10 @@ impl Node {
                 monitor = name,
                 "monitor fires the user-defined event {event}, which has no rule: its firings are logged events without a recovery program"
             );
+        }
+        if !spec.stabilization.is_zero() {
+            tracing::info!(monitor = name, stabilization = ?spec.stabilization, "monitor waits for its package to stabilize before its first sample");
+            sleep(spec.stabilization).await;
         }
         let mut arming = Arming::new(predicate, rearm);
         let timeout = spec.interval.min(SAMPLE_TIMEOUT_MAX);
@@ -463,6 +477,7 @@ impl Node {
                 }
             }
             Action::FailPackage(package) => self.fail_by_monitor(package, &by).await,
+            Action::Notify(command) => notify(&spec.name, &command, &spec.env, &sample).await,
         }
     }
 
@@ -506,6 +521,47 @@ impl Node {
                 by,
             )
             .await;
+    }
+}
+
+/// Longest a monitor's notify command may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A notify-only monitor fired: its command runs with the sampler's variables, the
+/// monitor's name and the sample, bounded by [`NOTIFY_TIMEOUT`]; nothing else changes. Its
+/// end (exit status, or the timeout) and the end of its output are logged.
+async fn notify(monitor: &str, command: &str, env: &[(String, String)], sample: &Sample) {
+    let mut child = tokio::process::Command::new("/bin/sh");
+    child
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("HALCYON_MONITOR", monitor)
+        .env("HALCYON_SAMPLE", sample.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let ran = tokio::time::timeout(NOTIFY_TIMEOUT, child.output()).await;
+    match ran {
+        Ok(Ok(output)) => {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            let tail: String = text
+                .trim_end()
+                .chars()
+                .rev()
+                .take(400)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if output.status.success() {
+                tracing::info!(monitor, output = %tail, "notify command done");
+            } else {
+                tracing::warn!(monitor, output = %tail, "notify command failed: {}", output.status);
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(monitor, "notify command could not run: {e}"),
+        Err(_) => tracing::warn!(monitor, "notify command killed after {NOTIFY_TIMEOUT:?}"),
     }
 }
 
