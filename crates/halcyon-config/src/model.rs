@@ -771,4 +771,18 @@ pub struct Monitor {
     /// (HACMP's stabilization interval: an application still starting is not failed).
     #[serde(default)]
     pub stabilization: Duration,
+    /// `fail_package` monitors: how many times a firing restarts the package's services
+    /// here before the package fails (HACMP's application monitor restart count), and the
+    /// window after which the count starts again.
+    #[serde(default)]
+    pub restart: u32,
+    #[serde(default)]
+    pub restart_window: Option<Duration>,
+}
+
+impl Monitor {
+    /// The name its restarts are counted under on a node (beside the services' names).
+    pub fn restart_key(&self) -> String {
+        format!("monitor:{}", self.name)
+    }
 }

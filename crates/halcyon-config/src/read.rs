@@ -1056,6 +1056,8 @@ const MONITOR_FIELDS: &[FieldSpec] = &[
     field("fail_package"),
     field("notify"),
     field("stabilization"),
+    field("restart"),
+    field("restart_window"),
 ];
 
 /// The placeholder node list entry meaning every node, in configured order.
@@ -1757,6 +1759,8 @@ fn read_monitor(
     let stabilization = m
         .duration(sink, "stabilization")
         .map_or(Duration::ZERO, |(d, _)| d);
+    let restart = m.integer(sink, "restart", 0, i64::from(limits::SERVICE_RESTART_MAX));
+    let restart_window = m.duration(sink, "restart_window");
     let event = m.string(sink, "event");
     let fail_package = m
         .get(sink, "fail_package")
@@ -1810,6 +1814,29 @@ fn read_monitor(
             return None;
         }
     };
+    if action != MonitorAction::FailPackage {
+        for (field, span) in [
+            ("restart", restart.as_ref().map(|(_, s)| s.clone())),
+            (
+                "restart_window",
+                restart_window.as_ref().map(|(_, s)| s.clone()),
+            ),
+        ] {
+            if let Some(span) = span {
+                sink.error(
+                    span,
+                    &format!("{path}.{field}"),
+                    "restarts apply to a monitor that fails its package",
+                )
+                .hint = Some(
+                    "add fail_package = true, or remove the field: an event or a notification \
+                     restarts nothing"
+                        .to_owned(),
+                );
+                return None;
+            }
+        }
+    }
     Some(Monitor {
         name,
         sample: sample?.0,
@@ -1818,5 +1845,7 @@ fn read_monitor(
         rearm,
         action,
         stabilization,
+        restart: restart.map_or(0, |(n, _)| n as u32),
+        restart_window: restart_window.map(|(d, _)| d),
     })
 }

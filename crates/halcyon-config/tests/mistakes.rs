@@ -810,6 +810,17 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "monitor restarts on a monitor that only notifies",
+        edits: &[Replace(
+            "packages/web.toml",
+            "fail_package = true\n",
+            "notify = \"logger web\"\nrestart = 2\n",
+        )],
+        expect: &[
+            "packages/web.toml:26:11: monitor[1].restart: restarts apply to a monitor that fails its package; hint: add fail_package = true, or remove the field: an event or a notification restarts nothing",
+        ],
+    },
+    Case {
         name: "monitor stabilization that is no duration",
         edits: &[Replace(
             "packages/web.toml",

@@ -136,6 +136,8 @@ fn monitor(sample: &str, predicate: &str, rearm: Option<&str>) -> Monitor {
         rearm: rearm.map(str::to_owned),
         action: MonitorAction::Event("tmp_full".to_owned()),
         stabilization: Duration::ZERO,
+        restart: 0,
+        restart_window: None,
     }
 }
 

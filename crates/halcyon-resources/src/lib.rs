@@ -1011,6 +1011,17 @@ impl PackageResources {
         self.resources[index].start(&self.env).await
     }
 
+    /// Stops the started resource `index` (gracefully, within its halt timeout) and starts
+    /// it again; the others keep running. For a service a monitor found unhealthy while its
+    /// process still runs.
+    pub async fn stop_and_restart(&mut self, index: usize) -> Result<(), ResourceError> {
+        assert!(index < self.started, "resource {index} was not started");
+        self.resources[index]
+            .stop(&self.env, StopMode::Graceful)
+            .await?;
+        self.resources[index].start(&self.env).await
+    }
+
     pub fn is_started(&self) -> bool {
         self.started > 0
     }

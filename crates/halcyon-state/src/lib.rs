@@ -762,8 +762,14 @@ impl State {
         }
     }
 
+    /// The counting window of `service`: a resource's, or a `fail_package` monitor's
+    /// (counted as `monitor:NAME`).
     fn restart_window(&self, package: &str, service: &str) -> Option<Duration> {
         let package = self.config.as_ref()?.package(package)?;
+        let monitor = package.monitors.iter().find(|m| m.restart_key() == service);
+        if let Some(monitor) = monitor {
+            return monitor.restart_window;
+        }
         package
             .resources
             .iter()

@@ -188,6 +188,9 @@ pub struct Monitor {
     pub action: MonitorAction,
     /// `stabilization` (written when not zero).
     pub stabilization: Duration,
+    /// `restart` (written when not zero) and `restart_window`.
+    pub restart: u32,
+    pub restart_window: Option<Duration>,
 }
 
 /// A package's `[[dependency]]`.
@@ -668,6 +671,12 @@ fn monitor_table(m: &Monitor) -> Value {
     }
     if !m.stabilization.is_zero() {
         t.insert("stabilization".into(), duration(m.stabilization));
+    }
+    if m.restart > 0 {
+        t.insert("restart".into(), i64::from(m.restart).into());
+    }
+    if let Some(window) = m.restart_window {
+        t.insert("restart_window".into(), duration(window));
     }
     t.into()
 }

@@ -74,6 +74,8 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
             rearm: Some("X<80".into()),
             action: MonitorAction::Event("UE_WEB_LOAD".into()),
             stabilization: Duration::ZERO,
+            restart: 0,
+            restart_window: None,
         },
         Monitor {
             name: "full".into(),
@@ -83,6 +85,8 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
             rearm: None,
             action: MonitorAction::FailPackage,
             stabilization: Duration::ZERO,
+            restart: 0,
+            restart_window: None,
         },
     ];
     let mut mark = Package::failover("mark", &["n2", "n1"]).resource(Resource::Script {

@@ -345,6 +345,8 @@ fn web_monitor(dir: &Path, predicate: &str, rearm: Option<&str>, action: Monitor
         rearm: rearm.map(str::to_owned),
         action,
         stabilization: Duration::ZERO,
+        restart: 0,
+        restart_window: None,
     }
 }
 
@@ -565,5 +567,72 @@ fn a_monitor_waits_its_stabilization_interval_before_it_may_fail_the_package() {
         after >= STABILIZATION - Duration::from_millis(500),
         "{after:?}"
     );
+    assert_no_overlap(&c.activity(), 1);
+}
+
+fn web_pgid(c: &Cluster, i: usize) -> Option<i32> {
+    std::fs::read_to_string(c.state_dir(i).join("run/web.0.pgid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Issue 18, item 5 (HACMP's application monitor restart count): a `fail_package` monitor
+/// with `restart = 1` first restarts web's service on n1 (a new process group, web stays
+/// on n1, counted as `monitor:load`); the next firing within the window fails web over.
+#[test]
+fn a_fail_package_monitor_restarts_locally_before_it_fails_the_package_over() {
+    let mut spec = Spec::new();
+    spec.web(|dir, web| {
+        let mut monitor = web_monitor(dir, "X>90", Some("X<80"), MonitorAction::FailPackage);
+        monitor.restart = 1;
+        monitor.restart_window = Some(Duration::from_secs(600));
+        web.monitors.push(monitor)
+    });
+    let mut c = Cluster::configure(spec);
+    let dir: PathBuf = c.path().to_owned();
+    for node in ["n1", "n2", "n3"] {
+        set_value(&dir, node, 10);
+    }
+    for i in 1..=3 {
+        c.start(i);
+    }
+    wait_stable(&c);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let before = web_pgid(&c, 1).expect("web's process group on n1");
+    set_value(&dir, "n1", 95);
+    let started = Instant::now();
+    let after = loop {
+        assert!(
+            started.elapsed() < FAILOVER_TIMEOUT,
+            "web's service was not restarted"
+        );
+        if let Some(pgid) = web_pgid(&c, 1).filter(|&p| p != before) {
+            break pgid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "web restarted on n1 {:?} after the firing: group {before} -> {after}",
+        started.elapsed()
+    );
+    let status = c.status(1).unwrap();
+    let web = package_of(&status, "web");
+    assert_eq!(web["nodes"][0], "n1", "{status:#}");
+    assert_eq!(
+        web["restarts"]["n1"]["monitor:load"]["count"], 1,
+        "{status:#}"
+    );
+    assert!(
+        !event_log(&c, 1)
+            .iter()
+            .any(|r| r["event"].as_str().unwrap().starts_with("package_failed")),
+        "the first firing failed web"
+    );
+    // Healthy again (rearmed), then a second firing within the window: web moves.
+    set_value(&dir, "n1", 10);
+    std::thread::sleep(Duration::from_millis(600));
+    set_value(&dir, "n1", 95);
+    let moved = c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    eprintln!("second firing -> web up on n2 in {moved:?}");
     assert_no_overlap(&c.activity(), 1);
 }

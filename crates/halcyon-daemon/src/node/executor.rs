@@ -45,6 +45,12 @@ pub(crate) enum Inbox {
         package: PackageName,
         reply: oneshot::Sender<Option<Result<String, String>>>,
     },
+    /// The control queue of the package's supervisor here (`None`: it does not run here),
+    /// for a monitor that restarts its services.
+    ControlOf {
+        package: PackageName,
+        reply: oneshot::Sender<Option<mpsc::Sender<ControlMessage>>>,
+    },
     /// Halt every package running here (shutdown, fail-fast), then answer; from then on
     /// the executor starts nothing.
     HaltAll {
@@ -232,6 +238,9 @@ impl Node {
                     None => None,
                 };
                 let _ = reply.send(halted);
+            }
+            Inbox::ControlOf { package, reply } => {
+                let _ = reply.send(executor.local.get(&package).map(|p| p.control.clone()));
             }
             Inbox::HaltAll { mode, reply } => {
                 executor.ending = true;

@@ -15,7 +15,11 @@
 //!   sampler as its resource variable and `Package=P;Monitor=M` as its instance vector.
 //!   `notify = "COMMAND"` only runs the command (with those variables, `HALCYON_MONITOR`
 //!   and `HALCYON_SAMPLE`) and changes nothing. `stabilization` delays the first sample
-//!   after the package has started (HACMP's stabilization interval).
+//!   after the package has started (HACMP's stabilization interval). A `fail_package`
+//!   monitor with `restart = N` first restarts the package's services here, up to N times
+//!   within `restart_window` (counted in the replicated state as `monitor:NAME`, shown with
+//!   the services' restarts), then watches afresh after the stabilization interval; beyond
+//!   N the package fails here as above.
 //! - **Rule monitors** (a rules file's user-defined event with `resource_variable`): run on
 //!   every member node, or only on node N for `NodeNum=N`; what they sample is decoded by
 //!   `halcyon_events::resource` (`IBM.PSSP.Prog.pcount`/`xpcount` count the processes named
@@ -116,7 +120,13 @@ enum Action {
         resource_variable: String,
         instance_vector: String,
     },
-    FailPackage(PackageName),
+    /// Fails the package here, after restarting its services here up to `restart` times
+    /// (counted in the replicated state under `key`, within the monitor's window).
+    FailPackage {
+        package: PackageName,
+        restart: u32,
+        key: String,
+    },
     /// Runs the command (the sampler's variables, `HALCYON_MONITOR`, `HALCYON_SAMPLE`).
     Notify(String),
 }
@@ -258,7 +268,11 @@ impl Node {
                     resource_variable: m.sample.clone(),
                     instance_vector: format!("Package={name};Monitor={}", m.name),
                 },
-                MonitorAction::FailPackage => Action::FailPackage(name.clone()),
+                MonitorAction::FailPackage => Action::FailPackage {
+                    package: name.clone(),
+                    restart: m.restart,
+                    key: m.restart_key(),
+                },
                 MonitorAction::Notify(command) => Action::Notify(command.clone()),
             };
             let spec = Spec {
@@ -367,7 +381,8 @@ impl Node {
             tracing::info!(monitor = name, stabilization = ?spec.stabilization, "monitor waits for its package to stabilize before its first sample");
             sleep(spec.stabilization).await;
         }
-        let mut arming = Arming::new(predicate, rearm);
+        let armed = Arming::new(predicate, rearm);
+        let mut arming = armed.clone();
         let timeout = spec.interval.min(SAMPLE_TIMEOUT_MAX);
         let mut ticks = tokio::time::interval(spec.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -399,6 +414,20 @@ impl Node {
                     match outcome {
                         Outcome::Fired => {
                             tracing::warn!(monitor = name, sample = %sample, predicate = %spec.predicate, "monitor fired");
+                            if let Action::FailPackage {
+                                package,
+                                restart,
+                                key,
+                            } = &spec.action
+                                && self
+                                    .restarted_by_monitor(name, package, *restart, key, &sample)
+                                    .await
+                            {
+                                // Restarted: watched afresh, after the stabilization interval.
+                                arming = armed.clone();
+                                sleep(spec.stabilization).await;
+                                continue;
+                            }
                             tokio::spawn(Arc::clone(&self).fire(spec.clone(), sample));
                         }
                         Outcome::Rearmed => {
@@ -476,8 +505,78 @@ impl Node {
                     }
                 }
             }
-            Action::FailPackage(package) => self.fail_by_monitor(package, &by).await,
+            Action::FailPackage { package, .. } => self.fail_by_monitor(package, &by).await,
             Action::Notify(command) => notify(&spec.name, &command, &spec.env, &sample).await,
+        }
+    }
+
+    /// A `fail_package` monitor with `restart` restarts fired: counted (replicated, within
+    /// the monitor's window, under `key`); within the count and while this node may run the
+    /// package, its services are stopped and started here and the answer is true. False:
+    /// the package is to fail here (restarts exhausted, none configured, no quorum to count
+    /// with, or the restart failed).
+    async fn restarted_by_monitor(
+        &self,
+        monitor: &str,
+        package: &PackageName,
+        restart: u32,
+        key: &str,
+        sample: &Sample,
+    ) -> bool {
+        if restart == 0 {
+            return false;
+        }
+        let counted = self
+            .submit(&Command::RestartCounted {
+                package: package.clone(),
+                node: self.name.clone(),
+                service: key.to_owned(),
+                detail: Some(format!("monitor {monitor} fired on {sample}")),
+                at: self.timestamp(),
+            })
+            .await;
+        let count = match counted {
+            Ok(Reply::Restarts { count }) => count,
+            _ => return false, // no quorum: do not restart blindly
+        };
+        let failover = self
+            .config()
+            .package(package.as_str())
+            .is_some_and(|p| p.is_failover());
+        if count > restart || (failover && !self.lease_valid()) {
+            tracing::warn!(monitor, package = %package, count, restart, "restarts exhausted: the package fails here");
+            return false;
+        }
+        let (reply, control) = tokio::sync::oneshot::channel();
+        let asked = self
+            .executor_inbox
+            .send(Inbox::ControlOf {
+                package: package.clone(),
+                reply,
+            })
+            .await;
+        let Some(control) = asked.ok().and(control.await.ok().flatten()) else {
+            return true; // stopped meanwhile: nothing of it to fail here
+        };
+        tracing::info!(monitor, package = %package, count, restart, "restarting the package's services here");
+        let (reply, restarted) = tokio::sync::oneshot::channel();
+        if control
+            .send((super::package::Control::RestartServices, reply))
+            .await
+            .is_err()
+        {
+            return true; // stopped meanwhile
+        }
+        match restarted.await {
+            Ok(Ok(detail)) => {
+                tracing::info!(monitor, package = %package, count, "{detail}");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(monitor, package = %package, "restart failed: {e}");
+                false
+            }
+            Err(_) => true, // stopped meanwhile
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) enum Control {
     Stop(StopMode),
     /// Local LAN failover: move the package's addresses on this network to a standby interface.
     SwapAdapter(NetworkName),
+    /// A `fail_package` monitor with restarts left fired: stop and start the package's
+    /// services here (its addresses and storage stay).
+    RestartServices,
 }
 
 pub(crate) type ControlMessage = (Control, oneshot::Sender<Result<String, String>>);
@@ -339,6 +342,10 @@ impl Supervisor {
                         let _ = reply.send(self.swap_addresses(network.as_str()).await);
                         continue;
                     }
+                    Some((Control::RestartServices, reply)) => {
+                        let _ = reply.send(self.restart_services().await);
+                        continue;
+                    }
                 },
                 () = node.lease_lost(&mut lease), if failover => {
                     self.fence().await;
@@ -469,6 +476,38 @@ impl Supervisor {
         tracing::warn!(package = %name, resource, count, "restarts exhausted: the package fails here");
         self.fail_here(index, &resource, &why).await;
         Next::Ended
+    }
+
+    /// Stops and starts each of the package's services in turn, re-registered with the
+    /// guard as a restart after an exit is.
+    async fn restart_services(&mut self) -> Result<String, String> {
+        let services: Vec<usize> = self
+            .package
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, halcyon_config::Resource::Service(_)))
+            .map(|(i, _)| i)
+            .collect();
+        if services.is_empty() {
+            return Err(format!("{} has no service to restart", self.package.name));
+        }
+        let guard = self.node.guard.as_ref();
+        for &index in &services {
+            self.guarded.forget_group(guard, index);
+            self.resources
+                .stop_and_restart(index)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.guarded.admit(guard, &mut self.resources, index)?;
+        }
+        self.node
+            .write_pid_files(self.package.name.as_str(), &self.resources);
+        let names: Vec<String> = services
+            .iter()
+            .map(|&i| self.package.resources[i].restart_key())
+            .collect();
+        Ok(format!("restarted {}", names.join(", ")))
     }
 
     async fn restart(&mut self, index: usize) -> Result<(), String> {
