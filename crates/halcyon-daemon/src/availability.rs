@@ -257,6 +257,7 @@ mod tests {
                 3,
                 Event::PackageHalt {
                     package: "web".into(),
+                    node: None,
                 },
                 200,
                 &[(ActionKind::Halt, "n2", 201)],

@@ -257,14 +257,7 @@ impl PackageOperation {
         let node = self.request.node.map(NodeName);
         Ok(match self.op.as_str() {
             "run" => Event::PackageRun { package, node },
-            "halt" => {
-                if node.is_some() {
-                    return Err(ApiError::bad_request(
-                        "bad request body: halt takes no node",
-                    ));
-                }
-                Event::PackageHalt { package }
-            }
+            "halt" => Event::PackageHalt { package, node },
             "move" => Event::PackageMove { package, node },
             "enable" => Event::PackageEnable { package, node },
             "clear" => Event::PackageClear { package, node },
@@ -797,9 +790,10 @@ mod tests {
         let halt = check_package_operation(&config, "db", "halt", || to("node2")).unwrap();
         assert_eq!(
             halt.event(),
-            Err(ApiError::bad_request(
-                "bad request body: halt takes no node"
-            ))
+            Ok(Event::PackageHalt {
+                package: PackageName::from("db"),
+                node: Some(NodeName::from("node2")),
+            })
         );
         let moved = check_package_operation(&config, "db", "move", || to("node2")).unwrap();
         assert_eq!(

@@ -301,7 +301,7 @@ pub(crate) fn record_has_package(r: &halcyon_state::EventRecord, package: &str) 
     let of_event = match &r.event {
         Event::PackageFailed { package: p, .. }
         | Event::PackageRun { package: p, .. }
-        | Event::PackageHalt { package: p }
+        | Event::PackageHalt { package: p, .. }
         | Event::PackageMove { package: p, .. }
         | Event::PackageEnable { package: p, .. }
         | Event::PackageDisable { package: p, .. }

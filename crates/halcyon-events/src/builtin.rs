@@ -290,6 +290,7 @@ mod tests {
             },
             Event::PackageHalt {
                 package: package.clone(),
+                node: None,
             },
             Event::PackageMove {
                 package: package.clone(),

@@ -74,7 +74,7 @@ impl EventContext {
         let package = match event {
             Event::PackageFailed { package, .. }
             | Event::PackageRun { package, .. }
-            | Event::PackageHalt { package }
+            | Event::PackageHalt { package, .. }
             | Event::PackageMove { package, .. }
             | Event::PackageEnable { package, .. }
             | Event::PackageDisable { package, .. }

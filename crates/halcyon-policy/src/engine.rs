@@ -49,6 +49,8 @@ pub enum PlanError {
     NotRunning(String),
     #[error("package {0} is a multi-node package; it cannot be moved")]
     NotFailover(String),
+    #[error("package {package} does not run on {node}")]
+    NotRunningOn { package: String, node: String },
     #[error("package {package} has no eligible node: {reasons}")]
     NoTarget { package: String, reasons: String },
     #[error("node {0} is not a member of the cluster")]
@@ -551,12 +553,46 @@ impl<'e, 'c> Work<'e, 'c> {
                 ps.error = None;
                 if let Some(node) = node {
                     let n = e.node(node.as_str())?;
+                    if !e.packages[p].is_failover() {
+                        // The inverse of `package halt PKG --node NODE`.
+                        self.pstate_mut(p).node_switching_disabled.remove(node);
+                    }
                     self.require_eligible(p, n)?;
                     self.requests.insert(p, Request::RunOn(n));
                 }
             }
-            Event::PackageHalt { package } => {
+            Event::PackageHalt {
+                package,
+                node: Some(node),
+            } if !e.packages[e.package(package.as_str())?].is_failover() => {
+                // One instance of a multi-node package: halted there, and kept halted
+                // there (its node switching disabled) while it runs elsewhere.
                 let p = e.package(package.as_str())?;
+                let n = e.node(node.as_str())?;
+                self.pstate_mut(p)
+                    .node_switching_disabled
+                    .insert(node.clone());
+                if self.current[p].contains(&n) {
+                    self.must_leave
+                        .insert(p, (n, format!("halted on {node} by the administrator")));
+                } else {
+                    self.note(
+                        Some(p),
+                        format!("{package} does not run on {node}; it stays halted there"),
+                    );
+                }
+            }
+            Event::PackageHalt { package, node } => {
+                let p = e.package(package.as_str())?;
+                if let Some(node) = node {
+                    let n = e.node(node.as_str())?;
+                    if !self.current[p].contains(&n) {
+                        return Err(PlanError::NotRunningOn {
+                            package: package.to_string(),
+                            node: node.to_string(),
+                        });
+                    }
+                }
                 let ps = self.pstate_mut(p);
                 ps.switching = Some(false);
                 ps.held_for = None;

@@ -84,9 +84,13 @@ pub enum Event {
         #[serde(default)]
         node: Option<NodeName>,
     },
-    /// `package halt PKG`.
+    /// `package halt PKG [--node NODE]`: with a node, one instance of a multi-node package
+    /// halts there and stays halted there (node switching disabled) until `package run PKG
+    /// --node NODE` or `package enable PKG --node NODE`.
     PackageHalt {
         package: PackageName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<NodeName>,
     },
     /// `package move PKG [NODE]`.
     PackageMove {
@@ -223,6 +227,7 @@ impl fmt::Display for Event {
             Event::PackageFailed { package, node } => write!(f, " {package} on {node}"),
             Event::PackageRun { package, node }
             | Event::PackageMove { package, node }
+            | Event::PackageHalt { package, node }
             | Event::PackageEnable { package, node }
             | Event::PackageDisable { package, node }
             | Event::PackageClear { package, node } => {
@@ -232,7 +237,6 @@ impl fmt::Display for Event {
                 }
                 Ok(())
             }
-            Event::PackageHalt { package } => write!(f, " {package}"),
             Event::UserDefined { node, .. } => write!(f, " on {node}"),
             Event::ConfigChange {
                 generation,

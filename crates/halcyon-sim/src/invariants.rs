@@ -63,8 +63,11 @@ impl Transitions {
             started(world, node, index, state, id, &seen.pending, seen.forming);
             // A package halt (or the cluster's) starts its restart counters again.
             match state.execution().map(|x| &x.plan.event) {
-                Some(halcyon_policy::Event::PackageHalt { package }) => {
-                    seen.counters.retain(|(p, _, _), _| p != package.as_str());
+                Some(halcyon_policy::Event::PackageHalt { package, node }) => {
+                    seen.counters.retain(|(p, n, _), _| {
+                        p != package.as_str()
+                            || node.as_ref().is_some_and(|node| n != node.as_str())
+                    });
                 }
                 Some(halcyon_policy::Event::ClusterHalt) => seen.counters.clear(),
                 _ => {}

@@ -1057,8 +1057,19 @@ impl State {
         // Restart counters start again when the package is halted (and later started), as
         // Serviceguard's do (seed 004); a move or a coordinator change keeps them.
         match &pending.event {
-            Event::PackageHalt { package } => {
+            Event::PackageHalt {
+                package,
+                node: None,
+            } => {
                 self.restarts.remove(package);
+            }
+            Event::PackageHalt {
+                package,
+                node: Some(node),
+            } => {
+                if let Some(counters) = self.restarts.get_mut(package) {
+                    counters.remove(node);
+                }
             }
             Event::ClusterHalt => self.restarts.clear(),
             _ => {}

@@ -453,6 +453,7 @@ fn the_event_log_is_bounded() {
             Command::Enqueue {
                 event: Event::PackageHalt {
                     package: "web".into(),
+                    node: None,
                 },
                 by: "admin".into(),
                 at: t(n as i64),
@@ -712,6 +713,7 @@ fn restart_counters_start_again_when_the_package_is_halted() {
         index,
         Event::PackageHalt {
             package: "web".into(),
+            node: None,
         },
         "api",
         t(3),

@@ -67,8 +67,9 @@ pub enum Command {
     /// Events: cluster_start, cluster_halt, timer, config_change;
     /// node_up NODE; node_down NODE [failure|graceful|graceful_takeover|forced];
     /// network_up|network_down|swap_adapter|fail_standby|join_standby NODE NETWORK;
-    /// package_failed PACKAGE NODE; package_halt PACKAGE;
-    /// package_run|package_move|package_enable|package_disable|package_clear PACKAGE [NODE];
+    /// package_failed PACKAGE NODE;
+    /// package_run|package_halt|package_move|package_enable|package_disable|package_clear
+    /// PACKAGE [NODE];
     /// user EVENT_NAME NODE.
     Emulate {
         /// The event's name, then its arguments.
@@ -299,7 +300,8 @@ pub enum LiveCommand {
         /// NODE, or on every node; cmmodpkg -e after a failure).
         op: String,
         package: String,
-        /// Target node (run, move, enable, disable, clear).
+        /// Target node (run, move, enable, disable, clear); for halt, the one node to halt
+        /// it on (a multi-node package then stays halted there until `run -n NODE`).
         #[arg(long, short = 'n')]
         node: Option<String>,
         #[command(flatten)]

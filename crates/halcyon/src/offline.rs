@@ -442,18 +442,16 @@ pub fn parse_event(words: &[String]) -> Result<Event, String> {
             node: node(n),
         },
         ("package_failed", _) => return Err(usage("PACKAGE NODE")),
-        ("package_halt", [p]) => Event::PackageHalt {
-            package: package(p),
-        },
-        ("package_halt", _) => return Err(usage("PACKAGE")),
         (
-            "package_run" | "package_move" | "package_enable" | "package_disable" | "package_clear",
+            "package_run" | "package_halt" | "package_move" | "package_enable" | "package_disable"
+            | "package_clear",
             [p, rest @ ..],
         ) if rest.len() <= 1 => {
             let package = package(p);
             let node = rest.first().map(|n| node(n));
             match name.as_str() {
                 "package_run" => Event::PackageRun { package, node },
+                "package_halt" => Event::PackageHalt { package, node },
                 "package_move" => Event::PackageMove { package, node },
                 "package_enable" => Event::PackageEnable { package, node },
                 "package_disable" => Event::PackageDisable { package, node },

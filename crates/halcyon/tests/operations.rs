@@ -217,3 +217,55 @@ fn a_node_restarted_with_a_slower_heartbeat_holds_no_longer_lease_than_the_clust
     );
     assert_eq!(v["lease"]["duration_ms"].as_u64().unwrap(), lease, "{v:#}");
 }
+
+/// Issue 18, item 5: `package halt PKG -n NODE` takes one instance of a multi-node package
+/// offline on that node; it stays offline there (a node's return does not restart it) while
+/// the others keep running untouched, until `package run PKG -n NODE`.
+#[test]
+fn one_instance_of_a_multi_node_package_halts_on_one_node_and_runs_there_again() {
+    let mut spec = Spec::new();
+    spec.packages
+        .push(Package::multi_node("agent").resource(Resource::Service {
+            name: "a".into(),
+            command: "sleep 1000".into(),
+            restart: None,
+            halt_timeout: Some(Duration::from_secs(1)),
+            node_fail_fast: false,
+        }));
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let nodes_of = |v: &serde_json::Value| -> Vec<String> {
+        package_of(v, "agent")["nodes"]
+            .as_array()
+            .map(|a| a.iter().map(|n| n.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    c.wait_for(1, "agent on every node", FORM_TIMEOUT, |v| {
+        nodes_of(v).len() == 3
+    });
+    let others_before: Vec<Vec<i32>> = [1, 3].map(|i| c.service_groups(i)).into();
+
+    let (code, out) = cli(&c, 1, &["package", "halt", "agent", "-n", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "agent halted on n2 only", FAILOVER_TIMEOUT, |v| {
+        nodes_of(v) == ["n1", "n3"]
+    });
+    // The timer and a reconciliation leave it halted there; the others never moved.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(nodes_of(&c.status(1).unwrap()), ["n1", "n3"]);
+    let others_after: Vec<Vec<i32>> = [1, 3].map(|i| c.service_groups(i)).into();
+    assert_eq!(
+        others_before, others_after,
+        "instances on n1 and n3 were restarted"
+    );
+    // A failover package cannot be halted on a node it does not run on.
+    let (code, out) = cli(&c, 1, &["package", "halt", "web", "-n", "n3"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not run on n3"), "{out}");
+
+    let (code, out) = cli(&c, 1, &["package", "run", "agent", "-n", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "agent on every node again", FAILOVER_TIMEOUT, |v| {
+        nodes_of(v).len() == 3
+    });
+}

@@ -348,6 +348,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     let command = halcyon_state::Command::Enqueue {
         event: halcyon_policy::Event::PackageHalt {
             package: "web".into(),
+            node: None,
         },
         by: "intruder".into(),
         at: jiff::Timestamp::now(),
