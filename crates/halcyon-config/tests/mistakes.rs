@@ -521,7 +521,9 @@ const CASES: &[Case] = &[
             "subnets = [\"10.0.2.0/24\"]",
             "subnets = [\"10.0.2.0/24\"]\nprofile = \"fast\"",
         )],
-        expect: &["placeholder"],
+        expect: &[
+            "cluster.toml:19:1: network[2].profile: unknown field; hint: known fields here: name, kind, subnets, device, interval, sensitivity",
+        ],
     },
     Case {
         name: "two-node cluster without a witness",
