@@ -109,10 +109,19 @@ pub struct Quorum {
     pub foreign_requests: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseStatus {
     pub remaining_ms: u64,
     pub duration_ms: u64,
+    /// The slowest granted lease renewal (send to grant) of the answering node in the last
+    /// one to two minutes.
+    #[serde(default)]
+    pub renewal_slowest_ms: u64,
+    /// Set while a renewal was slower than the timings allow for (half the round trip with
+    /// which a holder keeps its lease) within the last minute: the network or the machine
+    /// is too slow for the heartbeat interval.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 /// One configured node as the answering node sees it.

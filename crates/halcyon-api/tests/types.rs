@@ -117,6 +117,8 @@ fn status() -> StatusResponse {
         lease: LeaseStatus {
             remaining_ms: 500,
             duration_ms: 619,
+            renewal_slowest_ms: 12,
+            warning: None,
         },
         nodes: vec![NodeStatus {
             name: NodeName::from("node1"),

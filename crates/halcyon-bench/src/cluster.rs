@@ -31,12 +31,14 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Heartbeat settings written into `[heartbeat]`; `None` leaves the section out, so the
-/// daemon's own defaults apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Heartbeat {
-    pub interval_ms: u64,
-    pub sensitivity: u32,
+/// How a benchmark cluster is configured beyond the demo's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// `[heartbeat] profile` (e.g. "fast"); `None` leaves the section out, so the daemon's
+    /// own defaults apply.
+    pub heartbeat_profile: Option<&'static str>,
+    /// The service's `restart` count (the demo's 2 when `None`).
+    pub service_restarts: Option<u32>,
 }
 
 /// A node as started.
@@ -68,12 +70,7 @@ pub struct Cluster {
 /// The cluster's configuration: the demo's (see `halcyon_testkit::config::demo`) with `nodes`
 /// nodes, whose service serves `hello from NODE` on the node's address at
 /// `port + SERVICE_OFFSET`.
-pub fn config(
-    nodes: usize,
-    port: u16,
-    heartbeat: Option<Heartbeat>,
-    halcyon: &Path,
-) -> ClusterConfig {
+pub fn config(nodes: usize, port: u16, setup: Setup, halcyon: &Path) -> ClusterConfig {
     // node<i> serves on 127.0.0.<i>, as the cluster file places the nodes.
     let command = format!(
         "exec '{}' demo-http --bind 127.0.0.${{HALCYON_NODE#node}}:{} --name $HALCYON_NODE",
@@ -82,19 +79,22 @@ pub fn config(
     );
     let mut config = testkit_config::demo("bench", port, nodes, command);
     config.id = u32::from(port);
-    if let Some(h) = heartbeat {
-        config = config.heartbeat(Duration::from_millis(h.interval_ms), h.sensitivity);
+    if let Some(profile) = setup.heartbeat_profile {
+        config = config.heartbeat_profile(profile);
+    }
+    if let Some(count) = setup.service_restarts {
+        for resource in &mut config.packages[0].resources {
+            if let testkit_config::Resource::Service { restart, .. } = resource {
+                *restart = Some(count);
+            }
+        }
     }
     config
 }
 
 impl Cluster {
     /// Takes a block of ports, writes the configuration and starts one daemon per node.
-    pub fn start(
-        halcyon: &Path,
-        nodes: usize,
-        heartbeat: Option<Heartbeat>,
-    ) -> anyhow::Result<Cluster> {
+    pub fn start(halcyon: &Path, nodes: usize, setup: Setup) -> anyhow::Result<Cluster> {
         if !(1..=NODES_MAX).contains(&nodes) {
             bail!("--nodes must be from 1 to {NODES_MAX}");
         }
@@ -110,7 +110,7 @@ impl Cluster {
         launch.markers = vec![format!(":{} --name", port + SERVICE_OFFSET)];
         let mut inner = testkit_cluster::Cluster::create(
             dir,
-            config(nodes, port, heartbeat, halcyon),
+            config(nodes, port, setup, halcyon),
             launch,
             Some(ports),
         )?;
@@ -268,6 +268,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// The process group of the package's service on node `index`, as the daemon recorded it
+    /// (`run/PACKAGE.0.pgid`), if it runs there.
+    pub fn service_group(&self, index: usize) -> Option<i32> {
+        let file = self
+            .inner
+            .state_dir(index + 1)
+            .join("run")
+            .join(format!("{PACKAGE}.0.pgid"));
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     /// Power-loss style: SIGKILL, back to back, the daemon's process group, the groups of the
     /// processes it started (a lease guard, if the daemon runs one) and its service's group.
     /// Returns the moment just before the first signal.
@@ -346,19 +357,27 @@ mod tests {
 
     #[test]
     fn the_configuration_names_every_node_and_omits_heartbeat_unless_asked() {
-        let c = config(3, 21_000, None, Path::new("/x/halcyon"));
+        let c = config(3, 21_000, Setup::default(), Path::new("/x/halcyon"));
         let (cluster, package) = (c.cluster_toml(), c.packages[0].to_toml());
         assert!(!cluster.contains("[heartbeat]"));
         assert!(cluster.contains("address = \"127.0.0.3\""));
         assert!(package.contains("nodes = [\"node1\", \"node2\", \"node3\"]"));
         let service = format!(":{} --name", 21_000 + SERVICE_OFFSET);
         assert!(package.contains(&service), "{package}");
-        let fast = Heartbeat {
-            interval_ms: 50,
-            sensitivity: 3,
+        assert!(package.contains("restart = 2"), "{package}");
+        let setup = Setup {
+            heartbeat_profile: Some("fast"),
+            service_restarts: Some(100),
         };
-        let cluster = config(16, 21_000, Some(fast), Path::new("/x/halcyon")).cluster_toml();
-        assert!(cluster.contains("interval = \"50ms\"\nsensitivity = 3"));
+        let c = config(16, 21_000, setup, Path::new("/x/halcyon"));
+        let cluster = c.cluster_toml();
+        assert!(
+            cluster.contains("[heartbeat]\nprofile = \"fast\"\n"),
+            "{cluster}"
+        );
+        assert!(!cluster.contains("interval"), "{cluster}");
         assert!(cluster.contains("address = \"127.0.0.16\""));
+        let package = c.packages[0].to_toml();
+        assert!(package.contains("restart = 100"), "{package}");
     }
 }

@@ -17,19 +17,13 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::Value;
 
-use crate::cluster::{self, Cluster, Heartbeat, Ready};
+use crate::cluster::{self, Cluster, Ready, Setup};
 use crate::stats::{Summary, summarize};
 use crate::{interrupt, loadavg};
 
-/// The documented fast profile: heartbeat every 50 ms, a path down after 3 missed beats
-/// (detection ~150 ms). The daemon derives the lease from the detection time when
-/// `quorum.lease` is unset, so the lease shrinks with it; the same safety rule applies.
-/// openraft's timings are not configurable (the daemon opens consensus with
-/// `RaftTimings::default()`), so the coordinator-loss path keeps its election time.
-pub const FAST: Heartbeat = Heartbeat {
-    interval_ms: 50,
-    sensitivity: 3,
-};
+/// The documented fast profile, `[heartbeat] profile = "fast"` (30 ms x 3; the daemon
+/// derives the lease and openraft's timings from it under the same safety rule).
+pub const FAST_PROFILE: &str = "fast";
 const NODES: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the package answers: let leases renew a few times, as in a steady cluster.
@@ -94,7 +88,10 @@ pub struct Report {
 }
 
 pub fn run(options: &Options) -> anyhow::Result<Report> {
-    let heartbeat = options.fast.then_some(FAST);
+    let setup = Setup {
+        heartbeat_profile: options.fast.then_some(FAST_PROFILE),
+        service_restarts: None,
+    };
     let mut report = Report {
         runs: Vec::new(),
         failures: Vec::new(),
@@ -112,7 +109,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         } else {
             Class::HolderIsNotCoordinator
         };
-        match one_run(options, heartbeat, want, &mut report.lease_ms) {
+        match one_run(options, setup, want, &mut report.lease_ms) {
             Ok(run) => {
                 failures_in_a_row = 0;
                 println!(
@@ -147,11 +144,11 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
 
 fn one_run(
     options: &Options,
-    heartbeat: Option<Heartbeat>,
+    setup: Setup,
     want: Class,
     lease_ms: &mut Option<u64>,
 ) -> anyhow::Result<Run> {
-    let mut cluster = Cluster::start(&options.halcyon, NODES, heartbeat)?;
+    let mut cluster = Cluster::start(&options.halcyon, NODES, setup)?;
     let ready = cluster.wait_ready(READY_TIMEOUT)?;
     let holder = cluster.daemons[ready.holder].name.clone();
     let target = match want {
@@ -350,8 +347,7 @@ pub fn render(report: &Report, command_line: &str) -> String {
     let mut out = String::new();
     let profile = if report.fast {
         format!(
-            "fast profile (heartbeat {} ms x sensitivity {}; lease derived by the daemon)",
-            FAST.interval_ms, FAST.sensitivity
+            "[heartbeat] profile = \"{FAST_PROFILE}\" (30 ms x 3; lease and Raft timings derived by the daemon)"
         )
     } else {
         "default settings (no [heartbeat] or [quorum] section: the daemon's defaults)".into()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Setup};
 use crate::stats::summarize;
 use crate::{interrupt, loadavg};
 
@@ -85,7 +85,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         .ok()
         .filter(|&t| t > 0)
         .context("sysconf(_SC_CLK_TCK) failed")?;
-    let mut cluster = Cluster::start(&options.halcyon, options.nodes, None)?;
+    let mut cluster = Cluster::start(&options.halcyon, options.nodes, Setup::default())?;
     let port = cluster.port;
     println!(
         "started {} daemons on 127.0.0.1-{} (base port {port}); waiting for formation...",

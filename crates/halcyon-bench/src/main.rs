@@ -1,10 +1,12 @@
 //! `halcyon-bench`: figures for SPEC 12, measured on a live loopback cluster built from the
 //! `halcyon` binary (build both first: `cargo build --release -p halcyon -p halcyon-bench`).
 //!
-//! - `failover [--runs N] [--fast]`: SIGKILL of the package's node (daemon and service process
+//! - `failover [--runs N] [--fast]` (`--fast`: `[heartbeat] profile = "fast"`): SIGKILL of the package's node (daemon and service process
 //!   group) -> the service answering on another node; median, p90 and worst, split by whether
 //!   the killed node was the coordinator.
 //! - `footprint [--nodes N] [--seconds S]`: idle RSS and CPU of every daemon.
+//! - `restart [--runs N]`: SIGKILL of the package's service -> the service answering again on
+//!   the same node (restarted by its daemon); median, p90 and worst.
 //!
 //! Loopback only (127.0.0.x); every wait is bounded; every process started is killed by pid on
 //! exit, on error and on Ctrl-C. Exit codes: 0 figures printed, 1 the measurement failed or was
@@ -14,6 +16,7 @@ mod cluster;
 mod failover;
 mod footprint;
 mod interrupt;
+mod restart;
 mod stats;
 
 use std::path::PathBuf;
@@ -39,7 +42,8 @@ enum Command {
         /// Number of runs (alternating: the holder is / is not the coordinator).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
         runs: u64,
-        /// The fast profile: heartbeat 50 ms, sensitivity 3 (lease derived by the daemon).
+        /// The fast profile: `[heartbeat] profile = "fast"` (30 ms x 3; the lease and the Raft
+        /// timings derived by the daemon).
         #[arg(long)]
         fast: bool,
         #[command(flatten)]
@@ -53,6 +57,15 @@ enum Command {
         /// Length of the sampling window.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=footprint::SECONDS_MAX))]
         seconds: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Time from SIGKILL of the package's service to the service answering again on the
+    /// same node (restarted by its daemon), on one 3-node cluster.
+    Restart {
+        /// Number of runs.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        runs: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -99,7 +112,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     interrupt::install();
     let common = match &cli.command {
-        Command::Failover { common, .. } | Command::Footprint { common, .. } => common,
+        Command::Failover { common, .. }
+        | Command::Footprint { common, .. }
+        | Command::Restart { common, .. } => common,
     };
     let halcyon = match common.halcyon() {
         Ok(p) => p,
@@ -121,6 +136,11 @@ fn main() -> ExitCode {
             halcyon,
         })
         .map(|report| footprint::render(&report, &command_line())),
+        Command::Restart { runs, .. } => restart::run(&restart::Options {
+            runs: *runs as usize,
+            halcyon,
+        })
+        .map(|report| restart::render(&report, &command_line())),
     };
     match result {
         Ok(table) => {

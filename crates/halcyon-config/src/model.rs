@@ -38,6 +38,11 @@ pub mod limits {
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Default number of missed heartbeats before a path is down.
 pub const DEFAULT_SENSITIVITY: u32 = 4;
+/// The fast profile's heartbeat interval (`[heartbeat] profile = "fast"`; README,
+/// "Configuration", and ARCHITECTURE.md, "The fast profile", give its limits).
+pub const FAST_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(30);
+/// The fast profile's sensitivity.
+pub const FAST_SENSITIVITY: u32 = 3;
 /// Default time after which a package failure on a node no longer excludes it.
 pub const DEFAULT_FAILURE_EXPIRY: Duration = Duration::from_secs(3600);
 /// Default timeout for a script's run or halt command.
@@ -298,9 +303,49 @@ pub struct Heartbeat {
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Heartbeat {
-            interval: DEFAULT_HEARTBEAT_INTERVAL,
-            sensitivity: DEFAULT_SENSITIVITY,
+        HeartbeatProfile::Default.heartbeat()
+    }
+}
+
+/// A named pair of heartbeat settings (`[heartbeat] profile`); an explicit `interval` or
+/// `sensitivity` beside it overrides the profile's. Only the heartbeat is stored: the
+/// lease and the Raft timings are derived from it as for any other heartbeat
+/// (`timing.rs`), so a profile changes no part of the safety rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatProfile {
+    /// 100 ms x 4: detection 400 ms, lease 619 ms.
+    Default,
+    /// 30 ms x 3: detection 90 ms, lease 221 ms. For a network whose round trip stays
+    /// well under 10 ms and nodes that are not CPU-starved (see its limits in README).
+    Fast,
+}
+
+impl HeartbeatProfile {
+    /// Every profile with its name in the cluster file.
+    pub const ALL: [(&'static str, HeartbeatProfile); 2] = [
+        ("default", HeartbeatProfile::Default),
+        ("fast", HeartbeatProfile::Fast),
+    ];
+
+    /// The profile's heartbeat settings.
+    pub fn heartbeat(self) -> Heartbeat {
+        match self {
+            HeartbeatProfile::Default => Heartbeat {
+                interval: DEFAULT_HEARTBEAT_INTERVAL,
+                sensitivity: DEFAULT_SENSITIVITY,
+            },
+            HeartbeatProfile::Fast => Heartbeat {
+                interval: FAST_HEARTBEAT_INTERVAL,
+                sensitivity: FAST_SENSITIVITY,
+            },
+        }
+    }
+
+    /// The profile's name in the cluster file.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeartbeatProfile::Default => "default",
+            HeartbeatProfile::Fast => "fast",
         }
     }
 }

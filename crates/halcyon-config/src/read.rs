@@ -515,6 +515,7 @@ const CLUSTER_FIELDS: &[FieldSpec] = &[
     field("port"),
 ];
 const HEARTBEAT_FIELDS: &[FieldSpec] = &[
+    field("profile"),
     field_aliased("interval", &["heartbeat_interval"]),
     field_aliased("sensitivity", &["fibrillate_count"]),
 ];
@@ -592,14 +593,7 @@ fn read_cluster(
     c.finish(sink);
 
     let heartbeat = match top.table(sink, "heartbeat") {
-        Some((t, span)) => read_heartbeat(
-            sink,
-            "heartbeat",
-            t,
-            span,
-            Heartbeat::default(),
-            HEARTBEAT_FIELDS,
-        ),
+        Some((t, span)) => read_cluster_heartbeat(sink, t, span),
         None => Heartbeat::default(),
     };
 
@@ -709,16 +703,23 @@ fn read_cluster(
     Some((cluster, spans))
 }
 
-fn read_heartbeat(
-    sink: &mut Sink<'_>,
-    path: &str,
-    table: &DeTable<'_>,
-    span: Span,
-    defaults: Heartbeat,
-    fields: &'static [FieldSpec],
-) -> Heartbeat {
-    let mut h = TableReader::new(path, span, table, fields);
-    let heartbeat = read_heartbeat_fields(sink, &mut h, defaults);
+/// The cluster's `[heartbeat]`: the profile's settings (the default profile when none is
+/// named), then `interval` and `sensitivity` over them where given.
+fn read_cluster_heartbeat(sink: &mut Sink<'_>, table: &DeTable<'_>, span: Span) -> Heartbeat {
+    let mut h = TableReader::new("heartbeat", span, table, HEARTBEAT_FIELDS);
+    let profile = h
+        .string(sink, "profile")
+        .and_then(|(text, span)| {
+            keyword(
+                sink,
+                "heartbeat.profile",
+                &text,
+                span,
+                &HeartbeatProfile::ALL,
+            )
+        })
+        .unwrap_or(HeartbeatProfile::Default);
+    let heartbeat = read_heartbeat_fields(sink, &mut h, profile.heartbeat());
     h.finish(sink);
     heartbeat
 }

@@ -37,6 +37,16 @@
 //!    and the minimum lease ([`default_lease`]). A configured lease shorter than
 //!    failure detection (a node would give up its packages before the others could
 //!    notice a problem) or than the minimum lease is refused ([`check_lease`]).
+//! 8. **The network's budget** ([`renewal_round_trip_max`]): a renewal is two network
+//!    round trips (the holder to the coordinator, the coordinator's read-index round
+//!    trip to a quorum) and an attempt is abandoned after [`renew_attempt`] (two renewal
+//!    intervals). A holder whose renewals each take `r` sends the next one
+//!    `max(renewal interval, r)` after the last and must have its answer before the
+//!    fencing moment: `max(renew, r) + r <= lease - fencing lead`. The longest `r` that
+//!    keeps the lease is the smaller of the attempt's bound and `(lease - lead) / 2`:
+//!    200 ms at the defaults (about 50 ms a message), 60 ms with the fast profile (about
+//!    15 ms a message). A network slower than that costs leases whatever else holds; the
+//!    daemon warns when renewals take more than [`RENEWAL_WARNING_PERCENT`] % of it.
 
 use std::time::Duration;
 
@@ -83,6 +93,32 @@ pub fn election_time_max(heartbeat_interval: Duration) -> Duration {
 /// How often a holder asks for a renewal of its lease (rule 4).
 pub fn renew_interval(heartbeat_interval: Duration) -> Duration {
     heartbeat_interval
+}
+
+/// How long one renewal attempt may take before it is abandoned (and another sent):
+/// two renewal intervals, far below the lease, so that an attempt stuck on a paused
+/// leader leaves room for more before the fencing moment (rule 8).
+pub fn renew_attempt(renew_interval: Duration) -> Duration {
+    renew_interval * 2
+}
+
+/// The longest a renewal round trip (the holder's send to the grant) may take with the
+/// holder still keeping its lease (rule 8): the smaller of [`renew_attempt`] and
+/// `(lease - fencing lead) / 2`.
+pub fn renewal_round_trip_max(heartbeat_interval: Duration, lease: Duration) -> Duration {
+    let renew = renew_interval(heartbeat_interval);
+    let lead = fence_lead(lease, renew);
+    renew_attempt(renew).min(lease.saturating_sub(lead) / 2)
+}
+
+/// Renewals slower than this share (in percent) of [`renewal_round_trip_max`] are
+/// reported as a network too slow for the configured timings (rule 8): half the budget,
+/// so the warning comes while there is still room.
+pub const RENEWAL_WARNING_PERCENT: u32 = 50;
+
+/// The renewal round trip above which the daemon warns (rule 8).
+pub fn renewal_warning_threshold(heartbeat_interval: Duration, lease: Duration) -> Duration {
+    renewal_round_trip_max(heartbeat_interval, lease) * RENEWAL_WARNING_PERCENT / 100
 }
 
 /// How long before its lease expires a holder starts halting its failover packages
@@ -197,7 +233,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SENSITIVITY, limits};
+    use crate::model::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SENSITIVITY, HeartbeatProfile, limits};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -224,6 +260,39 @@ mod tests {
         assert_eq!(lease_min_for_elections(i), ms(619));
         assert_eq!(default_lease(i, ms(400)), ms(619));
         assert_eq!(fence_lead(ms(619), renew_interval(i)), ms(100));
+    }
+
+    #[test]
+    fn the_fast_profile_gives_the_documented_figures_and_keeps_every_inequality() {
+        let heartbeat = HeartbeatProfile::Fast.heartbeat();
+        let (i, sensitivity) = (heartbeat.interval, heartbeat.sensitivity);
+        let detection = detection_time(i, sensitivity);
+        assert_eq!(detection, ms(90));
+        let t = raft_timing(i);
+        assert_eq!(
+            t,
+            RaftTiming {
+                heartbeat: ms(10),
+                election_min: ms(24),
+                election_max: ms(48),
+            }
+        );
+        assert!(t.heartbeat < t.election_min && t.election_min < t.election_max);
+        assert_eq!(election_time_max(i), ms(111));
+        assert_eq!(lease_min_for_elections(i), ms(221));
+        let lease = default_lease(i, detection);
+        assert_eq!(lease, ms(221));
+        assert_eq!(check_lease(lease, i, detection), Ok(()));
+        let renew = renew_interval(i);
+        let lead = fence_lead(lease, renew);
+        assert_eq!(lead, ms(30));
+        assert!(lead <= fence_lead_max(renew) && lead < lease);
+        assert!(lease >= detection);
+        assert!(lease >= election_time_max(i) + renew + lead + LEASE_MARGIN);
+        // One millisecond less is refused, as for every other heartbeat.
+        assert!(check_lease(lease - ms(1), i, detection).is_err());
+        // The default profile is the defaults.
+        assert_eq!(HeartbeatProfile::Default.heartbeat(), Heartbeat::default());
     }
 
     #[test]
@@ -298,6 +367,34 @@ mod tests {
             check_lease(ms(300), i, ms(400)),
             Err(LeaseTooShort::Detection { detection: ms(400) })
         );
+    }
+
+    #[test]
+    fn renewals_within_the_network_budget_keep_the_lease() {
+        assert_eq!(
+            renewal_round_trip_max(DEFAULT_HEARTBEAT_INTERVAL, ms(619)),
+            ms(200)
+        );
+        assert_eq!(
+            renewal_warning_threshold(DEFAULT_HEARTBEAT_INTERVAL, ms(619)),
+            ms(100)
+        );
+        let fast = HeartbeatProfile::Fast.heartbeat().interval;
+        assert_eq!(renewal_round_trip_max(fast, ms(221)), ms(60));
+        assert_eq!(renewal_warning_threshold(fast, ms(221)), ms(30));
+        for i in intervals() {
+            let renew = renew_interval(i);
+            for sensitivity in [limits::SENSITIVITY_MIN, 3, 4, 10, limits::SENSITIVITY_MAX] {
+                let lease = default_lease(i, detection_time(i, sensitivity));
+                let lead = fence_lead(lease, renew);
+                let r = renewal_round_trip_max(i, lease);
+                // The next renewal is answered before the fencing moment of the last one.
+                assert!(r.max(renew) + r <= lease - lead, "{i:?} x {sensitivity}");
+                // An attempt is never abandoned before the budget runs out.
+                assert!(r <= renew_attempt(renew), "{i:?}");
+                assert!(renewal_warning_threshold(i, lease) < r, "{i:?}");
+            }
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@
 //! *Heartbeat, quorum, timing:*
 //! - heartbeat interval out of range
 //! - sensitivity out of range
+//! - unknown heartbeat profile
+//! - heartbeat profile in a network's table (the cluster's only)
 //! - two-node cluster without a witness
 //! - witness named like a node
 //! - witness numbered like a node
@@ -499,6 +501,28 @@ const CASES: &[Case] = &[
         )],
         expect: &[
             "cluster.toml:8:15: heartbeat.sensitivity: 1 is out of range; expected an integer from 2 to 100",
+        ],
+    },
+    Case {
+        name: "unknown heartbeat profile",
+        edits: &[Replace(
+            "cluster.toml",
+            "sensitivity = 4",
+            "sensitivity = 4\nprofile = \"fats\"",
+        )],
+        expect: &[
+            "cluster.toml:9:11: heartbeat.profile: \"fats\" is not a valid value; expected one of default, fast; hint: did you mean \"fast\"?",
+        ],
+    },
+    Case {
+        name: "heartbeat profile in a network's table",
+        edits: &[Replace(
+            "cluster.toml",
+            "subnets = [\"10.0.2.0/24\"]",
+            "subnets = [\"10.0.2.0/24\"]\nprofile = \"fast\"",
+        )],
+        expect: &[
+            "cluster.toml:19:1: network[2].profile: unknown field; hint: known fields here: name, kind, subnets, device, interval, sensitivity",
         ],
     },
     Case {
@@ -1179,6 +1203,115 @@ fn ocf_restart_settings_load_with_their_defaults() {
     );
     let db = config.package("db").unwrap();
     assert_eq!(db.resources[1].restarts(), Some((2, None)), "a service's");
+}
+
+/// `[heartbeat]` with `extra` instead of the base's interval and sensitivity, loaded.
+fn heartbeat_with(name: &'static str, edits: &'static [Edit]) -> Config {
+    check(&Case {
+        name,
+        edits,
+        expect: &[],
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("loads")
+}
+
+#[test]
+fn the_fast_profile_sets_the_heartbeat_and_the_lease_follows() {
+    let config = heartbeat_with(
+        "fast profile",
+        &[Replace(
+            "cluster.toml",
+            "interval = \"100ms\"\nsensitivity = 4\n",
+            "profile = \"fast\"\n",
+        )],
+    );
+    let cluster = &config.cluster;
+    assert_eq!(cluster.heartbeat, HeartbeatProfile::Fast.heartbeat());
+    assert_eq!(cluster.heartbeat.interval, Duration::from_millis(30));
+    assert_eq!(cluster.heartbeat.sensitivity, 3);
+    // Every network without its own settings runs the profile too.
+    assert!(
+        cluster
+            .networks
+            .iter()
+            .all(|n| n.heartbeat == cluster.heartbeat)
+    );
+    assert_eq!(cluster.detection_time(), Duration::from_millis(90));
+    assert_eq!(cluster.lease(), Duration::from_millis(221));
+    assert_eq!(
+        cluster.raft_timings().election_max,
+        Duration::from_millis(48)
+    );
+
+    // "default" (any case) is the defaults.
+    let config = heartbeat_with(
+        "default profile",
+        &[Replace(
+            "cluster.toml",
+            "interval = \"100ms\"\nsensitivity = 4\n",
+            "profile = \"Default\"\n",
+        )],
+    );
+    assert_eq!(config.cluster.heartbeat, Heartbeat::default());
+    assert_eq!(config.cluster.lease(), Duration::from_millis(619));
+}
+
+#[test]
+fn an_explicit_interval_or_sensitivity_overrides_the_profile() {
+    let config = heartbeat_with(
+        "fast profile, sensitivity 5",
+        &[Replace(
+            "cluster.toml",
+            "interval = \"100ms\"\nsensitivity = 4\n",
+            "profile = \"fast\"\nsensitivity = 5\n",
+        )],
+    );
+    let h = config.cluster.heartbeat;
+    assert_eq!((h.interval, h.sensitivity), (Duration::from_millis(30), 5));
+    assert_eq!(config.cluster.detection_time(), Duration::from_millis(150));
+    assert_eq!(config.cluster.lease(), Duration::from_millis(221));
+
+    // The order in the table does not matter: the profile is the base either way.
+    let config = heartbeat_with(
+        "interval 50ms, then the fast profile",
+        &[Replace(
+            "cluster.toml",
+            "interval = \"100ms\"\nsensitivity = 4\n",
+            "interval = \"50ms\"\nprofile = \"fast\"\n",
+        )],
+    );
+    let h = config.cluster.heartbeat;
+    assert_eq!((h.interval, h.sensitivity), (Duration::from_millis(50), 3));
+    // 2 x election_max (80 ms) + the tick (24 ms) + a renewal + the fencing lead + 50 ms.
+    assert_eq!(config.cluster.lease(), Duration::from_millis(334));
+
+    // A network's own interval overrides the profile on that network only.
+    let config = heartbeat_with(
+        "fast profile, lan2 at 60ms",
+        &[
+            Replace(
+                "cluster.toml",
+                "interval = \"100ms\"\nsensitivity = 4\n",
+                "profile = \"fast\"\n",
+            ),
+            Replace(
+                "cluster.toml",
+                "subnets = [\"10.0.2.0/24\"]",
+                "subnets = [\"10.0.2.0/24\"]\ninterval = \"60ms\"",
+            ),
+        ],
+    );
+    let networks = &config.cluster.networks;
+    assert_eq!(networks[0].heartbeat, HeartbeatProfile::Fast.heartbeat());
+    assert_eq!(
+        (
+            networks[1].heartbeat.interval,
+            networks[1].heartbeat.sensitivity
+        ),
+        (Duration::from_millis(60), 3)
+    );
+    assert_eq!(config.cluster.detection_time(), Duration::from_millis(180));
 }
 
 #[test]

@@ -54,6 +54,7 @@ pub mod peers;
 pub mod platform;
 pub mod raft_tls;
 pub mod reconfigure;
+pub mod renewal_watch;
 pub mod stream;
 pub mod views;
 pub mod watchdog;

@@ -167,9 +167,14 @@ pub fn status(node: &Node) -> StatusResponse {
             foreign_requests: node.consensus.foreign_requests(),
         },
         watchdog: node.watchdog_state.clone(),
-        lease: LeaseStatus {
-            remaining_ms: node.lease_remaining().as_millis() as u64,
-            duration_ms: node.holding_lease().as_millis() as u64,
+        lease: {
+            let renewals = node.renewal_report();
+            LeaseStatus {
+                remaining_ms: node.lease_remaining().as_millis() as u64,
+                duration_ms: node.holding_lease().as_millis() as u64,
+                renewal_slowest_ms: renewals.slowest.as_millis() as u64,
+                warning: renewals.warning,
+            }
         },
         nodes: node_statuses(node, &config, &state),
         packages: package_statuses(&config, &state),

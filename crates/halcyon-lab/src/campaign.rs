@@ -50,6 +50,8 @@ pub struct CampaignOptions {
     /// default (`--with-pause`).
     pub with_pause: bool,
     pub disk_heartbeat: bool,
+    /// `[heartbeat] profile` of the cluster (None: the default heartbeat).
+    pub heartbeat_profile: Option<halcyon_config::HeartbeatProfile>,
     /// How long the cluster may take to recover after a fault is healed.
     pub recovery_bound: Duration,
     pub keep_directory: bool,
@@ -66,6 +68,7 @@ impl CampaignOptions {
             halcyon: halcyon.into(),
             with_pause: false,
             disk_heartbeat: true,
+            heartbeat_profile: None,
             recovery_bound: Duration::from_secs(30),
             keep_directory: false,
         }
@@ -451,6 +454,9 @@ pub fn run(
         standby_networks: Vec::new(),
     })?;
     let mut spec = ClusterSpec::new(&options.halcyon);
+    if let Some(profile) = options.heartbeat_profile {
+        spec = spec.with_profile(profile);
+    }
     spec.disk_heartbeat = options.disk_heartbeat;
     spec.packages = (0..options.packages)
         .map(|index| PackageSpec::numbered(index as u8))

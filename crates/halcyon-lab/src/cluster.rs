@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use halcyon_config::HeartbeatProfile;
 use halcyon_testkit::config::Witness;
 use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
@@ -114,6 +115,9 @@ pub struct ClusterSpec {
     pub packages: Vec<PackageSpec>,
     pub heartbeat_interval: Duration,
     pub sensitivity: u32,
+    /// `[heartbeat] profile`: written instead of `interval` and `sensitivity` when those
+    /// are the profile's own (see [`ClusterSpec::with_profile`]), else beside them.
+    pub heartbeat_profile: Option<HeartbeatProfile>,
     /// `quorum.lease`; None: the daemon's default (the detection time).
     pub lease: Option<Duration>,
     /// Configure the lab's shared file as a `disk` network.
@@ -138,6 +142,7 @@ impl ClusterSpec {
             packages: vec![PackageSpec::numbered(0)],
             heartbeat_interval: Duration::from_millis(100),
             sensitivity: 4,
+            heartbeat_profile: None,
             lease: None,
             disk_heartbeat: true,
             port: DEFAULT_PORT,
@@ -146,6 +151,15 @@ impl ClusterSpec {
             log_filter: "info,openraft=warn".to_string(),
             witness: None,
         }
+    }
+
+    /// The heartbeat profile `profile` (its interval and sensitivity).
+    pub fn with_profile(mut self, profile: HeartbeatProfile) -> ClusterSpec {
+        let heartbeat = profile.heartbeat();
+        self.heartbeat_profile = Some(profile);
+        self.heartbeat_interval = heartbeat.interval;
+        self.sensitivity = heartbeat.sensitivity;
+        self
     }
 
     /// About how long a path takes to be declared down: interval x sensitivity.
@@ -211,8 +225,16 @@ pub fn host_of_answer(answer: &str) -> Option<usize> {
 /// included) and every package of `spec`.
 pub fn config(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> ClusterConfig {
     let (hosts, networks) = (lab.hosts, lab.networks);
-    let mut config = ClusterConfig::new("lab", 1, spec.port)
-        .heartbeat(spec.heartbeat_interval, spec.sensitivity);
+    let mut config = ClusterConfig::new("lab", 1, spec.port);
+    let own = spec.heartbeat_profile.map(HeartbeatProfile::heartbeat);
+    if let Some(profile) = spec.heartbeat_profile {
+        config = config.heartbeat_profile(profile.name());
+    }
+    if own
+        .is_none_or(|h| (h.interval, h.sensitivity) != (spec.heartbeat_interval, spec.sensitivity))
+    {
+        config = config.heartbeat(spec.heartbeat_interval, spec.sensitivity);
+    }
     config.quorum.lease = spec.lease;
     config.quorum.witness = spec.witness.map(|witness| Witness {
         name: node_name(witness),
@@ -919,6 +941,30 @@ mod tests {
         );
         let package = config.packages[0].to_toml();
         assert!(package.contains("nodes = [\"h1\", \"h2\"]"), "{package}");
+    }
+
+    #[test]
+    fn a_heartbeat_profile_is_written_alone_unless_the_interval_was_changed_after() {
+        let lab = LabSpec {
+            hosts: 3,
+            networks: 1,
+            ..LabSpec::default()
+        };
+        let fast = ClusterSpec::new("/opt/halcyon").with_profile(HeartbeatProfile::Fast);
+        assert_eq!(fast.detection(), Duration::from_millis(90));
+        let cluster = config(&fast, &lab, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
+        assert!(
+            cluster.contains("[heartbeat]\nprofile = \"fast\"\n\n"),
+            "{cluster}"
+        );
+        assert!(!cluster.contains("interval"), "{cluster}");
+        let mut tuned = fast;
+        tuned.sensitivity = 5;
+        let cluster = config(&tuned, &lab, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
+        assert!(
+            cluster.contains("profile = \"fast\"\ninterval = \"30ms\"\nsensitivity = 5"),
+            "{cluster}"
+        );
     }
 
     #[test]

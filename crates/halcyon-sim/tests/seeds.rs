@@ -49,6 +49,28 @@ batches! {
     seeds_176_to_200 = 7,
 }
 
+/// The fast heartbeat profile (30 ms x 3, lease 221 ms) under the same random faults: the
+/// lease rule is derived from the heartbeat, so every invariant must hold with it too.
+#[test]
+fn fast_profile_seeds_1_to_25() {
+    let mut failures = Vec::new();
+    for seed in 1..=BATCH {
+        let options = Options {
+            fast: true,
+            ..Options::new(seed, 5)
+        };
+        let outcome = run(&options).expect("the simulation runs");
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed} with --fast: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --fast --history",
+                outcome.violations.join("; "),
+                outcome.history_to_violation()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_history_and_another_seed_another() {
     let first = run(&Options::new(4242, 5)).unwrap();

@@ -309,6 +309,9 @@ pub struct ClusterConfig {
     pub port: u16,
     /// None: no `[heartbeat]` section (the daemon's defaults).
     pub heartbeat: Option<Heartbeat>,
+    /// `[heartbeat] profile`, written before `interval` and `sensitivity` (which override
+    /// it when `heartbeat` is set too).
+    pub heartbeat_profile: Option<String>,
     pub quorum: Quorum,
     pub networks: Vec<Network>,
     pub nodes: Vec<Node>,
@@ -359,6 +362,7 @@ impl ClusterConfig {
             id,
             port,
             heartbeat: None,
+            heartbeat_profile: None,
             quorum: Quorum::default(),
             networks: Vec::new(),
             nodes: Vec::new(),
@@ -393,6 +397,12 @@ impl ClusterConfig {
             interval,
             sensitivity,
         });
+        self
+    }
+
+    /// `[heartbeat] profile = "<profile>"` (e.g. "fast").
+    pub fn heartbeat_profile(mut self, profile: &str) -> ClusterConfig {
+        self.heartbeat_profile = Some(profile.to_owned());
         self
     }
 
@@ -452,10 +462,15 @@ impl ClusterConfig {
         cluster.insert("port".into(), i64::from(self.port).into());
         let mut file = Table::new();
         file.insert("cluster".into(), cluster.into());
+        let mut heartbeat = Table::new();
+        if let Some(profile) = &self.heartbeat_profile {
+            heartbeat.insert("profile".into(), profile.clone().into());
+        }
         if let Some(h) = self.heartbeat {
-            let mut heartbeat = Table::new();
             heartbeat.insert("interval".into(), duration(h.interval));
             heartbeat.insert("sensitivity".into(), i64::from(h.sensitivity).into());
+        }
+        if !heartbeat.is_empty() {
             file.insert("heartbeat".into(), heartbeat.into());
         }
         if self.quorum != Quorum::default() {

@@ -169,3 +169,20 @@ fn a_cluster_without_heartbeat_or_quorum_sections_loads_with_the_defaults() {
     assert_eq!(loaded.cluster.nodes.len(), 16);
     assert_eq!(loaded.cluster.nodes[15].name.to_string(), "node16");
 }
+
+#[test]
+fn a_heartbeat_profile_is_written_and_loads_with_its_settings_and_the_overrides() {
+    let fast = ClusterConfig::loopback("t", 21_000, 3, "n", "lan1", "127.0.0.0/24")
+        .heartbeat_profile("fast");
+    let text = fast.cluster_toml();
+    assert!(text.contains("[heartbeat]\nprofile = \"fast\"\n"), "{text}");
+    let loaded = load(&fast);
+    assert_eq!(
+        loaded.cluster.heartbeat,
+        halcyon_config::HeartbeatProfile::Fast.heartbeat()
+    );
+    let overridden = fast.heartbeat(Duration::from_millis(50), 5);
+    let loaded = load(&overridden);
+    assert_eq!(loaded.cluster.heartbeat.interval, Duration::from_millis(50));
+    assert_eq!(loaded.cluster.heartbeat.sensitivity, 5);
+}

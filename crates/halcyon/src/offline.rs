@@ -95,6 +95,7 @@ pub fn check(paths: &[PathBuf]) -> Result<(), Failure> {
             "ok: cluster \"{}\": {} nodes, {} networks, {} packages in {} files{rules}",
             config.cluster.name, s.nodes, s.networks, s.packages, s.files
         );
+        println!("{}", timings(&config.cluster));
         return Ok(());
     }
     let diagnostics = halcyon_config::Diagnostics(diagnostics);
@@ -104,6 +105,35 @@ pub fn check(paths: &[PathBuf]) -> Result<(), Failure> {
         diagnostics.len(),
         if diagnostics.len() == 1 { "" } else { "s" }
     )))
+}
+
+/// The timings the cluster runs with, derived as the daemon derives them
+/// (`halcyon_config::timing`), on one line.
+fn timings(cluster: &halcyon_config::Cluster) -> String {
+    use halcyon_config::timing;
+    let ms = |d: std::time::Duration| d.as_millis();
+    let h = cluster.heartbeat;
+    let raft = cluster.raft_timings();
+    let lease = cluster.lease();
+    let renew = timing::renew_interval(h.interval);
+    format!(
+        "timings: heartbeat {} ms x {} (detection {} ms), Raft heartbeat {} ms, election timeout {}-{} ms (a new coordinator within {} ms), lease {} ms{} (fencing lead {} ms); a lease renewal must come back within {} ms (two network round trips)",
+        ms(h.interval),
+        h.sensitivity,
+        ms(cluster.detection_time()),
+        ms(raft.heartbeat),
+        ms(raft.election_min),
+        ms(raft.election_max),
+        ms(cluster.election_time_max()),
+        ms(lease),
+        if cluster.quorum.lease.is_some() {
+            " (configured)"
+        } else {
+            ""
+        },
+        ms(timing::fence_lead(lease, renew)),
+        ms(timing::renewal_round_trip_max(h.interval, lease)),
+    )
 }
 
 /// Writes `files` into `out`; refuses (exit 1, nothing written) when any exists

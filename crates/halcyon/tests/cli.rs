@@ -25,8 +25,50 @@ fn check_accepts_the_example_with_a_one_line_summary() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "ok: cluster \"example\": 4 nodes, 3 networks, 5 packages in 6 files\n"
+        "ok: cluster \"example\": 4 nodes, 3 networks, 5 packages in 6 files\n\
+         timings: heartbeat 100 ms x 4 (detection 400 ms), Raft heartbeat 33 ms, election timeout 80-160 ms (a new coordinator within 369 ms), lease 619 ms (fencing lead 100 ms); a lease renewal must come back within 200 ms (two network round trips)\n"
     );
+}
+
+#[test]
+fn check_shows_the_fast_profiles_timings_and_refuses_an_unknown_profile_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string("../../examples/cluster/cluster.toml").unwrap();
+    let with_profile = |profile: &str| {
+        let text = example.replacen(
+            "[heartbeat]",
+            &format!("[heartbeat]\nprofile = \"{profile}\""),
+            1,
+        );
+        // The example's own interval and sensitivity would override the profile.
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("interval") && !l.starts_with("sensitivity"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(dir.path().join("cluster.toml"), text).unwrap();
+    };
+    with_profile("fast");
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().nth(1),
+        Some(
+            "timings: heartbeat 30 ms x 3 (detection 90 ms), Raft heartbeat 10 ms, election timeout 24-48 ms (a new coordinator within 111 ms), lease 221 ms (fencing lead 30 ms); a lease renewal must come back within 60 ms (two network round trips)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    with_profile("quick");
+    let o = halcyon(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("cluster.toml:10:11: heartbeat.profile: \"quick\" is not a valid value; expected one of default, fast"),
+        "{out}"
+    );
+    assert_eq!(stderr(&o), "1 error found\n");
 }
 
 #[test]

@@ -137,7 +137,8 @@ impl Node {
             };
             match renewal {
                 Renewal::Granted(answer) => {
-                    self.granted(&task.publish, t_boot, t_send, answer.read_index)
+                    self.granted(&task.publish, t_boot, t_send, answer.read_index);
+                    self.renewal_took(t_send);
                 }
                 Renewal::LeaderChanged => {
                     tracing::debug!(node = %self.name, "lease renewal: the leader changed; asking the new one");
@@ -187,6 +188,20 @@ impl Node {
         publish.send_if_modified(|lease| lease.granted(t_send, holding, read_index, now, lead));
     }
 
+    /// A renewal sent at `t_send` was granted now: too slow for the timings is logged (at
+    /// a bounded rate) and shown by `status` (`crate::renewal_watch`).
+    fn renewal_took(&self, t_send: Instant) {
+        let now = self.platform.clock.now();
+        let slow = self
+            .renewal_watch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .observe(now, now.duration_since(t_send));
+        if let Some(line) = slow {
+            tracing::warn!(node = %self.name, "{line}");
+        }
+    }
+
     /// The guard's health, published: a replaced guard is unarmed and a fenced guard has
     /// killed what it held, so either way the lease is gone until the next grant.
     fn check_guard(&self, publish: &watch::Sender<Lease>) {
@@ -212,11 +227,12 @@ impl Node {
         });
     }
 
-    /// How long one renewal attempt may take: two renewal intervals, far below the lease,
-    /// so that an attempt stuck on a paused leader leaves room for several more before the
-    /// lease's fencing moment. The leader's own quorum check is bounded the same way.
+    /// How long one renewal attempt may take (`halcyon_config::timing::renew_attempt`: two
+    /// renewal intervals, far below the lease, so that an attempt stuck on a paused leader
+    /// leaves room for several more before the lease's fencing moment). The leader's own
+    /// quorum check is bounded the same way.
     fn renew_attempt(&self) -> std::time::Duration {
-        self.renew_interval * 2
+        halcyon_config::timing::renew_attempt(self.renew_interval)
     }
 
     /// One renewal: granted here when this node leads, else asked of the leader on all its

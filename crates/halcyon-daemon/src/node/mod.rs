@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use halcyon_config::{Config, NodeName, PackageName};
+use halcyon_config::{Config, NodeName, PackageName, timing};
 use halcyon_consensus::{Consensus, NodeId, RaftTimings};
 use halcyon_membership::{NodeState, Status};
 use halcyon_resources::{PackageEnv, StopMode};
@@ -42,6 +42,7 @@ use crate::faults::HeartbeatFaults;
 use crate::lease::{self, Lease};
 use crate::peers::{self, Peers};
 use crate::platform::{LeaseGuard, NodeApplication, Platform, ResourceFactory};
+use crate::renewal_watch::RenewalWatch;
 
 mod coordinator;
 mod executor;
@@ -102,6 +103,9 @@ pub struct Node {
     pub(crate) peers: Peers,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
+    /// The round trips of this node's lease renewals: is the network fast enough for the
+    /// timings (fed by the lease task, read by `status`).
+    pub(crate) renewal_watch: std::sync::Mutex<RenewalWatch>,
     /// openraft's `election_timeout_max`: every voter of a new term waited this long after
     /// it last heard the old leader (the new coordinator's release wait counts on it).
     pub(crate) election_max: Duration,
@@ -259,6 +263,11 @@ impl Node {
         let (executor, executor_inbox, running) = executor::Executor::new();
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
         let (stream, event_counts, webhook_counts, observer, webhooks) = observing();
+        let renewal_watch = std::sync::Mutex::new(RenewalWatch::new(
+            platform.clock.now(),
+            timing::renewal_warning_threshold(config.cluster.heartbeat.interval, lease_duration),
+            timing::renewal_round_trip_max(config.cluster.heartbeat.interval, lease_duration),
+        ));
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
@@ -274,6 +283,7 @@ impl Node {
             running,
             lease_duration,
             renew_interval,
+            renewal_watch,
             lease_commands,
             grants,
             executor_inbox,
@@ -461,6 +471,15 @@ impl Node {
             .borrow()
             .holder
             .remaining(self.platform.clock.now())
+    }
+
+    /// The renewals' round trips as `status` shows them.
+    pub fn renewal_report(&self) -> crate::renewal_watch::RenewalReport {
+        let now = self.platform.clock.now();
+        self.renewal_watch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .report(now)
     }
 
     fn fence_lead(&self) -> Duration {

@@ -70,6 +70,9 @@ enum Command {
         /// No disk heartbeat network.
         #[arg(long)]
         no_disk: bool,
+        /// The cluster's `[heartbeat] profile`: default or fast.
+        #[arg(long, value_parser = parse_profile)]
+        profile: Option<halcyon_config::HeartbeatProfile>,
         /// Seconds the cluster may take to recover after each heal.
         #[arg(long, default_value_t = 30)]
         recovery_seconds: u64,
@@ -86,7 +89,8 @@ enum Command {
         /// The halcyon binary (default: `halcyon` next to this executable).
         #[arg(long)]
         halcyon: Option<PathBuf>,
-        /// Systems to measure, in order: halcyon, pacemaker, keepalived.
+        /// Systems to measure, in order: halcyon, halcyon-fast (`[heartbeat] profile = "fast"`),
+        /// pacemaker, keepalived.
         #[arg(
             long,
             value_delimiter = ',',
@@ -113,6 +117,15 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         lifetime_seconds: u64,
     },
+}
+
+/// A `[heartbeat] profile` name, as the cluster file spells it.
+fn parse_profile(text: &str) -> Result<halcyon_config::HeartbeatProfile, String> {
+    halcyon_config::HeartbeatProfile::ALL
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text.trim()))
+        .map(|(_, profile)| *profile)
+        .ok_or_else(|| format!("unknown profile {text:?} (default, fast)"))
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -152,6 +165,7 @@ fn run(cli: Cli) -> Result<bool> {
             halcyon,
             with_pause,
             no_disk,
+            profile,
             recovery_seconds,
             keep_directory,
         } => {
@@ -170,6 +184,7 @@ fn run(cli: Cli) -> Result<bool> {
                 halcyon,
                 with_pause,
                 disk_heartbeat: !no_disk,
+                heartbeat_profile: profile,
                 recovery_bound: Duration::from_secs(recovery_seconds),
                 keep_directory,
             };

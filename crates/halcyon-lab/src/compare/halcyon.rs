@@ -1,6 +1,7 @@
 //! Halcyon in the comparison: [`LabCluster`] with its default settings (the `web` package at
 //! 198.18.1.200:8080, `halcyon demo-http` as the service), one IP network plus the lab's disk
-//! heartbeat file. The daemon has no separate fast profile, so only the defaults are measured.
+//! heartbeat file; with the default heartbeat ([`SYSTEM`]) or with `[heartbeat] profile =
+//! "fast"` ([`FAST_SYSTEM`]), each its own row.
 
 use std::io::Write;
 use std::net::SocketAddrV4;
@@ -8,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use halcyon_config::HeartbeatProfile;
 use halcyon_testkit::http;
 
 use super::{CompareOptions, Row, System, build_lab, measure_system};
@@ -18,6 +20,8 @@ use crate::{ClusterSpec, Lab, LabCluster, names};
 const MOVE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const SYSTEM: &str = "Halcyon";
+/// The row of Halcyon with the fast heartbeat profile.
+pub const FAST_SYSTEM: &str = "Halcyon fast";
 /// How long the stable state must hold before a run (the same as for Pacemaker).
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -182,7 +186,9 @@ fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>, Option<u
 
 fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
     format!(
-        "defaults: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network + disk heartbeat",
+        "{}: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network + disk heartbeat",
+        spec.heartbeat_profile
+            .map_or("defaults".to_string(), |p| format!("profile {}", p.name())),
         spec.heartbeat_interval.as_millis(),
         spec.sensitivity,
         spec.detection().as_millis(),
@@ -192,12 +198,21 @@ fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
 
 pub(super) fn measure(
     options: &CompareOptions,
+    profile: Option<HeartbeatProfile>,
     progress: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Row {
-    let spec = ClusterSpec::new(&options.halcyon);
-    let mut row = Row::new(SYSTEM, settings(&spec, None), options.runs);
-    let _ = writeln!(progress, "{SYSTEM}: starting 3 daemons ({})", row.settings);
+    let mut spec = ClusterSpec::new(&options.halcyon);
+    if let Some(profile) = profile {
+        spec = spec.with_profile(profile);
+    }
+    let system = if profile.is_some() {
+        FAST_SYSTEM
+    } else {
+        SYSTEM
+    };
+    let mut row = Row::new(system, settings(&spec, None), options.runs);
+    let _ = writeln!(progress, "{system}: starting 3 daemons ({})", row.settings);
     let started = (|| -> Result<HalcyonSystem> {
         if !options.halcyon.is_file() {
             bail!(

@@ -55,6 +55,8 @@ const RSS_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SystemKind {
     Halcyon,
+    /// Halcyon with `[heartbeat] profile = "fast"`, a system of its own in the table.
+    HalcyonFast,
     Pacemaker,
     Keepalived,
 }
@@ -63,9 +65,12 @@ impl SystemKind {
     pub fn parse(text: &str) -> Result<SystemKind> {
         match text.trim().to_ascii_lowercase().as_str() {
             "halcyon" => Ok(SystemKind::Halcyon),
+            "halcyon-fast" | "halcyon:fast" => Ok(SystemKind::HalcyonFast),
             "pacemaker" | "pacemaker+corosync" | "corosync" => Ok(SystemKind::Pacemaker),
             "keepalived" => Ok(SystemKind::Keepalived),
-            other => bail!("unknown system {other:?} (halcyon, pacemaker, keepalived)"),
+            other => {
+                bail!("unknown system {other:?} (halcyon, halcyon-fast, pacemaker, keepalived)")
+            }
         }
     }
 }
@@ -302,7 +307,16 @@ pub fn run(
         }
         match kind {
             SystemKind::Halcyon => {
-                let row = halcyon::measure(options, progress, stop);
+                let row = halcyon::measure(options, None, progress, stop);
+                report.rows.push(row);
+            }
+            SystemKind::HalcyonFast => {
+                let row = halcyon::measure(
+                    options,
+                    Some(halcyon_config::HeartbeatProfile::Fast),
+                    progress,
+                    stop,
+                );
                 report.rows.push(row);
             }
             SystemKind::Pacemaker => match pacemaker::missing_packages() {
@@ -742,7 +756,11 @@ impl fmt::Display for CompareReport {
             .find(|row| row.system == halcyon::SYSTEM)
             .and_then(Row::median);
         writeln!(formatter, "ratios (median / Halcyon median):")?;
-        for row in self.rows.iter().filter(|row| row.system != halcyon::SYSTEM) {
+        for row in self
+            .rows
+            .iter()
+            .filter(|row| row.system != halcyon::SYSTEM && row.system != halcyon::FAST_SYSTEM)
+        {
             writeln!(
                 formatter,
                 "  {} [{}]: {}",
@@ -753,6 +771,26 @@ impl fmt::Display for CompareReport {
         }
         if halcyon.is_none() {
             writeln!(formatter, "  (Halcyon not measured: no ratios)")?;
+        }
+        if let Some(fast) = self
+            .rows
+            .iter()
+            .find(|row| row.system == halcyon::FAST_SYSTEM)
+        {
+            writeln!(formatter, "ratios (Halcyon fast median / median):")?;
+            for row in self
+                .rows
+                .iter()
+                .filter(|row| row.system != halcyon::FAST_SYSTEM)
+            {
+                writeln!(
+                    formatter,
+                    "  {} [{}]: {}",
+                    row.system,
+                    row.settings_short(),
+                    ratio(fast.median(), row.median())
+                )?;
+            }
         }
         for row in &self.rows {
             writeln!(
@@ -776,11 +814,15 @@ impl fmt::Display for CompareReport {
                 let without: Vec<Duration> = without.into_iter().map(|(time, _)| *time).collect();
                 writeln!(
                     formatter,
-                    "  {} of {} measured runs powered off the {role} (median {}), the others a non-{role} (median {})",
+                    "  {} of {} measured runs powered off the {role} (median {}, p90 {}, worst {}), the others a non-{role} (median {}, p90 {}, worst {})",
                     with.len(),
                     row.failovers.len(),
                     seconds(percentile(&with, 50.0)),
-                    seconds(percentile(&without, 50.0))
+                    seconds(percentile(&with, 90.0)),
+                    seconds(with.iter().max().copied()),
+                    seconds(percentile(&without, 50.0)),
+                    seconds(percentile(&without, 90.0)),
+                    seconds(without.iter().max().copied())
                 )?;
             }
         }
@@ -830,6 +872,10 @@ mod tests {
         assert_eq!(
             SystemKind::parse("Pacemaker").unwrap(),
             SystemKind::Pacemaker
+        );
+        assert_eq!(
+            SystemKind::parse("halcyon-fast").unwrap(),
+            SystemKind::HalcyonFast
         );
         assert!(SystemKind::parse("heartbeat").is_err());
     }

@@ -4,6 +4,7 @@
 //! halcyon-sim --seeds 1000 --nodes 5          one line per seed, a summary at the end
 //! halcyon-sim --seed 42 --nodes 5 --history   one seed with its whole history
 //! halcyon-sim --seed 42 --faults 3,7          replay only those faults of seed 42's schedule
+//! halcyon-sim --seeds 200 --fast              the same with the fast heartbeat profile
 //! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
 //! ```
 
@@ -52,6 +53,9 @@ struct Cli {
     /// one package's definition (it halts and runs again where it runs).
     #[arg(long)]
     apply: bool,
+    /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`).
+    #[arg(long)]
+    fast: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
             script: None,
             drift: cli.drift,
             apply: cli.apply,
+            fast: cli.fast,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
@@ -226,7 +231,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -238,6 +243,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
             indices.join(",")
         },
         if options.drift { " --drift" } else { "" },
-        if options.apply { " --apply" } else { "" }
+        if options.apply { " --apply" } else { "" },
+        if options.fast { " --fast" } else { "" }
     );
 }

@@ -110,6 +110,9 @@ pub fn status(v: &StatusResponse) -> String {
     if v.watchdog != "not configured" {
         let _ = writeln!(out, "  watchdog on {}: {}", v.answered_by, v.watchdog);
     }
+    if let Some(warning) = &v.lease.warning {
+        let _ = writeln!(out, "  WARNING on {}: {warning}", v.answered_by);
+    }
     if let Some(w) = &v.witness {
         let _ = writeln!(
             out,
