@@ -63,6 +63,45 @@ impl From<&halcyon_state::EventRecord> for EventRecord {
     }
 }
 
+/// One event as `GET /v1/status` lists it: what happened, when and how it ended, without
+/// its plan, actions and command launches (the whole record is `GET /v1/events`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventSummary {
+    pub id: u64,
+    /// The event as displayed (`node_down n2 failure`).
+    pub event: String,
+    pub by: String,
+    #[schemars(with = "crate::schema::Outcome")]
+    pub outcome: Outcome,
+    #[schemars(with = "crate::schema::Time")]
+    pub queued_at: Timestamp,
+    #[schemars(with = "Option<crate::schema::Time>")]
+    pub started_at: Option<Timestamp>,
+    #[schemars(with = "Option<crate::schema::Time>")]
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+    /// How many actions and command launches the full record has.
+    pub actions: usize,
+    pub launches: usize,
+}
+
+impl From<&halcyon_state::EventRecord> for EventSummary {
+    fn from(r: &halcyon_state::EventRecord) -> Self {
+        EventSummary {
+            id: r.id,
+            event: r.event.to_string(),
+            by: r.by.clone(),
+            outcome: r.outcome.clone(),
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error.clone(),
+            actions: r.actions.len(),
+            launches: r.launches.len(),
+        }
+    }
+}
+
 /// The filters of `GET /v1/events?since=10m&package=db&node=n2&after=ID`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

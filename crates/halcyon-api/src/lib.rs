@@ -24,7 +24,8 @@ mod webhook;
 
 pub use config::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, StagedConfig};
 pub use events::{
-    AvailabilityQuery, AvailabilityResponse, EventRecord, EventsQuery, EventsResponse, Outage,
+    AvailabilityQuery, AvailabilityResponse, EventRecord, EventSummary, EventsQuery,
+    EventsResponse, Outage,
 };
 pub use internal::{
     HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse, LeaseRequest, LeaseResponse,
@@ -44,4 +45,4 @@ pub use webhook::{WebhookPayload, WebhookReason};
 
 /// The version of the API's JSON that this build speaks; every response carries it as
 /// `schema_version`. Raised when a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;

@@ -173,8 +173,9 @@ pub fn generate() -> serde_json::Value {
         "title": "Halcyon API: status and event records",
         "description": format!(
             "The answers of GET /v1/status (StatusResponse), GET /v1/events (EventsResponse), \
-             one event record (EventRecord: in both, and the data of the event stream's \
-             `record` messages; a `status` message's data is a StatusResponse) and the event \
+             one event record (EventRecord: in GET /v1/events, and the data of the event \
+             stream's `record` messages; GET /v1/status lists EventSummary records; a \
+             `status` message's data is a StatusResponse) and the event \
              stream's `lost` and `dropped` notices (StreamNotice), and the body a webhook \
              receives (WebhookPayload). schema_version {}: fields \
              are added, never renamed.",

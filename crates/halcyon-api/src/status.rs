@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::EventRecord;
+use crate::EventSummary;
 
 /// `GET /v1/status`: coordinator, quorum, lease, nodes with their networks, packages, the
 /// event being processed, pending events and the last events.
@@ -33,8 +33,8 @@ pub struct StatusResponse {
     pub execution: Option<ExecutionStatus>,
     /// Pending events, as displayed, in queue order.
     pub pending: Vec<String>,
-    /// The last events (newest first).
-    pub events: Vec<EventRecord>,
+    /// The last events (newest first), summarised: the whole records are `GET /v1/events`.
+    pub events: Vec<EventSummary>,
     /// The quorum witness, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<WitnessStatus>,

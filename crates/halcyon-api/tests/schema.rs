@@ -28,6 +28,7 @@ fn the_committed_schema_is_the_generated_one() {
         "StatusResponse",
         "EventsResponse",
         "EventRecord",
+        "EventSummary",
         "StreamNotice",
         "LaunchRecord",
     ] {

@@ -82,6 +82,23 @@ fn record() -> EventRecord {
     }
 }
 
+/// [`record`] as `GET /v1/status` lists it.
+fn summary() -> EventSummary {
+    let r = record();
+    EventSummary {
+        id: r.id,
+        event: r.event,
+        by: r.by,
+        outcome: r.outcome,
+        queued_at: r.queued_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        error: r.error,
+        actions: r.actions.len(),
+        launches: r.launches.len(),
+    }
+}
+
 fn status() -> StatusResponse {
     let restarts = BTreeMap::from([(
         NodeName::from("node1"),
@@ -171,7 +188,7 @@ fn status() -> StatusResponse {
             max_duration_ms: 60_000,
         }),
         pending: vec!["node_up node3".into()],
-        events: vec![record()],
+        events: vec![summary()],
         witness: Some(WitnessStatus {
             name: NodeName::from("w"),
             address: "127.0.0.9:7002".into(),
@@ -200,6 +217,9 @@ fn status_round_trips_with_the_fields_clients_read() {
         serde_json::json!({"status": 0})
     );
     assert_eq!(json["events"][0]["outcome"], "done_with_failures");
+    // The status lists events without their plans and command launches (counted only).
+    assert_eq!(json["events"][0]["launches"], 1);
+    assert!(json["events"][0].get("plan").is_none(), "{json}");
     assert_eq!(json["witness"]["reachable"], false);
     // Without a witness the field is absent, as before the API had types.
     let mut without = status();

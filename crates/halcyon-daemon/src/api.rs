@@ -311,13 +311,19 @@ async fn status(State(node): State<Shared>) -> Response {
             .consensus
             .voters()
             .contains(&halcyon_consensus::NodeId::from(w.number));
+        let witness_answered = answer.is_some();
         response.witness = Some(WitnessStatus {
             name: w.name.clone(),
             address: addr.to_string(),
             voter,
-            reachable: answer.is_some(),
+            reachable: witness_answered,
             last_applied: answer.map(|a| a.last_applied),
         });
+        if response.quorum.detail.is_some() {
+            // Now that the witness was asked: name it too when it did not answer.
+            response.quorum.detail =
+                Some(views::no_quorum_with_witness(&node, Some(witness_answered)));
+        }
     }
     ok(response)
 }

@@ -22,8 +22,17 @@ use crate::operations::ApiError;
 /// Events shown by `GET /v1/status`.
 pub const STATUS_EVENTS: usize = 10;
 
-/// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)".
+/// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)", without what this node
+/// knows of the witness (see [`no_quorum_with_witness`]).
 pub fn no_quorum(node: &Node) -> String {
+    no_quorum_with_witness(node, None)
+}
+
+/// "no quorum: 1 of 4 voters reachable from n1 (n2, n3, witness w unreachable)": every
+/// voter this node cannot reach is named, the witness too when it is one.
+/// `witness_reachable`: whether the witness answered just now (`None`: not asked, so it is
+/// counted unreachable, as nothing says otherwise).
+pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> String {
     let config = node.config();
     let reach = node.reachability();
     let mut reachable = 0;
@@ -37,11 +46,24 @@ pub fn no_quorum(node: &Node) -> String {
             unreachable.push(n.name.to_string());
         }
     }
-    let voters = config.cluster.voter_count();
-    let mut text = format!(
-        "no quorum: {reachable} of {voters} voters reachable from {}",
-        node.name
-    );
+    if let Some(w) = &config.cluster.quorum.witness {
+        if !node.is_isolated() && witness_reachable == Some(true) {
+            reachable += 1;
+        } else {
+            unreachable.push(format!("witness {}", w.name));
+        }
+    }
+    no_quorum_line(
+        reachable,
+        config.cluster.voter_count(),
+        node.name.as_str(),
+        &unreachable,
+    )
+}
+
+/// The no-quorum line from its counts and the unreachable voters' names.
+fn no_quorum_line(reachable: usize, voters: usize, from: &str, unreachable: &[String]) -> String {
+    let mut text = format!("no quorum: {reachable} of {voters} voters reachable from {from}");
     if !unreachable.is_empty() {
         text.push_str(&format!(" ({} unreachable)", unreachable.join(", ")));
     }
@@ -189,7 +211,7 @@ pub fn status(node: &Node) -> StatusResponse {
             .iter()
             .rev()
             .take(STATUS_EVENTS)
-            .map(EventRecord::from)
+            .map(halcyon_api::EventSummary::from)
             .collect(),
         witness: None,
     }
@@ -469,5 +491,23 @@ pub fn explain(node: &Node, package: &str) -> Result<ExplainResponse, ApiError> 
             explanation: e,
         }),
         Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_quorum_line;
+
+    #[test]
+    fn the_no_quorum_line_names_every_unreachable_voter() {
+        let unreachable = ["n2".to_owned(), "witness w".to_owned()];
+        assert_eq!(
+            no_quorum_line(1, 3, "n1", &unreachable),
+            "no quorum: 1 of 3 voters reachable from n1 (n2, witness w unreachable)"
+        );
+        assert_eq!(
+            no_quorum_line(2, 3, "n1", &[]),
+            "no quorum: 2 of 3 voters reachable from n1"
+        );
     }
 }

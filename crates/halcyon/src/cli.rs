@@ -52,7 +52,7 @@ pub enum Command {
         token_file: Option<PathBuf>,
         #[command(flatten)]
         input: Input,
-        /// Print JSON instead of text (offline).
+        /// Print the explanation as JSON (offline and live: the same shape).
         #[arg(long)]
         json: bool,
     },
@@ -292,6 +292,10 @@ pub enum LiveCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also each package's resources, dependencies (and whether they hold) and nodes in
+        /// order, with the failures that exclude a node and until when (cmviewcl -v).
+        #[arg(long, short = 'v', conflicts_with = "json")]
+        verbose: bool,
     },
     /// Operate a package: run (cmrunpkg), halt (cmhaltpkg), move (cmhaltpkg + cmrunpkg -n;
     /// clRGmove), enable/disable switching (cmmodpkg -e / -d), clear its failures.

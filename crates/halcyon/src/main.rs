@@ -65,17 +65,13 @@ pub fn main() -> ExitCode {
         } => {
             if offline || input.is_offline() {
                 offline::explain(&package, &input, json)
-            } else if json {
-                Err(Failure::Invalid(
-                    "halcyon explain: --json is for --offline; the live answer is text".into(),
-                ))
             } else {
                 let target = live::Target {
                     api,
                     config: input.config_dir(),
                     token_file,
                 };
-                live::explain(&target, &package)
+                live::explain(&target, &package, json)
             }
         }
         Command::Emulate {

@@ -127,7 +127,7 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     let first = next(&rx, Duration::from_secs(5));
     assert_eq!(first.event, "status", "{first:?}");
     let status: Value = serde_json::from_str(&first.data).unwrap();
-    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["schema_version"], halcyon_api::SCHEMA_VERSION);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
     assert_eq!(package_of(&status, "web")["nodes"][0], "n1");
     let (cluster_start, _) = until(&rx, Duration::from_secs(5), "cluster_start", |m, d| {

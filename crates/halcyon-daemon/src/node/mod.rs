@@ -855,7 +855,8 @@ async fn halt_leftovers(config: &Config, node: &str, factory: &dyn ResourceFacto
             )
             .await;
             match stopped {
-                Ok(Ok(report)) => tracing::warn!(
+                // The normal restart: nothing is wrong (a failed halt is an ERROR below).
+                Ok(Ok(report)) => tracing::info!(
                     package = %package.name,
                     "restart cleanup: {what}: halt side done{}",
                     if report.detail.is_empty() { String::new() } else { format!(": {}", report.detail) }

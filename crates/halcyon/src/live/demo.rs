@@ -815,7 +815,10 @@ async fn watch(demo: &mut Demo, signals: &mut Signals) -> anyhow::Result<()> {
         if let Some(status) = package_status(&api, &demo.config).await {
             let running = status.packages.first().filter(|p| p.status == "up");
             if let Some(package) = running {
-                say!("\n{}", super::render::status(&status));
+                say!(
+                    "\n{}",
+                    super::render::status(&status, &super::render::Clock::system(), None)
+                );
                 let node = package.nodes.first().map(|n| n.to_string());
                 announce(demo, node.as_deref());
                 announced = true;

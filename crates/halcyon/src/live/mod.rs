@@ -5,6 +5,7 @@
 mod apply;
 mod client;
 mod demo;
+pub mod logging;
 pub mod render;
 
 use std::path::PathBuf;
@@ -59,13 +60,21 @@ fn block_on(future: impl Future<Output = Result<(), Failure>>) -> Result<(), Fai
     runtime.block_on(future)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Names the Raft peers in the log's summaries after the nodes of the configuration at
+/// `path` (the daemon reports a configuration it cannot read itself).
+fn name_peers(path: &std::path::Path) {
+    if let Ok((config, _)) = halcyon_config::load(&[path.to_path_buf()]) {
+        let mut names: std::collections::BTreeMap<u64, String> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| (u64::from(n.number), n.name.to_string()))
+            .collect();
+        if let Some(w) = &config.cluster.quorum.witness {
+            names.insert(u64::from(w.number), format!("witness {}", w.name));
+        }
+        logging::name_peers(names);
+    }
 }
 
 async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
@@ -78,7 +87,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             insecure,
             test_faults,
         } => {
-            init_logging();
+            logging::init();
+            name_peers(&config);
             let state_dir =
                 state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon").join(&node));
             let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
@@ -105,7 +115,8 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             insecure,
             test_faults,
         } => {
-            init_logging();
+            logging::init();
+            name_peers(&config);
             let settings = halcyon_daemon::witness::WitnessSettings {
                 config_paths: vec![config],
                 state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
@@ -170,13 +181,27 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                 apply::apply(&apply::ApplyOptions { dir, yes, dry_run }, &target).await
             }
         },
-        LiveCommand::Status { target, json } => {
+        LiveCommand::Status {
+            target,
+            json,
+            verbose,
+        } => {
             let status: halcyon_api::StatusResponse = get(&target, "/v1/status").await?;
             if json {
                 println!("{}", client::pretty(&status));
-            } else {
-                print!("{}", render::status(&status));
+                return Ok(());
             }
+            // -v: the packages' definitions come from the configuration the cluster runs.
+            let config = if verbose {
+                let running: halcyon_api::ConfigResponse = get(&target, "/v1/config").await?;
+                Some(running.config)
+            } else {
+                None
+            };
+            print!(
+                "{}",
+                render::status(&status, &render::Clock::system(), config.as_ref())
+            );
             Ok(())
         }
         LiveCommand::Package {
@@ -344,11 +369,16 @@ async fn operation(target: &Target, path: &str, body: Option<String>) -> Result<
     Ok(())
 }
 
-/// `halcyon explain PKG` against the live cluster: prints the coordinator's explanation.
-pub fn explain(target: &Target, package: &str) -> Result<(), Failure> {
+/// `halcyon explain PKG [--json]` against the live cluster: prints the coordinator's
+/// explanation, as text or as the same JSON `--offline --json` prints.
+pub fn explain(target: &Target, package: &str, json: bool) -> Result<(), Failure> {
     block_on(async {
         let answer: ExplainResponse = get(target, &format!("/v1/explain/{package}")).await?;
-        print!("{}", answer.text);
+        if json {
+            println!("{}", client::pretty(&answer.explanation));
+        } else {
+            print!("{}", answer.text);
+        }
         Ok(())
     })
 }
@@ -424,7 +454,10 @@ fn print_record(record: &halcyon_api::EventRecord, output: Output) {
     if output.json {
         println!("{}", client::compact(record));
     } else {
-        print!("{}", render::event(record, output.verbose));
+        print!(
+            "{}",
+            render::event(record, output.verbose, &render::Clock::system())
+        );
     }
 }
 

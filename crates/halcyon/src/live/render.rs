@@ -1,6 +1,7 @@
 //! The live commands' output for people: `halcyon status`, `halcyon events`, and the
-//! answers of operations. Pure functions of `halcyon-api` types (no I/O); the layout is
-//! the one the CLI printed when it read untyped JSON.
+//! answers of operations. Pure functions of `halcyon-api` types and a [`Clock`] (no I/O):
+//! times are local `HH:MM:SS` with how long ago, tables size their columns to what they
+//! hold. `--json` prints the records themselves (RFC 3339 times).
 
 use std::fmt::Write as _;
 
@@ -8,7 +9,10 @@ use halcyon_api::{
     EventRecord, ExecutionState, ExecutionStatus, NodeStatus, OperationResponse, PackageStatus,
     StatusResponse,
 };
+use halcyon_config::{Config, DependencyLocation, Package, Resource};
 use halcyon_state::ActionRecord;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::Serialize;
 
 /// How serde names a value (`done_with_failures`, `run`); `-` when it is not a string.
@@ -28,23 +32,136 @@ fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// `halcyon status` for people.
-pub fn status(v: &StatusResponse) -> String {
+/// The time output is read at, and the reader's time zone: times print as local `HH:MM:SS`
+/// (with the date when not today) and as "3 min ago".
+#[derive(Clone, Debug)]
+pub struct Clock {
+    pub now: Timestamp,
+    pub zone: TimeZone,
+}
+
+impl Clock {
+    /// Now, in the system's time zone (`TZ`, `/etc/localtime`).
+    pub fn system() -> Clock {
+        Clock {
+            now: Timestamp::now(),
+            zone: TimeZone::system(),
+        }
+    }
+
+    /// `16:02:11`, or `2026-12-03 16:02:11` when `at` is not on today's local date.
+    pub fn time(&self, at: Timestamp) -> String {
+        let local = at.to_zoned_datetime(self.zone.clone());
+        let today = self.now.to_zoned_datetime(self.zone.clone()).date();
+        if local.date() == today {
+            local.strftime("%H:%M:%S").to_string()
+        } else {
+            local.strftime("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    }
+
+    /// `16:02:11 (3 min ago)`.
+    pub fn when(&self, at: Timestamp) -> String {
+        format!("{} ({})", self.time(at), ago(at, self.now))
+    }
+}
+
+/// How long before `now` `at` was: `just now`, `12 s ago`, `3 min ago`, `5 h ago`,
+/// `2 d ago`; a time after `now` is `in 3 min`. Rounded down to the unit.
+pub fn ago(at: Timestamp, now: Timestamp) -> String {
+    let milliseconds = now.as_millisecond() - at.as_millisecond();
+    let seconds = milliseconds.abs() / 1000;
+    if seconds == 0 {
+        return "just now".to_owned();
+    }
+    let span = if seconds < 60 {
+        format!("{seconds} s")
+    } else if seconds < 3600 {
+        format!("{} min", seconds / 60)
+    } else if seconds < 86_400 {
+        format!("{} h", seconds / 3600)
+    } else {
+        format!("{} d", seconds / 86_400)
+    };
+    if milliseconds > 0 {
+        format!("{span} ago")
+    } else {
+        format!("in {span}")
+    }
+}
+
+/// How long from `start` to `end`: `0.352 s` below ten seconds, then `12 s`, `3 min 5 s`.
+pub fn took(start: Timestamp, end: Timestamp) -> String {
+    let milliseconds = (end.as_millisecond() - start.as_millisecond()).max(0);
+    if milliseconds < 10_000 {
+        format!("{:.3} s", milliseconds as f64 / 1000.0)
+    } else if milliseconds < 60_000 {
+        format!("{} s", milliseconds / 1000)
+    } else {
+        format!(
+            "{} min {} s",
+            milliseconds / 60_000,
+            milliseconds / 1000 % 60
+        )
+    }
+}
+
+/// Rows as columns two spaces apart, each as wide as its widest cell (the last one not
+/// padded), every line starting with `indent`: columns stay aligned whatever the cells hold
+/// (event ids past 9, 99, 999; long node names).
+pub fn table(rows: &[Vec<String>], indent: &str) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = indent.to_owned();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cells(row: &[&str]) -> Vec<String> {
+    row.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// `halcyon status` for people; `detail`: the running configuration, for `status -v`
+/// (each package's resources, dependencies and nodes, the failures with their expiry).
+pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "CLUSTER {}   configuration generation {}   coordinator {}   quorum {}   (answered by {})",
+        "CLUSTER {}   configuration generation {}   coordinator {}   quorum {}   (answered by {} at {})",
         v.cluster,
         v.generation,
         or_dash(v.coordinator.as_ref()),
         if v.quorum.has_quorum { "yes" } else { "NO" },
         v.answered_by,
+        clock.time(clock.now),
     );
     if let Some(r) = &v.reconfiguration {
         let _ = writeln!(
             out,
             "  reconfiguration in progress: generation {} applied by {} at {} (event sequence {})",
-            r.generation, r.by, r.since, r.sequence
+            r.generation,
+            r.by,
+            clock.when(r.since),
+            r.sequence
         );
     }
     if v.halted {
@@ -127,48 +244,59 @@ pub fn status(v: &StatusResponse) -> String {
             if w.voter { ", voter" } else { ", not a voter" },
         );
     }
-    let _ = writeln!(
-        out,
-        "\nNODE        MEMBER  REACHABLE    INCARNATION  NETWORKS (path from {})",
-        v.answered_by
-    );
-    for n in &v.nodes {
-        out.push_str(&node_line(n));
-    }
-    let _ = writeln!(out, "\nPACKAGE     STATUS  NODE        SWITCHING  RESTARTS");
+    out.push('\n');
+    let mut rows = vec![cells(&[
+        "NODE",
+        "MEMBER",
+        "REACHABLE",
+        "INCARNATION",
+        &format!("NETWORKS (path from {})", v.answered_by),
+    ])];
+    rows.extend(v.nodes.iter().map(node_row));
+    out.push_str(&table(&rows, ""));
+    out.push('\n');
     if !v.quorum.has_quorum {
         // Without a quorum this node cannot know where packages run now.
         let _ = writeln!(
             out,
-            "  (no quorum: the last known placements as {} applied them, not confirmed)",
+            "(no quorum: the last known placements as {} applied them, not confirmed)",
             v.answered_by
         );
     }
-    for p in &v.packages {
-        out.push_str(&package_line(p, v.quorum.has_quorum));
-    }
+    out.push_str(&packages(v, clock, detail));
     if let Some(e) = &v.execution {
-        out.push_str(&execution(e));
+        out.push_str(&execution(e, clock));
     }
     let _ = writeln!(out, "\nLAST EVENTS");
-    for e in &v.events {
-        let _ = writeln!(
-            out,
-            "  #{} {:<32} {:<18} {}{}",
-            e.id,
-            e.event,
-            name(&e.outcome),
-            or_dash(e.finished_at),
-            e.error
-                .as_ref()
-                .map(|x| format!("  {x}"))
-                .unwrap_or_default(),
-        );
-    }
+    let rows: Vec<Vec<String>> = v
+        .events
+        .iter()
+        .map(|e| {
+            let mut row = vec![
+                format!("#{}", e.id),
+                e.event.clone(),
+                name(&e.outcome),
+                e.finished_at.map_or_else(
+                    || {
+                        format!(
+                            "started {}",
+                            e.started_at.map_or("-".into(), |t| clock.when(t))
+                        )
+                    },
+                    |t| clock.when(t),
+                ),
+            ];
+            if let Some(error) = &e.error {
+                row.push(error.clone());
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&rows, "  "));
     out
 }
 
-fn node_line(n: &NodeStatus) -> String {
+fn node_row(n: &NodeStatus) -> Vec<String> {
     let networks: Vec<String> = n
         .networks
         .iter()
@@ -189,14 +317,13 @@ fn node_line(n: &NodeStatus) -> String {
     } else {
         "no"
     };
-    format!(
-        "{:<11} {:<7} {:<12} {:<12} {}\n",
-        n.name.as_str(),
-        member,
+    vec![
+        n.name.to_string(),
+        member.to_owned(),
         name(&n.reachable),
         json(&n.incarnation),
-        networks.join(" ")
-    )
+        networks.join(" "),
+    ]
 }
 
 /// Restart counters as `NODE:SERVICE=COUNT ...` (`-` when none).
@@ -214,44 +341,238 @@ fn restarts(p: &PackageStatus) -> String {
     }
 }
 
-fn package_line(p: &PackageStatus, confirmed: bool) -> String {
-    let nodes: Vec<&str> = p.nodes.iter().map(|n| n.as_str()).collect();
-    let placed = if nodes.is_empty() {
-        "-".into()
-    } else {
-        nodes.join(",")
+/// The package table: one row per package, and under it its failures; with `detail` (the
+/// running configuration) its resources, dependencies and nodes as well.
+fn packages(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> String {
+    let confirmed = v.quorum.has_quorum;
+    let row = |p: &PackageStatus| {
+        let nodes: Vec<&str> = p.nodes.iter().map(|n| n.as_str()).collect();
+        vec![
+            p.name.to_string(),
+            if confirmed {
+                p.status.clone()
+            } else {
+                format!("{} (last known)", p.status)
+            },
+            if nodes.is_empty() {
+                "-".into()
+            } else {
+                nodes.join(",")
+            },
+            if p.switching { "enabled" } else { "disabled" }.to_owned(),
+            restarts(p),
+        ]
     };
-    let mut line = format!(
-        "{:<11} {:<7} {:<11} {:<10} {}\n",
-        p.name.as_str(),
-        if confirmed {
-            p.status.clone()
-        } else {
-            format!("{} (last known)", p.status)
-        },
-        placed,
-        if p.switching { "enabled" } else { "disabled" },
-        restarts(p),
-    );
-    for (node, at) in &p.failures {
-        let _ = writeln!(
-            line,
-            "            failed on {node} at {at}: excluded there (`halcyon package clear {} -n {node}`)",
-            p.name.as_str()
-        );
+    let mut rows = vec![cells(&[
+        "PACKAGE",
+        "STATUS",
+        "NODE",
+        "SWITCHING",
+        "RESTARTS",
+    ])];
+    rows.extend(v.packages.iter().map(row));
+    // Each package's row, then what belongs under it: the table is laid out once, with
+    // every row, so the columns line up across packages.
+    let laid_out = table(&rows, "");
+    let mut lines = laid_out.lines();
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        let _ = writeln!(out, "{header}");
     }
-    line
+    for (p, line) in v.packages.iter().zip(lines) {
+        let _ = writeln!(out, "{line}");
+        let package = detail.and_then(|c| c.packages.get(p.name.as_str()));
+        match package {
+            Some(package) => out.push_str(&package_detail(p, package, v, clock)),
+            None => {
+                for (node, at) in &p.failures {
+                    let _ = writeln!(
+                        out,
+                        "  failed on {node} at {}: excluded there (`halcyon package clear {} -n {node}`)",
+                        clock.when(*at),
+                        p.name
+                    );
+                }
+            }
+        }
+        if let Some(error) = &p.error {
+            let _ = writeln!(out, "  error: {error}");
+        }
+    }
+    out
 }
 
-fn execution(e: &ExecutionStatus) -> String {
+/// `status -v` under a package (as Serviceguard's `cmviewcl -v`): its resources in start
+/// order with their restart limits and counts, its dependencies and whether they hold now,
+/// and its nodes in order with where it runs and where it failed, until when.
+fn package_detail(
+    p: &PackageStatus,
+    package: &Package,
+    v: &StatusResponse,
+    clock: &Clock,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "  resources (start order):");
+    let mut rows = Vec::new();
+    for resource in &package.resources {
+        let mut row = vec![resource.describe(), resource_detail(resource)];
+        if let Some((allowed, _)) = resource.restarts() {
+            let key = resource.restart_key();
+            let counts: Vec<String> = p
+                .restarts
+                .iter()
+                .flatten()
+                .filter_map(|(node, services)| {
+                    services.get(&key).map(|c| format!("{node}:{}", c.count))
+                })
+                .collect();
+            row.push(format!(
+                "restarts {} of {allowed}",
+                if counts.is_empty() {
+                    "0".to_owned()
+                } else {
+                    counts.join(" ")
+                }
+            ));
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        rows.push(cells(&["(none)"]));
+    }
+    out.push_str(&table(&rows, "    "));
+    if !package.dependencies.is_empty() {
+        let _ = writeln!(out, "  dependencies:");
+        let rows: Vec<Vec<String>> = package
+            .dependencies
+            .iter()
+            .map(|d| {
+                let dependee = v.packages.iter().find(|q| q.name == d.package);
+                vec![
+                    d.package.to_string(),
+                    d.location.to_string(),
+                    dependency_state(p, d.location, dependee),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&rows, "    "));
+    }
+    let _ = writeln!(out, "  nodes (in order):");
+    let rows: Vec<Vec<String>> = package
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(rank, node)| {
+            let mut row = vec![
+                node.to_string(),
+                if rank == 0 { "primary" } else { "alternate" }.to_owned(),
+                if p.nodes.contains(node) {
+                    "current".to_owned()
+                } else {
+                    "-".to_owned()
+                },
+            ];
+            if let Some(&at) = p.failures.get(node) {
+                row.push(failure(p, node.as_str(), at, package, clock));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&rows, "    "));
+    out
+}
+
+/// A failure on a node and how long it excludes the node: until cleared, until its expiry,
+/// or no longer (expired).
+fn failure(
+    p: &PackageStatus,
+    node: &str,
+    at: Timestamp,
+    package: &Package,
+    clock: &Clock,
+) -> String {
+    let failed = format!("failed on {node} at {}", clock.when(at));
+    let clear = format!("`halcyon package clear {} -n {node}`", p.name);
+    let expiry = package.failure_expiry.and_then(|d| {
+        jiff::SignedDuration::try_from(d)
+            .ok()
+            .and_then(|d| at.checked_add(d).ok())
+    });
+    match expiry {
+        None => format!("{failed}: excluded there until cleared ({clear})"),
+        Some(until) if until > clock.now => {
+            format!(
+                "{failed}: excluded there until {} (or {clear})",
+                clock.when(until)
+            )
+        }
+        Some(until) => format!(
+            "{failed}: expired at {}, no longer excluded",
+            clock.time(until)
+        ),
+    }
+}
+
+/// What a resource is beyond its short name: the network of an address, a service's
+/// command, an OCF agent's parameters, a file system's device.
+fn resource_detail(resource: &Resource) -> String {
+    match resource {
+        Resource::Ip(ip) => format!("on {}", ip.network),
+        Resource::Service(s) => s.command.clone(),
+        Resource::Script(s) => format!("run {}; halt {}", s.run, s.halt),
+        Resource::Ocf(o) => o
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Resource::Volume(v) => format!("activate {}", v.activate),
+        Resource::Filesystem(f) => format!("{} ({})", f.device, f.fstype),
+    }
+}
+
+/// Whether a dependency holds now: the dependee is up where `location` requires.
+fn dependency_state(
+    p: &PackageStatus,
+    location: DependencyLocation,
+    dependee: Option<&PackageStatus>,
+) -> String {
+    let Some(dependee) = dependee else {
+        return "unknown package".to_owned();
+    };
+    let up = dependee.status == "up";
+    let on: Vec<&str> = dependee.nodes.iter().map(|n| n.as_str()).collect();
+    let holds = up
+        && match location {
+            DependencyLocation::SameNode => p.nodes.iter().all(|n| dependee.nodes.contains(n)),
+            DependencyLocation::AnyNode => !dependee.nodes.is_empty(),
+            DependencyLocation::DifferentNode => {
+                !dependee.nodes.is_empty() && p.nodes.iter().all(|n| !dependee.nodes.contains(n))
+            }
+        };
+    let where_ = if on.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", on.join(","))
+    };
+    format!(
+        "{} ({} {}{where_})",
+        if holds { "satisfied" } else { "NOT satisfied" },
+        dependee.name,
+        dependee.status
+    )
+}
+
+fn execution(e: &ExecutionStatus, clock: &Clock) -> String {
     let mut out = String::new();
     let error = e.state == ExecutionState::Error;
     let _ = writeln!(
         out,
-        "\n{}: #{} {} (segment {} of {}, last barrier passed: {})",
+        "\n{}: #{} {} (started {}, segment {} of {}, last barrier passed: {})",
         if error { "EVENT IN ERROR" } else { "RUNNING" },
         e.id,
         e.event,
+        clock.when(e.started_at),
         json(&e.segment),
         e.segments,
         e.last_completed_barrier
@@ -294,18 +615,29 @@ const NOTHING_TO_DO: &str = "nothing to do on this node";
 
 /// One event-log record for people (`halcyon events`); `verbose`: also the built-in commands
 /// that had nothing to do on their node (otherwise counted in one line).
-pub fn event(r: &EventRecord, verbose: bool) -> String {
+pub fn event(r: &EventRecord, verbose: bool, clock: &Clock) -> String {
     let mut out = String::new();
+    let mut times = format!("queued {}", clock.when(r.queued_at));
+    if let Some(started) = r.started_at {
+        let _ = write!(times, "  started {}", clock.time(started));
+        if let Some(finished) = r.finished_at {
+            let _ = write!(
+                times,
+                "  finished {} (took {})",
+                clock.time(finished),
+                took(started, finished)
+            );
+        }
+    } else if let Some(finished) = r.finished_at {
+        let _ = write!(times, "  finished {}", clock.time(finished));
+    }
     let _ = writeln!(
         out,
-        "#{} {}  [{}]  by {}  queued {}  started {}  finished {}",
+        "#{} {}  [{}]  by {}  {times}",
         r.id,
         r.event,
         name(&r.outcome).to_uppercase(),
         r.by,
-        r.queued_at,
-        or_dash(r.started_at),
-        or_dash(r.finished_at),
     );
     if let Some(e) = &r.error {
         let _ = writeln!(out, "  error: {e}");
@@ -326,33 +658,51 @@ pub fn event(r: &EventRecord, verbose: bool) -> String {
     } else {
         r.launches.iter().filter(idle).count()
     };
-    for l in r.launches.iter().filter(|l| verbose || !idle(l)) {
-        let segment = match &l.kind {
-            halcyon_events::LaunchKind::Notify { phase, .. } => format!("notify {}", name(phase)),
-            halcyon_events::LaunchKind::Recovery { segment, .. } => {
-                format!("segment {} recovery", segment + 1)
-            }
-            halcyon_events::LaunchKind::Command { segment, .. } => {
-                format!("segment {}", segment + 1)
-            }
-        };
-        let status = match (&l.abandoned, l.status) {
-            (Some(why), _) => format!("ABANDONED ({why})"),
-            (None, Some(n)) => format!("status {n}"),
-            (None, None) => "running".into(),
-        };
-        let _ = writeln!(
-            out,
-            "    {:<10} {:<16} {}  start {}  end {}  {}",
-            l.node.as_ref().map_or("coordinator", |n| n.as_str()),
-            segment,
-            l.command,
-            or_dash(l.started_at),
-            or_dash(l.finished_at),
-            status,
-        );
-        for line in l.output.lines() {
-            let _ = writeln!(out, "        > {line}");
+    // One table for the record's commands (so they line up), each command's output under
+    // its own row.
+    let shown: Vec<&halcyon_state::LaunchRecord> =
+        r.launches.iter().filter(|l| verbose || !idle(l)).collect();
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|l| {
+            let segment = match &l.kind {
+                halcyon_events::LaunchKind::Notify { phase, .. } => {
+                    format!("notify {}", name(phase))
+                }
+                halcyon_events::LaunchKind::Recovery { segment, .. } => {
+                    format!("segment {} recovery", segment + 1)
+                }
+                halcyon_events::LaunchKind::Command { segment, .. } => {
+                    format!("segment {}", segment + 1)
+                }
+            };
+            let status = match (&l.abandoned, l.status) {
+                (Some(why), _) => format!("ABANDONED ({why})"),
+                (None, Some(n)) => format!("status {n}"),
+                (None, None) => "running".into(),
+            };
+            let ran = match (l.started_at, l.finished_at) {
+                (Some(s), Some(f)) => format!("{} {}", clock.time(s), took(s, f)),
+                (Some(s), None) => format!("{} -", clock.time(s)),
+                (None, _) => "not started".to_owned(),
+            };
+            vec![
+                l.node
+                    .as_ref()
+                    .map_or("coordinator", |n| n.as_str())
+                    .to_owned(),
+                segment,
+                status,
+                ran,
+                l.command.clone(),
+            ]
+        })
+        .collect();
+    let laid_out = table(&rows, "    ");
+    for (l, line) in shown.iter().zip(laid_out.lines()) {
+        let _ = writeln!(out, "{line}");
+        for output in l.output.lines() {
+            let _ = writeln!(out, "        > {output}");
         }
     }
     if hidden > 0 {
@@ -368,7 +718,7 @@ pub fn event(r: &EventRecord, verbose: bool) -> String {
         let _ = writeln!(out, "  action: {}", action(a, detail));
     }
     for n in &r.notes {
-        let _ = writeln!(out, "  note {}: {}", n.at, n.text);
+        let _ = writeln!(out, "  note {}: {}", clock.time(n.at), n.text);
     }
     out
 }
@@ -435,4 +785,280 @@ pub fn availability(a: &halcyon_api::AvailabilityResponse) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use halcyon_api::{EventSummary, LeaseStatus, Quorum, Reachability};
+    use halcyon_config::{NodeName, PackageName};
+    use halcyon_state::Outcome;
+
+    use super::*;
+
+    /// 2026-06-01 12:00:00 UTC, read in UTC.
+    fn clock() -> Clock {
+        Clock {
+            now: "2026-06-01T12:00:00Z".parse().unwrap(),
+            zone: TimeZone::UTC,
+        }
+    }
+
+    fn before(seconds: i64) -> Timestamp {
+        clock().now - jiff::SignedDuration::from_secs(seconds)
+    }
+
+    #[test]
+    fn ages_read_as_a_person_says_them() {
+        let now = clock().now;
+        assert_eq!(ago(now, now), "just now");
+        assert_eq!(ago(before(12), now), "12 s ago");
+        assert_eq!(ago(before(59), now), "59 s ago");
+        assert_eq!(ago(before(60), now), "1 min ago");
+        assert_eq!(ago(before(3 * 60 + 59), now), "3 min ago");
+        assert_eq!(ago(before(5 * 3600), now), "5 h ago");
+        assert_eq!(ago(before(2 * 86_400 + 7), now), "2 d ago");
+        assert_eq!(ago(before(-7 * 60), now), "in 7 min");
+    }
+
+    #[test]
+    fn times_are_local_with_the_date_only_when_not_today() {
+        let c = clock();
+        assert_eq!(c.time(before(3 * 60)), "11:57:00");
+        assert_eq!(c.when(before(3 * 60)), "11:57:00 (3 min ago)");
+        assert_eq!(c.time(before(13 * 3600)), "2026-05-31 23:00:00");
+        // Another zone: the same instant in local time.
+        let paris = Clock {
+            zone: TimeZone::get("Europe/Paris").unwrap_or(TimeZone::fixed(jiff::tz::offset(2))),
+            ..c
+        };
+        assert_eq!(paris.time(before(3 * 60)), "13:57:00");
+    }
+
+    #[test]
+    fn durations_keep_milliseconds_only_when_short() {
+        let start = clock().now;
+        let after = |ms: i64| start + jiff::SignedDuration::from_millis(ms);
+        assert_eq!(took(start, after(352)), "0.352 s");
+        assert_eq!(took(start, after(12_400)), "12 s");
+        assert_eq!(took(start, after(185_000)), "3 min 5 s");
+    }
+
+    #[test]
+    fn table_columns_stay_aligned_as_cells_grow() {
+        let rows: Vec<Vec<String>> = [9, 10, 100, 1000]
+            .iter()
+            .map(|id| cells(&[&format!("#{id}"), "node_down n3", "done"]))
+            .collect();
+        let text = table(&rows, "  ");
+        let second: Vec<usize> = text.lines().map(|l| l.find("node_down").unwrap()).collect();
+        assert_eq!(second, vec![2 + 5 + 2; 4], "{text}");
+        let third: Vec<usize> = text.lines().map(|l| l.find("done").unwrap()).collect();
+        assert!(third.iter().all(|&c| c == third[0]), "{text}");
+        assert!(text.lines().all(|l| !l.ends_with(' ')), "{text}");
+    }
+
+    fn summary(id: u64, event: &str, finished: i64) -> EventSummary {
+        EventSummary {
+            id,
+            event: event.into(),
+            by: "api".into(),
+            outcome: Outcome::Done,
+            queued_at: before(finished + 1),
+            started_at: Some(before(finished + 1)),
+            finished_at: Some(before(finished)),
+            error: None,
+            actions: 1,
+            launches: 3,
+        }
+    }
+
+    fn package(name: &str, on: &[&str]) -> PackageStatus {
+        PackageStatus {
+            name: PackageName::from(name),
+            status: if on.is_empty() { "down" } else { "up" }.into(),
+            nodes: on
+                .iter()
+                .map(|n| NodeName::from(*n))
+                .collect::<BTreeSet<_>>(),
+            switching: true,
+            failures: BTreeMap::new(),
+            error: None,
+            restarts: None,
+        }
+    }
+
+    fn status_of(packages: Vec<PackageStatus>, events: Vec<EventSummary>) -> StatusResponse {
+        StatusResponse {
+            schema_version: halcyon_api::SCHEMA_VERSION,
+            cluster: "example".into(),
+            answered_by: "node1".into(),
+            halted: false,
+            coordinator: Some("node1".into()),
+            quorum: Quorum {
+                has_quorum: true,
+                term: 2,
+                voters: vec!["node1".into(), "node2".into()],
+                last_applied: 40,
+                detail: None,
+                foreign_requests: 0,
+            },
+            watchdog: "not configured".into(),
+            lease: LeaseStatus {
+                remaining_ms: 500,
+                duration_ms: 619,
+            },
+            nodes: vec![NodeStatus {
+                name: NodeName::from("node1"),
+                number: 1,
+                member: true,
+                reachable: Reachability::Reachable,
+                departed: false,
+                halted_by_admin: false,
+                incarnation: Some(1),
+                networks: Vec::new(),
+            }],
+            packages,
+            execution: None,
+            pending: Vec::new(),
+            events,
+            witness: None,
+            heartbeat_auth: halcyon_api::HeartbeatAuth {
+                authenticated: true,
+                ..Default::default()
+            },
+            api_auth: halcyon_api::ApiAuth {
+                enforced: true,
+                ..Default::default()
+            },
+            config_drift: Vec::new(),
+            generation: 1,
+            reconfiguration: None,
+        }
+    }
+
+    #[test]
+    fn last_events_line_up_past_ids_9_99_and_999_with_local_times() {
+        let events = vec![
+            summary(1000, "package_move db node2", 5),
+            summary(100, "node_up node2", 65),
+            summary(10, "node_down node2 (failure)", 200),
+            summary(9, "cluster_start", 3 * 3600),
+        ];
+        let text = status(&status_of(Vec::new(), events), &clock(), None);
+        let tail = &text[text.find("LAST EVENTS").unwrap()..];
+        let lines: Vec<&str> = tail.lines().skip(1).collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let event_column: Vec<usize> = lines
+            .iter()
+            .map(|l| l.find(|c: char| c.is_ascii_lowercase()).unwrap())
+            .collect();
+        assert!(event_column.iter().all(|&c| c == event_column[0]), "{tail}");
+        let outcome: Vec<usize> = lines.iter().map(|l| l.find("done").unwrap()).collect();
+        assert!(outcome.iter().all(|&c| c == outcome[0]), "{tail}");
+        assert!(lines[0].ends_with("11:59:55 (5 s ago)"), "{tail}");
+        assert!(lines[1].ends_with("11:58:55 (1 min ago)"), "{tail}");
+        assert!(lines[3].ends_with("09:00:00 (3 h ago)"), "{tail}");
+        assert!(!text.contains("2026-06-01T"), "{text}");
+    }
+
+    fn example() -> Config {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        halcyon_config::load(&[dir]).unwrap().0
+    }
+
+    #[test]
+    fn verbose_status_shows_resources_dependencies_nodes_and_failure_expiry() {
+        let mut config = example();
+        for (name, p) in config.packages.iter_mut() {
+            if name.as_str() == "db" {
+                p.failure_expiry = Some(Duration::from_secs(600));
+            }
+        }
+        let mut db = package("db", &["node2"]);
+        db.failures.insert(NodeName::from("node1"), before(120));
+        let mut web = package("web", &["node3"]);
+        web.restarts = Some(BTreeMap::from([(
+            NodeName::from("node3"),
+            BTreeMap::from([(
+                "nginx".to_owned(),
+                halcyon_state::RestartCounter {
+                    count: 2,
+                    last: Some(before(30)),
+                    last_exit: Some("exit 1".into()),
+                },
+            )]),
+        )]));
+        let v = status_of(vec![db, web], Vec::new());
+        let text = status(&v, &clock(), Some(&config));
+        // db: its resources in start order, its nodes, and node1 excluded for 8 more minutes.
+        let db_block = &text[text.find("\ndb ").unwrap()..text.find("\nweb ").unwrap()];
+        assert!(db_block.contains("resources (start order):"), "{text}");
+        let filesystem = db_block.find("    filesystem ").unwrap();
+        let service = db_block.find("    service postgres").unwrap();
+        assert!(filesystem < service, "{db_block}");
+        assert!(
+            db_block.contains(
+                "failed on node1 at 11:58:00 (2 min ago): excluded there until 12:08:00 (in 8 min) (or `halcyon package clear db -n node1`)"
+            ),
+            "{db_block}"
+        );
+        let node1 = db_block
+            .lines()
+            .find(|l| l.trim_start().starts_with("node1"))
+            .unwrap();
+        assert!(node1.contains("primary"), "{db_block}");
+        let node2 = db_block
+            .lines()
+            .find(|l| l.trim_start().starts_with("node2"))
+            .unwrap();
+        assert!(
+            node2.contains("alternate") && node2.contains("current"),
+            "{db_block}"
+        );
+        // web: its dependency on db holds (db up on node2); nginx's restarts counted.
+        let web_block = &text[text.find("\nweb ").unwrap()..];
+        assert!(web_block.contains("dependencies:"), "{web_block}");
+        assert!(
+            web_block.contains("any_node  satisfied (db up on node2)"),
+            "{web_block}"
+        );
+        assert!(web_block.contains("restarts node3:2 of 3"), "{web_block}");
+        // A failure with no expiry excludes until cleared; an expired one no longer does.
+        let mut config = example();
+        for (name, p) in config.packages.iter_mut() {
+            if name.as_str() == "db" {
+                p.failure_expiry = Some(Duration::from_secs(60));
+            }
+        }
+        let text = status(&v, &clock(), Some(&config));
+        assert!(
+            text.contains(
+                "failed on node1 at 11:58:00 (2 min ago): expired at 11:59:00, no longer excluded"
+            ),
+            "{text}"
+        );
+        // Without -v: the package rows and the failure line, no detail.
+        let plain = status(&v, &clock(), None);
+        assert!(!plain.contains("resources (start order)"), "{plain}");
+        assert!(
+            plain.contains("failed on node1 at 11:58:00 (2 min ago): excluded there"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn without_quorum_placements_are_last_known() {
+        let mut v = status_of(vec![package("db", &["node1"])], Vec::new());
+        v.quorum.has_quorum = false;
+        v.quorum.detail = Some(
+            "no quorum: 1 of 3 voters reachable from node1 (node2, witness w unreachable)".into(),
+        );
+        let text = status(&v, &clock(), None);
+        assert!(text.contains("up (last known)"), "{text}");
+        assert!(text.contains("(node2, witness w unreachable)"), "{text}");
+    }
 }
