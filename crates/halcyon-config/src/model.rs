@@ -439,7 +439,8 @@ pub const WEBHOOK_TIMEOUT_MAX: Duration = Duration::from_secs(30);
 pub const WEBHOOK_RETRIES_DEFAULT: u32 = 3;
 pub const WEBHOOK_RETRIES_MAX: u32 = 10;
 /// What a webhook's `events` may name: the built-in events (sent once finished), `user` (every
-/// user-defined event, once finished) and `error` (an event stopped in ERROR, when it stops).
+/// user-defined event, once finished), `error` (an event stopped in ERROR, when it stops) and
+/// `node_restart` (a node's new incarnation, recorded when it registers).
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "cluster_start",
     "cluster_halt",
@@ -461,6 +462,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "timer",
     "user",
     "error",
+    "node_restart",
 ];
 
 impl Webhook {

@@ -148,5 +148,13 @@ pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> an
     node.stop_all().await;
     node.guard.shutdown();
     node.close_watchdog().await;
+    match node.record_clean_stop() {
+        Ok(()) => {
+            tracing::info!(node = %node.name, incarnation = node.incarnation(), "stopped cleanly")
+        }
+        Err(e) => {
+            tracing::warn!(node = %node.name, "the clean stop is not recorded (the next start reports it as not clean): {e}")
+        }
+    }
     Ok(())
 }

@@ -367,6 +367,7 @@ impl View {
                     node: node.clone(),
                     incarnation: 1,
                     at,
+                    clean_stop: None,
                 })?;
             }
             self.enqueue(Event::NodeUp { node: node.clone() }, "membership", at)?;

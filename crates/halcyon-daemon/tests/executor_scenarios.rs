@@ -111,6 +111,7 @@ impl History {
                 node: NodeName::from(node.as_str()),
                 incarnation: 1,
                 at,
+                clean_stop: None,
             })?;
         }
         Ok(())

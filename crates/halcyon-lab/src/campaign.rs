@@ -12,7 +12,15 @@
 //! - *lost committed changes*: an event-log entry, once seen under an id, never changes or
 //!   disappears under that id, and the highest applied index and event id never go back;
 //! - *packages not recovered*: after each heal every node is up, so a quorum with an eligible
-//!   node exists and every package must be served again within the bound.
+//!   node exists and every package must be served again within the bound;
+//! - *collateral restarts*: a package restarted or moved although the fault did not touch the
+//!   host holding it. Precisely: an outage (an interval in which the checker saw no host serve
+//!   the package) that began between a fault's injection and the end of its recovery (plus
+//!   the settling pause), of a package whose holder when the fault was injected is not one of
+//!   the hosts the fault touched ([`touched_hosts`]: the target of a crash, daemon restart,
+//!   pause, link flap, coordinator pause or kill; the minority of a partition; none for an API
+//!   flood). A coordinator change, a flood or a partition of other hosts must cost a package
+//!   on a healthy host in the majority nothing ([`collateral_restarts`]).
 //!
 //! The report also gives the outages (intervals during which no host served a package, as the
 //! checker saw them) with their median and 99th percentile.
@@ -49,6 +57,10 @@ pub struct CampaignOptions {
     /// stopped daemon cannot halt its packages itself: its lease guard process does. Off by
     /// default (`--with-pause`).
     pub with_pause: bool,
+    /// Also draw the coordinator's faults: pause (SIGSTOP, SIGCONT after a hold), kill
+    /// (SIGKILL of the daemon, started again after a while) and an API flood (hundreds of
+    /// concurrent status requests). Off by default (`--with-coordinator-faults`).
+    pub with_coordinator_faults: bool,
     pub disk_heartbeat: bool,
     /// `[heartbeat] profile` of the cluster (None: the default heartbeat).
     pub heartbeat_profile: Option<halcyon_config::HeartbeatProfile>,
@@ -67,6 +79,7 @@ impl CampaignOptions {
             seed: 1,
             halcyon: halcyon.into(),
             with_pause: false,
+            with_coordinator_faults: false,
             disk_heartbeat: true,
             heartbeat_profile: None,
             recovery_bound: Duration::from_secs(30),
@@ -81,7 +94,14 @@ pub enum Target {
     /// The host running package number k when the fault is applied (any host if none).
     HolderOf(usize),
     Host(usize),
+    /// The node that coordinates (the Raft leader) when the fault is applied.
+    Coordinator,
 }
+
+/// Concurrent requests of an API flood.
+pub const FLOOD_REQUESTS: usize = 300;
+/// Each flood request's timeout: the flood ends within about this.
+pub const FLOOD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One drawn fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +125,13 @@ pub enum CampaignFault {
     DaemonRestart { target: Target },
     /// SIGSTOP of the daemon, SIGCONT after `hold`.
     Pause { target: Target, hold: Duration },
+    /// SIGSTOP of the coordinator's daemon, SIGCONT after `hold`.
+    CoordinatorPause { hold: Duration },
+    /// SIGKILL of the coordinator's daemon, started again after `down_for`.
+    CoordinatorKill { down_for: Duration },
+    /// [`FLOOD_REQUESTS`] concurrent `GET /v1/status` of the coordinator's API from another
+    /// host, each within [`FLOOD_TIMEOUT`].
+    ApiFlood,
 }
 
 impl CampaignFault {
@@ -115,6 +142,9 @@ impl CampaignFault {
             CampaignFault::LinkFlap { .. } => "link flap",
             CampaignFault::DaemonRestart { .. } => "daemon restart",
             CampaignFault::Pause { .. } => "pause",
+            CampaignFault::CoordinatorPause { .. } => "coordinator pause",
+            CampaignFault::CoordinatorKill { .. } => "coordinator kill",
+            CampaignFault::ApiFlood => "api flood",
         }
     }
 
@@ -125,6 +155,9 @@ impl CampaignFault {
             | CampaignFault::LinkFlap { target, .. }
             | CampaignFault::DaemonRestart { target }
             | CampaignFault::Pause { target, .. } => *target,
+            CampaignFault::CoordinatorPause { .. }
+            | CampaignFault::CoordinatorKill { .. }
+            | CampaignFault::ApiFlood => Target::Coordinator,
         }
     }
 }
@@ -162,19 +195,27 @@ impl Rng {
     }
 }
 
-/// Draws `count` faults for a cluster of `hosts` hosts, `networks` IP networks and `packages`
-/// packages. Deterministic in `seed`.
-pub fn draw_faults(
-    seed: u64,
-    count: usize,
-    hosts: usize,
-    networks: usize,
-    packages: usize,
-    with_pause: bool,
-    pause_hold_min: Duration,
-) -> Vec<CampaignFault> {
+/// Draws `options.faults` faults for a cluster of `options.hosts` hosts, `options.networks`
+/// IP networks and `options.packages` packages (pauses and the coordinator's faults if
+/// asked for). Deterministic in `options.seed`.
+pub fn draw_faults(options: &CampaignOptions, pause_hold_min: Duration) -> Vec<CampaignFault> {
+    let CampaignOptions {
+        seed,
+        faults: count,
+        hosts,
+        networks,
+        packages,
+        with_pause,
+        with_coordinator_faults,
+        ..
+    } = *options;
     let mut rng = Rng::new(seed);
-    let kinds = if with_pause { 5 } else { 4 };
+    // Without the coordinator's faults a seed draws what it drew before they existed.
+    let kinds = match (with_pause, with_coordinator_faults) {
+        (false, false) => 4,
+        (true, false) => 5,
+        (_, true) => 8,
+    };
     (0..count)
         .map(|_| {
             let target = if rng.range(0, 1) == 0 {
@@ -206,10 +247,19 @@ pub fn draw_faults(
                     down_for: rng.millis(200, 2000),
                 },
                 3 => CampaignFault::DaemonRestart { target },
-                _ => CampaignFault::Pause {
+                4 if with_pause => CampaignFault::Pause {
                     target,
                     hold: pause_hold_min + rng.millis(0, 2000),
                 },
+                // Without pauses, kind 4 is a coordinator pause too: still a pause of the
+                // coordinator only, asked for by --with-coordinator-faults.
+                4 | 5 => CampaignFault::CoordinatorPause {
+                    hold: rng.millis(300, 3000),
+                },
+                6 => CampaignFault::CoordinatorKill {
+                    down_for: rng.millis(0, 3000),
+                },
+                _ => CampaignFault::ApiFlood,
             }
         })
         .collect()
@@ -223,6 +273,81 @@ pub struct FaultRecord {
     pub kind: &'static str,
     /// From the heal to the moment everything was back; None when it did not recover.
     pub recovered_after: Option<Duration>,
+    /// What a collateral restart is judged against.
+    pub window: FaultWindow,
+}
+
+/// One fault as collateral restarts are judged: the hosts it touched, which host held each
+/// package when it was injected, and from its injection to the end of its recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultWindow {
+    pub touched: Vec<usize>,
+    pub holders: BTreeMap<String, usize>,
+    pub from: Instant,
+    pub to: Instant,
+}
+
+/// A package restarted or moved on a host the fault did not touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collateral {
+    /// The fault's number (from 1) and kind.
+    pub fault: usize,
+    pub kind: &'static str,
+    pub package: String,
+    /// Its holder when the fault was injected.
+    pub host: usize,
+    pub offset: Duration,
+    pub length: Duration,
+}
+
+/// The hosts a fault touches (`host`: its target resolved): whatever a package does on
+/// them is the fault's doing; on any other host it is collateral.
+pub fn touched_hosts(drawn: &CampaignFault, host: usize, hosts: usize) -> Vec<usize> {
+    match drawn {
+        CampaignFault::Partition { others, .. } => minority(host, others, hosts),
+        // The flood asks the coordinator for its status: that must cost no node anything.
+        CampaignFault::ApiFlood => Vec::new(),
+        CampaignFault::Crash { .. }
+        | CampaignFault::LinkFlap { .. }
+        | CampaignFault::DaemonRestart { .. }
+        | CampaignFault::Pause { .. }
+        | CampaignFault::CoordinatorPause { .. }
+        | CampaignFault::CoordinatorKill { .. } => vec![host],
+    }
+}
+
+/// The collateral restarts among `outages` (see the module documentation): an outage that
+/// began within a fault's window, of a package whose holder at injection (or, when the API
+/// named none, the host that served it just before) the fault did not touch.
+pub fn collateral_restarts(faults: &[FaultRecord], outages: &[Interval]) -> Vec<Collateral> {
+    let mut found = Vec::new();
+    for outage in outages {
+        let Some(record) = faults
+            .iter()
+            .find(|r| r.window.from <= outage.start && outage.start <= r.window.to)
+        else {
+            continue;
+        };
+        let holder = record
+            .window
+            .holders
+            .get(&outage.package)
+            .copied()
+            .or_else(|| outage.hosts.first().copied());
+        if let Some(host) = holder
+            && !record.window.touched.contains(&host)
+        {
+            found.push(Collateral {
+                fault: record.number,
+                kind: record.kind,
+                package: outage.package.clone(),
+                host,
+                offset: outage.offset,
+                length: outage.length,
+            });
+        }
+    }
+    found
 }
 
 /// The campaign's result.
@@ -233,6 +358,7 @@ pub struct CampaignReport {
     pub double_activations: Vec<Interval>,
     pub lost_committed_changes: Vec<String>,
     pub not_recovered: Vec<String>,
+    pub collateral_restarts: Vec<Collateral>,
     pub outages: Vec<Interval>,
     pub guard_violations: u64,
     pub checker_summary: String,
@@ -244,6 +370,7 @@ impl CampaignReport {
         self.double_activations.is_empty()
             && self.lost_committed_changes.is_empty()
             && self.not_recovered.is_empty()
+            && self.collateral_restarts.is_empty()
             && self.guard_violations == 0
             && !self.interrupted
     }
@@ -326,6 +453,23 @@ impl fmt::Display for CampaignReport {
         )?;
         for change in &self.lost_committed_changes {
             writeln!(formatter, "  {change}")?;
+        }
+        writeln!(
+            formatter,
+            "collateral restarts (packages restarted or moved on hosts the fault did not touch): {}",
+            self.collateral_restarts.len()
+        )?;
+        for c in &self.collateral_restarts {
+            writeln!(
+                formatter,
+                "  {} on {} at +{:.3} s for {:.1} ms, during fault {} ({})",
+                c.package,
+                host_label(c.host),
+                c.offset.as_secs_f64(),
+                c.length.as_secs_f64() * 1000.0,
+                c.fault,
+                c.kind
+            )?;
         }
         writeln!(
             formatter,
@@ -470,15 +614,7 @@ pub fn run(
     );
     let cluster = LabCluster::start(lab, spec)?;
     let spec = cluster.spec().clone();
-    let faults = draw_faults(
-        options.seed,
-        options.faults,
-        options.hosts,
-        options.networks,
-        options.packages,
-        options.with_pause,
-        spec.nominal_takeover() + spec.detection(),
-    );
+    let faults = draw_faults(options, spec.nominal_takeover() + spec.detection());
     let run_time_max = Duration::from_secs(600) + Duration::from_secs(60) * faults.len() as u32;
     let checker = Checker::start(
         cluster.lab().topology(),
@@ -501,6 +637,13 @@ pub fn run(
         let number = index + 1;
         let host = resolve(&cluster, drawn.target(), options.hosts);
         let description = describe(drawn, host, options.hosts);
+        let holders: BTreeMap<String, usize> = cluster
+            .spec()
+            .packages
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), cluster.holder(&p.name)?)))
+            .collect();
+        let from = Instant::now();
         let _ = write!(
             progress,
             "fault {number}/{}: {description} ... ",
@@ -528,13 +671,8 @@ pub fn run(
                 .into_iter()
                 .map(|violation| format!("after fault {number}: {violation}")),
         );
-        records.push(FaultRecord {
-            number,
-            description,
-            kind: drawn.kind(),
-            recovered_after,
-        });
-        if recovered.is_err() {
+        let recovery_failed = recovered.is_err();
+        if recovery_failed {
             // Give a stuck cluster a clean start for the next fault: every host powered on and
             // every daemon running (what an operator would do); the failure is already counted.
             for host in cluster.hosts() {
@@ -546,8 +684,21 @@ pub fn run(
             let _ = wait_recovered(&cluster, Instant::now() + options.recovery_bound);
         }
         std::thread::sleep(SETTLE);
+        records.push(FaultRecord {
+            number,
+            description,
+            kind: drawn.kind(),
+            recovered_after,
+            window: FaultWindow {
+                touched: touched_hosts(drawn, host, options.hosts),
+                holders,
+                from,
+                to: Instant::now(),
+            },
+        });
     }
     let report = checker.stop();
+    let collateral = collateral_restarts(&records, &report.outages);
     let guard_violations = cluster.lab().guard_violations()?;
     cluster.stop_all();
     let checker_summary = report
@@ -562,6 +713,7 @@ pub fn run(
         double_activations: report.double_activations.clone(),
         lost_committed_changes: lost,
         not_recovered,
+        collateral_restarts: collateral,
         outages: report.outages.clone(),
         guard_violations,
         checker_summary,
@@ -579,6 +731,11 @@ fn resolve(cluster: &LabCluster, target: Target, hosts: usize) -> usize {
             .get(package)
             .and_then(|package| cluster.holder(&package.name))
             .unwrap_or(1 + package % hosts),
+        // Any answering node's view; host 1 when none names one (the fault still happens).
+        Target::Coordinator => cluster
+            .nodes()
+            .find_map(|host| cluster.coordinator(host))
+            .unwrap_or(1),
     }
 }
 
@@ -600,6 +757,7 @@ fn describe(drawn: &CampaignFault, host: usize, hosts: usize) -> String {
     let whom = match drawn.target() {
         Target::HolderOf(package) => format!("{} (holder of package {package})", host_label(host)),
         Target::Host(_) => host_label(host),
+        Target::Coordinator => format!("{} (coordinator)", host_label(host)),
     };
     match drawn {
         CampaignFault::Crash { down_for, .. } => {
@@ -617,8 +775,15 @@ fn describe(drawn: &CampaignFault, host: usize, hosts: usize) -> String {
             down_for.as_secs_f64()
         ),
         CampaignFault::DaemonRestart { .. } => format!("daemon restart {whom}"),
-        CampaignFault::Pause { hold, .. } => {
+        CampaignFault::Pause { hold, .. } | CampaignFault::CoordinatorPause { hold } => {
             format!("pause daemon {whom} for {:.1} s", hold.as_secs_f64())
+        }
+        CampaignFault::CoordinatorKill { down_for } => format!(
+            "kill daemon {whom}, started again after {:.1} s",
+            down_for.as_secs_f64()
+        ),
+        CampaignFault::ApiFlood => {
+            format!("API flood of {whom}: {FLOOD_REQUESTS} concurrent status requests")
         }
     }
 }
@@ -655,10 +820,22 @@ fn apply(
             cluster.restart_daemon(host)?;
             Ok(Instant::now())
         }
-        CampaignFault::Pause { hold, .. } => {
+        CampaignFault::Pause { hold, .. } | CampaignFault::CoordinatorPause { hold } => {
             cluster.pause_daemon(host)?;
             std::thread::sleep(*hold);
             cluster.resume_daemon(host)
+        }
+        CampaignFault::CoordinatorKill { down_for } => {
+            cluster.kill_daemon(host)?;
+            std::thread::sleep(*down_for);
+            cluster.start_daemon(host)?;
+            Ok(Instant::now())
+        }
+        CampaignFault::ApiFlood => {
+            // From a host that is not the coordinator: the flood comes over the network.
+            let from = if host == 1 { 2 } else { 1 };
+            cluster.api_flood(from, host, FLOOD_REQUESTS, FLOOD_TIMEOUT)?;
+            Ok(Instant::now())
         }
     }
 }
@@ -725,9 +902,20 @@ fn recovery_gap(cluster: &LabCluster) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// 5 hosts, 2 networks, 2 packages.
+    fn drawing(seed: u64, faults: usize, pause: bool, coordinator: bool) -> CampaignOptions {
+        CampaignOptions {
+            seed,
+            faults,
+            with_pause: pause,
+            with_coordinator_faults: coordinator,
+            ..CampaignOptions::new("halcyon")
+        }
+    }
+
     #[test]
     fn the_same_seed_draws_the_same_faults() {
-        let draw = |seed| draw_faults(seed, 50, 5, 2, 2, false, Duration::from_secs(1));
+        let draw = |seed| draw_faults(&drawing(seed, 50, false, false), Duration::from_secs(1));
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
         let faults = draw(7);
@@ -735,8 +923,119 @@ mod tests {
             assert!(faults.iter().any(|f| f.kind() == kind), "{kind}");
         }
         assert!(!faults.iter().any(|f| f.kind() == "pause"));
-        let with_pause = draw_faults(7, 50, 5, 2, 2, true, Duration::from_secs(1));
+        let with_pause = draw_faults(&drawing(7, 50, true, false), Duration::from_secs(1));
         assert!(with_pause.iter().any(|f| f.kind() == "pause"));
+        for kind in ["coordinator pause", "coordinator kill", "api flood"] {
+            assert!(!with_pause.iter().any(|f| f.kind() == kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn coordinator_faults_are_drawn_only_when_asked_for_and_target_the_coordinator() {
+        let hold = Duration::from_secs(1);
+        let faults = draw_faults(&drawing(7, 200, true, true), hold);
+        for kind in [
+            "crash",
+            "partition",
+            "link flap",
+            "daemon restart",
+            "pause",
+            "coordinator pause",
+            "coordinator kill",
+            "api flood",
+        ] {
+            assert!(faults.iter().any(|f| f.kind() == kind), "{kind}");
+        }
+        for f in &faults {
+            let coordinator = f.kind().starts_with("coordinator") || f.kind() == "api flood";
+            assert_eq!(f.target() == Target::Coordinator, coordinator, "{f:?}");
+        }
+        // Without --with-pause, no holder pause but still the coordinator's pause.
+        let no_pause = draw_faults(&drawing(7, 200, false, true), hold);
+        assert!(!no_pause.iter().any(|f| f.kind() == "pause"));
+        assert!(no_pause.iter().any(|f| f.kind() == "coordinator pause"));
+    }
+
+    #[test]
+    fn a_fault_touches_its_target_a_partition_its_minority_and_a_flood_nobody() {
+        let pause = CampaignFault::CoordinatorPause {
+            hold: Duration::from_secs(1),
+        };
+        assert_eq!(touched_hosts(&pause, 3, 5), vec![3]);
+        let partition = CampaignFault::Partition {
+            target: Target::Host(2),
+            others: vec![4],
+            hold: Duration::from_secs(1),
+        };
+        assert_eq!(touched_hosts(&partition, 2, 5), vec![2, 4]);
+        assert!(touched_hosts(&CampaignFault::ApiFlood, 1, 5).is_empty());
+    }
+
+    fn record(number: usize, touched: Vec<usize>, from: Instant, to: Instant) -> FaultRecord {
+        FaultRecord {
+            number,
+            description: String::new(),
+            kind: "coordinator kill",
+            recovered_after: None,
+            window: FaultWindow {
+                touched,
+                holders: BTreeMap::from([("p0".to_owned(), 1), ("p1".to_owned(), 2)]),
+                from,
+                to,
+            },
+        }
+    }
+
+    fn outage(package: &str, start: Instant, served_by: Vec<usize>) -> Interval {
+        Interval {
+            package: package.to_owned(),
+            hosts: served_by,
+            start,
+            offset: Duration::from_secs(1),
+            length: Duration::from_millis(300),
+            ended: true,
+        }
+    }
+
+    #[test]
+    fn an_outage_of_a_package_on_an_untouched_host_during_a_fault_is_collateral() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Fault 1 killed h1 (holder of p0) from t0+10 to t0+20; fault 2 flooded from t0+30.
+        let faults = [
+            record(1, vec![1], t0 + s(10), t0 + s(20)),
+            record(2, vec![], t0 + s(30), t0 + s(40)),
+        ];
+        let outages = [
+            // p0 on the killed h1: the fault's own doing.
+            outage("p0", t0 + s(11), vec![1]),
+            // p1 on h2, which fault 1 did not touch: collateral.
+            outage("p1", t0 + s(12), vec![2]),
+            // Between faults: belongs to none.
+            outage("p1", t0 + s(25), vec![2]),
+            // A flood touches nobody: any outage in it is collateral.
+            outage("p0", t0 + s(31), vec![1]),
+        ];
+        let found = collateral_restarts(&faults, &outages);
+        let seen: Vec<(usize, &str, usize)> = found
+            .iter()
+            .map(|c| (c.fault, c.package.as_str(), c.host))
+            .collect();
+        assert_eq!(seen, vec![(1, "p1", 2), (2, "p0", 1)]);
+    }
+
+    #[test]
+    fn without_a_known_holder_the_host_that_served_last_is_judged() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut fault = record(1, vec![3], t0, t0 + s(10));
+        fault.window.holders.clear();
+        let own = outage("p0", t0 + s(1), vec![3]);
+        let other = outage("p1", t0 + s(1), vec![4]);
+        let unknown = outage("p1", t0 + s(2), vec![]);
+        let found = collateral_restarts(&[fault], &[own, other, unknown]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].package.as_str(), found[0].host), ("p1", 4));
     }
 
     #[test]

@@ -593,6 +593,42 @@ impl LabCluster {
         .map_err(io_error("asking a node's API"))
     }
 
+    /// An API flood: `requests` concurrent `GET /v1/status` of `to`'s API from inside
+    /// `from`'s namespace, each within `timeout` (so the flood ends within about `timeout`).
+    /// Returns how many were answered with 200.
+    pub fn api_flood(
+        &self,
+        from: usize,
+        to: usize,
+        requests: usize,
+        timeout: Duration,
+    ) -> Result<usize, LabError> {
+        let address = SocketAddrV4::new(names::host_address(to, 1), self.spec.port + 2);
+        let token = self.admin_token.clone();
+        crate::netns::in_namespace(self.lab.namespace_path(from), move || {
+            // Threads started here are in the namespace too (they inherit this thread's).
+            std::thread::scope(|scope| {
+                let requests: Vec<_> = (0..requests)
+                    .map(|_| {
+                        let token = &token;
+                        scope.spawn(move || {
+                            matches!(
+                                request_json(address, "GET", "/v1/status", token, None, timeout),
+                                Ok((200, _))
+                            )
+                        })
+                    })
+                    .collect();
+                requests
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or(false))
+                    .filter(|&ok| ok)
+                    .count()
+            })
+        })
+        .map_err(io_error("flooding a node's API"))
+    }
+
     /// Asks `host`'s API to move `package` to `to` (what `halcyon package move` sends); Ok
     /// when accepted. The move itself takes place afterwards: wait with [`Self::holder`].
     pub fn move_package(&self, host: usize, package: &str, to: usize) -> Result<(), LabError> {

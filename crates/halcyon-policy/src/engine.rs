@@ -35,6 +35,8 @@ pub enum PlanError {
     UnknownPackage(String),
     #[error("node \"{0}\" is not in the configuration")]
     UnknownNode(String),
+    #[error("{0} is recorded in the event log, never planned")]
+    NotPlanned(String),
     #[error("network \"{0}\" is not in the configuration")]
     UnknownNetwork(String),
     #[error("package {package} cannot run on {node}: {reasons}")]
@@ -420,6 +422,9 @@ impl<'e, 'c> Work<'e, 'c> {
         let e = self.e;
         match event {
             Event::ClusterStart | Event::Timer | Event::ConfigChange { .. } => {}
+            Event::NodeRestart { .. } => {
+                return Err(PlanError::NotPlanned(event.name().to_owned()));
+            }
             Event::ClusterHalt => {
                 for p in 0..e.packages.len() {
                     for &n in &self.current[p].clone() {

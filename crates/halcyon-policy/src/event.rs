@@ -133,6 +133,17 @@ pub enum Event {
     },
     /// Time passed (delayed fallback timer, failure expiry): re-evaluate.
     Timer,
+    /// A node's daemon started again as `incarnation`; `previous`, the incarnation the
+    /// cluster knew, ended by a clean stop or not (a crash, a kill, a power loss, a lost
+    /// state directory). Only recorded in the event log when the registration is committed:
+    /// never queued nor planned (it changes no placement; a returning node's `node_up` is an
+    /// event of its own, which this record never delays).
+    NodeRestart {
+        node: NodeName,
+        incarnation: u64,
+        previous: u64,
+        clean_stop: bool,
+    },
 }
 
 impl Event {
@@ -158,6 +169,7 @@ impl Event {
             Event::UserDefined { name, .. } => name,
             Event::ConfigChange { .. } => "config_change",
             Event::Timer => "timer",
+            Event::NodeRestart { .. } => "node_restart",
         }
     }
 
@@ -165,6 +177,7 @@ impl Event {
     pub fn node(&self) -> Option<&NodeName> {
         match self {
             Event::NodeUp { node }
+            | Event::NodeRestart { node, .. }
             | Event::NodeDown { node, .. }
             | Event::NetworkUp { node, .. }
             | Event::NetworkDown { node, .. }
@@ -199,7 +212,10 @@ impl Event {
     /// events, then requests and re-evaluations.
     pub fn class(&self) -> EventClass {
         match self {
-            Event::NodeUp { .. } | Event::ClusterStart => EventClass::NodeJoin,
+            // A node restart is never queued; its class is the one of a node's return.
+            Event::NodeUp { .. } | Event::NodeRestart { .. } | Event::ClusterStart => {
+                EventClass::NodeJoin
+            }
             Event::NodeDown { .. } => EventClass::NodeFailure,
             Event::SwapAdapter { .. } => EventClass::SwapAdapter,
             Event::NetworkUp { .. } => EventClass::NetworkUp,
@@ -236,6 +252,22 @@ impl fmt::Display for Event {
                     write!(f, " {node}")?;
                 }
                 Ok(())
+            }
+            Event::NodeRestart {
+                node,
+                incarnation,
+                previous,
+                clean_stop,
+            } => {
+                let end = if *clean_stop {
+                    "ended by a clean stop"
+                } else {
+                    "ended without a clean stop"
+                };
+                write!(
+                    f,
+                    " {node}: incarnation {incarnation}, previous incarnation {previous} {end}"
+                )
             }
             Event::UserDefined { node, .. } => write!(f, " on {node}"),
             Event::ConfigChange {

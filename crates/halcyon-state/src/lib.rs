@@ -74,10 +74,15 @@ pub enum Command {
         request: Option<String>,
     },
     /// A node's daemon started with this incarnation (must increase at every start).
+    /// `clean_stop`: the last clean stop the node's state directory remembers. A
+    /// registration above a known incarnation records a `node_restart` in the event log,
+    /// saying whether the known incarnation ended by that clean stop.
     Register {
         node: NodeName,
         incarnation: u64,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clean_stop: Option<CleanStop>,
     },
     /// An event to process (from membership, a failed service, a monitor, or a request
     /// by `by`). A monitor's event carries the sample that fired it.
@@ -169,6 +174,14 @@ pub enum Command {
         down: BTreeSet<(NodeName, NetworkName)>,
         at: Timestamp,
     },
+}
+
+/// A daemon's clean stop, as its state directory remembers it for the next start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanStop {
+    /// The incarnation that stopped.
+    pub incarnation: u64,
+    pub at: Timestamp,
 }
 
 /// What the administrator answers to an event in ERROR (`halcyon event ...`).
@@ -610,17 +623,11 @@ impl State {
                 request,
             } => self.config_apply(*config, rules, sources, by, at, request),
             Command::Register {
-                node, incarnation, ..
-            } => {
-                let known = self.incarnations.get(&node).copied().unwrap_or(0);
-                if incarnation <= known {
-                    return Reply::Ignored {
-                        why: format!("incarnation {incarnation} is not above {known}"),
-                    };
-                }
-                self.incarnations.insert(node, incarnation);
-                Reply::Done
-            }
+                node,
+                incarnation,
+                at,
+                clean_stop,
+            } => self.register(node, incarnation, at, clean_stop),
             Command::Enqueue {
                 event,
                 by,
@@ -843,6 +850,63 @@ impl State {
             .map_or(0, |c| c.count)
     }
 
+    /// [`Command::Register`]. A node's first registration is its start; any later one is
+    /// a restart, recorded in the event log as a finished `node_restart` with what ended
+    /// the incarnation before it. The record takes a sequence number of its own (so that
+    /// [`State::record_of_sequence`] stays one record per number) but is never pending:
+    /// no event waits for it, and nothing is planned for it.
+    fn register(
+        &mut self,
+        node: NodeName,
+        incarnation: u64,
+        at: Timestamp,
+        clean_stop: Option<CleanStop>,
+    ) -> Reply {
+        let known = self.incarnations.get(&node).copied().unwrap_or(0);
+        if incarnation <= known {
+            return Reply::Ignored {
+                why: format!("incarnation {incarnation} is not above {known}"),
+            };
+        }
+        self.incarnations.insert(node.clone(), incarnation);
+        if known == 0 {
+            return Reply::Done;
+        }
+        // Only a clean stop of the very incarnation the cluster knew counts: a marker of
+        // an older one means that the known incarnation crashed (or never stopped cleanly).
+        let stopped = clean_stop.filter(|c| c.incarnation == known);
+        let note = match stopped {
+            Some(c) => format!(
+                "{node} restarted as incarnation {incarnation}; incarnation {known} ended by a clean stop at {}",
+                c.at
+            ),
+            None => format!(
+                "{node} restarted as incarnation {incarnation}; incarnation {known} ended without a clean stop (a crash, a kill, a power loss or a lost state directory)"
+            ),
+        };
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let id = self.new_record(&Pending {
+            sequence,
+            event: Event::NodeRestart {
+                node,
+                incarnation,
+                previous: known,
+                clean_stop: stopped.is_some(),
+            },
+            by: "registration".to_owned(),
+            at,
+            sample: None,
+        });
+        if let Some(r) = self.record_mut(id) {
+            r.outcome = Outcome::Done;
+            r.started_at = Some(at);
+            r.finished_at = Some(at);
+            r.notes.push(NoteRecord { at, text: note });
+        }
+        Reply::Done
+    }
+
     fn enqueue(
         &mut self,
         event: Event,
@@ -850,6 +914,11 @@ impl State {
         at: Timestamp,
         sample: Option<Sample>,
     ) -> Reply {
+        if matches!(event, Event::NodeRestart { .. }) {
+            return Reply::Ignored {
+                why: "node_restart is recorded when a node registers, never queued".to_owned(),
+            };
+        }
         if let Some(p) = self.pending.iter().find(|p| p.event == event) {
             return Reply::Queued {
                 sequence: p.sequence,

@@ -366,7 +366,8 @@ fn register_needs_a_higher_incarnation() {
             Command::Register {
                 node: "n1".into(),
                 incarnation: 5,
-                at: t(1)
+                at: t(1),
+                clean_stop: None,
             }
         ),
         Reply::Done
@@ -377,10 +378,195 @@ fn register_needs_a_higher_incarnation() {
             Command::Register {
                 node: "n1".into(),
                 incarnation: 5,
-                at: t(1)
+                at: t(1),
+                clean_stop: None,
             }
         ),
         Reply::Ignored { .. }
+    ));
+}
+
+fn register(
+    s: &mut State,
+    index: u64,
+    incarnation: u64,
+    at: Timestamp,
+    clean_stop: Option<CleanStop>,
+) -> Reply {
+    s.apply(
+        index,
+        Command::Register {
+            node: "n1".into(),
+            incarnation,
+            at,
+            clean_stop,
+        },
+    )
+}
+
+/// The event-log records of node restarts, oldest first.
+fn restarts(s: &State) -> Vec<EventRecord> {
+    s.log()
+        .iter()
+        .filter(|r| matches!(r.event, Event::NodeRestart { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_first_registration_records_no_restart() {
+    let mut s = booted();
+    let records = s.log().len();
+    assert_eq!(register(&mut s, 2, 1, t(1), None), Reply::Done);
+    assert_eq!(s.log().len(), records);
+    assert!(s.pending_events().is_empty());
+}
+
+#[test]
+fn a_restart_after_a_crash_is_recorded_finished_with_the_previous_incarnation() {
+    let mut s = booted();
+    register(&mut s, 2, 3, t(1), None);
+    let pending = s.pending_events();
+    assert_eq!(register(&mut s, 3, 4, t(9), None), Reply::Done);
+    let r = restarts(&s);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].event,
+        Event::NodeRestart {
+            node: "n1".into(),
+            incarnation: 4,
+            previous: 3,
+            clean_stop: false
+        }
+    );
+    assert_eq!(r[0].outcome, Outcome::Done);
+    assert_eq!(
+        (r[0].started_at, r[0].finished_at),
+        (Some(t(9)), Some(t(9)))
+    );
+    assert_eq!(
+        r[0].event.to_string(),
+        "node_restart n1: incarnation 4, previous incarnation 3 ended without a clean stop"
+    );
+    assert!(
+        r[0].notes[0]
+            .text
+            .contains("incarnation 3 ended without a clean stop")
+    );
+    assert_eq!(
+        s.pending_events(),
+        pending,
+        "nothing is queued: no failover waits for it"
+    );
+    assert!(s.execution().is_none());
+}
+
+#[test]
+fn a_restart_after_a_clean_stop_of_the_known_incarnation_says_so_with_its_time() {
+    let mut s = booted();
+    register(&mut s, 2, 3, t(1), None);
+    let stop = CleanStop {
+        incarnation: 3,
+        at: t(5),
+    };
+    register(&mut s, 3, 4, t(9), Some(stop));
+    let r = restarts(&s);
+    assert!(matches!(
+        r[0].event,
+        Event::NodeRestart {
+            clean_stop: true,
+            previous: 3,
+            ..
+        }
+    ));
+    assert!(
+        r[0].notes[0]
+            .text
+            .contains(&format!("incarnation 3 ended by a clean stop at {}", t(5))),
+        "{}",
+        r[0].notes[0].text
+    );
+}
+
+#[test]
+fn a_clean_stop_of_an_older_incarnation_does_not_cover_a_later_crash() {
+    let mut s = booted();
+    register(&mut s, 2, 3, t(1), None);
+    // Incarnation 2 stopped cleanly; 3 crashed (the marker still names 2).
+    let old = CleanStop {
+        incarnation: 2,
+        at: t(0),
+    };
+    register(&mut s, 3, 4, t(9), Some(old));
+    assert!(matches!(
+        restarts(&s)[0].event,
+        Event::NodeRestart {
+            clean_stop: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_refused_registration_records_nothing_and_a_restart_cannot_be_queued() {
+    let mut s = booted();
+    register(&mut s, 2, 3, t(1), None);
+    let records = s.log().len();
+    assert!(matches!(
+        register(&mut s, 3, 3, t(2), None),
+        Reply::Ignored { .. }
+    ));
+    assert!(matches!(
+        register(&mut s, 4, 1, t(2), None),
+        Reply::Ignored { .. }
+    ));
+    assert_eq!(s.log().len(), records);
+    let restart = Event::NodeRestart {
+        node: "n1".into(),
+        incarnation: 9,
+        previous: 3,
+        clean_stop: false,
+    };
+    let reply = s.apply(
+        5,
+        Command::Enqueue {
+            event: restart,
+            by: "m".into(),
+            at: t(3),
+            sample: None,
+            request: None,
+        },
+    );
+    assert!(matches!(reply, Reply::Ignored { .. }), "{reply:?}");
+    assert!(s.pending_events().is_empty());
+}
+
+#[test]
+fn restart_records_take_sequence_numbers_of_their_own() {
+    let mut s = booted();
+    register(&mut s, 2, 1, t(1), None);
+    register(&mut s, 3, 2, t(2), None);
+    register(&mut s, 4, 3, t(3), None);
+    let r = restarts(&s);
+    assert_eq!(r.len(), 2);
+    assert_ne!(r[0].sequence, r[1].sequence);
+    assert_eq!(
+        s.record_of_sequence(r[1].sequence).map(|x| x.id),
+        Some(r[1].id)
+    );
+    assert_eq!(s.next_sequence(), r[1].sequence + 1);
+}
+
+#[test]
+fn a_register_without_clean_stop_written_before_it_existed_still_decodes() {
+    let old = br#"{"command":"register","node":"n1","incarnation":2,"at":"2023-11-14T22:13:20Z"}"#;
+    let command = Command::decode(old).unwrap();
+    assert!(matches!(
+        command,
+        Command::Register {
+            clean_stop: None,
+            ..
+        }
     ));
 }
 
@@ -530,6 +716,7 @@ fn copies_of_the_state_share_the_event_log_until_it_changes() {
         node: "n2".into(),
         incarnation: 7,
         at: t(2),
+        clean_stop: None,
     };
     assert_eq!(s.apply(3, registered), Reply::Done);
     assert!(

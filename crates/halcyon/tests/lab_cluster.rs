@@ -607,16 +607,13 @@ fn short_fault_campaign_with_pauses_keeps_every_invariant() {
     options.faults = 6;
     options.with_pause = true;
     options.keep_directory = keep_directory();
+    let base = options.clone();
     let pauses = |seed| {
-        let faults = campaign::draw_faults(
+        let drawing = CampaignOptions {
             seed,
-            options.faults,
-            options.hosts,
-            options.networks,
-            options.packages,
-            true,
-            Duration::ZERO,
-        );
+            ..base.clone()
+        };
+        let faults = campaign::draw_faults(&drawing, Duration::ZERO);
         let all = faults
             .iter()
             .filter(|fault| fault.kind() == "pause")

@@ -1,5 +1,6 @@
-//! A restarted daemon stops what its previous incarnation left (SPEC 6), and a paused daemon's
-//! packages are stopped by its lease guard before the majority starts them elsewhere.
+//! A restarted daemon stops what its previous incarnation left (SPEC 6), a paused daemon's
+//! packages are stopped by its lease guard before the majority starts them elsewhere, and a
+//! restart is an event saying how the previous incarnation ended.
 
 mod common;
 
@@ -185,4 +186,86 @@ fn a_node_that_lost_its_incarnation_rejoins_as_its_next_incarnation() {
         "3",
         "the new incarnation is kept for the next start"
     );
+}
+
+/// Waits until node `i`'s event log holds a record whose event reads `event`; returns it.
+fn wait_event(c: &Cluster, i: usize, event: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (code, v) = c.request(i, "GET", "/v1/events", None);
+        if code == 200
+            && let Some(r) = v["events"]
+                .as_array()
+                .and_then(|e| e.iter().find(|r| r["event"] == event))
+        {
+            return r.clone();
+        }
+        assert!(
+            started.elapsed() < FAILOVER_TIMEOUT,
+            "no \"{event}\" in n{i}'s event log within {FAILOVER_TIMEOUT:?}: {v:#}\nlogs in {}",
+            c.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 15, finding 7: crashes left no trace. A daemon killed with SIGKILL and started
+/// again is a `node_restart` saying that the previous incarnation ended without a clean
+/// stop; one stopped with SIGTERM and started again says it ended by a clean stop, at when.
+#[test]
+fn a_restart_is_an_event_saying_whether_the_previous_incarnation_crashed_or_stopped_cleanly() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    assert!(
+        !c.events(1).iter().any(|e| e.starts_with("node_restart")),
+        "a first start is no restart: {:?}",
+        c.events(1)
+    );
+
+    c.kill(3);
+    c.start(3);
+    c.wait_member(1, "n3", 2, FAILOVER_TIMEOUT);
+    let crashed = wait_event(
+        &c,
+        1,
+        "node_restart n3: incarnation 2, previous incarnation 1 ended without a clean stop",
+    );
+    assert_eq!(crashed["outcome"], "done", "{crashed:#}");
+    assert_eq!(crashed["by"], "registration");
+    // Replicated: every node's log has it.
+    wait_event(
+        &c,
+        2,
+        "node_restart n3: incarnation 2, previous incarnation 1 ended without a clean stop",
+    );
+
+    let before_stop = jiff::Timestamp::now();
+    c.stop(3);
+    c.start(3);
+    c.wait_member(1, "n3", 3, FAILOVER_TIMEOUT);
+    let clean = wait_event(
+        &c,
+        1,
+        "node_restart n3: incarnation 3, previous incarnation 2 ended by a clean stop",
+    );
+    let note = clean["notes"][0]["text"].as_str().unwrap();
+    let at: jiff::Timestamp = note
+        .rsplit("clean stop at ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{note}: {e}"));
+    assert!(at >= before_stop, "{note}");
+    // `halcyon events` shows it too.
+    let (code, out) = cli(&c, 2, &["events"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "node_restart n3: incarnation 3, previous incarnation 2 ended by a clean stop"
+        ),
+        "{out}"
+    );
+    // Neither restart moved the package off n1.
+    c.wait_web_on(1, "n1", FAILOVER_TIMEOUT);
 }

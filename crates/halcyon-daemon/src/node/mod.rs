@@ -120,6 +120,11 @@ pub struct Node {
     incarnation: AtomicU64,
     /// Where the incarnation is kept across restarts.
     incarnation_file: PathBuf,
+    /// The last clean stop the state directory remembered at start (sent with the
+    /// registration: the cluster records whether the previous incarnation ended by it).
+    clean_stop: Option<halcyon_state::CleanStop>,
+    /// Where a clean stop is written for the next start.
+    clean_stop_file: PathBuf,
     pub isolated: AtomicBool,
     pub test_faults: bool,
     /// Test-only heartbeat drops (`--test-faults`).
@@ -289,6 +294,8 @@ impl Node {
             executor_inbox,
             incarnation: AtomicU64::new(incarnation),
             incarnation_file: incarnation_file(&settings.state_dir),
+            clean_stop: read_clean_stop(&settings.state_dir),
+            clean_stop_file: clean_stop_file(&settings.state_dir),
             archive: Arc::new(crate::archive::Archive::open(&settings.state_dir)?),
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
@@ -427,6 +434,27 @@ impl Node {
     /// This daemon's incarnation.
     pub fn incarnation(&self) -> u64 {
         self.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// The last clean stop the state directory remembered when this daemon started.
+    pub(crate) fn previous_clean_stop(&self) -> Option<halcyon_state::CleanStop> {
+        self.clean_stop
+    }
+
+    /// Remembers, for the next start, that this incarnation stopped cleanly now (its
+    /// packages halted): the next registration says so, where a crash leaves the marker of
+    /// an older incarnation or none. Called last on a clean stop.
+    pub fn record_clean_stop(&self) -> Result<(), String> {
+        let stop = halcyon_state::CleanStop {
+            incarnation: self.incarnation(),
+            at: self.timestamp(),
+        };
+        let text = serde_json::to_string(&stop).expect("a clean stop serialises");
+        let file = &self.clean_stop_file;
+        let temporary = file.with_extension("new");
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, file))
+            .map_err(|e| format!("writing {}: {e}", file.display()))
     }
 
     /// Becomes incarnation `incarnation` (above the current one): kept in the state
@@ -786,6 +814,20 @@ async fn open_consensus(
 
 fn incarnation_file(state_dir: &Path) -> PathBuf {
     state_dir.join("incarnation")
+}
+
+fn clean_stop_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("clean-stop")
+}
+
+/// The clean stop a previous incarnation recorded, if any; an unreadable marker counts as
+/// none (the previous end is then reported as not clean), with a warning.
+fn read_clean_stop(state_dir: &Path) -> Option<halcyon_state::CleanStop> {
+    let path = clean_stop_file(state_dir);
+    let text = std::fs::read_to_string(&path).ok()?;
+    serde_json::from_str(&text)
+        .inspect_err(|e| tracing::warn!(file = %path.display(), "ignoring an unreadable clean-stop marker: {e}"))
+        .ok()
 }
 
 fn next_incarnation(state_dir: &Path) -> anyhow::Result<u64> {

@@ -197,6 +197,7 @@ impl Node {
                     node: this.name.clone(),
                     incarnation: this.incarnation(),
                     at: this.timestamp(),
+                    clean_stop: this.previous_clean_stop(),
                 };
                 match this.submit(&command).await {
                     Ok(Reply::Ignored { why }) => this.registration_refused(&why).await,

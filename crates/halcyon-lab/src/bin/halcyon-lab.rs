@@ -67,6 +67,11 @@ enum Command {
         /// Also pause daemons (SIGSTOP for longer than detection + lease, then SIGCONT).
         #[arg(long)]
         with_pause: bool,
+        /// Also fault whichever daemon coordinates when the fault comes: pause it (SIGSTOP,
+        /// then SIGCONT), kill it (SIGKILL, started again after a while), and flood its API
+        /// with hundreds of concurrent requests.
+        #[arg(long)]
+        with_coordinator_faults: bool,
         /// No disk heartbeat network.
         #[arg(long)]
         no_disk: bool,
@@ -164,6 +169,7 @@ fn run(cli: Cli) -> Result<bool> {
             seed,
             halcyon,
             with_pause,
+            with_coordinator_faults,
             no_disk,
             profile,
             recovery_seconds,
@@ -183,6 +189,7 @@ fn run(cli: Cli) -> Result<bool> {
                 seed,
                 halcyon,
                 with_pause,
+                with_coordinator_faults,
                 disk_heartbeat: !no_disk,
                 heartbeat_profile: profile,
                 recovery_bound: Duration::from_secs(recovery_seconds),
