@@ -688,13 +688,9 @@ fn place_package(cluster: &LabCluster, on_coordinator: bool) -> usize {
         .expect("the package can be moved")
 }
 
-/// Local LAN failover (SPEC 5, HACMP's adapter swap): the holder's primary interface on net1
-/// loses its link while a standby interface on the same LAN is up. The peers stop hearing it
-/// on net1 but still on net2 and the disk, so the event is swap_adapter, and the package's
-/// address moves to the standby on the same host: no failover, no restart. `on_coordinator`:
-/// the holder is also the coordinator (Raft leader) when the link fails.
-fn interface_failure_with_a_standby(on_coordinator: bool) {
-    let cluster = start_cluster_with(
+/// Three hosts on two networks, each with a standby interface on network 1.
+fn start_with_a_standby_on_net1() -> LabCluster {
+    start_cluster_with(
         LabSpec {
             hosts: 3,
             networks: 2,
@@ -702,7 +698,16 @@ fn interface_failure_with_a_standby(on_coordinator: bool) {
             ..LabSpec::default()
         },
         ClusterSpec::new(HALCYON),
-    );
+    )
+}
+
+/// Local LAN failover (SPEC 5, HACMP's adapter swap): the holder's primary interface on net1
+/// loses its link while a standby interface on the same LAN is up. The peers stop hearing it
+/// on net1 but still on net2 and the disk, so the event is swap_adapter, and the package's
+/// address moves to the standby on the same host: no failover, no restart. `on_coordinator`:
+/// the holder is also the coordinator (Raft leader) when the link fails.
+fn interface_failure_with_a_standby(on_coordinator: bool) {
+    let cluster = start_with_a_standby_on_net1();
     let lab = cluster.lab();
     let old = place_package(&cluster, on_coordinator);
     println!(
@@ -830,15 +835,7 @@ fn a_failed_standby_is_reported_and_the_next_interface_failure_fails_over() {
     if !running_as_root_or_skip("a_failed_standby_is_reported") {
         return;
     }
-    let cluster = start_cluster_with(
-        LabSpec {
-            hosts: 3,
-            networks: 2,
-            standby_networks: vec![1],
-            ..LabSpec::default()
-        },
-        ClusterSpec::new(HALCYON),
-    );
+    let cluster = start_with_a_standby_on_net1();
     let lab = cluster.lab();
     let old = place_package(&cluster, false);
     // The standby's link goes down: fail_standby, and nothing moves.
@@ -890,15 +887,7 @@ fn the_standby_that_took_over_failing_moves_the_package() {
     if !running_as_root_or_skip("the_standby_that_took_over_failing_moves_the_package") {
         return;
     }
-    let cluster = start_cluster_with(
-        LabSpec {
-            hosts: 3,
-            networks: 2,
-            standby_networks: vec![1],
-            ..LabSpec::default()
-        },
-        ClusterSpec::new(HALCYON),
-    );
+    let cluster = start_with_a_standby_on_net1();
     let lab = cluster.lab();
     let old = place_package(&cluster, false);
     let address = cluster.package(PACKAGE).unwrap().address;

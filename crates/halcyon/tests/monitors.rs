@@ -350,6 +350,23 @@ fn web_monitor(dir: &Path, predicate: &str, rearm: Option<&str>, action: Monitor
     }
 }
 
+/// Configures `spec`, writes a healthy value (10) for every node (the monitors' directory is
+/// the cluster's: configure first, then write, then start), starts the cluster and waits
+/// for web on n1.
+fn start_with_healthy_values(spec: Spec) -> (Cluster, PathBuf) {
+    let mut c = Cluster::configure(spec);
+    let dir: PathBuf = c.path().to_owned();
+    for node in ["n1", "n2", "n3"] {
+        set_value(&dir, node, 10);
+    }
+    for i in 1..=3 {
+        c.start(i);
+    }
+    wait_stable(&c);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    (c, dir)
+}
+
 fn set_value(dir: &Path, node: &str, value: u32) {
     let path = dir.join(format!("value.{node}"));
     let tmp = dir.join(format!("value.{node}.tmp"));
@@ -366,16 +383,7 @@ fn a_package_monitor_with_fail_package_fails_the_package_over() {
         web.monitors
             .push(web_monitor(dir, "X>90", None, MonitorAction::FailPackage))
     });
-    let mut c = Cluster::configure(spec);
-    let dir: PathBuf = c.path().to_owned();
-    for node in ["n1", "n2", "n3"] {
-        set_value(&dir, node, 10);
-    }
-    for i in 1..=3 {
-        c.start(i);
-    }
-    wait_stable(&c);
-    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let (c, dir) = start_with_healthy_values(spec);
     // A sampler error (the file missing on n1 for a moment) fires nothing.
     std::fs::remove_file(dir.join("value.n1")).unwrap();
     std::thread::sleep(Duration::from_millis(600));
@@ -499,16 +507,7 @@ fn a_notify_only_monitor_runs_its_command_and_changes_nothing() {
             MonitorAction::Notify(command),
         ))
     });
-    let mut c = Cluster::configure(spec);
-    let dir: PathBuf = c.path().to_owned();
-    for node in ["n1", "n2", "n3"] {
-        set_value(&dir, node, 10);
-    }
-    for i in 1..=3 {
-        c.start(i);
-    }
-    wait_stable(&c);
-    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let (c, dir) = start_with_healthy_values(spec);
     let events_before = event_log(&c, 1).len();
     set_value(&dir, "n1", 95);
     let journal = dir.join("notified");
@@ -588,16 +587,7 @@ fn a_fail_package_monitor_restarts_locally_before_it_fails_the_package_over() {
         monitor.restart_window = Some(Duration::from_secs(600));
         web.monitors.push(monitor)
     });
-    let mut c = Cluster::configure(spec);
-    let dir: PathBuf = c.path().to_owned();
-    for node in ["n1", "n2", "n3"] {
-        set_value(&dir, node, 10);
-    }
-    for i in 1..=3 {
-        c.start(i);
-    }
-    wait_stable(&c);
-    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let (c, dir) = start_with_healthy_values(spec);
     let before = web_pgid(&c, 1).expect("web's process group on n1");
     set_value(&dir, "n1", 95);
     let started = Instant::now();

@@ -7,10 +7,9 @@ use std::time::Duration;
 use common::*;
 use halcyon_testkit::{Package, Resource};
 
-#[test]
-fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
+/// The standard cluster with `agent`, a multi-node package (a sleeping service) on every node.
+fn spec_with_an_agent_everywhere() -> Spec {
     let mut spec = Spec::new();
-    // A multi-node package too: it runs on every node and must stop everywhere.
     spec.packages
         .push(Package::multi_node("agent").resource(Resource::Service {
             name: "a".into(),
@@ -19,6 +18,13 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
             halt_timeout: Some(Duration::from_secs(1)),
             node_fail_fast: false,
         }));
+    spec
+}
+
+#[test]
+fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
+    // A multi-node package too: it runs on every node and must stop everywhere.
+    let spec = spec_with_an_agent_everywhere();
     let mut c = Cluster::start_with(spec);
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
@@ -223,16 +229,7 @@ fn a_node_restarted_with_a_slower_heartbeat_holds_no_longer_lease_than_the_clust
 /// the others keep running untouched, until `package run PKG -n NODE`.
 #[test]
 fn one_instance_of_a_multi_node_package_halts_on_one_node_and_runs_there_again() {
-    let mut spec = Spec::new();
-    spec.packages
-        .push(Package::multi_node("agent").resource(Resource::Service {
-            name: "a".into(),
-            command: "sleep 1000".into(),
-            restart: None,
-            halt_timeout: Some(Duration::from_secs(1)),
-            node_fail_fast: false,
-        }));
-    let c = Cluster::start_with(spec);
+    let c = Cluster::start_with(spec_with_an_agent_everywhere());
     c.wait_all_members(1, FORM_TIMEOUT);
     let nodes_of = |v: &serde_json::Value| -> Vec<String> {
         package_of(v, "agent")["nodes"]

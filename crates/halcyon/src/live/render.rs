@@ -910,6 +910,8 @@ mod tests {
             lease: LeaseStatus {
                 remaining_ms: 500,
                 duration_ms: 619,
+                renewal_slowest_ms: 0,
+                warning: None,
             },
             nodes: vec![NodeStatus {
                 name: NodeName::from("node1"),
