@@ -607,7 +607,7 @@ fn answers_in_turn(
 fn an_unknown_package_is_invalid_input_and_exits_2() {
     let (addr, server) = one_answer(
         404,
-        r#"{"schema_version":1,"error":"unknown package \"nope\" (packages: db, web)"}"#,
+        r#"{"schema_version":2,"error":"unknown package \"nope\" (packages: db, web)"}"#,
     );
     let o = halcyon(&["package", "run", "nope", "--api", &addr.to_string()]);
     let request = server.join().unwrap();
@@ -626,7 +626,7 @@ fn an_unknown_package_is_invalid_input_and_exits_2() {
 fn a_refused_operation_exits_1() {
     let (addr, server) = one_answer(
         409,
-        r#"{"schema_version":1,"error":"refused: n2 is already a voter (voters: n1, n2, n3)"}"#,
+        r#"{"schema_version":2,"error":"refused: n2 is already a voter (voters: n1, n2, n3)"}"#,
     );
     let o = halcyon(&["node", "add", "n2", "--api", &addr.to_string()]);
     let request = server.join().unwrap();
@@ -645,7 +645,7 @@ fn a_refused_operation_exits_1() {
 fn an_accepted_operation_prints_its_note_and_exits_0() {
     let (addr, server) = one_answer(
         200,
-        r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
+        r#"{"schema_version":2,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
     );
     let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
     server.join().unwrap();
@@ -655,12 +655,12 @@ fn an_accepted_operation_prints_its_note_and_exits_0() {
 
 #[test]
 fn an_answer_of_another_schema_version_is_not_read() {
-    let (addr, server) = one_answer(200, r#"{"schema_version":2,"cluster":"x"}"#);
+    let (addr, server) = one_answer(200, r#"{"schema_version":3,"cluster":"x"}"#);
     let o = halcyon(&["status", "--api", &addr.to_string()]);
     server.join().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("the API answered schema version 2; this halcyon reads version 1"),
+        stderr(&o).contains("the API answered schema version 3; this halcyon reads version 2"),
         "{}",
         stderr(&o)
     );
@@ -742,11 +742,11 @@ fn an_unanswered_operation_is_asked_again_with_the_same_request_id() {
     let (addr, server) = answers_in_turn(vec![
         (
             503,
-            r#"{"schema_version":1,"error":"not leader: forward to n1 at 127.0.0.1:1 (it did not answer: incomplete HTTP response)"}"#,
+            r#"{"schema_version":2,"error":"not leader: forward to n1 at 127.0.0.1:1 (it did not answer: incomplete HTTP response)"}"#,
         ),
         (
             200,
-            r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
+            r#"{"schema_version":2,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
         ),
     ]);
     let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
@@ -770,7 +770,7 @@ fn the_token_comes_from_token_file_then_halcyon_token_and_an_unreadable_file_exi
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, "hct_from_file\n").unwrap();
-    let answer = r#"{"schema_version":1,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#;
+    let answer = r#"{"schema_version":2,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#;
     let (addr, server) = one_answer(200, answer);
     let o = Command::new(env!("CARGO_BIN_EXE_halcyon"))
         .args([
