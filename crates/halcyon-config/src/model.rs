@@ -157,6 +157,16 @@ impl Cluster {
         self.networks.iter().find(|n| n.name.as_str() == name)
     }
 
+    /// The node with this number (as heartbeats and the detector name nodes).
+    pub fn node_numbered(&self, number: u32) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.number == number)
+    }
+
+    /// The network with this number (as heartbeats and the detector name networks).
+    pub fn network_numbered(&self, number: u32) -> Option<&Network> {
+        self.networks.iter().find(|n| n.number == number)
+    }
+
     /// How many Raft voters the cluster has (nodes plus the witness).
     pub fn voter_count(&self) -> usize {
         self.nodes.len() + usize::from(self.quorum.witness.is_some())

@@ -1769,6 +1769,33 @@ fn read_monitor(
         .filter(|_| m.bool(sink, "fail_package").unwrap_or(false));
     let notify = m.string(sink, "notify");
     m.finish(sink);
+    let action = monitor_action(sink, &path, span, event, fail_package, notify)?;
+    if !restarts_allowed(sink, &path, &action, &restart, &restart_window) {
+        return None;
+    }
+    Some(Monitor {
+        name,
+        sample: sample?.0,
+        interval,
+        predicate: predicate?.0,
+        rearm,
+        action,
+        stabilization,
+        restart: restart.map_or(0, |(n, _)| n as u32),
+        restart_window: restart_window.map(|(d, _)| d),
+    })
+}
+
+/// A monitor's one action among `event`, `fail_package` and `notify`; none, two, or an
+/// empty command is a precise error.
+fn monitor_action(
+    sink: &mut Sink<'_>,
+    path: &str,
+    span: Span,
+    event: Option<(String, Span)>,
+    fail_package: Option<Span>,
+    notify: Option<(String, Span)>,
+) -> Option<MonitorAction> {
     let mut actions = Vec::new();
     if let Some((e, espan)) = event {
         actions.push(("event", espan, MonitorAction::Event(e)));
@@ -1788,7 +1815,7 @@ fn read_monitor(
         }
         actions.push(("notify", nspan, MonitorAction::Notify(command)));
     }
-    let action = match actions.len() {
+    match actions.len() {
         0 => {
             sink.error(
                 span,
@@ -1797,9 +1824,9 @@ fn read_monitor(
             )
             .expected =
                 Some("event = \"NAME\", fail_package = true or notify = \"COMMAND\"".to_owned());
-            return None;
+            None
         }
-        1 => actions.remove(0).2,
+        1 => Some(actions.remove(0).2),
         _ => {
             let names: Vec<&str> = actions.iter().map(|(n, _, _)| *n).collect();
             let (field, second, _) = actions.remove(1);
@@ -1812,10 +1839,21 @@ fn read_monitor(
                 "a monitor fires an event, fails its package, or only notifies: one of them"
                     .to_owned(),
             );
-            return None;
+            None
         }
-    };
-    if action != MonitorAction::FailPackage {
+    }
+}
+
+/// `restart` and `restart_window` apply to a monitor that fails its package only: false
+/// (with the error) when one is given for another action.
+fn restarts_allowed(
+    sink: &mut Sink<'_>,
+    path: &str,
+    action: &MonitorAction,
+    restart: &Option<(i64, Span)>,
+    restart_window: &Option<(Duration, Span)>,
+) -> bool {
+    if *action != MonitorAction::FailPackage {
         for (field, span) in [
             ("restart", restart.as_ref().map(|(_, s)| s.clone())),
             (
@@ -1834,19 +1872,9 @@ fn read_monitor(
                      restarts nothing"
                         .to_owned(),
                 );
-                return None;
+                return false;
             }
         }
     }
-    Some(Monitor {
-        name,
-        sample: sample?.0,
-        interval,
-        predicate: predicate?.0,
-        rearm,
-        action,
-        stabilization,
-        restart: restart.map_or(0, |(n, _)| n as u32),
-        restart_window: restart_window.map(|(d, _)| d),
-    })
+    true
 }

@@ -227,17 +227,13 @@ fn paths(
     let network_name = |number: u32| {
         config
             .cluster
-            .networks
-            .iter()
-            .find(|n| n.number == number)
+            .network_numbered(number)
             .map_or_else(|| number.to_string(), |n| n.name.to_string())
     };
     let node_name = |number: u32| {
         config
             .cluster
-            .nodes
-            .iter()
-            .find(|n| n.number == number)
+            .node_numbered(number)
             .map_or_else(|| number.to_string(), |n| n.name.to_string())
     };
     let paths = &membership.detector.paths;

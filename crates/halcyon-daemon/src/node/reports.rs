@@ -71,9 +71,7 @@ fn adapter_judgements(node: &Node, config: &Config) -> BTreeSet<(NodeName, Netwo
     let network_name = |number: u32| {
         config
             .cluster
-            .networks
-            .iter()
-            .find(|n| n.number == number)
+            .network_numbered(number)
             .map(|n| n.name.clone())
     };
     let peers = status
@@ -82,7 +80,7 @@ fn adapter_judgements(node: &Node, config: &Config) -> BTreeSet<(NodeName, Netwo
         .iter()
         .filter(|p| p.adapter_down && p.state == PathState::Down)
         .filter_map(|p| {
-            let node = config.cluster.nodes.iter().find(|n| n.number == p.node)?;
+            let node = config.cluster.node_numbered(p.node)?;
             Some((node.name.clone(), network_name(p.network)?))
         });
     let own = status
