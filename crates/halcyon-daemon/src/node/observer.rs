@@ -160,11 +160,14 @@ fn changed<'a>(previous: &State, current: &'a State) -> Vec<&'a EventRecord> {
 }
 
 /// The status that matters for the stream: the lease's remaining time changes with every
-/// renewal and the count of accepted heartbeats with every heartbeat; both are left out of
-/// the comparison (refusals are not: they are news).
+/// renewal, the slowest recent renewal with the machine's load, and the count of accepted
+/// heartbeats with every heartbeat; all three are left out of the comparison (refusals and
+/// the lease's warning are not: they are news). A measurement in the comparison would send a
+/// status message every few seconds on a loaded machine and starve the stream's heartbeat.
 fn comparable(status: &halcyon_api::StatusResponse) -> halcyon_api::StatusResponse {
     let mut s = status.clone();
     s.lease.remaining_ms = 0;
+    s.lease.renewal_slowest_ms = 0;
     s.heartbeat_auth.accepted = 0;
     s
 }
@@ -279,6 +282,24 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A status as a node streams it (taken from a loaded test run).
+    const STATUS: &str = r#"{"schema_version":2,"cluster":"t","answered_by":"n2","halted":false,"coordinator":"n3","quorum":{"has_quorum":true,"term":2,"voters":["n1","n2","n3"],"last_applied":19,"detail":null,"foreign_requests":0},"watchdog":"not configured","lease":{"remaining_ms":537,"duration_ms":619,"renewal_slowest_ms":4,"warning":null},"nodes":[{"name":"n2","number":2,"member":true,"reachable":"reachable","departed":false,"halted_by_admin":false,"incarnation":1,"networks":[{"network":"lan1","path":"local","adapter_down":false,"down":false}]}],"packages":[{"name":"web","status":"up","nodes":["n2"],"switching":true,"failures":{},"error":null,"restarts":null}],"execution":null,"pending":[],"events":[],"heartbeat_auth":{"authenticated":true,"accepted":13,"forged":0,"replayed":0,"other_cluster":0,"malformed":0},"api_auth":{"enforced":true,"unauthenticated":0,"forbidden":0,"nodes":0,"raft_tls":true,"raft_refused":0},"generation":1}"#;
+
+    #[test]
+    fn measurements_are_no_news_for_the_stream_but_a_warning_is() {
+        let before: halcyon_api::StatusResponse = serde_json::from_str(STATUS).unwrap();
+        let mut later = before.clone();
+        later.lease.remaining_ms = 571;
+        later.lease.renewal_slowest_ms = 9;
+        later.heartbeat_auth.accepted = 14;
+        assert_eq!(comparable(&before), comparable(&later));
+        later.lease.warning = Some("renewals take 120 ms".into());
+        assert_ne!(comparable(&before), comparable(&later));
+        let mut refused = before.clone();
+        refused.heartbeat_auth.forged = 1;
+        assert_ne!(comparable(&before), comparable(&refused));
+    }
 
     #[test]
     fn durations_fall_in_their_bucket_and_the_last_is_unbounded() {
