@@ -220,13 +220,51 @@ pub struct Interface {
     pub standby: bool,
 }
 
+/// A node's fencing topology (SPEC 6, Pacemaker's fencing levels): the levels are tried in
+/// order until one succeeds; a level succeeds when every one of its devices does.
+/// `[node.fencing]` with `agent` is one level of one device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fencing {
-    /// The fence agent program (fence-agents convention: options on stdin as key=value).
+    /// At least one level, each with at least one device.
+    pub levels: Vec<FenceLevel>,
+}
+
+impl Fencing {
+    /// Every device, with its level's and its own position (both 1-based).
+    pub fn devices(&self) -> impl Iterator<Item = (usize, usize, &FenceDevice)> {
+        self.levels.iter().enumerate().flat_map(|(l, level)| {
+            level
+                .devices
+                .iter()
+                .enumerate()
+                .map(move |(d, device)| (l + 1, d + 1, device))
+        })
+    }
+}
+
+/// One fencing level: devices used together (e.g. both power supplies of a server).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FenceLevel {
+    pub devices: Vec<FenceDevice>,
+}
+
+/// One fence device: an agent of the fence-agents convention (options on stdin as
+/// `key=value` lines, `action=off|on|reboot|status|monitor|metadata`, exit 0 for success;
+/// for `status` 0 = on, 2 = off, 1 = error).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FenceDevice {
+    /// The agent program: a path, or a name looked up in `PATH`, `/usr/sbin` and `/sbin`.
     pub agent: String,
+    /// The agent's options, passed on stdin as written.
     pub options: BTreeMap<String, String>,
+    /// How long one call of the agent may take before it is killed.
     pub timeout: Duration,
 }
+
+/// The longest a fence agent call may be given (`timeout`).
+pub const FENCE_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+/// The default `timeout` of a fence agent call (Pacemaker's `stonith-timeout` is 60 s).
+pub const FENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -563,7 +563,14 @@ const INTERFACE_FIELDS: &[FieldSpec] = &[
     field("device"),
     field("standby"),
 ];
-const FENCING_FIELDS: &[FieldSpec] = &[field("agent"), field("options"), field("timeout")];
+const FENCING_FIELDS: &[FieldSpec] = &[
+    field("agent"),
+    field("options"),
+    field("timeout"),
+    field("level"),
+];
+const FENCE_LEVEL_FIELDS: &[FieldSpec] = &[field("device")];
+const FENCE_DEVICE_FIELDS: &[FieldSpec] = &[field("agent"), field("options"), field("timeout")];
 
 fn read_cluster(
     sink: &mut Sink<'_>,
@@ -943,35 +950,20 @@ fn read_node(
         }
     }
     let fencing = n.table(sink, "fencing").and_then(|(t, span)| {
-        // Parsed and never called, it let an administrator believe the cluster fenced its
-        // nodes: refused until fence agents are run (issue 18). Safety rests on the lease
-        // and the guard (ARCHITECTURE, "The lease rule").
+        let fencing = read_fencing(sink, &format!("{path}.fencing"), t, span.clone());
+        // Not yet run by the daemon: refused so that no administrator believes the
+        // cluster fences its nodes (issue 18).
         sink.error(
-            span.clone(),
+            span,
             &format!("{path}.fencing"),
             "fence agents are not run by this version: the node would not be fenced",
         )
         .hint = Some(
             "remove the table; a failed node's packages move once its lease has expired and \
-             its guard has stopped them"
+                 its guard has stopped them"
                 .to_owned(),
         );
-        let mut f = TableReader::new(format!("{path}.fencing"), span, t, FENCING_FIELDS);
-        let agent = f.require_string(
-            sink,
-            "agent",
-            "a fence agent program, e.g. \"fence_ipmilan\"",
-        );
-        let options = f.string_map(sink, "options").into_iter().collect();
-        let timeout = f
-            .duration(sink, "timeout")
-            .map_or(Duration::from_secs(60), |(d, _)| d);
-        f.finish(sink);
-        Some(Fencing {
-            agent: agent?.0,
-            options,
-            timeout,
-        })
+        fencing
     });
     n.finish(sink);
     let (name, name_span) = name?;
@@ -987,6 +979,101 @@ fn read_node(
         fencing,
     };
     Some((node, spans))
+}
+
+/// `[node.fencing]`: one device (`agent`, `options`, `timeout`), or levels
+/// (`[[node.fencing.level]]`, each with `[[node.fencing.level.device]]`), not both.
+fn read_fencing(
+    sink: &mut Sink<'_>,
+    path: &str,
+    table: &DeTable<'_>,
+    span: Span,
+) -> Option<Fencing> {
+    let mut f = TableReader::new(path.to_owned(), span.clone(), table, FENCING_FIELDS);
+    if table.get("level").is_none() {
+        let device = read_fence_device(sink, &mut f);
+        f.finish(sink);
+        return Some(Fencing {
+            levels: vec![FenceLevel {
+                devices: vec![device?],
+            }],
+        });
+    }
+    if table.get("agent").is_some() {
+        sink.error(
+            span,
+            path,
+            "both a device (agent) and fencing levels are given",
+        )
+        .hint = Some(
+            "write one device as agent, options and timeout, or every device under \
+             [[node.fencing.level.device]]"
+                .to_owned(),
+        );
+        f.finish_unknown_only(sink);
+        return None;
+    }
+    let mut levels = Vec::new();
+    let mut complete = true;
+    for (l, t, level_span) in f.tables(sink, "level") {
+        let level_path = format!("{path}.level[{l}]");
+        let mut r = TableReader::new(
+            level_path.clone(),
+            level_span.clone(),
+            t,
+            FENCE_LEVEL_FIELDS,
+        );
+        let mut devices = Vec::new();
+        for (d, t, device_span) in r.tables(sink, "device") {
+            let mut dr = TableReader::new(
+                format!("{level_path}.device[{d}]"),
+                device_span,
+                t,
+                FENCE_DEVICE_FIELDS,
+            );
+            match read_fence_device(sink, &mut dr) {
+                Some(device) => devices.push(device),
+                None => complete = false,
+            }
+            dr.finish(sink);
+        }
+        r.finish(sink);
+        if devices.is_empty() && complete {
+            sink.error(level_span, &level_path, "a fencing level without devices")
+                .hint = Some("add a [[node.fencing.level.device]] with its agent".to_owned());
+            complete = false;
+        }
+        levels.push(FenceLevel { devices });
+    }
+    f.finish(sink);
+    (complete && !levels.is_empty()).then_some(Fencing { levels })
+}
+
+/// A fence device's `agent`, `options` and `timeout`.
+fn read_fence_device(sink: &mut Sink<'_>, r: &mut TableReader<'_, '_>) -> Option<FenceDevice> {
+    let agent = r.require_string(
+        sink,
+        "agent",
+        "a fence agent program, e.g. \"fence_ipmilan\"",
+    );
+    let options = r.string_map(sink, "options").into_iter().collect();
+    let timeout = match r.duration(sink, "timeout") {
+        Some((d, span)) if d.is_zero() || d > FENCE_TIMEOUT_MAX => {
+            sink.error(span, &r.field_path("timeout"), "out of range")
+                .expected = Some(format!(
+                "more than 0 s and at most {} s",
+                FENCE_TIMEOUT_MAX.as_secs()
+            ));
+            FENCE_TIMEOUT_DEFAULT
+        }
+        Some((d, _)) => d,
+        None => FENCE_TIMEOUT_DEFAULT,
+    };
+    Some(FenceDevice {
+        agent: agent?.0,
+        options,
+        timeout,
+    })
 }
 
 // ---------------------------------------------------------------------------
