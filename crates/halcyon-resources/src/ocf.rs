@@ -384,58 +384,116 @@ pub struct AgentMetadata {
     pub parameters: Vec<ParameterMetadata>,
 }
 
-/// Reads the `<parameter name=... required=... unique=...>` elements (and their `<content
-/// type=... default=...>`) of an agent's meta-data XML.
-pub fn parse_metadata(xml: &str) -> Result<AgentMetadata, String> {
+/// One element of an XML document as [`read_xml`] hands it out.
+pub(crate) enum XmlItem<'a> {
+    /// `<name ...>` (`empty: false`) or `<name .../>` (`empty: true`), with its attributes
+    /// (values unescaped and normalised), in document order.
+    Open {
+        name: &'a str,
+        attributes: Vec<(String, String)>,
+        empty: bool,
+    },
+    /// `</name>`.
+    Close { name: &'a str },
+}
+
+impl XmlItem<'_> {
+    /// The value of attribute `key` of an [`XmlItem::Open`].
+    pub(crate) fn attribute(&self, key: &str) -> Option<&str> {
+        match self {
+            XmlItem::Open { attributes, .. } => attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str()),
+            XmlItem::Close { .. } => None,
+        }
+    }
+}
+
+/// Walks the elements of `xml` in order, handing each opening and closing tag to `visit`
+/// (text, comments and declarations are skipped). The first error (bad XML, or one `visit`
+/// returns) ends the walk.
+pub(crate) fn read_xml(
+    xml: &str,
+    mut visit: impl FnMut(XmlItem<'_>) -> Result<(), String>,
+) -> Result<(), String> {
     use quick_xml::events::{BytesStart, Event};
 
-    fn attribute(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, String> {
+    fn open<'a>(e: &'a BytesStart<'_>, empty: bool) -> Result<XmlItem<'a>, String> {
+        let name = e.name().into_inner();
+        let mut attributes = Vec::new();
         for a in e.attributes() {
             let a = a.map_err(|e| e.to_string())?;
-            if a.key.as_ref() == name {
-                let value = a
-                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                    .map_err(|e| e.to_string())?;
-                return Ok(Some(value.into_owned()));
-            }
+            let key = a.key.as_ref().to_owned();
+            let value = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| e.to_string())?;
+            attributes.push((key, value.into_owned()));
         }
-        Ok(None)
+        Ok(XmlItem::Open {
+            name,
+            attributes,
+            empty,
+        })
     }
-    let truthy = |v: Option<String>| matches!(v.as_deref(), Some("1" | "true" | "yes"));
 
     let mut reader = quick_xml::Reader::from_str(xml);
-    let mut metadata = AgentMetadata::default();
-    let mut in_parameter = false;
     // Bounded by the document's length: every event consumes input.
     loop {
         let event = reader
             .read_event()
             .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
         match event {
-            Event::Start(ref e) | Event::Empty(ref e) if e.name().as_ref() == "parameter" => {
-                let name = attribute(e, "name")?
+            Event::Start(ref e) => visit(open(e, false)?)?,
+            Event::Empty(ref e) => visit(open(e, true)?)?,
+            Event::End(ref e) => visit(XmlItem::Close {
+                name: e.name().into_inner(),
+            })?,
+            Event::Eof => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// Reads the `<parameter name=... required=... unique=...>` elements (and their `<content
+/// type=... default=...>`) of an agent's meta-data XML.
+pub fn parse_metadata(xml: &str) -> Result<AgentMetadata, String> {
+    let truthy = |v: Option<&str>| matches!(v, Some("1" | "true" | "yes"));
+    let mut metadata = AgentMetadata::default();
+    let mut in_parameter = false;
+    read_xml(xml, |item| {
+        match item {
+            XmlItem::Open {
+                name: "parameter",
+                empty,
+                ..
+            } => {
+                let name = item
+                    .attribute("name")
                     .ok_or_else(|| "a <parameter> without a name".to_owned())?;
                 metadata.parameters.push(ParameterMetadata {
-                    name,
-                    required: truthy(attribute(e, "required")?),
-                    unique: truthy(attribute(e, "unique")?),
+                    name: name.to_owned(),
+                    required: truthy(item.attribute("required")),
+                    unique: truthy(item.attribute("unique")),
                     content_type: None,
                     default: None,
                 });
                 // An empty `<parameter .../>` has no `<content>` inside.
-                in_parameter = matches!(event, Event::Start(_));
+                in_parameter = !empty;
             }
-            Event::Start(e) | Event::Empty(e) if e.name().as_ref() == "content" && in_parameter => {
+            XmlItem::Open {
+                name: "content", ..
+            } if in_parameter => {
                 if let Some(p) = metadata.parameters.last_mut() {
-                    p.content_type = attribute(&e, "type")?;
-                    p.default = attribute(&e, "default")?;
+                    p.content_type = item.attribute("type").map(str::to_owned);
+                    p.default = item.attribute("default").map(str::to_owned);
                 }
             }
-            Event::End(e) if e.name().as_ref() == "parameter" => in_parameter = false,
-            Event::Eof => break,
+            XmlItem::Close { name: "parameter" } => in_parameter = false,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(metadata)
 }
 
@@ -449,20 +507,36 @@ pub fn meta_data(agent: &str, root: &Path) -> Result<AgentMetadata, String> {
             path.display()
         ));
     }
-    let mut output = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let stdout = output.try_clone().map_err(|e| e.to_string())?;
-    let mut child = std::process::Command::new(&path)
+    let mut command = std::process::Command::new(&path);
+    command
         .arg("meta-data")
         .env("OCF_ROOT", root)
         .env("OCF_RESOURCE_TYPE", &name.kind)
         .env("OCF_RESOURCE_PROVIDER", &name.provider)
         .env("OCF_RESOURCE_INSTANCE", "meta-data")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    let shown = format!("{} meta-data", path.display());
+    let text = run_metadata(&shown, command)?;
+    parse_metadata(&text).map_err(|e| format!("{shown}: bad XML {e}"))
+}
+
+/// Runs an agent's meta-data command (prepared with its arguments, environment and stdin)
+/// synchronously, in a process group of its own, within [`META_DATA_TIMEOUT`] (the group is
+/// killed after it), and returns what it printed on stdout (at most [`META_DATA_MAX`] bytes;
+/// stderr is dropped: agents print warnings there). A non-zero exit is an error. `shown`
+/// names the command in errors.
+pub(crate) fn run_metadata(
+    shown: &str,
+    mut command: std::process::Command,
+) -> Result<String, String> {
+    let mut output = tempfile::tempfile().map_err(|e| e.to_string())?;
+    let stdout = output.try_clone().map_err(|e| e.to_string())?;
+    let mut child = command
         .stdout(stdout)
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {} meta-data: {e}", path.display()))?;
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     let pgid = child.id() as i32;
     let deadline = std::time::Instant::now() + META_DATA_TIMEOUT;
     let status = loop {
@@ -473,28 +547,32 @@ pub fn meta_data(agent: &str, root: &Path) -> Result<AgentMetadata, String> {
                 crate::signal_group(pgid, libc::SIGKILL);
                 let _ = child.wait();
                 return Err(format!(
-                    "{} meta-data timed out after {META_DATA_TIMEOUT:?}; its process group was killed",
-                    path.display()
+                    "{shown} timed out after {META_DATA_TIMEOUT:?}; its process group was killed"
                 ));
             }
-            Err(e) => return Err(format!("waiting for {} meta-data: {e}", path.display())),
+            Err(e) => return Err(format!("waiting for {shown}: {e}")),
         }
     };
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     output.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     output
         .take(META_DATA_MAX)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{} meta-data: {e}", path.display()))?;
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: output is not UTF-8"))?;
     if !status.success() {
-        let tail = &text[text.len().saturating_sub(OUTPUT_MAX)..];
+        let mut start = text.len().saturating_sub(OUTPUT_MAX);
+        // At most 3 steps: a UTF-8 character is at most 4 bytes.
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let tail = &text[start..];
         return Err(format!(
-            "{} meta-data exited with {status}{}",
-            path.display(),
+            "{shown} exited with {status}{}",
             crate::output_suffix(tail)
         ));
     }
-    parse_metadata(&text).map_err(|e| format!("{} meta-data: bad XML {e}", path.display()))
+    Ok(text)
 }
 
 /// Checks a resource's parameters against its agent's meta-data: unknown parameters (with a
