@@ -1068,10 +1068,13 @@ async fn select_first<T>(mut futures: Vec<BoxFuture<'_, T>>) -> T {
 }
 
 mod announce;
+pub mod fence;
 pub mod ip;
 pub mod ocf;
 pub mod storage;
 
+#[cfg(test)]
+mod fence_tests;
 #[cfg(test)]
 mod ip_tests;
 #[cfg(test)]
