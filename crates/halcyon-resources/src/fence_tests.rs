@@ -745,3 +745,160 @@ fn attempts_serialize_for_the_api() {
         outcome
     );
 }
+
+/// An `ipmi_sim` BMC on 127.0.0.1 whose chassis power is a file (see
+/// `tests/agents/ipmi_sim_chassis`); killed on drop.
+struct SimulatedBmc {
+    child: std::process::Child,
+    port: u16,
+    power: PathBuf,
+    _ports: halcyon_testkit::ports::PortBlock,
+    _dir: tempfile::TempDir,
+}
+
+/// The BMC's administrator.
+const BMC_USER: &str = "admin";
+const BMC_PASSWORD: &str = "bmc-Pass-4711";
+/// How long the simulator gets to answer its first request.
+const BMC_START_LIMIT: Duration = Duration::from_secs(10);
+
+impl SimulatedBmc {
+    fn start() -> Self {
+        let ports = halcyon_testkit::ports::allocate(
+            1,
+            [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+        )
+        .unwrap();
+        let port = ports.port(0);
+        let dir = tempfile::tempdir().unwrap();
+        let power = dir.path().join("power");
+        let chassis = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ipmi_sim_chassis");
+        let lan = format!(
+            "name \"halcyon\"\n\
+             set_working_mc 0x20\n\
+             startlan 1\n\
+             \x20 addr 127.0.0.1 {port}\n\
+             \x20 priv_limit admin\n\
+             \x20 allowed_auths_admin none md5 straight\n\
+             \x20 guid a123456789abcdefa123456789abcdef\n\
+             endlan\n\
+             chassis_control \"{} {}\"\n\
+             user 2 true \"{BMC_USER}\" \"{BMC_PASSWORD}\" admin 10 none md5 straight\n",
+            chassis.display(),
+            power.display()
+        );
+        std::fs::write(dir.path().join("lan.conf"), lan).unwrap();
+        std::fs::write(
+            dir.path().join("bmc.emu"),
+            "mc_setbmc 0x20\n\
+             mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
+             mc_enable 0x20\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let child = std::process::Command::new("ipmi_sim")
+            .current_dir(dir.path())
+            .args(["-c", "lan.conf", "-f", "bmc.emu", "-s", "state", "-n"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let bmc = SimulatedBmc {
+            child,
+            port,
+            power,
+            _ports: ports,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + BMC_START_LIMIT;
+        while !bmc.answers() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ipmi_sim did not answer on 127.0.0.1:{port} within {BMC_START_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bmc
+    }
+
+    /// Whether `ipmitool chassis power status` gets an answer.
+    fn answers(&self) -> bool {
+        std::process::Command::new("ipmitool")
+            .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args([
+                "-U",
+                BMC_USER,
+                "-P",
+                BMC_PASSWORD,
+                "chassis",
+                "power",
+                "status",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// The simulated machine's power: "1" or "0".
+    fn power(&self) -> String {
+        std::fs::read_to_string(&self.power)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for SimulatedBmc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn real_fence_ipmilan_powers_a_simulated_bmc_off_and_on() {
+    if skip_without_fence_ipmilan() {
+        return;
+    }
+    if resolve_agent("ipmi_sim").is_err() || resolve_agent("ipmitool").is_err() {
+        eprintln!("skipped: needs ipmi_sim (openipmi) and ipmitool");
+        return;
+    }
+    let bmc = SimulatedBmc::start();
+    let device = FenceDevice {
+        agent: "fence_ipmilan".into(),
+        options: [
+            ("ip", "127.0.0.1".to_owned()),
+            ("ipport", bmc.port.to_string()),
+            ("username", BMC_USER.to_owned()),
+            ("password", BMC_PASSWORD.to_owned()),
+            ("lanplus", "1".to_owned()),
+            // Without it ipmitool first asks for the cipher suites, which ipmi_sim does not
+            // answer: 10 s per call.
+            ("cipher", "3".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        timeout: Duration::from_secs(60),
+    };
+    assert_eq!(check_device(&device), []);
+    assert_eq!(bmc.power(), "1");
+
+    let outcome = fence(TARGET, &one_device(device.clone()), FenceAction::Off).await;
+    assert!(outcome.confirmed, "{}", outcome.summary());
+    assert_eq!(
+        steps(&outcome),
+        [
+            (1, 1, "off", Some(0), true),
+            (1, 1, "status", Some(2), true)
+        ]
+    );
+    assert_eq!(bmc.power(), "0");
+    assert!(!format!("{outcome:?}").contains(BMC_PASSWORD));
+
+    let outcome = fence(TARGET, &one_device(device), FenceAction::On).await;
+    assert!(outcome.confirmed, "{}", outcome.summary());
+    assert_eq!(bmc.power(), "1");
+}
