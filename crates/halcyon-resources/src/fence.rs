@@ -222,12 +222,14 @@ fn status_word(code: i32) -> &'static str {
     }
 }
 
-/// `5 s`, `1.2 s`.
+/// `5 s`, `1.2 s`, `45 ms`.
 fn seconds(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
-    } else {
+    } else if d >= Duration::from_millis(100) {
         format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 
@@ -321,37 +323,33 @@ impl DeviceCall<'_> {
                 return false;
             }
         };
-        let confirm_by_status = match (&metadata, action) {
-            (Ok(m), FenceAction::Off) if m.actions.contains("status") => Ok(()),
-            (Ok(_), _) => Err("not confirmed by status: the agent has no status action".to_owned()),
-            (Err(e), _) => Err(format!(
+        // For `off`: None when a `status` call confirms it, else why exit 0 has to do.
+        let unconfirmed_note = match &metadata {
+            Ok(m) if m.actions.contains("status") => None,
+            Ok(_) => Some("not confirmed by status: the agent has no status action".to_owned()),
+            Err(e) => Some(format!(
                 "not confirmed by status: the agent's metadata cannot be read ({e})"
             )),
         };
         for _ in 0..DEVICE_ATTEMPTS {
             let mut attempt = self.call(&path, action.as_str(), &stdin).await;
             let ok = attempt.ok;
-            match (&confirm_by_status, action, ok) {
-                (_, _, false) => {
-                    attempts.push(attempt);
-                    continue;
-                }
-                (Err(note), FenceAction::Off, true) => {
+            if ok && action == FenceAction::Off {
+                if let Some(note) = &unconfirmed_note {
                     attempt.detail = with_note(&attempt.detail, note);
                     attempts.push(attempt);
                     return true;
                 }
-                (Ok(()), FenceAction::Off, true) => {
-                    attempts.push(attempt);
-                    let status = self.call(&path, "status", &stdin).await;
-                    let confirmed = status.ok;
-                    attempts.push(status);
-                    if confirmed {
-                        return true;
-                    }
+                attempts.push(attempt);
+                let status = self.call(&path, "status", &stdin).await;
+                let confirmed = status.ok;
+                attempts.push(status);
+                if confirmed {
+                    return true;
                 }
-                (_, _, true) => {
-                    attempts.push(attempt);
+            } else {
+                attempts.push(attempt);
+                if ok {
                     return true;
                 }
             }
@@ -432,6 +430,19 @@ impl DeviceCall<'_> {
             Ended::NotStarted(e) => (None, false, format!("cannot start: {e}")),
         };
         let detail = detail(&words, &mask(&output, &self.config.options));
+        self.attempt(action, exit, ok, detail, took_ms)
+    }
+
+    /// The record of one call (or of one that could not start), logged. The detail holds
+    /// no secret (see [`mask`]), so the log does not either.
+    fn attempt(
+        &self,
+        action: &str,
+        exit: Option<i32>,
+        ok: bool,
+        detail: String,
+        took_ms: u64,
+    ) -> FenceAttempt {
         tracing::info!(
             target_node = %self.target,
             agent = %self.config.agent,
@@ -443,17 +454,6 @@ impl DeviceCall<'_> {
             took_ms,
             "fence agent call"
         );
-        self.attempt(action, exit, ok, detail, took_ms)
-    }
-
-    fn attempt(
-        &self,
-        action: &str,
-        exit: Option<i32>,
-        ok: bool,
-        detail: String,
-        took_ms: u64,
-    ) -> FenceAttempt {
         FenceAttempt {
             level: self.level,
             device: self.device,
