@@ -37,8 +37,9 @@ pub use operations::{
     VoterChangeResponse,
 };
 pub use status::{
-    ApiAuth, ExecutionState, ExecutionStatus, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus,
-    PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse, WitnessStatus,
+    ApiAuth, ExecutionState, ExecutionStatus, FenceView, HeartbeatAuth, LeaseStatus, NetworkView,
+    NodeStatus, PackageStatus, PathView, Quorum, Reachability, RunningCommand, StatusResponse,
+    WitnessStatus,
 };
 pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
 pub use webhook::{WebhookPayload, WebhookReason};

@@ -36,6 +36,9 @@ pub struct NodeRequest {
     /// For halt: `graceful` (the default), `takeover` or `force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub how: Option<String>,
+    /// For fence: `off` (the default) or `reboot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// `POST /v1/events/raise`: queue a user-defined event as a monitor would.

@@ -136,6 +136,28 @@ pub struct NodeStatus {
     pub halted_by_admin: bool,
     pub incarnation: Option<u64>,
     pub networks: Vec<NetworkView>,
+    /// The node's last fence, if it was ever fenced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<FenceView>,
+}
+
+/// A node's last fence: how it went, by whom, when, and every agent call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FenceView {
+    /// `off`, `reboot` or `on`.
+    pub action: String,
+    /// A fencing level succeeded (for `off`: the node is confirmed off).
+    pub confirmed: bool,
+    /// It stands for the node's current incarnation (false once the node has restarted).
+    pub current: bool,
+    /// Unconfirmed fences of that incarnation in a row.
+    pub failures: u32,
+    pub summary: String,
+    /// One line per agent call (passwords masked).
+    pub attempts: Vec<String>,
+    pub by: String,
+    #[schemars(with = "crate::schema::Time")]
+    pub at: Timestamp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -151,6 +151,7 @@ fn status() -> StatusResponse {
                 adapter_down: false,
                 down: false,
             }],
+            fence: None,
         }],
         packages: vec![PackageStatus {
             name: PackageName::from("db"),

@@ -28,6 +28,15 @@ pub trait ValueChecks {
     ) -> Vec<ValueError> {
         Vec::new()
     }
+    /// A fence device's agent and options against the agent's metadata (reported at the
+    /// `agent` value). By default nothing is checked.
+    fn fence_device(
+        &self,
+        _agent: &str,
+        _options: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<ValueError> {
+        Vec::new()
+    }
 }
 
 /// The byte offset in `raw` (the source text of a TOML string value, starting at its

@@ -696,6 +696,11 @@ pub struct Package {
     /// networks of its `ip` resources plus any listed explicitly.
     pub networks: Vec<NetworkName>,
     pub local_lan_failover_allowed: bool,
+    /// What a takeover from a failed node waits for (SPEC 6): its lease's expiry (the
+    /// default), or also a confirmed fence of that node (`requires = "fencing"`, e.g. for
+    /// shared storage).
+    #[serde(default)]
+    pub requires: Requires,
     /// `None`: a failure on a node excludes that node until cleared.
     pub failure_expiry: Option<Duration>,
     pub run_timeout: Duration,
@@ -713,6 +718,27 @@ impl Package {
 
     pub fn is_failover(&self) -> bool {
         self.package_type == PackageType::Failover
+    }
+}
+
+/// What a package's takeover from a failed node waits for (`requires`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requires {
+    /// The failed node's lease has certainly expired (its guard has stopped the package),
+    /// or a fencing level confirmed the node is off, whichever comes first.
+    #[default]
+    Lease,
+    /// Both: the lease has expired and a fencing level confirmed the node is off.
+    Fencing,
+}
+
+impl fmt::Display for Requires {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Requires::Lease => "lease",
+            Requires::Fencing => "fencing",
+        })
     }
 }
 

@@ -43,6 +43,7 @@ pub(crate) struct PackageOrigin {
     pub run_timeout: Option<Span>,
     pub halt_timeout: Option<Span>,
     pub fallback_timer: Option<Span>,
+    pub requires: Option<Span>,
     /// The node list has a mistake (already reported): checks that compare node
     /// lists would only add knock-on errors.
     pub nodes_invalid: bool,
@@ -949,22 +950,9 @@ fn read_node(
             });
         }
     }
-    let fencing = n.table(sink, "fencing").and_then(|(t, span)| {
-        let fencing = read_fencing(sink, &format!("{path}.fencing"), t, span.clone());
-        // Not yet run by the daemon: refused so that no administrator believes the
-        // cluster fences its nodes (issue 18).
-        sink.error(
-            span,
-            &format!("{path}.fencing"),
-            "fence agents are not run by this version: the node would not be fenced",
-        )
-        .hint = Some(
-            "remove the table; a failed node's packages move once its lease has expired and \
-                 its guard has stopped them"
-                .to_owned(),
-        );
-        fencing
-    });
+    let fencing = n
+        .table(sink, "fencing")
+        .and_then(|(t, span)| read_fencing(sink, &format!("{path}.fencing"), t, span));
     n.finish(sink);
     let (name, name_span) = name?;
     // A node with a bad number is kept (as number 0, which no node has) so that
@@ -1056,7 +1044,12 @@ fn read_fence_device(sink: &mut Sink<'_>, r: &mut TableReader<'_, '_>) -> Option
         "agent",
         "a fence agent program, e.g. \"fence_ipmilan\"",
     );
-    let options = r.string_map(sink, "options").into_iter().collect();
+    let options: BTreeMap<String, String> = r.string_map(sink, "options").into_iter().collect();
+    if let (Some(checks), Some((text, span))) = (sink.checks, &agent) {
+        for e in checks.fence_device(text, &options) {
+            sink.value_error(span.clone(), &r.field_path("agent"), e);
+        }
+    }
     let timeout = match r.duration(sink, "timeout") {
         Some((d, span)) if d.is_zero() || d > FENCE_TIMEOUT_MAX => {
             sink.error(span, &r.field_path("timeout"), "out of range")
@@ -1096,6 +1089,7 @@ const PACKAGE_FIELDS: &[FieldSpec] = &[
     field("priority"),
     field("networks"),
     field_aliased("local_lan_failover_allowed", &["net_switching_enabled"]),
+    field("requires"),
     field("failure_expiry"),
     field("run_timeout"),
     field("halt_timeout"),
@@ -1248,6 +1242,19 @@ fn read_package(
         })
         .unwrap_or_default();
     let local_lan_failover_allowed = p.bool(sink, "local_lan_failover_allowed").unwrap_or(true);
+    let requires = p
+        .string(sink, "requires")
+        .map(|(s, span)| {
+            origin.requires = Some(span.clone());
+            keyword(
+                sink,
+                "package.requires",
+                &s,
+                span,
+                &[("lease", Requires::Lease), ("fencing", Requires::Fencing)],
+            )
+        })
+        .unwrap_or(Some(Requires::Lease));
     let failure_expiry = match p.get(sink, "failure_expiry") {
         Some(v) if matches!(v.get_ref(), DeValue::String(s) if s.eq_ignore_ascii_case("never")) => {
             None
@@ -1348,6 +1355,7 @@ fn read_package(
         dependencies,
         networks,
         local_lan_failover_allowed,
+        requires: requires.unwrap_or_default(),
         failure_expiry,
         run_timeout,
         halt_timeout,

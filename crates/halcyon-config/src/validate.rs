@@ -325,6 +325,7 @@ pub(crate) fn check_packages(
         let origin = &origin_of[name];
         let mut sink = Sink::new(&files.sources[origin.file]);
         check_timing(&mut sink, cluster, package, origin);
+        check_requires(&mut sink, cluster, package, origin);
         if package.fallback_timer.is_some() {
             let span = origin.fallback_timer.clone().unwrap_or_default();
             if package.failback_policy == FailbackPolicy::Manual {
@@ -360,6 +361,58 @@ pub(crate) fn check_packages(
             expected: Some(format!("at most {}", limits::PACKAGES_MAX)),
             hint: None,
         });
+    }
+}
+
+/// A package that requires fencing can only be taken over from nodes that can be fenced,
+/// and only a failover package is taken over.
+fn check_requires(
+    sink: &mut Sink<'_>,
+    cluster: &Cluster,
+    package: &Package,
+    origin: &PackageOrigin,
+) {
+    if package.requires != Requires::Fencing {
+        return;
+    }
+    let span = origin.requires.clone().unwrap_or_default();
+    if !package.is_failover() {
+        sink.error(
+            span.clone(),
+            "requires",
+            format!(
+                "has no effect on a {} package: only a failover package is taken over from a failed node",
+                package.package_type
+            ),
+        )
+        .hint = Some("remove requires".to_owned());
+        return;
+    }
+    let unfenced: Vec<&str> = package
+        .nodes
+        .iter()
+        .filter(|n| {
+            cluster
+                .node(n.as_str())
+                .is_some_and(|n| n.fencing.is_none())
+        })
+        .map(|n| n.as_str())
+        .collect();
+    if !unfenced.is_empty() {
+        sink.error(
+            span,
+            "requires",
+            format!(
+                "\"fencing\", but {} of the node list {} no [node.fencing]: a takeover from {} would wait for a fence that cannot come",
+                unfenced.join(", "),
+                if unfenced.len() == 1 { "has" } else { "have" },
+                if unfenced.len() == 1 { "it" } else { "them" },
+            ),
+        )
+        .hint = Some(
+            "configure a fence agent for every node of the node list, or require the lease only"
+                .to_owned(),
+        );
     }
 }
 

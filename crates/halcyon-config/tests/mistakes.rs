@@ -576,13 +576,92 @@ const CASES: &[Case] = &[
         expect: &[],
     },
     Case {
-        name: "a fencing agent is refused: no fence agent is run",
+        name: "a fence device is one level of one device",
         edits: &[Append(
             "cluster.toml",
-            "\n[node.fencing]\nagent = \"fence_ipmilan\"\n",
+            "\n[node.fencing]\nagent = \"fence_ipmilan\"\noptions = { ip = \"192.0.2.3\", username = \"admin\" }\ntimeout = \"20s\"\n",
+        )],
+        expect: &[],
+    },
+    Case {
+        name: "fencing levels of devices",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[[node.fencing.level]]\n[[node.fencing.level.device]]\nagent = \"fence_ipmilan\"\n[[node.fencing.level]]\n[[node.fencing.level.device]]\nagent = \"fence_apc\"\noptions = { plug = \"3\" }\n[[node.fencing.level.device]]\nagent = \"fence_apc\"\noptions = { plug = \"4\" }\n",
+        )],
+        expect: &[],
+    },
+    Case {
+        name: "fencing with both a device and levels",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[node.fencing]\nagent = \"fence_ipmilan\"\n[[node.fencing.level]]\n[[node.fencing.level.device]]\nagent = \"fence_apc\"\n",
         )],
         expect: &[
-            "cluster.toml:50:1: node[3].fencing: fence agents are not run by this version: the node would not be fenced; hint: remove the table; a failed node's packages move once its lease has expired and its guard has stopped them",
+            "cluster.toml:50:1: node[3].fencing: both a device (agent) and fencing levels are given; hint: write one device as agent, options and timeout, or every device under [[node.fencing.level.device]]",
+        ],
+    },
+    Case {
+        name: "a fencing level without devices, a device without agent, a zero timeout",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[[node.fencing.level]]\n[[node.fencing.level]]\n[[node.fencing.level.device]]\ntimeout = \"0s\"\n",
+        )],
+        expect: &[
+            "cluster.toml:50:1: node[3].fencing.level[1]: a fencing level without devices; hint: add a [[node.fencing.level.device]] with its agent",
+            "cluster.toml:52:1: node[3].fencing.level[2].device[1].agent: missing in [[node.fencing.level.device]]; expected a fence agent program, e.g. \"fence_ipmilan\"",
+            "cluster.toml:53:11: node[3].fencing.level[2].device[1].timeout: out of range; expected more than 0 s and at most 600 s",
+        ],
+    },
+    Case {
+        name: "a package that requires fencing on nodes without it",
+        edits: &[Replace(
+            "packages/db.toml",
+            "priority = 10\n",
+            "priority = 10\nrequires = \"fencing\"\n",
+        )],
+        expect: &[
+            "packages/db.toml:9:12: requires: \"fencing\", but alpha, bravo of the node list have no [node.fencing]: a takeover from them would wait for a fence that cannot come; hint: configure a fence agent for every node of the node list, or require the lease only",
+        ],
+    },
+    Case {
+        name: "a package that requires fencing on nodes that have it",
+        edits: &[
+            Replace(
+                "cluster.toml",
+                "name = \"alpha\"\nnumber = 1\n",
+                "name = \"alpha\"\nnumber = 1\n[node.fencing]\nagent = \"fence_ipmilan\"\n",
+            ),
+            Replace(
+                "cluster.toml",
+                "name = \"bravo\"\nnumber = 2\n",
+                "name = \"bravo\"\nnumber = 2\n[node.fencing]\nagent = \"fence_ipmilan\"\n",
+            ),
+            Replace(
+                "packages/db.toml",
+                "priority = 10\n",
+                "priority = 10\nrequires = \"fencing\"\n",
+            ),
+        ],
+        expect: &[],
+    },
+    Case {
+        name: "requires fencing on a multi-node package, and an unknown requirement",
+        edits: &[
+            Replace(
+                "packages/mon.toml",
+                "nodes = [\"*\"]\n",
+                "nodes = [\"*\"]\nrequires = \"fencing\"\n",
+            ),
+            Replace(
+                "packages/db.toml",
+                "priority = 10\n",
+                "priority = 10\nrequires = \"stonith\"\n",
+            ),
+        ],
+        expect: &[
+            "packages/db.toml:9:12: package.requires: \"stonith\" is not a valid value; expected one of lease, fencing",
+            "packages/mon.toml:5:12: requires: has no effect on a system_multi_node package: only a failover package is taken over from a failed node; hint: remove requires",
         ],
     },
     Case {
@@ -708,7 +787,7 @@ const CASES: &[Case] = &[
             "priority = 10\ncolour = \"blue\"\n",
         )],
         expect: &[
-            "packages/db.toml:9:1: package.colour: unknown field; hint: known fields here: name, type, nodes, auto_run, failover_policy, failback_policy, priority, networks, local_lan_failover_allowed, failure_expiry, run_timeout, halt_timeout",
+            "packages/db.toml:9:1: package.colour: unknown field; hint: known fields here: name, type, nodes, auto_run, failover_policy, failback_policy, priority, networks, local_lan_failover_allowed, requires, failure_expiry, run_timeout, halt_timeout",
         ],
     },
     Case {

@@ -478,7 +478,8 @@ async fn node_op(
     if must_forward(&node) {
         let body = match &operation {
             operations::NodeOperation::Voters { .. } => String::new(),
-            operations::NodeOperation::Membership { request, .. } => forwarded_body(request),
+            operations::NodeOperation::Membership { request, .. }
+            | operations::NodeOperation::Fence { request, .. } => forwarded_body(request),
         };
         return forward(&node, &caller, method, &uri, &body).await;
     }

@@ -18,6 +18,7 @@ use halcyon_config::{Config, NodeName, PackageName};
 use halcyon_consensus::NodeId;
 use halcyon_membership::NodeState;
 use halcyon_policy::{Departure, Engine, Event};
+use halcyon_resources::fence::FenceAction;
 use halcyon_state::{Command, Outcome, Reply};
 use tokio::time::{Instant, sleep};
 
@@ -267,7 +268,7 @@ impl PackageOperation {
 }
 
 /// The operations of `POST /v1/nodes/{node}/{op}`.
-const NODE_OPS: [&str; 4] = ["start", "halt", "add", "remove"];
+const NODE_OPS: [&str; 5] = ["start", "halt", "add", "remove", "fence"];
 
 /// A node operation that names an existing operation and node (or the witness, for the
 /// voter changes).
@@ -282,6 +283,12 @@ pub enum NodeOperation {
         request: NodeRequest,
         how: Departure,
     },
+    /// `fence` (pcs stonith fence): the node's fencing levels, run by the leader.
+    Fence {
+        name: NodeName,
+        action: FenceAction,
+        request: NodeRequest,
+    },
 }
 
 /// What any node checks of a node operation before it forwards it. `body_empty`: the
@@ -295,7 +302,7 @@ pub fn check_node_operation(
 ) -> Result<NodeOperation, ApiError> {
     if !NODE_OPS.contains(&op) {
         return Err(ApiError::not_found(format!(
-            "unknown node operation \"{op}\"; expected start, halt, add or remove"
+            "unknown node operation \"{op}\"; expected start, halt, add, remove or fence"
         )));
     }
     let voters = op == "add" || op == "remove";
@@ -323,6 +330,14 @@ pub fn check_node_operation(
         });
     }
     let request = parse_body()?;
+    if op == "fence" {
+        return check_fence(config, name, request);
+    }
+    if request.action.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "bad request body: {op} takes no `action`"
+        )));
+    }
     let how = match request.how.as_deref() {
         None | Some("graceful") => Departure::Graceful,
         Some("takeover") => Departure::GracefulTakeover,
@@ -344,6 +359,85 @@ pub fn check_node_operation(
         request,
         how,
     })
+}
+
+/// `fence`: the node has fencing configured, the action is `off` or `reboot`.
+fn check_fence(
+    config: &Config,
+    name: &str,
+    request: NodeRequest,
+) -> Result<NodeOperation, ApiError> {
+    if request.how.is_some() {
+        return Err(ApiError::bad_request(
+            "bad request body: fence takes no `how`",
+        ));
+    }
+    let action = match request.action.as_deref() {
+        None | Some("off") => FenceAction::Off,
+        Some("reboot") => FenceAction::Reboot,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "bad request body: action \"{other}\"; expected off or reboot"
+            )));
+        }
+    };
+    if config.node(name).is_some_and(|n| n.fencing.is_none()) {
+        return Err(ApiError::conflict(format!(
+            "refused: {name} has no [node.fencing] in the running configuration; add a fence \
+             agent to its [[node]] table and apply the configuration"
+        )));
+    }
+    Ok(NodeOperation::Fence {
+        name: NodeName::from(name),
+        action,
+        request,
+    })
+}
+
+/// `node fence`: runs the node's fencing levels here (the leader), commits the outcome (a
+/// `node_fence` record in the event log, the node's last fence in `status`) and answers it;
+/// a fence no level confirmed is a conflict (exit 1), with every agent call.
+async fn fence_node(
+    node: &Node,
+    config: &Config,
+    name: &NodeName,
+    action: FenceAction,
+    by: &str,
+) -> Result<Answer, ApiError> {
+    let fencing = config
+        .node(name.as_str())
+        .and_then(|n| n.fencing.clone())
+        .ok_or_else(|| ApiError::conflict(format!("refused: {name} has no [node.fencing]")))?;
+    let incarnation = node
+        .snapshot()
+        .incarnations()
+        .get(name)
+        .copied()
+        .unwrap_or(0);
+    tracing::warn!(node = %node.name, target = %name, %action, by, "fencing on request");
+    let report = node
+        .platform
+        .resources
+        .fence(name.as_str(), &fencing, action)
+        .await;
+    let text = std::iter::once(report.summary.clone())
+        .chain(report.attempts.iter().map(|a| format!("  {a}")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    node.submit(&Command::FenceReport {
+        node: name.clone(),
+        incarnation,
+        report: report.clone(),
+        by: by.to_owned(),
+        at: node.timestamp(),
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("{text}\nthe outcome is not recorded: {e}")))?;
+    if report.confirmed {
+        Ok(Answer::note(text))
+    } else {
+        Err(ApiError::conflict(text))
+    }
 }
 
 /// Carries out a checked node operation (on the leader).
@@ -386,6 +480,9 @@ pub async fn node_operation(
         }
         NodeOperation::Membership { name, how, .. } => {
             submit_event(node, Event::NodeDown { node: name, how }, by, request).await
+        }
+        NodeOperation::Fence { name, action, .. } => {
+            fence_node(node, config, &name, action, by).await
         }
     }
 }
@@ -832,7 +929,12 @@ mod tests {
         );
         let how = |h: &str| {
             let h = h.to_owned();
-            move || Ok(NodeRequest { how: Some(h) })
+            move || {
+                Ok(NodeRequest {
+                    how: Some(h),
+                    action: None,
+                })
+            }
         };
         let e = check_node_operation(&config, "node1", "halt", false, how("gently")).unwrap_err();
         assert_eq!(

@@ -26,6 +26,7 @@ use halcyon_membership::{
     ChangeBatch, DetectorConfig, HmacSealer, Plain, Runner, RunnerSettings, SealerHandle, Status,
     links_from_cluster,
 };
+use halcyon_resources::fence::{FenceAction, FenceOutcome};
 use halcyon_resources::{PackageEnv, PackageResources};
 use halcyon_state::{Replicated, State};
 use jiff::Timestamp;
@@ -471,6 +472,43 @@ pub trait ResourceFactory: Send + Sync {
     fn group_alive(&self, pgid: i32) -> bool;
     /// SIGKILL to process group `pgid`.
     fn kill_group(&self, pgid: i32);
+    /// Runs `fencing`'s levels against node `target` (SPEC 6) and says how it went.
+    fn fence(
+        &self,
+        target: &str,
+        fencing: &halcyon_config::Fencing,
+        action: FenceAction,
+    ) -> BoxFuture<'static, halcyon_state::FenceReport>;
+}
+
+/// A fence's outcome as the replicated state keeps it.
+pub fn fence_report(outcome: &FenceOutcome) -> halcyon_state::FenceReport {
+    halcyon_state::FenceReport {
+        action: outcome.action.to_string(),
+        confirmed: outcome.confirmed,
+        summary: outcome.summary(),
+        attempts: outcome
+            .attempts
+            .iter()
+            .map(|a| {
+                let exit = a.exit.map_or("no exit".to_owned(), |e| format!("exit {e}"));
+                format!(
+                    "level {} device {} {} {}: {exit}, {} ms{}{}",
+                    a.level,
+                    a.device,
+                    a.agent,
+                    a.action,
+                    a.took_ms,
+                    if a.ok { "" } else { ", FAILED" },
+                    if a.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", a.detail)
+                    }
+                )
+            })
+            .collect(),
+    }
 }
 
 /// The real resource drivers.
@@ -490,5 +528,16 @@ impl ResourceFactory for HostResources {
     }
     fn kill_group(&self, pgid: i32) {
         halcyon_resources::signal_group(pgid, libc::SIGKILL);
+    }
+    fn fence(
+        &self,
+        target: &str,
+        fencing: &halcyon_config::Fencing,
+        action: FenceAction,
+    ) -> BoxFuture<'static, halcyon_state::FenceReport> {
+        let (target, fencing) = (target.to_owned(), fencing.clone());
+        Box::pin(async move {
+            fence_report(&halcyon_resources::fence::fence(&target, &fencing, action).await)
+        })
     }
 }

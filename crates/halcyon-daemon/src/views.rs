@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use halcyon_api::{
     EmulateResponse, EventRecord, EventsQuery, EventsResponse, ExecutionState, ExecutionStatus,
-    ExplainResponse, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView, Quorum,
-    Reachability, RunningCommand, SCHEMA_VERSION, StatusResponse,
+    ExplainResponse, FenceView, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
+    Quorum, Reachability, RunningCommand, SCHEMA_VERSION, StatusResponse,
 };
 use halcyon_config::Config;
 use halcyon_membership::NodeState;
@@ -266,6 +266,16 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
                 halted_by_admin: state.halted_by_admin().contains(&n.name),
                 incarnation: state.incarnations().get(&n.name).copied(),
                 networks,
+                fence: state.fences().get(&n.name).map(|f| FenceView {
+                    action: f.report.action.clone(),
+                    confirmed: f.report.confirmed,
+                    current: state.current_fence(n.name.as_str()).is_some(),
+                    failures: f.failures,
+                    summary: f.report.summary.clone(),
+                    attempts: f.report.attempts.clone(),
+                    by: f.by.clone(),
+                    at: f.at,
+                }),
             }
         })
         .collect()

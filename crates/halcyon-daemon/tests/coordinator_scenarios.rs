@@ -22,7 +22,8 @@
 //!   other node is reachable), `[leadership]` (`term`, `since`), `[grants]` (node = ms),
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
-//!   by default the configuration's lease and Raft election timeout).
+//!   by default the configuration's lease and Raft election timeout), `fencing` (nodes
+//!   whose fence runs now).
 //!
 //! The expected file: the commands in order (each with the state machine's reply when
 //! applied in order to the view), the memory changes (and after how many commands), the
@@ -74,6 +75,9 @@ struct Scenario {
     memory: MemoryInput,
     #[serde(default)]
     lease: LeaseInput,
+    /// Nodes whose fence runs now.
+    #[serde(default)]
+    fencing: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +255,11 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         leader_since: base.instant(scenario.leadership.since)?,
         grants: &grants,
     };
+    let fencing: std::collections::BTreeSet<NodeName> = scenario
+        .fencing
+        .iter()
+        .map(|n| NodeName::from(n.as_str()))
+        .collect();
     let input = Input {
         view: &view,
         boot_config: &config,
@@ -258,6 +267,7 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         boot_sources: &[],
         reachability: &reachability,
         lease,
+        fencing: &fencing,
         memory,
         now: base.instant(scenario.now)?,
         timestamp: base.timestamp(scenario.now)?,
@@ -498,6 +508,12 @@ fn render_decision(
             .wake_at
             .map_or_else(|| "never".to_owned(), |at| base.offset(at))
     )?;
+    if !decision.fences.is_empty() {
+        writeln!(out, "\nfences:")?;
+        for (node, incarnation) in &decision.fences {
+            writeln!(out, "  {node} (incarnation {incarnation})")?;
+        }
+    }
     writeln!(out, "\nlogs:")?;
     if decision.logs.is_empty() {
         writeln!(out, "  none")?;

@@ -76,6 +76,7 @@ fn config() -> Config {
                 dependencies,
                 networks: vec![NetworkName::from("lan1")],
                 local_lan_failover_allowed: true,
+                requires: Default::default(),
                 failure_expiry: Some(DEFAULT_FAILURE_EXPIRY),
                 run_timeout: DEFAULT_SCRIPT_TIMEOUT,
                 halt_timeout: DEFAULT_SCRIPT_TIMEOUT,

@@ -144,9 +144,23 @@ pub enum Event {
         previous: u64,
         clean_stop: bool,
     },
+    /// A node was fenced (by the coordinator before a takeover from it, or by an
+    /// administrator's `node fence`): `action` (`off`, `reboot`, `on`), whether a fencing
+    /// level confirmed it, and by whom. Like `node_restart`, only recorded in the event log
+    /// (with every agent call as a note), never queued nor planned.
+    NodeFence {
+        node: NodeName,
+        action: String,
+        confirmed: bool,
+    },
 }
 
 impl Event {
+    /// True for the events that are only recorded, never queued nor planned.
+    pub fn is_record_only(&self) -> bool {
+        matches!(self, Event::NodeRestart { .. } | Event::NodeFence { .. })
+    }
+
     /// The event's name as in rules files and the event log (`node_up`, ...).
     pub fn name(&self) -> &str {
         match self {
@@ -170,6 +184,7 @@ impl Event {
             Event::ConfigChange { .. } => "config_change",
             Event::Timer => "timer",
             Event::NodeRestart { .. } => "node_restart",
+            Event::NodeFence { .. } => "node_fence",
         }
     }
 
@@ -178,6 +193,7 @@ impl Event {
         match self {
             Event::NodeUp { node }
             | Event::NodeRestart { node, .. }
+            | Event::NodeFence { node, .. }
             | Event::NodeDown { node, .. }
             | Event::NetworkUp { node, .. }
             | Event::NetworkDown { node, .. }
@@ -212,10 +228,11 @@ impl Event {
     /// events, then requests and re-evaluations.
     pub fn class(&self) -> EventClass {
         match self {
-            // A node restart is never queued; its class is the one of a node's return.
-            Event::NodeUp { .. } | Event::NodeRestart { .. } | Event::ClusterStart => {
-                EventClass::NodeJoin
-            }
+            // A node restart or fence is never queued; its class is the one of a node's return.
+            Event::NodeUp { .. }
+            | Event::NodeRestart { .. }
+            | Event::NodeFence { .. }
+            | Event::ClusterStart => EventClass::NodeJoin,
             Event::NodeDown { .. } => EventClass::NodeFailure,
             Event::SwapAdapter { .. } => EventClass::SwapAdapter,
             Event::NetworkUp { .. } => EventClass::NetworkUp,
@@ -252,6 +269,18 @@ impl fmt::Display for Event {
                     write!(f, " {node}")?;
                 }
                 Ok(())
+            }
+            Event::NodeFence {
+                node,
+                action,
+                confirmed,
+            } => {
+                let how = if *confirmed {
+                    "confirmed"
+                } else {
+                    "NOT confirmed"
+                };
+                write!(f, " {node} ({action}): {how}")
             }
             Event::NodeRestart {
                 node,

@@ -212,6 +212,7 @@ fn package_with_every_kind() -> halcyon_config::Package {
         dependencies: vec![],
         networks: vec!["lan".into()],
         local_lan_failover_allowed: true,
+        requires: Default::default(),
         failure_expiry: None,
         run_timeout: Duration::from_secs(60),
         halt_timeout: Duration::from_secs(60),

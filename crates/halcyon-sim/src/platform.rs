@@ -26,6 +26,7 @@ use halcyon_membership::task::{RecvFuture, SendFuture};
 use halcyon_membership::{
     AsyncHeartbeatLink, DetectorConfig, HeartbeatTask as Detecting, Plain, RunnerSettings, Status,
 };
+use halcyon_resources::fence::FenceAction;
 use halcyon_resources::{
     Health, PackageEnv, PackageResources, Resource, ResourceError, StopMode, StopReport,
 };
@@ -496,6 +497,23 @@ impl ResourceFactory for SimResources {
     fn kill_group(&self, pgid: i32) {
         self.world
             .stop_activity(pgid, "killed by a restarted daemon");
+    }
+
+    /// The simulated clusters configure no fence devices (`scenario.rs`): a fence asked for
+    /// anyway is reported as failed, which leaves a takeover to the lease rule.
+    fn fence(
+        &self,
+        target: &str,
+        _fencing: &halcyon_config::Fencing,
+        action: FenceAction,
+    ) -> BoxFuture<'static, halcyon_state::FenceReport> {
+        let summary = format!("{target} NOT fenced ({action}): the simulator has no fence devices");
+        Box::pin(std::future::ready(halcyon_state::FenceReport {
+            action: action.to_string(),
+            confirmed: false,
+            summary,
+            attempts: Vec::new(),
+        }))
     }
 }
 

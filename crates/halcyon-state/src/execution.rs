@@ -60,6 +60,10 @@ pub struct Execution {
     /// After this long a warning is logged and notified (once).
     pub max_duration: Duration,
     pub started_at: Timestamp,
+    /// Nodes whose release an administrator let go without a fence after fencing them
+    /// failed (`event skip`): their `AwaitRelease` waits for the lease only.
+    #[serde(default)]
+    pub fence_waived: BTreeSet<NodeName>,
 }
 
 /// How a launch ended, as its node reports it.
@@ -118,7 +122,32 @@ impl Execution {
             launches: BTreeMap::new(),
             max_duration: resolved.max_duration,
             started_at: at,
+            fence_waived: BTreeSet::new(),
         })
+    }
+
+    /// True while an `AwaitRelease` of `node` is still open.
+    pub fn awaits_release_of(&self, node: &str) -> bool {
+        self.open_actions()
+            .iter()
+            .any(|(_, _, a)| a.kind == ActionKind::AwaitRelease && a.node.as_str() == node)
+    }
+
+    /// True when the plan starts a package that requires a fence of a node it is taken
+    /// from (`requires = "fencing"`) and `node` is in its node list: its `AwaitRelease`
+    /// then waits for a confirmed fence as well as the lease.
+    pub fn needs_fence_of(&self, config: &Config, node: &str) -> bool {
+        !self.fence_waived.contains(node)
+            && self.plan.steps.iter().flat_map(|s| &s.actions).any(|a| {
+                a.kind == ActionKind::Run
+                    && a.package
+                        .as_ref()
+                        .and_then(|p| config.package(p.as_str()))
+                        .is_some_and(|p| {
+                            p.requires == halcyon_config::Requires::Fencing
+                                && p.node_rank(node).is_some()
+                        })
+            })
     }
 
     /// The program's segments as an administrator reads them.

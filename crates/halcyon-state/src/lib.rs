@@ -40,6 +40,9 @@ pub const REQUESTS_MAX: usize = 1024;
 pub const REQUEST_ID_MAX: usize = 64;
 /// Most events kept in the event log (the oldest are dropped).
 pub const LOG_MAX: usize = 256;
+/// How long the coordinator waits before it fences a node again after a fence that was
+/// not confirmed (`event retry` asks at once).
+pub const FENCE_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most characters of an action's detail (command output, error) kept in the log.
 pub const DETAIL_MAX: usize = 2048;
 
@@ -174,6 +177,47 @@ pub enum Command {
         down: BTreeSet<(NodeName, NetworkName)>,
         at: Timestamp,
     },
+    /// `node` (known as `incarnation`) was fenced by `by`: the coordinator before a
+    /// takeover from it, or an administrator. Recorded in the event log as a finished
+    /// `node_fence` (one note per agent call) and kept as the node's last fence; a confirmed
+    /// fence of the incarnation an open `AwaitRelease` waits for lets it complete.
+    FenceReport {
+        node: NodeName,
+        incarnation: u64,
+        report: FenceReport,
+        by: String,
+        at: Timestamp,
+    },
+}
+
+/// How a fence of a node went, as the replicated state keeps it (the agents' calls are
+/// rendered lines: the runner's own types stay in `halcyon-resources`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceReport {
+    /// `off`, `reboot` or `on`.
+    pub action: String,
+    /// A fencing level succeeded (for `off`, confirmed by `status` where the agent has it).
+    pub confirmed: bool,
+    /// One line an administrator reads.
+    pub summary: String,
+    /// One line per agent call: level, device, agent, action, exit, took, the end of its
+    /// output (passwords masked).
+    pub attempts: Vec<String>,
+}
+
+/// A node's last fence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    /// The node's incarnation when it was fenced: the fence stands for that one only.
+    pub incarnation: u64,
+    pub report: FenceReport,
+    pub by: String,
+    pub at: Timestamp,
+    /// Unconfirmed fences of this incarnation in a row (0 once one is confirmed).
+    pub failures: u32,
+    /// An administrator asked for another attempt now (`event retry`).
+    #[serde(default)]
+    pub retry_requested: bool,
 }
 
 /// A daemon's clean stop, as its state directory remembers it for the next start.
@@ -433,6 +477,9 @@ pub struct State {
     /// cluster-wide reconfiguration lock.
     #[serde(default)]
     staged: Option<Staged>,
+    /// Each node's last fence (see [`Command::FenceReport`]).
+    #[serde(default)]
+    fences: BTreeMap<NodeName, Fence>,
     /// The files of the running configuration (empty for a cluster formed before they were
     /// kept): shared, like the configuration.
     #[serde(default)]
@@ -492,6 +539,22 @@ impl State {
     }
 
     /// Nodes declared down by a committed `node_down`.
+    /// Each node's last fence.
+    pub fn fences(&self) -> &BTreeMap<NodeName, Fence> {
+        &self.fences
+    }
+
+    /// The fence of `node` that stands for its current incarnation, if any.
+    pub fn current_fence(&self, node: &str) -> Option<&Fence> {
+        let known = self.incarnations.get(node).copied().unwrap_or(0);
+        self.fences.get(node).filter(|f| f.incarnation == known)
+    }
+
+    /// True when a fencing level confirmed that `node`, as the cluster knows it now, is off.
+    pub fn fence_confirmed(&self, node: &str) -> bool {
+        self.current_fence(node).is_some_and(|f| f.report.confirmed)
+    }
+
     pub fn departed(&self) -> &BTreeSet<NodeName> {
         &self.departed
     }
@@ -628,6 +691,13 @@ impl State {
                 at,
                 clean_stop,
             } => self.register(node, incarnation, at, clean_stop),
+            Command::FenceReport {
+                node,
+                incarnation,
+                report,
+                by,
+                at,
+            } => self.fence_report(node, incarnation, report, by, at),
             Command::Enqueue {
                 event,
                 by,
@@ -812,6 +882,7 @@ impl State {
             wake_at,
             generation,
             staged,
+            fences,
             sources,
         } = self;
         State {
@@ -837,6 +908,7 @@ impl State {
             wake_at: *wake_at,
             generation: *generation,
             staged: staged.clone(),
+            fences: fences.clone(),
             sources: Arc::clone(sources),
         }
     }
@@ -907,6 +979,98 @@ impl State {
         Reply::Done
     }
 
+    fn fence_report(
+        &mut self,
+        node: NodeName,
+        incarnation: u64,
+        report: FenceReport,
+        by: String,
+        at: Timestamp,
+    ) -> Reply {
+        if self
+            .config
+            .as_ref()
+            .is_none_or(|c| c.node(node.as_str()).is_none())
+        {
+            return Reply::Ignored {
+                why: format!("{node} is not a node of the configuration"),
+            };
+        }
+        let known = self.incarnations.get(&node).copied().unwrap_or(0);
+        if incarnation < known {
+            return Reply::Ignored {
+                why: format!(
+                    "a fence of incarnation {incarnation}, but {node} has registered as {known} since"
+                ),
+            };
+        }
+        let failures = match self.fences.get(&node) {
+            _ if report.confirmed => 0,
+            Some(f) if f.incarnation == incarnation => f.failures.saturating_add(1),
+            _ => 1,
+        };
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let event = Event::NodeFence {
+            node: node.clone(),
+            action: report.action.clone(),
+            confirmed: report.confirmed,
+        };
+        let id = self.new_record(&Pending {
+            sequence,
+            event,
+            by: by.clone(),
+            at,
+            sample: None,
+        });
+        if let Some(r) = self.record_mut(id) {
+            r.outcome = if report.confirmed {
+                Outcome::Done
+            } else {
+                Outcome::DoneWithFailures
+            };
+            r.started_at = Some(at);
+            r.finished_at = Some(at);
+            if !report.confirmed {
+                r.error = Some(report.summary.clone());
+            }
+            for line in report.attempts.iter().chain([&report.summary]) {
+                r.notes.push(NoteRecord {
+                    at,
+                    text: truncated(line.clone()),
+                });
+            }
+        }
+        // The event waiting for this node hears of it too.
+        if let Some(e) = &self.execution
+            && e.awaits_release_of(node.as_str())
+        {
+            let id = e.id;
+            let text = if report.confirmed {
+                format!("{node} fenced: {}", report.summary)
+            } else {
+                format!(
+                    "ERROR: fencing {node} failed ({failures} in a row): {}; tried again every {}s; `halcyon event retry` tries now, `halcyon event skip` gives up the fence and waits for its lease only",
+                    report.summary,
+                    FENCE_RETRY_INTERVAL.as_secs()
+                )
+            };
+            self.note(id, at, text);
+        }
+        self.fences.insert(
+            node,
+            Fence {
+                incarnation,
+                report,
+                by,
+                at,
+                failures,
+                retry_requested: false,
+            },
+        );
+        Reply::Done
+    }
+
     fn enqueue(
         &mut self,
         event: Event,
@@ -914,9 +1078,9 @@ impl State {
         at: Timestamp,
         sample: Option<Sample>,
     ) -> Reply {
-        if matches!(event, Event::NodeRestart { .. }) {
+        if event.is_record_only() {
             return Reply::Ignored {
-                why: "node_restart is recorded when a node registers, never queued".to_owned(),
+                why: format!("{} is only recorded, never queued", event.name()),
             };
         }
         if let Some(p) = self.pending.iter().find(|p| p.event == event) {
@@ -1338,9 +1502,56 @@ impl State {
             Answer::Skip => e.progress.skip(),
         };
         if let Err(error) = result {
-            return Reply::Ignored {
-                why: format!("cannot {answer} execution {execution}: {error}"),
+            // Not in ERROR for its program: perhaps for a fence that failed.
+            let failed_fences: Vec<NodeName> = self
+                .fences
+                .iter()
+                .filter(|(node, f)| {
+                    !f.report.confirmed
+                        && self.incarnations.get(*node).copied().unwrap_or(0) == f.incarnation
+                        && self.execution.as_ref().is_some_and(|e| {
+                            e.awaits_release_of(node.as_str()) && !e.fence_waived.contains(*node)
+                        })
+                })
+                .map(|(node, _)| node.clone())
+                .collect();
+            if failed_fences.is_empty() {
+                return Reply::Ignored {
+                    why: format!("cannot {answer} execution {execution}: {error}"),
+                };
+            }
+            let names = failed_fences
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let text = match answer {
+                Answer::Resume => {
+                    return Reply::Ignored {
+                        why: format!(
+                            "cannot resume execution {execution}: resuming would take {names} as fenced; `event retry` fences again, `event skip` waits for the lease only"
+                        ),
+                    };
+                }
+                Answer::Retry => {
+                    for node in &failed_fences {
+                        if let Some(f) = self.fences.get_mut(node) {
+                            f.retry_requested = true;
+                        }
+                    }
+                    format!("retry by {by}: fencing {names} again now")
+                }
+                Answer::Skip => {
+                    if let Some(e) = self.execution.as_mut() {
+                        e.fence_waived.extend(failed_fences.iter().cloned());
+                    }
+                    format!(
+                        "skip by {by}: no fence of {names}; the takeover waits for the lease only"
+                    )
+                }
             };
+            self.note(execution, at, text);
+            return Reply::Done;
         }
         self.note(execution, at, format!("{answer} by {by}"));
         self.drive(at);
@@ -1638,3 +1849,5 @@ mod tests;
 mod tests_apply;
 #[cfg(test)]
 mod tests_events;
+#[cfg(test)]
+mod tests_fence;

@@ -311,9 +311,10 @@ pub enum LiveCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop).
+    /// Start or halt a node in the cluster (cmrunnode / cmhaltnode [-f]; HACMP clstart / clstop),
+    /// add or remove it as a voter, or fence it with its fence agents (pcs stonith fence).
     Node {
-        /// start or halt.
+        /// start, halt, add, remove or fence.
         op: String,
         node: String,
         /// For halt: packages move to other nodes (cmhaltnode -f with takeover).
@@ -322,6 +323,9 @@ pub enum LiveCommand {
         /// For halt: treat as a failure, halt at once.
         #[arg(long)]
         force: bool,
+        /// For fence: off (the default) or reboot.
+        #[arg(long)]
+        action: Option<String>,
         #[command(flatten)]
         target: Target,
     },

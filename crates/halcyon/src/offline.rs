@@ -34,8 +34,8 @@ impl Input {
 /// Where the configuration is when `--config` is not given.
 const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
-/// The value checks of `halcyon check`: monitor predicates and samplers, and OCF
-/// parameters against the agents' meta-data.
+/// The value checks of `halcyon check`: monitor predicates and samplers, OCF parameters
+/// against the agents' meta-data, and fence devices against their agents' metadata.
 struct Checks;
 
 impl halcyon_config::ValueChecks for Checks {
@@ -61,6 +61,18 @@ impl halcyon_config::ValueChecks for Checks {
                 hint: None,
             })
             .collect()
+    }
+
+    fn fence_device(
+        &self,
+        agent: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<halcyon_config::ValueError> {
+        halcyon_resources::fence::check_device(&halcyon_config::FenceDevice {
+            agent: agent.to_owned(),
+            options: options.clone(),
+            timeout: halcyon_config::FENCE_TIMEOUT_DEFAULT,
+        })
     }
 }
 

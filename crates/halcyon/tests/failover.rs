@@ -218,6 +218,10 @@ fn a_crashing_service_uses_up_its_restarts_and_the_package_moves() {
         "{starts:?}"
     );
     for i in 1..=3 {
+        // Each replica applies the move in its own time: wait for it, then look.
+        c.wait_for(i, "web's failure on n1 applied", FAILOVER_TIMEOUT, |v| {
+            package_of(v, "web")["failures"]["n1"].is_string()
+        });
         let v = c.status(i).unwrap();
         let p = package_of(&v, "web");
         assert_eq!(p["restarts"]["n1"]["srv"]["count"], 3, "n{i}: {p:#}");

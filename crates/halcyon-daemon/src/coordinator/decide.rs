@@ -18,7 +18,7 @@
 //!
 //! The scenario tests (`tests/coordinator_scenarios.rs`) call it on files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use halcyon_config::{Config, NodeName};
@@ -54,6 +54,8 @@ pub struct Input<'a> {
     /// Reachability of every configured node by number (this node reachable).
     pub reachability: &'a BTreeMap<u32, NodeState>,
     pub lease: LeaseFacts<'a>,
+    /// Nodes this coordinator is fencing right now (their agents run).
+    pub fencing: &'a BTreeSet<NodeName>,
     pub memory: Memory,
     /// Now on the node's lease clock.
     pub now: Instant,
@@ -109,6 +111,9 @@ pub struct Decision {
     pub memory: Vec<(usize, Memory)>,
     /// The earliest moment at which, with no new input, the decision could differ.
     pub wake_at: Option<Instant>,
+    /// Nodes to fence now, with the incarnation each is known as (the runtime runs their
+    /// fencing levels and commits a `FenceReport`).
+    pub fences: Vec<(NodeName, u64)>,
 }
 
 impl Decision {
@@ -175,6 +180,7 @@ impl<'a> Round<'a> {
                 logs: Vec::new(),
                 memory: vec![(0, input.memory)],
                 wake_at: None,
+                fences: Vec::new(),
             },
         }
     }
@@ -549,6 +555,16 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
     for (step, index, action) in execution.open_actions() {
         let deadline = round.release_deadline(action.node.as_str());
         let expired = round.input.now >= deadline;
+        if action.kind == ActionKind::AwaitRelease {
+            await_release(
+                round,
+                config,
+                execution,
+                (step, index),
+                action.node.as_str(),
+            );
+            continue;
+        }
         let unreachable = round.reach(config, action.node.as_str()) == Some(NodeState::Unreachable);
         let failover = action
             .package
@@ -557,7 +573,6 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
             .is_some_and(|p| p.is_failover());
         let is_halt = matches!(action.kind, ActionKind::Halt | ActionKind::HaltForced);
         let waits = match action.kind {
-            ActionKind::AwaitRelease => true,
             ActionKind::Run => unreachable,
             _ => is_halt && (unreachable || failover),
         };
@@ -570,12 +585,6 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
         }
         let node = &action.node;
         let (ok, detail) = match action.kind {
-            ActionKind::AwaitRelease => (
-                true,
-                format!(
-                    "the lease of {node} has certainly expired (lease {duration:?}, drift {drift} %, margin {margin:?})"
-                ),
-            ),
             ActionKind::Run => (false, format!("{node} is unreachable and holds no lease")),
             _ if unreachable => (
                 true,
@@ -612,6 +621,101 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
             at: round.input.timestamp,
         });
     }
+}
+
+/// `AwaitRelease` of `node` (SPEC 6): done once the node's lease has certainly expired or a
+/// fencing level confirmed it is off — both when a package the plan starts requires fencing
+/// (`Execution::needs_fence_of`). A node with fencing configured is fenced as soon as its
+/// release is awaited, again every `FENCE_RETRY_INTERVAL` (or at once on `event retry`)
+/// while no fence is confirmed.
+fn await_release(
+    round: &mut Round,
+    config: &Config,
+    execution: &Execution,
+    (step, index): (usize, usize),
+    node: &str,
+) {
+    let view = round.input.view;
+    let deadline = round.release_deadline(node);
+    let expired = round.input.now >= deadline;
+    let fenced = view.fence_confirmed(node);
+    let required = execution.needs_fence_of(config, node);
+    let fenceable = config.node(node).is_some_and(|n| n.fencing.is_some());
+    assert!(
+        fenceable || !required,
+        "a package requiring fencing of {node}, which has none (refused by check)"
+    );
+    if fenceable && !fenced && !round.input.fencing.contains(node) {
+        // First at once; after a failed fence, again after the retry interval (on the wall
+        // clock of the report) or at once when an administrator asked.
+        let due = match view.current_fence(node) {
+            None => round.input.now,
+            Some(f) if f.retry_requested => round.input.now,
+            Some(f) => {
+                let since = round.input.timestamp.duration_since(f.at);
+                let wait = SignedDuration::try_from(halcyon_state::FENCE_RETRY_INTERVAL)
+                    .unwrap_or(SignedDuration::MAX)
+                    .checked_sub(since)
+                    .unwrap_or(SignedDuration::ZERO);
+                round.input.now + Duration::try_from(wait).unwrap_or(Duration::ZERO)
+            }
+        };
+        if due <= round.input.now {
+            let incarnation = view.incarnations().get(node).copied().unwrap_or(0);
+            round.log(
+                Level::WARN,
+                format!(
+                    "fencing {node} (incarnation {incarnation}) before its packages start elsewhere execution={}",
+                    execution.id
+                ),
+            );
+            round
+                .decision
+                .fences
+                .push((NodeName::from(node), incarnation));
+        } else {
+            round.wake(due);
+        }
+    }
+    let (done, detail) = match (required, expired, fenced) {
+        (true, true, true) => (
+            true,
+            format!("{node} is fenced and its lease has certainly expired"),
+        ),
+        (false, _, true) => (
+            true,
+            format!("{node} is fenced: {}", fence_summary(view, node)),
+        ),
+        (false, true, false) => (
+            true,
+            format!(
+                "the lease of {node} has certainly expired (lease {:?}, drift {} %, margin {:?})",
+                round.input.lease.duration,
+                lease::DRIFT * 100.0,
+                lease::MARGIN
+            ),
+        ),
+        _ => (false, String::new()),
+    };
+    if !done {
+        if !expired {
+            round.wake(deadline);
+        }
+        return;
+    }
+    round.commit(Command::ActionDone {
+        execution: execution.id,
+        step,
+        index,
+        ok: true,
+        detail,
+        at: round.input.timestamp,
+    });
+}
+
+fn fence_summary(view: &State, node: &str) -> String {
+    view.current_fence(node)
+        .map_or_else(String::new, |f| f.report.summary.clone())
 }
 
 /// The program: abandons the commands of nodes whose lease has certainly expired, warns
@@ -756,6 +860,7 @@ mod tests {
             logs: vec![log(0), log(1), log(2)],
             memory: vec![(0, Memory::default()), (1, seen), (2, logged)],
             wake_at: None,
+            fences: Vec::new(),
         };
         assert_eq!(decision.memory_after(0), Memory::default());
         assert_eq!(decision.memory_after(1), seen);

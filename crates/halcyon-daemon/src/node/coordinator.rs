@@ -4,11 +4,13 @@
 //! decision's commands in order as leader of its term. It owns its memory and the grant
 //! table (when each node was last granted a lease by this node as leader).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use halcyon_config::NodeName;
+use halcyon_resources::fence::FenceAction;
+use halcyon_state::{Command, FenceReport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -29,7 +31,16 @@ struct Coordinator {
     /// Leader side: when each node was last granted a lease (this term).
     grants: BTreeMap<NodeName, Instant>,
     wake_at: Option<Instant>,
+    /// Nodes whose fencing levels run now (one fence per node at a time).
+    fencing: BTreeSet<NodeName>,
 }
+
+/// A fence that ended: the node, the incarnation it was fenced as, the term of the
+/// leadership that started it, and how it went.
+type Fenced = (NodeName, u64, u64, FenceReport);
+
+/// Fences that ended and wait to be committed: one per node at most.
+const FENCES_QUEUED_MAX: usize = 64;
 
 impl Node {
     pub(crate) async fn coordinator_loop(self: Arc<Self>, mut granted: mpsc::Receiver<Grant>) {
@@ -37,6 +48,7 @@ impl Node {
         let mut membership = self.membership.clone();
         let mut server = self.consensus.server_metrics();
         let mut c = Coordinator::default();
+        let (fenced_tx, mut fenced) = mpsc::channel::<Fenced>(FENCES_QUEUED_MAX);
         loop {
             tokio::select! {
                 biased;
@@ -45,6 +57,7 @@ impl Node {
                     c.grants.insert(node, at);
                     continue;
                 }
+                Some(done) = fenced.recv() => self.fence_ended(&mut c, done).await,
                 Ok(()) = view.changed() => {}
                 Ok(()) = membership.changed() => {}
                 Ok(()) = server.changed() => {}
@@ -70,7 +83,7 @@ impl Node {
                     since
                 }
             };
-            c.wake_at = match self.coordinate(term, since, &mut c).await {
+            c.wake_at = match self.coordinate(term, since, &mut c, &fenced_tx).await {
                 Ok(wake_at) => wake_at,
                 Err(e) => {
                     tracing::debug!("coordinator: {e}");
@@ -90,6 +103,7 @@ impl Node {
         term: u64,
         leader_since: Instant,
         c: &mut Coordinator,
+        fenced: &mpsc::Sender<Fenced>,
     ) -> Result<Option<Instant>, String> {
         let view = self.snapshot();
         let reachability = self.reachability();
@@ -106,11 +120,15 @@ impl Node {
                 leader_since,
                 grants: &c.grants,
             },
+            fencing: &c.fencing,
             memory: c.memory,
             now: self.platform.clock.now(),
             timestamp: self.timestamp(),
         };
         let decision = decide(&input);
+        for (target, incarnation) in &decision.fences {
+            self.start_fence(c, &view, target, *incarnation, term, fenced);
+        }
         let mut committed = 0;
         let outcome = loop {
             for line in decision.logs_at(committed) {
@@ -126,5 +144,57 @@ impl Node {
         };
         c.memory = decision.memory_after(committed);
         outcome
+    }
+
+    /// Runs `target`'s fencing levels in a task of its own (agents take seconds; the
+    /// coordinator goes on deciding meanwhile); the outcome comes back on `fenced`.
+    fn start_fence(
+        &self,
+        c: &mut Coordinator,
+        view: &halcyon_state::State,
+        target: &NodeName,
+        incarnation: u64,
+        term: u64,
+        fenced: &mpsc::Sender<Fenced>,
+    ) {
+        let Some(fencing) = view
+            .config()
+            .and_then(|config| config.node(target.as_str()))
+            .and_then(|n| n.fencing.clone())
+        else {
+            return;
+        };
+        c.fencing.insert(target.clone());
+        let resources = Arc::clone(&self.platform.resources);
+        let fenced = fenced.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            let report = resources
+                .fence(target.as_str(), &fencing, FenceAction::Off)
+                .await;
+            // The coordinator owns the receiver for as long as the node runs.
+            let _ = fenced.send((target, incarnation, term, report)).await;
+        });
+    }
+
+    /// A fence ended: committed as this term's leader (a fence reported by a leader of an
+    /// older term is dropped: the new coordinator fences again).
+    async fn fence_ended(&self, c: &mut Coordinator, (node, incarnation, term, report): Fenced) {
+        c.fencing.remove(&node);
+        if report.confirmed {
+            tracing::warn!(node = %self.name, target = %node, "{}", report.summary);
+        } else {
+            tracing::error!(node = %self.name, target = %node, "{}", report.summary);
+        }
+        let command = Command::FenceReport {
+            node,
+            incarnation,
+            report,
+            by: format!("coordinator {}", self.name),
+            at: self.timestamp(),
+        };
+        if let Err(e) = self.submit_as_leader(term, &command).await {
+            tracing::warn!(node = %self.name, "the fence's outcome is not committed: {e}");
+        }
     }
 }

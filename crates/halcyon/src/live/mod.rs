@@ -218,8 +218,23 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             node,
             takeover,
             force,
+            action,
             target,
         } => {
+            if action.is_some() && op != "fence" {
+                return Err(Failure::Invalid(format!(
+                    "error: --action is for node fence, not node {op}"
+                )));
+            }
+            if op == "fence" {
+                if takeover || force {
+                    return Err(Failure::Invalid(
+                        "error: --takeover and --force are for node halt, not node fence".into(),
+                    ));
+                }
+                let body = client::body(&NodeRequest { how: None, action });
+                return operation(&target, &format!("/v1/nodes/{node}/fence"), Some(body)).await;
+            }
             let how = match (takeover, force) {
                 (true, true) => {
                     return Err(Failure::Invalid(
@@ -233,6 +248,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             let body = how.map(|h| {
                 client::body(&NodeRequest {
                     how: Some(h.to_owned()),
+                    action: None,
                 })
             });
             operation(&target, &format!("/v1/nodes/{node}/{op}"), body).await

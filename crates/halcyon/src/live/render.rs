@@ -254,6 +254,24 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
     ])];
     rows.extend(v.nodes.iter().map(node_row));
     out.push_str(&table(&rows, ""));
+    for n in &v.nodes {
+        if let Some(f) = n.fence.as_ref().filter(|f| f.current) {
+            let how = if f.confirmed {
+                "fenced"
+            } else {
+                "FENCE FAILED"
+            };
+            let _ = writeln!(
+                out,
+                "  {}: {how} ({}) {} by {}: {}",
+                n.name,
+                f.action,
+                clock.when(f.at),
+                f.by,
+                f.summary
+            );
+        }
+    }
     out.push('\n');
     if !v.quorum.has_quorum {
         // Without a quorum this node cannot know where packages run now.
@@ -922,6 +940,7 @@ mod tests {
                 halted_by_admin: false,
                 incarnation: Some(1),
                 networks: Vec::new(),
+                fence: None,
             }],
             packages,
             execution: None,
