@@ -70,6 +70,16 @@ pub struct Node {
     pub name: String,
     pub number: u32,
     pub interfaces: Vec<Interface>,
+    /// `[node.fencing]`: one fence device (agent and options).
+    pub fencing: Option<FenceDevice>,
+}
+
+/// One fence device: its agent program and options (`[node.fencing]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FenceDevice {
+    pub agent: String,
+    pub options: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
 }
 
 impl Node {
@@ -78,6 +88,7 @@ impl Node {
             name: name.into(),
             number,
             interfaces: Vec::new(),
+            fencing: None,
         }
     }
 
@@ -221,6 +232,8 @@ pub struct Package {
     pub resources: Vec<Resource>,
     pub monitors: Vec<Monitor>,
     pub dependencies: Vec<Dependency>,
+    /// `requires` (`"lease"`, `"fencing"`); `None`: the default.
+    pub requires: Option<String>,
 }
 
 impl Package {
@@ -239,6 +252,7 @@ impl Package {
             resources: Vec::new(),
             monitors: Vec::new(),
             dependencies: Vec::new(),
+            requires: None,
         }
     }
 
@@ -278,6 +292,7 @@ impl Package {
         );
         insert_some(&mut package, "failure_expiry", self.failure_expiry.clone());
         insert_some(&mut package, "priority", self.priority.map(i64::from));
+        insert_some(&mut package, "requires", self.requires.clone());
         if !self.networks.is_empty() {
             package.insert("networks".into(), strings(&self.networks));
         }
@@ -625,6 +640,19 @@ fn node_table(n: &Node) -> Value {
         })
         .collect();
     t.insert("interface".into(), interfaces.into());
+    if let Some(f) = &n.fencing {
+        let mut fencing = Table::new();
+        fencing.insert("agent".into(), f.agent.clone().into());
+        let mut options = Table::new();
+        for (key, value) in &f.options {
+            options.insert(key.clone(), value.clone().into());
+        }
+        fencing.insert("options".into(), options.into());
+        if let Some(timeout) = f.timeout {
+            fencing.insert("timeout".into(), duration(timeout));
+        }
+        t.insert("fencing".into(), fencing.into());
+    }
     t.into()
 }
 

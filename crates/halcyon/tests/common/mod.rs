@@ -97,6 +97,11 @@ impl Spec {
         self.edits.push(Box::new(|_, config| edit(config)));
     }
 
+    /// Changes the cluster's configuration once the test directory is known.
+    pub fn edits_cluster_in(&mut self, edit: impl FnOnce(&Path, &mut ClusterConfig) + 'static) {
+        self.edits.push(Box::new(edit));
+    }
+
     /// The rules file `rules.toml`, written once the test directory is known.
     pub fn rules(&mut self, rules: impl FnOnce(&Path) -> String + 'static) {
         self.edits.push(Box::new(|dir, config| {
