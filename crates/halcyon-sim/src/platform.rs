@@ -37,6 +37,8 @@ use crate::world::World;
 
 /// How long a simulated resource takes to start.
 const START_TIME: Duration = Duration::from_millis(20);
+/// How long a simulated fence device takes to switch a node off and confirm it.
+const FENCE_TIME: Duration = Duration::from_millis(50);
 /// The wall-clock time at simulated time zero (2026-01-01T00:00:00Z).
 const EPOCH_SECONDS: i64 = 1_767_225_600;
 
@@ -499,21 +501,36 @@ impl ResourceFactory for SimResources {
             .stop_activity(pgid, "killed by a restarted daemon");
     }
 
-    /// The simulated clusters configure no fence devices (`scenario.rs`): a fence asked for
-    /// anyway is reported as failed, which leaves a takeover to the lease rule.
+    /// A simulated fence device (`--fencing`): switches node `nN` off in the world at once
+    /// and confirms it after a device's round trip; a target that is no simulated node is
+    /// not fenced.
     fn fence(
         &self,
         target: &str,
         _fencing: &halcyon_config::Fencing,
         action: FenceAction,
     ) -> BoxFuture<'static, halcyon_state::FenceReport> {
-        let summary = format!("{target} NOT fenced ({action}): the simulator has no fence devices");
-        Box::pin(std::future::ready(halcyon_state::FenceReport {
-            action: action.to_string(),
-            confirmed: false,
-            summary,
-            attempts: Vec::new(),
-        }))
+        let world = self.world.clone();
+        let target = target.to_owned();
+        Box::pin(async move {
+            tokio::time::sleep(FENCE_TIME).await;
+            let node = target.strip_prefix('n').and_then(|n| n.parse::<u32>().ok());
+            let confirmed = node.is_some();
+            if let Some(node) = node {
+                world.fence(node);
+            }
+            let summary = if confirmed {
+                format!("{target} fenced ({action}) by level 1: the simulated switch")
+            } else {
+                format!("{target} NOT fenced ({action}): no simulated node of that name")
+            };
+            halcyon_state::FenceReport {
+                action: action.to_string(),
+                confirmed,
+                summary,
+                attempts: Vec::new(),
+            }
+        })
     }
 }
 
@@ -536,6 +553,14 @@ impl Resource for SimResource {
     fn start<'a>(&'a mut self, _env: &'a PackageEnv) -> BoxFuture<'a, Result<(), ResourceError>> {
         Box::pin(async move {
             tokio::time::sleep(START_TIME).await;
+            if self.world.is_powered_off(self.node) {
+                return Err(ResourceError::Failed {
+                    what: self.what.clone(),
+                    command: "simulated".into(),
+                    status: "no power".into(),
+                    output: String::new(),
+                });
+            }
             self.group = Some(
                 self.world
                     .start_activity(self.node, &self.package, self.index),

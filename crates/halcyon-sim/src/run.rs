@@ -53,7 +53,15 @@ pub struct Options {
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`: 30 ms x
     /// 3, lease 221 ms) instead of the defaults (100 ms x 4).
     pub fast: bool,
+    /// Every node has a (simulated) fence device and the even-numbered packages require
+    /// fencing: a failed node is switched off by the coordinator (its host crashed, booted
+    /// again [`FENCED_OFF`] later) before its packages start elsewhere, or at once for the
+    /// packages that need only the lease.
+    pub fencing: bool,
 }
+
+/// How long a node switched off by its simulated fence device stays off.
+pub const FENCED_OFF: Duration = Duration::from_secs(3);
 
 /// How many reconfigurations `--apply` makes in a run.
 const APPLIES: usize = 3;
@@ -71,6 +79,7 @@ impl Options {
             drift: false,
             apply: false,
             fast: false,
+            fencing: false,
         }
     }
 
@@ -138,7 +147,7 @@ fn node_ip(node: u32) -> IpAddr {
 /// Writes the cluster's configuration: one IP network, `packages` failover packages with
 /// one service each, spread over the nodes (package i prefers node i mod n).
 pub fn write_config(dir: &Path, nodes: u32, packages: usize) -> std::io::Result<()> {
-    write_config_with(dir, nodes, packages, Heartbeat::Default)
+    write_config_with(dir, nodes, packages, Heartbeat::Default, false)
 }
 
 /// The `[heartbeat]` table a run's files carry.
@@ -178,17 +187,19 @@ fn write_config_with(
     nodes: u32,
     packages: usize,
     heartbeat: Heartbeat,
+    fencing: bool,
 ) -> std::io::Result<()> {
-    write_config_variant(dir, nodes, packages, heartbeat, &[])
+    write_config_variant(dir, nodes, packages, heartbeat, fencing, &[])
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
-/// not given): what `--apply` changes.
+/// not given): what `--apply` changes. `fencing`: see [`Options::fencing`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
     packages: usize,
     heartbeat: Heartbeat,
+    fencing: bool,
     restarts: &[u32],
 ) -> std::io::Result<()> {
     let mut cluster = format!(
@@ -202,6 +213,12 @@ fn write_config_variant(
             "[[node]]\nname = \"n{n}\"\nnumber = {n}\n[[node.interface]]\nnetwork = \"lan\"\naddress = \"{}\"\n",
             node_ip(n)
         );
+        if fencing {
+            let _ = write!(
+                cluster,
+                "[node.fencing]\nagent = \"simulated\"\noptions = {{ plug = \"n{n}\" }}\n"
+            );
+        }
     }
     std::fs::write(dir.join("cluster.toml"), cluster)?;
     for p in 0..packages {
@@ -210,10 +227,15 @@ fn write_config_variant(
             .map(|i| format!("\"n{}\"", (first + i) % nodes + 1))
             .collect();
         let text = format!(
-            "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n\
+            "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n{}\
              [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = {}\nhalt_timeout = \"1s\"\n\
              command = \"simulated\"\n",
             list.join(", "),
+            if fencing && p % 2 == 0 {
+                "requires = \"fencing\"\n"
+            } else {
+                ""
+            },
             restarts.get(p).copied().unwrap_or(1)
         );
         std::fs::write(dir.join(format!("p{p}.toml")), text)?;
@@ -236,6 +258,7 @@ fn apply_request(
         options.nodes,
         options.packages,
         Heartbeat::of(options),
+        options.fencing,
         restarts,
     )?;
     let files = halcyon_config::named_sources(std::slice::from_ref(&dir))
@@ -257,6 +280,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         options.nodes,
         options.packages,
         Heartbeat::of(options),
+        options.fencing,
     )?;
     let drift_dir = directory.path().join("config-drift");
     if options.drift {
@@ -266,6 +290,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             options.nodes,
             options.packages,
             Heartbeat::Slower { fast: options.fast },
+            options.fencing,
         )?;
     }
     halcyon_consensus::seed_thread_rng(options.seed);
@@ -342,6 +367,8 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     let mut takeovers = Vec::new();
     let mut awaiting: Vec<(Duration, Vec<String>)> = Vec::new();
     let mut all_running_at = None;
+    // Nodes switched off by their fence device, and when they get power again.
+    let mut fenced: Vec<(Duration, u32)> = Vec::new();
     let mut steps: u64 = 0;
     loop {
         steps += 1;
@@ -379,13 +406,14 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         while heals.first().is_some_and(|(at, _, _)| *at <= now) {
             let (_, index, fault) = heals.remove(0);
             world.note(format!("fault {index} healed"));
-            heal(&mut sim, &hook, &fault, &transitions, options);
+            heal(&mut sim, &world, &hook, &fault, &transitions, options);
         }
         if let Err(e) = sim.step() {
             world.violation(format!("a simulated host failed: {e}"));
             break;
         }
         world.lock().now = sim.elapsed();
+        power_fenced(&mut sim, &world, &transitions, &mut fenced);
         world.fire_guards();
         if all_running_at.is_none()
             && steps.is_multiple_of(50)
@@ -590,8 +618,45 @@ fn inject(sim: &mut turmoil::Sim<'_>, world: &World, hook: &FaultHook, fault: &F
     }
 }
 
+/// Carries out the fences the simulated devices confirmed during the last step (the host
+/// crashed, unless a fault already has it down) and gives power back to the nodes whose
+/// [`FENCED_OFF`] is over (booted unless a fault still keeps them down).
+fn power_fenced(
+    sim: &mut turmoil::Sim<'_>,
+    world: &World,
+    transitions: &Arc<Mutex<Transitions>>,
+    fenced: &mut Vec<(Duration, u32)>,
+) {
+    let now = sim.elapsed();
+    for node in world.take_fence_requests() {
+        let ip = node_ip(node);
+        if sim.is_host_running(ip) {
+            sim.crash(ip);
+        }
+        fenced.retain(|(_, n)| *n != node);
+        fenced.push((now + FENCED_OFF, node));
+    }
+    fenced.retain(|&(on_at, node)| {
+        if on_at > now {
+            return true;
+        }
+        world.power_on(node);
+        world.note(format!("n{node}: power on after its fence"));
+        let ip = node_ip(node);
+        if !sim.is_host_running(ip) {
+            transitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(node);
+            sim.bounce(ip);
+        }
+        false
+    });
+}
+
 fn heal(
     sim: &mut turmoil::Sim<'_>,
+    world: &World,
     hook: &FaultHook,
     fault: &Fault,
     transitions: &Arc<Mutex<Transitions>>,
@@ -600,6 +665,8 @@ fn heal(
     let group = ips(&fault.nodes);
     let rest = others(&fault.nodes, o.nodes);
     match &fault.kind {
+        // A node its fence device switched off boots when it gets power again.
+        Kind::Crash | Kind::DaemonKill if world.is_powered_off(fault.nodes[0]) => {}
         Kind::Crash | Kind::DaemonKill => {
             transitions
                 .lock()

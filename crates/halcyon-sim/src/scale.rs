@@ -81,6 +81,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         drift: false,
         apply: false,
         fast: false,
+        fencing: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

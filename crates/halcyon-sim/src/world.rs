@@ -56,6 +56,12 @@ pub struct Inner {
     pub nodes: BTreeMap<u32, std::sync::Weak<halcyon_daemon::node::Node>>,
     /// Each running daemon's inbox for `halcyon apply` requests (`--apply`).
     pub appliers: BTreeMap<u32, tokio::sync::mpsc::UnboundedSender<halcyon_api::ApplyRequest>>,
+    /// Nodes a simulated fence device switched off, until the harness powers them on again:
+    /// nothing starts on them (their host keeps running until the harness crashes it at its
+    /// next step, as a power switch outruns the software).
+    powered_off: BTreeSet<u32>,
+    /// Fences the harness has yet to carry out on the simulated hosts (crash, later bounce).
+    fence_requests: Vec<u32>,
 }
 
 /// Shared by the harness and every simulated host.
@@ -202,6 +208,32 @@ impl World {
             self.stop_activity(group, "power loss");
         }
         self.lock().guards.remove(&node);
+    }
+
+    /// A simulated fence device switches `node` off: everything it runs stops at once, its
+    /// guard with it, nothing starts on it until [`World::power_on`], and the harness crashes
+    /// its host at its next step ([`World::take_fence_requests`]).
+    pub fn fence(&self, node: u32) {
+        self.power_off(node);
+        let mut inner = self.lock();
+        inner.powered_off.insert(node);
+        inner.fence_requests.push(node);
+        drop(inner);
+        self.note(format!("n{node}: switched off by its fence device"));
+    }
+
+    /// The nodes fenced since the last call.
+    pub fn take_fence_requests(&self) -> Vec<u32> {
+        std::mem::take(&mut self.lock().fence_requests)
+    }
+
+    /// The node has power again (its host is bounced).
+    pub fn power_on(&self, node: u32) {
+        self.lock().powered_off.remove(&node);
+    }
+
+    pub fn is_powered_off(&self, node: u32) -> bool {
+        self.lock().powered_off.contains(&node)
     }
 
     /// Nodes on which `package` has a resource running now.

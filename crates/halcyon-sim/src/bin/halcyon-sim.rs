@@ -5,6 +5,7 @@
 //! halcyon-sim --seed 42 --nodes 5 --history   one seed with its whole history
 //! halcyon-sim --seed 42 --faults 3,7          replay only those faults of seed 42's schedule
 //! halcyon-sim --seeds 200 --fast              the same with the fast heartbeat profile
+//! halcyon-sim --seeds 200 --fencing           every node with a simulated fence device
 //! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
 //! ```
 
@@ -56,6 +57,9 @@ struct Cli {
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`).
     #[arg(long)]
     fast: bool,
+    /// Every node has a simulated fence device; the even-numbered packages require fencing.
+    #[arg(long)]
+    fencing: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
             drift: cli.drift,
             apply: cli.apply,
             fast: cli.fast,
+            fencing: cli.fencing,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
@@ -231,7 +236,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -244,6 +249,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
         },
         if options.drift { " --drift" } else { "" },
         if options.apply { " --apply" } else { "" },
-        if options.fast { " --fast" } else { "" }
+        if options.fast { " --fast" } else { "" },
+        if options.fencing { " --fencing" } else { "" }
     );
 }
