@@ -634,8 +634,12 @@ pub struct FenceMetadata {
     /// Every parameter name, with the older names they replace (`obsoletes="..."`: `plug`
     /// obsoletes `port`, `password` obsoletes `passwd`).
     pub parameters: BTreeSet<String>,
-    /// The parameters marked `required="1"` (fence-agents marks `action`, which Halcyon sends).
+    /// The parameters marked `required="1"` (fence-agents marks `action`, which Halcyon sends),
+    /// except those marked `deprecated="1"`: the parameter that obsoletes one is required in
+    /// its place, and either name satisfies it ([`FenceMetadata::obsoleted`]).
     pub required: BTreeSet<String>,
+    /// Older names, each with the parameter that replaces it (`ipaddr` -> `ip`).
+    pub obsoleted: BTreeMap<String, String>,
     /// The action names (`on`, `off`, `reboot`, `status`, `metadata`...).
     pub actions: BTreeSet<String>,
 }
@@ -661,11 +665,13 @@ pub fn parse_metadata(xml: &str) -> Result<FenceMetadata, String> {
                 name: "parameter", ..
             } => {
                 let name = name_of("parameter")?;
-                if matches!(item.attribute("required"), Some("1" | "true" | "yes")) {
+                let truthy = |a| matches!(item.attribute(a), Some("1" | "true" | "yes"));
+                if truthy("required") && !truthy("deprecated") {
                     metadata.required.insert(name.clone());
                 }
                 if let Some(old) = item.attribute("obsoletes").filter(|o| !o.is_empty()) {
                     metadata.parameters.insert(old.to_owned());
+                    metadata.obsoleted.insert(old.to_owned(), name.clone());
                 }
                 metadata.parameters.insert(name);
             }
@@ -777,7 +783,13 @@ pub fn check_device(device: &FenceDevice) -> Vec<ValueError> {
     for required in &metadata.required {
         let sent = SENT_BY_HALCYON.contains(&required.as_str())
             || TARGET_PARAMETERS.contains(&required.as_str());
-        if !sent && !device.options.contains_key(required) {
+        // Given under an older name the parameter replaces (`ipaddr` for `ip`).
+        let given = device.options.contains_key(required)
+            || metadata
+                .obsoleted
+                .iter()
+                .any(|(old, new)| new == required && device.options.contains_key(old));
+        if !sent && !given {
             problems.push(problem(
                 format!("fence agent {agent}: required option \"{required}\" is missing"),
                 None,

@@ -728,6 +728,53 @@ fn real_fence_ipmilan_metadata_checks_a_realistic_device() {
 }
 
 #[test]
+fn a_required_parameter_is_given_under_its_new_or_its_old_name() {
+    // As fence_apc_snmp declares its address: `ip` replaces `ipaddr`, both marked required,
+    // the old one deprecated.
+    let metadata = parse_metadata(
+        r#"<resource-agent name="fence_x"><parameters>
+        <parameter name="ip" unique="0" required="1" obsoletes="ipaddr"><content type="string"/></parameter>
+        <parameter name="ipaddr" unique="0" required="1" deprecated="1"><content type="string"/></parameter>
+        </parameters><actions><action name="off"/></actions></resource-agent>"#,
+    )
+    .unwrap();
+    assert_eq!(
+        metadata.required.iter().collect::<Vec<_>>(),
+        ["ip"],
+        "a deprecated name is not required itself"
+    );
+    assert_eq!(
+        metadata.obsoleted.get("ipaddr").map(String::as_str),
+        Some("ip")
+    );
+    if skip_without_fence_ipmilan() {
+        return;
+    }
+    // The real agent, with the address under either name.
+    for address in ["ip", "ipaddr"] {
+        let device = FenceDevice {
+            agent: "fence_apc_snmp".into(),
+            options: [(address.to_owned(), "192.0.2.250".to_owned())]
+                .into_iter()
+                .collect(),
+            timeout: SECOND,
+        };
+        assert_eq!(check_device(&device), [], "{address}");
+    }
+    let missing = FenceDevice {
+        agent: "fence_apc_snmp".into(),
+        options: BTreeMap::new(),
+        timeout: SECOND,
+    };
+    let problems = check_device(&missing);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(
+        problems[0].problem,
+        "fence agent fence_apc_snmp: required option \"ip\" is missing"
+    );
+}
+
+#[test]
 fn attempts_serialize_for_the_api() {
     // The types cross the API: their serde form is part of the contract (snake_case action).
     let attempt = FenceAttempt {
