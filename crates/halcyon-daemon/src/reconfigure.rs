@@ -14,7 +14,8 @@
 //!
 //! What `apply` cannot change yet is refused with the setting named: the cluster's name,
 //! id, port, nodes, networks, heartbeat, quorum and limits (each node's runtime reads them
-//! at start: the heartbeat runner, Raft, the leases, the API's ports).
+//! at start: the heartbeat runner, Raft, the leases, the API's ports); a node's fence
+//! devices may change (the coordinator reads them from the running configuration).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -107,6 +108,18 @@ fn load_files(request: &ApplyRequest) -> Result<(Config, Rules), ApiError> {
     Ok((config, rules))
 }
 
+/// The nodes without their fence devices: only the coordinator reads those, from the
+/// running configuration, each time it fences, so `apply` may change them.
+fn without_fencing(nodes: &[halcyon_config::Node]) -> Vec<halcyon_config::Node> {
+    nodes
+        .iter()
+        .map(|n| halcyon_config::Node {
+            fencing: None,
+            ..n.clone()
+        })
+        .collect()
+}
+
 /// Refuses a change to a cluster setting that the nodes read only at start.
 fn refuse_cluster_changes(new: &Config, running: &Config) -> Result<(), ApiError> {
     let (n, r) = (&new.cluster, &running.cluster);
@@ -114,7 +127,10 @@ fn refuse_cluster_changes(new: &Config, running: &Config) -> Result<(), ApiError
         ("[cluster] name", n.name != r.name),
         ("[cluster] id", n.id != r.id),
         ("[cluster] port", n.port != r.port),
-        ("[[node]] (nodes and their interfaces)", n.nodes != r.nodes),
+        (
+            "[[node]] (nodes and their interfaces)",
+            without_fencing(&n.nodes) != without_fencing(&r.nodes),
+        ),
         ("[[network]]", n.networks != r.networks),
         ("[heartbeat]", n.heartbeat != r.heartbeat),
         ("[quorum]", n.quorum != r.quorum),
@@ -151,6 +167,7 @@ fn changes(
         .collect();
     let any = new.packages != running.packages
         || new.cluster.events != running.cluster.events
+        || new.cluster.nodes != running.cluster.nodes
         || new_rules != rules;
     (restart, any)
 }

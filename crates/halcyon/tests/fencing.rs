@@ -256,3 +256,49 @@ fn node_fence_of_a_node_without_fencing_is_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn apply_adds_fence_devices_to_a_running_cluster_and_leaves_web_untouched() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let pids = c.service_groups(1);
+    let mut config = c.config().clone();
+    for (i, node) in config.nodes.iter_mut().enumerate() {
+        let i = i + 1;
+        std::fs::write(pid_file(c.path(), i), c.pid(i).unwrap().to_string()).unwrap();
+        node.fencing = Some(FenceDevice {
+            agent: AGENT.into(),
+            options: vec![
+                (
+                    "pidfile".to_owned(),
+                    pid_file(c.path(), i).display().to_string(),
+                ),
+                ("password".to_owned(), "hunter2".to_owned()),
+            ],
+            timeout: None,
+        });
+    }
+    let dir = c.path().join("with-fencing");
+    config.write(&dir).unwrap();
+    let (code, out) = cli(&c, 1, &["apply", dir.to_str().unwrap(), "--yes"]);
+    // The agent does not declare `password`: check (run by apply first) refuses it.
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown option \"password\""), "{out}");
+    for node in config.nodes.iter_mut() {
+        if let Some(f) = node.fencing.as_mut() {
+            f.options.retain(|(k, _)| k != "password");
+        }
+    }
+    config.write(&dir).unwrap();
+    let (code, out) = cli(&c, 1, &["apply", dir.to_str().unwrap(), "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("fencing"), "the difference is shown: {out}");
+    c.wait_for(1, "generation 2", FAILOVER_TIMEOUT, |v| {
+        v["generation"] == 2 && v["execution"].is_null()
+    });
+    assert_eq!(c.service_groups(1), pids, "web was restarted by the apply");
+    let (code, out) = cli(&c, 1, &["node", "fence", "n3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("n3 fenced (off)"), "{out}");
+}

@@ -265,7 +265,18 @@ pub fn differences(running: &Config, new: &Config, preview: &ApplyPreview) -> Ve
         "cluster",
         &to_value(&running.cluster),
         &to_value(&new.cluster),
-        &mut |path, change| out.push(format!("~ {path}: {change}")),
+        &mut |path, change| {
+            // A fence device's password is not shown on the terminal.
+            let secret = ["passw", "secret", "_script"]
+                .iter()
+                .any(|s| path.contains(s));
+            let change = if secret {
+                "(changed)".to_owned()
+            } else {
+                change
+            };
+            out.push(format!("~ {path}: {change}"))
+        },
     );
     if preview.rules_changed {
         out.push("~ the event rules (recovery programs) changed".to_owned());
