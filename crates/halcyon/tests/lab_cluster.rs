@@ -1218,6 +1218,7 @@ fn a_paused_holder_is_fenced_and_its_package_that_requires_fencing_moves() {
     let cluster = start_fenced_cluster(true, true);
     let old = holder(&cluster);
     let lease = lease_in_force(&cluster, old);
+    let coordinator = cluster.coordinator(old);
     let checker = start_checker(&cluster);
     let paused_at = cluster.pause_daemon(old).expect("pause");
     let failover = wait_for_failover(&cluster, &checker, old, paused_at);
@@ -1289,9 +1290,9 @@ fn a_paused_holder_is_fenced_and_its_package_that_requires_fencing_moves() {
     };
     assert!(halted <= started, "{report}");
     println!(
-        "pause of h{old}'s daemon, web requires fencing (lease {lease:?} per the daemon): h{old} \
-         fenced ({}); h{old} inactive at +{:?}, h{new} active at +{:?}, answered after \
-         {failover:?} (outage bound {:?})",
+        "pause of h{old}'s daemon (coordinator {coordinator:?}), web requires fencing (lease \
+         {lease:?} per the daemon): h{old} fenced ({}); h{old} inactive at +{:?}, h{new} active \
+         at +{:?}, answered after {failover:?} (outage bound {:?})",
         notes.join("; "),
         halted - paused_at,
         started - paused_at,
