@@ -17,6 +17,12 @@
 //! neighbour entry for that address, so the client's next packet is resolved to the new holder.
 //! It polls every 5 ms, like the checker.
 //!
+//! Optionally every node has a fence device (`ClusterSpec::fencing`): `[node.fencing]` with the
+//! lab's agent [`FENCE_AGENT`] (`agents/fence_lab`) and `plug` = the host's network namespace,
+//! so the coordinator powers a failed host off by setting its links down, killing every process
+//! in its namespace and deleting its relocatable addresses; a package may then require fencing
+//! (`PackageSpec::requires_fencing`, `requires = "fencing"`).
+//!
 //! Optionally one host is the quorum witness (`ClusterSpec::witness`): it runs `halcyon witness`
 //! (configured as `[quorum.witness]` with the host's network-1 address) instead of a node, and
 //! no package lists it. Where the lab gives hosts standby interfaces (`LabSpec::standby_networks`),
@@ -38,14 +44,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use halcyon_config::HeartbeatProfile;
-use halcyon_testkit::config::Witness;
+use halcyon_testkit::config::{FenceDevice, Witness};
 use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
 
 use crate::checker::{PackageWatch, ServiceMatch};
 use crate::command::Invocation;
 use crate::lab::{HostProcess, Lab, LabSpec, io_error};
-use crate::names::{self, CLIENT};
+use crate::names::{self, CLIENT, LabId};
 use crate::netlink::RouteSocket;
 use crate::{LabError, fault};
 
@@ -60,6 +66,11 @@ const ANNOUNCER_PERIOD: Duration = Duration::from_millis(5);
 const ANNOUNCER_RUN_TIME_MAX: Duration = Duration::from_secs(6 * 3600);
 /// How long a daemon is given to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The lab's fence agent (fence-agents convention), in this crate's source tree.
+pub const FENCE_AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agents/fence_lab");
+/// `timeout` of every node's fence device: one call of the agent. `off` gives up after about
+/// 3 s of kill -9 rounds, so this leaves room for a loaded machine.
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One failover package: a relocatable address on network 1 and a demo HTTP service on it.
 #[derive(Debug, Clone)]
@@ -70,6 +81,9 @@ pub struct PackageSpec {
     pub port: u16,
     /// The nodes (host numbers) in order of preference; empty: every host in order.
     pub nodes: Vec<usize>,
+    /// `requires = "fencing"`: a takeover from a failed node waits for its confirmed fence and
+    /// its lease. False: the default (`lease`), nothing written. Needs `ClusterSpec::fencing`.
+    pub requires_fencing: bool,
 }
 
 impl PackageSpec {
@@ -84,6 +98,7 @@ impl PackageSpec {
             address: names::relocatable_address(1, index),
             port: 8080,
             nodes: Vec::new(),
+            requires_fencing: false,
         }
     }
 
@@ -132,6 +147,9 @@ pub struct ClusterSpec {
     pub log_filter: String,
     /// The host that runs the quorum witness (`halcyon witness`) instead of a node, if any.
     pub witness: Option<usize>,
+    /// Give every node a fence device: `[node.fencing]` with [`FENCE_AGENT`], `plug` = the
+    /// host's namespace and [`FENCE_TIMEOUT`]. Off by default.
+    pub fencing: bool,
 }
 
 impl ClusterSpec {
@@ -150,6 +168,7 @@ impl ClusterSpec {
             announce_moves: false,
             log_filter: "info,openraft=warn".to_string(),
             witness: None,
+            fencing: false,
         }
     }
 
@@ -222,8 +241,9 @@ pub fn host_of_answer(answer: &str) -> Option<usize> {
 }
 
 /// The cluster's configuration for the hosts and IP networks of `lab` (standby interfaces
-/// included) and every package of `spec`.
-pub fn config(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> ClusterConfig {
+/// included) and every package of `spec`; the fence devices (`spec.fencing`) name the
+/// namespaces of lab `id`.
+pub fn config(spec: &ClusterSpec, lab: &LabSpec, id: LabId, disk: &Path) -> ClusterConfig {
     let (hosts, networks) = (lab.hosts, lab.networks);
     let mut config = ClusterConfig::new("lab", 1, spec.port);
     let own = spec.heartbeat_profile.map(HeartbeatProfile::heartbeat);
@@ -269,6 +289,13 @@ pub fn config(spec: &ClusterSpec, lab: &LabSpec, disk: &Path) -> ClusterConfig {
                 &names::standby_interface(network),
             );
         }
+        if spec.fencing {
+            node.fencing = Some(FenceDevice {
+                agent: FENCE_AGENT.to_string(),
+                options: vec![("plug".to_string(), id.host_namespace(host))],
+                timeout: Some(FENCE_TIMEOUT),
+            });
+        }
         config = config.node(node);
     }
     for package in &spec.packages {
@@ -306,6 +333,9 @@ fn package_config(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> Pa
         });
     config.failover_policy = Some("configured_node".into());
     config.failback_policy = Some("manual".into());
+    if package.requires_fencing {
+        config.requires = Some("fencing".into());
+    }
     config
 }
 
@@ -340,6 +370,12 @@ impl LabCluster {
                     package.address
                 )));
             }
+            if package.requires_fencing && !spec.fencing {
+                return Err(LabError::Spec(format!(
+                    "package {} requires fencing: set ClusterSpec::fencing",
+                    package.name
+                )));
+            }
         }
         if !spec.halcyon.is_file() {
             return Err(LabError::Spec(format!(
@@ -356,7 +392,7 @@ impl LabCluster {
             )));
         }
         let config_directory = lab.directory().join("config");
-        let cluster_config = config(&spec, lab.spec(), &lab.disk_heartbeat_path());
+        let cluster_config = config(&spec, lab.spec(), lab.id(), &lab.disk_heartbeat_path());
         cluster_config
             .write(&config_directory)
             .map_err(io_error("writing the configuration"))?;
@@ -902,6 +938,8 @@ fn announce(
 mod tests {
     use super::*;
 
+    const LAB: LabId = LabId { pid: 1234, slot: 0 };
+
     #[test]
     fn configuration_names_nodes_networks_disk_and_the_package_resources() {
         let mut spec = ClusterSpec::new("/opt/halcyon");
@@ -911,7 +949,7 @@ mod tests {
             networks: 2,
             ..LabSpec::default()
         };
-        let config = config(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        let config = config(&spec, &lab, LAB, Path::new("/tmp/lab/disk-heartbeat"));
         let cluster = config.cluster_toml();
         assert!(
             cluster.contains("interval = \"100ms\"\nsensitivity = 4"),
@@ -949,6 +987,38 @@ mod tests {
         }
         assert!(spec.outage_bound() > spec.nominal_takeover());
         assert!(!cluster.contains("standby") && !cluster.contains("witness"));
+        assert!(!cluster.contains("fencing"), "{cluster}");
+        assert!(!package.contains("requires"), "{package}");
+    }
+
+    #[test]
+    fn fencing_gives_every_node_the_lab_agent_on_its_namespace_and_a_package_may_require_it() {
+        let mut spec = ClusterSpec::new("/opt/halcyon");
+        spec.fencing = true;
+        spec.witness = Some(3);
+        spec.packages[0].requires_fencing = true;
+        let mut other = PackageSpec::numbered(1);
+        other.nodes = vec![2, 1];
+        spec.packages.push(other);
+        let lab = LabSpec {
+            hosts: 3,
+            networks: 1,
+            ..LabSpec::default()
+        };
+        let config = config(&spec, &lab, LAB, Path::new("/tmp/lab/disk-heartbeat"));
+        let cluster = config.cluster_toml();
+        for host in [1, 2] {
+            let fencing = format!(
+                "[node.fencing]\nagent = \"{FENCE_AGENT}\"\ntimeout = \"10s\"\n\n[node.fencing.options]\nplug = \"hl1234ah{host}\"\n"
+            );
+            assert!(cluster.contains(&fencing), "{cluster}");
+        }
+        assert_eq!(cluster.matches("[node.fencing]").count(), 2, "{cluster}");
+        assert!(Path::new(FENCE_AGENT).is_file(), "{FENCE_AGENT}");
+        let web = config.packages[0].to_toml();
+        assert!(web.contains("requires = \"fencing\""), "{web}");
+        let pkg1 = config.packages[1].to_toml();
+        assert!(!pkg1.contains("requires"), "{pkg1}");
     }
 
     #[test]
@@ -961,7 +1031,7 @@ mod tests {
             standby_networks: vec![1],
             ..LabSpec::default()
         };
-        let config = config(&spec, &lab, Path::new("/tmp/lab/disk-heartbeat"));
+        let config = config(&spec, &lab, LAB, Path::new("/tmp/lab/disk-heartbeat"));
         let cluster = config.cluster_toml();
         assert!(
             cluster
@@ -988,7 +1058,7 @@ mod tests {
         };
         let fast = ClusterSpec::new("/opt/halcyon").with_profile(HeartbeatProfile::Fast);
         assert_eq!(fast.detection(), Duration::from_millis(90));
-        let cluster = config(&fast, &lab, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
+        let cluster = config(&fast, &lab, LAB, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
         assert!(
             cluster.contains("[heartbeat]\nprofile = \"fast\"\n\n"),
             "{cluster}"
@@ -996,7 +1066,8 @@ mod tests {
         assert!(!cluster.contains("interval"), "{cluster}");
         let mut tuned = fast;
         tuned.sensitivity = 5;
-        let cluster = config(&tuned, &lab, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
+        let cluster =
+            config(&tuned, &lab, LAB, Path::new("/tmp/lab/disk-heartbeat")).cluster_toml();
         assert!(
             cluster.contains("profile = \"fast\"\ninterval = \"30ms\"\nsensitivity = 5"),
             "{cluster}"
