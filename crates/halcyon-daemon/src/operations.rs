@@ -8,6 +8,7 @@
 //! on the leader.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use halcyon_api::{
@@ -396,9 +397,12 @@ fn check_fence(
 
 /// `node fence`: runs the node's fencing levels here (the leader), commits the outcome (a
 /// `node_fence` record in the event log, the node's last fence in `status`) and answers it;
-/// a fence no level confirmed is a conflict (exit 1), with every agent call.
+/// a fence no level confirmed is a conflict (exit 1), with every agent call. The fence runs
+/// in a task of its own: a request that waits longer than [`EVENT_WAIT`] (agents with long
+/// timeouts, several levels) is answered that it still runs, and its outcome is recorded
+/// when it ends.
 async fn fence_node(
-    node: &Node,
+    node: &Arc<Node>,
     config: &Config,
     name: &NodeName,
     action: FenceAction,
@@ -415,24 +419,40 @@ async fn fence_node(
         .copied()
         .unwrap_or(0);
     tracing::warn!(node = %node.name, target = %name, %action, by, "fencing on request");
-    let report = node
-        .platform
-        .resources
-        .fence(name.as_str(), &fencing, action)
-        .await;
+    let fence = {
+        let (node, name, by) = (Arc::clone(node), name.clone(), by.to_owned());
+        tokio::spawn(async move {
+            let report = node
+                .platform
+                .resources
+                .fence(name.as_str(), &fencing, action)
+                .await;
+            let recorded = node
+                .submit(&Command::FenceReport {
+                    node: name,
+                    incarnation,
+                    report: report.clone(),
+                    by,
+                    at: node.timestamp(),
+                })
+                .await;
+            (report, recorded)
+        })
+    };
+    let Ok(ended) = tokio::time::timeout(EVENT_WAIT, fence).await else {
+        return Err(ApiError::conflict(format!(
+            "the fence of {name} still runs after {EVENT_WAIT:?}; its outcome will be a \
+             node_fence record (halcyon events --node {name})"
+        )));
+    };
+    let (report, recorded) =
+        ended.map_err(|e| ApiError::unavailable(format!("the fence of {name} failed: {e}")))?;
     let text = std::iter::once(report.summary.clone())
         .chain(report.attempts.iter().map(|a| format!("  {a}")))
         .collect::<Vec<_>>()
         .join("\n");
-    node.submit(&Command::FenceReport {
-        node: name.clone(),
-        incarnation,
-        report: report.clone(),
-        by: by.to_owned(),
-        at: node.timestamp(),
-    })
-    .await
-    .map_err(|e| ApiError::unavailable(format!("{text}\nthe outcome is not recorded: {e}")))?;
+    recorded
+        .map_err(|e| ApiError::unavailable(format!("{text}\nthe outcome is not recorded: {e}")))?;
     if report.confirmed {
         Ok(Answer::note(text))
     } else {
@@ -442,7 +462,7 @@ async fn fence_node(
 
 /// Carries out a checked node operation (on the leader).
 pub async fn node_operation(
-    node: &Node,
+    node: &Arc<Node>,
     config: &Config,
     operation: NodeOperation,
     request: Option<&str>,
