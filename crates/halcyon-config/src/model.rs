@@ -488,7 +488,8 @@ pub const WEBHOOK_RETRIES_DEFAULT: u32 = 3;
 pub const WEBHOOK_RETRIES_MAX: u32 = 10;
 /// What a webhook's `events` may name: the built-in events (sent once finished), `user` (every
 /// user-defined event, once finished), `error` (an event stopped in ERROR, when it stops) and
-/// `node_restart` (a node's new incarnation, recorded when it registers).
+/// `node_restart` (a node's new incarnation, recorded when it registers) and `node_fence` (a
+/// fence of a node, recorded when it ends).
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "cluster_start",
     "cluster_halt",
@@ -511,6 +512,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "user",
     "error",
     "node_restart",
+    "node_fence",
 ];
 
 impl Webhook {

@@ -470,7 +470,7 @@ fn read_webhooks(sink: &mut Sink<'_>, events: &mut TableReader<'_, '_>) -> Vec<W
                     format!("unknown event kind \"{kind}\""),
                 );
                 d.expected = Some(format!(
-                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation)",
+                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node)",
                     crate::diagnostic::list(WEBHOOK_EVENTS)
                 ));
                 d.hint = did_you_mean(&kind, WEBHOOK_EVENTS.iter().copied());

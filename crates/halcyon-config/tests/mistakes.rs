@@ -816,7 +816,7 @@ const CASES: &[Case] = &[
         )],
         expect: &[
             "cluster.toml:51:7: events.webhook[1].url: \"https://pager.example/halcyon\": https is not supported (the daemon's client speaks plain HTTP); expected http://HOST[:PORT]/PATH; hint: point it at a local relay that forwards over TLS",
-            "cluster.toml:52:11: events.webhook[1].events: unknown event kind \"node_dwn\"; expected one of \"cluster_start\", \"cluster_halt\", \"node_up\", \"node_down\", \"network_up\", \"network_down\", \"swap_adapter\", \"fail_standby\", \"join_standby\", \"package_failed\", \"package_run\", \"package_halt\", \"package_move\", \"package_enable\", \"package_disable\", \"package_clear\", \"config_change\", \"timer\", \"user\", \"error\", \"node_restart\" (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation); hint: did you mean \"node_down\"?",
+            "cluster.toml:52:11: events.webhook[1].events: unknown event kind \"node_dwn\"; expected one of \"cluster_start\", \"cluster_halt\", \"node_up\", \"node_down\", \"network_up\", \"network_down\", \"swap_adapter\", \"fail_standby\", \"join_standby\", \"package_failed\", \"package_run\", \"package_halt\", \"package_move\", \"package_enable\", \"package_disable\", \"package_clear\", \"config_change\", \"timer\", \"user\", \"error\", \"node_restart\", \"node_fence\" (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node); hint: did you mean \"node_down\"?",
             "cluster.toml:53:11: events.webhook[1].timeout: 60s; expected more than 0 and at most 30s",
         ],
     },

@@ -226,11 +226,12 @@ mod tests {
 
     /// `halcyon-config` cannot depend on this crate, so it keeps its own list of the event
     /// kinds a webhook may name: the built-in events, `user`, `error` and the recorded
-    /// `node_restart` (no program runs for it, so it is no built-in event), no more.
+    /// `node_restart` and `node_fence` (no program runs for them, so they are no built-in
+    /// events), no more.
     #[test]
-    fn the_webhook_event_kinds_are_the_built_in_events_and_user_error_and_node_restart() {
+    fn the_webhook_event_kinds_are_the_built_in_events_and_user_error_and_the_records() {
         let mut expected: Vec<&str> = BUILTIN_EVENTS.to_vec();
-        expected.extend(["user", "error", "node_restart"]);
+        expected.extend(["user", "error", "node_restart", "node_fence"]);
         let mut named: Vec<&str> = halcyon_config::WEBHOOK_EVENTS.to_vec();
         expected.sort_unstable();
         named.sort_unstable();
