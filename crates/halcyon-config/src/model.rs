@@ -171,6 +171,23 @@ impl Cluster {
     pub fn voter_count(&self) -> usize {
         self.nodes.len() + usize::from(self.quorum.witness.is_some())
     }
+
+    /// The smallest voter set allowed: `quorum.min_voters`, by default a majority of the
+    /// configured voters (nodes and witness).
+    pub fn min_voters(&self) -> usize {
+        match self.quorum.min_voters {
+            0 => self.voter_count() / 2 + 1,
+            n => n as usize,
+        }
+    }
+
+    /// The smallest voter set auto-shrink leaves: [`Cluster::min_voters`], and never two
+    /// voters unless the witness is one of them (two nodes alone lose their quorum when
+    /// either fails; with the witness the survivor keeps it).
+    pub fn shrink_floor(&self) -> usize {
+        let pair = if self.quorum.witness.is_some() { 2 } else { 3 };
+        self.min_voters().max(pair)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -404,12 +421,22 @@ pub struct Quorum {
     pub witness: Option<Witness>,
     /// Shrink the voter set after a committed node_down (never below `min_voters`).
     pub auto_shrink: bool,
+    /// How long a node stays committed down before auto-shrink takes it out of the voters.
+    #[serde(default = "default_shrink_after")]
+    pub shrink_after: Duration,
     pub min_voters: u32,
     /// How long a node may run failover packages after the quorum last confirmed it.
     /// `None`: derived from the heartbeat settings (see ARCHITECTURE.md).
     pub lease: Option<Duration>,
     /// Linux watchdog device, if the node should arm one.
     pub watchdog: Option<String>,
+}
+
+/// `quorum.shrink_after` when not given (Corosync's `last_man_standing_window` is 10 s).
+pub const DEFAULT_SHRINK_AFTER: Duration = Duration::from_secs(10);
+
+fn default_shrink_after() -> Duration {
+    DEFAULT_SHRINK_AFTER
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -120,6 +120,7 @@ pub(crate) struct QuorumSpans {
     pub witness_name: Option<Span>,
     pub witness_number: Option<Span>,
     pub min_voters: Option<Span>,
+    pub auto_shrink: Option<Span>,
     pub lease: Option<Span>,
 }
 
@@ -523,6 +524,7 @@ const HEARTBEAT_FIELDS: &[FieldSpec] = &[
 const QUORUM_FIELDS: &[FieldSpec] = &[
     field("witness"),
     field("auto_shrink"),
+    field("shrink_after"),
     field("min_voters"),
     field("lease"),
     field("watchdog"),
@@ -614,6 +616,7 @@ fn read_cluster(
         None => Quorum {
             witness: None,
             auto_shrink: false,
+            shrink_after: DEFAULT_SHRINK_AFTER,
             min_voters: 0,
             lease: None,
             watchdog: None,
@@ -794,21 +797,30 @@ fn read_quorum(
     spans.min_voters = min_voters.as_ref().map(|(_, s)| s.clone());
     let lease = q.duration(sink, "lease");
     spans.lease = lease.as_ref().map(|(_, s)| s.clone());
-    // Parsed and never acted on, it was a setting that did nothing: refused until the
-    // daemon implements it (issue 18).
-    let auto_shrink_span = q.get(sink, "auto_shrink").map(|v| v.span());
+    spans.auto_shrink = q.get(sink, "auto_shrink").map(|v| v.span());
     let auto_shrink = q.bool(sink, "auto_shrink").unwrap_or(false);
-    if let (true, Some(span)) = (auto_shrink, auto_shrink_span) {
-        sink.error(
-            span,
-            &q.field_path("auto_shrink"),
-            "is not implemented: the voters change only with `halcyon node add|remove`",
-        )
-        .hint = Some("remove it (or set it to false)".to_owned());
-    }
+    let shrink_after = match q.duration(sink, "shrink_after") {
+        Some((_, span)) if !auto_shrink => {
+            sink.error(
+                span,
+                &q.field_path("shrink_after"),
+                "has no effect without auto_shrink = true",
+            )
+            .hint = Some("set auto_shrink = true or remove shrink_after".to_owned());
+            DEFAULT_SHRINK_AFTER
+        }
+        Some((d, span)) if d < Duration::from_secs(1) || d > Duration::from_secs(3600) => {
+            sink.error(span, &q.field_path("shrink_after"), "out of range")
+                .expected = Some("from 1 s to 1 h".to_owned());
+            DEFAULT_SHRINK_AFTER
+        }
+        Some((d, _)) => d,
+        None => DEFAULT_SHRINK_AFTER,
+    };
     let out = Quorum {
         witness,
         auto_shrink,
+        shrink_after,
         min_voters: min_voters.map_or(0, |(n, _)| n as u32),
         lease: lease.map(|(d, _)| d),
         watchdog: q.string(sink, "watchdog").map(|(s, _)| s),

@@ -267,6 +267,27 @@ fn check_cluster_in(sink: &mut Sink<'_>, cluster: &Cluster, spans: &ClusterSpans
         )
         .expected = Some(format!("from 1 to {voters}"));
     }
+    if cluster.quorum.auto_shrink && voters <= cluster.shrink_floor() {
+        sink.error(
+            spans
+                .quorum
+                .auto_shrink
+                .clone()
+                .unwrap_or_else(|| spans.root.clone()),
+            "quorum.auto_shrink",
+            format!(
+                "cannot shrink {voters} voters: auto-shrink never goes below {} (min_voters {}{})",
+                cluster.shrink_floor(),
+                cluster.min_voters(),
+                if cluster.quorum.witness.is_some() {
+                    ""
+                } else {
+                    ", and never to two voters without a witness"
+                }
+            ),
+        )
+        .hint = Some("lower quorum.min_voters, or remove auto_shrink".to_owned());
+    }
     if let Some(lease) = cluster.quorum.lease {
         let span = spans
             .quorum

@@ -564,10 +564,20 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        name: "quorum auto_shrink is refused: nothing implements it",
+        name: "quorum auto_shrink on three voters without a witness cannot shrink",
         edits: &[Append("cluster.toml", "\n[quorum]\nauto_shrink = true\n")],
         expect: &[
-            "cluster.toml:51:15: quorum.auto_shrink: is not implemented: the voters change only with `halcyon node add|remove`; hint: remove it (or set it to false)",
+            "cluster.toml:51:15: quorum.auto_shrink: cannot shrink 3 voters: auto-shrink never goes below 3 (min_voters 2, and never to two voters without a witness); hint: lower quorum.min_voters, or remove auto_shrink",
+        ],
+    },
+    Case {
+        name: "shrink_after without auto_shrink, and out of range",
+        edits: &[Append(
+            "cluster.toml",
+            "\n[quorum]\nshrink_after = \"0s\"\n",
+        )],
+        expect: &[
+            "cluster.toml:51:16: quorum.shrink_after: has no effect without auto_shrink = true; hint: set auto_shrink = true or remove shrink_after",
         ],
     },
     Case {

@@ -510,10 +510,7 @@ pub async fn node_operation(
 /// The smallest voter set allowed: `quorum.min_voters`, by default a majority of the
 /// configured voters (nodes and witness).
 pub fn min_voters(config: &Config) -> usize {
-    match config.cluster.quorum.min_voters {
-        0 => config.cluster.voter_count() / 2 + 1,
-        n => n as usize,
-    }
+    config.cluster.min_voters()
 }
 
 /// Why a voter change is refused before it is tried: `voters` is the current voter set,
@@ -560,7 +557,7 @@ pub fn refuse_voter_change(
 /// `node add|remove NAME`: changes the Raft voter set (on the leader). A removed voter is
 /// kept as a learner: it still receives the log (plans, leases' state), it only stops
 /// voting.
-async fn voter_change(
+pub(crate) async fn voter_change(
     node: &Node,
     config: &Config,
     name: &str,

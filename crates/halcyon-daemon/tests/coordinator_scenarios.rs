@@ -23,7 +23,8 @@
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
 //!   by default the configuration's lease and Raft election timeout), `fencing` (nodes
-//!   whose fence runs now).
+//!   whose fence runs now), `voters` (the Raft voters, default every configured one),
+//!   `changing_voters` (a voter change runs).
 //!
 //! The expected file: the commands in order (each with the state machine's reply when
 //! applied in order to the view), the memory changes (and after how many commands), the
@@ -78,6 +79,12 @@ struct Scenario {
     /// Nodes whose fence runs now.
     #[serde(default)]
     fencing: Vec<String>,
+    /// The Raft voters (default: every configured node and the witness).
+    #[serde(default)]
+    voters: Option<Vec<String>>,
+    /// A voter change of this coordinator runs.
+    #[serde(default)]
+    changing_voters: bool,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +267,16 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         .iter()
         .map(|n| NodeName::from(n.as_str()))
         .collect();
+    let voters: std::collections::BTreeSet<NodeName> = match &scenario.voters {
+        Some(names) => names.iter().map(|n| NodeName::from(n.as_str())).collect(),
+        None => config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .chain(config.cluster.quorum.witness.iter().map(|w| w.name.clone()))
+            .collect(),
+    };
     let input = Input {
         view: &view,
         boot_config: &config,
@@ -268,6 +285,8 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         reachability: &reachability,
         lease,
         fencing: &fencing,
+        voters: &voters,
+        changing_voters: scenario.changing_voters,
         memory,
         now: base.instant(scenario.now)?,
         timestamp: base.timestamp(scenario.now)?,
@@ -508,6 +527,17 @@ fn render_decision(
             .wake_at
             .map_or_else(|| "never".to_owned(), |at| base.offset(at))
     )?;
+    if let Some((node, add)) = &decision.voter_change {
+        writeln!(
+            out,
+            "\nvoter change:\n  {node} {}",
+            if *add {
+                "becomes a voter"
+            } else {
+                "leaves the voters"
+            }
+        )?;
+    }
     if !decision.fences.is_empty() {
         writeln!(out, "\nfences:")?;
         for (node, incarnation) in &decision.fences {
@@ -609,6 +639,14 @@ fn describe(command: &Command, view: &State) -> String {
         Command::EventTooLong { execution, .. } => {
             format!("event too long: execution {execution}")
         }
+        Command::AutoShrink { node, voter, .. } => format!(
+            "auto-shrink: {node} {}",
+            if *voter {
+                "is a voter again"
+            } else {
+                "recorded as shrunk"
+            }
+        ),
         other => format!("{other:?}"),
     }
 }

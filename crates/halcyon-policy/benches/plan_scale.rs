@@ -106,6 +106,7 @@ fn config() -> Config {
             quorum: Quorum {
                 witness: None,
                 auto_shrink: false,
+                shrink_after: halcyon_config::DEFAULT_SHRINK_AFTER,
                 min_voters: 0,
                 lease: None,
                 watchdog: None,

@@ -2,7 +2,7 @@
 //! hosts, a fault schedule drawn from the seed, the invariants checked as the run goes, and
 //! at the end the liveness check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -58,6 +58,25 @@ pub struct Options {
     /// again [`FENCED_OFF`] later) before its packages start elsewhere, or at once for the
     /// packages that need only the lease.
     pub fencing: bool,
+    /// `[quorum] auto_shrink = true` with `shrink_after = "2s"`: a node committed down for
+    /// 2 s leaves the voters (never below 3 of 5), and becomes a voter again when it rejoins.
+    pub auto_shrink: bool,
+}
+
+/// What a run's files configure besides the heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Features {
+    fencing: bool,
+    auto_shrink: bool,
+}
+
+impl Features {
+    fn of(options: &Options) -> Features {
+        Features {
+            fencing: options.fencing,
+            auto_shrink: options.auto_shrink,
+        }
+    }
 }
 
 /// How long a node switched off by its simulated fence device stays off.
@@ -80,6 +99,7 @@ impl Options {
             apply: false,
             fast: false,
             fencing: false,
+            auto_shrink: false,
         }
     }
 
@@ -114,6 +134,8 @@ pub struct Outcome {
     pub takeovers: Vec<Duration>,
     /// When every package first ran.
     pub all_running_at: Option<Duration>,
+    /// The Raft voters at the end of the run, as the leader then knew them (none: no leader).
+    pub voters_at_end: Option<BTreeSet<u64>>,
 }
 
 impl Outcome {
@@ -147,7 +169,13 @@ fn node_ip(node: u32) -> IpAddr {
 /// Writes the cluster's configuration: one IP network, `packages` failover packages with
 /// one service each, spread over the nodes (package i prefers node i mod n).
 pub fn write_config(dir: &Path, nodes: u32, packages: usize) -> std::io::Result<()> {
-    write_config_with(dir, nodes, packages, Heartbeat::Default, false)
+    write_config_with(
+        dir,
+        nodes,
+        packages,
+        Heartbeat::Default,
+        Features::default(),
+    )
 }
 
 /// The `[heartbeat]` table a run's files carry.
@@ -187,26 +215,34 @@ fn write_config_with(
     nodes: u32,
     packages: usize,
     heartbeat: Heartbeat,
-    fencing: bool,
+    features: Features,
 ) -> std::io::Result<()> {
-    write_config_variant(dir, nodes, packages, heartbeat, fencing, &[])
+    write_config_variant(dir, nodes, packages, heartbeat, features, &[])
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
-/// not given): what `--apply` changes. `fencing`: see [`Options::fencing`].
+/// not given): what `--apply` changes. `features`: see [`Options::fencing`] and
+/// [`Options::auto_shrink`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
     packages: usize,
     heartbeat: Heartbeat,
-    fencing: bool,
+    features: Features,
     restarts: &[u32],
 ) -> std::io::Result<()> {
+    let Features {
+        fencing,
+        auto_shrink,
+    } = features;
     let mut cluster = format!(
         "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\n{}\
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n",
         heartbeat.toml()
     );
+    if auto_shrink {
+        cluster.push_str("[quorum]\nauto_shrink = true\nshrink_after = \"2s\"\n");
+    }
     for n in 1..=nodes {
         let _ = write!(
             cluster,
@@ -258,7 +294,7 @@ fn apply_request(
         options.nodes,
         options.packages,
         Heartbeat::of(options),
-        options.fencing,
+        Features::of(options),
         restarts,
     )?;
     let files = halcyon_config::named_sources(std::slice::from_ref(&dir))
@@ -280,7 +316,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         options.nodes,
         options.packages,
         Heartbeat::of(options),
-        options.fencing,
+        Features::of(options),
     )?;
     let drift_dir = directory.path().join("config-drift");
     if options.drift {
@@ -290,7 +326,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             options.nodes,
             options.packages,
             Heartbeat::Slower { fast: options.fast },
-            options.fencing,
+            Features::of(options),
         )?;
     }
     halcyon_consensus::seed_thread_rng(options.seed);
@@ -440,6 +476,13 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         describe_nodes(&world);
     }
     let history = world.history_text(usize::MAX);
+    let voters_at_end = world
+        .lock()
+        .nodes
+        .values()
+        .filter_map(std::sync::Weak::upgrade)
+        .find(|node| node.consensus.is_leader())
+        .map(|node| node.consensus.voters());
     Ok(Outcome {
         seed: options.seed,
         faults: schedule,
@@ -450,6 +493,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         real: started.elapsed(),
         takeovers,
         all_running_at,
+        voters_at_end,
     })
 }
 

@@ -82,6 +82,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         apply: false,
         fast: false,
         fencing: false,
+        auto_shrink: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

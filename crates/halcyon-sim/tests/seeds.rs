@@ -4,6 +4,10 @@
 //!
 //! The long run: `cargo run --release -p halcyon-sim -- --seeds 10000 --nodes 5`.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use halcyon_sim::faults::{Fault, Kind};
 use halcyon_sim::{Options, minimize, run};
 
 /// Seeds per batch; CI runs `BATCHES` batches.
@@ -49,28 +53,37 @@ batches! {
     seeds_176_to_200 = 7,
 }
 
+/// Runs seeds `seeds` with the options `variant` gives each (`flag`: its `halcyon-sim` flag,
+/// for the replay line); every invariant must hold. Returns the runs' histories.
+fn variant_passes(
+    seeds: std::ops::RangeInclusive<u64>,
+    flag: &str,
+    variant: impl Fn(Options) -> Options,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut histories = Vec::new();
+    for seed in seeds {
+        let outcome = run(&variant(Options::new(seed, 5))).expect("the simulation runs");
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed} with {flag}: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} {flag} --history",
+                outcome.violations.join("; "),
+                outcome.history_to_violation()
+            ));
+        }
+        histories.push(outcome.history);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    histories
+}
+
 /// The fast heartbeat profile (30 ms x 3, lease 221 ms) under the same random faults: the
 /// lease rule is derived from the heartbeat, so every invariant must hold with it too.
 /// Twelve seeds in the suite (a fast profile's run simulates more heartbeats: about 8 s a
 /// seed in a debug build); `halcyon-sim --fast --seeds N` runs more.
 #[test]
 fn fast_profile_seeds_1_to_12() {
-    let mut failures = Vec::new();
-    for seed in 1..=12 {
-        let options = Options {
-            fast: true,
-            ..Options::new(seed, 5)
-        };
-        let outcome = run(&options).expect("the simulation runs");
-        if !outcome.passed() {
-            failures.push(format!(
-                "seed {seed} with --fast: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --fast --history",
-                outcome.violations.join("; "),
-                outcome.history_to_violation()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    variant_passes(1..=12, "--fast", |o| Options { fast: true, ..o });
 }
 
 /// Every node with a simulated fence device, the even-numbered packages requiring fencing
@@ -80,31 +93,81 @@ fn fast_profile_seeds_1_to_12() {
 /// must really fence. `halcyon-sim --fencing --seeds N` runs more.
 #[test]
 fn fencing_seeds_1_to_8() {
-    let mut failures = Vec::new();
-    let mut fences = 0;
-    for seed in 1..=8 {
-        let options = Options {
-            fencing: true,
-            ..Options::new(seed, 5)
-        };
-        let outcome = run(&options).expect("the simulation runs");
-        fences += outcome
-            .history
-            .matches("switched off by its fence device")
-            .count();
-        if !outcome.passed() {
-            failures.push(format!(
-                "seed {seed} with --fencing: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --fencing --history",
-                outcome.violations.join("; "),
-                outcome.history_to_violation()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let histories = variant_passes(1..=8, "--fencing", |o| Options { fencing: true, ..o });
+    let fences: usize = histories
+        .iter()
+        .map(|h| h.matches("switched off by its fence device").count())
+        .sum();
     assert!(
         fences >= 4,
         "only {fences} fences in 8 seeds: the runs did not exercise fencing"
     );
+}
+
+/// Auto-shrink under the random faults (partitions, pauses and crashes while voters leave
+/// and come back): every invariant must hold. `halcyon-sim --auto-shrink --seeds N` runs more.
+#[test]
+fn auto_shrink_seeds_1_to_8() {
+    variant_passes(1..=8, "--auto-shrink", |o| Options {
+        auto_shrink: true,
+        ..o
+    });
+}
+
+/// Auto-shrink (issue 18 item 4, Corosync's `last_man_standing`): three of five nodes lose
+/// power one after another, 7 s apart, for a minute each. With `auto_shrink` (after 2 s,
+/// never below 3 voters) the voters follow the failures down to n1, n2, n3, so the third
+/// failure leaves two of three voters: a quorum, and n3's package moves at once; the nodes
+/// are voters again once they are back. Without it the two survivors are two of five: no
+/// quorum, and the package waits for the first node to come back.
+#[test]
+fn sequential_failures_keep_a_quorum_with_auto_shrink_and_lose_it_without() {
+    let crash = |node: u32, at: u64| Fault {
+        at: Duration::from_secs(at),
+        kind: Kind::Crash,
+        nodes: vec![node],
+        lasts: Duration::from_secs(60),
+    };
+    for shrink in [true, false] {
+        let options = Options {
+            script: Some(vec![crash(5, 3), crash(4, 10), crash(3, 17)]),
+            fault_span: Duration::from_secs(17),
+            auto_shrink: shrink,
+            ..Options::new(11, 5)
+        };
+        let outcome = run(&options).expect("the simulation runs");
+        assert!(
+            outcome.passed(),
+            "auto_shrink = {shrink}: {}\n{}",
+            outcome.violations.join("; "),
+            outcome.history_to_violation()
+        );
+        // p2 runs on n3 (package i prefers node i + 1): its takeover after n3's crash.
+        assert_eq!(
+            outcome.takeovers.len(),
+            1,
+            "auto_shrink = {shrink}: {:?}",
+            outcome.takeovers
+        );
+        let took = outcome.takeovers[0];
+        if shrink {
+            assert!(
+                took < Duration::from_secs(3),
+                "with auto_shrink p2 waited {took:?}"
+            );
+            assert_eq!(
+                outcome.voters_at_end,
+                Some(BTreeSet::from([1, 2, 3, 4, 5])),
+                "the returning nodes are voters again"
+            );
+        } else {
+            // Only n5's return (at 63 s, 46 s after n3's crash) gives back a quorum.
+            assert!(
+                took > Duration::from_secs(40),
+                "without auto_shrink p2 moved after {took:?}: two of five voters made a quorum"
+            );
+        }
+    }
 }
 
 #[test]

@@ -188,6 +188,14 @@ pub enum Command {
         by: String,
         at: Timestamp,
     },
+    /// `quorum.auto_shrink`: the coordinator takes `node` out of the voters (`voter:
+    /// false`, committed before the membership change) or makes it a voter again (`voter:
+    /// true`, committed once the change is done). Kept in [`State::shrunk`].
+    AutoShrink {
+        node: NodeName,
+        voter: bool,
+        at: Timestamp,
+    },
 }
 
 /// How a fence of a node went, as the replicated state keeps it (the agents' calls are
@@ -480,6 +488,14 @@ pub struct State {
     /// Each node's last fence (see [`Command::FenceReport`]).
     #[serde(default)]
     fences: BTreeMap<NodeName, Fence>,
+    /// When each departed node's `node_down` was committed (`quorum.auto_shrink` waits
+    /// `shrink_after` from it).
+    #[serde(default)]
+    departed_at: BTreeMap<NodeName, Timestamp>,
+    /// Nodes the coordinator took out of the voters by itself (`quorum.auto_shrink`): they
+    /// are made voters again when they rejoin; a voter an administrator removed is not.
+    #[serde(default)]
+    shrunk: BTreeSet<NodeName>,
     /// The files of the running configuration (empty for a cluster formed before they were
     /// kept): shared, like the configuration.
     #[serde(default)]
@@ -539,6 +555,16 @@ impl State {
     }
 
     /// Nodes declared down by a committed `node_down`.
+    /// When each departed node's `node_down` was committed.
+    pub fn departed_at(&self) -> &BTreeMap<NodeName, Timestamp> {
+        &self.departed_at
+    }
+
+    /// The nodes auto-shrink took out of the voters.
+    pub fn shrunk(&self) -> &BTreeSet<NodeName> {
+        &self.shrunk
+    }
+
     /// Each node's last fence.
     pub fn fences(&self) -> &BTreeMap<NodeName, Fence> {
         &self.fences
@@ -698,6 +724,23 @@ impl State {
                 by,
                 at,
             } => self.fence_report(node, incarnation, report, by, at),
+            Command::AutoShrink { node, voter, at: _ } => {
+                let changed = if voter {
+                    self.shrunk.remove(&node)
+                } else {
+                    self.shrunk.insert(node.clone())
+                };
+                if changed {
+                    Reply::Done
+                } else {
+                    Reply::Ignored {
+                        why: format!(
+                            "{node} is already {}",
+                            if voter { "a voter again" } else { "shrunk" }
+                        ),
+                    }
+                }
+            }
             Command::Enqueue {
                 event,
                 by,
@@ -883,6 +926,8 @@ impl State {
             generation,
             staged,
             fences,
+            departed_at,
+            shrunk,
             sources,
         } = self;
         State {
@@ -909,6 +954,8 @@ impl State {
             generation: *generation,
             staged: staged.clone(),
             fences: fences.clone(),
+            departed_at: departed_at.clone(),
+            shrunk: shrunk.clone(),
             sources: Arc::clone(sources),
         }
     }
@@ -1310,6 +1357,7 @@ impl State {
         match &pending.event {
             Event::NodeDown { node, how } => {
                 self.departed.insert(node.clone());
+                self.departed_at.insert(node.clone(), at);
                 self.adapters_down.retain(|(n, _)| n != node);
                 self.adapter_reports.remove(node);
                 self.standbys_down.retain(|(n, _)| n != node);
@@ -1320,6 +1368,7 @@ impl State {
             }
             Event::NodeUp { node } => {
                 self.departed.remove(node);
+                self.departed_at.remove(node);
                 self.adapters_down.retain(|(n, _)| n != node);
                 self.standbys_down.retain(|(n, _)| n != node);
             }

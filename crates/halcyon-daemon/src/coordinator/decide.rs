@@ -56,6 +56,10 @@ pub struct Input<'a> {
     pub lease: LeaseFacts<'a>,
     /// Nodes this coordinator is fencing right now (their agents run).
     pub fencing: &'a BTreeSet<NodeName>,
+    /// The Raft voters now, by name.
+    pub voters: &'a BTreeSet<NodeName>,
+    /// A voter change this coordinator started has not ended yet.
+    pub changing_voters: bool,
     pub memory: Memory,
     /// Now on the node's lease clock.
     pub now: Instant,
@@ -114,6 +118,9 @@ pub struct Decision {
     /// Nodes to fence now, with the incarnation each is known as (the runtime runs their
     /// fencing levels and commits a `FenceReport`).
     pub fences: Vec<(NodeName, u64)>,
+    /// `quorum.auto_shrink`: a voter change to make once the commands are committed (the
+    /// node, and whether it becomes a voter).
+    pub voter_change: Option<(NodeName, bool)>,
 }
 
 impl Decision {
@@ -146,6 +153,7 @@ pub fn decide(input: &Input) -> Decision {
         return round.decision;
     };
     membership(&mut round, config);
+    auto_shrink(&mut round, config);
     let view = input.view;
     let reported = adapter_events(config, view, input.reachability)
         .into_iter()
@@ -181,6 +189,7 @@ impl<'a> Round<'a> {
                 memory: vec![(0, input.memory)],
                 wake_at: None,
                 fences: Vec::new(),
+                voter_change: None,
             },
         }
     }
@@ -257,6 +266,77 @@ impl<'a> Round<'a> {
     fn reach(&self, config: &Config, node: &str) -> Option<NodeState> {
         let number = config.node(node).map_or(0, |n| n.number);
         self.input.reachability.get(&number).copied()
+    }
+}
+
+/// `quorum.auto_shrink` (SPEC 6, Corosync's `last_man_standing`), one voter change at a time:
+/// a voter committed down for `shrink_after` leaves the voters (never below
+/// `Cluster::shrink_floor`), recorded as shrunk before the change; a shrunk node that is a
+/// member again becomes a voter again, and is no longer recorded as shrunk once it is one.
+/// Raft's joint consensus makes each change safe against partitions; the voters an
+/// administrator removed (`node remove`) are never added back by this.
+fn auto_shrink(round: &mut Round, config: &Config) {
+    let input = round.input;
+    let view = input.view;
+    if !config.cluster.quorum.auto_shrink || input.changing_voters {
+        return;
+    }
+    for node in view.shrunk() {
+        let member = view.cluster().members.contains(node) && !view.departed().contains(node);
+        if !member {
+            continue;
+        }
+        if input.voters.contains(node) {
+            round.commit(Command::AutoShrink {
+                node: node.clone(),
+                voter: true,
+                at: input.timestamp,
+            });
+        } else {
+            round.log(
+                Level::INFO,
+                format!("auto-shrink: {node} is a member again: it becomes a voter again"),
+            );
+            round.decision.voter_change = Some((node.clone(), true));
+            return;
+        }
+    }
+    if input.voters.len() <= config.cluster.shrink_floor() {
+        return;
+    }
+    let after =
+        SignedDuration::try_from(config.cluster.quorum.shrink_after).unwrap_or(SignedDuration::MAX);
+    let mut departed: Vec<(&NodeName, &Timestamp)> = view
+        .departed_at()
+        .iter()
+        .filter(|(node, _)| input.voters.contains(*node))
+        .collect();
+    departed.sort_by_key(|(node, at)| (**at, (*node).clone()));
+    for (node, at) in departed {
+        let down_for = input.timestamp.duration_since(*at);
+        if down_for < after {
+            let wait = Duration::try_from(after - down_for).unwrap_or(Duration::ZERO);
+            round.wake(input.now + wait);
+            continue;
+        }
+        if !view.shrunk().contains(node) {
+            round.commit(Command::AutoShrink {
+                node: node.clone(),
+                voter: false,
+                at: input.timestamp,
+            });
+        }
+        round.log(
+            Level::WARN,
+            format!(
+                "auto-shrink: {node} has been down for {:.1} s: it leaves the voters ({} now, at least {})",
+                down_for.as_secs_f64(),
+                input.voters.len(),
+                config.cluster.shrink_floor()
+            ),
+        );
+        round.decision.voter_change = Some((node.clone(), false));
+        return;
     }
 }
 
@@ -861,6 +941,7 @@ mod tests {
             memory: vec![(0, Memory::default()), (1, seen), (2, logged)],
             wake_at: None,
             fences: Vec::new(),
+            voter_change: None,
         };
         assert_eq!(decision.memory_after(0), Memory::default());
         assert_eq!(decision.memory_after(1), seen);

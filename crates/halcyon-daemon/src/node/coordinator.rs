@@ -33,6 +33,10 @@ struct Coordinator {
     wake_at: Option<Instant>,
     /// Nodes whose fencing levels run now (one fence per node at a time).
     fencing: BTreeSet<NodeName>,
+    /// An auto-shrink voter change runs (one at a time).
+    changing_voters: bool,
+    /// The voter change the last round decided, to start once its commands are committed.
+    start_voter_change: Option<(NodeName, bool)>,
 }
 
 /// A fence that ended: the node, the incarnation it was fenced as, the term of the
@@ -49,6 +53,7 @@ impl Node {
         let mut server = self.consensus.server_metrics();
         let mut c = Coordinator::default();
         let (fenced_tx, mut fenced) = mpsc::channel::<Fenced>(FENCES_QUEUED_MAX);
+        let (voters_changed_tx, mut voters_changed) = mpsc::channel::<()>(1);
         loop {
             tokio::select! {
                 biased;
@@ -58,6 +63,7 @@ impl Node {
                     continue;
                 }
                 Some(done) = fenced.recv() => self.fence_ended(&mut c, done).await,
+                Some(()) = voters_changed.recv() => c.changing_voters = false,
                 Ok(()) = view.changed() => {}
                 Ok(()) = membership.changed() => {}
                 Ok(()) = server.changed() => {}
@@ -90,6 +96,16 @@ impl Node {
                     Some(self.platform.clock.now() + RETRY_AFTER)
                 }
             };
+            if let Some((target, add)) = c.start_voter_change.take() {
+                c.changing_voters = true;
+                let node = Arc::clone(&self);
+                let done = voters_changed_tx.clone();
+                tokio::spawn(async move {
+                    node.auto_voter_change(&target, add).await;
+                    // The coordinator owns the receiver for as long as the node runs.
+                    let _ = done.send(()).await;
+                });
+            }
         }
     }
 
@@ -107,6 +123,12 @@ impl Node {
     ) -> Result<Option<Instant>, String> {
         let view = self.snapshot();
         let reachability = self.reachability();
+        let voters: BTreeSet<NodeName> = self
+            .consensus
+            .voters()
+            .into_iter()
+            .map(|id| NodeName::from(self.node_name_of(id).as_str()))
+            .collect();
         let input = Input {
             view: &view,
             boot_config: &self.boot_config,
@@ -121,6 +143,8 @@ impl Node {
                 grants: &c.grants,
             },
             fencing: &c.fencing,
+            voters: &voters,
+            changing_voters: c.changing_voters,
             memory: c.memory,
             now: self.platform.clock.now(),
             timestamp: self.timestamp(),
@@ -143,6 +167,9 @@ impl Node {
             committed += 1;
         };
         c.memory = decision.memory_after(committed);
+        if committed == decision.commands.len() {
+            c.start_voter_change = decision.voter_change.clone();
+        }
         outcome
     }
 
@@ -195,6 +222,19 @@ impl Node {
         };
         if let Err(e) = self.submit_as_leader(term, &command).await {
             tracing::warn!(node = %self.name, "the fence's outcome is not committed: {e}");
+        }
+    }
+
+    /// An auto-shrink voter change (the checks and the change of `node add|remove`).
+    async fn auto_voter_change(&self, target: &NodeName, add: bool) {
+        let Some(config) = self.snapshot().config().cloned() else {
+            return;
+        };
+        match crate::operations::voter_change(self, &config, target.as_str(), add, "auto-shrink")
+            .await
+        {
+            Ok(_) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: voters changed"),
+            Err(e) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: {}", e.message),
         }
     }
 }

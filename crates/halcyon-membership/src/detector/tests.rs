@@ -490,6 +490,7 @@ pub(crate) fn cluster() -> Cluster {
         quorum: Quorum {
             witness: None,
             auto_shrink: false,
+            shrink_after: halcyon_config::DEFAULT_SHRINK_AFTER,
             min_voters: 1,
             lease: None,
             watchdog: None,

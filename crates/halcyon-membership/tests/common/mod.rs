@@ -67,6 +67,7 @@ pub fn cluster(port: u16, nodes: Vec<Node>, networks: Vec<Network>) -> Cluster {
         quorum: Quorum {
             witness: None,
             auto_shrink: false,
+            shrink_after: halcyon_config::DEFAULT_SHRINK_AFTER,
             min_voters: 1,
             lease: None,
             watchdog: None,

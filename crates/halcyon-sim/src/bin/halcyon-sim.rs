@@ -6,6 +6,7 @@
 //! halcyon-sim --seed 42 --faults 3,7          replay only those faults of seed 42's schedule
 //! halcyon-sim --seeds 200 --fast              the same with the fast heartbeat profile
 //! halcyon-sim --seeds 200 --fencing           every node with a simulated fence device
+//! halcyon-sim --seeds 200 --auto-shrink       the voters shrink after 2 s of a node down
 //! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
 //! ```
 
@@ -60,6 +61,9 @@ struct Cli {
     /// Every node has a simulated fence device; the even-numbered packages require fencing.
     #[arg(long)]
     fencing: bool,
+    /// `[quorum] auto_shrink = true`, `shrink_after = "2s"`.
+    #[arg(long)]
+    auto_shrink: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
             apply: cli.apply,
             fast: cli.fast,
             fencing: cli.fencing,
+            auto_shrink: cli.auto_shrink,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
@@ -236,7 +241,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -250,6 +255,11 @@ fn report_failure(options: &Options, outcome: &Outcome) {
         if options.drift { " --drift" } else { "" },
         if options.apply { " --apply" } else { "" },
         if options.fast { " --fast" } else { "" },
-        if options.fencing { " --fencing" } else { "" }
+        if options.fencing { " --fencing" } else { "" },
+        if options.auto_shrink {
+            " --auto-shrink"
+        } else {
+            ""
+        }
     );
 }
