@@ -412,6 +412,13 @@ async fn fence_node(
         .node(name.as_str())
         .and_then(|n| n.fencing.clone())
         .ok_or_else(|| ApiError::conflict(format!("refused: {name} has no [node.fencing]")))?;
+    if *name == node.name {
+        // Its own fence would end the daemon that runs the agents before it records them.
+        return Err(ApiError::conflict(format!(
+            "refused: {name} is the coordinator, which runs the fence agents; fence it from \
+             another coordinator (halt it first: halcyon node halt {name})"
+        )));
+    }
     let incarnation = node
         .snapshot()
         .incarnations()

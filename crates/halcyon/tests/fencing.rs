@@ -214,34 +214,49 @@ fn a_fence_that_fails_holds_a_package_that_requires_it_until_the_administrator_s
 #[test]
 fn node_fence_powers_a_node_off_and_prints_the_confirmation() {
     let c = fenced(false);
-    let pid = c.pid(3).unwrap();
-    let (code, out) = cli(&c, 1, &["node", "fence", "n3"]);
+    // The coordinator runs the agents: fencing itself is refused, and changes nothing.
+    let (coordinator, k) = c.coordinator(1);
+    let (code, out) = cli(&c, 1, &["node", "fence", &coordinator]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("refused: {coordinator} is the coordinator")),
+        "{out}"
+    );
+    assert!(!daemon_gone(c.pid(k).unwrap()));
+    // Another node than the coordinator and web's n1.
+    let t = (2..=3).find(|&i| i != k).unwrap();
+    let target = format!("n{t}");
+    let pid = c.pid(t).unwrap();
+    let (code, out) = cli(&c, 1, &["node", "fence", &target]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("n3 fenced (off) by level 1"), "{out}");
+    assert!(
+        out.contains(&format!("{target} fenced (off) by level 1")),
+        "{out}"
+    );
     assert!(out.contains("fence_process status: exit 2"), "{out}");
     assert!(daemon_gone(pid));
-    assert!(record(&c, 1, "node_fence n3 (off): confirmed").is_some());
-    // The cluster goes on without n3; web stays untouched on n1.
-    c.wait_for(1, "n3 down", FAILOVER_TIMEOUT, |v| {
-        node_of(v, "n3")["member"] == false && v["execution"].is_null()
+    assert!(record(&c, 1, &format!("node_fence {target} (off): confirmed")).is_some());
+    // The cluster goes on without it; web stays untouched on n1.
+    c.wait_for(1, "the fenced node down", FAILOVER_TIMEOUT, |v| {
+        node_of(v, &target)["member"] == false && v["execution"].is_null()
     });
     assert_eq!(package_of(&c.status(1).unwrap(), "web")["nodes"][0], "n1");
     // Bad input: a precise error, nothing done.
-    let (code, out) = cli(&c, 1, &["node", "fence", "n2", "--action", "cycle"]);
+    let (code, out) = cli(&c, 1, &["node", "fence", "n1", "--action", "cycle"]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("action \"cycle\"; expected off or reboot"),
         "{out}"
     );
-    let (code, out) = cli(&c, 1, &["node", "halt", "n2", "--action", "off"]);
+    let (code, out) = cli(&c, 1, &["node", "halt", "n1", "--action", "off"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--action is for node fence"), "{out}");
     let (code, out) = cli(&c, 1, &["node", "fence", "n9"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("unknown node \"n9\""), "{out}");
     assert!(
-        !daemon_gone(c.pid(2).unwrap()),
-        "n2 was fenced by a refused request"
+        !daemon_gone(c.pid(1).unwrap()),
+        "n1 was fenced by a refused request"
     );
 }
 
