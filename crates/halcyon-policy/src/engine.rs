@@ -509,7 +509,7 @@ impl<'e, 'c> Work<'e, 'c> {
                             kind: ActionKind::SwapAdapter { network: network.clone() },
                             package: Some(package.name.clone()),
                             node: node.clone(),
-                            reason: format!("the interface carrying {network} on {node} failed; a standby interface takes its addresses"),
+                            reason: format!("the interface carrying {network}'s addresses on {node} failed; another interface of {network} takes them (a standby, or the primary once it has returned)"),
                         });
                     } else {
                         self.must_leave.insert(

@@ -464,11 +464,19 @@ impl IpAddress {
         Ok(moved)
     }
 
-    /// The first standby interface of the network that is up with a carrier and is not the
-    /// current one (by name), for [`IpAddress::swap`].
-    pub fn usable_standby(&self) -> Result<Option<String>, ResourceError> {
+    /// Where a swap ([`IpAddress::swap`]) moves the address: back to the primary interface
+    /// when the address is on another one and the primary is up with a carrier (it has
+    /// returned and the standby carrying the address failed), else the first standby
+    /// interface of the network that is up with a carrier and is not the current one.
+    pub fn swap_target(&self) -> Result<Option<String>, ResourceError> {
         let mut netlink = self.open()?;
         let current = self.current.as_ref().map(|(i, _)| *i);
+        if let Ok(index) = self.primary.resolve(&mut netlink)
+            && current.is_some_and(|c| c != index)
+            && let Some(link) = usable_link(&mut netlink, index)
+        {
+            return Ok(Some(link.name));
+        }
         for spec in &self.standby {
             let Ok(index) = spec.resolve(&mut netlink) else {
                 tracing::warn!(standby = %spec.describe(), "standby interface not found");

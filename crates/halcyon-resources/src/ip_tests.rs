@@ -204,8 +204,10 @@ fn an_address_moves_between_hosts_and_the_client_follows() {
 }
 
 #[test]
-fn swap_adapter_moves_the_address_to_the_standby_interface() {
-    if skip_unless_root("swap_adapter_moves_the_address_to_the_standby_interface") {
+fn swap_adapter_moves_the_address_to_the_standby_interface_and_back_to_the_primary() {
+    if skip_unless_root(
+        "swap_adapter_moves_the_address_to_the_standby_interface_and_back_to_the_primary",
+    ) {
         return;
     }
     let mut lab = Lab::new();
@@ -231,11 +233,11 @@ fn swap_adapter_moves_the_address_to_the_standby_interface() {
     // Pull eth0's cable (its bridge port goes down: no carrier).
     lab.client.ip("link set aeth0 down");
     let eth1_mac = a.mac("eth1");
-    let mut package = a.block_on(|| async move {
+    let package = a.block_on(|| async move {
         let standby = package.resources[0]
             .as_ip_address()
             .unwrap()
-            .usable_standby()
+            .swap_target()
             .unwrap();
         assert_eq!(standby.as_deref(), Some("eth1"));
         let moved = package.swap_adapter("lan", "eth1").await.unwrap();
@@ -256,10 +258,41 @@ fn swap_adapter_moves_the_address_to_the_standby_interface() {
         lab.client.pings(SERVICE),
         "reached on the standby interface"
     );
+    // The primary's cable is back: while the address is on the standby, a swap moves it
+    // back to the primary (the standby carrying it has failed).
+    lab.client.ip("link set aeth0 up");
+    let package = a.block_on(|| async move {
+        let mut package = package;
+        let mut target = None;
+        for _ in 0..100 {
+            target = package.resources[0]
+                .as_ip_address()
+                .unwrap()
+                .swap_target()
+                .unwrap();
+            if target.as_deref() == Some("eth0") {
+                break;
+            }
+            // The carrier comes back a moment after the link is set up.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            target.as_deref(),
+            Some("eth0"),
+            "the primary, once it has returned"
+        );
+        let moved = package.swap_adapter("lan", "eth0").await.unwrap();
+        assert_eq!(moved, [format!("ip {SERVICE}/24: eth1 -> eth0")]);
+        package
+    });
+    assert!(a.has_address("eth0", SERVICE));
+    assert!(!a.has_address("eth1", SERVICE));
+    assert!(lab.client.pings(SERVICE), "reached on the primary again");
+    let mut package = package;
     a.block_on(|| async move {
         package.stop(StopMode::Graceful).await.unwrap();
     });
-    assert!(!a.has_address("eth1", SERVICE));
+    assert!(!a.has_address("eth0", SERVICE));
 }
 
 #[test]

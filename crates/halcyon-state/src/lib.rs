@@ -488,6 +488,11 @@ pub struct State {
     /// Each node's last fence (see [`Command::FenceReport`]).
     #[serde(default)]
     fences: BTreeMap<NodeName, Fence>,
+    /// Networks whose addresses a node carries on a standby interface since a committed
+    /// `swap_adapter` (its primary interface failed), until a swap back, a `network_down`, or
+    /// the node's next `node_up` / `node_down`.
+    #[serde(default)]
+    swapped: BTreeSet<(NodeName, NetworkName)>,
     /// When each departed node's `node_down` was committed (`quorum.auto_shrink` waits
     /// `shrink_after` from it).
     #[serde(default)]
@@ -555,6 +560,11 @@ impl State {
     }
 
     /// Nodes declared down by a committed `node_down`.
+    /// Networks whose addresses a node carries on a standby interface.
+    pub fn swapped(&self) -> &BTreeSet<(NodeName, NetworkName)> {
+        &self.swapped
+    }
+
     /// When each departed node's `node_down` was committed.
     pub fn departed_at(&self) -> &BTreeMap<NodeName, Timestamp> {
         &self.departed_at
@@ -926,6 +936,7 @@ impl State {
             generation,
             staged,
             fences,
+            swapped,
             departed_at,
             shrunk,
             sources,
@@ -954,6 +965,7 @@ impl State {
             generation: *generation,
             staged: staged.clone(),
             fences: fences.clone(),
+            swapped: swapped.clone(),
             departed_at: departed_at.clone(),
             shrunk: shrunk.clone(),
             sources: Arc::clone(sources),
@@ -1359,6 +1371,7 @@ impl State {
                 self.departed.insert(node.clone());
                 self.departed_at.insert(node.clone(), at);
                 self.adapters_down.retain(|(n, _)| n != node);
+                self.swapped.retain(|(n, _)| n != node);
                 self.adapter_reports.remove(node);
                 self.standbys_down.retain(|(n, _)| n != node);
                 self.standby_reports.remove(node);
@@ -1371,6 +1384,7 @@ impl State {
                 self.departed_at.remove(node);
                 self.adapters_down.retain(|(n, _)| n != node);
                 self.standbys_down.retain(|(n, _)| n != node);
+                self.swapped.retain(|(n, _)| n != node);
             }
             Event::FailStandby { node, network } => {
                 self.standbys_down.insert((node.clone(), network.clone()));
@@ -1378,8 +1392,19 @@ impl State {
             Event::JoinStandby { node, network } => {
                 self.standbys_down.remove(&(node.clone(), network.clone()));
             }
-            Event::NetworkDown { node, network } | Event::SwapAdapter { node, network } => {
+            Event::NetworkDown { node, network } => {
                 self.adapters_down.insert((node.clone(), network.clone()));
+                self.swapped.remove(&(node.clone(), network.clone()));
+            }
+            // The first swap moves the addresses to a standby because the primary failed; a
+            // swap while they are on the standby moves them back to the primary, which has
+            // returned (the standby failed): the primary is not down then.
+            Event::SwapAdapter { node, network } => {
+                let key = (node.clone(), network.clone());
+                if !self.swapped.remove(&key) {
+                    self.adapters_down.insert(key.clone());
+                    self.swapped.insert(key);
+                }
             }
             Event::NetworkUp { node, network } => {
                 self.adapters_down.remove(&(node.clone(), network.clone()));

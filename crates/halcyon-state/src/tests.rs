@@ -909,3 +909,36 @@ fn restart_counters_start_again_when_the_package_is_halted() {
     done_all(&mut s, index, true);
     assert_eq!(s.restart_count("web", "n1", "srv"), 0);
 }
+
+#[test]
+fn a_swap_while_the_addresses_are_on_the_standby_moves_them_back() {
+    let mut s = booted();
+    let key = (NodeName::from("n1"), NetworkName::from("lan"));
+    let mut index = 2;
+    let mut carry_out = |s: &mut State, event: Event, at: i64| {
+        enqueue(s, index, event, "m", t(at));
+        plan_next(s, index + 1, t(at));
+        index = done_all(s, index + 1, true) + 1;
+    };
+    carry_out(&mut s, Event::NodeUp { node: "n1".into() }, 1);
+    let swap = Event::SwapAdapter {
+        node: "n1".into(),
+        network: "lan".into(),
+    };
+    // The primary fails: the addresses go to the standby.
+    carry_out(&mut s, swap.clone(), 2);
+    assert!(s.swapped().contains(&key) && s.adapters_down().contains(&key));
+    // The primary returns: the addresses stay where they are.
+    carry_out(
+        &mut s,
+        Event::NetworkUp {
+            node: "n1".into(),
+            network: "lan".into(),
+        },
+        3,
+    );
+    assert!(s.swapped().contains(&key) && !s.adapters_down().contains(&key));
+    // The standby fails: the swap moves them back; the primary is not down.
+    carry_out(&mut s, swap, 4);
+    assert!(!s.swapped().contains(&key) && !s.adapters_down().contains(&key));
+}

@@ -933,6 +933,76 @@ events:
     assert_eq!(interface(old), None, "the address stayed on h{old}");
 }
 
+/// Issue 18, item 3, the other case: after a swap the primary interface comes back (the
+/// address stays on the standby, as in HACMP); when the standby then fails, the address swaps
+/// back to the primary and the package stays on its host. Never on two hosts at once.
+#[test]
+fn the_standby_that_took_over_failing_after_the_primary_returned_swaps_back() {
+    if !running_as_root_or_skip(
+        "the_standby_that_took_over_failing_after_the_primary_returned_swaps_back",
+    ) {
+        return;
+    }
+    let cluster = start_with_a_standby_on_net1();
+    let lab = cluster.lab();
+    let old = place_package(&cluster, false);
+    let address = cluster.package(PACKAGE).unwrap().address;
+    let interface = |host| lab.interface_of_address(host, address).expect("addresses");
+    let checker = start_checker(&cluster);
+    let bound = cluster.spec().outage_bound();
+    let wait_until = |what: &str, limit: Duration, done: &dyn Fn() -> bool| {
+        cluster
+            .wait_for(what, Instant::now() + limit, || done().then_some(()))
+            .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)))
+    };
+    fault::link_down(lab, old, 1).expect("link down");
+    wait_until(
+        "the package address on the standby interface",
+        bound + Duration::from_secs(5),
+        &|| interface(old).as_deref() == Some("eth1s"),
+    );
+    fault::link_up(lab, old, 1).expect("link up");
+    wait_until(
+        "network_up of the primary",
+        bound + Duration::from_secs(5),
+        &|| all_events(&cluster).contains(&format!("network_up h{old} net1")),
+    );
+    assert_eq!(
+        interface(old).as_deref(),
+        Some("eth1s"),
+        "the address stays on the standby"
+    );
+    let failed_at = fault::standby_link_down(lab, old, 1).expect("standby link down");
+    wait_until(
+        "the package address back on the primary interface",
+        bound + Duration::from_secs(5),
+        &|| interface(old).as_deref() == Some("eth1"),
+    );
+    let took = failed_at.elapsed();
+    let report = checker.stop();
+    assert_safe(&cluster, &report);
+    let events = all_events(&cluster);
+    println!(
+        "eth1 down, up, then eth1s down on h{old}: the address back on eth1 {took:?} after the standby failed\n{events}"
+    );
+    assert_eq!(
+        cluster.serving_host(PACKAGE),
+        Some(old),
+        "the package moved"
+    );
+    assert!(
+        !events.contains(&format!("network_down h{old} net1")),
+        "a network_down although the primary had returned:\n{events}"
+    );
+    // `all_events` has one line per host: the first host's log.
+    let log = events.lines().next().unwrap_or_default();
+    assert_eq!(
+        log.matches(&format!("swap_adapter h{old} net1")).count(),
+        2,
+        "the swap to the standby and the swap back:\n{events}"
+    );
+}
+
 /// Two nodes (h1, h2) and the quorum witness on h3.
 fn start_two_nodes_and_a_witness(disk: bool) -> LabCluster {
     let mut spec = ClusterSpec::new(HALCYON);

@@ -403,23 +403,31 @@ fn standby_events(config: &Config, view: &State) -> Vec<Event> {
             let down = reported.is_some_and(|r| r.contains(&network.name));
             let committed = view.standbys_down().contains(&key);
             if down && !committed {
-                // After a swap the standby carries the service addresses: its failure
-                // leaves the node without the network, so the packages move (HACMP 5.4).
-                let swapped = view.adapters_down().contains(&key)
-                    && !view
-                        .cluster()
-                        .networks_down
-                        .get(&key.0)
-                        .is_some_and(|n| n.contains(&key.1));
+                // After a swap the standby carries the service addresses. Its failure leaves
+                // the node without the network while the primary is still down, so the
+                // packages move (HACMP 5.4); once the primary has returned, the addresses
+                // swap back to it.
+                let network_down = view
+                    .cluster()
+                    .networks_down
+                    .get(&key.0)
+                    .is_some_and(|n| n.contains(&key.1));
+                let carrying = view.swapped().contains(&key) && !network_down;
+                let primary_down = view.adapters_down().contains(&key);
                 events.push(Event::FailStandby {
                     node: key.0.clone(),
                     network: key.1.clone(),
                 });
-                if swapped {
-                    events.push(Event::NetworkDown {
+                match (carrying, primary_down) {
+                    (true, true) => events.push(Event::NetworkDown {
                         node: key.0,
                         network: key.1,
-                    });
+                    }),
+                    (true, false) => events.push(Event::SwapAdapter {
+                        node: key.0,
+                        network: key.1,
+                    }),
+                    (false, _) => {}
                 }
             } else if committed && !down {
                 events.push(Event::JoinStandby {

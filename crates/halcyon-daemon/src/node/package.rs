@@ -553,21 +553,22 @@ impl Supervisor {
     }
 
     /// Local LAN failover of the running package: every address on `network` moves to the
-    /// first usable standby interface; the guard learns the new interface before the move.
+    /// first usable standby interface, or back to the primary when it has returned
+    /// (`IpAddress::swap_target`); the guard learns the new interface before the move.
     async fn swap_addresses(&mut self, network: &str) -> Result<String, String> {
         let resources = &mut self.resources;
-        let mut standby = None;
+        let mut target = None;
         for r in resources.resources.iter_mut() {
             if let Some(ip) = r.as_ip_address()
                 && ip.network() == network
             {
-                standby = ip.usable_standby().map_err(|e| e.to_string())?;
+                target = ip.swap_target().map_err(|e| e.to_string())?;
                 break;
             }
         }
-        let Some(device) = standby else {
+        let Some(device) = target else {
             return Err(format!(
-                "no usable standby interface on {network} on {} (up, with a carrier)",
+                "no usable interface on {network} on {} to move the addresses to (up, with a carrier)",
                 self.node.name
             ));
         };
