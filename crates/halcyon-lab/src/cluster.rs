@@ -186,9 +186,11 @@ impl ClusterSpec {
         self.heartbeat_interval * self.sensitivity
     }
 
-    /// The lease in force (the daemon's default is the detection time).
+    /// The lease in force: as configured, else the daemon's default, the longer of detection
+    /// and the shortest lease that outlasts an election (`halcyon_config::timing::lease`:
+    /// 619 ms at 100 ms x 4).
     pub fn lease(&self) -> Duration {
-        self.lease.unwrap_or_else(|| self.detection())
+        halcyon_config::timing::lease(self.lease, self.heartbeat_interval, self.detection())
     }
 
     /// The daemon's own arithmetic for a node failure: detection, then the lease waited out
@@ -939,6 +941,20 @@ mod tests {
     use super::*;
 
     const LAB: LabId = LabId { pid: 1234, slot: 0 };
+
+    #[test]
+    fn the_lease_is_the_daemons_the_configured_one_or_the_profiles() {
+        let ms = Duration::from_millis;
+        let spec = ClusterSpec::new("/opt/halcyon");
+        assert_eq!((spec.detection(), spec.lease()), (ms(400), ms(619)));
+        let configured = ClusterSpec {
+            lease: Some(ms(700)),
+            ..ClusterSpec::new("/opt/halcyon")
+        };
+        assert_eq!(configured.lease(), ms(700));
+        let fast = ClusterSpec::new("/opt/halcyon").with_profile(HeartbeatProfile::Fast);
+        assert_eq!((fast.detection(), fast.lease()), (ms(90), ms(221)));
+    }
 
     #[test]
     fn configuration_names_nodes_networks_disk_and_the_package_resources() {
