@@ -885,6 +885,32 @@ fn a_failed_standby_is_reported_and_the_next_interface_failure_fails_over() {
         .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)));
 }
 
+/// The interface of `host` that carries the package's address, if any.
+fn package_interface(cluster: &LabCluster, host: usize) -> Option<String> {
+    let address = cluster.package(PACKAGE).unwrap().address;
+    cluster
+        .lab()
+        .interface_of_address(host, address)
+        .expect("addresses")
+}
+
+/// Places the package on a host, starts the checker, cuts the host's primary interface on
+/// net1 and waits until the address is on its standby: (the host, the checker).
+fn swapped_to_the_standby(cluster: &LabCluster) -> (usize, Checker) {
+    let old = place_package(cluster, false);
+    let checker = start_checker(cluster);
+    let bound = cluster.spec().outage_bound();
+    let cut_at = fault::link_down(cluster.lab(), old, 1).expect("link down");
+    cluster
+        .wait_for(
+            "the package address on the standby interface",
+            cut_at + bound + Duration::from_secs(5),
+            || (package_interface(cluster, old).as_deref() == Some("eth1s")).then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(cluster)));
+    (old, checker)
+}
+
 /// Issue 18, item 3 (HACMP 5.4, seed 003): after a swap the standby carries the service
 /// address; when that standby fails too, the node has no interface left on the network, so
 /// the event is `network_down` and the package moves to another host (before this, a note
@@ -896,26 +922,8 @@ fn the_standby_that_took_over_failing_moves_the_package() {
     }
     let cluster = start_with_a_standby_on_net1();
     let lab = cluster.lab();
-    let old = place_package(&cluster, false);
-    let address = cluster.package(PACKAGE).unwrap().address;
-    let interface = |host| lab.interface_of_address(host, address).expect("addresses");
-    let checker = start_checker(&cluster);
-    let bound = cluster.spec().outage_bound();
-    let cut_at = fault::link_down(lab, old, 1).expect("link down");
-    cluster
-        .wait_for(
-            "the package address on the standby interface",
-            cut_at + bound + Duration::from_secs(5),
-            || (interface(old).as_deref() == Some("eth1s")).then_some(()),
-        )
-        .unwrap_or_else(|error| {
-            panic!(
-                "{error}
-events:
-{}",
-                all_events(&cluster)
-            )
-        });
+    let (old, checker) = swapped_to_the_standby(&cluster);
+    let interface = |host| package_interface(&cluster, host);
     // The standby that now carries the address loses its link as well.
     let failed_at = fault::standby_link_down(lab, old, 1).expect("standby link down");
     let took = wait_for_failover(&cluster, &checker, old, failed_at);
@@ -945,22 +953,14 @@ fn the_standby_that_took_over_failing_after_the_primary_returned_swaps_back() {
     }
     let cluster = start_with_a_standby_on_net1();
     let lab = cluster.lab();
-    let old = place_package(&cluster, false);
-    let address = cluster.package(PACKAGE).unwrap().address;
-    let interface = |host| lab.interface_of_address(host, address).expect("addresses");
-    let checker = start_checker(&cluster);
+    let (old, checker) = swapped_to_the_standby(&cluster);
+    let interface = |host| package_interface(&cluster, host);
     let bound = cluster.spec().outage_bound();
     let wait_until = |what: &str, limit: Duration, done: &dyn Fn() -> bool| {
         cluster
             .wait_for(what, Instant::now() + limit, || done().then_some(()))
             .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", all_events(&cluster)))
     };
-    fault::link_down(lab, old, 1).expect("link down");
-    wait_until(
-        "the package address on the standby interface",
-        bound + Duration::from_secs(5),
-        &|| interface(old).as_deref() == Some("eth1s"),
-    );
     fault::link_up(lab, old, 1).expect("link up");
     wait_until(
         "network_up of the primary",
