@@ -38,6 +38,7 @@
 pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
 pub mod net;
+pub mod prevote;
 pub mod runtime;
 pub mod store;
 
@@ -154,6 +155,10 @@ pub struct RaftTimings {
     pub snapshot_logs_since_last: u64,
     /// How long [`Consensus::write`] waits for its entry to be applied.
     pub write_timeout: Duration,
+    /// Whether this node stands for election only after a quorum granted a pre-vote
+    /// ([`prevote`]). A node that never leads by itself (the witness) switches elections
+    /// itself and turns this off.
+    pub pre_vote: bool,
 }
 
 impl Default for RaftTimings {
@@ -164,6 +169,7 @@ impl Default for RaftTimings {
             election_timeout_max: Duration::from_millis(300),
             snapshot_logs_since_last: 1000,
             write_timeout: Duration::from_secs(5),
+            pre_vote: true,
         }
     }
 }
@@ -179,6 +185,8 @@ impl RaftTimings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            // With pre-vote, the gate switches elections on once a quorum granted one.
+            enable_elect: !self.pre_vote,
             ..Default::default()
         };
         config
@@ -271,6 +279,29 @@ pub struct Consensus {
     timings: RaftTimings,
     /// Lets [`Consensus::shutdown`] wait until openraft's tasks have dropped the storage.
     database: std::sync::Weak<redb::Database>,
+    /// The pre-vote gate's task ([`prevote`]), if pre-vote is on; aborted when dropped.
+    gate: Option<AbortOnDrop>,
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it has ended (and dropped what it held).
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Consensus {
@@ -345,15 +376,30 @@ impl Consensus {
             })?;
         let database = log_store.database_handle();
         let network = net::NetworkFactory::new(node_id, cluster, transport, fault_hook.clone());
-        let raft = Raft::new(node_id, config, network, log_store, state_machine)
+        let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let pre_vote = net::PreVoteServer {
+            contact: Arc::new(prevote::LeaderContact::default()),
+            quiet: timings.election_timeout_min,
+        };
+        let gate = timings.pre_vote.then(|| {
+            AbortOnDrop(Some(tokio::spawn(prevote::run(
+                node_id,
+                raft.clone(),
+                network,
+                Arc::clone(&pre_vote.contact),
+                timings.heartbeat_interval,
+                timings.election_timeout_min,
+            ))))
+        });
         let server = net::serve(
             listeners,
             node_id,
             cluster,
             raft.clone(),
             fault_hook.clone(),
+            pre_vote,
         );
         tracing::info!(node_id, addrs = %node, "consensus open");
         Ok(Self {
@@ -364,6 +410,7 @@ impl Consensus {
             fault_hook,
             timings,
             database,
+            gate,
         })
     }
 
@@ -547,6 +594,9 @@ impl Consensus {
     /// until openraft's tasks have released the database, so the node can be reopened.
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
+        if let Some(gate) = self.gate {
+            gate.stop().await;
+        }
         self.server.stop().await;
         match tokio::time::timeout_at(deadline, self.raft.shutdown()).await {
             Ok(Ok(())) => {}

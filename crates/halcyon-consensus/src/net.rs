@@ -45,6 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::prevote::LeaderContact;
 use crate::{ClusterId, NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
@@ -214,6 +215,21 @@ enum Rpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Would the addressee vote now? (See `prevote`.) Answered by Halcyon, not openraft.
+    PreVote(PreVoteRequest),
+}
+
+/// A pre-vote asked by a voter that hears no leader (see `prevote`).
+#[derive(Debug, Serialize, Deserialize)]
+struct PreVoteRequest {
+    /// The asker's current term (for the addressee's log only).
+    term: u64,
+}
+
+/// The answer to a [`PreVoteRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+struct PreVoteResponse {
+    granted: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -223,6 +239,7 @@ enum ReplyFrame {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    PreVote(PreVoteResponse),
     /// The request was addressed to another node than the one listening here.
     WrongNode {
         serving: NodeId,
@@ -354,9 +371,18 @@ enum CallError {
     Encode(io::Error),
 }
 
-/// Creates one [`PeerClient`] per peer; all share the connection pool and the address health.
+/// Creates one [`PeerClient`] per peer; all share the connection pool and the address health
+/// (clones too).
 pub struct NetworkFactory<T: Transport> {
     shared: Arc<Shared<T>>,
+}
+
+impl<T: Transport> Clone for NetworkFactory<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl<T: Transport> NetworkFactory<T> {
@@ -370,6 +396,31 @@ impl<T: Transport> NetworkFactory<T> {
                 idle: Mutex::new(HashMap::new()),
                 failed_at: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+}
+
+impl<T: Transport> NetworkFactory<T> {
+    /// Asks voter `target` (at `node`) for a pre-vote for a candidate now at `term`, within
+    /// `ttl`: `Some(granted)`, or `None` when it did not answer.
+    pub(crate) async fn pre_vote(
+        &self,
+        target: NodeId,
+        node: NodeAddrs,
+        term: u64,
+        ttl: Duration,
+    ) -> Option<bool> {
+        let client = PeerClient {
+            target,
+            node,
+            shared: Arc::clone(&self.shared),
+        };
+        match client
+            .call(Rpc::PreVote(PreVoteRequest { term }), ttl)
+            .await
+        {
+            Ok(ReplyFrame::PreVote(answer)) => Some(answer.granted),
+            _ => None,
         }
     }
 }
@@ -669,6 +720,7 @@ pub fn serve<L: Listener>(
     cluster: ClusterId,
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
+    pre_vote: PreVoteServer,
 ) -> ServerHandle {
     let mut tasks = JoinSet::new();
     let foreign = Arc::new(Foreign::default());
@@ -679,10 +731,40 @@ pub fn serve<L: Listener>(
             raft: raft.clone(),
             fault_hook: fault_hook.clone(),
             foreign: foreign.clone(),
+            pre_vote: pre_vote.clone(),
         };
         tasks.spawn(accept_loop(listener, served));
     }
     ServerHandle { tasks, foreign }
+}
+
+/// What the server needs to answer pre-votes: when a leader was last heard (updated by the
+/// server as it accepts append-entries and snapshots) and the quiet time that grants one.
+#[derive(Clone, Debug)]
+pub struct PreVoteServer {
+    pub contact: Arc<LeaderContact>,
+    pub quiet: Duration,
+}
+
+impl PreVoteServer {
+    /// Answers a pre-vote of a candidate at `term` (see `prevote::grants`).
+    fn answer(&self, node_id: NodeId, from: NodeId, term: u64, raft: &Raft<TypeConfig>) -> bool {
+        let leading_acked = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            (m.state == openraft::ServerState::Leader)
+                .then_some(m.millis_since_quorum_ack.map(Duration::from_millis))
+                .flatten()
+        };
+        let granted = crate::prevote::grants(
+            Instant::now(),
+            self.contact.last(),
+            leading_acked,
+            self.quiet,
+        );
+        tracing::debug!(node_id, from, term, granted, "pre-vote");
+        granted
+    }
 }
 
 /// What every served connection of a node shares.
@@ -693,6 +775,7 @@ struct Served {
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
     foreign: Arc<Foreign>,
+    pre_vote: PreVoteServer,
 }
 
 async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
@@ -737,6 +820,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         raft,
         fault_hook,
         foreign,
+        pre_vote,
     } = served;
     loop {
         let request: RequestFrame =
@@ -762,12 +846,29 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         } else {
             match request.rpc {
                 Rpc::AppendEntries(rpc) => {
-                    ReplyFrame::AppendEntries(raft.append_entries(rpc).await)
+                    let reply = raft.append_entries(rpc).await;
+                    // Anything but a refusal of the sender's vote: the sender is this
+                    // node's leader.
+                    if reply
+                        .as_ref()
+                        .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                    {
+                        pre_vote.contact.touch(Instant::now());
+                    }
+                    ReplyFrame::AppendEntries(reply)
                 }
                 Rpc::Vote(rpc) => ReplyFrame::Vote(raft.vote(rpc).await),
                 Rpc::InstallSnapshot(rpc) => {
-                    ReplyFrame::InstallSnapshot(raft.install_snapshot(rpc).await)
+                    let vote = rpc.vote;
+                    let reply = raft.install_snapshot(rpc).await;
+                    if reply.as_ref().is_ok_and(|r| r.vote == vote) {
+                        pre_vote.contact.touch(Instant::now());
+                    }
+                    ReplyFrame::InstallSnapshot(reply)
                 }
+                Rpc::PreVote(PreVoteRequest { term }) => ReplyFrame::PreVote(PreVoteResponse {
+                    granted: pre_vote.answer(node_id, request.from, term, &raft),
+                }),
             }
         };
         // Faults injected while the request was handled drop the reply too.

@@ -441,6 +441,64 @@ async fn isolating_a_leader_on_its_own_hook_alone_partitions_it() {
         .expect("test timed out");
 }
 
+/// Issue 15, finding 8: a follower cut off for many election timeouts, then healed, comes
+/// back without an election: the leader and its term stay. Without pre-vote (`pre_vote: false`, openraft alone) the cut-off follower's term
+/// climbs while it is away and its first answer to the leader deposes it.
+async fn returning_followers(pre_vote: bool) -> (u64, u64) {
+    let timings = RaftTimings {
+        pre_vote,
+        ..test_timings()
+    };
+    let cluster = Cluster::start(3, ONE_NETWORK, timings).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    cluster.write(leader, "before").await;
+    cluster.wait_applied(&[1, 2, 3], &["before"]).await;
+    let term = cluster.node(leader).c().metrics().borrow().current_term;
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+
+    let hook = cluster.node(follower).hook.clone();
+    hook.isolate(follower);
+    // Several election timeouts (150-300 ms) away.
+    sleep(Duration::from_millis(1500)).await;
+    let away = cluster.node(follower).c().metrics().borrow().current_term;
+    hook.heal();
+    cluster.write(leader, "healed").await;
+    cluster
+        .wait_applied(&[1, 2, 3], &["before", "healed"])
+        .await;
+    sleep(Duration::from_millis(1000)).await;
+    let after = cluster.wait_leader(&[1, 2, 3]).await;
+    let final_term = cluster.node(after).c().metrics().borrow().current_term;
+    if pre_vote {
+        assert_eq!(away, term, "the cut-off follower's term climbed");
+        assert_eq!(after, leader, "the leader was deposed");
+        assert_eq!(final_term, term, "an election happened");
+    }
+    cluster.write(after, "after").await;
+    cluster
+        .wait_applied(&[1, 2, 3], &["before", "healed", "after"])
+        .await;
+    cluster.shutdown().await;
+    (term, final_term)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_followers_do_not_depose_the_leader() {
+    timeout(TEST_TIMEOUT, returning_followers(true))
+        .await
+        .expect("test timed out");
+}
+
+/// The same without pre-vote: the cut-off follower does force an election, so the test
+/// above would catch a gate that lets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pre_vote_a_returning_follower_deposes_the_leader() {
+    let (before, after) = timeout(TEST_TIMEOUT, returning_followers(false))
+        .await
+        .expect("test timed out");
+    assert!(after > before, "term {before} -> {after}: no election");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_network_carries_the_cluster_when_the_first_is_blocked() {
     timeout(TEST_TIMEOUT, async {
@@ -625,7 +683,11 @@ async fn a_node_of_another_cluster_is_never_answered() {
             Recorder {
                 applied: Applied::default(),
             },
-            test_timings(),
+            // Without pre-vote it elects at every timeout: the most an outsider can send.
+            RaftTimings {
+                pre_vote: false,
+                ..test_timings()
+            },
             TcpTransport,
             vec![listener],
             FaultHook::default(),

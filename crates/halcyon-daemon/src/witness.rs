@@ -113,7 +113,11 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
         applied.send_replace(index);
     }));
     let db_path = settings.state_dir.join("raft.redb");
-    let timings = crate::node::raft_timings(&witness.config.cluster);
+    // The witness switches its elections itself (the rescue below): no pre-vote gate.
+    let timings = halcyon_consensus::RaftTimings {
+        pre_vote: false,
+        ..crate::node::raft_timings(&witness.config.cluster)
+    };
     let cluster = witness.config.cluster.id;
     let consensus = match &witness.raft_tls {
         Some(tls) => {

@@ -441,3 +441,77 @@ fn a_failure_that_expires_starts_the_package_again_with_no_other_event() {
         "the timer came with no event between: {events:?}"
     );
 }
+
+/// The node of three that is neither the coordinator nor web's holder.
+fn bystander(h: usize, k: usize) -> usize {
+    (1..=3).find(|&i| i != h && i != k).unwrap()
+}
+
+fn raft_term(v: &serde_json::Value) -> u64 {
+    v["quorum"]["term"].as_u64().unwrap()
+}
+
+/// Issue 15, finding 8: a follower paused for longer than an election timeout comes back
+/// without an election (openraft elects at once when its timer fired during the pause,
+/// and its higher term deposed the coordinator). The coordinator stays, the term does not
+/// move, and web on a third node keeps running untouched.
+#[test]
+fn a_paused_follower_returns_without_deposing_the_coordinator() {
+    let c = Cluster::start_with(Spec::new());
+    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let f = bystander(h, k);
+    let pgid = pgid_of_web(&c, h);
+    let term = raft_term(&c.status(h).unwrap());
+    for _ in 0..3 {
+        assert!(c.signal(f, libc::SIGSTOP), "pausing n{f}");
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(c.signal(f, libc::SIGCONT), "resuming n{f}");
+        c.wait_for(
+            f,
+            "the paused node back in the quorum",
+            FAILOVER_TIMEOUT,
+            |v| v["quorum"]["has_quorum"] == true && v["execution"].is_null(),
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let v = c.status(h).unwrap();
+    assert_eq!(v["coordinator"], coordinator.as_str(), "{v:#}");
+    assert_eq!(
+        raft_term(&v),
+        term,
+        "a returning follower forced an election"
+    );
+    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
+    assert!(halcyon_resources::group_alive(pgid));
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}
+
+/// Issue 15, finding 8: a follower killed and started again rejoins without an election
+/// (a restarted openraft has no record of its leader and elects at its first tick).
+#[test]
+fn a_restarted_follower_rejoins_without_deposing_the_coordinator() {
+    let mut c = Cluster::start_with(Spec::new());
+    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let f = bystander(h, k);
+    let name = format!("n{f}");
+    let pgid = pgid_of_web(&c, h);
+    let term = raft_term(&c.status(h).unwrap());
+    for incarnation in 2..=3 {
+        c.kill(f);
+        c.wait_for(h, "the killed node down", FAILOVER_TIMEOUT, |v| {
+            node_of(v, &name)["member"] == false && v["execution"].is_null()
+        });
+        c.start(f);
+        c.wait_member(h, &name, incarnation, FAILOVER_TIMEOUT);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let v = c.status(h).unwrap();
+    assert_eq!(v["coordinator"], coordinator.as_str(), "{v:#}");
+    assert_eq!(
+        raft_term(&v),
+        term,
+        "a restarted follower forced an election"
+    );
+    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}

@@ -1,0 +1,229 @@
+//! Pre-vote: a voter stands for election only when a quorum of the voters, itself included,
+//! has not heard a leader for `election_timeout_min` (issue 15, finding 8).
+//!
+//! openraft 0.9 has no pre-vote. A follower whose election timer ran out while it could not
+//! hear the leader (a paused process, a cut cable, a restart) elects at once when it comes
+//! back, with a term above the leader's; the leader's next append-entries to it is answered
+//! with that higher vote and the leader steps down, although the rest of the cluster still
+//! follows it. Each such needless election is a window in which leases wait for a coordinator
+//! (collateral restarts). The gate below keeps openraft's elections switched off
+//! (`Config::enable_elect = false`, then `RuntimeConfigHandle::elect`) and switches them on
+//! only while a quorum answers a pre-vote with "I hear no leader either".
+//!
+//! Invariants:
+//! - the gate only ever withholds elections: Raft's safety (one leader per term, committed
+//!   entries kept) is openraft's and does not depend on it; openraft's own timers, votes and
+//!   leader lease still decide every real election;
+//! - a voter grants a pre-vote only if it accepted no append-entries or snapshot from a
+//!   leader for [`RaftTimings::election_timeout_min`](crate::RaftTimings) and is not a leader
+//!   a quorum acknowledged within that time. openraft refuses real votes for longer
+//!   (`election_timeout_max`, its leader lease), so a quorum that would vote for a candidate
+//!   has always granted its pre-vote first: the gate delays no election that could succeed;
+//! - the gate asks again every openraft heartbeat while no leader is heard, each pre-vote
+//!   bounded by `election_timeout_min`; while a leader is heard (or this node leads) it asks
+//!   nobody, so a healthy cluster pays nothing for it;
+//! - times are tokio's monotonic time (simulated time in a simulator).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openraft::{Raft, ServerState};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::net::{NetworkFactory, Transport};
+use crate::{NodeId, TypeConfig};
+
+/// When this node last accepted an append-entries or a snapshot from a leader.
+#[derive(Debug, Default)]
+pub struct LeaderContact {
+    at: Mutex<Option<Instant>>,
+}
+
+impl LeaderContact {
+    /// Records a contact at `now` (never moves back).
+    pub fn touch(&self, now: Instant) {
+        let mut at = self.at.lock().expect(crate::POISONED);
+        if at.is_none_or(|last| last < now) {
+            *at = Some(now);
+        }
+    }
+
+    /// The last contact, if any since the start.
+    pub fn last(&self) -> Option<Instant> {
+        *self.at.lock().expect(crate::POISONED)
+    }
+}
+
+/// Whether a voter grants a pre-vote at `now`: it heard no leader within `quiet` (its last
+/// contact was at `last_contact`), and it is not itself a leader whose last quorum
+/// acknowledgement (`leading_acked` ago) is within `quiet`.
+pub fn grants(
+    now: Instant,
+    last_contact: Option<Instant>,
+    leading_acked: Option<Duration>,
+    quiet: Duration,
+) -> bool {
+    let hears_a_leader = last_contact.is_some_and(|at| now.saturating_duration_since(at) < quiet);
+    let leads = leading_acked.is_some_and(|age| age < quiet);
+    !hears_a_leader && !leads
+}
+
+/// Whether `granted` holds a majority of every configuration of a (possibly joint)
+/// membership.
+pub fn is_quorum(configs: &[BTreeSet<NodeId>], granted: &BTreeSet<NodeId>) -> bool {
+    !configs.is_empty()
+        && configs
+            .iter()
+            .all(|c| c.intersection(granted).count() * 2 > c.len())
+}
+
+/// What the gate asks for in one step, decided from this node's own view alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Elections stay off: this node leads, is not a voter, or hears a leader.
+    Hold,
+    /// No leader heard: ask the other voters (the members of `configs` but this node).
+    Ask,
+}
+
+/// The gate's first decision: whether a pre-vote round is needed at all.
+pub fn step(
+    now: Instant,
+    state: ServerState,
+    is_voter: bool,
+    last_contact: Option<Instant>,
+    quiet: Duration,
+) -> Step {
+    if state == ServerState::Leader || !is_voter || !grants(now, last_contact, None, quiet) {
+        Step::Hold
+    } else {
+        Step::Ask
+    }
+}
+
+/// Runs the gate of node `id` until the Raft core ends (see the module's invariants).
+pub(crate) async fn run<T: Transport>(
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    network: NetworkFactory<T>,
+    contact: std::sync::Arc<LeaderContact>,
+    period: Duration,
+    quiet: Duration,
+) {
+    let mut allowed = false;
+    let mut metrics = raft.metrics();
+    loop {
+        tokio::time::sleep(period).await;
+        if metrics.has_changed().is_err() {
+            return;
+        }
+        let (state, term, is_voter, configs, peers) = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let configs = membership.get_joint_config().clone();
+            let peers: Vec<_> = membership
+                .nodes()
+                .filter(|(n, _)| **n != id && configs.iter().any(|c| c.contains(n)))
+                .map(|(n, addrs)| (*n, addrs.clone()))
+                .collect();
+            let is_voter = configs.iter().any(|c| c.contains(&id));
+            (m.state, m.current_term, is_voter, configs, peers)
+        };
+        let want = match step(Instant::now(), state, is_voter, contact.last(), quiet) {
+            Step::Hold => false,
+            Step::Ask => {
+                let mut granted = BTreeSet::from([id]);
+                let mut asks = JoinSet::new();
+                for (peer, addrs) in peers {
+                    let network = network.clone();
+                    asks.spawn(
+                        async move { (peer, network.pre_vote(peer, addrs, term, quiet).await) },
+                    );
+                }
+                while let Some(answer) = asks.join_next().await {
+                    if let Ok((peer, Some(true))) = answer {
+                        granted.insert(peer);
+                    }
+                }
+                is_quorum(&configs, &granted)
+            }
+        };
+        if want != allowed {
+            allowed = want;
+            raft.runtime_config().elect(want);
+            tracing::debug!(node_id = id, elections = want, "pre-vote gate");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_voter_that_heard_a_leader_within_the_quiet_time_refuses() {
+        let t0 = Instant::now();
+        let quiet = ms(80);
+        assert!(!grants(t0 + ms(79), Some(t0), None, quiet));
+        assert!(grants(t0 + ms(80), Some(t0), None, quiet));
+        assert!(grants(t0, None, None, quiet), "never heard a leader");
+    }
+
+    #[test]
+    fn a_leader_refuses_while_a_quorum_acknowledges_it_and_grants_once_cut_off() {
+        let t0 = Instant::now();
+        let quiet = ms(80);
+        assert!(!grants(t0, None, Some(ms(10)), quiet));
+        assert!(grants(t0, None, Some(ms(500)), quiet), "a leader cut off");
+        assert!(
+            grants(t0, None, None, quiet),
+            "a leader never acknowledged yet"
+        );
+    }
+
+    #[test]
+    fn a_quorum_is_a_majority_of_every_configuration() {
+        let set = |v: &[NodeId]| v.iter().copied().collect::<BTreeSet<_>>();
+        let one = vec![set(&[1, 2, 3])];
+        assert!(is_quorum(&one, &set(&[1, 2])));
+        assert!(!is_quorum(&one, &set(&[1])));
+        assert!(
+            !is_quorum(&one, &set(&[1, 4, 5])),
+            "non-voters do not count"
+        );
+        let joint = vec![set(&[1, 2, 3]), set(&[3, 4, 5, 6])];
+        assert!(!is_quorum(&joint, &set(&[1, 2, 3])), "half of the new one");
+        assert!(is_quorum(&joint, &set(&[1, 3, 4, 5])));
+        assert!(!is_quorum(&[], &set(&[1])));
+        assert!(is_quorum(&[set(&[7])], &set(&[7])), "a single voter");
+    }
+
+    #[test]
+    fn the_gate_asks_only_a_voter_that_hears_no_leader() {
+        let t0 = Instant::now();
+        let quiet = ms(80);
+        let at = t0 + ms(200);
+        let follower = ServerState::Follower;
+        assert_eq!(step(at, follower, true, Some(t0), quiet), Step::Ask);
+        assert_eq!(step(at, follower, true, None, quiet), Step::Ask);
+        assert_eq!(
+            step(at, follower, true, Some(at - ms(5)), quiet),
+            Step::Hold
+        );
+        assert_eq!(step(at, ServerState::Leader, true, None, quiet), Step::Hold);
+        assert_eq!(
+            step(at, ServerState::Learner, false, None, quiet),
+            Step::Hold
+        );
+        assert_eq!(
+            step(at, ServerState::Candidate, true, None, quiet),
+            Step::Ask
+        );
+    }
+}
