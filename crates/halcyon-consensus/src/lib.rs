@@ -519,6 +519,13 @@ impl Consensus {
         }
     }
 
+    /// Whether this node leads and a quorum has acknowledged its leadership in this term (a
+    /// single voter's own acknowledgement counts). openraft restores a restarted former leader
+    /// as leader of its old term until it hears the higher term; until then this is false.
+    pub fn leadership_confirmed(&self) -> bool {
+        self.is_leader() && self.millis_since_quorum_ack().is_some()
+    }
+
     /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`
     /// elsewhere, or before the first acknowledgement). Frozen if the Raft core stalls.
     pub fn millis_since_quorum_ack(&self) -> Option<u64> {

@@ -142,9 +142,16 @@ pub(crate) async fn run<T: Transport>(
                         async move { (peer, network.pre_vote(peer, addrs, term, quiet).await) },
                     );
                 }
-                while let Some(answer) = asks.join_next().await {
-                    if let Ok((peer, Some(true))) = answer {
-                        granted.insert(peer);
+                // Decided as soon as a quorum granted: a dead peer's pre-vote (a powered-off
+                // host black-holes the connect) is not waited for. Dropping the set aborts
+                // the calls still out.
+                while !is_quorum(&configs, &granted) {
+                    match asks.join_next().await {
+                        Some(Ok((peer, Some(true)))) => {
+                            granted.insert(peer);
+                        }
+                        Some(_) => {}
+                        None => break,
                     }
                 }
                 is_quorum(&configs, &granted)

@@ -499,6 +499,54 @@ async fn without_pre_vote_a_returning_follower_deposes_the_leader() {
     assert!(after > before, "term {before} -> {after}: no election");
 }
 
+/// openraft 0.9 restores a restarted former leader as leader of its old term at once; it is
+/// not a confirmed leader (`leadership_confirmed`, what the daemon's coordinator waits for)
+/// until a quorum has acknowledged it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_leader_is_not_confirmed_until_a_quorum_acknowledges_it() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "before").await;
+        cluster.wait_applied(&[1, 2, 3], &["before"]).await;
+        assert!(cluster.node(leader).c().leadership_confirmed());
+        for id in [1, 2, 3] {
+            cluster.stop(id).await;
+        }
+        cluster.restart(leader).await;
+        let restored = cluster.node(leader).c();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !restored.is_leader() {
+            assert!(
+                Instant::now() < deadline,
+                "openraft did not restore the leader"
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+        sleep(Duration::from_millis(300)).await;
+        assert!(restored.is_leader(), "still leading alone");
+        assert!(
+            !restored.leadership_confirmed(),
+            "confirmed with no other voter running"
+        );
+        let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+        for id in &others {
+            cluster.restart(*id).await;
+        }
+        let now = cluster.wait_leader(&[1, 2, 3]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cluster.node(now).c().leadership_confirmed() {
+            assert!(Instant::now() < deadline, "the leader was never confirmed");
+            sleep(Duration::from_millis(10)).await;
+        }
+        cluster.write(now, "after").await;
+        cluster.wait_applied(&[1, 2, 3], &["before", "after"]).await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_network_carries_the_cluster_when_the_first_is_blocked() {
     timeout(TEST_TIMEOUT, async {

@@ -515,3 +515,36 @@ fn a_restarted_follower_rejoins_without_deposing_the_coordinator() {
     assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
     assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
 }
+
+/// Issue 15, finding 8: openraft restores a restarted former leader as leader of its
+/// pre-crash term until it hears the higher one; the restarted former coordinator must never
+/// act (nor say it leads) in a term the cluster has left. On loopback the cluster answers
+/// before the daemon's coordinator starts, so this passed before the coordinator waited for
+/// a quorum's acknowledgement too; `halcyon-consensus`'s
+/// `a_restored_leader_is_not_confirmed_until_a_quorum_acknowledges_it` shows that wait.
+#[test]
+fn a_restarted_former_coordinator_does_not_act_in_its_old_term() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (coordinator, k) = c.coordinator(1);
+    let other = if k == 1 { 2 } else { 1 };
+    c.kill(k);
+    c.wait_for(other, "a new coordinator", FAILOVER_TIMEOUT, |v| {
+        v["coordinator"].is_string()
+            && v["coordinator"] != coordinator.as_str()
+            && v["quorum"]["has_quorum"] == true
+            && node_of(v, &coordinator)["member"] == false
+            && v["execution"].is_null()
+    });
+    let log = c.path().join(format!("{coordinator}.log"));
+    let offset = std::fs::read_to_string(&log).unwrap().len();
+    c.start(k);
+    c.wait_member(other, &coordinator, 2, FAILOVER_TIMEOUT);
+    let after = std::fs::read_to_string(&log).unwrap()[offset..].to_owned();
+    let acted: Vec<&str> = after
+        .lines()
+        .filter(|l| l.contains("coordinator: this node leads"))
+        .collect();
+    assert!(acted.is_empty(), "{acted:#?}");
+}

@@ -21,6 +21,8 @@ use crate::coordinator::emit;
 /// After a round cut short (no quorum, or leadership lost), the next try comes this long
 /// after (unless something changes first).
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How soon a leader no quorum has acknowledged yet looks again.
+const UNCONFIRMED_RETRY: Duration = Duration::from_millis(10);
 
 /// What the coordinator owns.
 #[derive(Default)]
@@ -76,6 +78,15 @@ impl Node {
             if self.is_isolated() || !self.consensus.is_leader() {
                 c.leadership = None;
                 c.wake_at = None;
+                continue;
+            }
+            // openraft restores a restarted former leader as leader of its old term until it
+            // hears the higher one: nothing is done before a quorum acknowledged this
+            // leadership (issue 15, finding 8). Acknowledgements change no server metric, so
+            // look again shortly.
+            if !self.consensus.leadership_confirmed() {
+                c.leadership = None;
+                c.wake_at = Some(self.platform.clock.now() + UNCONFIRMED_RETRY);
                 continue;
             }
             let term = self.consensus.metrics().borrow().current_term;
