@@ -1596,3 +1596,64 @@ fn coordinator_power_losses_leave_a_package_on_a_healthy_host_untouched() {
         "{elections:?}"
     );
 }
+
+/// Issue 15, finding 8: a host that is neither the coordinator nor web's holder comes back
+/// after its daemon was paused for 1.5 s, and after it was cut off on every network for
+/// 1.5 s, four times each: no election (the term stays), the coordinator stays, and web on
+/// the third host is never interrupted.
+#[test]
+fn a_returning_follower_costs_no_election_and_leaves_the_package_untouched() {
+    if !running_as_root_or_skip("returning_follower") {
+        return;
+    }
+    let cluster = start_cluster(3, false);
+    let checker = start_checker(&cluster);
+    wait_stable(&cluster);
+    let holder = place_package(&cluster, false);
+    wait_stable(&cluster);
+    let coordinator = cluster.coordinator(holder).expect("a coordinator");
+    let follower = cluster
+        .nodes()
+        .find(|&h| h != holder && h != coordinator)
+        .expect("a third host");
+    let term = raft_term(&cluster, holder);
+    let since = Instant::now();
+    let away = Duration::from_millis(1500);
+    for run in 1..=8 {
+        if run % 2 == 1 {
+            cluster.pause_daemon(follower).expect("pause");
+            std::thread::sleep(away);
+            cluster.resume_daemon(follower).expect("resume");
+        } else {
+            fault::partition(cluster.lab(), &[vec![follower]], &[]).expect("partition");
+            std::thread::sleep(away);
+            fault::heal(cluster.lab()).expect("heal");
+        }
+        wait_stable(&cluster);
+        let now = raft_term(&cluster, holder);
+        println!(
+            "run {run}: h{follower} {} for {away:?}: term {term} -> {now}, coordinator {}",
+            if run % 2 == 1 { "paused" } else { "cut off" },
+            cluster
+                .coordinator(holder)
+                .map_or("unknown".to_owned(), |c| format!("h{c}"))
+        );
+    }
+    let report = checker.stop();
+    let outages: Vec<_> = report
+        .outages
+        .iter()
+        .filter(|o| o.package == PACKAGE && o.start >= since)
+        .collect();
+    assert_safe(&cluster, &report);
+    assert!(
+        outages.is_empty(),
+        "web was interrupted on h{holder}: {outages:#?}"
+    );
+    assert_eq!(cluster.coordinator(holder), Some(coordinator));
+    assert_eq!(
+        raft_term(&cluster, holder),
+        term,
+        "a returning follower forced an election"
+    );
+}
