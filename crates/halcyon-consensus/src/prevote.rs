@@ -20,8 +20,10 @@
 //!   (`election_timeout_max`, its leader lease), so a quorum that would vote for a candidate
 //!   has always granted its pre-vote first: the gate delays no election that could succeed;
 //! - the gate asks again every openraft heartbeat while no leader is heard, each pre-vote
-//!   bounded by `election_timeout_min`; while a leader is heard (or this node leads) it asks
-//!   nobody, so a healthy cluster pays nothing for it;
+//!   bounded by `election_timeout_min` (the bound openraft gives its own vote requests, so
+//!   a network too slow for pre-votes was already too slow for votes); a round ends as soon
+//!   as a quorum granted; while a leader is heard (or this node leads) it asks nobody, so a
+//!   healthy cluster pays nothing for it;
 //! - times are tokio's monotonic time (simulated time in a simulator).
 
 use std::collections::BTreeSet;
