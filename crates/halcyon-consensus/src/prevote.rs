@@ -105,6 +105,25 @@ pub fn step(
     }
 }
 
+/// How long the gate sleeps after a step at `now`: a leader needs no election and looks
+/// again after `quiet`; a follower that hears a leader (last at `last_contact`) cannot need
+/// one before `quiet` has passed since; otherwise one openraft heartbeat (`period`).
+pub fn next_look(
+    now: Instant,
+    state: ServerState,
+    last_contact: Option<Instant>,
+    period: Duration,
+    quiet: Duration,
+) -> Duration {
+    if state == ServerState::Leader {
+        return quiet.max(period);
+    }
+    let until_quiet = last_contact.map_or(Duration::ZERO, |at| {
+        (at + quiet).saturating_duration_since(now)
+    });
+    until_quiet.max(period)
+}
+
 /// Runs the gate of node `id` until the Raft core ends (see the module's invariants).
 pub(crate) async fn run<T: Transport>(
     id: NodeId,
@@ -116,48 +135,27 @@ pub(crate) async fn run<T: Transport>(
 ) {
     let mut allowed = false;
     let mut metrics = raft.metrics();
+    let mut sleep_for = period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(sleep_for).await;
         if metrics.has_changed().is_err() {
             return;
         }
-        let (state, term, is_voter, configs, peers) = {
+        let now = Instant::now();
+        let last_contact = contact.last();
+        let (state, term, is_voter) = {
             let m = metrics.borrow_and_update();
-            let membership = m.membership_config.membership();
-            let configs = membership.get_joint_config().clone();
-            let peers: Vec<_> = membership
-                .nodes()
-                .filter(|(n, _)| **n != id && configs.iter().any(|c| c.contains(n)))
-                .map(|(n, addrs)| (*n, addrs.clone()))
-                .collect();
-            let is_voter = configs.iter().any(|c| c.contains(&id));
-            (m.state, m.current_term, is_voter, configs, peers)
+            let is_voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id);
+            (m.state, m.current_term, is_voter)
         };
-        let want = match step(Instant::now(), state, is_voter, contact.last(), quiet) {
+        sleep_for = next_look(now, state, last_contact, period, quiet);
+        let want = match step(now, state, is_voter, last_contact, quiet) {
             Step::Hold => false,
-            Step::Ask => {
-                let mut granted = BTreeSet::from([id]);
-                let mut asks = JoinSet::new();
-                for (peer, addrs) in peers {
-                    let network = network.clone();
-                    asks.spawn(
-                        async move { (peer, network.pre_vote(peer, addrs, term, quiet).await) },
-                    );
-                }
-                // Decided as soon as a quorum granted: a dead peer's pre-vote (a powered-off
-                // host black-holes the connect) is not waited for. Dropping the set aborts
-                // the calls still out.
-                while !is_quorum(&configs, &granted) {
-                    match asks.join_next().await {
-                        Some(Ok((peer, Some(true)))) => {
-                            granted.insert(peer);
-                        }
-                        Some(_) => {}
-                        None => break,
-                    }
-                }
-                is_quorum(&configs, &granted)
-            }
+            Step::Ask => ask(id, &raft, &network, term, quiet).await,
         };
         if want != allowed {
             allowed = want;
@@ -165,6 +163,48 @@ pub(crate) async fn run<T: Transport>(
             tracing::debug!(node_id = id, elections = want, "pre-vote gate");
         }
     }
+}
+
+/// One pre-vote round for a candidate at `term`: whether a quorum of every voter
+/// configuration, this node included, granted it.
+async fn ask<T: Transport>(
+    id: NodeId,
+    raft: &Raft<TypeConfig>,
+    network: &NetworkFactory<T>,
+    term: u64,
+    quiet: Duration,
+) -> bool {
+    let (configs, peers) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let configs = membership.get_joint_config().clone();
+        let peers: Vec<_> = membership
+            .nodes()
+            .filter(|(n, _)| **n != id && configs.iter().any(|c| c.contains(n)))
+            .map(|(n, addrs)| (*n, addrs.clone()))
+            .collect();
+        (configs, peers)
+    };
+    let mut granted = BTreeSet::from([id]);
+    let mut asks = JoinSet::new();
+    for (peer, addrs) in peers {
+        let network = network.clone();
+        asks.spawn(async move { (peer, network.pre_vote(peer, addrs, term, quiet).await) });
+    }
+    // Decided as soon as a quorum granted: a dead peer's pre-vote (a powered-off host
+    // black-holes the connect) is not waited for. Dropping the set aborts the calls still
+    // out.
+    while !is_quorum(&configs, &granted) {
+        match asks.join_next().await {
+            Some(Ok((peer, Some(true)))) => {
+                granted.insert(peer);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    is_quorum(&configs, &granted)
 }
 
 #[cfg(test)]
@@ -233,6 +273,31 @@ mod tests {
         assert_eq!(
             step(at, ServerState::Candidate, true, None, quiet),
             Step::Ask
+        );
+    }
+
+    #[test]
+    fn the_gate_sleeps_until_a_round_could_be_needed() {
+        let t0 = Instant::now();
+        let (period, quiet) = (ms(33), ms(80));
+        let follower = ServerState::Follower;
+        assert_eq!(
+            next_look(t0 + ms(10), follower, Some(t0), period, quiet),
+            ms(70)
+        );
+        assert_eq!(
+            next_look(t0 + ms(60), follower, Some(t0), period, quiet),
+            period,
+            "never less than a heartbeat"
+        );
+        assert_eq!(
+            next_look(t0 + ms(500), follower, Some(t0), period, quiet),
+            period
+        );
+        assert_eq!(next_look(t0, follower, None, period, quiet), period);
+        assert_eq!(
+            next_look(t0, ServerState::Leader, None, period, quiet),
+            quiet
         );
     }
 }
