@@ -86,9 +86,11 @@ pub enum StoreError {
     /// A stored value that fails its checksum or does not decode.
     #[error(
         "{file}: table `{table}`, {key}: {what}. This node's copy of the replicated log cannot \
-         be trusted and it will not start with it. Rebuild the node: stop it, move its state \
-         directory aside (keep it for analysis) and start it again; it copies the log from the \
-         other nodes",
+         be trusted and it will not start with it. Keep it stopped (the other nodes go on \
+         without it) and keep its state directory for analysis. Do not start it with an \
+         emptied state directory: the cluster would take it for the same voter with its log \
+         gone, which Raft cannot allow (the coordinator's Raft core stops on it). Rebuilding \
+         a node from the others is not supported yet",
         file = file.display()
     )]
     Corrupt {
@@ -879,7 +881,11 @@ mod tests {
         assert!(error.contains(&path.display().to_string()), "{error}");
         assert!(error.contains("table `log`, log index 3"), "{error}");
         assert!(error.contains("checksum mismatch"), "{error}");
-        assert!(error.contains("move its state directory aside"), "{error}");
+        assert!(error.contains("Keep it stopped"), "{error}");
+        assert!(
+            error.contains("Do not start it with an emptied state directory"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
