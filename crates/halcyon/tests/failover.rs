@@ -451,6 +451,21 @@ fn raft_term(v: &serde_json::Value) -> u64 {
     v["quorum"]["term"].as_u64().unwrap()
 }
 
+/// After a follower came back: the same coordinator in the same term, and web on n`h`
+/// running untouched in process group `pgid`, with no restart counted.
+fn assert_undisturbed(c: &Cluster, coordinator: &str, term: u64, h: usize, pgid: i32) {
+    let v = c.status(h).unwrap();
+    assert_eq!(v["coordinator"], coordinator, "{v:#}");
+    assert_eq!(
+        raft_term(&v),
+        term,
+        "a returning follower forced an election"
+    );
+    assert_eq!(pgid_of_web(c, h), pgid, "web was restarted on n{h}");
+    assert!(halcyon_resources::group_alive(pgid));
+    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+}
+
 /// Issue 15, finding 8: a follower paused for longer than an election timeout comes back
 /// without an election (openraft elects at once when its timer fired during the pause,
 /// and its higher term deposed the coordinator). The coordinator stays, the term does not
@@ -458,7 +473,7 @@ fn raft_term(v: &serde_json::Value) -> u64 {
 #[test]
 fn a_paused_follower_returns_without_deposing_the_coordinator() {
     let c = Cluster::start_with(Spec::new());
-    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let (coordinator, _, h, k) = web_away_from_the_coordinator(&c);
     let f = bystander(h, k);
     let pgid = pgid_of_web(&c, h);
     let term = raft_term(&c.status(h).unwrap());
@@ -474,16 +489,7 @@ fn a_paused_follower_returns_without_deposing_the_coordinator() {
         );
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let v = c.status(h).unwrap();
-    assert_eq!(v["coordinator"], coordinator.as_str(), "{v:#}");
-    assert_eq!(
-        raft_term(&v),
-        term,
-        "a returning follower forced an election"
-    );
-    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
-    assert!(halcyon_resources::group_alive(pgid));
-    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+    assert_undisturbed(&c, &coordinator, term, h, pgid);
 }
 
 /// Issue 15, finding 8: a follower killed and started again rejoins without an election
@@ -491,7 +497,7 @@ fn a_paused_follower_returns_without_deposing_the_coordinator() {
 #[test]
 fn a_restarted_follower_rejoins_without_deposing_the_coordinator() {
     let mut c = Cluster::start_with(Spec::new());
-    let (coordinator, holder, h, k) = web_away_from_the_coordinator(&c);
+    let (coordinator, _, h, k) = web_away_from_the_coordinator(&c);
     let f = bystander(h, k);
     let name = format!("n{f}");
     let pgid = pgid_of_web(&c, h);
@@ -505,15 +511,7 @@ fn a_restarted_follower_rejoins_without_deposing_the_coordinator() {
         c.wait_member(h, &name, incarnation, FAILOVER_TIMEOUT);
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let v = c.status(h).unwrap();
-    assert_eq!(v["coordinator"], coordinator.as_str(), "{v:#}");
-    assert_eq!(
-        raft_term(&v),
-        term,
-        "a restarted follower forced an election"
-    );
-    assert_eq!(pgid_of_web(&c, h), pgid, "web was restarted on {holder}");
-    assert!(package_of(&v, "web")["restarts"].is_null(), "{v:#}");
+    assert_undisturbed(&c, &coordinator, term, h, pgid);
 }
 
 /// Issue 15, finding 8: openraft restores a restarted former leader as leader of its
