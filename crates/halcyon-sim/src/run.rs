@@ -136,6 +136,10 @@ pub struct Outcome {
     pub all_running_at: Option<Duration>,
     /// The Raft voters at the end of the run, as the leader then knew them (none: no leader).
     pub voters_at_end: Option<BTreeSet<u64>>,
+    /// The highest Raft term among the running nodes at the end: one more than the
+    /// elections the run needed (needless elections, e.g. a returning node deposing a
+    /// healthy leader, raise it).
+    pub term_at_end: u64,
 }
 
 impl Outcome {
@@ -483,6 +487,14 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         .filter_map(std::sync::Weak::upgrade)
         .find(|node| node.consensus.is_leader())
         .map(|node| node.consensus.voters());
+    let term_at_end = world
+        .lock()
+        .nodes
+        .values()
+        .filter_map(std::sync::Weak::upgrade)
+        .map(|node| node.consensus.metrics().borrow().current_term)
+        .max()
+        .unwrap_or(0);
     Ok(Outcome {
         seed: options.seed,
         faults: schedule,
@@ -494,6 +506,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         takeovers,
         all_running_at,
         voters_at_end,
+        term_at_end,
     })
 }
 

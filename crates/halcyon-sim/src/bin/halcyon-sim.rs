@@ -136,6 +136,7 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut real = Duration::ZERO;
     let mut simulated = Duration::ZERO;
+    let mut terms = Vec::new();
     for seed in first..first + count {
         let options = Options {
             seed,
@@ -160,6 +161,7 @@ fn main() -> ExitCode {
         };
         real += outcome.real;
         simulated += outcome.simulated;
+        terms.push(outcome.term_at_end);
         println!("{}", line(&outcome));
         if cli.history {
             print!("{}", outcome.history);
@@ -187,6 +189,10 @@ fn main() -> ExitCode {
         simulated.as_secs_f64(),
         real.as_secs_f64()
     );
+    terms.sort_unstable();
+    if let (Some(median), Some(max)) = (terms.get(terms.len() / 2), terms.last()) {
+        println!("Raft term at the end of a run: median {median}, max {max}");
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -199,12 +205,13 @@ fn line(outcome: &Outcome) -> String {
         format!(", slowest takeover {:.3} s", t.as_secs_f64())
     });
     format!(
-        "seed {}: {} — {} faults, {:.0} s simulated in {:.2} s{takeover}, history {:016x}",
+        "seed {}: {} — {} faults, {:.0} s simulated in {:.2} s{takeover}, term {}, history {:016x}",
         outcome.seed,
         if outcome.passed() { "ok" } else { "FAILED" },
         outcome.faults.len(),
         outcome.simulated.as_secs_f64(),
         outcome.real.as_secs_f64(),
+        outcome.term_at_end,
         outcome.digest
     )
 }
