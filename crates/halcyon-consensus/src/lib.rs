@@ -159,6 +159,11 @@ pub struct RaftTimings {
     /// ([`prevote`]). A node that never leads by itself (the witness) switches elections
     /// itself and turns this off.
     pub pre_vote: bool,
+    /// Whether the RPC server starts held: every connection closed unanswered, as if the
+    /// node were cut off, until [`Consensus::admit`]. A node whose store is new holds it
+    /// until it knows whether the cluster still counts it as a member with a log it no
+    /// longer has (a wiped state directory).
+    pub held: bool,
 }
 
 impl Default for RaftTimings {
@@ -170,6 +175,7 @@ impl Default for RaftTimings {
             snapshot_logs_since_last: 1000,
             write_timeout: Duration::from_secs(5),
             pre_vote: true,
+            held: false,
         }
     }
 }
@@ -281,6 +287,10 @@ pub struct Consensus {
     database: std::sync::Weak<redb::Database>,
     /// The pre-vote gate's task ([`prevote`]), if pre-vote is on; aborted when dropped.
     gate: Option<AbortOnDrop>,
+    /// Whether the RPC server answers (see [`RaftTimings::held`]).
+    admitted: Arc<std::sync::atomic::AtomicBool>,
+    /// When this node last accepted an append-entries or snapshot from a leader.
+    contact: Arc<prevote::LeaderContact>,
 }
 
 /// A task aborted when its handle is dropped.
@@ -383,6 +393,8 @@ impl Consensus {
             contact: Arc::new(prevote::LeaderContact::default()),
             quiet: timings.election_timeout_min,
         };
+        let admitted = Arc::new(std::sync::atomic::AtomicBool::new(!timings.held));
+        let contact = Arc::clone(&pre_vote.contact);
         let gate = timings.pre_vote.then(|| {
             AbortOnDrop(Some(tokio::spawn(prevote::run(
                 node_id,
@@ -400,6 +412,7 @@ impl Consensus {
             raft.clone(),
             fault_hook.clone(),
             pre_vote,
+            Arc::clone(&admitted),
         );
         tracing::info!(node_id, addrs = %node, "consensus open");
         Ok(Self {
@@ -411,6 +424,8 @@ impl Consensus {
             timings,
             database,
             gate,
+            admitted,
+            contact,
         })
     }
 
@@ -516,6 +531,75 @@ impl Consensus {
         match why {
             Some(why) => why,
             None => std::future::pending().await,
+        }
+    }
+
+    /// On a follower: milliseconds since it last accepted an append-entries or snapshot from
+    /// a leader (`None` before the first). openraft keeps a follower's leader in its metrics
+    /// after the leader went silent (the pre-vote gate holds a cut-off follower's elections
+    /// back), so "a leader is known" alone does not say the follower hears one.
+    pub fn millis_since_leader_contact(&self) -> Option<u64> {
+        self.contact.last().map(|at| {
+            u64::try_from(
+                tokio::time::Instant::now()
+                    .saturating_duration_since(at)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Opens a held RPC server ([`RaftTimings::held`]): from now on it answers.
+    pub fn admit(&self) {
+        self.admitted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(
+            node_id = self.node_id,
+            "consensus admitted: answering Raft requests"
+        );
+    }
+
+    /// Whether the RPC server answers (false while held).
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this node's Raft membership is set (by its own initialization or a leader's
+    /// log): false on a new store.
+    pub fn is_initialized(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some()
+    }
+
+    /// The current learners (members that receive the log and do not vote).
+    pub fn learners(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .learner_ids()
+            .collect()
+    }
+
+    /// On the leader: takes `id` out of the membership entirely (a voter is not kept as a
+    /// learner), so that the leader forgets what it replicated to it: the node can come
+    /// back with a new, empty store and be added again ([`Consensus::add_voter`]).
+    pub async fn forget_voter(&self, id: NodeId) -> Result<(), WriteError> {
+        let timeout = self.timings.write_timeout;
+        let change = self
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false);
+        match tokio::time::timeout(timeout, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
         }
     }
 

@@ -721,6 +721,7 @@ pub fn serve<L: Listener>(
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
     pre_vote: PreVoteServer,
+    admitted: Arc<std::sync::atomic::AtomicBool>,
 ) -> ServerHandle {
     let mut tasks = JoinSet::new();
     let foreign = Arc::new(Foreign::default());
@@ -732,6 +733,7 @@ pub fn serve<L: Listener>(
             fault_hook: fault_hook.clone(),
             foreign: foreign.clone(),
             pre_vote: pre_vote.clone(),
+            admitted: Arc::clone(&admitted),
         };
         tasks.spawn(accept_loop(listener, served));
     }
@@ -776,6 +778,8 @@ struct Served {
     fault_hook: FaultHook,
     foreign: Arc<Foreign>,
     pre_vote: PreVoteServer,
+    /// False while the server is held: connections are closed unanswered.
+    admitted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
@@ -821,6 +825,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         fault_hook,
         foreign,
         pre_vote,
+        admitted,
     } = served;
     loop {
         let request: RequestFrame =
@@ -839,6 +844,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
         if !fault_hook.allows(request.from, node_id) || !fault_hook.allows_addr(local_addr) {
+            return;
+        }
+        if !admitted.load(Ordering::SeqCst) {
             return;
         }
         let reply = if request.to != node_id {

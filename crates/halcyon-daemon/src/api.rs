@@ -134,6 +134,11 @@ pub async fn serve(
     let nodes = Router::new()
         .route("/v1/internal/write", post(internal_write))
         .route("/v1/internal/lease", post(internal_lease))
+        .route(
+            crate::node::admission::MEMBERSHIP_PATH,
+            get(async |State(node): State<Shared>| ok(node.membership_answer())),
+        )
+        .route(crate::node::admission::FORGET_PATH, post(internal_forget))
         .fallback(not_found)
         .with_state(Arc::clone(&node))
         .layer(middleware::from_fn_with_state(
@@ -554,6 +559,33 @@ async fn internal_lease(State(node): State<Shared>, body: Bytes) -> Response {
         error: answer.error,
         read_index: answer.read_index,
     })
+}
+
+/// Node to node: a node with a new Raft store asks the leader to take it out of the
+/// membership (`node::admission`). Only for itself: the signer must be the node named.
+async fn internal_forget(
+    State(node): State<Shared>,
+    Extension(signed): Extension<auth::SignedBy>,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct ForgetRequest {
+        node: String,
+    }
+    let request: ForgetRequest = match parse_required(&body) {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    if signed.node != request.node {
+        return failed(ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "{} may not ask for {} to be forgotten: a node asks only for itself",
+                signed.node, request.node
+            ),
+        ));
+    }
+    reply(operations::forget(&node, &request.node).await)
 }
 
 fn test_faults_enabled(node: &Node) -> Result<(), ApiError> {

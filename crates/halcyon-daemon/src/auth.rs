@@ -598,7 +598,11 @@ pub async fn internal<G: Gate>(
     next: Next,
 ) -> Response {
     match check_signed(&*gate, peer, request).await {
-        Ok((request, _)) => next.run(request).await,
+        Ok((mut request, signed)) => {
+            // Handlers that act for the signing node itself read who it is.
+            request.extensions_mut().insert(signed);
+            next.run(request).await
+        }
         Err(refused) => refused,
     }
 }

@@ -118,6 +118,9 @@ async fn start(
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::ADAPTERS));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
     tokio::spawn(Arc::clone(&node).monitor_loop());
+    if !node.consensus.is_admitted() {
+        tokio::spawn(Arc::clone(&node).admission());
+    }
     tokio::spawn(Arc::clone(&node).register());
     tokio::spawn(Arc::clone(&node).report_drift());
     tokio::spawn(archive::keep_events(Arc::clone(&node)));

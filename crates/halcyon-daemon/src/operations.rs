@@ -1019,3 +1019,72 @@ mod tests {
         assert_eq!(refuse(&four, "n3", 3, false), None);
     }
 }
+
+/// What the leader answers a node that asked to be forgotten.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ForgetAnswer {
+    pub note: String,
+}
+
+/// `POST /v1/internal/forget` on the leader, asked by node `name` itself, which started with
+/// a new Raft store (`node::admission`): takes it out of the membership entirely (the
+/// leader drops what it knew of its log) and records it as taken out by the cluster
+/// (`State::shrunk`), so the coordinator adds it again as a learner that catches up from
+/// nothing and then votes. Idempotent: a node no longer in the membership is only recorded.
+pub(crate) async fn forget(node: &Node, name: &str) -> Result<ForgetAnswer, ApiError> {
+    let config = node.config();
+    let number = config
+        .node(name)
+        .map(|n| n.number)
+        .ok_or_else(|| ApiError::not_found(unknown_node(&config, name)))?;
+    let id = NodeId::from(number);
+    if !node.consensus.leadership_confirmed() {
+        return Err(ApiError::new(
+            ErrorKind::Misdirected,
+            format!("not leader: ask the coordinator to forget {name}"),
+        ));
+    }
+    if id == node.consensus.node_id() {
+        return Err(ApiError::conflict(format!(
+            "refused: {name} leads; a leader is never forgotten"
+        )));
+    }
+    let voters = node.consensus.voters();
+    let learners = node.consensus.learners();
+    if learners.contains(&id) {
+        return Err(ApiError::conflict(format!(
+            "refused: {name} is a learner (taken out of the voters with `halcyon node remove`): \
+             rebuilding a node that does not vote is not supported"
+        )));
+    }
+    let mut note = format!("{name} was not a member");
+    if voters.contains(&id) {
+        let minimum = min_voters(&config);
+        if voters.len() - 1 < minimum {
+            return Err(ApiError::conflict(format!(
+                "refused: taking {name} out would leave {} voter(s); the minimum is {minimum} \
+                 (quorum.min_voters)",
+                voters.len() - 1
+            )));
+        }
+        node.consensus
+            .forget_voter(id)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("forgetting {name}: {e}")))?;
+        note = format!("{name} is out of the membership");
+        tracing::warn!(node = %name, "a node with a new store was forgotten: it is added again once it has copied the log");
+    }
+    if !node.snapshot().shrunk().contains(name) {
+        let command = Command::AutoShrink {
+            node: NodeName::from(name),
+            voter: false,
+            at: node.timestamp(),
+        };
+        node.submit(&command)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("recording {name} as taken out: {e}")))?;
+    }
+    Ok(ForgetAnswer {
+        note: format!("{note}; it is added again once it has copied the log"),
+    })
+}

@@ -22,6 +22,10 @@ use crate::operations::ApiError;
 /// Events shown by `GET /v1/status`.
 pub const STATUS_EVENTS: usize = 10;
 
+/// How recent a leader's quorum acknowledgement, or a follower's last append-entries from
+/// its leader, must be for `status` to say the node has the quorum.
+const QUORUM_FRESH_MS: u64 = 1000;
+
 /// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)", without what this node
 /// knows of the witness (see [`no_quorum_with_witness`]).
 pub fn no_quorum(node: &Node) -> String {
@@ -155,10 +159,19 @@ pub fn status(node: &Node) -> StatusResponse {
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
     let is_leader = node.consensus.is_leader();
-    // A follower trusts its leader; a leader needs a quorum's recent acknowledgement.
+    // A leader needs a quorum's recent acknowledgement; a follower, its leader's recent
+    // append-entries (a cut-off follower keeps its leader in openraft's metrics).
     let has_quorum = !node.is_isolated()
         && leader.is_some()
-        && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
+        && if is_leader {
+            metrics
+                .millis_since_quorum_ack
+                .is_some_and(|m| m < QUORUM_FRESH_MS)
+        } else {
+            node.consensus
+                .millis_since_leader_contact()
+                .is_some_and(|m| m < QUORUM_FRESH_MS)
+        };
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
         api_auth: api_auth(node),

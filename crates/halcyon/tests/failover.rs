@@ -546,3 +546,38 @@ fn a_restarted_former_coordinator_does_not_act_in_its_old_term() {
         .collect();
     assert!(acted.is_empty(), "{acted:#?}");
 }
+
+/// A follower that no longer hears its leader keeps that leader in openraft's metrics (with
+/// pre-vote it does not campaign while it cannot win): `status` must still say it has no
+/// quorum, from how long ago its leader's last append-entries came.
+#[test]
+fn a_follower_cut_off_from_everyone_says_it_has_no_quorum() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (_, k) = c.coordinator(1);
+    let f = (1..=3).find(|&i| i != k).unwrap();
+    let others: Vec<usize> = (1..=3).filter(|&i| i != f).collect();
+    for &i in &others {
+        assert!(c.signal(i, libc::SIGSTOP));
+    }
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.wait_for(f, "no quorum", Duration::from_secs(10), |v| {
+            v["quorum"]["has_quorum"] == false
+        })
+    }));
+    for &i in &others {
+        assert!(c.signal(i, libc::SIGCONT));
+    }
+    let v = match seen {
+        Ok(_) => c.status(f).unwrap(),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    assert!(
+        v["coordinator"].is_string(),
+        "the leader is still known: {v:#}"
+    );
+    c.wait_for(f, "the quorum back", FAILOVER_TIMEOUT, |v| {
+        v["quorum"]["has_quorum"] == true
+    });
+}

@@ -269,3 +269,59 @@ fn a_restart_is_an_event_saying_whether_the_previous_incarnation_crashed_or_stop
     // Neither restart moved the package off n1.
     c.wait_web_on(1, "n1", FAILOVER_TIMEOUT);
 }
+
+/// Issue 15, finding 4 (the Raft half): a node started with its state directory emptied has
+/// no log and no vote. It answers no Raft request until the coordinator has taken it out of
+/// the membership (before, the leader replicated to it as to a follower that had the log,
+/// and the leader's openraft core stopped); then it is added again as a learner that copies
+/// the log, becomes a voter, and can take packages. Both the lowest-numbered node (which
+/// initialises a new cluster) and another node are rebuilt.
+#[test]
+fn a_node_whose_state_directory_was_emptied_is_forgotten_and_added_again() {
+    let mut c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    for (wiped, watcher) in [(3, 2), (1, 2)] {
+        let name = format!("n{wiped}");
+        c.kill(wiped);
+        c.wait_for(watcher, "the killed node down", FAILOVER_TIMEOUT, |v| {
+            node_of(v, &name)["member"] == false && v["execution"].is_null()
+        });
+        let dir = c.state_dir(wiped);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        c.start(wiped);
+        c.wait_for(
+            watcher,
+            "the rebuilt node a voter again",
+            FORM_TIMEOUT,
+            |v| {
+                node_of(v, &name)["member"] == true
+                    && v["quorum"]["voters"]
+                        .as_array()
+                        .is_some_and(|voters| voters.iter().any(|n| n == name.as_str()))
+                    && v["execution"].is_null()
+            },
+        );
+        for i in 1..=3 {
+            assert!(
+                c.is_running(i),
+                "n{i} exited:\n{}",
+                c.log_tail(&format!("n{i}"), 30)
+            );
+        }
+        let (code, body) = c.request(
+            watcher,
+            "POST",
+            "/v1/packages/web/move",
+            Some(&format!(r#"{{"node":"{name}"}}"#)),
+        );
+        assert_eq!(code, 200, "{body}");
+        c.wait_web_on(wiped, &name, FAILOVER_TIMEOUT);
+        let log = std::fs::read_to_string(c.path().join(format!("{name}.log"))).unwrap();
+        assert!(
+            log.contains("the coordinator took it out of the membership"),
+            "{name} says why it waited"
+        );
+    }
+}

@@ -278,12 +278,17 @@ impl<'a> Round<'a> {
 fn auto_shrink(round: &mut Round, config: &Config) {
     let input = round.input;
     let view = input.view;
-    if !config.cluster.quorum.auto_shrink || input.changing_voters {
+    if input.changing_voters {
         return;
     }
+    // A node the cluster took out (by auto-shrink, or forgotten when it came back with a new
+    // store: `node::admission`) becomes a voter again once it is a member or its heartbeats
+    // are heard, whatever `auto_shrink` says now. A forgotten node receives no log, so it
+    // knows no leader to register with until it is a learner again: being heard must do.
     for node in view.shrunk() {
         let member = view.cluster().members.contains(node) && !view.departed().contains(node);
-        if !member {
+        let heard = round.reach(config, node.as_str()) == Some(NodeState::Reachable);
+        if !member && !heard {
             continue;
         }
         if input.voters.contains(node) {
@@ -301,7 +306,7 @@ fn auto_shrink(round: &mut Round, config: &Config) {
             return;
         }
     }
-    if input.voters.len() <= config.cluster.shrink_floor() {
+    if !config.cluster.quorum.auto_shrink || input.voters.len() <= config.cluster.shrink_floor() {
         return;
     }
     let after =

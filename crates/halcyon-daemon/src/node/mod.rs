@@ -44,6 +44,7 @@ use crate::peers::{self, Peers};
 use crate::platform::{LeaseGuard, NodeApplication, Platform, ResourceFactory};
 use crate::renewal_watch::RenewalWatch;
 
+pub(crate) mod admission;
 mod coordinator;
 mod executor;
 mod lease_task;
@@ -767,7 +768,8 @@ pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<S
 }
 
 /// Opens consensus on the replica that publishes the view, cleans up what a previous
-/// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node.
+/// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node (a new store: the
+/// admission task does, once it knows the cluster has not formed).
 async fn open_consensus(
     settings: &Settings,
     config: &Config,
@@ -780,15 +782,22 @@ async fn open_consensus(
     let me = config.node(&settings.node).expect("checked on read");
     let id = NodeId::from(me.number);
     let addrs = members.get(&id).cloned().unwrap_or_default();
+    let db_path = settings.state_dir.join("raft.redb");
+    // A new store in a cluster of several nodes answers no Raft request before it knows
+    // whether the cluster still counts this node as a member (`admission`).
+    let held = !db_path.exists() && config.cluster.nodes.len() > 1;
     let consensus = platform
         .network
         .open_consensus(
             config.cluster.id,
             id,
             addrs,
-            &settings.state_dir.join("raft.redb"),
+            &db_path,
             app,
-            raft_timings(&config.cluster),
+            RaftTimings {
+                held,
+                ..raft_timings(&config.cluster)
+            },
             tls,
         )
         .await
@@ -803,7 +812,7 @@ async fn open_consensus(
         .unwrap_or_else(|| Arc::new(config.clone()));
     halt_leftovers(&cleanup_config, &settings.node, platform.resources.as_ref()).await;
     let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
-    if lowest == Some(me.number) {
+    if lowest == Some(me.number) && !held {
         consensus
             .initialize(members)
             .await

@@ -1,0 +1,289 @@
+//! A node with a new Raft store (issue 15, finding 4): before its Raft server answers, it
+//! finds out whether the cluster already counts it as a member.
+//!
+//! A node started with an emptied state directory (rebuilt after a disk failure, or after its
+//! log failed its checksums) has no log and no vote. If the cluster still has it as a voter,
+//! the leader would replicate to it as to a follower that already holds the log: openraft
+//! finds the follower's log reverted and its core stops, and a voter that forgot its log and
+//! its vote could lose committed entries or vote twice in a term. So a new store starts
+//! held (`RaftTimings::held`: the server closes every connection unanswered), and this task:
+//! - asks the other nodes (node-signed `GET /v1/internal/membership`) what they know;
+//! - when the leader counts this node as a voter: asks it to forget the node
+//!   (`POST /v1/internal/forget`: the voter leaves the membership entirely, so the leader
+//!   drops what it knew of its log, and is recorded in `State::shrunk`); once that change is
+//!   committed it answers, and the coordinator adds it again as a learner that catches up
+//!   from nothing and then votes (the auto-shrink path). A node cannot tell a wiped state
+//!   directory from a first start in a cluster that formed before it came up (both are new
+//!   stores the leader counts as voters), so a late first start goes the same way: out of
+//!   the voters, then back in;
+//! - when the cluster has formed without this node: admits (nothing of it is replicated);
+//! - when every node that answers has a new store too: the cluster is forming, admits, and
+//!   the lowest-numbered node initialises the membership;
+//! - otherwise (nobody answers, or the cluster has no leader) waits and asks again.
+//!
+//! Invariant: the server of a new store answers only after a leader said it does not count
+//! the node as a member, or took it out of the membership (committed), or after a node with
+//! a new store answered (a cluster that has not formed); a formed cluster's nodes never
+//! answer "new store" while they run.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halcyon_consensus::NodeId;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Node;
+use crate::peers;
+
+/// What a node answers about the Raft membership (`GET /v1/internal/membership`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipAnswer {
+    /// Its store has a membership (its own initialisation or a leader's log).
+    pub initialized: bool,
+    /// It leads, confirmed by a quorum in its term.
+    pub leader: bool,
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// What a node with a new store does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Nobody has formed a cluster yet: answer, and initialise if the lowest-numbered.
+    Form,
+    /// The cluster has formed and does not count this node: answer.
+    Join,
+    /// Leader `0` counts this node as a voter: ask it to forget the node.
+    Forget(NodeId),
+    /// Not yet decidable: why.
+    Wait(String),
+}
+
+/// The decision of node `me` from the answers of the other nodes (`None`: no answer).
+pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Admission {
+    let answered: Vec<(NodeId, &MembershipAnswer)> = answers
+        .iter()
+        .filter_map(|(id, a)| a.as_ref().map(|a| (*id, a)))
+        .collect();
+    if let Some((leader, a)) = answered.iter().find(|(_, a)| a.leader && a.initialized) {
+        return if a.voters.contains(&me) || a.learners.contains(&me) {
+            Admission::Forget(*leader)
+        } else {
+            Admission::Join
+        };
+    }
+    if answered.iter().any(|(_, a)| a.initialized) {
+        return Admission::Wait(
+            "the cluster has formed and no leader answered: only a leader can say whether \
+             it still counts this node"
+                .to_owned(),
+        );
+    }
+    if answered.is_empty() {
+        return Admission::Wait("no other node answers".to_owned());
+    }
+    Admission::Form
+}
+
+/// How often the question is asked again.
+const ASK_EVERY: Duration = Duration::from_millis(500);
+/// How long one node may take to answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// Least time between two log lines about waiting.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// What this node answers about the membership.
+    pub(crate) fn membership_answer(&self) -> MembershipAnswer {
+        MembershipAnswer {
+            initialized: self.consensus.is_initialized(),
+            leader: self.consensus.leadership_confirmed(),
+            voters: self.consensus.voters(),
+            learners: self.consensus.learners(),
+        }
+    }
+
+    /// Runs until this node's held Raft server may answer (see the module documentation).
+    pub(crate) async fn admission(self: Arc<Self>) {
+        let me = NodeId::from(self.number);
+        let config = Arc::clone(&self.boot_config);
+        let lowest = config.cluster.nodes.iter().map(|n| n.number).min();
+        let mut logged: Option<Instant> = None;
+        let mut rarely = |line: String| {
+            if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                logged = Some(Instant::now());
+                tracing::warn!(node = %self.name, "new store: Raft requests held: {line}");
+            }
+        };
+        loop {
+            let answers = self.ask_membership(me).await;
+            let decision = decide(me, &answers);
+            match decision {
+                Admission::Form | Admission::Join => {
+                    if decision == Admission::Join {
+                        tracing::info!(node = %self.name, "new store: the cluster does not count this node; answering Raft requests");
+                    }
+                    self.consensus.admit();
+                    if decision == Admission::Form && lowest == Some(self.number) {
+                        let members = peers::raft_members(&config);
+                        if let Err(e) = self.consensus.initialize(members).await {
+                            tracing::error!(node = %self.name, "initializing the Raft membership: {e}");
+                        }
+                    }
+                    return;
+                }
+                Admission::Forget(leader_id) => {
+                    let leader = self.node_name_of(leader_id);
+                    match self.ask_to_forget(leader_id).await {
+                        Ok(()) => {
+                            tracing::warn!(
+                                node = %self.name,
+                                %leader,
+                                "new store, and the cluster counted this node as a voter (its \
+                                 state directory was emptied): the coordinator took it out of the \
+                                 membership; it is added again once it has copied the log"
+                            );
+                            // The change is committed: no leader keeps what it knew of this
+                            // node's log, and the coordinator adds it again as a learner
+                            // replicated from nothing. Asking again would take it out again.
+                            self.consensus.admit();
+                            return;
+                        }
+                        Err(e) => rarely(format!(
+                            "the cluster counts this node as a member with a log it no longer \
+                             has, and {leader} did not take it out: {e}"
+                        )),
+                    }
+                }
+                Admission::Wait(why) => rarely(why),
+            }
+            tokio::time::sleep(ASK_EVERY).await;
+        }
+    }
+
+    /// Every other configured node's answer about the membership (its internal API).
+    async fn ask_membership(
+        self: &Arc<Self>,
+        me: NodeId,
+    ) -> Vec<(NodeId, Option<MembershipAnswer>)> {
+        let mut asks = JoinSet::new();
+        for n in &self.boot_config.cluster.nodes {
+            let id = NodeId::from(n.number);
+            if id == me {
+                continue;
+            }
+            let Some(addrs) = self.peers.internal(id).map(<[_]>::to_vec) else {
+                continue;
+            };
+            let node = Arc::clone(self);
+            asks.spawn(async move {
+                for addr in addrs {
+                    let answer = node
+                        .request(addr, "GET", MEMBERSHIP_PATH, None, ANSWER_WITHIN, None)
+                        .await
+                        .ok()
+                        .filter(|r| r.status == 200)
+                        .and_then(|r| serde_json::from_str::<MembershipAnswer>(&r.body).ok());
+                    if answer.is_some() {
+                        return (id, answer);
+                    }
+                }
+                (id, None)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = asks.join_next().await {
+            if let Ok(answer) = answer {
+                answers.push(answer);
+            }
+        }
+        answers.sort_by_key(|(id, _)| *id);
+        answers
+    }
+
+    /// Asks leader `leader` to take this node out of the membership.
+    async fn ask_to_forget(&self, leader: NodeId) -> Result<(), String> {
+        let addrs = self
+            .peers
+            .internal(leader)
+            .map(<[_]>::to_vec)
+            .ok_or_else(|| format!("no internal address of node {leader}"))?;
+        let body = serde_json::json!({ "node": self.name.as_str() }).to_string();
+        let mut errors = Vec::new();
+        for addr in addrs {
+            match self
+                .request(addr, "POST", FORGET_PATH, Some(&body), FORGET_WITHIN, None)
+                .await
+            {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => errors.push(format!("{addr}: {} {}", r.status, r.body)),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+}
+
+pub(crate) const MEMBERSHIP_PATH: &str = "/v1/internal/membership";
+pub(crate) const FORGET_PATH: &str = "/v1/internal/forget";
+/// How long the leader may take to commit the membership change.
+const FORGET_WITHIN: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(initialized: bool, leader: bool, voters: &[NodeId]) -> Option<MembershipAnswer> {
+        Some(MembershipAnswer {
+            initialized,
+            leader,
+            voters: voters.iter().copied().collect(),
+            learners: BTreeSet::new(),
+        })
+    }
+
+    #[test]
+    fn a_wiped_voter_asks_the_leader_to_forget_it() {
+        let answers = [
+            (1, answer(true, true, &[1, 2, 3])),
+            (2, answer(true, false, &[1, 2, 3])),
+        ];
+        assert_eq!(decide(3, &answers), Admission::Forget(1));
+    }
+
+    #[test]
+    fn once_the_leader_no_longer_counts_it_the_node_answers() {
+        let answers = [(1, answer(true, true, &[1, 2])), (2, None)];
+        assert_eq!(decide(3, &answers), Admission::Join);
+    }
+
+    #[test]
+    fn a_formed_cluster_without_a_leader_is_waited_for_whatever_the_others_say() {
+        let answers = [
+            (1, answer(true, false, &[1, 2, 3])),
+            (2, answer(false, false, &[])),
+        ];
+        assert!(matches!(decide(3, &answers), Admission::Wait(_)));
+        assert!(matches!(
+            decide(3, &[(1, None), (2, None)]),
+            Admission::Wait(_)
+        ));
+        assert!(matches!(decide(3, &[]), Admission::Wait(_)));
+    }
+
+    #[test]
+    fn new_stores_everywhere_form_the_cluster() {
+        let answers = [(1, answer(false, false, &[])), (2, None)];
+        assert_eq!(decide(3, &answers), Admission::Form);
+    }
+
+    #[test]
+    fn a_learner_counts_as_a_member_too() {
+        let mut a = answer(true, true, &[1, 2]).unwrap();
+        a.learners.insert(3);
+        assert_eq!(decide(3, &[(1, Some(a))]), Admission::Forget(1));
+    }
+}
