@@ -86,11 +86,10 @@ pub enum StoreError {
     /// A stored value that fails its checksum or does not decode.
     #[error(
         "{file}: table `{table}`, {key}: {what}. This node's copy of the replicated log cannot \
-         be trusted and it will not start with it. Keep it stopped (the other nodes go on \
-         without it) and keep its state directory for analysis. Do not start it with an \
-         emptied state directory: the cluster would take it for the same voter with its log \
-         gone, which Raft cannot allow (the coordinator's Raft core stops on it). Rebuilding \
-         a node from the others is not supported yet",
+         be trusted and it will not start with it. Rebuild the node: move its state directory \
+         aside (keep it for analysis) and start it again; with a new store it answers no Raft \
+         request until the coordinator has taken it out of the membership, then it copies the \
+         log from the other nodes and votes again",
         file = file.display()
     )]
     Corrupt {
