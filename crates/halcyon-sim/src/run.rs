@@ -61,6 +61,10 @@ pub struct Options {
     /// `[quorum] auto_shrink = true` with `shrink_after = "2s"`: a node committed down for
     /// 2 s leaves the voters (never below 3 of 5), and becomes a voter again when it rejoins.
     pub auto_shrink: bool,
+    /// A crashed node boots with its state directory emptied (a rebuilt node): it must be
+    /// taken out of the membership and added again (`node::admission`) with every invariant
+    /// kept.
+    pub wipe: bool,
 }
 
 /// What a run's files configure besides the heartbeat.
@@ -100,6 +104,7 @@ impl Options {
             fast: false,
             fencing: false,
             auto_shrink: false,
+            wipe: false,
         }
     }
 
@@ -425,7 +430,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                     awaiting.push((now, packages));
                 }
             }
-            inject(&mut sim, &world, &hook, fault, options);
+            inject(&mut sim, &world, &hook, fault, options, directory.path());
             heals.push((now + fault.lasts, *index, fault.clone()));
         }
         while applies.last().is_some_and(|a| a.at <= now) {
@@ -645,13 +650,29 @@ fn ips(nodes: &[u32]) -> Vec<IpAddr> {
     nodes.iter().copied().map(node_ip).collect()
 }
 
-fn inject(sim: &mut turmoil::Sim<'_>, world: &World, hook: &FaultHook, fault: &Fault, o: &Options) {
+fn inject(
+    sim: &mut turmoil::Sim<'_>,
+    world: &World,
+    hook: &FaultHook,
+    fault: &Fault,
+    o: &Options,
+    directory: &Path,
+) {
     let group = ips(&fault.nodes);
     let rest = others(&fault.nodes, o.nodes);
     match &fault.kind {
         Kind::Crash => {
             world.power_off(fault.nodes[0]);
             sim.crash(group[0]);
+            if o.wipe {
+                let state = directory.join(format!("state/n{}", fault.nodes[0]));
+                let emptied =
+                    std::fs::remove_dir_all(&state).and_then(|()| std::fs::create_dir_all(&state));
+                match emptied {
+                    Ok(()) => world.note(format!("n{}'s state directory emptied", fault.nodes[0])),
+                    Err(e) => world.note(format!("emptying {}: {e}", state.display())),
+                }
+            }
         }
         Kind::DaemonKill => sim.crash(group[0]),
         Kind::Pause => each_pair(&group, &rest, |a, b| sim.hold(a, b)),

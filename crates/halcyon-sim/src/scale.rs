@@ -83,6 +83,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         fast: false,
         fencing: false,
         auto_shrink: false,
+        wipe: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

@@ -114,6 +114,14 @@ fn auto_shrink_seeds_1_to_8() {
     });
 }
 
+/// Rebuilt nodes under the random faults (issue 15, finding 4): every crashed node boots
+/// with an emptied state directory, is taken out of the membership and added again; every
+/// invariant must hold. `halcyon-sim --wipe --seeds N` runs more.
+#[test]
+fn rebuilt_nodes_seeds_1_to_8() {
+    variant_passes(1..=8, "--wipe", |o| Options { wipe: true, ..o });
+}
+
 /// Auto-shrink (issue 18 item 4, Corosync's `last_man_standing`): three of five nodes lose
 /// power one after another, 7 s apart, for a minute each. With `auto_shrink` (after 2 s,
 /// never below 3 voters) the voters follow the failures down to n1, n2, n3, so the third

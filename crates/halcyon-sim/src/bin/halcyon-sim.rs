@@ -64,6 +64,9 @@ struct Cli {
     /// `[quorum] auto_shrink = true`, `shrink_after = "2s"`.
     #[arg(long)]
     auto_shrink: bool,
+    /// A crashed node boots with its state directory emptied (a rebuilt node).
+    #[arg(long)]
+    wipe: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
             fast: cli.fast,
             fencing: cli.fencing,
             auto_shrink: cli.auto_shrink,
+            wipe: cli.wipe,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
