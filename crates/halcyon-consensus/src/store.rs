@@ -880,11 +880,8 @@ mod tests {
         assert!(error.contains(&path.display().to_string()), "{error}");
         assert!(error.contains("table `log`, log index 3"), "{error}");
         assert!(error.contains("checksum mismatch"), "{error}");
-        assert!(error.contains("Keep it stopped"), "{error}");
-        assert!(
-            error.contains("Do not start it with an emptied state directory"),
-            "{error}"
-        );
+        assert!(error.contains("move its state directory"), "{error}");
+        assert!(error.contains("taken it out of the membership"), "{error}");
     }
 
     #[tokio::test]

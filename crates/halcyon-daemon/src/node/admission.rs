@@ -8,23 +8,27 @@
 //! its vote could lose committed entries or vote twice in a term. So a new store starts
 //! held (`RaftTimings::held`: the server closes every connection unanswered), and this task:
 //! - asks the other nodes (node-signed `GET /v1/internal/membership`) what they know;
-//! - when the leader counts this node as a voter: asks it to forget the node
+//! - when the leader counts this node as a member that has run before (it has a committed
+//!   incarnation, or acknowledged some of the leader's log): asks it to forget the node
 //!   (`POST /v1/internal/forget`: the voter leaves the membership entirely, so the leader
 //!   drops what it knew of its log, and is recorded in `State::shrunk`); once that change is
 //!   committed it answers, and the coordinator adds it again as a learner that catches up
-//!   from nothing and then votes (the auto-shrink path). A node cannot tell a wiped state
-//!   directory from a first start in a cluster that formed before it came up (both are new
-//!   stores the leader counts as voters), so a late first start goes the same way: out of
-//!   the voters, then back in;
-//! - when the cluster has formed without this node: admits (nothing of it is replicated);
+//!   from nothing and then votes (the auto-shrink path);
+//! - when the cluster has formed without this node, or counts it but it never ran (a first
+//!   start after the others formed the cluster: no incarnation, and its held server
+//!   acknowledged nothing, so the leader has no match index for it): answers. What this lets
+//!   through: a node emptied after it voted or acknowledged entries and before its first
+//!   registration committed (within its first second), under a leader it never acknowledged;
 //! - when every node that answers has a new store too: the cluster is forming, admits, and
-//!   the lowest-numbered node initialises the membership;
+//!   the lowest-numbered node initialises the membership; when those that answer hold only
+//!   that initial membership (no leader has replicated anything to them), it is still
+//!   forming: admits;
 //! - otherwise (nobody answers, or the cluster has no leader) waits and asks again.
 //!
-//! Invariant: the server of a new store answers only after a leader said it does not count
-//! the node as a member, or took it out of the membership (committed), or after a node with
-//! a new store answered (a cluster that has not formed); a formed cluster's nodes never
-//! answer "new store" while they run.
+//! Invariant: the server of a new store answers only after a leader said it has no match
+//! index for the node and no record of it running, or took it out of the membership
+//! (committed), or after a node with a new store answered (a cluster that has not formed); a
+//! formed cluster's nodes never answer "new store" while they run.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,6 +51,22 @@ pub struct MembershipAnswer {
     pub leader: bool,
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    /// On a leader: the members that have acknowledged some of its log (openraft keeps a
+    /// match index for them, which a node with a new store would contradict).
+    pub replicated: BTreeSet<NodeId>,
+    /// The nodes with a committed incarnation: they have run as members before.
+    pub registered: BTreeSet<NodeId>,
+    /// The index of the last entry in its log: 0 while it holds only the membership the
+    /// lowest-numbered node initialised (no leader has replicated anything to it).
+    pub last_log_index: u64,
+}
+
+impl MembershipAnswer {
+    /// Whether node `id` may hold (or have held) part of the log or a vote the cluster
+    /// counts on: it acknowledged this leader's log, or it has run as a member before.
+    fn knows_of(&self, id: NodeId) -> bool {
+        self.replicated.contains(&id) || self.registered.contains(&id)
+    }
 }
 
 /// What a node with a new store does next.
@@ -69,11 +89,26 @@ pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Adm
         .filter_map(|(id, a)| a.as_ref().map(|a| (*id, a)))
         .collect();
     if let Some((leader, a)) = answered.iter().find(|(_, a)| a.leader && a.initialized) {
-        return if a.voters.contains(&me) || a.learners.contains(&me) {
+        let member = a.voters.contains(&me) || a.learners.contains(&me);
+        return if member && a.knows_of(me) {
             Admission::Forget(*leader)
         } else {
+            // Not a member, or a member that never ran: a first start in a cluster that
+            // formed before it came up. The leader keeps no match index for it.
             Admission::Join
         };
+    }
+    if !answered.is_empty() && answered.iter().all(|(_, a)| !a.initialized) {
+        return Admission::Form;
+    }
+    // A cluster still forming: initialised by the lowest-numbered node, and no leader has
+    // replicated anything to anyone who answers, so none could have reached this node.
+    if !answered.is_empty()
+        && answered
+            .iter()
+            .all(|(_, a)| !a.initialized || a.last_log_index == 0)
+    {
+        return Admission::Join;
     }
     if answered.iter().any(|(_, a)| a.initialized) {
         return Admission::Wait(
@@ -98,11 +133,39 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 impl Node {
     /// What this node answers about the membership.
     pub(crate) fn membership_answer(&self) -> MembershipAnswer {
+        let replicated = self
+            .consensus
+            .metrics()
+            .borrow()
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, matched)| matched.is_some())
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let config = self.config();
+        let registered = self
+            .snapshot()
+            .incarnations()
+            .keys()
+            .filter_map(|name| config.node(name.as_str()).map(|n| NodeId::from(n.number)))
+            .collect();
         MembershipAnswer {
             initialized: self.consensus.is_initialized(),
             leader: self.consensus.leadership_confirmed(),
             voters: self.consensus.voters(),
             learners: self.consensus.learners(),
+            replicated,
+            registered,
+            last_log_index: self
+                .consensus
+                .metrics()
+                .borrow()
+                .last_log_index
+                .unwrap_or(0),
         }
     }
 
@@ -236,13 +299,47 @@ const FORGET_WITHIN: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
 
+    /// An answer in which every voter has run before.
     fn answer(initialized: bool, leader: bool, voters: &[NodeId]) -> Option<MembershipAnswer> {
         Some(MembershipAnswer {
             initialized,
             leader,
             voters: voters.iter().copied().collect(),
             learners: BTreeSet::new(),
+            replicated: BTreeSet::new(),
+            registered: voters.iter().copied().collect(),
+            last_log_index: if initialized { 7 } else { 0 },
         })
+    }
+
+    #[test]
+    fn a_cluster_still_forming_without_a_leader_is_joined() {
+        let mut forming = answer(true, false, &[1, 2, 3]).unwrap();
+        forming.last_log_index = 0;
+        let fresh = answer(false, false, &[]);
+        assert_eq!(
+            decide(3, &[(1, Some(forming.clone())), (2, fresh)]),
+            Admission::Join
+        );
+        let mut formed = forming;
+        formed.last_log_index = 4;
+        assert!(matches!(
+            decide(3, &[(1, Some(formed))]),
+            Admission::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn a_member_that_never_ran_joins_without_being_forgotten() {
+        let mut a = answer(true, true, &[1, 2, 3]).unwrap();
+        a.registered.remove(&3);
+        assert_eq!(decide(3, &[(1, Some(a.clone()))]), Admission::Join);
+        a.replicated.insert(3);
+        assert_eq!(
+            decide(3, &[(1, Some(a))]),
+            Admission::Forget(1),
+            "it acknowledged the leader's log"
+        );
     }
 
     #[test]
@@ -284,6 +381,7 @@ mod tests {
     fn a_learner_counts_as_a_member_too() {
         let mut a = answer(true, true, &[1, 2]).unwrap();
         a.learners.insert(3);
+        a.registered.insert(3);
         assert_eq!(decide(3, &[(1, Some(a))]), Admission::Forget(1));
     }
 }
