@@ -150,6 +150,15 @@ impl Cluster {
     }
 
     async fn open(&self, node: &mut Node, listeners: Vec<TcpListener>) {
+        let consensus = self.try_open(node, listeners).await.unwrap();
+        node.consensus = Some(consensus);
+    }
+
+    async fn try_open(
+        &self,
+        node: &mut Node,
+        listeners: Vec<TcpListener>,
+    ) -> Result<Consensus, halcyon_consensus::OpenError> {
         node.applied = Applied::default();
         let app = Recorder {
             applied: node.applied.clone(),
@@ -164,21 +173,35 @@ impl Cluster {
             listeners,
             node.hook.clone(),
         )
-        .await
-        .unwrap();
+        .await?;
         assert_eq!(consensus.node().addrs, node.addrs);
-        node.consensus = Some(consensus);
+        Ok(consensus)
     }
 
-    /// Reopens a stopped node from its database, on its old addresses.
+    /// Reopens a stopped node from its database, on its old addresses. The database of a
+    /// node just shut down can still be held for a moment by one of openraft's tasks on a
+    /// loaded machine (redb: already open): tried again for up to 5 s.
     async fn restart(&mut self, id: NodeId) {
         let mut node = self.take(id);
         assert!(node.consensus.is_none());
-        let mut listeners = Vec::new();
-        for addr in &node.addrs {
-            listeners.push(TcpListener::bind(addr).await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut listeners = Vec::new();
+            for addr in &node.addrs {
+                listeners.push(TcpListener::bind(addr).await.unwrap());
+            }
+            match self.try_open(&mut node, listeners).await {
+                Ok(consensus) => {
+                    node.consensus = Some(consensus);
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reopening node {id}: {e}; trying again");
+                    sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reopening node {id}: {e}"),
+            }
         }
-        self.open(&mut node, listeners).await;
         self.nodes.push(node);
     }
 
