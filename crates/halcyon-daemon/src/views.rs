@@ -33,6 +33,18 @@ pub fn no_quorum(node: &Node) -> String {
 /// `witness_reachable`: whether the witness answered just now (`None`: not asked, so it is
 /// counted unreachable, as nothing says otherwise).
 pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> String {
+    let (reachable, unreachable) = voters_reachable(node, witness_reachable);
+    no_quorum_line(
+        reachable,
+        node.config().cluster.voter_count(),
+        node.name.as_str(),
+        &unreachable,
+    )
+}
+
+/// How many voters this node reaches (itself included), and the names of those it does not
+/// (the witness as `witness NAME`; `witness_reachable` as for [`no_quorum_with_witness`]).
+pub fn voters_reachable(node: &Node, witness_reachable: Option<bool>) -> (usize, Vec<String>) {
     let config = node.config();
     let reach = node.reachability();
     let mut reachable = 0;
@@ -53,12 +65,17 @@ pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> S
             unreachable.push(format!("witness {}", w.name));
         }
     }
-    no_quorum_line(
-        reachable,
-        config.cluster.voter_count(),
-        node.name.as_str(),
-        &unreachable,
-    )
+    (reachable, unreachable)
+}
+
+/// Whether this node has the quorum, as `status` says: a follower trusts its leader; a leader
+/// needs a quorum's acknowledgement within the last second.
+pub fn has_quorum(node: &Node) -> bool {
+    let metrics = node.consensus.metrics().borrow().clone();
+    !node.is_isolated()
+        && metrics.current_leader.is_some()
+        && (!node.consensus.is_leader()
+            || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000))
 }
 
 /// The no-quorum line from its counts and the unreachable voters' names.
@@ -154,11 +171,7 @@ pub fn status(node: &Node) -> StatusResponse {
         .unwrap_or_else(|| Arc::clone(&node.boot_config));
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
-    let is_leader = node.consensus.is_leader();
-    // A follower trusts its leader; a leader needs a quorum's recent acknowledgement.
-    let has_quorum = !node.is_isolated()
-        && leader.is_some()
-        && (!is_leader || metrics.millis_since_quorum_ack.is_some_and(|m| m < 1000));
+    let has_quorum = has_quorum(node);
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
         api_auth: api_auth(node),
