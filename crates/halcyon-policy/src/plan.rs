@@ -339,3 +339,49 @@ pub fn render_with(plan: &Plan, time: TimeText<'_>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_write_times_as_the_reader_asks_and_rfc3339_by_default() {
+        let at: Timestamp = "2026-01-05T12:00:00Z".parse().unwrap();
+        let until: Timestamp = "2026-01-05T12:10:00Z".parse().unwrap();
+        let short = |t: Timestamp| t.strftime("%H:%M").to_string();
+        let failed = Ineligible::FailedHere {
+            at,
+            until: Some(until),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "failed here at 2026-01-05T12:00:00Z; excluded until 2026-01-05T12:10:00Z (or `halcyon package clear`)"
+        );
+        assert_eq!(
+            failed.text(&short),
+            "failed here at 12:00; excluded until 12:10 (or `halcyon package clear`)"
+        );
+        let explanation = Explanation {
+            package: "db".into(),
+            status: crate::state::PackageStatus::Down,
+            nodes: Vec::new(),
+            summary: Vec::new(),
+            verdicts: vec![NodeVerdict {
+                node: "node1".into(),
+                rank: Some(1),
+                eligible: false,
+                reasons: vec![failed],
+                notes: Vec::new(),
+            }],
+        };
+        assert_eq!(
+            explanation.render(&short),
+            "package db: down\nnodes:\n  node1   #1  not eligible: failed here at 12:00; excluded until 12:10 (or `halcyon package clear`)\n"
+        );
+        assert!(
+            explanation
+                .to_string()
+                .contains("failed here at 2026-01-05T12:00:00Z")
+        );
+    }
+}
