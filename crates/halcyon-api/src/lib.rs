@@ -42,7 +42,7 @@ pub use status::{
     WitnessStatus,
 };
 pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
-pub use webhook::{WebhookPayload, WebhookReason};
+pub use webhook::{QuorumChange, WebhookPayload, WebhookReason};
 
 /// The version of the API's JSON that this build speaks; every response carries it as
 /// `schema_version`. Raised when a field changes meaning or disappears.

@@ -54,6 +54,8 @@ pub const DEFAULT_SERVICE_HALT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_OCF_RESTART: u32 = 1;
 /// Default maximum event duration before a warning (HACMP's config_too_long).
 pub const DEFAULT_MAX_EVENT_DURATION: Duration = Duration::from_secs(360);
+/// Largest `[limits] max_event_duration` (and rules-file `max_duration`): a day.
+pub const MAX_EVENT_DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Default base port: heartbeats on `port`, consensus on `port + 1`, API on `port + 2`, the
 /// nodes' internal API on `port + 3`.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -514,9 +516,13 @@ pub const WEBHOOK_TIMEOUT_MAX: Duration = Duration::from_secs(30);
 pub const WEBHOOK_RETRIES_DEFAULT: u32 = 3;
 pub const WEBHOOK_RETRIES_MAX: u32 = 10;
 /// What a webhook's `events` may name: the built-in events (sent once finished), `user` (every
-/// user-defined event, once finished), `error` (an event stopped in ERROR, when it stops) and
-/// `node_restart` (a node's new incarnation, recorded when it registers) and `node_fence` (a
-/// fence of a node, recorded when it ends).
+/// user-defined event, once finished), `error` (an event stopped in ERROR, when it stops),
+/// `node_restart` (a node's new incarnation, recorded when it registers), `node_fence` (a
+/// fence of a node, recorded when it ends), `event_too_long` (an event running longer than its
+/// maximum duration, sent by the coordinator then and after every further period) and
+/// `quorum_lost` / `quorum_regained` (sent by each node itself when it loses or regains the
+/// quorum: a node without the quorum cannot reach the coordinator). `error` and the last three
+/// go only to webhooks that name them; an empty `events` list gets every finished event.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "cluster_start",
     "cluster_halt",
@@ -540,6 +546,9 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "error",
     "node_restart",
     "node_fence",
+    "event_too_long",
+    "quorum_lost",
+    "quorum_regained",
 ];
 
 impl Webhook {
@@ -596,7 +605,9 @@ pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
-    /// After this long a running event logs a warning event (config_too_long).
+    /// After this long a running event is warned about (HACMP's config_too_long): a log
+    /// line, a note in its record, the `notify` command with `HALCYON_NOTIFY_PHASE=too_long`
+    /// and `event_too_long` webhooks; again after every further period while it runs.
     pub max_event_duration: Duration,
 }
 

@@ -471,7 +471,7 @@ fn read_webhooks(sink: &mut Sink<'_>, events: &mut TableReader<'_, '_>) -> Vec<W
                     format!("unknown event kind \"{kind}\""),
                 );
                 d.expected = Some(format!(
-                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node)",
+                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node; `event_too_long`: an event running longer than its maximum duration; `quorum_lost`, `quorum_regained`: sent by each node itself)",
                     crate::diagnostic::list(WEBHOOK_EVENTS)
                 ));
                 d.hint = did_you_mean(&kind, WEBHOOK_EVENTS.iter().copied());
@@ -654,9 +654,23 @@ fn read_cluster(
         Some((t, span)) => {
             let mut l = TableReader::new("limits", span, t, LIMITS_FIELDS);
             let out = Limits {
-                max_event_duration: l
-                    .duration(sink, "max_event_duration")
-                    .map_or(DEFAULT_MAX_EVENT_DURATION, |(d, _)| d),
+                max_event_duration: match l.duration(sink, "max_event_duration") {
+                    Some((d, span)) if d.is_zero() || d > MAX_EVENT_DURATION_MAX => {
+                        sink.error(
+                            span,
+                            "limits.max_event_duration",
+                            format!("{:?}", humantime::format_duration(d).to_string()),
+                        )
+                        .expected = Some(format!(
+                            "more than 0 and at most {}h (a running event is warned about \
+                             after this long, and again after every further period)",
+                            MAX_EVENT_DURATION_MAX.as_secs() / 3600
+                        ));
+                        DEFAULT_MAX_EVENT_DURATION
+                    }
+                    Some((d, _)) => d,
+                    None => DEFAULT_MAX_EVENT_DURATION,
+                },
             };
             l.finish(sink);
             out

@@ -90,6 +90,8 @@
 //! - node in a subnet where the package has no address
 //! - cross-subnet addresses cover every node
 //! - one unusable address of several
+//! - maximum event duration of zero
+//! - maximum event duration longer than a day
 //! - default timeout longer than a lowered maximum event duration
 //! - a cycle among packages that others depend on is reported once
 //! - misspelt interface network is not also a missing interface
@@ -826,7 +828,7 @@ const CASES: &[Case] = &[
         )],
         expect: &[
             "cluster.toml:51:7: events.webhook[1].url: \"https://pager.example/halcyon\": https is not supported (the daemon's client speaks plain HTTP); expected http://HOST[:PORT]/PATH; hint: point it at a local relay that forwards over TLS",
-            "cluster.toml:52:11: events.webhook[1].events: unknown event kind \"node_dwn\"; expected one of \"cluster_start\", \"cluster_halt\", \"node_up\", \"node_down\", \"network_up\", \"network_down\", \"swap_adapter\", \"fail_standby\", \"join_standby\", \"package_failed\", \"package_run\", \"package_halt\", \"package_move\", \"package_enable\", \"package_disable\", \"package_clear\", \"config_change\", \"timer\", \"user\", \"error\", \"node_restart\", \"node_fence\" (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node); hint: did you mean \"node_down\"?",
+            "cluster.toml:52:11: events.webhook[1].events: unknown event kind \"node_dwn\"; expected one of \"cluster_start\", \"cluster_halt\", \"node_up\", \"node_down\", \"network_up\", \"network_down\", \"swap_adapter\", \"fail_standby\", \"join_standby\", \"package_failed\", \"package_run\", \"package_halt\", \"package_move\", \"package_enable\", \"package_disable\", \"package_clear\", \"config_change\", \"timer\", \"user\", \"error\", \"node_restart\", \"node_fence\", \"event_too_long\", \"quorum_lost\", \"quorum_regained\" (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node; `event_too_long`: an event running longer than its maximum duration; `quorum_lost`, `quorum_regained`: sent by each node itself); hint: did you mean \"node_down\"?",
             "cluster.toml:53:11: events.webhook[1].timeout: 60s; expected more than 0 and at most 30s",
         ],
     },
@@ -1095,6 +1097,28 @@ const CASES: &[Case] = &[
         ],
         expect: &[
             "packages/db.toml:13:30: resource[1].addresses[2]: prefix length \"99\" is invalid; expected a prefix length from 0 to 32",
+        ],
+    },
+    Case {
+        name: "maximum event duration of zero",
+        edits: &[Replace(
+            "cluster.toml",
+            "\n[[network]]\nname = \"lan1\"",
+            "\n[limits]\nmax_event_duration = \"0s\"\n\n[[network]]\nname = \"lan1\"",
+        )],
+        expect: &[
+            "cluster.toml:11:22: limits.max_event_duration: \"0s\"; expected more than 0 and at most 24h (a running event is warned about after this long, and again after every further period)",
+        ],
+    },
+    Case {
+        name: "maximum event duration longer than a day",
+        edits: &[Replace(
+            "cluster.toml",
+            "\n[[network]]\nname = \"lan1\"",
+            "\n[limits]\nmax_event_duration = \"30d\"\n\n[[network]]\nname = \"lan1\"",
+        )],
+        expect: &[
+            "cluster.toml:11:22: limits.max_event_duration: \"30days\"; expected more than 0 and at most 24h (a running event is warned about after this long, and again after every further period)",
         ],
     },
     Case {

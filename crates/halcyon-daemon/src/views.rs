@@ -37,6 +37,18 @@ pub fn no_quorum(node: &Node) -> String {
 /// `witness_reachable`: whether the witness answered just now (`None`: not asked, so it is
 /// counted unreachable, as nothing says otherwise).
 pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> String {
+    let (reachable, unreachable) = voters_reachable(node, witness_reachable);
+    no_quorum_line(
+        reachable,
+        node.config().cluster.voter_count(),
+        node.name.as_str(),
+        &unreachable,
+    )
+}
+
+/// How many voters this node reaches (itself included), and the names of those it does not
+/// (the witness as `witness NAME`; `witness_reachable` as for [`no_quorum_with_witness`]).
+pub fn voters_reachable(node: &Node, witness_reachable: Option<bool>) -> (usize, Vec<String>) {
     let config = node.config();
     let reach = node.reachability();
     let mut reachable = 0;
@@ -57,12 +69,26 @@ pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> S
             unreachable.push(format!("witness {}", w.name));
         }
     }
-    no_quorum_line(
-        reachable,
-        config.cluster.voter_count(),
-        node.name.as_str(),
-        &unreachable,
-    )
+    (reachable, unreachable)
+}
+
+/// Whether this node has the quorum, as `status` says: a leader needs a quorum's
+/// acknowledgement within [`QUORUM_FRESH_MS`]; a follower, its leader's append-entries within
+/// it (a cut-off follower keeps its leader in openraft's metrics: with pre-vote it does not
+/// campaign while it cannot win).
+pub fn has_quorum(node: &Node) -> bool {
+    let metrics = node.consensus.metrics().borrow().clone();
+    !node.is_isolated()
+        && metrics.current_leader.is_some()
+        && if node.consensus.is_leader() {
+            metrics
+                .millis_since_quorum_ack
+                .is_some_and(|m| m < QUORUM_FRESH_MS)
+        } else {
+            node.consensus
+                .millis_since_leader_contact()
+                .is_some_and(|m| m < QUORUM_FRESH_MS)
+        }
 }
 
 /// The no-quorum line from its counts and the unreachable voters' names.
@@ -158,20 +184,7 @@ pub fn status(node: &Node) -> StatusResponse {
         .unwrap_or_else(|| Arc::clone(&node.boot_config));
     let metrics = node.consensus.metrics().borrow().clone();
     let leader = metrics.current_leader.map(|id| node.node_name_of(id));
-    let is_leader = node.consensus.is_leader();
-    // A leader needs a quorum's recent acknowledgement; a follower, its leader's recent
-    // append-entries (a cut-off follower keeps its leader in openraft's metrics).
-    let has_quorum = !node.is_isolated()
-        && leader.is_some()
-        && if is_leader {
-            metrics
-                .millis_since_quorum_ack
-                .is_some_and(|m| m < QUORUM_FRESH_MS)
-        } else {
-            node.consensus
-                .millis_since_leader_contact()
-                .is_some_and(|m| m < QUORUM_FRESH_MS)
-        };
+    let has_quorum = has_quorum(node);
     StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
         api_auth: api_auth(node),

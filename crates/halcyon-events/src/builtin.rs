@@ -225,13 +225,22 @@ pub(crate) fn required_builtins(event: &str) -> String {
 mod tests {
 
     /// `halcyon-config` cannot depend on this crate, so it keeps its own list of the event
-    /// kinds a webhook may name: the built-in events, `user`, `error` and the recorded
+    /// kinds a webhook may name: the built-in events, `user`, `error`, the recorded
     /// `node_restart` and `node_fence` (no program runs for them, so they are no built-in
-    /// events), no more.
+    /// events), and the notifications `event_too_long`, `quorum_lost` and
+    /// `quorum_regained`, no more.
     #[test]
     fn the_webhook_event_kinds_are_the_built_in_events_and_user_error_and_the_records() {
         let mut expected: Vec<&str> = BUILTIN_EVENTS.to_vec();
-        expected.extend(["user", "error", "node_restart", "node_fence"]);
+        expected.extend([
+            "user",
+            "error",
+            "node_restart",
+            "node_fence",
+            "event_too_long",
+            "quorum_lost",
+            "quorum_regained",
+        ]);
         let mut named: Vec<&str> = halcyon_config::WEBHOOK_EVENTS.to_vec();
         expected.sort_unstable();
         named.sort_unstable();

@@ -28,5 +28,6 @@ pub use rules::{
 };
 pub use run::{
     CommandState, EventState, Failure, Invocation, Launch, LaunchKind, NotifyPhase, Options,
-    Outcome, Progress, ProgressError, Recovery, Segment, expand, output_tail, render_segments,
+    Outcome, Progress, ProgressError, Recovery, Segment, expand, next_too_long_after, output_tail,
+    render_segments, too_long_warnings_due,
 };

@@ -873,6 +873,20 @@ impl<'t, 'i> RuleReader<'_, '_, 't, 'i> {
             let expected = Some("a duration such as \"90s\" or \"10m\"".to_owned());
             match v.get_ref() {
                 DeValue::String(s) => match humantime::parse_duration(s) {
+                    Ok(d) if d > halcyon_config::MAX_EVENT_DURATION_MAX => {
+                        self.sink.error(
+                            v.span(),
+                            &path,
+                            format!("\"{s}\" is longer than a day"),
+                            Some(format!(
+                                "at most {}h (a running event is warned about after this long, \
+                                 and again after every further period)",
+                                halcyon_config::MAX_EVENT_DURATION_MAX.as_secs() / 3600
+                            )),
+                            None,
+                        );
+                        None
+                    }
                     Ok(d) if !d.is_zero() => Some(d),
                     Ok(_) => {
                         self.sink.error(v.span(), &path, "is zero", expected, None);

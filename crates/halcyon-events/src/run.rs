@@ -19,6 +19,7 @@
 //! longer than its maximum duration.
 
 use std::fmt::{self, Write as _};
+use std::time::Duration;
 
 use halcyon_config::NodeName;
 use serde::{Deserialize, Serialize};
@@ -233,6 +234,24 @@ pub enum EventState {
     Skipped,
 }
 
+/// How many `too_long` warnings an event that has run `elapsed` is due, with `max` its
+/// maximum duration: one for every whole `max` it has run *longer* than (at exactly `max`,
+/// none; just past it, one; just past twice `max`, two), so a long event is warned again
+/// every further `max` while it runs. A zero `max` (refused by the loaders) warns never.
+pub fn too_long_warnings_due(elapsed: Duration, max: Duration) -> u32 {
+    if max.is_zero() || elapsed <= max {
+        return 0;
+    }
+    let times = (elapsed.as_nanos() - 1) / max.as_nanos();
+    u32::try_from(times).unwrap_or(u32::MAX)
+}
+
+/// When the next `too_long` warning is due after `given` were: strictly after `given + 1`
+/// maximum durations from the start (`None`: beyond what a `Duration` holds).
+pub fn next_too_long_after(given: u32, max: Duration) -> Option<Duration> {
+    max.checked_mul(given.checked_add(1)?)
+}
+
 /// Why the notify command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,7 +345,10 @@ pub struct Progress {
     next_launch: u64,
     queued_notifications: Vec<QueuedNotify>,
     notifications_running: Vec<u64>,
-    too_long_notified: bool,
+    /// How many `too_long` warnings were given: one per whole maximum duration the event
+    /// has run past (HACMP repeats config_too_long the same way).
+    #[serde(default)]
+    too_long_warnings: u32,
 }
 
 impl Progress {
@@ -351,7 +373,7 @@ impl Progress {
             next_launch: 1,
             queued_notifications: Vec::new(),
             notifications_running: Vec::new(),
-            too_long_notified: false,
+            too_long_warnings: 0,
         };
         progress.notify(NotifyPhase::Before, None);
         progress.advance();
@@ -574,18 +596,18 @@ impl Progress {
         Ok(())
     }
 
-    /// Whether the `too_long` warning was given already.
-    pub fn too_long_notified(&self) -> bool {
-        self.too_long_notified
+    /// How many `too_long` warnings were given already.
+    pub fn too_long_warnings(&self) -> u32 {
+        self.too_long_warnings
     }
 
-    /// The event has run longer than its maximum duration: queues the `too_long`
-    /// notification, once. True the first time.
-    pub fn duration_exceeded(&mut self) -> bool {
-        if self.too_long_notified || self.is_finished() {
+    /// The event has run longer than `times` maximum durations ([`too_long_warnings_due`]):
+    /// queues the `too_long` notification when that is more than were given. True then.
+    pub fn duration_exceeded(&mut self, times: u32) -> bool {
+        if times <= self.too_long_warnings || self.is_finished() {
             return false;
         }
-        self.too_long_notified = true;
+        self.too_long_warnings = times;
         self.notify(NotifyPhase::TooLong, None);
         true
     }

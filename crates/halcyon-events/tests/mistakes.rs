@@ -198,6 +198,11 @@ fn rules_mistakes() {
              etc/rules.toml:5:1: event[1].notfy: unknown field; hint: did you mean \"notify\"?\n",
         ),
         (
+            "[[event]]\nname = \"node_up\"\nmax_duration = \"2d\"\n",
+            &[],
+            "etc/rules.toml:3:16: event[1].max_duration: \"2d\" is longer than a day; expected at most 24h (a running event is warned about after this long, and again after every further period)\n",
+        ),
+        (
             "[[event]]\nname = \"node_up\"\n\n[[event]]\nname = \"node_up\"\nnotify = \"/bin/page\"\n",
             &[],
             "etc/rules.toml:5:8: event[2].name: event \"node_up\" is defined twice (first at line 2); expected one [[event]] per event name and state\n",

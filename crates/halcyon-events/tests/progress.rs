@@ -2,6 +2,7 @@
 //! recovery with retries, notifications, and a coordinator taking over mid-event.
 
 use std::path::Path;
+use std::time::Duration;
 
 use halcyon_config::NodeName;
 use halcyon_events::{
@@ -301,8 +302,9 @@ fn notify_before_on_error_too_long_and_after() {
             .env
             .contains(&("HALCYON_NOTIFY_PHASE".to_owned(), "error".to_owned()))
     );
-    assert!(p.duration_exceeded());
-    assert!(!p.duration_exceeded(), "once");
+    assert!(p.duration_exceeded(1));
+    assert!(!p.duration_exceeded(1), "once per maximum duration");
+    assert_eq!(p.too_long_warnings(), 1);
     p.resume().unwrap();
     let next = p.next_commands();
     assert_eq!(
@@ -310,9 +312,24 @@ fn notify_before_on_error_too_long_and_after() {
         ["notify too_long -", "n2: /bin/acquire", "n2: /bin/check"]
     );
     complete_all(&mut p, &next, |_, _| 0);
+    // Still running past a second maximum duration: warned again (HACMP's config_too_long
+    // repeats), and skipping to a later count warns once for the lot.
+    assert!(p.duration_exceeded(2));
+    assert!(p.duration_exceeded(5));
+    assert!(!p.duration_exceeded(4), "a lower count is no news");
+    assert_eq!(p.too_long_warnings(), 5);
     let last = p.next_commands();
+    assert_eq!(
+        names(&last[..2]),
+        ["notify too_long -", "notify too_long -"],
+        "{last:?}"
+    );
     complete_all(&mut p, &last, |_, _| 0);
     assert_eq!(names(&p.next_commands()), ["notify after success"]);
+    assert!(
+        !p.duration_exceeded(6),
+        "a finished event is never too long"
+    );
     let fresh = progress(Options {
         recovery: None,
         notify: Some("/bin/page".to_owned()),
@@ -423,4 +440,37 @@ fn a_node_lost_mid_event_is_abandoned_and_the_barrier_completes_without_it() {
     assert_eq!(names(&third), ["n1: /bin/complete", "n2: /bin/complete"]);
     complete_all(&mut p, &third, |_, _| 0);
     assert_eq!(p.state(), &EventState::Completed);
+}
+
+#[test]
+fn an_event_is_too_long_once_per_whole_maximum_duration_it_ran_past() {
+    use halcyon_events::{next_too_long_after, too_long_warnings_due};
+    let max = Duration::from_secs(360);
+    let ms = Duration::from_millis;
+    assert_eq!(too_long_warnings_due(Duration::ZERO, max), 0);
+    assert_eq!(
+        too_long_warnings_due(max, max),
+        0,
+        "at exactly the maximum: not longer"
+    );
+    assert_eq!(too_long_warnings_due(max + ms(1), max), 1);
+    assert_eq!(too_long_warnings_due(max * 2, max), 1);
+    assert_eq!(
+        too_long_warnings_due(max * 2 + Duration::from_nanos(1), max),
+        2
+    );
+    assert_eq!(too_long_warnings_due(max * 7 + ms(5), max), 7);
+    assert_eq!(
+        too_long_warnings_due(Duration::MAX, Duration::from_nanos(1)),
+        u32::MAX
+    );
+    assert_eq!(
+        too_long_warnings_due(max * 9, Duration::ZERO),
+        0,
+        "zero: never"
+    );
+    assert_eq!(next_too_long_after(0, max), Some(max));
+    assert_eq!(next_too_long_after(2, max), Some(max * 3));
+    assert_eq!(next_too_long_after(u32::MAX, max), None);
+    assert_eq!(next_too_long_after(1, Duration::MAX), None);
 }

@@ -15,6 +15,7 @@ pub mod timer;
 pub use engine::{Engine, PlanError, explain, plan};
 pub use event::{Departure, Event, EventClass, next_event, processing_order};
 pub use plan::{
-    Action, ActionKind, Explanation, Ineligible, NodeVerdict, Note, Plan, Step, render,
+    Action, ActionKind, Explanation, Ineligible, NodeVerdict, Note, Plan, Step, TimeText, render,
+    render_with, rfc3339,
 };
 pub use state::{ClusterState, PackageState, PackageStatus, StateError};

@@ -120,8 +120,30 @@ pub enum Ineligible {
     },
 }
 
+/// How a text shows a time: [`rfc3339`] (the scenario files, the texts the API sends), or as
+/// the reader's clock shows it (the CLI: local `HH:MM:SS`).
+pub type TimeText<'a> = &'a dyn Fn(Timestamp) -> String;
+
+/// A time as RFC 3339 (UTC).
+pub fn rfc3339(at: Timestamp) -> String {
+    at.to_string()
+}
+
 impl fmt::Display for Ineligible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text(&rfc3339))
+    }
+}
+
+impl Ineligible {
+    /// The reason in words, its times as `time` writes them.
+    pub fn text(&self, time: TimeText<'_>) -> String {
+        let mut out = String::new();
+        let _ = self.write(&mut out, time);
+        out
+    }
+
+    fn write(&self, f: &mut String, time: TimeText<'_>) -> fmt::Result {
         match self {
             Ineligible::NotInNodeList => f.write_str("not in the node list"),
             Ineligible::NotMember => f.write_str("not a member of the cluster"),
@@ -135,13 +157,16 @@ impl fmt::Display for Ineligible {
             } => {
                 write!(
                     f,
-                    "failed here at {at}; excluded until {until} (or `halcyon package clear`)"
+                    "failed here at {}; excluded until {} (or `halcyon package clear`)",
+                    time(*at),
+                    time(*until)
                 )
             }
             Ineligible::FailedHere { at, until: None } => {
                 write!(
                     f,
-                    "failed here at {at}; excluded until `halcyon package clear`"
+                    "failed here at {}; excluded until `halcyon package clear`",
+                    time(*at)
                 )
             }
             Ineligible::HeldForNode { node } => {
@@ -194,6 +219,19 @@ pub struct Explanation {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(&rfc3339))
+    }
+}
+
+impl Explanation {
+    /// As an administrator reads it, its times as `time` writes them.
+    pub fn render(&self, time: TimeText<'_>) -> String {
+        let mut out = String::new();
+        let _ = self.write(&mut out, time);
+        out
+    }
+
+    fn write(&self, f: &mut String, time: TimeText<'_>) -> fmt::Result {
         write!(f, "package {}: {}", self.package, self.status)?;
         if !self.nodes.is_empty() {
             let nodes: Vec<&str> = self.nodes.iter().map(|n| n.as_str()).collect();
@@ -217,7 +255,7 @@ impl fmt::Display for Explanation {
             } else {
                 "not eligible"
             };
-            let mut detail: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
+            let mut detail: Vec<String> = v.reasons.iter().map(|r| r.text(time)).collect();
             detail.extend(v.notes.iter().cloned());
             write!(f, "  {:width$}  {rank:>3}  {verdict}", v.node.as_str())?;
             if !detail.is_empty() {
@@ -232,8 +270,14 @@ impl fmt::Display for Explanation {
 /// A plan in the form an administrator reads at a glance (also the format of the
 /// scenario files' expectations).
 pub fn render(plan: &Plan) -> String {
+    render_with(plan, &rfc3339)
+}
+
+/// [`render`] with the times as `time` writes them (the CLI: local `HH:MM:SS`). The actions'
+/// reasons are the policy engine's text, written when the plan was made.
+pub fn render_with(plan: &Plan, time: TimeText<'_>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "event: {} at {}", plan.event, plan.now);
+    let _ = writeln!(out, "event: {} at {}", plan.event, time(plan.now));
     if plan.steps.is_empty() {
         let _ = writeln!(out, "no action");
     }
@@ -291,7 +335,53 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     if let Some(t) = plan.wake_at {
-        let _ = writeln!(out, "re-evaluate at: {t}");
+        let _ = writeln!(out, "re-evaluate at: {}", time(t));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_write_times_as_the_reader_asks_and_rfc3339_by_default() {
+        let at: Timestamp = "2026-01-05T12:00:00Z".parse().unwrap();
+        let until: Timestamp = "2026-01-05T12:10:00Z".parse().unwrap();
+        let short = |t: Timestamp| t.strftime("%H:%M").to_string();
+        let failed = Ineligible::FailedHere {
+            at,
+            until: Some(until),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "failed here at 2026-01-05T12:00:00Z; excluded until 2026-01-05T12:10:00Z (or `halcyon package clear`)"
+        );
+        assert_eq!(
+            failed.text(&short),
+            "failed here at 12:00; excluded until 12:10 (or `halcyon package clear`)"
+        );
+        let explanation = Explanation {
+            package: "db".into(),
+            status: crate::state::PackageStatus::Down,
+            nodes: Vec::new(),
+            summary: Vec::new(),
+            verdicts: vec![NodeVerdict {
+                node: "node1".into(),
+                rank: Some(1),
+                eligible: false,
+                reasons: vec![failed],
+                notes: Vec::new(),
+            }],
+        };
+        assert_eq!(
+            explanation.render(&short),
+            "package db: down\nnodes:\n  node1   #1  not eligible: failed here at 12:00; excluded until 12:10 (or `halcyon package clear`)\n"
+        );
+        assert!(
+            explanation
+                .to_string()
+                .contains("failed here at 2026-01-05T12:00:00Z")
+        );
+    }
 }

@@ -442,7 +442,12 @@ pub fn emulate(
 impl Emulation {
     /// The plan, then the program, as an administrator reads them.
     pub fn render(&self) -> String {
-        let mut out = halcyon_policy::render(&self.plan);
+        self.render_with(&halcyon_policy::rfc3339)
+    }
+
+    /// [`Emulation::render`] with the times as `time` writes them (the CLI: local time).
+    pub fn render_with(&self, time: halcyon_policy::TimeText<'_>) -> String {
+        let mut out = halcyon_policy::render_with(&self.plan, time);
         let names: Vec<&str> = self.participants.iter().map(NodeName::as_str).collect();
         out.push_str(&format!(
             "\nRecovery program (participants: {}):\n{}",

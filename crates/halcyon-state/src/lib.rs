@@ -1637,15 +1637,24 @@ impl State {
             Ok(e) => e,
             Err(reply) => return reply,
         };
-        if !e.progress.duration_exceeded() {
+        // How many maximum durations the event has run past at the command's time (which
+        // the command carries, so every replica counts alike); at least one, as the
+        // coordinator commits this only once the event is longer than the maximum.
+        let elapsed = Duration::try_from(at.duration_since(e.started_at)).unwrap_or_default();
+        let times = halcyon_events::too_long_warnings_due(elapsed, e.max_duration).max(1);
+        if !e.progress.duration_exceeded(times) {
             return Reply::Ignored {
                 why: "already warned, or finished".to_owned(),
             };
         }
-        let text = format!(
-            "WARNING: the event has run longer than its maximum duration ({})",
-            humantime::format_duration(e.max_duration)
-        );
+        let max = humantime::format_duration(e.max_duration);
+        let text = if times == 1 {
+            format!("WARNING: the event has run longer than its maximum duration ({max})")
+        } else {
+            format!(
+                "WARNING: the event still runs after {times} times its maximum duration ({max})"
+            )
+        };
         self.note(execution, at, text);
         self.drive(at);
         Reply::Done

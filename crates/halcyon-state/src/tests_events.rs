@@ -524,29 +524,35 @@ fn a_failed_node_is_awaited_before_its_package_runs_elsewhere() {
 }
 
 #[test]
-fn an_event_running_too_long_is_warned_once() {
+fn an_event_running_too_long_is_warned_once_per_maximum_duration() {
     let mut c = Cluster::new();
     c.bring_up("n1");
     c.enqueue(Event::UserDefined {
         name: "UE_RWHO".into(),
         node: "n1".into(),
     });
+    // Started at t(2); the maximum duration is the default, 360 s.
     let id = c.plan_next();
-    assert_eq!(
-        c.apply(Command::EventTooLong {
-            execution: id,
-            at: t(400)
-        }),
-        Reply::Done
-    );
-    assert!(matches!(
-        c.apply(Command::EventTooLong {
-            execution: id,
-            at: t(500)
-        }),
-        Reply::Ignored { .. }
-    ));
+    let too_long = |at| Command::EventTooLong { execution: id, at };
+    assert_eq!(c.apply(too_long(t(400))), Reply::Done);
+    assert!(matches!(c.apply(too_long(t(500))), Reply::Ignored { .. }));
+    // Past twice the maximum (722 s): warned again, and not again within that period.
+    assert!(matches!(c.apply(too_long(t(722))), Reply::Ignored { .. }));
+    assert_eq!(c.apply(too_long(t(723))), Reply::Done);
+    assert!(matches!(c.apply(too_long(t(900))), Reply::Ignored { .. }));
+    assert_eq!(c.execution().progress.too_long_warnings(), 2);
     let notes = &c.s.record(id).unwrap().notes;
-    assert_eq!(notes.len(), 1);
-    assert!(notes[0].text.contains("longer than its maximum duration"));
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes[0]
+            .text
+            .contains("longer than its maximum duration (6m)")
+    );
+    assert!(
+        notes[1]
+            .text
+            .contains("still runs after 2 times its maximum duration (6m)"),
+        "{}",
+        notes[1].text
+    );
 }

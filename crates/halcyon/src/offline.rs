@@ -368,7 +368,8 @@ pub fn explain(package: &str, input: &Input, json: bool) -> Result<(), Failure> 
                     serde_json::to_string_pretty(&explanation).map_err(anyhow::Error::from)?
                 );
             } else {
-                print!("{explanation}");
+                let clock = crate::live::render::Clock::system();
+                print!("{}", explanation.render(&|t| clock.time(t)));
             }
             Ok(())
         }
@@ -405,7 +406,8 @@ pub fn emulate(words: &[String], input: &Input, json: bool) -> Result<(), Failur
                     serde_json::to_string_pretty(&emulation).map_err(anyhow::Error::from)?
                 );
             } else {
-                print!("{}", emulation.render());
+                let clock = crate::live::render::Clock::system();
+                print!("{}", emulation.render_with(&|t| clock.time(t)));
             }
             Ok(())
         }

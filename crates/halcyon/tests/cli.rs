@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 fn halcyon(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_halcyon"))
         .args(args)
+        // Texts print local times: read them in UTC.
+        .env("TZ", "UTC")
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .output()
         .expect("the halcyon binary runs")
@@ -116,7 +118,7 @@ fn emulate_prints_a_readable_failover_plan() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.starts_with("event: node_down node1 (failure) at 2026-03-01T10:00:00Z\n"),
+        out.starts_with("event: node_down node1 (failure) at 2026-03-01 10:00:00\n"),
         "{out}"
     );
     assert!(out.contains("await release of node1"), "{out}");
@@ -209,7 +211,7 @@ fn explain_says_node_by_node_why() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("package db: up on node2\n"), "{out}");
-    assert!(out.contains("node1   #1  not eligible: not a member of the cluster; failed here at 2026-03-01T09:00:00Z; excluded until 2026-03-01T10:00:00Z"), "{out}");
+    assert!(out.contains("node1   #1  not eligible: not a member of the cluster; failed here at 2026-03-01 09:00:00; excluded until 2026-03-01 10:00:00"), "{out}");
     assert!(
         out.contains("node3    -  not eligible: not in the node list"),
         "{out}"

@@ -22,9 +22,15 @@ fn pid_file(dir: &Path, i: usize) -> PathBuf {
 
 /// Three nodes, each with a fence device; web requires fencing; `fail`: every fence fails.
 fn fenced(fail: bool) -> Cluster {
+    fenced_with(fail, Vec::new())
+}
+
+/// [`fenced`], with these webhooks.
+fn fenced_with(fail: bool, webhooks: Vec<halcyon_testkit::Webhook>) -> Cluster {
     let mut spec = Spec::new();
     spec.web(|_, web| web.requires = Some("fencing".into()));
     spec.edits_cluster_in(move |dir, config| {
+        config.webhooks = webhooks;
         for (i, node) in config.nodes.iter_mut().enumerate() {
             let i = i + 1;
             let mut options = vec![
@@ -213,7 +219,16 @@ fn a_fence_that_fails_holds_a_package_that_requires_it_until_the_administrator_s
 
 #[test]
 fn node_fence_powers_a_node_off_and_prints_the_confirmation() {
-    let c = fenced(false);
+    let (live, bodies) = webhook_receiver();
+    let c = fenced_with(
+        false,
+        vec![halcyon_testkit::Webhook {
+            url: format!("http://{live}/fences"),
+            events: vec!["node_fence".into()],
+            timeout: None,
+            retries: None,
+        }],
+    );
     // The coordinator runs the agents: fencing itself is refused, and changes nothing.
     let (coordinator, k) = c.coordinator(1);
     let (code, out) = cli(&c, 1, &["node", "fence", &coordinator]);
@@ -236,6 +251,16 @@ fn node_fence_powers_a_node_off_and_prints_the_confirmation() {
     assert!(out.contains("fence_process status: exit 2"), "{out}");
     assert!(daemon_gone(pid));
     assert!(record(&c, 1, &format!("node_fence {target} (off): confirmed")).is_some());
+    // The fence's record went to the webhook that names node_fence.
+    let body = bodies
+        .recv_timeout(FAILOVER_TIMEOUT)
+        .expect("the webhook receives the node_fence record");
+    assert_eq!(body["reason"], "finished", "{body:#}");
+    assert_eq!(
+        body["record"]["event"],
+        format!("node_fence {target} (off): confirmed"),
+        "{body:#}"
+    );
     // The cluster goes on without it; web stays untouched on n1.
     c.wait_for(1, "the fenced node down", FAILOVER_TIMEOUT, |v| {
         node_of(v, &target)["member"] == false && v["execution"].is_null()

@@ -525,3 +525,173 @@ fn events_follow_moves_to_another_node_when_its_node_dies_and_prints_each_event_
     assert_eq!(ids.first(), Some(&0), "from the first record kept");
     drop(follower);
 }
+
+/// The next webhook body within `limit` whose `reason` is `reason` (others are skipped).
+fn next_body(bodies: &mpsc::Receiver<Value>, reason: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bodies.recv_timeout(left) {
+            Ok(body) if body["reason"] == reason => return body,
+            Ok(_) => {}
+            Err(_) => panic!("no {reason} webhook within {limit:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_event_running_too_long_is_sent_to_webhooks_again_every_maximum_duration() {
+    let (live, bodies) = webhook_receiver();
+    let mut spec = Spec::new();
+    spec.edits_cluster(move |config| {
+        config.webhooks = vec![halcyon_testkit::Webhook {
+            url: format!("http://{live}/halcyon"),
+            events: vec!["event_too_long".into()],
+            timeout: None,
+            retries: None,
+        }];
+    });
+    spec.rules(|dir| {
+        let journal = dir.join("journal");
+        format!(
+            "[[event]]\nname = \"UE_SLOW\"\n\
+             program = 'event \"sleep 4.5\" 0'\n\
+             max_duration = \"1s\"\n\
+             notify = \"echo \\\"notify $HALCYON_NOTIFY_PHASE\\\" >> {}\"\n",
+            journal.display()
+        )
+    });
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (code, out) = cli(&c, 1, &["event", "raise", "UE_SLOW", "--node", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    // Past 1 s: the first; past 2 s: the second, saying so.
+    let first = next_body(&bodies, "too_long", FAILOVER_TIMEOUT);
+    assert_schema("WebhookPayload", &first);
+    assert_eq!(first["record"]["event"], "UE_SLOW on n2", "{first:#}");
+    assert_eq!(first["record"]["outcome"], "running", "{first:#}");
+    let notes = |body: &Value| -> Vec<String> {
+        body["record"]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        notes(&first)
+            .iter()
+            .any(|n| n.contains("longer than its maximum duration (1s)")),
+        "{first:#}"
+    );
+    let second = next_body(&bodies, "too_long", Duration::from_secs(3));
+    assert_eq!(second["record"]["id"], first["record"]["id"]);
+    assert!(
+        notes(&second)
+            .iter()
+            .any(|n| n.contains("still runs after 2 times its maximum duration (1s)")),
+        "{second:#}"
+    );
+    // The notify command ran for each warning, with the phase in its environment.
+    let journal = c.path().join("journal");
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.lines().filter(|l| *l == "notify too_long").count() >= 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Only too_long was chosen: the finished record is not sent.
+    let end = Instant::now() + Duration::from_secs(8);
+    while let Ok(body) = bodies.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        assert_eq!(body["reason"], "too_long", "{body:#}");
+    }
+}
+
+#[test]
+fn an_isolated_node_sends_quorum_lost_itself() {
+    let (live, bodies) = webhook_receiver();
+    let mut spec = Spec::new();
+    spec.edits_cluster(move |config| {
+        config.webhooks = vec![halcyon_testkit::Webhook {
+            url: format!("http://{live}/halcyon"),
+            events: vec!["quorum_lost".into(), "quorum_regained".into()],
+            timeout: None,
+            retries: None,
+        }];
+    });
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    // Every node has had the quorum (its observer looks every second).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(bodies.try_recv().is_err(), "no quorum change yet");
+    let (code, body) = c.request(1, "POST", "/v1/debug/isolate", None);
+    assert_eq!(code, 200, "{body}");
+    let body = next_body(&bodies, "quorum_lost", FAILOVER_TIMEOUT);
+    assert_schema("WebhookPayload", &body);
+    assert_eq!(body["sent_by"], "n1", "{body:#}");
+    assert!(body["record"].is_null(), "{body:#}");
+    let quorum = &body["quorum"];
+    assert_eq!(quorum["node"], "n1");
+    assert_eq!(quorum["has_quorum"], false);
+    assert_eq!(
+        quorum["unreachable"],
+        serde_json::json!(["n2", "n3"]),
+        "{body:#}"
+    );
+    assert!(
+        quorum["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no quorum: 1 of 3 voters reachable from n1"),
+        "{body:#}"
+    );
+    // Once; the other two keep their quorum and send nothing.
+    assert!(bodies.recv_timeout(Duration::from_secs(3)).is_err());
+}
+
+#[test]
+fn a_coordinator_without_its_followers_sends_quorum_lost_then_regained() {
+    let (live, bodies) = webhook_receiver();
+    let mut spec = Spec::new();
+    spec.edits_cluster(move |config| {
+        config.webhooks = vec![halcyon_testkit::Webhook {
+            url: format!("http://{live}/halcyon"),
+            events: vec!["quorum_lost".into(), "quorum_regained".into()],
+            timeout: None,
+            retries: None,
+        }];
+    });
+    let mut c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (coordinator, k) = c.coordinator(1);
+    let others: Vec<usize> = (1..=3).filter(|i| *i != k).collect();
+    for &i in &others {
+        c.kill(i);
+    }
+    let lost = next_body(&bodies, "quorum_lost", FAILOVER_TIMEOUT);
+    assert_eq!(lost["sent_by"], coordinator.as_str(), "{lost:#}");
+    let mut unreachable: Vec<String> = others.iter().map(|i| format!("n{i}")).collect();
+    unreachable.sort();
+    assert_eq!(
+        lost["quorum"]["unreachable"],
+        serde_json::json!(unreachable)
+    );
+    for &i in &others {
+        c.start(i);
+    }
+    let back = next_body(&bodies, "quorum_regained", FORM_TIMEOUT);
+    assert_schema("WebhookPayload", &back);
+    assert_eq!(back["sent_by"], coordinator.as_str(), "{back:#}");
+    assert_eq!(back["quorum"]["has_quorum"], true);
+    assert!(
+        back["quorum"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("quorum regained by {coordinator} after ")),
+        "{back:#}"
+    );
+}

@@ -812,8 +812,8 @@ fn fence_summary(view: &State, node: &str) -> String {
 }
 
 /// The program: abandons the commands of nodes whose lease has certainly expired, warns
-/// once when the event runs longer than its maximum duration, and reminds the log of an
-/// event waiting in ERROR.
+/// when the event runs longer than its maximum duration (and again every further maximum
+/// duration while it runs), and reminds the log of an event waiting in ERROR.
 fn watch_program(round: &mut Round, config: &Config, execution: &Execution) {
     let now = round.input.now;
     round.remember(|m| {
@@ -867,19 +867,23 @@ fn abandon_lost_nodes(round: &mut Round, config: &Config, execution: &Execution,
 }
 
 fn too_long(round: &mut Round, execution: &Execution) {
-    if execution.progress.too_long_notified() || execution.progress.is_finished() {
+    if execution.progress.is_finished() {
         return;
     }
-    let elapsed = round.input.timestamp.duration_since(execution.started_at);
-    let Ok(max) = SignedDuration::try_from(execution.max_duration) else {
-        return;
-    };
-    let left = max.checked_sub(elapsed).unwrap_or(SignedDuration::MAX);
-    if left.is_negative() {
+    let given = execution.progress.too_long_warnings();
+    let elapsed = Duration::try_from(round.input.timestamp.duration_since(execution.started_at))
+        .unwrap_or_default();
+    let due = halcyon_events::too_long_warnings_due(elapsed, execution.max_duration);
+    if due > given {
+        let times = if due == 1 {
+            String::new()
+        } else {
+            format!("{due} times ")
+        };
         round.log(
             Level::WARN,
             format!(
-                "the event has run longer than its maximum duration ({:?}) execution={} event={}",
+                "the event has run longer than {times}its maximum duration ({:?}) execution={} event={}",
                 execution.max_duration, execution.id, execution.plan.event
             ),
         );
@@ -887,7 +891,8 @@ fn too_long(round: &mut Round, execution: &Execution) {
             execution: execution.id,
             at: round.input.timestamp,
         });
-    } else if let Ok(left) = Duration::try_from(left)
+    } else if let Some(next) = halcyon_events::next_too_long_after(given, execution.max_duration)
+        && let Some(left) = next.checked_sub(elapsed)
         && let Some(at) = round.input.now.checked_add(left + CLOCK_RESOLUTION)
     {
         // Longer than the maximum: strictly after it.

@@ -2,7 +2,9 @@
 //!
 //! - counts every event record once it finishes ([`EventCounts`], published on a `watch`
 //!   channel for `GET /metrics`): by kind and outcome, durations, failovers;
-//! - on the coordinator, picks the records webhooks get (`webhooks.rs`);
+//! - on the coordinator, picks the records webhooks get (`webhooks.rs`): finished, in ERROR,
+//!   running too long;
+//! - on every node, notifies the webhooks when this node loses or regains the quorum;
 //! - while anyone follows the event stream, turns each change into stream items
 //!   (`stream::Item`) once, for every subscriber: the records that changed, and the status
 //!   when it changed.
@@ -190,13 +192,17 @@ impl Node {
         observer.counts.send_replace(Arc::new(counts.clone()));
         let mut last_status: Option<halcyon_api::StatusResponse> = None;
         let mut picker = super::webhooks::Picker::default();
+        let mut quorum = super::webhooks::QuorumWatch::default();
         let mut refresh = tokio::time::interval(STATUS_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The heartbeat runner stops (its sender drops) when the node is isolated; the
+        // observer goes on without it, as the node does: that is when its quorum is lost.
+        let mut heartbeats = true;
         loop {
             tokio::select! {
                 biased;
                 r = view.changed() => if r.is_err() { return },
-                r = membership.changed() => if r.is_err() { return },
+                r = membership.changed(), if heartbeats => heartbeats = r.is_ok(),
                 r = server.changed() => if r.is_err() { return },
                 _ = refresh.tick() => {}
             }
@@ -224,6 +230,13 @@ impl Node {
                 counts.webhooks_dropped = picker.dropped.clone();
                 counted_more = true;
             }
+            if let Some(news) =
+                quorum.step(crate::views::has_quorum(&self), tokio::time::Instant::now())
+                && self.notify_quorum(&observer, &mut picker, &current, news)
+            {
+                counts.webhooks_dropped = picker.dropped.clone();
+                counted_more = true;
+            }
             if let Some(oldest) = current.log().iter().next() {
                 counted = counted.split_off(&oldest.id);
             }
@@ -237,6 +250,43 @@ impl Node {
             }
             previous = current;
         }
+    }
+
+    /// Logs this node's quorum change and queues its webhooks (`quorum_lost`,
+    /// `quorum_regained`); true when a delivery was dropped.
+    fn notify_quorum(
+        &self,
+        observer: &Observer,
+        picker: &mut super::webhooks::Picker,
+        current: &State,
+        news: super::webhooks::QuorumNews,
+    ) -> bool {
+        let (_, unreachable) = crate::views::voters_reachable(self, None);
+        let detail = match news {
+            super::webhooks::QuorumNews::Lost => {
+                let line = crate::views::no_quorum(self);
+                tracing::warn!(node = %self.name, "quorum lost: {line}");
+                line
+            }
+            super::webhooks::QuorumNews::Regained { lost_for } => {
+                let line = format!(
+                    "quorum regained by {} after {} s without",
+                    self.name,
+                    lost_for.as_secs()
+                );
+                tracing::info!(node = %self.name, "{line}");
+                line
+            }
+        };
+        picker.quorum(
+            &observer.webhooks,
+            self.name.as_str(),
+            current,
+            news,
+            unreachable,
+            detail,
+            self.timestamp(),
+        )
     }
 
     /// Sends the stream items of one change (nothing waits: the ring overwrites).

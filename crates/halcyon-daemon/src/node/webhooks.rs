@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use halcyon_api::WebhookReason;
 use halcyon_config::Webhook;
 use halcyon_state::{EventRecord, Outcome, State};
 use tokio::sync::{mpsc, watch};
@@ -48,17 +49,73 @@ pub(crate) struct WebhookTask {
     pub(crate) counts: watch::Sender<WebhookCounts>,
 }
 
-/// Whether `webhook` wants a record of `kind` (`user`: a user-defined event) for `error`
-/// (stopped in ERROR) or for finishing.
-pub fn wanted(webhook: &Webhook, kind: &str, user: bool, error: bool) -> bool {
-    if error {
-        return webhook.events.iter().any(|e| e == "error");
+/// Whether `webhook` wants a body sent for `reason`, about a record of `kind` (`user`: a
+/// user-defined event). Finished records go to the webhooks that name their kind (or `user`)
+/// or name none; the other reasons only to those that name them (`error`, `event_too_long`,
+/// `quorum_lost`, `quorum_regained`).
+pub fn wanted(webhook: &Webhook, kind: &str, user: bool, reason: WebhookReason) -> bool {
+    let named = |k: &str| webhook.events.iter().any(|e| e == k);
+    match reason {
+        WebhookReason::Finished => {
+            webhook.events.is_empty() || named(kind) || (user && named("user"))
+        }
+        WebhookReason::Error => named("error"),
+        WebhookReason::TooLong => named("event_too_long"),
+        WebhookReason::QuorumLost => named("quorum_lost"),
+        WebhookReason::QuorumRegained => named("quorum_regained"),
     }
-    webhook.events.is_empty()
-        || webhook
-            .events
-            .iter()
-            .any(|e| e == kind || (user && e == "user"))
+}
+
+/// A loss of the quorum shorter than this is no news (a loaded coordinator's
+/// acknowledgements come late now and then; `status` says "no quorum" after 1 s without).
+pub const QUORUM_LOST_AFTER: Duration = Duration::from_secs(2);
+
+/// A node's quorum, as news for the webhooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuorumNews {
+    Lost,
+    /// Back after `lost_for` (from when it was lost, not when that was sent).
+    Regained {
+        lost_for: Duration,
+    },
+}
+
+/// What the node's quorum was, for [`QuorumWatch::step`]: the pure decision of when a quorum
+/// change is a notification (time is an argument).
+#[derive(Debug, Default)]
+pub struct QuorumWatch {
+    /// The node had the quorum since it started: a node that starts without one (no
+    /// coordinator elected yet) has lost nothing.
+    had: bool,
+    /// Without the quorum since then.
+    lost_since: Option<Instant>,
+    /// `quorum_lost` was sent for the current loss.
+    lost_sent: bool,
+}
+
+impl QuorumWatch {
+    /// The node's quorum at `now`: `Lost` once it has been without for [`QUORUM_LOST_AFTER`]
+    /// (after having had it), `Regained` when it is back after a `Lost`, once each.
+    pub fn step(&mut self, has_quorum: bool, now: Instant) -> Option<QuorumNews> {
+        if has_quorum {
+            self.had = true;
+            let since = self.lost_since.take();
+            if std::mem::take(&mut self.lost_sent) {
+                let lost_for = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                return Some(QuorumNews::Regained { lost_for });
+            }
+            return None;
+        }
+        if !self.had {
+            return None;
+        }
+        let since = *self.lost_since.get_or_insert(now);
+        if !self.lost_sent && now.saturating_duration_since(since) >= QUORUM_LOST_AFTER {
+            self.lost_sent = true;
+            return Some(QuorumNews::Lost);
+        }
+        None
+    }
 }
 
 /// One attempt: `POST` to the URL, answered 2xx within `timeout`.
@@ -134,22 +191,20 @@ pub(crate) struct Picker {
     unsent: VecDeque<(u64, Instant)>,
     /// The last execution whose ERROR was sent.
     error_sent: Option<u64>,
+    /// The last execution whose `too_long` warnings were sent, and how many.
+    too_long_sent: Option<(u64, u32)>,
     /// Dropped with the queue full, per URL (the task counts the rest).
     pub(crate) dropped: std::collections::BTreeMap<String, u64>,
 }
 
-fn payload(
-    cluster: &str,
-    node: &str,
-    reason: halcyon_api::WebhookReason,
-    r: &EventRecord,
-) -> Arc<str> {
+fn payload(cluster: &str, node: &str, reason: WebhookReason, r: &EventRecord) -> Arc<str> {
     let payload = halcyon_api::WebhookPayload {
         schema_version: halcyon_api::SCHEMA_VERSION,
         cluster: cluster.to_owned(),
         sent_by: node.to_owned(),
         reason,
-        record: halcyon_api::EventRecord::from(r),
+        record: Some(halcyon_api::EventRecord::from(r)),
+        quorum: None,
     };
     Arc::from(serde_json::to_string(&payload).unwrap_or_default())
 }
@@ -182,16 +237,16 @@ impl Picker {
         {
             self.unsent.pop_front();
         }
-        let mut send: Vec<(halcyon_api::WebhookReason, &EventRecord)> = Vec::new();
+        let mut send: Vec<(WebhookReason, &EventRecord)> = Vec::new();
         if leads {
             for (id, _) in std::mem::take(&mut self.unsent) {
                 if let Some(r) = current.record(id) {
-                    send.push((halcyon_api::WebhookReason::Finished, r));
+                    send.push((WebhookReason::Finished, r));
                 }
             }
             for id in finished {
                 if let Some(r) = current.record(*id) {
-                    send.push((halcyon_api::WebhookReason::Finished, r));
+                    send.push((WebhookReason::Finished, r));
                 }
             }
             if let Some(e) = &current.execution()
@@ -200,37 +255,113 @@ impl Picker {
                 && let Some(r) = current.record(e.id)
             {
                 self.error_sent = Some(e.id);
-                send.push((halcyon_api::WebhookReason::Error, r));
+                send.push((WebhookReason::Error, r));
+            }
+            if let Some(e) = &current.execution()
+                && let warnings = e.progress.too_long_warnings()
+                && warnings > 0
+                && self
+                    .too_long_sent
+                    .is_none_or(|(id, sent)| id != e.id || sent < warnings)
+                && let Some(r) = current.record(e.id)
+            {
+                self.too_long_sent = Some((e.id, warnings));
+                send.push((WebhookReason::TooLong, r));
             }
         } else {
             self.unsent.extend(finished.iter().map(|id| (*id, now)));
         }
         let mut dropped = false;
         for (reason, r) in send {
-            debug_assert!(
-                reason == halcyon_api::WebhookReason::Error || r.outcome != Outcome::Running
-            );
+            debug_assert!(reason != WebhookReason::Finished || r.outcome != Outcome::Running);
             let user = matches!(r.event, halcyon_policy::Event::UserDefined { .. });
-            let error = reason == halcyon_api::WebhookReason::Error;
             let body = payload(cluster, node, reason, r);
             for w in webhooks
                 .iter()
-                .filter(|w| wanted(w, r.event.name(), user, error))
+                .filter(|w| wanted(w, r.event.name(), user, reason))
             {
-                let delivery = Delivery {
-                    url: w.url.clone(),
-                    timeout: w.timeout,
-                    retries: w.retries,
-                    body: Arc::clone(&body),
-                };
-                if queue.try_send(delivery).is_err() {
-                    *self.dropped.entry(w.url.clone()).or_default() += 1;
-                    tracing::warn!(%node, url = %w.url, record = r.id, "webhook: {QUEUE_MAX} deliveries wait already; this one is dropped");
-                    dropped = true;
-                }
+                let what = format!("record {}", r.id);
+                dropped |= !self.queue_one(queue, node, w, &body, &what);
             }
         }
         dropped
+    }
+
+    /// Queues the notification of this node's quorum change (`news`), sent by every node for
+    /// itself: without the quorum it cannot reach the coordinator. `unreachable`: the voters it
+    /// cannot reach; `detail`: the line for people. True when a delivery was dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn quorum(
+        &mut self,
+        queue: &mpsc::Sender<Delivery>,
+        node: &str,
+        current: &State,
+        news: QuorumNews,
+        unreachable: Vec<String>,
+        detail: String,
+        at: jiff::Timestamp,
+    ) -> bool {
+        let Some(config) = current.config() else {
+            return false;
+        };
+        let reason = match news {
+            QuorumNews::Lost => WebhookReason::QuorumLost,
+            QuorumNews::Regained { .. } => WebhookReason::QuorumRegained,
+        };
+        let webhooks: Vec<&Webhook> = config
+            .cluster
+            .events
+            .webhooks
+            .iter()
+            .filter(|w| wanted(w, "", false, reason))
+            .collect();
+        if webhooks.is_empty() {
+            return false;
+        }
+        let payload = halcyon_api::WebhookPayload {
+            schema_version: halcyon_api::SCHEMA_VERSION,
+            cluster: config.cluster.name.clone(),
+            sent_by: node.to_owned(),
+            reason,
+            record: None,
+            quorum: Some(halcyon_api::QuorumChange {
+                node: node.to_owned(),
+                at,
+                has_quorum: matches!(news, QuorumNews::Regained { .. }),
+                unreachable,
+                detail,
+            }),
+        };
+        let body: Arc<str> = Arc::from(serde_json::to_string(&payload).unwrap_or_default());
+        let mut dropped = false;
+        for w in webhooks {
+            dropped |= !self.queue_one(queue, node, w, &body, "the quorum change");
+        }
+        dropped
+    }
+
+    /// Hands one body to the webhook task without waiting; false (counted, logged) when its
+    /// queue is full.
+    fn queue_one(
+        &mut self,
+        queue: &mpsc::Sender<Delivery>,
+        node: &str,
+        w: &Webhook,
+        body: &Arc<str>,
+        what: &str,
+    ) -> bool {
+        let delivery = Delivery {
+            url: w.url.clone(),
+            timeout: w.timeout,
+            retries: w.retries,
+            body: Arc::clone(body),
+        };
+        if queue.try_send(delivery).is_err() {
+            *self.dropped.entry(w.url.clone()).or_default() += 1;
+            tracing::warn!(%node, url = %w.url, "webhook: {QUEUE_MAX} deliveries wait already; {what} is dropped");
+            return false;
+        }
+        true
     }
 }
 
@@ -249,13 +380,80 @@ mod tests {
 
     #[test]
     fn a_webhook_gets_the_kinds_it_names_and_errors_only_when_named() {
-        assert!(wanted(&hook(&[]), "node_down", false, false));
-        assert!(!wanted(&hook(&[]), "node_down", false, true));
-        assert!(wanted(&hook(&["node_down"]), "node_down", false, false));
-        assert!(!wanted(&hook(&["node_down"]), "node_up", false, false));
-        assert!(wanted(&hook(&["user"]), "UE_X", true, false));
-        assert!(wanted(&hook(&["error"]), "node_down", false, true));
-        assert!(!wanted(&hook(&["error"]), "node_down", false, false));
+        use WebhookReason::{Error, Finished};
+        assert!(wanted(&hook(&[]), "node_down", false, Finished));
+        assert!(!wanted(&hook(&[]), "node_down", false, Error));
+        assert!(wanted(&hook(&["node_down"]), "node_down", false, Finished));
+        assert!(!wanted(&hook(&["node_down"]), "node_up", false, Finished));
+        assert!(wanted(&hook(&["user"]), "UE_X", true, Finished));
+        assert!(wanted(&hook(&["error"]), "node_down", false, Error));
+        assert!(!wanted(&hook(&["error"]), "node_down", false, Finished));
+    }
+
+    #[test]
+    fn too_long_and_quorum_changes_go_only_where_named() {
+        use WebhookReason::{QuorumLost, QuorumRegained, TooLong};
+        for reason in [TooLong, QuorumLost, QuorumRegained] {
+            assert!(
+                !wanted(&hook(&[]), "node_down", false, reason),
+                "{reason:?}"
+            );
+            assert!(!wanted(
+                &hook(&["node_down", "error"]),
+                "node_down",
+                false,
+                reason
+            ));
+        }
+        assert!(wanted(&hook(&["event_too_long"]), "UE_X", true, TooLong));
+        assert!(!wanted(
+            &hook(&["event_too_long"]),
+            "UE_X",
+            true,
+            WebhookReason::Finished
+        ));
+        assert!(wanted(&hook(&["quorum_lost"]), "", false, QuorumLost));
+        assert!(!wanted(&hook(&["quorum_lost"]), "", false, QuorumRegained));
+        assert!(wanted(
+            &hook(&["quorum_regained"]),
+            "",
+            false,
+            QuorumRegained
+        ));
+    }
+
+    #[test]
+    fn a_quorum_change_is_news_once_it_lasts_and_only_after_the_quorum_was_had() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut w = QuorumWatch::default();
+        // Starting without a coordinator loses nothing.
+        assert_eq!(w.step(false, at(0)), None);
+        assert_eq!(w.step(false, at(5_000)), None);
+        assert_eq!(
+            w.step(true, at(6_000)),
+            None,
+            "the first quorum is no regain"
+        );
+        // A blip shorter than QUORUM_LOST_AFTER is no news, neither is its end.
+        assert_eq!(w.step(false, at(7_000)), None);
+        assert_eq!(w.step(false, at(8_999)), None);
+        assert_eq!(w.step(true, at(9_000)), None);
+        // A loss that lasts: lost once, then regained once with how long it lasted.
+        assert_eq!(w.step(false, at(10_000)), None);
+        assert_eq!(w.step(false, at(12_000)), Some(QuorumNews::Lost));
+        assert_eq!(w.step(false, at(13_000)), None, "once");
+        assert_eq!(w.step(false, at(60_000)), None, "once");
+        assert_eq!(
+            w.step(true, at(70_000)),
+            Some(QuorumNews::Regained {
+                lost_for: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(w.step(true, at(71_000)), None, "once");
+        // A second loss is news again.
+        assert_eq!(w.step(false, at(80_000)), None);
+        assert_eq!(w.step(false, at(82_500)), Some(QuorumNews::Lost));
     }
 
     #[tokio::test]

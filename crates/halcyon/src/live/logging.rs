@@ -8,12 +8,18 @@
 //! peer every [`SUMMARY_INTERVAL`]: `n3 unreachable for 30 s, 1,412 Raft RPC failures`.
 //! An openraft WARN or ERROR that names no peer (a heartbeat error) is limited the same way
 //! per line of openraft's source; other lines pass untouched.
+//!
+//! When the failures stop for [`OUTAGE_GAP`] the outage is over, and one line says so with
+//! its totals: `n3 reachable again after 42 s, 1,412 Raft RPC failures`. That line also
+//! carries what a summary still owed (the repeats since the last one). Ends are found by a
+//! thread of their own ([`SWEEP_INTERVAL`]), not on the next log line: a peer's return makes
+//! openraft quiet, so the next line may be hours away.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -23,8 +29,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// How often the repeated failures of one peer are summarised while they go on.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
-/// A failure after this long without one starts a new outage (logged at once).
+/// A failure after this long without one starts a new outage (logged at once); an outage
+/// this long without a failure is over.
 pub const OUTAGE_GAP: Duration = Duration::from_secs(2);
+/// How often the ended outages are looked for (so the "reachable again" line comes at most
+/// `OUTAGE_GAP + SWEEP_INTERVAL` after the last failure).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// An openraft line without a peer of its own that follows a peer's failure on the same
 /// thread within this long belongs to that failure (openraft logs a failed replication as a
 /// WARN naming the target, then the error as an ERROR without it).
@@ -60,13 +70,34 @@ pub fn init() {
     let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colours());
-    let _ = tracing_subscriber::registry()
+    let failures = RaftFailures::default();
+    let summaries = Arc::clone(&failures.summaries);
+    let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::Layer::with_filter(
-            format,
-            RaftFailures::default(),
-        ))
+        .with(tracing_subscriber::Layer::with_filter(format, failures))
         .try_init();
+    if installed.is_ok() {
+        // Ends the outages nobody's line ends (see the module's doc).
+        let _ = std::thread::Builder::new()
+            .name("halcyon-log-sweep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SWEEP_INTERVAL);
+                    let ended = match summaries.lock() {
+                        Ok(mut s) => s.ended(Instant::now()),
+                        Err(_) => return,
+                    };
+                    for (key, lasted, count) in ended {
+                        let line = format!(
+                            "{:.6}  INFO halcyon::raft: {}\n",
+                            jiff::Timestamp::now(),
+                            back(&key, lasted, count)
+                        );
+                        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                    }
+                }
+            });
+    }
 }
 
 /// What to do with one repeat-prone line.
@@ -144,6 +175,27 @@ impl<K: Ord + Clone> Summaries<K> {
         );
         Verdict::Log
     }
+
+    /// The outages over at `now` (no line for [`OUTAGE_GAP`]), forgotten, with how long each
+    /// lasted (first to last line) and its lines: those that had repeats, which a summary
+    /// line owes; a single line was logged as it was.
+    pub fn ended(&mut self, now: Instant) -> Vec<(K, Duration, u64)> {
+        let over: Vec<K> = self
+            .outages
+            .iter()
+            .filter(|(_, o)| now.saturating_duration_since(o.last) >= OUTAGE_GAP)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in over {
+            if let Some(o) = self.outages.remove(&key)
+                && o.count > 1
+            {
+                out.push((key, o.last.saturating_duration_since(o.since), o.count));
+            }
+        }
+        out
+    }
 }
 
 /// What repeats: a peer's failures, or one openraft line (by its place in the source)
@@ -169,6 +221,23 @@ pub fn summary(key: &Key, lasted: Duration, count: u64, text: &str) -> String {
             thousands(count),
             lasted.as_secs(),
             SUMMARY_INTERVAL.as_secs()
+        ),
+    }
+}
+
+/// The line of `key`'s outage that ended after `lasted`, with `count` lines in all.
+pub fn back(key: &Key, lasted: Duration, count: u64) -> String {
+    match key {
+        Key::Peer(peer) => format!(
+            "{} reachable again after {} s, {} Raft RPC failures",
+            peer_name(*peer),
+            lasted.as_secs(),
+            thousands(count)
+        ),
+        Key::Line(line) => format!(
+            "openraft's repeated line ({line}) stopped after {} s, {} times",
+            lasted.as_secs(),
+            thousands(count)
         ),
     }
 }
@@ -233,7 +302,8 @@ thread_local! {
 /// The formatting layer's filter that summarises openraft's repeated peer failures.
 #[derive(Debug, Default)]
 pub struct RaftFailures {
-    summaries: Mutex<Summaries<Key>>,
+    /// Shared with the sweeping thread (`init`).
+    summaries: Arc<Mutex<Summaries<Key>>>,
 }
 
 impl RaftFailures {
@@ -343,6 +413,48 @@ mod tests {
         assert_eq!(
             summary(&line, Duration::from_secs(10), 1412, " heartbeat error"),
             "openraft logged 1,412 times in 10 s (repeats are summarised every 10 s): heartbeat error"
+        );
+    }
+
+    #[test]
+    fn an_outage_that_stops_ends_with_one_line_that_owes_nothing() {
+        let mut s = Summaries::default();
+        let start = Instant::now();
+        let n3 = Key::Peer(3);
+        let one = Key::Peer(2);
+        assert_eq!(s.seen(&n3, start), Verdict::Log);
+        assert_eq!(s.seen(&one, start), Verdict::Log);
+        // 42 s of failures, 25 a second: four summaries, then 50 repeats no summary wrote.
+        let mut summarised = 0;
+        for i in 1..=1050u64 {
+            if let Verdict::Summary { count, .. } =
+                s.seen(&n3, start + Duration::from_millis(40 * i))
+            {
+                summarised = count;
+            }
+        }
+        assert_eq!(summarised, 1001);
+        let last = start + Duration::from_millis(40 * 1050);
+        // Not over while quiet for less than the gap.
+        assert_eq!(
+            s.ended(last + OUTAGE_GAP - Duration::from_millis(1)),
+            Vec::new()
+        );
+        let ended = s.ended(last + OUTAGE_GAP);
+        assert_eq!(ended, vec![(n3.clone(), Duration::from_secs(42), 1051)]);
+        let (key, lasted, count) = &ended[0];
+        assert_eq!(
+            back(key, *lasted, *count),
+            "Raft peer 3 reachable again after 42 s, 1,051 Raft RPC failures"
+        );
+        // Forgotten: once only, and the single failure of n2 (logged as it came) needs no line.
+        assert_eq!(s.ended(last + OUTAGE_GAP * 10), Vec::new());
+        assert!(s.outages.is_empty());
+        // The next failure is a new outage, logged at once.
+        assert_eq!(s.seen(&n3, last + OUTAGE_GAP * 10), Verdict::Log);
+        assert_eq!(
+            back(&Key::Line("event x.rs:1"), Duration::from_secs(3), 12),
+            "openraft's repeated line (event x.rs:1) stopped after 3 s, 12 times"
         );
     }
 

@@ -160,7 +160,10 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             if json {
                 println!("{}", client::pretty(&answer));
             } else {
-                print!("{}", render::availability(&answer));
+                print!(
+                    "{}",
+                    render::availability(&answer, &render::Clock::system())
+                );
             }
             Ok(())
         }
@@ -393,7 +396,9 @@ pub fn explain(target: &Target, package: &str, json: bool) -> Result<(), Failure
         if json {
             println!("{}", client::pretty(&answer.explanation));
         } else {
-            print!("{}", answer.text);
+            // Rendered here rather than the daemon's `text`: times in the reader's zone.
+            let clock = render::Clock::system();
+            print!("{}", answer.explanation.render(&|t| clock.time(t)));
         }
         Ok(())
     })
@@ -410,7 +415,8 @@ pub fn emulate(target: &Target, event: &halcyon_policy::Event, json: bool) -> Re
         if json {
             println!("{}", client::pretty(&answer.emulation));
         } else {
-            print!("{}", answer.text);
+            let clock = render::Clock::system();
+            print!("{}", answer.emulation.render_with(&|t| clock.time(t)));
         }
         Ok(())
     })

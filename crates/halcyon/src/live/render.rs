@@ -779,29 +779,41 @@ pub fn operation(response: &OperationResponse) -> String {
     out
 }
 
-/// `halcyon availability` for people.
-pub fn availability(a: &halcyon_api::AvailabilityResponse) -> String {
+/// `halcyon availability` for people: times as local `HH:MM:SS` (with the date when not
+/// today; `--json` keeps RFC 3339), outages in aligned columns.
+pub fn availability(a: &halcyon_api::AvailabilityResponse, clock: &Clock) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{}: {:.3} % available from {} to {} (up {:.1} s, down {:.1} s)",
-        a.package, a.percent, a.since, a.until, a.up_seconds, a.down_seconds
+        a.package,
+        a.percent,
+        clock.time(a.since),
+        clock.time(a.until),
+        a.up_seconds,
+        a.down_seconds
     );
     if a.outages.is_empty() {
         let _ = writeln!(out, "no outage");
         return out;
     }
     let _ = writeln!(out, "outages:");
-    for o in &a.outages {
-        let end = o
-            .end
-            .map_or_else(|| "(still down)".to_owned(), |e| e.to_string());
-        let _ = writeln!(
-            out,
-            "  {} .. {}  {:.3} s  {}  (event #{})",
-            o.start, end, o.seconds, o.cause, o.event
-        );
-    }
+    let rows: Vec<Vec<String>> = a
+        .outages
+        .iter()
+        .map(|o| {
+            vec![
+                clock.time(o.start),
+                "..".to_owned(),
+                o.end
+                    .map_or_else(|| "(still down)".to_owned(), |e| clock.time(e)),
+                format!("{:.3} s", o.seconds),
+                o.cause.clone(),
+                format!("(event #{})", o.event),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&rows, "  "));
     out
 }
 
@@ -854,6 +866,43 @@ mod tests {
             ..c
         };
         assert_eq!(paris.time(before(3 * 60)), "13:57:00");
+    }
+
+    #[test]
+    fn availability_reads_local_times_and_durations() {
+        let c = clock();
+        let a = halcyon_api::AvailabilityResponse {
+            schema_version: 2,
+            package: "web".to_owned(),
+            since: before(2 * 86_400),
+            until: c.now,
+            up_seconds: 172_798.5,
+            down_seconds: 1.5,
+            percent: 99.999,
+            outages: vec![
+                halcyon_api::Outage {
+                    start: before(2 * 86_400 - 60),
+                    end: Some(before(2 * 86_400 - 61)),
+                    seconds: 0.352,
+                    cause: "node failure (n1)".to_owned(),
+                    event: 7,
+                },
+                halcyon_api::Outage {
+                    start: before(30),
+                    end: None,
+                    seconds: 30.0,
+                    cause: "halted by the administrator".to_owned(),
+                    event: 112,
+                },
+            ],
+        };
+        assert_eq!(
+            availability(&a, &c),
+            "web: 99.999 % available from 2026-05-30 12:00:00 to 12:00:00 (up 172798.5 s, down 1.5 s)\n\
+             outages:\n\
+             \x20 2026-05-30 12:01:00  ..  2026-05-30 12:01:01  0.352 s   node failure (n1)            (event #7)\n\
+             \x20 11:59:30             ..  (still down)         30.000 s  halted by the administrator  (event #112)\n"
+        );
     }
 
     #[test]
