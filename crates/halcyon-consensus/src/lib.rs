@@ -588,21 +588,6 @@ impl Consensus {
             .collect()
     }
 
-    /// On the leader: takes `id` out of the membership entirely (a voter is not kept as a
-    /// learner), so that the leader forgets what it replicated to it: the node can come
-    /// back with a new, empty store and be added again ([`Consensus::add_voter`]).
-    pub async fn forget_voter(&self, id: NodeId) -> Result<(), WriteError> {
-        let timeout = self.timings.write_timeout;
-        let change = self
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false);
-        match tokio::time::timeout(timeout, change).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(WriteError::from_raft(e)),
-            Err(_) => Err(WriteError::Timeout { timeout }),
-        }
-    }
-
     /// Whether this node leads and a quorum has acknowledged its leadership in this term (a
     /// single voter's own acknowledgement counts). openraft restores a restarted former leader
     /// as leader of its old term until it hears the higher term; until then this is false.
@@ -649,7 +634,9 @@ impl Consensus {
         }
     }
 
-    /// On the leader: removes voter `id` from the cluster (it is not kept as a learner).
+    /// On the leader: removes voter `id` from the cluster (it is not kept as a learner), so
+    /// the leader also forgets what it replicated to it: a node rebuilt with a new, empty
+    /// store can be added again ([`Consensus::add_voter`]).
     pub async fn remove_voter(&self, id: NodeId) -> Result<(), WriteError> {
         let timeout = self.timings.write_timeout;
         let change = self

@@ -1068,7 +1068,7 @@ pub(crate) async fn forget(node: &Node, name: &str) -> Result<ForgetAnswer, ApiE
             )));
         }
         node.consensus
-            .forget_voter(id)
+            .remove_voter(id)
             .await
             .map_err(|e| ApiError::unavailable(format!("forgetting {name}: {e}")))?;
         note = format!("{name} is out of the membership");
