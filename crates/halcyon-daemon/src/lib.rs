@@ -52,6 +52,7 @@ pub mod operations;
 pub mod page;
 pub mod peers;
 pub mod platform;
+pub mod priority;
 pub mod raft_tls;
 pub mod reconfigure;
 pub mod renewal_watch;

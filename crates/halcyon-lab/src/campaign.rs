@@ -66,6 +66,9 @@ pub struct CampaignOptions {
     pub heartbeat_profile: Option<halcyon_config::HeartbeatProfile>,
     /// How long the cluster may take to recover after a fault is healed.
     pub recovery_bound: Duration,
+    /// Busy threads at normal priority for the whole campaign (`--cpu-load`): the cores
+    /// saturated by other work, as a build or a batch job would (0: none).
+    pub cpu_load: usize,
     pub keep_directory: bool,
 }
 
@@ -83,6 +86,7 @@ impl CampaignOptions {
             disk_heartbeat: true,
             heartbeat_profile: None,
             recovery_bound: Duration::from_secs(30),
+            cpu_load: 0,
             keep_directory: false,
         }
     }
@@ -428,6 +432,13 @@ impl fmt::Display for CampaignReport {
             },
             options.packages
         )?;
+        if options.cpu_load > 0 {
+            writeln!(
+                formatter,
+                "other work: {} busy threads at normal priority throughout",
+                options.cpu_load
+            )?;
+        }
         writeln!(
             formatter,
             "faults injected: {} ({}){}",
@@ -599,6 +610,13 @@ pub fn run(
             "a campaign needs 3 or more hosts, 1 or more packages and at most {FAULTS_MAX} faults"
         )));
     }
+    if options.cpu_load > crate::load::THREADS_MAX {
+        return Err(LabError::Spec(format!(
+            "--cpu-load: at most {} busy threads (asked for {})",
+            crate::load::THREADS_MAX,
+            options.cpu_load
+        )));
+    }
     let lab = Lab::build(LabSpec {
         hosts: options.hosts,
         networks: options.networks,
@@ -632,6 +650,15 @@ pub fn run(
             ..CheckerOptions::default()
         },
     )?;
+    let load = crate::load::CpuLoad::start(options.cpu_load)
+        .map_err(|e| LabError::Spec(format!("starting the CPU load: {e}")))?;
+    if load.threads() > 0 {
+        let _ = writeln!(
+            progress,
+            "{} busy threads at normal priority until the campaign ends",
+            load.threads()
+        );
+    }
     let mut ledger = Ledger::default();
     let mut lost = ledger.observe(&cluster.statuses(), true);
     let mut records = Vec::new();

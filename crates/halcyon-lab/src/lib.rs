@@ -25,6 +25,7 @@ pub mod command;
 pub mod compare;
 pub mod fault;
 mod lab;
+pub mod load;
 pub mod names;
 pub mod netlink;
 pub mod netns;

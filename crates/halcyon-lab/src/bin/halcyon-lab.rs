@@ -81,6 +81,10 @@ enum Command {
         /// Seconds the cluster may take to recover after each heal.
         #[arg(long, default_value_t = 30)]
         recovery_seconds: u64,
+        /// Busy threads at normal priority for the whole campaign (the cores saturated by
+        /// other work), at most 64.
+        #[arg(long, default_value_t = 0)]
+        cpu_load: usize,
         /// Keep the lab directory (daemon logs, configuration) afterwards.
         #[arg(long)]
         keep_directory: bool,
@@ -173,6 +177,7 @@ fn run(cli: Cli) -> Result<bool> {
             no_disk,
             profile,
             recovery_seconds,
+            cpu_load,
             keep_directory,
         } => {
             let halcyon = match halcyon {
@@ -193,6 +198,7 @@ fn run(cli: Cli) -> Result<bool> {
                 disk_heartbeat: !no_disk,
                 heartbeat_profile: profile,
                 recovery_bound: Duration::from_secs(recovery_seconds),
+                cpu_load,
                 keep_directory,
             };
             install_signal_handlers();

@@ -50,12 +50,29 @@ pub fn run(cmd: LiveCommand) -> Result<(), Failure> {
             Err(e) => return Err(Failure::Invalid(format!("error: halcyon guard: {e}"))),
         }
     }
+    if matches!(
+        cmd,
+        LiveCommand::Daemon { .. } | LiveCommand::Witness { .. }
+    ) {
+        // Before the runtime starts, so a refused priority is reported.
+        logging::init();
+        return block_on_raised(run_async(cmd));
+    }
     block_on(run_async(cmd))
 }
 
 /// Runs `future` on a new multi-threaded runtime.
 fn block_on(future: impl Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
     let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::Failed(format!("error: cannot start the runtime: {e}")))?;
+    runtime.block_on(future)
+}
+
+/// Runs a daemon's `future` on a runtime whose threads, this one included, run above the
+/// machine's ordinary work (`halcyon_daemon::priority`).
+fn block_on_raised(future: impl Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    halcyon_daemon::priority::raise_this_thread();
+    let runtime = halcyon_daemon::priority::runtime()
         .map_err(|e| Failure::Failed(format!("error: cannot start the runtime: {e}")))?;
     runtime.block_on(future)
 }
