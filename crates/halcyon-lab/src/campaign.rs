@@ -39,6 +39,11 @@ use crate::cluster::{ClusterSpec, LabCluster, PackageSpec, has_quorum, holder_in
 use crate::lab::{Lab, LabSpec, host_label};
 use crate::{LabError, fault};
 
+/// Size of a node's state directory with `--with-disk-faults` (a tmpfs each).
+pub const STATE_SIZE: u64 = 64 << 20;
+/// Longest wait for a daemon started on a full or corrupted disk to exit or answer.
+const START_VERDICT: Duration = Duration::from_secs(15);
+
 /// Pause between the recovery of one fault and the next fault.
 const SETTLE: Duration = Duration::from_millis(500);
 /// Most faults one campaign may run.
@@ -61,6 +66,12 @@ pub struct CampaignOptions {
     /// (SIGKILL of the daemon, started again after a while) and an API flood (hundreds of
     /// concurrent status requests). Off by default (`--with-coordinator-faults`).
     pub with_coordinator_faults: bool,
+    /// Also draw storage faults of a node: its state directory full (the daemon restarted
+    /// on the full disk, then space freed) and its Raft database corrupted while its daemon
+    /// is down (a daemon that refuses to start is rebuilt: state emptied, started again).
+    /// Every node's state directory is then a tmpfs of its own ([`STATE_SIZE`]). Off by
+    /// default (`--with-disk-faults`).
+    pub with_disk_faults: bool,
     pub disk_heartbeat: bool,
     /// `[heartbeat] profile` of the cluster (None: the default heartbeat).
     pub heartbeat_profile: Option<halcyon_config::HeartbeatProfile>,
@@ -83,6 +94,7 @@ impl CampaignOptions {
             halcyon: halcyon.into(),
             with_pause: false,
             with_coordinator_faults: false,
+            with_disk_faults: false,
             disk_heartbeat: true,
             heartbeat_profile: None,
             recovery_bound: Duration::from_secs(30),
@@ -136,6 +148,17 @@ pub enum CampaignFault {
     /// [`FLOOD_REQUESTS`] concurrent `GET /v1/status` of the coordinator's API from another
     /// host, each within [`FLOOD_TIMEOUT`].
     ApiFlood,
+    /// The target's state directory filled up; its daemon killed and started again on the
+    /// full disk (its start and registration write); space freed after `hold`, and the
+    /// daemon started again if it had exited.
+    DiskFull { target: Target, hold: Duration },
+    /// The target's daemon killed, `bytes` written into its Raft database (position in
+    /// millionths of the file's length, value), the daemon started again; if it refuses to start, its
+    /// state directory is emptied and it is started again (the documented rebuild).
+    DiskCorruption {
+        target: Target,
+        bytes: Vec<(u32, u8)>,
+    },
 }
 
 impl CampaignFault {
@@ -149,6 +172,8 @@ impl CampaignFault {
             CampaignFault::CoordinatorPause { .. } => "coordinator pause",
             CampaignFault::CoordinatorKill { .. } => "coordinator kill",
             CampaignFault::ApiFlood => "api flood",
+            CampaignFault::DiskFull { .. } => "disk full",
+            CampaignFault::DiskCorruption { .. } => "disk corruption",
         }
     }
 
@@ -158,7 +183,9 @@ impl CampaignFault {
             | CampaignFault::Partition { target, .. }
             | CampaignFault::LinkFlap { target, .. }
             | CampaignFault::DaemonRestart { target }
-            | CampaignFault::Pause { target, .. } => *target,
+            | CampaignFault::Pause { target, .. }
+            | CampaignFault::DiskFull { target, .. }
+            | CampaignFault::DiskCorruption { target, .. } => *target,
             CampaignFault::CoordinatorPause { .. }
             | CampaignFault::CoordinatorKill { .. }
             | CampaignFault::ApiFlood => Target::Coordinator,
@@ -211,15 +238,18 @@ pub fn draw_faults(options: &CampaignOptions, pause_hold_min: Duration) -> Vec<C
         packages,
         with_pause,
         with_coordinator_faults,
+        with_disk_faults,
         ..
     } = *options;
     let mut rng = Rng::new(seed);
-    // Without the coordinator's faults a seed draws what it drew before they existed.
+    // Without the coordinator's faults a seed draws what it drew before they existed; the
+    // disk faults come after every other kind, so without them nothing changes either.
     let kinds = match (with_pause, with_coordinator_faults) {
         (false, false) => 4,
         (true, false) => 5,
         (_, true) => 8,
     };
+    let disk_kinds = if with_disk_faults { 2 } else { 0 };
     (0..count)
         .map(|_| {
             let target = if rng.range(0, 1) == 0 {
@@ -227,7 +257,21 @@ pub fn draw_faults(options: &CampaignOptions, pause_hold_min: Duration) -> Vec<C
             } else {
                 Target::Host(rng.range(1, hosts as u64) as usize)
             };
-            match rng.range(0, kinds - 1) {
+            let kind = rng.range(0, kinds + disk_kinds - 1);
+            if kind == kinds {
+                return CampaignFault::DiskFull {
+                    target,
+                    hold: rng.millis(500, 3000),
+                };
+            }
+            if kind == kinds + 1 {
+                let count = rng.range(1, 8);
+                let bytes = (0..count)
+                    .map(|_| (rng.range(0, 999_999) as u32, rng.range(0, 255) as u8))
+                    .collect();
+                return CampaignFault::DiskCorruption { target, bytes };
+            }
+            match kind {
                 0 => CampaignFault::Crash {
                     target,
                     down_for: rng.millis(500, 4000),
@@ -275,6 +319,8 @@ pub struct FaultRecord {
     pub number: usize,
     pub description: String,
     pub kind: &'static str,
+    /// What the daemon did, for a storage fault.
+    pub outcome: Option<&'static str>,
     /// From the heal to the moment everything was back; None when it did not recover.
     pub recovered_after: Option<Duration>,
     /// What a collateral restart is judged against.
@@ -316,7 +362,9 @@ pub fn touched_hosts(drawn: &CampaignFault, host: usize, hosts: usize) -> Vec<us
         | CampaignFault::DaemonRestart { .. }
         | CampaignFault::Pause { .. }
         | CampaignFault::CoordinatorPause { .. }
-        | CampaignFault::CoordinatorKill { .. } => vec![host],
+        | CampaignFault::CoordinatorKill { .. }
+        | CampaignFault::DiskFull { .. }
+        | CampaignFault::DiskCorruption { .. } => vec![host],
     }
 }
 
@@ -450,6 +498,19 @@ impl fmt::Display for CampaignReport {
                 ""
             }
         )?;
+        let mut outcomes: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for record in &self.faults {
+            if let Some(outcome) = record.outcome {
+                *outcomes.entry((record.kind, outcome)).or_default() += 1;
+            }
+        }
+        if !outcomes.is_empty() {
+            let outcomes: Vec<String> = outcomes
+                .iter()
+                .map(|((kind, outcome), count)| format!("{kind}: {outcome} {count}"))
+                .collect();
+            writeln!(formatter, "storage faults: {}", outcomes.join(", "))?;
+        }
         writeln!(
             formatter,
             "double activations: {}",
@@ -628,6 +689,9 @@ pub fn run(
         spec = spec.with_profile(profile);
     }
     spec.disk_heartbeat = options.disk_heartbeat;
+    if options.with_disk_faults {
+        spec.state_size = Some(STATE_SIZE);
+    }
     spec.packages = (0..options.packages)
         .map(|index| PackageSpec::numbered(index as u8))
         .collect();
@@ -685,7 +749,10 @@ pub fn run(
             faults.len()
         );
         let _ = progress.flush();
-        let healed_at = apply(&cluster, drawn, host, options.hosts)?;
+        let (healed_at, outcome) = apply(&cluster, drawn, host, options.hosts)?;
+        if let Some(outcome) = outcome {
+            let _ = write!(progress, "{outcome}, ");
+        }
         let deadline = healed_at + options.recovery_bound;
         let recovered = wait_recovered(&cluster, deadline);
         let recovered_after = match &recovered {
@@ -723,6 +790,7 @@ pub fn run(
             number,
             description,
             kind: drawn.kind(),
+            outcome,
             recovered_after,
             window: FaultWindow {
                 touched: touched_hosts(drawn, host, options.hosts),
@@ -820,18 +888,27 @@ fn describe(drawn: &CampaignFault, host: usize, hosts: usize) -> String {
         CampaignFault::ApiFlood => {
             format!("API flood of {whom}: {FLOOD_REQUESTS} concurrent status requests")
         }
+        CampaignFault::DiskFull { hold, .. } => format!(
+            "disk full {whom}, daemon restarted on it, freed after {:.1} s",
+            hold.as_secs_f64()
+        ),
+        CampaignFault::DiskCorruption { bytes, .. } => format!(
+            "disk corruption {whom}: {} bytes of its Raft database changed while its daemon was down",
+            bytes.len()
+        ),
     }
 }
 
-/// Injects, holds and heals one fault; returns the instant it was healed.
+/// Injects, holds and heals one fault; returns the instant it was healed and, for a
+/// storage fault, what the daemon did.
 fn apply(
     cluster: &LabCluster,
     drawn: &CampaignFault,
     host: usize,
     hosts: usize,
-) -> Result<Instant, LabError> {
+) -> Result<(Instant, Option<&'static str>), LabError> {
     let lab = cluster.lab();
-    match drawn {
+    let healed = match drawn {
         CampaignFault::Crash { down_for, .. } => {
             cluster.power_off(host)?;
             std::thread::sleep(*down_for);
@@ -872,7 +949,59 @@ fn apply(
             cluster.api_flood(from, host, FLOOD_REQUESTS, FLOOD_TIMEOUT)?;
             Ok(Instant::now())
         }
+        CampaignFault::DiskFull { hold, .. } => {
+            cluster.fill_state(host)?;
+            cluster.restart_daemon(host)?;
+            std::thread::sleep(*hold);
+            cluster.free_state(host)?;
+            let outcome = match start_verdict(cluster, host) {
+                Verdict::Exited => {
+                    cluster.start_daemon(host)?;
+                    "exited on the full disk"
+                }
+                Verdict::Answers => "kept running",
+            };
+            return Ok((Instant::now(), Some(outcome)));
+        }
+        CampaignFault::DiskCorruption { bytes, .. } => {
+            cluster.kill_daemon(host)?;
+            cluster.corrupt_state(host, bytes)?;
+            cluster.start_daemon(host)?;
+            let outcome = match start_verdict(cluster, host) {
+                Verdict::Exited => {
+                    cluster.wipe_state(host)?;
+                    cluster.start_daemon(host)?;
+                    "refused to start, rebuilt"
+                }
+                Verdict::Answers => "started",
+            };
+            return Ok((Instant::now(), Some(outcome)));
+        }
+    };
+    healed.map(|at| (at, None))
+}
+
+/// What a daemon started on a damaged disk did.
+enum Verdict {
+    Exited,
+    Answers,
+}
+
+/// Waits until `host`'s daemon has exited or answers with a quorum, within
+/// [`START_VERDICT`]; a daemon still undecided by then counts as answering (the recovery
+/// check that follows judges it).
+fn start_verdict(cluster: &LabCluster, host: usize) -> Verdict {
+    let deadline = Instant::now() + START_VERDICT;
+    while Instant::now() < deadline {
+        if !cluster.daemon_running(host) {
+            return Verdict::Exited;
+        }
+        if cluster.status(host).is_ok_and(|status| has_quorum(&status)) {
+            return Verdict::Answers;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    Verdict::Answers
 }
 
 /// Waits until every daemon answers with a quorum and every node a member, and every package
@@ -992,6 +1121,29 @@ mod tests {
     }
 
     #[test]
+    fn disk_faults_are_drawn_only_when_asked_for_and_touch_their_target() {
+        let hold = Duration::from_secs(1);
+        let without = draw_faults(&drawing(7, 300, true, true), hold);
+        let options = CampaignOptions {
+            with_disk_faults: true,
+            ..drawing(7, 300, true, true)
+        };
+        let with = draw_faults(&options, hold);
+        for kind in ["disk full", "disk corruption"] {
+            assert!(!without.iter().any(|f| f.kind() == kind), "{kind}");
+            assert!(with.iter().any(|f| f.kind() == kind), "{kind}");
+        }
+        for f in with.iter().filter(|f| f.kind().starts_with("disk")) {
+            assert_ne!(f.target(), Target::Coordinator, "{f:?}");
+            assert_eq!(touched_hosts(f, 3, 5), vec![3]);
+            if let CampaignFault::DiskCorruption { bytes, .. } = f {
+                assert!((1..=8).contains(&bytes.len()), "{f:?}");
+                assert!(bytes.iter().all(|(at, _)| *at < 1_000_000), "{f:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_fault_touches_its_target_a_partition_its_minority_and_a_flood_nobody() {
         let pause = CampaignFault::CoordinatorPause {
             hold: Duration::from_secs(1),
@@ -1011,6 +1163,7 @@ mod tests {
             number,
             description: String::new(),
             kind: "coordinator kill",
+            outcome: None,
             recovered_after: None,
             window: FaultWindow {
                 touched,

@@ -82,6 +82,7 @@ pub fn remove_stale(dry_run: bool) -> Result<Removed, LabError> {
                 report(command::run("ip", &["link", "del", bridge]).map(drop));
             }
             for directory in &lab_directories {
+                crate::lab::unmount_under(directory);
                 report(
                     fs::remove_dir_all(directory).map_err(|source| LabError::Io {
                         context: format!("removing {}", directory.display()),

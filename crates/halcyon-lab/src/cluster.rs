@@ -36,6 +36,8 @@
 //! processes this cluster spawned are signalled, by PID; dropping the cluster stops the
 //! announcer, and dropping the lab removes everything else.
 
+use std::fs;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +51,7 @@ use halcyon_testkit::{ClusterConfig, Node, Package, Resource, http};
 use serde_json::Value;
 
 use crate::checker::{PackageWatch, ServiceMatch};
+use crate::command;
 use crate::command::Invocation;
 use crate::lab::{HostProcess, Lab, LabSpec, io_error};
 use crate::names::{self, CLIENT, LabId};
@@ -150,6 +153,10 @@ pub struct ClusterSpec {
     /// Give every node a fence device: `[node.fencing]` with [`FENCE_AGENT`], `plug` = the
     /// host's namespace and [`FENCE_TIMEOUT`]. Off by default.
     pub fencing: bool,
+    /// Put every node's state directory on a tmpfs of this many bytes of its own, so that a
+    /// disk-full fault fills that node's disk only ([`LabCluster::fill_state`]). None: the
+    /// state directories are plain directories of the lab's.
+    pub state_size: Option<u64>,
 }
 
 impl ClusterSpec {
@@ -169,6 +176,7 @@ impl ClusterSpec {
             log_filter: "info,openraft=warn".to_string(),
             witness: None,
             fencing: false,
+            state_size: None,
         }
     }
 
@@ -417,6 +425,12 @@ impl LabCluster {
         } else {
             None
         };
+        if let Some(size) = spec.state_size {
+            for host in spec.node_hosts(hosts) {
+                // Unmounted by the lab's teardown (and by `halcyon-lab cleanup`).
+                mount_tmpfs(&lab.host_directory(host).join(STATE), size)?;
+            }
+        }
         let cluster = LabCluster {
             spec,
             config_directory,
@@ -513,7 +527,7 @@ impl LabCluster {
         {
             return Ok(process);
         }
-        let state_directory = self.lab.host_directory(host).join("state");
+        let state_directory = self.state_directory(host);
         let config = self.config_directory.display().to_string();
         let state = state_directory.display().to_string();
         let node = node_name(host);
@@ -539,6 +553,98 @@ impl LabCluster {
         )?;
         self.lock_daemons()[host] = Some(process);
         Ok(process)
+    }
+
+    /// `host`'s state directory (`--state-dir` of its daemon).
+    pub fn state_directory(&self, host: usize) -> PathBuf {
+        self.lab.host_directory(host).join(STATE)
+    }
+
+    /// Fills `host`'s state directory until its file system refuses more (`ENOSPC`); it must
+    /// be a tmpfs of its own ([`ClusterSpec::state_size`]). Returns the bytes written.
+    pub fn fill_state(&self, host: usize) -> Result<u64, LabError> {
+        let Some(size) = self.spec.state_size else {
+            return Err(LabError::Spec(
+                "a disk-full fault needs ClusterSpec::state_size".into(),
+            ));
+        };
+        let path = self.state_directory(host).join(FILLER);
+        let mut file = fs::File::create(&path).map_err(io_error("creating the filler"))?;
+        let block = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        // Bounded: a tmpfs of `size` bytes is full before `size` more are written.
+        while written <= size {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Ok(written),
+                Err(source) => {
+                    return Err(LabError::Io {
+                        context: format!("filling {}", path.display()),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(LabError::Spec(format!(
+            "{} took {written} bytes without filling up: is it a tmpfs of its own?",
+            path.display()
+        )))
+    }
+
+    /// Removes what [`LabCluster::fill_state`] wrote.
+    pub fn free_state(&self, host: usize) -> Result<(), LabError> {
+        match fs::remove_file(self.state_directory(host).join(FILLER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LabError::Io {
+                context: "removing the filler".into(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `bytes` (position in millionths of the file's length, value) into `host`'s
+    /// Raft database while its daemon is stopped: silent corruption of the disk.
+    pub fn corrupt_state(&self, host: usize, bytes: &[(u32, u8)]) -> Result<(), LabError> {
+        if self.daemon_running(host) {
+            return Err(LabError::Spec(format!(
+                "corrupting h{host}'s state while its daemon runs"
+            )));
+        }
+        let path = self.state_directory(host).join(RAFT_DATABASE);
+        let mut data = fs::read(&path).map_err(io_error("reading the Raft database"))?;
+        if data.is_empty() {
+            return Err(LabError::Spec(format!("{} is empty", path.display())));
+        }
+        for &(at, value) in bytes {
+            let index = (data.len() as u64 * u64::from(at.min(999_999)) / 1_000_000) as usize;
+            // A value equal to what is there would change nothing: flip it instead.
+            data[index] = if data[index] == value { !value } else { value };
+        }
+        fs::write(&path, data).map_err(io_error("writing the Raft database"))
+    }
+
+    /// Empties `host`'s state directory (the documented way to rebuild a node whose disk
+    /// was lost or corrupted); its daemon must be stopped.
+    pub fn wipe_state(&self, host: usize) -> Result<(), LabError> {
+        if self.daemon_running(host) {
+            return Err(LabError::Spec(format!(
+                "wiping h{host}'s state while its daemon runs"
+            )));
+        }
+        let directory = self.state_directory(host);
+        for entry in fs::read_dir(&directory).map_err(io_error("listing the state directory"))? {
+            let path = entry
+                .map_err(io_error("listing the state directory"))?
+                .path();
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(io_error("emptying the state directory"))?;
+        }
+        Ok(())
     }
 
     /// SIGKILL of `host`'s daemon only (its services keep running); waits until it has exited.
@@ -934,6 +1040,21 @@ fn announce(
         }
         std::thread::sleep(ANNOUNCER_PERIOD);
     }
+}
+
+/// A node's state directory in its host's directory.
+const STATE: &str = "state";
+/// The file a disk-full fault fills its state directory with.
+const FILLER: &str = "filler";
+/// The daemon's Raft database in its state directory.
+const RAFT_DATABASE: &str = "raft.redb";
+
+/// Mounts a tmpfs of `size` bytes, owner-only, on `directory` (created if missing).
+fn mount_tmpfs(directory: &Path, size: u64) -> Result<(), LabError> {
+    fs::create_dir_all(directory).map_err(io_error("creating a state directory"))?;
+    let options = format!("size={size},mode=0700");
+    let target = directory.display().to_string();
+    command::run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", &target]).map(drop)
 }
 
 #[cfg(test)]

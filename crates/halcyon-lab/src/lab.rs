@@ -940,6 +940,8 @@ impl Lab {
             report_cleanup(command::run("ip", &["link", "del", &bridge]));
         }
         if let Some(directory) = self.created.directory.take() {
+            // A state directory on its own tmpfs (disk faults) goes with the processes.
+            unmount_under(&directory);
             if self.spec.keep_directory {
                 eprintln!("halcyon-lab: kept {}", directory.display());
             } else if let Err(error) = fs::remove_dir_all(&directory) {
@@ -1145,6 +1147,28 @@ pub(crate) fn http_get(address: SocketAddrV4, timeout: Duration) -> std::io::Res
         ));
     }
     Ok(response.body.trim().to_string())
+}
+
+/// Mount points strictly under `directory` (from `/proc/self/mounts`), deepest first.
+pub(crate) fn mounts_under(directory: &Path) -> Vec<PathBuf> {
+    let table = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .map(PathBuf::from)
+        .filter(|mount| mount.starts_with(directory) && mount != directory)
+        .collect();
+    found.sort_by_key(|mount| std::cmp::Reverse(mount.components().count()));
+    found
+}
+
+/// Unmounts (lazily: a process may still hold a file there) what is mounted under
+/// `directory`, so it can be removed; reports a failure and goes on.
+pub(crate) fn unmount_under(directory: &Path) {
+    for mount in mounts_under(directory) {
+        let target = mount.display().to_string();
+        report_cleanup(command::run("umount", &["-l", &target]));
+    }
 }
 
 #[cfg(test)]

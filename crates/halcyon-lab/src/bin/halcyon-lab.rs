@@ -72,6 +72,11 @@ enum Command {
         /// with hundreds of concurrent requests.
         #[arg(long)]
         with_coordinator_faults: bool,
+        /// Also fault a node's storage: its state directory full (daemon restarted on it,
+        /// then space freed) and its Raft database corrupted while it is down (rebuilt if it
+        /// refuses to start). Each node's state directory is then a tmpfs of its own.
+        #[arg(long)]
+        with_disk_faults: bool,
         /// No disk heartbeat network.
         #[arg(long)]
         no_disk: bool,
@@ -174,6 +179,7 @@ fn run(cli: Cli) -> Result<bool> {
             halcyon,
             with_pause,
             with_coordinator_faults,
+            with_disk_faults,
             no_disk,
             profile,
             recovery_seconds,
@@ -195,6 +201,7 @@ fn run(cli: Cli) -> Result<bool> {
                 halcyon,
                 with_pause,
                 with_coordinator_faults,
+                with_disk_faults,
                 disk_heartbeat: !no_disk,
                 heartbeat_profile: profile,
                 recovery_bound: Duration::from_secs(recovery_seconds),
