@@ -661,6 +661,100 @@ fn short_fault_campaign_with_pauses_keeps_every_invariant() {
     assert!(report.safe_and_recovered(), "{report}");
 }
 
+#[test]
+fn short_fault_campaign_with_disk_faults_keeps_every_invariant() {
+    // `--with-disk-faults` (issue 15): a node's disk full, its Raft database corrupted while
+    // it is down. The first seed whose 6 faults hold both.
+    if !running_as_root_or_skip("short_fault_campaign_with_disk_faults") {
+        return;
+    }
+    let mut options = CampaignOptions::new(HALCYON);
+    options.hosts = 3;
+    options.faults = 6;
+    options.with_disk_faults = true;
+    options.keep_directory = keep_directory();
+    let base = options.clone();
+    let both = |seed| {
+        let faults = campaign::draw_faults(
+            &CampaignOptions {
+                seed,
+                ..base.clone()
+            },
+            Duration::ZERO,
+        );
+        ["disk full", "disk corruption"]
+            .iter()
+            .all(|kind| faults.iter().any(|fault| fault.kind() == *kind))
+    };
+    options.seed = (1..=1000).find(|&seed| both(seed)).expect("a seed");
+    println!("seed {}", options.seed);
+    let stop = AtomicBool::new(false);
+    let report = campaign::run(&options, &mut std::io::stdout(), &stop).expect("the campaign runs");
+    println!("{report}");
+    assert_eq!(report.faults.len(), 6);
+    for record in report.faults.iter().filter(|r| r.kind.starts_with("disk")) {
+        assert!(record.outcome.is_some(), "{record:?}");
+    }
+    assert!(report.safe_and_recovered(), "{report}");
+}
+
+#[test]
+fn a_node_rebuilt_with_an_emptied_state_directory_rejoins_and_takes_the_package() {
+    // The documented rebuild of a node whose disk was lost (issue 15, finding 4): its daemon
+    // stopped, its state directory emptied, the daemon started again. It must be forgotten
+    // and added back as a voter, and be able to run the package again.
+    if !running_as_root_or_skip("rebuild") {
+        return;
+    }
+    let cluster = start_cluster(3, true);
+    let old = holder(&cluster);
+    let rebuilt = cluster.nodes().find(|&h| h != old).expect("another node");
+    let checker = start_checker(&cluster);
+    cluster.kill_daemon(rebuilt).expect("kill");
+    cluster.wipe_state(rebuilt).expect("wipe");
+    let started = Instant::now();
+    cluster.start_daemon(rebuilt).expect("start");
+    let deadline = started + Duration::from_secs(60);
+    cluster
+        .wait_for(
+            "every node to count the rebuilt node as a member",
+            deadline,
+            || {
+                cluster
+                    .nodes()
+                    .all(|host| {
+                        cluster.status(host).is_ok_and(|status| {
+                            halcyon_lab::cluster::has_quorum(&status)
+                                && status["nodes"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .all(|node| node["member"] == true)
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(rebuilt, 60)));
+    let rejoined = started.elapsed();
+    cluster
+        .move_package(old, PACKAGE, rebuilt)
+        .expect("move to the rebuilt node");
+    cluster
+        .wait_for("the rebuilt node to serve the package", deadline, || {
+            (cluster.serving_host(PACKAGE) == Some(rebuilt)).then_some(())
+        })
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(rebuilt, 60)));
+    let report = checker.stop();
+    println!(
+        "h{rebuilt} rebuilt: a member again {:.1} s after its start, then served {PACKAGE}",
+        rejoined.as_secs_f64()
+    );
+    let forgotten = cluster.log_lines_containing(rebuilt, "forget");
+    println!("its admission: {forgotten:#?}");
+    assert_safe(&cluster, &report);
+}
+
 /// Every node's event log (newest first), joined: what `event_lines` prints.
 fn all_events(cluster: &LabCluster) -> String {
     event_lines(cluster).join("\n")

@@ -283,6 +283,16 @@ fn a_node_whose_state_directory_was_emptied_is_forgotten_and_added_again() {
     c.wait_all_members(1, FORM_TIMEOUT);
     for (wiped, watcher) in [(3, 2), (1, 2)] {
         let name = format!("n{wiped}");
+        // Restarted once first: the others know incarnation 2, and their heartbeat replay
+        // windows drop the incarnation 1 an emptied directory starts from.
+        c.stop(wiped);
+        c.start(wiped);
+        c.wait_for(watcher, "the restarted node a member", FORM_TIMEOUT, |v| {
+            node_of(v, &name)["member"] == true
+                && node_of(v, &name)["incarnation"].as_u64() > Some(1)
+        });
+        let v = c.status(watcher).unwrap();
+        let known = node_of(&v, &name)["incarnation"].as_u64().unwrap();
         c.kill(wiped);
         c.wait_for(watcher, "the killed node down", FAILOVER_TIMEOUT, |v| {
             node_of(v, &name)["member"] == false && v["execution"].is_null()
@@ -322,6 +332,10 @@ fn a_node_whose_state_directory_was_emptied_is_forgotten_and_added_again() {
         assert!(
             log.contains("the coordinator took it out of the membership"),
             "{name} says why it waited"
+        );
+        assert!(
+            log.contains(&format!("starting as incarnation {}", known + 1)),
+            "{name} rises above the incarnation {known} the others know"
         );
     }
 }

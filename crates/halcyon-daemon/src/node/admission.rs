@@ -30,7 +30,7 @@
 //! (committed), or after a node with a new store answered (a cluster that has not formed); a
 //! formed cluster's nodes never answer "new store" while they run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,10 @@ pub struct MembershipAnswer {
     /// The index of the last entry in its log: 0 while it holds only the membership the
     /// lowest-numbered node initialised (no leader has replicated anything to it).
     pub last_log_index: u64,
+    /// The highest incarnation it knows of each node: committed, or heard in the node's
+    /// heartbeats (whose replay windows refuse a lower one). Absent from older versions.
+    #[serde(default)]
+    pub incarnations: BTreeMap<NodeId, u64>,
 }
 
 impl MembershipAnswer {
@@ -123,6 +127,32 @@ pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Adm
     Admission::Form
 }
 
+/// The incarnation node `me` (now `own`) must become so that the others accept its
+/// heartbeats and its registration: a node whose state directory was emptied restarts at 1,
+/// and the others' heartbeat replay windows drop everything below the incarnation and
+/// sequence they last heard (issue 15, finding 4). `ran_before`: the leader counts it as a
+/// member that ran (the `Forget` decision); then what the others know is an earlier run's,
+/// even an incarnation equal to `own` (this run's registration cannot have committed below
+/// it), and the node rises above it. Otherwise what they heard may be this run's own
+/// heartbeats: it rises only above a higher one. `None`: nothing to rise above.
+pub fn incarnation_above_known(
+    me: NodeId,
+    own: u64,
+    ran_before: bool,
+    answers: &[(NodeId, Option<MembershipAnswer>)],
+) -> Option<u64> {
+    let known = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref()?.incarnations.get(&me).copied())
+        .max()?;
+    let above = if ran_before {
+        known >= own
+    } else {
+        known > own
+    };
+    above.then_some(known + 1)
+}
+
 /// How often the question is asked again.
 const ASK_EVERY: Duration = Duration::from_millis(500);
 /// How long one node may take to answer.
@@ -153,7 +183,20 @@ impl Node {
             .keys()
             .filter_map(|name| config.node(name.as_str()).map(|n| NodeId::from(n.number)))
             .collect();
+        let mut incarnations: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for (name, incarnation) in self.snapshot().incarnations() {
+            if let Some(n) = config.node(name.as_str()) {
+                incarnations.insert(NodeId::from(n.number), *incarnation);
+            }
+        }
+        for heard in &self.membership().detector.nodes {
+            if let Some(incarnation) = heard.incarnation {
+                let known = incarnations.entry(NodeId::from(heard.node)).or_default();
+                *known = (*known).max(incarnation);
+            }
+        }
         MembershipAnswer {
+            incarnations,
             initialized: self.consensus.is_initialized(),
             leader: self.consensus.leadership_confirmed(),
             voters: self.consensus.voters(),
@@ -184,6 +227,11 @@ impl Node {
         loop {
             let answers = self.ask_membership(me).await;
             let decision = decide(me, &answers);
+            if !matches!(decision, Admission::Wait(_)) {
+                let ran_before = matches!(decision, Admission::Forget(_));
+                self.rise_above_known_incarnation(me, ran_before, &answers)
+                    .await;
+            }
             match decision {
                 Admission::Form | Admission::Join => {
                     if decision == Admission::Join {
@@ -224,6 +272,33 @@ impl Node {
                 Admission::Wait(why) => rarely(why),
             }
             tokio::time::sleep(ASK_EVERY).await;
+        }
+    }
+
+    /// Becomes an incarnation above any the others know of this node (see
+    /// [`incarnation_above_known`]); a failure is logged, and the registration's own
+    /// refusal path remains.
+    async fn rise_above_known_incarnation(
+        &self,
+        me: NodeId,
+        ran_before: bool,
+        answers: &[(NodeId, Option<MembershipAnswer>)],
+    ) {
+        let own = self.incarnation();
+        let Some(next) = incarnation_above_known(me, own, ran_before, answers) else {
+            return;
+        };
+        match self.reincarnate(next).await {
+            Ok(()) => tracing::warn!(
+                node = %self.name,
+                own,
+                "new store: the cluster knows incarnation {} of this node (its state directory \
+                 was emptied): starting as incarnation {next}",
+                next - 1
+            ),
+            Err(e) => {
+                tracing::error!(node = %self.name, "new store: cannot become incarnation {next}: {e}")
+            }
         }
     }
 
@@ -309,7 +384,43 @@ mod tests {
             replicated: BTreeSet::new(),
             registered: voters.iter().copied().collect(),
             last_log_index: if initialized { 7 } else { 0 },
+            incarnations: BTreeMap::new(),
         })
+    }
+
+    #[test]
+    fn a_rebuilt_node_rises_above_every_incarnation_the_others_know() {
+        let knows = |incarnation: Option<u64>| {
+            let mut a = answer(true, false, &[1, 2, 3]).unwrap();
+            if let Some(i) = incarnation {
+                a.incarnations.insert(3, i);
+            }
+            a.incarnations.insert(1, 40);
+            Some(a)
+        };
+        // n1 heard incarnation 5, n2 committed 4: the rebuilt n3 (1 again) becomes 6.
+        let answers = [(1, knows(Some(5))), (2, knows(Some(4)))];
+        for ran_before in [true, false] {
+            assert_eq!(incarnation_above_known(3, 1, ran_before, &answers), Some(6));
+            assert_eq!(incarnation_above_known(3, 6, ran_before, &answers), None);
+        }
+        // Equal: an earlier run's when the leader says it ran before, else maybe this
+        // run's own heartbeats (a first start heard before it was admitted).
+        assert_eq!(incarnation_above_known(3, 5, true, &answers), Some(6));
+        assert_eq!(incarnation_above_known(3, 5, false, &answers), None);
+        let first_start = [(1, knows(Some(1))), (2, knows(Some(1)))];
+        assert_eq!(incarnation_above_known(3, 1, false, &first_start), None);
+        assert_eq!(incarnation_above_known(3, 1, true, &first_start), Some(2));
+        // Nobody knows it (a first start), or no answer, or an older version's answer.
+        let unknown = [(1, knows(None)), (2, None)];
+        assert_eq!(incarnation_above_known(3, 1, true, &unknown), None);
+        let older: MembershipAnswer =
+            serde_json::from_str(r#"{"initialized":true,"leader":true,"voters":[1],"learners":[],"replicated":[],"registered":[],"last_log_index":3}"#)
+                .unwrap();
+        assert_eq!(
+            incarnation_above_known(3, 1, true, &[(1, Some(older))]),
+            None
+        );
     }
 
     #[test]
