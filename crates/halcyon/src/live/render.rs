@@ -311,7 +311,7 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
                 ),
             ];
             if let Some(error) = &e.error {
-                row.push(error.clone());
+                row.push(clock.times_in(error));
             }
             row
         })
@@ -420,7 +420,7 @@ fn packages(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Strin
             }
         }
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "  error: {error}");
+            let _ = writeln!(out, "  error: {}", clock.times_in(error));
         }
     }
     out
@@ -1043,6 +1043,22 @@ mod tests {
         assert!(lines[0].ends_with("11:59:55 (5 s ago)"), "{tail}");
         assert!(lines[1].ends_with("11:58:55 (1 min ago)"), "{tail}");
         assert!(lines[3].ends_with("09:00:00 (3 h ago)"), "{tail}");
+        assert!(!text.contains("2026-06-01T"), "{text}");
+    }
+
+    #[test]
+    fn a_refusal_in_the_last_events_shows_its_times_as_local_time() {
+        let mut refused = summary(100, "package_run db", 65);
+        refused.outcome = Outcome::Refused;
+        refused.error = Some(
+            "package db has no eligible node: node1 failed here at 2026-06-01T11:58:00Z; excluded until `halcyon package clear`"
+                .into(),
+        );
+        let text = status(&status_of(Vec::new(), vec![refused]), &clock(), None);
+        assert!(
+            text.contains("node1 failed here at 11:58:00; excluded until `halcyon package clear`"),
+            "{text}"
+        );
         assert!(!text.contains("2026-06-01T"), "{text}");
     }
 
