@@ -1,8 +1,10 @@
 //! The status page (`GET /`) in a real browser: headless Chromium (Debian's `chromium`),
 //! driven over the DevTools protocol, against a live loopback cluster. The page loads and
 //! shows three nodes; a failover shows on it without a reload within a second of the node
-//! serving it knowing; a screenshot is saved under the target directory
-//! (`target/test-artifacts/status-page.png`).
+//! serving it knowing, its plan's times in local time; a package's availability and explain;
+//! an ERROR with its choices, as buttons only for an admin token; screenshots are saved under
+//! the target directory (`target/test-artifacts/status-page.png` and others). The page's size
+//! and load time are printed (`--no-capture`).
 //!
 //! Skipped, with a message, only when no `chromium` is installed outside CI; CI (`.ci/run`)
 //! installs it, and there a missing browser fails the test.
@@ -275,6 +277,19 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (what the event log stores).
+fn has_rfc3339_time(text: &str) -> bool {
+    text.as_bytes().windows(19).any(|w| {
+        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
+            if shape == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == shape
+            }
+        })
+    })
+}
+
 /// Where test artifacts go: `target/test-artifacts` (next to `debug/`).
 fn artifacts_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -384,8 +399,34 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
             "{expected:?} in the record: {text}"
         );
     }
+    // Its times (the plan's, written into the log as RFC 3339) in the browser's local time.
+    assert!(
+        !has_rfc3339_time(text),
+        "an RFC 3339 time in the record: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("event: node_down n1 (failure) at ")
+                && l.ends_with(|c: char| c.is_ascii_digit())),
+        "the plan's first line with its local time: {text}"
+    );
+    // Availability, from the package's button: web's outage while n1 failed, with its cause.
+    cdp.eval(
+        "[...document.querySelectorAll('tr[data-package=\"web\"] button')].find(b => b.textContent === 'availability').click()",
+    );
+    cdp.wait_true(
+        "(document.getElementById('availability')?.textContent || '').includes('% available')",
+        Duration::from_secs(5),
+    );
+    let availability = cdp.eval("document.getElementById('availability').textContent");
+    eprintln!(
+        "availability on the page:\n{}",
+        availability.as_str().unwrap()
+    );
     // explain, from the package's button: why web runs where it runs, node by node.
-    cdp.eval("document.querySelector('tr[data-package=\"web\"] button').click()");
+    cdp.eval(
+        "[...document.querySelectorAll('tr[data-package=\"web\"] button')].find(b => b.textContent === 'explain').click()",
+    );
     cdp.wait_true(
         "(document.querySelector('#explain pre')?.textContent || '').includes('n1')",
         Duration::from_secs(5),
@@ -410,6 +451,10 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
         json!(true),
         "the page scrolls sideways on a phone"
     );
+    let wider = cdp.eval(
+        "[...document.querySelectorAll('section')].filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.querySelector('h2')?.textContent)",
+    );
+    assert_eq!(wider, json!([]), "sections wider than the phone's screen");
     let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"}));
     let path = artifacts_dir().join("status-page-phone.png");
     std::fs::write(&path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
@@ -445,15 +490,16 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
     });
     let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
+    let tokens = c
+        .tokens()
+        .expect("the test cluster has credentials")
+        .clone();
     let browser = Browser::start(&binary);
     let mut cdp = browser.page();
+    // First with the read-only token: the ERROR and what an administrator may do, no buttons.
     cdp.call(
         "Page.navigate",
-        json!({"url": format!(
-            "http://{}/#token={}",
-            c.api(3),
-            c.admin_token().expect("the test cluster has credentials")
-        )}),
+        json!({"url": format!("http://{}/#token={}", c.api(3), tokens.read_only)}),
     );
     cdp.wait_true(
         "document.getElementById('conn').className === 'live'",
@@ -461,8 +507,34 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
     );
     let (code, out) = cli(&c, 1, &["event", "raise", "UE_CHECK", "--node", "n2"]);
     assert_eq!(code, 0, "{out}");
-    // The page shows the ERROR: node, command, status, output and the three choices.
     cdp.wait_true("!!document.getElementById('error-event')", FAILOVER_TIMEOUT);
+    let text = cdp.eval("document.getElementById('error-event').innerText");
+    let text = text.as_str().unwrap();
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#error-event button').length"),
+        json!(0),
+        "buttons for a read-only token: {text}"
+    );
+    for expected in [
+        "stopped in ERROR",
+        "halcyon event resume|retry|skip",
+        "read-only",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} in the ERROR box: {text}"
+        );
+    }
+    // Then with the admin token (another address: the page loads anew).
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/?admin#token={}", c.api(3), tokens.admin)}),
+    );
+    // The page shows the ERROR: node, command, status, output and the three choices.
+    cdp.wait_true(
+        "document.querySelectorAll('#error-event button').length === 3",
+        Duration::from_secs(10),
+    );
     let text = cdp.eval("document.getElementById('error-event').innerText");
     let text = text.as_str().unwrap();
     for expected in [
