@@ -2,7 +2,8 @@
 //! driven over the DevTools protocol, against a live loopback cluster. The page loads and
 //! shows three nodes; a failover shows on it without a reload within a second of the node
 //! serving it knowing, its plan's times in local time; a package's availability and explain;
-//! an ERROR with its choices, as buttons only for an admin token; screenshots are saved under
+//! an ERROR with its choices, as buttons only for an admin token; a failed package's node
+//! with until when it is excluded; screenshots are saved under
 //! the target directory (`target/test-artifacts/status-page.png` and others). The page's size
 //! and load time are printed (`--no-capture`).
 //!
@@ -19,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use halcyon_testkit::Resource;
 use serde_json::{Value, json};
 
 /// The browser, if installed.
@@ -578,4 +580,68 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
         .expect("the finished record is posted");
     assert_eq!(body["reason"], "finished", "{body:#}");
     assert_eq!(body["record"]["outcome"], "skipped");
+}
+
+#[test]
+fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excluded() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    // web crashes on n1 at once (no restart) and a failure excludes a node for ten minutes.
+    let mut spec = Spec::new();
+    spec.web_restart = 0;
+    spec.web(|dir, web| {
+        web.failure_expiry = Some("10m".into());
+        if let Resource::Service { command, .. } = &mut web.resources[0] {
+            *command = format!(
+                "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; {}",
+                activity_command(&dir.join("activity.log"))
+            );
+        }
+    });
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    let status = c.status(2).unwrap();
+    let web = package_of(&status, "web");
+    let failed: jiff::Timestamp = web["failures"]["n1"].as_str().unwrap().parse().unwrap();
+    let until = web["failures_expire_at"]["n1"].as_str().unwrap();
+    let expires: jiff::Timestamp = until.parse().unwrap();
+    assert_eq!(
+        expires.duration_since(failed),
+        jiff::SignedDuration::from_secs(600),
+        "{web:#}"
+    );
+    let browser = Browser::start(&binary);
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!(
+            "http://{}/#token={}",
+            c.api(2),
+            c.tokens().expect("the test cluster has credentials").read_only
+        )}),
+    );
+    let mark = "document.querySelector('td.pkg-node[data-package=\"web\"] [data-failure=\"n1\"]')";
+    cdp.wait_true(&format!("!!{mark}"), Duration::from_secs(10));
+    let text = cdp.eval(&format!("{mark}.innerText"));
+    let text = text.as_str().unwrap();
+    eprintln!("the failure on the page: {text}");
+    assert!(
+        text.starts_with("failed on n1 at ")
+            && text.contains(": excluded there until ")
+            && (text.contains("(in 9 min)") || text.contains("(in 10 min)"))
+            && text.ends_with("(or halcyon package clear web -n n1)"),
+        "{text}"
+    );
+    // The two times shown are the failure's and its expiry's.
+    let times = cdp.eval(&format!(
+        "[...{mark}.querySelectorAll('[data-ts]')].map(e => e.dataset.ts)"
+    ));
+    assert_eq!(times, json!([web["failures"]["n1"], until]), "{text}");
 }

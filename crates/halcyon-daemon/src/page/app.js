@@ -36,11 +36,10 @@ function localTimes(text) {
 }
 function ago(ts) {
   if (!ts) return '';
-  const s = Math.max(0, Math.round((Date.now() - new Date(ts).getTime()) / 1000));
-  if (s < 60) return s + ' s ago';
-  if (s < 3600) return Math.round(s / 60) + ' min ago';
-  if (s < 86400) return Math.round(s / 3600) + ' h ago';
-  return Math.round(s / 86400) + ' d ago';
+  const ms = Date.now() - new Date(ts).getTime();
+  const s = Math.round(Math.abs(ms) / 1000);
+  const span = s < 60 ? s + ' s' : s < 3600 ? Math.round(s / 60) + ' min' : s < 86400 ? Math.round(s / 3600) + ' h' : Math.round(s / 86400) + ' d';
+  return ms >= -500 ? span + ' ago' : 'in ' + span;
 }
 function when(ts) { return h('span', { title: ts || '', 'data-ts': ts || '' }, clock(ts), ' ', h('span', { class: 'muted ago' }, '(' + ago(ts) + ')')); }
 function secs(a, b) { return a && b ? ((new Date(b) - new Date(a)) / 1000).toFixed(2) + ' s' : ''; }
@@ -88,7 +87,15 @@ function restarts(p) {
 function renderPackages(s) {
   $('packages').replaceChildren(...s.packages.map((p) => {
     const cls = p.status === 'up' ? 'ok' : p.status === 'down' ? 'warn' : 'bad';
-    const failed = Object.entries(p.failures || {}).map(([n, t]) => h('div', { class: 'bad' }, 'failed on ' + n + ' at ', when(t)));
+    // A failure excludes its node until its expiry (failures_expire_at) or until cleared.
+    const failed = Object.entries(p.failures || {}).map(([n, t]) => {
+      const until = (p.failures_expire_at || {})[n];
+      const clear = h('code', {}, 'halcyon package clear ' + p.name + ' -n ' + n);
+      const excluded = !until ? h('span', {}, ': excluded there until cleared (', clear, ')')
+        : new Date(until).getTime() > Date.now() ? h('span', {}, ': excluded there until ', when(until), ' (or ', clear, ')')
+          : h('span', { class: 'muted' }, ': expired at ' + clock(until) + ', no longer excluded');
+      return h('div', { class: 'bad', 'data-failure': n }, 'failed on ' + n + ' at ', when(t), excluded);
+    });
     const nodes = [...p.nodes].join(', ');
     return h('tr', { 'data-package': p.name },
       h('td', {}, h('b', {}, p.name), p.switching ? null : h('div', { class: 'warn' }, 'switching disabled'),

@@ -964,6 +964,7 @@ mod tests {
                 .collect::<BTreeSet<_>>(),
             switching: true,
             failures: BTreeMap::new(),
+            failures_expire_at: BTreeMap::new(),
             error: None,
             restarts: None,
         }
