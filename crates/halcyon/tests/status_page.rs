@@ -344,9 +344,10 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
          return n.loadEventEnd - n.startTime; })()",
     );
     eprintln!(
-        "status page: {} bytes; loaded in {load_ms} ms (navigation to load event); cluster shown {:?} after navigating",
+        "status page: {} bytes; loaded in {:.1} ms (navigation to load event); cluster shown {} ms after navigating",
         page.body.len(),
-        shown
+        load_ms.as_f64().expect("a load time"),
+        shown.as_millis()
     );
     assert!(
         cdp.eval("document.getElementById('coordinator-name').textContent") != "none",
