@@ -205,6 +205,12 @@ pub struct PackageStatus {
     /// Nodes it failed on, and when.
     #[schemars(with = "BTreeMap<String, crate::schema::Time>")]
     pub failures: BTreeMap<NodeName, Timestamp>,
+    /// When each failure stops excluding its node: its time plus the package's
+    /// `failure_expiry`. A node of `failures` not here is excluded until `halcyon package
+    /// clear` (the package has no `failure_expiry`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, crate::schema::Time>")]
+    pub failures_expire_at: BTreeMap<NodeName, Timestamp>,
     pub error: Option<String>,
     /// Restart counters per node and service.
     #[schemars(with = "Option<BTreeMap<String, BTreeMap<String, crate::schema::RestartCounter>>>")]

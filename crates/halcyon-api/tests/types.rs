@@ -159,6 +159,7 @@ fn status() -> StatusResponse {
             nodes: BTreeSet::from([NodeName::from("node1")]),
             switching: true,
             failures: BTreeMap::from([(NodeName::from("node2"), at(4))]),
+            failures_expire_at: BTreeMap::from([(NodeName::from("node2"), at(604))]),
             error: None,
             restarts: Some(restarts),
         }],
@@ -211,6 +212,10 @@ fn status_round_trips_with_the_fields_clients_read() {
     assert_eq!(
         json["packages"][0]["restarts"]["node1"]["postgres"]["count"],
         2
+    );
+    assert_eq!(
+        json["packages"][0]["failures_expire_at"]["node2"],
+        at(604).to_string()
     );
     assert_eq!(json["execution"]["state"], "error");
     assert_eq!(

@@ -75,6 +75,11 @@ const CERTIFICATE_HEX_MAX: usize = 2 * 4096;
 pub const CALLER_HEADER: &str = "x-halcyon-caller";
 pub const CALLER_ADDRESS_HEADER: &str = "x-halcyon-caller-address";
 
+/// The role of the token a public request was accepted with (`admin`, `read-only`; `admin`
+/// on an insecure node), on its answer: the status page offers the buttons that change
+/// things only to an admin.
+pub const ROLE_HEADER: &str = "x-halcyon-role";
+
 /// Who asked: put into the commands a request commits (the event log's `by`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -436,9 +441,9 @@ impl Auth {
         needed: Role,
         method: &Method,
         path: &str,
-    ) -> Result<String, (StatusCode, String)> {
+    ) -> Result<(String, Role), (StatusCode, String)> {
         let Some(tokens) = &self.tokens else {
-            return Ok("anonymous".to_owned());
+            return Ok(("anonymous".to_owned(), Role::Admin));
         };
         let presented = match headers.get(header::AUTHORIZATION) {
             None => {
@@ -480,7 +485,7 @@ impl Auth {
                 ),
             ));
         }
-        Ok(format!("token {}", token.name))
+        Ok((format!("token {}", token.name), token.role))
     }
 
     fn refused(&self, counter: &AtomicU64, line: String) {
@@ -628,7 +633,7 @@ pub async fn public<G: Gate>(
         });
         return next.run(request).await;
     }
-    let request = if request.headers().contains_key(SIGNATURE_HEADER)
+    let (request, role) = if request.headers().contains_key(SIGNATURE_HEADER)
         || (!auth.enforced() && request.headers().contains_key(NODE_HEADER))
     {
         let (mut request, signed) = match check_signed(&*gate, peer, request).await {
@@ -648,19 +653,19 @@ pub async fn public<G: Gate>(
             },
         };
         request.extensions_mut().insert(caller);
-        request
+        (request, None)
     } else {
         let path = path_of(&request);
         let needed = required_role(request.method(), request.uri().path());
         match auth.verify_token(request.headers(), needed, request.method(), &path) {
-            Ok(who) => {
+            Ok((who, role)) => {
                 let mut request = request;
                 request.extensions_mut().insert(Caller {
                     who,
                     from: peer.to_string(),
                     via: None,
                 });
-                request
+                (request, Some(role))
             }
             Err((status, message)) => {
                 let counter = if status == StatusCode::FORBIDDEN {
@@ -679,7 +684,13 @@ pub async fn public<G: Gate>(
             }
         }
     };
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if let Some(role) = role {
+        response
+            .headers_mut()
+            .insert(ROLE_HEADER, HeaderValue::from_static(role.as_str()));
+    }
+    response
 }
 
 impl Gate for crate::node::Node {
@@ -813,7 +824,7 @@ mod tests {
         let path = "/v1/packages/web/move";
         assert_eq!(
             a.verify_token(&bearer("hct_admin"), Role::Admin, &post, path),
-            Ok("token admin".to_owned())
+            Ok(("token admin".to_owned(), Role::Admin))
         );
         assert_eq!(
             a.verify_token(
@@ -822,7 +833,7 @@ mod tests {
                 &Method::GET,
                 "/v1/status"
             ),
-            Ok("token read-only".to_owned())
+            Ok(("token read-only".to_owned(), Role::ReadOnly))
         );
         assert_eq!(
             a.verify_token(&bearer("hct_reader"), Role::Admin, &post, path),
@@ -865,10 +876,10 @@ mod tests {
                 .1,
             "unauthenticated: the Authorization header must be `Bearer TOKEN`"
         );
-        // Insecure: anyone, as anonymous.
+        // Insecure: anyone, as anonymous, with every right.
         assert_eq!(
             Auth::insecure().verify_token(&HeaderMap::new(), Role::Admin, &post, path),
-            Ok("anonymous".to_owned())
+            Ok(("anonymous".to_owned(), Role::Admin))
         );
     }
 

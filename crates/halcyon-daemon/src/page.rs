@@ -2,8 +2,10 @@
 //! and script inlined, all embedded in the binary (`include_str!`): no CDN, no other request
 //! but the event stream (`GET /v1/events/stream`) it follows, so it works offline and behind
 //! nothing but the daemon. The page renders the `status` and `record` messages of the stream;
-//! its only writes are the answers to an event in ERROR (`POST /v1/events/ID/ANSWER`) and its
-//! only other read is `explain` (`GET /v1/explain/PACKAGE`).
+//! its only writes are the answers to an event in ERROR (`POST /v1/events/ID/ANSWER`, buttons
+//! shown to an admin token only: the stream's answer says the token's role, `x-halcyon-role`)
+//! and its only other reads are `explain` (`GET /v1/explain/PACKAGE`) and availability
+//! (`GET /v1/availability/PACKAGE`).
 
 use std::sync::LazyLock;
 

@@ -313,13 +313,22 @@ fn package_statuses(config: &Config, state: &State) -> Vec<PackageStatus> {
         .keys()
         .map(|name| {
             let p = state.cluster().package(name.as_str());
-            let auto_run = config.package(name.as_str()).is_some_and(|c| c.auto_run);
+            let configured = config.package(name.as_str());
+            let auto_run = configured.is_some_and(|c| c.auto_run);
+            let expiry = configured
+                .and_then(|c| c.failure_expiry)
+                .and_then(|d| jiff::SignedDuration::try_from(d).ok());
             PackageStatus {
                 name: name.clone(),
                 status: p.status().to_string(),
                 nodes: p.nodes.clone(),
                 switching: p.switching_enabled(auto_run),
                 failures: p.failures.clone(),
+                failures_expire_at: p
+                    .failures
+                    .iter()
+                    .filter_map(|(node, &at)| Some((node.clone(), at.checked_add(expiry?).ok()?)))
+                    .collect(),
                 error: p.error.clone(),
                 restarts: state.restarts().get(name).cloned(),
             }

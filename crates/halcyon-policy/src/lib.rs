@@ -16,6 +16,6 @@ pub use engine::{Engine, PlanError, explain, plan};
 pub use event::{Departure, Event, EventClass, next_event, processing_order};
 pub use plan::{
     Action, ActionKind, Explanation, Ineligible, NodeVerdict, Note, Plan, Step, TimeText, render,
-    render_with, rfc3339,
+    render_with, rfc3339, times_as,
 };
 pub use state::{ClusterState, PackageState, PackageStatus, StateError};

@@ -129,6 +129,67 @@ pub fn rfc3339(at: Timestamp) -> String {
     at.to_string()
 }
 
+/// `text` with every time [`rfc3339`] wrote into it written as `time` writes it.
+///
+/// The engine writes its reasons and notes as text when it plans (`Action::reason`,
+/// `Note::text`, a refusal), and the event log keeps that text and the rendered plan as they
+/// were written, with RFC 3339 times: entries written by any version read the same. A reader
+/// shows them in its own clock at display time with this. Only what [`rfc3339`] writes is
+/// taken for a time (`2026-01-05T12:00:00Z`, `2026-01-05T12:00:00.25Z`), and only standing
+/// alone (not inside a word or a longer number); anything else is left as it is.
+pub fn times_as(text: &str, time: TimeText<'_>) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let alone = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if let Some(end) = alone.then(|| rfc3339_end(&bytes[i..])).flatten()
+            && bytes
+                .get(i + end)
+                .is_none_or(|b| !b.is_ascii_alphanumeric())
+            && let Ok(at) = text[i..i + end].parse::<Timestamp>()
+            && rfc3339(at) == text[i..i + end]
+        {
+            out.push_str(&text[copied..i]);
+            out.push_str(&time(at));
+            i += end;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The length of the `YYYY-MM-DDTHH:MM:SS[.fraction]Z` that `text` starts with, if it does.
+fn rfc3339_end(text: &[u8]) -> Option<usize> {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    if text.len() < SHAPE.len() {
+        return None;
+    }
+    let fits = SHAPE.iter().zip(text).all(|(&shape, &b)| match shape {
+        b'd' => b.is_ascii_digit(),
+        literal => b == literal,
+    });
+    if !fits {
+        return None;
+    }
+    let mut end = SHAPE.len();
+    if text.get(end) == Some(&b'.') {
+        let digits = text[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        end += 1 + digits;
+    }
+    (text.get(end) == Some(&b'Z')).then_some(end + 1)
+}
+
 impl fmt::Display for Ineligible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text(&rfc3339))
@@ -239,7 +300,7 @@ impl Explanation {
         }
         writeln!(f)?;
         for line in &self.summary {
-            writeln!(f, "  {line}")?;
+            writeln!(f, "  {}", times_as(line, time))?;
         }
         writeln!(f, "nodes:")?;
         let width = self
@@ -256,7 +317,7 @@ impl Explanation {
                 "not eligible"
             };
             let mut detail: Vec<String> = v.reasons.iter().map(|r| r.text(time)).collect();
-            detail.extend(v.notes.iter().cloned());
+            detail.extend(v.notes.iter().map(|n| times_as(n, time)));
             write!(f, "  {:width$}  {rank:>3}  {verdict}", v.node.as_str())?;
             if !detail.is_empty() {
                 write!(f, ": {}", detail.join("; "))?;
@@ -273,8 +334,9 @@ pub fn render(plan: &Plan) -> String {
     render_with(plan, &rfc3339)
 }
 
-/// [`render`] with the times as `time` writes them (the CLI: local `HH:MM:SS`). The actions'
-/// reasons are the policy engine's text, written when the plan was made.
+/// [`render`] with the times as `time` writes them (the CLI: local `HH:MM:SS`), those in the
+/// actions' reasons and the notes too (the engine's text, written when the plan was made:
+/// [`times_as`]).
 pub fn render_with(plan: &Plan, time: TimeText<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "event: {} at {}", plan.event, time(plan.now));
@@ -289,12 +351,13 @@ pub fn render_with(plan: &Plan, time: TimeText<'_>) -> String {
         };
         let _ = writeln!(out, "step {}{parallel}:", i + 1);
         for a in &step.actions {
+            let reason = times_as(&a.reason, time);
             match &a.package {
                 Some(p) => {
-                    let _ = writeln!(out, "  {} {p} on {}: {}", a.kind, a.node, a.reason);
+                    let _ = writeln!(out, "  {} {p} on {}: {}", a.kind, a.node, reason);
                 }
                 None => {
-                    let _ = writeln!(out, "  {} of {}: {}", a.kind, a.node, a.reason);
+                    let _ = writeln!(out, "  {} of {}: {}", a.kind, a.node, reason);
                 }
             }
         }
@@ -324,12 +387,13 @@ pub fn render_with(plan: &Plan, time: TimeText<'_>) -> String {
     if !plan.notes.is_empty() {
         let _ = writeln!(out, "notes:");
         for n in &plan.notes {
+            let text = times_as(&n.text, time);
             match &n.package {
                 Some(p) => {
-                    let _ = writeln!(out, "  {p}: {}", n.text);
+                    let _ = writeln!(out, "  {p}: {text}");
                 }
                 None => {
-                    let _ = writeln!(out, "  {}", n.text);
+                    let _ = writeln!(out, "  {text}");
                 }
             }
         }
@@ -383,5 +447,81 @@ mod tests {
                 .to_string()
                 .contains("failed here at 2026-01-05T12:00:00Z")
         );
+    }
+
+    #[test]
+    fn times_written_in_texts_are_shown_as_the_reader_asks_and_nothing_else_is() {
+        let short = |t: Timestamp| t.strftime("%H:%M:%S").to_string();
+        let cases = [
+            (
+                "n1 failed here at 2026-01-05T12:00:00Z; excluded until 2026-01-05T12:10:00Z (or `halcyon package clear`)",
+                "n1 failed here at 12:00:00; excluded until 12:10:00 (or `halcyon package clear`)",
+            ),
+            // Fractions of a second, at the start and the end of the text.
+            (
+                "2026-01-05T12:00:00.25Z to 2026-01-05T13:00:01.000000001Z",
+                "12:00:00 to 13:00:01",
+            ),
+            // Not what rfc3339 writes: a date, a clock time, an offset, a longer number,
+            // a time inside a word, an impossible date, a dot without digits.
+            ("on 2026-01-05 at 12:00", "on 2026-01-05 at 12:00"),
+            ("2026-01-05T12:00:00+01:00", "2026-01-05T12:00:00+01:00"),
+            ("12026-01-05T12:00:00Z", "12026-01-05T12:00:00Z"),
+            ("x2026-01-05T12:00:00Z", "x2026-01-05T12:00:00Z"),
+            ("2026-01-05T12:00:00Zs", "2026-01-05T12:00:00Zs"),
+            ("2026-02-30T12:00:00Z", "2026-02-30T12:00:00Z"),
+            ("2026-01-05T12:00:00.Z", "2026-01-05T12:00:00.Z"),
+            // Other scripts around a time are kept whole.
+            ("à 2026-01-05T12:00:00Z, é", "à 12:00:00, é"),
+            ("", ""),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(times_as(text, &short), shown, "{text}");
+            assert_eq!(times_as(text, &rfc3339), text, "rfc3339 again: {text}");
+        }
+    }
+
+    #[test]
+    fn a_plan_rendered_for_a_reader_shows_the_times_in_its_reasons_and_notes_so_too() {
+        let now: Timestamp = "2026-01-05T12:00:00Z".parse().unwrap();
+        let plan = Plan {
+            event: Event::Timer,
+            now,
+            steps: vec![Step {
+                actions: vec![Action {
+                    kind: ActionKind::Run,
+                    package: Some("web".into()),
+                    node: "n2".into(),
+                    reason: format!(
+                        "configured_node: n2 is the highest-priority eligible node (n1 {})",
+                        Ineligible::FailedHere {
+                            at: "2026-01-05T11:59:30Z".parse().unwrap(),
+                            until: Some("2026-01-05T12:09:30Z".parse().unwrap()),
+                        }
+                    ),
+                }],
+            }],
+            state: ClusterState::default(),
+            notes: vec![Note {
+                package: Some("web".into()),
+                text: "failback to n1 deferred until 2026-01-05T18:00:00Z (delayed fallback timer)"
+                    .into(),
+            }],
+            wake_at: Some("2026-01-05T18:00:00Z".parse().unwrap()),
+        };
+        let short = |t: Timestamp| t.strftime("%H:%M:%S").to_string();
+        let text = render_with(&plan, &short);
+        assert_eq!(
+            text,
+            "event: timer at 12:00:00\n\
+             step 1:\n\
+             \x20 run web on n2: configured_node: n2 is the highest-priority eligible node (n1 failed here at 11:59:30; excluded until 12:09:30 (or `halcyon package clear`))\n\
+             result:\n\
+             notes:\n\
+             \x20 web: failback to n1 deferred until 18:00:00 (delayed fallback timer)\n\
+             re-evaluate at: 18:00:00\n"
+        );
+        // The rendered text as the event log keeps it reads the same through `times_as`.
+        assert_eq!(times_as(&render(&plan), &short), text);
     }
 }

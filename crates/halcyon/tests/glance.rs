@@ -1,5 +1,6 @@
 //! Issue 19, items 5 and 6 on loopback: `status -v` (resources, dependencies, failures with
-//! their expiry), the no-quorum line naming every unreachable voter, `explain --json`
+//! their expiry), the no-quorum line naming every unreachable voter, `events` showing the
+//! times written in plans in the reader's time zone, `explain --json`
 //! against the running cluster, and logs people can read (no colour codes in a file,
 //! openraft's repeated errors about a dead peer summarised, a clean restart without WARN).
 
@@ -130,6 +131,105 @@ fn status_json_lists_events_without_their_launches() {
             .iter()
             .any(|r| r["launches"].as_array().is_some_and(|l| !l.is_empty())),
         "{log:#}"
+    );
+}
+
+/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (how the event log stores them).
+fn has_rfc3339_time(text: &str) -> bool {
+    text.as_bytes().windows(19).any(|w| {
+        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
+            if shape == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == shape
+            }
+        })
+    })
+}
+
+#[test]
+fn events_show_the_times_written_in_plans_in_the_readers_zone_and_json_as_stored() {
+    let c = failed_web_and_a_dependent_app();
+    // --json: the record as the event log keeps it, its plan with RFC 3339 times.
+    let (code, out) = cli(&c, 1, &["events", "--package", "web", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let record: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["event"] == "package_failed web on n1")
+        .unwrap_or_else(|| panic!("no record of web failing on n1: {out}"));
+    let plan = record["plan"].as_str().unwrap();
+    let stored = plan
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("event: package_failed web on n1 at "))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(stored.ends_with('Z'), "{plan}");
+    let planned: jiff::Timestamp = stored.parse().unwrap();
+    // The same records for a person 5 h 30 min east of UTC (a POSIX TZ: no zone database).
+    let offset =
+        jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["events", "--package", "web", "--api"])
+        .arg(c.api(1).to_string())
+        .env("TZ", "IST-5:30");
+    if let Some(token) = c.admin_token() {
+        command.env("HALCYON_TOKEN", token);
+    }
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let local = |at: jiff::Timestamp| {
+        let zoned = at.to_zoned_datetime(offset.clone());
+        if zoned.date()
+            == jiff::Timestamp::now()
+                .to_zoned_datetime(offset.clone())
+                .date()
+        {
+            zoned.strftime("%H:%M:%S").to_string()
+        } else {
+            zoned.strftime("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    };
+    assert!(
+        text.contains(&format!(
+            "  | event: package_failed web on n1 at {}\n",
+            local(planned)
+        )),
+        "the plan's time as local time, {}: {text}",
+        local(planned)
+    );
+    // Every plan line is there, no time as stored.
+    for line in plan.lines() {
+        let shape = line.split(|c: char| c.is_ascii_digit()).next().unwrap();
+        assert!(text.contains(&format!("  | {shape}")), "{line:?} in {text}");
+    }
+    assert!(!has_rfc3339_time(&text), "an RFC 3339 time: {text}");
+    // The reason of web's move names n1's failure and its expiry, in the reader's zone too.
+    let at = plan
+        .split("n1 failed here at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reason naming n1's failure: {plan}"));
+    let failed: jiff::Timestamp = at[..at.find(';').unwrap()].parse().unwrap();
+    let until: jiff::Timestamp = at
+        [at.find("excluded until ").unwrap() + "excluded until ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "n1 failed here at {}; excluded until {} (or `halcyon package clear`)",
+            local(failed),
+            local(until)
+        )),
+        "{plan}\n{text}"
     );
 }
 

@@ -1,8 +1,11 @@
 //! The status page (`GET /`) in a real browser: headless Chromium (Debian's `chromium`),
 //! driven over the DevTools protocol, against a live loopback cluster. The page loads and
 //! shows three nodes; a failover shows on it without a reload within a second of the node
-//! serving it knowing; a screenshot is saved under the target directory
-//! (`target/test-artifacts/status-page.png`).
+//! serving it knowing, its plan's times in local time; a package's availability and explain;
+//! an ERROR with its choices, as buttons only for an admin token; a failed package's node
+//! with until when it is excluded; screenshots are saved under
+//! the target directory (`target/test-artifacts/status-page.png` and others). The page's size
+//! and load time are printed (`--no-capture`).
 //!
 //! Skipped, with a message, only when no `chromium` is installed outside CI; CI (`.ci/run`)
 //! installs it, and there a missing browser fails the test.
@@ -17,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use halcyon_testkit::Resource;
 use serde_json::{Value, json};
 
 /// The browser, if installed.
@@ -275,6 +279,19 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (what the event log stores).
+fn has_rfc3339_time(text: &str) -> bool {
+    text.as_bytes().windows(19).any(|w| {
+        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
+            if shape == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == shape
+            }
+        })
+    })
+}
+
 /// Where test artifacts go: `target/test-artifacts` (next to `debug/`).
 fn artifacts_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -327,9 +344,10 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
          return n.loadEventEnd - n.startTime; })()",
     );
     eprintln!(
-        "status page: {} bytes; loaded in {load_ms} ms (navigation to load event); cluster shown {:?} after navigating",
+        "status page: {} bytes; loaded in {:.1} ms (navigation to load event); cluster shown {} ms after navigating",
         page.body.len(),
-        shown
+        load_ms.as_f64().expect("a load time"),
+        shown.as_millis()
     );
     assert!(
         cdp.eval("document.getElementById('coordinator-name').textContent") != "none",
@@ -384,8 +402,34 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
             "{expected:?} in the record: {text}"
         );
     }
+    // Its times (the plan's, written into the log as RFC 3339) in the browser's local time.
+    assert!(
+        !has_rfc3339_time(text),
+        "an RFC 3339 time in the record: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("event: node_down n1 (failure) at ")
+                && l.ends_with(|c: char| c.is_ascii_digit())),
+        "the plan's first line with its local time: {text}"
+    );
+    // Availability, from the package's button: web's outage while n1 failed, with its cause.
+    cdp.eval(
+        "[...document.querySelectorAll('tr[data-package=\"web\"] button')].find(b => b.textContent === 'availability').click()",
+    );
+    cdp.wait_true(
+        "(document.getElementById('availability')?.textContent || '').includes('% available')",
+        Duration::from_secs(5),
+    );
+    let availability = cdp.eval("document.getElementById('availability').textContent");
+    eprintln!(
+        "availability on the page:\n{}",
+        availability.as_str().unwrap()
+    );
     // explain, from the package's button: why web runs where it runs, node by node.
-    cdp.eval("document.querySelector('tr[data-package=\"web\"] button').click()");
+    cdp.eval(
+        "[...document.querySelectorAll('tr[data-package=\"web\"] button')].find(b => b.textContent === 'explain').click()",
+    );
     cdp.wait_true(
         "(document.querySelector('#explain pre')?.textContent || '').includes('n1')",
         Duration::from_secs(5),
@@ -410,6 +454,10 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
         json!(true),
         "the page scrolls sideways on a phone"
     );
+    let wider = cdp.eval(
+        "[...document.querySelectorAll('section')].filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.querySelector('h2')?.textContent)",
+    );
+    assert_eq!(wider, json!([]), "sections wider than the phone's screen");
     let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"}));
     let path = artifacts_dir().join("status-page-phone.png");
     std::fs::write(&path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
@@ -445,15 +493,16 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
     });
     let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
+    let tokens = c
+        .tokens()
+        .expect("the test cluster has credentials")
+        .clone();
     let browser = Browser::start(&binary);
     let mut cdp = browser.page();
+    // First with the read-only token: the ERROR and what an administrator may do, no buttons.
     cdp.call(
         "Page.navigate",
-        json!({"url": format!(
-            "http://{}/#token={}",
-            c.api(3),
-            c.admin_token().expect("the test cluster has credentials")
-        )}),
+        json!({"url": format!("http://{}/#token={}", c.api(3), tokens.read_only)}),
     );
     cdp.wait_true(
         "document.getElementById('conn').className === 'live'",
@@ -461,8 +510,34 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
     );
     let (code, out) = cli(&c, 1, &["event", "raise", "UE_CHECK", "--node", "n2"]);
     assert_eq!(code, 0, "{out}");
-    // The page shows the ERROR: node, command, status, output and the three choices.
     cdp.wait_true("!!document.getElementById('error-event')", FAILOVER_TIMEOUT);
+    let text = cdp.eval("document.getElementById('error-event').innerText");
+    let text = text.as_str().unwrap();
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#error-event button').length"),
+        json!(0),
+        "buttons for a read-only token: {text}"
+    );
+    for expected in [
+        "stopped in ERROR",
+        "halcyon event resume|retry|skip",
+        "read-only",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} in the ERROR box: {text}"
+        );
+    }
+    // Then with the admin token (another address: the page loads anew).
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/?admin#token={}", c.api(3), tokens.admin)}),
+    );
+    // The page shows the ERROR: node, command, status, output and the three choices.
+    cdp.wait_true(
+        "document.querySelectorAll('#error-event button').length === 3",
+        Duration::from_secs(10),
+    );
     let text = cdp.eval("document.getElementById('error-event').innerText");
     let text = text.as_str().unwrap();
     for expected in [
@@ -506,4 +581,68 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
         .expect("the finished record is posted");
     assert_eq!(body["reason"], "finished", "{body:#}");
     assert_eq!(body["record"]["outcome"], "skipped");
+}
+
+#[test]
+fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excluded() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    // web crashes on n1 at once (no restart) and a failure excludes a node for ten minutes.
+    let mut spec = Spec::new();
+    spec.web_restart = 0;
+    spec.web(|dir, web| {
+        web.failure_expiry = Some("10m".into());
+        if let Resource::Service { command, .. } = &mut web.resources[0] {
+            *command = format!(
+                "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; {}",
+                activity_command(&dir.join("activity.log"))
+            );
+        }
+    });
+    let c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    let status = c.status(2).unwrap();
+    let web = package_of(&status, "web");
+    let failed: jiff::Timestamp = web["failures"]["n1"].as_str().unwrap().parse().unwrap();
+    let until = web["failures_expire_at"]["n1"].as_str().unwrap();
+    let expires: jiff::Timestamp = until.parse().unwrap();
+    assert_eq!(
+        expires.duration_since(failed),
+        jiff::SignedDuration::from_secs(600),
+        "{web:#}"
+    );
+    let browser = Browser::start(&binary);
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!(
+            "http://{}/#token={}",
+            c.api(2),
+            c.tokens().expect("the test cluster has credentials").read_only
+        )}),
+    );
+    let mark = "document.querySelector('td.pkg-node[data-package=\"web\"] [data-failure=\"n1\"]')";
+    cdp.wait_true(&format!("!!{mark}"), Duration::from_secs(10));
+    let text = cdp.eval(&format!("{mark}.innerText"));
+    let text = text.as_str().unwrap();
+    eprintln!("the failure on the page: {text}");
+    assert!(
+        text.starts_with("failed on n1 at ")
+            && text.contains(": excluded there until ")
+            && (text.contains("(in 9 min)") || text.contains("(in 10 min)"))
+            && text.ends_with("(or halcyon package clear web -n n1)"),
+        "{text}"
+    );
+    // The two times shown are the failure's and its expiry's.
+    let times = cdp.eval(&format!(
+        "[...{mark}.querySelectorAll('[data-ts]')].map(e => e.dataset.ts)"
+    ));
+    assert_eq!(times, json!([web["failures"]["n1"], until]), "{text}");
 }

@@ -3,7 +3,9 @@
 // `status` message whenever the node's view changes and a `record` message whenever an event
 // record changes. The browser reconnects by itself with Last-Event-ID. No library, no CDN.
 const RECORDS_SHOWN = 100;
-const st = { status: null, records: new Map(), open: new Set(), notice: '', answer: '' };
+// role: the page's token's, from the stream's answer (x-halcyon-role): the buttons that change
+// things are shown to an admin only.
+const st = { status: null, records: new Map(), open: new Set(), notice: '', answer: '', role: null };
 
 function h(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -17,14 +19,27 @@ function h(tag, attrs, ...kids) {
   return e;
 }
 const $ = (id) => document.getElementById(id);
-function clock(ts) { return ts ? new Date(ts).toLocaleTimeString([], { hour12: false }) : ''; }
+// Local HH:MM:SS, with the date when not today (as the CLI shows times).
+function clock(ts) {
+  if (!ts) return '';
+  const d = new Date(ts);
+  const time = d.toLocaleTimeString([], { hour12: false });
+  if (d.toDateString() === new Date().toDateString()) return time;
+  const pad = (n) => String(n).padStart(2, '0');
+  return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + time;
+}
+// A text the cluster wrote with RFC 3339 times (a plan with its reasons, a refusal, a note,
+// an explanation) with each of them in local time (halcyon_policy::times_as for the CLI).
+const RFC3339 = /(^|[^0-9A-Za-z])(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)(?![0-9A-Za-z])/g;
+function localTimes(text) {
+  return (text || '').replace(RFC3339, (all, before, ts) => isNaN(new Date(ts).getTime()) ? all : before + clock(ts));
+}
 function ago(ts) {
   if (!ts) return '';
-  const s = Math.max(0, Math.round((Date.now() - new Date(ts).getTime()) / 1000));
-  if (s < 60) return s + ' s ago';
-  if (s < 3600) return Math.round(s / 60) + ' min ago';
-  if (s < 86400) return Math.round(s / 3600) + ' h ago';
-  return Math.round(s / 86400) + ' d ago';
+  const ms = Date.now() - new Date(ts).getTime();
+  const s = Math.round(Math.abs(ms) / 1000);
+  const span = s < 60 ? s + ' s' : s < 3600 ? Math.round(s / 60) + ' min' : s < 86400 ? Math.round(s / 3600) + ' h' : Math.round(s / 86400) + ' d';
+  return ms >= -500 ? span + ' ago' : 'in ' + span;
 }
 function when(ts) { return h('span', { title: ts || '', 'data-ts': ts || '' }, clock(ts), ' ', h('span', { class: 'muted ago' }, '(' + ago(ts) + ')')); }
 function secs(a, b) { return a && b ? ((new Date(b) - new Date(a)) / 1000).toFixed(2) + ' s' : ''; }
@@ -72,14 +87,22 @@ function restarts(p) {
 function renderPackages(s) {
   $('packages').replaceChildren(...s.packages.map((p) => {
     const cls = p.status === 'up' ? 'ok' : p.status === 'down' ? 'warn' : 'bad';
-    const failed = Object.entries(p.failures || {}).map(([n, t]) => h('div', { class: 'bad' }, 'failed on ' + n + ' at ', when(t)));
+    // A failure excludes its node until its expiry (failures_expire_at) or until cleared.
+    const failed = Object.entries(p.failures || {}).map(([n, t]) => {
+      const until = (p.failures_expire_at || {})[n];
+      const clear = h('code', {}, 'halcyon package clear ' + p.name + ' -n ' + n);
+      const excluded = !until ? h('span', {}, ': excluded there until cleared (', clear, ')')
+        : new Date(until).getTime() > Date.now() ? h('span', {}, ': excluded there until ', when(until), ' (or ', clear, ')')
+          : h('span', { class: 'muted' }, ': expired at ' + clock(until) + ', no longer excluded');
+      return h('div', { class: 'bad', 'data-failure': n }, 'failed on ' + n + ' at ', when(t), excluded);
+    });
     const nodes = [...p.nodes].join(', ');
     return h('tr', { 'data-package': p.name },
-      h('td', {}, h('b', {}, p.name), p.switching ? null : h('div', { class: 'warn' }, 'switching disabled')),
-      h('td', {}, badge(p.status, cls), p.error ? h('div', { class: 'bad' }, p.error) : null),
+      h('td', {}, h('b', {}, p.name), p.switching ? null : h('div', { class: 'warn' }, 'switching disabled'),
+        h('div', { class: 'actions' }, h('button', { onclick: () => explain(p.name) }, 'explain'), h('button', { onclick: () => availability(p.name) }, 'availability'))),
+      h('td', {}, badge(p.status, cls), p.error ? h('div', { class: 'bad' }, localTimes(p.error)) : null),
       h('td', { class: 'pkg-node', 'data-package': p.name }, s.quorum.has_quorum ? (nodes || '–') : (nodes ? nodes + ' (last known)' : '–'), ...failed),
-      h('td', {}, ...restarts(p)),
-      h('td', {}, h('button', { onclick: () => explain(p.name) }, 'explain')));
+      h('td', {}, ...restarts(p)));
   }));
 }
 
@@ -88,7 +111,23 @@ async function explain(name) {
   try {
     const r = await api('v1/explain/' + encodeURIComponent(name));
     const j = await r.json();
-    box.replaceChildren(h('h2', {}, 'Why ' + name + ' runs where it runs'), h('pre', {}, j.text || j.error || ''));
+    box.replaceChildren(h('h2', {}, 'Why ' + name + ' runs where it runs'), h('pre', {}, localTimes(j.text || j.error || '')));
+  } catch (e) { box.replaceChildren(h('pre', {}, String(e))); }
+}
+
+// `halcyon availability PKG` on the page: the share of the time the package was up since the
+// event log begins, and every outage with its cause and event.
+async function availability(name) {
+  const box = $('explain');
+  try {
+    const r = await api('v1/availability/' + encodeURIComponent(name));
+    const j = await r.json();
+    if (!r.ok) { box.replaceChildren(h('pre', {}, j.error || JSON.stringify(j))); return; }
+    const lines = [name + ': ' + j.percent.toFixed(3) + ' % available from ' + clock(j.since) + ' to ' + clock(j.until)
+      + ' (up ' + j.up_seconds.toFixed(1) + ' s, down ' + j.down_seconds.toFixed(1) + ' s)'];
+    lines.push(j.outages.length ? 'outages:' : 'no outage');
+    for (const o of j.outages) lines.push('  ' + clock(o.start) + ' .. ' + (o.end ? clock(o.end) : '(still down)') + '  ' + o.seconds.toFixed(3) + ' s  ' + o.cause + '  (event #' + o.event + ')');
+    box.replaceChildren(h('h2', {}, 'Availability of ' + name), h('pre', { id: 'availability' }, lines.join('\n')));
   } catch (e) { box.replaceChildren(h('pre', {}, String(e))); }
 }
 
@@ -112,11 +151,14 @@ function renderAlerts(s) {
       h('h2', { class: 'bad' }, 'Event ' + e.id + ' (' + e.event + ') stopped in ERROR'),
       ...e.failures.map((f) => h('div', {}, h('b', {}, f.node), ': ', h('code', {}, f.command),
         ' exited ' + f.status + ' (attempts ' + f.attempts + ')', h('pre', {}, f.output_tail || '(no output)'))),
-      h('div', {}, 'Choose: ',
-        h('button', { onclick: () => answer(e.id, 'resume'), title: 'continue after the barrier (halcyon event resume ' + e.id + ')' }, 'resume'), ' ',
-        h('button', { onclick: () => answer(e.id, 'retry'), title: 'run the failed commands again (halcyon event retry ' + e.id + ')' }, 'retry'), ' ',
-        h('button', { onclick: () => answer(e.id, 'skip'), title: 'abandon the rest of its program (halcyon event skip ' + e.id + ')' }, 'skip'),
-        h('span', { class: 'muted' }, '  or: halcyon event resume|retry|skip ' + e.id))));
+      st.role === 'admin'
+        ? h('div', {}, 'Choose: ',
+          h('button', { onclick: () => answer(e.id, 'resume'), title: 'continue after the barrier (halcyon event resume ' + e.id + ')' }, 'resume'), ' ',
+          h('button', { onclick: () => answer(e.id, 'retry'), title: 'run the failed commands again (halcyon event retry ' + e.id + ')' }, 'retry'), ' ',
+          h('button', { onclick: () => answer(e.id, 'skip'), title: 'abandon the rest of its program (halcyon event skip ' + e.id + ')' }, 'skip'),
+          h('span', { class: 'muted' }, '  or: halcyon event resume|retry|skip ' + e.id))
+        : h('div', {}, 'An administrator chooses: resume (continue after the barrier), retry (run the failed commands again) or skip (abandon the rest of its program): ',
+          h('code', {}, 'halcyon event resume|retry|skip ' + e.id), h('span', { class: 'muted' }, ' (this page\'s token is ' + (st.role || 'unknown') + '; with an admin token it offers buttons)'))));
   } else if (e) {
     kids.push(h('div', {}, 'Processing event ' + e.id + ': ', h('b', {}, e.event),
       ' (segment ' + (e.segment ?? '–') + ' of ' + e.segments + ', ' + e.running.length + ' commands running, ' + e.open_actions + ' actions open)'));
@@ -134,11 +176,11 @@ function renderRecord(r) {
   const d = h('details', { 'data-record': r.id, 'data-event': r.event, 'data-outcome': r.outcome, open: st.open.has(r.id) });
   d.addEventListener('toggle', () => { if (d.open) st.open.add(r.id); else st.open.delete(r.id); });
   const body = [];
-  if (r.error) body.push(h('div', { class: 'bad' }, r.error));
-  if (r.plan) body.push(h('div', {}, h('b', {}, 'plan (with the reason of every action)')), h('pre', {}, r.plan));
-  if (r.actions.length) body.push(h('table', {}, h('thead', {}, h('tr', {}, ...['step', 'action', 'package', 'node', 'result', 'at'].map((t) => h('th', {}, t)))),
+  if (r.error) body.push(h('div', { class: 'bad' }, localTimes(r.error)));
+  if (r.plan) body.push(h('div', {}, h('b', {}, 'plan (with the reason of every action)')), h('pre', {}, localTimes(r.plan)));
+  if (r.actions.length) body.push(h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['step', 'action', 'package', 'node', 'result', 'at'].map((t) => h('th', {}, t)))),
     h('tbody', {}, ...r.actions.map((a) => h('tr', {}, h('td', {}, a.step + 1), h('td', {}, typeof a.kind === 'string' ? a.kind : Object.keys(a.kind)[0]),
-      h('td', {}, a.package || ''), h('td', {}, a.node), h('td', { class: a.ok ? 'ok' : 'bad' }, (a.ok ? 'ok' : 'FAILED') + (a.detail ? ': ' + a.detail : '')), h('td', {}, clock(a.at)))))));
+      h('td', {}, a.package || ''), h('td', {}, a.node), h('td', { class: a.ok ? 'ok' : 'bad' }, (a.ok ? 'ok' : 'FAILED') + (a.detail ? ': ' + a.detail : '')), h('td', {}, clock(a.at))))))));
   if (r.program) body.push(h('div', {}, h('b', {}, 'recovery program')), h('pre', {}, r.program));
   if (r.launches.length) body.push(h('div', {}, h('b', {}, 'commands')), ...r.launches.map((l) => {
     const status = l.abandoned ? 'abandoned: ' + l.abandoned : l.status === null || l.status === undefined ? (l.finished_at ? '' : 'running') : 'exit ' + l.status;
@@ -146,7 +188,7 @@ function renderRecord(r) {
     return h('div', { class: idle ? 'muted' : '' }, h('b', {}, l.node || 'coordinator'), ' ', h('code', {}, l.command), ' ', h('span', { class: l.status ? 'bad' : 'muted' }, status),
       ' ', h('span', { class: 'muted' }, clock(l.started_at) + (l.finished_at ? ' → ' + clock(l.finished_at) : '')), idle ? ' · nothing to do on this node' : l.output ? h('pre', {}, l.output) : null);
   }));
-  if (r.notes.length) body.push(h('div', {}, h('b', {}, 'notes')), ...r.notes.map((n) => h('div', { class: 'warn' }, clock(n.at) + ' ' + n.text)));
+  if (r.notes.length) body.push(h('div', {}, h('b', {}, 'notes')), ...r.notes.map((n) => h('div', { class: 'warn' }, clock(n.at) + ' ' + localTimes(n.text))));
   const e = st.status && st.status.execution;
   const inError = r.outcome === 'running' && e && e.id === r.id && e.state === 'error';
   d.append(h('summary', {}, h('span', { class: 'muted' }, '#' + r.id), h('span', { class: 'ev' }, r.event), inError ? badge('ERROR', 'bad') : badge(r.outcome, outcomeClass(r.outcome)),
@@ -225,6 +267,7 @@ async function follow() {
         return;
       }
       if (!r.ok || !r.body) throw new Error('status ' + r.status);
+      st.role = r.headers.get('x-halcyon-role');
       connected(true);
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';

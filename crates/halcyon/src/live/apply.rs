@@ -63,7 +63,8 @@ pub async fn apply(options: &ApplyOptions, target: &Target) -> Result<(), Failur
         println!("  {line}");
     }
     println!("plan of the config_change:");
-    print!("{}", preview.plan_text);
+    let clock = render::Clock::system();
+    print!("{}", clock.times_in(&preview.plan_text));
     if options.dry_run {
         println!("dry run: nothing was changed");
         return Ok(());
@@ -72,7 +73,7 @@ pub async fn apply(options: &ApplyOptions, target: &Target) -> Result<(), Failur
         return Err(Failure::Failed("not applied: not confirmed".to_owned()));
     }
     let answer = post(target, "/v1/config/apply", Some(client::body(&request))).await?;
-    print!("{}", render::operation(&answer));
+    print!("{}", render::operation(&answer, &clock));
     Ok(())
 }
 

@@ -401,7 +401,7 @@ fn apply_target(dir: &std::path::Path, target: Target) -> Target {
 /// Posts an operation and prints its answer.
 async fn operation(target: &Target, path: &str, body: Option<String>) -> Result<(), Failure> {
     let response = post(target, path, body).await?;
-    print!("{}", render::operation(&response));
+    print!("{}", render::operation(&response, &render::Clock::system()));
     Ok(())
 }
 

@@ -60,6 +60,12 @@ impl Clock {
         }
     }
 
+    /// A text the cluster wrote with RFC 3339 times (a plan with its reasons, a refusal, a
+    /// note), each of them as [`Clock::time`] writes it.
+    pub fn times_in(&self, text: &str) -> String {
+        halcyon_policy::times_as(text, &|t| self.time(t))
+    }
+
     /// `16:02:11 (3 min ago)`.
     pub fn when(&self, at: Timestamp) -> String {
         format!("{} ({})", self.time(at), ago(at, self.now))
@@ -305,7 +311,7 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
                 ),
             ];
             if let Some(error) = &e.error {
-                row.push(error.clone());
+                row.push(clock.times_in(error));
             }
             row
         })
@@ -414,7 +420,7 @@ fn packages(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Strin
             }
         }
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "  error: {error}");
+            let _ = writeln!(out, "  error: {}", clock.times_in(error));
         }
     }
     out
@@ -658,10 +664,10 @@ pub fn event(r: &EventRecord, verbose: bool, clock: &Clock) -> String {
         r.by,
     );
     if let Some(e) = &r.error {
-        let _ = writeln!(out, "  error: {e}");
+        let _ = writeln!(out, "  error: {}", clock.times_in(e));
     }
     if let Some(plan) = &r.plan {
-        for line in plan.lines() {
+        for line in clock.times_in(plan).lines() {
             let _ = writeln!(out, "  | {line}");
         }
     }
@@ -736,7 +742,12 @@ pub fn event(r: &EventRecord, verbose: bool, clock: &Clock) -> String {
         let _ = writeln!(out, "  action: {}", action(a, detail));
     }
     for n in &r.notes {
-        let _ = writeln!(out, "  note {}: {}", clock.time(n.at), n.text);
+        let _ = writeln!(
+            out,
+            "  note {}: {}",
+            clock.time(n.at),
+            clock.times_in(&n.text)
+        );
     }
     out
 }
@@ -755,12 +766,12 @@ fn action(a: &ActionRecord, detail: Option<&str>) -> String {
 
 /// The answer of an operation (`halcyon package|node|cluster|event ...`): the plan, each
 /// action's outcome, and the note.
-pub fn operation(response: &OperationResponse) -> String {
+pub fn operation(response: &OperationResponse, clock: &Clock) -> String {
     let mut out = String::new();
     match response {
         OperationResponse::Done(done) => {
             if let Some(plan) = &done.record.plan {
-                out.push_str(plan);
+                out.push_str(&clock.times_in(plan));
             }
             for a in &done.record.actions {
                 let _ = writeln!(out, "  {}", action(a, Some(&a.detail)));
@@ -953,6 +964,7 @@ mod tests {
                 .collect::<BTreeSet<_>>(),
             switching: true,
             failures: BTreeMap::new(),
+            failures_expire_at: BTreeMap::new(),
             error: None,
             restarts: None,
         }
@@ -1032,6 +1044,22 @@ mod tests {
         assert!(lines[0].ends_with("11:59:55 (5 s ago)"), "{tail}");
         assert!(lines[1].ends_with("11:58:55 (1 min ago)"), "{tail}");
         assert!(lines[3].ends_with("09:00:00 (3 h ago)"), "{tail}");
+        assert!(!text.contains("2026-06-01T"), "{text}");
+    }
+
+    #[test]
+    fn a_refusal_in_the_last_events_shows_its_times_as_local_time() {
+        let mut refused = summary(100, "package_run db", 65);
+        refused.outcome = Outcome::Refused;
+        refused.error = Some(
+            "package db has no eligible node: node1 failed here at 2026-06-01T11:58:00Z; excluded until `halcyon package clear`"
+                .into(),
+        );
+        let text = status(&status_of(Vec::new(), vec![refused]), &clock(), None);
+        assert!(
+            text.contains("node1 failed here at 11:58:00; excluded until `halcyon package clear`"),
+            "{text}"
+        );
         assert!(!text.contains("2026-06-01T"), "{text}");
     }
 
@@ -1130,5 +1158,71 @@ mod tests {
         let text = status(&v, &clock(), None);
         assert!(text.contains("up (last known)"), "{text}");
         assert!(text.contains("(node2, witness w unreachable)"), "{text}");
+    }
+
+    /// A failover's record as the event log keeps it: the plan rendered when it was made,
+    /// its reasons and notes with RFC 3339 times.
+    fn failover_record() -> EventRecord {
+        EventRecord {
+            id: 12,
+            event: "package_failed web on n1".into(),
+            by: "n1".into(),
+            outcome: Outcome::Done,
+            queued_at: before(62),
+            started_at: Some(before(61)),
+            finished_at: Some(before(60)),
+            error: Some(
+                "package web has no eligible node: n3 failed here at 2026-05-31T08:00:00Z; excluded until `halcyon package clear`"
+                    .into(),
+            ),
+            plan: Some(
+                "event: package_failed web on n1 at 2026-06-01T11:58:59Z\n\
+                 step 1:\n\
+                 \x20 run web on n2: configured_node: n2 is the highest-priority eligible node (n1 failed here at 2026-06-01T11:58:58.5Z; excluded until 2026-06-01T12:08:58.5Z (or `halcyon package clear`))\n\
+                 result:\n\
+                 \x20 web  up on n2\n"
+                    .into(),
+            ),
+            program: None,
+            actions: Vec::new(),
+            launches: Vec::new(),
+            notes: vec![halcyon_state::NoteRecord {
+                at: before(60),
+                text: "web: failback to n1 deferred until 2026-06-01T16:00:00Z".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_event_shows_the_times_in_its_plan_error_and_notes_as_local_time() {
+        // Read in Paris (UTC+2 in June): 10:58:59 UTC is 12:58:59 there; a time on another
+        // day keeps its date.
+        let paris = Clock {
+            zone: TimeZone::get("Europe/Paris").unwrap_or(TimeZone::fixed(jiff::tz::offset(2))),
+            ..clock()
+        };
+        let text = event(&failover_record(), false, &paris);
+        assert_eq!(
+            text,
+            "#12 package_failed web on n1  [DONE]  by n1  queued 13:58:58 (1 min ago)  started 13:58:59  finished 13:59:00 (took 1.000 s)\n\
+             \x20 error: package web has no eligible node: n3 failed here at 2026-05-31 10:00:00; excluded until `halcyon package clear`\n\
+             \x20 | event: package_failed web on n1 at 13:58:59\n\
+             \x20 | step 1:\n\
+             \x20 |   run web on n2: configured_node: n2 is the highest-priority eligible node (n1 failed here at 13:58:58; excluded until 14:08:58 (or `halcyon package clear`))\n\
+             \x20 | result:\n\
+             \x20 |   web  up on n2\n\
+             \x20 note 13:59:00: web: failback to n1 deferred until 18:00:00\n"
+        );
+        // An operation's answer shows its plan so too.
+        let done = OperationResponse::Done(Box::new(halcyon_api::EventDoneResponse {
+            schema_version: halcyon_api::SCHEMA_VERSION,
+            record: failover_record(),
+        }));
+        let answer = operation(&done, &paris);
+        assert!(
+            answer.starts_with("event: package_failed web on n1 at 13:58:59\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("2026-06-01T"), "{answer}");
     }
 }
