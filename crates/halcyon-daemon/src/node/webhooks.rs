@@ -456,6 +456,28 @@ mod tests {
         assert_eq!(w.step(false, at(82_500)), Some(QuorumNews::Lost));
     }
 
+    /// A webhook task that does not keep up never holds up the caller (the observer, and
+    /// through it nothing of event processing): past [`QUEUE_MAX`] waiting deliveries each
+    /// new one is dropped at once and counted for its URL.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (queue, _stalled) = mpsc::channel::<Delivery>(QUEUE_MAX);
+        let mut picker = Picker::default();
+        let w = hook(&["node_down"]);
+        let body: Arc<str> = Arc::from("{}");
+        let started = std::time::Instant::now();
+        let queued = (0..QUEUE_MAX + 5)
+            .filter(|i| picker.queue_one(&queue, "n1", &w, &body, &format!("record {i}")))
+            .count();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "queueing waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(queued, QUEUE_MAX);
+        assert_eq!(picker.dropped.get(&w.url), Some(&5));
+    }
+
     #[tokio::test]
     async fn a_failing_receiver_is_tried_retries_plus_one_times_with_backoff() {
         // A listener that answers 500 to every request, counting them.
