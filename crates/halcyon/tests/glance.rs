@@ -16,17 +16,7 @@ use serde_json::Value;
 /// `web` crashes on n1 (and is excluded there for ten minutes); `app` needs `web` up on
 /// any node.
 fn failed_web_and_a_dependent_app() -> Cluster {
-    let mut spec = Spec::new();
-    spec.web_restart = 0;
-    spec.web(|dir, web| {
-        web.failure_expiry = Some("10m".into());
-        if let Resource::Service { command, .. } = &mut web.resources[0] {
-            *command = format!(
-                "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; {}",
-                activity_command(&dir.join("activity.log"))
-            );
-        }
-    });
+    let mut spec = web_failing_on_n1();
     spec.package(|dir| {
         let mut app = Package::failover("app", &["n3", "n2", "n1"]).resource(Resource::service(
             "appd",
@@ -132,19 +122,6 @@ fn status_json_lists_events_without_their_launches() {
             .any(|r| r["launches"].as_array().is_some_and(|l| !l.is_empty())),
         "{log:#}"
     );
-}
-
-/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (how the event log stores them).
-fn has_rfc3339_time(text: &str) -> bool {
-    text.as_bytes().windows(19).any(|w| {
-        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
-            if shape == b'd' {
-                b.is_ascii_digit()
-            } else {
-                b == shape
-            }
-        })
-    })
 }
 
 #[test]

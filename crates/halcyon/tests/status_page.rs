@@ -20,7 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use halcyon_testkit::Resource;
 use serde_json::{Value, json};
 
 /// The browser, if installed.
@@ -277,19 +276,6 @@ fn base64_decode(text: &str) -> Vec<u8> {
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
-}
-
-/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (what the event log stores).
-fn has_rfc3339_time(text: &str) -> bool {
-    text.as_bytes().windows(19).any(|w| {
-        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
-            if shape == b'd' {
-                b.is_ascii_digit()
-            } else {
-                b == shape
-            }
-        })
-    })
 }
 
 /// Where test artifacts go: `target/test-artifacts` (next to `debug/`).
@@ -593,18 +579,7 @@ fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excl
         eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
         return;
     };
-    // web crashes on n1 at once (no restart) and a failure excludes a node for ten minutes.
-    let mut spec = Spec::new();
-    spec.web_restart = 0;
-    spec.web(|dir, web| {
-        web.failure_expiry = Some("10m".into());
-        if let Resource::Service { command, .. } = &mut web.resources[0] {
-            *command = format!(
-                "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; {}",
-                activity_command(&dir.join("activity.log"))
-            );
-        }
-    });
+    let spec = web_failing_on_n1();
     let c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);

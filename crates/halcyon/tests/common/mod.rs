@@ -477,3 +477,33 @@ pub fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<Value>) {
     });
     (addr, bodies)
 }
+
+/// Whether `text` holds a time as `YYYY-MM-DDTHH:MM:SS` (how the event log stores them).
+pub fn has_rfc3339_time(text: &str) -> bool {
+    text.as_bytes().windows(19).any(|w| {
+        b"dddd-dd-ddTdd:dd:dd".iter().zip(w).all(|(&shape, &b)| {
+            if shape == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == shape
+            }
+        })
+    })
+}
+
+/// The default spec with `web` crashing on n1 at once (no restart; elsewhere it runs and
+/// logs its activity), a failure excluding a node for ten minutes.
+pub fn web_failing_on_n1() -> Spec {
+    let mut spec = Spec::new();
+    spec.web_restart = 0;
+    spec.web(|dir, web| {
+        web.failure_expiry = Some("10m".into());
+        if let Resource::Service { command, .. } = &mut web.resources[0] {
+            *command = format!(
+                "if [ \"$HALCYON_NODE\" = n1 ]; then sleep 0.3; exit 3; fi; {}",
+                activity_command(&dir.join("activity.log"))
+            );
+        }
+    });
+    spec
+}
