@@ -265,8 +265,8 @@ impl Node {
         }
     }
 
-    /// Leader side of a renewal: quorum check, departed check, then the grant is handed to
-    /// the coordinator (which keeps the grant table) before it is answered.
+    /// Leader side of a renewal: quorum check, departed and stuck checks, then the grant is
+    /// handed to the coordinator (which keeps the grant table) before it is answered.
     pub async fn grant_lease(&self, node: &str) -> LeaseAnswer {
         let refuse = |error: String| LeaseAnswer {
             granted: false,
@@ -306,6 +306,12 @@ impl Node {
         if state.departed().contains(node) {
             return refuse(format!(
                 "node {node} is committed as down; it must join again first"
+            ));
+        }
+        if let Some(stuck) = state.stuck().get(node) {
+            return refuse(format!(
+                "node {node} is excluded: {}; it joins again when its daemon restarts or with `halcyon node start {node}`",
+                stuck.why
             ));
         }
         let grant = (node.into(), self.platform.clock.now());
