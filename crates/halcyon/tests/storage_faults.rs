@@ -234,6 +234,13 @@ fn a_node_that_never_completes_its_action_is_excluded_and_the_package_runs_elsew
         events.iter().any(|e| e == "node_down n3 (failure)"),
         "{events:#?}"
     );
+    // So does n3's own log: its lease renewals are refused with the reason.
+    let log = std::fs::read_to_string(c.log_path("n3")).unwrap();
+    assert!(
+        log.contains("lease not renewed: node n3 is excluded: n3 did not complete run web"),
+        "n3's log does not say why it lost its lease:\n{}",
+        c.log_tail("n3", 40)
+    );
 
     // A later event is processed; n3 stays out (it cannot complete anything) and is
     // refused leases.

@@ -51,7 +51,13 @@ pub struct LeaseTask {
     heartbeats: Option<Box<dyn HeartbeatHandle>>,
     /// The watchdog device, when configured and present.
     watchdog: Option<Watchdog>,
+    /// The leader's refusal that excludes this node (`State::stuck`), as last logged: logged
+    /// once, not at every renewal.
+    exclusion_logged: Option<String>,
 }
+
+/// Marks the leader's refusal of a node excluded for not completing its work.
+const EXCLUDED: &str = " is excluded: ";
 
 impl LeaseTask {
     pub(crate) fn new(
@@ -73,6 +79,7 @@ impl LeaseTask {
             commands,
             heartbeats: Some(heartbeats),
             watchdog,
+            exclusion_logged: None,
         };
         (lease, commands_tx, task)
     }
@@ -139,10 +146,18 @@ impl Node {
                 Renewal::Granted(answer) => {
                     self.granted(&task.publish, t_boot, t_send, answer.read_index);
                     self.renewal_took(t_send);
+                    task.exclusion_logged = None;
                 }
                 Renewal::LeaderChanged => {
                     tracing::debug!(node = %self.name, "lease renewal: the leader changed; asking the new one");
                     continue;
+                }
+                // The cluster gave up on this node: its own log says why, once.
+                Renewal::NotGranted(why)
+                    if why.contains(EXCLUDED) && task.exclusion_logged.as_ref() != Some(&why) =>
+                {
+                    tracing::error!(node = %self.name, "lease not renewed: {why}");
+                    task.exclusion_logged = Some(why);
                 }
                 Renewal::NotGranted(why) => {
                     tracing::debug!(node = %self.name, "lease not renewed: {why}")
@@ -310,7 +325,7 @@ impl Node {
         }
         if let Some(stuck) = state.stuck().get(node) {
             return refuse(format!(
-                "node {node} is excluded: {}; it joins again when its daemon restarts or with `halcyon node start {node}`",
+                "node {node}{EXCLUDED}{}; it joins again when its daemon restarts or with `halcyon node start {node}`",
                 stuck.why
             ));
         }
