@@ -164,7 +164,8 @@ pub fn draw(seed: u64, nodes: u32, packages: usize, span: Duration) -> Vec<Fault
 
 /// How long a `--hang` node holds its plan actions before its daemon restarts: more than
 /// twice the bound on a start of the simulator's packages (2 s run timeout, 1 s + 2 x 2 s
-/// halt, 10 s margin: 17 s), as a coordinator elected meanwhile counts it again from its
+/// halt, a margin of 10 s and two leases: 18.2 s), as a coordinator elected meanwhile counts
+/// it again from its
 /// own first round, so that the cluster has to give up on the node.
 pub const HANG_FOR: Duration = Duration::from_secs(40);
 

@@ -124,7 +124,7 @@ fn rebuilt_nodes_seeds_1_to_8() {
 
 /// A node that holds every plan action it is handed (a stuck executor, issue 15) for 40 s,
 /// then restarts: the coordinator must give up on it within its bound (packages start within
-/// 2 s: 17 s), move its packages with every invariant kept, and take it back as a new
+/// 2 s: 18.2 s), move its packages with every invariant kept, and take it back as a new
 /// incarnation. The seeds must really exclude a node. `halcyon-sim --hang --seeds N` runs
 /// more.
 #[test]

@@ -40,12 +40,20 @@ pub const FORMATION_GRACE: Duration = Duration::from_secs(5);
 pub const ERROR_REMINDER: Duration = Duration::from_secs(30);
 /// The smallest step of the clocks: a moment strictly after a deadline.
 const CLOCK_RESOLUTION: Duration = Duration::from_nanos(1);
-/// Added to what a node's work may legitimately take (its resources' own timeouts) before
-/// the coordinator gives up on the node: the report's way to the cluster (a commit through
-/// the leader, retried every 0.5 s across elections that take under 0.4 s at the default
-/// timings), the node's replica catching up and its lease being renewed before it starts,
-/// and the scheduling of a loaded machine. Pacemaker's `cluster-delay` plays this part.
+/// The fixed part of [`work_margin`]: the node's replica catching up and its lease being
+/// renewed before it starts, the report's commit through the leader (retried every 0.5 s),
+/// and the scheduling of a loaded machine.
 pub const WORK_MARGIN: Duration = Duration::from_secs(10);
+
+/// Added to what a node's work may legitimately take (its resources' own timeouts) before
+/// the coordinator gives up on the node: [`WORK_MARGIN`], and two leases, each at least a
+/// coordinator election (`halcyon_config::timing`), so that a report that crosses two
+/// elections still arrives in time whatever heartbeat interval the cluster runs (an election
+/// takes under 0.4 s at the defaults, 37 s at the slowest interval accepted). Pacemaker's
+/// `cluster-delay` plays this part.
+pub fn work_margin(lease: Duration) -> Duration {
+    WORK_MARGIN.saturating_add(lease.saturating_mul(2))
+}
 
 /// Everything one round of the coordinator reads.
 pub struct Input<'a> {
@@ -958,7 +966,7 @@ fn owed_work<'a>(config: &Config, view: &State, execution: &'a Execution) -> Vec
 
 /// The bound on a node's work (issue 15): a node that has owed a piece of work for longer
 /// than it may legitimately take (its resources' own timeouts: `Package::run_bound`,
-/// `Package::halt_bound`, a command's time limit) plus [`WORK_MARGIN`] is excluded like a
+/// `Package::halt_bound`, a command's time limit) plus [`work_margin`] is excluded like a
 /// failed node (`NodeStuck`, once per node): no lease is granted to it any more, so once
 /// its lease has certainly expired its work is given up (`abandon_lost_nodes`,
 /// `complete_actions`) and its `node_down` moves its packages. Counted from when this
@@ -974,6 +982,7 @@ fn bound_work(round: &mut Round, config: &Config, execution: &Execution) {
         }
     });
     let memory = round.memory();
+    let margin = work_margin(round.input.lease.duration);
     let mut excluded: BTreeSet<&NodeName> = BTreeSet::new();
     for o in &owed {
         if excluded.contains(o.node) {
@@ -984,7 +993,7 @@ fn bound_work(round: &mut Round, config: &Config, execution: &Execution) {
             .get(&(execution.id, o.work))
             .copied()
             .unwrap_or(now);
-        let bound = o.takes.saturating_add(WORK_MARGIN);
+        let bound = o.takes.saturating_add(margin);
         let Some(deadline) = since.checked_add(bound) else {
             continue;
         };
@@ -999,7 +1008,7 @@ fn bound_work(round: &mut Round, config: &Config, execution: &Execution) {
             o.what,
             humantime::format_duration(bound),
             humantime::format_duration(o.takes),
-            humantime::format_duration(WORK_MARGIN),
+            humantime::format_duration(margin),
         );
         round.log(
             Level::ERROR,
@@ -1161,5 +1170,29 @@ mod tests {
         assert_eq!(decision.memory_after(2), logged);
         let lines: Vec<&str> = decision.logs_at(1).map(|l| l.message.as_str()).collect();
         assert_eq!(lines, ["line 1"]);
+    }
+
+    /// The margin on a node's work covers two coordinator elections on top of its fixed
+    /// part, for every heartbeat interval the configuration accepts (a lease is never shorter
+    /// than an election: `halcyon check`).
+    #[test]
+    fn the_margin_on_a_nodes_work_outlasts_two_elections_at_every_interval() {
+        use halcyon_config::limits::{HEARTBEAT_INTERVAL_MAX_MS, HEARTBEAT_INTERVAL_MIN_MS};
+        use halcyon_config::timing;
+        for ms in HEARTBEAT_INTERVAL_MIN_MS..=HEARTBEAT_INTERVAL_MAX_MS {
+            let interval = Duration::from_millis(ms);
+            let lease = timing::lease_min_for_elections(interval);
+            let election = timing::election_time_max(interval);
+            assert!(
+                work_margin(lease) >= WORK_MARGIN + election * 2,
+                "interval {interval:?}: margin {:?}, election {election:?}",
+                work_margin(lease)
+            );
+        }
+        // The defaults: 10 s and two leases of 619 ms.
+        assert_eq!(
+            work_margin(Duration::from_millis(619)),
+            Duration::from_millis(11_238)
+        );
     }
 }
