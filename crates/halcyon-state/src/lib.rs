@@ -143,9 +143,9 @@ pub enum Command {
     /// within the bound the coordinator allows it (`why` says which, and the bound): it is
     /// excluded like a failed node. No lease is granted to it any more (so its work is taken
     /// over only once its lease has certainly expired, as for a failed node), `node_down`
-    /// of it is queued, and it does not join again by itself until its daemon restarts (a
-    /// new incarnation) or an administrator starts it (`node start`). Kept in
-    /// [`State::stuck`].
+    /// of it is queued, and it does not join again until its daemon restarts (a new
+    /// incarnation: nothing of the old process, which may still be stuck in a start, is
+    /// left). Kept in [`State::stuck`].
     NodeStuck {
         execution: u64,
         node: NodeName,
@@ -532,7 +532,7 @@ pub struct State {
     sources: Arc<Vec<SourceFile>>,
     /// Nodes excluded because they did not complete their work within its bound (see
     /// [`Command::NodeStuck`]): no lease is granted to them, and membership does not bring
-    /// them back, until they register a new incarnation or an administrator starts them.
+    /// them back, until they register a new incarnation.
     #[serde(default)]
     stuck: BTreeMap<NodeName, Stuck>,
 }
@@ -903,7 +903,6 @@ impl State {
             }
             Command::NodeStartAllowed { node, .. } => {
                 self.halted_by_admin.remove(&node);
-                self.stuck.remove(&node);
                 Reply::Done
             }
             Command::AdapterReport { reporter, down, .. } => {
@@ -1633,7 +1632,7 @@ impl State {
             execution,
             at,
             format!(
-                "ERROR: {why}: {node} is excluded like a failed node: no lease is granted to it; its commands and actions are given up once its lease has certainly expired, and node_down {node} follows; it joins again when its daemon restarts or with `halcyon node start {node}`"
+                "ERROR: {why}: {node} is excluded like a failed node: no lease is granted to it; its commands and actions are given up once its lease has certainly expired, and node_down {node} follows; it joins again when its daemon restarts"
             ),
         );
         self.stuck.insert(

@@ -257,6 +257,11 @@ fn a_node_that_never_completes_its_action_is_excluded_and_the_package_runs_elsew
     c.wait_activity_from(other, Duration::from_secs(5));
     assert_eq!(node_of(&c.status(1).unwrap(), "n3")["member"], false);
 
+    // `node start` cannot bring it back: the old process may still be stuck in a start.
+    let (code, body) = c.request(1, "POST", "/v1/nodes/n3/start", None);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("restart its daemon"), "{body}");
+
     // Restarted (a new incarnation, which halted everything at start), n3 joins again
     // and web stays where it runs.
     c.stop(3);

@@ -325,7 +325,7 @@ impl Node {
         }
         if let Some(stuck) = state.stuck().get(node) {
             return refuse(format!(
-                "node {node}{EXCLUDED}{}; it joins again when its daemon restarts or with `halcyon node start {node}`",
+                "node {node}{EXCLUDED}{}; it joins again when its daemon restarts",
                 stuck.why
             ));
         }
