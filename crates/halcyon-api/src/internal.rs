@@ -49,6 +49,15 @@ pub struct IsolateResponse {
     pub isolated: String,
 }
 
+/// The answer of `POST /v1/debug/hold-actions` (test only): from now on, until its daemon
+/// restarts, the node holds every plan action it is handed (never carried out, never
+/// reported), as a node whose executor or replica is stuck.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldActionsResponse {
+    pub schema_version: u32,
+    pub node: String,
+}
+
 /// `POST /v1/debug/heartbeats` (test only): drop the heartbeats of chosen peers on one
 /// network, on the answering node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

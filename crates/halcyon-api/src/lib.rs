@@ -28,8 +28,8 @@ pub use events::{
     EventsResponse, Outage,
 };
 pub use internal::{
-    HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse, LeaseRequest, LeaseResponse,
-    WitnessOwnStatus, WriteResponse,
+    HeartbeatFaultRequest, HeartbeatFaultResponse, HoldActionsResponse, IsolateResponse,
+    LeaseRequest, LeaseResponse, WitnessOwnStatus, WriteResponse,
 };
 pub use operations::{
     EmulateRequest, EmulateResponse, ErrorBody, EventDoneResponse, ExplainResponse, NodeRequest,

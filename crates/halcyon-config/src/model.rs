@@ -32,6 +32,9 @@ pub mod limits {
     pub const SERVICE_RESTART_MAX: u32 = 1_000;
     /// Node numbers are 1..=NODE_NUMBER_MAX.
     pub const NODE_NUMBER_MAX: u32 = 65_535;
+    /// How long a killed process (a service, a command at its timeout) is waited for, and
+    /// again its process group (`halcyon-resources`).
+    pub const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 }
 
 /// Default heartbeat interval (see ARCHITECTURE.md, "Failover budget").
@@ -756,6 +759,21 @@ impl Package {
         self.nodes.iter().position(|n| n.as_str() == node)
     }
 
+    /// The longest a halt of the package may take on a node: every resource's
+    /// [`Resource::halt_bound`], in turn (they are halted in reverse order, one at a time).
+    pub fn halt_bound(&self) -> Duration {
+        self.resources
+            .iter()
+            .map(Resource::halt_bound)
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+
+    /// The longest a start of the package may take on a node: `run_timeout` (which bounds
+    /// the whole start), then the immediate halt that undoes a start that failed.
+    pub fn run_bound(&self) -> Duration {
+        self.run_timeout.saturating_add(self.halt_bound())
+    }
+
     pub fn is_failover(&self) -> bool {
         self.package_type == PackageType::Failover
     }
@@ -832,6 +850,21 @@ impl Resource {
             Resource::Volume(v) => format!("volume {}", v.name),
             Resource::Filesystem(f) => format!("filesystem {}", f.mount_point),
         }
+    }
+
+    /// The longest its halt may take on a node: its own halt timeout (an OCF agent's,
+    /// a volume's and a file system's `timeout`), then the kill of what is left (the process
+    /// and then its group, [`limits::KILL_WAIT`] each). An address is removed at once.
+    pub fn halt_bound(&self) -> Duration {
+        let timeout = match self {
+            Resource::Ip(_) => return Duration::ZERO,
+            Resource::Service(s) => s.halt_timeout,
+            Resource::Script(s) => s.halt_timeout,
+            Resource::Ocf(o) => o.timeout,
+            Resource::Volume(v) => v.timeout,
+            Resource::Filesystem(f) => f.timeout,
+        };
+        timeout.saturating_add(limits::KILL_WAIT.saturating_mul(2))
     }
 }
 

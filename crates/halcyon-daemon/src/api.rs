@@ -20,9 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use halcyon_api::{
-    EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, IsolateResponse,
-    LeaseRequest, LeaseResponse, NodeRequest, OperationQuery, RaiseRequest, SCHEMA_VERSION,
-    WitnessOwnStatus, WitnessStatus,
+    EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, HoldActionsResponse,
+    IsolateResponse, LeaseRequest, LeaseResponse, NodeRequest, OperationQuery, RaiseRequest,
+    SCHEMA_VERSION, WitnessOwnStatus, WitnessStatus,
 };
 use halcyon_state::Command;
 use serde::Serialize;
@@ -118,6 +118,7 @@ pub async fn serve(
     if node.test_faults {
         app = app
             .route("/v1/debug/isolate", post(debug_isolate))
+            .route("/v1/debug/hold-actions", post(debug_hold_actions))
             .route("/v1/debug/heartbeats", post(debug_heartbeats));
     }
     // Every request, unknown paths included, needs a token with the role it asks for, or a
@@ -610,6 +611,20 @@ async fn debug_isolate(State(node): State<Shared>) -> Response {
     ok(IsolateResponse {
         schema_version: SCHEMA_VERSION,
         isolated: node.name.to_string(),
+    })
+}
+
+/// Test only: this node holds every plan action it is handed from now on (a stuck executor).
+async fn debug_hold_actions(State(node): State<Shared>) -> Response {
+    if let Err(e) = test_faults_enabled(&node) {
+        return failed(e);
+    }
+    tracing::warn!(node = %node.name, "test fault: plan actions held from now on");
+    node.hold_actions
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    ok(HoldActionsResponse {
+        schema_version: SCHEMA_VERSION,
+        node: node.name.to_string(),
     })
 }
 

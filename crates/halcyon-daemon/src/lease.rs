@@ -14,8 +14,9 @@
 //! before that, and starts none without a lease.
 //!
 //! The grantor (the Raft leader): grants only after `ensure_linearizable()` confirmed with a
-//! quorum that it still leads, and only to a node not committed as departed; it records the
-//! grant time `t_grant` (after receiving the request, so later than `t_send` in real time).
+//! quorum that it still leads, and only to a node not committed as departed (nor excluded as
+//! stuck, `State::stuck`); it records the grant time `t_grant` (after receiving the request,
+//! so later than `t_send` in real time).
 //!
 //! The coordinator: runs `AwaitRelease` of node X only at
 //! `max(last grant to X, leadership start) + lease * (1 + DRIFT) + MARGIN` on its own clock.

@@ -483,6 +483,14 @@ pub async fn node_operation(
         NodeOperation::Membership {
             name, start: true, ..
         } => {
+            // A node excluded for not completing its work joins again only as a new
+            // incarnation: its old process may still be stuck in a start.
+            if let Some(stuck) = node.snapshot().stuck().get(&name) {
+                return Err(ApiError::conflict(format!(
+                    "refused: {name} was excluded ({}); restart its daemon (systemctl restart halcyon): it joins again as a new incarnation",
+                    stuck.why
+                )));
+            }
             // A node whose daemon does not run (or that is cut off) cannot join: allowed,
             // it was recorded as joining and then as failing (issue 16, item 9).
             let number = config.node(name.as_str()).map_or(0, |n| n.number);

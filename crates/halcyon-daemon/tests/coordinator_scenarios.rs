@@ -21,7 +21,8 @@
 //! - the round: `now` (ms from the base), `unreachable` and `unknown` (node names; every
 //!   other node is reachable), `[leadership]` (`term`, `since`), `[grants]` (node = ms),
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
-//!   `error_logged = [execution, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
+//!   `error_logged = [execution, ms]`, `owed_since = [{ execution, step, index, since }]` or
+//!   `{ execution, launch, since }` for a command), `[lease]` (`duration_ms`, `election_max_ms`;
 //!   by default the configuration's lease and Raft election timeout), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
 //!   `changing_voters` (a voter change runs).
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use halcyon_config::{Config, NodeName};
-use halcyon_daemon::coordinator::decide::{Decision, Input, LeaseFacts, Memory, decide};
+use halcyon_daemon::coordinator::decide::{Decision, Input, LeaseFacts, Memory, Work, decide};
 use halcyon_events::Rules;
 use halcyon_membership::NodeState;
 use halcyon_policy::{Engine, Event};
@@ -106,6 +107,21 @@ struct MemoryInput {
     forming_since: Option<i64>,
     execution_seen: Option<(u64, i64)>,
     error_logged: Option<(u64, i64)>,
+    #[serde(default)]
+    owed_since: Vec<OwedInput>,
+}
+
+/// A piece of work the coordinator remembers a node owes: a plan action (`step`, `index`,
+/// counted from 1 as the expected files write them) or a command (`launch`), since `since`
+/// (ms).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwedInput {
+    execution: u64,
+    step: Option<usize>,
+    index: Option<usize>,
+    launch: Option<u64>,
+    since: i64,
 }
 
 #[derive(Default, Deserialize)]
@@ -248,6 +264,21 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
             .error_logged
             .map(|(id, at)| base.instant(at).map(|at| (id, at)))
             .transpose()?,
+        owed_since: remembered
+            .owed_since
+            .iter()
+            .map(|o| {
+                let work = match (o.step, o.index, o.launch) {
+                    (Some(step), Some(index), None) if step > 0 && index > 0 => Work::Action {
+                        step: step - 1,
+                        index: index - 1,
+                    },
+                    (None, None, Some(launch)) => Work::Command { launch },
+                    _ => return Err("owed_since: give `step` and `index`, or `launch`".into()),
+                };
+                Ok(((o.execution, work), base.instant(o.since)?))
+            })
+            .collect::<Result<_, Error>>()?,
     };
     let lease = LeaseFacts {
         duration: scenario
@@ -572,6 +603,7 @@ fn command_time(command: &Command) -> Option<Timestamp> {
         | Command::EventRefused { at, .. }
         | Command::ActionDone { at, .. }
         | Command::NodeLost { at, .. }
+        | Command::NodeStuck { at, .. }
         | Command::EventTooLong { at, .. } => Some(*at),
         _ => None,
     }
@@ -636,6 +668,12 @@ fn describe(command: &Command, view: &State) -> String {
             why,
             ..
         } => format!("node lost {node} in execution {execution}: {why}"),
+        Command::NodeStuck {
+            execution,
+            node,
+            why,
+            ..
+        } => format!("node stuck {node} in execution {execution}: {why}"),
         Command::EventTooLong { execution, .. } => {
             format!("event too long: execution {execution}")
         }
@@ -692,12 +730,27 @@ fn describe_memory(memory: &Memory, base: &Base) -> String {
             |(id, at)| format!("execution {id} at {}", base.offset(at)),
         )
     };
-    format!(
+    let mut text = format!(
         "forming since {}, execution seen {}, error logged {}",
         instant(memory.forming_since),
         of_execution(memory.execution_seen),
         of_execution(memory.error_logged)
-    )
+    );
+    if !memory.owed_since.is_empty() {
+        let owed: Vec<String> = memory
+            .owed_since
+            .iter()
+            .map(|((id, work), at)| {
+                let work = match work {
+                    Work::Action { step, index } => format!("action {}.{}", step + 1, index + 1),
+                    Work::Command { launch } => format!("launch {launch}"),
+                };
+                format!("{work} of execution {id} since {}", base.offset(*at))
+            })
+            .collect();
+        write!(text, ", owed: {}", owed.join(", ")).expect("writing to a string");
+    }
+    text
 }
 
 datatest_stable::harness! {

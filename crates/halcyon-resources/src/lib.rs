@@ -48,8 +48,9 @@ const SERVICE_PIPE_BYTES: i32 = 1 << 20;
 const SERVICE_READ_BYTES: usize = 8192;
 /// How often a process group is polled while waiting for it to vanish.
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// How long to wait for a process group to vanish after SIGKILL.
-const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How long to wait for a killed process, and then for its process group to vanish (the
+/// coordinator's bound on a node's halt counts both: `Resource::halt_bound`).
+const KILL_WAIT: Duration = halcyon_config::limits::KILL_WAIT;
 /// Most `/proc` entries looked at when looking for a group's live members.
 const PROC_ENTRIES_MAX: usize = 1_000_000;
 

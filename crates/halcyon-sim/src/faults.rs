@@ -59,6 +59,10 @@ pub enum Kind {
     /// A service of package number `package` exits by itself (the daemon restarts it or
     /// fails the package over).
     ServiceExit { package: usize },
+    /// The node's executor holds every plan action it is handed (never carried out, never
+    /// reported: a stuck executor), while the node heartbeats and renews its lease; its
+    /// daemon is restarted when the fault ends (`--hang`).
+    Hang,
 }
 
 /// One fault of a schedule.
@@ -97,6 +101,10 @@ impl fmt::Display for Fault {
                 delay.as_millis()
             ),
             Kind::ServiceExit { package } => write!(f, "the service of package p{package} exits"),
+            Kind::Hang => write!(
+                f,
+                "{nodes} holds every plan action for {lasts:.2} s, then its daemon restarts"
+            ),
         }
     }
 }
@@ -152,6 +160,28 @@ pub fn draw(seed: u64, nodes: u32, packages: usize, span: Duration) -> Vec<Fault
         at += lasts + rng.millis(300, 3_000);
     }
     faults
+}
+
+/// How long a `--hang` node holds its plan actions before its daemon restarts: more than
+/// twice the bound on a start of the simulator's packages (2 s run timeout, 1 s + 2 x 2 s
+/// halt, a margin of 10 s and two leases: 18.2 s), as a coordinator elected meanwhile counts
+/// it again from its
+/// own first round, so that the cluster has to give up on the node.
+pub const HANG_FOR: Duration = Duration::from_secs(40);
+
+/// `--hang`: the first node of a package drawn from a stream of the seed's own (the other
+/// faults are the same with and without it) holds its plan actions from the start of the
+/// run for [`HANG_FOR`]: the cluster's formation hands it that package's run.
+pub fn draw_hang(seed: u64, nodes: u32, packages: usize) -> Fault {
+    let mut rng = Rng::new(seed ^ 0x6861_6e67);
+    let package = rng.range(0, packages.saturating_sub(1) as u64) as u32;
+    Fault {
+        at: Duration::ZERO,
+        kind: Kind::Hang,
+        // Package p's node list starts with node p % nodes + 1 (`run::write_config_variant`).
+        nodes: vec![package % nodes + 1],
+        lasts: HANG_FOR,
+    }
 }
 
 /// Clock rates of the nodes: each within half the drift bound of exact, so that any two

@@ -11,7 +11,7 @@
 //!   counters again, as Serviceguard's), except that a failure counted
 //!   after its window restarts it at 1 (and then its last failure time advances).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use halcyon_policy::event::priority_key;
 use halcyon_state::State;
@@ -35,6 +35,9 @@ struct Seen {
 #[derive(Default)]
 pub struct Transitions {
     seen: BTreeMap<u32, Seen>,
+    /// Exclusions of nodes for not completing their work (`State::stuck`) already noted: the
+    /// node and when (a replica that replays its log after a restart sees them again).
+    exclusions: BTreeSet<(String, Timestamp)>,
 }
 
 impl Transitions {
@@ -101,6 +104,11 @@ impl Transitions {
             world.violation(format!(
                 "n{node} (entry {index}): a restart counter disappeared"
             ));
+        }
+        for (excluded, stuck) in state.stuck() {
+            if self.exclusions.insert((excluded.to_string(), stuck.at)) {
+                world.note(format!("{excluded} excluded: {}", stuck.why));
+            }
         }
         seen.execution = execution;
         seen.forming = state.cluster().members.is_empty();

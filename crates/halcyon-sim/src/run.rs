@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use halcyon_consensus::{FaultHook, NodeId};
@@ -65,6 +66,11 @@ pub struct Options {
     /// taken out of the membership and added again (`node::admission`) with every invariant
     /// kept.
     pub wipe: bool,
+    /// One node's executor holds every plan action it is handed for [`faults::HANG_FOR`]
+    /// from the start of the run ([`faults::draw_hang`]), then its daemon restarts; packages
+    /// have a 2 s run timeout. The coordinator must give up on it within its bound (issue 15:
+    /// `NodeStuck`), with every invariant kept, and the node must join again.
+    pub hang: bool,
 }
 
 /// What a run's files configure besides the heartbeat.
@@ -72,6 +78,8 @@ pub struct Options {
 struct Features {
     fencing: bool,
     auto_shrink: bool,
+    /// Packages start within 2 s (`--hang`: a short bound on a run).
+    short_runs: bool,
 }
 
 impl Features {
@@ -79,6 +87,7 @@ impl Features {
         Features {
             fencing: options.fencing,
             auto_shrink: options.auto_shrink,
+            short_runs: options.hang,
         }
     }
 }
@@ -105,15 +114,20 @@ impl Options {
             fencing: false,
             auto_shrink: false,
             wipe: false,
+            hang: false,
         }
     }
 
     /// The schedule this run injects, with each fault's index in the drawn schedule.
     pub fn schedule(&self) -> Vec<(usize, Fault)> {
-        let faults = match &self.script {
+        let mut faults = match &self.script {
             Some(script) => script.clone(),
             None => faults::draw(self.seed, self.nodes, self.packages, self.fault_span),
         };
+        if self.hang {
+            faults.push(faults::draw_hang(self.seed, self.nodes, self.packages));
+            faults.sort_by_key(|f| f.at);
+        }
         faults
             .into_iter()
             .enumerate()
@@ -243,6 +257,7 @@ fn write_config_variant(
     let Features {
         fencing,
         auto_shrink,
+        short_runs,
     } = features;
     let mut cluster = format!(
         "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\n{}\
@@ -272,12 +287,17 @@ fn write_config_variant(
             .map(|i| format!("\"n{}\"", (first + i) % nodes + 1))
             .collect();
         let text = format!(
-            "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n{}\
+            "[package]\nname = \"p{p}\"\ntype = \"failover\"\nnodes = [{}]\nauto_run = true\n{}{}\
              [[resource]]\nkind = \"service\"\nname = \"srv\"\nrestart = {}\nhalt_timeout = \"1s\"\n\
              command = \"simulated\"\n",
             list.join(", "),
             if fencing && p % 2 == 0 {
                 "requires = \"fencing\"\n"
+            } else {
+                ""
+            },
+            if short_runs {
+                "run_timeout = \"2s\"\n"
             } else {
                 ""
             },
@@ -350,8 +370,10 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     let hook = FaultHook::default();
     let schedule = options.schedule();
     let end_of_faults = schedule
-        .last()
-        .map_or(Duration::ZERO, |(_, f)| f.at + f.lasts);
+        .iter()
+        .map(|(_, f)| f.at + f.lasts)
+        .max()
+        .unwrap_or(Duration::ZERO);
     let end = end_of_faults.max(options.fault_span) + options.settle;
 
     let mut sim = turmoil::Builder::new()
@@ -577,6 +599,9 @@ async fn boot(
                     node.incarnation()
                 ));
                 world.lock().nodes.insert(n, Arc::downgrade(&node));
+                if world.lock().hung.contains(&n) {
+                    node.hold_actions.store(true, Ordering::Relaxed);
+                }
                 // `--apply`: the harness hands this daemon `halcyon apply` requests, which it
                 // carries out as its API would (any node may: writes go to the leader).
                 let (applier, mut requests) = tokio::sync::mpsc::unbounded_channel();
@@ -693,6 +718,17 @@ fn inject(
                 world.stop_activity(group, "exited (fault)");
             }
         }
+        Kind::Hang => {
+            world.lock().hung.insert(fault.nodes[0]);
+            let node = world
+                .lock()
+                .nodes
+                .get(&fault.nodes[0])
+                .and_then(Weak::upgrade);
+            if let Some(node) = node {
+                node.hold_actions.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -765,6 +801,23 @@ fn heal(
             }
         }
         Kind::ServiceExit { .. } => {}
+        // The daemon is restarted (its services and guard keep running): a new incarnation,
+        // which halts its failover packages at start and joins again.
+        Kind::Hang if world.is_powered_off(fault.nodes[0]) => {
+            world.lock().hung.remove(&fault.nodes[0]);
+        }
+        Kind::Hang => {
+            world.lock().hung.remove(&fault.nodes[0]);
+            // A daemon another fault keeps down boots when that one heals.
+            if sim.is_host_running(group[0]) {
+                sim.crash(group[0]);
+                transitions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .forget(fault.nodes[0]);
+                sim.bounce(group[0]);
+            }
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Inner {
     pub history: Vec<(Duration, String)>,
     /// The running daemons (for the end-of-run report).
     pub nodes: BTreeMap<u32, std::sync::Weak<halcyon_daemon::node::Node>>,
+    /// Nodes whose daemon holds every plan action it is handed (`--hang`): a daemon that
+    /// boots while its node is in here holds them from its start.
+    pub hung: BTreeSet<u32>,
     /// Each running daemon's inbox for `halcyon apply` requests (`--apply`).
     pub appliers: BTreeMap<u32, tokio::sync::mpsc::UnboundedSender<halcyon_api::ApplyRequest>>,
     /// Nodes a simulated fence device switched off, until the harness powers them on again:

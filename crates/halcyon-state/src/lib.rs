@@ -139,6 +139,19 @@ pub enum Command {
         why: String,
         at: Timestamp,
     },
+    /// `node` did not complete its work of the current execution (an action, or a command)
+    /// within the bound the coordinator allows it (`why` says which, and the bound): it is
+    /// excluded like a failed node. No lease is granted to it any more (so its work is taken
+    /// over only once its lease has certainly expired, as for a failed node), `node_down`
+    /// of it is queued, and it does not join again until its daemon restarts (a new
+    /// incarnation: nothing of the old process, which may still be stuck in a start, is
+    /// left). Kept in [`State::stuck`].
+    NodeStuck {
+        execution: u64,
+        node: NodeName,
+        why: String,
+        at: Timestamp,
+    },
     /// The administrator's answer to an execution in ERROR.
     EventControl {
         execution: u64,
@@ -226,6 +239,18 @@ pub struct Fence {
     /// An administrator asked for another attempt now (`event retry`).
     #[serde(default)]
     pub retry_requested: bool,
+}
+
+/// A node excluded because it did not complete its work within its bound (see
+/// [`Command::NodeStuck`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stuck {
+    /// The incarnation that did not complete it: a new one (a restarted daemon) may join.
+    pub incarnation: u64,
+    /// The execution whose work it did not complete.
+    pub execution: u64,
+    pub why: String,
+    pub at: Timestamp,
 }
 
 /// A daemon's clean stop, as its state directory remembers it for the next start.
@@ -505,6 +530,11 @@ pub struct State {
     /// kept): shared, like the configuration.
     #[serde(default)]
     sources: Arc<Vec<SourceFile>>,
+    /// Nodes excluded because they did not complete their work within its bound (see
+    /// [`Command::NodeStuck`]): no lease is granted to them, and membership does not bring
+    /// them back, until they register a new incarnation.
+    #[serde(default)]
+    stuck: BTreeMap<NodeName, Stuck>,
 }
 
 /// One file of a configuration directory as text: `name` relative to the directory.
@@ -573,6 +603,11 @@ impl State {
     /// The nodes auto-shrink took out of the voters.
     pub fn shrunk(&self) -> &BTreeSet<NodeName> {
         &self.shrunk
+    }
+
+    /// Nodes excluded because they did not complete their work within its bound.
+    pub fn stuck(&self) -> &BTreeMap<NodeName, Stuck> {
+        &self.stuck
     }
 
     /// Each node's last fence.
@@ -823,6 +858,12 @@ impl State {
                 why,
                 at,
             } => self.node_lost(execution, &node, &why, at),
+            Command::NodeStuck {
+                execution,
+                node,
+                why,
+                at,
+            } => self.node_stuck(execution, node, why, at),
             Command::EventControl {
                 execution,
                 answer,
@@ -940,6 +981,7 @@ impl State {
             departed_at,
             shrunk,
             sources,
+            stuck,
         } = self;
         State {
             applied_index: *applied_index,
@@ -969,6 +1011,7 @@ impl State {
             departed_at: departed_at.clone(),
             shrunk: shrunk.clone(),
             sources: Arc::clone(sources),
+            stuck: stuck.clone(),
         }
     }
 
@@ -1000,6 +1043,9 @@ impl State {
             };
         }
         self.incarnations.insert(node.clone(), incarnation);
+        // A new daemon halted every failover package of its node before it registered:
+        // whatever kept the old one from completing its work is gone with it.
+        self.stuck.remove(&node);
         if known == 0 {
             return Reply::Done;
         }
@@ -1562,6 +1608,49 @@ impl State {
             format!("commands of {node} abandoned: {why}"),
         );
         self.drive(at);
+        Reply::Done
+    }
+
+    /// [`Command::NodeStuck`]: the node is excluded; its work is given up by the
+    /// coordinator once its lease has certainly expired (`NodeLost`, and `ActionDone` for
+    /// its actions), as for a failed node.
+    fn node_stuck(&mut self, execution: u64, node: NodeName, why: String, at: Timestamp) -> Reply {
+        if let Err(reply) = self.execution_mut(execution) {
+            return reply;
+        }
+        let Some(&incarnation) = self.incarnations.get(&node) else {
+            return Reply::Ignored {
+                why: format!("{node} has never registered"),
+            };
+        };
+        if self.stuck.contains_key(&node) {
+            return Reply::Ignored {
+                why: format!("{node} is already excluded"),
+            };
+        }
+        self.note(
+            execution,
+            at,
+            format!(
+                "ERROR: {why}: {node} is excluded like a failed node: no lease is granted to it; its commands and actions are given up once its lease has certainly expired, and node_down {node} follows; it joins again when its daemon restarts"
+            ),
+        );
+        self.stuck.insert(
+            node.clone(),
+            Stuck {
+                incarnation,
+                execution,
+                why,
+                at,
+            },
+        );
+        let down = Event::NodeDown {
+            node,
+            how: halcyon_policy::Departure::Failure,
+        };
+        if !self.is_pending_or_running(&down) {
+            self.enqueue(down, "stuck".to_owned(), at, None);
+        }
         Reply::Done
     }
 

@@ -556,3 +556,87 @@ fn an_event_running_too_long_is_warned_once_per_maximum_duration() {
         notes[1].text
     );
 }
+
+#[test]
+fn a_node_stuck_in_an_event_is_excluded_until_it_registers_again() {
+    let mut c = Cluster::new();
+    for node in ["n1", "n2", "n3"] {
+        let reply = c.apply(Command::Register {
+            node: node.into(),
+            incarnation: 1,
+            at: t(0),
+            clean_stop: None,
+        });
+        assert_eq!(reply, Reply::Done);
+    }
+    c.bring_up("n1");
+    c.bring_up("n2");
+    c.bring_up("n3");
+    c.enqueue(Event::UserDefined {
+        name: "UE_RWHO".into(),
+        node: "n2".into(),
+    });
+    let id = c.plan_next();
+    let stuck = |why: &str| Command::NodeStuck {
+        execution: id,
+        node: "n2".into(),
+        why: why.into(),
+        at: t(9),
+    };
+    let why = "n2 did not complete its command within 1d 10s";
+    // Only for the execution that runs.
+    assert!(matches!(
+        c.apply(Command::NodeStuck {
+            execution: id + 1,
+            node: "n2".into(),
+            why: why.into(),
+            at: t(9),
+        }),
+        Reply::Ignored { .. }
+    ));
+    assert_eq!(c.apply(stuck(why)), Reply::Done);
+    assert_eq!(
+        c.s.stuck().get("n2"),
+        Some(&Stuck {
+            incarnation: 1,
+            execution: id,
+            why: why.into(),
+            at: t(9),
+        })
+    );
+    // Excluded like a failed node: its node_down is queued (once), the event says why.
+    let down = Event::NodeDown {
+        node: "n2".into(),
+        how: halcyon_policy::Departure::Failure,
+    };
+    let queued: Vec<&Pending> = c.s.pending().iter().filter(|p| p.event == down).collect();
+    assert_eq!(queued.len(), 1, "{:?}", c.s.pending());
+    assert_eq!(queued[0].by, "stuck");
+    let notes = &c.s.record(id).unwrap().notes;
+    assert!(
+        notes.iter().any(|n| n
+            .text
+            .starts_with(&format!("ERROR: {why}: n2 is excluded like a failed node"))),
+        "{notes:#?}"
+    );
+    assert!(matches!(c.apply(stuck(why)), Reply::Ignored { .. }));
+    // The state the replicas keep and the loops copy keep it too.
+    assert_eq!(c.s.clone_without_log().stuck(), c.s.stuck());
+    // A new incarnation (its daemon restarted) may join again.
+    c.apply(Command::Register {
+        node: "n2".into(),
+        incarnation: 2,
+        at: t(10),
+        clean_stop: None,
+    });
+    assert!(c.s.stuck().is_empty());
+    // Not the same one, even if an administrator starts it: the old process may still be
+    // stuck in a start.
+    assert_eq!(c.apply(stuck(why)), Reply::Done);
+    assert_eq!(c.s.stuck()["n2"].incarnation, 2);
+    c.apply(Command::NodeStartAllowed {
+        node: "n2".into(),
+        at: t(11),
+    });
+    assert_eq!(c.s.stuck()["n2"].incarnation, 2);
+}

@@ -234,6 +234,8 @@ pub struct Package {
     pub dependencies: Vec<Dependency>,
     /// `requires` (`"lease"`, `"fencing"`); `None`: the default.
     pub requires: Option<String>,
+    /// `run_timeout`; `None`: the default.
+    pub run_timeout: Option<Duration>,
 }
 
 impl Package {
@@ -253,6 +255,7 @@ impl Package {
             monitors: Vec::new(),
             dependencies: Vec::new(),
             requires: None,
+            run_timeout: None,
         }
     }
 
@@ -293,6 +296,7 @@ impl Package {
         insert_some(&mut package, "failure_expiry", self.failure_expiry.clone());
         insert_some(&mut package, "priority", self.priority.map(i64::from));
         insert_some(&mut package, "requires", self.requires.clone());
+        insert_some(&mut package, "run_timeout", self.run_timeout.map(duration));
         if !self.networks.is_empty() {
             package.insert("networks".into(), strings(&self.networks));
         }

@@ -405,9 +405,11 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     assert_eq!(node_of(&v, "n2")["member"], true, "{v:#}");
 
     // Without --test-faults the debug endpoints do not exist, even for the admin token.
-    let (code, v) = c.request(k, "POST", "/v1/debug/isolate", None);
-    assert_eq!(code, 404, "{v}");
-    assert_eq!(v["error"], "no such API endpoint: /v1/debug/isolate");
+    for path in ["/v1/debug/isolate", "/v1/debug/hold-actions"] {
+        let (code, v) = c.request(k, "POST", path, None);
+        assert_eq!(code, 404, "{v}");
+        assert_eq!(v["error"], format!("no such API endpoint: {path}"));
+    }
 }
 
 /// Sends `request` as is; the whole answer as text.

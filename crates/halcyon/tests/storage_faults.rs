@@ -1,6 +1,8 @@
 //! Storage faults of one node (issue 15, finding 2): a node whose state directory fills up
 //! must not stay a zombie (heartbeating, granted leases, its replica frozen, a move to it
 //! hanging forever). It halts what it runs, leaves the cluster and exits; the others carry on.
+//! The second line, for a node stuck for any other reason: the coordinator does not wait
+//! forever for work the node never completes; it excludes the node, and the event goes on.
 
 mod common;
 
@@ -164,4 +166,111 @@ fn a_node_whose_disk_fills_halts_what_it_runs_and_leaves_the_cluster() {
             .all(|g| !halcyon_resources::group_alive(g)),
         "web's process group on n3 outlived its node"
     );
+}
+
+/// A node that is alive (heartbeating, renewing its lease) but never completes the action it
+/// is handed (its executor held by a test fault: a stuck executor or a frozen replica looks
+/// the same to the cluster) is excluded once its bound passes (web's run_timeout 2 s, its halt
+/// 1 s + 2 x 2 s of kill waits, a margin of 10 s and two leases: 18.238 s): no more lease, its
+/// run given up once its
+/// lease has certainly expired, the move ends, `node_down` moves web to another node, and
+/// later events are processed. It never runs web, and joins again once its daemon restarts.
+#[test]
+fn a_node_that_never_completes_its_action_is_excluded_and_the_package_runs_elsewhere() {
+    let mut spec = Spec::new();
+    spec.web(|_, web| web.run_timeout = Some(Duration::from_secs(2)));
+    let mut c = Cluster::start_with(spec);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_activity_from("n1", Duration::from_secs(5));
+
+    let (code, body) = c.request(3, "POST", "/v1/debug/hold-actions", None);
+    assert_eq!(code, 200, "{body}");
+    // The request answers once the move has ended (or after its wait).
+    let asked = Instant::now();
+    let (code, body) = c.request(1, "POST", "/v1/packages/web/move", Some(r#"{"node":"n3"}"#));
+    assert_eq!(code, 200, "{body}");
+    eprintln!(
+        "the move to n3 answered {:?} after it was asked: {body}",
+        asked.elapsed()
+    );
+    // Without the bound the move waits for n3 forever and nothing below happens.
+    c.wait_for(
+        1,
+        "n3 excluded and web up elsewhere",
+        Duration::from_secs(60),
+        |v| {
+            node_of(v, "n3")["member"] == false
+                && package_of(v, "web")["status"] == "up"
+                && package_of(v, "web")["nodes"][0] != "n3"
+                && v["execution"].is_null()
+                && v["pending"].as_array().is_none_or(Vec::is_empty)
+        },
+    );
+    let took = asked.elapsed();
+    eprintln!("web up elsewhere {took:?} after the move to the stuck n3");
+    assert!(
+        took >= Duration::from_millis(18_238),
+        "n3 was excluded before its bound of 18.238 s: {took:?}"
+    );
+    let holder = package_of(&c.status(1).unwrap(), "web")["nodes"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.wait_activity_from(&holder, Duration::from_secs(5));
+
+    // The event log says why, with the node, the action and the bound.
+    let (code, log) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{log}");
+    let text = log.to_string();
+    for expected in [
+        "n3 did not complete run web within its bound of 18s 238ms (7s it may take + 11s 238ms margin)",
+        "n3 is excluded like a failed node",
+        "n3 was excluded (n3 did not complete run web",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in {log:#}");
+    }
+    let events = c.events(1);
+    assert!(
+        events.iter().any(|e| e == "node_down n3 (failure)"),
+        "{events:#?}"
+    );
+    // So does n3's own log: its lease renewals are refused with the reason.
+    let log = std::fs::read_to_string(c.log_path("n3")).unwrap();
+    assert!(
+        log.contains("lease not renewed: node n3 is excluded: n3 did not complete run web"),
+        "n3's log does not say why it lost its lease:\n{}",
+        c.log_tail("n3", 40)
+    );
+
+    // A later event is processed; n3 stays out (it cannot complete anything) and is
+    // refused leases.
+    let other = if holder == "n1" { "n2" } else { "n1" };
+    let (code, body) = c.request(
+        1,
+        "POST",
+        "/v1/packages/web/move",
+        Some(&format!(r#"{{"node":"{other}"}}"#)),
+    );
+    assert_eq!(code, 200, "{body}");
+    c.wait_web_on(1, other, FAILOVER_TIMEOUT);
+    c.wait_activity_from(other, Duration::from_secs(5));
+    assert_eq!(node_of(&c.status(1).unwrap(), "n3")["member"], false);
+
+    // `node start` cannot bring it back: the old process may still be stuck in a start.
+    let (code, body) = c.request(1, "POST", "/v1/nodes/n3/start", None);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("restart its daemon"), "{body}");
+
+    // Restarted (a new incarnation, which halted everything at start), n3 joins again
+    // and web stays where it runs.
+    c.stop(3);
+    c.start(3);
+    c.wait_member(1, "n3", 2, FORM_TIMEOUT);
+    assert_eq!(package_of(&c.status(1).unwrap(), "web")["nodes"][0], other);
+    assert!(
+        c.activity().iter().all(|(node, _)| node != "n3"),
+        "web ran on n3"
+    );
+    assert_no_overlap(&c.activity(), 2);
 }

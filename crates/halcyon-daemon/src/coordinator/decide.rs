@@ -40,6 +40,20 @@ pub const FORMATION_GRACE: Duration = Duration::from_secs(5);
 pub const ERROR_REMINDER: Duration = Duration::from_secs(30);
 /// The smallest step of the clocks: a moment strictly after a deadline.
 const CLOCK_RESOLUTION: Duration = Duration::from_nanos(1);
+/// The fixed part of [`work_margin`]: the node's replica catching up and its lease being
+/// renewed before it starts, the report's commit through the leader (retried every 0.5 s),
+/// and the scheduling of a loaded machine.
+pub const WORK_MARGIN: Duration = Duration::from_secs(10);
+
+/// Added to what a node's work may legitimately take (its resources' own timeouts) before
+/// the coordinator gives up on the node: [`WORK_MARGIN`], and two leases, each at least a
+/// coordinator election (`halcyon_config::timing`), so that a report that crosses two
+/// elections still arrives in time whatever heartbeat interval the cluster runs (an election
+/// takes under 0.4 s at the defaults, 37 s at the slowest interval accepted). Pacemaker's
+/// `cluster-delay` plays this part.
+pub fn work_margin(lease: Duration) -> Duration {
+    WORK_MARGIN.saturating_add(lease.saturating_mul(2))
+}
 
 /// Everything one round of the coordinator reads.
 pub struct Input<'a> {
@@ -84,7 +98,7 @@ pub struct LeaseFacts<'a> {
 
 /// What the coordinator remembers from one round to the next (not replicated: a new
 /// coordinator starts afresh).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Memory {
     /// Since when a cluster without members has had nodes waiting to join.
     pub forming_since: Option<Instant>,
@@ -92,6 +106,20 @@ pub struct Memory {
     pub execution_seen: Option<(u64, Instant)>,
     /// The execution in ERROR last logged, and when.
     pub error_logged: Option<(u64, Instant)>,
+    /// The work of the execution that its nodes owe, and since when this coordinator has
+    /// seen each owed (a new coordinator counts again from its own first round: later,
+    /// never sooner).
+    pub owed_since: BTreeMap<(u64, Work), Instant>,
+}
+
+/// A node's work of an execution that the coordinator waits for the node to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Work {
+    /// A plan action the node may carry out now (its dependencies are done and the
+    /// program lets it): `ActionDone`.
+    Action { step: usize, index: usize },
+    /// A command of the program (not a built-in one) handed out to the node: `LaunchDone`.
+    Command { launch: u64 },
 }
 
 /// A line for the runtime's log.
@@ -130,7 +158,7 @@ impl Decision {
             .iter()
             .take_while(|(after, _)| *after <= committed)
             .last()
-            .map(|(_, m)| *m)
+            .map(|(_, m)| m.clone())
             .unwrap_or_default()
     }
 
@@ -164,7 +192,10 @@ pub fn decide(input: &Input) -> Decision {
         }
     }
     match &view.execution() {
-        None => next_event(&mut round, config),
+        None => {
+            round.remember(|m| m.owed_since.clear());
+            next_event(&mut round, config);
+        }
         Some(execution) => {
             complete_actions(&mut round, config, execution);
             watch_program(&mut round, config, execution);
@@ -186,7 +217,7 @@ impl<'a> Round<'a> {
             decision: Decision {
                 commands: Vec::new(),
                 logs: Vec::new(),
-                memory: vec![(0, input.memory)],
+                memory: vec![(0, input.memory.clone())],
                 wake_at: None,
                 fences: Vec::new(),
                 voter_change: None,
@@ -211,7 +242,7 @@ impl<'a> Round<'a> {
         self.decision
             .memory
             .last()
-            .map(|(_, m)| *m)
+            .map(|(_, m)| m.clone())
             .unwrap_or_default()
     }
 
@@ -346,8 +377,8 @@ fn auto_shrink(round: &mut Round, config: &Config) {
 }
 
 /// Membership, level-triggered: the coordinator's view against the committed members.
-/// `node_up` for a reachable non-member that registered (unless halted), `node_down` for
-/// an unreachable member (once).
+/// `node_up` for a reachable non-member that registered (unless halted, or excluded as
+/// stuck: see [`bound_work`]), `node_down` for an unreachable member (once).
 fn membership(round: &mut Round, config: &Config) {
     let view = round.input.view;
     for n in &config.cluster.nodes {
@@ -360,6 +391,7 @@ fn membership(round: &mut Round, config: &Config) {
                 if !member
                     && !view.cluster_halted()
                     && !view.halted_by_admin().contains(&n.name)
+                    && !view.stuck().contains_key(&n.name)
                     && !view.is_pending_or_running(&up)
                     && view.incarnations().contains_key(&n.name) =>
             {
@@ -641,7 +673,9 @@ fn plan_or_refuse(
 /// node's lease has certainly expired; a halt on a node whose lease expired, when the node
 /// is unreachable or the package is a failover package (a node cut off from the quorum
 /// halts its failover packages itself); a run on an unreachable node without a lease
-/// fails.
+/// fails; every action of a node excluded as stuck ([`bound_work`]) is given up once its
+/// lease has certainly expired (a halt of a failover package done, the node halted it
+/// itself; anything else failed).
 fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
     let facts = &round.input.lease;
     let (duration, drift, margin) = (facts.duration, lease::DRIFT * 100.0, lease::MARGIN);
@@ -659,16 +693,18 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
             continue;
         }
         let unreachable = round.reach(config, action.node.as_str()) == Some(NodeState::Unreachable);
+        let stuck = round.input.view.stuck().get(&action.node);
         let failover = action
             .package
             .as_ref()
             .and_then(|p| config.package(p.as_str()))
             .is_some_and(|p| p.is_failover());
         let is_halt = matches!(action.kind, ActionKind::Halt | ActionKind::HaltForced);
-        let waits = match action.kind {
-            ActionKind::Run => unreachable,
-            _ => is_halt && (unreachable || failover),
-        };
+        let waits = stuck.is_some()
+            || match action.kind {
+                ActionKind::Run => unreachable,
+                _ => is_halt && (unreachable || failover),
+            };
         if !waits {
             continue;
         }
@@ -677,34 +713,73 @@ fn complete_actions(round: &mut Round, config: &Config, execution: &Execution) {
             continue;
         }
         let node = &action.node;
-        let (ok, detail) = match action.kind {
-            ActionKind::Run => (false, format!("{node} is unreachable and holds no lease")),
+        let package = action
+            .package
+            .as_ref()
+            .map_or("its packages", |p| p.as_str());
+        let no_lease = format!("none granted for {duration:?} x (1 + {drift} %) + {margin:?}");
+        let (ok, detail) = match (action.kind.clone(), stuck) {
+            (ActionKind::Run, Some(stuck)) => (
+                false,
+                format!(
+                    "{node} was excluded ({}) and holds no lease ({no_lease}): {package} was not started there",
+                    stuck.why
+                ),
+            ),
+            (ActionKind::Run, None) => (false, format!("{node} is unreachable and holds no lease")),
             _ if unreachable => (
                 true,
                 format!("{node} is unreachable and its lease has expired: its packages are halted"),
             ),
-            // Heard (e.g. on the disk network) but cut off from the quorum: it cannot
-            // report the halt, but without a lease since the release deadline it has
-            // halted its failover packages itself (its supervisors fence them, or the guard if it is
-            // paused), the same rule as `AwaitRelease`.
-            _ => {
-                let package = action
-                    .package
-                    .as_ref()
-                    .map_or("its packages", |p| p.as_str());
-                let detail = format!(
-                    "{node} holds no lease (none granted for {duration:?} x (1 + {drift} %) + {margin:?}): cut off from the quorum, it has halted {package} itself"
-                );
-                round.log(
-                    Level::WARN,
+            // Excluded, and not a halt the lease makes certain: not carried out.
+            (kind, Some(stuck)) if !(is_halt && failover) => (
+                false,
+                format!(
+                    "{node} was excluded ({}): {kind} {package} was not carried out{}",
+                    stuck.why,
+                    if is_halt {
+                        " and it may still run there (not a failover package: no lease stops it)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            // Heard (e.g. on the disk network) but cut off from the quorum, or excluded as
+            // stuck: it cannot report the halt, but without a lease since the release
+            // deadline it has halted its failover packages itself (its supervisors fence
+            // them, or the guard if it is paused), the same rule as `AwaitRelease`.
+            (_, stuck) => {
+                let why = match stuck {
+                    Some(stuck) => format!("excluded ({})", stuck.why),
+                    None => "cut off from the quorum".to_owned(),
+                };
+                (
+                    true,
                     format!(
-                        "coordinator completes a halt: {detail} execution={}",
-                        execution.id
+                        "{node} holds no lease ({no_lease}): {why}, it has halted {package} itself"
                     ),
-                );
-                (true, detail)
+                )
             }
         };
+        if stuck.is_some() {
+            round.log(
+                Level::WARN,
+                format!(
+                    "coordinator gives up {} {package} on {node} ({}): {detail} execution={}",
+                    action.kind,
+                    if ok { "done" } else { "FAILED" },
+                    execution.id
+                ),
+            );
+        } else if ok && !unreachable {
+            round.log(
+                Level::WARN,
+                format!(
+                    "coordinator completes a halt: {detail} execution={}",
+                    execution.id
+                ),
+            );
+        }
         round.commit(Command::ActionDone {
             execution: execution.id,
             step,
@@ -811,9 +886,10 @@ fn fence_summary(view: &State, node: &str) -> String {
         .map_or_else(String::new, |f| f.report.summary.clone())
 }
 
-/// The program: abandons the commands of nodes whose lease has certainly expired, warns
-/// when the event runs longer than its maximum duration (and again every further maximum
-/// duration while it runs), and reminds the log of an event waiting in ERROR.
+/// The program: excludes a node that does not complete its work within its bound,
+/// abandons the commands of nodes whose lease has certainly expired, warns when the event
+/// runs longer than its maximum duration (and again every further maximum duration while it
+/// runs), and reminds the log of an event waiting in ERROR.
 fn watch_program(round: &mut Round, config: &Config, execution: &Execution) {
     let now = round.input.now;
     round.remember(|m| {
@@ -822,9 +898,132 @@ fn watch_program(round: &mut Round, config: &Config, execution: &Execution) {
         }
     });
     let seen = round.memory().execution_seen.map_or(now, |(_, at)| at);
+    bound_work(round, config, execution);
     abandon_lost_nodes(round, config, execution, seen);
     too_long(round, execution);
     remind_error(round, execution);
+}
+
+/// One piece of work a node owes: what it is, as a person reads it, and the longest it may
+/// legitimately take on the node.
+struct Owed<'a> {
+    work: Work,
+    node: &'a NodeName,
+    what: String,
+    takes: Duration,
+}
+
+/// The work of `execution` that nodes owe now, in plan then launch order: the ready plan
+/// actions on nodes (not `AwaitRelease`, the coordinator's own) and the program's commands
+/// handed out to nodes (not the built-in ones, which end with their node's actions, nor
+/// the notify commands, which the coordinator runs). A node already excluded owes nothing.
+fn owed_work<'a>(config: &Config, view: &State, execution: &'a Execution) -> Vec<Owed<'a>> {
+    let mut owed = Vec::new();
+    for (step, index, action) in execution.ready_actions() {
+        let package = action
+            .package
+            .as_ref()
+            .and_then(|p| config.package(p.as_str()));
+        // A package no longer in the running configuration (a `config_change` removes it
+        // while it halts): its timeouts are unknown here; any one of them is at most the
+        // event's maximum duration (`halcyon check`).
+        let unknown = config.cluster.limits.max_event_duration;
+        let takes = match action.kind {
+            ActionKind::AwaitRelease => continue,
+            ActionKind::Run => package.map_or(unknown, |p| p.run_bound()),
+            ActionKind::Halt | ActionKind::HaltForced => {
+                package.map_or(unknown, |p| p.halt_bound())
+            }
+            // Addresses moved with netlink: no command, no timeout of its own.
+            ActionKind::SwapAdapter { .. } => Duration::ZERO,
+        };
+        let what = match &action.package {
+            Some(p) => format!("{} {p}", action.kind),
+            None => action.kind.to_string(),
+        };
+        owed.push(Owed {
+            work: Work::Action { step, index },
+            node: &action.node,
+            what,
+            takes,
+        });
+    }
+    for (launch, l) in &execution.launches {
+        let Some(node) = &l.node else { continue };
+        if halcyon_events::Builtin::parse(&l.command).is_some() {
+            continue;
+        }
+        owed.push(Owed {
+            work: Work::Command { launch: *launch },
+            node,
+            what: format!("the command \"{}\" (launch {launch})", l.command),
+            takes: crate::executor::decide::COMMAND_LIMIT,
+        });
+    }
+    owed.retain(|o| !view.stuck().contains_key(o.node));
+    owed
+}
+
+/// The bound on a node's work (issue 15): a node that has owed a piece of work for longer
+/// than it may legitimately take (its resources' own timeouts: `Package::run_bound`,
+/// `Package::halt_bound`, a command's time limit) plus [`work_margin`] is excluded like a
+/// failed node (`NodeStuck`, once per node): no lease is granted to it any more, so once
+/// its lease has certainly expired its work is given up (`abandon_lost_nodes`,
+/// `complete_actions`) and its `node_down` moves its packages. Counted from when this
+/// coordinator first saw the work owed.
+fn bound_work(round: &mut Round, config: &Config, execution: &Execution) {
+    let now = round.input.now;
+    let owed = owed_work(config, round.input.view, execution);
+    round.remember(|m| {
+        m.owed_since
+            .retain(|(id, work), _| *id == execution.id && owed.iter().any(|o| o.work == *work));
+        for o in &owed {
+            m.owed_since.entry((execution.id, o.work)).or_insert(now);
+        }
+    });
+    let memory = round.memory();
+    let margin = work_margin(round.input.lease.duration);
+    let mut excluded: BTreeSet<&NodeName> = BTreeSet::new();
+    for o in &owed {
+        if excluded.contains(o.node) {
+            continue;
+        }
+        let since = memory
+            .owed_since
+            .get(&(execution.id, o.work))
+            .copied()
+            .unwrap_or(now);
+        let bound = o.takes.saturating_add(margin);
+        let Some(deadline) = since.checked_add(bound) else {
+            continue;
+        };
+        if now < deadline {
+            round.wake(deadline);
+            continue;
+        }
+        excluded.insert(o.node);
+        let node = o.node;
+        let why = format!(
+            "{node} did not complete {} within its bound of {} ({} it may take + {} margin)",
+            o.what,
+            humantime::format_duration(bound),
+            humantime::format_duration(o.takes),
+            humantime::format_duration(margin),
+        );
+        round.log(
+            Level::ERROR,
+            format!(
+                "excluding {node} like a failed node: {why}; no lease is granted to it, its work is given up once its lease has certainly expired execution={}",
+                execution.id
+            ),
+        );
+        round.commit(Command::NodeStuck {
+            execution: execution.id,
+            node: node.clone(),
+            why,
+            at: round.input.timestamp,
+        });
+    }
 }
 
 fn abandon_lost_nodes(round: &mut Round, config: &Config, execution: &Execution, seen: Instant) {
@@ -840,12 +1039,13 @@ fn abandon_lost_nodes(round: &mut Round, config: &Config, execution: &Execution,
             continue;
         }
         let unreachable = round.reach(config, node.as_str()) == Some(NodeState::Unreachable);
+        let stuck = round.input.view.stuck().get(&node);
         let why = format!(
             "{node} {} and holds no lease (none granted for {duration:?} x (1 + {} %) + {:?})",
-            if unreachable {
-                "failed during the event"
-            } else {
-                "is cut off from the quorum"
+            match stuck {
+                Some(stuck) => format!("was excluded ({})", stuck.why),
+                None if unreachable => "failed during the event".to_owned(),
+                None => "is cut off from the quorum".to_owned(),
             },
             lease::DRIFT * 100.0,
             lease::MARGIN,
@@ -940,7 +1140,7 @@ mod tests {
         };
         let logged = Memory {
             error_logged: Some((7, t0)),
-            ..seen
+            ..seen.clone()
         };
         let log = |after: usize| Log {
             after,
@@ -956,7 +1156,11 @@ mod tests {
                 2
             ],
             logs: vec![log(0), log(1), log(2)],
-            memory: vec![(0, Memory::default()), (1, seen), (2, logged)],
+            memory: vec![
+                (0, Memory::default()),
+                (1, seen.clone()),
+                (2, logged.clone()),
+            ],
             wake_at: None,
             fences: Vec::new(),
             voter_change: None,
@@ -966,5 +1170,29 @@ mod tests {
         assert_eq!(decision.memory_after(2), logged);
         let lines: Vec<&str> = decision.logs_at(1).map(|l| l.message.as_str()).collect();
         assert_eq!(lines, ["line 1"]);
+    }
+
+    /// The margin on a node's work covers two coordinator elections on top of its fixed
+    /// part, for every heartbeat interval the configuration accepts (a lease is never shorter
+    /// than an election: `halcyon check`).
+    #[test]
+    fn the_margin_on_a_nodes_work_outlasts_two_elections_at_every_interval() {
+        use halcyon_config::limits::{HEARTBEAT_INTERVAL_MAX_MS, HEARTBEAT_INTERVAL_MIN_MS};
+        use halcyon_config::timing;
+        for ms in HEARTBEAT_INTERVAL_MIN_MS..=HEARTBEAT_INTERVAL_MAX_MS {
+            let interval = Duration::from_millis(ms);
+            let lease = timing::lease_min_for_elections(interval);
+            let election = timing::election_time_max(interval);
+            assert!(
+                work_margin(lease) >= WORK_MARGIN + election * 2,
+                "interval {interval:?}: margin {:?}, election {election:?}",
+                work_margin(lease)
+            );
+        }
+        // The defaults: 10 s and two leases of 619 ms.
+        assert_eq!(
+            work_margin(Duration::from_millis(619)),
+            Duration::from_millis(11_238)
+        );
     }
 }

@@ -156,7 +156,7 @@ impl Node {
             fencing: &c.fencing,
             voters: &voters,
             changing_voters: c.changing_voters,
-            memory: c.memory,
+            memory: c.memory.clone(),
             now: self.platform.clock.now(),
             timestamp: self.timestamp(),
         };

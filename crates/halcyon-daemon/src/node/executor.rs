@@ -263,6 +263,13 @@ impl Node {
         action: LocalAction,
     ) {
         match action {
+            // The test fault of a stuck executor: the action stays in flight, so it is
+            // neither carried out nor handed out again, and never reported.
+            LocalAction::Act { key, package, .. }
+                if self.hold_actions.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::warn!(package = %package, execution = key.0, step = key.1, index = key.2, "test fault: plan action held");
+            }
             LocalAction::Act { key, package, what } => {
                 self.act(executor, config, key, package, what)
             }

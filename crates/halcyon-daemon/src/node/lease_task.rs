@@ -51,7 +51,13 @@ pub struct LeaseTask {
     heartbeats: Option<Box<dyn HeartbeatHandle>>,
     /// The watchdog device, when configured and present.
     watchdog: Option<Watchdog>,
+    /// The leader's refusal that excludes this node (`State::stuck`), as last logged: logged
+    /// once, not at every renewal.
+    exclusion_logged: Option<String>,
 }
+
+/// Marks the leader's refusal of a node excluded for not completing its work.
+const EXCLUDED: &str = " is excluded: ";
 
 impl LeaseTask {
     pub(crate) fn new(
@@ -73,6 +79,7 @@ impl LeaseTask {
             commands,
             heartbeats: Some(heartbeats),
             watchdog,
+            exclusion_logged: None,
         };
         (lease, commands_tx, task)
     }
@@ -139,10 +146,18 @@ impl Node {
                 Renewal::Granted(answer) => {
                     self.granted(&task.publish, t_boot, t_send, answer.read_index);
                     self.renewal_took(t_send);
+                    task.exclusion_logged = None;
                 }
                 Renewal::LeaderChanged => {
                     tracing::debug!(node = %self.name, "lease renewal: the leader changed; asking the new one");
                     continue;
+                }
+                // The cluster gave up on this node: its own log says why, once.
+                Renewal::NotGranted(why)
+                    if why.contains(EXCLUDED) && task.exclusion_logged.as_ref() != Some(&why) =>
+                {
+                    tracing::error!(node = %self.name, "lease not renewed: {why}");
+                    task.exclusion_logged = Some(why);
                 }
                 Renewal::NotGranted(why) => {
                     tracing::debug!(node = %self.name, "lease not renewed: {why}")
@@ -265,8 +280,8 @@ impl Node {
         }
     }
 
-    /// Leader side of a renewal: quorum check, departed check, then the grant is handed to
-    /// the coordinator (which keeps the grant table) before it is answered.
+    /// Leader side of a renewal: quorum check, departed and stuck checks, then the grant is
+    /// handed to the coordinator (which keeps the grant table) before it is answered.
     pub async fn grant_lease(&self, node: &str) -> LeaseAnswer {
         let refuse = |error: String| LeaseAnswer {
             granted: false,
@@ -306,6 +321,12 @@ impl Node {
         if state.departed().contains(node) {
             return refuse(format!(
                 "node {node} is committed as down; it must join again first"
+            ));
+        }
+        if let Some(stuck) = state.stuck().get(node) {
+            return refuse(format!(
+                "node {node}{EXCLUDED}{}; it joins again when its daemon restarts",
+                stuck.why
             ));
         }
         let grant = (node.into(), self.platform.clock.now());

@@ -130,6 +130,10 @@ pub struct Node {
     pub test_faults: bool,
     /// Test-only heartbeat drops (`--test-faults`).
     pub heartbeat_faults: HeartbeatFaults,
+    /// Test only: plan actions handed to this node are held, never carried out nor
+    /// reported (a stuck executor). Set by `POST /v1/debug/hold-actions` (`--test-faults`)
+    /// or the simulator's `--hang`; nothing else sets it.
+    pub hold_actions: AtomicBool,
     /// The heartbeat sealer's counts (authenticated heartbeats only).
     pub heartbeat_sealer: Option<halcyon_membership::SealerHandle>,
     /// Who may call the API, and how node requests are signed (see `auth`).
@@ -301,6 +305,7 @@ impl Node {
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
             heartbeat_faults,
+            hold_actions: AtomicBool::new(false),
             heartbeat_sealer,
             auth,
             raft_tls,
