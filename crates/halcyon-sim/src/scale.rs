@@ -84,6 +84,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         fencing: false,
         auto_shrink: false,
         wipe: false,
+        disk_errors: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

@@ -7,6 +7,7 @@
 //! halcyon-sim --seeds 200 --fast              the same with the fast heartbeat profile
 //! halcyon-sim --seeds 200 --fencing           every node with a simulated fence device
 //! halcyon-sim --seeds 200 --auto-shrink       the voters shrink after 2 s of a node down
+//! halcyon-sim --seeds 200 --disk-errors       full disks among the faults
 //! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
 //! ```
 
@@ -67,6 +68,10 @@ struct Cli {
     /// A crashed node boots with its state directory emptied (a rebuilt node).
     #[arg(long)]
     wipe: bool,
+    /// Full disks among the faults: every write of a node's Raft store fails; its daemon
+    /// halts its packages and exits, and starts again on its kept storage when space is back.
+    #[arg(long)]
+    disk_errors: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
             fencing: cli.fencing,
             auto_shrink: cli.auto_shrink,
             wipe: cli.wipe,
+            disk_errors: cli.disk_errors,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
