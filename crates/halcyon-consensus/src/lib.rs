@@ -9,8 +9,8 @@
 //!   facade the daemon calls;
 //! - `store.rs`: the redb log store and state machine (one database file per node);
 //! - `net.rs`: length-prefixed JSON RPCs over a pluggable stream [`Transport`], the
-//!   [`FaultHook`] that partitions nodes and slows disks in tests, and the server that feeds a
-//!   Raft instance;
+//!   [`FaultHook`] that partitions nodes and slows or fills disks in tests, and the server
+//!   that feeds a Raft instance;
 //! - `runtime.rs`: [`HalcyonRuntime`], openraft's tokio runtime with a thread-local random
 //!   generator that [`seed_thread_rng`] seeds, so a simulator run (all hosts on one thread) draws
 //!   the same election timeouts for the same seed. Unseeded, it is seeded from OS entropy.
@@ -29,6 +29,8 @@
 //!   before the durable write of an append or a vote, so it never blocks the runtime's thread and
 //!   runs on simulated time in a simulator. openraft 0.9's Raft core awaits the log store, so
 //!   while a node's disk is slow its core does nothing else (a leader sends no heartbeats);
+//! - a full disk ([`FaultHook::set_disk_error`]) fails every store write with `ENOSPC` before
+//!   a transaction begins; openraft's core stops on it and [`Consensus::failed`] resolves;
 //! - "I am leader" is not a lease: a leader cut off from the majority keeps believing it leads in
 //!   openraft 0.9. Use [`Consensus::millis_since_quorum_ack`] for lease decisions.
 

@@ -109,8 +109,9 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
-/// Injected faults, shared by clones: blocked links between nodes, blocked addresses and slow
-/// disks. Tests partition nodes with it; it is empty (everything allowed, no delay) by default.
+/// Injected faults, shared by clones: blocked links between nodes, blocked addresses, slow
+/// disks and failing disks. Tests and the simulator partition nodes with it; it is empty
+/// (everything allowed, no delay, no disk error) by default, and the daemon never sets one.
 #[derive(Debug, Clone, Default)]
 pub struct FaultHook {
     faults: Arc<RwLock<Faults>>,
@@ -126,6 +127,8 @@ struct Faults {
     blocked_addrs: HashSet<SocketAddr>,
     /// Nodes whose log store waits this long (never zero) before each durable append or vote.
     disk_delays: HashMap<NodeId, Duration>,
+    /// Nodes whose disk is full or failing: every write of their store fails.
+    disk_errors: HashSet<NodeId>,
 }
 
 impl FaultHook {
@@ -175,7 +178,24 @@ impl FaultHook {
             .unwrap_or(Duration::ZERO)
     }
 
-    /// Removes every fault, disk delays included.
+    /// Makes every write of node `node`'s store (log appends, truncations and purges, the
+    /// vote, the committed log id, snapshots) fail with the error a full disk gives
+    /// (`ENOSPC`), writing nothing, until [`FaultHook::clear_disk_error`]. Reads still work.
+    pub fn set_disk_error(&self, node: NodeId) {
+        self.write().disk_errors.insert(node);
+    }
+
+    pub fn clear_disk_error(&self, node: NodeId) {
+        self.write().disk_errors.remove(&node);
+    }
+
+    /// Whether node `node`'s store writes fail (see [`FaultHook::set_disk_error`]).
+    pub fn disk_error(&self, node: NodeId) -> bool {
+        let faults = self.faults.read().expect(crate::POISONED);
+        faults.disk_errors.contains(&node)
+    }
+
+    /// Removes every fault, disk delays and disk errors included.
     pub fn heal(&self) {
         *self.write() = Faults::default();
     }

@@ -28,6 +28,10 @@
 //!   node, [`LogStore`] sleeps that long (tokio time, so simulated time in a simulator) before
 //!   the durable write of an append or a vote, never while holding a transaction. Without a
 //!   delay it does not wait at all.
+//! - a full or failing disk is simulated only by refusing: when the [`FaultHook`] sets a disk
+//!   error for this node, every write of the store (append, truncate, purge, vote, committed
+//!   log id, snapshot) returns the error redb gives when the disk is full (`ENOSPC` from the
+//!   commit) before it begins a transaction, so nothing is written; reads still work.
 
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -105,6 +109,46 @@ pub enum StoreError {
     #[cfg(test)]
     #[error("injected commit failure")]
     Injected,
+}
+
+/// Linux's `ENOSPC` ("No space left on device"): what a write to a full disk fails with.
+const ENOSPC: i32 = 28;
+
+/// The error a write of this store returns when the disk under it is full: redb's commit
+/// failed on an I/O error.
+fn disk_full() -> StoreError {
+    StoreError::Commit(redb::CommitError::Storage(redb::StorageError::Io(
+        std::io::Error::from_raw_os_error(ENOSPC),
+    )))
+}
+
+/// The node's disk as the fault hook makes it (tests and the simulator; the daemon's hook is
+/// empty): slow, full, or neither.
+#[derive(Clone, Debug)]
+struct Disk {
+    node_id: NodeId,
+    fault_hook: FaultHook,
+}
+
+impl Disk {
+    /// Waits as long as a write to a slow disk would take: the disk delay the fault hook sets
+    /// for this node. Returns at once (without yielding) when there is none.
+    async fn wait_if_slow(&self) {
+        let delay = self.fault_hook.disk_delay(self.node_id);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Fails as a write to a full disk does when the fault hook sets a disk error for this
+    /// node. Called before a write transaction begins.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fault_hook.disk_error(self.node_id) {
+            Err(disk_full())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 fn io_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: StoreError) -> Error {
@@ -282,7 +326,7 @@ fn seal_in_place(db: &Database, place: &Place) -> Result<(), StoreError> {
 
 /// Opens (or creates) node `node_id`'s database at `path` and returns its log store and state
 /// machine. When the database holds a snapshot, `app` is restored from it. The log store takes
-/// its disk delay for `node_id` from `fault_hook`.
+/// its disk delay and both take their disk error for `node_id` from `fault_hook`.
 pub fn open(
     path: &Path,
     app: Box<dyn Application>,
@@ -298,15 +342,18 @@ pub fn open(
         file: Arc::from(path),
     };
     check_or_seal(&db, &place)?;
+    let disk = Disk {
+        node_id,
+        fault_hook,
+    };
     let log_store = LogStore {
         db: db.clone(),
         place: place.clone(),
-        node_id,
-        fault_hook,
+        disk: disk.clone(),
         #[cfg(test)]
         fail_next_commit: Default::default(),
     };
-    let state_machine = StateMachineStore::open(db, place, app)?;
+    let state_machine = StateMachineStore::open(db, place, disk, app)?;
     Ok((log_store, state_machine))
 }
 
@@ -346,9 +393,8 @@ fn write_meta<T: Serialize>(
 pub struct LogStore {
     db: Arc<Database>,
     place: Place,
-    node_id: NodeId,
-    /// Says how slow this node's disk is (a fault injected by tests and the simulator).
-    fault_hook: FaultHook,
+    /// How slow or full this node's disk is (a fault injected by tests and the simulator).
+    disk: Disk,
     #[cfg(test)]
     fail_next_commit: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -357,15 +403,6 @@ impl LogStore {
     /// A handle that tells whether any store object still holds the database open.
     pub(crate) fn database_handle(&self) -> std::sync::Weak<Database> {
         Arc::downgrade(&self.db)
-    }
-
-    /// Waits as long as a write to a slow disk would take: the disk delay the fault hook sets
-    /// for this node. Returns at once (without yielding) when there is none.
-    async fn wait_for_slow_disk(&self) {
-        let delay = self.fault_hook.disk_delay(self.node_id);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
     }
 
     fn entries(
@@ -429,6 +466,7 @@ impl LogStore {
     where
         I: IntoIterator<Item = Entry<TypeConfig>>,
     {
+        self.disk.writable()?;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -452,6 +490,7 @@ impl LogStore {
 
     /// Deletes every entry at or after `index`.
     fn truncate_from(&self, index: u64) -> Result<(), StoreError> {
+        self.disk.writable()?;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -464,6 +503,7 @@ impl LogStore {
 
     /// Records `log_id` as purged and deletes every entry up to it, atomically.
     fn purge_upto(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
+        self.disk.writable()?;
         let bytes = seal(&serde_json::to_vec(log_id)?);
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -502,8 +542,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), Error> {
-        self.wait_for_slow_disk().await;
-        write_meta(&self.db, KEY_VOTE, vote, Durability::Immediate)
+        self.disk.wait_if_slow().await;
+        self.disk
+            .writable()
+            .and_then(|()| write_meta(&self.db, KEY_VOTE, vote, Durability::Immediate))
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
@@ -513,7 +555,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), Error> {
-        write_meta(&self.db, KEY_COMMITTED, &committed, Durability::None)
+        self.disk
+            .writable()
+            .and_then(|()| write_meta(&self.db, KEY_COMMITTED, &committed, Durability::None))
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
@@ -529,7 +573,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.wait_for_slow_disk().await;
+        self.disk.wait_if_slow().await;
         self.append_then(entries, |result| callback.log_io_completed(result))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
@@ -591,6 +635,7 @@ fn load_snapshot(db: &Database, place: &Place) -> Result<Option<(Meta, Vec<u8>)>
 pub struct StateMachineStore {
     db: Arc<Database>,
     place: Place,
+    disk: Disk,
     app: Box<dyn Application>,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
@@ -601,6 +646,7 @@ impl StateMachineStore {
     fn open(
         db: Arc<Database>,
         place: Place,
+        disk: Disk,
         mut app: Box<dyn Application>,
     ) -> Result<Self, StoreError> {
         let mut last_applied = None;
@@ -614,6 +660,7 @@ impl StateMachineStore {
         Ok(Self {
             db,
             place,
+            disk,
             app,
             last_applied,
             membership,
@@ -672,6 +719,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             db: self.db.clone(),
             place: self.place.clone(),
+            disk: self.disk.clone(),
             meta: Meta {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
@@ -701,7 +749,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        save_snapshot(&self.db, &self.place, meta, &data)
+        self.disk
+            .writable()
+            .and_then(|()| save_snapshot(&self.db, &self.place, meta, &data))
             .map_err(|e| io_error(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))?;
         tracing::info!(snapshot = %meta, "snapshot installed");
         Ok(())
@@ -721,13 +771,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     db: Arc<Database>,
     place: Place,
+    disk: Disk,
     meta: Meta,
     data: Vec<u8>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, Error> {
-        save_snapshot(&self.db, &self.place, &self.meta, &self.data).map_err(|e| {
+        let saved = self
+            .disk
+            .writable()
+            .and_then(|()| save_snapshot(&self.db, &self.place, &self.meta, &self.data));
+        saved.map_err(|e| {
             io_error(
                 ErrorSubject::Snapshot(Some(self.meta.signature())),
                 ErrorVerb::Write,
@@ -1093,6 +1148,147 @@ mod tests {
         hook.set_disk_delay(2, DELAY);
         hook.set_disk_delay(2, Duration::ZERO);
         assert_eq!(hook.disk_delay(2), Duration::ZERO, "a zero delay clears");
+    }
+
+    /// Asserts that `result` is the error a full disk gives: `ENOSPC`, seen by openraft as a
+    /// write of `subject`.
+    fn assert_disk_full<T: Debug>(result: Result<T, Error>, subject: &str) {
+        let error = result.expect_err("a write to a full disk fails");
+        let text = error.to_string();
+        assert!(
+            text.contains("No space left on device"),
+            "{subject}: {text}"
+        );
+        assert!(text.contains(subject), "{subject}: {text}");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_every_write_with_enospc_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.redb");
+        let hook = FaultHook::default();
+        let (mut store, mut machine) =
+            open(&path, Box::new(Recorder::default()), 2, hook.clone()).expect("open");
+        store
+            .blocking_append((1..=4).map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        store.save_vote(&Vote::new(1, 2)).await.expect("vote");
+        machine
+            .apply((1..=2).map(|i| entry(1, i)))
+            .await
+            .expect("apply");
+        let mut builder = machine.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.expect("snapshot");
+
+        match disk_full() {
+            StoreError::Commit(redb::CommitError::Storage(redb::StorageError::Io(e))) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull)
+            }
+            other => panic!("not the I/O error of a commit: {other}"),
+        }
+        hook.set_disk_error(1);
+        store
+            .blocking_append([entry(1, 5)])
+            .await
+            .expect("only node 1's disk is full");
+        hook.clear_disk_error(1);
+
+        hook.set_disk_error(2);
+        assert!(hook.disk_error(2));
+        assert_disk_full(store.blocking_append([entry(1, 6)]).await, "Logs");
+        assert_disk_full(store.save_vote(&Vote::new(2, 2)).await, "Vote");
+        assert_disk_full(store.save_committed(Some(log_id(1, 1, 3))).await, "Store");
+        assert_disk_full(store.truncate(log_id(1, 1, 3)).await, "Logs");
+        assert_disk_full(store.purge(log_id(1, 1, 2)).await, "Logs");
+        assert_disk_full(
+            machine.get_snapshot_builder().await.build_snapshot().await,
+            "Snapshot",
+        );
+        assert_disk_full(
+            machine
+                .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+                .await,
+            "Snapshot",
+        );
+        // Reads still work, and show that nothing was written.
+        assert_eq!(
+            store.read_vote().await.expect("vote"),
+            Some(Vote::new(1, 2))
+        );
+        assert_eq!(store.read_committed().await.expect("committed"), None);
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id, None);
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+
+        hook.clear_disk_error(2);
+        assert!(!hook.disk_error(2));
+        store
+            .blocking_append([entry(1, 6)])
+            .await
+            .expect("space is back");
+        store
+            .save_vote(&Vote::new(2, 2))
+            .await
+            .expect("space is back");
+        hook.set_disk_error(2);
+        hook.heal();
+        assert!(!hook.disk_error(2), "healing clears disk errors");
+    }
+
+    /// A write that fails on a full disk stops openraft's core, and [`crate::Consensus::failed`]
+    /// resolves with the reason: what the daemon waits on to halt its packages and leave.
+    #[tokio::test]
+    async fn a_full_disk_stops_the_replica_and_consensus_failed_resolves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hook = FaultHook::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let consensus = crate::Consensus::open_with(
+            7,
+            1,
+            &dir.path().join("raft.redb"),
+            Recorder::default(),
+            crate::RaftTimings {
+                write_timeout: Duration::from_secs(2),
+                ..crate::RaftTimings::default()
+            },
+            crate::TcpTransport,
+            vec![listener],
+            hook.clone(),
+        )
+        .await
+        .expect("open");
+        let me = consensus.node().clone();
+        consensus
+            .initialize(std::collections::BTreeMap::from([(1, me)]))
+            .await
+            .expect("initialize");
+        let wrote = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match consensus.write(b"before".to_vec()).await {
+                    Ok(_) => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await;
+        assert!(
+            wrote.is_ok(),
+            "a single node commits while its disk is fine"
+        );
+        let failed = tokio::time::timeout(Duration::from_millis(200), consensus.failed()).await;
+        assert!(failed.is_err(), "a healthy replica has not failed");
+
+        hook.set_disk_error(1);
+        let write = consensus.write(b"after".to_vec()).await;
+        assert!(write.is_err(), "a write to a full disk is not committed");
+        let why = tokio::time::timeout(Duration::from_secs(5), consensus.failed())
+            .await
+            .expect("failed() resolves once the core stopped");
+        assert!(why.contains("No space left on device"), "{why}");
+        consensus.shutdown().await;
     }
 
     #[tokio::test]

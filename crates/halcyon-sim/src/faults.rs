@@ -56,6 +56,13 @@ pub enum Kind {
     Delay(Duration),
     /// Every log append and vote save on `nodes` takes this long.
     SlowDisk(Duration),
+    /// The disk of `nodes` is full: every write of its Raft store fails (`ENOSPC`). A quiet
+    /// cluster writes nothing, so a service exits as the disk fills (on the node if it runs
+    /// one): the failure the cluster then commits stops the node's replica, and its daemon
+    /// halts its packages and exits as the real one does; at the end of the fault (space
+    /// back) the daemon is started again on its kept storage. Drawn only with
+    /// `--disk-errors`.
+    DiskError,
     /// A service of package number `package` exits by itself (the daemon restarts it or
     /// fails the package over).
     ServiceExit { package: usize },
@@ -100,6 +107,7 @@ impl fmt::Display for Fault {
                 "slow disk on {nodes} ({} ms a write) for {lasts:.2} s",
                 delay.as_millis()
             ),
+            Kind::DiskError => write!(f, "full disk on {nodes} for {lasts:.2} s"),
             Kind::ServiceExit { package } => write!(f, "the service of package p{package} exits"),
             Kind::Hang => write!(
                 f,
@@ -110,15 +118,26 @@ impl fmt::Display for Fault {
 }
 
 /// Draws a schedule of faults for `nodes` nodes and `packages` packages over `span`: one
-/// fault after another, each healed before the next begins, with gaps between them.
-pub fn draw(seed: u64, nodes: u32, packages: usize, span: Duration) -> Vec<Fault> {
+/// fault after another, each healed before the next begins, with gaps between them. With
+/// `disk_errors`, a full disk ([`Kind::DiskError`]) is among the kinds; without, a seed
+/// draws exactly the schedule it drew before that kind existed.
+pub fn draw(
+    seed: u64,
+    nodes: u32,
+    packages: usize,
+    span: Duration,
+    disk_errors: bool,
+) -> Vec<Fault> {
     let mut rng = Rng::new(seed);
     let mut faults = Vec::new();
     let mut at = rng.millis(500, 3_000);
     let minority_max = ((nodes - 1) / 2).max(1) as u64;
     while at < span {
         let node = rng.range(1, u64::from(nodes)) as u32;
-        let (kind, lasts, group) = match rng.range(0, 9) {
+        // Nine kinds of fault, service exits drawn twice as often; the full disk is the
+        // eleventh choice, so that without it every draw stays as it was.
+        let choices = if disk_errors { 10 } else { 9 };
+        let (kind, lasts, group) = match rng.range(0, choices) {
             0 => (Kind::Crash, rng.millis(300, 4_000), vec![node]),
             1 => (Kind::DaemonKill, rng.millis(100, 3_000), vec![node]),
             2 => (Kind::Pause, rng.millis(200, 3_000), vec![node]),
@@ -143,6 +162,7 @@ pub fn draw(seed: u64, nodes: u32, packages: usize, span: Duration) -> Vec<Fault
                 rng.millis(500, 4_000),
                 vec![node],
             ),
+            10 => (Kind::DiskError, rng.millis(500, 4_000), vec![node]),
             _ => (
                 Kind::ServiceExit {
                     package: rng.range(0, packages as u64 - 1) as usize,
@@ -200,14 +220,61 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_schedule_and_another_seed_another() {
         let span = Duration::from_secs(30);
-        assert_eq!(draw(7, 5, 3, span), draw(7, 5, 3, span));
-        assert_ne!(draw(7, 5, 3, span), draw(8, 5, 3, span));
+        assert_eq!(draw(7, 5, 3, span, false), draw(7, 5, 3, span, false));
+        assert_ne!(draw(7, 5, 3, span, false), draw(8, 5, 3, span, false));
+        assert_eq!(draw(7, 5, 3, span, true), draw(7, 5, 3, span, true));
+    }
+
+    /// Seed 1's schedule as it was drawn before full disks existed (commit 927aeac): the
+    /// seeds run without `--disk-errors` replay the same runs as before.
+    #[test]
+    fn without_disk_errors_a_seed_draws_what_it_drew_before() {
+        let faults = draw(1, 5, 3, Duration::from_secs(20), false);
+        let drawn: Vec<String> = faults
+            .iter()
+            .map(|f| format!("{} ms: {f}", f.at.as_millis()))
+            .collect();
+        assert_eq!(drawn, SEED_1_BEFORE_DISK_ERRORS);
+        for seed in 0..300 {
+            let faults = draw(seed, 5, 3, Duration::from_secs(20), false);
+            assert!(
+                faults.iter().all(|f| f.kind != Kind::DiskError),
+                "seed {seed}"
+            );
+        }
+    }
+
+    const SEED_1_BEFORE_DISK_ERRORS: &[&str] = &[
+        "1326 ms: pause n2 for 0.67 s",
+        "3970 ms: delay n1's messages up to 112 ms for 0.82 s",
+        "7605 ms: lose 62 % of n3's messages for 1.70 s",
+        "9886 ms: pause n4 for 1.95 s",
+        "14303 ms: slow disk on n4 (350 ms a write) for 2.63 s",
+        "18679 ms: delay n3's messages up to 105 ms for 2.46 s",
+    ];
+
+    #[test]
+    fn with_disk_errors_full_disks_are_drawn_on_one_node_and_last() {
+        let mut full_disks = 0;
+        for seed in 0..300 {
+            let faults = draw(seed, 5, 3, Duration::from_secs(20), true);
+            for fault in faults.iter().filter(|f| f.kind == Kind::DiskError) {
+                assert_eq!(fault.nodes.len(), 1, "seed {seed}");
+                assert!(fault.lasts >= Duration::from_millis(500), "seed {seed}");
+                full_disks += 1;
+            }
+        }
+        // One choice in eleven, about eight faults a seed.
+        assert!(
+            full_disks > 100,
+            "only {full_disks} full disks in 300 seeds"
+        );
     }
 
     #[test]
     fn partitions_cut_off_a_minority_and_faults_do_not_overlap() {
         for seed in 0..200 {
-            let faults = draw(seed, 5, 3, Duration::from_secs(60));
+            let faults = draw(seed, 5, 3, Duration::from_secs(60), true);
             for pair in faults.windows(2) {
                 assert!(pair[0].at + pair[0].lasts < pair[1].at, "seed {seed}");
             }

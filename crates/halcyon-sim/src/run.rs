@@ -71,6 +71,9 @@ pub struct Options {
     /// have a 2 s run timeout. The coordinator must give up on it within its bound (issue 15:
     /// `NodeStuck`), with every invariant kept, and the node must join again.
     pub hang: bool,
+    /// Full disks ([`Kind::DiskError`]) among the drawn faults: the node's replica stops, its
+    /// daemon halts its packages and exits, and it is started again when space is back.
+    pub disk_errors: bool,
 }
 
 /// What a run's files configure besides the heartbeat.
@@ -115,6 +118,7 @@ impl Options {
             auto_shrink: false,
             wipe: false,
             hang: false,
+            disk_errors: false,
         }
     }
 
@@ -122,7 +126,13 @@ impl Options {
     pub fn schedule(&self) -> Vec<(usize, Fault)> {
         let mut faults = match &self.script {
             Some(script) => script.clone(),
-            None => faults::draw(self.seed, self.nodes, self.packages, self.fault_span),
+            None => faults::draw(
+                self.seed,
+                self.nodes,
+                self.packages,
+                self.fault_span,
+                self.disk_errors,
+            ),
         };
         if self.hang {
             faults.push(faults::draw_hang(self.seed, self.nodes, self.packages));
@@ -436,6 +446,9 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     let mut all_running_at = None;
     // Nodes switched off by their fence device, and when they get power again.
     let mut fenced: Vec<(Duration, u32)> = Vec::new();
+    // Nodes whose daemon exited by itself while their disk was full: started again when the
+    // fault ends.
+    let mut exited: BTreeSet<u32> = BTreeSet::new();
     let mut steps: u64 = 0;
     loop {
         steps += 1;
@@ -474,12 +487,31 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             let (_, index, fault) = heals.remove(0);
             world.note(format!("fault {index} healed"));
             heal(&mut sim, &world, &hook, &fault, &transitions, options);
+            if fault.kind == Kind::DiskError {
+                for node in &fault.nodes {
+                    if exited.remove(node) {
+                        restart_exited(&mut sim, &world, &transitions, *node);
+                    }
+                }
+            }
         }
         if let Err(e) = sim.step() {
             world.violation(format!("a simulated host failed: {e}"));
             break;
         }
         world.lock().now = sim.elapsed();
+        for node in world.take_exits() {
+            let ip = node_ip(node);
+            if sim.is_host_running(ip) {
+                sim.crash(ip);
+            }
+            if hook.disk_error(NodeId::from(node)) {
+                exited.insert(node);
+            } else {
+                // The disk recovered while the daemon was leaving: started again at once.
+                restart_exited(&mut sim, &world, &transitions, node);
+            }
+        }
         power_fenced(&mut sim, &world, &transitions, &mut fenced);
         world.fire_guards();
         if all_running_at.is_none()
@@ -606,18 +638,37 @@ async fn boot(
                 // carries out as its API would (any node may: writes go to the leader).
                 let (applier, mut requests) = tokio::sync::mpsc::unbounded_channel();
                 world.lock().appliers.insert(n, applier);
-                while let Some(request) = requests.recv().await {
-                    let (node, world) = (Arc::clone(&node), world.clone());
-                    tokio::spawn(async move {
-                        let answer =
-                            halcyon_daemon::reconfigure::apply(&node, &request, "sim", None).await;
-                        let told = match answer {
-                            Ok(a) if a.pending => "still running after the wait".to_owned(),
-                            Ok(_) => "done".to_owned(),
-                            Err(e) => format!("not applied: {}", e.message),
-                        };
-                        world.note(format!("n{n}: apply: {told}"));
-                    });
+                let serve_applies = async {
+                    while let Some(request) = requests.recv().await {
+                        let (node, world) = (Arc::clone(&node), world.clone());
+                        tokio::spawn(async move {
+                            let answer =
+                                halcyon_daemon::reconfigure::apply(&node, &request, "sim", None)
+                                    .await;
+                            let told = match answer {
+                                Ok(a) if a.pending => "still running after the wait".to_owned(),
+                                Ok(_) => "done".to_owned(),
+                                Err(e) => format!("not applied: {}", e.message),
+                            };
+                            world.note(format!("n{n}: apply: {told}"));
+                        });
+                    }
+                    std::future::pending::<()>().await
+                };
+                // As `halcyon_daemon::run` does: a replica stopped on a storage error (a full
+                // disk) makes the daemon halt its packages, leave and exit.
+                tokio::select! {
+                    biased;
+                    why = node.consensus.failed() => {
+                        world.note(format!("n{n}: the replicated log stopped: {why}"));
+                        // The error names the state directory (a temporary path): not noted,
+                        // so that histories stay equal from run to run.
+                        let _ = node.leave_on_storage_failure(&why).await;
+                        world.note(format!("n{n}: daemon halted its packages and exited"));
+                        world.lock().appliers.remove(&n);
+                        world.daemon_exited(n);
+                    }
+                    () = serve_applies => {}
                 }
                 std::future::pending::<()>().await;
             }
@@ -627,6 +678,27 @@ async fn boot(
             }
         }
     }
+}
+
+/// Starts node `node`'s daemon again after it exited by itself, on its kept storage, as a
+/// killed daemon is restarted; a node its fence device switched off boots when it gets
+/// power again, and one already booted again (by that) is left as it is.
+fn restart_exited(
+    sim: &mut turmoil::Sim<'_>,
+    world: &World,
+    transitions: &Arc<Mutex<Transitions>>,
+    node: u32,
+) {
+    let ip = node_ip(node);
+    if world.is_powered_off(node) || sim.is_host_running(ip) {
+        return;
+    }
+    world.note(format!("n{node}: daemon started again after its exit"));
+    transitions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget(node);
+    sim.bounce(ip);
 }
 
 /// Notes what each live daemon thinks at the end of a failed run.
@@ -710,6 +782,24 @@ fn inject(
         Kind::SlowDisk(delay) => {
             for node in &fault.nodes {
                 hook.set_disk_delay(NodeId::from(*node), *delay);
+            }
+        }
+        Kind::DiskError => {
+            for node in &fault.nodes {
+                hook.set_disk_error(NodeId::from(*node));
+            }
+            // A full disk shows only when the store writes, and a quiet cluster writes
+            // nothing: a service exits (on the node if it runs one), so that the cluster
+            // has a failure to commit while the disk is full.
+            let running: Vec<(u32, i32)> = (0..o.packages)
+                .flat_map(|p| world.running_of(&format!("p{p}")))
+                .collect();
+            let exiting = running
+                .iter()
+                .find(|(node, _)| fault.nodes.contains(node))
+                .or(running.first());
+            if let Some((_, group)) = exiting {
+                world.stop_activity(*group, "exited (fault)");
             }
         }
         Kind::ServiceExit { package } => {
@@ -798,6 +888,12 @@ fn heal(
         Kind::SlowDisk(_) => {
             for node in &fault.nodes {
                 hook.set_disk_delay(NodeId::from(*node), Duration::ZERO);
+            }
+        }
+        // The daemon, if it exited, is started again by the caller.
+        Kind::DiskError => {
+            for node in &fault.nodes {
+                hook.clear_disk_error(NodeId::from(*node));
             }
         }
         Kind::ServiceExit { .. } => {}

@@ -85,6 +85,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         auto_shrink: false,
         wipe: false,
         hang: false,
+        disk_errors: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {

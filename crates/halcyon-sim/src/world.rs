@@ -65,6 +65,9 @@ pub struct Inner {
     powered_off: BTreeSet<u32>,
     /// Fences the harness has yet to carry out on the simulated hosts (crash, later bounce).
     fence_requests: Vec<u32>,
+    /// Daemons that exited by themselves (their replica stopped on a storage error), whose
+    /// hosts the harness has yet to crash: the process is gone, as after a daemon kill.
+    exits: Vec<u32>,
 }
 
 /// Shared by the harness and every simulated host.
@@ -228,6 +231,17 @@ impl World {
     /// The nodes fenced since the last call.
     pub fn take_fence_requests(&self) -> Vec<u32> {
         std::mem::take(&mut self.lock().fence_requests)
+    }
+
+    /// Node `node`'s daemon has exited by itself: the harness crashes its host at its next
+    /// step (its services and guard stay, as for a killed daemon).
+    pub fn daemon_exited(&self, node: u32) {
+        self.lock().exits.push(node);
+    }
+
+    /// The daemons that exited since the last call.
+    pub fn take_exits(&self) -> Vec<u32> {
+        std::mem::take(&mut self.lock().exits)
     }
 
     /// The node has power again (its host is bounced).

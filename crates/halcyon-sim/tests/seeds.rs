@@ -140,6 +140,28 @@ fn hung_nodes_seeds_1_to_8() {
     );
 }
 
+/// Full disks under the random faults (issue 15, finding 2): the node's replica stops, its
+/// daemon halts its packages and exits, and it starts again on its kept storage when space
+/// is back; every invariant must hold, and the seeds must really stop replicas and restart
+/// their daemons. `halcyon-sim --disk-errors --seeds N` runs more.
+#[test]
+fn full_disk_seeds_1_to_12() {
+    let histories = variant_passes(1..=12, "--disk-errors", |o| Options {
+        disk_errors: true,
+        ..o
+    });
+    let count = |what: &str| -> usize { histories.iter().map(|h| h.matches(what).count()).sum() };
+    let (full, exits, restarts) = (
+        count("full disk on"),
+        count("daemon halted its packages and exited"),
+        count("daemon started again after its exit"),
+    );
+    assert!(
+        full >= 4 && exits >= 3 && restarts >= 3,
+        "{full} full disks, {exits} exits, {restarts} restarts in 12 seeds: the runs did not exercise full disks"
+    );
+}
+
 /// Auto-shrink (issue 18 item 4, Corosync's `last_man_standing`): three of five nodes lose
 /// power one after another, 7 s apart, for a minute each. With `auto_shrink` (after 2 s,
 /// never below 3 voters) the voters follow the failures down to n1, n2, n3, so the third

@@ -8,6 +8,7 @@
 //! halcyon-sim --seeds 200 --fencing           every node with a simulated fence device
 //! halcyon-sim --seeds 200 --auto-shrink       the voters shrink after 2 s of a node down
 //! halcyon-sim --seeds 200 --hang              a node holds its plan actions, then restarts
+//! halcyon-sim --seeds 200 --disk-errors       full disks among the faults
 //! halcyon-sim --scale                         64 nodes, 1000 packages: failover time
 //! ```
 
@@ -72,6 +73,10 @@ struct Cli {
     /// for the run's first 40 s, then its daemon restarts; packages start within 2 s.
     #[arg(long)]
     hang: bool,
+    /// Full disks among the faults: every write of a node's Raft store fails; its daemon
+    /// halts its packages and exits, and starts again on its kept storage when space is back.
+    #[arg(long)]
+    disk_errors: bool,
     /// Print the daemons' logs (tracing, filter from RUST_LOG, default info).
     #[arg(long)]
     logs: bool,
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
             auto_shrink: cli.auto_shrink,
             wipe: cli.wipe,
             hang: cli.hang,
+            disk_errors: cli.disk_errors,
         };
         let outcome = match run(&options) {
             Ok(outcome) => outcome,
