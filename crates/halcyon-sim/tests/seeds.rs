@@ -160,6 +160,34 @@ fn full_disk_seeds_1_to_12() {
         full >= 4 && exits >= 3 && restarts >= 3,
         "{full} full disks, {exits} exits, {restarts} restarts in 12 seeds: the runs did not exercise full disks"
     );
+    // A node whose replica stopped halts its packages and leaves at once (it no longer holds
+    // a lease the cluster can renew), not after its writes have retried for seconds (seed 2
+    // took 10 s while its executor retried a write to the stopped core).
+    for history in &histories {
+        for (node, stopped) in times_of(history, ": the replicated log stopped") {
+            let exited = times_of(history, ": daemon halted its packages and exited")
+                .into_iter()
+                .find(|(n, at)| *n == node && *at >= stopped)
+                .map(|(_, at)| at);
+            assert!(
+                exited.is_some_and(|at| at - stopped <= 0.5),
+                "{node}'s replica stopped at {stopped:.3} s, its daemon exited at {exited:?}:\n{history}"
+            );
+        }
+    }
+}
+
+/// `(node, seconds)` of every history line `  T.TTT s  NODE<what>...`.
+fn times_of(history: &str, what: &str) -> Vec<(String, f64)> {
+    history
+        .lines()
+        .filter(|line| line.contains(what))
+        .filter_map(|line| {
+            let (time, rest) = line.trim_start().split_once(" s  ")?;
+            let node = rest.split(':').next()?.to_owned();
+            Some((node, time.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Auto-shrink (issue 18 item 4, Corosync's `last_man_standing`): three of five nodes lose

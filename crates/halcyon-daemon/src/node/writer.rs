@@ -104,6 +104,10 @@ impl Node {
                         Err(WriteError::NotLeader { .. }) => {
                             Attempt::Retry("leadership moved".into())
                         }
+                        // This replica's core has stopped (a full disk): no retry can
+                        // succeed, and the node is leaving; a retry loop here held its
+                        // executor, and so its halt, for seconds.
+                        Err(e @ WriteError::Stopped(_)) => Attempt::Stop(e.to_string()),
                         Err(e) => Attempt::Retry(e.to_string()),
                     }
                 } else if self.consensus.leader().is_some() {
@@ -155,6 +159,7 @@ impl Node {
                 match self.consensus.write(bytes.clone()).await {
                     Ok(reply) => Attempt::Done(Reply::decode(&reply.0)),
                     Err(WriteError::NotLeader { .. }) => dropped(String::new()),
+                    Err(e @ WriteError::Stopped(_)) => Attempt::Stop(e.to_string()),
                     Err(e) => Attempt::Retry(e.to_string()),
                 }
             })
