@@ -7,15 +7,22 @@
 //!   application's snapshot bytes) and `format` (the layout below).
 //!
 //! Every value is stored sealed (`Sealed`): a 4-byte mark, the CRC-32 of the payload, the
-//! payload. redb keeps no checksums of its own, and a changed digit in an entry used to be
-//! applied without a word (issue 15). Every value is checked where it is read, and the whole
-//! database once at open: a mismatch is a [`StoreError::Corrupt`] naming the file, the table
-//! and the log index or key, and the node refuses to start. A database of the earlier layout
-//! (values unsealed, no `format` key) is sealed in place, in one transaction, at open.
+//! payload. redb checks its pages' checksums only when it repairs a file, and a changed digit
+//! in an entry used to be applied without a word (issue 15). Every value is checked where it
+//! is read, and the whole database once at open: a mismatch is a [`StoreError::Corrupt`]
+//! naming the file, the table and the log index or key, and the node refuses to start. A
+//! database of the earlier layout (values unsealed, no `format` key) is sealed in place, in
+//! one transaction, at open.
+//!
+//! At open redb also checks every page of the last commit ([`open_whole`]), and is never let
+//! fall back to the commit before it: after a kill, a damaged last commit made redb roll back
+//! silently, and the node forgot entries it had acknowledged (a [`StoreError::Damaged`] or
+//! [`StoreError::Corrupt`] now). Durable commits are made in two phases, so a power loss
+//! during one cannot leave a last commit that fails its checksums.
 //!
 //! Invariants:
 //! - [`LogStore`] reports an append flushed only after its write transaction committed with
-//!   `Durability::Immediate`; the vote and purges are written durably too. The committed log id
+//!   `Durability::Immediate`, in two phases; the vote and purges are written durably too. The committed log id
 //!   is written with `Durability::None` (made durable by the next durable commit): losing it only
 //!   means less is re-applied at start, which openraft allows.
 //! - the entries kept are exactly those after `last_purged`: purge writes the new `last_purged`
@@ -70,6 +77,12 @@ type Meta = SnapshotMeta<NodeId, NodeAddrs>;
 type Membership = StoredMembership<NodeId, NodeAddrs>;
 type Error = StorageError<NodeId>;
 
+/// What an operator does with a node whose store cannot be trusted.
+const REBUILD_ADVICE: &str = "Rebuild the node: move its state directory aside (keep it for \
+     analysis) and start it again; with a new store it answers no Raft request until the \
+     coordinator has taken it out of the membership, then it copies the log from the other \
+     nodes and votes again";
+
 /// A failure of the database or of its contents.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,11 +103,9 @@ pub enum StoreError {
     /// A stored value that fails its checksum or does not decode.
     #[error(
         "{file}: table `{table}`, {key}: {what}. This node's copy of the replicated log cannot \
-         be trusted and it will not start with it. Rebuild the node: move its state directory \
-         aside (keep it for analysis) and start it again; with a new store it answers no Raft \
-         request until the coordinator has taken it out of the membership, then it copies the \
-         log from the other nodes and votes again",
-        file = file.display()
+         be trusted and it will not start with it. {advice}",
+        file = file.display(),
+        advice = REBUILD_ADVICE
     )]
     Corrupt {
         file: PathBuf,
@@ -102,6 +113,14 @@ pub enum StoreError {
         key: String,
         what: String,
     },
+    /// A database whose pages fail redb's checksums (no single value to name).
+    #[error(
+        "{file}: {what}. This node's copy of the replicated log cannot be trusted and it will \
+         not start with it. {advice}",
+        file = file.display(),
+        advice = REBUILD_ADVICE
+    )]
+    Damaged { file: PathBuf, what: String },
     #[error("{file}: unknown store format {format:?} (written by a newer Halcyon?)", file = file.display())]
     UnknownFormat { file: PathBuf, format: String },
     #[error("the application refused the snapshot: {0}")]
@@ -242,6 +261,76 @@ impl std::fmt::Display for MetaKey<'_> {
     }
 }
 
+/// How far into its repair redb is when it has found that the last commit's pages fail their
+/// checksums and is about to fall back to the commit before it (`RepairSession::progress`:
+/// 0.0 when a repair starts, 0.3 only on that path, 0.6 and 0.9 for the allocator scans that
+/// every repair makes). Checked by
+/// `tests::a_damaged_last_commit_of_a_database_written_in_one_phase_refuses_the_start`.
+const REDB_ROLLBACK_PROGRESS: std::ops::Range<f64> = 0.1..0.5;
+
+/// Opens (or creates) the database at `place` checking every page of its committed trees
+/// against redb's checksums, and never lets redb fall back to an earlier commit.
+///
+/// redb keeps the checksums of its pages but verifies them only in a repair, and a repair that
+/// finds the last commit damaged rolls back to the one before it without a word. For a Raft
+/// store that is amnesia: the node forgets entries (or a vote) it acknowledged, and a majority
+/// that counted on it can lose a committed entry (issue 15: the lab campaign lost committed
+/// events this way). So the check runs at every open, a rollback is refused, and every durable
+/// commit is made in two phases ([`durable`]) so that a power loss during a commit can never
+/// leave a last commit that fails its checksums: a damaged one is always damage.
+///
+/// When the check fails, the values are read through once more without it (their own
+/// checksums name the table and the key), for the error to say what changed where it can.
+fn open_whole(place: &Place) -> Result<Database, StoreError> {
+    let checked = Database::builder()
+        .set_check_integrity_on_open(true)
+        .set_repair_callback(|session| {
+            if REDB_ROLLBACK_PROGRESS.contains(&session.progress()) {
+                session.abort();
+            }
+        })
+        .create(&place.file);
+    match checked {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::RepairAborted) => Err(diagnose(
+            place,
+            "the last commit fails its checksums (redb would have rolled back to the commit \
+             before it, forgetting what this node acknowledged)",
+        )),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(what))) => Err(diagnose(
+            place,
+            &format!("the file fails its checksums ({what})"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error for a database whose pages failed redb's check: the first value whose own
+/// checksum fails, read through a plain open that may not repair anything, or else `what`.
+fn diagnose(place: &Place, what: &str) -> StoreError {
+    let plain = Database::builder()
+        .set_repair_callback(|session| session.abort())
+        .open(&place.file);
+    if let Ok(db) = plain
+        && let Err(e @ StoreError::Corrupt { .. }) = check_values(&db, place)
+    {
+        return e;
+    }
+    StoreError::Damaged {
+        file: place.file.to_path_buf(),
+        what: what.to_owned(),
+    }
+}
+
+/// Makes `txn` commit durably, in two phases: redb writes the new commit and syncs, then makes
+/// it the current one and syncs again, so a commit cut short by a power loss leaves the one
+/// before it current and whole ([`open_whole`] relies on it).
+fn durable(txn: &mut redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(true);
+    Ok(())
+}
+
 /// Brings the database to the sealed layout and checks every value in it: a new database is
 /// marked sealed, one of the earlier layout is sealed in one transaction, a sealed one is read
 /// through (every entry and meta value), so corruption stops the node at start.
@@ -253,27 +342,7 @@ fn check_or_seal(db: &Database, place: &Place) -> Result<(), StoreError> {
     };
     match format {
         Some(format) if place.payload("meta", &MetaKey(KEY_FORMAT), &format)? == FORMAT_SEALED => {
-            let txn = db.begin_read()?;
-            let log = txn.open_table(LOG_TABLE)?;
-            for item in log.iter()? {
-                let (index, value) = item?;
-                let index = index.value();
-                let entry: Entry<TypeConfig> =
-                    place.decode("log", &LogIndex(index), value.value())?;
-                if entry.log_id.index != index {
-                    return Err(place.corrupt(
-                        "log",
-                        &LogIndex(index),
-                        format!("it holds the entry of log index {}", entry.log_id.index),
-                    ));
-                }
-            }
-            let meta = txn.open_table(META_TABLE)?;
-            for item in meta.iter()? {
-                let (key, value) = item?;
-                place.payload("meta", &MetaKey(key.value()), value.value())?;
-            }
-            Ok(())
+            check_values(db, place)
         }
         Some(format) => Err(StoreError::UnknownFormat {
             file: place.file.to_path_buf(),
@@ -283,11 +352,36 @@ fn check_or_seal(db: &Database, place: &Place) -> Result<(), StoreError> {
     }
 }
 
+/// Reads every value of a sealed database through its checksum: the first that fails is a
+/// [`StoreError::Corrupt`] naming it.
+fn check_values(db: &Database, place: &Place) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    let log = txn.open_table(LOG_TABLE)?;
+    for item in log.iter()? {
+        let (index, value) = item?;
+        let index = index.value();
+        let entry: Entry<TypeConfig> = place.decode("log", &LogIndex(index), value.value())?;
+        if entry.log_id.index != index {
+            return Err(place.corrupt(
+                "log",
+                &LogIndex(index),
+                format!("it holds the entry of log index {}", entry.log_id.index),
+            ));
+        }
+    }
+    let meta = txn.open_table(META_TABLE)?;
+    for item in meta.iter()? {
+        let (key, value) = item?;
+        place.payload("meta", &MetaKey(key.value()), value.value())?;
+    }
+    Ok(())
+}
+
 /// Seals every value of a database of the earlier layout (or marks a new one), in one
 /// durable transaction: a crash leaves either layout whole.
 fn seal_in_place(db: &Database, place: &Place) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    durable(&mut txn)?;
     let mut sealed = 0usize;
     {
         let mut log = txn.open_table(LOG_TABLE)?;
@@ -333,14 +427,15 @@ pub fn open(
     node_id: NodeId,
     fault_hook: FaultHook,
 ) -> Result<(LogStore, StateMachineStore), StoreError> {
-    let db = Arc::new(Database::create(path)?);
-    let txn = db.begin_write()?;
-    txn.open_table(LOG_TABLE)?;
-    txn.open_table(META_TABLE)?;
-    txn.commit()?;
     let place = Place {
         file: Arc::from(path),
     };
+    let db = Arc::new(open_whole(&place)?);
+    let mut txn = db.begin_write()?;
+    durable(&mut txn)?;
+    txn.open_table(LOG_TABLE)?;
+    txn.open_table(META_TABLE)?;
+    txn.commit()?;
     check_or_seal(&db, &place)?;
     let disk = Disk {
         node_id,
@@ -378,7 +473,10 @@ fn write_meta<T: Serialize>(
 ) -> Result<(), StoreError> {
     let bytes = seal(&serde_json::to_vec(value)?);
     let mut txn = db.begin_write()?;
-    txn.set_durability(durability)?;
+    match durability {
+        Durability::Immediate => durable(&mut txn)?,
+        other => txn.set_durability(other)?,
+    }
     {
         let mut table = txn.open_table(META_TABLE)?;
         table.insert(key, bytes.as_slice())?;
@@ -468,7 +566,7 @@ impl LogStore {
     {
         self.disk.writable()?;
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        durable(&mut txn)?;
         {
             let mut table = txn.open_table(LOG_TABLE)?;
             for entry in entries {
@@ -492,7 +590,7 @@ impl LogStore {
     fn truncate_from(&self, index: u64) -> Result<(), StoreError> {
         self.disk.writable()?;
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        durable(&mut txn)?;
         {
             let mut table = txn.open_table(LOG_TABLE)?;
             table.retain_in::<u64, _>(index.., |_, _| false)?;
@@ -506,7 +604,7 @@ impl LogStore {
         self.disk.writable()?;
         let bytes = seal(&serde_json::to_vec(log_id)?);
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        durable(&mut txn)?;
         {
             let mut meta = txn.open_table(META_TABLE)?;
             meta.insert(KEY_LAST_PURGED, bytes.as_slice())?;
@@ -595,7 +693,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 fn save_snapshot(db: &Database, place: &Place, meta: &Meta, data: &[u8]) -> Result<(), StoreError> {
     let meta_bytes = seal(&serde_json::to_vec(meta)?);
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    durable(&mut txn)?;
     {
         let mut table = txn.open_table(META_TABLE)?;
         let stored: Option<Meta> = match table.get(KEY_SNAPSHOT_META)? {
@@ -1016,6 +1114,97 @@ mod tests {
             "c4 is stored as [99,52]"
         );
         assert!(open_error(&path).contains("log index 4"));
+    }
+
+    /// Copies the database at `path` while it is open, after its last commit returned: the
+    /// file a killed daemon or a power loss leaves (a clean close would commit once more).
+    fn crash_image(path: &Path) -> PathBuf {
+        let image = path.with_extension("killed.redb");
+        std::fs::copy(path, &image).expect("copy the database");
+        image
+    }
+
+    async fn last_log_index(path: &Path) -> Option<u64> {
+        let mut store = open_log(path);
+        let state = store.get_log_state().await.expect("state");
+        state.last_log_id.map(|id| id.index)
+    }
+
+    /// A killed node whose last commit is whole starts with everything it acknowledged: the
+    /// check at open repairs without refusing.
+    #[tokio::test]
+    async fn a_killed_node_with_a_whole_store_starts_with_everything_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let mut store = open_log(&path);
+        store
+            .blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        store.blocking_append([entry(1, 4)]).await.expect("append");
+        let image = crash_image(&path);
+        assert_eq!(last_log_index(&image).await, Some(4));
+        assert_eq!(last_log_index(&image).await, Some(4));
+    }
+
+    /// Issue 15: a changed byte in the pages of the last commit of a killed node made redb fall
+    /// back to the commit before it, and the node started without entries it had acknowledged
+    /// (the lab campaign lost committed events this way). Now the start is refused.
+    #[tokio::test]
+    async fn a_damaged_last_commit_refuses_the_start_instead_of_rolling_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let mut store = open_log(&path);
+        store
+            .blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        // Only the last commit's pages hold entry 5 ("c5" is stored as [99,53]).
+        store
+            .blocking_append([entry(1, 4), entry(1, 5)])
+            .await
+            .expect("append");
+        let image = crash_image(&path);
+        assert_eq!(damage(&image, b"[99,53]", b"[99,54]"), 1);
+        let error = open_error(&image);
+        assert!(error.contains(&image.display().to_string()), "{error}");
+        assert!(error.contains("fails its checksums"), "{error}");
+        assert!(error.contains("move its state directory"), "{error}");
+        // Refusing changed nothing: it is refused again, for the same reason.
+        assert_eq!(open_error(&image), error);
+    }
+
+    /// A database whose last commit was made in one phase (by Halcyon before commits were made
+    /// in two): redb itself would roll back a damaged last commit, and only the repair
+    /// callback (`REDB_ROLLBACK_PROGRESS`) stops it. This also checks that redb still reports
+    /// that step at that progress.
+    #[tokio::test]
+    async fn a_damaged_last_commit_of_a_database_written_in_one_phase_refuses_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let db = Database::create(&path).expect("create");
+        for batch in [1..=3, 4..=5] {
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut log = txn.open_table(LOG_TABLE).expect("log");
+                for i in batch {
+                    let json = serde_json::to_vec(&entry(1, i)).expect("json");
+                    log.insert(i, seal(&json).as_slice()).expect("insert");
+                }
+                let mut meta = txn.open_table(META_TABLE).expect("meta");
+                meta.insert(KEY_FORMAT, seal(FORMAT_SEALED).as_slice())
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let image = crash_image(&path);
+        assert_eq!(damage(&image, b"[99,53]", b"[99,54]"), 1);
+        let error = open_error(&image);
+        assert!(
+            error.contains("redb would have rolled back to the commit before it"),
+            "{error}"
+        );
+        assert!(error.contains(&image.display().to_string()), "{error}");
     }
 
     #[tokio::test]
