@@ -387,6 +387,7 @@ impl Consensus {
                 }
             })?;
         let database = log_store.database_handle();
+        let log_reader = log_store.clone();
         let network = net::NetworkFactory::new(node_id, cluster, transport, fault_hook.clone());
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
@@ -394,6 +395,7 @@ impl Consensus {
         let pre_vote = net::PreVoteServer {
             contact: Arc::new(prevote::LeaderContact::default()),
             quiet: timings.election_timeout_min,
+            log: log_reader.clone(),
         };
         let admitted = Arc::new(std::sync::atomic::AtomicBool::new(!timings.held));
         let contact = Arc::clone(&pre_vote.contact);
@@ -401,6 +403,7 @@ impl Consensus {
             AbortOnDrop(Some(tokio::spawn(prevote::run(
                 node_id,
                 raft.clone(),
+                log_reader,
                 network,
                 Arc::clone(&pre_vote.contact),
                 timings.heartbeat_interval,

@@ -38,7 +38,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{RPCTypes, Raft};
+use openraft::{LogId, RPCTypes, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -244,6 +244,17 @@ enum Rpc {
 struct PreVoteRequest {
     /// The asker's current term (for the addressee's log only).
     term: u64,
+    /// The asker's log, compared as a vote compares it. Absent from a node of an earlier
+    /// version (or one that could not read its log): granted without the comparison, as
+    /// before.
+    #[serde(default)]
+    log: Option<CandidateLog>,
+}
+
+/// The last log id of a pre-vote's asker.
+#[derive(Debug, Serialize, Deserialize)]
+struct CandidateLog {
+    last_log_id: Option<LogId<NodeId>>,
 }
 
 /// The answer to a [`PreVoteRequest`].
@@ -421,13 +432,15 @@ impl<T: Transport> NetworkFactory<T> {
 }
 
 impl<T: Transport> NetworkFactory<T> {
-    /// Asks voter `target` (at `node`) for a pre-vote for a candidate now at `term`, within
-    /// `ttl`: `Some(granted)`, or `None` when it did not answer.
+    /// Asks voter `target` (at `node`) for a pre-vote for a candidate now at `term` whose log
+    /// ends at `last_log_id` (`None`: not known, not compared), within `ttl`:
+    /// `Some(granted)`, or `None` when it did not answer.
     pub(crate) async fn pre_vote(
         &self,
         target: NodeId,
         node: NodeAddrs,
         term: u64,
+        last_log_id: Option<Option<LogId<NodeId>>>,
         ttl: Duration,
     ) -> Option<bool> {
         let client = PeerClient {
@@ -436,7 +449,13 @@ impl<T: Transport> NetworkFactory<T> {
             shared: Arc::clone(&self.shared),
         };
         match client
-            .call(Rpc::PreVote(PreVoteRequest { term }), ttl)
+            .call(
+                Rpc::PreVote(PreVoteRequest {
+                    term,
+                    log: last_log_id.map(|last_log_id| CandidateLog { last_log_id }),
+                }),
+                ttl,
+            )
             .await
         {
             Ok(ReplyFrame::PreVote(answer)) => Some(answer.granted),
@@ -761,16 +780,26 @@ pub fn serve<L: Listener>(
 }
 
 /// What the server needs to answer pre-votes: when a leader was last heard (updated by the
-/// server as it accepts append-entries and snapshots) and the quiet time that grants one.
-#[derive(Clone, Debug)]
+/// server as it accepts append-entries and snapshots), the quiet time that grants one, and
+/// this node's log.
+#[derive(Clone)]
 pub struct PreVoteServer {
     pub contact: Arc<LeaderContact>,
     pub quiet: Duration,
+    pub log: crate::store::LogStore,
 }
 
 impl PreVoteServer {
-    /// Answers a pre-vote of a candidate at `term` (see `prevote::grants`).
-    fn answer(&self, node_id: NodeId, from: NodeId, term: u64, raft: &Raft<TypeConfig>) -> bool {
+    /// Answers a pre-vote of a candidate at `term` whose log is `log` (see
+    /// `prevote::grants` and `prevote::log_allows`).
+    fn answer(
+        &self,
+        node_id: NodeId,
+        from: NodeId,
+        request: &PreVoteRequest,
+        raft: &Raft<TypeConfig>,
+    ) -> bool {
+        let term = request.term;
         let leading_acked = {
             let m = raft.metrics();
             let m = m.borrow();
@@ -778,13 +807,21 @@ impl PreVoteServer {
                 .then_some(m.millis_since_quorum_ack.map(Duration::from_millis))
                 .flatten()
         };
-        let granted = crate::prevote::grants(
+        let quiet = crate::prevote::grants(
             Instant::now(),
             self.contact.last(),
             leading_acked,
             self.quiet,
         );
-        tracing::debug!(node_id, from, term, granted, "pre-vote");
+        let log_allows = match &request.log {
+            None => true,
+            Some(candidate) => crate::prevote::log_allows(
+                candidate.last_log_id.as_ref(),
+                crate::prevote::own_last_log_id(node_id, &self.log).as_ref(),
+            ),
+        };
+        let granted = quiet && log_allows;
+        tracing::debug!(node_id, from, term, quiet, log_allows, granted, "pre-vote");
         granted
     }
 }
@@ -894,8 +931,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     ReplyFrame::InstallSnapshot(reply)
                 }
-                Rpc::PreVote(PreVoteRequest { term }) => ReplyFrame::PreVote(PreVoteResponse {
-                    granted: pre_vote.answer(node_id, request.from, term, &raft),
+                Rpc::PreVote(rpc) => ReplyFrame::PreVote(PreVoteResponse {
+                    granted: pre_vote.answer(node_id, request.from, &rpc, &raft),
                 }),
             }
         };

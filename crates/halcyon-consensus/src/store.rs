@@ -545,6 +545,12 @@ impl LogStore {
         })
     }
 
+    /// The id of the last entry this node holds (or of the last it purged): what its vote
+    /// compares a candidate's log with, read for pre-votes (`prevote`).
+    pub(crate) fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
+        Ok(self.log_state()?.last_log_id)
+    }
+
     /// Writes `entries` in one durable transaction, then calls `on_durable` with the outcome.
     /// `on_durable(Ok)` happens only after the commit returned.
     fn append_then<I, F>(&self, entries: I, on_durable: F) -> Result<(), StoreError>

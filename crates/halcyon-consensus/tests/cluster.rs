@@ -522,6 +522,50 @@ async fn without_pre_vote_a_returning_follower_deposes_the_leader() {
     assert!(after > before, "term {before} -> {after}: no election");
 }
 
+/// Issue 15, finding 1: a leader that dies in the middle of a commit leaves one follower with
+/// a longer log than the other. The one with the shorter log (here cut off from the leader,
+/// so its election timer ran out long ago) must not stand first: refused by the other, it
+/// costs a whole extra election round while the leases wait. The pre-vote compares logs as a
+/// vote does, so the follower with the longer log is elected, in one round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_leader_dies_mid_commit_the_longer_log_is_elected_in_one_round() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let old = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(old, "a").await;
+        cluster.wait_applied(&[1, 2, 3], &["a"]).await;
+        let term = cluster.node(old).c().metrics().borrow().current_term;
+        let mut followers = [1, 2, 3].into_iter().filter(|id| *id != old);
+        let (longer, shorter) = (followers.next().unwrap(), followers.next().unwrap());
+
+        // `shorter` hears the leader no more; `longer` keeps it, so no election yet.
+        cluster.hook.block_link(old, shorter);
+        sleep(Duration::from_millis(1000)).await;
+        assert_eq!(cluster.wait_leader(&[old, longer]).await, old);
+        cluster.write(old, "b").await;
+        cluster.wait_applied(&[old, longer], &["a", "b"]).await;
+        assert_eq!(cluster.node(shorter).commands(), vec![b"a".to_vec()]);
+
+        let stopped_at = Instant::now();
+        cluster.stop(old).await;
+        let new = cluster.wait_leader(&[longer, shorter]).await;
+        let elected_after = stopped_at.elapsed();
+        let new_term = cluster.node(new).c().metrics().borrow().current_term;
+        eprintln!(
+            "leader {new} in term {new_term} (was {term}) {elected_after:?} after {old} stopped"
+        );
+        assert_eq!(new, longer, "the follower without \"b\" was elected");
+        assert_eq!(new_term, term + 1, "more than one election round");
+        cluster.write(new, "c").await;
+        cluster
+            .wait_applied(&[longer, shorter], &["a", "b", "c"])
+            .await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// openraft 0.9 restores a restarted former leader as leader of its old term at once; it is
 /// not a confirmed leader (`leadership_confirmed`, what the daemon's coordinator waits for)
 /// until a quorum has acknowledged it.
