@@ -1130,6 +1130,21 @@ mod tests {
         image
     }
 
+    /// A store at `path` that appended entries 1 to 3 in one commit, then `last` in another,
+    /// as a killed daemon left it ([`crash_image`]).
+    async fn killed_after(path: &Path, last: std::ops::RangeInclusive<u64>) -> PathBuf {
+        let mut store = open_log(path);
+        store
+            .blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        store
+            .blocking_append(last.map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        crash_image(path)
+    }
+
     async fn last_log_index(path: &Path) -> Option<u64> {
         let mut store = open_log(path);
         let state = store.get_log_state().await.expect("state");
@@ -1141,14 +1156,7 @@ mod tests {
     #[tokio::test]
     async fn a_killed_node_with_a_whole_store_starts_with_everything_it_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("raft.redb");
-        let mut store = open_log(&path);
-        store
-            .blocking_append((1..=3).map(|i| entry(1, i)))
-            .await
-            .expect("append");
-        store.blocking_append([entry(1, 4)]).await.expect("append");
-        let image = crash_image(&path);
+        let image = killed_after(&dir.path().join("raft.redb"), 4..=4).await;
         assert_eq!(last_log_index(&image).await, Some(4));
         assert_eq!(last_log_index(&image).await, Some(4));
     }
@@ -1159,18 +1167,8 @@ mod tests {
     #[tokio::test]
     async fn a_damaged_last_commit_refuses_the_start_instead_of_rolling_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("raft.redb");
-        let mut store = open_log(&path);
-        store
-            .blocking_append((1..=3).map(|i| entry(1, i)))
-            .await
-            .expect("append");
         // Only the last commit's pages hold entry 5 ("c5" is stored as [99,53]).
-        store
-            .blocking_append([entry(1, 4), entry(1, 5)])
-            .await
-            .expect("append");
-        let image = crash_image(&path);
+        let image = killed_after(&dir.path().join("raft.redb"), 4..=5).await;
         assert_eq!(damage(&image, b"[99,53]", b"[99,54]"), 1);
         let error = open_error(&image);
         assert!(error.contains(&image.display().to_string()), "{error}");
