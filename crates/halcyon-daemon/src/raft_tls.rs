@@ -180,6 +180,12 @@ impl TlsListener {
         self.handshakes.spawn(async move {
             let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Err(_) => format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                // The peer went away before the handshake ended (a pre-vote round that ended
+                // before this node answered aborts its call): nothing was refused.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(?local, %peer, "Raft connection closed by the peer during the TLS handshake");
+                    return None;
+                }
                 Ok(Err(e)) => format!("TLS handshake failed: {e}"),
                 Ok(Ok(tls)) => {
                     let names = tls
@@ -239,5 +245,65 @@ impl halcyon_consensus::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A listener of node n1's credentials on 127.0.0.1, accepting in a task.
+    async fn listening(dir: &std::path::Path) -> (SocketAddr, RaftTls) {
+        let cluster = halcyon_pki::ClusterSpec {
+            name: "t".to_owned(),
+            id: 7,
+            nodes: vec![halcyon_pki::NodeSpec {
+                name: "n1".to_owned(),
+                addresses: vec![[127, 0, 0, 1].into()],
+            }],
+        };
+        halcyon_pki::init(dir, &cluster, false, SystemTime::now()).expect("init");
+        let credentials = halcyon_pki::load(dir, "n1").expect("load");
+        let tls = RaftTls::new(&credentials, BTreeSet::from(["n1".to_owned()])).expect("tls");
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let mut listener = tls.listener(tcp);
+        tokio::spawn(async move {
+            use halcyon_consensus::Listener;
+            while listener.accept().await.is_ok() {}
+        });
+        (addr, tls)
+    }
+
+    async fn refused_after(tls: &RaftTls, at_least: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tls.refused() < at_least && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tls.refused()
+    }
+
+    /// A peer that goes away before the handshake ends (a pre-vote call aborted when its round
+    /// was decided) is not a refusal; a peer speaking without TLS is.
+    #[tokio::test]
+    async fn a_peer_that_closes_during_the_handshake_is_not_counted_as_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (addr, tls) = listening(&dir.path().join("pki")).await;
+        for _ in 0..3 {
+            drop(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut clear = TcpStream::connect(addr).await.expect("connect");
+        clear.write_all(b"\0\0\0\x02{}").await.expect("write");
+        assert_eq!(
+            refused_after(&tls, 1).await,
+            1,
+            "only the frame in the clear"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(tls.refused(), 1);
     }
 }
