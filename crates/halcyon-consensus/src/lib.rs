@@ -406,8 +406,11 @@ impl Consensus {
                 log_reader,
                 network,
                 Arc::clone(&pre_vote.contact),
-                timings.heartbeat_interval,
-                timings.election_timeout_min,
+                prevote::GateTimes {
+                    period: timings.heartbeat_interval,
+                    quiet: timings.election_timeout_min,
+                    defer: timings.election_timeout_max * 2,
+                },
             ))))
         });
         let server = net::serve(

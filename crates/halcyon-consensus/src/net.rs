@@ -251,7 +251,7 @@ struct PreVoteRequest {
     log: Option<CandidateLog>,
 }
 
-/// The last log id of a pre-vote's asker.
+/// The last log id of a pre-vote's asker (or of the voter answering).
 #[derive(Debug, Serialize, Deserialize)]
 struct CandidateLog {
     last_log_id: Option<LogId<NodeId>>,
@@ -261,6 +261,10 @@ struct CandidateLog {
 #[derive(Debug, Serialize, Deserialize)]
 struct PreVoteResponse {
     granted: bool,
+    /// The responder's own log (absent from a node of an earlier version): with `granted`, it
+    /// is a voter that hears no leader either, so a candidate too (`prevote::outranked`).
+    #[serde(default)]
+    log: Option<CandidateLog>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -434,7 +438,8 @@ impl<T: Transport> NetworkFactory<T> {
 impl<T: Transport> NetworkFactory<T> {
     /// Asks voter `target` (at `node`) for a pre-vote for a candidate now at `term` whose log
     /// ends at `last_log_id` (`None`: not known, not compared), within `ttl`:
-    /// `Some(granted)`, or `None` when it did not answer.
+    /// `Some((granted, the voter's last log id when it sent it))`, or `None` when it did not
+    /// answer.
     pub(crate) async fn pre_vote(
         &self,
         target: NodeId,
@@ -442,7 +447,7 @@ impl<T: Transport> NetworkFactory<T> {
         term: u64,
         last_log_id: Option<Option<LogId<NodeId>>>,
         ttl: Duration,
-    ) -> Option<bool> {
+    ) -> Option<(bool, Option<Option<LogId<NodeId>>>)> {
         let client = PeerClient {
             target,
             node,
@@ -458,7 +463,9 @@ impl<T: Transport> NetworkFactory<T> {
             )
             .await
         {
-            Ok(ReplyFrame::PreVote(answer)) => Some(answer.granted),
+            Ok(ReplyFrame::PreVote(answer)) => {
+                Some((answer.granted, answer.log.map(|log| log.last_log_id)))
+            }
             _ => None,
         }
     }
@@ -798,7 +805,7 @@ impl PreVoteServer {
         from: NodeId,
         request: &PreVoteRequest,
         raft: &Raft<TypeConfig>,
-    ) -> bool {
+    ) -> PreVoteResponse {
         let term = request.term;
         let leading_acked = {
             let m = raft.metrics();
@@ -813,16 +820,19 @@ impl PreVoteServer {
             leading_acked,
             self.quiet,
         );
+        let own = crate::prevote::own_last_log_id(node_id, &self.log);
         let log_allows = match &request.log {
             None => true,
-            Some(candidate) => crate::prevote::log_allows(
-                candidate.last_log_id.as_ref(),
-                crate::prevote::own_last_log_id(node_id, &self.log).as_ref(),
-            ),
+            Some(candidate) => {
+                crate::prevote::log_allows(candidate.last_log_id.as_ref(), own.flatten().as_ref())
+            }
         };
         let granted = quiet && log_allows;
         tracing::debug!(node_id, from, term, quiet, log_allows, granted, "pre-vote");
-        granted
+        PreVoteResponse {
+            granted,
+            log: own.map(|last_log_id| CandidateLog { last_log_id }),
+        }
     }
 }
 
@@ -931,9 +941,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     ReplyFrame::InstallSnapshot(reply)
                 }
-                Rpc::PreVote(rpc) => ReplyFrame::PreVote(PreVoteResponse {
-                    granted: pre_vote.answer(node_id, request.from, &rpc, &raft),
-                }),
+                Rpc::PreVote(rpc) => {
+                    ReplyFrame::PreVote(pre_vote.answer(node_id, request.from, &rpc, &raft))
+                }
             }
         };
         // Faults injected while the request was handled drop the reply too.

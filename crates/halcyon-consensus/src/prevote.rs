@@ -22,6 +22,10 @@
 //!   quorum that would vote for a candidate has always granted its pre-vote first: the gate
 //!   delays no election that could succeed, and keeps the candidates whose election would
 //!   fail on their log from standing (each such failure costs a round);
+//! - a node that finds a better candidate among the voters that granted it (the same log,
+//!   a higher id: [`outranked`]) keeps its elections off until `2 x election_timeout_max`
+//!   after it first found one ([`stands`]): one candidate per term where the answers show
+//!   it, and never a node that waits for ever on one that failed;
 //! - the gate asks again every openraft heartbeat while no leader is heard, each pre-vote
 //!   bounded by `election_timeout_min` (the bound openraft gives its own vote requests, so
 //!   a network too slow for pre-votes was already too slow for votes); a round ends as soon
@@ -88,14 +92,48 @@ pub fn log_allows(candidate: Option<&LogId<NodeId>>, own: Option<&LogId<NodeId>>
     candidate >= own
 }
 
-/// This node's last log id for a pre-vote, `None` (an empty log, the most lenient answer)
-/// when the store cannot be read: the gate only withholds elections, it must not stop one
-/// because of a read error.
-pub(crate) fn own_last_log_id(id: NodeId, log: &LogStore) -> Option<LogId<NodeId>> {
-    log.last_log_id().unwrap_or_else(|e| {
-        tracing::warn!(node_id = id, "pre-vote without the log comparison: {e}");
-        None
-    })
+/// This node's last log id for a pre-vote: `None` when the store cannot be read (then it is
+/// neither sent nor compared: the gate only withholds elections, it must not stop one
+/// because of a read error; compared as an empty log, the most lenient answer).
+pub(crate) fn own_last_log_id(id: NodeId, log: &LogStore) -> Option<Option<LogId<NodeId>>> {
+    log.last_log_id()
+        .map_err(|e| tracing::warn!(node_id = id, "pre-vote without the log comparison: {e}"))
+        .ok()
+}
+
+/// The voter among `granted` (voters that granted this node's pre-vote, each with the last
+/// log id it sent, if it sent one) that would make a better candidate than this node
+/// (`id`, whose log ends at `own`): one with the same log and a higher id.
+///
+/// A voter that granted hears no leader either, so it stands too, and two candidates in one
+/// term cost rounds: with openraft 0.9's leader ids (term, node id) a candidate of a higher
+/// id deposes the leader of a lower id elected in the same term, and the election starts
+/// again (issue 15, finding 1: the campaign's coordinator pauses, terms 11 to 13 and 65 to
+/// 67). A granting voter's log is never longer than this node's (it would have refused), so
+/// only an equal log with a higher id outranks. A voter that sent no log (an older version)
+/// never does.
+pub fn outranked(
+    id: NodeId,
+    own: Option<&LogId<NodeId>>,
+    granted: &[(NodeId, Option<Option<LogId<NodeId>>>)],
+) -> Option<NodeId> {
+    granted
+        .iter()
+        .filter(|(voter, log)| *voter > id && log.as_ref().is_some_and(|log| log.as_ref() == own))
+        .map(|(voter, _)| *voter)
+        .max()
+}
+
+/// Whether the gate lets this node stand after a round: a quorum granted, and no better
+/// candidate was among them, or the first round that found one (`outranked_since`) is
+/// `defer` ago (the better one did not get elected in that time: it may have failed since).
+pub fn stands(
+    quorum: bool,
+    outranked_since: Option<Instant>,
+    now: Instant,
+    defer: Duration,
+) -> bool {
+    quorum && outranked_since.is_none_or(|since| now.saturating_duration_since(since) >= defer)
 }
 
 /// Whether `granted` holds a majority of every configuration of a (possibly joint)
@@ -150,6 +188,19 @@ pub fn next_look(
     until_quiet.max(period)
 }
 
+/// The gate's timings, from the node's [`RaftTimings`](crate::RaftTimings).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GateTimes {
+    /// How often it looks while no leader is heard: openraft's heartbeat.
+    pub period: Duration,
+    /// How long without a leader grants a pre-vote: `election_timeout_min`.
+    pub quiet: Duration,
+    /// How long it stays off for a better candidate ([`stands`]): `2 x election_timeout_max`,
+    /// by when the better one's openraft timer (its leader lease, then at most
+    /// `election_timeout_max`) has fired and its vote is done.
+    pub defer: Duration,
+}
+
 /// Runs the gate of node `id` until the Raft core ends (see the module's invariants).
 pub(crate) async fn run<T: Transport>(
     id: NodeId,
@@ -157,10 +208,15 @@ pub(crate) async fn run<T: Transport>(
     log: LogStore,
     network: NetworkFactory<T>,
     contact: std::sync::Arc<LeaderContact>,
-    period: Duration,
-    quiet: Duration,
+    times: GateTimes,
 ) {
+    let GateTimes {
+        period,
+        quiet,
+        defer,
+    } = times;
     let mut allowed = false;
+    let mut outranked_since: Option<Instant> = None;
     let mut metrics = raft.metrics();
     let mut sleep_for = period;
     loop {
@@ -181,8 +237,26 @@ pub(crate) async fn run<T: Transport>(
         };
         sleep_for = next_look(now, state, last_contact, period, quiet);
         let want = match step(now, state, is_voter, last_contact, quiet) {
-            Step::Hold => false,
-            Step::Ask => ask(id, &raft, &log, &network, term, quiet).await,
+            Step::Hold => {
+                outranked_since = None;
+                false
+            }
+            Step::Ask => {
+                let round = ask(id, &raft, &log, &network, term, quiet).await;
+                match round.outranked_by {
+                    Some(better) if outranked_since.is_none() => {
+                        tracing::debug!(
+                            node_id = id,
+                            better,
+                            "pre-vote gate: a better candidate stands"
+                        );
+                        outranked_since = Some(now);
+                    }
+                    Some(_) => {}
+                    None => outranked_since = None,
+                }
+                stands(round.quorum, outranked_since, Instant::now(), defer)
+            }
         };
         if want != allowed {
             allowed = want;
@@ -192,8 +266,15 @@ pub(crate) async fn run<T: Transport>(
     }
 }
 
-/// One pre-vote round for a candidate at `term` with this node's log: whether a quorum of
-/// every voter configuration, this node included, granted it.
+/// What one pre-vote round found.
+struct Round {
+    /// A quorum of every voter configuration, this node included, granted.
+    quorum: bool,
+    /// A voter that granted and would make a better candidate ([`outranked`]).
+    outranked_by: Option<NodeId>,
+}
+
+/// One pre-vote round for a candidate at `term` with this node's log.
 async fn ask<T: Transport>(
     id: NodeId,
     raft: &Raft<TypeConfig>,
@@ -201,7 +282,7 @@ async fn ask<T: Transport>(
     network: &NetworkFactory<T>,
     term: u64,
     quiet: Duration,
-) -> bool {
+) -> Round {
     let (configs, peers) = {
         let m = raft.metrics();
         let m = m.borrow();
@@ -214,11 +295,9 @@ async fn ask<T: Transport>(
             .collect();
         (configs, peers)
     };
-    let last_log_id = log.last_log_id().map_err(|e| {
-        tracing::warn!(node_id = id, "pre-vote asked without this node's log: {e}");
-    });
-    let last_log_id = last_log_id.ok();
+    let last_log_id = own_last_log_id(id, log);
     let mut granted = BTreeSet::from([id]);
+    let mut logs = Vec::new();
     let mut asks = JoinSet::new();
     for (peer, addrs) in peers {
         let network = network.clone();
@@ -234,14 +313,25 @@ async fn ask<T: Transport>(
     // out.
     while !is_quorum(&configs, &granted) {
         match asks.join_next().await {
-            Some(Ok((peer, Some(true)))) => {
+            Some(Ok((peer, Some((true, log))))) => {
                 granted.insert(peer);
+                logs.push((peer, log));
             }
             Some(_) => {}
             None => break,
         }
     }
-    is_quorum(&configs, &granted)
+    // Answers already in are read too: the better candidate may be among them.
+    while let Some(done) = asks.try_join_next() {
+        if let Ok((peer, Some((true, log)))) = done {
+            granted.insert(peer);
+            logs.push((peer, log));
+        }
+    }
+    Round {
+        quorum: is_quorum(&configs, &granted),
+        outranked_by: last_log_id.and_then(|own| outranked(id, own.as_ref(), &logs)),
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +379,46 @@ mod tests {
         assert!(allows(None, None), "two empty logs");
         assert!(!allows(None, Some(id(1, 1))), "an empty log");
         assert!(allows(Some(id(1, 1)), None));
+    }
+
+    #[test]
+    fn a_granting_voter_with_the_same_log_and_a_higher_id_is_the_better_candidate() {
+        let id = |term, index| openraft::testing::log_id(term, 1, index);
+        let own = Some(id(2, 7));
+        let same = Some(own);
+        assert_eq!(outranked(2, own.as_ref(), &[(3, same)]), Some(3));
+        assert_eq!(outranked(2, own.as_ref(), &[(1, same)]), None, "a lower id");
+        assert_eq!(
+            outranked(2, own.as_ref(), &[(3, Some(Some(id(2, 6))))]),
+            None,
+            "a shorter log"
+        );
+        assert_eq!(
+            outranked(2, own.as_ref(), &[(3, None)]),
+            None,
+            "sent no log"
+        );
+        assert_eq!(
+            outranked(2, own.as_ref(), &[(1, same), (4, same), (3, same)]),
+            Some(4)
+        );
+        assert_eq!(
+            outranked(1, None, &[(2, Some(None))]),
+            Some(2),
+            "both empty"
+        );
+        assert_eq!(outranked(1, None, &[]), None);
+    }
+
+    #[test]
+    fn an_outranked_node_stands_only_once_the_better_one_had_its_time() {
+        let t0 = Instant::now();
+        let defer = ms(600);
+        assert!(stands(true, None, t0, defer));
+        assert!(!stands(false, None, t0, defer), "no quorum");
+        assert!(!stands(true, Some(t0), t0 + ms(599), defer));
+        assert!(stands(true, Some(t0), t0 + ms(600), defer));
+        assert!(!stands(false, Some(t0), t0 + ms(900), defer), "no quorum");
     }
 
     #[test]
