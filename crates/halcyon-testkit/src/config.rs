@@ -332,6 +332,8 @@ pub struct ClusterConfig {
     /// it when `heartbeat` is set too).
     pub heartbeat_profile: Option<String>,
     pub quorum: Quorum,
+    /// `[limits] max_event_duration`; None: the daemon's default.
+    pub max_event_duration: Option<Duration>,
     pub networks: Vec<Network>,
     pub nodes: Vec<Node>,
     pub packages: Vec<Package>,
@@ -383,6 +385,7 @@ impl ClusterConfig {
             heartbeat: None,
             heartbeat_profile: None,
             quorum: Quorum::default(),
+            max_event_duration: None,
             networks: Vec::new(),
             nodes: Vec::new(),
             packages: Vec::new(),
@@ -494,6 +497,11 @@ impl ClusterConfig {
         }
         if self.quorum != Quorum::default() {
             file.insert("quorum".into(), quorum_table(&self.quorum).into());
+        }
+        if let Some(max) = self.max_event_duration {
+            let mut limits = Table::new();
+            limits.insert("max_event_duration".into(), duration(max));
+            file.insert("limits".into(), limits.into());
         }
         let networks: Vec<Value> = self.networks.iter().map(network_table).collect();
         file.insert("network".into(), networks.into());
