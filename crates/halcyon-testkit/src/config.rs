@@ -33,6 +33,8 @@ pub struct Witness {
 pub struct Quorum {
     pub lease: Option<Duration>,
     pub min_voters: Option<u32>,
+    /// `auto_shrink = true` with this `shrink_after`; None: no auto-shrink.
+    pub auto_shrink: Option<Duration>,
     pub watchdog: Option<PathBuf>,
     pub witness: Option<Witness>,
 }
@@ -606,6 +608,10 @@ fn quorum_table(q: &Quorum) -> Table {
     let mut t = Table::new();
     insert_some(&mut t, "lease", q.lease.map(duration));
     insert_some(&mut t, "min_voters", q.min_voters.map(i64::from));
+    if let Some(after) = q.auto_shrink {
+        t.insert("auto_shrink".into(), true.into());
+        t.insert("shrink_after".into(), duration(after));
+    }
     insert_some(&mut t, "watchdog", q.watchdog.as_deref().map(path_text));
     if let Some(w) = &q.witness {
         let mut witness = Table::new();

@@ -513,3 +513,89 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
     assert_eq!(pids(&dir, "keep"), keep);
     c.kill_all();
 }
+
+fn voters(c: &Cluster, i: usize) -> Vec<String> {
+    c.status(i).expect("status")["quorum"]["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn apply_turns_auto_shrink_on_and_a_voter_already_down_leaves_the_voters() {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    let base = c.config().clone();
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+
+    // n4 fails; without auto-shrink it stays a voter.
+    c.kill(4);
+    c.wait_for(1, "n4 committed down", FAILOVER_TIMEOUT, |v| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n4" && n["member"] == false)
+            && v["execution"].is_null()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+
+    // Auto-shrink on, after 2 s: n4 has been down longer, it leaves the voters at once.
+    let mut shrinking = base.clone();
+    shrinking.quorum.auto_shrink = Some(Duration::from_secs(2));
+    let shrinking_dir = write(&c, &shrinking, "shrinking");
+    let (code, out) = apply(&c, &shrinking_dir, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("~ [quorum] auto_shrink: false -> true")
+            && out.contains("~ [quorum] shrink_after: 10s -> 2s"),
+        "{out}"
+    );
+    let (code, out) = apply(&c, &shrinking_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(generation(&c), 2);
+    c.wait_for(1, "n4 out of the voters", FAILOVER_TIMEOUT, |v| {
+        v["quorum"]["voters"]
+            .as_array()
+            .is_some_and(|voters| voters.len() == 3 && !voters.iter().any(|n| n == "n4"))
+    });
+    let (code, v) = c.request(2, "GET", "/v1/config", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["config"]["cluster"]["quorum"]["auto_shrink"], true,
+        "{v:#}"
+    );
+
+    // A min_voters above the three voters now (valid for the files: four nodes, without
+    // auto-shrink): refused with the voters named.
+    let mut four = base.clone();
+    four.quorum.min_voters = Some(4);
+    let four_dir = write(&c, &four, "four");
+    let (code, out) = apply(&c, &four_dir, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "refused: [quorum] min_voters 4 is more than the 3 voter(s) the cluster has now \
+             (n1, n2, n3)"
+        ),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 2);
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert!(alive(keep[0]));
+    c.kill_all();
+}
