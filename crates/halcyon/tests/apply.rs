@@ -2,7 +2,8 @@
 //! changed and removed while the cluster runs; untouched packages keep their processes;
 //! bad directories and settings apply cannot change are refused and change nothing; a
 //! second apply while one runs is refused naming the first; `[limits]
-//! max_event_duration` changes live and the next event is held to it.
+//! max_event_duration` changes live and the next event is held to it; auto-shrink turned on
+//! live takes out a voter already down; a `min_voters` above the live voters is refused.
 
 mod common;
 
