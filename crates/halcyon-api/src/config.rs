@@ -61,6 +61,23 @@ pub struct ApplyPreview {
     pub restart: Vec<String>,
     /// Whether the event rules (recovery programs) differ from the running ones.
     pub rules_changed: bool,
+    /// The cluster settings the files change that `apply` changes live (`[limits]`,
+    /// `[quorum]`'s auto-shrink settings), each with its running and new value.
+    #[serde(default)]
+    pub settings: Vec<SettingChange>,
     /// The `config_change` plan (as `emulate` prints it), empty when nothing changes.
     pub plan_text: String,
+}
+
+/// One cluster setting `apply` changes, as the configuration files write it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    /// The table and key: `[limits] max_event_duration`.
+    pub setting: String,
+    /// The running value and the new one (`6m`, `5s`; `true`; `default (2)`).
+    pub old: String,
+    pub new: String,
+    /// What the change does to a running cluster, when a person should know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

@@ -22,7 +22,9 @@ mod status;
 mod stream;
 mod webhook;
 
-pub use config::{ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, StagedConfig};
+pub use config::{
+    ApplyPreview, ApplyRequest, ConfigFile, ConfigResponse, SettingChange, StagedConfig,
+};
 pub use events::{
     AvailabilityQuery, AvailabilityResponse, EventRecord, EventSummary, EventsQuery,
     EventsResponse, Outage,

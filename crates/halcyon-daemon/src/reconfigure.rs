@@ -12,15 +12,27 @@
 //! the added ones, and leaves the others alone (same processes, same addresses). The lock
 //! goes when the event ends, whichever coordinator ends it.
 //!
-//! What `apply` cannot change yet is refused with the setting named: the cluster's name,
-//! id, port, nodes, networks, heartbeat, quorum and limits (each node's runtime reads them
-//! at start: the heartbeat runner, Raft, the leases, the API's ports); a node's fence
-//! devices may change (the coordinator reads them from the running configuration).
+//! Besides packages, `[events]` and the rules, `apply` changes the cluster settings that
+//! only the replicated configuration feeds, so that every node acts on the new value from
+//! the same entry on: a node's fence devices (the coordinator reads them each time it
+//! fences), `[limits] max_event_duration` (each event takes its maximum when it starts:
+//! an event already running keeps its own), `[quorum] auto_shrink`, `shrink_after` and
+//! `min_voters` (the coordinator's auto-shrink, `node remove` and `node forget`;
+//! `shrink_after` counts from each `node_down`'s commit, so a voter already down longer
+//! than a new, shorter value leaves the voters right after the switch). A `min_voters`
+//! above the cluster's voters now is refused (no path leaves fewer voters than it).
+//!
+//! What `apply` cannot change yet is refused with each setting named: the cluster's name,
+//! id, port, nodes, networks, heartbeat, and `[quorum]`'s witness, lease and watchdog
+//! (each node's runtime reads them at start: the heartbeat runner, Raft, the lease and
+//! its timing rule, the watchdog, the API's ports). `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use halcyon_api::{ApplyPreview, ApplyRequest, ConfigResponse, SCHEMA_VERSION, StagedConfig};
+use halcyon_api::{
+    ApplyPreview, ApplyRequest, ConfigResponse, SCHEMA_VERSION, SettingChange, StagedConfig,
+};
 use halcyon_config::{Config, PackageName};
 use halcyon_events::Rules;
 use halcyon_policy::{Engine, Event};
@@ -120,36 +132,187 @@ fn without_fencing(nodes: &[halcyon_config::Node]) -> Vec<halcyon_config::Node> 
         .collect()
 }
 
-/// Refuses a change to a cluster setting that the nodes read only at start.
-fn refuse_cluster_changes(new: &Config, running: &Config) -> Result<(), ApiError> {
-    let (n, r) = (&new.cluster, &running.cluster);
-    let settings = [
-        ("[cluster] name", n.name != r.name),
-        ("[cluster] id", n.id != r.id),
-        ("[cluster] port", n.port != r.port),
+/// The networks as they would be with the cluster's heartbeat `new` instead of `old`: a
+/// network without a `[network.heartbeat]` of its own has the cluster's, and a change of
+/// `[heartbeat]` alone is not a change of the networks.
+fn inheriting(
+    networks: &[halcyon_config::Network],
+    old: &halcyon_config::Heartbeat,
+    new: &halcyon_config::Heartbeat,
+) -> Vec<halcyon_config::Network> {
+    networks
+        .iter()
+        .map(|n| halcyon_config::Network {
+            heartbeat: if n.heartbeat == *old {
+                *new
+            } else {
+                n.heartbeat
+            },
+            ..n.clone()
+        })
+        .collect()
+}
+
+/// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
+/// the refusal names these as what it can change.
+const LIVE_SETTINGS: &str = "[limits] max_event_duration and [quorum] auto_shrink, shrink_after \
+                             and min_voters";
+
+/// The decision on the cluster settings (pure): the setting changes `apply` makes live,
+/// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
+/// name), which a new `min_voters` is checked against.
+///
+/// Refused, each by name: what each node's runtime reads only at start (the cluster's
+/// name, id and port, the nodes and their interfaces, the networks, `[heartbeat]`, and
+/// `[quorum]`'s witness, lease and watchdog: the lease is part of the timing rule every
+/// node's guard and the coordinator's release waits rely on). Accepted: what only the
+/// replicated configuration feeds, so every node switches to it at the `config_change`
+/// entry: `[limits] max_event_duration` (each event takes it when it starts), `[quorum]
+/// auto_shrink`, `shrink_after` and `min_voters` (the coordinator's auto-shrink and the
+/// refusals of `node remove` and `node forget`). A larger `min_voters` than the cluster's
+/// voters now is refused: auto-shrink, `node remove` and `node forget` never leave fewer
+/// voters than `min_voters`, and apply keeps that true as well.
+pub(crate) fn cluster_changes(
+    new: &Config,
+    running: &Config,
+    voters: &[String],
+) -> Result<Vec<SettingChange>, String> {
+    // Every field named, so that a new setting cannot be forgotten here.
+    let halcyon_config::Cluster {
+        name,
+        id,
+        port,
+        nodes,
+        networks,
+        heartbeat,
+        quorum,
+        events: _,
+        limits,
+    } = &new.cluster;
+    let halcyon_config::Quorum {
+        witness,
+        auto_shrink,
+        shrink_after,
+        min_voters,
+        lease,
+        watchdog,
+    } = quorum;
+    let halcyon_config::Limits { max_event_duration } = limits;
+    let r = &running.cluster;
+    let (rq, rl) = (&r.quorum, &r.limits);
+    let refused = [
+        ("[cluster] name", *name != r.name),
+        ("[cluster] id", *id != r.id),
+        ("[cluster] port", *port != r.port),
         (
             "[[node]] (nodes and their interfaces)",
-            without_fencing(&n.nodes) != without_fencing(&r.nodes),
+            without_fencing(nodes) != without_fencing(&r.nodes),
         ),
-        ("[[network]]", n.networks != r.networks),
-        ("[heartbeat]", n.heartbeat != r.heartbeat),
-        ("[quorum]", n.quorum != r.quorum),
-        ("[limits]", n.limits != r.limits),
+        (
+            "[[network]]",
+            *networks != inheriting(&r.networks, &r.heartbeat, heartbeat),
+        ),
+        ("[heartbeat]", *heartbeat != r.heartbeat),
+        ("[quorum] witness", *witness != rq.witness),
+        ("[quorum] lease", *lease != rq.lease),
+        ("[quorum] watchdog", *watchdog != rq.watchdog),
     ];
-    let changed: Vec<&str> = settings
+    let refused: Vec<&str> = refused
         .iter()
         .filter(|(_, differs)| *differs)
-        .map(|(name, _)| *name)
+        .map(|(setting, _)| *setting)
         .collect();
-    if changed.is_empty() {
-        return Ok(());
+    let mut why = Vec::new();
+    if !refused.is_empty() {
+        why.push(format!(
+            "apply cannot change {} of a running cluster yet (each node reads them at start: \
+             the heartbeat runner, Raft, the lease and its timing rule, the watchdog, the \
+             API's ports)",
+            refused.join(", ")
+        ));
     }
-    Err(ApiError::conflict(format!(
-        "refused: apply cannot change {} of a running cluster yet (each node reads them at \
-         start); nothing was changed. apply changes packages (add, remove, change), the \
-         [events] settings and the event rules",
-        changed.join(", ")
-    )))
+    let minimum = new.cluster.min_voters();
+    if *min_voters != rq.min_voters && minimum > voters.len() {
+        why.push(format!(
+            "[quorum] min_voters {minimum} is more than the {} voter(s) the cluster has now \
+             ({}): auto-shrink, `node remove` and `node forget` never leave fewer voters than \
+             min_voters, and apply does not either; add the missing voters first (a node \
+             auto-shrink took out becomes a voter again when it is back; `halcyon node add \
+             NAME` for one an administrator removed), or apply at most {}",
+            voters.len(),
+            voters.join(", "),
+            voters.len()
+        ));
+    }
+    if !why.is_empty() {
+        return Err(format!(
+            "refused: {}; nothing was changed. apply changes packages (add, remove, change), \
+             the [events] settings, the event rules, fence devices, {LIVE_SETTINGS}",
+            why.join("; ")
+        ));
+    }
+    let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
+    let mut changes = Vec::new();
+    if *max_event_duration != rl.max_event_duration {
+        changes.push(SettingChange {
+            setting: "[limits] max_event_duration".to_owned(),
+            old: show(&rl.max_event_duration),
+            new: show(max_event_duration),
+            note: Some(
+                "for every event that starts from the config_change on (the config_change \
+                 included); an event already running keeps the maximum it started with"
+                    .to_owned(),
+            ),
+        });
+    }
+    if *auto_shrink != rq.auto_shrink {
+        let note = if *auto_shrink {
+            format!(
+                "a voter committed down for shrink_after ({}) leaves the voters from the \
+                 switch on, counted from its node_down: one already down that long leaves at once",
+                show(shrink_after)
+            )
+        } else {
+            "no voter leaves by itself any more; a node auto-shrink took out still becomes a \
+             voter again when it is back"
+                .to_owned()
+        };
+        changes.push(SettingChange {
+            setting: "[quorum] auto_shrink".to_owned(),
+            old: rq.auto_shrink.to_string(),
+            new: auto_shrink.to_string(),
+            note: Some(note),
+        });
+    }
+    if *shrink_after != rq.shrink_after {
+        changes.push(SettingChange {
+            setting: "[quorum] shrink_after".to_owned(),
+            old: show(&rq.shrink_after),
+            new: show(shrink_after),
+            note: auto_shrink.then(|| {
+                "from the switch on, counted from each node_down: a voter already down longer \
+                 than the new value leaves the voters at once"
+                    .to_owned()
+            }),
+        });
+    }
+    if *min_voters != rq.min_voters {
+        let text = |c: &halcyon_config::Cluster| match c.quorum.min_voters {
+            0 => format!("default ({})", c.min_voters()),
+            n => n.to_string(),
+        };
+        changes.push(SettingChange {
+            setting: "[quorum] min_voters".to_owned(),
+            old: text(r),
+            new: text(&new.cluster),
+            note: Some(format!(
+                "auto-shrink, `node remove` and `node forget` leave at least {minimum} voters \
+                 ({} now)",
+                voters.len()
+            )),
+        });
+    }
+    Ok(changes)
 }
 
 /// The packages whose definition changed, and whether anything changed at all.
@@ -165,10 +328,9 @@ fn changes(
         .filter(|(name, p)| running.packages.get(*name).is_some_and(|r| r != *p))
         .map(|(name, _)| name.clone())
         .collect();
-    let any = new.packages != running.packages
-        || new.cluster.events != running.cluster.events
-        || new.cluster.nodes != running.cluster.nodes
-        || new_rules != rules;
+    // Every other cluster setting that differs was refused before (`cluster_changes`).
+    let any =
+        new.packages != running.packages || new.cluster != running.cluster || new_rules != rules;
     (restart, any)
 }
 
@@ -179,6 +341,7 @@ struct Staging {
     restart: BTreeSet<PackageName>,
     changed: bool,
     rules_changed: bool,
+    settings: Vec<SettingChange>,
     generation: u64,
 }
 
@@ -186,7 +349,13 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
     let (config, rules) = load_files(request)?;
     let state = node.snapshot();
     let running = applied_config(&state)?;
-    refuse_cluster_changes(&config, running)?;
+    let voters: Vec<String> = node
+        .consensus
+        .voters()
+        .into_iter()
+        .map(|id| node.node_name_of(id))
+        .collect();
+    let settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
     let (restart, changed) = changes(&config, &rules, running, state.rules());
     let rules_changed = &rules != state.rules();
     Ok(Staging {
@@ -195,6 +364,7 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
         restart,
         changed,
         rules_changed,
+        settings,
         generation: state.generation(),
     })
 }
@@ -222,6 +392,7 @@ pub fn preview(node: &Node, request: &ApplyRequest) -> Result<ApplyPreview, ApiE
         next_generation,
         restart: staging.restart.iter().map(|p| p.to_string()).collect(),
         rules_changed: staging.rules_changed,
+        settings: staging.settings,
         plan_text,
     })
 }
@@ -273,5 +444,170 @@ pub async fn apply(
         Ok(Reply::Ignored { why }) => Err(ApiError::conflict(format!("refused: {why}"))),
         Ok(other) => Err(ApiError::conflict(format!("refused: {other:?}"))),
         Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The example cluster: four nodes, no `[quorum]` table (`min_voters` by default a
+    /// majority, 3), `max_event_duration = "6m"`.
+    fn example() -> Config {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        halcyon_config::load(&[dir]).unwrap().0
+    }
+
+    fn voters(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    const ALL: &[&str] = &["node1", "node2", "node3", "node4"];
+
+    #[test]
+    fn the_running_settings_are_no_change() {
+        let config = example();
+        assert_eq!(
+            cluster_changes(&config, &config, &voters(ALL)),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn limits_and_auto_shrink_settings_change_live_with_both_values() {
+        let running = example();
+        let mut new = running.clone();
+        new.cluster.limits.max_event_duration = Duration::from_secs(5);
+        new.cluster.quorum.auto_shrink = true;
+        new.cluster.quorum.shrink_after = Duration::from_secs(30);
+        new.cluster.quorum.min_voters = 4;
+        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        let shown: Vec<(&str, &str, &str)> = changes
+            .iter()
+            .map(|c| (c.setting.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("[limits] max_event_duration", "6m", "5s"),
+                ("[quorum] auto_shrink", "false", "true"),
+                ("[quorum] shrink_after", "10s", "30s"),
+                ("[quorum] min_voters", "default (3)", "4"),
+            ]
+        );
+        assert_eq!(
+            changes[1].note.as_deref(),
+            Some(
+                "a voter committed down for shrink_after (30s) leaves the voters from the switch \
+                 on, counted from its node_down: one already down that long leaves at once"
+            )
+        );
+        assert_eq!(
+            changes[3].note.as_deref(),
+            Some("auto-shrink, `node remove` and `node forget` leave at least 4 voters (4 now)")
+        );
+        // And back: auto-shrink off says what happens to the nodes it took out.
+        let back = cluster_changes(&running, &new, &voters(ALL)).unwrap();
+        assert_eq!(back[1].setting, "[quorum] auto_shrink");
+        assert_eq!(
+            back[1].note.as_deref(),
+            Some(
+                "no voter leaves by itself any more; a node auto-shrink took out still becomes \
+                 a voter again when it is back"
+            )
+        );
+        assert_eq!(
+            (back[3].old.as_str(), back[3].new.as_str()),
+            ("4", "default (3)")
+        );
+    }
+
+    #[test]
+    fn settings_each_node_reads_at_start_are_refused_each_by_name() {
+        let running = example();
+        let mut new = running.clone();
+        new.cluster.heartbeat.interval = Duration::from_millis(250);
+        // The networks inherit it, as loading the files gives them.
+        for network in &mut new.cluster.networks {
+            network.heartbeat.interval = Duration::from_millis(250);
+        }
+        new.cluster.quorum.lease = Some(Duration::from_secs(2));
+        new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
+        // Accepted settings changed with them are not named: they are not refused.
+        new.cluster.limits.max_event_duration = Duration::from_secs(5);
+        assert_eq!(
+            cluster_changes(&new, &running, &voters(ALL)),
+            Err(
+                "refused: apply cannot change [heartbeat], [quorum] lease, [quorum] watchdog \
+                 of a running cluster yet (each node reads them at start: the heartbeat \
+                 runner, Raft, the lease and its timing rule, the watchdog, the API's ports); \
+                 nothing was changed. apply changes packages (add, remove, change), the \
+                 [events] settings, the event rules, fence devices, [limits] \
+                 max_event_duration and [quorum] auto_shrink, shrink_after and min_voters"
+                    .to_owned()
+            )
+        );
+        // A network changed beside it is named too.
+        let mut faster = new.clone();
+        faster.cluster.networks[0].subnets.clear();
+        let refusal = cluster_changes(&faster, &running, &voters(ALL)).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: apply cannot change [[network]], [heartbeat], [quorum] lease, \
+                 [quorum] watchdog of a running cluster yet"
+            ),
+            "{refusal}"
+        );
+        let mut renamed = running.clone();
+        renamed.cluster.name = "other".to_owned();
+        renamed.cluster.quorum.witness = Some(halcyon_config::Witness {
+            name: "w".into(),
+            number: 9,
+            address: "10.0.0.9".parse().unwrap(),
+        });
+        let refusal = cluster_changes(&renamed, &running, &voters(ALL)).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: apply cannot change [cluster] name, [quorum] witness of a running"
+            ),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_min_voters_above_the_voters_the_cluster_has_now_is_refused() {
+        let running = example();
+        let mut new = running.clone();
+        new.cluster.quorum.min_voters = 4;
+        // node4 is out of the voters (taken out by auto-shrink, or `node remove`).
+        let three = voters(&["node1", "node2", "node3"]);
+        assert_eq!(
+            cluster_changes(&new, &running, &three),
+            Err(
+                "refused: [quorum] min_voters 4 is more than the 3 voter(s) the cluster has \
+                 now (node1, node2, node3): auto-shrink, `node remove` and `node forget` never \
+                 leave fewer voters than min_voters, and apply does not either; add the \
+                 missing voters first (a node auto-shrink took out becomes a voter again when \
+                 it is back; `halcyon node add NAME` for one an administrator removed), or \
+                 apply at most 3; nothing was changed. apply changes packages (add, remove, \
+                 change), the [events] settings, the event rules, fence devices, [limits] \
+                 max_event_duration and [quorum] auto_shrink, shrink_after and min_voters"
+                    .to_owned()
+            )
+        );
+        // As many as the voters now: accepted.
+        new.cluster.quorum.min_voters = 3;
+        let changes = cluster_changes(&new, &running, &three).unwrap();
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            ("default (3)", "3")
+        );
+        // An unchanged min_voters is not checked again (nothing about it changes).
+        let mut other = running.clone();
+        other.cluster.limits.max_event_duration = Duration::from_secs(60);
+        assert!(cluster_changes(&other, &running, &voters(&["node1", "node2"])).is_ok());
     }
 }

@@ -33,6 +33,8 @@ pub struct Witness {
 pub struct Quorum {
     pub lease: Option<Duration>,
     pub min_voters: Option<u32>,
+    /// `auto_shrink = true` with this `shrink_after`; None: no auto-shrink.
+    pub auto_shrink: Option<Duration>,
     pub watchdog: Option<PathBuf>,
     pub witness: Option<Witness>,
 }
@@ -332,6 +334,8 @@ pub struct ClusterConfig {
     /// it when `heartbeat` is set too).
     pub heartbeat_profile: Option<String>,
     pub quorum: Quorum,
+    /// `[limits] max_event_duration`; None: the daemon's default.
+    pub max_event_duration: Option<Duration>,
     pub networks: Vec<Network>,
     pub nodes: Vec<Node>,
     pub packages: Vec<Package>,
@@ -383,6 +387,7 @@ impl ClusterConfig {
             heartbeat: None,
             heartbeat_profile: None,
             quorum: Quorum::default(),
+            max_event_duration: None,
             networks: Vec::new(),
             nodes: Vec::new(),
             packages: Vec::new(),
@@ -495,6 +500,11 @@ impl ClusterConfig {
         if self.quorum != Quorum::default() {
             file.insert("quorum".into(), quorum_table(&self.quorum).into());
         }
+        if let Some(max) = self.max_event_duration {
+            let mut limits = Table::new();
+            limits.insert("max_event_duration".into(), duration(max));
+            file.insert("limits".into(), limits.into());
+        }
         let networks: Vec<Value> = self.networks.iter().map(network_table).collect();
         file.insert("network".into(), networks.into());
         let nodes: Vec<Value> = self.nodes.iter().map(node_table).collect();
@@ -598,6 +608,10 @@ fn quorum_table(q: &Quorum) -> Table {
     let mut t = Table::new();
     insert_some(&mut t, "lease", q.lease.map(duration));
     insert_some(&mut t, "min_voters", q.min_voters.map(i64::from));
+    if let Some(after) = q.auto_shrink {
+        t.insert("auto_shrink".into(), true.into());
+        t.insert("shrink_after".into(), duration(after));
+    }
     insert_some(&mut t, "watchdog", q.watchdog.as_deref().map(path_text));
     if let Some(w) = &q.witness {
         let mut witness = Table::new();

@@ -47,6 +47,7 @@ fn a_loopback_cluster_with_two_networks_a_disk_a_witness_and_every_package_setti
     config.quorum = Quorum {
         lease: Some(Duration::from_millis(700)),
         min_voters: Some(2),
+        auto_shrink: None,
         watchdog: Some(PathBuf::from("/tmp/watchdog \"quoted\"")),
         witness: Some(Witness {
             name: "w".into(),

@@ -1,7 +1,9 @@
 //! `halcyon apply` against a running 3-node loopback cluster (issue 16): packages added,
 //! changed and removed while the cluster runs; untouched packages keep their processes;
 //! bad directories and settings apply cannot change are refused and change nothing; a
-//! second apply while one runs is refused naming the first.
+//! second apply while one runs is refused naming the first; `[limits]
+//! max_event_duration` changes live and the next event is held to it; auto-shrink turned on
+//! live takes out a voter already down; a `min_voters` above the live voters is refused.
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use halcyon_testkit::{ClusterConfig, Package, Resource};
+use serde_json::Value;
 
 /// A service that appends its shell's PID to `<dir>/<name>.pids` at each start, then
 /// sleeps; `slow_halt`: it ignores SIGTERM (its halt waits for the 3 s halt timeout).
@@ -378,5 +381,222 @@ fn a_coordinator_killed_during_an_apply_leaves_it_applied_once_and_no_lock() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing to apply"), "{out}");
+    c.kill_all();
+}
+
+/// The finished record of `event` (as displayed: `UE_SLOW on n2`) after `after` records,
+/// as node 1 holds it.
+fn finished_record(c: &Cluster, event: &str, after: usize) -> Value {
+    let deadline = Instant::now() + FAILOVER_TIMEOUT;
+    loop {
+        let (code, v) = c.request(1, "GET", "/v1/events", None);
+        assert_eq!(code, 200, "{v}");
+        let found = v["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["event"] == event && r["outcome"] != "running")
+            .nth(after)
+            .cloned();
+        if let Some(record) = found {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "no finished {event}: {v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn note_texts(record: &Value) -> Vec<String> {
+    record["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_it() {
+    let mut spec = Spec::new();
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    // An event that takes 5 s: well within the default maximum (6 min), longer than 4 s.
+    spec.rules(|_| "[[event]]\nname = \"UE_SLOW\"\nprogram = 'event \"sleep 5\" 0'\n".to_owned());
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    c.wait_for(1, "no event running", FORM_TIMEOUT, |v| {
+        v["execution"].is_null() && v["pending"].as_array().is_some_and(|p| p.is_empty())
+    });
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    let base = c.config().clone();
+
+    // Before: the event runs under the default maximum and is not warned about.
+    let (code, out) = cli(&c, 1, &["event", "raise", "UE_SLOW", "--node", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    let before = finished_record(&c, "UE_SLOW on n2", 0);
+    assert_eq!(before["outcome"], "done", "{before:#}");
+    assert!(
+        !note_texts(&before)
+            .iter()
+            .any(|n| n.contains("maximum duration")),
+        "{before:#}"
+    );
+
+    // Beside a setting each node reads at start, it is refused with that setting named and
+    // the maximum listed as what apply changes; nothing changes.
+    let mut mixed = base.clone().heartbeat(Duration::from_millis(200), 4);
+    mixed.max_event_duration = Some(Duration::from_secs(4));
+    let mixed_dir = write(&c, &mixed, "mixed");
+    let (code, out) = apply(&c, &mixed_dir, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused: apply cannot change [heartbeat] of a running cluster yet")
+            && out.contains("apply changes packages")
+            && out.contains("[limits] max_event_duration and [quorum] auto_shrink"),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 1);
+
+    // Alone: the dry run shows the setting with both values as the files write them.
+    let mut shorter = base.clone();
+    shorter.max_event_duration = Some(Duration::from_secs(4));
+    let shorter_dir = write(&c, &shorter, "shorter");
+    let (code, out) = apply(&c, &shorter_dir, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("~ [limits] max_event_duration: 6m -> 4s"),
+        "{out}"
+    );
+    assert!(!out.contains("max_event_duration.secs"), "{out}");
+    assert_eq!(generation(&c), 1);
+    let (code, out) = apply(&c, &shorter_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(generation(&c), 2);
+    // Every node runs the new value; no package restarted.
+    for i in 1..=3 {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let (code, v) = c.request(i, "GET", "/v1/config", None);
+            assert_eq!(code, 200, "{v}");
+            let max = &v["config"]["cluster"]["limits"]["max_event_duration"];
+            if v["generation"] == 2 {
+                assert_eq!(
+                    max,
+                    &serde_json::json!({"secs": 4, "nanos": 0}),
+                    "n{i}: {v:#}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "n{i} did not switch: {v:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert!(alive(keep[0]));
+
+    // After: the same event is warned about once it has run 4 s.
+    let (code, out) = cli(&c, 1, &["event", "raise", "UE_SLOW", "--node", "n2"]);
+    assert_eq!(code, 0, "{out}");
+    let after = finished_record(&c, "UE_SLOW on n2", 1);
+    assert_eq!(after["outcome"], "done", "{after:#}");
+    assert!(
+        note_texts(&after)
+            .iter()
+            .any(|n| n.contains("longer than its maximum duration (4s)")),
+        "{after:#}"
+    );
+    assert_eq!(pids(&dir, "keep"), keep);
+    c.kill_all();
+}
+
+fn voters(c: &Cluster, i: usize) -> Vec<String> {
+    c.status(i).expect("status")["quorum"]["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn apply_turns_auto_shrink_on_and_a_voter_already_down_leaves_the_voters() {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    let base = c.config().clone();
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+
+    // n4 fails; without auto-shrink it stays a voter.
+    c.kill(4);
+    c.wait_for(1, "n4 committed down", FAILOVER_TIMEOUT, |v| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n4" && n["member"] == false)
+            && v["execution"].is_null()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+
+    // Auto-shrink on, after 2 s: n4 has been down longer, it leaves the voters at once.
+    let mut shrinking = base.clone();
+    shrinking.quorum.auto_shrink = Some(Duration::from_secs(2));
+    let shrinking_dir = write(&c, &shrinking, "shrinking");
+    let (code, out) = apply(&c, &shrinking_dir, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("~ [quorum] auto_shrink: false -> true")
+            && out.contains("~ [quorum] shrink_after: 10s -> 2s"),
+        "{out}"
+    );
+    let (code, out) = apply(&c, &shrinking_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(generation(&c), 2);
+    c.wait_for(1, "n4 out of the voters", FAILOVER_TIMEOUT, |v| {
+        v["quorum"]["voters"]
+            .as_array()
+            .is_some_and(|voters| voters.len() == 3 && !voters.iter().any(|n| n == "n4"))
+    });
+    let (code, v) = c.request(2, "GET", "/v1/config", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["config"]["cluster"]["quorum"]["auto_shrink"], true,
+        "{v:#}"
+    );
+
+    // A min_voters above the three voters now (valid for the files: four nodes, without
+    // auto-shrink): refused with the voters named.
+    let mut four = base.clone();
+    four.quorum.min_voters = Some(4);
+    let four_dir = write(&c, &four, "four");
+    let (code, out) = apply(&c, &four_dir, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "refused: [quorum] min_voters 4 is more than the 3 voter(s) the cluster has now \
+             (n1, n2, n3)"
+        ),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 2);
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert!(alive(keep[0]));
     c.kill_all();
 }

@@ -168,6 +168,7 @@ pub async fn snapshot_diff(dir: &Path, target: &Target) -> Result<(), Failure> {
                     next_generation: running.generation,
                     restart: Vec::new(),
                     rules_changed: false,
+                    settings: Vec::new(),
                     plan_text: String::new(),
                 },
                 Some(why),
@@ -262,11 +263,32 @@ pub fn differences(running: &Config, new: &Config, preview: &ApplyPreview) -> Ve
             );
         }
     }
+    // The settings the daemon reports with their values as the files write them (and what
+    // the change does) are shown its way, not as the leaves of the serialised form.
+    let reported: Vec<String> = preview
+        .settings
+        .iter()
+        .filter_map(|s| value_path(&s.setting))
+        .collect();
+    for s in &preview.settings {
+        out.push(format!("~ {}: {} -> {}", s.setting, s.old, s.new));
+        if let Some(note) = &s.note {
+            out.push(format!("    {note}"));
+        }
+    }
     walk(
         "cluster",
         &to_value(&running.cluster),
         &to_value(&new.cluster),
         &mut |path, change| {
+            if reported.iter().any(|r| {
+                path == r
+                    || path
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|t| t.starts_with('.'))
+            }) {
+                return;
+            }
             // A fence device's password is not shown on the terminal.
             let secret = ["passw", "secret", "_script"]
                 .iter()
@@ -283,6 +305,13 @@ pub fn differences(running: &Config, new: &Config, preview: &ApplyPreview) -> Ve
         out.push("~ the event rules (recovery programs) changed".to_owned());
     }
     out
+}
+
+/// `[limits] max_event_duration` -> `cluster.limits.max_event_duration`: where a setting
+/// the daemon reports is in the serialised configuration.
+fn value_path(setting: &str) -> Option<String> {
+    let (table, key) = setting.strip_prefix('[')?.split_once("] ")?;
+    Some(format!("cluster.{table}.{key}"))
 }
 
 fn to_value(value: &impl serde::Serialize) -> Value {
@@ -337,5 +366,40 @@ mod tests {
         walk("", &a, &c, &mut |p, c| lines.push(format!("{p}: {c}")));
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].starts_with("resources: [{"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_setting_the_daemon_reports_is_shown_as_the_files_write_it_with_its_note() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        let (running, _) = halcyon_config::load(&[dir]).unwrap();
+        let mut new = running.clone();
+        new.cluster.limits.max_event_duration = std::time::Duration::from_secs(5);
+        new.cluster.events.keep_events_for = std::time::Duration::from_secs(60);
+        let preview = ApplyPreview {
+            schema_version: halcyon_api::SCHEMA_VERSION,
+            generation: 1,
+            next_generation: 2,
+            restart: Vec::new(),
+            rules_changed: false,
+            settings: vec![halcyon_api::SettingChange {
+                setting: "[limits] max_event_duration".to_owned(),
+                old: "6m".to_owned(),
+                new: "5s".to_owned(),
+                note: Some("from the config_change on".to_owned()),
+            }],
+            plan_text: String::new(),
+        };
+        assert_eq!(
+            differences(&running, &new, &preview),
+            [
+                "~ [limits] max_event_duration: 6m -> 5s",
+                "    from the config_change on",
+                "~ cluster.events.keep_events_for.secs: 7776000 -> 60",
+            ]
+        );
+        assert_eq!(
+            value_path("[quorum] min_voters").as_deref(),
+            Some("cluster.quorum.min_voters")
+        );
     }
 }
