@@ -146,7 +146,9 @@ pub struct ClusterSpec {
     /// Run the move announcer (see the module documentation); off by default, the `ip`
     /// driver sends gratuitous ARP itself.
     pub announce_moves: bool,
-    /// `RUST_LOG` of the daemons.
+    /// `RUST_LOG` of the daemons: `HALCYON_LAB_RUST_LOG` if it is set (to look into a run
+    /// of `compare` or `campaign`, e.g. `info,halcyon_consensus=debug,openraft=info`), else
+    /// `info,openraft=warn`.
     pub log_filter: String,
     /// The host that runs the quorum witness (`halcyon witness`) instead of a node, if any.
     pub witness: Option<usize>,
@@ -173,7 +175,8 @@ impl ClusterSpec {
             port: DEFAULT_PORT,
             start_timeout: Duration::from_secs(90),
             announce_moves: false,
-            log_filter: "info,openraft=warn".to_string(),
+            log_filter: std::env::var("HALCYON_LAB_RUST_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".to_string()),
             witness: None,
             fencing: false,
             state_size: None,
