@@ -1002,6 +1002,7 @@ mod tests {
                 incarnation: Some(1),
                 networks: Vec::new(),
                 fence: None,
+                excluded: None,
             }],
             packages,
             execution: None,
