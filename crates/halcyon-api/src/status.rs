@@ -139,6 +139,29 @@ pub struct NodeStatus {
     /// The node's last fence, if it was ever fenced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<FenceView>,
+    /// Set while the node's current incarnation is excluded for not completing its work
+    /// within the coordinator's bound; absent once its daemon restarted (a new
+    /// incarnation), and from daemons that predate the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<ExcludedView>,
+}
+
+/// A node excluded because it did not complete the work of an event within the bound the
+/// coordinator allows it (`halcyon_state::Stuck`): no lease is granted to it and it does not
+/// join again until its daemon restarts (`systemctl restart halcyon` on that node), which
+/// makes it a new incarnation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExcludedView {
+    /// What it did not complete, and the bound (`n3 did not complete run web within its
+    /// bound of 18s 238ms (...)`).
+    pub why: String,
+    /// When the coordinator excluded it.
+    #[schemars(with = "crate::schema::Time")]
+    pub since: Timestamp,
+    /// The incarnation excluded (the node's current one).
+    pub incarnation: u64,
+    /// The event whose work it did not complete (its record's id in `GET /v1/events`).
+    pub event: u64,
 }
 
 /// A node's last fence: how it went, by whom, when, and every agent call.

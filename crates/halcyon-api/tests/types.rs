@@ -152,6 +152,7 @@ fn status() -> StatusResponse {
                 down: false,
             }],
             fence: None,
+            excluded: None,
         }],
         packages: vec![PackageStatus {
             name: PackageName::from("db"),
@@ -232,6 +233,32 @@ fn status_round_trips_with_the_fields_clients_read() {
     without.witness = None;
     let json = round_trip(&without);
     assert!(json.get("witness").is_none(), "{json}");
+}
+
+/// An excluded node's `excluded` round-trips; without it the field is absent, and a status
+/// written before the field existed reads as not excluded.
+#[test]
+fn a_node_excluded_for_its_work_round_trips_and_older_answers_read() {
+    let mut excluded = status();
+    excluded.nodes[0].excluded = Some(ExcludedView {
+        why: "node1 did not complete run db within its bound of 18s".into(),
+        since: at(9),
+        incarnation: 4,
+        event: 8,
+    });
+    let json = round_trip(&excluded);
+    let x = &json["nodes"][0]["excluded"];
+    assert_eq!(x["since"], at(9).to_string());
+    assert_eq!(x["incarnation"], 4);
+    assert_eq!(x["event"], 8);
+    assert_eq!(
+        x["why"],
+        "node1 did not complete run db within its bound of 18s"
+    );
+    let json = round_trip(&status());
+    assert!(json["nodes"][0].get("excluded").is_none(), "{json}");
+    let old: StatusResponse = serde_json::from_value(json).unwrap();
+    assert_eq!(old.nodes[0].excluded, None);
 }
 
 #[test]

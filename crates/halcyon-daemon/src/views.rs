@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use halcyon_api::{
-    EmulateResponse, EventRecord, EventsQuery, EventsResponse, ExecutionState, ExecutionStatus,
-    ExplainResponse, FenceView, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
-    Quorum, Reachability, RunningCommand, SCHEMA_VERSION, StatusResponse,
+    EmulateResponse, EventRecord, EventsQuery, EventsResponse, ExcludedView, ExecutionState,
+    ExecutionStatus, ExplainResponse, FenceView, LeaseStatus, NetworkView, NodeStatus,
+    PackageStatus, PathView, Quorum, Reachability, RunningCommand, SCHEMA_VERSION, StatusResponse,
 };
-use halcyon_config::Config;
+use halcyon_config::{Config, NodeName};
 use halcyon_membership::NodeState;
 use halcyon_membership::detector::PathStatus;
 use halcyon_policy::{Engine, Event};
@@ -302,9 +302,25 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
                     by: f.by.clone(),
                     at: f.at,
                 }),
+                excluded: excluded(state, &n.name),
             }
         })
         .collect()
+}
+
+/// The node's exclusion for not completing its work (`State::stuck`), while it stands: only
+/// for the incarnation that was excluded. A restarted daemon registers a new incarnation,
+/// which joins again (`Register` clears the exclusion; the comparison keeps the status true
+/// to that rule on its own).
+fn excluded(state: &State, node: &NodeName) -> Option<ExcludedView> {
+    let stuck = state.stuck().get(node)?;
+    let current = state.incarnations().get(node).copied();
+    (current == Some(stuck.incarnation)).then(|| ExcludedView {
+        why: stuck.why.clone(),
+        since: stuck.at,
+        incarnation: stuck.incarnation,
+        event: stuck.execution,
+    })
 }
 
 fn package_statuses(config: &Config, state: &State) -> Vec<PackageStatus> {
@@ -541,7 +557,160 @@ pub fn explain(node: &Node, package: &str) -> Result<ExplainResponse, ApiError> 
 
 #[cfg(test)]
 mod tests {
-    use super::no_quorum_line;
+    use halcyon_state::{Command, Reply};
+
+    use super::*;
+
+    const CLUSTER: &str = r#"
+[cluster]
+name = "t"
+id = 1
+port = 7400
+[[network]]
+name = "lan"
+kind = "ip"
+subnets = ["127.0.0.0/8"]
+[[node]]
+name = "n1"
+number = 1
+[[node.interface]]
+network = "lan"
+address = "127.0.0.1"
+[[node]]
+name = "n2"
+number = 2
+[[node.interface]]
+network = "lan"
+address = "127.0.0.2"
+[[node]]
+name = "n3"
+number = 3
+[[node.interface]]
+network = "lan"
+address = "127.0.0.3"
+"#;
+
+    /// Run by `node_up n2`: its run stays open until reported, as on a stuck node.
+    const PACKAGE: &str = r#"
+[package]
+name = "web"
+type = "failover"
+nodes = ["n2", "n1"]
+auto_run = true
+[[resource]]
+kind = "service"
+name = "srv"
+command = "sleep 100"
+"#;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
+    /// A booted state with every node registered at incarnation 1 and `node_up n2` executing
+    /// (web's run on n2 not yet reported), whose id is returned.
+    fn executing(s: &mut State, index: &mut u64) -> u64 {
+        let mut apply = |s: &mut State, command| {
+            *index += 1;
+            s.apply(*index, command)
+        };
+        let config =
+            halcyon_config::load_texts(&[("cluster.toml", CLUSTER), ("web.toml", PACKAGE)])
+                .unwrap_or_else(|e| panic!("{e}"));
+        let reply = apply(
+            s,
+            Command::Bootstrap {
+                config: Box::new(config),
+                rules: Default::default(),
+                sources: Vec::new(),
+                at: t(0),
+            },
+        );
+        assert!(matches!(reply, Reply::Bootstrapped { .. }), "{reply:?}");
+        for node in ["n1", "n2", "n3"] {
+            let reply = apply(
+                s,
+                Command::Register {
+                    node: node.into(),
+                    incarnation: 1,
+                    at: t(0),
+                    clean_stop: None,
+                },
+            );
+            assert_eq!(reply, Reply::Done);
+        }
+        let reply = apply(
+            s,
+            Command::Enqueue {
+                event: Event::NodeUp { node: "n2".into() },
+                by: "test".into(),
+                at: t(1),
+                sample: None,
+                request: None,
+            },
+        );
+        assert!(matches!(reply, Reply::Queued { .. }), "{reply:?}");
+        let config = s.config().cloned().expect("bootstrapped");
+        let (sequence, event) = s.pending_events()[0].clone();
+        let plan = Engine::new(&config)
+            .plan(s.cluster(), &event, t(2))
+            .unwrap();
+        match apply(
+            s,
+            Command::PlanCommitted {
+                sequence,
+                plan: Box::new(plan),
+                at: t(2),
+            },
+        ) {
+            Reply::Executing { execution } => execution,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_node_is_shown_excluded_while_its_excluded_incarnation_lasts() {
+        let mut s = State::new();
+        let mut index = 0;
+        let event = executing(&mut s, &mut index);
+        let n2 = NodeName::from("n2");
+        assert_eq!(excluded(&s, &n2), None);
+        let why = "n2 did not complete its command within 1d 10s";
+        index += 1;
+        let reply = s.apply(
+            index,
+            Command::NodeStuck {
+                execution: event,
+                node: n2.clone(),
+                why: why.into(),
+                at: t(9),
+            },
+        );
+        assert_eq!(reply, Reply::Done);
+        assert_eq!(
+            excluded(&s, &n2),
+            Some(ExcludedView {
+                why: why.into(),
+                since: t(9),
+                incarnation: 1,
+                event,
+            })
+        );
+        assert_eq!(excluded(&s, &NodeName::from("n1")), None);
+        // Its daemon restarted: the new incarnation is not excluded.
+        index += 1;
+        let reply = s.apply(
+            index,
+            Command::Register {
+                node: n2.clone(),
+                incarnation: 2,
+                at: t(10),
+                clean_stop: None,
+            },
+        );
+        assert_eq!(reply, Reply::Done);
+        assert_eq!(excluded(&s, &n2), None);
+    }
 
     #[test]
     fn the_no_quorum_line_names_every_unreachable_voter() {

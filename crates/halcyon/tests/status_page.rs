@@ -3,7 +3,8 @@
 //! shows three nodes; a failover shows on it without a reload within a second of the node
 //! serving it knowing, its plan's times in local time; a package's availability and explain;
 //! an ERROR with its choices, as buttons only for an admin token; a failed package's node
-//! with until when it is excluded; screenshots are saved under
+//! with until when it is excluded; a node excluded for not completing its work (the page
+//! from a file, handed `status` messages, no cluster); screenshots are saved under
 //! the target directory (`target/test-artifacts/status-page.png` and others). The page's size
 //! and load time are printed (`--no-capture`).
 //!
@@ -620,4 +621,94 @@ fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excl
         "[...{mark}.querySelectorAll('[data-ts]')].map(e => e.dataset.ts)"
     ));
     assert_eq!(times, json!([web["failures"]["n1"], until]), "{text}");
+}
+
+/// A node excluded for not completing its work: its card says so, why, since when (local
+/// time, the instant in `data-ts`), and what brings it back; once its daemon restarted (the
+/// next status has no `excluded`) the card no longer does. The page is opened from a file
+/// with no cluster behind it (its stream never connects) and handed the `status` messages
+/// the stream would carry, so this needs no node to get stuck.
+#[test]
+fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("status.html");
+    std::fs::write(&file, halcyon_daemon::page::PAGE.as_str()).unwrap();
+    let since = "2026-06-01T11:58:00Z";
+    let node = |name: &str, number: u32, excluded: Value| {
+        let mut n = json!({
+            "name": name, "number": number, "member": excluded.is_null(),
+            "reachable": "reachable", "departed": false, "halted_by_admin": false,
+            "incarnation": 1, "networks": [{"network": "lan", "path": "up",
+            "adapter_down": false, "down": false}],
+        });
+        if !excluded.is_null() {
+            n["excluded"] = excluded;
+        }
+        n
+    };
+    let status = |excluded: Value| {
+        json!({
+            "schema_version": 2, "cluster": "t", "answered_by": "n1", "halted": false,
+            "coordinator": "n1",
+            "quorum": {"has_quorum": true, "term": 2, "voters": ["n1", "n2", "n3"],
+                "last_applied": 40, "detail": null},
+            "watchdog": "not configured",
+            "lease": {"remaining_ms": 500, "duration_ms": 619},
+            "nodes": [node("n1", 1, Value::Null), node("n3", 3, excluded)],
+            "packages": [], "execution": null, "pending": [], "events": [],
+        })
+    };
+    let why = "n3 did not complete run web within its bound of 18s 238ms (7s it may take + \
+               11s 238ms margin)";
+    let excluded = status(json!({"why": why, "since": since, "incarnation": 1, "event": 12}));
+    let browser = Browser::start(&binary);
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("file://{}", file.display())}),
+    );
+    cdp.wait_true(
+        "typeof onMessage === 'function' && !!document.getElementById('nodes')",
+        Duration::from_secs(10),
+    );
+    let hand = |cdp: &mut Cdp, status: &Value| {
+        let message = serde_json::to_string(&status.to_string()).unwrap();
+        cdp.eval(&format!("onMessage('status', {message})"));
+    };
+    hand(&mut cdp, &excluded);
+    let mark = "document.querySelector('#nodes tr[data-node=\"n3\"] [data-excluded=\"n3\"]')";
+    cdp.wait_true(&format!("!!{mark}"), Duration::from_secs(5));
+    let text = cdp.eval(&format!("{mark}.innerText"));
+    let text = text.as_str().unwrap();
+    eprintln!("the exclusion on the page: {text}");
+    assert!(text.starts_with("excluded since "), "{text}");
+    assert!(
+        text.contains(&format!("(event #12, incarnation 1): {why}; it joins again when its daemon restarts (systemctl restart halcyon on n3)")),
+        "{text}"
+    );
+    let times = cdp.eval(&format!(
+        "[...{mark}.querySelectorAll('[data-ts]')].map(e => e.dataset.ts)"
+    ));
+    assert_eq!(times, json!([since]), "{text}");
+    let badge = cdp.eval("document.querySelector('#nodes tr[data-node=\"n3\"]').innerText");
+    assert!(badge.as_str().unwrap().contains("EXCLUDED"), "{badge}");
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('[data-excluded]').length"),
+        json!(1)
+    );
+    // Its daemon restarted: the next status has no `excluded` for it.
+    hand(&mut cdp, &status(Value::Null));
+    cdp.wait_true(
+        "!document.querySelector('[data-excluded]') \
+         && !document.querySelector('#nodes').innerText.includes('EXCLUDED')",
+        Duration::from_secs(5),
+    );
 }

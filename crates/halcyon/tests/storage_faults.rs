@@ -219,6 +219,52 @@ fn a_node_that_never_completes_its_action_is_excluded_and_the_package_runs_elsew
         .to_owned();
     c.wait_activity_from(&holder, Duration::from_secs(5));
 
+    // `halcyon status --json` says n3 is excluded: why, since when, which incarnation and
+    // the move's event; `halcyon status` says it on n3's line with how it joins again.
+    let (code, out) = cli(&c, 1, &["status", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n3 = node_of(&v, "n3");
+    let excluded = &n3["excluded"];
+    assert!(
+        excluded["why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("n3 did not complete run web within its bound")),
+        "{n3:#}"
+    );
+    assert_eq!(excluded["incarnation"], n3["incarnation"], "{n3:#}");
+    let since: jiff::Timestamp = excluded["since"].as_str().unwrap().parse().unwrap();
+    assert!(
+        since.duration_until(jiff::Timestamp::now()) < jiff::SignedDuration::from_secs(60),
+        "{n3:#}"
+    );
+    let (code, log) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{log}");
+    let record = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == excluded["event"])
+        .unwrap_or_else(|| panic!("no event {} in {log:#}", excluded["event"]));
+    assert!(
+        record["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("package_move web")
+            && record["notes"]
+                .to_string()
+                .contains("n3 is excluded like a failed node"),
+        "{record:#}"
+    );
+    let text = status_text(&c, 1);
+    assert!(
+        text.contains("\n  n3: EXCLUDED since ")
+            && text.contains(
+                "it joins again when its daemon restarts (`systemctl restart halcyon` on n3)"
+            ),
+        "{text}"
+    );
+
     // The event log says why, with the node, the action and the bound.
     let (code, log) = c.request(1, "GET", "/v1/events", None);
     assert_eq!(code, 200, "{log}");
@@ -267,7 +313,9 @@ fn a_node_that_never_completes_its_action_is_excluded_and_the_package_runs_elsew
     c.stop(3);
     c.start(3);
     c.wait_member(1, "n3", 2, FORM_TIMEOUT);
-    assert_eq!(package_of(&c.status(1).unwrap(), "web")["nodes"][0], other);
+    let v = c.status(1).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], other);
+    assert!(node_of(&v, "n3").get("excluded").is_none(), "{v:#}");
     assert!(
         c.activity().iter().all(|(node, _)| node != "n3"),
         "web ran on n3"

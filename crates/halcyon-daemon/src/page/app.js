@@ -62,6 +62,13 @@ function renderNodes(s) {
     if (!n.member) marks.push(badge('not a member', 'warn'));
     if (n.departed) marks.push(badge('departed', 'bad'));
     if (n.halted_by_admin) marks.push(badge('halted by admin', 'warn'));
+    // Excluded for not completing its work: why, since when, and what brings it back (as
+    // `halcyon status` says it).
+    const x = n.excluded;
+    if (x) marks.push(badge('EXCLUDED', 'bad'));
+    const excluded = x ? h('div', { class: 'bad', 'data-excluded': n.name }, 'excluded since ', when(x.since),
+      ' (event #' + x.event + ', incarnation ' + x.incarnation + '): ' + localTimes(x.why) + '; it joins again when its daemon restarts (',
+      h('code', {}, 'systemctl restart halcyon'), ' on ' + n.name + ')') : null;
     const reach = n.reachable === 'reachable' ? badge('reachable', 'ok')
       : n.reachable === 'unreachable' ? badge('UNREACHABLE', 'bad') : badge('unknown', 'muted');
     const nets = n.networks.map((w) => {
@@ -72,7 +79,7 @@ function renderNodes(s) {
     const coord = n.name === s.coordinator ? ' ★' : '';
     return h('tr', { 'data-node': n.name, 'data-reachable': n.reachable, 'data-member': String(n.member) },
       h('td', { title: 'incarnation ' + (n.incarnation ?? '–') + (coord ? '; ★ coordinator' : '') }, h('b', {}, n.name + coord), ' ', h('span', { class: 'muted' }, '#' + (n.incarnation ?? '–'))),
-      h('td', {}, reach, ' ', ...marks), h('td', {}, ...nets));
+      h('td', {}, reach, ' ', ...marks, excluded), h('td', {}, ...nets));
   }));
 }
 

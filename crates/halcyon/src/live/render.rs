@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use halcyon_api::{
-    EventRecord, ExecutionState, ExecutionStatus, NodeStatus, OperationResponse, PackageStatus,
-    StatusResponse,
+    EventRecord, ExcludedView, ExecutionState, ExecutionStatus, NodeStatus, OperationResponse,
+    PackageStatus, StatusResponse,
 };
 use halcyon_config::{Config, DependencyLocation, Package, Resource};
 use halcyon_state::ActionRecord;
@@ -277,6 +277,9 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
                 f.summary
             );
         }
+        if let Some(x) = &n.excluded {
+            let _ = writeln!(out, "  {}", excluded_line(n.name.as_str(), x, clock));
+        }
     }
     out.push('\n');
     if !v.quorum.has_quorum {
@@ -320,6 +323,19 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
     out
 }
 
+/// Why a node is excluded, since when, and what brings it back: its daemon's restart (a new
+/// incarnation; `halcyon node start` is refused for it, the old process may still be stuck).
+fn excluded_line(node: &str, x: &ExcludedView, clock: &Clock) -> String {
+    format!(
+        "{node}: EXCLUDED since {} (event #{}, incarnation {}): {}; it joins again when its \
+         daemon restarts (`systemctl restart halcyon` on {node})",
+        clock.when(x.since),
+        x.event,
+        x.incarnation,
+        clock.times_in(&x.why),
+    )
+}
+
 fn node_row(n: &NodeStatus) -> Vec<String> {
     let networks: Vec<String> = n
         .networks
@@ -334,7 +350,9 @@ fn node_row(n: &NodeStatus) -> Vec<String> {
             text
         })
         .collect();
-    let member = if n.member {
+    let member = if n.excluded.is_some() {
+        "EXCLUDED"
+    } else if n.member {
         "yes"
     } else if n.halted_by_admin {
         "halted"
@@ -1002,6 +1020,7 @@ mod tests {
                 incarnation: Some(1),
                 networks: Vec::new(),
                 fence: None,
+                excluded: None,
             }],
             packages,
             execution: None,
@@ -1158,6 +1177,41 @@ mod tests {
         let text = status(&v, &clock(), None);
         assert!(text.contains("up (last known)"), "{text}");
         assert!(text.contains("(node2, witness w unreachable)"), "{text}");
+    }
+
+    #[test]
+    fn an_excluded_node_says_why_since_when_and_how_it_joins_again() {
+        let mut v = status_of(Vec::new(), Vec::new());
+        v.nodes[0].member = false;
+        v.nodes[0].excluded = Some(ExcludedView {
+            why: "node1 did not complete run web within its bound of 18s 238ms (7s it may take + 11s 238ms margin)".into(),
+            since: before(120),
+            incarnation: 1,
+            event: 12,
+        });
+        let text = status(&v, &clock(), None);
+        let row = text.lines().find(|l| l.starts_with("node1 ")).unwrap();
+        assert_eq!(row.split_whitespace().nth(1), Some("EXCLUDED"), "{text}");
+        assert!(
+            text.contains(
+                "\n  node1: EXCLUDED since 11:58:00 (2 min ago) (event #12, incarnation 1): node1 \
+                 did not complete run web within its bound of 18s 238ms (7s it may take + 11s \
+                 238ms margin); it joins again when its daemon restarts (`systemctl restart \
+                 halcyon` on node1)\n"
+            ),
+            "{text}"
+        );
+        // The command names the unit the package installs.
+        let unit = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../packaging/systemd/halcyon.service");
+        assert!(unit.is_file(), "{} is missing", unit.display());
+        // A new incarnation (the field absent): a member like any other.
+        v.nodes[0].member = true;
+        v.nodes[0].excluded = None;
+        let text = status(&v, &clock(), None);
+        assert!(!text.contains("EXCLUDED"), "{text}");
+        let row = text.lines().find(|l| l.starts_with("node1 ")).unwrap();
+        assert_eq!(row.split_whitespace().nth(1), Some("yes"), "{text}");
     }
 
     /// A failover's record as the event log keeps it: the plan rendered when it was made,
