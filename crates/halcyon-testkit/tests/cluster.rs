@@ -11,13 +11,14 @@ use halcyon_testkit::cluster::{self, Launch};
 use halcyon_testkit::{Cluster, ClusterConfig};
 
 /// Starts a service in a process group of its own (recorded like the daemon records its
-/// services), an orphan that names the state directory, then sleeps.
+/// services: by the service itself once it leads its group, so that a kill of the recorded
+/// group cannot come before the group exists), an orphan that names the state directory,
+/// then sleeps.
 const FAKE_DAEMON: &str = r#"#!/bin/sh
 for a; do [ "$prev" = --state-dir ] && state="$a"; prev="$a"; done
 mkdir -p "$state/run"
 echo "$@" > "$state/args"
-setsid sleep 1000 &
-echo $! > "$state/run/svc.0.pgid"
+setsid sh -c 'echo $$ > "$0/svc.pgid"; mv "$0/svc.pgid" "$0/run/svc.0.pgid"; exec sleep 1000' "$state" &
 (setsid sh -c 'sleep 1001; :' "$state" &) 
 echo started
 exec sleep 1000
