@@ -129,6 +129,9 @@ struct Faults {
     disk_delays: HashMap<NodeId, Duration>,
     /// Nodes whose disk is full or failing: every write of their store fails.
     disk_errors: HashSet<NodeId>,
+    /// Nodes that answer every request this long (never zero) after handling it, as a busy
+    /// node would.
+    reply_delays: HashMap<NodeId, Duration>,
 }
 
 impl FaultHook {
@@ -173,6 +176,27 @@ impl FaultHook {
         let faults = self.faults.read().expect(crate::POISONED);
         faults
             .disk_delays
+            .get(&node)
+            .copied()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Makes node `node` send each reply `delay` (tokio time) after it handled the request,
+    /// as a busy node would. A zero delay clears it.
+    pub fn set_reply_delay(&self, node: NodeId, delay: Duration) {
+        let mut faults = self.write();
+        if delay.is_zero() {
+            faults.reply_delays.remove(&node);
+        } else {
+            faults.reply_delays.insert(node, delay);
+        }
+    }
+
+    /// How long node `node` holds each reply (zero: no delay).
+    pub fn reply_delay(&self, node: NodeId) -> Duration {
+        let faults = self.faults.read().expect(crate::POISONED);
+        faults
+            .reply_delays
             .get(&node)
             .copied()
             .unwrap_or(Duration::ZERO)
@@ -946,6 +970,10 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
+        let delay = fault_hook.reply_delay(node_id);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         // Faults injected while the request was handled drop the reply too.
         if !fault_hook.allows(node_id, request.from) {
             return;

@@ -28,9 +28,11 @@
 //!   it, and never a node that waits for ever on one that failed;
 //! - the gate asks again every openraft heartbeat while no leader is heard, each pre-vote
 //!   bounded by `election_timeout_min` (the bound openraft gives its own vote requests, so
-//!   a network too slow for pre-votes was already too slow for votes); a round ends as soon
-//!   as a quorum granted; while a leader is heard (or this node leads) it asks nobody, so a
-//!   healthy cluster pays nothing for it;
+//!   a network too slow for pre-votes was already too slow for votes); a round ends once a
+//!   quorum granted and either a better candidate is known or every voter with a higher id
+//!   answered, at most one openraft heartbeat after the quorum ([`listens_on`]); while a
+//!   leader is heard (or this node leads) it asks nobody, so a healthy cluster pays nothing
+//!   for it;
 //! - times are tokio's monotonic time (simulated time in a simulator).
 
 use std::collections::BTreeSet;
@@ -242,7 +244,7 @@ pub(crate) async fn run<T: Transport>(
                 false
             }
             Step::Ask => {
-                let round = ask(id, &raft, &log, &network, term, quiet).await;
+                let round = ask(id, &raft, &log, &network, term, times).await;
                 match round.outranked_by {
                     Some(better) if outranked_since.is_none() => {
                         tracing::debug!(
@@ -274,14 +276,38 @@ struct Round {
     outranked_by: Option<NodeId>,
 }
 
-/// One pre-vote round for a candidate at `term` with this node's log.
+/// Whether a round keeps reading answers, given what it has: until a quorum granted; then,
+/// while no better candidate is known yet, as long as a voter that could be one (a higher
+/// id than this node's) has not answered. The caller bounds the second part by one
+/// openraft heartbeat: with five voters a quorum is in before every live voter answered,
+/// and a lower node that stands on it while a better one's grant is on its way splits the
+/// election (issue 15, finding 1: the campaign's coordinator pause with terms 35 to 38).
+/// Without its own log id (a read error) this node cannot be outranked: nothing to wait for.
+pub fn listens_on(
+    id: NodeId,
+    own: Option<Option<&LogId<NodeId>>>,
+    quorum: bool,
+    unanswered: &BTreeSet<NodeId>,
+    granted: &[(NodeId, Option<Option<LogId<NodeId>>>)],
+) -> bool {
+    if !quorum {
+        return true;
+    }
+    let Some(own) = own else {
+        return false;
+    };
+    outranked(id, own, granted).is_none() && unanswered.iter().any(|peer| *peer > id)
+}
+
+/// One pre-vote round for a candidate at `term` with this node's log (see [`listens_on`]
+/// for when it ends).
 async fn ask<T: Transport>(
     id: NodeId,
     raft: &Raft<TypeConfig>,
     log: &LogStore,
     network: &NetworkFactory<T>,
     term: u64,
-    quiet: Duration,
+    times: GateTimes,
 ) -> Round {
     let (configs, peers) = {
         let m = raft.metrics();
@@ -296,11 +322,13 @@ async fn ask<T: Transport>(
         (configs, peers)
     };
     let last_log_id = own_last_log_id(id, log);
-    let mut granted = BTreeSet::from([id]);
-    let mut logs = Vec::new();
+    let mut unanswered: BTreeSet<NodeId> = peers.iter().map(|(peer, _)| *peer).collect();
+    // The voters that granted, each with the last log id it sent.
+    let mut granting = Vec::new();
     let mut asks = JoinSet::new();
     for (peer, addrs) in peers {
         let network = network.clone();
+        let quiet = times.quiet;
         asks.spawn(async move {
             let answer = network
                 .pre_vote(peer, addrs, term, last_log_id, quiet)
@@ -308,29 +336,45 @@ async fn ask<T: Transport>(
             (peer, answer)
         });
     }
-    // Decided as soon as a quorum granted: a dead peer's pre-vote (a powered-off host
-    // black-holes the connect) is not waited for. Dropping the set aborts the calls still
-    // out.
-    while !is_quorum(&configs, &granted) {
-        match asks.join_next().await {
-            Some(Ok((peer, Some((true, log))))) => {
-                granted.insert(peer);
-                logs.push((peer, log));
+    let quorum = |granting: &[(NodeId, _)]| {
+        let granted: BTreeSet<NodeId> = granting.iter().map(|(peer, _)| *peer).collect();
+        is_quorum(&configs, &(&granted | &BTreeSet::from([id])))
+    };
+    // Each call is bounded by `quiet`; the listening after the quorum by one heartbeat. A dead
+    // peer's pre-vote (a powered-off host black-holes the connect) is waited for only while
+    // it could still change the decision. Dropping the set aborts the calls still out.
+    let mut listen_until = None;
+    loop {
+        let has_quorum = quorum(&granting);
+        let own = last_log_id.as_ref().map(Option::as_ref);
+        if !listens_on(id, own, has_quorum, &unanswered, &granting) {
+            break;
+        }
+        if has_quorum && listen_until.is_none() {
+            listen_until = Some(Instant::now() + times.period);
+        }
+        let next = match listen_until {
+            Some(until) => match tokio::time::timeout_at(until, asks.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => asks.join_next().await,
+        };
+        match next {
+            Some(Ok((peer, answer))) => {
+                unanswered.remove(&peer);
+                if let Some((true, log)) = answer {
+                    granting.push((peer, log));
+                }
             }
-            Some(_) => {}
+            // A call that panicked: its peer stays unanswered until the bound.
+            Some(Err(_)) => {}
             None => break,
         }
     }
-    // Answers already in are read too: the better candidate may be among them.
-    while let Some(done) = asks.try_join_next() {
-        if let Ok((peer, Some((true, log)))) = done {
-            granted.insert(peer);
-            logs.push((peer, log));
-        }
-    }
     Round {
-        quorum: is_quorum(&configs, &granted),
-        outranked_by: last_log_id.and_then(|own| outranked(id, own.as_ref(), &logs)),
+        quorum: quorum(&granting),
+        outranked_by: last_log_id.and_then(|own| outranked(id, own.as_ref(), &granting)),
     }
 }
 
@@ -408,6 +452,36 @@ mod tests {
             "both empty"
         );
         assert_eq!(outranked(1, None, &[]), None);
+    }
+
+    #[test]
+    fn a_round_listens_after_its_quorum_only_while_a_better_candidate_may_answer() {
+        let log = Some(openraft::testing::log_id(3, 1, 9));
+        let own = Some(log.as_ref());
+        let set = |v: &[NodeId]| v.iter().copied().collect::<BTreeSet<_>>();
+        let same = |peer| (peer, Some(log));
+        let shorter = |peer| (peer, Some(Some(openraft::testing::log_id(3, 1, 8))));
+        assert!(listens_on(2, own, false, &set(&[]), &[]), "no quorum yet");
+        assert!(
+            listens_on(2, own, true, &set(&[4]), &[same(1), shorter(3)]),
+            "4 may be the better candidate"
+        );
+        assert!(
+            !listens_on(2, own, true, &set(&[1]), &[same(3), same(4)]),
+            "only a lower voter has not answered"
+        );
+        assert!(
+            listens_on(1, own, true, &set(&[4, 5]), &[shorter(2), shorter(3)]),
+            "higher voters have not answered"
+        );
+        assert!(
+            !listens_on(2, own, true, &set(&[5]), &[same(3), same(4)]),
+            "already outranked: nothing left to learn"
+        );
+        assert!(
+            !listens_on(2, None, true, &set(&[5]), &[same(3)]),
+            "without its own log this node is never outranked"
+        );
     }
 
     #[test]
