@@ -477,17 +477,30 @@ impl Consensus {
         }
     }
 
-    /// Whether this node currently believes it is the leader. Not a lease: see
-    /// [`Consensus::millis_since_quorum_ack`].
-    pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
+    /// The term this node leads, if it believes it leads. Not a lease: see
+    /// [`Consensus::leadership_confirmed`].
+    ///
+    /// Read from openraft's server metrics, the watch the daemon's tasks wake on: openraft
+    /// publishes them before its full metrics, so a task woken by a change of leadership
+    /// that read the full metrics could find the old state, decide that nothing changed and
+    /// sleep until some other change: a new coordinator that did nothing for 90 s after the
+    /// old one was powered off (issue 21, the fast profile's stall in `halcyon-lab compare`).
+    pub fn leading_term(&self) -> Option<u64> {
+        let server = self.raft.server_metrics();
+        let server = server.borrow();
+        (server.state == ServerState::Leader && server.current_leader == Some(self.node_id))
+            .then(|| server.vote.leader_id().get_term())
     }
 
-    /// The leader this node knows of, if any.
+    /// Whether this node currently believes it is the leader ([`Consensus::leading_term`]).
+    pub fn is_leader(&self) -> bool {
+        self.leading_term().is_some()
+    }
+
+    /// The leader this node knows of, if any (from the server metrics, as
+    /// [`Consensus::leading_term`]).
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.server_metrics().borrow().current_leader
     }
 
     /// openraft's metrics, updated as they change.
@@ -600,7 +613,22 @@ impl Consensus {
     /// single voter's own acknowledgement counts). openraft restores a restarted former leader
     /// as leader of its old term until it hears the higher term; until then this is false.
     pub fn leadership_confirmed(&self) -> bool {
-        self.is_leader() && self.millis_since_quorum_ack().is_some()
+        self.confirmed_term().is_some()
+    }
+
+    /// The term this node leads with a quorum's acknowledgement ([`leadership_confirmed`]).
+    /// The acknowledgement is in openraft's full metrics, which can lag the server metrics
+    /// for a moment: it counts only when both show this leadership (the same term).
+    ///
+    /// [`leadership_confirmed`]: Consensus::leadership_confirmed
+    pub fn confirmed_term(&self) -> Option<u64> {
+        let term = self.leading_term()?;
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let acked = metrics.state == ServerState::Leader
+            && metrics.current_term == term
+            && metrics.millis_since_quorum_ack.is_some();
+        acked.then_some(term)
     }
 
     /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`

@@ -84,12 +84,11 @@ impl Node {
             // hears the higher one: nothing is done before a quorum acknowledged this
             // leadership (issue 15, finding 8). Acknowledgements change no server metric, so
             // look again shortly.
-            if !self.consensus.leadership_confirmed() {
+            let Some(term) = self.consensus.confirmed_term() else {
                 c.leadership = None;
                 c.wake_at = Some(self.platform.clock.now() + UNCONFIRMED_RETRY);
                 continue;
-            }
-            let term = self.consensus.metrics().borrow().current_term;
+            };
             let since = match c.leadership {
                 Some((t, since)) if t == term => since,
                 _ => {

@@ -152,9 +152,10 @@ impl Node {
                 if self.is_isolated() {
                     return Attempt::Stop("no quorum: this node is isolated".into());
                 }
-                let current = self.consensus.metrics().borrow().current_term;
-                if !self.consensus.is_leader() || current != term {
-                    return dropped(format!(" (term {current})"));
+                match self.consensus.leading_term() {
+                    Some(current) if current == term => {}
+                    Some(current) => return dropped(format!(" (term {current})")),
+                    None => return dropped(" (not leading)".into()),
                 }
                 match self.consensus.write(bytes.clone()).await {
                     Ok(reply) => Attempt::Done(Reply::decode(&reply.0)),
