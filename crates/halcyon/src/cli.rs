@@ -286,6 +286,12 @@ pub enum LiveCommand {
         op: SnapshotOp,
     },
     /// Show the cluster: coordinator, quorum, nodes, packages, last events (cmviewcl, clstat).
+    ///
+    /// Times are local `HH:MM:SS` (with the date when not today) and how long ago; `--json`
+    /// has RFC 3339 times. Without a quorum, every unreachable voter is named (the witness
+    /// too) and placements are marked "last known". A node excluded for not completing its
+    /// work says why, since when, and that it joins again when its daemon restarts
+    /// (`systemctl restart halcyon` on it).
     Status {
         #[command(flatten)]
         target: Target,

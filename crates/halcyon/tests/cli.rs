@@ -823,3 +823,25 @@ fn the_token_comes_from_token_file_then_halcyon_token_and_an_unreadable_file_exi
         stderr(&o)
     );
 }
+
+#[test]
+fn status_help_says_how_times_quorum_loss_and_exclusions_read() {
+    let out = halcyon(&["status", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for said in [
+        "Times are local `HH:MM:SS`",
+        "`--json` has RFC 3339 times",
+        "every unreachable voter is named (the witness too)",
+        "\"last known\"",
+        "A node excluded for not completing its work says why, since when",
+    ] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    // `-h` stays one line.
+    let short = stdout(&halcyon(&["status", "-h"]));
+    assert!(!short.contains("excluded"), "{short}");
+}

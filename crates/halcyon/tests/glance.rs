@@ -1,6 +1,7 @@
 //! Issue 19, items 5 and 6 on loopback: `status -v` (resources, dependencies, failures with
-//! their expiry), the no-quorum line naming every unreachable voter, `events` showing the
-//! times written in plans in the reader's time zone, `explain --json`
+//! their expiry), the no-quorum line naming every unreachable voter, `events` and a refused
+//! operation showing the times written in plans and reasons in the reader's time zone,
+//! `explain --json`
 //! against the running cluster, and logs people can read (no colour codes in a file,
 //! openraft's repeated errors about a dead peer summarised, a clean restart without WARN).
 
@@ -143,36 +144,15 @@ fn events_show_the_times_written_in_plans_in_the_readers_zone_and_json_as_stored
         .unwrap_or_else(|| panic!("{plan}"));
     assert!(stored.ends_with('Z'), "{plan}");
     let planned: jiff::Timestamp = stored.parse().unwrap();
-    // The same records for a person 5 h 30 min east of UTC (a POSIX TZ: no zone database).
-    let offset =
-        jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
-    let mut command = std::process::Command::new(BIN);
-    command
-        .args(["events", "--package", "web", "--api"])
-        .arg(c.api(1).to_string())
-        .env("TZ", "IST-5:30");
-    if let Some(token) = c.admin_token() {
-        command.env("HALCYON_TOKEN", token);
-    }
-    let output = command.output().unwrap();
+    // The same records for a person 5 h 30 min east of UTC.
+    let output = cli_in_ist(&c, &["events", "--package", "web"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let local = |at: jiff::Timestamp| {
-        let zoned = at.to_zoned_datetime(offset.clone());
-        if zoned.date()
-            == jiff::Timestamp::now()
-                .to_zoned_datetime(offset.clone())
-                .date()
-        {
-            zoned.strftime("%H:%M:%S").to_string()
-        } else {
-            zoned.strftime("%Y-%m-%d %H:%M:%S").to_string()
-        }
-    };
+    let local = in_ist;
     assert!(
         text.contains(&format!(
             "  | event: package_failed web on n1 at {}\n",
@@ -188,18 +168,9 @@ fn events_show_the_times_written_in_plans_in_the_readers_zone_and_json_as_stored
     }
     assert!(!has_rfc3339_time(&text), "an RFC 3339 time: {text}");
     // The reason of web's move names n1's failure and its expiry, in the reader's zone too.
-    let at = plan
-        .split("n1 failed here at ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no reason naming n1's failure: {plan}"));
-    let failed: jiff::Timestamp = at[..at.find(';').unwrap()].parse().unwrap();
-    let until: jiff::Timestamp = at
-        [at.find("excluded until ").unwrap() + "excluded until ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let failed = time_after(plan, "n1 failed here at ");
+    let n1 = &plan[plan.find("n1 failed here at ").unwrap()..];
+    let until = time_after(n1, "excluded until ");
     assert!(
         text.contains(&format!(
             "n1 failed here at {}; excluded until {} (or `halcyon package clear`)",
@@ -208,6 +179,76 @@ fn events_show_the_times_written_in_plans_in_the_readers_zone_and_json_as_stored
         )),
         "{plan}\n{text}"
     );
+}
+
+/// The zone of [`cli_in_ist`]: 5 h 30 min east of UTC.
+fn ist() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap())
+}
+
+/// `at` as the CLI prints it in [`ist`]: `HH:MM:SS`, with the date when not today.
+fn in_ist(at: jiff::Timestamp) -> String {
+    let zoned = at.to_zoned_datetime(ist());
+    if zoned.date() == jiff::Timestamp::now().to_zoned_datetime(ist()).date() {
+        zoned.strftime("%H:%M:%S").to_string()
+    } else {
+        zoned.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// `halcyon ARGS --api NODE1` run by a person 5 h 30 min east of UTC (a POSIX TZ: no zone
+/// database needed).
+fn cli_in_ist(c: &Cluster, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(args)
+        .arg("--api")
+        .arg(c.api(1).to_string())
+        .env("TZ", "IST-5:30");
+    if let Some(token) = c.admin_token() {
+        command.env("HALCYON_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+/// The `T` that follows `before` in `text`, up to the next `;` or blank.
+fn time_after(text: &str, before: &str) -> jiff::Timestamp {
+    let at = text
+        .split(before)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {before:?} in {text}"));
+    let end = at.find([';', ' ', ')']).unwrap_or(at.len());
+    at[..end]
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {before:?} in {text}"))
+}
+
+#[test]
+fn a_refused_operation_says_why_with_the_times_in_the_readers_zone() {
+    let c = failed_web_and_a_dependent_app();
+    // n1 is excluded for web (it failed there): moving web there is refused, and the reason
+    // names the failure and its expiry.
+    let output = cli_in_ist(&c, &["package", "move", "web", "-n", "n1"]);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    // The refusal as the API answers it: the coordinator's text, with RFC 3339 times.
+    let (code, refused) = c.request(1, "POST", "/v1/packages/web/move", Some(r#"{"node":"n1"}"#));
+    assert_eq!(code, 409, "{refused}");
+    let stored = refused["error"].as_str().unwrap();
+    assert!(has_rfc3339_time(stored), "{stored}");
+    let failed = time_after(stored, "failed here at ");
+    let failure = &stored[stored.find("failed here at ").unwrap()..];
+    let until = time_after(failure, "excluded until ");
+    // What the person reads: the same reason, in their zone.
+    assert!(
+        text.contains(&format!(
+            "failed here at {}; excluded until {}",
+            in_ist(failed),
+            in_ist(until)
+        )),
+        "{stored}\n{text}"
+    );
+    assert!(!has_rfc3339_time(&text), "an RFC 3339 time: {text}");
 }
 
 #[test]

@@ -15,15 +15,27 @@
 //!   `sh -e` on each host), `<!-- guide: expect -->` (each line of the next block must appear,
 //!   whitespace collapsed, in a line of the previous command's output; the command is run again
 //!   until it does or [`EXPECT_TIMEOUT`] passes), `<!-- guide: boot HOST -->` (the host is
-//!   powered on again: its enabled unit starts).
+//!   powered on again: its enabled unit starts), `<!-- guide: mounted HOST -->` (the guide's
+//!   file system, [`MOUNT_POINT`], is mounted on HOST and on no other host, within
+//!   [`EXPECT_TIMEOUT`]).
+//! - The shared disk is a loop device over a sparse file in the lab directory, the same device
+//!   on every host (as a SAN LUN is); the guide's disk names ([`DISK_NAMES`]) are rewritten to
+//!   it. [`MOUNT_POINT`] is rewritten to one directory of the lab, the same on every host (the
+//!   package file must be the same on every node), and each host has its own mount namespace
+//!   while it is powered on (made when the lab is built and at each boot, gone at power loss,
+//!   which is how a server loses its mounts): the daemon is started in it (`nsenter`, which
+//!   then executes the unit's `ExecStart` in the same process) and so is every command of the
+//!   guide on that host. After `systemctl stop` the namespace stays, so what the daemon left
+//!   mounted stays visible. The loop device is detached when the test ends, also when it fails.
 //! - `scp -rp PATH nodeN:DIR` is a copy into node N's root directory (`cp -rp`).
 //! - `systemctl` is emulated from the unit file of the package: `enable --now halcyon` starts
 //!   its `ExecStart` with its `Environment=` and `EnvironmentFile=` and a `NOTIFY_SOCKET`, and
 //!   waits for `READY=1` (`Type=notify`) within its `TimeoutStartSec=`; `stop halcyon` sends
 //!   SIGTERM to the daemon only (`KillMode=mixed`) and waits; `poweroff --force --force` is the
-//!   lab's power loss (links down, every process killed, addresses gone).
+//!   lab's power loss (links down, every process killed, addresses and mounts gone).
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +55,14 @@ const HOSTS: usize = 3;
 /// The service address of the guide's package (removed at power loss, as by a reboot).
 const SERVICE_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 1, 200);
 const SERVICE_PREFIX: u8 = 24;
+/// The guide's names for its shared disk: by label, and `node1`'s name for it (for `mkfs`).
+const DISK_NAMES: [&str; 2] = ["/dev/disk/by-label/webdata", "/dev/sdb"];
+/// The mount point of the guide's file system.
+const MOUNT_POINT: &str = "/srv/web";
+/// The size of the lab's shared disk (a sparse file).
+const DISK_BYTES: u64 = 64 << 20;
+/// How long a mount namespace may take to be made.
+const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -50,6 +70,7 @@ enum Step {
     Run { hosts: Vec<usize>, script: String },
     Expect(Vec<String>),
     Boot(usize),
+    Mounted(usize),
 }
 
 /// `node2` -> host 2.
@@ -77,9 +98,13 @@ fn steps(guide: &str) -> Vec<Step> {
         let mut words = marker.split_whitespace();
         let kind = words.next().expect("a marker names its kind");
         let hosts: Vec<usize> = words.map(host_of).collect();
-        if kind == "boot" {
-            assert_eq!(hosts.len(), 1, "boot names one host");
-            steps.push(Step::Boot(hosts[0]));
+        if kind == "boot" || kind == "mounted" {
+            assert_eq!(hosts.len(), 1, "{kind} names one host");
+            steps.push(if kind == "boot" {
+                Step::Boot(hosts[0])
+            } else {
+                Step::Mounted(hosts[0])
+            });
             continue;
         }
         // The next fenced block is the step's body.
@@ -187,16 +212,93 @@ fn install(root: &Path) {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
 }
 
-/// The guide's absolute paths, inside `root`.
-fn rewrite(text: &str, root: &Path) -> String {
+/// The guide's absolute paths, inside `root`; its shared disk and mount point, the lab's.
+fn rewrite(text: &str, root: &Path, disk: &SharedDisk) -> String {
     let root = root.display();
-    text.replace(
-        "/etc/default/halcyon",
-        &format!("{root}/etc/default/halcyon"),
-    )
-    .replace("/etc/halcyon", &format!("{root}/etc/halcyon"))
-    .replace("/var/lib/halcyon", &format!("{root}/var/lib/halcyon"))
-    .replace("/usr/bin/halcyon", &format!("{root}/usr/bin/halcyon"))
+    let mut text = text
+        .replace(
+            "/etc/default/halcyon",
+            &format!("{root}/etc/default/halcyon"),
+        )
+        .replace("/etc/halcyon", &format!("{root}/etc/halcyon"))
+        .replace("/var/lib/halcyon", &format!("{root}/var/lib/halcyon"))
+        .replace("/usr/bin/halcyon", &format!("{root}/usr/bin/halcyon"))
+        .replace(MOUNT_POINT, &disk.mount_point.display().to_string());
+    for name in DISK_NAMES {
+        text = text.replace(name, &disk.device);
+    }
+    text
+}
+
+/// The lab's shared disk: a loop device over a sparse file, detached on drop (also when the
+/// test fails; a device still mounted is detached by the kernel once unmounted).
+struct SharedDisk {
+    device: String,
+    /// Where [`MOUNT_POINT`] is in the lab (canonical, as the kernel shows mount points).
+    mount_point: PathBuf,
+}
+
+impl SharedDisk {
+    fn attach(directory: &Path) -> SharedDisk {
+        let image = directory.join("shared-disk.img");
+        std::fs::File::create(&image)
+            .and_then(|file| file.set_len(DISK_BYTES))
+            .expect("the shared disk's image");
+        let output = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .expect("losetup runs");
+        assert!(
+            output.status.success(),
+            "losetup --find --show {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let device = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let directory = std::fs::canonicalize(directory).unwrap();
+        let relative = MOUNT_POINT.trim_start_matches('/');
+        SharedDisk {
+            device,
+            mount_point: directory.join(relative),
+        }
+    }
+}
+
+impl Drop for SharedDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+    }
+}
+
+/// A mount namespace of its own (private propagation), held open by the returned file: a
+/// helper process makes it with `unshare`, the namespace is opened, and the helper is killed.
+fn new_mount_namespace() -> std::fs::File {
+    let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let mut helper = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sleep", "60"])
+        .spawn()
+        .expect("unshare runs");
+    let path = format!("/proc/{}/ns/mnt", helper.id());
+    let deadline = Instant::now() + NAMESPACE_TIMEOUT;
+    let namespace = loop {
+        if std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
+            break std::fs::File::open(&path).expect("the new mount namespace");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "unshare made no mount namespace within {NAMESPACE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = helper.kill();
+    let _ = helper.wait();
+    namespace
+}
+
+/// The path through which another process enters the namespace held by `file`.
+fn namespace_path(file: &std::fs::File) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd())
 }
 
 /// One `KEY=VALUE` setting of a unit, `Section.Key` -> values in order.
@@ -228,6 +330,8 @@ fn seconds(value: &str) -> Duration {
 
 struct Host {
     root: PathBuf,
+    /// The host's mount namespace while it is powered on.
+    mounts: Option<std::fs::File>,
     daemon: Option<HostProcess>,
     starts: usize,
     /// The running daemon's notify socket, its start, and the unit's TimeoutStartSec.
@@ -236,16 +340,70 @@ struct Host {
     ready: Option<String>,
 }
 
+/// Dropped in field order: the hosts' mount namespaces are let go, then the lab kills every
+/// process (the namespaces and their mounts go with the last), then the disk is detached.
 struct Guide {
-    lab: Lab,
     hosts: BTreeMap<usize, Host>,
     /// The last single-host command and its output, for `expect`.
     last: Option<(usize, String, String)>,
+    lab: Lab,
+    disk: SharedDisk,
 }
 
 impl Guide {
     fn root(&self, host: usize) -> &Path {
         &self.hosts[&host].root
+    }
+
+    fn rewrite(&self, text: &str, host: usize) -> String {
+        rewrite(text, self.root(host), &self.disk)
+    }
+
+    /// `nsenter --mount=NAMESPACE --`: what runs on `host` runs in its mount namespace.
+    fn in_mount_namespace(&self, host: usize) -> [String; 2] {
+        let namespace = self.hosts[&host]
+            .mounts
+            .as_ref()
+            .unwrap_or_else(|| panic!("node{host} is powered off"));
+        [
+            format!("--mount={}", namespace_path(namespace)),
+            "--".into(),
+        ]
+    }
+
+    /// Whether the guide's file system is mounted on `host` (in its mount namespace).
+    fn mounted(&self, host: usize) -> bool {
+        let Some(namespace) = &self.hosts[&host].mounts else {
+            return false;
+        };
+        let output = Command::new("nsenter")
+            .arg(format!("--mount={}", namespace_path(namespace)))
+            .args(["--", "cat", "/proc/self/mountinfo"])
+            .output()
+            .expect("nsenter runs");
+        assert!(output.status.success(), "nsenter: {output:?}");
+        let mount_point = self.disk.mount_point.to_string_lossy();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.split(' ').nth(4) == Some(&*mount_point))
+    }
+
+    /// `<!-- guide: mounted HOST -->`: mounted there and nowhere else, within the timeout.
+    fn expect_mounted_only_on(&self, host: usize) {
+        let deadline = Instant::now() + EXPECT_TIMEOUT;
+        loop {
+            let on: Vec<usize> = (1..=HOSTS).filter(|&h| self.mounted(h)).collect();
+            if on == [host] {
+                eprintln!("{MOUNT_POINT} is mounted on node{host} only");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{MOUNT_POINT} is mounted on {on:?}, not on node{host} only, after \
+                 {EXPECT_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn path_variable(&self, host: usize) -> String {
@@ -256,13 +414,22 @@ impl Guide {
     }
 
     fn shell(&self, host: usize, script: &str) -> String {
-        let script = rewrite(script, self.root(host));
+        let script = self.rewrite(script, host);
+        let [mount, separator] = self.in_mount_namespace(host);
         let output = self
             .lab
             .run(
                 host,
-                "env",
-                &[&self.path_variable(host), "sh", "-ec", &script],
+                "nsenter",
+                &[
+                    &mount,
+                    &separator,
+                    "env",
+                    &self.path_variable(host),
+                    "sh",
+                    "-ec",
+                    &script,
+                ],
                 COMMAND_TIMEOUT,
             )
             .expect("the command runs");
@@ -297,7 +464,7 @@ impl Guide {
                 Some(p) => (true, p),
                 None => (false, file.as_str()),
             };
-            let path = rewrite(path, &root);
+            let path = self.rewrite(path, host);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     for line in text.lines().map(str::trim) {
@@ -315,8 +482,9 @@ impl Guide {
         for (key, value) in &environment {
             exec = exec.replace(&format!("${{{key}}}"), value);
         }
-        let exec = rewrite(&exec, &root);
+        let exec = self.rewrite(&exec, host);
         let words: Vec<&str> = exec.split_whitespace().collect();
+        let [mount, separator] = self.in_mount_namespace(host);
         let host_state = self.hosts.get_mut(&host).unwrap();
         host_state.starts += 1;
         let socket_path = self
@@ -333,8 +501,8 @@ impl Guide {
             .lab
             .spawn(
                 host,
-                words[0],
-                &words[1..],
+                "nsenter",
+                &[&[mount.as_str(), separator.as_str()], &words[..]].concat(),
                 &[("NOTIFY_SOCKET", &notify), ("PATH", path)],
             )
             .expect("the daemon starts");
@@ -410,8 +578,8 @@ impl Guide {
                 .split_once(':')
                 .unwrap_or_else(|| panic!("`{line}`: the target is nodeN:DIR"));
             let target = host_of(target);
-            let from = rewrite(from, self.root(host));
-            let dir = rewrite(dir, self.root(target));
+            let from = self.rewrite(from, host);
+            let dir = self.rewrite(dir, target);
             let status = Command::new("cp")
                 .args(["-rp", &from, &dir])
                 .status()
@@ -446,7 +614,10 @@ impl Guide {
             }
             "systemctl poweroff --force --force" => {
                 fault::power_off(&self.lab, host).expect("power off");
-                self.hosts.get_mut(&host).unwrap().daemon = None;
+                let state = self.hosts.get_mut(&host).unwrap();
+                state.daemon = None;
+                // Its mounts go with its power: nothing is left in its namespace.
+                state.mounts = None;
                 // A reboot loses the interface addresses.
                 if self.lab.addresses(host).unwrap().contains(&SERVICE_ADDRESS) {
                     self.lab
@@ -484,10 +655,17 @@ fn the_install_guide_works_as_written_on_three_hosts() {
         standby_networks: Vec::new(),
     })
     .expect("lab builds");
+    let disk = SharedDisk::attach(lab.directory());
+    eprintln!(
+        "the shared disk is {}, {MOUNT_POINT} is {}",
+        disk.device,
+        disk.mount_point.display()
+    );
     let hosts = (1..=HOSTS)
         .map(|h| {
             let host = Host {
                 root: lab.host_directory(h).join("root"),
+                mounts: Some(new_mount_namespace()),
                 daemon: None,
                 starts: 0,
                 notify: None,
@@ -497,9 +675,10 @@ fn the_install_guide_works_as_written_on_three_hosts() {
         })
         .collect();
     let mut guide = Guide {
-        lab,
         hosts,
         last: None,
+        lab,
+        disk,
     };
     for step in steps {
         match step {
@@ -522,6 +701,8 @@ fn the_install_guide_works_as_written_on_three_hosts() {
                     .last
                     .clone()
                     .expect("an expect block follows a command run on one node");
+                let expected: Vec<String> =
+                    expected.iter().map(|e| guide.rewrite(e, host)).collect();
                 let deadline = Instant::now() + EXPECT_TIMEOUT;
                 while !shows(&output, &expected) {
                     assert!(
@@ -536,9 +717,11 @@ fn the_install_guide_works_as_written_on_three_hosts() {
             }
             Step::Boot(h) => {
                 fault::power_on(&guide.lab, h).expect("power on");
+                guide.hosts.get_mut(&h).unwrap().mounts = Some(new_mount_namespace());
                 guide.start_unit(h);
                 guide.wait_active(h);
             }
+            Step::Mounted(h) => guide.expect_mounted_only_on(h),
         }
     }
     // Every daemon that runs has reported ready, once it had joined.
@@ -553,7 +736,7 @@ fn the_install_guide_works_as_written_on_three_hosts() {
 fn the_guide_parser_reads_markers_blocks_and_expectations() {
     let text = "intro\n<!-- guide: run node1 node3 -->\n```sh\necho a\necho b\n```\n\
                 <!-- guide: expect -->\n```text\n web   up  node1\n```\n<!-- guide: boot node2 -->\n\
-                ```sh\nnot marked\n```\n";
+                ```sh\nnot marked\n```\n<!-- guide: mounted node3 -->\n";
     assert_eq!(
         steps(text),
         [
@@ -563,6 +746,7 @@ fn the_guide_parser_reads_markers_blocks_and_expectations() {
             },
             Step::Expect(vec!["web up node1".into()]),
             Step::Boot(2),
+            Step::Mounted(3),
         ]
     );
     assert!(shows(

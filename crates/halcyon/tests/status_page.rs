@@ -700,6 +700,8 @@ fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
     assert_eq!(times, json!([since]), "{text}");
     let badge = cdp.eval("document.querySelector('#nodes tr[data-node=\"n3\"]').innerText");
     assert!(badge.as_str().unwrap().contains("EXCLUDED"), "{badge}");
+    // Not also "not a member": the exclusion says it.
+    assert!(!badge.as_str().unwrap().contains("not a member"), "{badge}");
     assert_eq!(
         cdp.eval("document.querySelectorAll('[data-excluded]').length"),
         json!(1)

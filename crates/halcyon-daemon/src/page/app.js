@@ -59,7 +59,8 @@ function renderHeader(s) {
 function renderNodes(s) {
   $('nodes').replaceChildren(...s.nodes.map((n) => {
     const marks = [];
-    if (!n.member) marks.push(badge('not a member', 'warn'));
+    // An excluded node is not a member either: its EXCLUDED badge says it, with why.
+    if (!n.member && !n.excluded) marks.push(badge('not a member', 'warn'));
     if (n.departed) marks.push(badge('departed', 'bad'));
     if (n.halted_by_admin) marks.push(badge('halted by admin', 'warn'));
     // Excluded for not completing its work: why, since when, and what brings it back (as

@@ -398,10 +398,18 @@ fn apply_target(dir: &std::path::Path, target: Target) -> Target {
     }
 }
 
-/// Posts an operation and prints its answer.
+/// Posts an operation and prints its answer. A refusal's reason is the text the coordinator
+/// wrote, with RFC 3339 times (`failed here at ...; excluded until ...`): it is printed with
+/// them as local time, as `halcyon events` prints the same reason in the event's record.
 async fn operation(target: &Target, path: &str, body: Option<String>) -> Result<(), Failure> {
-    let response = post(target, path, body).await?;
-    print!("{}", render::operation(&response, &render::Clock::system()));
+    let clock = render::Clock::system();
+    let response = post(target, path, body)
+        .await
+        .map_err(|failure| match failure {
+            Failure::Failed(line) => Failure::Failed(clock.times_in(&line)),
+            Failure::Invalid(line) => Failure::Invalid(clock.times_in(&line)),
+        })?;
+    print!("{}", render::operation(&response, &clock));
     Ok(())
 }
 
