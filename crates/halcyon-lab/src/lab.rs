@@ -943,7 +943,16 @@ impl Lab {
             // A state directory on its own tmpfs (disk faults) goes with the processes.
             unmount_under(&directory);
             if self.spec.keep_directory {
-                eprintln!("halcyon-lab: kept {}", directory.display());
+                let kept = kept_path(&directory);
+                match fs::rename(&directory, &kept) {
+                    Ok(()) => eprintln!("halcyon-lab: kept {}", kept.display()),
+                    Err(error) => eprintln!(
+                        "halcyon-lab: kept {} (not renamed to {}: {error}; the next lab's \
+                         cleanup of stale labs removes it)",
+                        directory.display(),
+                        kept.display()
+                    ),
+                }
             } else if let Err(error) = fs::remove_dir_all(&directory) {
                 eprintln!(
                     "halcyon-lab: cleanup: removing {}: {error}",
@@ -955,6 +964,19 @@ impl Lab {
             let _ = fs::remove_file(record);
         }
     }
+}
+
+/// Where a kept lab directory goes at teardown: `halcyon-lab-kept-ID` beside it, a name
+/// [`crate::cleanup::remove_stale`] does not take for a lab's (it removes the directories of
+/// labs whose owner is gone, and a kept one's owner is gone by definition). Before, the next
+/// lab run removed the logs a campaign had just kept.
+pub(crate) fn kept_path(directory: &Path) -> PathBuf {
+    let name = directory
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = name.strip_prefix("halcyon-lab-").unwrap_or(&name);
+    directory.with_file_name(format!("halcyon-lab-kept-{id}"))
 }
 
 impl Drop for Lab {
@@ -1179,5 +1201,25 @@ mod tests {
     fn counter_packets_are_read_from_nft_json() {
         let json = br#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"counter": {"family": "inet", "name": "violations", "table": "halcyon_lab_guard", "handle": 2, "packets": 3, "bytes": 84}}]}"#;
         assert_eq!(parse_counter_packets(json).unwrap(), 3);
+    }
+
+    /// The cleanup of stale labs takes a directory for a lab's when its name parses as one;
+    /// a kept directory's must not (the kept logs of a campaign were removed by the next
+    /// lab test).
+    #[test]
+    fn a_kept_directory_is_not_taken_for_a_stale_lab() {
+        let directory = std::env::temp_dir().join("halcyon-lab-26029a");
+        let lab_id = |path: &Path| {
+            let name = path.file_name()?.to_str()?;
+            crate::names::LabId::parse(name.strip_prefix("halcyon-lab-")?)
+        };
+        assert!(lab_id(&directory).is_some(), "a lab's directory");
+        let kept = kept_path(&directory);
+        assert_eq!(kept, std::env::temp_dir().join("halcyon-lab-kept-26029a"));
+        assert!(
+            lab_id(&kept).is_none(),
+            "{} taken for a lab's",
+            kept.display()
+        );
     }
 }
