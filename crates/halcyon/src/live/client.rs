@@ -191,8 +191,8 @@ pub fn endpoints(target: &Target) -> Result<Vec<Endpoint>, Failure> {
 /// The default configuration directory (`halcyon daemon --config`).
 const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
 
-/// True when this process may use the socket at `path`: it is a socket, and this user is
-/// root or the socket's owner (the daemon refuses everyone else).
+/// Whether this process may use the socket at `path` (`Ok`), else why not: it must be a
+/// socket, and this user root or the socket's owner (the daemon refuses everyone else).
 fn usable(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let metadata = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
