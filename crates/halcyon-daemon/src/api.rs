@@ -150,7 +150,11 @@ pub async fn serve(
         .network
         .serve_internal(nodes, internal)
         .await?;
-    node.platform.network.serve_api(app, addrs).await
+    // The same router on the local socket: `auth::public` tells its clients apart.
+    node.platform
+        .network
+        .serve_api(app, addrs, node.api_socket.clone())
+        .await
 }
 
 /// What watches the cluster: the event stream (long-lived: outside the public concurrency

@@ -20,6 +20,10 @@
 //! - **Refusals** are counted ([`Refusals`], shown by `halcyon status`) and logged at most
 //!   once per [`REFUSAL_LOG_INTERVAL`] (with how many were not logged), so that a flood of
 //!   bad requests cannot flood the log.
+//! - **The local socket** (`local_socket`): the same router for clients on the node's own
+//!   machine, no token; the kernel's credentials of the client (`SO_PEERCRED`) must be root's
+//!   or the daemon's user's, else 403, counted as forbidden. Its requests are the admin's,
+//!   recorded as `uid 0 (local socket) from pid 4242`.
 //! - **Insecure** (`halcyon daemon --insecure`, a node without credentials): every request is
 //!   accepted, as `anonymous`; the daemon says so at start and in `halcyon status`.
 //!
@@ -46,6 +50,7 @@ use halcyon_pki::{Credentials, NodeSigner, PeerRefusal, PeerVerifier, Role, Toke
 use sha2::{Digest, Sha256};
 
 use crate::POISONED;
+use crate::local_socket::{self, LocalPeer};
 use crate::platform::PeerAddr;
 
 /// What a signature covers first: the protocol and its version.
@@ -121,7 +126,8 @@ fn allows(held: Role, needed: Role) -> bool {
 pub struct Refusals {
     /// Public requests without a valid token (401).
     pub unauthenticated: AtomicU64,
-    /// Public requests whose token's role is not enough (403).
+    /// Public requests whose token's role is not enough, and local-socket clients of
+    /// another user than root and the daemon's (403).
     pub forbidden: AtomicU64,
     /// Node requests (internal API, forwarded writes) without a valid signature (401).
     pub nodes: AtomicU64,
@@ -178,6 +184,8 @@ pub struct Auth {
     seen: Mutex<Seen>,
     pub refusals: Refusals,
     log: RateLimitedLog,
+    /// The daemon's user: it and root may use the local socket.
+    daemon_uid: u32,
 }
 
 /// Why a node request was refused.
@@ -266,6 +274,7 @@ impl Auth {
             seen: Mutex::default(),
             refusals: Refusals::default(),
             log: RateLimitedLog::default(),
+            daemon_uid: local_socket::own_uid(),
         }
     }
 
@@ -282,6 +291,7 @@ impl Auth {
             seen: Mutex::default(),
             refusals: Refusals::default(),
             log: RateLimitedLog::default(),
+            daemon_uid: local_socket::own_uid(),
         })
     }
 
@@ -612,15 +622,76 @@ pub async fn internal<G: Gate>(
     }
 }
 
-/// Middleware of the public API: a token with the role the request needs, or a node's
-/// signature (a write forwarded to the leader); puts the [`Caller`] into the request.
+/// Where a public request came from: a network client's address, or a local client's
+/// credentials (the local socket, `local_socket`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    Network(SocketAddr),
+    Local(LocalPeer),
+}
+
+impl Client {
+    /// The connection's information axum put into the request (`ConnectInfo`).
+    fn of(request: &Request<Body>) -> Option<Client> {
+        let extensions = request.extensions();
+        extensions
+            .get::<ConnectInfo<PeerAddr>>()
+            .map(|ConnectInfo(PeerAddr(a))| Client::Network(*a))
+            .or_else(|| {
+                extensions
+                    .get::<ConnectInfo<LocalPeer>>()
+                    .map(|ConnectInfo(p)| Client::Local(*p))
+            })
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Network(a) => write!(f, "{a}"),
+            Client::Local(LocalPeer { pid: Some(pid), .. }) => write!(f, "pid {pid}"),
+            Client::Local(LocalPeer { pid: None, .. }) => write!(f, "the local socket"),
+        }
+    }
+}
+
+/// Who asked on the local socket: `uid 0 (local socket)`, or why the client is refused
+/// (403). Only root and the daemon's own user pass (`local_socket::allowed`).
+pub fn local_caller(peer: LocalPeer, daemon_uid: u32) -> Result<String, (StatusCode, String)> {
+    match peer.uid {
+        Some(uid) if local_socket::allowed(uid, daemon_uid) => {
+            Ok(format!("uid {uid} (local socket)"))
+        }
+        Some(uid) => Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "forbidden: the local socket serves root and the daemon's user (uid \
+                 {daemon_uid}); uid {uid} may use the TCP API with a token"
+            ),
+        )),
+        None => Err((
+            StatusCode::FORBIDDEN,
+            "forbidden: the local socket could not tell who the client is (SO_PEERCRED)".to_owned(),
+        )),
+    }
+}
+
+/// Middleware of the public API: a token with the role the request needs, a node's signature
+/// (a write forwarded to the leader), or a local client of root or the daemon's user (the
+/// local socket, no token); puts the [`Caller`] into the request.
 pub async fn public<G: Gate>(
     State(gate): State<std::sync::Arc<G>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
     let auth = gate.auth();
+    let Some(client) = Client::of(&request) else {
+        // Every listener the daemon serves gives its connections' information.
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the API server gave no client information".to_owned(),
+        );
+    };
     // The status page's document is static (HTML, CSS and script, no cluster data): a browser
     // loads it without a token, and the page sends the token it is given with every request
     // for data (`#token=` in its address, kept in the tab).
@@ -628,11 +699,46 @@ pub async fn public<G: Gate>(
         let mut request = request;
         request.extensions_mut().insert(Caller {
             who: "anonymous (the status page's document)".to_owned(),
-            from: peer.to_string(),
+            from: client.to_string(),
             via: None,
         });
         return next.run(request).await;
     }
+    let peer = match client {
+        Client::Network(peer) => peer,
+        Client::Local(local) => {
+            let path = path_of(&request);
+            return match local_caller(local, auth.daemon_uid) {
+                Ok(who) => {
+                    let mut request = request;
+                    request.extensions_mut().insert(Caller {
+                        who,
+                        from: client.to_string(),
+                        via: None,
+                    });
+                    let mut response = next.run(request).await;
+                    response
+                        .headers_mut()
+                        .insert(ROLE_HEADER, HeaderValue::from_static(Role::Admin.as_str()));
+                    response
+                }
+                Err((status, message)) => {
+                    auth.refused(
+                        &auth.refusals.forbidden,
+                        format!(
+                            "refused a local-socket request {} {path} from {}, {client}: {message}",
+                            request.method(),
+                            local.uid.map_or_else(
+                                || "an unknown uid".to_owned(),
+                                |u| format!("uid {u}")
+                            )
+                        ),
+                    );
+                    refusal(status, message)
+                }
+            };
+        }
+    };
     let (request, role) = if request.headers().contains_key(SIGNATURE_HEADER)
         || (!auth.enforced() && request.headers().contains_key(NODE_HEADER))
     {
@@ -881,6 +987,41 @@ mod tests {
             Auth::insecure().verify_token(&HeaderMap::new(), Role::Admin, &post, path),
             Ok(("anonymous".to_owned(), Role::Admin))
         );
+    }
+
+    #[test]
+    fn a_local_client_is_named_by_its_uid_and_only_root_and_the_daemons_user_pass() {
+        let peer = |uid| LocalPeer {
+            uid,
+            pid: Some(4242),
+        };
+        assert_eq!(
+            local_caller(peer(Some(0)), 1000),
+            Ok("uid 0 (local socket)".to_owned())
+        );
+        assert_eq!(
+            local_caller(peer(Some(1000)), 1000),
+            Ok("uid 1000 (local socket)".to_owned())
+        );
+        assert_eq!(
+            local_caller(peer(Some(65534)), 0),
+            Err((
+                StatusCode::FORBIDDEN,
+                "forbidden: the local socket serves root and the daemon's user (uid 0); uid \
+                 65534 may use the TCP API with a token"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(
+            local_caller(peer(None), 0).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+        let caller = Caller {
+            who: "uid 0 (local socket)".into(),
+            from: Client::Local(peer(Some(0))).to_string(),
+            via: None,
+        };
+        assert_eq!(caller.audit(), "uid 0 (local socket) from pid 4242");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! with the security issue.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::platform::{Network, TcpNetwork};
@@ -59,56 +60,86 @@ pub async fn request_with(
     body: Option<&str>,
     limit: Duration,
 ) -> Result<Response, String> {
-    if let Some((name, _)) = headers
-        .iter()
-        .find(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
-    {
-        return Err(format!("{addr}: header {name:?} holds a line break"));
-    }
-    timeout(
-        limit,
-        request_inner(network, addr, method, path, headers, body),
-    )
+    check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
+    timeout(limit, async {
+        let stream = network
+            .connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        exchange(stream, &addr.to_string(), method, path, headers, body)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))
+    })
     .await
     .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
 }
 
-async fn request_inner(
-    network: &dyn Network,
-    addr: SocketAddr,
+/// One request to the daemon's local socket at `socket` (`local_socket`: no token, the
+/// daemon checks who the client is).
+pub async fn request_local(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    let name = socket.display();
+    timeout(limit, async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        exchange(stream, "localhost", method, path, &[], body)
+            .await
+            .map_err(|e| format!("{name}: {e}"))
+    })
+    .await
+    .map_err(|_| format!("{name}: no answer within {limit:?}"))?
+}
+
+fn check_headers(headers: &[(&str, String)]) -> Result<(), String> {
+    match headers
+        .iter()
+        .find(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
+    {
+        Some((name, _)) => Err(format!("header {name:?} holds a line break")),
+        None => Ok(()),
+    }
+}
+
+/// Writes one request on `stream` (`host` in its `Host` header) and reads the whole answer
+/// (at most [`RESPONSE_MAX_BYTES`]).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
     body: Option<&str>,
 ) -> Result<Response, String> {
-    let mut stream = network
-        .connect(addr)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
     let body = body.unwrap_or("");
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream
         .write_all(head.as_bytes())
         .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(body.as_bytes())
         .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     let mut limited = (&mut stream).take(RESPONSE_MAX_BYTES as u64);
     limited
         .read_to_end(&mut raw)
         .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    parse_response(&raw).map_err(|e| format!("{addr}: {e}"))
+        .map_err(|e| e.to_string())?;
+    parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response, String> {
@@ -174,8 +205,9 @@ pub struct SseMessage {
 /// wait is bounded: a stream that sends nothing, not even a heartbeat comment, for `idle`
 /// is given up.
 pub struct EventStream {
-    addr: SocketAddr,
-    stream: tokio::net::TcpStream,
+    /// The server, in messages (its address, or the local socket's path).
+    addr: String,
+    stream: std::pin::Pin<Box<dyn crate::platform::Stream>>,
     chunked: bool,
     /// Bytes received and not yet decoded (chunk framing).
     raw: Vec<u8>,
@@ -188,8 +220,8 @@ pub struct EventStream {
 /// Reads an answer's status line and headers (`idle` bounding each read): the status, the
 /// head as text and the bytes read after it.
 async fn read_head(
-    stream: &mut tokio::net::TcpStream,
-    addr: SocketAddr,
+    stream: &mut std::pin::Pin<Box<dyn crate::platform::Stream>>,
+    addr: &str,
     idle: Duration,
 ) -> Result<(u16, String, Vec<u8>), String> {
     let mut raw = Vec::new();
@@ -232,21 +264,61 @@ pub async fn event_stream(
     last_event_id: Option<u64>,
     idle: Duration,
 ) -> Result<EventStream, String> {
-    let mut stream = timeout(idle, tokio::net::TcpStream::connect(addr))
+    let stream = timeout(idle, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
         .map_err(|e| format!("{addr}: {e}"))?;
+    open_stream(
+        Box::pin(stream),
+        addr.to_string(),
+        path,
+        token,
+        last_event_id,
+        idle,
+    )
+    .await
+}
+
+/// [`event_stream`] on the daemon's local socket at `socket` (no token).
+pub async fn event_stream_local(
+    socket: &Path,
+    path: &str,
+    last_event_id: Option<u64>,
+    idle: Duration,
+) -> Result<EventStream, String> {
+    let name = socket.display().to_string();
+    let stream = timeout(idle, tokio::net::UnixStream::connect(socket))
+        .await
+        .map_err(|_| format!("{name}: no connection within {idle:?}"))?
+        .map_err(|e| format!("{name}: {e}"))?;
+    open_stream(Box::pin(stream), name, path, None, last_event_id, idle).await
+}
+
+async fn open_stream(
+    mut stream: std::pin::Pin<Box<dyn crate::platform::Stream>>,
+    addr: String,
+    path: &str,
+    token: Option<&str>,
+    last_event_id: Option<u64>,
+    idle: Duration,
+) -> Result<EventStream, String> {
+    // A socket's path is no host name.
+    let host = if addr.starts_with('/') {
+        "localhost"
+    } else {
+        addr.as_str()
+    };
     let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
     let authorization =
         token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{authorization}{resume}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{authorization}{resume}\r\n"
     );
     stream
         .write_all(head.as_bytes())
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
-    let (status, head, rest) = read_head(&mut stream, addr, idle).await?;
+    let (status, head, rest) = read_head(&mut stream, &addr, idle).await?;
     let header = |name: &str| {
         head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -259,7 +331,7 @@ pub async fn event_stream(
     if status != 200 {
         // An error body: read what is there (bounded) to say why.
         let mut response = EventStream {
-            addr,
+            addr: addr.clone(),
             stream,
             chunked,
             raw: rest,
@@ -299,7 +371,7 @@ pub async fn event_stream(
 impl EventStream {
     /// Reads more bytes into `raw`; `false` at the end of the connection.
     async fn fill(&mut self) -> Result<bool, String> {
-        let addr = self.addr;
+        let addr = &self.addr;
         let mut buf = [0u8; 16384];
         let n = timeout(self.idle, self.stream.read(&mut buf))
             .await

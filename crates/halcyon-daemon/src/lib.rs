@@ -46,6 +46,7 @@ pub mod faults;
 pub mod guard;
 pub mod lease;
 pub mod links;
+pub mod local_socket;
 pub mod metrics;
 pub mod node;
 pub mod operations;

@@ -627,6 +627,20 @@ pub(crate) async fn voter_change(
     result.map_err(|e| ApiError::unavailable(format!("voter change failed: {e}")))?;
     let after = node.consensus.voters();
     tracing::info!(node = %name, add, voters = %names(&after), by, "voter set changed");
+    // In the event log with who asked. The change is made: a failure to record it is
+    // reported, not undone.
+    let recorded = node
+        .submit(&Command::VoterChanged {
+            node: NodeName::from(name),
+            added: add,
+            voters: after.iter().map(|id| node.node_name_of(*id)).collect(),
+            by: by.to_owned(),
+            at: node.timestamp(),
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(node = %name, add, by, "the voter change is not in the event log: {e}");
+    }
     Ok(Answer::done(OperationResponse::Voters(
         VoterChangeResponse {
             schema_version: SCHEMA_VERSION,
@@ -683,12 +697,12 @@ pub async fn cluster_operation(
         return submit_event(node, Event::ClusterStart, by, request).await;
     }
     node.submit(&Command::ClusterStartAllowed {
+        by: Some(by.to_owned()),
         at: node.timestamp(),
     })
     .await
     .map_err(ApiError::unavailable)?;
-    // The coordinator's `cluster_start` that follows is recorded as `formation`: who asked
-    // is in the daemon's log.
+    // The coordinator's `cluster_start` that follows is recorded as `by`'s.
     tracing::info!(by, "cluster start after a halt: nodes may join again");
     // The coordinator brings the reachable nodes back as members and forms the cluster
     // with one cluster_start; wait for that.

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::faults::{FaultyLink, HeartbeatFaults};
+use crate::local_socket::LocalPeer;
 
 /// Everything machine-dependent a node uses.
 #[derive(Clone)]
@@ -106,11 +107,13 @@ pub trait Network: Send + Sync {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
     ) -> BoxFuture<'_, anyhow::Result<()>>;
-    /// Serves `router` on every address (spawned tasks); returns once all listen.
+    /// Serves `router` on every address (spawned tasks), and on the Unix socket `local` when
+    /// given (`local_socket`); returns once all listen.
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
+        local: Option<PathBuf>,
     ) -> BoxFuture<'_, anyhow::Result<()>>;
     /// Opens the node's consensus (its database at `db_path`) on `addrs`; over mutual TLS
     /// when `tls` is given (a node with credentials).
@@ -177,6 +180,17 @@ where
     });
 }
 
+/// Serves `router` on the local socket in a spawned task. Handlers and the middleware see the
+/// client's credentials ([`LocalPeer`]).
+fn spawn_local_api_server(listener: tokio::net::UnixListener, router: axum::Router) {
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<LocalPeer>();
+        if let Err(e) = axum::serve(listener, service).await {
+            tracing::error!("API socket server stopped: {e}");
+        }
+    });
+}
+
 /// TCP through tokio.
 pub struct TcpNetwork;
 
@@ -208,10 +222,13 @@ impl Network for TcpNetwork {
     /// however many, are handled there, and the node's runtime — consensus, leases, the
     /// coordinator — keeps its threads (issue 15, finding 5). Handlers still call into the
     /// node; what they await (a commit, a lease grant's quorum check) runs where it is.
+    /// The local socket is served there too, with the same router: its clients are told
+    /// apart by their connection's information ([`LocalPeer`] instead of [`PeerAddr`]).
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
+        local: Option<PathBuf>,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             let mut listeners = Vec::new();
@@ -221,6 +238,10 @@ impl Network for TcpNetwork {
                     .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
                 listeners.push(listener);
             }
+            let local = match local {
+                Some(path) => Some(crate::local_socket::bind(&path)?),
+                None => None,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -233,6 +254,12 @@ impl Network for TcpNetwork {
                             match tokio::net::TcpListener::from_std(listener) {
                                 Ok(l) => spawn_api_server(l, router.clone()),
                                 Err(e) => tracing::error!("API: {e}"),
+                            }
+                        }
+                        if let Some(listener) = local {
+                            match tokio::net::UnixListener::from_std(listener) {
+                                Ok(l) => spawn_local_api_server(l, router),
+                                Err(e) => tracing::error!("API socket: {e}"),
                             }
                         }
                         std::future::pending::<()>().await

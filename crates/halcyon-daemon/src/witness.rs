@@ -5,7 +5,8 @@
 //! and votes, but runs no heartbeats, no coordinator, no executor and no packages. It serves a
 //! small API at `address:port + 2`: `GET /v1/status` (its view: term, leader, voters, last
 //! applied) and refusals for the node-to-node endpoints, so that a node never mistakes it for
-//! a coordinator.
+//! a coordinator. Every request passes `auth::public` like a node's: a token (the read-only
+//! one reads the status) or a node's signature (the nodes' status requests are signed).
 //!
 //! Invariants:
 //! - the witness never campaigns while a leader is known: elections are disabled on it, so
@@ -65,6 +66,23 @@ struct Witness {
     consensus: watch::Sender<Option<Arc<Consensus>>>,
     /// Mutual TLS on the Raft port (with credentials).
     raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
+    /// Who may call its API: a token (`read-only` reads its status) or a node's signature,
+    /// as on a node (`auth::public`); insecure without credentials.
+    auth: crate::auth::Auth,
+}
+
+impl crate::auth::Gate for Witness {
+    fn auth(&self) -> &crate::auth::Auth {
+        &self.auth
+    }
+
+    fn now_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+
+    fn is_node(&self, name: &str) -> bool {
+        self.config.node(name).is_some()
+    }
 }
 
 impl Witness {
@@ -157,7 +175,13 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("the witness's credentials for Raft's TLS: {e}"))?;
+    let auth = match &credentials {
+        Some(c) => crate::auth::Auth::from_credentials(c)
+            .map_err(|e| anyhow::anyhow!("the witness's credentials for its API: {e}"))?,
+        None => crate::auth::Auth::insecure(),
+    };
     let witness = Arc::new(Witness {
+        auth,
         name: w.name.to_string(),
         id: NodeId::from(w.number),
         config,
@@ -325,14 +349,16 @@ async fn serve(
             )
                 .into_response()
         })
-        .with_state(witness);
+        .with_state(Arc::clone(&witness))
+        // Every request, unknown paths included, needs a token or a node's signature, as on
+        // a node: its status (term, voters) is read with the read-only token.
+        .layer(axum::middleware::from_fn_with_state(
+            witness,
+            crate::auth::public::<Witness>,
+        ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("witness API: cannot listen on {addr}: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("witness API stopped: {e}");
-        }
-    });
+    crate::platform::spawn_api_server(listener, app);
     Ok(())
 }

@@ -533,6 +533,8 @@ impl LabCluster {
         let state_directory = self.state_directory(host);
         let config = self.config_directory.display().to_string();
         let state = state_directory.display().to_string();
+        // Every host shares this machine's file system: each daemon its own API socket.
+        let socket = state_directory.join("api.sock").display().to_string();
         let node = node_name(host);
         let halcyon = self.spec.halcyon.display().to_string();
         let args: &[&str] = if self.spec.witness == Some(host) {
@@ -546,6 +548,8 @@ impl LabCluster {
                 &node,
                 "--state-dir",
                 &state,
+                "--api-socket",
+                &socket,
             ]
         };
         let process = self.lab.spawn(

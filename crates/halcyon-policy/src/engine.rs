@@ -422,7 +422,7 @@ impl<'e, 'c> Work<'e, 'c> {
         let e = self.e;
         match event {
             Event::ClusterStart | Event::Timer | Event::ConfigChange { .. } => {}
-            Event::NodeRestart { .. } | Event::NodeFence { .. } => {
+            Event::NodeRestart { .. } | Event::NodeFence { .. } | Event::VoterChange { .. } => {
                 return Err(PlanError::NotPlanned(event.name().to_owned()));
             }
             Event::ClusterHalt => {

@@ -153,12 +153,23 @@ pub enum Event {
         action: String,
         confirmed: bool,
     },
+    /// The consensus voters changed: `node` (a node or the witness) became a voter (`added`)
+    /// or stopped voting, by an administrator's `node add|remove` or the coordinator's
+    /// auto-shrink. Like `node_fence`, only recorded in the event log (with the voters after
+    /// the change as a note), never queued nor planned.
+    VoterChange {
+        node: NodeName,
+        added: bool,
+    },
 }
 
 impl Event {
     /// True for the events that are only recorded, never queued nor planned.
     pub fn is_record_only(&self) -> bool {
-        matches!(self, Event::NodeRestart { .. } | Event::NodeFence { .. })
+        matches!(
+            self,
+            Event::NodeRestart { .. } | Event::NodeFence { .. } | Event::VoterChange { .. }
+        )
     }
 
     /// The event's name as in rules files and the event log (`node_up`, ...).
@@ -185,6 +196,7 @@ impl Event {
             Event::Timer => "timer",
             Event::NodeRestart { .. } => "node_restart",
             Event::NodeFence { .. } => "node_fence",
+            Event::VoterChange { .. } => "voter_change",
         }
     }
 
@@ -194,6 +206,7 @@ impl Event {
             Event::NodeUp { node }
             | Event::NodeRestart { node, .. }
             | Event::NodeFence { node, .. }
+            | Event::VoterChange { node, .. }
             | Event::NodeDown { node, .. }
             | Event::NetworkUp { node, .. }
             | Event::NetworkDown { node, .. }
@@ -232,6 +245,7 @@ impl Event {
             Event::NodeUp { .. }
             | Event::NodeRestart { .. }
             | Event::NodeFence { .. }
+            | Event::VoterChange { .. }
             | Event::ClusterStart => EventClass::NodeJoin,
             Event::NodeDown { .. } => EventClass::NodeFailure,
             Event::SwapAdapter { .. } => EventClass::SwapAdapter,
@@ -281,6 +295,10 @@ impl fmt::Display for Event {
                     "NOT confirmed"
                 };
                 write!(f, " {node} ({action}): {how}")
+            }
+            Event::VoterChange { node, added: true } => write!(f, " {node}: added to the voters"),
+            Event::VoterChange { node, added: false } => {
+                write!(f, " {node}: removed from the voters")
             }
             Event::NodeRestart {
                 node,

@@ -184,15 +184,22 @@ impl Network for SimNetwork {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
-        self.serve_api(router, addrs)
+        self.serve_api(router, addrs, None)
     }
 
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
+        local: Option<std::path::PathBuf>,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
+            if let Some(path) = local {
+                anyhow::bail!(
+                    "API socket {}: simulated nodes have no local socket",
+                    path.display()
+                );
+            }
             for addr in addrs {
                 let listener = TurmoilListener::bind(addr)
                     .await

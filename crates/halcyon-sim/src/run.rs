@@ -413,6 +413,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             // The simulator checks placement, leases and consensus under faults, not
             // authentication: its nodes run without credentials, explicitly.
             insecure: true,
+            api_socket: None,
         };
         sim.host(node_ip(n), move || {
             boot(

@@ -181,8 +181,14 @@ pub enum Command {
         down: BTreeSet<NetworkName>,
         at: Timestamp,
     },
-    /// `cluster start` after `cluster halt`: nodes may join again.
-    ClusterStartAllowed { at: Timestamp },
+    /// `cluster start` after `cluster halt`: nodes may join again. `by`: who asked; the
+    /// `cluster_start` the coordinator enqueues when the nodes have joined is recorded as
+    /// theirs (see [`State::cluster_start_by`]).
+    ClusterStartAllowed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        at: Timestamp,
+    },
     /// `reporter`'s failure detector judges these adapters down: (peer, network) paths that
     /// are down while the peer is heard on another network. Replaces its previous report.
     AdapterReport {
@@ -207,6 +213,17 @@ pub enum Command {
     AutoShrink {
         node: NodeName,
         voter: bool,
+        at: Timestamp,
+    },
+    /// The consensus voters changed (committed by the leader once the change is done):
+    /// `node` became a voter (`added`) or stopped voting, asked `by` an administrator (`node
+    /// add|remove`) or the coordinator (`auto-shrink`); `voters` after the change. Recorded
+    /// in the event log as a finished `voter_change`.
+    VoterChanged {
+        node: NodeName,
+        added: bool,
+        voters: Vec<String>,
+        by: String,
         at: Timestamp,
     },
 }
@@ -471,6 +488,9 @@ pub struct State {
     /// The cluster was halted (`cluster halt`): no node joins until `cluster start`.
     #[serde(default)]
     cluster_halted: bool,
+    /// Who asked the `cluster start` after a halt, until its `cluster_start` is enqueued.
+    #[serde(default)]
+    cluster_start_by: Option<String>,
     /// Each node's latest adapter report (see [`Command::AdapterReport`]).
     #[serde(default)]
     adapter_reports: BTreeMap<NodeName, BTreeSet<(NodeName, NetworkName)>>,
@@ -638,6 +658,12 @@ impl State {
     /// Whether the cluster was halted (`cluster halt`) and not started since.
     pub fn cluster_halted(&self) -> bool {
         self.cluster_halted
+    }
+
+    /// Who asked the `cluster start` after a halt whose `cluster_start` is not enqueued yet:
+    /// the coordinator enqueues it as theirs.
+    pub fn cluster_start_by(&self) -> Option<&str> {
+        self.cluster_start_by.as_deref()
     }
 
     /// Each node's latest adapter report.
@@ -921,15 +947,23 @@ impl State {
                 }
                 Reply::Done
             }
-            Command::ClusterStartAllowed { .. } => {
+            Command::ClusterStartAllowed { by, at: _ } => {
                 if !self.cluster_halted {
                     return Reply::Ignored {
                         why: "the cluster is not halted".to_owned(),
                     };
                 }
                 self.cluster_halted = false;
+                self.cluster_start_by = by;
                 Reply::Done
             }
+            Command::VoterChanged {
+                node,
+                added,
+                voters,
+                by,
+                at,
+            } => self.voter_changed(node, added, &voters, by, at),
         }
     }
 
@@ -962,6 +996,7 @@ impl State {
             departed,
             halted_by_admin,
             cluster_halted,
+            cluster_start_by,
             adapter_reports,
             adapters_down,
             standby_reports,
@@ -992,6 +1027,7 @@ impl State {
             departed: departed.clone(),
             halted_by_admin: halted_by_admin.clone(),
             cluster_halted: *cluster_halted,
+            cluster_start_by: cluster_start_by.clone(),
             adapter_reports: adapter_reports.clone(),
             adapters_down: adapters_down.clone(),
             standby_reports: standby_reports.clone(),
@@ -1080,6 +1116,36 @@ impl State {
             r.started_at = Some(at);
             r.finished_at = Some(at);
             r.notes.push(NoteRecord { at, text: note });
+        }
+        Reply::Done
+    }
+
+    /// [`Command::VoterChanged`]: a finished `voter_change` record, the voters as its note.
+    fn voter_changed(
+        &mut self,
+        node: NodeName,
+        added: bool,
+        voters: &[String],
+        by: String,
+        at: Timestamp,
+    ) -> Reply {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let id = self.new_record(&Pending {
+            sequence,
+            event: Event::VoterChange { node, added },
+            by,
+            at,
+            sample: None,
+        });
+        if let Some(r) = self.record_mut(id) {
+            r.outcome = Outcome::Done;
+            r.started_at = Some(at);
+            r.finished_at = Some(at);
+            r.notes.push(NoteRecord {
+                at,
+                text: truncated(format!("voters: {}", voters.join(", "))),
+            });
         }
         Reply::Done
     }
@@ -1201,6 +1267,10 @@ impl State {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        if event == Event::ClusterStart {
+            // Recorded as theirs: who asked the start is known no longer.
+            self.cluster_start_by = None;
+        }
         self.pending.push(Pending {
             sequence,
             event,

@@ -671,7 +671,13 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     let index = done_all(&mut s, 3, true);
     assert_eq!(s.cluster.package("web").nodes.len(), 1);
     assert_eq!(
-        s.apply(index + 1, Command::ClusterStartAllowed { at: t(9) }),
+        s.apply(
+            index + 1,
+            Command::ClusterStartAllowed {
+                by: Some("token admin from 10.0.0.5:4000".into()),
+                at: t(9)
+            }
+        ),
         Reply::Ignored {
             why: "the cluster is not halted".into()
         }
@@ -683,16 +689,77 @@ fn a_cluster_halt_holds_the_cluster_until_start_is_allowed() {
     assert!(s.cluster.members.is_empty());
     assert!(s.cluster.package("web").nodes.is_empty());
     assert_eq!(
-        s.apply(index + 1, Command::ClusterStartAllowed { at: t(30) }),
+        s.cluster_start_by(),
+        None,
+        "an ignored start records nobody"
+    );
+    assert_eq!(
+        s.apply(
+            index + 1,
+            Command::ClusterStartAllowed {
+                by: Some("token admin from 10.0.0.5:4000".into()),
+                at: t(30)
+            }
+        ),
         Reply::Done
     );
     assert!(!s.cluster_halted);
+    // Who asked is kept until the coordinator enqueues the cluster_start, as theirs.
+    assert_eq!(s.cluster_start_by(), Some("token admin from 10.0.0.5:4000"));
+    let by = s.cluster_start_by().unwrap().to_owned();
+    self::enqueue(&mut s, index + 2, Event::ClusterStart, &by, t(31));
+    assert_eq!(s.cluster_start_by(), None);
+    assert_eq!(s.pending()[0].by, "token admin from 10.0.0.5:4000");
+    s.pending.clear();
     // The halted flag survives a snapshot and restore.
     let mut copy = Replicated::new(Box::new(|_, _, _| {}));
     s.cluster_halted = true;
     let bytes = serde_json::to_vec(&s).unwrap();
     copy.restore(&bytes).unwrap();
     assert!(copy.state().cluster_halted);
+}
+
+#[test]
+fn a_voter_change_is_a_finished_record_naming_who_asked_and_the_voters() {
+    let mut s = booted();
+    let before = s.log.len();
+    assert_eq!(
+        s.apply(
+            2,
+            Command::VoterChanged {
+                node: "n3".into(),
+                added: false,
+                voters: vec!["n1".into(), "n2".into()],
+                by: "token admin from 10.0.0.5:4000".into(),
+                at: t(5),
+            }
+        ),
+        Reply::Done
+    );
+    assert_eq!(s.log.len(), before + 1);
+    let r = s.log.back().unwrap();
+    assert_eq!(
+        r.event.to_string(),
+        "voter_change n3: removed from the voters"
+    );
+    assert_eq!(r.by, "token admin from 10.0.0.5:4000");
+    assert_eq!(r.outcome, Outcome::Done);
+    assert_eq!(r.finished_at, Some(t(5)));
+    assert_eq!(r.notes[0].text, "voters: n1, n2");
+    assert!(s.pending().is_empty(), "recorded, never queued");
+    s.apply(
+        3,
+        Command::VoterChanged {
+            node: "n3".into(),
+            added: true,
+            voters: vec!["n1".into(), "n2".into(), "n3".into()],
+            by: "auto-shrink".into(),
+            at: t(6),
+        },
+    );
+    let r = s.log.back().unwrap();
+    assert_eq!(r.event.to_string(), "voter_change n3: added to the voters");
+    assert_eq!(r.by, "auto-shrink");
 }
 
 /// A copy of the state (a daemon's view) shares the event log: an entry that does not

@@ -4,7 +4,8 @@
 //! cluster's credentials in `config/pki` unless [`Launch::credentials`] is off, `state/NAME/`
 //! per node, the log `NAME.log` of each process), the port block its configuration uses, and
 //! the processes it starts: one per node (`PROGRAM daemon --node NAME --config DIR
-//! --state-dir DIR`, plus the launch's extra arguments) and the witness (`PROGRAM witness`).
+//! --state-dir DIR --api-socket DIR/api.sock`, plus the launch's extra arguments) and the
+//! witness (`PROGRAM witness`).
 //! Nodes are numbered from 1 in configured order.
 //!
 //! Invariants: only processes this cluster started are signalled, by PID (or, with
@@ -235,6 +236,12 @@ impl Cluster {
         self.dir.path().join("state").join(name)
     }
 
+    /// Node `i`'s API socket (`halcyon daemon --api-socket`): in its state directory, so that
+    /// clusters running side by side never share one.
+    pub fn api_socket(&self, i: usize) -> PathBuf {
+        self.state_dir(i).join("api.sock")
+    }
+
     /// The log (standard output and error) of the process called `name`.
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
@@ -273,6 +280,8 @@ impl Cluster {
         }
         let name = self.slot(i).name.clone();
         let mut args = vec!["daemon".to_owned(), "--node".to_owned(), name.clone()];
+        args.push("--api-socket".to_owned());
+        args.push(self.api_socket(i).display().to_string());
         args.extend(self.launch.extra_args.iter().cloned());
         let child = self.spawn(&name, args)?;
         self.slot_mut(i).child = Some(child);

@@ -215,6 +215,12 @@ pub enum LiveCommand {
         /// and shown by `halcyon status`; refused when the node has credentials.
         #[arg(long)]
         insecure: bool,
+        /// Also serve the API on this Unix socket for the CLI on this machine: no token,
+        /// only root and the daemon's user may connect (mode 0600, peer credentials
+        /// checked). A socket left by a daemon that is gone is replaced; anything else at
+        /// the path refuses the start.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_API_SOCKET)]
+        api_socket: PathBuf,
         /// Enable test-only fault injection endpoints (`/v1/debug/*`).
         #[arg(long, hide = true)]
         test_faults: bool,
@@ -445,6 +451,12 @@ pub struct Target {
     /// credentials directory: `pki` in --config, the demo's, or /etc/halcyon/pki).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The local daemon's API socket: asked first, with no token (only root and the
+    /// daemon's user may). Without it: the demo's nodes' sockets, else /run/halcyon/api.sock
+    /// when neither --api nor another --config than /etc/halcyon is given. A socket that
+    /// cannot be used (absent, not this user's) is passed over for the TCP API and a token.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -478,6 +490,10 @@ pub struct InitArgs {
     #[arg(long, global = true)]
     pub force: bool,
 }
+
+/// The default of `halcyon daemon --api-socket`: `halcyon_daemon::local_socket::DEFAULT_PATH`
+/// (written out for `build.rs`, like [`DEFAULT_PKI_DIR`]; a test checks they agree).
+pub const DEFAULT_API_SOCKET: &str = "/run/halcyon/api.sock";
 
 /// The default of `halcyon init --dir`: `halcyon_pki::DEFAULT_DIR`, written out because
 /// `build.rs` compiles this file without the workspace's crates (a test checks they agree).

@@ -144,4 +144,12 @@ mod tests {
     fn the_default_directory_is_the_one_the_daemon_reads() {
         assert_eq!(crate::cli::DEFAULT_PKI_DIR, halcyon_pki::DEFAULT_DIR);
     }
+
+    #[test]
+    fn the_default_api_socket_is_the_one_the_cli_asks() {
+        assert_eq!(
+            crate::cli::DEFAULT_API_SOCKET,
+            halcyon_daemon::local_socket::DEFAULT_PATH
+        );
+    }
 }

@@ -70,6 +70,7 @@ pub fn main() -> ExitCode {
                     api,
                     config: input.config_dir(),
                     token_file,
+                    socket: None,
                 };
                 live::explain(&target, &package, json)
             }
@@ -87,6 +88,7 @@ pub fn main() -> ExitCode {
                     api,
                     config: input.config_dir(),
                     token_file,
+                    socket: None,
                 };
                 if input.is_offline() {
                     Err(Failure::Invalid(

@@ -570,6 +570,37 @@ fn apply_turns_auto_shrink_on_and_a_voter_already_down_leaves_the_voters() {
             .as_array()
             .is_some_and(|voters| voters.len() == 3 && !voters.iter().any(|n| n == "n4"))
     });
+    // In the event log, as the coordinator's.
+    let deadline = std::time::Instant::now() + FAILOVER_TIMEOUT;
+    let record = loop {
+        let (code, v) = c.request(1, "GET", "/v1/events", None);
+        assert_eq!(code, 200, "{v}");
+        let found = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["event"] == "voter_change n4: removed from the voters")
+            .cloned();
+        if let Some(record) = found {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no voter_change: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        record["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto-shrink (coordinator n"),
+        "{record:#}"
+    );
+    assert_eq!(
+        record["notes"][0]["text"], "voters: n1, n2, n3",
+        "{record:#}"
+    );
     let (code, v) = c.request(2, "GET", "/v1/config", None);
     assert_eq!(code, 200, "{v}");
     assert_eq!(

@@ -93,6 +93,21 @@ fn cluster_halt_stops_every_package_and_cluster_start_brings_them_back() {
         .rposition(|e| e == "cluster_start")
         .expect("cluster_start logged");
     assert!(halt < start, "{events:?}");
+    // Both are recorded as the administrator's: the start after the halt too (the
+    // coordinator enqueues it once the nodes joined, as who asked).
+    let (code, v) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{v}");
+    for kind in ["cluster_halt", "cluster_start"] {
+        let record = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r["event"].as_str().unwrap().starts_with(kind))
+            .unwrap();
+        let by = record["by"].as_str().unwrap();
+        assert!(by.starts_with("token admin from 127.0.0.1:"), "{record:#}");
+    }
     // Started again while running: cluster_start changes nothing and is accepted.
     let (code, out) = cli(&c, 2, &["cluster", "start"]);
     assert_eq!(code, 0, "{out}");

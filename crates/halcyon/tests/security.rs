@@ -491,3 +491,335 @@ fn the_raft_port_refuses_peers_without_a_certificate_of_the_cluster_ca() {
     let log = c.log_tail("n1", 400);
     assert!(log.contains("Raft connection refused"), "{log}");
 }
+
+/// One HTTP request on a Unix socket, no token: the status and the JSON answer.
+fn socket_request(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let body = body.unwrap_or("");
+    // One write: a server that answers from the head alone (a refusal) may close before
+    // a second one.
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {raw:?}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+    Ok((
+        code,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    ))
+}
+
+fn own_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[test]
+fn the_local_socket_needs_no_token_and_the_event_log_names_the_local_uid() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (coordinator, k) = c.coordinator(1);
+    // Through a node that is not the coordinator: the write is forwarded.
+    let other = if k == 1 { 2 } else { 1 };
+    let socket = c.api_socket(other);
+    let metadata = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(metadata.file_type().is_socket());
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    assert_eq!(metadata.uid(), own_uid());
+
+    let (code, v) = socket_request(&socket, "GET", "/v1/status", None).unwrap();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    let (code, v) = socket_request(
+        &socket,
+        "POST",
+        "/v1/packages/web/move",
+        Some(r#"{"node":"n3"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{v}");
+    c.wait_web_on(k, "n3", FAILOVER_TIMEOUT);
+    let record = records(&c, k)
+        .into_iter()
+        .rev()
+        .find(|r| r["event"].as_str().unwrap().starts_with("package_move web"))
+        .unwrap();
+    assert_eq!(
+        record["by"],
+        format!(
+            "uid {} (local socket) from pid {} via n{other}",
+            own_uid(),
+            std::process::id()
+        ),
+        "{record:#} (coordinator {coordinator})"
+    );
+    // On the coordinator's own socket: not forwarded.
+    let (code, v) = socket_request(
+        &c.api_socket(k),
+        "POST",
+        "/v1/packages/web/move",
+        Some(r#"{"node":"n2"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{v}");
+    c.wait_web_on(k, "n2", FAILOVER_TIMEOUT);
+    let (code, text) = cli(&c, k, &["events", "--package", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "uid {} (local socket) from pid {}",
+            own_uid(),
+            std::process::id()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_api_socket_path_held_by_something_else_refuses_the_start_naming_it() {
+    let mut c = Cluster::configure(Spec::new());
+    let socket = c.api_socket(1);
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    std::fs::write(&socket, "not a socket").unwrap();
+    c.start(1);
+    assert_eq!(exit_code_of(&mut c, 1), Some(1));
+    let log = c.log_tail("n1", 20);
+    assert!(
+        log.contains(&format!(
+            "API socket {}: the path exists and is a regular file, not a socket; it is left as \
+             it is",
+            socket.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+}
+
+/// Not a test: the body of the client the next test runs as another user (only with the
+/// environment variable set). Prints `ANSWER CODE JSON` or `ERROR KIND`.
+#[test]
+fn local_socket_client_helper() {
+    let Some(socket) = std::env::var_os("HALCYON_TEST_SOCKET_CLIENT") else {
+        return;
+    };
+    let body = std::env::var("HALCYON_TEST_SOCKET_BODY").ok();
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let path = std::env::var("HALCYON_TEST_SOCKET_PATH").unwrap();
+    match socket_request(
+        std::path::Path::new(&socket),
+        method,
+        &path,
+        body.as_deref(),
+    ) {
+        Ok((code, v)) => println!("ANSWER {code} {v}"),
+        Err(e) => println!("ERROR {:?}", e.kind()),
+    }
+}
+
+/// Runs [`local_socket_client_helper`] as user `nobody` (65534): its output line.
+fn as_nobody(socket: &std::path::Path, path: &str, body: Option<&str>) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["local_socket_client_helper", "--exact", "--nocapture"])
+        .arg("--test-threads=1")
+        .env("HALCYON_TEST_SOCKET_CLIENT", socket)
+        .env("HALCYON_TEST_SOCKET_PATH", path)
+        .uid(65534)
+        .gid(65534);
+    if let Some(body) = body {
+        command.env("HALCYON_TEST_SOCKET_BODY", body);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // libtest prints the test's name on the same line.
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.find("ANSWER ")
+                .or_else(|| l.find("ERROR "))
+                .map(|at| l[at..].to_owned())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the helper said nothing: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+#[test]
+fn the_local_socket_refuses_another_user_even_when_its_mode_lets_it_connect() {
+    if own_uid() != 0 {
+        eprintln!("SKIPPED: needs root (to run a client as another user, nobody)");
+        return;
+    }
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    let socket = c.api_socket(1);
+    // Let nobody reach the socket's directory; the socket itself stays 0600.
+    let mut dir = socket.parent().unwrap();
+    while dir.starts_with(c.path()) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir = dir.parent().unwrap();
+    }
+    assert_eq!(
+        as_nobody(&socket, "/v1/status", None),
+        "ERROR PermissionDenied"
+    );
+    // A mode opened by hand: nobody connects, and the daemon still refuses it (SO_PEERCRED).
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let forbidden = format!(
+        "forbidden: the local socket serves root and the daemon's user (uid {}); uid 65534 may \
+         use the TCP API with a token",
+        own_uid()
+    );
+    let line = as_nobody(&socket, "/v1/status", None);
+    assert!(line.starts_with("ANSWER 403 "), "{line}");
+    assert!(line.contains(&forbidden), "{line}");
+    let line = as_nobody(&socket, "/v1/packages/web/move", Some(r#"{"node":"n2"}"#));
+    assert!(line.starts_with("ANSWER 403 "), "{line}");
+    // Nothing changed, and both refusals are counted.
+    std::thread::sleep(Duration::from_millis(500));
+    let v = c.status(1).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    assert!(v["api_auth"]["forbidden"].as_u64().unwrap() >= 2, "{v:#}");
+    assert!(
+        c.log_tail("n1", 50)
+            .contains("refused a local-socket request GET /v1/status from uid 65534"),
+        "{}",
+        c.log_tail("n1", 50)
+    );
+}
+
+#[test]
+fn the_cli_uses_the_local_socket_without_a_token_and_falls_back_to_tcp() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    // No token anywhere the CLI looks (the daemons never read admin.token).
+    std::fs::remove_file(c.config_dir().join("pki/admin.token")).unwrap();
+    let socket = c.api_socket(2);
+    let halcyon = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("HALCYON_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let config = c.config_dir().display().to_string();
+    let socket_arg = socket.display().to_string();
+    let (code, text) = halcyon(&["status", "--socket", &socket_arg, "--config", &config]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("web"), "{text}");
+    let (code, text) = halcyon(&[
+        "package",
+        "move",
+        "web",
+        "-n",
+        "n2",
+        "--socket",
+        &socket_arg,
+        "--config",
+        &config,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    c.wait_web_on(1, "n2", FAILOVER_TIMEOUT);
+    let (code, text) = halcyon(&["events", "--package", "web", "--socket", &socket_arg]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("uid {} (local socket) from pid", own_uid())),
+        "{text}"
+    );
+    // `events --follow` reads the stream through the socket too: the move is printed.
+    let mut follow = Command::new(BIN)
+        .args([
+            "events",
+            "--follow",
+            "--package",
+            "web",
+            "--socket",
+            &socket_arg,
+        ])
+        .env_remove("HALCYON_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("package_move web")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("package_move web")),
+        "{seen:#?}"
+    );
+    // Another cluster's --config does not use the default socket: TCP, which needs a token.
+    let (code, text) = halcyon(&["status", "--config", &config]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("(no token found: no --token-file;"), "{text}");
+    // A socket that cannot be used: TCP with the token given.
+    let token_file = c.path().join("admin-token");
+    std::fs::write(&token_file, &c.tokens().unwrap().admin).unwrap();
+    let token_arg = token_file.display().to_string();
+    let gone = c.path().join("no-such.sock").display().to_string();
+    let (code, text) = halcyon(&[
+        "status",
+        "--socket",
+        &gone,
+        "--config",
+        &config,
+        "--token-file",
+        &token_arg,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("web"), "{text}");
+}

@@ -75,4 +75,32 @@ fn voters_are_removed_and_added_with_precise_refusals() {
     });
     let text = status_text(&c, 3);
     assert!(text.contains("voters: n1, n2, n3"), "{text}");
+
+    // Both changes are in the event log, with who asked and the voters after each; the
+    // refused ones are not.
+    let (code, v) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{v}");
+    let changes: Vec<&serde_json::Value> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"].as_str().unwrap().starts_with("voter_change"))
+        .collect();
+    assert_eq!(changes.len(), 2, "{v:#}");
+    assert_eq!(
+        changes[0]["event"],
+        format!("voter_change {other}: removed from the voters")
+    );
+    assert_eq!(
+        changes[1]["event"],
+        format!("voter_change {other}: added to the voters")
+    );
+    for (record, voters) in changes.iter().zip([2, 3]) {
+        let by = record["by"].as_str().unwrap();
+        assert!(by.starts_with("token admin from 127.0.0.1:"), "{record:#}");
+        let note = record["notes"][0]["text"].as_str().unwrap();
+        assert!(note.starts_with("voters: "), "{record:#}");
+        assert_eq!(note.split(", ").count(), voters, "{record:#}");
+    }
+    assert_eq!(changes[0]["outcome"], "done", "{:#}", changes[0]);
 }

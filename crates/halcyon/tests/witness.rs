@@ -75,3 +75,41 @@ fn with_a_witness_either_node_may_die() {
     assert_eq!(node_of(&v, "n2")["member"], false, "{v:#}");
     assert_eq!(v["coordinator"], "n1", "{v:#}");
 }
+
+#[test]
+fn the_witness_status_needs_a_token_and_the_nodes_still_read_it() {
+    let c = two_nodes_and_a_witness();
+    let witness = std::net::SocketAddr::from(([127, 0, 0, 9], c.port() + 2));
+    let tokens = c.tokens().unwrap().clone();
+    let ask = |token: Option<&str>, method: &str, path: &str| {
+        let r =
+            halcyon_testkit::http::request_as(witness, method, path, token, None, REQUEST_TIMEOUT)
+                .unwrap();
+        (r.status, r.body)
+    };
+    let (code, body) = ask(None, "GET", "/v1/status");
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("unauthenticated: this API needs a token"),
+        "{body}"
+    );
+    let (code, body) = ask(
+        Some(&format!("hct_{}", "0".repeat(64))),
+        "GET",
+        "/v1/status",
+    );
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = ask(Some(&tokens.read_only), "GET", "/v1/status");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["witness"], "w", "{v:#}");
+    // Unknown paths and the refusing internal routes need credentials too.
+    let (code, body) = ask(None, "GET", "/v1/anything");
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = ask(Some(&tokens.read_only), "POST", "/v1/internal/write");
+    assert_eq!(code, 403, "{body}");
+    // The nodes sign their requests: they still read it (the witness reachable).
+    let v = c.status(1).unwrap();
+    assert_eq!(v["witness"]["reachable"], true, "{v:#}");
+    assert!(v["witness"]["last_applied"].as_u64().is_some(), "{v:#}");
+}

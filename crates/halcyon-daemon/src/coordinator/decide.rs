@@ -611,7 +611,9 @@ fn form(round: &mut Round, config: &Config, joining: &[NodeName]) {
         .find(|p| p.event == Event::ClusterStart)
         .map(|p| p.sequence);
     let Some(sequence) = start else {
-        round.enqueue(Event::ClusterStart, "formation");
+        // After a halt, the start is the administrator's who asked `cluster start`.
+        let by = view.cluster_start_by().unwrap_or("formation").to_owned();
+        round.enqueue(Event::ClusterStart, &by);
         return;
     };
     let timestamp = round.input.timestamp;

@@ -240,9 +240,8 @@ impl Node {
         let Some(config) = self.snapshot().config().cloned() else {
             return;
         };
-        match crate::operations::voter_change(self, &config, target.as_str(), add, "auto-shrink")
-            .await
-        {
+        let by = format!("auto-shrink (coordinator {})", self.name);
+        match crate::operations::voter_change(self, &config, target.as_str(), add, &by).await {
             Ok(_) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: voters changed"),
             Err(e) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: {}", e.message),
         }

@@ -74,6 +74,9 @@ pub struct Settings {
     /// authenticated (`--insecure`, logged). Without it a node without credentials refuses
     /// to start; with it, a node that has credentials refuses too (the flag would be a lie).
     pub insecure: bool,
+    /// Where the API is also served for clients on this machine, without a token
+    /// (`local_socket`; `--api-socket`). `None`: only TCP (the simulator).
+    pub api_socket: Option<PathBuf>,
 }
 
 /// What a daemon's tasks share: settings fixed at start, handles, and the receiving ends of
@@ -128,6 +131,8 @@ pub struct Node {
     clean_stop_file: PathBuf,
     pub isolated: AtomicBool,
     pub test_faults: bool,
+    /// The API's local socket (`Settings::api_socket`).
+    pub api_socket: Option<PathBuf>,
     /// Test-only heartbeat drops (`--test-faults`).
     pub heartbeat_faults: HeartbeatFaults,
     /// Test only: plan actions handed to this node are held, never carried out nor
@@ -304,6 +309,7 @@ impl Node {
             archive: Arc::new(crate::archive::Archive::open(&settings.state_dir)?),
             isolated: AtomicBool::new(false),
             test_faults: settings.test_faults,
+            api_socket: settings.api_socket.clone(),
             heartbeat_faults,
             hold_actions: AtomicBool::new(false),
             heartbeat_sealer,

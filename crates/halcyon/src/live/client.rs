@@ -136,8 +136,82 @@ fn find_token(target: &Target) -> Result<FoundToken, Failure> {
     })
 }
 
-/// Sends a request to the target's nodes in turn; the first that answers gives the status
-/// and the body.
+/// The local daemon's API sockets to try first, in order (see `Target::socket`): `--socket`;
+/// else, given neither `--api` nor another `--config` than the default, the running demo's
+/// nodes' sockets, else [`halcyon_daemon::local_socket::DEFAULT_PATH`]. The default socket
+/// goes with the default configuration: a cluster named by another `--config` is not the one
+/// that socket serves.
+pub fn local_sockets(target: &Target) -> Vec<PathBuf> {
+    if let Some(socket) = &target.socket {
+        return vec![socket.clone()];
+    }
+    if target.api.is_some() {
+        return Vec::new();
+    }
+    let default = PathBuf::from(halcyon_daemon::local_socket::DEFAULT_PATH);
+    match &target.config {
+        Some(config) if config.as_path() == std::path::Path::new(DEFAULT_CONFIG_DIR) => {
+            vec![default]
+        }
+        Some(_) => Vec::new(),
+        None => demo::running_demo_sockets().unwrap_or_else(|| vec![default]),
+    }
+}
+
+/// Where the CLI asks: the local daemon's socket, or a node's TCP API.
+pub enum Endpoint {
+    Local(PathBuf),
+    Network(SocketAddr),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Local(path) => write!(f, "{}", path.display()),
+            Endpoint::Network(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// The local sockets this process may use, then the target's nodes (see [`call`]).
+pub fn endpoints(target: &Target) -> Result<Vec<Endpoint>, Failure> {
+    let mut endpoints: Vec<Endpoint> = local_sockets(target)
+        .into_iter()
+        .filter(|s| usable(s).is_ok())
+        .map(Endpoint::Local)
+        .collect();
+    match candidates(target) {
+        Ok(addrs) => endpoints.extend(addrs.into_iter().map(Endpoint::Network)),
+        Err(_) if !endpoints.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(endpoints)
+}
+
+/// The default configuration directory (`halcyon daemon --config`).
+const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
+
+/// Whether this process may use the socket at `path` (`Ok`), else why not: it must be a
+/// socket, and this user root or the socket's owner (the daemon refuses everyone else).
+fn usable(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let metadata = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !metadata.file_type().is_socket() {
+        return Err(format!("{}: not a socket", path.display()));
+    }
+    let me = halcyon_daemon::local_socket::own_uid();
+    if !halcyon_daemon::local_socket::allowed(me, metadata.uid()) {
+        return Err(format!(
+            "{}: served for uid {} (this is uid {me})",
+            path.display(),
+            metadata.uid()
+        ));
+    }
+    Ok(())
+}
+
+/// Sends a request to the local daemon's socket (no token), else to the target's nodes in
+/// turn with the token; the first that answers gives the status and the body.
 async fn call(
     target: &Target,
     method: &str,
@@ -145,13 +219,47 @@ async fn call(
     body: Option<String>,
 ) -> Result<(u16, String), Failure> {
     let found = find_token(target)?;
+    let mut errors = Vec::new();
+    let sockets = local_sockets(target);
+    for socket in &sockets {
+        let answer = match usable(socket) {
+            Ok(()) => {
+                halcyon_daemon::client::request_local(
+                    socket,
+                    method,
+                    path,
+                    body.as_deref(),
+                    CLI_TIMEOUT,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(r) => return Ok((r.status, r.body)),
+            Err(e) => {
+                tracing::debug!("the local socket is not used: {e}");
+                errors.push(e);
+            }
+        }
+    }
     let headers: Vec<(&str, String)> = found
         .token
         .iter()
         .map(|t| ("Authorization", format!("Bearer {t}")))
         .collect();
-    let mut errors = Vec::new();
-    for addr in candidates(target)? {
+    let addrs = match candidates(target) {
+        Ok(addrs) => addrs,
+        // No cluster named and no demo: say what the socket said too.
+        Err(Failure::Invalid(line)) if !sockets.is_empty() => {
+            return Err(Failure::Invalid(format!(
+                "{line}; and no local daemon's socket to use: {}",
+                errors.join("; ")
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    for addr in addrs {
         match halcyon_daemon::client::request_with(
             &halcyon_daemon::platform::TcpNetwork,
             addr,
@@ -165,9 +273,11 @@ async fn call(
         {
             Ok(r) if r.status == 401 && found.token.is_none() => {
                 let (Failure::Failed(line) | Failure::Invalid(line)) = refusal(r.status, &r.body);
+                let mut looked = found.looked.clone();
+                looked.extend(errors.iter().map(|e| format!("local socket {e}")));
                 return Err(Failure::Failed(format!(
                     "{line}\n(no token found: {})",
-                    found.looked.join("; ")
+                    looked.join("; ")
                 )));
             }
             Ok(r) => return Ok((r.status, r.body)),

@@ -211,6 +211,26 @@ pub fn running_demo_config() -> Option<PathBuf> {
     }
 }
 
+/// The API sockets of the running demo's nodes (when exactly one runs), for commands given no
+/// `--api`, `--config` or `--socket`.
+pub fn running_demo_sockets() -> Option<Vec<PathBuf>> {
+    match running_demos().as_slice() {
+        [demo] => Some(
+            demo.daemons
+                .keys()
+                .map(|node| api_socket(&demo.directory, node))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Where a demo's node serves its API socket: in its state directory, so that demos on other
+/// ports never share one.
+fn api_socket(directory: &Path, node: &str) -> PathBuf {
+    directory.join("state").join(node).join("api.sock")
+}
+
 /// The API addresses of the running demo, for commands given no `--api` or `--config`.
 pub fn find_demo_api() -> Result<Vec<SocketAddr>, Failure> {
     let demos = running_demos();
@@ -367,6 +387,8 @@ impl Demo {
             .arg(node)
             .arg("--state-dir")
             .arg(self.state_dir(node))
+            .arg("--api-socket")
+            .arg(api_socket(&self.directory, node))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -102,6 +102,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             state_dir,
             pki,
             insecure,
+            api_socket,
             test_faults,
         } => {
             logging::init();
@@ -116,6 +117,7 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
                 test_faults,
                 pki_dir: pki,
                 insecure,
+                api_socket: Some(api_socket),
             };
             halcyon_daemon::run_then(settings, |node| {
                 if notify {
@@ -522,16 +524,24 @@ async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> R
     let token = client::token(target)?;
     loop {
         let mut errors = Vec::new();
-        for addr in client::candidates(target)? {
-            let mut stream = match halcyon_daemon::client::event_stream(
-                addr,
-                &path,
-                token.as_deref(),
-                printed,
-                FOLLOW_IDLE,
-            )
-            .await
-            {
+        for endpoint in client::endpoints(target)? {
+            let opened = match &endpoint {
+                client::Endpoint::Local(socket) => {
+                    halcyon_daemon::client::event_stream_local(socket, &path, printed, FOLLOW_IDLE)
+                        .await
+                }
+                client::Endpoint::Network(addr) => {
+                    halcyon_daemon::client::event_stream(
+                        *addr,
+                        &path,
+                        token.as_deref(),
+                        printed,
+                        FOLLOW_IDLE,
+                    )
+                    .await
+                }
+            };
+            let mut stream = match opened {
                 Ok(s) => s,
                 Err(e) => {
                     // A refusal of the request itself (unknown package, bad filter) is final.
@@ -546,7 +556,7 @@ async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> R
             let why = loop {
                 let message = match stream.next().await {
                     Ok(Some(m)) => m,
-                    Ok(None) => break format!("{addr}: the stream ended"),
+                    Ok(None) => break format!("{endpoint}: the stream ended"),
                     Err(e) => break e,
                 };
                 match message.event.as_str() {
