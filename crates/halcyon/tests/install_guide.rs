@@ -63,6 +63,10 @@ const MOUNT_POINT: &str = "/srv/web";
 const DISK_BYTES: u64 = 64 << 20;
 /// How long a mount namespace may take to be made.
 const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The daemon's runtime directory (its API socket, `halcyon daemon --api-socket`'s default):
+/// each host's mount namespace has a tmpfs of its own there, as each server has its own
+/// `/run`, so the three daemons' sockets do not meet.
+const RUN_DIRECTORY: &str = "/run/halcyon";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -271,18 +275,47 @@ impl Drop for SharedDisk {
     }
 }
 
-/// A mount namespace of its own (private propagation), held open by the returned file: a
-/// helper process makes it with `unshare`, the namespace is opened, and the helper is killed.
+/// [`RUN_DIRECTORY`] on the machine running the test: made when missing (the mount point of
+/// each host's own tmpfs), removed at the end when it was made here and is still empty.
+struct RunDirectory {
+    made: bool,
+}
+
+impl RunDirectory {
+    fn make() -> RunDirectory {
+        let made = !Path::new(RUN_DIRECTORY).exists();
+        std::fs::create_dir_all(RUN_DIRECTORY).expect("the runtime directory");
+        RunDirectory { made }
+    }
+}
+
+impl Drop for RunDirectory {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_dir(RUN_DIRECTORY);
+        }
+    }
+}
+
+/// A mount namespace of its own (private propagation, a tmpfs of its own on
+/// [`RUN_DIRECTORY`]), held open by the returned file: a helper process makes it with
+/// `unshare`, mounts the tmpfs, becomes `sleep`; then the namespace is opened and the helper
+/// is killed.
 fn new_mount_namespace() -> std::fs::File {
     let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
     let mut helper = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sleep", "60"])
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs -o mode=0755 halcyon-run \"$0\" && exec sleep 60")
+        .arg(RUN_DIRECTORY)
         .spawn()
         .expect("unshare runs");
     let path = format!("/proc/{}/ns/mnt", helper.id());
+    let comm = format!("/proc/{}/comm", helper.id());
     let deadline = Instant::now() + NAMESPACE_TIMEOUT;
     let namespace = loop {
-        if std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
+        // `sleep` runs once the tmpfs is mounted.
+        let mounted = std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep");
+        if mounted && std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
             break std::fs::File::open(&path).expect("the new mount namespace");
         }
         assert!(
@@ -656,6 +689,7 @@ fn the_install_guide_works_as_written_on_three_hosts() {
     })
     .expect("lab builds");
     let disk = SharedDisk::attach(lab.directory());
+    let _run_directory = RunDirectory::make();
     eprintln!(
         "the shared disk is {}, {MOUNT_POINT} is {}",
         disk.device,
