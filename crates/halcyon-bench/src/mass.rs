@@ -417,7 +417,7 @@ pub fn render(report: &Report, command_line: &str) -> String {
         "\n{:<40} {:>5} {:>10} {:>10}",
         "after T0", "runs", "median", "worst"
     );
-    let rows: [(&str, fn(&Run) -> Option<f64>); 9] = [
+    let rows: [(&str, Figure); 9] = [
         ("every package running elsewhere (T1)", |r| {
             Some(r.all_elsewhere_ms)
         }),
@@ -455,6 +455,9 @@ pub fn render(report: &Report, command_line: &str) -> String {
     }
     out
 }
+
+/// One figure of a run, in milliseconds after T0 (or a difference of two).
+type Figure = fn(&Run) -> Option<f64>;
 
 fn row(label: &str, s: Option<&Summary>) -> String {
     match s {

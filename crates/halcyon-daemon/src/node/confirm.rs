@@ -133,38 +133,54 @@ impl Confirmations {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
 
     use tokio::sync::oneshot;
 
     use super::*;
 
+    /// Lets every spawned task run until it waits (the test runtime has one thread).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// A renewal that arrives while a round runs does not share that round: it waits for it,
     /// then renewals that waited together share one new round.
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn renewals_share_the_first_round_started_after_they_arrived() {
         let c = Arc::new(Confirmations::default());
         let rounds = Arc::new(AtomicU64::new(0));
-        let round = |rounds: Arc<AtomicU64>| {
-            move || async move {
-                let n = rounds.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                Ok(n * 100)
-            }
-        };
-        // The first renewal starts round 1 at t = 0.
+        let (release, released) = oneshot::channel::<()>();
+        // The first renewal runs round 1, which ends when released.
         let first = tokio::spawn({
-            let (c, r) = (Arc::clone(&c), Arc::clone(&rounds));
-            async move { c.confirm(round(r)).await }
+            let (c, rounds) = (Arc::clone(&c), Arc::clone(&rounds));
+            async move {
+                c.confirm(|| async move {
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.await;
+                    Ok(100)
+                })
+                .await
+            }
         });
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        settle().await;
         // Three renewals arrive during round 1.
         let later: Vec<_> = (0..3)
             .map(|_| {
-                let (c, r) = (Arc::clone(&c), Arc::clone(&rounds));
-                tokio::spawn(async move { c.confirm(round(r)).await })
+                let (c, rounds) = (Arc::clone(&c), Arc::clone(&rounds));
+                tokio::spawn(async move {
+                    c.confirm(|| async move {
+                        let n = rounds.fetch_add(1, Ordering::SeqCst) + 1;
+                        Ok(n * 100)
+                    })
+                    .await
+                })
             })
             .collect();
+        settle().await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 1, "they wait for round 1");
+        release.send(()).unwrap();
         assert_eq!(first.await.unwrap(), Ok(100));
         for l in later {
             assert_eq!(
@@ -175,34 +191,37 @@ mod tests {
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 2);
         // Alone, with nothing running: a round of its own.
-        assert_eq!(c.confirm(round(Arc::clone(&rounds))).await, Ok(300));
+        let third = c
+            .confirm(|| async { Ok(rounds.fetch_add(1, Ordering::SeqCst) * 100 + 100) })
+            .await;
+        assert_eq!(third, Ok(300));
     }
 
     /// A runner dropped mid-round (its renewal timed out) leaves no round running: the
     /// renewal waiting for it runs the next one itself.
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_dropped_runner_hands_the_next_round_to_a_waiting_renewal() {
         let c = Arc::new(Confirmations::default());
-        let (_never_tx, never) = oneshot::channel::<()>();
+        let (_never_sent, never) = oneshot::channel::<()>();
         let stuck = tokio::spawn({
             let c = Arc::clone(&c);
             async move {
-                tokio::time::timeout(
-                    Duration::from_millis(50),
-                    c.confirm(|| async move {
-                        let _ = never.await;
-                        Ok(1)
-                    }),
-                )
+                c.confirm(|| async move {
+                    let _ = never.await;
+                    Ok(1)
+                })
                 .await
             }
         });
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        settle().await;
         let waiting = tokio::spawn({
             let c = Arc::clone(&c);
             async move { c.confirm(|| async { Err("no quorum".to_owned()) }).await }
         });
-        assert!(stuck.await.unwrap().is_err(), "the stuck round timed out");
+        settle().await;
+        assert!(!waiting.is_finished(), "it waits for the stuck round");
+        stuck.abort();
+        assert!(stuck.await.unwrap_err().is_cancelled());
         assert_eq!(waiting.await.unwrap(), Err("no quorum".to_owned()));
     }
 }
