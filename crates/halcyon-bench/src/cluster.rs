@@ -95,12 +95,29 @@ pub fn config(nodes: usize, port: u16, setup: Setup, halcyon: &Path) -> ClusterC
 impl Cluster {
     /// Takes a block of ports, writes the configuration and starts one daemon per node.
     pub fn start(halcyon: &Path, nodes: usize, setup: Setup) -> anyhow::Result<Cluster> {
+        Cluster::start_with(halcyon, nodes, |port| config(nodes, port, setup, halcyon))
+    }
+
+    /// As [`Cluster::start`], with the configuration `make` builds for the allocated base
+    /// port (its nodes must be `nodes` loopback nodes, as [`config`] makes them).
+    pub fn start_with(
+        halcyon: &Path,
+        nodes: usize,
+        make: impl FnOnce(u16) -> ClusterConfig,
+    ) -> anyhow::Result<Cluster> {
         if !(1..=NODES_MAX).contains(&nodes) {
             bail!("--nodes must be from 1 to {NODES_MAX}");
         }
         let addresses = (1..=nodes).map(|i| IpAddr::V4(loopback_address(i)));
         let ports = testkit_cluster::allocate_ports(1, addresses)?;
         let port = ports.base();
+        let config = make(port);
+        if config.nodes.len() != nodes {
+            bail!(
+                "the configuration has {} nodes, not {nodes}",
+                config.nodes.len()
+            );
+        }
         let dir = testkit_cluster::temp_dir("halcyon-bench-")?;
         let mut launch = Launch::new(halcyon);
         // Our own Ctrl-C must reach only the benchmark, which then cleans up; the daemons die
@@ -108,12 +125,7 @@ impl Cluster {
         launch.own_process_group = true;
         launch.die_with_parent = true;
         launch.markers = vec![format!(":{} --name", port + SERVICE_OFFSET)];
-        let mut inner = testkit_cluster::Cluster::create(
-            dir,
-            config(nodes, port, setup, halcyon),
-            launch,
-            Some(ports),
-        )?;
+        let mut inner = testkit_cluster::Cluster::create(dir, config, launch, Some(ports))?;
         let mut daemons = Vec::new();
         for i in 1..=nodes {
             inner
@@ -292,10 +304,16 @@ impl Cluster {
         if !service.exists() {
             bail!("no service process group found on {name}");
         }
+        self.power_off_node(index)
+    }
+
+    /// Power-loss style, as [`Cluster::power_off`], for a node whose packages have no
+    /// service (nothing to check beforehand). Returns the moment just before the first signal.
+    pub fn power_off_node(&mut self, index: usize) -> anyhow::Result<Instant> {
         let t0 = self
             .inner
             .kill(index + 1)
-            .with_context(|| format!("{name} was not running"))?;
+            .with_context(|| format!("{} was not running", self.daemons[index].name))?;
         self.killed[index] = true;
         Ok(t0)
     }

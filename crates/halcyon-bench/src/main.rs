@@ -5,6 +5,9 @@
 //!   group) -> the service answering on another node; median, p90 and worst, split by whether
 //!   the killed node was the coordinator.
 //! - `footprint [--nodes N] [--seconds S]`: idle RSS and CPU of every daemon.
+//! - `mass-failover [--nodes N] [--packages P] [--resource script|none] [--runs R]`: P
+//!   failover packages on one node, that node killed power-loss style -> every package
+//!   running on another node; median and worst, with the `node_down` event's steps.
 //! - `restart [--runs N]`: SIGKILL of the package's service -> the service answering again on
 //!   the same node (restarted by its daemon); median, p90 and worst.
 //!
@@ -16,6 +19,7 @@ mod cluster;
 mod failover;
 mod footprint;
 mod interrupt;
+mod mass;
 mod restart;
 mod stats;
 
@@ -57,6 +61,24 @@ enum Command {
         /// Length of the sampling window.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=footprint::SECONDS_MAX))]
         seconds: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Time from a power-loss-style kill of the node running every package to every package
+    /// running on another node, over fresh clusters.
+    MassFailover {
+        /// Nodes (127.0.0.1..N); the packages start on the last.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=cluster::NODES_MAX as u64))]
+        nodes: u64,
+        /// Failover packages, all on the last node.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=mass::PACKAGES_MAX))]
+        packages: u64,
+        /// What each package holds: one `script` resource running `true`, or nothing.
+        #[arg(long, value_enum, default_value_t = mass::PackageResource::Script)]
+        resource: mass::PackageResource,
+        /// Number of runs (a fresh cluster each).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        runs: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -114,6 +136,7 @@ fn main() -> ExitCode {
     let common = match &cli.command {
         Command::Failover { common, .. }
         | Command::Footprint { common, .. }
+        | Command::MassFailover { common, .. }
         | Command::Restart { common, .. } => common,
     };
     let halcyon = match common.halcyon() {
@@ -136,6 +159,20 @@ fn main() -> ExitCode {
             halcyon,
         })
         .map(|report| footprint::render(&report, &command_line())),
+        Command::MassFailover {
+            nodes,
+            packages,
+            resource,
+            runs,
+            ..
+        } => mass::run(&mass::Options {
+            runs: *runs as usize,
+            nodes: *nodes as usize,
+            packages: *packages as usize,
+            resource: *resource,
+            halcyon,
+        })
+        .map(|report| mass::render(&report, &command_line())),
         Command::Restart { runs, .. } => restart::run(&restart::Options {
             runs: *runs as usize,
             halcyon,

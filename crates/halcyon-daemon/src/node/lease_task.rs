@@ -299,14 +299,21 @@ impl Node {
                 None => "not leader: no leader known".into(),
             });
         }
+        // A quorum confirms the leadership in a round started after this renewal arrived,
+        // shared with the renewals that wait for one at the same time (`confirm`).
         let confirm = tokio::time::timeout(
             self.renew_attempt(),
-            self.consensus.raft().ensure_linearizable(),
+            self.confirmations.confirm(|| async {
+                match self.consensus.raft().ensure_linearizable().await {
+                    Ok(read) => Ok(read.map_or(0, |l| l.index)),
+                    Err(e) => Err(format!("no quorum: {e}")),
+                }
+            }),
         )
         .await;
         let read_index = match confirm {
-            Ok(Ok(read)) => read.map_or(0, |l| l.index),
-            Ok(Err(e)) => return refuse(format!("no quorum: {e}")),
+            Ok(Ok(read_index)) => read_index,
+            Ok(Err(why)) => return refuse(why),
             Err(_) => {
                 return refuse("no quorum: the quorum did not confirm the leader in time".into());
             }

@@ -4,6 +4,7 @@
 //! | module | task | owns |
 //! | --- | --- | --- |
 //! | `lease` | the lease task (renewals, watchdog, heartbeats handle) | the holder's lease, published as [`Lease`] |
+//! | `confirm` | – (the renewal handlers of the leader) | the leadership confirmation rounds concurrent renewals share |
 //! | `coordinator` | the coordinator (acts on the Raft leader only) | its memory and the grant table |
 //! | `executor` | the executor | the packages running here, its memory |
 //! | `package` | one supervisor per running package | the package's resources and guard registrations |
@@ -45,6 +46,7 @@ use crate::platform::{LeaseGuard, NodeApplication, Platform, ResourceFactory};
 use crate::renewal_watch::RenewalWatch;
 
 pub(crate) mod admission;
+mod confirm;
 mod coordinator;
 mod executor;
 mod lease_task;
@@ -110,6 +112,8 @@ pub struct Node {
     /// The round trips of this node's lease renewals: is the network fast enough for the
     /// timings (fed by the lease task, read by `status`).
     pub(crate) renewal_watch: std::sync::Mutex<RenewalWatch>,
+    /// The leader's quorum confirmations for lease grants, shared by concurrent renewals.
+    confirmations: confirm::Confirmations,
     /// openraft's `election_timeout_max`: every voter of a new term waited this long after
     /// it last heard the old leader (the new coordinator's release wait counts on it).
     pub(crate) election_max: Duration,
@@ -299,6 +303,7 @@ impl Node {
             lease_duration,
             renew_interval,
             renewal_watch,
+            confirmations: confirm::Confirmations::default(),
             lease_commands,
             grants,
             executor_inbox,
