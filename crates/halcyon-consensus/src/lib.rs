@@ -293,6 +293,8 @@ pub struct Consensus {
     admitted: Arc<std::sync::atomic::AtomicBool>,
     /// When this node last accepted an append-entries or snapshot from a leader.
     contact: Arc<prevote::LeaderContact>,
+    /// The store's committed index, plus one (0: none): see [`Consensus::committed_index`].
+    committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A task aborted when its handle is dropped.
@@ -387,6 +389,7 @@ impl Consensus {
                 }
             })?;
         let database = log_store.database_handle();
+        let committed = log_store.committed_handle();
         let log_reader = log_store.clone();
         let network = net::NetworkFactory::new(node_id, cluster, transport, fault_hook.clone());
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
@@ -434,6 +437,7 @@ impl Consensus {
             gate,
             admitted,
             contact,
+            committed,
         })
     }
 
@@ -495,6 +499,15 @@ impl Consensus {
     /// Whether this node currently believes it is the leader ([`Consensus::leading_term`]).
     pub fn is_leader(&self) -> bool {
         self.leading_term().is_some()
+    }
+
+    /// The index of the last entry this node knows to be committed, as openraft last saved it
+    /// in the store (openraft 0.9 publishes no commit index in its metrics). On a follower it
+    /// can trail the leader's by a heartbeat; applied <= committed.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.committed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .checked_sub(1)
     }
 
     /// The leader this node knows of, if any (from the server metrics, as

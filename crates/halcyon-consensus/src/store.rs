@@ -445,6 +445,7 @@ pub fn open(
         db: db.clone(),
         place: place.clone(),
         disk: disk.clone(),
+        committed: Arc::default(),
         #[cfg(test)]
         fail_next_commit: Default::default(),
     };
@@ -493,11 +494,25 @@ pub struct LogStore {
     place: Place,
     /// How slow or full this node's disk is (a fault injected by tests and the simulator).
     disk: Disk,
+    /// The committed index openraft last saved (or read at the start), plus one (0: none).
+    committed: Arc<std::sync::atomic::AtomicU64>,
     #[cfg(test)]
     fail_next_commit: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LogStore {
+    /// The committed index as openraft last saved it, shared with the store (openraft 0.9
+    /// publishes no commit index in its metrics); read with [`committed_index`].
+    pub(crate) fn committed_handle(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.committed)
+    }
+
+    fn note_committed(&self, committed: Option<&LogId<NodeId>>) {
+        let value = committed.map_or(0, |log_id| log_id.index + 1);
+        self.committed
+            .fetch_max(value, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A handle that tells whether any store object still holds the database open.
     pub(crate) fn database_handle(&self) -> std::sync::Weak<Database> {
         Arc::downgrade(&self.db)
@@ -662,14 +677,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.disk
             .writable()
             .and_then(|()| write_meta(&self.db, KEY_COMMITTED, &committed, Durability::None))
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.note_committed(committed.as_ref());
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, Error> {
         let committed: Option<Option<LogId<NodeId>>> =
             read_meta(&self.db, &self.place, KEY_COMMITTED)
                 .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        Ok(committed.flatten())
+        let committed = committed.flatten();
+        self.note_committed(committed.as_ref());
+        Ok(committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), Error>
@@ -947,6 +966,32 @@ mod tests {
         open(path, Box::new(Recorder::default()), 1, FaultHook::default())
             .expect("open")
             .0
+    }
+
+    /// The commit index the metrics export is the one openraft saved, kept across a restart
+    /// (read back at the start) and never moved back.
+    #[tokio::test]
+    async fn the_saved_commit_index_is_published_and_read_back_at_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.redb");
+        let index = |store: &LogStore| {
+            store
+                .committed_handle()
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .checked_sub(1)
+        };
+        {
+            let mut store = open_log(&path);
+            assert_eq!(index(&store), None);
+            store.save_committed(Some(log_id(1, 1, 5))).await.unwrap();
+            assert_eq!(index(&store), Some(5));
+            store.save_committed(Some(log_id(1, 1, 7))).await.unwrap();
+            assert_eq!(index(&store), Some(7));
+        }
+        let mut store = open_log(&path);
+        assert_eq!(index(&store), None, "nothing read yet");
+        assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 1, 7)));
+        assert_eq!(index(&store), Some(7));
     }
 
     #[tokio::test]

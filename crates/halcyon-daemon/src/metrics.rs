@@ -389,12 +389,17 @@ fn quorum_and_raft(
         vec![(Vec::new(), raft.last_log_index.unwrap_or(0) as f64)],
     );
     scrape.gauge(
-        "raft_applied_index",
-        "the index of the last Raft entry this node applied (openraft 0.9 does not publish the commit index; applied <= committed)",
+        "raft_commit_index",
+        "the index of the last Raft entry this node knows to be committed (as saved in its store; a follower's can trail the leader's by a heartbeat)",
         vec![(
             Vec::new(),
-            raft.last_applied.map_or(0, |l| l.index) as f64,
+            node.consensus.committed_index().map_or(0, |i| i) as f64,
         )],
+    );
+    scrape.gauge(
+        "raft_applied_index",
+        "the index of the last Raft entry this node applied (applied <= committed)",
+        vec![(Vec::new(), raft.last_applied.map_or(0, |l| l.index) as f64)],
     );
 }
 

@@ -341,6 +341,20 @@ fn metrics_follow_a_failover() {
         "{failover}"
     );
     assert!(sample(&after, "halcyon_raft_term") >= sample(&before, "halcyon_raft_term"));
+    // The failover's commands were committed: the commit index moved on, and no node has
+    // applied what it does not know to be committed.
+    let (committed, applied) = (
+        sample(&after, "halcyon_raft_commit_index"),
+        sample(&after, "halcyon_raft_applied_index"),
+    );
+    assert!(
+        committed > sample(&before, "halcyon_raft_commit_index"),
+        "commit index {committed}"
+    );
+    assert!(
+        applied <= committed,
+        "applied {applied} > committed {committed}"
+    );
     let coordinators: f64 = (2..=3)
         .map(|i| sample(&scrape(&c, i), "halcyon_is_coordinator"))
         .sum();
