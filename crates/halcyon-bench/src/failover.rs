@@ -101,43 +101,36 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         fast: options.fast,
         halcyon: options.halcyon.clone(),
     };
-    let mut failures_in_a_row = 0;
-    for index in 0..options.runs {
-        interrupt::check()?;
-        let want = if index % 2 == 0 {
-            Class::HolderIsCoordinator
-        } else {
-            Class::HolderIsNotCoordinator
-        };
-        match one_run(options, setup, want, &mut report.lease_ms) {
-            Ok(run) => {
-                failures_in_a_row = 0;
-                println!(
-                    "run {:>3}/{}  killed {} ({}; coordinator {})  -> {}  {:>7.1} ms   [node_down queued {}, lease released {}, run done {}]",
-                    index + 1,
-                    options.runs,
-                    run.killed,
-                    run.class.label(),
-                    run.coordinator,
-                    run.new_holder,
-                    run.failover_ms,
-                    ms(run.phases.node_down_queued_ms),
-                    ms(run.phases.lease_released_ms),
-                    ms(run.phases.run_done_ms),
-                );
-                report.runs.push(run);
-            }
-            Err(e) => {
-                interrupt::check()?;
-                eprintln!("run {:>3}/{} FAILED: {e:#}", index + 1, options.runs);
-                report.failures.push((index + 1, format!("{e:#}")));
-                failures_in_a_row += 1;
-                if failures_in_a_row >= FAILURES_IN_A_ROW_MAX {
-                    bail!("{failures_in_a_row} runs in a row failed; giving up");
-                }
-            }
-        }
-    }
+    let (runs, lease_ms) = (&mut report.runs, &mut report.lease_ms);
+    crate::series(
+        options.runs,
+        FAILURES_IN_A_ROW_MAX,
+        &mut report.failures,
+        |index| {
+            let want = if index % 2 == 0 {
+                Class::HolderIsCoordinator
+            } else {
+                Class::HolderIsNotCoordinator
+            };
+            one_run(options, setup, want, lease_ms)
+        },
+        |index, run| {
+            println!(
+                "run {:>3}/{}  killed {} ({}; coordinator {})  -> {}  {:>7.1} ms   [node_down queued {}, lease released {}, run done {}]",
+                index + 1,
+                options.runs,
+                run.killed,
+                run.class.label(),
+                run.coordinator,
+                run.new_holder,
+                run.failover_ms,
+                ms(run.phases.node_down_queued_ms),
+                ms(run.phases.lease_released_ms),
+                ms(run.phases.run_done_ms),
+            );
+            runs.push(run);
+        },
+    )?;
     report.load_after = loadavg();
     Ok(report)
 }

@@ -118,6 +118,39 @@ impl Common {
     }
 }
 
+/// Runs a series of `count` runs: `one(index)` for each, its result to `done(index, run)`. A
+/// failed run is printed and recorded in `failures` (run number, error); after
+/// `give_up_after` failed runs in a row the series ends with an error. Ctrl-C ends it before
+/// the next run.
+pub fn series<R>(
+    count: usize,
+    give_up_after: usize,
+    failures: &mut Vec<(usize, String)>,
+    mut one: impl FnMut(usize) -> anyhow::Result<R>,
+    mut done: impl FnMut(usize, R),
+) -> anyhow::Result<()> {
+    let mut failures_in_a_row = 0;
+    for index in 0..count {
+        interrupt::check()?;
+        match one(index) {
+            Ok(run) => {
+                failures_in_a_row = 0;
+                done(index, run);
+            }
+            Err(e) => {
+                interrupt::check()?;
+                eprintln!("run {:>3}/{count} FAILED: {e:#}", index + 1);
+                failures.push((index + 1, format!("{e:#}")));
+                failures_in_a_row += 1;
+                if failures_in_a_row >= give_up_after {
+                    anyhow::bail!("{failures_in_a_row} runs in a row failed; giving up");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// /proc/loadavg's three averages.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -156,48 +156,38 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         load_after: String::new(),
         halcyon: options.halcyon.clone(),
     };
-    let mut failures_in_a_row = 0;
-    for index in 0..options.runs {
-        interrupt::check()?;
-        match one_run(options, &mut report.lease_ms) {
-            Ok(run) => {
-                failures_in_a_row = 0;
-                let spread: Vec<String> =
-                    run.spread.iter().map(|(n, c)| format!("{n} {c}")).collect();
-                println!(
-                    "run {:>2}/{}  killed {} (coordinator {}; formed with every package in {:.1} s)  -> every package elsewhere after {:>7.1} ms ({})",
-                    index + 1,
-                    options.runs,
-                    run.killed,
-                    run.coordinator,
-                    run.formed_ms / 1000.0,
-                    run.all_elsewhere_ms,
-                    spread.join(", "),
-                );
-                let s = &run.steps;
-                println!(
-                    "          event log: queued {}, plan committed {}, lease released {}, first run done {}, last run done {}; {} runs ok, {} failed",
-                    ms(s.queued_ms),
-                    ms(s.plan_committed_ms),
-                    ms(s.lease_released_ms),
-                    ms(s.first_run_ms),
-                    ms(s.last_run_ms),
-                    s.runs_ok,
-                    s.runs_failed
-                );
-                report.runs.push(run);
-            }
-            Err(e) => {
-                interrupt::check()?;
-                eprintln!("run {:>2}/{} FAILED: {e:#}", index + 1, options.runs);
-                report.failures.push((index + 1, format!("{e:#}")));
-                failures_in_a_row += 1;
-                if failures_in_a_row >= FAILURES_IN_A_ROW_MAX {
-                    bail!("{failures_in_a_row} runs in a row failed; giving up");
-                }
-            }
-        }
-    }
+    let (runs, lease_ms) = (&mut report.runs, &mut report.lease_ms);
+    crate::series(
+        options.runs,
+        FAILURES_IN_A_ROW_MAX,
+        &mut report.failures,
+        |_| one_run(options, lease_ms),
+        |index, run| {
+            let spread: Vec<String> = run.spread.iter().map(|(n, c)| format!("{n} {c}")).collect();
+            println!(
+                "run {:>2}/{}  killed {} (coordinator {}; formed with every package in {:.1} s)  -> every package elsewhere after {:>7.1} ms ({})",
+                index + 1,
+                options.runs,
+                run.killed,
+                run.coordinator,
+                run.formed_ms / 1000.0,
+                run.all_elsewhere_ms,
+                spread.join(", "),
+            );
+            let s = &run.steps;
+            println!(
+                "          event log: queued {}, plan committed {}, lease released {}, first run done {}, last run done {}; {} runs ok, {} failed",
+                ms(s.queued_ms),
+                ms(s.plan_committed_ms),
+                ms(s.lease_released_ms),
+                ms(s.first_run_ms),
+                ms(s.last_run_ms),
+                s.runs_ok,
+                s.runs_failed
+            );
+            runs.push(run);
+        },
+    )?;
     report.load_after = loadavg();
     Ok(report)
 }
