@@ -1097,17 +1097,23 @@ impl State {
                 "{node} restarted as incarnation {incarnation}; incarnation {known} ended without a clean stop (a crash, a kill, a power loss or a lost state directory)"
             ),
         };
+        let event = Event::NodeRestart {
+            node,
+            incarnation,
+            previous: known,
+            clean_stop: stopped.is_some(),
+        };
+        self.finished_record(event, "registration".to_owned(), at, note)
+    }
+
+    /// A record-only event (nothing to plan or run): done as it is recorded, with one note.
+    fn finished_record(&mut self, event: Event, by: String, at: Timestamp, note: String) -> Reply {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let id = self.new_record(&Pending {
             sequence,
-            event: Event::NodeRestart {
-                node,
-                incarnation,
-                previous: known,
-                clean_stop: stopped.is_some(),
-            },
-            by: "registration".to_owned(),
+            event,
+            by,
             at,
             sample: None,
         });
@@ -1129,25 +1135,8 @@ impl State {
         by: String,
         at: Timestamp,
     ) -> Reply {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        let id = self.new_record(&Pending {
-            sequence,
-            event: Event::VoterChange { node, added },
-            by,
-            at,
-            sample: None,
-        });
-        if let Some(r) = self.record_mut(id) {
-            r.outcome = Outcome::Done;
-            r.started_at = Some(at);
-            r.finished_at = Some(at);
-            r.notes.push(NoteRecord {
-                at,
-                text: truncated(format!("voters: {}", voters.join(", "))),
-            });
-        }
-        Reply::Done
+        let note = truncated(format!("voters: {}", voters.join(", ")));
+        self.finished_record(Event::VoterChange { node, added }, by, at, note)
     }
 
     fn fence_report(
