@@ -574,33 +574,10 @@ async fn after_a_leader_dies_mid_commit_the_longer_log_is_elected_in_one_round()
 /// one time in eight without it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_followers_with_the_same_log_only_the_higher_stands() {
-    timeout(TEST_TIMEOUT, async {
-        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
-        let mut leader = cluster.wait_leader(&[1, 2, 3]).await;
-        let mut written = Vec::new();
-        for round in 0..3 {
-            let command = format!("round-{round}");
-            cluster.write(leader, &command).await;
-            written.push(command);
-            let expected: Vec<&str> = written.iter().map(String::as_str).collect();
-            cluster.wait_applied(&[1, 2, 3], &expected).await;
-            let term = cluster.node(leader).c().metrics().borrow().current_term;
-            let followers: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
-            cluster.stop(leader).await;
-            let new = cluster.wait_leader(&followers).await;
-            let new_term = cluster.node(new).c().metrics().borrow().current_term;
-            eprintln!(
-                "round {round}: {leader} stopped, {new} leads in term {new_term} (was {term})"
-            );
-            assert_eq!(new, followers[1], "the lower follower was elected");
-            assert_eq!(new_term, term + 1, "more than one election round");
-            let stopped = leader;
-            leader = new;
-            cluster.restart(stopped).await;
-            cluster.wait_applied(&[1, 2, 3], &expected).await;
-        }
-        cluster.shutdown().await;
-    })
+    timeout(
+        TEST_TIMEOUT,
+        the_highest_follower_wins_each_leader_loss(3, Duration::ZERO),
+    )
     .await
     .expect("test timed out");
 }
@@ -614,41 +591,46 @@ async fn of_two_followers_with_the_same_log_only_the_higher_stands() {
 /// each in one round (without the listening, 6 of 8 runs failed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_five_voters_the_highest_follower_stands_though_its_answer_comes_late() {
-    timeout(TEST_TIMEOUT, async {
-        let ids = [1, 2, 3, 4, 5];
-        let mut cluster = Cluster::start(5, ONE_NETWORK, test_timings()).await;
-        let mut leader = cluster.wait_leader(&ids).await;
-        let mut written = Vec::new();
-        for round in 0..3 {
-            let command = format!("round-{round}");
-            cluster.write(leader, &command).await;
-            written.push(command);
-            let expected: Vec<&str> = written.iter().map(String::as_str).collect();
-            cluster.wait_applied(&ids, &expected).await;
-            let term = cluster.node(leader).c().metrics().borrow().current_term;
-            let followers: Vec<NodeId> = ids.into_iter().filter(|id| *id != leader).collect();
-            let highest = *followers.last().unwrap();
-            cluster
-                .hook
-                .set_reply_delay(highest, Duration::from_millis(20));
-            cluster.stop(leader).await;
-            let new = cluster.wait_leader(&followers).await;
-            let new_term = cluster.node(new).c().metrics().borrow().current_term;
-            cluster.hook.set_reply_delay(highest, Duration::ZERO);
-            eprintln!(
-                "round {round}: {leader} stopped, {new} leads in term {new_term} (was {term})"
-            );
-            assert_eq!(new, highest, "a lower follower was elected");
-            assert_eq!(new_term, term + 1, "more than one election round");
-            let stopped = leader;
-            leader = new;
-            cluster.restart(stopped).await;
-            cluster.wait_applied(&ids, &expected).await;
-        }
-        cluster.shutdown().await;
-    })
+    let late = Duration::from_millis(20);
+    timeout(
+        TEST_TIMEOUT,
+        the_highest_follower_wins_each_leader_loss(5, late),
+    )
     .await
     .expect("test timed out");
+}
+
+/// Three leader losses in a row on a cluster of `voters`: each time the leader is stopped
+/// (then restarted), the follower with the highest id is elected in one round; that
+/// follower answers every request `late` (zero: at once) while the others elect.
+async fn the_highest_follower_wins_each_leader_loss(voters: u64, late: Duration) {
+    let ids: Vec<NodeId> = (1..=voters).collect();
+    let mut cluster = Cluster::start(voters, ONE_NETWORK, test_timings()).await;
+    let mut leader = cluster.wait_leader(&ids).await;
+    let mut written = Vec::new();
+    for round in 0..3 {
+        let command = format!("round-{round}");
+        cluster.write(leader, &command).await;
+        written.push(command);
+        let expected: Vec<&str> = written.iter().map(String::as_str).collect();
+        cluster.wait_applied(&ids, &expected).await;
+        let term = cluster.node(leader).c().metrics().borrow().current_term;
+        let followers: Vec<NodeId> = ids.iter().copied().filter(|id| *id != leader).collect();
+        let highest = *followers.last().unwrap();
+        cluster.hook.set_reply_delay(highest, late);
+        cluster.stop(leader).await;
+        let new = cluster.wait_leader(&followers).await;
+        let new_term = cluster.node(new).c().metrics().borrow().current_term;
+        cluster.hook.set_reply_delay(highest, Duration::ZERO);
+        eprintln!("round {round}: {leader} stopped, {new} leads in term {new_term} (was {term})");
+        assert_eq!(new, highest, "a lower follower was elected");
+        assert_eq!(new_term, term + 1, "more than one election round");
+        let stopped = leader;
+        leader = new;
+        cluster.restart(stopped).await;
+        cluster.wait_applied(&ids, &expected).await;
+    }
+    cluster.shutdown().await;
 }
 
 /// openraft 0.9 restores a restarted former leader as leader of its old term at once; it is
