@@ -18,6 +18,7 @@ use anyhow::bail;
 use serde_json::Value;
 
 use crate::cluster::{self, Cluster, Ready, Setup};
+use crate::ms;
 use crate::stats::{Summary, summarize};
 use crate::{interrupt, loadavg};
 
@@ -328,10 +329,6 @@ fn phases(cluster: &Cluster, killed: &str, t0: jiff::Timestamp) -> Phases {
         std::thread::sleep(Duration::from_millis(100));
     }
     Phases::default()
-}
-
-fn ms(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
 }
 
 /// The closing table.

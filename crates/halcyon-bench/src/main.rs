@@ -151,6 +151,11 @@ pub fn series<R>(
     Ok(())
 }
 
+/// Milliseconds for a table: whole, or `-` when not measured.
+pub fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
+}
+
 /// /proc/loadavg's three averages.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -27,6 +27,7 @@ use halcyon_testkit::config::{Package, Resource};
 use serde_json::Value;
 
 use crate::cluster::Cluster;
+use crate::ms;
 use crate::stats::{Summary, summarize};
 use crate::{interrupt, loadavg};
 
@@ -366,10 +367,6 @@ fn steps(cluster: &Cluster, killed: &str, t0: jiff::Timestamp) -> Steps {
         std::thread::sleep(Duration::from_millis(200));
     }
     Steps::default()
-}
-
-fn ms(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
 }
 
 /// The closing table.
