@@ -549,6 +549,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "error",
     "node_restart",
     "node_fence",
+    "voter_change",
     "event_too_long",
     "quorum_lost",
     "quorum_regained",

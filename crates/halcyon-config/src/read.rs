@@ -471,7 +471,7 @@ fn read_webhooks(sink: &mut Sink<'_>, events: &mut TableReader<'_, '_>) -> Vec<W
                     format!("unknown event kind \"{kind}\""),
                 );
                 d.expected = Some(format!(
-                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node; `event_too_long`: an event running longer than its maximum duration; `quorum_lost`, `quorum_regained`: sent by each node itself)",
+                    "one of {} (`user`: every user-defined event; `error`: an event stopped in ERROR; `node_restart`: a node's new incarnation; `node_fence`: a fence of a node; `voter_change`: a voter added or removed; `event_too_long`: an event running longer than its maximum duration; `quorum_lost`, `quorum_regained`: sent by each node itself)",
                     crate::diagnostic::list(WEBHOOK_EVENTS)
                 ));
                 d.hint = did_you_mean(&kind, WEBHOOK_EVENTS.iter().copied());

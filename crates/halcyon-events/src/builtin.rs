@@ -226,7 +226,7 @@ mod tests {
 
     /// `halcyon-config` cannot depend on this crate, so it keeps its own list of the event
     /// kinds a webhook may name: the built-in events, `user`, `error`, the recorded
-    /// `node_restart` and `node_fence` (no program runs for them, so they are no built-in
+    /// `node_restart`, `node_fence` and `voter_change` (no program runs for them, so they are no built-in
     /// events), and the notifications `event_too_long`, `quorum_lost` and
     /// `quorum_regained`, no more.
     #[test]
@@ -237,6 +237,7 @@ mod tests {
             "error",
             "node_restart",
             "node_fence",
+            "voter_change",
             "event_too_long",
             "quorum_lost",
             "quorum_regained",
