@@ -97,8 +97,14 @@ fn a_killed_node_takes_its_service_group_and_drop_takes_the_rest() {
     let (group1, group2) = (service_group(&c, 1), service_group(&c, 2));
     let daemon1 = c.pid(1).unwrap() as i32;
     let args = std::fs::read_to_string(c.state_dir(1).join("args")).unwrap();
+    // Each node's API socket is in its own state directory: clusters side by side never
+    // meet at the default one.
+    let socket = c.state_dir(1).join("api.sock");
     assert!(
-        args.starts_with("daemon --node n1 --test-faults --config "),
+        args.starts_with(&format!(
+            "daemon --node n1 --api-socket {} --test-faults --config ",
+            socket.display()
+        )),
         "{args}"
     );
     assert_eq!(c.api(2).to_string(), format!("127.0.0.2:{}", c.port() + 2));
