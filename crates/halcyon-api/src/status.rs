@@ -93,6 +93,35 @@ pub struct ApiAuth {
     /// Raft connections refused (no or another CA's certificate, a name of no node).
     #[serde(default)]
     pub raft_refused: u64,
+    /// The credentials in use (none when the node runs `--insecure`).
+    #[serde(default)]
+    pub credentials: Option<CredentialsState>,
+}
+
+/// The credentials a node uses: when it loaded them (at start, or at its last reload) and
+/// what they hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CredentialsState {
+    #[schemars(with = "String")]
+    pub loaded_at: Timestamp,
+    /// Reloads taken since the daemon started (SIGHUP, `systemctl reload halcyon`).
+    pub reloads: u64,
+    /// CA certificates trusted: 2 during a CA rollover.
+    pub trusted_cas: u32,
+    /// Heartbeat keys accepted: 2 during a key rollover.
+    pub heartbeat_keys: u32,
+    pub tokens: u32,
+    #[schemars(with = "String")]
+    pub certificate_expires: Timestamp,
+    /// The last reload refused after the last one taken: the credentials above stay in use.
+    pub refused_reload: Option<RefusedReload>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefusedReload {
+    #[schemars(with = "String")]
+    pub at: Timestamp,
+    pub why: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

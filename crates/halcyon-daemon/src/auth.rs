@@ -36,8 +36,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -169,6 +169,20 @@ struct NodeKeys {
     verifier: PeerVerifier,
 }
 
+impl Secrets {
+    fn new(credentials: &Credentials) -> Result<Secrets, String> {
+        Ok(Secrets {
+            tokens: credentials.tokens.clone(),
+            keys: NodeKeys {
+                cluster_id: credentials.cluster_id,
+                node: credentials.node.clone(),
+                signer: NodeSigner::new(credentials)?,
+                verifier: PeerVerifier::new(credentials),
+            },
+        })
+    }
+}
+
 /// Signatures accepted recently: each is accepted once.
 #[derive(Default)]
 struct Seen {
@@ -177,10 +191,20 @@ struct Seen {
     order: VecDeque<([u8; 32], i64)>,
 }
 
+/// Credentials checked and built by [`Auth::prepare`], not yet in use.
+pub struct Prepared(Arc<Secrets>);
+
+/// What a node's credentials give the API: its tokens and keys. Replaced whole at a reload
+/// ([`Auth::reload`]); a request uses one version from start to end.
+struct Secrets {
+    tokens: Tokens,
+    keys: NodeKeys,
+}
+
 /// The daemon's authentication: tokens and node keys from its credentials, or insecure.
 pub struct Auth {
-    tokens: Option<Tokens>,
-    keys: Option<NodeKeys>,
+    /// `None`: insecure (never changes while the daemon runs).
+    secrets: Option<std::sync::RwLock<Arc<Secrets>>>,
     seen: Mutex<Seen>,
     pub refusals: Refusals,
     log: RateLimitedLog,
@@ -269,8 +293,7 @@ impl Auth {
     /// No authentication: every request accepted (`--insecure`).
     pub fn insecure() -> Auth {
         Auth {
-            tokens: None,
-            keys: None,
+            secrets: None,
             seen: Mutex::default(),
             refusals: Refusals::default(),
             log: RateLimitedLog::default(),
@@ -281,13 +304,7 @@ impl Auth {
     /// The tokens, this node's key and the CA from a node's credentials.
     pub fn from_credentials(credentials: &Credentials) -> Result<Auth, String> {
         Ok(Auth {
-            tokens: Some(credentials.tokens.clone()),
-            keys: Some(NodeKeys {
-                cluster_id: credentials.cluster_id,
-                node: credentials.node.clone(),
-                signer: NodeSigner::new(credentials)?,
-                verifier: PeerVerifier::new(credentials),
-            }),
+            secrets: Some(std::sync::RwLock::new(Arc::new(Secrets::new(credentials)?))),
             seen: Mutex::default(),
             refusals: Refusals::default(),
             log: RateLimitedLog::default(),
@@ -295,9 +312,36 @@ impl Auth {
         })
     }
 
+    /// The tokens, this node's key and the trusted CAs of `credentials`, ready for
+    /// [`Auth::install`] (a reload); refused on an insecure node or when the node key is
+    /// unusable.
+    pub fn prepare(&self, credentials: &Credentials) -> Result<Prepared, String> {
+        if self.secrets.is_none() {
+            return Err("this node runs --insecure: it has no credentials to reload".into());
+        }
+        Ok(Prepared(Arc::new(Secrets::new(credentials)?)))
+    }
+
+    /// Puts prepared credentials in use; requests under way finish with the ones they
+    /// started with.
+    pub fn install(&self, prepared: Prepared) {
+        let secrets = self
+            .secrets
+            .as_ref()
+            .expect("prepare refuses an insecure node");
+        *secrets.write().expect(POISONED) = prepared.0;
+    }
+
+    /// The credentials' part in use now (`None`: insecure).
+    fn secrets(&self) -> Option<Arc<Secrets>> {
+        self.secrets
+            .as_ref()
+            .map(|s| Arc::clone(&s.read().expect(POISONED)))
+    }
+
     /// True when requests are checked (the node has credentials).
     pub fn enforced(&self) -> bool {
-        self.tokens.is_some()
+        self.secrets.is_some()
     }
 
     /// The headers that sign a request from this node (none when insecure). `caller`: who
@@ -310,9 +354,10 @@ impl Auth {
         caller: Option<&Caller>,
         now_ms: i64,
     ) -> Vec<(&'static str, String)> {
-        let Some(keys) = &self.keys else {
+        let Some(secrets) = self.secrets() else {
             return Vec::new();
         };
+        let keys = &secrets.keys;
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the system's random number generator works");
         let nonce = hex(&nonce);
@@ -354,7 +399,8 @@ impl Auth {
         now_ms: i64,
         is_node: impl Fn(&str) -> bool,
     ) -> Result<SignedBy, NodeRefusal> {
-        let Some(keys) = &self.keys else {
+        let secrets = self.secrets();
+        let Some(keys) = secrets.as_ref().map(|s| &s.keys) else {
             // Insecure: a claimed node is taken at its word.
             let node = text(headers, NODE_HEADER)?
                 .unwrap_or("anonymous")
@@ -452,7 +498,8 @@ impl Auth {
         method: &Method,
         path: &str,
     ) -> Result<(String, Role), (StatusCode, String)> {
-        let Some(tokens) = &self.tokens else {
+        let secrets = self.secrets();
+        let Some(tokens) = secrets.as_ref().map(|s| &s.tokens) else {
             return Ok(("anonymous".to_owned(), Role::Admin));
         };
         let presented = match headers.get(header::AUTHORIZATION) {

@@ -130,7 +130,8 @@ async fn start(
     Ok(node)
 }
 
-/// Runs a daemon until SIGTERM or SIGINT, then halts its packages. When the node's replica
+/// Runs a daemon until SIGTERM or SIGINT, then halts its packages; SIGHUP reloads its
+/// credentials (`Node::reload_credentials`). When the node's replica
 /// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
 /// see [`Node::leave_on_storage_failure`].
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -143,11 +144,16 @@ pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> an
     let node = start(settings, platform::Platform::host(), true).await?;
     started(Arc::clone(&node));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        biased;
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        why = node.consensus.failed() => return Err(node.leave_on_storage_failure(&why).await),
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            why = node.consensus.failed() => return Err(node.leave_on_storage_failure(&why).await),
+            // The outcome is logged and shown by status; a refusal changes nothing.
+            _ = hangup.recv() => drop(node.reload_credentials()),
+        }
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;

@@ -38,10 +38,23 @@ pub const HANDSHAKES_MAX: usize = 64;
 /// At most one refusal is logged per this interval.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The node's TLS settings for Raft: built once from its credentials.
-pub struct RaftTls {
+/// Configurations built by [`RaftTls::prepare`], not yet in use.
+pub struct PreparedTls(Arc<Configs>);
+
+/// The TLS configurations of one version of a node's credentials.
+struct Configs {
     client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
+}
+
+/// Shared by the node's listeners and transport: each new connection takes the
+/// configurations in force when it begins; [`RaftTls::reload`] replaces them (connections
+/// already made keep theirs).
+type SharedConfigs = Arc<std::sync::RwLock<Arc<Configs>>>;
+
+/// The node's TLS settings for Raft, from its credentials (replaced at a reload).
+pub struct RaftTls {
+    configs: SharedConfigs,
     /// The names a peer's certificate may carry: the configured nodes and the witness.
     nodes: Arc<BTreeSet<String>>,
     refused: Arc<AtomicU64>,
@@ -52,36 +65,23 @@ impl RaftTls {
     /// From a node's (or the witness's) credentials; `nodes`: the names of the cluster's
     /// Raft members.
     pub fn new(credentials: &Credentials, nodes: BTreeSet<String>) -> Result<RaftTls, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(credentials.ca_certificate_der.clone()))
-            .map_err(|e| format!("the CA certificate: {e}"))?;
-        let roots = Arc::new(roots);
-        let chain = vec![CertificateDer::from(credentials.certificate_der.clone())];
-        let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(credentials.key_der.clone()));
-        let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(Arc::clone(&roots))
-            .with_client_auth_cert(chain.clone(), key())
-            .map_err(|e| format!("the node certificate and key: {e}"))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .build()
-            .map_err(|e| format!("the client verifier: {e}"))?;
-        let server = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key())
-            .map_err(|e| format!("the node certificate and key: {e}"))?;
         Ok(RaftTls {
-            client: Arc::new(client),
-            server: Arc::new(server),
+            configs: Arc::new(std::sync::RwLock::new(Arc::new(Configs::new(credentials)?))),
             nodes: Arc::new(nodes),
             refused: Arc::default(),
             last_log: Arc::default(),
         })
+    }
+
+    /// The TLS configurations of `credentials` (a reload: another certificate, more or
+    /// fewer trusted CAs), ready for [`RaftTls::install`]; refused when they do not make one.
+    pub fn prepare(&self, credentials: &Credentials) -> Result<PreparedTls, String> {
+        Ok(PreparedTls(Arc::new(Configs::new(credentials)?)))
+    }
+
+    /// Puts prepared configurations in use for the connections made from now on.
+    pub fn install(&self, prepared: PreparedTls) {
+        *self.configs.write().expect(POISONED) = prepared.0;
     }
 
     /// Connections refused since start (handshake failed, or a certificate naming no node).
@@ -92,7 +92,7 @@ impl RaftTls {
     /// The transport for outgoing Raft connections.
     pub fn transport(&self) -> TlsTransport {
         TlsTransport {
-            connector: TlsConnector::from(Arc::clone(&self.client)),
+            configs: Arc::clone(&self.configs),
         }
     }
 
@@ -100,7 +100,7 @@ impl RaftTls {
     pub fn listener(&self, tcp: TcpListener) -> TlsListener {
         TlsListener {
             tcp,
-            acceptor: TlsAcceptor::from(Arc::clone(&self.server)),
+            configs: Arc::clone(&self.configs),
             nodes: Arc::clone(&self.nodes),
             refused: Arc::clone(&self.refused),
             last_log: Arc::clone(&self.last_log),
@@ -142,9 +142,49 @@ pub async fn open<A: halcyon_consensus::Application>(
     .await
 }
 
+impl Configs {
+    /// The client and server configurations of `credentials`: this node's certificate, every
+    /// trusted CA as a root.
+    fn new(credentials: &Credentials) -> Result<Configs, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for ca in &credentials.trusted_cas_der {
+            roots
+                .add(CertificateDer::from(ca.clone()))
+                .map_err(|e| format!("a CA certificate: {e}"))?;
+        }
+        let roots = Arc::new(roots);
+        let chain = vec![CertificateDer::from(credentials.certificate_der.clone())];
+        let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(credentials.key_der.clone()));
+        let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(Arc::clone(&roots))
+            .with_client_auth_cert(chain.clone(), key())
+            .map_err(|e| format!("the node certificate and key: {e}"))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+            .build()
+            .map_err(|e| format!("the client verifier: {e}"))?;
+        let server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key())
+            .map_err(|e| format!("the node certificate and key: {e}"))?;
+        Ok(Configs {
+            client: Arc::new(client),
+            server: Arc::new(server),
+        })
+    }
+}
+
+fn current(configs: &SharedConfigs) -> Arc<Configs> {
+    Arc::clone(&configs.read().expect(POISONED))
+}
+
 /// Outgoing Raft connections over TLS.
 pub struct TlsTransport {
-    connector: TlsConnector,
+    configs: SharedConfigs,
 }
 
 impl halcyon_consensus::Transport for TlsTransport {
@@ -154,7 +194,8 @@ impl halcyon_consensus::Transport for TlsTransport {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::IpAddress(addr.ip().into());
-        let tls = self.connector.connect(name, tcp).await?;
+        let connector = TlsConnector::from(Arc::clone(&current(&self.configs).client));
+        let tls = connector.connect(name, tcp).await?;
         Ok(TlsStream::Client(tls))
     }
 }
@@ -163,7 +204,7 @@ impl halcyon_consensus::Transport for TlsTransport {
 /// naming a configured node come out of `accept`.
 pub struct TlsListener {
     tcp: TcpListener,
-    acceptor: TlsAcceptor,
+    configs: SharedConfigs,
     nodes: Arc<BTreeSet<String>>,
     refused: Arc<AtomicU64>,
     last_log: Arc<Mutex<Option<Instant>>>,
@@ -172,7 +213,7 @@ pub struct TlsListener {
 
 impl TlsListener {
     fn handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
-        let acceptor = self.acceptor.clone();
+        let acceptor = TlsAcceptor::from(Arc::clone(&current(&self.configs).server));
         let nodes = Arc::clone(&self.nodes);
         let refused = Arc::clone(&self.refused);
         let last_log = Arc::clone(&self.last_log);

@@ -170,16 +170,17 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     )?;
     let raft_tls = credentials
         .as_ref()
-        .map(|c| {
+        .map(|(_, c)| {
             crate::raft_tls::RaftTls::new(c, crate::node::raft_member_names(&config)).map(Arc::new)
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("the witness's credentials for Raft's TLS: {e}"))?;
     let auth = match &credentials {
-        Some(c) => crate::auth::Auth::from_credentials(c)
+        Some((_, c)) => crate::auth::Auth::from_credentials(c)
             .map_err(|e| anyhow::anyhow!("the witness's credentials for its API: {e}"))?,
         None => crate::auth::Auth::insecure(),
     };
+    let credentials_dir = credentials.map(|(dir, _)| dir);
     let witness = Arc::new(Witness {
         auth,
         name: w.name.to_string(),
@@ -197,16 +198,62 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), settings, stop_rx));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        biased;
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => reload(&witness, credentials_dir.as_deref()),
+        }
     }
     let _ = stop_tx.send(true);
     let _ = rescue.await;
     shutdown(&witness).await;
     tracing::info!(witness = %witness.name, "witness stopped");
     Ok(())
+}
+
+/// Loads the witness's credentials from `dir` again and puts them in use, all or nothing
+/// (SIGHUP: a step of a CA rollover); a refusal is logged and changes nothing.
+fn reload(witness: &Witness, dir: Option<&std::path::Path>) {
+    let Some(dir) = dir else {
+        tracing::warn!("SIGHUP: the witness runs --insecure, it has no credentials to reload");
+        return;
+    };
+    let installed = halcyon_pki::load(dir, &witness.name)
+        .map_err(|e| e.to_string())
+        .and_then(|credentials| {
+            if credentials.cluster_id != witness.config.cluster.id {
+                return Err(format!(
+                    "they are for cluster id {}, this cluster is id {}",
+                    credentials.cluster_id, witness.config.cluster.id
+                ));
+            }
+            let auth = witness.auth.prepare(&credentials)?;
+            let tls = match &witness.raft_tls {
+                Some(tls) => Some((tls, tls.prepare(&credentials)?)),
+                None => None,
+            };
+            witness.auth.install(auth);
+            if let Some((tls, configs)) = tls {
+                tls.install(configs);
+            }
+            Ok(credentials.trusted_cas_der.len())
+        });
+    match installed {
+        Ok(cas) => tracing::info!(
+            witness = %witness.name,
+            pki = %dir.display(),
+            trusted_cas = cas,
+            "credentials reloaded"
+        ),
+        Err(why) => tracing::error!(
+            witness = %witness.name,
+            pki = %dir.display(),
+            "credentials reload refused, the previous credentials stay in use: {why}"
+        ),
+    }
 }
 
 /// Watches for a cluster without a leader (see the module's invariants).

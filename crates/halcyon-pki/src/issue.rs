@@ -58,6 +58,20 @@ pub enum InitError {
     NoCa { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     BadCa { path: PathBuf, reason: String },
+    #[error(
+        "`halcyon init rollover {step}` is not the next step: {}",
+        match reached {
+            Some(reached) => format!(
+                "this directory is at step {reached} (`halcyon init rollover {}` is next)",
+                next_step(reached)
+            ),
+            None => "no rollover is under way here (`halcyon init rollover start` begins one)".to_owned(),
+        }
+    )]
+    RolloverOrder {
+        step: &'static str,
+        reached: Option<&'static str>,
+    },
     #[error("{}: cannot be written: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error(
@@ -248,13 +262,9 @@ pub fn issue_node(
     let ca_certificate_path = layout.ca_certificate();
     let ca_key_pem = read_ca_file(&ca_key_path, true)?;
     let ca_certificate_pem = read_ca_file(&ca_certificate_path, false)?;
-    let bad_ca = |path: &Path, reason: String| InitError::BadCa {
-        path: path.to_path_buf(),
-        reason,
-    };
     let ca_key = KeyPair::from_pem(&ca_key_pem)
         .map_err(|e| bad_ca(&ca_key_path, format!("not a private key: {e}")))?;
-    let found = crate::load::ca_cluster_id(ca_certificate_pem.as_bytes())
+    let found = crate::load::ca_cluster_id(ca_certificate_pem.as_bytes(), now)
         .map_err(|reason| bad_ca(&ca_certificate_path, reason))?;
     if found != cluster.id {
         return Err(InitError::WrongCluster {
@@ -263,10 +273,14 @@ pub fn issue_node(
             found,
         });
     }
-    let issuer = Issuer::from_ca_cert_pem(&ca_certificate_pem, &ca_key)
+    let issuer = signing_ca(&ca_certificate_pem, &ca_key)
+        .ok_or_else(|| {
+            bad_ca(
+                &ca_key_path,
+                "is not the key of a CA certificate in ca.crt".into(),
+            )
+        })?
         .map_err(|e| bad_ca(&ca_certificate_path, format!("not a CA certificate: {e}")))?;
-    crate::load::check_key_matches(ca_certificate_pem.as_bytes(), &ca_key)
-        .map_err(|reason| bad_ca(&ca_key_path, reason))?;
     refuse_existing(
         &[layout.node_certificate(name), layout.node_key(name)],
         force,
@@ -276,7 +290,38 @@ pub fn issue_node(
     Ok(written)
 }
 
-fn read_ca_file(path: &Path, secret: bool) -> Result<String, InitError> {
+fn next_step(reached: &str) -> &'static str {
+    match reached {
+        "start" => "switch",
+        _ => "finish",
+    }
+}
+
+/// An [`InitError::BadCa`] naming `path`.
+pub(crate) fn bad_ca(path: &Path, reason: String) -> InitError {
+    InitError::BadCa {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// The issuer made of the CA certificate in `ca_pem` (1 or 2) whose key `key` is: `None`
+/// when `key` is none of theirs.
+pub(crate) fn signing_ca<'k>(
+    ca_pem: &str,
+    key: &'k KeyPair,
+) -> Option<Result<Issuer<'static, &'k KeyPair>, rcgen::Error>> {
+    let cas = crate::load::ca_certificates(ca_pem.as_bytes()).ok()?;
+    let der = cas
+        .into_iter()
+        .find(|der| crate::load::key_matches(der, key))?;
+    Some(Issuer::from_ca_cert_der(
+        &rustls_pki_types::CertificateDer::from(der),
+        key,
+    ))
+}
+
+pub(crate) fn read_ca_file(path: &Path, secret: bool) -> Result<String, InitError> {
     let bytes = files::read_file(path, secret).map_err(|e| match e {
         ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => InitError::NoCa {
             path: path.to_path_buf(),
@@ -313,7 +358,7 @@ fn refuse_existing(paths: &[PathBuf], force: bool) -> Result<(), InitError> {
     }
 }
 
-fn ensure_dir(dir: &Path) -> Result<(), InitError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), InitError> {
     let path = dir.to_path_buf();
     files::ensure_dir(dir).map_err(|e| match e {
         DirError::Io(source) => InitError::Write { path, source },
@@ -322,7 +367,7 @@ fn ensure_dir(dir: &Path) -> Result<(), InitError> {
     })
 }
 
-fn write(
+pub(crate) fn write(
     path: &Path,
     contents: &[u8],
     mode: u32,
@@ -336,7 +381,7 @@ fn write(
     Ok(())
 }
 
-fn write_node(
+pub(crate) fn write_node(
     layout: &Layout,
     cluster_id: u64,
     node: &NodeSpec,
@@ -362,7 +407,10 @@ fn write_node(
     )
 }
 
-fn ca_params(cluster: &ClusterSpec, now: SystemTime) -> Result<CertificateParams, InitError> {
+pub(crate) fn ca_params(
+    cluster: &ClusterSpec,
+    now: SystemTime,
+) -> Result<CertificateParams, InitError> {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(
@@ -430,7 +478,7 @@ fn set_validity(
     Ok(())
 }
 
-fn random_bytes(count: usize) -> Result<Vec<u8>, InitError> {
+pub(crate) fn random_bytes(count: usize) -> Result<Vec<u8>, InitError> {
     let mut bytes = vec![0u8; count];
     getrandom::fill(&mut bytes).map_err(|e| InitError::Random(e.to_string()))?;
     Ok(bytes)

@@ -5,7 +5,7 @@
 //!
 //! | file | mode | what |
 //! | --- | --- | --- |
-//! | `ca.crt` | 0644 | the cluster CA certificate (self-signed, ECDSA P-256) |
+//! | `ca.crt` | 0644 | the cluster CA certificate (self-signed, ECDSA P-256); during a rollover ([`rollover`]) two, both trusted |
 //! | `ca.key` | 0600 | the CA's private key: needed only by `halcyon init node`; keep it off the nodes |
 //! | `heartbeat.key` | 0600 | the cluster key for heartbeat HMACs: 1 or 2 hex lines, the first one signs |
 //! | `tokens.toml` | 0600 | the API tokens' names, roles and SHA-256 hashes (never the tokens) |
@@ -35,6 +35,7 @@ mod files;
 mod issue;
 mod load;
 mod peer;
+mod rollover;
 mod tokens;
 
 use std::net::IpAddr;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 pub use issue::{InitError, Initialised, IssuedToken, init, issue_node};
 pub use load::{Credentials, LoadError, Problem, heartbeat_keys, load, load_at, read_admin_token};
 pub use peer::{NodeSigner, PeerRefusal, PeerVerifier, certificate_names};
+pub use rollover::{ROLLOVER_FILE, Rolled, Step, rollover};
 pub use tokens::{Role, TOKEN_PREFIX, Token, Tokens, TokensError, token_hash};
 
 /// Where `halcyon init` writes and the daemon reads, unless told otherwise.
@@ -51,6 +53,9 @@ pub const DEFAULT_DIR: &str = "/etc/halcyon/pki";
 pub const HEARTBEAT_KEY_BYTES: usize = 32;
 /// Heartbeat keys accepted at once: the current one and, during a rollover, the previous one.
 pub const HEARTBEAT_KEYS_MAX: usize = 2;
+/// CA certificates trusted at once (`ca.crt`): the cluster CA and, during a rollover, the
+/// next one.
+pub const CAS_MAX: usize = 2;
 /// Random bytes in an API token.
 pub const TOKEN_SECRET_BYTES: usize = 32;
 /// Most tokens a tokens file may hold.

@@ -10,7 +10,7 @@ use x509_parser::extensions::GeneralName;
 
 use crate::files::{self, ReadError};
 use crate::tokens::{Tokens, TokensError};
-use crate::{CLUSTER_URI_PREFIX, HEARTBEAT_KEY_BYTES, HEARTBEAT_KEYS_MAX, Layout, unhex};
+use crate::{CAS_MAX, CLUSTER_URI_PREFIX, HEARTBEAT_KEY_BYTES, HEARTBEAT_KEYS_MAX, Layout, unhex};
 
 /// A node's credentials, every check of [`load`] passed.
 #[derive(Clone)]
@@ -19,8 +19,12 @@ pub struct Credentials {
     /// its configuration.
     pub cluster_id: u64,
     pub node: String,
-    /// DER of the CA certificate (the trust anchor for peers).
+    /// DER of the CA certificate that signed this node's certificate.
     pub ca_certificate_der: Vec<u8>,
+    /// DER of every CA certificate in `ca.crt` (1, or 2 during a CA rollover): the trust
+    /// anchors for peers, who are accepted when any of them signed their certificate. Holds
+    /// `ca_certificate_der`.
+    pub trusted_cas_der: Vec<Vec<u8>>,
     /// DER of this node's certificate.
     pub certificate_der: Vec<u8>,
     /// This node's private key, PKCS#8 DER.
@@ -37,6 +41,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("cluster_id", &self.cluster_id)
             .field("node", &self.node)
+            .field("trusted_cas", &self.trusted_cas_der.len())
             .field("heartbeat_keys", &self.heartbeat_keys.len())
             .field("tokens", &self.tokens.tokens.len())
             .field("not_after_unix_seconds", &self.not_after_unix_seconds)
@@ -70,7 +75,13 @@ pub enum Problem {
     NotCertificate(String),
     #[error("is not a CA certificate")]
     NotCa,
-    #[error("is not signed by the cluster CA {}", ca.display())]
+    #[error("holds {count} CA certificates; 1 (or 2 during a CA rollover) expected")]
+    CaCount { count: usize },
+    #[error("certificate {index}: {problem}")]
+    InBundle { index: usize, problem: Box<Problem> },
+    #[error("its CA certificates are for different clusters (ids {first} and {second})")]
+    CasDisagree { first: u64, second: u64 },
+    #[error("is not signed by a cluster CA in {}", ca.display())]
     NotSignedByCa { ca: PathBuf },
     #[error("is not valid before {not_before} (check the clock)")]
     NotYetValid { not_before: String },
@@ -111,42 +122,30 @@ pub fn load(dir: &Path, node: &str) -> Result<Credentials, LoadError> {
 /// `now`, and a node key that does not match the certificate. `ca.key` is not read.
 pub fn load_at(dir: &Path, node: &str, now: SystemTime) -> Result<Credentials, LoadError> {
     let layout = Layout::new(dir);
-    let now_seconds = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now_seconds = unix_seconds(now);
 
     let ca_path = layout.ca_certificate();
     let ca_pem = read(&ca_path, false)?;
-    let ca_der = pem_certificate(&ca_pem).map_err(|p| at(&ca_path, p))?;
-    let ca = parse_certificate(&ca_der).map_err(|p| at(&ca_path, p))?;
-    if !ca.is_ca() {
-        return Err(at(&ca_path, Problem::NotCa));
-    }
-    if ca.verify_signature(None).is_err() {
-        return Err(at(
-            &ca_path,
-            Problem::NotCertificate("its self-signature does not verify".into()),
-        ));
-    }
-    check_validity(&ca, now_seconds).map_err(|p| at(&ca_path, p))?;
-    let cluster_id = cluster_id(&ca).map_err(|p| at(&ca_path, p))?;
+    let trusted_cas_der = pem_certificates(&ca_pem).map_err(|p| at(&ca_path, p))?;
+    let cluster_id = check_cas(&trusted_cas_der, now_seconds).map_err(|p| at(&ca_path, p))?;
 
     let certificate_path = layout.node_certificate(node);
     let certificate_pem = read(&certificate_path, false)?;
     let certificate_der =
         pem_certificate(&certificate_pem).map_err(|p| at(&certificate_path, p))?;
     let certificate = parse_certificate(&certificate_der).map_err(|p| at(&certificate_path, p))?;
-    if certificate.issuer() != ca.subject()
-        || certificate.verify_signature(Some(ca.public_key())).is_err()
-    {
+    let Some(ca_certificate_der) = trusted_cas_der
+        .iter()
+        .find(|ca| signed_by(&certificate, ca))
+        .cloned()
+    else {
         return Err(at(
             &certificate_path,
             Problem::NotSignedByCa {
                 ca: ca_path.clone(),
             },
         ));
-    }
+    };
     check_validity(&certificate, now_seconds).map_err(|p| at(&certificate_path, p))?;
     let found = self::cluster_id(&certificate).map_err(|p| at(&certificate_path, p))?;
     if found != cluster_id {
@@ -199,7 +198,8 @@ pub fn load_at(dir: &Path, node: &str, now: SystemTime) -> Result<Credentials, L
     Ok(Credentials {
         cluster_id,
         node: node.to_owned(),
-        ca_certificate_der: ca_der.clone(),
+        ca_certificate_der,
+        trusted_cas_der,
         certificate_der: certificate_der.clone(),
         key_der: key.serialize_der(),
         heartbeat_keys,
@@ -232,25 +232,77 @@ pub fn read_admin_token(dir: &Path) -> Result<Option<String>, LoadError> {
     Ok(Some(token.to_owned()))
 }
 
-/// The cluster id in a CA certificate (PEM), for `halcyon init node`.
-pub(crate) fn ca_cluster_id(pem: &[u8]) -> Result<u64, String> {
-    let der = pem_certificate(pem).map_err(|p| p.to_string())?;
-    let certificate = parse_certificate(&der).map_err(|p| p.to_string())?;
-    if !certificate.is_ca() {
-        return Err(Problem::NotCa.to_string());
-    }
-    cluster_id(&certificate).map_err(|p| p.to_string())
+/// The cluster id of the CA certificates in `pem` (1, or 2 during a CA rollover, of one
+/// cluster), checked as [`load`] checks them, for `halcyon init`'s commands.
+pub(crate) fn ca_cluster_id(pem: &[u8], now: SystemTime) -> Result<u64, String> {
+    let cas = pem_certificates(pem).map_err(|p| p.to_string())?;
+    check_cas(&cas, unix_seconds(now)).map_err(|p| p.to_string())
 }
 
-/// Whether `key` is the key of the certificate in `pem`.
-pub(crate) fn check_key_matches(pem: &[u8], key: &KeyPair) -> Result<(), String> {
-    let der = pem_certificate(pem).map_err(|p| p.to_string())?;
-    let certificate = parse_certificate(&der).map_err(|p| p.to_string())?;
-    if key.subject_public_key_info() == certificate.public_key().raw {
-        Ok(())
-    } else {
-        Err("is not the key of the CA certificate".into())
+/// The CA certificates (DER) in `pem`, in order.
+pub(crate) fn ca_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    pem_certificates(pem).map_err(|p| p.to_string())
+}
+
+/// Whether `key` is the key of the certificate `der`.
+pub(crate) fn key_matches(der: &[u8], key: &KeyPair) -> bool {
+    parse_certificate(der)
+        .is_ok_and(|certificate| key.subject_public_key_info() == certificate.public_key().raw)
+}
+
+/// Whether the CA certificate `ca_der` signed `certificate`.
+pub(crate) fn signed_by(certificate: &X509Certificate<'_>, ca_der: &[u8]) -> bool {
+    parse_certificate(ca_der).is_ok_and(|ca| {
+        certificate.issuer() == ca.subject()
+            && certificate.verify_signature(Some(ca.public_key())).is_ok()
+    })
+}
+
+/// Checks CA certificates as [`load`] does: 1 or [`CAS_MAX`], each a CA with a valid
+/// self-signature, within its validity at `now_seconds`, naming one cluster, the same for
+/// all; returns that cluster id.
+fn check_cas(cas: &[Vec<u8>], now_seconds: i64) -> Result<u64, Problem> {
+    if cas.is_empty() || cas.len() > CAS_MAX {
+        return Err(Problem::CaCount { count: cas.len() });
     }
+    let in_bundle = |index: usize, problem: Problem| {
+        if cas.len() == 1 {
+            problem
+        } else {
+            Problem::InBundle {
+                index: index + 1,
+                problem: Box::new(problem),
+            }
+        }
+    };
+    let mut ids = Vec::with_capacity(cas.len());
+    for (index, der) in cas.iter().enumerate() {
+        let ca = parse_certificate(der).map_err(|p| in_bundle(index, p))?;
+        if !ca.is_ca() {
+            return Err(in_bundle(index, Problem::NotCa));
+        }
+        if ca.verify_signature(None).is_err() {
+            return Err(in_bundle(
+                index,
+                Problem::NotCertificate("its self-signature does not verify".into()),
+            ));
+        }
+        check_validity(&ca, now_seconds).map_err(|p| in_bundle(index, p))?;
+        ids.push(cluster_id(&ca).map_err(|p| in_bundle(index, p))?);
+    }
+    match ids.as_slice() {
+        [first, second] if first != second => Err(Problem::CasDisagree {
+            first: *first,
+            second: *second,
+        }),
+        _ => Ok(ids[0]),
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Parse the heartbeat key file: one key per line (64 hex digits), `#` comments, 1 or 2 keys.
@@ -293,17 +345,34 @@ fn read(path: &Path, secret: bool) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-/// The DER of the (first) certificate in PEM `bytes`.
+/// The DER of the one certificate in PEM `bytes`.
 fn pem_certificate(bytes: &[u8]) -> Result<Vec<u8>, Problem> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(bytes)
-        .map_err(|e| Problem::NotCertificate(e.to_string()))?;
-    if pem.label != "CERTIFICATE" {
-        return Err(Problem::NotCertificate(format!(
-            "it holds a {:?}, not a CERTIFICATE",
-            pem.label
-        )));
+    let mut certificates = pem_certificates(bytes)?;
+    match certificates.len() {
+        1 => Ok(certificates.remove(0)),
+        count => Err(Problem::NotCertificate(format!(
+            "it holds {count} certificates, one expected"
+        ))),
     }
-    Ok(pem.contents)
+}
+
+/// The DER of every certificate in PEM `bytes`, in order (at least one).
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Problem> {
+    let mut certificates = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
+        let pem = pem.map_err(|e| Problem::NotCertificate(e.to_string()))?;
+        if pem.label != "CERTIFICATE" {
+            return Err(Problem::NotCertificate(format!(
+                "it holds a {:?}, not a CERTIFICATE",
+                pem.label
+            )));
+        }
+        certificates.push(pem.contents);
+    }
+    if certificates.is_empty() {
+        return Err(Problem::NotCertificate("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
 }
 
 pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, Problem> {

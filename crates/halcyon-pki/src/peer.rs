@@ -18,7 +18,7 @@ use ring::signature::{
 use sha2::{Digest, Sha256};
 
 use crate::Credentials;
-use crate::load::{cluster_id, dns_names, parse_certificate};
+use crate::load::{cluster_id, dns_names, parse_certificate, signed_by};
 
 /// Certificates already checked against the CA, remembered (by their SHA-256) so that each
 /// request costs one signature check; at most this many (the cluster's nodes, a few times
@@ -103,9 +103,10 @@ struct Checked {
     public_key: Vec<u8>,
 }
 
-/// Checks peers' certificates and signatures against the cluster CA.
+/// Checks peers' certificates and signatures against the cluster CA (any of the trusted
+/// ones during a CA rollover).
 pub struct PeerVerifier {
-    ca_der: Vec<u8>,
+    cas_der: Vec<Vec<u8>>,
     cluster_id: u64,
     checked: Mutex<BTreeMap<[u8; 32], Checked>>,
 }
@@ -119,10 +120,10 @@ impl std::fmt::Debug for PeerVerifier {
 }
 
 impl PeerVerifier {
-    /// A verifier with the CA and cluster id of these credentials.
+    /// A verifier with the trusted CAs and cluster id of these credentials.
     pub fn new(credentials: &Credentials) -> PeerVerifier {
         PeerVerifier {
-            ca_der: credentials.ca_certificate_der.clone(),
+            cas_der: credentials.trusted_cas_der.clone(),
             cluster_id: credentials.cluster_id,
             checked: Mutex::default(),
         }
@@ -167,13 +168,9 @@ impl PeerVerifier {
         {
             return Ok(checked.clone());
         }
-        let ca = parse_certificate(&self.ca_der)
-            .map_err(|p| PeerRefusal::NotCertificate(format!("the CA: {p}")))?;
         let certificate =
             parse_certificate(der).map_err(|p| PeerRefusal::NotCertificate(p.to_string()))?;
-        if certificate.issuer() != ca.subject()
-            || certificate.verify_signature(Some(ca.public_key())).is_err()
-        {
+        if !self.cas_der.iter().any(|ca| signed_by(&certificate, ca)) {
             return Err(PeerRefusal::NotOurCa);
         }
         let found =

@@ -227,7 +227,7 @@ fn a_certificate_from_another_ca_is_refused() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: is not signed by the cluster CA {}",
+            "{}: is not signed by a cluster CA in {}",
             ours.node_certificate("node1").display(),
             ours.ca_certificate().display()
         )

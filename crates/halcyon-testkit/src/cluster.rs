@@ -451,6 +451,17 @@ impl Cluster {
         }
     }
 
+    /// A signal to the witness's daemon (SIGHUP: reload its credentials).
+    pub fn signal_witness(&self, signal: i32) -> bool {
+        match self.witness.as_ref().and_then(|w| w.child.as_ref()) {
+            Some(child) => {
+                signal_child(child, signal, false);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn kill_witness(&mut self) {
         if let Some(child) = self.witness.as_mut().and_then(|w| w.child.take()) {
             signal_child(&child, libc::SIGKILL, self.launch.own_process_group);

@@ -507,4 +507,22 @@ pub enum InitWhat {
         /// The node's name in the configuration.
         name: String,
     },
+    /// Replace the cluster CA and the heartbeat key while the cluster runs, in three steps:
+    /// `start` (a new CA and key, trusted beside the old ones), `switch` (every node's
+    /// certificate issued again by the new CA; the new heartbeat key signs), `finish` (the
+    /// old CA and key dropped). After each step copy the files it names to every node and
+    /// reload every daemon (`systemctl reload halcyon`, or SIGHUP) before the next step.
+    Rollover {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: RolloverStep,
+    },
+}
+
+/// A step of `halcyon init rollover`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloverStep {
+    Start,
+    Switch,
+    Finish,
 }

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use halcyon_pki::{ClusterSpec, InitError, Layout, NodeSpec};
+use halcyon_pki::{ClusterSpec, InitError, Layout, NodeSpec, Step};
 
 use crate::Failure;
-use crate::cli::{InitArgs, InitWhat};
+use crate::cli::{InitArgs, InitWhat, RolloverStep};
 
 /// Where the configuration is when `--config` is not given.
 const DEFAULT_CONFIG_DIR: &str = "/etc/halcyon";
@@ -16,6 +16,7 @@ pub fn run(args: &InitArgs) -> Result<(), Failure> {
     let command = match &args.what {
         None => "halcyon init",
         Some(InitWhat::Node { .. }) => "halcyon init node",
+        Some(InitWhat::Rollover { .. }) => "halcyon init rollover",
     };
     let cluster = load_cluster(&args.config, command)?;
     let failure = |e: InitError| {
@@ -72,6 +73,36 @@ pub fn run(args: &InitArgs) -> Result<(), Failure> {
                 println!("  {}", relative(path, &args.dir));
             }
             println!("Copy to node {name}: ca.crt, heartbeat.key, tokens.toml and nodes/{name}/.");
+        }
+        Some(InitWhat::Rollover { step }) => {
+            let step = match step {
+                RolloverStep::Start => Step::Start,
+                RolloverStep::Switch => Step::Switch,
+                RolloverStep::Finish => Step::Finish,
+            };
+            let rolled = halcyon_pki::rollover(&args.dir, &cluster, step, SystemTime::now())
+                .map_err(failure)?;
+            println!(
+                "rollover step {} of cluster \"{}\" (id {}) written to {}:",
+                step.as_str(),
+                cluster.name,
+                cluster.id,
+                args.dir.display()
+            );
+            for path in &rolled.written {
+                println!("  {}", relative(path, &args.dir));
+            }
+            println!(
+                "Now copy to every node (NAME: the node's own directory) {}, then reload every \
+                 daemon (`systemctl reload halcyon`, or SIGHUP; `halcyon status` shows when each \
+                 loaded its credentials){}",
+                rolled.to_copy.join(", "),
+                match step {
+                    Step::Start => ", then run `halcyon init rollover switch`.",
+                    Step::Switch => ", then run `halcyon init rollover finish`.",
+                    Step::Finish => ". The rollover is done.",
+                }
+            );
         }
     }
     Ok(())

@@ -54,6 +54,7 @@ mod monitor;
 pub(crate) mod observer;
 mod package;
 mod program;
+mod reload;
 pub(crate) mod reports;
 pub(crate) mod webhooks;
 mod writer;
@@ -149,6 +150,9 @@ pub struct Node {
     pub auth: crate::auth::Auth,
     /// Mutual TLS on the Raft port (a node with credentials).
     pub raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
+    /// Where the credentials are, for a reload, and what status says of them (`None`:
+    /// insecure).
+    pub(crate) credentials_source: Option<reload::CredentialsSource>,
     /// What `halcyon status` says about the watchdog.
     pub watchdog_state: String,
     pub(crate) run_dir: PathBuf,
@@ -273,8 +277,10 @@ impl Node {
             me.number,
             incarnation,
             settings.test_faults.then(|| heartbeat_faults.clone()),
-            credentials.map(|c| c.heartbeat_keys),
+            credentials.as_ref().map(|(_, c)| c.heartbeat_keys.clone()),
         )?;
+        let credentials_source = credentials
+            .map(|(dir, c)| reload::CredentialsSource::new(dir, &c, platform.clock.timestamp()));
         let heartbeat_sealer = heartbeats.sealer();
         let membership = heartbeats.status();
         let (watchdog, watchdog_state) = crate::watchdog::open_configured(&config.cluster);
@@ -320,6 +326,7 @@ impl Node {
             heartbeat_sealer,
             auth,
             raft_tls,
+            credentials_source,
             watchdog_state,
             run_dir,
             gates_dir,
@@ -649,14 +656,14 @@ fn lease_and_guard(
     Ok((lease_duration, renew_interval, guard))
 }
 
-/// The node's credentials (none when it runs `--insecure`), what the API checks with them,
-/// and Raft's TLS.
+/// The node's credentials and where they are (none when it runs `--insecure`), what the API
+/// checks with them, and Raft's TLS.
 #[allow(clippy::type_complexity)]
 fn security(
     settings: &Settings,
     config: &Config,
 ) -> anyhow::Result<(
-    Option<halcyon_pki::Credentials>,
+    Option<(PathBuf, halcyon_pki::Credentials)>,
     crate::auth::Auth,
     Option<Arc<crate::raft_tls::RaftTls>>,
 )> {
@@ -668,13 +675,13 @@ fn security(
         config,
     )?;
     let auth = match &credentials {
-        Some(c) => crate::auth::Auth::from_credentials(c)
+        Some((_, c)) => crate::auth::Auth::from_credentials(c)
             .map_err(|e| anyhow::anyhow!("the node's credentials: {e}"))?,
         None => crate::auth::Auth::insecure(),
     };
     let raft_tls = credentials
         .as_ref()
-        .map(|c| crate::raft_tls::RaftTls::new(c, raft_member_names(config)).map(Arc::new))
+        .map(|(_, c)| crate::raft_tls::RaftTls::new(c, raft_member_names(config)).map(Arc::new))
         .transpose()
         .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
     Ok((credentials, auth, raft_tls))
@@ -712,7 +719,7 @@ pub(crate) fn credentials(
     insecure: bool,
     name: &str,
     config: &Config,
-) -> anyhow::Result<Option<halcyon_pki::Credentials>> {
+) -> anyhow::Result<Option<(PathBuf, halcyon_pki::Credentials)>> {
     let beside_config = config_paths
         .first()
         .filter(|p| p.is_dir())
@@ -761,7 +768,7 @@ pub(crate) fn credentials(
         tokens = credentials.tokens.tokens.len(),
         "credentials loaded: heartbeats authenticated (HMAC-SHA256), node requests signed with the node key, API tokens required"
     );
-    Ok(Some(credentials))
+    Ok(Some((dir, credentials)))
 }
 
 /// The names of the cluster's Raft members (the nodes and the witness): whom a Raft peer's

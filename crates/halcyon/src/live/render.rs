@@ -72,6 +72,55 @@ impl Clock {
     }
 }
 
+/// What status says of a node's credentials: nothing while they are plain (one CA, one
+/// heartbeat key, no reload refused, the certificate valid for more than
+/// [`CERTIFICATE_WARNING_DAYS`]).
+fn credentials_lines(
+    out: &mut String,
+    node: &str,
+    c: &halcyon_api::CredentialsState,
+    clock: &Clock,
+) {
+    let loaded = format!(
+        "loaded {}{}",
+        clock.when(c.loaded_at),
+        match c.reloads {
+            0 => " at start".to_owned(),
+            n => format!(", reload {n}"),
+        }
+    );
+    if c.trusted_cas > 1 || c.heartbeat_keys > 1 {
+        let _ = writeln!(
+            out,
+            "  credentials of {node}: rollover under way ({} CAs trusted, {} heartbeat keys; {loaded})",
+            c.trusted_cas, c.heartbeat_keys
+        );
+    } else if c.reloads > 0 {
+        let _ = writeln!(out, "  credentials of {node}: {loaded}");
+    }
+    if let Some(r) = &c.refused_reload {
+        let _ = writeln!(
+            out,
+            "  WARNING on {node}: a reload of its credentials was refused at {}: {} (the \
+             credentials {loaded} stay in use)",
+            clock.time(r.at),
+            r.why
+        );
+    }
+    let left_days = (c.certificate_expires.as_second() - clock.now.as_second()) / 86_400;
+    if left_days < CERTIFICATE_WARNING_DAYS {
+        let _ = writeln!(
+            out,
+            "  WARNING on {node}: its certificate expires {} (`halcyon init node {node} --force`, \
+             copy nodes/{node}/ to it, `systemctl reload halcyon`)",
+            clock.time(c.certificate_expires)
+        );
+    }
+}
+
+/// A node certificate expiring sooner than this is named by status.
+const CERTIFICATE_WARNING_DAYS: i64 = 30;
+
 /// How long before `now` `at` was: `just now`, `12 s ago`, `3 min ago`, `5 h ago`,
 /// `2 d ago`; a time after `now` is `in 3 min`. Rounded down to the unit.
 pub fn ago(at: Timestamp, now: Timestamp) -> String {
@@ -229,6 +278,9 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
              without a node certificate",
             v.answered_by, api.unauthenticated, api.forbidden, api.nodes, api.raft_refused
         );
+    }
+    if let Some(c) = &api.credentials {
+        credentials_lines(&mut out, &v.answered_by, c, clock);
     }
     if v.watchdog != "not configured" {
         let _ = writeln!(out, "  watchdog on {}: {}", v.answered_by, v.watchdog);
@@ -1080,6 +1132,57 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("2026-06-01T"), "{text}");
+    }
+
+    #[test]
+    fn credentials_show_a_rollover_a_refused_reload_and_a_certificate_near_its_end() {
+        let credentials = |trusted_cas, refused: bool, expires_in_days: i64| {
+            let mut v = status_of(Vec::new(), Vec::new());
+            v.api_auth.credentials = Some(halcyon_api::CredentialsState {
+                loaded_at: before(90),
+                reloads: 2,
+                trusted_cas,
+                heartbeat_keys: trusted_cas,
+                tokens: 2,
+                certificate_expires: clock().now
+                    + jiff::SignedDuration::from_hours(24 * expires_in_days),
+                refused_reload: refused.then(|| halcyon_api::RefusedReload {
+                    at: before(30),
+                    why: "/etc/halcyon/pki/tokens.toml: is accessible by group or others".into(),
+                }),
+            });
+            status(&v, &clock(), None)
+        };
+        let plain = credentials(1, false, 400);
+        assert!(
+            plain.contains("  credentials of node1: loaded 11:58:30 (1 min ago), reload 2\n"),
+            "{plain}"
+        );
+        assert!(!plain.contains("WARNING"), "{plain}");
+        let rolling = credentials(2, true, 400);
+        assert!(
+            rolling.contains(
+                "  credentials of node1: rollover under way (2 CAs trusted, 2 heartbeat keys; \
+                 loaded 11:58:30 (1 min ago), reload 2)"
+            ),
+            "{rolling}"
+        );
+        assert!(
+            rolling.contains(
+                "  WARNING on node1: a reload of its credentials was refused at 11:59:30: \
+                 /etc/halcyon/pki/tokens.toml: is accessible by group or others (the credentials \
+                 loaded 11:58:30 (1 min ago), reload 2 stay in use)"
+            ),
+            "{rolling}"
+        );
+        let expiring = credentials(1, false, 20);
+        assert!(
+            expiring.contains(
+                "  WARNING on node1: its certificate expires 2026-06-21 12:00:00 (`halcyon init \
+                 node node1 --force`, copy nodes/node1/ to it, `systemctl reload halcyon`)"
+            ),
+            "{expiring}"
+        );
     }
 
     fn example() -> Config {
