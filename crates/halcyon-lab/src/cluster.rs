@@ -159,6 +159,9 @@ pub struct ClusterSpec {
     /// disk-full fault fills that node's disk only ([`LabCluster::fill_state`]). None: the
     /// state directories are plain directories of the lab's.
     pub state_size: Option<u64>,
+    /// No credentials: every daemon runs `--insecure` (nothing authenticated; the
+    /// security-off side of `compare`'s `halcyon-insecure`). Off by default.
+    pub insecure: bool,
 }
 
 impl ClusterSpec {
@@ -180,6 +183,7 @@ impl ClusterSpec {
             witness: None,
             fencing: false,
             state_size: None,
+            insecure: false,
         }
     }
 
@@ -357,7 +361,8 @@ fn package_config(spec: &ClusterSpec, package: &PackageSpec, hosts: usize) -> Pa
 pub struct LabCluster {
     spec: ClusterSpec,
     config_directory: PathBuf,
-    /// The admin token of the credentials made in `config/pki` (the API needs it).
+    /// The admin token of the credentials made in `config/pki` (the API needs it; empty
+    /// when the cluster runs insecure).
     admin_token: String,
     daemons: Mutex<Vec<Option<HostProcess>>>,
     announcer: Option<Announcer>,
@@ -409,20 +414,24 @@ impl LabCluster {
         cluster_config
             .write(&config_directory)
             .map_err(io_error("writing the configuration"))?;
-        // The credentials `halcyon init` makes, where every daemon finds them (`config/pki`).
-        let made = halcyon_pki::init(
-            &config_directory.join("pki"),
-            &cluster_config.credentials_spec(),
-            false,
-            std::time::SystemTime::now(),
-        )
-        .map_err(|e| LabError::Spec(format!("creating the cluster's credentials: {e}")))?;
-        let admin_token = made
-            .tokens
-            .iter()
-            .find(|t| t.role == halcyon_pki::Role::Admin)
-            .map(|t| t.secret.clone())
-            .expect("init makes an admin token");
+        let admin_token = if spec.insecure {
+            // The daemons take any request; the token sent is never looked at.
+            String::new()
+        } else {
+            // The credentials `halcyon init` makes, where every daemon finds them (`config/pki`).
+            let made = halcyon_pki::init(
+                &config_directory.join("pki"),
+                &cluster_config.credentials_spec(),
+                false,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| LabError::Spec(format!("creating the cluster's credentials: {e}")))?;
+            made.tokens
+                .iter()
+                .find(|t| t.role == halcyon_pki::Role::Admin)
+                .map(|t| t.secret.clone())
+                .expect("init makes an admin token")
+        };
         let announcer = if spec.announce_moves {
             Some(Announcer::start(&lab, &spec.packages)?)
         } else {
@@ -537,10 +546,10 @@ impl LabCluster {
         let socket = state_directory.join("api.sock").display().to_string();
         let node = node_name(host);
         let halcyon = self.spec.halcyon.display().to_string();
-        let args: &[&str] = if self.spec.witness == Some(host) {
-            &["witness", "--config", &config, "--state-dir", &state]
+        let mut args: Vec<&str> = if self.spec.witness == Some(host) {
+            vec!["witness", "--config", &config, "--state-dir", &state]
         } else {
-            &[
+            vec![
                 "daemon",
                 "--config",
                 &config,
@@ -552,10 +561,13 @@ impl LabCluster {
                 &socket,
             ]
         };
+        if self.spec.insecure {
+            args.push("--insecure");
+        }
         let process = self.lab.spawn(
             host,
             &halcyon,
-            args,
+            &args,
             &[("RUST_LOG", &self.spec.log_filter), ("NO_COLOR", "1")],
         )?;
         self.lock_daemons()[host] = Some(process);

@@ -104,7 +104,8 @@ enum Command {
         #[arg(long)]
         halcyon: Option<PathBuf>,
         /// Systems to measure, in order: halcyon, halcyon-fast (`[heartbeat] profile = "fast"`),
-        /// pacemaker, keepalived.
+        /// halcyon-insecure (no credentials, `--insecure`: what security costs), pacemaker,
+        /// keepalived.
         #[arg(
             long,
             value_delimiter = ',',

@@ -22,6 +22,8 @@ const MOVE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SYSTEM: &str = "Halcyon";
 /// The row of Halcyon with the fast heartbeat profile.
 pub const FAST_SYSTEM: &str = "Halcyon fast";
+/// The row of Halcyon without credentials (`--insecure`).
+pub const INSECURE_SYSTEM: &str = "Halcyon insecure";
 /// How long the stable state must hold before a run (the same as for Pacemaker).
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -199,6 +201,7 @@ fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
 pub(super) fn measure(
     options: &CompareOptions,
     profile: Option<HeartbeatProfile>,
+    insecure: bool,
     progress: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Row {
@@ -206,10 +209,11 @@ pub(super) fn measure(
     if let Some(profile) = profile {
         spec = spec.with_profile(profile);
     }
-    let system = if profile.is_some() {
-        FAST_SYSTEM
-    } else {
-        SYSTEM
+    spec.insecure = insecure;
+    let system = match (profile.is_some(), insecure) {
+        (true, _) => FAST_SYSTEM,
+        (false, true) => INSECURE_SYSTEM,
+        (false, false) => SYSTEM,
     };
     let mut row = Row::new(system, settings(&spec, None), options.runs);
     let _ = writeln!(progress, "{system}: starting 3 daemons ({})", row.settings);

@@ -57,6 +57,8 @@ pub enum SystemKind {
     Halcyon,
     /// Halcyon with `[heartbeat] profile = "fast"`, a system of its own in the table.
     HalcyonFast,
+    /// Halcyon without credentials (`--insecure`): what security costs, beside `Halcyon`.
+    HalcyonInsecure,
     Pacemaker,
     Keepalived,
 }
@@ -66,10 +68,13 @@ impl SystemKind {
         match text.trim().to_ascii_lowercase().as_str() {
             "halcyon" => Ok(SystemKind::Halcyon),
             "halcyon-fast" | "halcyon:fast" => Ok(SystemKind::HalcyonFast),
+            "halcyon-insecure" | "halcyon:insecure" => Ok(SystemKind::HalcyonInsecure),
             "pacemaker" | "pacemaker+corosync" | "corosync" => Ok(SystemKind::Pacemaker),
             "keepalived" => Ok(SystemKind::Keepalived),
             other => {
-                bail!("unknown system {other:?} (halcyon, halcyon-fast, pacemaker, keepalived)")
+                bail!(
+                    "unknown system {other:?} (halcyon, halcyon-fast, halcyon-insecure, pacemaker, keepalived)"
+                )
             }
         }
     }
@@ -307,16 +312,21 @@ pub fn run(
         }
         match kind {
             SystemKind::Halcyon => {
-                let row = halcyon::measure(options, None, progress, stop);
+                let row = halcyon::measure(options, None, false, progress, stop);
                 report.rows.push(row);
             }
             SystemKind::HalcyonFast => {
                 let row = halcyon::measure(
                     options,
                     Some(halcyon_config::HeartbeatProfile::Fast),
+                    false,
                     progress,
                     stop,
                 );
+                report.rows.push(row);
+            }
+            SystemKind::HalcyonInsecure => {
+                let row = halcyon::measure(options, None, true, progress, stop);
                 report.rows.push(row);
             }
             SystemKind::Pacemaker => match pacemaker::missing_packages() {
@@ -876,6 +886,10 @@ mod tests {
         assert_eq!(
             SystemKind::parse("halcyon-fast").unwrap(),
             SystemKind::HalcyonFast
+        );
+        assert_eq!(
+            SystemKind::parse("halcyon-insecure").unwrap(),
+            SystemKind::HalcyonInsecure
         );
         assert!(SystemKind::parse("heartbeat").is_err());
     }
