@@ -142,6 +142,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// watches it in-process: the API would want a token).
 pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> anyhow::Result<()> {
     let node = start(settings, platform::Platform::host(), true).await?;
+    let socket = node
+        .api_socket
+        .clone()
+        .and_then(|path| local_socket::identity(&path).map(|identity| (path, identity)));
     started(Arc::clone(&node));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -159,6 +163,9 @@ pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> an
     node.stop_all().await;
     node.guard.shutdown();
     node.close_watchdog().await;
+    if let Some((path, identity)) = socket {
+        local_socket::remove_if_ours(&path, identity);
+    }
     match node.record_clean_stop() {
         Ok(()) => {
             tracing::info!(node = %node.name, incarnation = node.incarnation(), "stopped cleanly")

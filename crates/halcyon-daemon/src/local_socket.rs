@@ -165,9 +165,61 @@ pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SocketError
     Ok(listener)
 }
 
+/// What tells one socket file from another at the same path: device, inode and change time
+/// (an inode number is reused once a file is gone).
+pub type SocketIdentity = (u64, u64, i64, i64);
+
+/// The identity of the socket file at `path`, to remove it at the end ([`remove_if_ours`]);
+/// `None` when there is no socket there.
+pub fn identity(path: &Path) -> Option<SocketIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+/// Removes the socket at `path` when it is still the one with `identity` (a daemon's clean
+/// stop: the CLI then finds no socket rather than one nobody serves); anything else there is
+/// left alone. Returns whether it was removed.
+pub fn remove_if_ours(path: &Path, identity: SocketIdentity) -> bool {
+    if self::identity(path) != Some(identity) {
+        return false;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot remove the API socket: {e}");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_socket_this_daemon_made_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let _listener = bind(&path).unwrap();
+        let ours = identity(&path).expect("a socket");
+        // Replaced by another socket (another daemon's): left alone.
+        let elsewhere = dir.path().join("other.sock");
+        let _other = bind(&elsewhere).unwrap();
+        std::fs::rename(&elsewhere, &path).unwrap();
+        assert!(!remove_if_ours(&path, ours));
+        assert!(path.exists());
+        let theirs = identity(&path).unwrap();
+        assert!(remove_if_ours(&path, theirs));
+        assert!(!path.exists());
+        // A regular file is never taken for it.
+        std::fs::write(&path, "x").unwrap();
+        assert_eq!(identity(&path), None);
+        assert!(!remove_if_ours(&path, theirs));
+        assert!(path.exists());
+    }
 
     #[test]
     fn a_new_socket_is_owner_only_and_its_directory_is_made() {

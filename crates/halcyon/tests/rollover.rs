@@ -4,7 +4,7 @@
 //! `tokens.toml`; a reload of credentials others may read refused with its reason and
 //! nothing changed. Throughout: the package keeps its node and its process, no heartbeat is
 //! refused, no node leaves; at the end a node restarted with the new credentials only joins
-//! again.
+//! again (and its clean stop removed its local API socket).
 
 mod common;
 
@@ -197,7 +197,10 @@ fn a_ca_and_key_rollover_and_new_tokens_are_taken_without_a_restart_or_a_failove
 
     // n3 restarted: with the new CA's certificate and the new key only (every peer's old
     // connections gone for it), it joins again.
+    assert!(c.api_socket(3).exists());
     c.stop(3);
+    // A clean stop removes the daemon's local API socket.
+    assert!(!c.api_socket(3).exists(), "the socket outlived the daemon");
     c.start(3);
     c.wait_member(1, "n3", 2, FORM_TIMEOUT);
     // n3's own replica follows the cluster (Raft over TLS with the new certificates).
