@@ -689,6 +689,14 @@ impl LabCluster {
         Ok(at)
     }
 
+    /// SIGHUP to `host`'s daemon: it loads its credentials again (a rollover step).
+    pub fn reload_daemon(&self, host: usize) -> Result<(), LabError> {
+        let process = self
+            .daemon(host)
+            .ok_or_else(|| LabError::Spec(format!("no daemon on h{host}")))?;
+        self.lab.signal(&process, libc::SIGHUP)
+    }
+
     /// SIGSTOP of `host`'s daemon (its services keep running).
     pub fn pause_daemon(&self, host: usize) -> Result<Instant, LabError> {
         let process = self

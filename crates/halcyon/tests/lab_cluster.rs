@@ -1725,3 +1725,85 @@ fn a_returning_follower_costs_no_election_and_leaves_the_package_untouched() {
         "a returning follower forced an election"
     );
 }
+
+/// `halcyon init rollover STEP` on the lab cluster's credentials (`config/pki`, shared by
+/// the hosts as if copied to each).
+fn rollover_step(cluster: &LabCluster, step: &str) {
+    let config = cluster.config_directory();
+    let out = std::process::Command::new(HALCYON)
+        .args(["init", "rollover", step, "-c"])
+        .arg(config)
+        .arg("--dir")
+        .arg(config.join("pki"))
+        .output()
+        .expect("halcyon init rollover");
+    assert!(
+        out.status.success(),
+        "rollover {step}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_credentials_rollover_on_running_hosts_interrupts_nothing() {
+    if !running_as_root_or_skip("a_credentials_rollover") {
+        return;
+    }
+    let cluster = start_cluster(3, true);
+    let holder = holder(&cluster);
+    let coordinator = cluster.coordinator(holder).expect("a coordinator");
+    let checker = start_checker(&cluster);
+    let since = Instant::now();
+    // Each step reloaded host by host, the holder last, a second apart.
+    let mut order: Vec<usize> = cluster.nodes().filter(|h| *h != holder).collect();
+    order.push(holder);
+    for (reloads, step) in ["start", "switch", "finish"].into_iter().enumerate() {
+        rollover_step(&cluster, step);
+        for &host in &order {
+            cluster.reload_daemon(host).expect("SIGHUP");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            cluster
+                .wait_for(&format!("h{host} reloaded {step}"), deadline, || {
+                    let v = cluster.status(host).ok()?;
+                    (v["api_auth"]["credentials"]["reloads"] == reloads as u64 + 1).then_some(())
+                })
+                .expect("the reload shows in status");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    // A follower restarted with the new CA and key only joins again.
+    let follower = order[0];
+    cluster.restart_daemon(follower).expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    cluster
+        .wait_for(&format!("h{follower} back"), deadline, || {
+            let v = cluster.status(holder).ok()?;
+            let back = v["nodes"].as_array()?.iter().any(|n| {
+                n["name"] == format!("h{follower}") && n["member"] == true && n["incarnation"] == 2
+            });
+            back.then_some(())
+        })
+        .expect("the restarted follower is a member again");
+    let report = checker.stop();
+    assert_safe(&cluster, &report);
+    let outages: Vec<_> = report
+        .outages
+        .iter()
+        .filter(|o| o.package == PACKAGE && o.start >= since)
+        .collect();
+    assert!(outages.is_empty(), "web was interrupted: {outages:#?}");
+    assert_eq!(cluster.holder(PACKAGE), Some(holder));
+    for (host, v) in cluster.statuses() {
+        let refused = &v["api_auth"];
+        assert_eq!(refused["raft_refused"], 0, "h{host}: {v:#}");
+        assert_eq!(refused["nodes"], 0, "h{host}: {v:#}");
+        assert_eq!(v["heartbeat_auth"]["forged"], 0, "h{host}: {v:#}");
+        assert_eq!(
+            v["api_auth"]["credentials"]["trusted_cas"], 1,
+            "h{host}: {v:#}"
+        );
+    }
+    println!(
+        "rollover of the CA and heartbeat key on 3 hosts, h{holder} holding web, coordinator h{coordinator}: no outage, every host reloaded 3 times"
+    );
+}
