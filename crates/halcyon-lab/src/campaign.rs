@@ -80,6 +80,9 @@ pub struct CampaignOptions {
     /// Busy threads at normal priority for the whole campaign (`--cpu-load`): the cores
     /// saturated by other work, as a build or a batch job would (0: none).
     pub cpu_load: usize,
+    /// After the faults, this long with none (`--soak-seconds`): every outage in it is a
+    /// false failover, every lapsed lease or new Raft term a fault of the cluster itself.
+    pub soak: Duration,
     pub keep_directory: bool,
 }
 
@@ -99,6 +102,7 @@ impl CampaignOptions {
             heartbeat_profile: None,
             recovery_bound: Duration::from_secs(30),
             cpu_load: 0,
+            soak: Duration::ZERO,
             keep_directory: false,
         }
     }
@@ -415,12 +419,44 @@ pub struct CampaignReport {
     pub guard_violations: u64,
     pub checker_summary: String,
     pub interrupted: bool,
+    /// What the quiet time after the faults showed (none when not asked for).
+    pub soak: Option<Soak>,
+}
+
+/// The quiet time after the faults (`CampaignOptions::soak`).
+#[derive(Debug, Clone)]
+pub struct Soak {
+    pub length: Duration,
+    /// Package outages that began in it: false failovers.
+    pub outages: Vec<Interval>,
+    /// The highest Raft term any node reported at its start and at its end.
+    pub terms: (u64, u64),
+    /// Events the cluster recorded during it (names).
+    pub events: Vec<String>,
+    /// Status samples (each node about once a second) and those in which a member node's
+    /// lease had lapsed (`lease.remaining_ms` 0), with the node.
+    pub samples: u64,
+    pub lapses: Vec<String>,
+    /// Renewal warnings seen (a renewal slower than the timings allow), distinct.
+    pub renewal_warnings: Vec<String>,
+}
+
+impl Soak {
+    /// Nothing happened: no outage, no lapsed lease, no new term, no event.
+    pub fn quiet(&self) -> bool {
+        self.outages.is_empty()
+            && self.lapses.is_empty()
+            && self.terms.0 == self.terms.1
+            && self.events.is_empty()
+    }
 }
 
 impl CampaignReport {
     /// Every invariant held, collateral restarts included.
     pub fn passed(&self) -> bool {
-        self.safe_and_recovered() && self.collateral_restarts.is_empty()
+        self.safe_and_recovered()
+            && self.collateral_restarts.is_empty()
+            && self.soak.as_ref().is_none_or(Soak::quiet)
     }
 
     /// The safety invariants held and every package came back: no double activation, no
@@ -510,6 +546,42 @@ impl fmt::Display for CampaignReport {
                 .map(|((kind, outcome), count)| format!("{kind}: {outcome} {count}"))
                 .collect();
             writeln!(formatter, "storage faults: {}", outcomes.join(", "))?;
+        }
+        if let Some(soak) = &self.soak {
+            writeln!(
+                formatter,
+                "soak after the faults: {:.0} s with none: {} outages (false failovers), {} lapsed leases in {} status samples, Raft term {} -> {}, {} events recorded{}",
+                soak.length.as_secs_f64(),
+                soak.outages.len(),
+                soak.lapses.len(),
+                soak.samples,
+                soak.terms.0,
+                soak.terms.1,
+                soak.events.len(),
+                if soak.quiet() {
+                    " (quiet)"
+                } else {
+                    " (NOT quiet)"
+                }
+            )?;
+            for outage in &soak.outages {
+                writeln!(
+                    formatter,
+                    "  outage of {} at +{:.3} s for {:.1} ms",
+                    outage.package,
+                    outage.offset.as_secs_f64(),
+                    outage.length.as_secs_f64() * 1000.0
+                )?;
+            }
+            for lapse in &soak.lapses {
+                writeln!(formatter, "  lease lapsed: {lapse}")?;
+            }
+            for event in &soak.events {
+                writeln!(formatter, "  event: {event}")?;
+            }
+            for warning in &soak.renewal_warnings {
+                writeln!(formatter, "  renewal warning: {warning}")?;
+            }
         }
         writeln!(
             formatter,
@@ -666,6 +738,11 @@ pub fn run(
     progress: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Result<CampaignReport, LabError> {
+    if options.faults == 0 && options.soak.is_zero() {
+        return Err(LabError::Spec(
+            "nothing to do: no faults and no --soak-seconds".into(),
+        ));
+    }
     if options.hosts < 3 || options.faults > FAULTS_MAX || options.packages == 0 {
         return Err(LabError::Spec(format!(
             "a campaign needs 3 or more hosts, 1 or more packages and at most {FAULTS_MAX} faults"
@@ -800,7 +877,25 @@ pub fn run(
             },
         });
     }
+    let soak_started = Instant::now();
+    let soaked = if options.soak.is_zero() || interrupted {
+        None
+    } else {
+        let (soaked, violations) = soak(&cluster, options.soak, &mut ledger, progress, stop);
+        lost.extend(violations);
+        interrupted |= stop.load(Ordering::SeqCst);
+        Some(soaked)
+    };
     let report = checker.stop();
+    let soaked = soaked.map(|mut soaked| {
+        soaked.outages = report
+            .outages
+            .iter()
+            .filter(|o| report.started + o.offset >= soak_started)
+            .cloned()
+            .collect();
+        soaked
+    });
     let collateral = collateral_restarts(&records, &report.outages);
     let guard_violations = cluster.lab().guard_violations()?;
     cluster.stop_all();
@@ -821,7 +916,97 @@ pub fn run(
         guard_violations,
         checker_summary,
         interrupted,
+        soak: soaked,
     })
+}
+
+/// Interval between two rounds of status samples during a soak.
+const SOAK_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// `length` with no fault: samples every node's status about once a second (lapsed leases,
+/// renewal warnings, terms), checks the ledger, and lists the events recorded meanwhile.
+/// Returns the soak (its outages filled in by the caller from the checker) and the ledger's
+/// violations.
+fn soak(
+    cluster: &LabCluster,
+    length: Duration,
+    ledger: &mut Ledger,
+    progress: &mut dyn Write,
+    stop: &AtomicBool,
+) -> (Soak, Vec<String>) {
+    let _ = writeln!(progress, "soak: {} s with no fault", length.as_secs());
+    let term = |statuses: &[(usize, Value)]| {
+        statuses
+            .iter()
+            .filter_map(|(_, v)| v["quorum"]["term"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let events = |host| cluster.events(host).unwrap_or_default();
+    let first = cluster.nodes().next().expect("a cluster has nodes");
+    let events_before = events(first).len();
+    let statuses = cluster.statuses();
+    let term_before = term(&statuses);
+    let mut violations = ledger.observe(&statuses, true);
+    let mut samples = 0;
+    let mut lapses = Vec::new();
+    let mut renewal_warnings: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut statuses = statuses;
+    while started.elapsed() < length && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(SOAK_SAMPLE_PERIOD);
+        statuses = cluster.statuses();
+        for (host, v) in &statuses {
+            samples += 1;
+            let name = host_label(*host);
+            let member = v["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["name"] == name.as_str() && n["member"] == true);
+            if member && v["lease"]["remaining_ms"] == 0 {
+                lapses.push(format!(
+                    "{name} at +{:.0} s",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            if let Some(warning) = v["lease"]["warning"].as_str()
+                && !renewal_warnings.iter().any(|w| w == warning)
+            {
+                renewal_warnings.push(warning.to_owned());
+            }
+        }
+        violations.extend(ledger.observe(&statuses, true));
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            last_report = Instant::now();
+            let _ = writeln!(
+                progress,
+                "soak: {:.0} s, {} lapsed leases so far",
+                started.elapsed().as_secs_f64(),
+                lapses.len()
+            );
+        }
+    }
+    let recorded = events(first);
+    let soaked = Soak {
+        length: started.elapsed(),
+        outages: Vec::new(),
+        terms: (term_before, term(&statuses)),
+        events: recorded
+            .iter()
+            .skip(events_before)
+            .filter_map(|e| e["event"].as_str().map(str::to_owned))
+            .collect(),
+        samples,
+        lapses,
+        renewal_warnings,
+    };
+    let violations = violations
+        .into_iter()
+        .map(|violation| format!("during the soak: {violation}"))
+        .collect();
+    (soaked, violations)
 }
 
 /// The host a target names now.

@@ -584,7 +584,14 @@ fn short_fault_campaign_keeps_every_invariant() {
     }
     let mut options = short_options(5);
     options.seed = 42;
-    short_campaign(&options);
+    // Then 5 s with no fault: no outage (a false failover) and no lapsed lease.
+    options.soak = Duration::from_secs(5);
+    let report = short_campaign(&options);
+    let soak = report.soak.expect("a soak was asked for");
+    assert!(soak.length >= options.soak, "{soak:?}");
+    assert!(soak.samples >= 5, "{soak:?}");
+    assert!(soak.outages.is_empty(), "false failovers: {soak:?}");
+    assert!(soak.lapses.is_empty(), "lapsed leases: {soak:?}");
     assert!(host_of_node("h1").is_some());
 }
 

@@ -90,6 +90,11 @@ enum Command {
         /// other work), at most 64.
         #[arg(long, default_value_t = 0)]
         cpu_load: usize,
+        /// After the faults, this many seconds with none: any outage is a false failover, a
+        /// lapsed lease or a new Raft term a failure (`--faults 0 --soak-seconds 600`: a
+        /// 10-minute idle run; with `--cpu-load`, under saturated cores).
+        #[arg(long, default_value_t = 0)]
+        soak_seconds: u64,
         /// Keep the lab directory (daemon logs, configuration) afterwards.
         #[arg(long)]
         keep_directory: bool,
@@ -185,6 +190,7 @@ fn run(cli: Cli) -> Result<bool> {
             profile,
             recovery_seconds,
             cpu_load,
+            soak_seconds,
             keep_directory,
         } => {
             let halcyon = match halcyon {
@@ -207,6 +213,7 @@ fn run(cli: Cli) -> Result<bool> {
                 heartbeat_profile: profile,
                 recovery_bound: Duration::from_secs(recovery_seconds),
                 cpu_load,
+                soak: Duration::from_secs(soak_seconds),
                 keep_directory,
             };
             install_signal_handlers();
