@@ -130,6 +130,40 @@ async fn start(
     Ok(node)
 }
 
+/// What a daemon (or the witness) was asked by a signal.
+pub(crate) enum Received {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP: load the credentials again.
+    Reload,
+}
+
+/// The signals a daemon and the witness wait for.
+pub(crate) struct Signals {
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal received.
+    pub(crate) async fn next(&mut self) -> Received {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => Received::Stop,
+            _ = self.term.recv() => Received::Stop,
+            _ = self.hangup.recv() => Received::Reload,
+        }
+    }
+}
+
 /// Runs a daemon until SIGTERM or SIGINT, then halts its packages; SIGHUP reloads its
 /// credentials (`Node::reload_credentials`). When the node's replica
 /// stops on a storage error (a full disk, an I/O error), the node leaves the cluster instead:
@@ -147,16 +181,16 @@ pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> an
         .clone()
         .and_then(|path| local_socket::identity(&path).map(|identity| (path, identity)));
     started(Arc::clone(&node));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut signals = Signals::new()?;
     loop {
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
             why = node.consensus.failed() => return Err(node.leave_on_storage_failure(&why).await),
-            // The outcome is logged and shown by status; a refusal changes nothing.
-            _ = hangup.recv() => drop(node.reload_credentials()),
+            signal = signals.next() => match signal {
+                Received::Stop => break,
+                // The outcome is logged and shown by status; a refusal changes nothing.
+                Received::Reload => drop(node.reload_credentials()),
+            },
         }
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");

@@ -197,15 +197,9 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
     let (stop_tx, stop_rx) = watch::channel(false);
     let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), settings, stop_rx));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            biased;
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            _ = hangup.recv() => reload(&witness, credentials_dir.as_deref()),
-        }
+    let mut signals = crate::Signals::new()?;
+    while let crate::Received::Reload = signals.next().await {
+        reload(&witness, credentials_dir.as_deref());
     }
     let _ = stop_tx.send(true);
     let _ = rescue.await;
