@@ -232,6 +232,51 @@ pub fn read_admin_token(dir: &Path) -> Result<Option<String>, LoadError> {
     Ok(Some(token.to_owned()))
 }
 
+/// The cluster CA certificate at `path` (PEM, as `init` writes `ca.crt`) as DER, for a client
+/// that checks the nodes' certificates with it (the CLI, the test harnesses): an error naming
+/// the file when it is missing, cannot be read or is not a CA certificate.
+pub fn read_ca_certificate(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let pem = read(path, false)?;
+    let der = pem_certificate(&pem).map_err(|p| at(path, p))?;
+    let certificate = parse_certificate(&der).map_err(|p| at(path, p))?;
+    if !certificate.is_ca() {
+        return Err(at(path, Problem::NotCa));
+    }
+    Ok(der)
+}
+
+/// The pin of a certificate's public key: base64 of the SHA-256 of its SubjectPublicKeyInfo
+/// (DER), as browsers take it (Chromium's `--ignore-certificate-errors-spki-list`, curl's
+/// `--pinnedpubkey sha256//PIN`), so that one node certificate can be trusted without the CA.
+pub fn public_key_pin(certificate_der: &[u8]) -> Result<String, Problem> {
+    use sha2::Digest;
+    let certificate = parse_certificate(certificate_der)?;
+    let digest = sha2::Sha256::digest(certificate.public_key().raw);
+    Ok(base64(&digest))
+}
+
+/// Standard base64 with padding (RFC 4648, section 4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The cluster id in a CA certificate (PEM), for `halcyon init node`.
 pub(crate) fn ca_cluster_id(pem: &[u8]) -> Result<u64, String> {
     let der = pem_certificate(pem).map_err(|p| p.to_string())?;
@@ -367,5 +412,24 @@ pub(crate) fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Probl
             "names no cluster (no {CLUSTER_URI_PREFIX}ID subject alternative name): not made by halcyon init"
         ))),
         _ => Err(Problem::ClusterId("names more than one cluster".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_rfc_4648s() {
+        // RFC 4648, section 10.
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), expected, "{input:?}");
+        }
     }
 }
