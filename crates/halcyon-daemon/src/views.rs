@@ -173,6 +173,8 @@ fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
         nodes: count(&refusals.nodes),
         raft_tls: node.raft_tls.is_some(),
         raft_refused: node.raft_tls.as_ref().map_or(0, |t| t.refused()),
+        api_tls: node.raft_tls.is_some(),
+        api_tls_refused: node.raft_tls.as_ref().map_or(0, |t| t.api_refused()),
     }
 }
 

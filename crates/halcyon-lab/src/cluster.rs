@@ -359,6 +359,8 @@ pub struct LabCluster {
     config_directory: PathBuf,
     /// The admin token of the credentials made in `config/pki` (the API needs it).
     admin_token: String,
+    /// HTTPS to the nodes' API with the cluster's CA (`config/pki/ca.crt`).
+    tls: http::Tls,
     daemons: Mutex<Vec<Option<HostProcess>>>,
     announcer: Option<Announcer>,
     // Declared last: dropped after the announcer.
@@ -423,6 +425,8 @@ impl LabCluster {
             .find(|t| t.role == halcyon_pki::Role::Admin)
             .map(|t| t.secret.clone())
             .expect("init makes an admin token");
+        let tls = http::tls_with_ca_file(&config_directory.join("pki").join("ca.crt"))
+            .map_err(|e| LabError::Spec(format!("the cluster's CA: {e}")))?;
         let announcer = if spec.announce_moves {
             Some(Announcer::start(&lab, &spec.packages)?)
         } else {
@@ -438,6 +442,7 @@ impl LabCluster {
             spec,
             config_directory,
             admin_token,
+            tls,
             daemons: Mutex::new(vec![None; hosts + 1]),
             announcer,
             lab,
@@ -466,6 +471,11 @@ impl LabCluster {
     /// The admin token of the cluster's credentials.
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// HTTPS to the nodes' API: their certificates checked with the cluster's CA.
+    pub fn tls(&self) -> &http::Tls {
+        &self.tls
     }
 
     pub fn config_directory(&self) -> &Path {
@@ -724,8 +734,9 @@ impl LabCluster {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let path = path.to_string();
         let token = self.admin_token.clone();
+        let tls = self.tls.clone();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            get_json(address, &path, &token, API_TIMEOUT)
+            get_json(&tls, address, &path, &token, API_TIMEOUT)
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -737,8 +748,17 @@ impl LabCluster {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let (path, body) = (path.to_string(), body.to_string());
         let token = self.admin_token.clone();
+        let tls = self.tls.clone();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            request_json(address, "POST", &path, &token, Some(&body), API_TIMEOUT)
+            request_json(
+                &tls,
+                address,
+                "POST",
+                &path,
+                &token,
+                Some(&body),
+                API_TIMEOUT,
+            )
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -756,15 +776,24 @@ impl LabCluster {
     ) -> Result<usize, LabError> {
         let address = SocketAddrV4::new(names::host_address(to, 1), self.spec.port + 2);
         let token = self.admin_token.clone();
+        let tls = self.tls.clone();
         crate::netns::in_namespace(self.lab.namespace_path(from), move || {
             // Threads started here are in the namespace too (they inherit this thread's).
             std::thread::scope(|scope| {
                 let requests: Vec<_> = (0..requests)
                     .map(|_| {
-                        let token = &token;
+                        let (token, tls) = (&token, &tls);
                         scope.spawn(move || {
                             matches!(
-                                request_json(address, "GET", "/v1/status", token, None, timeout),
+                                request_json(
+                                    tls,
+                                    address,
+                                    "GET",
+                                    "/v1/status",
+                                    token,
+                                    None,
+                                    timeout
+                                ),
                                 Ok((200, _))
                             )
                         })
@@ -947,16 +976,18 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
 
 /// GET of `path`, the body parsed as JSON (any status: errors are JSON too).
 fn get_json(
+    tls: &http::Tls,
     address: SocketAddrV4,
     path: &str,
     token: &str,
     timeout: Duration,
 ) -> std::io::Result<Value> {
-    request_json(address, "GET", path, token, None, timeout).map(|(_, value)| value)
+    request_json(tls, address, "GET", path, token, None, timeout).map(|(_, value)| value)
 }
 
 /// A request with an optional JSON body; the status code and the body parsed as JSON.
 fn request_json(
+    tls: &http::Tls,
     address: SocketAddrV4,
     method: &str,
     path: &str,
@@ -964,8 +995,16 @@ fn request_json(
     body: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<(u16, Value)> {
-    let response = http::request_as(address.into(), method, path, Some(token), body, timeout)
-        .map_err(std::io::Error::other)?;
+    let response = http::request_tls(
+        Some(tls),
+        address.into(),
+        method,
+        path,
+        Some(token),
+        body,
+        timeout,
+    )
+    .map_err(std::io::Error::other)?;
     let value = serde_json::from_str(&response.body)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
     Ok((response.status, value))
