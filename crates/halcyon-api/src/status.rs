@@ -93,6 +93,14 @@ pub struct ApiAuth {
     /// Raft connections refused (no or another CA's certificate, a name of no node).
     #[serde(default)]
     pub raft_refused: u64,
+    /// The API is served over TLS (the internal API over mutual TLS) with the node
+    /// certificate.
+    #[serde(default)]
+    pub api_tls: bool,
+    /// API connections refused at the TLS handshake (plain HTTP, a certificate of another CA
+    /// or expired; on the internal API also none, or one naming no node).
+    #[serde(default)]
+    pub api_tls_refused: u64,
     /// The credentials in use (none when the node runs `--insecure`).
     #[serde(default)]
     pub credentials: Option<CredentialsState>,

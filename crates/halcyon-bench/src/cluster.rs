@@ -165,7 +165,8 @@ impl Cluster {
             .zip(&self.killed)
             .filter(|(_, killed)| !**killed)
             .find_map(|(d, _)| {
-                let r = http::request_as(
+                let r = http::request_tls(
+                    self.inner.tls(),
                     self.api_addr(d),
                     "GET",
                     path,
@@ -180,7 +181,8 @@ impl Cluster {
 
     /// `/v1/status` from the given daemon.
     pub fn status_of(&self, d: &Daemon) -> Option<Value> {
-        let r = http::request_as(
+        let r = http::request_tls(
+            self.inner.tls(),
             self.api_addr(d),
             "GET",
             "/v1/status",

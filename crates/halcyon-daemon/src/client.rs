@@ -1,9 +1,11 @@
 //! A minimal HTTP/1.1 client for the daemon's own API (node to node, and the CLI): one request
-//! per connection, bounded in time and size. Enough for JSON over loopback or a LAN; TLS comes
-//! with the security issue.
+//! per connection, bounded in time and size. Enough for JSON over loopback or a LAN. Over TLS:
+//! nodes through their network (`platform::TlsNetwork`), the CLI with [`request_tls`] and a
+//! [`Tls`] that checks the nodes' certificates with the cluster CA.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -74,6 +76,71 @@ pub async fn request_with(
     .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
 }
 
+/// A client's TLS settings for the API (the CLI's, and the test harnesses'): the nodes'
+/// certificates are checked against the cluster CA and the address dialled; no client
+/// certificate (the client has a token). One value per process, so its session cache serves
+/// every connection.
+pub type Tls = Arc<rustls::ClientConfig>;
+
+/// [`Tls`] with `cas_der` (the cluster CA certificates, DER: `halcyon_pki::read_ca_certificates`;
+/// two during a CA rollover) as the only roots.
+pub fn tls_with_ca(cas_der: Vec<Vec<u8>>) -> Result<Tls, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca_der in cas_der {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(ca_der))
+            .map_err(|e| format!("the CA certificate: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// [`request_with`] over TLS with `tls` (the CLI's: see [`Tls`]). A server whose certificate
+/// is not of the cluster CA, or not for the address dialled, is refused before anything is
+/// sent; so is a server that does not speak TLS.
+pub async fn request_tls(
+    tls: &Tls,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
+    timeout(limit, async {
+        let stream = crate::raft_tls::connect_api(tls, addr)
+            .await
+            .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?;
+        exchange(stream, &addr.to_string(), method, path, headers, body)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))
+    })
+    .await
+    .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+}
+
+/// Why a TLS connection failed, for a person: a certificate not of the cluster CA, a server
+/// in the clear, or the error as it is.
+pub fn tls_failure(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "TLS refused: the server's certificate is not one of the cluster CA for this \
+             address ({why:?})"
+        ),
+        Some(rustls::Error::InvalidMessage(why)) => format!(
+            "TLS refused: the server does not speak TLS ({why:?}); a node started --insecure \
+             is reached with --insecure"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// One request to the daemon's local socket at `socket` (`local_socket`: no token, the
 /// daemon checks who the client is).
 pub async fn request_local(
@@ -134,11 +201,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    let mut limited = (&mut stream).take(RESPONSE_MAX_BYTES as u64);
-    limited
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 16 * 1024];
+    while raw.len() < RESPONSE_MAX_BYTES {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n.min(RESPONSE_MAX_BYTES - raw.len())]),
+            // A TLS server that closed without its close_notify: the end, as in the clear
+            // (the answer is still parsed whole).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     parse_response(&raw)
 }
 
@@ -257,26 +330,30 @@ async fn read_head(
 
 /// Opens `GET path` as an event stream at `addr` with the API `token`, resuming after
 /// `last_event_id`; `idle` bounds every wait (the connection, the answer's head, each read).
+/// Over TLS with `tls` (see [`Tls`]); in the clear without (a node started `--insecure`).
 pub async fn event_stream(
     addr: SocketAddr,
+    tls: Option<&Tls>,
     path: &str,
     token: Option<&str>,
     last_event_id: Option<u64>,
     idle: Duration,
 ) -> Result<EventStream, String> {
-    let stream = timeout(idle, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    open_stream(
-        Box::pin(stream),
-        addr.to_string(),
-        path,
-        token,
-        last_event_id,
-        idle,
-    )
-    .await
+    let stream: std::pin::Pin<Box<dyn crate::platform::Stream>> = match tls {
+        Some(tls) => Box::pin(
+            timeout(idle, crate::raft_tls::connect_api(tls, addr))
+                .await
+                .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+                .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?,
+        ),
+        None => Box::pin(
+            timeout(idle, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+                .map_err(|e| format!("{addr}: {e}"))?,
+        ),
+    };
+    open_stream(stream, addr.to_string(), path, token, last_event_id, idle).await
 }
 
 /// [`event_stream`] on the daemon's local socket at `socket` (no token).
@@ -373,10 +450,15 @@ impl EventStream {
     async fn fill(&mut self) -> Result<bool, String> {
         let addr = &self.addr;
         let mut buf = [0u8; 16384];
-        let n = timeout(self.idle, self.stream.read(&mut buf))
+        let n = match timeout(self.idle, self.stream.read(&mut buf))
             .await
             .map_err(|_| format!("{addr}: nothing received for {:?}", self.idle))?
-            .map_err(|e| format!("{addr}: {e}"))?;
+        {
+            Ok(n) => n,
+            // A TLS server that closed without its close_notify: the end, as in the clear.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("{addr}: {e}")),
+        };
         self.raw.extend_from_slice(&buf[..n]);
         Ok(n > 0)
     }

@@ -334,6 +334,7 @@ fn heartbeats_and_refusals(
             (labels([("reason", "role")]), api.forbidden),
             (labels([("reason", "node_signature")]), api.nodes),
             (labels([("reason", "raft_tls")]), api.raft_refused),
+            (labels([("reason", "api_tls")]), api.api_tls_refused),
         ],
     );
 }

@@ -129,6 +129,14 @@ pub trait Network: Send + Sync {
         timings: RaftTimings,
         tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>>;
+    /// This network with the node's TLS on the API (a node with credentials): the public
+    /// API served over TLS, the internal API over mutual TLS, and connections to peers' APIs
+    /// over TLS with the node's certificate. `None`: this network has no TLS (the
+    /// simulator's, whose nodes run without credentials).
+    fn with_tls(&self, tls: Arc<crate::raft_tls::RaftTls>) -> Option<Arc<dyn Network>> {
+        let _ = tls;
+        None
+    }
 }
 
 /// A connection's peer address, for handlers and middleware (`ConnectInfo<PeerAddr>`: the
@@ -191,7 +199,8 @@ fn spawn_local_api_server(listener: tokio::net::UnixListener, router: axum::Rout
     });
 }
 
-/// TCP through tokio.
+/// TCP through tokio, in the clear (a node started `--insecure`; [`Network::with_tls`] gives
+/// its TLS form, [`TlsNetwork`]).
 pub struct TcpNetwork;
 
 impl Network for TcpNetwork {
@@ -207,67 +216,16 @@ impl Network for TcpNetwork {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            for addr in addrs {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("internal API: cannot listen on {addr}: {e}"))?;
-                spawn_api_server(listener, router.clone());
-            }
-            Ok(())
-        })
+        Box::pin(serve_internal_on(router, addrs, None))
     }
 
-    /// Serves the API on a runtime of its own, on its own thread (`halcyon-api`): requests,
-    /// however many, are handled there, and the node's runtime — consensus, leases, the
-    /// coordinator — keeps its threads (issue 15, finding 5). Handlers still call into the
-    /// node; what they await (a commit, a lease grant's quorum check) runs where it is.
-    /// The local socket is served there too, with the same router: its clients are told
-    /// apart by their connection's information ([`LocalPeer`] instead of [`PeerAddr`]).
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
         local: Option<PathBuf>,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            let mut listeners = Vec::new();
-            for addr in addrs {
-                let listener = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-                listeners.push(listener);
-            }
-            let local = match local {
-                Some(path) => Some(crate::local_socket::bind(&path)?),
-                None => None,
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| anyhow::anyhow!("API: cannot build its runtime: {e}"))?;
-            std::thread::Builder::new()
-                .name("halcyon-api".into())
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        for listener in listeners {
-                            match tokio::net::TcpListener::from_std(listener) {
-                                Ok(l) => spawn_api_server(l, router.clone()),
-                                Err(e) => tracing::error!("API: {e}"),
-                            }
-                        }
-                        if let Some(listener) = local {
-                            match tokio::net::UnixListener::from_std(listener) {
-                                Ok(l) => spawn_local_api_server(l, router),
-                                Err(e) => tracing::error!("API socket: {e}"),
-                            }
-                        }
-                        std::future::pending::<()>().await
-                    })
-                })
-                .map_err(|e| anyhow::anyhow!("API: cannot start its thread: {e}"))?;
-            Ok(())
-        })
+        Box::pin(serve_api_on_thread(router, addrs, local, None))
     }
 
     fn open_consensus(
@@ -280,16 +238,166 @@ impl Network for TcpNetwork {
         timings: RaftTimings,
         tls: Option<Arc<crate::raft_tls::RaftTls>>,
     ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
-        let db_path = db_path.to_owned();
+        open_consensus_on_tcp(cluster, id, addrs, db_path, app, timings, tls)
+    }
+
+    fn with_tls(&self, tls: Arc<crate::raft_tls::RaftTls>) -> Option<Arc<dyn Network>> {
+        Some(Arc::new(TlsNetwork { tls }))
+    }
+}
+
+/// TCP through tokio with the node's TLS (`raft_tls`): the public API over TLS, the internal
+/// API over mutual TLS, and connections to the other nodes' APIs (and the witness's) over TLS
+/// with the node's certificate, checked against the cluster CA and the address dialled. The
+/// unix socket stays plain (local, and its clients' credentials are checked).
+pub struct TlsNetwork {
+    tls: Arc<crate::raft_tls::RaftTls>,
+}
+
+impl Network for TlsNetwork {
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>> {
         Box::pin(async move {
-            match tls {
-                Some(tls) => {
-                    crate::raft_tls::open(&tls, cluster, id, addrs, &db_path, app, timings).await
-                }
-                None => Consensus::open(cluster, id, addrs, &db_path, app, timings).await,
-            }
+            let stream = crate::raft_tls::connect_api(&self.tls.api_client(), addr).await?;
+            Ok(Box::pin(stream) as Pin<Box<dyn Stream>>)
         })
     }
+
+    fn serve_internal(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(serve_internal_on(
+            router,
+            addrs,
+            Some(Arc::clone(&self.tls)),
+        ))
+    }
+
+    fn serve_api(
+        &self,
+        router: axum::Router,
+        addrs: Vec<SocketAddr>,
+        local: Option<PathBuf>,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(serve_api_on_thread(
+            router,
+            addrs,
+            local,
+            Some(Arc::clone(&self.tls)),
+        ))
+    }
+
+    fn open_consensus(
+        &self,
+        cluster: ClusterId,
+        id: NodeId,
+        addrs: NodeAddrs,
+        db_path: &Path,
+        app: NodeApplication,
+        timings: RaftTimings,
+        tls: Option<Arc<crate::raft_tls::RaftTls>>,
+    ) -> BoxFuture<'static, Result<Consensus, OpenError>> {
+        open_consensus_on_tcp(cluster, id, addrs, db_path, app, timings, tls)
+    }
+
+    fn with_tls(&self, tls: Arc<crate::raft_tls::RaftTls>) -> Option<Arc<dyn Network>> {
+        Some(Arc::new(TlsNetwork { tls }))
+    }
+}
+
+/// Serves the internal API `router` on every address on the node's runtime; over mutual TLS
+/// when `tls` is given.
+async fn serve_internal_on(
+    router: axum::Router,
+    addrs: Vec<SocketAddr>,
+    tls: Option<Arc<crate::raft_tls::RaftTls>>,
+) -> anyhow::Result<()> {
+    for addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("internal API: cannot listen on {addr}: {e}"))?;
+        match &tls {
+            Some(tls) => spawn_api_server(tls.internal_listener(listener), router.clone()),
+            None => spawn_api_server(listener, router.clone()),
+        }
+    }
+    Ok(())
+}
+
+/// Serves the API on a runtime of its own, on its own thread (`halcyon-api`): requests,
+/// however many, are handled there, and the node's runtime — consensus, leases, the
+/// coordinator — keeps its threads (issue 15, finding 5). Handlers still call into the
+/// node; what they await (a commit, a lease grant's quorum check) runs where it is.
+/// The local socket is served there too, with the same router: its clients are told
+/// apart by their connection's information ([`LocalPeer`] instead of [`PeerAddr`]). The TCP
+/// addresses over TLS when `tls` is given; the local socket always in the clear.
+async fn serve_api_on_thread(
+    router: axum::Router,
+    addrs: Vec<SocketAddr>,
+    local: Option<PathBuf>,
+    tls: Option<Arc<crate::raft_tls::RaftTls>>,
+) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
+        listeners.push(listener);
+    }
+    let local = match local {
+        Some(path) => Some(crate::local_socket::bind(&path)?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("API: cannot build its runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("halcyon-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                for listener in listeners {
+                    match (tokio::net::TcpListener::from_std(listener), &tls) {
+                        (Ok(l), Some(tls)) => {
+                            spawn_api_server(tls.public_listener(l), router.clone())
+                        }
+                        (Ok(l), None) => spawn_api_server(l, router.clone()),
+                        (Err(e), _) => tracing::error!("API: {e}"),
+                    }
+                }
+                if let Some(listener) = local {
+                    match tokio::net::UnixListener::from_std(listener) {
+                        Ok(l) => spawn_local_api_server(l, router),
+                        Err(e) => tracing::error!("API socket: {e}"),
+                    }
+                }
+                std::future::pending::<()>().await
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("API: cannot start its thread: {e}"))?;
+    Ok(())
+}
+
+/// Opens consensus on TCP: over mutual TLS when `tls` is given.
+fn open_consensus_on_tcp(
+    cluster: ClusterId,
+    id: NodeId,
+    addrs: NodeAddrs,
+    db_path: &Path,
+    app: NodeApplication,
+    timings: RaftTimings,
+    tls: Option<Arc<crate::raft_tls::RaftTls>>,
+) -> BoxFuture<'static, Result<Consensus, OpenError>> {
+    let db_path = db_path.to_owned();
+    Box::pin(async move {
+        match tls {
+            Some(tls) => {
+                crate::raft_tls::open(&tls, cluster, id, addrs, &db_path, app, timings).await
+            }
+            None => Consensus::open(cluster, id, addrs, &db_path, app, timings).await,
+        }
+    })
 }
 
 /// The state machine as consensus runs it: the replica, the only writer of the node's

@@ -1,13 +1,21 @@
-//! Mutual TLS on the Raft port (`port + 1`), with the node certificates of `halcyon init`.
+//! The node's TLS, with the node certificates of `halcyon init`: mutual TLS on the Raft port
+//! (`port + 1`) and on the internal API (`port + 3`: lease renewals, forwarded commits), TLS on
+//! the public API (`port + 2`), and the client side of all three.
 //!
-//! Both ends present their node certificate. A peer is accepted only when its certificate
-//! chains to the cluster CA (rustls' WebPKI verifiers, the CA as the only root) and, on the
-//! server side, names a configured node of this cluster (a DNS subject alternative name);
-//! the client checks the server's certificate against the address it dialled (node
-//! certificates carry every address of their node). Nothing of a refused connection reaches
-//! the Raft frame decoder. Refusals are counted ([`RaftTls::refused`]) and logged at most
-//! once per [`REFUSAL_LOG_INTERVAL`]. Connections stay open in the consensus transport's
-//! pool: one handshake per connection, not per request.
+//! On the mutual ports both ends present their node certificate. A peer is accepted only
+//! when its certificate chains to the cluster CA (rustls' WebPKI verifiers, the CA as the only
+//! root) and, on the server side, names a configured node of this cluster (a DNS subject
+//! alternative name); the client checks the server's certificate against the address it
+//! dialled (node certificates carry every address of their node). Nothing of a refused
+//! connection reaches the Raft frame decoder or the HTTP parser. On the public API a client
+//! certificate is optional (administrators have tokens; nodes present theirs, which must then
+//! be of the cluster CA). Refusals are counted ([`RaftTls::refused`] for Raft,
+//! [`RaftTls::api_refused`] for the API ports) and logged at most once per
+//! [`REFUSAL_LOG_INTERVAL`]. Raft connections stay open in the consensus transport's pool: one
+//! handshake per connection, not per request. The API client keeps the servers' TLS 1.3
+//! session tickets ([`RaftTls::api_client`]: one `ClientConfig`, so one session cache, for
+//! every API connection), so a lease renewal, one request per connection, resumes a session
+//! instead of verifying certificates again.
 //!
 //! Handshakes of accepted connections run concurrently, each within [`HANDSHAKE_TIMEOUT`],
 //! at most [`HANDSHAKES_MAX`] at once (more are closed at accept), so a slow or silent
@@ -38,27 +46,80 @@ pub const HANDSHAKES_MAX: usize = 64;
 /// At most one refusal is logged per this interval.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Configurations built by [`RaftTls::prepare`], not yet in use.
-pub struct PreparedTls(Arc<Configs>);
+/// What a kind of listener refused: counted, and logged at most once per
+/// [`REFUSAL_LOG_INTERVAL`] with the number refused so far.
+#[derive(Clone, Default)]
+struct Refusals {
+    count: Arc<AtomicU64>,
+    last_log: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Refusals {
+    fn refuse(&self, what: &str, local: Option<SocketAddr>, peer: SocketAddr, why: &str) {
+        let refused = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().expect(POISONED);
+        let now = Instant::now();
+        if last.is_none_or(|l| now.duration_since(l) >= REFUSAL_LOG_INTERVAL) {
+            *last = Some(now);
+            tracing::warn!(?local, %peer, refused, "{what} connection refused: {why}");
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
 
 /// The TLS configurations of one version of a node's credentials.
 struct Configs {
     client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
+    /// The API client's (node to node): a session cache of its own, apart from Raft's.
+    api_client: Arc<ClientConfig>,
+    /// The internal API's: a client certificate of the cluster CA required, as on Raft.
+    internal_server: Arc<ServerConfig>,
+    /// The public API's: a client certificate optional (of the cluster CA when given).
+    public_server: Arc<ServerConfig>,
 }
 
-/// Shared by the node's listeners and transport: each new connection takes the
-/// configurations in force when it begins; [`RaftTls::reload`] replaces them (connections
+/// Which server configuration a listener takes for each handshake.
+#[derive(Clone, Copy)]
+enum Port {
+    Raft,
+    Internal,
+    Public,
+}
+
+impl Configs {
+    fn server(&self, port: Port) -> Arc<ServerConfig> {
+        Arc::clone(match port {
+            Port::Raft => &self.server,
+            Port::Internal => &self.internal_server,
+            Port::Public => &self.public_server,
+        })
+    }
+}
+
+/// Shared by the node's listeners, transport and API client: each new connection takes the
+/// configurations in force when it begins; [`RaftTls::install`] replaces them (connections
 /// already made keep theirs).
 type SharedConfigs = Arc<std::sync::RwLock<Arc<Configs>>>;
 
-/// The node's TLS settings for Raft, from its credentials (replaced at a reload).
+fn current(configs: &SharedConfigs) -> Arc<Configs> {
+    Arc::clone(&configs.read().expect(POISONED))
+}
+
+/// Configurations built by [`RaftTls::prepare`], not yet in use.
+pub struct PreparedTls(Arc<Configs>);
+
+/// The node's TLS settings for Raft and the API, from its credentials (replaced at a
+/// reload of the credentials).
 pub struct RaftTls {
     configs: SharedConfigs,
     /// The names a peer's certificate may carry: the configured nodes and the witness.
     nodes: Arc<BTreeSet<String>>,
-    refused: Arc<AtomicU64>,
-    last_log: Arc<Mutex<Option<Instant>>>,
+    refused: Refusals,
+    api_refused: Refusals,
 }
 
 impl RaftTls {
@@ -68,8 +129,8 @@ impl RaftTls {
         Ok(RaftTls {
             configs: Arc::new(std::sync::RwLock::new(Arc::new(Configs::new(credentials)?))),
             nodes: Arc::new(nodes),
-            refused: Arc::default(),
-            last_log: Arc::default(),
+            refused: Refusals::default(),
+            api_refused: Refusals::default(),
         })
     }
 
@@ -84,9 +145,25 @@ impl RaftTls {
         *self.configs.write().expect(POISONED) = prepared.0;
     }
 
-    /// Connections refused since start (handshake failed, or a certificate naming no node).
+    /// Raft connections refused since start (handshake failed, or a certificate naming no
+    /// node).
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.get()
+    }
+
+    /// API connections (public and internal) refused since start: the TLS handshake failed
+    /// (a client speaking plain HTTP, a certificate of another CA or expired), or, on the
+    /// internal API, no certificate or one naming no node.
+    pub fn api_refused(&self) -> u64 {
+        self.api_refused.get()
+    }
+
+    /// The client settings for the API of other nodes (and the witness): the node's
+    /// certificate as client certificate, servers checked against the cluster CA and the
+    /// address dialled. Always the same `ClientConfig`, whose session cache lets the next
+    /// connection to a server resume.
+    pub fn api_client(&self) -> Arc<ClientConfig> {
+        Arc::clone(&current(&self.configs).api_client)
     }
 
     /// The transport for outgoing Raft connections.
@@ -101,11 +178,39 @@ impl RaftTls {
         TlsListener {
             tcp,
             configs: Arc::clone(&self.configs),
-            nodes: Arc::clone(&self.nodes),
-            refused: Arc::clone(&self.refused),
-            last_log: Arc::clone(&self.last_log),
+            port: Port::Raft,
+            nodes: Some(Arc::clone(&self.nodes)),
+            what: "Raft",
+            refusals: self.refused.clone(),
             handshakes: JoinSet::new(),
         }
+    }
+
+    /// A listener for the internal API on `tcp`: only nodes of the cluster come out of it.
+    pub fn internal_listener(&self, tcp: TcpListener) -> ApiListener {
+        ApiListener(TlsListener {
+            tcp,
+            configs: Arc::clone(&self.configs),
+            port: Port::Internal,
+            nodes: Some(Arc::clone(&self.nodes)),
+            what: "internal API",
+            refusals: self.api_refused.clone(),
+            handshakes: JoinSet::new(),
+        })
+    }
+
+    /// A listener for the public API on `tcp`: any client that completes the handshake
+    /// (tokens and node signatures are checked by the API's middleware).
+    pub fn public_listener(&self, tcp: TcpListener) -> ApiListener {
+        ApiListener(TlsListener {
+            tcp,
+            configs: Arc::clone(&self.configs),
+            port: Port::Public,
+            nodes: None,
+            what: "API",
+            refusals: self.api_refused.clone(),
+            handshakes: JoinSet::new(),
+        })
     }
 }
 
@@ -144,7 +249,7 @@ pub async fn open<A: halcyon_consensus::Application>(
 
 impl Configs {
     /// The client and server configurations of `credentials`: this node's certificate, every
-    /// trusted CA as a root.
+    /// trusted CA (two during a CA rollover) as a root.
     fn new(credentials: &Credentials) -> Result<Configs, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
@@ -156,30 +261,41 @@ impl Configs {
         let roots = Arc::new(roots);
         let chain = vec![CertificateDer::from(credentials.certificate_der.clone())];
         let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(credentials.key_der.clone()));
-        let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(Arc::clone(&roots))
-            .with_client_auth_cert(chain.clone(), key())
-            .map_err(|e| format!("the node certificate and key: {e}"))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+        let client = || {
+            ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(Arc::clone(&roots))
+                .with_client_auth_cert(chain.clone(), key())
+                .map_err(|e| format!("the node certificate and key: {e}"))
+        };
+        let server = |optional: bool| {
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::clone(&roots),
+                Arc::clone(&provider),
+            );
+            let verifier = if optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            }
             .build()
             .map_err(|e| format!("the client verifier: {e}"))?;
-        let server = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key())
-            .map_err(|e| format!("the node certificate and key: {e}"))?;
+            ServerConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain.clone(), key())
+                .map_err(|e| format!("the node certificate and key: {e}"))
+        };
         Ok(Configs {
-            client: Arc::new(client),
-            server: Arc::new(server),
+            client: Arc::new(client()?),
+            server: Arc::new(server(false)?),
+            api_client: Arc::new(client()?),
+            internal_server: Arc::new(server(false)?),
+            public_server: Arc::new(server(true)?),
         })
     }
-}
-
-fn current(configs: &SharedConfigs) -> Arc<Configs> {
-    Arc::clone(&configs.read().expect(POISONED))
 }
 
 /// Outgoing Raft connections over TLS.
@@ -200,23 +316,28 @@ impl halcyon_consensus::Transport for TlsTransport {
     }
 }
 
-/// Incoming Raft connections over TLS: only peers with a certificate of the cluster CA
-/// naming a configured node come out of `accept`.
+/// Incoming connections over TLS: only peers that completed the handshake (and, on the
+/// mutual ports, whose certificate names a configured node) come out of `accept`.
 pub struct TlsListener {
     tcp: TcpListener,
+    /// The configurations in force (read at each handshake) and which server's this is.
     configs: SharedConfigs,
-    nodes: Arc<BTreeSet<String>>,
-    refused: Arc<AtomicU64>,
-    last_log: Arc<Mutex<Option<Instant>>>,
+    port: Port,
+    /// The names one of which a client's certificate must carry; `None`: no certificate
+    /// needed (the public API).
+    nodes: Option<Arc<BTreeSet<String>>>,
+    /// What it serves, in the log.
+    what: &'static str,
+    refusals: Refusals,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
 }
 
 impl TlsListener {
     fn handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
-        let acceptor = TlsAcceptor::from(Arc::clone(&current(&self.configs).server));
-        let nodes = Arc::clone(&self.nodes);
-        let refused = Arc::clone(&self.refused);
-        let last_log = Arc::clone(&self.last_log);
+        let acceptor = TlsAcceptor::from(current(&self.configs).server(self.port));
+        let nodes = self.nodes.clone();
+        let refusals = self.refusals.clone();
+        let what = self.what;
         let local = self.tcp.local_addr().ok();
         self.handshakes.spawn(async move {
             let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -224,11 +345,14 @@ impl TlsListener {
                 // The peer went away before the handshake ended (a pre-vote round that ended
                 // before this node answered aborts its call): nothing was refused.
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    tracing::debug!(?local, %peer, "Raft connection closed by the peer during the TLS handshake");
+                    tracing::debug!(?local, %peer, "{what} connection closed by the peer during the TLS handshake");
                     return None;
                 }
                 Ok(Err(e)) => format!("TLS handshake failed: {e}"),
                 Ok(Ok(tls)) => {
+                    let Some(nodes) = nodes else {
+                        return Some((TlsStream::Server(tls), peer));
+                    };
                     let names = tls
                         .get_ref()
                         .1
@@ -242,27 +366,13 @@ impl TlsListener {
                     format!("its certificate names no node of this cluster ({names:?})")
                 }
             };
-            refused.fetch_add(1, Ordering::Relaxed);
-            let mut last = last_log.lock().expect(POISONED);
-            let now = Instant::now();
-            if last.is_none_or(|l| now.duration_since(l) >= REFUSAL_LOG_INTERVAL) {
-                *last = Some(now);
-                tracing::warn!(
-                    ?local,
-                    %peer,
-                    refused = refused.load(Ordering::Relaxed),
-                    "Raft connection refused: {why}"
-                );
-            }
+            refusals.refuse(what, local, peer, &why);
             None
         });
     }
-}
 
-impl halcyon_consensus::Listener for TlsListener {
-    type Stream = TlsStream<TcpStream>;
-
-    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+    /// The next connection whose handshake succeeded (see [`TlsListener`]).
+    async fn next(&mut self) -> io::Result<(TlsStream<TcpStream>, SocketAddr)> {
         loop {
             tokio::select! {
                 biased;
@@ -274,7 +384,12 @@ impl halcyon_consensus::Listener for TlsListener {
                 accepted = self.tcp.accept() => {
                     let (tcp, peer) = accepted?;
                     if self.handshakes.len() >= HANDSHAKES_MAX {
-                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        self.refusals.refuse(
+                            self.what,
+                            self.tcp.local_addr().ok(),
+                            peer,
+                            &format!("{HANDSHAKES_MAX} TLS handshakes in progress"),
+                        );
                         continue;
                     }
                     let _ = tcp.set_nodelay(true);
@@ -283,10 +398,58 @@ impl halcyon_consensus::Listener for TlsListener {
             }
         }
     }
+}
+
+impl halcyon_consensus::Listener for TlsListener {
+    type Stream = TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        self.next().await
+    }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+}
+
+/// An API port over TLS, for axum (`platform::spawn_api_server`): connections come out once
+/// their handshake succeeded, so a refused client never reaches the HTTP parser.
+pub struct ApiListener(TlsListener);
+
+impl axum::serve::Listener for ApiListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.next().await {
+                Ok(accepted) => return accepted,
+                // Out of file descriptors and the like: as axum's own TCP listener does.
+                Err(e) => {
+                    tracing::error!(what = self.0.what, "accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.tcp.local_addr()
+    }
+}
+
+/// Opens a TLS connection to the API at `addr` with `config`, checking the server's
+/// certificate against the address dialled.
+pub async fn connect_api(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
 }
 
 #[cfg(test)]

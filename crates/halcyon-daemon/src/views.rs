@@ -174,6 +174,8 @@ fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
         raft_tls: node.raft_tls.is_some(),
         raft_refused: node.raft_tls.as_ref().map_or(0, |t| t.refused()),
         credentials: node.credentials_state(),
+        api_tls: node.raft_tls.is_some(),
+        api_tls_refused: node.raft_tls.as_ref().map_or(0, |t| t.api_refused()),
     }
 }
 

@@ -3,7 +3,8 @@
 //! The witness is configured in `[quorum.witness]` (name, number, address). It opens the
 //! replicated log like a node (same state machine, so snapshots from the leader restore on it)
 //! and votes, but runs no heartbeats, no coordinator, no executor and no packages. It serves a
-//! small API at `address:port + 2`: `GET /v1/status` (its view: term, leader, voters, last
+//! small API at `address:port + 2` (over TLS with its certificate when it has credentials, as
+//! a node's): `GET /v1/status` (its view: term, leader, voters, last
 //! applied) and refusals for the node-to-node endpoints, so that a node never mistakes it for
 //! a coordinator. Every request passes `auth::public` like a node's: a token (the read-only
 //! one reads the status) or a node's signature (the nodes' status requests are signed).
@@ -356,6 +357,7 @@ async fn serve(
     addr: std::net::SocketAddr,
     _test_faults: bool,
 ) -> anyhow::Result<()> {
+    let tls = witness.raft_tls.clone();
     let app = Router::new()
         .route(
             "/v1/status",
@@ -400,6 +402,10 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("witness API: cannot listen on {addr}: {e}"))?;
-    crate::platform::spawn_api_server(listener, app);
+    // Over TLS with the witness's certificate when it has credentials, as a node's API.
+    match &tls {
+        Some(tls) => crate::platform::spawn_api_server(tls.public_listener(listener), app),
+        None => crate::platform::spawn_api_server(listener, app),
+    }
     Ok(())
 }

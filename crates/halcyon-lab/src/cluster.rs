@@ -364,6 +364,10 @@ pub struct LabCluster {
     /// The admin token of the credentials made in `config/pki` (the API needs it; empty
     /// when the cluster runs insecure).
     admin_token: String,
+    /// HTTPS to the nodes' API with the cluster's CA (`config/pki/ca.crt`).
+    /// HTTPS to the nodes' API with the cluster's CA (`config/pki/ca.crt`); `None` when the
+    /// cluster runs insecure (plain HTTP). Read again by [`LabCluster::refresh_tls`].
+    tls: Mutex<Option<http::Tls>>,
     daemons: Mutex<Vec<Option<HostProcess>>>,
     announcer: Option<Announcer>,
     // Declared last: dropped after the announcer.
@@ -432,6 +436,7 @@ impl LabCluster {
                 .map(|t| t.secret.clone())
                 .expect("init makes an admin token")
         };
+        let tls = Mutex::new(client_tls(&config_directory, spec.insecure)?);
         let announcer = if spec.announce_moves {
             Some(Announcer::start(&lab, &spec.packages)?)
         } else {
@@ -447,6 +452,7 @@ impl LabCluster {
             spec,
             config_directory,
             admin_token,
+            tls,
             daemons: Mutex::new(vec![None; hosts + 1]),
             announcer,
             lab,
@@ -475,6 +481,25 @@ impl LabCluster {
     /// The admin token of the cluster's credentials.
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// HTTPS to the nodes' API: their certificates checked with the cluster's CA (`None`:
+    /// the cluster runs insecure, plain HTTP).
+    pub fn tls(&self) -> Option<http::Tls> {
+        self.tls
+            .lock()
+            .expect("the TLS settings are replaced whole")
+            .clone()
+    }
+
+    /// Reads the cluster's CA file again (after a step of a credentials rollover changed it).
+    pub fn refresh_tls(&self) -> Result<(), LabError> {
+        let tls = client_tls(&self.config_directory, self.spec.insecure)?;
+        *self
+            .tls
+            .lock()
+            .expect("the TLS settings are replaced whole") = tls;
+        Ok(())
     }
 
     pub fn config_directory(&self) -> &Path {
@@ -744,8 +769,9 @@ impl LabCluster {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let path = path.to_string();
         let token = self.admin_token.clone();
+        let tls = self.tls();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            get_json(address, &path, &token, API_TIMEOUT)
+            get_json(tls.as_ref(), address, &path, &token, API_TIMEOUT)
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -757,8 +783,17 @@ impl LabCluster {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.spec.port + 2);
         let (path, body) = (path.to_string(), body.to_string());
         let token = self.admin_token.clone();
+        let tls = self.tls();
         crate::netns::in_namespace(self.lab.namespace_path(host), move || {
-            request_json(address, "POST", &path, &token, Some(&body), API_TIMEOUT)
+            request_json(
+                tls.as_ref(),
+                address,
+                "POST",
+                &path,
+                &token,
+                Some(&body),
+                API_TIMEOUT,
+            )
         })
         .and_then(|result| result)
         .map_err(io_error("asking a node's API"))
@@ -776,15 +811,24 @@ impl LabCluster {
     ) -> Result<usize, LabError> {
         let address = SocketAddrV4::new(names::host_address(to, 1), self.spec.port + 2);
         let token = self.admin_token.clone();
+        let tls = self.tls();
         crate::netns::in_namespace(self.lab.namespace_path(from), move || {
             // Threads started here are in the namespace too (they inherit this thread's).
             std::thread::scope(|scope| {
                 let requests: Vec<_> = (0..requests)
                     .map(|_| {
-                        let token = &token;
+                        let (token, tls) = (&token, &tls);
                         scope.spawn(move || {
                             matches!(
-                                request_json(address, "GET", "/v1/status", token, None, timeout),
+                                request_json(
+                                    tls.as_ref(),
+                                    address,
+                                    "GET",
+                                    "/v1/status",
+                                    token,
+                                    None,
+                                    timeout
+                                ),
                                 Ok((200, _))
                             )
                         })
@@ -965,18 +1009,30 @@ pub fn holder_in(status: &Value, package: &str) -> Option<usize> {
     host_of_node(entry["nodes"].as_array()?.first()?.as_str()?)
 }
 
+/// The API's TLS for a cluster configured in `config_directory` (none when insecure).
+fn client_tls(config_directory: &Path, insecure: bool) -> Result<Option<http::Tls>, LabError> {
+    if insecure {
+        return Ok(None);
+    }
+    http::tls_with_ca_file(&config_directory.join("pki").join("ca.crt"))
+        .map(Some)
+        .map_err(|e| LabError::Spec(format!("the cluster's CA: {e}")))
+}
+
 /// GET of `path`, the body parsed as JSON (any status: errors are JSON too).
 fn get_json(
+    tls: Option<&http::Tls>,
     address: SocketAddrV4,
     path: &str,
     token: &str,
     timeout: Duration,
 ) -> std::io::Result<Value> {
-    request_json(address, "GET", path, token, None, timeout).map(|(_, value)| value)
+    request_json(tls, address, "GET", path, token, None, timeout).map(|(_, value)| value)
 }
 
 /// A request with an optional JSON body; the status code and the body parsed as JSON.
 fn request_json(
+    tls: Option<&http::Tls>,
     address: SocketAddrV4,
     method: &str,
     path: &str,
@@ -984,8 +1040,16 @@ fn request_json(
     body: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<(u16, Value)> {
-    let response = http::request_as(address.into(), method, path, Some(token), body, timeout)
-        .map_err(std::io::Error::other)?;
+    let response = http::request_tls(
+        tls,
+        address.into(),
+        method,
+        path,
+        Some(token),
+        body,
+        timeout,
+    )
+    .map_err(std::io::Error::other)?;
     let value = serde_json::from_str(&response.body)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
     Ok((response.status, value))

@@ -264,7 +264,7 @@ pub fn issue_node(
     let ca_certificate_pem = read_ca_file(&ca_certificate_path, false)?;
     let ca_key = KeyPair::from_pem(&ca_key_pem)
         .map_err(|e| bad_ca(&ca_key_path, format!("not a private key: {e}")))?;
-    let found = crate::load::ca_cluster_id(ca_certificate_pem.as_bytes(), now)
+    let found = crate::load::ca_cluster_id(ca_certificate_pem.as_bytes())
         .map_err(|reason| bad_ca(&ca_certificate_path, reason))?;
     if found != cluster.id {
         return Err(InitError::WrongCluster {

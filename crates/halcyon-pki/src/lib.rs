@@ -42,7 +42,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use issue::{InitError, Initialised, IssuedToken, init, issue_node};
-pub use load::{Credentials, LoadError, Problem, heartbeat_keys, load, load_at, read_admin_token};
+pub use load::{
+    Credentials, LoadError, Problem, heartbeat_keys, load, load_at, public_key_pin,
+    read_admin_token, read_ca_certificates,
+};
 pub use peer::{NodeSigner, PeerRefusal, PeerVerifier, certificate_names};
 pub use rollover::{ROLLOVER_FILE, Rolled, Step, rollover};
 pub use tokens::{Role, TOKEN_PREFIX, Token, Tokens, TokensError, token_hash};

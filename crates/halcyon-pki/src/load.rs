@@ -127,7 +127,7 @@ pub fn load_at(dir: &Path, node: &str, now: SystemTime) -> Result<Credentials, L
     let ca_path = layout.ca_certificate();
     let ca_pem = read(&ca_path, false)?;
     let trusted_cas_der = pem_certificates(&ca_pem).map_err(|p| at(&ca_path, p))?;
-    let cluster_id = check_cas(&trusted_cas_der, now_seconds).map_err(|p| at(&ca_path, p))?;
+    let cluster_id = check_cas(&trusted_cas_der, Some(now_seconds)).map_err(|p| at(&ca_path, p))?;
 
     let certificate_path = layout.node_certificate(node);
     let certificate_pem = read(&certificate_path, false)?;
@@ -233,10 +233,61 @@ pub fn read_admin_token(dir: &Path) -> Result<Option<String>, LoadError> {
 }
 
 /// The cluster id of the CA certificates in `pem` (1, or 2 during a CA rollover, of one
-/// cluster), checked as [`load`] checks them, for `halcyon init`'s commands.
-pub(crate) fn ca_cluster_id(pem: &[u8], now: SystemTime) -> Result<u64, String> {
+/// cluster), checked as [`load`] checks them but for their validity period (`halcyon init`'s
+/// commands issue with the time they are given, which a test may set in the past).
+pub(crate) fn ca_cluster_id(pem: &[u8]) -> Result<u64, String> {
     let cas = pem_certificates(pem).map_err(|p| p.to_string())?;
-    check_cas(&cas, unix_seconds(now)).map_err(|p| p.to_string())
+    check_cas(&cas, None).map_err(|p| p.to_string())
+}
+
+/// The cluster CA certificates at `path` (PEM, as `init` writes `ca.crt`: one, or two during
+/// a rollover) as DER, for a client that checks the nodes' certificates with them (the CLI,
+/// the test harnesses): an error naming the file when it is missing, cannot be read, holds
+/// no certificate or more than [`CAS_MAX`], or one that is not a CA certificate.
+pub fn read_ca_certificates(path: &Path) -> Result<Vec<Vec<u8>>, LoadError> {
+    let pem = read(path, false)?;
+    let cas = pem_certificates(&pem).map_err(|p| at(path, p))?;
+    if cas.len() > CAS_MAX {
+        return Err(at(path, Problem::CaCount { count: cas.len() }));
+    }
+    for der in &cas {
+        if !parse_certificate(der).map_err(|p| at(path, p))?.is_ca() {
+            return Err(at(path, Problem::NotCa));
+        }
+    }
+    Ok(cas)
+}
+
+/// The pin of a certificate's public key: base64 of the SHA-256 of its SubjectPublicKeyInfo
+/// (DER), as browsers take it (Chromium's `--ignore-certificate-errors-spki-list`, curl's
+/// `--pinnedpubkey sha256//PIN`), so that one node certificate can be trusted without the CA.
+pub fn public_key_pin(certificate_der: &[u8]) -> Result<String, Problem> {
+    use sha2::Digest;
+    let certificate = parse_certificate(certificate_der)?;
+    let digest = sha2::Sha256::digest(certificate.public_key().raw);
+    Ok(base64(&digest))
+}
+
+/// Standard base64 with padding (RFC 4648, section 4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The CA certificates (DER) in `pem`, in order.
@@ -259,9 +310,9 @@ pub(crate) fn signed_by(certificate: &X509Certificate<'_>, ca_der: &[u8]) -> boo
 }
 
 /// Checks CA certificates as [`load`] does: 1 or [`CAS_MAX`], each a CA with a valid
-/// self-signature, within its validity at `now_seconds`, naming one cluster, the same for
-/// all; returns that cluster id.
-fn check_cas(cas: &[Vec<u8>], now_seconds: i64) -> Result<u64, Problem> {
+/// self-signature, within its validity at `now_seconds` (when given), naming one cluster,
+/// the same for all; returns that cluster id.
+fn check_cas(cas: &[Vec<u8>], now_seconds: Option<i64>) -> Result<u64, Problem> {
     if cas.is_empty() || cas.len() > CAS_MAX {
         return Err(Problem::CaCount { count: cas.len() });
     }
@@ -287,7 +338,9 @@ fn check_cas(cas: &[Vec<u8>], now_seconds: i64) -> Result<u64, Problem> {
                 Problem::NotCertificate("its self-signature does not verify".into()),
             ));
         }
-        check_validity(&ca, now_seconds).map_err(|p| in_bundle(index, p))?;
+        if let Some(now_seconds) = now_seconds {
+            check_validity(&ca, now_seconds).map_err(|p| in_bundle(index, p))?;
+        }
         ids.push(cluster_id(&ca).map_err(|p| in_bundle(index, p))?);
     }
     match ids.as_slice() {
@@ -436,5 +489,24 @@ pub(crate) fn cluster_id(certificate: &X509Certificate<'_>) -> Result<u64, Probl
             "names no cluster (no {CLUSTER_URI_PREFIX}ID subject alternative name): not made by halcyon init"
         ))),
         _ => Err(Problem::ClusterId("names more than one cluster".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_rfc_4648s() {
+        // RFC 4648, section 10.
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), expected, "{input:?}");
+        }
     }
 }

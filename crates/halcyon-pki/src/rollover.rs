@@ -90,8 +90,8 @@ pub fn rollover(
     let ca_pem = read_ca_file(&ca_path, false)?;
     let ca_key = KeyPair::from_pem(&read_ca_file(&ca_key_path, true)?)
         .map_err(|e| bad_ca(&ca_key_path, format!("not a private key: {e}")))?;
-    let found = crate::load::ca_cluster_id(ca_pem.as_bytes(), now)
-        .map_err(|reason| bad_ca(&ca_path, reason))?;
+    let found =
+        crate::load::ca_cluster_id(ca_pem.as_bytes()).map_err(|reason| bad_ca(&ca_path, reason))?;
     if found != cluster.id {
         return Err(InitError::WrongCluster {
             path: ca_path,

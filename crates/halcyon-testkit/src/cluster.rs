@@ -106,6 +106,8 @@ pub struct Cluster {
     witness: Option<Slot>,
     /// The `admin` and `read-only` tokens of its credentials (none without).
     tokens: Option<Tokens>,
+    /// HTTPS with its CA, with credentials (without, the API is plain HTTP).
+    tls: Option<http::Tls>,
     _ports: Option<PortBlock>,
 }
 
@@ -161,6 +163,12 @@ impl Cluster {
         } else {
             None
         };
+        let tls = if launch.credentials {
+            let ca = dir.path().join("config").join("pki").join("ca.crt");
+            Some(http::tls_with_ca_file(&ca).map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
         let nodes = config
             .nodes
             .iter()
@@ -180,6 +188,7 @@ impl Cluster {
             nodes,
             witness,
             tokens,
+            tls,
             _ports: ports,
         })
     }
@@ -187,6 +196,41 @@ impl Cluster {
     /// The API tokens of the cluster's credentials (`None` when made without).
     pub fn tokens(&self) -> Option<&Tokens> {
         self.tokens.as_ref()
+    }
+
+    /// The TLS settings of a client of its API (its CA), `None` without credentials (the
+    /// daemons then serve plain HTTP): [`http::request_tls`].
+    pub fn tls(&self) -> Option<&http::Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Reads the cluster's CA file again (after a step of a credentials rollover changed it:
+    /// the nodes' certificates may then be of the new CA).
+    pub fn refresh_tls(&mut self) -> std::io::Result<()> {
+        if self.tls.is_some() {
+            let ca = self.config_dir().join("pki").join("ca.crt");
+            self.tls = Some(http::tls_with_ca_file(&ca).map_err(std::io::Error::other)?);
+        }
+        Ok(())
+    }
+
+    /// What the CLI needs to reach node `i`'s API: `--api ADDR`, then `--ca` with the
+    /// cluster's CA, or `--insecure` without credentials.
+    pub fn cli_api_args(&self, i: usize) -> Vec<String> {
+        let mut args = vec!["--api".to_owned(), self.api(i).to_string()];
+        if self.launch.credentials {
+            args.push("--ca".to_owned());
+            args.push(
+                self.config_dir()
+                    .join("pki")
+                    .join("ca.crt")
+                    .display()
+                    .to_string(),
+            );
+        } else {
+            args.push("--insecure".to_owned());
+        }
+        args
     }
 
     /// The `admin` token, which [`Cluster::request`] sends (`None` without credentials).
@@ -478,7 +522,15 @@ impl Cluster {
         body: Option<&str>,
         limit: Duration,
     ) -> Result<http::Response, http::Error> {
-        http::request_as(self.api(i), method, path, self.admin_token(), body, limit)
+        http::request_tls(
+            self.tls(),
+            self.api(i),
+            method,
+            path,
+            self.admin_token(),
+            body,
+            limit,
+        )
     }
 
     /// `GET /v1/status` of node `i`, when it answers 200 with JSON within `limit`.

@@ -1,11 +1,37 @@
 //! A small blocking HTTP/1.1 client: one request per connection (`Connection: close`), every
 //! step bounded by one deadline, the response bounded in size. Enough for the daemon's JSON API
-//! and the demo service (`halcyon demo-http`); not a general client (no chunked bodies, no
-//! redirects, no TLS).
+//! (over HTTPS with a cluster's CA: [`Tls`], [`request_tls`]) and the demo service (`halcyon
+//! demo-http`, plain); not a general client (no chunked bodies, no redirects).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A client's TLS settings: servers' certificates checked against one cluster CA and the
+/// address dialled; no client certificate. One value per cluster, so that its session cache
+/// serves every request.
+pub type Tls = Arc<rustls::ClientConfig>;
+
+/// [`Tls`] with the CA certificate in `ca_file` (a cluster's `pki/ca.crt`).
+pub fn tls_with_ca_file(ca_file: &Path) -> Result<Tls, String> {
+    let cas = halcyon_pki::read_ca_certificates(ca_file).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in cas {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der))
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
 
 /// Largest response accepted (head and body).
 pub const RESPONSE_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -77,8 +103,61 @@ pub fn request(
     request_as(address, method, path, None, body, limit)
 }
 
-/// [`request`] with an API token (`Authorization: Bearer TOKEN`), when given.
+/// [`request`] with an API token (`Authorization: Bearer TOKEN`), when given, in plain HTTP.
 pub fn request_as(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, Error> {
+    request_tls(None, address, method, path, token, body, limit)
+}
+
+/// A connection, in the clear or over TLS.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Connection {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Connection::Plain(tcp) => tcp,
+            Connection::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(tcp) => tcp.read(buf),
+            Connection::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(tcp) => tcp.write(buf),
+            Connection::Tls(tls) => tls.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Connection::Plain(tcp) => tcp.flush(),
+            Connection::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// [`request_as`] over HTTPS with `tls` when given (the server's certificate checked against
+/// its CA and `address`), in plain HTTP without.
+pub fn request_tls(
+    tls: Option<&Tls>,
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -93,8 +172,17 @@ pub fn request_as(
             .max(STEP_MIN)
     };
     let io = |source| Error::Io { address, source };
-    let mut stream = TcpStream::connect_timeout(&address, limit.max(STEP_MIN)).map_err(io)?;
-    let _ = stream.set_nodelay(true);
+    let tcp = TcpStream::connect_timeout(&address, limit.max(STEP_MIN)).map_err(io)?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match tls {
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+            let connection = rustls::ClientConnection::new(Arc::clone(tls), name)
+                .map_err(|e| io(std::io::Error::other(e)))?;
+            Connection::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+        }
+        None => Connection::Plain(tcp),
+    };
     let body = body.unwrap_or("");
     let authorization =
         token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
@@ -102,9 +190,13 @@ pub fn request_as(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    // The TLS handshake reads and writes within the first write.
     stream
-        .set_write_timeout(Some(remaining()))
+        .tcp()
+        .set_read_timeout(Some(remaining()))
+        .and_then(|()| stream.tcp().set_write_timeout(Some(remaining())))
         .and_then(|()| stream.write_all(head.as_bytes()))
+        .and_then(|()| stream.flush())
         .map_err(io)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -119,9 +211,16 @@ pub fn request_as(
         if raw.len() > RESPONSE_MAX_BYTES {
             return Err(Error::TooLarge { address });
         }
-        stream.set_read_timeout(Some(remaining())).map_err(io)?;
+        stream
+            .tcp()
+            .set_read_timeout(Some(remaining()))
+            .map_err(io)?;
         match stream.read(&mut buf) {
             Ok(0) => return parse_response(&raw).map_err(malformed),
+            // A TLS server that closed without its close_notify: the end, as in the clear.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {
+                return parse_response(&raw).map_err(malformed);
+            }
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)

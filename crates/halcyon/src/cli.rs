@@ -50,6 +50,13 @@ pub enum Command {
         /// The API token's file (live; see `halcyon status --help`).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The cluster CA certificate to check the nodes' with (live; see `halcyon status
+        /// --help`).
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        ca: Option<PathBuf>,
+        /// Plain HTTP, for a cluster started --insecure (live; see `halcyon status --help`).
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         input: Input,
         /// Print the explanation as JSON (offline and live: the same shape).
@@ -90,6 +97,13 @@ pub enum Command {
         /// The API token's file (live; see `halcyon status --help`).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The cluster CA certificate to check the nodes' with (live; see `halcyon status
+        /// --help`).
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        ca: Option<PathBuf>,
+        /// Plain HTTP, for a cluster started --insecure (live; see `halcyon status --help`).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Translate legacy configuration files into native ones.
     Import {
@@ -457,6 +471,15 @@ pub struct Target {
     /// cannot be used (absent, not this user's) is passed over for the TCP API and a token.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// The cluster CA certificate the nodes' certificates are checked with over HTTPS (else
+    /// `ca.crt` in the credentials directory: `pki` in --config, the demo's, or
+    /// /etc/halcyon/pki). A node whose certificate is not of that CA is refused.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Speak plain HTTP to the nodes' API: only for a cluster whose daemons run --insecure
+    /// (without it the CLI speaks HTTPS, and refuses to go on without a cluster CA).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(clap::Args, Debug)]

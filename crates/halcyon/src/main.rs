@@ -60,6 +60,8 @@ pub fn main() -> ExitCode {
             offline,
             api,
             token_file,
+            ca,
+            insecure,
             input,
             json,
         } => {
@@ -71,6 +73,8 @@ pub fn main() -> ExitCode {
                     config: input.config_dir(),
                     token_file,
                     socket: None,
+                    ca,
+                    insecure,
                 };
                 live::explain(&target, &package, json)
             }
@@ -82,6 +86,8 @@ pub fn main() -> ExitCode {
             live,
             api,
             token_file,
+            ca,
+            insecure,
         } => {
             if live || api.is_some() {
                 let target = live::Target {
@@ -89,6 +95,8 @@ pub fn main() -> ExitCode {
                     config: input.config_dir(),
                     token_file,
                     socket: None,
+                    ca,
+                    insecure,
                 };
                 if input.is_offline() {
                     Err(Failure::Invalid(

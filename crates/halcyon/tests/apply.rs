@@ -122,8 +122,8 @@ fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
     // old process ignores SIGTERM: its halt takes the 3 s halt timeout).
     let started = Instant::now();
     let mut first = Command::new(BIN)
-        .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
-        .arg(c.api(1).to_string())
+        .args(["apply", next_dir.to_str().unwrap(), "--yes"])
+        .args(c.cli_api_args(1))
         .env(
             "HALCYON_TOKEN",
             c.admin_token().expect("the test cluster has credentials"),
@@ -329,8 +329,8 @@ fn a_coordinator_killed_during_an_apply_leaves_it_applied_once_and_no_lock() {
     // The changed package's old process ignores SIGTERM: its halt takes 3 s, time enough
     // to kill the coordinator in the middle of the config_change.
     let mut apply = Command::new(BIN)
-        .args(["apply", next_dir.to_str().unwrap(), "--yes", "--api"])
-        .arg(c.api(survivor).to_string())
+        .args(["apply", next_dir.to_str().unwrap(), "--yes"])
+        .args(c.cli_api_args(survivor))
         .env(
             "HALCYON_TOKEN",
             c.admin_token().expect("the test cluster has credentials"),

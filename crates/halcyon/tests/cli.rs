@@ -611,7 +611,14 @@ fn an_unknown_package_is_invalid_input_and_exits_2() {
         404,
         r#"{"schema_version":2,"error":"unknown package \"nope\" (packages: db, web)"}"#,
     );
-    let o = halcyon(&["package", "run", "nope", "--api", &addr.to_string()]);
+    let o = halcyon(&[
+        "package",
+        "run",
+        "nope",
+        "--insecure",
+        "--api",
+        &addr.to_string(),
+    ]);
     let request = server.join().unwrap();
     assert!(
         request.starts_with("POST /v1/packages/nope/run?request="),
@@ -630,7 +637,14 @@ fn a_refused_operation_exits_1() {
         409,
         r#"{"schema_version":2,"error":"refused: n2 is already a voter (voters: n1, n2, n3)"}"#,
     );
-    let o = halcyon(&["node", "add", "n2", "--api", &addr.to_string()]);
+    let o = halcyon(&[
+        "node",
+        "add",
+        "n2",
+        "--insecure",
+        "--api",
+        &addr.to_string(),
+    ]);
     let request = server.join().unwrap();
     assert!(
         request.starts_with("POST /v1/nodes/n2/add?request="),
@@ -649,7 +663,14 @@ fn an_accepted_operation_prints_its_note_and_exits_0() {
         200,
         r#"{"schema_version":2,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
     );
-    let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
+    let o = halcyon(&[
+        "node",
+        "remove",
+        "n2",
+        "--insecure",
+        "--api",
+        &addr.to_string(),
+    ]);
     server.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "n2 is no longer a voter; voters: n1, n3\n");
@@ -658,7 +679,7 @@ fn an_accepted_operation_prints_its_note_and_exits_0() {
 #[test]
 fn an_answer_of_another_schema_version_is_not_read() {
     let (addr, server) = one_answer(200, r#"{"schema_version":3,"cluster":"x"}"#);
-    let o = halcyon(&["status", "--api", &addr.to_string()]);
+    let o = halcyon(&["status", "--insecure", "--api", &addr.to_string()]);
     server.join().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
@@ -711,7 +732,7 @@ fn no_node_answering_is_a_failure_and_exits_1() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let o = halcyon(&["status", "--api", &addr.to_string()]);
+    let o = halcyon(&["status", "--insecure", "--api", &addr.to_string()]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).starts_with("error: no node answered: "),
@@ -751,7 +772,14 @@ fn an_unanswered_operation_is_asked_again_with_the_same_request_id() {
             r#"{"schema_version":2,"note":"n2 is no longer a voter; voters: n1, n3","voters":["n1","n3"]}"#,
         ),
     ]);
-    let o = halcyon(&["node", "remove", "n2", "--api", &addr.to_string()]);
+    let o = halcyon(&[
+        "node",
+        "remove",
+        "n2",
+        "--insecure",
+        "--api",
+        &addr.to_string(),
+    ]);
     let requests = server.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "n2 is no longer a voter; voters: n1, n3\n");
@@ -779,6 +807,7 @@ fn the_token_comes_from_token_file_then_halcyon_token_and_an_unreadable_file_exi
             "node",
             "remove",
             "n2",
+            "--insecure",
             "--api",
             &addr.to_string(),
             "--token-file",
@@ -795,7 +824,14 @@ fn the_token_comes_from_token_file_then_halcyon_token_and_an_unreadable_file_exi
     );
     let (addr, server) = one_answer(200, answer);
     let o = Command::new(env!("CARGO_BIN_EXE_halcyon"))
-        .args(["node", "remove", "n2", "--api", &addr.to_string()])
+        .args([
+            "node",
+            "remove",
+            "n2",
+            "--insecure",
+            "--api",
+            &addr.to_string(),
+        ])
         .env("HALCYON_TOKEN", "hct_from_env")
         .output()
         .unwrap();

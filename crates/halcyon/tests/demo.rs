@@ -114,7 +114,7 @@ impl RunningDemo {
             );
         }
         // The status page, on a line of its own, answers.
-        let page = format!("status page: http://127.0.0.1:{}/", demo.port() + 2);
+        let page = format!("status page: https://127.0.0.1:{}/", demo.port() + 2);
         assert!(
             demo.seen
                 .iter()
@@ -123,8 +123,20 @@ impl RunningDemo {
             demo.seen
         );
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", demo.port() + 2).parse().unwrap();
-        let r = halcyon_testkit::http::request(addr, "GET", "/", None, Duration::from_secs(10))
-            .expect("the status page answers");
+        // Over HTTPS with the demo's own CA.
+        let tls =
+            halcyon_testkit::http::tls_with_ca_file(&pointer.directory.join("config/pki/ca.crt"))
+                .expect("the demo's CA");
+        let r = halcyon_testkit::http::request_tls(
+            Some(&tls),
+            addr,
+            "GET",
+            "/",
+            None,
+            None,
+            Duration::from_secs(10),
+        )
+        .expect("the status page answers");
         assert!(
             r.status == 200 && r.body.contains("v1/events/stream"),
             "{r:?}"
@@ -427,7 +439,10 @@ fn a_killed_daemon_is_announced_with_a_restart_command_that_works_and_sigkill_le
         let token = halcyon_pki::read_admin_token(&pointer.directory.join("config/pki"))
             .expect("the demo's admin token is readable")
             .expect("the demo writes its admin token");
-        let node2 = http::request_as(
+        let tls = http::tls_with_ca_file(&pointer.directory.join("config/pki/ca.crt"))
+            .expect("the demo's CA");
+        let node2 = http::request_tls(
+            Some(&tls),
             api,
             "GET",
             "/v1/status",

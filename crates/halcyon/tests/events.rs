@@ -274,8 +274,8 @@ fn the_seeds_rwho_user_defined_event_runs_end_to_end() {
     // A cluster-aware client follows the log: `halcyon events --follow --json`.
     let mut follower = KillOnDrop(
         Command::new(BIN)
-            .args(["events", "--follow", "--json", "--node", "n2", "--api"])
-            .arg(c.api(3).to_string())
+            .args(["events", "--follow", "--json", "--node", "n2"])
+            .args(c.cli_api_args(3))
             .env("HALCYON_TOKEN", c.admin_token().unwrap())
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -309,12 +309,15 @@ fn an_api_flood_on_the_coordinator_costs_no_election_and_no_lease() {
     let before = term(&c.status(h).unwrap());
     let addr = c.api(k);
     let token = c.admin_token().map(str::to_owned);
+    let tls = c.tls().cloned();
     let flood: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let token = token.clone();
+            let tls = tls.clone();
             std::thread::spawn(move || {
                 for _ in 0..4 {
-                    let _ = halcyon_testkit::http::request_as(
+                    let _ = halcyon_testkit::http::request_tls(
+                        tls.as_ref(),
                         addr,
                         "GET",
                         "/v1/status",

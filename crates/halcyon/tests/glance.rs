@@ -202,8 +202,7 @@ fn cli_in_ist(c: &Cluster, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(BIN);
     command
         .args(args)
-        .arg("--api")
-        .arg(c.api(1).to_string())
+        .args(c.cli_api_args(1))
         .env("TZ", "IST-5:30");
     if let Some(token) = c.admin_token() {
         command.env("HALCYON_TOKEN", token);

@@ -1749,6 +1749,8 @@ fn rollover_step(cluster: &LabCluster, step: &str) {
         "rollover {step}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The checker's and the test's client trust what `ca.crt` holds now.
+    cluster.refresh_tls().expect("the cluster's CA");
 }
 
 #[test]

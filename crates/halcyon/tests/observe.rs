@@ -33,6 +33,7 @@ const IDLE: Duration = Duration::from_secs(15);
 /// messages come on the channel until the stream ends or the receiver is dropped.
 fn follow(
     addr: SocketAddr,
+    tls: Option<&halcyon_daemon::client::Tls>,
     path: &str,
     token: Option<&str>,
     last: Option<u64>,
@@ -40,13 +41,14 @@ fn follow(
     let (tx, rx) = mpsc::channel();
     let path = path.to_owned();
     let token = token.map(str::to_owned);
+    let tls = tls.cloned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let mut stream = event_stream(addr, &path, token.as_deref(), last, IDLE)
+            let mut stream = event_stream(addr, tls.as_ref(), &path, token.as_deref(), last, IDLE)
                 .await
                 .unwrap();
             while let Ok(Some(message)) = stream.next().await {
@@ -122,7 +124,13 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     let mut c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(3, FORM_TIMEOUT);
-    let rx = follow(c.api(3), "/v1/events/stream", c.admin_token(), None);
+    let rx = follow(
+        c.api(3),
+        c.tls(),
+        "/v1/events/stream",
+        c.admin_token(),
+        None,
+    );
     // It opens with the status, then every record the node keeps, each with the mark.
     let first = next(&rx, Duration::from_secs(5));
     assert_eq!(first.event, "status", "{first:?}");
@@ -180,6 +188,7 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     // Resume: after a mark, only the records after it come again.
     let rx = follow(
         c.api(3),
+        c.tls(),
         "/v1/events/stream",
         c.admin_token(),
         Some(down_id - 1),
@@ -199,7 +208,13 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     );
     drop(rx);
     // A client that has everything gets no record, and the mark in a comment message.
-    let rx = follow(c.api(3), "/v1/events/stream", c.admin_token(), Some(mark));
+    let rx = follow(
+        c.api(3),
+        c.tls(),
+        "/v1/events/stream",
+        c.admin_token(),
+        Some(mark),
+    );
     assert_eq!(next(&rx, Duration::from_secs(5)).event, "status");
     assert!(
         !matches!(rx.recv_timeout(Duration::from_millis(500)), Ok(m) if m.event == "record"),
@@ -212,8 +227,14 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
     assert_eq!(code, 404, "{body}");
 
     // A quiet stream sends a heartbeat comment (every 5 s).
-    let mut raw = TcpStream::connect(c.api(2)).unwrap();
-    raw.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let tcp = TcpStream::connect(c.api(2)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let tls = rustls::ClientConnection::new(
+        c.tls().expect("the test cluster has credentials").clone(),
+        rustls::pki_types::ServerName::IpAddress(c.api(2).ip().into()),
+    )
+    .unwrap();
+    let mut raw = rustls::StreamOwned::new(tls, tcp);
     write!(
         raw,
         "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nLast-Event-ID: {mark}\r\n\r\n",
@@ -237,7 +258,8 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
 
 /// `GET /metrics` of node `i`: every sample as `name{labels}` -> value.
 fn scrape(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, f64> {
-    let r = halcyon_testkit::http::request_as(
+    let r = halcyon_testkit::http::request_tls(
+        c.tls(),
         c.api(i),
         "GET",
         "/metrics",
@@ -368,7 +390,8 @@ fn metrics_follow_a_failover() {
 fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
     let c = Cluster::start_with(Spec::new());
     c.wait_all_members(1, FORM_TIMEOUT);
-    let r = halcyon_testkit::http::request_as(
+    let r = halcyon_testkit::http::request_tls(
+        c.tls(),
         c.api(1),
         "GET",
         "/metrics",

@@ -21,8 +21,9 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time given to the cluster after each reload: heartbeats, renewals and Raft go on.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// `halcyon init rollover STEP` on the cluster's credentials; its output.
-fn rollover(c: &Cluster, step: &str) -> String {
+/// `halcyon init rollover STEP` on the cluster's credentials, then the test's own client
+/// trusts what `ca.crt` holds now; the step's output.
+fn rollover(c: &mut Cluster, step: &str) -> String {
     let out = Command::new(BIN)
         .args(["init", "rollover", step, "-c"])
         .arg(c.config_dir())
@@ -36,6 +37,7 @@ fn rollover(c: &Cluster, step: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(0), "rollover {step}: {text}");
+    c.refresh_tls().unwrap();
     text
 }
 
@@ -92,7 +94,7 @@ fn a_ca_and_key_rollover_and_new_tokens_are_taken_without_a_restart_or_a_failove
 
     // Step 1: a new CA and key beside the old ones. n1 takes it; n2 and n3 are a step
     // behind for a while.
-    let text = rollover(&c, "start");
+    let text = rollover(&mut c, "start");
     assert!(text.contains("ca.crt, heartbeat.key"), "{text}");
     let v = reload(&c, 1, 1);
     let credentials = &v["api_auth"]["credentials"];
@@ -110,7 +112,7 @@ fn a_ca_and_key_rollover_and_new_tokens_are_taken_without_a_restart_or_a_failove
     assert!(c.signal_witness(libc::SIGHUP));
 
     // Step 2: node certificates of the new CA, the new key signs. n3 first this time.
-    rollover(&c, "switch");
+    rollover(&mut c, "switch");
     reload(&c, 3, 2);
     std::thread::sleep(SETTLE);
     assert_untouched(&c, &groups);
@@ -121,7 +123,7 @@ fn a_ca_and_key_rollover_and_new_tokens_are_taken_without_a_restart_or_a_failove
     assert_untouched(&c, &groups);
 
     // Step 3: the old CA and key are dropped.
-    rollover(&c, "finish");
+    rollover(&mut c, "finish");
     for (i, reloads) in [(2, 3), (1, 3), (3, 3)] {
         let v = reload(&c, i, reloads);
         assert_eq!(v["api_auth"]["credentials"]["trusted_cas"], 1, "{v:#}");
@@ -151,7 +153,8 @@ fn a_ca_and_key_rollover_and_new_tokens_are_taken_without_a_restart_or_a_failove
     });
     write_owner_only(&tokens_path, &tokens.render("test tokens"));
     let get = |i: usize, token: &str| {
-        halcyon_testkit::http::request_as(
+        halcyon_testkit::http::request_tls(
+            c.tls(),
             c.api(i),
             "GET",
             "/v1/status",

@@ -177,16 +177,25 @@ fn insecure_is_refused_on_a_node_that_has_credentials() {
     assert!(c.exited(1).is_none());
 }
 
-/// An HTTP request with an optional token: the status and the JSON answer.
+/// An HTTPS request (with `c`'s CA) with an optional token: the status and the JSON answer.
 fn call(
+    c: &Cluster,
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let r = halcyon_testkit::http::request_as(addr, method, path, token, body, REQUEST_TIMEOUT)
-        .unwrap();
+    let r = halcyon_testkit::http::request_tls(
+        c.tls(),
+        addr,
+        method,
+        path,
+        token,
+        body,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
     (r.status, r.json().unwrap_or(Value::String(r.body)))
 }
 
@@ -210,7 +219,7 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
     let path = "/v1/packages/web/move";
 
     // No token: 401 on reads and writes, with the reason; nothing changes.
-    let (code, v) = call(api, "GET", "/v1/status", None, None);
+    let (code, v) = call(&c, api, "GET", "/v1/status", None, None);
     assert_eq!(code, 401, "{v}");
     assert!(
         v["error"].as_str().unwrap().starts_with(
@@ -218,20 +227,21 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
         ),
         "{v}"
     );
-    let (code, v) = call(api, "POST", path, None, move_to_n2);
+    let (code, v) = call(&c, api, "POST", path, None, move_to_n2);
     assert_eq!(code, 401, "{v}");
     // A token that is not the cluster's: 401.
     let forged = format!("hct_{}", "0".repeat(64));
-    let (code, v) = call(api, "POST", path, Some(&forged), move_to_n2);
+    let (code, v) = call(&c, api, "POST", path, Some(&forged), move_to_n2);
     assert_eq!(code, 401, "{v}");
     assert_eq!(
         v["error"],
         "unauthenticated: the token is not one of this cluster's (tokens.toml)"
     );
     // The read-only token reads, emulates, but may not move: 403.
-    let (code, v) = call(api, "GET", "/v1/status", Some(&tokens.read_only), None);
+    let (code, v) = call(&c, api, "GET", "/v1/status", Some(&tokens.read_only), None);
     assert_eq!(code, 200, "{v}");
     let (code, v) = call(
+        &c,
         api,
         "POST",
         "/v1/emulate",
@@ -239,7 +249,7 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
         Some(r#"{"event":{"kind":"package_move","package":"web","node":"n2"}}"#),
     );
     assert_eq!(code, 200, "{v}");
-    let (code, v) = call(api, "POST", path, Some(&tokens.read_only), move_to_n2);
+    let (code, v) = call(&c, api, "POST", path, Some(&tokens.read_only), move_to_n2);
     assert_eq!(code, 403, "{v}");
     assert_eq!(
         v["error"],
@@ -261,6 +271,8 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
     let out = Command::new(BIN)
         .args(["package", "move", "web", "-n", "n2", "--api"])
         .arg(api.to_string())
+        .arg("--ca")
+        .arg(c.config_dir().join("pki/ca.crt"))
         .env("HALCYON_TOKEN", &tokens.read_only)
         .output()
         .unwrap();
@@ -274,6 +286,8 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
     let out = Command::new(BIN)
         .args(["status", "--api"])
         .arg(api.to_string())
+        .arg("--ca")
+        .arg(c.config_dir().join("pki/ca.crt"))
         .env_remove("HALCYON_TOKEN")
         .output()
         .unwrap();
@@ -292,6 +306,7 @@ fn the_api_needs_a_token_with_the_right_role_and_the_event_log_names_who_asked()
     // runs, and the event log names the token, the client's address and the forwarding node.
     let other = if k == 1 { 2 } else { 1 };
     let (code, v) = call(
+        &c,
         c.api(other),
         "POST",
         path,
@@ -356,11 +371,21 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
         request: None,
     };
     let body = String::from_utf8(command.encode()).unwrap();
-    let (code, v) = call(internal, "POST", "/v1/internal/write", None, Some(&body));
-    assert_eq!(code, 401, "{v}");
-    assert_eq!(
-        v["error"],
-        "unauthenticated: node request refused: no node signature (this endpoint is for the cluster's nodes)"
+    // The internal port takes only TLS with a node certificate of the cluster CA
+    // (tests/https.rs); behind it every request still needs its node's signature: sent
+    // here over n2's genuine TLS.
+    let n2 = node_tls(&halcyon_pki::load(&c.config_dir().join("pki"), "n2").unwrap());
+    let unsigned = format!(
+        "POST /v1/internal/write HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tls_request(&n2, internal, &unsigned).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains(
+            "unauthenticated: node request refused: no node signature (this endpoint is for the cluster's nodes)"
+        ),
+        "{answer}"
     );
     // n2's credentials from another `halcyon init` (another CA, same cluster id and names):
     // a node of another cluster.
@@ -387,7 +412,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     }
     request.push_str("\r\n");
     request.push_str(&body);
-    let answer = raw_request(internal, &request);
+    let answer = tls_request(&n2, internal, &request).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(
         answer.contains("node request refused: its certificate is not signed by this cluster's CA"),
@@ -410,17 +435,6 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
         assert_eq!(code, 404, "{v}");
         assert_eq!(v["error"], format!("no such API endpoint: {path}"));
     }
-}
-
-/// Sends `request` as is; the whole answer as text.
-fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
 }
 
 #[test]

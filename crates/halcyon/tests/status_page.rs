@@ -49,10 +49,34 @@ impl Drop for Browser {
     }
 }
 
+/// The pins of the node certificates of `c` (its API is HTTPS with the cluster's own CA,
+/// which the browser does not know): Chromium trusts exactly these certificates, nothing else.
+fn node_pins(c: &Cluster) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    c.config()
+        .nodes
+        .iter()
+        .map(|n| {
+            let file = c
+                .config_dir()
+                .join("pki")
+                .join("nodes")
+                .join(&n.name)
+                .join("node.crt");
+            let der = CertificateDer::from_pem_file(&file).unwrap();
+            halcyon_pki::public_key_pin(&der).unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Browser {
-    fn start(binary: &std::path::Path) -> Browser {
+    /// `pins`: the public keys (`node_pins`) whose certificates it accepts without their CA.
+    fn start(binary: &std::path::Path, pins: Option<String>) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new(binary)
+            .args(pins.map(|p| format!("--ignore-certificate-errors-spki-list={p}")))
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -307,13 +331,22 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
     c.wait_all_members(2, FORM_TIMEOUT);
     // The page from n2, which survives n1.
     let url = format!(
-        "http://{}/#token={}",
+        "https://{}/#token={}",
         c.api(2),
         c.admin_token().expect("the test cluster has credentials")
     );
-    let page = halcyon_testkit::http::request(c.api(2), "GET", "/", None, REQUEST_TIMEOUT).unwrap();
+    let page = halcyon_testkit::http::request_tls(
+        c.tls(),
+        c.api(2),
+        "GET",
+        "/",
+        None,
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
     assert_eq!(page.status, 200);
-    let browser = Browser::start(&binary);
+    let browser = Browser::start(&binary, Some(node_pins(&c)));
     let mut cdp = browser.page();
     cdp.call("Page.enable", json!({}));
     let asked = Instant::now();
@@ -484,12 +517,12 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
         .tokens()
         .expect("the test cluster has credentials")
         .clone();
-    let browser = Browser::start(&binary);
+    let browser = Browser::start(&binary, Some(node_pins(&c)));
     let mut cdp = browser.page();
     // First with the read-only token: the ERROR and what an administrator may do, no buttons.
     cdp.call(
         "Page.navigate",
-        json!({"url": format!("http://{}/#token={}", c.api(3), tokens.read_only)}),
+        json!({"url": format!("https://{}/#token={}", c.api(3), tokens.read_only)}),
     );
     cdp.wait_true(
         "document.getElementById('conn').className === 'live'",
@@ -518,7 +551,7 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
     // Then with the admin token (another address: the page loads anew).
     cdp.call(
         "Page.navigate",
-        json!({"url": format!("http://{}/?admin#token={}", c.api(3), tokens.admin)}),
+        json!({"url": format!("https://{}/?admin#token={}", c.api(3), tokens.admin)}),
     );
     // The page shows the ERROR: node, command, status, output and the three choices.
     cdp.wait_true(
@@ -594,12 +627,12 @@ fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excl
         jiff::SignedDuration::from_secs(600),
         "{web:#}"
     );
-    let browser = Browser::start(&binary);
+    let browser = Browser::start(&binary, Some(node_pins(&c)));
     let mut cdp = browser.page();
     cdp.call(
         "Page.navigate",
         json!({"url": format!(
-            "http://{}/#token={}",
+            "https://{}/#token={}",
             c.api(2),
             c.tokens().expect("the test cluster has credentials").read_only
         )}),
@@ -669,7 +702,7 @@ fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
     let why = "n3 did not complete run web within its bound of 18s 238ms (7s it may take + \
                11s 238ms margin)";
     let excluded = status(json!({"why": why, "since": since, "incarnation": 1, "event": 12}));
-    let browser = Browser::start(&binary);
+    let browser = Browser::start(&binary, None);
     let mut cdp = browser.page();
     cdp.call(
         "Page.navigate",

@@ -82,9 +82,16 @@ fn the_witness_status_needs_a_token_and_the_nodes_still_read_it() {
     let witness = std::net::SocketAddr::from(([127, 0, 0, 9], c.port() + 2));
     let tokens = c.tokens().unwrap().clone();
     let ask = |token: Option<&str>, method: &str, path: &str| {
-        let r =
-            halcyon_testkit::http::request_as(witness, method, path, token, None, REQUEST_TIMEOUT)
-                .unwrap();
+        let r = halcyon_testkit::http::request_tls(
+            c.tls(),
+            witness,
+            method,
+            path,
+            token,
+            None,
+            REQUEST_TIMEOUT,
+        )
+        .unwrap();
         (r.status, r.body)
     };
     let (code, body) = ask(None, "GET", "/v1/status");

@@ -257,7 +257,7 @@ impl Node {
     /// its tasks' state, not yet running: [`crate::start_on`] serves the API and spawns them.
     pub async fn open(
         settings: Settings,
-        platform: Platform,
+        mut platform: Platform,
     ) -> anyhow::Result<(Arc<Node>, Tasks)> {
         let (config, rules) = read_configuration(&settings)?;
         let me = config
@@ -269,6 +269,13 @@ impl Node {
         // The guard first: no failover package may run here before it is ready.
         let (lease_duration, renew_interval, guard) = lease_and_guard(&config, &platform)?;
         let (credentials, auth, raft_tls) = security(&settings, &config)?;
+        // With credentials the API is served and called over TLS (`platform::TlsNetwork`).
+        if let Some(tls) = &raft_tls {
+            platform.network = platform
+                .network
+                .with_tls(Arc::clone(tls))
+                .context("this platform's network has no TLS for the API")?;
+        }
         let (view, consensus) =
             open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
         let heartbeat_faults = HeartbeatFaults::default();

@@ -114,9 +114,11 @@ impl HalcyonSystem {
         let address = SocketAddrV4::new(names::host_address(host, 1), self.cluster.spec().port + 2);
         let body = format!("{{\"node\": \"h{host}\"}}");
         let token = self.cluster.admin_token().to_owned();
+        let tls = self.cluster.tls();
         let response =
             crate::netns::in_namespace(self.cluster.lab().namespace_path(host), move || {
-                http::request_as(
+                http::request_tls(
+                    tls.as_ref(),
                     address.into(),
                     "POST",
                     "/v1/packages/web/move",

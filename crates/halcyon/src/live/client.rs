@@ -1,6 +1,7 @@
 //! The CLI's side of the API: finding a running cluster, sending a request to its nodes
 //! in turn, and reading the typed answer. The HTTP itself is the daemon's
-//! (`halcyon_daemon::client::request`).
+//! (`halcyon_daemon::client`): over the local socket, else HTTPS checked with the cluster CA
+//! ([`transport`]), plain HTTP only with `--insecure`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,15 +111,7 @@ fn find_token(target: &Target) -> Result<FoundToken, Failure> {
         "no --token-file".to_owned(),
         "$HALCYON_TOKEN not set".to_owned(),
     ];
-    let dirs: Vec<PathBuf> = match &target.config {
-        Some(config) => vec![config.join("pki"), PathBuf::from(halcyon_pki::DEFAULT_DIR)],
-        None => demo::running_demo_config()
-            .map(|c| c.join("pki"))
-            .into_iter()
-            .chain([PathBuf::from(halcyon_pki::DEFAULT_DIR)])
-            .collect(),
-    };
-    for dir in dirs {
+    for dir in credential_dirs(target) {
         match halcyon_pki::read_admin_token(&dir) {
             Ok(Some(token)) => {
                 return Ok(FoundToken {
@@ -134,6 +127,126 @@ fn find_token(target: &Target) -> Result<FoundToken, Failure> {
         token: None,
         looked,
     })
+}
+
+/// The credentials directories the CLI looks in, in order, for the admin token and the
+/// cluster CA: `pki` in `--config`, else the running demo's; then `/etc/halcyon/pki`.
+fn credential_dirs(target: &Target) -> Vec<PathBuf> {
+    match &target.config {
+        Some(config) => vec![config.join("pki"), PathBuf::from(halcyon_pki::DEFAULT_DIR)],
+        None => demo::running_demo_config()
+            .map(|c| c.join("pki"))
+            .into_iter()
+            .chain([PathBuf::from(halcyon_pki::DEFAULT_DIR)])
+            .collect(),
+    }
+}
+
+/// How the CLI speaks to a node's TCP API.
+pub enum Transport {
+    /// HTTPS: a node's certificate must be of the cluster CA in `ca` and name the address
+    /// dialled.
+    Https {
+        tls: halcyon_daemon::client::Tls,
+        ca: PathBuf,
+    },
+    /// Plain HTTP (`--insecure`: a cluster whose daemons run `--insecure`).
+    Plain,
+}
+
+/// The TCP API's transport for `target`: plain HTTP only with `--insecure`; otherwise HTTPS
+/// with `--ca FILE`, else `ca.crt` in the first credentials directory that has one (see
+/// `credential_dirs`). Without any CA the CLI does not guess: invalid input, saying where
+/// it looked and what to pass. A CA file that cannot be read or is not a CA is invalid input
+/// too.
+pub fn transport(target: &Target) -> Result<Transport, Failure> {
+    if target.insecure {
+        return Ok(Transport::Plain);
+    }
+    let files: Vec<PathBuf> = match &target.ca {
+        Some(file) => vec![file.clone()],
+        None => credential_dirs(target)
+            .iter()
+            .map(|d| halcyon_pki::Layout::new(d).ca_certificate())
+            .collect(),
+    };
+    let mut looked = Vec::new();
+    for file in files {
+        match halcyon_pki::read_ca_certificates(&file) {
+            Ok(der) => {
+                let tls = halcyon_daemon::client::tls_with_ca(der)
+                    .map_err(|e| Failure::Invalid(format!("error: {}: {e}", file.display())))?;
+                return Ok(Transport::Https { tls, ca: file });
+            }
+            Err(e) if e.problem == halcyon_pki::Problem::Missing && target.ca.is_none() => {
+                looked.push(format!("{} does not exist", file.display()));
+            }
+            Err(e) if target.ca.is_some() => {
+                return Err(Failure::Invalid(format!("error: --ca {e}")));
+            }
+            Err(e) => return Err(Failure::Invalid(format!("error: {e}"))),
+        }
+    }
+    Err(Failure::Invalid(format!(
+        "error: no cluster CA to check the nodes' certificates with ({}): pass --ca FILE (the \
+         cluster's ca.crt), or --insecure for a cluster whose daemons run --insecure",
+        looked.join("; ")
+    )))
+}
+
+/// One request to a node's TCP API over `transport`.
+pub async fn request_over(
+    transport: &Transport,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<halcyon_daemon::client::Response, String> {
+    match transport {
+        Transport::Https { tls, ca } => {
+            halcyon_daemon::client::request_tls(tls, addr, method, path, headers, body, limit)
+                .await
+                .map_err(|e| tls_hint(e, ca))
+        }
+        Transport::Plain => halcyon_daemon::client::request_with(
+            &halcyon_daemon::platform::TcpNetwork,
+            addr,
+            method,
+            path,
+            headers,
+            body,
+            limit,
+        )
+        .await
+        .map_err(plain_hint),
+    }
+}
+
+/// A TLS refusal names the CA the certificate was checked with.
+pub fn tls_hint(e: String, ca: &std::path::Path) -> String {
+    if e.contains("TLS refused") {
+        format!("{e} (checked with {})", ca.display())
+    } else {
+        e
+    }
+}
+
+/// A failure in plain HTTP that looks like a server speaking TLS (no HTTP answer, the
+/// connection reset) says that `--insecure` was asked for.
+pub fn plain_hint(e: String) -> String {
+    if ["HTTP response", "bad status line", "reset", "closed before"]
+        .iter()
+        .any(|s| e.contains(s))
+    {
+        format!(
+            "{e} (plain HTTP, as --insecure asks: a node with credentials answers only \
+             HTTPS; drop --insecure)"
+        )
+    } else {
+        e
+    }
 }
 
 /// The local daemon's API sockets to try first, in order (see `Target::socket`): `--socket`;
@@ -259,9 +372,10 @@ async fn call(
         }
         Err(e) => return Err(e),
     };
+    let transport = transport(target)?;
     for addr in addrs {
-        match halcyon_daemon::client::request_with(
-            &halcyon_daemon::platform::TcpNetwork,
+        match request_over(
+            &transport,
             addr,
             method,
             path,

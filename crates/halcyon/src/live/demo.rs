@@ -861,11 +861,14 @@ async fn watch(demo: &mut Demo, signals: &mut Signals) -> anyhow::Result<()> {
 
 /// The demo's status, asked with the admin token its credentials hold (in `config/pki`).
 async fn package_status(api: &[SocketAddr], config: &Path) -> Option<StatusResponse> {
-    let token = halcyon_pki::read_admin_token(&config.join("pki")).ok()??;
+    let pki = halcyon_pki::Layout::new(&config.join("pki"));
+    let token = halcyon_pki::read_admin_token(pki.dir()).ok()??;
+    let ca = halcyon_pki::read_ca_certificates(&pki.ca_certificate()).ok()?;
+    let tls = halcyon_daemon::client::tls_with_ca(ca).ok()?;
     let headers = [("Authorization", format!("Bearer {token}"))];
     for &addr in api {
-        if let Ok(r) = halcyon_daemon::client::request_with(
-            &halcyon_daemon::platform::TcpNetwork,
+        if let Ok(r) = halcyon_daemon::client::request_tls(
+            &tls,
             addr,
             "GET",
             "/v1/status",
@@ -908,10 +911,13 @@ fn announce(demo: &Demo, node: Option<&str>) {
         .ok()
         .flatten()
         .map_or_else(String::new, |t| format!("#token={t}"));
+    let ca = halcyon_pki::Layout::new(&demo.directory.join("config").join("pki")).ca_certificate();
     say!(
-        "\nstatus page: http://127.0.0.1:{api}/{token}\n\
-         (live, served by every node: also http://127.0.0.2:{api}/ and http://127.0.0.3:{api}/ \
-         with the same #token=...; Prometheus metrics at /metrics with the token as a bearer token)\n\
+        "\nstatus page: https://127.0.0.1:{api}/{token}\n\
+         (live, served by every node: also https://127.0.0.2:{api}/ and https://127.0.0.3:{api}/ \
+         with the same #token=...; over HTTPS with the demo's own CA {ca}, which a browser does \
+         not know: accept the certificate once, or import the CA; Prometheus metrics at \
+         /metrics with the token as a bearer token: curl --cacert {ca} ...)\n\
          \nWhat to try (in another terminal):\n\
          \x20 halcyon status                       # finds this demo cluster\n\
          \x20 {curl}\n\
@@ -922,6 +928,7 @@ fn announce(demo: &Demo, node: Option<&str>) {
         pids = pids.join(" "),
         logs = demo.logs.display(),
         pid = std::process::id(),
+        ca = ca.display(),
     );
 }
 

@@ -522,6 +522,8 @@ async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> R
     let mut printed: Option<u64> = None;
     let mut said = false;
     let token = client::token(target)?;
+    // Found when a node's TCP API is needed (the local socket needs no CA).
+    let mut transport: Option<client::Transport> = None;
     loop {
         let mut errors = Vec::new();
         for endpoint in client::endpoints(target)? {
@@ -531,14 +533,29 @@ async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> R
                         .await
                 }
                 client::Endpoint::Network(addr) => {
-                    halcyon_daemon::client::event_stream(
+                    if transport.is_none() {
+                        transport = Some(client::transport(target)?);
+                    }
+                    let transport = transport.as_ref().expect("found above");
+                    let tls = match transport {
+                        client::Transport::Https { tls, .. } => Some(tls),
+                        client::Transport::Plain => None,
+                    };
+                    let opened = halcyon_daemon::client::event_stream(
                         *addr,
+                        tls,
                         &path,
                         token.as_deref(),
                         printed,
                         FOLLOW_IDLE,
                     )
-                    .await
+                    .await;
+                    match transport {
+                        client::Transport::Https { ca, .. } => {
+                            opened.map_err(|e| client::tls_hint(e, ca))
+                        }
+                        client::Transport::Plain => opened.map_err(client::plain_hint),
+                    }
                 }
             };
             let mut stream = match opened {

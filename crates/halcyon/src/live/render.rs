@@ -270,13 +270,24 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
              reaches its ports can operate the cluster",
             v.answered_by
         );
-    } else if api.unauthenticated + api.forbidden + api.nodes + api.raft_refused > 0 {
+    } else if api.unauthenticated
+        + api.forbidden
+        + api.nodes
+        + api.raft_refused
+        + api.api_tls_refused
+        > 0
+    {
         let _ = writeln!(
             out,
             "  the API of {} requires tokens; refused: {} without a valid token, {} for their \
              role, {} node requests without a valid node signature, {} Raft connections \
-             without a node certificate",
-            v.answered_by, api.unauthenticated, api.forbidden, api.nodes, api.raft_refused
+             without a node certificate, {} API connections at TLS",
+            v.answered_by,
+            api.unauthenticated,
+            api.forbidden,
+            api.nodes,
+            api.raft_refused,
+            api.api_tls_refused
         );
     }
     if let Some(c) = &api.credentials {

@@ -257,7 +257,8 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
-        match http::request_as(
+        match http::request_tls(
+            self.tls(),
             addr,
             method,
             path,
@@ -413,7 +414,7 @@ pub fn status_text(c: &Cluster, i: usize) -> String {
 
 pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
     let mut command = std::process::Command::new(BIN);
-    command.args(args).arg("--api").arg(c.api(i).to_string());
+    command.args(args).args(c.cli_api_args(i));
     if let Some(token) = c.admin_token() {
         command.env("HALCYON_TOKEN", token);
     }
@@ -506,4 +507,52 @@ pub fn web_failing_on_n1() -> Spec {
         }
     });
     spec
+}
+
+/// The node names of a three-node test cluster (the names a client certificate must carry).
+pub fn member_names() -> std::collections::BTreeSet<String> {
+    ["n1", "n2", "n3"].iter().map(|n| n.to_string()).collect()
+}
+
+/// The API client settings of a node with `credentials` (its certificate as client
+/// certificate, servers checked with its `ca_certificate_der`).
+pub fn node_tls(credentials: &halcyon_pki::Credentials) -> halcyon_daemon::client::Tls {
+    halcyon_daemon::raft_tls::RaftTls::new(credentials, member_names())
+        .unwrap()
+        .api_client()
+}
+
+/// Sends `request` over TLS with `tls` and reads the whole answer; `Err`: the connection
+/// failed (the handshake, or an alert instead of an answer).
+pub fn tls_request(
+    tls: &halcyon_daemon::client::Tls,
+    addr: SocketAddr,
+    request: &str,
+) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let exchange = async {
+            let mut stream = halcyon_daemon::raft_tls::connect_api(tls, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+            let mut answer = Vec::new();
+            stream
+                .read_to_end(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&answer).into_owned())
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| "no answer within 10 s".to_owned())?
+    })
 }
