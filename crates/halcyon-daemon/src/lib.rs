@@ -109,11 +109,13 @@ async fn start(
         executor,
         observer,
         webhooks,
+        writer,
     } = tasks;
     if observe {
         tokio::spawn(Arc::clone(&node).observer_loop(observer));
         tokio::spawn(webhooks.run(node.name.to_string()));
     }
+    tokio::spawn(Arc::clone(&node).writer_loop(writer));
     tokio::spawn(Arc::clone(&node).lease_loop(lease));
     tokio::spawn(Arc::clone(&node).coordinator_loop(coordinator));
     tokio::spawn(Arc::clone(&node).executor_loop(executor));

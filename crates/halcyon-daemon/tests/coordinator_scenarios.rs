@@ -719,6 +719,10 @@ fn describe_reply(reply: &Reply) -> String {
         Reply::Executing { execution } => format!("execution {execution}"),
         Reply::Restarts { count } => format!("{count} restarts"),
         Reply::Ignored { why } => format!("ignored: {why}"),
+        Reply::Batch { replies } => {
+            let replies: Vec<String> = replies.iter().map(describe_reply).collect();
+            format!("batch: {}", replies.join("; "))
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 //!
 //! Invariants:
 //! - every command runs in a process group of its own, with the package environment
-//!   ([`PackageEnv`]); killing a resource kills its whole group. Scripts run through `sh -c`,
-//!   OCF agents are executed directly;
+//!   ([`PackageEnv`]); killing a resource kills its whole group. Scripts and services run
+//!   through [`SHELL`]` -c`, OCF agents are executed directly;
 //! - every external command is bounded by a timeout; a command that times out has its process
 //!   group killed, and the error says so;
 //! - captured output is bounded ([`OUTPUT_MAX`] bytes of a command, [`SERVICE_OUTPUT_MAX`]
@@ -204,8 +204,14 @@ pub trait Resource: Send {
     }
 }
 
+/// The shell scripts and services run through (`SHELL -c COMMAND`), named by its path: a
+/// bare `sh` is searched along `PATH` by `posix_spawnp`: one failed `execve` for every
+/// directory before the one holding it (8 per command with a `PATH` that starts with a
+/// user's tool directories), in the child, while the daemon's spawning thread waits for it.
+pub const SHELL: &str = "/bin/sh";
+
 fn shell(command: &str, env: &PackageEnv) -> Command {
-    let mut c = Command::new("sh");
+    let mut c = Command::new(SHELL);
     c.arg("-c")
         .arg(command)
         .envs(env.vars())

@@ -11,6 +11,9 @@
 //! - at most one plan executes at a time (events are processed one at a time, cluster-wide);
 //! - a step's actions all report done before the next step is current (the barrier), and when
 //!   the last step is done the plan's resulting state becomes the cluster state;
+//! - a [`Command::Batch`] changes the state exactly as its commands applied one entry each
+//!   would (but for the applied index), each answered on its own; a batch beyond its bounds
+//!   ([`BATCH_COMMANDS_MAX`], [`BATCH_BYTES_MAX`], no batch inside) changes nothing;
 //! - every queue and log is bounded ([`PENDING_MAX`], [`LOG_MAX`]);
 //! - a failover package is never placed on two nodes: asserted when a plan is committed.
 
@@ -45,6 +48,13 @@ pub const LOG_MAX: usize = 256;
 pub const FENCE_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most characters of an action's detail (command output, error) kept in the log.
 pub const DETAIL_MAX: usize = 2048;
+/// Most commands in one [`Command::Batch`]. Part of what the log means: a batch beyond it
+/// is refused whole when applied, so raising it needs every replica to know the new bound.
+pub const BATCH_COMMANDS_MAX: usize = 256;
+/// Largest [`Command::Batch`] as encoded in its Raft entry (bytes), refused whole beyond it
+/// (by [`Replicated`], which sees the entry). Far below `halcyon_consensus::MAX_COMMAND_BYTES`:
+/// one append carries up to `halcyon_consensus::MAX_PAYLOAD_ENTRIES` entries.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// A change to the replicated state. Encoded as JSON in the Raft log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -226,6 +236,12 @@ pub enum Command {
         by: String,
         at: Timestamp,
     },
+    /// Commands a node's writer had waiting together, committed as one entry and applied in
+    /// order exactly as if each were an entry of its own (each gets its own reply, in
+    /// [`Reply::Batch`]; a refused one changes nothing and does not affect the others). At
+    /// most [`BATCH_COMMANDS_MAX`] commands and [`BATCH_BYTES_MAX`] bytes, none of them a
+    /// batch: otherwise the whole batch is refused and nothing of it is applied.
+    Batch { commands: Vec<Command> },
 }
 
 /// How a fence of a node went, as the replicated state keeps it (the agents' calls are
@@ -323,6 +339,24 @@ impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
+
+    /// Why `commands` cannot be one [`Command::Batch`] (`None`: they can, size aside). The
+    /// writer asserts it of every batch it sends; applying a batch checks it again.
+    pub fn batch_error(commands: &[Command]) -> Option<String> {
+        if commands.is_empty() {
+            return Some("an empty batch".to_owned());
+        }
+        if commands.len() > BATCH_COMMANDS_MAX {
+            return Some(format!(
+                "a batch of {} commands (at most {BATCH_COMMANDS_MAX})",
+                commands.len()
+            ));
+        }
+        commands
+            .iter()
+            .position(|c| matches!(c, Command::Batch { .. }))
+            .map(|i| format!("command {} of the batch is a batch itself", i + 1))
+    }
 }
 
 /// What applying a command answered (to the writer, on the leader).
@@ -350,6 +384,10 @@ pub enum Reply {
     /// The command changed nothing, and why.
     Ignored {
         why: String,
+    },
+    /// Batch: the reply of each of its commands, in order.
+    Batch {
+        replies: Vec<Reply>,
     },
 }
 
@@ -964,6 +1002,16 @@ impl State {
                 by,
                 at,
             } => self.voter_changed(node, added, &voters, by, at),
+            Command::Batch { commands } => {
+                if let Some(why) = Command::batch_error(&commands) {
+                    return Reply::Ignored { why };
+                }
+                let replies = commands
+                    .into_iter()
+                    .map(|command| self.apply(index, command))
+                    .collect();
+                Reply::Batch { replies }
+            }
         }
     }
 
@@ -2050,6 +2098,15 @@ impl halcyon_consensus::Application for Replicated {
             self.state.applied_index
         );
         let reply = match Command::decode(command) {
+            Ok(Command::Batch { .. }) if command.len() > BATCH_BYTES_MAX => {
+                self.state.applied_index = index;
+                Reply::Ignored {
+                    why: format!(
+                        "a batch of {} bytes (at most {BATCH_BYTES_MAX})",
+                        command.len()
+                    ),
+                }
+            }
             Ok(command) => self.state.apply(index, command),
             Err(e) => {
                 self.state.applied_index = index;
@@ -2078,6 +2135,8 @@ impl halcyon_consensus::Application for Replicated {
 mod tests;
 #[cfg(test)]
 mod tests_apply;
+#[cfg(test)]
+mod tests_batch;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]

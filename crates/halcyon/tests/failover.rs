@@ -584,3 +584,76 @@ fn a_follower_cut_off_from_everyone_says_it_has_no_quorum() {
         v["quorum"]["has_quorum"] == true
     });
 }
+
+/// Packages without resources that all prefer n3, then n1 and n2 in turn.
+fn on_n3(count: usize) -> Vec<Package> {
+    (1..=count)
+        .map(|k| {
+            let nodes: &[&str] = if k % 2 == 0 {
+                &["n3", "n1", "n2"]
+            } else {
+                &["n3", "n2", "n1"]
+            };
+            let mut package = Package::failover(&format!("m{k:02}"), nodes);
+            package.failover_policy = Some("configured_node".into());
+            package.failback_policy = Some("manual".into());
+            package
+        })
+        .collect()
+}
+
+/// Whether every one of `count` packages of [`on_n3`] is up on one of `nodes`, with no
+/// event pending or running.
+fn all_on(v: &serde_json::Value, count: usize, nodes: &[&str]) -> bool {
+    halcyon_testkit::cluster::is_idle(v)
+        && (1..=count).all(|k| {
+            let p = package_of(v, &format!("m{k:02}"));
+            p["status"] == "up"
+                && p["nodes"].as_array().is_some_and(|n| {
+                    n.len() == 1 && nodes.iter().any(|node| n[0] == *node)
+                })
+        })
+}
+
+/// The writer batches (issue 21): the reports of the takeover's runs, finished together on
+/// two nodes, are committed as a few log entries, not one each (there were 2 + 60 and more).
+#[test]
+fn the_reports_of_a_mass_takeover_are_committed_in_a_few_entries() {
+    const PACKAGES: usize = 60;
+    let mut spec = Spec::new();
+    spec.packages = on_n3(PACKAGES);
+    let mut c = Cluster::start_with(spec);
+    c.wait_for(1, "every package up on n3", FORM_TIMEOUT, |v| {
+        all_on(v, PACKAGES, &["n3"])
+    });
+    let before = c.status(1).unwrap()["quorum"]["last_applied"]
+        .as_u64()
+        .unwrap();
+    c.kill(3);
+    c.wait_for(1, "every package up on n1 or n2", FAILOVER_TIMEOUT, |v| {
+        all_on(v, PACKAGES, &["n1", "n2"])
+    });
+    let v = c.status(1).unwrap();
+    let entries = v["quorum"]["last_applied"].as_u64().unwrap() - before;
+    let (code, events) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{events}");
+    let takeover = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["event"].as_str().is_some_and(|e| e.starts_with("node_down n3 ")))
+        .unwrap_or_else(|| panic!("no node_down n3: {events:#}"));
+    let runs = takeover["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "run" && a["ok"] == true)
+        .count();
+    assert_eq!(runs, PACKAGES, "{takeover:#}");
+    eprintln!("{runs} runs reported in {entries} log entries");
+    assert!(
+        entries <= (PACKAGES / 3) as u64,
+        "{entries} log entries for {runs} runs: the reports were not batched"
+    );
+}

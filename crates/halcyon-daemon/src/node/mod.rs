@@ -11,7 +11,7 @@
 //! | `reports` | adapter and standby reports | – |
 //! | `monitor` | user-defined monitors | the running monitors |
 //! | `program` | one task per event command | its process |
-//! | `writer` | – (functions) | the one retry policy for writes |
+//! | `writer` | the writer | the one retry policy for writes; the queue of writes it sends in batches |
 //!
 //! Tasks talk through `watch` channels (current values: the replica's view, the membership
 //! status, the lease, the packages running here) and `mpsc` queues with closed message
@@ -124,6 +124,8 @@ pub struct Node {
     pub(crate) grants: mpsc::Sender<Grant>,
     /// The executor's inbox (what supervisors, plan actions and monitors tell it).
     pub(crate) executor_inbox: mpsc::Sender<Inbox>,
+    /// The writer's queue: every attempt of `Node::submit` (see `writer`).
+    writes: mpsc::Sender<writer::QueuedWrite>,
     /// This daemon's incarnation: from the state directory at start, raised once when the
     /// cluster has a higher one committed (a wiped state directory; see `Node::register`).
     incarnation: AtomicU64,
@@ -185,6 +187,7 @@ pub struct Tasks {
     pub(crate) executor: executor::Executor,
     pub(crate) observer: observer::Observer,
     pub(crate) webhooks: webhooks::WebhookTask,
+    pub(crate) writer: writer::Writer,
 }
 
 /// What `POST /v1/internal/lease` answers.
@@ -293,6 +296,7 @@ impl Node {
         let (watchdog, watchdog_state) = crate::watchdog::open_configured(&config.cluster);
         let (lease, lease_commands, lease_task) = lease_task::LeaseTask::new(heartbeats, watchdog);
         let (executor, executor_inbox, running) = executor::Executor::new();
+        let (writer, writes) = writer::Writer::new();
         let (grants, coordinator) = mpsc::channel(GRANTS_QUEUED_MAX);
         let (stream, event_counts, webhook_counts, observer, webhooks) = observing();
         let renewal_watch = std::sync::Mutex::new(RenewalWatch::new(
@@ -320,6 +324,7 @@ impl Node {
             lease_commands,
             grants,
             executor_inbox,
+            writes,
             incarnation: AtomicU64::new(incarnation),
             incarnation_file: incarnation_file(&settings.state_dir),
             clean_stop: read_clean_stop(&settings.state_dir),
@@ -349,6 +354,7 @@ impl Node {
             executor,
             observer,
             webhooks,
+            writer,
         };
         Ok((node, tasks))
     }

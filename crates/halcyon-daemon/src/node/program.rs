@@ -88,7 +88,7 @@ async fn run_command(
     clock: &dyn Clock,
 ) -> LaunchReport {
     let started_at = clock.timestamp();
-    let mut command = tokio::process::Command::new("sh");
+    let mut command = tokio::process::Command::new(halcyon_resources::SHELL);
     command
         .arg("-c")
         .arg(format!(
