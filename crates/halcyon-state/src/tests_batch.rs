@@ -114,7 +114,13 @@ fn a_batch_applies_its_commands_in_order_as_entries_of_their_own_would() {
     ignored(&replies[6], "no execution is running");
     assert_eq!(replies[7], Reply::Restarts { count: 2 });
     assert!(
-        matches!(replies[8], Reply::Queued { duplicate: false, .. }),
+        matches!(
+            replies[8],
+            Reply::Queued {
+                duplicate: false,
+                ..
+            }
+        ),
         "{:?}",
         replies[8]
     );

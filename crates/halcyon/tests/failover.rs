@@ -609,9 +609,9 @@ fn all_on(v: &serde_json::Value, count: usize, nodes: &[&str]) -> bool {
         && (1..=count).all(|k| {
             let p = package_of(v, &format!("m{k:02}"));
             p["status"] == "up"
-                && p["nodes"].as_array().is_some_and(|n| {
-                    n.len() == 1 && nodes.iter().any(|node| n[0] == *node)
-                })
+                && p["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.len() == 1 && nodes.iter().any(|node| n[0] == *node))
         })
 }
 
@@ -642,7 +642,11 @@ fn the_reports_of_a_mass_takeover_are_committed_in_a_few_entries() {
         .unwrap()
         .iter()
         .rev()
-        .find(|e| e["event"].as_str().is_some_and(|e| e.starts_with("node_down n3 ")))
+        .find(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("node_down n3 "))
+        })
         .unwrap_or_else(|| panic!("no node_down n3: {events:#}"));
     let runs = takeover["actions"]
         .as_array()

@@ -618,9 +618,9 @@ mod tests {
             2,
         );
         assert!(
-            refused
-                .iter()
-                .all(|a| matches!(a, Attempt::Done(Err(e)) if e.contains("refused: an empty batch"))),
+            refused.iter().all(
+                |a| matches!(a, Attempt::Done(Err(e)) if e.contains("refused: an empty batch"))
+            ),
             "{refused:?}"
         );
         let short = split(
