@@ -101,6 +101,13 @@ pub struct ApiAuth {
     /// or expired; on the internal API also none, or one naming no node).
     #[serde(default)]
     pub api_tls_refused: u64,
+    /// Requests this node sent to other nodes' APIs (lease renewals, forwarded commits) on
+    /// a connection it opened for them, since start.
+    #[serde(default)]
+    pub peer_requests_new: u64,
+    /// The same on a connection kept open from an earlier request (no handshake).
+    #[serde(default)]
+    pub peer_requests_kept: u64,
     /// The credentials in use (none when the node runs `--insecure`).
     #[serde(default)]
     pub credentials: Option<CredentialsState>,

@@ -1,17 +1,23 @@
-//! A minimal HTTP/1.1 client for the daemon's own API (node to node, and the CLI): one request
-//! per connection, bounded in time and size. Enough for JSON over loopback or a LAN. Over TLS:
-//! nodes through their network (`platform::TlsNetwork`), the CLI with [`request_tls`] and a
-//! [`Tls`] that checks the nodes' certificates with the cluster CA.
+//! A minimal HTTP/1.1 client for the daemon's own API (node to node, and the CLI), bounded in
+//! time and size. Enough for JSON over loopback or a LAN. Over TLS: nodes through their
+//! network (`platform::TlsNetwork`), which keeps its connections open between requests
+//! ([`KeptConnections`]: no handshake per lease renewal), the CLI with [`request_tls`] and a
+//! [`Tls`] that checks the nodes' certificates with the cluster CA, one request per
+//! connection.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::platform::{Network, TcpNetwork};
+use crate::POISONED;
+use crate::platform::{Network, Stream, TcpNetwork};
 
 /// Largest response body accepted.
 pub const RESPONSE_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -63,6 +69,12 @@ pub async fn request_with(
     limit: Duration,
 ) -> Result<Response, String> {
     check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
+    if let Some((kept, generation)) = network.kept() {
+        return request_kept(
+            network, &kept, generation, addr, method, path, headers, body, limit,
+        )
+        .await;
+    }
     timeout(limit, async {
         let stream = network
             .connect(addr)
@@ -74,6 +86,268 @@ pub async fn request_with(
     })
     .await
     .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+}
+
+/// Idle connections kept per peer address (and runtime): as many as requests to one peer
+/// usually overlap (a renewal, a forwarded commit, a report).
+pub const KEPT_PER_PEER: usize = 4;
+/// A connection idle for longer is closed rather than reused.
+pub const KEPT_IDLE_MAX: Duration = Duration::from_secs(30);
+
+/// Connections to other nodes' APIs kept open between requests (HTTP/1.1 keep-alive), so a
+/// lease renewal or a forwarded commit does not pay a TCP and a TLS handshake each time.
+///
+/// A connection goes back here only after an answer read whole (its length known) that did
+/// not close it. One is taken only if it was made with the TLS configurations in force (a
+/// `generation`: after a credentials reload, requests go out on new connections), made on
+/// the runtime asking (the daemon's API runtime and its node runtime keep theirs apart, so a
+/// flood of API requests cannot delay a renewal's I/O), idle for less than
+/// [`KEPT_IDLE_MAX`], and not closed by the peer meanwhile (a peer that restarted closed
+/// them: checked before reuse, so it costs nothing). A request that fails on a kept
+/// connection is not sent again: it fails as one on a new connection would, and the callers
+/// go on as they do then (the next renewal, the leader's next address).
+#[derive(Default)]
+pub struct KeptConnections {
+    idle: Mutex<HashMap<(tokio::runtime::Id, SocketAddr), Vec<Kept>>>,
+    opened: AtomicU64,
+    reused: AtomicU64,
+}
+
+struct Kept {
+    stream: Pin<Box<dyn Stream>>,
+    generation: u64,
+    since: tokio::time::Instant,
+}
+
+/// Connections opened and requests sent on a kept one, since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptCounts {
+    pub opened: u64,
+    pub reused: u64,
+}
+
+impl KeptConnections {
+    pub fn counts(&self) -> KeptCounts {
+        KeptCounts {
+            opened: self.opened.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A usable kept connection to `addr` for this runtime; the unusable ones met on the way
+    /// are closed.
+    fn take(&self, addr: SocketAddr, generation: u64) -> Option<Pin<Box<dyn Stream>>> {
+        let key = (tokio::runtime::Handle::current().id(), addr);
+        let now = tokio::time::Instant::now();
+        let mut idle = self.idle.lock().expect(POISONED);
+        let kept = idle.get_mut(&key)?;
+        while let Some(mut k) = kept.pop() {
+            if k.generation == generation
+                && now.duration_since(k.since) < KEPT_IDLE_MAX
+                && still_open(&mut k.stream)
+            {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                return Some(k.stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps `stream` to `addr` (its answer was read whole) for a later request.
+    fn put(&self, addr: SocketAddr, generation: u64, stream: Pin<Box<dyn Stream>>) {
+        let key = (tokio::runtime::Handle::current().id(), addr);
+        let since = tokio::time::Instant::now();
+        let mut idle = self.idle.lock().expect(POISONED);
+        let kept = idle.entry(key).or_default();
+        kept.retain(|k| {
+            k.generation == generation && since.duration_since(k.since) < KEPT_IDLE_MAX
+        });
+        if kept.len() < KEPT_PER_PEER {
+            kept.push(Kept {
+                stream,
+                generation,
+                since,
+            });
+        }
+    }
+}
+
+/// Whether an idle connection can take a request: nothing to read on it, so the peer has not
+/// closed it (end of stream, a reset) nor sent anything unasked. A TLS session ticket the
+/// server sent after the handshake is consumed here without application data.
+fn still_open(stream: &mut Pin<Box<dyn Stream>>) -> bool {
+    use futures_util::FutureExt;
+    let mut byte = [0u8; 1];
+    stream.read(&mut byte).now_or_never().is_none()
+}
+
+/// [`request_with`] on a connection kept by `kept` (or a new one, then kept): the exchange
+/// runs in a task of its own, bounded by `limit`, so a caller that stops waiting (the losing
+/// address of a race) does not close a connection in the middle of an answer.
+#[allow(clippy::too_many_arguments)]
+async fn request_kept(
+    network: &dyn Network,
+    kept: &Arc<KeptConnections>,
+    generation: u64,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<Response, String> {
+    let request = request_bytes(&addr.to_string(), method, path, headers, body, true);
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream = match kept.take(addr, generation) {
+        Some(stream) => stream,
+        None => {
+            let stream = tokio::time::timeout_at(deadline, network.connect(addr))
+                .await
+                .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+                .map_err(|e| format!("{addr}: {e}"))?;
+            kept.opened.fetch_add(1, Ordering::Relaxed);
+            stream
+        }
+    };
+    let kept = Arc::clone(kept);
+    let exchange = tokio::spawn(async move {
+        let answered = tokio::time::timeout_at(deadline, exchange_keeping(stream, request)).await;
+        match answered {
+            Err(_) => Err(format!("{addr}: no answer within {limit:?}")),
+            Ok(Err(e)) => Err(format!("{addr}: {e}")),
+            Ok(Ok((response, stream))) => {
+                if let Some(stream) = stream {
+                    kept.put(addr, generation, stream);
+                }
+                Ok(response)
+            }
+        }
+    });
+    exchange
+        .await
+        .map_err(|e| format!("{addr}: the request's task ended: {e}"))?
+}
+
+/// Sends `request` on `stream` and reads its answer to the end of its body (by its
+/// `Content-Length`, or its last chunk); gives the stream back when it may take another
+/// request (HTTP/1.1, the server did not ask to close it).
+async fn exchange_keeping(
+    mut stream: Pin<Box<dyn Stream>>,
+    request: Vec<u8>,
+) -> Result<(Response, Option<Pin<Box<dyn Stream>>>), String> {
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        match answer_length(&raw)? {
+            Some(Framed::Length(end)) if raw.len() >= end => break end,
+            Some(Framed::Chunked(split)) => {
+                if let Some((_, taken)) = dechunk(&raw[split..])? {
+                    break split + taken;
+                }
+            }
+            Some(Framed::UntilClose) => {
+                // Read to the end, as without keep-alive; the connection is not kept.
+                let response = read_to_end(stream, raw).await?;
+                return Ok((response, None));
+            }
+            _ => {}
+        }
+        if raw.len() >= RESPONSE_MAX_BYTES {
+            return Err(format!("an answer larger than {RESPONSE_MAX_BYTES} bytes"));
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the connection closed before the whole answer".into());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let response = parse_response(&raw[..end])?;
+    // Bytes after the answer (none was asked for) leave the connection in doubt.
+    let reusable = raw.len() == end && keeps_open(&raw);
+    Ok((response, reusable.then_some(stream)))
+}
+
+/// How an answer's end is known, once its head is in.
+enum Framed {
+    /// The whole answer (head and body) ends at this offset.
+    Length(usize),
+    /// Chunked: the body begins at this offset.
+    Chunked(usize),
+    /// Neither: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// How the answer in `raw` ends; `None` while its head is incomplete.
+fn answer_length(raw: &[u8]) -> Result<Option<Framed>, String> {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let body = split + 4;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad HTTP answer {head:?}"))?;
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(Some(Framed::Length(body)));
+    }
+    if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return Ok(Some(Framed::Chunked(body)));
+    }
+    match header(&head, "content-length") {
+        Some(v) => {
+            let length: usize = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
+            if length > RESPONSE_MAX_BYTES {
+                return Err(format!("an answer larger than {RESPONSE_MAX_BYTES} bytes"));
+            }
+            Ok(Some(Framed::Length(body + length)))
+        }
+        None => Ok(Some(Framed::UntilClose)),
+    }
+}
+
+/// Whether the connection of the (whole) answer `raw` may take another request.
+fn keeps_open(raw: &[u8]) -> bool {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]);
+    head.starts_with("HTTP/1.1 ")
+        && !header(&head, "connection").is_some_and(|v| v.contains("close"))
+}
+
+/// A header's value in `head` (lower case), the first of that name.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_ascii_lowercase())
+    })
+}
+
+async fn read_to_end(
+    mut stream: Pin<Box<dyn Stream>>,
+    mut raw: Vec<u8>,
+) -> Result<Response, String> {
+    let mut buf = [0u8; 16 * 1024];
+    while raw.len() < RESPONSE_MAX_BYTES {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n.min(RESPONSE_MAX_BYTES - raw.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    parse_response(&raw)
 }
 
 /// A client's TLS settings for the API (the CLI's, and the test harnesses'): the nodes'
@@ -174,8 +448,8 @@ fn check_headers(headers: &[(&str, String)]) -> Result<(), String> {
 }
 
 /// Writes one request on `stream` (`host` in its `Host` header) and reads the whole answer
-/// (at most [`RESPONSE_MAX_BYTES`]).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+/// (at most [`RESPONSE_MAX_BYTES`]) up to the end of the connection.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     host: &str,
     method: &str,
@@ -183,36 +457,40 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     headers: &[(&str, String)],
     body: Option<&str>,
 ) -> Result<Response, String> {
+    let request = request_bytes(host, method, path, headers, body, false);
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| e.to_string())?;
+    read_to_end(Box::pin(stream), Vec::new()).await
+}
+
+/// One request's bytes: its head (`Connection: close` unless `keep_alive`) and JSON body.
+fn request_bytes(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+    keep_alive: bool,
+) -> Vec<u8> {
     let body = body.unwrap_or("");
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
+    let connection = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{connection}Content-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(body.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    while raw.len() < RESPONSE_MAX_BYTES {
-        match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n.min(RESPONSE_MAX_BYTES - raw.len())]),
-            // A TLS server that closed without its close_notify: the end, as in the clear
-            // (the answer is still parsed whole).
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    parse_response(&raw)
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response, String> {
@@ -234,7 +512,7 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     });
     let mut body = raw[split + 4..].to_vec();
     if chunked {
-        body = dechunk(&body)?;
+        body = dechunk(&body)?.ok_or("truncated chunked body")?.0;
     }
     Ok(Response {
         status,
@@ -242,25 +520,35 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     })
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+/// A chunked body decoded, and the bytes of `data` it took (up to the blank line after the
+/// last chunk and its trailers); `None` while that is not all in `data` yet.
+fn dechunk(all: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let mut data = all;
     let mut out = Vec::new();
     loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| "bad chunk size")?;
         data = &data[line_end + 2..];
         if size == 0 {
-            return Ok(out);
+            let end = if data.starts_with(b"\r\n") {
+                2
+            } else {
+                match data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(at) => at + 4,
+                    None => return Ok(None),
+                }
+            };
+            return Ok(Some((out, all.len() - data.len() + end)));
         }
-        if data.len() < size {
-            return Err("truncated chunk".into());
+        if data.len() < size + 2 {
+            return Ok(None);
         }
         out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or(&[]);
+        data = &data[size + 2..];
     }
 }
 
@@ -396,14 +684,7 @@ async fn open_stream(
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let (status, head, rest) = read_head(&mut stream, &addr, idle).await?;
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
-    };
+    let header = |name: &str| header(&head, name);
     let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
     if status != 200 {
         // An error body: read what is there (bounded) to say why.
@@ -561,6 +842,171 @@ mod tests {
         .unwrap();
         assert_eq!(r.body, "abcde");
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn an_answer_kept_alive_ends_where_its_length_or_last_chunk_says() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
+        assert!(
+            answer_length(&head[..10]).unwrap().is_none(),
+            "head incomplete"
+        );
+        let Some(Framed::Length(end)) = answer_length(head).unwrap() else {
+            panic!("framed by length");
+        };
+        assert_eq!(end, head.len() + 2);
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n";
+        let Some(Framed::Chunked(split)) = answer_length(chunked).unwrap() else {
+            panic!("chunked");
+        };
+        assert_eq!(
+            dechunk(&chunked[split..]).unwrap(),
+            None,
+            "the blank line is missing"
+        );
+        let mut whole = chunked.to_vec();
+        whole.extend_from_slice(b"\r\n");
+        assert_eq!(
+            dechunk(&whole[split..]).unwrap(),
+            Some((b"abc".to_vec(), whole.len() - split))
+        );
+        let trailer = [&chunked[split..], b"X-T: 1\r\n\r\n"].concat();
+        assert_eq!(
+            dechunk(&trailer).unwrap(),
+            Some((b"abc".to_vec(), trailer.len()))
+        );
+        assert!(matches!(
+            answer_length(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap(),
+            Some(Framed::Length(_))
+        ));
+        assert!(matches!(
+            answer_length(b"HTTP/1.0 200 OK\r\n\r\n").unwrap(),
+            Some(Framed::UntilClose)
+        ));
+        assert!(answer_length(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
+        assert!(keeps_open(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!keeps_open(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"));
+        assert!(!keeps_open(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    }
+
+    /// A server on loopback that answers every request on a connection with its
+    /// connection's number and request number, then closes after `per_connection`.
+    async fn counting_server(per_connection: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for connection in 0.. {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for request in 0..per_connection {
+                        let mut byte = [0u8; 1024];
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let n = tcp.read(&mut byte).await.unwrap();
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&byte[..n]);
+                        }
+                        let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                        buf.drain(..at + 4);
+                        let body = format!("{connection}.{request}");
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        tcp.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// [`TcpNetwork`] with kept connections, as `platform::TlsNetwork` keeps them.
+    struct Keeping(Arc<KeptConnections>, std::sync::atomic::AtomicU64);
+
+    impl Network for Keeping {
+        fn connect(
+            &self,
+            addr: SocketAddr,
+        ) -> futures_util::future::BoxFuture<'_, std::io::Result<Pin<Box<dyn Stream>>>> {
+            TcpNetwork.connect(addr)
+        }
+        fn serve_internal(
+            &self,
+            _: axum::Router,
+            _: Vec<SocketAddr>,
+        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
+            unreachable!("a client")
+        }
+        fn serve_api(
+            &self,
+            _: axum::Router,
+            _: Vec<SocketAddr>,
+            _: Option<std::path::PathBuf>,
+        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
+            unreachable!("a client")
+        }
+        fn open_consensus(
+            &self,
+            _: halcyon_consensus::ClusterId,
+            _: halcyon_consensus::NodeId,
+            _: halcyon_consensus::NodeAddrs,
+            _: &Path,
+            _: crate::platform::NodeApplication,
+            _: halcyon_consensus::RaftTimings,
+            _: Option<Arc<crate::raft_tls::RaftTls>>,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<halcyon_consensus::Consensus, halcyon_consensus::OpenError>,
+        > {
+            unreachable!("a client")
+        }
+        fn kept(&self) -> Option<(Arc<KeptConnections>, u64)> {
+            Some((Arc::clone(&self.0), self.1.load(Ordering::Relaxed)))
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_go_out_on_the_kept_connection_until_the_peer_closes_it_or_credentials_change()
+    {
+        let addr = counting_server(3).await;
+        let network = Keeping(Arc::default(), AtomicU64::new(0));
+        let mut bodies = Vec::new();
+        for _ in 0..5 {
+            let r = request_via(
+                &network,
+                addr,
+                "POST",
+                "/x",
+                Some("{}"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            bodies.push(r.body);
+            // Let the server's close (after 3 requests) reach this side.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            bodies,
+            ["0.0", "0.1", "0.2", "1.0", "1.1"],
+            "a closed connection is not reused"
+        );
+        assert_eq!(
+            network.0.counts(),
+            KeptCounts {
+                opened: 2,
+                reused: 3
+            }
+        );
+        // New credentials (a reload): a new connection.
+        network.1.store(1, Ordering::Relaxed);
+        let r = request_via(&network, addr, "GET", "/x", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.body, "2.0");
     }
 
     #[test]

@@ -337,6 +337,15 @@ fn heartbeats_and_refusals(
             (labels([("reason", "api_tls")]), api.api_tls_refused),
         ],
     );
+    scrape.counter(
+        "peer_api_requests",
+        "requests sent to other nodes' APIs since the daemon started, by connection: one \
+         opened for the request, or one kept open from an earlier request",
+        vec![
+            (labels([("connection", "new")]), api.peer_requests_new),
+            (labels([("connection", "kept")]), api.peer_requests_kept),
+        ],
+    );
 }
 
 /// Metrics of quorum, coordinator, lease, Raft.

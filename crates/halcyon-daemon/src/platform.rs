@@ -137,6 +137,12 @@ pub trait Network: Send + Sync {
         let _ = tls;
         None
     }
+    /// The connections this network keeps open between requests to peers' APIs, and the
+    /// generation of the TLS configurations in force (`client::KeptConnections`); `None`:
+    /// one connection per request.
+    fn kept(&self) -> Option<(Arc<crate::client::KeptConnections>, u64)> {
+        None
+    }
 }
 
 /// A connection's peer address, for handlers and middleware (`ConnectInfo<PeerAddr>`: the
@@ -242,16 +248,21 @@ impl Network for TcpNetwork {
     }
 
     fn with_tls(&self, tls: Arc<crate::raft_tls::RaftTls>) -> Option<Arc<dyn Network>> {
-        Some(Arc::new(TlsNetwork { tls }))
+        Some(Arc::new(TlsNetwork {
+            tls,
+            kept: Arc::default(),
+        }))
     }
 }
 
 /// TCP through tokio with the node's TLS (`raft_tls`): the public API over TLS, the internal
 /// API over mutual TLS, and connections to the other nodes' APIs (and the witness's) over TLS
-/// with the node's certificate, checked against the cluster CA and the address dialled. The
-/// unix socket stays plain (local, and its clients' credentials are checked).
+/// with the node's certificate, checked against the cluster CA and the address dialled, and
+/// kept open between requests (`client::KeptConnections`). The unix socket stays plain
+/// (local, and its clients' credentials are checked).
 pub struct TlsNetwork {
     tls: Arc<crate::raft_tls::RaftTls>,
+    kept: Arc<crate::client::KeptConnections>,
 }
 
 impl Network for TlsNetwork {
@@ -302,7 +313,14 @@ impl Network for TlsNetwork {
     }
 
     fn with_tls(&self, tls: Arc<crate::raft_tls::RaftTls>) -> Option<Arc<dyn Network>> {
-        Some(Arc::new(TlsNetwork { tls }))
+        Some(Arc::new(TlsNetwork {
+            tls,
+            kept: Arc::default(),
+        }))
+    }
+
+    fn kept(&self) -> Option<(Arc<crate::client::KeptConnections>, u64)> {
+        Some((Arc::clone(&self.kept), self.tls.generation()))
     }
 }
 

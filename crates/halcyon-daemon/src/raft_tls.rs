@@ -12,10 +12,11 @@
 //! be of the cluster CA). Refusals are counted ([`RaftTls::refused`] for Raft,
 //! [`RaftTls::api_refused`] for the API ports) and logged at most once per
 //! [`REFUSAL_LOG_INTERVAL`]. Raft connections stay open in the consensus transport's pool: one
-//! handshake per connection, not per request. The API client keeps the servers' TLS 1.3
-//! session tickets ([`RaftTls::api_client`]: one `ClientConfig`, so one session cache, for
-//! every API connection), so a lease renewal, one request per connection, resumes a session
-//! instead of verifying certificates again.
+//! handshake per connection, not per request. So do the API client's connections to other
+//! nodes (`client::KeptConnections`): a lease renewal goes out on the connection the last one
+//! used. A connection that has to be opened resumes a TLS 1.3 session when it can
+//! ([`RaftTls::api_client`]: one `ClientConfig`, so one session cache, for every API
+//! connection) instead of verifying certificates again.
 //!
 //! Handshakes of accepted connections run concurrently, each within [`HANDSHAKE_TIMEOUT`],
 //! at most [`HANDSHAKES_MAX`] at once (more are closed at accept), so a slow or silent
@@ -120,6 +121,9 @@ pub struct RaftTls {
     nodes: Arc<BTreeSet<String>>,
     refused: Refusals,
     api_refused: Refusals,
+    /// Installs since start: connections kept open by the API client are reused only within
+    /// the generation they were made in ([`RaftTls::generation`]).
+    generation: AtomicU64,
 }
 
 impl RaftTls {
@@ -131,6 +135,7 @@ impl RaftTls {
             nodes: Arc::new(nodes),
             refused: Refusals::default(),
             api_refused: Refusals::default(),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -143,6 +148,14 @@ impl RaftTls {
     /// Puts prepared configurations in use for the connections made from now on.
     pub fn install(&self, prepared: PreparedTls) {
         *self.configs.write().expect(POISONED) = prepared.0;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times configurations were installed since start: a connection opened before
+    /// the latest install is not reused for a new request (`platform::TlsNetwork`), so after
+    /// a reload every request goes out with the new credentials.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Raft connections refused since start (handshake failed, or a certificate naming no

@@ -166,6 +166,12 @@ fn heartbeat_auth(node: &Node) -> halcyon_api::HeartbeatAuth {
 fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
     let refusals = &node.auth.refusals;
     let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let kept = node
+        .platform
+        .network
+        .kept()
+        .map(|(kept, _)| kept.counts())
+        .unwrap_or_default();
     halcyon_api::ApiAuth {
         enforced: node.auth.enforced(),
         unauthenticated: count(&refusals.unauthenticated),
@@ -176,6 +182,8 @@ fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
         credentials: node.credentials_state(),
         api_tls: node.raft_tls.is_some(),
         api_tls_refused: node.raft_tls.as_ref().map_or(0, |t| t.api_refused()),
+        peer_requests_new: kept.opened,
+        peer_requests_kept: kept.reused,
     }
 }
 

@@ -303,13 +303,61 @@ fn a_token_sent_by_the_cli_never_crosses_tcp_in_the_clear() {
     assert!(!text.contains("/v1/"), "{text}");
 }
 
+/// Lease renewals (and the other node-to-node requests) go out on connections kept open:
+/// over two seconds of renewals every node sends its requests on kept connections and opens
+/// almost none (one per peer address it had no connection to, or whose connection a peer
+/// closed). Without keep-alive each renewal is a new connection and a TLS handshake.
+#[test]
+fn node_to_node_requests_go_out_on_connections_kept_open() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let counts = |c: &Cluster| {
+        (1..=3).fold((0, 0), |(new, kept), i| {
+            let v = c.status(i).unwrap();
+            let auth = &v["api_auth"];
+            (
+                new + auth["peer_requests_new"].as_u64().unwrap(),
+                kept + auth["peer_requests_kept"].as_u64().unwrap(),
+            )
+        })
+    };
+    // The connections of the cluster's first seconds are made.
+    std::thread::sleep(Duration::from_secs(1));
+    let (new_before, kept_before) = counts(&c);
+    std::thread::sleep(Duration::from_secs(2));
+    let (new_after, kept_after) = counts(&c);
+    let (new, kept) = (new_after - new_before, kept_after - kept_before);
+    assert!(
+        kept >= 10,
+        "requests on kept connections: {kept} (new: {new})"
+    );
+    assert!(new <= 2, "new connections: {new} (kept: {kept})");
+    let metrics = halcyon_testkit::http::request_tls(
+        c.tls(),
+        c.api(1),
+        "GET",
+        "/metrics",
+        c.admin_token(),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap()
+    .body;
+    assert!(
+        metrics.contains("halcyon_peer_api_requests_total{connection=\"kept\"}"),
+        "{metrics}"
+    );
+}
+
 /// Not a check: the cost TLS adds to a lease renewal's transport, measured. A renewal is one
-/// signed request to the coordinator's internal API on a new connection; this times the same
-/// (a signed `GET /v1/internal/membership`, whose handler is cheap, so the time is the
-/// connection, the handshake and HTTP) from n2's credentials to n1, 200 times each: in the
-/// clear (a cluster started `--insecure`), over TLS with the node's session cache (as the
-/// daemon connects: a resumed TLS 1.3 session), and over TLS with a full handshake each time
-/// (a fresh cache per request). Then each node's slowest renewal (status). Run by hand:
+/// signed request to the coordinator's internal API on the connection the last one used;
+/// this times the same (a signed `GET /v1/internal/membership`, whose handler is cheap, so
+/// the time is the connection, the handshake and HTTP) from n2's credentials to n1, 200
+/// times each: in the clear on a new connection each time (a cluster started `--insecure`),
+/// over TLS on a connection kept open (as the daemon sends), over TLS on a new connection
+/// each time with the session cache (a resumed TLS 1.3 session: the daemon before it kept
+/// connections) and without (a full handshake). Then each node's slowest renewal (status).
+/// Run by hand:
 /// `cargo nextest run -p halcyon --test https --run-ignored only --no-capture measure`.
 #[test]
 #[ignore = "a measurement: run by hand, see its comment"]
@@ -373,21 +421,30 @@ fn measure_the_transport_of_a_lease_renewal_in_the_clear_and_over_tls() {
     let auth = halcyon_daemon::auth::Auth::from_credentials(&credentials).unwrap();
     let tls = || {
         let tls = halcyon_daemon::raft_tls::RaftTls::new(&credentials, member_names()).unwrap();
-        TcpNetwork.with_tls(std::sync::Arc::new(tls)).unwrap()
+        std::sync::Arc::new(tls)
     };
-    let resumed_network = tls();
-    let resumed: Vec<_> = (0..REQUESTS)
-        .map(|_| time(resumed_network.as_ref(), internal(&secure), &auth))
+    let kept_network = TcpNetwork.with_tls(tls()).unwrap();
+    let kept: Vec<_> = (0..REQUESTS)
+        .map(|_| time(kept_network.as_ref(), internal(&secure), &auth))
         .collect();
-    let full: Vec<_> = (0..REQUESTS)
+    // One TLS configuration (one session cache), a network (so a connection) per request.
+    let shared = tls();
+    let resumed: Vec<_> = (0..REQUESTS)
         .map(|_| {
-            let network = tls();
+            let network = TcpNetwork.with_tls(std::sync::Arc::clone(&shared)).unwrap();
             time(network.as_ref(), internal(&secure), &auth)
         })
         .collect();
-    report("in the clear (--insecure)", plain);
-    report("TLS, session resumed (the daemon's way)", resumed);
-    report("TLS, full handshake each time", full);
+    let full: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let network = TcpNetwork.with_tls(tls()).unwrap();
+            time(network.as_ref(), internal(&secure), &auth)
+        })
+        .collect();
+    report("in the clear, a connection per request (--insecure)", plain);
+    report("TLS, the connection kept open (the daemon's way)", kept);
+    report("TLS, a connection per request, session resumed", resumed);
+    report("TLS, a connection per request, full handshake", full);
     std::thread::sleep(Duration::from_secs(10));
     for (what, c) in [("--insecure", &insecure), ("TLS", &secure)] {
         let slowest: Vec<String> = (1..=3)

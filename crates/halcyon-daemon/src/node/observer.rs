@@ -162,8 +162,9 @@ fn changed<'a>(previous: &State, current: &'a State) -> Vec<&'a EventRecord> {
 }
 
 /// The status that matters for the stream: the lease's remaining time changes with every
-/// renewal, the slowest recent renewal with the machine's load, and the count of accepted
-/// heartbeats with every heartbeat; all three are left out of the comparison (refusals and
+/// renewal, the slowest recent renewal with the machine's load, the count of accepted
+/// heartbeats with every heartbeat, and the counts of requests to other nodes with every
+/// renewal; they are left out of the comparison (refusals and
 /// the lease's warning are not: they are news). A measurement in the comparison would send a
 /// status message every few seconds on a loaded machine and starve the stream's heartbeat.
 fn comparable(status: &halcyon_api::StatusResponse) -> halcyon_api::StatusResponse {
@@ -171,6 +172,8 @@ fn comparable(status: &halcyon_api::StatusResponse) -> halcyon_api::StatusRespon
     s.lease.remaining_ms = 0;
     s.lease.renewal_slowest_ms = 0;
     s.heartbeat_auth.accepted = 0;
+    s.api_auth.peer_requests_new = 0;
+    s.api_auth.peer_requests_kept = 0;
     s
 }
 
