@@ -39,6 +39,7 @@
 /// (poisoning is never ignored).
 pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
+pub mod acks;
 pub mod net;
 pub mod prevote;
 pub mod runtime;
@@ -291,8 +292,10 @@ pub struct Consensus {
     gate: Option<AbortOnDrop>,
     /// Whether the RPC server answers (see [`RaftTimings::held`]).
     admitted: Arc<std::sync::atomic::AtomicBool>,
-    /// When this node last accepted an append-entries or snapshot from a leader.
-    contact: Arc<prevote::LeaderContact>,
+    /// When this node last acknowledged a leader (see [`acks`]).
+    contact: Arc<acks::Acknowledged>,
+    /// What the voters that elected this node said of their last acknowledgements.
+    vote_ages: Arc<acks::VoteAges>,
     /// The store's committed index, plus one (0: none): see [`Consensus::committed_index`].
     committed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -391,12 +394,23 @@ impl Consensus {
         let database = log_store.database_handle();
         let committed = log_store.committed_handle();
         let log_reader = log_store.clone();
-        let network = net::NetworkFactory::new(node_id, cluster, transport, fault_hook.clone());
+        let acknowledged = Arc::new(acks::Acknowledged::default());
+        let vote_ages = Arc::new(acks::VoteAges::default());
+        let network = net::NetworkFactory::new(
+            node_id,
+            cluster,
+            transport,
+            fault_hook.clone(),
+            net::Acks {
+                own: Arc::clone(&acknowledged),
+                votes: Arc::clone(&vote_ages),
+            },
+        );
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let pre_vote = net::PreVoteServer {
-            contact: Arc::new(prevote::LeaderContact::default()),
+            contact: Arc::clone(&acknowledged),
             quiet: timings.election_timeout_min,
             log: log_reader.clone(),
         };
@@ -437,6 +451,7 @@ impl Consensus {
             gate,
             admitted,
             contact,
+            vote_ages,
             committed,
         })
     }
@@ -568,12 +583,43 @@ impl Consensus {
         }
     }
 
+    /// A quorum's confirmation that this node leads, for lease grants (openraft's
+    /// `ensure_linearizable`): the read index. The round counts as this node's own
+    /// acknowledgement of its leadership from before it starts ([`acks`]), so a vote this
+    /// node answers later never makes a lease it granted look older than it is.
+    pub async fn confirm_leadership(&self) -> Result<u64, String> {
+        self.contact.lead(tokio::time::Instant::now());
+        match self.raft.ensure_linearizable().await {
+            Ok(read) => Ok(read.map_or(0, |l| l.index)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// For `term` (which this node won): how long ago, at most, each voter that granted its
+    /// vote, this node included, last acknowledged a leader ([`acks`]). Voters of an earlier
+    /// version, and votes whose answer did not arrive, are missing.
+    pub fn election_ack_ages(&self, term: u64) -> BTreeMap<NodeId, Duration> {
+        self.vote_ages.ages(term, tokio::time::Instant::now())
+    }
+
+    /// The voter sets of the membership in force: one, or two while the voters change
+    /// (joint consensus; a quorum is then a majority of each).
+    pub fn voter_configs(&self) -> Vec<BTreeSet<NodeId>> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .clone()
+    }
+
     /// On a follower: milliseconds since it last accepted an append-entries or snapshot from
     /// a leader (`None` before the first). openraft keeps a follower's leader in its metrics
     /// after the leader went silent (the pre-vote gate holds a cut-off follower's elections
     /// back), so "a leader is known" alone does not say the follower hears one.
     pub fn millis_since_leader_contact(&self) -> Option<u64> {
-        self.contact.last().map(|at| {
+        self.contact.last_accepted().map(|at| {
             u64::try_from(
                 tokio::time::Instant::now()
                     .saturating_duration_since(at)

@@ -45,7 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::prevote::LeaderContact;
+use crate::acks::{Acknowledged, VoteAges};
 use crate::{ClusterId, NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
@@ -252,6 +252,11 @@ struct RequestFrame {
     from: NodeId,
     to: NodeId,
     rpc: Rpc,
+    /// A vote asks the voter to say how long ago it last acknowledged a leader
+    /// ([`ReplyFrame::VoteAcked`], `acks`). A node of an earlier version ignores it and
+    /// answers [`ReplyFrame::Vote`].
+    #[serde(default)]
+    ack_age: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -295,6 +300,12 @@ struct PreVoteResponse {
 enum ReplyFrame {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// A vote's answer with how long before it the voter last acknowledged a leader, in
+    /// microseconds of its clock (`acks`).
+    VoteAcked {
+        reply: Result<VoteResponse<NodeId>, RaftError<NodeId>>,
+        ack_age_us: u64,
+    },
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
@@ -372,6 +383,7 @@ struct Shared<T: Transport> {
     cluster: ClusterId,
     transport: T,
     fault_hook: FaultHook,
+    acks: Acks,
     idle: Mutex<HashMap<NodeId, Vec<Pooled<T::Stream>>>>,
     failed_at: Mutex<HashMap<SocketAddr, Instant>>,
 }
@@ -444,14 +456,29 @@ impl<T: Transport> Clone for NetworkFactory<T> {
     }
 }
 
+/// What a node's votes carry of acknowledgements (`acks`): its own (taken when it stands),
+/// and the answers of the voters that granted it.
+#[derive(Clone, Default)]
+pub struct Acks {
+    pub own: Arc<Acknowledged>,
+    pub votes: Arc<VoteAges>,
+}
+
 impl<T: Transport> NetworkFactory<T> {
-    pub fn new(local: NodeId, cluster: ClusterId, transport: T, fault_hook: FaultHook) -> Self {
+    pub fn new(
+        local: NodeId,
+        cluster: ClusterId,
+        transport: T,
+        fault_hook: FaultHook,
+        acks: Acks,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 local,
                 cluster,
                 transport,
                 fault_hook,
+                acks,
                 idle: Mutex::new(HashMap::new()),
                 failed_at: Mutex::new(HashMap::new()),
             }),
@@ -528,11 +555,13 @@ impl<T: Transport> PeerClient<T> {
                 ),
             )));
         }
+        let ack_age = matches!(rpc, Rpc::Vote(_));
         let request = encode_frame(&RequestFrame {
             cluster: shared.cluster,
             from: shared.local,
             to: self.target,
             rpc,
+            ack_age,
         })
         .map_err(CallError::Encode)?;
         // `call_until` watches the deadline itself; this outer bound only backs it up.
@@ -723,9 +752,33 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
         let ttl = option.hard_ttl();
+        let term = rpc.vote.leader_id().term;
+        let acks = &self.shared.acks;
+        acks.votes.standing(
+            term,
+            self.shared.local,
+            Instant::now(),
+            acks.own.age(Instant::now()),
+        );
         match self.call(Rpc::Vote(rpc), ttl).await {
+            Ok(ReplyFrame::VoteAcked {
+                reply: Ok(response),
+                ack_age_us,
+            }) => {
+                if response.vote_granted {
+                    acks.votes.granted(
+                        term,
+                        self.target,
+                        Instant::now(),
+                        Duration::from_micros(ack_age_us),
+                    );
+                }
+                Ok(response)
+            }
             Ok(ReplyFrame::Vote(Ok(response))) => Ok(response),
-            Ok(ReplyFrame::Vote(Err(e))) => Err(self.remote(e)),
+            Ok(ReplyFrame::Vote(Err(e)) | ReplyFrame::VoteAcked { reply: Err(e), .. }) => {
+                Err(self.remote(e))
+            }
             Ok(other) => Err(self.unexpected(other)),
             Err(e) => Err(self.rpc_error(e, RPCTypes::Vote, ttl)),
         }
@@ -815,7 +868,7 @@ pub fn serve<L: Listener>(
 /// this node's log.
 #[derive(Clone)]
 pub struct PreVoteServer {
-    pub contact: Arc<LeaderContact>,
+    pub contact: Arc<Acknowledged>,
     pub quiet: Duration,
     pub log: crate::store::LogStore,
 }
@@ -840,7 +893,7 @@ impl PreVoteServer {
         };
         let quiet = crate::prevote::grants(
             Instant::now(),
-            self.contact.last(),
+            self.contact.last_accepted(),
             leading_acked,
             self.quiet,
         );
@@ -943,8 +996,10 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let reply = if request.to != node_id {
             ReplyFrame::WrongNode { serving: node_id }
         } else {
+            let contact = &pre_vote.contact;
             match request.rpc {
                 Rpc::AppendEntries(rpc) => {
+                    let _handling = contact.handling();
                     let reply = raft.append_entries(rpc).await;
                     // Anything but a refusal of the sender's vote: the sender is this
                     // node's leader.
@@ -952,16 +1007,28 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         .as_ref()
                         .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
                     {
-                        pre_vote.contact.touch(Instant::now());
+                        contact.accepted(Instant::now());
                     }
                     ReplyFrame::AppendEntries(reply)
                 }
-                Rpc::Vote(rpc) => ReplyFrame::Vote(raft.vote(rpc).await),
+                Rpc::Vote(rpc) => {
+                    let reply = raft.vote(rpc).await;
+                    if request.ack_age {
+                        let age = contact.age(Instant::now());
+                        ReplyFrame::VoteAcked {
+                            reply,
+                            ack_age_us: u64::try_from(age.as_micros()).unwrap_or(u64::MAX),
+                        }
+                    } else {
+                        ReplyFrame::Vote(reply)
+                    }
+                }
                 Rpc::InstallSnapshot(rpc) => {
                     let vote = rpc.vote;
+                    let _handling = contact.handling();
                     let reply = raft.install_snapshot(rpc).await;
                     if reply.as_ref().is_ok_and(|r| r.vote == vote) {
-                        pre_vote.contact.touch(Instant::now());
+                        contact.accepted(Instant::now());
                     }
                     ReplyFrame::InstallSnapshot(reply)
                 }
@@ -1045,7 +1112,7 @@ mod tests {
     }
 
     async fn client(addrs: Vec<SocketAddr>, hook: FaultHook) -> PeerClient<TcpTransport> {
-        let mut factory = NetworkFactory::new(1, 7, TcpTransport, hook);
+        let mut factory = NetworkFactory::new(1, 7, TcpTransport, hook, Acks::default());
         factory.new_client(2, &NodeAddrs::new(addrs)).await
     }
 

@@ -36,7 +36,6 @@
 //! - times are tokio's monotonic time (simulated time in a simulator).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::{LogId, Raft, ServerState};
@@ -46,27 +45,6 @@ use tokio::time::Instant;
 use crate::net::{NetworkFactory, Transport};
 use crate::store::LogStore;
 use crate::{NodeId, TypeConfig};
-
-/// When this node last accepted an append-entries or a snapshot from a leader.
-#[derive(Debug, Default)]
-pub struct LeaderContact {
-    at: Mutex<Option<Instant>>,
-}
-
-impl LeaderContact {
-    /// Records a contact at `now` (never moves back).
-    pub fn touch(&self, now: Instant) {
-        let mut at = self.at.lock().expect(crate::POISONED);
-        if at.is_none_or(|last| last < now) {
-            *at = Some(now);
-        }
-    }
-
-    /// The last contact, if any since the start.
-    pub fn last(&self) -> Option<Instant> {
-        *self.at.lock().expect(crate::POISONED)
-    }
-}
 
 /// Whether a voter grants a pre-vote at `now`: it heard no leader within `quiet` (its last
 /// contact was at `last_contact`), and it is not itself a leader whose last quorum
@@ -209,7 +187,7 @@ pub(crate) async fn run<T: Transport>(
     raft: Raft<TypeConfig>,
     log: LogStore,
     network: NetworkFactory<T>,
-    contact: std::sync::Arc<LeaderContact>,
+    contact: std::sync::Arc<crate::acks::Acknowledged>,
     times: GateTimes,
 ) {
     let GateTimes {
@@ -227,7 +205,7 @@ pub(crate) async fn run<T: Transport>(
             return;
         }
         let now = Instant::now();
-        let last_contact = contact.last();
+        let last_contact = contact.last_accepted();
         let (state, term, is_voter) = {
             let m = metrics.borrow_and_update();
             let is_voter = m

@@ -368,6 +368,61 @@ async fn leader_loss_elects_a_new_leader_and_loses_nothing_committed() {
     .expect("test timed out");
 }
 
+/// Issue 21: the voters that elect a new leader say with their votes how long ago they last
+/// acknowledged a leader (`acks`). The new leader has every voter's age, its own included;
+/// none is younger than the time since the old leader stopped (they cannot have heard it
+/// since), and none is much older (they heard it until it stopped): the coordinator's release
+/// wait counts from there rather than from the election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_voters_of_a_new_term_say_when_they_last_heard_the_old_leader() {
+    timeout(TEST_TIMEOUT, async {
+        let mut cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let old = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(old, "a").await;
+        cluster
+            .node(old)
+            .c()
+            .confirm_leadership()
+            .await
+            .expect("the leader is confirmed");
+        cluster.stop(old).await;
+        // It sends nothing once stopped.
+        let stopped_at = Instant::now();
+        let rest = cluster.ids();
+        let new = cluster.wait_leader(&rest).await;
+        let term = loop {
+            if let Some(term) = cluster.node(new).c().confirmed_term() {
+                break term;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let since_stop = stopped_at.elapsed();
+        let ages = cluster.node(new).c().election_ack_ages(term);
+        let heartbeat = test_timings().heartbeat_interval;
+        assert_eq!(
+            ages.keys().copied().collect::<Vec<_>>(),
+            rest,
+            "both voters of the new term, the leader included: {ages:?}"
+        );
+        for (voter, age) in &ages {
+            assert!(
+                *age >= since_stop,
+                "voter {voter} says {age:?}, but the old leader stopped {since_stop:?} ago"
+            );
+            assert!(
+                *age <= since_stop + heartbeat * 4 + Duration::from_millis(200),
+                "voter {voter} says {age:?}; the old leader stopped {since_stop:?} ago"
+            );
+        }
+        eprintln!(
+            "new leader {new} of term {term} {since_stop:?} after the old one stopped: {ages:?}"
+        );
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_restarting_every_node() {
     timeout(TEST_TIMEOUT, async {

@@ -23,7 +23,8 @@
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`, `owed_since = [{ execution, step, index, since }]` or
 //!   `{ execution, launch, since }` for a command), `[lease]` (`duration_ms`, `election_max_ms`;
-//!   by default the configuration's lease and Raft election timeout), `fencing` (nodes
+//!   by default the configuration's lease and Raft election timeout; `older_leases_end`, ms:
+//!   when the votes say every older leader's lease ended, by default not known), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
 //!   `changing_voters` (a voter change runs).
 //!
@@ -129,6 +130,7 @@ struct OwedInput {
 struct LeaseInput {
     duration_ms: Option<u64>,
     election_max_ms: Option<u64>,
+    older_leases_end: Option<i64>,
 }
 
 /// The moment all offsets count from, on both clocks.
@@ -291,6 +293,11 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         ),
         term: scenario.leadership.term,
         leader_since: base.instant(scenario.leadership.since)?,
+        older_leases_end: scenario
+            .lease
+            .older_leases_end
+            .map(|at| base.instant(at))
+            .transpose()?,
         grants: &grants,
     };
     let fencing: std::collections::BTreeSet<NodeName> = scenario

@@ -92,6 +92,10 @@ pub struct LeaseFacts<'a> {
     pub term: u64,
     /// When this node saw itself become leader of `term`.
     pub leader_since: Instant,
+    /// When every lease an older leader granted has certainly ended, from what the voters
+    /// that elected this node said with their votes (`lease::release_deadline_from_votes`);
+    /// `None` when they did not say enough.
+    pub older_leases_end: Option<Instant>,
     /// When this node, as leader of `term`, last granted each node a lease.
     pub grants: &'a BTreeMap<NodeName, Instant>,
 }
@@ -280,14 +284,19 @@ impl<'a> Round<'a> {
 
     /// When `node`'s lease has certainly expired: after this coordinator's last grant to
     /// it, and after any older leader's grant (bounded from this leadership's start, see
-    /// `lease::release_deadline_after_election`).
+    /// `lease::release_deadline_after_election`, or from the voters' last acknowledgements
+    /// when they said them, `lease::release_deadline_from_votes`: both bounds hold, the
+    /// earlier is taken).
     fn release_deadline(&self, node: &str) -> Instant {
         let facts = &self.input.lease;
-        let older = lease::release_deadline_after_election(
+        let after_election = lease::release_deadline_after_election(
             facts.leader_since,
             facts.duration,
             facts.election_max,
         );
+        let older = facts
+            .older_leases_end
+            .map_or(after_election, |from_votes| from_votes.min(after_election));
         match facts.grants.get(node) {
             Some(grant) => older.max(lease::release_deadline(*grant, facts.duration)),
             None => older,

@@ -28,8 +28,8 @@ const UNCONFIRMED_RETRY: Duration = Duration::from_millis(10);
 #[derive(Default)]
 struct Coordinator {
     memory: Memory,
-    /// (term, when this node saw itself become leader of that term).
-    leadership: Option<(u64, Instant)>,
+    /// The term this node leads, as it began.
+    leadership: Option<Leadership>,
     /// Leader side: when each node was last granted a lease (this term).
     grants: BTreeMap<NodeName, Instant>,
     wake_at: Option<Instant>,
@@ -39,6 +39,16 @@ struct Coordinator {
     changing_voters: bool,
     /// The voter change the last round decided, to start once its commands are committed.
     start_voter_change: Option<(NodeName, bool)>,
+}
+
+/// This node's leadership of a term, as it began.
+#[derive(Clone, Copy, Debug)]
+struct Leadership {
+    term: u64,
+    /// When this node saw itself become leader.
+    since: Instant,
+    /// When every lease an older leader granted has certainly ended, by the votes.
+    older_leases_end: Option<Instant>,
 }
 
 /// A fence that ended: the node, the incarnation it was fenced as, the term of the
@@ -89,17 +99,16 @@ impl Node {
                 c.wake_at = Some(self.platform.clock.now() + UNCONFIRMED_RETRY);
                 continue;
             };
-            let since = match c.leadership {
-                Some((t, since)) if t == term => since,
+            let leadership = match c.leadership {
+                Some(l) if l.term == term => l,
                 _ => {
-                    tracing::info!(node = %self.name, term, "coordinator: this node leads");
-                    let since = self.platform.clock.now();
-                    c.leadership = Some((term, since));
+                    let l = self.leadership_begins(term);
+                    c.leadership = Some(l);
                     c.grants.clear();
-                    since
+                    l
                 }
             };
-            c.wake_at = match self.coordinate(term, since, &mut c, &fenced_tx).await {
+            c.wake_at = match self.coordinate(leadership, &mut c, &fenced_tx).await {
                 Ok(wake_at) => wake_at,
                 Err(e) => {
                     tracing::debug!("coordinator: {e}");
@@ -119,18 +128,61 @@ impl Node {
         }
     }
 
-    /// One round of the coordinator as leader of `term` (since `leader_since`): the decision
-    /// taken from this node's view ([`decide`]), its commands committed in order through
+    /// This node's leadership of `term`, seen now: since when, and when every lease an older
+    /// leader granted has certainly ended by what the voters that elected it said
+    /// (`lease::release_deadline_from_votes`; read once, at the start: the ages only grow).
+    fn leadership_begins(&self, term: u64) -> Leadership {
+        let since = self.platform.clock.now();
+        let ages = self.consensus.election_ack_ages(term);
+        let older_leases_end = crate::lease::release_deadline_from_votes(
+            since,
+            &ages,
+            &self.consensus.voter_configs(),
+            self.waiting_lease(),
+        );
+        let after_election = crate::lease::release_deadline_after_election(
+            since,
+            self.waiting_lease(),
+            self.shortest_election_max(),
+        );
+        let ms = |at: Option<Instant>| {
+            at.map_or_else(
+                || "not known".to_owned(),
+                |at| format!("{} ms", at.saturating_duration_since(since).as_millis()),
+            )
+        };
+        tracing::info!(
+            node = %self.name,
+            term,
+            voters_answered = ages.len(),
+            "coordinator: this node leads; older leases end in {} by the votes, {} by the \
+             election",
+            ms(older_leases_end),
+            ms(Some(after_election)),
+        );
+        Leadership {
+            term,
+            since,
+            older_leases_end,
+        }
+    }
+
+    /// One round of the coordinator as leader (`leadership`): the decision taken from this
+    /// node's view ([`decide`]), its commands committed in order through
     /// [`Node::submit_as_leader`] (decisions taken from this node's view are never forwarded
     /// to another leader) until one fails, which ends the round. Returns when to decide
     /// again if nothing changes before.
     async fn coordinate(
         &self,
-        term: u64,
-        leader_since: Instant,
+        leadership: Leadership,
         c: &mut Coordinator,
         fenced: &mpsc::Sender<Fenced>,
     ) -> Result<Option<Instant>, String> {
+        let Leadership {
+            term,
+            since: leader_since,
+            older_leases_end,
+        } = leadership;
         let view = self.snapshot();
         let reachability = self.reachability();
         let voters: BTreeSet<NodeName> = self
@@ -150,6 +202,7 @@ impl Node {
                 election_max: self.shortest_election_max(),
                 term,
                 leader_since,
+                older_leases_end,
                 grants: &c.grants,
             },
             fencing: &c.fencing,

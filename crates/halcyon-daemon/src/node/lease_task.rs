@@ -304,10 +304,10 @@ impl Node {
         let confirm = tokio::time::timeout(
             self.renew_attempt(),
             self.confirmations.confirm(|| async {
-                match self.consensus.raft().ensure_linearizable().await {
-                    Ok(read) => Ok(read.map_or(0, |l| l.index)),
-                    Err(e) => Err(format!("no quorum: {e}")),
-                }
+                self.consensus
+                    .confirm_leadership()
+                    .await
+                    .map_err(|e| format!("no quorum: {e}"))
             }),
         )
         .await;
