@@ -183,7 +183,11 @@ mod tests {
             "its own round as leader counts"
         );
         acked.accepted(t0 + Duration::from_millis(100));
-        assert_eq!(acked.age(later), Duration::from_millis(100), "the later of the two");
+        assert_eq!(
+            acked.age(later),
+            Duration::from_millis(100),
+            "the later of the two"
+        );
         acked.accepted(t0 + Duration::from_millis(50));
         assert_eq!(
             acked.last_accepted(),

@@ -1,6 +1,7 @@
 //! The daemon's side of the lease guard (`halcyon-guard`, ARCHITECTURE.md "Timing and safety").
 //!
-//! The guard is a separate process (`halcyon guard`, spawned from this executable) that kills
+//! The guard is a separate process (the small `halcyon-guard` binary beside this executable,
+//! else `halcyon guard` from this executable: [`spawn`]) that kills
 //! the registered process groups and deletes the registered addresses when the lease deadline
 //! passes unextended or the daemon's pipe closes, so a paused, hung or killed daemon cannot
 //! keep a failover package alive past its lease. What the daemon does (halcyon-guard's
@@ -57,8 +58,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Spawns `halcyon guard` from the running executable, waits for `event ready`, and
-    /// starts the thread that owns its pipe.
+    /// Spawns the guard ([`spawn`]), waits for `event ready`, and starts the thread that owns
+    /// its pipe.
     pub fn start(max_reply_delay: Duration) -> anyhow::Result<Guard> {
         let program = std::env::current_exe()?;
         let config = GuardConfig::default();
@@ -260,8 +261,34 @@ impl LeaseGuard for Guard {
     }
 }
 
-fn spawn(program: &Path, config: &GuardConfig) -> Result<GuardHandle, halcyon_guard::GuardError> {
-    let handle = GuardHandle::spawn_program(program, ["guard"], config)?;
+/// The name of the guard's own binary, looked for beside the daemon's executable.
+pub const GUARD_BINARY: &str = "halcyon-guard";
+
+/// Spawns the guard for the daemon running from `daemon` (its executable): `halcyon-guard`
+/// beside it when there is one, else the daemon's own hidden `guard` subcommand. The guard
+/// locks its memory so that a fence never waits for a page-in; locked, the daemon's whole
+/// executable stays resident in the guard (about 17 MB stripped, more unstripped), the small
+/// binary's about 1 MB. A `halcyon-guard` that cannot be used (built from other sources than
+/// this daemon, not executable) is said in the log and the subcommand is used instead.
+fn spawn(daemon: &Path, config: &GuardConfig) -> Result<GuardHandle, halcyon_guard::GuardError> {
+    let beside = daemon.with_file_name(GUARD_BINARY);
+    let no_args: [&str; 0] = [];
+    let handle = match beside
+        .is_file()
+        .then(|| GuardHandle::spawn_program(&beside, no_args, config))
+    {
+        Some(Ok(handle)) => handle,
+        Some(Err(e)) => {
+            tracing::warn!(
+                "{} cannot be used ({e}): running the lease guard as `{} guard`, which keeps \
+                 this whole executable in locked memory",
+                beside.display(),
+                daemon.display()
+            );
+            GuardHandle::spawn_program(daemon, ["guard"], config)?
+        }
+        None => GuardHandle::spawn_program(daemon, ["guard"], config)?,
+    };
     tracing::info!(pid = handle.pid(), ready = %handle.ready().line, "lease guard started");
     Ok(handle)
 }

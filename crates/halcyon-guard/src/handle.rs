@@ -41,6 +41,8 @@ pub struct ReadyInfo {
     pub memory_locked: bool,
     /// Whether addresses can be registered.
     pub netlink: bool,
+    /// The digest of the sources the guard was built from ([`crate::BUILD`]).
+    pub build: Option<String>,
     pub line: String,
 }
 
@@ -80,6 +82,11 @@ pub enum GuardError {
     Protocol(String),
     #[error("guard pipe: {0}")]
     Io(io::Error),
+    #[error(
+        "the guard was built from other sources (build {found}, this program's {expected}): \
+         install halcyon-guard from the same build as halcyon"
+    )]
+    Build { found: String, expected: String },
 }
 
 /// What [`GuardHandle::health`] found.
@@ -190,6 +197,7 @@ impl GuardHandle {
                 realtime_priority: None,
                 memory_locked: false,
                 netlink: false,
+                build: None,
                 line: String::new(),
             },
             exit: None,
@@ -199,6 +207,13 @@ impl GuardHandle {
         loop {
             if let Some(ready) = inbox.ready.clone() {
                 drop(inbox);
+                if ready.build.as_deref() != Some(crate::BUILD) {
+                    // Dropped: its pipe closes and it exits (nothing was registered).
+                    return Err(GuardError::Build {
+                        found: ready.build.unwrap_or_else(|| "unknown".to_owned()),
+                        expected: crate::BUILD.to_owned(),
+                    });
+                }
                 handle.ready = ready;
                 return Ok(handle);
             }
@@ -496,6 +511,7 @@ fn parse_ready(fields: &str, line: &str) -> ReadyInfo {
         realtime_priority: number("realtime").filter(|p| *p > 0).map(|p| p as i32),
         memory_locked: field(fields, "mlock") == Some("on"),
         netlink: field(fields, "netlink") == Some("on"),
+        build: field(fields, "build").map(str::to_owned),
         line: line.to_string(),
     }
 }

@@ -100,6 +100,11 @@
 //!   service on another CPU may run for the guard's wake-up latency. A hung kernel needs the
 //!   hardware watchdog or fencing (SPEC 6).
 
+/// A digest of this crate's sources (`build.rs`): the guard says it in its `event ready`
+/// line, and [`GuardHandle::spawn`] refuses a guard built from other sources (a stale
+/// `halcyon-guard` beside a newer daemon) before a request is sent.
+pub const BUILD: &str = env!("HALCYON_GUARD_BUILD");
+
 pub mod clock;
 pub mod config;
 pub mod guard;

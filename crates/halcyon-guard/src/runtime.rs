@@ -233,7 +233,7 @@ fn run(config: GuardConfig, input: OwnedFd, output: OwnedFd, log: &Log) -> io::R
     let mut out = FixedBuf::<OUTPUT_BYTES>::new();
     let _ = writeln!(
         out,
-        "event ready pid={} pgid={} realtime={} mlock={} netlink={} lead_ns={} tick_ns={}",
+        "event ready pid={} pgid={} realtime={} mlock={} netlink={} lead_ns={} tick_ns={} build={}",
         std::process::id(),
         setup.pgid,
         setup.realtime.unwrap_or_default(),
@@ -241,6 +241,7 @@ fn run(config: GuardConfig, input: OwnedFd, output: OwnedFd, log: &Log) -> io::R
         if netlink_ready { "on" } else { "off" },
         config.lead.as_nanos(),
         config.tick.as_nanos(),
+        crate::BUILD,
     );
     log.line(format_args!(
         "ready: lead {} ms, tick {} ms",

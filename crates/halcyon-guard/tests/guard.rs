@@ -35,6 +35,36 @@ fn spawn_guard() -> GuardHandle {
     GuardHandle::spawn(guard_command()).expect("guard starts")
 }
 
+/// A guard built from other sources (here: a shell that answers `event ready` with another
+/// build, as a stale `halcyon-guard` beside a newer daemon would) is refused at start,
+/// before a request is sent; the genuine one says this build.
+#[test]
+fn a_guard_of_another_build_is_refused_before_any_request() {
+    let mut stale = Command::new("sh");
+    stale.args([
+        "-c",
+        "echo 'event ready pid=1 pgid=1 realtime=0 mlock=off netlink=off lead_ns=1 tick_ns=1 build=0123456789abcdef'; cat >/dev/null",
+    ]);
+    match GuardHandle::spawn(stale) {
+        Err(GuardError::Build { found, expected }) => {
+            assert_eq!(found, "0123456789abcdef");
+            assert_eq!(expected, halcyon_guard::BUILD);
+        }
+        other => panic!(
+            "a stale guard was not refused: {:?}",
+            other.map(|h| h.pid())
+        ),
+    }
+    let mut older = Command::new("sh");
+    older.args(["-c", "echo 'event ready pid=1 pgid=1'; cat >/dev/null"]);
+    assert!(matches!(
+        GuardHandle::spawn(older),
+        Err(GuardError::Build { .. })
+    ));
+    let guard = spawn_guard();
+    assert_eq!(guard.ready().build.as_deref(), Some(halcyon_guard::BUILD));
+}
+
 fn deadline_from_now(lease: Duration) -> BootTime {
     BootTime::lease_deadline(BootTime::now(), lease)
 }

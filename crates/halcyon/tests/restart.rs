@@ -108,6 +108,28 @@ fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
     let pid = c.pid(1).unwrap() as i32;
     let groups = c.service_groups(1);
     assert!(!groups.is_empty());
+    // The guard is the small binary beside the daemon's (built by the workspace's test
+    // command), not the daemon's own executable locked whole in memory (issue 21).
+    let log = std::fs::read_to_string(c.path().join("n1.log")).unwrap();
+    let guard: u32 = log
+        .lines()
+        .find_map(|l| {
+            let l = l.split_once("lease guard started")?.1;
+            l.split_once("pid=")?
+                .1
+                .split([' ', ','])
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the guard's start is logged");
+    let exe = std::fs::read_link(format!("/proc/{guard}/exe")).unwrap();
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("halcyon-guard"),
+        "the guard runs {} (build the workspace: cargo build --workspace)",
+        exe.display()
+    );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let paused = Instant::now();
