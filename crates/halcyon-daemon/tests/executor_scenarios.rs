@@ -62,6 +62,9 @@ struct Scenario {
     /// Launches in flight: "execution/launch".
     #[serde(default)]
     launches_in_flight: Vec<String>,
+    /// Packages a plan action is starting here.
+    #[serde(default)]
+    starting: Vec<String>,
     /// Decide again with the memory the first decision left (nothing must be handed out
     /// twice).
     #[serde(default)]
@@ -267,7 +270,9 @@ fn render_memory(out: &mut String, memory: &Memory) -> std::fmt::Result {
     writeln!(out, "memory:")?;
     writeln!(out, "  failed here: [{}]", failed.join(", "))?;
     writeln!(out, "  actions in flight: [{}]", actions.join(", "))?;
-    writeln!(out, "  launches in flight: [{}]", launches.join(", "))
+    writeln!(out, "  launches in flight: [{}]", launches.join(", "))?;
+    let starting: Vec<&str> = memory.starting.iter().map(|p| p.as_str()).collect();
+    writeln!(out, "  starting: [{}]", starting.join(", "))
 }
 
 fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
@@ -332,6 +337,11 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
             .into_iter()
             .map(|[e, l]| (e, l))
             .collect::<BTreeSet<_>>(),
+        starting: scenario
+            .starting
+            .iter()
+            .map(|p| PackageName::from(p.as_str()))
+            .collect(),
     };
     let input = Input {
         node: &node,

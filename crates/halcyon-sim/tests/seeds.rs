@@ -348,10 +348,12 @@ fn a_slow_network_everywhere_costs_no_lease_and_stops_no_package() {
 /// of the timings caught half way) must never hold a lease longer than a coordinator waits
 /// one out. Seed 65 found a package on two nodes when the node held its files' lease (a
 /// partition, then a pause of the drifted node); with the rule, it and the first seeds pass.
+/// Seeds 45 and 256 found one when a new coordinator forgot the grants it answered before its
+/// coordinator task saw the leadership (session 12).
 #[test]
 fn a_node_with_slower_heartbeat_files_never_outholds_the_coordinators_wait() {
     let mut failures = Vec::new();
-    for seed in [65].into_iter().chain(1..=8) {
+    for seed in [65, 45, 256].into_iter().chain(1..=8) {
         let options = Options {
             drift: true,
             ..Options::new(seed, 5)

@@ -46,6 +46,12 @@ pub struct Memory {
     pub in_flight: BTreeSet<ActionKey>,
     /// Event commands running here, kept until this replica no longer lists the launch.
     pub launches_in_flight: BTreeSet<LaunchKey>,
+    /// Packages a plan action is starting here (its task runs; kept until the start ended,
+    /// started or failed). Neither reconciliation nor another plan's `run` starts them
+    /// meanwhile: the action's execution may end (or another begin) while its start is still
+    /// under way, and a second start of the same package here is a second instance of it
+    /// (the simulator's `--apply` seed 6 found one, session 12).
+    pub starting: BTreeSet<PackageName>,
 }
 
 /// Everything a decision reads.
@@ -185,6 +191,9 @@ fn plan_actions(
         if needs_lease && failover && !(fresh && input.lease_valid) {
             continue; // no lease, or not caught up: wait
         }
+        if what == What::Run && memory.starting.contains(&package) {
+            continue; // an earlier start of it is under way here: once it ended, it runs
+        }
         let key = (execution.id, step, index);
         if !memory.in_flight.insert(key) {
             continue;
@@ -215,7 +224,10 @@ fn reconcile(input: &Input<'_>, fresh: bool, memory: &mut Memory) -> Vec<LocalAc
         .collect();
     let lease = input.lease_valid && fresh;
     for package in placed {
-        if input.running.contains_key(package) || memory.failed_here.contains(package) {
+        if input.running.contains_key(package)
+            || memory.failed_here.contains(package)
+            || memory.starting.contains(package)
+        {
             continue;
         }
         let failover = input

@@ -30,7 +30,12 @@ struct Coordinator {
     memory: Memory,
     /// The term this node leads, as it began.
     leadership: Option<Leadership>,
-    /// Leader side: when each node was last granted a lease (this term).
+    /// Leader side: when this node last granted each node a lease, whatever the term. Never
+    /// cleared: a grant answered after this node became leader but before this task saw the
+    /// leadership (`Node::leadership_begins`) is a lease of this term that no bound on older
+    /// leaders' grants covers (the simulator's seed 45 with `--drift` found a package on two
+    /// nodes when the table was cleared there); a grant whose lease has certainly ended
+    /// changes no release deadline.
     grants: BTreeMap<NodeName, Instant>,
     wake_at: Option<Instant>,
     /// Nodes whose fencing levels run now (one fence per node at a time).
@@ -104,7 +109,6 @@ impl Node {
                 _ => {
                     let l = self.leadership_begins(term);
                     c.leadership = Some(l);
-                    c.grants.clear();
                     l
                 }
             };

@@ -207,10 +207,12 @@ impl Node {
     async fn take(&self, executor: &mut Executor, message: Inbox) {
         match message {
             Inbox::Started(package, handle) => {
+                executor.memory.starting.remove(&package);
                 executor.memory.failed_here.remove(&package);
                 executor.insert(package, handle);
             }
             Inbox::StartFailed(package) => {
+                executor.memory.starting.remove(&package);
                 executor.memory.failed_here.insert(package);
             }
             Inbox::Ended {
@@ -334,7 +336,15 @@ impl Node {
         }
         let work = match what {
             What::Run if executor.local.contains_key(&package) => Work::AlreadyRuns,
-            What::Run => Work::Run(executor.instance()),
+            What::Run => {
+                // Until the task's `Started` or `StartFailed` comes back (`decide::Memory`).
+                let first = executor.memory.starting.insert(package.clone());
+                assert!(
+                    first,
+                    "{package}: a second start while one is under way here"
+                );
+                Work::Run(executor.instance())
+            }
             What::Stop(mode) => Work::Stop(executor.remove(&package), mode),
             What::SwapAdapter(network) => Work::Swap(
                 executor.local.get(&package).map(|p| p.control.clone()),
