@@ -70,10 +70,8 @@ pub async fn request_with(
 ) -> Result<Response, String> {
     check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
     if let Some((kept, generation)) = network.kept() {
-        return request_kept(
-            network, &kept, generation, addr, method, path, headers, body, limit,
-        )
-        .await;
+        let request = request_bytes(&addr.to_string(), method, path, headers, body, true);
+        return request_kept(network, &kept, generation, addr, request, limit).await;
     }
     timeout(limit, async {
         let stream = network
@@ -181,22 +179,18 @@ fn still_open(stream: &mut Pin<Box<dyn Stream>>) -> bool {
     stream.read(&mut byte).now_or_never().is_none()
 }
 
-/// [`request_with`] on a connection kept by `kept` (or a new one, then kept): the exchange
-/// runs in a task of its own, bounded by `limit`, so a caller that stops waiting (the losing
-/// address of a race) does not close a connection in the middle of an answer.
-#[allow(clippy::too_many_arguments)]
+/// Sends `request` (its bytes: [`request_bytes`]) on a connection kept by `kept` (or a new
+/// one, then kept): the exchange runs in a task of its own, bounded by `limit`, so a caller
+/// that stops waiting (the losing address of a race) does not close a connection in the
+/// middle of an answer.
 async fn request_kept(
     network: &dyn Network,
     kept: &Arc<KeptConnections>,
     generation: u64,
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Option<&str>,
+    request: Vec<u8>,
     limit: Duration,
 ) -> Result<Response, String> {
-    let request = request_bytes(&addr.to_string(), method, path, headers, body, true);
     let deadline = tokio::time::Instant::now() + limit;
     let stream = match kept.take(addr, generation) {
         Some(stream) => stream,

@@ -332,17 +332,7 @@ fn node_to_node_requests_go_out_on_connections_kept_open() {
         "requests on kept connections: {kept} (new: {new})"
     );
     assert!(new <= 2, "new connections: {new} (kept: {kept})");
-    let metrics = halcyon_testkit::http::request_tls(
-        c.tls(),
-        c.api(1),
-        "GET",
-        "/metrics",
-        c.admin_token(),
-        None,
-        REQUEST_TIMEOUT,
-    )
-    .unwrap()
-    .body;
+    let metrics = metrics_text(&c, 1);
     assert!(
         metrics.contains("halcyon_peer_api_requests_total{connection=\"kept\"}"),
         "{metrics}"

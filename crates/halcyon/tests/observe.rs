@@ -258,20 +258,9 @@ fn the_event_stream_shows_a_failover_live_and_resumes_after_a_reconnect() {
 
 /// `GET /metrics` of node `i`: every sample as `name{labels}` -> value.
 fn scrape(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, f64> {
-    let r = halcyon_testkit::http::request_tls(
-        c.tls(),
-        c.api(i),
-        "GET",
-        "/metrics",
-        c.admin_token(),
-        None,
-        REQUEST_TIMEOUT,
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
-    r.body
-        .lines()
+    let body = metrics_text(c, i);
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
             let (key, value) = l.rsplit_once(' ').unwrap();
@@ -390,18 +379,8 @@ fn metrics_follow_a_failover() {
 fn the_grafana_dashboard_uses_only_metrics_the_daemon_exports() {
     let c = Cluster::start_with(Spec::new());
     c.wait_all_members(1, FORM_TIMEOUT);
-    let r = halcyon_testkit::http::request_tls(
-        c.tls(),
-        c.api(1),
-        "GET",
-        "/metrics",
-        c.admin_token(),
-        None,
-        REQUEST_TIMEOUT,
-    )
-    .unwrap();
-    let families: std::collections::BTreeSet<&str> = r
-        .body
+    let body = metrics_text(&c, 1);
+    let families: std::collections::BTreeSet<&str> = body
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())

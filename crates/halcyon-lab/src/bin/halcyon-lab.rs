@@ -126,6 +126,11 @@ enum Command {
         /// Keep the lab directories (logs) afterwards.
         #[arg(long)]
         keep_directory: bool,
+        /// Halcyon without the disk heartbeat network (every lab host shares this machine's
+        /// disk, so the disk heartbeat's synchronous writes and the Raft stores' fsyncs wait
+        /// for each other here, which separate servers do not).
+        #[arg(long)]
+        no_disk: bool,
     },
     /// Answer HTTP GETs with a name (a lab test service; run inside a host by the lab).
     #[command(hide = true)]
@@ -229,6 +234,7 @@ fn run(cli: Cli) -> Result<bool> {
             keepalived_advert,
             idle_seconds,
             keep_directory,
+            no_disk,
         } => {
             let halcyon = match halcyon {
                 Some(path) => path,
@@ -247,6 +253,7 @@ fn run(cli: Cli) -> Result<bool> {
                 keepalived_adverts: keepalived_advert,
                 idle: Duration::from_secs(idle_seconds),
                 keep_directory,
+                disk_heartbeat: !no_disk,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
             install_signal_handlers();

@@ -190,13 +190,18 @@ fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>, Option<u
 
 fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
     format!(
-        "{}: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network + disk heartbeat",
+        "{}: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network{}",
         spec.heartbeat_profile
             .map_or("defaults".to_string(), |p| format!("profile {}", p.name())),
         spec.heartbeat_interval.as_millis(),
         spec.sensitivity,
         spec.detection().as_millis(),
-        lease_ms.map_or("?".to_string(), |lease| format!("{lease} ms"))
+        lease_ms.map_or("?".to_string(), |lease| format!("{lease} ms")),
+        if spec.disk_heartbeat {
+            " + disk heartbeat"
+        } else {
+            ", no disk heartbeat"
+        }
     )
 }
 
@@ -212,6 +217,7 @@ pub(super) fn measure(
         spec = spec.with_profile(profile);
     }
     spec.insecure = insecure;
+    spec.disk_heartbeat = options.disk_heartbeat;
     let system = match (profile.is_some(), insecure) {
         (true, _) => FAST_SYSTEM,
         (false, true) => INSECURE_SYSTEM,

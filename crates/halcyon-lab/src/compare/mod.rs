@@ -95,6 +95,8 @@ pub struct CompareOptions {
     /// Length of the idle footprint window.
     pub idle: Duration,
     pub keep_directory: bool,
+    /// Halcyon's clusters get the lab's disk heartbeat network (a file every host writes).
+    pub disk_heartbeat: bool,
     /// Printed as the command that produced the results.
     pub command_line: String,
 }

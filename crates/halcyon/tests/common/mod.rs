@@ -406,6 +406,22 @@ pub fn assert_no_overlap(activity: &[(String, u128)], moves: usize) {
 
 /// `halcyon ARGS --api <node i's API>`: the exit code and the output (stdout, then stderr).
 /// `halcyon status` against node `i`, as a person reads it.
+/// `GET /metrics` of node `i` (admin token, the cluster CA): the text exposition.
+pub fn metrics_text(c: &Cluster, i: usize) -> String {
+    let r = http::request_tls(
+        c.tls(),
+        c.api(i),
+        "GET",
+        "/metrics",
+        c.admin_token(),
+        None,
+        REQUEST_TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
 pub fn status_text(c: &Cluster, i: usize) -> String {
     let (code, out) = cli(c, i, &["status"]);
     assert_eq!(code, 0, "halcyon status: {out}");
