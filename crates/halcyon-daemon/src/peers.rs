@@ -2,6 +2,12 @@
 //! at `port + 1`, the API at `port + 2` and the nodes' internal API at `port + 3`), the
 //! nodes' names by Raft id, and which of a peer's addresses answered last.
 //!
+//! A request to a peer tries its addresses in turn: those on a network whose path to the
+//! peer the heartbeats say is down go last, then the one that answered last first. A
+//! request on a connection kept open over a network that lost its carrier is not refused
+//! at once, as a new connection is: it waits in the socket until the link returns, and a
+//! report committed that late is stale (the lab caught a swap back made from one).
+//!
 //! The internal API (lease renewals, forwarded writes) has a listener of its own, served on
 //! the node's runtime, so that a flood of administrators' and programs' requests on the
 //! API's listener (served on a runtime of its own) cannot delay a renewal in its accept
@@ -109,11 +115,29 @@ pub fn join_addrs(addrs: &[SocketAddr]) -> String {
         .join(", ")
 }
 
+/// The network (its number) of each address [`interface_addrs`] gives, in the same order.
+fn interface_networks(config: &Config, node: &halcyon_config::Node) -> Vec<u32> {
+    node.interfaces
+        .iter()
+        .filter(|i| !i.standby && i.address.is_some())
+        .map(|i| {
+            config
+                .cluster
+                .networks
+                .iter()
+                .find(|n| n.name == i.network)
+                .map_or(0, |n| n.number)
+        })
+        .collect()
+}
+
 /// Every node's API and internal API addresses, and for each node which of its interfaces
 /// answered last (tried first).
 pub struct Peers {
     addrs: BTreeMap<NodeId, Vec<SocketAddr>>,
     internal: BTreeMap<NodeId, Vec<SocketAddr>>,
+    /// The network of each of `addrs[id]` (and `internal[id]`), in the same order.
+    networks: BTreeMap<NodeId, Vec<u32>>,
     /// Index (into `addrs[id]` and `internal[id]`, both in interface order) of the interface
     /// that answered last. An atomic per peer, not a lock: it is a hint, and a stale one
     /// costs one failed attempt.
@@ -125,9 +149,16 @@ impl Peers {
         let addrs = api_addrs(config);
         let internal = internal_addrs(config);
         let preferred = addrs.keys().map(|id| (*id, AtomicUsize::new(0))).collect();
+        let networks = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| (NodeId::from(n.number), interface_networks(config, n)))
+            .collect();
         Peers {
             addrs,
             internal,
+            networks,
             preferred,
         }
     }
@@ -142,20 +173,31 @@ impl Peers {
         self.addrs.get(&id).map(Vec::as_slice)
     }
 
-    /// Node `id`'s API addresses (`internal`: its internal API's), the interface that
-    /// answered last first.
-    pub fn preferred_first(&self, id: NodeId, internal: bool) -> Option<Vec<SocketAddr>> {
+    /// Node `id`'s API addresses (`internal`: its internal API's) in the order to try them:
+    /// those on a network `down` says the path to `id` is down on last, and the interface
+    /// that answered last first among the others.
+    pub fn preferred_first(
+        &self,
+        id: NodeId,
+        internal: bool,
+        down: impl Fn(u32) -> bool,
+    ) -> Option<Vec<SocketAddr>> {
         let table = if internal {
             &self.internal
         } else {
             &self.addrs
         };
-        let mut addrs = table.get(&id)?.clone();
+        let addrs = table.get(&id)?;
+        let networks = self.networks.get(&id)?;
+        debug_assert_eq!(addrs.len(), networks.len(), "one network per address");
+        let mut order: Vec<usize> = (0..addrs.len()).collect();
         let i = self.preferred.get(&id)?.load(Ordering::Relaxed);
-        if i < addrs.len() {
-            addrs[..=i].rotate_right(1);
+        if i < order.len() {
+            order[..=i].rotate_right(1);
         }
-        Some(addrs)
+        // Stable: the answered-last order holds within the paths up and within those down.
+        order.sort_by_key(|&k| networks.get(k).is_some_and(|n| down(*n)));
+        Some(order.into_iter().map(|k| addrs[k]).collect())
     }
 
     /// `addr` of node `id` (API or internal API) answered: try its interface first next
@@ -211,15 +253,50 @@ mod tests {
         let peers = Peers::new(&c);
         let id = NodeId::from(1u32);
         let addrs = peers.api(id).unwrap().to_vec();
-        assert_eq!(peers.preferred_first(id, false).unwrap(), addrs);
+        let up = |_| false;
+        assert_eq!(peers.preferred_first(id, false, up).unwrap(), addrs);
         let last = *addrs.last().unwrap();
         peers.answered(id, last);
-        assert_eq!(peers.preferred_first(id, false).unwrap()[0], last);
+        assert_eq!(peers.preferred_first(id, false, up).unwrap()[0], last);
         // An unknown address changes nothing.
         peers.answered(id, "127.9.9.9:1".parse().unwrap());
-        assert_eq!(peers.preferred_first(id, false).unwrap()[0], last);
+        assert_eq!(peers.preferred_first(id, false, up).unwrap()[0], last);
         // The internal API's address on the same interface comes first too.
-        let internal = peers.preferred_first(id, true).unwrap();
+        let internal = peers.preferred_first(id, true, up).unwrap();
         assert_eq!(internal[0].ip(), last.ip());
+    }
+
+    #[test]
+    fn an_address_on_a_network_whose_path_is_down_is_tried_last() {
+        use halcyon_testkit::config::{ClusterConfig, Node};
+        use std::net::Ipv4Addr;
+        let mut cluster = ClusterConfig::new("peers", 1, 7000)
+            .ip_network("a", &["127.0.0.0/16"])
+            .ip_network("b", &["127.1.0.0/16"]);
+        for i in 1..=3u8 {
+            cluster = cluster.node(
+                Node::new(format!("n{i}"), u32::from(i))
+                    .interface("a", Ipv4Addr::new(127, 0, 0, i))
+                    .interface("b", Ipv4Addr::new(127, 1, 0, i)),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        cluster.write(dir.path()).unwrap();
+        let c = halcyon_config::load(&[dir.path().to_owned()]).unwrap().0;
+        let peers = Peers::new(&c);
+        let id = NodeId::from(1u32);
+        let addrs = peers.api(id).unwrap().to_vec();
+        assert!(addrs.len() >= 2, "the demo has two networks: {addrs:?}");
+        let first_network = c.cluster.networks[0].number;
+        // The first address answered last, but its network's path is down: it goes last.
+        peers.answered(id, addrs[0]);
+        let order = peers
+            .preferred_first(id, false, |n| n == first_network)
+            .unwrap();
+        assert_eq!(order.last(), Some(&addrs[0]), "{order:?}");
+        assert_eq!(order.len(), addrs.len());
+        // Every path down: the answered-last order stands.
+        let order = peers.preferred_first(id, true, |_| true).unwrap();
+        assert_eq!(order[0].ip(), addrs[0].ip());
     }
 }

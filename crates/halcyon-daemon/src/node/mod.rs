@@ -630,7 +630,22 @@ impl Node {
         internal: bool,
     ) -> Option<(String, Vec<std::net::SocketAddr>)> {
         let leader = self.consensus.leader()?;
-        let addrs = self.peers.preferred_first(leader, internal)?;
+        let number = u32::try_from(leader).ok();
+        let down = |network: u32| {
+            let status = self.membership.borrow();
+            let detector = &status.detector;
+            let link_down = detector
+                .networks
+                .iter()
+                .any(|n| n.network == network && !n.local_link_up);
+            let path_down = detector.paths.iter().any(|p| {
+                Some(p.node) == number
+                    && p.network == network
+                    && p.state == halcyon_membership::PathState::Down
+            });
+            link_down || path_down
+        };
+        let addrs = self.peers.preferred_first(leader, internal, down)?;
         Some((self.node_name_of(leader), addrs))
     }
 
