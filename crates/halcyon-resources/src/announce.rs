@@ -17,7 +17,7 @@ const BROADCAST: [u8; 6] = [0xff; 6];
 /// Most packets looked at while waiting for an answer to a probe (the wait is also bounded in
 /// time; this bounds a flood).
 const PROBE_PACKETS_MAX: usize = 10_000;
-/// Probes sent for one check (spread over the wait), in case one is lost.
+/// Probes sent for one check (spread over the first half of the wait), in case one is lost.
 const PROBES: u32 = 2;
 
 fn owned_socket(domain: i32, kind: i32, protocol: i32) -> io::Result<OwnedFd> {

@@ -28,8 +28,14 @@ use halcyon_netlink::{AddressFamily, Client, InterfaceAddress, Link, ReportedAdd
 
 use crate::{BoxFuture, Health, PackageEnv, Resource, ResourceError, StopMode, StopReport};
 
-/// How long an ARP probe waits for another host to answer.
-pub const PROBE_WAIT: Duration = Duration::from_millis(150);
+/// How long an ARP probe waits for another host to answer before the address is added. A
+/// live kernel answers an ARP request on its LAN within a millisecond (from its softirq,
+/// whatever its load), so this covers a lost probe (the second goes out a quarter of the way
+/// in) with room to spare. It is paid on every start, takeovers included: at 150 ms it was
+/// most of what a lab takeover took beyond the lease arithmetic (issue 21). The probe is
+/// defence in depth (a foreign host on the address, or a node whose guard failed to remove
+/// it); the lease and the guard are the protection against two holders.
+pub const PROBE_WAIT: Duration = Duration::from_millis(30);
 /// Announcements after the first one, in each burst.
 pub const ANNOUNCE_REPEATS: u32 = 5;
 /// Time between announcements of a burst.
@@ -287,18 +293,27 @@ impl IpAddress {
             })
     }
 
-    /// Fails when another host answers for the address (IPv4: ARP probe).
-    fn probe(&self, index: u32, mac: Option<[u8; 6]>, device: &str) -> Result<(), ResourceError> {
+    /// Fails when another host answers for the address (IPv4: ARP probe). The wait for an
+    /// answer blocks a thread: it runs on tokio's blocking pool, not on the runtime that
+    /// starts the packages.
+    async fn probe(
+        &self,
+        index: u32,
+        mac: Option<[u8; 6]>,
+        device: &str,
+    ) -> Result<(), ResourceError> {
         let (IpAddr::V4(address), Some(mac)) = (self.address.address, mac) else {
             // IPv6: duplicate address detection after adding. No hardware address (a tunnel):
             // no ARP on this link.
             return Ok(());
         };
         let socket = ArpSocket::open(index, mac).map_err(|e| self.io_error("ARP socket", e))?;
-        match socket
-            .probe(address, self.probe_wait)
+        let wait = self.probe_wait;
+        let answer = tokio::task::spawn_blocking(move || socket.probe(address, wait))
+            .await
             .map_err(|e| self.io_error("ARP probe", e))?
-        {
+            .map_err(|e| self.io_error("ARP probe", e))?;
+        match answer {
             None => Ok(()),
             Some(other) => Err(ResourceError::Refused {
                 what: self.what(),
@@ -409,7 +424,7 @@ impl IpAddress {
                     .map_err(|e| self.io_error("removing it from another interface", e))?;
             }
             if present.is_empty() {
-                self.probe(index, link.mac(), &link.name)?;
+                self.probe(index, link.mac(), &link.name).await?;
             }
         }
         self.add_and_announce(&mut netlink, index, link.mac(), &link.name)
