@@ -118,6 +118,17 @@ fn a_killed_node_takes_its_service_group_and_drop_takes_the_rest() {
     // Restarted: a new process.
     c.start(1).unwrap();
     assert_ne!(c.pid(1).unwrap() as i32, daemon1);
+    // Its service recorded before anything is killed: a service between its `setsid` and
+    // its record is in no group the harness knows of, and once it has exec'd `sleep` its
+    // command line no longer names the directory (the CI saw one survive the drop).
+    let started = Instant::now();
+    while c.service_groups(1).first().is_none_or(|g| *g == group1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the restarted node recorded no service"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     let dir = c.path().to_string_lossy().into_owned();
     let orphans = mentioning(&dir);
