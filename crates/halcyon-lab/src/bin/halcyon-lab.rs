@@ -131,6 +131,11 @@ enum Command {
         /// for each other here, which separate servers do not).
         #[arg(long)]
         no_disk: bool,
+        /// After the failover runs of each system, cut the holder off from the other hosts
+        /// for this many seconds, then stop its cluster manager (SIGSTOP) as long, and report
+        /// how long the service address was on two hosts at once (0: not measured).
+        #[arg(long, default_value_t = 0)]
+        split_seconds: u64,
     },
     /// Answer HTTP GETs with a name (a lab test service; run inside a host by the lab).
     #[command(hide = true)]
@@ -235,6 +240,7 @@ fn run(cli: Cli) -> Result<bool> {
             idle_seconds,
             keep_directory,
             no_disk,
+            split_seconds,
         } => {
             let halcyon = match halcyon {
                 Some(path) => path,
@@ -254,6 +260,7 @@ fn run(cli: Cli) -> Result<bool> {
                 idle: Duration::from_secs(idle_seconds),
                 keep_directory,
                 disk_heartbeat: !no_disk,
+                split: (split_seconds > 0).then(|| Duration::from_secs(split_seconds)),
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
             install_signal_handlers();

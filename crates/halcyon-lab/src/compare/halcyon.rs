@@ -67,6 +67,13 @@ impl System for HalcyonSystem {
         Ok(self.cluster.power_off(host)?)
     }
 
+    /// The daemon only: the guard is the part of Halcyon made to act when the daemon cannot
+    /// (the campaign's pause fault stops the daemon alone as well).
+    fn pause_targets(&self, host: usize) -> Option<(Vec<u32>, String)> {
+        let daemon = self.cluster.daemon(host)?;
+        Some((vec![daemon.pid], "the daemon".to_owned()))
+    }
+
     fn power_on(&mut self, host: usize) -> Result<()> {
         self.cluster.power_on(host)?;
         Ok(())

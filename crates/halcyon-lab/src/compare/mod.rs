@@ -16,6 +16,10 @@
 //! idle window, and the CPU time they (and their reaped children) used in that window as a
 //! percentage of one core. Both are averaged over the hosts.
 //!
+//! Split brain (`--split-seconds N`): after the failover runs, the holder cut off from the
+//! other hosts for N s, then its cluster manager stopped for N s; the time the address was on
+//! two hosts at once ([`split`]).
+//!
 //! Invariants: each system runs on its own lab, dropped (every process killed, namespaces
 //! removed; per-host mount namespaces vanish with their last process) before the next one
 //! starts; every wait is bounded; the guard counter of every lab is read before it is dropped.
@@ -23,6 +27,7 @@
 mod halcyon;
 mod keepalived;
 mod pacemaker;
+pub mod split;
 
 use std::fmt::{self, Write as _};
 use std::fs;
@@ -97,6 +102,8 @@ pub struct CompareOptions {
     pub keep_directory: bool,
     /// Halcyon's clusters get the lab's disk heartbeat network (a file every host writes).
     pub disk_heartbeat: bool,
+    /// After the failover runs, each split fault for this long ([`split`]); `None`: none.
+    pub split: Option<Duration>,
     /// Printed as the command that produced the results.
     pub command_line: String,
 }
@@ -128,6 +135,8 @@ pub struct Row {
     pub roles: Vec<Option<&'static str>>,
     /// Moves (to mix the roles) the system refused, with its answer.
     pub refused_moves: Vec<String>,
+    /// The split faults, when measured.
+    pub splits: Vec<split::SplitResult>,
     /// Set when the system could not be measured at all (or not to the end).
     pub error: Option<String>,
 }
@@ -145,6 +154,7 @@ impl Row {
             guard_violations: 0,
             roles: Vec::new(),
             refused_moves: Vec::new(),
+            splits: Vec::new(),
             error: None,
         }
     }
@@ -237,6 +247,11 @@ trait System {
     /// for stability).
     fn move_package(&mut self, _host: usize) -> Result<()> {
         bail!("this system has no move command here")
+    }
+    /// What the pause fault stops on `host`, and how to say it; `None`: every process of the
+    /// manager ([`manager_processes`]).
+    fn pause_targets(&self, _host: usize) -> Option<(Vec<u32>, String)> {
+        None
     }
 
     /// Power loss of `host`: links down, every process killed, and the interface addresses it
@@ -465,6 +480,12 @@ fn measure_system(
         system
             .power_on(holder)
             .with_context(|| format!("powering h{holder} on after run {run}"))?;
+    }
+    if let Some(hold) = options.split
+        && !stop.load(Ordering::SeqCst)
+    {
+        let name = format!("{} [{}]", row.system, row.settings_short());
+        row.splits = split::measure(system, hold, &name, progress)?;
     }
     system.wait_stable(Instant::now() + STABLE_TIMEOUT)?;
     Ok(())
@@ -836,6 +857,17 @@ impl fmt::Display for CompareReport {
                     seconds(percentile(&without, 90.0)),
                     seconds(without.iter().max().copied())
                 )?;
+            }
+        }
+        for row in self.rows.iter().filter(|row| !row.splits.is_empty()) {
+            writeln!(
+                formatter,
+                "split brain: {} [{}]:",
+                row.system,
+                row.settings_short()
+            )?;
+            for result in &row.splits {
+                writeln!(formatter, "  {result}")?;
             }
         }
         for note in &self.notes {
