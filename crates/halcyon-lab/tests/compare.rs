@@ -1,4 +1,5 @@
-//! `halcyon-lab compare` end to end, keepalived only and one run (fast: a few seconds). Root
+//! `halcyon-lab compare` end to end, keepalived only, one run and a 2 s split of each kind
+//! (fast: a few seconds). Root
 //! only; skipped with a message when keepalived is not installed. Pacemaker is deliberately not
 //! run here (its first start takes about 20 s and every run more): the full comparison is the
 //! documented command in the README.
@@ -38,6 +39,8 @@ fn compare_measures_a_keepalived_failover_with_zero_guard_violations() {
             "1",
             "--idle-seconds",
             "2",
+            "--split-seconds",
+            "2",
         ])
         .output()
         .expect("halcyon-lab runs");
@@ -72,4 +75,28 @@ fn compare_measures_a_keepalived_failover_with_zero_guard_violations() {
         "{stdout}"
     );
     assert!(stdout.contains("command: "), "{stdout}");
+    // keepalived has no quorum: cut off or stopped for 2 s, the holder keeps the address
+    // while a backup takes it (at 0.1 s adverts within about 0.35 s).
+    let split = stdout
+        .split_once("split brain: keepalived [advert_int 0.1 s")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no split brain figures:\n{stdout}\n{stderr}"));
+    for fault in [
+        "cut off from the other hosts for 2 s",
+        "every process of the manager on the holder",
+    ] {
+        let line = split
+            .lines()
+            .find(|line| line.contains(fault))
+            .unwrap_or_else(|| panic!("no line for {fault:?}:\n{stdout}"));
+        let seconds: f64 = line
+            .split_once("on two hosts for ")
+            .and_then(|(_, rest)| rest.split_once(" s"))
+            .and_then(|(number, _)| number.parse().ok())
+            .unwrap_or_else(|| panic!("no time on two hosts in {line}"));
+        assert!(
+            (0.5..=5.0).contains(&seconds),
+            "keepalived split for {seconds} s of a 2 s fault: {line}"
+        );
+    }
 }

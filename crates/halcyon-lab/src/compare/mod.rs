@@ -500,16 +500,7 @@ impl Row {
 /// One run: the checker probing, T0 = power off of `holder`, the first answer from another
 /// host. Returns the failover time, the new holder and the double activations seen.
 fn one_failover(system: &mut dyn System, holder: usize) -> Result<(Duration, usize, usize)> {
-    let checker = Checker::start(
-        system.lab().topology(),
-        vec![PackageWatch {
-            name: "web".into(),
-            address: SERVICE_ADDRESS,
-            service: None,
-            probe_port: Some(SERVICE_PORT),
-        }],
-        CheckerOptions::default(),
-    )?;
+    let checker = start_checker(system.lab())?;
     // The probe must be live and answered by the holder before T0.
     let live_deadline = Instant::now() + PROBE_LIVE_TIMEOUT;
     let holder_answer = loop {
@@ -570,6 +561,20 @@ fn one_failover(system: &mut dyn System, holder: usize) -> Result<(Duration, usi
         })
         .unwrap_or(0);
     Ok((failover, new_holder, report.double_activations.len()))
+}
+
+/// The checker on the service address and the client's probe of the service.
+fn start_checker(lab: &Lab) -> Result<Checker> {
+    Ok(Checker::start(
+        lab.topology(),
+        vec![PackageWatch {
+            name: "web".into(),
+            address: SERVICE_ADDRESS,
+            service: None,
+            probe_port: Some(SERVICE_PORT),
+        }],
+        CheckerOptions::default(),
+    )?)
 }
 
 /// CPU ticks (user + system, own and reaped children's) of `pid`.

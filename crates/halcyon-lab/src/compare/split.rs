@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{
-    PROBE_LIVE_TIMEOUT, SERVICE_ADDRESS, SERVICE_PORT, STABLE_TIMEOUT, System, manager_processes,
-};
-use crate::{Checker, CheckerOptions, PackageWatch, fault};
+use super::{PROBE_LIVE_TIMEOUT, STABLE_TIMEOUT, System, manager_processes, start_checker};
+use crate::fault;
 
 /// How long the checker keeps watching after the fault ended (the heal, the continue).
 pub const AFTER: Duration = Duration::from_secs(3);
@@ -95,16 +93,7 @@ pub(super) fn measure(
 
 fn one(system: &mut dyn System, fault: SplitFault, hold: Duration) -> Result<SplitResult> {
     let holder = system.wait_stable(Instant::now() + STABLE_TIMEOUT)?;
-    let checker = Checker::start(
-        system.lab().topology(),
-        vec![PackageWatch {
-            name: "web".into(),
-            address: SERVICE_ADDRESS,
-            service: None,
-            probe_port: Some(SERVICE_PORT),
-        }],
-        CheckerOptions::default(),
-    )?;
+    let checker = start_checker(system.lab())?;
     let live = Instant::now() + PROBE_LIVE_TIMEOUT;
     while checker.report().probe_answers.is_empty() {
         if Instant::now() >= live {
