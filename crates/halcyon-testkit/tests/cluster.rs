@@ -13,13 +13,15 @@ use halcyon_testkit::{Cluster, ClusterConfig};
 /// Starts a service in a process group of its own (recorded like the daemon records its
 /// services: by the service itself once it leads its group, so that a kill of the recorded
 /// group cannot come before the group exists), an orphan that names the state directory,
-/// then sleeps.
+/// then sleeps. The orphan's own children live a second each: a child caught between its
+/// fork and its `exec` still names the directory, and once it is `sleep` it no longer does,
+/// so a long one escaped the drop's kill (and the CI's `sleep 1001` outlived the test).
 const FAKE_DAEMON: &str = r#"#!/bin/sh
 for a; do [ "$prev" = --state-dir ] && state="$a"; prev="$a"; done
 mkdir -p "$state/run"
 echo "$@" > "$state/args"
 setsid sh -c 'echo $$ > "$0/svc.pgid"; mv "$0/svc.pgid" "$0/run/svc.0.pgid"; exec sleep 1000' "$state" &
-(setsid sh -c 'sleep 1001; :' "$state" &) 
+(setsid sh -c 'while :; do sleep 1; done' "$state" &) 
 echo started
 exec sleep 1000
 "#;
