@@ -123,9 +123,7 @@ fn interface_networks(config: &Config, node: &halcyon_config::Node) -> Vec<u32> 
         .map(|i| {
             config
                 .cluster
-                .networks
-                .iter()
-                .find(|n| n.name == i.network)
+                .network(i.network.as_str())
                 .map_or(0, |n| n.number)
         })
         .collect()

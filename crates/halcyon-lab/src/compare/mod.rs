@@ -698,6 +698,24 @@ fn ratio(numerator: Option<Duration>, denominator: Option<Duration>) -> String {
     }
 }
 
+impl CompareReport {
+    /// The split faults' figures, per system that measured them.
+    fn write_splits(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for row in self.rows.iter().filter(|row| !row.splits.is_empty()) {
+            writeln!(
+                formatter,
+                "split brain: {} [{}]:",
+                row.system,
+                row.settings_short()
+            )?;
+            for result in &row.splits {
+                writeln!(formatter, "  {result}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for CompareReport {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -864,17 +882,7 @@ impl fmt::Display for CompareReport {
                 )?;
             }
         }
-        for row in self.rows.iter().filter(|row| !row.splits.is_empty()) {
-            writeln!(
-                formatter,
-                "split brain: {} [{}]:",
-                row.system,
-                row.settings_short()
-            )?;
-            for result in &row.splits {
-                writeln!(formatter, "  {result}")?;
-            }
-        }
+        self.write_splits(formatter)?;
         for note in &self.notes {
             writeln!(formatter, "note: {note}")?;
         }
