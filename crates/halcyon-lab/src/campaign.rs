@@ -84,6 +84,8 @@ pub struct CampaignOptions {
     /// false failover, every lapsed lease or new Raft term a fault of the cluster itself.
     pub soak: Duration,
     pub keep_directory: bool,
+    /// Draw only these kinds ([`CampaignFault::kind`], `--only`; empty: every enabled kind).
+    pub only: Vec<String>,
 }
 
 impl CampaignOptions {
@@ -104,6 +106,7 @@ impl CampaignOptions {
             cpu_load: 0,
             soak: Duration::ZERO,
             keep_directory: false,
+            only: Vec::new(),
         }
     }
 }
@@ -254,64 +257,132 @@ pub fn draw_faults(options: &CampaignOptions, pause_hold_min: Duration) -> Vec<C
         (_, true) => 8,
     };
     let disk_kinds = if with_disk_faults { 2 } else { 0 };
-    (0..count)
-        .map(|_| {
-            let target = if rng.range(0, 1) == 0 {
-                Target::HolderOf(rng.range(0, packages as u64 - 1) as usize)
-            } else {
-                Target::Host(rng.range(1, hosts as u64) as usize)
+    let draw_one = |rng: &mut Rng| {
+        let target = if rng.range(0, 1) == 0 {
+            Target::HolderOf(rng.range(0, packages as u64 - 1) as usize)
+        } else {
+            Target::Host(rng.range(1, hosts as u64) as usize)
+        };
+        let kind = rng.range(0, kinds + disk_kinds - 1);
+        if kind == kinds {
+            return CampaignFault::DiskFull {
+                target,
+                hold: rng.millis(500, 3000),
             };
-            let kind = rng.range(0, kinds + disk_kinds - 1);
-            if kind == kinds {
-                return CampaignFault::DiskFull {
-                    target,
-                    hold: rng.millis(500, 3000),
-                };
-            }
-            if kind == kinds + 1 {
-                let count = rng.range(1, 8);
-                let bytes = (0..count)
-                    .map(|_| (rng.range(0, 999_999) as u32, rng.range(0, 255) as u8))
+        }
+        if kind == kinds + 1 {
+            let count = rng.range(1, 8);
+            let bytes = (0..count)
+                .map(|_| (rng.range(0, 999_999) as u32, rng.range(0, 255) as u8))
+                .collect();
+            return CampaignFault::DiskCorruption { target, bytes };
+        }
+        match kind {
+            0 => CampaignFault::Crash {
+                target,
+                down_for: rng.millis(500, 4000),
+            },
+            1 => {
+                let minority_max = (hosts - 1) / 2;
+                let size = rng.range(1, minority_max.max(1) as u64) as usize;
+                // Host numbers drawn now; the target is added when it is resolved.
+                let others = (0..size - 1)
+                    .map(|_| rng.range(1, hosts as u64) as usize)
                     .collect();
-                return CampaignFault::DiskCorruption { target, bytes };
-            }
-            match kind {
-                0 => CampaignFault::Crash {
+                CampaignFault::Partition {
                     target,
-                    down_for: rng.millis(500, 4000),
-                },
-                1 => {
-                    let minority_max = (hosts - 1) / 2;
-                    let size = rng.range(1, minority_max.max(1) as u64) as usize;
-                    // Host numbers drawn now; the target is added when it is resolved.
-                    let others = (0..size - 1)
-                        .map(|_| rng.range(1, hosts as u64) as usize)
-                        .collect();
-                    CampaignFault::Partition {
-                        target,
-                        others,
-                        hold: rng.millis(500, 4000),
-                    }
+                    others,
+                    hold: rng.millis(500, 4000),
                 }
-                2 => CampaignFault::LinkFlap {
-                    target,
-                    network: rng.range(1, networks as u64) as usize,
-                    down_for: rng.millis(200, 2000),
-                },
-                3 => CampaignFault::DaemonRestart { target },
-                4 if with_pause => CampaignFault::Pause {
-                    target,
-                    hold: pause_hold_min + rng.millis(0, 2000),
-                },
-                // Without pauses, kind 4 is a coordinator pause too: still a pause of the
-                // coordinator only, asked for by --with-coordinator-faults.
-                4 | 5 => CampaignFault::CoordinatorPause {
-                    hold: rng.millis(300, 3000),
-                },
-                6 => CampaignFault::CoordinatorKill {
-                    down_for: rng.millis(0, 3000),
-                },
-                _ => CampaignFault::ApiFlood,
+            }
+            2 => CampaignFault::LinkFlap {
+                target,
+                network: rng.range(1, networks as u64) as usize,
+                down_for: rng.millis(200, 2000),
+            },
+            3 => CampaignFault::DaemonRestart { target },
+            4 if with_pause => CampaignFault::Pause {
+                target,
+                hold: pause_hold_min + rng.millis(0, 2000),
+            },
+            // Without pauses, kind 4 is a coordinator pause too: still a pause of the
+            // coordinator only, asked for by --with-coordinator-faults.
+            4 | 5 => CampaignFault::CoordinatorPause {
+                hold: rng.millis(300, 3000),
+            },
+            6 => CampaignFault::CoordinatorKill {
+                down_for: rng.millis(0, 3000),
+            },
+            _ => CampaignFault::ApiFlood,
+        }
+    };
+    if options.only.is_empty() {
+        return (0..count).map(|_| draw_one(&mut rng)).collect();
+    }
+    // Only some kinds (`--only`): drawn from the same sequence, the others skipped. Each
+    // enabled kind is drawn about once in 10, so the bound is never what stops it.
+    let mut faults = Vec::with_capacity(count);
+    for _ in 0..count.saturating_mul(1000).max(1000) {
+        if faults.len() == count {
+            break;
+        }
+        let fault = draw_one(&mut rng);
+        if options.only.iter().any(|kind| kind == fault.kind()) {
+            faults.push(fault);
+        }
+    }
+    faults
+}
+
+/// Every kind of fault a campaign draws ([`CampaignFault::kind`]) and the flag that enables
+/// it (None: always drawn).
+pub const FAULT_KINDS: [(&str, Option<&str>); 10] = [
+    ("crash", None),
+    ("partition", None),
+    ("link flap", None),
+    ("daemon restart", None),
+    ("pause", Some("--with-pause")),
+    ("coordinator pause", Some("--with-coordinator-faults")),
+    ("coordinator kill", Some("--with-coordinator-faults")),
+    ("api flood", Some("--with-coordinator-faults")),
+    ("disk full", Some("--with-disk-faults")),
+    ("disk corruption", Some("--with-disk-faults")),
+];
+
+/// The kinds `--only` names (a word may be joined by `-`: `coordinator-pause`), checked
+/// against the flags given: a kind its flag does not enable is never drawn, so it is an
+/// error, as is an unknown one.
+pub fn only_kinds(
+    names: &[String],
+    with_pause: bool,
+    with_coordinator_faults: bool,
+    with_disk_faults: bool,
+) -> Result<Vec<String>, String> {
+    names
+        .iter()
+        .map(|name| {
+            let wanted = name.replace('-', " ");
+            let Some((kind, flag)) = FAULT_KINDS.iter().find(|(kind, _)| *kind == wanted) else {
+                let known: Vec<String> = FAULT_KINDS
+                    .iter()
+                    .map(|(k, _)| k.replace(' ', "-"))
+                    .collect();
+                return Err(format!(
+                    "--only {name}: no such fault kind (known: {})",
+                    known.join(", ")
+                ));
+            };
+            let enabled = match *flag {
+                None => true,
+                Some("--with-pause") => with_pause,
+                Some("--with-coordinator-faults") => with_coordinator_faults,
+                Some(_) => with_disk_faults,
+            };
+            match flag {
+                Some(flag) if !enabled => Err(format!(
+                    "--only {name}: {kind} faults are drawn only with {flag}"
+                )),
+                _ => Ok((*kind).to_owned()),
             }
         })
         .collect()
@@ -1303,6 +1374,43 @@ mod tests {
         let no_pause = draw_faults(&drawing(7, 200, false, true), hold);
         assert!(!no_pause.iter().any(|f| f.kind() == "pause"));
         assert!(no_pause.iter().any(|f| f.kind() == "coordinator pause"));
+    }
+
+    #[test]
+    fn only_draws_the_kinds_named_and_refuses_the_ones_not_enabled() {
+        let hold = Duration::from_secs(1);
+        let options = CampaignOptions {
+            only: vec!["coordinator pause".to_owned()],
+            ..drawing(13, 40, true, true)
+        };
+        let faults = draw_faults(&options, hold);
+        assert_eq!(faults.len(), 40);
+        assert!(faults.iter().all(|f| f.kind() == "coordinator pause"));
+        // The same seed's sequence: the first one is the first coordinator pause drawn
+        // without --only.
+        let all = draw_faults(&drawing(13, 400, true, true), hold);
+        let first = all.iter().find(|f| f.kind() == "coordinator pause");
+        assert_eq!(Some(&faults[0]), first);
+        assert_eq!(draw_faults(&options, hold), faults);
+
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            only_kinds(&names(&["coordinator-pause", "crash"]), false, true, false),
+            Ok(names(&["coordinator pause", "crash"]))
+        );
+        assert_eq!(
+            only_kinds(&names(&["coordinator-pause"]), true, false, true),
+            Err(
+                "--only coordinator-pause: coordinator pause faults are drawn only with \
+                 --with-coordinator-faults"
+                    .to_owned()
+            )
+        );
+        let unknown = only_kinds(&names(&["meteor"]), true, true, true).unwrap_err();
+        assert!(
+            unknown.starts_with("--only meteor: no such fault kind (known: crash, partition"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -98,6 +98,12 @@ enum Command {
         /// Keep the lab directory (daemon logs, configuration) afterwards.
         #[arg(long)]
         keep_directory: bool,
+        /// Draw only these kinds of fault (comma-separated: crash, partition, link-flap,
+        /// daemon-restart, pause, coordinator-pause, coordinator-kill, api-flood, disk-full,
+        /// disk-corruption), from the same seed's sequence; each needs the flag that enables
+        /// it (`--only coordinator-pause --with-coordinator-faults`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// The failover benchmark side by side: the same node failure on the same lab for Halcyon,
     /// Pacemaker+Corosync and keepalived; prints the table and the ratios (exit 1 on a guard
@@ -202,7 +208,20 @@ fn run(cli: Cli) -> Result<bool> {
             cpu_load,
             soak_seconds,
             keep_directory,
+            only,
         } => {
+            let only = match campaign::only_kinds(
+                &only,
+                with_pause,
+                with_coordinator_faults,
+                with_disk_faults,
+            ) {
+                Ok(only) => only,
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    std::process::exit(2);
+                }
+            };
             let halcyon = match halcyon {
                 Some(path) => path,
                 None => std::env::current_exe()
@@ -225,6 +244,7 @@ fn run(cli: Cli) -> Result<bool> {
                 cpu_load,
                 soak: Duration::from_secs(soak_seconds),
                 keep_directory,
+                only,
             };
             install_signal_handlers();
             let report = campaign::run(&options, &mut std::io::stdout(), &SIGNALLED)
