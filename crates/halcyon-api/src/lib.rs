@@ -39,9 +39,9 @@ pub use operations::{
     VoterChangeResponse,
 };
 pub use status::{
-    ApiAuth, CredentialsState, ExcludedView, ExecutionState, ExecutionStatus, FenceView,
-    HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView, Quorum,
-    Reachability, RefusedReload, RunningCommand, StatusResponse, WitnessStatus,
+    ApiAuth, CredentialsState, DetectionStatus, ExcludedView, ExecutionState, ExecutionStatus,
+    FenceView, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
+    Quorum, Reachability, RefusedReload, RunningCommand, StatusResponse, WitnessStatus,
 };
 pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
 pub use webhook::{QuorumChange, WebhookPayload, WebhookReason};

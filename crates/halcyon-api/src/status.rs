@@ -57,6 +57,21 @@ pub struct StatusResponse {
     /// A reconfiguration in progress (`halcyon apply`): the cluster-wide lock's holder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconfiguration: Option<crate::StagedConfig>,
+    /// The answering node's failure detector: the heartbeat it judges each network's paths
+    /// by (the running configuration's sensitivity, also after `halcyon apply` changed it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detection: Vec<DetectionStatus>,
+}
+
+/// How the answering node judges the paths of one network: down after `sensitivity`
+/// heartbeats of `interval_ms` missed, `detection_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DetectionStatus {
+    #[schemars(with = "String")]
+    pub network: NetworkName,
+    pub interval_ms: u64,
+    pub sensitivity: u32,
+    pub detection_ms: u64,
 }
 
 /// The answering node's heartbeat authentication: HMAC-SHA256 with the cluster's

@@ -117,6 +117,12 @@ fn status() -> StatusResponse {
         config_drift: Vec::new(),
         generation: 2,
         reconfiguration: None,
+        detection: vec![halcyon_api::DetectionStatus {
+            network: "lan1".into(),
+            interval_ms: 100,
+            sensitivity: 4,
+            detection_ms: 400,
+        }],
         schema_version: SCHEMA_VERSION,
         cluster: "example".into(),
         answered_by: "node1".into(),

@@ -122,6 +122,7 @@ async fn start(
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::ADAPTERS));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
     tokio::spawn(Arc::clone(&node).monitor_loop());
+    tokio::spawn(Arc::clone(&node).sensitivity_loop());
     if !node.consensus.is_admitted() {
         tokio::spawn(Arc::clone(&node).admission());
     }

@@ -481,6 +481,8 @@ pub trait HeartbeatHandle: Send {
     fn is_running(&self) -> bool;
     /// Heartbeat as `incarnation` (above the current one) from now on.
     fn reincarnate(&self, incarnation: u64) -> Result<(), String>;
+    /// From now on a path on `network` is down after `sensitivity` missed heartbeats.
+    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String>;
     /// The sealer's handle when heartbeats are authenticated (its refusal counts).
     fn sealer(&self) -> Option<SealerHandle> {
         None
@@ -566,6 +568,11 @@ impl HeartbeatHandle for HostHeartbeatHandle {
     fn reincarnate(&self, incarnation: u64) -> Result<(), String> {
         self.runner
             .reincarnate(incarnation)
+            .map_err(|e| e.to_string())
+    }
+    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String> {
+        self.runner
+            .set_sensitivity(network, sensitivity)
             .map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {

@@ -22,10 +22,16 @@
 //! than a new, shorter value leaves the voters right after the switch). A `min_voters`
 //! above the cluster's voters now is refused (no path leaves fewer voters than it).
 //!
+//! The heartbeat sensitivity (`[heartbeat]` and each network's) changes too, while the
+//! lease it is part of stays the same: each node's failure detector takes it from the
+//! entry on (`node::sensitivity`); one that would move the lease is refused, saying how far
+//! it may go.
+//!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
-//! id, port, nodes, networks, heartbeat, and `[quorum]`'s witness, lease and watchdog
-//! (each node's runtime reads them at start: the heartbeat runner, Raft, the lease and
-//! its timing rule, the watchdog, the API's ports). `cluster_changes` decides (pure).
+//! id, port, nodes, networks (but their sensitivity), the heartbeat interval, and
+//! `[quorum]`'s witness, lease and watchdog (each node's runtime reads them at start: the
+//! heartbeat runner, Raft, the lease and its timing rule, the watchdog, the API's ports).
+//! `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -153,25 +159,43 @@ fn inheriting(
         .collect()
 }
 
+/// The networks with every heartbeat sensitivity the same: what `apply` compares when it
+/// looks for a change of the networks it cannot make (a sensitivity it can).
+fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
+    networks
+        .iter()
+        .map(|n| halcyon_config::Network {
+            heartbeat: halcyon_config::Heartbeat {
+                sensitivity: 1,
+                ..n.heartbeat
+            },
+            ..n.clone()
+        })
+        .collect()
+}
+
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "[limits] max_event_duration and [quorum] auto_shrink, shrink_after \
-                             and min_voters";
+const LIVE_SETTINGS: &str = "[limits] max_event_duration, [quorum] auto_shrink, shrink_after \
+                             and min_voters, and the heartbeat sensitivity (while the lease \
+                             stays the same)";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes and their interfaces, the networks, `[heartbeat]`, and
-/// `[quorum]`'s witness, lease and watchdog: the lease is part of the timing rule every
-/// node's guard and the coordinator's release waits rely on). Accepted: what only the
-/// replicated configuration feeds, so every node switches to it at the `config_change`
-/// entry: `[limits] max_event_duration` (each event takes it when it starts), `[quorum]
-/// auto_shrink`, `shrink_after` and `min_voters` (the coordinator's auto-shrink and the
-/// refusals of `node remove` and `node forget`). A larger `min_voters` than the cluster's
-/// voters now is refused: auto-shrink, `node remove` and `node forget` never leave fewer
-/// voters than `min_voters`, and apply keeps that true as well.
+/// name, id and port, the nodes and their interfaces, the networks but their heartbeat
+/// sensitivity, the heartbeat interval, and `[quorum]`'s witness, lease and watchdog: the
+/// lease is part of the timing rule every node's guard and the coordinator's release waits
+/// rely on). Accepted: what only the replicated configuration feeds, so every node
+/// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
+/// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
+/// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), and the
+/// heartbeat sensitivity (each node's detector follows the running configuration) when the
+/// lease derived with it is the same. A larger `min_voters` than the cluster's voters now
+/// is refused: auto-shrink, `node remove` and `node forget` never leave fewer voters than
+/// `min_voters`, and apply keeps that true as well.
 pub(crate) fn cluster_changes(
     new: &Config,
     running: &Config,
@@ -210,9 +234,13 @@ pub(crate) fn cluster_changes(
         ),
         (
             "[[network]]",
-            *networks != inheriting(&r.networks, &r.heartbeat, heartbeat),
+            any_sensitivity(networks)
+                != any_sensitivity(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
         ),
-        ("[heartbeat]", *heartbeat != r.heartbeat),
+        (
+            "[heartbeat] interval",
+            heartbeat.interval != r.heartbeat.interval,
+        ),
         ("[quorum] witness", *witness != rq.witness),
         ("[quorum] lease", *lease != rq.lease),
         ("[quorum] watchdog", *watchdog != rq.watchdog),
@@ -253,6 +281,53 @@ pub(crate) fn cluster_changes(
     }
     let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
     let mut changes = Vec::new();
+    let (lease_now, lease_new) = (r.lease(), new.cluster.lease());
+    if lease_new != lease_now {
+        return Err(format!(
+            "refused: the heartbeat sensitivity would change the lease from {} to {} (the \
+             lease is the longer of failure detection, now {} and then {}, and the election \
+             bound, {}); apply cannot change the lease of a running cluster yet: every node's \
+             guard and the coordinator's release waits rely on one lease. Keep the longest \
+             detection time at most {} (or set [quorum] lease to {} explicitly, which apply \
+             cannot change either); nothing was changed",
+            show(&lease_now),
+            show(&lease_new),
+            show(&r.detection_time()),
+            show(&new.cluster.detection_time()),
+            show(&r.lease_min_for_elections()),
+            show(&lease_now),
+            show(&lease_now),
+        ));
+    }
+    if heartbeat.sensitivity != r.heartbeat.sensitivity {
+        changes.push(SettingChange {
+            setting: "[heartbeat] sensitivity".to_owned(),
+            old: r.heartbeat.sensitivity.to_string(),
+            new: heartbeat.sensitivity.to_string(),
+            note: Some("the networks without a heartbeat of their own take it (below)".to_owned()),
+        });
+    }
+    for network in networks {
+        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
+            continue;
+        };
+        if network.heartbeat.sensitivity == was.heartbeat.sensitivity {
+            continue;
+        }
+        changes.push(SettingChange {
+            setting: format!("[[network]] {} heartbeat sensitivity", network.name),
+            old: was.heartbeat.sensitivity.to_string(),
+            new: network.heartbeat.sensitivity.to_string(),
+            note: Some(format!(
+                "a path on {} is down after {} instead of {} without heartbeats, on each node \
+                 from the config_change entry on; the lease stays {}",
+                network.name,
+                show(&network.heartbeat.detection_time()),
+                show(&was.heartbeat.detection_time()),
+                show(&lease_now)
+            )),
+        });
+    }
     if *max_event_duration != rl.max_event_duration {
         changes.push(SettingChange {
             setting: "[limits] max_event_duration".to_owned(),
@@ -541,12 +616,13 @@ mod tests {
         assert_eq!(
             cluster_changes(&new, &running, &voters(ALL)),
             Err(
-                "refused: apply cannot change [heartbeat], [quorum] lease, [quorum] watchdog \
-                 of a running cluster yet (each node reads them at start: the heartbeat \
-                 runner, Raft, the lease and its timing rule, the watchdog, the API's ports); \
-                 nothing was changed. apply changes packages (add, remove, change), the \
-                 [events] settings, the event rules, fence devices, [limits] \
-                 max_event_duration and [quorum] auto_shrink, shrink_after and min_voters"
+                "refused: apply cannot change [heartbeat] interval, [quorum] lease, [quorum] \
+                 watchdog of a running cluster yet (each node reads them at start: the \
+                 heartbeat runner, Raft, the lease and its timing rule, the watchdog, the \
+                 API's ports); nothing was changed. apply changes packages (add, remove, \
+                 change), the [events] settings, the event rules, fence devices, [limits] \
+                 max_event_duration, [quorum] auto_shrink, shrink_after and min_voters, and \
+                 the heartbeat sensitivity (while the lease stays the same)"
                     .to_owned()
             )
         );
@@ -556,8 +632,8 @@ mod tests {
         let refusal = cluster_changes(&faster, &running, &voters(ALL)).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[network]], [heartbeat], [quorum] lease, \
-                 [quorum] watchdog of a running cluster yet"
+                "refused: apply cannot change [[network]], [heartbeat] interval, [quorum] \
+                 lease, [quorum] watchdog of a running cluster yet"
             ),
             "{refusal}"
         );
@@ -573,6 +649,82 @@ mod tests {
             refusal.starts_with(
                 "refused: apply cannot change [cluster] name, [quorum] witness of a running"
             ),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_sensitivity_that_keeps_the_lease_is_applied_one_that_moves_it_is_refused() {
+        let running = example();
+        assert_eq!(running.cluster.lease(), Duration::from_millis(619));
+        // [heartbeat] sensitivity 4 -> 6: every network inheriting it takes it; 600 ms of
+        // detection stays under the election bound, so the lease stays 619 ms.
+        let mut new = running.clone();
+        new.cluster.heartbeat.sensitivity = 6;
+        for network in &mut new.cluster.networks {
+            if network.heartbeat == running.cluster.heartbeat {
+                network.heartbeat.sensitivity = 6;
+            }
+        }
+        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        assert_eq!(changes[0].setting, "[heartbeat] sensitivity");
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            ("4", "6")
+        );
+        assert_eq!(changes[1].setting, "[[network]] lan1 heartbeat sensitivity");
+        assert_eq!(
+            changes[1].note.as_deref(),
+            Some(
+                "a path on lan1 is down after 600ms instead of 400ms without heartbeats, on \
+                 each node from the config_change entry on; the lease stays 619ms"
+            )
+        );
+        // lan2 and the disk heartbeat inherit it too.
+        let settings: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            [
+                "[heartbeat] sensitivity",
+                "[[network]] lan1 heartbeat sensitivity",
+                "[[network]] lan2 heartbeat sensitivity",
+                "[[network]] hb_disk heartbeat sensitivity"
+            ]
+        );
+
+        // 7 x 100 ms = 700 ms of detection would make the lease 700 ms: refused.
+        let mut longer = running.clone();
+        longer.cluster.heartbeat.sensitivity = 7;
+        for network in &mut longer.cluster.networks {
+            if network.heartbeat == running.cluster.heartbeat {
+                network.heartbeat.sensitivity = 7;
+            }
+        }
+        assert_eq!(
+            cluster_changes(&longer, &running, &voters(ALL)),
+            Err(
+                "refused: the heartbeat sensitivity would change the lease from 619ms to \
+                 700ms (the lease is the longer of failure detection, now 400ms and then \
+                 700ms, and the election bound, 619ms); apply cannot change the lease of a \
+                 running cluster yet: every node's guard and the coordinator's release waits \
+                 rely on one lease. Keep the longest detection time at most 619ms (or set \
+                 [quorum] lease to 619ms explicitly, which apply cannot change either); \
+                 nothing was changed"
+                    .to_owned()
+            )
+        );
+
+        // One network's own sensitivity: only that network is named.
+        let mut one = running.clone();
+        one.cluster.networks[1].heartbeat.sensitivity = 3;
+        let changes = cluster_changes(&one, &running, &voters(ALL)).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].setting, "[[network]] lan2 heartbeat sensitivity");
+        // Its interval is still refused.
+        one.cluster.networks[1].heartbeat.interval = Duration::from_millis(50);
+        let refusal = cluster_changes(&one, &running, &voters(ALL)).unwrap_err();
+        assert!(
+            refusal.starts_with("refused: apply cannot change [[network]] of a running"),
             "{refusal}"
         );
     }
@@ -594,7 +746,8 @@ mod tests {
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
                  change), the [events] settings, the event rules, fence devices, [limits] \
-                 max_event_duration and [quorum] auto_shrink, shrink_after and min_voters"
+                 max_event_duration, [quorum] auto_shrink, shrink_after and min_voters, and \
+                 the heartbeat sensitivity (while the lease stays the same)"
                     .to_owned()
             )
         );

@@ -187,6 +187,29 @@ fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
     }
 }
 
+/// The heartbeat this node's detector judges each network by, as it last published it.
+fn detection(node: &Node, config: &Config) -> Vec<halcyon_api::DetectionStatus> {
+    node.membership
+        .borrow()
+        .detector
+        .networks
+        .iter()
+        .filter_map(|n| {
+            let network = config
+                .cluster
+                .networks
+                .iter()
+                .find(|c| c.number == n.network)?;
+            Some(halcyon_api::DetectionStatus {
+                network: network.name.clone(),
+                interval_ms: n.heartbeat.interval.as_millis() as u64,
+                sensitivity: n.heartbeat.sensitivity,
+                detection_ms: n.heartbeat.detection_time().as_millis() as u64,
+            })
+        })
+        .collect()
+}
+
 pub fn status(node: &Node) -> StatusResponse {
     let state = node.snapshot();
     let config = state
@@ -200,6 +223,7 @@ pub fn status(node: &Node) -> StatusResponse {
         heartbeat_auth: heartbeat_auth(node),
         api_auth: api_auth(node),
         config_drift: config_drift(node, &state),
+        detection: detection(node, &config),
         generation: state.generation(),
         reconfiguration: state.staged().map(|s| halcyon_api::StagedConfig {
             generation: s.generation,

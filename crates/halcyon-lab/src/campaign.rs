@@ -993,6 +993,8 @@ pub fn run(
 
 /// Interval between two rounds of status samples during a soak.
 const SOAK_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+/// Longest wait, before a soak, for the events still running or waiting to end.
+const SOAK_SETTLE_MAX: Duration = Duration::from_secs(10);
 
 /// `length` with no fault: samples every node's status about once a second (lapsed leases,
 /// renewal warnings, terms), checks the ledger, and lists the events recorded meanwhile.
@@ -1015,7 +1017,26 @@ fn soak(
     };
     let events = |host| cluster.events(host).unwrap_or_default();
     let first = cluster.nodes().next().expect("a cluster has nodes");
-    let events_before = events(first).len();
+    // The last events of a formation or a heal (a node_up) may still be running or waiting:
+    // the soak starts once nothing is, so that every event it lists came during it. Records
+    // are told apart by id (status lists the last ones, newest first).
+    let last_id = |events: &[Value]| events.iter().filter_map(|e| e["id"].as_u64()).max();
+    let settled_by = Instant::now() + SOAK_SETTLE_MAX;
+    let mut events_before = 0;
+    loop {
+        let status = cluster.status(first).ok();
+        if let Some(v) = &status {
+            let listed = v["events"].as_array().map_or(&[][..], Vec::as_slice);
+            events_before = last_id(listed).unwrap_or(0);
+        }
+        let settled = status.is_some_and(|v| {
+            v["execution"].is_null() && v["pending"].as_array().is_some_and(Vec::is_empty)
+        });
+        if settled || Instant::now() >= settled_by {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let statuses = cluster.statuses();
     let term_before = term(&statuses);
     let mut violations = ledger.observe(&statuses, true);
@@ -1066,7 +1087,8 @@ fn soak(
         terms: (term_before, term(&statuses)),
         events: recorded
             .iter()
-            .skip(events_before)
+            .rev()
+            .filter(|e| e["id"].as_u64().is_some_and(|id| id > events_before))
             .filter_map(|e| e["event"].as_str().map(str::to_owned))
             .collect(),
         samples,

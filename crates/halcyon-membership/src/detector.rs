@@ -308,6 +308,9 @@ pub struct NodeStatus {
 pub struct NetworkStatus {
     pub network: u32,
     pub local_link_up: bool,
+    /// The heartbeat the detector judges this network's paths by (its sensitivity may have
+    /// changed since start: [`Detector::set_sensitivity`]).
+    pub heartbeat: Heartbeat,
 }
 
 /// Every state the detector holds, sorted by node then network.
@@ -327,6 +330,8 @@ pub struct Detector {
     now_last: Duration,
     /// Network number -> local link up.
     local_link_up: BTreeMap<u32, bool>,
+    /// Network number -> the heartbeat its paths are judged by.
+    heartbeats: BTreeMap<u32, Heartbeat>,
     peers: BTreeMap<u32, Peer>,
     paths: BTreeMap<(u32, u32), Path>,
     pending: Vec<Change>,
@@ -391,6 +396,11 @@ impl Detector {
             started: now,
             now_last: now,
             local_link_up: config.networks.iter().map(|n| (n.number, true)).collect(),
+            heartbeats: config
+                .networks
+                .iter()
+                .map(|n| (n.number, n.heartbeat))
+                .collect(),
             peers,
             paths,
             pending: Vec::new(),
@@ -492,6 +502,42 @@ impl Detector {
 
     /// The local interface on `network` gained (`up`) or lost its carrier at `now`. Losing it
     /// takes every path on that network down at once; they come up again when heard.
+    /// From `now` on, a path on `network` is down after `sensitivity` missed heartbeats (a
+    /// running cluster's `halcyon apply`): a path up but silent for the new detection time
+    /// goes down at the next tick; one already down stays down until heard again.
+    pub fn set_sensitivity(
+        &mut self,
+        now: Duration,
+        network: u32,
+        sensitivity: u32,
+    ) -> Result<Heartbeat, DetectorError> {
+        assert!(
+            sensitivity >= 1,
+            "a sensitivity of 0 declares every path down"
+        );
+        self.advance(now);
+        let heartbeat = self
+            .heartbeats
+            .get_mut(&network)
+            .ok_or(DetectorError::UnknownNetwork(network))?;
+        heartbeat.sensitivity = sensitivity;
+        let detection = heartbeat.detection_time();
+        let heartbeat = *heartbeat;
+        for path in self
+            .paths
+            .iter_mut()
+            .filter(|((_, n), _)| *n == network)
+            .map(|(_, path)| path)
+        {
+            assert_eq!(
+                path.interval, heartbeat.interval,
+                "one interval per network"
+            );
+            path.detection = detection;
+        }
+        Ok(heartbeat)
+    }
+
     pub fn local_link(
         &mut self,
         now: Duration,
@@ -639,6 +685,7 @@ impl Detector {
                 .map(|(&network, &up)| NetworkStatus {
                     network,
                     local_link_up: up,
+                    heartbeat: self.heartbeats[&network],
                 })
                 .collect(),
         }

@@ -47,6 +47,11 @@ pub(crate) enum Command {
     Reincarnate {
         incarnation: u64,
     },
+    /// From now on a path on `network` is down after `sensitivity` missed heartbeats.
+    Sensitivity {
+        network: u32,
+        sensitivity: u32,
+    },
 }
 
 /// The error a control handle returns when its command cannot be queued (`driver`: "thread"
@@ -276,6 +281,18 @@ impl Heartbeats {
                 "reincarnation ignored: {incarnation} is not above {}",
                 self.incarnation
             ),
+            Command::Sensitivity {
+                network,
+                sensitivity,
+            } => match self.detector.set_sensitivity(now, network, sensitivity) {
+                Ok(heartbeat) => tracing::info!(
+                    network,
+                    sensitivity,
+                    detection = ?heartbeat.detection_time(),
+                    "heartbeat sensitivity changed"
+                ),
+                Err(e) => tracing::error!("sensitivity change ignored: {e}"),
+            },
         }
     }
 

@@ -299,12 +299,13 @@ mod tests {
 }
 
 /// A `halcyon apply` of `--apply`: at `at`, sent to `node`'s daemon, changing package
-/// number `package`'s definition.
+/// number `package`'s definition, and with `sensitivity` the heartbeat sensitivity too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Apply {
     pub at: Duration,
     pub node: u32,
     pub package: usize,
+    pub sensitivity: bool,
 }
 
 /// `count` applies over `span`, in time order, from a stream of the seed's own (the fault
@@ -323,6 +324,7 @@ pub fn draw_applies(
             at: rng.millis(500, span_ms),
             node: rng.range(1, u64::from(nodes)) as u32,
             package: rng.range(0, packages.saturating_sub(1) as u64) as usize,
+            sensitivity: rng.range(0, 1) == 1,
         })
         .collect();
     applies.sort_by_key(|a| a.at);

@@ -378,6 +378,12 @@ impl HeartbeatHandle for HeartbeatTask {
         let control = self.control.get().ok_or("heartbeats not started yet")?;
         control.reincarnate(incarnation).map_err(|e| e.to_string())
     }
+    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String> {
+        let control = self.control.get().ok_or("heartbeats not started yet")?;
+        control
+            .set_sensitivity(network, sensitivity)
+            .map_err(|e| e.to_string())
+    }
     fn stop(self: Box<Self>) {
         self.task.abort();
     }

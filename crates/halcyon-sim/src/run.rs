@@ -49,7 +49,8 @@ pub struct Options {
     pub drift: bool,
     /// `halcyon apply` during the faults: [`APPLIES`] reconfigurations at times drawn from
     /// the seed (apart from the fault schedule, which stays as without), each changing one
-    /// package's definition so that it halts and runs again where it runs.
+    /// package's definition so that it halts and runs again where it runs, and some (drawn)
+    /// the heartbeat sensitivity too, one above the run's and back (the lease unchanged).
     pub apply: bool,
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`: 30 ms x
     /// 3, lease 221 ms) instead of the defaults (100 ms x 4).
@@ -232,12 +233,20 @@ impl Heartbeat {
         }
     }
 
-    fn toml(self) -> &'static str {
+    /// The table's lines; `sensitivity_up`: one more missed heartbeat before a path is down
+    /// (what `--apply` changes; 500 ms and 120 ms of detection keep both leases).
+    fn toml(self, sensitivity_up: bool) -> String {
+        let up = u32::from(sensitivity_up);
         match self {
-            Heartbeat::Default => "interval = \"100ms\"\nsensitivity = 4\n",
-            Heartbeat::Fast => "profile = \"fast\"\n",
-            Heartbeat::Slower { fast: false } => "interval = \"300ms\"\nsensitivity = 4\n",
-            Heartbeat::Slower { fast: true } => "profile = \"fast\"\ninterval = \"90ms\"\n",
+            Heartbeat::Default => format!("interval = \"100ms\"\nsensitivity = {}\n", 4 + up),
+            Heartbeat::Fast if sensitivity_up => "profile = \"fast\"\nsensitivity = 4\n".to_owned(),
+            Heartbeat::Fast => "profile = \"fast\"\n".to_owned(),
+            Heartbeat::Slower { fast: false } => {
+                "interval = \"300ms\"\nsensitivity = 4\n".to_owned()
+            }
+            Heartbeat::Slower { fast: true } => {
+                "profile = \"fast\"\ninterval = \"90ms\"\n".to_owned()
+            }
         }
     }
 }
@@ -250,12 +259,12 @@ fn write_config_with(
     heartbeat: Heartbeat,
     features: Features,
 ) -> std::io::Result<()> {
-    write_config_variant(dir, nodes, packages, heartbeat, features, &[])
+    write_config_variant(dir, nodes, packages, heartbeat, features, &[], false)
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
-/// not given): what `--apply` changes. `features`: see [`Options::fencing`] and
-/// [`Options::auto_shrink`].
+/// not given) and the heartbeat sensitivity is one higher with `sensitivity_up`: what
+/// `--apply` changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
@@ -263,6 +272,7 @@ fn write_config_variant(
     heartbeat: Heartbeat,
     features: Features,
     restarts: &[u32],
+    sensitivity_up: bool,
 ) -> std::io::Result<()> {
     let Features {
         fencing,
@@ -272,7 +282,7 @@ fn write_config_variant(
     let mut cluster = format!(
         "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\n{}\
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n",
-        heartbeat.toml()
+        heartbeat.toml(sensitivity_up)
     );
     if auto_shrink {
         cluster.push_str("[quorum]\nauto_shrink = true\nshrink_after = \"2s\"\n");
@@ -324,6 +334,7 @@ fn apply_request(
     directory: &Path,
     options: &Options,
     restarts: &[u32],
+    sensitivity_up: bool,
 ) -> anyhow::Result<halcyon_api::ApplyRequest> {
     let dir = directory.join("apply");
     let _ = std::fs::remove_dir_all(&dir);
@@ -335,6 +346,7 @@ fn apply_request(
         Heartbeat::of(options),
         Features::of(options),
         restarts,
+        sensitivity_up,
     )?;
     let files = halcyon_config::named_sources(std::slice::from_ref(&dir))
         .map_err(|d| anyhow::anyhow!("{d}"))?
@@ -439,6 +451,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     };
     applies.reverse();
     let mut restarts = vec![1u32; options.packages];
+    let mut sensitivity_up = false;
     let mut pending: Vec<&(usize, Fault)> = schedule.iter().collect();
     pending.reverse();
     let mut heals: Vec<(Duration, usize, Fault)> = Vec::new();
@@ -472,14 +485,23 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         while applies.last().is_some_and(|a| a.at <= now) {
             let apply = applies.pop().expect("checked");
             restarts[apply.package] = 3 - restarts[apply.package];
-            let request = apply_request(directory.path(), options, &restarts)?;
+            sensitivity_up ^= apply.sensitivity;
+            let request = apply_request(directory.path(), options, &restarts, sensitivity_up)?;
             let inbox = world.lock().appliers.get(&apply.node).cloned();
             let sent = inbox.is_some_and(|inbox| inbox.send(request).is_ok());
             world.note(format!(
-                "apply to n{}: p{} with restart = {} ({})",
+                "apply to n{}: p{} with restart = {}{} ({})",
                 apply.node,
                 apply.package,
                 restarts[apply.package],
+                if apply.sensitivity {
+                    format!(
+                        ", heartbeat sensitivity {}",
+                        if sensitivity_up { "up" } else { "back" }
+                    )
+                } else {
+                    String::new()
+                },
                 if sent { "sent" } else { "its daemon is down" }
             ));
         }

@@ -370,12 +370,13 @@ fn a_node_with_slower_heartbeat_files_never_outholds_the_coordinators_wait() {
 }
 
 /// `halcyon apply` under faults: three reconfigurations per run (a package's definition
-/// changes, so it halts and runs again where it runs; a second apply meets the lock), while
-/// the seed's faults happen. No package on two nodes, every package running at the end,
-/// and the history the same for the same seed.
+/// changes, so it halts and runs again where it runs, some with the heartbeat sensitivity;
+/// a second apply meets the lock), while the seed's faults happen. No package on two
+/// nodes, every package running at the end, and the history the same for the same seed.
 #[test]
 fn reconfigurations_under_faults_keep_every_invariant() {
     let mut failures = Vec::new();
+    let mut sensitivity_changed = 0;
     for seed in 1..=8 {
         let options = Options {
             apply: true,
@@ -387,6 +388,9 @@ fn reconfigurations_under_faults_keep_every_invariant() {
             "seed {seed}: no apply was made:\n{}",
             outcome.history
         );
+        if outcome.history.contains("heartbeat sensitivity up") {
+            sensitivity_changed += 1;
+        }
         if !outcome.passed() {
             failures.push(format!(
                 "seed {seed} with --apply: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --apply --history",
@@ -407,6 +411,10 @@ fn reconfigurations_under_faults_keep_every_invariant() {
     assert_eq!(
         again.digest, first.digest,
         "seed 3 with --apply did not repeat"
+    );
+    assert!(
+        sensitivity_changed >= 2,
+        "{sensitivity_changed} of 8 seeds changed the heartbeat sensitivity"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

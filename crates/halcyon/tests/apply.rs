@@ -452,9 +452,9 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
     let (code, out) = apply(&c, &mixed_dir, &["--yes"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("refused: apply cannot change [heartbeat] of a running cluster yet")
+        out.contains("refused: apply cannot change [heartbeat] interval of a running cluster yet")
             && out.contains("apply changes packages")
-            && out.contains("[limits] max_event_duration and [quorum] auto_shrink"),
+            && out.contains("[limits] max_event_duration, [quorum] auto_shrink"),
         "{out}"
     );
     assert_eq!(generation(&c), 1);
@@ -630,4 +630,110 @@ fn apply_turns_auto_shrink_on_and_a_voter_already_down_leaves_the_voters() {
     );
     assert!(alive(keep[0]));
     c.kill_all();
+}
+
+fn sensitivities(v: &Value) -> Vec<(String, u64)> {
+    v["detection"]
+        .as_array()
+        .map(|networks| {
+            networks
+                .iter()
+                .map(|n| {
+                    (
+                        n["network"].as_str().unwrap().to_owned(),
+                        n["sensitivity"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 16: the heartbeat sensitivity changes on a running cluster; every node's
+/// detector takes it from the entry, a node restarted with the old value in its files
+/// takes the cluster's, the package keeps its process, and a sensitivity that would move
+/// the lease is refused.
+#[test]
+fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_keeps_it() {
+    let mut spec = Spec::new();
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    let before = c.status(1).unwrap();
+    assert_eq!(
+        sensitivities(&before),
+        [("lan1".to_owned(), 4)],
+        "{before:#}"
+    );
+    let lease = before["lease"]["duration_ms"].as_u64().unwrap();
+    let term = before["quorum"]["term"].as_u64().unwrap();
+    let base = c.config().clone();
+
+    // 6 x 100 ms: detection 600 ms, below the election bound: the lease stays.
+    let six = write(
+        &c,
+        &base.clone().heartbeat(Duration::from_millis(100), 6),
+        "six",
+    );
+    let (code, out) = apply(&c, &six, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("~ [heartbeat] sensitivity: 4 -> 6"), "{out}");
+    assert!(
+        out.contains("a path on lan1 is down after 600ms instead of 400ms"),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 1);
+    let (code, out) = apply(&c, &six, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "the detector at sensitivity 6", FORM_TIMEOUT, |v| {
+            v["generation"] == 2 && sensitivities(v) == [("lan1".to_owned(), 6)]
+        });
+    }
+    let v = c.status(1).unwrap();
+    assert_eq!(v["detection"][0]["detection_ms"], 600, "{v:#}");
+    assert_eq!(v["lease"]["duration_ms"].as_u64().unwrap(), lease, "{v:#}");
+
+    // n2 restarted from its files, which still say 4: it runs the cluster's 6, and says
+    // that its files differ.
+    c.stop(2);
+    c.start(2);
+    c.wait_for(2, "n2 back at sensitivity 6", FORM_TIMEOUT, |v| {
+        node_of(v, "n2")["member"] == true
+            && sensitivities(v) == [("lan1".to_owned(), 6)]
+            && !v["config_drift"].is_null()
+    });
+    let v = c.status(2).unwrap();
+    assert_eq!(
+        v["config_drift"][0], "cluster settings differ: networks, heartbeat",
+        "{v:#}"
+    );
+
+    // 8 x 100 ms would make the lease 800 ms: refused, nothing changes.
+    let eight = write(
+        &c,
+        &base.clone().heartbeat(Duration::from_millis(100), 8),
+        "eight",
+    );
+    let (code, out) = apply(&c, &eight, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the heartbeat sensitivity would change the lease from 619ms to 800ms"),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 2);
+    assert_eq!(
+        sensitivities(&c.status(1).unwrap()),
+        [("lan1".to_owned(), 6)]
+    );
+
+    // The package kept its process on n1 throughout, and no election was needed.
+    let v = c.status(1).unwrap();
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
+    assert_eq!(v["quorum"]["term"].as_u64().unwrap(), term, "{v:#}");
 }

@@ -337,9 +337,10 @@ fn heal_leaves_the_package_where_the_majority_put_it() {
     assert_eq!(cluster.serving_host(PACKAGE), Some(new));
 }
 
-/// `halcyon apply` changes the package's definition while its old holder is cut off: the
-/// majority restarts it where it runs with the new definition, the old holder (which halted
-/// with its lease) rejoins on the new generation, and the checker sees no double activation.
+/// `halcyon apply` changes the package's definition and the heartbeat sensitivity while its
+/// old holder is cut off: the majority restarts it where it runs with the new definition,
+/// the old holder (which halted with its lease) rejoins on the new generation and judges
+/// its paths by the new sensitivity, and the checker sees no double activation.
 #[test]
 fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() {
     if !running_as_root_or_skip("reconfiguration_while_cut_off") {
@@ -364,6 +365,11 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
                 if text.contains("name = \"web\"") && text.contains("restart = 3") {
                     text = text.replace("restart = 3", "restart = 4");
                     changed = true;
+                }
+                // The lab writes the defaults out: `[heartbeat]` 100 ms x 4.
+                if text.contains("[cluster]") {
+                    assert!(text.contains("\nsensitivity = 4\n"), "{text}");
+                    text = text.replace("\nsensitivity = 4\n", "\nsensitivity = 5\n");
                 }
                 halcyon_api::ConfigFile { name, text }
             })
@@ -395,6 +401,20 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
             },
         )
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(old, 40)));
+    for host in cluster.hosts() {
+        cluster
+            .wait_for(
+                "every network judged at sensitivity 5",
+                Instant::now() + Duration::from_secs(10),
+                || {
+                    let status = cluster.status(host).ok()?;
+                    let networks = status["detection"].as_array()?;
+                    (!networks.is_empty() && networks.iter().all(|n| n["sensitivity"] == 5))
+                        .then_some(())
+                },
+            )
+            .unwrap_or_else(|error| panic!("h{host}: {error}\n{}", cluster.log_tail(host, 40)));
+    }
     std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
     let report = checker.stop();
     println!("events: {:#?}", event_lines(&cluster));

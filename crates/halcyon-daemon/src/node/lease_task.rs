@@ -29,11 +29,18 @@ pub(crate) enum LeaseCommand {
     CloseWatchdog(oneshot::Sender<()>),
     /// Heartbeat as this (higher) incarnation from now on, then answer.
     Reincarnate(u64, oneshot::Sender<Result<(), String>>),
+    /// The running configuration's heartbeat sensitivity on a network (`sensitivity`),
+    /// then answer whether the heartbeats took it.
+    Sensitivity {
+        network: u32,
+        sensitivity: u32,
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
-/// How many commands may wait: one isolation, one close and one reincarnation are all a
-/// node ever sends.
-const COMMANDS_QUEUED_MAX: usize = 4;
+/// How many commands may wait: one isolation, one close and one reincarnation, and the
+/// sensitivity changes of one configuration (one per network; the sender waits for room).
+const COMMANDS_QUEUED_MAX: usize = 8;
 
 /// How one renewal attempt ended.
 enum Renewal {
@@ -94,6 +101,17 @@ impl LeaseTask {
             LeaseCommand::Reincarnate(incarnation, done) => {
                 let result = match &self.heartbeats {
                     Some(heartbeats) => heartbeats.reincarnate(incarnation),
+                    None => Err("heartbeats are stopped (isolated)".into()),
+                };
+                let _ = done.send(result);
+            }
+            LeaseCommand::Sensitivity {
+                network,
+                sensitivity,
+                done,
+            } => {
+                let result = match &self.heartbeats {
+                    Some(heartbeats) => heartbeats.set_sensitivity(network, sensitivity),
                     None => Err("heartbeats are stopped (isolated)".into()),
                 };
                 let _ = done.send(result);

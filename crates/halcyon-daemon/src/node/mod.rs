@@ -56,6 +56,7 @@ mod package;
 mod program;
 mod reload;
 pub(crate) mod reports;
+mod sensitivity;
 pub(crate) mod webhooks;
 mod writer;
 

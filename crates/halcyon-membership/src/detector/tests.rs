@@ -125,6 +125,44 @@ fn path_goes_down_after_exactly_sensitivity_missed_intervals_and_not_before() {
 }
 
 #[test]
+fn a_new_sensitivity_judges_the_paths_of_its_network_from_then_on() {
+    let mut d = detector(&[(2, LAN, false), (2, BACKUP_LAN, false), (3, LAN, false)]);
+    beat(&mut d, 3, &[LAN], 0, 300, 100);
+    // Node 3 last heard at 300 ms: down at 700 ms, while node 2 beats.
+    let changes = beat(&mut d, 2, &[LAN, BACKUP_LAN], 400, 1000, 100);
+    assert!(changes.contains(&down(3, LAN)), "{changes:?}");
+    // 6 missed heartbeats on LAN from 1000 ms: node 2's last beat at 1000 ms keeps LAN up
+    // until 1600 ms; BACKUP_LAN keeps 4 (1400 ms). Node 3, already down, stays down.
+    let heartbeat = d.set_sensitivity(ms(1000), LAN, 6).unwrap();
+    assert_eq!((heartbeat.interval, heartbeat.sensitivity), (ms(100), 6));
+    assert_eq!(d.tick(ms(1399)), vec![]);
+    assert_eq!(d.tick(ms(1400)), vec![down(2, BACKUP_LAN)]);
+    assert_eq!(d.tick(ms(1599)), vec![]);
+    assert_eq!(
+        d.tick(ms(1600)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+    assert_eq!(d.path_state(3, LAN), Some(PathState::Down));
+    let networks = d.snapshot(ms(1600)).networks;
+    assert_eq!(networks[0].heartbeat.sensitivity, 6);
+    assert_eq!(networks[1].heartbeat.sensitivity, 4);
+
+    // Lower: a path silent longer than the new detection goes down at the next tick.
+    let mut d = detector(&[(2, LAN, false)]);
+    beat(&mut d, 2, &[LAN], 0, 1000, 100);
+    assert_eq!(d.tick(ms(1250)), vec![]);
+    d.set_sensitivity(ms(1250), LAN, 2).unwrap();
+    assert_eq!(
+        d.tick(ms(1250)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+    assert_eq!(
+        d.set_sensitivity(ms(1300), 9, 2),
+        Err(DetectorError::UnknownNetwork(9))
+    );
+}
+
+#[test]
 fn late_but_within_sensitivity_heartbeats_keep_the_path_up() {
     let mut d = detector(&[(2, LAN, false)]);
     // A beat every 399 ms (3.99 intervals): never 4 full intervals of silence.

@@ -229,6 +229,24 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
         let _ = writeln!(out, "  {d}");
     }
     let _ = writeln!(out, "  voters: {}", v.quorum.voters.join(", "));
+    if !v.detection.is_empty() {
+        let networks: Vec<String> = v
+            .detection
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}ms ({}ms x {})",
+                    d.network, d.detection_ms, d.interval_ms, d.sensitivity
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  failure detection on {}: {}",
+            v.answered_by,
+            networks.join(", ")
+        );
+    }
     if v.quorum.foreign_requests > 0 {
         let _ = writeln!(
             out,
@@ -1101,6 +1119,7 @@ mod tests {
             config_drift: Vec::new(),
             generation: 1,
             reconfiguration: None,
+            detection: Vec::new(),
         }
     }
 
