@@ -54,6 +54,20 @@ pub(crate) enum Command {
     },
 }
 
+/// The command that sets a network's sensitivity, refused for 0 (every path would be down).
+pub(crate) fn sensitivity_command(network: u32, sensitivity: u32) -> io::Result<Command> {
+    if sensitivity == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a sensitivity of 0 declares every path down",
+        ));
+    }
+    Ok(Command::Sensitivity {
+        network,
+        sensitivity,
+    })
+}
+
 /// The error a control handle returns when its command cannot be queued (`driver`: "thread"
 /// or "task").
 pub(crate) fn command_not_queued(queue_full: bool, driver: &str) -> io::Error {

@@ -215,17 +215,8 @@ impl Runner {
     /// From now on a path on `network` is down after `sensitivity` (at least 1) missed
     /// heartbeats. Fails only when the thread is gone or its command queue is full.
     pub fn set_sensitivity(&self, network: u32, sensitivity: u32) -> io::Result<()> {
-        if sensitivity == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a sensitivity of 0 declares every path down",
-            ));
-        }
         self.commands
-            .try_send(Command::Sensitivity {
-                network,
-                sensitivity,
-            })
+            .try_send(heartbeat::sensitivity_command(network, sensitivity)?)
             .map_err(|e| {
                 heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
             })

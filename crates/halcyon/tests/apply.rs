@@ -74,6 +74,19 @@ fn package_names(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// A cluster of `spec` with the package `keep` added, formed, and `keep` running on n1:
+/// the cluster, its test directory and keep's PIDs (one).
+fn with_keep_running(mut spec: Spec) -> (Cluster, PathBuf, Vec<u32>) {
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    (c, dir, keep)
+}
+
 #[test]
 fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
     let mut spec = Spec::new();
@@ -254,13 +267,7 @@ fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
 
 #[test]
 fn a_saved_snapshot_checks_shows_its_differences_and_restores_the_configuration() {
-    let mut spec = Spec::new();
-    spec.package(|dir| pid_package(dir, "keep", "v1", false));
-    let mut c = Cluster::start_with(spec);
-    let dir = c.path().to_owned();
-    c.wait_all_members(1, FORM_TIMEOUT);
-    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
-    let keep = pids(&dir, "keep");
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
     let before = package_names(&c);
 
     let saved = dir.join("snapshot");
@@ -528,13 +535,7 @@ fn voters(c: &Cluster, i: usize) -> Vec<String> {
 fn apply_turns_auto_shrink_on_and_a_voter_already_down_leaves_the_voters() {
     let mut spec = Spec::new();
     spec.nodes = 4;
-    spec.package(|dir| pid_package(dir, "keep", "v1", false));
-    let mut c = Cluster::start_with(spec);
-    let dir = c.path().to_owned();
-    c.wait_all_members(1, FORM_TIMEOUT);
-    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
-    let keep = pids(&dir, "keep");
-    assert_eq!(keep.len(), 1, "{keep:?}");
+    let (mut c, dir, keep) = with_keep_running(spec);
     let base = c.config().clone();
     assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
 
@@ -655,14 +656,7 @@ fn sensitivities(v: &Value) -> Vec<(String, u64)> {
 /// the lease is refused.
 #[test]
 fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_keeps_it() {
-    let mut spec = Spec::new();
-    spec.package(|dir| pid_package(dir, "keep", "v1", false));
-    let mut c = Cluster::start_with(spec);
-    let dir = c.path().to_owned();
-    c.wait_all_members(1, FORM_TIMEOUT);
-    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
-    let keep = pids(&dir, "keep");
-    assert_eq!(keep.len(), 1, "{keep:?}");
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
     let before = c.status(1).unwrap();
     assert_eq!(
         sensitivities(&before),
