@@ -123,6 +123,7 @@ async fn start(
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).sensitivity_loop());
+    tokio::spawn(Arc::clone(&node).watchdog_loop());
     if !node.consensus.is_admitted() {
         tokio::spawn(Arc::clone(&node).admission());
     }

@@ -24,13 +24,14 @@
 //!
 //! The heartbeat sensitivity (`[heartbeat]` and each network's) changes too, while the
 //! lease it is part of stays the same: each node's failure detector takes it from the
-//! entry on (`node::sensitivity`); one that would move the lease is refused, saying how far
-//! it may go.
+//! entry on (`node::settings`); one that would move the lease is refused, saying how far
+//! it may go. So does `[quorum] watchdog`: each node disarms the device it has open and
+//! opens the new one (`node::settings`).
 //!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
 //! id, port, nodes, networks (but their sensitivity), the heartbeat interval, and
-//! `[quorum]`'s witness, lease and watchdog (each node's runtime reads them at start: the
-//! heartbeat runner, Raft, the lease and its timing rule, the watchdog, the API's ports).
+//! `[quorum]`'s witness and lease (each node's runtime reads them at start: the heartbeat
+//! runner, Raft, the lease and its timing rule, the API's ports).
 //! `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
@@ -176,9 +177,9 @@ fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "[limits] max_event_duration, [quorum] auto_shrink, shrink_after \
-                             and min_voters, and the heartbeat sensitivity (while the lease \
-                             stays the same)";
+const LIVE_SETTINGS: &str = "[limits] max_event_duration, [quorum] auto_shrink, shrink_after, \
+                             min_voters and watchdog, and the heartbeat sensitivity (while the \
+                             lease stays the same)";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
@@ -186,14 +187,14 @@ const LIVE_SETTINGS: &str = "[limits] max_event_duration, [quorum] auto_shrink, 
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
 /// name, id and port, the nodes and their interfaces, the networks but their heartbeat
-/// sensitivity, the heartbeat interval, and `[quorum]`'s witness, lease and watchdog: the
-/// lease is part of the timing rule every node's guard and the coordinator's release waits
-/// rely on). Accepted: what only the replicated configuration feeds, so every node
+/// sensitivity, the heartbeat interval, and `[quorum]`'s witness and lease: the lease is
+/// part of the timing rule every node's guard and the coordinator's release waits rely
+/// on). Accepted: what only the replicated configuration feeds, so every node
 /// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
 /// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
-/// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), and the
-/// heartbeat sensitivity (each node's detector follows the running configuration) when the
-/// lease derived with it is the same. A larger `min_voters` than the cluster's voters now
+/// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), `[quorum]
+/// watchdog` (each node switches its device), and the heartbeat sensitivity (each node's
+/// detector follows the running configuration) when the lease derived with it is the same. A larger `min_voters` than the cluster's voters now
 /// is refused: auto-shrink, `node remove` and `node forget` never leave fewer voters than
 /// `min_voters`, and apply keeps that true as well.
 pub(crate) fn cluster_changes(
@@ -243,7 +244,6 @@ pub(crate) fn cluster_changes(
         ),
         ("[quorum] witness", *witness != rq.witness),
         ("[quorum] lease", *lease != rq.lease),
-        ("[quorum] watchdog", *watchdog != rq.watchdog),
     ];
     let refused: Vec<&str> = refused
         .iter()
@@ -254,8 +254,7 @@ pub(crate) fn cluster_changes(
     if !refused.is_empty() {
         why.push(format!(
             "apply cannot change {} of a running cluster yet (each node reads them at start: \
-             the heartbeat runner, Raft, the lease and its timing rule, the watchdog, the \
-             API's ports)",
+             the heartbeat runner, Raft, the lease and its timing rule, the API's ports)",
             refused.join(", ")
         ));
     }
@@ -326,6 +325,25 @@ pub(crate) fn cluster_changes(
                 show(&was.heartbeat.detection_time()),
                 show(&lease_now)
             )),
+        });
+    }
+    if *watchdog != rq.watchdog {
+        let text = |w: &Option<String>| w.clone().unwrap_or_else(|| "none".to_owned());
+        let note = match watchdog {
+            Some(device) => format!(
+                "each node disarms the device it has open (magic close) and opens {device} \
+                 from the config_change entry on, fed only while it holds a lease; a node \
+                 that cannot open it runs without one and says so (status: ABSENT)"
+            ),
+            None => "each node disarms its watchdog (magic close) from the config_change \
+                     entry on: a hung daemon no longer resets its machine"
+                .to_owned(),
+        };
+        changes.push(SettingChange {
+            setting: "[quorum] watchdog".to_owned(),
+            old: text(&rq.watchdog),
+            new: text(watchdog),
+            note: Some(note),
         });
     }
     if *max_event_duration != rl.max_event_duration {
@@ -616,13 +634,13 @@ mod tests {
         assert_eq!(
             cluster_changes(&new, &running, &voters(ALL)),
             Err(
-                "refused: apply cannot change [heartbeat] interval, [quorum] lease, [quorum] \
-                 watchdog of a running cluster yet (each node reads them at start: the \
-                 heartbeat runner, Raft, the lease and its timing rule, the watchdog, the \
-                 API's ports); nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, [limits] \
-                 max_event_duration, [quorum] auto_shrink, shrink_after and min_voters, and \
-                 the heartbeat sensitivity (while the lease stays the same)"
+                "refused: apply cannot change [heartbeat] interval, [quorum] lease of a \
+                 running cluster yet (each node reads them at start: the heartbeat runner, \
+                 Raft, the lease and its timing rule, the API's ports); nothing was changed. \
+                 apply changes packages (add, remove, change), the [events] settings, the \
+                 event rules, fence devices, [limits] max_event_duration, [quorum] \
+                 auto_shrink, shrink_after, min_voters and watchdog, and the heartbeat \
+                 sensitivity (while the lease stays the same)"
                     .to_owned()
             )
         );
@@ -633,7 +651,7 @@ mod tests {
         assert!(
             refusal.starts_with(
                 "refused: apply cannot change [[network]], [heartbeat] interval, [quorum] \
-                 lease, [quorum] watchdog of a running cluster yet"
+                 lease of a running cluster yet"
             ),
             "{refusal}"
         );
@@ -730,6 +748,36 @@ mod tests {
     }
 
     #[test]
+    fn a_watchdog_set_or_removed_is_applied_with_what_each_node_does() {
+        let running = example();
+        let mut new = running.clone();
+        new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
+        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].setting, "[quorum] watchdog");
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            ("none", "/dev/watchdog")
+        );
+        assert!(
+            changes[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("opens /dev/watchdog from the config_change entry on"),
+            "{changes:?}"
+        );
+        let back = cluster_changes(&running, &new, &voters(ALL)).unwrap();
+        assert_eq!(
+            back[0].note.as_deref(),
+            Some(
+                "each node disarms its watchdog (magic close) from the config_change entry \
+                 on: a hung daemon no longer resets its machine"
+            )
+        );
+    }
+
+    #[test]
     fn a_min_voters_above_the_voters_the_cluster_has_now_is_refused() {
         let running = example();
         let mut new = running.clone();
@@ -746,8 +794,8 @@ mod tests {
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
                  change), the [events] settings, the event rules, fence devices, [limits] \
-                 max_event_duration, [quorum] auto_shrink, shrink_after and min_voters, and \
-                 the heartbeat sensitivity (while the lease stays the same)"
+                 max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and \
+                 watchdog, and the heartbeat sensitivity (while the lease stays the same)"
                     .to_owned()
             )
         );

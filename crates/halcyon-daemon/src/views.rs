@@ -249,7 +249,7 @@ pub fn status(node: &Node) -> StatusResponse {
             detail: (!has_quorum).then(|| no_quorum(node)),
             foreign_requests: node.consensus.foreign_requests(),
         },
-        watchdog: node.watchdog_state.clone(),
+        watchdog: node.watchdog_state(),
         lease: {
             let renewals = node.renewal_report();
             LeaseStatus {

@@ -1,6 +1,7 @@
 //! The optional Linux watchdog (`quorum.watchdog = "/dev/watchdog"`; SPEC 6).
 //!
-//! Opened at start; kept alive from the lease loop only while this node holds a valid lease and
+//! Opened at start, and switched when `halcyon apply` changes `quorum.watchdog` (the old
+//! device closed with the magic character, the new one opened: `node::settings`); kept alive from the lease loop only while this node holds a valid lease and
 //! the daemon is healthy (its heartbeat thread runs); closed with the magic character `V` on a
 //! clean shutdown, so that stopping the daemon does not reset the machine. A daemon that hangs,
 //! or keeps running without a lease, stops feeding it and the kernel resets the machine after
@@ -70,7 +71,12 @@ impl Watchdog {
 /// The cluster's configured watchdog opened (or `None`), and what `halcyon status` says
 /// about it.
 pub fn open_configured(cluster: &halcyon_config::Cluster) -> (Option<Watchdog>, String) {
-    let path = cluster.quorum.watchdog.as_ref();
+    open_path(cluster.quorum.watchdog.as_deref())
+}
+
+/// The watchdog at `path` opened (or `None`, also when no path), and what `halcyon status`
+/// says about it.
+pub fn open_path(path: Option<&str>) -> (Option<Watchdog>, String) {
     let watchdog = path.and_then(|p| Watchdog::open(Path::new(p)));
     let state = match (path, &watchdog) {
         (None, _) => "not configured".to_owned(),

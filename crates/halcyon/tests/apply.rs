@@ -461,7 +461,7 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
     assert!(
         out.contains("refused: apply cannot change [heartbeat] interval of a running cluster yet")
             && out.contains("apply changes packages")
-            && out.contains("[limits] max_event_duration, [quorum] auto_shrink"),
+            && out.contains("[limits] max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and watchdog"),
         "{out}"
     );
     assert_eq!(generation(&c), 1);
@@ -730,4 +730,56 @@ fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_ke
     assert_eq!(pids(&dir, "keep"), keep);
     assert!(alive(keep[0]), "{keep:?}");
     assert_eq!(v["quorum"]["term"].as_u64().unwrap(), term, "{v:#}");
+}
+
+/// Issue 16: `[quorum] watchdog` set, then removed, on a running cluster (a regular file
+/// standing in for the device, shared by the three daemons): every node arms it at the
+/// entry and feeds it while it holds a lease, then disarms it with the magic character;
+/// the package keeps its process.
+#[test]
+fn apply_arms_and_disarms_the_watchdog_on_every_node() {
+    let (c, dir, keep) = with_keep_running(Spec::new());
+    let device = dir.join("watchdog");
+    std::fs::write(&device, b"").unwrap();
+    let base = c.config().clone();
+    assert_eq!(c.status(1).unwrap()["watchdog"], "not configured");
+
+    let mut armed = base.clone();
+    armed.quorum.watchdog = Some(device.clone());
+    let armed_dir = write(&c, &armed, "armed");
+    let (code, out) = apply(&c, &armed_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("[quorum] watchdog: none -> {}", device.display())),
+        "{out}"
+    );
+    let state = format!("armed ({})", device.display());
+    for i in 1..=3 {
+        c.wait_for(i, "the watchdog armed", FORM_TIMEOUT, |v| {
+            v["watchdog"] == state.as_str()
+        });
+    }
+    // Fed while the leases hold: keepalives accumulate.
+    let size = || std::fs::metadata(&device).unwrap().len();
+    let before = size();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(size() > before + 10, "{before} -> {}", size());
+
+    let disarmed_dir = write(&c, &base, "disarmed");
+    let (code, out) = apply(&c, &disarmed_dir, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "the watchdog disarmed", FORM_TIMEOUT, |v| {
+            v["watchdog"] == "not configured"
+        });
+    }
+    let text = std::fs::read(&device).unwrap();
+    assert_eq!(text.iter().filter(|b| **b == b'V').count(), 3);
+    assert!(text.iter().all(|b| *b == b'k' || *b == b'V'));
+    // Nothing is written to it any more.
+    let after = size();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(size(), after);
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
 }

@@ -25,8 +25,15 @@ use crate::watchdog::Watchdog;
 pub(crate) enum LeaseCommand {
     /// A test fault isolates the node: its heartbeats stop.
     Isolate,
-    /// Clean shutdown: disarm the watchdog (magic close), then answer.
+    /// Clean shutdown: disarm the watchdog (magic close), then answer. No watchdog is
+    /// opened after it.
     CloseWatchdog(oneshot::Sender<()>),
+    /// The running configuration's watchdog device (`halcyon apply`): the one open is
+    /// disarmed (magic close) and this one opened; answers what `status` says of it.
+    SwitchWatchdog {
+        path: Option<String>,
+        done: oneshot::Sender<String>,
+    },
     /// Heartbeat as this (higher) incarnation from now on, then answer.
     Reincarnate(u64, oneshot::Sender<Result<(), String>>),
     /// The running configuration's heartbeat sensitivity on a network (`sensitivity`),
@@ -39,7 +46,8 @@ pub(crate) enum LeaseCommand {
 }
 
 /// How many commands may wait: one isolation, one close and one reincarnation, and the
-/// sensitivity changes of one configuration (one per network; the sender waits for room).
+/// changes of one configuration (a sensitivity per network, a watchdog; the senders wait
+/// for room).
 const COMMANDS_QUEUED_MAX: usize = 8;
 
 /// How one renewal attempt ended.
@@ -58,6 +66,8 @@ pub struct LeaseTask {
     heartbeats: Option<Box<dyn HeartbeatHandle>>,
     /// The watchdog device, when configured and present.
     watchdog: Option<Watchdog>,
+    /// Disarmed for a clean shutdown: none is opened again.
+    watchdog_closed: bool,
     /// The leader's refusal that excludes this node (`State::stuck`), as last logged: logged
     /// once, not at every renewal.
     exclusion_logged: Option<String>,
@@ -86,6 +96,7 @@ impl LeaseTask {
             commands,
             heartbeats: Some(heartbeats),
             watchdog,
+            watchdog_closed: false,
             exclusion_logged: None,
         };
         (lease, commands_tx, task)
@@ -120,7 +131,20 @@ impl LeaseTask {
                 if let Some(w) = self.watchdog.take() {
                     w.close();
                 }
+                self.watchdog_closed = true;
                 let _ = done.send(());
+            }
+            LeaseCommand::SwitchWatchdog { path, done } => {
+                if self.watchdog_closed {
+                    let _ = done.send("disarmed: the daemon is stopping".to_owned());
+                    return;
+                }
+                if let Some(w) = self.watchdog.take() {
+                    w.close();
+                }
+                let (watchdog, state) = crate::watchdog::open_path(path.as_deref());
+                self.watchdog = watchdog;
+                let _ = done.send(state);
             }
         }
     }

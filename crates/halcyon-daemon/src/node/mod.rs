@@ -56,7 +56,7 @@ mod package;
 mod program;
 mod reload;
 pub(crate) mod reports;
-mod sensitivity;
+mod settings;
 pub(crate) mod webhooks;
 mod writer;
 
@@ -156,8 +156,8 @@ pub struct Node {
     /// Where the credentials are, for a reload, and what status says of them (`None`:
     /// insecure).
     pub(crate) credentials_source: Option<reload::CredentialsSource>,
-    /// What `halcyon status` says about the watchdog.
-    pub watchdog_state: String,
+    /// What `halcyon status` says about the watchdog (switched by `halcyon apply`).
+    pub watchdog_state: std::sync::Mutex<String>,
     pub(crate) run_dir: PathBuf,
     /// Start gates (FIFOs) of guarded services.
     pub(crate) gates_dir: PathBuf,
@@ -340,7 +340,7 @@ impl Node {
             auth,
             raft_tls,
             credentials_source,
-            watchdog_state,
+            watchdog_state: std::sync::Mutex::new(watchdog_state),
             run_dir,
             gates_dir,
             guard,
@@ -648,6 +648,14 @@ impl Node {
         };
         let addrs = self.peers.preferred_first(leader, internal, down)?;
         Some((self.node_name_of(leader), addrs))
+    }
+
+    /// What `halcyon status` says about the watchdog.
+    pub fn watchdog_state(&self) -> String {
+        self.watchdog_state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Disarms the watchdog with the magic close (clean shutdown only).

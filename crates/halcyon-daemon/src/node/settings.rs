@@ -1,11 +1,15 @@
-//! The failure detector judges each network by the heartbeat sensitivity of the running
-//! configuration (issue 16): `halcyon apply` changes it on a live cluster, and each node's
-//! detector follows from the entry its replica applies. Level-triggered: whenever the view
-//! or the detector's status changes, the sensitivity the configuration says is compared
-//! with the one the detector runs, so a node that started from files with another value
-//! (or missed the entry while down) takes the cluster's as soon as its replica holds it.
+//! The node-local settings each node follows from the running configuration, so that
+//! `halcyon apply` changes them on a live cluster (issue 16): each node switches at the
+//! entry its replica applies. Level-triggered: whenever the view (or the detector's
+//! status) changes, what the configuration says is compared with what runs, so a node
+//! that started from files with another value (or missed the entry while down) takes the
+//! cluster's as soon as its replica holds it.
 //!
-//! Only the sensitivity moves: a network whose interval differs from the detector's (the
+//! The heartbeat sensitivity: the failure detector judges each network by it. The
+//! watchdog (`quorum.watchdog`): the device open is disarmed with the magic character and
+//! the configured one opened (`LeaseCommand::SwitchWatchdog`); `status` says which.
+//!
+//! Only the sensitivity of the heartbeat moves: a network whose interval differs from the detector's (the
 //! files of a node that drifted; `apply` refuses an interval change) is left as it runs,
 //! and the drift report says so. The lease does not depend on it here: `apply` refuses a
 //! sensitivity whose detection time would change the lease (`reconfigure`).
@@ -99,6 +103,53 @@ impl Node {
     }
 }
 
+/// The watchdog device to switch to: the running configuration's, when it is not the one
+/// the node runs with (`running`: the device it opened last, `None` for none).
+pub(crate) fn watchdog_change(cluster: &Cluster, running: Option<&str>) -> Option<Option<String>> {
+    let wanted = cluster.quorum.watchdog.as_deref();
+    (wanted != running).then(|| wanted.map(str::to_owned))
+}
+
+impl Node {
+    /// Keeps the watchdog device the running configuration's (see the module
+    /// documentation); ends when the view or the lease task ends.
+    pub(crate) async fn watchdog_loop(self: Arc<Self>) {
+        let mut view = self.view.clone();
+        let mut running = self.boot_config.cluster.quorum.watchdog.clone();
+        loop {
+            view.borrow_and_update();
+            let state = self.snapshot();
+            if let Some(path) = state
+                .config()
+                .and_then(|config| watchdog_change(&config.cluster, running.as_deref()))
+            {
+                let (done, answer) = tokio::sync::oneshot::channel();
+                let command = LeaseCommand::SwitchWatchdog {
+                    path: path.clone(),
+                    done,
+                };
+                if self.lease_commands.send(command).await.is_err() {
+                    return;
+                }
+                let Ok(said) = answer.await else { return };
+                tracing::info!(
+                    node = %self.name,
+                    generation = state.generation(),
+                    "watchdog of the running configuration: {said}"
+                );
+                *self
+                    .watchdog_state
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = said;
+                running = path;
+            }
+            if view.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -153,6 +204,24 @@ mod tests {
         // And back (a later apply): asked again.
         let back = cluster(&[(1, 100, 4), (2, 100, 4)]);
         assert_eq!(sensitivity_changes(&back, &detector, &asked), vec![(1, 4)]);
+    }
+
+    #[test]
+    fn the_watchdog_switches_only_when_the_configuration_names_another() {
+        let mut config = cluster(&[]);
+        assert_eq!(config.quorum.watchdog, None);
+        assert_eq!(watchdog_change(&config, None), None);
+        assert_eq!(watchdog_change(&config, Some("/dev/watchdog")), Some(None));
+        config.quorum.watchdog = Some("/dev/watchdog1".to_owned());
+        assert_eq!(
+            watchdog_change(&config, Some("/dev/watchdog")),
+            Some(Some("/dev/watchdog1".to_owned()))
+        );
+        assert_eq!(
+            watchdog_change(&config, None),
+            Some(Some("/dev/watchdog1".to_owned()))
+        );
+        assert_eq!(watchdog_change(&config, Some("/dev/watchdog1")), None);
     }
 
     #[test]
