@@ -1149,6 +1149,27 @@ mod tests {
     }
 
     #[test]
+    fn each_networks_failure_detection_is_shown_for_the_answering_node() {
+        let mut v = status_of(Vec::new(), Vec::new());
+        let text = status(&v, &clock(), None);
+        assert!(!text.contains("failure detection"), "{text}");
+        let detection = |network: &str, interval_ms, sensitivity| halcyon_api::DetectionStatus {
+            network: network.into(),
+            interval_ms,
+            sensitivity,
+            detection_ms: interval_ms * u64::from(sensitivity),
+        };
+        v.detection = vec![detection("lan1", 100, 6), detection("disk", 200, 3)];
+        let text = status(&v, &clock(), None);
+        assert!(
+            text.contains(
+                "failure detection on node1: lan1 600ms (100ms x 6), disk 600ms (200ms x 3)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_refusal_in_the_last_events_shows_its_times_as_local_time() {
         let mut refused = summary(100, "package_run db", 65);
         refused.outcome = Outcome::Refused;
