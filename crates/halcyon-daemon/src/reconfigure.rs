@@ -280,72 +280,8 @@ pub(crate) fn cluster_changes(
     }
     let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
     let mut changes = Vec::new();
-    let (lease_now, lease_new) = (r.lease(), new.cluster.lease());
-    if lease_new != lease_now {
-        return Err(format!(
-            "refused: the heartbeat sensitivity would change the lease from {} to {} (the \
-             lease is the longer of failure detection, now {} and then {}, and the election \
-             bound, {}); apply cannot change the lease of a running cluster yet: every node's \
-             guard and the coordinator's release waits rely on one lease. Keep the longest \
-             detection time at most {} (or set [quorum] lease to {} explicitly, which apply \
-             cannot change either); nothing was changed",
-            show(&lease_now),
-            show(&lease_new),
-            show(&r.detection_time()),
-            show(&new.cluster.detection_time()),
-            show(&r.lease_min_for_elections()),
-            show(&lease_now),
-            show(&lease_now),
-        ));
-    }
-    if heartbeat.sensitivity != r.heartbeat.sensitivity {
-        changes.push(SettingChange {
-            setting: "[heartbeat] sensitivity".to_owned(),
-            old: r.heartbeat.sensitivity.to_string(),
-            new: heartbeat.sensitivity.to_string(),
-            note: Some("the networks without a heartbeat of their own take it (below)".to_owned()),
-        });
-    }
-    for network in networks {
-        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
-            continue;
-        };
-        if network.heartbeat.sensitivity == was.heartbeat.sensitivity {
-            continue;
-        }
-        changes.push(SettingChange {
-            setting: format!("[[network]] {} heartbeat sensitivity", network.name),
-            old: was.heartbeat.sensitivity.to_string(),
-            new: network.heartbeat.sensitivity.to_string(),
-            note: Some(format!(
-                "a path on {} is down after {} instead of {} without heartbeats, on each node \
-                 from the config_change entry on; the lease stays {}",
-                network.name,
-                show(&network.heartbeat.detection_time()),
-                show(&was.heartbeat.detection_time()),
-                show(&lease_now)
-            )),
-        });
-    }
-    if *watchdog != rq.watchdog {
-        let text = |w: &Option<String>| w.clone().unwrap_or_else(|| "none".to_owned());
-        let note = match watchdog {
-            Some(device) => format!(
-                "each node disarms the device it has open (magic close) and opens {device} \
-                 from the config_change entry on, fed only while it holds a lease; a node \
-                 that cannot open it runs without one and says so (status: ABSENT)"
-            ),
-            None => "each node disarms its watchdog (magic close) from the config_change \
-                     entry on: a hung daemon no longer resets its machine"
-                .to_owned(),
-        };
-        changes.push(SettingChange {
-            setting: "[quorum] watchdog".to_owned(),
-            old: text(&rq.watchdog),
-            new: text(watchdog),
-            note: Some(note),
-        });
-    }
+    changes.extend(sensitivity_settings(&new.cluster, r)?);
+    changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     if *max_event_duration != rl.max_event_duration {
         changes.push(SettingChange {
             setting: "[limits] max_event_duration".to_owned(),
@@ -538,6 +474,88 @@ pub async fn apply(
         Ok(other) => Err(ApiError::conflict(format!("refused: {other:?}"))),
         Err(e) => Err(ApiError::unavailable(e)),
     }
+}
+
+/// The heartbeat sensitivities `apply` changes (`[heartbeat]`'s and each network's), or
+/// why it refuses them: a sensitivity whose detection time would move the lease.
+fn sensitivity_settings(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+) -> Result<Vec<SettingChange>, String> {
+    let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
+    let mut changes = Vec::new();
+    let (lease_now, lease_new) = (r.lease(), new.lease());
+    if lease_new != lease_now {
+        return Err(format!(
+            "refused: the heartbeat sensitivity would change the lease from {} to {} (the \
+             lease is the longer of failure detection, now {} and then {}, and the election \
+             bound, {}); apply cannot change the lease of a running cluster yet: every node's \
+             guard and the coordinator's release waits rely on one lease. Keep the longest \
+             detection time at most {} (or set [quorum] lease to {} explicitly, which apply \
+             cannot change either); nothing was changed",
+            show(&lease_now),
+            show(&lease_new),
+            show(&r.detection_time()),
+            show(&new.detection_time()),
+            show(&r.lease_min_for_elections()),
+            show(&lease_now),
+            show(&lease_now),
+        ));
+    }
+    if new.heartbeat.sensitivity != r.heartbeat.sensitivity {
+        changes.push(SettingChange {
+            setting: "[heartbeat] sensitivity".to_owned(),
+            old: r.heartbeat.sensitivity.to_string(),
+            new: new.heartbeat.sensitivity.to_string(),
+            note: Some("the networks without a heartbeat of their own take it (below)".to_owned()),
+        });
+    }
+    for network in &new.networks {
+        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
+            continue;
+        };
+        if network.heartbeat.sensitivity == was.heartbeat.sensitivity {
+            continue;
+        }
+        changes.push(SettingChange {
+            setting: format!("[[network]] {} heartbeat sensitivity", network.name),
+            old: was.heartbeat.sensitivity.to_string(),
+            new: network.heartbeat.sensitivity.to_string(),
+            note: Some(format!(
+                "a path on {} is down after {} instead of {} without heartbeats, on each node \
+                 from the config_change entry on; the lease stays {}",
+                network.name,
+                show(&network.heartbeat.detection_time()),
+                show(&was.heartbeat.detection_time()),
+                show(&lease_now)
+            )),
+        });
+    }
+    Ok(changes)
+}
+
+/// `[quorum] watchdog` changed from `old` to `new`, with what each node does.
+fn watchdog_setting(new: Option<&String>, old: Option<&String>) -> Option<SettingChange> {
+    if new == old {
+        return None;
+    }
+    let text = |w: Option<&String>| w.cloned().unwrap_or_else(|| "none".to_owned());
+    let note = match new {
+        Some(device) => format!(
+            "each node disarms the device it has open (magic close) and opens {device} \
+             from the config_change entry on, fed only while it holds a lease; a node \
+             that cannot open it runs without one and says so (status: ABSENT)"
+        ),
+        None => "each node disarms its watchdog (magic close) from the config_change \
+                 entry on: a hung daemon no longer resets its machine"
+            .to_owned(),
+    };
+    Some(SettingChange {
+        setting: "[quorum] watchdog".to_owned(),
+        old: text(old),
+        new: text(new),
+        note: Some(note),
+    })
 }
 
 #[cfg(test)]

@@ -502,13 +502,9 @@ impl Node {
         assert!(incarnation > current, "an incarnation only grows");
         std::fs::write(&self.incarnation_file, incarnation.to_string())
             .map_err(|e| format!("writing {}: {e}", self.incarnation_file.display()))?;
-        let (reply, done) = tokio::sync::oneshot::channel();
-        self.lease_commands
-            .send(LeaseCommand::Reincarnate(incarnation, reply))
+        self.ask_lease_task(|reply| LeaseCommand::Reincarnate(incarnation, reply))
             .await
-            .map_err(|_| "the lease task is gone".to_owned())?;
-        done.await
-            .map_err(|_| "the lease task is gone".to_owned())??;
+            .ok_or("the lease task is gone")??;
         self.incarnation.store(incarnation, Ordering::SeqCst);
         Ok(())
     }
@@ -660,15 +656,18 @@ impl Node {
 
     /// Disarms the watchdog with the magic close (clean shutdown only).
     pub async fn close_watchdog(&self) {
-        let (done, closed) = tokio::sync::oneshot::channel();
-        if self
-            .lease_commands
-            .send(LeaseCommand::CloseWatchdog(done))
-            .await
-            .is_ok()
-        {
-            let _ = closed.await;
-        }
+        let _ = self.ask_lease_task(LeaseCommand::CloseWatchdog).await;
+    }
+
+    /// Sends the lease task (which owns the heartbeats' handle and the watchdog) a command
+    /// and waits for its answer; `None` when the task is gone.
+    pub(crate) async fn ask_lease_task<T>(
+        &self,
+        command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> LeaseCommand,
+    ) -> Option<T> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.lease_commands.send(command(done)).await.ok()?;
+        answer.await.ok()
     }
 }
 

@@ -9,9 +9,9 @@
 //! watchdog (`quorum.watchdog`): the device open is disarmed with the magic character and
 //! the configured one opened (`LeaseCommand::SwitchWatchdog`); `status` says which.
 //!
-//! Only the sensitivity of the heartbeat moves: a network whose interval differs from the detector's (the
-//! files of a node that drifted; `apply` refuses an interval change) is left as it runs,
-//! and the drift report says so. The lease does not depend on it here: `apply` refuses a
+//! Only the sensitivity of the heartbeat moves: a network whose interval differs from the
+//! detector's (the files of a node that drifted; `apply` refuses an interval change) is
+//! left as it runs, and the drift report says so. The lease does not depend on it here: `apply` refuses a
 //! sensitivity whose detection time would change the lease (`reconfigure`).
 
 use std::collections::BTreeMap;
@@ -66,17 +66,15 @@ impl Node {
             if let Some(config) = state.config() {
                 for (network, sensitivity) in sensitivity_changes(&config.cluster, &running, &asked)
                 {
-                    let (done, answer) = tokio::sync::oneshot::channel();
-                    let command = LeaseCommand::Sensitivity {
-                        network,
-                        sensitivity,
-                        done,
-                    };
-                    if self.lease_commands.send(command).await.is_err() {
-                        return;
-                    }
-                    match answer.await {
-                        Ok(Ok(())) => {
+                    let answer = self
+                        .ask_lease_task(|done| LeaseCommand::Sensitivity {
+                            network,
+                            sensitivity,
+                            done,
+                        })
+                        .await;
+                    match answer {
+                        Some(Ok(())) => {
                             tracing::info!(
                                 node = %self.name,
                                 network,
@@ -86,11 +84,11 @@ impl Node {
                             );
                             asked.insert(network, sensitivity);
                         }
-                        Ok(Err(why)) => {
+                        Some(Err(why)) => {
                             tracing::warn!(node = %self.name, network, sensitivity, "heartbeat sensitivity not changed yet: {why}");
                             again = true;
                         }
-                        Err(_) => return,
+                        None => return,
                     }
                 }
             }
@@ -123,15 +121,13 @@ impl Node {
                 .config()
                 .and_then(|config| watchdog_change(&config.cluster, running.as_deref()))
             {
-                let (done, answer) = tokio::sync::oneshot::channel();
-                let command = LeaseCommand::SwitchWatchdog {
+                let switch = |done| LeaseCommand::SwitchWatchdog {
                     path: path.clone(),
                     done,
                 };
-                if self.lease_commands.send(command).await.is_err() {
+                let Some(said) = self.ask_lease_task(switch).await else {
                     return;
-                }
-                let Ok(said) = answer.await else { return };
+                };
                 tracing::info!(
                     node = %self.name,
                     generation = state.generation(),
