@@ -4,7 +4,8 @@
 //! - Pure: no I/O, no clock reads, no threads, no randomness. Time is an input (`now`, a
 //!   monotonic [`Duration`] since an arbitrary epoch) and must never go backwards (asserted).
 //! - A path (peer node, network) is [`PathState::Unknown`] until first heard or until one
-//!   detection time (`interval * sensitivity`) has passed since the detector started; it is
+//!   detection time (`interval * sensitivity`) has passed since the detector began watching it
+//!   (its start, or the peer's addition: [`Detector::set_peers`]); it is
 //!   [`PathState::Down`] once `now - last_heard >= interval * sensitivity`, or at once when the
 //!   local link of its network loses carrier; it is [`PathState::Up`] again on the first
 //!   heartbeat heard (with a newer sequence number, see below).
@@ -258,6 +259,9 @@ struct Path {
     detection: Duration,
     interval: Duration,
     peer_has_standby: bool,
+    /// When the detector began watching this path (its start, or when the peer was
+    /// added): a path never heard is down one detection time after it.
+    watched_since: Duration,
     state: PathState,
     last_heard: Option<Duration>,
     down_at: Option<Duration>,
@@ -267,6 +271,29 @@ struct Path {
     late: u64,
     /// Intervals that passed without a heartbeat between two that came.
     missed: u64,
+}
+
+impl Path {
+    /// A path not heard yet, watched from `now`.
+    fn new(spec: &PathSpec, heartbeat: Heartbeat, now: Duration) -> Path {
+        assert!(
+            heartbeat.sensitivity >= 1 && !heartbeat.interval.is_zero(),
+            "bad heartbeat settings"
+        );
+        Path {
+            detection: heartbeat.detection_time(),
+            interval: heartbeat.interval,
+            peer_has_standby: spec.peer_has_standby,
+            watched_since: now,
+            state: PathState::Unknown,
+            last_heard: None,
+            down_at: None,
+            seq_last: None,
+            adapter_down: false,
+            late: 0,
+            missed: 0,
+        }
+    }
 }
 
 /// A heartbeat this many intervals after the previous one on its path is counted late.
@@ -326,7 +353,6 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub struct Detector {
     local_node: u32,
-    started: Duration,
     now_last: Duration,
     /// Network number -> local link up.
     local_link_up: BTreeMap<u32, bool>,
@@ -367,23 +393,7 @@ impl Detector {
             let heartbeat = config
                 .heartbeat(spec.network)
                 .ok_or(DetectorError::UnknownNetwork(spec.network))?;
-            assert!(
-                heartbeat.sensitivity >= 1 && !heartbeat.interval.is_zero(),
-                "bad heartbeat settings"
-            );
-            let path = Path {
-                detection: heartbeat.detection_time(),
-                interval: heartbeat.interval,
-                peer_has_standby: spec.peer_has_standby,
-                state: PathState::Unknown,
-                last_heard: None,
-                down_at: None,
-                seq_last: None,
-                adapter_down: false,
-                late: 0,
-                missed: 0,
-            };
-            let previous = paths.insert((spec.node, spec.network), path);
+            let previous = paths.insert((spec.node, spec.network), Path::new(spec, heartbeat, now));
             assert!(
                 previous.is_none(),
                 "duplicate path {}/{}",
@@ -393,7 +403,6 @@ impl Detector {
         }
         Ok(Detector {
             local_node: config.local_node,
-            started: now,
             now_last: now,
             local_link_up: config.networks.iter().map(|n| (n.number, true)).collect(),
             heartbeats: config
@@ -500,8 +509,6 @@ impl Detector {
         Heard::Accepted
     }
 
-    /// The local interface on `network` gained (`up`) or lost its carrier at `now`. Losing it
-    /// takes every path on that network down at once; they come up again when heard.
     /// From `now` on, a path on `network` is down after `sensitivity` missed heartbeats (a
     /// running cluster's `halcyon apply`): a path up but silent for the new detection time
     /// goes down at the next tick; one already down stays down until heard again.
@@ -538,6 +545,60 @@ impl Detector {
         Ok(heartbeat)
     }
 
+    /// From `now` on, watch the peers and paths of `config` (a running cluster's `halcyon
+    /// apply` added or removed nodes): a peer and its paths that stay keep their state; a
+    /// new one starts unknown and is judged as at start, its first detection time counted
+    /// from `now`; one left out is forgotten, with no change reported (it is no longer in
+    /// the cluster). The networks and the local node must be those the detector has.
+    pub fn set_peers(
+        &mut self,
+        now: Duration,
+        config: &DetectorConfig,
+    ) -> Result<(), DetectorError> {
+        assert_eq!(config.local_node, self.local_node, "the same local node");
+        assert!(config.paths.len() <= PATHS_MAX, "too many paths");
+        self.advance(now);
+        for network in &config.networks {
+            if !self.heartbeats.contains_key(&network.number) {
+                return Err(DetectorError::UnknownNetwork(network.number));
+            }
+        }
+        for spec in &config.paths {
+            if !config.peers.contains(&spec.node) {
+                return Err(DetectorError::UnknownNode(spec.node));
+            }
+            if !self.heartbeats.contains_key(&spec.network) {
+                return Err(DetectorError::UnknownNetwork(spec.network));
+            }
+        }
+        self.peers.retain(|node, _| config.peers.contains(node));
+        for &node in &config.peers {
+            assert_ne!(node, self.local_node, "the local node is not its own peer");
+            self.peers.entry(node).or_insert(Peer {
+                state: NodeState::Unknown,
+                incarnation: None,
+            });
+        }
+        self.paths.retain(|(node, network), _| {
+            config
+                .paths
+                .iter()
+                .any(|p| (p.node, p.network) == (*node, *network))
+        });
+        for spec in &config.paths {
+            let heartbeat = self.heartbeats[&spec.network];
+            self.paths
+                .entry((spec.node, spec.network))
+                .and_modify(|path| path.peer_has_standby = spec.peer_has_standby)
+                .or_insert_with(|| Path::new(spec, heartbeat, now));
+        }
+        self.pending
+            .retain(|change| self.peers.contains_key(&change.node()));
+        Ok(())
+    }
+
+    /// The local interface on `network` gained (`up`) or lost its carrier at `now`. Losing it
+    /// takes every path on that network down at once; they come up again when heard.
     pub fn local_link(
         &mut self,
         now: Duration,
@@ -575,12 +636,11 @@ impl Detector {
     /// Judge timeouts at `now` and return every change since the last call, in order.
     pub fn tick(&mut self, now: Duration) -> Vec<Change> {
         self.advance(now);
-        let since_start = now - self.started;
         let mut affected = Vec::new();
         for (&(node, network), path) in self.paths.iter_mut() {
             let expired = match (path.state, path.last_heard) {
                 (PathState::Up, Some(last)) => now - last >= path.detection,
-                (PathState::Unknown, _) => since_start >= path.detection,
+                (PathState::Unknown, _) => now - path.watched_since >= path.detection,
                 _ => false,
             };
             if expired {

@@ -11,8 +11,9 @@
 //!   the oldest batches are dropped and counted, the status snapshot staying authoritative.
 //! - Sequence numbers increase with every heartbeat built, across all links.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -52,7 +53,17 @@ pub(crate) enum Command {
         network: u32,
         sensitivity: u32,
     },
+    /// From now on the detector watches `config`'s peers and paths, and the link of each
+    /// network in `links` heartbeats those addresses (node number, address): nodes were
+    /// added to or removed from a running cluster.
+    Peers {
+        config: DetectorConfig,
+        links: LinkPeers,
+    },
 }
+
+/// The peers (node number, address) each network's link heartbeats, by network number.
+pub type LinkPeers = BTreeMap<u32, Vec<(u32, SocketAddr)>>;
 
 /// The command that sets a network's sensitivity, refused for 0 (every path would be down).
 pub(crate) fn sensitivity_command(network: u32, sensitivity: u32) -> io::Result<Command> {
@@ -276,8 +287,22 @@ impl Heartbeats {
         }
     }
 
-    pub(crate) fn command(&mut self, command: Command, now: Duration) {
+    /// Carries out `command`; returns the peers the driver's links heartbeat from now on
+    /// when it changed them ([`Command::Peers`], once the detector took the new peers).
+    pub(crate) fn command(&mut self, command: Command, now: Duration) -> Option<LinkPeers> {
         match command {
+            Command::Peers { config, links } => {
+                return match self.detector.set_peers(now, &config) {
+                    Ok(()) => {
+                        tracing::info!(peers = ?config.peers, "heartbeat peers changed");
+                        Some(links)
+                    }
+                    Err(e) => {
+                        tracing::error!("heartbeat peers change ignored: {e}");
+                        None
+                    }
+                };
+            }
             Command::LocalLink { network, up } => {
                 if let Err(e) = self.detector.local_link(now, network, up) {
                     tracing::error!("local link change ignored: {e}");
@@ -307,6 +332,24 @@ impl Heartbeats {
                 ),
                 Err(e) => tracing::error!("sensitivity change ignored: {e}"),
             },
+        }
+        None
+    }
+
+    /// Hands each link its network's peers in `peers` (those it cannot take are logged).
+    pub(crate) fn relink<L: ?Sized>(
+        peers: &LinkPeers,
+        links: &mut [Box<L>],
+        network: impl Fn(&L) -> u32,
+        set: impl Fn(&mut L, Vec<(u32, SocketAddr)>) -> io::Result<()>,
+    ) {
+        for link in links.iter_mut() {
+            let network = network(link);
+            if let Some(addresses) = peers.get(&network)
+                && let Err(e) = set(link, addresses.clone())
+            {
+                tracing::error!(network, "heartbeat peers not changed on this link: {e}");
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use halcyon_config::{Cluster, NetworkKind};
 
 use crate::detector::is_on_network;
 use crate::disk::DiskLink;
+use crate::heartbeat::LinkPeers;
 use crate::udp::UdpLink;
 
 /// One network's heartbeat transport, replaceable by a simulator.
@@ -24,6 +25,19 @@ pub trait HeartbeatLink: Send {
     /// The next sealed heartbeat from a peer, waiting at most `timeout` (zero: do not wait).
     /// `Ok(None)` when nothing arrived in time.
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>>;
+    /// From now on heartbeat `peers` (node number, address) instead of those it was made
+    /// with (a running cluster's `halcyon apply` added or removed nodes). A link that cannot
+    /// (a disk network's slots are fixed when it opens) says so and keeps its peers.
+    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
+        let _ = peers;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the link of network {} keeps the peers it was made with",
+                self.network()
+            ),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,18 +85,9 @@ pub fn links_from_cluster(
             .filter(|n| n.number != local_node && is_on_network(cluster, n, network));
         match network.kind {
             NetworkKind::Ip => {
-                let address_of = |node: &halcyon_config::Node| {
-                    node.interface_on(network.name.as_str())
-                        .and_then(|i| i.address)
-                        .map(|ip| SocketAddr::new(ip, cluster.port))
-                        .ok_or_else(|| SetupError::NoAddress {
-                            node: node.name.to_string(),
-                            network: network.name.to_string(),
-                        })
-                };
-                let local_address = address_of(local)?;
+                let local_address = udp_address(cluster, local, network)?;
                 let peer_addresses = peers
-                    .map(|p| address_of(p).map(|a| (p.number, a)))
+                    .map(|p| udp_address(cluster, p, network).map(|a| (p.number, a)))
                     .collect::<Result<_, _>>()?;
                 let link = UdpLink::bind(network.number, local_address, peer_addresses).map_err(
                     |source| SetupError::Bind {
@@ -118,4 +123,45 @@ pub fn links_from_cluster(
         }
     }
     Ok(links)
+}
+
+/// Where `node` heartbeats on ip network `network`: its interface's address, `cluster.port`.
+fn udp_address(
+    cluster: &Cluster,
+    node: &halcyon_config::Node,
+    network: &halcyon_config::Network,
+) -> Result<SocketAddr, SetupError> {
+    node.interface_on(network.name.as_str())
+        .and_then(|i| i.address)
+        .map(|ip| SocketAddr::new(ip, cluster.port))
+        .ok_or_else(|| SetupError::NoAddress {
+            node: node.name.to_string(),
+            network: network.name.to_string(),
+        })
+}
+
+/// The peers each ip network's link of `local_node` heartbeats (as [`links_from_cluster`]
+/// makes them), for a running cluster whose nodes changed; disk networks are left out (their
+/// links keep the slots they opened with).
+pub fn ip_link_peers(cluster: &Cluster, local_node: u32) -> Result<LinkPeers, SetupError> {
+    let local = cluster
+        .nodes
+        .iter()
+        .find(|n| n.number == local_node)
+        .ok_or(SetupError::UnknownNode(local_node))?;
+    let mut peers = LinkPeers::new();
+    for network in cluster
+        .networks
+        .iter()
+        .filter(|n| n.kind == NetworkKind::Ip && is_on_network(cluster, local, n))
+    {
+        let addresses = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.number != local_node && is_on_network(cluster, n, network))
+            .map(|p| udp_address(cluster, p, network).map(|a| (p.number, a)))
+            .collect::<Result<_, _>>()?;
+        peers.insert(network.number, addresses);
+    }
+    Ok(peers)
 }

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::detector::{Change, DetectorConfig, DetectorError, Snapshot};
-use crate::heartbeat::{self, COMMAND_QUEUE_MAX, Command, Heartbeats, RECV_PER_STEP_MAX};
+use crate::heartbeat::{
+    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX,
+};
 use crate::link::HeartbeatLink;
 use crate::wire::Sealer;
 
@@ -222,6 +224,17 @@ impl Runner {
             })
     }
 
+    /// From now on watch `config`'s peers, and heartbeat each network's peers in `links`
+    /// (nodes added to or removed from a running cluster). Fails only when the thread is
+    /// gone or its command queue is full.
+    pub fn set_peers(&self, config: DetectorConfig, links: LinkPeers) -> io::Result<()> {
+        self.commands
+            .try_send(Command::Peers { config, links })
+            .map_err(|e| {
+                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
+            })
+    }
+
     /// False once the heartbeat thread has ended (stopped, or panicked).
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
@@ -273,7 +286,14 @@ impl Heartbeater {
         let mut next_send = vec![Duration::ZERO; self.links.len()];
         while !stop.load(Ordering::Acquire) {
             while let Ok(command) = self.commands.try_recv() {
-                self.heartbeats.command(command, epoch.elapsed());
+                if let Some(peers) = self.heartbeats.command(command, epoch.elapsed()) {
+                    Heartbeats::relink(
+                        &peers,
+                        &mut self.links,
+                        |l| l.network(),
+                        |l, p| l.set_peers(p),
+                    );
+                }
             }
             for (i, next) in next_send.iter_mut().enumerate() {
                 let now = epoch.elapsed();

@@ -26,6 +26,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -34,7 +35,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::detector::DetectorConfig;
-use crate::heartbeat::{self, COMMAND_QUEUE_MAX, Command, Heartbeats, RECV_PER_STEP_MAX};
+use crate::heartbeat::{
+    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX,
+};
 use crate::runner::{ChangeBatch, RunnerSettings, StartError, Status};
 use crate::wire::Sealer;
 
@@ -55,6 +58,18 @@ pub trait AsyncHeartbeatLink: Send {
     /// Must be cancel-safe: the driver drops this future whenever a timer or another link is
     /// ready first, and dropping it must lose nothing it has not returned.
     fn recv(&mut self) -> RecvFuture<'_>;
+    /// From now on heartbeat `peers` (node number, address) instead of those it was made
+    /// with; a link that cannot says so and keeps its peers.
+    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
+        let _ = peers;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the link of network {} keeps the peers it was made with",
+                self.network()
+            ),
+        ))
+    }
 }
 
 /// A validated heartbeat driver, not yet running: [`HeartbeatTask::new`] checks what
@@ -99,6 +114,16 @@ impl HeartbeatControl {
     pub fn reincarnate(&self, incarnation: u64) -> io::Result<()> {
         self.commands
             .try_send(Command::Reincarnate { incarnation })
+            .map_err(|e| {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                heartbeat::command_not_queued(full, "task")
+            })
+    }
+
+    /// From now on watch `config`'s peers, and heartbeat each network's peers in `links`.
+    pub fn set_peers(&self, config: DetectorConfig, links: LinkPeers) -> io::Result<()> {
+        self.commands
+            .try_send(Command::Peers { config, links })
             .map_err(|e| {
                 let full = matches!(e, mpsc::error::TrySendError::Full(_));
                 heartbeat::command_not_queued(full, "task")
@@ -191,11 +216,12 @@ impl HeartbeatTask {
                 budget.fill(RECV_PER_STEP_MAX);
             }
             let wake = next_send.iter().fold(next_tick, |wake, &t| wake.min(t));
+            let mut relink = None;
             tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(epoch + wake) => {}
                 command = commands.recv(), if commands_open => match command {
-                    Some(command) => heartbeats.command(command, epoch.elapsed()),
+                    Some(command) => relink = heartbeats.command(command, epoch.elapsed()),
                     None => commands_open = false,
                 },
                 (i, received) = recv_any(&mut links, &budget) => match received {
@@ -208,6 +234,9 @@ impl HeartbeatTask {
                         budget[i] = 0;
                     }
                 },
+            }
+            if let Some(peers) = relink {
+                Heartbeats::relink(&peers, &mut links, |l| l.network(), |l, p| l.set_peers(p));
             }
         }
     }

@@ -102,6 +102,11 @@ impl HeartbeatLink for UdpLink {
         first_error.map_or(Ok(()), Err)
     }
 
+    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
+        self.peers = peers;
+        Ok(())
+    }
+
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         let deadline = Instant::now() + timeout;
         for _ in 0..DROPPED_PER_RECV_MAX {

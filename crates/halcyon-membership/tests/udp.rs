@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use common::*;
 use halcyon_config::NetworkKind;
+use halcyon_membership::detector::DetectorConfig;
 use halcyon_membership::detector::{DownCause, NodeState, PathState};
-use halcyon_membership::{Change, RunnerSettings};
+use halcyon_membership::{Change, RunnerSettings, ip_link_peers};
 
 const LAN: u32 = 1;
 /// Generous bound for CI machines; detection itself is 4 x 50 ms.
@@ -170,4 +171,72 @@ fn local_carrier_loss_is_reported_at_once_and_a_restart_as_a_new_incarnation() {
         })
     });
     assert!(second.runner.is_running());
+}
+
+fn reachable_peers(started: &Started) -> Vec<u32> {
+    let status = started.runner.status().detector;
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Reachable)
+        .map(|n| n.node)
+        .collect()
+}
+
+fn set_peers(started: &Started, cluster: &halcyon_config::Cluster) {
+    let node = started.node;
+    started
+        .runner
+        .set_peers(
+            DetectorConfig::from_cluster(cluster, node).unwrap(),
+            ip_link_peers(cluster, node).unwrap(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_node_added_to_running_runners_is_heartbeated_and_one_removed_is_forgotten() {
+    let three = three_node_cluster();
+    let mut two = three.clone();
+    two.nodes.truncate(2);
+    let nodes = [
+        start(&two, 1, plain_settings(&two, 1)),
+        start(&two, 2, plain_settings(&two, 1)),
+        start(&three, 3, plain_settings(&three, 1)),
+    ];
+    wait_for(DETECTION_LIMIT, "nodes 1 and 2 see each other", || {
+        reachable_peers(&nodes[0]) == [2] && reachable_peers(&nodes[1]) == [1]
+    });
+    // Node 3 heartbeats them, but they do not know it: its datagrams are dropped, and it
+    // hears nothing from them.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reachable_peers(&nodes[0]), [2]);
+    assert_eq!(nodes[0].runner.status().detector.nodes.len(), 1);
+    assert!(reachable_peers(&nodes[2]).is_empty());
+
+    // Nodes 1 and 2 take the three-node cluster: everyone sees everyone.
+    set_peers(&nodes[0], &three);
+    set_peers(&nodes[1], &three);
+    wait_for(DETECTION_LIMIT, "every node sees the two others", || {
+        nodes.iter().all(|s| reachable_peers(s).len() == 2)
+    });
+    let changes = drain(&nodes[0].changes);
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::NodeUnreachable { .. })),
+        "no node was lost on the way: {changes:?}"
+    );
+
+    // Node 1 leaves node 2 out: it forgets it and stops heartbeating it, so node 2 loses
+    // node 1 while node 3 keeps it.
+    let mut without_two = three.clone();
+    without_two.nodes.remove(1);
+    set_peers(&nodes[0], &without_two);
+    wait_for(DETECTION_LIMIT, "node 2 loses node 1", || {
+        reachable_peers(&nodes[1]) == [3]
+    });
+    assert_eq!(reachable_peers(&nodes[0]), [3]);
+    assert_eq!(nodes[0].runner.status().detector.nodes.len(), 1);
+    assert_eq!(reachable_peers(&nodes[2]), [1, 2]);
 }

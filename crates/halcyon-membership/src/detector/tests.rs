@@ -209,6 +209,79 @@ fn a_path_never_heard_is_down_after_the_first_detection_time() {
 }
 
 #[test]
+fn a_peer_added_later_is_judged_from_its_addition_and_one_removed_is_forgotten() {
+    let mut d = detector(&[(2, LAN, false), (3, LAN, false)]);
+    assert_eq!(d.heard(ms(0), 3, LAN, 1, 1), Heard::Accepted);
+    beat(&mut d, 2, &[LAN], 0, 1000, 100);
+    assert_eq!(d.node_state(3), Some(NodeState::Unreachable));
+    // Node 4 added at 1000 ms, node 3 removed.
+    d.set_peers(
+        ms(1000),
+        &config(&[(2, LAN, false), (4, LAN, false), (4, BACKUP_LAN, true)]),
+    )
+    .unwrap();
+    assert_eq!(d.node_state(3), None, "removed: forgotten");
+    assert_eq!(d.path_state(3, LAN), None);
+    assert_eq!(d.node_state(4), Some(NodeState::Unknown));
+    // Node 2 keeps its state and its heartbeats.
+    assert_eq!(d.node_state(2), Some(NodeState::Reachable));
+    beat(&mut d, 2, &[LAN], 1100, 1300, 100);
+    // Node 4 never heard: down one detection time after its addition (400 ms), not before.
+    assert_eq!(
+        d.tick(ms(1399)),
+        vec![],
+        "not one detection time after the addition"
+    );
+    assert_eq!(
+        d.tick(ms(1400)),
+        vec![
+            down(4, LAN),
+            down(4, BACKUP_LAN),
+            Change::NodeUnreachable { node: 4 }
+        ]
+    );
+    // Heard later: up, reachable; a heartbeat of the removed node 3 is not accepted.
+    assert_eq!(d.heard(ms(1500), 4, LAN, 7, 1), Heard::Accepted);
+    assert_eq!(d.heard(ms(1500), 3, LAN, 1, 2000), Heard::UnknownPath);
+    assert_eq!(
+        d.tick(ms(1500)),
+        vec![
+            up(4, LAN),
+            Change::AdapterDown {
+                node: 4,
+                network: BACKUP_LAN,
+                action: AdapterAction::SwapAdapter
+            },
+            Change::NodeReachable {
+                node: 4,
+                incarnation: 7
+            }
+        ]
+    );
+    assert_eq!(d.snapshot(ms(1500)).nodes.len(), 2);
+}
+
+#[test]
+fn peers_on_a_network_the_detector_does_not_have_are_refused_and_nothing_changes() {
+    let mut d = detector(&[(2, LAN, false)]);
+    let mut other = config(&[(2, LAN, false), (4, 9, false)]);
+    other.networks.push(NetworkSpec {
+        number: 9,
+        kind: NetworkKind::Ip,
+        heartbeat: Heartbeat {
+            interval: ms(100),
+            sensitivity: 4,
+        },
+    });
+    assert_eq!(
+        d.set_peers(ms(10), &other),
+        Err(DetectorError::UnknownNetwork(9))
+    );
+    assert_eq!(d.node_state(4), None);
+    assert_eq!(d.snapshot(ms(10)).paths.len(), 1);
+}
+
+#[test]
 fn path_is_up_again_on_the_first_heartbeat() {
     let mut d = detector(&[(2, LAN, false)]);
     assert_eq!(d.tick(ms(400)).len(), 2);
