@@ -97,11 +97,11 @@ async fn start(
     let (node, tasks) = Node::open(settings, platform).await?;
     let me = halcyon_consensus::NodeId::from(node.number);
     let own_api = node
-        .peers
+        .peers()
         .api(me)
         .expect("a configured node has API addresses")
         .to_vec();
-    let own_internal = node.peers.internal(me).expect("as its API").to_vec();
+    let own_internal = node.peers().internal(me).expect("as its API").to_vec();
     api::serve(Arc::clone(&node), own_api.clone(), own_internal).await?;
     let node::Tasks {
         lease,
@@ -124,6 +124,7 @@ async fn start(
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).sensitivity_loop());
     tokio::spawn(Arc::clone(&node).watchdog_loop());
+    tokio::spawn(Arc::clone(&node).peers_loop());
     if !node.consensus.is_admitted() {
         tokio::spawn(Arc::clone(&node).admission());
     }

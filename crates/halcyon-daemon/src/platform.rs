@@ -483,6 +483,13 @@ pub trait HeartbeatHandle: Send {
     fn reincarnate(&self, incarnation: u64) -> Result<(), String>;
     /// From now on a path on `network` is down after `sensitivity` missed heartbeats.
     fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String>;
+    /// From now on watch `config`'s peers and heartbeat each network's peers in `links`
+    /// (nodes added to or removed from the running configuration).
+    fn set_peers(
+        &self,
+        config: halcyon_membership::detector::DetectorConfig,
+        links: halcyon_membership::LinkPeers,
+    ) -> Result<(), String>;
     /// The sealer's handle when heartbeats are authenticated (its refusal counts).
     fn sealer(&self) -> Option<SealerHandle> {
         None
@@ -573,6 +580,15 @@ impl HeartbeatHandle for HostHeartbeatHandle {
     fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String> {
         self.runner
             .set_sensitivity(network, sensitivity)
+            .map_err(|e| e.to_string())
+    }
+    fn set_peers(
+        &self,
+        config: halcyon_membership::detector::DetectorConfig,
+        links: halcyon_membership::LinkPeers,
+    ) -> Result<(), String> {
+        self.runner
+            .set_peers(config, links)
             .map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {

@@ -106,6 +106,10 @@ impl Configs {
 /// already made keep theirs).
 type SharedConfigs = Arc<std::sync::RwLock<Arc<Configs>>>;
 
+/// The names a client's certificate may carry, shared by the listeners and replaced when
+/// the running configuration's nodes change.
+type SharedNames = Arc<std::sync::RwLock<BTreeSet<String>>>;
+
 fn current(configs: &SharedConfigs) -> Arc<Configs> {
     Arc::clone(&configs.read().expect(POISONED))
 }
@@ -117,8 +121,9 @@ pub struct PreparedTls(Arc<Configs>);
 /// reload of the credentials).
 pub struct RaftTls {
     configs: SharedConfigs,
-    /// The names a peer's certificate may carry: the configured nodes and the witness.
-    nodes: Arc<BTreeSet<String>>,
+    /// The names a peer's certificate may carry: the configured nodes and the witness
+    /// (those of the running configuration: [`RaftTls::set_nodes`]).
+    nodes: SharedNames,
     refused: Refusals,
     api_refused: Refusals,
     /// Installs since start: connections kept open by the API client are reused only within
@@ -132,7 +137,7 @@ impl RaftTls {
     pub fn new(credentials: &Credentials, nodes: BTreeSet<String>) -> Result<RaftTls, String> {
         Ok(RaftTls {
             configs: Arc::new(std::sync::RwLock::new(Arc::new(Configs::new(credentials)?))),
-            nodes: Arc::new(nodes),
+            nodes: Arc::new(std::sync::RwLock::new(nodes)),
             refused: Refusals::default(),
             api_refused: Refusals::default(),
             generation: AtomicU64::new(0),
@@ -143,6 +148,13 @@ impl RaftTls {
     /// fewer trusted CAs), ready for [`RaftTls::install`]; refused when they do not make one.
     pub fn prepare(&self, credentials: &Credentials) -> Result<PreparedTls, String> {
         Ok(PreparedTls(Arc::new(Configs::new(credentials)?)))
+    }
+
+    /// The names a peer's certificate may carry from now on (a running cluster's `halcyon
+    /// apply` added or removed nodes): handshakes that end after this are checked against
+    /// them; connections already accepted stay.
+    pub fn set_nodes(&self, nodes: BTreeSet<String>) {
+        *self.nodes.write().expect(POISONED) = nodes;
     }
 
     /// Puts prepared configurations in use for the connections made from now on.
@@ -338,7 +350,7 @@ pub struct TlsListener {
     port: Port,
     /// The names one of which a client's certificate must carry; `None`: no certificate
     /// needed (the public API).
-    nodes: Option<Arc<BTreeSet<String>>>,
+    nodes: Option<SharedNames>,
     /// What it serves, in the log.
     what: &'static str,
     refusals: Refusals,
@@ -373,7 +385,11 @@ impl TlsListener {
                         .and_then(|c| c.first())
                         .map(|c| halcyon_pki::certificate_names(c))
                         .unwrap_or_default();
-                    if names.iter().any(|n| nodes.contains(n)) {
+                    let known = {
+                        let nodes = nodes.read().expect(POISONED);
+                        names.iter().any(|n| nodes.contains(n))
+                    };
+                    if known {
                         return Some((TlsStream::Server(tls), peer));
                     }
                     format!("its certificate names no node of this cluster ({names:?})")

@@ -34,7 +34,7 @@
 //! runner, Raft, the lease and its timing rule, the API's ports).
 //! `cluster_changes` decides (pure).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use halcyon_api::{
@@ -139,6 +139,89 @@ fn without_fencing(nodes: &[halcyon_config::Node]) -> Vec<halcyon_config::Node> 
         .collect()
 }
 
+/// Whether a node the running configuration has is in `new` with other interfaces or
+/// another number (its fence devices may change).
+fn changed_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Node]) -> bool {
+    let by_name = |nodes: &[halcyon_config::Node]| -> BTreeMap<String, halcyon_config::Node> {
+        without_fencing(nodes)
+            .into_iter()
+            .map(|n| (n.name.to_string(), n))
+            .collect()
+    };
+    let (new, running) = (by_name(new), by_name(running));
+    new.iter()
+        .any(|(name, n)| running.get(name).is_some_and(|r| r != n))
+}
+
+/// Why the nodes `new` adds or removes cannot be applied: a removal (not supported yet), or
+/// an addition to a cluster with a disk network (each node opens the device's slots at
+/// start).
+fn node_refusals(new: &halcyon_config::Cluster, running: &halcyon_config::Cluster) -> Vec<String> {
+    let mut why = Vec::new();
+    let removed: Vec<&str> = running
+        .nodes
+        .iter()
+        .filter(|r| new.node(r.name.as_str()).is_none())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !removed.is_empty() {
+        why.push(format!(
+            "apply cannot remove a node from a running cluster yet ({}): keep it in the \
+             cluster file; `halcyon node remove NAME` takes it out of the voters, and a \
+             package's node list without it moves the package away",
+            removed.join(", ")
+        ));
+    }
+    let added = new
+        .nodes
+        .iter()
+        .any(|n| running.node(n.name.as_str()).is_none());
+    let disks: Vec<&str> = new
+        .networks
+        .iter()
+        .filter(|n| n.kind == halcyon_config::NetworkKind::Disk)
+        .map(|n| n.name.as_str())
+        .collect();
+    if added && !disks.is_empty() {
+        why.push(format!(
+            "apply cannot add a node to a cluster with a disk network yet ({}): each node \
+             opens the device's heartbeat slots at start",
+            disks.join(", ")
+        ));
+    }
+    why
+}
+
+/// The nodes `new` adds, each with what happens to it.
+fn added_nodes(
+    new: &halcyon_config::Cluster,
+    running: &halcyon_config::Cluster,
+) -> Vec<SettingChange> {
+    new.nodes
+        .iter()
+        .filter(|n| running.node(n.name.as_str()).is_none())
+        .map(|n| {
+            let addresses: Vec<String> = n
+                .interfaces
+                .iter()
+                .filter_map(|i| i.address.map(|a| format!("{a} on {}", i.network)))
+                .collect();
+            SettingChange {
+                setting: format!("[[node]] {}", n.name),
+                old: "-".to_owned(),
+                new: format!("node {}, {}", n.number, addresses.join(", ")),
+                note: Some(format!(
+                    "added: every node heartbeats it from the config_change entry on; it joins \
+                     the voters once its daemon, started with these files and its credentials \
+                     (`halcyon init node {name}` with the cluster's CA), is heard; it takes \
+                     packages once it is a member",
+                    name = n.name
+                )),
+            }
+        })
+        .collect()
+}
+
 /// The networks as they would be with the cluster's heartbeat `new` instead of `old`: a
 /// network without a `[network.heartbeat]` of its own has the cluster's, and a change of
 /// `[heartbeat]` alone is not a change of the networks.
@@ -177,9 +260,9 @@ fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "[limits] max_event_duration, [quorum] auto_shrink, shrink_after, \
-                             min_voters and watchdog, and the heartbeat sensitivity (while the \
-                             lease stays the same)";
+const LIVE_SETTINGS: &str = "nodes added, [limits] max_event_duration, [quorum] auto_shrink, \
+                             shrink_after, min_voters and watchdog, and the heartbeat \
+                             sensitivity (while the lease stays the same)";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
@@ -230,8 +313,8 @@ pub(crate) fn cluster_changes(
         ("[cluster] id", *id != r.id),
         ("[cluster] port", *port != r.port),
         (
-            "[[node]] (nodes and their interfaces)",
-            without_fencing(nodes) != without_fencing(&r.nodes),
+            "[[node]] (the interfaces and numbers of the nodes it has)",
+            changed_nodes(nodes, &r.nodes),
         ),
         (
             "[[network]]",
@@ -258,6 +341,7 @@ pub(crate) fn cluster_changes(
             refused.join(", ")
         ));
     }
+    why.extend(node_refusals(&new.cluster, r));
     let minimum = new.cluster.min_voters();
     if *min_voters != rq.min_voters && minimum > voters.len() {
         why.push(format!(
@@ -279,7 +363,7 @@ pub(crate) fn cluster_changes(
         ));
     }
     let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
-    let mut changes = Vec::new();
+    let mut changes = added_nodes(&new.cluster, r);
     changes.extend(sensitivity_settings(&new.cluster, r)?);
     changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     if *max_event_duration != rl.max_event_duration {
@@ -578,6 +662,75 @@ mod tests {
 
     const ALL: &[&str] = &["node1", "node2", "node3", "node4"];
 
+    /// The example without its disk network, and without node4 (`with_fourth: false`).
+    fn ip_only(with_fourth: bool) -> Config {
+        let mut config = example();
+        config
+            .cluster
+            .networks
+            .retain(|n| n.kind == halcyon_config::NetworkKind::Ip);
+        if !with_fourth {
+            config.cluster.nodes.retain(|n| n.name.as_str() != "node4");
+        }
+        config
+    }
+
+    #[test]
+    fn a_node_added_is_applied_with_what_happens_to_it_a_removed_or_changed_one_is_refused() {
+        let (three, four) = (ip_only(false), ip_only(true));
+        let three_voters = voters(&ALL[..3]);
+        let changes = cluster_changes(&four, &three, &three_voters).unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].setting, "[[node]] node4");
+        assert_eq!(changes[0].old, "-");
+        assert!(
+            changes[0].new == "node 4, 198.18.1.4 on lan1, 198.18.2.4 on lan2",
+            "{}",
+            changes[0].new
+        );
+        assert!(
+            changes[0]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("`halcyon init node node4`")),
+            "{changes:?}"
+        );
+        // Removed: refused, naming it.
+        let refusal = cluster_changes(&three, &four, &voters(ALL)).unwrap_err();
+        assert!(
+            refusal.contains("apply cannot remove a node from a running cluster yet (node4)"),
+            "{refusal}"
+        );
+        // One the cluster has, with another address: refused.
+        let mut moved = four.clone();
+        let node2 = moved
+            .cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name.as_str() == "node2")
+            .unwrap();
+        node2.interfaces[0].address = Some("10.9.9.9".parse().unwrap());
+        let refusal = cluster_changes(&moved, &three, &three_voters).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: apply cannot change [[node]] (the interfaces and numbers of the nodes \
+                 it has) of a running cluster"
+            ),
+            "{refusal}"
+        );
+        // With a disk network: refused, naming it.
+        let mut with_disk = example();
+        with_disk
+            .cluster
+            .nodes
+            .retain(|n| n.name.as_str() != "node4");
+        let refusal = cluster_changes(&example(), &with_disk, &three_voters).unwrap_err();
+        assert!(
+            refusal.contains("apply cannot add a node to a cluster with a disk network yet"),
+            "{refusal}"
+        );
+    }
+
     #[test]
     fn the_running_settings_are_no_change() {
         let config = example();
@@ -656,7 +809,7 @@ mod tests {
                  running cluster yet (each node reads them at start: the heartbeat runner, \
                  Raft, the lease and its timing rule, the API's ports); nothing was changed. \
                  apply changes packages (add, remove, change), the [events] settings, the \
-                 event rules, fence devices, [limits] max_event_duration, [quorum] \
+                 event rules, fence devices, nodes added, [limits] max_event_duration, [quorum] \
                  auto_shrink, shrink_after, min_voters and watchdog, and the heartbeat \
                  sensitivity (while the lease stays the same)"
                     .to_owned()
@@ -811,7 +964,7 @@ mod tests {
                  missing voters first (a node auto-shrink took out becomes a voter again when \
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, [limits] \
+                 change), the [events] settings, the event rules, fence devices, nodes added, [limits] \
                  max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and \
                  watchdog, and the heartbeat sensitivity (while the lease stays the same)"
                     .to_owned()

@@ -384,6 +384,14 @@ impl HeartbeatHandle for HeartbeatTask {
             .set_sensitivity(network, sensitivity)
             .map_err(|e| e.to_string())
     }
+    fn set_peers(
+        &self,
+        config: halcyon_membership::detector::DetectorConfig,
+        links: halcyon_membership::LinkPeers,
+    ) -> Result<(), String> {
+        let control = self.control.get().ok_or("heartbeats not started yet")?;
+        control.set_peers(config, links).map_err(|e| e.to_string())
+    }
     fn stop(self: Box<Self>) {
         self.task.abort();
     }

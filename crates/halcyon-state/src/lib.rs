@@ -225,6 +225,10 @@ pub enum Command {
         voter: bool,
         at: Timestamp,
     },
+    /// `node`, which a `config_change` added to the configuration, has become a Raft
+    /// voter (committed by the coordinator once the membership change is done). Taken out of
+    /// [`State::joining`].
+    NodeJoined { node: NodeName, at: Timestamp },
     /// The consensus voters changed (committed by the leader once the change is done):
     /// `node` became a voter (`added`) or stopped voting, asked `by` an administrator (`node
     /// add|remove`) or the coordinator (`auto-shrink`); `voters` after the change. Recorded
@@ -584,6 +588,10 @@ pub struct State {
     /// are made voters again when they rejoin; a voter an administrator removed is not.
     #[serde(default)]
     shrunk: BTreeSet<NodeName>,
+    /// Nodes a `config_change` added to the configuration that are not Raft voters yet: the
+    /// coordinator adds each once its heartbeats are heard ([`Command::NodeJoined`] ends it).
+    #[serde(default)]
+    joining: BTreeSet<NodeName>,
     /// The files of the running configuration (empty for a cluster formed before they were
     /// kept): shared, like the configuration.
     #[serde(default)]
@@ -661,6 +669,11 @@ impl State {
     /// The nodes auto-shrink took out of the voters.
     pub fn shrunk(&self) -> &BTreeSet<NodeName> {
         &self.shrunk
+    }
+
+    /// The nodes a `config_change` added that are not voters yet.
+    pub fn joining(&self) -> &BTreeSet<NodeName> {
+        &self.joining
     }
 
     /// Nodes excluded because they did not complete their work within its bound.
@@ -847,6 +860,15 @@ impl State {
                             "{node} is already {}",
                             if voter { "a voter again" } else { "shrunk" }
                         ),
+                    }
+                }
+            }
+            Command::NodeJoined { node, at: _ } => {
+                if self.joining.remove(&node) {
+                    Reply::Done
+                } else {
+                    Reply::Ignored {
+                        why: format!("{node} is not joining"),
                     }
                 }
             }
@@ -1063,6 +1085,7 @@ impl State {
             swapped,
             departed_at,
             shrunk,
+            joining,
             sources,
             stuck,
         } = self;
@@ -1094,6 +1117,7 @@ impl State {
             swapped: swapped.clone(),
             departed_at: departed_at.clone(),
             shrunk: shrunk.clone(),
+            joining: joining.clone(),
             sources: Arc::clone(sources),
             stuck: stuck.clone(),
         }
@@ -1491,6 +1515,20 @@ impl State {
                 matches!(pending.event, Event::ConfigChange { generation, .. } if generation == staged.generation),
                 "a staged configuration is switched to only by its own config_change"
             );
+            if let Some(old) = &self.config {
+                // Nodes the change adds become voters once they are heard (the coordinator).
+                self.joining.extend(
+                    staged
+                        .config
+                        .cluster
+                        .nodes
+                        .iter()
+                        .filter(|n| old.node(n.name.as_str()).is_none())
+                        .map(|n| n.name.clone()),
+                );
+            }
+            self.joining
+                .retain(|n| staged.config.node(n.as_str()).is_some());
             self.config = Some(Arc::clone(&staged.config));
             self.rules = staged.rules;
             self.sources = staged.sources;

@@ -185,6 +185,7 @@ pub fn decide(input: &Input) -> Decision {
         return round.decision;
     };
     membership(&mut round, config);
+    join_added_nodes(&mut round, config);
     auto_shrink(&mut round, config);
     let view = input.view;
     let reported = adapter_events(config, view, input.reachability)
@@ -309,6 +310,42 @@ impl<'a> Round<'a> {
     }
 }
 
+/// Nodes a `config_change` added (`State::joining`, `halcyon apply`) become Raft voters, one
+/// voter change at a time: once the node's heartbeats are heard (its daemon runs with the
+/// cluster's credentials), it is added as a learner, catches up, and votes; a voter is no
+/// longer joining ([`Command::NodeJoined`]). One not heard yet waits (no wake-up is needed:
+/// its heartbeats change the reachability, which runs a round).
+fn join_added_nodes(round: &mut Round, config: &Config) {
+    let input = round.input;
+    let view = input.view;
+    if input.changing_voters {
+        return;
+    }
+    for node in view.joining() {
+        if input.voters.contains(node) {
+            round.commit(Command::NodeJoined {
+                node: node.clone(),
+                at: input.timestamp,
+            });
+            continue;
+        }
+        if config.node(node.as_str()).is_none()
+            || round.reach(config, node.as_str()) != Some(NodeState::Reachable)
+            || round.decision.voter_change.is_some()
+        {
+            continue;
+        }
+        round.log(
+            Level::INFO,
+            format!(
+                "{node}, added by configuration generation {}, is heard: it joins the voters",
+                view.generation()
+            ),
+        );
+        round.decision.voter_change = Some((node.clone(), true));
+    }
+}
+
 /// `quorum.auto_shrink` (SPEC 6, Corosync's `last_man_standing`), one voter change at a time:
 /// a voter committed down for `shrink_after` leaves the voters (never below
 /// `Cluster::shrink_floor`), recorded as shrunk before the change; a shrunk node that is a
@@ -318,7 +355,7 @@ impl<'a> Round<'a> {
 fn auto_shrink(round: &mut Round, config: &Config) {
     let input = round.input;
     let view = input.view;
-    if input.changing_voters {
+    if input.changing_voters || round.decision.voter_change.is_some() {
         return;
     }
     // A node the cluster took out (by auto-shrink, or forgotten when it came back with a new

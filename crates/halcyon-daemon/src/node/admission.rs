@@ -313,7 +313,7 @@ impl Node {
             if id == me {
                 continue;
             }
-            let Some(addrs) = self.peers.internal(id).map(<[_]>::to_vec) else {
+            let Some(addrs) = self.peers().internal(id).map(<[_]>::to_vec) else {
                 continue;
             };
             let node = Arc::clone(self);
@@ -345,7 +345,7 @@ impl Node {
     /// Asks leader `leader` to take this node out of the membership.
     async fn ask_to_forget(&self, leader: NodeId) -> Result<(), String> {
         let addrs = self
-            .peers
+            .peers()
             .internal(leader)
             .map(<[_]>::to_vec)
             .ok_or_else(|| format!("no internal address of node {leader}"))?;

@@ -292,15 +292,22 @@ impl Node {
         }
     }
 
-    /// An auto-shrink voter change (the checks and the change of `node add|remove`).
+    /// A voter change the coordinator decided (the checks and the change of `node
+    /// add|remove`): auto-shrink's, or a node a `config_change` added joining the voters.
     async fn auto_voter_change(&self, target: &NodeName, add: bool) {
-        let Some(config) = self.snapshot().config().cloned() else {
+        let state = self.snapshot();
+        let Some(config) = state.config().cloned() else {
             return;
         };
-        let by = format!("auto-shrink (coordinator {})", self.name);
+        let why = if add && state.joining().contains(target) {
+            "configuration"
+        } else {
+            "auto-shrink"
+        };
+        let by = format!("{why} (coordinator {})", self.name);
         match crate::operations::voter_change(self, &config, target.as_str(), add, &by).await {
-            Ok(_) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: voters changed"),
-            Err(e) => tracing::warn!(node = %self.name, %target, add, "auto-shrink: {}", e.message),
+            Ok(_) => tracing::warn!(node = %self.name, %target, add, "{why}: voters changed"),
+            Err(e) => tracing::warn!(node = %self.name, %target, add, "{why}: {}", e.message),
         }
     }
 }

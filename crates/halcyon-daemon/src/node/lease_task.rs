@@ -43,6 +43,14 @@ pub(crate) enum LeaseCommand {
         sensitivity: u32,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// The running configuration's nodes (`halcyon apply` added or removed some): the
+    /// detector's peers and paths, and each ip network's peer addresses; then answer
+    /// whether the heartbeats took them.
+    Peers {
+        detector: Box<halcyon_membership::detector::DetectorConfig>,
+        links: halcyon_membership::LinkPeers,
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// How many commands may wait: one isolation, one close and one reincarnation, and the
@@ -123,6 +131,17 @@ impl LeaseTask {
             } => {
                 let result = match &self.heartbeats {
                     Some(heartbeats) => heartbeats.set_sensitivity(network, sensitivity),
+                    None => Err("heartbeats are stopped (isolated)".into()),
+                };
+                let _ = done.send(result);
+            }
+            LeaseCommand::Peers {
+                detector,
+                links,
+                done,
+            } => {
+                let result = match &self.heartbeats {
+                    Some(heartbeats) => heartbeats.set_peers(*detector, links),
                     None => Err("heartbeats are stopped (isolated)".into()),
                 };
                 let _ = done.send(result);

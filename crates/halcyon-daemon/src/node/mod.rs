@@ -108,7 +108,8 @@ pub struct Node {
     /// The packages running (or stopping) here, with whether each is a failover package,
     /// published by the executor.
     pub(crate) running: watch::Receiver<BTreeMap<PackageName, bool>>,
-    pub(crate) peers: Peers,
+    /// Every node's API addresses: the running configuration's (`node::settings`).
+    peers: std::sync::RwLock<Arc<Peers>>,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     /// The round trips of this node's lease renewals: is the network fast enough for the
@@ -308,7 +309,7 @@ impl Node {
         let node = Arc::new(Node {
             name: me.name.clone(),
             number: me.number,
-            peers: Peers::new(&config),
+            peers: std::sync::RwLock::new(Arc::new(Peers::new(&config))),
             election_max: raft_timings(&config.cluster).election_timeout_max,
             boot_config: Arc::new(config),
             boot_rules: rules,
@@ -465,8 +466,27 @@ impl Node {
             .unwrap_or_else(|| Arc::clone(&self.boot_config))
     }
 
+    /// Node `id`'s name in the running configuration (else the files').
     pub fn node_name_of(&self, id: NodeId) -> String {
-        peers::name_of(&self.boot_config, id)
+        peers::name_of(&self.config(), id)
+    }
+
+    /// Every node's API addresses, as the running configuration has them.
+    pub(crate) fn peers(&self) -> Arc<Peers> {
+        Arc::clone(
+            &self
+                .peers
+                .read()
+                .expect("the peers' lock is never poisoned"),
+        )
+    }
+
+    /// From now on the API addresses of `config`'s nodes.
+    pub(crate) fn set_peers(&self, config: &Config) {
+        *self
+            .peers
+            .write()
+            .expect("the peers' lock is never poisoned") = Arc::new(Peers::new(config));
     }
 
     /// This daemon's incarnation.
@@ -642,7 +662,7 @@ impl Node {
             });
             link_down || path_down
         };
-        let addrs = self.peers.preferred_first(leader, internal, down)?;
+        let addrs = self.peers().preferred_first(leader, internal, down)?;
         Some((self.node_name_of(leader), addrs))
     }
 

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use halcyon_config::Cluster;
-use halcyon_membership::detector::NetworkStatus;
+use halcyon_membership::LinkPeers;
+use halcyon_membership::detector::{DetectorConfig, NetworkStatus};
 
 use super::{LeaseCommand, Node};
 
@@ -141,6 +142,77 @@ impl Node {
             }
             if view.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// What the heartbeats must watch from now on: the running configuration's peers, paths
+/// and ip peer addresses for node `me`, when they are not those it watches (`watching`);
+/// `None` while they are the same, or when the running configuration does not have `me`
+/// (a node started from files that add it, before the cluster applies them: it keeps
+/// the peers of its files).
+pub(crate) fn peers_change(
+    cluster: &Cluster,
+    me: u32,
+    watching: &DetectorConfig,
+) -> Option<(DetectorConfig, LinkPeers)> {
+    let wanted = DetectorConfig::from_cluster(cluster, me).ok()?;
+    if wanted.peers == watching.peers && wanted.paths == watching.paths {
+        return None;
+    }
+    let links = halcyon_membership::ip_link_peers(cluster, me).ok()?;
+    Some((wanted, links))
+}
+
+impl Node {
+    /// Keeps what this node knows of the other nodes the running configuration's (the
+    /// heartbeats' peers and addresses, the API addresses, the names a certificate may
+    /// carry): a running cluster's `halcyon apply` added or removed nodes. Ends when the view
+    /// or the lease task ends.
+    pub(crate) async fn peers_loop(self: Arc<Self>) {
+        let mut view = self.view.clone();
+        let Ok(mut watching) = DetectorConfig::from_cluster(&self.boot_config.cluster, self.number)
+        else {
+            return;
+        };
+        loop {
+            view.borrow_and_update();
+            let state = self.snapshot();
+            let mut again = false;
+            if let Some(config) = state.config()
+                && let Some((detector, links)) =
+                    peers_change(&config.cluster, self.number, &watching)
+            {
+                if let Some(tls) = &self.raft_tls {
+                    tls.set_nodes(super::raft_member_names(config));
+                }
+                self.set_peers(config);
+                let ask = |done| LeaseCommand::Peers {
+                    detector: Box::new(detector.clone()),
+                    links: links.clone(),
+                    done,
+                };
+                match self.ask_lease_task(ask).await {
+                    Some(Ok(())) => {
+                        tracing::info!(
+                            node = %self.name,
+                            peers = ?detector.peers,
+                            generation = state.generation(),
+                            "the nodes of the running configuration"
+                        );
+                        watching = detector;
+                    }
+                    Some(Err(why)) => {
+                        tracing::warn!(node = %self.name, "heartbeat peers not changed yet: {why}");
+                        again = true;
+                    }
+                    None => return,
+                }
+            }
+            tokio::select! {
+                r = view.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(self.renew_interval), if again => {}
             }
         }
     }

@@ -505,7 +505,7 @@ impl Node {
             match self.request(addr, method, path, body, limit, caller).await {
                 Ok(r) => {
                     if let Some(id) = id {
-                        self.peers.answered(id, addr);
+                        self.peers().answered(id, addr);
                     }
                     return Ok((leader, r));
                 }
@@ -535,7 +535,7 @@ impl Node {
         });
         let ((addr, response), _) = futures_util::future::select_ok(attempts).await.ok()?;
         if let Some(id) = id {
-            self.peers.answered(id, addr);
+            self.peers().answered(id, addr);
         }
         Some(response)
     }
