@@ -77,6 +77,10 @@ impl HeartbeatLink for FaultyLink {
         self.inner.send(bytes)
     }
 
+    fn set_peers(&mut self, peers: Vec<(u32, std::net::SocketAddr)>) -> io::Result<()> {
+        self.inner.set_peers(peers)
+    }
+
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         let network = self.inner.network();
         let mut timeout = timeout;

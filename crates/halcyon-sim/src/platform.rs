@@ -275,6 +275,11 @@ impl AsyncHeartbeatLink for UdpLink {
         })
     }
 
+    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> std::io::Result<()> {
+        self.peers = peers.into_iter().map(|(_, address)| address).collect();
+        Ok(())
+    }
+
     fn recv(&mut self) -> RecvFuture<'_> {
         Box::pin(async move {
             let mut buf = vec![0u8; 512];

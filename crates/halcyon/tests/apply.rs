@@ -783,3 +783,87 @@ fn apply_arms_and_disarms_the_watchdog_on_every_node() {
     assert_eq!(pids(&dir, "keep"), keep);
     assert!(alive(keep[0]), "{keep:?}");
 }
+
+/// Issue 16: a fourth node added to a running 3-node cluster. Its daemon starts with the
+/// four-node files and its credentials (made with the cluster's CA, as `halcyon init node`
+/// does) and waits; `apply` of the four-node files makes every node heartbeat it and the
+/// coordinator make it a voter; it becomes a member and takes a package; the package the
+/// change does not touch keeps its process.
+#[test]
+fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    spec.edits_cluster(|config| {
+        let web = config.package_mut("web").expect("package web");
+        web.nodes.retain(|n| n != "n4");
+    });
+    let mut c = Cluster::configure(spec);
+    let dir = c.path().to_owned();
+    let four = c.config().clone();
+    // The cluster runs from files without n4 (its credentials are made with the others').
+    let mut three = four.clone();
+    three.nodes.retain(|n| n.name != "n4");
+    three.write(&c.config_dir()).unwrap();
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(keep.len(), 1, "{keep:?}");
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3"]);
+
+    // The four-node files, with a package that prefers n4; n4 starts from them and waits.
+    let mut four = four;
+    four.packages.push(
+        Package::failover("fourth", &["n4", "n1"])
+            .resource(pid_service(&dir, "fourth", "v1", false)),
+    );
+    four.write(&c.config_dir()).unwrap();
+    c.start(4);
+    let applied = write(&c, &four, "four");
+    let (code, out) = apply(&c, &applied, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[[node]] n4"), "{out}");
+    assert!(out.contains("`halcyon init node n4`"), "{out}");
+    assert_eq!(generation(&c), 1);
+    let started = Instant::now();
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+
+    // n4 joins the voters and becomes a member, seen by every node.
+    for i in 1..=4 {
+        c.wait_for(i, "n4 a voter and a member", FORM_TIMEOUT, |v| {
+            v["generation"] == 2
+                && v["quorum"]["voters"]
+                    .as_array()
+                    .is_some_and(|voters| voters.iter().any(|n| n == "n4"))
+                && node_of(v, "n4")["member"] == true
+        });
+    }
+    eprintln!(
+        "n4 a voter and a member {:?} after apply began",
+        started.elapsed()
+    );
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+    // It takes a package.
+    c.wait_package_on(1, "fourth", "n1", FORM_TIMEOUT);
+    let (code, out) = cli(&c, 1, &["package", "move", "fourth", "-n", "n4"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_package_on(1, "fourth", "n4", FORM_TIMEOUT);
+    eprintln!("fourth up on n4 {:?} after apply began", started.elapsed());
+    // keep kept its process on n1 throughout.
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
+    let v = c.status(1).unwrap();
+    assert!(
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["member"] == true),
+        "{v:#}"
+    );
+    c.kill_all();
+}
