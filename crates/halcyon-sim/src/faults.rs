@@ -308,6 +308,14 @@ pub struct Apply {
     pub sensitivity: bool,
 }
 
+/// When `--grow` adds a node: between 1 s and half of `span`, from a stream of the seed's
+/// own (the fault schedule stays as without).
+pub fn draw_grow(seed: u64, span: Duration) -> Duration {
+    let mut rng = Rng::new(seed ^ 0x6772_6f77);
+    let half = (span.as_millis() as u64 / 2).max(1_001);
+    rng.millis(1_000, half)
+}
+
 /// `count` applies over `span`, in time order, from a stream of the seed's own (the fault
 /// schedule of a seed is the same with and without them).
 pub fn draw_applies(

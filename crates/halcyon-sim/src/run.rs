@@ -52,6 +52,15 @@ pub struct Options {
     /// package's definition so that it halts and runs again where it runs, and some (drawn)
     /// the heartbeat sensitivity too, one above the run's and back (the lease unchanged).
     pub apply: bool,
+    /// The cluster starts with `nodes` nodes and node `nodes + 1` joins during the faults
+    /// (`halcyon apply` adding a node, issue 16): at a time drawn from the seed its daemon
+    /// starts from files that add it (to every package's node list too, so the packages
+    /// halt and run again where they run), and those files are applied through a running
+    /// daemon, again every [`GROW_RETRY`] until the running configuration has it. It must
+    /// become a voter and a member with every invariant kept; it is never a fault's target,
+    /// but partitions drawn after it joined cut it off with the rest. `--apply`'s changes
+    /// after it keep it.
+    pub grow: bool,
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`: 30 ms x
     /// 3, lease 221 ms) instead of the defaults (100 ms x 4).
     pub fast: bool,
@@ -102,6 +111,10 @@ pub const FENCED_OFF: Duration = Duration::from_secs(3);
 /// How many reconfigurations `--apply` makes in a run.
 const APPLIES: usize = 3;
 
+/// How often `--grow` sends the files that add a node again while the running
+/// configuration does not have it.
+pub const GROW_RETRY: Duration = Duration::from_secs(3);
+
 impl Options {
     pub fn new(seed: u64, nodes: u32) -> Options {
         Options {
@@ -114,6 +127,7 @@ impl Options {
             script: None,
             drift: false,
             apply: false,
+            grow: false,
             fast: false,
             fencing: false,
             auto_shrink: false,
@@ -333,6 +347,7 @@ fn write_config_variant(
 fn apply_request(
     directory: &Path,
     options: &Options,
+    nodes: u32,
     restarts: &[u32],
     sensitivity_up: bool,
 ) -> anyhow::Result<halcyon_api::ApplyRequest> {
@@ -341,7 +356,7 @@ fn apply_request(
     std::fs::create_dir_all(&dir)?;
     write_config_variant(
         &dir,
-        options.nodes,
+        nodes,
         options.packages,
         Heartbeat::of(options),
         Features::of(options),
@@ -354,6 +369,53 @@ fn apply_request(
         .map(|(name, text)| halcyon_api::ConfigFile { name, text })
         .collect();
     Ok(halcyon_api::ApplyRequest { files })
+}
+
+/// `--grow`: at the end, the leader counts node `n` a voter and the running configuration
+/// a member.
+fn joined(world: &World, n: u32) {
+    let nodes: Vec<_> = world
+        .lock()
+        .nodes
+        .values()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    let Some(leader) = nodes.iter().find(|node| node.consensus.is_leader()) else {
+        world.violation(format!("no leader at the end to count n{n} a voter"));
+        return;
+    };
+    let voter = leader.consensus.voters().contains(&NodeId::from(n));
+    let member = leader
+        .snapshot()
+        .cluster()
+        .members
+        .iter()
+        .any(|m| m.as_str() == format!("n{n}"));
+    if !voter || !member {
+        world.violation(format!(
+            "n{n}, added during the faults, is {} at the end",
+            match (voter, member) {
+                (false, false) => "neither a voter nor a member",
+                (false, true) => "a member but not a voter",
+                _ => "a voter but not a member",
+            }
+        ));
+    }
+}
+
+/// Node `n`'s daemon settings, reading `directory/config`.
+fn settings_of(directory: &Path, n: u32) -> Settings {
+    Settings {
+        config_paths: vec![directory.join("config")],
+        node: format!("n{n}"),
+        state_dir: directory.join(format!("state/n{n}")),
+        test_faults: false,
+        pki_dir: None,
+        // The simulator checks placement, leases and consensus under faults, not
+        // authentication: its nodes run without credentials, explicitly.
+        insecure: true,
+        api_socket: None,
+    }
 }
 
 /// Runs one seed.
@@ -382,7 +444,22 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     }
     halcyon_consensus::seed_thread_rng(options.seed);
 
-    let rates: BTreeMap<u32, f64> = faults::clock_rates(options.seed, options.nodes, DRIFT)
+    // `--grow`: the node that joins, its files, and when.
+    let total = options.nodes + u32::from(options.grow);
+    let grown_dir = directory.path().join("config-grown");
+    let mut grow_at = None;
+    if options.grow {
+        std::fs::create_dir_all(&grown_dir)?;
+        write_config_with(
+            &grown_dir,
+            total,
+            options.packages,
+            Heartbeat::of(options),
+            Features::of(options),
+        )?;
+        grow_at = Some(faults::draw_grow(options.seed, options.fault_span));
+    }
+    let rates: BTreeMap<u32, f64> = faults::clock_rates(options.seed, total, DRIFT)
         .into_iter()
         .enumerate()
         .map(|(i, r)| (i as u32 + 1, r))
@@ -418,14 +495,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             } else {
                 config_dir.clone()
             }],
-            node: format!("n{n}"),
-            state_dir: directory.path().join(format!("state/n{n}")),
-            test_faults: false,
-            pki_dir: None,
-            // The simulator checks placement, leases and consensus under faults, not
-            // authentication: its nodes run without credentials, explicitly.
-            insecure: true,
-            api_socket: None,
+            ..settings_of(directory.path(), n)
         };
         sim.host(node_ip(n), move || {
             boot(
@@ -452,9 +522,13 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     applies.reverse();
     let mut restarts = vec![1u32; options.packages];
     let mut sensitivity_up = false;
+    // The nodes the running configuration is meant to have (`--grow` adds one).
+    let mut nodes_now = options.nodes;
+    let mut grow_sent: Option<Duration> = None;
     let mut pending: Vec<&(usize, Fault)> = schedule.iter().collect();
     pending.reverse();
-    let mut heals: Vec<(Duration, usize, Fault)> = Vec::new();
+    // When each fault heals, and how many nodes the cluster had when it was injected.
+    let mut heals: Vec<(Duration, usize, Fault, u32)> = Vec::new();
     let mut takeovers = Vec::new();
     let mut awaiting: Vec<(Duration, Vec<String>)> = Vec::new();
     let mut all_running_at = None;
@@ -479,14 +553,28 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                     awaiting.push((now, packages));
                 }
             }
-            inject(&mut sim, &world, &hook, fault, options, directory.path());
-            heals.push((now + fault.lasts, *index, fault.clone()));
+            inject(
+                &mut sim,
+                &world,
+                &hook,
+                fault,
+                options,
+                nodes_now,
+                directory.path(),
+            );
+            heals.push((now + fault.lasts, *index, fault.clone(), nodes_now));
         }
         while applies.last().is_some_and(|a| a.at <= now) {
             let apply = applies.pop().expect("checked");
             restarts[apply.package] = 3 - restarts[apply.package];
             sensitivity_up ^= apply.sensitivity;
-            let request = apply_request(directory.path(), options, &restarts, sensitivity_up)?;
+            let request = apply_request(
+                directory.path(),
+                options,
+                nodes_now,
+                &restarts,
+                sensitivity_up,
+            )?;
             let inbox = world.lock().appliers.get(&apply.node).cloned();
             let sent = inbox.is_some_and(|inbox| inbox.send(request).is_ok());
             world.note(format!(
@@ -505,11 +593,53 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 if sent { "sent" } else { "its daemon is down" }
             ));
         }
-        heals.sort_by_key(|(at, _, _)| *at);
-        while heals.first().is_some_and(|(at, _, _)| *at <= now) {
-            let (_, index, fault) = heals.remove(0);
+        if grow_at.is_some_and(|at| at <= now) {
+            grow_at = None;
+            nodes_now = total;
+            world.note(format!(
+                "n{total}: its daemon starts from files that add it"
+            ));
+            let settings = Settings {
+                config_paths: vec![grown_dir.clone()],
+                ..settings_of(directory.path(), total)
+            };
+            let (world, transitions, hook) =
+                (world.clone(), Arc::clone(&transitions), hook.clone());
+            sim.host(node_ip(total), move || {
+                boot(
+                    world.clone(),
+                    Arc::clone(&transitions),
+                    hook.clone(),
+                    settings.clone(),
+                    total,
+                )
+            });
+        }
+        if nodes_now == total
+            && options.grow
+            && grow_sent.is_none_or(|at| now >= at + GROW_RETRY)
+            && !world.running_config_has(total)
+        {
+            grow_sent = Some(now);
+            let request =
+                apply_request(directory.path(), options, total, &restarts, sensitivity_up)?;
+            let inbox = world
+                .lock()
+                .appliers
+                .iter()
+                .find(|(n, _)| **n != total)
+                .map(|(n, inbox)| (*n, inbox.clone()));
+            let sent = inbox.is_some_and(|(_, inbox)| inbox.send(request).is_ok());
+            world.note(format!(
+                "apply adding n{total}: {}",
+                if sent { "sent" } else { "no daemon runs" }
+            ));
+        }
+        heals.sort_by_key(|(at, _, _, _)| *at);
+        while heals.first().is_some_and(|(at, _, _, _)| *at <= now) {
+            let (_, index, fault, nodes) = heals.remove(0);
             world.note(format!("fault {index} healed"));
-            heal(&mut sim, &world, &hook, &fault, &transitions, options);
+            heal(&mut sim, &world, &hook, &fault, &transitions, nodes);
             if fault.kind == Kind::DiskError {
                 for node in &fault.nodes {
                     if exited.remove(node) {
@@ -770,16 +900,18 @@ fn ips(nodes: &[u32]) -> Vec<IpAddr> {
     nodes.iter().copied().map(node_ip).collect()
 }
 
+/// `nodes`: how many nodes the cluster has now (`--grow` adds one).
 fn inject(
     sim: &mut turmoil::Sim<'_>,
     world: &World,
     hook: &FaultHook,
     fault: &Fault,
     o: &Options,
+    nodes: u32,
     directory: &Path,
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, o.nodes);
+    let rest = others(&fault.nodes, nodes);
     match &fault.kind {
         Kind::Crash => {
             world.power_off(fault.nodes[0]);
@@ -887,10 +1019,10 @@ fn heal(
     hook: &FaultHook,
     fault: &Fault,
     transitions: &Arc<Mutex<Transitions>>,
-    o: &Options,
+    nodes: u32,
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, o.nodes);
+    let rest = others(&fault.nodes, nodes);
     match &fault.kind {
         // A node its fence device switched off boots when it gets power again.
         Kind::Crash | Kind::DaemonKill if world.is_powered_off(fault.nodes[0]) => {}
@@ -951,6 +1083,9 @@ fn each_pair(a: &[IpAddr], b: &[IpAddr], mut f: impl FnMut(IpAddr, IpAddr)) {
 /// Every fault healed long enough ago, every node up and connected: every `auto_run` package
 /// must be active, on exactly one node.
 fn liveness(world: &World, o: &Options) {
+    if o.grow {
+        joined(world, o.nodes + 1);
+    }
     for p in 0..o.packages {
         let name = format!("p{p}");
         let active = world.active_nodes(&name);

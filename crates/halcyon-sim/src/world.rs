@@ -365,6 +365,21 @@ impl World {
         }
     }
 
+    /// Whether a running daemon's replica has node `n` in its running configuration.
+    pub fn running_config_has(&self, n: u32) -> bool {
+        let nodes: Vec<_> = self
+            .lock()
+            .nodes
+            .values()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        nodes.iter().any(|node| {
+            node.snapshot()
+                .config()
+                .is_some_and(|config| config.cluster.nodes.iter().any(|c| c.number == n))
+        })
+    }
+
     /// The node whose replica applied log entry `index` first.
     pub fn first_to_apply(&self, index: u64) -> Option<u32> {
         self.lock().applied.get(&index).map(|(_, node)| *node)

@@ -418,3 +418,47 @@ fn reconfigurations_under_faults_keep_every_invariant() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A node added to a running cluster under faults (`halcyon apply` adding a sixth node,
+/// issue 16), with and without `--apply`'s reconfigurations after it: no package on two
+/// nodes, every package running at the end, the new node a voter and a member at the end
+/// (checked by the run), and the history the same for the same seed.
+#[test]
+fn a_node_added_under_faults_joins_the_voters_and_keeps_every_invariant() {
+    let mut failures = Vec::new();
+    for seed in 1..=6 {
+        let options = Options {
+            grow: true,
+            apply: seed % 2 == 0,
+            ..Options::new(seed, 5)
+        };
+        let outcome = run(&options).expect("the simulation runs");
+        assert!(
+            outcome
+                .history
+                .contains("n6: its daemon starts from files that add it"),
+            "seed {seed}: n6 never started:\n{}",
+            outcome.history
+        );
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed} with --grow{}: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --grow{} --history",
+                if options.apply { " --apply" } else { "" },
+                outcome.violations.join("; "),
+                if options.apply { " --apply" } else { "" },
+            ));
+        }
+    }
+    let runs: Vec<u64> = (0..2)
+        .map(|_| {
+            run(&Options {
+                grow: true,
+                ..Options::new(5, 5)
+            })
+            .expect("the simulation runs")
+            .digest
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1], "seed 5 with --grow did not repeat");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -57,6 +57,10 @@ struct Cli {
     /// one package's definition (it halts and runs again where it runs).
     #[arg(long)]
     apply: bool,
+    /// A node joins during the faults: its daemon starts from files that add it, and they
+    /// are applied (`halcyon apply` adding a node).
+    #[arg(long)]
+    grow: bool,
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`).
     #[arg(long)]
     fast: bool,
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
             script: None,
             drift: cli.drift,
             apply: cli.apply,
+            grow: cli.grow,
             fast: cli.fast,
             fencing: cli.fencing,
             auto_shrink: cli.auto_shrink,
@@ -264,7 +269,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -277,6 +282,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
         },
         if options.drift { " --drift" } else { "" },
         if options.apply { " --apply" } else { "" },
+        if options.grow { " --grow" } else { "" },
         if options.fast { " --fast" } else { "" },
         if options.fencing { " --fencing" } else { "" },
         if options.auto_shrink {
