@@ -744,6 +744,22 @@ impl Consensus {
         }
     }
 
+    /// On the leader: takes `id` out of the membership entirely, whether it votes or not (a
+    /// node the configuration no longer has).
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), WriteError> {
+        let timeout = self.timings.write_timeout;
+        let change = if self.voters().contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        match tokio::time::timeout(timeout, self.raft.change_membership(change, false)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
+        }
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

@@ -153,25 +153,11 @@ fn changed_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Node])
         .any(|(name, n)| running.get(name).is_some_and(|r| r != n))
 }
 
-/// Why the nodes `new` adds or removes cannot be applied: a removal (not supported yet), or
-/// an addition to a cluster with a disk network (each node opens the device's slots at
-/// start).
+/// Why the nodes `new` adds cannot be applied: an addition to a cluster with a disk network
+/// (each node opens the device's slots at start). Removals are checked against the live
+/// cluster by [`node_removals`].
 fn node_refusals(new: &halcyon_config::Cluster, running: &halcyon_config::Cluster) -> Vec<String> {
     let mut why = Vec::new();
-    let removed: Vec<&str> = running
-        .nodes
-        .iter()
-        .filter(|r| new.node(r.name.as_str()).is_none())
-        .map(|r| r.name.as_str())
-        .collect();
-    if !removed.is_empty() {
-        why.push(format!(
-            "apply cannot remove a node from a running cluster yet ({}): keep it in the \
-             cluster file; `halcyon node remove NAME` takes it out of the voters, and a \
-             package's node list without it moves the package away",
-            removed.join(", ")
-        ));
-    }
     let added = new
         .nodes
         .iter()
@@ -192,6 +178,86 @@ fn node_refusals(new: &halcyon_config::Cluster, running: &halcyon_config::Cluste
     why
 }
 
+/// What the live cluster says of the nodes `new` removes from `running` (pure): each one
+/// must not be a member (`members`: halted by an administrator, or down) nor the
+/// coordinator, and the voters left (`voters`, by name, less the removed) at least `new`'s
+/// `min_voters`; then each removal with what happens to it. Serviceguard's `cmapplyconf`
+/// likewise deletes only halted nodes.
+pub(crate) fn node_removals(
+    new: &halcyon_config::Cluster,
+    running: &halcyon_config::Cluster,
+    members: &BTreeSet<halcyon_config::NodeName>,
+    coordinator: Option<&str>,
+    voters: &[String],
+) -> Result<Vec<SettingChange>, String> {
+    let removed: Vec<&halcyon_config::Node> = running
+        .nodes
+        .iter()
+        .filter(|r| new.node(r.name.as_str()).is_none())
+        .collect();
+    if removed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut why = Vec::new();
+    for node in &removed {
+        let name = node.name.as_str();
+        if members.contains(&node.name) {
+            why.push(format!(
+                "{name} is a member: halt it first (`halcyon node halt {name}`: its packages \
+                 move to other nodes), then apply"
+            ));
+        } else if coordinator == Some(name) {
+            why.push(format!(
+                "{name} is the coordinator: stop its daemon (another node takes over), then \
+                 apply"
+            ));
+        }
+    }
+    let left = voters
+        .iter()
+        .filter(|v| !removed.iter().any(|r| r.name.as_str() == v.as_str()))
+        .count();
+    if left < new.min_voters() {
+        why.push(format!(
+            "removing {} leaves {left} voter(s); [quorum] min_voters of the new configuration \
+             is {}",
+            removed
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            new.min_voters()
+        ));
+    }
+    if !why.is_empty() {
+        return Err(format!("refused: {}; nothing was changed", why.join("; ")));
+    }
+    Ok(removed
+        .iter()
+        .map(|n| SettingChange {
+            setting: format!("[[node]] {}", n.name),
+            old: node_text(n),
+            new: "-".to_owned(),
+            note: Some(
+                "removed (not a member): every node stops heartbeating it from the \
+                 config_change entry on, and it leaves the Raft membership after; stop its \
+                 daemon"
+                    .to_owned(),
+            ),
+        })
+        .collect())
+}
+
+/// A node as the diff shows it: its number and addresses.
+fn node_text(n: &halcyon_config::Node) -> String {
+    let addresses: Vec<String> = n
+        .interfaces
+        .iter()
+        .filter_map(|i| i.address.map(|a| format!("{a} on {}", i.network)))
+        .collect();
+    format!("node {}, {}", n.number, addresses.join(", "))
+}
+
 /// The nodes `new` adds, each with what happens to it.
 fn added_nodes(
     new: &halcyon_config::Cluster,
@@ -200,24 +266,17 @@ fn added_nodes(
     new.nodes
         .iter()
         .filter(|n| running.node(n.name.as_str()).is_none())
-        .map(|n| {
-            let addresses: Vec<String> = n
-                .interfaces
-                .iter()
-                .filter_map(|i| i.address.map(|a| format!("{a} on {}", i.network)))
-                .collect();
-            SettingChange {
-                setting: format!("[[node]] {}", n.name),
-                old: "-".to_owned(),
-                new: format!("node {}, {}", n.number, addresses.join(", ")),
-                note: Some(format!(
-                    "added: every node heartbeats it from the config_change entry on; it joins \
+        .map(|n| SettingChange {
+            setting: format!("[[node]] {}", n.name),
+            old: "-".to_owned(),
+            new: node_text(n),
+            note: Some(format!(
+                "added: every node heartbeats it from the config_change entry on; it joins \
                      the voters once its daemon, started with these files and its credentials \
                      (`halcyon init node {name}` with the cluster's CA), is heard; it takes \
                      packages once it is a member",
-                    name = n.name
-                )),
-            }
+                name = n.name
+            )),
         })
         .collect()
 }
@@ -260,9 +319,9 @@ fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "nodes added, [limits] max_event_duration, [quorum] auto_shrink, \
-                             shrink_after, min_voters and watchdog, and the heartbeat \
-                             sensitivity (while the lease stays the same)";
+const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duration, [quorum] \
+                             auto_shrink, shrink_after, min_voters and watchdog, and the \
+                             heartbeat sensitivity (while the lease stays the same)";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
@@ -468,7 +527,18 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
         .into_iter()
         .map(|id| node.node_name_of(id))
         .collect();
-    let settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
+    let mut settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
+    let coordinator = node.leader_api().map(|(name, _)| name);
+    settings.extend(
+        node_removals(
+            &config.cluster,
+            &running.cluster,
+            &state.cluster().members,
+            coordinator.as_deref(),
+            &voters,
+        )
+        .map_err(ApiError::conflict)?,
+    );
     let (restart, changed) = changes(&config, &rules, running, state.rules());
     let rules_changed = &rules != state.rules();
     Ok(Staging {
@@ -695,12 +765,8 @@ mod tests {
                 .is_some_and(|n| n.contains("`halcyon init node node4`")),
             "{changes:?}"
         );
-        // Removed: refused, naming it.
-        let refusal = cluster_changes(&three, &four, &voters(ALL)).unwrap_err();
-        assert!(
-            refusal.contains("apply cannot remove a node from a running cluster yet (node4)"),
-            "{refusal}"
-        );
+        // Removed: no cluster setting refuses it (the live checks are `node_removals`).
+        assert_eq!(cluster_changes(&three, &four, &voters(ALL)), Ok(Vec::new()));
         // One the cluster has, with another address: refused.
         let mut moved = four.clone();
         let node2 = moved
@@ -728,6 +794,91 @@ mod tests {
         assert!(
             refusal.contains("apply cannot add a node to a cluster with a disk network yet"),
             "{refusal}"
+        );
+    }
+
+    #[test]
+    fn only_a_node_that_is_not_a_member_nor_the_coordinator_is_removed() {
+        let (three, four) = (ip_only(false), ip_only(true));
+        let names = |names: &[&str]| -> BTreeSet<halcyon_config::NodeName> {
+            names
+                .iter()
+                .map(|n| halcyon_config::NodeName::from(*n))
+                .collect()
+        };
+        // node4 halted (not a member), node1 coordinates: removed, said how.
+        let removed = node_removals(
+            &three.cluster,
+            &four.cluster,
+            &names(&ALL[..3]),
+            Some("node1"),
+            &voters(ALL),
+        )
+        .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(
+            (removed[0].setting.as_str(), removed[0].new.as_str()),
+            ("[[node]] node4", "-")
+        );
+        assert_eq!(
+            removed[0].old,
+            "node 4, 198.18.1.4 on lan1, 198.18.2.4 on lan2"
+        );
+        // A member: refused, with the command that halts it.
+        let refusal = node_removals(
+            &three.cluster,
+            &four.cluster,
+            &names(ALL),
+            Some("node1"),
+            &voters(ALL),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusal,
+            "refused: node4 is a member: halt it first (`halcyon node halt node4`: its packages \
+             move to other nodes), then apply; nothing was changed"
+        );
+        // The coordinator: refused.
+        let refusal = node_removals(
+            &three.cluster,
+            &four.cluster,
+            &names(&ALL[..3]),
+            Some("node4"),
+            &voters(ALL),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.contains("node4 is the coordinator: stop its daemon"),
+            "{refusal}"
+        );
+        // Fewer voters than the new configuration's min_voters: refused.
+        let mut strict = three.clone();
+        strict.cluster.quorum.min_voters = 3;
+        let refusal = node_removals(
+            &strict.cluster,
+            &four.cluster,
+            &names(&ALL[..2]),
+            Some("node1"),
+            &voters(&["node1", "node2", "node4"]),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.contains(
+                "removing node4 leaves 2 voter(s); [quorum] min_voters of the new \
+                              configuration is 3"
+            ),
+            "{refusal}"
+        );
+        // Nothing removed: nothing to say.
+        assert_eq!(
+            node_removals(
+                &four.cluster,
+                &four.cluster,
+                &names(ALL),
+                None,
+                &voters(ALL)
+            ),
+            Ok(Vec::new())
         );
     }
 
@@ -809,9 +960,9 @@ mod tests {
                  running cluster yet (each node reads them at start: the heartbeat runner, \
                  Raft, the lease and its timing rule, the API's ports); nothing was changed. \
                  apply changes packages (add, remove, change), the [events] settings, the \
-                 event rules, fence devices, nodes added, [limits] max_event_duration, [quorum] \
-                 auto_shrink, shrink_after, min_voters and watchdog, and the heartbeat \
-                 sensitivity (while the lease stays the same)"
+                 event rules, fence devices, nodes added and removed, [limits] \
+                 max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and \
+                 watchdog, and the heartbeat sensitivity (while the lease stays the same)"
                     .to_owned()
             )
         );
@@ -964,9 +1115,10 @@ mod tests {
                  missing voters first (a node auto-shrink took out becomes a voter again when \
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, nodes added, [limits] \
-                 max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and \
-                 watchdog, and the heartbeat sensitivity (while the lease stays the same)"
+                 change), the [events] settings, the event rules, fence devices, nodes added \
+                 and removed, [limits] max_event_duration, [quorum] auto_shrink, \
+                 shrink_after, min_voters and watchdog, and the heartbeat sensitivity (while \
+                 the lease stays the same)"
                     .to_owned()
             )
         );

@@ -87,6 +87,9 @@ struct Scenario {
     /// A voter change of this coordinator runs.
     #[serde(default)]
     changing_voters: bool,
+    /// Raft members (by number) the running configuration does not have.
+    #[serde(default)]
+    members_outside: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -198,20 +201,21 @@ fn run(path: &Path, text: String) -> datatest_stable::Result<()> {
     Ok(halcyon_testkit::expect::check(path, &out)?)
 }
 
+/// The configuration and rules of fixture `name` (`tests/coordinator/fixtures/NAME`).
+fn load_fixture(name: &str) -> Result<(Config, Rules), Error> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/coordinator/fixtures")
+        .join(name);
+    let paths = [dir];
+    let (config, _) = halcyon_config::load(&paths).map_err(|d| format!("fixture {name}:\n{d}"))?;
+    let rules = halcyon_events::load_cluster_rules(&paths, config.cluster.events.rules.as_deref())
+        .map_err(|d| format!("fixture {name}: rules:\n{d}"))?;
+    Ok((config, rules))
+}
+
 fn load(scenario: &Scenario) -> Result<(Config, Rules), Error> {
     match (&scenario.config, scenario.files.is_empty()) {
-        (Some(name), true) => {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/coordinator/fixtures")
-                .join(name);
-            let paths = [dir];
-            let (config, _) =
-                halcyon_config::load(&paths).map_err(|d| format!("fixture {name}:\n{d}"))?;
-            let rules =
-                halcyon_events::load_cluster_rules(&paths, config.cluster.events.rules.as_deref())
-                    .map_err(|d| format!("fixture {name}: rules:\n{d}"))?;
-            Ok((config, rules))
-        }
+        (Some(name), true) => load_fixture(name),
         (None, false) => {
             let files: Vec<(&str, &str)> = scenario
                 .files
@@ -229,13 +233,17 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
     let (config, rules) = load(scenario)?;
     let base = Base::new();
     let view = build_view(&scenario.view, &config, &rules, &base)?;
+    // Nodes by the running configuration (a view step may apply another one).
+    let running = view
+        .config()
+        .map_or_else(|| config.clone(), |c| (**c).clone());
     let number = |name: &str| {
-        config
+        running
             .node(name)
             .map(|n| n.number)
             .ok_or_else(|| format!("node \"{name}\" is not in the configuration"))
     };
-    let mut reachability: BTreeMap<u32, NodeState> = config
+    let mut reachability: BTreeMap<u32, NodeState> = running
         .cluster
         .nodes
         .iter()
@@ -325,6 +333,7 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         fencing: &fencing,
         voters: &voters,
         changing_voters: scenario.changing_voters,
+        members_outside: &scenario.members_outside.iter().copied().collect(),
         memory,
         now: base.instant(scenario.now)?,
         timestamp: base.timestamp(scenario.now)?,
@@ -374,6 +383,25 @@ fn build_view(
             }
             "plan_next" => view.plan_next(at).map(|_| ()),
             "complete" => view.complete(at),
+            // `halcyon apply` of another fixture: staged, its config_change planned and
+            // carried out.
+            "apply" => {
+                let fixture = step
+                    .get("fixture")
+                    .and_then(|f| f.as_str())
+                    .ok_or("`apply` needs `fixture`")?;
+                let (next, next_rules) = load_fixture(fixture)?;
+                view.apply(Command::ConfigApply {
+                    config: Box::new(next),
+                    rules: next_rules,
+                    sources: Vec::new(),
+                    by: "admin".to_owned(),
+                    at,
+                    request: None,
+                })
+                .and_then(|()| view.plan_next(at))
+                .and_then(|_| view.complete(at))
+            }
             _ => {
                 let mut table = step.clone();
                 with_timestamps(&mut table, base)?;
@@ -491,6 +519,8 @@ impl View {
         let pending = self.state.pending_events();
         let i = halcyon_policy::next_event(&config, &pending).ok_or("no event is pending")?;
         let (sequence, event) = pending[i].clone();
+        // A config_change is planned with the configuration it switches to.
+        let config = self.state.config_for(sequence).cloned().unwrap_or(config);
         let plan = Engine::new(&config).plan(self.state.cluster(), &event, at)?;
         self.apply(Command::PlanCommitted {
             sequence,
@@ -575,6 +605,9 @@ fn render_decision(
                 "leaves the voters"
             }
         )?;
+    }
+    if let Some(number) = decision.leave {
+        writeln!(out, "\nmembership change:\n  node {number} leaves")?;
     }
     if !decision.fences.is_empty() {
         writeln!(out, "\nfences:")?;
@@ -692,6 +725,7 @@ fn describe(command: &Command, view: &State) -> String {
                 "recorded as shrunk"
             }
         ),
+        Command::NodeJoined { node, .. } => format!("{node} joined the voters: no longer joining"),
         other => format!("{other:?}"),
     }
 }

@@ -1431,6 +1431,32 @@ impl State {
         self.requests.push_back((request, sequence));
     }
 
+    /// Drops what the state keeps of nodes `config` no longer has (a `config_change` removed
+    /// them; none of them is a member). Their incarnations stay: a node added again later
+    /// under the same name must not reuse an old one.
+    fn forget_removed_nodes(&mut self, config: &Config) {
+        let kept = |node: &NodeName| config.node(node.as_str()).is_some();
+        assert!(
+            self.cluster.members.iter().all(kept),
+            "a configuration that removes a member is never switched to"
+        );
+        self.joining.retain(kept);
+        self.shrunk.retain(kept);
+        self.departed.retain(kept);
+        self.departed_at.retain(|n, _| kept(n));
+        self.halted_by_admin.retain(kept);
+        self.stuck.retain(|n, _| kept(n));
+        self.fences.retain(|n, _| kept(n));
+        self.adapter_reports.retain(|n, _| kept(n));
+        self.standby_reports.retain(|n, _| kept(n));
+        self.adapters_down.retain(|(n, _)| kept(n));
+        self.standbys_down.retain(|(n, _)| kept(n));
+        self.swapped.retain(|(n, _)| kept(n));
+        for counters in self.restarts.values_mut() {
+            counters.retain(|n, _| kept(n));
+        }
+    }
+
     fn plan_committed(&mut self, sequence: u64, plan: Plan, at: Timestamp) -> Reply {
         if let Some(e) = &self.execution {
             return Reply::Ignored {
@@ -1484,14 +1510,34 @@ impl State {
         }
         let id = self.next_record;
         let rules = staged.as_ref().map_or(&self.rules, |s| &s.rules);
-        let execution = match Execution::new(
-            id,
-            &config,
-            rules,
-            plan.clone(),
-            &self.cluster.members,
-            pending.sample.clone(),
-            at,
+        // A node the staged configuration removes must not be a member (`halcyon apply`
+        // refuses to remove one); one that became a member again since is not left running
+        // outside the configuration: the change is refused and nothing switches.
+        let member_removed = staged.as_ref().and_then(|s| {
+            self.cluster
+                .members
+                .iter()
+                .find(|m| s.config.node(m.as_str()).is_none())
+                .cloned()
+        });
+        let execution = match member_removed.map_or_else(
+            || {
+                Execution::new(
+                    id,
+                    &config,
+                    rules,
+                    plan.clone(),
+                    &self.cluster.members,
+                    pending.sample.clone(),
+                    at,
+                )
+            },
+            |node| {
+                Err(format!(
+                    "{node} is a member again: the configuration that removes it is not \
+                     applied; halt it (`halcyon node halt {node}`) and apply again"
+                ))
+            },
         ) {
             Ok(e) => e,
             Err(error) => {
@@ -1527,8 +1573,7 @@ impl State {
                         .map(|n| n.name.clone()),
                 );
             }
-            self.joining
-                .retain(|n| staged.config.node(n.as_str()).is_some());
+            self.forget_removed_nodes(&staged.config);
             self.config = Some(Arc::clone(&staged.config));
             self.rules = staged.rules;
             self.sources = staged.sources;

@@ -867,3 +867,73 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
     );
     c.kill_all();
 }
+
+/// Issue 16: a node removed from a running 4-node cluster. While it is a member `apply`
+/// refuses, naming the command that halts it; halted, it is removed: it leaves the Raft
+/// membership and the status, its daemon (still running) disturbs no election, and the
+/// package the change does not touch keeps its process.
+#[test]
+fn apply_removes_a_halted_node_from_the_membership_and_refuses_a_member() {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.edits_cluster(|config| {
+        let web = config.package_mut("web").expect("package web");
+        web.nodes.retain(|n| n != "n4");
+    });
+    let (mut c, dir, keep) = with_keep_running(spec);
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
+    let mut three = c.config().clone();
+    three.nodes.retain(|n| n.name != "n4");
+    let applied = write(&c, &three, "three");
+
+    // n4 is a member: refused, nothing changes.
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("n4 is a member: halt it first (`halcyon node halt n4`"),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 1);
+
+    // Halted, it is removed.
+    let (code, out) = cli(&c, 1, &["node", "halt", "n4"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "n4 halted", FORM_TIMEOUT, |v| {
+        node_of(v, "n4")["member"] == false && v["execution"].is_null()
+    });
+    let term = c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap();
+    let (code, out) = apply(&c, &applied, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[[node]] n4"), "{out}");
+    assert!(out.contains("removed (not a member)"), "{out}");
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(
+            i,
+            "n4 gone from the status and the voters",
+            FORM_TIMEOUT,
+            |v| {
+                v["generation"] == 2
+                    && v["nodes"].as_array().is_some_and(|nodes| nodes.len() == 3)
+                    && v["quorum"]["voters"].as_array().is_some_and(|voters| {
+                        voters.len() == 3 && !voters.iter().any(|n| n == "n4")
+                    })
+            },
+        );
+    }
+    // n4's daemon still runs, cut off from the cluster: no election for 2 s.
+    assert!(c.is_running(4));
+    std::thread::sleep(Duration::from_secs(2));
+    let v = c.status(1).unwrap();
+    assert_eq!(v["quorum"]["term"].as_u64().unwrap(), term, "{v:#}");
+    assert!(
+        c.log_tail("n4", 400)
+            .contains("this node is not in the running configuration any more"),
+        "{}",
+        c.log_tail("n4", 40)
+    );
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
+    c.kill_all();
+}

@@ -74,6 +74,9 @@ pub struct Input<'a> {
     pub voters: &'a BTreeSet<NodeName>,
     /// A voter change this coordinator started has not ended yet.
     pub changing_voters: bool,
+    /// Raft members (voters and learners, by number) the running configuration has neither
+    /// as a node nor as its witness: nodes a `config_change` removed.
+    pub members_outside: &'a BTreeSet<u32>,
     pub memory: Memory,
     /// Now on the node's lease clock.
     pub now: Instant,
@@ -150,9 +153,12 @@ pub struct Decision {
     /// Nodes to fence now, with the incarnation each is known as (the runtime runs their
     /// fencing levels and commits a `FenceReport`).
     pub fences: Vec<(NodeName, u64)>,
-    /// `quorum.auto_shrink`: a voter change to make once the commands are committed (the
-    /// node, and whether it becomes a voter).
+    /// `quorum.auto_shrink`, or a node a `config_change` added: a voter change to make once
+    /// the commands are committed (the node, and whether it becomes a voter).
     pub voter_change: Option<(NodeName, bool)>,
+    /// A Raft member the configuration no longer has, to take out of the membership once
+    /// the commands are committed (by number: the configuration has no name for it).
+    pub leave: Option<u32>,
 }
 
 impl Decision {
@@ -186,6 +192,7 @@ pub fn decide(input: &Input) -> Decision {
     };
     membership(&mut round, config);
     join_added_nodes(&mut round, config);
+    remove_unconfigured_members(&mut round, config);
     auto_shrink(&mut round, config);
     let view = input.view;
     let reported = adapter_events(config, view, input.reachability)
@@ -226,6 +233,7 @@ impl<'a> Round<'a> {
                 wake_at: None,
                 fences: Vec::new(),
                 voter_change: None,
+                leave: None,
             },
         }
     }
@@ -344,6 +352,31 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
         );
         round.decision.voter_change = Some((node.clone(), true));
     }
+}
+
+/// Raft members the running configuration no longer has (a `config_change` removed them:
+/// `halcyon apply` removes only nodes that are not members) leave the Raft membership, one
+/// membership change at a time, the lowest number first.
+fn remove_unconfigured_members(round: &mut Round, config: &Config) {
+    let input = round.input;
+    if input.changing_voters || round.decision.voter_change.is_some() {
+        return;
+    }
+    let Some(&number) = input.members_outside.first() else {
+        return;
+    };
+    debug_assert!(
+        config.cluster.nodes.iter().all(|n| n.number != number),
+        "a member outside the configuration is not one of its nodes"
+    );
+    round.log(
+        Level::WARN,
+        format!(
+            "node {number} is not in configuration generation {}: it leaves the Raft membership",
+            input.view.generation()
+        ),
+    );
+    round.decision.leave = Some(number);
 }
 
 /// `quorum.auto_shrink` (SPEC 6, Corosync's `last_man_standing`), one voter change at a time:
@@ -1212,6 +1245,7 @@ mod tests {
             wake_at: None,
             fences: Vec::new(),
             voter_change: None,
+            leave: None,
         };
         assert_eq!(decision.memory_after(0), Memory::default());
         assert_eq!(decision.memory_after(1), seen);

@@ -40,10 +40,12 @@ struct Coordinator {
     wake_at: Option<Instant>,
     /// Nodes whose fencing levels run now (one fence per node at a time).
     fencing: BTreeSet<NodeName>,
-    /// An auto-shrink voter change runs (one at a time).
+    /// A membership change the coordinator decided runs (one at a time).
     changing_voters: bool,
     /// The voter change the last round decided, to start once its commands are committed.
     start_voter_change: Option<(NodeName, bool)>,
+    /// The member outside the configuration the last round takes out of the membership.
+    start_leave: Option<u32>,
 }
 
 /// This node's leadership of a term, as it began.
@@ -128,6 +130,14 @@ impl Node {
                     // The coordinator owns the receiver for as long as the node runs.
                     let _ = done.send(()).await;
                 });
+            } else if let Some(number) = c.start_leave.take() {
+                c.changing_voters = true;
+                let node = Arc::clone(&self);
+                let done = voters_changed_tx.clone();
+                tokio::spawn(async move {
+                    node.remove_unconfigured(number).await;
+                    let _ = done.send(()).await;
+                });
             }
         }
     }
@@ -195,6 +205,7 @@ impl Node {
             .into_iter()
             .map(|id| NodeName::from(self.node_name_of(id).as_str()))
             .collect();
+        let members_outside = self.members_outside(&view);
         let input = Input {
             view: &view,
             boot_config: &self.boot_config,
@@ -212,6 +223,7 @@ impl Node {
             fencing: &c.fencing,
             voters: &voters,
             changing_voters: c.changing_voters,
+            members_outside: &members_outside,
             memory: c.memory.clone(),
             now: self.platform.clock.now(),
             timestamp: self.timestamp(),
@@ -236,6 +248,7 @@ impl Node {
         c.memory = decision.memory_after(committed);
         if committed == decision.commands.len() {
             c.start_voter_change = decision.voter_change.clone();
+            c.start_leave = decision.leave;
         }
         outcome
     }
@@ -289,6 +302,58 @@ impl Node {
         };
         if let Err(e) = self.submit_as_leader(term, &command).await {
             tracing::warn!(node = %self.name, "the fence's outcome is not committed: {e}");
+        }
+    }
+
+    /// The Raft members (voters and learners) the running configuration has neither as a
+    /// node nor as its witness, by number.
+    fn members_outside(&self, view: &halcyon_state::State) -> BTreeSet<u32> {
+        let Some(config) = view.config() else {
+            return BTreeSet::new();
+        };
+        let configured: BTreeSet<u32> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.number)
+            .chain(config.cluster.quorum.witness.iter().map(|w| w.number))
+            .collect();
+        self.consensus
+            .voters()
+            .into_iter()
+            .chain(self.consensus.learners())
+            .map(|id| u32::try_from(u64::from(id)).unwrap_or(u32::MAX))
+            .filter(|n| !configured.contains(n))
+            .collect()
+    }
+
+    /// Takes node `number`, which the running configuration no longer has, out of the Raft
+    /// membership, and records it in the event log.
+    async fn remove_unconfigured(&self, number: u32) {
+        let id = halcyon_consensus::NodeId::from(number);
+        let by = format!("configuration (coordinator {})", self.name);
+        if let Err(e) = self.consensus.remove_member(id).await {
+            tracing::warn!(node = %self.name, number, "node {number} not taken out of the membership yet: {e}");
+            return;
+        }
+        let voters: Vec<String> = self
+            .consensus
+            .voters()
+            .into_iter()
+            .map(|id| self.node_name_of(id))
+            .collect();
+        tracing::warn!(node = %self.name, number, voters = %voters.join(", "), "node {number} left the Raft membership: the configuration no longer has it");
+        let recorded = self
+            .submit(&Command::VoterChanged {
+                node: NodeName::from(self.node_name_of(id).as_str()),
+                added: false,
+                voters,
+                by,
+                at: self.timestamp(),
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(node = %self.name, number, "the membership change is not in the event log: {e}");
         }
     }
 

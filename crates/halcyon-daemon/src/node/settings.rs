@@ -176,10 +176,27 @@ impl Node {
         else {
             return;
         };
+        // Whether the running configuration has had this node, and whether its removal
+        // was said.
+        let (mut was_in, mut removal_said) = (false, false);
         loop {
             view.borrow_and_update();
             let state = self.snapshot();
             let mut again = false;
+            let is_in = state
+                .config()
+                .map(|config| config.node(self.name.as_str()).is_some());
+            was_in |= is_in == Some(true);
+            if was_in && is_in == Some(false) && !removal_said {
+                removal_said = true;
+                tracing::warn!(
+                    node = %self.name,
+                    generation = state.generation(),
+                    "this node is not in the running configuration any more (halcyon apply \
+                     removed it): the other nodes no longer heartbeat it nor take its \
+                     requests; stop its daemon"
+                );
+            }
             if let Some(config) = state.config()
                 && let Some((detector, links)) =
                     peers_change(&config.cluster, self.number, &watching)
