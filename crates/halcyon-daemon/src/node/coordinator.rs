@@ -322,7 +322,7 @@ impl Node {
             .voters()
             .into_iter()
             .chain(self.consensus.learners())
-            .map(|id| u32::try_from(u64::from(id)).unwrap_or(u32::MAX))
+            .map(|id| u32::try_from(id).unwrap_or(u32::MAX))
             .filter(|n| !configured.contains(n))
             .collect()
     }
