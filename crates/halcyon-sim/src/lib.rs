@@ -29,6 +29,7 @@ compile_error!(
 pub mod faults;
 pub mod invariants;
 pub mod platform;
+pub mod reshape;
 pub mod run;
 pub mod scale;
 pub mod world;

@@ -16,6 +16,7 @@ use halcyon_daemon::node::{Node, Settings};
 use crate::faults::{self, Fault, Kind};
 use crate::invariants::Transitions;
 use crate::platform::platform;
+use crate::reshape::Reshape;
 use crate::world::{World, digest};
 
 /// The heartbeat port; Raft listens on the next one, the API on the one after.
@@ -56,11 +57,15 @@ pub struct Options {
     /// (`halcyon apply` adding a node, issue 16): at a time drawn from the seed its daemon
     /// starts from files that add it (to every package's node list too, so the packages
     /// halt and run again where they run), and those files are applied through a running
-    /// daemon, again every [`GROW_RETRY`] until the running configuration has it. It must
+    /// daemon, again every [`crate::reshape::RETRY`] until the running configuration has it. It must
     /// become a voter and a member with every invariant kept; it is never a fault's target,
     /// but partitions drawn after it joined cut it off with the rest. `--apply`'s changes
     /// after it keep it.
     pub grow: bool,
+    /// The last node dies for good during the faults and an administrator removes it
+    /// (`halcyon apply` of the files without it; `crate::reshape`); it is powered on again
+    /// later with its old files and must disturb nothing. Not with `grow`.
+    pub shrink: bool,
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`: 30 ms x
     /// 3, lease 221 ms) instead of the defaults (100 ms x 4).
     pub fast: bool,
@@ -111,10 +116,6 @@ pub const FENCED_OFF: Duration = Duration::from_secs(3);
 /// How many reconfigurations `--apply` makes in a run.
 const APPLIES: usize = 3;
 
-/// How often `--grow` sends the files that add a node again while the running
-/// configuration does not have it.
-pub const GROW_RETRY: Duration = Duration::from_secs(3);
-
 impl Options {
     pub fn new(seed: u64, nodes: u32) -> Options {
         Options {
@@ -128,6 +129,7 @@ impl Options {
             drift: false,
             apply: false,
             grow: false,
+            shrink: false,
             fast: false,
             fencing: false,
             auto_shrink: false,
@@ -205,7 +207,7 @@ impl Outcome {
     }
 }
 
-fn node_ip(node: u32) -> IpAddr {
+pub(crate) fn node_ip(node: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
         198,
         18,
@@ -263,6 +265,17 @@ impl Heartbeat {
             }
         }
     }
+}
+
+/// The run's files with `nodes` nodes (each package on all of them).
+pub(crate) fn write_run_config(dir: &Path, options: &Options, nodes: u32) -> std::io::Result<()> {
+    write_config_with(
+        dir,
+        nodes,
+        options.packages,
+        Heartbeat::of(options),
+        Features::of(options),
+    )
 }
 
 /// [`write_config`] with the heartbeat `heartbeat`.
@@ -344,7 +357,7 @@ fn write_config_variant(
 
 /// The configuration directory `--apply` sends: the cluster's, each package with its
 /// number of restarts.
-fn apply_request(
+pub(crate) fn apply_request(
     directory: &Path,
     options: &Options,
     nodes: u32,
@@ -371,40 +384,8 @@ fn apply_request(
     Ok(halcyon_api::ApplyRequest { files })
 }
 
-/// `--grow`: at the end, the leader counts node `n` a voter and the running configuration
-/// a member.
-fn joined(world: &World, n: u32) {
-    let nodes: Vec<_> = world
-        .lock()
-        .nodes
-        .values()
-        .filter_map(std::sync::Weak::upgrade)
-        .collect();
-    let Some(leader) = nodes.iter().find(|node| node.consensus.is_leader()) else {
-        world.violation(format!("no leader at the end to count n{n} a voter"));
-        return;
-    };
-    let voter = leader.consensus.voters().contains(&NodeId::from(n));
-    let member = leader
-        .snapshot()
-        .cluster()
-        .members
-        .iter()
-        .any(|m| m.as_str() == format!("n{n}"));
-    if !voter || !member {
-        world.violation(format!(
-            "n{n}, added during the faults, is {} at the end",
-            match (voter, member) {
-                (false, false) => "neither a voter nor a member",
-                (false, true) => "a member but not a voter",
-                _ => "a voter but not a member",
-            }
-        ));
-    }
-}
-
 /// Node `n`'s daemon settings, reading `directory/config`.
-fn settings_of(directory: &Path, n: u32) -> Settings {
+pub(crate) fn settings_of(directory: &Path, n: u32) -> Settings {
     Settings {
         config_paths: vec![directory.join("config")],
         node: format!("n{n}"),
@@ -444,26 +425,13 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     }
     halcyon_consensus::seed_thread_rng(options.seed);
 
-    // `--grow`: the node that joins, its files, and when.
-    let total = options.nodes + u32::from(options.grow);
-    let grown_dir = directory.path().join("config-grown");
-    let mut grow_at = None;
-    if options.grow {
-        std::fs::create_dir_all(&grown_dir)?;
-        write_config_with(
-            &grown_dir,
-            total,
-            options.packages,
-            Heartbeat::of(options),
-            Features::of(options),
-        )?;
-        grow_at = Some(faults::draw_grow(options.seed, options.fault_span));
-    }
-    let rates: BTreeMap<u32, f64> = faults::clock_rates(options.seed, total, DRIFT)
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (i as u32 + 1, r))
-        .collect();
+    let mut reshape = Reshape::new(options, directory.path())?;
+    let rates: BTreeMap<u32, f64> =
+        faults::clock_rates(options.seed, Reshape::hosts(options), DRIFT)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32 + 1, r))
+            .collect();
     let world = World::new(rates);
     let transitions = Arc::new(Mutex::new(Transitions::default()));
     let hook = FaultHook::default();
@@ -522,9 +490,6 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     applies.reverse();
     let mut restarts = vec![1u32; options.packages];
     let mut sensitivity_up = false;
-    // The nodes the running configuration is meant to have (`--grow` adds one).
-    let mut nodes_now = options.nodes;
-    let mut grow_sent: Option<Duration> = None;
     let mut pending: Vec<&(usize, Fault)> = schedule.iter().collect();
     pending.reverse();
     // When each fault heals, and how many nodes the cluster had when it was injected.
@@ -546,6 +511,12 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         }
         while pending.last().is_some_and(|(_, f)| f.at <= now) {
             let (index, fault) = pending.pop().expect("checked");
+            if reshape.skips(fault) {
+                world.note(format!(
+                    "fault {index} skipped (its node was removed): {fault}"
+                ));
+                continue;
+            }
             world.note(format!("fault {index}: {fault}"));
             if fault.kind == Kind::Crash {
                 let packages = packages_on(&world, fault.nodes[0], options.packages);
@@ -559,10 +530,15 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 &hook,
                 fault,
                 options,
-                nodes_now,
+                reshape.hosts_now(),
                 directory.path(),
             );
-            heals.push((now + fault.lasts, *index, fault.clone(), nodes_now));
+            heals.push((
+                now + fault.lasts,
+                *index,
+                fault.clone(),
+                reshape.hosts_now(),
+            ));
         }
         while applies.last().is_some_and(|a| a.at <= now) {
             let apply = applies.pop().expect("checked");
@@ -571,7 +547,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             let request = apply_request(
                 directory.path(),
                 options,
-                nodes_now,
+                reshape.config_nodes(),
                 &restarts,
                 sensitivity_up,
             )?;
@@ -593,48 +569,17 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 if sent { "sent" } else { "its daemon is down" }
             ));
         }
-        if grow_at.is_some_and(|at| at <= now) {
-            grow_at = None;
-            nodes_now = total;
-            world.note(format!(
-                "n{total}: its daemon starts from files that add it"
-            ));
-            let settings = Settings {
-                config_paths: vec![grown_dir.clone()],
-                ..settings_of(directory.path(), total)
-            };
-            let (world, transitions, hook) =
-                (world.clone(), Arc::clone(&transitions), hook.clone());
-            sim.host(node_ip(total), move || {
-                boot(
-                    world.clone(),
-                    Arc::clone(&transitions),
-                    hook.clone(),
-                    settings.clone(),
-                    total,
-                )
-            });
-        }
-        if nodes_now == total
-            && options.grow
-            && grow_sent.is_none_or(|at| now >= at + GROW_RETRY)
-            && !world.running_config_has(total)
-        {
-            grow_sent = Some(now);
-            let request =
-                apply_request(directory.path(), options, total, &restarts, sensitivity_up)?;
-            let inbox = world
-                .lock()
-                .appliers
-                .iter()
-                .find(|(n, _)| **n != total)
-                .map(|(n, inbox)| (*n, inbox.clone()));
-            let sent = inbox.is_some_and(|(_, inbox)| inbox.send(request).is_ok());
-            world.note(format!(
-                "apply adding n{total}: {}",
-                if sent { "sent" } else { "no daemon runs" }
-            ));
-        }
+        reshape.step(
+            now,
+            &mut sim,
+            &world,
+            &transitions,
+            &hook,
+            options,
+            directory.path(),
+            &restarts,
+            sensitivity_up,
+        )?;
         heals.sort_by_key(|(at, _, _, _)| *at);
         while heals.first().is_some_and(|(at, _, _, _)| *at <= now) {
             let (_, index, fault, nodes) = heals.remove(0);
@@ -686,6 +631,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         }
     }
     if world.violations().is_empty() {
+        reshape.check_end(&world, options);
         liveness(&world, options);
     }
     if !world.violations().is_empty() {
@@ -756,7 +702,7 @@ pub fn minimize(options: &Options, failed: &Outcome) -> anyhow::Result<(Outcome,
 pub const MINIMIZE_RUNS: usize = 40;
 
 /// One boot of node `n`'s daemon; returns only if the host is crashed (dropped).
-async fn boot(
+pub(crate) async fn boot(
     world: World,
     transitions: Arc<Mutex<Transitions>>,
     hook: FaultHook,
@@ -1083,9 +1029,6 @@ fn each_pair(a: &[IpAddr], b: &[IpAddr], mut f: impl FnMut(IpAddr, IpAddr)) {
 /// Every fault healed long enough ago, every node up and connected: every `auto_run` package
 /// must be active, on exactly one node.
 fn liveness(world: &World, o: &Options) {
-    if o.grow {
-        joined(world, o.nodes + 1);
-    }
     for p in 0..o.packages {
         let name = format!("p{p}");
         let active = world.active_nodes(&name);

@@ -81,6 +81,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         drift: false,
         apply: false,
         grow: false,
+        shrink: false,
         fast: false,
         fencing: false,
         auto_shrink: false,

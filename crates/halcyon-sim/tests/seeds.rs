@@ -462,3 +462,36 @@ fn a_node_added_under_faults_joins_the_voters_and_keeps_every_invariant() {
     assert_eq!(runs[0], runs[1], "seed 5 with --grow did not repeat");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A dead node removed from a running cluster under faults (`halcyon apply` of the files
+/// without it, refused while it is still a member), then powered on again with its old
+/// files: no package on two nodes, every package running at the end, the node no Raft
+/// member at the end (checked by the run).
+#[test]
+fn a_node_removed_under_faults_leaves_and_disturbs_nothing_when_it_comes_back() {
+    let mut failures = Vec::new();
+    for seed in 1..=6 {
+        let options = Options {
+            shrink: true,
+            apply: seed % 2 == 1,
+            ..Options::new(seed, 5)
+        };
+        let outcome = run(&options).expect("the simulation runs");
+        assert!(
+            outcome
+                .history
+                .contains("n5: powered on again, with files that still name it"),
+            "seed {seed}: n5 was not removed and powered on again:\n{}",
+            outcome.history
+        );
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed} with --shrink{}: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --shrink{} --history",
+                if options.apply { " --apply" } else { "" },
+                outcome.violations.join("; "),
+                if options.apply { " --apply" } else { "" },
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

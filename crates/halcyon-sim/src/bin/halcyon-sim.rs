@@ -59,8 +59,12 @@ struct Cli {
     apply: bool,
     /// A node joins during the faults: its daemon starts from files that add it, and they
     /// are applied (`halcyon apply` adding a node).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shrink")]
     grow: bool,
+    /// The last node dies for good during the faults and is removed (`halcyon apply` of the
+    /// files without it); powered on again later, it must disturb nothing.
+    #[arg(long)]
+    shrink: bool,
     /// The cluster runs the fast heartbeat profile (`[heartbeat] profile = "fast"`).
     #[arg(long)]
     fast: bool,
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
             drift: cli.drift,
             apply: cli.apply,
             grow: cli.grow,
+            shrink: cli.shrink,
             fast: cli.fast,
             fencing: cli.fencing,
             auto_shrink: cli.auto_shrink,
@@ -269,7 +274,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
     print!("{history}");
     let indices: Vec<String> = shortest.faults.iter().map(|(i, _)| i.to_string()).collect();
     println!(
-        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{}{}{} --history",
+        "  replay: cargo run --release -p halcyon-sim -- --seed {} --nodes {} --packages {} --span {} --settle {} --faults {}{}{}{}{}{}{}{} --history",
         options.seed,
         options.nodes,
         options.packages,
@@ -283,6 +288,7 @@ fn report_failure(options: &Options, outcome: &Outcome) {
         if options.drift { " --drift" } else { "" },
         if options.apply { " --apply" } else { "" },
         if options.grow { " --grow" } else { "" },
+        if options.shrink { " --shrink" } else { "" },
         if options.fast { " --fast" } else { "" },
         if options.fencing { " --fencing" } else { "" },
         if options.auto_shrink {
