@@ -487,7 +487,34 @@ pub(crate) fn cluster_changes(
     Ok(changes)
 }
 
-/// The packages whose definition changed, and whether anything changed at all.
+/// Whether a package changed from `old` to `new` must halt and run again where it runs:
+/// what runs changed (its type, resources, monitors, dependencies). A change of where and
+/// when it may run only (its node list, `auto_run`, the failover and failback policies and
+/// timer, priority, failure expiry, `requires`, its networks, the timeouts of its next run
+/// and halt, local LAN failover) leaves it running: the `config_change` plan places it with
+/// the new definition, and moves it only when its node is no longer eligible (Serviceguard
+/// changes a running package's node list the same way).
+pub(crate) fn needs_restart(new: &halcyon_config::Package, old: &halcyon_config::Package) -> bool {
+    let placement_as_new = halcyon_config::Package {
+        nodes: new.nodes.clone(),
+        auto_run: new.auto_run,
+        failover_policy: new.failover_policy,
+        failback_policy: new.failback_policy,
+        fallback_timer: new.fallback_timer.clone(),
+        priority: new.priority,
+        networks: new.networks.clone(),
+        local_lan_failover_allowed: new.local_lan_failover_allowed,
+        requires: new.requires,
+        failure_expiry: new.failure_expiry,
+        run_timeout: new.run_timeout,
+        halt_timeout: new.halt_timeout,
+        ..old.clone()
+    };
+    placement_as_new != *new
+}
+
+/// The packages whose definition changed so that they halt and run again where they run
+/// ([`needs_restart`]), and whether anything changed at all.
 fn changes(
     new: &Config,
     new_rules: &Rules,
@@ -497,7 +524,12 @@ fn changes(
     let restart: BTreeSet<PackageName> = new
         .packages
         .iter()
-        .filter(|(name, p)| running.packages.get(*name).is_some_and(|r| r != *p))
+        .filter(|(name, p)| {
+            running
+                .packages
+                .get(*name)
+                .is_some_and(|r| needs_restart(p, r))
+        })
         .map(|(name, _)| name.clone())
         .collect();
     // Every other cluster setting that differs was refused before (`cluster_changes`).
@@ -880,6 +912,30 @@ mod tests {
             ),
             Ok(Vec::new())
         );
+    }
+
+    #[test]
+    fn only_a_change_of_what_runs_restarts_a_package_not_one_of_where_it_may_run() {
+        let config = example();
+        let old = config.packages.values().next().expect("a package").clone();
+        let mut placed = old.clone();
+        placed.nodes.reverse();
+        placed.priority = Some(7);
+        placed.auto_run = !old.auto_run;
+        placed.failure_expiry = Some(Duration::from_secs(60));
+        placed.run_timeout += Duration::from_secs(1);
+        assert!(!needs_restart(&placed, &old), "placement only");
+        let mut run = placed.clone();
+        run.resources.pop();
+        assert!(needs_restart(&run, &old), "a resource less");
+        let mut monitored = old.clone();
+        monitored.monitors.clear();
+        assert_eq!(
+            needs_restart(&monitored, &old),
+            !old.monitors.is_empty(),
+            "monitors"
+        );
+        assert!(!needs_restart(&old, &old));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! (issue 16), as an administrator changes them.
 //!
 //! - `--grow`: node `nodes + 1` joins. At a time drawn from the seed its daemon starts from
-//!   files that add it (to every package's node list too, so the packages halt and run again
-//!   where they run), and the files are applied through a running daemon, again every
+//!   files that add it (to every package's node list too: a change of where they may run,
+//!   which leaves them running), and the files are applied through a running daemon, again every
 //!   [`RETRY`] until the running configuration has it. At the end the leader must count it a
 //!   voter and a member.
 //! - `--shrink`: node `nodes` dies for good at a time drawn from the seed (powered off), and
@@ -23,7 +23,7 @@ use std::time::Duration;
 use halcyon_consensus::NodeId;
 use halcyon_daemon::Settings;
 
-use crate::faults::{self, Fault};
+use crate::faults::{self, Fault, Kind};
 use crate::invariants::Transitions;
 use crate::run::{Options, apply_request, boot, node_ip, settings_of, write_run_config};
 use crate::world::World;
@@ -115,6 +115,17 @@ impl Reshape {
     /// Whether `fault` is skipped: it targets the node `--shrink` removed.
     pub fn skips(&self, fault: &Fault) -> bool {
         !matches!(self.shrink, None | Some(Shrink::Alive(_))) && fault.nodes.contains(&self.last)
+    }
+
+    /// Whether `fault`'s heal is skipped: it would start the node `--shrink` keeps powered
+    /// off (a crash or a daemon kill drawn for it before it died for good).
+    pub fn skips_heal(&self, fault: &Fault) -> bool {
+        matches!(self.shrink, Some(Shrink::Removing(_) | Shrink::Removed(_)))
+            && fault.nodes.contains(&self.last)
+            && matches!(
+                fault.kind,
+                Kind::Crash | Kind::DaemonKill | Kind::Hang | Kind::DiskError
+            )
     }
 
     /// What happens at `now`; `transitions`, `options`, `directory`, `restarts` and

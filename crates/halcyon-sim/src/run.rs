@@ -53,14 +53,9 @@ pub struct Options {
     /// package's definition so that it halts and runs again where it runs, and some (drawn)
     /// the heartbeat sensitivity too, one above the run's and back (the lease unchanged).
     pub apply: bool,
-    /// The cluster starts with `nodes` nodes and node `nodes + 1` joins during the faults
-    /// (`halcyon apply` adding a node, issue 16): at a time drawn from the seed its daemon
-    /// starts from files that add it (to every package's node list too, so the packages
-    /// halt and run again where they run), and those files are applied through a running
-    /// daemon, again every [`crate::reshape::RETRY`] until the running configuration has it. It must
-    /// become a voter and a member with every invariant kept; it is never a fault's target,
-    /// but partitions drawn after it joined cut it off with the rest. `--apply`'s changes
-    /// after it keep it.
+    /// Node `nodes + 1` joins during the faults: `halcyon apply` of files that add it
+    /// (`crate::reshape`). It must become a voter and a member with every invariant kept.
+    /// Not with `shrink`.
     pub grow: bool,
     /// The last node dies for good during the faults and an administrator removes it
     /// (`halcyon apply` of the files without it; `crate::reshape`); it is powered on again
@@ -583,6 +578,12 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         heals.sort_by_key(|(at, _, _, _)| *at);
         while heals.first().is_some_and(|(at, _, _, _)| *at <= now) {
             let (_, index, fault, nodes) = heals.remove(0);
+            if reshape.skips_heal(&fault) {
+                world.note(format!(
+                    "fault {index} ends; its node stays off (it was removed)"
+                ));
+                continue;
+            }
             world.note(format!("fault {index} healed"));
             heal(&mut sim, &world, &hook, &fault, &transitions, nodes);
             if fault.kind == Kind::DiskError {

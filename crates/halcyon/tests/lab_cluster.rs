@@ -422,6 +422,176 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
     assert!(cluster.serving_host(PACKAGE).is_some());
 }
 
+/// The lab's configuration files without node `name` (in the cluster file and every
+/// package's node list), for `POST /v1/config/apply`.
+fn files_without(cluster: &LabCluster, name: &str) -> Vec<halcyon_api::ConfigFile> {
+    let dir = cluster.config_directory().to_path_buf();
+    halcyon_config::named_sources(std::slice::from_ref(&dir))
+        .expect("the lab's configuration")
+        .into_iter()
+        .map(|(file, text)| {
+            let mut doc: toml::Table = text.parse().expect("the lab writes toml");
+            if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
+                nodes.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(name));
+            }
+            if let Some(toml::Value::Array(nodes)) = doc
+                .get_mut("package")
+                .and_then(|p| p.as_table_mut())
+                .and_then(|p| p.get_mut("nodes"))
+            {
+                nodes.retain(|n| n.as_str() != Some(name));
+            }
+            halcyon_api::ConfigFile {
+                name: file,
+                text: toml::to_string(&doc).expect("toml"),
+            }
+        })
+        .collect()
+}
+
+/// `halcyon apply` removes a halted node while the package's holder is cut off from the
+/// others: the majority (whose voters still count the halted node) commits the change and
+/// takes the node out of the Raft membership, the old holder (which halted with its lease)
+/// rejoins on the new generation, the removed node's daemon (running, with files that name
+/// it) disturbs nothing, and the checker sees no double activation. A halted node still
+/// votes: when the majority's election makes it the coordinator, apply refuses and its
+/// daemon is stopped, as the refusal says, then started again once it is removed.
+#[test]
+fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
+    if !running_as_root_or_skip("node_removed_while_cut_off") {
+        return;
+    }
+    // Five hosts: if the halted node coordinates the majority, stopping it leaves a quorum.
+    let cluster = start_cluster(5, false);
+    let old = holder(&cluster);
+    let coordinator = cluster.status(old).expect("status")["coordinator"]
+        .as_str()
+        .and_then(host_of_node)
+        .expect("a coordinator");
+    let removed = cluster
+        .hosts()
+        .rev()
+        .find(|&host| host != old && host != coordinator)
+        .expect("a host that neither holds the package nor coordinates");
+    let name = halcyon_lab::cluster::node_name(removed);
+    let checker = start_checker(&cluster);
+    let (code, answer) = cluster
+        .api_post(old, &format!("/v1/nodes/{name}/halt"), "{}")
+        .expect("halt answers");
+    assert!(code < 300, "halt {name}: {code} {answer}");
+    cluster
+        .wait_for(
+            "the removed node halted",
+            Instant::now() + Duration::from_secs(20),
+            || {
+                let status = cluster.status(old).ok()?;
+                let nodes = status["nodes"].as_array()?;
+                nodes
+                    .iter()
+                    .any(|n| n["name"] == name.as_str() && n["member"] == false)
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
+    wait_for_failover(&cluster, &checker, old, cut_at);
+    let asked = majority
+        .iter()
+        .copied()
+        .find(|&host| host != removed)
+        .expect("a majority host that stays");
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest {
+        files: files_without(&cluster, &name),
+    })
+    .unwrap();
+    let applied_at = Instant::now();
+    let post = || {
+        cluster
+            .api_post(asked, "/v1/config/apply", &body)
+            .expect("the majority answers")
+    };
+    let (mut code, mut answer) = post();
+    // The halted node still votes, and the majority's election may have made it the
+    // coordinator: as the refusal says, its daemon is stopped and another node takes over.
+    let mut stopped = false;
+    if code == 409
+        && answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("{name} is the coordinator")))
+    {
+        println!("{name} coordinates the majority: its daemon stopped, as the refusal says");
+        cluster.kill_daemon(removed).expect("the daemon stops");
+        stopped = true;
+        cluster
+            .wait_for(
+                "another coordinator",
+                Instant::now() + Duration::from_secs(20),
+                || {
+                    let status = cluster.status(asked).ok()?;
+                    (halcyon_lab::cluster::has_quorum(&status)
+                        && status["coordinator"].as_str().is_some_and(|c| c != name))
+                    .then_some(())
+                },
+            )
+            .unwrap_or_else(|error| panic!("{error}"));
+        (code, answer) = post();
+    }
+    assert!(code < 300, "apply: {code} {answer}");
+    println!(
+        "apply removing {name} during the partition: {code} after {:?}",
+        applied_at.elapsed()
+    );
+    cluster
+        .wait_for(
+            "the removed node out of the voters",
+            Instant::now() + Duration::from_secs(20),
+            || {
+                let status = cluster.status(asked).ok()?;
+                let voters = status["quorum"]["voters"].as_array()?;
+                (status["generation"] == 2 && !voters.iter().any(|v| v == name.as_str()))
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(asked, 40)));
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    cluster
+        .wait_for(
+            "the old holder on generation 2",
+            healed_at + Duration::from_secs(30),
+            || {
+                let status = cluster.status(old).ok()?;
+                (status["generation"] == 2 && halcyon_lab::cluster::has_quorum(&status))
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(old, 40)));
+    if stopped {
+        // Started again with its files, which still name it: outside the cluster now.
+        cluster.start_daemon(removed).expect("the daemon starts");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let term = cluster.status(asked).expect("status")["quorum"]["term"].as_u64();
+    std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(2));
+    let status = cluster.status(asked).expect("status");
+    assert_eq!(
+        status["quorum"]["term"].as_u64(),
+        term,
+        "an election after the heal: {status:#}"
+    );
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{status:#}"
+    );
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+    assert!(cluster.serving_host(PACKAGE).is_some());
+}
+
 /// The holder's IP networks cut from the others while the disk heartbeat still works. The
 /// isolated side loses its lease and halts; the event on the majority should be network_down
 /// (SPEC 5). With `require_move`, the package must also be served elsewhere within the bound.

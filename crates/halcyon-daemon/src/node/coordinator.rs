@@ -345,7 +345,8 @@ impl Node {
         tracing::warn!(node = %self.name, number, voters = %voters.join(", "), "node {number} left the Raft membership: the configuration no longer has it");
         let recorded = self
             .submit(&Command::VoterChanged {
-                node: NodeName::from(self.node_name_of(id).as_str()),
+                // The running configuration has no name for it; this node's files may.
+                node: NodeName::from(crate::peers::name_of(&self.boot_config, id).as_str()),
                 added: false,
                 voters,
                 by,

@@ -252,7 +252,8 @@ pub fn differences(running: &Config, new: &Config, preview: &ApplyPreview) -> Ve
             let restarts = if preview.restart.iter().any(|r| r == name.as_str()) {
                 " (halts and runs again where it runs)"
             } else {
-                ""
+                " (where it may run: it keeps running where it runs while that node stays \
+                 eligible)"
             };
             out.push(format!("~ package {name}{restarts}:"));
             walk(
