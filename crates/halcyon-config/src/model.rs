@@ -755,6 +755,33 @@ pub struct Package {
 }
 
 impl Package {
+    /// Whether this package, changed from `running` by `halcyon apply`, must halt and run
+    /// again where it runs: what runs changed (its type, resources, monitors,
+    /// dependencies). A change of where and when it may run only (its node list, `auto_run`,
+    /// the failover and failback policies and timer, priority, failure expiry, `requires`,
+    /// its networks, the timeouts of its next run and halt, local LAN failover) leaves it
+    /// running: the `config_change` plan places it with the new definition and moves it only
+    /// when its node is no longer eligible (Serviceguard changes a running package's node
+    /// list the same way). A field added later counts as what runs until listed here.
+    pub fn restarts_from(&self, running: &Package) -> bool {
+        let placed_as_self = Package {
+            nodes: self.nodes.clone(),
+            auto_run: self.auto_run,
+            failover_policy: self.failover_policy,
+            failback_policy: self.failback_policy,
+            fallback_timer: self.fallback_timer.clone(),
+            priority: self.priority,
+            networks: self.networks.clone(),
+            local_lan_failover_allowed: self.local_lan_failover_allowed,
+            requires: self.requires,
+            failure_expiry: self.failure_expiry,
+            run_timeout: self.run_timeout,
+            halt_timeout: self.halt_timeout,
+            ..running.clone()
+        };
+        placed_as_self != *self
+    }
+
     /// Position of `node` in the node list (0 = primary).
     pub fn node_rank(&self, node: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.as_str() == node)

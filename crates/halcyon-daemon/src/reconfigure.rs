@@ -487,34 +487,9 @@ pub(crate) fn cluster_changes(
     Ok(changes)
 }
 
-/// Whether a package changed from `old` to `new` must halt and run again where it runs:
-/// what runs changed (its type, resources, monitors, dependencies). A change of where and
-/// when it may run only (its node list, `auto_run`, the failover and failback policies and
-/// timer, priority, failure expiry, `requires`, its networks, the timeouts of its next run
-/// and halt, local LAN failover) leaves it running: the `config_change` plan places it with
-/// the new definition, and moves it only when its node is no longer eligible (Serviceguard
-/// changes a running package's node list the same way).
-pub(crate) fn needs_restart(new: &halcyon_config::Package, old: &halcyon_config::Package) -> bool {
-    let placement_as_new = halcyon_config::Package {
-        nodes: new.nodes.clone(),
-        auto_run: new.auto_run,
-        failover_policy: new.failover_policy,
-        failback_policy: new.failback_policy,
-        fallback_timer: new.fallback_timer.clone(),
-        priority: new.priority,
-        networks: new.networks.clone(),
-        local_lan_failover_allowed: new.local_lan_failover_allowed,
-        requires: new.requires,
-        failure_expiry: new.failure_expiry,
-        run_timeout: new.run_timeout,
-        halt_timeout: new.halt_timeout,
-        ..old.clone()
-    };
-    placement_as_new != *new
-}
-
 /// The packages whose definition changed so that they halt and run again where they run
-/// ([`needs_restart`]), and whether anything changed at all.
+/// (`Package::restarts_from`, as the replicated state computes them), and whether anything
+/// changed at all.
 fn changes(
     new: &Config,
     new_rules: &Rules,
@@ -528,7 +503,7 @@ fn changes(
             running
                 .packages
                 .get(*name)
-                .is_some_and(|r| needs_restart(p, r))
+                .is_some_and(|r| p.restarts_from(r))
         })
         .map(|(name, _)| name.clone())
         .collect();
@@ -924,18 +899,18 @@ mod tests {
         placed.auto_run = !old.auto_run;
         placed.failure_expiry = Some(Duration::from_secs(60));
         placed.run_timeout += Duration::from_secs(1);
-        assert!(!needs_restart(&placed, &old), "placement only");
+        assert!(!placed.restarts_from(&old), "placement only");
         let mut run = placed.clone();
         run.resources.pop();
-        assert!(needs_restart(&run, &old), "a resource less");
+        assert!(run.restarts_from(&old), "a resource less");
         let mut monitored = old.clone();
         monitored.monitors.clear();
         assert_eq!(
-            needs_restart(&monitored, &old),
+            monitored.restarts_from(&old),
             !old.monitors.is_empty(),
             "monitors"
         );
-        assert!(!needs_restart(&old, &old));
+        assert!(!old.restarts_from(&old));
     }
 
     #[test]

@@ -1378,7 +1378,12 @@ impl State {
         let restart = config
             .packages
             .iter()
-            .filter(|(name, package)| running.packages.get(*name).is_some_and(|r| r != *package))
+            .filter(|(name, package)| {
+                running
+                    .packages
+                    .get(*name)
+                    .is_some_and(|r| package.restarts_from(r))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         let generation = self.generation() + 1;

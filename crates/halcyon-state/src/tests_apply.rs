@@ -132,3 +132,35 @@ fn a_state_from_before_generations_reads_as_generation_one() {
     assert!(old.staged().is_none());
     assert_eq!(State::new().generation(), 0);
 }
+
+/// A change of where a package may run (its node list and priority) does not put it in the
+/// `config_change`'s restart set; a change of what runs does.
+#[test]
+fn only_a_change_of_what_runs_is_in_the_restart_set() {
+    let (mut s, index) = running();
+    let placed = PACKAGE.replace(
+        "nodes = [\"n1\", \"n2\"]",
+        "nodes = [\"n2\", \"n1\"]\npriority = 3",
+    );
+    let config = halcyon_config::load_texts(&[("cluster.toml", CLUSTER), ("web.toml", &placed)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reply = s.apply(
+        index + 1,
+        Command::ConfigApply {
+            config: Box::new(config),
+            rules: Rules::default(),
+            sources: Vec::new(),
+            by: "admin".into(),
+            at: t(10),
+            request: None,
+        },
+    );
+    assert!(matches!(reply, Reply::Queued { .. }), "{reply:?}");
+    assert_eq!(
+        s.pending()[0].event,
+        Event::ConfigChange {
+            generation: 2,
+            restart: BTreeSet::new()
+        }
+    );
+}
