@@ -449,39 +449,26 @@ fn files_without(cluster: &LabCluster, name: &str) -> Vec<halcyon_api::ConfigFil
         .collect()
 }
 
-/// `halcyon apply` removes a halted node while the package's holder is cut off from the
-/// others: the majority (whose voters still count the halted node) commits the change and
-/// takes the node out of the Raft membership, the old holder (which halted with its lease)
-/// rejoins on the new generation, the removed node's daemon (running, with files that name
-/// it) disturbs nothing, and the checker sees no double activation. A halted node still
-/// votes: when the majority's election makes it the coordinator, apply refuses and its
-/// daemon is stopped, as the refusal says, then started again once it is removed.
-#[test]
-fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
-    if !running_as_root_or_skip("node_removed_while_cut_off") {
-        return;
-    }
-    // Five hosts: if the halted node coordinates the majority, stopping it leaves a quorum.
-    let cluster = start_cluster(5, false);
-    let old = holder(&cluster);
+/// A host that neither holds the package (on `old`) nor coordinates, halted through the API
+/// (`halcyon node halt`): its number and node name, once `old` sees it is no member.
+fn halt_a_bystander(cluster: &LabCluster, old: usize) -> (usize, String) {
     let coordinator = cluster.status(old).expect("status")["coordinator"]
         .as_str()
         .and_then(host_of_node)
         .expect("a coordinator");
-    let removed = cluster
+    let host = cluster
         .hosts()
         .rev()
         .find(|&host| host != old && host != coordinator)
         .expect("a host that neither holds the package nor coordinates");
-    let name = halcyon_lab::cluster::node_name(removed);
-    let checker = start_checker(&cluster);
+    let name = halcyon_lab::cluster::node_name(host);
     let (code, answer) = cluster
         .api_post(old, &format!("/v1/nodes/{name}/halt"), "{}")
         .expect("halt answers");
     assert!(code < 300, "halt {name}: {code} {answer}");
     cluster
         .wait_for(
-            "the removed node halted",
+            "the node halted",
             Instant::now() + Duration::from_secs(20),
             || {
                 let status = cluster.status(old).ok()?;
@@ -493,20 +480,21 @@ fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
             },
         )
         .unwrap_or_else(|error| panic!("{error}"));
+    (host, name)
+}
 
-    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
-    let cut_at =
-        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
-    wait_for_failover(&cluster, &checker, old, cut_at);
-    let asked = majority
-        .iter()
-        .copied()
-        .find(|&host| host != removed)
-        .expect("a majority host that stays");
-    let body = serde_json::to_string(&halcyon_api::ApplyRequest {
-        files: files_without(&cluster, &name),
-    })
-    .unwrap();
+/// `files` applied through `asked`'s API. A halted node still votes, and an election may
+/// have made `halted` (named `name`) the coordinator: then, as the refusal says, its daemon
+/// is stopped, another node takes over and the files are applied again. Returns whether
+/// the daemon was stopped.
+fn apply_as_the_refusal_says(
+    cluster: &LabCluster,
+    asked: usize,
+    halted: usize,
+    name: &str,
+    files: Vec<halcyon_api::ConfigFile>,
+) -> bool {
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
     let applied_at = Instant::now();
     let post = || {
         cluster
@@ -514,16 +502,14 @@ fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
             .expect("the majority answers")
     };
     let (mut code, mut answer) = post();
-    // The halted node still votes, and the majority's election may have made it the
-    // coordinator: as the refusal says, its daemon is stopped and another node takes over.
     let mut stopped = false;
     if code == 409
         && answer["error"]
             .as_str()
             .is_some_and(|e| e.contains(&format!("{name} is the coordinator")))
     {
-        println!("{name} coordinates the majority: its daemon stopped, as the refusal says");
-        cluster.kill_daemon(removed).expect("the daemon stops");
+        println!("{name} coordinates: its daemon stopped, as the refusal says");
+        cluster.kill_daemon(halted).expect("the daemon stops");
         stopped = true;
         cluster
             .wait_for(
@@ -540,34 +526,83 @@ fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
         (code, answer) = post();
     }
     assert!(code < 300, "apply: {code} {answer}");
-    println!(
-        "apply removing {name} during the partition: {code} after {:?}",
-        applied_at.elapsed()
-    );
+    println!("apply: {code} after {:?}", applied_at.elapsed());
+    stopped
+}
+
+/// Waits until `host` runs generation `generation` and `name` is (`voter`) or is not a
+/// Raft voter.
+fn wait_generation_and_voter(
+    cluster: &LabCluster,
+    host: usize,
+    generation: u64,
+    name: &str,
+    voter: bool,
+) {
     cluster
         .wait_for(
-            "the removed node out of the voters",
-            Instant::now() + Duration::from_secs(20),
+            "the generation and the voters",
+            Instant::now() + Duration::from_secs(30),
             || {
-                let status = cluster.status(asked).ok()?;
+                let status = cluster.status(host).ok()?;
                 let voters = status["quorum"]["voters"].as_array()?;
-                (status["generation"] == 2 && !voters.iter().any(|v| v == name.as_str()))
+                (status["generation"] == generation && voters.iter().any(|v| v == name) == voter)
                     .then_some(())
             },
         )
-        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(asked, 40)));
-    let healed_at = fault::heal(cluster.lab()).expect("heal");
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(host, 40)));
+}
+
+/// Waits until `old` (the holder cut off, healed at `healed_at`) runs `generation` with a
+/// quorum.
+fn wait_rejoined(cluster: &LabCluster, old: usize, generation: u64, healed_at: Instant) {
     cluster
         .wait_for(
-            "the old holder on generation 2",
+            "the old holder on the new generation",
             healed_at + Duration::from_secs(30),
             || {
                 let status = cluster.status(old).ok()?;
-                (status["generation"] == 2 && halcyon_lab::cluster::has_quorum(&status))
+                (status["generation"] == generation && halcyon_lab::cluster::has_quorum(&status))
                     .then_some(())
             },
         )
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(old, 40)));
+}
+
+/// `halcyon apply` removes a halted node while the package's holder is cut off from the
+/// others: the majority (whose voters still count the halted node) commits the change and
+/// takes the node out of the Raft membership, the old holder (which halted with its lease)
+/// rejoins on the new generation, the removed node's daemon (running, with files that name
+/// it) disturbs nothing, and the checker sees no double activation.
+#[test]
+fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
+    if !running_as_root_or_skip("node_removed_while_cut_off") {
+        return;
+    }
+    // Five hosts: if the halted node coordinates the majority, stopping it leaves a quorum.
+    let cluster = start_cluster(5, false);
+    let old = holder(&cluster);
+    let (removed, name) = halt_a_bystander(&cluster, old);
+    let checker = start_checker(&cluster);
+    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
+    wait_for_failover(&cluster, &checker, old, cut_at);
+    let asked = majority
+        .iter()
+        .copied()
+        .find(|&host| host != removed)
+        .expect("a majority host that stays");
+    let stopped = apply_as_the_refusal_says(
+        &cluster,
+        asked,
+        removed,
+        &name,
+        files_without(&cluster, &name),
+    );
+    wait_generation_and_voter(&cluster, asked, 2, &name, false);
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, old, 2, healed_at);
     if stopped {
         // Started again with its files, which still name it: outside the cluster now.
         cluster.start_daemon(removed).expect("the daemon starts");
@@ -590,6 +625,87 @@ fn a_node_removed_while_the_holder_is_cut_off_never_runs_the_package_twice() {
     println!("events: {:#?}", event_lines(&cluster));
     assert_safe(&cluster, &report);
     assert!(cluster.serving_host(PACKAGE).is_some());
+}
+
+/// `halcyon apply` adds a node while the package's holder is cut off from the others: a
+/// host removed earlier (halted, then applied out) is added back with its old store; the
+/// majority makes it a voter and a member, the package moves to it, the old holder rejoins
+/// on the new generation, and the checker sees no double activation.
+#[test]
+fn a_node_added_while_the_holder_is_cut_off_never_runs_the_package_twice() {
+    if !running_as_root_or_skip("node_added_while_cut_off") {
+        return;
+    }
+    let cluster = start_cluster(5, false);
+    let old = holder(&cluster);
+    let (added, name) = halt_a_bystander(&cluster, old);
+    let asked = cluster
+        .hosts()
+        .find(|&host| host != old && host != added)
+        .expect("a host that stays");
+    let all_files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+            .collect();
+    // Out of the cluster first (generation 2), its daemon running with files that name it.
+    let stopped = apply_as_the_refusal_says(
+        &cluster,
+        asked,
+        added,
+        &name,
+        files_without(&cluster, &name),
+    );
+    wait_generation_and_voter(&cluster, asked, 2, &name, false);
+    if stopped {
+        cluster.start_daemon(added).expect("the daemon starts");
+    }
+
+    let checker = start_checker(&cluster);
+    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
+    wait_for_failover(&cluster, &checker, old, cut_at);
+    // Back in (generation 3) while the holder is cut off: a voter and a member.
+    let added_at = Instant::now();
+    apply_as_the_refusal_says(&cluster, asked, added, &name, all_files);
+    wait_generation_and_voter(&cluster, asked, 3, &name, true);
+    cluster
+        .wait_for(
+            "the added node a member",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                let status = cluster.status(asked).ok()?;
+                let nodes = status["nodes"].as_array()?;
+                nodes
+                    .iter()
+                    .any(|n| n["name"] == name.as_str() && n["member"] == true)
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(added, 40)));
+    println!(
+        "{name} a voter and a member {:?} after apply",
+        added_at.elapsed()
+    );
+    cluster
+        .move_package(asked, PACKAGE, added)
+        .expect("the move is accepted");
+    cluster
+        .wait_for(
+            "the package on the added node",
+            Instant::now() + Duration::from_secs(30),
+            || (cluster.serving_host(PACKAGE) == Some(added)).then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(added, 40)));
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, old, 3, healed_at);
+    std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+    assert_eq!(cluster.serving_host(PACKAGE), Some(added));
 }
 
 /// The holder's IP networks cut from the others while the disk heartbeat still works. The
