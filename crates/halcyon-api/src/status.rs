@@ -203,6 +203,10 @@ pub struct NodeStatus {
     /// incarnation), and from daemons that predate the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded: Option<ExcludedView>,
+    /// `halcyon apply` added the node and it is not a Raft voter yet: it becomes one once
+    /// its daemon's heartbeats are heard (absent otherwise, and from older daemons).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joining: bool,
 }
 
 /// A node excluded because it did not complete the work of an event within the bound the

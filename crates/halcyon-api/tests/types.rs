@@ -159,6 +159,7 @@ fn status() -> StatusResponse {
             }],
             fence: None,
             excluded: None,
+            joining: false,
         }],
         packages: vec![PackageStatus {
             name: PackageName::from("db"),

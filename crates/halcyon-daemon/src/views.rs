@@ -338,6 +338,7 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
                     at: f.at,
                 }),
                 excluded: excluded(state, &n.name),
+                joining: state.joining().contains(&n.name),
             }
         })
         .collect()

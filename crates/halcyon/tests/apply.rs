@@ -784,11 +784,12 @@ fn apply_arms_and_disarms_the_watchdog_on_every_node() {
     assert!(alive(keep[0]), "{keep:?}");
 }
 
-/// Issue 16: a fourth node added to a running 3-node cluster. Its daemon starts with the
-/// four-node files and its credentials (made with the cluster's CA, as `halcyon init node`
-/// does) and waits; `apply` of the four-node files makes every node heartbeat it and the
-/// coordinator make it a voter; it becomes a member and takes a package; the package the
-/// change does not touch keeps its process.
+/// Issue 16: a fourth node added to a running 3-node cluster. `apply` of the four-node
+/// files makes it joining (status says so while its daemon does not run); its daemon then
+/// starts with those files and its credentials (made with the cluster's CA, as `halcyon
+/// init node` does): every node heartbeats it and the coordinator makes it a voter; it
+/// becomes a member and takes a package; the package the change does not touch keeps its
+/// process.
 #[test]
 fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
     let mut spec = Spec::new();
@@ -821,7 +822,6 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
             .resource(pid_service(&dir, "fourth", "v1", false)),
     );
     four.write(&c.config_dir()).unwrap();
-    c.start(4);
     let applied = write(&c, &four, "four");
     let (code, out) = apply(&c, &applied, &["--dry-run"]);
     assert_eq!(code, 0, "{out}");
@@ -831,6 +831,18 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
     let started = Instant::now();
     let (code, out) = apply(&c, &applied, &["--yes"]);
     assert_eq!(code, 0, "{out}");
+    // n4's daemon does not run yet: it is joining, and status says so.
+    c.wait_for(1, "n4 joining", FORM_TIMEOUT, |v| {
+        v["generation"] == 2 && node_of(v, "n4")["joining"] == true
+    });
+    let (code, out) = cli(&c, 1, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("n4: joining (added by halcyon apply)"),
+        "{out}"
+    );
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3"]);
+    c.start(4);
 
     // n4 joins the voters and becomes a member, seen by every node.
     for i in 1..=4 {
@@ -840,6 +852,7 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
                     .as_array()
                     .is_some_and(|voters| voters.iter().any(|n| n == "n4"))
                 && node_of(v, "n4")["member"] == true
+                && node_of(v, "n4")["joining"].is_null()
         });
     }
     eprintln!(

@@ -361,6 +361,14 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
         if let Some(x) = &n.excluded {
             let _ = writeln!(out, "  {}", excluded_line(n.name.as_str(), x, clock));
         }
+        if n.joining {
+            let _ = writeln!(
+                out,
+                "  {}: joining (added by halcyon apply): it becomes a voter once its daemon's \
+                 heartbeats are heard",
+                n.name
+            );
+        }
     }
     out.push('\n');
     if !v.quorum.has_quorum {
@@ -1102,6 +1110,7 @@ mod tests {
                 networks: Vec::new(),
                 fence: None,
                 excluded: None,
+                joining: false,
             }],
             packages,
             execution: None,
