@@ -648,6 +648,13 @@ pub trait ResourceFactory: Send + Sync {
     fn group_alive(&self, pgid: i32) -> bool;
     /// SIGKILL to process group `pgid`.
     fn kill_group(&self, pgid: i32);
+    /// Whether `resource`'s address is free for a package `halcyon apply` adds, seen from
+    /// `node` (this node): on none of its interfaces and answered by no other host; why not.
+    fn check_address_free(
+        &self,
+        resource: &halcyon_config::IpResource,
+        node: &halcyon_config::Node,
+    ) -> BoxFuture<'static, Result<(), String>>;
     /// Runs `fencing`'s levels against node `target` (SPEC 6) and says how it went.
     fn fence(
         &self,
@@ -704,6 +711,20 @@ impl ResourceFactory for HostResources {
     }
     fn kill_group(&self, pgid: i32) {
         halcyon_resources::signal_group(pgid, libc::SIGKILL);
+    }
+    fn check_address_free(
+        &self,
+        resource: &halcyon_config::IpResource,
+        node: &halcyon_config::Node,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let address = halcyon_resources::ip::IpAddress::new(resource.clone(), node);
+        Box::pin(async move {
+            address
+                .map_err(|e| e.to_string())?
+                .check_free()
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
     fn fence(
         &self,

@@ -587,6 +587,57 @@ pub fn preview(node: &Node, request: &ApplyRequest) -> Result<ApplyPreview, ApiE
     })
 }
 
+/// The ip resources of `new`'s packages with an address the running configuration's
+/// packages do not have (pure): the addresses `apply` brings into the cluster.
+pub(crate) fn new_addresses(
+    new: &Config,
+    running: &Config,
+) -> Vec<(PackageName, halcyon_config::IpResource)> {
+    let ip = |config: &Config| -> Vec<(PackageName, halcyon_config::IpResource)> {
+        config
+            .packages
+            .iter()
+            .flat_map(|(name, p)| {
+                p.resources.iter().filter_map(move |r| match r {
+                    halcyon_config::Resource::Ip(ip) => Some((name.clone(), ip.clone())),
+                    _ => None,
+                })
+            })
+            .collect()
+    };
+    let known: BTreeSet<std::net::IpAddr> = ip(running)
+        .iter()
+        .flat_map(|(_, ip)| ip.addresses.iter().map(|a| a.address))
+        .collect();
+    ip(new)
+        .into_iter()
+        .filter(|(_, ip)| ip.addresses.iter().any(|a| !known.contains(&a.address)))
+        .collect()
+}
+
+/// Refuses the files when an address they bring into the cluster is already taken, seen
+/// from this node (the leader) on each network it is on: on one of its interfaces, or
+/// answered by another host (ARP probe). Addresses on networks this node is not on are left
+/// to the start, which probes again.
+async fn check_new_addresses(node: &Node, new: &Config) -> Result<(), ApiError> {
+    let state = node.snapshot();
+    let running = applied_config(&state)?;
+    let Some(me) = new.node(node.name.as_str()) else {
+        return Ok(());
+    };
+    for (package, ip) in new_addresses(new, running) {
+        if me.interface_on(ip.network.as_str()).is_none() {
+            continue;
+        }
+        if let Err(why) = node.platform.resources.check_address_free(&ip, me).await {
+            return Err(ApiError::conflict(format!(
+                "refused: package {package}: {why}; nothing was changed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v1/config/apply` on the leader: stages the files and waits for their
 /// `config_change` to end.
 pub async fn apply(
@@ -602,6 +653,7 @@ pub async fn apply(
             staging.generation
         )));
     }
+    check_new_addresses(node, &staging.config).await?;
     // The engine's refusal is known before anything is committed.
     let event = Event::ConfigChange {
         generation: staging.generation + 1,
@@ -911,6 +963,41 @@ mod tests {
             "monitors"
         );
         assert!(!old.restarts_from(&old));
+    }
+
+    #[test]
+    fn only_addresses_the_running_packages_do_not_have_are_checked() {
+        let running = example();
+        assert_eq!(new_addresses(&running, &running), Vec::new());
+        // A copy of a package under another name with another address: that one only.
+        let mut new = running.clone();
+        let (name, package) = running
+            .packages
+            .iter()
+            .find(|(_, p)| {
+                p.resources
+                    .iter()
+                    .any(|r| matches!(r, halcyon_config::Resource::Ip(_)))
+            })
+            .expect("a package with an address");
+        let mut copy = package.clone();
+        copy.name = PackageName::from("copy");
+        for r in &mut copy.resources {
+            if let halcyon_config::Resource::Ip(ip) = r {
+                ip.addresses[0].address = "198.18.9.9".parse().unwrap();
+            }
+        }
+        new.packages.insert(copy.name.clone(), copy);
+        let found = new_addresses(&new, &running);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0.as_str(), "copy");
+        // The same address moved to another package is the cluster's already.
+        let mut moved = running.clone();
+        let mut same = package.clone();
+        same.name = PackageName::from("same");
+        moved.packages.remove(name);
+        moved.packages.insert(same.name.clone(), same);
+        assert_eq!(new_addresses(&moved, &running), Vec::new());
     }
 
     #[test]

@@ -410,6 +410,29 @@ impl IpAddress {
             .map_err(|e| self.io_error(&format!("interface {index}"), e))
     }
 
+    /// Whether the address is free for a package `halcyon apply` adds: on none of this
+    /// node's interfaces, and (IPv4) no other host answers the ARP probe on the primary
+    /// interface. Changes nothing.
+    pub async fn check_free(&self) -> Result<(), ResourceError> {
+        let mut netlink = self.open()?;
+        let index = self.resolve(&mut netlink, &self.primary.clone())?;
+        let link = self.link(&mut netlink, index)?;
+        if let Some(here) = self.find(&mut netlink)?.first() {
+            let device = self.link(&mut netlink, here.interface_index()).map_or_else(
+                |_| format!("interface {}", here.interface_index()),
+                |l| l.name,
+            );
+            return Err(ResourceError::Refused {
+                what: self.what(),
+                reason: format!(
+                    "{} is already on {device} of this node",
+                    self.address.address
+                ),
+            });
+        }
+        self.probe(index, link.mac(), &link.name).await
+    }
+
     /// Acquires the address on the primary interface.
     async fn acquire(&mut self) -> Result<(), ResourceError> {
         let mut netlink = self.open()?;

@@ -708,6 +708,69 @@ fn a_node_added_while_the_holder_is_cut_off_never_runs_the_package_twice() {
     assert_eq!(cluster.serving_host(PACKAGE), Some(added));
 }
 
+/// `halcyon apply` refuses a package whose address another host on the network already
+/// holds (the coordinator's ARP probe finds the client answering for it): nothing changes.
+/// Once the address is free the same files are applied and the package's address answers.
+#[test]
+fn apply_refuses_a_package_whose_address_another_host_holds() {
+    if !running_as_root_or_skip("apply_address_in_use") {
+        return;
+    }
+    let cluster = start_cluster(3, false);
+    let address = halcyon_lab::names::relocatable_address(1, 5);
+    let other = halcyon_testkit::Package::failover("other", &["h1", "h2", "h3"]).resource(
+        halcyon_testkit::Resource::Ip {
+            network: "net1".into(),
+            address,
+            prefix: 24,
+        },
+    );
+    let mut files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+            .collect();
+    files.push(halcyon_api::ConfigFile {
+        name: "other.toml".into(),
+        text: other.to_toml(),
+    });
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
+    let client = halcyon_lab::names::CLIENT;
+    cluster
+        .lab()
+        .add_address(client, 1, address, 24)
+        .expect("the client takes the address");
+    let (code, answer) = cluster
+        .api_post(1, "/v1/config/apply", &body)
+        .expect("apply answers");
+    println!("apply with {address} held by the client: {code} {answer}");
+    assert_eq!(code, 409, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("refused: package other: ") && error.contains("already answers"),
+        "{error}"
+    );
+    assert_eq!(cluster.status(1).expect("status")["generation"], 1);
+
+    cluster
+        .lab()
+        .delete_address(client, 1, address, 24)
+        .expect("the client gives the address up");
+    let (code, answer) = cluster
+        .api_post(1, "/v1/config/apply", &body)
+        .expect("apply answers");
+    assert!(code < 300, "{code} {answer}");
+    cluster
+        .wait_for(
+            "the package's address answers",
+            Instant::now() + Duration::from_secs(20),
+            || cluster.lab().ping(client, address).ok()?.then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(cluster.status(1).expect("status")["generation"], 2);
+}
+
 /// The holder's IP networks cut from the others while the disk heartbeat still works. The
 /// isolated side loses its lease and halts; the event on the majority should be network_down
 /// (SPEC 5). With `require_move`, the package must also be served elsewhere within the bound.
