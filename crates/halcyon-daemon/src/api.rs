@@ -283,7 +283,7 @@ async fn config_op(
         Err(e) => return failed(e),
     };
     match op.as_str() {
-        "preview" => reply(crate::reconfigure::preview(&node, &files)),
+        "preview" => reply(crate::reconfigure::preview(&node, &files).await),
         "apply" => {
             if must_forward(&node) {
                 let text = String::from_utf8_lossy(&body);

@@ -559,9 +559,13 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
     })
 }
 
-/// `POST /v1/config/preview`: the `config_change` plan the files would get now.
-pub fn preview(node: &Node, request: &ApplyRequest) -> Result<ApplyPreview, ApiError> {
+/// `POST /v1/config/preview`: the `config_change` plan the files would get now, or why
+/// `apply` would refuse them (the addresses they bring in are checked from this node).
+pub async fn preview(node: &Node, request: &ApplyRequest) -> Result<ApplyPreview, ApiError> {
     let staging = stage(node, request)?;
+    if staging.changed {
+        check_new_addresses(node, &staging.config).await?;
+    }
     let next_generation = staging.generation + u64::from(staging.changed);
     let plan_text = if staging.changed {
         let event = Event::ConfigChange {
@@ -616,7 +620,8 @@ pub(crate) fn new_addresses(
 }
 
 /// Refuses the files when an address they bring into the cluster is already taken, seen
-/// from this node (the leader) on each network it is on: on one of its interfaces, or
+/// from this node (the leader for `apply`, the node asked for a preview) on each network it
+/// is on: on one of its interfaces, or
 /// answered by another host (ARP probe). Addresses on networks this node is not on are left
 /// to the start, which probes again.
 async fn check_new_addresses(node: &Node, new: &Config) -> Result<(), ApiError> {

@@ -742,6 +742,11 @@ fn apply_refuses_a_package_whose_address_another_host_holds() {
         .add_address(client, 1, address, 24)
         .expect("the client takes the address");
     let (code, answer) = cluster
+        .api_post(2, "/v1/config/preview", &body)
+        .expect("preview answers");
+    println!("preview with {address} held by the client: {code} {answer}");
+    assert_eq!(code, 409, "{answer}");
+    let (code, answer) = cluster
         .api_post(1, "/v1/config/apply", &body)
         .expect("apply answers");
     println!("apply with {address} held by the client: {code} {answer}");
