@@ -30,14 +30,16 @@ pub trait HeartbeatLink: Send {
     /// (a disk network's slots are fixed when it opens) says so and keeps its peers.
     fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
         let _ = peers;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "the link of network {} keeps the peers it was made with",
-                self.network()
-            ),
-        ))
+        Err(peers_fixed(self.network()))
     }
+}
+
+/// What a link that keeps the peers it was made with answers to `set_peers`.
+pub(crate) fn peers_fixed(network: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("the link of network {network} keeps the peers it was made with"),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -62,13 +62,7 @@ pub trait AsyncHeartbeatLink: Send {
     /// with; a link that cannot says so and keeps its peers.
     fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
         let _ = peers;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "the link of network {} keeps the peers it was made with",
-                self.network()
-            ),
-        ))
+        Err(crate::link::peers_fixed(self.network()))
     }
 }
 

@@ -419,44 +419,56 @@ fn reconfigurations_under_faults_keep_every_invariant() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Seeds 1-6 with `flag` (`grow` or `shrink`) set by `with`, half of them with `--apply`
+/// (`apply_on`: the remainder of the seed by 2 that has it): each history must contain
+/// `happened`; returns the failures, each with its replay command.
+fn reshaped_failures(
+    flag: &str,
+    with: impl Fn(Options) -> Options,
+    apply_on: u64,
+    happened: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for seed in 1..=6 {
+        let options = with(Options {
+            apply: seed % 2 == apply_on,
+            ..Options::new(seed, 5)
+        });
+        let outcome = run(&options).expect("the simulation runs");
+        assert!(
+            outcome.history.contains(happened),
+            "seed {seed}: no \"{happened}\":\n{}",
+            outcome.history
+        );
+        if !outcome.passed() {
+            let apply = if options.apply { " --apply" } else { "" };
+            failures.push(format!(
+                "seed {seed} with --{flag}{apply}: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --{flag}{apply} --history",
+                outcome.violations.join("; "),
+            ));
+        }
+    }
+    failures
+}
+
 /// A node added to a running cluster under faults (`halcyon apply` adding a sixth node,
 /// issue 16), with and without `--apply`'s reconfigurations after it: no package on two
 /// nodes, every package running at the end, the new node a voter and a member at the end
 /// (checked by the run), and the history the same for the same seed.
 #[test]
 fn a_node_added_under_faults_joins_the_voters_and_keeps_every_invariant() {
-    let mut failures = Vec::new();
-    for seed in 1..=6 {
-        let options = Options {
-            grow: true,
-            apply: seed % 2 == 0,
-            ..Options::new(seed, 5)
-        };
-        let outcome = run(&options).expect("the simulation runs");
-        assert!(
-            outcome
-                .history
-                .contains("n6: its daemon starts from files that add it"),
-            "seed {seed}: n6 never started:\n{}",
-            outcome.history
-        );
-        if !outcome.passed() {
-            failures.push(format!(
-                "seed {seed} with --grow{}: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --grow{} --history",
-                if options.apply { " --apply" } else { "" },
-                outcome.violations.join("; "),
-                if options.apply { " --apply" } else { "" },
-            ));
-        }
-    }
+    let grow = |o: Options| Options { grow: true, ..o };
+    let failures = reshaped_failures(
+        "grow",
+        grow,
+        0,
+        "n6: its daemon starts from files that add it",
+    );
     let runs: Vec<u64> = (0..2)
         .map(|_| {
-            run(&Options {
-                grow: true,
-                ..Options::new(5, 5)
-            })
-            .expect("the simulation runs")
-            .digest
+            run(&grow(Options::new(5, 5)))
+                .expect("the simulation runs")
+                .digest
         })
         .collect();
     assert_eq!(runs[0], runs[1], "seed 5 with --grow did not repeat");
@@ -469,29 +481,11 @@ fn a_node_added_under_faults_joins_the_voters_and_keeps_every_invariant() {
 /// member at the end (checked by the run).
 #[test]
 fn a_node_removed_under_faults_leaves_and_disturbs_nothing_when_it_comes_back() {
-    let mut failures = Vec::new();
-    for seed in 1..=6 {
-        let options = Options {
-            shrink: true,
-            apply: seed % 2 == 1,
-            ..Options::new(seed, 5)
-        };
-        let outcome = run(&options).expect("the simulation runs");
-        assert!(
-            outcome
-                .history
-                .contains("n5: powered on again, with files that still name it"),
-            "seed {seed}: n5 was not removed and powered on again:\n{}",
-            outcome.history
-        );
-        if !outcome.passed() {
-            failures.push(format!(
-                "seed {seed} with --shrink{}: {}\nreplay: cargo run --release -p halcyon-sim -- --seed {seed} --shrink{} --history",
-                if options.apply { " --apply" } else { "" },
-                outcome.violations.join("; "),
-                if options.apply { " --apply" } else { "" },
-            ));
-        }
-    }
+    let failures = reshaped_failures(
+        "shrink",
+        |o| Options { shrink: true, ..o },
+        1,
+        "n5: powered on again, with files that still name it",
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
