@@ -248,6 +248,30 @@ pub(crate) fn node_removals(
         .collect())
 }
 
+/// Why nodes `new` adds cannot be added yet (pure): a number that is still a Raft member
+/// (`raft_members`, voters and learners) — a node removed earlier that has not left the
+/// membership yet; the new node would be taken for it.
+pub(crate) fn numbers_still_in_raft(
+    new: &halcyon_config::Cluster,
+    running: &halcyon_config::Cluster,
+    raft_members: &BTreeSet<u32>,
+) -> Option<String> {
+    let taken: Vec<String> = new
+        .nodes
+        .iter()
+        .filter(|n| running.node(n.name.as_str()).is_none() && raft_members.contains(&n.number))
+        .map(|n| format!("{} (number {})", n.name, n.number))
+        .collect();
+    (!taken.is_empty()).then(|| {
+        format!(
+            "refused: {}: the number is still a Raft member, a node removed earlier that has \
+             not left the membership yet; apply again once it has (`halcyon status` lists the \
+             voters), or choose another number; nothing was changed",
+            taken.join(", ")
+        )
+    })
+}
+
 /// A node as the diff shows it: its number and addresses.
 fn node_text(n: &halcyon_config::Node) -> String {
     let addresses: Vec<String> = n
@@ -535,6 +559,16 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
         .map(|id| node.node_name_of(id))
         .collect();
     let mut settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
+    let raft_members: BTreeSet<u32> = node
+        .consensus
+        .voters()
+        .into_iter()
+        .chain(node.consensus.learners())
+        .filter_map(|id| u32::try_from(id).ok())
+        .collect();
+    if let Some(why) = numbers_still_in_raft(&config.cluster, &running.cluster, &raft_members) {
+        return Err(ApiError::conflict(why));
+    }
     let coordinator = node.leader_api().map(|(name, _)| name);
     settings.extend(
         node_removals(
@@ -1003,6 +1037,27 @@ mod tests {
         moved.packages.remove(name);
         moved.packages.insert(same.name.clone(), same);
         assert_eq!(new_addresses(&moved, &running), Vec::new());
+    }
+
+    #[test]
+    fn a_node_added_with_the_number_of_a_member_still_in_raft_is_refused() {
+        let (three, four) = (ip_only(false), ip_only(true));
+        let members = |numbers: &[u32]| numbers.iter().copied().collect::<BTreeSet<u32>>();
+        assert_eq!(
+            numbers_still_in_raft(&four.cluster, &three.cluster, &members(&[1, 2, 3])),
+            None
+        );
+        let refusal = numbers_still_in_raft(&four.cluster, &three.cluster, &members(&[1, 2, 3, 4]))
+            .expect("refused");
+        assert!(
+            refusal.starts_with("refused: node4 (number 4): the number is still a Raft member"),
+            "{refusal}"
+        );
+        // A node the cluster has already is not added: nothing to say.
+        assert_eq!(
+            numbers_still_in_raft(&four.cluster, &four.cluster, &members(&[1, 2, 3, 4])),
+            None
+        );
     }
 
     #[test]
