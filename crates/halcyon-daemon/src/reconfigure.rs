@@ -378,19 +378,20 @@ pub(crate) fn cluster_changes(
         heartbeat,
         quorum,
         events: _,
-        limits,
+        // `limit_and_quorum_settings`.
+        limits: _,
     } = &new.cluster;
     let halcyon_config::Quorum {
         witness,
-        auto_shrink,
-        shrink_after,
-        min_voters,
+        // `limit_and_quorum_settings` and `min_voters_refusal`.
+        auto_shrink: _,
+        shrink_after: _,
+        min_voters: _,
         lease,
         watchdog,
     } = quorum;
-    let halcyon_config::Limits { max_event_duration } = limits;
     let r = &running.cluster;
-    let (rq, rl) = (&r.quorum, &r.limits);
+    let rq = &r.quorum;
     let refused = [
         ("[cluster] name", *name != r.name),
         ("[cluster] id", *id != r.id),
@@ -425,9 +426,32 @@ pub(crate) fn cluster_changes(
         ));
     }
     why.extend(node_refusals(&new.cluster, r));
-    let minimum = new.cluster.min_voters();
-    if *min_voters != rq.min_voters && minimum > voters.len() {
-        why.push(format!(
+    why.extend(min_voters_refusal(&new.cluster, r, voters));
+    if !why.is_empty() {
+        return Err(format!(
+            "refused: {}; nothing was changed. apply changes packages (add, remove, change), \
+             the [events] settings, the event rules, fence devices, {LIVE_SETTINGS}",
+            why.join("; ")
+        ));
+    }
+    let mut changes = added_nodes(&new.cluster, r);
+    changes.extend(sensitivity_settings(&new.cluster, r)?);
+    changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
+    changes.extend(limit_and_quorum_settings(&new.cluster, r, voters.len()));
+    Ok(changes)
+}
+
+/// Why `new`'s `min_voters` is refused against the `voters` the cluster has now (by name):
+/// a changed value above them (auto-shrink, `node remove` and `node forget` never leave
+/// fewer voters than `min_voters`, and apply does not either).
+fn min_voters_refusal(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+    voters: &[String],
+) -> Option<String> {
+    let minimum = new.min_voters();
+    (new.quorum.min_voters != r.quorum.min_voters && minimum > voters.len()).then(|| {
+        format!(
             "[quorum] min_voters {minimum} is more than the {} voter(s) the cluster has now \
              ({}): auto-shrink, `node remove` and `node forget` never leave fewer voters than \
              min_voters, and apply does not either; add the missing voters first (a node \
@@ -436,19 +460,28 @@ pub(crate) fn cluster_changes(
             voters.len(),
             voters.join(", "),
             voters.len()
-        ));
-    }
-    if !why.is_empty() {
-        return Err(format!(
-            "refused: {}; nothing was changed. apply changes packages (add, remove, change), \
-             the [events] settings, the event rules, fence devices, {LIVE_SETTINGS}",
-            why.join("; ")
-        ));
-    }
+        )
+    })
+}
+
+/// The `[limits]` and `[quorum]` settings `new` changes from `r` (pure), each with both
+/// values and what the change does; `voters`: how many the cluster has now.
+fn limit_and_quorum_settings(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+    voters: usize,
+) -> Vec<SettingChange> {
+    let halcyon_config::Quorum {
+        auto_shrink,
+        shrink_after,
+        min_voters,
+        ..
+    } = &new.quorum;
+    let max_event_duration = &new.limits.max_event_duration;
+    let (rq, rl) = (&r.quorum, &r.limits);
+    let minimum = new.min_voters();
     let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
-    let mut changes = added_nodes(&new.cluster, r);
-    changes.extend(sensitivity_settings(&new.cluster, r)?);
-    changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
+    let mut changes = Vec::new();
     if *max_event_duration != rl.max_event_duration {
         changes.push(SettingChange {
             setting: "[limits] max_event_duration".to_owned(),
@@ -500,15 +533,15 @@ pub(crate) fn cluster_changes(
         changes.push(SettingChange {
             setting: "[quorum] min_voters".to_owned(),
             old: text(r),
-            new: text(&new.cluster),
+            new: text(new),
             note: Some(format!(
                 "auto-shrink, `node remove` and `node forget` leave at least {minimum} voters \
                  ({} now)",
-                voters.len()
+                voters
             )),
         });
     }
-    Ok(changes)
+    changes
 }
 
 /// The packages whose definition changed so that they halt and run again where they run
