@@ -585,20 +585,9 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
     let (config, rules) = load_files(request)?;
     let state = node.snapshot();
     let running = applied_config(&state)?;
-    let voters: Vec<String> = node
-        .consensus
-        .voters()
-        .into_iter()
-        .map(|id| node.node_name_of(id))
-        .collect();
+    let voters = node.voter_names();
     let mut settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
-    let raft_members: BTreeSet<u32> = node
-        .consensus
-        .voters()
-        .into_iter()
-        .chain(node.consensus.learners())
-        .filter_map(|id| u32::try_from(id).ok())
-        .collect();
+    let raft_members = node.raft_member_numbers();
     if let Some(why) = numbers_still_in_raft(&config.cluster, &running.cluster, &raft_members) {
         return Err(ApiError::conflict(why));
     }

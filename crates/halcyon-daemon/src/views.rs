@@ -239,12 +239,7 @@ pub fn status(node: &Node) -> StatusResponse {
         quorum: Quorum {
             has_quorum,
             term: metrics.current_term,
-            voters: node
-                .consensus
-                .voters()
-                .iter()
-                .map(|id| node.node_name_of(*id))
-                .collect(),
+            voters: node.voter_names(),
             last_applied: state.applied_index(),
             detail: (!has_quorum).then(|| no_quorum(node)),
             foreign_requests: node.consensus.foreign_requests(),

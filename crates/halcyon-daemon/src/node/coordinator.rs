@@ -318,11 +318,8 @@ impl Node {
             .map(|n| n.number)
             .chain(config.cluster.quorum.witness.iter().map(|w| w.number))
             .collect();
-        self.consensus
-            .voters()
+        self.raft_member_numbers()
             .into_iter()
-            .chain(self.consensus.learners())
-            .map(|id| u32::try_from(id).unwrap_or(u32::MAX))
             .filter(|n| !configured.contains(n))
             .collect()
     }
@@ -336,12 +333,7 @@ impl Node {
             tracing::warn!(node = %self.name, number, "node {number} not taken out of the membership yet: {e}");
             return;
         }
-        let voters: Vec<String> = self
-            .consensus
-            .voters()
-            .into_iter()
-            .map(|id| self.node_name_of(id))
-            .collect();
+        let voters = self.voter_names();
         tracing::warn!(node = %self.name, number, voters = %voters.join(", "), "node {number} left the Raft membership: the configuration no longer has it");
         let recorded = self
             .submit(&Command::VoterChanged {

@@ -471,6 +471,25 @@ impl Node {
         peers::name_of(&self.config(), id)
     }
 
+    /// The Raft voters by name (the running configuration's, else `node N`).
+    pub(crate) fn voter_names(&self) -> Vec<String> {
+        self.consensus
+            .voters()
+            .into_iter()
+            .map(|id| self.node_name_of(id))
+            .collect()
+    }
+
+    /// The Raft members, voters and learners, by node number.
+    pub(crate) fn raft_member_numbers(&self) -> std::collections::BTreeSet<u32> {
+        self.consensus
+            .voters()
+            .into_iter()
+            .chain(self.consensus.learners())
+            .filter_map(|id| u32::try_from(id).ok())
+            .collect()
+    }
+
     /// Every node's API addresses, as the running configuration has them.
     pub(crate) fn peers(&self) -> Arc<Peers> {
         Arc::clone(

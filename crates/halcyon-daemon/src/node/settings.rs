@@ -179,52 +179,62 @@ impl Node {
         // Whether the running configuration has had this node, and whether its removal
         // was said.
         let (mut was_in, mut removal_said) = (false, false);
+        // The running configuration last acted on: the view changes with every entry, the
+        // configuration only at a switch. `again`: the heartbeats refused the last change.
+        let mut seen: Option<Arc<halcyon_config::Config>> = None;
+        let mut again = false;
         loop {
             view.borrow_and_update();
             let state = self.snapshot();
-            let mut again = false;
-            let is_in = state
-                .config()
-                .map(|config| config.node(self.name.as_str()).is_some());
-            was_in |= is_in == Some(true);
-            if was_in && is_in == Some(false) && !removal_said {
-                removal_said = true;
-                tracing::warn!(
-                    node = %self.name,
-                    generation = state.generation(),
-                    "this node is not in the running configuration any more (halcyon apply \
-                     removed it): the other nodes no longer heartbeat it nor take its \
-                     requests; stop its daemon"
-                );
-            }
-            if let Some(config) = state.config()
-                && let Some((detector, links)) =
-                    peers_change(&config.cluster, self.number, &watching)
-            {
-                if let Some(tls) = &self.raft_tls {
-                    tls.set_nodes(super::raft_member_names(config));
+            let config = state.config().cloned();
+            let switched = match (&seen, &config) {
+                (Some(seen), Some(now)) => !Arc::ptr_eq(seen, now),
+                (None, None) => false,
+                _ => true,
+            };
+            if let Some(config) = config.filter(|_| switched || again) {
+                seen = Some(Arc::clone(&config));
+                again = false;
+                let is_in = config.node(self.name.as_str()).is_some();
+                was_in |= is_in;
+                if was_in && !is_in && !removal_said {
+                    removal_said = true;
+                    tracing::warn!(
+                        node = %self.name,
+                        generation = state.generation(),
+                        "this node is not in the running configuration any more (halcyon \
+                         apply removed it): the other nodes no longer heartbeat it nor take \
+                         its requests; stop its daemon"
+                    );
                 }
-                self.set_peers(config);
-                let ask = |done| LeaseCommand::Peers {
-                    detector: Box::new(detector.clone()),
-                    links: links.clone(),
-                    done,
-                };
-                match self.ask_lease_task(ask).await {
-                    Some(Ok(())) => {
-                        tracing::info!(
-                            node = %self.name,
-                            peers = ?detector.peers,
-                            generation = state.generation(),
-                            "the nodes of the running configuration"
-                        );
-                        watching = detector;
+                if let Some((detector, links)) =
+                    peers_change(&config.cluster, self.number, &watching)
+                {
+                    if let Some(tls) = &self.raft_tls {
+                        tls.set_nodes(super::raft_member_names(&config));
                     }
-                    Some(Err(why)) => {
-                        tracing::warn!(node = %self.name, "heartbeat peers not changed yet: {why}");
-                        again = true;
+                    self.set_peers(&config);
+                    let ask = |done| LeaseCommand::Peers {
+                        detector: Box::new(detector.clone()),
+                        links: links.clone(),
+                        done,
+                    };
+                    match self.ask_lease_task(ask).await {
+                        Some(Ok(())) => {
+                            tracing::info!(
+                                node = %self.name,
+                                peers = ?detector.peers,
+                                generation = state.generation(),
+                                "the nodes of the running configuration"
+                            );
+                            watching = detector;
+                        }
+                        Some(Err(why)) => {
+                            tracing::warn!(node = %self.name, "heartbeat peers not changed yet: {why}");
+                            again = true;
+                        }
+                        None => return,
                     }
-                    None => return,
                 }
             }
             tokio::select! {
