@@ -235,13 +235,7 @@ impl Reshape {
 
     /// At the end: `--grow`'s node a voter and a member, `--shrink`'s no Raft member.
     pub fn check_end(&self, world: &World, options: &Options) {
-        let nodes: Vec<_> = world
-            .lock()
-            .nodes
-            .values()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect();
-        let Some(leader) = nodes.iter().find(|node| node.consensus.is_leader()) else {
+        let Some(leader) = world.leader() else {
             if self.grow.is_some() || self.shrink.is_some() {
                 world.violation("no leader at the end to check the nodes".to_owned());
             }

@@ -639,18 +639,10 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         describe_nodes(&world);
     }
     let history = world.history_text(usize::MAX);
-    let voters_at_end = world
-        .lock()
-        .nodes
-        .values()
-        .filter_map(std::sync::Weak::upgrade)
-        .find(|node| node.consensus.is_leader())
-        .map(|node| node.consensus.voters());
+    let voters_at_end = world.leader().map(|node| node.consensus.voters());
     let term_at_end = world
-        .lock()
-        .nodes
-        .values()
-        .filter_map(std::sync::Weak::upgrade)
+        .running_nodes()
+        .iter()
         .map(|node| node.consensus.metrics().borrow().current_term)
         .max()
         .unwrap_or(0);

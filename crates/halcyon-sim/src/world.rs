@@ -365,15 +365,25 @@ impl World {
         }
     }
 
-    /// Whether a running daemon's replica has node `n` in its running configuration.
-    pub fn running_config_has(&self, n: u32) -> bool {
-        let nodes: Vec<_> = self
-            .lock()
+    /// The daemons running now (the lock is not held while the caller uses them).
+    pub fn running_nodes(&self) -> Vec<Arc<halcyon_daemon::node::Node>> {
+        self.lock()
             .nodes
             .values()
             .filter_map(std::sync::Weak::upgrade)
-            .collect();
-        nodes.iter().any(|node| {
+            .collect()
+    }
+
+    /// A running daemon that leads, if any.
+    pub fn leader(&self) -> Option<Arc<halcyon_daemon::node::Node>> {
+        self.running_nodes()
+            .into_iter()
+            .find(|node| node.consensus.is_leader())
+    }
+
+    /// Whether a running daemon's replica has node `n` in its running configuration.
+    pub fn running_config_has(&self, n: u32) -> bool {
+        self.running_nodes().iter().any(|node| {
             node.snapshot()
                 .config()
                 .is_some_and(|config| config.cluster.nodes.iter().any(|c| c.number == n))
