@@ -181,6 +181,12 @@ pub struct LeaseStatus {
     /// is too slow for the heartbeat interval.
     #[serde(default)]
     pub warning: Option<String>,
+    /// Set while a `config_change` that shortened the lease may still have longer leases
+    /// running (granted before it): their duration. Every coordinator waits that long for a
+    /// lease to end until the coordinator settles them (about one such lease after the
+    /// change).
+    #[serde(default)]
+    pub unsettled_ms: Option<u64>,
 }
 
 /// One configured node as the answering node sees it.

@@ -142,6 +142,7 @@ fn status() -> StatusResponse {
             duration_ms: 619,
             renewal_slowest_ms: 12,
             warning: None,
+            unsettled_ms: Some(800),
         },
         nodes: vec![NodeStatus {
             name: NodeName::from("node1"),

@@ -22,16 +22,19 @@
 //! than a new, shorter value leaves the voters right after the switch). A `min_voters`
 //! above the cluster's voters now is refused (no path leaves fewer voters than it).
 //!
-//! The heartbeat sensitivity (`[heartbeat]` and each network's) changes too, while the
-//! lease it is part of stays the same: each node's failure detector takes it from the
-//! entry on (`node::settings`); one that would move the lease is refused, saying how far
-//! it may go. So does `[quorum] watchdog`: each node disarms the device it has open and
-//! opens the new one (`node::settings`).
+//! The heartbeat sensitivity (`[heartbeat]` and each network's) changes too: each node's
+//! failure detector takes it from the entry on (`node::settings`). So does the lease
+//! (`[quorum] lease`, or the one derived from failure detection), checked against the
+//! timing rule as `check` does: each node holds the new lease from its first renewal after
+//! the entry; a shorter lease leaves the longer ones granted before it unsettled, and every
+//! coordinator waits those out until they have certainly ended (`State::longest_lease`,
+//! the coordinator's `settle_leases`). So does `[quorum] watchdog`: each node disarms the
+//! device it has open and opens the new one (`node::settings`).
 //!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
 //! id, port, nodes, networks (but their sensitivity), the heartbeat interval, and
-//! `[quorum]`'s witness and lease (each node's runtime reads them at start: the heartbeat
-//! runner, Raft, the lease and its timing rule, the API's ports).
+//! `[quorum]`'s witness (each node's runtime reads them at start: the heartbeat runner,
+//! Raft's timings, the API's ports).
 //! `cluster_changes` decides (pure).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,8 +347,8 @@ fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
 const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duration, [quorum] \
-                             auto_shrink, shrink_after, min_voters and watchdog, and the \
-                             heartbeat sensitivity (while the lease stays the same)";
+                             auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
+                             heartbeat sensitivity";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
@@ -353,14 +356,12 @@ const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duratio
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
 /// name, id and port, the nodes and their interfaces, the networks but their heartbeat
-/// sensitivity, the heartbeat interval, and `[quorum]`'s witness and lease: the lease is
-/// part of the timing rule every node's guard and the coordinator's release waits rely
-/// on). Accepted: what only the replicated configuration feeds, so every node
+/// sensitivity, the heartbeat interval, and `[quorum]`'s witness). Accepted: what only the replicated configuration feeds, so every node
 /// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
 /// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
 /// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), `[quorum]
-/// watchdog` (each node switches its device), and the heartbeat sensitivity (each node's
-/// detector follows the running configuration) when the lease derived with it is the same. A larger `min_voters` than the cluster's voters now
+/// watchdog` (each node switches its device), the heartbeat sensitivity (each node's
+/// detector follows the running configuration) and the lease (see the module). A larger `min_voters` than the cluster's voters now
 /// is refused: auto-shrink, `node remove` and `node forget` never leave fewer voters than
 /// `min_voters`, and apply keeps that true as well.
 pub(crate) fn cluster_changes(
@@ -387,7 +388,8 @@ pub(crate) fn cluster_changes(
         auto_shrink: _,
         shrink_after: _,
         min_voters: _,
-        lease,
+        // `lease_setting`.
+        lease: _,
         watchdog,
     } = quorum;
     let r = &running.cluster;
@@ -410,7 +412,6 @@ pub(crate) fn cluster_changes(
             heartbeat.interval != r.heartbeat.interval,
         ),
         ("[quorum] witness", *witness != rq.witness),
-        ("[quorum] lease", *lease != rq.lease),
     ];
     let refused: Vec<&str> = refused
         .iter()
@@ -421,7 +422,7 @@ pub(crate) fn cluster_changes(
     if !refused.is_empty() {
         why.push(format!(
             "apply cannot change {} of a running cluster yet (each node reads them at start: \
-             the heartbeat runner, Raft, the lease and its timing rule, the API's ports)",
+             the heartbeat runner, Raft's timings, the API's ports)",
             refused.join(", ")
         ));
     }
@@ -435,7 +436,8 @@ pub(crate) fn cluster_changes(
         ));
     }
     let mut changes = added_nodes(&new.cluster, r);
-    changes.extend(sensitivity_settings(&new.cluster, r)?);
+    changes.extend(sensitivity_settings(&new.cluster, r));
+    changes.extend(lease_setting(&new.cluster, r));
     changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     changes.extend(limit_and_quorum_settings(&new.cluster, r, voters.len()));
     Ok(changes)
@@ -750,32 +752,13 @@ pub async fn apply(
     }
 }
 
-/// The heartbeat sensitivities `apply` changes (`[heartbeat]`'s and each network's), or
-/// why it refuses them: a sensitivity whose detection time would move the lease.
+/// The heartbeat sensitivities `apply` changes (`[heartbeat]`'s and each network's).
 fn sensitivity_settings(
     new: &halcyon_config::Cluster,
     r: &halcyon_config::Cluster,
-) -> Result<Vec<SettingChange>, String> {
+) -> Vec<SettingChange> {
     let show = |d: &std::time::Duration| humantime::format_duration(*d).to_string();
     let mut changes = Vec::new();
-    let (lease_now, lease_new) = (r.lease(), new.lease());
-    if lease_new != lease_now {
-        return Err(format!(
-            "refused: the heartbeat sensitivity would change the lease from {} to {} (the \
-             lease is the longer of failure detection, now {} and then {}, and the election \
-             bound, {}); apply cannot change the lease of a running cluster yet: every node's \
-             guard and the coordinator's release waits rely on one lease. Keep the longest \
-             detection time at most {} (or set [quorum] lease to {} explicitly, which apply \
-             cannot change either); nothing was changed",
-            show(&lease_now),
-            show(&lease_new),
-            show(&r.detection_time()),
-            show(&new.detection_time()),
-            show(&r.lease_min_for_elections()),
-            show(&lease_now),
-            show(&lease_now),
-        ));
-    }
     if new.heartbeat.sensitivity != r.heartbeat.sensitivity {
         changes.push(SettingChange {
             setting: "[heartbeat] sensitivity".to_owned(),
@@ -797,15 +780,58 @@ fn sensitivity_settings(
             new: network.heartbeat.sensitivity.to_string(),
             note: Some(format!(
                 "a path on {} is down after {} instead of {} without heartbeats, on each node \
-                 from the config_change entry on; the lease stays {}",
+                 from the config_change entry on",
                 network.name,
                 show(&network.heartbeat.detection_time()),
                 show(&was.heartbeat.detection_time()),
-                show(&lease_now)
             )),
         });
     }
-    Ok(changes)
+    changes
+}
+
+/// The lease `new` gives instead of `r`'s (configured, or derived from failure detection
+/// and the election bound, which `check` has checked it against), with what the switch does
+/// (pure).
+fn lease_setting(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+) -> Option<SettingChange> {
+    let show = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let (old_lease, new_lease) = (r.lease(), new.lease());
+    if old_lease == new_lease && new.quorum.lease == r.quorum.lease {
+        return None;
+    }
+    let show_setting = |c: &halcyon_config::Cluster| match c.quorum.lease {
+        Some(l) => show(l),
+        None => format!("{} (derived)", show(c.lease())),
+    };
+    let note = if new_lease < old_lease {
+        format!(
+            "each node holds {} leases from its first renewal after the config_change entry; \
+             until every {} lease granted before has certainly ended (about {} after the \
+             entry; `status` shows it), a coordinator still waits {} for a node's lease to end",
+            show(new_lease),
+            show(old_lease),
+            show(old_lease),
+            show(old_lease)
+        )
+    } else if new_lease > old_lease {
+        format!(
+            "each node holds {} leases from its first renewal after the config_change entry; \
+             a coordinator waits {} for a node's lease to end from the entry on",
+            show(new_lease),
+            show(new_lease)
+        )
+    } else {
+        format!("the lease stays {}", show(new_lease))
+    };
+    Some(SettingChange {
+        setting: "[quorum] lease".to_owned(),
+        old: show_setting(r),
+        new: show_setting(new),
+        note: Some(note),
+    })
 }
 
 /// `[quorum] watchdog` changed from `old` to `new`, with what each node does.
@@ -1156,13 +1182,12 @@ mod tests {
         assert_eq!(
             cluster_changes(&new, &running, &voters(ALL)),
             Err(
-                "refused: apply cannot change [heartbeat] interval, [quorum] lease of a \
-                 running cluster yet (each node reads them at start: the heartbeat runner, \
-                 Raft, the lease and its timing rule, the API's ports); nothing was changed. \
-                 apply changes packages (add, remove, change), the [events] settings, the \
-                 event rules, fence devices, nodes added and removed, [limits] \
-                 max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and \
-                 watchdog, and the heartbeat sensitivity (while the lease stays the same)"
+                "refused: apply cannot change [heartbeat] interval of a running cluster yet \
+                 (each node reads them at start: the heartbeat runner, Raft's timings, the \
+                 API's ports); nothing was changed. apply changes packages (add, remove, \
+                 change), the [events] settings, the event rules, fence devices, nodes added \
+                 and removed, [limits] max_event_duration, [quorum] auto_shrink, \
+                 shrink_after, min_voters, lease and watchdog, and the heartbeat sensitivity"
                     .to_owned()
             )
         );
@@ -1172,8 +1197,8 @@ mod tests {
         let refusal = cluster_changes(&faster, &running, &voters(ALL)).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[network]], [heartbeat] interval, [quorum] \
-                 lease of a running cluster yet"
+                "refused: apply cannot change [[network]], [heartbeat] interval of a running \
+                 cluster yet"
             ),
             "{refusal}"
         );
@@ -1194,7 +1219,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sensitivity_that_keeps_the_lease_is_applied_one_that_moves_it_is_refused() {
+    fn a_sensitivity_is_applied_and_one_that_moves_the_lease_moves_it_with_its_rule() {
         let running = example();
         assert_eq!(running.cluster.lease(), Duration::from_millis(619));
         // [heartbeat] sensitivity 4 -> 6: every network inheriting it takes it; 600 ms of
@@ -1217,7 +1242,7 @@ mod tests {
             changes[1].note.as_deref(),
             Some(
                 "a path on lan1 is down after 600ms instead of 400ms without heartbeats, on \
-                 each node from the config_change entry on; the lease stays 619ms"
+                 each node from the config_change entry on"
             )
         );
         // lan2 and the disk heartbeat inherit it too.
@@ -1232,7 +1257,8 @@ mod tests {
             ]
         );
 
-        // 7 x 100 ms = 700 ms of detection would make the lease 700 ms: refused.
+        // 7 x 100 ms = 700 ms of detection makes the lease 700 ms: a longer lease, waited
+        // out from the entry on.
         let mut longer = running.clone();
         longer.cluster.heartbeat.sensitivity = 7;
         for network in &mut longer.cluster.networks {
@@ -1240,18 +1266,46 @@ mod tests {
                 network.heartbeat.sensitivity = 7;
             }
         }
+        let changes = cluster_changes(&longer, &running, &voters(ALL)).unwrap();
+        let lease = changes.last().unwrap();
         assert_eq!(
-            cluster_changes(&longer, &running, &voters(ALL)),
-            Err(
-                "refused: the heartbeat sensitivity would change the lease from 619ms to \
-                 700ms (the lease is the longer of failure detection, now 400ms and then \
-                 700ms, and the election bound, 619ms); apply cannot change the lease of a \
-                 running cluster yet: every node's guard and the coordinator's release waits \
-                 rely on one lease. Keep the longest detection time at most 619ms (or set \
-                 [quorum] lease to 619ms explicitly, which apply cannot change either); \
-                 nothing was changed"
-                    .to_owned()
+            (
+                lease.setting.as_str(),
+                lease.old.as_str(),
+                lease.new.as_str()
+            ),
+            ("[quorum] lease", "619ms (derived)", "700ms (derived)")
+        );
+        assert_eq!(
+            lease.note.as_deref(),
+            Some(
+                "each node holds 700ms leases from its first renewal after the config_change \
+                 entry; a coordinator waits 700ms for a node's lease to end from the entry on"
             )
+        );
+        // Back from there: a shorter lease, the longer ones waited out until settled.
+        let changes = cluster_changes(&running, &longer, &voters(ALL)).unwrap();
+        let lease = changes.last().unwrap();
+        assert_eq!(
+            lease.note.as_deref(),
+            Some(
+                "each node holds 619ms leases from its first renewal after the config_change \
+                 entry; until every 700ms lease granted before has certainly ended (about \
+                 700ms after the entry; `status` shows it), a coordinator still waits 700ms \
+                 for a node's lease to end"
+            )
+        );
+        // The same lease configured instead of derived is named, with nothing to wait.
+        let mut explicit = running.clone();
+        explicit.cluster.quorum.lease = Some(Duration::from_millis(619));
+        let changes = cluster_changes(&explicit, &running, &voters(ALL)).unwrap();
+        assert_eq!(
+            (
+                changes[0].old.as_str(),
+                changes[0].new.as_str(),
+                changes[0].note.as_deref()
+            ),
+            ("619ms (derived)", "619ms", Some("the lease stays 619ms"))
         );
 
         // One network's own sensitivity: only that network is named.
@@ -1317,8 +1371,7 @@ mod tests {
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
                  change), the [events] settings, the event rules, fence devices, nodes added \
                  and removed, [limits] max_event_duration, [quorum] auto_shrink, \
-                 shrink_after, min_voters and watchdog, and the heartbeat sensitivity (while \
-                 the lease stays the same)"
+                 shrink_after, min_voters, lease and watchdog, and the heartbeat sensitivity"
                     .to_owned()
             )
         );

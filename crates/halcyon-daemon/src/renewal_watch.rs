@@ -60,6 +60,13 @@ impl RenewalWatch {
         }
     }
 
+    /// The limits of a lease changed by `halcyon apply` (the next renewals are judged by
+    /// them).
+    pub fn set_limits(&mut self, threshold: Duration, budget: Duration) {
+        self.threshold = threshold;
+        self.budget = budget;
+    }
+
     /// One granted renewal that took `round_trip`, seen at `now`. Returns the line to log
     /// when it was slow and the log was not told within [`WARN_EVERY`].
     pub fn observe(&mut self, now: Instant, round_trip: Duration) -> Option<String> {
@@ -149,6 +156,18 @@ mod tests {
         let report = w.report(t0 + ms(3_000));
         assert_eq!(report.slowest, ms(30));
         assert_eq!(report.warning, None);
+    }
+
+    #[test]
+    fn a_changed_lease_judges_the_next_renewals_by_its_limits() {
+        let t0 = Instant::now();
+        let mut w = watch(t0);
+        assert_eq!(w.observe(t0 + ms(10), ms(25)), None);
+        w.set_limits(ms(20), ms(40));
+        let line = w
+            .observe(t0 + ms(20), ms(25))
+            .expect("slow for the new limits");
+        assert!(line.contains("within 40 ms"), "{line}");
     }
 
     #[test]

@@ -252,6 +252,7 @@ pub fn status(node: &Node) -> StatusResponse {
                 duration_ms: node.holding_lease().as_millis() as u64,
                 renewal_slowest_ms: renewals.slowest.as_millis() as u64,
                 warning: renewals.warning,
+                unsettled_ms: state.unsettled_lease().map(|(_, l)| l.as_millis() as u64),
             }
         },
         nodes: node_statuses(node, &config, &state),

@@ -22,7 +22,7 @@
 //!   other node is reachable), `[leadership]` (`term`, `since`), `[grants]` (node = ms),
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`, `owed_since = [{ execution, step, index, since }]` or
-//!   `{ execution, launch, since }` for a command), `[lease]` (`duration_ms`, `election_max_ms`;
+//!   `{ execution, launch, since }` for a command, `unsettled_seen = [generation, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
 //!   by default the configuration's lease and Raft election timeout; `older_leases_end`, ms:
 //!   when the votes say every older leader's lease ended, by default not known), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
@@ -113,6 +113,7 @@ struct MemoryInput {
     error_logged: Option<(u64, i64)>,
     #[serde(default)]
     owed_since: Vec<OwedInput>,
+    unsettled_seen: Option<(u64, i64)>,
 }
 
 /// A piece of work the coordinator remembers a node owes: a plan action (`step`, `index`,
@@ -289,6 +290,10 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
                 Ok(((o.execution, work), base.instant(o.since)?))
             })
             .collect::<Result<_, Error>>()?,
+        unsettled_seen: remembered
+            .unsettled_seen
+            .map(|(generation, at)| base.instant(at).map(|at| (generation, at)))
+            .transpose()?,
     };
     let lease = LeaseFacts {
         duration: scenario
@@ -726,6 +731,9 @@ fn describe(command: &Command, view: &State) -> String {
             }
         ),
         Command::NodeJoined { node, .. } => format!("{node} joined the voters: no longer joining"),
+        Command::LeaseSettled { generation, .. } => {
+            format!("the leases granted before generation {generation} have ended")
+        }
         other => format!("{other:?}"),
     }
 }
@@ -794,6 +802,14 @@ fn describe_memory(memory: &Memory, base: &Base) -> String {
             })
             .collect();
         write!(text, ", owed: {}", owed.join(", ")).expect("writing to a string");
+    }
+    if let Some((generation, at)) = memory.unsettled_seen {
+        write!(
+            text,
+            ", the unsettled leases of generation {generation} seen at {}",
+            base.offset(at)
+        )
+        .expect("writing to a string");
     }
     text
 }

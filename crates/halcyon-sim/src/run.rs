@@ -51,7 +51,9 @@ pub struct Options {
     /// `halcyon apply` during the faults: [`APPLIES`] reconfigurations at times drawn from
     /// the seed (apart from the fault schedule, which stays as without), each changing one
     /// package's definition so that it halts and runs again where it runs, and some (drawn)
-    /// the heartbeat sensitivity too, one above the run's and back (the lease unchanged).
+    /// the heartbeat sensitivity and the lease too, one above the run's and about three
+    /// times as long, and back (a shorter lease: the longer ones stay unsettled until they
+    /// have ended, whatever the faults do meanwhile).
     pub apply: bool,
     /// Node `nodes + 1` joins during the faults: `halcyon apply` of files that add it
     /// (`crate::reshape`). It must become a voter and a member with every invariant kept.
@@ -244,8 +246,19 @@ impl Heartbeat {
         }
     }
 
+    /// The `[quorum] lease` that goes with `sensitivity_up` (what `--apply` changes with
+    /// it): about three times the derived one, so that a switch back to the derived lease
+    /// leaves long leases unsettled for a while under the seed's faults.
+    fn lease(self, sensitivity_up: bool) -> Option<&'static str> {
+        match self {
+            Heartbeat::Default if sensitivity_up => Some("2s"),
+            Heartbeat::Fast if sensitivity_up => Some("700ms"),
+            _ => None,
+        }
+    }
+
     /// The table's lines; `sensitivity_up`: one more missed heartbeat before a path is down
-    /// (what `--apply` changes; 500 ms and 120 ms of detection keep both leases).
+    /// (what `--apply` changes, with [`Heartbeat::lease`]).
     fn toml(self, sensitivity_up: bool) -> String {
         let up = u32::from(sensitivity_up);
         match self {
@@ -285,8 +298,8 @@ fn write_config_with(
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
-/// not given) and the heartbeat sensitivity is one higher with `sensitivity_up`: what
-/// `--apply` changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
+/// not given) and the heartbeat sensitivity is one higher and the lease longer with
+/// `sensitivity_up` ([`Heartbeat::lease`]): what `--apply` changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
@@ -306,8 +319,15 @@ fn write_config_variant(
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n",
         heartbeat.toml(sensitivity_up)
     );
+    let lease = heartbeat.lease(sensitivity_up);
+    if auto_shrink || lease.is_some() {
+        cluster.push_str("[quorum]\n");
+    }
     if auto_shrink {
-        cluster.push_str("[quorum]\nauto_shrink = true\nshrink_after = \"2s\"\n");
+        cluster.push_str("auto_shrink = true\nshrink_after = \"2s\"\n");
+    }
+    if let Some(lease) = lease {
+        let _ = writeln!(cluster, "lease = \"{lease}\"");
     }
     for n in 1..=nodes {
         let _ = write!(
@@ -555,7 +575,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 restarts[apply.package],
                 if apply.sensitivity {
                     format!(
-                        ", heartbeat sensitivity {}",
+                        ", heartbeat sensitivity and lease {}",
                         if sensitivity_up { "up" } else { "back" }
                     )
                 } else {

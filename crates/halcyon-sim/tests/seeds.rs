@@ -370,13 +370,14 @@ fn a_node_with_slower_heartbeat_files_never_outholds_the_coordinators_wait() {
 }
 
 /// `halcyon apply` under faults: three reconfigurations per run (a package's definition
-/// changes, so it halts and runs again where it runs, some with the heartbeat sensitivity;
-/// a second apply meets the lock), while the seed's faults happen. No package on two
+/// changes, so it halts and runs again where it runs, some with the heartbeat sensitivity
+/// and the lease, up and back to a shorter lease; a second apply meets the lock), while the seed's faults happen. No package on two
 /// nodes, every package running at the end, and the history the same for the same seed.
 #[test]
 fn reconfigurations_under_faults_keep_every_invariant() {
     let mut failures = Vec::new();
     let mut sensitivity_changed = 0;
+    let mut shortened = 0;
     for seed in 1..=8 {
         let options = Options {
             apply: true,
@@ -388,8 +389,17 @@ fn reconfigurations_under_faults_keep_every_invariant() {
             "seed {seed}: no apply was made:\n{}",
             outcome.history
         );
-        if outcome.history.contains("heartbeat sensitivity up") {
+        if outcome
+            .history
+            .contains("heartbeat sensitivity and lease up")
+        {
             sensitivity_changed += 1;
+        }
+        if outcome
+            .history
+            .contains("heartbeat sensitivity and lease back")
+        {
+            shortened += 1;
         }
         if !outcome.passed() {
             failures.push(format!(
@@ -414,7 +424,11 @@ fn reconfigurations_under_faults_keep_every_invariant() {
     );
     assert!(
         sensitivity_changed >= 2,
-        "{sensitivity_changed} of 8 seeds changed the heartbeat sensitivity"
+        "{sensitivity_changed} of 8 seeds changed the heartbeat sensitivity and the lease"
+    );
+    assert!(
+        shortened >= 1,
+        "{shortened} of 8 seeds shortened the lease again"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -229,6 +229,11 @@ pub enum Command {
     /// voter (committed by the coordinator once the membership change is done). Taken out of
     /// [`State::joining`].
     NodeJoined { node: NodeName, at: Timestamp },
+    /// Every lease granted before the `config_change` of `generation` shortened the lease
+    /// has ended (committed by the coordinator once it has certainly, see
+    /// [`State::unsettled_lease`]): a new coordinator waits the running configuration's
+    /// lease from then on.
+    LeaseSettled { generation: u64, at: Timestamp },
     /// The consensus voters changed (committed by the leader once the change is done):
     /// `node` became a voter (`added`) or stopped voting, asked `by` an administrator (`node
     /// add|remove`) or the coordinator (`auto-shrink`); `voters` after the change. Recorded
@@ -601,6 +606,11 @@ pub struct State {
     /// them back, until they register a new incarnation.
     #[serde(default)]
     stuck: BTreeMap<NodeName, Stuck>,
+    /// A lease longer than the running configuration's that a node may still hold: set
+    /// when a `config_change` shortens the lease (the longest lease granted before it), until
+    /// [`Command::LeaseSettled`]. See [`State::longest_lease`].
+    #[serde(default)]
+    unsettled_lease: Option<Duration>,
 }
 
 /// One file of a configuration directory as text: `name` relative to the directory.
@@ -787,6 +797,22 @@ impl State {
         }
     }
 
+    /// The longest lease a node may hold now: the running configuration's, or the longer
+    /// one of an earlier configuration until its leases have certainly ended. A coordinator
+    /// waits this long for a lease to end (never less); a node holds the running
+    /// configuration's (`None` before the bootstrap).
+    pub fn longest_lease(&self) -> Option<Duration> {
+        let running = self.config.as_ref()?.cluster.lease();
+        Some(self.unsettled_lease.map_or(running, |l| l.max(running)))
+    }
+
+    /// The longer lease of an earlier configuration that nodes may still hold (see
+    /// [`State::longest_lease`]), with the generation that shortened it: the coordinator
+    /// commits [`Command::LeaseSettled`] once every lease granted before has ended.
+    pub fn unsettled_lease(&self) -> Option<(u64, Duration)> {
+        self.unsettled_lease.map(|l| (self.generation(), l))
+    }
+
     /// The files the running configuration was read from (empty when not recorded).
     pub fn sources(&self) -> &[SourceFile] {
         &self.sources
@@ -859,6 +885,18 @@ impl State {
                         why: format!(
                             "{node} is already {}",
                             if voter { "a voter again" } else { "shrunk" }
+                        ),
+                    }
+                }
+            }
+            Command::LeaseSettled { generation, at: _ } => {
+                if generation == self.generation() && self.unsettled_lease.take().is_some() {
+                    Reply::Done
+                } else {
+                    Reply::Ignored {
+                        why: format!(
+                            "no lease of generation {generation} is unsettled (generation {} runs)",
+                            self.generation()
                         ),
                     }
                 }
@@ -1088,6 +1126,7 @@ impl State {
             joining,
             sources,
             stuck,
+            unsettled_lease,
         } = self;
         State {
             applied_index: *applied_index,
@@ -1120,6 +1159,7 @@ impl State {
             joining: joining.clone(),
             sources: Arc::clone(sources),
             stuck: stuck.clone(),
+            unsettled_lease: *unsettled_lease,
         }
     }
 
@@ -1579,6 +1619,11 @@ impl State {
                 );
             }
             self.forget_removed_nodes(&staged.config);
+            // Leases granted before the switch may be longer than the new configuration's:
+            // kept until the coordinator settles them.
+            let before = self.longest_lease();
+            let after = staged.config.cluster.lease();
+            self.unsettled_lease = before.filter(|b| *b > after);
             self.config = Some(Arc::clone(&staged.config));
             self.rules = staged.rules;
             self.sources = staged.sources;

@@ -164,3 +164,105 @@ fn only_a_change_of_what_runs_is_in_the_restart_set() {
         }
     );
 }
+
+/// The running configuration with the lease set to `lease`.
+fn with_lease(lease: &str) -> Config {
+    let cluster = CLUSTER.replacen(
+        "[[network]]",
+        &format!("[quorum]\nlease = \"{lease}\"\n[[network]]"),
+        1,
+    );
+    halcyon_config::load_texts(&[("cluster.toml", &cluster), ("web.toml", PACKAGE)])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Applies `config` and carries out its `config_change`; the next free index.
+fn switch_to(s: &mut State, index: u64, config: Config, at: Timestamp) -> u64 {
+    let reply = s.apply(
+        index,
+        Command::ConfigApply {
+            config: Box::new(config),
+            rules: Rules::default(),
+            sources: Vec::new(),
+            by: "admin".into(),
+            at,
+            request: None,
+        },
+    );
+    assert!(matches!(reply, Reply::Queued { .. }), "{reply:?}");
+    plan_next(s, index + 1, at);
+    done_all(s, index + 2, true) + 1
+}
+
+#[test]
+fn a_shorter_lease_keeps_the_longer_one_as_the_longest_until_it_is_settled() {
+    let (mut s, index) = running();
+    let derived = s.config().unwrap().cluster.lease();
+    assert_eq!(s.longest_lease(), Some(derived));
+    assert_eq!(s.unsettled_lease(), None);
+
+    // Longer: the new lease is the longest at once, nothing is unsettled.
+    let index = switch_to(&mut s, index + 1, with_lease("2s"), t(10));
+    assert_eq!(s.generation(), 2);
+    assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
+    assert_eq!(s.unsettled_lease(), None);
+
+    // Shorter: nodes hold 1 s from now on, but 2 s leases may still run.
+    let index = switch_to(&mut s, index, with_lease("1s"), t(20));
+    assert_eq!(s.config().unwrap().cluster.lease(), Duration::from_secs(1));
+    assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
+    assert_eq!(s.unsettled_lease(), Some((3, Duration::from_secs(2))));
+
+    // Shorter again before they were settled: the longest stays 2 s.
+    let index = switch_to(&mut s, index, with_lease("800ms"), t(30));
+    assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
+    assert_eq!(s.unsettled_lease(), Some((4, Duration::from_secs(2))));
+
+    // A settlement for an older generation changes nothing: a generation applied since may
+    // have granted leases the coordinator did not wait out.
+    let reply = s.apply(
+        index,
+        Command::LeaseSettled {
+            generation: 3,
+            at: t(31),
+        },
+    );
+    assert!(
+        matches!(&reply, Reply::Ignored { why } if why == "no lease of generation 3 is unsettled (generation 4 runs)"),
+        "{reply:?}"
+    );
+    assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
+    let reply = s.apply(
+        index + 1,
+        Command::LeaseSettled {
+            generation: 4,
+            at: t(32),
+        },
+    );
+    assert_eq!(reply, Reply::Done);
+    assert_eq!(s.longest_lease(), Some(Duration::from_millis(800)));
+    assert_eq!(s.unsettled_lease(), None);
+    let reply = s.apply(
+        index + 2,
+        Command::LeaseSettled {
+            generation: 4,
+            at: t(33),
+        },
+    );
+    assert!(matches!(reply, Reply::Ignored { .. }), "{reply:?}");
+}
+
+#[test]
+fn an_unsettled_lease_is_kept_in_snapshots() {
+    let (mut s, index) = running();
+    let index = switch_to(&mut s, index + 1, with_lease("2s"), t(10));
+    switch_to(&mut s, index, with_lease("1s"), t(20));
+    let bytes = serde_json::to_vec(&s).unwrap();
+    let back: State = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(back.unsettled_lease(), Some((3, Duration::from_secs(2))));
+    // A state written before leases could be unsettled has none.
+    let mut old: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    old.as_object_mut().unwrap().remove("unsettled_lease");
+    let back: State = serde_json::from_value(old).unwrap();
+    assert_eq!(back.unsettled_lease(), None);
+}

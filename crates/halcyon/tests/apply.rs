@@ -461,7 +461,7 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
     assert!(
         out.contains("refused: apply cannot change [heartbeat] interval of a running cluster yet")
             && out.contains("apply changes packages")
-            && out.contains("[limits] max_event_duration, [quorum] auto_shrink, shrink_after, min_voters and watchdog"),
+            && out.contains("[limits] max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog"),
         "{out}"
     );
     assert_eq!(generation(&c), 1);
@@ -652,8 +652,9 @@ fn sensitivities(v: &Value) -> Vec<(String, u64)> {
 
 /// Issue 16: the heartbeat sensitivity changes on a running cluster; every node's
 /// detector takes it from the entry, a node restarted with the old value in its files
-/// takes the cluster's, the package keeps its process, and a sensitivity that would move
-/// the lease is refused.
+/// takes the cluster's, the package keeps its process; a sensitivity that moves the lease
+/// moves every node's lease, and a shorter one leaves the longer leases unsettled until the
+/// coordinator has waited them out.
 #[test]
 fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_keeps_it() {
     let (mut c, dir, keep) = with_keep_running(Spec::new());
@@ -707,19 +708,53 @@ fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_ke
         "{v:#}"
     );
 
-    // 8 x 100 ms would make the lease 800 ms: refused, nothing changes.
+    // 8 x 100 ms makes the lease 800 ms (the longer of detection and the election bound):
+    // every node holds 800 ms leases from its next renewal on.
     let eight = write(
         &c,
         &base.clone().heartbeat(Duration::from_millis(100), 8),
         "eight",
     );
-    let (code, out) = apply(&c, &eight, &["--yes"]);
-    assert_eq!(code, 1, "{out}");
+    let (code, out) = apply(&c, &eight, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("the heartbeat sensitivity would change the lease from 619ms to 800ms"),
+        out.contains("~ [quorum] lease: 619ms (derived) -> 800ms (derived)"),
         "{out}"
     );
-    assert_eq!(generation(&c), 2);
+    let (code, out) = apply(&c, &eight, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "800 ms leases", FORM_TIMEOUT, |v| {
+            v["generation"] == 3
+                && v["lease"]["duration_ms"] == 800
+                && v["lease"]["unsettled_ms"].is_null()
+        });
+    }
+
+    // Back to 6: 619 ms leases from the next renewal, the 800 ms ones granted before
+    // waited out until the coordinator settles them, about a lease later.
+    let (code, out) = apply(&c, &six, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let switched = std::time::Instant::now();
+    // Settled 800 ms x 1.01 + 50 ms after the coordinator saw the switch: apply has
+    // answered long before.
+    c.wait_for(1, "generation 4", FORM_TIMEOUT, |v| v["generation"] == 4);
+    let v = c.status(1).unwrap();
+    assert_eq!(v["lease"]["unsettled_ms"], 800, "{v:#}");
+    let text = cli(&c, 1, &["status"]).1;
+    assert!(
+        text.contains("800 ms leases granted before may still run"),
+        "{text}"
+    );
+    for i in 1..=3 {
+        c.wait_for(i, "settled 619 ms leases", FORM_TIMEOUT, |v| {
+            v["lease"]["duration_ms"] == 619 && v["lease"]["unsettled_ms"].is_null()
+        });
+    }
+    eprintln!(
+        "the 800 ms leases were settled {} ms after apply answered",
+        switched.elapsed().as_millis()
+    );
     assert_eq!(
         sensitivities(&c.status(1).unwrap()),
         [("lan1".to_owned(), 6)]

@@ -708,6 +708,115 @@ fn a_node_added_while_the_holder_is_cut_off_never_runs_the_package_twice() {
     assert_eq!(cluster.serving_host(PACKAGE), Some(added));
 }
 
+/// `halcyon apply` shortens the lease (3 s configured, then derived: 619 ms) while the
+/// package's holder is cut off holding a 3 s lease: the majority switches, and its
+/// coordinator still waits the 3 s lease out before it starts the package elsewhere (the
+/// switch left it unsettled); the checker sees no double activation. The holder, healed,
+/// takes the new lease and the coordinator settles the old one.
+#[test]
+fn a_lease_shortened_while_the_holder_is_cut_off_never_runs_the_package_twice() {
+    if !running_as_root_or_skip("lease_shortened_while_cut_off") {
+        return;
+    }
+    let mut spec = ClusterSpec::new(HALCYON);
+    spec.disk_heartbeat = false;
+    spec.lease = Some(Duration::from_secs(3));
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            ..LabSpec::default()
+        },
+        spec,
+    );
+    // The holder a follower, so that the coordinator, in the majority, switches at once
+    // (before it detects the holder's loss).
+    let coordinator = cluster
+        .statuses()
+        .into_iter()
+        .find_map(|(_, s)| s["coordinator"].as_str().and_then(host_of_node))
+        .expect("a coordinator");
+    let mut old = holder(&cluster);
+    if old == coordinator {
+        let to = cluster
+            .hosts()
+            .find(|&host| host != coordinator)
+            .expect("another host");
+        cluster
+            .move_package(coordinator, PACKAGE, to)
+            .expect("the move is accepted");
+        cluster
+            .wait_for(
+                "the package away from the coordinator",
+                Instant::now() + Duration::from_secs(30),
+                || (cluster.serving_host(PACKAGE) == Some(to)).then_some(()),
+            )
+            .unwrap_or_else(|error| panic!("{error}"));
+        old = holder(&cluster);
+    }
+    let asked = coordinator;
+    let files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|(name, text)| {
+                let mut doc: toml::Table = text.parse().expect("the lab writes toml");
+                if let Some(quorum) = doc.get_mut("quorum").and_then(|q| q.as_table_mut()) {
+                    quorum.remove("lease");
+                }
+                halcyon_api::ConfigFile {
+                    name,
+                    text: toml::to_string(&doc).expect("toml"),
+                }
+            })
+            .collect();
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
+
+    let checker = start_checker(&cluster);
+    let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], majority.clone()], &[]).expect("partition");
+    let (code, answer) = cluster
+        .api_post(asked, "/v1/config/apply", &body)
+        .expect("the majority answers");
+    println!("apply answered {code} {:?} after the cut", cut_at.elapsed());
+    assert!(code < 300, "apply: {code} {answer}");
+    let status = cluster.status(asked).expect("status");
+    println!(
+        "h{asked} after apply: generation {}, lease {}",
+        status["generation"], status["lease"]
+    );
+    let failover = wait_for_failover(&cluster, &checker, old, cut_at);
+    println!("failover {failover:?} after the cut");
+    // The holder's last 3 s lease was granted before the cut: waited out, not the 619 ms.
+    assert!(
+        failover >= Duration::from_millis(2_500),
+        "the package moved {failover:?} after the cut, before a 3 s lease could end"
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, old, 2, healed_at);
+    cluster
+        .wait_for(
+            "every node on settled 619 ms leases",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                cluster
+                    .hosts()
+                    .all(|host| {
+                        cluster.status(host).is_ok_and(|s| {
+                            s["lease"]["duration_ms"] == 619 && s["lease"]["unsettled_ms"].is_null()
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(asked, 40)));
+    std::thread::sleep(Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+}
+
 /// `halcyon apply` refuses a package whose address another host on the network already
 /// holds (the coordinator's ARP probe finds the client answering for it): nothing changes.
 /// Once the address is free the same files are applied and the package's address answers.

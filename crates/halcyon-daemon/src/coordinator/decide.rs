@@ -117,6 +117,9 @@ pub struct Memory {
     /// seen each owed (a new coordinator counts again from its own first round: later,
     /// never sooner).
     pub owed_since: BTreeMap<(u64, Work), Instant>,
+    /// The generation whose shorter lease left longer ones unsettled, and since when this
+    /// coordinator has seen it (`settle_leases`).
+    pub unsettled_seen: Option<(u64, Instant)>,
 }
 
 /// A node's work of an execution that the coordinator waits for the node to report.
@@ -194,6 +197,7 @@ pub fn decide(input: &Input) -> Decision {
     join_added_nodes(&mut round, config);
     remove_unconfigured_members(&mut round, config);
     auto_shrink(&mut round, config);
+    settle_leases(&mut round, config);
     let view = input.view;
     let reported = adapter_events(config, view, input.reachability)
         .into_iter()
@@ -291,21 +295,27 @@ impl<'a> Round<'a> {
         });
     }
 
-    /// When `node`'s lease has certainly expired: after this coordinator's last grant to
-    /// it, and after any older leader's grant (bounded from this leadership's start, see
-    /// `lease::release_deadline_after_election`, or from the voters' last acknowledgements
-    /// when they said them, `lease::release_deadline_from_votes`: both bounds hold, the
-    /// earlier is taken).
-    fn release_deadline(&self, node: &str) -> Instant {
+    /// When every lease an older leader granted has certainly ended: bounded from this
+    /// leadership's start (see `lease::release_deadline_after_election`), or from the
+    /// voters' last acknowledgements when they said them
+    /// (`lease::release_deadline_from_votes`): both bounds hold, the earlier is taken.
+    fn older_leases_end(&self) -> Instant {
         let facts = &self.input.lease;
         let after_election = lease::release_deadline_after_election(
             facts.leader_since,
             facts.duration,
             facts.election_max,
         );
-        let older = facts
+        facts
             .older_leases_end
-            .map_or(after_election, |from_votes| from_votes.min(after_election));
+            .map_or(after_election, |from_votes| from_votes.min(after_election))
+    }
+
+    /// When `node`'s lease has certainly expired: after this coordinator's last grant to
+    /// it, and after any older leader's grant ([`Round::older_leases_end`]).
+    fn release_deadline(&self, node: &str) -> Instant {
+        let facts = &self.input.lease;
+        let older = self.older_leases_end();
         match facts.grants.get(node) {
             Some(grant) => older.max(lease::release_deadline(*grant, facts.duration)),
             None => older,
@@ -352,6 +362,48 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
         );
         round.decision.voter_change = Some((node.clone(), true));
     }
+}
+
+/// A `config_change` that shortened the lease left the longer leases granted before it
+/// unsettled (`State::unsettled_lease`: every coordinator waits them out meanwhile). They are
+/// settled ([`Command::LeaseSettled`]) once they have certainly ended: an older leader's by
+/// this leadership's bound, this coordinator's own from when it first saw the shorter lease.
+/// It has granted no longer one since: a holder takes its lease from its replica after it
+/// applied the grant's read index, so from this configuration or a newer one; a grant whose
+/// read index was older was asked for before the change was committed.
+fn settle_leases(round: &mut Round, config: &Config) {
+    let input = round.input;
+    let Some((generation, longer)) = input.view.unsettled_lease() else {
+        return;
+    };
+    let seen = match round.memory().unsettled_seen {
+        Some((g, since)) if g == generation => since,
+        _ => {
+            round.remember(|m| m.unsettled_seen = Some((generation, input.now)));
+            input.now
+        }
+    };
+    let waited = input.lease.duration.max(longer);
+    let deadline = round
+        .older_leases_end()
+        .max(lease::release_deadline(seen, waited));
+    if input.now < deadline {
+        round.wake(deadline);
+        return;
+    }
+    let running = config.cluster.lease();
+    round.log(
+        Level::INFO,
+        format!(
+            "every lease granted before configuration generation {generation} has ended ({} leases): a lease is {} from now on",
+            humantime::format_duration(longer),
+            humantime::format_duration(running),
+        ),
+    );
+    round.commit(Command::LeaseSettled {
+        generation,
+        at: input.timestamp,
+    });
 }
 
 /// Raft members the running configuration no longer has (a `config_change` removed them:

@@ -268,11 +268,22 @@ impl Node {
     /// a bounded rate) and shown by `status` (`crate::renewal_watch`).
     fn renewal_took(&self, t_send: Instant) {
         let now = self.platform.clock.now();
-        let slow = self
-            .renewal_watch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .observe(now, now.duration_since(t_send));
+        // Judged by the lease it renews (`halcyon apply` may have changed it).
+        let (interval, lease) = (
+            self.config().cluster.heartbeat.interval,
+            self.holding_lease(),
+        );
+        let slow = {
+            let mut watch = self
+                .renewal_watch
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            watch.set_limits(
+                halcyon_config::timing::renewal_warning_threshold(interval, lease),
+                halcyon_config::timing::renewal_round_trip_max(interval, lease),
+            );
+            watch.observe(now, now.duration_since(t_send))
+        };
         if let Some(line) = slow {
             tracing::warn!(node = %self.name, "{line}");
         }
@@ -335,6 +346,9 @@ impl Node {
             return Err("no leader known".into());
         };
         if answer.granted {
+            // The lease is the configuration's as the quorum confirmed it, or newer: not an
+            // older, longer one this replica has not replaced yet (`holding_lease`).
+            self.consensus.applied_at_least(answer.read_index).await;
             Ok(answer)
         } else {
             Err(answer.error.unwrap_or_default())

@@ -587,29 +587,28 @@ impl Node {
         lease::fence_lead(self.holding_lease(), self.renew_interval)
     }
 
-    /// The lease of the running configuration (the same on every node), once the replica
-    /// holds it.
-    fn running_lease(&self) -> Option<Duration> {
+    /// How long this node holds a lease: the running configuration's once the replica holds
+    /// it (a node is granted one only then), else its files'. The holder reads it after its
+    /// replica applied the grant's read index (`renew`), so it is the lease of a
+    /// configuration at least as recent as the grant: a coordinator that switched to a
+    /// shorter lease grants no longer one from then on, which is what lets it settle the
+    /// older leases (`State::longest_lease`).
+    pub fn holding_lease(&self) -> Duration {
         self.view
             .borrow()
             .config()
-            .as_ref()
-            .map(|c| c.cluster.lease())
+            .map_or(self.lease_duration, |c| c.cluster.lease())
     }
 
-    /// How long this node holds a lease: the shorter of its own files' lease and the running
-    /// configuration's. A node restarted with edited timings (a rolling change of the
-    /// heartbeat) must never hold a lease longer than a coordinator waits one out.
-    pub fn holding_lease(&self) -> Duration {
-        self.running_lease()
-            .map_or(self.lease_duration, |l| l.min(self.lease_duration))
-    }
-
-    /// How long this node, as coordinator, waits a lease out: the longer of the two, for
-    /// the same reason.
+    /// How long this node, as coordinator, waits a lease out: the longest any node may
+    /// hold now (`State::longest_lease`: the running configuration's, or an earlier longer
+    /// one not settled yet). Not its files': no node holds a lease of its files once the
+    /// cluster is bootstrapped (`holding_lease`), and before that none is granted.
     pub fn waiting_lease(&self) -> Duration {
-        self.running_lease()
-            .map_or(self.lease_duration, |l| l.max(self.lease_duration))
+        self.view
+            .borrow()
+            .longest_lease()
+            .unwrap_or(self.lease_duration)
     }
 
     /// The election timeout a new coordinator may count on every voter having waited: the

@@ -317,6 +317,14 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
     if let Some(warning) = &v.lease.warning {
         let _ = writeln!(out, "  WARNING on {}: {warning}", v.answered_by);
     }
+    if let Some(longer) = v.lease.unsettled_ms {
+        let _ = writeln!(
+            out,
+            "  lease {} ms since configuration generation {}; {longer} ms leases granted before \
+             may still run: a coordinator waits them out until they have certainly ended",
+            v.lease.duration_ms, v.generation
+        );
+    }
     if let Some(w) = &v.witness {
         let _ = writeln!(
             out,
@@ -1098,6 +1106,7 @@ mod tests {
                 duration_ms: 619,
                 renewal_slowest_ms: 0,
                 warning: None,
+                unsettled_ms: None,
             },
             nodes: vec![NodeStatus {
                 name: NodeName::from("node1"),
@@ -1173,6 +1182,23 @@ mod tests {
         assert!(
             text.contains(
                 "failure detection on node1: lan1 600ms (100ms x 6), disk 600ms (200ms x 3)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn longer_leases_a_shorter_lease_left_running_are_shown_until_settled() {
+        let mut v = status_of(Vec::new(), Vec::new());
+        let text = status(&v, &clock(), None);
+        assert!(!text.contains("leases granted before"), "{text}");
+        v.generation = 3;
+        v.lease.unsettled_ms = Some(800);
+        let text = status(&v, &clock(), None);
+        assert!(
+            text.contains(
+                "lease 619 ms since configuration generation 3; 800 ms leases granted before \
+                 may still run: a coordinator waits them out until they have certainly ended"
             ),
             "{text}"
         );
