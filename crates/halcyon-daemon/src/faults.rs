@@ -77,7 +77,7 @@ impl HeartbeatLink for FaultyLink {
         self.inner.send(bytes)
     }
 
-    fn set_peers(&mut self, peers: Vec<(u32, std::net::SocketAddr)>) -> io::Result<()> {
+    fn set_peers(&mut self, peers: Vec<halcyon_membership::LinkPeer>) -> io::Result<()> {
         self.inner.set_peers(peers)
     }
 

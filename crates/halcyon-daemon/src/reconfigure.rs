@@ -156,31 +156,6 @@ fn changed_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Node])
         .any(|(name, n)| running.get(name).is_some_and(|r| r != n))
 }
 
-/// Why the nodes `new` adds cannot be applied: an addition to a cluster with a disk network
-/// (each node opens the device's slots at start). Removals are checked against the live
-/// cluster by [`node_removals`].
-fn node_refusals(new: &halcyon_config::Cluster, running: &halcyon_config::Cluster) -> Vec<String> {
-    let mut why = Vec::new();
-    let added = new
-        .nodes
-        .iter()
-        .any(|n| running.node(n.name.as_str()).is_none());
-    let disks: Vec<&str> = new
-        .networks
-        .iter()
-        .filter(|n| n.kind == halcyon_config::NetworkKind::Disk)
-        .map(|n| n.name.as_str())
-        .collect();
-    if added && !disks.is_empty() {
-        why.push(format!(
-            "apply cannot add a node to a cluster with a disk network yet ({}): each node \
-             opens the device's heartbeat slots at start",
-            disks.join(", ")
-        ));
-    }
-    why
-}
-
 /// What the live cluster says of the nodes `new` removes from `running` (pure): each one
 /// must not be a member (`members`: halted by an administrator, or down) nor the
 /// coordinator, and the voters left (`voters`, by name, less the removed) at least `new`'s
@@ -426,7 +401,6 @@ pub(crate) fn cluster_changes(
             refused.join(", ")
         ));
     }
-    why.extend(node_refusals(&new.cluster, r));
     why.extend(min_voters_refusal(&new.cluster, r, voters));
     if !why.is_empty() {
         return Err(format!(
@@ -930,17 +904,15 @@ mod tests {
             ),
             "{refusal}"
         );
-        // With a disk network: refused, naming it.
+        // With a disk network: added too (every node's disk link reads its slot from the
+        // entry on).
         let mut with_disk = example();
         with_disk
             .cluster
             .nodes
             .retain(|n| n.name.as_str() != "node4");
-        let refusal = cluster_changes(&example(), &with_disk, &three_voters).unwrap_err();
-        assert!(
-            refusal.contains("apply cannot add a node to a cluster with a disk network yet"),
-            "{refusal}"
-        );
+        let added = cluster_changes(&example(), &with_disk, &three_voters).unwrap();
+        assert_eq!(added[0].setting, "[[node]] node4", "{added:?}");
     }
 
     #[test]

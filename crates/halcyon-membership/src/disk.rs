@@ -20,6 +20,9 @@
 //!   writes and not this node's page cache; buffers are aligned to [`SLOT_SIZE_BYTES`], which
 //!   also suits 4 KiB-sector devices. A regular file is created and extended as needed (never
 //!   shrunk); a block device must already be large enough.
+//! - The peers change while the link runs (`set_peers`: `halcyon apply` added or removed
+//!   nodes): checked against a block device's size at once, handed to the worker, which
+//!   extends a regular file first and reads the new peers' slots from its next period on.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -30,6 +33,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::heartbeat::LinkPeer;
 use crate::link::HeartbeatLink;
 use crate::wire::SEALED_SIZE_MAX_BYTES;
 
@@ -40,6 +44,8 @@ pub const SLOT_MAGIC: [u8; 4] = *b"HLDS";
 const SLOT_HEADER_BYTES: usize = 14;
 /// Heartbeats waiting to be written (the worker is behind when this is full).
 const WRITE_QUEUE_MAX: usize = 4;
+/// Peer changes waiting for the worker.
+const PEER_QUEUE_MAX: usize = 4;
 /// Received heartbeats (or errors) waiting for the heartbeat thread.
 const READ_QUEUE_MAX: usize = 256;
 /// Bounds on how often the peer slots are read.
@@ -53,7 +59,11 @@ const _: () = assert!(SLOT_HEADER_BYTES + SEALED_SIZE_MAX_BYTES <= SLOT_SIZE_BYT
 pub struct DiskLink {
     network: u32,
     direct: bool,
+    local_node: u32,
+    /// A block device's size (a regular file is extended as needed).
+    device_bytes: Option<u64>,
     writes: Option<SyncSender<Vec<u8>>>,
+    peer_changes: SyncSender<Vec<u32>>,
     reads: Receiver<io::Result<Vec<u8>>>,
     /// The worker until it is spawned.
     unstarted: Option<Worker>,
@@ -112,6 +122,38 @@ fn decode_slot(slot: &[u8]) -> Option<&[u8]> {
     (fnv1a(payload).to_le_bytes() == slot[6..14]).then_some(payload)
 }
 
+/// The bytes the slots of `local_node` and `peers` need.
+fn needed_bytes(local_node: u32, peers: &[u32]) -> (u32, u64) {
+    let highest = peers
+        .iter()
+        .copied()
+        .chain([local_node])
+        .max()
+        .unwrap_or(local_node);
+    (highest, slot_offset(highest) + SLOT_SIZE_BYTES as u64)
+}
+
+/// Refused when a block device of `size_bytes` has no room for the slots.
+fn check_room(size_bytes: u64, local_node: u32, peers: &[u32]) -> io::Result<()> {
+    let (highest, needed) = needed_bytes(local_node, peers);
+    if size_bytes < needed {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("device is {size_bytes} bytes, slots of node {highest} need {needed}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Extends a regular file to hold the slots (never shrinks it).
+fn extend_for(file: &File, local_node: u32, peers: &[u32]) -> io::Result<()> {
+    let (_, needed) = needed_bytes(local_node, peers);
+    if file.metadata()?.len() < needed {
+        file.set_len(needed)?;
+    }
+    Ok(())
+}
+
 fn open_device(path: &Path, direct: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
@@ -141,13 +183,7 @@ impl DiskLink {
             Err(e) => return Err(e),
         };
         let metadata = file.metadata()?;
-        let highest = peers
-            .iter()
-            .copied()
-            .chain([local_node])
-            .max()
-            .unwrap_or(local_node);
-        let needed_bytes = slot_offset(highest) + SLOT_SIZE_BYTES as u64;
+        let mut device_bytes = None;
         if metadata.file_type().is_block_device() {
             if !direct {
                 tracing::warn!(
@@ -157,19 +193,14 @@ impl DiskLink {
             }
             let mut end = &file;
             let size_bytes = io::Seek::seek(&mut end, io::SeekFrom::End(0))?;
-            if size_bytes < needed_bytes {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "device is {size_bytes} bytes, slots of node {highest} need {needed_bytes}"
-                    ),
-                ));
-            }
-        } else if metadata.len() < needed_bytes {
-            file.set_len(needed_bytes)?;
+            device_bytes = Some(size_bytes);
+            check_room(size_bytes, local_node, peers)?;
+        } else {
+            extend_for(&file, local_node, peers)?;
         }
 
         let (writes, write_queue) = mpsc::sync_channel(WRITE_QUEUE_MAX);
+        let (peer_changes, peer_queue) = mpsc::sync_channel(PEER_QUEUE_MAX);
         let (read_queue, reads) = mpsc::sync_channel(READ_QUEUE_MAX);
         let read_period = (interval / READS_PER_INTERVAL).clamp(READ_PERIOD_MIN, READ_PERIOD_MAX);
         let worker = Worker {
@@ -182,12 +213,16 @@ impl DiskLink {
             slot: AlignedSlot::new(),
             read_period,
             write_queue,
+            peer_queue,
             read_queue,
         };
         Ok(DiskLink {
             network,
             direct,
+            local_node,
+            device_bytes,
             writes: Some(writes),
+            peer_changes,
             reads,
             unstarted: Some(worker),
             worker: None,
@@ -223,6 +258,31 @@ impl HeartbeatLink for DiskLink {
             Err(TrySendError::Full(_)) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "disk heartbeat writes are not keeping up (device slow or stalled)",
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(io::Error::other("disk heartbeat worker has stopped"))
+            }
+        }
+    }
+
+    /// The slots of `peers` (by number) from the worker's next read period on; refused
+    /// (the peers kept) when a peer is this node or a block device is too small for its slot.
+    fn set_peers(&mut self, peers: Vec<LinkPeer>) -> io::Result<()> {
+        let numbers: Vec<u32> = peers.iter().map(|p| p.node).collect();
+        if numbers.contains(&self.local_node) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("node {} is this node, not its peer", self.local_node),
+            ));
+        }
+        if let Some(size_bytes) = self.device_bytes {
+            check_room(size_bytes, self.local_node, &numbers)?;
+        }
+        match self.peer_changes.try_send(numbers) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the disk heartbeat worker has not taken the last peer changes yet",
             )),
             Err(TrySendError::Disconnected(_)) => {
                 Err(io::Error::other("disk heartbeat worker has stopped"))
@@ -272,6 +332,7 @@ struct Worker {
     slot: AlignedSlot,
     read_period: Duration,
     write_queue: Receiver<Vec<u8>>,
+    peer_queue: Receiver<Vec<u32>>,
     read_queue: SyncSender<io::Result<Vec<u8>>>,
 }
 
@@ -290,6 +351,9 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            while let Ok(peers) = self.peer_queue.try_recv() {
+                self.set_peers(peers);
+            }
             if Instant::now() >= next_read {
                 self.read_peers();
                 next_read = Instant::now() + self.read_period;
@@ -305,6 +369,24 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Reads `peers`' slots from now on (a regular file extended for them first: a failure
+    /// is reported like a read's, and their slots are read anyway).
+    fn set_peers(&mut self, peers: Vec<u32>) {
+        if !self.is_block_device()
+            && let Err(e) = extend_for(&self.file, self.local_node, &peers)
+        {
+            self.pending.push_back(Err(e));
+        }
+        self.delivered.retain(|peer, _| peers.contains(peer));
+        self.peers = peers;
+    }
+
+    fn is_block_device(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_block_device())
     }
 
     fn write(&mut self, payload: &[u8]) -> io::Result<()> {

@@ -54,16 +54,24 @@ pub(crate) enum Command {
         sensitivity: u32,
     },
     /// From now on the detector watches `config`'s peers and paths, and the link of each
-    /// network in `links` heartbeats those addresses (node number, address): nodes were
-    /// added to or removed from a running cluster.
+    /// network in `links` heartbeats those peers: nodes were added to or removed from a
+    /// running cluster.
     Peers {
         config: DetectorConfig,
         links: LinkPeers,
     },
 }
 
-/// The peers (node number, address) each network's link heartbeats, by network number.
-pub type LinkPeers = BTreeMap<u32, Vec<(u32, SocketAddr)>>;
+/// The peers each network's link heartbeats, by network number.
+pub type LinkPeers = BTreeMap<u32, Vec<LinkPeer>>;
+
+/// A peer a link heartbeats: its node number, and its address on an ip network (none on a
+/// disk network, where the node's slot is its number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkPeer {
+    pub node: u32,
+    pub address: Option<SocketAddr>,
+}
 
 /// The command that sets a network's sensitivity, refused for 0 (every path would be down).
 pub(crate) fn sensitivity_command(network: u32, sensitivity: u32) -> io::Result<Command> {
@@ -341,7 +349,7 @@ impl Heartbeats {
         peers: &LinkPeers,
         links: &mut [Box<L>],
         network: impl Fn(&L) -> u32,
-        set: impl Fn(&mut L, Vec<(u32, SocketAddr)>) -> io::Result<()>,
+        set: impl Fn(&mut L, Vec<LinkPeer>) -> io::Result<()>,
     ) {
         for link in links.iter_mut() {
             let network = network(link);

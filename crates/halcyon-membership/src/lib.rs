@@ -38,9 +38,9 @@ pub use detector::{
     AdapterAction, Change, Detector, DetectorConfig, DetectorError, DownCause, Heard, NetworkSpec,
     NodeState, PathSpec, PathState, Snapshot,
 };
-pub use heartbeat::LinkPeers;
+pub use heartbeat::{LinkPeer, LinkPeers};
 pub use hmac_sealer::{HmacSealer, SealCounts, SealerHandle};
-pub use link::{HeartbeatLink, SetupError, ip_link_peers, links_from_cluster};
+pub use link::{HeartbeatLink, SetupError, addresses_of, link_peers, links_from_cluster};
 pub use runner::{ChangeBatch, Counters, LinkControl, Runner, RunnerSettings, StartError, Status};
 pub use task::{AsyncHeartbeatLink, HeartbeatControl, HeartbeatTask};
 pub use wire::{HeartbeatMessage, Plain, SealError, Sealer, WireError};

@@ -13,7 +13,7 @@ use halcyon_config::{Cluster, NetworkKind};
 
 use crate::detector::is_on_network;
 use crate::disk::DiskLink;
-use crate::heartbeat::LinkPeers;
+use crate::heartbeat::{LinkPeer, LinkPeers};
 use crate::udp::UdpLink;
 
 /// One network's heartbeat transport, replaceable by a simulator.
@@ -25,10 +25,10 @@ pub trait HeartbeatLink: Send {
     /// The next sealed heartbeat from a peer, waiting at most `timeout` (zero: do not wait).
     /// `Ok(None)` when nothing arrived in time.
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>>;
-    /// From now on heartbeat `peers` (node number, address) instead of those it was made
-    /// with (a running cluster's `halcyon apply` added or removed nodes). A link that cannot
-    /// (a disk network's slots are fixed when it opens) says so and keeps its peers.
-    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
+    /// From now on heartbeat `peers` instead of those it was made with (a running
+    /// cluster's `halcyon apply` added or removed nodes). A link that cannot says so and
+    /// keeps its peers.
+    fn set_peers(&mut self, peers: Vec<LinkPeer>) -> io::Result<()> {
         let _ = peers;
         Err(peers_fixed(self.network()))
     }
@@ -142,10 +142,10 @@ fn udp_address(
         })
 }
 
-/// The peers each ip network's link of `local_node` heartbeats (as [`links_from_cluster`]
-/// makes them), for a running cluster whose nodes changed; disk networks are left out (their
-/// links keep the slots they opened with).
-pub fn ip_link_peers(cluster: &Cluster, local_node: u32) -> Result<LinkPeers, SetupError> {
+/// The peers each network's link of `local_node` heartbeats (as [`links_from_cluster`]
+/// makes them), for a running cluster whose nodes changed: on an ip network with their
+/// addresses, on a disk network by number (their slots).
+pub fn link_peers(cluster: &Cluster, local_node: u32) -> Result<LinkPeers, SetupError> {
     let local = cluster
         .nodes
         .iter()
@@ -155,15 +155,45 @@ pub fn ip_link_peers(cluster: &Cluster, local_node: u32) -> Result<LinkPeers, Se
     for network in cluster
         .networks
         .iter()
-        .filter(|n| n.kind == NetworkKind::Ip && is_on_network(cluster, local, n))
+        .filter(|n| is_on_network(cluster, local, n))
     {
-        let addresses = cluster
+        let on_it = cluster
             .nodes
             .iter()
-            .filter(|n| n.number != local_node && is_on_network(cluster, n, network))
-            .map(|p| udp_address(cluster, p, network).map(|a| (p.number, a)))
-            .collect::<Result<_, _>>()?;
-        peers.insert(network.number, addresses);
+            .filter(|n| n.number != local_node && is_on_network(cluster, n, network));
+        let of_network = match network.kind {
+            NetworkKind::Ip => on_it
+                .map(|p| {
+                    udp_address(cluster, p, network).map(|a| LinkPeer {
+                        node: p.number,
+                        address: Some(a),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            NetworkKind::Disk => on_it
+                .map(|p| LinkPeer {
+                    node: p.number,
+                    address: None,
+                })
+                .collect(),
+        };
+        peers.insert(network.number, of_network);
     }
     Ok(peers)
+}
+
+/// The addresses of `peers` (node number, address) for an ip link; refused when one has
+/// none (a disk network's peer handed to an ip link).
+pub fn addresses_of(peers: &[LinkPeer]) -> io::Result<Vec<(u32, SocketAddr)>> {
+    peers
+        .iter()
+        .map(|p| {
+            p.address.map(|a| (p.node, a)).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("node {} has no address on this ip network", p.node),
+                )
+            })
+        })
+        .collect()
 }

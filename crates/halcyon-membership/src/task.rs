@@ -26,7 +26,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -60,7 +59,7 @@ pub trait AsyncHeartbeatLink: Send {
     fn recv(&mut self) -> RecvFuture<'_>;
     /// From now on heartbeat `peers` (node number, address) instead of those it was made
     /// with; a link that cannot says so and keeps its peers.
-    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
+    fn set_peers(&mut self, peers: Vec<crate::LinkPeer>) -> io::Result<()> {
         let _ = peers;
         Err(crate::link::peers_fixed(self.network()))
     }

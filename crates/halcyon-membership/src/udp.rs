@@ -10,7 +10,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::link::HeartbeatLink;
+use crate::heartbeat::LinkPeer;
+use crate::link::{HeartbeatLink, addresses_of};
 use crate::wire::SEALED_SIZE_MAX_BYTES;
 
 /// Most datagrams dropped (unknown sender, oversized) in one `recv` call before it returns.
@@ -102,8 +103,8 @@ impl HeartbeatLink for UdpLink {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> io::Result<()> {
-        self.peers = peers;
+    fn set_peers(&mut self, peers: Vec<LinkPeer>) -> io::Result<()> {
+        self.peers = addresses_of(&peers)?;
         Ok(())
     }
 

@@ -111,3 +111,103 @@ fn stale_slots_produce_nothing_and_new_writes_are_delivered_once() {
         "a node does not hear itself"
     );
 }
+
+#[test]
+fn a_disk_link_reads_the_slots_of_peers_added_later_and_not_of_peers_removed() {
+    use halcyon_membership::{HeartbeatLink, LinkPeer};
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("hb");
+    let interval = Duration::from_millis(20);
+    let peer = |node| LinkPeer {
+        node,
+        address: None,
+    };
+    let mut a = DiskLink::open(&device, DISK, 1, &[2], interval).unwrap();
+    // Node 5 opens the device later: it extends the file for its slot.
+    let mut e = DiskLink::open(&device, DISK, 5, &[1], interval).unwrap();
+    assert!(std::fs::metadata(&device).unwrap().len() >= 6 * SLOT_SIZE_BYTES as u64);
+    e.send(b"five-1").unwrap();
+    assert_eq!(
+        a.recv(Duration::from_millis(150)).unwrap(),
+        None,
+        "node 5 is not a peer of node 1 yet"
+    );
+    a.set_peers(vec![peer(2), peer(5)]).unwrap();
+    assert_eq!(
+        a.recv(Duration::from_secs(1)).unwrap().as_deref(),
+        Some(&b"five-1"[..]),
+        "its slot is read once it is a peer"
+    );
+    // Left out again: its next heartbeat is not read.
+    a.set_peers(vec![peer(2)]).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    e.send(b"five-2").unwrap();
+    assert_eq!(a.recv(Duration::from_millis(150)).unwrap(), None);
+    // The node itself is refused as its own peer, and its peers are kept.
+    let refused = a.set_peers(vec![peer(1), peer(5)]).unwrap_err();
+    assert_eq!(refused.to_string(), "node 1 is this node, not its peer");
+    assert_eq!(a.recv(Duration::from_millis(150)).unwrap(), None);
+}
+
+#[test]
+fn a_node_added_to_running_runners_is_heartbeated_on_the_disk() {
+    use halcyon_membership::detector::DetectorConfig;
+    use halcyon_membership::link_peers;
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("heartbeat.img");
+    let disk = || {
+        vec![network(
+            "hb",
+            DISK,
+            NetworkKind::Disk,
+            Some(device.display().to_string()),
+        )]
+    };
+    let three = cluster(
+        free_port(),
+        vec![node(1, vec![]), node(2, vec![]), node(3, vec![])],
+        disk(),
+    );
+    let mut two = three.clone();
+    two.nodes.truncate(2);
+    let nodes = [
+        start(&two, 1, plain_settings(&two, 1)),
+        start(&two, 2, plain_settings(&two, 1)),
+        start(&three, 3, plain_settings(&three, 1)),
+    ];
+    let up_paths = |i: usize| -> Vec<u32> {
+        nodes[i]
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .filter(|p| p.state == PathState::Up)
+            .map(|p| p.node)
+            .collect()
+    };
+    wait_for(DETECTION_LIMIT, "nodes 1 and 2 hear each other", || {
+        up_paths(0) == [2] && up_paths(1) == [1]
+    });
+    for started in &nodes[..2] {
+        started
+            .runner
+            .set_peers(
+                DetectorConfig::from_cluster(&three, started.node).unwrap(),
+                link_peers(&three, started.node).unwrap(),
+            )
+            .unwrap();
+    }
+    wait_for(
+        DETECTION_LIMIT,
+        "every node hears the two others on the disk",
+        || (0..3).all(|i| up_paths(i).len() == 2),
+    );
+    let changes = drain(&nodes[0].changes);
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::NodeUnreachable { .. })),
+        "no node was lost on the way: {changes:?}"
+    );
+}

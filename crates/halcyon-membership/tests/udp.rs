@@ -8,7 +8,7 @@ use common::*;
 use halcyon_config::NetworkKind;
 use halcyon_membership::detector::DetectorConfig;
 use halcyon_membership::detector::{DownCause, NodeState, PathState};
-use halcyon_membership::{Change, RunnerSettings, ip_link_peers};
+use halcyon_membership::{Change, RunnerSettings, link_peers};
 
 const LAN: u32 = 1;
 /// Generous bound for CI machines; detection itself is 4 x 50 ms.
@@ -189,7 +189,7 @@ fn set_peers(started: &Started, cluster: &halcyon_config::Cluster) {
         .runner
         .set_peers(
             DetectorConfig::from_cluster(cluster, node).unwrap(),
-            ip_link_peers(cluster, node).unwrap(),
+            link_peers(cluster, node).unwrap(),
         )
         .unwrap();
 }

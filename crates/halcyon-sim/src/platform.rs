@@ -275,8 +275,11 @@ impl AsyncHeartbeatLink for UdpLink {
         })
     }
 
-    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>) -> std::io::Result<()> {
-        self.peers = peers.into_iter().map(|(_, address)| address).collect();
+    fn set_peers(&mut self, peers: Vec<halcyon_membership::LinkPeer>) -> std::io::Result<()> {
+        self.peers = halcyon_membership::addresses_of(&peers)?
+            .into_iter()
+            .map(|(_, address)| address)
+            .collect();
         Ok(())
     }
 

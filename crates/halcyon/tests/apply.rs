@@ -830,9 +830,11 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
     let mut spec = Spec::new();
     spec.nodes = 4;
     spec.package(|dir| pid_package(dir, "keep", "v1", false));
-    spec.edits_cluster(|config| {
+    // A disk heartbeat beside the loopback network: the others read n4's slot once added.
+    spec.edits_cluster_in(|dir, config| {
         let web = config.package_mut("web").expect("package web");
         web.nodes.retain(|n| n != "n4");
+        *config = config.clone().disk_network("hb_disk", &dir.join("hb.img"));
     });
     let mut c = Cluster::configure(spec);
     let dir = c.path().to_owned();
@@ -894,6 +896,22 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
         "n4 a voter and a member {:?} after apply began",
         started.elapsed()
     );
+    // Every node hears n4 on the disk too, and n4 hears them.
+    for i in 1..=4 {
+        c.wait_for(i, "every disk path up", FORM_TIMEOUT, |v| {
+            v["nodes"].as_array().is_some_and(|nodes| {
+                nodes.iter().all(|n| {
+                    n["networks"].as_array().is_some_and(|networks| {
+                        networks
+                            .iter()
+                            .filter(|w| w["network"] == "hb_disk")
+                            .all(|w| w["path"] == "up" || w["path"] == "local")
+                            && networks.iter().any(|w| w["network"] == "hb_disk")
+                    })
+                })
+            })
+        });
+    }
     assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
     // It takes a package.
     c.wait_package_on(1, "fourth", "n1", FORM_TIMEOUT);

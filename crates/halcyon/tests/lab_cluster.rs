@@ -817,6 +817,98 @@ fn a_lease_shortened_while_the_holder_is_cut_off_never_runs_the_package_twice() 
     assert_safe(&cluster, &report);
 }
 
+/// `halcyon apply` adds a node to a cluster with a disk heartbeat (a host halted and
+/// applied out first, then added back): every node's disk link reads its slot from the
+/// entry on, so it is heard on the disk as on the networks, becomes a voter and a member,
+/// and takes the package; the checker sees no double activation.
+#[test]
+fn a_node_added_to_a_cluster_with_a_disk_heartbeat_is_heard_on_the_disk() {
+    if !running_as_root_or_skip("node_added_with_disk") {
+        return;
+    }
+    let cluster = start_cluster(4, true);
+    let old = holder(&cluster);
+    let (added, name) = halt_a_bystander(&cluster, old);
+    let asked = cluster
+        .hosts()
+        .find(|&host| host != old && host != added)
+        .expect("a host that stays");
+    let all_files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+            .collect();
+    let stopped = apply_as_the_refusal_says(
+        &cluster,
+        asked,
+        added,
+        &name,
+        files_without(&cluster, &name),
+    );
+    wait_generation_and_voter(&cluster, asked, 2, &name, false);
+    if stopped {
+        cluster.start_daemon(added).expect("the daemon starts");
+    }
+
+    let checker = start_checker(&cluster);
+    let added_at = Instant::now();
+    apply_as_the_refusal_says(&cluster, asked, added, &name, all_files);
+    wait_generation_and_voter(&cluster, asked, 3, &name, true);
+    // Every node hears it on every network, the disk included, and it hears them.
+    cluster
+        .wait_for(
+            "every path up on every node",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                cluster
+                    .hosts()
+                    .all(|host| {
+                        cluster.status(host).ok().is_some_and(|status| {
+                            status["nodes"].as_array().is_some_and(|nodes| {
+                                nodes.iter().all(|n| {
+                                    n["member"] == true
+                                        && n["networks"].as_array().is_some_and(|networks| {
+                                            networks.len() == 3
+                                                && networks.iter().all(|w| {
+                                                    w["path"] == "up" || w["path"] == "local"
+                                                })
+                                        })
+                                })
+                            })
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}\n{:#}\n{}",
+                cluster.status(asked).unwrap_or_default()["nodes"],
+                cluster.log_tail(added, 40)
+            )
+        });
+    println!(
+        "{name} heard on every network, the disk included, {:?} after apply",
+        added_at.elapsed()
+    );
+    cluster
+        .move_package(asked, PACKAGE, added)
+        .expect("the move is accepted");
+    cluster
+        .wait_for(
+            "the package on the added node",
+            Instant::now() + Duration::from_secs(30),
+            || (cluster.serving_host(PACKAGE) == Some(added)).then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(added, 40)));
+    std::thread::sleep(Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+    assert_eq!(cluster.serving_host(PACKAGE), Some(added));
+}
+
 /// `halcyon apply` refuses a package whose address another host on the network already
 /// holds (the coordinator's ARP probe finds the client answering for it): nothing changes.
 /// Once the address is free the same files are applied and the package's address answers.

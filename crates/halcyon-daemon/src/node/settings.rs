@@ -148,7 +148,7 @@ impl Node {
 }
 
 /// What the heartbeats must watch from now on: the running configuration's peers, paths
-/// and ip peer addresses for node `me`, when they are not those it watches (`watching`);
+/// and link peers (ip addresses, disk slots) for node `me`, when they are not those it watches (`watching`);
 /// `None` while they are the same, or when the running configuration does not have `me`
 /// (a node started from files that add it, before the cluster applies them: it keeps
 /// the peers of its files).
@@ -161,7 +161,7 @@ pub(crate) fn peers_change(
     if wanted.peers == watching.peers && wanted.paths == watching.paths {
         return None;
     }
-    let links = halcyon_membership::ip_link_peers(cluster, me).ok()?;
+    let links = halcyon_membership::link_peers(cluster, me).ok()?;
     Some((wanted, links))
 }
 
