@@ -746,6 +746,30 @@ impl Consensus {
 
     /// On the leader: takes `id` out of the membership entirely, whether it votes or not (a
     /// node the configuration no longer has).
+    /// The consensus addresses the membership holds for each member (voters and learners).
+    pub fn member_addrs(&self) -> BTreeMap<NodeId, NodeAddrs> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    }
+
+    /// On the leader: member `id`'s consensus addresses from now on (its interfaces
+    /// changed), committed as a membership change that keeps the voters.
+    pub async fn set_member_addrs(&self, id: NodeId, node: NodeAddrs) -> Result<(), WriteError> {
+        let timeout = self.timings.write_timeout;
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+        match tokio::time::timeout(timeout, self.raft.change_membership(change, false)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::from_raft(e)),
+            Err(_) => Err(WriteError::Timeout { timeout }),
+        }
+    }
+
     pub async fn remove_member(&self, id: NodeId) -> Result<(), WriteError> {
         let timeout = self.timings.write_timeout;
         let change = if self.voters().contains(&id) {

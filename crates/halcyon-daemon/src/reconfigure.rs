@@ -31,13 +31,16 @@
 //! the coordinator's `settle_leases`). So does `[quorum] watchdog`: each node disarms the
 //! device it has open and opens the new one (`node::settings`).
 //!
+//! Nodes are added and removed, and the interfaces of a node that is not a member change
+//! (`node_removals`, `node_interface_changes`, checked against the live cluster).
+//!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
-//! id, port, nodes, networks (but their sensitivity), the heartbeat interval, and
-//! `[quorum]`'s witness (each node's runtime reads them at start: the heartbeat runner,
-//! Raft's timings, the API's ports).
+//! id, port, the numbers of the nodes, networks (but their sensitivity), the heartbeat
+//! interval, and `[quorum]`'s witness (each node's runtime reads them at start: the
+//! heartbeat runner, Raft's timings, the API's ports).
 //! `cluster_changes` decides (pure).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use halcyon_api::{
@@ -142,18 +145,72 @@ fn without_fencing(nodes: &[halcyon_config::Node]) -> Vec<halcyon_config::Node> 
         .collect()
 }
 
-/// Whether a node the running configuration has is in `new` with other interfaces or
-/// another number (its fence devices may change).
-fn changed_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Node]) -> bool {
-    let by_name = |nodes: &[halcyon_config::Node]| -> BTreeMap<String, halcyon_config::Node> {
-        without_fencing(nodes)
+/// Whether a node the running configuration has is in `new` with another number (its Raft
+/// id and its disk heartbeat slot).
+fn renumbered_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Node]) -> bool {
+    new.iter().any(|n| {
+        running
+            .iter()
+            .any(|r| r.name == n.name && r.number != n.number)
+    })
+}
+
+/// The nodes the running configuration has whose interfaces `new` changes (pure; their
+/// fence devices may change freely): each must not be a member (`members`: halted by an
+/// administrator, or down) nor the coordinator, because its daemon listens and heartbeats
+/// on the interfaces it started with; then each change with what happens.
+pub(crate) fn node_interface_changes(
+    new: &halcyon_config::Cluster,
+    running: &halcyon_config::Cluster,
+    members: &BTreeSet<halcyon_config::NodeName>,
+    coordinator: Option<&str>,
+) -> Result<Vec<SettingChange>, String> {
+    let new_nodes = without_fencing(&new.nodes);
+    let changed: Vec<(halcyon_config::Node, &halcyon_config::Node)> =
+        without_fencing(&running.nodes)
             .into_iter()
-            .map(|n| (n.name.to_string(), n))
-            .collect()
-    };
-    let (new, running) = (by_name(new), by_name(running));
-    new.iter()
-        .any(|(name, n)| running.get(name).is_some_and(|r| r != n))
+            .filter_map(|r| {
+                let n = new_nodes
+                    .iter()
+                    .find(|n| n.name == r.name && n.number == r.number)?;
+                (n.interfaces != r.interfaces).then_some((r, n))
+            })
+            .collect();
+    let mut why = Vec::new();
+    for (was, _) in &changed {
+        let name = was.name.as_str();
+        if members.contains(&was.name) {
+            why.push(format!(
+                "{name} is a member and its interfaces change: halt it first (`halcyon node \
+                 halt {name}`: its packages move to other nodes), then apply, then restart its \
+                 daemon with the new files"
+            ));
+        } else if coordinator == Some(name) {
+            why.push(format!(
+                "{name} is the coordinator and its interfaces change: stop its daemon (another \
+                 node takes over), then apply"
+            ));
+        }
+    }
+    if !why.is_empty() {
+        return Err(format!("refused: {}; nothing was changed", why.join("; ")));
+    }
+    Ok(changed
+        .iter()
+        .map(|(was, now)| SettingChange {
+            setting: format!("[[node]] {}", was.name),
+            old: node_text(was),
+            new: node_text(now),
+            note: Some(format!(
+                "interfaces changed (not a member): every node heartbeats it and reaches it at \
+                 its new addresses from the config_change entry on (Raft's membership too); \
+                 issue it a certificate for them (`halcyon init node {0} --force`: a node's \
+                 certificate names its addresses), restart its daemon with these files and \
+                 that certificate, then, halted, it joins with `halcyon node start {0}`",
+                was.name
+            )),
+        })
+        .collect())
 }
 
 /// What the live cluster says of the nodes `new` removes from `running` (pure): each one
@@ -330,7 +387,7 @@ const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duratio
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes and their interfaces, the networks but their heartbeat
+/// name, id and port, the nodes' numbers, the networks but their heartbeat
 /// sensitivity, the heartbeat interval, and `[quorum]`'s witness). Accepted: what only the replicated configuration feeds, so every node
 /// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
 /// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
@@ -374,8 +431,8 @@ pub(crate) fn cluster_changes(
         ("[cluster] id", *id != r.id),
         ("[cluster] port", *port != r.port),
         (
-            "[[node]] (the interfaces and numbers of the nodes it has)",
-            changed_nodes(nodes, &r.nodes),
+            "[[node]] number (of the nodes it has)",
+            renumbered_nodes(nodes, &r.nodes),
         ),
         (
             "[[network]]",
@@ -568,6 +625,15 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
         return Err(ApiError::conflict(why));
     }
     let coordinator = node.leader_api().map(|(name, _)| name);
+    settings.extend(
+        node_interface_changes(
+            &config.cluster,
+            &running.cluster,
+            &state.cluster().members,
+            coordinator.as_deref(),
+        )
+        .map_err(ApiError::conflict)?,
+    );
     settings.extend(
         node_removals(
             &config.cluster,
@@ -866,7 +932,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_added_is_applied_with_what_happens_to_it_a_removed_or_changed_one_is_refused() {
+    fn a_node_added_is_applied_with_what_happens_to_it_a_renumbered_one_is_refused() {
         let (three, four) = (ip_only(false), ip_only(true));
         let three_voters = voters(&ALL[..3]);
         let changes = cluster_changes(&four, &three, &three_voters).unwrap();
@@ -887,22 +953,36 @@ mod tests {
         );
         // Removed: no cluster setting refuses it (the live checks are `node_removals`).
         assert_eq!(cluster_changes(&three, &four, &voters(ALL)), Ok(Vec::new()));
-        // One the cluster has, with another address: refused.
-        let mut moved = four.clone();
-        let node2 = moved
+        // One the cluster has, with another number: refused. Another address is checked
+        // against the live cluster (`node_interface_changes`).
+        let mut renumbered = four.clone();
+        renumbered
             .cluster
             .nodes
             .iter_mut()
             .find(|n| n.name.as_str() == "node2")
-            .unwrap();
-        node2.interfaces[0].address = Some("10.9.9.9".parse().unwrap());
-        let refusal = cluster_changes(&moved, &three, &three_voters).unwrap_err();
+            .unwrap()
+            .number = 12;
+        let refusal = cluster_changes(&renumbered, &three, &three_voters).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[node]] (the interfaces and numbers of the nodes \
-                 it has) of a running cluster"
+                "refused: apply cannot change [[node]] number (of the nodes it has) of a \
+                 running cluster"
             ),
             "{refusal}"
+        );
+        let mut moved = three.clone();
+        moved
+            .cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name.as_str() == "node2")
+            .unwrap()
+            .interfaces[0]
+            .address = Some("10.9.9.9".parse().unwrap());
+        assert_eq!(
+            cluster_changes(&moved, &three, &three_voters),
+            Ok(Vec::new())
         );
         // With a disk network: added too (every node's disk link reads its slot from the
         // entry on).
@@ -913,6 +993,87 @@ mod tests {
             .retain(|n| n.name.as_str() != "node4");
         let added = cluster_changes(&example(), &with_disk, &three_voters).unwrap();
         assert_eq!(added[0].setting, "[[node]] node4", "{added:?}");
+    }
+
+    #[test]
+    fn only_the_interfaces_of_a_node_that_is_not_a_member_nor_the_coordinator_change() {
+        let three = ip_only(false);
+        let names = |names: &[&str]| -> BTreeSet<halcyon_config::NodeName> {
+            names
+                .iter()
+                .map(|n| halcyon_config::NodeName::from(*n))
+                .collect()
+        };
+        let mut moved = three.clone();
+        moved
+            .cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name.as_str() == "node3")
+            .unwrap()
+            .interfaces[0]
+            .address = Some("198.18.1.33".parse().unwrap());
+        // node3 halted: changed, said how.
+        let changes = node_interface_changes(
+            &moved.cluster,
+            &three.cluster,
+            &names(&["node1", "node2"]),
+            Some("node1"),
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].setting, "[[node]] node3");
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            (
+                "node 3, 198.18.1.3 on lan1, 198.18.2.3 on lan2",
+                "node 3, 198.18.1.33 on lan1, 198.18.2.3 on lan2"
+            )
+        );
+        assert!(
+            changes[0]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("`halcyon node start node3`")),
+            "{changes:?}"
+        );
+        // A member: refused, naming how to halt it.
+        let refusal = node_interface_changes(
+            &moved.cluster,
+            &three.cluster,
+            &names(&["node1", "node2", "node3"]),
+            Some("node1"),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: node3 is a member and its interfaces change: halt it first \
+                 (`halcyon node halt node3`"
+            ),
+            "{refusal}"
+        );
+        // The coordinator: refused.
+        let refusal = node_interface_changes(
+            &moved.cluster,
+            &three.cluster,
+            &names(&["node1", "node2"]),
+            Some("node3"),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.starts_with("refused: node3 is the coordinator and its interfaces change"),
+            "{refusal}"
+        );
+        // Its fence device alone is no interface change.
+        assert_eq!(
+            node_interface_changes(
+                &three.cluster,
+                &three.cluster,
+                &names(&["node1", "node2", "node3"]),
+                Some("node1"),
+            ),
+            Ok(Vec::new())
+        );
     }
 
     #[test]

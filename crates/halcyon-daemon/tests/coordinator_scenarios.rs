@@ -26,7 +26,8 @@
 //!   by default the configuration's lease and Raft election timeout; `older_leases_end`, ms:
 //!   when the votes say every older leader's lease ended, by default not known), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
-//!   `changing_voters` (a voter change runs).
+//!   `changing_voters` (a voter change runs), `members_outside` and `members_readdressed`
+//!   (Raft members by number the configuration does not have, or gives other addresses).
 //!
 //! The expected file: the commands in order (each with the state machine's reply when
 //! applied in order to the view), the memory changes (and after how many commands), the
@@ -90,6 +91,10 @@ struct Scenario {
     /// Raft members (by number) the running configuration does not have.
     #[serde(default)]
     members_outside: Vec<u32>,
+    /// Raft members (by number) whose consensus addresses are not the running
+    /// configuration's.
+    #[serde(default)]
+    members_readdressed: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -339,6 +344,7 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
         voters: &voters,
         changing_voters: scenario.changing_voters,
         members_outside: &scenario.members_outside.iter().copied().collect(),
+        members_readdressed: &scenario.members_readdressed.iter().copied().collect(),
         memory,
         now: base.instant(scenario.now)?,
         timestamp: base.timestamp(scenario.now)?,
@@ -609,6 +615,12 @@ fn render_decision(
             } else {
                 "leaves the voters"
             }
+        )?;
+    }
+    if let Some(number) = decision.readdress {
+        writeln!(
+            out,
+            "\nmembership change:\n  node {number} gets the configuration's addresses"
         )?;
     }
     if let Some(number) = decision.leave {

@@ -1003,3 +1003,95 @@ fn apply_removes_a_halted_node_from_the_membership_and_refuses_a_member() {
     assert!(alive(keep[0]), "{keep:?}");
     c.kill_all();
 }
+
+/// Issue 16: a node's interface changes on a running cluster (a server given a new
+/// address). Refused while the node is a member, naming the command that halts it; halted,
+/// applied: every node heartbeats it and Raft reaches it at the new address. Its daemon
+/// restarted with the new files, `node start` makes it a member there, and a package
+/// moves to it; the package the change does not touch keeps its process.
+#[test]
+fn apply_changes_a_halted_nodes_address_and_it_rejoins_there() {
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
+    let new_address: std::net::Ipv4Addr = "127.0.0.103".parse().unwrap();
+    let mut moved = c.config().clone();
+    moved
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "n3")
+        .expect("n3")
+        .interfaces[0]
+        .address = new_address;
+    let applied = write(&c, &moved, "moved");
+
+    // A member: refused, nothing changes.
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "n3 is a member and its interfaces change: halt it first (`halcyon node halt n3`"
+        ),
+        "{out}"
+    );
+    assert_eq!(generation(&c), 1);
+
+    // Halted: the change is shown and applied.
+    let (code, out) = cli(&c, 1, &["node", "halt", "n3"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "n3 halted", FORM_TIMEOUT, |v| {
+        node_of(v, "n3")["member"] == false && v["execution"].is_null()
+    });
+    let (code, out) = apply(&c, &applied, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[[node]] n3"), "{out}");
+    assert!(out.contains("127.0.0.103"), "{out}");
+    let started = Instant::now();
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "generation 2", FORM_TIMEOUT, |v| v["generation"] == 2);
+
+    // Its daemon, restarted from the new files with a certificate for its new address
+    // (a node's certificate names its addresses), listens and heartbeats there.
+    c.stop(3);
+    moved.write(&c.config_dir()).unwrap();
+    let pki = c.config_dir().join("pki");
+    let issued = std::process::Command::new(BIN)
+        .args(["init", "node", "n3", "--force", "--dir"])
+        .arg(&pki)
+        .arg("-c")
+        .arg(c.config_dir())
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    c.start(3);
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let (code, out) = cli(&c, 1, &["node", "start", "n3"]);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node start n3: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 1..=2 {
+        c.wait_for(i, "n3 a member at its new address", FORM_TIMEOUT, |v| {
+            node_of(v, "n3")["member"] == true
+                && node_of(v, "n3")["networks"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().all(|w| w["path"] == "up"))
+        });
+    }
+    eprintln!(
+        "n3 a member at {new_address} {:?} after apply began",
+        started.elapsed()
+    );
+    let (code, out) = cli(&c, 1, &["package", "move", "web", "-n", "n3"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_package_on(1, "web", "n3", FORM_TIMEOUT);
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
+    c.kill_all();
+}

@@ -77,6 +77,9 @@ pub struct Input<'a> {
     /// Raft members (voters and learners, by number) the running configuration has neither
     /// as a node nor as its witness: nodes a `config_change` removed.
     pub members_outside: &'a BTreeSet<u32>,
+    /// Raft members whose consensus addresses in the membership are not the running
+    /// configuration's: nodes whose interfaces a `config_change` changed.
+    pub members_readdressed: &'a BTreeSet<u32>,
     pub memory: Memory,
     /// Now on the node's lease clock.
     pub now: Instant,
@@ -162,6 +165,9 @@ pub struct Decision {
     /// A Raft member the configuration no longer has, to take out of the membership once
     /// the commands are committed (by number: the configuration has no name for it).
     pub leave: Option<u32>,
+    /// A Raft member whose consensus addresses to set to the running configuration's once
+    /// the commands are committed (by number).
+    pub readdress: Option<u32>,
 }
 
 impl Decision {
@@ -196,6 +202,7 @@ pub fn decide(input: &Input) -> Decision {
     membership(&mut round, config);
     join_added_nodes(&mut round, config);
     remove_unconfigured_members(&mut round, config);
+    readdress_members(&mut round, config);
     auto_shrink(&mut round, config);
     settle_leases(&mut round, config);
     let view = input.view;
@@ -238,6 +245,7 @@ impl<'a> Round<'a> {
                 fences: Vec::new(),
                 voter_change: None,
                 leave: None,
+                readdress: None,
             },
         }
     }
@@ -429,6 +437,34 @@ fn remove_unconfigured_members(round: &mut Round, config: &Config) {
         ),
     );
     round.decision.leave = Some(number);
+}
+
+/// Raft members whose interfaces a `config_change` changed (`halcyon apply` changes only a
+/// node that is not a member) get the running configuration's consensus addresses, one
+/// membership change at a time, the lowest number first: the leader reaches them there.
+fn readdress_members(round: &mut Round, config: &Config) {
+    let input = round.input;
+    if input.changing_voters
+        || round.decision.voter_change.is_some()
+        || round.decision.leave.is_some()
+    {
+        return;
+    }
+    let Some(&number) = input.members_readdressed.first() else {
+        return;
+    };
+    let Some(node) = config.cluster.nodes.iter().find(|n| n.number == number) else {
+        return;
+    };
+    round.log(
+        Level::INFO,
+        format!(
+            "{}'s interfaces changed in configuration generation {}: Raft reaches it at its new addresses",
+            node.name,
+            input.view.generation()
+        ),
+    );
+    round.decision.readdress = Some(number);
 }
 
 /// `quorum.auto_shrink` (SPEC 6, Corosync's `last_man_standing`), one voter change at a time:
@@ -1298,6 +1334,7 @@ mod tests {
             fences: Vec::new(),
             voter_change: None,
             leave: None,
+            readdress: None,
         };
         assert_eq!(decision.memory_after(0), Memory::default());
         assert_eq!(decision.memory_after(1), seen);

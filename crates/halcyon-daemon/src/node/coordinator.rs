@@ -46,6 +46,8 @@ struct Coordinator {
     start_voter_change: Option<(NodeName, bool)>,
     /// The member outside the configuration the last round takes out of the membership.
     start_leave: Option<u32>,
+    /// A member to give the running configuration's consensus addresses.
+    start_readdress: Option<u32>,
 }
 
 /// This node's leadership of a term, as it began.
@@ -138,6 +140,14 @@ impl Node {
                     node.remove_unconfigured(number).await;
                     let _ = done.send(()).await;
                 });
+            } else if let Some(number) = c.start_readdress.take() {
+                c.changing_voters = true;
+                let node = Arc::clone(&self);
+                let done = voters_changed_tx.clone();
+                tokio::spawn(async move {
+                    node.readdress(number).await;
+                    let _ = done.send(()).await;
+                });
             }
         }
     }
@@ -206,6 +216,7 @@ impl Node {
             .map(|id| NodeName::from(self.node_name_of(id).as_str()))
             .collect();
         let members_outside = self.members_outside(&view);
+        let members_readdressed = self.members_readdressed(&view);
         let input = Input {
             view: &view,
             boot_config: &self.boot_config,
@@ -224,6 +235,7 @@ impl Node {
             voters: &voters,
             changing_voters: c.changing_voters,
             members_outside: &members_outside,
+            members_readdressed: &members_readdressed,
             memory: c.memory.clone(),
             now: self.platform.clock.now(),
             timestamp: self.timestamp(),
@@ -249,6 +261,7 @@ impl Node {
         if committed == decision.commands.len() {
             c.start_voter_change = decision.voter_change.clone();
             c.start_leave = decision.leave;
+            c.start_readdress = decision.readdress;
         }
         outcome
     }
@@ -322,6 +335,41 @@ impl Node {
             .into_iter()
             .filter(|n| !configured.contains(n))
             .collect()
+    }
+
+    /// The Raft members whose consensus addresses in the membership are not those the
+    /// running configuration gives them, by number.
+    fn members_readdressed(&self, view: &halcyon_state::State) -> BTreeSet<u32> {
+        let Some(config) = view.config() else {
+            return BTreeSet::new();
+        };
+        let wanted = crate::peers::raft_members(config);
+        self.consensus
+            .member_addrs()
+            .into_iter()
+            .filter(|(id, addrs)| wanted.get(id).is_some_and(|w| w != addrs))
+            .filter_map(|(id, _)| u32::try_from(id).ok())
+            .collect()
+    }
+
+    /// Gives member `number` the running configuration's consensus addresses.
+    async fn readdress(&self, number: u32) {
+        let id = halcyon_consensus::NodeId::from(number);
+        let Some(addrs) = self
+            .snapshot()
+            .config()
+            .and_then(|c| crate::peers::raft_members(c).remove(&id))
+        else {
+            return;
+        };
+        match self.consensus.set_member_addrs(id, addrs.clone()).await {
+            Ok(()) => {
+                tracing::warn!(node = %self.name, number, %addrs, "Raft reaches node {number} at its new addresses")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.name, number, "node {number}'s addresses not changed yet: {e}")
+            }
+        }
     }
 
     /// Takes node `number`, which the running configuration no longer has, out of the Raft

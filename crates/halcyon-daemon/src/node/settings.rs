@@ -148,7 +148,8 @@ impl Node {
 }
 
 /// What the heartbeats must watch from now on: the running configuration's peers, paths
-/// and link peers (ip addresses, disk slots) for node `me`, when they are not those it watches (`watching`);
+/// and link peers (ip addresses, disk slots) for node `me`, when they are not those it
+/// watches (`watching`) and its links heartbeat (`linked`: a node's interfaces changed);
 /// `None` while they are the same, or when the running configuration does not have `me`
 /// (a node started from files that add it, before the cluster applies them: it keeps
 /// the peers of its files).
@@ -156,12 +157,13 @@ pub(crate) fn peers_change(
     cluster: &Cluster,
     me: u32,
     watching: &DetectorConfig,
+    linked: &LinkPeers,
 ) -> Option<(DetectorConfig, LinkPeers)> {
     let wanted = DetectorConfig::from_cluster(cluster, me).ok()?;
-    if wanted.peers == watching.peers && wanted.paths == watching.paths {
+    let links = halcyon_membership::link_peers(cluster, me).ok()?;
+    if wanted.peers == watching.peers && wanted.paths == watching.paths && links == *linked {
         return None;
     }
-    let links = halcyon_membership::link_peers(cluster, me).ok()?;
     Some((wanted, links))
 }
 
@@ -176,6 +178,9 @@ impl Node {
         else {
             return;
         };
+        // The peers the links heartbeat (a node's interfaces may change too).
+        let mut linked = halcyon_membership::link_peers(&self.boot_config.cluster, self.number)
+            .unwrap_or_default();
         // Whether the running configuration has had this node, and whether its removal
         // was said.
         let (mut was_in, mut removal_said) = (false, false);
@@ -208,7 +213,7 @@ impl Node {
                     );
                 }
                 if let Some((detector, links)) =
-                    peers_change(&config.cluster, self.number, &watching)
+                    peers_change(&config.cluster, self.number, &watching, &linked)
                 {
                     if let Some(tls) = &self.raft_tls {
                         tls.set_nodes(super::raft_member_names(&config));
@@ -228,6 +233,7 @@ impl Node {
                                 "the nodes of the running configuration"
                             );
                             watching = detector;
+                            linked = links;
                         }
                         Some(Err(why)) => {
                             tracing::warn!(node = %self.name, "heartbeat peers not changed yet: {why}");
@@ -299,6 +305,32 @@ mod tests {
         // And back (a later apply): asked again.
         let back = cluster(&[(1, 100, 4), (2, 100, 4)]);
         assert_eq!(sensitivity_changes(&back, &detector, &asked), vec![(1, 4)]);
+    }
+
+    #[test]
+    fn a_peer_whose_address_changed_alone_changes_the_links_peers() {
+        let config = cluster(&[]);
+        let watching = DetectorConfig::from_cluster(&config, 1).unwrap();
+        let linked = halcyon_membership::link_peers(&config, 1).unwrap();
+        assert_eq!(peers_change(&config, 1, &watching, &linked), None);
+        let mut moved = config.clone();
+        let node2 = moved.nodes.iter_mut().find(|n| n.number == 2).unwrap();
+        let interface = node2
+            .interfaces
+            .iter_mut()
+            .find(|i| i.address.is_some())
+            .unwrap();
+        interface.address = Some("192.0.2.222".parse().unwrap());
+        let (detector, links) =
+            peers_change(&moved, 1, &watching, &linked).expect("the address changed");
+        assert_eq!(detector.peers, watching.peers);
+        assert!(
+            links.values().flatten().any(|p| p.node == 2
+                && p.address
+                    .is_some_and(|a| a.ip().to_string() == "192.0.2.222")),
+            "{links:?}"
+        );
+        assert_eq!(peers_change(&moved, 1, &detector, &links), None);
     }
 
     #[test]
