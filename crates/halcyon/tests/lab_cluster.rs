@@ -909,6 +909,154 @@ fn a_node_added_to_a_cluster_with_a_disk_heartbeat_is_heard_on_the_disk() {
     assert_eq!(cluster.serving_host(PACKAGE), Some(added));
 }
 
+/// `halcyon apply` gives a halted node a new address on the first network (a server moved
+/// to another address): applied while it is halted, its daemon restarted with the new files
+/// and a certificate for the new address, it is a member again there, heard on every
+/// network, and takes the package; the checker sees no double activation.
+#[test]
+fn a_halted_node_given_a_new_address_rejoins_there_and_takes_the_package() {
+    if !running_as_root_or_skip("node_readdressed") {
+        return;
+    }
+    let cluster = start_cluster(3, false);
+    let old = holder(&cluster);
+    let (moved, name) = halt_a_bystander(&cluster, old);
+    let new_address = std::net::Ipv4Addr::new(198, 18, 1, 100 + moved as u8);
+    let files: Vec<halcyon_api::ConfigFile> =
+        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
+            .expect("the lab's configuration")
+            .into_iter()
+            .map(|(file, text)| {
+                let mut doc: toml::Table = text.parse().expect("the lab writes toml");
+                if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
+                    for node in nodes.iter_mut() {
+                        if node.get("name").and_then(toml::Value::as_str) != Some(name.as_str()) {
+                            continue;
+                        }
+                        let interfaces = node
+                            .get_mut("interface")
+                            .and_then(toml::Value::as_array_mut)
+                            .expect("the node's interfaces");
+                        let first = interfaces
+                            .iter_mut()
+                            .find(|i| {
+                                i.get("address").and_then(toml::Value::as_str)
+                                    == Some(
+                                        halcyon_lab::names::host_address(moved, 1)
+                                            .to_string()
+                                            .as_str(),
+                                    )
+                            })
+                            .expect("its interface on the first network");
+                        first.as_table_mut().expect("a table").insert(
+                            "address".into(),
+                            toml::Value::String(new_address.to_string()),
+                        );
+                    }
+                }
+                halcyon_api::ConfigFile {
+                    name: file,
+                    text: toml::to_string(&doc).expect("toml"),
+                }
+            })
+            .collect();
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest {
+        files: files.clone(),
+    })
+    .unwrap();
+    let checker = start_checker(&cluster);
+    let applied_at = Instant::now();
+    let (code, answer) = cluster
+        .api_post(old, "/v1/config/apply", &body)
+        .expect("apply answers");
+    assert!(code < 300, "apply: {code} {answer}");
+    wait_generation_and_voter(&cluster, old, 2, &name, true);
+
+    // The server moved: the new address on its interface, the files and a certificate for
+    // it, the daemon restarted.
+    cluster.kill_daemon(moved).expect("the daemon stops");
+    // The old address first: deleting a subnet's primary address takes its secondaries.
+    cluster
+        .lab()
+        .delete_address(moved, 1, halcyon_lab::names::host_address(moved, 1), 24)
+        .expect("the old address gone");
+    cluster
+        .lab()
+        .add_address(moved, 1, new_address, 24)
+        .expect("the new address");
+    for file in &files {
+        std::fs::write(cluster.config_directory().join(&file.name), &file.text)
+            .expect("the new files");
+    }
+    let config = cluster.config_directory();
+    let issued = std::process::Command::new(HALCYON)
+        .args(["init", "node", name.as_str(), "--force", "-c"])
+        .arg(config)
+        .arg("--dir")
+        .arg(config.join("pki"))
+        .output()
+        .expect("halcyon init node");
+    assert!(
+        issued.status.success(),
+        "init node: {}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    cluster.start_daemon(moved).expect("the daemon starts");
+    cluster
+        .wait_for(
+            "node start accepted",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                let (code, _) = cluster
+                    .api_post(old, &format!("/v1/nodes/{name}/start"), "{}")
+                    .ok()?;
+                (code < 300).then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(moved, 40)));
+    cluster
+        .wait_for(
+            "the node a member at its new address, heard on every network",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                let status = cluster.status(old).ok()?;
+                let nodes = status["nodes"].as_array()?;
+                // The restarted daemon's incarnation: it registered from its new address.
+                nodes
+                    .iter()
+                    .all(|n| {
+                        n["member"] == true
+                            && (n["name"] != name.as_str() || n["incarnation"] == 2)
+                            && n["networks"].as_array().is_some_and(|networks| {
+                                networks
+                                    .iter()
+                                    .all(|w| w["path"] == "up" || w["path"] == "local")
+                            })
+                    })
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(moved, 40)));
+    println!(
+        "{name} a member at {new_address} {:?} after apply",
+        applied_at.elapsed()
+    );
+    cluster
+        .move_package(old, PACKAGE, moved)
+        .expect("the move is accepted");
+    cluster
+        .wait_for(
+            "the package on the moved node",
+            Instant::now() + Duration::from_secs(30),
+            || (cluster.serving_host(PACKAGE) == Some(moved)).then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(moved, 40)));
+    std::thread::sleep(Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(&cluster));
+    assert_safe(&cluster, &report);
+}
+
 /// `halcyon apply` refuses a package whose address another host on the network already
 /// holds (the coordinator's ARP probe finds the client answering for it): nothing changes.
 /// Once the address is free the same files are applied and the package's address answers.
