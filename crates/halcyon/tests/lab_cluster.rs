@@ -422,31 +422,80 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
     assert!(cluster.serving_host(PACKAGE).is_some());
 }
 
-/// The lab's configuration files without node `name` (in the cluster file and every
-/// package's node list), for `POST /v1/config/apply`.
-fn files_without(cluster: &LabCluster, name: &str) -> Vec<halcyon_api::ConfigFile> {
-    let dir = cluster.config_directory().to_path_buf();
-    halcyon_config::named_sources(std::slice::from_ref(&dir))
+/// The lab's configuration files as they are, for `POST /v1/config/apply`.
+fn lab_files(cluster: &LabCluster) -> Vec<halcyon_api::ConfigFile> {
+    halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
         .expect("the lab's configuration")
         .into_iter()
-        .map(|(file, text)| {
-            let mut doc: toml::Table = text.parse().expect("the lab writes toml");
-            if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
-                nodes.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(name));
-            }
-            if let Some(toml::Value::Array(nodes)) = doc
-                .get_mut("package")
-                .and_then(|p| p.as_table_mut())
-                .and_then(|p| p.get_mut("nodes"))
-            {
-                nodes.retain(|n| n.as_str() != Some(name));
-            }
+        .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+        .collect()
+}
+
+/// The lab's configuration files, each parsed, changed by `edit` and written out again.
+fn lab_files_edited(
+    cluster: &LabCluster,
+    edit: impl Fn(&mut toml::Table),
+) -> Vec<halcyon_api::ConfigFile> {
+    lab_files(cluster)
+        .into_iter()
+        .map(|file| {
+            let mut doc: toml::Table = file.text.parse().expect("the lab writes toml");
+            edit(&mut doc);
             halcyon_api::ConfigFile {
-                name: file,
+                name: file.name,
                 text: toml::to_string(&doc).expect("toml"),
             }
         })
         .collect()
+}
+
+/// The lab's configuration files without node `name` (in the cluster file and every
+/// package's node list), for `POST /v1/config/apply`.
+fn files_without(cluster: &LabCluster, name: &str) -> Vec<halcyon_api::ConfigFile> {
+    lab_files_edited(cluster, |doc| {
+        if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
+            nodes.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(name));
+        }
+        if let Some(toml::Value::Array(nodes)) = doc
+            .get_mut("package")
+            .and_then(|p| p.as_table_mut())
+            .and_then(|p| p.get_mut("nodes"))
+        {
+            nodes.retain(|n| n.as_str() != Some(name));
+        }
+    })
+}
+
+/// A bystander (see [`halt_a_bystander`]) halted and applied out of the cluster (generation
+/// 2) through `asked`, a host that stays, its daemon running with files that name it: the
+/// bystander's host and name, and `asked`.
+fn bystander_applied_out(cluster: &LabCluster, old: usize) -> (usize, String, usize) {
+    let (added, name) = halt_a_bystander(cluster, old);
+    let asked = cluster
+        .hosts()
+        .find(|&host| host != old && host != added)
+        .expect("a host that stays");
+    let stopped =
+        apply_as_the_refusal_says(cluster, asked, added, &name, files_without(cluster, &name));
+    wait_generation_and_voter(cluster, asked, 2, &name, false);
+    if stopped {
+        cluster.start_daemon(added).expect("the daemon starts");
+    }
+    (added, name, asked)
+}
+
+/// Every node of `status` a member, and every path to it up (or the answering node's own).
+fn all_members_heard_everywhere(status: &serde_json::Value) -> bool {
+    status["nodes"].as_array().is_some_and(|nodes| {
+        nodes.iter().all(|n| {
+            n["member"] == true
+                && n["networks"].as_array().is_some_and(|networks| {
+                    networks
+                        .iter()
+                        .all(|w| w["path"] == "up" || w["path"] == "local")
+                })
+        })
+    })
 }
 
 /// A host that neither holds the package (on `old`) nor coordinates, halted through the API
@@ -638,29 +687,9 @@ fn a_node_added_while_the_holder_is_cut_off_never_runs_the_package_twice() {
     }
     let cluster = start_cluster(5, false);
     let old = holder(&cluster);
-    let (added, name) = halt_a_bystander(&cluster, old);
-    let asked = cluster
-        .hosts()
-        .find(|&host| host != old && host != added)
-        .expect("a host that stays");
-    let all_files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
-            .expect("the lab's configuration")
-            .into_iter()
-            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
-            .collect();
+    let all_files = lab_files(&cluster);
     // Out of the cluster first (generation 2), its daemon running with files that name it.
-    let stopped = apply_as_the_refusal_says(
-        &cluster,
-        asked,
-        added,
-        &name,
-        files_without(&cluster, &name),
-    );
-    wait_generation_and_voter(&cluster, asked, 2, &name, false);
-    if stopped {
-        cluster.start_daemon(added).expect("the daemon starts");
-    }
+    let (added, name, asked) = bystander_applied_out(&cluster, old);
 
     let checker = start_checker(&cluster);
     let majority: Vec<usize> = cluster.hosts().filter(|&host| host != old).collect();
@@ -755,21 +784,11 @@ fn a_lease_shortened_while_the_holder_is_cut_off_never_runs_the_package_twice() 
         old = holder(&cluster);
     }
     let asked = coordinator;
-    let files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
-            .expect("the lab's configuration")
-            .into_iter()
-            .map(|(name, text)| {
-                let mut doc: toml::Table = text.parse().expect("the lab writes toml");
-                if let Some(quorum) = doc.get_mut("quorum").and_then(|q| q.as_table_mut()) {
-                    quorum.remove("lease");
-                }
-                halcyon_api::ConfigFile {
-                    name,
-                    text: toml::to_string(&doc).expect("toml"),
-                }
-            })
-            .collect();
+    let files = lab_files_edited(&cluster, |doc| {
+        if let Some(quorum) = doc.get_mut("quorum").and_then(|q| q.as_table_mut()) {
+            quorum.remove("lease");
+        }
+    });
     let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
 
     let checker = start_checker(&cluster);
@@ -828,28 +847,8 @@ fn a_node_added_to_a_cluster_with_a_disk_heartbeat_is_heard_on_the_disk() {
     }
     let cluster = start_cluster(4, true);
     let old = holder(&cluster);
-    let (added, name) = halt_a_bystander(&cluster, old);
-    let asked = cluster
-        .hosts()
-        .find(|&host| host != old && host != added)
-        .expect("a host that stays");
-    let all_files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
-            .expect("the lab's configuration")
-            .into_iter()
-            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
-            .collect();
-    let stopped = apply_as_the_refusal_says(
-        &cluster,
-        asked,
-        added,
-        &name,
-        files_without(&cluster, &name),
-    );
-    wait_generation_and_voter(&cluster, asked, 2, &name, false);
-    if stopped {
-        cluster.start_daemon(added).expect("the daemon starts");
-    }
+    let all_files = lab_files(&cluster);
+    let (added, name, asked) = bystander_applied_out(&cluster, old);
 
     let checker = start_checker(&cluster);
     let added_at = Instant::now();
@@ -865,17 +864,10 @@ fn a_node_added_to_a_cluster_with_a_disk_heartbeat_is_heard_on_the_disk() {
                     .hosts()
                     .all(|host| {
                         cluster.status(host).ok().is_some_and(|status| {
-                            status["nodes"].as_array().is_some_and(|nodes| {
-                                nodes.iter().all(|n| {
-                                    n["member"] == true
-                                        && n["networks"].as_array().is_some_and(|networks| {
-                                            networks.len() == 3
-                                                && networks.iter().all(|w| {
-                                                    w["path"] == "up" || w["path"] == "local"
-                                                })
-                                        })
-                                })
-                            })
+                            all_members_heard_everywhere(&status)
+                                && status["nodes"][0]["networks"]
+                                    .as_array()
+                                    .is_some_and(|networks| networks.len() == 3)
                         })
                     })
                     .then_some(())
@@ -922,44 +914,23 @@ fn a_halted_node_given_a_new_address_rejoins_there_and_takes_the_package() {
     let old = holder(&cluster);
     let (moved, name) = halt_a_bystander(&cluster, old);
     let new_address = std::net::Ipv4Addr::new(198, 18, 1, 100 + moved as u8);
-    let files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
-            .expect("the lab's configuration")
-            .into_iter()
-            .map(|(file, text)| {
-                let mut doc: toml::Table = text.parse().expect("the lab writes toml");
-                if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
-                    for node in nodes.iter_mut() {
-                        if node.get("name").and_then(toml::Value::as_str) != Some(name.as_str()) {
-                            continue;
-                        }
-                        let interfaces = node
-                            .get_mut("interface")
-                            .and_then(toml::Value::as_array_mut)
-                            .expect("the node's interfaces");
-                        let first = interfaces
-                            .iter_mut()
-                            .find(|i| {
-                                i.get("address").and_then(toml::Value::as_str)
-                                    == Some(
-                                        halcyon_lab::names::host_address(moved, 1)
-                                            .to_string()
-                                            .as_str(),
-                                    )
-                            })
-                            .expect("its interface on the first network");
-                        first.as_table_mut().expect("a table").insert(
-                            "address".into(),
-                            toml::Value::String(new_address.to_string()),
-                        );
-                    }
-                }
-                halcyon_api::ConfigFile {
-                    name: file,
-                    text: toml::to_string(&doc).expect("toml"),
-                }
-            })
-            .collect();
+    let old_address = halcyon_lab::names::host_address(moved, 1).to_string();
+    let files = lab_files_edited(&cluster, |doc| {
+        let Some(toml::Value::Array(nodes)) = doc.get_mut("node") else {
+            return;
+        };
+        let interface = nodes
+            .iter_mut()
+            .filter(|n| n.get("name").and_then(toml::Value::as_str) == Some(name.as_str()))
+            .filter_map(|n| n.get_mut("interface").and_then(toml::Value::as_array_mut))
+            .flatten()
+            .find(|i| i.get("address").and_then(toml::Value::as_str) == Some(old_address.as_str()))
+            .expect("its interface on the first network");
+        interface.as_table_mut().expect("a table").insert(
+            "address".into(),
+            toml::Value::String(new_address.to_string()),
+        );
+    });
     let body = serde_json::to_string(&halcyon_api::ApplyRequest {
         files: files.clone(),
     })
@@ -1022,18 +993,11 @@ fn a_halted_node_given_a_new_address_rejoins_there_and_takes_the_package() {
                 let status = cluster.status(old).ok()?;
                 let nodes = status["nodes"].as_array()?;
                 // The restarted daemon's incarnation: it registered from its new address.
-                nodes
-                    .iter()
-                    .all(|n| {
-                        n["member"] == true
-                            && (n["name"] != name.as_str() || n["incarnation"] == 2)
-                            && n["networks"].as_array().is_some_and(|networks| {
-                                networks
-                                    .iter()
-                                    .all(|w| w["path"] == "up" || w["path"] == "local")
-                            })
-                    })
-                    .then_some(())
+                (all_members_heard_everywhere(&status)
+                    && nodes
+                        .iter()
+                        .all(|n| n["name"] != name.as_str() || n["incarnation"] == 2))
+                .then_some(())
             },
         )
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(moved, 40)));
@@ -1074,12 +1038,7 @@ fn apply_refuses_a_package_whose_address_another_host_holds() {
             prefix: 24,
         },
     );
-    let mut files: Vec<halcyon_api::ConfigFile> =
-        halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])
-            .expect("the lab's configuration")
-            .into_iter()
-            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
-            .collect();
+    let mut files = lab_files(&cluster);
     files.push(halcyon_api::ConfigFile {
         name: "other.toml".into(),
         text: other.to_toml(),
