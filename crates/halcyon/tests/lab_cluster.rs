@@ -484,6 +484,28 @@ fn bystander_applied_out(cluster: &LabCluster, old: usize) -> (usize, String, us
     (added, name, asked)
 }
 
+/// Moves the package to `to` through `asked` and waits until the client is served there.
+fn move_and_wait(cluster: &LabCluster, asked: usize, to: usize) {
+    cluster
+        .move_package(asked, PACKAGE, to)
+        .expect("the move is accepted");
+    cluster
+        .wait_for(
+            "the package served on the host it was moved to",
+            Instant::now() + Duration::from_secs(30),
+            || (cluster.serving_host(PACKAGE) == Some(to)).then_some(()),
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(to, 40)));
+}
+
+/// A second more for the checker, then its report, the events, and the safety asserts.
+fn settle_and_assert_safe(cluster: &LabCluster, checker: Checker) {
+    std::thread::sleep(Duration::from_secs(1));
+    let report = checker.stop();
+    println!("events: {:#?}", event_lines(cluster));
+    assert_safe(cluster, &report);
+}
+
 /// Every node of `status` a member, and every path to it up (or the answering node's own).
 fn all_members_heard_everywhere(status: &serde_json::Value) -> bool {
     status["nodes"].as_array().is_some_and(|nodes| {
@@ -718,16 +740,7 @@ fn a_node_added_while_the_holder_is_cut_off_never_runs_the_package_twice() {
         "{name} a voter and a member {:?} after apply",
         added_at.elapsed()
     );
-    cluster
-        .move_package(asked, PACKAGE, added)
-        .expect("the move is accepted");
-    cluster
-        .wait_for(
-            "the package on the added node",
-            Instant::now() + Duration::from_secs(30),
-            || (cluster.serving_host(PACKAGE) == Some(added)).then_some(()),
-        )
-        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(added, 40)));
+    move_and_wait(&cluster, asked, added);
     let healed_at = fault::heal(cluster.lab()).expect("heal");
     wait_rejoined(&cluster, old, 3, healed_at);
     std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
@@ -830,10 +843,7 @@ fn a_lease_shortened_while_the_holder_is_cut_off_never_runs_the_package_twice() 
             },
         )
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(asked, 40)));
-    std::thread::sleep(Duration::from_secs(1));
-    let report = checker.stop();
-    println!("events: {:#?}", event_lines(&cluster));
-    assert_safe(&cluster, &report);
+    settle_and_assert_safe(&cluster, checker);
 }
 
 /// `halcyon apply` adds a node to a cluster with a disk heartbeat (a host halted and
@@ -884,20 +894,8 @@ fn a_node_added_to_a_cluster_with_a_disk_heartbeat_is_heard_on_the_disk() {
         "{name} heard on every network, the disk included, {:?} after apply",
         added_at.elapsed()
     );
-    cluster
-        .move_package(asked, PACKAGE, added)
-        .expect("the move is accepted");
-    cluster
-        .wait_for(
-            "the package on the added node",
-            Instant::now() + Duration::from_secs(30),
-            || (cluster.serving_host(PACKAGE) == Some(added)).then_some(()),
-        )
-        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(added, 40)));
-    std::thread::sleep(Duration::from_secs(1));
-    let report = checker.stop();
-    println!("events: {:#?}", event_lines(&cluster));
-    assert_safe(&cluster, &report);
+    move_and_wait(&cluster, asked, added);
+    settle_and_assert_safe(&cluster, checker);
     assert_eq!(cluster.serving_host(PACKAGE), Some(added));
 }
 
@@ -1005,20 +1003,8 @@ fn a_halted_node_given_a_new_address_rejoins_there_and_takes_the_package() {
         "{name} a member at {new_address} {:?} after apply",
         applied_at.elapsed()
     );
-    cluster
-        .move_package(old, PACKAGE, moved)
-        .expect("the move is accepted");
-    cluster
-        .wait_for(
-            "the package on the moved node",
-            Instant::now() + Duration::from_secs(30),
-            || (cluster.serving_host(PACKAGE) == Some(moved)).then_some(()),
-        )
-        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(moved, 40)));
-    std::thread::sleep(Duration::from_secs(1));
-    let report = checker.stop();
-    println!("events: {:#?}", event_lines(&cluster));
-    assert_safe(&cluster, &report);
+    move_and_wait(&cluster, old, moved);
+    settle_and_assert_safe(&cluster, checker);
 }
 
 /// `halcyon apply` refuses a package whose address another host on the network already
