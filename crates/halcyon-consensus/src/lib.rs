@@ -733,19 +733,23 @@ impl Consensus {
     /// the leader also forgets what it replicated to it: a node rebuilt with a new, empty
     /// store can be added again ([`Consensus::add_voter`]).
     pub async fn remove_voter(&self, id: NodeId) -> Result<(), WriteError> {
+        self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+            .await
+    }
+
+    /// On the leader: `change`, committed within the write timeout.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, NodeAddrs>,
+    ) -> Result<(), WriteError> {
         let timeout = self.timings.write_timeout;
-        let change = self
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false);
-        match tokio::time::timeout(timeout, change).await {
+        match tokio::time::timeout(timeout, self.raft.change_membership(change, false)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(WriteError::from_raft(e)),
             Err(_) => Err(WriteError::Timeout { timeout }),
         }
     }
 
-    /// On the leader: takes `id` out of the membership entirely, whether it votes or not (a
-    /// node the configuration no longer has).
     /// The consensus addresses the membership holds for each member (voters and learners).
     pub fn member_addrs(&self) -> BTreeMap<NodeId, NodeAddrs> {
         self.raft
@@ -761,27 +765,19 @@ impl Consensus {
     /// On the leader: member `id`'s consensus addresses from now on (its interfaces
     /// changed), committed as a membership change that keeps the voters.
     pub async fn set_member_addrs(&self, id: NodeId, node: NodeAddrs) -> Result<(), WriteError> {
-        let timeout = self.timings.write_timeout;
-        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
-        match tokio::time::timeout(timeout, self.raft.change_membership(change, false)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(WriteError::from_raft(e)),
-            Err(_) => Err(WriteError::Timeout { timeout }),
-        }
+        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])))
+            .await
     }
 
+    /// On the leader: takes `id` out of the membership entirely, whether it votes or not (a
+    /// node the configuration no longer has).
     pub async fn remove_member(&self, id: NodeId) -> Result<(), WriteError> {
-        let timeout = self.timings.write_timeout;
         let change = if self.voters().contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        match tokio::time::timeout(timeout, self.raft.change_membership(change, false)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(WriteError::from_raft(e)),
-            Err(_) => Err(WriteError::Timeout { timeout }),
-        }
+        self.change_membership(change).await
     }
 
     pub fn node_id(&self) -> NodeId {

@@ -205,6 +205,7 @@ impl DiskLink {
         let read_period = (interval / READS_PER_INTERVAL).clamp(READ_PERIOD_MIN, READ_PERIOD_MAX);
         let worker = Worker {
             file,
+            block_device: device_bytes.is_some(),
             direct,
             local_node,
             peers: peers.to_vec(),
@@ -322,6 +323,8 @@ impl Drop for DiskLink {
 
 struct Worker {
     file: File,
+    /// A block device (never extended), not a regular file.
+    block_device: bool,
     direct: bool,
     local_node: u32,
     peers: Vec<u32>,
@@ -374,19 +377,13 @@ impl Worker {
     /// Reads `peers`' slots from now on (a regular file extended for them first: a failure
     /// is reported like a read's, and their slots are read anyway).
     fn set_peers(&mut self, peers: Vec<u32>) {
-        if !self.is_block_device()
+        if !self.block_device
             && let Err(e) = extend_for(&self.file, self.local_node, &peers)
         {
             self.pending.push_back(Err(e));
         }
         self.delivered.retain(|peer, _| peers.contains(peer));
         self.peers = peers;
-    }
-
-    fn is_block_device(&self) -> bool {
-        self.file
-            .metadata()
-            .is_ok_and(|m| m.file_type().is_block_device())
     }
 
     fn write(&mut self, payload: &[u8]) -> io::Result<()> {

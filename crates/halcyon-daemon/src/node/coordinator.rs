@@ -42,12 +42,41 @@ struct Coordinator {
     fencing: BTreeSet<NodeName>,
     /// A membership change the coordinator decided runs (one at a time).
     changing_voters: bool,
-    /// The voter change the last round decided, to start once its commands are committed.
-    start_voter_change: Option<(NodeName, bool)>,
-    /// The member outside the configuration the last round takes out of the membership.
-    start_leave: Option<u32>,
-    /// A member to give the running configuration's consensus addresses.
-    start_readdress: Option<u32>,
+    /// The membership change the last round decided, to start once its commands are
+    /// committed.
+    start_membership: Option<MembershipChange>,
+}
+
+/// A membership change the coordinator decided (`Decision`), one at a time.
+#[derive(Clone, Debug)]
+enum MembershipChange {
+    /// A node becomes a voter (`true`) or stops voting.
+    Voter(NodeName, bool),
+    /// A member outside the configuration leaves the membership.
+    Leave(u32),
+    /// A member gets the running configuration's consensus addresses.
+    Readdress(u32),
+}
+
+impl MembershipChange {
+    /// What `decision` asks for, if anything (the decision asks for one at most).
+    fn of(decision: &crate::coordinator::decide::Decision) -> Option<MembershipChange> {
+        let voter = decision
+            .voter_change
+            .clone()
+            .map(|(node, add)| MembershipChange::Voter(node, add));
+        voter
+            .or(decision.leave.map(MembershipChange::Leave))
+            .or(decision.readdress.map(MembershipChange::Readdress))
+    }
+
+    async fn run(self, node: &Node) {
+        match self {
+            MembershipChange::Voter(target, add) => node.auto_voter_change(&target, add).await,
+            MembershipChange::Leave(number) => node.remove_unconfigured(number).await,
+            MembershipChange::Readdress(number) => node.readdress(number).await,
+        }
+    }
 }
 
 /// This node's leadership of a term, as it began.
@@ -123,29 +152,13 @@ impl Node {
                     Some(self.platform.clock.now() + RETRY_AFTER)
                 }
             };
-            if let Some((target, add)) = c.start_voter_change.take() {
+            if let Some(change) = c.start_membership.take() {
                 c.changing_voters = true;
                 let node = Arc::clone(&self);
                 let done = voters_changed_tx.clone();
                 tokio::spawn(async move {
-                    node.auto_voter_change(&target, add).await;
+                    change.run(&node).await;
                     // The coordinator owns the receiver for as long as the node runs.
-                    let _ = done.send(()).await;
-                });
-            } else if let Some(number) = c.start_leave.take() {
-                c.changing_voters = true;
-                let node = Arc::clone(&self);
-                let done = voters_changed_tx.clone();
-                tokio::spawn(async move {
-                    node.remove_unconfigured(number).await;
-                    let _ = done.send(()).await;
-                });
-            } else if let Some(number) = c.start_readdress.take() {
-                c.changing_voters = true;
-                let node = Arc::clone(&self);
-                let done = voters_changed_tx.clone();
-                tokio::spawn(async move {
-                    node.readdress(number).await;
                     let _ = done.send(()).await;
                 });
             }
@@ -259,9 +272,7 @@ impl Node {
         };
         c.memory = decision.memory_after(committed);
         if committed == decision.commands.len() {
-            c.start_voter_change = decision.voter_change.clone();
-            c.start_leave = decision.leave;
-            c.start_readdress = decision.readdress;
+            c.start_membership = MembershipChange::of(&decision);
         }
         outcome
     }
