@@ -135,8 +135,17 @@ pub fn fence_lead_max(renew_interval: Duration) -> Duration {
 /// The shortest lease with which the holders keep their leases while a new
 /// coordinator is elected (rule 6).
 pub fn lease_min_for_elections(heartbeat_interval: Duration) -> Duration {
+    lease_min_with_raft(heartbeat_interval, heartbeat_interval)
+}
+
+/// [`lease_min_for_elections`] when the voters' Raft timings may be derived from another
+/// interval than the holders' renewals (rule 6): a running cluster's `halcyon apply`
+/// changed the heartbeat interval, and each node's Raft keeps the timings it started with
+/// until it restarts. `raft_interval` is the longest interval any voter's timings may be
+/// derived from: its elections are the slowest.
+pub fn lease_min_with_raft(heartbeat_interval: Duration, raft_interval: Duration) -> Duration {
     let renew = renew_interval(heartbeat_interval);
-    election_time_max(heartbeat_interval) + renew + fence_lead_max(renew) + LEASE_MARGIN
+    election_time_max(raft_interval) + renew + fence_lead_max(renew) + LEASE_MARGIN
 }
 
 /// The lease when none is configured (rule 7): the longer of failure detection and
@@ -227,6 +236,38 @@ impl Cluster {
             self.heartbeat.interval,
             self.detection_time(),
         )
+    }
+
+    /// The lease when the voters' Raft timings may be derived from intervals up to
+    /// `raft_interval` ([`lease_min_with_raft`]): as configured, or the longer of failure
+    /// detection and the minimum lease for those elections. [`Cluster::lease`] when
+    /// `raft_interval` is the cluster's heartbeat interval.
+    pub fn lease_with_raft(&self, raft_interval: Duration) -> Duration {
+        self.quorum.lease.unwrap_or_else(|| {
+            self.detection_time()
+                .max(lease_min_with_raft(self.heartbeat.interval, raft_interval))
+        })
+    }
+
+    /// Why the configured lease cannot work when the voters' Raft timings may be derived
+    /// from intervals up to `raft_interval` ([`check_lease`] with
+    /// [`lease_min_with_raft`]); `Ok` when none is configured (the derived one works).
+    pub fn check_lease_with_raft(&self, raft_interval: Duration) -> Result<(), LeaseTooShort> {
+        let Some(lease) = self.quorum.lease else {
+            return Ok(());
+        };
+        let detection = self.detection_time();
+        let minimum = lease_min_with_raft(self.heartbeat.interval, raft_interval);
+        if lease < detection {
+            Err(LeaseTooShort::Detection { detection })
+        } else if lease < minimum {
+            Err(LeaseTooShort::Election {
+                election: election_time_max(raft_interval),
+                minimum,
+            })
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -403,5 +444,19 @@ mod tests {
         assert_eq!(lease(Some(ms(5_000)), i, ms(400)), ms(5_000));
         assert_eq!(lease(None, i, ms(400)), ms(619));
         assert_eq!(lease(None, i, ms(1_000)), ms(1_000));
+    }
+
+    #[test]
+    fn the_minimum_lease_covers_the_elections_of_the_slowest_raft_timings_still_running() {
+        // Heartbeats and renewals every 50 ms, voters still elected with the timings of
+        // 100 ms: an election of 369 ms, a renewal and a lead of 50 ms, the margin.
+        assert_eq!(lease_min_with_raft(ms(50), ms(100)), ms(369 + 50 + 50 + 50));
+        // One interval for both is the ordinary rule, for every interval accepted.
+        for i in intervals().step_by(7) {
+            assert_eq!(lease_min_with_raft(i, i), lease_min_for_elections(i));
+        }
+        // Slower elections need a longer lease; faster ones a shorter.
+        assert!(lease_min_with_raft(ms(100), ms(300)) > lease_min_for_elections(ms(100)));
+        assert!(lease_min_with_raft(ms(300), ms(100)) < lease_min_for_elections(ms(300)));
     }
 }

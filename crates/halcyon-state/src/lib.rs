@@ -229,11 +229,26 @@ pub enum Command {
     /// voter (committed by the coordinator once the membership change is done). Taken out of
     /// [`State::joining`].
     NodeJoined { node: NodeName, at: Timestamp },
-    /// Every lease granted before the `config_change` of `generation` shortened the lease
-    /// has ended (committed by the coordinator once it has certainly, see
-    /// [`State::unsettled_lease`]): a new coordinator waits the running configuration's
-    /// lease from then on.
-    LeaseSettled { generation: u64, at: Timestamp },
+    /// Every lease granted before the lease was last shortened (its `change`th shortening,
+    /// by a `config_change` or a [`Command::RaftReport`]) has ended (committed by the
+    /// coordinator once it has certainly, see [`State::unsettled_lease`]): a new
+    /// coordinator waits the running lease from then on.
+    LeaseSettled {
+        #[serde(alias = "generation")]
+        change: u64,
+        at: Timestamp,
+    },
+    /// The heartbeat interval `reporter`'s Raft timings are derived from: those its daemon
+    /// started with (the replicated configuration it held then, else its files), kept until
+    /// it restarts (openraft's timings are fixed when it starts). `generation`: the
+    /// configuration generation its replica held when it judged. See
+    /// [`State::raft_intervals`].
+    RaftReport {
+        reporter: NodeName,
+        interval: Duration,
+        generation: u64,
+        at: Timestamp,
+    },
     /// The consensus voters changed (committed by the leader once the change is done):
     /// `node` became a voter (`added`) or stopped voting, asked `by` an administrator (`node
     /// add|remove`) or the coordinator (`auto-shrink`); `voters` after the change. Recorded
@@ -611,6 +626,47 @@ pub struct State {
     /// [`Command::LeaseSettled`]. See [`State::longest_lease`].
     #[serde(default)]
     unsettled_lease: Option<Duration>,
+    /// How many times the lease was shortened (see [`Command::LeaseSettled`]).
+    #[serde(default)]
+    lease_change: u64,
+    /// The heartbeat intervals each node's Raft timings may be derived from (see
+    /// [`RaftIntervals`]); a node without an entry runs the running configuration's.
+    #[serde(default)]
+    raft_intervals: BTreeMap<NodeName, RaftIntervals>,
+}
+
+/// The heartbeat intervals a node's Raft timings may be derived from: openraft's election
+/// timeouts are fixed when a daemon starts, from the replicated configuration it holds (else
+/// its files), so after `halcyon apply` changed the interval a node keeps the timings it
+/// started with until it restarts. A node's range is reset by its [`Command::RaftReport`]
+/// (what it runs, and the running configuration's, which it takes if it restarts) and
+/// widened by every configuration switch (a node may restart into the new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftIntervals {
+    /// What the node last reported its Raft runs with (`None`: not reported).
+    pub reported: Option<Duration>,
+    pub shortest: Duration,
+    pub longest: Duration,
+}
+
+impl RaftIntervals {
+    /// Only `interval`.
+    pub fn only(interval: Duration) -> Self {
+        RaftIntervals {
+            reported: None,
+            shortest: interval,
+            longest: interval,
+        }
+    }
+
+    /// This range and `interval`.
+    pub fn with(self, interval: Duration) -> Self {
+        RaftIntervals {
+            shortest: self.shortest.min(interval),
+            longest: self.longest.max(interval),
+            ..self
+        }
+    }
 }
 
 /// One file of a configuration directory as text: `name` relative to the directory.
@@ -797,20 +853,62 @@ impl State {
         }
     }
 
-    /// The longest lease a node may hold now: the running configuration's, or the longer
-    /// one of an earlier configuration until its leases have certainly ended. A coordinator
-    /// waits this long for a lease to end (never less); a node holds the running
-    /// configuration's (`None` before the bootstrap).
+    /// The lease a node holds now (`None` before the bootstrap): the running
+    /// configuration's, derived (when not configured) for the slowest elections the voters'
+    /// Raft timings may run ([`State::raft_intervals`], `Cluster::lease_with_raft`).
+    pub fn lease(&self) -> Option<Duration> {
+        let config = self.config.as_ref()?;
+        let (_, longest) = self.raft_intervals()?;
+        Some(config.cluster.lease_with_raft(longest))
+    }
+
+    /// The longest lease a node may hold now: [`State::lease`], or a longer one held before
+    /// the lease was shortened, until those have certainly ended. A coordinator waits this
+    /// long for a lease to end (never less); a node holds [`State::lease`] (`None` before
+    /// the bootstrap).
     pub fn longest_lease(&self) -> Option<Duration> {
-        let running = self.config.as_ref()?.cluster.lease();
+        let running = self.lease()?;
         Some(self.unsettled_lease.map_or(running, |l| l.max(running)))
     }
 
-    /// The longer lease of an earlier configuration that nodes may still hold (see
-    /// [`State::longest_lease`]), with the generation that shortened it: the coordinator
-    /// commits [`Command::LeaseSettled`] once every lease granted before has ended.
+    /// The longer lease nodes may still hold (see [`State::longest_lease`]), with the count
+    /// of shortenings that left it: the coordinator commits [`Command::LeaseSettled`] with
+    /// that count once every lease granted before has ended.
     pub fn unsettled_lease(&self) -> Option<(u64, Duration)> {
-        self.unsettled_lease.map(|l| (self.generation(), l))
+        self.unsettled_lease.map(|l| (self.lease_change, l))
+    }
+
+    /// The shortest and the longest heartbeat interval any node's Raft timings may be
+    /// derived from now (see [`RaftIntervals`]), over the running configuration's nodes
+    /// (`None` before the bootstrap). A new coordinator counts on the voters' election
+    /// timeouts of the shortest; elections may take as long as the longest's.
+    pub fn raft_intervals(&self) -> Option<(Duration, Duration)> {
+        let config = self.config.as_ref()?;
+        let running = RaftIntervals::only(config.cluster.heartbeat.interval);
+        let all = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| self.raft_intervals.get(&n.name).copied().unwrap_or(running))
+            .fold(running, |a, b| a.with(b.shortest).with(b.longest));
+        Some((all.shortest, all.longest))
+    }
+
+    /// What `node` last reported its Raft timings are derived from ([`Command::RaftReport`]).
+    pub fn raft_reported(&self, node: &str) -> Option<Duration> {
+        self.raft_intervals.get(node).and_then(|r| r.reported)
+    }
+
+    /// After a change of [`State::lease`] (`longest_before`: [`State::longest_lease`] before
+    /// it): a shorter lease leaves the longer one unsettled (a new shortening, counted),
+    /// a lease at least as long as every one before settles it.
+    fn lease_changed(&mut self, longest_before: Option<Duration>) {
+        let after = self.lease();
+        let unsettled = longest_before.filter(|b| after.is_some_and(|a| *b > a));
+        if unsettled.is_some() {
+            self.lease_change += 1;
+        }
+        self.unsettled_lease = unsettled;
     }
 
     /// The files the running configuration was read from (empty when not recorded).
@@ -889,14 +987,54 @@ impl State {
                     }
                 }
             }
-            Command::LeaseSettled { generation, at: _ } => {
-                if generation == self.generation() && self.unsettled_lease.take().is_some() {
+            Command::RaftReport {
+                reporter,
+                interval,
+                generation,
+                at: _,
+            } => {
+                let Some(config) = self.config.clone() else {
+                    return Reply::Ignored {
+                        why: "no configuration is running yet".into(),
+                    };
+                };
+                if config.node(reporter.as_str()).is_none() {
+                    return Reply::Ignored {
+                        why: format!("{reporter} is not a node of the running configuration"),
+                    };
+                }
+                let running = config.cluster.heartbeat.interval;
+                let before = self.longest_lease();
+                // Judged on the running configuration: what it runs, or the running one
+                // at a restart. Judged on an older one: a restart may still take any
+                // configuration since, so the range only widens.
+                let range = if generation == self.generation() {
+                    RaftIntervals::only(running).with(interval)
+                } else {
+                    self.raft_intervals
+                        .get(&reporter)
+                        .copied()
+                        .unwrap_or(RaftIntervals::only(running))
+                        .with(interval)
+                };
+                self.raft_intervals.insert(
+                    reporter,
+                    RaftIntervals {
+                        reported: Some(interval),
+                        ..range
+                    },
+                );
+                self.lease_changed(before);
+                Reply::Done
+            }
+            Command::LeaseSettled { change, at: _ } => {
+                if change == self.lease_change && self.unsettled_lease.take().is_some() {
                     Reply::Done
                 } else {
                     Reply::Ignored {
                         why: format!(
-                            "no lease of generation {generation} is unsettled (generation {} runs)",
-                            self.generation()
+                            "the lease's shortening {change} is not unsettled (shortenings: {})",
+                            self.lease_change
                         ),
                     }
                 }
@@ -1127,6 +1265,8 @@ impl State {
             sources,
             stuck,
             unsettled_lease,
+            lease_change,
+            raft_intervals,
         } = self;
         State {
             applied_index: *applied_index,
@@ -1160,6 +1300,8 @@ impl State {
             sources: Arc::clone(sources),
             stuck: stuck.clone(),
             unsettled_lease: *unsettled_lease,
+            lease_change: *lease_change,
+            raft_intervals: raft_intervals.clone(),
         }
     }
 
@@ -1494,6 +1636,7 @@ impl State {
         self.fences.retain(|n, _| kept(n));
         self.adapter_reports.retain(|n, _| kept(n));
         self.standby_reports.retain(|n, _| kept(n));
+        self.raft_intervals.retain(|n, _| kept(n));
         self.adapters_down.retain(|(n, _)| kept(n));
         self.standbys_down.retain(|(n, _)| kept(n));
         self.swapped.retain(|(n, _)| kept(n));
@@ -1619,15 +1762,26 @@ impl State {
                 );
             }
             self.forget_removed_nodes(&staged.config);
-            // Leases granted before the switch may be longer than the new configuration's:
-            // kept until the coordinator settles them.
             let before = self.longest_lease();
-            let after = staged.config.cluster.lease();
-            self.unsettled_lease = before.filter(|b| *b > after);
+            // Each node's Raft keeps its timings, or takes the new configuration's when it
+            // restarts.
+            if let Some(old) = &self.config {
+                let new = staged.config.cluster.heartbeat.interval;
+                let was = RaftIntervals::only(old.cluster.heartbeat.interval);
+                for node in &staged.config.cluster.nodes {
+                    if old.node(node.name.as_str()).is_some() {
+                        let range = self.raft_intervals.entry(node.name.clone()).or_insert(was);
+                        *range = range.with(new);
+                    }
+                }
+            }
             self.config = Some(Arc::clone(&staged.config));
             self.rules = staged.rules;
             self.sources = staged.sources;
             self.generation = staged.generation;
+            // Leases granted before the switch may be longer than the new configuration's:
+            // kept until the coordinator settles them.
+            self.lease_changed(before);
         }
         // Every plan looks at the whole cluster: its wake-up replaces the previous one. One
         // not after the plan's own time would raise `timer` again at once: dropped.

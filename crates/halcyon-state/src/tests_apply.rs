@@ -211,31 +211,31 @@ fn a_shorter_lease_keeps_the_longer_one_as_the_longest_until_it_is_settled() {
     let index = switch_to(&mut s, index, with_lease("1s"), t(20));
     assert_eq!(s.config().unwrap().cluster.lease(), Duration::from_secs(1));
     assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
-    assert_eq!(s.unsettled_lease(), Some((3, Duration::from_secs(2))));
+    assert_eq!(s.unsettled_lease(), Some((1, Duration::from_secs(2))));
 
     // Shorter again before they were settled: the longest stays 2 s.
     let index = switch_to(&mut s, index, with_lease("800ms"), t(30));
     assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
-    assert_eq!(s.unsettled_lease(), Some((4, Duration::from_secs(2))));
+    assert_eq!(s.unsettled_lease(), Some((2, Duration::from_secs(2))));
 
-    // A settlement for an older generation changes nothing: a generation applied since may
-    // have granted leases the coordinator did not wait out.
+    // A settlement of an older shortening changes nothing: leases granted since may be
+    // ones the coordinator did not wait out.
     let reply = s.apply(
         index,
         Command::LeaseSettled {
-            generation: 3,
+            change: 1,
             at: t(31),
         },
     );
     assert!(
-        matches!(&reply, Reply::Ignored { why } if why == "no lease of generation 3 is unsettled (generation 4 runs)"),
+        matches!(&reply, Reply::Ignored { why } if why == "the lease's shortening 1 is not unsettled (shortenings: 2)"),
         "{reply:?}"
     );
     assert_eq!(s.longest_lease(), Some(Duration::from_secs(2)));
     let reply = s.apply(
         index + 1,
         Command::LeaseSettled {
-            generation: 4,
+            change: 2,
             at: t(32),
         },
     );
@@ -245,7 +245,7 @@ fn a_shorter_lease_keeps_the_longer_one_as_the_longest_until_it_is_settled() {
     let reply = s.apply(
         index + 2,
         Command::LeaseSettled {
-            generation: 4,
+            change: 2,
             at: t(33),
         },
     );
@@ -259,10 +259,112 @@ fn an_unsettled_lease_is_kept_in_snapshots() {
     switch_to(&mut s, index, with_lease("1s"), t(20));
     let bytes = serde_json::to_vec(&s).unwrap();
     let back: State = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(back.unsettled_lease(), Some((3, Duration::from_secs(2))));
+    assert_eq!(back.unsettled_lease(), Some((1, Duration::from_secs(2))));
     // A state written before leases could be unsettled has none.
     let mut old: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     old.as_object_mut().unwrap().remove("unsettled_lease");
     let back: State = serde_json::from_value(old).unwrap();
     assert_eq!(back.unsettled_lease(), None);
+    // A settlement written before shortenings were counted names a generation.
+    let command: Command =
+        serde_json::from_str(r#"{"command":"lease_settled","generation":1,"at":"2026-01-01T00:00:00Z"}"#)
+            .unwrap();
+    assert!(matches!(command, Command::LeaseSettled { change: 1, .. }));
+}
+
+/// The running configuration with `[heartbeat] interval` set to `interval`.
+fn with_interval(interval: &str) -> Config {
+    let cluster = CLUSTER.replacen(
+        "[[network]]",
+        &format!("[heartbeat]\ninterval = \"{interval}\"\n[[network]]"),
+        1,
+    );
+    halcyon_config::load_texts(&[("cluster.toml", &cluster), ("web.toml", PACKAGE)])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn raft_report(s: &mut State, index: u64, node: &str, interval: u64, generation: u64) -> Reply {
+    s.apply(
+        index,
+        Command::RaftReport {
+            reporter: node.into(),
+            interval: Duration::from_millis(interval),
+            generation,
+            at: t(index as i64),
+        },
+    )
+}
+
+#[test]
+fn a_shorter_interval_keeps_the_lease_of_the_slower_elections_until_every_node_restarted() {
+    let ms = Duration::from_millis;
+    let (mut s, index) = running();
+    assert_eq!(s.raft_intervals(), Some((ms(100), ms(100))));
+    assert_eq!(s.lease(), Some(ms(619)));
+
+    // 100 ms -> 50 ms: every node's Raft still elects with the timings of 100 ms (369 ms),
+    // so the lease covers them with renewals every 50 ms: 369 + 50 + 50 + 50.
+    let index = switch_to(&mut s, index + 1, with_interval("50ms"), t(10));
+    assert_eq!(s.raft_intervals(), Some((ms(50), ms(100))));
+    assert_eq!(s.lease(), Some(ms(519)));
+    assert_eq!(s.longest_lease(), Some(ms(619)));
+    assert_eq!(s.unsettled_lease(), Some((1, ms(619))));
+    let reply = s.apply(index, Command::LeaseSettled { change: 1, at: t(11) });
+    assert_eq!(reply, Reply::Done);
+
+    // Each node reports what it runs; the ones still on 100 ms keep the lease.
+    for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+        let reply = raft_report(&mut s, index + 1 + i as u64, node, 100, 2);
+        assert_eq!(reply, Reply::Done);
+    }
+    assert_eq!(s.raft_reported("n1"), Some(ms(100)));
+    assert_eq!(s.lease(), Some(ms(519)));
+    // Two restarted into the new timings: one is still slow.
+    raft_report(&mut s, index + 4, "n1", 50, 2);
+    raft_report(&mut s, index + 5, "n2", 50, 2);
+    assert_eq!(s.raft_intervals(), Some((ms(50), ms(100))));
+    assert_eq!(s.lease(), Some(ms(519)));
+    assert_eq!(s.unsettled_lease(), None);
+    // The last: elections now take 2 x 80 + 25 ms at most, and the lease shortens, leaving
+    // the longer one unsettled until the coordinator settles it.
+    raft_report(&mut s, index + 6, "n3", 50, 2);
+    assert_eq!(s.raft_intervals(), Some((ms(50), ms(50))));
+    let short = s.config().unwrap().cluster.lease();
+    assert!(short < ms(519), "{short:?}");
+    assert_eq!(s.lease(), Some(short));
+    assert_eq!(s.unsettled_lease(), Some((2, ms(519))));
+    assert_eq!(s.longest_lease(), Some(ms(519)));
+}
+
+#[test]
+fn a_node_may_restart_into_any_configuration_applied_since_it_last_reported() {
+    let ms = Duration::from_millis;
+    let (mut s, index) = running();
+    // 100 -> 300: the voters' election timeouts may be the short ones of 100 ms still, and
+    // elections as slow as 300 ms's.
+    let index = switch_to(&mut s, index + 1, with_interval("300ms"), t(10));
+    assert_eq!(s.raft_intervals(), Some((ms(100), ms(300))));
+    // A report judged before the switch (generation 1) only widens n1's range.
+    raft_report(&mut s, index, "n1", 100, 1);
+    let index = switch_to(&mut s, index + 1, with_interval("200ms"), t(20));
+    assert_eq!(s.raft_intervals(), Some((ms(100), ms(300))));
+    // Judged on the running configuration: n1 runs 200 ms's or takes them at a restart; the
+    // others may still run any of the three.
+    raft_report(&mut s, index, "n1", 200, 3);
+    assert_eq!(s.raft_reported("n1"), Some(ms(200)));
+    assert_eq!(s.raft_intervals(), Some((ms(100), ms(300))));
+    raft_report(&mut s, index + 1, "n2", 200, 3);
+    raft_report(&mut s, index + 2, "n3", 200, 3);
+    assert_eq!(s.raft_intervals(), Some((ms(200), ms(200))));
+    // A node that is not in the configuration, or a report before the bootstrap, is ignored.
+    let reply = raft_report(&mut s, index + 3, "n9", 100, 3);
+    assert!(matches!(reply, Reply::Ignored { .. }), "{reply:?}");
+    assert_eq!(s.raft_intervals(), Some((ms(200), ms(200))));
+    let mut fresh = State::new();
+    let reply = raft_report(&mut fresh, 1, "n1", 100, 0);
+    assert!(matches!(reply, Reply::Ignored { .. }), "{reply:?}");
+    // Kept in snapshots.
+    let back: State = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(back.raft_intervals(), Some((ms(200), ms(200))));
+    assert_eq!(back.raft_reported("n2"), Some(ms(200)));
 }
