@@ -41,7 +41,8 @@ pub use operations::{
 pub use status::{
     ApiAuth, CredentialsState, DetectionStatus, ExcludedView, ExecutionState, ExecutionStatus,
     FenceView, HeartbeatAuth, LeaseStatus, NetworkView, NodeStatus, PackageStatus, PathView,
-    Quorum, Reachability, RefusedReload, RunningCommand, StatusResponse, WitnessStatus,
+    Quorum, Reachability, RefusedReload, RunningCommand, SlowElections, StatusResponse,
+    WitnessStatus,
 };
 pub use stream::{STREAM_DROPPED, STREAM_LOST, STREAM_RECORD, STREAM_STATUS, StreamNotice};
 pub use webhook::{QuorumChange, WebhookPayload, WebhookReason};

@@ -187,6 +187,23 @@ pub struct LeaseStatus {
     /// change).
     #[serde(default)]
     pub unsettled_ms: Option<u64>,
+    /// Set while nodes may still run Raft timings of a longer heartbeat interval than the
+    /// running configuration's (openraft's timings are fixed when a daemon starts; `halcyon
+    /// apply` shortened the interval): the lease covers their slower elections until they
+    /// restart.
+    #[serde(default)]
+    pub slow_elections: Option<SlowElections>,
+}
+
+/// Nodes whose Raft timings may be those of a longer heartbeat interval than the running
+/// configuration's (see [`LeaseStatus::slow_elections`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlowElections {
+    /// The longest heartbeat interval their timings may be derived from.
+    pub interval_ms: u64,
+    /// The running configuration's, which each takes when its daemon restarts.
+    pub running_interval_ms: u64,
+    pub nodes: Vec<String>,
 }
 
 /// One configured node as the answering node sees it.

@@ -143,6 +143,11 @@ fn status() -> StatusResponse {
             renewal_slowest_ms: 12,
             warning: None,
             unsettled_ms: Some(800),
+            slow_elections: Some(halcyon_api::SlowElections {
+                interval_ms: 100,
+                running_interval_ms: 50,
+                nodes: vec!["node2".into()],
+            }),
         },
         nodes: vec![NodeStatus {
             name: NodeName::from("node1"),

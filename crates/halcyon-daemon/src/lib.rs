@@ -121,8 +121,9 @@ async fn start(
     tokio::spawn(Arc::clone(&node).executor_loop(executor));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::ADAPTERS));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
+    tokio::spawn(Arc::clone(&node).report_loop(node::reports::RAFT));
     tokio::spawn(Arc::clone(&node).monitor_loop());
-    tokio::spawn(Arc::clone(&node).sensitivity_loop());
+    tokio::spawn(Arc::clone(&node).heartbeat_loop());
     tokio::spawn(Arc::clone(&node).watchdog_loop());
     tokio::spawn(Arc::clone(&node).peers_loop());
     if !node.consensus.is_admitted() {

@@ -481,8 +481,14 @@ pub trait HeartbeatHandle: Send {
     fn is_running(&self) -> bool;
     /// Heartbeat as `incarnation` (above the current one) from now on.
     fn reincarnate(&self, incarnation: u64) -> Result<(), String>;
-    /// From now on a path on `network` is down after `sensitivity` missed heartbeats.
-    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String>;
+    /// From now on heartbeat on `network` every `heartbeat.interval` (switching as
+    /// `halcyon_membership` documents it) and judge its paths down after
+    /// `heartbeat.sensitivity` missed heartbeats.
+    fn set_heartbeat(
+        &self,
+        network: u32,
+        heartbeat: halcyon_config::Heartbeat,
+    ) -> Result<(), String>;
     /// From now on watch `config`'s peers and heartbeat each network's peers in `links`
     /// (nodes added to or removed from the running configuration).
     fn set_peers(
@@ -577,9 +583,13 @@ impl HeartbeatHandle for HostHeartbeatHandle {
             .reincarnate(incarnation)
             .map_err(|e| e.to_string())
     }
-    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String> {
+    fn set_heartbeat(
+        &self,
+        network: u32,
+        heartbeat: halcyon_config::Heartbeat,
+    ) -> Result<(), String> {
         self.runner
-            .set_sensitivity(network, sensitivity)
+            .set_heartbeat(network, heartbeat)
             .map_err(|e| e.to_string())
     }
     fn set_peers(

@@ -22,8 +22,13 @@
 //! than a new, shorter value leaves the voters right after the switch). A `min_voters`
 //! above the cluster's voters now is refused (no path leaves fewer voters than it).
 //!
-//! The heartbeat sensitivity (`[heartbeat]` and each network's) changes too: each node's
-//! failure detector takes it from the entry on (`node::settings`). So does the lease
+//! The heartbeat interval and sensitivity (`[heartbeat]`'s and each network's) change too:
+//! each node's heartbeats and failure detector take them from the entry on
+//! (`node::settings`); every heartbeat names its sender's interval, so receivers judge each
+//! sender by its own while nodes switch one after the other. Each node renews its lease at
+//! the new interval; its Raft timings (openraft's, fixed when it starts) follow when the
+//! daemon restarts (it takes the replicated configuration's), and until every node has, the
+//! lease covers the slowest elections nodes may still run (`State::raft_intervals`). So does the lease
 //! (`[quorum] lease`, or the one derived from failure detection), checked against the
 //! timing rule as `check` does: each node holds the new lease from its first renewal after
 //! the entry; a shorter lease leaves the longer ones granted before it unsettled, and every
@@ -35,13 +40,14 @@
 //! (`node_removals`, `node_interface_changes`, checked against the live cluster).
 //!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
-//! id, port, the numbers of the nodes, networks (but their sensitivity), the heartbeat
-//! interval, and `[quorum]`'s witness (each node's runtime reads them at start: the
-//! heartbeat runner, Raft's timings, the API's ports).
+//! id, port, the numbers of the nodes, networks (but their heartbeat), and `[quorum]`'s
+//! witness (each node's runtime reads them at start: the heartbeat runner, the API's
+//! ports).
 //! `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use halcyon_api::{
     ApplyPreview, ApplyRequest, ConfigResponse, SCHEMA_VERSION, SettingChange, StagedConfig,
@@ -361,15 +367,15 @@ fn inheriting(
         .collect()
 }
 
-/// The networks with every heartbeat sensitivity the same: what `apply` compares when it
-/// looks for a change of the networks it cannot make (a sensitivity it can).
-fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
+/// The networks with every heartbeat the same: what `apply` compares when it looks for a
+/// change of the networks it cannot make (a heartbeat interval or sensitivity it can).
+fn any_heartbeat(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
     networks
         .iter()
         .map(|n| halcyon_config::Network {
             heartbeat: halcyon_config::Heartbeat {
                 sensitivity: 1,
-                ..n.heartbeat
+                interval: std::time::Duration::from_millis(1),
             },
             ..n.clone()
         })
@@ -380,25 +386,29 @@ fn any_sensitivity(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::
 /// the refusal names these as what it can change.
 const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duration, [quorum] \
                              auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
-                             heartbeat sensitivity";
+                             heartbeat interval and sensitivity";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes' numbers, the networks but their heartbeat
-/// sensitivity, the heartbeat interval, and `[quorum]`'s witness). Accepted: what only the replicated configuration feeds, so every node
+/// name, id and port, the nodes' numbers, the networks but their heartbeat, and
+/// `[quorum]`'s witness), and a configured lease that does not outlast the elections of
+/// the Raft timings nodes may still run (`raft_longest`: the longest interval they may be
+/// derived from now, `State::raft_intervals`). Accepted: what only the replicated configuration feeds, so every node
 /// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
 /// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
 /// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), `[quorum]
-/// watchdog` (each node switches its device), the heartbeat sensitivity (each node's
-/// detector follows the running configuration) and the lease (see the module). A larger `min_voters` than the cluster's voters now
+/// watchdog` (each node switches its device), the heartbeat interval and sensitivity (each
+/// node's heartbeats and detector follow the running configuration) and the lease (see
+/// the module). A larger `min_voters` than the cluster's voters now
 /// is refused: auto-shrink, `node remove` and `node forget` never leave fewer voters than
 /// `min_voters`, and apply keeps that true as well.
 pub(crate) fn cluster_changes(
     new: &Config,
     running: &Config,
+    raft_longest: Duration,
     voters: &[String],
 ) -> Result<Vec<SettingChange>, String> {
     // Every field named, so that a new setting cannot be forgotten here.
@@ -436,12 +446,8 @@ pub(crate) fn cluster_changes(
         ),
         (
             "[[network]]",
-            any_sensitivity(networks)
-                != any_sensitivity(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
-        ),
-        (
-            "[heartbeat] interval",
-            heartbeat.interval != r.heartbeat.interval,
+            any_heartbeat(networks)
+                != any_heartbeat(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
         ),
         ("[quorum] witness", *witness != rq.witness),
     ];
@@ -454,11 +460,12 @@ pub(crate) fn cluster_changes(
     if !refused.is_empty() {
         why.push(format!(
             "apply cannot change {} of a running cluster yet (each node reads them at start: \
-             the heartbeat runner, Raft's timings, the API's ports)",
+             the heartbeat runner's networks, the API's ports)",
             refused.join(", ")
         ));
     }
     why.extend(min_voters_refusal(&new.cluster, r, voters));
+    why.extend(lease_refusal(&new.cluster, raft_longest));
     if !why.is_empty() {
         return Err(format!(
             "refused: {}; nothing was changed. apply changes packages (add, remove, change), \
@@ -467,8 +474,9 @@ pub(crate) fn cluster_changes(
         ));
     }
     let mut changes = added_nodes(&new.cluster, r);
+    changes.extend(interval_settings(&new.cluster, r, raft_longest));
     changes.extend(sensitivity_settings(&new.cluster, r));
-    changes.extend(lease_setting(&new.cluster, r));
+    changes.extend(lease_setting(&new.cluster, r, raft_longest));
     changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     changes.extend(limit_and_quorum_settings(&new.cluster, r, voters.len()));
     Ok(changes)
@@ -619,7 +627,11 @@ fn stage(node: &Node, request: &ApplyRequest) -> Result<Staging, ApiError> {
     let state = node.snapshot();
     let running = applied_config(&state)?;
     let voters = node.voter_names();
-    let mut settings = cluster_changes(&config, running, &voters).map_err(ApiError::conflict)?;
+    let (_, raft_longest) = state
+        .raft_intervals()
+        .expect("a running configuration has Raft intervals");
+    let mut settings =
+        cluster_changes(&config, running, raft_longest, &voters).map_err(ApiError::conflict)?;
     let raft_members = node.raft_member_numbers();
     if let Some(why) = numbers_still_in_raft(&config.cluster, &running.cluster, &raft_members) {
         return Err(ApiError::conflict(why));
@@ -830,21 +842,124 @@ fn sensitivity_settings(
     changes
 }
 
+/// The longest heartbeat interval any node's Raft timings may be derived from after `new`
+/// is switched to (`State::raft_intervals`: the running ones, `raft_longest` the longest,
+/// and `new`'s, which a node takes when it restarts).
+fn raft_longest_after(new: &halcyon_config::Cluster, raft_longest: Duration) -> Duration {
+    raft_longest.max(new.heartbeat.interval)
+}
+
+/// Why `new`'s configured lease is refused although `check` accepted it: it does not
+/// outlast the elections of the Raft timings nodes may still run (a shorter heartbeat
+/// interval leaves each node's Raft on its old timings until it restarts).
+fn lease_refusal(new: &halcyon_config::Cluster, raft_longest: Duration) -> Option<String> {
+    let raft = raft_longest_after(new, raft_longest);
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    match new.check_lease_with_raft(raft) {
+        Ok(()) => None,
+        Err(halcyon_config::timing::LeaseTooShort::Election { election, minimum }) => {
+            Some(format!(
+                "[quorum] lease = \"{}\" is shorter than {} (an election of up to {} with the \
+                 Raft timings of a {} heartbeat, which nodes run until they restart, plus a \
+                 renewal, the fencing lead and the margin): configure at least that, or no \
+                 lease to have it derived",
+                show(
+                    new.quorum
+                        .lease
+                        .expect("only a configured lease is refused")
+                ),
+                show(minimum),
+                show(election),
+                show(raft)
+            ))
+        }
+        Err(halcyon_config::timing::LeaseTooShort::Detection { detection }) => Some(format!(
+            "[quorum] lease is shorter than failure detection ({})",
+            show(detection)
+        )),
+    }
+}
+
+/// The heartbeat intervals `apply` changes (`[heartbeat]`'s and each network's), with what
+/// each node does (pure).
+fn interval_settings(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+    raft_longest: Duration,
+) -> Vec<SettingChange> {
+    let show = |d: &Duration| humantime::format_duration(*d).to_string();
+    let mut changes = Vec::new();
+    if new.heartbeat.interval != r.heartbeat.interval {
+        let raft = raft_longest_after(new, raft_longest);
+        let elections = if raft > new.heartbeat.interval {
+            format!(
+                "until every node has restarted, elections may take as long as with a {} \
+                 heartbeat and the lease covers them (`status` names the nodes)",
+                show(&raft)
+            )
+        } else {
+            "every node's elections are at least that fast already".to_owned()
+        };
+        changes.push(SettingChange {
+            setting: "[heartbeat] interval".to_owned(),
+            old: show(&r.heartbeat.interval),
+            new: show(&new.heartbeat.interval),
+            note: Some(format!(
+                "each node renews its lease every {} from the config_change entry on, and the \
+                 networks without a heartbeat of their own take it (below); Raft's timings \
+                 (openraft's elections) are fixed when a daemon starts: each node takes those \
+                 of {} when it restarts; {elections}",
+                show(&new.heartbeat.interval),
+                show(&new.heartbeat.interval),
+            )),
+        });
+    }
+    for network in &new.networks {
+        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
+            continue;
+        };
+        if network.heartbeat.interval == was.heartbeat.interval {
+            continue;
+        }
+        changes.push(SettingChange {
+            setting: format!("[[network]] {} heartbeat interval", network.name),
+            old: show(&was.heartbeat.interval),
+            new: show(&network.heartbeat.interval),
+            note: Some(format!(
+                "each node heartbeats on {} every {} from the config_change entry on, and \
+                 says so in every heartbeat: a receiver judges each sender by the interval \
+                 it announces, and a node moving to a longer interval first sends {} more at \
+                 the old one, so nodes switching at different moments raise no false \
+                 failure; a path is down after {} instead of {} without heartbeats",
+                network.name,
+                show(&network.heartbeat.interval),
+                network.heartbeat.sensitivity,
+                show(&network.heartbeat.detection_time()),
+                show(&was.heartbeat.detection_time()),
+            )),
+        });
+    }
+    changes
+}
+
 /// The lease `new` gives instead of `r`'s (configured, or derived from failure detection
 /// and the election bound, which `check` has checked it against), with what the switch does
-/// (pure).
+/// (pure). `raft_longest`: the longest interval any node's Raft timings may be derived from
+/// now (`State::raft_intervals`), which the derived lease covers.
 fn lease_setting(
     new: &halcyon_config::Cluster,
     r: &halcyon_config::Cluster,
+    raft_longest: Duration,
 ) -> Option<SettingChange> {
     let show = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    let (old_lease, new_lease) = (r.lease(), new.lease());
+    let old_lease = r.lease_with_raft(raft_longest);
+    let new_lease = new.lease_with_raft(raft_longest_after(new, raft_longest));
     if old_lease == new_lease && new.quorum.lease == r.quorum.lease {
         return None;
     }
-    let show_setting = |c: &halcyon_config::Cluster| match c.quorum.lease {
+    let show_setting = |c: &halcyon_config::Cluster, lease: Duration| match c.quorum.lease {
         Some(l) => show(l),
-        None => format!("{} (derived)", show(c.lease())),
+        None => format!("{} (derived)", show(lease)),
     };
     let note = if new_lease < old_lease {
         format!(
@@ -868,8 +983,8 @@ fn lease_setting(
     };
     Some(SettingChange {
         setting: "[quorum] lease".to_owned(),
-        old: show_setting(r),
-        new: show_setting(new),
+        old: show_setting(r, old_lease),
+        new: show_setting(new, new_lease),
         note: Some(note),
     })
 }
@@ -935,7 +1050,13 @@ mod tests {
     fn a_node_added_is_applied_with_what_happens_to_it_a_renumbered_one_is_refused() {
         let (three, four) = (ip_only(false), ip_only(true));
         let three_voters = voters(&ALL[..3]);
-        let changes = cluster_changes(&four, &three, &three_voters).unwrap();
+        let changes = cluster_changes(
+            &four,
+            &three,
+            three.cluster.heartbeat.interval,
+            &three_voters,
+        )
+        .unwrap();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].setting, "[[node]] node4");
         assert_eq!(changes[0].old, "-");
@@ -952,7 +1073,10 @@ mod tests {
             "{changes:?}"
         );
         // Removed: no cluster setting refuses it (the live checks are `node_removals`).
-        assert_eq!(cluster_changes(&three, &four, &voters(ALL)), Ok(Vec::new()));
+        assert_eq!(
+            cluster_changes(&three, &four, four.cluster.heartbeat.interval, &voters(ALL)),
+            Ok(Vec::new())
+        );
         // One the cluster has, with another number: refused. Another address is checked
         // against the live cluster (`node_interface_changes`).
         let mut renumbered = four.clone();
@@ -963,7 +1087,13 @@ mod tests {
             .find(|n| n.name.as_str() == "node2")
             .unwrap()
             .number = 12;
-        let refusal = cluster_changes(&renumbered, &three, &three_voters).unwrap_err();
+        let refusal = cluster_changes(
+            &renumbered,
+            &three,
+            three.cluster.heartbeat.interval,
+            &three_voters,
+        )
+        .unwrap_err();
         assert!(
             refusal.starts_with(
                 "refused: apply cannot change [[node]] number (of the nodes it has) of a \
@@ -981,7 +1111,12 @@ mod tests {
             .interfaces[0]
             .address = Some("10.9.9.9".parse().unwrap());
         assert_eq!(
-            cluster_changes(&moved, &three, &three_voters),
+            cluster_changes(
+                &moved,
+                &three,
+                three.cluster.heartbeat.interval,
+                &three_voters
+            ),
             Ok(Vec::new())
         );
         // With a disk network: added too (every node's disk link reads its slot from the
@@ -991,7 +1126,13 @@ mod tests {
             .cluster
             .nodes
             .retain(|n| n.name.as_str() != "node4");
-        let added = cluster_changes(&example(), &with_disk, &three_voters).unwrap();
+        let added = cluster_changes(
+            &example(),
+            &with_disk,
+            with_disk.cluster.heartbeat.interval,
+            &three_voters,
+        )
+        .unwrap();
         assert_eq!(added[0].setting, "[[node]] node4", "{added:?}");
     }
 
@@ -1245,7 +1386,12 @@ mod tests {
     fn the_running_settings_are_no_change() {
         let config = example();
         assert_eq!(
-            cluster_changes(&config, &config, &voters(ALL)),
+            cluster_changes(
+                &config,
+                &config,
+                config.cluster.heartbeat.interval,
+                &voters(ALL)
+            ),
             Ok(Vec::new())
         );
     }
@@ -1258,7 +1404,13 @@ mod tests {
         new.cluster.quorum.auto_shrink = true;
         new.cluster.quorum.shrink_after = Duration::from_secs(30);
         new.cluster.quorum.min_voters = 4;
-        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         let shown: Vec<(&str, &str, &str)> = changes
             .iter()
             .map(|c| (c.setting.as_str(), c.old.as_str(), c.new.as_str()))
@@ -1284,7 +1436,8 @@ mod tests {
             Some("auto-shrink, `node remove` and `node forget` leave at least 4 voters (4 now)")
         );
         // And back: auto-shrink off says what happens to the nodes it took out.
-        let back = cluster_changes(&running, &new, &voters(ALL)).unwrap();
+        let back =
+            cluster_changes(&running, &new, new.cluster.heartbeat.interval, &voters(ALL)).unwrap();
         assert_eq!(back[1].setting, "[quorum] auto_shrink");
         assert_eq!(
             back[1].note.as_deref(),
@@ -1299,39 +1452,124 @@ mod tests {
         );
     }
 
-    #[test]
-    fn settings_each_node_reads_at_start_are_refused_each_by_name() {
-        let running = example();
+    /// `running` with the heartbeat interval `ms` on the cluster and the networks that
+    /// inherit it, as loading the files gives them.
+    fn with_interval(running: &Config, ms: u64) -> Config {
         let mut new = running.clone();
-        new.cluster.heartbeat.interval = Duration::from_millis(250);
-        // The networks inherit it, as loading the files gives them.
+        let was = running.cluster.heartbeat;
+        new.cluster.heartbeat.interval = Duration::from_millis(ms);
         for network in &mut new.cluster.networks {
-            network.heartbeat.interval = Duration::from_millis(250);
+            if network.heartbeat == was {
+                network.heartbeat.interval = Duration::from_millis(ms);
+            }
         }
-        new.cluster.quorum.lease = Some(Duration::from_secs(2));
-        new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
-        // Accepted settings changed with them are not named: they are not refused.
-        new.cluster.limits.max_event_duration = Duration::from_secs(5);
+        new
+    }
+
+    #[test]
+    fn an_interval_is_applied_and_the_lease_covers_the_elections_nodes_still_run() {
+        let ms = Duration::from_millis;
+        let running = example();
+        assert_eq!(running.cluster.heartbeat.interval, ms(100));
+        let faster = with_interval(&running, 50);
+        let changes = cluster_changes(&faster, &running, ms(100), &voters(ALL)).unwrap();
+        let named: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
         assert_eq!(
-            cluster_changes(&new, &running, &voters(ALL)),
+            named,
+            [
+                "[heartbeat] interval",
+                "[[network]] lan1 heartbeat interval",
+                "[[network]] lan2 heartbeat interval",
+                "[[network]] hb_disk heartbeat interval",
+                "[quorum] lease"
+            ]
+        );
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            ("100ms", "50ms")
+        );
+        assert!(
+            changes[0].note.as_deref().unwrap().ends_with(
+                "each node takes those of 50ms when it restarts; until every node has \
+                 restarted, elections may take as long as with a 100ms heartbeat and the \
+                 lease covers them (`status` names the nodes)"
+            ),
+            "{:?}",
+            changes[0].note
+        );
+        assert!(
+            changes[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .ends_with("a path is down after 200ms instead of 400ms without heartbeats"),
+            "{:?}",
+            changes[1].note
+        );
+        // Elections of the 100 ms timings (369 ms) + a renewal and a lead of 50 ms + 50 ms.
+        assert_eq!(
+            (changes[4].old.as_str(), changes[4].new.as_str()),
+            ("619ms (derived)", "519ms (derived)")
+        );
+        // Once every node runs the 50 ms timings, the derived lease is theirs.
+        let changes = cluster_changes(&faster, &running, ms(50), &voters(ALL)).unwrap();
+        assert_eq!(changes[4].new, "334ms (derived)");
+        assert!(
+            changes[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .ends_with("at least that fast already")
+        );
+        // A configured lease too short for the elections still running is refused, with
+        // the lease that works.
+        let mut short = faster.clone();
+        short.cluster.quorum.lease = Some(ms(400));
+        assert_eq!(
+            cluster_changes(&short, &running, ms(100), &voters(ALL)),
             Err(
-                "refused: apply cannot change [heartbeat] interval of a running cluster yet \
-                 (each node reads them at start: the heartbeat runner, Raft's timings, the \
-                 API's ports); nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, nodes added \
-                 and removed, [limits] max_event_duration, [quorum] auto_shrink, \
-                 shrink_after, min_voters, lease and watchdog, and the heartbeat sensitivity"
+                "refused: [quorum] lease = \"400ms\" is shorter than 519ms (an election of up \
+                 to 369ms with the Raft timings of a 100ms heartbeat, which nodes run until \
+                 they restart, plus a renewal, the fencing lead and the margin): configure at \
+                 least that, or no lease to have it derived; nothing was changed. apply \
+                 changes packages (add, remove, change), the [events] settings, the event \
+                 rules, fence devices, nodes added and removed, [limits] max_event_duration, \
+                 [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
+                 heartbeat interval and sensitivity"
                     .to_owned()
             )
         );
-        // A network changed beside it is named too.
-        let mut faster = new.clone();
-        faster.cluster.networks[0].subnets.clear();
-        let refusal = cluster_changes(&faster, &running, &voters(ALL)).unwrap_err();
+        assert!(cluster_changes(&short, &running, ms(50), &voters(ALL)).is_ok());
+        // Slower: the lease covers the new, slower elections from the entry on.
+        let slower = with_interval(&running, 300);
+        let changes = cluster_changes(&slower, &running, ms(100), &voters(ALL)).unwrap();
+        let lease = changes
+            .iter()
+            .find(|c| c.setting == "[quorum] lease")
+            .unwrap();
+        assert_eq!(lease.new, "1s 760ms (derived)");
+    }
+
+    #[test]
+    fn settings_each_node_reads_at_start_are_refused_each_by_name() {
+        let running = example();
+        let mut new = with_interval(&running, 250);
+        new.cluster.quorum.lease = Some(Duration::from_secs(2));
+        new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
+        new.cluster.limits.max_event_duration = Duration::from_secs(5);
+        // A network changed: named; accepted settings changed with it are not.
+        new.cluster.networks[0].subnets.clear();
+        let refusal = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[network]], [heartbeat] interval of a running \
-                 cluster yet"
+                "refused: apply cannot change [[network]] of a running cluster yet (each node \
+                 reads them at start: the heartbeat runner's networks, the API's ports)"
             ),
             "{refusal}"
         );
@@ -1342,7 +1580,13 @@ mod tests {
             number: 9,
             address: "10.0.0.9".parse().unwrap(),
         });
-        let refusal = cluster_changes(&renamed, &running, &voters(ALL)).unwrap_err();
+        let refusal = cluster_changes(
+            &renamed,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap_err();
         assert!(
             refusal.starts_with(
                 "refused: apply cannot change [cluster] name, [quorum] witness of a running"
@@ -1364,7 +1608,13 @@ mod tests {
                 network.heartbeat.sensitivity = 6;
             }
         }
-        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         assert_eq!(changes[0].setting, "[heartbeat] sensitivity");
         assert_eq!(
             (changes[0].old.as_str(), changes[0].new.as_str()),
@@ -1399,7 +1649,13 @@ mod tests {
                 network.heartbeat.sensitivity = 7;
             }
         }
-        let changes = cluster_changes(&longer, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &longer,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         let lease = changes.last().unwrap();
         assert_eq!(
             (
@@ -1417,7 +1673,13 @@ mod tests {
             )
         );
         // Back from there: a shorter lease, the longer ones waited out until settled.
-        let changes = cluster_changes(&running, &longer, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &running,
+            &longer,
+            longer.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         let lease = changes.last().unwrap();
         assert_eq!(
             lease.note.as_deref(),
@@ -1431,7 +1693,13 @@ mod tests {
         // The same lease configured instead of derived is named, with nothing to wait.
         let mut explicit = running.clone();
         explicit.cluster.quorum.lease = Some(Duration::from_millis(619));
-        let changes = cluster_changes(&explicit, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &explicit,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         assert_eq!(
             (
                 changes[0].old.as_str(),
@@ -1444,15 +1712,31 @@ mod tests {
         // One network's own sensitivity: only that network is named.
         let mut one = running.clone();
         one.cluster.networks[1].heartbeat.sensitivity = 3;
-        let changes = cluster_changes(&one, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &one,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].setting, "[[network]] lan2 heartbeat sensitivity");
-        // Its interval is still refused.
+        // Its interval too, named alone.
         one.cluster.networks[1].heartbeat.interval = Duration::from_millis(50);
-        let refusal = cluster_changes(&one, &running, &voters(ALL)).unwrap_err();
-        assert!(
-            refusal.starts_with("refused: apply cannot change [[network]] of a running"),
-            "{refusal}"
+        let changes = cluster_changes(
+            &one,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
+        let named: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "[[network]] lan2 heartbeat interval",
+                "[[network]] lan2 heartbeat sensitivity"
+            ]
         );
     }
 
@@ -1461,7 +1745,13 @@ mod tests {
         let running = example();
         let mut new = running.clone();
         new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
-        let changes = cluster_changes(&new, &running, &voters(ALL)).unwrap();
+        let changes = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].setting, "[quorum] watchdog");
         assert_eq!(
@@ -1476,7 +1766,8 @@ mod tests {
                 .contains("opens /dev/watchdog from the config_change entry on"),
             "{changes:?}"
         );
-        let back = cluster_changes(&running, &new, &voters(ALL)).unwrap();
+        let back =
+            cluster_changes(&running, &new, new.cluster.heartbeat.interval, &voters(ALL)).unwrap();
         assert_eq!(
             back[0].note.as_deref(),
             Some(
@@ -1494,7 +1785,7 @@ mod tests {
         // node4 is out of the voters (taken out by auto-shrink, or `node remove`).
         let three = voters(&["node1", "node2", "node3"]);
         assert_eq!(
-            cluster_changes(&new, &running, &three),
+            cluster_changes(&new, &running, running.cluster.heartbeat.interval, &three),
             Err(
                 "refused: [quorum] min_voters 4 is more than the 3 voter(s) the cluster has \
                  now (node1, node2, node3): auto-shrink, `node remove` and `node forget` never \
@@ -1504,13 +1795,14 @@ mod tests {
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
                  change), the [events] settings, the event rules, fence devices, nodes added \
                  and removed, [limits] max_event_duration, [quorum] auto_shrink, \
-                 shrink_after, min_voters, lease and watchdog, and the heartbeat sensitivity"
+                 shrink_after, min_voters, lease and watchdog, and the heartbeat interval and sensitivity"
                     .to_owned()
             )
         );
         // As many as the voters now: accepted.
         new.cluster.quorum.min_voters = 3;
-        let changes = cluster_changes(&new, &running, &three).unwrap();
+        let changes =
+            cluster_changes(&new, &running, running.cluster.heartbeat.interval, &three).unwrap();
         assert_eq!(
             (changes[0].old.as_str(), changes[0].new.as_str()),
             ("default (3)", "3")
@@ -1518,6 +1810,14 @@ mod tests {
         // An unchanged min_voters is not checked again (nothing about it changes).
         let mut other = running.clone();
         other.cluster.limits.max_event_duration = Duration::from_secs(60);
-        assert!(cluster_changes(&other, &running, &voters(&["node1", "node2"])).is_ok());
+        assert!(
+            cluster_changes(
+                &other,
+                &running,
+                running.cluster.heartbeat.interval,
+                &voters(&["node1", "node2"])
+            )
+            .is_ok()
+        );
     }
 }

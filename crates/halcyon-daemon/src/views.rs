@@ -187,6 +187,19 @@ fn api_auth(node: &Node) -> halcyon_api::ApiAuth {
     }
 }
 
+/// Nodes that may still run the Raft timings of a longer heartbeat interval than the running
+/// configuration's, and the longest (`State::raft_intervals`); `None` when none may.
+fn slow_elections(state: &State) -> Option<halcyon_api::SlowElections> {
+    let nodes = state.slow_raft_nodes();
+    let (_, longest) = state.raft_intervals()?;
+    let running = state.config()?.cluster.heartbeat.interval;
+    (!nodes.is_empty()).then(|| halcyon_api::SlowElections {
+        interval_ms: longest.as_millis() as u64,
+        running_interval_ms: running.as_millis() as u64,
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+    })
+}
+
 /// The heartbeat this node's detector judges each network by, as it last published it.
 fn detection(node: &Node, config: &Config) -> Vec<halcyon_api::DetectionStatus> {
     node.membership
@@ -253,6 +266,7 @@ pub fn status(node: &Node) -> StatusResponse {
                 renewal_slowest_ms: renewals.slowest.as_millis() as u64,
                 warning: renewals.warning,
                 unsettled_ms: state.unsettled_lease().map(|(_, l)| l.as_millis() as u64),
+                slow_elections: slow_elections(&state),
             }
         },
         nodes: node_statuses(node, &config, &state),

@@ -743,8 +743,8 @@ fn describe(command: &Command, view: &State) -> String {
             }
         ),
         Command::NodeJoined { node, .. } => format!("{node} joined the voters: no longer joining"),
-        Command::LeaseSettled { generation, .. } => {
-            format!("the leases granted before generation {generation} have ended")
+        Command::LeaseSettled { change, .. } => {
+            format!("the leases granted before the lease's shortening {change} have ended")
         }
         other => format!("{other:?}"),
     }

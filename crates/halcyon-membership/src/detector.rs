@@ -3,12 +3,18 @@
 //! Invariants:
 //! - Pure: no I/O, no clock reads, no threads, no randomness. Time is an input (`now`, a
 //!   monotonic [`Duration`] since an arbitrary epoch) and must never go backwards (asserted).
-//! - A path (peer node, network) is [`PathState::Unknown`] until first heard or until one
-//!   detection time (`interval * sensitivity`) has passed since the detector began watching it
-//!   (its start, or the peer's addition: [`Detector::set_peers`]); it is
-//!   [`PathState::Down`] once `now - last_heard >= interval * sensitivity`, or at once when the
-//!   local link of its network loses carrier; it is [`PathState::Up`] again on the first
-//!   heartbeat heard (with a newer sequence number, see below).
+//! - A path (peer node, network) is judged by its detection time, `interval * sensitivity`:
+//!   `interval` is the one its sender announced in the last heartbeat accepted on it (the
+//!   sender's promise that its next one follows within it), or the network's configured
+//!   interval while the path was never heard; `sensitivity` is the network's configured one.
+//!   So while the nodes of a running cluster switch a network's interval one after the other
+//!   (`halcyon apply`: [`Detector::set_heartbeat`]), a slow sender is never judged by a short
+//!   interval it did not announce.
+//! - A path is [`PathState::Unknown`] until first heard or until one detection time has passed
+//!   since the detector began watching it (its start, or the peer's addition:
+//!   [`Detector::set_peers`]); it is [`PathState::Down`] once `now - last_heard >= detection`,
+//!   or at once when the local link of its network loses carrier; it is [`PathState::Up`]
+//!   again on the first heartbeat heard (with a newer sequence number, see below).
 //! - A peer is [`NodeState::Reachable`] while at least one of its paths (any network, disk
 //!   included) is up, [`NodeState::Unreachable`] when all of them are down.
 //! - An adapter judgement (SPEC 5: `network_down` or `swap_adapter`, not `node_down`) is made
@@ -24,7 +30,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use halcyon_config::limits::{NETWORKS_MAX, NODES_MAX};
+use halcyon_config::limits::{
+    HEARTBEAT_INTERVAL_MAX_MS, HEARTBEAT_INTERVAL_MIN_MS, NETWORKS_MAX, NODES_MAX,
+};
 use halcyon_config::{Cluster, Heartbeat, NetworkKind};
 
 /// Most paths one detector tracks.
@@ -36,6 +44,8 @@ pub struct NetworkSpec {
     /// 1-based network number (its position in the cluster file).
     pub number: u32,
     pub kind: NetworkKind,
+    /// The configured heartbeat: this node's interval and the sensitivity every path of the
+    /// network is judged with.
     pub heartbeat: Heartbeat,
 }
 
@@ -256,7 +266,8 @@ pub enum Heard {
 
 #[derive(Clone, Debug)]
 struct Path {
-    detection: Duration,
+    /// What the path is judged by: the interval its sender announced in the last heartbeat
+    /// accepted on it, or the network's configured interval while it was never heard.
     interval: Duration,
     peer_has_standby: bool,
     /// When the detector began watching this path (its start, or when the peer was
@@ -267,21 +278,18 @@ struct Path {
     down_at: Option<Duration>,
     seq_last: Option<u64>,
     adapter_down: bool,
-    /// Heartbeats that came more than [`LATE_INTERVALS`] intervals after the previous one.
+    /// Heartbeats that came more than [`LATE_INTERVALS`] intervals (announced by the previous
+    /// one) after the previous one.
     late: u64,
     /// Intervals that passed without a heartbeat between two that came.
     missed: u64,
 }
 
 impl Path {
-    /// A path not heard yet, watched from `now`.
+    /// A path not heard yet, watched from `now`, judged by its network's `heartbeat`.
     fn new(spec: &PathSpec, heartbeat: Heartbeat, now: Duration) -> Path {
-        assert!(
-            heartbeat.sensitivity >= 1 && !heartbeat.interval.is_zero(),
-            "bad heartbeat settings"
-        );
+        assert_heartbeat(heartbeat);
         Path {
-            detection: heartbeat.detection_time(),
             interval: heartbeat.interval,
             peer_has_standby: spec.peer_has_standby,
             watched_since: now,
@@ -296,7 +304,23 @@ impl Path {
     }
 }
 
-/// A heartbeat this many intervals after the previous one on its path is counted late.
+/// The detection time of a path judged by `interval` on a network of `heartbeat`: the
+/// configuration's rule, with the interval the path is judged by.
+fn detection(interval: Duration, heartbeat: Heartbeat) -> Duration {
+    halcyon_config::timing::detection_time(interval, heartbeat.sensitivity)
+}
+
+/// A configured heartbeat that judges paths: a sensitivity of 0, or a zero interval, would
+/// declare every path down at once (the configuration and the control handles refuse them).
+fn assert_heartbeat(heartbeat: Heartbeat) {
+    assert!(
+        heartbeat.sensitivity >= 1 && !heartbeat.interval.is_zero(),
+        "bad heartbeat settings: {heartbeat:?}"
+    );
+}
+
+/// A heartbeat this many intervals (announced by the previous one on its path) after the
+/// previous one is counted late.
 pub const LATE_INTERVALS: f64 = 1.5;
 
 #[derive(Clone, Debug)]
@@ -316,8 +340,12 @@ pub struct PathStatus {
     /// An adapter judgement is standing for this path.
     pub adapter_down: bool,
     pub seq_last: Option<u64>,
-    /// Heartbeats accepted more than [`LATE_INTERVALS`] intervals after the previous one
-    /// on this path, since the detector started.
+    /// What the path is judged by (its detection time is this times the network's
+    /// sensitivity): the interval its sender announced in the last heartbeat accepted on it,
+    /// or the network's configured one while it was never heard.
+    pub interval: Duration,
+    /// Heartbeats accepted more than [`LATE_INTERVALS`] intervals (announced by the previous
+    /// one) after the previous one on this path, since the detector started.
     pub late: u64,
     /// Heartbeat intervals that passed with nothing accepted on this path between two
     /// heartbeats that were (lost or late heartbeats; a path down is not counted).
@@ -335,8 +363,9 @@ pub struct NodeStatus {
 pub struct NetworkStatus {
     pub network: u32,
     pub local_link_up: bool,
-    /// The heartbeat the detector judges this network's paths by (its sensitivity may have
-    /// changed since start: [`Detector::set_sensitivity`]).
+    /// The network's configured heartbeat (it may have changed since start:
+    /// [`Detector::set_heartbeat`]): its sensitivity judges every path of the network, its
+    /// interval the paths never heard.
     pub heartbeat: Heartbeat,
 }
 
@@ -356,7 +385,8 @@ pub struct Detector {
     now_last: Duration,
     /// Network number -> local link up.
     local_link_up: BTreeMap<u32, bool>,
-    /// Network number -> the heartbeat its paths are judged by.
+    /// Network number -> its configured heartbeat (the sensitivity of its paths, the interval
+    /// of those never heard).
     heartbeats: BTreeMap<u32, Heartbeat>,
     peers: BTreeMap<u32, Peer>,
     paths: BTreeMap<(u32, u32), Path>,
@@ -425,7 +455,8 @@ impl Detector {
         self.now_last = now;
     }
 
-    /// A heartbeat from `node` arrived on `network` at `now`.
+    /// A heartbeat from `node` arrived on `network` at `now`, announcing that the sender's
+    /// next one there follows within `interval`: once accepted, the path is judged by it.
     pub fn heard(
         &mut self,
         now: Duration,
@@ -433,7 +464,16 @@ impl Detector {
         network: u32,
         incarnation: u64,
         seq: u64,
+        interval: Duration,
     ) -> Heard {
+        // The wire refuses other intervals (`WireError::IntervalOutOfLimits`); checked again
+        // where it is used.
+        assert!(
+            (Duration::from_millis(HEARTBEAT_INTERVAL_MIN_MS)
+                ..=Duration::from_millis(HEARTBEAT_INTERVAL_MAX_MS))
+                .contains(&interval),
+            "an announced interval outside the limits: {interval:?}"
+        );
         self.advance(now);
         if !self.paths.contains_key(&(node, network)) {
             return Heard::UnknownPath;
@@ -470,12 +510,14 @@ impl Detector {
         if path.state == PathState::Up
             && let Some(before) = path.last_heard
         {
+            // Judged by what the previous heartbeat promised, before this one changes it.
             let intervals = (now - before).as_secs_f64() / path.interval.as_secs_f64();
             if intervals > LATE_INTERVALS {
                 path.late += 1;
                 path.missed += (intervals.round() as u64).saturating_sub(1);
             }
         }
+        path.interval = interval;
         path.last_heard = Some(now);
         if path.state != PathState::Up {
             path.state = PathState::Up;
@@ -509,40 +551,49 @@ impl Detector {
         Heard::Accepted
     }
 
-    /// From `now` on, a path on `network` is down after `sensitivity` missed heartbeats (a
-    /// running cluster's `halcyon apply`): a path up but silent for the new detection time
-    /// goes down at the next tick; one already down stays down until heard again.
-    pub fn set_sensitivity(
+    /// From `now` on, `network`'s configured heartbeat is `heartbeat` (a running cluster's
+    /// `halcyon apply`); returns the one it replaces. Its paths never heard take its
+    /// interval; those heard keep the interval their sender announced (the sender switches
+    /// when it applies the change, and says so in its heartbeats); every path's detection
+    /// time becomes its interval times the new sensitivity. A path up but silent for its new
+    /// detection time goes down at the next tick; one already down stays down until heard
+    /// again.
+    pub fn set_heartbeat(
         &mut self,
         now: Duration,
         network: u32,
-        sensitivity: u32,
+        heartbeat: Heartbeat,
     ) -> Result<Heartbeat, DetectorError> {
-        assert!(
-            sensitivity >= 1,
-            "a sensitivity of 0 declares every path down"
-        );
+        assert_heartbeat(heartbeat);
         self.advance(now);
-        let heartbeat = self
+        let configured = self
             .heartbeats
             .get_mut(&network)
             .ok_or(DetectorError::UnknownNetwork(network))?;
-        heartbeat.sensitivity = sensitivity;
-        let detection = heartbeat.detection_time();
-        let heartbeat = *heartbeat;
+        let old = std::mem::replace(configured, heartbeat);
         for path in self
             .paths
             .iter_mut()
-            .filter(|((_, n), _)| *n == network)
+            .filter(|((_, n), path)| *n == network && path.last_heard.is_none())
             .map(|(_, path)| path)
         {
-            assert_eq!(
-                path.interval, heartbeat.interval,
-                "one interval per network"
-            );
-            path.detection = detection;
+            path.interval = heartbeat.interval;
         }
-        Ok(heartbeat)
+        Ok(old)
+    }
+
+    /// The shortest interval a path of `network` that is not down is judged by, or its
+    /// configured interval when shorter (`None`: no such network): how often something
+    /// polling for that network's heartbeats (a disk link's reads, a driver's ticks) must look.
+    pub fn interval_min(&self, network: u32) -> Option<Duration> {
+        let configured = self.heartbeats.get(&network)?.interval;
+        Some(
+            self.paths
+                .iter()
+                .filter(|((_, n), path)| *n == network && path.state != PathState::Down)
+                .map(|(_, path)| path.interval)
+                .fold(configured, Duration::min),
+        )
     }
 
     /// From `now` on, watch the peers and paths of `config` (a running cluster's `halcyon
@@ -638,9 +689,10 @@ impl Detector {
         self.advance(now);
         let mut affected = Vec::new();
         for (&(node, network), path) in self.paths.iter_mut() {
+            let detection = detection(path.interval, self.heartbeats[&network]);
             let expired = match (path.state, path.last_heard) {
-                (PathState::Up, Some(last)) => now - last >= path.detection,
-                (PathState::Unknown, _) => now - path.watched_since >= path.detection,
+                (PathState::Up, Some(last)) => now - last >= detection,
+                (PathState::Unknown, _) => now - path.watched_since >= detection,
                 _ => false,
             };
             if expired {
@@ -735,6 +787,7 @@ impl Detector {
                     last_heard_age: p.last_heard.map(|t| now - t),
                     adapter_down: p.adapter_down,
                     seq_last: p.seq_last,
+                    interval: p.interval,
                     late: p.late,
                     missed: p.missed,
                 })

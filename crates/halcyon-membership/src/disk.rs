@@ -12,7 +12,11 @@
 //!   worker is spawned by the first `send` or `recv`, that is on the heartbeat thread, so it
 //!   inherits that thread's real-time scheduling.
 //! - The worker writes its own slot when given a heartbeat (then `fdatasync`, or `O_DSYNC` with
-//!   `O_DIRECT`), and reads every peer slot once per read period; a slot is delivered only when
+//!   `O_DIRECT`), and reads every peer slot once per read period (`READS_PER_INTERVAL` per
+//!   heartbeat interval, within `READ_PERIOD_MIN..=READ_PERIOD_MAX`; the interval is the
+//!   shortest in play on the network, which follows changes: `set_interval` hands the new
+//!   period to the worker and wakes it, and a shorter period brings its next read forward to
+//!   one new period after the last); a slot is delivered only when
 //!   its content changed since it was last delivered (every heartbeat carries a new sequence
 //!   number, so unchanged content is a stale slot); a torn or invalid slot is skipped and read
 //!   again next period.
@@ -29,6 +33,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,7 +48,8 @@ pub const SLOT_SIZE_BYTES: usize = 4096;
 /// Magic at the start of a written slot.
 pub const SLOT_MAGIC: [u8; 4] = *b"HLDS";
 const SLOT_HEADER_BYTES: usize = 14;
-/// Heartbeats waiting to be written (the worker is behind when this is full).
+/// Jobs (heartbeats to write, wake-ups) waiting for the worker (it is behind when this is
+/// full).
 const WRITE_QUEUE_MAX: usize = 4;
 /// Peer changes waiting for the worker.
 const PEER_QUEUE_MAX: usize = 4;
@@ -55,6 +62,20 @@ const READ_PERIOD_MAX: Duration = Duration::from_millis(250);
 const READS_PER_INTERVAL: u32 = 4;
 
 const _: () = assert!(SLOT_HEADER_BYTES + SEALED_SIZE_MAX_BYTES <= SLOT_SIZE_BYTES);
+const _: () = assert!(SEALED_SIZE_MAX_BYTES <= u16::MAX as usize); // The slot's length field.
+
+/// The read period for a heartbeat `interval`.
+fn read_period(interval: Duration) -> Duration {
+    (interval / READS_PER_INTERVAL).clamp(READ_PERIOD_MIN, READ_PERIOD_MAX)
+}
+
+/// What the worker is woken for.
+enum Job {
+    /// Write this sealed heartbeat into the local slot.
+    Write(Vec<u8>),
+    /// The read period changed: look at it now.
+    ReadPeriodChanged,
+}
 
 pub struct DiskLink {
     network: u32,
@@ -62,8 +83,10 @@ pub struct DiskLink {
     local_node: u32,
     /// A block device's size (a regular file is extended as needed).
     device_bytes: Option<u64>,
-    writes: Option<SyncSender<Vec<u8>>>,
+    writes: Option<SyncSender<Job>>,
     peer_changes: SyncSender<Vec<u32>>,
+    /// The worker's read period, in microseconds (set here, read by the worker).
+    read_period_micros: Arc<AtomicU64>,
     reads: Receiver<io::Result<Vec<u8>>>,
     /// The worker until it is spawned.
     unstarted: Option<Worker>,
@@ -202,7 +225,7 @@ impl DiskLink {
         let (writes, write_queue) = mpsc::sync_channel(WRITE_QUEUE_MAX);
         let (peer_changes, peer_queue) = mpsc::sync_channel(PEER_QUEUE_MAX);
         let (read_queue, reads) = mpsc::sync_channel(READ_QUEUE_MAX);
-        let read_period = (interval / READS_PER_INTERVAL).clamp(READ_PERIOD_MIN, READ_PERIOD_MAX);
+        let read_period_micros = Arc::new(AtomicU64::new(micros(read_period(interval))));
         let worker = Worker {
             file,
             block_device: device_bytes.is_some(),
@@ -212,7 +235,7 @@ impl DiskLink {
             delivered: BTreeMap::new(),
             pending: VecDeque::new(),
             slot: AlignedSlot::new(),
-            read_period,
+            read_period_micros: Arc::clone(&read_period_micros),
             write_queue,
             peer_queue,
             read_queue,
@@ -224,6 +247,7 @@ impl DiskLink {
             device_bytes,
             writes: Some(writes),
             peer_changes,
+            read_period_micros,
             reads,
             unstarted: Some(worker),
             worker: None,
@@ -244,6 +268,15 @@ impl DiskLink {
     pub fn is_direct(&self) -> bool {
         self.direct
     }
+
+    /// How often the worker reads the peers' slots now.
+    pub fn read_period(&self) -> Duration {
+        Duration::from_micros(self.read_period_micros.load(Ordering::Relaxed))
+    }
+}
+
+fn micros(period: Duration) -> u64 {
+    u64::try_from(period.as_micros()).expect("a read period is at most READ_PERIOD_MAX")
 }
 
 impl HeartbeatLink for DiskLink {
@@ -254,7 +287,7 @@ impl HeartbeatLink for DiskLink {
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.ensure_started()?;
         let writes = self.writes.as_ref().expect("present until drop");
-        match writes.try_send(bytes.to_vec()) {
+        match writes.try_send(Job::Write(bytes.to_vec())) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -289,6 +322,20 @@ impl HeartbeatLink for DiskLink {
                 Err(io::Error::other("disk heartbeat worker has stopped"))
             }
         }
+    }
+
+    /// Reads the peers' slots `READS_PER_INTERVAL` times per `interval` from now on (within
+    /// the read period's bounds): the worker is woken, and reads at most one new period
+    /// after its last read.
+    fn set_interval(&mut self, interval: Duration) {
+        let period = micros(read_period(interval));
+        if self.read_period_micros.swap(period, Ordering::Relaxed) == period {
+            return;
+        }
+        let writes = self.writes.as_ref().expect("present until drop");
+        // Full: the worker has jobs queued, and looks at the period after each of them.
+        // Disconnected: it has stopped, which `recv` reports.
+        let _ = writes.try_send(Job::ReadPeriodChanged);
     }
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
@@ -333,8 +380,9 @@ struct Worker {
     /// Changed slots not yet delivered because the read queue was full.
     pending: VecDeque<io::Result<Vec<u8>>>,
     slot: AlignedSlot,
-    read_period: Duration,
-    write_queue: Receiver<Vec<u8>>,
+    /// The read period, in microseconds (the link changes it).
+    read_period_micros: Arc<AtomicU64>,
+    write_queue: Receiver<Job>,
     peer_queue: Receiver<Vec<u32>>,
     read_queue: SyncSender<io::Result<Vec<u8>>>,
 }
@@ -342,24 +390,31 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         let mut next_read = Instant::now();
+        let mut last_read: Option<Instant> = None;
         loop {
             let wait = next_read.saturating_duration_since(Instant::now());
             match self.write_queue.recv_timeout(wait) {
-                Ok(bytes) => {
+                Ok(Job::Write(bytes)) => {
                     let result = self.write(&bytes);
                     if let Err(e) = result {
                         self.pending.push_back(Err(e));
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Job::ReadPeriodChanged) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             while let Ok(peers) = self.peer_queue.try_recv() {
                 self.set_peers(peers);
             }
+            let period = Duration::from_micros(self.read_period_micros.load(Ordering::Relaxed));
+            if let Some(last) = last_read {
+                next_read = next_read.min(last + period); // A shorter period: sooner.
+            }
             if Instant::now() >= next_read {
                 self.read_peers();
-                next_read = Instant::now() + self.read_period;
+                let now = Instant::now();
+                last_read = Some(now);
+                next_read = now + period;
             }
             while let Some(item) = self.pending.pop_front() {
                 match self.read_queue.try_send(item) {

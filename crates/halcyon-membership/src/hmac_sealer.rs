@@ -45,7 +45,7 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::detector::PATHS_MAX;
-use crate::wire::{MAGIC, MESSAGE_SIZE_BYTES, SealError, Sealer, VERSION};
+use crate::wire::{MAGIC, MESSAGE_SIZE_BYTES, SEALED_SIZE_MAX_BYTES, SealError, Sealer, VERSION};
 
 /// Bytes of an HMAC key (the cluster's heartbeat key).
 pub const KEY_BYTES: usize = 32;
@@ -55,6 +55,7 @@ pub const KEYS_MAX: usize = 2;
 pub const TAG_BYTES: usize = 32;
 /// Size of a sealed heartbeat.
 pub const SEALED_SIZE_BYTES: usize = MESSAGE_SIZE_BYTES + TAG_BYTES;
+const _: () = assert!(SEALED_SIZE_BYTES <= SEALED_SIZE_MAX_BYTES);
 /// Sequence numbers behind the newest accepted one on a path that may still arrive once
 /// (datagrams reordered on the network).
 pub const REPLAY_WINDOW: u64 = 64;
@@ -367,6 +368,7 @@ mod tests {
             network: 1,
             seq,
             send_time_ms: 0,
+            interval_ms: 100,
         }
     }
 

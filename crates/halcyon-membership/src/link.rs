@@ -32,6 +32,13 @@ pub trait HeartbeatLink: Send {
         let _ = peers;
         Err(peers_fixed(self.network()))
     }
+    /// The shortest heartbeat interval in play on this network changed to `interval` (this
+    /// node's, or one a peer announced): a link that polls for heartbeats (the disk link
+    /// reads its peers' slots) polls often enough for it from now on. A link that is handed
+    /// heartbeats as they arrive (UDP) has nothing to do.
+    fn set_interval(&mut self, interval: Duration) {
+        let _ = interval;
+    }
 }
 
 /// What a link that keeps the peers it was made with answers to `set_peers`.

@@ -13,10 +13,13 @@
 //!   channel is full; the oldest batches are dropped (and counted) beyond that, the status
 //!   snapshot staying authoritative.
 //! - Every loop iteration is bounded by time: it waits at most one step (a fraction of the
-//!   shortest heartbeat interval) in the links' `recv` timeouts, never spins, and sees the stop
-//!   flag at least once per step.
-//! - Each link sends one heartbeat per interval of its network; when the thread falls behind it
-//!   skips beats rather than bursting them. Sequence numbers increase with every heartbeat sent.
+//!   shortest heartbeat interval in play, which follows changes) in the links' `recv`
+//!   timeouts, never spins, and sees the stop flag at least once per step.
+//! - Each link sends one heartbeat per period of its network (its interval, or the shorter
+//!   period of a switch to a longer interval, as the `heartbeat` module decides); when the
+//!   thread falls behind it skips beats rather than bursting them. Sequence numbers increase
+//!   with every heartbeat sent. Each link is told the shortest interval in play on its network
+//!   when it changes ([`HeartbeatLink::set_interval`]: the disk link's read period).
 
 use std::io;
 use std::sync::Arc;
@@ -25,11 +28,12 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use halcyon_config::Heartbeat;
 use tokio::sync::watch;
 
 use crate::detector::{Change, DetectorConfig, DetectorError, Snapshot};
 use crate::heartbeat::{
-    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX,
+    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX, SendSchedule,
 };
 use crate::link::HeartbeatLink;
 use crate::wire::Sealer;
@@ -112,6 +116,13 @@ pub enum StartError {
     Detector(#[from] DetectorError),
     #[error("link for network {0}, which the detector does not know")]
     UnknownLinkNetwork(u32),
+    /// A heartbeat interval the wire cannot announce (receivers would refuse every heartbeat).
+    #[error(
+        "network {network}: heartbeat interval {interval:?} is outside {}..={} ms",
+        crate::wire::INTERVAL_MIN_MS,
+        crate::wire::INTERVAL_MAX_MS
+    )]
+    IntervalOutOfLimits { network: u32, interval: Duration },
     #[error("cannot start the heartbeat thread: {0}")]
     Spawn(#[from] io::Error),
 }
@@ -153,8 +164,8 @@ impl Runner {
         sealer: Box<dyn Sealer>,
         changes: SyncSender<ChangeBatch>,
     ) -> Result<Runner, StartError> {
+        heartbeat::check_link_networks(&config, links.iter().map(|l| l.network()))?;
         let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
-        let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (status_tx, status) = watch::channel(heartbeats.status(Duration::ZERO));
         let (commands, command_queue) = mpsc::sync_channel(COMMAND_QUEUE_MAX);
@@ -162,8 +173,6 @@ impl Runner {
             settings,
             heartbeats,
             links,
-            intervals,
-            step: heartbeat::step(&config),
             changes,
             commands: command_queue,
             status: status_tx,
@@ -214,11 +223,17 @@ impl Runner {
             })
     }
 
-    /// From now on a path on `network` is down after `sensitivity` (at least 1) missed
-    /// heartbeats. Fails only when the thread is gone or its command queue is full.
-    pub fn set_sensitivity(&self, network: u32, sensitivity: u32) -> io::Result<()> {
+    /// From now on `network`'s heartbeat is `heartbeat` (a running cluster's `halcyon
+    /// apply`): this node announces and sends at its interval (a longer one after
+    /// `heartbeat.sensitivity` more heartbeats at the current period, so peers still judging
+    /// by it hear the announcement), and judges the network's paths with its sensitivity
+    /// (each by the interval its sender announces). Refused (`InvalidInput`) for a
+    /// sensitivity of 0 or an interval outside the wire's limits; fails otherwise only when
+    /// the thread is gone or its command queue is full. An unknown network is logged by the
+    /// thread.
+    pub fn set_heartbeat(&self, network: u32, heartbeat: Heartbeat) -> io::Result<()> {
         self.commands
-            .try_send(heartbeat::sensitivity_command(network, sensitivity)?)
+            .try_send(heartbeat::heartbeat_command(network, heartbeat)?)
             .map_err(|e| {
                 heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
             })
@@ -266,9 +281,6 @@ struct Heartbeater {
     settings: RunnerSettings,
     heartbeats: Heartbeats,
     links: Vec<Box<dyn HeartbeatLink>>,
-    /// Heartbeat interval of each link's network.
-    intervals: Vec<Duration>,
-    step: Duration,
     changes: SyncSender<ChangeBatch>,
     commands: Receiver<Command>,
     status: watch::Sender<Status>,
@@ -283,7 +295,13 @@ impl Heartbeater {
             lock_memory();
         }
         let epoch = Instant::now();
-        let mut next_send = vec![Duration::ZERO; self.links.len()];
+        let mut schedule = SendSchedule::new(self.links.len());
+        // The interval each link was last told (links are made with their network's).
+        let mut told: Vec<Duration> = self
+            .links
+            .iter()
+            .map(|l| self.heartbeats.poll_interval(l.network()))
+            .collect();
         while !stop.load(Ordering::Acquire) {
             while let Ok(command) = self.commands.try_recv() {
                 if let Some(peers) = self.heartbeats.command(command, epoch.elapsed()) {
@@ -295,21 +313,26 @@ impl Heartbeater {
                     );
                 }
             }
-            for (i, next) in next_send.iter_mut().enumerate() {
+            for i in 0..self.links.len() {
                 let now = epoch.elapsed();
-                if now >= *next {
+                let network = self.links[i].network();
+                if schedule.due(i, self.heartbeats.send_interval(network), now) {
                     self.send(i, now);
-                    *next = heartbeat::next_send(*next, self.intervals[i], now);
+                    schedule.sent(i, self.heartbeats.send_interval(network), now);
                 }
             }
             let now = epoch.elapsed();
             self.heartbeats.tick(now, &self.changes, &self.status);
+            self.heartbeats.tell_intervals(
+                &mut self.links,
+                &mut told,
+                |l| l.network(),
+                |l, interval| l.set_interval(interval),
+            );
 
-            let until_send = next_send
-                .iter()
-                .min()
-                .map_or(self.step, |&t| t.saturating_sub(now));
-            let wait = until_send.min(self.step);
+            let step = self.heartbeats.step();
+            let until_send = schedule.next_due().map_or(step, |t| t.saturating_sub(now));
+            let wait = until_send.min(step);
             if self.links.is_empty() {
                 std::thread::sleep(wait);
             }

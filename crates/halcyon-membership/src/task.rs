@@ -3,10 +3,13 @@
 //!
 //! It does what the heartbeat thread in [`crate::runner`] does, with the same code for every
 //! heartbeat (the private `heartbeat` module: building, sealing, opening, routing, judging,
-//! counting, publishing): one heartbeat per link per interval of its network, skipping beats
-//! rather than bursting them when behind; received heartbeats go to the detector; the detector
-//! ticks once per step (a fraction of the shortest interval) and the [`Status`] is published
-//! after every tick; changes are logged and sent as [`ChangeBatch`]es.
+//! counting, publishing): one heartbeat per link per period of its network (its interval, or
+//! the shorter period of a switch to a longer interval), skipping beats rather than bursting
+//! them when behind; received heartbeats go to the detector; the detector ticks once per step
+//! (a fraction of the shortest interval in play, which follows changes) and the [`Status`] is
+//! published after every tick; changes are logged and sent as [`ChangeBatch`]es; each link is
+//! told the shortest interval in play on its network when it changes
+//! ([`AsyncHeartbeatLink::set_interval`]).
 //!
 //! Invariants:
 //! - Time comes only from tokio ([`tokio::time::Instant`], [`tokio::time::sleep_until`]), so
@@ -30,12 +33,13 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use halcyon_config::Heartbeat;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::detector::DetectorConfig;
 use crate::heartbeat::{
-    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX,
+    self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX, SendSchedule,
 };
 use crate::runner::{ChangeBatch, RunnerSettings, StartError, Status};
 use crate::wire::Sealer;
@@ -63,6 +67,12 @@ pub trait AsyncHeartbeatLink: Send {
         let _ = peers;
         Err(crate::link::peers_fixed(self.network()))
     }
+    /// The shortest heartbeat interval in play on this network changed to `interval`: a link
+    /// that polls for heartbeats (a simulated disk) polls often enough for it from now on; one
+    /// handed heartbeats as they arrive has nothing to do.
+    fn set_interval(&mut self, interval: Duration) {
+        let _ = interval;
+    }
 }
 
 /// A validated heartbeat driver, not yet running: [`HeartbeatTask::new`] checks what
@@ -76,9 +86,6 @@ pub trait AsyncHeartbeatLink: Send {
 pub struct HeartbeatTask {
     heartbeats: Heartbeats,
     links: Vec<Box<dyn AsyncHeartbeatLink>>,
-    /// Heartbeat interval of each link's network.
-    intervals: Vec<Duration>,
-    step: Duration,
     status: watch::Sender<Status>,
     changes: Option<mpsc::Sender<ChangeBatch>>,
     commands: mpsc::Receiver<Command>,
@@ -123,11 +130,12 @@ impl HeartbeatControl {
             })
     }
 
-    /// From now on a path on `network` is down after `sensitivity` (at least 1) missed
-    /// heartbeats.
-    pub fn set_sensitivity(&self, network: u32, sensitivity: u32) -> io::Result<()> {
+    /// From now on `network`'s heartbeat is `heartbeat`, as [`crate::Runner::set_heartbeat`]
+    /// does it: refused (`InvalidInput`) for a sensitivity of 0 or an interval outside the
+    /// wire's limits; fails otherwise only when the task is gone or its command queue is full.
+    pub fn set_heartbeat(&self, network: u32, heartbeat: Heartbeat) -> io::Result<()> {
         self.commands
-            .try_send(heartbeat::sensitivity_command(network, sensitivity)?)
+            .try_send(heartbeat::heartbeat_command(network, heartbeat)?)
             .map_err(|e| {
                 let full = matches!(e, mpsc::error::TrySendError::Full(_));
                 heartbeat::command_not_queued(full, "task")
@@ -146,15 +154,13 @@ impl HeartbeatTask {
         status: watch::Sender<Status>,
         changes: Option<mpsc::Sender<ChangeBatch>>,
     ) -> Result<HeartbeatTask, StartError> {
+        heartbeat::check_link_networks(&config, links.iter().map(|l| l.network()))?;
         let heartbeats = Heartbeats::new(&settings, &config, sealer)?;
-        let intervals = heartbeat::link_intervals(&config, links.iter().map(|l| l.network()))?;
         status.send_replace(heartbeats.status(Duration::ZERO));
         let (commands, command_queue) = mpsc::channel(COMMAND_QUEUE_MAX);
         Ok(HeartbeatTask {
             heartbeats,
             links,
-            intervals,
-            step: heartbeat::step(&config),
             status,
             changes,
             commands: command_queue,
@@ -167,9 +173,10 @@ impl HeartbeatTask {
         self.control.clone()
     }
 
-    /// The loop step: the detector ticks and the status is published at least this often.
+    /// The loop step at start: the detector ticks and the status is published at least this
+    /// often while the intervals are those of the start (it follows them when they change).
     pub fn step(&self) -> Duration {
-        self.step
+        self.heartbeats.step()
     }
 
     /// Heartbeat until dropped (it never returns).
@@ -177,8 +184,6 @@ impl HeartbeatTask {
         let HeartbeatTask {
             mut heartbeats,
             mut links,
-            intervals,
-            step,
             status,
             changes,
             mut commands,
@@ -187,7 +192,12 @@ impl HeartbeatTask {
         drop(control); // Only the handles taken keep the command queue open.
         let networks: Vec<u32> = links.iter().map(|l| l.network()).collect();
         let epoch = Instant::now();
-        let mut next_send = vec![Duration::ZERO; links.len()];
+        let mut schedule = SendSchedule::new(links.len());
+        // The interval each link was last told (links are made with their network's).
+        let mut told: Vec<Duration> = networks
+            .iter()
+            .map(|&n| heartbeats.poll_interval(n))
+            .collect();
         let mut next_tick = Duration::ZERO;
         // Heartbeats each link may still deliver before the next tick.
         let mut budget = vec![RECV_PER_STEP_MAX; links.len()];
@@ -195,20 +205,26 @@ impl HeartbeatTask {
         loop {
             for i in 0..links.len() {
                 let now = epoch.elapsed();
-                if now >= next_send[i] {
+                if schedule.due(i, heartbeats.send_interval(networks[i]), now) {
                     let bytes = heartbeats.heartbeat(networks[i], now);
                     let result = links[i].send(&bytes).await;
                     heartbeats.sent(networks[i], result, now);
-                    next_send[i] = heartbeat::next_send(next_send[i], intervals[i], now);
+                    schedule.sent(i, heartbeats.send_interval(networks[i]), now);
                 }
             }
             let now = epoch.elapsed();
             if now >= next_tick {
                 heartbeats.tick(now, &changes, &status);
-                next_tick = now + step;
+                next_tick = now + heartbeats.step();
                 budget.fill(RECV_PER_STEP_MAX);
+                heartbeats.tell_intervals(
+                    &mut links,
+                    &mut told,
+                    |l| l.network(),
+                    |l, interval| l.set_interval(interval),
+                );
             }
-            let wake = next_send.iter().fold(next_tick, |wake, &t| wake.min(t));
+            let wake = schedule.next_due().map_or(next_tick, |t| t.min(next_tick));
             let mut relink = None;
             tokio::select! {
                 biased;

@@ -6,39 +6,69 @@
 //!   | offset | size | field |
 //!   | --- | --- | --- |
 //!   | 0 | 4 | magic `HLHB` |
-//!   | 4 | 2 | version (1) |
+//!   | 4 | 2 | version (2) |
 //!   | 6 | 8 | cluster id |
 //!   | 14 | 4 | sender node number |
 //!   | 18 | 8 | sender incarnation |
 //!   | 26 | 4 | network number |
 //!   | 30 | 8 | sequence number (increases with every message a sender sends) |
 //!   | 38 | 8 | sender's monotonic send time, ms (meaningful to the sender only) |
+//!   | 46 | 4 | sender's heartbeat interval on this network, ms |
 //!
+//! - The interval is the sender's promise: its next heartbeat on this network follows within
+//!   that interval. Receivers judge the path by it (the detector's rule), so a network's
+//!   interval can change while heartbeats run without a receiver judging a slow sender by a
+//!   short interval. Version 1 had no interval and is refused.
 //! - Bytes only cross the wire through a [`Sealer`]: [`encode`] seals, [`decode`] opens first
-//!   and then checks magic, version, length and cluster id, in that order. An authenticating
+//!   and then checks magic, version, length, cluster id and that the interval is within
+//!   [`INTERVAL_MIN_MS`]`..=`[`INTERVAL_MAX_MS`] (the configuration's limits), in that order:
+//!   nothing refused reaches the detector. An authenticating
 //!   sealer (HMAC) replaces [`Plain`] without changing this layout; the sequence number is what
 //!   its replay window will use (the detector already ignores sequence numbers that do not
 //!   increase).
 //! - A sealed message is at most [`SEALED_SIZE_MAX_BYTES`] bytes (asserted).
 
+use halcyon_config::limits;
+
 /// Magic at the start of every heartbeat.
 pub const MAGIC: [u8; 4] = *b"HLHB";
-/// The only version this code speaks.
-pub const VERSION: u16 = 1;
+/// The only version this code speaks (2: the sender's interval was added).
+pub const VERSION: u16 = 2;
 /// Size of the plain (unsealed) message.
-pub const MESSAGE_SIZE_BYTES: usize = 46;
+pub const MESSAGE_SIZE_BYTES: usize = 50;
 /// Most bytes a sealed message may take (receive buffers and disk slots are sized from it).
 pub const SEALED_SIZE_MAX_BYTES: usize = 512;
+/// Shortest interval a heartbeat may announce (the configuration's limit).
+pub const INTERVAL_MIN_MS: u32 = limits::HEARTBEAT_INTERVAL_MIN_MS as u32;
+/// Longest interval a heartbeat may announce (the configuration's limit).
+pub const INTERVAL_MAX_MS: u32 = limits::HEARTBEAT_INTERVAL_MAX_MS as u32;
+
+const _: () = assert!(MESSAGE_SIZE_BYTES <= SEALED_SIZE_MAX_BYTES);
+// The limits fit the 4-byte field (the casts above lose nothing).
+const _: () = assert!(
+    INTERVAL_MIN_MS as u64 == limits::HEARTBEAT_INTERVAL_MIN_MS
+        && INTERVAL_MAX_MS as u64 == limits::HEARTBEAT_INTERVAL_MAX_MS
+        && INTERVAL_MIN_MS >= 1
+);
 
 /// One heartbeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatMessage {
+    /// The cluster's id: heartbeats of another cluster on the same network are refused.
     pub cluster_id: u64,
+    /// The sender's node number.
     pub node: u32,
+    /// The sender daemon's incarnation (increases every time it starts).
     pub incarnation: u64,
+    /// The network number this heartbeat was sent on.
     pub network: u32,
+    /// Increases with every heartbeat the sender builds.
     pub seq: u64,
+    /// The sender's monotonic send time (meaningful to the sender only).
     pub send_time_ms: u64,
+    /// The sender's heartbeat interval on this network: its next heartbeat here follows
+    /// within it. Within [`INTERVAL_MIN_MS`]`..=`[`INTERVAL_MAX_MS`] (checked by [`decode`]).
+    pub interval_ms: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +101,14 @@ pub enum WireError {
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("heartbeat from cluster id {found}, this cluster is {expected}")]
     WrongCluster { expected: u64, found: u64 },
+    /// The interval is outside the configuration's limits: no node of this version sends
+    /// it, and judging a path by it would be wrong (0 declares it down at once).
+    #[error(
+        "heartbeat announces an interval of {interval_ms} ms, outside {}..={} ms",
+        INTERVAL_MIN_MS,
+        INTERVAL_MAX_MS
+    )]
+    IntervalOutOfLimits { interval_ms: u32 },
     #[error(transparent)]
     Seal(#[from] SealError),
 }
@@ -107,6 +145,7 @@ pub fn encode(message: &HeartbeatMessage, sealer: &dyn Sealer) -> Vec<u8> {
     bytes.extend_from_slice(&message.network.to_le_bytes());
     bytes.extend_from_slice(&message.seq.to_le_bytes());
     bytes.extend_from_slice(&message.send_time_ms.to_le_bytes());
+    bytes.extend_from_slice(&message.interval_ms.to_le_bytes());
     assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES);
     let sealed = sealer.seal(&bytes);
     assert!(
@@ -167,6 +206,10 @@ pub fn decode(
             found,
         });
     }
+    let interval_ms = u32_at(46);
+    if !(INTERVAL_MIN_MS..=INTERVAL_MAX_MS).contains(&interval_ms) {
+        return Err(WireError::IntervalOutOfLimits { interval_ms });
+    }
     Ok(HeartbeatMessage {
         cluster_id: found,
         node: u32_at(14),
@@ -174,6 +217,7 @@ pub fn decode(
         network: u32_at(26),
         seq: u64_at(30),
         send_time_ms: u64_at(38),
+        interval_ms,
     })
 }
 
@@ -197,6 +241,7 @@ mod tests {
         network: 2,
         seq: u64::MAX - 1,
         send_time_ms: 123_456,
+        interval_ms: 300,
     };
 
     #[test]
@@ -205,25 +250,35 @@ mod tests {
         assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES);
         assert_eq!(&bytes[0..4], b"HLHB");
         assert_eq!(decode(&bytes, MESSAGE.cluster_id, &Plain), Ok(MESSAGE));
+        // The interval travels, at both of its limits.
+        for interval_ms in [INTERVAL_MIN_MS, 30, INTERVAL_MAX_MS] {
+            let message = HeartbeatMessage {
+                interval_ms,
+                ..MESSAGE
+            };
+            let bytes = encode(&message, &Plain);
+            assert_eq!(decode(&bytes, MESSAGE.cluster_id, &Plain), Ok(message));
+        }
     }
 
     #[test]
     fn layout_is_little_endian_at_documented_offsets() {
         let bytes = encode(&MESSAGE, &Plain);
-        assert_eq!(bytes[4..6], [1, 0]);
+        assert_eq!(bytes[4..6], [2, 0]);
         assert_eq!(bytes[14..18], [7, 0, 0, 0]);
         assert_eq!(bytes[18], 42);
         assert_eq!(bytes[26], 2);
         assert_eq!(bytes[30], 0xfe);
+        assert_eq!(bytes[46..50], 300u32.to_le_bytes());
     }
 
     #[test]
     fn truncated() {
         let bytes = encode(&MESSAGE, &Plain);
-        for len in [0, 3, 5, 45] {
+        for len in [0, 3, 5, 45, 46, 49] {
             assert_eq!(
                 decode(&bytes[..len], MESSAGE.cluster_id, &Plain),
-                Err(WireError::Truncated { len, expected: 46 }),
+                Err(WireError::Truncated { len, expected: 50 }),
                 "len {len}"
             );
         }
@@ -236,9 +291,47 @@ mod tests {
         assert_eq!(
             decode(&bytes, MESSAGE.cluster_id, &Plain),
             Err(WireError::TooLong {
-                len: 47,
-                expected: 46
+                len: 51,
+                expected: 50
             })
+        );
+    }
+
+    /// A version-1 heartbeat (46 bytes, no interval) of a node not yet upgraded is refused
+    /// by its version, not judged by a missing interval.
+    #[test]
+    fn a_version_1_heartbeat_is_refused() {
+        let mut bytes = encode(&MESSAGE, &Plain);
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        bytes.truncate(46);
+        assert_eq!(
+            decode(&bytes, MESSAGE.cluster_id, &Plain),
+            Err(WireError::UnsupportedVersion {
+                found: 1,
+                supported: 2
+            })
+        );
+    }
+
+    #[test]
+    fn an_interval_outside_the_limits_is_refused() {
+        for interval_ms in [0, INTERVAL_MIN_MS - 1, INTERVAL_MAX_MS + 1, u32::MAX] {
+            let bytes = encode(
+                &HeartbeatMessage {
+                    interval_ms,
+                    ..MESSAGE
+                },
+                &Plain,
+            );
+            assert_eq!(
+                decode(&bytes, MESSAGE.cluster_id, &Plain),
+                Err(WireError::IntervalOutOfLimits { interval_ms }),
+                "{interval_ms} ms"
+            );
+        }
+        assert_eq!(
+            WireError::IntervalOutOfLimits { interval_ms: 0 }.to_string(),
+            "heartbeat announces an interval of 0 ms, outside 10..=10000 ms"
         );
     }
 
@@ -255,13 +348,13 @@ mod tests {
     #[test]
     fn wrong_version_is_reported_before_length() {
         let mut bytes = encode(&MESSAGE, &Plain);
-        bytes[4] = 2;
+        bytes[4] = 3;
         bytes.truncate(20);
         assert_eq!(
             decode(&bytes, MESSAGE.cluster_id, &Plain),
             Err(WireError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         );
     }

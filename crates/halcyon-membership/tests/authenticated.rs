@@ -200,6 +200,7 @@ fn forgeries(cluster_id: u64, sealer: &dyn Sealer) -> Vec<Vec<u8>> {
                 network: LAN,
                 seq: 1_000_000 + i,
                 send_time_ms: i,
+                interval_ms: HEARTBEAT.interval.as_millis() as u32,
             };
             wire::encode(&message, sealer)
         })

@@ -211,3 +211,94 @@ fn a_node_added_to_running_runners_is_heartbeated_on_the_disk() {
         "no node was lost on the way: {changes:?}"
     );
 }
+
+/// The disk link reads its peers' slots often enough for the interval in play: a shorter
+/// one takes effect at once (the worker is woken, not left waiting out the old period), a
+/// longer one within the bounds.
+#[test]
+fn a_disk_link_reads_as_often_as_a_changed_interval_needs() {
+    use halcyon_membership::HeartbeatLink;
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("hb");
+    // 1 s: the slots are read every 250 ms (the most).
+    let mut a = DiskLink::open(&device, DISK, 1, &[2], Duration::from_secs(1)).unwrap();
+    let mut b = DiskLink::open(&device, DISK, 2, &[1], Duration::from_secs(1)).unwrap();
+    assert_eq!(a.read_period(), Duration::from_millis(250));
+    b.send(b"first").unwrap();
+    assert_eq!(
+        a.recv(Duration::from_secs(1)).unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    a.set_interval(Duration::from_millis(20));
+    assert_eq!(a.read_period(), Duration::from_millis(5));
+    // Every heartbeat is read within a few new periods, not up to 250 ms later (10 in a
+    // row under 100 ms would be a 1 in 10,000 chance at the old period).
+    for i in 0..10 {
+        let beat = format!("beat-{i}");
+        b.send(beat.as_bytes()).unwrap();
+        let sent = std::time::Instant::now();
+        assert_eq!(
+            a.recv(Duration::from_secs(1)).unwrap().as_deref(),
+            Some(beat.as_bytes())
+        );
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_millis(100),
+            "beat {i} read after {took:?}"
+        );
+    }
+    a.set_interval(Duration::from_secs(10));
+    assert_eq!(a.read_period(), Duration::from_millis(250), "bounded");
+    a.set_interval(Duration::from_millis(2));
+    assert_eq!(a.read_period(), Duration::from_millis(1), "bounded");
+}
+
+/// Two runners share the disk (tmpfs when there is one: its writes never stall the way a
+/// loaded disk's synchronous ones can, which is not what this test is about) and switch its
+/// interval half a second apart: 1 s -> 30 ms -> 1 s. While node 2 still heartbeats every
+/// second (and reads the slots every 250 ms), node 1 announces 30 ms: node 2 must read node
+/// 1's slot often enough for a 120 ms detection time at once. Back to 1 s, node 1 keeps
+/// writing every 30 ms for 4 heartbeats announcing 1 s, so node 2, still judging by 30 ms,
+/// reads the announcement. No path or node is judged down.
+#[test]
+fn runners_switching_the_disk_interval_one_after_another_see_no_false_failure() {
+    use halcyon_config::Heartbeat;
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let long = Heartbeat {
+        interval: Duration::from_secs(1),
+        sensitivity: 4,
+    };
+    let short = Heartbeat {
+        interval: Duration::from_millis(30),
+        sensitivity: 4,
+    };
+    let mut disk = network(
+        "hb",
+        DISK,
+        NetworkKind::Disk,
+        Some(dir.path().join("heartbeat.img").display().to_string()),
+    );
+    disk.heartbeat = long;
+    let c = cluster(
+        free_port(),
+        vec![node(1, vec![]), node(2, vec![])],
+        vec![disk],
+    );
+    let nodes = [
+        start(&c, 1, plain_settings(&c, 1)),
+        start(&c, 2, plain_settings(&c, 1)),
+    ];
+    wait_judged_by(&nodes, DISK, long, DETECTION_LIMIT);
+    let stagger = Duration::from_millis(500);
+    let seen = apply_one_after_another(&nodes, DISK, short, stagger, Duration::from_millis(500));
+    assert_no_failure(&nodes, &seen, "1 s -> 30 ms");
+    wait_judged_by(&nodes, DISK, short, DETECTION_LIMIT);
+    let seen = apply_one_after_another(&nodes, DISK, long, stagger, Duration::from_millis(2500));
+    assert_no_failure(&nodes, &seen, "30 ms -> 1 s");
+    wait_judged_by(&nodes, DISK, long, DETECTION_LIMIT);
+}

@@ -35,15 +35,19 @@ fn message() -> impl Strategy<Value = HeartbeatMessage> {
         any::<u32>(),
         any::<u64>(),
         any::<u64>(),
+        prop_oneof![wire::INTERVAL_MIN_MS..=wire::INTERVAL_MAX_MS, any::<u32>()],
     )
         .prop_map(
-            |(cluster_id, node, incarnation, network, seq, send_time_ms)| HeartbeatMessage {
-                cluster_id,
-                node,
-                incarnation,
-                network,
-                seq,
-                send_time_ms,
+            |(cluster_id, node, incarnation, network, seq, send_time_ms, interval_ms)| {
+                HeartbeatMessage {
+                    cluster_id,
+                    node,
+                    incarnation,
+                    network,
+                    seq,
+                    send_time_ms,
+                    interval_ms,
+                }
             },
         )
 }
@@ -99,13 +103,19 @@ proptest! {
         let bytes = wire::encode(&m, &Plain);
         prop_assert_eq!(bytes.len(), MESSAGE_SIZE_BYTES);
         let decoded = wire::decode(&bytes, CLUSTER_ID, &Plain);
-        if m.cluster_id == CLUSTER_ID {
-            prop_assert_eq!(decoded, Ok(m));
-        } else {
+        let interval_ok = (wire::INTERVAL_MIN_MS..=wire::INTERVAL_MAX_MS).contains(&m.interval_ms);
+        if m.cluster_id != CLUSTER_ID {
             prop_assert_eq!(
                 decoded,
                 Err(WireError::WrongCluster { expected: CLUSTER_ID, found: m.cluster_id })
             );
+        } else if !interval_ok {
+            prop_assert_eq!(
+                decoded,
+                Err(WireError::IntervalOutOfLimits { interval_ms: m.interval_ms })
+            );
+        } else {
+            prop_assert_eq!(decoded, Ok(m));
         }
     }
 
@@ -114,7 +124,9 @@ proptest! {
         m in message(),
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
-        let m = HeartbeatMessage { cluster_id: CLUSTER_ID, ..m };
+        // A heartbeat a node of this cluster sends: its id, an interval within the limits.
+        let interval_ms = m.interval_ms.clamp(wire::INTERVAL_MIN_MS, wire::INTERVAL_MAX_MS);
+        let m = HeartbeatMessage { cluster_id: CLUSTER_ID, interval_ms, ..m };
         let sender = HmacSealer::new(CLUSTER_ID, &[KEY]).unwrap();
         let receiver = HmacSealer::new(CLUSTER_ID, &[KEY]).unwrap();
         let genuine = wire::encode(&m, &sender);

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use halcyon_config::NetworkKind;
+use halcyon_config::{Heartbeat, NetworkKind};
 use halcyon_membership::detector::DetectorConfig;
 use halcyon_membership::detector::{DownCause, NodeState, PathState};
 use halcyon_membership::{Change, RunnerSettings, link_peers};
@@ -239,4 +239,83 @@ fn a_node_added_to_running_runners_is_heartbeated_and_one_removed_is_forgotten()
     assert_eq!(reachable_peers(&nodes[0]), [3]);
     assert_eq!(nodes[0].runner.status().detector.nodes.len(), 1);
     assert_eq!(reachable_peers(&nodes[2]), [1, 2]);
+}
+
+/// A running cluster's `halcyon apply` changes the LAN's interval while heartbeats run; the
+/// nodes apply it half a second apart, so for a while each hears senders at the old interval
+/// and at the new one. 100 ms -> 1 s (longer than the old 400 ms detection time), then ->
+/// 30 ms (a 120 ms detection time while a node not yet switched sends every second): no
+/// path, adapter or node is ever judged down, and the paths end judged by the new interval.
+#[test]
+fn nodes_switching_the_interval_one_after_another_see_no_false_failure() {
+    let mut c = three_node_cluster();
+    let start_heartbeat = Heartbeat {
+        interval: Duration::from_millis(100),
+        sensitivity: 4,
+    };
+    c.heartbeat = start_heartbeat;
+    c.networks[0].heartbeat = start_heartbeat;
+    let nodes: Vec<Started> = (1..=3)
+        .map(|n| start(&c, n, plain_settings(&c, u64::from(n))))
+        .collect();
+    wait_judged_by(&nodes, LAN, start_heartbeat, DETECTION_LIMIT);
+    let mut seen = vec![Vec::new(); nodes.len()];
+    for (s, seen) in nodes.iter().zip(seen.iter_mut()) {
+        seen.extend(drain(&s.changes));
+    }
+    assert_no_failure(&nodes, &seen, "start");
+
+    let stagger = Duration::from_millis(500);
+    let longer = Heartbeat {
+        interval: Duration::from_secs(1),
+        sensitivity: 4,
+    };
+    let seen = apply_one_after_another(&nodes, LAN, longer, stagger, Duration::from_millis(500));
+    assert_no_failure(&nodes, &seen, "100 ms -> 1 s");
+    wait_judged_by(&nodes, LAN, longer, DETECTION_LIMIT);
+    // Every node sends every second now (22 heartbeats in 2.2 s at 100 ms), and is not
+    // judged down for it.
+    let (sent, seen) = sent_during(&nodes, Duration::from_millis(2200));
+    assert!(sent.iter().all(|&n| n <= 3), "sent {sent:?}");
+    assert_no_failure(&nodes, &seen, "at 1 s");
+
+    let shorter = Heartbeat {
+        interval: Duration::from_millis(30),
+        sensitivity: 4,
+    };
+    let seen = apply_one_after_another(&nodes, LAN, shorter, stagger, Duration::from_millis(500));
+    assert_no_failure(&nodes, &seen, "1 s -> 30 ms");
+    wait_judged_by(&nodes, LAN, shorter, DETECTION_LIMIT);
+    // 20 heartbeats in 600 ms at 30 ms (none at 1 s); fewer only when a loaded machine
+    // delays some.
+    let (sent, seen) = sent_during(&nodes, Duration::from_millis(600));
+    assert!(sent.iter().all(|&n| n >= 8), "sent {sent:?}");
+    assert_no_failure(&nodes, &seen, "at 30 ms");
+    for s in &nodes {
+        assert!(s.runner.is_running());
+        assert_eq!(s.runner.status().counters.decode_errors, 0);
+    }
+}
+
+#[test]
+fn a_heartbeat_the_wire_cannot_announce_is_refused_by_the_runner() {
+    let c = three_node_cluster();
+    let node = start(&c, 1, plain_settings(&c, 1));
+    for heartbeat in [
+        Heartbeat {
+            interval: Duration::from_millis(100),
+            sensitivity: 0,
+        },
+        Heartbeat {
+            interval: Duration::from_millis(5),
+            sensitivity: 4,
+        },
+    ] {
+        let refused = node.runner.set_heartbeat(LAN, heartbeat).unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{heartbeat:?}"
+        );
+    }
 }

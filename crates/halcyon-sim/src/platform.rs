@@ -386,10 +386,14 @@ impl HeartbeatHandle for HeartbeatTask {
         let control = self.control.get().ok_or("heartbeats not started yet")?;
         control.reincarnate(incarnation).map_err(|e| e.to_string())
     }
-    fn set_sensitivity(&self, network: u32, sensitivity: u32) -> Result<(), String> {
+    fn set_heartbeat(
+        &self,
+        network: u32,
+        heartbeat: halcyon_config::Heartbeat,
+    ) -> Result<(), String> {
         let control = self.control.get().ok_or("heartbeats not started yet")?;
         control
-            .set_sensitivity(network, sensitivity)
+            .set_heartbeat(network, heartbeat)
             .map_err(|e| e.to_string())
     }
     fn set_peers(

@@ -894,6 +894,26 @@ impl State {
         Some((all.shortest, all.longest))
     }
 
+    /// The nodes whose Raft timings may be derived from a longer heartbeat interval than the
+    /// running configuration's (they take its timings when they restart).
+    pub fn slow_raft_nodes(&self) -> Vec<NodeName> {
+        let Some(config) = &self.config else {
+            return Vec::new();
+        };
+        let running = config.cluster.heartbeat.interval;
+        config
+            .cluster
+            .nodes
+            .iter()
+            .filter(|n| {
+                self.raft_intervals
+                    .get(&n.name)
+                    .is_some_and(|r| r.longest > running)
+            })
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// What `node` last reported its Raft timings are derived from ([`Command::RaftReport`]).
     pub fn raft_reported(&self, node: &str) -> Option<Duration> {
         self.raft_intervals.get(node).and_then(|r| r.reported)

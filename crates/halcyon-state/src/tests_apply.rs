@@ -266,9 +266,10 @@ fn an_unsettled_lease_is_kept_in_snapshots() {
     let back: State = serde_json::from_value(old).unwrap();
     assert_eq!(back.unsettled_lease(), None);
     // A settlement written before shortenings were counted names a generation.
-    let command: Command =
-        serde_json::from_str(r#"{"command":"lease_settled","generation":1,"at":"2026-01-01T00:00:00Z"}"#)
-            .unwrap();
+    let command: Command = serde_json::from_str(
+        r#"{"command":"lease_settled","generation":1,"at":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
     assert!(matches!(command, Command::LeaseSettled { change: 1, .. }));
 }
 
@@ -309,7 +310,13 @@ fn a_shorter_interval_keeps_the_lease_of_the_slower_elections_until_every_node_r
     assert_eq!(s.lease(), Some(ms(519)));
     assert_eq!(s.longest_lease(), Some(ms(619)));
     assert_eq!(s.unsettled_lease(), Some((1, ms(619))));
-    let reply = s.apply(index, Command::LeaseSettled { change: 1, at: t(11) });
+    let reply = s.apply(
+        index,
+        Command::LeaseSettled {
+            change: 1,
+            at: t(11),
+        },
+    );
     assert_eq!(reply, Reply::Done);
 
     // Each node reports what it runs; the ones still on 100 ms keep the lease.

@@ -252,12 +252,13 @@ fn apply_adds_changes_and_removes_packages_and_leaves_the_others_running() {
     assert_eq!(generation(&c), 4);
 
     // A setting apply cannot change: refused with the setting named, nothing changed.
-    let faster = removed.clone().heartbeat(Duration::from_millis(200), 4);
-    let faster_dir = write(&c, &faster, "faster");
-    let (code, out) = apply(&c, &faster_dir, &["--yes"]);
+    let mut renamed = removed.clone();
+    renamed.name = format!("{}-renamed", renamed.name);
+    let renamed_dir = write(&c, &renamed, "renamed");
+    let (code, out) = apply(&c, &renamed_dir, &["--yes"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("refused: apply cannot change") && out.contains("[heartbeat]"),
+        out.contains("refused: apply cannot change") && out.contains("[cluster] name"),
         "{out}"
     );
     assert_eq!(generation(&c), 4);
@@ -453,13 +454,14 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
 
     // Beside a setting each node reads at start, it is refused with that setting named and
     // the maximum listed as what apply changes; nothing changes.
-    let mut mixed = base.clone().heartbeat(Duration::from_millis(200), 4);
+    let mut mixed = base.clone();
+    mixed.name = format!("{}-renamed", mixed.name);
     mixed.max_event_duration = Some(Duration::from_secs(4));
     let mixed_dir = write(&c, &mixed, "mixed");
     let (code, out) = apply(&c, &mixed_dir, &["--yes"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("refused: apply cannot change [heartbeat] interval of a running cluster yet")
+        out.contains("refused: apply cannot change [cluster] name of a running cluster yet")
             && out.contains("apply changes packages")
             && out.contains("[limits] max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog"),
         "{out}"

@@ -147,6 +147,7 @@ fn an_expired_certificate_of_the_cluster_ca_and_a_replayed_heartbeat_change_noth
             network: 1,
             seq,
             send_time_ms: 0,
+            interval_ms: 100,
         };
         socket
             .send_to(&wire::encode(&message, &genuine), ("127.0.0.1", c.port()))

@@ -43,6 +43,7 @@ fn with_credentials_heartbeats_are_authenticated_and_forged_ones_change_nothing(
             network: 0,
             seq: 1_000_000 + seq,
             send_time_ms: 0,
+            interval_ms: 100,
         };
         socket
             .send_to(&wire::encode(&message, &forger), ("127.0.0.1", c.port()))

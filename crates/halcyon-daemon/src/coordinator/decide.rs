@@ -92,7 +92,8 @@ pub struct LeaseFacts<'a> {
     /// The lease every node is granted.
     pub duration: Duration,
     /// openraft's `election_timeout_max`: every voter of a new term waited this long after
-    /// it last heard the old leader.
+    /// it last heard the old leader (the shortest any voter's Raft timings may run,
+    /// `State::raft_intervals`).
     pub election_max: Duration,
     /// The term this node leads; its decisions are committed in this term only.
     pub term: u64,
@@ -120,8 +121,9 @@ pub struct Memory {
     /// seen each owed (a new coordinator counts again from its own first round: later,
     /// never sooner).
     pub owed_since: BTreeMap<(u64, Work), Instant>,
-    /// The generation whose shorter lease left longer ones unsettled, and since when this
-    /// coordinator has seen it (`settle_leases`).
+    /// The shortening of the lease that left longer ones unsettled (its count,
+    /// `State::unsettled_lease`), and since when this coordinator has seen it
+    /// (`settle_leases`).
     pub unsettled_seen: Option<(u64, Instant)>,
 }
 
@@ -372,22 +374,23 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
     }
 }
 
-/// A `config_change` that shortened the lease left the longer leases granted before it
-/// unsettled (`State::unsettled_lease`: every coordinator waits them out meanwhile). They are
+/// A `config_change` (or a node's `RaftReport`) that shortened the lease left the longer
+/// leases granted before it unsettled (`State::unsettled_lease`: every coordinator waits
+/// them out meanwhile). They are
 /// settled ([`Command::LeaseSettled`]) once they have certainly ended: an older leader's by
 /// this leadership's bound, this coordinator's own from when it first saw the shorter lease.
 /// It has granted no longer one since: a holder takes its lease from its replica after it
-/// applied the grant's read index, so from this configuration or a newer one; a grant whose
-/// read index was older was asked for before the change was committed.
+/// applied the grant's read index, so from this state or a newer one; a grant whose read
+/// index was older was asked for before the change was committed.
 fn settle_leases(round: &mut Round, config: &Config) {
     let input = round.input;
-    let Some((generation, longer)) = input.view.unsettled_lease() else {
+    let Some((change, longer)) = input.view.unsettled_lease() else {
         return;
     };
     let seen = match round.memory().unsettled_seen {
-        Some((g, since)) if g == generation => since,
+        Some((c, since)) if c == change => since,
         _ => {
-            round.remember(|m| m.unsettled_seen = Some((generation, input.now)));
+            round.remember(|m| m.unsettled_seen = Some((change, input.now)));
             input.now
         }
     };
@@ -399,17 +402,18 @@ fn settle_leases(round: &mut Round, config: &Config) {
         round.wake(deadline);
         return;
     }
-    let running = config.cluster.lease();
+    let running = input.view.lease().unwrap_or_else(|| config.cluster.lease());
     round.log(
         Level::INFO,
         format!(
-            "every lease granted before configuration generation {generation} has ended ({} leases): a lease is {} from now on",
+            "every lease granted before the lease was shortened (generation {}) has ended ({} leases): a lease is {} from now on",
+            input.view.generation(),
             humantime::format_duration(longer),
             humantime::format_duration(running),
         ),
     );
     round.commit(Command::LeaseSettled {
-        generation,
+        change,
         at: input.timestamp,
     });
 }

@@ -36,11 +36,11 @@ pub(crate) enum LeaseCommand {
     },
     /// Heartbeat as this (higher) incarnation from now on, then answer.
     Reincarnate(u64, oneshot::Sender<Result<(), String>>),
-    /// The running configuration's heartbeat sensitivity on a network (`sensitivity`),
+    /// The running configuration's heartbeat (interval and sensitivity) on a network,
     /// then answer whether the heartbeats took it.
-    Sensitivity {
+    Heartbeat {
         network: u32,
-        sensitivity: u32,
+        heartbeat: halcyon_config::Heartbeat,
         done: oneshot::Sender<Result<(), String>>,
     },
     /// The running configuration's nodes (`halcyon apply` added or removed some): the
@@ -124,13 +124,13 @@ impl LeaseTask {
                 };
                 let _ = done.send(result);
             }
-            LeaseCommand::Sensitivity {
+            LeaseCommand::Heartbeat {
                 network,
-                sensitivity,
+                heartbeat,
                 done,
             } => {
                 let result = match &self.heartbeats {
-                    Some(heartbeats) => heartbeats.set_sensitivity(network, sensitivity),
+                    Some(heartbeats) => heartbeats.set_heartbeat(network, heartbeat),
                     None => Err("heartbeats are stopped (isolated)".into()),
                 };
                 let _ = done.send(result);
@@ -176,7 +176,7 @@ impl Node {
     pub(crate) async fn lease_loop(self: Arc<Self>, mut task: LeaseTask) {
         let mut server = self.consensus.server_metrics();
         loop {
-            let next = Instant::now() + self.renew_interval;
+            let next = Instant::now() + self.renewal_interval();
             self.check_guard(&task.publish);
             // CLOCK_BOOTTIME before the Instant: the guard's deadline comes no later.
             let t_boot = self.guard.clock();
@@ -319,7 +319,7 @@ impl Node {
     /// leaves room for several more before the lease's fencing moment). The leader's own
     /// quorum check is bounded the same way.
     fn renew_attempt(&self) -> std::time::Duration {
-        halcyon_config::timing::renew_attempt(self.renew_interval)
+        halcyon_config::timing::renew_attempt(self.renewal_interval())
     }
 
     /// One renewal: granted here when this node leads, else asked of the leader on all its

@@ -8,7 +8,7 @@
 //! | `coordinator` | the coordinator (acts on the Raft leader only) | its memory and the grant table |
 //! | `executor` | the executor | the packages running here, its memory |
 //! | `package` | one supervisor per running package | the package's resources and guard registrations |
-//! | `reports` | adapter and standby reports | – |
+//! | `reports` | adapter, standby and Raft reports | – |
 //! | `monitor` | user-defined monitors | the running monitors |
 //! | `program` | one task per event command | its process |
 //! | `writer` | the writer | the one retry policy for writes; the queue of writes it sends in batches |
@@ -117,9 +117,13 @@ pub struct Node {
     pub(crate) renewal_watch: std::sync::Mutex<RenewalWatch>,
     /// The leader's quorum confirmations for lease grants, shared by concurrent renewals.
     confirmations: confirm::Confirmations,
-    /// openraft's `election_timeout_max`: every voter of a new term waited this long after
-    /// it last heard the old leader (the new coordinator's release wait counts on it).
+    /// This node's openraft `election_timeout_max`: as a voter of a new term it waited this
+    /// long after it last heard the old leader (the new coordinator's release wait counts
+    /// on every voter's, `shortest_election_max`).
     pub(crate) election_max: Duration,
+    /// The heartbeat interval this node's Raft timings are derived from (fixed when the
+    /// daemon starts, `open_consensus`; reported, `reports::RAFT`).
+    pub(crate) raft_interval: Duration,
     /// The lease task's queue (isolation, the watchdog's close).
     pub(crate) lease_commands: mpsc::Sender<LeaseCommand>,
     /// Grants of this node as leader, to the coordinator that owns the grant table.
@@ -281,7 +285,7 @@ impl Node {
                 .with_tls(Arc::clone(tls))
                 .context("this platform's network has no TLS for the API")?;
         }
-        let (view, consensus) =
+        let (view, consensus, raft_interval) =
             open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
         let heartbeat_faults = HeartbeatFaults::default();
         let heartbeats = platform.heartbeats.start(
@@ -310,7 +314,8 @@ impl Node {
             name: me.name.clone(),
             number: me.number,
             peers: std::sync::RwLock::new(Arc::new(Peers::new(&config))),
-            election_max: raft_timings(&config.cluster).election_timeout_max,
+            election_max: raft_timings_of(raft_interval).election_timeout_max,
+            raft_interval,
             boot_config: Arc::new(config),
             boot_rules: rules,
             boot_sources: read_sources(&settings.config_paths)?,
@@ -584,20 +589,30 @@ impl Node {
     }
 
     fn fence_lead(&self) -> Duration {
-        lease::fence_lead(self.holding_lease(), self.renew_interval)
+        lease::fence_lead(self.holding_lease(), self.renewal_interval())
     }
 
-    /// How long this node holds a lease: the running configuration's once the replica holds
-    /// it (a node is granted one only then), else its files'. The holder reads it after its
-    /// replica applied the grant's read index (`renew`), so it is the lease of a
-    /// configuration at least as recent as the grant: a coordinator that switched to a
-    /// shorter lease grants no longer one from then on, which is what lets it settle the
-    /// older leases (`State::longest_lease`).
-    pub fn holding_lease(&self) -> Duration {
+    /// How often this node asks for a renewal of its lease: every heartbeat interval of the
+    /// running configuration (`timing::renew_interval`; `halcyon apply` may change it),
+    /// else of its files.
+    pub(crate) fn renewal_interval(&self) -> Duration {
         self.view
             .borrow()
             .config()
-            .map_or(self.lease_duration, |c| c.cluster.lease())
+            .map_or(self.renew_interval, |c| {
+                timing::renew_interval(c.cluster.heartbeat.interval)
+            })
+    }
+
+    /// How long this node holds a lease: the replicated state's once the replica holds a
+    /// configuration (a node is granted one only then; `State::lease`: the running
+    /// configuration's, derived for the slowest elections the voters' Raft timings allow),
+    /// else its files'. The holder reads it after its replica applied the grant's read index
+    /// (`renew`), so it is the lease of a state at least as recent as the grant: a
+    /// coordinator whose state shortened the lease grants no longer one from then on, which
+    /// is what lets it settle the older leases (`State::longest_lease`).
+    pub fn holding_lease(&self) -> Duration {
+        self.view.borrow().lease().unwrap_or(self.lease_duration)
     }
 
     /// How long this node, as coordinator, waits a lease out: the longest any node may
@@ -612,15 +627,16 @@ impl Node {
     }
 
     /// The election timeout a new coordinator may count on every voter having waited: the
-    /// shorter of its own and the running configuration's.
+    /// shorter of its own and the shortest any node's Raft timings may run
+    /// (`State::raft_intervals`: a node keeps the timings it started with until it
+    /// restarts).
     fn shortest_election_max(&self) -> Duration {
-        let running = self
+        let shortest = self
             .view
             .borrow()
-            .config()
-            .as_ref()
-            .map(|c| raft_timings(&c.cluster).election_timeout_max);
-        running.map_or(self.election_max, |r| r.min(self.election_max))
+            .raft_intervals()
+            .map(|(shortest, _)| timing::raft_timing(shortest).election_max);
+        shortest.map_or(self.election_max, |r| r.min(self.election_max))
     }
 
     /// A lease is held: granted, not about to expire, and the guard protects it (a dead,
@@ -867,14 +883,19 @@ pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<S
 /// Opens consensus on the replica that publishes the view, cleans up what a previous
 /// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node (a new store: the
 /// admission task does, once it knows the cluster has not formed).
+///
+/// Raft's timings are fixed when it starts (openraft 0.9 has no setter): they are those of
+/// the replicated configuration this node holds, else of its files (a running cluster's
+/// `halcyon apply` may have changed the heartbeat interval since the files were written).
+/// The store is opened answering no request to read that configuration, and opened again
+/// with its timings when they differ from the files'. Also returns the heartbeat interval
+/// the timings are derived from (the node reports it: `State::raft_intervals`).
 async fn open_consensus(
     settings: &Settings,
     config: &Config,
     platform: &Platform,
     tls: Option<Arc<crate::raft_tls::RaftTls>>,
-) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus)> {
-    let (views, view) = watch::channel(Arc::new(State::new()));
-    let app = NodeApplication::new(views, platform.applied.clone());
+) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus, Duration)> {
     let members = peers::raft_members(config);
     let me = config.node(&settings.node).expect("checked on read");
     let id = NodeId::from(me.number);
@@ -883,22 +904,49 @@ async fn open_consensus(
     // A new store in a cluster of several nodes answers no Raft request before it knows
     // whether the cluster still counts this node as a member (`admission`).
     let held = !db_path.exists() && config.cluster.nodes.len() > 1;
-    let consensus = platform
-        .network
-        .open_consensus(
-            config.cluster.id,
-            id,
-            addrs,
-            &db_path,
-            app,
-            RaftTimings {
-                held,
-                ..raft_timings(&config.cluster)
-            },
-            tls,
-        )
-        .await
-        .context("opening consensus")?;
+    let open = |interval: Duration| {
+        let (views, view) = watch::channel(Arc::new(State::new()));
+        let app = NodeApplication::new(views, platform.applied.clone());
+        let timings = raft_timings_of(interval);
+        let (addrs, tls, db_path) = (addrs.clone(), tls.clone(), db_path.clone());
+        async move {
+            let consensus = platform
+                .network
+                .open_consensus(
+                    config.cluster.id,
+                    id,
+                    addrs,
+                    &db_path,
+                    app,
+                    RaftTimings {
+                        held: true,
+                        ..timings
+                    },
+                    tls,
+                )
+                .await
+                .context("opening consensus")?;
+            anyhow::Ok((view, consensus))
+        }
+    };
+    let files = config.cluster.heartbeat.interval;
+    let (mut view, mut consensus) = open(files).await?;
+    let stored = view.borrow().config().map(|c| c.cluster.heartbeat.interval);
+    let interval = stored.unwrap_or(files);
+    if interval != files {
+        tracing::warn!(
+            node = %settings.node,
+            "Raft timings of the replicated configuration's heartbeat interval ({}), not the \
+             files' ({}): the files differ from the running configuration",
+            humantime::format_duration(interval),
+            humantime::format_duration(files)
+        );
+        consensus.shutdown().await;
+        (view, consensus) = open(interval).await?;
+    }
+    if !held {
+        consensus.admit();
+    }
     // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
     // registers (rejoins). The packages are those of the configuration in force as far as
     // this node knows it (its applied state, else the files).
@@ -915,7 +963,7 @@ async fn open_consensus(
             .await
             .context("initializing the Raft membership")?;
     }
-    Ok((view, consensus))
+    Ok((view, consensus, interval))
 }
 
 fn incarnation_file(state_dir: &Path) -> PathBuf {
@@ -1025,7 +1073,12 @@ async fn halt_leftovers(config: &Config, node: &str, factory: &dyn ResourceFacto
 /// openraft's timings for this cluster: derived from the heartbeat interval so that
 /// an election fits in the lease (see `Cluster::raft_timings` and `Cluster::lease`).
 pub(crate) fn raft_timings(cluster: &halcyon_config::Cluster) -> RaftTimings {
-    let t = halcyon_config::timing::raft_timing(cluster.heartbeat.interval);
+    raft_timings_of(cluster.heartbeat.interval)
+}
+
+/// openraft's timings derived from the heartbeat interval `interval`.
+fn raft_timings_of(interval: Duration) -> RaftTimings {
+    let t = timing::raft_timing(interval);
     RaftTimings {
         heartbeat_interval: t.heartbeat,
         election_timeout_min: t.election_min,

@@ -5,33 +5,32 @@
 //! that started from files with another value (or missed the entry while down) takes the
 //! cluster's as soon as its replica holds it.
 //!
-//! The heartbeat sensitivity: the failure detector judges each network by it. The
-//! watchdog (`quorum.watchdog`): the device open is disarmed with the magic character and
-//! the configured one opened (`LeaseCommand::SwitchWatchdog`); `status` says which.
-//!
-//! Only the sensitivity of the heartbeat moves: a network whose interval differs from the
-//! detector's (the files of a node that drifted; `apply` refuses an interval change) is
-//! left as it runs, and the drift report says so. The lease does not depend on it here: `apply` refuses a
-//! sensitivity whose detection time would change the lease (`reconfigure`).
+//! Each network's heartbeat (interval and sensitivity): the node heartbeats at that interval
+//! and its failure detector judges paths by it (`halcyon_membership`: every heartbeat names
+//! its sender's interval, so a receiver judges each sender by its own while the nodes switch
+//! one after the other). The watchdog (`quorum.watchdog`): the device open is disarmed with
+//! the magic character and the configured one opened (`LeaseCommand::SwitchWatchdog`);
+//! `status` says which. The lease and the renewal interval are read from the view where
+//! they are used (`Node::holding_lease`, `Node::renewal_interval`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use halcyon_config::Cluster;
+use halcyon_config::{Cluster, Heartbeat};
 use halcyon_membership::LinkPeers;
 use halcyon_membership::detector::{DetectorConfig, NetworkStatus};
 
 use super::{LeaseCommand, Node};
 
-/// The (network, sensitivity) pairs to ask of the detector: the configuration's
-/// sensitivity on each network the detector runs with the same interval, where the
-/// detector runs another and it was not asked already (`asked`: the last one asked per
-/// network).
-pub(crate) fn sensitivity_changes(
+/// The (network, heartbeat) pairs to ask of the heartbeats: the configuration's heartbeat
+/// on each network the detector runs with another, where it was not asked already
+/// (`asked`: the last one asked per network). A network the configuration lacks is left
+/// alone (`apply` refuses to change the networks).
+pub(crate) fn heartbeat_changes(
     cluster: &Cluster,
     running: &[NetworkStatus],
-    asked: &BTreeMap<u32, u32>,
-) -> Vec<(u32, u32)> {
+    asked: &BTreeMap<u32, Heartbeat>,
+) -> Vec<(u32, Heartbeat)> {
     running
         .iter()
         .filter_map(|status| {
@@ -40,21 +39,20 @@ pub(crate) fn sensitivity_changes(
                 .iter()
                 .find(|n| n.number == status.network)?
                 .heartbeat;
-            let differs = configured.interval == status.heartbeat.interval
-                && configured.sensitivity != status.heartbeat.sensitivity
-                && asked.get(&status.network) != Some(&configured.sensitivity);
-            differs.then_some((status.network, configured.sensitivity))
+            let differs =
+                configured != status.heartbeat && asked.get(&status.network) != Some(&configured);
+            differs.then_some((status.network, configured))
         })
         .collect()
 }
 
 impl Node {
-    /// Keeps the detector's sensitivities those of the running configuration (see the
-    /// module documentation); ends when the heartbeats or the view end.
-    pub(crate) async fn sensitivity_loop(self: Arc<Self>) {
+    /// Keeps each network's heartbeat that of the running configuration (see the module
+    /// documentation); ends when the heartbeats or the view end.
+    pub(crate) async fn heartbeat_loop(self: Arc<Self>) {
         let mut view = self.view.clone();
         let mut membership = self.membership.clone();
-        let mut asked: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut asked: BTreeMap<u32, Heartbeat> = BTreeMap::new();
         loop {
             // Both marked seen before they are compared, so that each wait below ends only
             // at a change (also while the replica holds no configuration yet).
@@ -65,12 +63,11 @@ impl Node {
             // started yet in the simulator) is asked again a renewal interval later.
             let mut again = false;
             if let Some(config) = state.config() {
-                for (network, sensitivity) in sensitivity_changes(&config.cluster, &running, &asked)
-                {
+                for (network, heartbeat) in heartbeat_changes(&config.cluster, &running, &asked) {
                     let answer = self
-                        .ask_lease_task(|done| LeaseCommand::Sensitivity {
+                        .ask_lease_task(|done| LeaseCommand::Heartbeat {
                             network,
-                            sensitivity,
+                            heartbeat,
                             done,
                         })
                         .await;
@@ -79,14 +76,15 @@ impl Node {
                             tracing::info!(
                                 node = %self.name,
                                 network,
-                                sensitivity,
+                                interval = ?heartbeat.interval,
+                                sensitivity = heartbeat.sensitivity,
                                 generation = state.generation(),
-                                "heartbeat sensitivity of the running configuration"
+                                "heartbeat of the running configuration"
                             );
-                            asked.insert(network, sensitivity);
+                            asked.insert(network, heartbeat);
                         }
                         Some(Err(why)) => {
-                            tracing::warn!(node = %self.name, network, sensitivity, "heartbeat sensitivity not changed yet: {why}");
+                            tracing::warn!(node = %self.name, network, ?heartbeat, "heartbeat not changed yet: {why}");
                             again = true;
                         }
                         None => return,
@@ -255,8 +253,6 @@ impl Node {
 mod tests {
     use std::time::Duration;
 
-    use halcyon_config::Heartbeat;
-
     use super::*;
 
     fn cluster(sensitivities: &[(u32, u64, u32)]) -> Cluster {
@@ -287,24 +283,35 @@ mod tests {
         }
     }
 
+    fn heartbeat(interval: u64, sensitivity: u32) -> Heartbeat {
+        Heartbeat {
+            interval: Duration::from_millis(interval),
+            sensitivity,
+        }
+    }
+
     #[test]
-    fn the_configured_sensitivity_is_asked_once_where_the_interval_is_the_same() {
-        let config = cluster(&[(1, 100, 6), (2, 100, 4)]);
+    fn the_configured_heartbeat_is_asked_once_where_the_detector_runs_another() {
+        let config = cluster(&[(1, 100, 6), (2, 50, 4)]);
         let detector = [running(1, 100, 4), running(2, 100, 4)];
         let mut asked = BTreeMap::new();
         assert_eq!(
-            sensitivity_changes(&config, &detector, &asked),
-            vec![(1, 6)]
+            heartbeat_changes(&config, &detector, &asked),
+            vec![(1, heartbeat(100, 6)), (2, heartbeat(50, 4))]
         );
         // Asked, not yet published by the detector: not asked again.
-        asked.insert(1, 6);
-        assert_eq!(sensitivity_changes(&config, &detector, &asked), vec![]);
+        asked.insert(1, heartbeat(100, 6));
+        asked.insert(2, heartbeat(50, 4));
+        assert_eq!(heartbeat_changes(&config, &detector, &asked), vec![]);
         // Published: nothing to do.
-        let detector = [running(1, 100, 6), running(2, 100, 4)];
-        assert_eq!(sensitivity_changes(&config, &detector, &asked), vec![]);
+        let detector = [running(1, 100, 6), running(2, 50, 4)];
+        assert_eq!(heartbeat_changes(&config, &detector, &asked), vec![]);
         // And back (a later apply): asked again.
         let back = cluster(&[(1, 100, 4), (2, 100, 4)]);
-        assert_eq!(sensitivity_changes(&back, &detector, &asked), vec![(1, 4)]);
+        assert_eq!(
+            heartbeat_changes(&back, &detector, &asked),
+            vec![(1, heartbeat(100, 4)), (2, heartbeat(100, 4))]
+        );
     }
 
     #[test]
@@ -352,11 +359,11 @@ mod tests {
     }
 
     #[test]
-    fn a_network_whose_interval_differs_or_that_the_configuration_lacks_is_left_alone() {
-        let config = cluster(&[(1, 200, 6)]);
-        let detector = [running(1, 100, 4), running(9, 100, 4)];
+    fn a_network_that_the_configuration_lacks_is_left_alone() {
+        let config = cluster(&[(1, 100, 4)]);
+        let detector = [running(1, 100, 4), running(9, 100, 6)];
         assert_eq!(
-            sensitivity_changes(&config, &detector, &BTreeMap::new()),
+            heartbeat_changes(&config, &detector, &BTreeMap::new()),
             vec![]
         );
     }

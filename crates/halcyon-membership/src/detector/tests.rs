@@ -59,6 +59,12 @@ fn config(paths: &[(u32, u32, bool)]) -> DetectorConfig {
     }
 }
 
+/// The configured interval of `network` in [`config`]: what its senders announce unless a
+/// test says otherwise.
+fn configured(network: u32) -> Duration {
+    if network == DISK { ms(200) } else { ms(100) }
+}
+
 fn detector(paths: &[(u32, u32, bool)]) -> Detector {
     Detector::new(&config(paths), Duration::ZERO).unwrap()
 }
@@ -78,7 +84,7 @@ fn beat(
     while t <= to_ms {
         for &network in networks {
             assert_eq!(
-                d.heard(ms(t), node, network, 1, t + 1),
+                d.heard(ms(t), node, network, 1, t + 1, configured(network)),
                 Heard::Accepted,
                 "t={t} network={network}"
             );
@@ -124,6 +130,13 @@ fn path_goes_down_after_exactly_sensitivity_missed_intervals_and_not_before() {
     );
 }
 
+fn heartbeat(interval_ms: u64, sensitivity: u32) -> Heartbeat {
+    Heartbeat {
+        interval: ms(interval_ms),
+        sensitivity,
+    }
+}
+
 #[test]
 fn a_new_sensitivity_judges_the_paths_of_its_network_from_then_on() {
     let mut d = detector(&[(2, LAN, false), (2, BACKUP_LAN, false), (3, LAN, false)]);
@@ -133,8 +146,8 @@ fn a_new_sensitivity_judges_the_paths_of_its_network_from_then_on() {
     assert!(changes.contains(&down(3, LAN)), "{changes:?}");
     // 6 missed heartbeats on LAN from 1000 ms: node 2's last beat at 1000 ms keeps LAN up
     // until 1600 ms; BACKUP_LAN keeps 4 (1400 ms). Node 3, already down, stays down.
-    let heartbeat = d.set_sensitivity(ms(1000), LAN, 6).unwrap();
-    assert_eq!((heartbeat.interval, heartbeat.sensitivity), (ms(100), 6));
+    let old = d.set_heartbeat(ms(1000), LAN, heartbeat(100, 6)).unwrap();
+    assert_eq!(old, heartbeat(100, 4));
     assert_eq!(d.tick(ms(1399)), vec![]);
     assert_eq!(d.tick(ms(1400)), vec![down(2, BACKUP_LAN)]);
     assert_eq!(d.tick(ms(1599)), vec![]);
@@ -151,15 +164,138 @@ fn a_new_sensitivity_judges_the_paths_of_its_network_from_then_on() {
     let mut d = detector(&[(2, LAN, false)]);
     beat(&mut d, 2, &[LAN], 0, 1000, 100);
     assert_eq!(d.tick(ms(1250)), vec![]);
-    d.set_sensitivity(ms(1250), LAN, 2).unwrap();
+    d.set_heartbeat(ms(1250), LAN, heartbeat(100, 2)).unwrap();
     assert_eq!(
         d.tick(ms(1250)),
         vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
     );
     assert_eq!(
-        d.set_sensitivity(ms(1300), 9, 2),
+        d.set_heartbeat(ms(1300), 9, heartbeat(100, 2)),
         Err(DetectorError::UnknownNetwork(9))
     );
+}
+
+/// The interval each path of `d` is judged by, by (node, network).
+fn intervals(d: &Detector, now: u64) -> Vec<(u32, u32, Duration)> {
+    let snapshot = d.snapshot(ms(now));
+    snapshot
+        .paths
+        .iter()
+        .map(|p| (p.node, p.network, p.interval))
+        .collect()
+}
+
+/// Node 2 switched to 300 ms before this node did: its first heartbeat announcing it
+/// extends its detection time to 4 x 300 ms at once.
+#[test]
+fn a_sender_announcing_a_longer_interval_is_not_down_at_the_old_detection_time() {
+    let mut d = detector(&[(2, LAN, false)]);
+    beat(&mut d, 2, &[LAN], 0, 900, 100);
+    assert_eq!(d.heard(ms(1000), 2, LAN, 1, 1000, ms(300)), Heard::Accepted);
+    assert_eq!(intervals(&d, 1000), [(2, LAN, ms(300))]);
+    assert_eq!(
+        d.snapshot(ms(1000)).networks[0].heartbeat,
+        heartbeat(100, 4),
+        "this node's configuration is unchanged"
+    );
+    // The old detection time (400 ms) passes: still up.
+    for t in (1000..2200).step_by(10) {
+        assert_eq!(d.tick(ms(t)), vec![], "t={t}");
+    }
+    assert_eq!(d.tick(ms(2199)), vec![]);
+    assert_eq!(
+        d.tick(ms(2200)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+}
+
+#[test]
+fn a_sender_announcing_a_shorter_interval_is_judged_by_it() {
+    let mut d = detector(&[(2, LAN, false), (2, BACKUP_LAN, false)]);
+    beat(&mut d, 2, &[LAN, BACKUP_LAN], 0, 1000, 100);
+    assert_eq!(d.heard(ms(1000), 2, LAN, 1, 2000, ms(30)), Heard::Accepted);
+    assert_eq!(d.interval_min(LAN), Some(ms(30)));
+    assert_eq!(d.interval_min(BACKUP_LAN), Some(ms(100)));
+    // 4 x 30 ms after the last heartbeat, not 4 x 100 ms.
+    assert_eq!(d.tick(ms(1119)), vec![]);
+    assert_eq!(d.tick(ms(1120)), vec![down(2, LAN)]);
+    assert_eq!(
+        d.interval_min(LAN),
+        Some(ms(100)),
+        "a down path is not polled for"
+    );
+    assert_eq!(d.interval_min(9), None);
+}
+
+/// This node applies 300 ms x 5: node 3, never heard, is judged by the new interval; node 2,
+/// heard announcing 100 ms, by what it announced, with the new sensitivity.
+#[test]
+fn a_new_heartbeat_gives_its_interval_to_the_paths_never_heard() {
+    let mut d = detector(&[(2, LAN, false), (3, LAN, false), (3, DISK, false)]);
+    assert_eq!(d.heard(ms(0), 2, LAN, 1, 1, ms(100)), Heard::Accepted);
+    assert_eq!(d.heard(ms(0), 3, DISK, 1, 1, ms(200)), Heard::Accepted);
+    d.tick(ms(0));
+    let old = d.set_heartbeat(ms(100), LAN, heartbeat(300, 5)).unwrap();
+    assert_eq!(old, heartbeat(100, 4));
+    assert_eq!(
+        intervals(&d, 100),
+        [(2, LAN, ms(100)), (3, LAN, ms(300)), (3, DISK, ms(200))]
+    );
+    assert_eq!(d.snapshot(ms(100)).networks[0].heartbeat, heartbeat(300, 5));
+    assert_eq!(d.interval_min(LAN), Some(ms(100)));
+    // Node 3's disk path keeps node 3 reachable: its LAN path is judged alone.
+    beat(&mut d, 3, &[DISK], 200, 400, 200);
+    assert_eq!(d.tick(ms(499)), vec![]);
+    assert_eq!(
+        d.tick(ms(500)),
+        vec![down(2, LAN), Change::NodeUnreachable { node: 2 }]
+    );
+    beat(&mut d, 3, &[DISK], 600, 1400, 200);
+    assert_eq!(
+        d.path_state(3, LAN),
+        Some(PathState::Unknown),
+        "not down at 400 ms"
+    );
+    assert_eq!(d.tick(ms(1499)), vec![]);
+    assert_eq!(d.tick(ms(1500)), vec![down(3, LAN)]);
+}
+
+/// The sender keeps its promises across the switch, so nothing is counted late: a
+/// heartbeat is judged by the interval the previous one announced.
+#[test]
+fn a_switch_of_interval_the_sender_announced_is_not_counted_late() {
+    fn beat_at(d: &mut Detector, t: u64, interval_ms: u64) {
+        assert_eq!(
+            d.heard(ms(t), 2, LAN, 1, t + 1, ms(interval_ms)),
+            Heard::Accepted,
+            "t={t}"
+        );
+        d.tick(ms(t));
+    }
+    let mut d = detector(&[(2, LAN, false)]);
+    // 100 ms; then 300 ms announced, sent at the old period 4 times, then at 300 ms.
+    for t in (0..=1000).step_by(100) {
+        beat_at(&mut d, t, 100);
+    }
+    for t in [1100, 1200, 1300, 1400, 1700, 2000] {
+        beat_at(&mut d, t, 300);
+    }
+    // 30 ms announced 300 ms after the previous one (the switch came just before it was
+    // due), then kept.
+    for t in [2300, 2330, 2360, 2390] {
+        beat_at(&mut d, t, 30);
+    }
+    let counts = |d: &Detector, now| {
+        let s = d.snapshot(ms(now));
+        (s.paths[0].late, s.paths[0].missed)
+    };
+    assert_eq!(counts(&d, 2390), (0, 0));
+    // Then 90 ms of silence, 3 of the 30 ms promised: late, 2 missed.
+    beat_at(&mut d, 2480, 30);
+    assert_eq!(counts(&d, 2480), (1, 2));
+    // A sender that announced 30 ms and then sent after 300 ms broke its promise.
+    beat_at(&mut d, 2780, 300);
+    assert_eq!(counts(&d, 2780), (2, 11));
 }
 
 #[test]
@@ -211,7 +347,10 @@ fn a_path_never_heard_is_down_after_the_first_detection_time() {
 #[test]
 fn a_peer_added_later_is_judged_from_its_addition_and_one_removed_is_forgotten() {
     let mut d = detector(&[(2, LAN, false), (3, LAN, false)]);
-    assert_eq!(d.heard(ms(0), 3, LAN, 1, 1), Heard::Accepted);
+    assert_eq!(
+        d.heard(ms(0), 3, LAN, 1, 1, configured(LAN)),
+        Heard::Accepted
+    );
     beat(&mut d, 2, &[LAN], 0, 1000, 100);
     assert_eq!(d.node_state(3), Some(NodeState::Unreachable));
     // Node 4 added at 1000 ms, node 3 removed.
@@ -241,8 +380,14 @@ fn a_peer_added_later_is_judged_from_its_addition_and_one_removed_is_forgotten()
         ]
     );
     // Heard later: up, reachable; a heartbeat of the removed node 3 is not accepted.
-    assert_eq!(d.heard(ms(1500), 4, LAN, 7, 1), Heard::Accepted);
-    assert_eq!(d.heard(ms(1500), 3, LAN, 1, 2000), Heard::UnknownPath);
+    assert_eq!(
+        d.heard(ms(1500), 4, LAN, 7, 1, configured(LAN)),
+        Heard::Accepted
+    );
+    assert_eq!(
+        d.heard(ms(1500), 3, LAN, 1, 2000, configured(LAN)),
+        Heard::UnknownPath
+    );
     assert_eq!(
         d.tick(ms(1500)),
         vec![
@@ -285,7 +430,10 @@ fn peers_on_a_network_the_detector_does_not_have_are_refused_and_nothing_changes
 fn path_is_up_again_on_the_first_heartbeat() {
     let mut d = detector(&[(2, LAN, false)]);
     assert_eq!(d.tick(ms(400)).len(), 2);
-    assert_eq!(d.heard(ms(5000), 2, LAN, 1, 1), Heard::Accepted);
+    assert_eq!(
+        d.heard(ms(5000), 2, LAN, 1, 1, configured(LAN)),
+        Heard::Accepted
+    );
     assert_eq!(
         d.tick(ms(5000)),
         vec![
@@ -398,8 +546,8 @@ fn local_link_down_takes_paths_down_at_once() {
     ]);
     for t in [0, 100] {
         for node in [2, 3] {
-            d.heard(ms(t), node, LAN, 1, t + 1);
-            d.heard(ms(t), node, DISK, 1, t + 1);
+            d.heard(ms(t), node, LAN, 1, t + 1, configured(LAN));
+            d.heard(ms(t), node, DISK, 1, t + 1, configured(DISK));
         }
     }
     d.tick(ms(100));
@@ -411,12 +559,15 @@ fn local_link_down_takes_paths_down_at_once() {
     };
     assert_eq!(d.tick(ms(110)), vec![local(2), local(3)]);
     // A beat still buffered for the dead interface does not bring the path back.
-    assert_eq!(d.heard(ms(120), 2, LAN, 1, 500), Heard::LocalLinkDown);
+    assert_eq!(
+        d.heard(ms(120), 2, LAN, 1, 500, configured(LAN)),
+        Heard::LocalLinkDown
+    );
     assert_eq!(d.path_state(2, LAN), Some(PathState::Down));
     // Carrier back: up again with the next heartbeat.
     d.local_link(ms(130), LAN, true).unwrap();
     assert_eq!(d.tick(ms(130)), vec![]);
-    d.heard(ms(140), 2, LAN, 1, 501);
+    d.heard(ms(140), 2, LAN, 1, 501, configured(LAN));
     assert_eq!(d.tick(ms(140)), vec![up(2, LAN)]);
     assert_eq!(
         d.local_link(ms(150), 9, false),
@@ -427,11 +578,20 @@ fn local_link_down_takes_paths_down_at_once() {
 #[test]
 fn new_incarnation_is_reported_and_old_one_ignored() {
     let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
-    assert_eq!(d.heard(ms(0), 2, LAN, 5, 1000), Heard::Accepted);
-    assert_eq!(d.heard(ms(0), 2, DISK, 5, 1001), Heard::Accepted);
+    assert_eq!(
+        d.heard(ms(0), 2, LAN, 5, 1000, configured(LAN)),
+        Heard::Accepted
+    );
+    assert_eq!(
+        d.heard(ms(0), 2, DISK, 5, 1001, configured(DISK)),
+        Heard::Accepted
+    );
     d.tick(ms(0));
     // Restarted daemon: sequence numbers start again from 1.
-    assert_eq!(d.heard(ms(100), 2, LAN, 6, 1), Heard::Accepted);
+    assert_eq!(
+        d.heard(ms(100), 2, LAN, 6, 1, configured(LAN)),
+        Heard::Accepted
+    );
     assert_eq!(
         d.tick(ms(100)),
         vec![Change::PeerRestarted {
@@ -440,8 +600,14 @@ fn new_incarnation_is_reported_and_old_one_ignored() {
             new: 6
         }]
     );
-    assert_eq!(d.heard(ms(110), 2, DISK, 5, 1002), Heard::StaleIncarnation);
-    assert_eq!(d.heard(ms(120), 2, DISK, 6, 2), Heard::Accepted);
+    assert_eq!(
+        d.heard(ms(110), 2, DISK, 5, 1002, configured(DISK)),
+        Heard::StaleIncarnation
+    );
+    assert_eq!(
+        d.heard(ms(120), 2, DISK, 6, 2, configured(DISK)),
+        Heard::Accepted
+    );
     assert_eq!(d.tick(ms(120)), vec![]);
     assert_eq!(d.snapshot(ms(120)).nodes[0].incarnation, Some(6));
 }
@@ -449,9 +615,18 @@ fn new_incarnation_is_reported_and_old_one_ignored() {
 #[test]
 fn replayed_or_duplicate_sequence_numbers_do_not_keep_a_path_up() {
     let mut d = detector(&[(2, LAN, false)]);
-    assert_eq!(d.heard(ms(0), 2, LAN, 1, 10), Heard::Accepted);
-    assert_eq!(d.heard(ms(300), 2, LAN, 1, 10), Heard::StaleSequence);
-    assert_eq!(d.heard(ms(350), 2, LAN, 1, 9), Heard::StaleSequence);
+    assert_eq!(
+        d.heard(ms(0), 2, LAN, 1, 10, configured(LAN)),
+        Heard::Accepted
+    );
+    assert_eq!(
+        d.heard(ms(300), 2, LAN, 1, 10, configured(LAN)),
+        Heard::StaleSequence
+    );
+    assert_eq!(
+        d.heard(ms(350), 2, LAN, 1, 9, configured(LAN)),
+        Heard::StaleSequence
+    );
     assert!(d.tick(ms(400)).contains(&down(2, LAN)));
 }
 
@@ -478,7 +653,7 @@ fn changes_are_sorted_by_node_then_network_whatever_the_arrival_order() {
     let run = |order: &[(u32, u32)]| {
         let mut d = detector(&paths);
         for (i, &(node, network)) in order.iter().enumerate() {
-            d.heard(ms(i as u64), node, network, 7, 1);
+            d.heard(ms(i as u64), node, network, 7, 1, configured(network));
         }
         d.tick(ms(10))
     };
@@ -505,9 +680,18 @@ fn changes_are_sorted_by_node_then_network_whatever_the_arrival_order() {
 #[test]
 fn heartbeats_from_unknown_nodes_networks_or_ourselves_are_ignored() {
     let mut d = detector(&[(2, LAN, false)]);
-    assert_eq!(d.heard(ms(0), 9, LAN, 1, 1), Heard::UnknownPath);
-    assert_eq!(d.heard(ms(0), 2, DISK, 1, 1), Heard::UnknownPath);
-    assert_eq!(d.heard(ms(0), 1, LAN, 1, 1), Heard::UnknownPath);
+    assert_eq!(
+        d.heard(ms(0), 9, LAN, 1, 1, configured(LAN)),
+        Heard::UnknownPath
+    );
+    assert_eq!(
+        d.heard(ms(0), 2, DISK, 1, 1, configured(DISK)),
+        Heard::UnknownPath
+    );
+    assert_eq!(
+        d.heard(ms(0), 1, LAN, 1, 1, configured(LAN)),
+        Heard::UnknownPath
+    );
     assert_eq!(d.tick(ms(0)), vec![]);
 }
 
@@ -522,7 +706,7 @@ fn peer_sharing_no_network_is_unreachable() {
 #[test]
 fn snapshot_shows_states_and_last_heard_ages() {
     let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
-    d.heard(ms(100), 2, LAN, 3, 1);
+    d.heard(ms(100), 2, LAN, 3, 1, configured(LAN));
     d.tick(ms(100));
     let s = d.snapshot(ms(250));
     assert_eq!(s.local_node, 1);
@@ -645,12 +829,12 @@ fn config_from_cluster_has_a_path_per_shared_network() {
 #[test]
 fn adapter_judgement_needs_a_heartbeat_heard_after_the_path_went_down() {
     let mut d = detector(&[(2, LAN, false), (2, DISK, false)]);
-    d.heard(ms(0), 2, LAN, 1, 1);
-    d.heard(ms(0), 2, DISK, 1, 2);
+    d.heard(ms(0), 2, LAN, 1, 1, configured(LAN));
+    d.heard(ms(0), 2, DISK, 1, 2, configured(DISK));
     d.tick(ms(0));
     d.local_link(ms(100), LAN, false).unwrap();
     // A disk beat processed at the same instant proves nothing about after the failure.
-    d.heard(ms(100), 2, DISK, 1, 3);
+    d.heard(ms(100), 2, DISK, 1, 3, configured(DISK));
     assert_eq!(
         d.tick(ms(100)),
         vec![Change::PathDown {
@@ -659,7 +843,7 @@ fn adapter_judgement_needs_a_heartbeat_heard_after_the_path_went_down() {
             cause: DownCause::LocalLinkDown
         }]
     );
-    d.heard(ms(101), 2, DISK, 1, 4);
+    d.heard(ms(101), 2, DISK, 1, 4, configured(DISK));
     assert_eq!(
         d.tick(ms(101)),
         vec![Change::AdapterDown {

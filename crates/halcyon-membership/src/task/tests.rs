@@ -553,3 +553,69 @@ async fn a_failing_link_is_retried_once_a_step_and_heartbeats_go_on() {
     assert_eq!(counters.recv_errors, steps as u64, "{counters:?}");
     assert_eq!(counters.sent, 11, "{counters:?}");
 }
+
+/// A running cluster's `halcyon apply` changes the LAN's interval; each node applies it half
+/// a second after the previous one, so for a while each hears senders at the old interval
+/// and at the new one: 100 ms -> 600 ms (longer than the old 400 ms detection time), then ->
+/// 30 ms (a 120 ms detection time, while a node not yet switched still sends every 600 ms).
+/// No path or node is ever judged down, and every path ends judged by the new interval.
+#[tokio::test(start_paused = true)]
+async fn nodes_switching_the_interval_one_after_another_judge_no_path_down() {
+    let c = cluster(false);
+    let start_at = Instant::now();
+    let (mut nodes, _) = start(&c);
+    let longer = halcyon_config::Heartbeat {
+        interval: ms(600),
+        sensitivity: 4,
+    };
+    let shorter = halcyon_config::Heartbeat {
+        interval: ms(30),
+        sensitivity: 4,
+    };
+    let stagger = ms(500);
+    for (heartbeat, from) in [(longer, ms(1000)), (shorter, ms(5000))] {
+        for (i, node) in nodes.iter().enumerate() {
+            sleep_until(start_at, from + stagger * i as u32).await;
+            node.control.set_heartbeat(LAN, heartbeat).unwrap();
+        }
+        // Every node switched; its peers judge it by what it announced.
+        sleep_until(start_at, from + 3 * stagger + longer.interval * 2).await;
+        for node in &nodes {
+            let status = node.status().detector;
+            assert!(
+                status
+                    .paths
+                    .iter()
+                    .all(|p| p.state == PathState::Up && p.interval == heartbeat.interval),
+                "node {}: {:?}",
+                node.number,
+                status.paths
+            );
+            assert_eq!(status.networks[0].heartbeat, heartbeat);
+        }
+    }
+    for node in &mut nodes {
+        let changes = node.changes();
+        assert!(
+            !changes.iter().any(|c| matches!(
+                c,
+                Change::PathDown { .. }
+                    | Change::NodeUnreachable { .. }
+                    | Change::AdapterDown { .. }
+            )),
+            "node {}: {changes:?}",
+            node.number
+        );
+        // Every sender kept the promise of its previous heartbeat: none came late.
+        let status = node.status();
+        assert!(
+            status.detector.paths.iter().all(|p| p.late == 0),
+            "{:?}",
+            status.detector.paths
+        );
+        assert_eq!(
+            (status.counters.decode_errors, status.counters.ignored),
+            (0, 0)
+        );
+    }
+}

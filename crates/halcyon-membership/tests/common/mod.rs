@@ -123,3 +123,99 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
 pub fn drain(changes: &Receiver<ChangeBatch>) -> Vec<Change> {
     changes.try_iter().flat_map(|b| b.changes).collect()
 }
+
+/// Applies `heartbeat` to `network` on each runner in turn, `stagger` apart (nodes applying
+/// the same `halcyon apply` entry at different times), then waits `hold`; returns every
+/// change each runner published meanwhile (in the runners' order).
+pub fn apply_one_after_another(
+    runners: &[Started],
+    network: u32,
+    heartbeat: Heartbeat,
+    stagger: Duration,
+    hold: Duration,
+) -> Vec<Vec<Change>> {
+    let mut seen = vec![Vec::new(); runners.len()];
+    let collect_for = |how_long: Duration, seen: &mut Vec<Vec<Change>>| {
+        let until = Instant::now() + how_long;
+        while Instant::now() < until {
+            for (s, seen) in runners.iter().zip(seen.iter_mut()) {
+                seen.extend(drain(&s.changes));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for (i, s) in runners.iter().enumerate() {
+        if i > 0 {
+            collect_for(stagger, &mut seen);
+        }
+        s.runner.set_heartbeat(network, heartbeat).unwrap();
+    }
+    collect_for(hold, &mut seen);
+    for (s, seen) in runners.iter().zip(seen.iter_mut()) {
+        seen.extend(drain(&s.changes));
+    }
+    seen
+}
+
+/// Asserts that no runner judged a path, an adapter or a node down in `seen` (what
+/// [`apply_one_after_another`] returned).
+pub fn assert_no_failure(runners: &[Started], seen: &[Vec<Change>], what: &str) {
+    for (s, changes) in runners.iter().zip(seen) {
+        let failures: Vec<&Change> = changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::PathDown { .. }
+                        | Change::AdapterDown { .. }
+                        | Change::NodeUnreachable { .. }
+                )
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{what}: false failure on node {}: {failures:?}",
+            s.node
+        );
+    }
+}
+
+/// Waits until every runner judges every path of `network` up by `heartbeat`'s interval, and
+/// the network by `heartbeat`.
+pub fn wait_judged_by(runners: &[Started], network: u32, heartbeat: Heartbeat, limit: Duration) {
+    wait_for(
+        limit,
+        &format!("every path judged by {heartbeat:?}"),
+        || {
+            runners.iter().all(|s| {
+                let status = s.runner.status().detector;
+                let on_network = status.paths.iter().filter(|p| p.network == network);
+                status
+                    .networks
+                    .iter()
+                    .any(|n| n.network == network && n.heartbeat == heartbeat)
+                    && on_network.clone().count() == runners.len() - 1
+                    && on_network.clone().all(|p| {
+                        p.state == halcyon_membership::detector::PathState::Up
+                            && p.interval == heartbeat.interval
+                    })
+            })
+        },
+    );
+}
+
+/// The heartbeats each runner sent during `how_long` from now, and the changes it published
+/// meanwhile.
+pub fn sent_during(runners: &[Started], how_long: Duration) -> (Vec<u64>, Vec<Vec<Change>>) {
+    let before: Vec<u64> = runners
+        .iter()
+        .map(|s| s.runner.status().counters.sent)
+        .collect();
+    std::thread::sleep(how_long);
+    let sent = runners
+        .iter()
+        .zip(before)
+        .map(|(s, before)| s.runner.status().counters.sent - before)
+        .collect();
+    (sent, runners.iter().map(|s| drain(&s.changes)).collect())
+}

@@ -325,6 +325,18 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
             v.lease.duration_ms, v.generation
         );
     }
+    if let Some(slow) = &v.lease.slow_elections {
+        let _ = writeln!(
+            out,
+            "  Raft timings: {} may still run those of a {} ms heartbeat, not the running \
+             {} ms (fixed when a daemon starts): the lease ({} ms) covers their slower \
+             elections until their daemons restart",
+            slow.nodes.join(", "),
+            slow.interval_ms,
+            slow.running_interval_ms,
+            v.lease.duration_ms
+        );
+    }
     if let Some(w) = &v.witness {
         let _ = writeln!(
             out,
@@ -1107,6 +1119,7 @@ mod tests {
                 renewal_slowest_ms: 0,
                 warning: None,
                 unsettled_ms: None,
+                slow_elections: None,
             },
             nodes: vec![NodeStatus {
                 name: NodeName::from("node1"),
@@ -1199,6 +1212,27 @@ mod tests {
             text.contains(
                 "lease 619 ms since configuration generation 3; 800 ms leases granted before \
                  may still run: a coordinator waits them out until they have certainly ended"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nodes_still_running_slower_raft_timings_are_named_until_they_restart() {
+        let mut v = status_of(Vec::new(), Vec::new());
+        assert!(!status(&v, &clock(), None).contains("Raft timings"));
+        v.lease.duration_ms = 519;
+        v.lease.slow_elections = Some(halcyon_api::SlowElections {
+            interval_ms: 100,
+            running_interval_ms: 50,
+            nodes: vec!["n2".into(), "n3".into()],
+        });
+        let text = status(&v, &clock(), None);
+        assert!(
+            text.contains(
+                "Raft timings: n2, n3 may still run those of a 100 ms heartbeat, not the \
+                 running 50 ms (fixed when a daemon starts): the lease (519 ms) covers their \
+                 slower elections until their daemons restart"
             ),
             "{text}"
         );
