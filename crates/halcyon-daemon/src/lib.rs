@@ -121,7 +121,7 @@ async fn start(
     tokio::spawn(Arc::clone(&node).executor_loop(executor));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::ADAPTERS));
     tokio::spawn(Arc::clone(&node).report_loop(node::reports::STANDBYS));
-    tokio::spawn(Arc::clone(&node).report_loop(node::reports::RAFT));
+    tokio::spawn(Arc::clone(&node).raft_timings_loop());
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).heartbeat_loop());
     tokio::spawn(Arc::clone(&node).watchdog_loop());

@@ -51,9 +51,12 @@ pub struct Options {
     /// `halcyon apply` during the faults: [`APPLIES`] reconfigurations at times drawn from
     /// the seed (apart from the fault schedule, which stays as without), each changing one
     /// package's definition so that it halts and runs again where it runs, and some (drawn)
-    /// the heartbeat sensitivity and the lease too, one above the run's and about three
-    /// times as long, and back (a shorter lease: the longer ones stay unsettled until they
-    /// have ended, whatever the faults do meanwhile).
+    /// the heartbeat interval, sensitivity and lease too, the interval half as long again,
+    /// the sensitivity one above the run's and the lease about three times as long, and back
+    /// (nodes switching the interval one after the other must not judge each other down; a
+    /// shorter lease: the longer ones stay unsettled until they have ended, whatever the
+    /// faults do meanwhile; a shorter interval: the lease covers the slower Raft timings of
+    /// the nodes not restarted since).
     pub apply: bool,
     /// Node `nodes + 1` joins during the faults: `halcyon apply` of files that add it
     /// (`crate::reshape`). It must become a voter and a member with every invariant kept.
@@ -257,13 +260,18 @@ impl Heartbeat {
         }
     }
 
-    /// The table's lines; `sensitivity_up`: one more missed heartbeat before a path is down
-    /// (what `--apply` changes, with [`Heartbeat::lease`]).
+    /// The table's lines; `sensitivity_up`: an interval half as long again and one more
+    /// missed heartbeat before a path is down (what `--apply` changes, with
+    /// [`Heartbeat::lease`]).
     fn toml(self, sensitivity_up: bool) -> String {
-        let up = u32::from(sensitivity_up);
         match self {
-            Heartbeat::Default => format!("interval = \"100ms\"\nsensitivity = {}\n", 4 + up),
-            Heartbeat::Fast if sensitivity_up => "profile = \"fast\"\nsensitivity = 4\n".to_owned(),
+            Heartbeat::Default if sensitivity_up => {
+                "interval = \"150ms\"\nsensitivity = 5\n".to_owned()
+            }
+            Heartbeat::Default => "interval = \"100ms\"\nsensitivity = 4\n".to_owned(),
+            Heartbeat::Fast if sensitivity_up => {
+                "profile = \"fast\"\ninterval = \"45ms\"\nsensitivity = 4\n".to_owned()
+            }
             Heartbeat::Fast => "profile = \"fast\"\n".to_owned(),
             Heartbeat::Slower { fast: false } => {
                 "interval = \"300ms\"\nsensitivity = 4\n".to_owned()
@@ -298,8 +306,9 @@ fn write_config_with(
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
-/// not given) and the heartbeat sensitivity is one higher and the lease longer with
-/// `sensitivity_up` ([`Heartbeat::lease`]): what `--apply` changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
+/// not given) and the heartbeat interval longer, the sensitivity one higher and the lease
+/// longer with `sensitivity_up` ([`Heartbeat::toml`], [`Heartbeat::lease`]): what `--apply`
+/// changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
@@ -575,7 +584,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 restarts[apply.package],
                 if apply.sensitivity {
                     format!(
-                        ", heartbeat sensitivity and lease {}",
+                        ", heartbeat interval, sensitivity and lease {}",
                         if sensitivity_up { "up" } else { "back" }
                     )
                 } else {

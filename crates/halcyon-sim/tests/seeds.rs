@@ -370,7 +370,7 @@ fn a_node_with_slower_heartbeat_files_never_outholds_the_coordinators_wait() {
 }
 
 /// `halcyon apply` under faults: three reconfigurations per run (a package's definition
-/// changes, so it halts and runs again where it runs, some with the heartbeat sensitivity
+/// changes, so it halts and runs again where it runs, some with the heartbeat interval, sensitivity
 /// and the lease, up and back to a shorter lease; a second apply meets the lock), while the seed's faults happen. No package on two
 /// nodes, every package running at the end, and the history the same for the same seed.
 #[test]
@@ -391,13 +391,13 @@ fn reconfigurations_under_faults_keep_every_invariant() {
         );
         if outcome
             .history
-            .contains("heartbeat sensitivity and lease up")
+            .contains("heartbeat interval, sensitivity and lease up")
         {
             sensitivity_changed += 1;
         }
         if outcome
             .history
-            .contains("heartbeat sensitivity and lease back")
+            .contains("heartbeat interval, sensitivity and lease back")
         {
             shortened += 1;
         }
@@ -424,7 +424,7 @@ fn reconfigurations_under_faults_keep_every_invariant() {
     );
     assert!(
         sensitivity_changed >= 2,
-        "{sensitivity_changed} of 8 seeds changed the heartbeat sensitivity and the lease"
+        "{sensitivity_changed} of 8 seeds changed the heartbeat interval, sensitivity and the lease"
     );
     assert!(
         shortened >= 1,

@@ -914,6 +914,28 @@ impl State {
             .collect()
     }
 
+    /// The intervals `node`'s Raft timings may be derived from (see [`RaftIntervals`]; the
+    /// running configuration's alone when it has no entry; `None` before the bootstrap).
+    pub fn raft_range(&self, node: &str) -> Option<RaftIntervals> {
+        let config = self.config.as_ref()?;
+        Some(
+            self.raft_intervals
+                .get(node)
+                .copied()
+                .unwrap_or(RaftIntervals::only(config.cluster.heartbeat.interval)),
+        )
+    }
+
+    /// The range a [`Command::RaftReport`] of `interval` judged on the running configuration
+    /// gives a node: `interval` reported, and the running configuration's interval.
+    pub fn raft_range_reported(&self, interval: Duration) -> Option<RaftIntervals> {
+        let config = self.config.as_ref()?;
+        Some(RaftIntervals {
+            reported: Some(interval),
+            ..RaftIntervals::only(config.cluster.heartbeat.interval).with(interval)
+        })
+    }
+
     /// What `node` last reported its Raft timings are derived from ([`Command::RaftReport`]).
     pub fn raft_reported(&self, node: &str) -> Option<Duration> {
         self.raft_intervals.get(node).and_then(|r| r.reported)

@@ -769,6 +769,158 @@ fn apply_changes_the_heartbeat_sensitivity_on_every_node_and_a_restarted_node_ke
     assert_eq!(v["quorum"]["term"].as_u64().unwrap(), term, "{v:#}");
 }
 
+/// The `node_down` records in node 1's event log.
+fn node_downs(c: &Cluster) -> Vec<Value> {
+    let (code, v) = c.request(1, "GET", "/v1/events", None);
+    assert_eq!(code, 200, "{v}");
+    v["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("node_down"))
+        })
+        .cloned()
+        .collect()
+}
+
+fn intervals(v: &Value) -> Vec<u64> {
+    v["detection"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["interval_ms"].as_u64().unwrap())
+        .collect()
+}
+
+fn slow_election_nodes(v: &Value) -> Vec<String> {
+    v["lease"]["slow_elections"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 16: the heartbeat interval changes on a running cluster with no false failover:
+/// every node heartbeats, judges and renews at the new interval from the entry on (each
+/// heartbeat names its sender's interval, so nodes switching one after the other never judge
+/// each other down); the package keeps its process. Raft's timings are fixed when a daemon
+/// starts: the lease covers the elections of the timings nodes may still run, `status` names
+/// them, and a node restarted with the old interval in its files takes the running
+/// configuration's timings, after which the lease is derived from them alone.
+#[test]
+fn apply_changes_the_heartbeat_interval_with_no_false_failover_and_restarts_take_its_raft_timings()
+{
+    let ms = Duration::from_millis;
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
+    let before = c.status(1).unwrap();
+    assert_eq!(intervals(&before), [100], "{before:#}");
+    assert_eq!(before["lease"]["duration_ms"], 619, "{before:#}");
+    let term = before["quorum"]["term"].as_u64().unwrap();
+    let base = c.config().clone();
+
+    // Slower, 100 -> 300 ms: detection 1.2 s, and the lease the slower elections need.
+    let slower = write(&c, &base.clone().heartbeat(ms(300), 4), "slower");
+    let (code, out) = apply(&c, &slower, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("~ [heartbeat] interval: 100ms -> 300ms"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a path is down after 1s 200ms instead of 400ms without heartbeats"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ [quorum] lease: 619ms (derived) -> 1s 760ms (derived)"),
+        "{out}"
+    );
+    let applied = Instant::now();
+    let (code, out) = apply(&c, &slower, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "heartbeats at 300 ms", FORM_TIMEOUT, |v| {
+            v["generation"] == 2 && intervals(v) == [300] && v["lease"]["duration_ms"] == 1760
+        });
+    }
+    eprintln!(
+        "every node at 300 ms {} ms after apply was asked",
+        applied.elapsed().as_millis()
+    );
+    // Let the slower heartbeats run for several detection times of the old interval.
+    std::thread::sleep(ms(2_000));
+
+    // Faster, 300 -> 50 ms: every node's Raft still runs the timings it started with (100
+    // ms), and a restart since could have taken 300 ms's: the preview says so. Once each
+    // node has reported what it runs, the lease covers the elections of 100 ms's timings
+    // (369 ms) with renewals every 50 ms, and status names the nodes.
+    let faster = write(&c, &base.clone().heartbeat(ms(50), 4), "faster");
+    let (code, out) = apply(&c, &faster, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "until every node has restarted, elections may take as long as with a 300ms heartbeat"
+        ),
+        "{out}"
+    );
+    for i in 1..=3 {
+        c.wait_for(i, "heartbeats at 50 ms", FORM_TIMEOUT, |v| {
+            v["generation"] == 3 && intervals(v) == [50] && v["lease"]["duration_ms"] == 519
+        });
+    }
+    std::thread::sleep(ms(2_000));
+    let v = c.status(1).unwrap();
+    assert_eq!(slow_election_nodes(&v), ["n1", "n2", "n3"], "{v:#}");
+    let text = cli(&c, 1, &["status"]).1;
+    assert!(
+        text.contains(
+            "Raft timings: n1, n2, n3 may still run those of a 100 ms heartbeat, not the running 50 ms"
+        ),
+        "{text}"
+    );
+
+    // No false failover through both switches: no node_down, keep's process unchanged, no
+    // election.
+    assert_eq!(node_downs(&c), Vec::<Value>::new());
+    assert_eq!(pids(&dir, "keep"), keep);
+    assert!(alive(keep[0]), "{keep:?}");
+    assert_eq!(v["quorum"]["term"].as_u64().unwrap(), term, "{v:#}");
+
+    // n2 and n3 restarted from their files, which say 100 ms: each takes the running
+    // configuration's timings (50 ms) and is no longer named.
+    for (i, name, left) in [(2, "n2", vec!["n1", "n3"]), (3, "n3", vec!["n1"])] {
+        c.stop(i);
+        c.start(i);
+        c.wait_for(
+            1,
+            "the restarted node reported its Raft timings",
+            FORM_TIMEOUT,
+            |v| node_of(v, name)["member"] == true && slow_election_nodes(v) == left,
+        );
+        assert!(
+            c.log_tail(name, 400)
+                .contains("Raft timings of the running configuration's heartbeat interval (50ms), not the files' (100ms)"),
+            "{}",
+            c.log_tail(name, 40)
+        );
+    }
+    // The last one: the lease is derived from the 50 ms timings alone (334 ms), the 519 ms
+    // leases granted before settled by the coordinator.
+    c.stop(1);
+    c.start(1);
+    for i in 1..=3 {
+        c.wait_for(i, "334 ms leases, settled", FORM_TIMEOUT, |v| {
+            v["lease"]["duration_ms"] == 334
+                && v["lease"]["unsettled_ms"].is_null()
+                && v["lease"]["slow_elections"].is_null()
+        });
+    }
+    c.kill_all();
+}
+
 /// Issue 16: `[quorum] watchdog` set, then removed, on a running cluster (a regular file
 /// standing in for the device, shared by the three daemons): every node arms it at the
 /// entry and feeds it while it holds a lease, then disarms it with the magic character;

@@ -422,6 +422,86 @@ fn a_reconfiguration_while_the_holder_is_cut_off_never_runs_the_package_twice() 
     assert!(cluster.serving_host(PACKAGE).is_some());
 }
 
+/// `halcyon apply` changes the heartbeat interval of a running cluster (two ip networks and a
+/// disk heartbeat), slower and then faster: each node switches at its own moment, no node is
+/// judged down and the package keeps being served where it runs (the checker sees no outage);
+/// then the holder loses power and the package moves under the new detection, with no double
+/// activation.
+#[test]
+fn an_interval_changed_on_a_running_cluster_raises_no_false_failover_and_the_next_failure_moves_the_package()
+ {
+    if !running_as_root_or_skip("interval_changed") {
+        return;
+    }
+    let cluster = start_cluster(3, true);
+    let old = holder(&cluster);
+    let checker = start_checker(&cluster);
+    let since = Instant::now();
+    for (interval, interval_ms, generation) in [("300ms", 300, 2), ("50ms", 50, 3)] {
+        let files = lab_files_edited(&cluster, |doc| {
+            let heartbeat = doc
+                .get_mut("heartbeat")
+                .and_then(|h| h.as_table_mut())
+                .expect("the lab writes [heartbeat] out");
+            heartbeat.insert("interval".into(), toml::Value::String(interval.into()));
+        });
+        let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
+        let applied_at = Instant::now();
+        let (code, answer) = cluster
+            .api_post(old, "/v1/config/apply", &body)
+            .expect("the holder answers");
+        assert!(code < 300, "apply: {code} {answer}");
+        for host in cluster.hosts() {
+            cluster
+                .wait_for(
+                    "every network heartbeating at the new interval",
+                    Instant::now() + Duration::from_secs(10),
+                    || {
+                        let status = cluster.status(host).ok()?;
+                        let networks = status["detection"].as_array()?;
+                        (status["generation"] == generation
+                            && networks.len() == 3
+                            && networks.iter().all(|n| n["interval_ms"] == interval_ms))
+                        .then_some(())
+                    },
+                )
+                .unwrap_or_else(|error| panic!("h{host}: {error}\n{}", cluster.log_tail(host, 40)));
+        }
+        println!(
+            "{interval}: every host switched {:?} after apply was asked",
+            applied_at.elapsed()
+        );
+        // Several detection times of the longer interval on either side of the switch.
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let report = checker.report();
+    let outages: Vec<_> = report
+        .outages
+        .iter()
+        .filter(|outage| outage.start >= since)
+        .collect();
+    assert!(
+        outages.is_empty(),
+        "outages while switching: {outages:?}\n{report}"
+    );
+    let events = event_lines(&cluster);
+    assert!(
+        events.iter().all(|line| !line.contains("node_down")),
+        "a node was judged down while switching: {events:#?}"
+    );
+    assert_eq!(cluster.serving_host(PACKAGE), Some(old));
+
+    // Detection is now 200 ms; Raft still runs the timings each daemon started with.
+    let crashed_at = cluster.power_off(old).expect("power off");
+    let failover = wait_for_failover(&cluster, &checker, old, crashed_at);
+    std::thread::sleep(Duration::from_millis(500));
+    let report = checker.stop();
+    let new = cluster.serving_host(PACKAGE).expect("served");
+    println!("power loss of h{old} at 50 ms heartbeats: h{new} answered after {failover:?}");
+    assert_ne!(new, old);
+    assert_safe(&cluster, &report);
+}
+
 /// The lab's configuration files as they are, for `POST /v1/config/apply`.
 fn lab_files(cluster: &LabCluster) -> Vec<halcyon_api::ConfigFile> {
     halcyon_config::named_sources(&[cluster.config_directory().to_path_buf()])

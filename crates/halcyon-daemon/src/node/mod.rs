@@ -8,7 +8,7 @@
 //! | `coordinator` | the coordinator (acts on the Raft leader only) | its memory and the grant table |
 //! | `executor` | the executor | the packages running here, its memory |
 //! | `package` | one supervisor per running package | the package's resources and guard registrations |
-//! | `reports` | adapter, standby and Raft reports | – |
+//! | `reports` | adapter and standby reports | – |
 //! | `monitor` | user-defined monitors | the running monitors |
 //! | `program` | one task per event command | its process |
 //! | `writer` | the writer | the one retry policy for writes; the queue of writes it sends in batches |
@@ -122,8 +122,11 @@ pub struct Node {
     /// on every voter's, `shortest_election_max`).
     pub(crate) election_max: Duration,
     /// The heartbeat interval this node's Raft timings are derived from (fixed when the
-    /// daemon starts, `open_consensus`; reported, `reports::RAFT`).
+    /// daemon starts, `raft_interval_at_start`; reported, `Node::raft_timings_loop`).
     pub(crate) raft_interval: Duration,
+    /// Where the running configuration's heartbeat interval is kept for the next start
+    /// (`raft_interval_file`).
+    pub(crate) raft_interval_file: PathBuf,
     /// The lease task's queue (isolation, the watchdog's close).
     pub(crate) lease_commands: mpsc::Sender<LeaseCommand>,
     /// Grants of this node as leader, to the coordinator that owns the grant table.
@@ -285,8 +288,15 @@ impl Node {
                 .with_tls(Arc::clone(tls))
                 .context("this platform's network has no TLS for the API")?;
         }
-        let (view, consensus, raft_interval) =
-            open_consensus(&settings, &config, &platform, raft_tls.clone()).await?;
+        let raft_interval = raft_interval_at_start(&settings, config.cluster.heartbeat.interval);
+        let (view, consensus) = open_consensus(
+            &settings,
+            &config,
+            &platform,
+            raft_tls.clone(),
+            raft_interval,
+        )
+        .await?;
         let heartbeat_faults = HeartbeatFaults::default();
         let heartbeats = platform.heartbeats.start(
             &config.cluster,
@@ -334,6 +344,7 @@ impl Node {
             writes,
             incarnation: AtomicU64::new(incarnation),
             incarnation_file: incarnation_file(&settings.state_dir),
+            raft_interval_file: raft_interval_file(&settings.state_dir),
             clean_stop: read_clean_stop(&settings.state_dir),
             clean_stop_file: clean_stop_file(&settings.state_dir),
             archive: Arc::new(crate::archive::Archive::open(&settings.state_dir)?),
@@ -884,18 +895,17 @@ pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<S
 /// incarnation left (SPEC 6), and initialises the Raft membership on the lowest-numbered node (a new store: the
 /// admission task does, once it knows the cluster has not formed).
 ///
-/// Raft's timings are fixed when it starts (openraft 0.9 has no setter): they are those of
-/// the replicated configuration this node holds, else of its files (a running cluster's
-/// `halcyon apply` may have changed the heartbeat interval since the files were written).
-/// The store is opened answering no request to read that configuration, and opened again
-/// with its timings when they differ from the files'. Also returns the heartbeat interval
-/// the timings are derived from (the node reports it: `State::raft_intervals`).
+/// Raft's timings are fixed when it starts (openraft 0.9 has no setter): those derived from
+/// `raft_interval` ([`raft_interval_at_start`]).
 async fn open_consensus(
     settings: &Settings,
     config: &Config,
     platform: &Platform,
     tls: Option<Arc<crate::raft_tls::RaftTls>>,
-) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus, Duration)> {
+    raft_interval: Duration,
+) -> anyhow::Result<(watch::Receiver<Arc<State>>, Consensus)> {
+    let (views, view) = watch::channel(Arc::new(State::new()));
+    let app = NodeApplication::new(views, platform.applied.clone());
     let members = peers::raft_members(config);
     let me = config.node(&settings.node).expect("checked on read");
     let id = NodeId::from(me.number);
@@ -904,49 +914,22 @@ async fn open_consensus(
     // A new store in a cluster of several nodes answers no Raft request before it knows
     // whether the cluster still counts this node as a member (`admission`).
     let held = !db_path.exists() && config.cluster.nodes.len() > 1;
-    let open = |interval: Duration| {
-        let (views, view) = watch::channel(Arc::new(State::new()));
-        let app = NodeApplication::new(views, platform.applied.clone());
-        let timings = raft_timings_of(interval);
-        let (addrs, tls, db_path) = (addrs.clone(), tls.clone(), db_path.clone());
-        async move {
-            let consensus = platform
-                .network
-                .open_consensus(
-                    config.cluster.id,
-                    id,
-                    addrs,
-                    &db_path,
-                    app,
-                    RaftTimings {
-                        held: true,
-                        ..timings
-                    },
-                    tls,
-                )
-                .await
-                .context("opening consensus")?;
-            anyhow::Ok((view, consensus))
-        }
-    };
-    let files = config.cluster.heartbeat.interval;
-    let (mut view, mut consensus) = open(files).await?;
-    let stored = view.borrow().config().map(|c| c.cluster.heartbeat.interval);
-    let interval = stored.unwrap_or(files);
-    if interval != files {
-        tracing::warn!(
-            node = %settings.node,
-            "Raft timings of the replicated configuration's heartbeat interval ({}), not the \
-             files' ({}): the files differ from the running configuration",
-            humantime::format_duration(interval),
-            humantime::format_duration(files)
-        );
-        consensus.shutdown().await;
-        (view, consensus) = open(interval).await?;
-    }
-    if !held {
-        consensus.admit();
-    }
+    let consensus = platform
+        .network
+        .open_consensus(
+            config.cluster.id,
+            id,
+            addrs,
+            &db_path,
+            app,
+            RaftTimings {
+                held,
+                ..raft_timings_of(raft_interval)
+            },
+            tls,
+        )
+        .await
+        .context("opening consensus")?;
     // SPEC 6: a restarted node first stops anything a previous incarnation left, before it
     // registers (rejoins). The packages are those of the configuration in force as far as
     // this node knows it (its applied state, else the files).
@@ -963,7 +946,65 @@ async fn open_consensus(
             .await
             .context("initializing the Raft membership")?;
     }
-    Ok((view, consensus, interval))
+    Ok((view, consensus))
+}
+
+/// The file in the state directory that keeps the heartbeat interval of the running
+/// configuration this node last applied (`Node::raft_timings_loop` writes it), in
+/// milliseconds: what its Raft timings are derived from at its next start.
+pub(crate) fn raft_interval_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("raft-interval")
+}
+
+/// The heartbeat interval this start's Raft timings are derived from: the running
+/// configuration's as this node last applied it ([`raft_interval_file`]), else its files'
+/// (a first start, or a wiped state directory). A running cluster's `halcyon apply` may
+/// have changed the interval since the files were written; the files' is not silently
+/// used then, and the difference is logged.
+fn raft_interval_at_start(settings: &Settings, files: Duration) -> Duration {
+    let path = raft_interval_file(&settings.state_dir);
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(ms)
+                if (halcyon_config::limits::HEARTBEAT_INTERVAL_MIN_MS
+                    ..=halcyon_config::limits::HEARTBEAT_INTERVAL_MAX_MS)
+                    .contains(&ms) =>
+            {
+                Some(Duration::from_millis(ms))
+            }
+            _ => {
+                tracing::warn!(file = %path.display(), "ignoring an unreadable Raft interval: {text:?}");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let interval = stored.unwrap_or(files);
+    if interval != files {
+        tracing::warn!(
+            node = %settings.node,
+            "Raft timings of the running configuration's heartbeat interval ({}), not the \
+             files' ({}): the files differ from the running configuration",
+            humantime::format_duration(interval),
+            humantime::format_duration(files)
+        );
+    }
+    interval
+}
+
+/// Writes `text` to `path` so that a power loss leaves the old or the new content: a
+/// temporary file synced, renamed over `path`, and the directory synced.
+pub(crate) fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("new");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn incarnation_file(state_dir: &Path) -> PathBuf {

@@ -1,7 +1,6 @@
 //! A node's judgements that the coordinator acts on, committed whenever they change: the
-//! adapter report (paths down while the peer is heard elsewhere, SPEC 5), the standby
-//! report (standby interfaces down) and the Raft report (the heartbeat interval its Raft
-//! timings are derived from, which the lease and a new coordinator's wait count on). One loop serves both ([`Node::report_loop`]); a
+//! adapter report (paths down while the peer is heard elsewhere, SPEC 5) and the standby
+//! report (standby interfaces down). One loop serves both ([`Node::report_loop`]); a
 //! [`Report`] says how to judge, where the committed report is, and which command commits
 //! a new one.
 
@@ -23,8 +22,8 @@ pub(crate) struct Report<T> {
     pub judge: fn(&Node, &Config) -> T,
     /// This node's report as committed in the view (empty when none).
     pub committed: fn(&State, &NodeName) -> T,
-    /// The command that commits a new report (judged on `State`).
-    pub command: fn(NodeName, T, &State, Timestamp) -> Command,
+    /// The command that commits a new report.
+    pub command: fn(NodeName, T, Timestamp) -> Command,
     /// The judgement reads the kernel, which tells nothing when it changes: judged every
     /// renewal interval. Otherwise judged when the membership or the view changes.
     pub polls: bool,
@@ -43,7 +42,7 @@ pub(crate) const ADAPTERS: Report<BTreeSet<(NodeName, NetworkName)>> = Report {
             .cloned()
             .unwrap_or_default()
     },
-    command: |reporter, down, _, at| Command::AdapterReport { reporter, down, at },
+    command: |reporter, down, at| Command::AdapterReport { reporter, down, at },
     polls: false,
 };
 
@@ -59,24 +58,8 @@ pub(crate) const STANDBYS: Report<BTreeSet<NetworkName>> = Report {
             .cloned()
             .unwrap_or_default()
     },
-    command: |reporter, down, _, at| Command::StandbyReport { reporter, down, at },
+    command: |reporter, down, at| Command::StandbyReport { reporter, down, at },
     polls: true,
-};
-
-/// The heartbeat interval this node's Raft timings are derived from (`State::raft_intervals`:
-/// fixed when the daemon starts, so reported once per start, or when the replicated state
-/// forgot it).
-pub(crate) const RAFT: Report<Option<std::time::Duration>> = Report {
-    name: "Raft timings",
-    judge: |node, _| Some(node.raft_interval),
-    committed: |state, node| state.raft_reported(node.as_str()),
-    command: |reporter, interval, state, at| Command::RaftReport {
-        reporter,
-        interval: interval.expect("judged: always some"),
-        generation: state.generation(),
-        at,
-    },
-    polls: false,
 };
 
 /// This node's adapter judgements (SPEC 5): (peer, network) paths that are down while the
@@ -153,8 +136,8 @@ impl Node {
             if judged == (report.committed)(&state, &self.name) {
                 continue;
             }
-            tracing::info!(node = %self.name, ?judged, "{} report", report.name);
-            let command = (report.command)(self.name.clone(), judged, &state, self.timestamp());
+            tracing::info!(node = %self.name, down = ?judged, "{} report", report.name);
+            let command = (report.command)(self.name.clone(), judged, self.timestamp());
             if self.submit(&command).await.is_err() {
                 again = true;
             }

@@ -16,9 +16,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use halcyon_config::{Cluster, Heartbeat};
 use halcyon_membership::LinkPeers;
 use halcyon_membership::detector::{DetectorConfig, NetworkStatus};
+use halcyon_state::Command;
 
 use super::{LeaseCommand, Node};
 
@@ -95,6 +98,68 @@ impl Node {
                 r = view.changed() => if r.is_err() { return },
                 r = membership.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(self.renew_interval), if again => {}
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Keeps the Raft timings of this node's next start those of the running
+    /// configuration, and the replicated state told which this daemon runs
+    /// (`State::raft_intervals`: the lease covers their elections, a new coordinator counts
+    /// on their election timeout). Level-triggered on the view: the running configuration's
+    /// heartbeat interval is written durably to `raft_interval_file` first, then, while a
+    /// member, `Command::RaftReport` commits this daemon's whenever the state's range for this
+    /// node is not what the report gives (`State::raft_range_reported`: a configuration
+    /// switch widened it, or the daemon restarted), so that ranges narrow again to what runs.
+    /// The order matters: the state narrows a node's range to what it reports and the
+    /// running configuration's only when the node judged on the running configuration,
+    /// whose interval is then the one in its file. A failed write or commit is tried again
+    /// a renewal interval later. Ends when the view ends.
+    pub(crate) async fn raft_timings_loop(self: Arc<Self>) {
+        let mut view = self.view.clone();
+        let mut stored = std::fs::read_to_string(&self.raft_interval_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let mut again = false;
+        loop {
+            tokio::select! {
+                r = view.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(self.renew_interval), if again => {}
+            }
+            again = false;
+            let state = self.snapshot();
+            let Some(config) = state.config() else {
+                continue;
+            };
+            let running = config.cluster.heartbeat.interval;
+            if stored != Some(running) {
+                let text = running.as_millis().to_string();
+                if let Err(e) = super::write_durably(&self.raft_interval_file, &text) {
+                    tracing::warn!(node = %self.name, file = %self.raft_interval_file.display(), "the running heartbeat interval not kept for the next start: {e}");
+                    again = true;
+                    continue;
+                }
+                stored = Some(running);
+            }
+            let member = state.cluster().members.contains(&self.name);
+            if !member
+                || self.is_isolated()
+                || state.raft_range(self.name.as_str())
+                    == state.raft_range_reported(self.raft_interval)
+            {
+                continue;
+            }
+            let command = Command::RaftReport {
+                reporter: self.name.clone(),
+                interval: self.raft_interval,
+                generation: state.generation(),
+                at: self.timestamp(),
+            };
+            tracing::info!(node = %self.name, interval = ?self.raft_interval, generation = state.generation(), "Raft timings report");
+            if self.submit(&command).await.is_err() {
+                again = true;
             }
         }
     }
