@@ -906,6 +906,10 @@ fn apply_changes_the_heartbeat_interval_with_no_false_failover_and_restarts_take
             "{}",
             c.log_tail(name, 40)
         );
+        eprintln!(
+            "{name} restarted into the 50 ms timings, {} ms after apply was asked",
+            applied.elapsed().as_millis()
+        );
     }
     // The last one: the lease is derived from the 50 ms timings alone (334 ms), the 519 ms
     // leases granted before settled by the coordinator.
