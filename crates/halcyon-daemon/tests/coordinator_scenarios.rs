@@ -22,7 +22,7 @@
 //!   other node is reachable), `[leadership]` (`term`, `since`), `[grants]` (node = ms),
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`, `owed_since = [{ execution, step, index, since }]` or
-//!   `{ execution, launch, since }` for a command, `unsettled_seen = [generation, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
+//!   `{ execution, launch, since }` for a command, `unsettled_seen = [shortening, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
 //!   by default the configuration's lease and Raft election timeout; `older_leases_end`, ms:
 //!   when the votes say every older leader's lease ended, by default not known), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
@@ -815,10 +815,10 @@ fn describe_memory(memory: &Memory, base: &Base) -> String {
             .collect();
         write!(text, ", owed: {}", owed.join(", ")).expect("writing to a string");
     }
-    if let Some((generation, at)) = memory.unsettled_seen {
+    if let Some((change, at)) = memory.unsettled_seen {
         write!(
             text,
-            ", the unsettled leases of generation {generation} seen at {}",
+            ", the leases unsettled by shortening {change} seen at {}",
             base.offset(at)
         )
         .expect("writing to a string");

@@ -9,6 +9,7 @@
 //! | `executor` | the executor | the packages running here, its memory |
 //! | `package` | one supervisor per running package | the package's resources and guard registrations |
 //! | `reports` | adapter and standby reports | – |
+//! | `settings` | one loop per setting that follows the running configuration (heartbeats, watchdog, peers, Raft timings) | the last value asked of each |
 //! | `monitor` | user-defined monitors | the running monitors |
 //! | `program` | one task per event command | its process |
 //! | `writer` | the writer | the one retry policy for writes; the queue of writes it sends in batches |
