@@ -182,12 +182,23 @@ pub fn check_lease(
     heartbeat_interval: Duration,
     detection: Duration,
 ) -> Result<(), LeaseTooShort> {
-    let minimum = lease_min_for_elections(heartbeat_interval);
+    check_lease_with_raft(lease, heartbeat_interval, heartbeat_interval, detection)
+}
+
+/// [`check_lease`] when the voters' Raft timings may be derived from intervals up to
+/// `raft_interval` ([`lease_min_with_raft`]).
+pub fn check_lease_with_raft(
+    lease: Duration,
+    heartbeat_interval: Duration,
+    raft_interval: Duration,
+    detection: Duration,
+) -> Result<(), LeaseTooShort> {
+    let minimum = lease_min_with_raft(heartbeat_interval, raft_interval);
     if lease < detection {
         Err(LeaseTooShort::Detection { detection })
     } else if lease < minimum {
         Err(LeaseTooShort::Election {
-            election: election_time_max(heartbeat_interval),
+            election: election_time_max(raft_interval),
             minimum,
         })
     } else {
@@ -256,18 +267,12 @@ impl Cluster {
         let Some(lease) = self.quorum.lease else {
             return Ok(());
         };
-        let detection = self.detection_time();
-        let minimum = lease_min_with_raft(self.heartbeat.interval, raft_interval);
-        if lease < detection {
-            Err(LeaseTooShort::Detection { detection })
-        } else if lease < minimum {
-            Err(LeaseTooShort::Election {
-                election: election_time_max(raft_interval),
-                minimum,
-            })
-        } else {
-            Ok(())
-        }
+        check_lease_with_raft(
+            lease,
+            self.heartbeat.interval,
+            raft_interval,
+            self.detection_time(),
+        )
     }
 }
 

@@ -819,13 +819,7 @@ fn sensitivity_settings(
             note: Some("the networks without a heartbeat of their own take it (below)".to_owned()),
         });
     }
-    for network in &new.networks {
-        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
-            continue;
-        };
-        if network.heartbeat.sensitivity == was.heartbeat.sensitivity {
-            continue;
-        }
+    for (network, was) in changed_networks(new, r, |h| h.sensitivity) {
         changes.push(SettingChange {
             setting: format!("[[network]] {} heartbeat sensitivity", network.name),
             old: was.heartbeat.sensitivity.to_string(),
@@ -880,6 +874,18 @@ fn lease_refusal(new: &halcyon_config::Cluster, raft_longest: Duration) -> Optio
     }
 }
 
+/// The networks of `new` that `r` has too, with `r`'s, whose heartbeat differs in `field`.
+fn changed_networks<'a, T: PartialEq>(
+    new: &'a halcyon_config::Cluster,
+    r: &'a halcyon_config::Cluster,
+    field: impl Fn(&halcyon_config::Heartbeat) -> T + 'a,
+) -> impl Iterator<Item = (&'a halcyon_config::Network, &'a halcyon_config::Network)> + 'a {
+    new.networks.iter().filter_map(move |network| {
+        let was = r.networks.iter().find(|n| n.name == network.name)?;
+        (field(&network.heartbeat) != field(&was.heartbeat)).then_some((network, was))
+    })
+}
+
 /// The heartbeat intervals `apply` changes (`[heartbeat]`'s and each network's), with what
 /// each node does (pure).
 fn interval_settings(
@@ -914,13 +920,7 @@ fn interval_settings(
             )),
         });
     }
-    for network in &new.networks {
-        let Some(was) = r.networks.iter().find(|n| n.name == network.name) else {
-            continue;
-        };
-        if network.heartbeat.interval == was.heartbeat.interval {
-            continue;
-        }
+    for (network, was) in changed_networks(new, r, |h| h.interval) {
         changes.push(SettingChange {
             setting: format!("[[network]] {} heartbeat interval", network.name),
             old: show(&was.heartbeat.interval),
