@@ -541,10 +541,12 @@ impl Leftovers {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Each daemon's group (its guard and anything else it did not take down).
+        let mut killed = Vec::new();
         for &pid in &self.daemons {
             if pid > 1 && halcyon_resources::group_alive(pid as i32) {
                 found.push(format!("process group {pid}"));
                 halcyon_resources::signal_group(pid as i32, libc::SIGKILL);
+                killed.push(pid as i32);
             }
         }
         // Services, whose process groups the daemons record under `run/`.
@@ -562,9 +564,17 @@ impl Leftovers {
                     {
                         found.push(format!("service group {pgid}"));
                         halcyon_resources::signal_group(pgid, libc::SIGKILL);
+                        killed.push(pgid);
                     }
                 }
             }
+        }
+        // SIGKILL takes effect when each process next runs: on a busy machine a member
+        // can outlive the signal by a while. Done means gone, so wait for them (bounded).
+        let deadline = Instant::now() + STOP_GRACE;
+        while killed.iter().any(|&g| halcyon_resources::group_alive(g)) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
         for &address in &self.addresses {
             match remove_address(address) {
