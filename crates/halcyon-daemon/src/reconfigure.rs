@@ -289,19 +289,29 @@ pub(crate) fn node_removals(
         .collect())
 }
 
-/// Why nodes `new` adds cannot be added yet (pure): a number that is still a Raft member
-/// (`raft_members`, voters and learners) — a node removed earlier that has not left the
-/// membership yet; the new node would be taken for it.
+/// Why nodes (or the witness) `new` adds cannot be added yet (pure): a number that is still
+/// a Raft member (`raft_members`, voters and learners) — a node or witness removed earlier
+/// that has not left the membership yet; the new one would be taken for it.
 pub(crate) fn numbers_still_in_raft(
     new: &halcyon_config::Cluster,
     running: &halcyon_config::Cluster,
     raft_members: &BTreeSet<u32>,
 ) -> Option<String> {
+    let added_witness = new
+        .quorum
+        .witness
+        .as_ref()
+        .filter(|w| running.quorum.witness.as_ref() != Some(*w));
     let taken: Vec<String> = new
         .nodes
         .iter()
         .filter(|n| running.node(n.name.as_str()).is_none() && raft_members.contains(&n.number))
         .map(|n| format!("{} (number {})", n.name, n.number))
+        .chain(
+            added_witness
+                .filter(|w| raft_members.contains(&w.number))
+                .map(|w| format!("witness {} (number {})", w.name, w.number)),
+        )
         .collect();
     (!taken.is_empty()).then(|| {
         format!(
@@ -384,20 +394,22 @@ fn any_heartbeat(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Ne
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "nodes added and removed, [limits] max_event_duration, [quorum] \
-                             auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
-                             heartbeat interval and sensitivity";
+const LIVE_SETTINGS: &str = "nodes and the [quorum] witness added and removed, [limits] \
+                             max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, \
+                             lease and watchdog, and the heartbeat interval and sensitivity";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes' numbers, the networks but their heartbeat, and
-/// `[quorum]`'s witness), and a configured lease that does not outlast the elections of
-/// the Raft timings nodes may still run (`raft_longest`: the longest interval they may be
-/// derived from now, `State::raft_intervals`). Accepted: what only the replicated configuration feeds, so every node
-/// switches to it at the `config_change` entry: `[limits] max_event_duration` (each event
+/// name, id and port, the nodes' numbers, the networks but their heartbeat), a witness
+/// changed in place ([`witness_change`]), and a configured lease that does not outlast the
+/// elections of the Raft timings nodes may still run (`raft_longest`: the longest interval
+/// they may be derived from now, `State::raft_intervals`). Accepted: what only the
+/// replicated configuration feeds, so every node switches to it at the `config_change`
+/// entry: a witness added or removed (the coordinator changes the Raft membership after
+/// the switch, as for nodes), `[limits] max_event_duration` (each event
 /// takes it when it starts), `[quorum] auto_shrink`, `shrink_after` and `min_voters` (the
 /// coordinator's auto-shrink and the refusals of `node remove` and `node forget`), `[quorum]
 /// watchdog` (each node switches its device), the heartbeat interval and sensitivity (each
@@ -449,7 +461,6 @@ pub(crate) fn cluster_changes(
             any_heartbeat(networks)
                 != any_heartbeat(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
         ),
-        ("[quorum] witness", *witness != rq.witness),
     ];
     let refused: Vec<&str> = refused
         .iter()
@@ -466,6 +477,14 @@ pub(crate) fn cluster_changes(
     }
     why.extend(min_voters_refusal(&new.cluster, r, voters));
     why.extend(lease_refusal(&new.cluster, raft_longest));
+    let witness = witness_change(witness.as_ref(), rq.witness.as_ref(), &new.cluster, voters);
+    let witness = match witness {
+        Ok(change) => change,
+        Err(refusal) => {
+            why.push(refusal);
+            None
+        }
+    };
     if !why.is_empty() {
         return Err(format!(
             "refused: {}; nothing was changed. apply changes packages (add, remove, change), \
@@ -474,12 +493,86 @@ pub(crate) fn cluster_changes(
         ));
     }
     let mut changes = added_nodes(&new.cluster, r);
+    changes.extend(witness);
     changes.extend(interval_settings(&new.cluster, r, raft_longest));
     changes.extend(sensitivity_settings(&new.cluster, r));
     changes.extend(lease_setting(&new.cluster, r, raft_longest));
     changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     changes.extend(limit_and_quorum_settings(&new.cluster, r, voters.len()));
     Ok(changes)
+}
+
+/// The witness `new` adds, removes or replaces (pure), with what happens to it; `voters`:
+/// the cluster's voters now, by name. A witness that leaves the configuration leaves the
+/// Raft membership after the switch, and one that enters it joins the voters once it
+/// answers (the coordinator). Refused: a witness changed but for its number (a Raft voter
+/// keeps its number only with its store: a witness on another host with the same number
+/// could vote twice in one term), and one leaving that would leave fewer voters than the
+/// new configuration's `min_voters`.
+fn witness_change(
+    new: Option<&halcyon_config::Witness>,
+    old: Option<&halcyon_config::Witness>,
+    cluster: &halcyon_config::Cluster,
+    voters: &[String],
+) -> Result<Option<SettingChange>, String> {
+    let text =
+        |w: &halcyon_config::Witness| format!("{}, number {}, {}", w.name, w.number, w.address);
+    if old == new {
+        return Ok(None);
+    }
+    if let (Some(o), Some(n)) = (old, new)
+        && o.number == n.number
+    {
+        return Err(format!(
+            "[quorum] witness changes but keeps number {} ({} -> {}): a Raft voter keeps its \
+             number only with its store, so a new witness takes a new number (the old one \
+             leaves the voters, the new one joins them)",
+            n.number,
+            text(o),
+            text(n)
+        ));
+    }
+    let mut notes = Vec::new();
+    if let Some(o) = old {
+        let voting = voters.iter().any(|v| *v == o.name.as_str());
+        let left: Vec<&String> = voters.iter().filter(|v| **v != o.name.as_str()).collect();
+        let minimum = cluster.min_voters();
+        if voting && left.len() < minimum {
+            return Err(format!(
+                "removing witness {} would leave {} voter(s) ({}); the minimum is {minimum} \
+                 ([quorum] min_voters)",
+                o.name,
+                left.len(),
+                left.iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        notes.push(format!(
+            "{} leaves the Raft membership after the switch ({} voter(s) left until another \
+             joins); stop its daemon then",
+            o.name,
+            left.len()
+        ));
+    }
+    if let Some(n) = new {
+        notes.push(format!(
+            "{} joins the voters once its daemon answers at {}:{} (`halcyon witness` started \
+             with these files and its credentials: `halcyon init node {}` with the cluster's \
+             CA); until then the voters stay as they are",
+            n.name,
+            n.address,
+            cluster.port + 2,
+            n.name
+        ));
+    }
+    Ok(Some(SettingChange {
+        setting: "[quorum] witness".to_owned(),
+        old: old.map_or_else(|| "-".to_owned(), text),
+        new: new.map_or_else(|| "-".to_owned(), text),
+        note: Some(notes.join("; ")),
+    }))
 }
 
 /// Why `new`'s `min_voters` is refused against the `voters` the cluster has now (by name):
@@ -1533,7 +1626,7 @@ mod tests {
                  they restart, plus a renewal, the fencing lead and the margin): configure at \
                  least that, or no lease to have it derived; nothing was changed. apply \
                  changes packages (add, remove, change), the [events] settings, the event \
-                 rules, fence devices, nodes added and removed, [limits] max_event_duration, \
+                 rules, fence devices, nodes and the [quorum] witness added and removed, [limits] max_event_duration, \
                  [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
                  heartbeat interval and sensitivity"
                     .to_owned()
@@ -1589,10 +1682,97 @@ mod tests {
         .unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [cluster] name, [quorum] witness of a running"
+                "refused: apply cannot change [cluster] name of a running cluster yet"
             ),
             "{refusal}"
         );
+        assert!(!refusal.contains("[quorum] witness of"), "{refusal}");
+    }
+
+    #[test]
+    fn a_witness_is_added_removed_or_replaced_and_one_keeping_its_number_is_refused() {
+        let running = example();
+        assert!(running.cluster.quorum.witness.is_none());
+        let interval = running.cluster.heartbeat.interval;
+        let witness = |name: &str, number: u32, address: &str| halcyon_config::Witness {
+            name: name.into(),
+            number,
+            address: address.parse().unwrap(),
+        };
+        let with = |w: Option<halcyon_config::Witness>| {
+            let mut config = running.clone();
+            config.cluster.quorum.witness = w;
+            config
+        };
+        let only = |changes: Vec<SettingChange>| {
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            changes.into_iter().next().unwrap()
+        };
+        // Added: it joins once it answers; how to start it is said.
+        let w = witness("w", 9, "10.0.0.9");
+        let added = only(
+            cluster_changes(&with(Some(w.clone())), &running, interval, &voters(ALL)).unwrap(),
+        );
+        assert_eq!(
+            (
+                added.setting.as_str(),
+                added.old.as_str(),
+                added.new.as_str()
+            ),
+            ("[quorum] witness", "-", "w, number 9, 10.0.0.9")
+        );
+        let note = added.note.unwrap();
+        assert!(
+            note.contains("w joins the voters once its daemon answers at 10.0.0.9:")
+                && note.contains("`halcyon init node w`"),
+            "{note}"
+        );
+        // Removed while it votes: it leaves, and how many voters are left is said.
+        let voting = with(Some(w.clone()));
+        let five = voters(&["node1", "node2", "node3", "node4", "w"]);
+        let removed = only(cluster_changes(&running, &voting, interval, &five).unwrap());
+        assert_eq!(
+            (removed.old.as_str(), removed.new.as_str()),
+            ("w, number 9, 10.0.0.9", "-")
+        );
+        assert!(
+            removed
+                .note
+                .unwrap()
+                .starts_with("w leaves the Raft membership after the switch (4 voter(s) left"),
+        );
+        // Replaced by another number: the old leaves, the new joins.
+        let other = with(Some(witness("w2", 10, "10.0.0.10")));
+        let replaced = only(cluster_changes(&other, &voting, interval, &five).unwrap());
+        let note = replaced.note.unwrap();
+        assert!(
+            note.starts_with("w leaves") && note.contains("w2 joins the voters"),
+            "{note}"
+        );
+        // Moved or renamed with its number: refused, saying why.
+        let moved = with(Some(witness("w", 9, "10.0.0.19")));
+        let refusal = cluster_changes(&moved, &voting, interval, &five).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: [quorum] witness changes but keeps number 9 (w, number 9, 10.0.0.9 -> \
+                 w, number 9, 10.0.0.19): a Raft voter keeps its number only with its store"
+            ),
+            "{refusal}"
+        );
+        // Removing it would leave fewer voters than min_voters: refused.
+        let mut strict = running.clone();
+        strict.cluster.quorum.min_voters = 4;
+        let three_and_w = voters(&["node1", "node2", "node3", "w"]);
+        let refusal = cluster_changes(&strict, &voting, interval, &three_and_w).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "refused: removing witness w would leave 3 voter(s) (node1, node2, node3); the \
+                 minimum is 4 ([quorum] min_voters)"
+            ),
+            "{refusal}"
+        );
+        // A witness that does not vote (yet) leaves whatever the minimum.
+        assert!(cluster_changes(&strict, &voting, interval, &voters(ALL)).is_ok());
     }
 
     #[test]
@@ -1793,8 +1973,8 @@ mod tests {
                  missing voters first (a node auto-shrink took out becomes a voter again when \
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, nodes added \
-                 and removed, [limits] max_event_duration, [quorum] auto_shrink, \
+                 change), the [events] settings, the event rules, fence devices, nodes and \
+                 the [quorum] witness added and removed, [limits] max_event_duration, [quorum] auto_shrink, \
                  shrink_after, min_voters, lease and watchdog, and the heartbeat interval and sensitivity"
                     .to_owned()
             )

@@ -8,6 +8,9 @@
 //! applied) and refusals for the node-to-node endpoints, so that a node never mistakes it for
 //! a coordinator. Every request passes `auth::public` like a node's: a token (the read-only
 //! one reads the status) or a node's signature (the nodes' status requests are signed).
+//! Whose certificates its Raft accepts follows the replicated configuration once it holds
+//! one (nodes `halcyon apply` adds or removes), like a node's. Added to a running cluster by
+//! `halcyon apply`, it becomes a voter once the coordinator finds it answering here.
 //!
 //! Invariants:
 //! - the witness never campaigns while a leader is known: elections are disabled on it, so
@@ -128,8 +131,18 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
     let members = raft_members(&witness.config);
     let addrs = members.get(&witness.id).cloned().unwrap_or_default();
     let applied = witness.applied_tx.clone();
-    let app = Replicated::new(Box::new(move |index, _, _| {
+    let tls = witness.raft_tls.clone();
+    let mut generation = None;
+    let app = Replicated::new(Box::new(move |index, _, state| {
         applied.send_replace(index);
+        // Whose certificates Raft accepts follows the running configuration (a node
+        // `halcyon apply` added), as on the nodes, not the witness's files.
+        if let (Some(tls), Some(config)) = (&tls, state.config())
+            && generation != Some(state.generation())
+        {
+            generation = Some(state.generation());
+            tls.set_nodes(crate::node::raft_member_names(config));
+        }
     }));
     let db_path = settings.state_dir.join("raft.redb");
     // The witness switches its elections itself (the rescue below): no pre-vote gate.

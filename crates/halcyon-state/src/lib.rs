@@ -1669,7 +1669,9 @@ impl State {
             self.cluster.members.iter().all(kept),
             "a configuration that removes a member is never switched to"
         );
-        self.joining.retain(kept);
+        let witness = config.cluster.quorum.witness.as_ref().map(|w| &w.name);
+        self.joining
+            .retain(|n| kept(n) || witness.is_some_and(|w| w == n));
         self.shrunk.retain(kept);
         self.departed.retain(kept);
         self.departed_at.retain(|n, _| kept(n));
@@ -1792,15 +1794,21 @@ impl State {
                 "a staged configuration is switched to only by its own config_change"
             );
             if let Some(old) = &self.config {
-                // Nodes the change adds become voters once they are heard (the coordinator).
+                // Nodes the change adds become voters once they are heard, and a witness
+                // it adds once it answers (the coordinator).
+                let new = &staged.config.cluster;
                 self.joining.extend(
-                    staged
-                        .config
-                        .cluster
-                        .nodes
+                    new.nodes
                         .iter()
                         .filter(|n| old.node(n.name.as_str()).is_none())
-                        .map(|n| n.name.clone()),
+                        .map(|n| n.name.clone())
+                        .chain(
+                            new.quorum
+                                .witness
+                                .as_ref()
+                                .filter(|w| old.cluster.quorum.witness.as_ref() != Some(*w))
+                                .map(|w| w.name.clone()),
+                        ),
                 );
             }
             self.forget_removed_nodes(&staged.config);

@@ -375,3 +375,46 @@ fn a_node_may_restart_into_any_configuration_applied_since_it_last_reported() {
     assert_eq!(back.raft_intervals(), Some((ms(200), ms(200))));
     assert_eq!(back.raft_reported("n2"), Some(ms(200)));
 }
+
+/// The running configuration with witness `name` (number `number`), or none.
+fn with_witness(witness: Option<(&str, u32)>) -> Config {
+    let table = witness.map_or_else(String::new, |(name, number)| {
+        format!("[quorum.witness]\nname = \"{name}\"\nnumber = {number}\naddress = \"127.0.0.9\"\n")
+    });
+    let cluster = CLUSTER.replacen("[[network]]", &format!("{table}[[network]]"), 1);
+    halcyon_config::load_texts(&[("cluster.toml", &cluster), ("web.toml", PACKAGE)])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_witness_the_change_adds_is_joining_until_it_votes_and_one_it_removes_is_not() {
+    let (mut s, index) = running();
+    let joining = |s: &State| {
+        s.joining()
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(s.joining().is_empty());
+    // Added: joining, until the coordinator saw it vote.
+    let index = switch_to(&mut s, index, with_witness(Some(("w", 9))), t(10));
+    assert_eq!(joining(&s), ["w"]);
+    let joined = s.apply(
+        index,
+        Command::NodeJoined {
+            node: "w".into(),
+            at: t(11),
+        },
+    );
+    assert_eq!(joined, Reply::Done);
+    assert!(s.joining().is_empty());
+    // The same witness in the next configuration: not joining again.
+    let index = switch_to(&mut s, index + 1, with_witness(Some(("w", 9))), t(12));
+    assert!(s.joining().is_empty());
+    // Replaced by another: the new one joins.
+    let index = switch_to(&mut s, index, with_witness(Some(("w2", 10))), t(13));
+    assert_eq!(joining(&s), ["w2"]);
+    // Removed before it voted: no longer joining (nothing would ever clear it).
+    switch_to(&mut s, index, with_witness(None), t(14));
+    assert!(s.joining().is_empty(), "{:?}", s.joining());
+}

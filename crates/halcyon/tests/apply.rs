@@ -1253,3 +1253,90 @@ fn apply_changes_a_halted_nodes_address_and_it_rejoins_there() {
     assert!(alive(keep[0]), "{keep:?}");
     c.kill_all();
 }
+
+/// `[quorum] witness` added to a running 3-node cluster joins the voters once its daemon
+/// answers (before that the voters stay as they are, and status says it does not answer),
+/// keep's process untouched; with the four voters a node dies and its package moves, never
+/// on two nodes; removed again, the witness leaves the voters.
+#[test]
+fn apply_adds_a_witness_that_joins_the_voters_once_it_answers_and_removes_it() {
+    let mut spec = Spec::new();
+    spec.witness = true;
+    spec.package(|dir| pid_package(dir, "keep", "v1", false));
+    let mut c = Cluster::configure(spec);
+    let dir = c.path().to_owned();
+    let with_witness = c.config().clone();
+    // The cluster runs from files without the witness (its credentials are made with the
+    // nodes').
+    let mut without = with_witness.clone();
+    without.quorum.witness = None;
+    without.write(&c.config_dir()).unwrap();
+    for i in 1..=3 {
+        c.start(i);
+    }
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    let keep = pids(&dir, "keep");
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3"]);
+
+    let applied = write(&c, &with_witness, "with-witness");
+    let (code, out) = apply(&c, &applied, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("[quorum] witness") && out.contains("`halcyon init node w`"),
+        "{out}"
+    );
+    let (code, out) = apply(&c, &applied, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    // Its daemon does not run yet: the voters stay, status says it does not answer.
+    c.wait_for(1, "generation 2 with the witness", FORM_TIMEOUT, |v| {
+        v["generation"] == 2 && v["witness"]["name"] == "w"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = c.status(1).unwrap();
+    assert_eq!(v["witness"]["voter"], false, "{v:#}");
+    assert_eq!(v["witness"]["reachable"], false, "{v:#}");
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3"]);
+
+    // Started from the new files, it joins the voters, seen by every node.
+    with_witness.write(&c.config_dir()).unwrap();
+    let started = Instant::now();
+    c.start_witness();
+    for i in 1..=3 {
+        c.wait_for(i, "the witness a voter", FORM_TIMEOUT, |v| {
+            v["witness"]["voter"] == true && v["witness"]["reachable"] == true
+        });
+    }
+    eprintln!("witness a voter {:?} after its start", started.elapsed());
+    assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "w"]);
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert!(alive(keep[0]));
+
+    // With four voters, n1 (web's node, and the coordinator's or not) dies: web moves,
+    // never active on two nodes.
+    c.kill(1);
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    assert_no_overlap(&c.activity(), 1);
+
+    // Removed: it leaves the voters (n1, down, stays one); the witness table is gone from
+    // status.
+    let removed = write(&c, &without, "without-witness");
+    let (code, out) = cli(&c, 2, &["apply", removed.to_str().unwrap(), "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 2..=3 {
+        c.wait_for(i, "the witness gone", FORM_TIMEOUT, |v| {
+            v["generation"] == 3
+                && v["witness"].is_null()
+                && v["quorum"]["voters"]
+                    .as_array()
+                    .is_some_and(|voters| voters.len() == 3)
+        });
+    }
+    assert_eq!(voters(&c, 2), ["n1", "n2", "n3"]);
+    assert_no_overlap(&c.activity(), 1);
+    c.kill_all();
+}

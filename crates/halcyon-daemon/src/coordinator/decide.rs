@@ -206,6 +206,7 @@ pub fn decide(input: &Input) -> Decision {
     remove_unconfigured_members(&mut round, config);
     readdress_members(&mut round, config);
     auto_shrink(&mut round, config);
+    join_added_witness(&mut round, config);
     settle_leases(&mut round, config);
     let view = input.view;
     let reported = adapter_events(config, view, input.reachability)
@@ -342,7 +343,7 @@ impl<'a> Round<'a> {
 /// voter change at a time: once the node's heartbeats are heard (its daemon runs with the
 /// cluster's credentials), it is added as a learner, catches up, and votes; a voter is no
 /// longer joining ([`Command::NodeJoined`]). One not heard yet waits (no wake-up is needed:
-/// its heartbeats change the reachability, which runs a round).
+/// its heartbeats change the reachability, which runs a round). A witness: [`join_added_witness`].
 fn join_added_nodes(round: &mut Round, config: &Config) {
     let input = round.input;
     let view = input.view;
@@ -357,6 +358,7 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
             });
             continue;
         }
+        // The witness has no heartbeats to be heard by: `join_added_witness`.
         if config.node(node.as_str()).is_none()
             || round.reach(config, node.as_str()) != Some(NodeState::Reachable)
             || round.decision.voter_change.is_some()
@@ -372,6 +374,30 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
         );
         round.decision.voter_change = Some((node.clone(), true));
     }
+}
+
+/// The witness a `config_change` added (`State::joining`) becomes a voter like an added
+/// node, but it runs no heartbeats to be heard by: when no other membership change is
+/// due this round, the change is asked for, and the change asks the witness first
+/// (`Node::auto_voter_change`: one that does not answer is asked again a second later,
+/// so it never holds the other membership changes back longer than that). A voter is no
+/// longer joining ([`Command::NodeJoined`], from `join_added_nodes`).
+fn join_added_witness(round: &mut Round, config: &Config) {
+    let input = round.input;
+    let Some(witness) = &config.cluster.quorum.witness else {
+        return;
+    };
+    let decided = &round.decision;
+    if input.changing_voters
+        || decided.voter_change.is_some()
+        || decided.leave.is_some()
+        || decided.readdress.is_some()
+        || !input.view.joining().contains(&witness.name)
+        || input.voters.contains(&witness.name)
+    {
+        return;
+    }
+    round.decision.voter_change = Some((witness.name.clone(), true));
 }
 
 /// A `config_change` (or a node's `RaftReport`) that shortened the lease left the longer

@@ -93,6 +93,11 @@ struct Leadership {
 /// leadership that started it, and how it went.
 type Fenced = (NodeName, u64, u64, FenceReport);
 
+/// How long the coordinator waits for an added witness's status before it asks again
+/// ([`WITNESS_ASKED_AGAIN`] later).
+const WITNESS_ASKED_TIMEOUT: Duration = Duration::from_millis(500);
+const WITNESS_ASKED_AGAIN: Duration = Duration::from_secs(1);
+
 /// Fences that ended and wait to be committed: one per node at most.
 const FENCES_QUEUED_MAX: usize = 64;
 
@@ -409,6 +414,32 @@ impl Node {
         }
     }
 
+    /// Whether witness `w` answers at its API as a witness of this cluster: a witness that
+    /// runs with these files and its credentials (a refused request does not count).
+    async fn witness_answers(
+        &self,
+        config: &halcyon_config::Config,
+        w: &halcyon_config::Witness,
+    ) -> bool {
+        let addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
+        let answer = self
+            .request(addr, "GET", "/v1/status", None, WITNESS_ASKED_TIMEOUT, None)
+            .await
+            .ok()
+            .and_then(|r| serde_json::from_str::<halcyon_api::WitnessOwnStatus>(&r.body).ok());
+        match answer {
+            Some(a) if a.witness == w.name.as_str() && a.cluster == config.cluster.name => true,
+            Some(a) => {
+                tracing::warn!(node = %self.name, witness = %w.name, %addr, "the witness at {addr} is {} of cluster {:?}: not added to the voters", a.witness, a.cluster);
+                false
+            }
+            None => {
+                tracing::debug!(node = %self.name, witness = %w.name, %addr, "the witness does not answer yet: it joins the voters once it does");
+                false
+            }
+        }
+    }
+
     /// A voter change the coordinator decided (the checks and the change of `node
     /// add|remove`): auto-shrink's, or a node a `config_change` added joining the voters.
     async fn auto_voter_change(&self, target: &NodeName, add: bool) {
@@ -421,6 +452,15 @@ impl Node {
         } else {
             "auto-shrink"
         };
+        if let Some(w) = config.cluster.quorum.witness.as_ref()
+            && add
+            && w.name == *target
+            && !self.witness_answers(&config, w).await
+        {
+            // Asked again by the next round, not before a while.
+            tokio::time::sleep(WITNESS_ASKED_AGAIN).await;
+            return;
+        }
         let by = format!("{why} (coordinator {})", self.name);
         match crate::operations::voter_change(self, &config, target.as_str(), add, &by).await {
             Ok(_) => tracing::warn!(node = %self.name, %target, add, "{why}: voters changed"),
