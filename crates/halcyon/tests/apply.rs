@@ -3,7 +3,8 @@
 //! bad directories and settings apply cannot change are refused and change nothing; a
 //! second apply while one runs is refused naming the first; `[limits]
 //! max_event_duration` changes live and the next event is held to it; auto-shrink turned on
-//! live takes out a voter already down; a `min_voters` above the live voters is refused.
+//! live takes out a voter already down; a `min_voters` above the live voters is refused; the
+//! quorum witness is added, removed and replaced (a two-node cluster's) while it runs.
 
 mod common;
 
@@ -1337,6 +1338,118 @@ fn apply_adds_a_witness_that_joins_the_voters_once_it_answers_and_removes_it() {
         });
     }
     assert_eq!(voters(&c, 2), ["n1", "n2", "n3"]);
+    assert_no_overlap(&c.activity(), 1);
+    c.kill_all();
+}
+
+/// A witness process of its own (`halcyon witness --config CONFIG`), killed with the test.
+struct OtherWitness(std::process::Child);
+
+impl Drop for OtherWitness {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The witness of a two-node cluster replaced by another (another host, another number)
+/// while the cluster runs: the old one leaves the voters, the new one joins once it
+/// answers, keep's process untouched; then with the old witness gone and a node dead, the
+/// survivor keeps its quorum with the new witness and takes the packages, never two at
+/// once.
+#[test]
+fn apply_replaces_the_witness_of_a_two_node_cluster_and_the_survivor_keeps_quorum_with_it() {
+    let mut spec = Spec::new();
+    spec.nodes = 2;
+    spec.witness = true;
+    spec.package(|dir| {
+        Package::failover("keep", &["n1", "n2"]).resource(pid_service(dir, "keep", "v1", false))
+    });
+    let mut c = Cluster::start_with(spec);
+    let dir = c.path().to_owned();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    c.wait_for(1, "the witness a voter", FORM_TIMEOUT, |v| {
+        v["witness"]["voter"] == true
+    });
+    let keep = pids(&dir, "keep");
+    assert_eq!(voters(&c, 1), ["n1", "n2", "w"]);
+
+    // w2 on another address with another number, and its credentials from the cluster's CA.
+    let mut replaced = c.config().clone();
+    replaced.quorum.witness = Some(halcyon_testkit::config::Witness {
+        name: "w2".into(),
+        number: 10,
+        address: "127.0.0.10".parse().unwrap(),
+    });
+    let files = write(&c, &replaced, "replaced");
+    let pki = c.config_dir().join("pki");
+    let init = Command::new(BIN)
+        .args(["init", "node", "w2", "--dir"])
+        .arg(&pki)
+        .arg("--config")
+        .arg(&files)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    // A witness that keeps its number on another host is refused, naming why.
+    let mut moved = c.config().clone();
+    if let Some(w) = &mut moved.quorum.witness {
+        w.address = "127.0.0.10".parse().unwrap();
+    }
+    let (code, out) = apply(&c, &write(&c, &moved, "moved"), &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("keeps number 9"), "{out}");
+
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("w leaves the Raft membership") && out.contains("w2 joins the voters"),
+        "{out}"
+    );
+    let log = std::fs::File::create(dir.join("w2.log")).unwrap();
+    let started = Instant::now();
+    let _w2 = OtherWitness(
+        Command::new(BIN)
+            .arg("witness")
+            .arg("--config")
+            .arg(&files)
+            .arg("--state-dir")
+            .arg(dir.join("state-w2"))
+            .arg("--pki")
+            .arg(&pki)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    for i in 1..=2 {
+        c.wait_for(i, "w2 a voter, w gone", FORM_TIMEOUT, |v| {
+            v["generation"] == 2
+                && v["witness"]["name"] == "w2"
+                && v["witness"]["voter"] == true
+                && v["quorum"]["voters"].as_array().is_some_and(|voters| {
+                    voters.len() == 3 && voters.iter().all(|n| n != "w" && n != "node 9")
+                })
+        });
+    }
+    eprintln!(
+        "w2 a voter and w gone {:?} after w2 started",
+        started.elapsed()
+    );
+    assert_eq!(voters(&c, 1), ["n1", "n2", "w2"]);
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+
+    // The old witness stops; then n1 dies: n2 and w2 are a quorum, n2 takes both packages.
+    c.kill_witness();
+    c.kill(1);
+    c.wait_package_on(2, "keep", "n2", FAILOVER_TIMEOUT);
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
     assert_no_overlap(&c.activity(), 1);
     c.kill_all();
 }
