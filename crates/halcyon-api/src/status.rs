@@ -378,4 +378,7 @@ pub struct WitnessStatus {
     pub reachable: bool,
     /// Its last applied log index, when it answered.
     pub last_applied: Option<u64>,
+    /// `halcyon apply` added it and it is not a voter yet: it becomes one once it answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joining: bool,
 }

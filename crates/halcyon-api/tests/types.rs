@@ -211,6 +211,7 @@ fn status() -> StatusResponse {
             voter: true,
             reachable: false,
             last_applied: None,
+            joining: false,
         }),
     }
 }

@@ -328,6 +328,7 @@ async fn status(State(node): State<Shared>) -> Response {
             voter,
             reachable: witness_answered,
             last_applied: answer.map(|a| a.last_applied),
+            joining: node.snapshot().joining().contains(&w.name),
         });
         if response.quorum.detail.is_some() {
             // Now that the witness was asked: name it too when it did not answer.

@@ -1297,7 +1297,14 @@ fn apply_adds_a_witness_that_joins_the_voters_once_it_answers_and_removes_it() {
     let v = c.status(1).unwrap();
     assert_eq!(v["witness"]["voter"], false, "{v:#}");
     assert_eq!(v["witness"]["reachable"], false, "{v:#}");
+    assert_eq!(v["witness"]["joining"], true, "{v:#}");
     assert_eq!(voters(&c, 1), ["n1", "n2", "n3"]);
+    let text = status_text(&c, 1);
+    assert!(
+        text.contains("witness w at 127.0.0.9:")
+            && text.contains(": UNREACHABLE, not a voter yet: joining (added by halcyon apply; it becomes one once it answers)"),
+        "{text}"
+    );
 
     // Started from the new files, it joins the voters, seen by every node.
     with_witness.write(&c.config_dir()).unwrap();
@@ -1310,6 +1317,9 @@ fn apply_adds_a_witness_that_joins_the_voters_once_it_answers_and_removes_it() {
     }
     eprintln!("witness a voter {:?} after its start", started.elapsed());
     assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "w"]);
+    c.wait_for(1, "the witness no longer joining", FORM_TIMEOUT, |v| {
+        v["witness"]["joining"].is_null()
+    });
     assert_eq!(
         pids(&dir, "keep"),
         keep,

@@ -348,7 +348,12 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
             } else {
                 "UNREACHABLE"
             },
-            if w.voter { ", voter" } else { ", not a voter" },
+            match (w.voter, w.joining) {
+                (true, _) => ", voter",
+                (false, true) =>
+                    ", not a voter yet: joining (added by halcyon apply; it becomes one once it answers)",
+                (false, false) => ", not a voter",
+            },
         );
     }
     out.push('\n');
