@@ -1463,3 +1463,48 @@ fn apply_replaces_the_witness_of_a_two_node_cluster_and_the_survivor_keeps_quoru
     assert_no_overlap(&c.activity(), 1);
     c.kill_all();
 }
+
+/// A node added by apply to a one-node cluster with a witness: the witness, started from
+/// the one-node files, takes the names Raft accepts from the running configuration, so
+/// when the first node dies the added one is elected with the witness's vote and takes
+/// the package (with the files' names the witness would refuse its certificate, and the
+/// cluster would stay without a coordinator).
+#[test]
+fn a_node_added_by_apply_is_elected_with_the_vote_of_a_witness_started_before_it() {
+    let mut spec = Spec::new();
+    spec.nodes = 2;
+    spec.witness = true;
+    let mut c = Cluster::configure(spec);
+    let two = c.config().clone();
+    let mut one = two.clone();
+    one.nodes.retain(|n| n.name == "n1");
+    one.package_mut("web").unwrap().nodes.retain(|n| n == "n1");
+    one.write(&c.config_dir()).unwrap();
+    c.start(1);
+    c.start_witness();
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_for(1, "the witness a voter", FORM_TIMEOUT, |v| {
+        v["witness"]["voter"] == true
+    });
+    assert_eq!(voters(&c, 1), ["n1", "w"]);
+
+    two.write(&c.config_dir()).unwrap();
+    let (code, out) = apply(&c, &write(&c, &two, "two"), &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    c.start(2);
+    c.wait_for(1, "n2 a voter and a member", FORM_TIMEOUT, |v| {
+        v["quorum"]["voters"]
+            .as_array()
+            .is_some_and(|voters| voters.len() == 3)
+            && node_of(v, "n2")["member"] == true
+    });
+    assert_eq!(voters(&c, 1), ["n1", "n2", "w"]);
+
+    let killed = Instant::now();
+    c.kill(1);
+    c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    eprintln!("web on n2 {:?} after n1 was killed", killed.elapsed());
+    assert_no_overlap(&c.activity(), 1);
+    c.kill_all();
+}
