@@ -377,9 +377,12 @@ fn inheriting(
         .collect()
 }
 
-/// The networks with every heartbeat the same: what `apply` compares when it looks for a
-/// change of the networks it cannot make (a heartbeat interval or sensitivity it can).
-fn any_heartbeat(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
+/// The networks with every heartbeat and every subnet list the same: what `apply` compares
+/// when it looks for a change of the networks it cannot make (a heartbeat interval or
+/// sensitivity it can, and an `ip` network's subnets: they only bound where node and
+/// package addresses may lie, which the new files were checked against; nothing running
+/// reads them).
+fn fixed_part(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
     networks
         .iter()
         .map(|n| halcyon_config::Network {
@@ -387,7 +390,41 @@ fn any_heartbeat(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Ne
                 sensitivity: 1,
                 interval: std::time::Duration::from_millis(1),
             },
+            subnets: Vec::new(),
             ..n.clone()
+        })
+        .collect()
+}
+
+/// The `ip` networks whose subnets `new` changes (pure), each with both lists. Only
+/// called once the networks are the same but for their heartbeats and subnets.
+fn subnet_settings(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+) -> Vec<SettingChange> {
+    let list = |n: &halcyon_config::Network| {
+        n.subnets
+            .iter()
+            .map(|s| format!("{}/{}", s.address, s.prefix))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    new.networks
+        .iter()
+        .zip(&r.networks)
+        .filter(|(n, was)| n.subnets != was.subnets)
+        .map(|(n, was)| {
+            debug_assert_eq!(n.name, was.name, "networks compared in the same order");
+            SettingChange {
+                setting: format!("[[network]] {} subnets", n.name),
+                old: list(was),
+                new: list(n),
+                note: Some(
+                    "where node and package addresses on it may lie (these files were \
+                     checked against them); nothing running reads them"
+                        .to_owned(),
+                ),
+            }
         })
         .collect()
 }
@@ -396,14 +433,15 @@ fn any_heartbeat(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Ne
 /// the refusal names these as what it can change.
 const LIVE_SETTINGS: &str = "nodes and the [quorum] witness added and removed, [limits] \
                              max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, \
-                             lease and watchdog, and the heartbeat interval and sensitivity";
+                             lease and watchdog, the heartbeat interval and sensitivity, and an \
+                             ip network's subnets";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes' numbers, the networks but their heartbeat), a witness
+/// name, id and port, the nodes' numbers, the networks but their heartbeat and subnets), a witness
 /// changed in place ([`witness_change`]), and a configured lease that does not outlast the
 /// elections of the Raft timings nodes may still run (`raft_longest`: the longest interval
 /// they may be derived from now, `State::raft_intervals`). Accepted: what only the
@@ -458,8 +496,7 @@ pub(crate) fn cluster_changes(
         ),
         (
             "[[network]]",
-            any_heartbeat(networks)
-                != any_heartbeat(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
+            fixed_part(networks) != fixed_part(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
         ),
     ];
     let refused: Vec<&str> = refused
@@ -496,6 +533,7 @@ pub(crate) fn cluster_changes(
     changes.extend(witness);
     changes.extend(interval_settings(&new.cluster, r, raft_longest));
     changes.extend(sensitivity_settings(&new.cluster, r));
+    changes.extend(subnet_settings(&new.cluster, r));
     changes.extend(lease_setting(&new.cluster, r, raft_longest));
     changes.extend(watchdog_setting(watchdog.as_ref(), rq.watchdog.as_ref()));
     changes.extend(limit_and_quorum_settings(&new.cluster, r, voters.len()));
@@ -1627,8 +1665,8 @@ mod tests {
                  least that, or no lease to have it derived; nothing was changed. apply \
                  changes packages (add, remove, change), the [events] settings, the event \
                  rules, fence devices, nodes and the [quorum] witness added and removed, [limits] max_event_duration, \
-                 [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog, and the \
-                 heartbeat interval and sensitivity"
+                 [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog, the \
+                 heartbeat interval and sensitivity, and an ip network's subnets"
                     .to_owned()
             )
         );
@@ -1651,7 +1689,7 @@ mod tests {
         new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
         new.cluster.limits.max_event_duration = Duration::from_secs(5);
         // A network changed: named; accepted settings changed with it are not.
-        new.cluster.networks[0].subnets.clear();
+        new.cluster.networks[0].name = "renamed".into();
         let refusal = cluster_changes(
             &new,
             &running,
@@ -1687,6 +1725,50 @@ mod tests {
             "{refusal}"
         );
         assert!(!refusal.contains("[quorum] witness of"), "{refusal}");
+    }
+
+    #[test]
+    fn an_ip_networks_subnets_change_live_with_both_lists() {
+        let running = example();
+        let mut new = running.clone();
+        let lan = &mut new.cluster.networks[0];
+        let name = lan.name.to_string();
+        let before = lan.subnets.clone();
+        lan.subnets.push(halcyon_config::Subnet {
+            address: "198.19.7.0".parse().unwrap(),
+            prefix: 24,
+        });
+        let changes = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let old_list: Vec<String> = before
+            .iter()
+            .map(|s| format!("{}/{}", s.address, s.prefix))
+            .collect();
+        assert_eq!(changes[0].setting, format!("[[network]] {name} subnets"));
+        assert_eq!(changes[0].old, old_list.join(", "));
+        assert_eq!(
+            changes[0].new,
+            format!("{}, 198.19.7.0/24", old_list.join(", "))
+        );
+        // With the network renamed as well: refused, naming the networks.
+        new.cluster.networks[0].name = "renamed".into();
+        let refusal = cluster_changes(
+            &new,
+            &running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.contains("apply cannot change [[network]]"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -1975,7 +2057,7 @@ mod tests {
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
                  change), the [events] settings, the event rules, fence devices, nodes and \
                  the [quorum] witness added and removed, [limits] max_event_duration, [quorum] auto_shrink, \
-                 shrink_after, min_voters, lease and watchdog, and the heartbeat interval and sensitivity"
+                 shrink_after, min_voters, lease and watchdog, the heartbeat interval and sensitivity, and an ip network's subnets"
                     .to_owned()
             )
         );

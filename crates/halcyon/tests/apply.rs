@@ -1508,3 +1508,40 @@ fn a_node_added_by_apply_is_elected_with_the_vote_of_a_witness_started_before_it
     assert_no_overlap(&c.activity(), 1);
     c.kill_all();
 }
+
+/// An ip network's subnets widened on a running cluster: shown with both lists, applied
+/// (generation 2 on every node), nothing restarted, no election.
+#[test]
+fn apply_widens_a_networks_subnets_and_leaves_everything_running() {
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
+    let term = c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap();
+    let mut wider = c.config().clone();
+    wider.networks[0].kind = halcyon_testkit::config::NetworkKind::Ip {
+        subnets: vec!["127.0.0.0/24".into(), "127.0.2.0/24".into()],
+    };
+    let files = write(&c, &wider, "wider");
+    let (code, out) = apply(&c, &files, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("~ [[network]] lan1 subnets: 127.0.0.0/24 -> 127.0.0.0/24, 127.0.2.0/24"),
+        "{out}"
+    );
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "generation 2", FORM_TIMEOUT, |v| v["generation"] == 2);
+    }
+    c.wait_for(1, "no event running", FORM_TIMEOUT, |v| {
+        v["execution"].is_null() && v["pending"].as_array().is_some_and(|p| p.is_empty())
+    });
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert_eq!(
+        c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap(),
+        term
+    );
+    c.kill_all();
+}
