@@ -595,10 +595,19 @@ fn witness_change(
         ));
     }
     if let Some(n) = new {
+        let until = match old {
+            // The nodes refuse the old witness's certificate from the switch on.
+            Some(o) => format!(
+                "until then the quorum rests on the {} voter(s) left: start it before \
+                 applying, or right after",
+                voters.iter().filter(|v| **v != o.name.as_str()).count()
+            ),
+            None => "until then the voters stay as they are".to_owned(),
+        };
         notes.push(format!(
             "{} joins the voters once its daemon answers at {}:{} (`halcyon witness` started \
              with these files and its credentials: `halcyon init node {}` with the cluster's \
-             CA); until then the voters stay as they are",
+             CA); {until}",
             n.name,
             n.address,
             cluster.port + 2,
@@ -1829,6 +1838,13 @@ mod tests {
         let note = replaced.note.unwrap();
         assert!(
             note.starts_with("w leaves") && note.contains("w2 joins the voters"),
+            "{note}"
+        );
+        assert!(
+            note.ends_with(
+                "until then the quorum rests on the 4 voter(s) left: start it before \
+                 applying, or right after"
+            ),
             "{note}"
         );
         // Moved or renamed with its number: refused, saying why.
