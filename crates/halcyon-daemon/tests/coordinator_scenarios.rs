@@ -22,7 +22,7 @@
 //!   other node is reachable), `[leadership]` (`term`, `since`), `[grants]` (node = ms),
 //!   `[memory]` (`forming_since = ms`, `execution_seen = [execution, ms]`,
 //!   `error_logged = [execution, ms]`, `owed_since = [{ execution, step, index, since }]` or
-//!   `{ execution, launch, since }` for a command, `unsettled_seen = [shortening, ms]`), `[lease]` (`duration_ms`, `election_max_ms`;
+//!   `{ execution, launch, since }` for a command, `unsettled_seen = [shortening, ms]`, `witness_asked = NAME`), `[lease]` (`duration_ms`, `election_max_ms`;
 //!   by default the configuration's lease and Raft election timeout; `older_leases_end`, ms:
 //!   when the votes say every older leader's lease ended, by default not known), `fencing` (nodes
 //!   whose fence runs now), `voters` (the Raft voters, default every configured one),
@@ -119,6 +119,7 @@ struct MemoryInput {
     #[serde(default)]
     owed_since: Vec<OwedInput>,
     unsettled_seen: Option<(u64, i64)>,
+    witness_asked: Option<String>,
 }
 
 /// A piece of work the coordinator remembers a node owes: a plan action (`step`, `index`,
@@ -299,6 +300,7 @@ fn render_scenario(scenario: &Scenario) -> Result<String, Error> {
             .unsettled_seen
             .map(|(generation, at)| base.instant(at).map(|at| (generation, at)))
             .transpose()?,
+        witness_asked: remembered.witness_asked.as_deref().map(NodeName::from),
     };
     let lease = LeaseFacts {
         duration: scenario
@@ -822,6 +824,9 @@ fn describe_memory(memory: &Memory, base: &Base) -> String {
             base.offset(at)
         )
         .expect("writing to a string");
+    }
+    if let Some(witness) = &memory.witness_asked {
+        write!(text, ", witness {witness} asked to join").expect("writing to a string");
     }
     text
 }

@@ -125,6 +125,9 @@ pub struct Memory {
     /// `State::unsettled_lease`), and since when this coordinator has seen it
     /// (`settle_leases`).
     pub unsettled_seen: Option<(u64, Instant)>,
+    /// The added witness this coordinator said it asks to join (`join_added_witness`
+    /// logs it once, not at every retry).
+    pub witness_asked: Option<NodeName>,
 }
 
 /// A node's work of an execution that the coordinator waits for the node to report.
@@ -396,6 +399,19 @@ fn join_added_witness(round: &mut Round, config: &Config) {
         || input.voters.contains(&witness.name)
     {
         return;
+    }
+    if round.memory().witness_asked.as_ref() != Some(&witness.name) {
+        round.log(
+            Level::INFO,
+            format!(
+                "witness {}, added by configuration generation {}, joins the voters once it answers at {}:{} (asked every second)",
+                witness.name,
+                input.view.generation(),
+                witness.address,
+                config.cluster.port + 2
+            ),
+        );
+        round.remember(|m| m.witness_asked = Some(witness.name.clone()));
     }
     round.decision.voter_change = Some((witness.name.clone(), true));
 }
