@@ -2579,3 +2579,72 @@ fn a_credentials_rollover_on_running_hosts_interrupts_nothing() {
         "rollover of the CA and heartbeat key on 3 hosts, h{holder} holding web, coordinator h{coordinator}: no outage, every host reloaded 3 times"
     );
 }
+
+/// `files` applied through `asked`'s API; panics unless accepted.
+fn apply_files(cluster: &LabCluster, asked: usize, files: Vec<halcyon_api::ConfigFile>) {
+    let body = serde_json::to_string(&halcyon_api::ApplyRequest { files }).unwrap();
+    let (code, answer) = cluster
+        .api_post(asked, "/v1/config/apply", &body)
+        .expect("the cluster answers");
+    assert!(code < 300, "apply: {code} {answer}");
+}
+
+/// The holder `old` cut from every other host: the others take the package over (the
+/// checker never sees it on two hosts), then the cut heals and `old` rejoins on `generation`.
+fn holder_cut_off_then_healed(cluster: &LabCluster, generation: u64, what: &str) {
+    let old = holder(cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let checker = start_checker(cluster);
+    let cut_at = fault::partition(cluster.lab(), &[vec![old], others], &[]).expect("partition");
+    let failover = wait_for_failover(cluster, &checker, old, cut_at);
+    println!("{what}: h{old} (holder) cut off, another host answered after {failover:?}");
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(cluster, old, generation, healed_at);
+    settle_and_assert_safe(cluster, checker);
+}
+
+/// `[quorum] witness` taken out of a running 3-node cluster by `halcyon apply` (it leaves the
+/// voters; its daemon is stopped), then the holder cut off: the two other nodes are a
+/// quorum of the three voters and take the package over. Applied back, the witness (its
+/// daemon started again, with its store) joins the voters, and a holder cut off again is
+/// taken over by the three others of the four voters. Never two holders at once.
+#[test]
+fn a_witness_removed_and_added_again_by_apply_keeps_one_holder_when_the_holder_is_cut_off() {
+    if !running_as_root_or_skip("a_witness_removed_and_added_again") {
+        return;
+    }
+    let mut spec = ClusterSpec::new(HALCYON);
+    spec.witness = Some(4);
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 4,
+            networks: 2,
+            ..LabSpec::default()
+        },
+        spec,
+    );
+    let witness = "h4";
+    let asked = cluster.nodes().next().expect("a node");
+    wait_generation_and_voter(&cluster, asked, 1, witness, true);
+
+    let without = lab_files_edited(&cluster, |doc| {
+        if let Some(quorum) = doc.get_mut("quorum").and_then(|q| q.as_table_mut()) {
+            quorum.remove("witness");
+        }
+    });
+    apply_files(&cluster, asked, without);
+    for host in cluster.nodes() {
+        wait_generation_and_voter(&cluster, host, 2, witness, false);
+    }
+    cluster.kill_daemon(4).expect("the witness stops");
+    holder_cut_off_then_healed(&cluster, 2, "without the witness");
+
+    // The lab's files still have the witness: applied back, it joins once it answers.
+    cluster.start_daemon(4).expect("the witness starts");
+    let asked = holder(&cluster);
+    apply_files(&cluster, asked, lab_files(&cluster));
+    for host in cluster.nodes() {
+        wait_generation_and_voter(&cluster, host, 3, witness, true);
+    }
+    holder_cut_off_then_healed(&cluster, 3, "with the witness back");
+}
