@@ -304,7 +304,7 @@ async fn status(State(node): State<Shared>) -> Response {
     let mut response = views::status(&node);
     let config = node.config();
     if let Some(w) = &config.cluster.quorum.witness {
-        let addr = SocketAddr::new(w.address, config.cluster.port + 2);
+        let addr = crate::peers::witness_api(&config.cluster, w);
         let answer = node
             .request(
                 addr,

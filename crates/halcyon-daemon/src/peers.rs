@@ -62,6 +62,11 @@ pub fn raft_members(config: &Config) -> BTreeMap<NodeId, NodeAddrs> {
     members
 }
 
+/// The witness's API address: its address at `port + 2`, as a node's API.
+pub fn witness_api(cluster: &halcyon_config::Cluster, w: &halcyon_config::Witness) -> SocketAddr {
+    SocketAddr::new(w.address, cluster.port + API_PORT_OFFSET)
+}
+
 /// The API addresses of every node: each of its IP interfaces (standby interfaces aside)
 /// at `port + 2`, in configuration order. A node listens on all of them and its peers try
 /// all of them, so that losing one network does not cut a node off from the leader's API

@@ -570,10 +570,14 @@ fn witness_change(
             text(n)
         ));
     }
+    // The voters once the old witness has left (all of them when there is none).
+    let left: Vec<&String> = voters
+        .iter()
+        .filter(|v| old.is_none_or(|o| **v != o.name.as_str()))
+        .collect();
     let mut notes = Vec::new();
     if let Some(o) = old {
-        let voting = voters.iter().any(|v| *v == o.name.as_str());
-        let left: Vec<&String> = voters.iter().filter(|v| **v != o.name.as_str()).collect();
+        let voting = left.len() < voters.len();
         let minimum = cluster.min_voters();
         if voting && left.len() < minimum {
             return Err(format!(
@@ -597,20 +601,19 @@ fn witness_change(
     if let Some(n) = new {
         let until = match old {
             // The nodes refuse the old witness's certificate from the switch on.
-            Some(o) => format!(
+            Some(_) => format!(
                 "until then the quorum rests on the {} voter(s) left: start it before \
                  applying, or right after",
-                voters.iter().filter(|v| **v != o.name.as_str()).count()
+                left.len()
             ),
             None => "until then the voters stay as they are".to_owned(),
         };
         notes.push(format!(
-            "{} joins the voters once its daemon answers at {}:{} (`halcyon witness` started \
+            "{} joins the voters once its daemon answers at {} (`halcyon witness` started \
              with these files and its credentials: `halcyon init node {}` with the cluster's \
              CA); {until}",
             n.name,
-            n.address,
-            cluster.port + 2,
+            crate::peers::witness_api(cluster, n),
             n.name
         ));
     }
@@ -1173,6 +1176,20 @@ mod tests {
 
     const ALL: &[&str] = &["node1", "node2", "node3", "node4"];
 
+    /// `cluster_changes` of `new` against `running`, its nodes all voters and each node's
+    /// Raft on `running`'s heartbeat interval.
+    fn changes_against_running(
+        new: &Config,
+        running: &Config,
+    ) -> Result<Vec<SettingChange>, String> {
+        cluster_changes(
+            new,
+            running,
+            running.cluster.heartbeat.interval,
+            &voters(ALL),
+        )
+    }
+
     /// The example without its disk network, and without node4 (`with_fourth: false`).
     fn ip_only(with_fourth: bool) -> Config {
         let mut config = example();
@@ -1544,13 +1561,7 @@ mod tests {
         new.cluster.quorum.auto_shrink = true;
         new.cluster.quorum.shrink_after = Duration::from_secs(30);
         new.cluster.quorum.min_voters = 4;
-        let changes = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&new, &running).unwrap();
         let shown: Vec<(&str, &str, &str)> = changes
             .iter()
             .map(|c| (c.setting.as_str(), c.old.as_str(), c.new.as_str()))
@@ -1699,13 +1710,7 @@ mod tests {
         new.cluster.limits.max_event_duration = Duration::from_secs(5);
         // A network changed: named; accepted settings changed with it are not.
         new.cluster.networks[0].name = "renamed".into();
-        let refusal = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap_err();
+        let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
             refusal.starts_with(
                 "refused: apply cannot change [[network]] of a running cluster yet (each node \
@@ -1720,13 +1725,7 @@ mod tests {
             number: 9,
             address: "10.0.0.9".parse().unwrap(),
         });
-        let refusal = cluster_changes(
-            &renamed,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap_err();
+        let refusal = changes_against_running(&renamed, &running).unwrap_err();
         assert!(
             refusal.starts_with(
                 "refused: apply cannot change [cluster] name of a running cluster yet"
@@ -1747,13 +1746,7 @@ mod tests {
             address: "198.19.7.0".parse().unwrap(),
             prefix: 24,
         });
-        let changes = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&new, &running).unwrap();
         assert_eq!(changes.len(), 1, "{changes:?}");
         let old_list: Vec<String> = before
             .iter()
@@ -1767,13 +1760,7 @@ mod tests {
         );
         // With the network renamed as well: refused, naming the networks.
         new.cluster.networks[0].name = "renamed".into();
-        let refusal = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap_err();
+        let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
             refusal.contains("apply cannot change [[network]]"),
             "{refusal}"
@@ -1886,13 +1873,7 @@ mod tests {
                 network.heartbeat.sensitivity = 6;
             }
         }
-        let changes = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&new, &running).unwrap();
         assert_eq!(changes[0].setting, "[heartbeat] sensitivity");
         assert_eq!(
             (changes[0].old.as_str(), changes[0].new.as_str()),
@@ -1927,13 +1908,7 @@ mod tests {
                 network.heartbeat.sensitivity = 7;
             }
         }
-        let changes = cluster_changes(
-            &longer,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&longer, &running).unwrap();
         let lease = changes.last().unwrap();
         assert_eq!(
             (
@@ -1971,13 +1946,7 @@ mod tests {
         // The same lease configured instead of derived is named, with nothing to wait.
         let mut explicit = running.clone();
         explicit.cluster.quorum.lease = Some(Duration::from_millis(619));
-        let changes = cluster_changes(
-            &explicit,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&explicit, &running).unwrap();
         assert_eq!(
             (
                 changes[0].old.as_str(),
@@ -1990,24 +1959,12 @@ mod tests {
         // One network's own sensitivity: only that network is named.
         let mut one = running.clone();
         one.cluster.networks[1].heartbeat.sensitivity = 3;
-        let changes = cluster_changes(
-            &one,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&one, &running).unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].setting, "[[network]] lan2 heartbeat sensitivity");
         // Its interval too, named alone.
         one.cluster.networks[1].heartbeat.interval = Duration::from_millis(50);
-        let changes = cluster_changes(
-            &one,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&one, &running).unwrap();
         let named: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
         assert_eq!(
             named,
@@ -2023,13 +1980,7 @@ mod tests {
         let running = example();
         let mut new = running.clone();
         new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
-        let changes = cluster_changes(
-            &new,
-            &running,
-            running.cluster.heartbeat.interval,
-            &voters(ALL),
-        )
-        .unwrap();
+        let changes = changes_against_running(&new, &running).unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].setting, "[quorum] watchdog");
         assert_eq!(

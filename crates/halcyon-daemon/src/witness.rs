@@ -173,7 +173,7 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("creating {}", settings.state_dir.display()))?;
-    let api_addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
+    let api_addr = crate::peers::witness_api(&config.cluster, &w);
     let (applied_tx, applied) = watch::channel(0);
     let credentials = crate::node::credentials(
         &settings.config_paths,

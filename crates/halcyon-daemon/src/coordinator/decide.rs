@@ -404,11 +404,10 @@ fn join_added_witness(round: &mut Round, config: &Config) {
         round.log(
             Level::INFO,
             format!(
-                "witness {}, added by configuration generation {}, joins the voters once it answers at {}:{} (asked every second)",
+                "witness {}, added by configuration generation {}, joins the voters once it answers at {} (asked every second)",
                 witness.name,
                 input.view.generation(),
-                witness.address,
-                config.cluster.port + 2
+                crate::peers::witness_api(&config.cluster, witness)
             ),
         );
         round.remember(|m| m.witness_asked = Some(witness.name.clone()));

@@ -421,7 +421,7 @@ impl Node {
         config: &halcyon_config::Config,
         w: &halcyon_config::Witness,
     ) -> bool {
-        let addr = std::net::SocketAddr::new(w.address, config.cluster.port + 2);
+        let addr = crate::peers::witness_api(&config.cluster, w);
         let answer = self
             .request(addr, "GET", "/v1/status", None, WITNESS_ASKED_TIMEOUT, None)
             .await
