@@ -81,6 +81,10 @@ impl HeartbeatLink for FaultyLink {
         self.inner.set_peers(peers)
     }
 
+    fn set_interval(&mut self, interval: Duration) {
+        self.inner.set_interval(interval);
+    }
+
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         let network = self.inner.network();
         let mut timeout = timeout;

@@ -9,6 +9,7 @@
 //! Not behind the platform (the simulator configures none of them): event-program commands
 //! (`sh -c`), monitor samplers, the watchdog device, the witness.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::faults::{FaultyLink, HeartbeatFaults};
 use crate::local_socket::LocalPeer;
+use halcyon_membership::LinkEndpoint;
 
 /// Everything machine-dependent a node uses.
 #[derive(Clone)]
@@ -489,10 +491,15 @@ pub trait HeartbeatHandle: Send {
         network: u32,
         heartbeat: halcyon_config::Heartbeat,
     ) -> Result<(), String>;
-    /// From now on watch `config`'s peers and heartbeat each network's peers in `links`
-    /// (nodes added to or removed from the running configuration).
+    /// From now on watch `config`'s peers, networks and paths, and heartbeat each network's
+    /// peers in `links` (nodes or networks added to or removed from the running
+    /// configuration `cluster`): a network new to the heartbeats gets its link (made from
+    /// `cluster`), one `config` lacks loses its. A link that cannot be made (a disk device
+    /// this node cannot open) leaves its network out, the rest taken, and is the error
+    /// (the caller asks again).
     fn set_peers(
         &self,
+        cluster: &Cluster,
         config: halcyon_membership::detector::DetectorConfig,
         links: halcyon_membership::LinkPeers,
     ) -> Result<(), String>;
@@ -518,12 +525,13 @@ impl Heartbeats for HostHeartbeats {
         use anyhow::Context;
         let detector = DetectorConfig::from_cluster(cluster, node).context("failure detector")?;
         let mut links = links_from_cluster(cluster, node).context("heartbeat links")?;
-        if let Some(faults) = faults {
+        if let Some(faults) = &faults {
             links = links
                 .into_iter()
                 .map(|l| FaultyLink::wrap(l, faults.clone(), cluster.id))
                 .collect();
         }
+        let linked = halcyon_membership::link_endpoints(cluster, node);
         let (changes_tx, changes_rx) = std::sync::mpsc::sync_channel::<ChangeBatch>(64);
         let (sealer, handle): (Box<dyn Sealer>, _) = match keys {
             Some(keys) => {
@@ -554,6 +562,10 @@ impl Heartbeats for HostHeartbeats {
         let links = crate::links::LinkWatch::start(cluster, node, runner.links());
         Ok(Box::new(HostHeartbeatHandle {
             runner,
+            node,
+            faults,
+            linked: std::sync::Mutex::new(linked),
+            handed: std::sync::Mutex::new(None),
             handle,
             links,
         }))
@@ -564,8 +576,82 @@ impl Heartbeats for HostHeartbeats {
 /// thread that tells it of local carrier changes.
 struct HostHeartbeatHandle {
     runner: Runner,
+    /// This node's number.
+    node: u32,
+    /// The faults a test injects, for the links made later too.
+    faults: Option<HeartbeatFaults>,
+    /// The networks the runner has a link of, with where each link is (those of its
+    /// start, then as [`HeartbeatHandle::set_peers`] left them).
+    linked: std::sync::Mutex<BTreeMap<u32, LinkEndpoint>>,
+    /// What the runner was last told by [`HeartbeatHandle::set_peers`].
+    handed: std::sync::Mutex<
+        Option<(
+            halcyon_membership::detector::DetectorConfig,
+            halcyon_membership::LinkPeers,
+        )>,
+    >,
     handle: Option<SealerHandle>,
     links: Option<crate::links::LinkWatch>,
+}
+
+/// What the heartbeats take of a change of the running configuration (pure but for the
+/// links `make` makes): a link for each network of `links` (those this node is on) whose
+/// endpoint in `wanted` is not the one in `linked` (new, or moved: it replaces the old
+/// link). A network whose link cannot be made is left out of `config` and `links` when it
+/// is new (its old link keeps running when it moved), and named in the errors. Returns the
+/// detector's configuration, the links' peers, the new links, the endpoints linked then and
+/// the errors.
+fn new_links<L>(
+    mut config: halcyon_membership::detector::DetectorConfig,
+    mut links: halcyon_membership::LinkPeers,
+    wanted: &BTreeMap<u32, LinkEndpoint>,
+    linked: &BTreeMap<u32, LinkEndpoint>,
+    mut make: impl FnMut(u32) -> Result<L, String>,
+) -> NewLinks<L> {
+    let mut added = Vec::new();
+    let mut errors = Vec::new();
+    let mut now_linked = BTreeMap::new();
+    let networks: Vec<u32> = links.keys().copied().collect();
+    for network in networks {
+        let endpoint = wanted.get(&network).cloned().unwrap_or_default();
+        let old = linked.get(&network);
+        if old == Some(&endpoint) {
+            now_linked.insert(network, endpoint);
+            continue;
+        }
+        match make(network) {
+            Ok(link) => {
+                added.push(link);
+                now_linked.insert(network, endpoint);
+            }
+            Err(why) => {
+                errors.push(why);
+                if let Some(old) = old {
+                    now_linked.insert(network, old.clone());
+                } else {
+                    links.remove(&network);
+                    config.networks.retain(|n| n.number != network);
+                    config.paths.retain(|p| p.network != network);
+                }
+            }
+        }
+    }
+    NewLinks {
+        config,
+        links,
+        added,
+        linked: now_linked,
+        errors,
+    }
+}
+
+/// What [`new_links`] returns.
+struct NewLinks<L> {
+    config: halcyon_membership::detector::DetectorConfig,
+    links: halcyon_membership::LinkPeers,
+    added: Vec<L>,
+    linked: BTreeMap<u32, LinkEndpoint>,
+    errors: Vec<String>,
 }
 
 impl HeartbeatHandle for HostHeartbeatHandle {
@@ -594,12 +680,39 @@ impl HeartbeatHandle for HostHeartbeatHandle {
     }
     fn set_peers(
         &self,
+        cluster: &Cluster,
         config: halcyon_membership::detector::DetectorConfig,
         links: halcyon_membership::LinkPeers,
     ) -> Result<(), String> {
-        self.runner
-            .set_peers(config, links)
-            .map_err(|e| e.to_string())
+        let mut linked = self.linked.lock().expect("not poisoned");
+        let wanted = halcyon_membership::link_endpoints(cluster, self.node);
+        let new = new_links(config, links, &wanted, &linked, |network| {
+            let link = halcyon_membership::link_of(cluster, self.node, network)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("node {} is not on network {network}", self.node))?;
+            Ok(match &self.faults {
+                Some(faults) => FaultyLink::wrap(link, faults.clone(), cluster.id),
+                None => link,
+            })
+        });
+        // Asked again while a link cannot be made: the runner is told only what is new.
+        let mut handed = self.handed.lock().expect("not poisoned");
+        let handing = (new.config.clone(), new.links.clone());
+        if !new.added.is_empty() || handed.as_ref() != Some(&handing) {
+            self.runner
+                .set_peers(new.config, new.links, new.added)
+                .map_err(|e| e.to_string())?;
+            *handed = Some(handing);
+        }
+        *linked = new.linked;
+        if new.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "heartbeat links not made: {}",
+                new.errors.join("; ")
+            ))
+        }
     }
     fn stop(self: Box<Self>) {
         if let Some(links) = self.links {
@@ -746,5 +859,65 @@ impl ResourceFactory for HostResources {
         Box::pin(async move {
             fence_report(&halcyon_resources::fence::fence(&target, &fencing, action).await)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halcyon_config::NetworkKind;
+    use halcyon_membership::detector::DetectorConfig;
+
+    fn example() -> Cluster {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        halcyon_config::load(&[dir])
+            .expect("the example loads")
+            .0
+            .cluster
+    }
+
+    #[test]
+    fn a_new_link_that_cannot_be_made_leaves_its_network_out_and_a_moved_one_keeps_the_old() {
+        let cluster = example();
+        let disk = cluster
+            .networks
+            .iter()
+            .find(|n| n.kind == NetworkKind::Disk)
+            .expect("the example has a disk network")
+            .number;
+        let config = DetectorConfig::from_cluster(&cluster, 1).unwrap();
+        let links = halcyon_membership::link_peers(&cluster, 1).unwrap();
+        let wanted = halcyon_membership::link_endpoints(&cluster, 1);
+        let mut linked = wanted.clone();
+        linked.remove(&disk);
+        // The disk network is new, and its device cannot be opened.
+        let refused = |network: u32| -> Result<u32, String> {
+            if network == disk {
+                Err(format!("network {network}: no such device"))
+            } else {
+                Ok(network)
+            }
+        };
+        let new = new_links(config.clone(), links.clone(), &wanted, &linked, refused);
+        assert_eq!(new.errors, [format!("network {disk}: no such device")]);
+        assert!(new.added.is_empty(), "the others were linked already");
+        assert!(new.config.networks.iter().all(|n| n.number != disk));
+        assert!(new.config.paths.iter().all(|p| p.network != disk));
+        assert!(!new.links.contains_key(&disk));
+        assert_eq!(new.linked, linked, "asked again later");
+        // It can be opened: added.
+        let new = new_links(config.clone(), links.clone(), &wanted, &linked, Ok);
+        assert_eq!((new.added, new.errors.len()), (vec![disk], 0));
+        assert_eq!(new.config, config);
+        assert_eq!(new.linked, wanted);
+        // Linked elsewhere before (its device moved) and the new one cannot be opened: the
+        // old link keeps running, the network stays watched.
+        let mut elsewhere = wanted.clone();
+        elsewhere.insert(disk, (Some("/dev/old".to_owned()), None));
+        let new = new_links(config.clone(), links.clone(), &wanted, &elsewhere, refused);
+        assert_eq!(new.errors.len(), 1);
+        assert_eq!(new.config, config);
+        assert_eq!(new.links, links);
+        assert_eq!(new.linked, elsewhere);
     }
 }

@@ -356,48 +356,110 @@ fn added_nodes(
         .collect()
 }
 
-/// The networks as they would be with the cluster's heartbeat `new` instead of `old`: a
-/// network without a `[network.heartbeat]` of its own has the cluster's, and a change of
-/// `[heartbeat]` alone is not a change of the networks.
-fn inheriting(
-    networks: &[halcyon_config::Network],
-    old: &halcyon_config::Heartbeat,
-    new: &halcyon_config::Heartbeat,
-) -> Vec<halcyon_config::Network> {
-    networks
-        .iter()
-        .map(|n| halcyon_config::Network {
-            heartbeat: if n.heartbeat == *old {
-                *new
-            } else {
-                n.heartbeat
-            },
-            ..n.clone()
-        })
-        .collect()
+/// The disk networks `new` adds, removes or moves to another device (pure), each with
+/// what happens, or why `apply` refuses the change of the networks. A disk network touches
+/// only the heartbeats: each node opens its link on the device (or closes it) when it
+/// switches to the new configuration, its detector watching the network's paths from then
+/// on (`node::settings::peers_change`). Refused: an ip network added or removed (each node's
+/// Raft and API addresses, its certificate's addresses and its carrier watch are those of
+/// its start), a network whose kind changes, and one whose number changes (a network's
+/// number is its place in the cluster file, and every heartbeat carries it: nodes
+/// switching one after the other would take each other's heartbeats for another
+/// network's). A heartbeat interval or sensitivity and an `ip` network's subnets change
+/// apart (`interval_settings`, `sensitivity_settings`, `subnet_settings`).
+fn network_changes(
+    new: &halcyon_config::Cluster,
+    r: &halcyon_config::Cluster,
+) -> Result<Vec<SettingChange>, Vec<String>> {
+    use halcyon_config::NetworkKind;
+    let named = |networks: &'_ [halcyon_config::Network], name: &halcyon_config::NetworkName| {
+        networks.iter().find(|n| n.name == *name).cloned()
+    };
+    let device = |n: &halcyon_config::Network| n.device.clone().unwrap_or_default();
+    let (mut changes, mut why, mut ip) = (Vec::new(), Vec::new(), Vec::new());
+    for was in &r.networks {
+        match named(&new.networks, &was.name) {
+            Some(n) if n.kind != was.kind => why.push(format!(
+                "apply cannot change network {}'s kind (remove it in one apply, add it back \
+                 in another)",
+                n.name
+            )),
+            Some(n) if n.number != was.number => why.push(format!(
+                "apply cannot renumber network {} ({} -> {}): a network's number is its \
+                 place in the cluster file, and every heartbeat carries it; keep the \
+                 networks that stay in their order, add new ones after them, and remove \
+                 only the last ones",
+                n.name, was.number, n.number
+            )),
+            Some(n) if n.kind == NetworkKind::Disk && n.device != was.device => {
+                changes.push(SettingChange {
+                    setting: format!("[[network]] {} device", n.name),
+                    old: device(was),
+                    new: device(&n),
+                    note: Some(
+                        "each node closes its heartbeat link on the old device and opens the \
+                         new one as it switches; until every node has, the paths on this \
+                         network may go down (a network_down on it, no node_down)"
+                            .to_owned(),
+                    ),
+                });
+            }
+            Some(_) => {}
+            None if was.kind == NetworkKind::Ip => ip.push(format!("{} removed", was.name)),
+            None => changes.push(SettingChange {
+                setting: format!("[[network]] {}", was.name),
+                old: format!("disk on {}", device(was)),
+                new: "(removed)".to_owned(),
+                note: Some(
+                    "each node closes its heartbeat link on the device as it switches; a node \
+                     heard only there is no longer heard at all"
+                        .to_owned(),
+                ),
+            }),
+        }
+    }
+    for n in &new.networks {
+        if named(&r.networks, &n.name).is_some() {
+            continue;
+        }
+        if n.kind == NetworkKind::Ip {
+            ip.push(format!("{} added", n.name));
+            continue;
+        }
+        changes.push(SettingChange {
+            setting: format!("[[network]] {}", n.name),
+            old: "(none)".to_owned(),
+            new: format!(
+                "disk on {}, heartbeat every {} x {}",
+                device(n),
+                humantime::format_duration(n.heartbeat.interval),
+                n.heartbeat.sensitivity
+            ),
+            note: Some(format!(
+                "each node opens its heartbeat link on {} as it switches (every node must \
+                 reach it there; one that cannot says so in its log, asks again, and the \
+                 others see its path on {} down)",
+                device(n),
+                n.name
+            )),
+        });
+    }
+    if !ip.is_empty() {
+        why.push(format!(
+            "apply cannot add or remove an ip network of a running cluster yet (each node's \
+             Raft and API addresses, certificate and carrier watch are those of its start): {}",
+            ip.join(", ")
+        ));
+    }
+    if why.is_empty() {
+        Ok(changes)
+    } else {
+        Err(why)
+    }
 }
 
-/// The networks with every heartbeat and every subnet list the same: what `apply` compares
-/// when it looks for a change of the networks it cannot make (a heartbeat interval or
-/// sensitivity it can, and an `ip` network's subnets: they only bound where node and
-/// package addresses may lie, which the new files were checked against; nothing running
-/// reads them).
-fn fixed_part(networks: &[halcyon_config::Network]) -> Vec<halcyon_config::Network> {
-    networks
-        .iter()
-        .map(|n| halcyon_config::Network {
-            heartbeat: halcyon_config::Heartbeat {
-                sensitivity: 1,
-                interval: std::time::Duration::from_millis(1),
-            },
-            subnets: Vec::new(),
-            ..n.clone()
-        })
-        .collect()
-}
-
-/// The `ip` networks whose subnets `new` changes (pure), each with both lists. Only
-/// called once the networks are the same but for their heartbeats and subnets.
+/// The `ip` networks whose subnets `new` changes (pure), each with both lists (networks
+/// matched by name).
 fn subnet_settings(
     new: &halcyon_config::Cluster,
     r: &halcyon_config::Cluster,
@@ -411,20 +473,17 @@ fn subnet_settings(
     };
     new.networks
         .iter()
-        .zip(&r.networks)
+        .filter_map(|n| Some((n, r.networks.iter().find(|was| was.name == n.name)?)))
         .filter(|(n, was)| n.subnets != was.subnets)
-        .map(|(n, was)| {
-            debug_assert_eq!(n.name, was.name, "networks compared in the same order");
-            SettingChange {
-                setting: format!("[[network]] {} subnets", n.name),
-                old: list(was),
-                new: list(n),
-                note: Some(
-                    "where node and package addresses on it may lie (these files were \
+        .map(|(n, was)| SettingChange {
+            setting: format!("[[network]] {} subnets", n.name),
+            old: list(was),
+            new: list(n),
+            note: Some(
+                "where node and package addresses on it may lie (these files were \
                      checked against them); nothing running reads them"
-                        .to_owned(),
-                ),
-            }
+                    .to_owned(),
+            ),
         })
         .collect()
 }
@@ -467,8 +526,10 @@ pub(crate) fn cluster_changes(
         id,
         port,
         nodes,
-        networks,
-        heartbeat,
+        // `network_changes`, `subnet_settings`.
+        networks: _,
+        // `interval_settings`, `sensitivity_settings`.
+        heartbeat: _,
         quorum,
         events: _,
         // `limit_and_quorum_settings`.
@@ -494,10 +555,6 @@ pub(crate) fn cluster_changes(
             "[[node]] number (of the nodes it has)",
             renumbered_nodes(nodes, &r.nodes),
         ),
-        (
-            "[[network]]",
-            fixed_part(networks) != fixed_part(&inheriting(&r.networks, &r.heartbeat, heartbeat)),
-        ),
     ];
     let refused: Vec<&str> = refused
         .iter()
@@ -512,6 +569,10 @@ pub(crate) fn cluster_changes(
             refused.join(", ")
         ));
     }
+    let networks = network_changes(&new.cluster, r).unwrap_or_else(|refused| {
+        why.extend(refused);
+        Vec::new()
+    });
     why.extend(min_voters_refusal(&new.cluster, r, voters));
     why.extend(lease_refusal(&new.cluster, raft_longest));
     let witness = witness_change(witness.as_ref(), rq.witness.as_ref(), &new.cluster, voters);
@@ -530,6 +591,7 @@ pub(crate) fn cluster_changes(
         ));
     }
     let mut changes = added_nodes(&new.cluster, r);
+    changes.extend(networks);
     changes.extend(witness);
     changes.extend(interval_settings(&new.cluster, r, raft_longest));
     changes.extend(sensitivity_settings(&new.cluster, r));
@@ -1713,8 +1775,9 @@ mod tests {
         let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[network]] of a running cluster yet (each node \
-                 reads them at start: the heartbeat runner's networks, the API's ports)"
+                "refused: apply cannot add or remove an ip network of a running cluster yet \
+                 (each node's Raft and API addresses, certificate and carrier watch are those \
+                 of its start): lan1 removed, renamed added; nothing was changed."
             ),
             "{refusal}"
         );
@@ -1762,7 +1825,105 @@ mod tests {
         new.cluster.networks[0].name = "renamed".into();
         let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
-            refusal.contains("apply cannot change [[network]]"),
+            refusal.contains("apply cannot add or remove an ip network"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_disk_network_is_added_removed_or_moved_and_a_renumbered_network_is_refused() {
+        use halcyon_config::NetworkKind;
+        let running = ip_only(true);
+        assert!(
+            running
+                .cluster
+                .networks
+                .iter()
+                .all(|n| n.kind == NetworkKind::Ip)
+        );
+        let full = example();
+        let disk = full
+            .cluster
+            .networks
+            .iter()
+            .find(|n| n.kind == NetworkKind::Disk)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            disk.number as usize,
+            full.cluster.networks.len(),
+            "the last"
+        );
+        let device = disk.device.clone().unwrap();
+        // Added after the ip networks.
+        let mut added = running.clone();
+        added.cluster.networks.push(disk.clone());
+        let changes = changes_against_running(&added, &running).unwrap();
+        let change = changes
+            .iter()
+            .find(|c| c.setting == format!("[[network]] {}", disk.name))
+            .unwrap_or_else(|| panic!("{changes:?}"));
+        assert_eq!(change.old, "(none)");
+        assert!(
+            change
+                .new
+                .starts_with(&format!("disk on {device}, heartbeat every "))
+        );
+        assert!(
+            change
+                .note
+                .as_ref()
+                .unwrap()
+                .contains("opens its heartbeat link")
+        );
+        // Removed again.
+        let changes = changes_against_running(&running, &added).unwrap();
+        let change = changes
+            .iter()
+            .find(|c| c.setting == format!("[[network]] {}", disk.name))
+            .unwrap_or_else(|| panic!("{changes:?}"));
+        assert_eq!(
+            (change.old.as_str(), change.new.as_str()),
+            (format!("disk on {device}").as_str(), "(removed)")
+        );
+        // Moved to another device.
+        let mut moved = added.clone();
+        moved.cluster.networks.last_mut().unwrap().device = Some("/dev/sdz".to_owned());
+        let changes = changes_against_running(&moved, &added).unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            changes[0].setting,
+            format!("[[network]] {} device", disk.name)
+        );
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            (device.as_str(), "/dev/sdz")
+        );
+        // Added before an ip network, which it renumbers: refused, naming the network.
+        let mut before = running.clone();
+        let mut first = disk.clone();
+        first.number = 1;
+        for network in &mut before.cluster.networks {
+            network.number += 1;
+        }
+        before.cluster.networks.insert(0, first);
+        let lan = &running.cluster.networks[0];
+        let refusal = changes_against_running(&before, &running).unwrap_err();
+        assert!(
+            refusal.contains(&format!(
+                "apply cannot renumber network {} (1 -> 2): a network's number is its place",
+                lan.name
+            )),
+            "{refusal}"
+        );
+        // A disk network made an ip one: refused.
+        let mut kind = added.clone();
+        let last = kind.cluster.networks.last_mut().unwrap();
+        last.kind = NetworkKind::Ip;
+        last.device = None;
+        let refusal = changes_against_running(&kind, &added).unwrap_err();
+        assert!(
+            refusal.contains(&format!("apply cannot change network {}'s kind", disk.name)),
             "{refusal}"
         );
     }

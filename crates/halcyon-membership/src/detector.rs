@@ -27,7 +27,7 @@
 //!   number, then network number (peer-level changes first, node-level ones last), and in the
 //!   order they happened among equal keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use halcyon_config::limits::{
@@ -231,6 +231,19 @@ impl Change {
             | Change::AdapterUp { node, .. }
             | Change::NodeReachable { node, .. }
             | Change::NodeUnreachable { node } => node,
+        }
+    }
+
+    /// The network of a path's change (`None`: a change of the peer itself).
+    pub fn network(&self) -> Option<u32> {
+        match *self {
+            Change::PathUp { network, .. }
+            | Change::PathDown { network, .. }
+            | Change::AdapterDown { network, .. }
+            | Change::AdapterUp { network, .. } => Some(network),
+            Change::PeerRestarted { .. }
+            | Change::NodeReachable { .. }
+            | Change::NodeUnreachable { .. } => None,
         }
     }
 
@@ -596,11 +609,15 @@ impl Detector {
         )
     }
 
-    /// From `now` on, watch the peers and paths of `config` (a running cluster's `halcyon
-    /// apply` added or removed nodes): a peer and its paths that stay keep their state; a
-    /// new one starts unknown and is judged as at start, its first detection time counted
-    /// from `now`; one left out is forgotten, with no change reported (it is no longer in
-    /// the cluster). The networks and the local node must be those the detector has.
+    /// From `now` on, watch the peers, networks and paths of `config` (a running cluster's
+    /// `halcyon apply` added or removed nodes or networks): a peer, network or path that
+    /// stays keeps its state (a kept network its heartbeat: [`Detector::set_heartbeat`]
+    /// changes that); a new one starts as at start (a peer or path unknown, its first
+    /// detection time counted from `now`; a network with its local link up and its
+    /// configured heartbeat); one left out is forgotten, with no change reported for it. A
+    /// peer that had paths only on networks left out is judged again at once (unreachable:
+    /// nothing is left to hear it on). The local node must be the detector's. Refused, with
+    /// nothing changed: a path of a peer or network `config` does not have.
     pub fn set_peers(
         &mut self,
         now: Duration,
@@ -609,19 +626,31 @@ impl Detector {
         assert_eq!(config.local_node, self.local_node, "the same local node");
         assert!(config.paths.len() <= PATHS_MAX, "too many paths");
         self.advance(now);
-        for network in &config.networks {
-            if !self.heartbeats.contains_key(&network.number) {
-                return Err(DetectorError::UnknownNetwork(network.number));
-            }
-        }
         for spec in &config.paths {
             if !config.peers.contains(&spec.node) {
                 return Err(DetectorError::UnknownNode(spec.node));
             }
-            if !self.heartbeats.contains_key(&spec.network) {
+            if config.heartbeat(spec.network).is_none() {
                 return Err(DetectorError::UnknownNetwork(spec.network));
             }
         }
+        let kept = |network: &u32| config.heartbeat(*network).is_some();
+        self.heartbeats.retain(|network, _| kept(network));
+        self.local_link_up.retain(|network, _| kept(network));
+        for network in &config.networks {
+            assert_heartbeat(network.heartbeat);
+            self.heartbeats
+                .entry(network.number)
+                .or_insert(network.heartbeat);
+            self.local_link_up.entry(network.number).or_insert(true);
+        }
+        // Peers that lose a path (its network left out) are judged again below.
+        let unlinked: BTreeSet<u32> = self
+            .paths
+            .keys()
+            .filter(|(_, network)| !kept(network))
+            .map(|&(node, _)| node)
+            .collect();
         self.peers.retain(|node, _| config.peers.contains(node));
         for &node in &config.peers {
             assert_ne!(node, self.local_node, "the local node is not its own peer");
@@ -643,8 +672,15 @@ impl Detector {
                 .and_modify(|path| path.peer_has_standby = spec.peer_has_standby)
                 .or_insert_with(|| Path::new(spec, heartbeat, now));
         }
-        self.pending
-            .retain(|change| self.peers.contains_key(&change.node()));
+        self.pending.retain(|change| {
+            self.peers.contains_key(&change.node())
+                && change.network().is_none_or(|network| kept(&network))
+        });
+        for node in unlinked {
+            if self.peers.contains_key(&node) {
+                self.update_node(node);
+            }
+        }
         Ok(())
     }
 

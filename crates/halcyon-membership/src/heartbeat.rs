@@ -46,9 +46,9 @@ pub(crate) const COMMAND_QUEUE_MAX: usize = 64;
 /// At most one warning of each kind per period.
 const WARN_PERIOD: Duration = Duration::from_secs(10);
 
-/// What a driver's control handle asks of its loop.
-#[derive(Debug)]
-pub(crate) enum Command {
+/// What a driver's control handle asks of its loop; `L` is the driver's link type (the
+/// thread's or the task's).
+pub(crate) enum Command<L: ?Sized> {
     LocalLink {
         network: u32,
         up: bool,
@@ -66,13 +66,21 @@ pub(crate) enum Command {
         network: u32,
         heartbeat: Heartbeat,
     },
-    /// From now on the detector watches `config`'s peers and paths, and the link of each
-    /// network in `links` heartbeats those peers: nodes were added to or removed from a
-    /// running cluster.
+    /// From now on the detector watches `config`'s peers, networks and paths, and the link
+    /// of each network in `links` heartbeats those peers: nodes or networks were added to or
+    /// removed from a running cluster. `added`: the links of networks new to the driver
+    /// (the links of networks `config` lacks are closed).
     Peers {
         config: DetectorConfig,
         links: LinkPeers,
+        added: Vec<Box<L>>,
     },
+}
+
+/// What a driver does with its links after a [`Command::Peers`] the detector took.
+pub(crate) struct Relink<L: ?Sized> {
+    pub(crate) peers: LinkPeers,
+    pub(crate) added: Vec<Box<L>>,
 }
 
 /// The peers each network's link heartbeats, by network number.
@@ -89,7 +97,10 @@ pub struct LinkPeer {
 /// The command that sets a network's heartbeat, refused for a sensitivity of 0 (every path
 /// would be down) and for an interval the wire cannot announce (receivers would refuse every
 /// heartbeat).
-pub(crate) fn heartbeat_command(network: u32, heartbeat: Heartbeat) -> io::Result<Command> {
+pub(crate) fn heartbeat_command<L: ?Sized>(
+    network: u32,
+    heartbeat: Heartbeat,
+) -> io::Result<Command<L>> {
     if heartbeat.sensitivity == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -402,6 +413,8 @@ impl Heartbeats {
     }
 
     fn update_shortest(&mut self) {
+        self.shortest
+            .retain(|network, _| self.sending.contains_key(network));
         for (&network, sending) in &self.sending {
             let judged = self
                 .detector
@@ -499,13 +512,49 @@ impl Heartbeats {
 
     /// Carries out `command`; returns the peers the driver's links heartbeat from now on
     /// when it changed them ([`Command::Peers`], once the detector took the new peers).
-    pub(crate) fn command(&mut self, command: Command, now: Duration) -> Option<LinkPeers> {
+    pub(crate) fn command<L: ?Sized>(
+        &mut self,
+        command: Command<L>,
+        now: Duration,
+    ) -> Option<Relink<L>> {
         match command {
-            Command::Peers { config, links } => {
+            Command::Peers {
+                config,
+                links,
+                added,
+            } => {
+                if let Some(n) = config
+                    .networks
+                    .iter()
+                    .find(|n| announced_ms(n.heartbeat.interval).is_none())
+                {
+                    tracing::error!(
+                        network = n.number,
+                        "heartbeat peers change ignored: interval {:?} outside \
+                         {INTERVAL_MIN_MS}..={INTERVAL_MAX_MS} ms",
+                        n.heartbeat.interval
+                    );
+                    return None;
+                }
                 return match self.detector.set_peers(now, &config) {
                     Ok(()) => {
-                        tracing::info!(peers = ?config.peers, "heartbeat peers changed");
-                        Some(links)
+                        self.sending
+                            .retain(|network, _| config.heartbeat(*network).is_some());
+                        for network in &config.networks {
+                            self.sending
+                                .entry(network.number)
+                                .or_insert_with(|| Sending::new(network.heartbeat.interval));
+                        }
+                        self.update_shortest();
+                        tracing::info!(
+                            peers = ?config.peers,
+                            networks = ?self.sending.keys().collect::<Vec<_>>(),
+                            "heartbeat peers changed"
+                        );
+                        Some(Relink {
+                            peers: links,
+                            added,
+                        })
                     }
                     Err(e) => {
                         tracing::error!("heartbeat peers change ignored: {e}");
@@ -565,13 +614,46 @@ impl Heartbeats {
         None
     }
 
-    /// Hands each link its network's peers in `peers` (those it cannot take are logged).
+    /// Closes the links of networks the detector no longer watches, keeps those of
+    /// `relink.added` whose network it watches (one replaces the link its network has: its
+    /// device or address moved; one of a network the detector does not watch is logged and
+    /// closed), and hands each link its network's peers in `relink.peers`
+    /// (those it cannot take are logged). Returns whether the set of links changed (the
+    /// driver then schedules and tells them again).
     pub(crate) fn relink<L: ?Sized>(
-        peers: &LinkPeers,
-        links: &mut [Box<L>],
+        &self,
+        relink: Relink<L>,
+        links: &mut Vec<Box<L>>,
         network: impl Fn(&L) -> u32,
         set: impl Fn(&mut L, Vec<LinkPeer>) -> io::Result<()>,
-    ) {
+    ) -> bool {
+        let Relink { peers, added } = relink;
+        let before = links.len();
+        links.retain(|link| {
+            let kept = self.sending.contains_key(&network(link));
+            if !kept {
+                tracing::info!(network = network(link), "heartbeat link closed");
+            }
+            kept
+        });
+        let mut changed = links.len() != before;
+        for link in added {
+            let number = network(&link);
+            if !self.sending.contains_key(&number) {
+                tracing::error!(
+                    network = number,
+                    "heartbeat link not added: the detector does not watch its network"
+                );
+            } else if let Some(old) = links.iter_mut().find(|l| network(l) == number) {
+                tracing::info!(network = number, "heartbeat link replaced");
+                *old = link;
+                changed = true;
+            } else {
+                tracing::info!(network = number, "heartbeat link added");
+                links.push(link);
+                changed = true;
+            }
+        }
         for link in links.iter_mut() {
             let network = network(link);
             if let Some(addresses) = peers.get(&network)
@@ -580,6 +662,7 @@ impl Heartbeats {
                 tracing::error!(network, "heartbeat peers not changed on this link: {e}");
             }
         }
+        changed
     }
 
     /// Tells each link the shortest interval in play on its network
@@ -722,8 +805,8 @@ mod tests {
     }
 
     fn set(h: &mut Heartbeats, network: u32, heartbeat: Heartbeat, now: Duration) {
-        let command = heartbeat_command(network, heartbeat).unwrap();
-        assert_eq!(h.command(command, now), None);
+        let command = heartbeat_command::<dyn crate::HeartbeatLink>(network, heartbeat).unwrap();
+        assert!(h.command(command, now).is_none());
     }
 
     /// Builds the next heartbeat on `network`: the interval it announces, and the period
@@ -823,7 +906,11 @@ mod tests {
 
     #[test]
     fn heartbeat_commands_outside_the_limits_are_refused() {
-        let refused = |heartbeat| heartbeat_command(LAN, heartbeat).unwrap_err();
+        let refused = |heartbeat| {
+            heartbeat_command::<dyn crate::HeartbeatLink>(LAN, heartbeat)
+                .err()
+                .expect("refused")
+        };
         let e = refused(heartbeat(100, 0));
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(e.to_string(), "a sensitivity of 0 declares every path down");
@@ -841,7 +928,13 @@ mod tests {
             assert!(e.to_string().ends_with("is outside 10..=10000 ms"), "{e}");
         }
         for interval in [ms(10), ms(10_000)] {
-            assert!(heartbeat_command(LAN, heartbeat(interval.as_millis() as u64, 2)).is_ok());
+            assert!(
+                heartbeat_command::<dyn crate::HeartbeatLink>(
+                    LAN,
+                    heartbeat(interval.as_millis() as u64, 2)
+                )
+                .is_ok()
+            );
         }
         // A fraction of a millisecond is announced rounded up: the promise is kept.
         assert_eq!(announced_ms(Duration::from_micros(30_001)), Some(31));

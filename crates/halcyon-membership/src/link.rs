@@ -4,6 +4,7 @@
 //! for longer than a local socket write or a queue push (disk I/O happens on the disk link's
 //! own thread); `recv` returns within its timeout (plus one system call).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub(crate) fn peers_fixed(network: u32) -> io::Error {
 pub enum SetupError {
     #[error("node {0} is not in the cluster")]
     UnknownNode(u32),
+    #[error("network {0} is not in the cluster")]
+    UnknownNetwork(u32),
     #[error("node {node} has no address on ip network {network}")]
     NoAddress { node: String, network: String },
     #[error("disk network {0} has no device")]
@@ -77,61 +80,77 @@ pub fn links_from_cluster(
     cluster: &Cluster,
     local_node: u32,
 ) -> Result<Vec<Box<dyn HeartbeatLink>>, SetupError> {
+    let mut links = Vec::new();
+    for network in &cluster.networks {
+        links.extend(link_of(cluster, local_node, network.number)?);
+    }
+    Ok(links)
+}
+
+/// The link of `local_node` on network number `network` (as [`links_from_cluster`] makes
+/// it), or `None` when the node is not on it; an unknown network is
+/// [`SetupError::UnknownNetwork`].
+pub fn link_of(
+    cluster: &Cluster,
+    local_node: u32,
+    network: u32,
+) -> Result<Option<Box<dyn HeartbeatLink>>, SetupError> {
     let local = cluster
         .nodes
         .iter()
         .find(|n| n.number == local_node)
         .ok_or(SetupError::UnknownNode(local_node))?;
-    let mut links: Vec<Box<dyn HeartbeatLink>> = Vec::new();
-    for network in cluster
+    let network = cluster
         .networks
         .iter()
-        .filter(|n| is_on_network(cluster, local, n))
-    {
-        let peers = cluster
-            .nodes
-            .iter()
-            .filter(|n| n.number != local_node && is_on_network(cluster, n, network));
-        match network.kind {
-            NetworkKind::Ip => {
-                let local_address = udp_address(cluster, local, network)?;
-                let peer_addresses = peers
-                    .map(|p| udp_address(cluster, p, network).map(|a| (p.number, a)))
-                    .collect::<Result<_, _>>()?;
-                let link = UdpLink::bind(network.number, local_address, peer_addresses).map_err(
-                    |source| SetupError::Bind {
+        .find(|n| n.number == network)
+        .ok_or(SetupError::UnknownNetwork(network))?;
+    if !is_on_network(cluster, local, network) {
+        return Ok(None);
+    }
+    let peers = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.number != local_node && is_on_network(cluster, n, network));
+    match network.kind {
+        NetworkKind::Ip => {
+            let local_address = udp_address(cluster, local, network)?;
+            let peer_addresses = peers
+                .map(|p| udp_address(cluster, p, network).map(|a| (p.number, a)))
+                .collect::<Result<_, _>>()?;
+            let link =
+                UdpLink::bind(network.number, local_address, peer_addresses).map_err(|source| {
+                    SetupError::Bind {
                         network: network.name.to_string(),
                         address: local_address,
                         source,
-                    },
-                )?;
-                links.push(Box::new(link));
-            }
-            NetworkKind::Disk => {
-                let path = PathBuf::from(
-                    network
-                        .device
-                        .as_ref()
-                        .ok_or_else(|| SetupError::NoDevice(network.name.to_string()))?,
-                );
-                let peer_numbers: Vec<u32> = peers.map(|p| p.number).collect();
-                let link = DiskLink::open(
-                    &path,
-                    network.number,
-                    local_node,
-                    &peer_numbers,
-                    network.heartbeat.interval,
-                )
-                .map_err(|source| SetupError::Disk {
-                    network: network.name.to_string(),
-                    path: path.clone(),
-                    source,
+                    }
                 })?;
-                links.push(Box::new(link));
-            }
+            Ok(Some(Box::new(link)))
+        }
+        NetworkKind::Disk => {
+            let path = PathBuf::from(
+                network
+                    .device
+                    .as_ref()
+                    .ok_or_else(|| SetupError::NoDevice(network.name.to_string()))?,
+            );
+            let peer_numbers: Vec<u32> = peers.map(|p| p.number).collect();
+            let link = DiskLink::open(
+                &path,
+                network.number,
+                local_node,
+                &peer_numbers,
+                network.heartbeat.interval,
+            )
+            .map_err(|source| SetupError::Disk {
+                network: network.name.to_string(),
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(Box::new(link)))
         }
     }
-    Ok(links)
 }
 
 /// Where `node` heartbeats on ip network `network`: its interface's address, `cluster.port`.
@@ -147,6 +166,27 @@ fn udp_address(
             node: node.name.to_string(),
             network: network.name.to_string(),
         })
+}
+
+/// Where a node's link on a network is: a disk network's device, the node's address on an
+/// ip network. A running node whose link's endpoint changed makes the link again.
+pub type LinkEndpoint = (Option<String>, Option<std::net::IpAddr>);
+
+/// The endpoint of each network `local_node` is on in `cluster`, as [`links_from_cluster`]
+/// makes its links (none when the node is not in it).
+pub fn link_endpoints(cluster: &Cluster, local_node: u32) -> BTreeMap<u32, LinkEndpoint> {
+    let Some(local) = cluster.nodes.iter().find(|n| n.number == local_node) else {
+        return BTreeMap::new();
+    };
+    cluster
+        .networks
+        .iter()
+        .filter(|n| is_on_network(cluster, local, n))
+        .map(|n| {
+            let address = local.interface_on(n.name.as_str()).and_then(|i| i.address);
+            (n.number, (n.device.clone(), address))
+        })
+        .collect()
 }
 
 /// The peers each network's link of `local_node` heartbeats (as [`links_from_cluster`]

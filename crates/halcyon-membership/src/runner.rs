@@ -132,7 +132,7 @@ pub enum StartError {
 /// ([`Runner::links`]).
 #[derive(Clone, Debug)]
 pub struct LinkControl {
-    commands: SyncSender<Command>,
+    commands: SyncSender<Command<dyn HeartbeatLink>>,
 }
 
 impl LinkControl {
@@ -149,7 +149,7 @@ impl LinkControl {
 
 pub struct Runner {
     stop: Arc<AtomicBool>,
-    commands: SyncSender<Command>,
+    commands: SyncSender<Command<dyn HeartbeatLink>>,
     status: watch::Receiver<Status>,
     thread: Option<JoinHandle<()>>,
 }
@@ -239,12 +239,23 @@ impl Runner {
             })
     }
 
-    /// From now on watch `config`'s peers, and heartbeat each network's peers in `links`
-    /// (nodes added to or removed from a running cluster). Fails only when the thread is
-    /// gone or its command queue is full.
-    pub fn set_peers(&self, config: DetectorConfig, links: LinkPeers) -> io::Result<()> {
+    /// From now on watch `config`'s peers, networks and paths, and heartbeat each network's
+    /// peers in `links` (nodes or networks added to or removed from a running cluster): the
+    /// links of networks `config` lacks are closed, and `added` (the links of networks new
+    /// to this runner) heartbeat from now on. Fails only when the thread is gone or its
+    /// command queue is full; a change the detector refuses is logged by the thread.
+    pub fn set_peers(
+        &self,
+        config: DetectorConfig,
+        links: LinkPeers,
+        added: Vec<Box<dyn HeartbeatLink>>,
+    ) -> io::Result<()> {
         self.commands
-            .try_send(Command::Peers { config, links })
+            .try_send(Command::Peers {
+                config,
+                links,
+                added,
+            })
             .map_err(|e| {
                 heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
             })
@@ -282,7 +293,7 @@ struct Heartbeater {
     heartbeats: Heartbeats,
     links: Vec<Box<dyn HeartbeatLink>>,
     changes: SyncSender<ChangeBatch>,
-    commands: Receiver<Command>,
+    commands: Receiver<Command<dyn HeartbeatLink>>,
     status: watch::Sender<Status>,
 }
 
@@ -304,13 +315,22 @@ impl Heartbeater {
             .collect();
         while !stop.load(Ordering::Acquire) {
             while let Ok(command) = self.commands.try_recv() {
-                if let Some(peers) = self.heartbeats.command(command, epoch.elapsed()) {
-                    Heartbeats::relink(
-                        &peers,
+                if let Some(relink) = self.heartbeats.command(command, epoch.elapsed()) {
+                    let relinked = self.heartbeats.relink(
+                        relink,
                         &mut self.links,
                         |l| l.network(),
                         |l, p| l.set_peers(p),
                     );
+                    if relinked {
+                        // Every link is due at once and told its interval again.
+                        schedule = SendSchedule::new(self.links.len());
+                        told = self
+                            .links
+                            .iter()
+                            .map(|l| self.heartbeats.poll_interval(l.network()))
+                            .collect();
+                    }
                 }
             }
             for i in 0..self.links.len() {

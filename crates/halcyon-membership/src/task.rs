@@ -88,14 +88,14 @@ pub struct HeartbeatTask {
     links: Vec<Box<dyn AsyncHeartbeatLink>>,
     status: watch::Sender<Status>,
     changes: Option<mpsc::Sender<ChangeBatch>>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Command<dyn AsyncHeartbeatLink>>,
     control: HeartbeatControl,
 }
 
 /// Tells a [`HeartbeatTask`] what the node's netlink would tell the thread runner.
 #[derive(Clone, Debug)]
 pub struct HeartbeatControl {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Command<dyn AsyncHeartbeatLink>>,
 }
 
 impl HeartbeatControl {
@@ -120,10 +120,21 @@ impl HeartbeatControl {
             })
     }
 
-    /// From now on watch `config`'s peers, and heartbeat each network's peers in `links`.
-    pub fn set_peers(&self, config: DetectorConfig, links: LinkPeers) -> io::Result<()> {
+    /// From now on watch `config`'s peers, networks and paths, heartbeat each network's
+    /// peers in `links`, close the links of networks `config` lacks and heartbeat on `added`
+    /// (the links of networks new to this task), as [`crate::Runner::set_peers`] does.
+    pub fn set_peers(
+        &self,
+        config: DetectorConfig,
+        links: LinkPeers,
+        added: Vec<Box<dyn AsyncHeartbeatLink>>,
+    ) -> io::Result<()> {
         self.commands
-            .try_send(Command::Peers { config, links })
+            .try_send(Command::Peers {
+                config,
+                links,
+                added,
+            })
             .map_err(|e| {
                 let full = matches!(e, mpsc::error::TrySendError::Full(_));
                 heartbeat::command_not_queued(full, "task")
@@ -190,7 +201,7 @@ impl HeartbeatTask {
             control,
         } = self;
         drop(control); // Only the handles taken keep the command queue open.
-        let networks: Vec<u32> = links.iter().map(|l| l.network()).collect();
+        let mut networks: Vec<u32> = links.iter().map(|l| l.network()).collect();
         let epoch = Instant::now();
         let mut schedule = SendSchedule::new(links.len());
         // The interval each link was last told (links are made with their network's).
@@ -244,8 +255,17 @@ impl HeartbeatTask {
                     }
                 },
             }
-            if let Some(peers) = relink {
-                Heartbeats::relink(&peers, &mut links, |l| l.network(), |l, p| l.set_peers(p));
+            if let Some(relink) = relink
+                && heartbeats.relink(relink, &mut links, |l| l.network(), |l, p| l.set_peers(p))
+            {
+                // Every link is due at once, told its interval again and given its budget.
+                networks = links.iter().map(|l| l.network()).collect();
+                schedule = SendSchedule::new(links.len());
+                told = networks
+                    .iter()
+                    .map(|&n| heartbeats.poll_interval(n))
+                    .collect();
+                budget = vec![RECV_PER_STEP_MAX; links.len()];
             }
         }
     }

@@ -195,6 +195,7 @@ fn a_node_added_to_running_runners_is_heartbeated_on_the_disk() {
             .set_peers(
                 DetectorConfig::from_cluster(&three, started.node).unwrap(),
                 link_peers(&three, started.node).unwrap(),
+                Vec::new(),
             )
             .unwrap();
     }
@@ -210,6 +211,108 @@ fn a_node_added_to_running_runners_is_heartbeated_on_the_disk() {
             .any(|c| matches!(c, Change::NodeUnreachable { .. })),
         "no node was lost on the way: {changes:?}"
     );
+}
+
+/// A disk network added to two runners that heartbeat on a LAN (a running cluster's
+/// `halcyon apply`), then removed again: each runner opens its link when told, the two hear
+/// each other on the disk, and with the network removed its paths are forgotten and the
+/// link closed; neither loses the other on the way.
+#[test]
+fn a_disk_network_added_to_running_runners_is_heard_and_one_removed_is_forgotten() {
+    use halcyon_membership::detector::DetectorConfig;
+    use halcyon_membership::{link_of, link_peers};
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("heartbeat.img");
+    const LAN: u32 = 1;
+    const ADDED: u32 = 2;
+    let with_disk = cluster(
+        free_port(),
+        vec![
+            node(1, vec![lan_interface("127.0.0.1")]),
+            node(2, vec![lan_interface("127.0.0.2")]),
+        ],
+        vec![
+            network("lan", LAN, NetworkKind::Ip, None),
+            network(
+                "hb",
+                ADDED,
+                NetworkKind::Disk,
+                Some(device.display().to_string()),
+            ),
+        ],
+    );
+    let mut lan_only = with_disk.clone();
+    lan_only.networks.truncate(1);
+    let nodes = [
+        start(&lan_only, 1, plain_settings(&lan_only, 1)),
+        start(&lan_only, 2, plain_settings(&lan_only, 1)),
+    ];
+    let up_paths = |i: usize| -> Vec<(u32, u32)> {
+        nodes[i]
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .filter(|p| p.state == PathState::Up)
+            .map(|p| (p.node, p.network))
+            .collect()
+    };
+    wait_for(
+        DETECTION_LIMIT,
+        "the two hear each other on the LAN",
+        || up_paths(0) == [(2, LAN)] && up_paths(1) == [(1, LAN)],
+    );
+    assert!(!device.exists(), "no disk link before the network is added");
+    let tell = |cluster: &halcyon_config::Cluster, added: bool| {
+        for started in &nodes {
+            let links = if added {
+                vec![link_of(cluster, started.node, ADDED).unwrap().unwrap()]
+            } else {
+                Vec::new()
+            };
+            started
+                .runner
+                .set_peers(
+                    DetectorConfig::from_cluster(cluster, started.node).unwrap(),
+                    link_peers(cluster, started.node).unwrap(),
+                    links,
+                )
+                .unwrap();
+        }
+    };
+    tell(&with_disk, true);
+    let heard = wait_for(DETECTION_LIMIT, "each hears the other on the disk", || {
+        up_paths(0) == [(2, LAN), (2, ADDED)] && up_paths(1) == [(1, LAN), (1, ADDED)]
+    });
+    println!("heard on the added disk network {heard:?} after it was added");
+    let networks = |i: usize| -> Vec<u32> {
+        let status = nodes[i].runner.status();
+        status.detector.networks.iter().map(|n| n.network).collect()
+    };
+    assert_eq!(networks(0), [LAN, ADDED]);
+    tell(&lan_only, false);
+    wait_for(DETECTION_LIMIT, "the disk network forgotten", || {
+        (0..2).all(|i| networks(i) == [LAN] && nodes[i].runner.status().detector.paths.len() == 1)
+    });
+    // Still heard on the LAN, and the disk no longer written: its slots stop changing.
+    let before = std::fs::read(&device).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        std::fs::read(&device).unwrap(),
+        before,
+        "a closed link writes nothing"
+    );
+    assert_eq!(up_paths(0), [(2, LAN)]);
+    for started in &nodes {
+        let changes = drain(&started.changes);
+        assert!(
+            !changes
+                .iter()
+                .any(|c| matches!(c, Change::NodeUnreachable { .. })),
+            "no node was lost on the way: {changes:?}"
+        );
+    }
 }
 
 /// The disk link reads its peers' slots often enough for the interval in play: a shorter

@@ -190,6 +190,7 @@ fn set_peers(started: &Started, cluster: &halcyon_config::Cluster) {
         .set_peers(
             DetectorConfig::from_cluster(cluster, node).unwrap(),
             link_peers(cluster, node).unwrap(),
+            Vec::new(),
         )
         .unwrap();
 }

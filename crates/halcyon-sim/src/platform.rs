@@ -294,6 +294,8 @@ impl AsyncHeartbeatLink for UdpLink {
 }
 
 struct HeartbeatTask {
+    /// The networks of the host's start.
+    networks: Vec<u32>,
     status: tokio::sync::watch::Receiver<Status>,
     /// Set once the task has bound its sockets and started detecting.
     control: Arc<std::sync::OnceLock<halcyon_membership::task::HeartbeatControl>>,
@@ -368,6 +370,7 @@ impl Heartbeats for SimHeartbeats {
             }
         });
         Ok(Box::new(HeartbeatTask {
+            networks: cluster.networks.iter().map(|n| n.number).collect(),
             status,
             control,
             task,
@@ -398,11 +401,27 @@ impl HeartbeatHandle for HeartbeatTask {
     }
     fn set_peers(
         &self,
+        _cluster: &Cluster,
         config: halcyon_membership::detector::DetectorConfig,
         links: halcyon_membership::LinkPeers,
     ) -> Result<(), String> {
+        // The simulated hosts' networks are those of their start (`apply` changes only
+        // disk networks, which the simulator has none of): a network new to a host is
+        // refused, nothing changed.
+        if let Some(network) = config
+            .networks
+            .iter()
+            .find(|n| !self.networks.contains(&n.number))
+        {
+            return Err(format!(
+                "the simulator adds no network to a running host (network {})",
+                network.number
+            ));
+        }
         let control = self.control.get().ok_or("heartbeats not started yet")?;
-        control.set_peers(config, links).map_err(|e| e.to_string())
+        control
+            .set_peers(config, links, Vec::new())
+            .map_err(|e| e.to_string())
     }
     fn stop(self: Box<Self>) {
         self.task.abort();

@@ -1660,10 +1660,11 @@ impl State {
         self.requests.push_back((request, sequence));
     }
 
-    /// Drops what the state keeps of nodes `config` no longer has (a `config_change` removed
-    /// them; none of them is a member). Their incarnations stay: a node added again later
-    /// under the same name must not reuse an old one.
-    fn forget_removed_nodes(&mut self, config: &Config) {
+    /// Drops what the state keeps of nodes and networks `config` no longer has (a
+    /// `config_change` removed them; none of the nodes is a member). The nodes'
+    /// incarnations stay: a node added again later under the same name must not reuse an
+    /// old one.
+    fn forget_removed(&mut self, config: &Config) {
         let kept = |node: &NodeName| config.node(node.as_str()).is_some();
         assert!(
             self.cluster.members.iter().all(kept),
@@ -1687,6 +1688,25 @@ impl State {
         for counters in self.restarts.values_mut() {
             counters.retain(|n, _| kept(n));
         }
+        // What was reported and committed of a network the configuration no longer has
+        // (`halcyon apply` removed a disk network): nothing would ever clear it.
+        let network_kept =
+            |network: &NetworkName| config.cluster.networks.iter().any(|n| n.name == *network);
+        for reported in self.adapter_reports.values_mut() {
+            reported.retain(|(_, network)| network_kept(network));
+        }
+        self.adapter_reports
+            .retain(|_, reported| !reported.is_empty());
+        for reported in self.standby_reports.values_mut() {
+            reported.retain(network_kept);
+        }
+        self.standby_reports
+            .retain(|_, reported| !reported.is_empty());
+        self.adapters_down
+            .retain(|(_, network)| network_kept(network));
+        self.standbys_down
+            .retain(|(_, network)| network_kept(network));
+        self.swapped.retain(|(_, network)| network_kept(network));
     }
 
     fn plan_committed(&mut self, sequence: u64, plan: Plan, at: Timestamp) -> Reply {
@@ -1811,7 +1831,7 @@ impl State {
                         ),
                 );
             }
-            self.forget_removed_nodes(&staged.config);
+            self.forget_removed(&staged.config);
             let before = self.longest_lease();
             // Each node's Raft keeps its timings, or takes the new configuration's when it
             // restarts.

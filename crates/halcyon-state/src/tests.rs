@@ -46,7 +46,7 @@ restart = 2
 restart_window = "10s"
 "#;
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     halcyon_config::load_texts(&[("cluster.toml", CLUSTER), ("web.toml", PACKAGE)])
         .unwrap_or_else(|e| panic!("{e}"))
 }

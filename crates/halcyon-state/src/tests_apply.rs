@@ -1,6 +1,6 @@
 //! `halcyon apply` in the state machine: the staged configuration, the lock, the switch.
 
-use super::tests::{CLUSTER, PACKAGE, booted, done_all, enqueue, plan_next, t};
+use super::tests::{CLUSTER, PACKAGE, booted, config, done_all, enqueue, plan_next, t};
 use super::*;
 
 /// The running configuration with `web`'s command changed and a package `db` added.
@@ -417,4 +417,48 @@ fn a_witness_the_change_adds_is_joining_until_it_votes_and_one_it_removes_is_not
     // Removed before it voted: no longer joining (nothing would ever clear it).
     switch_to(&mut s, index, with_witness(None), t(14));
     assert!(s.joining().is_empty(), "{:?}", s.joining());
+}
+
+#[test]
+fn what_was_reported_of_a_network_the_change_removes_is_forgotten() {
+    let (mut s, index) = running();
+    let disk = "[[network]]\nname = \"hb\"\nkind = \"disk\"\ndevice = \"/dev/sdh\"\n[[node]]";
+    let with_disk = halcyon_config::load_texts(&[
+        ("cluster.toml", &CLUSTER.replacen("[[node]]", disk, 1)),
+        ("web.toml", PACKAGE),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let index = switch_to(&mut s, index + 1, with_disk, t(10));
+    let down = |network: &str| -> BTreeSet<(NodeName, NetworkName)> {
+        [("n2".into(), network.into())].into_iter().collect()
+    };
+    let reply = s.apply(
+        index,
+        Command::AdapterReport {
+            reporter: "n1".into(),
+            down: down("hb").into_iter().chain(down("lan")).collect(),
+            at: t(11),
+        },
+    );
+    assert_eq!(reply, Reply::Done);
+    let reply = s.apply(
+        index + 1,
+        Command::AdapterReport {
+            reporter: "n3".into(),
+            down: down("hb"),
+            at: t(11),
+        },
+    );
+    assert_eq!(reply, Reply::Done);
+    // The disk network removed: its reports go, the LAN's stay.
+    switch_to(&mut s, index + 2, config(), t(12));
+    let reports: Vec<(String, Vec<String>)> = s
+        .adapter_reports()
+        .iter()
+        .map(|(reporter, down)| {
+            let networks = down.iter().map(|(_, n)| n.to_string()).collect();
+            (reporter.to_string(), networks)
+        })
+        .collect();
+    assert_eq!(reports, [("n1".to_owned(), vec!["lan".to_owned()])]);
 }

@@ -43,10 +43,12 @@ pub(crate) enum LeaseCommand {
         heartbeat: halcyon_config::Heartbeat,
         done: oneshot::Sender<Result<(), String>>,
     },
-    /// The running configuration's nodes (`halcyon apply` added or removed some): the
-    /// detector's peers and paths, and each ip network's peer addresses; then answer
-    /// whether the heartbeats took them.
+    /// The running configuration's nodes and networks (`halcyon apply` added or removed
+    /// some): the detector's peers, networks and paths, and each network's link peers
+    /// (the links of new networks made from `config`); then answer whether the heartbeats
+    /// took them.
     Peers {
+        config: std::sync::Arc<halcyon_config::Config>,
         detector: Box<halcyon_membership::detector::DetectorConfig>,
         links: halcyon_membership::LinkPeers,
         done: oneshot::Sender<Result<(), String>>,
@@ -136,12 +138,13 @@ impl LeaseTask {
                 let _ = done.send(result);
             }
             LeaseCommand::Peers {
+                config,
                 detector,
                 links,
                 done,
             } => {
                 let result = match &self.heartbeats {
-                    Some(heartbeats) => heartbeats.set_peers(*detector, links),
+                    Some(heartbeats) => heartbeats.set_peers(&config.cluster, *detector, links),
                     None => Err("heartbeats are stopped (isolated)".into()),
                 };
                 let _ = done.send(result);

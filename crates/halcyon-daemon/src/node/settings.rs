@@ -210,24 +210,49 @@ impl Node {
     }
 }
 
-/// What the heartbeats must watch from now on: the running configuration's peers, paths
-/// and link peers (ip addresses, disk slots) for node `me`, when they are not those it
-/// watches (`watching`) and its links heartbeat (`linked`: a node's interfaces changed);
-/// `None` while they are the same, or when the running configuration does not have `me`
-/// (a node started from files that add it, before the cluster applies them: it keeps
-/// the peers of its files).
-pub(crate) fn peers_change(
-    cluster: &Cluster,
-    me: u32,
-    watching: &DetectorConfig,
-    linked: &LinkPeers,
-) -> Option<(DetectorConfig, LinkPeers)> {
-    let wanted = DetectorConfig::from_cluster(cluster, me).ok()?;
-    let links = halcyon_membership::link_peers(cluster, me).ok()?;
-    if wanted.peers == watching.peers && wanted.paths == watching.paths && links == *linked {
-        return None;
+/// What the heartbeats watch and link: the detector's configuration, each link's peers
+/// (ip addresses, disk slots) and where each link is (a disk's device, an ip address).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Watched {
+    pub(crate) detector: Option<DetectorConfig>,
+    pub(crate) links: LinkPeers,
+    pub(crate) endpoints: BTreeMap<u32, halcyon_membership::LinkEndpoint>,
+}
+
+impl Watched {
+    /// What node `me` watches and links in `cluster` (`None`: `me` is not in it).
+    pub(crate) fn of(cluster: &Cluster, me: u32) -> Option<Watched> {
+        Some(Watched {
+            detector: Some(DetectorConfig::from_cluster(cluster, me).ok()?),
+            links: halcyon_membership::link_peers(cluster, me).ok()?,
+            endpoints: halcyon_membership::link_endpoints(cluster, me),
+        })
     }
-    Some((wanted, links))
+
+    /// The networks watched (numbers and kinds; their heartbeats change apart:
+    /// `heartbeat_changes`).
+    fn networks(&self) -> Vec<(u32, halcyon_config::NetworkKind)> {
+        self.detector
+            .iter()
+            .flat_map(|d| d.networks.iter().map(|n| (n.number, n.kind)))
+            .collect()
+    }
+}
+
+/// What the heartbeats must watch from now on: the running configuration's peers,
+/// networks, paths and links for node `me`, when they are not those `watching` (nodes or
+/// networks added or removed, a node's interfaces or a disk's device changed); `None`
+/// while they are the same, or when the running configuration does not have `me` (a node
+/// started from files that add it, before the cluster applies them: it keeps the peers of
+/// its files).
+pub(crate) fn peers_change(cluster: &Cluster, me: u32, watching: &Watched) -> Option<Watched> {
+    let wanted = Watched::of(cluster, me)?;
+    let (new, old) = (wanted.detector.as_ref()?, watching.detector.as_ref());
+    let same = old.is_some_and(|old| new.peers == old.peers && new.paths == old.paths)
+        && wanted.networks() == watching.networks()
+        && wanted.links == watching.links
+        && wanted.endpoints == watching.endpoints;
+    (!same).then_some(wanted)
 }
 
 impl Node {
@@ -237,13 +262,12 @@ impl Node {
     /// or the lease task ends.
     pub(crate) async fn peers_loop(self: Arc<Self>) {
         let mut view = self.view.clone();
-        let Ok(mut watching) = DetectorConfig::from_cluster(&self.boot_config.cluster, self.number)
-        else {
+        let Some(mut watching) = Watched::of(&self.boot_config.cluster, self.number) else {
             return;
         };
-        // The peers the links heartbeat (a node's interfaces may change too).
-        let mut linked = halcyon_membership::link_peers(&self.boot_config.cluster, self.number)
-            .unwrap_or_default();
+        // The last refusal logged, so that one asked again every renewal interval (a disk
+        // device this node cannot open) is logged once.
+        let mut refused: Option<String> = None;
         // Whether the running configuration has had this node, and whether its removal
         // was said.
         let (mut was_in, mut removal_said) = (false, false);
@@ -275,14 +299,15 @@ impl Node {
                          its requests; stop its daemon"
                     );
                 }
-                if let Some((detector, links)) =
-                    peers_change(&config.cluster, self.number, &watching, &linked)
-                {
+                if let Some(wanted) = peers_change(&config.cluster, self.number, &watching) {
+                    let detector = wanted.detector.clone().expect("from the configuration");
+                    let links = wanted.links.clone();
                     if let Some(tls) = &self.raft_tls {
                         tls.set_nodes(super::raft_member_names(&config));
                     }
                     self.set_peers(&config);
                     let ask = |done| LeaseCommand::Peers {
+                        config: Arc::clone(&config),
                         detector: Box::new(detector.clone()),
                         links: links.clone(),
                         done,
@@ -295,11 +320,18 @@ impl Node {
                                 generation = state.generation(),
                                 "the nodes of the running configuration"
                             );
-                            watching = detector;
-                            linked = links;
+                            watching = wanted;
+                            refused = None;
                         }
                         Some(Err(why)) => {
-                            tracing::warn!(node = %self.name, "heartbeat peers not changed yet: {why}");
+                            if refused.as_ref() != Some(&why) {
+                                tracing::warn!(
+                                    node = %self.name,
+                                    "heartbeat peers or networks not all changed yet (asked \
+                                     again every renewal interval): {why}"
+                                );
+                            }
+                            refused = Some(why);
                             again = true;
                         }
                         None => return,
@@ -382,9 +414,8 @@ mod tests {
     #[test]
     fn a_peer_whose_address_changed_alone_changes_the_links_peers() {
         let config = cluster(&[]);
-        let watching = DetectorConfig::from_cluster(&config, 1).unwrap();
-        let linked = halcyon_membership::link_peers(&config, 1).unwrap();
-        assert_eq!(peers_change(&config, 1, &watching, &linked), None);
+        let watching = Watched::of(&config, 1).unwrap();
+        assert_eq!(peers_change(&config, 1, &watching), None);
         let mut moved = config.clone();
         let node2 = moved.nodes.iter_mut().find(|n| n.number == 2).unwrap();
         let interface = node2
@@ -393,16 +424,63 @@ mod tests {
             .find(|i| i.address.is_some())
             .unwrap();
         interface.address = Some("192.0.2.222".parse().unwrap());
-        let (detector, links) =
-            peers_change(&moved, 1, &watching, &linked).expect("the address changed");
-        assert_eq!(detector.peers, watching.peers);
+        let wanted = peers_change(&moved, 1, &watching).expect("the address changed");
+        assert_eq!(
+            wanted.detector.as_ref().unwrap().peers,
+            watching.detector.as_ref().unwrap().peers
+        );
         assert!(
-            links.values().flatten().any(|p| p.node == 2
+            wanted.links.values().flatten().any(|p| p.node == 2
                 && p.address
                     .is_some_and(|a| a.ip().to_string() == "192.0.2.222")),
-            "{links:?}"
+            "{:?}",
+            wanted.links
         );
-        assert_eq!(peers_change(&moved, 1, &detector, &links), None);
+        assert_eq!(wanted.endpoints, watching.endpoints, "node 1's links stay");
+        assert_eq!(peers_change(&moved, 1, &wanted), None);
+    }
+
+    #[test]
+    fn a_disk_network_removed_added_or_moved_changes_what_the_heartbeats_watch() {
+        use halcyon_config::NetworkKind;
+        let config = cluster(&[]);
+        let disk = config
+            .networks
+            .iter()
+            .find(|n| n.kind == NetworkKind::Disk)
+            .expect("the example has a disk network")
+            .clone();
+        let watching = Watched::of(&config, 1).unwrap();
+        // A heartbeat changed alone is `heartbeat_changes`' business.
+        let slower = cluster(&[(disk.number, 500, 3)]);
+        assert_eq!(peers_change(&slower, 1, &watching), None);
+        // Removed: no longer watched, no path on it, no link.
+        let mut without = config.clone();
+        without.networks.retain(|n| n.number != disk.number);
+        let wanted = peers_change(&without, 1, &watching).expect("removed");
+        let detector = wanted.detector.as_ref().unwrap();
+        assert!(detector.networks.iter().all(|n| n.number != disk.number));
+        assert!(detector.paths.iter().all(|p| p.network != disk.number));
+        assert!(!wanted.links.contains_key(&disk.number));
+        assert!(!wanted.endpoints.contains_key(&disk.number));
+        // Added back: watched and linked again.
+        let back = peers_change(&config, 1, &wanted).expect("added");
+        assert_eq!(back, watching);
+        // Its device moved: only the endpoint differs, and that is a change.
+        let mut moved = config.clone();
+        let network = moved
+            .networks
+            .iter_mut()
+            .find(|n| n.number == disk.number)
+            .unwrap();
+        network.device = Some("/dev/disk/by-id/another".to_owned());
+        let wanted = peers_change(&moved, 1, &watching).expect("the device moved");
+        assert_eq!(wanted.detector, watching.detector);
+        assert_eq!(wanted.links, watching.links);
+        assert_eq!(
+            wanted.endpoints[&disk.number].0.as_deref(),
+            Some("/dev/disk/by-id/another")
+        );
     }
 
     #[test]

@@ -407,23 +407,117 @@ fn a_peer_added_later_is_judged_from_its_addition_and_one_removed_is_forgotten()
 }
 
 #[test]
-fn peers_on_a_network_the_detector_does_not_have_are_refused_and_nothing_changes() {
+fn a_path_on_a_network_the_new_peers_lack_is_refused_and_nothing_changes() {
     let mut d = detector(&[(2, LAN, false)]);
     let mut other = config(&[(2, LAN, false), (4, 9, false)]);
-    other.networks.push(NetworkSpec {
-        number: 9,
-        kind: NetworkKind::Ip,
-        heartbeat: Heartbeat {
-            interval: ms(100),
-            sensitivity: 4,
-        },
-    });
+    other.networks.retain(|n| n.number != DISK);
     assert_eq!(
         d.set_peers(ms(10), &other),
         Err(DetectorError::UnknownNetwork(9))
     );
     assert_eq!(d.node_state(4), None);
     assert_eq!(d.snapshot(ms(10)).paths.len(), 1);
+    assert_eq!(d.snapshot(ms(10)).networks.len(), 3, "no network forgotten");
+}
+
+/// `config` without the disk network: what a cluster without one watches.
+fn without_disk(paths: &[(u32, u32, bool)]) -> DetectorConfig {
+    let mut config = config(paths);
+    config.networks.retain(|n| n.number != DISK);
+    config
+}
+
+#[test]
+fn a_network_added_later_is_judged_from_its_addition_and_one_removed_is_forgotten() {
+    let mut d = Detector::new(&without_disk(&[(2, LAN, false)]), Duration::ZERO).unwrap();
+    beat(&mut d, 2, &[LAN], 0, 1000, 100);
+    assert_eq!(
+        d.heard(ms(1000), 2, DISK, 1, 1000, configured(DISK)),
+        Heard::UnknownPath,
+        "not watched before it is added"
+    );
+    // The disk network added at 1000 ms: watched with its own heartbeat, its local link up.
+    d.set_peers(ms(1000), &config(&[(2, LAN, false), (2, DISK, false)]))
+        .unwrap();
+    let snapshot = d.snapshot(ms(1000));
+    assert_eq!(
+        snapshot
+            .networks
+            .iter()
+            .map(|n| n.network)
+            .collect::<Vec<_>>(),
+        vec![LAN, BACKUP_LAN, DISK]
+    );
+    assert!(snapshot.networks.iter().all(|n| n.local_link_up));
+    assert_eq!(d.path_state(2, DISK), Some(PathState::Unknown));
+    assert_eq!(d.node_state(2), Some(NodeState::Reachable), "kept");
+    // Heard on the disk: up, no node change.
+    assert_eq!(
+        d.heard(ms(1100), 2, DISK, 1, 1001, configured(DISK)),
+        Heard::Accepted
+    );
+    beat(&mut d, 2, &[LAN], 1100, 1300, 100);
+    assert_eq!(d.path_state(2, DISK), Some(PathState::Up));
+    // The LAN goes silent: the node stays reachable on the disk (an adapter change).
+    assert_eq!(
+        d.heard(ms(1700), 2, DISK, 1, 1002, configured(DISK)),
+        Heard::Accepted
+    );
+    let changes = d.tick(ms(1750));
+    assert!(changes.contains(&down(2, LAN)), "{changes:?}");
+    assert!(
+        !changes.contains(&Change::NodeUnreachable { node: 2 }),
+        "{changes:?}"
+    );
+    assert_eq!(d.node_state(2), Some(NodeState::Reachable));
+    // The disk network removed while it alone hears the node: forgotten with its path, and
+    // the node judged again at once: nothing is left to hear it on.
+    d.set_peers(ms(1800), &without_disk(&[(2, LAN, false)]))
+        .unwrap();
+    assert_eq!(d.path_state(2, DISK), None);
+    assert_eq!(
+        d.snapshot(ms(1800))
+            .networks
+            .iter()
+            .map(|n| n.network)
+            .collect::<Vec<_>>(),
+        vec![LAN, BACKUP_LAN]
+    );
+    assert_eq!(d.tick(ms(1800)), vec![Change::NodeUnreachable { node: 2 }]);
+    assert_eq!(
+        d.heard(ms(1900), 2, DISK, 1, 1003, configured(DISK)),
+        Heard::UnknownPath,
+        "a removed network's heartbeats are not accepted"
+    );
+}
+
+#[test]
+fn a_network_added_and_never_heard_goes_down_one_detection_time_after_its_addition() {
+    let mut d = Detector::new(&without_disk(&[(2, LAN, false)]), Duration::ZERO).unwrap();
+    beat(&mut d, 2, &[LAN], 0, 1000, 100);
+    d.set_peers(ms(1000), &config(&[(2, LAN, false), (2, DISK, false)]))
+        .unwrap();
+    beat(&mut d, 2, &[LAN], 1100, 1500, 100);
+    // The disk's detection time is 200 ms x 3, counted from the addition.
+    assert_eq!(d.tick(ms(1599)), vec![]);
+    assert_eq!(d.path_state(2, DISK), Some(PathState::Unknown));
+    let changes = d.tick(ms(1600));
+    assert!(
+        changes.iter().any(|c| matches!(
+            c,
+            Change::PathDown {
+                node: 2,
+                network: DISK,
+                ..
+            }
+        )),
+        "{changes:?}"
+    );
+    assert_eq!(
+        d.node_state(2),
+        Some(NodeState::Reachable),
+        "heard on the LAN"
+    );
 }
 
 #[test]
