@@ -4,7 +4,8 @@
 //! second apply while one runs is refused naming the first; `[limits]
 //! max_event_duration` changes live and the next event is held to it; auto-shrink turned on
 //! live takes out a voter already down; a `min_voters` above the live voters is refused; the
-//! quorum witness is added, removed and replaced (a two-node cluster's) while it runs.
+//! quorum witness is added, removed and replaced (a two-node cluster's) while it runs; a
+//! disk heartbeat network is added, moved to another device and removed.
 
 mod common;
 
@@ -1534,6 +1535,141 @@ fn apply_widens_a_networks_subnets_and_leaves_everything_running() {
     c.wait_for(1, "no event running", FORM_TIMEOUT, |v| {
         v["execution"].is_null() && v["pending"].as_array().is_some_and(|p| p.is_empty())
     });
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert_eq!(
+        c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap(),
+        term
+    );
+    c.kill_all();
+}
+
+/// The state of every node's path on `network` as node `i` sees them (`None`: node `i`'s
+/// status does not show the network for that node).
+fn paths_on(c: &Cluster, i: usize, network: &str) -> Vec<Option<String>> {
+    let status = c.status(i).expect("status");
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["networks"]
+                .as_array()?
+                .iter()
+                .find(|w| w["network"] == network)
+                .map(|w| w["path"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The bytes of a disk heartbeat device stop changing once nobody heartbeats on it.
+fn written_during(device: &Path, how_long: Duration) -> bool {
+    let before = std::fs::read(device).unwrap_or_default();
+    std::thread::sleep(how_long);
+    std::fs::read(device).unwrap_or_default() != before
+}
+
+/// Issue 16: a disk heartbeat network added to a running cluster, moved to another device
+/// and removed again, each with `halcyon apply`: every node opens its link as it switches
+/// and hears the others there, the old device is no longer written once moved, the
+/// network is forgotten once removed; no node is lost, nothing restarts, no election.
+#[test]
+fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running() {
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
+    let term = c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap();
+    let plain = c.config().clone();
+    let (first, second) = (dir.join("hb-a.img"), dir.join("hb-b.img"));
+    let all_up = |c: &Cluster| {
+        (1..=3).all(|i| {
+            paths_on(c, i, "hb_disk")
+                .iter()
+                .enumerate()
+                .all(|(j, p)| p.as_deref() == Some(if j + 1 == i { "local" } else { "up" }))
+        })
+    };
+    let switch = |c: &Cluster, config: &ClusterConfig, name: &str, generation: u64| {
+        let files = write(c, config, name);
+        let (code, out) = apply(c, &files, &["--yes"]);
+        assert_eq!(code, 0, "{out}");
+        for i in 1..=3 {
+            c.wait_for(i, "the new generation", FORM_TIMEOUT, |v| {
+                v["generation"] == generation
+            });
+        }
+        out
+    };
+
+    // Added.
+    let added = plain.clone().disk_network("hb_disk", &first);
+    let files = write(&c, &added, "added-dry");
+    let (code, out) = apply(&c, &files, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "~ [[network]] hb_disk: (none) -> disk on {}",
+            first.display()
+        )),
+        "{out}"
+    );
+    let started = Instant::now();
+    switch(&c, &added, "added", 2);
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    while !all_up(&c) {
+        assert!(
+            Instant::now() < deadline,
+            "disk paths: {:?}",
+            (1..=3)
+                .map(|i| paths_on(&c, i, "hb_disk"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "every node hears every other on the added disk network {:?} after apply began",
+        started.elapsed()
+    );
+    assert!(written_during(&first, Duration::from_millis(300)));
+
+    // Moved to another device: the first is no longer written.
+    let moved = plain.clone().disk_network("hb_disk", &second);
+    let started = Instant::now();
+    switch(&c, &moved, "moved", 3);
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    while !(all_up(&c) && second.exists() && written_during(&second, Duration::from_millis(200))) {
+        assert!(
+            Instant::now() < deadline,
+            "the second device is not heartbeated"
+        );
+    }
+    eprintln!(
+        "every node heard on the moved device {:?} after apply began",
+        started.elapsed()
+    );
+    assert!(
+        !written_during(&first, Duration::from_millis(500)),
+        "the old device is still written"
+    );
+
+    // Removed: forgotten on every node, its device no longer written.
+    switch(&c, &plain, "removed", 4);
+    for i in 1..=3 {
+        assert_eq!(paths_on(&c, i, "hb_disk"), [None, None, None]);
+    }
+    assert!(
+        !written_during(&second, Duration::from_millis(500)),
+        "the removed network's device is still written"
+    );
+
+    let events = c.events(1);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("node_down") || e.starts_with("network_down")),
+        "{events:?}"
+    );
     assert_eq!(
         pids(&dir, "keep"),
         keep,
