@@ -2648,3 +2648,141 @@ fn a_witness_removed_and_added_again_by_apply_keeps_one_holder_when_the_holder_i
     }
     holder_cut_off_then_healed(&cluster, 3, "with the witness back");
 }
+
+/// The events host `host` shows with an id above `after` (`"node_down h1"`, ...).
+fn events_after(cluster: &LabCluster, host: usize, after: u64) -> Vec<String> {
+    let status = cluster.status(host).expect("status");
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["id"].as_u64().is_some_and(|id| id > after))
+        .filter_map(|event| event["event"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The highest event id host `host` shows.
+fn last_event_id(cluster: &LabCluster, host: usize) -> u64 {
+    let status = cluster.status(host).expect("status");
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|event| event["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every host on `generation`, showing `networks` networks for every node, every path up.
+fn wait_networks_everywhere(cluster: &LabCluster, generation: u64, networks: usize) -> Instant {
+    cluster
+        .wait_for(
+            "every host on the generation, every path up",
+            Instant::now() + Duration::from_secs(30),
+            || {
+                cluster
+                    .hosts()
+                    .all(|host| {
+                        cluster.status(host).ok().is_some_and(|status| {
+                            status["generation"] == generation
+                                && all_members_heard_everywhere(&status)
+                                && status["nodes"].as_array().is_some_and(|nodes| {
+                                    nodes.iter().all(|n| {
+                                        n["networks"]
+                                            .as_array()
+                                            .is_some_and(|w| w.len() == networks)
+                                    })
+                                })
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(1, 40)));
+    Instant::now()
+}
+
+/// `halcyon apply` takes the disk heartbeat network out of a running 3-host cluster and
+/// puts it back (issue 16), and the cluster then judges a holder cut off from the IP
+/// networks by what it has: without the disk, the holder is lost (`node_down`) and the
+/// others take the package over; with the disk back, it is still heard there
+/// (`network_down`, not `node_down`), it halts with its lease, and the others take over
+/// after. Never two holders at once.
+#[test]
+fn a_disk_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_from_ip() {
+    if !running_as_root_or_skip("a_disk_network_removed_and_added_again") {
+        return;
+    }
+    let cluster = start_cluster(3, true);
+    let with_disk = lab_files(&cluster);
+    let without_disk = lab_files_edited(&cluster, |doc| {
+        if let Some(toml::Value::Array(networks)) = doc.get_mut("network") {
+            networks.retain(|n| n.get("kind").and_then(toml::Value::as_str) != Some("disk"));
+        }
+    });
+    assert_ne!(
+        with_disk, without_disk,
+        "the lab's files have a disk network"
+    );
+
+    // Removed: two networks per node on every host.
+    let asked = holder(&cluster);
+    let applied = Instant::now();
+    apply_files(&cluster, asked, without_disk);
+    let done = wait_networks_everywhere(&cluster, 2, 2);
+    println!(
+        "disk network removed: every host on generation 2 {:?} after apply",
+        done - applied
+    );
+    let old = holder(&cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(&cluster, others[0]);
+    holder_cut_off_then_healed(&cluster, 2, "without the disk network");
+    let events = events_after(&cluster, others[0], after);
+    println!("events after the cut: {events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "without the disk the holder is lost: {events:?}"
+    );
+
+    // Added back: three networks per node, the disk heard everywhere.
+    let asked = holder(&cluster);
+    let applied = Instant::now();
+    apply_files(&cluster, asked, with_disk);
+    let done = wait_networks_everywhere(&cluster, 3, 3);
+    println!(
+        "disk network added back: every path up on every host {:?} after apply",
+        done - applied
+    );
+    let old = holder(&cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(&cluster, others[0]);
+    let checker = start_checker(&cluster);
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], others.clone()], &[]).expect("partition");
+    let moved = wait_for_failover(&cluster, &checker, old, cut_at);
+    let (halted, started) = halt_and_start(&checker.report(), old, cut_at);
+    println!(
+        "with the disk network back, h{old}'s IP networks cut: halted after {:?}, started \
+         elsewhere after {:?}, answered elsewhere after {moved:?}",
+        halted.map(|at| at - cut_at),
+        started.map(|at| at - cut_at)
+    );
+    let events = events_after(&cluster, others[0], after);
+    println!("events after the cut: {events:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("network_down")),
+        "the holder is heard on the disk: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "node_down although the holder is heard on the disk: {events:?}"
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, old, 3, healed_at);
+    settle_and_assert_safe(&cluster, checker);
+}
