@@ -37,12 +37,15 @@
 //! device it has open and opens the new one (`node::settings`).
 //!
 //! Nodes are added and removed, and the interfaces of a node that is not a member change
-//! (`node_removals`, `node_interface_changes`, checked against the live cluster).
+//! (`node_removals`, `node_interface_changes`, checked against the live cluster). So do
+//! the quorum witness (`witness_change`) and disk heartbeat networks: added, removed or
+//! moved to another device (`network_changes`), each node opening or closing its link on
+//! the device as it switches (`node::settings::peers_change`).
 //!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
-//! id, port, the numbers of the nodes, networks (but their heartbeat), and `[quorum]`'s
-//! witness (each node's runtime reads them at start: the heartbeat runner, the API's
-//! ports).
+//! id, port, the numbers of the nodes and networks, an ip network added or removed (each
+//! node's Raft and API addresses, certificate and carrier watch are those of its start),
+//! and a witness changed but for its number.
 //! `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
@@ -490,10 +493,11 @@ fn subnet_settings(
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "nodes and the [quorum] witness added and removed, [limits] \
-                             max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, \
-                             lease and watchdog, the heartbeat interval and sensitivity, and an \
-                             ip network's subnets";
+const LIVE_SETTINGS: &str = "nodes, the [quorum] witness and disk networks added and \
+                             removed, a disk network's device, [limits] max_event_duration, \
+                             [quorum] auto_shrink, shrink_after, min_voters, lease and \
+                             watchdog, the heartbeat interval and sensitivity, and an ip \
+                             network's subnets";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
