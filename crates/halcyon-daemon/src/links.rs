@@ -82,6 +82,27 @@ impl Carriers {
         self.primaries.is_empty()
     }
 
+    /// From now on watch `wanted`'s primaries (a running cluster's `halcyon apply` added or
+    /// removed an ip network): one that stays (the same network and interface) keeps its
+    /// index and what the heartbeat thread was last told of it; a new one starts as at
+    /// start (up, its index to be found); one left out is no longer watched.
+    pub fn follow(&mut self, wanted: Carriers) {
+        let mut old = std::mem::take(&mut self.primaries);
+        self.primaries = wanted
+            .primaries
+            .into_iter()
+            .map(|new| {
+                match old
+                    .iter()
+                    .position(|p| p.network == new.network && p.interface == new.interface)
+                {
+                    Some(i) => old.swap_remove(i),
+                    None => new,
+                }
+            })
+            .collect();
+    }
+
     /// Interfaces whose index is not known yet.
     fn unresolved(&mut self) -> impl Iterator<Item = &mut Primary> {
         self.primaries.iter_mut().filter(|p| p.index.is_none())
@@ -142,6 +163,8 @@ impl Carriers {
 /// The thread that feeds the detector from the kernel's link announcements.
 pub struct LinkWatch {
     stop: Arc<AtomicBool>,
+    /// The primaries to watch from the thread's next look ([`LinkWatch::follow`]).
+    wanted: Arc<std::sync::Mutex<Option<Carriers>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -167,11 +190,14 @@ impl LinkWatch {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let wanted = Arc::new(std::sync::Mutex::new(None));
+        let thread_wanted = Arc::clone(&wanted);
         let thread = std::thread::Builder::new()
             .name("halcyon-links".to_owned())
             .spawn(move || {
                 Watcher {
                     carriers,
+                    wanted: thread_wanted,
                     events,
                     client,
                     control,
@@ -181,6 +207,7 @@ impl LinkWatch {
         match thread {
             Ok(thread) => Some(LinkWatch {
                 stop,
+                wanted,
                 thread: Some(thread),
             }),
             Err(e) => {
@@ -190,6 +217,13 @@ impl LinkWatch {
                 None
             }
         }
+    }
+
+    /// From the thread's next look on (within one receive timeout), watch the primaries of
+    /// node `node` in `cluster` (a running cluster's `halcyon apply` added or removed an ip
+    /// network), as [`Carriers::follow`] says.
+    pub fn follow(&self, cluster: &Cluster, node: u32) {
+        *self.wanted.lock().expect("not poisoned") = Some(Carriers::of(cluster, node));
     }
 
     /// Stops the thread (within one receive timeout) and waits for it.
@@ -203,6 +237,7 @@ impl LinkWatch {
 
 struct Watcher {
     carriers: Carriers,
+    wanted: Arc<std::sync::Mutex<Option<Carriers>>>,
     events: LinkEvents,
     client: Client,
     control: LinkControl,
@@ -212,6 +247,11 @@ impl Watcher {
     fn run(mut self, stop: &AtomicBool) {
         self.resolve();
         while !stop.load(Ordering::Relaxed) {
+            let wanted = self.wanted.lock().expect("not poisoned").take();
+            if let Some(wanted) = wanted {
+                self.carriers.follow(wanted);
+                self.resolve();
+            }
             match self.events.receive() {
                 Ok(changes) => {
                     for change in &changes {
@@ -372,6 +412,36 @@ mod tests {
         assert_eq!(carriers.primaries[0].index, None, "found again by name");
         carriers.primaries[0].index = Some(9);
         assert_eq!(carriers.observe(9, true), Some((network, true)));
+    }
+
+    #[test]
+    fn a_network_added_is_watched_from_then_on_and_one_removed_no_longer() {
+        let both = cluster();
+        let mut only_first = both.clone();
+        let second = only_first.networks.remove(1).name;
+        for node in &mut only_first.nodes {
+            node.interfaces.retain(|i| i.network != second);
+        }
+        let mut carriers = Carriers::of(&only_first, 1);
+        assert_eq!(carriers.primaries.len(), 1);
+        carriers.primaries[0].index = Some(7);
+        assert_eq!(carriers.observe(7, false), Some((1, false)));
+        // The second network added: watched, up as assumed, its index to be found; the
+        // first keeps its index and its state.
+        carriers.follow(Carriers::of(&both, 1));
+        let watched: Vec<_> = carriers
+            .primaries
+            .iter()
+            .map(|p| (p.network, p.index, p.up))
+            .collect();
+        assert_eq!(watched, [(1, Some(7), false), (2, None, true)]);
+        assert_eq!(carriers.unresolved().count(), 1);
+        // Removed again: no longer watched, its announcements tell nothing.
+        carriers.primaries[1].index = Some(8);
+        carriers.follow(Carriers::of(&only_first, 1));
+        assert_eq!(carriers.primaries.len(), 1);
+        assert_eq!(carriers.observe(8, false), None);
+        assert_eq!(carriers.observe(7, true), Some((1, true)));
     }
 
     #[test]

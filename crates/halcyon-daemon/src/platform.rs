@@ -705,6 +705,9 @@ impl HeartbeatHandle for HostHeartbeatHandle {
             *handed = Some(handing);
         }
         *linked = new.linked;
+        if let Some(watch) = &self.links {
+            watch.follow(cluster, self.node);
+        }
         if new.errors.is_empty() {
             Ok(())
         } else {

@@ -164,10 +164,26 @@ fn renumbered_nodes(new: &[halcyon_config::Node], running: &[halcyon_config::Nod
     })
 }
 
+/// The names of the networks `new` adds or removes (pure).
+fn networks_added_or_removed(
+    new: &halcyon_config::Cluster,
+    running: &halcyon_config::Cluster,
+) -> BTreeSet<halcyon_config::NetworkName> {
+    let names = |c: &halcyon_config::Cluster| -> BTreeSet<halcyon_config::NetworkName> {
+        c.networks.iter().map(|n| n.name.clone()).collect()
+    };
+    let (new, running) = (names(new), names(running));
+    new.symmetric_difference(&running).cloned().collect()
+}
+
 /// The nodes the running configuration has whose interfaces `new` changes (pure; their
-/// fence devices may change freely): each must not be a member (`members`: halted by an
-/// administrator, or down) nor the coordinator, because its daemon listens and heartbeats
-/// on the interfaces it started with; then each change with what happens.
+/// fence devices may change freely), then each change with what happens. An interface
+/// added or removed with its network (an ip network `new` adds or removes) may change on
+/// any node: each node heartbeats on it from the switch, and Raft and the API reach a
+/// node there once its daemon restarts with a certificate naming the address. Any other
+/// change is to a node that must not be a member (`members`: halted by an administrator,
+/// or down) nor the coordinator, because its daemon listens and heartbeats on the
+/// interfaces it started with.
 pub(crate) fn node_interface_changes(
     new: &halcyon_config::Cluster,
     running: &halcyon_config::Cluster,
@@ -185,9 +201,23 @@ pub(crate) fn node_interface_changes(
                 (n.interfaces != r.interfaces).then_some((r, n))
             })
             .collect();
+    // Interfaces on networks that stay: those a member must keep.
+    let with_network = networks_added_or_removed(new, running);
+    let kept = |n: &halcyon_config::Node| -> Vec<halcyon_config::Interface> {
+        n.interfaces
+            .iter()
+            .filter(|i| !with_network.contains(&i.network))
+            .cloned()
+            .collect()
+    };
+    let with_its_network =
+        |was: &halcyon_config::Node, now: &halcyon_config::Node| kept(was) == kept(now);
     let mut why = Vec::new();
-    for (was, _) in &changed {
+    for (was, now) in &changed {
         let name = was.name.as_str();
+        if with_its_network(was, now) {
+            continue;
+        }
         if members.contains(&was.name) {
             why.push(format!(
                 "{name} is a member and its interfaces change: halt it first (`halcyon node \
@@ -210,14 +240,26 @@ pub(crate) fn node_interface_changes(
             setting: format!("[[node]] {}", was.name),
             old: node_text(was),
             new: node_text(now),
-            note: Some(format!(
-                "interfaces changed (not a member): every node heartbeats it and reaches it at \
-                 its new addresses from the config_change entry on (Raft's membership too); \
-                 issue it a certificate for them (`halcyon init node {0} --force`: a node's \
-                 certificate names its addresses), restart its daemon with these files and \
-                 that certificate, then, halted, it joins with `halcyon node start {0}`",
-                was.name
-            )),
+            note: Some(if with_its_network(was, now) {
+                format!(
+                    "interfaces added or removed with their network: {0} heartbeats there \
+                     from the config_change entry on (an added address must be up on it); \
+                     Raft and the API reach it at an added address once its daemon restarts \
+                     with a certificate naming it (`halcyon init node {0} --force`: a node's \
+                     certificate names its addresses), at its other addresses until then",
+                    was.name
+                )
+            } else {
+                format!(
+                    "interfaces changed (not a member): every node heartbeats it and reaches \
+                     it at its new addresses from the config_change entry on (Raft's \
+                     membership too); issue it a certificate for them (`halcyon init node {0} \
+                     --force`: a node's certificate names its addresses), restart its daemon \
+                     with these files and that certificate, then, halted, it joins with \
+                     `halcyon node start {0}`",
+                    was.name
+                )
+            }),
         })
         .collect())
 }
@@ -359,17 +401,20 @@ fn added_nodes(
         .collect()
 }
 
-/// The disk networks `new` adds, removes or moves to another device (pure), each with
-/// what happens, or why `apply` refuses the change of the networks. A disk network touches
-/// only the heartbeats: each node opens its link on the device (or closes it) when it
-/// switches to the new configuration, its detector watching the network's paths from then
-/// on (`node::settings::peers_change`). Refused: an ip network added or removed (each node's
-/// Raft and API addresses, its certificate's addresses and its carrier watch are those of
-/// its start), a network whose kind changes, and one whose number changes (a network's
-/// number is its place in the cluster file, and every heartbeat carries it: nodes
-/// switching one after the other would take each other's heartbeats for another
+/// The networks `new` adds or removes and the disk networks it moves to another device
+/// (pure), each with what happens, or why `apply` refuses the change of the networks.
+/// Each node opens its heartbeat link on a network added (a disk network's device, an ip
+/// network's address) and closes the one of a network removed when it switches to the new
+/// configuration, its detector watching the network's paths from then on, and its carrier
+/// watch an ip network's primary interface (`node::settings::peers_change`); Raft's
+/// membership follows the nodes' addresses (the coordinator's readdressing), and each
+/// daemon listens at an added address once it restarts (a node's certificate names its
+/// addresses). Refused: a network whose kind changes, and one whose number changes (a
+/// network's number is its place in the cluster file, and every heartbeat carries it:
+/// nodes switching one after the other would take each other's heartbeats for another
 /// network's). A heartbeat interval or sensitivity and an `ip` network's subnets change
-/// apart (`interval_settings`, `sensitivity_settings`, `subnet_settings`).
+/// apart (`interval_settings`, `sensitivity_settings`, `subnet_settings`), the nodes'
+/// interfaces in `node_interface_changes`.
 fn network_changes(
     new: &halcyon_config::Cluster,
     r: &halcyon_config::Cluster,
@@ -379,7 +424,7 @@ fn network_changes(
         networks.iter().find(|n| n.name == *name).cloned()
     };
     let device = |n: &halcyon_config::Network| n.device.clone().unwrap_or_default();
-    let (mut changes, mut why, mut ip) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut changes, mut why) = (Vec::new(), Vec::new());
     for was in &r.networks {
         match named(&new.networks, &was.name) {
             Some(n) if n.kind != was.kind => why.push(format!(
@@ -408,7 +453,17 @@ fn network_changes(
                 });
             }
             Some(_) => {}
-            None if was.kind == NetworkKind::Ip => ip.push(format!("{} removed", was.name)),
+            None if was.kind == NetworkKind::Ip => changes.push(SettingChange {
+                setting: format!("[[network]] {}", was.name),
+                old: "ip".to_owned(),
+                new: "(removed)".to_owned(),
+                note: Some(
+                    "each node closes its heartbeat link and stops watching its interface's \
+                     carrier as it switches; Raft and the API no longer reach the nodes at \
+                     their addresses on it (each daemon listens there until it restarts)"
+                        .to_owned(),
+                ),
+            }),
             None => changes.push(SettingChange {
                 setting: format!("[[network]] {}", was.name),
                 old: format!("disk on {}", device(was)),
@@ -426,7 +481,23 @@ fn network_changes(
             continue;
         }
         if n.kind == NetworkKind::Ip {
-            ip.push(format!("{} added", n.name));
+            changes.push(SettingChange {
+                setting: format!("[[network]] {}", n.name),
+                old: "(none)".to_owned(),
+                new: format!(
+                    "ip, heartbeat every {} x {}",
+                    humantime::format_duration(n.heartbeat.interval),
+                    n.heartbeat.sensitivity
+                ),
+                note: Some(format!(
+                    "each node heartbeats on {} and watches its interface's carrier from the \
+                     switch (its address there must be up: one that is not says so in its \
+                     log and asks again, and the others see its path down); Raft and the API \
+                     use the new addresses once each daemon restarts with a certificate naming \
+                     them (the nodes below)",
+                    n.name
+                )),
+            });
             continue;
         }
         changes.push(SettingChange {
@@ -446,13 +517,6 @@ fn network_changes(
                 n.name
             )),
         });
-    }
-    if !ip.is_empty() {
-        why.push(format!(
-            "apply cannot add or remove an ip network of a running cluster yet (each node's \
-             Raft and API addresses, certificate and carrier watch are those of its start): {}",
-            ip.join(", ")
-        ));
     }
     if why.is_empty() {
         Ok(changes)
@@ -493,11 +557,10 @@ fn subnet_settings(
 
 /// What `apply` changes besides packages, `[events]`, the event rules and fence devices;
 /// the refusal names these as what it can change.
-const LIVE_SETTINGS: &str = "nodes, the [quorum] witness and disk networks added and \
-                             removed, a disk network's device, [limits] max_event_duration, \
-                             [quorum] auto_shrink, shrink_after, min_voters, lease and \
-                             watchdog, the heartbeat interval and sensitivity, and an ip \
-                             network's subnets";
+const LIVE_SETTINGS: &str = "nodes, the [quorum] witness and networks added and removed, a \
+                             disk network's device, [limits] max_event_duration, [quorum] \
+                             auto_shrink, shrink_after, min_voters, lease and watchdog, the \
+                             heartbeat interval and sensitivity, and an ip network's subnets";
 
 /// The decision on the cluster settings (pure): the setting changes `apply` makes live,
 /// or why it refuses the files. `voters`: the cluster's voters now (Raft's membership, by
@@ -1360,6 +1423,54 @@ mod tests {
     }
 
     #[test]
+    fn an_ip_network_is_added_or_removed_with_the_members_interfaces_on_it() {
+        let four = ip_only(true);
+        let mut one_lan = four.clone();
+        let lan2 = one_lan.cluster.networks.remove(1).name;
+        for node in &mut one_lan.cluster.nodes {
+            node.interfaces.retain(|i| i.network != lan2);
+        }
+        let members: BTreeSet<halcyon_config::NodeName> =
+            four.cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        // lan2 added with every member's interface on it: accepted, the coordinator too.
+        let changes =
+            node_interface_changes(&four.cluster, &one_lan.cluster, &members, Some("node1"))
+                .unwrap();
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert!(
+            changes.iter().all(|c| c
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("added or removed with their network"))),
+            "{changes:?}"
+        );
+        let network = network_changes(&four.cluster, &one_lan.cluster).unwrap();
+        assert_eq!(network.len(), 1, "{network:?}");
+        assert_eq!(network[0].setting, format!("[[network]] {lan2}"));
+        assert!(network[0].new.starts_with("ip, heartbeat every"));
+        // Removed again: accepted the same way.
+        let changes =
+            node_interface_changes(&one_lan.cluster, &four.cluster, &members, Some("node1"))
+                .unwrap();
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        let network = network_changes(&one_lan.cluster, &four.cluster).unwrap();
+        assert_eq!(
+            (network[0].old.as_str(), network[0].new.as_str()),
+            ("ip", "(removed)")
+        );
+        // Added, and a member's address on the network that stays moved too: refused.
+        let mut moved = four.clone();
+        moved.cluster.nodes[1].interfaces[0].address = Some("198.18.1.22".parse().unwrap());
+        let refusal =
+            node_interface_changes(&moved.cluster, &one_lan.cluster, &members, Some("node1"))
+                .unwrap_err();
+        assert!(
+            refusal.starts_with("refused: node2 is a member and its interfaces change"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
     fn only_the_interfaces_of_a_node_that_is_not_a_member_nor_the_coordinator_change() {
         let three = ip_only(false);
         let names = |names: &[&str]| -> BTreeSet<halcyon_config::NodeName> {
@@ -1750,9 +1861,10 @@ mod tests {
                  they restart, plus a renewal, the fencing lead and the margin): configure at \
                  least that, or no lease to have it derived; nothing was changed. apply \
                  changes packages (add, remove, change), the [events] settings, the event \
-                 rules, fence devices, nodes and the [quorum] witness added and removed, [limits] max_event_duration, \
-                 [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog, the \
-                 heartbeat interval and sensitivity, and an ip network's subnets"
+                 rules, fence devices, nodes, the [quorum] witness and networks added and \
+                 removed, a disk network's device, [limits] max_event_duration, [quorum] \
+                 auto_shrink, shrink_after, min_voters, lease and watchdog, the heartbeat \
+                 interval and sensitivity, and an ip network's subnets"
                     .to_owned()
             )
         );
@@ -1774,14 +1886,16 @@ mod tests {
         new.cluster.quorum.lease = Some(Duration::from_secs(2));
         new.cluster.quorum.watchdog = Some("/dev/watchdog".to_owned());
         new.cluster.limits.max_event_duration = Duration::from_secs(5);
-        // A network changed: named; accepted settings changed with it are not.
-        new.cluster.networks[0].name = "renamed".into();
+        // A network renumbered: named; accepted settings changed with it are not.
+        new.cluster.networks[0].number = 2;
+        new.cluster.networks[1].number = 1;
         let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot add or remove an ip network of a running cluster yet \
-                 (each node's Raft and API addresses, certificate and carrier watch are those \
-                 of its start): lan1 removed, renamed added; nothing was changed."
+                "refused: apply cannot renumber network lan1 (1 -> 2): a network's number is \
+                 its place in the cluster file, and every heartbeat carries it; keep the \
+                 networks that stay in their order, add new ones after them, and remove only \
+                 the last ones; apply cannot renumber network lan2 (2 -> 1)"
             ),
             "{refusal}"
         );
@@ -1825,11 +1939,11 @@ mod tests {
             changes[0].new,
             format!("{}, 198.19.7.0/24", old_list.join(", "))
         );
-        // With the network renamed as well: refused, naming the networks.
-        new.cluster.networks[0].name = "renamed".into();
+        // With the network made a disk one as well: refused, naming the network.
+        new.cluster.networks[0].kind = halcyon_config::NetworkKind::Disk;
         let refusal = changes_against_running(&new, &running).unwrap_err();
         assert!(
-            refusal.contains("apply cannot add or remove an ip network"),
+            refusal.contains(&format!("apply cannot change network {name}'s kind")),
             "{refusal}"
         );
     }
@@ -2187,9 +2301,11 @@ mod tests {
                  missing voters first (a node auto-shrink took out becomes a voter again when \
                  it is back; `halcyon node add NAME` for one an administrator removed), or \
                  apply at most 3; nothing was changed. apply changes packages (add, remove, \
-                 change), the [events] settings, the event rules, fence devices, nodes and \
-                 the [quorum] witness added and removed, [limits] max_event_duration, [quorum] auto_shrink, \
-                 shrink_after, min_voters, lease and watchdog, the heartbeat interval and sensitivity, and an ip network's subnets"
+                 change), the [events] settings, the event rules, fence devices, nodes, the \
+                 [quorum] witness and networks added and removed, a disk network's device, \
+                 [limits] max_event_duration, [quorum] auto_shrink, shrink_after, \
+                 min_voters, lease and watchdog, the heartbeat interval and sensitivity, and \
+                 an ip network's subnets"
                     .to_owned()
             )
         );

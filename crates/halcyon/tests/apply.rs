@@ -1681,3 +1681,117 @@ fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running
     );
     c.kill_all();
 }
+
+/// Drops (or no longer drops) the heartbeats n2 and the others exchange on `network`
+/// (the daemons' test-fault hook).
+fn cut_n2_on(c: &Cluster, network: &str, cut: bool) {
+    for i in 1..=3 {
+        let drop_from: Vec<&str> = match (cut, i) {
+            (false, _) => vec![],
+            (true, 2) => vec!["n1", "n3"],
+            (true, _) => vec!["n2"],
+        };
+        let body = serde_json::json!({ "network": network, "drop_from": drop_from }).to_string();
+        let (code, answer) = c.request(i, "POST", "/v1/debug/heartbeats", Some(&body));
+        assert_eq!(code, 200, "n{i}: {answer}");
+    }
+}
+
+/// Issue 16: an ip network taken out of a running cluster and added back with `halcyon
+/// apply`, its interfaces on every member with it: the nodes stop heartbeating on it and
+/// forget it, then heartbeat on it again and judge it (n2 cut there is `network_down n2
+/// lan2`, not `node_down`); nothing restarts, no election, no node lost.
+#[test]
+fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it() {
+    let mut spec = Spec::new();
+    spec.lan2 = true;
+    let (mut c, dir, keep) = with_keep_running(spec);
+    let term = c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap();
+    let both = c.config().clone();
+    let mut one = both.clone();
+    one.networks.retain(|n| n.name != "lan2");
+    for node in &mut one.nodes {
+        node.interfaces.retain(|i| i.network != "lan2");
+    }
+    let lan2_up = |c: &Cluster| {
+        (1..=3).all(|i| {
+            paths_on(c, i, "lan2")
+                .iter()
+                .enumerate()
+                .all(|(j, p)| p.as_deref() == Some(if j + 1 == i { "local" } else { "up" }))
+        })
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("lan2 up at start", &|| lan2_up(&c));
+
+    // Removed, with every member's interface on it (the coordinator's too).
+    let files = write(&c, &one, "one");
+    let (code, out) = apply(&c, &files, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("~ [[network]] lan2: ip -> (removed)"), "{out}");
+    assert!(out.contains("added or removed with their network"), "{out}");
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 1..=3 {
+        c.wait_for(i, "generation 2", FORM_TIMEOUT, |v| v["generation"] == 2);
+    }
+    wait("lan2 forgotten everywhere", &|| {
+        (1..=3).all(|i| paths_on(&c, i, "lan2") == [None, None, None])
+    });
+
+    // Added back: every node heartbeats there again.
+    let files = write(&c, &both, "both");
+    let started = Instant::now();
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    wait("lan2 up again", &|| lan2_up(&c));
+    eprintln!(
+        "every node hears every other on the added ip network {:?} after apply began",
+        started.elapsed()
+    );
+    // And judges it: n2 cut there is a network_down, not a node_down.
+    cut_n2_on(&c, "lan2", true);
+    let took = c.wait_for(1, "network_down n2 lan2", FAILOVER_TIMEOUT, |v| {
+        v["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["event"] == "network_down n2 lan2"))
+    });
+    eprintln!("n2 cut on the added network: network_down n2 lan2 after {took:?}");
+    cut_n2_on(&c, "lan2", false);
+    wait("lan2 up after the cut", &|| lan2_up(&c));
+    // Raft's membership followed the nodes' addresses (the coordinator readdressed each
+    // node, out with lan2 and in again).
+    let readdressed: usize = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            let log = std::fs::read_to_string(c.log_path(n)).unwrap_or_default();
+            log.lines()
+                .filter(|l| l.contains("Raft reaches it at its new addresses"))
+                .count()
+        })
+        .sum();
+    eprintln!("the coordinator readdressed nodes {readdressed} times");
+    assert!(readdressed >= 4, "{readdressed} readdresses in n1's log");
+
+    let events = c.events(1);
+    assert!(
+        !events.iter().any(|e| e.starts_with("node_down")),
+        "{events:?}"
+    );
+    assert_eq!(
+        pids(&dir, "keep"),
+        keep,
+        "an untouched package was restarted"
+    );
+    assert_eq!(
+        c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap(),
+        term
+    );
+    c.kill_all();
+}
