@@ -2786,3 +2786,92 @@ fn a_disk_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_f
     wait_rejoined(&cluster, old, 3, healed_at);
     settle_and_assert_safe(&cluster, checker);
 }
+
+/// `halcyon apply` takes the second ip network (with every node's interface on it) out of
+/// a running 3-host cluster and puts it back (issue 16); a holder cut from the first
+/// network is then judged by what the cluster has: without the second, it is lost
+/// (`node_down`) and the others take the package over; with it back, it is still heard
+/// there (`network_down` of the first network, not `node_down`). Never two holders at once.
+#[test]
+fn an_ip_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_from_the_first() {
+    if !running_as_root_or_skip("an_ip_network_removed_and_added_again") {
+        return;
+    }
+    let cluster = start_cluster(3, false);
+    let both = lab_files(&cluster);
+    let second = "net2".to_owned();
+    let first_only = lab_files_edited(&cluster, |doc| {
+        if let Some(toml::Value::Array(networks)) = doc.get_mut("network") {
+            networks.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(&second));
+        }
+        if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
+            for node in nodes {
+                if let Some(toml::Value::Array(interfaces)) = node.get_mut("interface") {
+                    interfaces.retain(|i| {
+                        i.get("network").and_then(toml::Value::as_str) != Some(&second)
+                    });
+                }
+            }
+        }
+    });
+    assert_ne!(both, first_only, "the lab's files have a second network");
+
+    // Removed: one network per node on every host.
+    let applied = Instant::now();
+    apply_files(&cluster, holder(&cluster), first_only);
+    let done = wait_networks_everywhere(&cluster, 2, 1);
+    println!(
+        "{second} removed: every host on generation 2 {:?} after apply",
+        done - applied
+    );
+    let old = holder(&cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(&cluster, others[0]);
+    holder_cut_off_then_healed(&cluster, 2, &format!("without {second}"));
+    let events = events_after(&cluster, others[0], after);
+    println!("events after the cut: {events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "without the second network the holder is lost: {events:?}"
+    );
+
+    // Added back: two networks per node, every path up.
+    let applied = Instant::now();
+    apply_files(&cluster, holder(&cluster), both);
+    let done = wait_networks_everywhere(&cluster, 3, 2);
+    println!(
+        "{second} added back: every path up on every host {:?} after apply",
+        done - applied
+    );
+    let old = holder(&cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(&cluster, others[0]);
+    let checker = start_checker(&cluster);
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], others.clone()], &[1]).expect("partition");
+    std::thread::sleep(cluster.spec().outage_bound());
+    let report = checker.report();
+    let moved = report.first_answer_after(PACKAGE, cut_at, Some(&answer_of(old)));
+    let events = events_after(&cluster, others[0], after);
+    println!(
+        "with {second} back, h{old} cut from the first network: answered elsewhere after \
+         {moved:?}; events {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("network_down h{old} "))),
+        "the holder is heard on {second}: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "node_down although the holder is heard on {second}: {events:?}"
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, old, 3, healed_at);
+    settle_and_assert_safe(&cluster, checker);
+}
