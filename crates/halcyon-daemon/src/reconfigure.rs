@@ -38,14 +38,13 @@
 //!
 //! Nodes are added and removed, and the interfaces of a node that is not a member change
 //! (`node_removals`, `node_interface_changes`, checked against the live cluster). So do
-//! the quorum witness (`witness_change`) and disk heartbeat networks: added, removed or
-//! moved to another device (`network_changes`), each node opening or closing its link on
-//! the device as it switches (`node::settings::peers_change`).
+//! the quorum witness (`witness_change`) and networks: added or removed with the nodes'
+//! interfaces on them, a disk network moved to another device (`network_changes`), each
+//! node opening or closing its link as it switches (`node::settings::peers_change`).
 //!
 //! What `apply` cannot change yet is refused with each setting named: the cluster's name,
-//! id, port, the numbers of the nodes and networks, an ip network added or removed (each
-//! node's Raft and API addresses, certificate and carrier watch are those of its start),
-//! and a witness changed but for its number.
+//! id, port, the numbers of the nodes and networks, a network's kind, a member's
+//! interfaces on a network that stays, and a witness changed but for its number.
 //! `cluster_changes` decides (pure).
 
 use std::collections::BTreeSet;
@@ -567,7 +566,8 @@ const LIVE_SETTINGS: &str = "nodes, the [quorum] witness and networks added and 
 /// name), which a new `min_voters` is checked against.
 ///
 /// Refused, each by name: what each node's runtime reads only at start (the cluster's
-/// name, id and port, the nodes' numbers, the networks but their heartbeat and subnets), a witness
+/// name, id and port, the nodes' numbers), a network renumbered or of another kind
+/// ([`network_changes`]), a witness
 /// changed in place ([`witness_change`]), and a configured lease that does not outlast the
 /// elections of the Raft timings nodes may still run (`raft_longest`: the longest interval
 /// they may be derived from now, `State::raft_intervals`). Accepted: what only the
