@@ -291,6 +291,17 @@ pub fn status(node: &Node) -> StatusResponse {
 fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus> {
     let reach = node.reachability();
     let paths = paths(node);
+    // The networks this node's heartbeats watch (none before they start): one the
+    // configuration has that they do not (its link could not be made: a disk device or an
+    // address missing here) is down here.
+    let watched: Vec<u32> = node
+        .membership
+        .borrow()
+        .detector
+        .networks
+        .iter()
+        .map(|n| n.network)
+        .collect();
     config
         .cluster
         .nodes
@@ -306,7 +317,11 @@ fn node_statuses(node: &Node, config: &Config, state: &State) -> Vec<NodeStatus>
                         .iter()
                         .find(|p| p.node == n.number && p.network == net.number);
                     let seen = if n.number == node.number {
-                        PathView::Local
+                        if watched.is_empty() || watched.contains(&net.number) {
+                            PathView::Local
+                        } else {
+                            PathView::Down
+                        }
                     } else {
                         match path.map(|p| p.state) {
                             Some(halcyon_membership::PathState::Up) => PathView::Up,

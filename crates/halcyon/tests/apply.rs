@@ -1572,10 +1572,12 @@ fn written_during(device: &Path, how_long: Duration) -> bool {
     std::fs::read(device).unwrap_or_default() != before
 }
 
-/// Issue 16: a disk heartbeat network added to a running cluster, moved to another device
-/// and removed again, each with `halcyon apply`: every node opens its link as it switches
-/// and hears the others there, the old device is no longer written once moved, the
-/// network is forgotten once removed; no node is lost, nothing restarts, no election.
+/// Issue 16: a disk heartbeat network added to a running cluster on a device no node can
+/// open (each shows its own path there down and logs why), moved where they can, moved to
+/// another device and removed again, each with `halcyon apply`: every node opens its link
+/// as it switches and hears the others there, the old device is no longer written once
+/// moved, the network is forgotten once removed; no node is lost, nothing restarts, no
+/// election.
 #[test]
 fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running() {
     let (mut c, dir, keep) = with_keep_running(Spec::new());
@@ -1602,7 +1604,7 @@ fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running
         out
     };
 
-    // Added.
+    // What adding it would do.
     let added = plain.clone().disk_network("hb_disk", &first);
     let files = write(&c, &added, "added-dry");
     let (code, out) = apply(&c, &files, &["--dry-run"]);
@@ -1614,8 +1616,31 @@ fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running
         )),
         "{out}"
     );
+    // Added on a device no node can open: generation 2 runs, each node shows its own path
+    // there down and says why in its log; nothing else changes.
+    let missing = dir.join("no-such-directory").join("hb.img");
+    let unreachable = plain.clone().disk_network("hb_disk", &missing);
+    switch(&c, &unreachable, "unreachable", 2);
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    while !(1..=3).all(|i| paths_on(&c, i, "hb_disk")[i - 1].as_deref() == Some("down")) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            (1..=3)
+                .map(|i| paths_on(&c, i, "hb_disk"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::read_to_string(c.log_path("n2")).unwrap_or_default();
+    assert!(
+        log.contains("heartbeat links not made") && log.contains("no-such-directory"),
+        "n2's log does not say why"
+    );
+
+    // Added where every node reaches it.
     let started = Instant::now();
-    switch(&c, &added, "added", 2);
+    switch(&c, &added, "added", 3);
     let deadline = Instant::now() + FORM_TIMEOUT;
     while !all_up(&c) {
         assert!(
@@ -1636,7 +1661,7 @@ fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running
     // Moved to another device: the first is no longer written.
     let moved = plain.clone().disk_network("hb_disk", &second);
     let started = Instant::now();
-    switch(&c, &moved, "moved", 3);
+    switch(&c, &moved, "moved", 4);
     let deadline = Instant::now() + FORM_TIMEOUT;
     while !(all_up(&c) && second.exists() && written_during(&second, Duration::from_millis(200))) {
         assert!(
@@ -1654,7 +1679,7 @@ fn apply_adds_moves_and_removes_a_disk_heartbeat_network_with_everything_running
     );
 
     // Removed: forgotten on every node, its device no longer written.
-    switch(&c, &plain, "removed", 4);
+    switch(&c, &plain, "removed", 5);
     for i in 1..=3 {
         assert_eq!(paths_on(&c, i, "hb_disk"), [None, None, None]);
     }
