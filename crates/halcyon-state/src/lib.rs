@@ -1209,7 +1209,12 @@ impl State {
                 self.halted_by_admin.remove(&node);
                 Reply::Done
             }
-            Command::AdapterReport { reporter, down, .. } => {
+            Command::AdapterReport {
+                reporter, mut down, ..
+            } => {
+                // A node that had not switched yet may still report a network the running
+                // configuration no longer has: nothing would ever clear it.
+                down.retain(|(_, network)| self.has_network(network));
                 if down.is_empty() {
                     self.adapter_reports.remove(&reporter);
                 } else {
@@ -1217,7 +1222,10 @@ impl State {
                 }
                 Reply::Done
             }
-            Command::StandbyReport { reporter, down, .. } => {
+            Command::StandbyReport {
+                reporter, mut down, ..
+            } => {
+                down.retain(|network| self.has_network(network));
                 if down.is_empty() {
                     self.standby_reports.remove(&reporter);
                 } else {
@@ -1658,6 +1666,13 @@ impl State {
             self.requests.pop_front();
         }
         self.requests.push_back((request, sequence));
+    }
+
+    /// Whether the running configuration has network `name` (true before there is one).
+    fn has_network(&self, name: &NetworkName) -> bool {
+        self.config
+            .as_ref()
+            .is_none_or(|c| c.cluster.networks.iter().any(|n| n.name == *name))
     }
 
     /// Drops what the state keeps of nodes and networks `config` no longer has (a

@@ -451,7 +451,7 @@ fn what_was_reported_of_a_network_the_change_removes_is_forgotten() {
     );
     assert_eq!(reply, Reply::Done);
     // The disk network removed: its reports go, the LAN's stay.
-    switch_to(&mut s, index + 2, config(), t(12));
+    let index = switch_to(&mut s, index + 2, config(), t(12));
     let reports: Vec<(String, Vec<String>)> = s
         .adapter_reports()
         .iter()
@@ -461,4 +461,15 @@ fn what_was_reported_of_a_network_the_change_removes_is_forgotten() {
         })
         .collect();
     assert_eq!(reports, [("n1".to_owned(), vec!["lan".to_owned()])]);
+    // A node that has not switched yet reports it again: not kept.
+    let reply = s.apply(
+        index,
+        Command::AdapterReport {
+            reporter: "n3".into(),
+            down: down("hb"),
+            at: t(13),
+        },
+    );
+    assert_eq!(reply, Reply::Done);
+    assert!(!s.adapter_reports().contains_key("n3"));
 }
