@@ -618,10 +618,6 @@ pub(crate) fn cluster_changes(
         ("[cluster] name", *name != r.name),
         ("[cluster] id", *id != r.id),
         ("[cluster] port", *port != r.port),
-        (
-            "[[node]] number (of the nodes it has)",
-            renumbered_nodes(nodes, &r.nodes),
-        ),
     ];
     let refused: Vec<&str> = refused
         .iter()
@@ -631,10 +627,23 @@ pub(crate) fn cluster_changes(
     let mut why = Vec::new();
     if !refused.is_empty() {
         why.push(format!(
-            "apply cannot change {} of a running cluster yet (each node reads them at start: \
-             the heartbeat runner's networks, the API's ports)",
+            "apply cannot change {} of a running cluster (they are the cluster's identity: \
+             every node's certificate names the id, every heartbeat and message carries it, \
+             and each daemon listens at the port from its start; as with Serviceguard's \
+             cmdeleteconf and cmapplyconf, build a new cluster from files that have them, \
+             after `halcyon snapshot save DIR` of this one's configuration)",
             refused.join(", ")
         ));
+    }
+    if renumbered_nodes(nodes, &r.nodes) {
+        why.push(
+            "apply cannot change [[node]] number of a node the cluster has (its Raft id and \
+             its disk heartbeat slot; a Raft voter keeps its number only with its store): to \
+             renumber one, halt it (`halcyon node halt NAME`), remove it in one apply, and add \
+             it back under the new number in another, its daemon started with an empty state \
+             directory"
+                .to_owned(),
+        );
     }
     let networks = network_changes(&new.cluster, r).unwrap_or_else(|refused| {
         why.extend(refused);
@@ -1382,8 +1391,8 @@ mod tests {
         .unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [[node]] number (of the nodes it has) of a \
-                 running cluster"
+                "refused: apply cannot change [[node]] number of a node the cluster has (its \
+                 Raft id and its disk heartbeat slot"
             ),
             "{refusal}"
         );
@@ -1909,7 +1918,8 @@ mod tests {
         let refusal = changes_against_running(&renamed, &running).unwrap_err();
         assert!(
             refusal.starts_with(
-                "refused: apply cannot change [cluster] name of a running cluster yet"
+                "refused: apply cannot change [cluster] name of a running cluster (they are \
+                 the cluster's identity"
             ),
             "{refusal}"
         );

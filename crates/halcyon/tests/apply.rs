@@ -463,7 +463,7 @@ fn apply_changes_the_maximum_event_duration_live_and_the_next_event_is_held_to_i
     let (code, out) = apply(&c, &mixed_dir, &["--yes"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("refused: apply cannot change [cluster] name of a running cluster yet")
+        out.contains("refused: apply cannot change [cluster] name of a running cluster (they are the cluster's identity")
             && out.contains("apply changes packages")
             && out.contains("[limits] max_event_duration, [quorum] auto_shrink, shrink_after, min_voters, lease and watchdog"),
         "{out}"
@@ -1818,5 +1818,74 @@ fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it()
         c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap(),
         term
     );
+    c.kill_all();
+}
+
+/// Issue 16: a node renumbered as the refusal says: halted, removed in one apply, added
+/// back under its new number in another, its daemon started with an empty state
+/// directory; it joins the voters and becomes a member again, and the package the changes
+/// do not touch keeps its process.
+#[test]
+fn a_node_renumbered_as_the_refusal_says_joins_again_under_its_new_number() {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.edits_cluster(|config| {
+        let web = config.package_mut("web").expect("package web");
+        web.nodes.retain(|n| n != "n4");
+    });
+    let (mut c, dir, keep) = with_keep_running(spec);
+    let mut renumbered = c.config().clone();
+    renumbered
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "n4")
+        .unwrap()
+        .number = 7;
+    let files = write(&c, &renumbered, "renumbered");
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("to renumber one, halt it (`halcyon node halt NAME`), remove it in one apply"),
+        "{out}"
+    );
+
+    let (code, out) = cli(&c, 1, &["node", "halt", "n4"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "n4 halted", FORM_TIMEOUT, |v| {
+        node_of(v, "n4")["member"] == false && v["execution"].is_null()
+    });
+    let mut three = c.config().clone();
+    three.nodes.retain(|n| n.name != "n4");
+    let (code, out) = apply(&c, &write(&c, &three, "three"), &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_for(1, "n4 out of the voters", FORM_TIMEOUT, |v| {
+        v["generation"] == 2
+            && v["quorum"]["voters"]
+                .as_array()
+                .is_some_and(|voters| voters.len() == 3)
+    });
+    c.stop(4);
+    std::fs::remove_dir_all(c.state_dir(4)).unwrap();
+    std::fs::create_dir_all(c.state_dir(4)).unwrap();
+    renumbered.write(&c.config_dir()).unwrap();
+    let (code, out) = apply(&c, &files, &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    c.start(4);
+    for i in 1..=4 {
+        c.wait_for(
+            i,
+            "n4 a voter and a member under number 7",
+            FORM_TIMEOUT,
+            |v| {
+                v["generation"] == 3
+                    && node_of(v, "n4")["number"] == 7
+                    && node_of(v, "n4")["member"] == true
+                    && v["quorum"]["voters"]
+                        .as_array()
+                        .is_some_and(|voters| voters.iter().any(|n| n == "n4"))
+            },
+        );
+    }
+    assert_eq!(pids(&dir, "keep"), keep);
     c.kill_all();
 }
