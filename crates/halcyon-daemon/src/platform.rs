@@ -601,7 +601,7 @@ struct HostHeartbeatHandle {
 /// is new (its old link keeps running when it moved), and named in the errors. Returns the
 /// detector's configuration, the links' peers, the new links, the endpoints linked then and
 /// the errors.
-fn new_links<L>(
+pub fn new_links<L>(
     mut config: halcyon_membership::detector::DetectorConfig,
     mut links: halcyon_membership::LinkPeers,
     wanted: &BTreeMap<u32, LinkEndpoint>,
@@ -646,12 +646,12 @@ fn new_links<L>(
 }
 
 /// What [`new_links`] returns.
-struct NewLinks<L> {
-    config: halcyon_membership::detector::DetectorConfig,
-    links: halcyon_membership::LinkPeers,
-    added: Vec<L>,
-    linked: BTreeMap<u32, LinkEndpoint>,
-    errors: Vec<String>,
+pub struct NewLinks<L> {
+    pub config: halcyon_membership::detector::DetectorConfig,
+    pub links: halcyon_membership::LinkPeers,
+    pub added: Vec<L>,
+    pub linked: BTreeMap<u32, LinkEndpoint>,
+    pub errors: Vec<String>,
 }
 
 impl HeartbeatHandle for HostHeartbeatHandle {

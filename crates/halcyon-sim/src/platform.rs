@@ -3,6 +3,7 @@
 //! record what runs where, and heartbeats over turmoil UDP driven by the membership crate's
 //! async task.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,7 +50,9 @@ pub fn platform(world: &World, node: u32, fault_hook: &FaultHook) -> Platform {
         network: Arc::new(SimNetwork {
             fault_hook: fault_hook.clone(),
         }),
-        heartbeats: Arc::new(SimHeartbeats),
+        heartbeats: Arc::new(SimHeartbeats {
+            world: world.clone(),
+        }),
         guards: Arc::new(SimGuards {
             world: world.clone(),
             node,
@@ -252,7 +255,126 @@ impl Network for SimNetwork {
 // ------------------------------------------------------------------------------- heartbeats
 
 /// Heartbeats over turmoil UDP, judged by the membership crate's detector in a task.
-pub struct SimHeartbeats;
+pub struct SimHeartbeats {
+    world: World,
+}
+
+/// A disk heartbeat link on a simulated shared disk ([`crate::world::Inner::disks`]): each
+/// node writes its slot, and reads its peers' slots every poll period (half the shortest
+/// interval in play), handing on each slot written since it last looked, once.
+struct DiskLink {
+    world: World,
+    device: String,
+    network: u32,
+    node: u32,
+    peers: Vec<u32>,
+    /// Each peer's slot writes seen (a new peer's slot is read from its next write).
+    seen: BTreeMap<u32, u64>,
+    poll: Duration,
+}
+
+impl DiskLink {
+    fn new(world: &World, device: &str, network: u32, node: u32, peers: Vec<u32>) -> DiskLink {
+        let mut link = DiskLink {
+            world: world.clone(),
+            device: device.to_owned(),
+            network,
+            node,
+            peers: Vec::new(),
+            seen: BTreeMap::new(),
+            poll: Duration::from_millis(50),
+        };
+        link.watch(peers);
+        link
+    }
+
+    /// From now on read `peers`' slots, each from its next write.
+    fn watch(&mut self, peers: Vec<u32>) {
+        let world = self.world.lock();
+        let slots = world.disks.get(&self.device);
+        let written = |peer: u32| slots.and_then(|s| s.get(&peer)).map_or(0, |(n, _)| *n);
+        self.seen.retain(|peer, _| peers.contains(peer));
+        for &peer in &peers {
+            self.seen.entry(peer).or_insert_with(|| written(peer));
+        }
+        self.peers = peers;
+    }
+
+    /// A slot written since it was last looked at, marked seen.
+    fn take_new(&mut self) -> Option<Vec<u8>> {
+        let world = self.world.lock();
+        let slots = world.disks.get(&self.device)?;
+        for peer in &self.peers {
+            let Some((written, bytes)) = slots.get(peer) else {
+                continue;
+            };
+            let seen = self.seen.entry(*peer).or_default();
+            if *written > *seen {
+                *seen = *written;
+                return Some(bytes.clone());
+            }
+        }
+        None
+    }
+}
+
+impl AsyncHeartbeatLink for DiskLink {
+    fn network(&self) -> u32 {
+        self.network
+    }
+
+    fn send<'a>(&'a mut self, bytes: &'a [u8]) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut world = self.world.lock();
+            let slot = world
+                .disks
+                .entry(self.device.clone())
+                .or_default()
+                .entry(self.node)
+                .or_default();
+            slot.0 += 1;
+            slot.1 = bytes.to_vec();
+            Ok(())
+        })
+    }
+
+    fn set_peers(&mut self, peers: Vec<halcyon_membership::LinkPeer>) -> std::io::Result<()> {
+        self.watch(peers.iter().map(|p| p.node).collect());
+        Ok(())
+    }
+
+    fn set_interval(&mut self, interval: Duration) {
+        self.poll = (interval / 2).max(Duration::from_millis(1));
+    }
+
+    /// Cancel-safe: a slot is marked seen only as it is returned.
+    fn recv(&mut self) -> RecvFuture<'_> {
+        Box::pin(async move {
+            loop {
+                if let Some(bytes) = self.take_new() {
+                    return Ok(bytes);
+                }
+                tokio::time::sleep(self.poll).await;
+            }
+        })
+    }
+}
+
+/// The link of node `node` on disk network `network` of `cluster`, if it is on it.
+fn disk_link(world: &World, cluster: &Cluster, node: u32, network: u32) -> Option<DiskLink> {
+    let network = cluster.networks.iter().find(|n| n.number == network)?;
+    let device = network.device.as_deref()?;
+    let peers = halcyon_membership::link_peers(cluster, node)
+        .ok()?
+        .remove(&network.number)?;
+    Some(DiskLink::new(
+        world,
+        device,
+        network.number,
+        node,
+        peers.iter().map(|p| p.node).collect(),
+    ))
+}
 
 struct UdpLink {
     network: u32,
@@ -294,8 +416,10 @@ impl AsyncHeartbeatLink for UdpLink {
 }
 
 struct HeartbeatTask {
-    /// The networks of the host's start.
-    networks: Vec<u32>,
+    world: World,
+    node: u32,
+    /// The networks the task has a link of, with where each is (as the host's).
+    linked: std::sync::Mutex<BTreeMap<u32, halcyon_membership::LinkEndpoint>>,
     status: tokio::sync::watch::Receiver<Status>,
     /// Set once the task has bound its sockets and started detecting.
     control: Arc<std::sync::OnceLock<halcyon_membership::task::HeartbeatControl>>,
@@ -338,6 +462,12 @@ impl Heartbeats for SimHeartbeats {
                 .collect();
             networks.push((network.number, SocketAddr::new(local, cluster.port), peers));
         }
+        let disks: Vec<DiskLink> = cluster
+            .networks
+            .iter()
+            .filter(|n| n.kind == halcyon_config::NetworkKind::Disk)
+            .filter_map(|n| disk_link(&self.world, cluster, node, n.number))
+            .collect();
         let (published, status) = tokio::sync::watch::channel(Status::default());
         let settings = RunnerSettings {
             cluster_id: cluster.id,
@@ -361,6 +491,9 @@ impl Heartbeats for SimHeartbeats {
                     Err(e) => tracing::error!("heartbeats: cannot bind {local}: {e}"),
                 }
             }
+            for disk in disks {
+                links.push(Box::new(disk));
+            }
             match Detecting::new(settings, config, links, Box::new(Plain), published, None) {
                 Ok(detecting) => {
                     let _ = control_set.set(detecting.control());
@@ -370,7 +503,9 @@ impl Heartbeats for SimHeartbeats {
             }
         });
         Ok(Box::new(HeartbeatTask {
-            networks: cluster.networks.iter().map(|n| n.number).collect(),
+            world: self.world.clone(),
+            node,
+            linked: std::sync::Mutex::new(halcyon_membership::link_endpoints(cluster, node)),
             status,
             control,
             task,
@@ -401,27 +536,29 @@ impl HeartbeatHandle for HeartbeatTask {
     }
     fn set_peers(
         &self,
-        _cluster: &Cluster,
+        cluster: &Cluster,
         config: halcyon_membership::detector::DetectorConfig,
         links: halcyon_membership::LinkPeers,
     ) -> Result<(), String> {
-        // The simulated hosts' networks are those of their start (`apply` changes only
-        // disk networks, which the simulator has none of): a network new to a host is
-        // refused, nothing changed.
-        if let Some(network) = config
-            .networks
-            .iter()
-            .find(|n| !self.networks.contains(&n.number))
-        {
-            return Err(format!(
-                "the simulator adds no network to a running host (network {})",
-                network.number
-            ));
-        }
         let control = self.control.get().ok_or("heartbeats not started yet")?;
+        let mut linked = self.linked.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = halcyon_membership::link_endpoints(cluster, self.node);
+        // A simulated host has one address: a disk network's link is made here, an ip
+        // network new to a running host is refused (`apply` never adds one in a run).
+        let new = halcyon_daemon::platform::new_links(config, links, &wanted, &linked, |n| {
+            disk_link(&self.world, cluster, self.node, n)
+                .map(|link| Box::new(link) as Box<dyn AsyncHeartbeatLink>)
+                .ok_or_else(|| format!("the simulator adds no ip network to a running host ({n})"))
+        });
         control
-            .set_peers(config, links, Vec::new())
-            .map_err(|e| e.to_string())
+            .set_peers(new.config, new.links, new.added)
+            .map_err(|e| e.to_string())?;
+        *linked = new.linked;
+        if new.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(new.errors.join("; "))
+        }
     }
     fn stop(self: Box<Self>) {
         self.task.abort();

@@ -307,8 +307,9 @@ fn write_config_with(
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
 /// not given) and the heartbeat interval longer, the sensitivity one higher and the lease
-/// longer with `sensitivity_up` ([`Heartbeat::toml`], [`Heartbeat::lease`]): what `--apply`
-/// changes. `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
+/// longer with `sensitivity_up` ([`Heartbeat::toml`], [`Heartbeat::lease`]), and a disk
+/// heartbeat network on a simulated shared disk with it: what `--apply` changes.
+/// `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
@@ -328,6 +329,11 @@ fn write_config_variant(
          [[network]]\nname = \"lan\"\nkind = \"ip\"\nsubnets = [\"198.18.0.0/15\"]\n",
         heartbeat.toml(sensitivity_up)
     );
+    if sensitivity_up {
+        // `--apply` adds a disk heartbeat network with this variant and removes it with the
+        // other (a simulated shared disk: partitions do not cut it).
+        cluster.push_str("[[network]]\nname = \"hb\"\nkind = \"disk\"\ndevice = \"sim-disk\"\n");
+    }
     let lease = heartbeat.lease(sensitivity_up);
     if auto_shrink || lease.is_some() {
         cluster.push_str("[quorum]\n");

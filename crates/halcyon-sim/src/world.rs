@@ -59,6 +59,10 @@ pub struct Inner {
     pub hung: BTreeSet<u32>,
     /// Each running daemon's inbox for `halcyon apply` requests (`--apply`).
     pub appliers: BTreeMap<u32, tokio::sync::mpsc::UnboundedSender<halcyon_api::ApplyRequest>>,
+    /// The simulated shared disks of disk heartbeat networks: device -> each node's slot
+    /// (how many times it was written, its last heartbeat). Outside the simulated network:
+    /// partitions do not cut them, and a crashed node's slot keeps its last heartbeat.
+    pub disks: BTreeMap<String, BTreeMap<u32, (u64, Vec<u8>)>>,
     /// Nodes a simulated fence device switched off, until the harness powers them on again:
     /// nothing starts on them (their host keeps running until the harness crashes it at its
     /// next step, as a power switch outruns the software).
