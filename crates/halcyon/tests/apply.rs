@@ -76,6 +76,17 @@ fn package_names(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// Four nodes, `web` never on n4 (the node a test halts, removes or renumbers).
+fn four_nodes_web_without_n4() -> Spec {
+    let mut spec = Spec::new();
+    spec.nodes = 4;
+    spec.edits_cluster(|config| {
+        let web = config.package_mut("web").expect("package web");
+        web.nodes.retain(|n| n != "n4");
+    });
+    spec
+}
+
 /// A cluster of `spec` with the package `keep` added, formed, and `keep` running on n1:
 /// the cluster, its test directory and keep's PIDs (one).
 fn with_keep_running(mut spec: Spec) -> (Cluster, PathBuf, Vec<u32>) {
@@ -1100,13 +1111,7 @@ fn apply_adds_a_fourth_node_that_joins_the_voters_and_takes_a_package() {
 /// package the change does not touch keeps its process.
 #[test]
 fn apply_removes_a_halted_node_from_the_membership_and_refuses_a_member() {
-    let mut spec = Spec::new();
-    spec.nodes = 4;
-    spec.edits_cluster(|config| {
-        let web = config.package_mut("web").expect("package web");
-        web.nodes.retain(|n| n != "n4");
-    });
-    let (mut c, dir, keep) = with_keep_running(spec);
+    let (mut c, dir, keep) = with_keep_running(four_nodes_web_without_n4());
     assert_eq!(voters(&c, 1), ["n1", "n2", "n3", "n4"]);
     let mut three = c.config().clone();
     three.nodes.retain(|n| n.name != "n4");
@@ -1827,13 +1832,7 @@ fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it()
 /// do not touch keeps its process.
 #[test]
 fn a_node_renumbered_as_the_refusal_says_joins_again_under_its_new_number() {
-    let mut spec = Spec::new();
-    spec.nodes = 4;
-    spec.edits_cluster(|config| {
-        let web = config.package_mut("web").expect("package web");
-        web.nodes.retain(|n| n != "n4");
-    });
-    let (mut c, dir, keep) = with_keep_running(spec);
+    let (mut c, dir, keep) = with_keep_running(four_nodes_web_without_n4());
     let mut renumbered = c.config().clone();
     renumbered
         .nodes

@@ -2702,6 +2702,90 @@ fn wait_networks_everywhere(cluster: &LabCluster, generation: u64, networks: usi
     Instant::now()
 }
 
+/// `without` applied to the running lab (`networks` per node then, generation 2), then the
+/// holder cut off from every other host: it is lost (`node_down`) and another host takes
+/// the package over (no double activation); then `with` applied back (generation 3,
+/// `networks_back` per node, every path up).
+fn applied_out_the_holder_is_lost_then_applied_back(
+    cluster: &LabCluster,
+    (without, networks): (Vec<halcyon_api::ConfigFile>, usize),
+    (with, networks_back): (Vec<halcyon_api::ConfigFile>, usize),
+    what: &str,
+) {
+    let applied = Instant::now();
+    apply_files(cluster, holder(cluster), without);
+    let done = wait_networks_everywhere(cluster, 2, networks);
+    println!(
+        "{what} removed: every host on generation 2 {:?} after apply",
+        done - applied
+    );
+    let old = holder(cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(cluster, others[0]);
+    holder_cut_off_then_healed(cluster, 2, &format!("without {what}"));
+    let events = events_after(cluster, others[0], after);
+    println!("events after the cut: {events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "without {what} the holder is lost: {events:?}"
+    );
+    let applied = Instant::now();
+    apply_files(cluster, holder(cluster), with);
+    let done = wait_networks_everywhere(cluster, 3, networks_back);
+    println!(
+        "{what} added back: every path up on every host {:?} after apply",
+        done - applied
+    );
+}
+
+/// The holder cut from the others on the lab networks `cut` (all: `&[]`) while it is still
+/// heard on another (`what`): `network_down`, not `node_down`; the package answers
+/// elsewhere (printed), never on two hosts; healed, the holder rejoins on `generation`.
+fn cut_while_heard_elsewhere_is_network_down(
+    cluster: &LabCluster,
+    cut: &[usize],
+    generation: u64,
+    what: &str,
+) {
+    let old = holder(cluster);
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
+    let after = last_event_id(cluster, others[0]);
+    let checker = start_checker(cluster);
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![old], others.clone()], cut).expect("partition");
+    let moved = wait_for_failover(cluster, &checker, old, cut_at);
+    let (halted, started) = halt_and_start(&checker.report(), old, cut_at);
+    let events = events_after(cluster, others[0], after);
+    let from = if cut.is_empty() {
+        "every ip network".to_owned()
+    } else {
+        format!("lab networks {cut:?}")
+    };
+    println!(
+        "with {what}, h{old} cut from {from}: halted after {:?}, started elsewhere after \
+         {:?}, answered elsewhere after {moved:?}; events {events:?}",
+        halted.map(|at| at - cut_at),
+        started.map(|at| at - cut_at)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("network_down h{old} "))),
+        "the holder is heard on {what}: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with(&format!("node_down h{old} "))),
+        "node_down although the holder is heard on {what}: {events:?}"
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(cluster, old, generation, healed_at);
+    settle_and_assert_safe(cluster, checker);
+}
+
 /// `halcyon apply` takes the disk heartbeat network out of a running 3-host cluster and
 /// puts it back (issue 16), and the cluster then judges a holder cut off from the IP
 /// networks by what it has: without the disk, the holder is lost (`node_down`) and the
@@ -2724,67 +2808,13 @@ fn a_disk_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_f
         with_disk, without_disk,
         "the lab's files have a disk network"
     );
-
-    // Removed: two networks per node on every host.
-    let asked = holder(&cluster);
-    let applied = Instant::now();
-    apply_files(&cluster, asked, without_disk);
-    let done = wait_networks_everywhere(&cluster, 2, 2);
-    println!(
-        "disk network removed: every host on generation 2 {:?} after apply",
-        done - applied
+    applied_out_the_holder_is_lost_then_applied_back(
+        &cluster,
+        (without_disk, 2),
+        (with_disk, 3),
+        "the disk network",
     );
-    let old = holder(&cluster);
-    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
-    let after = last_event_id(&cluster, others[0]);
-    holder_cut_off_then_healed(&cluster, 2, "without the disk network");
-    let events = events_after(&cluster, others[0], after);
-    println!("events after the cut: {events:?}");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with(&format!("node_down h{old} "))),
-        "without the disk the holder is lost: {events:?}"
-    );
-
-    // Added back: three networks per node, the disk heard everywhere.
-    let asked = holder(&cluster);
-    let applied = Instant::now();
-    apply_files(&cluster, asked, with_disk);
-    let done = wait_networks_everywhere(&cluster, 3, 3);
-    println!(
-        "disk network added back: every path up on every host {:?} after apply",
-        done - applied
-    );
-    let old = holder(&cluster);
-    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
-    let after = last_event_id(&cluster, others[0]);
-    let checker = start_checker(&cluster);
-    let cut_at =
-        fault::partition(cluster.lab(), &[vec![old], others.clone()], &[]).expect("partition");
-    let moved = wait_for_failover(&cluster, &checker, old, cut_at);
-    let (halted, started) = halt_and_start(&checker.report(), old, cut_at);
-    println!(
-        "with the disk network back, h{old}'s IP networks cut: halted after {:?}, started \
-         elsewhere after {:?}, answered elsewhere after {moved:?}",
-        halted.map(|at| at - cut_at),
-        started.map(|at| at - cut_at)
-    );
-    let events = events_after(&cluster, others[0], after);
-    println!("events after the cut: {events:?}");
-    assert!(
-        events.iter().any(|e| e.starts_with("network_down")),
-        "the holder is heard on the disk: {events:?}"
-    );
-    assert!(
-        !events
-            .iter()
-            .any(|e| e.starts_with(&format!("node_down h{old} "))),
-        "node_down although the holder is heard on the disk: {events:?}"
-    );
-    let healed_at = fault::heal(cluster.lab()).expect("heal");
-    wait_rejoined(&cluster, old, 3, healed_at);
-    settle_and_assert_safe(&cluster, checker);
+    cut_while_heard_elsewhere_is_network_down(&cluster, &[], 3, "the disk network");
 }
 
 /// `halcyon apply` takes the second ip network (with every node's interface on it) out of
@@ -2799,79 +2829,21 @@ fn an_ip_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_fr
     }
     let cluster = start_cluster(3, false);
     let both = lab_files(&cluster);
-    let second = "net2".to_owned();
+    let second = "net2";
     let first_only = lab_files_edited(&cluster, |doc| {
         if let Some(toml::Value::Array(networks)) = doc.get_mut("network") {
-            networks.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(&second));
+            networks.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(second));
         }
         if let Some(toml::Value::Array(nodes)) = doc.get_mut("node") {
             for node in nodes {
                 if let Some(toml::Value::Array(interfaces)) = node.get_mut("interface") {
-                    interfaces.retain(|i| {
-                        i.get("network").and_then(toml::Value::as_str) != Some(&second)
-                    });
+                    interfaces
+                        .retain(|i| i.get("network").and_then(toml::Value::as_str) != Some(second));
                 }
             }
         }
     });
     assert_ne!(both, first_only, "the lab's files have a second network");
-
-    // Removed: one network per node on every host.
-    let applied = Instant::now();
-    apply_files(&cluster, holder(&cluster), first_only);
-    let done = wait_networks_everywhere(&cluster, 2, 1);
-    println!(
-        "{second} removed: every host on generation 2 {:?} after apply",
-        done - applied
-    );
-    let old = holder(&cluster);
-    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
-    let after = last_event_id(&cluster, others[0]);
-    holder_cut_off_then_healed(&cluster, 2, &format!("without {second}"));
-    let events = events_after(&cluster, others[0], after);
-    println!("events after the cut: {events:?}");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with(&format!("node_down h{old} "))),
-        "without the second network the holder is lost: {events:?}"
-    );
-
-    // Added back: two networks per node, every path up.
-    let applied = Instant::now();
-    apply_files(&cluster, holder(&cluster), both);
-    let done = wait_networks_everywhere(&cluster, 3, 2);
-    println!(
-        "{second} added back: every path up on every host {:?} after apply",
-        done - applied
-    );
-    let old = holder(&cluster);
-    let others: Vec<usize> = cluster.hosts().filter(|&h| h != old).collect();
-    let after = last_event_id(&cluster, others[0]);
-    let checker = start_checker(&cluster);
-    let cut_at =
-        fault::partition(cluster.lab(), &[vec![old], others.clone()], &[1]).expect("partition");
-    std::thread::sleep(cluster.spec().outage_bound());
-    let report = checker.report();
-    let moved = report.first_answer_after(PACKAGE, cut_at, Some(&answer_of(old)));
-    let events = events_after(&cluster, others[0], after);
-    println!(
-        "with {second} back, h{old} cut from the first network: answered elsewhere after \
-         {moved:?}; events {events:?}"
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with(&format!("network_down h{old} "))),
-        "the holder is heard on {second}: {events:?}"
-    );
-    assert!(
-        !events
-            .iter()
-            .any(|e| e.starts_with(&format!("node_down h{old} "))),
-        "node_down although the holder is heard on {second}: {events:?}"
-    );
-    let healed_at = fault::heal(cluster.lab()).expect("heal");
-    wait_rejoined(&cluster, old, 3, healed_at);
-    settle_and_assert_safe(&cluster, checker);
+    applied_out_the_holder_is_lost_then_applied_back(&cluster, (first_only, 1), (both, 2), second);
+    cut_while_heard_elsewhere_is_network_down(&cluster, &[1], 3, second);
 }
