@@ -747,3 +747,57 @@ fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
         Duration::from_secs(5),
     );
 }
+
+/// The quorum witness on the page: a row of its own saying it answers and votes; once its
+/// daemon is gone, the row says it is unreachable (the page asks `GET /v1/status` every
+/// 5 s: the stream does not carry the witness).
+#[test]
+fn the_witness_shows_whether_it_answers_and_votes() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    let mut spec = Spec::new();
+    spec.witness = true;
+    let mut c = Cluster::start_with(spec);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_for(1, "the witness a voter", FORM_TIMEOUT, |v| {
+        v["witness"]["voter"] == true && v["witness"]["reachable"] == true
+    });
+    let browser = Browser::start(&binary, Some(node_pins(&c)));
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!(
+            "https://{}/#token={}",
+            c.api(1),
+            c.tokens().expect("the test cluster has credentials").read_only
+        )}),
+    );
+    let row = "document.querySelector('#nodes tr[data-witness=\"w\"]')";
+    cdp.wait_true(
+        &format!("{row}?.dataset.reachable === 'true'"),
+        Duration::from_secs(10),
+    );
+    let text = cdp.eval(&format!("{row}.innerText"));
+    let text = text.as_str().unwrap();
+    eprintln!("the witness on the page: {text:?}");
+    assert!(
+        text.contains("witness") && text.contains("reachable") && text.contains("voter"),
+        "{text}"
+    );
+    c.kill_witness();
+    let gone = Instant::now();
+    cdp.wait_true(
+        &format!("{row}?.dataset.reachable === 'false'"),
+        Duration::from_secs(15),
+    );
+    let text = cdp.eval(&format!("{row}.innerText"));
+    let text = text.as_str().unwrap();
+    eprintln!("{:?} after it was killed: {text:?}", gone.elapsed());
+    assert!(text.contains("UNREACHABLE"), "{text}");
+}

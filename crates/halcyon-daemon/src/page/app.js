@@ -5,7 +5,7 @@
 const RECORDS_SHOWN = 100;
 // role: the page's token's, from the stream's answer (x-halcyon-role): the buttons that change
 // things are shown to an admin only.
-const st = { status: null, records: new Map(), open: new Set(), notice: '', answer: '', role: null };
+const st = { status: null, witness: null, records: new Map(), open: new Set(), notice: '', answer: '', role: null };
 
 function h(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -56,8 +56,20 @@ function renderHeader(s) {
   $('answered').textContent = 'as seen by ' + s.answered_by + (s.lease.remaining_ms > 0 ? ' · holds its lease' : ' · holds no lease');
 }
 
+// The quorum witness (`[quorum.witness]`): whether it answers and votes, as the answering
+// node last asked it (`st.witness`, from `GET v1/status`: the stream does not carry it).
+function witnessRow(w) {
+  const votes = w.voter ? badge('voter', 'ok')
+    : badge(w.joining ? 'not a voter yet: joining' : 'not a voter', 'warn');
+  return h('tr', { 'data-witness': w.name, 'data-reachable': String(w.reachable) },
+    h('td', {}, h('b', {}, w.name), ' ', h('span', { class: 'muted' }, 'witness')),
+    h('td', {}, w.reachable ? badge('reachable', 'ok') : badge('UNREACHABLE', 'bad'), ' ', votes),
+    h('td', { class: 'muted' }, w.address + (w.last_applied != null ? ' · applied ' + w.last_applied : '')));
+}
+
 function renderNodes(s) {
-  $('nodes').replaceChildren(...s.nodes.map((n) => {
+  const witness = st.witness ? [witnessRow(st.witness)] : [];
+  $('nodes').replaceChildren(...(s.nodes.map((n) => {
     const marks = [];
     // An excluded node is not a member either: its EXCLUDED badge says it, with why.
     if (!n.member && !n.excluded) marks.push(badge('not a member', 'warn'));
@@ -81,7 +93,7 @@ function renderNodes(s) {
     return h('tr', { 'data-node': n.name, 'data-reachable': n.reachable, 'data-member': String(n.member) },
       h('td', { title: 'incarnation ' + (n.incarnation ?? '–') + (coord ? '; ★ coordinator' : '') }, h('b', {}, n.name + coord), ' ', h('span', { class: 'muted' }, '#' + (n.incarnation ?? '–'))),
       h('td', {}, reach, ' ', ...marks, excluded), h('td', {}, ...nets));
-  }));
+  }).concat(witness)));
 }
 
 function restarts(p) {
@@ -303,6 +315,19 @@ async function follow() {
   }
 }
 follow();
+// The witness is not in the stream (the answering node asks it over the network for each
+// `GET v1/status`): asked again every 5 s.
+async function askWitness() {
+  try {
+    const r = await api('v1/status');
+    if (r.ok) {
+      const w = (await r.json()).witness || null;
+      if (JSON.stringify(w) !== JSON.stringify(st.witness)) { st.witness = w; render(); }
+    }
+  } catch (e) { /* kept as last asked */ }
+  setTimeout(askWitness, 5000);
+}
+askWitness();
 setInterval(() => {
   for (const e of document.querySelectorAll('[data-ts]')) { const a = e.querySelector('.ago'); if (a) a.textContent = '(' + ago(e.dataset.ts) + ')'; }
 }, 5000);
