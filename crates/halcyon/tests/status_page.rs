@@ -32,6 +32,37 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
+/// Chromium, or `None` (said on standard error) when it is not installed; in CI it must be
+/// (`.ci/run` installs it).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let binary = chromium();
+    if binary.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed; CI must install it (.ci/run)"
+        );
+        eprintln!(
+            "SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium); the status page \
+             was not tested in a browser"
+        );
+    }
+    binary
+}
+
+/// A browser page showing node `i`'s status page with the cluster's read-only token.
+fn read_only_page(browser: &Browser, c: &Cluster, i: usize) -> Cdp {
+    let mut cdp = browser.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!(
+            "https://{}/#token={}",
+            c.api(i),
+            c.tokens().expect("the test cluster has credentials").read_only
+        )}),
+    );
+    cdp
+}
+
 /// Headless Chromium in a process group of its own (it starts helpers), killed with the group
 /// on drop.
 struct Browser {
@@ -315,15 +346,7 @@ fn artifacts_dir() -> PathBuf {
 
 #[test]
 fn the_status_page_shows_a_failover_live_in_a_real_browser() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; CI must install it (.ci/run)"
-        );
-        eprintln!(
-            "SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium); the status page \
-             was not tested in a browser"
-        );
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let mut c = Cluster::start_with(Spec::new());
@@ -486,12 +509,7 @@ fn the_status_page_shows_a_failover_live_in_a_real_browser() {
 
 #[test]
 fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; CI must install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let (hook, bodies) = webhook_receiver();
@@ -605,12 +623,7 @@ fn an_event_in_error_shows_its_failure_and_choices_and_a_webhook_hears_of_it() {
 
 #[test]
 fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excluded() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; CI must install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let spec = web_failing_on_n1();
@@ -628,15 +641,7 @@ fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excl
         "{web:#}"
     );
     let browser = Browser::start(&binary, Some(node_pins(&c)));
-    let mut cdp = browser.page();
-    cdp.call(
-        "Page.navigate",
-        json!({"url": format!(
-            "https://{}/#token={}",
-            c.api(2),
-            c.tokens().expect("the test cluster has credentials").read_only
-        )}),
-    );
+    let mut cdp = read_only_page(&browser, &c, 2);
     let mark = "document.querySelector('td.pkg-node[data-package=\"web\"] [data-failure=\"n1\"]')";
     cdp.wait_true(&format!("!!{mark}"), Duration::from_secs(10));
     let text = cdp.eval(&format!("{mark}.innerText"));
@@ -663,12 +668,7 @@ fn a_failed_package_shows_the_node_it_failed_on_and_until_when_that_node_is_excl
 /// the stream would carry, so this needs no node to get stuck.
 #[test]
 fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; CI must install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -753,12 +753,7 @@ fn an_excluded_node_shows_why_since_when_and_how_it_joins_again() {
 /// 5 s: the stream does not carry the witness).
 #[test]
 fn the_witness_shows_whether_it_answers_and_votes() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed; CI must install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: no `chromium` on PATH (Debian: apt-get install chromium)");
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let mut spec = Spec::new();
@@ -769,15 +764,7 @@ fn the_witness_shows_whether_it_answers_and_votes() {
         v["witness"]["voter"] == true && v["witness"]["reachable"] == true
     });
     let browser = Browser::start(&binary, Some(node_pins(&c)));
-    let mut cdp = browser.page();
-    cdp.call(
-        "Page.navigate",
-        json!({"url": format!(
-            "https://{}/#token={}",
-            c.api(1),
-            c.tokens().expect("the test cluster has credentials").read_only
-        )}),
-    );
+    let mut cdp = read_only_page(&browser, &c, 1);
     let row = "document.querySelector('#nodes tr[data-witness=\"w\"]')";
     cdp.wait_true(
         &format!("{row}?.dataset.reachable === 'true'"),
