@@ -422,7 +422,6 @@ fn network_changes(
     let named = |networks: &'_ [halcyon_config::Network], name: &halcyon_config::NetworkName| {
         networks.iter().find(|n| n.name == *name).cloned()
     };
-    let device = |n: &halcyon_config::Network| n.device.clone().unwrap_or_default();
     let (mut changes, mut why) = (Vec::new(), Vec::new());
     for was in &r.networks {
         match named(&new.networks, &was.name) {
@@ -441,8 +440,8 @@ fn network_changes(
             Some(n) if n.kind == NetworkKind::Disk && n.device != was.device => {
                 changes.push(SettingChange {
                     setting: format!("[[network]] {} device", n.name),
-                    old: device(was),
-                    new: device(&n),
+                    old: device_of(was),
+                    new: device_of(&n),
                     note: Some(
                         "each node closes its heartbeat link on the old device and opens the \
                          new one as it switches; until every node has, the paths on this \
@@ -452,75 +451,85 @@ fn network_changes(
                 });
             }
             Some(_) => {}
-            None if was.kind == NetworkKind::Ip => changes.push(SettingChange {
-                setting: format!("[[network]] {}", was.name),
-                old: "ip".to_owned(),
-                new: "(removed)".to_owned(),
-                note: Some(
-                    "each node closes its heartbeat link and stops watching its interface's \
-                     carrier as it switches; Raft and the API no longer reach the nodes at \
-                     their addresses on it (each daemon listens there until it restarts)"
-                        .to_owned(),
-                ),
-            }),
-            None => changes.push(SettingChange {
-                setting: format!("[[network]] {}", was.name),
-                old: format!("disk on {}", device(was)),
-                new: "(removed)".to_owned(),
-                note: Some(
-                    "each node closes its heartbeat link on the device as it switches; a node \
-                     heard only there is no longer heard at all"
-                        .to_owned(),
-                ),
-            }),
+            None => changes.push(network_removed(was)),
         }
     }
-    for n in &new.networks {
-        if named(&r.networks, &n.name).is_some() {
-            continue;
-        }
-        if n.kind == NetworkKind::Ip {
-            changes.push(SettingChange {
-                setting: format!("[[network]] {}", n.name),
-                old: "(none)".to_owned(),
-                new: format!(
-                    "ip, heartbeat every {} x {}",
-                    humantime::format_duration(n.heartbeat.interval),
-                    n.heartbeat.sensitivity
-                ),
-                note: Some(format!(
-                    "each node heartbeats on {} and watches its interface's carrier from the \
-                     switch (its address there must be up: one that is not says so in its \
-                     log and asks again, and the others see its path down); Raft and the API \
-                     use the new addresses once each daemon restarts with a certificate naming \
-                     them (the nodes below)",
-                    n.name
-                )),
-            });
-            continue;
-        }
-        changes.push(SettingChange {
-            setting: format!("[[network]] {}", n.name),
-            old: "(none)".to_owned(),
-            new: format!(
-                "disk on {}, heartbeat every {} x {}",
-                device(n),
-                humantime::format_duration(n.heartbeat.interval),
-                n.heartbeat.sensitivity
-            ),
-            note: Some(format!(
-                "each node opens its heartbeat link on {} as it switches (every node must \
-                 reach it there; one that cannot says so in its log, asks again, and the \
-                 others see its path on {} down)",
-                device(n),
-                n.name
-            )),
-        });
-    }
+    changes.extend(
+        new.networks
+            .iter()
+            .filter(|n| named(&r.networks, &n.name).is_none())
+            .map(network_added),
+    );
     if why.is_empty() {
         Ok(changes)
     } else {
         Err(why)
+    }
+}
+
+/// A disk network's device as `apply` shows it.
+fn device_of(n: &halcyon_config::Network) -> String {
+    n.device.clone().unwrap_or_default()
+}
+
+/// What happens to network `was`, which `apply` removes.
+fn network_removed(was: &halcyon_config::Network) -> SettingChange {
+    let (old, note) = match was.kind {
+        halcyon_config::NetworkKind::Ip => (
+            "ip".to_owned(),
+            "each node closes its heartbeat link and stops watching its interface's carrier \
+             as it switches; Raft and the API no longer reach the nodes at their addresses on \
+             it (each daemon listens there until it restarts)",
+        ),
+        halcyon_config::NetworkKind::Disk => (
+            format!("disk on {}", device_of(was)),
+            "each node closes its heartbeat link on the device as it switches; a node heard \
+             only there is no longer heard at all",
+        ),
+    };
+    SettingChange {
+        setting: format!("[[network]] {}", was.name),
+        old,
+        new: "(removed)".to_owned(),
+        note: Some(note.to_owned()),
+    }
+}
+
+/// What happens to network `n`, which `apply` adds.
+fn network_added(n: &halcyon_config::Network) -> SettingChange {
+    let heartbeat = format!(
+        "heartbeat every {} x {}",
+        humantime::format_duration(n.heartbeat.interval),
+        n.heartbeat.sensitivity
+    );
+    let (new, note) = match n.kind {
+        halcyon_config::NetworkKind::Ip => (
+            format!("ip, {heartbeat}"),
+            format!(
+                "each node heartbeats on {} and watches its interface's carrier from the \
+                 switch (its address there must be up: one that is not says so in its log and \
+                 asks again, and the others see its path down); Raft and the API use the new \
+                 addresses once each daemon restarts with a certificate naming them (the \
+                 nodes below)",
+                n.name
+            ),
+        ),
+        halcyon_config::NetworkKind::Disk => (
+            format!("disk on {}, {heartbeat}", device_of(n)),
+            format!(
+                "each node opens its heartbeat link on {} as it switches (every node must \
+                 reach it there; one that cannot says so in its log, asks again, and the \
+                 others see its path on {} down)",
+                device_of(n),
+                n.name
+            ),
+        ),
+    };
+    SettingChange {
+        setting: format!("[[network]] {}", n.name),
+        old: "(none)".to_owned(),
+        new,
+        note: Some(note),
     }
 }
 

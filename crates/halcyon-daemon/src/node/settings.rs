@@ -212,9 +212,9 @@ impl Node {
 
 /// What the heartbeats watch and link: the detector's configuration, each link's peers
 /// (ip addresses, disk slots) and where each link is (a disk's device, an ip address).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Watched {
-    pub(crate) detector: Option<DetectorConfig>,
+    pub(crate) detector: DetectorConfig,
     pub(crate) links: LinkPeers,
     pub(crate) endpoints: BTreeMap<u32, halcyon_membership::LinkEndpoint>,
 }
@@ -223,7 +223,7 @@ impl Watched {
     /// What node `me` watches and links in `cluster` (`None`: `me` is not in it).
     pub(crate) fn of(cluster: &Cluster, me: u32) -> Option<Watched> {
         Some(Watched {
-            detector: Some(DetectorConfig::from_cluster(cluster, me).ok()?),
+            detector: DetectorConfig::from_cluster(cluster, me).ok()?,
             links: halcyon_membership::link_peers(cluster, me).ok()?,
             endpoints: halcyon_membership::link_endpoints(cluster, me),
         })
@@ -233,8 +233,9 @@ impl Watched {
     /// `heartbeat_changes`).
     fn networks(&self) -> Vec<(u32, halcyon_config::NetworkKind)> {
         self.detector
+            .networks
             .iter()
-            .flat_map(|d| d.networks.iter().map(|n| (n.number, n.kind)))
+            .map(|n| (n.number, n.kind))
             .collect()
     }
 }
@@ -247,8 +248,9 @@ impl Watched {
 /// its files).
 pub(crate) fn peers_change(cluster: &Cluster, me: u32, watching: &Watched) -> Option<Watched> {
     let wanted = Watched::of(cluster, me)?;
-    let (new, old) = (wanted.detector.as_ref()?, watching.detector.as_ref());
-    let same = old.is_some_and(|old| new.peers == old.peers && new.paths == old.paths)
+    let (new, old) = (&wanted.detector, &watching.detector);
+    let same = new.peers == old.peers
+        && new.paths == old.paths
         && wanted.networks() == watching.networks()
         && wanted.links == watching.links
         && wanted.endpoints == watching.endpoints;
@@ -300,7 +302,7 @@ impl Node {
                     );
                 }
                 if let Some(wanted) = peers_change(&config.cluster, self.number, &watching) {
-                    let detector = wanted.detector.clone().expect("from the configuration");
+                    let detector = wanted.detector.clone();
                     let links = wanted.links.clone();
                     if let Some(tls) = &self.raft_tls {
                         tls.set_nodes(super::raft_member_names(&config));
@@ -425,10 +427,7 @@ mod tests {
             .unwrap();
         interface.address = Some("192.0.2.222".parse().unwrap());
         let wanted = peers_change(&moved, 1, &watching).expect("the address changed");
-        assert_eq!(
-            wanted.detector.as_ref().unwrap().peers,
-            watching.detector.as_ref().unwrap().peers
-        );
+        assert_eq!(wanted.detector.peers, watching.detector.peers);
         assert!(
             wanted.links.values().flatten().any(|p| p.node == 2
                 && p.address
@@ -458,7 +457,7 @@ mod tests {
         let mut without = config.clone();
         without.networks.retain(|n| n.number != disk.number);
         let wanted = peers_change(&without, 1, &watching).expect("removed");
-        let detector = wanted.detector.as_ref().unwrap();
+        let detector = &wanted.detector;
         assert!(detector.networks.iter().all(|n| n.number != disk.number));
         assert!(detector.paths.iter().all(|p| p.network != disk.number));
         assert!(!wanted.links.contains_key(&disk.number));
