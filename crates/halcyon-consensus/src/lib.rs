@@ -456,6 +456,24 @@ impl Consensus {
         })
     }
 
+    /// Serves Raft RPCs on `listener` too: an address a running configuration gave this node
+    /// (`halcyon apply` added a network with this node's interface on it). Refused when that
+    /// address is served already.
+    pub fn serve_also<L: Listener>(&self, listener: L) -> std::io::Result<()> {
+        self.server.serve_also(listener)
+    }
+
+    /// Stops serving Raft RPCs on `addr` (its network was removed); false when it was not
+    /// served.
+    pub fn stop_serving(&self, addr: SocketAddr) -> bool {
+        self.server.close(addr)
+    }
+
+    /// The addresses Raft RPCs are served on.
+    pub fn served_addrs(&self) -> Vec<SocketAddr> {
+        self.server.addrs()
+    }
+
     /// Bootstraps a new cluster with these voters. A no-op when this node already has a
     /// membership (initialized before, or joined an existing cluster).
     pub async fn initialize(

@@ -792,7 +792,12 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
 /// The running RPC server of one node; stops (closing every served connection) when stopped or
 /// dropped.
 pub struct ServerHandle {
-    tasks: JoinSet<()>,
+    /// The accept loops, one per address served.
+    tasks: Mutex<JoinSet<()>>,
+    /// Each address served and its accept loop: [`ServerHandle::serve_also`] adds one,
+    /// [`ServerHandle::close`] ends one.
+    addrs: Mutex<HashMap<SocketAddr, tokio::task::AbortHandle>>,
+    served: Served,
     foreign: Arc<Foreign>,
 }
 
@@ -829,10 +834,54 @@ impl ServerHandle {
         self.foreign.count.load(Ordering::Relaxed)
     }
 
+    /// Serves on `listener` too (an address a running configuration gave the node); refused
+    /// when its address is served already or it has none.
+    pub fn serve_also<L: Listener>(&self, listener: L) -> io::Result<()> {
+        let addr = listener.local_addr()?;
+        let mut addrs = self.addrs.lock().expect(crate::POISONED);
+        if addrs.contains_key(&addr) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{addr} is served already"),
+            ));
+        }
+        let task = self
+            .tasks
+            .lock()
+            .expect(crate::POISONED)
+            .spawn(accept_loop(listener, self.served.clone()));
+        addrs.insert(addr, task);
+        tracing::info!(node_id = self.served.node_id, %addr, "Raft RPCs served on a new address");
+        Ok(())
+    }
+
+    /// Stops serving on `addr` (an address the running configuration no longer gives the
+    /// node): its listener closes and so do the connections it accepted. False when it was
+    /// not served.
+    pub fn close(&self, addr: SocketAddr) -> bool {
+        let task = self.addrs.lock().expect(crate::POISONED).remove(&addr);
+        if let Some(task) = &task {
+            task.abort();
+            tracing::info!(node_id = self.served.node_id, %addr, "Raft RPCs no longer served there");
+        }
+        task.is_some()
+    }
+
+    /// The addresses served, in no particular order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.addrs
+            .lock()
+            .expect(crate::POISONED)
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Stops accepting and closes every served connection.
-    pub async fn stop(mut self) {
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        let mut tasks = self.tasks.into_inner().expect(crate::POISONED);
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
 
@@ -847,20 +896,30 @@ pub fn serve<L: Listener>(
     admitted: Arc<std::sync::atomic::AtomicBool>,
 ) -> ServerHandle {
     let mut tasks = JoinSet::new();
+    let mut addrs = HashMap::new();
     let foreign = Arc::new(Foreign::default());
+    let served = Served {
+        node_id,
+        cluster,
+        raft,
+        fault_hook,
+        foreign: foreign.clone(),
+        pre_vote,
+        admitted,
+    };
     for listener in listeners {
-        let served = Served {
-            node_id,
-            cluster,
-            raft: raft.clone(),
-            fault_hook: fault_hook.clone(),
-            foreign: foreign.clone(),
-            pre_vote: pre_vote.clone(),
-            admitted: Arc::clone(&admitted),
-        };
-        tasks.spawn(accept_loop(listener, served));
+        let addr = listener.local_addr();
+        let task = tasks.spawn(accept_loop(listener, served.clone()));
+        if let Ok(addr) = addr {
+            addrs.insert(addr, task);
+        }
     }
-    ServerHandle { tasks, foreign }
+    ServerHandle {
+        tasks: Mutex::new(tasks),
+        addrs: Mutex::new(addrs),
+        served,
+        foreign,
+    }
 }
 
 /// What the server needs to answer pre-votes: when a leader was last heard (updated by the

@@ -982,3 +982,60 @@ async fn a_node_of_another_cluster_is_never_answered() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_served_while_running_carries_the_cluster_and_stops_when_closed() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster.write(leader, "first").await;
+
+        // Each node serves a second address while running (a network `halcyon apply`
+        // added), and the leader gives every member its new addresses.
+        let mut added = BTreeMap::new();
+        for node in &cluster.nodes {
+            let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 2], 0)))
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            node.c().serve_also(listener).unwrap();
+            let mut served = node.c().served_addrs();
+            served.sort();
+            assert_eq!(served, vec![node.addrs[0], addr]);
+            added.insert(node.id, addr);
+        }
+        for node in &cluster.nodes {
+            let addrs = NodeAddrs::new([node.addrs[0], added[&node.id]]);
+            cluster
+                .node(leader)
+                .c()
+                .set_member_addrs(node.id, addrs)
+                .await
+                .unwrap();
+        }
+        // The first network blocked: the cluster carries on over the added one.
+        for node in &cluster.nodes {
+            cluster.hook.block_addr(node.addrs[0]);
+        }
+        cluster.write(leader, "added-only").await;
+        cluster
+            .wait_applied(&[1, 2, 3], &["first", "added-only"])
+            .await;
+
+        // The followers stop serving the added address (its network removed): nothing
+        // commits any more.
+        for node in cluster.nodes.iter().filter(|n| n.id != leader) {
+            assert!(node.c().stop_serving(added[&node.id]));
+            assert!(!node.c().stop_serving(added[&node.id]), "closed twice");
+            assert_eq!(node.c().served_addrs(), vec![node.addrs[0]]);
+        }
+        let closed = cluster.node(leader).c().write(b"nowhere".to_vec()).await;
+        assert!(
+            matches!(closed, Err(WriteError::Timeout { .. })),
+            "{closed:?}"
+        );
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

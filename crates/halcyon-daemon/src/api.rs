@@ -146,15 +146,19 @@ pub async fn serve(
             Arc::clone(&node),
             auth::internal::<Node>,
         ));
-    node.platform
+    let internal = node
+        .platform
         .network
         .serve_internal(nodes, internal)
         .await?;
     // The same router on the local socket: `auth::public` tells its clients apart.
-    node.platform
+    let public = node
+        .platform
         .network
         .serve_api(app, addrs, node.api_socket.clone())
-        .await
+        .await?;
+    node.set_listening(crate::node::Listenings { public, internal });
+    Ok(())
 }
 
 /// What watches the cluster: the event stream (long-lived: outside the public concurrency

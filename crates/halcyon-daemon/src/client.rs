@@ -382,7 +382,7 @@ pub async fn request_tls(
 ) -> Result<Response, String> {
     check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
     timeout(limit, async {
-        let stream = crate::raft_tls::connect_api(tls, addr)
+        let stream = crate::raft_tls::connect_api(tls, addr, crate::raft_tls::address_name(addr))
             .await
             .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?;
         exchange(stream, &addr.to_string(), method, path, headers, body)
@@ -623,10 +623,13 @@ pub async fn event_stream(
 ) -> Result<EventStream, String> {
     let stream: std::pin::Pin<Box<dyn crate::platform::Stream>> = match tls {
         Some(tls) => Box::pin(
-            timeout(idle, crate::raft_tls::connect_api(tls, addr))
-                .await
-                .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
-                .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?,
+            timeout(
+                idle,
+                crate::raft_tls::connect_api(tls, addr, crate::raft_tls::address_name(addr)),
+            )
+            .await
+            .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+            .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?,
         ),
         None => Box::pin(
             timeout(idle, tokio::net::TcpStream::connect(addr))
@@ -931,7 +934,8 @@ mod tests {
             &self,
             _: axum::Router,
             _: Vec<SocketAddr>,
-        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
+        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<crate::platform::Listening>>
+        {
             unreachable!("a client")
         }
         fn serve_api(
@@ -939,7 +943,15 @@ mod tests {
             _: axum::Router,
             _: Vec<SocketAddr>,
             _: Option<std::path::PathBuf>,
-        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>> {
+        ) -> futures_util::future::BoxFuture<'_, anyhow::Result<crate::platform::Listening>>
+        {
+            unreachable!("a client")
+        }
+        fn serve_raft_also<'a>(
+            &'a self,
+            _: &'a halcyon_consensus::Consensus,
+            _: SocketAddr,
+        ) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
             unreachable!("a client")
         }
         fn open_consensus(

@@ -103,20 +103,28 @@ pub trait Network: Send + Sync {
     /// Opens a connection to a peer's API.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>>;
     /// Serves the internal API `router` on every address, on the node's runtime (spawned
-    /// tasks); returns once all listen.
+    /// tasks); returns once all listen, with what adds and removes addresses later.
     fn serve_internal(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, anyhow::Result<()>>;
+    ) -> BoxFuture<'_, anyhow::Result<Listening>>;
     /// Serves `router` on every address (spawned tasks), and on the Unix socket `local` when
-    /// given (`local_socket`); returns once all listen.
+    /// given (`local_socket`); returns once all listen, with what adds and removes TCP
+    /// addresses later.
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
         local: Option<PathBuf>,
-    ) -> BoxFuture<'_, anyhow::Result<()>>;
+    ) -> BoxFuture<'_, anyhow::Result<Listening>>;
+    /// Serves `consensus`'s Raft RPCs on `addr` too, as on the addresses it was opened on
+    /// (over mutual TLS when it was): an address `halcyon apply` gave the running node.
+    fn serve_raft_also<'a>(
+        &'a self,
+        consensus: &'a Consensus,
+        addr: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<()>>;
     /// Opens the node's consensus (its database at `db_path`) on `addrs`; over mutual TLS
     /// when `tls` is given (a node with credentials).
     // Each argument is the node's own; a struct would only rename them.
@@ -183,17 +191,94 @@ where
 }
 
 /// Serves `router` on `listener` in a spawned task (any listener: tokio's, the simulator's).
-/// Handlers see the client's address ([`PeerAddr`]).
-pub fn spawn_api_server<L>(listener: L, router: axum::Router)
+/// Handlers see the client's address ([`PeerAddr`]). Aborting the task closes the listener;
+/// the connections it accepted finish on their own.
+pub fn spawn_api_server<L>(listener: L, router: axum::Router) -> tokio::task::AbortHandle
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<PeerAddr>();
-        if let Err(e) = axum::serve(PeerListener(listener), service).await {
-            tracing::error!("API server stopped: {e}");
+    tokio::spawn(api_server(listener, router)).abort_handle()
+}
+
+/// What [`spawn_api_server`] runs.
+async fn api_server<L>(listener: L, router: axum::Router)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let service = router.into_make_service_with_connect_info::<PeerAddr>();
+    if let Err(e) = axum::serve(PeerListener(listener), service).await {
+        tracing::error!("API server stopped: {e}");
+    }
+}
+
+/// Opens a listener on an address and serves on it in a task of its own (the task's handle).
+pub type OpenListener = Box<
+    dyn Fn(SocketAddr) -> BoxFuture<'static, io::Result<tokio::task::AbortHandle>> + Send + Sync,
+>;
+
+/// The TCP addresses one server listens on, each served by a task of its own: what the
+/// running configuration gives the node, which `halcyon apply` changes (a network added or
+/// removed with this node's interface on it; `Node::follow_own_addresses`).
+///
+/// Invariant: an address is served by at most one task, the one recorded for it here.
+pub struct Listening {
+    /// What it serves, in errors and the log.
+    what: &'static str,
+    served: std::sync::Mutex<BTreeMap<SocketAddr, tokio::task::AbortHandle>>,
+    open: OpenListener,
+}
+
+impl Listening {
+    /// A server listening nowhere yet, which listens on an address with `open`.
+    pub fn new(what: &'static str, open: OpenListener) -> Listening {
+        Listening {
+            what,
+            served: std::sync::Mutex::default(),
+            open,
         }
-    });
+    }
+
+    /// Listens on `addr` too; nothing to do when it does already.
+    pub async fn add(&self, addr: SocketAddr) -> io::Result<()> {
+        if self.served().contains_key(&addr) {
+            return Ok(());
+        }
+        let task = (self.open)(addr).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: cannot listen on {addr}: {e}", self.what),
+            )
+        })?;
+        let mut served = self.served();
+        if let Some(older) = served.insert(addr, task) {
+            // Two adds of one address raced; the first one's task goes.
+            older.abort();
+        }
+        tracing::info!(%addr, "{} served on a new address", self.what);
+        Ok(())
+    }
+
+    /// Stops listening on `addr` (connections it accepted finish on their own); false when
+    /// it did not.
+    pub fn close(&self, addr: SocketAddr) -> bool {
+        let task = self.served().remove(&addr);
+        if let Some(task) = &task {
+            task.abort();
+            tracing::info!(%addr, "{} no longer served there", self.what);
+        }
+        task.is_some()
+    }
+
+    /// The addresses listened on.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.served().keys().copied().collect()
+    }
+
+    fn served(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, tokio::task::AbortHandle>> {
+        self.served
+            .lock()
+            .expect("the listeners' lock is never poisoned")
+    }
 }
 
 /// Serves `router` on the local socket in a spawned task. Handlers and the middleware see the
@@ -223,7 +308,7 @@ impl Network for TcpNetwork {
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         Box::pin(serve_internal_on(router, addrs, None))
     }
 
@@ -232,8 +317,16 @@ impl Network for TcpNetwork {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
         local: Option<PathBuf>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         Box::pin(serve_api_on_thread(router, addrs, local, None))
+    }
+
+    fn serve_raft_also<'a>(
+        &'a self,
+        consensus: &'a Consensus,
+        addr: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { consensus.serve_also(tokio::net::TcpListener::bind(addr).await?) })
     }
 
     fn open_consensus(
@@ -270,7 +363,8 @@ pub struct TlsNetwork {
 impl Network for TlsNetwork {
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Pin<Box<dyn Stream>>>> {
         Box::pin(async move {
-            let stream = crate::raft_tls::connect_api(&self.tls.api_client(), addr).await?;
+            let name = self.tls.server_name(addr);
+            let stream = crate::raft_tls::connect_api(&self.tls.api_client(), addr, name).await?;
             Ok(Box::pin(stream) as Pin<Box<dyn Stream>>)
         })
     }
@@ -279,7 +373,7 @@ impl Network for TlsNetwork {
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         Box::pin(serve_internal_on(
             router,
             addrs,
@@ -287,12 +381,23 @@ impl Network for TlsNetwork {
         ))
     }
 
+    fn serve_raft_also<'a>(
+        &'a self,
+        consensus: &'a Consensus,
+        addr: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let tcp = tokio::net::TcpListener::bind(addr).await?;
+            consensus.serve_also(self.tls.listener(tcp))
+        })
+    }
+
     fn serve_api(
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
         local: Option<PathBuf>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         Box::pin(serve_api_on_thread(
             router,
             addrs,
@@ -332,17 +437,22 @@ async fn serve_internal_on(
     router: axum::Router,
     addrs: Vec<SocketAddr>,
     tls: Option<Arc<crate::raft_tls::RaftTls>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Listening> {
+    let open: OpenListener = Box::new(move |addr| {
+        let (router, tls) = (router.clone(), tls.clone());
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            Ok(match tls {
+                Some(tls) => spawn_api_server(tls.internal_listener(listener), router),
+                None => spawn_api_server(listener, router),
+            })
+        })
+    });
+    let listening = Listening::new("internal API", open);
     for addr in addrs {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("internal API: cannot listen on {addr}: {e}"))?;
-        match &tls {
-            Some(tls) => spawn_api_server(tls.internal_listener(listener), router.clone()),
-            None => spawn_api_server(listener, router.clone()),
-        }
+        listening.add(addr).await?;
     }
-    Ok(())
+    Ok(listening)
 }
 
 /// Serves the API on a runtime of its own, on its own thread (`halcyon-api`): requests,
@@ -351,20 +461,14 @@ async fn serve_internal_on(
 /// node; what they await (a commit, a lease grant's quorum check) runs where it is.
 /// The local socket is served there too, with the same router: its clients are told
 /// apart by their connection's information ([`LocalPeer`] instead of [`PeerAddr`]). The TCP
-/// addresses over TLS when `tls` is given; the local socket always in the clear.
+/// addresses over TLS when `tls` is given; the local socket always in the clear. Addresses
+/// added later are bound where asked and served on that runtime too.
 async fn serve_api_on_thread(
     router: axum::Router,
     addrs: Vec<SocketAddr>,
     local: Option<PathBuf>,
     tls: Option<Arc<crate::raft_tls::RaftTls>>,
-) -> anyhow::Result<()> {
-    let mut listeners = Vec::new();
-    for addr in addrs {
-        let listener = std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-        listeners.push(listener);
-    }
+) -> anyhow::Result<Listening> {
     let local = match local {
         Some(path) => Some(crate::local_socket::bind(&path)?),
         None => None,
@@ -373,19 +477,32 @@ async fn serve_api_on_thread(
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("API: cannot build its runtime: {e}"))?;
+    let handle = runtime.handle().clone();
+    let open: OpenListener = {
+        let router = router.clone();
+        Box::new(move |addr| {
+            let (router, tls, handle) = (router.clone(), tls.clone(), handle.clone());
+            Box::pin(async move {
+                let listener = std::net::TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                Ok(handle
+                    .spawn(async move {
+                        match (tokio::net::TcpListener::from_std(listener), tls) {
+                            (Ok(l), Some(tls)) => {
+                                api_server(tls.public_listener(l), router).await;
+                            }
+                            (Ok(l), None) => api_server(l, router).await,
+                            (Err(e), _) => tracing::error!("API: {e}"),
+                        }
+                    })
+                    .abort_handle())
+            })
+        })
+    };
     std::thread::Builder::new()
         .name("halcyon-api".into())
         .spawn(move || {
             runtime.block_on(async move {
-                for listener in listeners {
-                    match (tokio::net::TcpListener::from_std(listener), &tls) {
-                        (Ok(l), Some(tls)) => {
-                            spawn_api_server(tls.public_listener(l), router.clone())
-                        }
-                        (Ok(l), None) => spawn_api_server(l, router.clone()),
-                        (Err(e), _) => tracing::error!("API: {e}"),
-                    }
-                }
                 if let Some(listener) = local {
                     match tokio::net::UnixListener::from_std(listener) {
                         Ok(l) => spawn_local_api_server(l, router),
@@ -396,7 +513,11 @@ async fn serve_api_on_thread(
             })
         })
         .map_err(|e| anyhow::anyhow!("API: cannot start its thread: {e}"))?;
-    Ok(())
+    let listening = Listening::new("API", open);
+    for addr in addrs {
+        listening.add(addr).await?;
+    }
+    Ok(listening)
 }
 
 /// Opens consensus on TCP: over mutual TLS when `tls` is given.

@@ -22,9 +22,9 @@
 //! at most [`HANDSHAKES_MAX`] at once (more are closed at accept), so a slow or silent
 //! client cannot hold the accept loop.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -110,6 +110,21 @@ type SharedConfigs = Arc<std::sync::RwLock<Arc<Configs>>>;
 /// the running configuration's nodes change.
 type SharedNames = Arc<std::sync::RwLock<BTreeSet<String>>>;
 
+/// The node each cluster node's address belongs to, shared by the transport and the API
+/// client and replaced with the running configuration: a peer's certificate is checked for
+/// the node dialled (its name), not for the address (which a network added by `halcyon
+/// apply` gives a node whose certificate was made before).
+type SharedAddresses = Arc<std::sync::RwLock<HashMap<IpAddr, String>>>;
+
+/// The name a server dialled at `addr` must prove: the node `addresses` says `addr` is one of
+/// (its certificate names it), else the address itself (the witness, a node not in the
+/// running configuration, a name that cannot be a DNS name).
+fn server_name(addresses: &SharedAddresses, addr: SocketAddr) -> ServerName<'static> {
+    let node = addresses.read().expect(POISONED).get(&addr.ip()).cloned();
+    node.and_then(|name| ServerName::try_from(name).ok())
+        .unwrap_or_else(|| address_name(addr))
+}
+
 fn current(configs: &SharedConfigs) -> Arc<Configs> {
     Arc::clone(&configs.read().expect(POISONED))
 }
@@ -124,6 +139,9 @@ pub struct RaftTls {
     /// The names a peer's certificate may carry: the configured nodes and the witness
     /// (those of the running configuration: [`RaftTls::set_nodes`]).
     nodes: SharedNames,
+    /// Whose each node address is (those of the running configuration:
+    /// [`RaftTls::set_addresses`]).
+    addresses: SharedAddresses,
     refused: Refusals,
     api_refused: Refusals,
     /// Installs since start: connections kept open by the API client are reused only within
@@ -138,6 +156,7 @@ impl RaftTls {
         Ok(RaftTls {
             configs: Arc::new(std::sync::RwLock::new(Arc::new(Configs::new(credentials)?))),
             nodes: Arc::new(std::sync::RwLock::new(nodes)),
+            addresses: SharedAddresses::default(),
             refused: Refusals::default(),
             api_refused: Refusals::default(),
             generation: AtomicU64::new(0),
@@ -155,6 +174,18 @@ impl RaftTls {
     /// them; connections already accepted stay.
     pub fn set_nodes(&self, nodes: BTreeSet<String>) {
         *self.nodes.write().expect(POISONED) = nodes;
+    }
+
+    /// Whose each node address is from now on (the running configuration's interfaces):
+    /// a connection to one of them checks the server's certificate for that node's name.
+    /// An address in no entry is checked as itself.
+    pub fn set_addresses(&self, addresses: HashMap<IpAddr, String>) {
+        *self.addresses.write().expect(POISONED) = addresses;
+    }
+
+    /// The name the server at `addr` must prove (see [`RaftTls::set_addresses`]).
+    pub fn server_name(&self, addr: SocketAddr) -> ServerName<'static> {
+        server_name(&self.addresses, addr)
     }
 
     /// Puts prepared configurations in use for the connections made from now on.
@@ -195,6 +226,7 @@ impl RaftTls {
     pub fn transport(&self) -> TlsTransport {
         TlsTransport {
             configs: Arc::clone(&self.configs),
+            addresses: Arc::clone(&self.addresses),
         }
     }
 
@@ -326,6 +358,7 @@ impl Configs {
 /// Outgoing Raft connections over TLS.
 pub struct TlsTransport {
     configs: SharedConfigs,
+    addresses: SharedAddresses,
 }
 
 impl halcyon_consensus::Transport for TlsTransport {
@@ -334,7 +367,7 @@ impl halcyon_consensus::Transport for TlsTransport {
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let name = ServerName::IpAddress(addr.ip().into());
+        let name = server_name(&self.addresses, addr);
         let connector = TlsConnector::from(Arc::clone(&current(&self.configs).client));
         let tls = connector.connect(name, tcp).await?;
         Ok(TlsStream::Client(tls))
@@ -467,15 +500,21 @@ impl axum::serve::Listener for ApiListener {
     }
 }
 
+/// The address dialled as the name a server's certificate must carry (what the CLI checks:
+/// a node's certificate names its addresses as given at `halcyon init`).
+pub fn address_name(addr: SocketAddr) -> ServerName<'static> {
+    ServerName::IpAddress(addr.ip().into())
+}
+
 /// Opens a TLS connection to the API at `addr` with `config`, checking the server's
-/// certificate against the address dialled.
+/// certificate for `name` (a node's name, or the address dialled).
 pub async fn connect_api(
     config: &Arc<ClientConfig>,
     addr: SocketAddr,
+    name: ServerName<'static>,
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let name = ServerName::IpAddress(addr.ip().into());
     TlsConnector::from(Arc::clone(config))
         .connect(name, tcp)
         .await
@@ -489,20 +528,34 @@ mod tests {
 
     use super::*;
 
-    /// A listener of node n1's credentials on 127.0.0.1, accepting in a task.
+    /// A listener of node n1's credentials (made for 127.0.0.1; n2's for 127.0.0.3) on
+    /// 127.0.0.1, accepting in a task.
     async fn listening(dir: &std::path::Path) -> (SocketAddr, RaftTls) {
+        listening_on(dir, [127, 0, 0, 1]).await
+    }
+
+    async fn listening_on(dir: &std::path::Path, host: [u8; 4]) -> (SocketAddr, RaftTls) {
         let cluster = halcyon_pki::ClusterSpec {
             name: "t".to_owned(),
             id: 7,
-            nodes: vec![halcyon_pki::NodeSpec {
-                name: "n1".to_owned(),
-                addresses: vec![[127, 0, 0, 1].into()],
-            }],
+            nodes: vec![
+                halcyon_pki::NodeSpec {
+                    name: "n1".to_owned(),
+                    addresses: vec![[127, 0, 0, 1].into()],
+                },
+                halcyon_pki::NodeSpec {
+                    name: "n2".to_owned(),
+                    addresses: vec![[127, 0, 0, 3].into()],
+                },
+            ],
         };
         halcyon_pki::init(dir, &cluster, false, SystemTime::now()).expect("init");
         let credentials = halcyon_pki::load(dir, "n1").expect("load");
-        let tls = RaftTls::new(&credentials, BTreeSet::from(["n1".to_owned()])).expect("tls");
-        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let names = BTreeSet::from(["n1".to_owned(), "n2".to_owned()]);
+        let tls = RaftTls::new(&credentials, names).expect("tls");
+        let tcp = TcpListener::bind(SocketAddr::from((host, 0)))
+            .await
+            .expect("bind");
         let addr = tcp.local_addr().expect("addr");
         let mut listener = tls.listener(tcp);
         tokio::spawn(async move {
@@ -510,6 +563,37 @@ mod tests {
             while listener.accept().await.is_ok() {}
         });
         (addr, tls)
+    }
+
+    /// A node given an address its certificate does not name (a network `halcyon apply`
+    /// added) is reached there once the address is known to be that node's: the certificate
+    /// is checked for the node's name. Known as another node's, or not known, it is refused.
+    #[tokio::test]
+    async fn a_node_is_checked_by_name_at_an_address_its_certificate_lacks() {
+        use halcyon_consensus::Transport;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = dir.path().join("pki");
+        let (addr, _server) = listening_on(&pki, [127, 0, 0, 2]).await;
+        let credentials = halcyon_pki::load(&pki, "n2").expect("load");
+        let names = BTreeSet::from(["n1".to_owned(), "n2".to_owned()]);
+        let client = RaftTls::new(&credentials, names).expect("tls");
+        let transport = client.transport();
+        let Err(refused) = transport.connect(addr).await else {
+            panic!("accepted a certificate that names neither the address nor a node there")
+        };
+        assert!(refused.to_string().contains("certificate"), "{refused}");
+        client.set_addresses(HashMap::from([(addr.ip(), "n2".to_owned())]));
+        let Err(refused) = transport.connect(addr).await else {
+            panic!("accepted n1's certificate for n2")
+        };
+        assert!(refused.to_string().contains("certificate"), "{refused}");
+        client.set_addresses(HashMap::from([(addr.ip(), "n1".to_owned())]));
+        assert!(transport.connect(addr).await.is_ok());
+        // The API client checks the same way.
+        let name = client.server_name(addr);
+        assert_eq!(name, ServerName::try_from("n1").expect("a name"));
+        client.set_addresses(HashMap::new());
+        assert_eq!(client.server_name(addr), address_name(addr));
     }
 
     async fn refused_after(tls: &RaftTls, at_least: u64) -> u64 {

@@ -419,6 +419,6 @@ async fn serve(
     match &tls {
         Some(tls) => crate::platform::spawn_api_server(tls.public_listener(listener), app),
         None => crate::platform::spawn_api_server(listener, app),
-    }
+    };
     Ok(())
 }

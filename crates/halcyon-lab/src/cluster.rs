@@ -162,6 +162,10 @@ pub struct ClusterSpec {
     /// No credentials: every daemon runs `--insecure` (nothing authenticated; the
     /// security-off side of `compare`'s `halcyon-insecure`). Off by default.
     pub insecure: bool,
+    /// Configure only the lab's first this many IP networks (the hosts' interfaces on the
+    /// others are up, in no configuration and no certificate: for a network `halcyon apply`
+    /// adds later). None: every one.
+    pub ip_networks: Option<usize>,
 }
 
 impl ClusterSpec {
@@ -184,6 +188,7 @@ impl ClusterSpec {
             fencing: false,
             state_size: None,
             insecure: false,
+            ip_networks: None,
         }
     }
 
@@ -261,7 +266,10 @@ pub fn host_of_answer(answer: &str) -> Option<usize> {
 /// included) and every package of `spec`; the fence devices (`spec.fencing`) name the
 /// namespaces of lab `id`.
 pub fn config(spec: &ClusterSpec, lab: &LabSpec, id: LabId, disk: &Path) -> ClusterConfig {
-    let (hosts, networks) = (lab.hosts, lab.networks);
+    let hosts = lab.hosts;
+    let networks = spec
+        .ip_networks
+        .map_or(lab.networks, |n| n.min(lab.networks));
     let mut config = ClusterConfig::new("lab", 1, spec.port);
     let own = spec.heartbeat_profile.map(HeartbeatProfile::heartbeat);
     if let Some(profile) = spec.heartbeat_profile {

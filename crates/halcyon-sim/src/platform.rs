@@ -19,8 +19,8 @@ use halcyon_consensus::{
 };
 use halcyon_daemon::faults::HeartbeatFaults;
 use halcyon_daemon::platform::{
-    Clock, GuardFactory, HeartbeatHandle, Heartbeats, LeaseGuard, Network, NodeApplication,
-    Platform, ResourceFactory, Stream, spawn_api_server,
+    Clock, GuardFactory, HeartbeatHandle, Heartbeats, LeaseGuard, Listening, Network,
+    NodeApplication, OpenListener, Platform, ResourceFactory, Stream, spawn_api_server,
 };
 use halcyon_guard::{Address, BootTime, FenceSummary};
 use halcyon_membership::task::{RecvFuture, SendFuture};
@@ -186,7 +186,7 @@ impl Network for SimNetwork {
         &self,
         router: axum::Router,
         addrs: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         self.serve_api(router, addrs, None)
     }
 
@@ -195,7 +195,7 @@ impl Network for SimNetwork {
         router: axum::Router,
         addrs: Vec<SocketAddr>,
         local: Option<std::path::PathBuf>,
-    ) -> BoxFuture<'_, anyhow::Result<()>> {
+    ) -> BoxFuture<'_, anyhow::Result<Listening>> {
         Box::pin(async move {
             if let Some(path) = local {
                 anyhow::bail!(
@@ -203,14 +203,27 @@ impl Network for SimNetwork {
                     path.display()
                 );
             }
+            let open: OpenListener = Box::new(move |addr| {
+                let router = router.clone();
+                Box::pin(async move {
+                    let listener = TurmoilListener::bind(addr).await?;
+                    Ok(spawn_api_server(listener, router))
+                })
+            });
+            let listening = Listening::new("API", open);
             for addr in addrs {
-                let listener = TurmoilListener::bind(addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("API: cannot listen on {addr}: {e}"))?;
-                spawn_api_server(listener, router.clone());
+                listening.add(addr).await?;
             }
-            Ok(())
+            Ok(listening)
         })
+    }
+
+    fn serve_raft_also<'a>(
+        &'a self,
+        consensus: &'a Consensus,
+        addr: SocketAddr,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { consensus.serve_also(TurmoilListener::bind(addr).await?) })
     }
 
     fn open_consensus(

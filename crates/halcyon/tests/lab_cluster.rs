@@ -2847,3 +2847,113 @@ fn an_ip_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_fr
     applied_out_the_holder_is_lost_then_applied_back(&cluster, (first_only, 1), (both, 2), second);
     cut_while_heard_elsewhere_is_network_down(&cluster, &[1], 3, second);
 }
+
+/// Issue 16: a 3-host cluster formed on the lab's first network only (its certificates name
+/// no address on the second), then `halcyon apply` adds the second with every host's
+/// interface on it. A host that neither holds the package nor coordinates, cut from the
+/// others on the first network, is still heard on the second (`network_down`, not
+/// `node_down`), and keeps its lease and its replica: its renewals and the coordinator's
+/// Raft traffic reach it over the added network at once (each daemon listens there and
+/// checks the others' certificates for their node names), with no daemon restarted. The
+/// package stays where it is, never on two hosts.
+#[test]
+fn an_ip_network_added_by_apply_carries_leases_and_raft_for_a_host_cut_from_the_first() {
+    if !running_as_root_or_skip("an_ip_network_added_by_apply_carries") {
+        return;
+    }
+    let mut spec = ClusterSpec::new(HALCYON);
+    spec.disk_heartbeat = false;
+    spec.ip_networks = Some(1);
+    let cluster = start_cluster_with(
+        LabSpec {
+            hosts: 3,
+            networks: 2,
+            ..LabSpec::default()
+        },
+        spec,
+    );
+    let full = {
+        let mut spec = cluster.spec().clone();
+        spec.ip_networks = None;
+        let lab = cluster.lab();
+        let dir = lab.directory().join("config-with-net2");
+        halcyon_lab::cluster::config(&spec, lab.spec(), lab.id(), &lab.disk_heartbeat_path())
+            .write(&dir)
+            .expect("the configuration with net2 writes");
+        halcyon_config::named_sources(&[dir])
+            .expect("the configuration with net2")
+            .into_iter()
+            .map(|(name, text)| halcyon_api::ConfigFile { name, text })
+            .collect::<Vec<_>>()
+    };
+    let old = holder(&cluster);
+    let applied = Instant::now();
+    apply_files(&cluster, old, full);
+    let done = wait_networks_everywhere(&cluster, 2, 2);
+    println!(
+        "net2 added: every path up on every host {:?} after apply",
+        done - applied
+    );
+
+    let coordinator = cluster.coordinator(old).expect("a coordinator");
+    let bystander = cluster
+        .hosts()
+        .find(|&h| h != old && h != coordinator)
+        .expect("a host that neither holds the package nor coordinates");
+    let others: Vec<usize> = cluster.hosts().filter(|&h| h != bystander).collect();
+    let after = last_event_id(&cluster, old);
+    let checker = start_checker(&cluster);
+    let cut_at =
+        fault::partition(cluster.lab(), &[vec![bystander], others], &[1]).expect("partition");
+    // Several leases long: every renewal of the bystander goes over net2.
+    let lease = cluster.spec().lease();
+    let mut lowest_remaining = u64::MAX;
+    while cut_at.elapsed() < lease * 8 {
+        let status = cluster.status(bystander).expect("the bystander answers");
+        assert!(
+            halcyon_lab::cluster::has_quorum(&status),
+            "h{bystander} lost its quorum {:?} after the cut from net1: {status}\n{}",
+            cut_at.elapsed(),
+            cluster.log_tail(bystander, 40)
+        );
+        let remaining = status["lease"]["remaining_ms"].as_u64().unwrap_or(0);
+        assert!(
+            remaining > 0,
+            "h{bystander}'s lease ran out {:?} after the cut from net1\n{}",
+            cut_at.elapsed(),
+            cluster.log_tail(bystander, 40)
+        );
+        lowest_remaining = lowest_remaining.min(remaining);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let down = format!("network_down h{bystander} net1");
+    // The coordinator's judgement reached the bystander's replica over net2.
+    let seen = cluster
+        .wait_for(
+            "the bystander's replica has its network_down",
+            Instant::now() + Duration::from_secs(10),
+            || {
+                events_after(&cluster, bystander, after)
+                    .iter()
+                    .any(|e| e.starts_with(&down))
+                    .then_some(())
+            },
+        )
+        .map(|()| cut_at.elapsed());
+    let events = events_after(&cluster, old, after);
+    println!(
+        "h{bystander} cut from net1 for {:?}: lease kept (lowest remaining {lowest_remaining} \
+         ms of {lease:?}), its replica has `{down}` {seen:?} after the cut; events {events:?}",
+        cut_at.elapsed()
+    );
+    seen.unwrap_or_else(|error| panic!("{error}\n{}", cluster.log_tail(bystander, 40)));
+    assert!(events.iter().any(|e| e.starts_with(&down)), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("node_down")),
+        "{events:?}"
+    );
+    assert_eq!(holder(&cluster), old, "the package did not move");
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, bystander, 2, healed_at);
+    settle_and_assert_safe(&cluster, checker);
+}

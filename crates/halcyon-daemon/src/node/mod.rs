@@ -111,6 +111,9 @@ pub struct Node {
     pub(crate) running: watch::Receiver<BTreeMap<PackageName, bool>>,
     /// Every node's API addresses: the running configuration's (`node::settings`).
     peers: std::sync::RwLock<Arc<Peers>>,
+    /// The addresses this node's API and internal API listen on (set once they listen,
+    /// followed with the running configuration: `Node::follow_own_addresses`).
+    listening: std::sync::OnceLock<Listenings>,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     /// The round trips of this node's lease renewals: is the network fast enough for the
@@ -325,6 +328,7 @@ impl Node {
             name: me.name.clone(),
             number: me.number,
             peers: std::sync::RwLock::new(Arc::new(Peers::new(&config))),
+            listening: std::sync::OnceLock::new(),
             election_max: raft_timings_of(raft_interval).election_timeout_max,
             raft_interval,
             boot_config: Arc::new(config),
@@ -518,6 +522,14 @@ impl Node {
     }
 
     /// From now on the API addresses of `config`'s nodes.
+    /// Records where the API and the internal API listen (`api::serve`, once).
+    pub(crate) fn set_listening(&self, listening: Listenings) {
+        assert!(
+            self.listening.set(listening).is_ok(),
+            "the API is served once per node"
+        );
+    }
+
     pub(crate) fn set_peers(&self, config: &Config) {
         *self
             .peers
@@ -786,6 +798,9 @@ fn security(
         .map(|(_, c)| crate::raft_tls::RaftTls::new(c, raft_member_names(config)).map(Arc::new))
         .transpose()
         .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
+    if let Some(tls) = &raft_tls {
+        tls.set_addresses(node_addresses(config));
+    }
     Ok((credentials, auth, raft_tls))
 }
 
@@ -875,6 +890,30 @@ pub(crate) fn credentials(
 
 /// The names of the cluster's Raft members (the nodes and the witness): whom a Raft peer's
 /// certificate may name.
+/// Where a node's API and internal API listen.
+pub(crate) struct Listenings {
+    pub public: crate::platform::Listening,
+    pub internal: crate::platform::Listening,
+}
+
+/// Whose each node interface address of `config` is (the Raft and API clients check a
+/// node's certificate for its name: `RaftTls::set_addresses`).
+pub(crate) fn node_addresses(
+    config: &Config,
+) -> std::collections::HashMap<std::net::IpAddr, String> {
+    config
+        .cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.interfaces
+                .iter()
+                .filter_map(|i| i.address)
+                .map(|a| (a, n.name.to_string()))
+        })
+        .collect()
+}
+
 pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<String> {
     config
         .cluster

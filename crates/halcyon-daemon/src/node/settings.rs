@@ -13,7 +13,8 @@
 //! `status` says which. The lease and the renewal interval are read from the view where
 //! they are used (`Node::holding_lease`, `Node::renewal_interval`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -270,6 +271,8 @@ impl Node {
         // The last refusal logged, so that one asked again every renewal interval (a disk
         // device this node cannot open) is logged once.
         let mut refused: Option<String> = None;
+        // The same for the addresses this node could not listen on.
+        let mut unlistened: Option<String> = None;
         // Whether the running configuration has had this node, and whether its removal
         // was said.
         let (mut was_in, mut removal_said) = (false, false);
@@ -289,6 +292,20 @@ impl Node {
             if let Some(config) = config.filter(|_| switched || again) {
                 seen = Some(Arc::clone(&config));
                 again = false;
+                match self.follow_own_addresses(&config).await {
+                    Ok(()) => unlistened = None,
+                    Err(why) => {
+                        if unlistened.as_ref() != Some(&why) {
+                            tracing::warn!(
+                                node = %self.name,
+                                "not listening on every address of this node yet (asked \
+                                 again every renewal interval): {why}"
+                            );
+                        }
+                        unlistened = Some(why);
+                        again = true;
+                    }
+                }
                 let is_in = config.node(self.name.as_str()).is_some();
                 was_in |= is_in;
                 if was_in && !is_in && !removal_said {
@@ -348,6 +365,78 @@ impl Node {
     }
 }
 
+/// What a server listening on `served` must close and open to listen on `wanted`: the
+/// addresses it serves that are not wanted, and the wanted ones it does not serve.
+pub(crate) fn listen_changes(
+    wanted: &BTreeSet<SocketAddr>,
+    served: &[SocketAddr],
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let served: BTreeSet<SocketAddr> = served.iter().copied().collect();
+    (
+        served.difference(wanted).copied().collect(),
+        wanted.difference(&served).copied().collect(),
+    )
+}
+
+impl Node {
+    /// Makes this node's Raft server, API and internal API listen on its addresses of
+    /// `config`, and its TLS clients check a node address's certificate for that node's
+    /// name: a network `halcyon apply` added with this node's interface on it carries Raft
+    /// and API traffic at once, and a removed one no longer does. Nothing changes for a node
+    /// `config` does not have. Errors: the addresses it could not listen on (an address not
+    /// up on this host yet; asked again every renewal interval).
+    pub(crate) async fn follow_own_addresses(
+        &self,
+        config: &halcyon_config::Config,
+    ) -> Result<(), String> {
+        if let Some(tls) = &self.raft_tls {
+            tls.set_addresses(super::node_addresses(config));
+        }
+        let me = halcyon_consensus::NodeId::from(self.number);
+        let (Some(raft), Some(listening)) = (
+            crate::peers::raft_members(config).remove(&me),
+            self.listening.get(),
+        ) else {
+            return Ok(());
+        };
+        let peers = crate::peers::Peers::new(config);
+        let own = |addrs: Option<&[SocketAddr]>| -> BTreeSet<SocketAddr> {
+            addrs.unwrap_or_default().iter().copied().collect()
+        };
+        let mut failed = Vec::new();
+        let wanted: BTreeSet<SocketAddr> = raft.addrs.into_iter().collect();
+        let (close, open) = listen_changes(&wanted, &self.consensus.served_addrs());
+        for addr in close {
+            self.consensus.stop_serving(addr);
+        }
+        for addr in open {
+            let served = self.platform.network.serve_raft_also(&self.consensus, addr);
+            if let Err(e) = served.await {
+                failed.push(format!("Raft: cannot listen on {addr}: {e}"));
+            }
+        }
+        for (server, wanted) in [
+            (&listening.public, own(peers.api(me))),
+            (&listening.internal, own(peers.internal(me))),
+        ] {
+            let (close, open) = listen_changes(&wanted, &server.addrs());
+            for addr in close {
+                server.close(addr);
+            }
+            for addr in open {
+                if let Err(e) = server.add(addr).await {
+                    failed.push(e.to_string());
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -387,6 +476,22 @@ mod tests {
             interval: Duration::from_millis(interval),
             sensitivity,
         }
+    }
+
+    #[test]
+    fn a_server_closes_the_addresses_no_longer_wanted_and_opens_the_new_ones() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let wanted = BTreeSet::from([a("10.0.0.1:7100"), a("10.0.1.1:7100")]);
+        assert_eq!(
+            listen_changes(&wanted, &[a("10.0.0.1:7100"), a("10.0.2.1:7100")]),
+            (vec![a("10.0.2.1:7100")], vec![a("10.0.1.1:7100")])
+        );
+        let served: Vec<SocketAddr> = wanted.iter().copied().collect();
+        assert_eq!(listen_changes(&wanted, &served), (vec![], vec![]));
+        assert_eq!(
+            listen_changes(&BTreeSet::new(), &served),
+            (served.clone(), vec![])
+        );
     }
 
     #[test]

@@ -552,9 +552,13 @@ pub fn tls_request(
     runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let exchange = async {
-            let mut stream = halcyon_daemon::raft_tls::connect_api(tls, addr)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut stream = halcyon_daemon::raft_tls::connect_api(
+                tls,
+                addr,
+                halcyon_daemon::raft_tls::address_name(addr),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             stream
                 .write_all(request.as_bytes())
                 .await
