@@ -2854,8 +2854,9 @@ fn an_ip_network_removed_and_added_again_by_apply_is_what_judges_a_holder_cut_fr
 /// others on the first network, is still heard on the second (`network_down`, not
 /// `node_down`), and keeps its lease and its replica: its renewals and the coordinator's
 /// Raft traffic reach it over the added network at once (each daemon listens there and
-/// checks the others' certificates for their node names), with no daemon restarted. The
-/// package stays where it is, never on two hosts.
+/// checks the others' certificates for their node names), with no daemon restarted; the
+/// package stays where it is. The coordinator cut from the others on the first network
+/// leads on over the second: no election, no node lost. Never two holders at once.
 #[test]
 fn an_ip_network_added_by_apply_carries_leases_and_raft_for_a_host_cut_from_the_first() {
     if !running_as_root_or_skip("an_ip_network_added_by_apply_carries") {
@@ -2953,5 +2954,38 @@ fn an_ip_network_added_by_apply_carries_leases_and_raft_for_a_host_cut_from_the_
     assert_eq!(holder(&cluster), old, "the package did not move");
     let healed_at = fault::heal(cluster.lab()).expect("heal");
     wait_rejoined(&cluster, bystander, 2, healed_at);
+
+    // The coordinator cut from net1: it leads on over net2, no election, no node lost.
+    let term = |host: usize| cluster.status(host).ok()?["quorum"]["term"].as_u64();
+    let before = term(coordinator).expect("the coordinator's term");
+    let rest: Vec<usize> = cluster.hosts().filter(|&h| h != coordinator).collect();
+    let after = last_event_id(&cluster, rest[0]);
+    let cut_at = fault::partition(cluster.lab(), &[vec![coordinator], rest.clone()], &[1])
+        .expect("partition");
+    while cut_at.elapsed() < lease * 8 {
+        for &host in &rest {
+            let status = cluster.status(host).expect("a host answers");
+            assert!(
+                halcyon_lab::cluster::has_quorum(&status)
+                    && status["quorum"]["term"].as_u64() == Some(before)
+                    && status["coordinator"] == halcyon_lab::cluster::node_name(coordinator),
+                "h{host} {:?} after h{coordinator} (coordinator) was cut from net1: {status}",
+                cut_at.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = events_after(&cluster, rest[0], after);
+    println!(
+        "h{coordinator} (coordinator) cut from net1 for {:?}: still the coordinator in term \
+         {before} for every host; events {events:?}",
+        cut_at.elapsed()
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("node_down")),
+        "{events:?}"
+    );
+    let healed_at = fault::heal(cluster.lab()).expect("heal");
+    wait_rejoined(&cluster, coordinator, 2, healed_at);
     settle_and_assert_safe(&cluster, checker);
 }
