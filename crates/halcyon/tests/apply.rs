@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1772,6 +1773,10 @@ fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it()
     wait("lan2 forgotten everywhere", &|| {
         (1..=3).all(|i| paths_on(&c, i, "lan2") == [None, None, None])
     });
+    // Nor does any node listen there any more (Raft, API, internal API).
+    wait("nothing listens on lan2", &|| {
+        (1..=3).all(|i| listening_on_lan2(&c, i) == [false; 3])
+    });
 
     // Added back: every node heartbeats there again.
     let files = write(&c, &both, "both");
@@ -1783,6 +1788,23 @@ fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it()
         "every node hears every other on the added ip network {:?} after apply began",
         started.elapsed()
     );
+    wait("every node listens on lan2 again", &|| {
+        (1..=3).all(|i| listening_on_lan2(&c, i) == [true; 3])
+    });
+    eprintln!(
+        "every node listens on the added ip network {:?} after apply began",
+        started.elapsed()
+    );
+    // Its API there answers, its certificate checked for its node's name.
+    for i in 1..=3 {
+        let addr = SocketAddr::from(([127, 0, 1, i as u8], c.config().port + 2));
+        let name = format!("n{i}");
+        let answer = api_answers_as(&c, addr, &name);
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")),
+            "n{i}'s API at {addr} as {name}: {answer:?}"
+        );
+    }
     // And judges it: n2 cut there is a network_down, not a node_down.
     cut_n2_on(&c, "lan2", true);
     let took = c.wait_for(1, "network_down n2 lan2", FAILOVER_TIMEOUT, |v| {
@@ -1814,6 +1836,27 @@ fn apply_removes_and_adds_back_an_ip_network_with_the_members_interfaces_on_it()
     );
     assert_untouched(&c, &dir, &keep, term);
     c.kill_all();
+}
+
+/// Whether node `i` accepts connections at its `lan2` address (127.0.1.i) on its Raft, API
+/// and internal API ports.
+fn listening_on_lan2(c: &Cluster, i: usize) -> [bool; 3] {
+    let host = [127, 0, 1, u8::try_from(i).expect("a small node number")];
+    [1, 2, 3].map(|offset| {
+        let addr = SocketAddr::from((host, c.config().port + offset));
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+    })
+}
+
+/// Whether the API at `addr` completes a TLS handshake with a certificate of the cluster's
+/// CA naming node `name` and answers `GET /v1/status` with 200.
+fn api_answers_as(c: &Cluster, addr: SocketAddr, name: &str) -> Result<String, String> {
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let token = c.admin_token().expect("a secure cluster");
+    let request = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: halcyon\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls_request_as(c.tls().expect("a secure cluster"), addr, server, &request)
 }
 
 /// Issue 16: a node renumbered as the refusal says: halted, removed in one apply, added

@@ -545,6 +545,18 @@ pub fn tls_request(
     addr: SocketAddr,
     request: &str,
 ) -> Result<String, String> {
+    let name = halcyon_daemon::raft_tls::address_name(addr);
+    tls_request_as(tls, addr, name, request)
+}
+
+/// [`tls_request`] with the server's certificate checked for `name` (a node's name) instead
+/// of the address dialled.
+pub fn tls_request_as(
+    tls: &halcyon_daemon::client::Tls,
+    addr: SocketAddr,
+    name: rustls::pki_types::ServerName<'static>,
+    request: &str,
+) -> Result<String, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -552,13 +564,9 @@ pub fn tls_request(
     runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let exchange = async {
-            let mut stream = halcyon_daemon::raft_tls::connect_api(
-                tls,
-                addr,
-                halcyon_daemon::raft_tls::address_name(addr),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let mut stream = halcyon_daemon::raft_tls::connect_api(tls, addr, name)
+                .await
+                .map_err(|e| e.to_string())?;
             stream
                 .write_all(request.as_bytes())
                 .await
