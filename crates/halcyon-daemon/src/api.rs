@@ -93,7 +93,7 @@ pub async fn serve(
     node: Shared,
     addrs: Vec<SocketAddr>,
     internal: Vec<SocketAddr>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<crate::node::Listenings> {
     // What administrators and programs ask: at most `PUBLIC_CONCURRENCY` at once, the
     // others wait their turn, so that a flood of them cannot crowd out what nodes ask of
     // each other (lease renewals, forwarded writes), which is not limited.
@@ -157,8 +157,7 @@ pub async fn serve(
         .network
         .serve_api(app, addrs, node.api_socket.clone())
         .await?;
-    node.set_listening(crate::node::Listenings { public, internal });
-    Ok(())
+    Ok(crate::node::Listenings { public, internal })
 }
 
 /// What watches the cluster: the event stream (long-lived: outside the public concurrency

@@ -102,7 +102,7 @@ async fn start(
         .expect("a configured node has API addresses")
         .to_vec();
     let own_internal = node.peers().internal(me).expect("as its API").to_vec();
-    api::serve(Arc::clone(&node), own_api.clone(), own_internal).await?;
+    let listening = api::serve(Arc::clone(&node), own_api.clone(), own_internal).await?;
     let node::Tasks {
         lease,
         coordinator,
@@ -125,7 +125,7 @@ async fn start(
     tokio::spawn(Arc::clone(&node).monitor_loop());
     tokio::spawn(Arc::clone(&node).heartbeat_loop());
     tokio::spawn(Arc::clone(&node).watchdog_loop());
-    tokio::spawn(Arc::clone(&node).peers_loop());
+    tokio::spawn(Arc::clone(&node).peers_loop(listening));
     if !node.consensus.is_admitted() {
         tokio::spawn(Arc::clone(&node).admission());
     }

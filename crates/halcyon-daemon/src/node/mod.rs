@@ -111,9 +111,6 @@ pub struct Node {
     pub(crate) running: watch::Receiver<BTreeMap<PackageName, bool>>,
     /// Every node's API addresses: the running configuration's (`node::settings`).
     peers: std::sync::RwLock<Arc<Peers>>,
-    /// The addresses this node's API and internal API listen on (set once they listen,
-    /// followed with the running configuration: `Node::follow_own_addresses`).
-    listening: std::sync::OnceLock<Listenings>,
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     /// The round trips of this node's lease renewals: is the network fast enough for the
@@ -328,7 +325,6 @@ impl Node {
             name: me.name.clone(),
             number: me.number,
             peers: std::sync::RwLock::new(Arc::new(Peers::new(&config))),
-            listening: std::sync::OnceLock::new(),
             election_max: raft_timings_of(raft_interval).election_timeout_max,
             raft_interval,
             boot_config: Arc::new(config),
@@ -522,14 +518,6 @@ impl Node {
     }
 
     /// From now on the API addresses of `config`'s nodes.
-    /// Records where the API and the internal API listen (`api::serve`, once).
-    pub(crate) fn set_listening(&self, listening: Listenings) {
-        assert!(
-            self.listening.set(listening).is_ok(),
-            "the API is served once per node"
-        );
-    }
-
     pub(crate) fn set_peers(&self, config: &Config) {
         *self
             .peers
@@ -890,8 +878,10 @@ pub(crate) fn credentials(
 
 /// The names of the cluster's Raft members (the nodes and the witness): whom a Raft peer's
 /// certificate may name.
-/// Where a node's API and internal API listen.
-pub(crate) struct Listenings {
+/// Where a node's API and internal API listen (`api::serve`), followed with the running
+/// configuration by the task that owns it (`Node::peers_loop`). Not kept in the node: its
+/// servers' routers hold the node.
+pub struct Listenings {
     pub public: crate::platform::Listening,
     pub internal: crate::platform::Listening,
 }

@@ -263,7 +263,7 @@ impl Node {
     /// heartbeats' peers and addresses, the API addresses, the names a certificate may
     /// carry): a running cluster's `halcyon apply` added or removed nodes. Ends when the view
     /// or the lease task ends.
-    pub(crate) async fn peers_loop(self: Arc<Self>) {
+    pub(crate) async fn peers_loop(self: Arc<Self>, listening: super::Listenings) {
         let mut view = self.view.clone();
         let Some(mut watching) = Watched::of(&self.boot_config.cluster, self.number) else {
             return;
@@ -292,7 +292,7 @@ impl Node {
             if let Some(config) = config.filter(|_| switched || again) {
                 seen = Some(Arc::clone(&config));
                 again = false;
-                match self.follow_own_addresses(&config).await {
+                match self.follow_own_addresses(&config, &listening).await {
                     Ok(()) => unlistened = None,
                     Err(why) => {
                         if unlistened.as_ref() != Some(&why) {
@@ -388,15 +388,13 @@ impl Node {
     pub(crate) async fn follow_own_addresses(
         &self,
         config: &halcyon_config::Config,
+        listening: &super::Listenings,
     ) -> Result<(), String> {
         if let Some(tls) = &self.raft_tls {
             tls.set_addresses(super::node_addresses(config));
         }
         let me = halcyon_consensus::NodeId::from(self.number);
-        let (Some(raft), Some(listening)) = (
-            crate::peers::raft_members(config).remove(&me),
-            self.listening.get(),
-        ) else {
+        let Some(raft) = crate::peers::raft_members(config).remove(&me) else {
             return Ok(());
         };
         let peers = crate::peers::Peers::new(config);
@@ -405,6 +403,8 @@ impl Node {
         };
         let mut failed = Vec::new();
         let wanted: BTreeSet<SocketAddr> = raft.addrs.into_iter().collect();
+        // A configured node has an address on an ip network; none would leave it deaf.
+        assert!(!wanted.is_empty(), "node {} has no Raft address", self.name);
         let (close, open) = listen_changes(&wanted, &self.consensus.served_addrs());
         for addr in close {
             self.consensus.stop_serving(addr);
