@@ -352,7 +352,8 @@ impl Network for TcpNetwork {
 
 /// TCP through tokio with the node's TLS (`raft_tls`): the public API over TLS, the internal
 /// API over mutual TLS, and connections to the other nodes' APIs (and the witness's) over TLS
-/// with the node's certificate, checked against the cluster CA and the address dialled, and
+/// with the node's certificate, checked against the cluster CA and the node dialled
+/// (`RaftTls::server_name`), and
 /// kept open between requests (`client::KeptConnections`). The unix socket stays plain
 /// (local, and its clients' credentials are checked).
 pub struct TlsNetwork {
@@ -566,6 +567,13 @@ impl NodeApplication {
         NodeApplication {
             inner: Replicated::new(Box::new(publish)),
         }
+    }
+}
+
+impl From<Replicated> for NodeApplication {
+    /// A replica that tells only `replicated`'s own observer (the witness's).
+    fn from(replicated: Replicated) -> Self {
+        NodeApplication { inner: replicated }
     }
 }
 

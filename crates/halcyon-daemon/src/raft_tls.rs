@@ -5,8 +5,12 @@
 //! On the mutual ports both ends present their node certificate. A peer is accepted only
 //! when its certificate chains to the cluster CA (rustls' WebPKI verifiers, the CA as the only
 //! root) and, on the server side, names a configured node of this cluster (a DNS subject
-//! alternative name); the client checks the server's certificate against the address it
-//! dialled (node certificates carry every address of their node). Nothing of a refused
+//! alternative name); the client checks the server's certificate for the node it dialled:
+//! the name of the node whose address it is in the running configuration
+//! ([`RaftTls::set_addresses`]; node certificates carry their node's name, so an address
+//! `halcyon apply` added later is proved by the certificate of the node's start), else the
+//! address itself (the witness; node certificates carry every address given at `halcyon
+//! init`). Nothing of a refused
 //! connection reaches the Raft frame decoder or the HTTP parser. On the public API a client
 //! certificate is optional (administrators have tokens; nodes present theirs, which must then
 //! be of the cluster CA). Refusals are counted ([`RaftTls::refused`] for Raft,
@@ -215,8 +219,8 @@ impl RaftTls {
     }
 
     /// The client settings for the API of other nodes (and the witness): the node's
-    /// certificate as client certificate, servers checked against the cluster CA and the
-    /// address dialled. Always the same `ClientConfig`, whose session cache lets the next
+    /// certificate as client certificate, servers checked against the cluster CA (and the
+    /// name of [`RaftTls::server_name`], given at each connect). Always the same `ClientConfig`, whose session cache lets the next
     /// connection to a server resume.
     pub fn api_client(&self) -> Arc<ClientConfig> {
         Arc::clone(&current(&self.configs).api_client)

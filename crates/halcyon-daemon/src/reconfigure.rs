@@ -241,11 +241,11 @@ pub(crate) fn node_interface_changes(
             new: node_text(now),
             note: Some(if with_its_network(was, now) {
                 format!(
-                    "interfaces added or removed with their network: {0} heartbeats there \
-                     from the config_change entry on (an added address must be up on it); \
-                     Raft and the API reach it at an added address once its daemon restarts \
-                     with a certificate naming it (`halcyon init node {0} --force`: a node's \
-                     certificate names its addresses), at its other addresses until then",
+                    "interfaces added or removed with their network: {0} heartbeats, \
+                     listens and is reached there (Raft, the API) from the config_change \
+                     entry on (an added address must be up on it; the others check its \
+                     certificate for its name); for the CLI to reach it at an added \
+                     address, reissue its certificate (`halcyon init node {0} --force`)",
                     was.name
                 )
             } else {

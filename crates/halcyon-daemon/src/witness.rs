@@ -73,6 +73,11 @@ struct Witness {
     /// Who may call its API: a token (`read-only` reads its status) or a node's signature,
     /// as on a node (`auth::public`); insecure without credentials.
     auth: crate::auth::Auth,
+    /// Its connections: the host's TCP (over TLS with credentials), or the simulator's.
+    network: Arc<dyn crate::platform::Network>,
+    /// Told of every entry its replica applies (the simulator checks them).
+    observer: Option<crate::platform::ApplyObserver>,
+    settings: WitnessSettings,
 }
 
 impl crate::auth::Gate for Witness {
@@ -127,14 +132,18 @@ impl Witness {
     }
 }
 
-async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<Arc<Consensus>> {
+async fn open(witness: &Witness) -> anyhow::Result<Arc<Consensus>> {
     let members = raft_members(&witness.config);
     let addrs = members.get(&witness.id).cloned().unwrap_or_default();
     let applied = witness.applied_tx.clone();
     let tls = witness.raft_tls.clone();
+    let observer = witness.observer.clone();
     let mut generation = None;
-    let app = Replicated::new(Box::new(move |index, _, state| {
+    let app = Replicated::new(Box::new(move |index, command, state| {
         applied.send_replace(index);
+        if let (Some(observer), Some(command)) = (&observer, command) {
+            observer(index, command, state);
+        }
         // Whose certificates Raft accepts follows the running configuration (a node
         // `halcyon apply` added), as on the nodes, not the witness's files.
         if let (Some(tls), Some(config)) = (&tls, state.config())
@@ -144,26 +153,68 @@ async fn open(witness: &Witness, settings: &WitnessSettings) -> anyhow::Result<A
             tls.set_nodes(crate::node::raft_member_names(config));
         }
     }));
-    let db_path = settings.state_dir.join("raft.redb");
+    let db_path = witness.settings.state_dir.join("raft.redb");
     // The witness switches its elections itself (the rescue below): no pre-vote gate.
     let timings = halcyon_consensus::RaftTimings {
         pre_vote: false,
         ..crate::node::raft_timings(&witness.config.cluster)
     };
-    let cluster = witness.config.cluster.id;
-    let consensus = match &witness.raft_tls {
-        Some(tls) => {
-            crate::raft_tls::open(tls, cluster, witness.id, addrs, &db_path, app, timings).await
-        }
-        None => Consensus::open(cluster, witness.id, addrs, &db_path, app, timings).await,
-    }
-    .context("opening consensus")?;
+    let consensus = witness
+        .network
+        .open_consensus(
+            witness.config.cluster.id,
+            witness.id,
+            addrs,
+            &db_path,
+            crate::platform::NodeApplication::from(app),
+            timings,
+            witness.raft_tls.clone(),
+        )
+        .await
+        .context("opening consensus")?;
     consensus.raft().runtime_config().elect(false);
     Ok(Arc::new(consensus))
 }
 
 /// Runs the witness until SIGTERM or SIGINT.
 pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
+    let running = start_on(settings, Arc::new(crate::platform::TcpNetwork), None).await?;
+    let mut signals = crate::Signals::new()?;
+    while let crate::Received::Reload = signals.next().await {
+        reload(&running.witness, running.credentials_dir.as_deref());
+    }
+    running.stop().await;
+    Ok(())
+}
+
+/// A witness started by [`start_on`].
+pub struct Running {
+    witness: Arc<Witness>,
+    credentials_dir: Option<std::path::PathBuf>,
+    stop: watch::Sender<bool>,
+    rescue: tokio::task::JoinHandle<()>,
+    /// Where its API listens.
+    _api: crate::platform::Listening,
+}
+
+impl Running {
+    /// Stops its rescue task and shuts its consensus down.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.rescue.await;
+        shutdown(&self.witness).await;
+        tracing::info!(witness = %self.witness.name, "witness stopped");
+    }
+}
+
+/// Starts the witness on `network` (the host's TCP, over TLS when it has credentials; or the
+/// simulator's): its consensus, its API and its rescue task; `observer` is told of every
+/// entry its replica applies. Returns once its API listens.
+pub async fn start_on(
+    settings: WitnessSettings,
+    network: Arc<dyn crate::platform::Network>,
+    observer: Option<crate::platform::ApplyObserver>,
+) -> anyhow::Result<Running> {
     let (config, _) = halcyon_config::load(&settings.config_paths)
         .map_err(|d| anyhow::anyhow!("configuration is not valid:\n{d}"))?;
     let Some(w) = config.cluster.quorum.witness.clone() else {
@@ -195,6 +246,13 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         None => crate::auth::Auth::insecure(),
     };
     let credentials_dir = credentials.map(|(dir, _)| dir);
+    // With credentials its API is served over TLS (`platform::TlsNetwork`), as a node's.
+    let network = match &raft_tls {
+        Some(tls) => network
+            .with_tls(Arc::clone(tls))
+            .context("this platform's network has no TLS for the API")?,
+        None => network,
+    };
     let witness = Arc::new(Witness {
         auth,
         name: w.name.to_string(),
@@ -204,22 +262,23 @@ pub async fn run(settings: WitnessSettings) -> anyhow::Result<()> {
         applied_tx,
         consensus: watch::Sender::new(None),
         raft_tls,
+        network,
+        observer,
+        settings,
     });
-    let consensus = open(&witness, &settings).await?;
+    let consensus = open(&witness).await?;
     witness.consensus.send_replace(Some(consensus));
-    serve(Arc::clone(&witness), api_addr, settings.test_faults).await?;
+    let api = serve(Arc::clone(&witness), api_addr).await?;
     tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), settings, stop_rx));
-    let mut signals = crate::Signals::new()?;
-    while let crate::Received::Reload = signals.next().await {
-        reload(&witness, credentials_dir.as_deref());
-    }
-    let _ = stop_tx.send(true);
-    let _ = rescue.await;
-    shutdown(&witness).await;
-    tracing::info!(witness = %witness.name, "witness stopped");
-    Ok(())
+    let (stop, stop_rx) = watch::channel(false);
+    let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), stop_rx));
+    Ok(Running {
+        witness,
+        credentials_dir,
+        stop,
+        rescue,
+        _api: api,
+    })
 }
 
 /// Loads the witness's credentials from `dir` again and puts them in use, all or nothing
@@ -265,11 +324,7 @@ fn reload(witness: &Witness, dir: Option<&std::path::Path>) {
 }
 
 /// Watches for a cluster without a leader (see the module's invariants).
-async fn rescue_loop(
-    witness: Arc<Witness>,
-    settings: WitnessSettings,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
     let mut leaderless_since: Option<Instant> = None;
     let mut leading_since: Option<Instant> = None;
     loop {
@@ -298,7 +353,7 @@ async fn rescue_loop(
                 );
                 drop(consensus);
                 shutdown(&witness).await;
-                match open(&witness, &settings).await {
+                match open(&witness).await {
                     Ok(c) => {
                         witness.consensus.send_replace(Some(c));
                     }
@@ -368,9 +423,8 @@ fn refuse(message: impl Into<String>) -> Response {
 async fn serve(
     witness: Arc<Witness>,
     addr: std::net::SocketAddr,
-    _test_faults: bool,
-) -> anyhow::Result<()> {
-    let tls = witness.raft_tls.clone();
+) -> anyhow::Result<crate::platform::Listening> {
+    let network = Arc::clone(&witness.network);
     let app = Router::new()
         .route(
             "/v1/status",
@@ -412,13 +466,9 @@ async fn serve(
             witness,
             crate::auth::public::<Witness>,
         ));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("witness API: cannot listen on {addr}: {e}"))?;
     // Over TLS with the witness's certificate when it has credentials, as a node's API.
-    match &tls {
-        Some(tls) => crate::platform::spawn_api_server(tls.public_listener(listener), app),
-        None => crate::platform::spawn_api_server(listener, app),
-    };
-    Ok(())
+    network
+        .serve_api(app, vec![addr], None)
+        .await
+        .context("the witness's API")
 }

@@ -81,9 +81,47 @@ pub struct Fault {
     pub lasts: Duration,
 }
 
+/// The quorum witness's number (`--witness`): its host is `run::node_ip(WITNESS)`, apart from
+/// the nodes' (`--grow` adds node `nodes + 1`).
+pub const WITNESS: u32 = 200;
+
+/// `--witness`: about one in four of the drawn faults that strike one node with a crash, a
+/// daemon kill, a pause, a partition, a one-way cut, losses, delays or a slow disk strike the
+/// witness instead (from a stream of the seed's own: the schedule is otherwise the one drawn
+/// without it). Not its crash when `wipe` (a rebuilt witness: see ARCHITECTURE.md).
+pub fn strike_witness(seed: u64, faults: &mut [Fault], wipe: bool) {
+    let mut rng = Rng::new(seed ^ 0x0077_6974_6e65_7373);
+    for fault in faults {
+        let strikes = match fault.kind {
+            Kind::Crash => !wipe,
+            Kind::DaemonKill
+            | Kind::Pause
+            | Kind::Partition
+            | Kind::OneWay
+            | Kind::Loss(_)
+            | Kind::Delay(_)
+            | Kind::SlowDisk(_) => true,
+            Kind::DiskError | Kind::ServiceExit { .. } | Kind::Hang => false,
+        };
+        if rng.range(0, 3) == 0 && strikes {
+            fault.nodes = vec![WITNESS];
+        }
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("n{n}")).collect();
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|&n| {
+                if n == WITNESS {
+                    "the witness".to_owned()
+                } else {
+                    format!("n{n}")
+                }
+            })
+            .collect();
         let nodes = nodes.join(",");
         let lasts = self.lasts.as_secs_f64();
         match &self.kind {

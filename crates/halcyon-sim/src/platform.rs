@@ -117,6 +117,13 @@ pub struct SimNetwork {
     fault_hook: FaultHook,
 }
 
+impl SimNetwork {
+    /// The simulator's network, with consensus faults from `fault_hook` (shared by the run).
+    pub fn new(fault_hook: FaultHook) -> SimNetwork {
+        SimNetwork { fault_hook }
+    }
+}
+
 struct TurmoilTransport;
 
 impl Transport for TurmoilTransport {

@@ -128,8 +128,8 @@ impl Reshape {
             )
     }
 
-    /// What happens at `now`; `transitions`, `options`, `directory`, `restarts` and
-    /// `sensitivity_up` as the run has them.
+    /// What happens at `now`; `transitions`, `options`, `directory`, `restarts`,
+    /// `sensitivity_up` and `witness` (in the files) as the run has them.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -142,9 +142,11 @@ impl Reshape {
         directory: &Path,
         restarts: &[u32],
         sensitivity_up: bool,
+        witness: bool,
     ) -> anyhow::Result<()> {
         let apply = |nodes: u32, what: String| -> anyhow::Result<()> {
-            let request = apply_request(directory, options, nodes, restarts, sensitivity_up)?;
+            let request =
+                apply_request(directory, options, nodes, restarts, sensitivity_up, witness)?;
             let inbox = world
                 .lock()
                 .appliers

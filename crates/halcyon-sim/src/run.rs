@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use halcyon_consensus::{FaultHook, NodeId};
 use halcyon_daemon::node::{Node, Settings};
 
-use crate::faults::{self, Fault, Kind};
+use crate::faults::{self, Fault, Kind, WITNESS};
 use crate::invariants::Transitions;
 use crate::platform::platform;
 use crate::reshape::Reshape;
@@ -77,6 +77,12 @@ pub struct Options {
     /// `[quorum] auto_shrink = true` with `shrink_after = "2s"`: a node committed down for
     /// 2 s leaves the voters (never below 3 of 5), and becomes a voter again when it rejoins.
     pub auto_shrink: bool,
+    /// A quorum witness (`[quorum.witness]`, number [`WITNESS`]) votes beside the nodes, and
+    /// about one in four of the faults drawn for one node strike it instead
+    /// ([`faults::strike_witness`]). With `apply`, the second reconfiguration takes it out
+    /// (its daemon runs on, from files that name it) and the third puts it back: at the end
+    /// the leader must count it a voter again.
+    pub witness: bool,
     /// A crashed node boots with its state directory emptied (a rebuilt node): it must be
     /// taken out of the membership and added again (`node::admission`) with every invariant
     /// kept.
@@ -98,6 +104,8 @@ struct Features {
     auto_shrink: bool,
     /// Packages start within 2 s (`--hang`: a short bound on a run).
     short_runs: bool,
+    /// The run has a quorum witness.
+    witness: bool,
 }
 
 impl Features {
@@ -106,6 +114,7 @@ impl Features {
             fencing: options.fencing,
             auto_shrink: options.auto_shrink,
             short_runs: options.hang,
+            witness: options.witness,
         }
     }
 }
@@ -136,6 +145,7 @@ impl Options {
             wipe: false,
             hang: false,
             disk_errors: false,
+            witness: false,
         }
     }
 
@@ -151,6 +161,9 @@ impl Options {
                 self.disk_errors,
             ),
         };
+        if self.witness && self.script.is_none() {
+            faults::strike_witness(self.seed, &mut faults, self.wipe);
+        }
         if self.hang {
             faults.push(faults::draw_hang(self.seed, self.nodes, self.packages));
             faults.sort_by_key(|f| f.at);
@@ -302,14 +315,27 @@ fn write_config_with(
     heartbeat: Heartbeat,
     features: Features,
 ) -> std::io::Result<()> {
-    write_config_variant(dir, nodes, packages, heartbeat, features, &[], false)
+    let witness = features.witness;
+    write_config_variant(
+        dir,
+        nodes,
+        packages,
+        heartbeat,
+        features,
+        &[],
+        false,
+        witness,
+    )
 }
 
 /// [`write_config_with`] where package `p`'s service allows `restarts[p]` restarts (1 when
 /// not given) and the heartbeat interval longer, the sensitivity one higher and the lease
 /// longer with `sensitivity_up` ([`Heartbeat::toml`], [`Heartbeat::lease`]), and a disk
 /// heartbeat network on a simulated shared disk with it: what `--apply` changes.
-/// `features`: see [`Options::fencing`] and [`Options::auto_shrink`].
+/// `features`: see [`Options::fencing`] and [`Options::auto_shrink`]; `witness`: with the
+/// quorum witness ([`Options::witness`]).
+// Each argument is one thing a run's files vary by; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn write_config_variant(
     dir: &Path,
     nodes: u32,
@@ -318,11 +344,13 @@ fn write_config_variant(
     features: Features,
     restarts: &[u32],
     sensitivity_up: bool,
+    witness: bool,
 ) -> std::io::Result<()> {
     let Features {
         fencing,
         auto_shrink,
         short_runs,
+        witness: _,
     } = features;
     let mut cluster = format!(
         "[cluster]\nname = \"sim\"\nid = 7\nport = {PORT}\n[heartbeat]\n{}\
@@ -343,6 +371,13 @@ fn write_config_variant(
     }
     if let Some(lease) = lease {
         let _ = writeln!(cluster, "lease = \"{lease}\"");
+    }
+    if witness {
+        let _ = write!(
+            cluster,
+            "[quorum.witness]\nname = \"w\"\nnumber = {WITNESS}\naddress = \"{}\"\n",
+            node_ip(WITNESS)
+        );
     }
     for n in 1..=nodes {
         let _ = write!(
@@ -393,6 +428,7 @@ pub(crate) fn apply_request(
     nodes: u32,
     restarts: &[u32],
     sensitivity_up: bool,
+    witness: bool,
 ) -> anyhow::Result<halcyon_api::ApplyRequest> {
     let dir = directory.join("apply");
     let _ = std::fs::remove_dir_all(&dir);
@@ -405,6 +441,7 @@ pub(crate) fn apply_request(
         Features::of(options),
         restarts,
         sensitivity_up,
+        witness,
     )?;
     let files = halcyon_config::named_sources(std::slice::from_ref(&dir))
         .map_err(|d| anyhow::anyhow!("{d}"))?
@@ -506,6 +543,23 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         });
     }
 
+    if options.witness {
+        let (world, hook) = (world.clone(), hook.clone());
+        let settings = halcyon_daemon::witness::WitnessSettings {
+            config_paths: vec![config_dir.clone()],
+            state_dir: directory.path().join(format!("state/n{WITNESS}")),
+            test_faults: false,
+            pki_dir: None,
+            insecure: true,
+        };
+        sim.host(node_ip(WITNESS), move || {
+            boot_witness(world.clone(), hook.clone(), settings.clone())
+        });
+    }
+    // Whether the files the harness applies have the witness (`--witness --apply`: out at
+    // the second reconfiguration, back at the third).
+    let mut witness_in = options.witness;
+    let mut applied_count = 0;
     let mut applies = if options.apply {
         faults::draw_applies(
             options.seed,
@@ -574,12 +628,21 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             let apply = applies.pop().expect("checked");
             restarts[apply.package] = 3 - restarts[apply.package];
             sensitivity_up ^= apply.sensitivity;
+            applied_count += 1;
+            if options.witness && (applied_count == 2 || applied_count == 3) {
+                witness_in = !witness_in;
+                world.note(format!(
+                    "the next apply {} the witness",
+                    if witness_in { "puts back" } else { "takes out" }
+                ));
+            }
             let request = apply_request(
                 directory.path(),
                 options,
                 reshape.config_nodes(),
                 &restarts,
                 sensitivity_up,
+                witness_in,
             )?;
             let inbox = world.lock().appliers.get(&apply.node).cloned();
             let sent = inbox.is_some_and(|inbox| inbox.send(request).is_ok());
@@ -609,6 +672,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             directory.path(),
             &restarts,
             sensitivity_up,
+            witness_in,
         )?;
         heals.sort_by_key(|(at, _, _, _)| *at);
         while heals.first().is_some_and(|(at, _, _, _)| *at <= now) {
@@ -620,7 +684,15 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 continue;
             }
             world.note(format!("fault {index} healed"));
-            heal(&mut sim, &world, &hook, &fault, &transitions, nodes);
+            heal(
+                &mut sim,
+                &world,
+                &hook,
+                &fault,
+                &transitions,
+                nodes,
+                options.witness,
+            );
             if fault.kind == Kind::DiskError {
                 for node in &fault.nodes {
                     if exited.remove(node) {
@@ -669,6 +741,9 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     if world.violations().is_empty() {
         reshape.check_end(&world, options);
         liveness(&world, options);
+        if options.witness {
+            witness_at_end(&world, witness_in);
+        }
     }
     if !world.violations().is_empty() {
         describe_nodes(&world);
@@ -807,6 +882,65 @@ pub(crate) async fn boot(
     }
 }
 
+/// The quorum witness's daemon (`halcyon witness`) on the simulator's network; every entry
+/// its replica applies is checked as a node's are (a committed entry never changes).
+async fn boot_witness(
+    world: World,
+    hook: FaultHook,
+    settings: halcyon_daemon::witness::WitnessSettings,
+) -> turmoil::Result {
+    let observed = world.clone();
+    let observer: halcyon_daemon::platform::ApplyObserver =
+        Arc::new(move |index, command: &[u8], _| observed.applied(WITNESS, index, command));
+    loop {
+        let network = Arc::new(crate::platform::SimNetwork::new(hook.clone()));
+        match halcyon_daemon::witness::start_on(
+            settings.clone(),
+            network,
+            Some(Arc::clone(&observer)),
+        )
+        .await
+        {
+            Ok(_running) => {
+                world.note("the witness: daemon started");
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                world.note(format!("the witness: daemon failed to start: {e:#}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// `--witness`: at the end the leader counts the witness a voter when the running
+/// configuration has it (`in_files`: the harness's last files), and none when it does not.
+fn witness_at_end(world: &World, in_files: bool) {
+    let Some(leader) = world.leader() else {
+        world.violation("no leader at the end".to_owned());
+        return;
+    };
+    let voter = leader.consensus.voters().contains(&NodeId::from(WITNESS));
+    let configured = leader
+        .snapshot()
+        .config()
+        .is_some_and(|c| c.cluster.quorum.witness.is_some());
+    if configured != in_files {
+        world.note(format!(
+            "at the end the running configuration {} the witness (the harness's last apply \
+             may not have been committed)",
+            if configured { "has" } else { "does not have" }
+        ));
+    }
+    if voter != configured {
+        world.violation(format!(
+            "at the end the witness is {}a voter, and the running configuration {} it",
+            if voter { "" } else { "not " },
+            if configured { "has" } else { "does not have" }
+        ));
+    }
+}
+
 /// Starts node `node`'s daemon again after it exited by itself, on its kept storage, as a
 /// killed daemon is restarted; a node its fence device switched off boots when it gets
 /// power again, and one already booted again (by that) is left as it is.
@@ -863,8 +997,10 @@ fn packages_on(world: &World, node: u32, packages: usize) -> Vec<String> {
         .collect()
 }
 
-fn others(node_set: &[u32], nodes: u32) -> Vec<IpAddr> {
+/// The hosts not in `node_set`: of the `nodes` nodes, and the witness when the run has one.
+fn others(node_set: &[u32], nodes: u32, witness: bool) -> Vec<IpAddr> {
     (1..=nodes)
+        .chain(witness.then_some(WITNESS))
         .filter(|n| !node_set.contains(n))
         .map(node_ip)
         .collect()
@@ -885,7 +1021,7 @@ fn inject(
     directory: &Path,
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, nodes);
+    let rest = others(&fault.nodes, nodes, o.witness);
     match &fault.kind {
         Kind::Crash => {
             world.power_off(fault.nodes[0]);
@@ -994,9 +1130,10 @@ fn heal(
     fault: &Fault,
     transitions: &Arc<Mutex<Transitions>>,
     nodes: u32,
+    witness: bool,
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, nodes);
+    let rest = others(&fault.nodes, nodes, witness);
     match &fault.kind {
         // A node its fence device switched off boots when it gets power again.
         Kind::Crash | Kind::DaemonKill if world.is_powered_off(fault.nodes[0]) => {}

@@ -88,6 +88,7 @@ pub fn run(nodes: u32, packages: usize, seed: u64, crash_at: Duration) -> anyhow
         wipe: false,
         hang: false,
         disk_errors: false,
+        witness: false,
     };
     let outcome = crate::run::run(&options)?;
     Ok(Report {
