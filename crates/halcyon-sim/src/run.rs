@@ -79,9 +79,9 @@ pub struct Options {
     pub auto_shrink: bool,
     /// A quorum witness (`[quorum.witness]`, number [`WITNESS`]) votes beside the nodes, and
     /// about one in four of the faults drawn for one node strike it instead
-    /// ([`faults::strike_witness`]). With `apply`, the second reconfiguration takes it out
-    /// (its daemon runs on, from files that name it) and the third puts it back: at the end
-    /// the leader must count it a voter again.
+    /// ([`faults::strike_witness`]). With `apply` and more than two nodes, the second
+    /// reconfiguration takes it out (its daemon runs on, from files that name it) and the
+    /// third puts it back: at the end the leader must count it a voter again.
     pub witness: bool,
     /// A crashed node boots with its state directory emptied (a rebuilt node): it must be
     /// taken out of the membership and added again (`node::admission`) with every invariant
@@ -629,7 +629,8 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             restarts[apply.package] = 3 - restarts[apply.package];
             sensitivity_up ^= apply.sensitivity;
             applied_count += 1;
-            if options.witness && (applied_count == 2 || applied_count == 3) {
+            // Two nodes must have a witness (`check` refuses them without one).
+            if options.witness && options.nodes > 2 && (applied_count == 2 || applied_count == 3) {
                 witness_in = !witness_in;
                 world.note(format!(
                     "the next apply {} the witness",

@@ -503,3 +503,53 @@ fn a_node_removed_under_faults_leaves_and_disturbs_nothing_when_it_comes_back() 
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A quorum witness beside two nodes (the usual pair) and beside four (`--witness --apply`):
+/// faults strike it as they strike nodes; beside four, the second `halcyon apply` takes it
+/// out (its daemon runs on, from files that still name it) and the third puts it back (two
+/// nodes must keep theirs). Every invariant holds,
+/// its replica applies what the nodes' apply, and at the end it is a voter exactly when the
+/// running configuration has it (the run checks both).
+#[test]
+fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
+    use halcyon_sim::faults::WITNESS;
+    let mut failures = Vec::new();
+    let (mut struck, mut out_and_back) = (0, 0);
+    for (nodes, seeds) in [(2, 1..=5), (4, 1..=5)] {
+        for seed in seeds {
+            let options = Options {
+                witness: true,
+                apply: true,
+                ..Options::new(seed, nodes)
+            };
+            let outcome = run(&options).expect("the simulation runs");
+            if !outcome.passed() {
+                failures.push(format!(
+                    "seed {seed}, {nodes} nodes: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --nodes {nodes} --witness --apply --history",
+                    outcome.violations.join("; "),
+                    outcome.history_to_violation()
+                ));
+            }
+            struck += outcome
+                .faults
+                .iter()
+                .filter(|(_, f)| f.nodes == [WITNESS])
+                .count();
+            if outcome
+                .history
+                .contains("the next apply takes out the witness")
+                && outcome
+                    .history
+                    .contains("the next apply puts back the witness")
+            {
+                out_and_back += 1;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(struck >= 5, "only {struck} faults struck the witness");
+    assert!(
+        out_and_back >= 5,
+        "the witness went out and back in {out_and_back} runs"
+    );
+}
