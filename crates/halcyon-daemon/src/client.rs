@@ -345,7 +345,7 @@ async fn read_to_end(
 }
 
 /// A client's TLS settings for the API (the CLI's, and the test harnesses'): the nodes'
-/// certificates are checked against the cluster CA and the address dialled; no client
+/// certificates are checked against the cluster CA and the name given per request ([`request_tls`]); no client
 /// certificate (the client has a token). One value per process, so its session cache serves
 /// every connection.
 pub type Tls = Arc<rustls::ClientConfig>;
@@ -369,11 +369,15 @@ pub fn tls_with_ca(cas_der: Vec<Vec<u8>>) -> Result<Tls, String> {
 }
 
 /// [`request_with`] over TLS with `tls` (the CLI's: see [`Tls`]). A server whose certificate
-/// is not of the cluster CA, or not for the address dialled, is refused before anything is
-/// sent; so is a server that does not speak TLS.
+/// is not of the cluster CA, or not for `name` (the node's name when the caller knows whose
+/// address it is, else the address dialled: `raft_tls::address_name`), is refused before
+/// anything is sent; so is a server that does not speak TLS.
+// Each argument is a part of the request; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn request_tls(
     tls: &Tls,
     addr: SocketAddr,
+    name: rustls::pki_types::ServerName<'static>,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
@@ -382,7 +386,7 @@ pub async fn request_tls(
 ) -> Result<Response, String> {
     check_headers(headers).map_err(|e| format!("{addr}: {e}"))?;
     timeout(limit, async {
-        let stream = crate::raft_tls::connect_api(tls, addr, crate::raft_tls::address_name(addr))
+        let stream = crate::raft_tls::connect_api(tls, addr, name)
             .await
             .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?;
         exchange(stream, &addr.to_string(), method, path, headers, body)
@@ -398,8 +402,8 @@ pub async fn request_tls(
 pub fn tls_failure(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::InvalidCertificate(why)) => format!(
-            "TLS refused: the server's certificate is not one of the cluster CA for this \
-             address ({why:?})"
+            "TLS refused: the server's certificate is not one of the cluster CA for the node \
+             or address dialled ({why:?})"
         ),
         Some(rustls::Error::InvalidMessage(why)) => format!(
             "TLS refused: the server does not speak TLS ({why:?}); a node started --insecure \
@@ -612,24 +616,22 @@ async fn read_head(
 
 /// Opens `GET path` as an event stream at `addr` with the API `token`, resuming after
 /// `last_event_id`; `idle` bounds every wait (the connection, the answer's head, each read).
-/// Over TLS with `tls` (see [`Tls`]); in the clear without (a node started `--insecure`).
+/// Over TLS with `tls`, the server's certificate checked for the name given (see
+/// [`request_tls`]); in the clear without (a node started `--insecure`).
 pub async fn event_stream(
     addr: SocketAddr,
-    tls: Option<&Tls>,
+    tls: Option<(&Tls, rustls::pki_types::ServerName<'static>)>,
     path: &str,
     token: Option<&str>,
     last_event_id: Option<u64>,
     idle: Duration,
 ) -> Result<EventStream, String> {
     let stream: std::pin::Pin<Box<dyn crate::platform::Stream>> = match tls {
-        Some(tls) => Box::pin(
-            timeout(
-                idle,
-                crate::raft_tls::connect_api(tls, addr, crate::raft_tls::address_name(addr)),
-            )
-            .await
-            .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
-            .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?,
+        Some((tls, name)) => Box::pin(
+            timeout(idle, crate::raft_tls::connect_api(tls, addr, name))
+                .await
+                .map_err(|_| format!("{addr}: no connection within {idle:?}"))?
+                .map_err(|e| format!("{addr}: {}", tls_failure(&e)))?,
         ),
         None => Box::pin(
             timeout(idle, tokio::net::TcpStream::connect(addr))

@@ -42,6 +42,22 @@ fn interface_addrs(node: &halcyon_config::Node, port: u16) -> Vec<SocketAddr> {
 }
 
 /// Consensus addresses of every node (and the witness): each IP interface at `port + 1`.
+/// Whose each node interface address of `config` is: a node's certificate is checked for
+/// its name at any of them (`RaftTls::set_addresses`, the CLI's `Transport`).
+pub fn node_of_address(config: &Config) -> std::collections::HashMap<std::net::IpAddr, String> {
+    config
+        .cluster
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.interfaces
+                .iter()
+                .filter_map(|i| i.address)
+                .map(|a| (a, n.name.to_string()))
+        })
+        .collect()
+}
+
 pub fn raft_members(config: &Config) -> BTreeMap<NodeId, NodeAddrs> {
     let port = config.cluster.port + RAFT_PORT_OFFSET;
     let mut members: BTreeMap<NodeId, NodeAddrs> = config

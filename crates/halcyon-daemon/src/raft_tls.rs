@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use halcyon_consensus::{ClusterId, Consensus, NodeAddrs, NodeId, OpenError, RaftTimings};
 use halcyon_pki::Credentials;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+/// The name a server's certificate is checked for (a node's name, or an address).
+pub use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
@@ -124,8 +126,18 @@ type SharedAddresses = Arc<std::sync::RwLock<HashMap<IpAddr, String>>>;
 /// (its certificate names it), else the address itself (the witness, a node not in the
 /// running configuration, a name that cannot be a DNS name).
 fn server_name(addresses: &SharedAddresses, addr: SocketAddr) -> ServerName<'static> {
-    let node = addresses.read().expect(POISONED).get(&addr.ip()).cloned();
-    node.and_then(|name| ServerName::try_from(name).ok())
+    node_or_address_name(&addresses.read().expect(POISONED), addr)
+}
+
+/// The name a server dialled at `addr` must prove, given whose each node address is
+/// (`peers::node_of_address`): that node's name, else the address itself.
+pub fn node_or_address_name(
+    nodes: &HashMap<IpAddr, String>,
+    addr: SocketAddr,
+) -> ServerName<'static> {
+    nodes
+        .get(&addr.ip())
+        .and_then(|name| ServerName::try_from(name.clone()).ok())
         .unwrap_or_else(|| address_name(addr))
 }
 

@@ -243,9 +243,10 @@ pub(crate) fn node_interface_changes(
                 format!(
                     "interfaces added or removed with their network: {0} heartbeats, \
                      listens and is reached there (Raft, the API) from the config_change \
-                     entry on (an added address must be up on it; the others check its \
-                     certificate for its name); for the CLI to reach it at an added \
-                     address, reissue its certificate (`halcyon init node {0} --force`)",
+                     entry on (an added address must be up on it; the others, and the CLI \
+                     with --config, check its certificate for its name; `halcyon status --api` \
+                     at an added address needs a certificate naming it: `halcyon init node {0} \
+                     --force`)",
                     was.name
                 )
             } else {

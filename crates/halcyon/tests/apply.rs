@@ -1859,6 +1859,77 @@ fn api_answers_as(c: &Cluster, addr: SocketAddr, name: &str) -> Result<String, S
     tls_request_as(c.tls().expect("a secure cluster"), addr, server, &request)
 }
 
+/// Issue 16: lan2 added to a running cluster whose certificates were made without it (they
+/// name no lan2 address): every node listens there at once, its API there answers with its
+/// certificate checked for its node's name, and so does the CLI given files that name the
+/// nodes there; given only the address (`--api`), the CLI checks the address, which the
+/// certificate does not name, and says so. Nothing restarts.
+#[test]
+fn an_ip_network_added_carries_the_api_with_the_certificates_made_before_it() {
+    let (mut c, dir, keep) = with_keep_running(Spec::new());
+    let term = c.status(1).unwrap()["quorum"]["term"].as_u64().unwrap();
+    let lan2 = |i: usize| std::net::Ipv4Addr::new(127, 0, 1, u8::try_from(i).unwrap());
+    let mut with_lan2 = c.config().clone().ip_network("lan2", &["127.0.1.0/24"]);
+    for (i, node) in with_lan2.nodes.iter_mut().enumerate() {
+        *node = node.clone().interface("lan2", lan2(i + 1));
+    }
+    let started = Instant::now();
+    let (code, out) = apply(&c, &write(&c, &with_lan2, "lan2"), &["--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    while !(1..=3).all(|i| listening_on_lan2(&c, i) == [true; 3]) {
+        assert!(Instant::now() < deadline, "not every node listens on lan2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "every node listens on the added network {:?} after apply began",
+        started.elapsed()
+    );
+    let api = |i: usize| SocketAddr::from((lan2(i), c.config().port + 2));
+    for i in 1..=3 {
+        let answer = api_answers_as(&c, api(i), &format!("n{i}"));
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")),
+            "n{i}'s API at {} as n{i}: {answer:?}",
+            api(i)
+        );
+    }
+    let ca = c.config_dir().join("pki").join("ca.crt");
+    let ca = ca.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("HALCYON_TOKEN", c.admin_token().unwrap())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // By address: the certificate names none on lan2.
+    let at = api(1).to_string();
+    let (code, out) = run(&["status", "--api", &at, "--ca", ca]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("TLS refused"), "{out}");
+    // By the files: the nodes are reached on lan2 alone, each checked for its name.
+    let mut lan2_only = with_lan2.clone();
+    lan2_only.networks.retain(|n| n.name == "lan2");
+    for node in &mut lan2_only.nodes {
+        node.interfaces.retain(|i| i.network == "lan2");
+    }
+    let files = write(&c, &lan2_only, "lan2-only");
+    let (code, out) = run(&["status", "--config", files.to_str().unwrap(), "--ca", ca]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("generation 2"), "{out}");
+    assert_untouched(&c, &dir, &keep, term);
+    c.kill_all();
+}
+
 /// Issue 16: a node renumbered as the refusal says: halted, removed in one apply, added
 /// back under its new number in another, its daemon started with an empty state
 /// directory; it joins the voters and becomes a member again, and the package the changes

@@ -48,9 +48,17 @@ fn follow(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let mut stream = event_stream(addr, tls.as_ref(), &path, token.as_deref(), last, IDLE)
-                .await
-                .unwrap();
+            let mut stream = event_stream(
+                addr,
+                tls.as_ref()
+                    .map(|t| (t, halcyon_daemon::raft_tls::address_name(addr))),
+                &path,
+                token.as_deref(),
+                last,
+                IDLE,
+            )
+            .await
+            .unwrap();
             while let Ok(Some(message)) = stream.next().await {
                 if tx.send(message).is_err() {
                     return;

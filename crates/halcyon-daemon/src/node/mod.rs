@@ -787,7 +787,7 @@ fn security(
         .transpose()
         .map_err(|e| anyhow::anyhow!("the node's credentials for Raft's TLS: {e}"))?;
     if let Some(tls) = &raft_tls {
-        tls.set_addresses(node_addresses(config));
+        tls.set_addresses(crate::peers::node_of_address(config));
     }
     Ok((credentials, auth, raft_tls))
 }
@@ -884,24 +884,6 @@ pub(crate) fn credentials(
 pub struct Listenings {
     pub public: crate::platform::Listening,
     pub internal: crate::platform::Listening,
-}
-
-/// Whose each node interface address of `config` is (the Raft and API clients check a
-/// node's certificate for its name: `RaftTls::set_addresses`).
-pub(crate) fn node_addresses(
-    config: &Config,
-) -> std::collections::HashMap<std::net::IpAddr, String> {
-    config
-        .cluster
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            n.interfaces
-                .iter()
-                .filter_map(|i| i.address)
-                .map(|a| (a, n.name.to_string()))
-        })
-        .collect()
 }
 
 pub(crate) fn raft_member_names(config: &Config) -> std::collections::BTreeSet<String> {

@@ -391,7 +391,7 @@ impl Node {
         listening: &super::Listenings,
     ) -> Result<(), String> {
         if let Some(tls) = &self.raft_tls {
-            tls.set_addresses(super::node_addresses(config));
+            tls.set_addresses(crate::peers::node_of_address(config));
         }
         let me = halcyon_consensus::NodeId::from(self.number);
         let Some(raft) = crate::peers::raft_members(config).remove(&me) else {

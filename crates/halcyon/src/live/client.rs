@@ -144,11 +144,14 @@ fn credential_dirs(target: &Target) -> Vec<PathBuf> {
 
 /// How the CLI speaks to a node's TCP API.
 pub enum Transport {
-    /// HTTPS: a node's certificate must be of the cluster CA in `ca` and name the address
-    /// dialled.
+    /// HTTPS: a node's certificate must be of the cluster CA in `ca` and name the node whose
+    /// address was dialled in the target's configuration (`nodes`: so an address a network
+    /// `halcyon apply` added is proved by the certificate the node already has), else the
+    /// address itself (`--api`, the demo).
     Https {
         tls: halcyon_daemon::client::Tls,
         ca: PathBuf,
+        nodes: std::collections::HashMap<std::net::IpAddr, String>,
     },
     /// Plain HTTP (`--insecure`: a cluster whose daemons run `--insecure`).
     Plain,
@@ -176,7 +179,11 @@ pub fn transport(target: &Target) -> Result<Transport, Failure> {
             Ok(der) => {
                 let tls = halcyon_daemon::client::tls_with_ca(der)
                     .map_err(|e| Failure::Invalid(format!("error: {}: {e}", file.display())))?;
-                return Ok(Transport::Https { tls, ca: file });
+                return Ok(Transport::Https {
+                    tls,
+                    ca: file,
+                    nodes: node_names(target),
+                });
             }
             Err(e) if e.problem == halcyon_pki::Problem::Missing && target.ca.is_none() => {
                 looked.push(format!("{} does not exist", file.display()));
@@ -194,6 +201,29 @@ pub fn transport(target: &Target) -> Result<Transport, Failure> {
     )))
 }
 
+/// Whose each node address of the target's configuration is (none with `--api`, or without
+/// a configuration that loads: then certificates are checked for the address dialled).
+fn node_names(target: &Target) -> std::collections::HashMap<std::net::IpAddr, String> {
+    match (&target.api, &target.config) {
+        (None, Some(dir)) => halcyon_config::load(std::slice::from_ref(dir))
+            .map(|(config, _)| halcyon_daemon::peers::node_of_address(&config))
+            .unwrap_or_default(),
+        _ => Default::default(),
+    }
+}
+
+impl Transport {
+    /// What a server dialled at `addr` must prove over HTTPS (see [`Transport::Https`]).
+    pub fn server_name(&self, addr: SocketAddr) -> halcyon_daemon::raft_tls::ServerName<'static> {
+        match self {
+            Transport::Https { nodes, .. } => {
+                halcyon_daemon::raft_tls::node_or_address_name(nodes, addr)
+            }
+            Transport::Plain => halcyon_daemon::raft_tls::address_name(addr),
+        }
+    }
+}
+
 /// One request to a node's TCP API over `transport`.
 pub async fn request_over(
     transport: &Transport,
@@ -205,8 +235,9 @@ pub async fn request_over(
     limit: Duration,
 ) -> Result<halcyon_daemon::client::Response, String> {
     match transport {
-        Transport::Https { tls, ca } => {
-            halcyon_daemon::client::request_tls(tls, addr, method, path, headers, body, limit)
+        Transport::Https { tls, ca, .. } => {
+            let name = transport.server_name(addr);
+            halcyon_daemon::client::request_tls(tls, addr, name, method, path, headers, body, limit)
                 .await
                 .map_err(|e| tls_hint(e, ca))
         }

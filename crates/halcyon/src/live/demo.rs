@@ -880,6 +880,7 @@ async fn package_status(api: &[SocketAddr], config: &Path) -> Option<StatusRespo
         if let Ok(r) = halcyon_daemon::client::request_tls(
             &tls,
             addr,
+            halcyon_daemon::raft_tls::address_name(addr),
             "GET",
             "/v1/status",
             &headers,

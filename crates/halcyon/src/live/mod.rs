@@ -538,7 +538,9 @@ async fn follow_events(target: &Target, query: Vec<String>, output: Output) -> R
                     }
                     let transport = transport.as_ref().expect("found above");
                     let tls = match transport {
-                        client::Transport::Https { tls, .. } => Some(tls),
+                        client::Transport::Https { tls, .. } => {
+                            Some((tls, transport.server_name(*addr)))
+                        }
                         client::Transport::Plain => None,
                     };
                     let opened = halcyon_daemon::client::event_stream(
