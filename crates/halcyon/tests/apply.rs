@@ -1897,18 +1897,12 @@ fn an_ip_network_added_carries_the_api_with_the_certificates_made_before_it() {
     let ca = c.config_dir().join("pki").join("ca.crt");
     let ca = ca.to_str().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("HALCYON_TOKEN", c.admin_token().unwrap())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+        code_and_text(
+            Command::new(BIN)
+                .args(args)
+                .env("HALCYON_TOKEN", c.admin_token().unwrap())
+                .output()
+                .unwrap(),
         )
     };
     // By address: the certificate names none on lan2.

@@ -736,18 +736,12 @@ fn the_cli_uses_the_local_socket_without_a_token_and_falls_back_to_tcp() {
     std::fs::remove_file(c.config_dir().join("pki/admin.token")).unwrap();
     let socket = c.api_socket(2);
     let halcyon = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env_remove("HALCYON_TOKEN")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+        code_and_text(
+            Command::new(BIN)
+                .args(args)
+                .env_remove("HALCYON_TOKEN")
+                .output()
+                .unwrap(),
         )
     };
     let config = c.config_dir().display().to_string();

@@ -434,7 +434,12 @@ pub fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
     if let Some(token) = c.admin_token() {
         command.env("HALCYON_TOKEN", token);
     }
-    let out = command.output().unwrap();
+    code_and_text(command.output().unwrap())
+}
+
+/// A finished command's exit code (-1: killed by a signal) and its output, stdout then
+/// stderr.
+pub fn code_and_text(out: std::process::Output) -> (i32, String) {
     (
         out.status.code().unwrap_or(-1),
         format!(
