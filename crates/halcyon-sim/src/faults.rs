@@ -84,6 +84,8 @@ pub struct Fault {
 /// The quorum witness's number (`--witness`): its host is `run::node_ip(WITNESS)`, apart from
 /// the nodes' (`--grow` adds node `nodes + 1`).
 pub const WITNESS: u32 = 200;
+/// The number of the witness that replaces it in a two-node run with `--apply`.
+pub const WITNESS_REPLACEMENT: u32 = 201;
 
 /// `--witness`: about one in four of the drawn faults that strike one node with a crash, a
 /// daemon kill, a pause, a partition, a one-way cut, losses, delays or a slow disk strike the
@@ -117,6 +119,8 @@ impl fmt::Display for Fault {
             .map(|&n| {
                 if n == WITNESS {
                     "the witness".to_owned()
+                } else if n == WITNESS_REPLACEMENT {
+                    "the replacement witness".to_owned()
                 } else {
                     format!("n{n}")
                 }

@@ -142,7 +142,7 @@ impl Reshape {
         directory: &Path,
         restarts: &[u32],
         sensitivity_up: bool,
-        witness: bool,
+        witness: Option<u32>,
     ) -> anyhow::Result<()> {
         let apply = |nodes: u32, what: String| -> anyhow::Result<()> {
             let request =

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use halcyon_consensus::{FaultHook, NodeId};
 use halcyon_daemon::node::{Node, Settings};
 
-use crate::faults::{self, Fault, Kind, WITNESS};
+use crate::faults::{self, Fault, Kind, WITNESS, WITNESS_REPLACEMENT};
 use crate::invariants::Transitions;
 use crate::platform::platform;
 use crate::reshape::Reshape;
@@ -79,9 +79,12 @@ pub struct Options {
     pub auto_shrink: bool,
     /// A quorum witness (`[quorum.witness]`, number [`WITNESS`]) votes beside the nodes, and
     /// about one in four of the faults drawn for one node strike it instead
-    /// ([`faults::strike_witness`]). With `apply` and more than two nodes, the second
-    /// reconfiguration takes it out (its daemon runs on, from files that name it) and the
-    /// third puts it back: at the end the leader must count it a voter again.
+    /// ([`faults::strike_witness`]). With `apply`, the second reconfiguration takes it out
+    /// (its daemon runs on, from files that name it) and the third puts it back; with two
+    /// nodes, which must have one, the second replaces it by another of another number
+    /// ([`WITNESS_REPLACEMENT`], running from the start with files that name it) and the
+    /// third puts the first back. At the end the leader must count a witness a voter
+    /// exactly when the running configuration has it.
     pub witness: bool,
     /// A crashed node boots with its state directory emptied (a rebuilt node): it must be
     /// taken out of the membership and added again (`node::admission`) with every invariant
@@ -104,8 +107,8 @@ struct Features {
     auto_shrink: bool,
     /// Packages start within 2 s (`--hang`: a short bound on a run).
     short_runs: bool,
-    /// The run has a quorum witness.
-    witness: bool,
+    /// The run's files name this quorum witness (a number) at first.
+    witness: Option<u32>,
 }
 
 impl Features {
@@ -114,7 +117,7 @@ impl Features {
             fencing: options.fencing,
             auto_shrink: options.auto_shrink,
             short_runs: options.hang,
-            witness: options.witness,
+            witness: options.witness.then_some(WITNESS),
         }
     }
 }
@@ -332,8 +335,8 @@ fn write_config_with(
 /// not given) and the heartbeat interval longer, the sensitivity one higher and the lease
 /// longer with `sensitivity_up` ([`Heartbeat::toml`], [`Heartbeat::lease`]), and a disk
 /// heartbeat network on a simulated shared disk with it: what `--apply` changes.
-/// `features`: see [`Options::fencing`] and [`Options::auto_shrink`]; `witness`: with the
-/// quorum witness ([`Options::witness`]).
+/// `features`: see [`Options::fencing`] and [`Options::auto_shrink`]; `witness`: the quorum
+/// witness the files name, by number ([`Options::witness`]).
 // Each argument is one thing a run's files vary by; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 fn write_config_variant(
@@ -344,7 +347,7 @@ fn write_config_variant(
     features: Features,
     restarts: &[u32],
     sensitivity_up: bool,
-    witness: bool,
+    witness: Option<u32>,
 ) -> std::io::Result<()> {
     let Features {
         fencing,
@@ -372,11 +375,11 @@ fn write_config_variant(
     if let Some(lease) = lease {
         let _ = writeln!(cluster, "lease = \"{lease}\"");
     }
-    if witness {
+    if let Some(witness) = witness {
         let _ = write!(
             cluster,
-            "[quorum.witness]\nname = \"w\"\nnumber = {WITNESS}\naddress = \"{}\"\n",
-            node_ip(WITNESS)
+            "[quorum.witness]\nname = \"w{witness}\"\nnumber = {witness}\naddress = \"{}\"\n",
+            node_ip(witness)
         );
     }
     for n in 1..=nodes {
@@ -428,7 +431,7 @@ pub(crate) fn apply_request(
     nodes: u32,
     restarts: &[u32],
     sensitivity_up: bool,
-    witness: bool,
+    witness: Option<u32>,
 ) -> anyhow::Result<halcyon_api::ApplyRequest> {
     let dir = directory.join("apply");
     let _ = std::fs::remove_dir_all(&dir);
@@ -543,22 +546,40 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         });
     }
 
-    if options.witness {
+    for &witness in &witnesses(options) {
+        let config_paths = if witness == WITNESS {
+            vec![config_dir.clone()]
+        } else {
+            // The replacement's own files name it (as an administrator writes them first).
+            let dir = directory.path().join("config-replacement");
+            std::fs::create_dir_all(&dir)?;
+            write_config_variant(
+                &dir,
+                options.nodes,
+                options.packages,
+                Heartbeat::of(options),
+                Features::of(options),
+                &[],
+                false,
+                Some(witness),
+            )?;
+            vec![dir]
+        };
         let (world, hook) = (world.clone(), hook.clone());
         let settings = halcyon_daemon::witness::WitnessSettings {
-            config_paths: vec![config_dir.clone()],
-            state_dir: directory.path().join(format!("state/n{WITNESS}")),
+            config_paths,
+            state_dir: directory.path().join(format!("state/n{witness}")),
             test_faults: false,
             pki_dir: None,
             insecure: true,
         };
-        sim.host(node_ip(WITNESS), move || {
-            boot_witness(world.clone(), hook.clone(), settings.clone())
+        sim.host(node_ip(witness), move || {
+            boot_witness(world.clone(), hook.clone(), settings.clone(), witness)
         });
     }
-    // Whether the files the harness applies have the witness (`--witness --apply`: out at
-    // the second reconfiguration, back at the third).
-    let mut witness_in = options.witness;
+    // The witness the files the harness applies name (`--witness --apply`: see
+    // `Options::witness`).
+    let mut witness_in = Features::of(options).witness;
     let mut applied_count = 0;
     let mut applies = if options.apply {
         faults::draw_applies(
@@ -629,13 +650,19 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             restarts[apply.package] = 3 - restarts[apply.package];
             sensitivity_up ^= apply.sensitivity;
             applied_count += 1;
-            // Two nodes must have a witness (`check` refuses them without one).
-            if options.witness && options.nodes > 2 && (applied_count == 2 || applied_count == 3) {
-                witness_in = !witness_in;
-                world.note(format!(
-                    "the next apply {} the witness",
-                    if witness_in { "puts back" } else { "takes out" }
-                ));
+            if options.witness && (applied_count == 2 || applied_count == 3) {
+                witness_in = match witness_in {
+                    // Two nodes must have a witness (`check` refuses them without one).
+                    Some(WITNESS) if options.nodes == 2 => Some(WITNESS_REPLACEMENT),
+                    Some(_) if options.nodes == 2 => Some(WITNESS),
+                    Some(_) => None,
+                    None => Some(WITNESS),
+                };
+                world.note(match witness_in {
+                    Some(WITNESS) => "the next apply puts back the witness",
+                    Some(_) => "the next apply replaces the witness",
+                    None => "the next apply takes out the witness",
+                });
             }
             let request = apply_request(
                 directory.path(),
@@ -692,7 +719,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 &fault,
                 &transitions,
                 nodes,
-                options.witness,
+                &witnesses(options),
             );
             if fault.kind == Kind::DiskError {
                 for node in &fault.nodes {
@@ -742,8 +769,8 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     if world.violations().is_empty() {
         reshape.check_end(&world, options);
         liveness(&world, options);
-        if options.witness {
-            witness_at_end(&world, witness_in);
+        for witness in witnesses(options) {
+            witness_at_end(&world, witness, witness_in);
         }
     }
     if !world.violations().is_empty() {
@@ -889,10 +916,11 @@ async fn boot_witness(
     world: World,
     hook: FaultHook,
     settings: halcyon_daemon::witness::WitnessSettings,
+    witness: u32,
 ) -> turmoil::Result {
     let observed = world.clone();
     let observer: halcyon_daemon::platform::ApplyObserver =
-        Arc::new(move |index, command: &[u8], _| observed.applied(WITNESS, index, command));
+        Arc::new(move |index, command: &[u8], _| observed.applied(witness, index, command));
     loop {
         let network = Arc::new(crate::platform::SimNetwork::new(hook.clone()));
         match halcyon_daemon::witness::start_on(
@@ -903,39 +931,53 @@ async fn boot_witness(
         .await
         {
             Ok(_running) => {
-                world.note("the witness: daemon started");
+                world.note(format!("w{witness}: witness daemon started"));
                 std::future::pending::<()>().await;
             }
             Err(e) => {
-                world.note(format!("the witness: daemon failed to start: {e:#}"));
+                world.note(format!("w{witness}: witness daemon failed to start: {e:#}"));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 }
 
-/// `--witness`: at the end the leader counts the witness a voter when the running
-/// configuration has it (`in_files`: the harness's last files), and none when it does not.
-fn witness_at_end(world: &World, in_files: bool) {
+/// The witnesses a run has hosts for: [`WITNESS`], and [`WITNESS_REPLACEMENT`] in a
+/// two-node run with `--apply`.
+fn witnesses(options: &Options) -> Vec<u32> {
+    match (options.witness, options.nodes == 2 && options.apply) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![WITNESS],
+        (true, true) => vec![WITNESS, WITNESS_REPLACEMENT],
+    }
+}
+
+/// `--witness`: at the end the leader counts witness `witness` a voter when the running
+/// configuration has it, and not when it does not (`in_files`: the witness of the
+/// harness's last files).
+fn witness_at_end(world: &World, witness: u32, in_files: Option<u32>) {
     let Some(leader) = world.leader() else {
         world.violation("no leader at the end".to_owned());
         return;
     };
-    let voter = leader.consensus.voters().contains(&NodeId::from(WITNESS));
-    let configured = leader
-        .snapshot()
-        .config()
-        .is_some_and(|c| c.cluster.quorum.witness.is_some());
-    if configured != in_files {
+    let voter = leader.consensus.voters().contains(&NodeId::from(witness));
+    let configured = leader.snapshot().config().is_some_and(|c| {
+        c.cluster
+            .quorum
+            .witness
+            .as_ref()
+            .is_some_and(|w| w.number == witness)
+    });
+    if configured != (in_files == Some(witness)) {
         world.note(format!(
-            "at the end the running configuration {} the witness (the harness's last apply \
+            "at the end the running configuration {} w{witness} (the harness's last apply \
              may not have been committed)",
             if configured { "has" } else { "does not have" }
         ));
     }
     if voter != configured {
         world.violation(format!(
-            "at the end the witness is {}a voter, and the running configuration {} it",
+            "at the end w{witness} is {}a voter, and the running configuration {} it",
             if voter { "" } else { "not " },
             if configured { "has" } else { "does not have" }
         ));
@@ -998,10 +1040,10 @@ fn packages_on(world: &World, node: u32, packages: usize) -> Vec<String> {
         .collect()
 }
 
-/// The hosts not in `node_set`: of the `nodes` nodes, and the witness when the run has one.
-fn others(node_set: &[u32], nodes: u32, witness: bool) -> Vec<IpAddr> {
+/// The hosts not in `node_set`: of the `nodes` nodes, and the run's witnesses.
+fn others(node_set: &[u32], nodes: u32, witnesses: &[u32]) -> Vec<IpAddr> {
     (1..=nodes)
-        .chain(witness.then_some(WITNESS))
+        .chain(witnesses.iter().copied())
         .filter(|n| !node_set.contains(n))
         .map(node_ip)
         .collect()
@@ -1022,7 +1064,7 @@ fn inject(
     directory: &Path,
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, nodes, o.witness);
+    let rest = others(&fault.nodes, nodes, &witnesses(o));
     match &fault.kind {
         Kind::Crash => {
             world.power_off(fault.nodes[0]);
@@ -1131,10 +1173,10 @@ fn heal(
     fault: &Fault,
     transitions: &Arc<Mutex<Transitions>>,
     nodes: u32,
-    witness: bool,
+    witnesses: &[u32],
 ) {
     let group = ips(&fault.nodes);
-    let rest = others(&fault.nodes, nodes, witness);
+    let rest = others(&fault.nodes, nodes, witnesses);
     match &fault.kind {
         // A node its fence device switched off boots when it gets power again.
         Kind::Crash | Kind::DaemonKill if world.is_powered_off(fault.nodes[0]) => {}

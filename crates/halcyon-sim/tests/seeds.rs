@@ -506,15 +506,16 @@ fn a_node_removed_under_faults_leaves_and_disturbs_nothing_when_it_comes_back() 
 
 /// A quorum witness beside two nodes (the usual pair) and beside four (`--witness --apply`):
 /// faults strike it as they strike nodes; beside four, the second `halcyon apply` takes it
-/// out (its daemon runs on, from files that still name it) and the third puts it back (two
-/// nodes must keep theirs). Every invariant holds,
+/// out (its daemon runs on, from files that still name it) and the third puts it back;
+/// beside two, which must keep one, the second replaces it by a witness of another number
+/// and the third puts the first back. Every invariant holds,
 /// its replica applies what the nodes' apply, and at the end it is a voter exactly when the
 /// running configuration has it (the run checks both).
 #[test]
 fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
     use halcyon_sim::faults::WITNESS;
     let mut failures = Vec::new();
-    let (mut struck, mut out_and_back) = (0, 0);
+    let (mut struck, mut out_and_back, mut replaced) = (0, 0, 0);
     for (nodes, seeds) in [(2, 1..=5), (4, 1..=5)] {
         for seed in seeds {
             let options = Options {
@@ -535,14 +536,22 @@ fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
                 .iter()
                 .filter(|(_, f)| f.nodes == [WITNESS])
                 .count();
-            if outcome
+            let back = outcome
                 .history
-                .contains("the next apply takes out the witness")
+                .contains("the next apply puts back the witness");
+            if back
                 && outcome
                     .history
-                    .contains("the next apply puts back the witness")
+                    .contains("the next apply takes out the witness")
             {
                 out_and_back += 1;
+            }
+            if back
+                && outcome
+                    .history
+                    .contains("the next apply replaces the witness")
+            {
+                replaced += 1;
             }
         }
     }
@@ -551,5 +560,9 @@ fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
     assert!(
         out_and_back >= 5,
         "the witness went out and back in {out_and_back} runs"
+    );
+    assert!(
+        replaced >= 5,
+        "the witness was replaced and put back in {replaced} runs"
     );
 }

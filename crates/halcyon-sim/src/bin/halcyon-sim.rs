@@ -75,8 +75,9 @@ struct Cli {
     #[arg(long)]
     auto_shrink: bool,
     /// A quorum witness votes beside the nodes and takes about one in four of the faults
-    /// drawn for one node; with --apply and more than two nodes, the second change takes it
-    /// out and the third puts it back (it must be a voter again at the end).
+    /// drawn for one node; with --apply, the second change takes it out (with two nodes:
+    /// replaces it by another witness) and the third puts it back; at the end a witness is a
+    /// voter exactly when the running configuration has it.
     #[arg(long)]
     witness: bool,
     /// A crashed node boots with its state directory emptied (a rebuilt node).
