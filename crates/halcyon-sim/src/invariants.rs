@@ -76,6 +76,12 @@ impl Transitions {
                 _ => {}
             }
         }
+        // A node or a package `halcyon apply` removed takes its counters with it
+        // (`State::forget_removed`).
+        if let Some(config) = state.config() {
+            seen.counters
+                .retain(|(p, n, _), _| config.package(p).is_some() && config.node(n).is_some());
+        }
         for (package, nodes) in state.restarts() {
             for (holder, services) in nodes {
                 for (service, counter) in services {

@@ -282,6 +282,24 @@ fn regression_seed_5_packages_restart_after_an_election_that_cost_every_lease() 
     assert_seed_passes(5);
 }
 
+/// Four nodes, the last removed by `halcyon apply` after a service of p2 failed on it: its
+/// restart counter left with it, which the harness took for a counter that disappeared (the
+/// state forgets a removed node's counters on purpose).
+#[test]
+fn regression_seed_95_a_removed_node_takes_its_restart_counters_with_it() {
+    let options = Options {
+        shrink: true,
+        ..Options::new(95, 4)
+    };
+    let outcome = run(&options).expect("the simulation runs");
+    assert!(
+        outcome.passed(),
+        "{}\n{}",
+        outcome.violations.join("; "),
+        outcome.history_to_violation()
+    );
+}
+
 /// A minority partition: the coordinator committed a node_down planned before a node_up
 /// (which comes first) arrived.
 #[test]
