@@ -546,37 +546,14 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         });
     }
 
-    for &witness in &witnesses(options) {
-        let config_paths = if witness == WITNESS {
-            vec![config_dir.clone()]
-        } else {
-            // The replacement's own files name it (as an administrator writes them first).
-            let dir = directory.path().join("config-replacement");
-            std::fs::create_dir_all(&dir)?;
-            write_config_variant(
-                &dir,
-                options.nodes,
-                options.packages,
-                Heartbeat::of(options),
-                Features::of(options),
-                &[],
-                false,
-                Some(witness),
-            )?;
-            vec![dir]
-        };
-        let (world, hook) = (world.clone(), hook.clone());
-        let settings = halcyon_daemon::witness::WitnessSettings {
-            config_paths,
-            state_dir: directory.path().join(format!("state/n{witness}")),
-            test_faults: false,
-            pki_dir: None,
-            insecure: true,
-        };
-        sim.host(node_ip(witness), move || {
-            boot_witness(world.clone(), hook.clone(), settings.clone(), witness)
-        });
-    }
+    host_witnesses(
+        &mut sim,
+        &world,
+        &hook,
+        options,
+        directory.path(),
+        &config_dir,
+    )?;
     // The witness the files the harness applies name (`--witness --apply`: see
     // `Options::witness`).
     let mut witness_in = Features::of(options).witness;
@@ -651,13 +628,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
             sensitivity_up ^= apply.sensitivity;
             applied_count += 1;
             if options.witness && (applied_count == 2 || applied_count == 3) {
-                witness_in = match witness_in {
-                    // Two nodes must have a witness (`check` refuses them without one).
-                    Some(WITNESS) if options.nodes == 2 => Some(WITNESS_REPLACEMENT),
-                    Some(_) if options.nodes == 2 => Some(WITNESS),
-                    Some(_) => None,
-                    None => Some(WITNESS),
-                };
+                witness_in = next_witness(options.nodes, witness_in);
                 world.note(match witness_in {
                     Some(WITNESS) => "the next apply puts back the witness",
                     Some(_) => "the next apply replaces the witness",
@@ -939,6 +910,62 @@ async fn boot_witness(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Starts a host for each witness of the run ([`witnesses`]): [`WITNESS`] from the run's
+/// files, the replacement from files of its own that name it (as an administrator writes
+/// them first).
+fn host_witnesses(
+    sim: &mut turmoil::Sim<'_>,
+    world: &World,
+    hook: &FaultHook,
+    options: &Options,
+    directory: &Path,
+    config_dir: &Path,
+) -> anyhow::Result<()> {
+    for witness in witnesses(options) {
+        let config_paths = if witness == WITNESS {
+            vec![config_dir.to_owned()]
+        } else {
+            let dir = directory.join("config-replacement");
+            std::fs::create_dir_all(&dir)?;
+            write_config_variant(
+                &dir,
+                options.nodes,
+                options.packages,
+                Heartbeat::of(options),
+                Features::of(options),
+                &[],
+                false,
+                Some(witness),
+            )?;
+            vec![dir]
+        };
+        let (world, hook) = (world.clone(), hook.clone());
+        let settings = halcyon_daemon::witness::WitnessSettings {
+            config_paths,
+            state_dir: directory.join(format!("state/n{witness}")),
+            test_faults: false,
+            pki_dir: None,
+            insecure: true,
+        };
+        sim.host(node_ip(witness), move || {
+            boot_witness(world.clone(), hook.clone(), settings.clone(), witness)
+        });
+    }
+    Ok(())
+}
+
+/// The witness the harness's next files name after `now` (`--witness --apply`, at the
+/// second and third reconfiguration): out and back, or, for two nodes, which must keep one
+/// (`check` refuses them without), the replacement and back.
+fn next_witness(nodes: u32, now: Option<u32>) -> Option<u32> {
+    match now {
+        Some(WITNESS) if nodes == 2 => Some(WITNESS_REPLACEMENT),
+        Some(_) if nodes == 2 => Some(WITNESS),
+        Some(_) => None,
+        None => Some(WITNESS),
     }
 }
 
