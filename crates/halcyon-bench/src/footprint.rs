@@ -13,8 +13,9 @@ use crate::{interrupt, loadavg};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// After formation, before the window: the start-up work (formation plan, package start,
-/// first lease rounds) is not idle.
-const SETTLE: Duration = Duration::from_secs(5);
+/// first lease rounds) is not idle, and each daemon unmaps the code its start ran 10 s
+/// after its API listens (`halcyon_daemon::resident`).
+const SETTLE: Duration = Duration::from_secs(15);
 const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 pub const SECONDS_MAX: u64 = 3600;
 

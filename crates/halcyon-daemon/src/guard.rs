@@ -21,10 +21,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use halcyon_guard::{Address, BootTime, FenceSummary, GuardConfig, GuardHandle, Health};
+use halcyon_guard::{
+    Address, BootTime, FenceSummary, GuardConfig, GuardHandle, GuardMonitor, Health,
+};
 
 use crate::blocking;
 use crate::platform::LeaseGuard;
@@ -42,6 +44,21 @@ struct Owner {
     handle: Option<GuardHandle>,
     program: PathBuf,
     config: GuardConfig,
+    /// The current handle's monitor, replaced with the handle.
+    monitor: Watched,
+}
+
+/// The monitor of the guard process the client thread holds (none when it holds none). The
+/// lock is held only to clone or replace it, never across a wait.
+type Watched = Arc<Mutex<Option<GuardMonitor>>>;
+
+impl Owner {
+    /// Holds `handle` (or none) from now on, and says so to the monitor's readers.
+    fn hold(&mut self, handle: Option<GuardHandle>) {
+        *self.monitor.lock().unwrap_or_else(|p| p.into_inner()) =
+            handle.as_ref().map(GuardHandle::monitor);
+        self.handle = handle;
+    }
 }
 
 /// A piece of work for the guard client thread, run with exclusive use of the handle.
@@ -49,10 +66,14 @@ type Job = Box<dyn FnOnce(&mut Owner) + Send>;
 
 /// The daemon's handle on its guard process. The process's pipe is owned by one thread
 /// (`guard-client`), which runs the callers' requests one at a time in the order sent: the
-/// lease task's extensions and the supervisors' registrations never interleave on the pipe,
-/// and no lock is shared between tasks.
+/// lease task's extensions and the supervisors' registrations never interleave on the pipe.
+/// The guard's health (dead, fenced, stalled) is read from its handle's monitor
+/// ([`GuardMonitor`]) in the caller's thread: the lease checks that ask it every renewal
+/// neither wait behind a registration nor hand the runtime's worker over to another thread
+/// (`block_in_place`), which cost an idle node about four thread switches per check.
 pub struct Guard {
     jobs: mpsc::Sender<Job>,
+    monitor: Watched,
     /// A request unanswered for longer than this makes the guard stalled (a lost lease).
     max_reply_delay: Duration,
 }
@@ -64,10 +85,12 @@ impl Guard {
         let program = std::env::current_exe()?;
         let config = GuardConfig::default();
         let handle = spawn(&program, &config)?;
+        let monitor: Watched = Arc::new(Mutex::new(Some(handle.monitor())));
         let mut owner = Owner {
             handle: Some(handle),
             program,
             config,
+            monitor: Arc::clone(&monitor),
         };
         let (jobs, inbox) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -81,8 +104,17 @@ impl Guard {
             })?;
         Ok(Guard {
             jobs,
+            monitor,
             max_reply_delay,
         })
+    }
+
+    /// The monitor of the guard process now held; `None` when there is none.
+    fn monitor(&self) -> Option<GuardMonitor> {
+        self.monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs `f` on the guard client thread and waits for its result; `None` if the thread
@@ -130,51 +162,44 @@ impl LeaseGuard for Guard {
     }
 
     fn pid(&self) -> Option<u32> {
-        self.ask(|o| o.handle.as_ref().map(|h| h.pid())).flatten()
+        self.monitor().map(|m| m.pid())
     }
 
     /// `None` while the guard protects the lease; otherwise why not (dead, stalled, fenced).
     fn lost(&self) -> Option<String> {
-        let max_reply_delay = self.max_reply_delay;
-        self.ask(move |o| {
-            let Some(h) = o.handle.as_mut() else {
-                return Some("no guard process".to_string());
-            };
-            match h.health(max_reply_delay) {
-                Health::Ok => None,
-                Health::Fenced(f) => Some(format!("the guard fenced: {}", f.line)),
-                Health::Stalled { unanswered, oldest } => Some(format!(
-                    "the guard is stalled ({unanswered} requests unanswered, oldest {oldest:?})"
-                )),
-                Health::Dead(status) => Some(format!("the guard is dead ({status:?})")),
-            }
-        })
-        .unwrap_or_else(|| Some(GONE.into()))
+        let Some(monitor) = self.monitor() else {
+            return Some("no guard process".to_string());
+        };
+        match monitor.health(self.max_reply_delay) {
+            Health::Ok => None,
+            Health::Fenced(f) => Some(format!("the guard fenced: {}", f.line)),
+            Health::Stalled { unanswered, oldest } => Some(format!(
+                "the guard is stalled ({unanswered} requests unanswered, oldest {oldest:?})"
+            )),
+            Health::Dead(status) => Some(format!("the guard is dead ({status:?})")),
+        }
     }
 
     /// Whether the guard reported a fence not yet taken.
     fn fenced(&self) -> bool {
-        self.ask(|o| {
-            o.handle
-                .as_mut()
-                .is_some_and(|h| matches!(h.health(Duration::MAX), Health::Fenced(_)))
-        })
-        .unwrap_or(false)
+        self.monitor()
+            .is_some_and(|m| matches!(m.health(Duration::MAX), Health::Fenced(_)))
     }
 
     /// Takes the fences reported since the last call.
     fn take_fences(&self) -> Vec<FenceSummary> {
-        self.ask(|o| {
-            o.handle
-                .as_mut()
-                .map(|h| h.take_fences())
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
+        self.monitor().map(|m| m.take_fences()).unwrap_or_default()
     }
 
-    /// Replaces a dead guard, or one stalled for [`STALL_RESPAWN`]. True when it did.
+    /// Replaces a dead guard, or one stalled for [`STALL_RESPAWN`]. True when it did. The
+    /// client thread is asked only when the monitor shows one of those (it looks again).
     fn respawn_if_needed(&self) -> bool {
+        let healthy = self
+            .monitor()
+            .is_some_and(|m| matches!(m.health(STALL_RESPAWN), Health::Ok | Health::Fenced(_)));
+        if healthy {
+            return false;
+        }
         self.ask(|o| {
             let needed = match o.handle.as_mut() {
                 None => true,
@@ -187,11 +212,11 @@ impl LeaseGuard for Guard {
                 return false;
             }
             // Dropping closes the pipe (an armed guard fences) and kills it after a second.
-            drop(o.handle.take());
+            o.hold(None);
             match spawn(&o.program, &o.config) {
                 Ok(h) => {
                     tracing::warn!(pid = h.pid(), "lease guard respawned");
-                    o.handle = Some(h);
+                    o.hold(Some(h));
                     true
                 }
                 Err(e) => {
@@ -255,6 +280,7 @@ impl LeaseGuard for Guard {
     fn shutdown(&self) {
         self.ask(|o| {
             if let Some(h) = o.handle.take() {
+                o.hold(None);
                 let _ = h.shutdown(Duration::from_secs(2));
             }
         });

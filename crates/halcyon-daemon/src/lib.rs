@@ -57,6 +57,7 @@ pub mod priority;
 pub mod raft_tls;
 pub mod reconfigure;
 pub mod renewal_watch;
+pub mod resident;
 pub mod stream;
 pub mod views;
 pub mod watchdog;
@@ -136,6 +137,26 @@ async fn start(
     Ok(node)
 }
 
+/// How long after its API listens a daemon unmaps the code its start ran
+/// ([`resident::drop_start_code`]): the first election, lease and package starts are over.
+const START_SETTLED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Unmaps the code the start ran once it has settled, and says how much.
+async fn drop_start_code(node: String) {
+    tokio::time::sleep(START_SETTLED).await;
+    match blocking(resident::drop_start_code) {
+        Ok(d) => tracing::info!(
+            node = %node,
+            "unmapped {} kB of code resident since the start ({} mappings); what runs from now on is mapped again as it runs",
+            d.rss_kb,
+            d.mappings
+        ),
+        Err(e) => {
+            tracing::warn!(node = %node, "could not unmap the code resident since the start: {e}")
+        }
+    }
+}
+
 /// What a daemon (or the witness) was asked by a signal.
 pub(crate) enum Received {
     /// SIGTERM or SIGINT.
@@ -182,6 +203,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// watches it in-process: the API would want a token).
 pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> anyhow::Result<()> {
     let node = start(settings, platform::Platform::host(), true).await?;
+    tokio::spawn(drop_start_code(node.name.to_string()));
     let socket = node
         .api_socket
         .clone()

@@ -10,7 +10,10 @@ pub struct GuardConfig {
     /// latency and the time the kills and deletions take, so they are done by the deadline.
     pub lead: Duration,
     /// Longest sleep between two looks at the clock while armed (a backstop to the
-    /// CLOCK_BOOTTIME timer, which wakes the guard at the exact time).
+    /// CLOCK_BOOTTIME timer, which wakes the guard at the exact time). The default, 40 ms,
+    /// keeps even a guard whose timer never fired within the coordinator's 50 ms margin:
+    /// it would start fencing at most `tick - lead` = 20 ms after the deadline. It was 5 ms:
+    /// 200 wake-ups a second of an idle guard for a case the timer already covers.
     pub tick: Duration,
     /// SCHED_FIFO priority, or None to stay a normal process.
     pub realtime_priority: Option<i32>,
@@ -22,7 +25,7 @@ impl Default for GuardConfig {
     fn default() -> GuardConfig {
         GuardConfig {
             lead: Duration::from_millis(20),
-            tick: Duration::from_millis(5),
+            tick: Duration::from_millis(40),
             realtime_priority: Some(20),
             lock_memory: true,
         }

@@ -135,6 +135,62 @@ impl Shared {
             .lock()
             .expect("a lock was poisoned: a thread panicked while holding it")
     }
+
+    /// The health the reader thread's inbox shows: a closed output is a dead guard (its exit
+    /// status unknown here).
+    fn health(&self, max_reply_delay: Duration) -> Health {
+        let inbox = self.lock();
+        if inbox.closed {
+            return Health::Dead(None);
+        }
+        if let Some(fence) = inbox.fences.first() {
+            return Health::Fenced(fence.clone());
+        }
+        let unanswered = inbox.unanswered.len();
+        match inbox.unanswered.front().map(|sent| sent.elapsed()) {
+            Some(oldest) if oldest > max_reply_delay => Health::Stalled { unanswered, oldest },
+            _ => Health::Ok,
+        }
+    }
+
+    fn take_fences(&self) -> Vec<FenceSummary> {
+        std::mem::take(&mut self.lock().fences)
+    }
+}
+
+/// A guard's health as its reader thread sees it ([`GuardHandle::monitor`]), for threads
+/// other than the one that holds the handle: reading it never waits for the pipe or for
+/// another request. A guard that exits closes its output, which the reader sees at once, so
+/// a dead guard shows here as [`Health::Dead`] (without its exit status).
+#[derive(Clone)]
+pub struct GuardMonitor {
+    shared: Arc<Shared>,
+    pid: u32,
+}
+
+impl GuardMonitor {
+    /// The guard's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// As [`GuardHandle::health`], from the reader thread's inbox.
+    pub fn health(&self, max_reply_delay: Duration) -> Health {
+        self.shared.health(max_reply_delay)
+    }
+
+    /// The fences reported since the last call, shared with [`GuardHandle::take_fences`].
+    pub fn take_fences(&self) -> Vec<FenceSummary> {
+        self.shared.take_fences()
+    }
+}
+
+impl std::fmt::Debug for GuardMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardMonitor")
+            .field("pid", &self.pid)
+            .finish()
+    }
 }
 
 /// The daemon's handle on its guard process.
@@ -358,31 +414,25 @@ impl GuardHandle {
     /// Whether the guard still protects the lease: dead, then fenced, then stalled (a request
     /// unanswered for longer than `max_reply_delay`) take precedence in that order.
     pub fn health(&mut self, max_reply_delay: Duration) -> Health {
-        let inbox = self.shared.lock();
-        let closed = inbox.closed;
-        let fence = inbox.fences.first().cloned();
-        let unanswered = inbox.unanswered.len();
-        let oldest = inbox.unanswered.front().map(|sent| sent.elapsed());
-        drop(inbox);
-        if closed {
+        let health = self.shared.health(max_reply_delay);
+        if matches!(health, Health::Dead(_)) || self.exit_status().is_some() {
             return Health::Dead(self.exit_status());
         }
-        if let Ok(Some(status)) = self.child.try_wait() {
-            self.exit = Some(status);
-            return Health::Dead(Some(status));
-        }
-        if let Some(fence) = fence {
-            return Health::Fenced(fence);
-        }
-        match oldest {
-            Some(oldest) if oldest > max_reply_delay => Health::Stalled { unanswered, oldest },
-            _ => Health::Ok,
-        }
+        health
     }
 
     /// The fences reported since the last call (each is a lost lease for the daemon).
     pub fn take_fences(&mut self) -> Vec<FenceSummary> {
-        std::mem::take(&mut self.shared.lock().fences)
+        self.shared.take_fences()
+    }
+
+    /// A view of this guard's health for other threads, read without the handle (which
+    /// stays with the one thread that writes the pipe).
+    pub fn monitor(&self) -> GuardMonitor {
+        GuardMonitor {
+            shared: Arc::clone(&self.shared),
+            pid: self.pid(),
+        }
     }
 
     /// Lines from the guard that were neither replies nor known events.

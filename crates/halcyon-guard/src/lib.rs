@@ -44,7 +44,7 @@
 //! counting while the machine is suspended: a machine frozen with a lease sees it expired on
 //! waking. The guard sleeps in `ppoll` on the daemon's pipe and a BOOTTIME timerfd armed
 //! absolutely at `fire_at = deadline - lead` (it fires at once after a resume if that time
-//! has passed), with a `tick` (default 5 ms) as a backstop timeout while armed. Before every
+//! has passed), with a `tick` (default 40 ms) as a backstop timeout while armed. Before every
 //! request it applies and on every wake-up it compares the clock with `fire_at` first, so a
 //! guard that was paused itself fences before it reads extensions queued meanwhile.
 //!
@@ -115,6 +115,6 @@ mod runtime;
 pub use clock::BootTime;
 pub use config::{ConfigError, GuardConfig};
 pub use guard::{ADDRESSES_MAX, GROUPS_MAX};
-pub use handle::{FenceSummary, GuardError, GuardHandle, Health, ReadyInfo, Ticket};
+pub use handle::{FenceSummary, GuardError, GuardHandle, GuardMonitor, Health, ReadyInfo, Ticket};
 pub use protocol::{Address, ParseError, Request};
 pub use runtime::{guard_main, guard_main_stdio};

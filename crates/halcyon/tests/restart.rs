@@ -175,6 +175,65 @@ fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
     assert!(log.contains("the lease guard fenced"), "no fence logged");
 }
 
+/// The pid of the `n`th guard `node`'s log says it started or respawned (0: the first).
+fn guard_pid(c: &Cluster, node: &str, n: usize) -> Option<u32> {
+    let log = std::fs::read_to_string(c.path().join(format!("{node}.log"))).ok()?;
+    log.lines()
+        .filter(|l| l.contains("lease guard started") || l.contains("lease guard respawned"))
+        .filter_map(|l| {
+            l.split_once("pid=")?
+                .1
+                .split([' ', ','])
+                .next()?
+                .parse()
+                .ok()
+        })
+        .nth(n)
+}
+
+/// A guard that dies is seen dead at the next lease check, without asking the guard's
+/// client thread (issue 21: the daemon reads the guard's health from its reader's inbox),
+/// and replaced; the package it held is never active on two nodes meanwhile.
+#[test]
+fn a_killed_guard_is_seen_dead_and_replaced() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    c.wait_activity_from("n1", Duration::from_secs(5));
+    let first = guard_pid(&c, "n1", 0).expect("the guard's start is logged");
+    // SAFETY: kill(2) on a process this test's daemon started.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let second = loop {
+        if let Some(pid) = guard_pid(&c, "n1", 1) {
+            break pid;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no guard respawned within 5 s of the kill"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let replaced_after = killed.elapsed();
+    assert_ne!(second, first);
+    let exe = std::fs::read_link(format!("/proc/{second}/exe")).expect("the new guard runs");
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("halcyon-guard")
+    );
+    // The package runs again (wherever the policy puts it), never on two nodes at once.
+    let back = c.wait_for(1, "the web package up", FAILOVER_TIMEOUT, |v| {
+        package_of(v, "web")["status"] == "up"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_no_overlap(&c.activity(), 1);
+    let log = std::fs::read_to_string(c.path().join("n1.log")).unwrap();
+    assert!(log.contains("the guard is dead") || log.contains("lease guard respawned"));
+    eprintln!(
+        "guard {first} killed: {second} in its place after {replaced_after:?}; package running after {back:?}"
+    );
+}
+
 /// Issue 15, finding 4 (the incarnation half): a node whose incarnation file is lost (a
 /// state directory restored from an old copy, or partly wiped) starts again at incarnation 1,
 /// below the cluster's record of it. Its registration is refused, it becomes the next
