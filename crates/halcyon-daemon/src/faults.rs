@@ -101,4 +101,19 @@ impl HeartbeatLink for FaultyLink {
         }
         Ok(None)
     }
+
+    fn try_recv(&mut self) -> io::Result<Option<halcyon_membership::Arrived>> {
+        let network = self.inner.network();
+        for _ in 0..DROPS_PER_RECV_MAX {
+            let Some(arrived) = self.inner.try_recv()? else {
+                return Ok(None);
+            };
+            // As `recv`: read before authentication, only to choose what to drop.
+            match wire::peek_unauthenticated(&arrived.bytes, self.cluster_id) {
+                Ok(m) if self.faults.drops(network, m.node) => {}
+                _ => return Ok(Some(arrived)),
+            }
+        }
+        Ok(None)
+    }
 }

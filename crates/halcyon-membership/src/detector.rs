@@ -720,6 +720,24 @@ impl Detector {
         Ok(())
     }
 
+    /// The earliest moment a [`Detector::tick`] would judge a path down (a path up and not
+    /// heard again by then, or one never heard), if no heartbeat comes first; `None` when no
+    /// path can expire. A driver that sleeps between ticks wakes by then.
+    pub fn next_expiry(&self) -> Option<Duration> {
+        self.paths
+            .iter()
+            .filter_map(|(&(_, network), path)| {
+                let heartbeat = self.heartbeats.get(&network)?;
+                let since = match (path.state, path.last_heard) {
+                    (PathState::Up, Some(last)) => last,
+                    (PathState::Unknown, _) => path.watched_since,
+                    _ => return None,
+                };
+                Some(since + detection(path.interval, *heartbeat))
+            })
+            .min()
+    }
+
     /// Judge timeouts at `now` and return every change since the last call, in order.
     pub fn tick(&mut self, now: Duration) -> Vec<Change> {
         self.advance(now);

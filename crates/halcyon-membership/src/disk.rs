@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::heartbeat::LinkPeer;
-use crate::link::HeartbeatLink;
+use crate::link::{Arrived, ArrivedAt, HeartbeatLink};
 use crate::wire::SEALED_SIZE_MAX_BYTES;
 
 /// Size and alignment of one node's slot.
@@ -87,7 +87,7 @@ pub struct DiskLink {
     peer_changes: SyncSender<Vec<u32>>,
     /// The worker's read period, in microseconds (set here, read by the worker).
     read_period_micros: Arc<AtomicU64>,
-    reads: Receiver<io::Result<Vec<u8>>>,
+    reads: Receiver<io::Result<(Vec<u8>, Instant)>>,
     /// The worker until it is spawned.
     unstarted: Option<Worker>,
     worker: Option<JoinHandle<()>>,
@@ -351,7 +351,20 @@ impl HeartbeatLink for DiskLink {
                 }
             }
         };
-        received.transpose()
+        Ok(received.transpose()?.map(|(bytes, _)| bytes))
+    }
+
+    fn try_recv(&mut self) -> io::Result<Option<Arrived>> {
+        self.ensure_started()?;
+        Ok(self
+            .reads
+            .try_recv()
+            .ok()
+            .transpose()?
+            .map(|(bytes, read)| Arrived {
+                bytes,
+                at: ArrivedAt::Read(read),
+            }))
     }
 }
 
@@ -378,13 +391,13 @@ struct Worker {
     /// The payload last delivered from each peer's slot.
     delivered: BTreeMap<u32, Vec<u8>>,
     /// Changed slots not yet delivered because the read queue was full.
-    pending: VecDeque<io::Result<Vec<u8>>>,
+    pending: VecDeque<io::Result<(Vec<u8>, Instant)>>,
     slot: AlignedSlot,
     /// The read period, in microseconds (the link changes it).
     read_period_micros: Arc<AtomicU64>,
     write_queue: Receiver<Job>,
     peer_queue: Receiver<Vec<u32>>,
-    read_queue: SyncSender<io::Result<Vec<u8>>>,
+    read_queue: SyncSender<io::Result<(Vec<u8>, Instant)>>,
 }
 
 impl Worker {
@@ -476,7 +489,7 @@ impl Worker {
             }
             let payload = payload.to_vec();
             self.delivered.insert(peer, payload.clone());
-            self.pending.push_back(Ok(payload));
+            self.pending.push_back(Ok((payload, Instant::now())));
         }
     }
 }

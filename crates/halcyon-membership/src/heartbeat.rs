@@ -394,6 +394,11 @@ impl Heartbeats {
             .expect("a link's network is known")
     }
 
+    /// When the detector would judge a path down next (see [`Detector::next_expiry`]).
+    pub(crate) fn next_expiry(&self) -> Option<Duration> {
+        self.detector.next_expiry()
+    }
+
     /// How long the driver waits at most between two ticks: a fraction of the shortest
     /// interval in play on any network, within [`STEP_MIN`]..=[`STEP_MAX`].
     pub(crate) fn step(&self) -> Duration {

@@ -41,8 +41,8 @@ pub use detector::{
 pub use heartbeat::{LinkPeer, LinkPeers};
 pub use hmac_sealer::{HmacSealer, SealCounts, SealerHandle};
 pub use link::{
-    HeartbeatLink, LinkEndpoint, SetupError, addresses_of, link_endpoints, link_of, link_peers,
-    links_from_cluster,
+    Arrived, ArrivedAt, HeartbeatLink, LinkEndpoint, SetupError, addresses_of, link_endpoints,
+    link_of, link_peers, links_from_cluster,
 };
 pub use runner::{ChangeBatch, Counters, LinkControl, Runner, RunnerSettings, StartError, Status};
 pub use task::{AsyncHeartbeatLink, HeartbeatControl, HeartbeatTask};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use halcyon_config::{Cluster, NetworkKind};
 
@@ -16,6 +16,24 @@ use crate::detector::is_on_network;
 use crate::disk::DiskLink;
 use crate::heartbeat::{LinkPeer, LinkPeers};
 use crate::udp::UdpLink;
+
+/// A heartbeat taken from a link, and when it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrived {
+    pub bytes: Vec<u8>,
+    pub at: ArrivedAt,
+}
+
+/// When a heartbeat arrived, as far as its link knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArrivedAt {
+    /// When it was taken (the link keeps no time of its own).
+    Taken,
+    /// Read by the link's own thread at this moment (the disk link).
+    Read(Instant),
+    /// The kernel's receive time (`SO_TIMESTAMPNS`: the wall clock, `CLOCK_REALTIME`).
+    Kernel(SystemTime),
+}
 
 /// One network's heartbeat transport, replaceable by a simulator.
 pub trait HeartbeatLink: Send {
@@ -26,6 +44,14 @@ pub trait HeartbeatLink: Send {
     /// The next sealed heartbeat from a peer, waiting at most `timeout` (zero: do not wait).
     /// `Ok(None)` when nothing arrived in time.
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>>;
+    /// The next sealed heartbeat already received, without waiting, with when it arrived
+    /// (the heartbeat thread sleeps between its steps and takes what came meanwhile).
+    fn try_recv(&mut self) -> io::Result<Option<Arrived>> {
+        Ok(self.recv(Duration::ZERO)?.map(|bytes| Arrived {
+            bytes,
+            at: ArrivedAt::Taken,
+        }))
+    }
     /// From now on heartbeat `peers` instead of those it was made with (a running
     /// cluster's `halcyon apply` added or removed nodes). A link that cannot says so and
     /// keeps its peers.

@@ -12,9 +12,15 @@
 //!   bounded channel, and wait in a bounded backlog ([`CHANGE_BACKLOG_MAX`] batches) when the
 //!   channel is full; the oldest batches are dropped (and counted) beyond that, the status
 //!   snapshot staying authoritative.
-//! - Every loop iteration is bounded by time: it waits at most one step (a fraction of the
-//!   shortest heartbeat interval in play, which follows changes) in the links' `recv`
-//!   timeouts, never spins, and sees the stop flag at least once per step.
+//! - Every loop iteration is bounded by time: it sleeps at most one step (a fraction of the
+//!   shortest heartbeat interval in play, which follows changes), never spins, and sees the
+//!   stop flag at least once per step. It sleeps until the next send, the next moment a path
+//!   could expire ([`crate::Detector::next_expiry`]) or the step, whichever comes first, not
+//!   until the next heartbeat: those wait in the links, stamped with their arrival (the
+//!   kernel's receive time for UDP, the read for a disk), and are judged by it when the
+//!   thread wakes. So a path is judged down at the moment it expires, as before, and an idle
+//!   node's thread wakes a few times per interval instead of once per heartbeat of every peer
+//!   (issue 21: 16 nodes, 150 heartbeats a second received).
 //! - Each link sends one heartbeat per period of its network (its interval, or the shorter
 //!   period of a switch to a longer interval, as the `heartbeat` module decides); when the
 //!   thread falls behind it skips beats rather than bursting them. Sequence numbers increase
@@ -26,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use halcyon_config::Heartbeat;
 use tokio::sync::watch;
@@ -35,7 +41,7 @@ use crate::detector::{Change, DetectorConfig, DetectorError, Snapshot};
 use crate::heartbeat::{
     self, COMMAND_QUEUE_MAX, Command, Heartbeats, LinkPeers, RECV_PER_STEP_MAX, SendSchedule,
 };
-use crate::link::HeartbeatLink;
+use crate::link::{Arrived, ArrivedAt, HeartbeatLink};
 use crate::wire::Sealer;
 
 /// `SCHED_FIFO` priority of the heartbeat thread.
@@ -173,6 +179,7 @@ impl Runner {
             settings,
             heartbeats,
             links,
+            arrived: Vec::new(),
             changes,
             commands: command_queue,
             status: status_tx,
@@ -292,6 +299,8 @@ struct Heartbeater {
     settings: RunnerSettings,
     heartbeats: Heartbeats,
     links: Vec<Box<dyn HeartbeatLink>>,
+    /// Heartbeats taken in one wake-up (kept to reuse its allocation).
+    arrived: Vec<(u32, Arrived)>,
     changes: SyncSender<ChangeBatch>,
     commands: Receiver<Command<dyn HeartbeatLink>>,
     status: watch::Sender<Status>,
@@ -350,16 +359,20 @@ impl Heartbeater {
                 |l, interval| l.set_interval(interval),
             );
 
+            // Asleep until the next send, the next moment a path could expire, or the step
+            // (commands, a changed interval): heartbeats that arrive meanwhile wait in the
+            // links, stamped with their arrival, and are taken at once when it wakes.
             let step = self.heartbeats.step();
             let until_send = schedule.next_due().map_or(step, |t| t.saturating_sub(now));
-            let wait = until_send.min(step);
-            if self.links.is_empty() {
+            let until_expiry = self
+                .heartbeats
+                .next_expiry()
+                .map_or(step, |t| t.saturating_sub(now));
+            let wait = until_send.min(until_expiry).min(step);
+            if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
-            let slice = wait / self.links.len().max(1) as u32;
-            for i in 0..self.links.len() {
-                self.receive(i, slice, epoch);
-            }
+            self.take_arrived(epoch, now);
         }
     }
 
@@ -370,21 +383,62 @@ impl Heartbeater {
         self.heartbeats.sent(network, result, now);
     }
 
-    fn receive(&mut self, link: usize, timeout: Duration, epoch: Instant) {
-        let network = self.links[link].network();
-        let mut timeout = timeout;
-        for _ in 0..RECV_PER_STEP_MAX {
-            match self.links[link].recv(timeout) {
-                Ok(Some(bytes)) => self.heartbeats.received(network, &bytes, epoch.elapsed()),
-                Ok(None) => return,
-                Err(e) => {
-                    self.heartbeats.recv_failed(network, &e, epoch.elapsed());
-                    return;
+    /// Takes the heartbeats every link holds and gives them to the detector in the order
+    /// they arrived, each at its arrival ([`arrival`]): never before `judged` (the last
+    /// tick, which the detector has seen) nor after now.
+    fn take_arrived(&mut self, epoch: Instant, judged: Duration) {
+        let mut arrived = std::mem::take(&mut self.arrived);
+        for link in &mut self.links {
+            let network = link.network();
+            for _ in 0..RECV_PER_STEP_MAX {
+                match link.try_recv() {
+                    Ok(Some(heartbeat)) => arrived.push((network, heartbeat)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.heartbeats.recv_failed(network, &e, epoch.elapsed());
+                        break;
+                    }
                 }
             }
-            timeout = Duration::ZERO; // Drain what is there, then move on to the next link.
         }
+        let (now, wall) = (epoch.elapsed(), SystemTime::now());
+        let mut timed: Vec<(Duration, usize)> = arrived
+            .iter()
+            .enumerate()
+            .map(|(i, (_, h))| (arrival(h.at, epoch, judged, now, wall), i))
+            .collect();
+        timed.sort_unstable();
+        for (at, i) in timed {
+            let (network, heartbeat) = &arrived[i];
+            self.heartbeats.received(*network, &heartbeat.bytes, at);
+        }
+        arrived.clear();
+        self.arrived = arrived;
     }
+}
+
+/// When a heartbeat taken at `now` (runner time; `wall` the wall clock read with it)
+/// arrived: its link's reading or the kernel's stamp, kept within `judged..=now`. The
+/// kernel stamps with the wall clock, so a wall clock stepped between the arrival and
+/// `now` moves it, but never out of that window (at most one step of the thread, the
+/// error of taking every heartbeat when the thread wakes); nothing earlier than `judged`
+/// is given to the detector, which has judged up to then.
+fn arrival(
+    at: ArrivedAt,
+    epoch: Instant,
+    judged: Duration,
+    now: Duration,
+    wall: SystemTime,
+) -> Duration {
+    let at = match at {
+        ArrivedAt::Taken => now,
+        ArrivedAt::Read(read) => read.saturating_duration_since(epoch),
+        ArrivedAt::Kernel(stamp) => {
+            now.saturating_sub(wall.duration_since(stamp).unwrap_or_default())
+        }
+    };
+    assert!(judged <= now, "the runner's clock went back");
+    at.clamp(judged, now)
 }
 
 /// Ask for `SCHED_FIFO` at `priority` for the calling thread; warn once when refused.
@@ -423,5 +477,47 @@ fn lock_memory() {
         tracing::warn!(
             "heartbeat thread: could not lock memory with mlockall: {error} (errno {errno}); heartbeat code may be paged out under memory pressure (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// A heartbeat taken when the thread wakes is judged by when it arrived: the kernel's
+    /// stamp (the wall clock) counted back from the moment it is taken, the disk link's
+    /// read as it is; never before the last tick (the detector judged up to it) nor after
+    /// now, whatever the wall clock did meanwhile.
+    #[test]
+    fn a_heartbeat_is_judged_by_its_arrival_within_the_last_step() {
+        let epoch = Instant::now();
+        let wall = SystemTime::now();
+        let (judged, now) = (ms(1000), ms(1025));
+        let kernel = |ago: u64| ArrivedAt::Kernel(wall - ms(ago));
+        assert_eq!(arrival(kernel(7), epoch, judged, now, wall), ms(1018));
+        assert_eq!(arrival(kernel(0), epoch, judged, now, wall), now);
+        assert_eq!(arrival(ArrivedAt::Taken, epoch, judged, now, wall), now);
+        // The wall clock stepped forward since it arrived (or it waited since before the
+        // last tick): not before the tick.
+        assert_eq!(arrival(kernel(60_000), epoch, judged, now, wall), judged);
+        // The wall clock stepped back: a stamp in the future is now.
+        assert_eq!(
+            arrival(
+                ArrivedAt::Kernel(wall + ms(5_000)),
+                epoch,
+                judged,
+                now,
+                wall
+            ),
+            now
+        );
+        let read = |at: u64| ArrivedAt::Read(epoch + ms(at));
+        assert_eq!(arrival(read(1010), epoch, judged, now, wall), ms(1010));
+        assert_eq!(arrival(read(990), epoch, judged, now, wall), judged);
+        assert_eq!(arrival(read(1100), epoch, judged, now, wall), now);
     }
 }

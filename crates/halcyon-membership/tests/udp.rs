@@ -322,3 +322,47 @@ fn a_heartbeat_the_wire_cannot_announce_is_refused_by_the_runner() {
         );
     }
 }
+
+/// A heartbeat taken after it waited in the socket carries the kernel's receive time, not
+/// the time it was taken: the heartbeat thread sleeps between its steps and judges each
+/// heartbeat by when it came. Datagrams from an address that is no peer are still dropped.
+#[test]
+fn a_datagram_taken_later_carries_the_time_it_arrived() {
+    use halcyon_membership::udp::UdpLink;
+    use halcyon_membership::{ArrivedAt, HeartbeatLink};
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::SystemTime;
+
+    let port = free_port();
+    let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let peer = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let stranger = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let mut link = UdpLink::bind(LAN, local, vec![(2, peer.local_addr().unwrap())]).unwrap();
+    assert_eq!(link.try_recv().unwrap(), None, "nothing sent yet");
+    stranger.send_to(b"not a peer", local).unwrap();
+    // The kernel turns its receive stamps on for the whole machine a moment after the first
+    // socket asks (a deferred static key); until then it stamps a datagram when it is read.
+    // So: a few tries, each a datagram left waiting 60 ms.
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        peer.send_to(b"heartbeat", local).unwrap();
+        let sent = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(60));
+        let arrived = link.try_recv().unwrap().expect("the peer's datagram");
+        assert_eq!(arrived.bytes, b"heartbeat");
+        let ArrivedAt::Kernel(stamp) = arrived.at else {
+            panic!("no kernel time: {:?}", arrived.at);
+        };
+        let waited = SystemTime::now().duration_since(stamp).unwrap();
+        waits.push(waited);
+        if waited >= Duration::from_millis(55) && stamp <= sent + Duration::from_millis(5) {
+            break;
+        }
+    }
+    assert!(
+        waits.last().unwrap() >= &Duration::from_millis(55),
+        "stamped only {waits:?} before it was taken"
+    );
+    assert_eq!(link.try_recv().unwrap(), None);
+    assert_eq!(link.dropped_count(), 1, "the stranger's datagram");
+}

@@ -947,3 +947,28 @@ fn adapter_judgement_needs_a_heartbeat_heard_after_the_path_went_down() {
         }]
     );
 }
+
+/// A driver that sleeps between ticks wakes at `next_expiry`: the moment the path that
+/// was heard least recently would be judged down (a path never heard: one detection time
+/// after it was first watched); a tick there judges it down, a tick just before does not.
+/// Paths already down expire no more.
+#[test]
+fn the_next_expiry_is_the_moment_the_next_path_is_judged_down() {
+    let mut d = detector(&[(2, LAN, false), (2, DISK, false), (3, LAN, false)]);
+    // Never heard: 400 ms on the LAN, 600 ms on the disk, after the start.
+    assert_eq!(d.next_expiry(), Some(ms(400)));
+    beat(&mut d, 3, &[LAN], 0, 200, 100);
+    beat(&mut d, 2, &[LAN, DISK], 300, 300, 100);
+    // Node 3 last heard at 200 ms: down at 600 ms; node 2's LAN at 700, its disk at 900.
+    assert_eq!(d.next_expiry(), Some(ms(600)));
+    assert_eq!(d.tick(ms(599)), vec![]);
+    assert_eq!(
+        d.tick(ms(600)),
+        vec![down(3, LAN), Change::NodeUnreachable { node: 3 }]
+    );
+    assert_eq!(d.next_expiry(), Some(ms(700)));
+    assert_eq!(d.tick(ms(700)), vec![down(2, LAN)]);
+    assert_eq!(d.next_expiry(), Some(ms(900)));
+    d.tick(ms(900));
+    assert_eq!(d.next_expiry(), None, "every path is down");
+}
