@@ -378,10 +378,12 @@ impl Node {
             });
         }
         // A quorum confirms the leadership in a round started after this renewal arrived,
-        // shared with the renewals that wait for one at the same time (`confirm`).
+        // shared with the renewals that wait for one at the same time (`confirm`), rounds
+        // a quarter of the renewal interval apart at the closest.
+        let spacing = self.renewal_interval() / super::confirm::ROUNDS_PER_RENEWAL_INTERVAL;
         let confirm = tokio::time::timeout(
             self.renew_attempt(),
-            self.confirmations.confirm(|| async {
+            self.confirmations.confirm(spacing, || async {
                 self.consensus
                     .confirm_leadership()
                     .await
