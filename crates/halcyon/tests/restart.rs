@@ -99,30 +99,24 @@ fn running(pgid: i32) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
+/// A formed three-node cluster whose web package serves on n1.
+fn serving_on_n1() -> Cluster {
     let c = Cluster::start_with(Spec::new());
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_activity_from("n1", Duration::from_secs(5));
+    c
+}
+
+#[test]
+fn a_paused_holder_is_fenced_by_its_guard_and_does_not_serve_when_resumed() {
+    let c = serving_on_n1();
     let pid = c.pid(1).unwrap() as i32;
     let groups = c.service_groups(1);
     assert!(!groups.is_empty());
     // The guard is the small binary beside the daemon's (built by the workspace's test
     // command), not the daemon's own executable locked whole in memory (issue 21).
-    let log = std::fs::read_to_string(c.path().join("n1.log")).unwrap();
-    let guard: u32 = log
-        .lines()
-        .find_map(|l| {
-            let l = l.split_once("lease guard started")?.1;
-            l.split_once("pid=")?
-                .1
-                .split([' ', ','])
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the guard's start is logged");
+    let guard = guard_pid(&c, "n1", 0).expect("the guard's start is logged");
     let exe = std::fs::read_link(format!("/proc/{guard}/exe")).unwrap();
     assert_eq!(
         exe.file_name().and_then(|n| n.to_str()),
@@ -196,10 +190,7 @@ fn guard_pid(c: &Cluster, node: &str, n: usize) -> Option<u32> {
 /// and replaced; the package it held is never active on two nodes meanwhile.
 #[test]
 fn a_killed_guard_is_seen_dead_and_replaced() {
-    let c = Cluster::start_with(Spec::new());
-    c.wait_web_on(1, "n1", FORM_TIMEOUT);
-    c.wait_all_members(1, FORM_TIMEOUT);
-    c.wait_activity_from("n1", Duration::from_secs(5));
+    let c = serving_on_n1();
     let first = guard_pid(&c, "n1", 0).expect("the guard's start is logged");
     // SAFETY: kill(2) on a process this test's daemon started.
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
