@@ -411,6 +411,13 @@ impl Heartbeats {
         )
     }
 
+    /// The longest the heartbeat thread sleeps: the shortest interval in play (within
+    /// `STEPS_PER_INTERVAL` steps' bounds), so it looks at its links at least once per
+    /// interval whatever it is told.
+    pub(crate) fn longest_sleep(&self) -> Duration {
+        self.step() * STEPS_PER_INTERVAL
+    }
+
     fn sending(&self, network: u32) -> &Sending {
         self.sending
             .get(&network)

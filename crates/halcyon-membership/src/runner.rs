@@ -12,15 +12,15 @@
 //!   bounded channel, and wait in a bounded backlog ([`CHANGE_BACKLOG_MAX`] batches) when the
 //!   channel is full; the oldest batches are dropped (and counted) beyond that, the status
 //!   snapshot staying authoritative.
-//! - Every loop iteration is bounded by time: it sleeps at most one step (a fraction of the
-//!   shortest heartbeat interval in play, which follows changes), never spins, and sees the
-//!   stop flag at least once per step. It sleeps until the next send, the next moment a path
-//!   could expire ([`crate::Detector::next_expiry`]) or the step, whichever comes first, not
-//!   until the next heartbeat: those wait in the links, stamped with their arrival (the
-//!   kernel's receive time for UDP, the read for a disk), and are judged by it when the
-//!   thread wakes. So a path is judged down at the moment it expires, as before, and an idle
-//!   node's thread wakes a few times per interval instead of once per heartbeat of every peer
-//!   (issue 21: 16 nodes, 150 heartbeats a second received).
+//! - Every loop iteration is bounded by time: it sleeps at most the shortest heartbeat
+//!   interval in play (which follows changes) and never spins. It sleeps until the next
+//!   send or the next moment a path could expire ([`crate::Detector::next_expiry`]),
+//!   whichever comes first, or until a command (a carrier change, new peers, a stop) wakes
+//!   it; not until the next heartbeat: those wait in the links, stamped with their arrival
+//!   (the kernel's receive time for UDP, the read for a disk), and are judged by it when the
+//!   thread wakes. So a path is judged down at the moment it expires and a carrier loss at
+//!   once, and an idle node's thread wakes about once per interval instead of once per
+//!   heartbeat of every peer (issue 21: 16 nodes, 150 heartbeats a second received).
 //! - Each link sends one heartbeat per period of its network (its interval, or the shorter
 //!   period of a switch to a longer interval, as the `heartbeat` module decides); when the
 //!   thread falls behind it skips beats rather than bursting them. Sequence numbers increase
@@ -31,7 +31,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
 use halcyon_config::Heartbeat;
@@ -133,29 +133,46 @@ pub enum StartError {
     Spawn(#[from] io::Error),
 }
 
+/// The heartbeat thread's command queue: a command queued wakes the thread, which sleeps
+/// otherwise until its next send or the next moment a path could expire.
+#[derive(Clone, Debug)]
+struct Commands {
+    queue: SyncSender<Command<dyn HeartbeatLink>>,
+    thread: Thread,
+}
+
+impl Commands {
+    /// Queues `command` and wakes the thread. Fails only when the thread is gone or its
+    /// queue is full.
+    fn send(&self, command: Command<dyn HeartbeatLink>) -> io::Result<()> {
+        self.queue.try_send(command).map_err(|e| {
+            heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
+        })?;
+        self.thread.unpark();
+        Ok(())
+    }
+}
+
 /// A running heartbeat thread; stopped (and joined) by [`Runner::stop`] or on drop.
 /// Tells the heartbeat thread of local carrier changes, from another thread
 /// ([`Runner::links`]).
 #[derive(Clone, Debug)]
 pub struct LinkControl {
-    commands: SyncSender<Command<dyn HeartbeatLink>>,
+    commands: Commands,
 }
 
 impl LinkControl {
-    /// The local interface on `network` gained (`up`) or lost its carrier. Fails only when
-    /// the runner is gone or its command queue is full.
+    /// The local interface on `network` gained (`up`) or lost its carrier: the thread wakes
+    /// and judges it at once. Fails only when the runner is gone or its command queue is
+    /// full.
     pub fn local_link(&self, network: u32, up: bool) -> io::Result<()> {
-        self.commands
-            .try_send(Command::LocalLink { network, up })
-            .map_err(|e| {
-                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
-            })
+        self.commands.send(Command::LocalLink { network, up })
     }
 }
 
 pub struct Runner {
     stop: Arc<AtomicBool>,
-    commands: SyncSender<Command<dyn HeartbeatLink>>,
+    commands: Commands,
     status: watch::Receiver<Status>,
     thread: Option<JoinHandle<()>>,
 }
@@ -190,13 +207,17 @@ impl Runner {
             .spawn(move || heartbeat.run(&thread_stop))?;
         Ok(Runner {
             stop,
-            commands,
+            commands: Commands {
+                queue: commands,
+                thread: thread.thread().clone(),
+            },
             status,
             thread: Some(thread),
         })
     }
 
-    /// The latest status (updated every step).
+    /// The latest status (updated at every wake-up of the thread: at least once per
+    /// heartbeat interval).
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
@@ -223,11 +244,7 @@ impl Runner {
     /// Heartbeat as `incarnation` from now on (it must be above the current one). Fails only
     /// when the runner is gone or its command queue is full.
     pub fn reincarnate(&self, incarnation: u64) -> io::Result<()> {
-        self.commands
-            .try_send(Command::Reincarnate { incarnation })
-            .map_err(|e| {
-                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
-            })
+        self.commands.send(Command::Reincarnate { incarnation })
     }
 
     /// From now on `network`'s heartbeat is `heartbeat` (a running cluster's `halcyon
@@ -240,10 +257,7 @@ impl Runner {
     /// thread.
     pub fn set_heartbeat(&self, network: u32, heartbeat: Heartbeat) -> io::Result<()> {
         self.commands
-            .try_send(heartbeat::heartbeat_command(network, heartbeat)?)
-            .map_err(|e| {
-                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
-            })
+            .send(heartbeat::heartbeat_command(network, heartbeat)?)
     }
 
     /// From now on watch `config`'s peers, networks and paths, and heartbeat each network's
@@ -257,15 +271,11 @@ impl Runner {
         links: LinkPeers,
         added: Vec<Box<dyn HeartbeatLink>>,
     ) -> io::Result<()> {
-        self.commands
-            .try_send(Command::Peers {
-                config,
-                links,
-                added,
-            })
-            .map_err(|e| {
-                heartbeat::command_not_queued(matches!(e, TrySendError::Full(_)), "thread")
-            })
+        self.commands.send(Command::Peers {
+            config,
+            links,
+            added,
+        })
     }
 
     /// False once the heartbeat thread has ended (stopped, or panicked).
@@ -273,7 +283,7 @@ impl Runner {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Stop heartbeating and wait for the thread (at most about one step plus the links'
+    /// Stop heartbeating and wait for the thread (woken at once; then the links'
     /// shutdown).
     pub fn stop(mut self) {
         self.shutdown();
@@ -281,6 +291,7 @@ impl Runner {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.commands.thread.unpark();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -359,18 +370,21 @@ impl Heartbeater {
                 |l, interval| l.set_interval(interval),
             );
 
-            // Asleep until the next send, the next moment a path could expire, or the step
-            // (commands, a changed interval): heartbeats that arrive meanwhile wait in the
-            // links, stamped with their arrival, and are taken at once when it wakes.
-            let step = self.heartbeats.step();
-            let until_send = schedule.next_due().map_or(step, |t| t.saturating_sub(now));
+            // Asleep until the next send or the next moment a path could expire (at most
+            // the shortest interval in play), or until a command wakes it (`Commands`):
+            // heartbeats that arrive meanwhile wait in the links, stamped with their
+            // arrival, and are taken at once when it wakes.
+            let longest = self.heartbeats.longest_sleep();
+            let until_send = schedule
+                .next_due()
+                .map_or(longest, |t| t.saturating_sub(now));
             let until_expiry = self
                 .heartbeats
                 .next_expiry()
-                .map_or(step, |t| t.saturating_sub(now));
-            let wait = until_send.min(until_expiry).min(step);
+                .map_or(longest, |t| t.saturating_sub(now));
+            let wait = until_send.min(until_expiry).min(longest);
             if !wait.is_zero() {
-                std::thread::sleep(wait);
+                std::thread::park_timeout(wait);
             }
             self.take_arrived(epoch, now);
         }
@@ -420,9 +434,9 @@ impl Heartbeater {
 /// When a heartbeat taken at `now` (runner time; `wall` the wall clock read with it)
 /// arrived: its link's reading or the kernel's stamp, kept within `judged..=now`. The
 /// kernel stamps with the wall clock, so a wall clock stepped between the arrival and
-/// `now` moves it, but never out of that window (at most one step of the thread, the
-/// error of taking every heartbeat when the thread wakes); nothing earlier than `judged`
-/// is given to the detector, which has judged up to then.
+/// `now` moves it, but never out of that window (at most one sleep of the thread, an
+/// interval: the error of taking every heartbeat when the thread wakes); nothing earlier
+/// than `judged` is given to the detector, which has judged up to then.
 fn arrival(
     at: ArrivedAt,
     epoch: Instant,

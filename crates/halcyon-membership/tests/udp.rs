@@ -366,3 +366,50 @@ fn a_datagram_taken_later_carries_the_time_it_arrived() {
     assert_eq!(link.try_recv().unwrap(), None);
     assert_eq!(link.dropped_count(), 1, "the stranger's datagram");
 }
+
+/// The heartbeat thread sleeps until its next send or expiry (here up to a whole second),
+/// yet a carrier loss wakes it: the path is down at once, not at the next send.
+#[test]
+fn a_carrier_loss_wakes_a_thread_asleep_for_a_long_interval() {
+    let mut c = three_node_cluster();
+    let slow = Heartbeat {
+        interval: Duration::from_secs(1),
+        sensitivity: 4,
+    };
+    c.heartbeat = slow;
+    for n in &mut c.networks {
+        n.heartbeat = slow;
+    }
+    let first = start(&c, 1, plain_settings(&c, 1));
+    let _second = start(&c, 2, plain_settings(&c, 1));
+    wait_for(
+        Duration::from_secs(5),
+        "node 2 reachable from node 1",
+        || {
+            first
+                .runner
+                .status()
+                .detector
+                .nodes
+                .iter()
+                .any(|n| n.node == 2 && n.state == NodeState::Reachable)
+        },
+    );
+    // Just after a send (published at the same wake-up): the thread's next look would be
+    // about a second away.
+    let sent = first.runner.status().counters.sent;
+    wait_for(Duration::from_secs(3), "node 1's next send", || {
+        first.runner.status().counters.sent > sent
+    });
+    first.runner.local_link(LAN, false).unwrap();
+    let took = wait_for(Duration::from_secs(5), "local link down reported", || {
+        first
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .any(|p| p.node == 2 && p.state == PathState::Down)
+    });
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+}
