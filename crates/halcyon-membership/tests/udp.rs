@@ -24,6 +24,32 @@ fn three_node_cluster() -> halcyon_config::Cluster {
     )
 }
 
+/// Waits until `started` judges node `peer` reachable.
+fn wait_reachable(started: &Started, peer: u32, limit: Duration) {
+    wait_for(limit, &format!("node {peer} reachable"), || {
+        started
+            .runner
+            .status()
+            .detector
+            .nodes
+            .iter()
+            .any(|n| n.node == peer && n.state == NodeState::Reachable)
+    });
+}
+
+/// Waits until `started` judges a path to node `peer` down; how long it took.
+fn wait_path_down(started: &Started, peer: u32, limit: Duration) -> Duration {
+    wait_for(limit, &format!("a path to node {peer} down"), || {
+        started
+            .runner
+            .status()
+            .detector
+            .paths
+            .iter()
+            .any(|p| p.node == peer && p.state == PathState::Down)
+    })
+}
+
 fn all_peers_reachable(started: &Started) -> bool {
     let status = started.runner.status().detector;
     status.nodes.len() == 2 && status.nodes.iter().all(|n| n.state == NodeState::Reachable)
@@ -118,28 +144,12 @@ fn local_carrier_loss_is_reported_at_once_and_a_restart_as_a_new_incarnation() {
     let c = three_node_cluster();
     let first = start(&c, 1, plain_settings(&c, 1));
     let mut second = start(&c, 2, plain_settings(&c, 1));
-    wait_for(DETECTION_LIMIT, "node 2 reachable from node 1", || {
-        first
-            .runner
-            .status()
-            .detector
-            .nodes
-            .iter()
-            .any(|n| n.node == 2 && n.state == NodeState::Reachable)
-    });
+    wait_reachable(&first, 2, DETECTION_LIMIT);
     drain(&first.changes);
 
     // Carrier lost on node 1's lan: down well before 4 missed beats (200 ms).
     first.runner.local_link(LAN, false).unwrap();
-    let took = wait_for(DETECTION_LIMIT, "local link down reported", || {
-        first
-            .runner
-            .status()
-            .detector
-            .paths
-            .iter()
-            .any(|p| p.node == 2 && p.state == PathState::Down)
-    });
+    let took = wait_path_down(&first, 2, DETECTION_LIMIT);
     assert!(took < Duration::from_millis(150), "took {took:?}");
     let changes = drain(&first.changes);
     assert!(changes.contains(&Change::PathDown {
@@ -382,19 +392,7 @@ fn a_carrier_loss_wakes_a_thread_asleep_for_a_long_interval() {
     }
     let first = start(&c, 1, plain_settings(&c, 1));
     let _second = start(&c, 2, plain_settings(&c, 1));
-    wait_for(
-        Duration::from_secs(5),
-        "node 2 reachable from node 1",
-        || {
-            first
-                .runner
-                .status()
-                .detector
-                .nodes
-                .iter()
-                .any(|n| n.node == 2 && n.state == NodeState::Reachable)
-        },
-    );
+    wait_reachable(&first, 2, Duration::from_secs(5));
     // Just after a send (published at the same wake-up): the thread's next look would be
     // about a second away.
     let sent = first.runner.status().counters.sent;
@@ -402,14 +400,6 @@ fn a_carrier_loss_wakes_a_thread_asleep_for_a_long_interval() {
         first.runner.status().counters.sent > sent
     });
     first.runner.local_link(LAN, false).unwrap();
-    let took = wait_for(Duration::from_secs(5), "local link down reported", || {
-        first
-            .runner
-            .status()
-            .detector
-            .paths
-            .iter()
-            .any(|p| p.node == 2 && p.state == PathState::Down)
-    });
+    let took = wait_path_down(&first, 2, Duration::from_secs(5));
     assert!(took < Duration::from_millis(100), "took {took:?}");
 }
