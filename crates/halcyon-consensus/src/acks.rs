@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -45,6 +45,9 @@ pub struct Acknowledged {
     led: Mutex<Option<Instant>>,
     /// Append-entries and snapshots being handled.
     handling: AtomicUsize,
+    /// A leader's append-entries matched this replica's log, or its snapshot was installed,
+    /// at least once since the process started.
+    matched: AtomicBool,
 }
 
 /// An append-entries or snapshot being handled (see [`Acknowledged::handling`]); counted until
@@ -75,6 +78,17 @@ impl Acknowledged {
     /// An append-entries or snapshot was accepted from a leader at `now`.
     pub fn accepted(&self, now: Instant) {
         later(&self.accepted, now);
+    }
+
+    /// A leader's append-entries matched this replica's log (it answered success), or its
+    /// snapshot was installed: this replica then knows that leader's commit index.
+    pub fn matched(&self) {
+        self.matched.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Acknowledged::matched`] happened since the process started.
+    pub fn has_matched(&self) -> bool {
+        self.matched.load(Ordering::SeqCst)
     }
 
     /// The last one accepted (the pre-vote's "a leader is heard").

@@ -298,6 +298,8 @@ pub struct Consensus {
     vote_ages: Arc<acks::VoteAges>,
     /// The store's committed index, plus one (0: none): see [`Consensus::committed_index`].
     committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Makes the committed log id durable: see [`Consensus::persist_committed`].
+    durable: store::Durable,
 }
 
 /// A task aborted when its handle is dropped.
@@ -393,6 +395,7 @@ impl Consensus {
             })?;
         let database = log_store.database_handle();
         let committed = log_store.committed_handle();
+        let durable = log_store.durable_handle();
         let log_reader = log_store.clone();
         let acknowledged = Arc::new(acks::Acknowledged::default());
         let vote_ages = Arc::new(acks::VoteAges::default());
@@ -453,6 +456,7 @@ impl Consensus {
             contact,
             vote_ages,
             committed,
+            durable,
         })
     }
 
@@ -541,6 +545,25 @@ impl Consensus {
         self.committed
             .load(std::sync::atomic::Ordering::Relaxed)
             .checked_sub(1)
+    }
+
+    /// Whether this replica has caught up with a leader since it opened: it leads, or a
+    /// leader's append-entries matched its log (or its snapshot was installed), and it has
+    /// applied every entry it knows to be committed. Until then what it applied may be older
+    /// than the cluster's (its committed log id is learned from the leader).
+    pub fn caught_up(&self) -> bool {
+        let matched = self.is_leader() || self.contact.has_matched();
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        matched && applied >= self.committed_index()
+    }
+
+    /// Makes the committed log id the store holds durable now (it is written without waiting
+    /// for the disk, and a process killed or exiting without closing the store loses the last
+    /// one): a restart then applies at least what was committed now. The daemon calls it when
+    /// its running configuration changes and when it stops, so that it starts again from that
+    /// configuration (a node restarted on an older one listened on its old addresses).
+    pub fn persist_committed(&self) -> Result<(), String> {
+        self.durable.persist().map_err(|e| e.to_string())
     }
 
     /// The leader this node knows of, if any (from the server metrics, as

@@ -1068,6 +1068,15 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     {
                         contact.accepted(Instant::now());
                     }
+                    if reply.as_ref().is_ok_and(|r| {
+                        matches!(
+                            r,
+                            AppendEntriesResponse::Success
+                                | AppendEntriesResponse::PartialSuccess(_)
+                        )
+                    }) {
+                        contact.matched();
+                    }
                     ReplyFrame::AppendEntries(reply)
                 }
                 Rpc::Vote(rpc) => {
@@ -1088,6 +1097,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     let reply = raft.install_snapshot(rpc).await;
                     if reply.as_ref().is_ok_and(|r| r.vote == vote) {
                         contact.accepted(Instant::now());
+                        contact.matched();
                     }
                     ReplyFrame::InstallSnapshot(reply)
                 }

@@ -23,8 +23,9 @@
 //! Invariants:
 //! - [`LogStore`] reports an append flushed only after its write transaction committed with
 //!   `Durability::Immediate`, in two phases; the vote and purges are written durably too. The committed log id
-//!   is written with `Durability::None` (made durable by the next durable commit): losing it only
-//!   means less is re-applied at start, which openraft allows.
+//!   is written with `Durability::None` (made durable by the next durable commit, or on demand by
+//!   [`Durable::persist`]): losing it only means less is re-applied at start, which openraft
+//!   allows.
 //! - the entries kept are exactly those after `last_purged`: purge writes the new `last_purged`
 //!   and deletes up to it in one transaction;
 //! - the application's state is persisted only as a snapshot, together with the last applied
@@ -486,6 +487,37 @@ fn write_meta<T: Serialize>(
     Ok(())
 }
 
+/// Makes the store's non-durable writes (the committed log id) durable on demand.
+///
+/// The committed log id is written without waiting for the disk, and a killed process or a
+/// daemon that exits without closing the database loses the last one. openraft allows that
+/// (a restart re-applies less and learns the rest from the leader), but what a node does at
+/// its start follows its applied configuration: a node whose addresses `halcyon apply`
+/// changed, restarted with the commit of that change lost, listened on its old addresses
+/// while the leader reached for the new ones, and never caught up. The daemon persists when
+/// its running configuration changes and when it stops.
+#[derive(Clone, Debug)]
+pub(crate) struct Durable {
+    db: std::sync::Weak<Database>,
+    disk: Disk,
+}
+
+impl Durable {
+    /// One durable (two-phase) commit, which makes every commit before it durable. Fails as
+    /// any write does on a full disk; does nothing once the database is closed (closing
+    /// commits durably itself).
+    pub(crate) fn persist(&self) -> Result<(), StoreError> {
+        let Some(db) = self.db.upgrade() else {
+            return Ok(());
+        };
+        self.disk.writable()?;
+        let mut txn = db.begin_write()?;
+        durable(&mut txn)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
 /// The Raft log, vote and committed log id. Cloning shares the database (a clone is also the
 /// log reader openraft asks for).
 #[derive(Clone)]
@@ -505,6 +537,15 @@ impl LogStore {
     /// publishes no commit index in its metrics); read with [`committed_index`].
     pub(crate) fn committed_handle(&self) -> Arc<std::sync::atomic::AtomicU64> {
         Arc::clone(&self.committed)
+    }
+
+    /// A handle that makes what was written so far durable ([`Durable::persist`]), without
+    /// holding the database open.
+    pub(crate) fn durable_handle(&self) -> Durable {
+        Durable {
+            db: Arc::downgrade(&self.db),
+            disk: self.disk.clone(),
+        }
     }
 
     fn note_committed(&self, committed: Option<&LogId<NodeId>>) {
@@ -1190,6 +1231,49 @@ mod tests {
         crash_image(path)
     }
 
+    /// The committed log id is written without waiting for the disk: a killed daemon loses
+    /// the last one, unless [`Durable::persist`] made it durable (what the daemon does when its
+    /// running configuration changes and when it stops). Once the database is closed, there
+    /// is nothing left to persist.
+    #[tokio::test]
+    async fn a_persisted_committed_log_id_survives_a_kill() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let mut store = open_log(&path);
+        store
+            .blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .expect("append");
+        store
+            .save_committed(Some(log_id(1, 1, 2)))
+            .await
+            .expect("committed");
+        let unpersisted = dir.path().join("unpersisted.redb");
+        std::fs::rename(crash_image(&path), &unpersisted).expect("rename");
+        let durable = store.durable_handle();
+        durable.persist().expect("persist");
+        let persisted = crash_image(&path);
+        for (image, committed) in [(&unpersisted, None), (&persisted, Some(log_id(1, 1, 2)))] {
+            let mut killed = open_log(image);
+            assert_eq!(
+                killed.read_committed().await.expect("committed"),
+                committed,
+                "{}",
+                image.display()
+            );
+            let state = killed.get_log_state().await.expect("state");
+            assert_eq!(
+                state.last_log_id,
+                Some(log_id(1, 1, 3)),
+                "appends are durable"
+            );
+        }
+        drop(store);
+        durable
+            .persist()
+            .expect("a closed database has nothing to persist");
+    }
+
     async fn last_log_index(path: &Path) -> Option<u64> {
         let mut store = open_log(path);
         let state = store.get_log_state().await.expect("state");
@@ -1437,6 +1521,10 @@ mod tests {
         assert_disk_full(store.blocking_append([entry(1, 6)]).await, "Logs");
         assert_disk_full(store.save_vote(&Vote::new(2, 2)).await, "Vote");
         assert_disk_full(store.save_committed(Some(log_id(1, 1, 3))).await, "Store");
+        assert!(matches!(
+            store.durable_handle().persist(),
+            Err(StoreError::Commit(_))
+        ));
         assert_disk_full(store.truncate(log_id(1, 1, 3)).await, "Logs");
         assert_disk_full(store.purge(log_id(1, 1, 2)).await, "Logs");
         assert_disk_full(

@@ -223,6 +223,10 @@ pub async fn run_then(settings: Settings, started: impl FnOnce(Arc<Node>)) -> an
     }
     tracing::info!(node = %node.name, "stopping: halting local packages");
     node.stop_all().await;
+    // The next start applies at least what is committed now (its addresses among it).
+    if let Err(e) = node.consensus.persist_committed() {
+        tracing::warn!(node = %node.name, "the committed log id is not made durable: {e}");
+    }
     node.guard.shutdown();
     node.close_watchdog().await;
     if let Some((path, identity)) = socket {

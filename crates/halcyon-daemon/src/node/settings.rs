@@ -280,6 +280,12 @@ impl Node {
         // configuration only at a switch. `again`: the heartbeats refused the last change.
         let mut seen: Option<Arc<halcyon_config::Config>> = None;
         let mut again = false;
+        // Whether this node still serves its files' addresses beside the running
+        // configuration's: from the start (it listens there first) until its replica has
+        // caught up with a leader. A node restarted with new addresses in its files whose
+        // replica had not learned that the change was committed would otherwise go back
+        // to its old addresses, which the other nodes no longer call.
+        let mut serving_files = true;
         loop {
             view.borrow_and_update();
             let state = self.snapshot();
@@ -289,11 +295,25 @@ impl Node {
                 (None, None) => false,
                 _ => true,
             };
-            if let Some(config) = config.filter(|_| switched || again) {
+            let caught_up = self.consensus.caught_up();
+            let leave_files = serving_files && caught_up;
+            if let Some(config) = config.filter(|_| switched || again || leave_files) {
                 seen = Some(Arc::clone(&config));
                 again = false;
-                match self.follow_own_addresses(&config, &listening).await {
-                    Ok(()) => unlistened = None,
+                // A restart (even after a kill) begins from this configuration, not an
+                // older one whose addresses the other nodes no longer reach.
+                if switched && let Err(e) = self.consensus.persist_committed() {
+                    tracing::warn!(
+                        node = %self.name,
+                        "the running configuration's commit is not made durable: {e}"
+                    );
+                }
+                let files = (!caught_up).then_some(&*self.boot_config);
+                match self.follow_own_addresses(&config, files, &listening).await {
+                    Ok(()) => {
+                        unlistened = None;
+                        serving_files = !caught_up;
+                    }
                     Err(why) => {
                         if unlistened.as_ref() != Some(&why) {
                             tracing::warn!(
@@ -359,7 +379,7 @@ impl Node {
             }
             tokio::select! {
                 r = view.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(self.renew_interval), if again => {}
+                () = tokio::time::sleep(self.renew_interval), if again || serving_files => {}
             }
         }
     }
@@ -383,11 +403,13 @@ impl Node {
     /// `config`, and its TLS clients check a node address's certificate for that node's
     /// name: a network `halcyon apply` added with this node's interface on it carries Raft
     /// and API traffic at once, and a removed one no longer does. Nothing changes for a node
-    /// `config` does not have. Errors: the addresses it could not listen on (an address not
-    /// up on this host yet; asked again every renewal interval).
+    /// `config` does not have. With `files` (this node's files, while its replica catches
+    /// up), their addresses are served too. Errors: the addresses it could not listen on (an
+    /// address not up on this host yet; asked again every renewal interval).
     pub(crate) async fn follow_own_addresses(
         &self,
         config: &halcyon_config::Config,
+        files: Option<&halcyon_config::Config>,
         listening: &super::Listenings,
     ) -> Result<(), String> {
         if let Some(tls) = &self.raft_tls {
@@ -398,11 +420,23 @@ impl Node {
             return Ok(());
         };
         let peers = crate::peers::Peers::new(config);
-        let own = |addrs: Option<&[SocketAddr]>| -> BTreeSet<SocketAddr> {
-            addrs.unwrap_or_default().iter().copied().collect()
+        let files_peers = files.map(crate::peers::Peers::new);
+        let own = |of: fn(
+            &crate::peers::Peers,
+            halcyon_consensus::NodeId,
+        ) -> Option<&[SocketAddr]>|
+         -> BTreeSet<SocketAddr> {
+            [Some(&peers), files_peers.as_ref()]
+                .into_iter()
+                .flatten()
+                .flat_map(|p| of(p, me).unwrap_or_default().iter().copied())
+                .collect()
         };
         let mut failed = Vec::new();
-        let wanted: BTreeSet<SocketAddr> = raft.addrs.into_iter().collect();
+        let mut wanted: BTreeSet<SocketAddr> = raft.addrs.into_iter().collect();
+        if let Some(files) = files.and_then(|f| crate::peers::raft_members(f).remove(&me)) {
+            wanted.extend(files.addrs);
+        }
         // A configured node has an address on an ip network; none would leave it deaf.
         assert!(!wanted.is_empty(), "node {} has no Raft address", self.name);
         let (close, open) = listen_changes(&wanted, &self.consensus.served_addrs());
@@ -416,8 +450,8 @@ impl Node {
             }
         }
         for (server, wanted) in [
-            (&listening.public, own(peers.api(me))),
-            (&listening.internal, own(peers.internal(me))),
+            (&listening.public, own(crate::peers::Peers::api)),
+            (&listening.internal, own(crate::peers::Peers::internal)),
         ] {
             let (close, open) = listen_changes(&wanted, &server.addrs());
             for addr in close {
