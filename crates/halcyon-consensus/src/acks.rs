@@ -14,9 +14,10 @@
 //! - an append-entries or a snapshot it accepted, counted when its handling ended (before the
 //!   answer goes out); while one is being handled, the age is zero (its end may come after the
 //!   vote is answered, and its answer could still confirm the old leader's round);
-//! - a confirmation round it began itself as leader ([`Acknowledged::lead`], called before the
-//!   round starts): a leader acknowledges its own rounds, and a deposed leader may vote for its
-//!   successor;
+//! - a confirmation it began itself as leader ([`Acknowledged::lead`], called before the
+//!   rounds that confirm it are counted: openraft's own round, or the heartbeats sent after a
+//!   renewal arrived, `Consensus::confirm_since_now`): a leader acknowledges its own rounds,
+//!   and a deposed leader may vote for its successor;
 //! - nothing since the process started: age zero (what it acknowledged before is unknown).
 //!
 //! After answering a vote of term `t` a voter acknowledges no leader of an older term (Raft:
@@ -96,7 +97,7 @@ impl Acknowledged {
         *self.accepted.lock().expect(crate::POISONED)
     }
 
-    /// This node, as leader, begins a confirmation round at `now`.
+    /// This node, as leader, begins a confirmation at `now` (counting itself in its quorum).
     pub fn lead(&self, now: Instant) {
         later(&self.led, now);
     }

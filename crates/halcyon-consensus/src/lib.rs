@@ -40,6 +40,7 @@
 pub(crate) const POISONED: &str = "a lock was poisoned: a thread panicked while holding it";
 
 pub mod acks;
+pub mod followed;
 pub mod net;
 pub mod prevote;
 pub mod runtime;
@@ -300,6 +301,8 @@ pub struct Consensus {
     committed: Arc<std::sync::atomic::AtomicU64>,
     /// Makes the committed log id durable: see [`Consensus::persist_committed`].
     durable: store::Durable,
+    /// As leader, what its followers matched: see [`Consensus::confirm_since_now`].
+    followed: Arc<followed::Followed>,
 }
 
 /// A task aborted when its handle is dropped.
@@ -399,6 +402,7 @@ impl Consensus {
         let log_reader = log_store.clone();
         let acknowledged = Arc::new(acks::Acknowledged::default());
         let vote_ages = Arc::new(acks::VoteAges::default());
+        let followed = Arc::new(followed::Followed::default());
         let network = net::NetworkFactory::new(
             node_id,
             cluster,
@@ -407,6 +411,7 @@ impl Consensus {
             net::Acks {
                 own: Arc::clone(&acknowledged),
                 votes: Arc::clone(&vote_ages),
+                followed: Arc::clone(&followed),
             },
         );
         let raft = Raft::new(node_id, config, network.clone(), log_store, state_machine)
@@ -457,6 +462,7 @@ impl Consensus {
             vote_ages,
             committed,
             durable,
+            followed,
         })
     }
 
@@ -633,6 +639,68 @@ impl Consensus {
         match self.raft.ensure_linearizable().await {
             Ok(read) => Ok(read.map_or(0, |l| l.index)),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A quorum's confirmation that this node leads, for a lease renewal that arrived now,
+    /// without a round of its own: openraft's heartbeats (append-entries sent to every
+    /// follower three times per heartbeat interval) are the rounds. It returns once a
+    /// quorum of each voter set has matched append-entries sent from now on under the vote
+    /// this node leads with ([`followed`]), and the core still holds that vote; the read
+    /// index is the committed index then. Until this leader has applied an entry of its own
+    /// term (just elected), it runs openraft's round instead
+    /// ([`Consensus::confirm_leadership`], whose read index covers the leader's first entry).
+    ///
+    /// This node counts itself in the quorum, so it records its own acknowledgement first
+    /// ([`acks`]): a vote it answers afterwards never makes a lease it grants now look older
+    /// than it is. A vote it answered before that changed the vote its core holds, which the
+    /// last check (in the core's order) finds. Waits as long as no quorum confirms: the
+    /// caller bounds it.
+    pub async fn confirm_since_now(&self) -> Result<u64, String> {
+        let arrived = tokio::time::Instant::now();
+        self.contact.lead(arrived);
+        let mut changes = self.followed.changes();
+        // Read again only when they may have changed (a confirmation is checked against those
+        // in force at its end): a waiting renewal wakes at every follower's match.
+        let mut voters = self.voter_configs();
+        loop {
+            changes.borrow_and_update();
+            let (vote, applied) = {
+                let metrics = self.raft.metrics();
+                let metrics = metrics.borrow();
+                (metrics.vote, metrics.last_applied)
+            };
+            let leading = vote.is_committed()
+                && vote.leader_id().voted_for() == Some(self.node_id)
+                && self.is_leader();
+            if !leading {
+                return Err("not leader".into());
+            }
+            if applied.map(|l| l.leader_id.term) != Some(vote.leader_id().get_term()) {
+                return self.confirm_leadership().await;
+            }
+            if self
+                .followed
+                .confirmed_since(&voters, self.node_id, &vote, arrived)
+            {
+                let now_in_force = self.voter_configs();
+                if now_in_force != voters {
+                    voters = now_in_force;
+                    continue;
+                }
+                let held = self
+                    .raft
+                    .with_raft_state(|st| *st.vote_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if held != vote {
+                    return Err(format!("not leader: the vote is {held} now"));
+                }
+                return Ok(self.committed_index().unwrap_or(0));
+            }
+            if changes.changed().await.is_err() {
+                return Err("the node is shutting down".into());
+            }
         }
     }
 

@@ -46,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::acks::{Acknowledged, VoteAges};
+use crate::followed::Followed;
 use crate::{ClusterId, NodeAddrs, NodeId, TypeConfig};
 
 /// Largest frame sent or accepted.
@@ -457,11 +458,13 @@ impl<T: Transport> Clone for NetworkFactory<T> {
 }
 
 /// What a node's votes carry of acknowledgements (`acks`): its own (taken when it stands),
-/// and the answers of the voters that granted it.
+/// and the answers of the voters that granted it; as leader, its followers' matches
+/// (`followed`).
 #[derive(Clone, Default)]
 pub struct Acks {
     pub own: Arc<Acknowledged>,
     pub votes: Arc<VoteAges>,
+    pub followed: Arc<Followed>,
 }
 
 impl<T: Transport> NetworkFactory<T> {
@@ -724,8 +727,18 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let ttl = option.hard_ttl();
+        // Dated before it leaves: a match confirms the leadership from this moment on.
+        let (vote, sent) = (rpc.vote, Instant::now());
         match self.call(Rpc::AppendEntries(rpc), ttl).await {
-            Ok(ReplyFrame::AppendEntries(Ok(response))) => Ok(response),
+            Ok(ReplyFrame::AppendEntries(Ok(response))) => {
+                if matches!(
+                    response,
+                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+                ) {
+                    self.shared.acks.followed.matched(self.target, vote, sent);
+                }
+                Ok(response)
+            }
             Ok(ReplyFrame::AppendEntries(Err(e))) => Err(self.remote(e)),
             Ok(other) => Err(self.unexpected(other)),
             Err(e) => Err(self.rpc_error(e, RPCTypes::AppendEntries, ttl)),

@@ -377,23 +377,13 @@ impl Node {
                 None => "not leader: no leader known".into(),
             });
         }
-        // A quorum confirms the leadership in a round started after this renewal arrived,
-        // shared with the renewals that wait for one at the same time (`confirm`), rounds
-        // a quarter of the renewal interval apart at the closest.
-        let spacing = self.renewal_interval() / super::confirm::ROUNDS_PER_RENEWAL_INTERVAL;
-        let confirm = tokio::time::timeout(
-            self.renew_attempt(),
-            self.confirmations.confirm(spacing, || async {
-                self.consensus
-                    .confirm_leadership()
-                    .await
-                    .map_err(|e| format!("no quorum: {e}"))
-            }),
-        )
-        .await;
+        // A quorum confirms the leadership in a round sent after this renewal arrived:
+        // openraft's next heartbeats, answered by a quorum (`Consensus::confirm_since_now`).
+        let confirm =
+            tokio::time::timeout(self.renew_attempt(), self.consensus.confirm_since_now()).await;
         let read_index = match confirm {
             Ok(Ok(read_index)) => read_index,
-            Ok(Err(why)) => return refuse(why),
+            Ok(Err(why)) => return refuse(format!("no quorum: {why}")),
             Err(_) => {
                 return refuse("no quorum: the quorum did not confirm the leader in time".into());
             }

@@ -47,7 +47,6 @@ use crate::platform::{LeaseGuard, NodeApplication, Platform, ResourceFactory};
 use crate::renewal_watch::RenewalWatch;
 
 pub(crate) mod admission;
-mod confirm;
 mod coordinator;
 mod executor;
 mod lease_task;
@@ -116,8 +115,6 @@ pub struct Node {
     /// The round trips of this node's lease renewals: is the network fast enough for the
     /// timings (fed by the lease task, read by `status`).
     pub(crate) renewal_watch: std::sync::Mutex<RenewalWatch>,
-    /// The leader's quorum confirmations for lease grants, shared by concurrent renewals.
-    confirmations: confirm::Confirmations,
     /// This node's openraft `election_timeout_max`: as a voter of a new term it waited this
     /// long after it last heard the old leader (the new coordinator's release wait counts
     /// on every voter's, `shortest_election_max`).
@@ -338,7 +335,6 @@ impl Node {
             lease_duration,
             renew_interval,
             renewal_watch,
-            confirmations: confirm::Confirmations::default(),
             lease_commands,
             grants,
             executor_inbox,
