@@ -38,8 +38,8 @@
 //!    failure detection (a node would give up its packages before the others could
 //!    notice a problem) or than the minimum lease is refused ([`check_lease`]).
 //! 8. **The network's budget** ([`renewal_round_trip_max`]): a renewal is two network
-//!    round trips (the holder to the coordinator, the coordinator's read-index round
-//!    trip to a quorum) and an attempt is abandoned after [`renew_attempt`] (two renewal
+//!    round trips (the holder to the coordinator, the coordinator's confirmation by a
+//!    quorum: its next Raft heartbeats, a third of the interval apart) and an attempt is abandoned after [`renew_attempt`] (two renewal
 //!    intervals). A holder whose renewals each take `r` sends the next one
 //!    `max(renewal interval, r)` after the last and must have its answer before the
 //!    fencing moment: `max(renew, r) + r <= lease - fencing lead`. The longest `r` that

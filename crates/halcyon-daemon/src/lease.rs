@@ -13,8 +13,10 @@
 //! `t_send + lease` on its own clock. It starts halting its failover packages [`fence_lead`]
 //! before that, and starts none without a lease.
 //!
-//! The grantor (the Raft leader): grants only after `ensure_linearizable()` confirmed with a
-//! quorum that it still leads, and only to a node not committed as departed (nor excluded as
+//! The grantor (the Raft leader): grants only after a quorum matched append-entries it sent
+//! after the renewal arrived (openraft's heartbeats, `Consensus::confirm_since_now`; openraft's
+//! own `ensure_linearizable()` round while it has applied nothing of its term), confirming
+//! that it still leads, and only to a node not committed as departed (nor excluded as
 //! stuck, `State::stuck`); it records the grant time `t_grant` (after receiving the request,
 //! so later than `t_send` in real time).
 //!

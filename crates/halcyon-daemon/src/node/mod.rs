@@ -4,7 +4,6 @@
 //! | module | task | owns |
 //! | --- | --- | --- |
 //! | `lease` | the lease task (renewals, watchdog, heartbeats handle) | the holder's lease, published as [`Lease`] |
-//! | `confirm` | – (the renewal handlers of the leader) | the leadership confirmation rounds concurrent renewals share |
 //! | `coordinator` | the coordinator (acts on the Raft leader only) | its memory and the grant table |
 //! | `executor` | the executor | the packages running here, its memory |
 //! | `package` | one supervisor per running package | the package's resources and guard registrations |
