@@ -731,10 +731,7 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
         let (vote, sent) = (rpc.vote, Instant::now());
         match self.call(Rpc::AppendEntries(rpc), ttl).await {
             Ok(ReplyFrame::AppendEntries(Ok(response))) => {
-                if matches!(
-                    response,
-                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-                ) {
+                if is_match(&response) {
                     self.shared.acks.followed.matched(self.target, vote, sent);
                 }
                 Ok(response)
@@ -1028,6 +1025,37 @@ async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
 }
 
 /// Answers requests on one connection until it closes, idles out or is blocked by the hook.
+/// Whether a follower's answer to an append-entries is a match (success or partial
+/// success): its log agrees with the leader's at the request's previous entry, so it knows
+/// the leader's commit index up to there.
+fn is_match(response: &AppendEntriesResponse<NodeId>) -> bool {
+    matches!(
+        response,
+        AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+    )
+}
+
+/// A follower's handling of a leader's append-entries, with what it acknowledges (`acks`):
+/// anything but a refusal of the sender's vote is a leader heard, a match also a leader
+/// caught up with.
+async fn append_entries(
+    raft: &Raft<TypeConfig>,
+    contact: &Acknowledged,
+    rpc: AppendEntriesRequest<TypeConfig>,
+) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+    let _handling = contact.handling();
+    let reply = raft.append_entries(rpc).await;
+    if let Ok(response) = &reply {
+        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+            contact.accepted(Instant::now());
+        }
+        if is_match(response) {
+            contact.matched();
+        }
+    }
+    reply
+}
+
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     local_addr: SocketAddr,
@@ -1071,26 +1099,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             let contact = &pre_vote.contact;
             match request.rpc {
                 Rpc::AppendEntries(rpc) => {
-                    let _handling = contact.handling();
-                    let reply = raft.append_entries(rpc).await;
-                    // Anything but a refusal of the sender's vote: the sender is this
-                    // node's leader.
-                    if reply
-                        .as_ref()
-                        .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
-                    {
-                        contact.accepted(Instant::now());
-                    }
-                    if reply.as_ref().is_ok_and(|r| {
-                        matches!(
-                            r,
-                            AppendEntriesResponse::Success
-                                | AppendEntriesResponse::PartialSuccess(_)
-                        )
-                    }) {
-                        contact.matched();
-                    }
-                    ReplyFrame::AppendEntries(reply)
+                    ReplyFrame::AppendEntries(append_entries(&raft, contact, rpc).await)
                 }
                 Rpc::Vote(rpc) => {
                     let reply = raft.vote(rpc).await;

@@ -295,36 +295,23 @@ impl Node {
                 (None, None) => false,
                 _ => true,
             };
-            let caught_up = self.consensus.caught_up();
+            // Once it left its files' addresses, it never serves them again.
+            let caught_up = !serving_files || self.consensus.caught_up();
             let leave_files = serving_files && caught_up;
             if let Some(config) = config.filter(|_| switched || again || leave_files) {
                 seen = Some(Arc::clone(&config));
                 again = false;
-                // A restart (even after a kill) begins from this configuration, not an
-                // older one whose addresses the other nodes no longer reach.
-                if switched && let Err(e) = self.consensus.persist_committed() {
-                    tracing::warn!(
-                        node = %self.name,
-                        "the running configuration's commit is not made durable: {e}"
-                    );
+                if switched {
+                    self.persist_switch();
                 }
                 let files = (!caught_up).then_some(&*self.boot_config);
-                match self.follow_own_addresses(&config, files, &listening).await {
-                    Ok(()) => {
-                        unlistened = None;
-                        serving_files = !caught_up;
-                    }
-                    Err(why) => {
-                        if unlistened.as_ref() != Some(&why) {
-                            tracing::warn!(
-                                node = %self.name,
-                                "not listening on every address of this node yet (asked \
-                                 again every renewal interval): {why}"
-                            );
-                        }
-                        unlistened = Some(why);
-                        again = true;
-                    }
+                if self
+                    .listen_where_configured(&config, files, &listening, &mut unlistened)
+                    .await
+                {
+                    serving_files = !caught_up;
+                } else {
+                    again = true;
                 }
                 let is_in = config.node(self.name.as_str()).is_some();
                 was_in |= is_in;
@@ -338,43 +325,13 @@ impl Node {
                          its requests; stop its daemon"
                     );
                 }
-                if let Some(wanted) = peers_change(&config.cluster, self.number, &watching) {
-                    let detector = wanted.detector.clone();
-                    let links = wanted.links.clone();
-                    if let Some(tls) = &self.raft_tls {
-                        tls.set_nodes(super::raft_member_names(&config));
-                    }
-                    self.set_peers(&config);
-                    let ask = |done| LeaseCommand::Peers {
-                        config: Arc::clone(&config),
-                        detector: Box::new(detector.clone()),
-                        links: links.clone(),
-                        done,
-                    };
-                    match self.ask_lease_task(ask).await {
-                        Some(Ok(())) => {
-                            tracing::info!(
-                                node = %self.name,
-                                peers = ?detector.peers,
-                                generation = state.generation(),
-                                "the nodes of the running configuration"
-                            );
-                            watching = wanted;
-                            refused = None;
-                        }
-                        Some(Err(why)) => {
-                            if refused.as_ref() != Some(&why) {
-                                tracing::warn!(
-                                    node = %self.name,
-                                    "heartbeat peers or networks not all changed yet (asked \
-                                     again every renewal interval): {why}"
-                                );
-                            }
-                            refused = Some(why);
-                            again = true;
-                        }
-                        None => return,
-                    }
+                match self
+                    .follow_peers(&config, state.generation(), &mut watching, &mut refused)
+                    .await
+                {
+                    Some(true) => {}
+                    Some(false) => again = true,
+                    None => return,
                 }
             }
             tokio::select! {
@@ -399,6 +356,98 @@ pub(crate) fn listen_changes(
 }
 
 impl Node {
+    /// Gives the heartbeats (through the lease task), the peers' API addresses and the names
+    /// a certificate may carry the nodes of `config` when they differ from those `watching`,
+    /// saying once what the lease task refused (`refused`: the last refusal said). Whether
+    /// they follow `config` now; None once the lease task has ended.
+    async fn follow_peers(
+        &self,
+        config: &Arc<halcyon_config::Config>,
+        generation: u64,
+        watching: &mut Watched,
+        refused: &mut Option<String>,
+    ) -> Option<bool> {
+        let Some(wanted) = peers_change(&config.cluster, self.number, watching) else {
+            return Some(true);
+        };
+        let detector = wanted.detector.clone();
+        let links = wanted.links.clone();
+        if let Some(tls) = &self.raft_tls {
+            tls.set_nodes(super::raft_member_names(config));
+        }
+        self.set_peers(config);
+        let ask = |done| LeaseCommand::Peers {
+            config: Arc::clone(config),
+            detector: Box::new(detector.clone()),
+            links: links.clone(),
+            done,
+        };
+        match self.ask_lease_task(ask).await? {
+            Ok(()) => {
+                tracing::info!(
+                    node = %self.name,
+                    peers = ?detector.peers,
+                    generation,
+                    "the nodes of the running configuration"
+                );
+                *watching = wanted;
+                *refused = None;
+                Some(true)
+            }
+            Err(why) => {
+                if refused.as_ref() != Some(&why) {
+                    tracing::warn!(
+                        node = %self.name,
+                        "heartbeat peers or networks not all changed yet (asked again every \
+                         renewal interval): {why}"
+                    );
+                }
+                *refused = Some(why);
+                Some(false)
+            }
+        }
+    }
+
+    /// Makes the commit of the running configuration this node just switched to durable: a
+    /// restart (even after a kill) begins from it, not from an older one whose addresses the
+    /// other nodes no longer reach.
+    fn persist_switch(&self) {
+        if let Err(e) = self.consensus.persist_committed() {
+            tracing::warn!(
+                node = %self.name,
+                "the running configuration's commit is not made durable: {e}"
+            );
+        }
+    }
+
+    /// [`Node::follow_own_addresses`], saying once what it could not listen on (`unlistened`:
+    /// the last failure said). Whether it listens everywhere it should.
+    async fn listen_where_configured(
+        &self,
+        config: &halcyon_config::Config,
+        files: Option<&halcyon_config::Config>,
+        listening: &super::Listenings,
+        unlistened: &mut Option<String>,
+    ) -> bool {
+        match self.follow_own_addresses(config, files, listening).await {
+            Ok(()) => {
+                *unlistened = None;
+                true
+            }
+            Err(why) => {
+                if unlistened.as_ref() != Some(&why) {
+                    tracing::warn!(
+                        node = %self.name,
+                        "not listening on every address of this node yet (asked again every \
+                         renewal interval): {why}"
+                    );
+                }
+                *unlistened = Some(why);
+                false
+            }
+        }
+    }
+
     /// Makes this node's Raft server, API and internal API listen on its addresses of
     /// `config`, and its TLS clients check a node address's certificate for that node's
     /// name: a network `halcyon apply` added with this node's interface on it carries Raft
@@ -419,16 +468,15 @@ impl Node {
         let Some(raft) = crate::peers::raft_members(config).remove(&me) else {
             return Ok(());
         };
-        let peers = crate::peers::Peers::new(config);
-        let files_peers = files.map(crate::peers::Peers::new);
-        let own = |of: fn(
-            &crate::peers::Peers,
-            halcyon_consensus::NodeId,
-        ) -> Option<&[SocketAddr]>|
-         -> BTreeSet<SocketAddr> {
-            [Some(&peers), files_peers.as_ref()]
-                .into_iter()
-                .flatten()
+        // What the configurations whose addresses of this node are served say of it.
+        let each_peers: Vec<crate::peers::Peers> = std::iter::once(config)
+            .chain(files)
+            .map(crate::peers::Peers::new)
+            .collect();
+        type Of = fn(&crate::peers::Peers, halcyon_consensus::NodeId) -> Option<&[SocketAddr]>;
+        let own = |of: Of| -> BTreeSet<SocketAddr> {
+            each_peers
+                .iter()
                 .flat_map(|p| of(p, me).unwrap_or_default().iter().copied())
                 .collect()
         };
