@@ -7,16 +7,22 @@
 //!   `read-only` or `admin`; everything else needs `admin` ([`required_role`]: a new `POST`
 //!   route is admin-only unless listed). No token, or a token that is not the cluster's:
 //!   401; a token whose role is not enough: 403. Both an [`ErrorBody`], and nothing is done.
-//! - **Node-to-node requests** (the internal API at `port + 3`, and writes a node forwards to
-//!   the leader's public API): signed by the sending node with its own key (ECDSA P-256,
+//! - **Node-to-node requests** on the internal API (`port + 3`, mutual TLS): the node's
+//!   whose certificate made the connection. Each names its node ([`NODE_HEADER`]);
+//!   accepted when that node is configured and the connection's certificate is of a CA
+//!   trusted now, carries the cluster id, is valid now and names it
+//!   ([`Auth::verify_node_connection`]), checked at each request.
+//! - **Node-to-node requests elsewhere** (writes a node forwards to the leader's public API,
+//!   where client certificates are optional; the nodes' requests to the witness's API):
+//!   signed by the sending node with its own key (ECDSA P-256,
 //!   `halcyon_pki::NodeSigner`, [`SIGNATURE_CONTEXT`]) over the method, the path with its
 //!   query, the body, the node's name, a timestamp and a random nonce (and, for a forwarded
 //!   write, who asked it and from where), with its certificate. Accepted when the
 //!   certificate is signed by the cluster CA, carries the cluster id, is valid, and names
 //!   the node the request claims (`halcyon_pki::PeerVerifier`), the node is configured, and
 //!   the signature was not accepted before, within [`REPLAY_WINDOW`] of the receiving node's
-//!   clock; anything else is refused with 401 before the body is parsed. This is the interim
-//!   before mutual TLS: it authenticates each request, it does not encrypt it.
+//!   clock; anything else is refused with 401 before the body is parsed. Nodes sign their
+//!   internal API requests too: daemons of the previous version require it there.
 //! - **Refusals** are counted ([`Refusals`], shown by `halcyon status`) and logged at most
 //!   once per [`REFUSAL_LOG_INTERVAL`] (with how many were not logged), so that a flood of
 //!   bad requests cannot flood the log.
@@ -217,6 +223,8 @@ pub struct Auth {
 pub enum NodeRefusal {
     #[error("no node signature (this endpoint is for the cluster's nodes)")]
     Unsigned,
+    #[error("no {NODE_HEADER} header (a node names itself in each request)")]
+    Unnamed,
     #[error("malformed {0} header")]
     Malformed(&'static str),
     #[error("\"{0}\" is not a node of this cluster")]
@@ -461,6 +469,46 @@ impl Auth {
         })
     }
 
+    /// Checks a request that came on a mutual TLS connection whose client authenticated
+    /// with `certificate` (DER; the internal API): the node it names ([`NODE_HEADER`]) must
+    /// be a node of this cluster (`is_node`) and named by the certificate, which must be of
+    /// one of the CAs trusted now, carry the cluster id and be valid now. Checked at each
+    /// request, so that a rollover's new CAs and a certificate's expiry refuse requests on
+    /// connections made before them. The handshake proved the client holds the
+    /// certificate's key, and TLS keeps each request whole and unreplayable on its
+    /// connection: no signature is checked and nothing is remembered.
+    pub fn verify_node_connection(
+        &self,
+        headers: &HeaderMap,
+        certificate: &[u8],
+        now_ms: i64,
+        is_node: impl Fn(&str) -> bool,
+    ) -> Result<SignedBy, NodeRefusal> {
+        let secrets = self.secrets();
+        let Some(keys) = secrets.as_ref().map(|s| &s.keys) else {
+            // Insecure (no TLS, so no certificate either): as `verify_node`.
+            let node = text(headers, NODE_HEADER)?
+                .unwrap_or("anonymous")
+                .to_owned();
+            return Ok(SignedBy {
+                node,
+                caller: caller_of(headers)?,
+            });
+        };
+        let node = text(headers, NODE_HEADER)?.ok_or(NodeRefusal::Unnamed)?;
+        let caller = caller_of(headers)?;
+        if !is_node(node) {
+            return Err(NodeRefusal::UnknownNode(node.to_owned()));
+        }
+        keys.verifier
+            .vouch(certificate, node, now_ms.div_euclid(1000))
+            .map_err(NodeRefusal::Peer)?;
+        Ok(SignedBy {
+            node: node.to_owned(),
+            caller,
+        })
+    }
+
     /// Accepts `signature` once: forgets those out of the window, refuses one already seen.
     fn remember(&self, signature: [u8; 32], time_ms: i64, now_ms: i64) -> Result<(), NodeRefusal> {
         let oldest = now_ms.saturating_sub(REPLAY_WINDOW.as_millis() as i64);
@@ -633,40 +681,67 @@ async fn check_signed<G: Gate>(
         gate.now_ms(),
         |n| gate.is_node(n),
     );
+    let request = Request::from_parts(parts, Body::from(bytes));
     match checked {
-        Ok(signed) => Ok((Request::from_parts(parts, Body::from(bytes)), signed)),
-        Err(why) => {
-            let auth = gate.auth();
-            auth.refused(
-                &auth.refusals.nodes,
-                format!(
-                    "refused a node request {} {path} from {peer}: {why}",
-                    parts.method
-                ),
-            );
-            Err(refusal(
-                StatusCode::UNAUTHORIZED,
-                format!("unauthenticated: node request refused: {why}"),
-            ))
-        }
+        Ok(signed) => Ok((request, signed)),
+        Err(why) => Err(refuse_node_request(gate, peer, &request, why)),
     }
 }
 
-/// Middleware of the internal API: only signed requests of the cluster's nodes pass.
+/// Middleware of the internal API: only requests of the cluster's nodes pass. On mutual TLS
+/// (a node with credentials) a request is its connection's node's
+/// ([`Auth::verify_node_connection`]); in the clear (insecure) the node it names.
 pub async fn internal<G: Gate>(
     State(gate): State<std::sync::Arc<G>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    match check_signed(&*gate, peer, request).await {
+    let checked = match &peer.certificate {
+        Some(certificate) => {
+            let checked = gate.auth().verify_node_connection(
+                request.headers(),
+                &certificate.0,
+                gate.now_ms(),
+                |n| gate.is_node(n),
+            );
+            match checked {
+                Ok(signed) => Ok((request, signed)),
+                Err(why) => Err(refuse_node_request(&*gate, peer.addr, &request, why)),
+            }
+        }
+        None => check_signed(&*gate, peer.addr, request).await,
+    };
+    match checked {
         Ok((mut request, signed)) => {
-            // Handlers that act for the signing node itself read who it is.
+            // Handlers that act for the requesting node itself read who it is.
             request.extensions_mut().insert(signed);
             next.run(request).await
         }
         Err(refused) => refused,
     }
+}
+
+/// Counts and logs a refused node request; its answer (401).
+fn refuse_node_request<G: Gate>(
+    gate: &G,
+    peer: SocketAddr,
+    request: &Request<Body>,
+    why: NodeRefusal,
+) -> Response {
+    let auth = gate.auth();
+    auth.refused(
+        &auth.refusals.nodes,
+        format!(
+            "refused a node request {} {} from {peer}: {why}",
+            request.method(),
+            path_of(request)
+        ),
+    );
+    refusal(
+        StatusCode::UNAUTHORIZED,
+        format!("unauthenticated: node request refused: {why}"),
+    )
 }
 
 /// Where a public request came from: a network client's address, or a local client's
@@ -683,7 +758,7 @@ impl Client {
         let extensions = request.extensions();
         extensions
             .get::<ConnectInfo<PeerAddr>>()
-            .map(|ConnectInfo(PeerAddr(a))| Client::Network(*a))
+            .map(|ConnectInfo(p)| Client::Network(p.addr))
             .or_else(|| {
                 extensions
                     .get::<ConnectInfo<LocalPeer>>()
@@ -1158,6 +1233,76 @@ mod tests {
         assert_eq!(
             receiver.verify_node(&bad_certificate, "POST", path, body, NOW, is_node),
             Err(NodeRefusal::Malformed(CERTIFICATE_HEADER))
+        );
+    }
+
+    #[test]
+    fn a_mutual_tls_request_is_its_certificates_node_checked_at_each_request() {
+        let f = fixture();
+        let receiver = auth(&f.nodes[0]);
+        let n2 = f.nodes[1].certificate_der.clone();
+        let named = |node: &str| headers(&[(NODE_HEADER, node.to_owned())]);
+        // No signature needed: the connection's certificate names the node.
+        assert_eq!(
+            receiver.verify_node_connection(&named("n2"), &n2, NOW, is_node),
+            Ok(SignedBy {
+                node: "n2".into(),
+                caller: None
+            })
+        );
+        // Again (nothing is remembered: no replay set on this path).
+        assert!(
+            receiver
+                .verify_node_connection(&named("n2"), &n2, NOW, is_node)
+                .is_ok()
+        );
+        assert_eq!(receiver.seen.lock().unwrap().by_signature.len(), 0);
+        // A forwarded caller is taken with it.
+        let mut forwarded = named("n2");
+        forwarded.insert(CALLER_HEADER, "token admin".parse().unwrap());
+        forwarded.insert(CALLER_ADDRESS_HEADER, "192.0.2.1:4242".parse().unwrap());
+        assert_eq!(
+            receiver
+                .verify_node_connection(&forwarded, &n2, NOW, is_node)
+                .map(|s| s.caller),
+            Ok(Some(("token admin".into(), "192.0.2.1:4242".into())))
+        );
+        // n2's connection cannot speak for n3, nor for nobody.
+        assert_eq!(
+            receiver.verify_node_connection(&named("n3"), &n2, NOW, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::WrongNode {
+                node: "n3".into(),
+                names: vec!["n2".into()]
+            }))
+        );
+        assert_eq!(
+            receiver.verify_node_connection(&HeaderMap::new(), &n2, NOW, is_node),
+            Err(NodeRefusal::Unnamed)
+        );
+        // A certificate of the cluster for a node the configuration does not have.
+        let n9 = f.nodes[3].certificate_der.clone();
+        assert_eq!(
+            receiver.verify_node_connection(&named("n9"), &n9, NOW, is_node),
+            Err(NodeRefusal::UnknownNode("n9".into()))
+        );
+        // Checked at each request: a certificate of a CA the node does not trust (now: after
+        // a rollover that dropped it), and once it has expired, refuse the connection's
+        // requests.
+        assert_eq!(
+            receiver.verify_node_connection(
+                &named("n2"),
+                &f.stranger.certificate_der,
+                NOW,
+                is_node
+            ),
+            Err(NodeRefusal::Peer(PeerRefusal::NotOurCa))
+        );
+        let years = 20 * 365 * 86_400_000;
+        assert_eq!(
+            receiver.verify_node_connection(&named("n2"), &n2, NOW + years, is_node),
+            Err(NodeRefusal::Peer(PeerRefusal::Validity(
+                "has expired".into()
+            )))
         );
     }
 

@@ -155,28 +155,56 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// A connection's peer address, for handlers and middleware (`ConnectInfo<PeerAddr>`: the
-/// audit trail, refusals), from any listener whose addresses are socket addresses (axum
-/// provides this for tokio's listener only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+/// A connection's peer, for handlers and middleware (`ConnectInfo<PeerAddr>`: the audit
+/// trail, refusals): its address, from any listener whose addresses are socket addresses
+/// (axum provides this for tokio's listener only), and on the internal API's mutual TLS the
+/// certificate the peer authenticated the connection with (`auth::internal`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub addr: SocketAddr,
+    pub certificate: Option<PeerCertificate>,
+}
 
-/// A listener as it is, named so that its connections can give a [`PeerAddr`].
-struct PeerListener<L>(L);
+/// The certificate (DER) a client presented in a mutual TLS handshake that the server
+/// accepted: the handshake proved it holds the certificate's key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerCertificate(pub Arc<[u8]>);
+
+impl std::fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerCertificate({} bytes)", self.0.len())
+    }
+}
+
+/// A listener as it is, named so that its connections can give a [`PeerAddr`];
+/// `certificate_of` reads a connection's client certificate (none but on mutual TLS).
+struct PeerListener<L: axum::serve::Listener> {
+    listener: L,
+    certificate_of: fn(&L::Io) -> Option<PeerCertificate>,
+}
 
 impl<L> axum::serve::Listener for PeerListener<L>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     type Io = L::Io;
-    type Addr = SocketAddr;
+    type Addr = PeerAddr;
 
     fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
-        self.0.accept()
+        let certificate_of = self.certificate_of;
+        let accept = self.listener.accept();
+        async move {
+            let (io, addr) = accept.await;
+            let certificate = certificate_of(&io);
+            (io, PeerAddr { addr, certificate })
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        Ok(PeerAddr {
+            addr: self.listener.local_addr()?,
+            certificate: None,
+        })
     }
 }
 
@@ -186,27 +214,34 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, PeerListener<L>>) -> PeerAddr {
-        PeerAddr(*stream.remote_addr())
+        stream.remote_addr().clone()
     }
 }
 
 /// Serves `router` on `listener` in a spawned task (any listener: tokio's, the simulator's).
-/// Handlers see the client's address ([`PeerAddr`]). Aborting the task closes the listener;
-/// the connections it accepted finish on their own.
+/// Handlers see the client's address ([`PeerAddr`], without a certificate). Aborting the
+/// task closes the listener; the connections it accepted finish on their own.
 pub fn spawn_api_server<L>(listener: L, router: axum::Router) -> tokio::task::AbortHandle
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    tokio::spawn(api_server(listener, router)).abort_handle()
+    tokio::spawn(api_server(listener, router, |_| None)).abort_handle()
 }
 
 /// What [`spawn_api_server`] runs.
-async fn api_server<L>(listener: L, router: axum::Router)
-where
+async fn api_server<L>(
+    listener: L,
+    router: axum::Router,
+    certificate_of: fn(&L::Io) -> Option<PeerCertificate>,
+) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let service = router.into_make_service_with_connect_info::<PeerAddr>();
-    if let Err(e) = axum::serve(PeerListener(listener), service).await {
+    let listener = PeerListener {
+        listener,
+        certificate_of,
+    };
+    if let Err(e) = axum::serve(listener, service).await {
         tracing::error!("API server stopped: {e}");
     }
 }
@@ -444,7 +479,14 @@ async fn serve_internal_on(
         Box::pin(async move {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             Ok(match tls {
-                Some(tls) => spawn_api_server(tls.internal_listener(listener), router),
+                // Requests on the internal API's mutual TLS are the peer node's by its
+                // certificate (`auth::internal`).
+                Some(tls) => tokio::spawn(api_server(
+                    tls.internal_listener(listener),
+                    router,
+                    crate::raft_tls::client_certificate,
+                ))
+                .abort_handle(),
                 None => spawn_api_server(listener, router),
             })
         })
@@ -490,9 +532,9 @@ async fn serve_api_on_thread(
                     .spawn(async move {
                         match (tokio::net::TcpListener::from_std(listener), tls) {
                             (Ok(l), Some(tls)) => {
-                                api_server(tls.public_listener(l), router).await;
+                                api_server(tls.public_listener(l), router, |_| None).await;
                             }
-                            (Ok(l), None) => api_server(l, router).await,
+                            (Ok(l), None) => api_server(l, router, |_| None).await,
                             (Err(e), _) => tracing::error!("API: {e}"),
                         }
                     })

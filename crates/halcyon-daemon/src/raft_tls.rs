@@ -516,6 +516,19 @@ impl axum::serve::Listener for ApiListener {
     }
 }
 
+/// The certificate a client authenticated a server-side connection with (the internal
+/// API's mutual TLS: its handshake required one of the cluster CA naming a configured node);
+/// `None` on a client-side connection or without a client certificate.
+pub fn client_certificate(
+    stream: &TlsStream<TcpStream>,
+) -> Option<crate::platform::PeerCertificate> {
+    let TlsStream::Server(tls) = stream else {
+        return None;
+    };
+    let first = tls.get_ref().1.peer_certificates()?.first()?;
+    Some(crate::platform::PeerCertificate(Arc::from(first.as_ref())))
+}
+
 /// The address dialled as the name a server's certificate must carry (what the CLI checks:
 /// a node's certificate names its addresses as given at `halcyon init`).
 pub fn address_name(addr: SocketAddr) -> ServerName<'static> {

@@ -51,7 +51,6 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct WitnessSettings {
     pub config_paths: Vec<std::path::PathBuf>,
     pub state_dir: std::path::PathBuf,
-    pub test_faults: bool,
     /// The witness's credentials (its certificate from `halcyon init`), as a node's
     /// (`Settings::pki_dir`): Raft runs over mutual TLS with them.
     pub pki_dir: Option<std::path::PathBuf>,

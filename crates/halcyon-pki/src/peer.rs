@@ -130,7 +130,8 @@ impl PeerVerifier {
     }
 
     /// Accepts `signature` of `message` when `certificate_der` is a certificate of this
-    /// cluster's CA, valid at `now_seconds`, naming `node`, and its key made the signature.
+    /// cluster's CA, valid at `now_seconds`, naming `node` ([`PeerVerifier::vouch`]), and
+    /// its key made the signature.
     pub fn verify(
         &self,
         certificate_der: &[u8],
@@ -139,6 +140,31 @@ impl PeerVerifier {
         signature: &[u8],
         now_seconds: i64,
     ) -> Result<(), PeerRefusal> {
+        let checked = self.vouched(certificate_der, node, now_seconds)?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &checked.public_key)
+            .verify(message, signature)
+            .map_err(|_| PeerRefusal::BadSignature)
+    }
+
+    /// Accepts `certificate_der` for `node` when it is a certificate of this cluster's CA
+    /// (one of those trusted now), carries its id, is valid at `now_seconds` and names
+    /// `node`. For a certificate whose key the peer has proved it holds otherwise (a mutual
+    /// TLS handshake); no signature is checked.
+    pub fn vouch(
+        &self,
+        certificate_der: &[u8],
+        node: &str,
+        now_seconds: i64,
+    ) -> Result<(), PeerRefusal> {
+        self.vouched(certificate_der, node, now_seconds).map(|_| ())
+    }
+
+    fn vouched(
+        &self,
+        certificate_der: &[u8],
+        node: &str,
+        now_seconds: i64,
+    ) -> Result<Checked, PeerRefusal> {
         let checked = self.check_certificate(certificate_der)?;
         if now_seconds < checked.not_before {
             return Err(PeerRefusal::Validity("is not valid yet".into()));
@@ -152,9 +178,7 @@ impl PeerVerifier {
                 names: checked.names,
             });
         }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &checked.public_key)
-            .verify(message, signature)
-            .map_err(|_| PeerRefusal::BadSignature)
+        Ok(checked)
     }
 
     /// The certificate checked against the CA (once; remembered by its hash).
@@ -283,6 +307,41 @@ mod tests {
                 &signature,
                 now()
             ),
+            Err(PeerRefusal::NotOurCa)
+        );
+    }
+
+    #[test]
+    fn a_vouched_certificate_is_checked_as_a_signed_one_is_without_a_signature() {
+        let temp = tempfile::tempdir().unwrap();
+        let (n1, n2) = credentials(&temp.path().join("a"), 7);
+        let cert = NodeSigner::new(&n2).unwrap().certificate_der().to_vec();
+        let verifier = PeerVerifier::new(&n1);
+        assert_eq!(verifier.vouch(&cert, "n2", now()), Ok(()));
+        assert_eq!(
+            verifier.vouch(&cert, "n1", now()),
+            Err(PeerRefusal::WrongNode {
+                node: "n1".into(),
+                names: vec!["n2".into()]
+            })
+        );
+        assert_eq!(
+            verifier.vouch(&cert, "n2", now() + 10 * 365 * 86_400),
+            Err(PeerRefusal::Validity("has expired".into()))
+        );
+        assert_eq!(
+            verifier.vouch(&cert, "n2", now() - 86_400),
+            Err(PeerRefusal::Validity("is not valid yet".into()))
+        );
+        assert!(matches!(
+            verifier.vouch(b"junk", "n2", now()),
+            Err(PeerRefusal::NotCertificate(_))
+        ));
+        // Another CA (same names), and another cluster id under another CA.
+        let (_, theirs) = credentials(&temp.path().join("b"), 7);
+        let theirs = NodeSigner::new(&theirs).unwrap().certificate_der().to_vec();
+        assert_eq!(
+            verifier.vouch(&theirs, "n2", now()),
             Err(PeerRefusal::NotOurCa)
         );
     }

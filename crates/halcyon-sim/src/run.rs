@@ -946,7 +946,6 @@ fn host_witnesses(
         let settings = halcyon_daemon::witness::WitnessSettings {
             config_paths,
             state_dir: directory.join(format!("state/n{witness}")),
-            test_faults: false,
             pki_dir: None,
             insecure: true,
         };

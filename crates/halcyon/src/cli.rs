@@ -257,9 +257,6 @@ pub enum LiveCommand {
         /// refused when the witness has credentials.
         #[arg(long)]
         insecure: bool,
-        /// Enable test-only fault injection endpoints.
-        #[arg(long, hide = true)]
-        test_faults: bool,
     },
     /// Change the running cluster's configuration (Serviceguard: cmapplyconf; HACMP: DARE).
     ///

@@ -182,10 +182,22 @@ fn the_internal_port_refuses_clients_without_a_node_certificate_of_the_cluster_c
     let log = c.log_tail("n1", 400);
     assert!(log.contains("internal API connection refused"), "{log}");
 
-    // A genuine node's certificate passes TLS; the request's signature is still required.
+    // A genuine node's certificate passes TLS; each request names the node, and only the
+    // node the certificate names: n2's connection is n2 (no signature needed), not n3.
     let answer = tls_request(&node_tls(&genuine), internal, MEMBERSHIP).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("no node signature"), "{answer}");
+    assert!(answer.contains("no x-halcyon-node header"), "{answer}");
+    let named =
+        |node: &str| MEMBERSHIP.replace("\r\n\r\n", &format!("\r\nx-halcyon-node: {node}\r\n\r\n"));
+    let answer = tls_request(&node_tls(&genuine), internal, &named("n3")).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains(r#"its certificate names [\"n2\"], not \"n3\""#),
+        "{answer}"
+    );
+    let answer = tls_request(&node_tls(&genuine), internal, &named("n2")).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"initialized\":true"), "{answer}");
     // The nodes' own calls (leases, forwarded writes) go on: web still runs on n1.
     let v = c.status(1).unwrap();
     assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");

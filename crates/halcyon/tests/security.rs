@@ -359,8 +359,8 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     let (_, k) = c.coordinator(1);
     let internal = std::net::SocketAddr::new(c.api(k).ip(), c.port() + 3);
     let before = records(&c, k).len();
-    // A command that would halt web, committed by whoever asks: refused unsigned, and
-    // refused signed by a node of another cluster.
+    // A command that would halt web, committed by whoever asks: refused when the request
+    // names no node, and when it names another node than its connection's.
     let command = halcyon_state::Command::Enqueue {
         event: halcyon_policy::Event::PackageHalt {
             package: "web".into(),
@@ -373,8 +373,10 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     };
     let body = String::from_utf8(command.encode()).unwrap();
     // The internal port takes only TLS with a node certificate of the cluster CA
-    // (tests/https.rs); behind it every request still needs its node's signature: sent
-    // here over n2's genuine TLS.
+    // (tests/https.rs); behind it a request is the node's whose certificate the connection
+    // was made with, and says which node it is: sent here over n2's genuine TLS, a request
+    // naming no node, and one naming n3, with n3's signature made by n3's own key, are
+    // refused (the connection is n2's, whatever the headers say).
     let n2 = node_tls(&halcyon_pki::load(&c.config_dir().join("pki"), "n2").unwrap());
     let unsigned = format!(
         "POST /v1/internal/write HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -384,23 +386,12 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(
         answer.contains(
-            "unauthenticated: node request refused: no node signature (this endpoint is for the cluster's nodes)"
+            "unauthenticated: node request refused: no x-halcyon-node header (a node names itself in each request)"
         ),
         "{answer}"
     );
-    // n2's credentials from another `halcyon init` (another CA, same cluster id and names):
-    // a node of another cluster.
-    let elsewhere = tempfile::tempdir().unwrap();
-    let elsewhere_pki = elsewhere.path().join("pki");
-    halcyon_pki::init(
-        &elsewhere_pki,
-        &c.config().credentials_spec(),
-        false,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let forger = halcyon_daemon::auth::Auth::from_credentials(
-        &halcyon_pki::load(&elsewhere_pki, "n2").unwrap(),
+    let n3 = halcyon_daemon::auth::Auth::from_credentials(
+        &halcyon_pki::load(&c.config_dir().join("pki"), "n3").unwrap(),
     )
     .unwrap();
     let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -408,7 +399,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
         "POST /v1/internal/write HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
-    for (name, value) in forger.sign("POST", "/v1/internal/write", body.as_bytes(), None, now_ms) {
+    for (name, value) in n3.sign("POST", "/v1/internal/write", body.as_bytes(), None, now_ms) {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
@@ -416,7 +407,7 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     let answer = tls_request(&n2, internal, &request).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(
-        answer.contains("node request refused: its certificate is not signed by this cluster's CA"),
+        answer.contains(r#"node request refused: its certificate names [\"n2\"], not \"n3\""#),
         "{answer}"
     );
     // Nothing was committed: web still runs on n1, no event by the intruder.

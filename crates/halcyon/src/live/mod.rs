@@ -132,14 +132,12 @@ async fn run_async(cmd: LiveCommand) -> Result<(), Failure> {
             state_dir,
             pki,
             insecure,
-            test_faults,
         } => {
             logging::init();
             name_peers(&config);
             let settings = halcyon_daemon::witness::WitnessSettings {
                 config_paths: vec![config],
                 state_dir: state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/halcyon/witness")),
-                test_faults,
                 pki_dir: pki,
                 insecure,
             };
