@@ -172,17 +172,21 @@ struct NodeKeys {
     cluster_id: u64,
     node: String,
     signer: NodeSigner,
+    /// The signer's certificate in hex, as each signed request carries it (made once).
+    certificate_hex: String,
     verifier: PeerVerifier,
 }
 
 impl Secrets {
     fn new(credentials: &Credentials) -> Result<Secrets, String> {
+        let signer = NodeSigner::new(credentials)?;
         Ok(Secrets {
             tokens: credentials.tokens.clone(),
             keys: NodeKeys {
                 cluster_id: credentials.cluster_id,
                 node: credentials.node.clone(),
-                signer: NodeSigner::new(credentials)?,
+                certificate_hex: hex(signer.certificate_der()),
+                signer,
                 verifier: PeerVerifier::new(credentials),
             },
         })
@@ -254,11 +258,13 @@ pub struct SignedBy {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 fn unhex(text: &str, max: usize) -> Option<Vec<u8>> {
@@ -387,7 +393,7 @@ impl Auth {
             (TIME_HEADER, now_ms.to_string()),
             (NONCE_HEADER, nonce),
             (SIGNATURE_HEADER, signature),
-            (CERTIFICATE_HEADER, hex(keys.signer.certificate_der())),
+            (CERTIFICATE_HEADER, keys.certificate_hex.clone()),
         ];
         if let Some((who, from)) = caller_fields {
             headers.push((CALLER_HEADER, who));
@@ -1024,6 +1030,14 @@ mod tests {
 
     fn is_node(name: &str) -> bool {
         ["n1", "n2", "n3"].contains(&name)
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte_and_reads_back() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&all), 512), Some(all));
     }
 
     #[test]
