@@ -45,8 +45,11 @@ const PANIC_LOG_LINES: usize = 40;
 pub struct Launch {
     /// The `halcyon` binary.
     pub program: PathBuf,
-    /// Arguments after the subcommand (e.g. `--test-faults`).
+    /// Arguments after the subcommand, for the daemons and the witness (e.g. `--insecure`).
     pub extra_args: Vec<String>,
+    /// Arguments for the nodes' daemons only, after `extra_args` (e.g. `--test-faults`,
+    /// which the witness does not take).
+    pub daemon_args: Vec<String>,
     pub env: Vec<(String, String)>,
     /// Each daemon in a PID namespace of its own with its own /proc (`unshare --pid
     /// --mount-proc --kill-child`; root only): a node sees only its own processes. Killing a
@@ -71,6 +74,7 @@ impl Launch {
         Launch {
             program: program.into(),
             extra_args: Vec::new(),
+            daemon_args: Vec::new(),
             env: Vec::new(),
             pid_namespaces: false,
             own_process_group: false,
@@ -327,6 +331,7 @@ impl Cluster {
         args.push("--api-socket".to_owned());
         args.push(self.api_socket(i).display().to_string());
         args.extend(self.launch.extra_args.iter().cloned());
+        args.extend(self.launch.daemon_args.iter().cloned());
         let child = self.spawn(&name, args)?;
         self.slot_mut(i).child = Some(child);
         Ok(())

@@ -85,7 +85,7 @@ fn two_nodes(scripts: &Path) -> Cluster {
     let ports = cluster::allocate_ports(0, addresses).unwrap();
     let config = ClusterConfig::loopback("t", ports.base(), 2, "n", "lan1", "127.0.0.0/24");
     let mut launch = Launch::new(fake_daemon(scripts));
-    launch.extra_args = vec!["--test-faults".into()];
+    launch.daemon_args = vec!["--test-faults".into()];
     let dir = cluster::temp_dir("halcyon-testkit-").unwrap();
     Cluster::create(dir, config, launch, Some(ports)).unwrap()
 }

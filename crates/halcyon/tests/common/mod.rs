@@ -216,7 +216,7 @@ impl Cluster {
         }
         let mut launch = Launch::new(BIN);
         if spec.test_faults {
-            launch.extra_args.push("--test-faults".into());
+            launch.daemon_args.push("--test-faults".into());
         }
         if spec.insecure {
             launch.credentials = false;
