@@ -415,14 +415,7 @@ impl Auth {
     ) -> Result<SignedBy, NodeRefusal> {
         let secrets = self.secrets();
         let Some(keys) = secrets.as_ref().map(|s| &s.keys) else {
-            // Insecure: a claimed node is taken at its word.
-            let node = text(headers, NODE_HEADER)?
-                .unwrap_or("anonymous")
-                .to_owned();
-            return Ok(SignedBy {
-                node,
-                caller: caller_of(headers)?,
-            });
+            return taken_at_its_word(headers);
         };
         let node = text(headers, NODE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
         let signature = text(headers, SIGNATURE_HEADER)?.ok_or(NodeRefusal::Unsigned)?;
@@ -492,14 +485,8 @@ impl Auth {
     ) -> Result<SignedBy, NodeRefusal> {
         let secrets = self.secrets();
         let Some(keys) = secrets.as_ref().map(|s| &s.keys) else {
-            // Insecure (no TLS, so no certificate either): as `verify_node`.
-            let node = text(headers, NODE_HEADER)?
-                .unwrap_or("anonymous")
-                .to_owned();
-            return Ok(SignedBy {
-                node,
-                caller: caller_of(headers)?,
-            });
+            // Insecure: no TLS, so no certificate either.
+            return taken_at_its_word(headers);
         };
         let node = text(headers, NODE_HEADER)?.ok_or(NodeRefusal::Unnamed)?;
         let caller = caller_of(headers)?;
@@ -603,6 +590,17 @@ impl Auth {
         counter.fetch_add(1, Ordering::Relaxed);
         self.log.warn(&line);
     }
+}
+
+/// An insecure node's reading of a node request: the node it claims (`anonymous` when it
+/// claims none) and the caller it forwards, taken at their word.
+fn taken_at_its_word(headers: &HeaderMap) -> Result<SignedBy, NodeRefusal> {
+    Ok(SignedBy {
+        node: text(headers, NODE_HEADER)?
+            .unwrap_or("anonymous")
+            .to_owned(),
+        caller: caller_of(headers)?,
+    })
 }
 
 /// A header's text, if present; malformed (not visible ASCII) is an error.
@@ -1310,6 +1308,20 @@ mod tests {
                 is_node
             ),
             Err(NodeRefusal::Peer(PeerRefusal::NotOurCa))
+        );
+        // An insecure node takes the claim at its word (it has no TLS: no certificate comes).
+        let insecure = Auth::insecure();
+        assert_eq!(
+            insecure
+                .verify_node_connection(&named("n3"), &n2, NOW, is_node)
+                .map(|s| s.node),
+            Ok("n3".into())
+        );
+        assert_eq!(
+            insecure
+                .verify_node_connection(&HeaderMap::new(), &n2, NOW, is_node)
+                .map(|s| s.node),
+            Ok("anonymous".into())
         );
         let years = 20 * 365 * 86_400_000;
         assert_eq!(
