@@ -1024,7 +1024,6 @@ async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
     }
 }
 
-/// Answers requests on one connection until it closes, idles out or is blocked by the hook.
 /// Whether a follower's answer to an append-entries is a match (success or partial
 /// success): its log agrees with the leader's at the request's previous entry, so it knows
 /// the leader's commit index up to there.
@@ -1056,6 +1055,7 @@ async fn append_entries(
     reply
 }
 
+/// Answers requests on one connection until it closes, idles out or is blocked by the hook.
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     local_addr: SocketAddr,

@@ -703,13 +703,13 @@ pub async fn internal<G: Gate>(
 ) -> Response {
     let checked = match &peer.certificate {
         Some(certificate) => {
-            let checked = gate.auth().verify_node_connection(
+            let by = gate.auth().verify_node_connection(
                 request.headers(),
                 &certificate.0,
                 gate.now_ms(),
                 |n| gate.is_node(n),
             );
-            match checked {
+            match by {
                 Ok(signed) => Ok((request, signed)),
                 Err(why) => Err(refuse_node_request(&*gate, peer.addr, &request, why)),
             }

@@ -337,7 +337,7 @@ mod tests {
             verifier.vouch(b"junk", "n2", now()),
             Err(PeerRefusal::NotCertificate(_))
         ));
-        // Another CA (same names), and another cluster id under another CA.
+        // Another CA (same cluster id and names).
         let (_, theirs) = credentials(&temp.path().join("b"), 7);
         let theirs = NodeSigner::new(&theirs).unwrap().certificate_der().to_vec();
         assert_eq!(
