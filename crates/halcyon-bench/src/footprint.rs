@@ -372,6 +372,14 @@ pub fn render(report: &Report, command_line: &str) -> String {
             .map_or_else(|| "unknown".into(), |e| e.to_string()),
         report.holder_after.as_deref().unwrap_or("(not settled)")
     );
+    write_table(&mut out, report);
+    write_verdicts(&mut out, report);
+    out
+}
+
+/// One line per node.
+fn write_table(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         out,
         "\n{:<8} {:>8} {:>14} {:>11} {:>15} {:>16} {:>10} {:>8} {:>8} {:>8} {:>8} {:>11} {:>12} {:>12}",
@@ -411,6 +419,12 @@ pub fn render(report: &Report, command_line: &str) -> String {
                 .map_or_else(|| "-".to_owned(), |mb| format!("{mb:.1}"))
         );
     }
+}
+
+/// Across the nodes, and SPEC 12's verdicts for the daemon alone and with its helpers.
+fn write_verdicts(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
+    let n = report.nodes.len();
     let rss_medians: Vec<f64> = report.nodes.iter().map(|f| f.rss_median_mb).collect();
     let rss_max: Vec<f64> = report.nodes.iter().map(|f| f.rss_max_mb).collect();
     let cpu: Vec<f64> = report.nodes.iter().map(|f| f.cpu_percent).collect();
@@ -419,7 +433,6 @@ pub fn render(report: &Report, command_line: &str) -> String {
         summarize(&rss_max),
         summarize(&cpu),
     ) {
-        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
         let scope = if n == TARGET_NODES {
             String::new()
         } else {
@@ -439,40 +452,51 @@ pub fn render(report: &Report, command_line: &str) -> String {
             verdict(c.max <= TARGET_CPU_PERCENT)
         );
         if report.nodes.iter().any(|f| f.helpers > 0.0) {
-            let rss = report
-                .nodes
-                .iter()
-                .map(|f| f.rss_max_mb + f.helpers_rss_mb)
-                .fold(0.0, f64::max);
-            let cpu = report
-                .nodes
-                .iter()
-                .map(|f| f.cpu_percent + f.helpers_cpu_percent)
-                .fold(0.0, f64::max);
-            let together: Option<Vec<f64>> = report.nodes.iter().map(|f| f.together_mb).collect();
-            let (rss, counted) = match together.as_deref().and_then(summarize) {
-                Some(t) => (
-                    t.max,
-                    format!(
-                        "each physical page once (median {:.1} MB; summed RSS, which counts twice the pages both map, largest {rss:.1} MB)",
-                        t.median
-                    ),
-                ),
-                None => (
-                    rss,
-                    "summed RSS (pages both map counted twice; run as root to count each page once)"
-                        .to_owned(),
-                ),
-            };
-            let _ = writeln!(
-                out,
-                "SPEC 12 footprint per node, daemon + helpers: RSS -> largest {rss:.1} MB: {}, {counted}; CPU -> busiest {cpu:.2} %: {}",
-                verdict(rss <= TARGET_RSS_MB),
-                verdict(cpu <= TARGET_CPU_PERCENT)
-            );
+            write_helpers_verdict(out, report);
         }
     }
-    out
+}
+
+/// SPEC 12's verdict for each daemon with its helpers: pages counted once when they could be
+/// read, else the summed RSS.
+fn write_helpers_verdict(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
+    let rss = report
+        .nodes
+        .iter()
+        .map(|f| f.rss_max_mb + f.helpers_rss_mb)
+        .fold(0.0, f64::max);
+    let cpu = report
+        .nodes
+        .iter()
+        .map(|f| f.cpu_percent + f.helpers_cpu_percent)
+        .fold(0.0, f64::max);
+    let together: Option<Vec<f64>> = report.nodes.iter().map(|f| f.together_mb).collect();
+    let (rss, counted) = match together.as_deref().and_then(summarize) {
+        Some(t) => (
+            t.max,
+            format!(
+                "each physical page once (median {:.1} MB; summed RSS, which counts twice the pages both map, largest {rss:.1} MB)",
+                t.median
+            ),
+        ),
+        None => (
+            rss,
+            "summed RSS (pages both map counted twice; run as root to count each page once)"
+                .to_owned(),
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "SPEC 12 footprint per node, daemon + helpers: RSS -> largest {rss:.1} MB: {}, {counted}; CPU -> busiest {cpu:.2} %: {}",
+        verdict(rss <= TARGET_RSS_MB),
+        verdict(cpu <= TARGET_CPU_PERCENT)
+    );
+}
+
+/// A SPEC 12 target's verdict.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
 }
 
 #[cfg(test)]
