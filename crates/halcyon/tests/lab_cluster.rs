@@ -2358,6 +2358,23 @@ fn a_confirmed_fence_against_the_lease_of_a_package_that_requires_the_lease() {
 /// overrides (issue 15 asks for 10).
 const COORDINATOR_POWER_LOSSES: usize = 10;
 
+/// `host`'s log lines that say why a package it held stopped: its lease (a fencing moment,
+/// a slow or refused renewal), leadership, and its packages halting and starting.
+fn lease_lines(cluster: &LabCluster, host: usize) -> String {
+    const NEEDLES: [&str; 5] = [
+        "lease",
+        "this node leads",
+        "halt",
+        "package started",
+        "FENCED",
+    ];
+    let log = cluster.log_tail(host, usize::MAX);
+    log.lines()
+        .filter(|line| NEEDLES.iter().any(|needle| line.contains(needle)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn raft_term(cluster: &LabCluster, host: usize) -> u64 {
     let status = cluster.status(host).expect("status");
     status["quorum"]["term"].as_u64().expect("a term")
@@ -2413,7 +2430,8 @@ fn coordinator_power_losses_leave_a_package_on_a_healthy_host_untouched() {
         );
         assert!(
             outages.is_empty(),
-            "web was interrupted on h{holder}: {outages:#?}"
+            "web was interrupted on h{holder}: {outages:#?}\nh{holder}'s lease and package lines:\n{}",
+            lease_lines(&cluster, holder)
         );
         assert_eq!(cluster.serving_host(PACKAGE), Some(holder));
         elections.push(after - before);
