@@ -2093,17 +2093,48 @@ fn newest_record(cluster: &LabCluster, host: usize, event: &str) -> Option<serde
         .cloned()
 }
 
-/// The detail of the finished `await_release` of the newest `node_down` of `old`, as `host`
-/// shows it: whether a fence or the lease released the takeover.
-fn release_detail(cluster: &LabCluster, host: usize, old: usize) -> Option<String> {
-    let record = newest_record(cluster, host, &format!("node_down h{old} "))?;
-    record["actions"]
+/// The id of the newest event in the event log, as `host` shows it (0 before any).
+fn newest_event_id(cluster: &LabCluster, host: usize) -> u64 {
+    let answer = cluster.api_get(host, "/v1/events").expect("the event log");
+    answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|record| record["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The detail of the finished `await_release` that released the takeover from `old`, in an
+/// event newer than `since`, as `host` shows it: whether a fence or the lease released it.
+/// The event is `old`'s `node_down`, or its `network_down` when the power loss's cut links
+/// reached the cluster before its death did (`old` lived to report its lost carrier over
+/// the disk heartbeat, and its network's failure moved the package).
+fn release_detail(cluster: &LabCluster, host: usize, old: usize, since: u64) -> Option<String> {
+    let answer = cluster.api_get(host, "/v1/events").ok()?;
+    let (down, cut) = (
+        format!("node_down h{old} "),
+        format!("network_down h{old} "),
+    );
+    answer["events"]
         .as_array()?
         .iter()
-        .find(|action| action["kind"] == "await_release")?["detail"]
-        .as_str()
-        .filter(|detail| !detail.is_empty())
-        .map(str::to_string)
+        .rev()
+        .filter(|record| record["id"].as_u64().is_some_and(|id| id > since))
+        .filter(|record| {
+            record["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&down) || e.starts_with(&cut))
+        })
+        .find_map(|record| {
+            record["actions"]
+                .as_array()?
+                .iter()
+                .find(|action| action["kind"] == "await_release")?["detail"]
+                .as_str()
+                .filter(|detail| !detail.is_empty())
+                .map(str::to_string)
+        })
 }
 
 /// The lease in force, as the daemon of `host` reports it.
@@ -2128,6 +2159,7 @@ fn a_paused_holder_is_fenced_and_its_package_that_requires_fencing_moves() {
     let lease = lease_in_force(&cluster, old);
     let coordinator = cluster.coordinator(old);
     let checker = start_checker(&cluster);
+    let since = newest_event_id(&cluster, old);
     let paused_at = cluster.pause_daemon(old).expect("pause");
     let failover = wait_for_failover(&cluster, &checker, old, paused_at);
     let new = cluster.serving_host(PACKAGE).expect("served");
@@ -2165,7 +2197,7 @@ fn a_paused_holder_is_fenced_and_its_package_that_requires_fencing_moves() {
         "{fence:#}"
     );
     assert_eq!(
-        release_detail(&cluster, new, old).as_deref(),
+        release_detail(&cluster, new, old, since).as_deref(),
         Some(format!("h{old} is fenced and its lease has certainly expired").as_str()),
         "{}",
         all_events(&cluster)
@@ -2232,6 +2264,7 @@ fn power_losses(fencing: bool, runs: usize) -> Vec<PowerLossRun> {
         wait_stable(&cluster);
         let old = place_package(&cluster, false);
         wait_stable(&cluster);
+        let since = newest_event_id(&cluster, old);
         let powered_off_at = cluster.power_off(old).expect("power off");
         let failover = wait_for_failover(&cluster, &checker, old, powered_off_at);
         let new = cluster.serving_host(PACKAGE).expect("served");
@@ -2239,7 +2272,7 @@ fn power_losses(fencing: bool, runs: usize) -> Vec<PowerLossRun> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let release = cluster
             .wait_for("the takeover's release", deadline, || {
-                release_detail(&cluster, new, old)
+                release_detail(&cluster, new, old, since)
             })
             .unwrap_or_else(|error| panic!("{error}\n{}", all_events(&cluster)));
         println!(
