@@ -18,14 +18,6 @@
 //! higher vote, a conflict, an error or a timeout counts nothing. The moment kept is the
 //! request's send, taken before it leaves, so an acknowledgement is never dated later than
 //! the round it belongs to. Times are tokio's monotonic clock (simulated time in a simulator).
-//!
-//! Waiting confirmations are woken only when they may have become true: the leader tells
-//! what it waits under ([`Followed::expect`]: the voter sets, itself and its vote), and a
-//! match wakes the waiters only when it moves the *watermark*, the latest arrival a quorum of
-//! each set has confirmed ([`watermark`]; a renewal that arrived at `t` is confirmed exactly
-//! when the watermark is at or after `t`). The watermark moves about once per heartbeat
-//! round (when the quorum's slowest answer comes in), where every one of the followers'
-//! answers woke every waiting renewal before: at 16 nodes, 15 answers per round.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -40,33 +32,17 @@ use crate::NodeId;
 pub type Acked = BTreeMap<NodeId, (Vote<NodeId>, Instant)>;
 
 /// The followers' matches, shared by the network's replication streams and the leader's
-/// confirmations; a match that moves the watermark of what the leader waits under wakes
-/// those waiting ([`Followed::changes`]).
+/// confirmations; a change wakes those waiting ([`Followed::changes`]).
 #[derive(Debug)]
 pub struct Followed {
-    state: Mutex<State>,
+    acked: Mutex<Acked>,
     changes: watch::Sender<u64>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    acked: Acked,
-    /// What the leader's confirmations wait under, and the watermark for it.
-    expected: Option<(Expected, Watermark)>,
-}
-
-/// What a leader's confirmation waits under: the voter sets in force, the leader, its vote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Expected {
-    voter_sets: Vec<BTreeSet<NodeId>>,
-    leader: NodeId,
-    vote: Vote<NodeId>,
 }
 
 impl Default for Followed {
     fn default() -> Followed {
         Followed {
-            state: Mutex::new(State::default()),
+            acked: Mutex::new(Acked::new()),
             changes: watch::Sender::new(0),
         }
     }
@@ -75,61 +51,25 @@ impl Default for Followed {
 impl Followed {
     /// `follower` matched an append-entries sent at `sent` under `vote`. A late answer to an
     /// earlier request changes nothing: one sent before the kept one under the same vote, or
-    /// one under an older vote. Waiters wake when the watermark of what they wait under
-    /// moved.
+    /// one under an older vote.
     pub fn matched(&self, follower: NodeId, vote: Vote<NodeId>, sent: Instant) {
-        let moved = {
-            let mut state = self.state.lock().expect(crate::POISONED);
-            match state.acked.get_mut(&follower) {
+        {
+            let mut acked = self.acked.lock().expect(crate::POISONED);
+            match acked.get_mut(&follower) {
                 Some((v, at)) => match vote.partial_cmp(v) {
-                    Some(std::cmp::Ordering::Equal) if sent <= *at => return,
-                    Some(std::cmp::Ordering::Equal) => *at = sent,
+                    Some(std::cmp::Ordering::Equal) => *at = (*at).max(sent),
                     Some(std::cmp::Ordering::Less) => return,
                     _ => (*v, *at) = (vote, sent),
                 },
                 None => {
-                    state.acked.insert(follower, (vote, sent));
+                    acked.insert(follower, (vote, sent));
                 }
             }
-            state.rewatermark()
-        };
-        if moved {
-            self.wake();
         }
-    }
-
-    /// The leader's confirmations wait under these voter sets, this leader and this vote
-    /// from now on: the watermark is computed for them. A change wakes every waiter (one
-    /// that waited under the previous ones reads what is in force again).
-    pub fn expect(&self, voter_sets: &[BTreeSet<NodeId>], leader: NodeId, vote: &Vote<NodeId>) {
-        let changed = {
-            let mut state = self.state.lock().expect(crate::POISONED);
-            let unchanged = state.expected.as_ref().is_some_and(|(expected, _)| {
-                expected.leader == leader
-                    && expected.vote == *vote
-                    && expected.voter_sets == voter_sets
-            });
-            if !unchanged {
-                let expected = Expected {
-                    voter_sets: voter_sets.to_vec(),
-                    leader,
-                    vote: *vote,
-                };
-                let mark = watermark(voter_sets, leader, &state.acked, vote);
-                state.expected = Some((expected, mark));
-            }
-            !unchanged
-        };
-        if changed {
-            self.wake();
-        }
-    }
-
-    fn wake(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A receiver woken by every later move of the watermark and change of what is expected.
+    /// A receiver that sees every later [`Followed::matched`].
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -143,87 +83,9 @@ impl Followed {
         vote: &Vote<NodeId>,
         since: Instant,
     ) -> bool {
-        let state = self.state.lock().expect(crate::POISONED);
-        let confirmed = confirmed_since(voter_sets, leader, &state.acked, vote, since);
-        // The watermark under what is expected says the same (what waiters are woken by).
-        debug_assert!(
-            state.expected.as_ref().is_none_or(|(expected, mark)| {
-                expected.voter_sets != voter_sets
-                    || expected.leader != leader
-                    || expected.vote != *vote
-                    || (*mark >= Watermark::Since(since)) == confirmed
-            }),
-            "the watermark and the quorum disagree"
-        );
-        confirmed
+        let acked = self.acked.lock().expect(crate::POISONED);
+        confirmed_since(voter_sets, leader, &acked, vote, since)
     }
-}
-
-impl State {
-    /// The watermark of what is expected, recomputed: whether it moved.
-    fn rewatermark(&mut self) -> bool {
-        let Some((expected, mark)) = self.expected.as_mut() else {
-            return false;
-        };
-        let now = watermark(
-            &expected.voter_sets,
-            expected.leader,
-            &self.acked,
-            &expected.vote,
-        );
-        let moved = now != *mark;
-        *mark = now;
-        moved
-    }
-}
-
-/// The latest arrival a quorum confirmed: [`confirmed_since`] holds for `since` exactly when
-/// the watermark is at or after `Since(since)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Watermark {
-    /// No arrival is confirmed (no majority matched under the vote, or no voter set).
-    Never,
-    /// Every arrival at or before this moment is confirmed.
-    Since(Instant),
-    /// Every arrival is confirmed: the leader alone is a majority of each set.
-    Always,
-}
-
-/// The watermark of `leader` leading with `vote`: for each voter set, the moment its
-/// majority-th latest acknowledgement was sent (the leader's own counts as `Always`, a
-/// follower without a match under `vote` as `Never`); the earliest of the sets'.
-pub fn watermark(
-    voter_sets: &[BTreeSet<NodeId>],
-    leader: NodeId,
-    acked: &Acked,
-    vote: &Vote<NodeId>,
-) -> Watermark {
-    let of_set = |set: &BTreeSet<NodeId>| {
-        let mut marks: Vec<Watermark> = set
-            .iter()
-            .map(|voter| {
-                if *voter == leader {
-                    Watermark::Always
-                } else {
-                    match acked.get(voter) {
-                        Some((v, sent)) if v == vote => Watermark::Since(*sent),
-                        _ => Watermark::Never,
-                    }
-                }
-            })
-            .collect();
-        marks.sort_unstable_by(|a, b| b.cmp(a));
-        // The majority-th latest: a majority acknowledged at or after it.
-        marks
-            .get(set.len() / 2)
-            .copied()
-            .unwrap_or(Watermark::Never)
-    };
-    voter_sets
-        .iter()
-        .map(of_set)
-        .min()
-        .unwrap_or(Watermark::Never)
 }
 
 /// Whether every voter set has a majority of voters that acknowledged `leader` leading with
@@ -367,8 +229,6 @@ mod tests {
         let later = t0 + Duration::from_millis(5);
         let (old, led) = (vote(2, 1), vote(3, 1));
         let voters = [set(&[1, 2, 3])];
-        followed.expect(&voters, 1, &led);
-        changes.borrow_and_update();
         followed.matched(2, led, later);
         assert!(changes.has_changed().expect("open"));
         changes.borrow_and_update();
@@ -385,88 +245,5 @@ mod tests {
         assert!(followed.confirmed_since(&voters, 1, &newer, t0));
         assert!(!followed.confirmed_since(&voters, 1, &newer, later));
         assert!(changes.has_changed().expect("open"));
-    }
-
-    /// Random voter sets (one, or two for a joint change), leaders, votes and matches: the
-    /// watermark is at or after an arrival exactly when a quorum confirmed it.
-    #[test]
-    fn the_watermark_says_what_the_quorum_says() {
-        use proptest::prelude::*;
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let sets = prop::collection::vec(prop::collection::btree_set(1u64..8, 0..6), 1..3);
-        let matches = prop::collection::vec((1u64..8, 2u64..5, 1u64..4, 0u64..6), 0..10);
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2_000));
-        runner
-            .run(
-                &(sets, matches, 1u64..8, 0u64..7),
-                |(voter_sets, matches, leader, since)| {
-                    let led = vote(3, leader);
-                    let acked: Acked = matches
-                        .iter()
-                        .map(|&(node, term, by, ms)| (node, (vote(term, by), at(ms))))
-                        .collect();
-                    let mark = watermark(&voter_sets, leader, &acked, &led);
-                    prop_assert_eq!(
-                        mark >= Watermark::Since(at(since)),
-                        confirmed_since(&voter_sets, leader, &acked, &led, at(since)),
-                        "{:?} led by {} with {:?}: watermark {:?}",
-                        voter_sets,
-                        leader,
-                        acked,
-                        mark
-                    );
-                    Ok(())
-                },
-            )
-            .expect("the watermark and the quorum agree");
-    }
-
-    /// Once the leader said what it waits under, only a match that moves the watermark wakes
-    /// the waiters (the quorum's answer to a round, not every follower's), and a change of
-    /// what is expected wakes them too.
-    #[tokio::test]
-    async fn only_a_moved_watermark_wakes_the_waiters() {
-        let followed = Followed::default();
-        let mut changes = followed.changes();
-        let t0 = Instant::now();
-        let round = |k: u64| t0 + Duration::from_millis(33 * k);
-        let led = vote(3, 1);
-        let voters = [set(&[1, 2, 3, 4, 5])];
-        let woken = |changes: &mut watch::Receiver<u64>| {
-            let woken = changes.has_changed().expect("open");
-            changes.borrow_and_update();
-            woken
-        };
-        followed.matched(2, led, round(0));
-        assert!(!woken(&mut changes), "nobody expects anything yet");
-        followed.expect(&voters, 1, &led);
-        assert!(woken(&mut changes), "what is expected changed");
-        followed.expect(&voters, 1, &led);
-        assert!(!woken(&mut changes), "the same again");
-        // Round 0 is confirmed at the second follower's match (with the leader: 3 of 5).
-        followed.matched(3, led, round(0));
-        assert!(woken(&mut changes), "a quorum answered round 0");
-        for (follower, moves) in [(4, false), (5, true), (2, false), (3, false)] {
-            followed.matched(follower, led, round(1));
-            assert_eq!(
-                woken(&mut changes),
-                moves,
-                "h{follower}'s answer to round 1"
-            );
-        }
-        assert!(followed.confirmed_since(&voters, 1, &led, round(1)));
-        assert!(!followed.confirmed_since(&voters, 1, &led, round(2)));
-        followed.matched(5, led, round(0));
-        assert!(!woken(&mut changes), "a late answer");
-        followed.matched(2, vote(4, 2), round(2));
-        assert!(
-            !woken(&mut changes),
-            "another leader's vote moves nothing here"
-        );
-        followed.expect(&[set(&[1, 2, 3])], 1, &led);
-        assert!(woken(&mut changes), "other voter sets");
-        followed.expect(&[set(&[1, 2, 3])], 1, &vote(5, 1));
-        assert!(woken(&mut changes), "another vote");
     }
 }

@@ -660,11 +660,11 @@ impl Consensus {
         let arrived = tokio::time::Instant::now();
         self.contact.lead(arrived);
         let mut changes = self.followed.changes();
+        // Read again only when they may have changed (a confirmation is checked against those
+        // in force at its end): a waiting renewal wakes at every follower's match.
+        let mut voters = self.voter_configs();
         loop {
             changes.borrow_and_update();
-            // Read at every wake (a few per heartbeat round): every waiter expects what is in
-            // force, so none wakes another by expecting what was.
-            let voters = self.voter_configs();
             let (vote, applied) = {
                 let metrics = self.raft.metrics();
                 let metrics = metrics.borrow();
@@ -679,15 +679,13 @@ impl Consensus {
             if applied.map(|l| l.leader_id.term) != Some(vote.leader_id().get_term()) {
                 return self.confirm_leadership().await;
             }
-            // Woken from now on when the watermark under these moves ([`followed`]), or
-            // when another waiter expects other voter sets or another vote.
-            self.followed.expect(&voters, self.node_id, &vote);
             if self
                 .followed
                 .confirmed_since(&voters, self.node_id, &vote, arrived)
             {
-                // A confirmation is checked against the voter sets in force at its end.
-                if self.voter_configs() != voters {
+                let now_in_force = self.voter_configs();
+                if now_in_force != voters {
+                    voters = now_in_force;
                     continue;
                 }
                 let held = self
