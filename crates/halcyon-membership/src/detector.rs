@@ -280,8 +280,13 @@ pub enum Heard {
 #[derive(Clone, Debug)]
 struct Path {
     /// What the path is judged by: the interval its sender announced in the last heartbeat
-    /// accepted on it, or the network's configured interval while it was never heard.
+    /// accepted on it, or the network's configured interval while it was never heard; but
+    /// the longer one it replaces for the first heartbeat announcing a shorter one
+    /// ([`Detector::heard`]).
     interval: Duration,
+    /// The interval the sender announced last (`interval` while it was never heard): what
+    /// this node polls for at once ([`Detector::interval_min`]).
+    announced: Duration,
     peer_has_standby: bool,
     /// When the detector began watching this path (its start, or when the peer was
     /// added): a path never heard is down one detection time after it.
@@ -304,6 +309,7 @@ impl Path {
         assert_heartbeat(heartbeat);
         Path {
             interval: heartbeat.interval,
+            announced: heartbeat.interval,
             peer_has_standby: spec.peer_has_standby,
             watched_since: now,
             state: PathState::Unknown,
@@ -530,7 +536,19 @@ impl Detector {
                 path.missed += (intervals.round() as u64).saturating_sub(1);
             }
         }
-        path.interval = interval;
+        // A sender that switched to a shorter interval is judged by it from its second
+        // heartbeat announcing it. The first may have waited for this node to take it for
+        // as long as this node's own, longer, pace allows (the heartbeat thread's sleep, a
+        // disk link's reads: both follow the shortest interval in play, which only this
+        // heartbeat shortens), and judged by the shorter at once that wait alone could
+        // take the path down (a CI run of session 24: 1 s x 4 to 30 ms, 120 ms of
+        // detection against up to 200 ms of sleep). The poll follows it at once
+        // (`interval_min`), so the next one is taken within the new pace.
+        let first_shorter = interval < path.interval && path.announced != interval;
+        path.announced = interval;
+        if !first_shorter {
+            path.interval = interval;
+        }
         path.last_heard = Some(now);
         if path.state != PathState::Up {
             path.state = PathState::Up;
@@ -591,6 +609,7 @@ impl Detector {
             .map(|(_, path)| path)
         {
             path.interval = heartbeat.interval;
+            path.announced = heartbeat.interval;
         }
         Ok(old)
     }
@@ -604,7 +623,7 @@ impl Detector {
             self.paths
                 .iter()
                 .filter(|((_, n), path)| *n == network && path.state != PathState::Down)
-                .map(|(_, path)| path.interval)
+                .map(|(_, path)| path.interval.min(path.announced))
                 .fold(configured, Duration::min),
         )
     }
