@@ -321,6 +321,34 @@ impl Path {
             missed: 0,
         }
     }
+
+    /// A heartbeat accepted at `now` announcing `interval`: counted late against what the
+    /// previous one promised, then the interval the path is judged by from now on.
+    ///
+    /// A sender that switched to a shorter interval is judged by it from its second
+    /// heartbeat announcing it. The first may have waited for this node to take it for as
+    /// long as this node's own, longer, pace allows (the heartbeat thread's sleep, a disk
+    /// link's reads: both follow the shortest interval in play, which only this heartbeat
+    /// shortens), and judged by the shorter at once that wait alone could take the path
+    /// down (a CI run of session 24: 1 s x 4 to 30 ms, 120 ms of detection against up to
+    /// 200 ms of sleep). The poll follows it at once ([`Detector::interval_min`]), so the
+    /// next one is taken within the new pace.
+    fn take_promise(&mut self, now: Duration, interval: Duration) {
+        if self.state == PathState::Up
+            && let Some(before) = self.last_heard
+        {
+            let intervals = (now - before).as_secs_f64() / self.interval.as_secs_f64();
+            if intervals > LATE_INTERVALS {
+                self.late += 1;
+                self.missed += (intervals.round() as u64).saturating_sub(1);
+            }
+        }
+        let first_shorter = interval < self.interval && self.announced != interval;
+        self.announced = interval;
+        if !first_shorter {
+            self.interval = interval;
+        }
+    }
 }
 
 /// The detection time of a path judged by `interval` on a network of `heartbeat`: the
@@ -526,29 +554,7 @@ impl Detector {
             return Heard::StaleSequence;
         }
         path.seq_last = Some(seq);
-        if path.state == PathState::Up
-            && let Some(before) = path.last_heard
-        {
-            // Judged by what the previous heartbeat promised, before this one changes it.
-            let intervals = (now - before).as_secs_f64() / path.interval.as_secs_f64();
-            if intervals > LATE_INTERVALS {
-                path.late += 1;
-                path.missed += (intervals.round() as u64).saturating_sub(1);
-            }
-        }
-        // A sender that switched to a shorter interval is judged by it from its second
-        // heartbeat announcing it. The first may have waited for this node to take it for
-        // as long as this node's own, longer, pace allows (the heartbeat thread's sleep, a
-        // disk link's reads: both follow the shortest interval in play, which only this
-        // heartbeat shortens), and judged by the shorter at once that wait alone could
-        // take the path down (a CI run of session 24: 1 s x 4 to 30 ms, 120 ms of
-        // detection against up to 200 ms of sleep). The poll follows it at once
-        // (`interval_min`), so the next one is taken within the new pace.
-        let first_shorter = interval < path.interval && path.announced != interval;
-        path.announced = interval;
-        if !first_shorter {
-            path.interval = interval;
-        }
+        path.take_promise(now, interval);
         path.last_heard = Some(now);
         if path.state != PathState::Up {
             path.state = PathState::Up;

@@ -1948,15 +1948,7 @@ fn two_nodes_split_with_the_witness(witness_with_holder: bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let newest_event = |host| {
-        cluster
-            .events(host)
-            .ok()?
-            .iter()
-            .filter_map(|event| event["id"].as_u64())
-            .max()
-    };
-    let last_before_heal = newest_event(with_witness).expect("an event log");
+    let last_before_heal = newest_event_id(&cluster, with_witness).expect("an event log");
     let healed_at = fault::heal(cluster.lab()).expect("heal");
     let deadline = healed_at + Duration::from_secs(30);
     cluster
@@ -2093,16 +2085,15 @@ fn newest_record(cluster: &LabCluster, host: usize, event: &str) -> Option<serde
         .cloned()
 }
 
-/// The id of the newest event in the event log, as `host` shows it (0 before any).
-fn newest_event_id(cluster: &LabCluster, host: usize) -> u64 {
-    let answer = cluster.api_get(host, "/v1/events").expect("the event log");
-    answer["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|record| record["id"].as_u64())
+/// The id of the newest event in the event log, as `host` shows it (`None`: no log or no
+/// event).
+fn newest_event_id(cluster: &LabCluster, host: usize) -> Option<u64> {
+    cluster
+        .events(host)
+        .ok()?
+        .iter()
+        .filter_map(|event| event["id"].as_u64())
         .max()
-        .unwrap_or(0)
 }
 
 /// The detail of the finished `await_release` that released the takeover from `old`, in an
@@ -2159,7 +2150,7 @@ fn a_paused_holder_is_fenced_and_its_package_that_requires_fencing_moves() {
     let lease = lease_in_force(&cluster, old);
     let coordinator = cluster.coordinator(old);
     let checker = start_checker(&cluster);
-    let since = newest_event_id(&cluster, old);
+    let since = newest_event_id(&cluster, old).expect("an event log");
     let paused_at = cluster.pause_daemon(old).expect("pause");
     let failover = wait_for_failover(&cluster, &checker, old, paused_at);
     let new = cluster.serving_host(PACKAGE).expect("served");
@@ -2264,7 +2255,7 @@ fn power_losses(fencing: bool, runs: usize) -> Vec<PowerLossRun> {
         wait_stable(&cluster);
         let old = place_package(&cluster, false);
         wait_stable(&cluster);
-        let since = newest_event_id(&cluster, old);
+        let since = newest_event_id(&cluster, old).expect("an event log");
         let powered_off_at = cluster.power_off(old).expect("power off");
         let failover = wait_for_failover(&cluster, &checker, old, powered_off_at);
         let new = cluster.serving_host(PACKAGE).expect("served");
