@@ -303,6 +303,37 @@ pub struct Consensus {
     durable: store::Durable,
     /// As leader, what its followers matched: see [`Consensus::confirm_since_now`].
     followed: Arc<followed::Followed>,
+    /// Sends application requests to peers ([`Consensus::ask`]).
+    asker: Box<dyn Asker>,
+    /// Answers application requests once set ([`Consensus::answer_with`]).
+    answerer: net::AnswererSlot,
+}
+
+/// [`net::NetworkFactory::ask`] without the transport's type.
+trait Asker: Send + Sync {
+    fn ask(
+        &self,
+        target: NodeId,
+        node: NodeAddrs,
+        body: String,
+        ttl: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, net::AskFailed>> + Send + '_>,
+    >;
+}
+
+impl<T: Transport> Asker for net::NetworkFactory<T> {
+    fn ask(
+        &self,
+        target: NodeId,
+        node: NodeAddrs,
+        body: String,
+        ttl: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, net::AskFailed>> + Send + '_>,
+    > {
+        Box::pin(net::NetworkFactory::ask(self, target, node, body, ttl))
+    }
 }
 
 /// A task aborted when its handle is dropped.
@@ -424,6 +455,8 @@ impl Consensus {
         };
         let admitted = Arc::new(std::sync::atomic::AtomicBool::new(!timings.held));
         let contact = Arc::clone(&pre_vote.contact);
+        let asker: Box<dyn Asker> = Box::new(network.clone());
+        let answerer = net::AnswererSlot::default();
         let gate = timings.pre_vote.then(|| {
             AbortOnDrop(Some(tokio::spawn(prevote::run(
                 node_id,
@@ -446,6 +479,7 @@ impl Consensus {
             fault_hook.clone(),
             pre_vote,
             Arc::clone(&admitted),
+            Arc::clone(&answerer),
         );
         tracing::info!(node_id, addrs = %node, "consensus open");
         Ok(Self {
@@ -463,6 +497,8 @@ impl Consensus {
             committed,
             durable,
             followed,
+            asker,
+            answerer,
         })
     }
 
@@ -576,6 +612,36 @@ impl Consensus {
     /// [`Consensus::leading_term`]).
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.server_metrics().borrow().current_leader
+    }
+
+    /// Sends the application request `body` to member `target` over the Raft transport
+    /// (its connections, its networks, its TLS) and returns the answer of the `answerer`
+    /// that node set ([`Consensus::answer_with`]), within `ttl`. A node that set none, or
+    /// of an earlier version, leaves it unanswered ([`net::AskFailed::Unanswered`]), as
+    /// does a target that is not a member.
+    pub async fn ask(
+        &self,
+        target: NodeId,
+        body: String,
+        ttl: Duration,
+    ) -> Result<String, net::AskFailed> {
+        let node = {
+            let metrics = self.raft.server_metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&target)
+                .cloned()
+        };
+        let node = node.ok_or(net::AskFailed::Unanswered)?;
+        self.asker.ask(target, node, body, ttl).await
+    }
+
+    /// Answers application requests ([`Consensus::ask`]) with `answerer` from now on;
+    /// false (and nothing changed) when an answerer was set before.
+    pub fn answer_with(&self, answerer: net::Answerer) -> bool {
+        self.answerer.set(answerer).is_ok()
     }
 
     /// openraft's metrics, updated as they change.

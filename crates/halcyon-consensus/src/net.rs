@@ -68,6 +68,26 @@ pub const FOREIGN_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause before replication retries a peer none of whose addresses answered.
 pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Answers the application's own requests on the Raft transport ([`Rpc::Application`]):
+/// given the sender's id and the request's text, the answer's text.
+pub type Answerer = Arc<
+    dyn Fn(NodeId, String) -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync,
+>;
+
+/// Where a node's [`Answerer`] is set once the application is ready; until then
+/// application requests are closed unanswered.
+pub type AnswererSlot = Arc<std::sync::OnceLock<Answerer>>;
+
+/// Why an application request ([`NetworkFactory::ask`]) has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskFailed {
+    /// The peer closed the connection unanswered (no [`Answerer`], an earlier version), or
+    /// none of its addresses could be reached, or it answered with another kind of reply.
+    Unanswered,
+    /// The deadline passed.
+    Timeout,
+}
+
 /// Outgoing connections. The tokio TCP implementation is [`TcpTransport`]; a simulator can plug
 /// in its own sockets.
 pub trait Transport: Send + Sync + 'static {
@@ -267,6 +287,10 @@ enum Rpc {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// Would the addressee vote now? (See `prevote`.) Answered by Halcyon, not openraft.
     PreVote(PreVoteRequest),
+    /// A request of the application's own (the daemon's lease renewals), answered by the
+    /// [`Answerer`] it set; a node without one (or of an earlier version, which cannot
+    /// decode it) closes the connection unanswered.
+    Application(String),
 }
 
 /// A pre-vote asked by a voter that hears no leader (see `prevote`).
@@ -311,6 +335,8 @@ enum ReplyFrame {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     PreVote(PreVoteResponse),
+    /// The [`Answerer`]'s answer to an [`Rpc::Application`].
+    Application(String),
     /// The request was addressed to another node than the one listening here.
     WrongNode {
         serving: NodeId,
@@ -521,6 +547,27 @@ impl<T: Transport> NetworkFactory<T> {
                 Some((answer.granted, answer.log.map(|log| log.last_log_id)))
             }
             _ => None,
+        }
+    }
+
+    /// Sends the application request `body` to `target` (at `node`) and returns its
+    /// [`Answerer`]'s answer, within `ttl`.
+    pub async fn ask(
+        &self,
+        target: NodeId,
+        node: NodeAddrs,
+        body: String,
+        ttl: Duration,
+    ) -> Result<String, AskFailed> {
+        let client = PeerClient {
+            target,
+            node,
+            shared: Arc::clone(&self.shared),
+        };
+        match client.call(Rpc::Application(body), ttl).await {
+            Ok(ReplyFrame::Application(answer)) => Ok(answer),
+            Err(CallError::Timeout) => Err(AskFailed::Timeout),
+            Ok(_) | Err(_) => Err(AskFailed::Unanswered),
         }
     }
 }
@@ -904,6 +951,7 @@ pub fn serve<L: Listener>(
     fault_hook: FaultHook,
     pre_vote: PreVoteServer,
     admitted: Arc<std::sync::atomic::AtomicBool>,
+    answerer: AnswererSlot,
 ) -> ServerHandle {
     let mut tasks = JoinSet::new();
     let mut addrs = HashMap::new();
@@ -916,6 +964,7 @@ pub fn serve<L: Listener>(
         foreign: foreign.clone(),
         pre_vote,
         admitted,
+        answerer,
     };
     for listener in listeners {
         let addr = listener.local_addr();
@@ -993,6 +1042,8 @@ struct Served {
     pre_vote: PreVoteServer,
     /// False while the server is held: connections are closed unanswered.
     admitted: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers [`Rpc::Application`] once the application set it.
+    answerer: AnswererSlot,
 }
 
 async fn accept_loop<L: Listener>(mut listener: L, served: Served) {
@@ -1070,6 +1121,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         foreign,
         pre_vote,
         admitted,
+        answerer,
     } = served;
     loop {
         let request: RequestFrame =
@@ -1126,6 +1178,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Rpc::PreVote(rpc) => {
                     ReplyFrame::PreVote(pre_vote.answer(node_id, request.from, &rpc, &raft))
                 }
+                // Unanswered, as by a node of an earlier version: the asker falls back.
+                Rpc::Application(body) => match answerer.get() {
+                    Some(answer) => ReplyFrame::Application(answer(request.from, body).await),
+                    None => return,
+                },
             }
         };
         let delay = fault_hook.reply_delay(node_id);

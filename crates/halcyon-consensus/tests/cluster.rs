@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use halcyon_consensus::net::{Answerer, AskFailed};
 use halcyon_consensus::{
     Application, ClusterId, Consensus, FaultHook, NodeAddrs, NodeId, RaftTimings, TcpTransport,
     WriteError,
@@ -337,6 +338,43 @@ async fn three_nodes_elect_a_leader_and_apply_the_same_sequence() {
         let members = BTreeMap::from([(1, cluster.node(1).c().node().clone())]);
         cluster.node(1).c().initialize(members).await.unwrap();
         assert!(cluster.node(leader).c().millis_since_quorum_ack().is_some());
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// An application request on the Raft transport reaches the answerer its addressee set, with
+/// the sender's id; a node that set none (as one of an earlier version, which cannot decode
+/// it) leaves it unanswered, and so does a target that is not a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_requests_are_answered_by_the_answerer_the_addressee_set() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        cluster.wait_leader(&[1, 2, 3]).await;
+        let ask = |from: NodeId, to: NodeId| {
+            cluster
+                .node(from)
+                .c()
+                .ask(to, format!("hello {to}"), Duration::from_secs(2))
+        };
+        assert_eq!(ask(1, 2).await, Err(AskFailed::Unanswered));
+        let answerer: Answerer =
+            Arc::new(|from, body| Box::pin(async move { format!("{body}, from {from}") }));
+        assert!(cluster.node(2).c().answer_with(Arc::clone(&answerer)));
+        assert!(!cluster.node(2).c().answer_with(answerer), "set once");
+        assert_eq!(ask(1, 2).await.as_deref(), Ok("hello 2, from 1"));
+        assert_eq!(ask(3, 2).await.as_deref(), Ok("hello 2, from 3"));
+        assert_eq!(ask(2, 3).await, Err(AskFailed::Unanswered));
+        assert_eq!(ask(1, 9).await, Err(AskFailed::Unanswered), "not a member");
+        // Raft goes on over the same connections.
+        let leader = cluster.wait_leader(&[1, 2, 3]).await;
+        cluster
+            .node(leader)
+            .c()
+            .write(b"after".to_vec())
+            .await
+            .unwrap();
         cluster.shutdown().await;
     })
     .await

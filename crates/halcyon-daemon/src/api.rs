@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 use halcyon_api::{
     EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, HoldActionsResponse,
-    IsolateResponse, LeaseRequest, LeaseResponse, NodeRequest, OperationQuery, RaiseRequest,
-    SCHEMA_VERSION, WitnessOwnStatus, WitnessStatus,
+    IsolateResponse, LeaseRequest, NodeRequest, OperationQuery, RaiseRequest, SCHEMA_VERSION,
+    WitnessOwnStatus, WitnessStatus,
 };
 use halcyon_state::Command;
 use serde::Serialize;
@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Caller};
 use crate::node::Node;
+use crate::node::RenewalTransport;
 use crate::operations::{self, Answer, ApiError, EVENT_WAIT, ErrorKind, must_forward};
 use crate::views::{self, no_quorum, unknown_node};
 
@@ -561,13 +562,9 @@ async fn internal_lease(State(node): State<Shared>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return failed(e),
     };
-    let answer = node.grant_lease(&request.node).await;
-    ok(LeaseResponse {
-        schema_version: SCHEMA_VERSION,
-        granted: answer.granted,
-        error: answer.error,
-        read_index: answer.read_index,
-    })
+    ok(node
+        .answer_renewal(&request.node, RenewalTransport::Http)
+        .await)
 }
 
 /// Node to node: a node with a new Raft store asks the leader to take it out of the

@@ -387,6 +387,21 @@ fn quorum_and_raft(
         MetricType::Gauge,
         vec![(Vec::new(), Value::Gauge(node.holding_lease().as_secs_f64()))],
     );
+    let answered = &node.renewals_answered;
+    scrape.counter(
+        "lease_renewals_answered",
+        "lease renewals this node answered as coordinator, by the transport they came on (raft: the Raft connections; http: the internal API, from nodes of an earlier version or when the first went unanswered)",
+        vec![
+            (
+                labels([("transport", "raft")]),
+                answered.raft.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                labels([("transport", "http")]),
+                answered.http.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ],
+    );
     let raft = node.consensus.metrics().borrow().clone();
     scrape.gauge(
         "raft_term",

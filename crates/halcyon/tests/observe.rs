@@ -310,6 +310,23 @@ fn metrics_follow_a_failover() {
         .map(|i| sample(&scrape(&c, i), "halcyon_is_coordinator"))
         .sum();
     assert_eq!(coordinators, 1.0);
+    // The followers' renewals come on the Raft transport; the internal API answers only
+    // those that found no answer there in time.
+    let renewals = |transport: &str| -> f64 {
+        (1..=3)
+            .map(|i| {
+                sample(
+                    &scrape(&c, i),
+                    &format!("halcyon_lease_renewals_answered_total{{transport=\"{transport}\"}}"),
+                )
+            })
+            .sum()
+    };
+    let (raft, http) = (renewals("raft"), renewals("http"));
+    assert!(
+        raft > 0.0 && http < raft,
+        "renewals answered: raft {raft}, http {http}"
+    );
     let node_down = "halcyon_events_total{kind=\"node_down\",outcome=\"done\"}";
     assert!(!before.contains_key(node_down), "{before:#?}");
 

@@ -9,7 +9,12 @@
 //! them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use halcyon_api::{LeaseRequest, LeaseResponse};
+use halcyon_consensus::NodeId;
+use halcyon_consensus::net::AskFailed;
 use halcyon_guard::BootTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -53,6 +58,54 @@ pub(crate) enum LeaseCommand {
         links: halcyon_membership::LinkPeers,
         done: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// How long renewals go to a leader on its internal API only, after it left one on the
+/// Raft transport unanswered and answered it there (a coordinator of an earlier version,
+/// during a rolling upgrade): the Raft transport is tried again after this.
+pub(crate) const RAFT_RENEWALS_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Which transport a holder's renewals take. A renewal goes to the leader on the Raft
+/// transport (its kept mutual-TLS connections, one small frame each way: a fifth of what
+/// the internal API's HTTP costs the coordinator); when the leader leaves it unanswered
+/// and then answers on the internal API, renewals to that leader use the internal API
+/// for [`RAFT_RENEWALS_RETRY_AFTER`].
+#[derive(Debug, Default)]
+pub(crate) struct RaftRenewals {
+    /// The leader that did so, and when.
+    http_only: Option<(NodeId, Instant)>,
+}
+
+impl RaftRenewals {
+    /// Whether a renewal to `leader` at `now` goes on the Raft transport first.
+    pub(crate) fn raft_first(&self, leader: NodeId, now: Instant) -> bool {
+        match self.http_only {
+            Some((node, since)) => {
+                node != leader || now.saturating_duration_since(since) >= RAFT_RENEWALS_RETRY_AFTER
+            }
+            None => true,
+        }
+    }
+
+    /// `leader` left a renewal on the Raft transport unanswered and answered it on the
+    /// internal API at `now`.
+    pub(crate) fn answered_on_http_only(&mut self, leader: NodeId, now: Instant) {
+        self.http_only = Some((leader, now));
+    }
+}
+
+/// The renewals a coordinator answered, by the transport they came on (`metrics`).
+#[derive(Debug, Default)]
+pub struct RenewalsAnswered {
+    pub raft: AtomicU64,
+    pub http: AtomicU64,
+}
+
+/// The transport a renewal came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalTransport {
+    Raft,
+    Http,
 }
 
 /// How many commands may wait: one isolation, one close and one reincarnation, and the
@@ -332,18 +385,9 @@ impl Node {
             return Err("isolated".into());
         } else if self.consensus.is_leader() {
             self.grant_lease(self.name.as_str()).await
-        } else if self.consensus.leader().is_some() {
-            let body = serde_json::json!({ "node": self.name }).to_string();
-            let response = self
-                .leader_request_race(
-                    "POST",
-                    "/v1/internal/lease",
-                    Some(&body),
-                    self.holding_lease(),
-                )
-                .await
-                .ok_or("no answer")?;
-            serde_json::from_str::<LeaseAnswer>(&response.body)
+        } else if let Some(leader) = self.consensus.leader() {
+            let answer = self.ask_leader_for_lease(leader).await?;
+            serde_json::from_str::<LeaseAnswer>(&answer)
                 .map_err(|e| format!("the leader's answer cannot be read: {e}"))?
         } else {
             return Err("no leader known".into());
@@ -356,6 +400,96 @@ impl Node {
         } else {
             Err(answer.error.unwrap_or_default())
         }
+    }
+
+    /// A renewal asked of `leader`: on the Raft transport first (within half an attempt, so
+    /// that a connection stuck on a failed network leaves time for the internal API, whose
+    /// requests go out on every network at once), else on the internal API; the answer's
+    /// text (a [`LeaseResponse`]).
+    async fn ask_leader_for_lease(&self, leader: NodeId) -> Result<String, String> {
+        let body = serde_json::to_string(&LeaseRequest {
+            node: self.name.to_string(),
+        })
+        .expect("a lease request is encodable");
+        let raft_first = self
+            .raft_renewals
+            .lock()
+            .expect(crate::POISONED)
+            .raft_first(leader, self.platform.clock.now());
+        let mut unanswered = false;
+        if raft_first {
+            match self
+                .consensus
+                .ask(leader, body.clone(), self.renew_attempt() / 2)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(AskFailed::Unanswered) => unanswered = true,
+                Err(AskFailed::Timeout) => {}
+            }
+        }
+        let response = self
+            .leader_request_race(
+                "POST",
+                "/v1/internal/lease",
+                Some(&body),
+                self.holding_lease(),
+            )
+            .await
+            .ok_or("no answer")?;
+        if unanswered && self.consensus.leader() == Some(leader) {
+            tracing::debug!(node = %self.name, leader, "the leader answers renewals on its internal API only");
+            self.raft_renewals
+                .lock()
+                .expect(crate::POISONED)
+                .answered_on_http_only(leader, self.platform.clock.now());
+        }
+        Ok(response.body)
+    }
+
+    /// From now on, answers lease renewals that come on the Raft transport
+    /// ([`Node::ask_leader_for_lease`]) with [`Node::answer_renewal`].
+    pub(super) fn answer_renewals_on_raft(self: &Arc<Self>) {
+        let node = Arc::downgrade(self);
+        let answerer: halcyon_consensus::net::Answerer = Arc::new(move |_from, body| {
+            let node = node.clone();
+            Box::pin(async move {
+                let answer = match node.upgrade() {
+                    Some(node) => match serde_json::from_str::<LeaseRequest>(&body) {
+                        Ok(request) => {
+                            node.answer_renewal(&request.node, RenewalTransport::Raft)
+                                .await
+                        }
+                        Err(e) => lease_response(LeaseAnswer {
+                            granted: false,
+                            error: Some(format!("not a lease request: {e}")),
+                            read_index: 0,
+                        }),
+                    },
+                    None => lease_response(LeaseAnswer {
+                        granted: false,
+                        error: Some("the coordinator is stopping".into()),
+                        read_index: 0,
+                    }),
+                };
+                serde_json::to_string(&answer).expect("a lease response is encodable")
+            })
+        });
+        let set = self.consensus.answer_with(answerer);
+        assert!(
+            set,
+            "the Raft transport's answerer is set once, by the node"
+        );
+    }
+
+    /// A renewal of `node`'s lease that came on `transport`: [`Node::grant_lease`], counted.
+    pub async fn answer_renewal(&self, node: &str, transport: RenewalTransport) -> LeaseResponse {
+        let counter = match transport {
+            RenewalTransport::Raft => &self.renewals_answered.raft,
+            RenewalTransport::Http => &self.renewals_answered.http,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        lease_response(self.grant_lease(node).await)
     }
 
     /// Leader side of a renewal: quorum check, departed and stuck checks, then the grant is
@@ -416,5 +550,38 @@ impl Node {
             error: None,
             read_index,
         }
+    }
+}
+
+/// A grant's (or refusal's) answer as the internal API and the Raft transport send it.
+fn lease_response(answer: LeaseAnswer) -> LeaseResponse {
+    LeaseResponse {
+        schema_version: halcyon_api::SCHEMA_VERSION,
+        granted: answer.granted,
+        error: answer.error,
+        read_index: answer.read_index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renewals go on the Raft transport first, except to the leader that left one there
+    /// unanswered and answered on its internal API, until the retry time has passed; another
+    /// leader is asked on the Raft transport at once.
+    #[test]
+    fn renewals_to_a_leader_that_answers_only_on_http_go_there_until_the_retry_time() {
+        let t0 = Instant::now();
+        let mut renewals = RaftRenewals::default();
+        assert!(renewals.raft_first(1, t0));
+        renewals.answered_on_http_only(1, t0);
+        assert!(!renewals.raft_first(1, t0));
+        let almost = t0 + RAFT_RENEWALS_RETRY_AFTER - Duration::from_millis(1);
+        assert!(!renewals.raft_first(1, almost));
+        assert!(renewals.raft_first(2, almost), "another leader");
+        assert!(renewals.raft_first(1, t0 + RAFT_RENEWALS_RETRY_AFTER));
+        // A clock read before the mark (another task's) keeps the internal API.
+        assert!(!renewals.raft_first(1, t0 - Duration::from_millis(1)));
     }
 }

@@ -60,7 +60,7 @@ pub(crate) mod webhooks;
 mod writer;
 
 pub(crate) use executor::{Inbox, LocalPackage};
-pub(crate) use lease_task::LeaseCommand;
+pub(crate) use lease_task::{LeaseCommand, RenewalTransport};
 
 /// Settings of one daemon.
 #[derive(Clone, Debug)]
@@ -114,6 +114,11 @@ pub struct Node {
     /// The round trips of this node's lease renewals: is the network fast enough for the
     /// timings (fed by the lease task, read by `status`).
     pub(crate) renewal_watch: std::sync::Mutex<RenewalWatch>,
+    /// The leader that left a renewal on the Raft transport unanswered and answered it on
+    /// the internal API, and when (`lease_task::RaftRenewals`).
+    pub(crate) raft_renewals: std::sync::Mutex<lease_task::RaftRenewals>,
+    /// Renewals this node answered as coordinator, by transport (`metrics`).
+    pub(crate) renewals_answered: lease_task::RenewalsAnswered,
     /// This node's openraft `election_timeout_max`: as a voter of a new term it waited this
     /// long after it last heard the old leader (the new coordinator's release wait counts
     /// on every voter's, `shortest_election_max`).
@@ -334,6 +339,8 @@ impl Node {
             lease_duration,
             renew_interval,
             renewal_watch,
+            raft_renewals: std::sync::Mutex::new(lease_task::RaftRenewals::default()),
+            renewals_answered: lease_task::RenewalsAnswered::default(),
             lease_commands,
             grants,
             executor_inbox,
@@ -362,6 +369,7 @@ impl Node {
             event_counts,
             webhook_counts,
         });
+        node.answer_renewals_on_raft();
         let tasks = Tasks {
             lease: lease_task,
             coordinator,
