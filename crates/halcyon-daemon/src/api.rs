@@ -557,11 +557,27 @@ async fn internal_write(State(node): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn internal_lease(State(node): State<Shared>, body: Bytes) -> Response {
+/// Node to node: a lease renewal that came on the internal API (`node::lease_task`; the
+/// Raft transport carries them first). Only for itself: the signer must be the node named
+/// (when nodes have credentials).
+async fn internal_lease(
+    State(node): State<Shared>,
+    Extension(signed): Extension<auth::SignedBy>,
+    body: Bytes,
+) -> Response {
     let request: LeaseRequest = match parse_required(&body) {
         Ok(r) => r,
         Err(e) => return failed(e),
     };
+    if node.auth.enforced() && signed.node != request.node {
+        return failed(ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "{} may not renew the lease of {}: a node renews only its own",
+                signed.node, request.node
+            ),
+        ));
+    }
     ok(node
         .answer_renewal(&request.node, RenewalTransport::Http)
         .await)

@@ -410,6 +410,37 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
         answer.contains(r#"node request refused: its certificate names [\"n2\"], not \"n3\""#),
         "{answer}"
     );
+    // A node renews only its own lease: n2, signing as n2, for n3's is refused; for its own
+    // it is answered.
+    let n2_auth = halcyon_daemon::auth::Auth::from_credentials(
+        &halcyon_pki::load(&c.config_dir().join("pki"), "n2").unwrap(),
+    )
+    .unwrap();
+    let renewal = |node: &str| {
+        let body = format!(r#"{{"node":"{node}"}}"#);
+        let mut request = format!(
+            "POST /v1/internal/lease HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        for (name, value) in
+            n2_auth.sign("POST", "/v1/internal/lease", body.as_bytes(), None, now_ms)
+        {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        tls_request(&n2, internal, &request).unwrap()
+    };
+    let answer = renewal("n3");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("n2 may not renew the lease of n3: a node renews only its own"),
+        "{answer}"
+    );
+    let answer = renewal("n2");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""granted":true"#), "{answer}");
     // Nothing was committed: web still runs on n1, no event by the intruder.
     std::thread::sleep(Duration::from_millis(500));
     let v = c.status(k).unwrap();

@@ -451,26 +451,28 @@ impl Node {
     /// ([`Node::ask_leader_for_lease`]) with [`Node::answer_renewal`].
     pub(super) fn answer_renewals_on_raft(self: &Arc<Self>) {
         let node = Arc::downgrade(self);
-        let answerer: halcyon_consensus::net::Answerer = Arc::new(move |_from, body| {
+        let answerer: halcyon_consensus::net::Answerer = Arc::new(move |from, body| {
             let node = node.clone();
             Box::pin(async move {
-                let answer = match node.upgrade() {
-                    Some(node) => match serde_json::from_str::<LeaseRequest>(&body) {
-                        Ok(request) => {
-                            node.answer_renewal(&request.node, RenewalTransport::Raft)
-                                .await
-                        }
-                        Err(e) => lease_response(LeaseAnswer {
-                            granted: false,
-                            error: Some(format!("not a lease request: {e}")),
-                            read_index: 0,
-                        }),
-                    },
-                    None => lease_response(LeaseAnswer {
+                let refused = |error: String| {
+                    lease_response(LeaseAnswer {
                         granted: false,
-                        error: Some("the coordinator is stopping".into()),
+                        error: Some(error),
                         read_index: 0,
-                    }),
+                    })
+                };
+                let answer = match (node.upgrade(), serde_json::from_str::<LeaseRequest>(&body)) {
+                    (None, _) => refused("the coordinator is stopping".into()),
+                    (Some(_), Err(e)) => refused(format!("not a lease request: {e}")),
+                    (Some(node), Ok(request)) => {
+                        match node.renewal_sender_is(from, &request.node) {
+                            Ok(()) => {
+                                node.answer_renewal(&request.node, RenewalTransport::Raft)
+                                    .await
+                            }
+                            Err(why) => refused(why),
+                        }
+                    }
                 };
                 serde_json::to_string(&answer).expect("a lease response is encodable")
             })
@@ -480,6 +482,13 @@ impl Node {
             set,
             "the Raft transport's answerer is set once, by the node"
         );
+    }
+
+    /// [`renewal_sender_is`] in the running configuration (the boot one before there is one).
+    fn renewal_sender_is(&self, from: NodeId, node: &str) -> Result<(), String> {
+        let state = self.snapshot();
+        let config = state.config().unwrap_or(&self.boot_config);
+        renewal_sender_is(&config.cluster, from, node)
     }
 
     /// A renewal of `node`'s lease that came on `transport`: [`Node::grant_lease`], counted.
@@ -553,6 +562,29 @@ impl Node {
     }
 }
 
+/// Whether a renewal of `node`'s lease that came on the Raft transport from Raft node `from`
+/// is that node's own: a node renews only its own lease. (The Raft server checks that its
+/// client is a node of the cluster, not which: `from` is what the frame says.)
+fn renewal_sender_is(
+    cluster: &halcyon_config::Cluster,
+    from: NodeId,
+    node: &str,
+) -> Result<(), String> {
+    let sender = u32::try_from(from)
+        .ok()
+        .and_then(|number| cluster.node_numbered(number));
+    match sender {
+        Some(sender) if sender.name.as_str() == node => Ok(()),
+        Some(sender) => Err(format!(
+            "{} may not renew the lease of {node}: a node renews only its own",
+            sender.name
+        )),
+        None => Err(format!(
+            "Raft node {from} is not a node of the configuration"
+        )),
+    }
+}
+
 /// A grant's (or refusal's) answer as the internal API and the Raft transport send it.
 fn lease_response(answer: LeaseAnswer) -> LeaseResponse {
     LeaseResponse {
@@ -583,5 +615,29 @@ mod tests {
         assert!(renewals.raft_first(1, t0 + RAFT_RENEWALS_RETRY_AFTER));
         // A clock read before the mark (another task's) keeps the internal API.
         assert!(!renewals.raft_first(1, t0 - Duration::from_millis(1)));
+    }
+
+    /// A renewal on the Raft transport is granted only to the node the frame comes from.
+    #[test]
+    fn a_node_renews_only_its_own_lease() {
+        use halcyon_testkit::config::{ClusterConfig, Node};
+        let config = ClusterConfig::new("leases", 1, 7000)
+            .ip_network("lan", &["127.0.0.0/8"])
+            .node(Node::new("n1", 1).interface_on("lan", [127, 0, 0, 1].into(), "lo"))
+            .node(Node::new("n2", 2).interface_on("lan", [127, 0, 0, 2].into(), "lo"))
+            .node(Node::new("n3", 3).interface_on("lan", [127, 0, 0, 3].into(), "lo"));
+        let text = config.cluster_toml();
+        let config = halcyon_config::load_texts(&[("cluster.toml", text.as_str())]).unwrap();
+        let cluster = &config.cluster;
+        assert_eq!(renewal_sender_is(cluster, 2, "n2"), Ok(()));
+        assert_eq!(
+            renewal_sender_is(cluster, 1, "n2"),
+            Err("n1 may not renew the lease of n2: a node renews only its own".into())
+        );
+        assert_eq!(
+            renewal_sender_is(cluster, 7, "n2"),
+            Err("Raft node 7 is not a node of the configuration".into())
+        );
+        assert!(renewal_sender_is(cluster, u64::MAX, "n2").is_err());
     }
 }
