@@ -477,9 +477,11 @@ impl Consensus {
             cluster,
             raft.clone(),
             fault_hook.clone(),
-            pre_vote,
+            net::Answers {
+                pre_vote,
+                application: Arc::clone(&answerer),
+            },
             Arc::clone(&admitted),
-            Arc::clone(&answerer),
         );
         tracing::info!(node_id, addrs = %node, "consensus open");
         Ok(Self {

@@ -949,10 +949,13 @@ pub fn serve<L: Listener>(
     cluster: ClusterId,
     raft: Raft<TypeConfig>,
     fault_hook: FaultHook,
-    pre_vote: PreVoteServer,
+    answers: Answers,
     admitted: Arc<std::sync::atomic::AtomicBool>,
-    answerer: AnswererSlot,
 ) -> ServerHandle {
+    let Answers {
+        pre_vote,
+        application: answerer,
+    } = answers;
     let mut tasks = JoinSet::new();
     let mut addrs = HashMap::new();
     let foreign = Arc::new(Foreign::default());
@@ -979,6 +982,14 @@ pub fn serve<L: Listener>(
         served,
         foreign,
     }
+}
+
+/// What the server answers besides openraft's RPCs.
+pub struct Answers {
+    /// Pre-votes ([`Rpc::PreVote`]).
+    pub pre_vote: PreVoteServer,
+    /// The application's requests ([`Rpc::Application`]), once it set its answerer.
+    pub application: AnswererSlot,
 }
 
 /// What the server needs to answer pre-votes: when a leader was last heard (updated by the
