@@ -58,6 +58,16 @@ pub struct HoldActionsResponse {
     pub node: String,
 }
 
+/// The answer of `POST /v1/debug/raft-renewals-unanswered` (test only): from now until the
+/// daemon restarts, the node leaves lease renewals that come on the Raft transport
+/// unanswered, as a coordinator of an earlier version does (nodes then renew on its
+/// internal API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftRenewalsUnansweredResponse {
+    pub schema_version: u32,
+    pub node: String,
+}
+
 /// `POST /v1/debug/heartbeats` (test only): drop the heartbeats of chosen peers on one
 /// network, on the answering node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ pub use events::{
 };
 pub use internal::{
     HeartbeatFaultRequest, HeartbeatFaultResponse, HoldActionsResponse, IsolateResponse,
-    LeaseRequest, LeaseResponse, WitnessOwnStatus, WriteResponse,
+    LeaseRequest, LeaseResponse, RaftRenewalsUnansweredResponse, WitnessOwnStatus, WriteResponse,
 };
 pub use operations::{
     EmulateRequest, EmulateResponse, ErrorBody, EventDoneResponse, ExplainResponse, NodeRequest,

@@ -618,9 +618,9 @@ impl Consensus {
 
     /// Sends the application request `body` to member `target` over the Raft transport
     /// (its connections, its networks, its TLS) and returns the answer of the `answerer`
-    /// that node set ([`Consensus::answer_with`]), within `ttl`. A node that set none, or
-    /// of an earlier version, leaves it unanswered ([`net::AskFailed::Unanswered`]), as
-    /// does a target that is not a member.
+    /// that node set ([`Consensus::answer_with`]), within `ttl`. A node that set none says
+    /// so ([`net::AskFailed::NoAnswerer`]); one of an earlier version leaves it unanswered
+    /// ([`net::AskFailed::Unanswered`]), as does a target that is not a member.
     pub async fn ask(
         &self,
         target: NodeId,

@@ -69,9 +69,12 @@ pub const FOREIGN_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Answers the application's own requests on the Raft transport ([`Rpc::Application`]):
-/// given the sender's id and the request's text, the answer's text.
+/// given the sender's id and the request's text, the answer's text, or `None` to leave it
+/// unanswered (the connection is closed, as by a node without an answerer).
 pub type Answerer = Arc<
-    dyn Fn(NodeId, String) -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync,
+    dyn Fn(NodeId, String) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send>>
+        + Send
+        + Sync,
 >;
 
 /// Where a node's [`Answerer`] is set once the application is ready; until then
@@ -81,8 +84,11 @@ pub type AnswererSlot = Arc<std::sync::OnceLock<Answerer>>;
 /// Why an application request ([`NetworkFactory::ask`]) has no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AskFailed {
-    /// The peer closed the connection unanswered (no [`Answerer`], an earlier version), or
-    /// none of its addresses could be reached, or it answered with another kind of reply.
+    /// The peer's application has set no [`Answerer`] (yet).
+    NoAnswerer,
+    /// The peer closed the connection unanswered (its answerer left it so, or it is of an
+    /// earlier version, which cannot decode the request), or none of its addresses could
+    /// be reached, or it answered with another kind of reply.
     Unanswered,
     /// The deadline passed.
     Timeout,
@@ -288,8 +294,8 @@ enum Rpc {
     /// Would the addressee vote now? (See `prevote`.) Answered by Halcyon, not openraft.
     PreVote(PreVoteRequest),
     /// A request of the application's own (the daemon's lease renewals), answered by the
-    /// [`Answerer`] it set; a node without one (or of an earlier version, which cannot
-    /// decode it) closes the connection unanswered.
+    /// [`Answerer`] it set ([`ReplyFrame::NoAnswerer`] before it set one); a node of an
+    /// earlier version cannot decode it and closes the connection unanswered.
     Application(String),
 }
 
@@ -337,6 +343,9 @@ enum ReplyFrame {
     PreVote(PreVoteResponse),
     /// The [`Answerer`]'s answer to an [`Rpc::Application`].
     Application(String),
+    /// An [`Rpc::Application`] reached a node whose application has set no [`Answerer`]
+    /// (yet: it is starting, or it is a witness).
+    NoAnswerer,
     /// The request was addressed to another node than the one listening here.
     WrongNode {
         serving: NodeId,
@@ -566,6 +575,7 @@ impl<T: Transport> NetworkFactory<T> {
         };
         match client.call(Rpc::Application(body), ttl).await {
             Ok(ReplyFrame::Application(answer)) => Ok(answer),
+            Ok(ReplyFrame::NoAnswerer) => Err(AskFailed::NoAnswerer),
             Err(CallError::Timeout) => Err(AskFailed::Timeout),
             Ok(_) | Err(_) => Err(AskFailed::Unanswered),
         }
@@ -1189,10 +1199,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Rpc::PreVote(rpc) => {
                     ReplyFrame::PreVote(pre_vote.answer(node_id, request.from, &rpc, &raft))
                 }
-                // Unanswered, as by a node of an earlier version: the asker falls back.
+                // Left unanswered by the answerer: the connection is closed, as by a node of
+                // an earlier version.
                 Rpc::Application(body) => match answerer.get() {
-                    Some(answer) => ReplyFrame::Application(answer(request.from, body).await),
-                    None => return,
+                    Some(answer) => match answer(request.from, body).await {
+                        Some(answer) => ReplyFrame::Application(answer),
+                        None => return,
+                    },
+                    None => ReplyFrame::NoAnswerer,
                 },
             }
         };

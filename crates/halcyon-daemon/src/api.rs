@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 use halcyon_api::{
     EmulateRequest, ErrorBody, HeartbeatFaultRequest, HeartbeatFaultResponse, HoldActionsResponse,
-    IsolateResponse, LeaseRequest, NodeRequest, OperationQuery, RaiseRequest, SCHEMA_VERSION,
-    WitnessOwnStatus, WitnessStatus,
+    IsolateResponse, LeaseRequest, NodeRequest, OperationQuery, RaftRenewalsUnansweredResponse,
+    RaiseRequest, SCHEMA_VERSION, WitnessOwnStatus, WitnessStatus,
 };
 use halcyon_state::Command;
 use serde::Serialize;
@@ -120,6 +120,10 @@ pub async fn serve(
         app = app
             .route("/v1/debug/isolate", post(debug_isolate))
             .route("/v1/debug/hold-actions", post(debug_hold_actions))
+            .route(
+                "/v1/debug/raft-renewals-unanswered",
+                post(debug_raft_renewals_unanswered),
+            )
             .route("/v1/debug/heartbeats", post(debug_heartbeats));
     }
     // Every request, unknown paths included, needs a token with the role it asks for, or a
@@ -644,6 +648,21 @@ async fn debug_hold_actions(State(node): State<Shared>) -> Response {
     node.hold_actions
         .store(true, std::sync::atomic::Ordering::Relaxed);
     ok(HoldActionsResponse {
+        schema_version: SCHEMA_VERSION,
+        node: node.name.to_string(),
+    })
+}
+
+/// Test only: leave lease renewals on the Raft transport unanswered from now on, as a
+/// coordinator of an earlier version does.
+async fn debug_raft_renewals_unanswered(State(node): State<Shared>) -> Response {
+    if let Err(e) = test_faults_enabled(&node) {
+        return failed(e);
+    }
+    tracing::warn!(node = %node.name, "test fault: lease renewals on the Raft transport left unanswered from now on");
+    node.raft_renewals_unanswered
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    ok(RaftRenewalsUnansweredResponse {
         schema_version: SCHEMA_VERSION,
         node: node.name.to_string(),
     })

@@ -736,3 +736,42 @@ fn a_coordinator_without_its_followers_sends_quorum_lost_then_regained() {
         "{back:#}"
     );
 }
+
+/// A coordinator that leaves the renewals that come on the Raft transport unanswered (as one
+/// of an earlier version does, in a rolling upgrade) is asked on its internal API: every
+/// lease holds, and what it answers comes there.
+#[test]
+fn renewals_go_to_the_internal_api_of_a_coordinator_that_leaves_them_unanswered_on_raft() {
+    let c = Cluster::start_with(Spec::new());
+    c.wait_web_on(1, "n1", FORM_TIMEOUT);
+    c.wait_all_members(1, FORM_TIMEOUT);
+    let (_, k) = c.coordinator(1);
+    let renewals = |transport: &str| {
+        sample(
+            &scrape(&c, k),
+            &format!("halcyon_lease_renewals_answered_total{{transport=\"{transport}\"}}"),
+        )
+    };
+    let (code, v) = c.request(k, "POST", "/v1/debug/raft-renewals-unanswered", None);
+    assert_eq!(code, 200, "{v}");
+    let (raft, http) = (renewals("raft"), renewals("http"));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        for i in (1..=3).filter(|i| *i != k) {
+            let lease = sample(&scrape(&c, i), "halcyon_lease_remaining_seconds");
+            assert!(lease > 0.0, "n{i}'s lease lapsed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(renewals("raft"), raft, "answered on the Raft transport");
+    let on_http = renewals("http") - http;
+    assert!(
+        on_http >= 10.0,
+        "{on_http} renewals answered on the internal API in 2 s"
+    );
+    let v = c.status(k).unwrap();
+    assert_eq!(package_of(&v, "web")["nodes"][0], "n1", "{v:#}");
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(node_of(&v, n)["member"], true, "{v:#}");
+    }
+}

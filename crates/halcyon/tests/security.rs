@@ -453,7 +453,11 @@ fn internal_endpoints_refuse_non_nodes_and_debug_endpoints_need_the_test_flag() 
     assert_eq!(node_of(&v, "n2")["member"], true, "{v:#}");
 
     // Without --test-faults the debug endpoints do not exist, even for the admin token.
-    for path in ["/v1/debug/isolate", "/v1/debug/hold-actions"] {
+    for path in [
+        "/v1/debug/isolate",
+        "/v1/debug/hold-actions",
+        "/v1/debug/raft-renewals-unanswered",
+    ] {
         let (code, v) = c.request(k, "POST", path, None);
         assert_eq!(code, 404, "{v}");
         assert_eq!(v["error"], format!("no such API endpoint: {path}"));

@@ -402,10 +402,11 @@ impl Node {
         }
     }
 
-    /// A renewal asked of `leader`: on the Raft transport first (within half an attempt, so
-    /// that a connection stuck on a failed network leaves time for the internal API, whose
-    /// requests go out on every network at once), else on the internal API; the answer's
-    /// text (a [`LeaseResponse`]).
+    /// A renewal asked of `leader`: on the Raft transport, and when it has no answer there
+    /// within half an attempt (a connection stuck on a failed network, a busy coordinator)
+    /// or none at all (a coordinator still starting, or of an earlier version), on the
+    /// internal API too (every network at once), keeping the first answer of either; the
+    /// answer's text (a [`LeaseResponse`]).
     async fn ask_leader_for_lease(&self, leader: NodeId) -> Result<String, String> {
         let body = serde_json::to_string(&LeaseRequest {
             node: self.name.to_string(),
@@ -416,35 +417,49 @@ impl Node {
             .lock()
             .expect(crate::POISONED)
             .raft_first(leader, self.platform.clock.now());
+        let http = self.leader_request_race(
+            "POST",
+            "/v1/internal/lease",
+            Some(&body),
+            self.holding_lease(),
+        );
+        if !raft_first {
+            return http.await.map(|r| r.body).ok_or_else(|| "no answer".into());
+        }
+        let raft = self
+            .consensus
+            .ask(leader, body.clone(), self.renew_attempt());
+        let head_start = tokio::time::sleep(self.renew_attempt() / 2);
+        tokio::pin!(raft, http, head_start);
+        let (mut raft_open, mut http_started, mut http_open) = (true, false, true);
         let mut unanswered = false;
-        if raft_first {
-            match self
-                .consensus
-                .ask(leader, body.clone(), self.renew_attempt() / 2)
-                .await
-            {
-                Ok(answer) => return Ok(answer),
-                Err(AskFailed::Unanswered) => unanswered = true,
-                Err(AskFailed::Timeout) => {}
+        loop {
+            tokio::select! {
+                answer = &mut raft, if raft_open => match answer {
+                    Ok(answer) => return Ok(answer),
+                    Err(failed) => {
+                        raft_open = false;
+                        unanswered = failed == AskFailed::Unanswered;
+                        http_started = true;
+                    }
+                },
+                () = &mut head_start, if !http_started => http_started = true,
+                response = &mut http, if http_started && http_open => match response {
+                    Some(response) => {
+                        if unanswered && self.consensus.leader() == Some(leader) {
+                            tracing::debug!(node = %self.name, leader, "the leader answers renewals on its internal API only");
+                            self.raft_renewals
+                                .lock()
+                                .expect(crate::POISONED)
+                                .answered_on_http_only(leader, self.platform.clock.now());
+                        }
+                        return Ok(response.body);
+                    }
+                    None => http_open = false,
+                },
+                else => return Err("no answer".into()),
             }
         }
-        let response = self
-            .leader_request_race(
-                "POST",
-                "/v1/internal/lease",
-                Some(&body),
-                self.holding_lease(),
-            )
-            .await
-            .ok_or("no answer")?;
-        if unanswered && self.consensus.leader() == Some(leader) {
-            tracing::debug!(node = %self.name, leader, "the leader answers renewals on its internal API only");
-            self.raft_renewals
-                .lock()
-                .expect(crate::POISONED)
-                .answered_on_http_only(leader, self.platform.clock.now());
-        }
-        Ok(response.body)
     }
 
     /// From now on, answers lease renewals that come on the Raft transport
@@ -462,6 +477,9 @@ impl Node {
                     })
                 };
                 let answer = match (node.upgrade(), serde_json::from_str::<LeaseRequest>(&body)) {
+                    (Some(node), _) if node.raft_renewals_unanswered.load(Ordering::Relaxed) => {
+                        return None;
+                    }
                     (None, _) => refused("the coordinator is stopping".into()),
                     (Some(_), Err(e)) => refused(format!("not a lease request: {e}")),
                     (Some(node), Ok(request)) => {
@@ -474,7 +492,7 @@ impl Node {
                         }
                     }
                 };
-                serde_json::to_string(&answer).expect("a lease response is encodable")
+                Some(serde_json::to_string(&answer).expect("a lease response is encodable"))
             })
         });
         let set = self.consensus.answer_with(answerer);

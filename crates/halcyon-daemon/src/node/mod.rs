@@ -119,6 +119,9 @@ pub struct Node {
     pub(crate) raft_renewals: std::sync::Mutex<lease_task::RaftRenewals>,
     /// Renewals this node answered as coordinator, by transport (`metrics`).
     pub(crate) renewals_answered: lease_task::RenewalsAnswered,
+    /// Test fault: renewals on the Raft transport are left unanswered, as by a node of an
+    /// earlier version (`POST /v1/debug/raft-renewals-unanswered`).
+    pub(crate) raft_renewals_unanswered: AtomicBool,
     /// This node's openraft `election_timeout_max`: as a voter of a new term it waited this
     /// long after it last heard the old leader (the new coordinator's release wait counts
     /// on every voter's, `shortest_election_max`).
@@ -341,6 +344,7 @@ impl Node {
             renewal_watch,
             raft_renewals: std::sync::Mutex::new(lease_task::RaftRenewals::default()),
             renewals_answered: lease_task::RenewalsAnswered::default(),
+            raft_renewals_unanswered: AtomicBool::new(false),
             lease_commands,
             grants,
             executor_inbox,
