@@ -1127,6 +1127,14 @@ async fn append_entries(
     reply
 }
 
+/// Returns when `stream` has something to read: on a connection whose client waits for an
+/// answer, its end (EOF or an error; data would break the one-exchange-at-a-time rule and
+/// ends it too). Cancel-safe: nothing is read unless it returns.
+async fn ended<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut byte = [0u8; 1];
+    let _ = stream.read(&mut byte).await;
+}
+
 /// Answers requests on one connection until it closes, idles out or is blocked by the hook.
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
@@ -1200,12 +1208,22 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     ReplyFrame::PreVote(pre_vote.answer(node_id, request.from, &rpc, &raft))
                 }
                 // Left unanswered by the answerer: the connection is closed, as by a node of
-                // an earlier version.
+                // an earlier version. The asker sends nothing more before the answer, so
+                // anything read meanwhile is its connection ending (it died, or gave up):
+                // the answer is abandoned (a lease renewal then records no grant after
+                // its holder's death, as an HTTP server drops the request of a closed
+                // connection).
                 Rpc::Application(body) => match answerer.get() {
-                    Some(answer) => match answer(request.from, body).await {
-                        Some(answer) => ReplyFrame::Application(answer),
-                        None => return,
-                    },
+                    Some(answer) => {
+                        let answer = tokio::select! {
+                            answer = answer(request.from, body) => answer,
+                            () = ended(&mut stream) => None,
+                        };
+                        match answer {
+                            Some(answer) => ReplyFrame::Application(answer),
+                            None => return,
+                        }
+                    }
                     None => ReplyFrame::NoAnswerer,
                 },
             }

@@ -387,6 +387,51 @@ async fn application_requests_are_answered_by_the_answerer_the_addressee_set() {
     .expect("test timed out");
 }
 
+/// An application request whose asker goes away (its deadline passed, or it died) before the
+/// answer is abandoned: the answerer's work stops there (a lease renewal records no grant
+/// for a holder that is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_request_whose_asker_went_away_is_abandoned() {
+    timeout(TEST_TIMEOUT, async {
+        let cluster = Cluster::start(3, ONE_NETWORK, test_timings()).await;
+        cluster.wait_leader(&[1, 2, 3]).await;
+        let finished = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&finished);
+        let answerer: Answerer = Arc::new(move |_, body| {
+            let counted = Arc::clone(&counted);
+            Box::pin(async move {
+                sleep(Duration::from_millis(300)).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(body)
+            })
+        });
+        assert!(cluster.node(2).c().answer_with(answerer));
+        let asked = cluster
+            .node(1)
+            .c()
+            .ask(2, "slow".into(), Duration::from_millis(50))
+            .await;
+        assert_eq!(asked, Err(AskFailed::Timeout));
+        sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            finished.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the answerer went on after its asker left"
+        );
+        // An asker that waits gets the answer.
+        let asked = cluster
+            .node(1)
+            .c()
+            .ask(2, "patient".into(), Duration::from_secs(2))
+            .await;
+        assert_eq!(asked.as_deref(), Ok("patient"));
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 1);
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_loss_elects_a_new_leader_and_loses_nothing_committed() {
     timeout(TEST_TIMEOUT, async {

@@ -390,7 +390,7 @@ fn quorum_and_raft(
     let answered = &node.renewals_answered;
     scrape.counter(
         "lease_renewals_answered",
-        "lease renewals this node answered as coordinator, by the transport they came on (raft: the Raft connections; http: the internal API, from nodes of an earlier version or when the first went unanswered)",
+        "lease renewals this node answered as coordinator, by the transport they came on (raft: the Raft connections; http: the internal API, from nodes of an earlier version or when the Raft connections gave no answer in half an attempt)",
         vec![
             (
                 labels([("transport", "raft")]),
