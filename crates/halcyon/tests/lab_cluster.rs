@@ -2118,13 +2118,19 @@ fn release_detail(cluster: &LabCluster, host: usize, old: usize, since: u64) -> 
                 .is_some_and(|e| e.starts_with(&down) || e.starts_with(&cut))
         })
         .find_map(|record| {
-            record["actions"]
-                .as_array()?
-                .iter()
-                .find(|action| action["kind"] == "await_release")?["detail"]
-                .as_str()
-                .filter(|detail| !detail.is_empty())
-                .map(str::to_string)
+            // The release wait, or (when the holder's network failure moved the package
+            // before its node was down) the halt of the package there, which the
+            // coordinator completes when the lease has expired.
+            record["actions"].as_array()?.iter().find_map(|action| {
+                let releases = action["kind"] == "await_release"
+                    || (["halt", "halt_forced"].contains(&action["kind"].as_str().unwrap_or(""))
+                        && action["node"] == format!("h{old}"));
+                releases
+                    .then(|| action["detail"].as_str())
+                    .flatten()
+                    .filter(|detail| !detail.is_empty())
+                    .map(str::to_string)
+            })
         })
 }
 
