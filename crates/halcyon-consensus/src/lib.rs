@@ -309,29 +309,18 @@ pub struct Consensus {
     answerer: net::AnswererSlot,
 }
 
+/// What an [`Asker`] returns: [`net::NetworkFactory::ask`]'s future, boxed.
+type Asked<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<String, net::AskFailed>> + Send + 'a>,
+>;
+
 /// [`net::NetworkFactory::ask`] without the transport's type.
 trait Asker: Send + Sync {
-    fn ask(
-        &self,
-        target: NodeId,
-        node: NodeAddrs,
-        body: String,
-        ttl: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<String, net::AskFailed>> + Send + '_>,
-    >;
+    fn ask(&self, target: NodeId, node: NodeAddrs, body: String, ttl: Duration) -> Asked<'_>;
 }
 
 impl<T: Transport> Asker for net::NetworkFactory<T> {
-    fn ask(
-        &self,
-        target: NodeId,
-        node: NodeAddrs,
-        body: String,
-        ttl: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<String, net::AskFailed>> + Send + '_>,
-    > {
+    fn ask(&self, target: NodeId, node: NodeAddrs, body: String, ttl: Duration) -> Asked<'_> {
         Box::pin(net::NetworkFactory::ask(self, target, node, body, ttl))
     }
 }

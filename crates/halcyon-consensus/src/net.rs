@@ -1135,6 +1135,26 @@ async fn ended<S: AsyncRead + Unpin>(stream: &mut S) {
     let _ = stream.read(&mut byte).await;
 }
 
+/// The reply to an application request from `from`, or `None` when it is left unanswered
+/// (the connection is then closed, as by a node of an earlier version). The asker sends
+/// nothing more before the answer, so anything read meanwhile is its connection ending (it
+/// died, or gave up): the answer is abandoned (a lease renewal then records no grant after
+/// its holder's death, as an HTTP server drops the request of a closed connection).
+async fn answer_application<S: AsyncRead + Unpin>(
+    answerer: &AnswererSlot,
+    from: NodeId,
+    body: String,
+    stream: &mut S,
+) -> Option<ReplyFrame> {
+    let Some(answer) = answerer.get() else {
+        return Some(ReplyFrame::NoAnswerer);
+    };
+    tokio::select! {
+        answer = answer(from, body) => answer.map(ReplyFrame::Application),
+        () = ended(stream) => None,
+    }
+}
+
 /// Answers requests on one connection until it closes, idles out or is blocked by the hook.
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
@@ -1207,25 +1227,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Rpc::PreVote(rpc) => {
                     ReplyFrame::PreVote(pre_vote.answer(node_id, request.from, &rpc, &raft))
                 }
-                // Left unanswered by the answerer: the connection is closed, as by a node of
-                // an earlier version. The asker sends nothing more before the answer, so
-                // anything read meanwhile is its connection ending (it died, or gave up):
-                // the answer is abandoned (a lease renewal then records no grant after
-                // its holder's death, as an HTTP server drops the request of a closed
-                // connection).
-                Rpc::Application(body) => match answerer.get() {
-                    Some(answer) => {
-                        let answer = tokio::select! {
-                            answer = answer(request.from, body) => answer,
-                            () = ended(&mut stream) => None,
-                        };
-                        match answer {
-                            Some(answer) => ReplyFrame::Application(answer),
-                            None => return,
-                        }
+                Rpc::Application(body) => {
+                    match answer_application(&answerer, request.from, body, &mut stream).await {
+                        Some(reply) => reply,
+                        None => return,
                     }
-                    None => ReplyFrame::NoAnswerer,
-                },
+                }
             }
         };
         let delay = fault_hook.reply_delay(node_id);
