@@ -24,15 +24,25 @@
 //! 4. **Renewal** ([`renew_interval`]): a holder asks the coordinator for a renewal
 //!    every heartbeat interval.
 //! 5. **Fencing lead** ([`fence_lead`]): a holder starts halting its failover
-//!    packages `min(lease / 4, renewal interval)` before its lease ends, so never
-//!    more than one renewal interval ([`fence_lead_max`]) and always less than the
-//!    lease.
+//!    packages `min(lease / 4, renewal interval - confirmation wait)` before its lease
+//!    ends, where the confirmation wait ([`confirmation_wait_max`]) is the coordinator's
+//!    Raft heartbeat: a renewal that reached the coordinator is granted once a quorum
+//!    answered the next heartbeats it sends. 67 ms at the defaults, 20 ms with the fast
+//!    profile; never more than one renewal interval ([`fence_lead_max`]) and always less
+//!    than the lease.
 //! 6. **Minimum lease** ([`lease_min_for_elections`]): when the coordinator dies, the
-//!    holders must keep their leases until a new coordinator renews them: its
-//!    election, plus one renewal interval (the last renewal may have gone out that
-//!    long before the coordinator died), plus the fencing lead, plus
-//!    [`LEASE_MARGIN`]: 369 + 100 + 100 + 50 = 619 ms at the defaults. A shorter
-//!    lease makes every node give up its packages whenever the coordinator dies.
+//!    holders must keep their leases until a new coordinator renews them. A holder's last
+//!    granted renewal may have gone out one renewal interval before its next one, which
+//!    the coordinator had received and was confirming when it died: the heartbeats it
+//!    sent for that, up to a confirmation wait after the renewal came, were the
+//!    followers' last contact, from which the election is counted. So the lease covers
+//!    the election, a renewal interval, the confirmation wait, the fencing lead and
+//!    [`LEASE_MARGIN`] (the new coordinator's first grant, scheduling delays): 369 + 100
+//!    + 33 + 67 + 50 = 619 ms at the defaults. The wait and the lead make one renewal
+//!    interval together: the lead gave the wait up, and the lease is the one versions
+//!    before this rule derived, so the nodes of a cluster being upgraded agree on it.
+//!    A shorter lease makes every node give up its packages whenever the coordinator
+//!    dies.
 //! 7. **The lease** ([`lease`]): as configured, else the longer of failure detection
 //!    and the minimum lease ([`default_lease`]). A configured lease shorter than
 //!    failure detection (a node would give up its packages before the others could
@@ -107,7 +117,7 @@ pub fn renew_attempt(renew_interval: Duration) -> Duration {
 /// `(lease - fencing lead) / 2`.
 pub fn renewal_round_trip_max(heartbeat_interval: Duration, lease: Duration) -> Duration {
     let renew = renew_interval(heartbeat_interval);
-    let lead = fence_lead(lease, renew);
+    let lead = fence_lead(lease, heartbeat_interval, heartbeat_interval);
     renew_attempt(renew).min(lease.saturating_sub(lead) / 2)
 }
 
@@ -121,13 +131,27 @@ pub fn renewal_warning_threshold(heartbeat_interval: Duration, lease: Duration) 
     renewal_round_trip_max(heartbeat_interval, lease) * RENEWAL_WARNING_PERCENT / 100
 }
 
-/// How long before its lease expires a holder starts halting its failover packages
-/// (rule 5).
-pub fn fence_lead(lease: Duration, renew_interval: Duration) -> Duration {
-    (lease / 4).min(renew_interval)
+/// The longest a coordinator whose Raft timings are derived from `raft_interval` takes from
+/// a renewal's arrival to sending the heartbeats that confirm it (rule 5): a Raft heartbeat.
+pub fn confirmation_wait_max(raft_interval: Duration) -> Duration {
+    raft_timing(raft_interval).heartbeat
 }
 
-/// The longest [`fence_lead`] can be, whatever the lease (rule 5).
+/// How long before its lease expires a holder starts halting its failover packages
+/// (rule 5): `min(lease / 4, renewal interval - confirmation wait)`, with the wait of the
+/// slowest Raft timings any voter may run (`raft_interval`: the heartbeat interval when
+/// every voter runs the configuration's); zero when the wait is a renewal interval or more.
+pub fn fence_lead(
+    lease: Duration,
+    heartbeat_interval: Duration,
+    raft_interval: Duration,
+) -> Duration {
+    let renew = renew_interval(heartbeat_interval);
+    (lease / 4).min(renew.saturating_sub(confirmation_wait_max(raft_interval)))
+}
+
+/// The longest the confirmation wait and the fencing lead take together, so the longest
+/// [`fence_lead`] can be, whatever the lease (rules 5 and 6): one renewal interval.
 pub fn fence_lead_max(renew_interval: Duration) -> Duration {
     renew_interval
 }
@@ -142,7 +166,11 @@ pub fn lease_min_for_elections(heartbeat_interval: Duration) -> Duration {
 /// interval than the holders' renewals (rule 6): a running cluster's `halcyon apply`
 /// changed the heartbeat interval, and each node's Raft keeps the timings it started with
 /// until it restarts. `raft_interval` is the longest interval any voter's timings may be
-/// derived from: its elections are the slowest.
+/// derived from: its elections are the slowest. The confirmation wait and the fencing lead
+/// take one renewal interval together ([`fence_lead_max`]); when the wait alone is longer
+/// (voters' timings of more than three times the interval), the lead is zero and what the
+/// wait takes beyond the interval comes out of [`LEASE_MARGIN`] until they restart: the
+/// lease stays the one every version derives.
 pub fn lease_min_with_raft(heartbeat_interval: Duration, raft_interval: Duration) -> Duration {
     let renew = renew_interval(heartbeat_interval);
     election_time_max(raft_interval) + renew + fence_lead_max(renew) + LEASE_MARGIN
@@ -305,7 +333,8 @@ mod tests {
         assert_eq!(election_time_max(i), ms(369));
         assert_eq!(lease_min_for_elections(i), ms(619));
         assert_eq!(default_lease(i, ms(400)), ms(619));
-        assert_eq!(fence_lead(ms(619), renew_interval(i)), ms(100));
+        assert_eq!(confirmation_wait_max(i), ms(33));
+        assert_eq!(fence_lead(ms(619), i, i), ms(67));
     }
 
     #[test]
@@ -330,11 +359,12 @@ mod tests {
         assert_eq!(lease, ms(221));
         assert_eq!(check_lease(lease, i, detection), Ok(()));
         let renew = renew_interval(i);
-        let lead = fence_lead(lease, renew);
-        assert_eq!(lead, ms(30));
+        let lead = fence_lead(lease, i, i);
+        assert_eq!(lead, ms(20));
         assert!(lead <= fence_lead_max(renew) && lead < lease);
         assert!(lease >= detection);
-        assert!(lease >= election_time_max(i) + renew + lead + LEASE_MARGIN);
+        let wait = confirmation_wait_max(i);
+        assert!(lease >= election_time_max(i) + renew + wait + lead + LEASE_MARGIN);
         // One millisecond less is refused, as for every other heartbeat.
         assert!(check_lease(lease - ms(1), i, detection).is_err());
         // The default profile is the defaults.
@@ -356,10 +386,17 @@ mod tests {
     fn the_fencing_lead_is_at_most_one_renewal_and_shorter_than_the_lease() {
         for i in intervals().step_by(7) {
             let renew = renew_interval(i);
-            for lease in [ms(1), ms(4), i / 2, i, i * 4, i * 40, ms(60_000)] {
-                let lead = fence_lead(lease, renew);
-                assert!(lead <= fence_lead_max(renew), "{i:?} {lease:?}");
-                assert!(lead < lease, "{i:?} {lease:?}");
+            for raft in [i / 2, i, i * 2, i * 3, i * 4] {
+                for lease in [ms(1), ms(4), i / 2, i, i * 4, i * 40, ms(60_000)] {
+                    let lead = fence_lead(lease, i, raft);
+                    assert!(lead <= fence_lead_max(renew), "{i:?} {raft:?} {lease:?}");
+                    assert!(lead < lease, "{i:?} {raft:?} {lease:?}");
+                    // The lead leaves the confirmation wait room in a renewal interval.
+                    assert!(
+                        lead + confirmation_wait_max(raft) <= renew || lead == Duration::ZERO,
+                        "{i:?} {raft:?} {lease:?}"
+                    );
+                }
             }
         }
     }
@@ -378,8 +415,9 @@ mod tests {
                 );
                 assert!(lease >= detection);
                 // With the fencing lead this lease actually gets, not only its bound.
+                let (wait, lead) = (confirmation_wait_max(i), fence_lead(lease, i, i));
                 assert!(
-                    lease >= election_time_max(i) + renew + fence_lead(lease, renew) + LEASE_MARGIN,
+                    lease >= election_time_max(i) + renew + wait + lead + LEASE_MARGIN,
                     "{i:?} x {sensitivity}"
                 );
             }
@@ -432,7 +470,7 @@ mod tests {
             let renew = renew_interval(i);
             for sensitivity in [limits::SENSITIVITY_MIN, 3, 4, 10, limits::SENSITIVITY_MAX] {
                 let lease = default_lease(i, detection_time(i, sensitivity));
-                let lead = fence_lead(lease, renew);
+                let lead = fence_lead(lease, i, i);
                 let r = renewal_round_trip_max(i, lease);
                 // The next renewal is answered before the fencing moment of the last one.
                 assert!(r.max(renew) + r <= lease - lead, "{i:?} x {sensitivity}");
@@ -463,5 +501,35 @@ mod tests {
         // Slower elections need a longer lease; faster ones a shorter.
         assert!(lease_min_with_raft(ms(100), ms(300)) > lease_min_for_elections(ms(100)));
         assert!(lease_min_with_raft(ms(300), ms(100)) < lease_min_for_elections(ms(300)));
+    }
+
+    /// Rule 6's worst case on one timeline, in time from the `t_send` of a holder's last
+    /// granted renewal: its next renewal goes out a renewal interval later and reaches the
+    /// coordinator, which sends the heartbeats that would confirm it up to a confirmation
+    /// wait later and stops before their answers come, so those heartbeats are the
+    /// followers' last contact. A new coordinator, the holder itself or another, is elected
+    /// within the longest election after that and must grant the holder's next renewal
+    /// before its fencing moment, with [`LEASE_MARGIN`] to do it in. (Before the wait was
+    /// counted the lead was a whole renewal interval and the margin at the defaults was
+    /// 50 - 33 = 17 ms: a holder elected coordinator after a pause could halt its packages.)
+    #[test]
+    fn a_holder_keeps_its_lease_through_an_election_after_the_coordinator_stopped_confirming_its_renewal()
+     {
+        for i in intervals() {
+            let renew = renew_interval(i);
+            for raft in [i, i * 2, i * 3] {
+                for sensitivity in [limits::SENSITIVITY_MIN, 3, 4, 10, limits::SENSITIVITY_MAX] {
+                    let detection = detection_time(i, sensitivity);
+                    let lease = detection.max(lease_min_with_raft(i, raft));
+                    let last_contact = renew + confirmation_wait_max(raft);
+                    let elected = last_contact + election_time_max(raft);
+                    let fencing = lease - fence_lead(lease, i, raft);
+                    assert!(
+                        elected + LEASE_MARGIN <= fencing,
+                        "{i:?} x {sensitivity}, Raft of {raft:?}: elected at {elected:?}, fencing at {fencing:?}"
+                    );
+                }
+            }
+        }
     }
 }

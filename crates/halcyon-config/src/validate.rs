@@ -315,7 +315,7 @@ fn check_cluster_in(sink: &mut Sink<'_>, cluster: &Cluster, spans: &ClusterSpans
                     span,
                     "quorum.lease",
                     format!(
-                        "a lease of {} is shorter than electing a new coordinator takes ({} with this heartbeat interval, plus a renewal interval, the fencing lead and {} margin)",
+                        "a lease of {} is shorter than electing a new coordinator takes ({} with this heartbeat interval, plus two renewal intervals: the last renewal's, then the next one's confirmation and the fencing lead; and {} margin)",
                         show(lease),
                         show(election),
                         show(timing::LEASE_MARGIN)

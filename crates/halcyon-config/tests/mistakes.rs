@@ -687,7 +687,7 @@ const CASES: &[Case] = &[
         name: "quorum lease shorter than a coordinator election",
         edits: &[Append("cluster.toml", "\n[quorum]\nlease = \"450ms\"\n")],
         expect: &[
-            "cluster.toml:51:9: quorum.lease: a lease of 450ms is shorter than electing a new coordinator takes (369ms with this heartbeat interval, plus a renewal interval, the fencing lead and 50ms margin); expected at least 619ms; hint: when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it",
+            "cluster.toml:51:9: quorum.lease: a lease of 450ms is shorter than electing a new coordinator takes (369ms with this heartbeat interval, plus two renewal intervals: the last renewal's, then the next one's confirmation and the fencing lead; and 50ms margin); expected at least 619ms; hint: when the coordinator fails, every node would give up its packages before a new coordinator could renew the leases; leave lease unset to derive it",
         ],
     },
     Case {

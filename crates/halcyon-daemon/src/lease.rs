@@ -324,10 +324,11 @@ mod tests {
         // An old answer never shortens the lease.
         h.granted(t0 - Duration::from_millis(100), lease);
         assert_eq!(h.remaining(t0), lease);
-        let lead = fence_lead(lease, Duration::from_millis(100));
-        assert_eq!(lead, Duration::from_millis(100));
-        assert!(h.valid(t0 + Duration::from_millis(299), lead));
-        assert!(!h.valid(t0 + Duration::from_millis(300), lead));
+        let i = Duration::from_millis(100);
+        let lead = fence_lead(lease, i, i);
+        assert_eq!(lead, Duration::from_millis(67));
+        assert!(h.valid(t0 + Duration::from_millis(332), lead));
+        assert!(!h.valid(t0 + Duration::from_millis(333), lead));
         // The grantor's wait, seen on a holder clock running 1 % slow, still exceeds the lease.
         let deadline = release_deadline(t0, lease);
         let wait = deadline - t0;

@@ -1145,9 +1145,10 @@ fn lease_refusal(new: &halcyon_config::Cluster, raft_longest: Duration) -> Optio
         Err(halcyon_config::timing::LeaseTooShort::Election { election, minimum }) => {
             Some(format!(
                 "[quorum] lease = \"{}\" is shorter than {} (an election of up to {} with the \
-                 Raft timings of a {} heartbeat, which nodes run until they restart, plus a \
-                 renewal, the fencing lead and the margin): configure at least that, or no \
-                 lease to have it derived",
+                 Raft timings of a {} heartbeat, which nodes run until they restart, plus two \
+                 renewal intervals, for the last renewal, then the next one's confirmation and \
+                 the fencing lead, and the margin): configure at least that, or no lease to \
+                 have it derived",
                 show(
                     new.quorum
                         .lease
@@ -1877,8 +1878,9 @@ mod tests {
             Err(
                 "refused: [quorum] lease = \"400ms\" is shorter than 519ms (an election of up \
                  to 369ms with the Raft timings of a 100ms heartbeat, which nodes run until \
-                 they restart, plus a renewal, the fencing lead and the margin): configure at \
-                 least that, or no lease to have it derived; nothing was changed. apply \
+                 they restart, plus two renewal intervals, for the last renewal, then the next \
+                 one's confirmation and the fencing lead, and the margin): configure at least \
+                 that, or no lease to have it derived; nothing was changed. apply \
                  changes packages (add, remove, change), the [events] settings, the event \
                  rules, fence devices, nodes, the [quorum] witness and networks added and \
                  removed, a disk network's device, [limits] max_event_duration, [quorum] \

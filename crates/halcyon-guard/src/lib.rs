@@ -60,9 +60,11 @@
 //! `t_send + lease` on the holder's clock, and the 50 ms margin additionally absorbs a guard
 //! that is up to the margin late (a fence start later than `deadline + margin` would break
 //! the argument; the `late_ns` field of `event fenced` measures it). The daemon's own
-//! `fence_lead` (graceful halting, lease/4 or one renewal interval) should stay larger than
+//! `fence_lead` (graceful halting: lease/4, or what a renewal interval leaves after the
+//! coordinator's wait for a Raft heartbeat, 67 ms at the defaults) should stay larger than
 //! the guard's `lead`, so a healthy daemon stops its packages gracefully, sends `release`,
-//! and the guard never fires; the guard's SIGKILL is the backstop and overrides a halt script
+//! and the guard never fires (with the fast profile the two are equal, 20 ms: the guard's
+//! kill comes as the daemon's halt begins); the guard's SIGKILL is the backstop and overrides a halt script
 //! that is still running at `deadline - lead`.
 //!
 //! ## What the daemon must do (integration)

@@ -127,7 +127,6 @@ fn timings(cluster: &halcyon_config::Cluster) -> String {
     let h = cluster.heartbeat;
     let raft = cluster.raft_timings();
     let lease = cluster.lease();
-    let renew = timing::renew_interval(h.interval);
     format!(
         "timings: heartbeat {} ms x {} (detection {} ms), Raft heartbeat {} ms, election timeout {}-{} ms (a new coordinator within {} ms), lease {} ms{} (fencing lead {} ms); a lease renewal must come back within {} ms (two network round trips)",
         ms(h.interval),
@@ -143,7 +142,7 @@ fn timings(cluster: &halcyon_config::Cluster) -> String {
         } else {
             ""
         },
-        ms(timing::fence_lead(lease, renew)),
+        ms(timing::fence_lead(lease, h.interval, h.interval)),
         ms(timing::renewal_round_trip_max(h.interval, lease)),
     )
 }

@@ -28,7 +28,7 @@ fn check_accepts_the_example_with_a_one_line_summary() {
     assert_eq!(
         stdout(&o),
         "ok: cluster \"example\": 4 nodes, 3 networks, 5 packages in 6 files\n\
-         timings: heartbeat 100 ms x 4 (detection 400 ms), Raft heartbeat 33 ms, election timeout 80-160 ms (a new coordinator within 369 ms), lease 619 ms (fencing lead 100 ms); a lease renewal must come back within 200 ms (two network round trips)\n"
+         timings: heartbeat 100 ms x 4 (detection 400 ms), Raft heartbeat 33 ms, election timeout 80-160 ms (a new coordinator within 369 ms), lease 619 ms (fencing lead 67 ms); a lease renewal must come back within 200 ms (two network round trips)\n"
     );
 }
 
@@ -56,7 +56,7 @@ fn check_shows_the_fast_profiles_timings_and_refuses_an_unknown_profile_with_exi
     assert_eq!(
         stdout(&o).lines().nth(1),
         Some(
-            "timings: heartbeat 30 ms x 3 (detection 90 ms), Raft heartbeat 10 ms, election timeout 24-48 ms (a new coordinator within 111 ms), lease 221 ms (fencing lead 30 ms); a lease renewal must come back within 60 ms (two network round trips)"
+            "timings: heartbeat 30 ms x 3 (detection 90 ms), Raft heartbeat 10 ms, election timeout 24-48 ms (a new coordinator within 111 ms), lease 221 ms (fencing lead 20 ms); a lease renewal must come back within 60 ms (two network round trips)"
         ),
         "{}",
         stdout(&o)

@@ -607,8 +607,20 @@ impl Node {
             .report(now)
     }
 
+    /// How long before its lease ends this node starts halting its failover packages
+    /// (`timing::fence_lead`): what a renewal interval leaves after the confirmation wait of
+    /// the slowest Raft timings a coordinator may run (`State::raft_intervals`).
     fn fence_lead(&self) -> Duration {
-        lease::fence_lead(self.holding_lease(), self.renewal_interval())
+        let (interval, raft) = {
+            let view = self.view.borrow();
+            // The files' renewal interval before the bootstrap: it is their heartbeat interval.
+            let interval = view
+                .config()
+                .map_or(self.renew_interval, |c| c.cluster.heartbeat.interval);
+            let raft = view.raft_intervals().map(|(_, longest)| longest);
+            (interval, raft.map_or(interval, |r| r.max(interval)))
+        };
+        lease::fence_lead(self.holding_lease(), interval, raft)
     }
 
     /// How often this node asks for a renewal of its lease: every heartbeat interval of the
