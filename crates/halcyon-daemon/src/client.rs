@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,7 +89,8 @@ pub async fn request_with(
 /// Idle connections kept per peer address (and runtime): as many as requests to one peer
 /// usually overlap (a renewal, a forwarded commit, a report).
 pub const KEPT_PER_PEER: usize = 4;
-/// A connection idle for longer is closed rather than reused.
+/// A connection idle for longer is closed, whether or not another request comes
+/// ([`close_when_idle`]).
 pub const KEPT_IDLE_MAX: Duration = Duration::from_secs(30);
 
 /// Connections to other nodes' APIs kept open between requests (HTTP/1.1 keep-alive), so a
@@ -103,12 +104,16 @@ pub const KEPT_IDLE_MAX: Duration = Duration::from_secs(30);
 /// [`KEPT_IDLE_MAX`], and not closed by the peer meanwhile (a peer that restarted closed
 /// them: checked before reuse, so it costs nothing). A request that fails on a kept
 /// connection is not sent again: it fails as one on a new connection would, and the callers
-/// go on as they do then (the next renewal, the leader's next address).
+/// go on as they do then (the next renewal, the leader's next address). A connection idle
+/// for [`KEPT_IDLE_MAX`] is closed then, by a task that runs while any is kept: a peer's
+/// server keeps a connection's buffers and task for as long as it is open.
 #[derive(Default)]
 pub struct KeptConnections {
     idle: Mutex<HashMap<(tokio::runtime::Id, SocketAddr), Vec<Kept>>>,
     opened: AtomicU64,
     reused: AtomicU64,
+    /// The task of [`close_when_idle`] runs (at most one at a time).
+    closing: AtomicBool,
 }
 
 struct Kept {
@@ -151,6 +156,30 @@ impl KeptConnections {
         None
     }
 
+    /// How many connections are kept now.
+    fn kept(&self) -> usize {
+        self.idle
+            .lock()
+            .expect(POISONED)
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Closes the connections idle for [`KEPT_IDLE_MAX`] or more at `now`; when the next of
+    /// the others will be (`None`: none is kept).
+    fn close_idle(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let mut idle = self.idle.lock().expect(POISONED);
+        idle.retain(|_, kept| {
+            kept.retain(|k| now.duration_since(k.since) < KEPT_IDLE_MAX);
+            !kept.is_empty()
+        });
+        idle.values()
+            .flatten()
+            .map(|k| k.since + KEPT_IDLE_MAX)
+            .min()
+    }
+
     /// Keeps `stream` to `addr` (its answer was read whole) for a later request.
     fn put(&self, addr: SocketAddr, generation: u64, stream: Pin<Box<dyn Stream>>) {
         let key = (tokio::runtime::Handle::current().id(), addr);
@@ -168,6 +197,36 @@ impl KeptConnections {
             });
         }
     }
+}
+
+/// Closes `kept`'s connections as they reach [`KEPT_IDLE_MAX`] idle, in a task that runs
+/// until none is kept (started here unless one runs; it holds the connections weakly, so it
+/// ends with them).
+fn close_when_idle(kept: &Arc<KeptConnections>) {
+    if kept.closing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let kept = Arc::downgrade(kept);
+    tokio::spawn(async move {
+        loop {
+            let Some(connections) = kept.upgrade() else {
+                return;
+            };
+            match connections.close_idle(tokio::time::Instant::now()) {
+                Some(next) => {
+                    drop(connections);
+                    tokio::time::sleep_until(next).await;
+                }
+                None => {
+                    connections.closing.store(false, Ordering::Release);
+                    // One kept meanwhile found the task still running: carry on for it.
+                    if connections.kept() == 0 || connections.closing.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Whether an idle connection can take a request: nothing to read on it, so the peer has not
@@ -212,6 +271,7 @@ async fn request_kept(
             Ok(Ok((response, stream))) => {
                 if let Some(stream) = stream {
                     kept.put(addr, generation, stream);
+                    close_when_idle(&kept);
                 }
                 Ok(response)
             }
@@ -830,6 +890,47 @@ fn take_message(body: &mut Vec<u8>) -> Option<SseMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kept connection is closed once idle for [`KEPT_IDLE_MAX`] even if no other request
+    /// to its peer comes (it used to be closed only when the next one looked for it: an
+    /// idle cluster kept its formation's connections to the coordinator open for good).
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_connection_is_closed_once_idle_for_the_limit_without_another_request() {
+        let kept = Arc::new(KeptConnections::default());
+        let (first, second) = (
+            SocketAddr::from(([127, 0, 0, 2], 7403)),
+            SocketAddr::from(([127, 0, 0, 3], 7403)),
+        );
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        kept.put(first, 1, Box::pin(ours));
+        close_when_idle(&kept);
+        tokio::time::sleep(KEPT_IDLE_MAX / 2).await;
+        let (later, mut later_peer) = tokio::io::duplex(64);
+        kept.put(second, 1, Box::pin(later));
+        close_when_idle(&kept);
+        tokio::time::sleep(KEPT_IDLE_MAX / 2 - Duration::from_millis(1)).await;
+        assert_eq!(kept.kept(), 2, "both idle for less than the limit");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(kept.kept(), 1, "the first reached the limit");
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            theirs.read(&mut byte).await.unwrap(),
+            0,
+            "its peer sees it end"
+        );
+        tokio::time::sleep(KEPT_IDLE_MAX / 2).await;
+        assert_eq!(kept.kept(), 0, "then the second");
+        assert_eq!(later_peer.read(&mut byte).await.unwrap(), 0);
+        // Nothing kept, the task is done; the next kept connection starts another.
+        tokio::task::yield_now().await;
+        assert!(!kept.closing.load(Ordering::Acquire));
+        let (again, mut again_peer) = tokio::io::duplex(64);
+        kept.put(first, 1, Box::pin(again));
+        close_when_idle(&kept);
+        tokio::time::sleep(KEPT_IDLE_MAX + Duration::from_millis(1)).await;
+        assert_eq!(kept.kept(), 0);
+        assert_eq!(again_peer.read(&mut byte).await.unwrap(), 0);
+    }
 
     #[test]
     fn responses_are_parsed_plain_and_chunked() {
