@@ -38,11 +38,11 @@
 //!    followers' last contact, from which the election is counted. So the lease covers
 //!    the election, a renewal interval, the confirmation wait, the fencing lead and
 //!    [`LEASE_MARGIN`] (the new coordinator's first grant, scheduling delays):
-//!    369 + 100 + 33 + 67 + 50 = 619 ms at the defaults. The wait and the lead make one renewal
-//!    interval together: the lead gave the wait up, and the lease is the one versions
-//!    before this rule derived, so the nodes of a cluster being upgraded agree on it.
-//!    A shorter lease makes every node give up its packages whenever the coordinator
-//!    dies.
+//!    369 + 100 + 33 + 67 + 50 = 619 ms at the defaults. The wait and the lead make one
+//!    renewal interval together: the lead gave the wait up, and the lease is the one
+//!    versions before this rule derived, so the nodes of a cluster being upgraded agree
+//!    on it. A shorter lease makes every node give up its packages whenever the
+//!    coordinator dies.
 //! 7. **The lease** ([`lease`]): as configured, else the longer of failure detection
 //!    and the minimum lease ([`default_lease`]). A configured lease shorter than
 //!    failure detection (a node would give up its packages before the others could

@@ -122,6 +122,13 @@ struct Kept {
     since: tokio::time::Instant,
 }
 
+impl Kept {
+    /// Idle for less than [`KEPT_IDLE_MAX`] at `now`.
+    fn fresh(&self, now: tokio::time::Instant) -> bool {
+        now.duration_since(self.since) < KEPT_IDLE_MAX
+    }
+}
+
 /// Connections opened and requests sent on a kept one, since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeptCounts {
@@ -145,10 +152,7 @@ impl KeptConnections {
         let mut idle = self.idle.lock().expect(POISONED);
         let kept = idle.get_mut(&key)?;
         while let Some(mut k) = kept.pop() {
-            if k.generation == generation
-                && now.duration_since(k.since) < KEPT_IDLE_MAX
-                && still_open(&mut k.stream)
-            {
+            if k.generation == generation && k.fresh(now) && still_open(&mut k.stream) {
                 self.reused.fetch_add(1, Ordering::Relaxed);
                 return Some(k.stream);
             }
@@ -171,7 +175,7 @@ impl KeptConnections {
     fn close_idle(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
         let mut idle = self.idle.lock().expect(POISONED);
         idle.retain(|_, kept| {
-            kept.retain(|k| now.duration_since(k.since) < KEPT_IDLE_MAX);
+            kept.retain(|k| k.fresh(now));
             !kept.is_empty()
         });
         idle.values()
@@ -186,9 +190,7 @@ impl KeptConnections {
         let since = tokio::time::Instant::now();
         let mut idle = self.idle.lock().expect(POISONED);
         let kept = idle.entry(key).or_default();
-        kept.retain(|k| {
-            k.generation == generation && since.duration_since(k.since) < KEPT_IDLE_MAX
-        });
+        kept.retain(|k| k.generation == generation && k.fresh(since));
         if kept.len() < KEPT_PER_PEER {
             kept.push(Kept {
                 stream,
