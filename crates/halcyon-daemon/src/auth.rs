@@ -11,7 +11,8 @@
 //!   whose certificate made the connection. Each names its node ([`NODE_HEADER`]);
 //!   accepted when that node is configured and the connection's certificate is of a CA
 //!   trusted now, carries the cluster id, is valid now and names it
-//!   ([`Auth::verify_node_connection`]), checked at each request.
+//!   ([`Auth::verify_node_connection`]), checked at each request. The quorum witness, the
+//!   same way, only for the two requests of a member with a new store ([`witness_may_ask`]).
 //! - **Node-to-node requests elsewhere** (writes a node forwards to the leader's public API,
 //!   where client certificates are optional; the nodes' requests to the witness's API):
 //!   signed by the sending node with its own key (ECDSA P-256,
@@ -654,6 +655,20 @@ pub trait Gate: Send + Sync + 'static {
     fn auth(&self) -> &Auth;
     fn now_ms(&self) -> i64;
     fn is_node(&self, name: &str) -> bool;
+    /// Whether `name` is the cluster's quorum witness (it may ask the two questions of a
+    /// member with a new store on the internal API: [`witness_may_ask`]).
+    fn is_witness(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// The internal API's requests the quorum witness may make: those of a member with a new
+/// store (`node::admission`), the membership it is counted in and its own forgetting.
+/// Everything else there is the nodes' alone.
+pub fn witness_may_ask(method: &Method, path: &str) -> bool {
+    use crate::node::admission::{FORGET_PATH, MEMBERSHIP_PATH};
+    (method == Method::GET && path == MEMBERSHIP_PATH)
+        || (method == Method::POST && path == FORGET_PATH)
 }
 
 /// Reads a request's body whole (bounded) and checks its node signature; the request
@@ -662,6 +677,7 @@ async fn check_signed<G: Gate>(
     gate: &G,
     peer: SocketAddr,
     request: Request<Body>,
+    may: impl Fn(&str) -> bool,
 ) -> Result<(Request<Body>, SignedBy), Response> {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, SIGNED_BODY_MAX_BYTES).await {
@@ -683,7 +699,7 @@ async fn check_signed<G: Gate>(
         &path,
         &bytes,
         gate.now_ms(),
-        |n| gate.is_node(n),
+        may,
     );
     let request = Request::from_parts(parts, Body::from(bytes));
     match checked {
@@ -692,29 +708,32 @@ async fn check_signed<G: Gate>(
     }
 }
 
-/// Middleware of the internal API: only requests of the cluster's nodes pass. On mutual TLS
-/// (a node with credentials) a request is its connection's node's
-/// ([`Auth::verify_node_connection`]); in the clear (insecure) the node it names.
+/// Middleware of the internal API: only requests of the cluster's nodes pass, and the
+/// witness's of [`witness_may_ask`]. On mutual TLS (a node with credentials) a request is
+/// its connection's node's ([`Auth::verify_node_connection`]); in the clear (insecure) the
+/// node it names.
 pub async fn internal<G: Gate>(
     State(gate): State<std::sync::Arc<G>>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
+    let witness_route = witness_may_ask(request.method(), request.uri().path());
+    let may = |n: &str| gate.is_node(n) || (witness_route && gate.is_witness(n));
     let checked = match &peer.certificate {
         Some(certificate) => {
             let by = gate.auth().verify_node_connection(
                 request.headers(),
                 &certificate.0,
                 gate.now_ms(),
-                |n| gate.is_node(n),
+                may,
             );
             match by {
                 Ok(signed) => Ok((request, signed)),
                 Err(why) => Err(refuse_node_request(&*gate, peer.addr, &request, why)),
             }
         }
-        None => check_signed(&*gate, peer.addr, request).await,
+        None => check_signed(&*gate, peer.addr, request, may).await,
     };
     match checked {
         Ok((mut request, signed)) => {
@@ -868,10 +887,11 @@ pub async fn public<G: Gate>(
     let (request, role) = if request.headers().contains_key(SIGNATURE_HEADER)
         || (!auth.enforced() && request.headers().contains_key(NODE_HEADER))
     {
-        let (mut request, signed) = match check_signed(&*gate, peer, request).await {
-            Ok(checked) => checked,
-            Err(refused) => return refused,
-        };
+        let (mut request, signed) =
+            match check_signed(&*gate, peer, request, |n| gate.is_node(n)).await {
+                Ok(checked) => checked,
+                Err(refused) => return refused,
+            };
         let caller = match signed.caller {
             Some((who, from)) => Caller {
                 who,
@@ -936,6 +956,16 @@ impl Gate for crate::node::Node {
 
     fn is_node(&self, name: &str) -> bool {
         self.config().node(name).is_some()
+    }
+
+    fn is_witness(&self, name: &str) -> bool {
+        let config = self.config();
+        config
+            .cluster
+            .quorum
+            .witness
+            .as_ref()
+            .is_some_and(|w| w.name.as_str() == name)
     }
 }
 

@@ -1048,16 +1048,25 @@ pub struct ForgetAnswer {
     pub note: String,
 }
 
-/// `POST /v1/internal/forget` on the leader, asked by node `name` itself, which started with
-/// a new Raft store (`node::admission`): takes it out of the membership entirely (the
-/// leader drops what it knew of its log) and records it as taken out by the cluster
-/// (`State::shrunk`), so the coordinator adds it again as a learner that catches up from
-/// nothing and then votes. Idempotent: a node no longer in the membership is only recorded.
+/// `POST /v1/internal/forget` on the leader, asked by member `name` itself (a node or the
+/// quorum witness), which started with a new Raft store (`node::admission`): takes it out of
+/// the membership entirely (the leader drops what it knew of its log) and records it as
+/// taken out by the cluster (`State::shrunk`), so the coordinator adds it again as a learner
+/// that catches up from nothing and then votes (the witness: once it answers at its API,
+/// `coordinator::decide::join_added_witness`). Idempotent: a member no longer in the
+/// membership is only recorded.
 pub(crate) async fn forget(node: &Node, name: &str) -> Result<ForgetAnswer, ApiError> {
     let config = node.config();
+    let witness = config
+        .cluster
+        .quorum
+        .witness
+        .as_ref()
+        .filter(|w| w.name.as_str() == name);
     let number = config
         .node(name)
         .map(|n| n.number)
+        .or(witness.map(|w| w.number))
         .ok_or_else(|| ApiError::not_found(unknown_node(&config, name)))?;
     let id = NodeId::from(number);
     if !node.consensus.leadership_confirmed() {
@@ -1094,7 +1103,7 @@ pub(crate) async fn forget(node: &Node, name: &str) -> Result<ForgetAnswer, ApiE
             .await
             .map_err(|e| ApiError::unavailable(format!("forgetting {name}: {e}")))?;
         note = format!("{name} is out of the membership");
-        tracing::warn!(node = %name, "a node with a new store was forgotten: it is added again once it has copied the log");
+        tracing::warn!(node = %name, "a member with a new store was forgotten: it is added again once it has copied the log");
     }
     if !node.snapshot().shrunk().contains(name) {
         let command = Command::AutoShrink {

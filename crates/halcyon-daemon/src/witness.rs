@@ -13,6 +13,9 @@
 //! `halcyon apply`, it becomes a voter once the coordinator finds it answering here.
 //!
 //! Invariants:
+//! - a new store (a first start, or the witness rebuilt under its number) answers no Raft
+//!   request until the cluster said it does not count the witness as a voter holding its
+//!   log, or took it out of the membership ([`admission`], as a node's);
 //! - the witness never campaigns while a leader is known: elections are disabled on it, so
 //!   the coordinator is always a node that can grant leases and run plans;
 //! - rescue: when no leader has been known for [`RESCUE_AFTER`] (a surviving node cannot win
@@ -38,6 +41,7 @@ use halcyon_state::Replicated;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
+use crate::node::admission::{Admission, Asker, ask_membership, ask_to_forget, decide};
 use crate::peers::raft_members;
 
 /// How long without a known leader before the witness campaigns (several election timeouts).
@@ -45,6 +49,10 @@ pub const RESCUE_AFTER: Duration = Duration::from_secs(3);
 /// How long the witness leads at most during a rescue before it restarts its Raft instance.
 const RESCUE_LEAD_MAX: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
+/// How often a witness with a new store asks the nodes again, and how often at most it says
+/// it still waits.
+const ADMISSION_ASK_EVERY: Duration = Duration::from_millis(500);
+const ADMISSION_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Settings of the witness process.
 #[derive(Clone, Debug)]
@@ -131,7 +139,9 @@ impl Witness {
     }
 }
 
-async fn open(witness: &Witness) -> anyhow::Result<Arc<Consensus>> {
+/// Opens the witness's consensus; `held`: its RPC server answers nothing until the
+/// admission lets it ([`admission`]).
+async fn open(witness: &Witness, held: bool) -> anyhow::Result<Arc<Consensus>> {
     let members = raft_members(&witness.config);
     let addrs = members.get(&witness.id).cloned().unwrap_or_default();
     let applied = witness.applied_tx.clone();
@@ -156,6 +166,7 @@ async fn open(witness: &Witness) -> anyhow::Result<Arc<Consensus>> {
     // The witness switches its elections itself (the rescue below): no pre-vote gate.
     let timings = halcyon_consensus::RaftTimings {
         pre_vote: false,
+        held,
         ..crate::node::raft_timings(&witness.config.cluster)
     };
     let consensus = witness
@@ -265,11 +276,17 @@ pub async fn start_on(
         observer,
         settings,
     });
-    let consensus = open(&witness).await?;
-    witness.consensus.send_replace(Some(consensus));
+    // A new store answers no Raft request before the witness knows whether the cluster
+    // still counts it as a voter that holds part of the log ([`admission`]).
+    let held = !witness.settings.state_dir.join("raft.redb").exists();
+    let consensus = open(&witness, held).await?;
+    witness.consensus.send_replace(Some(Arc::clone(&consensus)));
     let api = serve(Arc::clone(&witness), api_addr).await?;
     tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
     let (stop, stop_rx) = watch::channel(false);
+    if held {
+        tokio::spawn(admission(Arc::clone(&witness), consensus, stop_rx.clone()));
+    }
     let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), stop_rx));
     Ok(Running {
         witness,
@@ -335,6 +352,12 @@ async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
         let Some(consensus) = witness.consensus() else {
             continue;
         };
+        if !consensus.is_admitted() {
+            // A new store, held until the admission decides: it knows no leader, and must
+            // not campaign on a log it does not have.
+            leaderless_since = None;
+            continue;
+        }
         let metrics = consensus.metrics().borrow().clone();
         let leader = metrics.current_leader;
         if leader == Some(witness.id) {
@@ -352,7 +375,7 @@ async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
                 );
                 drop(consensus);
                 shutdown(&witness).await;
-                match open(&witness).await {
+                match open(&witness, false).await {
                     Ok(c) => {
                         witness.consensus.send_replace(Some(c));
                     }
@@ -382,6 +405,103 @@ async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
             consensus.raft().runtime_config().elect(true);
             leaderless_since = Some(Instant::now());
         }
+    }
+}
+
+/// A witness with a new store (rebuilt after a disk failure, or its state directory
+/// emptied) under the number the cluster knows: as a node's (`node::admission`), its Raft
+/// server answers only once the leader said it has no match index for it, or took it out
+/// of the membership (committed); then the coordinator adds it again as a learner that
+/// copies the log from nothing before it votes (`join_added_witness`). A witness that forgot
+/// the log it acknowledged and its vote, answering at once, could help elect a leader that
+/// lacks committed entries, or vote twice in a term. First start: the nodes have formed
+/// nothing (or only the initial membership, which no leader replicated to it): it answers.
+async fn admission(
+    witness: Arc<Witness>,
+    consensus: Arc<Consensus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let nodes: Vec<(NodeId, Vec<std::net::SocketAddr>)> =
+        crate::peers::internal_addrs(&witness.config)
+            .into_iter()
+            .collect();
+    let mut logged: Option<Instant> = None;
+    let mut rarely = |line: String| {
+        if logged.is_none_or(|at| at.elapsed() >= ADMISSION_LOG_EVERY) {
+            logged = Some(Instant::now());
+            tracing::warn!(witness = %witness.name, "new store: Raft requests held: {line}");
+        }
+    };
+    loop {
+        let answers = ask_membership(&witness, nodes.clone()).await;
+        match decide(witness.id, &answers) {
+            Admission::Form | Admission::Join => {
+                tracing::info!(witness = %witness.name, "new store: the cluster does not count this witness as a voter holding its log; answering Raft requests");
+                consensus.admit();
+                return;
+            }
+            Admission::Forget(leader_id) => {
+                let leader = witness.node_name_of(leader_id);
+                let addrs = nodes
+                    .iter()
+                    .find(|(id, _)| *id == leader_id)
+                    .map(|(_, addrs)| addrs.as_slice())
+                    .unwrap_or_default();
+                match ask_to_forget(witness.as_ref(), &witness.name, addrs).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            witness = %witness.name,
+                            %leader,
+                            "new store, and the cluster counted this witness as a voter (its \
+                             state directory was emptied): the coordinator took it out of the \
+                             membership; it votes again once it has copied the log"
+                        );
+                        consensus.admit();
+                        return;
+                    }
+                    Err(e) => rarely(format!(
+                        "the cluster counts this witness as a voter with a log it no longer \
+                         has, and {leader} did not take it out: {e}"
+                    )),
+                }
+            }
+            Admission::Wait(why) => rarely(why),
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            () = sleep(ADMISSION_ASK_EVERY) => {}
+        }
+    }
+}
+
+impl Asker for Witness {
+    async fn ask(
+        &self,
+        addr: std::net::SocketAddr,
+        method: &'static str,
+        path: &'static str,
+        body: Option<String>,
+        limit: Duration,
+    ) -> Result<crate::client::Response, String> {
+        use crate::auth::Gate;
+        let headers = self.auth.sign(
+            method,
+            path,
+            body.as_deref().unwrap_or("").as_bytes(),
+            None,
+            self.now_ms(),
+        );
+        crate::client::request_with(
+            self.network.as_ref(),
+            addr,
+            method,
+            path,
+            &headers,
+            body.as_deref(),
+            limit,
+        )
+        .await
     }
 }
 

@@ -90,13 +90,14 @@ pub const WITNESS_REPLACEMENT: u32 = 201;
 /// `--witness`: about one in four of the drawn faults that strike one node with a crash, a
 /// daemon kill, a pause, a partition, a one-way cut, losses, delays or a slow disk strike the
 /// witness instead (from a stream of the seed's own: the schedule is otherwise the one drawn
-/// without it). Not its crash when `wipe` (a rebuilt witness: see ARCHITECTURE.md).
-pub fn strike_witness(seed: u64, faults: &mut [Fault], wipe: bool) {
+/// without it). With `--wipe` its crash empties its state directory as a node's does (a
+/// witness rebuilt under its number: `witness::admission`).
+pub fn strike_witness(seed: u64, faults: &mut [Fault]) {
     let mut rng = Rng::new(seed ^ 0x0077_6974_6e65_7373);
     for fault in faults {
         let strikes = match fault.kind {
-            Kind::Crash => !wipe,
-            Kind::DaemonKill
+            Kind::Crash
+            | Kind::DaemonKill
             | Kind::Pause
             | Kind::Partition
             | Kind::OneWay

@@ -86,9 +86,9 @@ pub struct Options {
     /// third puts the first back. At the end the leader must count a witness a voter
     /// exactly when the running configuration has it.
     pub witness: bool,
-    /// A crashed node boots with its state directory emptied (a rebuilt node): it must be
-    /// taken out of the membership and added again (`node::admission`) with every invariant
-    /// kept.
+    /// A crashed node (or witness, with [`Options::witness`]) boots with its state
+    /// directory emptied (rebuilt): it must be taken out of the membership and added again
+    /// (`node::admission`, `witness::admission`) with every invariant kept.
     pub wipe: bool,
     /// One node's executor holds every plan action it is handed for [`faults::HANG_FOR`]
     /// from the start of the run ([`faults::draw_hang`]), then its daemon restarts; packages
@@ -165,7 +165,7 @@ impl Options {
             ),
         };
         if self.witness && self.script.is_none() {
-            faults::strike_witness(self.seed, &mut faults, self.wipe);
+            faults::strike_witness(self.seed, &mut faults);
         }
         if self.hang {
             faults.push(faults::draw_hang(self.seed, self.nodes, self.packages));

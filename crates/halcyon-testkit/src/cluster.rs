@@ -280,6 +280,11 @@ impl Cluster {
         self.state_dir_of(&self.slot(i).name)
     }
 
+    /// The configured witness's state directory.
+    pub fn witness_state_dir(&self) -> Option<PathBuf> {
+        self.witness.as_ref().map(|w| self.state_dir_of(&w.name))
+    }
+
     fn state_dir_of(&self, name: &str) -> PathBuf {
         self.dir.path().join("state").join(name)
     }

@@ -120,3 +120,99 @@ fn the_witness_status_needs_a_token_and_the_nodes_still_read_it() {
     assert_eq!(v["witness"]["reachable"], true, "{v:#}");
     assert!(v["witness"]["last_applied"].as_u64().is_some(), "{v:#}");
 }
+
+/// Waits until `name`'s log holds `line`; panics with its tail after `limit`.
+fn wait_log(c: &Cluster, name: &str, line: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let path = c.log_path(name);
+    while !std::fs::read_to_string(&path).is_ok_and(|log| log.contains(line)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never logged {line:?}:\n{}",
+            c.log_tail(name, 30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A witness rebuilt under the number the cluster knows (its state directory emptied, as
+/// after a disk failure) forgot the log it acknowledged and its vote. It answers no Raft
+/// request until the coordinator has taken it out of the membership, then it copies the
+/// log as a learner and votes again; a node's death is then taken over with its vote. Its
+/// certificate opens only the two questions of a new store on a node's internal API.
+#[test]
+fn a_witness_whose_state_directory_was_emptied_is_forgotten_and_votes_again() {
+    let mut c = two_nodes_and_a_witness();
+    let (code, body) = c.request(1, "POST", "/v1/packages/web/disable", None);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = c.request(1, "POST", "/v1/packages/web/enable", None);
+    assert_eq!(code, 200, "{body}");
+    c.wait_web_on(1, "n1", FAILOVER_TIMEOUT);
+    c.kill_witness();
+    let dir = c.witness_state_dir().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    c.start_witness();
+    wait_log(
+        &c,
+        "w",
+        "the coordinator took it out of the membership",
+        FORM_TIMEOUT,
+    );
+    c.wait_for(1, "the rebuilt witness a voter again", FORM_TIMEOUT, |v| {
+        v["witness"]["voter"] == true
+            && v["witness"]["reachable"] == true
+            && v["quorum"]["voters"] == serde_json::json!(["n1", "n2", "w"])
+    });
+    let v = c.status(1).unwrap();
+    let events = c.events(1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "voter_change w: added to the voters"),
+        "{events:#?}"
+    );
+    for i in 1..=2 {
+        assert!(
+            c.is_running(i),
+            "n{i} exited:\n{}",
+            c.log_tail(&format!("n{i}"), 30)
+        );
+    }
+    // The witness's replica holds the log again (what it applied, at least the nodes').
+    let applied = v["witness"]["last_applied"].as_u64().unwrap_or(0);
+    assert!(applied > 0, "{v:#}");
+
+    // Its certificate asks a node what membership counts it, and nothing else.
+    let pki = c.config_dir().join("pki");
+    let w = node_tls(&halcyon_pki::load(&pki, "w").unwrap());
+    let w_auth =
+        halcyon_daemon::auth::Auth::from_credentials(&halcyon_pki::load(&pki, "w").unwrap())
+            .unwrap();
+    let internal = std::net::SocketAddr::new(c.api(2).ip(), c.port() + 3);
+    let ask = |method: &str, path: &str, body: &str| {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {internal}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in w_auth.sign(method, path, body.as_bytes(), None, now_ms) {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        tls_request(&w, internal, &request).unwrap()
+    };
+    let answer = ask("GET", "/v1/internal/membership", "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = ask("POST", "/v1/internal/lease", r#"{"node":"w"}"#);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("node request refused"), "{answer}");
+
+    // n1 (package and coordinator) dies: n2 is elected with the witness's vote.
+    c.kill(1);
+    let took = c.wait_web_on(2, "n2", FAILOVER_TIMEOUT);
+    eprintln!("rebuilt witness: n1 killed, web on n2 after {took:?}");
+    c.wait_activity_from("n2", Duration::from_secs(5));
+    assert_no_overlap(&c.activity(), 1);
+}

@@ -379,34 +379,48 @@ fn join_added_nodes(round: &mut Round, config: &Config) {
     }
 }
 
-/// The witness a `config_change` added (`State::joining`) becomes a voter like an added
-/// node, but it runs no heartbeats to be heard by: when no other membership change is
-/// due this round, the change is asked for, and the change asks the witness first
+/// The witness a `config_change` added (`State::joining`), or that the cluster forgot when
+/// it came back with a new store (`State::shrunk`, `node::admission`), becomes a voter like
+/// an added node, but it runs no heartbeats to be heard by: when no other membership change
+/// is due this round, the change is asked for, and the change asks the witness first
 /// (`Node::auto_voter_change`: one that does not answer is asked again a second later,
 /// so it never holds the other membership changes back longer than that). A voter is no
-/// longer joining ([`Command::NodeJoined`], from `join_added_nodes`).
+/// longer joining ([`Command::NodeJoined`], from `join_added_nodes`) nor shrunk (from
+/// `auto_shrink`).
 fn join_added_witness(round: &mut Round, config: &Config) {
     let input = round.input;
     let Some(witness) = &config.cluster.quorum.witness else {
         return;
     };
+    if input.voters.contains(&witness.name) && round.memory().witness_asked.is_some() {
+        // It votes: the next time it has to join (forgotten later) is said again.
+        round.remember(|m| m.witness_asked = None);
+    }
     let decided = &round.decision;
     if input.changing_voters
         || decided.voter_change.is_some()
         || decided.leave.is_some()
         || decided.readdress.is_some()
-        || !input.view.joining().contains(&witness.name)
+        || !(input.view.joining().contains(&witness.name)
+            || input.view.shrunk().contains(&witness.name))
         || input.voters.contains(&witness.name)
     {
         return;
     }
     if round.memory().witness_asked.as_ref() != Some(&witness.name) {
+        let why = if input.view.joining().contains(&witness.name) {
+            format!(
+                "added by configuration generation {}",
+                input.view.generation()
+            )
+        } else {
+            "taken out when it came back with a new store".to_owned()
+        };
         round.log(
             Level::INFO,
             format!(
-                "witness {}, added by configuration generation {}, joins the voters once it answers at {} (asked every second)",
+                "witness {}, {why}, joins the voters once it answers at {} (asked every second)",
                 witness.name,
-                input.view.generation(),
                 crate::peers::witness_api(&config.cluster, witness)
             ),
         );
@@ -529,9 +543,26 @@ fn auto_shrink(round: &mut Round, config: &Config) {
     // are heard, whatever `auto_shrink` says now. A forgotten node receives no log, so it
     // knows no leader to register with until it is a learner again: being heard must do.
     for node in view.shrunk() {
+        // The witness, forgotten when it came back with a new store, has no heartbeats and
+        // never registers: it is asked to join again by `join_added_witness`, and is no
+        // longer shrunk once it votes.
+        let witness = config
+            .cluster
+            .quorum
+            .witness
+            .as_ref()
+            .is_some_and(|w| w.name == *node);
         let member = view.cluster().members.contains(node) && !view.departed().contains(node);
         let heard = round.reach(config, node.as_str()) == Some(NodeState::Reachable);
-        if !member && !heard {
+        if witness && input.voters.contains(node) {
+            round.commit(Command::AutoShrink {
+                node: node.clone(),
+                voter: true,
+                at: input.timestamp,
+            });
+            continue;
+        }
+        if witness || (!member && !heard) {
             continue;
         }
         if input.voters.contains(node) {

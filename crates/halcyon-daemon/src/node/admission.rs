@@ -25,12 +25,16 @@
 //!   forming: admits;
 //! - otherwise (nobody answers, or the cluster has no leader) waits and asks again.
 //!
+//! The quorum witness, a voter with a store too, asks the same questions and decides with
+//! the same [`decide`] (`witness::admission`, through [`Asker`]); it never initialises.
+//!
 //! Invariant: the server of a new store answers only after a leader said it has no match
 //! index for the node and no record of it running, or took it out of the membership
 //! (committed), or after a node with a new store answered (a cluster that has not formed); a
 //! formed cluster's nodes never answer "new store" while they run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,39 +311,16 @@ impl Node {
         self: &Arc<Self>,
         me: NodeId,
     ) -> Vec<(NodeId, Option<MembershipAnswer>)> {
-        let mut asks = JoinSet::new();
-        for n in &self.boot_config.cluster.nodes {
-            let id = NodeId::from(n.number);
-            if id == me {
-                continue;
-            }
-            let Some(addrs) = self.peers().internal(id).map(<[_]>::to_vec) else {
-                continue;
-            };
-            let node = Arc::clone(self);
-            asks.spawn(async move {
-                for addr in addrs {
-                    let answer = node
-                        .request(addr, "GET", MEMBERSHIP_PATH, None, ANSWER_WITHIN, None)
-                        .await
-                        .ok()
-                        .filter(|r| r.status == 200)
-                        .and_then(|r| serde_json::from_str::<MembershipAnswer>(&r.body).ok());
-                    if answer.is_some() {
-                        return (id, answer);
-                    }
-                }
-                (id, None)
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(answer) = asks.join_next().await {
-            if let Ok(answer) = answer {
-                answers.push(answer);
-            }
-        }
-        answers.sort_by_key(|(id, _)| *id);
-        answers
+        let nodes = self
+            .boot_config
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| NodeId::from(n.number))
+            .filter(|id| *id != me)
+            .filter_map(|id| Some((id, self.peers().internal(id)?.to_vec())))
+            .collect();
+        ask_membership(self, nodes).await
     }
 
     /// Asks leader `leader` to take this node out of the membership.
@@ -349,20 +330,96 @@ impl Node {
             .internal(leader)
             .map(<[_]>::to_vec)
             .ok_or_else(|| format!("no internal address of node {leader}"))?;
-        let body = serde_json::json!({ "node": self.name.as_str() }).to_string();
-        let mut errors = Vec::new();
-        for addr in addrs {
-            match self
-                .request(addr, "POST", FORGET_PATH, Some(&body), FORGET_WITHIN, None)
-                .await
-            {
-                Ok(r) if r.status == 200 => return Ok(()),
-                Ok(r) => errors.push(format!("{addr}: {} {}", r.status, r.body)),
-                Err(e) => errors.push(format!("{addr}: {e}")),
-            }
-        }
-        Err(errors.join("; "))
+        ask_to_forget(self, self.name.as_str(), &addrs).await
     }
+}
+
+/// A member with a new store asking the nodes' internal API, signed as itself: a node
+/// ([`Node::request`]) or the witness (`witness.rs`).
+pub(crate) trait Asker: Send + Sync + 'static {
+    fn ask(
+        &self,
+        addr: SocketAddr,
+        method: &'static str,
+        path: &'static str,
+        body: Option<String>,
+        limit: Duration,
+    ) -> impl Future<Output = Result<crate::client::Response, String>> + Send;
+}
+
+impl Asker for Node {
+    async fn ask(
+        &self,
+        addr: SocketAddr,
+        method: &'static str,
+        path: &'static str,
+        body: Option<String>,
+        limit: Duration,
+    ) -> Result<crate::client::Response, String> {
+        self.request(addr, method, path, body.as_deref(), limit, None)
+            .await
+    }
+}
+
+/// The answers of `nodes` (each with its internal API's addresses, tried in turn) about the
+/// membership; `None` for a node that gave none.
+pub(crate) async fn ask_membership<A: Asker>(
+    asker: &Arc<A>,
+    nodes: Vec<(NodeId, Vec<SocketAddr>)>,
+) -> Vec<(NodeId, Option<MembershipAnswer>)> {
+    let mut asks = JoinSet::new();
+    for (id, addrs) in nodes {
+        let asker = Arc::clone(asker);
+        asks.spawn(async move {
+            for addr in addrs {
+                let answer = asker
+                    .ask(addr, "GET", MEMBERSHIP_PATH, None, ANSWER_WITHIN)
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .and_then(|r| serde_json::from_str::<MembershipAnswer>(&r.body).ok());
+                if answer.is_some() {
+                    return (id, answer);
+                }
+            }
+            (id, None)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(answer) = answer {
+            answers.push(answer);
+        }
+    }
+    answers.sort_by_key(|(id, _)| *id);
+    answers
+}
+
+/// Asks the leader at `addrs` (tried in turn) to take member `name` out of the membership.
+pub(crate) async fn ask_to_forget<A: Asker>(
+    asker: &A,
+    name: &str,
+    addrs: &[SocketAddr],
+) -> Result<(), String> {
+    let body = serde_json::json!({ "node": name }).to_string();
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match asker
+            .ask(
+                *addr,
+                "POST",
+                FORGET_PATH,
+                Some(body.clone()),
+                FORGET_WITHIN,
+            )
+            .await
+        {
+            Ok(r) if r.status == 200 => return Ok(()),
+            Ok(r) => errors.push(format!("{addr}: {} {}", r.status, r.body)),
+            Err(e) => errors.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
 }
 
 pub(crate) const MEMBERSHIP_PATH: &str = "/v1/internal/membership";

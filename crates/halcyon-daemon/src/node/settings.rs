@@ -356,10 +356,12 @@ pub(crate) fn listen_changes(
 }
 
 impl Node {
-    /// Gives the heartbeats (through the lease task), the peers' API addresses and the names
-    /// a certificate may carry the nodes of `config` when they differ from those `watching`,
-    /// saying once what the lease task refused (`refused`: the last refusal said). Whether
-    /// they follow `config` now; None once the lease task has ended.
+    /// Gives the names a certificate may carry the Raft members of `config` (its nodes and
+    /// its witness: one `halcyon apply` added is let in as soon as its configuration is in
+    /// force), and the heartbeats (through the lease task) and the peers' API addresses its
+    /// nodes when they differ from those `watching`, saying once what the lease task refused
+    /// (`refused`: the last refusal said). Whether they follow `config` now; None once the
+    /// lease task has ended.
     async fn follow_peers(
         &self,
         config: &Arc<halcyon_config::Config>,
@@ -367,14 +369,14 @@ impl Node {
         watching: &mut Watched,
         refused: &mut Option<String>,
     ) -> Option<bool> {
+        if let Some(tls) = &self.raft_tls {
+            tls.set_nodes(super::raft_member_names(config));
+        }
         let Some(wanted) = peers_change(&config.cluster, self.number, watching) else {
             return Some(true);
         };
         let detector = wanted.detector.clone();
         let links = wanted.links.clone();
-        if let Some(tls) = &self.raft_tls {
-            tls.set_nodes(super::raft_member_names(config));
-        }
         self.set_peers(config);
         let ask = |done| LeaseCommand::Peers {
             config: Arc::clone(config),

@@ -80,7 +80,8 @@ struct Cli {
     /// voter exactly when the running configuration has it.
     #[arg(long)]
     witness: bool,
-    /// A crashed node boots with its state directory emptied (a rebuilt node).
+    /// A crashed node boots with its state directory emptied (a rebuilt node); with
+    /// --witness, a crashed witness too.
     #[arg(long)]
     wipe: bool,
     /// The first node of a package holds every plan action it is handed (a stuck executor)
