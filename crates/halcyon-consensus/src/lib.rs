@@ -856,6 +856,21 @@ impl Consensus {
         acked.then_some(term)
     }
 
+    /// Whether this node leads with a quorum's acknowledgement within the last
+    /// `election_timeout_min` ([`RaftTimings`]): [`leadership_confirmed`] stays true for a
+    /// leader cut off from its quorum (openraft 0.9 keeps it leading its term) while the
+    /// others may have elected another in a higher term; this does not. What a node that
+    /// rebuilt its store is told about the leader's view comes only from such a leader
+    /// (the daemon's admission).
+    ///
+    /// [`leadership_confirmed`]: Consensus::leadership_confirmed
+    pub fn leads_now(&self) -> bool {
+        self.leadership_confirmed()
+            && self
+                .millis_since_quorum_ack()
+                .is_some_and(|ms| Duration::from_millis(ms) < self.timings.election_timeout_min)
+    }
+
     /// On the leader: milliseconds since a quorum last acknowledged its append-entries (`None`
     /// elsewhere, or before the first acknowledgement). Frozen if the Raft core stalls.
     pub fn millis_since_quorum_ack(&self) -> Option<u64> {

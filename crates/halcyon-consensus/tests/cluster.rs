@@ -576,19 +576,29 @@ async fn isolated_leader_scenario(own_hooks: bool) {
         matches!(lost, Err(WriteError::Timeout { .. })),
         "isolated leader's write: {lost:?}"
     );
-    // openraft 0.9: the isolated leader still believes it leads, but the quorum is silent.
+    // openraft 0.9: the isolated leader still believes it leads, but the quorum is silent:
+    // it no longer says it leads now.
     let since_ack = cluster.node(old).c().millis_since_quorum_ack();
     if cluster.node(old).c().is_leader() {
         assert!(
             since_ack.is_some_and(|ms| ms >= 500),
             "quorum ack age {since_ack:?}"
         );
+        assert!(
+            cluster.node(old).c().leadership_confirmed(),
+            "confirmed in its term"
+        );
+        assert!(!cluster.node(old).c().leads_now(), "leads now, cut off");
     }
 
     let majority: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != old).collect();
     let new = cluster.wait_leader(&majority).await;
     assert_ne!(new, old);
     cluster.write(new, "during").await;
+    assert!(
+        cluster.node(new).c().leads_now(),
+        "the new leader leads now"
+    );
     cluster.wait_applied(&majority, &["before", "during"]).await;
     assert_eq!(cluster.node(old).commands(), vec![b"before".to_vec()]);
 

@@ -41,7 +41,7 @@ use halcyon_state::Replicated;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
-use crate::node::admission::{Admission, Asker, ask_membership, ask_to_forget, decide};
+use crate::node::admission::{Admission, Asker, ask_membership, ask_to_forget, decide_witness};
 use crate::peers::raft_members;
 
 /// How long without a known leader before the witness campaigns (several election timeouts).
@@ -410,12 +410,14 @@ async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
 
 /// A witness with a new store (rebuilt after a disk failure, or its state directory
 /// emptied) under the number the cluster knows: as a node's (`node::admission`), its Raft
-/// server answers only once the leader said it has no match index for it, or took it out
-/// of the membership (committed); then the coordinator adds it again as a learner that
-/// copies the log from nothing before it votes (`join_added_witness`). A witness that forgot
-/// the log it acknowledged and its vote, answering at once, could help elect a leader that
-/// lacks committed entries, or vote twice in a term. First start: the nodes have formed
-/// nothing (or only the initial membership, which no leader replicated to it): it answers.
+/// server answers only once a leader (acknowledged by a quorum within the election timeout)
+/// took it out of the membership (committed), or does not count it as a member
+/// (`decide_witness`); then the coordinator adds it again as a learner that copies the log
+/// from nothing before it votes (`join_added_witness`). A witness that forgot the log it
+/// acknowledged and its vote, answering at once, could help elect a leader that lacks
+/// committed entries, or vote twice in a term. First start: the nodes have formed nothing
+/// (or only the initial membership, which no leader replicated to it): it answers; started
+/// after they formed, it goes out of the voters and back in.
 async fn admission(
     witness: Arc<Witness>,
     consensus: Arc<Consensus>,
@@ -434,7 +436,7 @@ async fn admission(
     };
     loop {
         let answers = ask_membership(&witness, nodes.clone()).await;
-        match decide(witness.id, &answers) {
+        match decide_witness(witness.id, &answers) {
             Admission::Form | Admission::Join => {
                 tracing::info!(witness = %witness.name, "new store: the cluster does not count this witness as a voter holding its log; answering Raft requests");
                 consensus.admit();
@@ -453,8 +455,9 @@ async fn admission(
                             witness = %witness.name,
                             %leader,
                             "new store, and the cluster counted this witness as a voter (its \
-                             state directory was emptied): the coordinator took it out of the \
-                             membership; it votes again once it has copied the log"
+                             state directory was emptied, or it starts after the nodes formed \
+                             the cluster): the coordinator took it out of the membership; it \
+                             votes again once it has copied the log"
                         );
                         consensus.admit();
                         return;

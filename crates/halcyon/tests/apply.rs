@@ -1404,8 +1404,9 @@ fn apply_replaces_the_witness_of_a_two_node_cluster_and_the_survivor_keeps_quoru
     let dir = c.path().to_owned();
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_package_on(1, "keep", "n1", FORM_TIMEOUT);
+    // It votes once its new store was let answer (`witness::admission`) and applied the log.
     c.wait_for(1, "the witness a voter", FORM_TIMEOUT, |v| {
-        v["witness"]["voter"] == true
+        v["witness"]["voter"] == true && v["witness"]["last_applied"].as_u64() > Some(0)
     });
     let keep = pids(&dir, "keep");
     assert_eq!(voters(&c, 1), ["n1", "n2", "w"]);

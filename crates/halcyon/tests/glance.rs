@@ -280,7 +280,9 @@ fn without_quorum_every_unreachable_voter_is_named_the_witness_too() {
     c.wait_web_on(1, "n1", FORM_TIMEOUT);
     c.wait_all_members(2, FORM_TIMEOUT);
     c.wait_for(1, "the witness is a reachable voter", FORM_TIMEOUT, |v| {
-        v["witness"]["voter"] == true && v["witness"]["reachable"] == true
+        v["witness"]["voter"] == true
+            && v["witness"]["reachable"] == true
+            && v["witness"]["last_applied"].as_u64() > Some(0)
     });
     c.kill_witness();
     c.kill(2);

@@ -761,7 +761,9 @@ fn the_witness_shows_whether_it_answers_and_votes() {
     let mut c = Cluster::start_with(spec);
     c.wait_all_members(1, FORM_TIMEOUT);
     c.wait_for(1, "the witness a voter", FORM_TIMEOUT, |v| {
-        v["witness"]["voter"] == true && v["witness"]["reachable"] == true
+        v["witness"]["voter"] == true
+            && v["witness"]["reachable"] == true
+            && v["witness"]["last_applied"].as_u64() > Some(0)
     });
     let browser = Browser::start(&binary, Some(node_pins(&c)));
     let mut cdp = read_only_page(&browser, &c, 1);

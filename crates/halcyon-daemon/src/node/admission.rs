@@ -51,7 +51,9 @@ use crate::peers;
 pub struct MembershipAnswer {
     /// Its store has a membership (its own initialisation or a leader's log).
     pub initialized: bool,
-    /// It leads, confirmed by a quorum in its term.
+    /// It leads, acknowledged by a quorum within the election timeout
+    /// (`Consensus::leads_now`): a leader cut off from its quorum, which the others may have
+    /// replaced, does not say it leads (what it knows of the members may be stale).
     pub leader: bool,
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
@@ -131,6 +133,25 @@ pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Adm
     Admission::Form
 }
 
+/// The decision of the quorum witness `me`. A node that has run is known by its committed
+/// incarnation whoever leads; the witness registers nothing, and a leader elected after the
+/// witness lost its store keeps no match index for it, yet the witness's forgotten
+/// acknowledgements may be all that made some entries committed. So a witness a leader
+/// counts as a member is forgotten whatever the leader knows of it (a late first start
+/// goes out of the voters and back in, as a node's may). Otherwise as [`decide`].
+pub fn decide_witness(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Admission {
+    let decision = decide(me, answers);
+    let counted_by = answers.iter().find_map(|(id, a)| {
+        let a = a.as_ref()?;
+        let leads = a.leader && a.initialized;
+        (leads && (a.voters.contains(&me) || a.learners.contains(&me))).then_some(*id)
+    });
+    match (decision, counted_by) {
+        (Admission::Join, Some(leader)) => Admission::Forget(leader),
+        (decision, _) => decision,
+    }
+}
+
 /// The incarnation node `me` (now `own`) must become so that the others accept its
 /// heartbeats and its registration: a node whose state directory was emptied restarts at 1,
 /// and the others' heartbeat replay windows drop everything below the incarnation and
@@ -202,7 +223,7 @@ impl Node {
         MembershipAnswer {
             incarnations,
             initialized: self.consensus.is_initialized(),
-            leader: self.consensus.leadership_confirmed(),
+            leader: self.consensus.leads_now(),
             voters: self.consensus.voters(),
             learners: self.consensus.learners(),
             replicated,
@@ -361,8 +382,10 @@ impl Asker for Node {
     }
 }
 
-/// The answers of `nodes` (each with its internal API's addresses, tried in turn) about the
-/// membership; `None` for a node that gave none.
+/// The answers of `nodes` (each with its internal API's addresses, asked at once: the first
+/// answer counts, so that an address that does not answer, a network this member is not on,
+/// costs no [`ANSWER_WITHIN`] before the next) about the membership; `None` for a node that
+/// gave none.
 pub(crate) async fn ask_membership<A: Asker>(
     asker: &Arc<A>,
     nodes: Vec<(NodeId, Vec<SocketAddr>)>,
@@ -371,15 +394,21 @@ pub(crate) async fn ask_membership<A: Asker>(
     for (id, addrs) in nodes {
         let asker = Arc::clone(asker);
         asks.spawn(async move {
+            let mut tries = JoinSet::new();
             for addr in addrs {
-                let answer = asker
-                    .ask(addr, "GET", MEMBERSHIP_PATH, None, ANSWER_WITHIN)
-                    .await
-                    .ok()
-                    .filter(|r| r.status == 200)
-                    .and_then(|r| serde_json::from_str::<MembershipAnswer>(&r.body).ok());
-                if answer.is_some() {
-                    return (id, answer);
+                let asker = Arc::clone(&asker);
+                tries.spawn(async move {
+                    asker
+                        .ask(addr, "GET", MEMBERSHIP_PATH, None, ANSWER_WITHIN)
+                        .await
+                        .ok()
+                        .filter(|r| r.status == 200)
+                        .and_then(|r| serde_json::from_str::<MembershipAnswer>(&r.body).ok())
+                });
+            }
+            while let Some(answer) = tries.join_next().await {
+                if let Ok(Some(answer)) = answer {
+                    return (id, Some(answer));
                 }
             }
             (id, None)
@@ -508,6 +537,34 @@ mod tests {
             Admission::Forget(1),
             "it acknowledged the leader's log"
         );
+    }
+
+    #[test]
+    fn a_witness_a_leader_counts_is_forgotten_whatever_the_leader_knows_of_it() {
+        // A leader elected after the witness lost its store: no match index, no registration.
+        let mut a = answer(true, true, &[1, 2, 200]).unwrap();
+        a.registered.remove(&200);
+        assert_eq!(decide(200, &[(1, Some(a.clone()))]), Admission::Join);
+        assert_eq!(
+            decide_witness(200, &[(1, Some(a.clone())), (2, None)]),
+            Admission::Forget(1)
+        );
+        // Not a member (forgotten, or never added): it answers.
+        let out = answer(true, true, &[1, 2]);
+        assert_eq!(decide_witness(200, &[(1, out)]), Admission::Join);
+        // A cluster still forming (only the initial membership, no leader): it answers.
+        let mut forming = answer(true, false, &[1, 2, 200]).unwrap();
+        forming.last_log_index = 0;
+        assert_eq!(
+            decide_witness(200, &[(1, Some(forming.clone())), (2, Some(forming))]),
+            Admission::Join
+        );
+        // No leader of a formed cluster answers: it waits, as a node does.
+        let follower = answer(true, false, &[1, 2, 200]);
+        assert!(matches!(
+            decide_witness(200, &[(2, follower)]),
+            Admission::Wait(_)
+        ));
     }
 
     #[test]
