@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use halcyon_sim::faults::{Fault, Kind};
-use halcyon_sim::{Options, minimize, run};
+use halcyon_sim::{Options, Outcome, minimize, run};
 
 /// Seeds per batch; CI runs `BATCHES` batches.
 const BATCH: u64 = 25;
@@ -75,6 +75,35 @@ fn variant_passes(
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     histories
+}
+
+/// Runs a quorum witness beside `nodes` nodes for each `(nodes, seed)` of `runs`, with the
+/// options `variant` gives (`flag`: its `halcyon-sim` flags, for the replay line); every
+/// invariant must hold. Returns the outcomes.
+fn witness_runs(
+    runs: impl IntoIterator<Item = (u32, u64)>,
+    flag: &str,
+    variant: impl Fn(Options) -> Options,
+) -> Vec<Outcome> {
+    let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
+    for (nodes, seed) in runs {
+        let options = variant(Options {
+            witness: true,
+            ..Options::new(seed, nodes)
+        });
+        let outcome = run(&options).expect("the simulation runs");
+        if !outcome.passed() {
+            failures.push(format!(
+                "seed {seed}, {nodes} nodes: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --nodes {nodes} --witness {flag} --history",
+                outcome.violations.join("; "),
+                outcome.history_to_violation()
+            ));
+        }
+        outcomes.push(outcome);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    outcomes
 }
 
 /// The fast heartbeat profile (30 ms x 3, lease 221 ms) under the same random faults: the
@@ -532,48 +561,34 @@ fn a_node_removed_under_faults_leaves_and_disturbs_nothing_when_it_comes_back() 
 #[test]
 fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
     use halcyon_sim::faults::WITNESS;
-    let mut failures = Vec::new();
     let (mut struck, mut out_and_back, mut replaced) = (0, 0, 0);
-    for (nodes, seeds) in [(2, 1..=5), (4, 1..=5)] {
-        for seed in seeds {
-            let options = Options {
-                witness: true,
-                apply: true,
-                ..Options::new(seed, nodes)
-            };
-            let outcome = run(&options).expect("the simulation runs");
-            if !outcome.passed() {
-                failures.push(format!(
-                    "seed {seed}, {nodes} nodes: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --nodes {nodes} --witness --apply --history",
-                    outcome.violations.join("; "),
-                    outcome.history_to_violation()
-                ));
-            }
-            struck += outcome
-                .faults
-                .iter()
-                .filter(|(_, f)| f.nodes == [WITNESS])
-                .count();
-            let back = outcome
+    let runs = [2, 4]
+        .into_iter()
+        .flat_map(|nodes| (1..=5).map(move |seed| (nodes, seed)));
+    for outcome in witness_runs(runs, "--apply", |o| Options { apply: true, ..o }) {
+        struck += outcome
+            .faults
+            .iter()
+            .filter(|(_, f)| f.nodes == [WITNESS])
+            .count();
+        let back = outcome
+            .history
+            .contains("the next apply puts back the witness");
+        if back
+            && outcome
                 .history
-                .contains("the next apply puts back the witness");
-            if back
-                && outcome
-                    .history
-                    .contains("the next apply takes out the witness")
-            {
-                out_and_back += 1;
-            }
-            if back
-                && outcome
-                    .history
-                    .contains("the next apply replaces the witness")
-            {
-                replaced += 1;
-            }
+                .contains("the next apply takes out the witness")
+        {
+            out_and_back += 1;
+        }
+        if back
+            && outcome
+                .history
+                .contains("the next apply replaces the witness")
+        {
+            replaced += 1;
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(struck >= 5, "only {struck} faults struck the witness");
     assert!(
         out_and_back >= 5,
@@ -594,30 +609,18 @@ fn a_witness_struck_by_faults_taken_out_and_put_back_keeps_every_invariant() {
 /// `halcyon-sim --witness --wipe --seeds N` runs more.
 #[test]
 fn a_rebuilt_witness_keeps_every_invariant() {
-    let mut failures = Vec::new();
-    let mut rebuilt = 0;
-    for nodes in [2, 4] {
-        for seed in [13, 20, 21, 24] {
-            let options = Options {
-                witness: true,
-                wipe: true,
-                ..Options::new(seed, nodes)
-            };
-            let outcome = run(&options).expect("the simulation runs");
-            if !outcome.passed() {
-                failures.push(format!(
-                    "seed {seed}, {nodes} nodes: {}\n{}replay: cargo run --release -p halcyon-sim -- --seed {seed} --nodes {nodes} --witness --wipe --history",
-                    outcome.violations.join("; "),
-                    outcome.history_to_violation()
-                ));
-            }
-            rebuilt += outcome
+    let runs = [2, 4]
+        .into_iter()
+        .flat_map(|nodes| [13, 20, 21, 24].map(move |seed| (nodes, seed)));
+    let rebuilt: usize = witness_runs(runs, "--wipe", |o| Options { wipe: true, ..o })
+        .iter()
+        .map(|outcome| {
+            outcome
                 .history
                 .matches("n200's state directory emptied")
-                .count();
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+                .count()
+        })
+        .sum();
     assert!(rebuilt >= 8, "the witness was rebuilt {rebuilt} times");
 }
 
