@@ -280,12 +280,12 @@ pub async fn start_on(
     // still counts it as a voter that holds part of the log ([`admission`]).
     let held = !witness.settings.state_dir.join("raft.redb").exists();
     let consensus = open(&witness, held).await?;
-    witness.consensus.send_replace(Some(Arc::clone(&consensus)));
+    witness.consensus.send_replace(Some(consensus));
     let api = serve(Arc::clone(&witness), api_addr).await?;
     tracing::info!(witness = %witness.name, %api_addr, "witness started: votes, runs no packages");
     let (stop, stop_rx) = watch::channel(false);
     if held {
-        tokio::spawn(admission(Arc::clone(&witness), consensus, stop_rx.clone()));
+        tokio::spawn(admission(Arc::clone(&witness), stop_rx.clone()));
     }
     let rescue = tokio::spawn(rescue_loop(Arc::clone(&witness), stop_rx));
     Ok(Running {
@@ -418,11 +418,10 @@ async fn rescue_loop(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
 /// committed entries, or vote twice in a term. First start: the nodes have formed nothing
 /// (or only the initial membership, which no leader replicated to it): it answers; started
 /// after they formed, it goes out of the voters and back in.
-async fn admission(
-    witness: Arc<Witness>,
-    consensus: Arc<Consensus>,
-    mut stop: watch::Receiver<bool>,
-) {
+///
+/// It holds no reference to the consensus while it asks (a stop shuts the consensus down
+/// meanwhile, `shutdown`): it takes the one in use when it admits.
+async fn admission(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
     let nodes: Vec<(NodeId, Vec<std::net::SocketAddr>)> =
         crate::peers::internal_addrs(&witness.config)
             .into_iter()
@@ -439,7 +438,7 @@ async fn admission(
         match decide_witness(witness.id, &answers) {
             Admission::Form | Admission::Join => {
                 tracing::info!(witness = %witness.name, "new store: the cluster does not count this witness as a voter holding its log; answering Raft requests");
-                consensus.admit();
+                admit(&witness);
                 return;
             }
             Admission::Forget(leader_id) => {
@@ -459,7 +458,7 @@ async fn admission(
                              the cluster): the coordinator took it out of the membership; it \
                              votes again once it has copied the log"
                         );
-                        consensus.admit();
+                        admit(&witness);
                         return;
                     }
                     Err(e) => rarely(format!(
@@ -475,6 +474,13 @@ async fn admission(
             _ = stop.changed() => return,
             () = sleep(ADMISSION_ASK_EVERY) => {}
         }
+    }
+}
+
+/// Opens the held RPC server of the consensus in use.
+fn admit(witness: &Witness) {
+    if let Some(consensus) = witness.consensus() {
+        consensus.admit();
     }
 }
 
