@@ -162,6 +162,14 @@ impl Cluster {
         self.networks.iter().find(|n| n.name.as_str() == name)
     }
 
+    /// The quorum witness, if it has this name.
+    pub fn witness_named(&self, name: &str) -> Option<&Witness> {
+        self.quorum
+            .witness
+            .as_ref()
+            .filter(|w| w.name.as_str() == name)
+    }
+
     /// The node with this number (as heartbeats and the detector name nodes).
     pub fn node_numbered(&self, number: u32) -> Option<&Node> {
         self.nodes.iter().find(|n| n.number == number)

@@ -959,13 +959,7 @@ impl Gate for crate::node::Node {
     }
 
     fn is_witness(&self, name: &str) -> bool {
-        let config = self.config();
-        config
-            .cluster
-            .quorum
-            .witness
-            .as_ref()
-            .is_some_and(|w| w.name.as_str() == name)
+        self.config().cluster.witness_named(name).is_some()
     }
 }
 

@@ -307,12 +307,7 @@ pub fn check_node_operation(
         )));
     }
     let voters = op == "add" || op == "remove";
-    let is_witness = config
-        .cluster
-        .quorum
-        .witness
-        .as_ref()
-        .is_some_and(|w| w.name.as_str() == name);
+    let is_witness = config.cluster.witness_named(name).is_some();
     if config.node(name).is_none() && !(is_witness && voters) {
         return Err(ApiError::not_found(format!(
             "{}; a voter must be in the applied configuration",
@@ -1057,16 +1052,10 @@ pub struct ForgetAnswer {
 /// membership is only recorded.
 pub(crate) async fn forget(node: &Node, name: &str) -> Result<ForgetAnswer, ApiError> {
     let config = node.config();
-    let witness = config
-        .cluster
-        .quorum
-        .witness
-        .as_ref()
-        .filter(|w| w.name.as_str() == name);
     let number = config
         .node(name)
         .map(|n| n.number)
-        .or(witness.map(|w| w.number))
+        .or(config.cluster.witness_named(name).map(|w| w.number))
         .ok_or_else(|| ApiError::not_found(unknown_node(&config, name)))?;
     let id = NodeId::from(number);
     if !node.consensus.leadership_confirmed() {

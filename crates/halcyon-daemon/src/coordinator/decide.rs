@@ -546,12 +546,7 @@ fn auto_shrink(round: &mut Round, config: &Config) {
         // The witness, forgotten when it came back with a new store, has no heartbeats and
         // never registers: it is asked to join again by `join_added_witness`, and is no
         // longer shrunk once it votes.
-        let witness = config
-            .cluster
-            .quorum
-            .witness
-            .as_ref()
-            .is_some_and(|w| w.name == *node);
+        let witness = config.cluster.witness_named(node.as_str()).is_some();
         let member = view.cluster().members.contains(node) && !view.departed().contains(node);
         let heard = round.reach(config, node.as_str()) == Some(NodeState::Reachable);
         if witness && input.voters.contains(node) {

@@ -25,8 +25,9 @@
 //!   forming: admits;
 //! - otherwise (nobody answers, or the cluster has no leader) waits and asks again.
 //!
-//! The quorum witness, a voter with a store too, asks the same questions and decides with
-//! the same [`decide`] (`witness::admission`, through [`Asker`]); it never initialises.
+//! The quorum witness, a voter with a store too, asks the same questions through
+//! [`Asker`] and decides with [`decide_witness`] (`witness::admission`); it never
+//! initialises.
 //!
 //! Invariant: the server of a new store answers only after a leader said it has no match
 //! index for the node and no record of it running, or took it out of the membership
@@ -94,13 +95,33 @@ pub enum Admission {
 
 /// The decision of node `me` from the answers of the other nodes (`None`: no answer).
 pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Admission {
+    decide_with(me, answers, |a| a.knows_of(me))
+}
+
+/// The decision of the quorum witness `me`. A node that has run is known by its committed
+/// incarnation whoever leads; the witness registers nothing, and a leader elected after the
+/// witness lost its store keeps no match index for it, yet the witness's forgotten
+/// acknowledgements may be all that made some entries committed. So a witness a leader
+/// counts as a member is forgotten whatever the leader knows of it (a late first start
+/// goes out of the voters and back in, as a node's may). Otherwise as [`decide`].
+pub fn decide_witness(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Admission {
+    decide_with(me, answers, |_| true)
+}
+
+/// [`decide`], where `ran_before` says whether the leader's answer shows that `me`, a
+/// member, may hold part of the log or a vote the cluster counts on.
+fn decide_with(
+    me: NodeId,
+    answers: &[(NodeId, Option<MembershipAnswer>)],
+    ran_before: impl Fn(&MembershipAnswer) -> bool,
+) -> Admission {
     let answered: Vec<(NodeId, &MembershipAnswer)> = answers
         .iter()
         .filter_map(|(id, a)| a.as_ref().map(|a| (*id, a)))
         .collect();
     if let Some((leader, a)) = answered.iter().find(|(_, a)| a.leader && a.initialized) {
         let member = a.voters.contains(&me) || a.learners.contains(&me);
-        return if member && a.knows_of(me) {
+        return if member && ran_before(a) {
             Admission::Forget(*leader)
         } else {
             // Not a member, or a member that never ran: a first start in a cluster that
@@ -131,25 +152,6 @@ pub fn decide(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Adm
         return Admission::Wait("no other node answers".to_owned());
     }
     Admission::Form
-}
-
-/// The decision of the quorum witness `me`. A node that has run is known by its committed
-/// incarnation whoever leads; the witness registers nothing, and a leader elected after the
-/// witness lost its store keeps no match index for it, yet the witness's forgotten
-/// acknowledgements may be all that made some entries committed. So a witness a leader
-/// counts as a member is forgotten whatever the leader knows of it (a late first start
-/// goes out of the voters and back in, as a node's may). Otherwise as [`decide`].
-pub fn decide_witness(me: NodeId, answers: &[(NodeId, Option<MembershipAnswer>)]) -> Admission {
-    let decision = decide(me, answers);
-    let counted_by = answers.iter().find_map(|(id, a)| {
-        let a = a.as_ref()?;
-        let leads = a.leader && a.initialized;
-        (leads && (a.voters.contains(&me) || a.learners.contains(&me))).then_some(*id)
-    });
-    match (decision, counted_by) {
-        (Admission::Join, Some(leader)) => Admission::Forget(leader),
-        (decision, _) => decision,
-    }
 }
 
 /// The incarnation node `me` (now `own`) must become so that the others accept its
