@@ -40,6 +40,11 @@ pub struct WitnessOwnStatus {
     pub coordinator: Option<String>,
     pub voters: Vec<String>,
     pub last_applied: u64,
+    /// A new store held by its admission (its state directory was emptied, or it started
+    /// after the nodes formed): why it answers no Raft request, so does not vote, yet.
+    /// Absent from a witness of an older version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// The answer of `POST /v1/debug/isolate` (test only).

@@ -381,4 +381,9 @@ pub struct WitnessStatus {
     /// `halcyon apply` added it and it is not a voter yet: it becomes one once it answers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub joining: bool,
+    /// It answered that it holds its vote: a new store (its state directory emptied, or
+    /// started after the nodes formed) waiting for the cluster to forget the log its old
+    /// store acknowledged; why, in its words. It counts for no quorum meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }

@@ -212,6 +212,7 @@ fn status() -> StatusResponse {
             reachable: false,
             last_applied: None,
             joining: false,
+            held: Some("new store: no other node answers".into()),
         }),
     }
 }
@@ -433,7 +434,15 @@ fn internal_and_test_answers_round_trip() {
         coordinator: Some("node1".into()),
         voters: vec!["node1".into(), "w".into()],
         last_applied: 30,
+        held: Some("new store: no other node answers".into()),
     });
+    // A witness of an older version says nothing of a hold: read as none.
+    let older: WitnessOwnStatus = serde_json::from_str(
+        r#"{"schema_version":1,"witness":"w","number":9,"cluster":"example","term":2,
+            "coordinator":null,"voters":["node1","w"],"last_applied":30}"#,
+    )
+    .unwrap();
+    assert_eq!(older.held, None);
     round_trip(&IsolateResponse {
         schema_version: SCHEMA_VERSION,
         isolated: "node2".into(),

@@ -329,19 +329,24 @@ async fn status(State(node): State<Shared>) -> Response {
             .consensus
             .voters()
             .contains(&halcyon_consensus::NodeId::from(w.number));
-        let witness_answered = answer.is_some();
+        let seen = match &answer {
+            None => views::WitnessSeen::Unreachable,
+            Some(a) if a.held.is_some() => views::WitnessSeen::Held,
+            Some(_) => views::WitnessSeen::Voting,
+        };
         response.witness = Some(WitnessStatus {
             name: w.name.clone(),
             address: addr.to_string(),
             voter,
-            reachable: witness_answered,
-            last_applied: answer.map(|a| a.last_applied),
+            reachable: answer.is_some(),
+            last_applied: answer.as_ref().map(|a| a.last_applied),
             joining: node.snapshot().joining().contains(&w.name),
+            held: answer.and_then(|a| a.held),
         });
         if response.quorum.detail.is_some() {
-            // Now that the witness was asked: name it too when it did not answer.
-            response.quorum.detail =
-                Some(views::no_quorum_with_witness(&node, Some(witness_answered)));
+            // Now that the witness was asked: name it too when it did not answer, or holds
+            // its vote.
+            response.quorum.detail = Some(views::no_quorum_with_witness(&node, seen));
         }
     }
     ok(response)

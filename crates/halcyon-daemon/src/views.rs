@@ -26,29 +26,51 @@ pub const STATUS_EVENTS: usize = 10;
 /// its leader, must be for `status` to say the node has the quorum.
 const QUORUM_FRESH_MS: u64 = 1000;
 
+/// What the answering node learnt of the quorum witness by asking its status just now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WitnessSeen {
+    /// Not asked: counted unreachable, as nothing says otherwise.
+    NotAsked,
+    /// It did not answer.
+    Unreachable,
+    /// It answered that it holds its vote (a new store waiting for its admission).
+    Held,
+    /// It answered and votes.
+    Voting,
+}
+
 /// "no quorum: 1 of 3 voters reachable (n2, n3 unreachable)", without what this node
 /// knows of the witness (see [`no_quorum_with_witness`]).
 pub fn no_quorum(node: &Node) -> String {
-    no_quorum_with_witness(node, None)
+    no_quorum_with_witness(node, WitnessSeen::NotAsked)
 }
 
 /// "no quorum: 1 of 4 voters reachable from n1 (n2, n3, witness w unreachable)": every
-/// voter this node cannot reach is named, the witness too when it is one.
-/// `witness_reachable`: whether the witness answered just now (`None`: not asked, so it is
-/// counted unreachable, as nothing says otherwise).
-pub fn no_quorum_with_witness(node: &Node, witness_reachable: Option<bool>) -> String {
-    let (reachable, unreachable) = voters_reachable(node, witness_reachable);
-    no_quorum_line(
+/// voter this node cannot reach is named, the witness too when it is one, and a witness
+/// that answers but holds its vote is named as such ("; witness w answers but holds its
+/// vote: ...").
+pub fn no_quorum_with_witness(node: &Node, witness: WitnessSeen) -> String {
+    let (reachable, unreachable) = voters_reachable(node, witness);
+    let mut line = no_quorum_line(
         reachable,
         node.config().cluster.voter_count(),
         node.name.as_str(),
         &unreachable,
-    )
+    );
+    if let (WitnessSeen::Held, Some(w)) = (witness, &node.config().cluster.quorum.witness) {
+        line.push_str(&format!(
+            "; witness {} answers but holds its vote: a new store waiting for the cluster to \
+             forget the log its old one acknowledged",
+            w.name
+        ));
+    }
+    line
 }
 
 /// How many voters this node reaches (itself included), and the names of those it does not
-/// (the witness as `witness NAME`; `witness_reachable` as for [`no_quorum_with_witness`]).
-pub fn voters_reachable(node: &Node, witness_reachable: Option<bool>) -> (usize, Vec<String>) {
+/// (the witness as `witness NAME`, unless it answered; a witness that holds its vote is
+/// not counted reachable, and not named here: see [`no_quorum_with_witness`]).
+pub fn voters_reachable(node: &Node, witness: WitnessSeen) -> (usize, Vec<String>) {
     let config = node.config();
     let reach = node.reachability();
     let mut reachable = 0;
@@ -63,10 +85,10 @@ pub fn voters_reachable(node: &Node, witness_reachable: Option<bool>) -> (usize,
         }
     }
     if let Some(w) = &config.cluster.quorum.witness {
-        if !node.is_isolated() && witness_reachable == Some(true) {
-            reachable += 1;
-        } else {
-            unreachable.push(format!("witness {}", w.name));
+        match witness {
+            WitnessSeen::Voting if !node.is_isolated() => reachable += 1,
+            WitnessSeen::Held if !node.is_isolated() => {}
+            _ => unreachable.push(format!("witness {}", w.name)),
         }
     }
     (reachable, unreachable)

@@ -75,6 +75,9 @@ struct Witness {
     applied_tx: watch::Sender<u64>,
     /// The consensus in use (replaced when the rescue loop reopens it), for the API.
     consensus: watch::Sender<Option<Arc<Consensus>>>,
+    /// While a new store is held by its [`admission`]: why it does not answer Raft
+    /// requests yet (its status says so; `None` once admitted, or for a store that ran).
+    held: watch::Sender<Option<String>>,
     /// Mutual TLS on the Raft port (with credentials).
     raft_tls: Option<Arc<crate::raft_tls::RaftTls>>,
     /// Who may call its API: a token (`read-only` reads its status) or a node's signature,
@@ -135,6 +138,7 @@ impl Witness {
             coordinator: leader,
             voters,
             last_applied,
+            held: self.held.borrow().clone(),
         }
     }
 }
@@ -271,6 +275,7 @@ pub async fn start_on(
         applied,
         applied_tx,
         consensus: watch::Sender::new(None),
+        held: watch::Sender::new(None),
         raft_tls,
         network,
         observer,
@@ -279,6 +284,13 @@ pub async fn start_on(
     // A new store answers no Raft request before the witness knows whether the cluster
     // still counts it as a voter that holds part of the log ([`admission`]).
     let held = !witness.settings.state_dir.join("raft.redb").exists();
+    if held {
+        witness.held.send_replace(Some(
+            "new store: asking the nodes whether the cluster counts this witness as a voter \
+             holding part of its log"
+                .to_owned(),
+        ));
+    }
     let consensus = open(&witness, held).await?;
     witness.consensus.send_replace(Some(consensus));
     let api = serve(Arc::clone(&witness), api_addr).await?;
@@ -432,6 +444,9 @@ async fn admission(witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
             logged = Some(Instant::now());
             tracing::warn!(witness = %witness.name, "new store: Raft requests held: {line}");
         }
+        witness
+            .held
+            .send_replace(Some(format!("new store: {line}")));
     };
     loop {
         let answers = ask_membership(&witness, nodes.clone()).await;
@@ -482,6 +497,7 @@ fn admit(witness: &Witness) {
     if let Some(consensus) = witness.consensus() {
         consensus.admit();
     }
+    witness.held.send_replace(None);
 }
 
 impl Asker for Witness {

@@ -224,3 +224,50 @@ fn a_witness_whose_state_directory_was_emptied_is_forgotten_and_votes_again() {
     c.wait_activity_from("n2", Duration::from_secs(5));
     assert_no_overlap(&c.activity(), 1);
 }
+
+/// A witness rebuilt while a node is down waits (only a leader, which needs both nodes now,
+/// can take it out of the membership): the node left says so in its status, the API's and
+/// `halcyon status`'s, and counts the witness for no quorum. Once the other node is back
+/// the witness is taken out, added back and votes again, and says nothing of a hold.
+#[test]
+fn a_witness_rebuilt_while_a_node_is_down_says_it_holds_its_vote() {
+    let mut c = two_nodes_and_a_witness();
+    let v = c.status(1).unwrap();
+    assert!(v["witness"].get("held").is_none(), "{v:#}");
+    c.stop(2);
+    c.kill_witness();
+    let dir = c.witness_state_dir().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    c.start_witness();
+    c.wait_for(1, "the rebuilt witness holds its vote", FORM_TIMEOUT, |v| {
+        v["witness"]["reachable"] == true
+            && v["witness"]["held"]
+                .as_str()
+                .is_some_and(|why| why.contains("no leader answered"))
+            && v["quorum"]["has_quorum"] == false
+    });
+    let v = c.status(1).unwrap();
+    let detail = v["quorum"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("no quorum: 1 of 3 voters reachable from n1 (n2 unreachable); witness w answers but holds its vote"),
+        "{v:#}"
+    );
+    let text = status_text(&c, 1);
+    assert!(
+        text.contains("HOLDS ITS VOTE (counts for no quorum until the cluster forgot its old store and it copied the log): new store: the cluster has formed and no leader answered"),
+        "{text}"
+    );
+
+    c.start(2);
+    c.wait_for(1, "the rebuilt witness a voter again", FORM_TIMEOUT, |v| {
+        v["witness"]["voter"] == true
+            && v["witness"]["reachable"] == true
+            && v["witness"].get("held").is_none()
+            && v["witness"]["last_applied"].as_u64() > Some(0)
+            && v["quorum"]["has_quorum"] == true
+    });
+    assert!(!status_text(&c, 1).contains("HOLDS ITS VOTE"));
+    c.wait_web_on(1, "n1", FAILOVER_TIMEOUT);
+    assert_no_overlap(&c.activity(), 0);
+}

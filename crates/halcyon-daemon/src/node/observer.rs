@@ -264,7 +264,8 @@ impl Node {
         current: &State,
         news: super::webhooks::QuorumNews,
     ) -> bool {
-        let (_, unreachable) = crate::views::voters_reachable(self, None);
+        let (_, unreachable) =
+            crate::views::voters_reachable(self, crate::views::WitnessSeen::NotAsked);
         let detail = match news {
             super::webhooks::QuorumNews::Lost => {
                 let line = crate::views::no_quorum(self);

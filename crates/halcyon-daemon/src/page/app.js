@@ -61,9 +61,11 @@ function renderHeader(s) {
 function witnessRow(w) {
   const votes = w.voter ? badge('voter', 'ok')
     : badge(w.joining ? 'not a voter yet: joining' : 'not a voter', 'warn');
+  // A new store waiting for its admission answers but does not vote: why, in its words.
+  const held = w.held ? h('div', { class: 'bad', 'data-held': w.name }, 'holds its vote: ' + w.held) : null;
   return h('tr', { 'data-witness': w.name, 'data-reachable': String(w.reachable) },
     h('td', {}, h('b', {}, w.name), ' ', h('span', { class: 'muted' }, 'witness')),
-    h('td', {}, w.reachable ? badge('reachable', 'ok') : badge('UNREACHABLE', 'bad'), ' ', votes),
+    h('td', {}, w.reachable ? badge('reachable', 'ok') : badge('UNREACHABLE', 'bad'), ' ', votes, held),
     h('td', { class: 'muted' }, w.address + (w.last_applied != null ? ' · applied ' + w.last_applied : '')));
 }
 

@@ -355,6 +355,13 @@ pub fn status(v: &StatusResponse, clock: &Clock, detail: Option<&Config>) -> Str
                 (false, false) => ", not a voter",
             },
         );
+        if let Some(why) = &w.held {
+            let _ = writeln!(
+                out,
+                "    HOLDS ITS VOTE (counts for no quorum until the cluster forgot its old \
+                 store and it copied the log): {why}"
+            );
+        }
     }
     out.push('\n');
     let mut rows = vec![cells(&[
@@ -1238,6 +1245,38 @@ mod tests {
                 "Raft timings: n2, n3 may still run those of a 100 ms heartbeat, not the \
                  running 50 ms (fixed when a daemon starts): the lease (519 ms) covers their \
                  slower elections until their daemons restart"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_witness_that_holds_its_vote_says_why() {
+        let mut v = status_of(Vec::new(), Vec::new());
+        let mut w = halcyon_api::WitnessStatus {
+            name: NodeName::from("w"),
+            address: "198.18.0.9:7002".into(),
+            voter: true,
+            reachable: true,
+            last_applied: Some(0),
+            joining: false,
+            held: None,
+        };
+        v.witness = Some(w.clone());
+        let text = status(&v, &clock(), None);
+        assert!(
+            text.contains("witness w at 198.18.0.9:7002: reachable, voter"),
+            "{text}"
+        );
+        assert!(!text.contains("HOLDS ITS VOTE"), "{text}");
+        w.held = Some("new store: no other node answers".into());
+        v.witness = Some(w);
+        let text = status(&v, &clock(), None);
+        assert!(
+            text.contains(
+                "witness w at 198.18.0.9:7002: reachable, voter\n    HOLDS ITS VOTE (counts \
+                 for no quorum until the cluster forgot its old store and it copied the log): \
+                 new store: no other node answers"
             ),
             "{text}"
         );
