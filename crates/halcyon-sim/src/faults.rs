@@ -81,6 +81,10 @@ pub struct Fault {
     pub lasts: Duration,
 }
 
+/// In a scripted fault's nodes: the node that coordinates when the fault begins
+/// (`run::strike_coordinator`).
+pub const COORDINATOR: u32 = 0;
+
 /// The quorum witness's number (`--witness`): its host is `run::node_ip(WITNESS)`, apart from
 /// the nodes' (`--grow` adds node `nodes + 1`).
 pub const WITNESS: u32 = 200;

@@ -14,7 +14,8 @@
 //!
 //! Invariants ([`invariants`], [`world`]): a failover package never runs on two nodes; a
 //! committed log entry never changes; events run one at a time in priority order; restart
-//! counters never go back; and, after the faults, every `auto_run` package runs.
+//! counters never go back; after the faults, every `auto_run` package runs; and no package
+//! stopped on a node that no fault reached ([`collateral`]).
 
 // Without it tokio draws its own random numbers from the OS (a `watch` channel parks each
 // waiter on one of eight lists chosen at random), turmoil cannot seed them, and a seed no
@@ -26,6 +27,7 @@ compile_error!(
      environment overrides it): without it a seed does not replay the same history"
 );
 
+pub mod collateral;
 pub mod faults;
 pub mod invariants;
 pub mod platform;

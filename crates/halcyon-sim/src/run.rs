@@ -584,6 +584,8 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     // Nodes whose daemon exited by itself while their disk was full: started again when the
     // fault ends.
     let mut exited: BTreeSet<u32> = BTreeSet::new();
+    // The faults as injected (a scripted strike of the coordinator names its node).
+    let mut injected: Vec<Fault> = Vec::new();
     let mut steps: u64 = 0;
     loop {
         steps += 1;
@@ -593,6 +595,11 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
         }
         while pending.last().is_some_and(|(_, f)| f.at <= now) {
             let (index, fault) = pending.pop().expect("checked");
+            let fault = &strike_coordinator(fault, &world);
+            if fault.nodes.is_empty() && !matches!(fault.kind, Kind::ServiceExit { .. }) {
+                world.note(format!("fault {index} skipped: no node coordinates"));
+                continue;
+            }
             if reshape.skips(fault) {
                 world.note(format!(
                     "fault {index} skipped (its node was removed): {fault}"
@@ -621,6 +628,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
                 fault.clone(),
                 reshape.hosts_now(),
             ));
+            injected.push(fault.clone());
         }
         while applies.last().is_some_and(|a| a.at <= now) {
             let apply = applies.pop().expect("checked");
@@ -740,6 +748,7 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     if world.violations().is_empty() {
         reshape.check_end(&world, options);
         liveness(&world, options);
+        collateral(&world, options, &injected);
         for witness in witnesses(options) {
             witness_at_end(&world, witness, witness_in);
         }
@@ -1133,13 +1142,13 @@ fn inject(
                 .find(|(node, _)| fault.nodes.contains(node))
                 .or(running.first());
             if let Some((_, group)) = exiting {
-                world.stop_activity(*group, "exited (fault)");
+                world.stop_activity(*group, crate::collateral::INJECTED);
             }
         }
         Kind::ServiceExit { package } => {
             let name = format!("p{package}");
             for (_, group) in world.running_of(&name) {
-                world.stop_activity(group, "exited (fault)");
+                world.stop_activity(group, crate::collateral::INJECTED);
             }
         }
         Kind::Hang => {
@@ -1262,6 +1271,54 @@ fn each_pair(a: &[IpAddr], b: &[IpAddr], mut f: impl FnMut(IpAddr, IpAddr)) {
 
 /// Every fault healed long enough ago, every node up and connected: every `auto_run` package
 /// must be active, on exactly one node.
+/// No package stopped where no fault reached (`crate::collateral`). Not checked in runs
+/// that reconfigure the cluster or its voters (`--apply`, `--grow`, `--shrink`,
+/// `--auto-shrink`: a changed package halts and runs again by design, the voters change)
+/// or hold a node's executor (`--hang`: the cluster gives up on it over tens of seconds).
+fn collateral(world: &World, o: &Options, faults: &[Fault]) {
+    if o.apply || o.grow || o.shrink || o.auto_shrink || o.hang {
+        return;
+    }
+    let stops: Vec<crate::collateral::Stop> = world
+        .lock()
+        .activities
+        .values()
+        .filter_map(|a| {
+            a.stopped.as_ref().map(|(at, why)| crate::collateral::Stop {
+                node: a.node,
+                package: a.package.clone(),
+                at: *at,
+                why: why.clone(),
+            })
+        })
+        .collect();
+    let voters = o.nodes as usize + usize::from(o.witness);
+    for line in crate::collateral::unjustified(&stops, faults, voters) {
+        world.violation(line);
+    }
+}
+
+/// `fault` with [`faults::COORDINATOR`] among its nodes replaced by the node that leads
+/// now (a scripted fault of whichever node coordinates; left out when none leads).
+fn strike_coordinator(fault: &Fault, world: &World) -> Fault {
+    let mut fault = fault.clone();
+    if fault.nodes.contains(&faults::COORDINATOR) {
+        let leader = world.leader().map(|node| node.number);
+        fault.nodes = fault
+            .nodes
+            .iter()
+            .filter_map(|&n| {
+                if n == faults::COORDINATOR {
+                    leader
+                } else {
+                    Some(n)
+                }
+            })
+            .collect();
+    }
+    fault
+}
+
 fn liveness(world: &World, o: &Options) {
     for p in 0..o.packages {
         let name = format!("p{p}");
