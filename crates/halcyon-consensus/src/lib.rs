@@ -161,7 +161,8 @@ pub struct RaftTimings {
     pub write_timeout: Duration,
     /// Whether this node stands for election only after a quorum granted a pre-vote
     /// ([`prevote`]). A node that never leads by itself (the witness) switches elections
-    /// itself and turns this off.
+    /// itself and turns this off; it then answers pre-votes without its log, so that it is
+    /// never taken for a better candidate (`net::PreVoteServer::stands`).
     pub pre_vote: bool,
     /// Whether the RPC server starts held: every connection closed unanswered, as if the
     /// node were cut off, until [`Consensus::admit`]. A node whose store is new holds it
@@ -441,6 +442,7 @@ impl Consensus {
             contact: Arc::clone(&acknowledged),
             quiet: timings.election_timeout_min,
             log: log_reader.clone(),
+            stands: timings.pre_vote,
         };
         let admitted = Arc::new(std::sync::atomic::AtomicBool::new(!timings.held));
         let contact = Arc::clone(&pre_vote.contact);

@@ -321,8 +321,9 @@ struct CandidateLog {
 #[derive(Debug, Serialize, Deserialize)]
 struct PreVoteResponse {
     granted: bool,
-    /// The responder's own log (absent from a node of an earlier version): with `granted`, it
-    /// is a voter that hears no leader either, so a candidate too (`prevote::outranked`).
+    /// The responder's own log (absent from a node of an earlier version, and from a voter
+    /// that does not stand through the gate, the witness): with `granted`, it is a voter
+    /// that hears no leader either, so a candidate too (`prevote::outranked`).
     #[serde(default)]
     log: Option<CandidateLog>,
 }
@@ -1010,6 +1011,13 @@ pub struct PreVoteServer {
     pub contact: Arc<Acknowledged>,
     pub quiet: Duration,
     pub log: crate::store::LogStore,
+    /// Whether this node stands for election through the gate (`RaftTimings::pre_vote`).
+    /// One that does not (the quorum witness, which campaigns only in its rescue) sends no
+    /// log with its answers, so it is never a better candidate (`prevote::outranked`):
+    /// with the highest id of the cluster it would otherwise hold every node's elections
+    /// back for `2 x election_timeout_max` each time a coordinator dies, and the leases of
+    /// healthy nodes run out meanwhile.
+    pub stands: bool,
 }
 
 impl PreVoteServer {
@@ -1047,7 +1055,9 @@ impl PreVoteServer {
         tracing::debug!(node_id, from, term, quiet, log_allows, granted, "pre-vote");
         PreVoteResponse {
             granted,
-            log: own.map(|last_log_id| CandidateLog { last_log_id }),
+            log: own
+                .filter(|_| self.stands)
+                .map(|last_log_id| CandidateLog { last_log_id }),
         }
     }
 }
