@@ -611,7 +611,8 @@ impl Consensus {
     /// (its connections, its networks, its TLS) and returns the answer of the `answerer`
     /// that node set ([`Consensus::answer_with`]), within `ttl`. A node that set none says
     /// so ([`net::AskFailed::NoAnswerer`]); one of an earlier version leaves it unanswered
-    /// ([`net::AskFailed::Unanswered`]), as does a target that is not a member.
+    /// ([`net::AskFailed::Unanswered`]). A target this replica's membership does not hold
+    /// is not asked ([`net::AskFailed::NotMember`]).
     pub async fn ask(
         &self,
         target: NodeId,
@@ -627,7 +628,7 @@ impl Consensus {
                 .get_node(&target)
                 .cloned()
         };
-        let node = node.ok_or(net::AskFailed::Unanswered)?;
+        let node = node.ok_or(net::AskFailed::NotMember)?;
         self.asker.ask(target, node, body, ttl).await
     }
 

@@ -92,6 +92,11 @@ pub enum AskFailed {
     Unanswered,
     /// The deadline passed.
     Timeout,
+    /// The peer is not a member in the asker's replica of the membership, which therefore
+    /// has no address for it: not asked. A node whose store is new learns its leader's id
+    /// (from its first append-entries) before it has applied the membership that holds
+    /// the leader's addresses.
+    NotMember,
 }
 
 /// Outgoing connections. The tokio TCP implementation is [`TcpTransport`]; a simulator can plug

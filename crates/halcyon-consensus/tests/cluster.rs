@@ -372,7 +372,7 @@ async fn application_requests_are_answered_by_the_answerer_the_addressee_set() {
             "left unanswered"
         );
         assert_eq!(ask(2, 3).await, Err(AskFailed::NoAnswerer));
-        assert_eq!(ask(1, 9).await, Err(AskFailed::Unanswered), "not a member");
+        assert_eq!(ask(1, 9).await, Err(AskFailed::NotMember), "not a member");
         // Raft goes on over the same connections.
         let leader = cluster.wait_leader(&[1, 2, 3]).await;
         cluster

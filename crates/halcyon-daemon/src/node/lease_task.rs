@@ -60,19 +60,31 @@ pub(crate) enum LeaseCommand {
     },
 }
 
-/// How long renewals go to a leader on its internal API only, after it left one on the
-/// Raft transport unanswered and answered it there (a coordinator of an earlier version,
+/// How long renewals go to a leader on its internal API only, after it left them on the
+/// Raft transport unanswered and answered them there (a coordinator of an earlier version,
 /// during a rolling upgrade): the Raft transport is tried again after this.
 pub(crate) const RAFT_RENEWALS_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// How many renewals in a row a leader leaves unanswered on the Raft transport (and
+/// answers on its internal API) before the next ones go to its internal API only. One is
+/// no proof: a connection cut while the renewal was on it, or a leader's Raft server that
+/// closed it while stopping, leaves one unanswered as well; an earlier version leaves
+/// every one so. (A leader this node's replica has no address for yet, as a node that just
+/// joined knows its leader before the membership, is not asked at all:
+/// `AskFailed::NotMember`, not counted.)
+pub(crate) const RAFT_RENEWALS_UNANSWERED_MAX: u32 = 3;
+
 /// Which transport a holder's renewals take. A renewal goes to the leader on the Raft
 /// transport (its kept mutual-TLS connections, one small frame each way: a fifth of what
-/// the internal API's HTTP costs the coordinator); when the leader leaves it unanswered
-/// and then answers on the internal API, renewals to that leader use the internal API
-/// for [`RAFT_RENEWALS_RETRY_AFTER`].
+/// the internal API's HTTP costs the coordinator); when the leader leaves
+/// [`RAFT_RENEWALS_UNANSWERED_MAX`] in a row unanswered and answers them on the internal
+/// API, renewals to that leader use the internal API for [`RAFT_RENEWALS_RETRY_AFTER`].
 #[derive(Debug, Default)]
 pub(crate) struct RaftRenewals {
-    /// The leader that did so, and when.
+    /// The leader whose last renewals were left unanswered on the Raft transport and
+    /// answered on the internal API, and how many in a row.
+    unanswered: Option<(NodeId, u32)>,
+    /// The leader whose renewals go to its internal API only, and since when.
     http_only: Option<(NodeId, Instant)>,
 }
 
@@ -87,10 +99,28 @@ impl RaftRenewals {
         }
     }
 
+    /// A renewal sent on the Raft transport was answered (on it, or on the internal API
+    /// after the Raft one was late): the run of unanswered ones ends.
+    pub(crate) fn answered(&mut self) {
+        self.unanswered = None;
+    }
+
     /// `leader` left a renewal on the Raft transport unanswered and answered it on the
-    /// internal API at `now`.
-    pub(crate) fn answered_on_http_only(&mut self, leader: NodeId, now: Instant) {
+    /// internal API at `now`; true when that makes [`RAFT_RENEWALS_UNANSWERED_MAX`] in a
+    /// row, and renewals to it go to the internal API only from now on.
+    pub(crate) fn answered_on_http_only(&mut self, leader: NodeId, now: Instant) -> bool {
+        let run = match self.unanswered {
+            Some((node, run)) if node == leader => run + 1,
+            _ => 1,
+        };
+        debug_assert!(run <= RAFT_RENEWALS_UNANSWERED_MAX);
+        if run < RAFT_RENEWALS_UNANSWERED_MAX {
+            self.unanswered = Some((leader, run));
+            return false;
+        }
+        self.unanswered = None;
         self.http_only = Some((leader, now));
+        true
     }
 }
 
@@ -436,7 +466,10 @@ impl Node {
         loop {
             tokio::select! {
                 answer = &mut raft, if raft_open => match answer {
-                    Ok(answer) => return Ok(answer),
+                    Ok(answer) => {
+                        self.raft_renewals.lock().expect(crate::POISONED).answered();
+                        return Ok(answer);
+                    }
                     Err(failed) => {
                         raft_open = false;
                         unanswered = failed == AskFailed::Unanswered;
@@ -446,19 +479,31 @@ impl Node {
                 () = &mut head_start, if !http_started => http_started = true,
                 response = &mut http, if http_started && http_open => match response {
                     Some(response) => {
-                        if unanswered && self.consensus.leader() == Some(leader) {
-                            tracing::debug!(node = %self.name, leader, "the leader answers renewals on its internal API only");
-                            self.raft_renewals
-                                .lock()
-                                .expect(crate::POISONED)
-                                .answered_on_http_only(leader, self.platform.clock.now());
-                        }
+                        self.http_answered(leader, unanswered);
                         return Ok(response.body);
                     }
                     None => http_open = false,
                 },
                 else => return Err("no answer".into()),
             }
+        }
+    }
+
+    /// `leader` answered a renewal on its internal API, the one sent on the Raft transport
+    /// left `unanswered` (else late): [`RaftRenewals`] keeps count, and the switch to the
+    /// internal API only is logged.
+    fn http_answered(&self, leader: NodeId, unanswered: bool) {
+        let mut renewals = self.raft_renewals.lock().expect(crate::POISONED);
+        if !unanswered || self.consensus.leader() != Some(leader) {
+            renewals.answered();
+        } else if renewals.answered_on_http_only(leader, self.platform.clock.now()) {
+            tracing::info!(
+                node = %self.name,
+                leader,
+                "the coordinator left {RAFT_RENEWALS_UNANSWERED_MAX} lease renewals in a row unanswered on the Raft transport and answered them on its internal API: renewals go there only for {RAFT_RENEWALS_RETRY_AFTER:?}"
+            );
+        } else {
+            tracing::debug!(node = %self.name, leader, "a lease renewal left unanswered on the Raft transport was answered on the internal API");
         }
     }
 
@@ -617,15 +662,20 @@ fn lease_response(answer: LeaseAnswer) -> LeaseResponse {
 mod tests {
     use super::*;
 
-    /// Renewals go on the Raft transport first, except to the leader that left one there
-    /// unanswered and answered on its internal API, until the retry time has passed; another
-    /// leader is asked on the Raft transport at once.
+    /// Renewals go on the Raft transport first, except to the leader that left
+    /// [`RAFT_RENEWALS_UNANSWERED_MAX`] in a row unanswered there and answered them on its
+    /// internal API, until the retry time has passed; another leader is asked on the Raft
+    /// transport at once.
     #[test]
     fn renewals_to_a_leader_that_answers_only_on_http_go_there_until_the_retry_time() {
         let t0 = Instant::now();
         let mut renewals = RaftRenewals::default();
         assert!(renewals.raft_first(1, t0));
-        renewals.answered_on_http_only(1, t0);
+        for _ in 1..RAFT_RENEWALS_UNANSWERED_MAX {
+            assert!(!renewals.answered_on_http_only(1, t0));
+            assert!(renewals.raft_first(1, t0), "not yet");
+        }
+        assert!(renewals.answered_on_http_only(1, t0));
         assert!(!renewals.raft_first(1, t0));
         let almost = t0 + RAFT_RENEWALS_RETRY_AFTER - Duration::from_millis(1);
         assert!(!renewals.raft_first(1, almost));
@@ -633,6 +683,30 @@ mod tests {
         assert!(renewals.raft_first(1, t0 + RAFT_RENEWALS_RETRY_AFTER));
         // A clock read before the mark (another task's) keeps the internal API.
         assert!(!renewals.raft_first(1, t0 - Duration::from_millis(1)));
+    }
+
+    /// A renewal answered in between, or a run that began with another leader, starts the
+    /// count again: one left unanswered now and then (a connection cut) never moves
+    /// renewals off the Raft transport.
+    #[test]
+    fn renewals_left_unanswered_now_and_then_stay_on_the_raft_transport() {
+        let t0 = Instant::now();
+        let mut renewals = RaftRenewals::default();
+        for round in 0..10 {
+            for _ in 1..RAFT_RENEWALS_UNANSWERED_MAX {
+                assert!(!renewals.answered_on_http_only(1, t0), "round {round}");
+            }
+            renewals.answered();
+            assert!(renewals.raft_first(1, t0));
+        }
+        for _ in 1..RAFT_RENEWALS_UNANSWERED_MAX {
+            assert!(!renewals.answered_on_http_only(2, t0));
+        }
+        assert!(
+            !renewals.answered_on_http_only(1, t0),
+            "another leader's run"
+        );
+        assert!(renewals.raft_first(1, t0) && renewals.raft_first(2, t0));
     }
 
     /// A renewal on the Raft transport is granted only to the node the frame comes from.
