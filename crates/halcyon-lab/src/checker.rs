@@ -3,9 +3,12 @@
 //! A sampler thread looks at every host every `sample_period` (5 ms by default): which watched
 //! addresses are configured there (a netlink RTM_GETADDR dump through a socket opened inside the
 //! host's namespace) and which watched service processes are alive there (by PID or by a marker
-//! in the command line, attributed to a host by the process's network namespace). Optionally a
-//! probe thread per package, inside the client namespace, sends an HTTP GET to the package's
-//! address every `probe_period`; the response body names the host that answered.
+//! in the command line, attributed to a host by the process's network namespace). Optionally
+//! probe threads per package, inside the client namespace, send an HTTP GET to the package's
+//! address every `probe_period`; the response body names the host that answered. With
+//! `probes_in_flight` above 1, that many threads take turns, so a probe still starts every
+//! `probe_period` while others wait out their timeout (a probe whose SYN went to a host that
+//! lost the address is answered by nobody).
 //!
 //! Definitions, per package:
 //! - *active* on a host: its address is configured there, or its service runs there;
@@ -66,6 +69,11 @@ pub struct CheckerOptions {
     pub probe_period: Duration,
     /// Connect plus response time allowed to one probe.
     pub probe_timeout: Duration,
+    /// Probes of one package that may be in flight at once: that many threads, each probing
+    /// every `probe_period * probes_in_flight`, started `probe_period` apart. With 1, one
+    /// probe after another: a failed one delays the next by its timeout, so an answer's time
+    /// is known to within `probe_timeout` only.
+    pub probes_in_flight: u32,
     /// The checker stops by itself after this long.
     pub run_time_max: Duration,
 }
@@ -76,6 +84,7 @@ impl Default for CheckerOptions {
             sample_period: Duration::from_millis(5),
             probe_period: Duration::from_millis(10),
             probe_timeout: Duration::from_millis(50),
+            probes_in_flight: 1,
             run_time_max: Duration::from_secs(3600),
         }
     }
@@ -111,7 +120,51 @@ struct Recording {
     changes: Vec<Change>,
     probes: u64,
     probe_changes: Vec<ProbeChange>,
+    /// Per package with a probe: what its probes last recorded.
+    probe_states: Vec<ProbeState>,
     overflow: u64,
+}
+
+/// What a package's probes (one or several threads) recorded last.
+#[derive(Debug, Clone, Default)]
+struct ProbeState {
+    /// The last recorded result (an answer's body, or None for a failure); None before any.
+    previous: Option<Option<String>>,
+    /// The completion of the last successful probe.
+    last_answer_at: Option<Instant>,
+}
+
+impl ProbeState {
+    /// A probe of `package` sent at `sent` ended at `at` with `answer`: the change to record,
+    /// if any. A failure of a probe sent before the last answer came is stale (another
+    /// probe, sent later, was answered meanwhile) and changes nothing.
+    fn probed(
+        &mut self,
+        package: usize,
+        sent: Instant,
+        at: Instant,
+        answer: Option<String>,
+    ) -> Option<ProbeChange> {
+        assert!(sent <= at, "a probe ends after it was sent");
+        if answer.is_none() && self.last_answer_at.is_some_and(|last| last > sent) {
+            return None;
+        }
+        let change = (self.previous.as_ref() != Some(&answer)).then(|| ProbeChange {
+            at,
+            package,
+            answer: answer.clone(),
+            last_answer_at: if answer.is_none() {
+                self.last_answer_at
+            } else {
+                None
+            },
+        });
+        if answer.is_some() {
+            self.last_answer_at = Some(at);
+        }
+        self.previous = Some(answer);
+        change
+    }
 }
 
 struct Shared {
@@ -160,9 +213,15 @@ impl Checker {
                 _ => Vec::new(),
             })
             .collect();
+        if options.probes_in_flight == 0 {
+            return Err(LabError::Spec("probes_in_flight is at least 1".into()));
+        }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            recording: Mutex::new(Recording::default()),
+            recording: Mutex::new(Recording {
+                probe_states: vec![ProbeState::default(); packages.len()],
+                ..Recording::default()
+            }),
             service_pids: Mutex::new(service_pids),
         });
         let started = Instant::now();
@@ -185,20 +244,24 @@ impl Checker {
             let Some(port) = package.probe_port else {
                 continue;
             };
-            let prober = Prober {
-                client_namespace: topology.namespace_paths[CLIENT].clone(),
-                package: index,
-                target: SocketAddrV4::new(package.address, port),
-                shared: shared.clone(),
-                options: options.clone(),
-                started,
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("checker-probe-{index}"))
-                    .spawn(move || prober.run())
-                    .map_err(io_error("starting a probe"))?,
-            );
+            for turn in 0..options.probes_in_flight {
+                let prober = Prober {
+                    client_namespace: topology.namespace_paths[CLIENT].clone(),
+                    package: index,
+                    target: SocketAddrV4::new(package.address, port),
+                    shared: shared.clone(),
+                    first: started + options.probe_period * turn,
+                    period: options.probe_period * options.probes_in_flight,
+                    options: options.clone(),
+                    started,
+                };
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("checker-probe-{index}-{turn}"))
+                        .spawn(move || prober.run())
+                        .map_err(io_error("starting a probe"))?,
+                );
+            }
         }
         Ok(Checker {
             started,
@@ -427,6 +490,10 @@ struct Prober {
     package: usize,
     target: SocketAddrV4,
     shared: Arc<Shared>,
+    /// When its first probe is sent.
+    first: Instant,
+    /// Between the sends of its probes (when they end in time).
+    period: Duration,
     options: CheckerOptions,
     started: Instant,
 }
@@ -438,45 +505,33 @@ impl Prober {
             eprintln!("halcyon-lab: checker probe cannot enter the client namespace: {error}");
             return;
         }
-        let mut previous: Option<Option<String>> = None;
-        let mut last_answer_at = None;
-        let mut next = Instant::now();
+        let mut next = self.first;
         while !self.shared.stop.load(Ordering::Relaxed)
             && self.started.elapsed() < self.options.run_time_max
         {
-            let answer = http_get(self.target, self.options.probe_timeout).ok();
-            let at = Instant::now();
-            let mut recording = self.shared.recording();
-            recording.probes += 1;
-            if previous.as_ref() != Some(&answer) {
-                let change = ProbeChange {
-                    at,
-                    package: self.package,
-                    answer: answer.clone(),
-                    last_answer_at: if answer.is_none() {
-                        last_answer_at
-                    } else {
-                        None
-                    },
-                };
-                if recording.probe_changes.len() < TIMELINE_ENTRIES_MAX {
-                    recording.probe_changes.push(change);
-                } else {
-                    recording.overflow += 1;
-                }
-                previous = Some(answer.clone());
-            }
-            drop(recording);
-            if answer.is_some() {
-                last_answer_at = Some(at);
-            }
-            next += self.options.probe_period;
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
             } else {
                 next = now;
             }
+            let sent = Instant::now();
+            let answer = http_get(self.target, self.options.probe_timeout).ok();
+            let mut recording = self.shared.recording();
+            // Read under the lock: the changes of several probe threads stay in time order.
+            let at = Instant::now();
+            recording.probes += 1;
+            if let Some(change) =
+                recording.probe_states[self.package].probed(self.package, sent, at, answer)
+            {
+                if recording.probe_changes.len() < TIMELINE_ENTRIES_MAX {
+                    recording.probe_changes.push(change);
+                } else {
+                    recording.overflow += 1;
+                }
+            }
+            drop(recording);
+            next += self.period;
         }
     }
 }
@@ -793,6 +848,71 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Probes in flight at once: a failure of a probe sent before the last answer came is
+    /// stale and changes nothing; one sent after it is an outage, from that answer; the
+    /// first answer after it is recorded at its completion.
+    #[test]
+    fn a_probe_that_failed_after_a_later_one_was_answered_changes_nothing() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let h1 = || Some("h1".to_owned());
+        let h2 = || Some("h2".to_owned());
+        let mut state = ProbeState::default();
+        let first = state
+            .probed(0, ms(0), ms(1), h1())
+            .expect("the first answer");
+        assert_eq!((first.at, first.answer.clone()), (ms(1), h1()));
+        assert!(state.probed(0, ms(10), ms(11), h1()).is_none(), "no change");
+        // Sent at 20 and 30 while the address moved; the second one is answered by h2 at
+        // 35, the first times out at 70: stale.
+        let moved = state.probed(0, ms(30), ms(35), h2()).expect("h2 answers");
+        assert_eq!(
+            (moved.at, moved.answer, moved.last_answer_at),
+            (ms(35), h2(), None)
+        );
+        assert!(
+            state.probed(0, ms(20), ms(70), None).is_none(),
+            "stale failure"
+        );
+        assert!(state.probed(0, ms(40), ms(41), h2()).is_none());
+        // Sent after the last answer (41): a real failure, its outage counted from 41.
+        let failed = state.probed(0, ms(50), ms(100), None).expect("a failure");
+        assert_eq!((failed.at, failed.last_answer_at), (ms(100), Some(ms(41))));
+        assert!(
+            state.probed(0, ms(60), ms(110), None).is_none(),
+            "still failing"
+        );
+        let back = state
+            .probed(0, ms(120), ms(121), h2())
+            .expect("answered again");
+        assert_eq!(back.answer, h2());
+    }
+
+    /// One probe at a time (the default): every failure counts, as before.
+    #[test]
+    fn one_probe_at_a_time_records_every_change() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut state = ProbeState::default();
+        let mut changes = Vec::new();
+        let mut sent = 0;
+        for (took, answer) in [
+            (1, Some("h1")),
+            (50, None),
+            (50, None),
+            (1, Some("h2")),
+            (50, None),
+        ] {
+            let answer = answer.map(str::to_owned);
+            changes.extend(state.probed(0, ms(sent), ms(sent + took), answer.clone()));
+            sent += took + 10;
+        }
+        let answers: Vec<Option<&str>> = changes.iter().map(|c| c.answer.as_deref()).collect();
+        assert_eq!(answers, [Some("h1"), None, Some("h2"), None]);
+        assert_eq!(changes[1].last_answer_at, Some(ms(1)));
+        assert_eq!(changes[3].last_answer_at, Some(ms(132)));
+    }
 
     fn watch(service: bool) -> Vec<PackageWatch> {
         vec![PackageWatch {
