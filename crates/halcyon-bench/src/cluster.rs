@@ -30,6 +30,10 @@ const SERVICE_OFFSET: u16 = testkit_cluster::DAEMON_PORTS;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The quorum witness's name; its number is one above the most nodes, so is its address's
+/// last byte (`127.0.0.65`).
+pub const WITNESS: &str = "w";
+const WITNESS_NUMBER: usize = NODES_MAX + 1;
 
 /// How a benchmark cluster is configured beyond the demo's defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +43,9 @@ pub struct Setup {
     pub heartbeat_profile: Option<&'static str>,
     /// The service's `restart` count (the demo's 2 when `None`).
     pub service_restarts: Option<u32>,
+    /// A quorum witness (`[quorum.witness]`, [`WITNESS`] on 127.0.0.65), started with the
+    /// nodes; the cluster is settled only while it is a reachable voter.
+    pub witness: bool,
 }
 
 /// A node as started.
@@ -82,6 +89,13 @@ pub fn config(nodes: usize, port: u16, setup: Setup, halcyon: &Path) -> ClusterC
     if let Some(profile) = setup.heartbeat_profile {
         config = config.heartbeat_profile(profile);
     }
+    if setup.witness {
+        config.quorum.witness = Some(testkit_config::Witness {
+            name: WITNESS.into(),
+            number: WITNESS_NUMBER as u32,
+            address: loopback_address(WITNESS_NUMBER),
+        });
+    }
     if let Some(count) = setup.service_restarts {
         for resource in &mut config.packages[0].resources {
             if let testkit_config::Resource::Service { restart, .. } = resource {
@@ -108,10 +122,23 @@ impl Cluster {
         if !(1..=NODES_MAX).contains(&nodes) {
             bail!("--nodes must be from 1 to {NODES_MAX}");
         }
-        let addresses = (1..=nodes).map(|i| IpAddr::V4(loopback_address(i)));
+        // The witness's address too, should the configuration have one (its number is
+        // above every node's).
+        let addresses = (1..=nodes)
+            .chain([WITNESS_NUMBER])
+            .map(|i| IpAddr::V4(loopback_address(i)));
         let ports = testkit_cluster::allocate_ports(1, addresses)?;
         let port = ports.base();
         let config = make(port);
+        if let Some(witness) = &config.quorum.witness
+            && witness.address != loopback_address(WITNESS_NUMBER)
+        {
+            bail!(
+                "the witness must be on {}",
+                loopback_address(WITNESS_NUMBER)
+            );
+        }
+        let witness = config.quorum.witness.is_some();
         if config.nodes.len() != nodes {
             bail!(
                 "the configuration has {} nodes, not {nodes}",
@@ -136,6 +163,11 @@ impl Cluster {
                 address: loopback_address(i),
                 pid: inner.pid(i).expect("started just now"),
             });
+        }
+        if witness {
+            inner
+                .start_witness()
+                .with_context(|| format!("starting {} witness", halcyon.display()))?;
         }
         Ok(Cluster {
             daemons,
@@ -228,6 +260,14 @@ impl Cluster {
         }
         if !testkit_cluster::is_idle(status) {
             return Err("an event is pending or running".into());
+        }
+        // A witness not yet a reachable voter (its new store still held) counts for no
+        // quorum: the loss of a node would then stop the cluster, not fail over.
+        let witness = &status["witness"];
+        if self.inner.config().quorum.witness.is_some()
+            && (witness["voter"] != true || witness["reachable"] != true)
+        {
+            return Err(format!("the witness is not a reachable voter: {witness}"));
         }
         let package = status["packages"]
             .as_array()
@@ -388,6 +428,7 @@ mod tests {
         let setup = Setup {
             heartbeat_profile: Some("fast"),
             service_restarts: Some(100),
+            witness: false,
         };
         let c = config(16, 21_000, setup, Path::new("/x/halcyon"));
         let cluster = c.cluster_toml();
@@ -399,5 +440,20 @@ mod tests {
         assert!(cluster.contains("address = \"127.0.0.16\""));
         let package = c.packages[0].to_toml();
         assert!(package.contains("restart = 100"), "{package}");
+        assert!(!cluster.contains("witness"), "{cluster}");
+        let setup = Setup {
+            witness: true,
+            ..Setup::default()
+        };
+        let c = config(2, 21_000, setup, Path::new("/x/halcyon"));
+        let cluster = c.cluster_toml();
+        for line in [
+            "[quorum.witness]",
+            "name = \"w\"",
+            "number = 65",
+            "address = \"127.0.0.65\"",
+        ] {
+            assert!(cluster.lines().any(|l| l == line), "{line}: {cluster}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `failover`: the time from a power-loss-style kill of the node running the package (its
 //! daemon, the processes it started and its service's process group, SIGKILL, back to back:
 //! T0) to the package's service
-//! answering on another node (T1), on a fresh 3-node loopback cluster per run.
+//! answering on another node (T1), on a fresh 3-node loopback cluster per run (`--witness`:
+//! two nodes and a quorum witness).
 //!
 //! Runs alternate between "the holder is the coordinator" (the slow path: a Raft election,
 //! then the new coordinator's full lease wait) and "the holder is not the coordinator",
@@ -26,6 +27,8 @@ use crate::{interrupt, loadavg};
 /// derives the lease and openraft's timings from it under the same safety rule).
 pub const FAST_PROFILE: &str = "fast";
 const NODES: usize = 3;
+/// With a witness: two nodes, the witness the third voter.
+const NODES_WITH_WITNESS: usize = 2;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the package answers: let leases renew a few times, as in a steady cluster.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -43,7 +46,19 @@ pub const TARGET_FAST_MEDIAN_MS: f64 = 350.0;
 pub struct Options {
     pub runs: usize,
     pub fast: bool,
+    /// Two nodes and a quorum witness instead of three nodes.
+    pub witness: bool,
     pub halcyon: PathBuf,
+}
+
+impl Options {
+    fn nodes(&self) -> usize {
+        if self.witness {
+            NODES_WITH_WITNESS
+        } else {
+            NODES
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +100,8 @@ pub struct Report {
     pub load_before: String,
     pub load_after: String,
     pub fast: bool,
+    pub witness: bool,
+    pub nodes: usize,
     pub halcyon: PathBuf,
 }
 
@@ -92,6 +109,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let setup = Setup {
         heartbeat_profile: options.fast.then_some(FAST_PROFILE),
         service_restarts: None,
+        witness: options.witness,
     };
     let mut report = Report {
         runs: Vec::new(),
@@ -100,6 +118,8 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         load_before: loadavg(),
         load_after: String::new(),
         fast: options.fast,
+        witness: options.witness,
+        nodes: options.nodes(),
         halcyon: options.halcyon.clone(),
     };
     let (runs, lease_ms) = (&mut report.runs, &mut report.lease_ms);
@@ -142,7 +162,7 @@ fn one_run(
     want: Class,
     lease_ms: &mut Option<u64>,
 ) -> anyhow::Result<Run> {
-    let mut cluster = Cluster::start(&options.halcyon, NODES, setup)?;
+    let mut cluster = Cluster::start(&options.halcyon, options.nodes(), setup)?;
     let ready = cluster.wait_ready(READY_TIMEOUT)?;
     let holder = cluster.daemons[ready.holder].name.clone();
     let target = match want {
@@ -340,14 +360,21 @@ pub fn render(report: &Report, command_line: &str) -> String {
             "[heartbeat] profile = \"{FAST_PROFILE}\" (30 ms x 3; lease and Raft timings derived by the daemon)"
         )
     } else {
-        "default settings (no [heartbeat] or [quorum] section: the daemon's defaults)".into()
+        "default settings (no [heartbeat] section: the daemon's timings)".into()
     };
     let _ = writeln!(out, "\n== halcyon-bench failover ==");
     let _ = writeln!(out, "command  : {command_line}");
     let _ = writeln!(out, "halcyon  : {}", report.halcyon.display());
+    let witness = if report.witness {
+        format!(" and the quorum witness {} on 127.0.0.65", cluster::WITNESS)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "cluster  : {NODES} nodes on 127.0.0.1-{NODES}, {profile}; lease {} as the daemons report it",
+        "cluster  : {} nodes on 127.0.0.1-{}{witness}, {profile}; lease {} as the daemons report it",
+        report.nodes,
+        report.nodes,
         report
             .lease_ms
             .map_or_else(|| "unknown".into(), |l| format!("{l} ms"))

@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Time from SIGKILL of the package's node (daemon + service group) to the service
-    /// answering on another node, over fresh 3-node clusters.
+    /// answering on another node, over fresh 3-node clusters (or 2 nodes and a witness).
     Failover {
         /// Number of runs (alternating: the holder is / is not the coordinator).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -50,6 +50,10 @@ enum Command {
         /// timings derived by the daemon).
         #[arg(long)]
         fast: bool,
+        /// Two nodes and a quorum witness (`[quorum.witness]` on 127.0.0.65, started with
+        /// them) instead of three nodes.
+        #[arg(long)]
+        witness: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -185,9 +189,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Failover { runs, fast, .. } => failover::run(&failover::Options {
+        Command::Failover {
+            runs,
+            fast,
+            witness,
+            ..
+        } => failover::run(&failover::Options {
             runs: *runs as usize,
             fast: *fast,
+            witness: *witness,
             halcyon,
         })
         .map(|report| failover::render(&report, &command_line())),

@@ -49,6 +49,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 .unwrap_or(u32::MAX)
                 .saturating_add(5),
         ),
+        witness: false,
     };
     let load_before = loadavg();
     let mut cluster = Cluster::start(&options.halcyon, NODES, setup)?;
