@@ -329,6 +329,27 @@ fn regression_seed_95_a_removed_node_takes_its_restart_counters_with_it() {
     );
 }
 
+/// Two nodes and a witness: p2 failed on n1 (restarts exhausted, n1 excluded for it), moved
+/// to n2; n2 crashed (its directory emptied) 0.1 s into a start of p2, and the coordinator's
+/// failed run queued `package_failed p2 on n2`: n2 was excluded too, and p2 stayed in ERROR
+/// with both nodes up. A start cut short by its node's failure is not the package's failure.
+#[test]
+fn regression_seed_91_a_node_that_fails_during_a_start_is_not_excluded_for_the_package() {
+    let options = Options {
+        witness: true,
+        wipe: true,
+        only: Some(vec![0, 2, 3, 4, 6, 7]),
+        ..Options::new(91, 2)
+    };
+    let outcome = run(&options).expect("the simulation runs");
+    assert!(
+        outcome.passed(),
+        "{}\n{}",
+        outcome.violations.join("; "),
+        outcome.history_to_violation()
+    );
+}
+
 /// A minority partition: the coordinator committed a node_down planned before a node_up
 /// (which comes first) arrived.
 #[test]

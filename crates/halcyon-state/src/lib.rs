@@ -518,6 +518,12 @@ pub struct Pending {
     pub sample: Option<Sample>,
 }
 
+/// Who queued a `package_failed` at the end of an execution for each of its runs that
+/// failed (`Pending::by`): the node's own report, or the coordinator's for a node that
+/// failed before it reported (the coordinator refuses those once the node is unreachable:
+/// `halcyon-daemon`'s `decide::next_event`).
+pub const FAILED_TO_START: &str = "failed to start";
+
 /// One service's restart counter on one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartCounter {
@@ -2360,7 +2366,7 @@ impl State {
         for (package, node) in e.run_failures {
             self.enqueue(
                 Event::PackageFailed { package, node },
-                "failed to start".to_owned(),
+                FAILED_TO_START.to_owned(),
                 at,
                 None,
             );
