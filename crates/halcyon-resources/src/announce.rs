@@ -82,26 +82,41 @@ impl ArpPacket {
     }
 }
 
-/// A raw ARP socket bound to one interface.
+/// A raw ARP socket that sends on one interface and receives nothing: the announcer's.
+///
+/// Linux hooks a packet socket to the packets of its protocol when it is created with one, or
+/// bound with one; unhooking it (a bind to another protocol or interface, and every close)
+/// waits for an RCU grace period (`synchronize_net`), 8-16 ms on the project's machines. A
+/// socket created with protocol 0 and bound later is hooked once, at the bind, without that
+/// wait; one never bound is never hooked. Closes still wait: the callers close these sockets
+/// off the failover's path (the probe's after its answer is delivered, the announcer's on a
+/// blocking thread), where the wait stalls nothing.
 pub(crate) struct ArpSocket {
     fd: OwnedFd,
     index: u32,
     mac: [u8; 6],
 }
 
+/// An ARP socket bound to the ARP packets of one interface: the probe's.
+pub(crate) struct ArpListener(ArpSocket);
+
 impl ArpSocket {
-    /// Opens an ARP socket on interface `index`, whose hardware address is `mac`.
-    pub fn open(index: u32, mac: [u8; 6]) -> io::Result<Self> {
-        let fd = owned_socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM,
-            i32::from(ETH_P_ARP.to_be()),
-        )?;
+    /// Opens a socket sending ARP on interface `index`, whose hardware address is `mac`;
+    /// it is never bound, so it queues no packet.
+    pub fn sender(index: u32, mac: [u8; 6]) -> io::Result<Self> {
+        let fd = owned_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
+        Ok(ArpSocket { fd, index, mac })
+    }
+
+    /// Opens a socket that sends and receives ARP on interface `index`: created without a
+    /// protocol, then bound to ARP on the interface (hooked once, without waiting).
+    pub fn listener(index: u32, mac: [u8; 6]) -> io::Result<ArpListener> {
+        let socket = Self::sender(index, mac)?;
         let local = link_address(index, [0; 6]);
         // SAFETY: bind with a pointer to a live sockaddr_ll of the stated size.
         let rc = unsafe {
             libc::bind(
-                fd.as_raw_fd(),
+                socket.fd.as_raw_fd(),
                 (&local as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
@@ -109,7 +124,7 @@ impl ArpSocket {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(ArpSocket { fd, index, mac })
+        Ok(ArpListener(socket))
     }
 
     fn send(&self, packet: &ArpPacket) -> io::Result<()> {
@@ -143,14 +158,16 @@ impl ArpSocket {
             target_ip: address,
         })
     }
+}
 
+impl ArpListener {
     /// Asks whether some other host answers for `address` (an RFC 5227 probe: sender address
     /// 0.0.0.0, so no one's neighbour table learns anything). Waits `wait` for an answer; the
     /// hardware address of the first host answering, or claiming the address itself.
     pub fn probe(&self, address: Ipv4Addr, wait: Duration) -> io::Result<Option<[u8; 6]>> {
         let probe = ArpPacket {
             operation: ARP_REQUEST,
-            sender_mac: self.mac,
+            sender_mac: self.0.mac,
             sender_ip: Ipv4Addr::UNSPECIFIED,
             target_mac: [0; 6],
             target_ip: address,
@@ -166,7 +183,7 @@ impl ArpSocket {
             }
             // Spread the probes over the first half of the wait.
             if probes_sent < PROBES && now >= started + wait / 2 / PROBES * probes_sent {
-                self.send(&probe)?;
+                self.0.send(&probe)?;
                 probes_sent += 1;
             }
             let next_probe = if probes_sent < PROBES {
@@ -177,7 +194,7 @@ impl ArpSocket {
             let until = next_probe.min(deadline);
             let millis = until.saturating_duration_since(now).as_millis().max(1);
             let mut poll = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
+                fd: self.0.fd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -199,7 +216,7 @@ impl ArpSocket {
             // SAFETY: recvfrom(2) into live buffers of the stated sizes.
             let received = unsafe {
                 libc::recvfrom(
-                    self.fd.as_raw_fd(),
+                    self.0.fd.as_raw_fd(),
                     buffer.as_mut_ptr().cast(),
                     buffer.len(),
                     libc::MSG_DONTWAIT,
@@ -214,7 +231,7 @@ impl ArpSocket {
                 continue;
             }
             if let Some(answer) = ArpPacket::decode(&buffer[..received as usize])
-                && answers_for(&answer, address, self.mac)
+                && answers_for(&answer, address, self.0.mac)
             {
                 return Ok(Some(answer.sender_mac));
             }
@@ -358,6 +375,39 @@ mod tests {
             ..reply
         };
         assert!(!answers_for(&unrelated, vip, own));
+    }
+
+    /// `/proc/net/packet`'s row for the socket `fd` of this namespace: (protocol, running).
+    fn packet_hook(fd: &OwnedFd) -> Option<(String, bool)> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .ok()?
+            .ino();
+        let table = std::fs::read_to_string("/proc/net/packet").ok()?;
+        table.lines().skip(1).find_map(|row| {
+            // sk RefCnt Type Proto Iface R Rmem User Inode
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            (cells.get(8)?.parse::<u64>().ok()? == inode)
+                .then(|| (cells[3].to_owned(), cells[5] == "1"))
+        })
+    }
+
+    /// The announcer's socket is never hooked to a packet type (it queues nothing, and no
+    /// unhooking makes anything wait); the probe's is hooked to ARP once, by its bind. A
+    /// socket created with ARP as its protocol would be hooked at creation and unhooked by its
+    /// bind, which waits for an RCU grace period on the failover's path.
+    #[test]
+    fn the_announcers_socket_is_never_hooked_and_the_probes_is_hooked_to_arp() {
+        if crate::testing::skip_unless_root(
+            "the_announcers_socket_is_never_hooked_and_the_probes_is_hooked_to_arp",
+        ) {
+            return;
+        }
+        let lo = 1;
+        let sender = ArpSocket::sender(lo, [0; 6]).unwrap();
+        assert_eq!(packet_hook(&sender.fd), Some(("0000".to_owned(), false)));
+        let listener = ArpSocket::listener(lo, [0; 6]).unwrap();
+        assert_eq!(packet_hook(&listener.0.fd), Some(("0806".to_owned(), true)));
     }
 
     #[test]

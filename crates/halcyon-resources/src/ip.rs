@@ -307,9 +307,16 @@ impl IpAddress {
             // no ARP on this link.
             return Ok(());
         };
-        let socket = ArpSocket::open(index, mac).map_err(|e| self.io_error("ARP socket", e))?;
+        let socket = ArpSocket::listener(index, mac).map_err(|e| self.io_error("ARP socket", e))?;
         let wait = self.probe_wait;
-        let answer = tokio::task::spawn_blocking(move || socket.probe(address, wait))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The answer is handed over before the socket is closed: the close waits for the
+        // kernel (see `ArpSocket`), and the start does not wait for it.
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(socket.probe(address, wait));
+            drop(socket);
+        });
+        let answer = rx
             .await
             .map_err(|e| self.io_error("ARP probe", e))?
             .map_err(|e| self.io_error("ARP probe", e))?;
@@ -346,10 +353,10 @@ impl IpAddress {
             self.wait_dad(netlink, device).await?;
         }
         self.current = Some((index, device.to_owned()));
-        self.announcer = None;
+        close_later(self.announcer.take());
         if let Some(mac) = mac {
             let sender = match self.address.address {
-                IpAddr::V4(_) => ArpSocket::open(index, mac).map(Sender::Arp),
+                IpAddr::V4(_) => ArpSocket::sender(index, mac).map(Sender::Arp),
                 IpAddr::V6(_) => {
                     NeighbourAdvertiser::open(index, mac).map(Sender::NeighbourAdvertisement)
                 }
@@ -456,7 +463,7 @@ impl IpAddress {
 
     /// Removes the address from every interface of this node.
     fn release(&mut self) -> Result<(), ResourceError> {
-        self.announcer = None;
+        close_later(self.announcer.take());
         self.current = None;
         let mut netlink = self.open()?;
         for m in self.find(&mut netlink)? {
@@ -540,6 +547,21 @@ impl IpAddress {
             .find(&mut netlink)?
             .iter()
             .any(|m| m.interface_index() == index))
+    }
+}
+
+/// Closes an announcer's socket on tokio's blocking pool when there is a runtime (closing an
+/// ARP socket waits for the kernel, see `ArpSocket`: not on a thread that runs tasks), else
+/// here.
+fn close_later(announcer: Option<Announcer>) {
+    let Some(announcer) = announcer else {
+        return;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(announcer));
+        }
+        Err(_) => drop(announcer),
     }
 }
 
