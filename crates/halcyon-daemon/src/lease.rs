@@ -17,8 +17,9 @@
 //! after the renewal arrived (openraft's heartbeats, `Consensus::confirm_since_now`; openraft's
 //! own `ensure_linearizable()` round while it has applied nothing of its term), confirming
 //! that it still leads, and only to a node not committed as departed (nor excluded as
-//! stuck, `State::stuck`); it records the grant time `t_grant` (after receiving the request,
-//! so later than `t_send` in real time).
+//! stuck, `State::stuck`); it records the grant time `t_grant` as the request's arrival
+//! (later than `t_send` in real time; the confirmation comes after it), keeping the latest
+//! of a node's grants.
 //!
 //! The coordinator: runs `AwaitRelease` of node X only at
 //! `max(last grant to X, leadership start) + lease * (1 + DRIFT) + MARGIN` on its own clock.

@@ -47,6 +47,16 @@ struct Coordinator {
     start_membership: Option<MembershipChange>,
 }
 
+impl Coordinator {
+    /// Records a grant to `node` as of `at` (the renewal's arrival), unless a later one is
+    /// recorded: renewals of one node may be confirmed out of order (an attempt the holder
+    /// gave up on, confirmed after the next), and the table must keep the last lease given.
+    fn granted(&mut self, node: NodeName, at: Instant) {
+        let last = self.grants.entry(node).or_insert(at);
+        *last = (*last).max(at);
+    }
+}
+
 /// A membership change the coordinator decided (`Decision`), one at a time.
 #[derive(Clone, Debug)]
 enum MembershipChange {
@@ -114,7 +124,7 @@ impl Node {
                 biased;
                 Some((node, at)) = granted.recv() => {
                     // Recorded now; a grant alone changes no decision before `wake_at`.
-                    c.grants.insert(node, at);
+                    c.granted(node, at);
                     continue;
                 }
                 Some(done) = fenced.recv() => self.fence_ended(&mut c, done).await,
@@ -126,7 +136,7 @@ impl Node {
             }
             // Every grant answered so far is in the table before the decision.
             while let Ok((node, at)) = granted.try_recv() {
-                c.grants.insert(node, at);
+                c.granted(node, at);
             }
             if self.is_isolated() || !self.consensus.is_leader() {
                 c.leadership = None;
@@ -466,5 +476,27 @@ impl Node {
             Ok(_) => tracing::warn!(node = %self.name, %target, add, "{why}: voters changed"),
             Err(e) => tracing::warn!(node = %self.name, %target, add, "{why}: {}", e.message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renewal confirmed after a later one of the same node (the holder gave the first
+    /// attempt up and sent another) must not move the node's last grant back: its release
+    /// would come before the later lease ends.
+    #[test]
+    fn a_grant_confirmed_late_does_not_move_the_last_grant_back() {
+        let mut c = Coordinator::default();
+        let t0 = Instant::now();
+        let n1 = NodeName::from("n1");
+        c.granted(n1.clone(), t0 + Duration::from_millis(30));
+        c.granted(n1.clone(), t0);
+        assert_eq!(c.grants[&n1], t0 + Duration::from_millis(30));
+        c.granted(n1.clone(), t0 + Duration::from_millis(60));
+        assert_eq!(c.grants[&n1], t0 + Duration::from_millis(60));
+        c.granted(NodeName::from("n2"), t0);
+        assert_eq!(c.grants.len(), 2);
     }
 }

@@ -566,7 +566,14 @@ impl Node {
 
     /// Leader side of a renewal: quorum check, departed and stuck checks, then the grant is
     /// handed to the coordinator (which keeps the grant table) before it is answered.
+    ///
+    /// The grant is recorded as of the renewal's arrival, not of its confirmation: the
+    /// holder asked for it (`t_send`) before it arrived, so its lease ends by then plus a
+    /// lease (`lease::release_deadline`), and the confirmation's wait for the next
+    /// heartbeats' answers (up to a Raft heartbeat and a round trip) adds nothing to a
+    /// failed holder's release.
     pub async fn grant_lease(&self, node: &str) -> LeaseAnswer {
+        let arrived = self.platform.clock.now();
         let refuse = |error: String| LeaseAnswer {
             granted: false,
             error: Some(error),
@@ -612,7 +619,7 @@ impl Node {
                 stuck.why
             ));
         }
-        let grant = (node.into(), self.platform.clock.now());
+        let grant = (node.into(), arrived);
         if self.grants.try_send(grant).is_err() {
             // Unrecorded, a grant could be outlived by a release wait: refuse it.
             return refuse("the coordinator is not taking grants: not granted".into());
