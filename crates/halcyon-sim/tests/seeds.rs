@@ -294,10 +294,17 @@ fn the_same_seed_gives_the_same_history_and_another_seed_another() {
 
 /// Seeds that found bugs, kept by name (they are also in the batches above).
 fn assert_seed_passes(seed: u64) {
-    let outcome = run(&Options::new(seed, 5)).unwrap();
+    assert_options_pass(&Options::new(seed, 5));
+}
+
+/// A run with `options` passes, or the test fails with its violations and the history up to
+/// the first one.
+fn assert_options_pass(options: &Options) {
+    let outcome = run(options).expect("the simulation runs");
     assert!(
         outcome.passed(),
-        "seed {seed}: {}\n{}",
+        "seed {}: {}\n{}",
+        options.seed,
         outcome.violations.join("; "),
         outcome.history_to_violation()
     );
@@ -316,17 +323,10 @@ fn regression_seed_5_packages_restart_after_an_election_that_cost_every_lease() 
 /// state forgets a removed node's counters on purpose).
 #[test]
 fn regression_seed_95_a_removed_node_takes_its_restart_counters_with_it() {
-    let options = Options {
+    assert_options_pass(&Options {
         shrink: true,
         ..Options::new(95, 4)
-    };
-    let outcome = run(&options).expect("the simulation runs");
-    assert!(
-        outcome.passed(),
-        "{}\n{}",
-        outcome.violations.join("; "),
-        outcome.history_to_violation()
-    );
+    });
 }
 
 /// Two nodes and a witness: p2 failed on n1 (restarts exhausted, n1 excluded for it), moved
@@ -335,19 +335,12 @@ fn regression_seed_95_a_removed_node_takes_its_restart_counters_with_it() {
 /// with both nodes up. A start cut short by its node's failure is not the package's failure.
 #[test]
 fn regression_seed_91_a_node_that_fails_during_a_start_is_not_excluded_for_the_package() {
-    let options = Options {
+    assert_options_pass(&Options {
         witness: true,
         wipe: true,
         only: Some(vec![0, 2, 3, 4, 6, 7]),
         ..Options::new(91, 2)
-    };
-    let outcome = run(&options).expect("the simulation runs");
-    assert!(
-        outcome.passed(),
-        "{}\n{}",
-        outcome.violations.join("; "),
-        outcome.history_to_violation()
-    );
+    });
 }
 
 /// A minority partition: the coordinator committed a node_down planned before a node_up
