@@ -6,13 +6,13 @@
 use std::io::Write;
 use std::net::SocketAddrV4;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use halcyon_config::HeartbeatProfile;
 use halcyon_testkit::http;
 
-use super::{CompareOptions, Row, System, build_lab, measure_system};
+use super::{CompareOptions, Row, System, TakeoverSteps, build_lab, measure_system};
 use crate::cluster::{has_quorum, holder_in};
 use crate::{ClusterSpec, Lab, LabCluster, names};
 
@@ -26,6 +26,8 @@ pub const FAST_SYSTEM: &str = "Halcyon fast";
 pub const INSECURE_SYSTEM: &str = "Halcyon insecure";
 /// How long the stable state must hold before a run (the same as for Pacemaker).
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long the new holder's event log is asked for the takeover's finished record.
+const STEPS_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct HalcyonSystem {
     cluster: LabCluster,
@@ -77,6 +79,27 @@ impl System for HalcyonSystem {
     fn power_on(&mut self, host: usize) -> Result<()> {
         self.cluster.power_on(host)?;
         Ok(())
+    }
+
+    /// From the new holder's event log (`GET /v1/events`): the last finished
+    /// `node_down hK` record, its queueing and its `await_release` and `run` actions.
+    fn takeover_steps(
+        &self,
+        killed: usize,
+        new_holder: usize,
+        t0: SystemTime,
+    ) -> Option<TakeoverSteps> {
+        let deadline = Instant::now() + STEPS_TIMEOUT;
+        loop {
+            let events = self.cluster.api_get(new_holder, "/v1/events").ok();
+            if let Some(steps) = events.and_then(|events| takeover_steps_in(&events, killed, t0)) {
+                return Some(steps);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait_stable(&mut self, deadline: Instant) -> Result<usize> {
@@ -195,6 +218,37 @@ fn stability_gap(cluster: &LabCluster) -> Result<(usize, Option<usize>, Option<u
     }
 }
 
+/// The steps of the last finished `node_down h{killed}` record of an event log (a list, or
+/// `{"events": [...]}`), after `t0`; `None` before that record is finished.
+fn takeover_steps_in(
+    events: &serde_json::Value,
+    killed: usize,
+    t0: SystemTime,
+) -> Option<TakeoverSteps> {
+    let list = events.as_array().or_else(|| events["events"].as_array())?;
+    let prefix = format!("node_down h{killed} ");
+    let record = list.iter().rev().find(|r| {
+        r["event"].as_str().is_some_and(|e| e.starts_with(&prefix)) && !r["finished_at"].is_null()
+    })?;
+    let t0 = jiff::Timestamp::try_from(t0).ok()?;
+    let after = |at: &serde_json::Value| -> Option<Duration> {
+        let at: jiff::Timestamp = at.as_str()?.parse().ok()?;
+        Duration::try_from(at.duration_since(t0)).ok()
+    };
+    let action = |kind: &str| {
+        record["actions"]
+            .as_array()?
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .and_then(|a| after(&a["at"]))
+    };
+    Some(TakeoverSteps {
+        queued: after(&record["queued_at"]),
+        released: action("await_release"),
+        started: action("run"),
+    })
+}
+
 fn settings(spec: &ClusterSpec, lease_ms: Option<u64>) -> String {
     format!(
         "{}: heartbeat {} ms x {} (detection {} ms), lease {} (daemon's status); 1 IP network{}",
@@ -259,4 +313,53 @@ pub(super) fn measure(
     super::finish_row(&mut row, Some(system.lab()), result);
     system.cluster.stop_all();
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall(rfc3339: &str) -> SystemTime {
+        let at: jiff::Timestamp = rfc3339.parse().unwrap();
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(at.as_nanosecond() as u64)
+    }
+
+    /// The record of the killed node's last finished `node_down`, its times after T0; an
+    /// unfinished record, or another node's, is not taken.
+    #[test]
+    fn the_steps_come_from_the_killed_nodes_last_finished_node_down() {
+        let t0 = wall("2026-12-07T19:00:00Z");
+        let events = serde_json::json!([
+            {"event": "node_down h1 (failure)", "queued_at": "2026-12-07T18:59:00Z",
+             "finished_at": "2026-12-07T18:59:01Z", "actions": []},
+            {"event": "node_down h2 (failure)", "queued_at": "2026-12-07T19:00:00.090Z",
+             "finished_at": "2026-12-07T19:00:00.400Z", "actions": []},
+            {"event": "node_down h1 (failure)", "queued_at": "2026-12-07T19:00:00.095Z",
+             "finished_at": "2026-12-07T19:00:00.310Z", "actions": [
+                {"kind": "await_release", "at": "2026-12-07T19:00:00.270Z"},
+                {"kind": "run", "at": "2026-12-07T19:00:00.305Z"}]},
+            {"event": "node_down h1 (failure)", "queued_at": "2026-12-07T19:00:01Z",
+             "finished_at": null, "actions": []}
+        ]);
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(
+            takeover_steps_in(&events, 1, t0),
+            Some(TakeoverSteps {
+                queued: ms(95),
+                released: ms(270),
+                started: ms(305),
+            })
+        );
+        let wrapped = serde_json::json!({ "events": events });
+        assert_eq!(
+            takeover_steps_in(&wrapped, 1, t0),
+            takeover_steps_in(&events, 1, t0)
+        );
+        assert_eq!(takeover_steps_in(&events, 3, t0), None);
+        // A step before T0 (a record of an earlier run) has no time after it.
+        let earlier = wall("2026-12-07T19:00:00.300Z");
+        let steps = takeover_steps_in(&events, 1, earlier).unwrap();
+        assert_eq!((steps.queued, steps.released), (None, None));
+        assert_eq!(steps.started, ms(5));
+    }
 }

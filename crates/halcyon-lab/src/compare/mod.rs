@@ -37,7 +37,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
@@ -144,6 +144,9 @@ pub struct Row {
     pub refused_moves: Vec<String>,
     /// The split faults, when measured.
     pub splits: Vec<split::SplitResult>,
+    /// Each measured run's takeover steps from the system's own record, when it keeps one
+    /// (parallel to `failovers`).
+    pub steps: Vec<Option<TakeoverSteps>>,
     /// Set when the system could not be measured at all (or not to the end).
     pub error: Option<String>,
 }
@@ -162,6 +165,7 @@ impl Row {
             roles: Vec::new(),
             refused_moves: Vec::new(),
             splits: Vec::new(),
+            steps: Vec::new(),
             error: None,
         }
     }
@@ -177,6 +181,18 @@ impl Row {
     pub fn worst(&self) -> Option<Duration> {
         self.failovers.iter().max().copied()
     }
+}
+
+/// A takeover's steps after T0, from the system's own record of it (Halcyon: the committed
+/// event log of the new holder, wall-clock times against T0's).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TakeoverSteps {
+    /// The failed node's `node_down` queued (detection).
+    pub queued: Option<Duration>,
+    /// Its lease certainly over: the plan's `await_release` done.
+    pub released: Option<Duration>,
+    /// The package started on the new holder: the plan's `run` done.
+    pub started: Option<Duration>,
 }
 
 /// Everything `compare` found.
@@ -254,6 +270,17 @@ trait System {
     /// for stability).
     fn move_package(&mut self, _host: usize) -> Result<()> {
         bail!("this system has no move command here")
+    }
+    /// The steps of the takeover of `killed`'s package by `new_holder` after T0 (`t0`, the
+    /// wall clock's time of the power loss), from the system's own record; `None` when it
+    /// keeps none.
+    fn takeover_steps(
+        &self,
+        _killed: usize,
+        _new_holder: usize,
+        _t0: SystemTime,
+    ) -> Option<TakeoverSteps> {
+        None
     }
     /// What the pause fault stops on `host`, and how to say it; `None`: every process of the
     /// manager ([`manager_processes`]).
@@ -465,9 +492,11 @@ fn measure_system(
         }
         let role = system.role(holder);
         match one_failover(system, holder) {
-            Ok((failover, new_holder, double)) => {
+            Ok((failover, new_holder, double, t0)) => {
                 row.double_activations += double;
                 row.roles.push(role);
+                row.steps
+                    .push(system.takeover_steps(holder, new_holder, t0));
                 let _ = writeln!(
                     progress,
                     "{} [{}] run {run}/{}: h{holder}{} powered off, h{new_holder} answered after {:.3} s",
@@ -505,8 +534,12 @@ impl Row {
 }
 
 /// One run: the checker probing, T0 = power off of `holder`, the first answer from another
-/// host. Returns the failover time, the new holder and the double activations seen.
-fn one_failover(system: &mut dyn System, holder: usize) -> Result<(Duration, usize, usize)> {
+/// host. Returns the failover time, the new holder, the double activations seen and T0 on
+/// the wall clock.
+fn one_failover(
+    system: &mut dyn System,
+    holder: usize,
+) -> Result<(Duration, usize, usize, SystemTime)> {
     let checker = start_checker(system.lab())?;
     // The probe must be live and answered by the holder before T0.
     let live_deadline = Instant::now() + PROBE_LIVE_TIMEOUT;
@@ -526,6 +559,7 @@ fn one_failover(system: &mut dyn System, holder: usize) -> Result<(Duration, usi
         std::thread::sleep(Duration::from_millis(20));
     };
     let t0 = system.power_off(holder)?;
+    let t0_wall = SystemTime::now() - t0.elapsed();
     let deadline = t0 + FAILOVER_TIMEOUT;
     loop {
         let report = checker.report();
@@ -567,7 +601,12 @@ fn one_failover(system: &mut dyn System, holder: usize) -> Result<(Duration, usi
                 .and_then(host_of_answer)
         })
         .unwrap_or(0);
-    Ok((failover, new_holder, report.double_activations.len()))
+    Ok((
+        failover,
+        new_holder,
+        report.double_activations.len(),
+        t0_wall,
+    ))
 }
 
 /// The checker on the service address and the client's probe of the service.
@@ -688,6 +727,24 @@ fn finish_row(row: &mut Row, lab: Option<&Lab>, result: Result<()>) {
             }
         }
     }
+}
+
+/// The median of each step over `runs`, with the number of runs that recorded it.
+fn steps_summary<'a>(runs: impl Iterator<Item = &'a TakeoverSteps> + Clone) -> String {
+    let step = |name: &str, of: fn(&TakeoverSteps) -> Option<Duration>| {
+        let samples: Vec<Duration> = runs.clone().filter_map(of).collect();
+        format!(
+            "{name} {} ({})",
+            seconds(percentile(&samples, 50.0)),
+            samples.len()
+        )
+    };
+    [
+        step("node_down queued", |s| s.queued),
+        step("lease released", |s| s.released),
+        step("run done", |s| s.started),
+    ]
+    .join(", ")
 }
 
 fn seconds(duration: Option<Duration>) -> String {
@@ -890,6 +947,20 @@ impl fmt::Display for CompareReport {
                     seconds(percentile(&without, 90.0)),
                     seconds(without.iter().max().copied())
                 )?;
+                if row.steps.iter().any(Option::is_some) {
+                    let (with, without): (Vec<_>, Vec<_>) = row
+                        .steps
+                        .iter()
+                        .zip(&row.roles)
+                        .filter_map(|(steps, killed)| Some((*steps.as_ref()?, *killed)))
+                        .partition(|(_, killed)| *killed == Some(role));
+                    writeln!(
+                        formatter,
+                        "  steps after T0 (medians; the new holder's event log): the {role} powered off: {}; a non-{role}: {}",
+                        steps_summary(with.iter().map(|(steps, _)| steps)),
+                        steps_summary(without.iter().map(|(steps, _)| steps)),
+                    )?;
+                }
             }
         }
         self.write_splits(formatter)?;
