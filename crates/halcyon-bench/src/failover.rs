@@ -16,7 +16,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::Value;
 
 use crate::cluster::{self, Cluster, Ready, Setup};
 use crate::ms;
@@ -315,35 +314,19 @@ fn first_other_answer(
 /// The takeover's steps from the committed event log of the surviving nodes.
 fn phases(cluster: &Cluster, killed: &str, t0: jiff::Timestamp) -> Phases {
     let deadline = Instant::now() + EVENT_LOG_TIMEOUT;
-    let after = |v: &Value| -> Option<f64> {
-        let ts: jiff::Timestamp = v.as_str()?.parse().ok()?;
+    let after = |at: Option<String>| -> Option<f64> {
+        let ts: jiff::Timestamp = at?.parse().ok()?;
         Some((ts.as_microsecond() - t0.as_microsecond()) as f64 / 1000.0)
     };
     while Instant::now() < deadline && interrupt::check().is_ok() {
-        let record = cluster.get_json("/v1/events").and_then(|events| {
-            let list = events
-                .as_array()
-                .cloned()
-                .or_else(|| events["events"].as_array().cloned())?;
-            list.into_iter().rev().find(|r| {
-                r["event"]
-                    .as_str()
-                    .is_some_and(|e| e.starts_with(&format!("node_down {killed} ")))
-                    && !r["finished_at"].is_null()
-            })
-        });
-        if let Some(r) = record {
-            let action_at = |kind: &str| {
-                r["actions"]
-                    .as_array()?
-                    .iter()
-                    .find(|a| a["kind"] == kind)
-                    .and_then(|a| after(&a["at"]))
-            };
+        let takeover = cluster
+            .get_json("/v1/events")
+            .and_then(|events| halcyon_testkit::events::takeover(&events, killed));
+        if let Some(t) = takeover {
             return Phases {
-                node_down_queued_ms: after(&r["queued_at"]),
-                lease_released_ms: action_at("await_release"),
-                run_done_ms: action_at("run"),
+                node_down_queued_ms: after(t.queued_at),
+                lease_released_ms: after(t.released_at),
+                run_done_ms: after(t.run_at),
             };
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -9,6 +9,7 @@
 //! - [`cluster`]: one loopback cluster of daemon processes, which signals only the processes it
 //!   started (by PID), also when dropped during a panic;
 //! - [`http`]: a small blocking HTTP/1.1 client with one deadline per request.
+//! - [`events`]: a takeover's steps read out of the event log's JSON.
 //! - [`schema`]: checks a JSON value against the JSON Schema subset `schemars` writes.
 //!
 //! Invariants: every wait is bounded; nothing here signals a process it did not start or that
@@ -17,6 +18,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod events;
 pub mod expect;
 pub mod http;
 pub mod ports;

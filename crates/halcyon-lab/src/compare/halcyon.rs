@@ -225,27 +225,16 @@ fn takeover_steps_in(
     killed: usize,
     t0: SystemTime,
 ) -> Option<TakeoverSteps> {
-    let list = events.as_array().or_else(|| events["events"].as_array())?;
-    let prefix = format!("node_down h{killed} ");
-    let record = list.iter().rev().find(|r| {
-        r["event"].as_str().is_some_and(|e| e.starts_with(&prefix)) && !r["finished_at"].is_null()
-    })?;
+    let takeover = halcyon_testkit::events::takeover(events, &format!("h{killed}"))?;
     let t0 = jiff::Timestamp::try_from(t0).ok()?;
-    let after = |at: &serde_json::Value| -> Option<Duration> {
-        let at: jiff::Timestamp = at.as_str()?.parse().ok()?;
+    let after = |at: Option<String>| -> Option<Duration> {
+        let at: jiff::Timestamp = at?.parse().ok()?;
         Duration::try_from(at.duration_since(t0)).ok()
     };
-    let action = |kind: &str| {
-        record["actions"]
-            .as_array()?
-            .iter()
-            .find(|a| a["kind"] == kind)
-            .and_then(|a| after(&a["at"]))
-    };
     Some(TakeoverSteps {
-        queued: after(&record["queued_at"]),
-        released: action("await_release"),
-        started: action("run"),
+        queued: after(takeover.queued_at),
+        released: after(takeover.released_at),
+        started: after(takeover.run_at),
     })
 }
 

@@ -781,10 +781,9 @@ impl CompareReport {
         }
         Ok(())
     }
-}
 
-impl fmt::Display for CompareReport {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The header line and the table of the systems' failover times and idle footprints.
+    fn write_table(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             formatter,
             "node failure (links down + SIGKILL of every process of the holder) -> first HTTP answer from another host at {SERVICE_ADDRESS}:{SERVICE_PORT}, a probe sent every 10 ms (up to {PROBES_IN_FLIGHT} in flight, 50 ms timeout); 3 hosts, 1 IP network"
@@ -845,6 +844,11 @@ impl fmt::Display for CompareReport {
             }
             writeln!(formatter, "{}", text.trim_end())?;
         }
+        Ok(())
+    }
+
+    /// Systems skipped, runs failed, moves refused, systems not measured to the end.
+    fn write_problems(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (system, reason) in &self.skipped {
             writeln!(formatter, "{system}: {reason}")?;
         }
@@ -873,6 +877,11 @@ impl fmt::Display for CompareReport {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    /// The ratios of the medians, to Halcyon's and to the fast profile's.
+    fn write_ratios(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let halcyon = self
             .rows
             .iter()
@@ -915,6 +924,11 @@ impl fmt::Display for CompareReport {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    /// The checker's double activations per system, and the times and steps by the role of the host lost.
+    fn write_checks(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         for row in &self.rows {
             writeln!(
                 formatter,
@@ -963,6 +977,16 @@ impl fmt::Display for CompareReport {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl fmt::Display for CompareReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_table(formatter)?;
+        self.write_problems(formatter)?;
+        self.write_ratios(formatter)?;
+        self.write_checks(formatter)?;
         self.write_splits(formatter)?;
         for note in &self.notes {
             writeln!(formatter, "note: {note}")?;
