@@ -82,7 +82,8 @@ impl ArpPacket {
     }
 }
 
-/// A raw ARP socket that sends on one interface and receives nothing: the announcer's.
+/// A raw ARP socket that sends on one interface and, unless bound ([`ArpListener`]),
+/// receives nothing: the announcer's.
 ///
 /// Linux hooks a packet socket to the packets of its protocol when it is created with one, or
 /// bound with one; unhooking it (a bind to another protocol or interface, and every close)

@@ -443,53 +443,10 @@ fn measure_system(
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted after {} runs", run - 1);
         }
-        let mut holder = system
+        let holder = system
             .wait_stable(Instant::now() + STABLE_TIMEOUT)
             .with_context(|| format!("waiting for a stable cluster before run {run}"))?;
-        // Where the killed host's role changes the failover path (Pacemaker's DC, Halcyon's
-        // coordinator), odd runs kill the host with the role and even runs another one: the
-        // package is moved there first with the system's own move command.
-        if let Some(role_host) = system.role_host() {
-            let want_role = run % 2 == 1;
-            if want_role != (holder == role_host) {
-                let target = if want_role {
-                    role_host
-                } else {
-                    system
-                        .lab()
-                        .hosts()
-                        .find(|&host| host != role_host)
-                        .unwrap_or(holder)
-                };
-                // Best effort: a refused move is reported and this run kills the current
-                // holder (its role is recorded either way).
-                match system.move_package(target) {
-                    Ok(()) => {
-                        let deadline = Instant::now() + STABLE_TIMEOUT;
-                        loop {
-                            holder = system.wait_stable(deadline)?;
-                            if holder == target {
-                                break;
-                            }
-                            if Instant::now() >= deadline {
-                                bail!("the package did not move to h{target} before run {run}");
-                            }
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                        system.moved()?;
-                    }
-                    Err(error) => {
-                        let _ = writeln!(
-                            progress,
-                            "{} run {run}: moving the package to h{target} failed ({error:#}); this run powers off the holder h{holder}",
-                            row.system
-                        );
-                        row.refused_moves
-                            .push(format!("before run {run}: {error:#}"));
-                    }
-                }
-            }
-        }
+        let holder = place_for_role(system, row, run, holder, progress)?;
         let role = system.role(holder);
         match one_failover(system, holder) {
             Ok((failover, new_holder, double, t0)) => {
@@ -525,6 +482,61 @@ fn measure_system(
     }
     system.wait_stable(Instant::now() + STABLE_TIMEOUT)?;
     Ok(())
+}
+
+/// Before run `run`: where the killed host's role changes the failover path (Pacemaker's
+/// DC, Halcyon's coordinator), odd runs kill the host with the role and even runs another
+/// one, so the package is moved there first with the system's own move command. Returns the
+/// holder the run powers off.
+fn place_for_role(
+    system: &mut dyn System,
+    row: &mut Row,
+    run: usize,
+    mut holder: usize,
+    progress: &mut dyn Write,
+) -> Result<usize> {
+    if let Some(role_host) = system.role_host() {
+        let want_role = run % 2 == 1;
+        if want_role != (holder == role_host) {
+            let target = if want_role {
+                role_host
+            } else {
+                system
+                    .lab()
+                    .hosts()
+                    .find(|&host| host != role_host)
+                    .unwrap_or(holder)
+            };
+            // Best effort: a refused move is reported and this run kills the current
+            // holder (its role is recorded either way).
+            match system.move_package(target) {
+                Ok(()) => {
+                    let deadline = Instant::now() + STABLE_TIMEOUT;
+                    loop {
+                        holder = system.wait_stable(deadline)?;
+                        if holder == target {
+                            break;
+                        }
+                        if Instant::now() >= deadline {
+                            bail!("the package did not move to h{target} before run {run}");
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    system.moved()?;
+                }
+                Err(error) => {
+                    let _ = writeln!(
+                        progress,
+                        "{} run {run}: moving the package to h{target} failed ({error:#}); this run powers off the holder h{holder}",
+                        row.system
+                    );
+                    row.refused_moves
+                        .push(format!("before run {run}: {error:#}"));
+                }
+            }
+        }
+    }
+    Ok(holder)
 }
 
 impl Row {
