@@ -1566,21 +1566,26 @@ fn interface_failure_with_a_standby(on_coordinator: bool) {
             )
         });
     let old_answer = answer_of(old);
+    // The checker records changes of the client's answer, and the client may be answered
+    // again before this loop sees the address on eth1s: the client reaches the standby when
+    // a probe completed after `swapped_at` (two completions of the one probe thread) and its
+    // last change is an answer of the old holder, at that change (the cut when the client
+    // never lost an answer).
+    let probes_at_swap = checker.report().probes;
     let answered_at = cluster
         .wait_for(
             "the client to reach the address on the standby",
             swapped_at + bound,
             || {
-                checker
-                    .report()
+                let report = checker.report();
+                if report.probes < probes_at_swap + 2 {
+                    return None;
+                }
+                let last = report
                     .probe_answers
                     .iter()
-                    .find(|answer| {
-                        answer.package == PACKAGE
-                            && answer.at >= swapped_at
-                            && answer.answer.as_deref() == Some(old_answer.as_str())
-                    })
-                    .map(|answer| answer.at)
+                    .rfind(|answer| answer.package == PACKAGE)?;
+                (last.answer.as_deref() == Some(old_answer.as_str())).then(|| last.at.max(cut_at))
             },
         )
         .unwrap_or_else(|error| panic!("{error}\n{}", checker.report()));
