@@ -1533,6 +1533,40 @@ fn start_with_a_standby_on_net1() -> LabCluster {
     )
 }
 
+/// When the client was answered by `old` again after its address moved to the standby
+/// interface (seen at `swapped_at`, the link cut at `cut_at`). The checker records changes of
+/// the client's answer, and the client may be answered again before the caller's loop saw the
+/// address on eth1s: the client reaches the standby when a probe completed after
+/// `swapped_at` (two completions of the one probe thread) and its last change is an answer of
+/// the old holder, at that change (the cut when the client never lost an answer).
+fn wait_for_the_client_after_a_swap(
+    cluster: &LabCluster,
+    checker: &Checker,
+    old: usize,
+    cut_at: Instant,
+    swapped_at: Instant,
+) -> Instant {
+    let old_answer = answer_of(old);
+    let probes_at_swap = checker.report().probes;
+    cluster
+        .wait_for(
+            "the client to reach the address on the standby",
+            swapped_at + cluster.spec().outage_bound(),
+            || {
+                let report = checker.report();
+                if report.probes < probes_at_swap + 2 {
+                    return None;
+                }
+                let last = report
+                    .probe_answers
+                    .iter()
+                    .rfind(|answer| answer.package == PACKAGE)?;
+                (last.answer.as_deref() == Some(old_answer.as_str())).then(|| last.at.max(cut_at))
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}\n{}", checker.report()))
+}
+
 /// Local LAN failover (SPEC 5, HACMP's adapter swap): the holder's primary interface on net1
 /// loses its link while a standby interface on the same LAN is up. The peers stop hearing it
 /// on net1 but still on net2 and the disk, so the event is swap_adapter, and the package's
@@ -1565,30 +1599,7 @@ fn interface_failure_with_a_standby(on_coordinator: bool) {
                 cluster.log_tail(old, 40)
             )
         });
-    let old_answer = answer_of(old);
-    // The checker records changes of the client's answer, and the client may be answered
-    // again before this loop sees the address on eth1s: the client reaches the standby when
-    // a probe completed after `swapped_at` (two completions of the one probe thread) and its
-    // last change is an answer of the old holder, at that change (the cut when the client
-    // never lost an answer).
-    let probes_at_swap = checker.report().probes;
-    let answered_at = cluster
-        .wait_for(
-            "the client to reach the address on the standby",
-            swapped_at + bound,
-            || {
-                let report = checker.report();
-                if report.probes < probes_at_swap + 2 {
-                    return None;
-                }
-                let last = report
-                    .probe_answers
-                    .iter()
-                    .rfind(|answer| answer.package == PACKAGE)?;
-                (last.answer.as_deref() == Some(old_answer.as_str())).then(|| last.at.max(cut_at))
-            },
-        )
-        .unwrap_or_else(|error| panic!("{error}\n{}", checker.report()));
+    let answered_at = wait_for_the_client_after_a_swap(&cluster, &checker, old, cut_at, swapped_at);
     // Hold a while with the link still down: the package must stay where it is.
     std::thread::sleep(cluster.spec().nominal_takeover() + Duration::from_secs(1));
     let report = checker.report();

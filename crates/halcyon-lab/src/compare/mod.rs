@@ -495,47 +495,46 @@ fn place_for_role(
     mut holder: usize,
     progress: &mut dyn Write,
 ) -> Result<usize> {
-    if let Some(role_host) = system.role_host() {
-        let want_role = run % 2 == 1;
-        if want_role != (holder == role_host) {
-            let target = if want_role {
-                role_host
-            } else {
-                system
-                    .lab()
-                    .hosts()
-                    .find(|&host| host != role_host)
-                    .unwrap_or(holder)
-            };
-            // Best effort: a refused move is reported and this run kills the current
-            // holder (its role is recorded either way).
-            match system.move_package(target) {
-                Ok(()) => {
-                    let deadline = Instant::now() + STABLE_TIMEOUT;
-                    loop {
-                        holder = system.wait_stable(deadline)?;
-                        if holder == target {
-                            break;
-                        }
-                        if Instant::now() >= deadline {
-                            bail!("the package did not move to h{target} before run {run}");
-                        }
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    system.moved()?;
-                }
-                Err(error) => {
-                    let _ = writeln!(
-                        progress,
-                        "{} run {run}: moving the package to h{target} failed ({error:#}); this run powers off the holder h{holder}",
-                        row.system
-                    );
-                    row.refused_moves
-                        .push(format!("before run {run}: {error:#}"));
-                }
-            }
-        }
+    let Some(role_host) = system.role_host() else {
+        return Ok(holder);
+    };
+    let want_role = run % 2 == 1;
+    if want_role == (holder == role_host) {
+        return Ok(holder);
     }
+    let target = if want_role {
+        role_host
+    } else {
+        system
+            .lab()
+            .hosts()
+            .find(|&host| host != role_host)
+            .unwrap_or(holder)
+    };
+    // Best effort: a refused move is reported and this run kills the current holder (its
+    // role is recorded either way).
+    if let Err(error) = system.move_package(target) {
+        let _ = writeln!(
+            progress,
+            "{} run {run}: moving the package to h{target} failed ({error:#}); this run powers off the holder h{holder}",
+            row.system
+        );
+        row.refused_moves
+            .push(format!("before run {run}: {error:#}"));
+        return Ok(holder);
+    }
+    let deadline = Instant::now() + STABLE_TIMEOUT;
+    loop {
+        holder = system.wait_stable(deadline)?;
+        if holder == target {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("the package did not move to h{target} before run {run}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    system.moved()?;
     Ok(holder)
 }
 
